@@ -1,0 +1,58 @@
+/*
+ * polysync error codes, shared by the library, the server and the tools.
+ *
+ * One enum that only ever grows: a value, once released, keeps its number and
+ * meaning. Functions return a ps_code; the human detail lives in a ps_error
+ * filled by the callee, never printed from deep inside the library.
+ */
+#ifndef POLYSYNC_ERROR_H
+#define POLYSYNC_ERROR_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ps_code {
+    PS_OK = 0,
+    PS_ERR_NOMEM = 1,      /* an allocation failed */
+    PS_ERR_MALFORMED = 2,  /* not JSON at all, or truncated */
+    PS_ERR_UTF8 = 3,       /* a string is not valid UTF-8 */
+    PS_ERR_TOO_DEEP = 4,   /* nesting deeper than the limit */
+    PS_ERR_INVALID = 5,    /* JSON, but not a valid payload */
+    PS_ERR_TOO_LARGE = 6,  /* over a size limit */
+    PS_ERR_NOT_FOUND = 7,  /* no such object */
+    PS_ERR_STORE = 8,      /* the storage backend failed */
+    PS_ERR_IO = 9,         /* a file or socket operation failed */
+    PS_ERR_CONFIG = 10,    /* bad option or configuration */
+    PS_ERR_SCHEMA = 11,    /* the store was written by a newer polysync */
+    PS_ERR_BUSY = 12,      /* the store is locked by someone else */
+} ps_code;
+
+/* A static English description of `code`; never NULL. */
+const char *ps_strerror(ps_code code);
+
+/*
+ * Detail for a failed call. `chat_index` and `field` say where in a request
+ * the problem is (-1 / "" when it is not about one chat).
+ */
+typedef struct ps_error {
+    ps_code code;
+    long chat_index;
+    char field[128];
+    char message[256];
+} ps_error;
+
+/* Resets `err` to "no error". */
+void ps_error_clear(ps_error *err);
+
+/* Fills `err` (if not NULL) and returns `code`, so callers can write
+ * `return ps_error_set(err, PS_ERR_INVALID, i, "title", "must be a string");` */
+ps_code ps_error_set(ps_error *err, ps_code code, long chat_index, const char *field,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

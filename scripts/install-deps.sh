@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages polysync needs to build and test, and only the
+# missing ones: `make run` and `make check` call this on every run, so on a
+# machine that has everything it must finish in well under a second.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libmicrohttpd-dev libjson-c-dev libsqlite3-dev sqlite3 zlib1g-dev
+  libcurl4-openssl-dev libjwt-dev libssl-dev libpq-dev
+  libcmocka-dev clang python3
+)
+# Extra groups a caller can ask for: `install-deps.sh postgres`.
+for group in "$@"; do
+  case "$group" in
+    postgres) packages+=(postgresql) ;;
+    *) echo "install-deps: unknown group '$group'" >&2; exit 1 ;;
+  esac
+done
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,303 @@
+/*
+ * Chat registers and their joins; see chat.h. The one rule everything here
+ * follows: a write replaces what is stored only when it is strictly newer by
+ * (stamp, then value text), so applying writes in any order, any number of
+ * times, ends in the same chat.
+ */
+#include "core/chat.h"
+#include "core/json_parse.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ps_chat *ps_chat_new(const char *id)
+{
+    ps_chat *chat = calloc(1, sizeof *chat);
+    if (!chat)
+        return NULL;
+    chat->id = strdup(id);
+    if (!chat->id) {
+        free(chat);
+        return NULL;
+    }
+    return chat;
+}
+
+void ps_stamp_clear(ps_stamp *s)
+{
+    free(s->device);
+    s->device = NULL;
+    s->ts = 0;
+    s->lamport = 0;
+}
+
+ps_code ps_stamp_copy(ps_stamp *dst, const ps_stamp *src)
+{
+    char *dev = strdup(src->device ? src->device : "");
+    if (!dev)
+        return PS_ERR_NOMEM;
+    free(dst->device);
+    dst->device = dev;
+    dst->ts = src->ts;
+    dst->lamport = src->lamport;
+    return PS_OK;
+}
+
+void ps_chat_free(ps_chat *chat)
+{
+    if (!chat)
+        return;
+    for (size_t i = 0; i < chat->nfields; i++) {
+        free(chat->fields[i].name);
+        json_object_put(chat->fields[i].value);
+        ps_stamp_clear(&chat->fields[i].stamp);
+    }
+    for (size_t i = 0; i < chat->nmessages; i++) {
+        free(chat->messages[i].id);
+        json_object_put(chat->messages[i].value);
+        ps_stamp_clear(&chat->messages[i].stamp);
+    }
+    json_object_put(chat->created_at.value);
+    json_object_put(chat->updated_at.value);
+    json_object_put(chat->last_modified.value);
+    ps_stamp_clear(&chat->tombstone);
+    ps_stamp_clear(&chat->touched);
+    free(chat->lamport.id);
+    free(chat->fields);
+    free(chat->messages);
+    free(chat->id);
+    free(chat);
+}
+
+static int cmp_i64(int64_t a, int64_t b)
+{
+    return (a > b) - (a < b);
+}
+
+int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b)
+{
+    int c = cmp_i64(a->ts, b->ts);
+    if (c)
+        return c;
+    c = cmp_i64(a->lamport, b->lamport);
+    if (c)
+        return c;
+    c = strcmp(a->device ? a->device : "", b->device ? b->device : "");
+    return (c > 0) - (c < 0);
+}
+
+int ps_lamport_cmp(const ps_lamport *a, const ps_lamport *b)
+{
+    int c = cmp_i64(a->counter, b->counter);
+    if (c)
+        return c;
+    c = strcmp(a->id ? a->id : "", b->id ? b->id : "");
+    return (c > 0) - (c < 0);
+}
+
+ps_code ps_lamport_set(ps_lamport *l, int64_t counter, const char *id)
+{
+    char *copy = strdup(id ? id : "");
+    if (!copy)
+        return PS_ERR_NOMEM;
+    free(l->id);
+    l->id = copy;
+    l->counter = counter;
+    return PS_OK;
+}
+
+/* Total order on values for equal stamps: JSON null (tombstone) is oldest,
+ * then by compact text. Only matters when one writer sent two values with
+ * one stamp, but it must still be the same answer everywhere. */
+static int value_cmp(json_object *a, json_object *b)
+{
+    if (!a || !b)
+        return (a != NULL) - (b != NULL);
+    if (json_object_equal(a, b))
+        return 0;
+    int c = strcmp(ps_json_text(a, NULL), ps_json_text(b, NULL));
+    return (c > 0) - (c < 0);
+}
+
+/* Newer write wins; see the file comment. */
+int ps_write_cmp(const ps_stamp *sa, json_object *va, const ps_stamp *sb, json_object *vb)
+{
+    int c = ps_stamp_cmp(sa, sb);
+    return c ? c : value_cmp(va, vb);
+}
+
+static size_t field_slot(const ps_chat *chat, const char *name, bool *found)
+{
+    size_t lo = 0, hi = chat->nfields;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(chat->fields[mid].name, name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+const ps_field *ps_chat_field(const ps_chat *chat, const char *name)
+{
+    bool found;
+    size_t i = field_slot(chat, name, &found);
+    return found ? &chat->fields[i] : NULL;
+}
+
+ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
+                          const ps_stamp *stamp, bool *changed)
+{
+    *changed = false;
+    bool found;
+    size_t i = field_slot(chat, name, &found);
+    if (found) {
+        ps_field *f = &chat->fields[i];
+        if (ps_write_cmp(stamp, value, &f->stamp, f->value) <= 0) {
+            json_object_put(value);
+            return PS_OK;
+        }
+        if (ps_stamp_copy(&f->stamp, stamp) != PS_OK) {
+            json_object_put(value);
+            return PS_ERR_NOMEM;
+        }
+        json_object_put(f->value);
+        f->value = value;
+        /* A newer stamp on an equal value is still a change of state. */
+        *changed = true;
+        return PS_OK;
+    }
+    if (chat->nfields == chat->capfields) {
+        size_t cap = chat->capfields ? chat->capfields * 2 : 8;
+        ps_field *p = realloc(chat->fields, cap * sizeof *p);
+        if (!p) {
+            json_object_put(value);
+            return PS_ERR_NOMEM;
+        }
+        chat->fields = p;
+        chat->capfields = cap;
+    }
+    ps_field nf = {.name = strdup(name), .value = value};
+    if (!nf.name || ps_stamp_copy(&nf.stamp, stamp) != PS_OK) {
+        free(nf.name);
+        json_object_put(value);
+        return PS_ERR_NOMEM;
+    }
+    memmove(&chat->fields[i + 1], &chat->fields[i], (chat->nfields - i) * sizeof nf);
+    chat->fields[i] = nf;
+    chat->nfields++;
+    *changed = true;
+    return PS_OK;
+}
+
+ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value,
+                               const ps_stamp *stamp, int64_t order_ts)
+{
+    if (chat->nmessages == chat->capmessages) {
+        size_t cap = chat->capmessages ? chat->capmessages * 2 : 16;
+        ps_message *p = realloc(chat->messages, cap * sizeof *p);
+        if (!p) {
+            json_object_put(value);
+            return PS_ERR_NOMEM;
+        }
+        chat->messages = p;
+        chat->capmessages = cap;
+    }
+    ps_message m = {.id = strdup(id), .value = value, .order_ts = order_ts};
+    if (!m.id || ps_stamp_copy(&m.stamp, stamp) != PS_OK) {
+        free(m.id);
+        json_object_put(value);
+        return PS_ERR_NOMEM;
+    }
+    chat->messages[chat->nmessages++] = m;
+    return PS_OK;
+}
+
+static int message_id_cmp(const void *a, const void *b)
+{
+    return strcmp(((const ps_message *)a)->id, ((const ps_message *)b)->id);
+}
+
+static void message_release(ps_message *m)
+{
+    free(m->id);
+    json_object_put(m->value);
+    ps_stamp_clear(&m->stamp);
+}
+
+void ps_chat_normalize(ps_chat *chat)
+{
+    if (chat->nmessages < 2)
+        return;
+    qsort(chat->messages, chat->nmessages, sizeof *chat->messages, message_id_cmp);
+    size_t out = 0;
+    for (size_t i = 1; i < chat->nmessages; i++) {
+        ps_message *keep = &chat->messages[out];
+        ps_message *cur = &chat->messages[i];
+        if (strcmp(keep->id, cur->id) != 0) {
+            chat->messages[++out] = *cur;
+            continue;
+        }
+        /* Same id twice: keep the newer write, as a merge would. */
+        if (ps_write_cmp(&cur->stamp, cur->value, &keep->stamp, keep->value) > 0) {
+            ps_message old = *keep;
+            *keep = *cur;
+            message_release(&old);
+        } else {
+            message_release(cur);
+        }
+    }
+    chat->nmessages = out + 1;
+}
+
+const ps_message *ps_chat_message(const ps_chat *chat, const char *id)
+{
+    ps_message key = {.id = (char *)id};
+    return bsearch(&key, chat->messages, chat->nmessages, sizeof key, message_id_cmp);
+}
+
+bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min)
+{
+    if (!from->value)
+        return false;
+    bool take;
+    if (!into->value)
+        take = true;
+    else if (from->ms != into->ms)
+        take = want_min ? from->ms < into->ms : from->ms > into->ms;
+    else
+        take = value_cmp(from->value, into->value) > 0;
+    if (!take)
+        return false;
+    json_object_put(into->value);
+    into->value = json_object_get(from->value);
+    into->ms = from->ms;
+    return true;
+}
+
+const ps_stamp *ps_chat_newest_change(const ps_chat *chat)
+{
+    const ps_stamp *best = chat->has_touched ? &chat->touched : NULL;
+    for (size_t i = 0; i < chat->nfields; i++)
+        if (!best || ps_stamp_cmp(&chat->fields[i].stamp, best) > 0)
+            best = &chat->fields[i].stamp;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        if (!best || ps_stamp_cmp(&chat->messages[i].stamp, best) > 0)
+            best = &chat->messages[i].stamp;
+    return best;
+}
+
+bool ps_chat_is_live(const ps_chat *chat)
+{
+    const ps_stamp *newest = ps_chat_newest_change(chat);
+    if (!chat->has_tombstone)
+        return newest != NULL;
+    return newest && ps_stamp_cmp(newest, &chat->tombstone) > 0;
+}

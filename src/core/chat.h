@@ -1,0 +1,116 @@
+/*
+ * The chat model the merge works on: a chat is a set of registers, each
+ * holding a value and the stamp of the change that wrote it.
+ *
+ *   fields    one last-writer-wins register per scalar or unknown field
+ *   messages  one register per message id; a NULL value is a tombstone
+ *   times     createdAt (earliest seen), updatedAt and lastModified (latest)
+ *   tombstone the newest deletion of the whole chat, if any
+ *   lamport   the updatedAtLamport tuple clients see (largest seen or ticked)
+ *
+ * Every part merges by a join (max by stamp, min/max by time), which is what
+ * makes the merge commutative, associative and idempotent (docs/merge.md).
+ *
+ * Ownership: a ps_chat owns its strings and holds one reference to every
+ * json_object in it; ps_chat_free() releases them all.
+ */
+#ifndef PS_CHAT_H
+#define PS_CHAT_H
+
+#include "polysync/error.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PS_ID_MAX_BYTES 256
+
+/* Who wrote a change and when; compared ts, then lamport, then device. */
+typedef struct ps_stamp {
+    int64_t ts;      /* ms since epoch, clamped at ingest */
+    int64_t lamport; /* the writer's Lamport counter, 0 if it sent none */
+    char *device;    /* writer's device id, "" if unknown; owned */
+} ps_stamp;
+
+typedef struct ps_field {
+    char *name;         /* owned */
+    json_object *value; /* one reference held */
+    ps_stamp stamp;
+} ps_field;
+
+typedef struct ps_message {
+    char *id;           /* owned */
+    json_object *value; /* the message object; NULL for a deleted message */
+    ps_stamp stamp;
+    int64_t order_ts;   /* the message's own timestamp, for display order */
+} ps_message;
+
+/* createdAt / updatedAt / lastModified as the client wrote them. */
+typedef struct ps_time_field {
+    json_object *value; /* NULL when never seen */
+    int64_t ms;
+} ps_time_field;
+
+typedef struct ps_lamport {
+    int64_t counter;
+    char *id; /* owned; NULL when counter == 0 */
+} ps_lamport;
+
+typedef struct ps_chat {
+    char *id;
+    ps_field *fields; /* sorted by name, unique */
+    size_t nfields, capfields;
+    ps_message *messages; /* sorted by id, unique (after ps_chat_normalize) */
+    size_t nmessages, capmessages;
+    ps_time_field created_at, updated_at, last_modified;
+    bool has_touched; /* a whole-chat write was seen (legacy upload) */
+    ps_stamp touched;   /* the newest such write: a chat exists even empty */
+    bool has_tombstone;
+    ps_stamp tombstone;
+    ps_lamport lamport;
+} ps_chat;
+
+/* A new empty chat with a copy of `id`; NULL on allocation failure. */
+ps_chat *ps_chat_new(const char *id);
+void ps_chat_free(ps_chat *chat);
+
+/* -1, 0, 1 as a is older than, the same as, newer than b. */
+int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b);
+ps_code ps_stamp_copy(ps_stamp *dst, const ps_stamp *src);
+void ps_stamp_clear(ps_stamp *s);
+/* Orders two writes of one register: by stamp, then by value (a NULL value,
+ * a tombstone, is oldest), so equal stamps still have one winner. */
+int ps_write_cmp(const ps_stamp *sa, json_object *va, const ps_stamp *sb, json_object *vb);
+int ps_lamport_cmp(const ps_lamport *a, const ps_lamport *b);
+ps_code ps_lamport_set(ps_lamport *l, int64_t counter, const char *id);
+
+/*
+ * Joins a field write into the chat: kept if its stamp (then value) is newer
+ * than the stored one. Takes over the caller's reference to `value` in every
+ * case. Returns PS_OK; *changed tells whether the chat changed.
+ */
+ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
+                          const ps_stamp *stamp, bool *changed);
+const ps_field *ps_chat_field(const ps_chat *chat, const char *name);
+
+/*
+ * Appends a message register without ordering; call ps_chat_normalize() once
+ * all are in. Takes over the reference to `value` (NULL = tombstone).
+ */
+ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value,
+                               const ps_stamp *stamp, int64_t order_ts);
+/* Sorts messages by id and joins duplicates. */
+void ps_chat_normalize(ps_chat *chat);
+/* Binary search over normalized messages. */
+const ps_message *ps_chat_message(const ps_chat *chat, const char *id);
+
+/* Joins a time field: keeps the earliest (want_min) or latest value. */
+bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min);
+
+/* The newest stamp of any write to the chat; NULL if it has none. */
+const ps_stamp *ps_chat_newest_change(const ps_chat *chat);
+/* Live unless a tombstone is newer than every change to the chat. */
+bool ps_chat_is_live(const ps_chat *chat);
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * Legacy chat <-> registers <-> stored state; see chat_codec.h.
+ *
+ * State JSON, versioned by the store schema (docs/storage.md):
+ *   {"id", "f": {name: [value, stamp]}, "m": [[id, value|null, stamp, order]],
+ *    "c"/"u"/"l": createdAt/updatedAt/lastModified as sent,
+ *    "t": stamp (touched), "d": stamp (tombstone), "L": [counter, id]}
+ * where stamp = [ts, lamport, device].
+ */
+#include "core/chat_codec.h"
+#include "core/timestamp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const TIME_KEYS[3] = {"createdAt", "updatedAt", "lastModified"};
+
+static ps_time_field *time_field(ps_chat *chat, int k)
+{
+    return k == 0 ? &chat->created_at : k == 1 ? &chat->updated_at : &chat->last_modified;
+}
+
+static const ps_time_field *time_field_c(const ps_chat *chat, int k)
+{
+    return time_field((ps_chat *)chat, k);
+}
+
+static int time_key_index(const char *key)
+{
+    for (int k = 0; k < 3; k++)
+        if (strcmp(key, TIME_KEYS[k]) == 0)
+            return k;
+    return -1;
+}
+
+static int64_t clamp_ts(int64_t ts, const ps_ingest *in)
+{
+    int64_t limit = in->now_ms + in->max_skew_ms;
+    return ts > limit ? limit : ts;
+}
+
+ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
+{
+    out->ts = 0;
+    out->lamport = 0;
+    out->device = NULL;
+    for (int k = 2; k >= 0; k--) { /* lastModified, then updatedAt, then createdAt */
+        json_object *v;
+        int64_t ms;
+        if (json_object_object_get_ex(legacy, TIME_KEYS[k], &v) && ps_time_from_json(v, &ms)) {
+            out->ts = clamp_ts(ms, in);
+            break;
+        }
+    }
+    const char *device = in->device ? in->device : "";
+    json_object *lam;
+    if (json_object_object_get_ex(legacy, "updatedAtLamport", &lam) &&
+        json_object_is_type(lam, json_type_array) && json_object_array_length(lam) == 2) {
+        out->lamport = json_object_get_int64(json_object_array_get_idx(lam, 0));
+        /* The tuple names the device that made the change; the request's
+         * deviceId may only be relaying it. */
+        device = json_object_get_string(json_object_array_get_idx(lam, 1));
+    }
+    out->device = strdup(device);
+    return out->device ? PS_OK : PS_ERR_NOMEM;
+}
+
+static bool is_private(json_object *msg)
+{
+    json_object *v;
+    return json_object_object_get_ex(msg, "isPrivate", &v) && json_object_get_boolean(v) &&
+           json_object_is_type(v, json_type_boolean);
+}
+
+static int64_t message_order(json_object *msg)
+{
+    json_object *v;
+    int64_t ms = 0;
+    if (json_object_object_get_ex(msg, "timestamp", &v))
+        ps_time_from_json(v, &ms);
+    return ms;
+}
+
+ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out)
+{
+    *out = NULL;
+    json_object *idv = json_object_object_get(legacy, "id");
+    ps_chat *chat = ps_chat_new(json_object_get_string(idv));
+    if (!chat)
+        return PS_ERR_NOMEM;
+    ps_stamp stamp;
+    ps_code rc = ps_legacy_stamp(legacy, in, &stamp);
+    if (rc == PS_OK)
+        rc = ps_stamp_copy(&chat->touched, &stamp);
+    chat->has_touched = true;
+    if (rc == PS_OK && stamp.lamport)
+        rc = ps_lamport_set(&chat->lamport, stamp.lamport, stamp.device);
+
+    json_object_object_foreach(legacy, key, val)
+    {
+        if (rc != PS_OK)
+            break;
+        int tk = time_key_index(key);
+        if (strcmp(key, "id") == 0 || strcmp(key, "updatedAtLamport") == 0) {
+            continue;
+        } else if (tk >= 0) {
+            int64_t ms;
+            if (!ps_time_from_json(val, &ms))
+                continue;
+            ps_time_field *tf = time_field(chat, tk);
+            int64_t clamped = clamp_ts(ms, in);
+            if (clamped != ms) { /* store what we believe, not the bad clock */
+                char iso[32];
+                ps_time_format_iso(clamped, iso);
+                tf->value = json_object_new_string(iso);
+            } else {
+                tf->value = json_object_get(val);
+            }
+            tf->ms = clamped;
+            if (!tf->value)
+                rc = PS_ERR_NOMEM;
+        } else if (strcmp(key, "messages") == 0) {
+            size_t n = json_object_array_length(val);
+            for (size_t i = 0; i < n && rc == PS_OK; i++) {
+                json_object *msg = json_object_array_get_idx(val, i);
+                if (is_private(msg))
+                    continue;
+                const char *mid = json_object_get_string(json_object_object_get(msg, "id"));
+                rc = ps_chat_append_message(chat, mid, json_object_get(msg), &stamp,
+                                            message_order(msg));
+            }
+        } else {
+            bool changed;
+            rc = ps_chat_put_field(chat, key, json_object_get(val), &stamp, &changed);
+        }
+    }
+    ps_stamp_clear(&stamp);
+    if (rc != PS_OK) {
+        ps_chat_free(chat);
+        return rc;
+    }
+    ps_chat_normalize(chat);
+    *out = chat;
+    return PS_OK;
+}
+
+static int order_cmp(const void *a, const void *b)
+{
+    const ps_message *x = *(const ps_message *const *)a, *y = *(const ps_message *const *)b;
+    if (x->order_ts != y->order_ts)
+        return x->order_ts < y->order_ts ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static json_object *lamport_json(int64_t counter, const char *id)
+{
+    json_object *arr = json_object_new_array_ext(2);
+    if (!arr)
+        return NULL;
+    json_object_array_add(arr, json_object_new_int64(counter));
+    json_object_array_add(arr, json_object_new_string(id ? id : ""));
+    return arr;
+}
+
+json_object *ps_chat_to_legacy(const ps_chat *chat)
+{
+    json_object *obj = json_object_new_object();
+    const ps_message **order = calloc(chat->nmessages + 1, sizeof *order);
+    json_object *msgs = json_object_new_array_ext((int)chat->nmessages);
+    if (!obj || !order || !msgs) {
+        json_object_put(obj);
+        json_object_put(msgs);
+        free(order);
+        return NULL;
+    }
+    json_object_object_add(obj, "id", json_object_new_string(chat->id));
+    for (size_t i = 0; i < chat->nfields; i++)
+        json_object_object_add(obj, chat->fields[i].name, json_object_get(chat->fields[i].value));
+    size_t live = 0;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        if (chat->messages[i].value)
+            order[live++] = &chat->messages[i];
+    qsort(order, live, sizeof *order, order_cmp);
+    for (size_t i = 0; i < live; i++)
+        json_object_array_add(msgs, json_object_get(order[i]->value));
+    free(order);
+    json_object_object_add(obj, "messages", msgs);
+    for (int k = 0; k < 3; k++) {
+        const ps_time_field *tf = time_field_c(chat, k);
+        if (tf->value)
+            json_object_object_add(obj, TIME_KEYS[k], json_object_get(tf->value));
+    }
+    json_object_object_add(obj, "updatedAtLamport",
+                           lamport_json(chat->lamport.counter, chat->lamport.id));
+    return obj;
+}
+
+static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
+                            const ps_stamp *sent_stamp)
+{
+    if (!sent_msgs) { /* not sent: only writes the client cannot have seen */
+        for (size_t i = 0; i < merged->nmessages; i++)
+            if (ps_stamp_cmp(&merged->messages[i].stamp, sent_stamp) > 0)
+                return true;
+        return false;
+    }
+    size_t n = json_object_array_length(sent_msgs), matched = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *msg = json_object_array_get_idx(sent_msgs, i);
+        if (is_private(msg))
+            continue;
+        const ps_message *m =
+            ps_chat_message(merged, json_object_get_string(json_object_object_get(msg, "id")));
+        if (!m || !m->value || !json_object_equal(m->value, msg))
+            return true;
+        matched++;
+    }
+    size_t live = 0;
+    for (size_t i = 0; i < merged->nmessages; i++)
+        live += merged->messages[i].value != NULL;
+    /* A duplicated id in the sent list counts twice in `matched`. */
+    return live != matched;
+}
+
+bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent,
+                               const ps_stamp *sent_stamp)
+{
+    json_object *sent_msgs = NULL;
+    json_object_object_foreach(sent, key, val)
+    {
+        int tk = time_key_index(key);
+        if (strcmp(key, "id") == 0 || strcmp(key, "updatedAtLamport") == 0)
+            continue;
+        if (strcmp(key, "messages") == 0) {
+            sent_msgs = val;
+        } else if (tk >= 0) {
+            int64_t ms;
+            const ps_time_field *tf = time_field_c(merged, tk);
+            if (ps_time_from_json(val, &ms) && (!tf->value || tf->ms != ms))
+                return true;
+        } else {
+            const ps_field *f = ps_chat_field(merged, key);
+            if (!f || !json_object_equal(f->value, val))
+                return true;
+        }
+    }
+    for (size_t i = 0; i < merged->nfields; i++)
+        if (!json_object_object_get_ex(sent, merged->fields[i].name, NULL) &&
+            ps_stamp_cmp(&merged->fields[i].stamp, sent_stamp) > 0)
+            return true;
+    return messages_differ(merged, sent_msgs, sent_stamp);
+}
+
+/* ---- internal state ---- */
+
+static json_object *stamp_json(const ps_stamp *s)
+{
+    json_object *arr = json_object_new_array_ext(3);
+    if (!arr)
+        return NULL;
+    json_object_array_add(arr, json_object_new_int64(s->ts));
+    json_object_array_add(arr, json_object_new_int64(s->lamport));
+    json_object_array_add(arr, json_object_new_string(s->device ? s->device : ""));
+    return arr;
+}
+
+json_object *ps_chat_state_to_json(const ps_chat *chat)
+{
+    json_object *st = json_object_new_object();
+    json_object *fields = json_object_new_object();
+    json_object *msgs = json_object_new_array_ext((int)chat->nmessages);
+    if (!st || !fields || !msgs) {
+        json_object_put(st);
+        json_object_put(fields);
+        json_object_put(msgs);
+        return NULL;
+    }
+    json_object_object_add(st, "id", json_object_new_string(chat->id));
+    for (size_t i = 0; i < chat->nfields; i++) {
+        json_object *pair = json_object_new_array_ext(2);
+        json_object_array_add(pair, json_object_get(chat->fields[i].value));
+        json_object_array_add(pair, stamp_json(&chat->fields[i].stamp));
+        json_object_object_add(fields, chat->fields[i].name, pair);
+    }
+    json_object_object_add(st, "f", fields);
+    for (size_t i = 0; i < chat->nmessages; i++) {
+        const ps_message *m = &chat->messages[i];
+        json_object *row = json_object_new_array_ext(4);
+        json_object_array_add(row, json_object_new_string(m->id));
+        json_object_array_add(row, json_object_get(m->value));
+        json_object_array_add(row, stamp_json(&m->stamp));
+        json_object_array_add(row, json_object_new_int64(m->order_ts));
+        json_object_array_add(msgs, row);
+    }
+    json_object_object_add(st, "m", msgs);
+    static const char *const keys[3] = {"c", "u", "l"};
+    for (int k = 0; k < 3; k++) {
+        const ps_time_field *tf = time_field_c(chat, k);
+        if (tf->value) {
+            json_object *pair = json_object_new_array_ext(2);
+            json_object_array_add(pair, json_object_get(tf->value));
+            json_object_array_add(pair, json_object_new_int64(tf->ms));
+            json_object_object_add(st, keys[k], pair);
+        }
+    }
+    if (chat->has_touched)
+        json_object_object_add(st, "t", stamp_json(&chat->touched));
+    if (chat->has_tombstone)
+        json_object_object_add(st, "d", stamp_json(&chat->tombstone));
+    if (chat->lamport.counter)
+        json_object_object_add(st, "L", lamport_json(chat->lamport.counter, chat->lamport.id));
+    return st;
+}
+
+static bool stamp_from_json(json_object *v, ps_stamp *out)
+{
+    if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 3)
+        return false;
+    out->ts = json_object_get_int64(json_object_array_get_idx(v, 0));
+    out->lamport = json_object_get_int64(json_object_array_get_idx(v, 1));
+    free(out->device);
+    out->device = strdup(json_object_get_string(json_object_array_get_idx(v, 2)));
+    return out->device != NULL;
+}
+
+ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
+{
+    *out = NULL;
+    json_object *v, *fields, *msgs;
+    if (!json_object_object_get_ex(st, "id", &v) || !json_object_is_type(v, json_type_string) ||
+        !json_object_object_get_ex(st, "f", &fields) ||
+        !json_object_is_type(fields, json_type_object) ||
+        !json_object_object_get_ex(st, "m", &msgs) || !json_object_is_type(msgs, json_type_array))
+        return ps_error_set(err, PS_ERR_STORE, -1, "", "corrupt chat state");
+    ps_chat *chat = ps_chat_new(json_object_get_string(v));
+    if (!chat)
+        return PS_ERR_NOMEM;
+    ps_code rc = PS_OK;
+    ps_stamp stamp = {0};
+    json_object_object_foreach(fields, name, pair)
+    {
+        bool changed;
+        if (!json_object_is_type(pair, json_type_array) || json_object_array_length(pair) != 2 ||
+            !stamp_from_json(json_object_array_get_idx(pair, 1), &stamp)) {
+            rc = PS_ERR_STORE;
+            break;
+        }
+        rc = ps_chat_put_field(chat, name, json_object_get(json_object_array_get_idx(pair, 0)),
+                               &stamp, &changed);
+        if (rc != PS_OK)
+            break;
+    }
+    size_t n = json_object_array_length(msgs);
+    for (size_t i = 0; i < n && rc == PS_OK; i++) {
+        json_object *row = json_object_array_get_idx(msgs, i);
+        if (!json_object_is_type(row, json_type_array) || json_object_array_length(row) != 4 ||
+            !stamp_from_json(json_object_array_get_idx(row, 2), &stamp)) {
+            rc = PS_ERR_STORE;
+            break;
+        }
+        json_object *val = json_object_array_get_idx(row, 1);
+        rc = ps_chat_append_message(
+            chat, json_object_get_string(json_object_array_get_idx(row, 0)),
+            json_object_is_type(val, json_type_null) ? NULL : json_object_get(val), &stamp,
+            json_object_get_int64(json_object_array_get_idx(row, 3)));
+    }
+    static const char *const keys[3] = {"c", "u", "l"};
+    for (int k = 0; k < 3 && rc == PS_OK; k++) {
+        if (json_object_object_get_ex(st, keys[k], &v) && json_object_is_type(v, json_type_array)) {
+            ps_time_field *tf = time_field(chat, k);
+            tf->value = json_object_get(json_object_array_get_idx(v, 0));
+            tf->ms = json_object_get_int64(json_object_array_get_idx(v, 1));
+        }
+    }
+    if (rc == PS_OK && json_object_object_get_ex(st, "t", &v)) {
+        chat->has_touched = true;
+        if (!stamp_from_json(v, &chat->touched))
+            rc = PS_ERR_STORE;
+    }
+    if (rc == PS_OK && json_object_object_get_ex(st, "d", &v)) {
+        chat->has_tombstone = true;
+        if (!stamp_from_json(v, &chat->tombstone))
+            rc = PS_ERR_STORE;
+    }
+    if (rc == PS_OK && json_object_object_get_ex(st, "L", &v) &&
+        json_object_is_type(v, json_type_array))
+        rc = ps_lamport_set(&chat->lamport, json_object_get_int64(json_object_array_get_idx(v, 0)),
+                            json_object_get_string(json_object_array_get_idx(v, 1)));
+    ps_stamp_clear(&stamp);
+    if (rc != PS_OK) {
+        ps_chat_free(chat);
+        return ps_error_set(err, rc, -1, "", "corrupt chat state");
+    }
+    ps_chat_normalize(chat);
+    *out = chat;
+    return PS_OK;
+}

@@ -1,0 +1,107 @@
+/* Capped growable buffer; see dynbuf.h. Growth doubles, bounded by the limit. */
+#include "core/dynbuf.h"
+
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ps_dynbuf_init(ps_dynbuf *b, size_t limit)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->limit = limit;
+}
+
+static ps_code reserve(ps_dynbuf *b, size_t extra)
+{
+    if (extra > b->limit || b->len > b->limit - extra)
+        return PS_ERR_TOO_LARGE;
+    size_t need = b->len + extra + 1; /* room for the NUL */
+    if (need <= b->cap)
+        return PS_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    if (cap > b->limit + 1)
+        cap = b->limit + 1;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return PS_ERR_NOMEM;
+    b->data = p;
+    b->cap = cap;
+    return PS_OK;
+}
+
+ps_code ps_dynbuf_add(ps_dynbuf *b, const void *p, size_t n)
+{
+    ps_code rc = reserve(b, n);
+    if (rc != PS_OK)
+        return rc;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return PS_OK;
+}
+
+ps_code ps_dynbuf_adds(ps_dynbuf *b, const char *s)
+{
+    return ps_dynbuf_add(b, s, strlen(s));
+}
+
+ps_code ps_dynbuf_addf(ps_dynbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return PS_ERR_INVALID;
+    ps_code rc = reserve(b, (size_t)n);
+    if (rc != PS_OK)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return PS_OK;
+}
+
+ps_code ps_dynbuf_add_json_string(ps_dynbuf *b, const char *s)
+{
+    /* json-c does the escaping so the rules live in one library. */
+    json_object *str = json_object_new_string(s);
+    if (!str)
+        return PS_ERR_NOMEM;
+    ps_code rc = ps_dynbuf_adds(
+        b, json_object_to_json_string_ext(str, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(str);
+    return rc;
+}
+
+char *ps_dynbuf_take(ps_dynbuf *b, size_t *len)
+{
+    char *p = b->data;
+    if (len)
+        *len = b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void ps_dynbuf_reset(ps_dynbuf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void ps_dynbuf_free(ps_dynbuf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

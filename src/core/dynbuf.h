@@ -1,0 +1,33 @@
+/*
+ * A growable byte buffer with a hard cap fixed at creation (after curl's
+ * dynbuf): request bodies, decompressed bodies and responses all go through
+ * one, so no client can make the server allocate without bound.
+ */
+#ifndef PS_DYNBUF_H
+#define PS_DYNBUF_H
+
+#include "polysync/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct ps_dynbuf {
+    char *data;   /* owned; always NUL-terminated when not NULL */
+    size_t len;
+    size_t cap;   /* allocated bytes */
+    size_t limit; /* growing past this fails with PS_ERR_TOO_LARGE */
+} ps_dynbuf;
+
+void ps_dynbuf_init(ps_dynbuf *b, size_t limit);
+/* Appends n bytes. PS_ERR_TOO_LARGE past the limit (buffer unchanged). */
+ps_code ps_dynbuf_add(ps_dynbuf *b, const void *p, size_t n);
+ps_code ps_dynbuf_adds(ps_dynbuf *b, const char *s);
+ps_code ps_dynbuf_addf(ps_dynbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a JSON string literal, quotes included. */
+ps_code ps_dynbuf_add_json_string(ps_dynbuf *b, const char *s);
+/* Hands the bytes to the caller (free() them) and resets the buffer. */
+char *ps_dynbuf_take(ps_dynbuf *b, size_t *len);
+void ps_dynbuf_reset(ps_dynbuf *b);
+void ps_dynbuf_free(ps_dynbuf *b);
+
+#endif

@@ -1,0 +1,51 @@
+/* ps_strerror and the ps_error helpers: the one place error text is made. */
+#include "polysync/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *ps_strerror(ps_code code)
+{
+    switch (code) {
+    case PS_OK: return "no error";
+    case PS_ERR_NOMEM: return "out of memory";
+    case PS_ERR_MALFORMED: return "malformed JSON";
+    case PS_ERR_UTF8: return "invalid UTF-8";
+    case PS_ERR_TOO_DEEP: return "JSON nested too deeply";
+    case PS_ERR_INVALID: return "invalid payload";
+    case PS_ERR_TOO_LARGE: return "too large";
+    case PS_ERR_NOT_FOUND: return "not found";
+    case PS_ERR_STORE: return "storage error";
+    case PS_ERR_IO: return "I/O error";
+    case PS_ERR_CONFIG: return "configuration error";
+    case PS_ERR_SCHEMA: return "store schema is newer than this polysync";
+    case PS_ERR_BUSY: return "store is busy";
+    }
+    return "unknown error";
+}
+
+void ps_error_clear(ps_error *err)
+{
+    if (!err)
+        return;
+    err->code = PS_OK;
+    err->chat_index = -1;
+    err->field[0] = '\0';
+    err->message[0] = '\0';
+}
+
+ps_code ps_error_set(ps_error *err, ps_code code, long chat_index, const char *field,
+                     const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    err->code = code;
+    err->chat_index = chat_index;
+    snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return code;
+}

@@ -1,0 +1,53 @@
+/* Strict, bounded JSON parsing on top of json-c's tokener; see json_parse.h. */
+#include "core/json_parse.h"
+
+#include <ctype.h>
+
+ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out,
+                      ps_error *err)
+{
+    *out = NULL;
+    if (len > (size_t)INT32_MAX) /* json-c takes an int length */
+        return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "", "JSON text too large");
+    json_tokener *tok = json_tokener_new_ex(max_depth);
+    if (!tok)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+
+    ps_code rc = PS_OK;
+    if (jerr == json_tokener_continue) {
+        rc = ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON: unexpected end of input");
+    } else if (jerr == json_tokener_error_depth) {
+        rc = ps_error_set(err, PS_ERR_TOO_DEEP, -1, "", "JSON nested deeper than %d levels",
+                          max_depth);
+    } else if (jerr == json_tokener_error_parse_utf8_string) {
+        rc = ps_error_set(err, PS_ERR_UTF8, -1, "", "invalid UTF-8 in JSON text at byte %zu", end);
+    } else if (jerr != json_tokener_success) {
+        rc = ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON at byte %zu: %s", end,
+                          json_tokener_error_desc(jerr));
+    } else {
+        for (size_t i = end; i < len; i++) {
+            if (!isspace((unsigned char)text[i])) {
+                rc = ps_error_set(err, PS_ERR_MALFORMED, -1, "",
+                                  "malformed JSON: trailing data at byte %zu", i);
+                break;
+            }
+        }
+    }
+    if (rc != PS_OK) {
+        json_object_put(obj);
+        return rc;
+    }
+    *out = obj;
+    return PS_OK;
+}
+
+const char *ps_json_text(json_object *obj, size_t *len)
+{
+    return json_object_to_json_string_length(
+        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+}

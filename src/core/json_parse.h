@@ -1,0 +1,28 @@
+/*
+ * Strict JSON parsing for everything that comes from a client: RFC 8259 only
+ * (json-c strict mode), UTF-8 validated, nesting bounded, nothing trailing.
+ * Each failure maps to its own ps_code so the server can say which it was.
+ */
+#ifndef PS_JSON_PARSE_H
+#define PS_JSON_PARSE_H
+
+#include "polysync/error.h"
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#define PS_JSON_MAX_DEPTH 64
+
+/*
+ * Parses `len` bytes at `text`. On success *out is a new reference the caller
+ * must json_object_put(). On failure *out is NULL and `err` says why
+ * (PS_ERR_MALFORMED, PS_ERR_UTF8 or PS_ERR_TOO_DEEP).
+ */
+ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out,
+                      ps_error *err);
+
+/* Compact serialization used for every answer (no slash escaping). The
+ * string belongs to `obj` and lives until obj is freed or changed. */
+const char *ps_json_text(json_object *obj, size_t *len);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * ps_chat_merge: a join of two chat states, part by part (see chat.h).
+ * Messages are merged by a linear merge-join over the id-sorted arrays, so a
+ * 5,000-message chat merges in one pass without per-message searches.
+ */
+#include "core/merge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static ps_code join_stamp(bool *has, ps_stamp *into, const ps_stamp *from, bool *changed)
+{
+    if (*has && ps_stamp_cmp(from, into) <= 0)
+        return PS_OK;
+    ps_code rc = ps_stamp_copy(into, from);
+    if (rc == PS_OK) {
+        *has = true;
+        *changed = true;
+    }
+    return rc;
+}
+
+static ps_code copy_message(ps_message *dst, const ps_message *src)
+{
+    dst->id = strdup(src->id);
+    dst->stamp.device = NULL;
+    if (!dst->id || ps_stamp_copy(&dst->stamp, &src->stamp) != PS_OK) {
+        free(dst->id);
+        return PS_ERR_NOMEM;
+    }
+    dst->value = json_object_get(src->value);
+    dst->order_ts = src->order_ts;
+    return PS_OK;
+}
+
+static ps_code merge_messages(ps_chat *into, const ps_chat *from, bool *changed)
+{
+    if (from->nmessages == 0)
+        return PS_OK;
+    size_t cap = into->nmessages + from->nmessages;
+    ps_message *out = calloc(cap, sizeof *out);
+    if (!out)
+        return PS_ERR_NOMEM;
+    size_t i = 0, j = 0, n = 0;
+    ps_code rc = PS_OK;
+    while (i < into->nmessages || j < from->nmessages) {
+        int c;
+        if (i == into->nmessages)
+            c = 1;
+        else if (j == from->nmessages)
+            c = -1;
+        else
+            c = strcmp(into->messages[i].id, from->messages[j].id);
+        if (c < 0) {
+            out[n++] = into->messages[i++];
+        } else if (c > 0 || ps_write_cmp(&from->messages[j].stamp, from->messages[j].value,
+                                         &into->messages[i].stamp, into->messages[i].value) > 0) {
+            rc = copy_message(&out[n], &from->messages[j]);
+            if (rc != PS_OK)
+                break;
+            n++;
+            *changed = true;
+            if (c == 0) { /* replaced: release the older write */
+                free(into->messages[i].id);
+                json_object_put(into->messages[i].value);
+                ps_stamp_clear(&into->messages[i].stamp);
+                i++;
+            }
+            j++;
+        } else {
+            out[n++] = into->messages[i++];
+            j++;
+        }
+    }
+    if (rc != PS_OK) {
+        /* Keep `into` whole: move what was not yet taken after what was. */
+        while (i < into->nmessages)
+            out[n++] = into->messages[i++];
+    }
+    free(into->messages);
+    into->messages = out;
+    into->nmessages = n;
+    into->capmessages = cap;
+    if (rc != PS_OK)
+        ps_chat_normalize(into);
+    return rc;
+}
+
+ps_code ps_chat_merge(ps_chat *into, const ps_chat *from, bool *changed)
+{
+    *changed = false;
+    ps_code rc = PS_OK;
+    for (size_t k = 0; k < from->nfields && rc == PS_OK; k++) {
+        const ps_field *f = &from->fields[k];
+        bool c = false;
+        rc = ps_chat_put_field(into, f->name, json_object_get(f->value), &f->stamp, &c);
+        *changed |= c;
+    }
+    if (rc == PS_OK)
+        rc = merge_messages(into, from, changed);
+    if (rc == PS_OK && from->has_touched)
+        rc = join_stamp(&into->has_touched, &into->touched, &from->touched, changed);
+    if (rc == PS_OK && from->has_tombstone)
+        rc = join_stamp(&into->has_tombstone, &into->tombstone, &from->tombstone, changed);
+    if (rc != PS_OK)
+        return rc;
+    *changed |= ps_time_field_join(&into->created_at, &from->created_at, true);
+    *changed |= ps_time_field_join(&into->updated_at, &from->updated_at, false);
+    *changed |= ps_time_field_join(&into->last_modified, &from->last_modified, false);
+    if (from->lamport.counter && ps_lamport_cmp(&from->lamport, &into->lamport) > 0) {
+        rc = ps_lamport_set(&into->lamport, from->lamport.counter, from->lamport.id);
+        *changed = true;
+    }
+    return rc;
+}
+
+ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, bool *changed)
+{
+    *changed = false;
+    return join_stamp(&chat->has_tombstone, &chat->tombstone, stamp, changed);
+}

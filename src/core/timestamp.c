@@ -1,0 +1,140 @@
+/*
+ * ISO 8601 parsing by hand: no library in our dependency set parses it, and
+ * strptime() does not handle fractions or offsets. Strict: a malformed time is
+ * reported, never guessed.
+ */
+#include "core/timestamp.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static bool digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = (unsigned)(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+bool ps_time_parse_iso(const char *s, int64_t *ms)
+{
+    int year, mon, day, hour = 0, min = 0, sec = 0, frac_ms = 0;
+    size_t n = strlen(s);
+    if (n < 10 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &mon) ||
+        s[7] != '-' || !digits(s + 8, 2, &day))
+        return false;
+    const char *p = s + 10;
+    long offset_min = 0;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        p++;
+        if (!digits(p, 2, &hour) || p[2] != ':' || !digits(p + 3, 2, &min))
+            return false;
+        p += 5;
+        if (*p == ':') {
+            if (!digits(p + 1, 2, &sec))
+                return false;
+            p += 3;
+            if (*p == '.' || *p == ',') {
+                p++;
+                int scale = 100, count = 0;
+                while (isdigit((unsigned char)*p)) {
+                    if (count < 3)
+                        frac_ms += (*p - '0') * scale;
+                    scale /= 10;
+                    count++;
+                    p++;
+                }
+                if (count == 0)
+                    return false;
+            }
+        }
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int oh, om;
+            int sign = *p == '-' ? -1 : 1;
+            if (!digits(p + 1, 2, &oh))
+                return false;
+            p += 3;
+            if (*p == ':')
+                p++;
+            if (!digits(p, 2, &om))
+                return false;
+            p += 2;
+            offset_min = sign * (oh * 60L + om);
+        }
+    }
+    if (*p != '\0')
+        return false;
+    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
+        return false;
+    int64_t days = days_from_civil(year, (unsigned)mon, (unsigned)day);
+    int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_min * 60;
+    *ms = secs * 1000 + frac_ms;
+    return true;
+}
+
+bool ps_time_from_json(const json_object *v, int64_t *ms)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_string:
+        return ps_time_parse_iso(json_object_get_string((json_object *)v), ms);
+    case json_type_int:
+        *ms = json_object_get_int64(v);
+        return true;
+    case json_type_double: {
+        double d = json_object_get_double(v);
+        /* ±2^53 ms is far past any real date and keeps the cast defined. */
+        if (!isfinite(d) || fabs(d) > 9007199254740992.0)
+            return false;
+        *ms = (int64_t)d;
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+void ps_time_format_iso(int64_t ms, char out[32])
+{
+    int64_t secs = ms / 1000;
+    int64_t rem = ms % 1000;
+    if (rem < 0) {
+        rem += 1000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        strcpy(out, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    char head[24];
+    strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 32, "%s.%03dZ", head, (int)rem);
+}
+
+int64_t ps_time_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

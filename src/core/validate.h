@@ -1,0 +1,42 @@
+/*
+ * Validation of what clients send, before anything is merged or stored: the
+ * whole request is checked first, so a rejected request changes nothing.
+ * Errors name the chat index and the field ("chats[3].messages[2].role").
+ */
+#ifndef PS_VALIDATE_H
+#define PS_VALIDATE_H
+
+#include "polysync/error.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct ps_limits {
+    size_t max_chats;       /* chats (and deletions) in one request */
+    size_t max_id_bytes;    /* chat, message and device ids */
+} ps_limits;
+
+/* The defaults documented in docs/operations.md. */
+ps_limits ps_limits_default(void);
+
+/* One chat as the legacy endpoints accept it; `index` is for the message. */
+ps_code ps_validate_chat(json_object *chat, long index, const ps_limits *lim, ps_error *err);
+
+/* A chat or message id: a string of 1..max_id_bytes bytes without NUL. */
+bool ps_valid_id(json_object *v, const ps_limits *lim);
+
+/* A Lamport tuple [counter >= 0, "id"]. */
+bool ps_valid_lamport(json_object *v, const ps_limits *lim);
+
+/*
+ * A /sync or /pushChats body: {chats:[...], deviceId?, clientClock?,
+ * deleted?, deletions?, deletionRecords?}. `chats_required` is true for both.
+ */
+ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_error *err);
+
+/* {chatId} for /deleteChat, {chatIds:[...]} for /deleteChats. */
+ps_code ps_validate_delete_request(json_object *root, bool many, const ps_limits *lim,
+                                   ps_error *err);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * polysyncd's settings: defaults, command-line flags and environment, in one
+ * struct read by the rest of the server. docs/operations.md lists them all.
+ */
+#ifndef PS_CONFIG_H
+#define PS_CONFIG_H
+
+#include "core/validate.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct ps_config {
+    char bind[64];
+    unsigned port;            /* 0 = any free port (printed at start) */
+    char db_url[1024];
+    size_t max_body_bytes;    /* request body, after decompression */
+    size_t max_response_bytes;
+    int64_t max_skew_ms;      /* future timestamps are clamped to now + this */
+    unsigned threads;
+    unsigned connection_timeout_s;
+    unsigned drain_timeout_s;
+    bool insecure_no_auth;
+    ps_limits limits;
+} ps_config;
+
+void ps_config_defaults(ps_config *cfg);
+
+typedef enum { PS_CONFIG_RUN, PS_CONFIG_EXIT_OK, PS_CONFIG_EXIT_USAGE } ps_config_action;
+
+/*
+ * Applies env (CHAT_SYNC_PORT) then flags. Help and version go to `out`,
+ * mistakes to `err_out`; the action says what main should do next.
+ */
+ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out,
+                                 FILE *err_out);
+
+/* Whether `addr` is a loopback address (127.0.0.0/8, ::1, localhost). */
+bool ps_addr_is_loopback(const char *addr);
+
+#endif

@@ -1,0 +1,128 @@
+/*
+ * HTTP handlers of the seed-compatible endpoints: validate the whole body,
+ * call the operation in sync_legacy.c, shape the answer. Validation happens
+ * before any store access, so a rejected request changes nothing.
+ */
+#include "server/router.h"
+#include "core/timestamp.h"
+
+#include <stdio.h>
+
+static ps_sync_ctx sync_ctx(const ps_handler_env *env)
+{
+    return (ps_sync_ctx){
+        .store = env->store,
+        .user = env->user,
+        .now_ms = ps_time_now_ms(),
+        .max_skew_ms = env->max_skew_ms,
+        .max_response_bytes = env->max_response_bytes,
+    };
+}
+
+static void sync_or_push(const ps_handler_env *env, json_object *body, ps_reply *reply,
+                         bool answer)
+{
+    ps_error err;
+    ps_error_clear(&err);
+    ps_sync_ctx ctx = sync_ctx(env);
+    if (ps_validate_sync_request(body, env->limits, &err) != PS_OK ||
+        ps_legacy_sync(&ctx, body, answer ? &reply->body : NULL, &err) != PS_OK) {
+        ps_reply_from_error(reply, &err);
+        return;
+    }
+    if (!answer && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
+        ps_reply_error(reply, 500, "internal_error", "could not build the answer");
+}
+
+void ps_handle_sync(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    sync_or_push(env, body, reply, true);
+}
+
+void ps_handle_push_chats(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    sync_or_push(env, body, reply, false);
+}
+
+void ps_handle_fetch_chats(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    ps_error err;
+    ps_error_clear(&err);
+    ps_sync_ctx ctx = sync_ctx(env);
+    if (ps_legacy_fetch(&ctx, &reply->body, &err) != PS_OK)
+        ps_reply_from_error(reply, &err);
+}
+
+static void delete_ids(const ps_handler_env *env, json_object *body, ps_reply *reply, bool many)
+{
+    ps_error err;
+    ps_error_clear(&err);
+    ps_sync_ctx ctx = sync_ctx(env);
+    json_object *ids = NULL;
+    size_t deleted = 0;
+    if (ps_validate_delete_request(body, many, env->limits, &err) != PS_OK)
+        goto fail;
+    if (many) {
+        ids = json_object_get(json_object_object_get(body, "chatIds"));
+    } else {
+        ids = json_object_new_array_ext(1);
+        if (!ids) {
+            ps_error_set(&err, PS_ERR_NOMEM, -1, "", "out of memory");
+            goto fail;
+        }
+        json_object_array_add(ids, json_object_get(json_object_object_get(body, "chatId")));
+    }
+    if (ps_legacy_delete(&ctx, ids, &deleted, &err) != PS_OK)
+        goto fail;
+    json_object_put(ids);
+    if (many)
+        ps_dynbuf_addf(&reply->body, "{\"ok\":true,\"deletedCount\":%zu}", deleted);
+    else
+        ps_dynbuf_addf(&reply->body, "{\"ok\":true,\"deleted\":%s}", deleted ? "true" : "false");
+    return;
+fail:
+    json_object_put(ids);
+    ps_reply_from_error(reply, &err);
+}
+
+void ps_handle_delete_chat(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    delete_ids(env, body, reply, false);
+}
+
+void ps_handle_delete_chats(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    delete_ids(env, body, reply, true);
+}
+
+void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    ps_error err;
+    ps_error_clear(&err);
+    ps_store_stats stats;
+    ps_code rc = ps_store_begin(env->store, false, &err);
+    if (rc == PS_OK) {
+        rc = env->store->ops->stats(env->store, &stats, &err);
+        if (rc == PS_OK)
+            rc = ps_store_commit(env->store, &err);
+        else
+            ps_store_rollback(env->store);
+    }
+    if (rc != PS_OK) {
+        /* Health must say the store is failing, not just fail. */
+        ps_reply_error(reply, 503, "store_unavailable", "the store cannot be read");
+        return;
+    }
+    int64_t now = ps_time_now_ms();
+    char last[40] = "null";
+    if (stats.last_sync_ms) {
+        char iso[32];
+        ps_time_format_iso(stats.last_sync_ms, iso);
+        snprintf(last, sizeof last, "\"%s\"", iso);
+    }
+    ps_dynbuf_addf(&reply->body,
+                   "{\"status\":\"healthy\",\"chatsCount\":%lld,\"lastSync\":%s,"
+                   "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"}",
+                   (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,
+                   PS_VERSION, env->store->ops->name);
+}

@@ -1,0 +1,86 @@
+/* Error answers and the mapping from ps_code to HTTP; see respond.h. */
+#include "server/respond.h"
+
+#include <stdio.h>
+
+void ps_reply_init(ps_reply *r, size_t body_limit)
+{
+    r->status = 200;
+    ps_dynbuf_init(&r->body, body_limit);
+    r->allow[0] = '\0';
+    r->retry_after_s = 0;
+    r->close_connection = false;
+}
+
+void ps_reply_free(ps_reply *r)
+{
+    ps_dynbuf_free(&r->body);
+}
+
+static void error_body(ps_reply *r, unsigned status, const char *code, const char *message,
+                       long chat_index, const char *field)
+{
+    r->status = status;
+    ps_dynbuf_reset(&r->body);
+    /* Error bodies are small; if even this fails the server sends the
+     * status with an empty body rather than nothing. */
+    if (ps_dynbuf_adds(&r->body, "{\"error\":") != PS_OK ||
+        ps_dynbuf_add_json_string(&r->body, message) != PS_OK ||
+        ps_dynbuf_adds(&r->body, ",\"code\":") != PS_OK ||
+        ps_dynbuf_add_json_string(&r->body, code) != PS_OK)
+        goto fail;
+    if (chat_index >= 0 && ps_dynbuf_addf(&r->body, ",\"chatIndex\":%ld", chat_index) != PS_OK)
+        goto fail;
+    if (field && *field &&
+        (ps_dynbuf_adds(&r->body, ",\"field\":") != PS_OK ||
+         ps_dynbuf_add_json_string(&r->body, field) != PS_OK))
+        goto fail;
+    if (ps_dynbuf_adds(&r->body, "}") == PS_OK)
+        return;
+fail:
+    ps_dynbuf_reset(&r->body);
+}
+
+void ps_reply_error(ps_reply *r, unsigned status, const char *code, const char *message)
+{
+    error_body(r, status, code, message, -1, NULL);
+}
+
+void ps_reply_from_error(ps_reply *r, const ps_error *err)
+{
+    switch (err->code) {
+    case PS_ERR_MALFORMED:
+        error_body(r, 400, "malformed_json", err->message, -1, NULL);
+        return;
+    case PS_ERR_UTF8:
+        error_body(r, 400, "invalid_utf8", err->message, -1, NULL);
+        return;
+    case PS_ERR_TOO_DEEP:
+        error_body(r, 400, "too_deep", err->message, -1, NULL);
+        return;
+    case PS_ERR_INVALID:
+        error_body(r, 400, "invalid_payload", err->message, err->chat_index, err->field);
+        return;
+    case PS_ERR_TOO_LARGE:
+        error_body(r, 413, "too_large", err->message, err->chat_index, err->field);
+        return;
+    case PS_ERR_NOT_FOUND:
+        error_body(r, 404, "not_found", err->message, -1, NULL);
+        return;
+    case PS_ERR_BUSY:
+        fprintf(stderr, "polysyncd: store busy: %s\n", err->message);
+        r->retry_after_s = 1;
+        error_body(r, 503, "store_busy", "the store is busy; retry shortly", -1, NULL);
+        return;
+    case PS_ERR_NOMEM:
+        fprintf(stderr, "polysyncd: out of memory: %s\n", err->message);
+        r->retry_after_s = 1;
+        error_body(r, 503, "overloaded", "the server is out of memory; retry later", -1, NULL);
+        return;
+    default:
+        fprintf(stderr, "polysyncd: %s: %s\n", ps_strerror(err->code), err->message);
+        error_body(r, 500, "storage_error", "the server could not complete the request", -1,
+                   NULL);
+        return;
+    }
+}

@@ -1,0 +1,35 @@
+/*
+ * What a handler answers, before it becomes an HTTP response: a status, a
+ * JSON body and the few headers handlers choose. server.c adds the headers
+ * every answer carries (Content-Type, CORS, Cache-Control).
+ * Every error answer is {"error": message, "code": code} (+ "chatIndex",
+ * "field" when the error is about one chat); docs/protocol.md lists the codes.
+ */
+#ifndef PS_RESPOND_H
+#define PS_RESPOND_H
+
+#include "core/dynbuf.h"
+#include "polysync/error.h"
+
+typedef struct ps_reply {
+    unsigned status;
+    ps_dynbuf body;          /* JSON; empty for 204 */
+    char allow[64];          /* Allow header for 405, "" if none */
+    unsigned retry_after_s;  /* Retry-After header when non-zero */
+    bool close_connection;
+} ps_reply;
+
+void ps_reply_init(ps_reply *r, size_t body_limit);
+void ps_reply_free(ps_reply *r);
+
+/* An error answer with a code from docs/protocol.md and a message. */
+void ps_reply_error(ps_reply *r, unsigned status, const char *code, const char *message);
+
+/*
+ * The answer for a failed operation: the status and code that fit err->code.
+ * Storage and internal failures are logged with their detail and answered
+ * with a generic message, so no internals leak to clients.
+ */
+void ps_reply_from_error(ps_reply *r, const ps_error *err);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * The route table: which path and method go to which handler. A path that
+ * exists with another method answers 405 with Allow; no path, 404.
+ */
+#ifndef PS_ROUTER_H
+#define PS_ROUTER_H
+
+#include "server/respond.h"
+#include "server/sync_legacy.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+/* Everything a handler may use; owned by the server. */
+typedef struct ps_handler_env {
+    ps_store *store;
+    const ps_limits *limits;
+    int64_t max_skew_ms;
+    size_t max_response_bytes;
+    int64_t started_ms;
+    const char *user; /* the authenticated user */
+} ps_handler_env;
+
+/* body: the parsed JSON body for routes that take one, else NULL. */
+typedef void (*ps_handler_fn)(const ps_handler_env *env, json_object *body, ps_reply *reply);
+
+typedef struct ps_route {
+    const char *method;
+    const char *path;
+    bool json_body;
+    ps_handler_fn handler;
+} ps_route;
+
+typedef enum { PS_ROUTE_FOUND, PS_ROUTE_NO_PATH, PS_ROUTE_BAD_METHOD } ps_route_result;
+
+#define PS_ALLOW_MAX 64
+
+/* Finds the route; on PS_ROUTE_BAD_METHOD `allow` gets the Allow header. */
+ps_route_result ps_route_find(const char *method, const char *path, const ps_route **out,
+                              char allow[PS_ALLOW_MAX]);
+
+/* Handlers, in endpoints_legacy.c. */
+void ps_handle_sync(const ps_handler_env *env, json_object *body, ps_reply *reply);
+void ps_handle_push_chats(const ps_handler_env *env, json_object *body, ps_reply *reply);
+void ps_handle_fetch_chats(const ps_handler_env *env, json_object *body, ps_reply *reply);
+void ps_handle_delete_chat(const ps_handler_env *env, json_object *body, ps_reply *reply);
+void ps_handle_delete_chats(const ps_handler_env *env, json_object *body, ps_reply *reply);
+void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *reply);
+
+#endif

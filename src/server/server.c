@@ -1,0 +1,334 @@
+/*
+ * libmicrohttpd glue; see server.h. The access handler is called several
+ * times per request: first with the headers (where limits, content type and
+ * routing are decided, so a request that is refused is refused before its
+ * body is read), then per chunk of body, then once more to answer.
+ */
+#include "server/server.h"
+#include "core/json_parse.h"
+#include "core/timestamp.h"
+#include "server/router.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ERROR_BODY_LIMIT (64 * 1024)
+#define IMPLICIT_USER "local"
+
+struct ps_server {
+    struct MHD_Daemon *daemon;
+    ps_config cfg;
+    ps_handler_env env;
+    atomic_uint inflight;
+    atomic_bool draining;
+    unsigned port;
+};
+
+typedef struct request {
+    const ps_route *route;
+    ps_dynbuf body;
+    bool too_large;
+    bool out_of_memory;
+} request;
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    fputs("polysyncd: http: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, ps_reply *reply)
+{
+    size_t len = 0;
+    char *body = ps_dynbuf_take(&reply->body, &len);
+    struct MHD_Response *resp =
+        body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    if (reply->status != 204)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "application/json; charset=utf-8");
+    /* No auth yet: one implicit user on loopback, so any origin may call. */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (reply->allow[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
+    if (reply->retry_after_s) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%u", reply->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
+    if (reply->close_connection)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result r = MHD_queue_response(conn, reply->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static void preflight(ps_reply *reply)
+{
+    reply->status = 204;
+    snprintf(reply->allow, sizeof reply->allow, "GET, HEAD, POST, OPTIONS");
+}
+
+static enum MHD_Result answer_preflight(struct MHD_Connection *conn, ps_reply *reply)
+{
+    preflight(reply);
+    size_t len;
+    free(ps_dynbuf_take(&reply->body, &len));
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_METHODS,
+                            "GET, HEAD, POST, OPTIONS");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_HEADERS,
+                            "Content-Type, Authorization, Content-Encoding, Accept-Encoding");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_MAX_AGE, "600");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
+    enum MHD_Result r = MHD_queue_response(conn, 204, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* application/json, any parameters (charset) allowed. */
+static bool is_json_type(const char *type)
+{
+    if (!type)
+        return false;
+    while (*type == ' ')
+        type++;
+    size_t n = strlen("application/json");
+    return strncasecmp(type, "application/json", n) == 0 &&
+           (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
+}
+
+/* Decides, from the headers alone, whether the request is refused. */
+static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *method,
+                         const char *url, request *req, ps_reply *reply)
+{
+    if (atomic_load(&srv->draining)) {
+        reply->retry_after_s = 1;
+        reply->close_connection = true;
+        ps_reply_error(reply, 503, "shutting_down", "the server is shutting down; retry shortly");
+        return true;
+    }
+    char allow[PS_ALLOW_MAX];
+    switch (ps_route_find(method, url, &req->route, allow)) {
+    case PS_ROUTE_NO_PATH:
+        ps_reply_error(reply, 404, "not_found", "no such endpoint");
+        return true;
+    case PS_ROUTE_BAD_METHOD:
+        snprintf(reply->allow, sizeof reply->allow, "%s", allow);
+        ps_reply_error(reply, 405, "method_not_allowed", "this endpoint does not take that method");
+        return true;
+    case PS_ROUTE_FOUND:
+        break;
+    }
+    if (!req->route->json_body)
+        return false;
+    const char *type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    if (!is_json_type(type)) {
+        ps_reply_error(reply, 415, "unsupported_media_type",
+                       "send the body as Content-Type: application/json");
+        return true;
+    }
+    const char *enc = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
+    if (enc && strcasecmp(enc, "identity") != 0) {
+        ps_reply_error(reply, 415, "unsupported_encoding",
+                       "the legacy endpoints take uncompressed bodies");
+        return true;
+    }
+    const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (clen) {
+        char *end;
+        unsigned long long n = strtoull(clen, &end, 10);
+        if (*end == '\0' && n > srv->cfg.max_body_bytes) {
+            reply->close_connection = true;
+            char msg[96];
+            snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
+                     srv->cfg.max_body_bytes);
+            ps_reply_error(reply, 413, "body_too_large", msg);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void run_handler(ps_server *srv, request *req, ps_reply *reply)
+{
+    if (req->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
+                 srv->cfg.max_body_bytes);
+        ps_reply_error(reply, 413, "body_too_large", msg);
+        return;
+    }
+    if (req->out_of_memory) {
+        reply->retry_after_s = 1;
+        ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+        return;
+    }
+    json_object *body = NULL;
+    if (req->route->json_body) {
+        ps_error err;
+        ps_error_clear(&err);
+        if (ps_json_parse(req->body.data ? req->body.data : "", req->body.len,
+                          PS_JSON_MAX_DEPTH, &body, &err) != PS_OK) {
+            ps_reply_from_error(reply, &err);
+            return;
+        }
+        ps_dynbuf_free(&req->body); /* the parsed tree is all we need now */
+    }
+    ps_dynbuf_init(&reply->body, srv->cfg.max_response_bytes);
+    req->route->handler(&srv->env, body, reply);
+    json_object_put(body);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    ps_server *srv = cls;
+    request *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        atomic_fetch_add(&srv->inflight, 1);
+        ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
+        ps_reply reply;
+        ps_reply_init(&reply, ERROR_BODY_LIMIT);
+        enum MHD_Result r = MHD_YES;
+        if (strcmp(method, "OPTIONS") == 0)
+            r = answer_preflight(conn, &reply);
+        else if (refuse_early(srv, conn, method, url, req, &reply))
+            r = send_reply(conn, &reply);
+        ps_reply_free(&reply);
+        return r;
+    }
+    if (*upload_data_size) {
+        /* Past the cap the rest is read and dropped, never kept: the answer
+         * (413) can only be sent once the client has finished sending. */
+        if (req->route && req->route->json_body && !req->too_large && !req->out_of_memory) {
+            ps_code rc = ps_dynbuf_add(&req->body, upload_data, *upload_data_size);
+            if (rc != PS_OK) {
+                req->too_large = rc == PS_ERR_TOO_LARGE;
+                req->out_of_memory = rc == PS_ERR_NOMEM;
+                ps_dynbuf_free(&req->body);
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (!req->route) /* answered early; MHD is discarding the body */
+        return MHD_YES;
+    ps_reply reply;
+    ps_reply_init(&reply, ERROR_BODY_LIMIT);
+    run_handler(srv, req, &reply);
+    enum MHD_Result r = send_reply(conn, &reply);
+    ps_reply_free(&reply);
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    ps_server *srv = cls;
+    request *req = *con_cls;
+    if (!req)
+        return;
+    ps_dynbuf_free(&req->body);
+    free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->inflight, 1);
+}
+
+ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, ps_error *err)
+{
+    *out = NULL;
+    ps_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    srv->cfg = *cfg;
+    srv->env = (ps_handler_env){
+        .store = store,
+        .limits = &srv->cfg.limits,
+        .max_skew_ms = cfg->max_skew_ms,
+        .max_response_bytes = cfg->max_response_bytes,
+        .started_ms = ps_time_now_ms(),
+        .user = IMPLICIT_USER,
+    };
+    atomic_init(&srv->inflight, 0);
+    atomic_init(&srv->draining, false);
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", cfg->port);
+    int gai = getaddrinfo(cfg->bind, port, &hints, &ai);
+    if (gai != 0 || !ai) {
+        free(srv);
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot use address %s: %s", cfg->bind,
+                            gai_strerror(gai));
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
+        /* the logger must come first to catch errors about the options */
+        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!srv->daemon) {
+        free(srv);
+        return ps_error_set(err, PS_ERR_IO, -1, "",
+                            "cannot listen on %s port %u (in use, or not allowed)", cfg->bind,
+                            cfg->port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon,
+                                                           MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : cfg->port;
+    *out = srv;
+    return PS_OK;
+}
+
+unsigned ps_server_port(const ps_server *srv)
+{
+    return srv->port;
+}
+
+unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
+{
+    atomic_store(&srv->draining, true);
+    MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+    for (unsigned waited_ms = 0;
+         atomic_load(&srv->inflight) > 0 && waited_ms < drain_timeout_s * 1000u; waited_ms += 10)
+        nanosleep(&tick, NULL);
+    unsigned left = atomic_load(&srv->inflight);
+    MHD_stop_daemon(srv->daemon);
+    free(srv);
+    return left;
+}

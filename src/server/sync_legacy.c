@@ -1,0 +1,361 @@
+/*
+ * Legacy /sync, /pushChats, /fetchChats and deletions on top of the merge.
+ *
+ * The trap this file exists to avoid: today's Polyglot client applies a chat
+ * it already holds only if the chat's updatedAtLamport strictly dominates its
+ * own copy. So whenever the merged chat differs from what a client sent, the
+ * chat gets a fresh tick of the per-user server clock, which first observes
+ * every Lamport counter in the request, so the tick is above all of them.
+ */
+#include "server/sync_legacy.h"
+#include "core/chat_codec.h"
+#include "core/json_parse.h"
+#include "core/merge.h"
+#include "core/timestamp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SERVER_DEVICE "server"
+
+/* Raises the user clock to every Lamport counter a request carries. */
+static void observe_clocks(json_object *req, int64_t *clock)
+{
+    json_object *v, *list;
+#define OBSERVE(n)                                                                                 \
+    do {                                                                                           \
+        int64_t n_ = (n);                                                                          \
+        if (n_ > *clock)                                                                           \
+            *clock = n_;                                                                           \
+    } while (0)
+    if (json_object_object_get_ex(req, "clientClock", &v))
+        OBSERVE(json_object_get_int64(v));
+    if (json_object_object_get_ex(req, "chats", &list)) {
+        size_t n = json_object_array_length(list);
+        for (size_t i = 0; i < n; i++)
+            if (json_object_object_get_ex(json_object_array_get_idx(list, i), "updatedAtLamport",
+                                          &v) &&
+                json_object_is_type(v, json_type_array))
+                OBSERVE(json_object_get_int64(json_object_array_get_idx(v, 0)));
+    }
+    static const char *const lists[2][2] = {{"deletions", "lamport"},
+                                            {"deletionRecords", "deletedAtLamport"}};
+    for (int k = 0; k < 2; k++) {
+        if (!json_object_object_get_ex(req, lists[k][0], &list) ||
+            !json_object_is_type(list, json_type_array))
+            continue;
+        size_t n = json_object_array_length(list);
+        for (size_t i = 0; i < n; i++)
+            if (json_object_object_get_ex(json_object_array_get_idx(list, i), lists[k][1], &v) &&
+                json_object_is_type(v, json_type_array))
+                OBSERVE(json_object_get_int64(json_object_array_get_idx(v, 0)));
+    }
+#undef OBSERVE
+}
+
+/* Renders and saves a chat; gives it a first Lamport tick if it has none. */
+static ps_code save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, bool tick,
+                         ps_error *err)
+{
+    if (tick || chat->lamport.counter == 0) {
+        ps_code rc = ps_lamport_set(&chat->lamport, ++user->clock, SERVER_DEVICE);
+        if (rc != PS_OK)
+            return ps_error_set(err, rc, -1, "", "out of memory");
+    }
+    json_object *doc = ps_chat_to_legacy(chat);
+    if (!doc)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    size_t len;
+    const char *text = ps_json_text(doc, &len);
+    ps_code rc = ctx->store->ops->chat_save(ctx->store, user->id, chat, text, len, err);
+    json_object_put(doc);
+    return rc;
+}
+
+/* Loads the stored chat (or a new empty one) for `id`. */
+static ps_code load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,
+                           ps_chat **out, ps_error *err)
+{
+    ps_code rc = ctx->store->ops->chat_load(ctx->store, user->id, id, out, err);
+    if (rc == PS_OK && !*out && !(*out = ps_chat_new(id)))
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    return rc;
+}
+
+/* Merges one incoming chat. *returned: the client must be sent the result. */
+static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sent,
+                         const ps_ingest *in, bool *returned, ps_error *err)
+{
+    ps_chat *incoming = NULL, *stored = NULL;
+    ps_stamp sent_stamp = {0};
+    ps_code rc = ps_chat_from_legacy(sent, in, &incoming);
+    if (rc == PS_OK)
+        rc = ps_legacy_stamp(sent, in, &sent_stamp);
+    if (rc != PS_OK) {
+        rc = ps_error_set(err, rc, -1, "", "out of memory");
+        goto done;
+    }
+    if ((rc = load_or_new(ctx, user, incoming->id, &stored, err)) != PS_OK)
+        goto done;
+    bool changed;
+    if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK) {
+        rc = ps_error_set(err, rc, -1, "", "out of memory");
+        goto done;
+    }
+    *returned = ps_chat_is_live(stored) && ps_chat_differs_from_sent(stored, sent, &sent_stamp);
+    if (changed || *returned)
+        rc = save_chat(ctx, user, stored, *returned, err);
+done:
+    ps_stamp_clear(&sent_stamp);
+    ps_chat_free(incoming);
+    ps_chat_free(stored);
+    return rc;
+}
+
+/* Applies one deletion; the stamp is the client's when it sent one. */
+static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
+                          json_object *lamport, json_object *deleted_at, const char *device,
+                          bool *was_live, ps_error *err)
+{
+    ps_chat *chat = NULL;
+    ps_code rc = load_or_new(ctx, user, id, &chat, err);
+    if (rc != PS_OK)
+        return rc;
+    *was_live = ps_chat_is_live(chat);
+    ps_stamp stamp = {.ts = ctx->now_ms};
+    int64_t ms;
+    if (deleted_at && ps_time_from_json(deleted_at, &ms))
+        stamp.ts = ms < ctx->now_ms + ctx->max_skew_ms ? ms : ctx->now_ms + ctx->max_skew_ms;
+    const char *dev = device && *device ? device : SERVER_DEVICE;
+    if (lamport) {
+        stamp.lamport = json_object_get_int64(json_object_array_get_idx(lamport, 0));
+        dev = json_object_get_string(json_object_array_get_idx(lamport, 1));
+    } else {
+        stamp.lamport = ++user->clock;
+    }
+    stamp.device = strdup(dev);
+    bool changed = false;
+    if (!stamp.device)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    else if ((rc = ps_chat_delete(chat, &stamp, &changed)) != PS_OK)
+        rc = ps_error_set(err, rc, -1, "", "out of memory");
+    else if (changed)
+        rc = save_chat(ctx, user, chat, false, err);
+    ps_stamp_clear(&stamp);
+    ps_chat_free(chat);
+    return rc;
+}
+
+static ps_code apply_deletions(const ps_sync_ctx *ctx, ps_user *user, json_object *req,
+                               const char *device, ps_error *err)
+{
+    json_object *list;
+    bool was_live;
+    ps_code rc = PS_OK;
+    if (json_object_object_get_ex(req, "deleted", &list) &&
+        json_object_is_type(list, json_type_array)) {
+        size_t n = json_object_array_length(list);
+        for (size_t i = 0; i < n && rc == PS_OK; i++)
+            rc = delete_one(ctx, user, json_object_get_string(json_object_array_get_idx(list, i)),
+                            NULL, NULL, device, &was_live, err);
+    }
+    static const char *const kinds[2][2] = {{"deletions", "lamport"},
+                                            {"deletionRecords", "deletedAtLamport"}};
+    for (int k = 0; k < 2 && rc == PS_OK; k++) {
+        if (!json_object_object_get_ex(req, kinds[k][0], &list) ||
+            !json_object_is_type(list, json_type_array))
+            continue;
+        size_t n = json_object_array_length(list);
+        for (size_t i = 0; i < n && rc == PS_OK; i++) {
+            json_object *item = json_object_array_get_idx(list, i), *lam = NULL, *at = NULL;
+            json_object_object_get_ex(item, kinds[k][1], &lam);
+            json_object_object_get_ex(item, "deletedAt", &at);
+            if (lam && !json_object_is_type(lam, json_type_array))
+                lam = NULL;
+            rc = delete_one(ctx, user, json_object_get_string(json_object_object_get(item, "id")),
+                            lam, at, device, &was_live, err);
+        }
+    }
+    return rc;
+}
+
+/* Builds {missing, deletions} while listing the user's chats. */
+typedef struct answer_builder {
+    ps_dynbuf *out;
+    json_object *sent;     /* id -> true: returned only if in `returned` */
+    json_object *returned; /* ids whose merge the client lacks */
+    ps_dynbuf deletions;
+    size_t nmissing, ndeletions;
+    ps_code rc;
+} answer_builder;
+
+static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
+{
+    ps_code rc = ps_dynbuf_adds(b, *count ? ",{\"id\":" : "{\"id\":");
+    if (rc == PS_OK)
+        rc = ps_dynbuf_add_json_string(b, row->id);
+    for (int k = 0; k < 2 && rc == PS_OK; k++) {
+        rc = ps_dynbuf_addf(b, k ? ",\"deletedAtLamport\":[%lld," : ",\"lamport\":[%lld,",
+                            (long long)row->deleted_counter);
+        if (rc == PS_OK)
+            rc = ps_dynbuf_add_json_string(b, row->deleted_device);
+        if (rc == PS_OK)
+            rc = ps_dynbuf_adds(b, "]");
+    }
+    if (rc == PS_OK)
+        rc = ps_dynbuf_adds(b, "}");
+    ++*count;
+    return rc;
+}
+
+static int answer_row(void *vctx, const ps_chat_row *row)
+{
+    answer_builder *a = vctx;
+    if (!row->live) {
+        a->rc = add_deletion(&a->deletions, &a->ndeletions, row);
+        return a->rc != PS_OK;
+    }
+    if (json_object_object_get_ex(a->sent, row->id, NULL) &&
+        !json_object_object_get_ex(a->returned, row->id, NULL))
+        return 0;
+    a->rc = ps_dynbuf_adds(a->out, a->nmissing++ ? "," : "");
+    if (a->rc == PS_OK)
+        a->rc = ps_dynbuf_add(a->out, row->doc, row->doc_len);
+    return a->rc != PS_OK;
+}
+
+static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, json_object *sent,
+                            json_object *returned, ps_dynbuf *out, ps_error *err)
+{
+    answer_builder a = {.out = out, .sent = sent, .returned = returned};
+    ps_dynbuf_init(&a.deletions, ctx->max_response_bytes);
+    ps_code rc = ps_dynbuf_adds(out, "{\"missing\":[");
+    if (rc == PS_OK)
+        rc = ctx->store->ops->chat_each(ctx->store, user->id, answer_row, &a, err);
+    if (rc == PS_OK && (rc = a.rc) == PS_OK)
+        rc = ps_dynbuf_adds(out, "],\"deletions\":[");
+    if (rc == PS_OK && a.deletions.len)
+        rc = ps_dynbuf_add(out, a.deletions.data, a.deletions.len);
+    if (rc == PS_OK)
+        rc = ps_dynbuf_addf(out, "],\"serverClock\":%lld}", (long long)user->clock);
+    ps_dynbuf_free(&a.deletions);
+    if (rc == PS_ERR_TOO_LARGE)
+        return ps_error_set(err, rc, -1, "", "the answer would exceed %zu bytes",
+                            ctx->max_response_bytes);
+    if (rc == PS_ERR_NOMEM)
+        return ps_error_set(err, rc, -1, "", "out of memory");
+    return rc;
+}
+
+ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answer,
+                       ps_error *err)
+{
+    json_object *chats = json_object_object_get(req, "chats");
+    json_object *devv = json_object_object_get(req, "deviceId");
+    const char *device = devv ? json_object_get_string(devv) : "";
+    ps_ingest in = {.device = device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
+    json_object *sent = json_object_new_object();
+    json_object *returned = json_object_new_object();
+    if (!sent || !returned) {
+        json_object_put(sent);
+        json_object_put(returned);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    ps_user user;
+    ps_code rc = ps_store_begin(ctx->store, true, err);
+    if (rc != PS_OK)
+        goto out;
+    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
+        goto rollback;
+    observe_clocks(req, &user.clock);
+    size_t n = json_object_array_length(chats);
+    for (size_t i = 0; i < n; i++) {
+        json_object *chat = json_object_array_get_idx(chats, i);
+        const char *id = json_object_get_string(json_object_object_get(chat, "id"));
+        bool ret = false;
+        if ((rc = merge_one(ctx, &user, chat, &in, &ret, err)) != PS_OK)
+            goto rollback;
+        json_object_object_add(sent, id, NULL);
+        if (ret)
+            json_object_object_add(returned, id, NULL);
+    }
+    if ((rc = apply_deletions(ctx, &user, req, device, err)) != PS_OK)
+        goto rollback;
+    if (answer && (rc = build_answer(ctx, &user, sent, returned, answer, err)) != PS_OK)
+        goto rollback;
+    user.last_sync_ms = ctx->now_ms;
+    if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
+        goto rollback;
+    rc = ps_store_commit(ctx->store, err);
+    goto out;
+rollback:
+    ps_store_rollback(ctx->store);
+out:
+    json_object_put(sent);
+    json_object_put(returned);
+    return rc;
+}
+
+ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *deleted,
+                         ps_error *err)
+{
+    *deleted = 0;
+    ps_user user;
+    ps_code rc = ps_store_begin(ctx->store, true, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
+        goto rollback;
+    size_t n = json_object_array_length(ids);
+    for (size_t i = 0; i < n; i++) {
+        bool was_live;
+        rc = delete_one(ctx, &user, json_object_get_string(json_object_array_get_idx(ids, i)),
+                        NULL, NULL, "", &was_live, err);
+        if (rc != PS_OK)
+            goto rollback;
+        *deleted += was_live;
+    }
+    if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
+        goto rollback;
+    return ps_store_commit(ctx->store, err);
+rollback:
+    ps_store_rollback(ctx->store);
+    return rc;
+}
+
+typedef struct fetch_builder {
+    ps_dynbuf *out;
+    size_t count;
+    ps_code rc;
+} fetch_builder;
+
+static int fetch_row(void *vctx, const ps_chat_row *row)
+{
+    fetch_builder *f = vctx;
+    if (!row->live)
+        return 0;
+    f->rc = ps_dynbuf_adds(f->out, f->count++ ? "," : "");
+    if (f->rc == PS_OK)
+        f->rc = ps_dynbuf_add(f->out, row->doc, row->doc_len);
+    return f->rc != PS_OK;
+}
+
+ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_dynbuf *out, ps_error *err)
+{
+    ps_user user;
+    fetch_builder f = {.out = out};
+    ps_code rc = ps_store_begin(ctx->store, false, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) == PS_OK &&
+        (rc = ps_dynbuf_adds(out, "[")) == PS_OK &&
+        (rc = ctx->store->ops->chat_each(ctx->store, user.id, fetch_row, &f, err)) == PS_OK &&
+        (rc = f.rc) == PS_OK)
+        rc = ps_dynbuf_adds(out, "]");
+    if (rc == PS_OK)
+        return ps_store_commit(ctx->store, err);
+    ps_store_rollback(ctx->store);
+    if (rc == PS_ERR_TOO_LARGE || rc == PS_ERR_NOMEM)
+        ps_error_set(err, rc, -1, "", "the chat list is too large to send");
+    return rc;
+}

@@ -1,0 +1,38 @@
+/*
+ * The seed-compatible sync operations, on a store, with no HTTP in sight:
+ * endpoints_legacy.c turns requests into these calls and their results into
+ * answers. Each call is one store transaction: all of it lands or none.
+ */
+#ifndef PS_SYNC_LEGACY_H
+#define PS_SYNC_LEGACY_H
+
+#include "core/dynbuf.h"
+#include "core/validate.h"
+#include "store/store.h"
+
+#include <json-c/json.h>
+
+typedef struct ps_sync_ctx {
+    ps_store *store;
+    const char *user;  /* whose chats */
+    int64_t now_ms;    /* the server clock for this request */
+    int64_t max_skew_ms;
+    size_t max_response_bytes;
+} ps_sync_ctx;
+
+/*
+ * Merges a validated /sync or /pushChats body. With `answer` non-NULL, writes
+ * the /sync answer {missing, deletions, serverClock} into it.
+ */
+ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answer,
+                       ps_error *err);
+
+/* Tombstones each id in `ids` (a validated array of strings). *deleted
+ * counts the chats that were live before. */
+ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *deleted,
+                         ps_error *err);
+
+/* Writes every live chat of the user as a JSON array. */
+ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_dynbuf *out, ps_error *err);
+
+#endif

@@ -1,0 +1,25 @@
+/* Picks the backend from the store URL; see store.h. */
+#include "store/store.h"
+
+#include <string.h>
+
+ps_code ps_store_open(const char *url, ps_store **out, ps_error *err)
+{
+    *out = NULL;
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        if (url[7] == '\0')
+            return ps_error_set(err, PS_ERR_CONFIG, -1, "", "sqlite: URL needs a path");
+        return ps__store_sqlite_open(url + 7, out, err);
+    }
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "",
+                            "the PostgreSQL backend is not built yet; use sqlite:PATH");
+    return ps_error_set(err, PS_ERR_CONFIG, -1, "",
+                        "unknown store URL '%s' (expected sqlite:PATH)", url);
+}
+
+void ps_store_close(ps_store *s)
+{
+    if (s)
+        s->ops->close(s);
+}

@@ -1,0 +1,94 @@
+/*
+ * The storage interface: one vtable, one file per backend (store_sqlite.c;
+ * PostgreSQL to come). The server never knows which backend it has.
+ *
+ * Every operation runs inside a transaction opened with ps_store_begin() and
+ * ended with ps_store_commit() or ps_store_rollback(); a transaction is the
+ * unit of durability: when commit returns PS_OK the data is on disk.
+ * A store handle may be used from many threads; begin() serialises writers.
+ */
+#ifndef PS_STORE_H
+#define PS_STORE_H
+
+#include "core/chat.h"
+#include "polysync/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ps_store ps_store;
+
+/* A user's row. Created on first use. */
+typedef struct ps_user {
+    int64_t id;
+    int64_t clock;        /* the per-user server Lamport clock */
+    int64_t last_sync_ms; /* 0 = never */
+} ps_user;
+
+/* A chat as listed: what endpoints send without re-rendering. Borrowed
+ * pointers, valid only during the callback. */
+typedef struct ps_chat_row {
+    const char *id;
+    const char *doc; /* the chat as clients see it (JSON) */
+    size_t doc_len;
+    bool live;
+    int64_t deleted_counter; /* tombstone's Lamport tuple, when !live */
+    const char *deleted_device;
+} ps_chat_row;
+
+/* Return non-zero to stop the iteration (the listing then returns PS_OK). */
+typedef int (*ps_chat_row_fn)(void *ctx, const ps_chat_row *row);
+
+typedef struct ps_store_stats {
+    int64_t live_chats;   /* over every user */
+    int64_t last_sync_ms; /* newest of every user's, 0 = never */
+} ps_store_stats;
+
+struct ps_store_ops {
+    const char *name;
+    ps_code (*begin)(ps_store *s, bool write, ps_error *err);
+    ps_code (*commit)(ps_store *s, ps_error *err);
+    void (*rollback)(ps_store *s);
+    ps_code (*user_load)(ps_store *s, const char *name, ps_user *out, ps_error *err);
+    ps_code (*user_save)(ps_store *s, const ps_user *user, ps_error *err);
+    /* *out = NULL (and PS_OK) when the user has no such chat. */
+    ps_code (*chat_load)(ps_store *s, int64_t user, const char *id, ps_chat **out,
+                         ps_error *err);
+    /* Saves the chat's state and `doc`, its rendering for clients. */
+    ps_code (*chat_save)(ps_store *s, int64_t user, const ps_chat *chat, const char *doc,
+                         size_t doc_len, ps_error *err);
+    ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn, void *ctx, ps_error *err);
+    ps_code (*stats)(ps_store *s, ps_store_stats *out, ps_error *err);
+    void (*close)(ps_store *s);
+};
+
+struct ps_store {
+    const struct ps_store_ops *ops;
+};
+
+/*
+ * Opens the store named by `url`: "sqlite:PATH" (folders created). Migrates
+ * the schema forward. *out is the caller's, closed with ps_store_close().
+ */
+ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
+void ps_store_close(ps_store *s);
+
+/* Thin inline dispatch, so call sites read as plain function calls. */
+static inline ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
+{
+    return s->ops->begin(s, write, err);
+}
+static inline ps_code ps_store_commit(ps_store *s, ps_error *err)
+{
+    return s->ops->commit(s, err);
+}
+static inline void ps_store_rollback(ps_store *s)
+{
+    s->ops->rollback(s);
+}
+
+/* Backend constructors, used by ps_store_open. */
+ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err);
+
+#endif
