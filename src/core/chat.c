@@ -63,6 +63,7 @@ void ps_chat_free(ps_chat *chat)
     ps_stamp_clear(&chat->tombstone);
     ps_stamp_clear(&chat->touched);
     free(chat->lamport.id);
+    free(chat->deleted_lamport.id);
     free(chat->fields);
     free(chat->messages);
     free(chat->id);
@@ -76,14 +77,19 @@ static int cmp_i64(int64_t a, int64_t b)
 
 int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b)
 {
-    int c = cmp_i64(a->ts, b->ts);
+    /* Two classes, one total order (docs/merge.md, "Which write is newer"):
+     * writes carrying a Lamport counter are ordered as the Polyglot client
+     * orders them, by (counter, device), and all come after writes without
+     * one, which are ordered by (time, device). */
+    int c = cmp_i64(a->lamport, b->lamport);
     if (c)
         return c;
-    c = cmp_i64(a->lamport, b->lamport);
-    if (c)
-        return c;
-    c = strcmp(a->device ? a->device : "", b->device ? b->device : "");
-    return (c > 0) - (c < 0);
+    int by_device = strcmp(a->device ? a->device : "", b->device ? b->device : "");
+    by_device = (by_device > 0) - (by_device < 0);
+    int by_time = cmp_i64(a->ts, b->ts);
+    if (a->lamport > 0)
+        return by_device ? by_device : by_time;
+    return by_time ? by_time : by_device;
 }
 
 int ps_lamport_cmp(const ps_lamport *a, const ps_lamport *b)

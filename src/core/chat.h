@@ -26,7 +26,12 @@
 
 #define PS_ID_MAX_BYTES 256
 
-/* Who wrote a change and when; compared ts, then lamport, then device. */
+/*
+ * Who wrote a change and when. Order (ps_stamp_cmp): by lamport first, so a
+ * write with a Lamport counter is newer than any without; among writes with
+ * one, by (lamport, device) as the Polyglot client decides; among writes
+ * without, by (ts, device).
+ */
 typedef struct ps_stamp {
     int64_t ts;      /* ms since epoch, clamped at ingest */
     int64_t lamport; /* the writer's Lamport counter, 0 if it sent none */
@@ -68,6 +73,7 @@ typedef struct ps_chat {
     ps_stamp touched;   /* the newest such write: a chat exists even empty */
     bool has_tombstone;
     ps_stamp tombstone;
+    ps_lamport deleted_lamport; /* the tombstone's tuple as clients see it */
     ps_lamport lamport;
 } ps_chat;
 

@@ -4,7 +4,8 @@
  * State JSON, versioned by the store schema (docs/storage.md):
  *   {"id", "f": {name: [value, stamp]}, "m": [[id, value|null, stamp, order]],
  *    "c"/"u"/"l": createdAt/updatedAt/lastModified as sent,
- *    "t": stamp (touched), "d": stamp (tombstone), "L": [counter, id]}
+ *    "t": stamp (touched), "d": stamp (tombstone), "D": [counter, id] (the
+ *    tombstone as clients see it), "L": [counter, id] (updatedAtLamport)}
  * where stamp = [ts, lamport, device].
  */
 #include "core/chat_codec.h"
@@ -72,6 +73,14 @@ static bool is_private(json_object *msg)
            json_object_is_type(v, json_type_boolean);
 }
 
+/* {id, deleted: true}: the sender deleted this message. */
+static bool is_tombstone(json_object *msg)
+{
+    json_object *v;
+    return json_object_object_get_ex(msg, "deleted", &v) &&
+           json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+}
+
 static int64_t message_order(json_object *msg)
 {
     json_object *v;
@@ -126,8 +135,8 @@ ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **
                 if (is_private(msg))
                     continue;
                 const char *mid = json_object_get_string(json_object_object_get(msg, "id"));
-                rc = ps_chat_append_message(chat, mid, json_object_get(msg), &stamp,
-                                            message_order(msg));
+                json_object *value = is_tombstone(msg) ? NULL : json_object_get(msg);
+                rc = ps_chat_append_message(chat, mid, value, &stamp, message_order(msg));
             }
         } else {
             bool changed;
@@ -211,6 +220,11 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
             continue;
         const ps_message *m =
             ps_chat_message(merged, json_object_get_string(json_object_object_get(msg, "id")));
+        if (is_tombstone(msg)) { /* the client has it deleted: so must we */
+            if (m && m->value)
+                return true;
+            continue;
+        }
         if (!m || !m->value || !json_object_equal(m->value, msg))
             return true;
         matched++;
@@ -305,8 +319,11 @@ json_object *ps_chat_state_to_json(const ps_chat *chat)
     }
     if (chat->has_touched)
         json_object_object_add(st, "t", stamp_json(&chat->touched));
-    if (chat->has_tombstone)
+    if (chat->has_tombstone) {
         json_object_object_add(st, "d", stamp_json(&chat->tombstone));
+        json_object_object_add(
+            st, "D", lamport_json(chat->deleted_lamport.counter, chat->deleted_lamport.id));
+    }
     if (chat->lamport.counter)
         json_object_object_add(st, "L", lamport_json(chat->lamport.counter, chat->lamport.id));
     return st;
@@ -381,6 +398,11 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
         chat->has_tombstone = true;
         if (!stamp_from_json(v, &chat->tombstone))
             rc = PS_ERR_STORE;
+        if (rc == PS_OK && json_object_object_get_ex(st, "D", &v) &&
+            json_object_is_type(v, json_type_array))
+            rc = ps_lamport_set(&chat->deleted_lamport,
+                                json_object_get_int64(json_object_array_get_idx(v, 0)),
+                                json_object_get_string(json_object_array_get_idx(v, 1)));
     }
     if (rc == PS_OK && json_object_object_get_ex(st, "L", &v) &&
         json_object_is_type(v, json_type_array))

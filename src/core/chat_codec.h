@@ -20,7 +20,8 @@ typedef struct ps_ingest {
  * Turns one validated legacy chat into registers, every write stamped with
  * the chat's lastModified (else updatedAt, else createdAt, else 0), its
  * updatedAtLamport counter and its writer. Messages with isPrivate: true are
- * dropped here, so they never reach the store. *out is the caller's.
+ * dropped here, so they never reach the store; a message {id, deleted: true}
+ * is a tombstone write. *out is the caller's.
  */
 ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out);
 

@@ -20,6 +20,19 @@ static ps_code join_stamp(bool *has, ps_stamp *into, const ps_stamp *from, bool 
     return rc;
 }
 
+/* The newest deletion wins, and the tuple clients are shown goes with it. */
+static ps_code join_tombstone(ps_chat *into, const ps_stamp *stamp, const ps_lamport *shown,
+                              bool *changed)
+{
+    bool replaced = false;
+    ps_code rc = join_stamp(&into->has_tombstone, &into->tombstone, stamp, &replaced);
+    if (rc == PS_OK && replaced) {
+        *changed = true;
+        rc = ps_lamport_set(&into->deleted_lamport, shown->counter, shown->id);
+    }
+    return rc;
+}
+
 static ps_code copy_message(ps_message *dst, const ps_message *src)
 {
     dst->id = strdup(src->id);
@@ -101,7 +114,7 @@ ps_code ps_chat_merge(ps_chat *into, const ps_chat *from, bool *changed)
     if (rc == PS_OK && from->has_touched)
         rc = join_stamp(&into->has_touched, &into->touched, &from->touched, changed);
     if (rc == PS_OK && from->has_tombstone)
-        rc = join_stamp(&into->has_tombstone, &into->tombstone, &from->tombstone, changed);
+        rc = join_tombstone(into, &from->tombstone, &from->deleted_lamport, changed);
     if (rc != PS_OK)
         return rc;
     *changed |= ps_time_field_join(&into->created_at, &from->created_at, true);
@@ -114,8 +127,9 @@ ps_code ps_chat_merge(ps_chat *into, const ps_chat *from, bool *changed)
     return rc;
 }
 
-ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, bool *changed)
+ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *shown,
+                       bool *changed)
 {
     *changed = false;
-    return join_stamp(&chat->has_tombstone, &chat->tombstone, stamp, changed);
+    return join_tombstone(chat, stamp, shown, changed);
 }

@@ -18,8 +18,10 @@ ps_code ps_chat_merge(ps_chat *into, const ps_chat *from, bool *changed);
 
 /*
  * Records a deletion of the whole chat at `stamp`; the chat stays deleted
- * until some write newer than the newest deletion arrives.
+ * until some write newer than the newest deletion arrives. `shown` is the
+ * Lamport tuple clients receive for it (lamport / deletedAtLamport).
  */
-ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, bool *changed);
+ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *shown,
+                       bool *changed);
 
 #endif

@@ -58,6 +58,10 @@ static ps_code validate_message(json_object *msg, long ci, size_t mi, const ps_l
     if (!json_object_object_get_ex(msg, "id", &v) || !ps_valid_id(v, lim))
         MSG_FAIL(".id", "chats[%ld].messages[%zu].id must be a string of 1 to %zu bytes", ci, mi,
                  lim->max_id_bytes);
+    /* {id, deleted: true} is a message tombstone: nothing else needed. */
+    if (json_object_object_get_ex(msg, "deleted", &v) && json_object_is_type(v, json_type_boolean) &&
+        json_object_get_boolean(v))
+        return PS_OK;
     if (!json_object_object_get_ex(msg, "role", &v) || !json_object_is_type(v, json_type_string))
         MSG_FAIL(".role", "chats[%ld].messages[%zu].role is required and must be a string", ci,
                  mi);

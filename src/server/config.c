@@ -19,6 +19,7 @@ void ps_config_defaults(ps_config *cfg)
     cfg->max_body_bytes = 64 * MIB;
     cfg->max_response_bytes = 1024 * MIB;
     cfg->max_skew_ms = 5 * 60 * 1000;
+    cfg->tombstone_retention_ms = 90LL * 86400 * 1000;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = cpus > 0 ? (unsigned)cpus : 2;
     cfg->connection_timeout_s = 30;
@@ -83,6 +84,7 @@ static void usage(FILE *f)
             "  --max-body SIZE          largest request body, e.g. 64M (default 64M)\n"
             "  --max-chats N            most chats or deletions in one request (default 50000)\n"
             "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
+            "  --tombstone-retention D  keep deleted chats' tombstones D days (default 90)\n"
             "  --threads N              HTTP worker threads (default: number of CPUs)\n"
             "  --connection-timeout S   close idle or stalled connections after S (default 30)\n"
             "  --drain-timeout S        on SIGTERM, wait this long for requests (default 30)\n"
@@ -95,7 +97,7 @@ static void usage(FILE *f)
 ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out,
                                  FILE *err_out)
 {
-    enum { O_BIND = 256, O_PORT, O_DB, O_MAX_BODY, O_MAX_CHATS, O_SKEW, O_THREADS, O_CONN_TIMEOUT,
+    enum { O_BIND = 256, O_PORT, O_DB, O_MAX_BODY, O_MAX_CHATS, O_SKEW, O_THREADS, O_CONN_TIMEOUT, O_RETENTION,
            O_DRAIN, O_INSECURE, O_HELP, O_VERSION };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, O_BIND},
@@ -105,6 +107,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"max-chats", required_argument, NULL, O_MAX_CHATS},
         {"max-clock-skew", required_argument, NULL, O_SKEW},
         {"threads", required_argument, NULL, O_THREADS},
+        {"tombstone-retention", required_argument, NULL, O_RETENTION},
         {"connection-timeout", required_argument, NULL, O_CONN_TIMEOUT},
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"insecure-no-auth", no_argument, NULL, O_INSECURE},
@@ -161,6 +164,12 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--max-clock-skew";
             else
                 cfg->max_skew_ms = (int64_t)v * 1000;
+            break;
+        case O_RETENTION:
+            if (!parse_uint(optarg, 36500, &v) || v == 0)
+                bad = "--tombstone-retention";
+            else
+                cfg->tombstone_retention_ms = (int64_t)v * 86400 * 1000;
             break;
         case O_THREADS:
             if (!parse_uint(optarg, 256, &v) || v == 0)

@@ -28,6 +28,7 @@ struct ps_server {
     ps_handler_env env;
     atomic_uint inflight;
     atomic_bool draining;
+    _Atomic int64_t next_purge_ms;
     unsigned port;
 };
 
@@ -167,8 +168,42 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
     return false;
 }
 
+#define PURGE_INTERVAL_MS (3600 * 1000)
+
+/*
+ * Forgets tombstones past the retention, at most once an hour, on the thread
+ * of whichever request comes first after the hour: no timer thread to stop.
+ */
+static void purge_if_due(ps_server *srv)
+{
+    int64_t now = ps_time_now_ms();
+    int64_t due = atomic_load(&srv->next_purge_ms);
+    if (now < due ||
+        !atomic_compare_exchange_strong(&srv->next_purge_ms, &due, now + PURGE_INTERVAL_MS))
+        return;
+    ps_error err;
+    ps_error_clear(&err);
+    int64_t purged = 0;
+    ps_store *store = srv->env.store;
+    ps_code rc = ps_store_begin(store, true, &err);
+    if (rc == PS_OK) {
+        rc = store->ops->purge_tombstones(store, now - srv->cfg.tombstone_retention_ms, &purged,
+                                          &err);
+        if (rc == PS_OK)
+            rc = ps_store_commit(store, &err);
+        else
+            ps_store_rollback(store);
+    }
+    if (rc != PS_OK)
+        fprintf(stderr, "polysyncd: tombstone purge failed: %s\n", err.message);
+    else if (purged)
+        fprintf(stderr, "polysyncd: forgot %lld tombstones older than the retention\n",
+                (long long)purged);
+}
+
 static void run_handler(ps_server *srv, request *req, ps_reply *reply)
 {
+    purge_if_due(srv);
     if (req->too_large) {
         char msg[96];
         snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
@@ -275,6 +310,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     };
     atomic_init(&srv->inflight, 0);
     atomic_init(&srv->draining, false);
+    atomic_init(&srv->next_purge_ms, 0); /* the first request purges */
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE};

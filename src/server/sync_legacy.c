@@ -18,13 +18,22 @@
 
 #define SERVER_DEVICE "server"
 
-/* Raises the user clock to every Lamport counter a request carries. */
-static void observe_clocks(json_object *req, int64_t *clock)
+/* Who asked for a deletion, for stamping it (see delete_one). */
+typedef struct deletion_source {
+    const char *device;  /* the request's deviceId, or "" */
+    bool speaks_lamport; /* the request carried Lamport counters */
+} deletion_source;
+
+/* Raises the user clock to every Lamport counter a request carries; true
+ * if it carried any. */
+static bool observe_clocks(json_object *req, int64_t *clock)
 {
     json_object *v, *list;
+    bool any = false;
 #define OBSERVE(n)                                                                                 \
     do {                                                                                           \
         int64_t n_ = (n);                                                                          \
+        any = true;                                                                                \
         if (n_ > *clock)                                                                           \
             *clock = n_;                                                                           \
     } while (0)
@@ -51,6 +60,7 @@ static void observe_clocks(json_object *req, int64_t *clock)
                 OBSERVE(json_object_get_int64(json_object_array_get_idx(v, 0)));
     }
 #undef OBSERVE
+    return any;
 }
 
 /* Renders and saves a chat; gives it a first Lamport tick if it has none. */
@@ -112,10 +122,17 @@ done:
     return rc;
 }
 
-/* Applies one deletion; the stamp is the client's when it sent one. */
+/*
+ * Applies one deletion. With the client's Lamport tuple, that is its stamp.
+ * Without one, the server stamps it: a client that speaks Lamport (the
+ * request had clientClock or tuples) gets a tick of the user clock, so the
+ * deletion is ordered after everything the server has seen; a client that
+ * does not gets its time, so its later edits can still bring the chat back.
+ * Either way clients are shown a fresh tick, which they apply.
+ */
 static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
-                          json_object *lamport, json_object *deleted_at, const char *device,
-                          bool *was_live, ps_error *err)
+                          json_object *lamport, json_object *deleted_at,
+                          const deletion_source *src, bool *was_live, ps_error *err)
 {
     ps_chat *chat = NULL;
     ps_code rc = load_or_new(ctx, user, id, &chat, err);
@@ -123,21 +140,27 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
         return rc;
     *was_live = ps_chat_is_live(chat);
     ps_stamp stamp = {.ts = ctx->now_ms};
+    ps_lamport shown = {0};
     int64_t ms;
     if (deleted_at && ps_time_from_json(deleted_at, &ms))
         stamp.ts = ms < ctx->now_ms + ctx->max_skew_ms ? ms : ctx->now_ms + ctx->max_skew_ms;
-    const char *dev = device && *device ? device : SERVER_DEVICE;
+    const char *dev = *src->device ? src->device : SERVER_DEVICE;
     if (lamport) {
         stamp.lamport = json_object_get_int64(json_object_array_get_idx(lamport, 0));
         dev = json_object_get_string(json_object_array_get_idx(lamport, 1));
+        shown.counter = stamp.lamport;
+        shown.id = (char *)dev;
     } else {
-        stamp.lamport = ++user->clock;
+        shown.counter = ++user->clock;
+        shown.id = SERVER_DEVICE;
+        if (src->speaks_lamport)
+            stamp.lamport = shown.counter;
     }
     stamp.device = strdup(dev);
     bool changed = false;
     if (!stamp.device)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    else if ((rc = ps_chat_delete(chat, &stamp, &changed)) != PS_OK)
+    else if ((rc = ps_chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     else if (changed)
         rc = save_chat(ctx, user, chat, false, err);
@@ -147,7 +170,7 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
 }
 
 static ps_code apply_deletions(const ps_sync_ctx *ctx, ps_user *user, json_object *req,
-                               const char *device, ps_error *err)
+                               const deletion_source *src, ps_error *err)
 {
     json_object *list;
     bool was_live;
@@ -157,7 +180,7 @@ static ps_code apply_deletions(const ps_sync_ctx *ctx, ps_user *user, json_objec
         size_t n = json_object_array_length(list);
         for (size_t i = 0; i < n && rc == PS_OK; i++)
             rc = delete_one(ctx, user, json_object_get_string(json_object_array_get_idx(list, i)),
-                            NULL, NULL, device, &was_live, err);
+                            NULL, NULL, src, &was_live, err);
     }
     static const char *const kinds[2][2] = {{"deletions", "lamport"},
                                             {"deletionRecords", "deletedAtLamport"}};
@@ -173,7 +196,7 @@ static ps_code apply_deletions(const ps_sync_ctx *ctx, ps_user *user, json_objec
             if (lam && !json_object_is_type(lam, json_type_array))
                 lam = NULL;
             rc = delete_one(ctx, user, json_object_get_string(json_object_object_get(item, "id")),
-                            lam, at, device, &was_live, err);
+                            lam, at, src, &was_live, err);
         }
     }
     return rc;
@@ -267,7 +290,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answ
         goto out;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
         goto rollback;
-    observe_clocks(req, &user.clock);
+    deletion_source src = {.device = device, .speaks_lamport = observe_clocks(req, &user.clock)};
     size_t n = json_object_array_length(chats);
     for (size_t i = 0; i < n; i++) {
         json_object *chat = json_object_array_get_idx(chats, i);
@@ -279,7 +302,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answ
         if (ret)
             json_object_object_add(returned, id, NULL);
     }
-    if ((rc = apply_deletions(ctx, &user, req, device, err)) != PS_OK)
+    if ((rc = apply_deletions(ctx, &user, req, &src, err)) != PS_OK)
         goto rollback;
     if (answer && (rc = build_answer(ctx, &user, sent, returned, answer, err)) != PS_OK)
         goto rollback;
@@ -309,8 +332,10 @@ ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *delet
     size_t n = json_object_array_length(ids);
     for (size_t i = 0; i < n; i++) {
         bool was_live;
+        /* /deleteChat(s) carry no clock: stamped by time (see delete_one). */
+        static const deletion_source src = {.device = "", .speaks_lamport = false};
         rc = delete_one(ctx, &user, json_object_get_string(json_object_array_get_idx(ids, i)),
-                        NULL, NULL, "", &was_live, err);
+                        NULL, NULL, &src, &was_live, err);
         if (rc != PS_OK)
             goto rollback;
         *deleted += was_live;

@@ -60,6 +60,9 @@ struct ps_store_ops {
                          size_t doc_len, ps_error *err);
     ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn, void *ctx, ps_error *err);
     ps_code (*stats)(ps_store *s, ps_store_stats *out, ps_error *err);
+    /* Forgets chats deleted before `older_than_ms` (tombstone retention). */
+    ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged,
+                                ps_error *err);
     void (*close)(ps_store *s);
 };
 

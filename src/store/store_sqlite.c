@@ -36,6 +36,11 @@ static const char *const MIGRATIONS[] = {
     "  deleted_counter INTEGER NOT NULL DEFAULT 0,"
     "  deleted_device TEXT NOT NULL DEFAULT '',"
     "  PRIMARY KEY (user_id, id)) WITHOUT ROWID;",
+    /* 1 -> 2: when each tombstone was made, so old ones can be purged */
+    "ALTER TABLE chats ADD COLUMN deleted_at_ms INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE chats SET deleted_at_ms = coalesce(json_extract(state, '$.d[0]'), 0)"
+    "  WHERE live = 0;"
+    "CREATE INDEX chats_tombstones ON chats(deleted_at_ms) WHERE live = 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -47,6 +52,7 @@ enum {
     Q_CHAT_PUT,
     Q_CHAT_EACH,
     Q_STATS,
+    Q_PURGE,
     Q_COUNT
 };
 
@@ -56,15 +62,17 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chats WHERE user_id = ?1 AND id = ?2",
     [Q_CHAT_PUT] = "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
-                   " deleted_device) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                   " deleted_device, deleted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                    " ON CONFLICT(user_id, id) DO UPDATE SET live = excluded.live,"
                    " state = excluded.state, doc = excluded.doc,"
                    " deleted_counter = excluded.deleted_counter,"
-                   " deleted_device = excluded.deleted_device",
+                   " deleted_device = excluded.deleted_device,"
+                   " deleted_at_ms = excluded.deleted_at_ms",
     [Q_CHAT_EACH] = "SELECT id, doc, live, deleted_counter, deleted_device FROM chats"
                     " WHERE user_id = ?1 ORDER BY id",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
                 " (SELECT coalesce(max(last_sync_ms), 0) FROM users)",
+    [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
 };
 
 typedef struct sqlite_store {
@@ -280,9 +288,11 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     sqlite3_bind_int(st, 3, live);
     sqlite3_bind_text(st, 4, state_text, (int)state_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, doc, (int)doc_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, chat->has_tombstone ? chat->tombstone.lamport : 0);
-    sqlite3_bind_text(st, 7, chat->has_tombstone ? chat->tombstone.device : "", -1,
+    const ps_lamport *shown = &chat->deleted_lamport;
+    sqlite3_bind_int64(st, 6, chat->has_tombstone ? shown->counter : 0);
+    sqlite3_bind_text(st, 7, chat->has_tombstone && shown->id ? shown->id : "", -1,
                       SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, chat->has_tombstone && !live ? chat->tombstone.ts : 0);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
     sqlite3_reset(st);
     json_object_put(state);
@@ -327,6 +337,18 @@ static ps_code sqlite_stats(ps_store *base, ps_store_stats *out, ps_error *err)
     return PS_OK;
 }
 
+static ps_code sqlite_purge_tombstones(ps_store *base, int64_t older_than_ms, int64_t *purged,
+                                       ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_PURGE);
+    sqlite3_bind_int64(st, 1, older_than_ms);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return db_error(s, err, "purging tombstones");
+    *purged = sqlite3_changes64(s->db);
+    return PS_OK;
+}
+
 static const struct ps_store_ops SQLITE_OPS = {
     .name = "sqlite",
     .begin = sqlite_begin,
@@ -338,6 +360,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .chat_save = sqlite_chat_save,
     .chat_each = sqlite_chat_each,
     .stats = sqlite_stats,
+    .purge_tombstones = sqlite_purge_tombstones,
     .close = sqlite_close,
 };
 

@@ -1,0 +1,254 @@
+/*
+ * The SQLite backend: persistence across reopen, forward migration from the
+ * first schema keeping existing data, refusal of a newer schema, tombstone
+ * purge, and the rollback of a transaction. Includes the .c file to reach
+ * MIGRATIONS and build a version-1 store by hand.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "../../src/store/store_sqlite.c"
+#include "core/chat_codec.h"
+#include "core/merge.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    char url[160];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/ps-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/sub/dir/p.db", f->dir);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static ps_chat *sample_chat(const char *id, const char *title)
+{
+    ps_chat *c = ps_chat_new(id);
+    ps_stamp st = {.ts = 1000, .lamport = 0, .device = (char *)"dev"};
+    bool changed;
+    assert_int_equal(ps_chat_put_field(c, "title", json_object_new_string(title), &st, &changed),
+                     PS_OK);
+    assert_int_equal(ps_lamport_set(&c->lamport, 1, "server"), PS_OK);
+    return c;
+}
+
+static void save(ps_store *s, int64_t user, ps_chat *c)
+{
+    ps_error err;
+    json_object *doc = ps_chat_to_legacy(c);
+    size_t len;
+    const char *text = ps_json_text(doc, &len);
+    assert_int_equal(s->ops->chat_save(s, user, c, text, len, &err), PS_OK);
+    json_object_put(doc);
+}
+
+static void reopen_keeps_chats(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK); /* folders are created */
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "alice", &u, &err), PS_OK);
+    ps_chat *c = sample_chat("c1", "Hello");
+    save(s, u.id, c);
+    ps_chat_free(c);
+    u.clock = 42;
+    assert_int_equal(s->ops->user_save(s, &u, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_store_close(s);
+
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "alice", &u, &err), PS_OK);
+    assert_int_equal(u.clock, 42);
+    ps_chat *back = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "c1", &back, &err), PS_OK);
+    assert_non_null(back);
+    assert_string_equal(json_object_get_string(ps_chat_field(back, "title")->value), "Hello");
+    ps_chat_free(back);
+    assert_int_equal(s->ops->chat_load(s, u.id, "nope", &back, &err), PS_OK);
+    assert_null(back);
+    ps_store_commit(s, &err);
+    ps_store_close(s);
+}
+
+static void rollback_discards(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    ps_user u;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "bob", &u, &err), PS_OK);
+    ps_chat *c = sample_chat("gone", "x");
+    save(s, u.id, c);
+    ps_chat_free(c);
+    ps_store_rollback(s);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "bob", &u, &err), PS_OK);
+    ps_chat *back = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "gone", &back, &err), PS_OK);
+    assert_null(back);
+    ps_store_commit(s, &err);
+    ps_store_close(s);
+}
+
+/* A store written by the first release: schema 1, a live chat and a
+ * tombstone. Opening it must migrate to the current schema, keep both, and
+ * backfill when the tombstone was made. */
+static void migrates_from_version_1(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    assert_int_equal(make_parent_dirs(f->path, &err), PS_OK);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char *msg = NULL;
+    const char *v1_rows =
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL"
+        " DEFAULT '');"
+        "INSERT INTO schema_version(version) VALUES (1);"
+        "INSERT INTO users(id, name, clock) VALUES (1, 'local', 7);"
+        "INSERT INTO chats VALUES (1, 'live', 1,"
+        " '{\"id\":\"live\",\"f\":{\"title\":[\"Kept\",[5,0,\"d\"]]},\"m\":[],\"L\":[3,\"d\"]}',"
+        " '{\"id\":\"live\",\"title\":\"Kept\"}', 0, '');"
+        "INSERT INTO chats VALUES (1, 'dead', 0,"
+        " '{\"id\":\"dead\",\"f\":{},\"m\":[],\"d\":[123456,4,\"d\"],\"D\":[4,\"d\"]}',"
+        " '{\"id\":\"dead\"}', 4, 'd');";
+    assert_int_equal(sqlite3_exec(db, MIGRATIONS[0], NULL, NULL, &msg), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, v1_rows, NULL, NULL, &msg), SQLITE_OK);
+    sqlite3_close(db);
+
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    assert_int_equal(schema_version(ss), SCHEMA_VERSION);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(ss->db, "SELECT deleted_at_ms FROM chats WHERE id='dead'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), 123456);
+    sqlite3_finalize(st);
+
+    ps_user u;
+    ps_chat *back = NULL;
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "local", &u, &err), PS_OK);
+    assert_int_equal(u.clock, 7);
+    assert_int_equal(s->ops->chat_load(s, u.id, "live", &back, &err), PS_OK);
+    assert_non_null(back);
+    assert_string_equal(json_object_get_string(ps_chat_field(back, "title")->value), "Kept");
+    ps_chat_free(back);
+    assert_int_equal(s->ops->chat_load(s, u.id, "dead", &back, &err), PS_OK);
+    assert_non_null(back);
+    assert_true(back->has_tombstone);
+    assert_false(ps_chat_is_live(back));
+    ps_chat_free(back);
+    ps_store_commit(s, &err);
+    ps_store_close(s);
+}
+
+static void refuses_newer_schema(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    assert_int_equal(exec((sqlite_store *)s, "INSERT INTO schema_version(version) VALUES (999)",
+                          &err),
+                     PS_OK);
+    ps_store_close(s);
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_ERR_SCHEMA);
+    assert_null(s);
+    assert_non_null(strstr(err.message, "999"));
+}
+
+static void purge_forgets_only_old_tombstones(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    ps_user u;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "local", &u, &err), PS_OK);
+    const int64_t times[2] = {1000, 5000};
+    const char *ids[2] = {"old", "recent"};
+    for (int i = 0; i < 2; i++) {
+        ps_chat *c = sample_chat(ids[i], "t");
+        ps_stamp del = {.ts = times[i], .device = (char *)"dev"};
+        ps_lamport shown = {.counter = 9, .id = (char *)"server"};
+        bool changed;
+        assert_int_equal(ps_chat_delete(c, &del, &shown, &changed), PS_OK);
+        assert_false(ps_chat_is_live(c));
+        save(s, u.id, c);
+        ps_chat_free(c);
+    }
+    ps_chat *alive = sample_chat("alive", "t");
+    save(s, u.id, alive);
+    ps_chat_free(alive);
+    int64_t purged = -1;
+    assert_int_equal(s->ops->purge_tombstones(s, 3000, &purged, &err), PS_OK);
+    assert_int_equal(purged, 1);
+    ps_chat *back = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "old", &back, &err), PS_OK);
+    assert_null(back);
+    for (int i = 0; i < 2; i++) {
+        const char *keep = i ? "alive" : "recent";
+        assert_int_equal(s->ops->chat_load(s, u.id, keep, &back, &err), PS_OK);
+        assert_non_null(back);
+        ps_chat_free(back);
+    }
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_store_close(s);
+}
+
+static void bad_urls_are_refused(void **state)
+{
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open("mysql://x", &s, &err), PS_ERR_CONFIG);
+    assert_int_equal(ps_store_open("sqlite:", &s, &err), PS_ERR_CONFIG);
+    assert_null(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(reopen_keeps_chats, setup, teardown),
+        cmocka_unit_test_setup_teardown(rollback_discards, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(refuses_newer_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(purge_forgets_only_old_tombstones, setup, teardown),
+        cmocka_unit_test(bad_urls_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
