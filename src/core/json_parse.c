@@ -1,5 +1,6 @@
 /* Strict, bounded JSON parsing on top of json-c's tokener; see json_parse.h. */
 #include "core/json_parse.h"
+#include "core/json_precheck.h"
 
 #include <ctype.h>
 
@@ -9,6 +10,9 @@ ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object *
     *out = NULL;
     if (len > (size_t)INT32_MAX) /* json-c takes an int length */
         return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "", "JSON text too large");
+    ps_code rc = ps_json_precheck(text, len, err);
+    if (rc != PS_OK)
+        return rc;
     json_tokener *tok = json_tokener_new_ex(max_depth);
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -16,9 +20,15 @@ ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object *
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
+    if (jerr == json_tokener_continue && len > 0) {
+        /* A bare number at the very end may still be "continuing" (more
+         * digits could follow): one space tells the tokener it is over. */
+        obj = json_tokener_parse_ex(tok, " ", 1);
+        jerr = json_tokener_get_error(tok);
+        end = len;
+    }
     json_tokener_free(tok);
 
-    ps_code rc = PS_OK;
     if (jerr == json_tokener_continue) {
         rc = ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON: unexpected end of input");
     } else if (jerr == json_tokener_error_depth) {

@@ -22,14 +22,21 @@ bool ps_valid_id(json_object *v, const ps_limits *lim)
     return len > 0 && len <= lim->max_id_bytes && strlen(json_object_get_string(v)) == len;
 }
 
+/* Lamport counters come from JavaScript clients: integers up to 2^53 - 1.
+ * The cap also leaves the server clock room to tick without overflow. */
+bool ps_valid_counter(json_object *v)
+{
+    return json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0 &&
+           json_object_get_int64(v) <= PS_MAX_COUNTER;
+}
+
 bool ps_valid_lamport(json_object *v, const ps_limits *lim)
 {
     if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 2)
         return false;
     json_object *n = json_object_array_get_idx(v, 0);
     json_object *id = json_object_array_get_idx(v, 1);
-    return json_object_is_type(n, json_type_int) && json_object_get_int64(n) >= 0 &&
-           ps_valid_id(id, lim);
+    return ps_valid_counter(n) && ps_valid_id(id, lim);
 }
 
 static bool valid_time(json_object *v)
@@ -107,7 +114,8 @@ ps_code ps_validate_chat(json_object *chat, long ci, const ps_limits *lim, ps_er
     if (json_object_object_get_ex(chat, "updatedAtLamport", &v) && v &&
         !ps_valid_lamport(v, lim))
         return ps_error_set(err, PS_ERR_INVALID, ci, "updatedAtLamport",
-                            "chats[%ld].updatedAtLamport must be [counter, deviceId]", ci);
+                            "chats[%ld].updatedAtLamport must be [counter, deviceId] with a counter "
+                            "from 0 to 2^53 - 1", ci);
     if (json_object_object_get_ex(chat, "messages", &v)) {
         if (!json_object_is_type(v, json_type_array))
             return ps_error_set(err, PS_ERR_INVALID, ci, "messages",
@@ -185,10 +193,9 @@ ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_err
     if (json_object_object_get_ex(root, "deviceId", &v) && v && !ps_valid_id(v, lim))
         return ps_error_set(err, PS_ERR_INVALID, -1, "deviceId",
                             "deviceId must be a string of 1 to %zu bytes", lim->max_id_bytes);
-    if (json_object_object_get_ex(root, "clientClock", &v) && v &&
-        !(json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0))
+    if (json_object_object_get_ex(root, "clientClock", &v) && v && !ps_valid_counter(v))
         return ps_error_set(err, PS_ERR_INVALID, -1, "clientClock",
-                            "clientClock must be a non-negative integer");
+                            "clientClock must be an integer from 0 to 2^53 - 1");
     ps_code rc = validate_list(root, "deleted", ps_valid_id, "a chat id", lim, err);
     if (rc == PS_OK)
         rc = validate_list(root, "deletions", valid_deletion, "{id, lamport?: [n, deviceId]}",

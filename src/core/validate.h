@@ -26,7 +26,12 @@ ps_code ps_validate_chat(json_object *chat, long index, const ps_limits *lim, ps
 /* A chat or message id: a string of 1..max_id_bytes bytes without NUL. */
 bool ps_valid_id(json_object *v, const ps_limits *lim);
 
-/* A Lamport tuple [counter >= 0, "id"]. */
+/* Largest Lamport counter accepted: 2^53 - 1, JavaScript's safe integers. */
+#define PS_MAX_COUNTER 9007199254740991LL
+
+/* A Lamport counter: an integer in [0, PS_MAX_COUNTER]. */
+bool ps_valid_counter(json_object *v);
+/* A Lamport tuple [counter, "id"]. */
 bool ps_valid_lamport(json_object *v, const ps_limits *lim);
 
 /*

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -356,15 +357,21 @@ unsigned ps_server_port(const ps_server *srv)
 unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
 {
     atomic_store(&srv->draining, true);
+    /* The pool's threads take the listener out of their epoll sets after
+     * quiesce returns: closing it now races them (MHD aborts). shutdown()
+     * stops a Linux listening socket at once, so new connections are
+     * refused; the descriptor is closed once the daemon is gone. */
     MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
     if (listener != MHD_INVALID_SOCKET)
-        close(listener);
+        shutdown(listener, SHUT_RDWR);
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
     for (unsigned waited_ms = 0;
          atomic_load(&srv->inflight) > 0 && waited_ms < drain_timeout_s * 1000u; waited_ms += 10)
         nanosleep(&tick, NULL);
     unsigned left = atomic_load(&srv->inflight);
     MHD_stop_daemon(srv->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
     free(srv);
     return left;
 }

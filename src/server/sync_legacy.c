@@ -124,21 +124,23 @@ done:
 
 /*
  * Applies one deletion. With the client's Lamport tuple, that is its stamp.
- * Without one, the server stamps it: a client that speaks Lamport (the
- * request had clientClock or tuples) gets a tick of the user clock, so the
- * deletion is ordered after everything the server has seen; a client that
- * does not gets its time, so its later edits can still bring the chat back.
- * Either way clients are shown a fresh tick, which they apply.
+ * Without one the server stamps it after everything it has seen of the chat,
+ * in the order its writers use: a tick of the user clock when the request or
+ * the chat's newest write speaks Lamport (so stale Lamport copies stay
+ * deleted), else a time no earlier than the chat's newest write (so a
+ * time-only client's later edit can still bring the chat back).
+ * Either way clients are shown a fresh tick, which Lamport clients apply.
  */
 static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
                           json_object *lamport, json_object *deleted_at,
-                          const deletion_source *src, bool *was_live, ps_error *err)
+                          const deletion_source *src, bool *deleted, ps_error *err)
 {
     ps_chat *chat = NULL;
     ps_code rc = load_or_new(ctx, user, id, &chat, err);
     if (rc != PS_OK)
         return rc;
-    *was_live = ps_chat_is_live(chat);
+    bool was_live = ps_chat_is_live(chat);
+    const ps_stamp *newest = ps_chat_newest_change(chat);
     ps_stamp stamp = {.ts = ctx->now_ms};
     ps_lamport shown = {0};
     int64_t ms;
@@ -153,8 +155,10 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
     } else {
         shown.counter = ++user->clock;
         shown.id = SERVER_DEVICE;
-        if (src->speaks_lamport)
+        if (src->speaks_lamport || (newest && newest->lamport > 0))
             stamp.lamport = shown.counter;
+        else if (newest && newest->ts >= stamp.ts)
+            stamp.ts = newest->ts + 1;
     }
     stamp.device = strdup(dev);
     bool changed = false;
@@ -164,6 +168,7 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     else if (changed)
         rc = save_chat(ctx, user, chat, false, err);
+    *deleted = was_live && !ps_chat_is_live(chat);
     ps_stamp_clear(&stamp);
     ps_chat_free(chat);
     return rc;
@@ -173,14 +178,14 @@ static ps_code apply_deletions(const ps_sync_ctx *ctx, ps_user *user, json_objec
                                const deletion_source *src, ps_error *err)
 {
     json_object *list;
-    bool was_live;
+    bool deleted;
     ps_code rc = PS_OK;
     if (json_object_object_get_ex(req, "deleted", &list) &&
         json_object_is_type(list, json_type_array)) {
         size_t n = json_object_array_length(list);
         for (size_t i = 0; i < n && rc == PS_OK; i++)
             rc = delete_one(ctx, user, json_object_get_string(json_object_array_get_idx(list, i)),
-                            NULL, NULL, src, &was_live, err);
+                            NULL, NULL, src, &deleted, err);
     }
     static const char *const kinds[2][2] = {{"deletions", "lamport"},
                                             {"deletionRecords", "deletedAtLamport"}};
@@ -196,7 +201,7 @@ static ps_code apply_deletions(const ps_sync_ctx *ctx, ps_user *user, json_objec
             if (lam && !json_object_is_type(lam, json_type_array))
                 lam = NULL;
             rc = delete_one(ctx, user, json_object_get_string(json_object_object_get(item, "id")),
-                            lam, at, src, &was_live, err);
+                            lam, at, src, &deleted, err);
         }
     }
     return rc;
@@ -331,14 +336,14 @@ ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *delet
         goto rollback;
     size_t n = json_object_array_length(ids);
     for (size_t i = 0; i < n; i++) {
-        bool was_live;
-        /* /deleteChat(s) carry no clock: stamped by time (see delete_one). */
+        bool gone;
+        /* /deleteChat(s) carry no clock of their own (see delete_one). */
         static const deletion_source src = {.device = "", .speaks_lamport = false};
         rc = delete_one(ctx, &user, json_object_get_string(json_object_array_get_idx(ids, i)),
-                        NULL, NULL, &src, &was_live, err);
+                        NULL, NULL, &src, &gone, err);
         if (rc != PS_OK)
             goto rollback;
-        *deleted += was_live;
+        *deleted += gone;
     }
     if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
         goto rollback;

@@ -28,7 +28,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answ
                        ps_error *err);
 
 /* Tombstones each id in `ids` (a validated array of strings). *deleted
- * counts the chats that were live before. */
+ * counts the chats that were live before and are deleted now. */
 ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *deleted,
                          ps_error *err);
 

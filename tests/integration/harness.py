@@ -1,0 +1,415 @@
+"""
+Test harness for the polysyncd integration suites (Python 3, stdlib only).
+
+Server starts polysyncd on a free port (--port 0) with a database in its own
+temporary folder, learns the port from the first stdout line, and talks HTTP
+to it. stop() sends SIGTERM and asserts exit code 0: under AddressSanitizer a
+leak or any memory error turns the exit code non-zero, so every test that
+stops its server also checks the server ended clean.
+
+ServerTestCase starts one server per test (isolation over speed: a start
+costs milliseconds), stops it in a cleanup, and prints the server's stderr
+when the test failed.
+
+Nothing here sleeps to synchronise: waits are polls against a deadline.
+"""
+import datetime
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+POLYSYNCD = os.environ.get("POLYSYNCD") or os.path.normpath(
+    os.path.join(HERE, "..", "..", "build", "bin", "polysyncd"))
+
+# Generous: the suite also runs under ASan+UBSan, about 3x slower.
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 30.0
+HTTP_TIMEOUT = 30.0
+
+BANNER = re.compile(r"^polysyncd (\S+) listening on http://([^:/\s]+):(\d+) \(store (.*)\)$")
+
+
+# ---- small helpers -------------------------------------------------------
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def iso(ms):
+    """Epoch milliseconds -> ISO 8601 UTC with milliseconds, like the JS clients."""
+    dt = datetime.datetime.fromtimestamp(ms / 1000.0, tz=datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ms % 1000)
+
+
+def parse_iso_ms(text):
+    """ISO 8601 (as the server writes it or as a test sent it) -> epoch ms."""
+    dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return int(round(dt.timestamp() * 1000))
+
+
+def msg(mid, content=None, role="user", timestamp=None, **extra):
+    m = {"id": mid, "role": role, "content": content if content is not None else "text of " + mid}
+    if timestamp is not None:
+        m["timestamp"] = timestamp
+    m.update(extra)
+    return m
+
+
+def chat(cid, title="A chat", messages=(), last_modified=None, **extra):
+    """A chat in the seed shape; timestamps only when given."""
+    c = {"id": cid, "title": title, "messages": list(messages)}
+    if last_modified is not None:
+        c["lastModified"] = last_modified
+    c.update(extra)
+    return c
+
+
+def by_id(chats):
+    return {c["id"]: c for c in chats}
+
+
+def message_ids(c):
+    return [m["id"] for m in c.get("messages", [])]
+
+
+def is_lamport(v):
+    return (isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)
+            and not isinstance(v[0], bool) and v[0] >= 0 and isinstance(v[1], str))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_line(fd, deadline):
+    """One line from a pipe fd, without blocking past the deadline."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no complete line before the deadline; got %r" % buf)
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise EOFError("stream closed; got %r" % buf)
+        buf += chunk
+    return buf.decode("utf-8", "replace").rstrip("\r\n")
+
+
+# ---- raw HTTP over a socket ---------------------------------------------
+
+def read_http_response(sock, timeout=HTTP_TIMEOUT, skip_informational=True):
+    """Reads one HTTP/1.1 response from a raw socket.
+
+    Returns (status, headers with lower-case names, body bytes). Handles a
+    Content-Length body, a chunked body, or a body that ends at close.
+    """
+    deadline = time.monotonic() + timeout
+    buf = b""
+
+    def fill():
+        nonlocal buf
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no complete HTTP answer in %.0f s; got %r" % (timeout, buf[:200]))
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        buf += chunk
+        return True
+
+    while True:
+        while b"\r\n\r\n" not in buf:
+            if not fill():
+                raise EOFError("connection closed before the headers; got %r" % buf[:200])
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if 100 <= status < 200:
+            if skip_informational:
+                continue
+            return status, headers, b""   # informational answers have no body
+        break
+
+    if status in (204, 304):
+        return status, headers, b""
+
+    if "content-length" in headers:
+        n = int(headers["content-length"])
+        while len(buf) < n:
+            if not fill():
+                raise EOFError("connection closed inside the body")
+        return status, headers, buf[:n]
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            while b"\r\n" not in buf:
+                if not fill():
+                    raise EOFError("connection closed inside a chunk")
+            size_line, buf = buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(buf) < size + 2:
+                if not fill():
+                    raise EOFError("connection closed inside a chunk")
+            body += buf[:size]
+            buf = buf[size + 2:]
+            if size == 0:
+                return status, headers, body
+    while fill():
+        pass
+    return status, headers, buf
+
+
+def json_or_none(body):
+    try:
+        return json.loads(body.decode("utf-8")) if body else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+# ---- the server ----------------------------------------------------------
+
+class ServerError(AssertionError):
+    pass
+
+
+class Server:
+    """One polysyncd process on a temporary database."""
+
+    def __init__(self, extra_args=(), env=None, tmpdir=None):
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.own_tmpdir = tmpdir is None
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="polysync-it-")
+        self.db_path = os.path.join(self.tmpdir, "p.db")
+        self.proc = None
+        self.port = None
+        self.banner = None
+        self.logs = []          # stderr of every run, for failure reports
+        self._stderr_path = None
+        self._run = 0
+
+    # -- life cycle --
+
+    def start(self):
+        assert self.proc is None, "already running"
+        self._run += 1
+        self._stderr_path = os.path.join(self.tmpdir, "stderr.%d.log" % self._run)
+        err = open(self._stderr_path, "wb")
+        env = dict(os.environ)
+        env.pop("CHAT_SYNC_PORT", None)
+        if self.env:
+            env.update(self.env)
+        try:
+            self.proc = subprocess.Popen(
+                [POLYSYNCD, "--port", "0", "--db", "sqlite:" + self.db_path] + self.extra_args,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env)
+        finally:
+            err.close()
+        try:
+            line = read_line(self.proc.stdout.fileno(), time.monotonic() + START_TIMEOUT)
+        except (TimeoutError, EOFError) as e:
+            self._abort()
+            raise ServerError("polysyncd did not start: %s\n%s" % (e, self.stderr_text()))
+        m = BANNER.match(line)
+        if not m:
+            self._abort()
+            raise ServerError("unexpected first line %r\n%s" % (line, self.stderr_text()))
+        self.banner = line
+        self.port = int(m.group(3))
+        return self
+
+    def _abort(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+            self._collect()
+
+    def _collect(self):
+        self.logs.append(self.stderr_text())
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM; asserts a clean exit (code 0) within the timeout."""
+        assert self.proc is not None, "not running"
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout, expect=0)
+
+    def wait_exit(self, timeout=STOP_TIMEOUT, expect=0):
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT)
+            self._collect()
+            raise ServerError("polysyncd did not exit within %.0f s of SIGTERM\n%s"
+                              % (timeout, self.logs[-1]))
+        self._collect()
+        if expect is not None and code != expect:
+            raise ServerError("polysyncd exited with %r, expected %r\n%s"
+                              % (code, expect, self.logs[-1]))
+        return code
+
+    def kill9(self):
+        assert self.proc is not None, "not running"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT)
+        self._collect()
+
+    def restart(self):
+        """Clean stop (asserted) if running, then start on the same database."""
+        if self.proc is not None:
+            self.stop()
+        return self.start()
+
+    def close(self):
+        """Kills a server still running (no assertion) and removes the folder."""
+        if self.proc is not None:
+            self._abort()
+        if self.own_tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def stderr_text(self):
+        try:
+            with open(self._stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return ""
+
+    # -- HTTP --
+
+    def request(self, method, path, body=None, headers=None, raw=None, timeout=HTTP_TIMEOUT):
+        """One request on a fresh connection.
+
+        body: a Python value sent as JSON; raw: bytes sent as they are. Either
+        gets Content-Type: application/json unless headers name one (a header
+        whose value is None is not sent). Returns (status, headers,
+        parsed JSON or None); the headers are an http.client.HTTPMessage
+        (case-insensitive get).
+        """
+        hdrs = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+        if raw is not None:
+            data = raw
+        if data is not None:
+            hdrs["Content-Type"] = "application/json"
+        for k, v in (headers or {}).items():
+            for old in [h for h in hdrs if h.lower() == k.lower()]:
+                del hdrs[old]
+            if v is not None:
+                hdrs[k] = v
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            payload = resp.read()
+            self.last_body = payload
+            return resp.status, resp.headers, json_or_none(payload)
+        finally:
+            conn.close()
+
+    def ok(self, method, path, body=None, **kw):
+        status, _, doc = self.request(method, path, body=body, **kw)
+        if status != 200:
+            raise AssertionError("%s %s answered %d: %r" % (method, path, status, self.last_body[:500]))
+        return doc
+
+    def sync(self, payload):
+        return self.request("POST", "/sync", body=payload)
+
+    def sync_ok(self, payload):
+        return self.ok("POST", "/sync", payload)
+
+    def push_ok(self, chats):
+        return self.ok("POST", "/pushChats", {"chats": list(chats)})
+
+    def fetch(self):
+        return self.ok("GET", "/fetchChats")
+
+    def health(self):
+        return self.ok("GET", "/health")
+
+    def delete_chat(self, cid):
+        return self.ok("POST", "/deleteChat", {"chatId": cid})
+
+    def delete_chats(self, ids):
+        return self.ok("POST", "/deleteChats", {"chatIds": list(ids)})
+
+    def connect(self, timeout=HTTP_TIMEOUT):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+
+class ServerTestCase(unittest.TestCase):
+    """Starts a server for each test (with SERVER_ARGS); prints its stderr on failure."""
+
+    SERVER_ARGS = ()
+
+    def setUp(self):
+        self._servers = []
+        self.server = self.new_server(self.SERVER_ARGS)
+
+    def new_server(self, args=(), env=None, start=True):
+        s = Server(args, env=env)
+        self._servers.append(s)
+        self.addCleanup(self._finish, s)
+        return s.start() if start else s
+
+    def _finish(self, s):
+        try:
+            if s.proc is not None:
+                s.stop()   # asserts exit code 0 (ASan: no leaks)
+        finally:
+            s.close()
+
+    def run(self, result=None):
+        if result is None:
+            result = self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        out = super().run(result)
+        if len(result.failures) + len(result.errors) > before:
+            for i, s in enumerate(getattr(self, "_servers", [])):
+                for j, log in enumerate(s.logs):
+                    sys.stderr.write("\n---- polysyncd stderr (%s, server %d, run %d) ----\n%s"
+                                     "---- end ----\n" % (self.id(), i, j + 1, log))
+        return out
+
+    # -- assertions shared by the suites --
+
+    def assertLamport(self, v, what="updatedAtLamport"):
+        self.assertTrue(is_lamport(v), "%s must be [counter, deviceId], got %r" % (what, v))
+
+    def assertErrorBody(self, doc, code):
+        self.assertIsInstance(doc, dict, "error answers are JSON objects")
+        self.assertIsInstance(doc.get("error"), str)
+        self.assertTrue(doc["error"], "error message is empty")
+        self.assertEqual(doc.get("code"), code, doc)
