@@ -265,6 +265,8 @@ void ps_chat_normalize(ps_chat *chat)
 
 const ps_message *ps_chat_message(const ps_chat *chat, const char *id)
 {
+    if (chat->nmessages == 0) /* bsearch on a NULL array is undefined */
+        return NULL;
     ps_message key = {.id = (char *)id};
     return bsearch(&key, chat->messages, chat->nmessages, sizeof key, message_id_cmp);
 }

@@ -135,8 +135,11 @@ ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **
                 if (is_private(msg))
                     continue;
                 const char *mid = json_object_get_string(json_object_object_get(msg, "id"));
-                json_object *value = is_tombstone(msg) ? NULL : json_object_get(msg);
-                rc = ps_chat_append_message(chat, mid, value, &stamp, message_order(msg));
+                /* A tombstone has no place in the display order: 0, so two
+                 * equal tombstones are equal in every part. */
+                bool dead = is_tombstone(msg);
+                rc = ps_chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), &stamp,
+                                            dead ? 0 : message_order(msg));
             }
         } else {
             bool changed;
@@ -331,13 +334,21 @@ json_object *ps_chat_state_to_json(const ps_chat *chat)
 
 static bool stamp_from_json(json_object *v, ps_stamp *out)
 {
-    if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 3)
+    if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 3 ||
+        !json_object_is_type(json_object_array_get_idx(v, 2), json_type_string))
         return false;
     out->ts = json_object_get_int64(json_object_array_get_idx(v, 0));
     out->lamport = json_object_get_int64(json_object_array_get_idx(v, 1));
     free(out->device);
     out->device = strdup(json_object_get_string(json_object_array_get_idx(v, 2)));
     return out->device != NULL;
+}
+
+/* [counter, "id"] as the state stores it. */
+static bool lamport_pair(json_object *v)
+{
+    return json_object_is_type(v, json_type_array) && json_object_array_length(v) == 2 &&
+           json_object_is_type(json_object_array_get_idx(v, 1), json_type_string);
 }
 
 ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
@@ -371,6 +382,7 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         json_object *row = json_object_array_get_idx(msgs, i);
         if (!json_object_is_type(row, json_type_array) || json_object_array_length(row) != 4 ||
+            !json_object_is_type(json_object_array_get_idx(row, 0), json_type_string) ||
             !stamp_from_json(json_object_array_get_idx(row, 2), &stamp)) {
             rc = PS_ERR_STORE;
             break;
@@ -398,14 +410,12 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
         chat->has_tombstone = true;
         if (!stamp_from_json(v, &chat->tombstone))
             rc = PS_ERR_STORE;
-        if (rc == PS_OK && json_object_object_get_ex(st, "D", &v) &&
-            json_object_is_type(v, json_type_array))
+        if (rc == PS_OK && json_object_object_get_ex(st, "D", &v) && lamport_pair(v))
             rc = ps_lamport_set(&chat->deleted_lamport,
                                 json_object_get_int64(json_object_array_get_idx(v, 0)),
                                 json_object_get_string(json_object_array_get_idx(v, 1)));
     }
-    if (rc == PS_OK && json_object_object_get_ex(st, "L", &v) &&
-        json_object_is_type(v, json_type_array))
+    if (rc == PS_OK && json_object_object_get_ex(st, "L", &v) && lamport_pair(v))
         rc = ps_lamport_set(&chat->lamport, json_object_get_int64(json_object_array_get_idx(v, 0)),
                             json_object_get_string(json_object_array_get_idx(v, 1)));
     ps_stamp_clear(&stamp);

@@ -3,6 +3,7 @@
 
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +20,19 @@ static ps_code reserve(ps_dynbuf *b, size_t extra)
 {
     if (extra > b->limit || b->len > b->limit - extra)
         return PS_ERR_TOO_LARGE;
+    if (b->len + extra == SIZE_MAX) /* no room for the NUL */
+        return PS_ERR_TOO_LARGE;
     size_t need = b->len + extra + 1; /* room for the NUL */
     if (need <= b->cap)
         return PS_OK;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
+    while (cap < need && cap <= SIZE_MAX / 2)
         cap *= 2;
-    if (cap > b->limit + 1)
+    if (cap < need)
+        cap = need;
+    /* Never allocate past limit + 1 (the NUL); limit may be SIZE_MAX - 1 at most
+     * here, since need <= limit + 1 was checked above. */
+    if (b->limit < SIZE_MAX && cap > b->limit + 1)
         cap = b->limit + 1;
     char *p = realloc(b->data, cap);
     if (!p)

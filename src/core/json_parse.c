@@ -10,10 +10,12 @@ ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object *
     *out = NULL;
     if (len > (size_t)INT32_MAX) /* json-c takes an int length */
         return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "", "JSON text too large");
-    ps_code rc = ps_json_precheck(text, len, err);
+    ps_code rc = ps_json_precheck(text, len, max_depth, err);
     if (rc != PS_OK)
         return rc;
-    json_tokener *tok = json_tokener_new_ex(max_depth);
+    /* +1: json-c counts the scalar inside the deepest container as a level;
+     * the pre-check has already bounded containers to max_depth. */
+    json_tokener *tok = json_tokener_new_ex(max_depth + 1);
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Length of the well-formed UTF-8 sequence at p (at most `left` bytes), or 0. */
 static size_t utf8_sequence(const unsigned char *p, size_t left)
@@ -42,54 +43,118 @@ static size_t utf8_sequence(const unsigned char *p, size_t left)
     return n;
 }
 
-/* Bytes that may stand outside strings: structure, whitespace, and the
- * letters and signs of numbers, true, false and null. */
-static bool allowed_outside_string(unsigned char c)
+/* Length of the RFC 8259 number at p, or 0:
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static size_t number_length(const unsigned char *p, size_t left)
 {
-    switch (c) {
-    case '{': case '}': case '[': case ']': case ':': case ',':
-    case ' ': case '\t': case '\n': case '\r':
-    case '-': case '+': case '.':
-        return true;
-    default:
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    size_t i = 0;
+#define DIGIT(k) ((k) < left && p[k] >= '0' && p[k] <= '9')
+    if (i < left && p[i] == '-')
+        i++;
+    if (!DIGIT(i))
+        return 0;
+    if (p[i] == '0')
+        i++;
+    else
+        while (DIGIT(i))
+            i++;
+    if (i < left && p[i] == '.') {
+        i++;
+        if (!DIGIT(i))
+            return 0;
+        while (DIGIT(i))
+            i++;
     }
+    if (i < left && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        if (i < left && (p[i] == '+' || p[i] == '-'))
+            i++;
+        if (!DIGIT(i))
+            return 0;
+        while (DIGIT(i))
+            i++;
+    }
+    /* "00" or "1x": a number must end where a token can end */
+    if (DIGIT(i) || (i < left && ((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
+                                  p[i] == '.')))
+        return 0;
+#undef DIGIT
+    return i;
 }
 
-ps_code ps_json_precheck(const char *text, size_t len, ps_error *err)
+/* Length of true/false/null at p, or 0 (NaN, Infinity, bare words). */
+static size_t literal_length(const unsigned char *p, size_t left)
+{
+    static const char *const words[3] = {"true", "false", "null"};
+    size_t n = 0;
+    while (n < left && p[n] >= 'a' && p[n] <= 'z')
+        n++;
+    for (int k = 0; k < 3; k++)
+        if (n == strlen(words[k]) && memcmp(p, words[k], n) == 0)
+            return n;
+    return 0;
+}
+
+static ps_code malformed(ps_error *err, size_t at, const char *what)
+{
+    return ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON: %s at byte %zu", what, at);
+}
+
+ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *err)
 {
     const unsigned char *p = (const unsigned char *)text;
     bool in_string = false;
+    int depth = 0;
     size_t i = 0;
     while (i < len) {
         unsigned char c = p[i];
-        if (c >= 0x80) {
-            size_t n = utf8_sequence(p + i, len - i);
-            if (n == 0)
-                return ps_error_set(err, PS_ERR_UTF8, -1, "",
-                                    "invalid UTF-8 in JSON text at byte %zu", i);
-            if (!in_string)
-                return ps_error_set(err, PS_ERR_MALFORMED, -1, "",
-                                    "malformed JSON: unexpected character at byte %zu", i);
-            i += n;
-            continue;
-        }
         if (in_string) {
+            if (c >= 0x80) {
+                size_t n = utf8_sequence(p + i, len - i);
+                if (n == 0)
+                    return ps_error_set(err, PS_ERR_UTF8, -1, "",
+                                        "invalid UTF-8 in JSON text at byte %zu", i);
+                i += n;
+                continue;
+            }
             if (c < 0x20)
-                return ps_error_set(err, PS_ERR_MALFORMED, -1, "",
-                                    "malformed JSON: raw control character in a string at "
-                                    "byte %zu (escape it)", i);
+                return malformed(err, i, "raw control character in a string (escape it)");
             if (c == '\\')
                 i++; /* the escaped character cannot end the string */
             else if (c == '"')
                 in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (!allowed_outside_string(c)) {
-            return ps_error_set(err, PS_ERR_MALFORMED, -1, "",
-                                "malformed JSON: unexpected character at byte %zu", i);
+            i++;
+            continue;
         }
-        i++;
+        size_t n = 1;
+        switch (c) {
+        case '"':
+            in_string = true;
+            break;
+        case '{': case '[':
+            if (++depth > max_depth)
+                return ps_error_set(err, PS_ERR_TOO_DEEP, -1, "",
+                                    "JSON nested deeper than %d levels", max_depth);
+            break;
+        case '}': case ']':
+            depth--;
+            break;
+        case ':': case ',': case ' ': case '\t': case '\n': case '\r':
+            break;
+        default:
+            if (c == '-' || (c >= '0' && c <= '9'))
+                n = number_length(p + i, len - i);
+            else if (c >= 'a' && c <= 'z')
+                n = literal_length(p + i, len - i);
+            else if (c >= 0x80 && utf8_sequence(p + i, len - i) == 0)
+                return ps_error_set(err, PS_ERR_UTF8, -1, "",
+                                    "invalid UTF-8 in JSON text at byte %zu", i);
+            else
+                n = 0;
+            if (n == 0)
+                return malformed(err, i, "unexpected character");
+        }
+        i += n;
     }
-    return PS_OK; /* an unterminated string is json-c's to report */
+    return PS_OK; /* structure (balance, commas, an unterminated string) is json-c's */
 }

@@ -26,6 +26,11 @@ static ps_code join_tombstone(ps_chat *into, const ps_stamp *stamp, const ps_lam
 {
     bool replaced = false;
     ps_code rc = join_stamp(&into->has_tombstone, &into->tombstone, stamp, &replaced);
+    /* Equal stamps (two /deleteChat in one millisecond): the larger shown
+     * tuple wins, so the result does not depend on the merge order. */
+    if (rc == PS_OK && !replaced && ps_stamp_cmp(stamp, &into->tombstone) == 0 &&
+        ps_lamport_cmp(shown, &into->deleted_lamport) > 0)
+        replaced = true;
     if (rc == PS_OK && replaced) {
         *changed = true;
         rc = ps_lamport_set(&into->deleted_lamport, shown->counter, shown->id);

@@ -34,6 +34,31 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
+static bool is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && is_leap(y) ? 29 : days[m - 1];
+}
+
+/* The civil date of a day count from 1970-01-01 (Hinnant's inverse). */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = (unsigned)(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
 bool ps_time_parse_iso(const char *s, int64_t *ms)
 {
     int year, mon, day, hour = 0, min = 0, sec = 0, frac_ms = 0;
@@ -79,12 +104,15 @@ bool ps_time_parse_iso(const char *s, int64_t *ms)
             if (!digits(p, 2, &om))
                 return false;
             p += 2;
+            if (oh > 23 || om > 59)
+                return false;
             offset_min = sign * (oh * 60L + om);
         }
     }
     if (*p != '\0')
         return false;
-    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
+    if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 ||
+        min > 59 || sec > 60)
         return false;
     int64_t days = days_from_civil(year, (unsigned)mon, (unsigned)day);
     int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_min * 60;
@@ -113,23 +141,30 @@ bool ps_time_from_json(const json_object *v, int64_t *ms)
     }
 }
 
+/* 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: what 4 digits hold. */
+#define FIRST_MS (-62167219200000LL)
+#define LAST_MS (253402300799999LL)
+
 void ps_time_format_iso(int64_t ms, char out[32])
 {
-    int64_t secs = ms / 1000;
-    int64_t rem = ms % 1000;
+    /* Clamped to four-digit years, so the text always parses back. */
+    if (ms < FIRST_MS)
+        ms = FIRST_MS;
+    if (ms > LAST_MS)
+        ms = LAST_MS;
+    int64_t days = ms / 86400000, rem = ms % 86400000;
     if (rem < 0) {
-        rem += 1000;
-        secs -= 1;
+        rem += 86400000;
+        days -= 1;
     }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) {
-        strcpy(out, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    char head[24];
-    strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%s.%03dZ", head, (int)rem);
+    int64_t year;
+    int mon, day;
+    civil_from_days(days, &year, &mon, &day);
+    /* The modulos are no-ops after the clamp; they let the compiler see
+     * that every field fits its width. */
+    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)year % 10000u,
+             (unsigned)mon % 100u, (unsigned)day % 100u, (unsigned)(rem / 3600000) % 100u,
+             (unsigned)(rem / 60000 % 60), (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
 }
 
 int64_t ps_time_now_ms(void)

@@ -2,6 +2,7 @@
 #include "server/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #define MIB (1024u * 1024u)
+#define MAX_BODY_LIMIT ((size_t)1024 * MIB)
 
 void ps_config_defaults(ps_config *cfg)
 {
@@ -44,9 +46,11 @@ bool ps_addr_is_loopback(const char *addr)
 static bool parse_size(const char *s, size_t *out)
 {
     char *end;
+    if (!isdigit((unsigned char)s[0])) /* strtoull would skip blanks and take "-1" */
+        return false;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
+    if (errno || end == s)
         return false;
     unsigned long long mult = 1;
     switch (*end) {
@@ -65,9 +69,11 @@ static bool parse_size(const char *s, size_t *out)
 static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
     char *end;
+    if (!isdigit((unsigned char)s[0]))
+        return false;
     errno = 0;
     unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end != '\0' || *s == '-' || v > max)
+    if (errno || end == s || *end != '\0' || v > max)
         return false;
     *out = v;
     return true;
@@ -81,7 +87,7 @@ static void usage(FILE *f)
             "  --bind ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port N                 port (default 4001, or env CHAT_SYNC_PORT; 0 = any)\n"
             "  --db URL                 store: sqlite:PATH (default sqlite:./data/polysync.db)\n"
-            "  --max-body SIZE          largest request body, e.g. 64M (default 64M)\n"
+            "  --max-body SIZE          largest request body, e.g. 64M (default 64M, max 1G)\n"
             "  --max-chats N            most chats or deletions in one request (default 50000)\n"
             "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
             "  --tombstone-retention D  keep deleted chats' tombstones D days (default 90)\n"
@@ -116,16 +122,8 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {NULL, 0, NULL, 0},
     };
     unsigned long v;
-    const char *env_port = getenv("CHAT_SYNC_PORT");
-    if (env_port && *env_port) {
-        if (!parse_uint(env_port, 65535, &v)) {
-            fprintf(err_out, "polysyncd: CHAT_SYNC_PORT must be a port number, not '%s'\n",
-                    env_port);
-            return PS_CONFIG_EXIT_USAGE;
-        }
-        cfg->port = (unsigned)v;
-    }
-    optind = 1;
+    bool port_given = false;
+    optind = 0; /* 0, not 1: glibc then resets all of getopt's state */
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -142,6 +140,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--port";
             else
                 cfg->port = (unsigned)v;
+            port_given = true;
             break;
         case O_DB:
             if (strlen(optarg) >= sizeof cfg->db_url)
@@ -150,7 +149,9 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 snprintf(cfg->db_url, sizeof cfg->db_url, "%s", optarg);
             break;
         case O_MAX_BODY:
-            if (!parse_size(optarg, &cfg->max_body_bytes) || cfg->max_body_bytes == 0)
+            /* json-c takes int lengths: a body must stay under 2 GiB */
+            if (!parse_size(optarg, &cfg->max_body_bytes) || cfg->max_body_bytes == 0 ||
+                cfg->max_body_bytes > MAX_BODY_LIMIT)
                 bad = "--max-body";
             break;
         case O_MAX_CHATS:
@@ -208,6 +209,15 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
             fprintf(err_out, "polysyncd: invalid value '%s' for %s\n", optarg, bad);
             return PS_CONFIG_EXIT_USAGE;
         }
+    }
+    const char *env_port = getenv("CHAT_SYNC_PORT");
+    if (!port_given && env_port && *env_port) {
+        if (!parse_uint(env_port, 65535, &v)) {
+            fprintf(err_out, "polysyncd: CHAT_SYNC_PORT must be a port number, not '%s'\n",
+                    env_port);
+            return PS_CONFIG_EXIT_USAGE;
+        }
+        cfg->port = (unsigned)v;
     }
     if (optind < argc) {
         fprintf(err_out, "polysyncd: unexpected argument '%s'\nTry 'polysyncd --help'.\n",
