@@ -28,6 +28,10 @@ typedef enum ps_code {
     PS_ERR_CONFIG = 10,    /* bad option or configuration */
     PS_ERR_SCHEMA = 11,    /* the store was written by a newer polysync */
     PS_ERR_BUSY = 12,      /* the store is locked by someone else */
+    PS_ERR_BAD_CURSOR = 13, /* a sync cursor the server did not issue */
+    PS_ERR_EXPIRED = 14,   /* a sync cursor older than the tombstone retention */
+    PS_ERR_BAD_GZIP = 15,  /* a compressed body that does not decompress */
+    PS_ERR_ENCODING = 16,  /* a content encoding polysync does not speak */
 } ps_code;
 
 /* A static English description of `code`; never NULL. */

@@ -43,6 +43,21 @@ ps_code ps_stamp_copy(ps_stamp *dst, const ps_stamp *src)
     return PS_OK;
 }
 
+void ps_mark_clear(ps_mark *m)
+{
+    free(m->origin);
+    m->origin = NULL;
+    m->seq = 0;
+    m->dirty = false;
+}
+
+/* A register that took a new value: where it came from is not known yet. */
+static void mark_changed(ps_mark *m)
+{
+    ps_mark_clear(m);
+    m->dirty = true;
+}
+
 void ps_chat_free(ps_chat *chat)
 {
     if (!chat)
@@ -51,12 +66,15 @@ void ps_chat_free(ps_chat *chat)
         free(chat->fields[i].name);
         json_object_put(chat->fields[i].value);
         ps_stamp_clear(&chat->fields[i].stamp);
+        ps_mark_clear(&chat->fields[i].mark);
     }
     for (size_t i = 0; i < chat->nmessages; i++) {
         free(chat->messages[i].id);
         json_object_put(chat->messages[i].value);
         ps_stamp_clear(&chat->messages[i].stamp);
+        ps_mark_clear(&chat->messages[i].mark);
     }
+    ps_mark_clear(&chat->header);
     json_object_put(chat->created_at.value);
     json_object_put(chat->updated_at.value);
     json_object_put(chat->last_modified.value);
@@ -176,6 +194,7 @@ ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
         }
         json_object_put(f->value);
         f->value = value;
+        mark_changed(&f->mark);
         /* A newer stamp on an equal value is still a change of state. */
         *changed = true;
         return PS_OK;
@@ -190,7 +209,7 @@ ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
         chat->fields = p;
         chat->capfields = cap;
     }
-    ps_field nf = {.name = strdup(name), .value = value};
+    ps_field nf = {.name = strdup(name), .value = value, .mark = {.dirty = true}};
     if (!nf.name || ps_stamp_copy(&nf.stamp, stamp) != PS_OK) {
         free(nf.name);
         json_object_put(value);
@@ -216,7 +235,8 @@ ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value
         chat->messages = p;
         chat->capmessages = cap;
     }
-    ps_message m = {.id = strdup(id), .value = value, .order_ts = order_ts};
+    ps_message m = {.id = strdup(id), .value = value, .order_ts = order_ts,
+                    .mark = {.dirty = true}};
     if (!m.id || ps_stamp_copy(&m.stamp, stamp) != PS_OK) {
         free(m.id);
         json_object_put(value);
@@ -231,11 +251,12 @@ static int message_id_cmp(const void *a, const void *b)
     return strcmp(((const ps_message *)a)->id, ((const ps_message *)b)->id);
 }
 
-static void message_release(ps_message *m)
+void ps__message_release(ps_message *m)
 {
     free(m->id);
     json_object_put(m->value);
     ps_stamp_clear(&m->stamp);
+    ps_mark_clear(&m->mark);
 }
 
 void ps_chat_normalize(ps_chat *chat)
@@ -255,9 +276,9 @@ void ps_chat_normalize(ps_chat *chat)
         if (ps_write_cmp(&cur->stamp, cur->value, &keep->stamp, keep->value) > 0) {
             ps_message old = *keep;
             *keep = *cur;
-            message_release(&old);
+            ps__message_release(&old);
         } else {
-            message_release(cur);
+            ps__message_release(cur);
         }
     }
     chat->nmessages = out + 1;
@@ -288,6 +309,51 @@ bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool wan
     into->value = json_object_get(from->value);
     into->ms = from->ms;
     return true;
+}
+
+void ps_chat_clear_dirty(ps_chat *chat)
+{
+    for (size_t i = 0; i < chat->nfields; i++)
+        chat->fields[i].mark.dirty = false;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        chat->messages[i].mark.dirty = false;
+    chat->header.dirty = false;
+}
+
+static ps_code stamp_mark(ps_mark *m, int64_t seq, const char *origin)
+{
+    if (!m->dirty)
+        return PS_OK;
+    char *copy = strdup(origin ? origin : "");
+    if (!copy)
+        return PS_ERR_NOMEM;
+    free(m->origin);
+    m->origin = copy;
+    m->seq = seq;
+    return PS_OK;
+}
+
+ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin)
+{
+    ps_code rc = stamp_mark(&chat->header, seq, origin);
+    for (size_t i = 0; i < chat->nfields && rc == PS_OK; i++)
+        rc = stamp_mark(&chat->fields[i].mark, seq, origin);
+    for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
+        rc = stamp_mark(&chat->messages[i].mark, seq, origin);
+    return rc;
+}
+
+bool ps_chat_is_dirty(const ps_chat *chat)
+{
+    if (chat->header.dirty)
+        return true;
+    for (size_t i = 0; i < chat->nfields; i++)
+        if (chat->fields[i].mark.dirty)
+            return true;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        if (chat->messages[i].mark.dirty)
+            return true;
+    return false;
 }
 
 const ps_stamp *ps_chat_newest_change(const ps_chat *chat)

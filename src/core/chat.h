@@ -38,10 +38,23 @@ typedef struct ps_stamp {
     char *device;    /* writer's device id, "" if unknown; owned */
 } ps_stamp;
 
+/*
+ * Where a register's current value came from, for incremental pulls: the
+ * server's change sequence number when it landed and the device that sent
+ * it. The merge knows nothing of these; it only sets `dirty` on what it
+ * changed, and the server fills seq and origin of dirty parts before saving.
+ */
+typedef struct ps_mark {
+    int64_t seq;  /* 0 = not stored yet */
+    char *origin; /* owned; NULL = unknown */
+    bool dirty;   /* changed since loaded from the store */
+} ps_mark;
+
 typedef struct ps_field {
     char *name;         /* owned */
     json_object *value; /* one reference held */
     ps_stamp stamp;
+    ps_mark mark;
 } ps_field;
 
 typedef struct ps_message {
@@ -49,6 +62,7 @@ typedef struct ps_message {
     json_object *value; /* the message object; NULL for a deleted message */
     ps_stamp stamp;
     int64_t order_ts;   /* the message's own timestamp, for display order */
+    ps_mark mark;
 } ps_message;
 
 /* createdAt / updatedAt / lastModified as the client wrote them. */
@@ -69,12 +83,18 @@ typedef struct ps_chat {
     ps_message *messages; /* sorted by id, unique (after ps_chat_normalize) */
     size_t nmessages, capmessages;
     ps_time_field created_at, updated_at, last_modified;
-    bool has_touched; /* a whole-chat write was seen (legacy upload) */
-    ps_stamp touched;   /* the newest such write: a chat exists even empty */
+    bool has_touched; /* a write to the chat itself was seen */
+    ps_stamp touched;   /* the newest write of any kind but a deletion: a chat
+                         * exists even empty, and liveness is known without
+                         * loading every message */
     bool has_tombstone;
     ps_stamp tombstone;
     ps_lamport deleted_lamport; /* the tombstone's tuple as clients see it */
     ps_lamport lamport;
+    ps_mark header; /* the time fields, touched, tombstone and lamport */
+    int64_t revived_seq; /* change sequence at which it last came back from deletion */
+    bool stored;         /* transient: it was loaded from the store */
+    bool stored_live;    /* transient: it was live when loaded */
 } ps_chat;
 
 /* A new empty chat with a copy of `id`; NULL on allocation failure. */
@@ -106,6 +126,8 @@ const ps_field *ps_chat_field(const ps_chat *chat, const char *name);
  */
 ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value,
                                const ps_stamp *stamp, int64_t order_ts);
+/* Frees what a message register owns (not the register itself). */
+void ps__message_release(ps_message *m);
 /* Sorts messages by id and joins duplicates. */
 void ps_chat_normalize(ps_chat *chat);
 /* Binary search over normalized messages. */
@@ -113,6 +135,14 @@ const ps_message *ps_chat_message(const ps_chat *chat, const char *id);
 
 /* Joins a time field: keeps the earliest (want_min) or latest value. */
 bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min);
+
+/* Marks every part of the chat clean (just loaded from the store). */
+void ps_chat_clear_dirty(ps_chat *chat);
+/* Gives every dirty part `seq` and `origin` (copied). */
+ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin);
+/* Whether any part of the chat is dirty. */
+bool ps_chat_is_dirty(const ps_chat *chat);
+void ps_mark_clear(ps_mark *m);
 
 /* The newest stamp of any write to the chat; NULL if it has none. */
 const ps_stamp *ps_chat_newest_change(const ps_chat *chat);

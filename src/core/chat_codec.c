@@ -90,6 +90,62 @@ static int64_t message_order(json_object *msg)
     return ms;
 }
 
+/* Stores one time field (createdAt, updatedAt, lastModified) as sent, or
+ * clamped when it is further ahead than the skew allows. */
+static ps_code ingest_time(ps_chat *chat, int tk, json_object *val, const ps_ingest *in)
+{
+    int64_t ms;
+    if (!ps_time_from_json(val, &ms))
+        return PS_OK;
+    ps_time_field *tf = time_field(chat, tk);
+    int64_t clamped = clamp_ts(ms, in);
+    json_object *v;
+    if (clamped != ms) { /* store what we believe, not the bad clock */
+        char iso[32];
+        ps_time_format_iso(clamped, iso);
+        v = json_object_new_string(iso);
+    } else {
+        v = json_object_get(val);
+    }
+    if (!v)
+        return PS_ERR_NOMEM;
+    ps_time_field incoming = {.value = v, .ms = clamped};
+    ps_time_field_join(tf, &incoming, tk == 0);
+    json_object_put(v);
+    return PS_OK;
+}
+
+/* One key of a chat (or of a v2 change's fields): a time field or a
+ * register write. */
+static ps_code ingest_key(ps_chat *chat, const char *key, json_object *val, const ps_stamp *stamp,
+                          const ps_ingest *in)
+{
+    int tk = time_key_index(key);
+    if (tk >= 0)
+        return ingest_time(chat, tk, val, in);
+    bool changed;
+    return ps_chat_put_field(chat, key, json_object_get(val), stamp, &changed);
+}
+
+/* Message writes: private ones dropped, {id, deleted: true} as tombstones. */
+static ps_code ingest_messages(ps_chat *chat, json_object *list, const ps_stamp *stamp)
+{
+    ps_code rc = PS_OK;
+    size_t n = json_object_array_length(list);
+    for (size_t i = 0; i < n && rc == PS_OK; i++) {
+        json_object *msg = json_object_array_get_idx(list, i);
+        if (is_private(msg))
+            continue;
+        const char *mid = json_object_get_string(json_object_object_get(msg, "id"));
+        /* A tombstone has no place in the display order: 0, so two equal
+         * tombstones are equal in every part. */
+        bool dead = is_tombstone(msg);
+        rc = ps_chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), stamp,
+                                    dead ? 0 : message_order(msg));
+    }
+    return rc;
+}
+
 ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out)
 {
     *out = NULL;
@@ -104,47 +160,67 @@ ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **
     chat->has_touched = true;
     if (rc == PS_OK && stamp.lamport)
         rc = ps_lamport_set(&chat->lamport, stamp.lamport, stamp.device);
-
     json_object_object_foreach(legacy, key, val)
     {
         if (rc != PS_OK)
             break;
-        int tk = time_key_index(key);
-        if (strcmp(key, "id") == 0 || strcmp(key, "updatedAtLamport") == 0) {
+        if (strcmp(key, "id") == 0 || strcmp(key, "updatedAtLamport") == 0)
             continue;
-        } else if (tk >= 0) {
-            int64_t ms;
-            if (!ps_time_from_json(val, &ms))
-                continue;
-            ps_time_field *tf = time_field(chat, tk);
-            int64_t clamped = clamp_ts(ms, in);
-            if (clamped != ms) { /* store what we believe, not the bad clock */
-                char iso[32];
-                ps_time_format_iso(clamped, iso);
-                tf->value = json_object_new_string(iso);
-            } else {
-                tf->value = json_object_get(val);
-            }
-            tf->ms = clamped;
-            if (!tf->value)
-                rc = PS_ERR_NOMEM;
-        } else if (strcmp(key, "messages") == 0) {
-            size_t n = json_object_array_length(val);
-            for (size_t i = 0; i < n && rc == PS_OK; i++) {
-                json_object *msg = json_object_array_get_idx(val, i);
-                if (is_private(msg))
-                    continue;
-                const char *mid = json_object_get_string(json_object_object_get(msg, "id"));
-                /* A tombstone has no place in the display order: 0, so two
-                 * equal tombstones are equal in every part. */
-                bool dead = is_tombstone(msg);
-                rc = ps_chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), &stamp,
-                                            dead ? 0 : message_order(msg));
-            }
-        } else {
-            bool changed;
-            rc = ps_chat_put_field(chat, key, json_object_get(val), &stamp, &changed);
+        if (strcmp(key, "messages") == 0)
+            rc = ingest_messages(chat, val, &stamp);
+        else
+            rc = ingest_key(chat, key, val, &stamp, in);
+    }
+    ps_stamp_clear(&stamp);
+    if (rc != PS_OK) {
+        ps_chat_free(chat);
+        return rc;
+    }
+    ps_chat_normalize(chat);
+    *out = chat;
+    return PS_OK;
+}
+
+ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out)
+{
+    *out = NULL;
+    json_object *v;
+    ps_chat *chat = ps_chat_new(json_object_get_string(json_object_object_get(change, "chatId")));
+    if (!chat)
+        return PS_ERR_NOMEM;
+    ps_stamp stamp = {.ts = in->now_ms, .device = strdup(in->device ? in->device : "")};
+    int64_t ms;
+    if (json_object_object_get_ex(change, "at", &v) && ps_time_from_json(v, &ms))
+        stamp.ts = clamp_ts(ms, in);
+    if (json_object_object_get_ex(change, "clock", &v))
+        stamp.lamport = json_object_get_int64(v);
+    ps_code rc = stamp.device ? PS_OK : PS_ERR_NOMEM;
+    bool delete_chat = json_object_object_get_ex(change, "deleteChat", &v) &&
+                       json_object_get_boolean(v);
+    if (rc == PS_OK && delete_chat) {
+        /* shown with the change's own tuple; the server ticks one if 0 */
+        rc = ps_stamp_copy(&chat->tombstone, &stamp);
+        chat->has_tombstone = true;
+        if (rc == PS_OK)
+            rc = ps_lamport_set(&chat->deleted_lamport, stamp.lamport, stamp.device);
+    } else if (rc == PS_OK) {
+        rc = ps_stamp_copy(&chat->touched, &stamp);
+        chat->has_touched = true;
+    }
+    if (rc == PS_OK && json_object_object_get_ex(change, "fields", &v)) {
+        json_object_object_foreach(v, key, val)
+        {
+            if ((rc = ingest_key(chat, key, val, &stamp, in)) != PS_OK)
+                break;
         }
+    }
+    if (rc == PS_OK && json_object_object_get_ex(change, "messages", &v))
+        rc = ingest_messages(chat, v, &stamp);
+    if (rc == PS_OK && json_object_object_get_ex(change, "deleteMessages", &v)) {
+        size_t n = json_object_array_length(v);
+        for (size_t i = 0; i < n && rc == PS_OK; i++)
+            rc = ps_chat_append_message(chat, json_object_get_string(json_object_array_get_idx(v, i)),
+                                        NULL, &stamp, 0);
     }
     ps_stamp_clear(&stamp);
     if (rc != PS_OK) {
@@ -281,7 +357,28 @@ static json_object *stamp_json(const ps_stamp *s)
     return arr;
 }
 
+/* Appends [seq, origin] to `arr` when the part has been stored. */
+static void add_mark(json_object *arr, const ps_mark *m)
+{
+    if (!m->seq)
+        return;
+    json_object_array_add(arr, json_object_new_int64(m->seq));
+    json_object_array_add(arr, json_object_new_string(m->origin ? m->origin : ""));
+}
+
+static json_object *state_json(const ps_chat *chat, bool with_messages);
+
 json_object *ps_chat_state_to_json(const ps_chat *chat)
+{
+    return state_json(chat, true);
+}
+
+json_object *ps_chat_header_to_json(const ps_chat *chat)
+{
+    return state_json(chat, false);
+}
+
+static json_object *state_json(const ps_chat *chat, bool with_messages)
 {
     json_object *st = json_object_new_object();
     json_object *fields = json_object_new_object();
@@ -294,22 +391,34 @@ json_object *ps_chat_state_to_json(const ps_chat *chat)
     }
     json_object_object_add(st, "id", json_object_new_string(chat->id));
     for (size_t i = 0; i < chat->nfields; i++) {
-        json_object *pair = json_object_new_array_ext(2);
+        json_object *pair = json_object_new_array_ext(4);
         json_object_array_add(pair, json_object_get(chat->fields[i].value));
         json_object_array_add(pair, stamp_json(&chat->fields[i].stamp));
+        add_mark(pair, &chat->fields[i].mark);
         json_object_object_add(fields, chat->fields[i].name, pair);
     }
     json_object_object_add(st, "f", fields);
-    for (size_t i = 0; i < chat->nmessages; i++) {
+    for (size_t i = 0; with_messages && i < chat->nmessages; i++) {
         const ps_message *m = &chat->messages[i];
         json_object *row = json_object_new_array_ext(4);
         json_object_array_add(row, json_object_new_string(m->id));
         json_object_array_add(row, json_object_get(m->value));
         json_object_array_add(row, stamp_json(&m->stamp));
         json_object_array_add(row, json_object_new_int64(m->order_ts));
+        add_mark(row, &m->mark);
         json_object_array_add(msgs, row);
     }
-    json_object_object_add(st, "m", msgs);
+    if (with_messages)
+        json_object_object_add(st, "m", msgs);
+    else
+        json_object_put(msgs);
+    if (chat->revived_seq)
+        json_object_object_add(st, "R", json_object_new_int64(chat->revived_seq));
+    if (chat->header.seq) {
+        json_object *h = json_object_new_array_ext(2);
+        add_mark(h, &chat->header);
+        json_object_object_add(st, "h", h);
+    }
     static const char *const keys[3] = {"c", "u", "l"};
     for (int k = 0; k < 3; k++) {
         const ps_time_field *tf = time_field_c(chat, k);
@@ -344,6 +453,22 @@ static bool stamp_from_json(json_object *v, ps_stamp *out)
     return out->device != NULL;
 }
 
+/* [..., seq, "origin"] at index `at` of a state array. */
+static ps_code mark_from_json(json_object *arr, size_t at, ps_mark *out)
+{
+    json_object *seq = json_object_array_get_idx(arr, at);
+    json_object *origin = json_object_array_get_idx(arr, at + 1);
+    if (!json_object_is_type(seq, json_type_int) || !json_object_is_type(origin, json_type_string))
+        return PS_ERR_STORE;
+    char *copy = strdup(json_object_get_string(origin));
+    if (!copy)
+        return PS_ERR_NOMEM;
+    free(out->origin);
+    out->origin = copy;
+    out->seq = json_object_get_int64(seq);
+    return PS_OK;
+}
+
 /* [counter, "id"] as the state stores it. */
 static bool lamport_pair(json_object *v)
 {
@@ -354,11 +479,11 @@ static bool lamport_pair(json_object *v)
 ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
 {
     *out = NULL;
-    json_object *v, *fields, *msgs;
+    json_object *v, *fields, *msgs = NULL;
     if (!json_object_object_get_ex(st, "id", &v) || !json_object_is_type(v, json_type_string) ||
         !json_object_object_get_ex(st, "f", &fields) ||
         !json_object_is_type(fields, json_type_object) ||
-        !json_object_object_get_ex(st, "m", &msgs) || !json_object_is_type(msgs, json_type_array))
+        (json_object_object_get_ex(st, "m", &msgs) && !json_object_is_type(msgs, json_type_array)))
         return ps_error_set(err, PS_ERR_STORE, -1, "", "corrupt chat state");
     ps_chat *chat = ps_chat_new(json_object_get_string(v));
     if (!chat)
@@ -368,20 +493,23 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
     json_object_object_foreach(fields, name, pair)
     {
         bool changed;
-        if (!json_object_is_type(pair, json_type_array) || json_object_array_length(pair) != 2 ||
-            !stamp_from_json(json_object_array_get_idx(pair, 1), &stamp)) {
+        size_t len = json_object_is_type(pair, json_type_array) ? json_object_array_length(pair) : 0;
+        if ((len != 2 && len != 4) || !stamp_from_json(json_object_array_get_idx(pair, 1), &stamp)) {
             rc = PS_ERR_STORE;
             break;
         }
         rc = ps_chat_put_field(chat, name, json_object_get(json_object_array_get_idx(pair, 0)),
                                &stamp, &changed);
+        if (rc == PS_OK && len == 4)
+            rc = mark_from_json(pair, 2, &((ps_field *)ps_chat_field(chat, name))->mark);
         if (rc != PS_OK)
             break;
     }
-    size_t n = json_object_array_length(msgs);
+    size_t n = msgs ? json_object_array_length(msgs) : 0;
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         json_object *row = json_object_array_get_idx(msgs, i);
-        if (!json_object_is_type(row, json_type_array) || json_object_array_length(row) != 4 ||
+        size_t len = json_object_is_type(row, json_type_array) ? json_object_array_length(row) : 0;
+        if ((len != 4 && len != 6) ||
             !json_object_is_type(json_object_array_get_idx(row, 0), json_type_string) ||
             !stamp_from_json(json_object_array_get_idx(row, 2), &stamp)) {
             rc = PS_ERR_STORE;
@@ -392,7 +520,13 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
             chat, json_object_get_string(json_object_array_get_idx(row, 0)),
             json_object_is_type(val, json_type_null) ? NULL : json_object_get(val), &stamp,
             json_object_get_int64(json_object_array_get_idx(row, 3)));
+        if (rc == PS_OK && len == 6)
+            rc = mark_from_json(row, 4, &chat->messages[chat->nmessages - 1].mark);
     }
+    if (rc == PS_OK && json_object_object_get_ex(st, "h", &v))
+        rc = mark_from_json(v, 0, &chat->header);
+    if (rc == PS_OK && json_object_object_get_ex(st, "R", &v))
+        chat->revived_seq = json_object_get_int64(v);
     static const char *const keys[3] = {"c", "u", "l"};
     for (int k = 0; k < 3 && rc == PS_OK; k++) {
         if (json_object_object_get_ex(st, keys[k], &v) && json_object_is_type(v, json_type_array)) {
@@ -424,6 +558,7 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
         return ps_error_set(err, rc, -1, "", "corrupt chat state");
     }
     ps_chat_normalize(chat);
+    ps_chat_clear_dirty(chat);
     *out = chat;
     return PS_OK;
 }

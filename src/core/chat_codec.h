@@ -25,6 +25,13 @@ typedef struct ps_ingest {
  */
 ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out);
 
+/*
+ * Turns one validated v2 change (docs/protocol.md) into registers, every
+ * write stamped (at clamped, else now; clock; the request's device). A
+ * change is a write to the chat's existence too, unless it is deleteChat.
+ */
+ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out);
+
 /* The stamp ps_chat_from_legacy gives `legacy`; the caller clears it. */
 ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out);
 
@@ -43,8 +50,13 @@ json_object *ps_chat_to_legacy(const ps_chat *chat);
 bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent,
                                const ps_stamp *sent_stamp);
 
-/* Internal state, for the store: a new object / a new chat for the caller. */
+/*
+ * Internal state, for the store: a new object / a new chat for the caller.
+ * The header form leaves the messages out (the store keeps them in rows);
+ * from_json reads either form. A chat read back is clean (not dirty).
+ */
 json_object *ps_chat_state_to_json(const ps_chat *chat);
+json_object *ps_chat_header_to_json(const ps_chat *chat);
 ps_code ps_chat_state_from_json(json_object *state, ps_chat **out, ps_error *err);
 
 #endif

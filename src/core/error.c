@@ -21,6 +21,10 @@ const char *ps_strerror(ps_code code)
     case PS_ERR_CONFIG: return "configuration error";
     case PS_ERR_SCHEMA: return "store schema is newer than this polysync";
     case PS_ERR_BUSY: return "store is busy";
+    case PS_ERR_BAD_CURSOR: return "invalid sync cursor";
+    case PS_ERR_EXPIRED: return "sync cursor expired";
+    case PS_ERR_BAD_GZIP: return "invalid gzip data";
+    case PS_ERR_ENCODING: return "unsupported content encoding";
     }
     return "unknown error";
 }

@@ -42,6 +42,7 @@ static ps_code copy_message(ps_message *dst, const ps_message *src)
 {
     dst->id = strdup(src->id);
     dst->stamp.device = NULL;
+    dst->mark = (ps_mark){.dirty = true}; /* a new value: its origin is this merge's */
     if (!dst->id || ps_stamp_copy(&dst->stamp, &src->stamp) != PS_OK) {
         free(dst->id);
         return PS_ERR_NOMEM;
@@ -78,12 +79,8 @@ static ps_code merge_messages(ps_chat *into, const ps_chat *from, bool *changed)
                 break;
             n++;
             *changed = true;
-            if (c == 0) { /* replaced: release the older write */
-                free(into->messages[i].id);
-                json_object_put(into->messages[i].value);
-                ps_stamp_clear(&into->messages[i].stamp);
-                i++;
-            }
+            if (c == 0) /* replaced: release the older write */
+                ps__message_release(&into->messages[i++]);
             j++;
         } else {
             out[n++] = into->messages[i++];
@@ -116,17 +113,24 @@ ps_code ps_chat_merge(ps_chat *into, const ps_chat *from, bool *changed)
     }
     if (rc == PS_OK)
         rc = merge_messages(into, from, changed);
+    /* The chat-level parts share one mark (the header). */
+    bool header = false;
     if (rc == PS_OK && from->has_touched)
-        rc = join_stamp(&into->has_touched, &into->touched, &from->touched, changed);
+        rc = join_stamp(&into->has_touched, &into->touched, &from->touched, &header);
     if (rc == PS_OK && from->has_tombstone)
-        rc = join_tombstone(into, &from->tombstone, &from->deleted_lamport, changed);
-    if (rc != PS_OK)
-        return rc;
-    *changed |= ps_time_field_join(&into->created_at, &from->created_at, true);
-    *changed |= ps_time_field_join(&into->updated_at, &from->updated_at, false);
-    *changed |= ps_time_field_join(&into->last_modified, &from->last_modified, false);
-    if (from->lamport.counter && ps_lamport_cmp(&from->lamport, &into->lamport) > 0) {
-        rc = ps_lamport_set(&into->lamport, from->lamport.counter, from->lamport.id);
+        rc = join_tombstone(into, &from->tombstone, &from->deleted_lamport, &header);
+    if (rc == PS_OK) {
+        header |= ps_time_field_join(&into->created_at, &from->created_at, true);
+        header |= ps_time_field_join(&into->updated_at, &from->updated_at, false);
+        header |= ps_time_field_join(&into->last_modified, &from->last_modified, false);
+        if (from->lamport.counter && ps_lamport_cmp(&from->lamport, &into->lamport) > 0) {
+            rc = ps_lamport_set(&into->lamport, from->lamport.counter, from->lamport.id);
+            header = true;
+        }
+    }
+    if (header) {
+        ps_mark_clear(&into->header);
+        into->header.dirty = true;
         *changed = true;
     }
     return rc;
@@ -136,5 +140,10 @@ ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *s
                        bool *changed)
 {
     *changed = false;
-    return join_tombstone(chat, stamp, shown, changed);
+    ps_code rc = join_tombstone(chat, stamp, shown, changed);
+    if (*changed) {
+        ps_mark_clear(&chat->header);
+        chat->header.dirty = true;
+    }
+    return rc;
 }

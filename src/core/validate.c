@@ -50,83 +50,115 @@ static bool string_or_null(json_object *v)
     return v == NULL || json_object_is_type(v, json_type_string);
 }
 
-static ps_code validate_message(json_object *msg, long ci, size_t mi, const ps_limits *lim,
+/* Where in the request a value is, for error messages: `path` prefixes the
+ * human message ("chats[3]", "changes[2]"), `field_base` the field name
+ * ("" for legacy chats, whose index goes in chatIndex; "changes[2]." for v2). */
+typedef struct where {
+    const char *path;
+    const char *field_base;
+    long chat_index;
+} where;
+
+static ps_code fail(ps_error *err, const where *w, const char *field, const char *problem)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s%s", w->field_base, field);
+    return ps_error_set(err, PS_ERR_INVALID, w->chat_index, full, "%s.%s %s", w->path, field,
+                        problem);
+}
+
+static ps_code validate_message(json_object *msg, const where *w, size_t mi, const ps_limits *lim,
                                 ps_error *err)
 {
     char field[64];
-#define MSG_FAIL(name, ...)                                                                        \
+    json_object *v;
+#define MSG_FAIL(name, problem)                                                                    \
     do {                                                                                           \
         snprintf(field, sizeof field, "messages[%zu]%s", mi, name);                                \
-        return ps_error_set(err, PS_ERR_INVALID, ci, field, __VA_ARGS__);                          \
+        return fail(err, w, field, problem);                                                       \
     } while (0)
     if (!json_object_is_type(msg, json_type_object))
-        MSG_FAIL("", "chats[%ld].messages[%zu] must be an object", ci, mi);
-    json_object *v;
+        MSG_FAIL("", "must be an object");
     if (!json_object_object_get_ex(msg, "id", &v) || !ps_valid_id(v, lim))
-        MSG_FAIL(".id", "chats[%ld].messages[%zu].id must be a string of 1 to %zu bytes", ci, mi,
-                 lim->max_id_bytes);
+        MSG_FAIL(".id", "must be a string of 1 to 256 bytes");
     /* {id, deleted: true} is a message tombstone: nothing else needed. */
     if (json_object_object_get_ex(msg, "deleted", &v) && json_object_is_type(v, json_type_boolean) &&
         json_object_get_boolean(v))
         return PS_OK;
     if (!json_object_object_get_ex(msg, "role", &v) || !json_object_is_type(v, json_type_string))
-        MSG_FAIL(".role", "chats[%ld].messages[%zu].role is required and must be a string", ci,
-                 mi);
+        MSG_FAIL(".role", "is required and must be a string");
     if (!json_object_object_get_ex(msg, "content", &v) ||
         !(json_object_is_type(v, json_type_string) || json_object_is_type(v, json_type_array)))
-        MSG_FAIL(".content", "chats[%ld].messages[%zu].content is required (string or array)", ci,
-                 mi);
+        MSG_FAIL(".content", "is required (string or array)");
     if (json_object_object_get_ex(msg, "timestamp", &v) && !json_object_is_type(v, json_type_null) &&
         !valid_time(v))
-        MSG_FAIL(".timestamp", "chats[%ld].messages[%zu].timestamp must be an ISO 8601 time or "
-                 "epoch milliseconds", ci, mi);
+        MSG_FAIL(".timestamp", "must be an ISO 8601 time or epoch milliseconds");
 #undef MSG_FAIL
+    return PS_OK;
+}
+
+/* The chat-level fields whose type polysync relies on, in a legacy chat or a
+ * v2 change's `fields`. */
+static ps_code validate_known_fields(json_object *obj, const where *w, const char *prefix,
+                                     ps_error *err)
+{
+    char field[64];
+    json_object *v;
+    static const char *const string_fields[] = {"title", "model", "provider", "currentModel"};
+    for (size_t k = 0; k < sizeof string_fields / sizeof *string_fields; k++) {
+        if (json_object_object_get_ex(obj, string_fields[k], &v) && !string_or_null(v)) {
+            snprintf(field, sizeof field, "%s%s", prefix, string_fields[k]);
+            return fail(err, w, field, "must be a string or null");
+        }
+    }
+    if (json_object_object_get_ex(obj, "isArchived", &v) && v &&
+        !json_object_is_type(v, json_type_boolean)) {
+        snprintf(field, sizeof field, "%sisArchived", prefix);
+        return fail(err, w, field, "must be a boolean");
+    }
+    static const char *const time_fields[] = {"createdAt", "updatedAt", "lastModified"};
+    for (size_t k = 0; k < sizeof time_fields / sizeof *time_fields; k++) {
+        if (json_object_object_get_ex(obj, time_fields[k], &v) && !valid_time(v)) {
+            snprintf(field, sizeof field, "%s%s", prefix, time_fields[k]);
+            return fail(err, w, field, "must be an ISO 8601 time or epoch milliseconds");
+        }
+    }
+    return PS_OK;
+}
+
+static ps_code validate_messages(json_object *list, const where *w, const ps_limits *lim,
+                                 ps_error *err)
+{
+    if (!json_object_is_type(list, json_type_array))
+        return fail(err, w, "messages", "must be an array");
+    size_t n = json_object_array_length(list);
+    for (size_t mi = 0; mi < n; mi++) {
+        ps_code rc = validate_message(json_object_array_get_idx(list, mi), w, mi, lim, err);
+        if (rc != PS_OK)
+            return rc;
+    }
     return PS_OK;
 }
 
 ps_code ps_validate_chat(json_object *chat, long ci, const ps_limits *lim, ps_error *err)
 {
+    char path[32];
+    snprintf(path, sizeof path, "chats[%ld]", ci);
+    where w = {.path = path, .field_base = "", .chat_index = ci};
     if (!json_object_is_type(chat, json_type_object))
         return ps_error_set(err, PS_ERR_INVALID, ci, "", "chats[%ld] must be an object", ci);
     json_object *v;
     if (!json_object_object_get_ex(chat, "id", &v) || !ps_valid_id(v, lim))
-        return ps_error_set(err, PS_ERR_INVALID, ci, "id",
-                            "chats[%ld].id must be a string of 1 to %zu bytes", ci,
-                            lim->max_id_bytes);
-    if (json_object_object_get_ex(chat, "title", &v) && !string_or_null(v))
-        return ps_error_set(err, PS_ERR_INVALID, ci, "title", "chats[%ld].title must be a string",
-                            ci);
-    static const char *const string_fields[] = {"model", "provider", "currentModel"};
-    for (size_t k = 0; k < sizeof string_fields / sizeof *string_fields; k++)
-        if (json_object_object_get_ex(chat, string_fields[k], &v) && !string_or_null(v))
-            return ps_error_set(err, PS_ERR_INVALID, ci, string_fields[k],
-                                "chats[%ld].%s must be a string or null", ci, string_fields[k]);
-    if (json_object_object_get_ex(chat, "isArchived", &v) && v &&
-        !json_object_is_type(v, json_type_boolean))
-        return ps_error_set(err, PS_ERR_INVALID, ci, "isArchived",
-                            "chats[%ld].isArchived must be a boolean", ci);
-    static const char *const time_fields[] = {"createdAt", "updatedAt", "lastModified"};
-    for (size_t k = 0; k < sizeof time_fields / sizeof *time_fields; k++)
-        if (json_object_object_get_ex(chat, time_fields[k], &v) && !valid_time(v))
-            return ps_error_set(err, PS_ERR_INVALID, ci, time_fields[k],
-                                "chats[%ld].%s must be an ISO 8601 time or epoch milliseconds",
-                                ci, time_fields[k]);
+        return fail(err, &w, "id", "must be a string of 1 to 256 bytes");
+    ps_code rc = validate_known_fields(chat, &w, "", err);
+    if (rc != PS_OK)
+        return rc;
     if (json_object_object_get_ex(chat, "updatedAtLamport", &v) && v &&
         !ps_valid_lamport(v, lim))
-        return ps_error_set(err, PS_ERR_INVALID, ci, "updatedAtLamport",
-                            "chats[%ld].updatedAtLamport must be [counter, deviceId] with a counter "
-                            "from 0 to 2^53 - 1", ci);
-    if (json_object_object_get_ex(chat, "messages", &v)) {
-        if (!json_object_is_type(v, json_type_array))
-            return ps_error_set(err, PS_ERR_INVALID, ci, "messages",
-                                "chats[%ld].messages must be an array", ci);
-        size_t n = json_object_array_length(v);
-        for (size_t mi = 0; mi < n; mi++) {
-            ps_code rc = validate_message(json_object_array_get_idx(v, mi), ci, mi, lim, err);
-            if (rc != PS_OK)
-                return rc;
-        }
-    }
+        return fail(err, &w, "updatedAtLamport",
+                    "must be [counter, deviceId] with a counter from 0 to 2^53 - 1");
+    if (json_object_object_get_ex(chat, "messages", &v))
+        return validate_messages(v, &w, lim, err);
     return PS_OK;
 }
 
@@ -221,4 +253,85 @@ ps_code ps_validate_delete_request(json_object *root, bool many, const ps_limits
     if (!json_object_object_get_ex(root, "chatIds", &v) || !json_object_is_type(v, json_type_array))
         return ps_error_set(err, PS_ERR_INVALID, -1, "chatIds", "chatIds must be an array");
     return validate_list(root, "chatIds", ps_valid_id, "a chat id", lim, err);
+}
+
+/* One v2 change: {chatId, clock?, at?, fields?, messages?, deleteMessages?,
+ * deleteChat?}. */
+static ps_code validate_change(json_object *change, size_t i, const ps_limits *lim, ps_error *err)
+{
+    char path[32], base[40];
+    snprintf(path, sizeof path, "changes[%zu]", i);
+    snprintf(base, sizeof base, "changes[%zu].", i);
+    where w = {.path = path, .field_base = base, .chat_index = -1};
+    if (!json_object_is_type(change, json_type_object))
+        return ps_error_set(err, PS_ERR_INVALID, -1, path, "%s must be an object", path);
+    json_object *v;
+    if (!json_object_object_get_ex(change, "chatId", &v) || !ps_valid_id(v, lim))
+        return fail(err, &w, "chatId", "must be a string of 1 to 256 bytes");
+    if (json_object_object_get_ex(change, "clock", &v) && !ps_valid_counter(v))
+        return fail(err, &w, "clock", "must be an integer from 0 to 2^53 - 1");
+    if (json_object_object_get_ex(change, "at", &v) && !valid_time(v))
+        return fail(err, &w, "at", "must be an ISO 8601 time or epoch milliseconds");
+    if (json_object_object_get_ex(change, "fields", &v)) {
+        if (!json_object_is_type(v, json_type_object))
+            return fail(err, &w, "fields", "must be an object");
+        /* id and messages have their own places in a change */
+        if (json_object_object_get_ex(v, "id", NULL) ||
+            json_object_object_get_ex(v, "messages", NULL))
+            return fail(err, &w, "fields", "cannot set id or messages (use chatId, messages)");
+        ps_code rc = validate_known_fields(v, &w, "fields.", err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    if (json_object_object_get_ex(change, "messages", &v)) {
+        ps_code rc = validate_messages(v, &w, lim, err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    if (json_object_object_get_ex(change, "deleteMessages", &v)) {
+        size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
+        if (!json_object_is_type(v, json_type_array))
+            return fail(err, &w, "deleteMessages", "must be an array of message ids");
+        for (size_t k = 0; k < n; k++)
+            if (!ps_valid_id(json_object_array_get_idx(v, k), lim))
+                return fail(err, &w, "deleteMessages", "must be an array of message ids");
+    }
+    if (json_object_object_get_ex(change, "deleteChat", &v) &&
+        !json_object_is_type(v, json_type_boolean))
+        return fail(err, &w, "deleteChat", "must be a boolean");
+    return PS_OK;
+}
+
+ps_code ps_validate_v2_request(json_object *root, const ps_limits *lim, ps_error *err)
+{
+    if (!json_object_is_type(root, json_type_object))
+        return ps_error_set(err, PS_ERR_INVALID, -1, "", "the body must be a JSON object");
+    json_object *v;
+    if (!json_object_object_get_ex(root, "deviceId", &v) || !ps_valid_id(v, lim))
+        return ps_error_set(err, PS_ERR_INVALID, -1, "deviceId",
+                            "deviceId is required: a string of 1 to %zu bytes",
+                            lim->max_id_bytes);
+    if (json_object_object_get_ex(root, "cursor", &v) && v &&
+        !json_object_is_type(v, json_type_string))
+        return ps_error_set(err, PS_ERR_INVALID, -1, "cursor",
+                            "cursor must be the string of a previous answer, or null");
+    if (json_object_object_get_ex(root, "limit", &v) &&
+        !(json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 1 &&
+          json_object_get_int64(v) <= PS_V2_MAX_LIMIT))
+        return ps_error_set(err, PS_ERR_INVALID, -1, "limit",
+                            "limit must be an integer from 1 to %d", PS_V2_MAX_LIMIT);
+    if (!json_object_object_get_ex(root, "changes", &v) || !v)
+        return PS_OK;
+    if (!json_object_is_type(v, json_type_array))
+        return ps_error_set(err, PS_ERR_INVALID, -1, "changes", "changes must be an array");
+    size_t n = json_object_array_length(v);
+    if (n > lim->max_chats)
+        return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "changes",
+                            "%zu changes in one request; the limit is %zu", n, lim->max_chats);
+    for (size_t i = 0; i < n; i++) {
+        ps_code rc = validate_change(json_object_array_get_idx(v, i), i, lim, err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    return PS_OK;
 }

@@ -40,6 +40,13 @@ bool ps_valid_lamport(json_object *v, const ps_limits *lim);
  */
 ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_error *err);
 
+/* Most chats one v2 answer may carry (`limit`). */
+#define PS_V2_MAX_LIMIT 5000
+
+/* A /v2/sync body: {deviceId, cursor?, limit?, changes?: [...]}; see
+ * docs/protocol.md. Errors name the field as "changes[2].messages[0].role". */
+ps_code ps_validate_v2_request(json_object *root, const ps_limits *lim, ps_error *err);
+
 /* {chatId} for /deleteChat, {chatIds:[...]} for /deleteChats. */
 ps_code ps_validate_delete_request(json_object *root, bool many, const ps_limits *lim,
                                    ps_error *err);

@@ -10,11 +10,15 @@ void ps_reply_init(ps_reply *r, size_t body_limit)
     r->allow[0] = '\0';
     r->retry_after_s = 0;
     r->close_connection = false;
+    r->stream = (ps_reply_stream){0};
 }
 
 void ps_reply_free(ps_reply *r)
 {
     ps_dynbuf_free(&r->body);
+    if (r->stream.ctx && r->stream.free)
+        r->stream.free(r->stream.ctx);
+    r->stream = (ps_reply_stream){0};
 }
 
 static void error_body(ps_reply *r, unsigned status, const char *code, const char *message,
@@ -63,6 +67,18 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
         return;
     case PS_ERR_TOO_LARGE:
         error_body(r, 413, "too_large", err->message, err->chat_index, err->field);
+        return;
+    case PS_ERR_BAD_CURSOR:
+        error_body(r, 400, "invalid_cursor", err->message, -1, "cursor");
+        return;
+    case PS_ERR_EXPIRED:
+        error_body(r, 410, "cursor_expired", err->message, -1, "cursor");
+        return;
+    case PS_ERR_BAD_GZIP:
+        error_body(r, 400, "bad_gzip", err->message, -1, NULL);
+        return;
+    case PS_ERR_ENCODING:
+        error_body(r, 415, "unsupported_encoding", err->message, -1, NULL);
         return;
     case PS_ERR_NOT_FOUND:
         error_body(r, 404, "not_found", err->message, -1, NULL);

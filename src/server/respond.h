@@ -11,9 +11,18 @@
 #include "core/dynbuf.h"
 #include "polysync/error.h"
 
+/* A body produced piece by piece (streamed), instead of `body`. */
+typedef struct ps_reply_stream {
+    /* Appends the next piece to out; sets *done after the last one. */
+    ps_code (*next)(void *ctx, ps_dynbuf *out, bool *done, ps_error *err);
+    void (*free)(void *ctx);
+    void *ctx; /* NULL: no stream */
+} ps_reply_stream;
+
 typedef struct ps_reply {
     unsigned status;
     ps_dynbuf body;          /* JSON; empty for 204 */
+    ps_reply_stream stream;  /* when set, the body comes from here */
     char allow[64];          /* Allow header for 405, "" if none */
     unsigned retry_after_s;  /* Retry-After header when non-zero */
     bool close_connection;

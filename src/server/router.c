@@ -12,6 +12,7 @@ static const ps_route ROUTES[] = {
     {"POST", "/deleteChats", true, ps_handle_delete_chats},
     {"GET", "/health", false, ps_handle_health},
     {"HEAD", "/health", false, ps_handle_health},
+    {"POST", "/v2/sync", true, ps_handle_v2_sync},
 };
 
 ps_route_result ps_route_find(const char *method, const char *path, const ps_route **out,

@@ -46,5 +46,7 @@ void ps_handle_fetch_chats(const ps_handler_env *env, json_object *body, ps_repl
 void ps_handle_delete_chat(const ps_handler_env *env, json_object *body, ps_reply *reply);
 void ps_handle_delete_chats(const ps_handler_env *env, json_object *body, ps_reply *reply);
 void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *reply);
+/* In endpoints_v2.c. */
+void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *reply);
 
 #endif

@@ -7,6 +7,8 @@
 #include "server/server.h"
 #include "core/json_parse.h"
 #include "core/timestamp.h"
+#include "server/gzip.h"
+#include "server/http_response.h"
 #include "server/router.h"
 
 #include <microhttpd.h>
@@ -35,47 +37,17 @@ struct ps_server {
 
 typedef struct request {
     const ps_route *route;
-    ps_dynbuf body;
-    bool too_large;
-    bool out_of_memory;
+    ps_dynbuf body;      /* decompressed when the body came gzipped */
+    bool gzip;           /* Content-Encoding: gzip */
+    ps_inflater inflater;
+    ps_code body_error;  /* the first problem while receiving the body */
+    bool accepts_gzip;   /* Accept-Encoding allows gzip answers */
 } request;
 
 static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
     fputs("polysyncd: http: ", stderr);
     vfprintf(stderr, fmt, ap);
-}
-
-static enum MHD_Result send_reply(struct MHD_Connection *conn, ps_reply *reply)
-{
-    size_t len = 0;
-    char *body = ps_dynbuf_take(&reply->body, &len);
-    struct MHD_Response *resp =
-        body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
-             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (!resp) {
-        free(body);
-        return MHD_NO;
-    }
-    if (reply->status != 204)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/json; charset=utf-8");
-    /* No auth yet: one implicit user on loopback, so any origin may call. */
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (reply->allow[0])
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
-    if (reply->retry_after_s) {
-        char secs[16];
-        snprintf(secs, sizeof secs, "%u", reply->retry_after_s);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
-    }
-    if (reply->close_connection)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result r = MHD_queue_response(conn, reply->status, resp);
-    MHD_destroy_response(resp);
-    return r;
 }
 
 static void preflight(ps_reply *reply)
@@ -148,9 +120,16 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
         return true;
     }
     const char *enc = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
-    if (enc && strcasecmp(enc, "identity") != 0) {
+    if (enc && strcasecmp(enc, "gzip") == 0) {
+        if (ps_inflater_init(&req->inflater) != PS_OK) {
+            reply->retry_after_s = 1;
+            ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+            return true;
+        }
+        req->gzip = true;
+    } else if (enc && strcasecmp(enc, "identity") != 0) {
         ps_reply_error(reply, 415, "unsupported_encoding",
-                       "the legacy endpoints take uncompressed bodies");
+                       "bodies may be sent as they are or with Content-Encoding: gzip");
         return true;
     }
     const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -205,14 +184,22 @@ static void purge_if_due(ps_server *srv)
 static void run_handler(ps_server *srv, request *req, ps_reply *reply)
 {
     purge_if_due(srv);
-    if (req->too_large) {
+    if (req->body_error == PS_OK && req->gzip)
+        req->body_error = ps_inflater_finish(&req->inflater);
+    switch (req->body_error) {
+    case PS_OK:
+        break;
+    case PS_ERR_TOO_LARGE: {
         char msg[96];
         snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
                  srv->cfg.max_body_bytes);
         ps_reply_error(reply, 413, "body_too_large", msg);
         return;
     }
-    if (req->out_of_memory) {
+    case PS_ERR_BAD_GZIP:
+        ps_reply_error(reply, 400, "bad_gzip", "the gzip body does not decompress");
+        return;
+    default:
         reply->retry_after_s = 1;
         ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
         return;
@@ -233,6 +220,21 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     json_object_put(body);
 }
 
+/* Takes one piece of the body: inflated if gzipped, capped either way.
+ * Past the cap the rest is read and dropped, never kept: the answer (413)
+ * can only be sent once the client has finished sending. */
+static void receive_body(request *req, const char *data, size_t len)
+{
+    if (!req->route || !req->route->json_body || req->body_error != PS_OK)
+        return;
+    ps_code rc = req->gzip ? ps_inflater_feed(&req->inflater, data, len, &req->body)
+                           : ps_dynbuf_add(&req->body, data, len);
+    if (rc != PS_OK) {
+        req->body_error = rc;
+        ps_dynbuf_free(&req->body);
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -249,25 +251,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
         ps_reply reply;
         ps_reply_init(&reply, ERROR_BODY_LIMIT);
+        req->accepts_gzip = ps_accepts_gzip(
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
         enum MHD_Result r = MHD_YES;
         if (strcmp(method, "OPTIONS") == 0)
             r = answer_preflight(conn, &reply);
         else if (refuse_early(srv, conn, method, url, req, &reply))
-            r = send_reply(conn, &reply);
+            r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        if (r == MHD_YES && reply.status != 200)
+            req->route = NULL; /* answered: the rest of the body is dropped */
         ps_reply_free(&reply);
         return r;
     }
     if (*upload_data_size) {
-        /* Past the cap the rest is read and dropped, never kept: the answer
-         * (413) can only be sent once the client has finished sending. */
-        if (req->route && req->route->json_body && !req->too_large && !req->out_of_memory) {
-            ps_code rc = ps_dynbuf_add(&req->body, upload_data, *upload_data_size);
-            if (rc != PS_OK) {
-                req->too_large = rc == PS_ERR_TOO_LARGE;
-                req->out_of_memory = rc == PS_ERR_NOMEM;
-                ps_dynbuf_free(&req->body);
-            }
-        }
+        receive_body(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -276,8 +273,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     ps_reply reply;
     ps_reply_init(&reply, ERROR_BODY_LIMIT);
     run_handler(srv, req, &reply);
-    enum MHD_Result r = send_reply(conn, &reply);
+    enum MHD_Result r = ps__send_reply(conn, &reply, req->accepts_gzip);
     ps_reply_free(&reply);
+    req->route = NULL; /* answered */
     return r;
 }
 
@@ -289,6 +287,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req)
         return;
     ps_dynbuf_free(&req->body);
+    if (req->gzip)
+        ps_inflater_free(&req->inflater);
     free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SERVER_DEVICE "server"
 
 /* Who asked for a deletion, for stamping it (see delete_one). */
 typedef struct deletion_source {
@@ -63,35 +62,6 @@ static bool observe_clocks(json_object *req, int64_t *clock)
     return any;
 }
 
-/* Renders and saves a chat; gives it a first Lamport tick if it has none. */
-static ps_code save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, bool tick,
-                         ps_error *err)
-{
-    if (tick || chat->lamport.counter == 0) {
-        ps_code rc = ps_lamport_set(&chat->lamport, ++user->clock, SERVER_DEVICE);
-        if (rc != PS_OK)
-            return ps_error_set(err, rc, -1, "", "out of memory");
-    }
-    json_object *doc = ps_chat_to_legacy(chat);
-    if (!doc)
-        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    size_t len;
-    const char *text = ps_json_text(doc, &len);
-    ps_code rc = ctx->store->ops->chat_save(ctx->store, user->id, chat, text, len, err);
-    json_object_put(doc);
-    return rc;
-}
-
-/* Loads the stored chat (or a new empty one) for `id`. */
-static ps_code load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,
-                           ps_chat **out, ps_error *err)
-{
-    ps_code rc = ctx->store->ops->chat_load(ctx->store, user->id, id, out, err);
-    if (rc == PS_OK && !*out && !(*out = ps_chat_new(id)))
-        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    return rc;
-}
-
 /* Merges one incoming chat. *returned: the client must be sent the result. */
 static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sent,
                          const ps_ingest *in, bool *returned, ps_error *err)
@@ -105,7 +75,7 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
     }
-    if ((rc = load_or_new(ctx, user, incoming->id, &stored, err)) != PS_OK)
+    if ((rc = ps__load_or_new(ctx, user, incoming->id, true, &stored, err)) != PS_OK)
         goto done;
     bool changed;
     if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK) {
@@ -114,7 +84,7 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
     }
     *returned = ps_chat_is_live(stored) && ps_chat_differs_from_sent(stored, sent, &sent_stamp);
     if (changed || *returned)
-        rc = save_chat(ctx, user, stored, *returned, err);
+        rc = ps__save_chat(ctx, user, stored, in->device, true, *returned, err);
 done:
     ps_stamp_clear(&sent_stamp);
     ps_chat_free(incoming);
@@ -136,7 +106,7 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
                           const deletion_source *src, bool *deleted, ps_error *err)
 {
     ps_chat *chat = NULL;
-    ps_code rc = load_or_new(ctx, user, id, &chat, err);
+    ps_code rc = ps__load_or_new(ctx, user, id, false, &chat, err);
     if (rc != PS_OK)
         return rc;
     bool was_live = ps_chat_is_live(chat);
@@ -146,7 +116,7 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
     int64_t ms;
     if (deleted_at && ps_time_from_json(deleted_at, &ms))
         stamp.ts = ms < ctx->now_ms + ctx->max_skew_ms ? ms : ctx->now_ms + ctx->max_skew_ms;
-    const char *dev = *src->device ? src->device : SERVER_DEVICE;
+    const char *dev = *src->device ? src->device : PS_SERVER_DEVICE;
     if (lamport) {
         stamp.lamport = json_object_get_int64(json_object_array_get_idx(lamport, 0));
         dev = json_object_get_string(json_object_array_get_idx(lamport, 1));
@@ -154,7 +124,7 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
         shown.id = (char *)dev;
     } else {
         shown.counter = ++user->clock;
-        shown.id = SERVER_DEVICE;
+        shown.id = PS_SERVER_DEVICE;
         if (src->speaks_lamport || (newest && newest->lamport > 0))
             stamp.lamport = shown.counter;
         else if (newest && newest->ts >= stamp.ts)
@@ -166,8 +136,8 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     else if ((rc = ps_chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
-    else if (changed)
-        rc = save_chat(ctx, user, chat, false, err);
+    else if (changed) /* messages not loaded: the rendering is redone on demand */
+        rc = ps__save_chat(ctx, user, chat, src->device, false, false, err);
     *deleted = was_live && !ps_chat_is_live(chat);
     ps_stamp_clear(&stamp);
     ps_chat_free(chat);
@@ -207,14 +177,32 @@ static ps_code apply_deletions(const ps_sync_ctx *ctx, ps_user *user, json_objec
     return rc;
 }
 
+/* A comma-separated list of legacy chat renderings being written. */
+typedef struct doc_list {
+    const ps_sync_ctx *ctx;
+    int64_t user_id;
+    ps_dynbuf *out;
+    size_t count;
+    ps_code rc;
+    ps_error *err;
+} doc_list;
+
+/* Appends one chat; non-zero stops the listing (the error is in l->rc). */
+static int doc_list_add(doc_list *l, const ps_chat_row *row)
+{
+    l->rc = ps_dynbuf_adds(l->out, l->count++ ? "," : "");
+    if (l->rc == PS_OK)
+        l->rc = ps__append_doc(l->ctx, l->user_id, row, l->out, l->err);
+    return l->rc != PS_OK;
+}
+
 /* Builds {missing, deletions} while listing the user's chats. */
 typedef struct answer_builder {
-    ps_dynbuf *out;
+    doc_list missing;
     json_object *sent;     /* id -> true: returned only if in `returned` */
     json_object *returned; /* ids whose merge the client lacks */
     ps_dynbuf deletions;
-    size_t nmissing, ndeletions;
-    ps_code rc;
+    size_t ndeletions;
 } answer_builder;
 
 static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
@@ -240,27 +228,28 @@ static int answer_row(void *vctx, const ps_chat_row *row)
 {
     answer_builder *a = vctx;
     if (!row->live) {
-        a->rc = add_deletion(&a->deletions, &a->ndeletions, row);
-        return a->rc != PS_OK;
+        a->missing.rc = add_deletion(&a->deletions, &a->ndeletions, row);
+        return a->missing.rc != PS_OK;
     }
     if (json_object_object_get_ex(a->sent, row->id, NULL) &&
         !json_object_object_get_ex(a->returned, row->id, NULL))
         return 0;
-    a->rc = ps_dynbuf_adds(a->out, a->nmissing++ ? "," : "");
-    if (a->rc == PS_OK)
-        a->rc = ps_dynbuf_add(a->out, row->doc, row->doc_len);
-    return a->rc != PS_OK;
+    return doc_list_add(&a->missing, row);
 }
 
 static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, json_object *sent,
                             json_object *returned, ps_dynbuf *out, ps_error *err)
 {
-    answer_builder a = {.out = out, .sent = sent, .returned = returned};
+    answer_builder a = {
+        .missing = {.ctx = ctx, .user_id = user->id, .out = out, .err = err},
+        .sent = sent,
+        .returned = returned,
+    };
     ps_dynbuf_init(&a.deletions, ctx->max_response_bytes);
     ps_code rc = ps_dynbuf_adds(out, "{\"missing\":[");
     if (rc == PS_OK)
         rc = ctx->store->ops->chat_each(ctx->store, user->id, answer_row, &a, err);
-    if (rc == PS_OK && (rc = a.rc) == PS_OK)
+    if (rc == PS_OK && (rc = a.missing.rc) == PS_OK)
         rc = ps_dynbuf_adds(out, "],\"deletions\":[");
     if (rc == PS_OK && a.deletions.len)
         rc = ps_dynbuf_add(out, a.deletions.data, a.deletions.len);
@@ -353,32 +342,20 @@ rollback:
     return rc;
 }
 
-typedef struct fetch_builder {
-    ps_dynbuf *out;
-    size_t count;
-    ps_code rc;
-} fetch_builder;
-
 static int fetch_row(void *vctx, const ps_chat_row *row)
 {
-    fetch_builder *f = vctx;
-    if (!row->live)
-        return 0;
-    f->rc = ps_dynbuf_adds(f->out, f->count++ ? "," : "");
-    if (f->rc == PS_OK)
-        f->rc = ps_dynbuf_add(f->out, row->doc, row->doc_len);
-    return f->rc != PS_OK;
+    return row->live ? doc_list_add(vctx, row) : 0;
 }
 
 ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_dynbuf *out, ps_error *err)
 {
     ps_user user;
-    fetch_builder f = {.out = out};
+    doc_list f = {.ctx = ctx, .out = out, .err = err};
     ps_code rc = ps_store_begin(ctx->store, false, err);
     if (rc != PS_OK)
         return rc;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) == PS_OK &&
-        (rc = ps_dynbuf_adds(out, "[")) == PS_OK &&
+        (f.user_id = user.id, rc = ps_dynbuf_adds(out, "[")) == PS_OK &&
         (rc = ctx->store->ops->chat_each(ctx->store, user.id, fetch_row, &f, err)) == PS_OK &&
         (rc = f.rc) == PS_OK)
         rc = ps_dynbuf_adds(out, "]");

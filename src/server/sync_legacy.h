@@ -6,19 +6,9 @@
 #ifndef PS_SYNC_LEGACY_H
 #define PS_SYNC_LEGACY_H
 
-#include "core/dynbuf.h"
-#include "core/validate.h"
-#include "store/store.h"
+#include "server/sync_common.h"
 
 #include <json-c/json.h>
-
-typedef struct ps_sync_ctx {
-    ps_store *store;
-    const char *user;  /* whose chats */
-    int64_t now_ms;    /* the server clock for this request */
-    int64_t max_skew_ms;
-    size_t max_response_bytes;
-} ps_sync_ctx;
 
 /*
  * Merges a validated /sync or /pushChats body. With `answer` non-NULL, writes

@@ -24,13 +24,18 @@ typedef struct ps_user {
     int64_t id;
     int64_t clock;        /* the per-user server Lamport clock */
     int64_t last_sync_ms; /* 0 = never */
+    int64_t seq;          /* the user's change sequence: last number given */
+    int64_t purged_seq;   /* newest sequence of a forgotten tombstone */
 } ps_user;
+
+/* Called per message; the message is borrowed for the call. */
+typedef ps_code (*ps_message_fn)(void *ctx, const ps_message *m);
 
 /* A chat as listed: what endpoints send without re-rendering. Borrowed
  * pointers, valid only during the callback. */
 typedef struct ps_chat_row {
     const char *id;
-    const char *doc; /* the chat as clients see it (JSON) */
+    const char *doc; /* the chat as clients see it (JSON); NULL = not rendered */
     size_t doc_len;
     bool live;
     int64_t deleted_counter; /* tombstone's Lamport tuple, when !live */
@@ -52,15 +57,31 @@ struct ps_store_ops {
     void (*rollback)(ps_store *s);
     ps_code (*user_load)(ps_store *s, const char *name, ps_user *out, ps_error *err);
     ps_code (*user_save)(ps_store *s, const ps_user *user, ps_error *err);
-    /* *out = NULL (and PS_OK) when the user has no such chat. */
-    ps_code (*chat_load)(ps_store *s, int64_t user, const char *id, ps_chat **out,
-                         ps_error *err);
-    /* Saves the chat's state and `doc`, its rendering for clients. */
+    /* *out = NULL (and PS_OK) when the user has no such chat. Without
+     * messages, only the chat-level parts are read (cheap for long chats). */
+    ps_code (*chat_load)(ps_store *s, int64_t user, const char *id, bool with_messages,
+                         ps_chat **out, ps_error *err);
+    /* Adds the stored registers of the messages `ids` (those that exist). */
+    ps_code (*messages_load)(ps_store *s, int64_t user, ps_chat *chat, const char *const *ids,
+                             size_t n, ps_error *err);
+    /* Saves the chat-level state, its dirty messages, the change sequence
+     * `seq` (0 = keep the stored one), and `doc` (its rendering for legacy
+     * clients; NULL = render it when needed). */
     ps_code (*chat_save)(ps_store *s, int64_t user, const ps_chat *chat, const char *doc,
-                         size_t doc_len, ps_error *err);
+                         size_t doc_len, int64_t seq, ps_error *err);
+    /* The chat-level state of the chat that changed next after `after_seq`
+     * (*out NULL when none), with its sequence number. */
+    ps_code (*chat_next_changed)(ps_store *s, int64_t user, int64_t after_seq, ps_chat **out,
+                                 int64_t *seq, ps_error *err);
+    /* Messages of a chat set after `after_seq` by anyone but `skip_origin`,
+     * in display order; deleted ones have value NULL. */
+    ps_code (*messages_since)(ps_store *s, int64_t user, const char *chat_id, int64_t after_seq,
+                              const char *skip_origin, ps_message_fn fn, void *ctx,
+                              ps_error *err);
     ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn, void *ctx, ps_error *err);
     ps_code (*stats)(ps_store *s, ps_store_stats *out, ps_error *err);
-    /* Forgets chats deleted before `older_than_ms` (tombstone retention). */
+    /* Forgets chats deleted before `older_than_ms` (tombstone retention),
+     * raising each user's purged_seq past them. */
     ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged,
                                 ps_error *err);
     void (*close)(ps_store *s);

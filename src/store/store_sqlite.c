@@ -19,6 +19,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin"
+
 /* Forward migrations: entry i takes the schema from version i to i + 1. */
 static const char *const MIGRATIONS[] = {
     /* 0 -> 1: users, their chats as merge state plus the rendered document */
@@ -41,10 +43,42 @@ static const char *const MIGRATIONS[] = {
     "UPDATE chats SET deleted_at_ms = coalesce(json_extract(state, '$.d[0]'), 0)"
     "  WHERE live = 0;"
     "CREATE INDEX chats_tombstones ON chats(deleted_at_ms) WHERE live = 0;",
+    /* 2 -> 3: the change sequence, and messages in rows of their own so one
+     * new message is one row written and one row pulled */
+    "ALTER TABLE users ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN purged_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE chats ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE messages ("
+    "  user_id INTEGER NOT NULL,"
+    "  chat_id TEXT NOT NULL,"
+    "  id TEXT NOT NULL,"
+    "  value TEXT," /* the message JSON; NULL = deleted */
+    "  ts INTEGER NOT NULL, lamport INTEGER NOT NULL, device TEXT NOT NULL,"
+    "  order_ts INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL, origin TEXT NOT NULL,"
+    "  PRIMARY KEY (user_id, chat_id, id),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "INSERT INTO messages SELECT c.user_id, c.id, json_extract(m.value, '$[0]'),"
+    "  CASE json_type(m.value, '$[1]') WHEN 'null' THEN NULL"
+    "    ELSE json_extract(m.value, '$[1]') END,"
+    "  json_extract(m.value, '$[2][0]'), json_extract(m.value, '$[2][1]'),"
+    "  json_extract(m.value, '$[2][2]'), json_extract(m.value, '$[3]'), 1, ''"
+    "  FROM chats c, json_each(c.state, '$.m') m;"
+    "UPDATE chats SET state = json_remove(state, '$.m'), seq = 1;"
+    "UPDATE users SET seq = 1 WHERE id IN (SELECT user_id FROM chats);"
+    "CREATE INDEX chats_by_seq ON chats(user_id, seq);"
+    "CREATE INDEX messages_by_seq ON messages(user_id, chat_id, seq);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
 enum {
+    Q_MSG_ALL,
+    Q_MSG_ONE,
+    Q_MSG_PUT,
+    Q_MSG_SINCE,
+    Q_CHAT_NEXT,
+    Q_PURGE_MARK,
     Q_USER_GET,
     Q_USER_ADD,
     Q_USER_SAVE,
@@ -57,17 +91,32 @@ enum {
 };
 
 static const char *const QUERIES[Q_COUNT] = {
-    [Q_USER_GET] = "SELECT id, clock, last_sync_ms FROM users WHERE name = ?1",
+    [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = ?1 AND chat_id = ?2",
+    [Q_MSG_ONE] = "SELECT " MSG_COLUMNS " FROM messages"
+                  " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
+    [Q_MSG_PUT] = "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
+                  " device, order_ts, seq, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
+                    " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3 AND origin <> ?4"
+                    " ORDER BY order_ts, id",
+    [Q_CHAT_NEXT] = "SELECT state, seq FROM chats WHERE user_id = ?1 AND seq > ?2"
+                    " ORDER BY seq LIMIT 1",
+    [Q_PURGE_MARK] = "UPDATE users SET purged_seq = max(purged_seq, (SELECT max(seq) FROM chats"
+                     " WHERE user_id = users.id AND live = 0 AND deleted_at_ms < ?1))"
+                     " WHERE id IN (SELECT user_id FROM chats WHERE live = 0"
+                     " AND deleted_at_ms < ?1)",
+    [Q_USER_GET] = "SELECT id, clock, last_sync_ms, seq, purged_seq FROM users WHERE name = ?1",
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
-    [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3 WHERE id = ?1",
+    [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chats WHERE user_id = ?1 AND id = ?2",
     [Q_CHAT_PUT] = "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
-                   " deleted_device, deleted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                   " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                    " ON CONFLICT(user_id, id) DO UPDATE SET live = excluded.live,"
                    " state = excluded.state, doc = excluded.doc,"
                    " deleted_counter = excluded.deleted_counter,"
                    " deleted_device = excluded.deleted_device,"
-                   " deleted_at_ms = excluded.deleted_at_ms",
+                   " deleted_at_ms = excluded.deleted_at_ms,"
+                   " seq = CASE excluded.seq WHEN 0 THEN chats.seq ELSE excluded.seq END",
     [Q_CHAT_EACH] = "SELECT id, doc, live, deleted_counter, deleted_device FROM chats"
                     " WHERE user_id = ?1 ORDER BY id",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
@@ -224,6 +273,8 @@ static ps_code sqlite_user_load(ps_store *base, const char *name, ps_user *out, 
             out->id = sqlite3_column_int64(st, 0);
             out->clock = sqlite3_column_int64(st, 1);
             out->last_sync_ms = sqlite3_column_int64(st, 2);
+            out->seq = sqlite3_column_int64(st, 3);
+            out->purged_seq = sqlite3_column_int64(st, 4);
             sqlite3_reset(st);
             return PS_OK;
         }
@@ -244,11 +295,79 @@ static ps_code sqlite_user_save(ps_store *base, const ps_user *u, ps_error *err)
     sqlite3_bind_int64(st, 1, u->id);
     sqlite3_bind_int64(st, 2, u->clock);
     sqlite3_bind_int64(st, 3, u->last_sync_ms);
+    sqlite3_bind_int64(st, 4, u->seq);
     return sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving user");
 }
 
-static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, ps_chat **out,
-                                ps_error *err)
+/* Parses the state column `col` of the current row into a (clean) chat. */
+static ps_code parse_state(sqlite3_stmt *st, int col, ps_chat **out, ps_error *err)
+{
+    json_object *state = NULL;
+    ps_code rc = ps_json_parse((const char *)sqlite3_column_text(st, col),
+                               (size_t)sqlite3_column_bytes(st, col), 10000, &state, err);
+    if (rc == PS_OK)
+        rc = ps_chat_state_from_json(state, out, err);
+    json_object_put(state);
+    if (rc != PS_OK && rc != PS_ERR_NOMEM)
+        return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored chat has a corrupt state");
+    return rc;
+}
+
+/* Reads a message row (MSG_COLUMNS) into a register. */
+static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, ps_message *m, ps_error *err)
+{
+    memset(m, 0, sizeof *m);
+    json_object *value = NULL;
+    if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+        ps_code rc = ps_json_parse((const char *)sqlite3_column_text(st, 1),
+                                   (size_t)sqlite3_column_bytes(st, 1), 10000, &value, err);
+        if (rc != PS_OK)
+            return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
+    }
+    m->id = strdup((const char *)sqlite3_column_text(st, 0));
+    m->value = value;
+    m->stamp.ts = sqlite3_column_int64(st, 2);
+    m->stamp.lamport = sqlite3_column_int64(st, 3);
+    m->stamp.device = strdup((const char *)sqlite3_column_text(st, 4));
+    m->order_ts = sqlite3_column_int64(st, 5);
+    m->mark.seq = sqlite3_column_int64(st, 6);
+    m->mark.origin = strdup((const char *)sqlite3_column_text(st, 7));
+    if (!m->id || !m->stamp.device || !m->mark.origin) {
+        ps__message_release(m);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    (void)s;
+    return PS_OK;
+}
+
+/* Appends the rows of a prepared message query to the chat, clean. */
+static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, ps_chat *chat, ps_error *err)
+{
+    int r;
+    ps_code rc = PS_OK;
+    while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        ps_message m;
+        if ((rc = read_message(s, st, &m, err)) != PS_OK)
+            break;
+        rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
+        if (rc == PS_OK) {
+            ps_mark *dst = &chat->messages[chat->nmessages - 1].mark;
+            *dst = m.mark;
+            m.mark.origin = NULL;
+        } else {
+            ps_error_set(err, rc, -1, "", "out of memory");
+        }
+        m.value = NULL; /* the reference went to the chat (or was dropped) */
+        ps__message_release(&m);
+    }
+    if (rc == PS_OK && r != SQLITE_DONE)
+        rc = db_error(s, err, "loading messages");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, bool with_messages,
+                                ps_chat **out, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     *out = NULL;
@@ -260,23 +379,67 @@ static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, ps
         return PS_OK;
     if (r != SQLITE_ROW)
         return db_error(s, err, "loading chat");
-    json_object *state = NULL;
-    ps_code rc = ps_json_parse((const char *)sqlite3_column_text(st, 0),
-                               (size_t)sqlite3_column_bytes(st, 0), 10000, &state, err);
+    ps_code rc = parse_state(st, 0, out, err);
     sqlite3_reset(st);
-    if (rc == PS_OK)
-        rc = ps_chat_state_from_json(state, out, err);
-    json_object_put(state);
-    if (rc != PS_OK && rc != PS_ERR_NOMEM)
-        return ps_error_set(err, PS_ERR_STORE, -1, "", "chat %s has a corrupt state", id);
+    if (rc == PS_OK && with_messages) {
+        st = stmt(s, Q_MSG_ALL);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        rc = append_rows(s, st, *out, err);
+        ps_chat_normalize(*out);
+    }
+    if (rc != PS_OK) {
+        ps_chat_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static ps_code sqlite_messages_load(ps_store *base, int64_t user, ps_chat *chat,
+                                    const char *const *ids, size_t n, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    ps_code rc = PS_OK;
+    for (size_t i = 0; i < n && rc == PS_OK; i++) {
+        sqlite3_stmt *st = stmt(s, Q_MSG_ONE);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, ids[i], -1, SQLITE_STATIC);
+        rc = append_rows(s, st, chat, err);
+    }
+    ps_chat_normalize(chat);
+    return rc;
+}
+
+static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id,
+                            const ps_message *m, ps_error *err)
+{
+    sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
+    size_t len = 0;
+    const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
+    if (text)
+        sqlite3_bind_text(st, 4, text, (int)len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_int64(st, 5, m->stamp.ts);
+    sqlite3_bind_int64(st, 6, m->stamp.lamport);
+    sqlite3_bind_text(st, 7, m->stamp.device ? m->stamp.device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, m->order_ts);
+    sqlite3_bind_int64(st, 9, m->mark.seq);
+    sqlite3_bind_text(st, 10, m->mark.origin ? m->mark.origin : "", -1, SQLITE_STATIC);
+    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving message");
+    sqlite3_reset(st);
     return rc;
 }
 
 static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *chat,
-                                const char *doc, size_t doc_len, ps_error *err)
+                                const char *doc, size_t doc_len, int64_t seq, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    json_object *state = ps_chat_state_to_json(chat);
+    json_object *state = ps_chat_header_to_json(chat);
     if (!state)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t state_len;
@@ -287,15 +450,65 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, live);
     sqlite3_bind_text(st, 4, state_text, (int)state_len, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, doc, (int)doc_len, SQLITE_STATIC);
+    /* "" = not rendered (the column is NOT NULL since schema 1) */
+    sqlite3_bind_text(st, 5, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
     const ps_lamport *shown = &chat->deleted_lamport;
     sqlite3_bind_int64(st, 6, chat->has_tombstone ? shown->counter : 0);
     sqlite3_bind_text(st, 7, chat->has_tombstone && shown->id ? shown->id : "", -1,
                       SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, chat->has_tombstone && !live ? chat->tombstone.ts : 0);
+    sqlite3_bind_int64(st, 9, seq);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
     sqlite3_reset(st);
     json_object_put(state);
+    /* Only what changed: one new message in a long chat is one row. */
+    for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
+        if (chat->messages[i].mark.dirty)
+            rc = save_message(s, user, chat->id, &chat->messages[i], err);
+    return rc;
+}
+
+static ps_code sqlite_chat_next_changed(ps_store *base, int64_t user, int64_t after_seq,
+                                        ps_chat **out, int64_t *seq, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    *out = NULL;
+    sqlite3_stmt *st = stmt(s, Q_CHAT_NEXT);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int64(st, 2, after_seq);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE)
+        return PS_OK;
+    if (r != SQLITE_ROW)
+        return db_error(s, err, "listing changes");
+    *seq = sqlite3_column_int64(st, 1);
+    ps_code rc = parse_state(st, 0, out, err);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *chat_id,
+                                     int64_t after_seq, const char *skip_origin,
+                                     ps_message_fn fn, void *ctx, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_MSG_SINCE);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, after_seq);
+    sqlite3_bind_text(st, 4, skip_origin ? skip_origin : "", -1, SQLITE_STATIC);
+    int r;
+    ps_code rc = PS_OK;
+    while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        ps_message m;
+        if ((rc = read_message(s, st, &m, err)) != PS_OK)
+            break;
+        rc = fn(ctx, &m);
+        ps__message_release(&m);
+    }
+    if (rc == PS_OK && r != SQLITE_DONE)
+        rc = db_error(s, err, "listing messages");
+    sqlite3_reset(st);
     return rc;
 }
 
@@ -309,7 +522,7 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         ps_chat_row row = {
             .id = (const char *)sqlite3_column_text(st, 0),
-            .doc = (const char *)sqlite3_column_text(st, 1),
+            .doc = sqlite3_column_bytes(st, 1) ? (const char *)sqlite3_column_text(st, 1) : NULL,
             .doc_len = (size_t)sqlite3_column_bytes(st, 1),
             .live = sqlite3_column_int(st, 2) != 0,
             .deleted_counter = sqlite3_column_int64(st, 3),
@@ -341,7 +554,12 @@ static ps_code sqlite_purge_tombstones(ps_store *base, int64_t older_than_ms, in
                                        ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    sqlite3_stmt *st = stmt(s, Q_PURGE);
+    /* Cursors from before a forgotten tombstone can no longer be served. */
+    sqlite3_stmt *st = stmt(s, Q_PURGE_MARK);
+    sqlite3_bind_int64(st, 1, older_than_ms);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return db_error(s, err, "marking purged sequence");
+    st = stmt(s, Q_PURGE);
     sqlite3_bind_int64(st, 1, older_than_ms);
     if (sqlite3_step(st) != SQLITE_DONE)
         return db_error(s, err, "purging tombstones");
@@ -359,6 +577,9 @@ static const struct ps_store_ops SQLITE_OPS = {
     .chat_load = sqlite_chat_load,
     .chat_save = sqlite_chat_save,
     .chat_each = sqlite_chat_each,
+    .messages_load = sqlite_messages_load,
+    .chat_next_changed = sqlite_chat_next_changed,
+    .messages_since = sqlite_messages_since,
     .stats = sqlite_stats,
     .purge_tombstones = sqlite_purge_tombstones,
     .close = sqlite_close,

@@ -14,6 +14,7 @@ when the test failed.
 Nothing here sleeps to synchronise: waits are polls against a deadline.
 """
 import datetime
+import gzip
 import http.client
 import json
 import os
@@ -306,14 +307,18 @@ class Server:
 
     # -- HTTP --
 
-    def request(self, method, path, body=None, headers=None, raw=None, timeout=HTTP_TIMEOUT):
+    def request(self, method, path, body=None, headers=None, raw=None, timeout=HTTP_TIMEOUT,
+                gzip_body=False):
         """One request on a fresh connection.
 
         body: a Python value sent as JSON; raw: bytes sent as they are. Either
         gets Content-Type: application/json unless headers name one (a header
-        whose value is None is not sent). Returns (status, headers,
+        whose value is None is not sent). gzip_body: the body is gzipped and
+        sent with Content-Encoding: gzip. Returns (status, headers,
         parsed JSON or None); the headers are an http.client.HTTPMessage
-        (case-insensitive get).
+        (case-insensitive get). An answer with Content-Encoding: gzip is
+        decompressed before parsing; self.last_body keeps the bytes as they
+        came over the wire, self.last_decoded the decompressed ones.
         """
         hdrs = {}
         data = None
@@ -323,6 +328,9 @@ class Server:
             data = raw
         if data is not None:
             hdrs["Content-Type"] = "application/json"
+            if gzip_body:
+                data = gzip.compress(data)
+                hdrs["Content-Encoding"] = "gzip"
         for k, v in (headers or {}).items():
             for old in [h for h in hdrs if h.lower() == k.lower()]:
                 del hdrs[old]
@@ -333,8 +341,15 @@ class Server:
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             payload = resp.read()
+            decoded = payload
+            if (resp.headers.get("Content-Encoding") or "").strip().lower() == "gzip":
+                try:
+                    decoded = gzip.decompress(payload)
+                except (OSError, EOFError, ValueError):
+                    decoded = None
             self.last_body = payload
-            return resp.status, resp.headers, json_or_none(payload)
+            self.last_decoded = decoded
+            return resp.status, resp.headers, json_or_none(decoded) if decoded is not None else None
         finally:
             conn.close()
 
@@ -364,6 +379,24 @@ class Server:
 
     def delete_chats(self, ids):
         return self.ok("POST", "/deleteChats", {"chatIds": list(ids)})
+
+    def v2(self, payload, **kw):
+        """POST /v2/sync; same answer as request()."""
+        return self.request("POST", "/v2/sync", body=payload, **kw)
+
+    def v2_ok(self, payload, **kw):
+        return self.ok("POST", "/v2/sync", payload, **kw)
+
+    def vm_hwm_kib(self):
+        """Peak resident set of the server process (Linux /proc), in KiB, or None."""
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, AttributeError):
+            pass
+        return None
 
     def connect(self, timeout=HTTP_TIMEOUT):
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)

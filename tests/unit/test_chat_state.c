@@ -175,7 +175,7 @@ static void refuses_corrupt_shapes(void **state)
         {"{\"id\":7,\"f\":{},\"m\":[]}", "id not a string"},
         {"{\"id\":\"x\",\"m\":[]}", "no f"},
         {"{\"id\":\"x\",\"f\":[],\"m\":[]}", "f not an object"},
-        {"{\"id\":\"x\",\"f\":{}}", "no m"},
+        {"{\"id\":\"x\",\"f\":{},\"m\":5}", "m not an array"},
         {"{\"id\":\"x\",\"f\":{},\"m\":{}}", "m not an array"},
         {"{\"id\":\"x\",\"f\":{\"a\":1},\"m\":[]}", "field not a pair"},
         {"{\"id\":\"x\",\"f\":{\"a\":[1]},\"m\":[]}", "field pair too short"},

@@ -56,13 +56,15 @@ static ps_chat *sample_chat(const char *id, const char *title)
     return c;
 }
 
+static int64_t next_seq;
+
 static void save(ps_store *s, int64_t user, ps_chat *c)
 {
     ps_error err;
     json_object *doc = ps_chat_to_legacy(c);
     size_t len;
     const char *text = ps_json_text(doc, &len);
-    assert_int_equal(s->ops->chat_save(s, user, c, text, len, &err), PS_OK);
+    assert_int_equal(s->ops->chat_save(s, user, c, text, len, ++next_seq, &err), PS_OK);
     json_object_put(doc);
 }
 
@@ -88,11 +90,11 @@ static void reopen_keeps_chats(void **state)
     assert_int_equal(s->ops->user_load(s, "alice", &u, &err), PS_OK);
     assert_int_equal(u.clock, 42);
     ps_chat *back = NULL;
-    assert_int_equal(s->ops->chat_load(s, u.id, "c1", &back, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "c1", true, &back, &err), PS_OK);
     assert_non_null(back);
     assert_string_equal(json_object_get_string(ps_chat_field(back, "title")->value), "Hello");
     ps_chat_free(back);
-    assert_int_equal(s->ops->chat_load(s, u.id, "nope", &back, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "nope", true, &back, &err), PS_OK);
     assert_null(back);
     ps_store_commit(s, &err);
     ps_store_close(s);
@@ -114,7 +116,7 @@ static void rollback_discards(void **state)
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
     assert_int_equal(s->ops->user_load(s, "bob", &u, &err), PS_OK);
     ps_chat *back = NULL;
-    assert_int_equal(s->ops->chat_load(s, u.id, "gone", &back, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "gone", true, &back, &err), PS_OK);
     assert_null(back);
     ps_store_commit(s, &err);
     ps_store_close(s);
@@ -137,7 +139,9 @@ static void migrates_from_version_1(void **state)
         "INSERT INTO schema_version(version) VALUES (1);"
         "INSERT INTO users(id, name, clock) VALUES (1, 'local', 7);"
         "INSERT INTO chats VALUES (1, 'live', 1,"
-        " '{\"id\":\"live\",\"f\":{\"title\":[\"Kept\",[5,0,\"d\"]]},\"m\":[],\"L\":[3,\"d\"]}',"
+        " '{\"id\":\"live\",\"f\":{\"title\":[\"Kept\",[5,0,\"d\"]]},\"m\":[[\"m1\","
+        "{\"id\":\"m1\",\"role\":\"user\",\"content\":\"hi\"},[5,0,\"d\"],7],"
+        "[\"m2\",null,[6,0,\"d\"],0]],\"L\":[3,\"d\"]}',"
         " '{\"id\":\"live\",\"title\":\"Kept\"}', 0, '');"
         "INSERT INTO chats VALUES (1, 'dead', 0,"
         " '{\"id\":\"dead\",\"f\":{},\"m\":[],\"d\":[123456,4,\"d\"],\"D\":[4,\"d\"]}',"
@@ -163,11 +167,19 @@ static void migrates_from_version_1(void **state)
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
     assert_int_equal(s->ops->user_load(s, "local", &u, &err), PS_OK);
     assert_int_equal(u.clock, 7);
-    assert_int_equal(s->ops->chat_load(s, u.id, "live", &back, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "live", true, &back, &err), PS_OK);
     assert_non_null(back);
     assert_string_equal(json_object_get_string(ps_chat_field(back, "title")->value), "Kept");
+    /* messages moved from the state into rows of their own (schema 3) */
+    assert_int_equal(back->nmessages, 2);
+    const ps_message *m1 = ps_chat_message(back, "m1");
+    assert_non_null(m1);
+    assert_string_equal(json_object_get_string(json_object_object_get(m1->value, "content")), "hi");
+    assert_int_equal(m1->order_ts, 7);
+    assert_int_equal(m1->stamp.ts, 5);
+    assert_null(ps_chat_message(back, "m2")->value); /* the tombstone stays one */
     ps_chat_free(back);
-    assert_int_equal(s->ops->chat_load(s, u.id, "dead", &back, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "dead", true, &back, &err), PS_OK);
     assert_non_null(back);
     assert_true(back->has_tombstone);
     assert_false(ps_chat_is_live(back));
@@ -219,11 +231,11 @@ static void purge_forgets_only_old_tombstones(void **state)
     assert_int_equal(s->ops->purge_tombstones(s, 3000, &purged, &err), PS_OK);
     assert_int_equal(purged, 1);
     ps_chat *back = NULL;
-    assert_int_equal(s->ops->chat_load(s, u.id, "old", &back, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "old", true, &back, &err), PS_OK);
     assert_null(back);
     for (int i = 0; i < 2; i++) {
         const char *keep = i ? "alive" : "recent";
-        assert_int_equal(s->ops->chat_load(s, u.id, keep, &back, &err), PS_OK);
+        assert_int_equal(s->ops->chat_load(s, u.id, keep, true, &back, &err), PS_OK);
         assert_non_null(back);
         ps_chat_free(back);
     }

@@ -1,0 +1,37 @@
+/*
+ * HTTP handler of /v2/sync: validate the whole body, run the push, and hand
+ * the pull to the server as a streamed body (see sync_v2.h).
+ */
+#include "core/timestamp.h"
+#include "server/router.h"
+#include "server/sync_v2.h"
+
+static ps_code pull_next(void *ctx, ps_dynbuf *out, bool *done, ps_error *err)
+{
+    return ps_v2_pull_next(ctx, out, done, err);
+}
+
+static void pull_free(void *ctx)
+{
+    ps_v2_pull_free(ctx);
+}
+
+void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    ps_error err;
+    ps_error_clear(&err);
+    ps_sync_ctx ctx = {
+        .store = env->store,
+        .user = env->user,
+        .now_ms = ps_time_now_ms(),
+        .max_skew_ms = env->max_skew_ms,
+        .max_response_bytes = env->max_response_bytes,
+    };
+    ps_v2_pull *pull = NULL;
+    if (ps_validate_v2_request(body, env->limits, &err) != PS_OK ||
+        ps_v2_sync(&ctx, body, &pull, &err) != PS_OK) {
+        ps_reply_from_error(reply, &err);
+        return;
+    }
+    reply->stream = (ps_reply_stream){.next = pull_next, .free = pull_free, .ctx = pull};
+}

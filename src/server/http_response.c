@@ -1,0 +1,183 @@
+/* ps_reply -> MHD response; see http_response.h. */
+#include "server/http_response.h"
+#include "server/gzip.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STREAM_BLOCK (32 * 1024)
+#define STREAM_PIECE_LIMIT (64u * 1024 * 1024) /* one piece; a chat is far smaller */
+
+static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool gzipped)
+{
+    if (reply->status != 204) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "application/json; charset=utf-8");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+    }
+    if (gzipped)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+    /* No auth yet: one implicit user on loopback, so any origin may call. */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (reply->allow[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
+    if (reply->retry_after_s) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%u", reply->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
+    if (reply->close_connection)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+static enum MHD_Result queue(struct MHD_Connection *conn, ps_reply *reply,
+                             struct MHD_Response *resp, bool gzipped)
+{
+    if (!resp)
+        return MHD_NO;
+    add_headers(resp, reply, gzipped);
+    enum MHD_Result r = MHD_queue_response(conn, reply->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* ---- a streamed body ---- */
+
+typedef struct stream_state {
+    ps_reply_stream src;
+    ps_dynbuf pending; /* produced before the headers went out */
+    ps_dynbuf piece;   /* the latest piece, uncompressed */
+    ps_dynbuf out;     /* what goes to the socket next */
+    size_t off;
+    bool gzip, finished;
+    ps_deflater deflater;
+} stream_state;
+
+static void stream_free(void *cls)
+{
+    stream_state *st = cls;
+    if (st->src.free)
+        st->src.free(st->src.ctx);
+    ps_dynbuf_free(&st->pending);
+    ps_dynbuf_free(&st->piece);
+    ps_dynbuf_free(&st->out);
+    if (st->gzip)
+        ps_deflater_free(&st->deflater);
+    free(st);
+}
+
+/* Fills st->out with the next bytes for the socket. */
+static ps_code stream_refill(stream_state *st)
+{
+    bool done = false;
+    ps_code rc = PS_OK;
+    ps_dynbuf_reset(&st->out);
+    st->off = 0;
+    ps_dynbuf *piece = &st->piece;
+    if (st->pending.len) {
+        piece = &st->pending;
+    } else {
+        ps_error err;
+        ps_error_clear(&err);
+        ps_dynbuf_reset(&st->piece);
+        rc = st->src.next(st->src.ctx, &st->piece, &done, &err);
+        if (rc != PS_OK) {
+            /* the status line is gone: all that is left is to cut the body */
+            fprintf(stderr, "polysyncd: streamed answer failed: %s\n", err.message);
+            return rc;
+        }
+    }
+    if (st->gzip)
+        rc = ps_deflater_feed(&st->deflater, piece->data, piece->len, done, &st->out);
+    else
+        rc = ps_dynbuf_add(&st->out, piece->data, piece->len);
+    ps_dynbuf_reset(piece);
+    st->finished = done;
+    return rc;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream_state *st = cls;
+    while (st->off == st->out.len) {
+        if (st->finished)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (stream_refill(st) != PS_OK)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = st->out.len - st->off;
+    if (n > max)
+        n = max;
+    memcpy(buf, st->out.data + st->off, n);
+    st->off += n;
+    return (ssize_t)n;
+}
+
+/* Produces the start of a streamed body: if it all fits under the gzip
+ * threshold it becomes a plain body, else a stream with what was made. */
+static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply, bool gzip_ok)
+{
+    stream_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return MHD_NO;
+    st->src = reply->stream;
+    reply->stream = (ps_reply_stream){0};
+    ps_dynbuf_init(&st->pending, STREAM_PIECE_LIMIT);
+    ps_dynbuf_init(&st->piece, STREAM_PIECE_LIMIT);
+    ps_dynbuf_init(&st->out, STREAM_PIECE_LIMIT + 1024);
+    bool done = false;
+    ps_error err;
+    ps_error_clear(&err);
+    ps_code rc = PS_OK;
+    while (rc == PS_OK && !done && st->pending.len <= PS_GZIP_MIN_BYTES)
+        rc = st->src.next(st->src.ctx, &st->pending, &done, &err);
+    if (rc != PS_OK || done) {
+        if (rc != PS_OK)
+            ps_reply_from_error(reply, &err);
+        else
+            ps_dynbuf_add(&reply->body, st->pending.data, st->pending.len);
+        stream_free(st);
+        return ps__send_reply(conn, reply, gzip_ok);
+    }
+    st->gzip = gzip_ok && ps_deflater_init(&st->deflater) == PS_OK;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                                  stream_read, st, stream_free);
+    if (!resp) {
+        stream_free(st);
+        return MHD_NO;
+    }
+    return queue(conn, reply, resp, st->gzip);
+}
+
+enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, bool gzip_ok)
+{
+    if (reply->stream.ctx)
+        return send_stream(conn, reply, gzip_ok);
+    bool gzipped = false;
+    if (gzip_ok && reply->body.len > PS_GZIP_MIN_BYTES) {
+        ps_deflater d;
+        ps_dynbuf packed;
+        ps_dynbuf_init(&packed, reply->body.limit + 1024);
+        if (ps_deflater_init(&d) == PS_OK) {
+            if (ps_deflater_feed(&d, reply->body.data, reply->body.len, true, &packed) == PS_OK) {
+                ps_dynbuf_free(&reply->body);
+                reply->body = packed;
+                gzipped = true;
+            }
+            ps_deflater_free(&d);
+        }
+        if (!gzipped) /* could not compress: send it as it is */
+            ps_dynbuf_free(&packed);
+    }
+    size_t len = 0;
+    char *body = ps_dynbuf_take(&reply->body, &len);
+    struct MHD_Response *resp =
+        body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        free(body);
+    return queue(conn, reply, resp, gzipped);
+}

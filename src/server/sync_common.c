@@ -1,0 +1,70 @@
+/* Chat load/save shared by both sync protocols; see sync_common.h. */
+#include "server/sync_common.h"
+#include "core/chat_codec.h"
+#include "core/json_parse.h"
+
+ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,
+                        bool with_messages, ps_chat **out, ps_error *err)
+{
+    ps_code rc = ctx->store->ops->chat_load(ctx->store, user->id, id, with_messages, out, err);
+    if (rc == PS_OK && *out) {
+        (*out)->stored = true;
+        (*out)->stored_live = ps_chat_is_live(*out);
+    } else if (rc == PS_OK && !(*out = ps_chat_new(id))) {
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    return rc;
+}
+
+ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, const char *origin,
+                      bool full, bool tick, ps_error *err)
+{
+    ps_code rc = PS_OK;
+    if (tick || chat->lamport.counter == 0)
+        rc = ps_lamport_set(&chat->lamport, ++user->clock, PS_SERVER_DEVICE);
+    /* Only a change of content moves the chat in the change sequence; a
+     * Lamport tick for a legacy client is not news to anyone else. */
+    int64_t seq = 0;
+    if (rc == PS_OK && ps_chat_is_dirty(chat)) {
+        seq = ++user->seq;
+        rc = ps_chat_mark_dirty(chat, seq, origin);
+        /* back from deletion: devices that dropped it need it whole */
+        if (chat->stored && !chat->stored_live && ps_chat_is_live(chat))
+            chat->revived_seq = seq;
+    }
+    if (rc != PS_OK)
+        return ps_error_set(err, rc, -1, "", "out of memory");
+    json_object *doc = NULL;
+    const char *text = NULL;
+    size_t len = 0;
+    if (full) {
+        if (!(doc = ps_chat_to_legacy(chat)))
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        text = ps_json_text(doc, &len);
+    }
+    rc = ctx->store->ops->chat_save(ctx->store, user->id, chat, text, len, seq, err);
+    json_object_put(doc);
+    return rc;
+}
+
+ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_row *row,
+                       ps_dynbuf *out, ps_error *err)
+{
+    if (row->doc)
+        return ps_dynbuf_add(out, row->doc, row->doc_len);
+    ps_chat *chat = NULL;
+    ps_code rc = ctx->store->ops->chat_load(ctx->store, user_id, row->id, true, &chat, err);
+    if (rc != PS_OK)
+        return rc;
+    if (!chat)
+        return ps_error_set(err, PS_ERR_STORE, -1, "", "chat %s vanished while listed", row->id);
+    json_object *doc = ps_chat_to_legacy(chat);
+    ps_chat_free(chat);
+    if (!doc)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    size_t len;
+    const char *text = ps_json_text(doc, &len);
+    rc = ps_dynbuf_add(out, text, len);
+    json_object_put(doc);
+    return rc;
+}

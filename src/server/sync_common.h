@@ -1,0 +1,43 @@
+/*
+ * What the legacy and the v2 sync share: the per-request context, loading a
+ * chat for a merge, and saving a merged chat — which is where a change gets
+ * its sequence number and origin device, so both protocols see each other's
+ * changes.
+ */
+#ifndef PS_SYNC_COMMON_H
+#define PS_SYNC_COMMON_H
+
+#include "core/dynbuf.h"
+#include "core/validate.h"
+#include "store/store.h"
+
+#define PS_SERVER_DEVICE "server"
+
+typedef struct ps_sync_ctx {
+    ps_store *store;
+    const char *user;  /* whose chats */
+    int64_t now_ms;    /* the server clock for this request */
+    int64_t max_skew_ms;
+    size_t max_response_bytes;
+} ps_sync_ctx;
+
+/* Loads the stored chat (or a new empty one) for `id`; *out is the caller's. */
+ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,
+                        bool with_messages, ps_chat **out, ps_error *err);
+
+/*
+ * Saves a merged chat: its dirty parts get the next sequence number and
+ * `origin` (the device whose request changed them). The chat gets a Lamport
+ * tick when `tick` or when it has none yet (legacy clients need one on every
+ * chat). With `full` (all messages loaded) its legacy rendering is stored
+ * too; otherwise it is rendered when a legacy client needs it.
+ */
+ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, const char *origin,
+                      bool full, bool tick, ps_error *err);
+
+/* Appends the legacy rendering of a listed chat: the stored one, or rendered
+ * now from the store when the row has none. */
+ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_row *row,
+                       ps_dynbuf *out, ps_error *err);
+
+#endif

@@ -1,0 +1,359 @@
+/*
+ * /v2/sync; see sync_v2.h and docs/protocol.md.
+ *
+ * The cursor "c1.BASE.POS" holds where the pull started (BASE: send parts
+ * changed after it) and how far it got (POS: chats are visited in order of
+ * the sequence number of their last change). Pages of one pull share BASE,
+ * so a chat whose older changes fall before POS is still sent whole-since-
+ * BASE when its turn comes; a chat that changes again mid-pull reappears
+ * later. Only a pull that reached the end moves BASE forward.
+ */
+#include "server/sync_v2.h"
+#include "core/chat_codec.h"
+#include "core/json_parse.h"
+#include "core/merge.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_LIMIT 500
+#define PAGE_BYTES (8u * 1024 * 1024)
+
+struct ps_v2_pull {
+    ps_sync_ctx ctx_copy; /* the pull outlives the handler's context */
+    const ps_sync_ctx *ctx;
+    int64_t user_id;
+    char *device;
+    bool first;         /* no cursor: whole chats, no deletions */
+    int64_t base, pos;  /* see the file comment */
+    int64_t seq_at_start;
+    int64_t limit, sent;
+    size_t bytes;
+    int64_t server_clock;
+    size_t accepted;
+    enum { OPENING, CHATS, CLOSING, DONE } state;
+    bool more;
+};
+
+static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t *pos,
+                            ps_error *err)
+{
+    *first = !v || json_object_is_type(v, json_type_null);
+    *base = *pos = 0;
+    if (*first)
+        return PS_OK;
+    const char *s = json_object_get_string(v);
+    long long b, p;
+    int used = 0;
+    if (sscanf(s, "c1.%lld.%lld%n", &b, &p, &used) != 2 || s[used] != '\0' || b < 0 || p < b)
+        return ps_error_set(err, PS_ERR_BAD_CURSOR, -1, "cursor",
+                            "this cursor was not issued by this server; sync with cursor null");
+    *base = b;
+    *pos = p;
+    return PS_OK;
+}
+
+/* Raises the user clock to every change's clock. */
+static void observe_clocks(json_object *changes, int64_t *clock)
+{
+    size_t n = changes ? json_object_array_length(changes) : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *v;
+        if (json_object_object_get_ex(json_object_array_get_idx(changes, i), "clock", &v) &&
+            json_object_get_int64(v) > *clock)
+            *clock = json_object_get_int64(v);
+    }
+}
+
+/* Merges one change: only the chat-level state and the messages it touches
+ * are loaded, so a new message in a long chat costs one message. */
+static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *change,
+                        const ps_ingest *in, ps_error *err)
+{
+    ps_chat *incoming = NULL, *stored = NULL;
+    const char **ids = NULL;
+    ps_code rc = ps_chat_from_change(change, in, &incoming);
+    if (rc != PS_OK)
+        return ps_error_set(err, rc, -1, "", "out of memory");
+    if (incoming->has_tombstone && incoming->deleted_lamport.counter == 0 &&
+        (rc = ps_lamport_set(&incoming->deleted_lamport, ++user->clock, PS_SERVER_DEVICE)) != PS_OK)
+        goto nomem;
+    if (!(ids = calloc(incoming->nmessages + 1, sizeof *ids)))
+        goto nomem;
+    for (size_t i = 0; i < incoming->nmessages; i++)
+        ids[i] = incoming->messages[i].id;
+    if ((rc = ps__load_or_new(ctx, user, incoming->id, false, &stored, err)) != PS_OK ||
+        (rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids,
+                                             incoming->nmessages, err)) != PS_OK)
+        goto done;
+    bool changed;
+    if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK)
+        goto nomem;
+    if (changed)
+        rc = ps__save_chat(ctx, user, stored, in->device, false, false, err);
+    goto done;
+nomem:
+    rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+done:
+    free(ids);
+    ps_chat_free(incoming);
+    ps_chat_free(stored);
+    return rc;
+}
+
+ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, ps_error *err)
+{
+    *out = NULL;
+    ps_v2_pull *p = calloc(1, sizeof *p);
+    json_object *v, *changes = NULL;
+    if (!p)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    p->ctx_copy = *ctx;
+    p->ctx = &p->ctx_copy;
+    p->device = strdup(json_object_get_string(json_object_object_get(req, "deviceId")));
+    p->limit = json_object_object_get_ex(req, "limit", &v) ? json_object_get_int64(v)
+                                                            : DEFAULT_LIMIT;
+    json_object_object_get_ex(req, "changes", &changes);
+    ps_code rc = parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base,
+                              &p->pos, err);
+    if (rc != PS_OK || !p->device) {
+        if (rc == PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        ps_v2_pull_free(p);
+        return rc;
+    }
+
+    ps_user user;
+    if ((rc = ps_store_begin(ctx->store, true, err)) != PS_OK) {
+        ps_v2_pull_free(p);
+        return rc;
+    }
+    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
+        goto rollback;
+    /* Refuse before pushing: a device told to resync will push again. */
+    if (!p->first && (p->base < user.purged_seq || p->pos > user.seq)) {
+        rc = ps_error_set(err, PS_ERR_EXPIRED, -1, "cursor",
+                          p->pos > user.seq
+                              ? "this cursor is from a future the server does not have (restored "
+                                "from a backup?); sync again with cursor null"
+                              : "deletions this cursor would need have been forgotten; sync "
+                                "again with cursor null");
+        goto rollback;
+    }
+    observe_clocks(changes, &user.clock);
+    ps_ingest in = {.device = p->device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
+    size_t n = changes ? json_object_array_length(changes) : 0;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = push_one(ctx, &user, json_object_array_get_idx(changes, i), &in, err)) != PS_OK)
+            goto rollback;
+    user.last_sync_ms = ctx->now_ms;
+    if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
+        goto rollback;
+    if ((rc = ps_store_commit(ctx->store, err)) != PS_OK) {
+        ps_v2_pull_free(p);
+        return rc;
+    }
+    p->user_id = user.id;
+    p->accepted = n;
+    p->server_clock = user.clock;
+    p->seq_at_start = user.seq;
+    *out = p;
+    return PS_OK;
+rollback:
+    ps_store_rollback(ctx->store);
+    ps_v2_pull_free(p);
+    return rc;
+}
+
+/* ---- the pull ---- */
+
+/* Whether a part with this mark is news for the puller. */
+static bool wanted(const ps_v2_pull *p, const ps_mark *m, int64_t base, bool skip_own)
+{
+    return m->seq > base && !(skip_own && m->origin && strcmp(m->origin, p->device) == 0);
+}
+
+typedef struct message_sink {
+    json_object *messages, *deleted;
+    bool with_deleted;
+} message_sink;
+
+static ps_code collect_message(void *vctx, const ps_message *m)
+{
+    message_sink *sink = vctx;
+    if (m->value)
+        return json_object_array_add(sink->messages, json_object_get(m->value)) ? PS_ERR_NOMEM
+                                                                                : PS_OK;
+    if (sink->with_deleted)
+        return json_object_array_add(sink->deleted, json_object_new_string(m->id)) ? PS_ERR_NOMEM
+                                                                                   : PS_OK;
+    return PS_OK;
+}
+
+/* The delta of one chat for this puller; *out NULL when there is none. */
+static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_error *err)
+{
+    static const char *const time_keys[3] = {"createdAt", "updatedAt", "lastModified"};
+    *out = NULL;
+    json_object *obj = json_object_new_object();
+    json_object *fields = json_object_new_object();
+    message_sink sink = {json_object_new_array(), json_object_new_array(), !p->first};
+    ps_code rc = obj && fields && sink.messages && sink.deleted ? PS_OK : PS_ERR_NOMEM;
+    bool any = false;
+    if (rc != PS_OK)
+        goto done;
+    json_object_object_add(obj, "id", json_object_new_string(chat->id));
+    if (!ps_chat_is_live(chat)) {
+        if (!p->first && wanted(p, &chat->header, p->base, true)) {
+            json_object_object_add(obj, "deleted", json_object_new_boolean(1));
+            any = true;
+        }
+        goto done;
+    }
+    /* Back from deletion since the cursor: the device may have dropped it,
+     * so it gets the chat whole, its own parts included. */
+    bool whole = chat->revived_seq > p->base;
+    int64_t base = whole ? 0 : p->base;
+    bool skip_own = !whole;
+    sink.with_deleted = !p->first && !whole;
+    for (size_t i = 0; i < chat->nfields; i++) {
+        if (wanted(p, &chat->fields[i].mark, base, skip_own)) {
+            json_object_object_add(fields, chat->fields[i].name,
+                                   json_object_get(chat->fields[i].value));
+            any = true;
+        }
+    }
+    if (wanted(p, &chat->header, base, skip_own)) {
+        const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
+        for (int k = 0; k < 3; k++)
+            if (tf[k]->value)
+                json_object_object_add(obj, time_keys[k], json_object_get(tf[k]->value));
+        any = true; /* at least: the chat exists */
+    }
+    rc = p->ctx->store->ops->messages_since(p->ctx->store, p->user_id, chat->id, base,
+                                            skip_own ? p->device : NULL, collect_message, &sink,
+                                            err);
+    if (rc != PS_OK)
+        goto done;
+    if (json_object_object_length(fields)) {
+        json_object_object_add(obj, "fields", json_object_get(fields));
+    }
+    if (json_object_array_length(sink.messages)) {
+        json_object_object_add(obj, "messages", json_object_get(sink.messages));
+        any = true;
+    }
+    if (json_object_array_length(sink.deleted)) {
+        json_object_object_add(obj, "deletedMessages", json_object_get(sink.deleted));
+        any = true;
+    }
+done:
+    json_object_put(fields);
+    json_object_put(sink.messages);
+    json_object_put(sink.deleted);
+    if (rc == PS_OK && any)
+        *out = obj;
+    else
+        json_object_put(obj);
+    if (rc == PS_ERR_NOMEM)
+        ps_error_set(err, rc, -1, "", "out of memory");
+    return rc;
+}
+
+/* Reads and appends the next changed chat; *found false at the end. */
+static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *err)
+{
+    ps_store *store = p->ctx->store;
+    ps_chat *chat = NULL;
+    json_object *delta = NULL;
+    int64_t seq = 0;
+    ps_code rc = ps_store_begin(store, false, err);
+    if (rc != PS_OK)
+        return rc;
+    rc = store->ops->chat_next_changed(store, p->user_id, p->pos, &chat, &seq, err);
+    if (rc == PS_OK && chat)
+        rc = render_delta(p, chat, &delta, err);
+    if (rc == PS_OK)
+        rc = ps_store_commit(store, err);
+    else
+        ps_store_rollback(store);
+    *found = chat != NULL;
+    if (rc == PS_OK && chat)
+        p->pos = seq;
+    if (rc == PS_OK && delta) {
+        size_t len, before = out->len;
+        const char *text = ps_json_text(delta, &len);
+        rc = ps_dynbuf_adds(out, p->sent ? "," : "");
+        if (rc == PS_OK)
+            rc = ps_dynbuf_add(out, text, len);
+        p->bytes += out->len - before;
+        p->sent++;
+    }
+    json_object_put(delta);
+    ps_chat_free(chat);
+    return rc;
+}
+
+ps_code ps_v2_pull_next(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err)
+{
+    ps_code rc = PS_OK;
+    *done = false;
+    switch (p->state) {
+    case OPENING:
+        rc = ps_dynbuf_addf(out, "{\"accepted\":%zu,\"serverClock\":%" PRId64 ",\"chats\":[",
+                            p->accepted, p->server_clock);
+        p->state = CHATS;
+        break;
+    case CHATS: {
+        bool found = true;
+        /* a few chats per call: small pieces, one short transaction each */
+        size_t start = out->len;
+        while (rc == PS_OK && found && out->len - start < 64 * 1024) {
+            if (p->sent >= p->limit || p->bytes >= PAGE_BYTES) {
+                /* full page: is there anything left? */
+                ps_chat *peek = NULL;
+                int64_t seq;
+                if ((rc = ps_store_begin(p->ctx->store, false, err)) != PS_OK)
+                    break;
+                rc = p->ctx->store->ops->chat_next_changed(p->ctx->store, p->user_id, p->pos,
+                                                           &peek, &seq, err);
+                ps_store_commit(p->ctx->store, NULL);
+                p->more = peek != NULL;
+                ps_chat_free(peek);
+                found = false;
+                break;
+            }
+            rc = next_chat(p, out, &found, err);
+        }
+        if (rc == PS_OK && !found)
+            p->state = CLOSING;
+        break;
+    }
+    case CLOSING: {
+        int64_t base = p->base, pos = p->pos;
+        if (!p->more) { /* reached the end: everything up to here is delivered */
+            base = pos = pos > p->seq_at_start ? pos : p->seq_at_start;
+        }
+        rc = ps_dynbuf_addf(out, "],\"more\":%s,\"cursor\":\"c1.%" PRId64 ".%" PRId64 "\"}",
+                            p->more ? "true" : "false", base, pos);
+        p->state = DONE;
+        *done = true;
+        break;
+    }
+    case DONE:
+        *done = true;
+        break;
+    }
+    if (rc == PS_ERR_TOO_LARGE || rc == PS_ERR_NOMEM)
+        ps_error_set(err, rc, -1, "", "out of memory building the answer");
+    return rc;
+}
+
+void ps_v2_pull_free(ps_v2_pull *p)
+{
+    if (!p)
+        return;
+    free(p->device);
+    free(p);
+}
