@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 PORT       ?= 4001
 
-.PHONY: all deps build run check test test-asan fuzz format clean install
+.PHONY: all deps build run check test test-asan fuzz lint-openapi format clean install
 
 all: build
 
@@ -33,8 +33,12 @@ test-asan: deps
 fuzz: deps
 	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-# Every test: the release build, the same suite under ASan+UBSan, then the fuzzer.
-check: test test-asan fuzz
+lint-openapi:
+	@scripts/lint-openapi.sh
+
+# Every test: the release build, the same suite under ASan+UBSan, the fuzzer,
+# and the OpenAPI description through its linter.
+check: test test-asan fuzz lint-openapi
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -14,6 +14,7 @@ packages=(
 for group in "$@"; do
   case "$group" in
     postgres) packages+=(postgresql) ;;
+    nodejs) packages+=(nodejs npm) ;;
     *) echo "install-deps: unknown group '$group'" >&2; exit 1 ;;
   esac
 done
