@@ -75,9 +75,11 @@ void ps_chat_free(ps_chat *chat)
         ps_mark_clear(&chat->messages[i].mark);
     }
     ps_mark_clear(&chat->header);
-    json_object_put(chat->created_at.value);
-    json_object_put(chat->updated_at.value);
-    json_object_put(chat->last_modified.value);
+    ps_time_field *times[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
+    for (int k = 0; k < 3; k++) {
+        json_object_put(times[k]->value);
+        ps_mark_clear(&times[k]->mark);
+    }
     ps_stamp_clear(&chat->tombstone);
     ps_stamp_clear(&chat->touched);
     free(chat->lamport.id);
@@ -308,16 +310,43 @@ bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool wan
     json_object_put(into->value);
     into->value = json_object_get(from->value);
     into->ms = from->ms;
+    mark_changed(&into->mark);
     return true;
 }
 
 void ps_chat_clear_dirty(ps_chat *chat)
 {
     for (size_t i = 0; i < chat->nfields; i++)
-        chat->fields[i].mark.dirty = false;
+        chat->fields[i].mark.dirty = chat->fields[i].mark.restamped = false;
     for (size_t i = 0; i < chat->nmessages; i++)
-        chat->messages[i].mark.dirty = false;
-    chat->header.dirty = false;
+        chat->messages[i].mark.dirty = chat->messages[i].mark.restamped = false;
+    chat->header.dirty = chat->header.restamped = false;
+    chat->created_at.mark.dirty = chat->updated_at.mark.dirty = false;
+    chat->last_modified.mark.dirty = false;
+}
+
+/* Gives one register `stamp` if that is newer; true if it did. */
+static ps_code restamp_one(ps_stamp *s, ps_mark *m, const ps_stamp *stamp)
+{
+    if (ps_stamp_cmp(stamp, s) <= 0)
+        return PS_OK;
+    m->restamped = true;
+    return ps_stamp_copy(s, stamp);
+}
+
+ps_code ps_chat_restamp(ps_chat *chat, const ps_stamp *stamp)
+{
+    ps_code rc = PS_OK;
+    for (size_t i = 0; i < chat->nfields && rc == PS_OK; i++)
+        rc = restamp_one(&chat->fields[i].stamp, &chat->fields[i].mark, stamp);
+    for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
+        rc = restamp_one(&chat->messages[i].stamp, &chat->messages[i].mark, stamp);
+    if (rc == PS_OK && (!chat->has_touched || ps_stamp_cmp(stamp, &chat->touched) > 0)) {
+        rc = ps_stamp_copy(&chat->touched, stamp);
+        chat->has_touched = true;
+        chat->header.restamped = true;
+    }
+    return rc;
 }
 
 static ps_code stamp_mark(ps_mark *m, int64_t seq, const char *origin)
@@ -336,6 +365,9 @@ static ps_code stamp_mark(ps_mark *m, int64_t seq, const char *origin)
 ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin)
 {
     ps_code rc = stamp_mark(&chat->header, seq, origin);
+    ps_time_field *times[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
+    for (int k = 0; k < 3 && rc == PS_OK; k++)
+        rc = stamp_mark(&times[k]->mark, seq, origin);
     for (size_t i = 0; i < chat->nfields && rc == PS_OK; i++)
         rc = stamp_mark(&chat->fields[i].mark, seq, origin);
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
@@ -345,7 +377,8 @@ ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin)
 
 bool ps_chat_is_dirty(const ps_chat *chat)
 {
-    if (chat->header.dirty)
+    if (chat->header.dirty || chat->created_at.mark.dirty || chat->updated_at.mark.dirty ||
+        chat->last_modified.mark.dirty)
         return true;
     for (size_t i = 0; i < chat->nfields; i++)
         if (chat->fields[i].mark.dirty)

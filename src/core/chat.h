@@ -48,6 +48,7 @@ typedef struct ps_mark {
     int64_t seq;  /* 0 = not stored yet */
     char *origin; /* owned; NULL = unknown */
     bool dirty;   /* changed since loaded from the store */
+    bool restamped; /* same value, new stamp: to be saved, mark kept */
 } ps_mark;
 
 typedef struct ps_field {
@@ -69,6 +70,7 @@ typedef struct ps_message {
 typedef struct ps_time_field {
     json_object *value; /* NULL when never seen */
     int64_t ms;
+    ps_mark mark;
 } ps_time_field;
 
 typedef struct ps_lamport {
@@ -91,7 +93,7 @@ typedef struct ps_chat {
     ps_stamp tombstone;
     ps_lamport deleted_lamport; /* the tombstone's tuple as clients see it */
     ps_lamport lamport;
-    ps_mark header; /* the time fields, touched, tombstone and lamport */
+    ps_mark header; /* touched, the tombstone and lamport */
     int64_t revived_seq; /* change sequence at which it last came back from deletion */
     bool stored;         /* transient: it was loaded from the store */
     bool stored_live;    /* transient: it was live when loaded */
@@ -135,6 +137,16 @@ const ps_message *ps_chat_message(const ps_chat *chat, const char *id);
 
 /* Joins a time field: keeps the earliest (want_min) or latest value. */
 bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min);
+
+/*
+ * Declares the chat's current content one write at `stamp`: every field,
+ * live or deleted message and the existence register take it where it is
+ * newer, values unchanged. The server does this with its Lamport tick when
+ * it returns a merged chat to a legacy client, because that client will
+ * send the chat back stamped so: the copy it holds is then exactly this
+ * write, and cannot overwrite anything newer than it had (docs/merge.md).
+ */
+ps_code ps_chat_restamp(ps_chat *chat, const ps_stamp *stamp);
 
 /* Marks every part of the chat clean (just loaded from the store). */
 void ps_chat_clear_dirty(ps_chat *chat);

@@ -423,9 +423,10 @@ static json_object *state_json(const ps_chat *chat, bool with_messages)
     for (int k = 0; k < 3; k++) {
         const ps_time_field *tf = time_field_c(chat, k);
         if (tf->value) {
-            json_object *pair = json_object_new_array_ext(2);
+            json_object *pair = json_object_new_array_ext(4);
             json_object_array_add(pair, json_object_get(tf->value));
             json_object_array_add(pair, json_object_new_int64(tf->ms));
+            add_mark(pair, &tf->mark);
             json_object_object_add(st, keys[k], pair);
         }
     }
@@ -533,6 +534,8 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
             ps_time_field *tf = time_field(chat, k);
             tf->value = json_object_get(json_object_array_get_idx(v, 0));
             tf->ms = json_object_get_int64(json_object_array_get_idx(v, 1));
+            if (json_object_array_length(v) == 4)
+                rc = mark_from_json(v, 2, &tf->mark);
         }
     }
     if (rc == PS_OK && json_object_object_get_ex(st, "t", &v)) {

@@ -120,9 +120,10 @@ ps_code ps_chat_merge(ps_chat *into, const ps_chat *from, bool *changed)
     if (rc == PS_OK && from->has_tombstone)
         rc = join_tombstone(into, &from->tombstone, &from->deleted_lamport, &header);
     if (rc == PS_OK) {
-        header |= ps_time_field_join(&into->created_at, &from->created_at, true);
-        header |= ps_time_field_join(&into->updated_at, &from->updated_at, false);
-        header |= ps_time_field_join(&into->last_modified, &from->last_modified, false);
+        /* the time fields carry marks of their own */
+        *changed |= ps_time_field_join(&into->created_at, &from->created_at, true);
+        *changed |= ps_time_field_join(&into->updated_at, &from->updated_at, false);
+        *changed |= ps_time_field_join(&into->last_modified, &from->last_modified, false);
         if (from->lamport.counter && ps_lamport_cmp(&from->lamport, &into->lamport) > 0) {
             rc = ps_lamport_set(&into->lamport, from->lamport.counter, from->lamport.id);
             header = true;

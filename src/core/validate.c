@@ -292,9 +292,13 @@ static ps_code validate_change(json_object *change, size_t i, const ps_limits *l
         size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
         if (!json_object_is_type(v, json_type_array))
             return fail(err, &w, "deleteMessages", "must be an array of message ids");
-        for (size_t k = 0; k < n; k++)
-            if (!ps_valid_id(json_object_array_get_idx(v, k), lim))
-                return fail(err, &w, "deleteMessages", "must be an array of message ids");
+        for (size_t k = 0; k < n; k++) {
+            if (!ps_valid_id(json_object_array_get_idx(v, k), lim)) {
+                char field[48];
+                snprintf(field, sizeof field, "deleteMessages[%zu]", k);
+                return fail(err, &w, field, "must be a message id (1 to 256 bytes)");
+            }
+        }
     }
     if (json_object_object_get_ex(change, "deleteChat", &v) &&
         !json_object_is_type(v, json_type_boolean))

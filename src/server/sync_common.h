@@ -25,15 +25,23 @@ typedef struct ps_sync_ctx {
 ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,
                         bool with_messages, ps_chat **out, ps_error *err);
 
+/* What a saved chat's updatedAtLamport becomes (see sync_legacy.c). */
+typedef enum ps_tick {
+    PS_TICK_IF_NONE,     /* keep it; a first tick for a chat that has none */
+    PS_TICK,             /* a fresh tick: the chat goes back to a client */
+    PS_TICK_AND_RESTAMP, /* and its content becomes a write at that tick,
+                          * for a Lamport client that will echo it back */
+} ps_tick;
+
 /*
  * Saves a merged chat: its dirty parts get the next sequence number and
- * `origin` (the device whose request changed them). The chat gets a Lamport
- * tick when `tick` or when it has none yet (legacy clients need one on every
- * chat). With `full` (all messages loaded) its legacy rendering is stored
- * too; otherwise it is rendered when a legacy client needs it.
+ * `origin` (the device whose request changed them), its Lamport tuple as
+ * `tick` says (legacy clients need one on every chat). With `full` (all
+ * messages loaded) its legacy rendering is stored too; otherwise it is
+ * rendered when a legacy client needs it.
  */
 ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, const char *origin,
-                      bool full, bool tick, ps_error *err);
+                      bool full, ps_tick tick, ps_error *err);
 
 /* Appends the legacy rendering of a listed chat: the stored one, or rendered
  * now from the store when the row has none. */

@@ -64,7 +64,7 @@ static bool observe_clocks(json_object *req, int64_t *clock)
 
 /* Merges one incoming chat. *returned: the client must be sent the result. */
 static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sent,
-                         const ps_ingest *in, bool *returned, ps_error *err)
+                         const ps_ingest *in, bool lamport_client, bool *returned, ps_error *err)
 {
     ps_chat *incoming = NULL, *stored = NULL;
     ps_stamp sent_stamp = {0};
@@ -84,7 +84,11 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
     }
     *returned = ps_chat_is_live(stored) && ps_chat_differs_from_sent(stored, sent, &sent_stamp);
     if (changed || *returned)
-        rc = ps__save_chat(ctx, user, stored, in->device, true, *returned, err);
+        rc = ps__save_chat(ctx, user, stored, in->device, true,
+                           !*returned      ? PS_TICK_IF_NONE
+                           : lamport_client ? PS_TICK_AND_RESTAMP
+                                            : PS_TICK,
+                           err);
 done:
     ps_stamp_clear(&sent_stamp);
     ps_chat_free(incoming);
@@ -137,7 +141,7 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
     else if ((rc = ps_chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     else if (changed) /* messages not loaded: the rendering is redone on demand */
-        rc = ps__save_chat(ctx, user, chat, src->device, false, false, err);
+        rc = ps__save_chat(ctx, user, chat, src->device, false, PS_TICK_IF_NONE, err);
     *deleted = was_live && !ps_chat_is_live(chat);
     ps_stamp_clear(&stamp);
     ps_chat_free(chat);
@@ -290,7 +294,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answ
         json_object *chat = json_object_array_get_idx(chats, i);
         const char *id = json_object_get_string(json_object_object_get(chat, "id"));
         bool ret = false;
-        if ((rc = merge_one(ctx, &user, chat, &in, &ret, err)) != PS_OK)
+        if ((rc = merge_one(ctx, &user, chat, &in, src.speaks_lamport, &ret, err)) != PS_OK)
             goto rollback;
         json_object_object_add(sent, id, NULL);
         if (ret)

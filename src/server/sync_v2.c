@@ -92,7 +92,7 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
     if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK)
         goto nomem;
     if (changed)
-        rc = ps__save_chat(ctx, user, stored, in->device, false, false, err);
+        rc = ps__save_chat(ctx, user, stored, in->device, false, PS_TICK_IF_NONE, err);
     goto done;
 nomem:
     rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -216,7 +216,8 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
      * so it gets the chat whole, its own parts included. */
     bool whole = chat->revived_seq > p->base;
     int64_t base = whole ? 0 : p->base;
-    bool skip_own = !whole;
+    /* a first sync may be a device that lost everything: its own parts too */
+    bool skip_own = !whole && !p->first;
     sink.with_deleted = !p->first && !whole;
     for (size_t i = 0; i < chat->nfields; i++) {
         if (wanted(p, &chat->fields[i].mark, base, skip_own)) {
@@ -225,12 +226,14 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
             any = true;
         }
     }
-    if (wanted(p, &chat->header, base, skip_own)) {
-        const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
-        for (int k = 0; k < 3; k++)
-            if (tf[k]->value)
-                json_object_object_add(obj, time_keys[k], json_object_get(tf[k]->value));
+    if (wanted(p, &chat->header, base, skip_own))
         any = true; /* at least: the chat exists */
+    const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
+    for (int k = 0; k < 3; k++) {
+        if (tf[k]->value && wanted(p, &tf[k]->mark, base, skip_own)) {
+            json_object_object_add(obj, time_keys[k], json_object_get(tf[k]->value));
+            any = true;
+        }
     }
     rc = p->ctx->store->ops->messages_since(p->ctx->store, p->user_id, chat->id, base,
                                             skip_own ? p->device : NULL, collect_message, &sink,
@@ -295,14 +298,28 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
     return rc;
 }
 
+static ps_code read_clock(ps_v2_pull *p, ps_error *err)
+{
+    ps_user user;
+    ps_code rc = ps_store_begin(p->ctx->store, false, err);
+    if (rc != PS_OK)
+        return rc;
+    rc = p->ctx->store->ops->user_load(p->ctx->store, p->ctx->user, &user, err);
+    if (rc == PS_OK) {
+        p->server_clock = user.clock;
+        return ps_store_commit(p->ctx->store, err);
+    }
+    ps_store_rollback(p->ctx->store);
+    return rc;
+}
+
 ps_code ps_v2_pull_next(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err)
 {
     ps_code rc = PS_OK;
     *done = false;
     switch (p->state) {
     case OPENING:
-        rc = ps_dynbuf_addf(out, "{\"accepted\":%zu,\"serverClock\":%" PRId64 ",\"chats\":[",
-                            p->accepted, p->server_clock);
+        rc = ps_dynbuf_addf(out, "{\"accepted\":%zu,\"chats\":[", p->accepted);
         p->state = CHATS;
         break;
     case CHATS: {
@@ -331,12 +348,18 @@ ps_code ps_v2_pull_next(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err
         break;
     }
     case CLOSING: {
+        /* The clock now is above every change this answer carried, some of
+         * which may have landed after the push. */
+        if ((rc = read_clock(p, err)) != PS_OK)
+            break;
         int64_t base = p->base, pos = p->pos;
         if (!p->more) { /* reached the end: everything up to here is delivered */
             base = pos = pos > p->seq_at_start ? pos : p->seq_at_start;
         }
-        rc = ps_dynbuf_addf(out, "],\"more\":%s,\"cursor\":\"c1.%" PRId64 ".%" PRId64 "\"}",
-                            p->more ? "true" : "false", base, pos);
+        rc = ps_dynbuf_addf(out,
+                            "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64
+                            ".%" PRId64 "\"}",
+                            p->more ? "true" : "false", p->server_clock, base, pos);
         p->state = DONE;
         *done = true;
         break;

@@ -97,7 +97,8 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_MSG_PUT] = "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
                   " device, order_ts, seq, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
-                    " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3 AND origin <> ?4"
+                    " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
+                    " AND (?4 IS NULL OR origin <> ?4)"
                     " ORDER BY order_ts, id",
     [Q_CHAT_NEXT] = "SELECT state, seq FROM chats WHERE user_id = ?1 AND seq > ?2"
                     " ORDER BY seq LIMIT 1",
@@ -463,7 +464,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     json_object_put(state);
     /* Only what changed: one new message in a long chat is one row. */
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
-        if (chat->messages[i].mark.dirty)
+        if (chat->messages[i].mark.dirty || chat->messages[i].mark.restamped)
             rc = save_message(s, user, chat->id, &chat->messages[i], err);
     return rc;
 }
@@ -496,7 +497,10 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, after_seq);
-    sqlite3_bind_text(st, 4, skip_origin ? skip_origin : "", -1, SQLITE_STATIC);
+    if (skip_origin)
+        sqlite3_bind_text(st, 4, skip_origin, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
     int r;
     ps_code rc = PS_OK;
     while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
