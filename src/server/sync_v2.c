@@ -35,6 +35,7 @@ struct ps_v2_pull {
     size_t accepted;
     enum { OPENING, CHATS, CLOSING, DONE } state;
     bool more;
+    json_object *sent_ids; /* chats in this answer: each at most once */
 };
 
 static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t *pos,
@@ -110,6 +111,7 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     json_object *v, *changes = NULL;
     if (!p)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    p->sent_ids = json_object_new_object();
     p->ctx_copy = *ctx;
     p->ctx = &p->ctx_copy;
     p->device = strdup(json_object_get_string(json_object_object_get(req, "deviceId")));
@@ -118,7 +120,7 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     json_object_object_get_ex(req, "changes", &changes);
     ps_code rc = parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base,
                               &p->pos, err);
-    if (rc != PS_OK || !p->device) {
+    if (rc != PS_OK || !p->device || !p->sent_ids) {
         if (rc == PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         ps_v2_pull_free(p);
@@ -275,6 +277,15 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
     if (rc != PS_OK)
         return rc;
     rc = store->ops->chat_next_changed(store, p->user_id, p->pos, &chat, &seq, err);
+    if (rc == PS_OK && chat && json_object_object_get_ex(p->sent_ids, chat->id, NULL)) {
+        /* It changed again since this answer sent it: end the page here,
+         * so the next one sends it once more, without a duplicate here. */
+        ps_store_commit(store, NULL);
+        ps_chat_free(chat);
+        p->more = true;
+        *found = false;
+        return PS_OK;
+    }
     if (rc == PS_OK && chat)
         rc = render_delta(p, chat, &delta, err);
     if (rc == PS_OK)
@@ -292,6 +303,7 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
             rc = ps_dynbuf_add(out, text, len);
         p->bytes += out->len - before;
         p->sent++;
+        json_object_object_add(p->sent_ids, chat->id, NULL);
     }
     json_object_put(delta);
     ps_chat_free(chat);
@@ -378,5 +390,6 @@ void ps_v2_pull_free(ps_v2_pull *p)
     if (!p)
         return;
     free(p->device);
+    json_object_put(p->sent_ids);
     free(p);
 }
