@@ -3,12 +3,18 @@
  * call the operation in sync_legacy.c, shape the answer. Validation happens
  * before any store access, so a rejected request changes nothing.
  */
+#include "server/events.h"
 #include "server/router.h"
 #include "core/timestamp.h"
 
 #include <stdio.h>
 
-static ps_sync_ctx sync_ctx(const ps_handler_env *env)
+static void notify_change(void *cls, const char *user)
+{
+    ps_events_notify(cls, user);
+}
+
+ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
 {
     return (ps_sync_ctx){
         .store = env->store,
@@ -16,6 +22,8 @@ static ps_sync_ctx sync_ctx(const ps_handler_env *env)
         .now_ms = ps_time_now_ms(),
         .max_skew_ms = env->max_skew_ms,
         .max_response_bytes = env->max_response_bytes,
+        .changed = env->events ? notify_change : NULL,
+        .changed_cls = env->events,
     };
 }
 
@@ -24,7 +32,7 @@ static void sync_or_push(const ps_handler_env *env, json_object *body, ps_reply 
 {
     ps_error err;
     ps_error_clear(&err);
-    ps_sync_ctx ctx = sync_ctx(env);
+    ps_sync_ctx ctx = ps__sync_ctx(env);
     if (ps_validate_sync_request(body, env->limits, &err) != PS_OK ||
         ps_legacy_sync(&ctx, body, answer ? &reply->body : NULL, &err) != PS_OK) {
         ps_reply_from_error(reply, &err);
@@ -48,7 +56,7 @@ void ps_handle_fetch_chats(const ps_handler_env *env, json_object *body, ps_repl
 {
     ps_error err;
     ps_error_clear(&err);
-    ps_sync_ctx ctx = sync_ctx(env);
+    ps_sync_ctx ctx = ps__sync_ctx(env);
     if (ps_legacy_fetch(&ctx, &reply->body, &err) != PS_OK)
         ps_reply_from_error(reply, &err);
 }
@@ -57,7 +65,7 @@ static void delete_ids(const ps_handler_env *env, json_object *body, ps_reply *r
 {
     ps_error err;
     ps_error_clear(&err);
-    ps_sync_ctx ctx = sync_ctx(env);
+    ps_sync_ctx ctx = ps__sync_ctx(env);
     json_object *ids = NULL;
     size_t deleted = 0;
     if (ps_validate_delete_request(body, many, env->limits, &err) != PS_OK)

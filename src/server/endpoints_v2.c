@@ -20,13 +20,7 @@ void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *r
 {
     ps_error err;
     ps_error_clear(&err);
-    ps_sync_ctx ctx = {
-        .store = env->store,
-        .user = env->user,
-        .now_ms = ps_time_now_ms(),
-        .max_skew_ms = env->max_skew_ms,
-        .max_response_bytes = env->max_response_bytes,
-    };
+    ps_sync_ctx ctx = ps__sync_ctx(env);
     ps_v2_pull *pull = NULL;
     if (ps_validate_v2_request(body, env->limits, &err) != PS_OK ||
         ps_v2_sync(&ctx, body, &pull, &err) != PS_OK) {
@@ -34,4 +28,10 @@ void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *r
         return;
     }
     reply->stream = (ps_reply_stream){.next = pull_next, .free = pull_free, .ctx = pull};
+}
+
+void ps_handle_v2_events(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    reply->events = env->events;
+    reply->events_user = env->user;
 }

@@ -1,5 +1,6 @@
 /* ps_reply -> MHD response; see http_response.h. */
 #include "server/http_response.h"
+#include "server/events.h"
 #include "server/gzip.h"
 
 #include <stdio.h>
@@ -11,7 +12,7 @@
 
 static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool gzipped)
 {
-    if (reply->status != 204) {
+    if (reply->status != 204 && !reply->events) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                                 "application/json; charset=utf-8");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
@@ -154,6 +155,14 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply,
 
 enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, bool gzip_ok)
 {
+    if (reply->events) {
+        struct MHD_Response *resp = ps_events_response(reply->events, conn, reply->events_user);
+        if (resp)
+            return queue(conn, reply, resp, false);
+        reply->events = NULL;
+        reply->retry_after_s = 5;
+        ps_reply_error(reply, 503, "overloaded", "too many live streams; retry later");
+    }
     if (reply->stream.ctx)
         return send_stream(conn, reply, gzip_ok);
     bool gzipped = false;

@@ -11,6 +11,8 @@ void ps_reply_init(ps_reply *r, size_t body_limit)
     r->retry_after_s = 0;
     r->close_connection = false;
     r->stream = (ps_reply_stream){0};
+    r->events = NULL;
+    r->events_user = NULL;
 }
 
 void ps_reply_free(ps_reply *r)

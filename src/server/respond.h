@@ -19,8 +19,12 @@ typedef struct ps_reply_stream {
     void *ctx; /* NULL: no stream */
 } ps_reply_stream;
 
+struct ps_events;
+
 typedef struct ps_reply {
     unsigned status;
+    struct ps_events *events; /* answer with the user's live channel (SSE) */
+    const char *events_user;
     ps_dynbuf body;          /* JSON; empty for 204 */
     ps_reply_stream stream;  /* when set, the body comes from here */
     char allow[64];          /* Allow header for 405, "" if none */

@@ -13,6 +13,7 @@ static const ps_route ROUTES[] = {
     {"GET", "/health", false, ps_handle_health},
     {"HEAD", "/health", false, ps_handle_health},
     {"POST", "/v2/sync", true, ps_handle_v2_sync},
+    {"GET", "/v2/events", false, ps_handle_v2_events},
 };
 
 ps_route_result ps_route_find(const char *method, const char *path, const ps_route **out,

@@ -19,6 +19,7 @@ typedef struct ps_handler_env {
     size_t max_response_bytes;
     int64_t started_ms;
     const char *user; /* the authenticated user */
+    struct ps_events *events;
 } ps_handler_env;
 
 /* body: the parsed JSON body for routes that take one, else NULL. */
@@ -39,6 +40,9 @@ typedef enum { PS_ROUTE_FOUND, PS_ROUTE_NO_PATH, PS_ROUTE_BAD_METHOD } ps_route_
 ps_route_result ps_route_find(const char *method, const char *path, const ps_route **out,
                               char allow[PS_ALLOW_MAX]);
 
+/* The sync context of a request (endpoints_legacy.c). */
+ps_sync_ctx ps__sync_ctx(const ps_handler_env *env);
+
 /* Handlers, in endpoints_legacy.c. */
 void ps_handle_sync(const ps_handler_env *env, json_object *body, ps_reply *reply);
 void ps_handle_push_chats(const ps_handler_env *env, json_object *body, ps_reply *reply);
@@ -48,5 +52,6 @@ void ps_handle_delete_chats(const ps_handler_env *env, json_object *body, ps_rep
 void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *reply);
 /* In endpoints_v2.c. */
 void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *reply);
+void ps_handle_v2_events(const ps_handler_env *env, json_object *body, ps_reply *reply);
 
 #endif

@@ -7,6 +7,7 @@
 #include "server/server.h"
 #include "core/json_parse.h"
 #include "core/timestamp.h"
+#include "server/events.h"
 #include "server/gzip.h"
 #include "server/http_response.h"
 #include "server/router.h"
@@ -24,11 +25,14 @@
 
 #define ERROR_BODY_LIMIT (64 * 1024)
 #define IMPLICIT_USER "local"
+#define EVENT_STREAMS_MAX 1000
+#define EVENT_KEEPALIVE_S 15
 
 struct ps_server {
     struct MHD_Daemon *daemon;
     ps_config cfg;
     ps_handler_env env;
+    ps_events *events;
     atomic_uint inflight;
     atomic_bool draining;
     _Atomic int64_t next_purge_ms;
@@ -324,7 +328,15 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot use address %s: %s", cfg->bind,
                             gai_strerror(gai));
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+    srv->events = ps_events_new(EVENT_STREAMS_MAX, EVENT_KEEPALIVE_S);
+    if (!srv->events) {
+        freeaddrinfo(ai);
+        free(srv);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
+    }
+    srv->env.events = srv->events;
+    /* suspend/resume: idle live-channel streams are parked, not polled */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -337,6 +349,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon) {
+        ps_events_free(srv->events);
         free(srv);
         return ps_error_set(err, PS_ERR_IO, -1, "",
                             "cannot listen on %s port %u (in use, or not allowed)", cfg->bind,
@@ -364,6 +377,8 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
     MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
     if (listener != MHD_INVALID_SOCKET)
         shutdown(listener, SHUT_RDWR);
+    /* live streams end now; libmicrohttpd must not stop with any parked */
+    ps_events_close_all(srv->events);
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
     for (unsigned waited_ms = 0;
          atomic_load(&srv->inflight) > 0 && waited_ms < drain_timeout_s * 1000u; waited_ms += 10)
@@ -372,6 +387,7 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
     MHD_stop_daemon(srv->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
+    ps_events_free(srv->events);
     free(srv);
     return left;
 }

@@ -86,3 +86,12 @@ ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_ro
     json_object_put(doc);
     return rc;
 }
+
+ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *user,
+                   ps_error *err)
+{
+    ps_code rc = ps_store_commit(ctx->store, err);
+    if (rc == PS_OK && user->seq != seq_before && ctx->changed)
+        ctx->changed(ctx->changed_cls, ctx->user);
+    return rc;
+}

@@ -19,7 +19,14 @@ typedef struct ps_sync_ctx {
     int64_t now_ms;    /* the server clock for this request */
     int64_t max_skew_ms;
     size_t max_response_bytes;
+    /* Called after a commit that changed the user's data (live channel). */
+    void (*changed)(void *cls, const char *user);
+    void *changed_cls;
 } ps_sync_ctx;
+
+/* Commits and, if the user's change sequence moved, tells `changed`. */
+ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *user,
+                   ps_error *err);
 
 /* Loads the stored chat (or a new empty one) for `id`; *out is the caller's. */
 ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,

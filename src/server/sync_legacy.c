@@ -288,6 +288,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answ
         goto out;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
         goto rollback;
+    int64_t seq_before = user.seq;
     deletion_source src = {.device = device, .speaks_lamport = observe_clocks(req, &user.clock)};
     size_t n = json_object_array_length(chats);
     for (size_t i = 0; i < n; i++) {
@@ -307,7 +308,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answ
     user.last_sync_ms = ctx->now_ms;
     if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
         goto rollback;
-    rc = ps_store_commit(ctx->store, err);
+    rc = ps__commit(ctx, seq_before, &user, err);
     goto out;
 rollback:
     ps_store_rollback(ctx->store);
@@ -327,6 +328,7 @@ ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *delet
         return rc;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
         goto rollback;
+    int64_t seq_before = user.seq;
     size_t n = json_object_array_length(ids);
     for (size_t i = 0; i < n; i++) {
         bool gone;
@@ -340,7 +342,7 @@ ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *delet
     }
     if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
         goto rollback;
-    return ps_store_commit(ctx->store, err);
+    return ps__commit(ctx, seq_before, &user, err);
 rollback:
     ps_store_rollback(ctx->store);
     return rc;

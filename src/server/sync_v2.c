@@ -144,6 +144,7 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
                                 "again with cursor null");
         goto rollback;
     }
+    int64_t seq_before = user.seq;
     observe_clocks(changes, &user.clock);
     ps_ingest in = {.device = p->device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
     size_t n = changes ? json_object_array_length(changes) : 0;
@@ -153,7 +154,7 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     user.last_sync_ms = ctx->now_ms;
     if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
         goto rollback;
-    if ((rc = ps_store_commit(ctx->store, err)) != PS_OK) {
+    if ((rc = ps__commit(ctx, seq_before, &user, err)) != PS_OK) {
         ps_v2_pull_free(p);
         return rc;
     }
