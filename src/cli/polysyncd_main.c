@@ -3,15 +3,19 @@
  * drain in-flight requests and exit 0. Signals are blocked in every thread
  * and taken here with sigwait(), so no handler runs inside the server.
  */
+#include "cli/polysyncd_admin.h"
 #include "server/server.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "token") == 0 || strcmp(argv[1], "user") == 0))
+        return ps_admin_main(argc - 1, argv + 1);
     ps_config cfg;
     ps_config_defaults(&cfg);
     switch (ps_config_parse(&cfg, argc, argv, stdout, stderr)) {

@@ -25,6 +25,10 @@ const char *ps_strerror(ps_code code)
     case PS_ERR_EXPIRED: return "sync cursor expired";
     case PS_ERR_BAD_GZIP: return "invalid gzip data";
     case PS_ERR_ENCODING: return "unsupported content encoding";
+    case PS_ERR_UNAUTHORIZED: return "authentication required";
+    case PS_ERR_INVALID_TOKEN: return "invalid token";
+    case PS_ERR_RATE_LIMITED: return "rate limited";
+    case PS_ERR_QUOTA: return "storage quota exceeded";
     }
     return "unknown error";
 }

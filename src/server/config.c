@@ -27,6 +27,18 @@ void ps_config_defaults(ps_config *cfg)
     cfg->connection_timeout_s = 30;
     cfg->drain_timeout_s = 30;
     cfg->limits = ps_limits_default();
+    /* No rate limit by default: one user's 16 devices syncing at once is
+     * normal load; internet-facing servers set one (docs/security.md). */
+    cfg->rate_limit = 0;
+    cfg->rate_burst = 0;
+    cfg->max_user_requests = 64;
+    cfg->max_connections = 1024;
+    cfg->request_timeout_s = 60;
+}
+
+bool ps_config_has_auth(const ps_config *cfg)
+{
+    return cfg->jwt_secret_file || cfg->jwt_public_key;
 }
 
 bool ps_addr_is_loopback(const char *addr)
@@ -95,6 +107,25 @@ static void usage(FILE *f)
             "  --connection-timeout S   close idle or stalled connections after S (default 30)\n"
             "  --drain-timeout S        on SIGTERM, wait this long for requests (default 30)\n"
             "  --insecure-no-auth       allow a non-loopback --bind without authentication\n"
+            "\nAuthentication and TLS (docs/security.md):\n"
+            "  --jwt-secret-file PATH   accept HS256 tokens signed with this secret\n"
+            "  --jwt-public-key PATH    accept RS256/ES256 tokens for this PEM public key\n"
+            "  --jwt-issuer ISS         require this iss claim\n"
+            "  --jwt-audience AUD       require this aud claim\n"
+            "  --tls-cert PATH          serve HTTPS with this certificate (PEM)...\n"
+            "  --tls-key PATH           ...and this private key (PEM)\n"
+            "  --cors-origin ORIGIN     allow this browser origin (repeatable)\n"
+            "\nLimits:\n"
+            "  --rate-limit R           requests per second per user (default 0: no limit)\n"
+            "  --rate-burst B           requests a user may burst (default 2 x R)\n"
+            "  --max-user-requests N    concurrent requests per user (default 64)\n"
+            "  --quota SIZE             stored bytes per user, e.g. 1G (default: no limit)\n"
+            "  --max-connections N      open connections (default 1024)\n"
+            "  --request-timeout S      a request must arrive within S seconds (default 60)\n"
+            "\nAdministration:\n"
+            "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
+            "  polysyncd user list [--db URL]\n"
+            "  polysyncd user delete NAME [--db URL] [--yes]\n"
             "  --help                   this text\n"
             "  --version                the version\n\n"
             "Docs: docs/operations.md\n");
@@ -104,7 +135,9 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                                  FILE *err_out)
 {
     enum { O_BIND = 256, O_PORT, O_DB, O_MAX_BODY, O_MAX_CHATS, O_SKEW, O_THREADS, O_CONN_TIMEOUT, O_RETENTION,
-           O_DRAIN, O_INSECURE, O_HELP, O_VERSION };
+           O_DRAIN, O_INSECURE, O_HELP, O_VERSION, O_JWT_SECRET, O_JWT_KEY, O_JWT_ISS,
+           O_JWT_AUD, O_TLS_CERT, O_TLS_KEY, O_CORS, O_RATE, O_BURST, O_USER_REQS, O_QUOTA,
+           O_MAX_CONN, O_REQ_TIMEOUT };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, O_BIND},
         {"port", required_argument, NULL, O_PORT},
@@ -117,6 +150,19 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"connection-timeout", required_argument, NULL, O_CONN_TIMEOUT},
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"insecure-no-auth", no_argument, NULL, O_INSECURE},
+        {"jwt-secret-file", required_argument, NULL, O_JWT_SECRET},
+        {"jwt-public-key", required_argument, NULL, O_JWT_KEY},
+        {"jwt-issuer", required_argument, NULL, O_JWT_ISS},
+        {"jwt-audience", required_argument, NULL, O_JWT_AUD},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"cors-origin", required_argument, NULL, O_CORS},
+        {"rate-limit", required_argument, NULL, O_RATE},
+        {"rate-burst", required_argument, NULL, O_BURST},
+        {"max-user-requests", required_argument, NULL, O_USER_REQS},
+        {"quota", required_argument, NULL, O_QUOTA},
+        {"max-connections", required_argument, NULL, O_MAX_CONN},
+        {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -193,6 +239,49 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         case O_INSECURE:
             cfg->insecure_no_auth = true;
             break;
+        case O_JWT_SECRET: cfg->jwt_secret_file = optarg; break;
+        case O_JWT_KEY: cfg->jwt_public_key = optarg; break;
+        case O_JWT_ISS: cfg->jwt_issuer = optarg; break;
+        case O_JWT_AUD: cfg->jwt_audience = optarg; break;
+        case O_TLS_CERT: cfg->tls_cert = optarg; break;
+        case O_TLS_KEY: cfg->tls_key = optarg; break;
+        case O_CORS:
+            if (cfg->n_cors_origins == PS_MAX_CORS_ORIGINS || !*optarg)
+                bad = "--cors-origin";
+            else
+                cfg->cors_origins[cfg->n_cors_origins++] = optarg;
+            break;
+        case O_RATE:
+        case O_BURST:
+            if (!parse_uint(optarg, 1000000, &v))
+                bad = c == O_RATE ? "--rate-limit" : "--rate-burst";
+            else if (c == O_RATE)
+                cfg->rate_limit = (double)v;
+            else
+                cfg->rate_burst = (double)v;
+            break;
+        case O_USER_REQS:
+            if (!parse_uint(optarg, 100000, &v) || v == 0)
+                bad = "--max-user-requests";
+            else
+                cfg->max_user_requests = (unsigned)v;
+            break;
+        case O_QUOTA:
+            if (!parse_size(optarg, &cfg->quota_bytes) || cfg->quota_bytes == 0)
+                bad = "--quota";
+            break;
+        case O_MAX_CONN:
+            if (!parse_uint(optarg, 1000000, &v) || v == 0)
+                bad = "--max-connections";
+            else
+                cfg->max_connections = (unsigned)v;
+            break;
+        case O_REQ_TIMEOUT:
+            if (!parse_uint(optarg, 86400, &v) || v == 0)
+                bad = "--request-timeout";
+            else
+                cfg->request_timeout_s = (unsigned)v;
+            break;
         case O_HELP:
             usage(out);
             return PS_CONFIG_EXIT_OK;
@@ -224,7 +313,29 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 argv[optind]);
         return PS_CONFIG_EXIT_USAGE;
     }
-    if (!cfg->insecure_no_auth && !ps_addr_is_loopback(cfg->bind)) {
+    return ps_config_check(cfg, err_out);
+}
+
+ps_config_action ps_config_check(const ps_config *cfg, FILE *err_out)
+{
+    bool auth = ps_config_has_auth(cfg);
+    if (cfg->jwt_secret_file && cfg->jwt_public_key) {
+        fprintf(err_out, "polysyncd: give --jwt-secret-file or --jwt-public-key, not both\n");
+        return PS_CONFIG_EXIT_USAGE;
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(err_out, "polysyncd: --tls-cert and --tls-key go together\n");
+        return PS_CONFIG_EXIT_USAGE;
+    }
+    for (unsigned i = 0; i < cfg->n_cors_origins; i++) {
+        if (strcmp(cfg->cors_origins[i], "*") == 0 && (auth || !ps_addr_is_loopback(cfg->bind))) {
+            fprintf(err_out, "polysyncd: --cors-origin '*' would let any web page use this "
+                             "server; it is allowed only without auth on loopback. Name the "
+                             "origins of your web apps instead.\n");
+            return PS_CONFIG_EXIT_USAGE;
+        }
+    }
+    if (!auth && !cfg->insecure_no_auth && !ps_addr_is_loopback(cfg->bind)) {
         fprintf(err_out,
                 "polysyncd: refusing to listen on %s without authentication: anyone who can "
                 "reach it could read and change every chat.\n"

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define PS_MAX_CORS_ORIGINS 16
+
 typedef struct ps_config {
     char bind[64];
     unsigned port;            /* 0 = any free port (printed at start) */
@@ -24,7 +26,28 @@ typedef struct ps_config {
     unsigned drain_timeout_s;
     bool insecure_no_auth;
     ps_limits limits;
+
+    /* auth (docs/security.md): strings point into argv */
+    const char *jwt_secret_file;
+    const char *jwt_public_key;
+    const char *jwt_issuer;
+    const char *jwt_audience;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *cors_origins[PS_MAX_CORS_ORIGINS];
+    unsigned n_cors_origins;
+
+    /* abuse limits */
+    double rate_limit;         /* requests per second per user */
+    double rate_burst;
+    unsigned max_user_requests; /* concurrent, per user */
+    size_t quota_bytes;        /* stored per user; 0 = unlimited */
+    unsigned max_connections;
+    unsigned request_timeout_s; /* a whole request must arrive within this */
 } ps_config;
+
+/* Whether a JWT key is configured. */
+bool ps_config_has_auth(const ps_config *cfg);
 
 void ps_config_defaults(ps_config *cfg);
 
@@ -36,6 +59,9 @@ typedef enum { PS_CONFIG_RUN, PS_CONFIG_EXIT_OK, PS_CONFIG_EXIT_USAGE } ps_confi
  */
 ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out,
                                  FILE *err_out);
+
+/* The checks across flags (auth, TLS, CORS, bind); also run by parse. */
+ps_config_action ps_config_check(const ps_config *cfg, FILE *err_out);
 
 /* Whether `addr` is a loopback address (127.0.0.0/8, ::1, localhost). */
 bool ps_addr_is_loopback(const char *addr);

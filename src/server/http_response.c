@@ -19,9 +19,31 @@ static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool g
     }
     if (gzipped)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
-    /* No auth yet: one implicit user on loopback, so any origin may call. */
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
+    /* CORS (docs/security.md): never Allow-Credentials; bearer tokens are
+     * sent by scripts explicitly, not by the browser. */
+    if (reply->allow_origin) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN,
+                                reply->allow_origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "Retry-After, WWW-Authenticate");
+        if (strcmp(reply->allow_origin, "*") != 0)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+        if (reply->preflight) {
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_METHODS,
+                                    "GET, HEAD, POST, OPTIONS");
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_HEADERS,
+                                    "Content-Type, Authorization, Content-Encoding, "
+                                    "Accept-Encoding");
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_MAX_AGE, "600");
+        }
+    }
+    if (reply->preflight)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST, OPTIONS");
+    if (reply->hsts)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY,
+                                "max-age=31536000");
+    if (reply->www_authenticate)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, reply->www_authenticate);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (reply->allow[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);

@@ -13,6 +13,10 @@ void ps_reply_init(ps_reply *r, size_t body_limit)
     r->stream = (ps_reply_stream){0};
     r->events = NULL;
     r->events_user = NULL;
+    r->www_authenticate = NULL;
+    r->allow_origin = NULL;
+    r->hsts = false;
+    r->preflight = false;
 }
 
 void ps_reply_free(ps_reply *r)
@@ -81,6 +85,17 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
         return;
     case PS_ERR_ENCODING:
         error_body(r, 415, "unsupported_encoding", err->message, -1, NULL);
+        return;
+    case PS_ERR_UNAUTHORIZED:
+        r->www_authenticate = "Bearer realm=\"polysync\"";
+        error_body(r, 401, "unauthorized", err->message, -1, NULL);
+        return;
+    case PS_ERR_INVALID_TOKEN:
+        r->www_authenticate = "Bearer realm=\"polysync\", error=\"invalid_token\"";
+        error_body(r, 401, "invalid_token", err->message, -1, NULL);
+        return;
+    case PS_ERR_QUOTA:
+        error_body(r, 507, "quota_exceeded", err->message, -1, NULL);
         return;
     case PS_ERR_NOT_FOUND:
         error_body(r, 404, "not_found", err->message, -1, NULL);

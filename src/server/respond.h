@@ -30,6 +30,10 @@ typedef struct ps_reply {
     char allow[64];          /* Allow header for 405, "" if none */
     unsigned retry_after_s;  /* Retry-After header when non-zero */
     bool close_connection;
+    const char *www_authenticate; /* WWW-Authenticate on 401; static string */
+    const char *allow_origin;     /* CORS: Access-Control-Allow-Origin, or NULL */
+    bool hsts;                    /* served over TLS: Strict-Transport-Security */
+    bool preflight;               /* a CORS preflight answer */
 } ps_reply;
 
 void ps_reply_init(ps_reply *r, size_t body_limit);

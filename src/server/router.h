@@ -19,6 +19,7 @@ typedef struct ps_handler_env {
     size_t max_response_bytes;
     int64_t started_ms;
     const char *user; /* the authenticated user */
+    bool auth;        /* users authenticate: /health hides data */
     struct ps_events *events;
 } ps_handler_env;
 

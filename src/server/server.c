@@ -7,9 +7,11 @@
 #include "server/server.h"
 #include "core/json_parse.h"
 #include "core/timestamp.h"
+#include "server/auth.h"
 #include "server/events.h"
 #include "server/gzip.h"
 #include "server/http_response.h"
+#include "server/limits.h"
 #include "server/router.h"
 
 #include <microhttpd.h>
@@ -33,6 +35,9 @@ struct ps_server {
     ps_config cfg;
     ps_handler_env env;
     ps_events *events;
+    ps_auth *auth;       /* NULL: one implicit user */
+    ps_limiter *limiter;
+    char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
     atomic_uint inflight;
     atomic_bool draining;
     _Atomic int64_t next_purge_ms;
@@ -46,6 +51,10 @@ typedef struct request {
     ps_inflater inflater;
     ps_code body_error;  /* the first problem while receiving the body */
     bool accepts_gzip;   /* Accept-Encoding allows gzip answers */
+    bool admitted;       /* counted by the limiter: release when done */
+    int64_t started_ms;
+    const char *allow_origin; /* CORS answer for this request's Origin */
+    char user[PS_ID_MAX_BYTES + 1];
 } request;
 
 static void log_mhd(void *cls, const char *fmt, va_list ap)
@@ -54,31 +63,55 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
     vfprintf(stderr, fmt, ap);
 }
 
-static void preflight(ps_reply *reply)
+/* The Access-Control-Allow-Origin for a request from `origin`: "*" in the
+ * open local mode, the origin itself when it is configured, else none. */
+static const char *cors_origin(const ps_server *srv, const char *origin)
 {
-    reply->status = 204;
-    snprintf(reply->allow, sizeof reply->allow, "GET, HEAD, POST, OPTIONS");
+    if (srv->cfg.n_cors_origins == 0)
+        return srv->auth ? NULL : "*";
+    for (unsigned i = 0; i < srv->cfg.n_cors_origins; i++) {
+        const char *allowed = srv->cfg.cors_origins[i];
+        if (strcmp(allowed, "*") == 0)
+            return "*";
+        if (origin && strcmp(allowed, origin) == 0)
+            return allowed;
+    }
+    return NULL;
 }
 
-static enum MHD_Result answer_preflight(struct MHD_Connection *conn, ps_reply *reply)
+/* Authenticates and admits the request (rate and concurrency per user). */
+static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *req,
+                        ps_reply *reply)
 {
-    preflight(reply);
-    size_t len;
-    free(ps_dynbuf_take(&reply->body, &len));
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
-                                                                MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_METHODS,
-                            "GET, HEAD, POST, OPTIONS");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_HEADERS,
-                            "Content-Type, Authorization, Content-Encoding, Accept-Encoding");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_MAX_AGE, "600");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
-    enum MHD_Result r = MHD_queue_response(conn, 204, resp);
-    MHD_destroy_response(resp);
-    return r;
+    if (!srv->auth) {
+        snprintf(req->user, sizeof req->user, "%s", IMPLICIT_USER);
+    } else {
+        ps_error err;
+        ps_error_clear(&err);
+        const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        if (ps_auth_check(srv->auth, authz, ps_time_now_ms() / 1000, req->user, sizeof req->user,
+                          &err) != PS_OK) {
+            ps_reply_from_error(reply, &err);
+            return true;
+        }
+    }
+    unsigned retry = 0;
+    bool too_many = false;
+    ps_code rc = ps_limiter_acquire(srv->limiter, req->user, ps_time_now_ms(), &retry, &too_many);
+    if (rc == PS_OK) {
+        req->admitted = true;
+        return false;
+    }
+    reply->retry_after_s = retry ? retry : 1;
+    if (rc == PS_ERR_NOMEM)
+        ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+    else if (too_many)
+        ps_reply_error(reply, 429, "too_many_requests",
+                       "too many requests of this user at once; retry after Retry-After seconds");
+    else
+        ps_reply_error(reply, 429, "rate_limited",
+                       "too many requests; retry after Retry-After seconds");
+    return true;
 }
 
 /* application/json, any parameters (charset) allowed. */
@@ -115,6 +148,9 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
     case PS_ROUTE_FOUND:
         break;
     }
+    /* /health stays open: load balancers probe it without credentials */
+    if (strcmp(url, "/health") != 0 && refuse_user(srv, conn, req, reply))
+        return true;
     if (!req->route->json_body)
         return false;
     const char *type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
@@ -220,7 +256,9 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
         ps_dynbuf_free(&req->body); /* the parsed tree is all we need now */
     }
     ps_dynbuf_init(&reply->body, srv->cfg.max_response_bytes);
-    req->route->handler(&srv->env, body, reply);
+    ps_handler_env env = srv->env;
+    env.user = req->user;
+    req->route->handler(&env, body, reply);
     json_object_put(body);
 }
 
@@ -252,22 +290,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         *con_cls = req;
         atomic_fetch_add(&srv->inflight, 1);
+        req->started_ms = ps_time_now_ms();
         ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
         ps_reply reply;
         ps_reply_init(&reply, ERROR_BODY_LIMIT);
         req->accepts_gzip = ps_accepts_gzip(
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
+        req->allow_origin =
+            cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+        reply.allow_origin = req->allow_origin;
+        reply.hsts = srv->tls_cert != NULL;
         enum MHD_Result r = MHD_YES;
-        if (strcmp(method, "OPTIONS") == 0)
-            r = answer_preflight(conn, &reply);
-        else if (refuse_early(srv, conn, method, url, req, &reply))
+        if (strcmp(method, "OPTIONS") == 0) {
+            reply.status = 204;
+            reply.preflight = true;
+            r = ps__send_reply(conn, &reply, false);
+        } else if (refuse_early(srv, conn, method, url, req, &reply)) {
             r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        }
         if (r == MHD_YES && reply.status != 200)
             req->route = NULL; /* answered: the rest of the body is dropped */
         ps_reply_free(&reply);
         return r;
     }
     if (*upload_data_size) {
+        /* A client trickling its body (one byte a second keeps the idle
+         * timeout from firing) is cut off at the request deadline. */
+        if (ps_time_now_ms() - req->started_ms > (int64_t)srv->cfg.request_timeout_s * 1000) {
+            fprintf(stderr, "polysyncd: request body too slow, connection closed\n");
+            return MHD_NO;
+        }
         receive_body(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
@@ -276,6 +328,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     ps_reply reply;
     ps_reply_init(&reply, ERROR_BODY_LIMIT);
+    reply.allow_origin = req->allow_origin;
+    reply.hsts = srv->tls_cert != NULL;
     run_handler(srv, req, &reply);
     enum MHD_Result r = ps__send_reply(conn, &reply, req->accepts_gzip);
     ps_reply_free(&reply);
@@ -293,9 +347,74 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ps_dynbuf_free(&req->body);
     if (req->gzip)
         ps_inflater_free(&req->inflater);
+    if (req->admitted)
+        ps_limiter_release(srv->limiter, req->user);
     free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);
+}
+
+/* Reads a PEM file whole (NUL-terminated, as libmicrohttpd wants it). */
+static ps_code read_pem(const char *path, char **out, ps_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot read %s", path);
+    ps_dynbuf b;
+    ps_dynbuf_init(&b, 1024 * 1024);
+    char chunk[4096];
+    size_t n;
+    ps_code rc = PS_OK;
+    while (rc == PS_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = ps_dynbuf_add(&b, chunk, n);
+    fclose(f);
+    if (rc == PS_OK && b.len == 0)
+        rc = PS_ERR_CONFIG;
+    if (rc != PS_OK) {
+        ps_dynbuf_free(&b);
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "%s is empty or too large", path);
+    }
+    *out = ps_dynbuf_take(&b, NULL);
+    return PS_OK;
+}
+
+static void server_free(ps_server *srv)
+{
+    ps_events_free(srv->events);
+    ps_auth_free(srv->auth);
+    ps_limiter_free(srv->limiter);
+    free(srv->tls_cert);
+    free(srv->tls_key);
+    free(srv);
+}
+
+/* Auth, limits and TLS material, before the daemon starts. */
+static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
+{
+    ps_code rc = PS_OK;
+    if (ps_config_has_auth(cfg)) {
+        ps_auth_config ac = {
+            .secret_file = cfg->jwt_secret_file,
+            .public_key_file = cfg->jwt_public_key,
+            .issuer = cfg->jwt_issuer,
+            .audience = cfg->jwt_audience,
+            .leeway_s = 60,
+        };
+        if ((rc = ps_auth_new(&ac, &srv->auth, err)) != PS_OK)
+            return rc;
+    }
+    srv->env.auth = srv->auth != NULL;
+    srv->limiter = ps_limiter_new(cfg->rate_limit, cfg->rate_burst, cfg->max_user_requests);
+    if (!srv->limiter)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (cfg->tls_cert && ((rc = read_pem(cfg->tls_cert, &srv->tls_cert, err)) != PS_OK ||
+                          (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK))
+        return rc;
+    srv->events = ps_events_new(EVENT_STREAMS_MAX, EVENT_KEEPALIVE_S);
+    if (!srv->events)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
+    srv->env.events = srv->events;
+    return PS_OK;
 }
 
 ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, ps_error *err)
@@ -328,29 +447,32 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot use address %s: %s", cfg->bind,
                             gai_strerror(gai));
     }
-    srv->events = ps_events_new(EVENT_STREAMS_MAX, EVENT_KEEPALIVE_S);
-    if (!srv->events) {
+    ps_code rc = prepare(srv, cfg, err);
+    if (rc != PS_OK) {
         freeaddrinfo(ai);
-        free(srv);
-        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
+        server_free(srv);
+        return rc;
     }
-    srv->env.events = srv->events;
     /* suspend/resume: idle live-channel streams are parked, not polled */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (srv->tls_cert)
+        flags |= MHD_USE_TLS;
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
         /* the logger must come first to catch errors about the options */
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        /* the TLS options are ignored without MHD_USE_TLS; NULL when off */
+        srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
+        MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon) {
-        ps_events_free(srv->events);
-        free(srv);
+        server_free(srv);
         return ps_error_set(err, PS_ERR_IO, -1, "",
                             "cannot listen on %s port %u (in use, or not allowed)", cfg->bind,
                             cfg->port);
@@ -387,7 +509,6 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
     MHD_stop_daemon(srv->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
-    ps_events_free(srv->events);
-    free(srv);
+    server_free(srv);
     return left;
 }

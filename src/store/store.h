@@ -80,6 +80,11 @@ struct ps_store_ops {
                               ps_error *err);
     ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn, void *ctx, ps_error *err);
     ps_code (*stats)(ps_store *s, ps_store_stats *out, ps_error *err);
+    /* Lists users: fn(ctx, name, live chats); non-zero from fn stops. */
+    ps_code (*user_list)(ps_store *s, int (*fn)(void *ctx, const char *name, int64_t chats),
+                         void *ctx, ps_error *err);
+    /* Deletes a user and all their data; PS_ERR_NOT_FOUND if none. */
+    ps_code (*user_delete)(ps_store *s, const char *name, ps_error *err);
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
     ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged,

@@ -87,6 +87,10 @@ enum {
     Q_CHAT_EACH,
     Q_STATS,
     Q_PURGE,
+    Q_USER_LIST,
+    Q_USER_DEL_MSGS,
+    Q_USER_DEL_CHATS,
+    Q_USER_DEL,
     Q_COUNT
 };
 
@@ -123,6 +127,11 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
                 " (SELECT coalesce(max(last_sync_ms), 0) FROM users)",
     [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
+    [Q_USER_LIST] = "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live = 1)"
+                    " FROM users ORDER BY name",
+    [Q_USER_DEL_MSGS] = "DELETE FROM messages WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+    [Q_USER_DEL_CHATS] = "DELETE FROM chats WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+    [Q_USER_DEL] = "DELETE FROM users WHERE name = ?1",
 };
 
 typedef struct sqlite_store {
@@ -571,6 +580,35 @@ static ps_code sqlite_purge_tombstones(ps_store *base, int64_t older_than_ms, in
     return PS_OK;
 }
 
+static ps_code sqlite_user_list(ps_store *base, int (*fn)(void *, const char *, int64_t),
+                                void *ctx, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_USER_LIST);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1)))
+            break;
+    ps_code rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing users");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static ps_code sqlite_user_delete(ps_store *base, const char *name, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    static const int steps[3] = {Q_USER_DEL_MSGS, Q_USER_DEL_CHATS, Q_USER_DEL};
+    for (int i = 0; i < 3; i++) {
+        sqlite3_stmt *st = stmt(s, steps[i]);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            return db_error(s, err, "deleting user");
+        if (i == 2 && sqlite3_changes(s->db) == 0)
+            return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", name);
+    }
+    return PS_OK;
+}
+
 static const struct ps_store_ops SQLITE_OPS = {
     .name = "sqlite",
     .begin = sqlite_begin,
@@ -586,6 +624,8 @@ static const struct ps_store_ops SQLITE_OPS = {
     .messages_since = sqlite_messages_since,
     .stats = sqlite_stats,
     .purge_tombstones = sqlite_purge_tombstones,
+    .user_list = sqlite_user_list,
+    .user_delete = sqlite_user_delete,
     .close = sqlite_close,
 };
 

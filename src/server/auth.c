@@ -1,0 +1,239 @@
+/* JWT checks; see auth.h. libjwt verifies the signature; everything about
+ * which tokens are acceptable is decided here. */
+#include "server/auth.h"
+#include "core/chat.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MIN_SECRET_BYTES 32
+#define MAX_KEY_BYTES (64 * 1024)
+#define MAX_TOKEN_BYTES 8192
+
+struct ps_auth {
+    jwt_alg_t alg;
+    unsigned char *key;
+    size_t key_len;
+    char *issuer, *audience;
+    int64_t leeway_s;
+};
+
+static ps_code read_file(const char *path, unsigned char **out, size_t *len, ps_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot read %s: %s", path,
+                            strerror(errno));
+    unsigned char *buf = malloc(MAX_KEY_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, MAX_KEY_BYTES + 1, f) : 0;
+    fclose(f);
+    if (!buf)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (n > MAX_KEY_BYTES) {
+        free(buf);
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "%s is too large for a key", path);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return PS_OK;
+}
+
+/* RS256 for an RSA key, ES256 for an EC key; anything else is refused. */
+static ps_code public_key_alg(const unsigned char *pem, size_t len, jwt_alg_t *alg, ps_error *err)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    int type = key ? EVP_PKEY_base_id(key) : EVP_PKEY_NONE;
+    EVP_PKEY_free(key);
+    BIO_free(bio);
+    if (type == EVP_PKEY_RSA)
+        *alg = JWT_ALG_RS256;
+    else if (type == EVP_PKEY_EC)
+        *alg = JWT_ALG_ES256;
+    else
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "",
+                            "the public key must be a PEM RSA or EC (P-256) public key");
+    return PS_OK;
+}
+
+ps_code ps_auth_new(const ps_auth_config *cfg, ps_auth **out, ps_error *err)
+{
+    *out = NULL;
+    if (!!cfg->secret_file == !!cfg->public_key_file)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "",
+                            "give exactly one of --jwt-secret-file and --jwt-public-key");
+    ps_auth *a = calloc(1, sizeof *a);
+    if (!a)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    a->leeway_s = cfg->leeway_s;
+    ps_code rc;
+    if (cfg->secret_file) {
+        rc = read_file(cfg->secret_file, &a->key, &a->key_len, err);
+        while (rc == PS_OK && a->key_len && isspace(a->key[a->key_len - 1]))
+            a->key[--a->key_len] = '\0'; /* "echo secret > file" adds a newline */
+        if (rc == PS_OK && a->key_len < MIN_SECRET_BYTES)
+            rc = ps_error_set(err, PS_ERR_CONFIG, -1, "",
+                              "the secret in %s is %zu bytes; use at least %d random bytes "
+                              "(e.g. openssl rand -base64 48)",
+                              cfg->secret_file, a->key_len, MIN_SECRET_BYTES);
+        a->alg = JWT_ALG_HS256;
+    } else {
+        rc = read_file(cfg->public_key_file, &a->key, &a->key_len, err);
+        if (rc == PS_OK)
+            rc = public_key_alg(a->key, a->key_len, &a->alg, err);
+    }
+    if (rc == PS_OK && ((cfg->issuer && !(a->issuer = strdup(cfg->issuer))) ||
+                        (cfg->audience && !(a->audience = strdup(cfg->audience)))))
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (rc != PS_OK) {
+        ps_auth_free(a);
+        return rc;
+    }
+    *out = a;
+    return PS_OK;
+}
+
+void ps_auth_free(ps_auth *a)
+{
+    if (!a)
+        return;
+    if (a->key)
+        memset(a->key, 0, a->key_len);
+    free(a->key);
+    free(a->issuer);
+    free(a->audience);
+    free(a);
+}
+
+const char *ps_auth_alg(const ps_auth *a)
+{
+    return jwt_alg_str(a->alg);
+}
+
+static ps_code invalid(ps_error *err, const char *why)
+{
+    return ps_error_set(err, PS_ERR_INVALID_TOKEN, -1, "", "%s", why);
+}
+
+/* aud may be a string or an array of strings. */
+static bool audience_matches(jwt_t *jwt, const char *want)
+{
+    const char *one = jwt_get_grant(jwt, "aud");
+    if (one)
+        return strcmp(one, want) == 0;
+    char *json = jwt_get_grants_json(jwt, "aud");
+    bool found = false;
+    if (json && json[0] == '[') {
+        /* exact "want" as one element: search for the quoted string */
+        size_t n = strlen(want);
+        for (const char *p = strchr(json, '"'); p && !found; p = strchr(p + 1, '"'))
+            found = strncmp(p + 1, want, n) == 0 && p[n + 1] == '"' && p[-1] != '\\';
+    }
+    free(json);
+    return found;
+}
+
+/* A numeric claim; false when absent or not a number. */
+static bool time_claim(jwt_t *jwt, const char *name, int64_t *out)
+{
+    errno = 0;
+    long v = jwt_get_grant_int(jwt, name);
+    if (errno)
+        return false;
+    *out = v;
+    return true;
+}
+
+ps_code ps_auth_check(const ps_auth *a, const char *authorization, int64_t now_s, char *user,
+                      size_t user_size, ps_error *err)
+{
+    if (!authorization || !*authorization)
+        return ps_error_set(err, PS_ERR_UNAUTHORIZED, -1, "",
+                            "this server needs a bearer token (Authorization: Bearer ...)");
+    if (strncasecmp(authorization, "Bearer ", 7) != 0)
+        return invalid(err, "the Authorization header must be 'Bearer <token>'");
+    const char *token = authorization + 7;
+    while (*token == ' ')
+        token++;
+    size_t len = strlen(token);
+    if (len == 0 || len > MAX_TOKEN_BYTES)
+        return invalid(err, "the token is empty or too long");
+    for (size_t i = 0; i < len; i++)
+        if (!(isalnum((unsigned char)token[i]) || strchr("-_.=", token[i])))
+            return invalid(err, "the token is not a JWT");
+    jwt_t *jwt = NULL;
+    ps_code rc = PS_OK;
+    /* libjwt checks the signature with our key; the algorithm is checked
+     * below, so "none" or HS256-with-the-public-key cannot get through. */
+    if (jwt_decode(&jwt, token, a->key, (int)a->key_len) != 0 || !jwt) {
+        rc = invalid(err, "the token is malformed or its signature is wrong");
+        goto out;
+    }
+    if (jwt_get_alg(jwt) != a->alg) {
+        rc = invalid(err, "the token is not signed with the algorithm this server accepts");
+        goto out;
+    }
+    int64_t exp, nbf;
+    if (!time_claim(jwt, "exp", &exp)) {
+        rc = invalid(err, "the token has no exp (expiry) claim");
+        goto out;
+    }
+    if (now_s > exp + a->leeway_s) {
+        rc = invalid(err, "the token has expired");
+        goto out;
+    }
+    if (time_claim(jwt, "nbf", &nbf) && now_s + a->leeway_s < nbf) {
+        rc = invalid(err, "the token is not valid yet (nbf)");
+        goto out;
+    }
+    if (a->issuer) {
+        const char *iss = jwt_get_grant(jwt, "iss");
+        if (!iss || strcmp(iss, a->issuer) != 0) {
+            rc = invalid(err, "the token is from another issuer");
+            goto out;
+        }
+    }
+    if (a->audience && !audience_matches(jwt, a->audience)) {
+        rc = invalid(err, "the token is for another audience");
+        goto out;
+    }
+    const char *sub = jwt_get_grant(jwt, "sub");
+    size_t sub_len = sub ? strlen(sub) : 0;
+    if (!sub || sub_len == 0 || sub_len > PS_ID_MAX_BYTES || sub_len >= user_size) {
+        rc = invalid(err, "the token's sub (user) claim is missing or invalid");
+        goto out;
+    }
+    memcpy(user, sub, sub_len + 1);
+out:
+    jwt_free(jwt);
+    return rc;
+}
+
+ps_code ps_auth_issue(const ps_auth *a, const char *user, int64_t ttl_s, int64_t now_s,
+                      char **token, ps_error *err)
+{
+    *token = NULL;
+    if (a->alg != JWT_ALG_HS256)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "",
+                            "tokens can be issued only with --jwt-secret-file (HS256)");
+    jwt_t *jwt = NULL;
+    ps_code rc = PS_OK;
+    if (jwt_new(&jwt) != 0 || jwt_add_grant(jwt, "sub", user) != 0 ||
+        jwt_add_grant_int(jwt, "iat", (long)now_s) != 0 ||
+        jwt_add_grant_int(jwt, "exp", (long)(now_s + ttl_s)) != 0 ||
+        (a->issuer && jwt_add_grant(jwt, "iss", a->issuer) != 0) ||
+        (a->audience && jwt_add_grant(jwt, "aud", a->audience) != 0) ||
+        jwt_set_alg(jwt, JWT_ALG_HS256, a->key, (int)a->key_len) != 0 ||
+        !(*token = jwt_encode_str(jwt)))
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "could not make the token");
+    jwt_free(jwt);
+    return rc;
+}
