@@ -32,6 +32,10 @@ typedef enum ps_code {
     PS_ERR_EXPIRED = 14,   /* a sync cursor older than the tombstone retention */
     PS_ERR_BAD_GZIP = 15,  /* a compressed body that does not decompress */
     PS_ERR_ENCODING = 16,  /* a content encoding polysync does not speak */
+    PS_ERR_UNAUTHORIZED = 17, /* no credentials where they are needed */
+    PS_ERR_INVALID_TOKEN = 18, /* credentials that are not acceptable */
+    PS_ERR_RATE_LIMITED = 19, /* too many requests; retry later */
+    PS_ERR_QUOTA = 20,     /* the user's storage quota is used up */
 } ps_code;
 
 /* A static English description of `code`; never NULL. */
