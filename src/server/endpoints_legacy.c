@@ -22,6 +22,7 @@ ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
         .now_ms = ps_time_now_ms(),
         .max_skew_ms = env->max_skew_ms,
         .max_response_bytes = env->max_response_bytes,
+        .quota_bytes = env->quota_bytes,
         .changed = env->events ? notify_change : NULL,
         .changed_cls = env->events,
     };

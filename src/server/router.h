@@ -20,6 +20,7 @@ typedef struct ps_handler_env {
     int64_t started_ms;
     const char *user; /* the authenticated user */
     bool auth;        /* users authenticate: /health hides data */
+    int64_t quota_bytes;
     struct ps_events *events;
 } ps_handler_env;
 

@@ -431,6 +431,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         .max_response_bytes = cfg->max_response_bytes,
         .started_ms = ps_time_now_ms(),
         .user = IMPLICIT_USER,
+        .quota_bytes = (int64_t)cfg->quota_bytes,
     };
     atomic_init(&srv->inflight, 0);
     atomic_init(&srv->draining, false);

@@ -19,12 +19,15 @@ typedef struct ps_sync_ctx {
     int64_t now_ms;    /* the server clock for this request */
     int64_t max_skew_ms;
     size_t max_response_bytes;
+    int64_t quota_bytes; /* stored bytes per user; 0 = no quota */
     /* Called after a commit that changed the user's data (live channel). */
     void (*changed)(void *cls, const char *user);
     void *changed_cls;
 } ps_sync_ctx;
 
-/* Commits and, if the user's change sequence moved, tells `changed`. */
+/* Commits and, if the user's change sequence moved, tells `changed`. Over
+ * the quota, a request that made the user's data bigger is rolled back
+ * instead (PS_ERR_QUOTA); one that shrinks it or leaves it is let through. */
 ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *user,
                    ps_error *err);
 

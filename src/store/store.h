@@ -26,6 +26,7 @@ typedef struct ps_user {
     int64_t last_sync_ms; /* 0 = never */
     int64_t seq;          /* the user's change sequence: last number given */
     int64_t purged_seq;   /* newest sequence of a forgotten tombstone */
+    int64_t bytes;        /* what the user's rows weigh, when loaded */
 } ps_user;
 
 /* Called per message; the message is borrowed for the call. */
@@ -83,6 +84,8 @@ struct ps_store_ops {
     /* Lists users: fn(ctx, name, live chats); non-zero from fn stops. */
     ps_code (*user_list)(ps_store *s, int (*fn)(void *ctx, const char *name, int64_t chats),
                          void *ctx, ps_error *err);
+    /* What the user's stored rows weigh, in bytes (for quotas). */
+    ps_code (*user_bytes)(ps_store *s, int64_t user, int64_t *bytes, ps_error *err);
     /* Deletes a user and all their data; PS_ERR_NOT_FOUND if none. */
     ps_code (*user_delete)(ps_store *s, const char *name, ps_error *err);
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),

@@ -21,6 +21,15 @@
 
 #define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin"
 
+/* What a user's rows weigh; kept up to date by chat_save, recounted after a
+ * purge. Approximate by design (no index or page overhead). */
+#define USER_BYTES_RECOUNT                                                                         \
+    "UPDATE users SET bytes ="                                                                     \
+    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chats"                           \
+    "   WHERE user_id = users.id) +"                                                               \
+    " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"            \
+    "   WHERE user_id = users.id)"
+
 /* Forward migrations: entry i takes the schema from version i to i + 1. */
 static const char *const MIGRATIONS[] = {
     /* 0 -> 1: users, their chats as merge state plus the rendered document */
@@ -69,6 +78,9 @@ static const char *const MIGRATIONS[] = {
     "UPDATE users SET seq = 1 WHERE id IN (SELECT user_id FROM chats);"
     "CREATE INDEX chats_by_seq ON chats(user_id, seq);"
     "CREATE INDEX messages_by_seq ON messages(user_id, chat_id, seq);",
+    /* 3 -> 4: bytes stored per user, for quotas */
+    "ALTER TABLE users ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
+    USER_BYTES_RECOUNT ";",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -88,6 +100,11 @@ enum {
     Q_STATS,
     Q_PURGE,
     Q_USER_LIST,
+    Q_CHAT_SIZE,
+    Q_MSG_SIZE,
+    Q_USER_GROW,
+    Q_USER_BYTES,
+    Q_RECOUNT,
     Q_USER_DEL_MSGS,
     Q_USER_DEL_CHATS,
     Q_USER_DEL,
@@ -110,7 +127,8 @@ static const char *const QUERIES[Q_COUNT] = {
                      " WHERE user_id = users.id AND live = 0 AND deleted_at_ms < ?1))"
                      " WHERE id IN (SELECT user_id FROM chats WHERE live = 0"
                      " AND deleted_at_ms < ?1)",
-    [Q_USER_GET] = "SELECT id, clock, last_sync_ms, seq, purged_seq FROM users WHERE name = ?1",
+    [Q_USER_GET] = "SELECT id, clock, last_sync_ms, seq, purged_seq, bytes FROM users"
+                   " WHERE name = ?1",
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chats WHERE user_id = ?1 AND id = ?2",
@@ -127,6 +145,12 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
                 " (SELECT coalesce(max(last_sync_ms), 0) FROM users)",
     [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
+    [Q_CHAT_SIZE] = "SELECT length(state) + length(doc) FROM chats WHERE user_id = ?1 AND id = ?2",
+    [Q_MSG_SIZE] = "SELECT length(id) + coalesce(length(value), 0) FROM messages"
+                   " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
+    [Q_USER_GROW] = "UPDATE users SET bytes = bytes + ?2 WHERE id = ?1",
+    [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = ?1",
+    [Q_RECOUNT] = USER_BYTES_RECOUNT,
     [Q_USER_LIST] = "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live = 1)"
                     " FROM users ORDER BY name",
     [Q_USER_DEL_MSGS] = "DELETE FROM messages WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
@@ -285,6 +309,7 @@ static ps_code sqlite_user_load(ps_store *base, const char *name, ps_user *out, 
             out->last_sync_ms = sqlite3_column_int64(st, 2);
             out->seq = sqlite3_column_int64(st, 3);
             out->purged_seq = sqlite3_column_int64(st, 4);
+            out->bytes = sqlite3_column_int64(st, 5);
             sqlite3_reset(st);
             return PS_OK;
         }
@@ -421,9 +446,24 @@ static ps_code sqlite_messages_load(ps_store *base, int64_t user, ps_chat *chat,
     return rc;
 }
 
-static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id,
-                            const ps_message *m, ps_error *err)
+/* The stored size of a row (0 when there is none), via a size query. */
+static int64_t stored_size(sqlite_store *s, int q, int64_t user, const char *chat_id,
+                           const char *msg_id)
 {
+    sqlite3_stmt *st = stmt(s, q);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    if (msg_id)
+        sqlite3_bind_text(st, 3, msg_id, -1, SQLITE_STATIC);
+    int64_t size = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return size;
+}
+
+static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id,
+                            const ps_message *m, int64_t *grown, ps_error *err)
+{
+    *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
     size_t len = 0;
     const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
@@ -442,6 +482,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id,
     sqlite3_bind_text(st, 10, m->mark.origin ? m->mark.origin : "", -1, SQLITE_STATIC);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving message");
     sqlite3_reset(st);
+    *grown += (int64_t)(strlen(m->id) + len);
     return rc;
 }
 
@@ -455,6 +496,8 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     size_t state_len;
     const char *state_text = ps_json_text(state, &state_len);
     bool live = ps_chat_is_live(chat);
+    int64_t grown = (int64_t)(state_len + (doc ? doc_len : 0)) -
+                    stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
@@ -474,7 +517,14 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     /* Only what changed: one new message in a long chat is one row. */
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
         if (chat->messages[i].mark.dirty || chat->messages[i].mark.restamped)
-            rc = save_message(s, user, chat->id, &chat->messages[i], err);
+            rc = save_message(s, user, chat->id, &chat->messages[i], &grown, err);
+    if (rc == PS_OK && grown) {
+        st = stmt(s, Q_USER_GROW);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_int64(st, 2, grown);
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "counting bytes");
+        sqlite3_reset(st);
+    }
     return rc;
 }
 
@@ -577,7 +627,23 @@ static ps_code sqlite_purge_tombstones(ps_store *base, int64_t older_than_ms, in
     if (sqlite3_step(st) != SQLITE_DONE)
         return db_error(s, err, "purging tombstones");
     *purged = sqlite3_changes64(s->db);
+    if (*purged) { /* the running byte counts do not see deletions: recount */
+        st = stmt(s, Q_RECOUNT);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            return db_error(s, err, "recounting bytes");
+    }
     return PS_OK;
+}
+
+static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_USER_BYTES);
+    sqlite3_bind_int64(st, 1, user);
+    int r = sqlite3_step(st);
+    *bytes = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "reading bytes");
 }
 
 static ps_code sqlite_user_list(ps_store *base, int (*fn)(void *, const char *, int64_t),
@@ -625,6 +691,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .stats = sqlite_stats,
     .purge_tombstones = sqlite_purge_tombstones,
     .user_list = sqlite_user_list,
+    .user_bytes = sqlite_user_bytes,
     .user_delete = sqlite_user_delete,
     .close = sqlite_close,
 };
