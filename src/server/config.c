@@ -339,8 +339,8 @@ ps_config_action ps_config_check(const ps_config *cfg, FILE *err_out)
         fprintf(err_out,
                 "polysyncd: refusing to listen on %s without authentication: anyone who can "
                 "reach it could read and change every chat.\n"
-                "Bind to 127.0.0.1, or pass --insecure-no-auth if a proxy in front of it "
-                "authenticates.\n",
+                "Bind to 127.0.0.1, configure --jwt-secret-file (docs/security.md), or pass "
+                "--insecure-no-auth if a proxy in front of it authenticates.\n",
                 cfg->bind);
         return PS_CONFIG_EXIT_USAGE;
     }
