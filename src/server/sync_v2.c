@@ -36,6 +36,7 @@ struct ps_v2_pull {
     enum { OPENING, CHATS, CLOSING, DONE } state;
     bool more;
     json_object *sent_ids; /* chats in this answer: each at most once */
+    json_object *pushed;   /* chats this request changed (kept: from req) */
 };
 
 static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t *pos,
@@ -118,6 +119,15 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     p->limit = json_object_object_get_ex(req, "limit", &v) ? json_object_get_int64(v)
                                                             : DEFAULT_LIMIT;
     json_object_object_get_ex(req, "changes", &changes);
+    if (changes && (p->pushed = json_object_new_object())) {
+        size_t n = json_object_array_length(changes);
+        for (size_t i = 0; i < n; i++)
+            json_object_object_add(
+                p->pushed,
+                json_object_get_string(
+                    json_object_object_get(json_object_array_get_idx(changes, i), "chatId")),
+                NULL);
+    }
     ps_code rc = parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base,
                               &p->pos, err);
     if (rc != PS_OK || !p->device || !p->sent_ids) {
@@ -209,7 +219,10 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
         goto done;
     json_object_object_add(obj, "id", json_object_new_string(chat->id));
     if (!ps_chat_is_live(chat)) {
-        if (!p->first && wanted(p, &chat->header, p->base, true)) {
+        /* A first sync hears of deletions only for chats it sent: a device
+         * resyncing after 410 must learn that its copy lost. */
+        bool sent_here = p->pushed && json_object_object_get_ex(p->pushed, chat->id, NULL);
+        if ((p->first && sent_here) || (!p->first && wanted(p, &chat->header, p->base, true))) {
             json_object_object_add(obj, "deleted", json_object_new_boolean(1));
             any = true;
         }
@@ -392,5 +405,6 @@ void ps_v2_pull_free(ps_v2_pull *p)
         return;
     free(p->device);
     json_object_put(p->sent_ids);
+    json_object_put(p->pushed);
     free(p);
 }

@@ -9,10 +9,11 @@ that copy with a fresh full pull (cursor null, a device id never used).
 
 Shapes taken from the contract: a pulled chat is {id, fields?, createdAt?,
 updatedAt?, lastModified?, messages?, deletedMessages?, deleted?}; the time
-fields sit beside `fields` (as in the documented answer); a first sync (and
-every page of a pull that started from cursor null) sends every live chat
-whole, with no deletions; any other pull sends only what another device
-changed since the cursor.
+fields sit beside `fields` (as in the documented answer); a first sync
+(cursor null) sends every live chat whole, with no deletions; any other pull
+sends only what another device changed since the cursor. A device merges
+every entry into its copy (it never replaces a chat with an entry): later
+pages of a first sync leave out what the device itself wrote meanwhile.
 """
 import json
 import random
@@ -108,13 +109,6 @@ class Local:
         for mid in ch.get("deleteMessages") or ():
             c["messages"].pop(mid, None)
 
-    def apply_whole(self, e):
-        self.chats[e["id"]] = {"fields": dict(e.get("fields") or {}),
-                               "times": {t: norm_time(e[t]) for t in TIME_FIELDS
-                                         if e.get(t) is not None},
-                               "messages": {m["id"]: norm_msg(m) for m in e.get("messages") or ()},
-                               "deleted": False}
-
     def apply_delta(self, e):
         c = self._chat(e["id"])
         if e.get("deleted"):
@@ -182,6 +176,7 @@ class Dev:
         self.origin = origin     # a Registry of unique values (echo and clock checks)
         self.last_size = None
         self.echoes = []         # contract violations seen in pulls
+        self.log = []            # (request cursor, limit, pushed, answer) for failure reports
 
     def stamp(self, ch):
         if "clock" not in ch:
@@ -202,6 +197,8 @@ class Dev:
         self.last_size = len(self.server.last_body)
         self.tc.assertEqual(status, 200, "%s: /v2/sync answered %d: %r"
                             % (self.name, status, self.server.last_body[:500]))
+        if self.origin is not None:
+            self.log.append((payload["cursor"], limit, changes, doc))
         check_answer(self.tc, doc, changes, limit,
                      problems=self.echoes if self.origin is not None else None)
         if not apply:
@@ -213,21 +210,43 @@ class Dev:
         for e in doc["chats"]:
             if self.origin is not None:
                 self.check_clock(e, doc["serverClock"])
+            # Entries are merged into the local copy, never replace it: the
+            # later pages of a first sync leave out what this device wrote.
             if starting_whole:
-                self.tc.assertFalse(e.get("deleted"), "a pull from cursor null sent a deletion: %r" % e)
-                self.tc.assertFalse(e.get("deletedMessages"),
-                                    "a pull from cursor null sent deletedMessages: %r" % e)
-                self.local.apply_whole(e)
-            else:
-                if self.origin is not None:
-                    self.check_no_echo(e)
-                self.local.apply_delta(e)
+                # A first sync sends deletions only of chats this request sent
+                # (a resyncing device must learn its copy lost); later pages of
+                # the same pull tell of chats and messages deleted since it started.
+                if payload["cursor"] is None and e.get("deleted"):
+                    sent_ids = {ch["chatId"] for ch in changes}
+                    self.tc.assertIn(e["id"], sent_ids,
+                                     "a first sync sent a deletion of a chat it did not send: %r" % e)
+                    self.tc.assertFalse(e.get("deletedMessages"),
+                                        "a first sync sent deletedMessages: %r" % e)
+            elif self.origin is not None:
+                self.check_no_echo(e)
+            self.local.apply_delta(e)
         self.clock = max(self.clock, doc["serverClock"])
         if cursor == "own":
             self.cursor = doc["cursor"]
             self.more = doc["more"]
             self.whole_chain = starting_whole
         return doc
+
+    def history(self, chats):
+        """One line per sync that pushed to or pulled one of these chats."""
+        lines = []
+        for cursor, limit, changes, doc in self.log:
+            pushed = [json.dumps({k: (v if k != "messages" else [m["id"] for m in v])
+                                  for k, v in ch.items() if k not in ("at",)})
+                      for ch in changes if ch["chatId"] in chats]
+            pulled = [json.dumps({k: (v if k != "messages" else [m["id"] for m in v])
+                                  for k, v in e.items() if k not in TIME_FIELDS})
+                      for e in doc["chats"] if e["id"] in chats]
+            if pushed or pulled:
+                lines.append("    cursor %s limit %s -> %s more=%s clock=%d push %s pull %s"
+                             % (cursor, limit, doc["cursor"], doc["more"], doc["serverClock"],
+                                pushed, pulled))
+        return lines
 
     def check_no_echo(self, e):
         for k, v in (e.get("fields") or {}).items():
@@ -343,7 +362,13 @@ class V2TestCase(ServerTestCase):
         for d in devs:
             report += ["%s: %s" % (d.name, p) for p in d.echoes[:10]]
         for d in devs:
-            report += state_diff(d.local, full, "%s, fields and messages" % d.name, False)[:12]
+            diff = state_diff(d.local, full, "%s, fields and messages" % d.name, False)
+            report += diff[:12]
+            chats = sorted({line.split()[1] for line in diff[1:]})
+            if chats:
+                report.append("  %s's syncs touching %s:" % (d.name, ", ".join(chats)))
+                h = d.history(chats)
+                report += h if len(h) <= 30 else h[:15] + ["    ..."] + h[-15:]
         if not report:
             for d in devs:
                 report += state_diff(d.local, full, "%s, time fields" % d.name, True)[:12]
@@ -521,6 +546,25 @@ class DeltaTest(V2TestCase):
         self.assertFalse(e.get("deleted"))
         self.assertLess(self.a.last_size, 500, "a one-field pull moves a few bytes: %r"
                         % self.server.last_body[:600])
+        self.assertSameState(self.a.local, self.full(), "device A")
+
+    def test_retried_request_is_idempotent(self):
+        # The answer to a push is lost; the device sends the same request again.
+        payload = {"deviceId": "device-b", "cursor": self.b.cursor, "changes": [
+            {"chatId": "c1", "clock": self.b.clock + 1, "fields": {"title": "retried"},
+             "messages": [msg("retry-m", "sent twice")]},
+            {"chatId": "c2", "clock": self.b.clock + 2, "deleteMessages": ["c2-m0"]}]}
+        first = self.server.v2_ok(payload)
+        second = self.server.v2_ok(payload)
+        self.assertEqual(first["accepted"], 2)
+        self.assertEqual(second["accepted"], 2)
+        self.assertEqual(norm_entries(first["chats"]), norm_entries(second["chats"]))
+        doc = self.a.sync()
+        got = norm_entries(doc["chats"])
+        self.assertEqual(set(got), {"c1", "c2"})
+        self.assertEqual(got["c1"]["fields"], {"title": "retried"})
+        self.assertEqual(list(got["c1"]["messages"]), ["retry-m"])
+        self.assertEqual(got["c2"].get("deletedMessages"), ["c2-m0"])
         self.assertSameState(self.a.local, self.full(), "device A")
 
     def test_noop_sync_is_tiny(self):
@@ -734,20 +778,27 @@ class NoEchoTest(V2TestCase):
                 self.run_random(seed, n_devices=4, steps=150)
 
     def test_concurrent_devices_converge(self):
+        # Real concurrency: what goes wrong depends on the interleaving, so a
+        # few rounds, each on a fresh server, make a race likely to show.
+        for rnd in range(3):
+            with self.subTest(round=rnd):
+                server = self.server if rnd == 0 else self.new_server()
+                self.run_threads(server, rnd)
+
+    def run_threads(self, server, rnd, n=6, steps=60):
         origin = Registry()
-        n = 4
-        devs = [self.dev("thread-%d" % i, origin) for i in range(n)]
+        devs = [self.dev("thread-%d" % i, origin, server=server) for i in range(n)]
         chats = ["t%d" % i for i in range(8)]
         counter = [0]
         counter_lock = threading.Lock()
         errors = []
 
         def run(i):
-            rng = random.Random(100 + i)
+            rng = random.Random(1000 * rnd + i)
             d = devs[i]
             try:
                 d.sync()
-                for step in range(40):
+                for step in range(steps):
                     changes = []
                     for _ in range(rng.choice((0, 1, 2))):
                         with counter_lock:
@@ -766,8 +817,7 @@ class NoEchoTest(V2TestCase):
         for _ in range(2):
             for d in devs:
                 d.sync_all()
-        full = self.full()
-        self.assertDevicesConverged(devs, full)
+        self.assertDevicesConverged(devs, self.full(server))
 
 
 def random_change(rng, d, chats, counter, origin, step):
@@ -914,6 +964,22 @@ class PaginationTest(V2TestCase):
         self.assertEqual(full.chats["c02"]["fields"]["title"], "changed after page 1")
         self.assertIn("late", full.chats["c15"]["messages"])
         self.assertSameState(d.local, full, "the paged device")
+
+    def test_chat_deleted_between_pages_of_a_first_sync(self):
+        d = self.dev("paged")
+        first = d.sync(limit=5)
+        self.assertEqual([e["id"] for e in first["chats"]], ["c00", "c01", "c02", "c03", "c04"])
+        # Deleted: one chat the device already has, one it has not been sent yet,
+        # and one message of a delivered chat.
+        self.w.sync([{"chatId": "c01", "deleteChat": True},
+                     {"chatId": "c12", "deleteChat": True},
+                     {"chatId": "c03", "deleteMessages": ["c03-m0"]}])
+        while d.more:
+            d.sync(limit=5)
+        full = self.full()
+        self.assertNotIn("c01", full.live())
+        self.assertSameState(d.local, full, "a device whose first sync spanned the deletions")
+        self.assertEqual(d.sync()["chats"], [])
 
     def test_chat_changed_between_pages_of_a_delta(self):
         r = self.dev("reader")
@@ -1062,6 +1128,23 @@ class DeletionTest(V2TestCase):
         self.assertIn("drop", by_id(legacy["missing"]))
         self.assertNotIn("drop", by_id(legacy["deletions"]))
 
+    def test_revived_chat_converges_on_every_device(self):
+        c = self.dev("device-c")
+        c.sync()
+        self.a.sync([{"chatId": "drop", "deleteChat": True}])
+        self.b.sync()
+        c.sync([{"chatId": "drop", "clock": 1, "messages": [msg("stale-from-c")]}])   # loses
+        self.b.sync()
+        self.b.sync([{"chatId": "drop", "fields": {"title": "revived by b"}}])
+        for d in (self.a, self.b, c):
+            d.sync()
+        full = self.full()
+        self.assertIn("drop", full.live())
+        self.assertIn("stale-from-c", full.chats["drop"]["messages"],
+                      "a deleted chat keeps its registers, the losing write's message included")
+        for d in (self.a, self.b, c):
+            self.assertSameState(d.local, full, d.name)
+
     def test_deleted_message_comes_back_with_a_later_write(self):
         self.a.sync([{"chatId": "keep", "deleteMessages": ["keep-m0"]}])
         self.b.sync()
@@ -1107,6 +1190,34 @@ class CursorTest(V2TestCase):
                 doc = d.sync()
                 self.assertEqual(set(by_id(doc["chats"])), {"c1", "c2"})
         self.assertEqual(self.server.request("GET", "/health")[0], 200)
+
+    def test_resync_from_null_brings_the_device_back_in_step(self):
+        # "Expired cursors": the client drops its cursor and syncs with cursor
+        # null, sending all its local chats as changes, "which brings it back
+        # in step". Here one of its chats was deleted meanwhile by a newer
+        # deletion: its resent copy loses, and it must learn that, or it keeps
+        # a chat no other device has, for good.
+        a = self.dev("device-a")
+        b = self.dev("device-b")
+        a.sync([full_change("k1", "One", n_messages=2), full_change("k2", "Two", n_messages=2)])
+        b.sync()
+        a.clock += 50
+        a.sync([{"chatId": "k1", "deleteChat": True},
+                {"chatId": "k2", "fields": {"title": "Two, edited by a"}}])
+        b.cursor = None          # as after a 410
+        resend = []
+        for cid, c in sorted(b.local.live().items()):
+            fields = dict(c["fields"])
+            fields.update({t: iso(v) for t, v in c["times"].items()})
+            resend.append({"chatId": cid, "fields": fields,
+                           "messages": [dict(m, timestamp=iso(m["timestamp"])) if "timestamp" in m else m
+                                        for m in c["messages"].values()]})
+        b.sync_all(resend)
+        full = self.full()
+        self.assertNotIn("k1", full.live(), "a's deletion is newer than b's resent copy")
+        self.assertEqual(full.chats["k2"]["fields"]["title"], "Two, edited by a")
+        self.assertSameState(b.local, full, "device b after its resync from cursor null")
+        self.assertEqual(b.sync()["chats"], [])
 
     def test_cursor_survives_a_restart(self):
         w = self.dev("writer")
@@ -1284,6 +1395,10 @@ class ValidationTest(V2TestCase):
         self.assertEqual(self.server.v2({"deviceId": "d", "changes": [
             {"chatId": "c" * 256, "fields": {"title": "long id"}}]})[0], 200)
         self.assertEqual(self.server.v2({"deviceId": "d", "changes": []})[0], 200)
+        self.assertEqual(self.server.v2({"deviceId": "d", "changes": [
+            {"chatId": "epoch", "at": T0_MS, "fields": {"title": "epoch ms", "lastModified": T0_MS}}]})[0],
+            200, self.server.last_body[:300])
+        self.assertEqual(self.full().chats["epoch"]["times"].get("lastModified"), T0_MS)
         live = self.full().live()
         self.assertIn("zero", live)
         self.assertIn("max", live)
