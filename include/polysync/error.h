@@ -16,26 +16,26 @@ extern "C" {
 
 typedef enum ps_code {
     PS_OK = 0,
-    PS_ERR_NOMEM = 1,      /* an allocation failed */
-    PS_ERR_MALFORMED = 2,  /* not JSON at all, or truncated */
-    PS_ERR_UTF8 = 3,       /* a string is not valid UTF-8 */
-    PS_ERR_TOO_DEEP = 4,   /* nesting deeper than the limit */
-    PS_ERR_INVALID = 5,    /* JSON, but not a valid payload */
-    PS_ERR_TOO_LARGE = 6,  /* over a size limit */
-    PS_ERR_NOT_FOUND = 7,  /* no such object */
-    PS_ERR_STORE = 8,      /* the storage backend failed */
-    PS_ERR_IO = 9,         /* a file or socket operation failed */
-    PS_ERR_CONFIG = 10,    /* bad option or configuration */
-    PS_ERR_SCHEMA = 11,    /* the store was written by a newer polysync */
-    PS_ERR_BUSY = 12,      /* the store is locked by someone else */
-    PS_ERR_BAD_CURSOR = 13, /* a sync cursor the server did not issue */
-    PS_ERR_EXPIRED = 14,   /* a sync cursor older than the tombstone retention */
-    PS_ERR_BAD_GZIP = 15,  /* a compressed body that does not decompress */
-    PS_ERR_ENCODING = 16,  /* a content encoding polysync does not speak */
-    PS_ERR_UNAUTHORIZED = 17, /* no credentials where they are needed */
+    PS_ERR_NOMEM = 1,          /* an allocation failed */
+    PS_ERR_MALFORMED = 2,      /* not JSON at all, or truncated */
+    PS_ERR_UTF8 = 3,           /* a string is not valid UTF-8 */
+    PS_ERR_TOO_DEEP = 4,       /* nesting deeper than the limit */
+    PS_ERR_INVALID = 5,        /* JSON, but not a valid payload */
+    PS_ERR_TOO_LARGE = 6,      /* over a size limit */
+    PS_ERR_NOT_FOUND = 7,      /* no such object */
+    PS_ERR_STORE = 8,          /* the storage backend failed */
+    PS_ERR_IO = 9,             /* a file or socket operation failed */
+    PS_ERR_CONFIG = 10,        /* bad option or configuration */
+    PS_ERR_SCHEMA = 11,        /* the store was written by a newer polysync */
+    PS_ERR_BUSY = 12,          /* the store is locked by someone else */
+    PS_ERR_BAD_CURSOR = 13,    /* a sync cursor the server did not issue */
+    PS_ERR_EXPIRED = 14,       /* a sync cursor older than the tombstone retention */
+    PS_ERR_BAD_GZIP = 15,      /* a compressed body that does not decompress */
+    PS_ERR_ENCODING = 16,      /* a content encoding polysync does not speak */
+    PS_ERR_UNAUTHORIZED = 17,  /* no credentials where they are needed */
     PS_ERR_INVALID_TOKEN = 18, /* credentials that are not acceptable */
-    PS_ERR_RATE_LIMITED = 19, /* too many requests; retry later */
-    PS_ERR_QUOTA = 20,     /* the user's storage quota is used up */
+    PS_ERR_RATE_LIMITED = 19,  /* too many requests; retry later */
+    PS_ERR_QUOTA = 20,         /* the user's storage quota is used up */
 } ps_code;
 
 /* A static English description of `code`; never NULL. */

@@ -13,12 +13,11 @@
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "Usage:\n"
-            "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
-            "                        [--jwt-issuer ISS] [--jwt-audience AUD]\n"
-            "  polysyncd user list [--db URL]\n"
-            "  polysyncd user delete NAME [--db URL] [--yes]\n");
+    fprintf(stderr, "Usage:\n"
+                    "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
+                    "                        [--jwt-issuer ISS] [--jwt-audience AUD]\n"
+                    "  polysyncd user list [--db URL]\n"
+                    "  polysyncd user delete NAME [--db URL] [--yes]\n");
 }
 
 /* "3600", "90m", "12h", "30d" -> seconds; 0 when invalid. */
@@ -67,14 +66,30 @@ static int parse(int argc, char **argv, admin_opts *o)
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'u': o->user = optarg; break;
-        case 't': o->ttl = optarg; break;
-        case 's': o->secret = optarg; break;
-        case 'i': o->issuer = optarg; break;
-        case 'a': o->audience = optarg; break;
-        case 'd': o->db = optarg; break;
-        case 'y': o->yes = true; break;
-        case 'h': usage(); return 1;
+        case 'u':
+            o->user = optarg;
+            break;
+        case 't':
+            o->ttl = optarg;
+            break;
+        case 's':
+            o->secret = optarg;
+            break;
+        case 'i':
+            o->issuer = optarg;
+            break;
+        case 'a':
+            o->audience = optarg;
+            break;
+        case 'd':
+            o->db = optarg;
+            break;
+        case 'y':
+            o->yes = true;
+            break;
+        case 'h':
+            usage();
+            return 1;
         default:
             fprintf(stderr, "polysyncd: unknown or incomplete option '%s'\n", argv[optind - 1]);
             usage();

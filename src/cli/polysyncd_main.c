@@ -19,9 +19,12 @@ int main(int argc, char **argv)
     ps_config cfg;
     ps_config_defaults(&cfg);
     switch (ps_config_parse(&cfg, argc, argv, stdout, stderr)) {
-    case PS_CONFIG_EXIT_OK: return 0;
-    case PS_CONFIG_EXIT_USAGE: return 1;
-    case PS_CONFIG_RUN: break;
+    case PS_CONFIG_EXIT_OK:
+        return 0;
+    case PS_CONFIG_EXIT_USAGE:
+        return 1;
+    case PS_CONFIG_RUN:
+        break;
     }
 
     sigset_t stop_signals;

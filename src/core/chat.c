@@ -237,8 +237,8 @@ ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value
         chat->messages = p;
         chat->capmessages = cap;
     }
-    ps_message m = {.id = strdup(id), .value = value, .order_ts = order_ts,
-                    .mark = {.dirty = true}};
+    ps_message m = {
+        .id = strdup(id), .value = value, .order_ts = order_ts, .mark = {.dirty = true}};
     if (!m.id || ps_stamp_copy(&m.stamp, stamp) != PS_OK) {
         free(m.id);
         json_object_put(value);

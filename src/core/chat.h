@@ -45,9 +45,9 @@ typedef struct ps_stamp {
  * changed, and the server fills seq and origin of dirty parts before saving.
  */
 typedef struct ps_mark {
-    int64_t seq;  /* 0 = not stored yet */
-    char *origin; /* owned; NULL = unknown */
-    bool dirty;   /* changed since loaded from the store */
+    int64_t seq;    /* 0 = not stored yet */
+    char *origin;   /* owned; NULL = unknown */
+    bool dirty;     /* changed since loaded from the store */
     bool restamped; /* same value, new stamp: to be saved, mark kept */
 } ps_mark;
 
@@ -62,7 +62,7 @@ typedef struct ps_message {
     char *id;           /* owned */
     json_object *value; /* the message object; NULL for a deleted message */
     ps_stamp stamp;
-    int64_t order_ts;   /* the message's own timestamp, for display order */
+    int64_t order_ts; /* the message's own timestamp, for display order */
     ps_mark mark;
 } ps_message;
 
@@ -86,14 +86,14 @@ typedef struct ps_chat {
     size_t nmessages, capmessages;
     ps_time_field created_at, updated_at, last_modified;
     bool has_touched; /* a write to the chat itself was seen */
-    ps_stamp touched;   /* the newest write of any kind but a deletion: a chat
-                         * exists even empty, and liveness is known without
-                         * loading every message */
+    ps_stamp touched; /* the newest write of any kind but a deletion: a chat
+                       * exists even empty, and liveness is known without
+                       * loading every message */
     bool has_tombstone;
     ps_stamp tombstone;
     ps_lamport deleted_lamport; /* the tombstone's tuple as clients see it */
     ps_lamport lamport;
-    ps_mark header; /* touched, the tombstone and lamport */
+    ps_mark header;      /* touched, the tombstone and lamport */
     int64_t revived_seq; /* change sequence at which it last came back from deletion */
     bool stored;         /* transient: it was loaded from the store */
     bool stored_live;    /* transient: it was live when loaded */

@@ -195,8 +195,8 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
     if (json_object_object_get_ex(change, "clock", &v))
         stamp.lamport = json_object_get_int64(v);
     ps_code rc = stamp.device ? PS_OK : PS_ERR_NOMEM;
-    bool delete_chat = json_object_object_get_ex(change, "deleteChat", &v) &&
-                       json_object_get_boolean(v);
+    bool delete_chat =
+        json_object_object_get_ex(change, "deleteChat", &v) && json_object_get_boolean(v);
     if (rc == PS_OK && delete_chat) {
         /* shown with the change's own tuple; the server ticks one if 0 */
         rc = ps_stamp_copy(&chat->tombstone, &stamp);
@@ -219,8 +219,8 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
     if (rc == PS_OK && json_object_object_get_ex(change, "deleteMessages", &v)) {
         size_t n = json_object_array_length(v);
         for (size_t i = 0; i < n && rc == PS_OK; i++)
-            rc = ps_chat_append_message(chat, json_object_get_string(json_object_array_get_idx(v, i)),
-                                        NULL, &stamp, 0);
+            rc = ps_chat_append_message(
+                chat, json_object_get_string(json_object_array_get_idx(v, i)), NULL, &stamp, 0);
     }
     ps_stamp_clear(&stamp);
     if (rc != PS_OK) {
@@ -315,8 +315,7 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
     return live != matched;
 }
 
-bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent,
-                               const ps_stamp *sent_stamp)
+bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent, const ps_stamp *sent_stamp)
 {
     json_object *sent_msgs = NULL;
     json_object_object_foreach(sent, key, val)
@@ -494,8 +493,10 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
     json_object_object_foreach(fields, name, pair)
     {
         bool changed;
-        size_t len = json_object_is_type(pair, json_type_array) ? json_object_array_length(pair) : 0;
-        if ((len != 2 && len != 4) || !stamp_from_json(json_object_array_get_idx(pair, 1), &stamp)) {
+        size_t len =
+            json_object_is_type(pair, json_type_array) ? json_object_array_length(pair) : 0;
+        if ((len != 2 && len != 4) ||
+            !stamp_from_json(json_object_array_get_idx(pair, 1), &stamp)) {
             rc = PS_ERR_STORE;
             break;
         }

@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 typedef struct ps_dynbuf {
-    char *data;   /* owned; always NUL-terminated when not NULL */
+    char *data; /* owned; always NUL-terminated when not NULL */
     size_t len;
     size_t cap;   /* allocated bytes */
     size_t limit; /* growing past this fails with PS_ERR_TOO_LARGE */

@@ -8,27 +8,48 @@
 const char *ps_strerror(ps_code code)
 {
     switch (code) {
-    case PS_OK: return "no error";
-    case PS_ERR_NOMEM: return "out of memory";
-    case PS_ERR_MALFORMED: return "malformed JSON";
-    case PS_ERR_UTF8: return "invalid UTF-8";
-    case PS_ERR_TOO_DEEP: return "JSON nested too deeply";
-    case PS_ERR_INVALID: return "invalid payload";
-    case PS_ERR_TOO_LARGE: return "too large";
-    case PS_ERR_NOT_FOUND: return "not found";
-    case PS_ERR_STORE: return "storage error";
-    case PS_ERR_IO: return "I/O error";
-    case PS_ERR_CONFIG: return "configuration error";
-    case PS_ERR_SCHEMA: return "store schema is newer than this polysync";
-    case PS_ERR_BUSY: return "store is busy";
-    case PS_ERR_BAD_CURSOR: return "invalid sync cursor";
-    case PS_ERR_EXPIRED: return "sync cursor expired";
-    case PS_ERR_BAD_GZIP: return "invalid gzip data";
-    case PS_ERR_ENCODING: return "unsupported content encoding";
-    case PS_ERR_UNAUTHORIZED: return "authentication required";
-    case PS_ERR_INVALID_TOKEN: return "invalid token";
-    case PS_ERR_RATE_LIMITED: return "rate limited";
-    case PS_ERR_QUOTA: return "storage quota exceeded";
+    case PS_OK:
+        return "no error";
+    case PS_ERR_NOMEM:
+        return "out of memory";
+    case PS_ERR_MALFORMED:
+        return "malformed JSON";
+    case PS_ERR_UTF8:
+        return "invalid UTF-8";
+    case PS_ERR_TOO_DEEP:
+        return "JSON nested too deeply";
+    case PS_ERR_INVALID:
+        return "invalid payload";
+    case PS_ERR_TOO_LARGE:
+        return "too large";
+    case PS_ERR_NOT_FOUND:
+        return "not found";
+    case PS_ERR_STORE:
+        return "storage error";
+    case PS_ERR_IO:
+        return "I/O error";
+    case PS_ERR_CONFIG:
+        return "configuration error";
+    case PS_ERR_SCHEMA:
+        return "store schema is newer than this polysync";
+    case PS_ERR_BUSY:
+        return "store is busy";
+    case PS_ERR_BAD_CURSOR:
+        return "invalid sync cursor";
+    case PS_ERR_EXPIRED:
+        return "sync cursor expired";
+    case PS_ERR_BAD_GZIP:
+        return "invalid gzip data";
+    case PS_ERR_ENCODING:
+        return "unsupported content encoding";
+    case PS_ERR_UNAUTHORIZED:
+        return "authentication required";
+    case PS_ERR_INVALID_TOKEN:
+        return "invalid token";
+    case PS_ERR_RATE_LIMITED:
+        return "rate limited";
+    case PS_ERR_QUOTA:
+        return "storage quota exceeded";
     }
     return "unknown error";
 }

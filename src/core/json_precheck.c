@@ -75,8 +75,8 @@ static size_t number_length(const unsigned char *p, size_t left)
             i++;
     }
     /* "00" or "1x": a number must end where a token can end */
-    if (DIGIT(i) || (i < left && ((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
-                                  p[i] == '.')))
+    if (DIGIT(i) ||
+        (i < left && ((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') || p[i] == '.')))
         return 0;
 #undef DIGIT
     return i;
@@ -131,15 +131,22 @@ ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *
         case '"':
             in_string = true;
             break;
-        case '{': case '[':
+        case '{':
+        case '[':
             if (++depth > max_depth)
                 return ps_error_set(err, PS_ERR_TOO_DEEP, -1, "",
                                     "JSON nested deeper than %d levels", max_depth);
             break;
-        case '}': case ']':
+        case '}':
+        case ']':
             depth--;
             break;
-        case ':': case ',': case ' ': case '\t': case '\n': case '\r':
+        case ':':
+        case ',':
+        case ' ':
+        case '\t':
+        case '\n':
+        case '\r':
             break;
         default:
             if (c == '-' || (c >= '0' && c <= '9'))

@@ -137,8 +137,7 @@ ps_code ps_chat_merge(ps_chat *into, const ps_chat *from, bool *changed)
     return rc;
 }
 
-ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *shown,
-                       bool *changed)
+ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *shown, bool *changed)
 {
     *changed = false;
     ps_code rc = join_tombstone(chat, stamp, shown, changed);

@@ -63,8 +63,8 @@ bool ps_time_parse_iso(const char *s, int64_t *ms)
 {
     int year, mon, day, hour = 0, min = 0, sec = 0, frac_ms = 0;
     size_t n = strlen(s);
-    if (n < 10 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &mon) ||
-        s[7] != '-' || !digits(s + 8, 2, &day))
+    if (n < 10 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &mon) || s[7] != '-' ||
+        !digits(s + 8, 2, &day))
         return false;
     const char *p = s + 10;
     long offset_min = 0;
@@ -111,8 +111,8 @@ bool ps_time_parse_iso(const char *s, int64_t *ms)
     }
     if (*p != '\0')
         return false;
-    if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 ||
-        min > 59 || sec > 60)
+    if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 || min > 59 ||
+        sec > 60)
         return false;
     int64_t days = days_from_civil(year, (unsigned)mon, (unsigned)day);
     int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_min * 60;

@@ -82,16 +82,16 @@ static ps_code validate_message(json_object *msg, const where *w, size_t mi, con
     if (!json_object_object_get_ex(msg, "id", &v) || !ps_valid_id(v, lim))
         MSG_FAIL(".id", "must be a string of 1 to 256 bytes");
     /* {id, deleted: true} is a message tombstone: nothing else needed. */
-    if (json_object_object_get_ex(msg, "deleted", &v) && json_object_is_type(v, json_type_boolean) &&
-        json_object_get_boolean(v))
+    if (json_object_object_get_ex(msg, "deleted", &v) &&
+        json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v))
         return PS_OK;
     if (!json_object_object_get_ex(msg, "role", &v) || !json_object_is_type(v, json_type_string))
         MSG_FAIL(".role", "is required and must be a string");
     if (!json_object_object_get_ex(msg, "content", &v) ||
         !(json_object_is_type(v, json_type_string) || json_object_is_type(v, json_type_array)))
         MSG_FAIL(".content", "is required (string or array)");
-    if (json_object_object_get_ex(msg, "timestamp", &v) && !json_object_is_type(v, json_type_null) &&
-        !valid_time(v))
+    if (json_object_object_get_ex(msg, "timestamp", &v) &&
+        !json_object_is_type(v, json_type_null) && !valid_time(v))
         MSG_FAIL(".timestamp", "must be an ISO 8601 time or epoch milliseconds");
 #undef MSG_FAIL
     return PS_OK;
@@ -153,8 +153,7 @@ ps_code ps_validate_chat(json_object *chat, long ci, const ps_limits *lim, ps_er
     ps_code rc = validate_known_fields(chat, &w, "", err);
     if (rc != PS_OK)
         return rc;
-    if (json_object_object_get_ex(chat, "updatedAtLamport", &v) && v &&
-        !ps_valid_lamport(v, lim))
+    if (json_object_object_get_ex(chat, "updatedAtLamport", &v) && v && !ps_valid_lamport(v, lim))
         return fail(err, &w, "updatedAtLamport",
                     "must be [counter, deviceId] with a counter from 0 to 2^53 - 1");
     if (json_object_object_get_ex(chat, "messages", &v))
@@ -165,8 +164,8 @@ ps_code ps_validate_chat(json_object *chat, long ci, const ps_limits *lim, ps_er
 /* Checks an optional array member of `root` and runs `check` on each item. */
 typedef bool (*item_check)(json_object *item, const ps_limits *lim);
 
-static ps_code validate_list(json_object *root, const char *key, item_check check,
-                             const char *what, const ps_limits *lim, ps_error *err)
+static ps_code validate_list(json_object *root, const char *key, item_check check, const char *what,
+                             const ps_limits *lim, ps_error *err)
 {
     json_object *list;
     if (!json_object_object_get_ex(root, key, &list) || json_object_is_type(list, json_type_null))
@@ -230,8 +229,8 @@ ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_err
                             "clientClock must be an integer from 0 to 2^53 - 1");
     ps_code rc = validate_list(root, "deleted", ps_valid_id, "a chat id", lim, err);
     if (rc == PS_OK)
-        rc = validate_list(root, "deletions", valid_deletion, "{id, lamport?: [n, deviceId]}",
-                           lim, err);
+        rc = validate_list(root, "deletions", valid_deletion, "{id, lamport?: [n, deviceId]}", lim,
+                           err);
     if (rc == PS_OK)
         rc = validate_list(root, "deletionRecords", valid_deletion_record,
                            "{id, deletedAtLamport?: [n, deviceId]}", lim, err);
@@ -313,8 +312,7 @@ ps_code ps_validate_v2_request(json_object *root, const ps_limits *lim, ps_error
     json_object *v;
     if (!json_object_object_get_ex(root, "deviceId", &v) || !ps_valid_id(v, lim))
         return ps_error_set(err, PS_ERR_INVALID, -1, "deviceId",
-                            "deviceId is required: a string of 1 to %zu bytes",
-                            lim->max_id_bytes);
+                            "deviceId is required: a string of 1 to %zu bytes", lim->max_id_bytes);
     if (json_object_object_get_ex(root, "cursor", &v) && v &&
         !json_object_is_type(v, json_type_string))
         return ps_error_set(err, PS_ERR_INVALID, -1, "cursor",

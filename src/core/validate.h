@@ -13,8 +13,8 @@
 #include <stddef.h>
 
 typedef struct ps_limits {
-    size_t max_chats;       /* chats (and deletions) in one request */
-    size_t max_id_bytes;    /* chat, message and device ids */
+    size_t max_chats;    /* chats (and deletions) in one request */
+    size_t max_id_bytes; /* chat, message and device ids */
 } ps_limits;
 
 /* The defaults documented in docs/operations.md. */

@@ -66,11 +66,25 @@ static bool parse_size(const char *s, size_t *out)
         return false;
     unsigned long long mult = 1;
     switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': mult = 1024ull; end++; break;
-    case 'm': case 'M': mult = 1024ull * 1024; end++; break;
-    case 'g': case 'G': mult = 1024ull * 1024 * 1024; end++; break;
-    default: return false;
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        mult = 1024ull;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1024ull * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1024ull * 1024 * 1024;
+        end++;
+        break;
+    default:
+        return false;
     }
     if (*end != '\0' || v > SIZE_MAX / mult)
         return false;
@@ -93,51 +107,73 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: polysyncd [OPTIONS]\n"
-            "The polysync chat-history sync server.\n\n"
-            "  --bind ADDR              address to listen on (default 127.0.0.1)\n"
-            "  --port N                 port (default 4001, or env CHAT_SYNC_PORT; 0 = any)\n"
-            "  --db URL                 store: sqlite:PATH (default sqlite:./data/polysync.db)\n"
-            "  --max-body SIZE          largest request body, e.g. 64M (default 64M, max 1G)\n"
-            "  --max-chats N            most chats or deletions in one request (default 50000)\n"
-            "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
-            "  --tombstone-retention D  keep deleted chats' tombstones D days (default 90)\n"
-            "  --threads N              HTTP worker threads (default: number of CPUs)\n"
-            "  --connection-timeout S   close idle or stalled connections after S (default 30)\n"
-            "  --drain-timeout S        on SIGTERM, wait this long for requests (default 30)\n"
-            "  --insecure-no-auth       allow a non-loopback --bind without authentication\n"
-            "\nAuthentication and TLS (docs/security.md):\n"
-            "  --jwt-secret-file PATH   accept HS256 tokens signed with this secret\n"
-            "  --jwt-public-key PATH    accept RS256/ES256 tokens for this PEM public key\n"
-            "  --jwt-issuer ISS         require this iss claim\n"
-            "  --jwt-audience AUD       require this aud claim\n"
-            "  --tls-cert PATH          serve HTTPS with this certificate (PEM)...\n"
-            "  --tls-key PATH           ...and this private key (PEM)\n"
-            "  --cors-origin ORIGIN     allow this browser origin (repeatable)\n"
-            "\nLimits:\n"
-            "  --rate-limit R           requests per second per user (default 0: no limit)\n"
-            "  --rate-burst B           requests a user may burst (default 2 x R)\n"
-            "  --max-user-requests N    concurrent requests per user (default 64)\n"
-            "  --quota SIZE             stored bytes per user, e.g. 1G (default: no limit)\n"
-            "  --max-connections N      open connections (default 1024)\n"
-            "  --request-timeout S      a request must arrive within S seconds (default 60)\n"
-            "\nAdministration:\n"
-            "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
-            "  polysyncd user list [--db URL]\n"
-            "  polysyncd user delete NAME [--db URL] [--yes]\n"
-            "  --help                   this text\n"
-            "  --version                the version\n\n"
-            "Docs: docs/operations.md\n");
+    fprintf(f, "Usage: polysyncd [OPTIONS]\n"
+               "The polysync chat-history sync server.\n\n"
+               "  --bind ADDR              address to listen on (default 127.0.0.1)\n"
+               "  --port N                 port (default 4001, or env CHAT_SYNC_PORT; 0 = any)\n"
+               "  --db URL                 store: sqlite:PATH (default sqlite:./data/polysync.db)\n"
+               "  --max-body SIZE          largest request body, e.g. 64M (default 64M, max 1G)\n"
+               "  --max-chats N            most chats or deletions in one request (default 50000)\n"
+               "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
+               "  --tombstone-retention D  keep deleted chats' tombstones D days (default 90)\n"
+               "  --threads N              HTTP worker threads (default: number of CPUs)\n"
+               "  --connection-timeout S   close idle or stalled connections after S (default 30)\n"
+               "  --drain-timeout S        on SIGTERM, wait this long for requests (default 30)\n"
+               "  --insecure-no-auth       allow a non-loopback --bind without authentication\n"
+               "\nAuthentication and TLS (docs/security.md):\n"
+               "  --jwt-secret-file PATH   accept HS256 tokens signed with this secret\n"
+               "  --jwt-public-key PATH    accept RS256/ES256 tokens for this PEM public key\n"
+               "  --jwt-issuer ISS         require this iss claim\n"
+               "  --jwt-audience AUD       require this aud claim\n"
+               "  --tls-cert PATH          serve HTTPS with this certificate (PEM)...\n"
+               "  --tls-key PATH           ...and this private key (PEM)\n"
+               "  --cors-origin ORIGIN     allow this browser origin (repeatable)\n"
+               "\nLimits:\n"
+               "  --rate-limit R           requests per second per user (default 0: no limit)\n"
+               "  --rate-burst B           requests a user may burst (default 2 x R)\n"
+               "  --max-user-requests N    concurrent requests per user (default 64)\n"
+               "  --quota SIZE             stored bytes per user, e.g. 1G (default: no limit)\n"
+               "  --max-connections N      open connections (default 1024)\n"
+               "  --request-timeout S      a request must arrive within S seconds (default 60)\n"
+               "\nAdministration:\n"
+               "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
+               "  polysyncd user list [--db URL]\n"
+               "  polysyncd user delete NAME [--db URL] [--yes]\n"
+               "  --help                   this text\n"
+               "  --version                the version\n\n"
+               "Docs: docs/operations.md\n");
 }
 
-ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out,
-                                 FILE *err_out)
+ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out, FILE *err_out)
 {
-    enum { O_BIND = 256, O_PORT, O_DB, O_MAX_BODY, O_MAX_CHATS, O_SKEW, O_THREADS, O_CONN_TIMEOUT, O_RETENTION,
-           O_DRAIN, O_INSECURE, O_HELP, O_VERSION, O_JWT_SECRET, O_JWT_KEY, O_JWT_ISS,
-           O_JWT_AUD, O_TLS_CERT, O_TLS_KEY, O_CORS, O_RATE, O_BURST, O_USER_REQS, O_QUOTA,
-           O_MAX_CONN, O_REQ_TIMEOUT };
+    enum {
+        O_BIND = 256,
+        O_PORT,
+        O_DB,
+        O_MAX_BODY,
+        O_MAX_CHATS,
+        O_SKEW,
+        O_THREADS,
+        O_CONN_TIMEOUT,
+        O_RETENTION,
+        O_DRAIN,
+        O_INSECURE,
+        O_HELP,
+        O_VERSION,
+        O_JWT_SECRET,
+        O_JWT_KEY,
+        O_JWT_ISS,
+        O_JWT_AUD,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_CORS,
+        O_RATE,
+        O_BURST,
+        O_USER_REQS,
+        O_QUOTA,
+        O_MAX_CONN,
+        O_REQ_TIMEOUT
+    };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, O_BIND},
         {"port", required_argument, NULL, O_PORT},
@@ -239,12 +275,24 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         case O_INSECURE:
             cfg->insecure_no_auth = true;
             break;
-        case O_JWT_SECRET: cfg->jwt_secret_file = optarg; break;
-        case O_JWT_KEY: cfg->jwt_public_key = optarg; break;
-        case O_JWT_ISS: cfg->jwt_issuer = optarg; break;
-        case O_JWT_AUD: cfg->jwt_audience = optarg; break;
-        case O_TLS_CERT: cfg->tls_cert = optarg; break;
-        case O_TLS_KEY: cfg->tls_key = optarg; break;
+        case O_JWT_SECRET:
+            cfg->jwt_secret_file = optarg;
+            break;
+        case O_JWT_KEY:
+            cfg->jwt_public_key = optarg;
+            break;
+        case O_JWT_ISS:
+            cfg->jwt_issuer = optarg;
+            break;
+        case O_JWT_AUD:
+            cfg->jwt_audience = optarg;
+            break;
+        case O_TLS_CERT:
+            cfg->tls_cert = optarg;
+            break;
+        case O_TLS_KEY:
+            cfg->tls_key = optarg;
+            break;
         case O_CORS:
             if (cfg->n_cors_origins == PS_MAX_CORS_ORIGINS || !*optarg)
                 bad = "--cors-origin";
@@ -289,8 +337,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
             fprintf(out, "polysyncd %s\n", PS_VERSION);
             return PS_CONFIG_EXIT_OK;
         default:
-            fprintf(err_out, "polysyncd: unknown or incomplete option '%s'\n",
-                    argv[optind - 1]);
+            fprintf(err_out, "polysyncd: unknown or incomplete option '%s'\n", argv[optind - 1]);
             fprintf(err_out, "Try 'polysyncd --help'.\n");
             return PS_CONFIG_EXIT_USAGE;
         }

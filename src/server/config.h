@@ -15,11 +15,11 @@
 
 typedef struct ps_config {
     char bind[64];
-    unsigned port;            /* 0 = any free port (printed at start) */
+    unsigned port; /* 0 = any free port (printed at start) */
     char db_url[1024];
-    size_t max_body_bytes;    /* request body, after decompression */
+    size_t max_body_bytes; /* request body, after decompression */
     size_t max_response_bytes;
-    int64_t max_skew_ms;      /* future timestamps are clamped to now + this */
+    int64_t max_skew_ms;            /* future timestamps are clamped to now + this */
     int64_t tombstone_retention_ms; /* deleted chats are forgotten after this */
     unsigned threads;
     unsigned connection_timeout_s;
@@ -38,10 +38,10 @@ typedef struct ps_config {
     unsigned n_cors_origins;
 
     /* abuse limits */
-    double rate_limit;         /* requests per second per user */
+    double rate_limit; /* requests per second per user */
     double rate_burst;
     unsigned max_user_requests; /* concurrent, per user */
-    size_t quota_bytes;        /* stored per user; 0 = unlimited */
+    size_t quota_bytes;         /* stored per user; 0 = unlimited */
     unsigned max_connections;
     unsigned request_timeout_s; /* a whole request must arrive within this */
 } ps_config;
@@ -57,8 +57,7 @@ typedef enum { PS_CONFIG_RUN, PS_CONFIG_EXIT_OK, PS_CONFIG_EXIT_USAGE } ps_confi
  * Applies env (CHAT_SYNC_PORT) then flags. Help and version go to `out`,
  * mistakes to `err_out`; the action says what main should do next.
  */
-ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out,
-                                 FILE *err_out);
+ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out, FILE *err_out);
 
 /* The checks across flags (auth, TLS, CORS, bind); also run by parse. */
 ps_config_action ps_config_check(const ps_config *cfg, FILE *err_out);

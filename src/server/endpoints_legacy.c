@@ -28,8 +28,7 @@ ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
     };
 }
 
-static void sync_or_push(const ps_handler_env *env, json_object *body, ps_reply *reply,
-                         bool answer)
+static void sync_or_push(const ps_handler_env *env, json_object *body, ps_reply *reply, bool answer)
 {
     ps_error err;
     ps_error_clear(&err);
@@ -127,8 +126,7 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
         ps_dynbuf_addf(&reply->body,
                        "{\"status\":\"healthy\",\"uptime\":%.3f,\"version\":\"%s\","
                        "\"store\":\"%s\"}",
-                       (double)(now - env->started_ms) / 1000.0, PS_VERSION,
-                       env->store->ops->name);
+                       (double)(now - env->started_ms) / 1000.0, PS_VERSION, env->store->ops->name);
         return;
     }
     char last[40] = "null";

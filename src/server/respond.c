@@ -112,8 +112,7 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
         return;
     default:
         fprintf(stderr, "polysyncd: %s: %s\n", ps_strerror(err->code), err->message);
-        error_body(r, 500, "storage_error", "the server could not complete the request", -1,
-                   NULL);
+        error_body(r, 500, "storage_error", "the server could not complete the request", -1, NULL);
         return;
     }
 }

@@ -25,10 +25,10 @@ typedef struct ps_reply {
     unsigned status;
     struct ps_events *events; /* answer with the user's live channel (SSE) */
     const char *events_user;
-    ps_dynbuf body;          /* JSON; empty for 204 */
-    ps_reply_stream stream;  /* when set, the body comes from here */
-    char allow[64];          /* Allow header for 405, "" if none */
-    unsigned retry_after_s;  /* Retry-After header when non-zero */
+    ps_dynbuf body;         /* JSON; empty for 204 */
+    ps_reply_stream stream; /* when set, the body comes from here */
+    char allow[64];         /* Allow header for 405, "" if none */
+    unsigned retry_after_s; /* Retry-After header when non-zero */
     bool close_connection;
     const char *www_authenticate; /* WWW-Authenticate on 401; static string */
     const char *allow_origin;     /* CORS: Access-Control-Allow-Origin, or NULL */

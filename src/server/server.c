@@ -35,7 +35,7 @@ struct ps_server {
     ps_config cfg;
     ps_handler_env env;
     ps_events *events;
-    ps_auth *auth;       /* NULL: one implicit user */
+    ps_auth *auth; /* NULL: one implicit user */
     ps_limiter *limiter;
     char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
     atomic_uint inflight;
@@ -46,12 +46,12 @@ struct ps_server {
 
 typedef struct request {
     const ps_route *route;
-    ps_dynbuf body;      /* decompressed when the body came gzipped */
-    bool gzip;           /* Content-Encoding: gzip */
+    ps_dynbuf body; /* decompressed when the body came gzipped */
+    bool gzip;      /* Content-Encoding: gzip */
     ps_inflater inflater;
-    ps_code body_error;  /* the first problem while receiving the body */
-    bool accepts_gzip;   /* Accept-Encoding allows gzip answers */
-    bool admitted;       /* counted by the limiter: release when done */
+    ps_code body_error; /* the first problem while receiving the body */
+    bool accepts_gzip;  /* Accept-Encoding allows gzip answers */
+    bool admitted;      /* counted by the limiter: release when done */
     int64_t started_ms;
     const char *allow_origin; /* CORS answer for this request's Origin */
     char user[PS_ID_MAX_BYTES + 1];
@@ -80,8 +80,7 @@ static const char *cors_origin(const ps_server *srv, const char *origin)
 }
 
 /* Authenticates and admits the request (rate and concurrency per user). */
-static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *req,
-                        ps_reply *reply)
+static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *req, ps_reply *reply)
 {
     if (!srv->auth) {
         snprintf(req->user, sizeof req->user, "%s", IMPLICIT_USER);
@@ -248,8 +247,8 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     if (req->route->json_body) {
         ps_error err;
         ps_error_clear(&err);
-        if (ps_json_parse(req->body.data ? req->body.data : "", req->body.len,
-                          PS_JSON_MAX_DEPTH, &body, &err) != PS_OK) {
+        if (ps_json_parse(req->body.data ? req->body.data : "", req->body.len, PS_JSON_MAX_DEPTH,
+                          &body, &err) != PS_OK) {
             ps_reply_from_error(reply, &err);
             return;
         }
@@ -278,9 +277,8 @@ static void receive_body(request *req, const char *data, size_t len)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     ps_server *srv = cls;
     request *req = *con_cls;
@@ -294,8 +292,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
         ps_reply reply;
         ps_reply_init(&reply, ERROR_BODY_LIMIT);
-        req->accepts_gzip = ps_accepts_gzip(
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
+        req->accepts_gzip =
+            ps_accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
         req->allow_origin =
             cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
         reply.allow_origin = req->allow_origin;
@@ -437,8 +435,8 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     atomic_init(&srv->draining, false);
     atomic_init(&srv->next_purge_ms, 0); /* the first request purges */
 
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *ai = NULL;
     char port[8];
     snprintf(port, sizeof port, "%u", cfg->port);
@@ -478,8 +476,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
                             "cannot listen on %s port %u (in use, or not allowed)", cfg->bind,
                             cfg->port);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
     *out = srv;
     return PS_OK;

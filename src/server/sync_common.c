@@ -87,16 +87,15 @@ ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_ro
     return rc;
 }
 
-ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *user,
-                   ps_error *err)
+ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *user, ps_error *err)
 {
     if (ctx->quota_bytes > 0 && user->seq != seq_before) {
         int64_t now = 0;
         ps_code q = ctx->store->ops->user_bytes(ctx->store, user->id, &now, err);
         if (q == PS_OK && now > ctx->quota_bytes && now > user->bytes)
             q = ps_error_set(err, PS_ERR_QUOTA, -1, "",
-                             "this would store %lld bytes; the quota is %lld bytes",
-                             (long long)now, (long long)ctx->quota_bytes);
+                             "this would store %lld bytes; the quota is %lld bytes", (long long)now,
+                             (long long)ctx->quota_bytes);
         if (q != PS_OK) {
             ps_store_rollback(ctx->store);
             return q;

@@ -15,8 +15,8 @@
 
 typedef struct ps_sync_ctx {
     ps_store *store;
-    const char *user;  /* whose chats */
-    int64_t now_ms;    /* the server clock for this request */
+    const char *user; /* whose chats */
+    int64_t now_ms;   /* the server clock for this request */
     int64_t max_skew_ms;
     size_t max_response_bytes;
     int64_t quota_bytes; /* stored bytes per user; 0 = no quota */
@@ -28,8 +28,7 @@ typedef struct ps_sync_ctx {
 /* Commits and, if the user's change sequence moved, tells `changed`. Over
  * the quota, a request that made the user's data bigger is rolled back
  * instead (PS_ERR_QUOTA); one that shrinks it or leaves it is let through. */
-ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *user,
-                   ps_error *err);
+ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *user, ps_error *err);
 
 /* Loads the stored chat (or a new empty one) for `id`; *out is the caller's. */
 ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,

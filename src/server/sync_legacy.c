@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* Who asked for a deletion, for stamping it (see delete_one). */
 typedef struct deletion_source {
     const char *device;  /* the request's deviceId, or "" */
@@ -85,7 +84,7 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
     *returned = ps_chat_is_live(stored) && ps_chat_differs_from_sent(stored, sent, &sent_stamp);
     if (changed || *returned)
         rc = ps__save_chat(ctx, user, stored, in->device, true,
-                           !*returned      ? PS_TICK_IF_NONE
+                           !*returned       ? PS_TICK_IF_NONE
                            : lamport_client ? PS_TICK_AND_RESTAMP
                                             : PS_TICK,
                            err);
@@ -106,8 +105,8 @@ done:
  * Either way clients are shown a fresh tick, which Lamport clients apply.
  */
 static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
-                          json_object *lamport, json_object *deleted_at,
-                          const deletion_source *src, bool *deleted, ps_error *err)
+                          json_object *lamport, json_object *deleted_at, const deletion_source *src,
+                          bool *deleted, ps_error *err)
 {
     ps_chat *chat = NULL;
     ps_code rc = ps__load_or_new(ctx, user, id, false, &chat, err);
@@ -268,8 +267,7 @@ static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, json_ob
     return rc;
 }
 
-ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answer,
-                       ps_error *err)
+ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answer, ps_error *err)
 {
     json_object *chats = json_object_object_get(req, "chats");
     json_object *devv = json_object_object_get(req, "deviceId");
@@ -318,8 +316,7 @@ out:
     return rc;
 }
 
-ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *deleted,
-                         ps_error *err)
+ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *deleted, ps_error *err)
 {
     *deleted = 0;
     ps_user user;
@@ -334,8 +331,8 @@ ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *delet
         bool gone;
         /* /deleteChat(s) carry no clock of their own (see delete_one). */
         static const deletion_source src = {.device = "", .speaks_lamport = false};
-        rc = delete_one(ctx, &user, json_object_get_string(json_object_array_get_idx(ids, i)),
-                        NULL, NULL, &src, &gone, err);
+        rc = delete_one(ctx, &user, json_object_get_string(json_object_array_get_idx(ids, i)), NULL,
+                        NULL, &src, &gone, err);
         if (rc != PS_OK)
             goto rollback;
         *deleted += gone;

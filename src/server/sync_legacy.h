@@ -14,13 +14,11 @@
  * Merges a validated /sync or /pushChats body. With `answer` non-NULL, writes
  * the /sync answer {missing, deletions, serverClock} into it.
  */
-ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answer,
-                       ps_error *err);
+ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answer, ps_error *err);
 
 /* Tombstones each id in `ids` (a validated array of strings). *deleted
  * counts the chats that were live before and are deleted now. */
-ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *deleted,
-                         ps_error *err);
+ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *deleted, ps_error *err);
 
 /* Writes every live chat of the user as a JSON array. */
 ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_dynbuf *out, ps_error *err);

@@ -26,8 +26,8 @@ struct ps_v2_pull {
     const ps_sync_ctx *ctx;
     int64_t user_id;
     char *device;
-    bool first;         /* no cursor: whole chats, no deletions */
-    int64_t base, pos;  /* see the file comment */
+    bool first;        /* no cursor: whole chats, no deletions */
+    int64_t base, pos; /* see the file comment */
     int64_t seq_at_start;
     int64_t limit, sent;
     size_t bytes;
@@ -39,8 +39,7 @@ struct ps_v2_pull {
     json_object *pushed;   /* chats this request changed (kept: from req) */
 };
 
-static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t *pos,
-                            ps_error *err)
+static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t *pos, ps_error *err)
 {
     *first = !v || json_object_is_type(v, json_type_null);
     *base = *pos = 0;
@@ -87,8 +86,8 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
     for (size_t i = 0; i < incoming->nmessages; i++)
         ids[i] = incoming->messages[i].id;
     if ((rc = ps__load_or_new(ctx, user, incoming->id, false, &stored, err)) != PS_OK ||
-        (rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids,
-                                             incoming->nmessages, err)) != PS_OK)
+        (rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids, incoming->nmessages,
+                                             err)) != PS_OK)
         goto done;
     bool changed;
     if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK)
@@ -116,20 +115,19 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     p->ctx_copy = *ctx;
     p->ctx = &p->ctx_copy;
     p->device = strdup(json_object_get_string(json_object_object_get(req, "deviceId")));
-    p->limit = json_object_object_get_ex(req, "limit", &v) ? json_object_get_int64(v)
-                                                            : DEFAULT_LIMIT;
+    p->limit =
+        json_object_object_get_ex(req, "limit", &v) ? json_object_get_int64(v) : DEFAULT_LIMIT;
     json_object_object_get_ex(req, "changes", &changes);
     if (changes && (p->pushed = json_object_new_object())) {
         size_t n = json_object_array_length(changes);
         for (size_t i = 0; i < n; i++)
-            json_object_object_add(
-                p->pushed,
-                json_object_get_string(
-                    json_object_object_get(json_object_array_get_idx(changes, i), "chatId")),
-                NULL);
+            json_object_object_add(p->pushed,
+                                   json_object_get_string(json_object_object_get(
+                                       json_object_array_get_idx(changes, i), "chatId")),
+                                   NULL);
     }
-    ps_code rc = parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base,
-                              &p->pos, err);
+    ps_code rc =
+        parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base, &p->pos, err);
     if (rc != PS_OK || !p->device || !p->sent_ids) {
         if (rc == PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -359,8 +357,8 @@ ps_code ps_v2_pull_next(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err
                 int64_t seq;
                 if ((rc = ps_store_begin(p->ctx->store, false, err)) != PS_OK)
                     break;
-                rc = p->ctx->store->ops->chat_next_changed(p->ctx->store, p->user_id, p->pos,
-                                                           &peek, &seq, err);
+                rc = p->ctx->store->ops->chat_next_changed(p->ctx->store, p->user_id, p->pos, &peek,
+                                                           &seq, err);
                 ps_store_commit(p->ctx->store, NULL);
                 p->more = peek != NULL;
                 ps_chat_free(peek);

@@ -14,8 +14,8 @@ ps_code ps_store_open(const char *url, ps_store **out, ps_error *err)
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "",
                             "the PostgreSQL backend is not built yet; use sqlite:PATH");
-    return ps_error_set(err, PS_ERR_CONFIG, -1, "",
-                        "unknown store URL '%s' (expected sqlite:PATH)", url);
+    return ps_error_set(err, PS_ERR_CONFIG, -1, "", "unknown store URL '%s' (expected sqlite:PATH)",
+                        url);
 }
 
 void ps_store_close(ps_store *s)

@@ -77,8 +77,7 @@ struct ps_store_ops {
     /* Messages of a chat set after `after_seq` by anyone but `skip_origin`,
      * in display order; deleted ones have value NULL. */
     ps_code (*messages_since)(ps_store *s, int64_t user, const char *chat_id, int64_t after_seq,
-                              const char *skip_origin, ps_message_fn fn, void *ctx,
-                              ps_error *err);
+                              const char *skip_origin, ps_message_fn fn, void *ctx, ps_error *err);
     ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn, void *ctx, ps_error *err);
     ps_code (*stats)(ps_store *s, ps_store_stats *out, ps_error *err);
     /* Lists users: fn(ctx, name, live chats); non-zero from fn stops. */
@@ -90,8 +89,7 @@ struct ps_store_ops {
     ps_code (*user_delete)(ps_store *s, const char *name, ps_error *err);
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
-    ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged,
-                                ps_error *err);
+    ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged, ps_error *err);
     void (*close)(ps_store *s);
 };
 

@@ -25,9 +25,9 @@
  * purge. Approximate by design (no index or page overhead). */
 #define USER_BYTES_RECOUNT                                                                         \
     "UPDATE users SET bytes ="                                                                     \
-    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chats"                           \
+    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chats"                            \
     "   WHERE user_id = users.id) +"                                                               \
-    " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"            \
+    " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"             \
     "   WHERE user_id = users.id)"
 
 /* Forward migrations: entry i takes the schema from version i to i + 1. */
@@ -79,8 +79,7 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX chats_by_seq ON chats(user_id, seq);"
     "CREATE INDEX messages_by_seq ON messages(user_id, chat_id, seq);",
     /* 3 -> 4: bytes stored per user, for quotas */
-    "ALTER TABLE users ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
-    USER_BYTES_RECOUNT ";",
+    "ALTER TABLE users ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;" USER_BYTES_RECOUNT ";",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -115,8 +114,9 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = ?1 AND chat_id = ?2",
     [Q_MSG_ONE] = "SELECT " MSG_COLUMNS " FROM messages"
                   " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
-    [Q_MSG_PUT] = "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
-                  " device, order_ts, seq, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [Q_MSG_PUT] =
+        "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
+        " device, order_ts, seq, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
                     " AND (?4 IS NULL OR origin <> ?4)"
@@ -132,14 +132,15 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chats WHERE user_id = ?1 AND id = ?2",
-    [Q_CHAT_PUT] = "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
-                   " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                   " ON CONFLICT(user_id, id) DO UPDATE SET live = excluded.live,"
-                   " state = excluded.state, doc = excluded.doc,"
-                   " deleted_counter = excluded.deleted_counter,"
-                   " deleted_device = excluded.deleted_device,"
-                   " deleted_at_ms = excluded.deleted_at_ms,"
-                   " seq = CASE excluded.seq WHEN 0 THEN chats.seq ELSE excluded.seq END",
+    [Q_CHAT_PUT] =
+        "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
+        " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " ON CONFLICT(user_id, id) DO UPDATE SET live = excluded.live,"
+        " state = excluded.state, doc = excluded.doc,"
+        " deleted_counter = excluded.deleted_counter,"
+        " deleted_device = excluded.deleted_device,"
+        " deleted_at_ms = excluded.deleted_at_ms,"
+        " seq = CASE excluded.seq WHEN 0 THEN chats.seq ELSE excluded.seq END",
     [Q_CHAT_EACH] = "SELECT id, doc, live, deleted_counter, deleted_device FROM chats"
                     " WHERE user_id = ?1 ORDER BY id",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
@@ -151,9 +152,11 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_GROW] = "UPDATE users SET bytes = bytes + ?2 WHERE id = ?1",
     [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = ?1",
     [Q_RECOUNT] = USER_BYTES_RECOUNT,
-    [Q_USER_LIST] = "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live = 1)"
-                    " FROM users ORDER BY name",
-    [Q_USER_DEL_MSGS] = "DELETE FROM messages WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+    [Q_USER_LIST] =
+        "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live = 1)"
+        " FROM users ORDER BY name",
+    [Q_USER_DEL_MSGS] =
+        "DELETE FROM messages WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_USER_DEL_CHATS] = "DELETE FROM chats WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_USER_DEL] = "DELETE FROM users WHERE name = ?1",
 };
@@ -219,8 +222,8 @@ static ps_code migrate(sqlite_store *s, ps_error *err)
         return db_error(s, err, "reading schema version");
     if (have > SCHEMA_VERSION)
         return ps_error_set(err, PS_ERR_SCHEMA, -1, "",
-                            "the store has schema version %d; this polysyncd knows up to %d",
-                            have, SCHEMA_VERSION);
+                            "the store has schema version %d; this polysyncd knows up to %d", have,
+                            SCHEMA_VERSION);
     for (int v = have; v < SCHEMA_VERSION; v++) {
         char record[96];
         snprintf(record, sizeof record, "INSERT INTO schema_version(version) VALUES (%d)", v + 1);
@@ -460,8 +463,8 @@ static int64_t stored_size(sqlite_store *s, int q, int64_t user, const char *cha
     return size;
 }
 
-static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id,
-                            const ps_message *m, int64_t *grown, ps_error *err)
+static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, const ps_message *m,
+                            int64_t *grown, ps_error *err)
 {
     *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
@@ -486,8 +489,8 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id,
     return rc;
 }
 
-static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *chat,
-                                const char *doc, size_t doc_len, int64_t seq, ps_error *err)
+static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *chat, const char *doc,
+                                size_t doc_len, int64_t seq, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     json_object *state = ps_chat_header_to_json(chat);
@@ -507,8 +510,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     sqlite3_bind_text(st, 5, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
     const ps_lamport *shown = &chat->deleted_lamport;
     sqlite3_bind_int64(st, 6, chat->has_tombstone ? shown->counter : 0);
-    sqlite3_bind_text(st, 7, chat->has_tombstone && shown->id ? shown->id : "", -1,
-                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, chat->has_tombstone && shown->id ? shown->id : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, chat->has_tombstone && !live ? chat->tombstone.ts : 0);
     sqlite3_bind_int64(st, 9, seq);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
@@ -548,8 +550,8 @@ static ps_code sqlite_chat_next_changed(ps_store *base, int64_t user, int64_t af
 }
 
 static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *chat_id,
-                                     int64_t after_seq, const char *skip_origin,
-                                     ps_message_fn fn, void *ctx, ps_error *err)
+                                     int64_t after_seq, const char *skip_origin, ps_message_fn fn,
+                                     void *ctx, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_MSG_SINCE);
@@ -646,8 +648,8 @@ static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, p
     return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "reading bytes");
 }
 
-static ps_code sqlite_user_list(ps_store *base, int (*fn)(void *, const char *, int64_t),
-                                void *ctx, ps_error *err)
+static ps_code sqlite_user_list(ps_store *base, int (*fn)(void *, const char *, int64_t), void *ctx,
+                                ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_USER_LIST);
@@ -717,8 +719,7 @@ ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
     sqlite3_busy_timeout(s->db, 5000);
     if ((rc = exec(s, "PRAGMA journal_mode=WAL", err)) != PS_OK ||
         (rc = exec(s, "PRAGMA synchronous=FULL", err)) != PS_OK ||
-        (rc = exec(s, "PRAGMA foreign_keys=ON", err)) != PS_OK ||
-        (rc = migrate(s, err)) != PS_OK)
+        (rc = exec(s, "PRAGMA foreign_keys=ON", err)) != PS_OK || (rc = migrate(s, err)) != PS_OK)
         goto fail;
     for (int i = 0; i < Q_COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, QUERIES[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
