@@ -146,6 +146,18 @@ static ps_code ingest_messages(ps_chat *chat, json_object *list, const ps_stamp 
     return rc;
 }
 
+/* The end of an ingest: a normalized chat for the caller, or nothing. */
+static ps_code finish_ingest(ps_chat *chat, ps_code rc, ps_chat **out)
+{
+    if (rc != PS_OK) {
+        ps_chat_free(chat);
+        return rc;
+    }
+    ps_chat_normalize(chat);
+    *out = chat;
+    return PS_OK;
+}
+
 ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out)
 {
     *out = NULL;
@@ -172,13 +184,7 @@ ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **
             rc = ingest_key(chat, key, val, &stamp, in);
     }
     ps_stamp_clear(&stamp);
-    if (rc != PS_OK) {
-        ps_chat_free(chat);
-        return rc;
-    }
-    ps_chat_normalize(chat);
-    *out = chat;
-    return PS_OK;
+    return finish_ingest(chat, rc, out);
 }
 
 ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out)
@@ -223,13 +229,7 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
                 chat, json_object_get_string(json_object_array_get_idx(v, i)), NULL, &stamp, 0);
     }
     ps_stamp_clear(&stamp);
-    if (rc != PS_OK) {
-        ps_chat_free(chat);
-        return rc;
-    }
-    ps_chat_normalize(chat);
-    *out = chat;
-    return PS_OK;
+    return finish_ingest(chat, rc, out);
 }
 
 static int order_cmp(const void *a, const void *b)

@@ -351,6 +351,22 @@ static ps_code parse_state(sqlite3_stmt *st, int col, ps_chat **out, ps_error *e
     return rc;
 }
 
+/* Runs a query for (state[, seq]): *out NULL when it has no row. */
+static ps_code step_state(sqlite_store *s, sqlite3_stmt *st, ps_chat **out, int64_t *seq,
+                          ps_error *err)
+{
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE)
+        return PS_OK;
+    if (r != SQLITE_ROW)
+        return db_error(s, err, "reading a chat");
+    if (seq)
+        *seq = sqlite3_column_int64(st, 1);
+    ps_code rc = parse_state(st, 0, out, err);
+    sqlite3_reset(st);
+    return rc;
+}
+
 /* Reads a message row (MSG_COLUMNS) into a register. */
 static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, ps_message *m, ps_error *err)
 {
@@ -412,14 +428,8 @@ static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, bo
     sqlite3_stmt *st = stmt(s, Q_CHAT_GET);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_DONE)
-        return PS_OK;
-    if (r != SQLITE_ROW)
-        return db_error(s, err, "loading chat");
-    ps_code rc = parse_state(st, 0, out, err);
-    sqlite3_reset(st);
-    if (rc == PS_OK && with_messages) {
+    ps_code rc = step_state(s, st, out, NULL, err);
+    if (rc == PS_OK && *out && with_messages) {
         st = stmt(s, Q_MSG_ALL);
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
@@ -538,15 +548,7 @@ static ps_code sqlite_chat_next_changed(ps_store *base, int64_t user, int64_t af
     sqlite3_stmt *st = stmt(s, Q_CHAT_NEXT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_int64(st, 2, after_seq);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_DONE)
-        return PS_OK;
-    if (r != SQLITE_ROW)
-        return db_error(s, err, "listing changes");
-    *seq = sqlite3_column_int64(st, 1);
-    ps_code rc = parse_state(st, 0, out, err);
-    sqlite3_reset(st);
-    return rc;
+    return step_state(s, st, out, seq, err);
 }
 
 static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *chat_id,
