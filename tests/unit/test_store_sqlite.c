@@ -228,8 +228,13 @@ static void purge_forgets_only_old_tombstones(void **state)
     save(s, u.id, alive);
     ps_chat_free(alive);
     int64_t purged = -1;
+    int64_t old_seq = next_seq - 2; /* "old" was saved first of the three */
     assert_int_equal(s->ops->purge_tombstones(s, 3000, &purged, &err), PS_OK);
     assert_int_equal(purged, 1);
+    /* cursors from before the forgotten tombstone must now get 410 */
+    ps_user after;
+    assert_int_equal(s->ops->user_load(s, "local", &after, &err), PS_OK);
+    assert_int_equal(after.purged_seq, old_seq);
     ps_chat *back = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "old", true, &back, &err), PS_OK);
     assert_null(back);
