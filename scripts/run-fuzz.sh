@@ -12,12 +12,16 @@ if ! command -v clang >/dev/null; then
 fi
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPS_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)"
-targets=(fuzz_sync_request)
+targets=(fuzz_sync_request fuzz_auth)
+# UBSan findings (e.g. signed overflow) are crashes too, not just log lines.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 per=$(( seconds / ${#targets[@]} ))
 for t in "${targets[@]}"; do
   work="$build/corpus-$t"
   mkdir -p "$work"
   echo "run-fuzz: $t for ${per}s"
+  dict=fuzz/json.dict
+  [ -f "fuzz/$t.dict" ] && dict="fuzz/$t.dict"
   "$build/bin/$t" -max_total_time="$per" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    -dict=fuzz/json.dict -artifact_prefix="$build/" "$work" "fuzz/corpus/$t" 2>&1 | tail -n 3
+    -dict="$dict" -artifact_prefix="$build/" "$work" "fuzz/corpus/$t" 2>&1 | tail -n 3
 done

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <jwt.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -123,33 +124,52 @@ static ps_code invalid(ps_error *err, const char *why)
     return ps_error_set(err, PS_ERR_INVALID_TOKEN, -1, "", "%s", why);
 }
 
-/* aud may be a string or an array of strings. */
+/* A claim as json-c sees it (libjwt hands claims out as JSON text). */
+static json_object *claim(jwt_t *jwt, const char *name)
+{
+    char *text = jwt_get_grants_json(jwt, name);
+    json_object *v = text ? json_tokener_parse(text) : NULL;
+    free(text);
+    return v;
+}
+
+/* aud may be a string or an array; only string elements count. */
 static bool audience_matches(jwt_t *jwt, const char *want)
 {
-    const char *one = jwt_get_grant(jwt, "aud");
-    if (one)
-        return strcmp(one, want) == 0;
-    char *json = jwt_get_grants_json(jwt, "aud");
+    json_object *aud = claim(jwt, "aud");
     bool found = false;
-    if (json && json[0] == '[') {
-        /* exact "want" as one element: search for the quoted string */
-        size_t n = strlen(want);
-        for (const char *p = strchr(json, '"'); p && !found; p = strchr(p + 1, '"'))
-            found = strncmp(p + 1, want, n) == 0 && p[n + 1] == '"' && p[-1] != '\\';
+    if (json_object_is_type(aud, json_type_string)) {
+        found = strcmp(json_object_get_string(aud), want) == 0;
+    } else if (json_object_is_type(aud, json_type_array)) {
+        size_t n = json_object_array_length(aud);
+        for (size_t i = 0; i < n && !found; i++) {
+            json_object *item = json_object_array_get_idx(aud, i);
+            found = json_object_is_type(item, json_type_string) &&
+                    strcmp(json_object_get_string(item), want) == 0;
+        }
     }
-    free(json);
+    json_object_put(aud);
     return found;
 }
 
-/* A numeric claim; false when absent or not a number. */
-static bool time_claim(jwt_t *jwt, const char *name, int64_t *out)
+typedef enum { CLAIM_ABSENT, CLAIM_OK, CLAIM_BAD } claim_state;
+
+/* A NumericDate claim (RFC 7519: seconds, fractions allowed), as whole
+ * seconds rounded towards "not valid" for the caller's comparison. */
+static claim_state time_claim(jwt_t *jwt, const char *name, double *out)
 {
-    errno = 0;
-    long v = jwt_get_grant_int(jwt, name);
-    if (errno)
-        return false;
-    *out = v;
-    return true;
+    json_object *v = claim(jwt, name);
+    claim_state st = CLAIM_ABSENT;
+    if (v) {
+        if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+            *out = json_object_get_double(v);
+            st = CLAIM_OK;
+        } else {
+            st = CLAIM_BAD;
+        }
+    }
+    json_object_put(v);
+    return st;
 }
 
 ps_code ps_auth_check(const ps_auth *a, const char *authorization, int64_t now_s, char *user,
@@ -181,16 +201,18 @@ ps_code ps_auth_check(const ps_auth *a, const char *authorization, int64_t now_s
         rc = invalid(err, "the token is not signed with the algorithm this server accepts");
         goto out;
     }
-    int64_t exp, nbf;
-    if (!time_claim(jwt, "exp", &exp)) {
-        rc = invalid(err, "the token has no exp (expiry) claim");
+    /* Compared as doubles: no overflow for any claim a token can carry. */
+    double exp, nbf, now = (double)now_s, leeway = (double)a->leeway_s;
+    if (time_claim(jwt, "exp", &exp) != CLAIM_OK) {
+        rc = invalid(err, "the token has no numeric exp (expiry) claim");
         goto out;
     }
-    if (now_s > exp + a->leeway_s) {
+    if (exp < now - leeway) {
         rc = invalid(err, "the token has expired");
         goto out;
     }
-    if (time_claim(jwt, "nbf", &nbf) && now_s + a->leeway_s < nbf) {
+    claim_state nbf_state = time_claim(jwt, "nbf", &nbf);
+    if (nbf_state == CLAIM_BAD || (nbf_state == CLAIM_OK && nbf > now + leeway)) {
         rc = invalid(err, "the token is not valid yet (nbf)");
         goto out;
     }

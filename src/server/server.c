@@ -38,6 +38,7 @@ struct ps_server {
     ps_auth *auth; /* NULL: one implicit user */
     ps_limiter *limiter;
     char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
+    atomic_uint connections;  /* open, for --max-connections */
     atomic_uint inflight;
     atomic_bool draining;
     _Atomic int64_t next_purge_ms;
@@ -335,6 +336,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return r;
 }
 
+/* Refuses a connection past --max-connections at once (closed), instead of
+ * leaving it queued in the kernel as libmicrohttpd's own limit would. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    ps_server *srv = cls;
+    return atomic_load(&srv->connections) < srv->cfg.max_connections ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    ps_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&srv->connections, 1);
+    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_fetch_sub(&srv->connections, 1);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -432,6 +451,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         .quota_bytes = (int64_t)cfg->quota_bytes,
     };
     atomic_init(&srv->inflight, 0);
+    atomic_init(&srv->connections, 0);
     atomic_init(&srv->draining, false);
     atomic_init(&srv->next_purge_ms, 0); /* the first request purges */
 
@@ -460,12 +480,14 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     if (srv->tls_cert)
         flags |= MHD_USE_TLS;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
+        flags, (uint16_t)cfg->port, on_accept, srv, on_request, srv,
         /* the logger must come first to catch errors about the options */
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        /* above ours: on_accept refuses first, libmicrohttpd never queues */
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + 16,
         /* the TLS options are ignored without MHD_USE_TLS; NULL when off */
         srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
         MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key, MHD_OPTION_END);

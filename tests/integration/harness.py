@@ -23,6 +23,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 30.0
 
-BANNER = re.compile(r"^polysyncd (\S+) listening on http://([^:/\s]+):(\d+) \(store (.*)\)$")
+BANNER = re.compile(r"^polysyncd (\S+) listening on https?://([^:/\s]+):(\d+) \(store (.*)\)$")
 
 
 # ---- small helpers -------------------------------------------------------
@@ -197,11 +198,19 @@ class ServerError(AssertionError):
 
 
 class Server:
-    """One polysyncd process on a temporary database."""
+    """One polysyncd process on a temporary database.
 
-    def __init__(self, extra_args=(), env=None, tmpdir=None):
+    token: sent as `Authorization: Bearer <token>` with every request() unless
+    the call names an Authorization header (None there sends none).
+    tls_ca: a CA certificate file; requests then go over HTTPS, verified
+    against it (hostname 127.0.0.1).
+    """
+
+    def __init__(self, extra_args=(), env=None, tmpdir=None, token=None, tls_ca=None):
         self.extra_args = list(extra_args)
         self.env = env
+        self.token = token
+        self.tls_ca = tls_ca
         self.own_tmpdir = tmpdir is None
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="polysync-it-")
         self.db_path = os.path.join(self.tmpdir, "p.db")
@@ -307,6 +316,20 @@ class Server:
 
     # -- HTTP --
 
+    def as_user(self, token):
+        """A view of this server that sends `token` (same process, port
+        followed across restarts); a view cannot start or stop the server."""
+        return _UserView(self, token)
+
+    def ssl_context(self):
+        return ssl.create_default_context(cafile=self.tls_ca)
+
+    def http_connection(self, timeout=HTTP_TIMEOUT):
+        if self.tls_ca:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=self.ssl_context())
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
     def request(self, method, path, body=None, headers=None, raw=None, timeout=HTTP_TIMEOUT,
                 gzip_body=False):
         """One request on a fresh connection.
@@ -321,6 +344,8 @@ class Server:
         came over the wire, self.last_decoded the decompressed ones.
         """
         hdrs = {}
+        if self.token is not None:
+            hdrs["Authorization"] = "Bearer " + self.token
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
@@ -336,7 +361,7 @@ class Server:
                 del hdrs[old]
             if v is not None:
                 hdrs[k] = v
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = self.http_connection(timeout)
         try:
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
@@ -399,7 +424,39 @@ class Server:
         return None
 
     def connect(self, timeout=HTTP_TIMEOUT):
-        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        """A raw socket to the server (TLS-wrapped when tls_ca is set)."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.tls_ca:
+            sock = self.ssl_context().wrap_socket(sock, server_hostname="127.0.0.1")
+        return sock
+
+
+class _UserView(Server):
+    """Server.as_user(): requests with another token to the same server."""
+
+    def __init__(self, base, token):   # pylint: disable=super-init-not-called
+        self._base = base
+        self.token = token
+        self.last_body = self.last_decoded = None
+
+    def __getattr__(self, name):       # port, tls_ca, proc, db_path, ... of the base
+        if name == "_base":
+            raise AttributeError(name)
+        return getattr(self._base, name)
+
+    def _not_for_views(self, *_args, **_kw):
+        raise AssertionError("start or stop the server itself, not a user view of it")
+
+    start = stop = restart = kill9 = close = wait_exit = _not_for_views
+
+
+def run_polysyncd(args, timeout=START_TIMEOUT, cwd=None, stdin=subprocess.DEVNULL):
+    """polysyncd run to completion (a subcommand, or a start that must fail):
+    CompletedProcess with text stdout/stderr."""
+    env = dict(os.environ)
+    env.pop("CHAT_SYNC_PORT", None)
+    return subprocess.run([POLYSYNCD] + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd, stdin=stdin)
 
 
 class ServerTestCase(unittest.TestCase):
@@ -411,8 +468,8 @@ class ServerTestCase(unittest.TestCase):
         self._servers = []
         self.server = self.new_server(self.SERVER_ARGS)
 
-    def new_server(self, args=(), env=None, start=True):
-        s = Server(args, env=env)
+    def new_server(self, args=(), env=None, start=True, token=None, tls_ca=None):
+        s = Server(args, env=env, token=token, tls_ca=tls_ca)
         self._servers.append(s)
         self.addCleanup(self._finish, s)
         return s.start() if start else s
