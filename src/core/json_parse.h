@@ -21,6 +21,12 @@
 ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out,
                       ps_error *err);
 
+/*
+ * Parses JSON that polysync wrote itself (the store): json-c only, no
+ * pre-check, depth bounded by what validation allowed in. Same ownership.
+ */
+ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err);
+
 /* Compact serialization used for every answer (no slash escaping). The
  * string belongs to `obj` and lives until obj is freed or changed. */
 const char *ps_json_text(json_object *obj, size_t *len);

@@ -341,8 +341,8 @@ static ps_code sqlite_user_save(ps_store *base, const ps_user *u, ps_error *err)
 static ps_code parse_state(sqlite3_stmt *st, int col, ps_chat **out, ps_error *err)
 {
     json_object *state = NULL;
-    ps_code rc = ps_json_parse((const char *)sqlite3_column_text(st, col),
-                               (size_t)sqlite3_column_bytes(st, col), 10000, &state, err);
+    ps_code rc = ps_json_parse_trusted((const char *)sqlite3_column_text(st, col),
+                                       (size_t)sqlite3_column_bytes(st, col), &state, err);
     if (rc == PS_OK)
         rc = ps_chat_state_from_json(state, out, err);
     json_object_put(state);
@@ -373,8 +373,8 @@ static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, ps_message *m, ps
     memset(m, 0, sizeof *m);
     json_object *value = NULL;
     if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
-        ps_code rc = ps_json_parse((const char *)sqlite3_column_text(st, 1),
-                                   (size_t)sqlite3_column_bytes(st, 1), 10000, &value, err);
+        ps_code rc = ps_json_parse_trusted((const char *)sqlite3_column_text(st, 1),
+                                           (size_t)sqlite3_column_bytes(st, 1), &value, err);
         if (rc != PS_OK)
             return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
     }
