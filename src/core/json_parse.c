@@ -72,6 +72,7 @@ ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, p
     json_tokener *tok = json_tokener_new_ex(PS_JSON_MAX_DEPTH + 8);
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     if (!obj && json_tokener_get_error(tok) == json_tokener_continue)
         obj = json_tokener_parse_ex(tok, " ", 1);

@@ -22,8 +22,8 @@ ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object *
                       ps_error *err);
 
 /*
- * Parses JSON that polysync wrote itself (the store): json-c only, no
- * pre-check, depth bounded by what validation allowed in. Same ownership.
+ * Parses JSON that polysync wrote itself (the store), or a slice of a body
+ * that already passed the pre-check: json-c only, strict. Same ownership.
  */
 ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err);
 

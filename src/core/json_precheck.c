@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Length of the well-formed UTF-8 sequence at p (at most `left` bytes), or 0. */
@@ -100,7 +101,34 @@ static ps_code malformed(ps_error *err, size_t at, const char *what)
     return ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON: %s at byte %zu", what, at);
 }
 
-ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *err)
+/* Outline bookkeeping: the top-level "chats" array and its elements. */
+typedef struct outliner {
+    ps_json_outline *o;
+    size_t key_start, key_end; /* the last string seen at depth 1 */
+    bool in_chats, expect_elem, elem_open, seen_chats;
+} outliner;
+
+static ps_code outline_add(ps_json_outline *o, size_t start)
+{
+    if (o->count == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 64;
+        size_t *st = realloc(o->starts, cap * sizeof *st);
+        if (!st)
+            return PS_ERR_NOMEM;
+        o->starts = st;
+        size_t *en = realloc(o->ends, cap * sizeof *en);
+        if (!en)
+            return PS_ERR_NOMEM;
+        o->ends = en;
+        o->cap = cap;
+    }
+    o->starts[o->count] = start;
+    o->ends[o->count] = start;
+    o->count++;
+    return PS_OK;
+}
+
+static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, ps_error *err)
 {
     const unsigned char *p = (const unsigned char *)text;
     bool in_string = false;
@@ -119,30 +147,65 @@ ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *
             }
             if (c < 0x20)
                 return malformed(err, i, "raw control character in a string (escape it)");
-            if (c == '\\')
+            if (c == '\\') {
                 i++; /* the escaped character cannot end the string */
-            else if (c == '"')
+            } else if (c == '"') {
                 in_string = false;
+                if (ol && depth == 1)
+                    ol->key_end = i;
+            }
             i++;
             continue;
+        }
+        /* an element of "chats" starts at its first token */
+        if (ol && ol->in_chats && depth == 2 && ol->expect_elem && c != ' ' && c != '\t' &&
+            c != '\n' && c != '\r' && c != ']') {
+            if (outline_add(ol->o, i) != PS_OK)
+                return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+            ol->expect_elem = false;
+            ol->elem_open = true;
         }
         size_t n = 1;
         switch (c) {
         case '"':
             in_string = true;
+            if (ol && depth == 1)
+                ol->key_start = i + 1;
             break;
         case '{':
         case '[':
+            if (ol && depth == 1 && c == '[' && ol->key_end - ol->key_start == 5 &&
+                memcmp(text + ol->key_start, "chats", 5) == 0) {
+                /* two "chats" keys: json-c keeps the last; do not guess */
+                ol->o->found = !ol->seen_chats;
+                ol->seen_chats = true;
+                ol->in_chats = ol->o->found;
+                ol->o->array_start = i;
+                ol->expect_elem = true;
+            }
             if (++depth > max_depth)
                 return ps_error_set(err, PS_ERR_TOO_DEEP, -1, "",
                                     "JSON nested deeper than %d levels", max_depth);
             break;
         case '}':
         case ']':
+            if (ol && ol->in_chats && depth == 2) { /* the end of "chats" */
+                if (ol->elem_open)
+                    ol->o->ends[ol->o->count - 1] = i;
+                ol->o->array_end = i + 1;
+                ol->in_chats = ol->elem_open = false;
+            }
             depth--;
             break;
-        case ':':
         case ',':
+            if (ol && ol->in_chats && depth == 2) {
+                if (ol->elem_open)
+                    ol->o->ends[ol->o->count - 1] = i;
+                ol->elem_open = false;
+                ol->expect_elem = true;
+            }
+            break;
+        case ':':
         case ' ':
         case '\t':
         case '\n':
@@ -163,5 +226,30 @@ ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *
         }
         i += n;
     }
+    if (ol && ol->in_chats) /* never closed: json-c reports the error */
+        ol->o->found = false;
     return PS_OK; /* structure (balance, commas, an unterminated string) is json-c's */
+}
+
+ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *err)
+{
+    return scan(text, len, max_depth, NULL, err);
+}
+
+ps_code ps_json_precheck_outline(const char *text, size_t len, int max_depth,
+                                 ps_json_outline *outline, ps_error *err)
+{
+    memset(outline, 0, sizeof *outline);
+    outliner ol = {.o = outline};
+    ps_code rc = scan(text, len, max_depth, &ol, err);
+    if (rc != PS_OK)
+        ps_json_outline_free(outline);
+    return rc;
+}
+
+void ps_json_outline_free(ps_json_outline *o)
+{
+    free(o->starts);
+    free(o->ends);
+    memset(o, 0, sizeof *o);
 }

@@ -11,10 +11,29 @@
 
 #include "polysync/error.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* PS_OK, PS_ERR_UTF8, PS_ERR_TOO_DEEP (more than max_depth nested objects
  * and arrays) or PS_ERR_MALFORMED, with the byte offset in err. */
 ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *err);
+
+/*
+ * Where the elements of the top-level "chats" array lie, found in the same
+ * pass, so a legacy sync can hash each chat's bytes and parse only those it
+ * has not seen unchanged before. `found` is false when there is no such
+ * array, or more than one "chats" key: then parse the body whole.
+ */
+typedef struct ps_json_outline {
+    bool found;
+    size_t array_start, array_end; /* the '[' and one past the ']' */
+    size_t *starts, *ends;         /* element i is text[starts[i], ends[i]) */
+    size_t count, cap;
+} ps_json_outline;
+
+/* The pre-check, also filling *outline (the caller frees it). */
+ps_code ps_json_precheck_outline(const char *text, size_t len, int max_depth,
+                                 ps_json_outline *outline, ps_error *err);
+void ps_json_outline_free(ps_json_outline *outline);
 
 #endif

@@ -3,6 +3,8 @@
  * call the operation in sync_legacy.c, shape the answer. Validation happens
  * before any store access, so a rejected request changes nothing.
  */
+#include "core/json_parse.h"
+#include "core/json_precheck.h"
 #include "server/events.h"
 #include "server/router.h"
 #include "core/timestamp.h"
@@ -23,33 +25,79 @@ ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
         .max_skew_ms = env->max_skew_ms,
         .max_response_bytes = env->max_response_bytes,
         .quota_bytes = env->quota_bytes,
+        .limits = env->limits,
         .changed = env->events ? notify_change : NULL,
         .changed_cls = env->events,
     };
 }
 
-static void sync_or_push(const ps_handler_env *env, json_object *body, ps_reply *reply, bool answer)
+/*
+ * Parses a /sync or /pushChats body for ps_legacy_sync. The pre-check finds
+ * where each chat's bytes are; the rest of the body is parsed with "chats"
+ * emptied, and each chat later only if its bytes are news (sync_legacy.c).
+ */
+static ps_code parse_sync_body(const ps_handler_env *env, json_object **root, ps_json_outline *ol,
+                               ps_chat_source *src, ps_error *err)
+{
+    const char *text = env->body_text;
+    size_t len = env->body_len;
+    ps_code rc = ps_json_precheck_outline(text, len, PS_JSON_MAX_DEPTH, ol, err);
+    if (rc != PS_OK)
+        return rc;
+    if (!ol->found) { /* no plain "chats" array: the whole body, as usual */
+        if ((rc = ps_json_parse(text, len, PS_JSON_MAX_DEPTH, root, err)) != PS_OK ||
+            (rc = ps_validate_sync_request(*root, env->limits, err)) != PS_OK)
+            return rc;
+        src->parsed = json_object_object_get(*root, "chats");
+        src->count = json_object_array_length(src->parsed);
+        return PS_OK;
+    }
+    if (ol->count > env->limits->max_chats)
+        return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "chats",
+                            "%zu chats in one request; the limit is %zu", ol->count,
+                            env->limits->max_chats);
+    ps_dynbuf rest;
+    ps_dynbuf_init(&rest, len + 2);
+    if ((rc = ps_dynbuf_add(&rest, text, ol->array_start)) == PS_OK &&
+        (rc = ps_dynbuf_adds(&rest, "[]")) == PS_OK)
+        rc = ps_dynbuf_add(&rest, text + ol->array_end, len - ol->array_end);
+    if (rc == PS_OK)
+        rc = ps_json_parse(rest.data, rest.len, PS_JSON_MAX_DEPTH, root, err);
+    else
+        ps_error_set(err, rc, -1, "", "out of memory");
+    ps_dynbuf_free(&rest);
+    if (rc == PS_OK)
+        rc = ps_validate_sync_request(*root, env->limits, err);
+    *src =
+        (ps_chat_source){.count = ol->count, .text = text, .starts = ol->starts, .ends = ol->ends};
+    return rc;
+}
+
+static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer)
 {
     ps_error err;
     ps_error_clear(&err);
     ps_sync_ctx ctx = ps__sync_ctx(env);
-    if (ps_validate_sync_request(body, env->limits, &err) != PS_OK ||
-        ps_legacy_sync(&ctx, body, answer ? &reply->body : NULL, &err) != PS_OK) {
+    json_object *root = NULL;
+    ps_json_outline ol = {0};
+    ps_chat_source src = {0};
+    if (parse_sync_body(env, &root, &ol, &src, &err) != PS_OK ||
+        ps_legacy_sync(&ctx, root, &src, answer ? &reply->body : NULL, &err) != PS_OK)
         ps_reply_from_error(reply, &err);
-        return;
-    }
-    if (!answer && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
+    else if (!answer && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
+    json_object_put(root);
+    ps_json_outline_free(&ol);
 }
 
 void ps_handle_sync(const ps_handler_env *env, json_object *body, ps_reply *reply)
 {
-    sync_or_push(env, body, reply, true);
+    sync_or_push(env, reply, true);
 }
 
 void ps_handle_push_chats(const ps_handler_env *env, json_object *body, ps_reply *reply)
 {
-    sync_or_push(env, body, reply, false);
+    sync_or_push(env, reply, false);
 }
 
 void ps_handle_fetch_chats(const ps_handler_env *env, json_object *body, ps_reply *reply)

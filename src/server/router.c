@@ -4,16 +4,17 @@
 #include <string.h>
 
 static const ps_route ROUTES[] = {
-    {"POST", "/sync", true, ps_handle_sync},
-    {"POST", "/pushChats", true, ps_handle_push_chats},
-    {"GET", "/fetchChats", false, ps_handle_fetch_chats},
-    {"HEAD", "/fetchChats", false, ps_handle_fetch_chats},
-    {"POST", "/deleteChat", true, ps_handle_delete_chat},
-    {"POST", "/deleteChats", true, ps_handle_delete_chats},
-    {"GET", "/health", false, ps_handle_health},
-    {"HEAD", "/health", false, ps_handle_health},
-    {"POST", "/v2/sync", true, ps_handle_v2_sync},
-    {"GET", "/v2/events", false, ps_handle_v2_events},
+    /* raw: parsed chat by chat, skipping chats known unchanged */
+    {"POST", "/sync", PS_BODY_RAW, ps_handle_sync},
+    {"POST", "/pushChats", PS_BODY_RAW, ps_handle_push_chats},
+    {"GET", "/fetchChats", PS_BODY_NONE, ps_handle_fetch_chats},
+    {"HEAD", "/fetchChats", PS_BODY_NONE, ps_handle_fetch_chats},
+    {"POST", "/deleteChat", PS_BODY_JSON, ps_handle_delete_chat},
+    {"POST", "/deleteChats", PS_BODY_JSON, ps_handle_delete_chats},
+    {"GET", "/health", PS_BODY_NONE, ps_handle_health},
+    {"HEAD", "/health", PS_BODY_NONE, ps_handle_health},
+    {"POST", "/v2/sync", PS_BODY_JSON, ps_handle_v2_sync},
+    {"GET", "/v2/events", PS_BODY_NONE, ps_handle_v2_events},
 };
 
 ps_route_result ps_route_find(const char *method, const char *path, const ps_route **out,

@@ -22,15 +22,24 @@ typedef struct ps_handler_env {
     bool auth;        /* users authenticate: /health hides data */
     int64_t quota_bytes;
     struct ps_events *events;
+    const char *body_text; /* the raw body, for PS_BODY_RAW routes */
+    size_t body_len;
 } ps_handler_env;
 
-/* body: the parsed JSON body for routes that take one, else NULL. */
+/* What a route's handler gets of the body. */
+typedef enum {
+    PS_BODY_NONE, /* no body */
+    PS_BODY_JSON, /* parsed JSON (pre-checked, strict) */
+    PS_BODY_RAW,  /* the JSON text (in env): the handler parses it itself */
+} ps_body_kind;
+
+/* body: the parsed JSON body for PS_BODY_JSON routes, else NULL. */
 typedef void (*ps_handler_fn)(const ps_handler_env *env, json_object *body, ps_reply *reply);
 
 typedef struct ps_route {
     const char *method;
     const char *path;
-    bool json_body;
+    ps_body_kind body;
     ps_handler_fn handler;
 } ps_route;
 

@@ -151,7 +151,7 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
     /* /health stays open: load balancers probe it without credentials */
     if (strcmp(url, "/health") != 0 && refuse_user(srv, conn, req, reply))
         return true;
-    if (!req->route->json_body)
+    if (req->route->body == PS_BODY_NONE)
         return false;
     const char *type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     if (!is_json_type(type)) {
@@ -245,7 +245,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
         return;
     }
     json_object *body = NULL;
-    if (req->route->json_body) {
+    if (req->route->body == PS_BODY_JSON) {
         ps_error err;
         ps_error_clear(&err);
         if (ps_json_parse(req->body.data ? req->body.data : "", req->body.len, PS_JSON_MAX_DEPTH,
@@ -258,6 +258,8 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     ps_dynbuf_init(&reply->body, srv->cfg.max_response_bytes);
     ps_handler_env env = srv->env;
     env.user = req->user;
+    env.body_text = req->body.data ? req->body.data : "";
+    env.body_len = req->body.len;
     req->route->handler(&env, body, reply);
     json_object_put(body);
 }
@@ -267,7 +269,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
  * can only be sent once the client has finished sending. */
 static void receive_body(request *req, const char *data, size_t len)
 {
-    if (!req->route || !req->route->json_body || req->body_error != PS_OK)
+    if (!req->route || req->route->body == PS_BODY_NONE || req->body_error != PS_OK)
         return;
     ps_code rc = req->gzip ? ps_inflater_feed(&req->inflater, data, len, &req->body)
                            : ps_dynbuf_add(&req->body, data, len);

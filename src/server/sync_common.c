@@ -68,8 +68,10 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
 ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_row *row,
                        ps_dynbuf *out, ps_error *err)
 {
-    if (row->doc)
-        return ps_dynbuf_add(out, row->doc, row->doc_len);
+    size_t doc_len;
+    const char *doc_text = row->doc(row, &doc_len);
+    if (doc_text)
+        return ps_dynbuf_add(out, doc_text, doc_len);
     ps_chat *chat = NULL;
     ps_code rc = ctx->store->ops->chat_load(ctx->store, user_id, row->id, true, &chat, err);
     if (rc != PS_OK)

@@ -20,6 +20,7 @@ typedef struct ps_sync_ctx {
     int64_t max_skew_ms;
     size_t max_response_bytes;
     int64_t quota_bytes; /* stored bytes per user; 0 = no quota */
+    const ps_limits *limits;
     /* Called after a commit that changed the user's data (live channel). */
     void (*changed)(void *cls, const char *user);
     void *changed_cls;

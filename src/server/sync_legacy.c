@@ -11,6 +11,7 @@
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
 #include "core/merge.h"
+#include "core/hash.h"
 #include "core/timestamp.h"
 
 #include <stdlib.h>
@@ -37,14 +38,6 @@ static bool observe_clocks(json_object *req, int64_t *clock)
     } while (0)
     if (json_object_object_get_ex(req, "clientClock", &v))
         OBSERVE(json_object_get_int64(v));
-    if (json_object_object_get_ex(req, "chats", &list)) {
-        size_t n = json_object_array_length(list);
-        for (size_t i = 0; i < n; i++)
-            if (json_object_object_get_ex(json_object_array_get_idx(list, i), "updatedAtLamport",
-                                          &v) &&
-                json_object_is_type(v, json_type_array))
-                OBSERVE(json_object_get_int64(json_object_array_get_idx(v, 0)));
-    }
     static const char *const lists[2][2] = {{"deletions", "lamport"},
                                             {"deletionRecords", "deletedAtLamport"}};
     for (int k = 0; k < 2; k++) {
@@ -267,9 +260,51 @@ static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, json_ob
     return rc;
 }
 
-ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answer, ps_error *err)
+/* Raises the clock to a chat's updatedAtLamport counter; true if it had one. */
+static bool observe_chat_clock(json_object *chat, int64_t *clock)
 {
-    json_object *chats = json_object_object_get(req, "chats");
+    json_object *v;
+    if (!json_object_object_get_ex(chat, "updatedAtLamport", &v) ||
+        !json_object_is_type(v, json_type_array))
+        return false;
+    int64_t n = json_object_get_int64(json_object_array_get_idx(v, 0));
+    if (n > *clock)
+        *clock = n;
+    return true;
+}
+
+/*
+ * Chat i of the request, parsed and validated; *skip when its bytes are
+ * the ones this chat was last synced with and nothing changed it since
+ * (then *skip_id names it). *owned: the caller puts the chat.
+ */
+static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const ps_chat_source *src,
+                         size_t i, json_object **chat, uint64_t *hash, bool *skip, char *skip_id,
+                         size_t skip_id_size, ps_error *err)
+{
+    *chat = NULL;
+    *hash = 0;
+    *skip = false;
+    if (src->parsed) {
+        *chat = json_object_get(json_object_array_get_idx(src->parsed, i));
+        return PS_OK;
+    }
+    const char *text = src->text + src->starts[i];
+    size_t len = src->ends[i] - src->starts[i];
+    *hash = ps_hash64(text, len);
+    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, *hash, skip_id, skip_id_size,
+                                                 skip, err);
+    if (rc != PS_OK || *skip)
+        return rc;
+    /* the body passed the pre-check whole: the slice is checked JSON */
+    if ((rc = ps_json_parse_trusted(text, len, chat, err)) != PS_OK)
+        return ps_error_set(err, PS_ERR_MALFORMED, (long)i, "", "chats[%zu] is not valid JSON", i);
+    return ps_validate_chat(*chat, (long)i, ctx->limits, err);
+}
+
+ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
+                       ps_dynbuf *answer, ps_error *err)
+{
     json_object *devv = json_object_object_get(req, "deviceId");
     const char *device = devv ? json_object_get_string(devv) : "";
     ps_ingest in = {.device = device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
@@ -288,16 +323,32 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answ
         goto rollback;
     int64_t seq_before = user.seq;
     deletion_source src = {.device = device, .speaks_lamport = observe_clocks(req, &user.clock)};
-    size_t n = json_object_array_length(chats);
-    for (size_t i = 0; i < n; i++) {
-        json_object *chat = json_object_array_get_idx(chats, i);
-        const char *id = json_object_get_string(json_object_object_get(chat, "id"));
-        bool ret = false;
-        if ((rc = merge_one(ctx, &user, chat, &in, src.speaks_lamport, &ret, err)) != PS_OK)
+    for (size_t i = 0; i < chats->count; i++) {
+        json_object *chat = NULL;
+        uint64_t hash;
+        bool skip, ret = false;
+        char known_id[PS_ID_MAX_BYTES + 1];
+        rc = next_chat(ctx, &user, chats, i, &chat, &hash, &skip, known_id, sizeof known_id, err);
+        if (rc == PS_OK && skip) {
+            json_object_object_add(sent, known_id, NULL);
+            continue;
+        }
+        const char *id =
+            rc == PS_OK ? json_object_get_string(json_object_object_get(chat, "id")) : NULL;
+        if (rc == PS_OK && observe_chat_clock(chat, &user.clock))
+            src.speaks_lamport = true;
+        if (rc == PS_OK)
+            rc = merge_one(ctx, &user, chat, &in, src.speaks_lamport, &ret, err);
+        if (rc == PS_OK) {
+            json_object_object_add(sent, id, NULL);
+            if (ret)
+                json_object_object_add(returned, id, NULL);
+            else if (hash)
+                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, id, hash, err);
+        }
+        json_object_put(chat);
+        if (rc != PS_OK)
             goto rollback;
-        json_object_object_add(sent, id, NULL);
-        if (ret)
-            json_object_object_add(returned, id, NULL);
     }
     if ((rc = apply_deletions(ctx, &user, req, &src, err)) != PS_OK)
         goto rollback;

@@ -11,10 +11,24 @@
 #include <json-c/json.h>
 
 /*
- * Merges a validated /sync or /pushChats body. With `answer` non-NULL, writes
- * the /sync answer {missing, deletions, serverClock} into it.
+ * The chats of a legacy request: parsed already (`parsed`, a validated
+ * array), or as byte ranges of the body text (from ps_json_precheck_outline)
+ * that are hashed, and parsed and validated only when not known unchanged.
  */
-ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, ps_dynbuf *answer, ps_error *err);
+typedef struct ps_chat_source {
+    size_t count;
+    json_object *parsed;
+    const char *text;
+    const size_t *starts, *ends;
+} ps_chat_source;
+
+/*
+ * Merges a /sync or /pushChats body (`req` validated, its chats in `chats`).
+ * With `answer` non-NULL, writes the /sync answer {missing, deletions,
+ * serverClock} into it. An invalid chat rolls everything back.
+ */
+ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
+                       ps_dynbuf *answer, ps_error *err);
 
 /* Tombstones each id in `ids` (a validated array of strings). *deleted
  * counts the chats that were live before and are deleted now. */

@@ -36,8 +36,10 @@ typedef ps_code (*ps_message_fn)(void *ctx, const ps_message *m);
  * pointers, valid only during the callback. */
 typedef struct ps_chat_row {
     const char *id;
-    const char *doc; /* the chat as clients see it (JSON); NULL = not rendered */
-    size_t doc_len;
+    /* The chat as legacy clients see it (JSON), read only when asked for
+     * (it is most of the row's bytes); NULL = not rendered. */
+    const char *(*doc)(const struct ps_chat_row *row, size_t *len);
+    void *impl; /* the backend's cursor, for doc() */
     bool live;
     int64_t deleted_counter; /* tombstone's Lamport tuple, when !live */
     const char *deleted_device;
@@ -83,6 +85,14 @@ struct ps_store_ops {
     /* Lists users: fn(ctx, name, live chats); non-zero from fn stops. */
     ps_code (*user_list)(ps_store *s, int (*fn)(void *ctx, const char *name, int64_t chats),
                          void *ctx, ps_error *err);
+    /* The chat last sent as bytes hashing to `hash` (id "" if none), and
+     * whether it is unchanged since (no change landed after that sync). */
+    ps_code (*chat_find_sent)(ps_store *s, int64_t user, uint64_t hash, char *id, size_t id_size,
+                              bool *unchanged, ps_error *err);
+    /* Records that the chat, as it is now, is what bytes hashing to `hash`
+     * say: sending them again changes nothing. */
+    ps_code (*chat_set_sent)(ps_store *s, int64_t user, const char *id, uint64_t hash,
+                             ps_error *err);
     /* What the user's stored rows weigh, in bytes (for quotas). */
     ps_code (*user_bytes)(ps_store *s, int64_t user, int64_t *bytes, ps_error *err);
     /* Deletes a user and all their data; PS_ERR_NOT_FOUND if none. */

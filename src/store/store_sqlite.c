@@ -23,9 +23,11 @@
 
 /* What a user's rows weigh; kept up to date by chat_save, recounted after a
  * purge. Approximate by design (no index or page overhead). */
+/* What a user's rows weigh (schema 5 on); kept up to date by chat_save,
+ * recounted after a purge. Approximate by design (no index or page overhead). */
 #define USER_BYTES_RECOUNT                                                                         \
     "UPDATE users SET bytes ="                                                                     \
-    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chats"                            \
+    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chat_bodies"                      \
     "   WHERE user_id = users.id) +"                                                               \
     " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"             \
     "   WHERE user_id = users.id)"
@@ -79,7 +81,27 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX chats_by_seq ON chats(user_id, seq);"
     "CREATE INDEX messages_by_seq ON messages(user_id, chat_id, seq);",
     /* 3 -> 4: bytes stored per user, for quotas */
-    "ALTER TABLE users ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;" USER_BYTES_RECOUNT ";",
+    "ALTER TABLE users ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE users SET bytes ="
+    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chats WHERE user_id = users.id) +"
+    " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"
+    "   WHERE user_id = users.id);",
+    /* 4 -> 5: the big columns move to a table of their own. SQLite reaches a
+     * column stored after a large one by walking its overflow pages, so every
+     * listing of chats read every rendered chat; chats keeps the small
+     * columns (state and doc stay, empty). Also: the hash of a chat's bytes
+     * as a client last sent it, when that sync left it as sent. */
+    "CREATE TABLE chat_bodies ("
+    "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL,"
+    "  state TEXT NOT NULL," /* small since schema 3: first */
+    "  doc TEXT NOT NULL,"
+    "  PRIMARY KEY (user_id, chat_id),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
+    "INSERT INTO chat_bodies SELECT user_id, id, state, doc FROM chats;"
+    "UPDATE chats SET state = '', doc = '';"
+    "ALTER TABLE chats ADD COLUMN sent_hash INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE chats ADD COLUMN sent_seq INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX chats_by_sent_hash ON chats(user_id, sent_hash) WHERE sent_hash <> 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -94,11 +116,14 @@ enum {
     Q_USER_ADD,
     Q_USER_SAVE,
     Q_CHAT_GET,
+    Q_BODY_PUT,
     Q_CHAT_PUT,
     Q_CHAT_EACH,
     Q_STATS,
     Q_PURGE,
     Q_USER_LIST,
+    Q_SENT_FIND,
+    Q_SENT_SET,
     Q_CHAT_SIZE,
     Q_MSG_SIZE,
     Q_USER_GROW,
@@ -121,7 +146,9 @@ static const char *const QUERIES[Q_COUNT] = {
                     " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
                     " AND (?4 IS NULL OR origin <> ?4)"
                     " ORDER BY order_ts, id",
-    [Q_CHAT_NEXT] = "SELECT state, seq FROM chats WHERE user_id = ?1 AND seq > ?2"
+    [Q_CHAT_NEXT] = "SELECT b.state, c.seq FROM chats c JOIN chat_bodies b"
+                    " ON b.user_id = c.user_id AND b.chat_id = c.id"
+                    " WHERE c.user_id = ?1 AND c.seq > ?2"
                     " ORDER BY seq LIMIT 1",
     [Q_PURGE_MARK] = "UPDATE users SET purged_seq = max(purged_seq, (SELECT max(seq) FROM chats"
                      " WHERE user_id = users.id AND live = 0 AND deleted_at_ms < ?1))"
@@ -131,27 +158,35 @@ static const char *const QUERIES[Q_COUNT] = {
                    " WHERE name = ?1",
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
-    [Q_CHAT_GET] = "SELECT state FROM chats WHERE user_id = ?1 AND id = ?2",
+    [Q_CHAT_GET] = "SELECT state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
+    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc)"
+                   " VALUES (?1, ?2, ?3, ?4)",
     [Q_CHAT_PUT] =
         "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
-        " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, '', '', ?6, ?7, ?8, ?9)"
         " ON CONFLICT(user_id, id) DO UPDATE SET live = excluded.live,"
-        " state = excluded.state, doc = excluded.doc,"
         " deleted_counter = excluded.deleted_counter,"
         " deleted_device = excluded.deleted_device,"
         " deleted_at_ms = excluded.deleted_at_ms,"
         " seq = CASE excluded.seq WHEN 0 THEN chats.seq ELSE excluded.seq END",
-    [Q_CHAT_EACH] = "SELECT id, doc, live, deleted_counter, deleted_device FROM chats"
-                    " WHERE user_id = ?1 ORDER BY id",
+    [Q_CHAT_EACH] = "SELECT c.id, b.doc, c.live, c.deleted_counter, c.deleted_device"
+                    " FROM chats c JOIN chat_bodies b ON b.user_id = c.user_id AND b.chat_id = c.id"
+                    " WHERE c.user_id = ?1 ORDER BY c.id",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
                 " (SELECT coalesce(max(last_sync_ms), 0) FROM users)",
     [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
-    [Q_CHAT_SIZE] = "SELECT length(state) + length(doc) FROM chats WHERE user_id = ?1 AND id = ?2",
+    [Q_CHAT_SIZE] = "SELECT length(state) + length(doc) FROM chat_bodies"
+                    " WHERE user_id = ?1 AND chat_id = ?2",
     [Q_MSG_SIZE] = "SELECT length(id) + coalesce(length(value), 0) FROM messages"
                    " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
     [Q_USER_GROW] = "UPDATE users SET bytes = bytes + ?2 WHERE id = ?1",
     [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = ?1",
     [Q_RECOUNT] = USER_BYTES_RECOUNT,
+    /* "<> 0" lets SQLite use the partial index; hash 0 is never stored */
+    [Q_SENT_FIND] = "SELECT id, seq = sent_seq FROM chats INDEXED BY chats_by_sent_hash"
+                    " WHERE user_id = ?1 AND sent_hash = ?2 AND sent_hash <> 0"
+                    " LIMIT 1",
+    [Q_SENT_SET] = "UPDATE chats SET sent_hash = ?3, sent_seq = seq WHERE user_id = ?1 AND id = ?2",
     [Q_USER_LIST] =
         "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live = 1)"
         " FROM users ORDER BY name",
@@ -515,9 +550,6 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, live);
-    sqlite3_bind_text(st, 4, state_text, (int)state_len, SQLITE_STATIC);
-    /* "" = not rendered (the column is NOT NULL since schema 1) */
-    sqlite3_bind_text(st, 5, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
     const ps_lamport *shown = &chat->deleted_lamport;
     sqlite3_bind_int64(st, 6, chat->has_tombstone ? shown->counter : 0);
     sqlite3_bind_text(st, 7, chat->has_tombstone && shown->id ? shown->id : "", -1, SQLITE_STATIC);
@@ -525,6 +557,16 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     sqlite3_bind_int64(st, 9, seq);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
     sqlite3_reset(st);
+    if (rc == PS_OK) {
+        st = stmt(s, Q_BODY_PUT);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, state_text, (int)state_len, SQLITE_STATIC);
+        /* "" = not rendered */
+        sqlite3_bind_text(st, 4, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
+        sqlite3_reset(st);
+    }
     json_object_put(state);
     /* Only what changed: one new message in a long chat is one row. */
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
@@ -579,6 +621,13 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
     return rc;
 }
 
+static const char *row_doc(const ps_chat_row *row, size_t *len)
+{
+    sqlite3_stmt *st = row->impl;
+    *len = (size_t)sqlite3_column_bytes(st, 1);
+    return *len ? (const char *)sqlite3_column_text(st, 1) : NULL;
+}
+
 static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, void *ctx,
                                 ps_error *err)
 {
@@ -589,8 +638,8 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         ps_chat_row row = {
             .id = (const char *)sqlite3_column_text(st, 0),
-            .doc = sqlite3_column_bytes(st, 1) ? (const char *)sqlite3_column_text(st, 1) : NULL,
-            .doc_len = (size_t)sqlite3_column_bytes(st, 1),
+            .doc = row_doc,
+            .impl = st,
             .live = sqlite3_column_int(st, 2) != 0,
             .deleted_counter = sqlite3_column_int64(st, 3),
             .deleted_device = (const char *)sqlite3_column_text(st, 4),
@@ -637,6 +686,38 @@ static ps_code sqlite_purge_tombstones(ps_store *base, int64_t older_than_ms, in
             return db_error(s, err, "recounting bytes");
     }
     return PS_OK;
+}
+
+static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, uint64_t hash, char *id,
+                                     size_t id_size, bool *unchanged, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_SENT_FIND);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int64(st, 2, (int64_t)hash);
+    int r = sqlite3_step(st);
+    id[0] = '\0';
+    *unchanged = false;
+    if (r == SQLITE_ROW) {
+        snprintf(id, id_size, "%s", (const char *)sqlite3_column_text(st, 0));
+        *unchanged = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "finding a sent chat");
+}
+
+static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *id, uint64_t hash,
+                                    ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_SENT_SET);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)hash);
+    ps_code rc =
+        sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "recording a sent chat");
+    sqlite3_reset(st);
+    return rc;
 }
 
 static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err)
@@ -696,6 +777,8 @@ static const struct ps_store_ops SQLITE_OPS = {
     .purge_tombstones = sqlite_purge_tombstones,
     .user_list = sqlite_user_list,
     .user_bytes = sqlite_user_bytes,
+    .chat_find_sent = sqlite_chat_find_sent,
+    .chat_set_sent = sqlite_chat_set_sent,
     .user_delete = sqlite_user_delete,
     .close = sqlite_close,
 };
