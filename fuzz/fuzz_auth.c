@@ -12,7 +12,7 @@
  * Aborts when the answer is not one of OK / unauthorized / invalid token,
  * when an error has no message, when an accepted user is not a proper sub,
  * and (mode 2) when a token is accepted that the rules refuse: alg other
- * than HS256, no integer exp, exp or nbf outside the 60 s leeway, wrong iss,
+ * than HS256, no numeric exp, exp or nbf outside the 60 s leeway, wrong iss,
  * aud that is neither AUD nor an array holding the string AUD, sub missing,
  * empty, over 256 bytes or not the user returned. The oracle parses with
  * json-c, independently of libjwt's jansson.
@@ -141,8 +141,10 @@ static bool acceptable(json_object *header, json_object *payload, const char *us
         !json_object_is_type(v, json_type_string) ||
         strcasecmp(json_object_get_string(v), "HS256") != 0)
         return false;
-    if (!json_object_object_get_ex(payload, "exp", &v) || !json_object_is_type(v, json_type_int) ||
-        json_object_get_int64(v) < NOW - LEEWAY)
+    /* exp: a NumericDate (RFC 7519: fractions allowed), not past the leeway */
+    if (!json_object_object_get_ex(payload, "exp", &v) ||
+        !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) ||
+        json_object_get_double(v) < (double)(NOW - LEEWAY))
         return false;
     if (json_object_object_get_ex(payload, "nbf", &v) &&
         (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) &&
