@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang and runs each for a fixed time over
 # the seed corpus in fuzz/corpus/. Skips (with a note) when clang is absent.
+# A fixed -seed keeps a run repeatable (CI must not flake); FUZZ_SEED=0 lets
+# libFuzzer pick one, for longer exploratory runs.
 # usage: run-fuzz.sh BUILD_DIR SECONDS
 set -euo pipefail
 build=${1:-build-fuzz}
@@ -22,6 +24,6 @@ for t in "${targets[@]}"; do
   echo "run-fuzz: $t for ${per}s"
   dict=fuzz/json.dict
   [ -f "fuzz/$t.dict" ] && dict="fuzz/$t.dict"
-  "$build/bin/$t" -max_total_time="$per" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+  "$build/bin/$t" -seed="${FUZZ_SEED:-1}" -max_total_time="$per" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -dict="$dict" -artifact_prefix="$build/" "$work" "fuzz/corpus/$t" 2>&1 | tail -n 3
 done
