@@ -251,9 +251,8 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
         goto done;
     }
     ps_error perr;
-    if (ps_json_parse((const char *)sqlite3_column_text(st, 0),
-                      (size_t)sqlite3_column_bytes(st, 0), PS_JSON_MAX_DEPTH + 8, &state,
-                      &perr) != PS_OK) {
+    if (ps_json_parse((const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                      PS_JSON_MAX_DEPTH + 8, &state, &perr) != PS_OK) {
         rc = ps_error_set(err, PS_ERR_STORE, -1, "", "local store: corrupt chat %s", id);
         goto done;
     }
@@ -349,8 +348,9 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
         sqlite3_bind_text(st, 4, json_object_get_string(title->value), -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 4);
-    sqlite3_bind_int(st, 5, arch && json_object_is_type(arch->value, json_type_boolean) &&
-                                json_object_get_boolean(arch->value));
+    sqlite3_bind_int(st, 5,
+                     arch && json_object_is_type(arch->value, json_type_boolean) &&
+                         json_object_get_boolean(arch->value));
     sqlite3_bind_int64(st, 6, chat->created_at.value ? chat->created_at.ms : 0);
     sqlite3_bind_int64(st, 7, chat_updated_ms(chat));
     if (sqlite3_step(st) != SQLITE_DONE) {
@@ -405,7 +405,8 @@ ps_code ps__lstore_chat_ids(ps_lstore *s, bool live_only, json_object **out, ps_
                          &st, err);
     int step = SQLITE_DONE;
     while (rc == PS_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
-        json_object_array_add(ids, json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+        json_object_array_add(ids,
+                              json_object_new_string((const char *)sqlite3_column_text(st, 0)));
     if (rc == PS_OK && step != SQLITE_DONE)
         rc = db_fail(s, err, "list chats");
     sqlite3_finalize(st);
@@ -433,7 +434,9 @@ ps_code ps__lstore_list(ps_lstore *s, ps_chat_info **list, size_t *count, ps_err
     ps_code rc = prepare(s,
                          "SELECT id, title, archived, created_ms, updated_ms, "
                          "(SELECT count(*) FROM messages m WHERE m.chat_id = c.id AND m.live) "
-                         "FROM chats c WHERE live ORDER BY updated_ms DESC, id",
+                         /* same millisecond: the later local change first */
+                         "FROM chats c WHERE live ORDER BY updated_ms DESC, "
+                         "(SELECT max(seq) FROM changes g WHERE g.chat_id = c.id) DESC, id",
                          &st, err);
     int step = SQLITE_DONE;
     while (rc == PS_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -476,8 +479,8 @@ ps_code ps__lstore_change_add(ps_lstore *s, const char *chat_id, int kind, int64
                               const char *body, ps_error *err)
 {
     sqlite3_stmt *st = NULL;
-    ps_code rc = prepare(s, "INSERT INTO changes(chat_id, kind, clock, body) VALUES (?, ?, ?, ?)",
-                         &st, err);
+    ps_code rc =
+        prepare(s, "INSERT INTO changes(chat_id, kind, clock, body) VALUES (?, ?, ?, ?)", &st, err);
     if (rc != PS_OK)
         return rc;
     sqlite3_bind_text(st, 1, chat_id, -1, SQLITE_STATIC);
@@ -621,14 +624,15 @@ ps_code ps__lstore_changes_count(ps_lstore *s, size_t *n, ps_error *err)
 ps_code ps__lstore_chat_pending(ps_lstore *s, const char *chat_id, bool *yes, ps_error *err)
 {
     int64_t v;
-    ps_code rc = query_int(s, "SELECT EXISTS (SELECT 1 FROM changes WHERE chat_id = ?)", chat_id,
-                           &v, err);
+    ps_code rc =
+        query_int(s, "SELECT EXISTS (SELECT 1 FROM changes WHERE chat_id = ?)", chat_id, &v, err);
     *yes = v != 0;
     return rc;
 }
 
 ps_code ps__lstore_change_high(ps_lstore *s, int64_t *seq, ps_error *err)
 {
-    return query_int(s, "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+    return query_int(s,
+                     "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
                      NULL, seq, err);
 }

@@ -69,7 +69,7 @@ typedef struct ps_change_row {
     char *chat_id; /* owned */
     int kind;      /* PS_CHANGE_LOCAL or PS_CHANGE_SNAPSHOT */
     int64_t clock;
-    char *body;    /* owned: the v2 change JSON */
+    char *body; /* owned: the v2 change JSON */
     size_t body_len;
 } ps_change_row;
 

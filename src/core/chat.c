@@ -353,6 +353,11 @@ static ps_code stamp_mark(ps_mark *m, int64_t seq, const char *origin)
 {
     if (!m->dirty)
         return PS_OK;
+    if (m->lost) {
+        m->lost = false;
+        m->seq = seq;
+        return m->origin || (m->origin = strdup("")) ? PS_OK : PS_ERR_NOMEM;
+    }
     char *copy = strdup(origin ? origin : "");
     if (!copy)
         return PS_ERR_NOMEM;

@@ -49,6 +49,7 @@ typedef struct ps_mark {
     char *origin;   /* owned; NULL = unknown */
     bool dirty;     /* changed since loaded from the store */
     bool restamped; /* same value, new stamp: to be saved, mark kept */
+    bool lost;      /* a write to it lost: re-announce it, keeping its origin */
 } ps_mark;
 
 typedef struct ps_field {
@@ -150,7 +151,9 @@ ps_code ps_chat_restamp(ps_chat *chat, const ps_stamp *stamp);
 
 /* Marks every part of the chat clean (just loaded from the store). */
 void ps_chat_clear_dirty(ps_chat *chat);
-/* Gives every dirty part `seq` and `origin` (copied). */
+/* Gives every dirty part `seq` and `origin` (copied); parts marked `lost`
+ * get the new seq but keep their origin, so the device whose write lost is
+ * sent the winner, and the winner's own device is not sent it again. */
 ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin);
 /* Whether any part of the chat is dirty. */
 bool ps_chat_is_dirty(const ps_chat *chat);

@@ -68,6 +68,53 @@ static void observe_clocks(json_object *changes, int64_t *clock)
     }
 }
 
+/* Marks a stored part lost (see ps_mark) when it kept a value other than
+ * the one the change wrote to it. */
+static bool lose(ps_mark *m, json_object *kept, json_object *sent)
+{
+    if (m->dirty || (kept && sent && json_object_equal(kept, sent)) || (!kept && !sent))
+        return false;
+    m->dirty = m->lost = true;
+    return true;
+}
+
+/*
+ * Where a pushed change lost the merge, the pushing device holds a value the
+ * server does not: without this, no-echo would hide the winner from it
+ * forever (the parts keep their old origin, or the device's own). So the
+ * winning parts are re-announced to everyone. Returns whether any was.
+ */
+static bool mark_lost_writes(ps_chat *stored, const ps_chat *incoming, char **header_origin)
+{
+    bool any = false;
+    for (size_t i = 0; i < incoming->nfields; i++) {
+        ps_field *f = (ps_field *)ps_chat_field(stored, incoming->fields[i].name);
+        if (f)
+            any |= lose(&f->mark, f->value, incoming->fields[i].value);
+    }
+    for (size_t i = 0; i < incoming->nmessages; i++) {
+        ps_message *m = (ps_message *)ps_chat_message(stored, incoming->messages[i].id);
+        if (m)
+            any |= lose(&m->mark, m->value, incoming->messages[i].value);
+    }
+    const ps_time_field *in_t[3] = {&incoming->created_at, &incoming->updated_at,
+                                    &incoming->last_modified};
+    ps_time_field *st_t[3] = {&stored->created_at, &stored->updated_at, &stored->last_modified};
+    for (int k = 0; k < 3; k++)
+        if (in_t[k]->value && st_t[k]->value)
+            any |= lose(&st_t[k]->mark, st_t[k]->value, in_t[k]->value);
+    /* an edit that did not bring a deleted chat back: tell its device */
+    if (incoming->has_touched && !ps_chat_is_live(stored)) {
+        /* the deletion stands: announce it again as the deleter's */
+        free(stored->header.origin);
+        stored->header.origin = *header_origin;
+        *header_origin = NULL;
+        stored->header.dirty = stored->header.lost = true;
+        any = true;
+    }
+    return any;
+}
+
 /* Merges one change: only the chat-level state and the messages it touches
  * are loaded, so a new message in a long chat costs one message. */
 static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *change,
@@ -75,6 +122,7 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
 {
     ps_chat *incoming = NULL, *stored = NULL;
     const char **ids = NULL;
+    char *header_origin = NULL; /* the header's origin before the merge */
     ps_code rc = ps_chat_from_change(change, in, &incoming);
     if (rc != PS_OK)
         return ps_error_set(err, rc, -1, "", "out of memory");
@@ -90,8 +138,11 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
                                              err)) != PS_OK)
         goto done;
     bool changed;
+    if (stored->header.origin && !(header_origin = strdup(stored->header.origin)))
+        goto nomem;
     if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK)
         goto nomem;
+    changed |= mark_lost_writes(stored, incoming, &header_origin);
     if (changed)
         rc = ps__save_chat(ctx, user, stored, in->device, false, PS_TICK_IF_NONE, err);
     goto done;
@@ -99,6 +150,7 @@ nomem:
     rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
 done:
     free(ids);
+    free(header_origin);
     ps_chat_free(incoming);
     ps_chat_free(stored);
     return rc;

@@ -1,0 +1,71 @@
+/*
+ * What the client library's files share: the handle's fields and helpers.
+ * Nothing here is public; include/polysync/client.h is the API.
+ */
+#ifndef PS_CLIENT_INTERNAL_H
+#define PS_CLIENT_INTERNAL_H
+
+#include "client/lstore.h"
+#include "core/chat.h"
+#include "polysync/client.h"
+
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The device name under which the client applies what the server sends:
+ * '~' sorts after every character of a UUID, so among writes with one
+ * Lamport counter the server's verdict wins (docs/client.md). */
+#define PS_SERVER_WRITER "~server"
+
+/* Stamps far in the future are clamped by the server, not locally. */
+#define PS_LOCAL_SKEW_MS (100LL * 365 * 86400 * 1000)
+
+struct ps_client {
+    char *path;
+    char *device;
+    ps_lstore *store;
+    char *server; /* base URL, no trailing slash; NULL = none */
+    char *token;
+    char *cacert;
+    bool allow_plain_http;
+    bool no_gzip; /* the server refused a gzip body once (415) */
+    ps_retry_policy retry;
+    ps_progress_fn progress;
+    void *progress_ud;
+    int last_status;
+    void *curl; /* CURL *, kept for connection reuse */
+    uint64_t rng;
+    volatile sig_atomic_t stop;
+    int stop_pipe[2]; /* ps_client_stop() writes a byte to [1] */
+};
+
+/* A fresh random UUID v4, lowercase, into out[37]. */
+void ps__uuid(char out[37]);
+/* A random 64-bit number (xorshift seeded from the OS). */
+uint64_t ps__random(ps_client *c);
+
+/*
+ * Applies one v2 change to the local store as written by `writer` (this
+ * device, or PS_SERVER_WRITER for what the server sends): loads the chat
+ * with the messages the change names, merges the change's registers in
+ * with ps_chat_merge, raises the chat's Lamport tuple to `tuple` (may be
+ * NULL) and saves. Must run inside a transaction. `change` is borrowed.
+ */
+ps_code ps__apply_change(ps_client *c, json_object *change, const char *writer,
+                         const ps_lamport *tuple, ps_error *err);
+
+/* Checks one change as the server will (ps_validate_v2_request). */
+ps_code ps__validate_change(json_object *change, const char *device, ps_error *err);
+
+/* The next Lamport counter of this device (inside a transaction). */
+ps_code ps__tick(ps_client *c, int64_t *clock, ps_error *err);
+
+/* Whether stop was asked. */
+static inline bool ps__stopped(const ps_client *c)
+{
+    return c->stop != 0;
+}
+
+#endif

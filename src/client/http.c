@@ -1,0 +1,434 @@
+/*
+ * HTTP requests with bounded retries; see http.h.
+ *
+ * The trap: a retried POST /v2/sync may have been applied by the server
+ * before the connection broke. That is safe only because every change
+ * carries its own stamp (a second merge of the same write changes nothing)
+ * and a cursor may be reused; nothing here may alter a body between tries.
+ */
+#include "client/http.h"
+#include "core/json_parse.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+static void global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void ps__http_global_init(void)
+{
+    pthread_once(&global_once, global_init);
+}
+
+void ps__http_cleanup(ps_client *c);
+void ps__http_cleanup(ps_client *c)
+{
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    c->curl = NULL;
+}
+
+void ps__http_answer_init(ps_http_answer *a)
+{
+    memset(a, 0, sizeof *a);
+    ps_dynbuf_init(&a->body, PS_HTTP_MAX_ANSWER);
+}
+
+void ps__http_answer_free(ps_http_answer *a)
+{
+    ps_dynbuf_free(&a->body);
+}
+
+static bool host_is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    char buf[64];
+    size_t n = strlen(host);
+    if (n >= sizeof buf)
+        return false;
+    memcpy(buf, host, n + 1);
+    if (buf[0] == '[' && n > 2 && buf[n - 1] == ']') { /* [::1] */
+        memmove(buf, buf + 1, n - 2);
+        buf[n - 2] = '\0';
+    }
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, buf, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, buf, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&v6);
+    return false;
+}
+
+bool ps__url_is_safe_for_token(const char *url)
+{
+    if (strncmp(url, "https://", 8) == 0)
+        return true;
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host_is_loopback(host);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+bool ps__sleep(ps_client *c, unsigned ms)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (ps__stopped(c))
+            return false;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long gone =
+            (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (gone >= ms)
+            return true;
+        struct pollfd p = {.fd = c->stop_pipe[0], .events = POLLIN};
+        poll(&p, 1, (int)(ms - gone));
+    }
+}
+
+unsigned ps__backoff_ms(ps_client *c, unsigned attempt)
+{
+    uint64_t d = c->retry.base_delay_ms;
+    for (unsigned i = 1; i < attempt && d < c->retry.max_delay_ms; i++)
+        d *= 2;
+    if (d > c->retry.max_delay_ms)
+        d = c->retry.max_delay_ms;
+    /* "equal jitter": half fixed, half random, so clients that failed
+     * together do not come back together */
+    uint64_t half = d / 2;
+    return (unsigned)(half + (half ? ps__random(c) % (half + 1) : 0));
+}
+
+long ps__parse_retry_after(const char *value, long now_s)
+{
+    while (*value == ' ' || *value == '\t')
+        value++;
+    if (isdigit((unsigned char)*value)) {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+            end++;
+        if (errno || *end)
+            return -1;
+        return v;
+    }
+    time_t when = curl_getdate(value, NULL);
+    if (when < 0)
+        return -1;
+    return when > now_s ? (long)(when - now_s) : 0;
+}
+
+/* ---- one transfer ---- */
+
+typedef struct transfer {
+    ps_client *c;
+    ps_dynbuf *body;
+    bool too_large;
+    long retry_after; /* -1 when absent */
+    ps_sync_stats *st;
+    struct timespec last_progress;
+} transfer;
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+    transfer *t = ud;
+    if (ps_dynbuf_add(t->body, data, size * n) != PS_OK) {
+        t->too_large = true;
+        return 0;
+    }
+    return size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *ud)
+{
+    transfer *t = ud;
+    size_t len = size * n;
+    static const char name[] = "retry-after:";
+    if (len > sizeof name - 1 && len < 256 && strncasecmp(data, name, sizeof name - 1) == 0) {
+        char value[256];
+        memcpy(value, data + sizeof name - 1, len - (sizeof name - 1));
+        value[len - (sizeof name - 1)] = '\0';
+        t->retry_after = ps__parse_retry_after(value, (long)time(NULL));
+    }
+    return len;
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    transfer *t = ud;
+    if (ps__stopped(t->c))
+        return 1; /* aborts the transfer: CURLE_ABORTED_BY_CALLBACK */
+    if (t->st && t->c->progress) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long ms = (now.tv_sec - t->last_progress.tv_sec) * 1000LL +
+                       (now.tv_nsec - t->last_progress.tv_nsec) / 1000000;
+        if (ms >= 100) {
+            t->last_progress = now;
+            t->st->upload_now = (uint64_t)ulnow;
+            t->st->upload_total = (uint64_t)ultotal;
+            t->c->progress(t->st, t->c->progress_ud);
+        }
+    }
+    (void)dltotal;
+    (void)dlnow;
+    return 0;
+}
+
+ps_code ps__http_setup(ps_client *c, CURL *curl, const char *url, const char *accept,
+                       struct curl_slist **headers, ps_error *err)
+{
+    *headers = NULL;
+    if (c->token && !c->allow_plain_http && !ps__url_is_safe_for_token(url))
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "server",
+                            "refusing to send the token over plain http to a host that is not "
+                            "this machine; use https:// (or allow plain http explicitly)");
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (c->cacert)
+        curl_easy_setopt(curl, CURLOPT_CAINFO, c->cacert);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)c->retry.timeout_s);
+    curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, "polysync/" PS_VERSION);
+    struct curl_slist *h = NULL, *next;
+    char line[64 + 8192];
+    snprintf(line, sizeof line, "Accept: %s", accept);
+    if ((next = curl_slist_append(h, line)))
+        h = next;
+    if (c->token) {
+        snprintf(line, sizeof line, "Authorization: Bearer %s", c->token);
+        if ((next = curl_slist_append(h, line)))
+            h = next;
+        memset(line, 0, sizeof line);
+    }
+    *headers = h;
+    return PS_OK;
+}
+
+static void read_error_body(ps_http_answer *a)
+{
+    json_object *root = NULL, *v;
+    ps_error perr;
+    if (!a->body.len ||
+        ps_json_parse(a->body.data, a->body.len, PS_JSON_MAX_DEPTH, &root, &perr) != PS_OK)
+        return;
+    if (json_object_object_get_ex(root, "code", &v) && json_object_is_type(v, json_type_string))
+        snprintf(a->code, sizeof a->code, "%s", json_object_get_string(v));
+    if (json_object_object_get_ex(root, "error", &v) && json_object_is_type(v, json_type_string))
+        snprintf(a->message, sizeof a->message, "%s", json_object_get_string(v));
+    json_object_put(root);
+}
+
+static ps_code gzip_body(const char *in, size_t len, char **out, size_t *out_len)
+{
+    *out = NULL;
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
+        return PS_ERR_NOMEM;
+    size_t cap = deflateBound(&zs, (uLong)len) + 64;
+    char *buf = malloc(cap);
+    if (!buf) {
+        deflateEnd(&zs);
+        return PS_ERR_NOMEM;
+    }
+    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = (Bytef *)buf;
+    zs.avail_out = (uInt)cap;
+    int zr = deflate(&zs, Z_FINISH);
+    deflateEnd(&zs);
+    if (zr != Z_STREAM_END) {
+        free(buf);
+        return PS_ERR_NOMEM;
+    }
+    *out = buf;
+    *out_len = cap - zs.avail_out;
+    return PS_OK;
+}
+
+static bool transient_curl_error(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_BAD_CONTENT_ENCODING:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool transient_status(long status)
+{
+    return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+}
+
+/* One attempt. *cc the curl result; the answer in *a. */
+static ps_code attempt(ps_client *c, const char *url, const char *body, size_t len, bool gzipped,
+                       ps_sync_stats *st, ps_http_answer *a, CURLcode *cc, long *retry_after,
+                       char *errbuf, ps_error *err)
+{
+    CURL *curl = c->curl;
+    struct curl_slist *headers = NULL;
+    curl_easy_reset(curl);
+    ps_dynbuf_reset(&a->body);
+    a->status = 0;
+    a->code[0] = a->message[0] = '\0';
+    ps_code rc = ps__http_setup(c, curl, url, "application/json", &headers, err);
+    if (rc != PS_OK)
+        return rc;
+    struct curl_slist *next;
+    if ((next = curl_slist_append(headers, "Content-Type: application/json")))
+        headers = next;
+    if ((next = curl_slist_append(headers, "Expect:"))) /* no 100-continue round trip */
+        headers = next;
+    if (gzipped && (next = curl_slist_append(headers, "Content-Encoding: gzip")))
+        headers = next;
+    transfer t = {.c = c, .body = &a->body, .retry_after = -1, .st = st};
+    clock_gettime(CLOCK_MONOTONIC, &t.last_progress);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "gzip");
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
+    /* A stalled transfer (less than 1 byte/s for timeout_s) is abandoned. */
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)c->retry.timeout_s);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    errbuf[0] = '\0';
+    *cc = curl_easy_perform(curl);
+    curl_slist_free_all(headers);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
+    *retry_after = t.retry_after;
+    if (st) {
+        curl_off_t up = 0, down = 0;
+        curl_easy_getinfo(curl, CURLINFO_SIZE_UPLOAD_T, &up);
+        curl_easy_getinfo(curl, CURLINFO_SIZE_DOWNLOAD_T, &down);
+        st->bytes_sent += (uint64_t)up;
+        st->bytes_received += (uint64_t)down;
+        st->requests++;
+        st->upload_now = st->upload_total = 0;
+    }
+    if (*cc == CURLE_WRITE_ERROR && t.too_large)
+        return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "",
+                            "the server's answer is larger than %zu MiB", PS_HTTP_MAX_ANSWER >> 20);
+    if (*cc == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &a->status);
+    return PS_OK;
+}
+
+ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t len, bool may_gzip,
+                      ps_sync_stats *st, ps_http_answer *a, ps_error *err)
+{
+    ps__http_global_init();
+    c->last_status = 0;
+    if (!c->server)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "server", "no server configured");
+    if (!c->curl && !(c->curl = curl_easy_init()))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start libcurl");
+    char *url = NULL, *packed = NULL;
+    size_t packed_len = 0;
+    if (asprintf(&url, "%s%s", c->server, path) < 0)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    bool gzipped = may_gzip && !c->no_gzip && len >= PS_HTTP_GZIP_FROM &&
+                   gzip_body(body, len, &packed, &packed_len) == PS_OK;
+    ps_code rc = PS_OK;
+    char errbuf[CURL_ERROR_SIZE];
+    char last[CURL_ERROR_SIZE + 400] = "";
+    for (unsigned n = 1;; n++) {
+        CURLcode cc;
+        long retry_after = -1;
+        rc = attempt(c, url, gzipped ? packed : body, gzipped ? packed_len : len, gzipped, st, a,
+                     &cc, &retry_after, errbuf, err);
+        if (rc != PS_OK)
+            break;
+        if (cc == CURLE_ABORTED_BY_CALLBACK || ps__stopped(c)) {
+            rc = ps_error_set(err, PS_ERR_IO, -1, "", "interrupted");
+            break;
+        }
+        if (cc == CURLE_OK) {
+            c->last_status = (int)a->status;
+            if (a->status >= 400)
+                read_error_body(a);
+            if (a->status == 415 && gzipped) {
+                /* a server that takes no gzip: say it once, send plain */
+                c->no_gzip = true;
+                gzipped = false;
+                n--;
+                continue;
+            }
+            if (!transient_status(a->status))
+                break;
+            snprintf(last, sizeof last, "HTTP %ld%s%s", a->status, a->message[0] ? ": " : "",
+                     a->message);
+        } else {
+            c->last_status = 0;
+            snprintf(last, sizeof last, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+            if (!transient_curl_error(cc)) {
+                rc = ps_error_set(err, PS_ERR_IO, -1, "", "cannot reach %s: %s", c->server, last);
+                break;
+            }
+        }
+        if (n >= c->retry.max_attempts) {
+            rc = ps_error_set(err, c->last_status == 429 ? PS_ERR_RATE_LIMITED : PS_ERR_IO, -1, "",
+                              "cannot reach %s after %u attempts: %s", c->server, n, last);
+            break;
+        }
+        unsigned delay = ps__backoff_ms(c, n);
+        if (retry_after >= 0 && (a->status == 429 || a->status == 503)) {
+            long cap = (long)c->retry.max_retry_after_s;
+            delay = (unsigned)((retry_after < cap ? retry_after : cap) * 1000);
+        }
+        if (st)
+            st->retries++;
+        if (!ps__sleep(c, delay)) {
+            rc = ps_error_set(err, PS_ERR_IO, -1, "", "interrupted");
+            break;
+        }
+    }
+    free(packed);
+    free(url);
+    return rc;
+}

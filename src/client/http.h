@@ -1,0 +1,65 @@
+/*
+ * The client's HTTP: libcurl with certificates verified, only http and
+ * https, no redirects (a redirect could turn https into http), the bearer
+ * token, gzip bodies both ways, and bounded retries with exponential
+ * backoff, jitter and Retry-After. Answers are capped in size.
+ */
+#ifndef PS_CLIENT_HTTP_H
+#define PS_CLIENT_HTTP_H
+
+#include "client/client_internal.h"
+#include "core/dynbuf.h"
+
+#include <curl/curl.h>
+
+/* Largest answer accepted (decompressed). */
+#define PS_HTTP_MAX_ANSWER ((size_t)512 * 1024 * 1024)
+/* Bodies at least this large go gzipped. */
+#define PS_HTTP_GZIP_FROM 8192
+
+typedef struct ps_http_answer {
+    long status;
+    ps_dynbuf body;
+    char code[64];     /* the server's error code ("cursor_expired"), "" if none */
+    char message[320]; /* the server's error message, "" if none */
+} ps_http_answer;
+
+void ps__http_answer_init(ps_http_answer *a);
+void ps__http_answer_free(ps_http_answer *a);
+
+/*
+ * POSTs `len` bytes of JSON to the server's `path`. Transport failures and
+ * 429/500/502/503/504 are retried per the handle's policy. PS_OK means an
+ * answer that is not retried (any 2xx or 4xx, or a 5xx other than those) in
+ * *a, and c->last_status holds its status. PS_ERR_IO: no usable answer after
+ * the retries, or interrupted by ps_client_stop(). `st` counts requests,
+ * retries and bytes; may be NULL.
+ */
+ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t len, bool may_gzip,
+                      ps_sync_stats *st, ps_http_answer *a, ps_error *err);
+
+/*
+ * The options every request shares (TLS, protocols, timeouts, token,
+ * user agent) on `curl`, for `url`. *headers gets the header list the
+ * caller frees (curl_slist_free_all) after the transfer. PS_ERR_CONFIG if
+ * the token would go in clear to a non-loopback host.
+ */
+ps_code ps__http_setup(ps_client *c, CURL *curl, const char *url, const char *accept,
+                       struct curl_slist **headers, ps_error *err);
+
+/* "https://..." or loopback "http://": where a token may go. */
+bool ps__url_is_safe_for_token(const char *url);
+
+/* Sleeps `ms` unless ps_client_stop() comes first (then false). */
+bool ps__sleep(ps_client *c, unsigned ms);
+
+/* The delay before retry number `attempt` (1-based), with jitter. */
+unsigned ps__backoff_ms(ps_client *c, unsigned attempt);
+
+/* Parses a Retry-After value: seconds, or an HTTP date. -1 if neither. */
+long ps__parse_retry_after(const char *value, long now_s);
+
+/* curl_global_init, once per process. */
+void ps__http_global_init(void);
+
+#endif
