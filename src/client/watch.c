@@ -22,8 +22,9 @@
 #include <time.h>
 
 #define LOCAL_CHECK_MS 500
-#define LIVE_STALL_S 60 /* no byte, not even a keep-alive (every 15 s), for this long: reconnect   \
-                         */
+#define LIVE_STALL_S                                                                               \
+    60 /* no byte, not even a keep-alive (every 15 s), for this long: reconnect                    \
+        */
 
 typedef enum live_state { LIVE_OFF, LIVE_CONNECTING, LIVE_ON, LIVE_NONE } live_state;
 

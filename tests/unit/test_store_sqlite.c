@@ -194,9 +194,8 @@ static void refuses_newer_schema(void **state)
     ps_error err;
     ps_store *s = NULL;
     assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
-    assert_int_equal(exec((sqlite_store *)s, "INSERT INTO schema_version(version) VALUES (999)",
-                          &err),
-                     PS_OK);
+    assert_int_equal(
+        exec((sqlite_store *)s, "INSERT INTO schema_version(version) VALUES (999)", &err), PS_OK);
     ps_store_close(s);
     assert_int_equal(ps_store_open(f->url, &s, &err), PS_ERR_SCHEMA);
     assert_null(s);
