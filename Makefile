@@ -40,6 +40,13 @@ lint-openapi:
 # and the OpenAPI description through its linter.
 check: test test-asan fuzz lint-openapi
 
+# The benchmark (docs/performance.md): polysyncd against the server it replaces.
+.PHONY: bench bench-quick
+bench: build
+	@python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
+bench-quick: build
+	@python3 bench/run.py --quick --build $(BUILD) $(BENCH_ARGS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 

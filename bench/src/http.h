@@ -1,0 +1,85 @@
+/*
+ * A small HTTP/1.1 load engine: N keep-alive connections to one loopback
+ * server, one thread, epoll, closed loop (each connection sends its next
+ * request as soon as the previous answer is complete). Requests are POSTs
+ * whose body is never copied (a shared buffer is sent from every
+ * connection). Answers may have Content-Length, be chunked, or end at close.
+ * Every byte each way is counted, on the wire and as body.
+ */
+#ifndef PSBENCH_HTTP_H
+#define PSBENCH_HTTP_H
+
+#include "buf.h"
+#include "procmon.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ENGINE_KINDS 2
+
+typedef struct lat_stats {
+    double *v; /* seconds */
+    size_t n, cap;
+    uint64_t wire_out, wire_in, body_out, body_in;
+    long ok, failed, in_window;
+    long status_2xx, status_4xx, status_5xx, status_other;
+} lat_stats;
+
+typedef struct conn conn;
+typedef struct engine engine;
+
+/* Fills the next request of a connection (engine_set_request); false: no more. */
+typedef bool (*engine_next_fn)(engine *e, conn *c);
+/* Called when an answer is complete; body is what was kept (keep_body). */
+typedef void (*engine_done_fn)(engine *e, conn *c, int status, const char *body, size_t len);
+
+struct engine {
+    /* set by the caller */
+    const char *host;
+    int port;
+    int nconns;
+    double duration_s; /* 0: no time limit */
+    long count;        /* 0: no count limit */
+    double drain_s;    /* after the time limit, how long in-flight requests may finish */
+    bool keep_body;    /* keep whole answer bodies (else only the first KiB) */
+    bool gzip;         /* send Accept-Encoding: gzip */
+    engine_next_fn next;
+    engine_done_fn done;
+    void *user;
+    pid_t pid; /* server to watch, 0: none */
+
+    /* results */
+    lat_stats st[ENGINE_KINDS];
+    long issued, aborted, conn_errors;
+    double elapsed_s;
+    procmon_result server;
+    double driver_cpu_s;
+    char first_error[512];
+
+    /* internal */
+    int epfd;
+    conn *conns;
+    double t0, deadline;
+    procmon mon;
+};
+
+/* Sets the request a connection sends next: POST path with body (not copied;
+ * must live until the answer). kind: which lat_stats it counts in. */
+void engine_set_request(engine *e, conn *c, const char *path, const char *body, size_t len,
+                        int kind);
+/* A buffer owned by the connection, for bodies built per request. */
+buf *engine_conn_buf(conn *c);
+int engine_conn_index(const conn *c);
+
+/* Runs until the limits are reached; 0 on success, -1 if nothing could connect. */
+int engine_run(engine *e);
+void engine_free(engine *e);
+
+double now_s(void);
+/* Percentile (0..100) of sorted values. */
+double percentile(const double *sorted, size_t n, double p);
+void lat_sort(lat_stats *s);
+
+#endif
