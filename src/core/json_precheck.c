@@ -101,6 +101,20 @@ static ps_code malformed(ps_error *err, size_t at, const char *what)
     return ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON: %s at byte %zu", what, at);
 }
 
+/* True when none of the 8 bytes at p is '"', '\\', < 0x20 or >= 0x80 (the
+ * classic "has a zero byte" bit trick, per byte class). */
+static bool plain_ascii_word(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+#define HAS_ZERO(v) (((v)-ones) & ~(v)&highs)
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    uint64_t control = (w - ones * 0x20) & ~w & highs; /* a byte < 0x20 */
+    return !((w & highs) | control | HAS_ZERO(quote) | HAS_ZERO(backslash));
+#undef HAS_ZERO
+}
+
 /* Outline bookkeeping: the top-level "chats" array and its elements. */
 typedef struct outliner {
     ps_json_outline *o;
@@ -137,6 +151,14 @@ static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, p
     while (i < len) {
         unsigned char c = p[i];
         if (in_string) {
+            /* Most of a chat body is plain string text: step over 8 bytes
+             * at a time while none is a quote, a backslash, a control
+             * character or non-ASCII (the bytes that need a closer look). */
+            while (i + 8 <= len && plain_ascii_word(p + i))
+                i += 8;
+            if (i >= len)
+                break;
+            c = p[i];
             if (c >= 0x80) {
                 size_t n = utf8_sequence(p + i, len - i);
                 if (n == 0)
