@@ -8,7 +8,9 @@ packages=(
   build-essential cmake pkg-config
   libmicrohttpd-dev libjson-c-dev libsqlite3-dev sqlite3 zlib1g-dev
   libcurl4-openssl-dev libjwt-dev libssl-dev libpq-dev
-  libcmocka-dev clang python3
+  libcmocka-dev python3 openssl
+  # clang only recommends its sanitizer runtimes; libFuzzer needs them
+  clang libclang-rt-14-dev
 )
 # Extra groups a caller can ask for: `install-deps.sh postgres`.
 for group in "$@"; do
