@@ -455,6 +455,9 @@ def summarize(res, P, meta):
             s["b_p99"] = lat_s(r["b"], "p99")
             s["b_cut"] = sum(x.get("aborted", 0) for x in r["b"])
             s["b_rss"] = tri(x["server"]["peak_rss_kib"] / 1024 for x in r["b"])
+            s["b_anon"] = tri(x["server"].get("sampled_peak_anon_kib", 0) / 1024 for x in r["b"])
+            s["b_file"] = tri(x["server"].get("sampled_peak_file_kib", 0) / 1024 for x in r["b"])
+            s["b_other"] = tri(x.get("other_cpu_pct", 0) for x in r["b"])
             s["b_cpu_per_sync"] = tri(x["server"]["cpu_s"] / max(1, x["sync"]["requests"])
                                       for x in r["b"])
             s["b_driver_cpu"] = tri(x["driver_cpu_s"] / max(1e-9, x["elapsed_s"]) * 100
@@ -473,6 +476,8 @@ def summarize(res, P, meta):
             m["seed_s"] = d["seed"]["elapsed_s"]
             m["seed_mb"] = d["seed"]["requests"]["body_out"] / 1e6
             m["noop_p50"] = tri(x["sync"]["lat_ms"]["p50"] for x in d["noop"])
+            m["other"] = max([x.get("other_cpu_pct", 0) for x in d["noop"]] +
+                             [x.get("other_cpu_pct", 0) for x in d.get("msg", [])])
             m["noop_p99"] = tri(x["sync"]["lat_ms"]["p99"] for x in d["noop"])
             m["noop_body"] = (d["noop"][0]["sync"]["per_request"]["body_out"],
                               max(x["sync"]["per_request"]["body_in"] for x in d["noop"]))
@@ -492,6 +497,9 @@ def summarize(res, P, meta):
             S["v2"]["e_p50"] = tri(x["sync"]["lat_ms"]["p50"] for x in v2["e"])
             S["v2"]["e_p99"] = tri(x["sync"]["lat_ms"]["p99"] for x in v2["e"])
             S["v2"]["e_rss"] = tri(x["server"]["peak_rss_kib"] / 1024 for x in v2["e"])
+            S["v2"]["e_anon"] = tri(x["server"].get("sampled_peak_anon_kib", 0) / 1024
+                                    for x in v2["e"])
+            S["v2"]["e_other"] = tri(x.get("other_cpu_pct", 0) for x in v2["e"])
             S["v2"]["e_server_cpu"] = tri(x["server"]["cpu_s"] / x["elapsed_s"] * 100
                                           for x in v2["e"])
             S["v2"]["e_driver_cpu"] = tri(x["driver_cpu_s"] / x["elapsed_s"] * 100
@@ -578,6 +586,9 @@ def markdown(res, S, P, meta, plots, errors):
     rr = ratio(med(rm.get("b_rss")), med(rss))
     row("(f) peak server RSS during (b)", "MiB", "b_rss", 0, rr, "≤ 256 MiB",
         None if not rss else rss[2] <= 256)
+    row("", "of which anonymous memory, sampled peak (MiB)", "b_anon", 0)
+    row("", "of which mapped files (e.g. an mmap'ed database), sampled peak (MiB)", "b_file", 0)
+    row("", "other processes during (b) (% of one core)", "b_other", 0)
     rc = ratio(med(rm.get("c_time")), med(ps.get("c_time")))
     row(f"(c) fresh device: sends {P['fresh_chats']} chats, receives the other "
         f"{P['ref_chats'] - P['fresh_chats']:,} ({P['single_repeats']} syncs)", "time (s)",
@@ -606,8 +617,8 @@ def markdown(res, S, P, meta, plots, errors):
         add("")
         add("| chats stored | seeding (s, MB) | no-op p50 (ms) | no-op p99 (ms) | no-op bytes "
             "up / down | push p50 (ms) | push bytes up / down | pull p50 (ms) | pull bytes "
-            "up / down | message (bytes) |")
-        add("|---|---|---|---|---|---|---|---|---|---|")
+            "up / down | message (bytes) | other processes, worst run (% of one core) |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
         for n in sizes:
             m = v2[n]
             pb = m.get("push_body", (None, None))
@@ -616,7 +627,7 @@ def markdown(res, S, P, meta, plots, errors):
                 f"{fmt_tri(m['noop_p99'], 3)} | {m['noop_body'][0]:.0f} / {m['noop_body'][1]:.0f} | "
                 f"{fmt_tri(m.get('push_p50'), 3)} | {fmt_num(pb[0], 0)} / {fmt_num(pb[1], 0)} | "
                 f"{fmt_tri(m.get('pull_p50'), 3)} | {fmt_num(lb[0], 0)} / {fmt_num(lb[1], 0)} | "
-                f"{fmt_num(m.get('msg_bytes'), 0)} |")
+                f"{fmt_num(m.get('msg_bytes'), 0)} | {m.get('other', 0):.0f} |")
         add("")
         add("| target | measured | met |")
         add("|---|---|---|")
@@ -650,7 +661,10 @@ def markdown(res, S, P, meta, plots, errors):
                 f"{fmt_tri(e['e_server_cpu'], 0)}; driver {fmt_tri(e['e_driver_cpu'], 0)} | – |")
             add(f"| (e) busiest server threads, % of one core (median run) | "
                 f"{', '.join(f'{t:.0f}' for t in e.get('e_threads', [])[:4]) or '–'} | – |")
-            add(f"| (e) peak server RSS | {fmt_tri(e['e_rss'], 0)} MiB | – |")
+            add(f"| (e) peak server RSS (of which anonymous memory) | {fmt_tri(e['e_rss'], 0)} MiB "
+                f"({fmt_tri(e.get('e_anon'), 0)} MiB) | – |")
+            add(f"| (e) other processes during the runs, % of one core | "
+                f"{fmt_tri(e.get('e_other'), 0)} | – |")
         add("")
     if plots:
         add("### Plots")
@@ -887,10 +901,10 @@ def profile_mode(build, work, drv, P, ref_body, meta):
     srv = polysyncd(build, work, "polysyncd-profile", os.path.join(work, "profile.db"))
     try:
         check(drv.load(srv, "/sync", body=ref_body, count=1), "seed")
-        for name, kw in (("a", dict(count=3)),
+        for name, kw in (("a", dict(count=10)),
                          ("b", dict(conns=P["b_conns"], duration=15, drain=P["b_drain"]))):
             data = os.path.join(work, f"perf-{name}.data")
-            rec = subprocess.Popen(["perf", "record", "-F", "249", "--call-graph",
+            rec = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph",
                                     "dwarf,16384", "-o", data, "-p", str(srv.pid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
@@ -952,12 +966,12 @@ def parse_perf(text):
 
 
 def hotspots_md(outdir, P, meta):
-    L = [f"perf (`perf record -F 249 --call-graph dwarf`, on-CPU samples of polysyncd only) "
+    L = [f"perf (`perf record -F 499 --call-graph dwarf`, on-CPU samples of polysyncd only) "
          f"on {meta['date']}, commit `{meta['commit']}`"
          f"{' (with uncommitted changes)' if meta['dirty'] else ''}; reference set "
          f"{P['ref_chats']:,} chats × {P['ref_msgs']} messages. Raw reports with call chains: "
          f"`bench/results/profile/perf-a.txt`, `perf-b.txt`.", ""]
-    for name, title in (("a", "(a) one full-state sync, 3 in a row"),
+    for name, title in (("a", "(a) one full-state sync, 10 in a row"),
                         ("b", f"(b) {P['b_conns']} clients for 15 s")):
         path = os.path.join(outdir, f"perf-{name}.txt")
         if not os.path.exists(path):

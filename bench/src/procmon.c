@@ -110,16 +110,30 @@ void procmon_start(procmon *m, pid_t pid)
     for (int i = 0; i < m->nthreads; i++)
         m->tcpu0[i] = thread_cpu(pid, m->tid[i]);
     m->cpu0 = cpu_seconds(pid);
-    m->rss_peak_kib = status_kib(pid, "VmRSS");
+    procmon_sample(m);
 }
 
 void procmon_sample(procmon *m)
 {
     if (m->pid <= 0)
         return;
-    long rss = status_kib(m->pid, "VmRSS");
-    if (rss > m->rss_peak_kib)
-        m->rss_peak_kib = rss;
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)m->pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        long *peak = strncmp(line, "VmRSS:", 6) == 0     ? &m->rss_peak_kib
+                     : strncmp(line, "RssAnon:", 8) == 0 ? &m->anon_peak_kib
+                     : strncmp(line, "RssFile:", 8) == 0 ? &m->file_peak_kib
+                                                         : NULL;
+        if (peak) {
+            long v = strtol(strchr(line, ':') + 1, NULL, 10);
+            if (v > *peak)
+                *peak = v;
+        }
+    }
+    fclose(f);
 }
 
 procmon_result procmon_end(procmon *m)
@@ -134,6 +148,8 @@ procmon_result procmon_end(procmon *m)
     r.cpu_s = c >= 0 && m->cpu0 >= 0 ? c - m->cpu0 : -1;
     r.hwm_kib = status_kib(m->pid, "VmHWM");
     r.rss_peak_kib = m->rss_peak_kib;
+    r.anon_peak_kib = m->anon_peak_kib;
+    r.file_peak_kib = m->file_peak_kib;
     r.rss_end_kib = status_kib(m->pid, "VmRSS");
     r.hwm_reset = m->hwm_reset;
     pid_t tids[PROCMON_THREADS];

@@ -14,6 +14,7 @@ typedef struct procmon {
     double cpu0;       /* utime+stime at start, seconds */
     bool hwm_reset;    /* clear_refs worked: VmHWM is the peak of this run */
     long rss_peak_kib; /* highest VmRSS seen by sampling */
+    long anon_peak_kib, file_peak_kib; /* highest RssAnon, RssFile (mapped files) seen */
     double busy0;      /* CPU seconds the whole machine was busy, at start */
     int nthreads;
     pid_t tid[PROCMON_THREADS];
@@ -23,6 +24,7 @@ typedef struct procmon {
 typedef struct procmon_result {
     double cpu_s;
     long hwm_kib, rss_peak_kib, rss_end_kib;
+    long anon_peak_kib, file_peak_kib;
     bool hwm_reset;
     double machine_busy_s; /* all CPUs, all processes, during the run (/proc/stat) */
     int nthreads;          /* server threads that used CPU during the run, busiest first */

@@ -133,9 +133,11 @@ static void print_engine(const engine *e, const char *const *names, int kinds)
            "\"aborted\":%ld,\"conn_errors\":%ld,",
            e->nconns, e->duration_s, e->elapsed_s, e->issued, e->aborted, e->conn_errors);
     printf("\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"peak_rss_kib\":%ld,\"sampled_peak_rss_kib\":%ld,"
-           "\"rss_end_kib\":%ld,\"peak_is_exact\":%s,\"thread_cpu_s\":[",
+           "\"rss_end_kib\":%ld,\"peak_is_exact\":%s,\"sampled_peak_anon_kib\":%ld,"
+           "\"sampled_peak_file_kib\":%ld,\"thread_cpu_s\":[",
            (int)e->pid, e->server.cpu_s, e->server.hwm_kib, e->server.rss_peak_kib,
-           e->server.rss_end_kib, e->server.hwm_reset ? "true" : "false");
+           e->server.rss_end_kib, e->server.hwm_reset ? "true" : "false",
+           e->server.anon_peak_kib, e->server.file_peak_kib);
     for (int i = 0; i < e->server.nthreads; i++)
         printf("%s%.3f", i ? "," : "", e->server.thread_cpu_s[i]);
     printf("]},");
