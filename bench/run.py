@@ -892,8 +892,38 @@ def update_doc(md_block, profile_dir, begin=None, end=None):
 
 # ---- profile mode ----------------------------------------------------------
 
+def profile_one(drv, srv, work, outdir, name, path, load_kw):
+    """perf record (dwarf call graphs) of the server during one load; report to perf-NAME.txt."""
+    data = os.path.join(work, f"perf-{name}.data")
+    rec = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384",
+                            "-o", data, "-p", str(srv.pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    out = drv.load(srv, path, **load_kw)
+    rec.send_signal(signal.SIGINT)
+    rec.wait(timeout=120)
+
+    def report(*extra):
+        return subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", "symbol"] +
+                              list(extra), capture_output=True, text=True, timeout=600).stdout
+    with open(os.path.join(outdir, f"perf-{name}.txt"), "w") as f:
+        lat = out["sync"]["lat_ms"]
+        unit, k = ("ms", 1) if lat["p50"] < 100 else ("s", 1e3)
+        f.write(f"# scenario ({name}): {out['sync']['requests']} syncs, latency p50 "
+                f"{lat['p50'] / k:.2f} {unit}, p99 {lat['p99'] / k:.2f} {unit}; server CPU "
+                f"{out['server']['cpu_s']:.1f} s\n")
+        f.write("# ==== self time (--no-children) ====\n")
+        f.write(report("--no-children", "-g", "none", "--percent-limit", "0.5"))
+        f.write("\n# ==== inclusive time (--children) ====\n")
+        f.write(report("--children", "-g", "none", "--percent-limit", "2"))
+        f.write("\n# ==== callers of the top self-time symbols ====\n")
+        f.write(report("--no-children", "-g", "caller,2,callee,function,percent",
+                       "--percent-limit", "2"))
+    log(f"profile ({name}) written to bench/results/profile/perf-{name}.txt")
+
+
 def profile_mode(build, work, drv, P, ref_body, meta):
-    """perf record -g on polysyncd during (a) and (b); top symbols to bench/results/profile/."""
+    """perf record on polysyncd during (a), (b) and (e); reports to bench/results/profile/."""
     if not shutil.which("perf"):
         sys.exit("bench --profile: perf is missing (Debian: linux-perf)")
     outdir = os.path.join(ROOT, "bench/results/profile")
@@ -901,34 +931,19 @@ def profile_mode(build, work, drv, P, ref_body, meta):
     srv = polysyncd(build, work, "polysyncd-profile", os.path.join(work, "profile.db"))
     try:
         check(drv.load(srv, "/sync", body=ref_body, count=1), "seed")
-        for name, kw in (("a", dict(count=10)),
-                         ("b", dict(conns=P["b_conns"], duration=15, drain=P["b_drain"]))):
-            data = os.path.join(work, f"perf-{name}.data")
-            rec = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph",
-                                    "dwarf,16384", "-o", data, "-p", str(srv.pid)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
-            out = drv.load(srv, "/sync", body=ref_body, **kw)
-            rec.send_signal(signal.SIGINT)
-            rec.wait(timeout=120)
-
-            def report(*extra):
-                return subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort",
-                                       "symbol"] + list(extra), capture_output=True, text=True,
-                                      timeout=600).stdout
-            with open(os.path.join(outdir, f"perf-{name}.txt"), "w") as f:
-                lat = out["sync"]["lat_ms"]
-                f.write(f"# scenario ({name}): {out['sync']['requests']} syncs, latency p50 "
-                        f"{lat['p50'] / 1e3:.2f} s, p99 {lat['p99'] / 1e3:.2f} s; server CPU "
-                        f"{out['server']['cpu_s']:.1f} s\n")
-                f.write("# ==== self time (--no-children) ====\n")
-                f.write(report("--no-children", "-g", "none", "--percent-limit", "0.5"))
-                f.write("\n# ==== inclusive time (--children) ====\n")
-                f.write(report("--children", "-g", "none", "--percent-limit", "2"))
-                f.write("\n# ==== callers of the top self-time symbols ====\n")
-                f.write(report("--no-children", "-g", "caller,2,callee,function,percent",
-                               "--percent-limit", "2"))
-            log(f"profile ({name}) written to bench/results/profile/perf-{name}.txt")
+        profile_one(drv, srv, work, outdir, "a", "/sync", dict(body=ref_body, count=10))
+        profile_one(drv, srv, work, outdir, "b", "/sync",
+                    dict(body=ref_body, conns=P["b_conns"], duration=15, drain=P["b_drain"]))
+    finally:
+        srv.stop()
+    srv = polysyncd(build, work, "polysyncd-profile-v2", os.path.join(work, "profile-v2.db"))
+    try:
+        seed = check(drv.run(["seed-v2", "--url", srv.url, "--device", "bench-a", "--chats", 1000,
+                              "--messages", P["v2_msgs"], "--big-messages", P["big_msgs"]],
+                             timeout=600), "v2 seed")
+        noop = json.dumps({"deviceId": "bench-a", "cursor": seed["cursor"]})
+        profile_one(drv, srv, work, outdir, "e", "/v2/sync",
+                    dict(body_json=noop, conns=P["e_conns"], duration=10, drain=10))
     finally:
         srv.stop()
     md = hotspots_md(outdir, P, meta)
@@ -970,9 +985,11 @@ def hotspots_md(outdir, P, meta):
          f"on {meta['date']}, commit `{meta['commit']}`"
          f"{' (with uncommitted changes)' if meta['dirty'] else ''}; reference set "
          f"{P['ref_chats']:,} chats × {P['ref_msgs']} messages. Raw reports with call chains: "
-         f"`bench/results/profile/perf-a.txt`, `perf-b.txt`.", ""]
+         f"`bench/results/profile/perf-a.txt`, `perf-b.txt`, `perf-e.txt`.", ""]
     for name, title in (("a", "(a) one full-state sync, 10 in a row"),
-                        ("b", f"(b) {P['b_conns']} clients for 15 s")):
+                        ("b", f"(b) {P['b_conns']} clients for 15 s"),
+                        ("e", f"(e) {P['e_conns']} connections of v2 no-op syncs for 10 s "
+                              f"(1,000-chat store)")):
         path = os.path.join(outdir, f"perf-{name}.txt")
         if not os.path.exists(path):
             continue
