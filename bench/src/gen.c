@@ -101,28 +101,47 @@ static void add_iso(buf *out, int64_t ms)
 /* ---- text ---- */
 
 static const char *const WORDS[] = {
-    "the", "a", "model", "answer", "question", "function", "sync", "server", "message",
-    "because", "would", "could", "should", "returns", "value", "array", "string", "example",
-    "context", "token", "prompt", "result", "error", "database", "request", "response",
-    "client", "device", "offline", "conflict", "merge", "history", "translate", "explain",
-    "summary", "paragraph", "however", "therefore", "first", "second", "finally", "note",
-    "that", "this", "with", "without", "between", "about", "into", "from", "when", "then",
-    "if", "is", "are", "was", "be", "to", "of", "and", "in", "it", "for", "on", "you", "we",
-    "they", "can", "will", "not", "all", "one", "two", "three", "more", "less", "time",
-    "data", "code", "test", "build", "run", "file", "line", "chat", "user", "assistant",
+    "the",       "a",        "model",     "answer",  "question",  "function", "sync",
+    "server",    "message",  "because",   "would",   "could",     "should",   "returns",
+    "value",     "array",    "string",    "example", "context",   "token",    "prompt",
+    "result",    "error",    "database",  "request", "response",  "client",   "device",
+    "offline",   "conflict", "merge",     "history", "translate", "explain",  "summary",
+    "paragraph", "however",  "therefore", "first",   "second",    "finally",  "note",
+    "that",      "this",     "with",      "without", "between",   "about",    "into",
+    "from",      "when",     "then",      "if",      "is",        "are",      "was",
+    "be",        "to",       "of",        "and",     "in",        "it",       "for",
+    "on",        "you",      "we",        "they",    "can",       "will",     "not",
+    "all",       "one",      "two",       "three",   "more",      "less",     "time",
+    "data",      "code",     "test",      "build",   "run",       "file",     "line",
+    "chat",      "user",     "assistant",
 };
 static const char *const INTL[] = {
-    "café", "naïve", "Müller", "señor", "déjà vu", "Straße", "façade", "smörgåsbord",
-    "crème brûlée", "Ελληνικά", "Привет", "мир", "你好", "世界", "日本語", "テスト",
-    "한국어", "😀", "🚀", "👍", "🎉", "—", "…", "€", "±", "→", "Zürich", "ÆØÅ",
+    "café",     "naïve",       "Müller",
+    "señor",    "déjà vu",     "Straße",
+    "façade",   "smörgåsbord", "crème brûlée",
+    "Ελληνικά", "Привет",      "мир",
+    "你好",     "世界",        "日本語",
+    "テスト",   "한국어",      "😀",
+    "🚀",        "👍",           "🎉",
+    "—",        "…",           "€",
+    "±",        "→",           "Zürich",
+    "ÆØÅ",
 };
 static const char *const SPECIAL[] = {
-    "\"quoted\"", "'single'", "it's", "C:\\Users\\bench\\notes.txt", "\t", "\n", "\n\n",
-    "a\\b", "\"\\n\"", "{\"key\": \"value\"}", "`code`", "/* comment */", "\\u00e9",
-    "- item\n", "1. step\n", "\r\n", "(see above)", "e.g.", "x = y * 2;", "\"",
+    "\"quoted\"",  "'single'",
+    "it's",        "C:\\Users\\bench\\notes.txt",
+    "\t",          "\n",
+    "\n\n",        "a\\b",
+    "\"\\n\"",     "{\"key\": \"value\"}",
+    "`code`",      "/* comment */",
+    "\\u00e9",     "- item\n",
+    "1. step\n",   "\r\n",
+    "(see above)", "e.g.",
+    "x = y * 2;",  "\"",
 };
-static const char CODE_BLOCK[] = "\n```c\nint main(void) {\n\tprintf(\"hello, \\\"world\\\"\\n\");\n"
-                                 "\treturn 0;\n}\n```\n";
+static const char CODE_BLOCK[] =
+    "\n```c\nint main(void) {\n\tprintf(\"hello, \\\"world\\\"\\n\");\n"
+    "\treturn 0;\n}\n```\n";
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -176,13 +195,27 @@ static void add_json_string(buf *out, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         switch (ch) {
-        case '"': buf_add(out, "\\\"", 2); break;
-        case '\\': buf_add(out, "\\\\", 2); break;
-        case '\n': buf_add(out, "\\n", 2); break;
-        case '\t': buf_add(out, "\\t", 2); break;
-        case '\r': buf_add(out, "\\r", 2); break;
-        case '\b': buf_add(out, "\\b", 2); break;
-        case '\f': buf_add(out, "\\f", 2); break;
+        case '"':
+            buf_add(out, "\\\"", 2);
+            break;
+        case '\\':
+            buf_add(out, "\\\\", 2);
+            break;
+        case '\n':
+            buf_add(out, "\\n", 2);
+            break;
+        case '\t':
+            buf_add(out, "\\t", 2);
+            break;
+        case '\r':
+            buf_add(out, "\\r", 2);
+            break;
+        case '\b':
+            buf_add(out, "\\b", 2);
+            break;
+        case '\f':
+            buf_add(out, "\\f", 2);
+            break;
         default:
             if (ch < 0x20)
                 buf_addf(out, "\\u%04x", ch);
@@ -217,11 +250,8 @@ void gen_message(buf *out, const gen_cfg *g, long chat, long msg)
 }
 
 static const char *const MODELS[][2] = {
-    {"gpt-4o", "openai"},
-    {"claude-3-5-sonnet", "anthropic"},
-    {"gemini-1.5-pro", "google"},
-    {"llama-3.1-70b", "ollama"},
-    {"mistral-large", "mistral"},
+    {"gpt-4o", "openai"},        {"claude-3-5-sonnet", "anthropic"}, {"gemini-1.5-pro", "google"},
+    {"llama-3.1-70b", "ollama"}, {"mistral-large", "mistral"},
 };
 
 /* The scalar fields, without braces: "title":...,"createdAt":... */

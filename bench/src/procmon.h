@@ -11,11 +11,11 @@
 
 typedef struct procmon {
     pid_t pid;
-    double cpu0;       /* utime+stime at start, seconds */
-    bool hwm_reset;    /* clear_refs worked: VmHWM is the peak of this run */
-    long rss_peak_kib; /* highest VmRSS seen by sampling */
+    double cpu0;                       /* utime+stime at start, seconds */
+    bool hwm_reset;                    /* clear_refs worked: VmHWM is the peak of this run */
+    long rss_peak_kib;                 /* highest VmRSS seen by sampling */
     long anon_peak_kib, file_peak_kib; /* highest RssAnon, RssFile (mapped files) seen */
-    double busy0;      /* CPU seconds the whole machine was busy, at start */
+    double busy0;                      /* CPU seconds the whole machine was busy, at start */
     int nthreads;
     pid_t tid[PROCMON_THREADS];
     double tcpu0[PROCMON_THREADS];

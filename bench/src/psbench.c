@@ -98,15 +98,14 @@ static void print_stats(const char *name, const lat_stats *s, double window_s, i
            "\"body_in\":%.1f},"
            "\"status\":{\"2xx\":%ld,\"4xx\":%ld,\"5xx\":%ld,\"other\":%ld}}%s",
            name, n, s->ok, s->failed, s->in_window,
-           window_s > 0 ? (double)s->in_window / window_s : 0,
-           n ? s->v[0] * 1e3 : 0, percentile(s->v, s->n, 50) * 1e3,
-           percentile(s->v, s->n, 90) * 1e3, percentile(s->v, s->n, 99) * 1e3,
-           n ? s->v[s->n - 1] * 1e3 : 0, n ? sum / (double)n * 1e3 : 0,
-           (unsigned long long)s->wire_out, (unsigned long long)s->wire_in,
-           (unsigned long long)s->body_out, (unsigned long long)s->body_in,
-           (double)s->wire_out * per, (double)s->wire_in * per, (double)s->body_out * per,
-           (double)s->body_in * per, s->status_2xx, s->status_4xx, s->status_5xx,
-           s->status_other, last ? "" : ",");
+           window_s > 0 ? (double)s->in_window / window_s : 0, n ? s->v[0] * 1e3 : 0,
+           percentile(s->v, s->n, 50) * 1e3, percentile(s->v, s->n, 90) * 1e3,
+           percentile(s->v, s->n, 99) * 1e3, n ? s->v[s->n - 1] * 1e3 : 0,
+           n ? sum / (double)n * 1e3 : 0, (unsigned long long)s->wire_out,
+           (unsigned long long)s->wire_in, (unsigned long long)s->body_out,
+           (unsigned long long)s->body_in, (double)s->wire_out * per, (double)s->wire_in * per,
+           (double)s->body_out * per, (double)s->body_in * per, s->status_2xx, s->status_4xx,
+           s->status_5xx, s->status_other, last ? "" : ",");
 }
 
 static void print_json_string(const char *s)
@@ -132,12 +131,13 @@ static void print_engine(const engine *e, const char *const *names, int kinds)
     printf("{\"conns\":%d,\"duration_s\":%.3f,\"elapsed_s\":%.3f,\"issued\":%ld,"
            "\"aborted\":%ld,\"conn_errors\":%ld,",
            e->nconns, e->duration_s, e->elapsed_s, e->issued, e->aborted, e->conn_errors);
-    printf("\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"peak_rss_kib\":%ld,\"sampled_peak_rss_kib\":%ld,"
-           "\"rss_end_kib\":%ld,\"peak_is_exact\":%s,\"sampled_peak_anon_kib\":%ld,"
-           "\"sampled_peak_file_kib\":%ld,\"thread_cpu_s\":[",
-           (int)e->pid, e->server.cpu_s, e->server.hwm_kib, e->server.rss_peak_kib,
-           e->server.rss_end_kib, e->server.hwm_reset ? "true" : "false",
-           e->server.anon_peak_kib, e->server.file_peak_kib);
+    printf(
+        "\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"peak_rss_kib\":%ld,\"sampled_peak_rss_kib\":%ld,"
+        "\"rss_end_kib\":%ld,\"peak_is_exact\":%s,\"sampled_peak_anon_kib\":%ld,"
+        "\"sampled_peak_file_kib\":%ld,\"thread_cpu_s\":[",
+        (int)e->pid, e->server.cpu_s, e->server.hwm_kib, e->server.rss_peak_kib,
+        e->server.rss_end_kib, e->server.hwm_reset ? "true" : "false", e->server.anon_peak_kib,
+        e->server.file_peak_kib);
     for (int i = 0; i < e->server.nthreads; i++)
         printf("%s%.3f", i ? "," : "", e->server.thread_cpu_s[i]);
     printf("]},");
@@ -243,7 +243,7 @@ static int cmd_load(const args *a)
 typedef struct seed_job {
     gen_cfg g;
     long chats, msgs, big_msgs, batch;
-    long next_chat;  /* next chat index to send; chats == all sent */
+    long next_chat; /* next chat index to send; chats == all sent */
     bool big_sent, hello_sent;
     long accepted_expected, accepted;
     char cursor[128];
@@ -419,8 +419,7 @@ static int cmd_v2msg(const args *a)
     print_engine(&e, names, 2);
     printf("\"messages\":%ld,\"accepted\":%ld,\"delivered\":%ld,\"message_bytes\":%.1f,"
            "\"cursor\":\"%s\"}\n",
-           j.sent, j.accepted, j.delivered, j.sent ? j.msg_bytes / (double)j.sent : 0,
-           j.cursor_a);
+           j.sent, j.accepted, j.delivered, j.sent ? j.msg_bytes / (double)j.sent : 0, j.cursor_a);
     engine_free(&e);
     buf_free(&j.msg);
     return j.delivered == j.sent && j.accepted == j.sent ? 0 : 1;
@@ -439,7 +438,6 @@ int main(int argc, char **argv)
         return cmd_seed_v2(&a);
     if (strcmp(cmd, "v2msg") == 0)
         return cmd_v2msg(&a);
-    fputs("usage: psbench gen|load|seed-v2|v2msg [options]  (see bench/src/psbench.c)\n",
-          stderr);
+    fputs("usage: psbench gen|load|seed-v2|v2msg [options]  (see bench/src/psbench.c)\n", stderr);
     return 2;
 }
