@@ -100,9 +100,11 @@ class RateLimitTest(SecurityTestCase):
 
 class ConcurrencyTest(SecurityTestCase):
 
-    def hold(self, server, token, n_body=64):
-        """A POST /pushChats whose body is not sent yet; waits for the server's
-        100 Continue (the request has been seen) for up to 3 s."""
+    def try_hold(self, server, token, n_body=64):
+        """A POST /pushChats whose body is not sent yet. Returns (socket, body,
+        status): status is 100 once the server has taken the request (its
+        100 Continue, waited for up to 3 s), or the final status it answered
+        before the body (429 when the user has no free slot)."""
         sock = server.connect()
         body = json.dumps({"chats": [chat("held", "t")]}).encode()
         body += b" " * max(0, n_body - len(body))
@@ -111,11 +113,38 @@ class ConcurrencyTest(SecurityTestCase):
                       "Content-Length: %d\r\n\r\n" % (token, len(body))).encode())
         try:
             status, _, _ = read_http_response(sock, timeout=3, skip_informational=False)
-            if status != 100:
-                raise AssertionError("a held request was answered %d before its body" % status)
         except TimeoutError:
-            pass
+            status = 100
+        return sock, body, status
+
+    def hold(self, server, token, n_body=64):
+        """try_hold that must be taken; returns (socket, body)."""
+        sock, body, status = self.try_hold(server, token, n_body)
+        if status != 100:
+            sock.close()
+            raise AssertionError("a held request was answered %d before its body" % status)
         return sock, body
+
+    def hold_all_slots(self, server, token, slots, deadline):
+        """Holds `slots` requests at once, retrying while slots of closed
+        connections are still being freed (the server notices a close
+        asynchronously, one connection at a time). Returns the held sockets,
+        or None if that never became possible before `deadline`."""
+        while time.monotonic() < deadline:
+            held = []
+            for _ in range(slots):
+                sock, _, status = self.try_hold(server, token)
+                if status != 100:
+                    self.assertEqual(status, 429)
+                    sock.close()
+                    break
+                held.append(sock)
+            if len(held) == slots:
+                return held
+            for sock in held:
+                sock.close()
+            time.sleep(0.05)
+        return None
 
     def test_concurrent_requests_per_user(self):
         s = self.auth_server("--max-user-requests", "2")
@@ -158,18 +187,22 @@ class ConcurrencyTest(SecurityTestCase):
     def test_abandoned_requests_free_their_slots(self):
         s = self.auth_server("--max-user-requests", "2")
         alice = self.tok("alice")
-        for _ in range(3):
-            held = [self.hold(s, alice) for _ in range(2)]
-            for sock, _ in held:
+        # Take both slots and drop the connections, three times over: each
+        # time both slots must come back (a leak would lose them for good).
+        for round_no in range(3):
+            held = self.hold_all_slots(s, alice, 2, time.monotonic() + 10)
+            self.assertIsNotNone(held, "round %d: slots of closed connections never freed" % round_no)
+            status, _, doc = s.request("GET", "/fetchChats")
+            self.assertEqual(status, 429, "a third request with two held: %r" % doc)
+            for sock in held:
                 sock.close()
-            # The server notices the closes asynchronously: poll.
-            deadline = time.monotonic() + 10
-            while True:
-                status, _, doc = s.request("GET", "/fetchChats")
-                if status == 200 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            self.assertEqual(status, 200, "slots of closed connections never freed: %r" % doc)
+        deadline = time.monotonic() + 10
+        while True:
+            status, _, doc = s.request("GET", "/fetchChats")
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(status, 200, "slots of closed connections never freed: %r" % doc)
 
 
 class QuotaTest(SecurityTestCase):
