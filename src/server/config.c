@@ -24,6 +24,9 @@ void ps_config_defaults(ps_config *cfg)
     cfg->tombstone_retention_ms = 90LL * 86400 * 1000;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = cpus > 0 ? (unsigned)cpus : 2;
+    /* one large body per core at a time keeps every core busy and memory
+     * at a few bodies, however many devices upload at once */
+    cfg->max_large_requests = cfg->threads;
     cfg->connection_timeout_s = 30;
     cfg->drain_timeout_s = 30;
     cfg->limits = ps_limits_default();
@@ -118,6 +121,8 @@ static void usage(FILE *f)
             "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
             "  --tombstone-retention D  keep deleted chats' tombstones D days (default 90)\n"
             "  --threads N              HTTP worker threads (default: number of CPUs)\n"
+            "  --max-large-requests N   requests with bodies over 1 MiB read and handled at\n"
+            "                           once; more wait their turn (default: number of CPUs)\n"
             "  --connection-timeout S   close idle or stalled connections after S (default 30)\n"
             "  --drain-timeout S        on SIGTERM, wait this long for requests (default 30)\n"
             "  --insecure-no-auth       allow a non-loopback --bind without authentication\n"
@@ -171,6 +176,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         O_RATE,
         O_BURST,
         O_USER_REQS,
+        O_LARGE_REQS,
         O_QUOTA,
         O_MAX_CONN,
         O_REQ_TIMEOUT
@@ -197,6 +203,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"rate-limit", required_argument, NULL, O_RATE},
         {"rate-burst", required_argument, NULL, O_BURST},
         {"max-user-requests", required_argument, NULL, O_USER_REQS},
+        {"max-large-requests", required_argument, NULL, O_LARGE_REQS},
         {"quota", required_argument, NULL, O_QUOTA},
         {"max-connections", required_argument, NULL, O_MAX_CONN},
         {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
@@ -314,6 +321,12 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--max-user-requests";
             else
                 cfg->max_user_requests = (unsigned)v;
+            break;
+        case O_LARGE_REQS:
+            if (!parse_uint(optarg, 1024, &v) || v == 0)
+                bad = "--max-large-requests";
+            else
+                cfg->max_large_requests = (unsigned)v;
             break;
         case O_QUOTA:
             if (!parse_size(optarg, &cfg->quota_bytes) || cfg->quota_bytes == 0)

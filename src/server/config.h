@@ -40,8 +40,9 @@ typedef struct ps_config {
     /* abuse limits */
     double rate_limit; /* requests per second per user */
     double rate_burst;
-    unsigned max_user_requests; /* concurrent, per user */
-    size_t quota_bytes;         /* stored per user; 0 = unlimited */
+    unsigned max_user_requests;  /* concurrent, per user */
+    unsigned max_large_requests; /* bodies over PS_LARGE_BODY_BYTES at once (server/lane.h) */
+    size_t quota_bytes;          /* stored per user; 0 = unlimited */
     unsigned max_connections;
     unsigned request_timeout_s; /* a whole request must arrive within this */
 } ps_config;

@@ -11,6 +11,7 @@
 #include "server/events.h"
 #include "server/gzip.h"
 #include "server/http_response.h"
+#include "server/lane.h"
 #include "server/limits.h"
 #include "server/router.h"
 
@@ -37,6 +38,7 @@ struct ps_server {
     ps_events *events;
     ps_auth *auth; /* NULL: one implicit user */
     ps_limiter *limiter;
+    ps_lane *lane;            /* large bodies: admission and worker threads */
     char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
     atomic_uint connections;  /* open, for --max-connections */
     atomic_uint inflight;
@@ -46,9 +48,15 @@ struct ps_server {
 };
 
 typedef struct request {
+    ps_server *srv;
     const ps_route *route;
-    ps_dynbuf body; /* decompressed when the body came gzipped */
-    bool gzip;      /* Content-Encoding: gzip */
+    ps_dynbuf body;        /* decompressed when the body came gzipped */
+    long long body_length; /* Content-Length, or -1 */
+    bool gzip;             /* Content-Encoding: gzip */
+    ps_lane_ticket lane;   /* a large request's place in the lane */
+    bool lane_wait_over;   /* admitted at once, or past the call after its wait */
+    ps_reply reply;        /* prepared by a lane worker... */
+    bool reply_ready;      /* ...and sent when the connection resumes */
     ps_inflater inflater;
     ps_code body_error; /* the first problem while receiving the body */
     bool accepts_gzip;  /* Accept-Encoding allows gzip answers */
@@ -173,9 +181,12 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
         return true;
     }
     const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    req->body_length = -1;
     if (clen) {
         char *end;
         unsigned long long n = strtoull(clen, &end, 10);
+        if (*end == '\0' && n <= srv->cfg.max_body_bytes)
+            req->body_length = (long long)n;
         if (*end == '\0' && n > srv->cfg.max_body_bytes) {
             reply->close_connection = true;
             char msg[96];
@@ -271,12 +282,92 @@ static void receive_body(request *req, const char *data, size_t len)
 {
     if (!req->route || req->route->body == PS_BODY_NONE || req->body_error != PS_OK)
         return;
-    ps_code rc = req->gzip ? ps_inflater_feed(&req->inflater, data, len, &req->body)
-                           : ps_dynbuf_add(&req->body, data, len);
+    ps_code rc = PS_OK;
+    if (req->body.cap == 0 && !req->gzip && req->body_length > 0)
+        rc = ps_dynbuf_reserve(&req->body, (size_t)req->body_length);
+    if (rc == PS_OK)
+        rc = req->gzip ? ps_inflater_feed(&req->inflater, data, len, &req->body)
+                       : ps_dynbuf_add(&req->body, data, len);
     if (rc != PS_OK) {
         req->body_error = rc;
         ps_dynbuf_free(&req->body);
     }
+}
+
+/* Whether the request's body goes through the lane (lane.h). */
+static bool is_large(const request *req)
+{
+    if (req->body_length < 0)
+        return true;
+    size_t large = req->gzip ? PS_LARGE_BODY_BYTES / 16 : PS_LARGE_BODY_BYTES;
+    return (size_t)req->body_length > large;
+}
+
+/* The first call, with the headers: answers at once what is refused, and
+ * queues a large request in the lane. */
+static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn, const char *url,
+                                     const char *method, request *req)
+{
+    req->srv = srv;
+    req->started_ms = ps_time_now_ms();
+    ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
+    ps_reply reply;
+    ps_reply_init(&reply, ERROR_BODY_LIMIT);
+    req->accepts_gzip =
+        ps_accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
+    req->allow_origin =
+        cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    reply.allow_origin = req->allow_origin;
+    reply.hsts = srv->tls_cert != NULL;
+    enum MHD_Result r = MHD_YES;
+    if (strcmp(method, "OPTIONS") == 0) {
+        reply.status = 204;
+        reply.preflight = true;
+        r = ps__send_reply(conn, &reply, false);
+    } else if (refuse_early(srv, conn, method, url, req, &reply)) {
+        r = ps__send_reply(conn, &reply, req->accepts_gzip);
+    } else if (req->route->body != PS_BODY_NONE && is_large(req)) {
+        /* false: suspended until a slot is free; the body is not read */
+        req->lane_wait_over = ps_lane_enter(srv->lane, &req->lane, conn);
+    }
+    if (r == MHD_YES && reply.status != 200)
+        req->route = NULL; /* answered: the rest of the body is dropped */
+    ps_reply_free(&reply);
+    return r;
+}
+
+/* The lane worker's job: the handler, off the connection's thread. */
+static void run_in_lane(void *arg)
+{
+    request *req = arg;
+    run_handler(req->srv, req, &req->reply);
+    req->reply_ready = true; /* seen after MHD_resume_connection */
+}
+
+/* The last call, with the whole body: runs the handler (a large request's
+ * on a lane worker: the connection is resumed when it is done) and sends
+ * the answer. */
+static enum MHD_Result answer_request(ps_server *srv, struct MHD_Connection *conn, request *req)
+{
+    if (!req->reply_ready) {
+        ps_reply_init(&req->reply, ERROR_BODY_LIMIT);
+        req->reply.allow_origin = req->allow_origin;
+        req->reply.hsts = srv->tls_cert != NULL;
+        switch (req->lane.conn ? ps_lane_state_of(srv->lane, &req->lane) : PS_LANE_OUTSIDE) {
+        case PS_LANE_ADMITTED:
+            if (ps_lane_run(srv->lane, &req->lane, run_in_lane, req))
+                return MHD_YES;
+            run_in_lane(req); /* the lane has stopped: shutting down */
+            break;
+        default:
+            run_in_lane(req);
+        }
+    }
+    enum MHD_Result r = ps__send_reply(conn, &req->reply, req->accepts_gzip);
+    ps_reply_free(&req->reply);
+    req->reply_ready = false;
+    req->route = NULL; /* answered */
+    return r;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -291,33 +382,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         *con_cls = req;
         atomic_fetch_add(&srv->inflight, 1);
-        req->started_ms = ps_time_now_ms();
-        ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
-        ps_reply reply;
-        ps_reply_init(&reply, ERROR_BODY_LIMIT);
-        req->accepts_gzip =
-            ps_accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
-        req->allow_origin =
-            cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
-        reply.allow_origin = req->allow_origin;
-        reply.hsts = srv->tls_cert != NULL;
-        enum MHD_Result r = MHD_YES;
-        if (strcmp(method, "OPTIONS") == 0) {
-            reply.status = 204;
-            reply.preflight = true;
-            r = ps__send_reply(conn, &reply, false);
-        } else if (refuse_early(srv, conn, method, url, req, &reply)) {
-            r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        return begin_request(srv, conn, url, method, req);
+    }
+    if (req->lane.conn && !req->lane_wait_over) {
+        /* The call after a wait for the lane: libmicrohttpd repeats the
+         * headers' call (no body yet) when it resumes the connection. */
+        req->lane_wait_over = true;
+        if (ps_lane_state_of(srv->lane, &req->lane) == PS_LANE_TURNED_AWAY) {
+            ps_reply reply;
+            ps_reply_init(&reply, ERROR_BODY_LIMIT);
+            reply.allow_origin = req->allow_origin;
+            reply.retry_after_s = 1;
+            reply.close_connection = true;
+            ps_reply_error(&reply, 503, "shutting_down",
+                           "the server is shutting down; retry shortly");
+            enum MHD_Result r = ps__send_reply(conn, &reply, req->accepts_gzip);
+            ps_reply_free(&reply);
+            req->route = NULL;
+            return r;
         }
-        if (r == MHD_YES && reply.status != 200)
-            req->route = NULL; /* answered: the rest of the body is dropped */
-        ps_reply_free(&reply);
-        return r;
+        if (!*upload_data_size)
+            return MHD_YES;
     }
     if (*upload_data_size) {
+        int64_t since = req->started_ms;
+        if (req->lane.conn) { /* a large request */
+            ps_lane_state state = ps_lane_state_of(srv->lane, &req->lane);
+            if (state == PS_LANE_TURNED_AWAY)
+                return MHD_NO;             /* never started: the client retries elsewhere */
+            since = req->lane.admitted_ms; /* its turn came just now */
+        }
         /* A client trickling its body (one byte a second keeps the idle
          * timeout from firing) is cut off at the request deadline. */
-        if (ps_time_now_ms() - req->started_ms > (int64_t)srv->cfg.request_timeout_s * 1000) {
+        if (ps_time_now_ms() - since > (int64_t)srv->cfg.request_timeout_s * 1000) {
             fprintf(stderr, "polysyncd: request body too slow, connection closed\n");
             return MHD_NO;
         }
@@ -327,15 +424,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!req->route) /* answered early; MHD is discarding the body */
         return MHD_YES;
-    ps_reply reply;
-    ps_reply_init(&reply, ERROR_BODY_LIMIT);
-    reply.allow_origin = req->allow_origin;
-    reply.hsts = srv->tls_cert != NULL;
-    run_handler(srv, req, &reply);
-    enum MHD_Result r = ps__send_reply(conn, &reply, req->accepts_gzip);
-    ps_reply_free(&reply);
-    req->route = NULL; /* answered */
-    return r;
+    return answer_request(srv, conn, req);
 }
 
 /* Refuses a connection past --max-connections at once (closed), instead of
@@ -366,6 +455,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ps_dynbuf_free(&req->body);
     if (req->gzip)
         ps_inflater_free(&req->inflater);
+    if (req->reply_ready) /* prepared, never sent: the client went away */
+        ps_reply_free(&req->reply);
+    ps_lane_leave(srv->lane, &req->lane);
     if (req->admitted)
         ps_limiter_release(srv->limiter, req->user);
     free(req);
@@ -402,6 +494,7 @@ static void server_free(ps_server *srv)
     ps_events_free(srv->events);
     ps_auth_free(srv->auth);
     ps_limiter_free(srv->limiter);
+    ps_lane_free(srv->lane);
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv);
@@ -429,6 +522,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (cfg->tls_cert && ((rc = read_pem(cfg->tls_cert, &srv->tls_cert, err)) != PS_OK ||
                           (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK))
         return rc;
+    srv->lane = ps_lane_new(cfg->max_large_requests, cfg->threads);
+    if (!srv->lane)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the worker threads");
     srv->events = ps_events_new(EVENT_STREAMS_MAX, EVENT_KEEPALIVE_S);
     if (!srv->events)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
@@ -528,6 +624,10 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
          atomic_load(&srv->inflight) > 0 && waited_ms < drain_timeout_s * 1000u; waited_ms += 10)
         nanosleep(&tick, NULL);
     unsigned left = atomic_load(&srv->inflight);
+    /* libmicrohttpd must not stop with a connection suspended: requests
+     * still waiting for the lane are closed, running ones finish */
+    ps_lane_turn_away_waiting(srv->lane);
+    ps_lane_stop(srv->lane);
     MHD_stop_daemon(srv->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);

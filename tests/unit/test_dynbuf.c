@@ -10,6 +10,7 @@
 #include "core/dynbuf.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static void starts_empty(void **state)
 {
@@ -179,6 +180,25 @@ static void take_and_reset(void **state)
     ps_dynbuf_free(&b); /* twice: harmless */
 }
 
+static void reserve_sizes_once(void **state)
+{
+    ps_dynbuf b;
+    ps_dynbuf_init(&b, 1000);
+    assert_int_equal(ps_dynbuf_reserve(&b, 1001), PS_ERR_TOO_LARGE);
+    assert_null(b.data);
+    assert_int_equal(ps_dynbuf_reserve(&b, 700), PS_OK);
+    char *at = b.data;
+    assert_true(b.cap >= 701); /* the bytes and the NUL */
+    char chunk[100];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(ps_dynbuf_add(&b, chunk, sizeof chunk), PS_OK);
+    assert_ptr_equal(b.data, at); /* filled in place: no copy */
+    assert_int_equal(b.len, 700);
+    assert_int_equal(b.data[700], '\0');
+    ps_dynbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +209,7 @@ int main(void)
         cmocka_unit_test(zero_limit_takes_nothing),
         cmocka_unit_test(json_strings_are_escaped),
         cmocka_unit_test(take_and_reset),
+        cmocka_unit_test(reserve_sizes_once),
         /* last: under ASan a failure here ends the process */
         cmocka_unit_test(unlimited_buffer_still_allocates),
     };

@@ -1,0 +1,187 @@
+/*
+ * The lane for large requests; see lane.h. One mutex guards the slot count,
+ * the queue of waiting tickets and the queue of work. A connection is
+ * suspended under that mutex before its ticket is visible to other threads,
+ * so no thread can resume it before it is suspended.
+ */
+#include "server/lane.h"
+#include "core/timestamp.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+typedef struct ticket_queue {
+    ps_lane_ticket *head, *tail;
+} ticket_queue;
+
+struct ps_lane {
+    pthread_mutex_t lock;
+    pthread_cond_t work_ready;
+    unsigned free_slots;
+    ticket_queue waiting; /* for a slot, oldest first */
+    ticket_queue work;    /* for a worker, oldest first */
+    bool stopping;
+    unsigned n_workers;
+    pthread_t *workers;
+};
+
+static void push(ticket_queue *q, ps_lane_ticket *t)
+{
+    t->next = NULL;
+    if (q->tail)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+}
+
+static ps_lane_ticket *pop(ticket_queue *q)
+{
+    ps_lane_ticket *t = q->head;
+    if (t) {
+        q->head = t->next;
+        if (!q->head)
+            q->tail = NULL;
+        t->next = NULL;
+    }
+    return t;
+}
+
+static void *worker_main(void *arg)
+{
+    ps_lane *lane = arg;
+    pthread_mutex_lock(&lane->lock);
+    for (;;) {
+        ps_lane_ticket *t = pop(&lane->work);
+        if (!t) {
+            if (lane->stopping)
+                break;
+            pthread_cond_wait(&lane->work_ready, &lane->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&lane->lock);
+        t->work(t->work_arg);
+        /* the access handler runs again on the connection's own thread */
+        MHD_resume_connection(t->conn);
+        pthread_mutex_lock(&lane->lock);
+    }
+    pthread_mutex_unlock(&lane->lock);
+    return NULL;
+}
+
+ps_lane *ps_lane_new(unsigned slots, unsigned workers)
+{
+    ps_lane *lane = calloc(1, sizeof *lane);
+    if (!lane)
+        return NULL;
+    lane->free_slots = slots ? slots : 1;
+    lane->workers = calloc(workers ? workers : 1, sizeof *lane->workers);
+    if (!lane->workers || pthread_mutex_init(&lane->lock, NULL) != 0) {
+        free(lane->workers);
+        free(lane);
+        return NULL;
+    }
+    pthread_cond_init(&lane->work_ready, NULL);
+    for (unsigned i = 0; i < (workers ? workers : 1); i++) {
+        if (pthread_create(&lane->workers[i], NULL, worker_main, lane) != 0)
+            break;
+        lane->n_workers++;
+    }
+    if (lane->n_workers == 0) {
+        ps_lane_free(lane);
+        return NULL;
+    }
+    return lane;
+}
+
+void ps_lane_stop(ps_lane *lane)
+{
+    pthread_mutex_lock(&lane->lock);
+    bool joined = lane->stopping;
+    lane->stopping = true;
+    pthread_cond_broadcast(&lane->work_ready);
+    pthread_mutex_unlock(&lane->lock);
+    for (unsigned i = 0; !joined && i < lane->n_workers; i++)
+        pthread_join(lane->workers[i], NULL);
+}
+
+void ps_lane_free(ps_lane *lane)
+{
+    if (!lane)
+        return;
+    ps_lane_stop(lane);
+    pthread_cond_destroy(&lane->work_ready);
+    pthread_mutex_destroy(&lane->lock);
+    free(lane->workers);
+    free(lane);
+}
+
+bool ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connection *conn)
+{
+    t->conn = conn;
+    pthread_mutex_lock(&lane->lock);
+    bool admitted = lane->free_slots > 0;
+    if (admitted) {
+        lane->free_slots--;
+        t->state = PS_LANE_ADMITTED;
+        t->admitted_ms = ps_time_now_ms();
+    } else {
+        t->state = PS_LANE_WAITING;
+        MHD_suspend_connection(conn);
+        push(&lane->waiting, t);
+    }
+    pthread_mutex_unlock(&lane->lock);
+    return admitted;
+}
+
+void ps_lane_leave(ps_lane *lane, ps_lane_ticket *t)
+{
+    pthread_mutex_lock(&lane->lock);
+    if (t->state == PS_LANE_ADMITTED) {
+        t->state = PS_LANE_OUTSIDE;
+        ps_lane_ticket *next = pop(&lane->waiting);
+        if (next) { /* the slot passes straight on: no one can jump the queue */
+            next->state = PS_LANE_ADMITTED;
+            next->admitted_ms = ps_time_now_ms();
+            MHD_resume_connection(next->conn);
+        } else {
+            lane->free_slots++;
+        }
+    }
+    pthread_mutex_unlock(&lane->lock);
+}
+
+ps_lane_state ps_lane_state_of(ps_lane *lane, const ps_lane_ticket *t)
+{
+    pthread_mutex_lock(&lane->lock);
+    ps_lane_state s = t->state;
+    pthread_mutex_unlock(&lane->lock);
+    return s;
+}
+
+bool ps_lane_run(ps_lane *lane, ps_lane_ticket *t, void (*work)(void *), void *arg)
+{
+    t->work = work;
+    t->work_arg = arg;
+    pthread_mutex_lock(&lane->lock);
+    bool queued = !lane->stopping; /* no worker would ever take it */
+    if (queued) {
+        MHD_suspend_connection(t->conn);
+        push(&lane->work, t);
+        pthread_cond_signal(&lane->work_ready);
+    }
+    pthread_mutex_unlock(&lane->lock);
+    return queued;
+}
+
+void ps_lane_turn_away_waiting(ps_lane *lane)
+{
+    pthread_mutex_lock(&lane->lock);
+    ps_lane_ticket *t;
+    while ((t = pop(&lane->waiting)) != NULL) {
+        t->state = PS_LANE_TURNED_AWAY;
+        MHD_resume_connection(t->conn);
+    }
+    pthread_mutex_unlock(&lane->lock);
+}

@@ -1,0 +1,79 @@
+/*
+ * The lane for large requests: bounded admission and worker threads.
+ *
+ * A request whose body may be large (a legacy full-state sync is one chat
+ * history, tens of MB) differs from the small ones in two ways. Memory: it
+ * holds its whole body while it is read and merged, so sixteen at once are
+ * sixteen bodies. CPU: libmicrohttpd runs the access handler on the thread
+ * that owns the connection, and a burst of keep-alive connections often
+ * lands on one thread of its pool, leaving the other cores idle for the
+ * life of those connections.
+ *
+ * So a large request first takes one of a few slots, first come first
+ * served: until one is free its connection is suspended with its body
+ * unread (the client's bytes wait in its socket buffers). Its handler then
+ * runs on one of the lane's worker threads, whichever thread owns the
+ * connection. Small requests never wait here.
+ */
+#ifndef PS_SERVER_LANE_H
+#define PS_SERVER_LANE_H
+
+#include "polysync/error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct MHD_Connection;
+
+/* Bodies over this go through the lane; a gzip body over a sixteenth of it
+ * (it may inflate past it), and a body of unknown length, too. */
+#define PS_LARGE_BODY_BYTES (1024 * 1024)
+
+typedef enum ps_lane_state {
+    PS_LANE_OUTSIDE, /* not a large request */
+    PS_LANE_WAITING, /* queued for a slot; the connection is suspended */
+    PS_LANE_ADMITTED,
+    PS_LANE_TURNED_AWAY, /* the server stopped before a slot came free */
+} ps_lane_state;
+
+/* One request's place in the lane; lives inside the request, so queueing
+ * never allocates. Zero-initialised means PS_LANE_OUTSIDE. */
+typedef struct ps_lane_ticket {
+    struct MHD_Connection *conn;
+    ps_lane_state state;  /* written under the lane's lock */
+    int64_t admitted_ms;  /* when the slot was taken */
+    void (*work)(void *); /* run on a worker by ps_lane_run */
+    void *work_arg;
+    struct ps_lane_ticket *next;
+} ps_lane_ticket;
+
+typedef struct ps_lane ps_lane;
+
+/* `slots` large requests at once, handlers on `workers` threads. NULL when
+ * out of memory or threads. */
+ps_lane *ps_lane_new(unsigned slots, unsigned workers);
+/* Shutdown: the workers finish the work queued and exit; ps_lane_run
+ * refuses work from then on. Idempotent. */
+void ps_lane_stop(ps_lane *lane);
+/* Stops, then frees; every ticket must be done with. */
+void ps_lane_free(ps_lane *lane);
+
+/* Called from the access handler with the request's headers: takes a slot
+ * now (true, ticket ADMITTED) or suspends conn and queues the ticket (false,
+ * WAITING): the connection is resumed once the ticket is ADMITTED, or
+ * TURNED_AWAY by ps_lane_turn_away_waiting. */
+bool ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connection *conn);
+/* Gives back an ADMITTED ticket's slot (the next waiter gets it); does
+ * nothing for a ticket outside the lane. Safe from any thread. */
+void ps_lane_leave(ps_lane *lane, ps_lane_ticket *t);
+/* The ticket's state, read under the lane's lock. */
+ps_lane_state ps_lane_state_of(ps_lane *lane, const ps_lane_ticket *t);
+/* Suspends the ticket's connection and runs work(arg) on a worker thread,
+ * then resumes the connection: libmicrohttpd calls the access handler
+ * again, which sends what the work prepared. False once the lane is
+ * stopped: then the caller runs the work itself. */
+bool ps_lane_run(ps_lane *lane, ps_lane_ticket *t, void (*work)(void *), void *arg);
+/* Shutdown: resumes every waiting connection as TURNED_AWAY. */
+void ps_lane_turn_away_waiting(ps_lane *lane);
+
+#endif
