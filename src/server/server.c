@@ -607,16 +607,32 @@ unsigned ps_server_port(const ps_server *srv)
     return srv->port;
 }
 
+/*
+ * Refuses new connections from now on, while the daemon keeps serving the
+ * ones it has. Not MHD_quiesce_daemon: on an epoll thread pool it races the
+ * pool's threads taking the listener out of their epoll sets and aborts the
+ * process at random (an open libmicrohttpd defect, seen here at SIGTERM).
+ * Instead a fresh, unbound socket is put in the listener's place with
+ * dup2(): the listening socket itself is closed at once (the kernel refuses
+ * connections and drops it from every epoll set), and libmicrohttpd keeps a
+ * valid descriptor, which it closes when it stops.
+ */
+static void stop_listening(struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    if (!info || info->listen_fd == MHD_INVALID_SOCKET)
+        return;
+    int placeholder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (placeholder < 0)
+        return; /* then the listener stays open until the daemon stops */
+    dup2(placeholder, info->listen_fd);
+    close(placeholder);
+}
+
 unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
 {
     atomic_store(&srv->draining, true);
-    /* The pool's threads take the listener out of their epoll sets after
-     * quiesce returns: closing it now races them (MHD aborts). shutdown()
-     * stops a Linux listening socket at once, so new connections are
-     * refused; the descriptor is closed once the daemon is gone. */
-    MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
-    if (listener != MHD_INVALID_SOCKET)
-        shutdown(listener, SHUT_RDWR);
+    stop_listening(srv->daemon);
     /* live streams end now; libmicrohttpd must not stop with any parked */
     ps_events_close_all(srv->events);
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
@@ -629,8 +645,6 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
     ps_lane_turn_away_waiting(srv->lane);
     ps_lane_stop(srv->lane);
     MHD_stop_daemon(srv->daemon);
-    if (listener != MHD_INVALID_SOCKET)
-        close(listener);
     server_free(srv);
     return left;
 }
