@@ -11,6 +11,8 @@
  */
 #include "test_util.h"
 
+#include "core/json_precheck.h"
+
 typedef struct parse_case {
     const char *text;
     size_t len; /* 0: strlen(text) */
@@ -291,6 +293,98 @@ static void accepted_numbers_serialize_as_json(void **state)
     assert_int_equal(wrong, 0);
 }
 
+/* The pre-check takes long strings in 64-byte blocks and hands anything odd
+ * back to a byte-at-a-time pass: an error anywhere in a long string, on
+ * either side of a block boundary, is still found and reported at its
+ * first byte. */
+static void precheck_long_strings_report_the_first_bad_byte(void **state)
+{
+    static const struct {
+        const char *bytes;
+        size_t at; /* the reported byte, from the start of `bytes` */
+        ps_code want;
+    } bad[] = {
+        {"\x01", 0, PS_ERR_MALFORMED},
+        {"\x80", 0, PS_ERR_UTF8},
+        {"\xc3", 0, PS_ERR_UTF8},
+        {"\xc0\x80", 0, PS_ERR_UTF8},
+        {"\xe0\x80\x80", 0, PS_ERR_UTF8},
+        {"\xed\xa0\x80", 0, PS_ERR_UTF8},
+        {"\xf4\x90\x80\x80", 0, PS_ERR_UTF8},
+        {"\xf5\x80\x80\x80", 0, PS_ERR_UTF8},
+        {"\xe6\x97\"", 0, PS_ERR_UTF8},
+        {"\\\xc3\xa9", 2, PS_ERR_UTF8},
+        {"\xc3\xa9\xe6\x97\xa5\x1f", 5, PS_ERR_MALFORMED},
+    };
+    static const char filler[] =
+        "ab \\\"\\\\ \xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80\\n "; /* 25 bytes */
+    char text[512];
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        for (size_t pos = 0; pos < 140; pos++) {
+            size_t n = 0;
+            text[n++] = '[';
+            text[n++] = '"';
+            for (size_t j = 0; j < pos; j++)
+                text[n++] = 'x';
+            size_t at = n + bad[k].at;
+            memcpy(text + n, bad[k].bytes, strlen(bad[k].bytes));
+            n += strlen(bad[k].bytes);
+            for (int r = 0; r < 8; r++) {
+                memcpy(text + n, filler, sizeof filler - 1);
+                n += sizeof filler - 1;
+            }
+            memcpy(text + n, "\"]", 2);
+            n += 2;
+            ps_error err;
+            ps_error_clear(&err);
+            ps_code rc = ps_json_precheck(text, n, PS_JSON_MAX_DEPTH, &err);
+            char where[32];
+            snprintf(where, sizeof where, "at byte %zu", at);
+            if (rc != bad[k].want || !strstr(err.message, where))
+                fail_msg("case %zu at %zu: got %d (%s), want %d %s", k, pos, rc, err.message,
+                         bad[k].want, where);
+        }
+    }
+    /* and without the bad bytes the same text passes */
+    size_t n = 0;
+    text[n++] = '"';
+    for (int r = 0; r < 16; r++) {
+        memcpy(text + n, filler, sizeof filler - 1);
+        n += sizeof filler - 1;
+    }
+    text[n++] = '"';
+    assert_int_equal(ps_json_precheck(text, n, PS_JSON_MAX_DEPTH, NULL), PS_OK);
+}
+
+/* The outline of "chats": each element from its first token to the byte
+ * after its last, long string elements included. */
+static void precheck_outlines_chats(void **state)
+{
+    char text[600];
+    int n = snprintf(text, sizeof text,
+                     "{\"x\":\"%s\",\"chats\" : [ {\"a\":\"%s\"} ,\"%s\",[1]],\"y\":1}",
+                     "0123456789012345678901234567890123456789012345678901234567890123456789",
+                     "h\xc3\xa9llo \\\"world\\\" 0123456789012345678901234567890123456789"
+                     "0123456789012345678901234567890123456789",
+                     "\xe6\x97\xa5\xe6\x9c\xac 0123456789012345678901234567890123456789"
+                     "0123456789012345678901234567890123456789");
+    ps_json_outline o;
+    assert_int_equal(ps_json_precheck_outline(text, (size_t)n, PS_JSON_MAX_DEPTH, &o, NULL), PS_OK);
+    assert_true(o.found);
+    assert_int_equal(o.count, 3);
+    assert_int_equal(text[o.array_start], '[');
+    assert_int_equal(text[o.array_end - 1], ']');
+    assert_int_equal(text[o.starts[0]], '{');
+    assert_int_equal(text[o.ends[0]], ',');     /* up to the comma, */
+    assert_int_equal(text[o.ends[0] - 1], ' '); /* blanks included */
+    assert_int_equal(text[o.starts[1]], '"');
+    assert_int_equal(text[o.ends[1] - 1], '"');
+    assert_int_equal(text[o.ends[1]], ',');
+    assert_memory_equal(text + o.starts[2], "[1]", 3);
+    assert_int_equal(o.ends[2], o.starts[2] + 3);
+    ps_json_outline_free(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +407,8 @@ int main(void)
         cmocka_unit_test(reads_only_len_bytes),
         cmocka_unit_test(text_is_compact_without_slash_escapes),
         cmocka_unit_test(accepted_numbers_serialize_as_json),
+        cmocka_unit_test(precheck_long_strings_report_the_first_bad_byte),
+        cmocka_unit_test(precheck_outlines_chats),
     };
     return cmocka_run_group_tests_name("json_parse", tests, NULL, NULL);
 }
