@@ -175,13 +175,16 @@ bool ps_lane_run(ps_lane *lane, ps_lane_ticket *t, void (*work)(void *), void *a
     return queued;
 }
 
-void ps_lane_turn_away_waiting(ps_lane *lane)
+unsigned ps_lane_turn_away_waiting(ps_lane *lane)
 {
+    unsigned n = 0;
     pthread_mutex_lock(&lane->lock);
     ps_lane_ticket *t;
     while ((t = pop(&lane->waiting)) != NULL) {
         t->state = PS_LANE_TURNED_AWAY;
         MHD_resume_connection(t->conn);
+        n++;
     }
     pthread_mutex_unlock(&lane->lock);
+    return n;
 }

@@ -73,7 +73,8 @@ ps_lane_state ps_lane_state_of(ps_lane *lane, const ps_lane_ticket *t);
  * again, which sends what the work prepared. False once the lane is
  * stopped: then the caller runs the work itself. */
 bool ps_lane_run(ps_lane *lane, ps_lane_ticket *t, void (*work)(void *), void *arg);
-/* Shutdown: resumes every waiting connection as TURNED_AWAY. */
-void ps_lane_turn_away_waiting(ps_lane *lane);
+/* Shutdown: resumes every waiting connection as TURNED_AWAY; returns how
+ * many there were. */
+unsigned ps_lane_turn_away_waiting(ps_lane *lane);
 
 #endif

@@ -200,6 +200,7 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
 }
 
 #define PURGE_INTERVAL_MS (3600 * 1000)
+#define TURN_AWAY_WAIT_MS 2000
 
 /*
  * Forgets tombstones past the retention, at most once an hour, on the thread
@@ -641,8 +642,14 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
         nanosleep(&tick, NULL);
     unsigned left = atomic_load(&srv->inflight);
     /* libmicrohttpd must not stop with a connection suspended: requests
-     * still waiting for the lane are closed, running ones finish */
-    ps_lane_turn_away_waiting(srv->lane);
+     * still waiting for the lane are answered 503, running ones finish.
+     * The daemon closes every connection when it stops, so it waits (a
+     * little) for those answers to be sent. */
+    unsigned turned_away = ps_lane_turn_away_waiting(srv->lane);
+    for (unsigned waited_ms = 0; turned_away && atomic_load(&srv->inflight) > left - turned_away &&
+                                 waited_ms < TURN_AWAY_WAIT_MS;
+         waited_ms += 10)
+        nanosleep(&tick, NULL);
     ps_lane_stop(srv->lane);
     MHD_stop_daemon(srv->daemon);
     server_free(srv);

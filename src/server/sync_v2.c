@@ -20,6 +20,12 @@
 
 #define DEFAULT_LIMIT 500
 #define PAGE_BYTES (8u * 1024 * 1024)
+/* A piece of the answer: chats are added until it holds this much. */
+#define PIECE_BYTES (64u * 1024)
+/* What a piece may grow to with its last chat: the piece limit of the
+ * server's streamed bodies (http_response.c), so a piece made ahead of
+ * time, with the sync, is refused where one made later would be. */
+#define PIECE_LIMIT (64u * 1024 * 1024)
 
 struct ps_v2_pull {
     ps_sync_ctx ctx_copy; /* the pull outlives the handler's context */
@@ -33,8 +39,10 @@ struct ps_v2_pull {
     size_t bytes;
     int64_t server_clock;
     size_t accepted;
-    enum { OPENING, CHATS, CLOSING, DONE } state;
+    enum { OPENING, CHATS, DONE } state;
     bool more;
+    bool has_head; /* `head` holds the answer's start, made with the sync */
+    ps_dynbuf head;
     json_object *sent_ids; /* chats in this answer: each at most once */
     json_object *pushed;   /* chats this request changed (kept: from req) */
 };
@@ -156,6 +164,99 @@ done:
     return rc;
 }
 
+/* Refuse before pushing: a device told to resync will push again. */
+static ps_code check_cursor(const ps_v2_pull *p, const ps_user *user, ps_error *err)
+{
+    if (p->first || (p->base >= user->purged_seq && p->pos <= user->seq))
+        return PS_OK;
+    return ps_error_set(err, PS_ERR_EXPIRED, -1, "cursor",
+                        p->pos > user->seq
+                            ? "this cursor is from a future the server does not have (restored "
+                              "from a backup?); sync again with cursor null"
+                            : "deletions this cursor would need have been forgotten; sync "
+                              "again with cursor null");
+}
+
+/* What the pull starts from: the user as the push left it. */
+static void start_pull(ps_v2_pull *p, const ps_user *user, size_t accepted)
+{
+    p->user_id = user->id;
+    p->accepted = accepted;
+    p->server_clock = user->clock;
+    p->seq_at_start = user->seq;
+}
+
+/* The push, in one write transaction, durable when this returns PS_OK. */
+static ps_code push(ps_v2_pull *p, json_object *changes, ps_error *err)
+{
+    const ps_sync_ctx *ctx = p->ctx;
+    ps_user user;
+    ps_code rc = ps_store_begin(ctx->store, true, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK ||
+        (rc = check_cursor(p, &user, err)) != PS_OK)
+        goto rollback;
+    int64_t seq_before = user.seq;
+    observe_clocks(changes, &user.clock);
+    ps_ingest in = {.device = p->device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
+    size_t n = changes ? json_object_array_length(changes) : 0;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = push_one(ctx, &user, json_object_array_get_idx(changes, i), &in, err)) != PS_OK)
+            goto rollback;
+    user.last_sync_ms = ctx->now_ms;
+    if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
+        goto rollback;
+    if ((rc = ps__commit(ctx, seq_before, &user, err)) != PS_OK)
+        return rc;
+    start_pull(p, &user, n);
+    return PS_OK;
+rollback:
+    ps_store_rollback(ctx->store);
+    return rc;
+}
+
+static ps_code opening(ps_v2_pull *p, ps_dynbuf *out, ps_error *err);
+static ps_code chats_piece(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err);
+
+/*
+ * A sync that pushes nothing — a device polling, the commonest request —
+ * changes nothing but the user's last sync time (user_seen keeps it without
+ * a write), so it needs no write transaction: no write lock, no WAL frames,
+ * no fsync. Its one read transaction also makes the answer's first piece,
+ * which for a device that is up to date is the whole answer.
+ * *write: the user has no row yet (making one is a write): nothing was done,
+ * push() must run instead.
+ */
+static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
+{
+    const ps_sync_ctx *ctx = p->ctx;
+    ps_user user;
+    bool found = false, done = false;
+    *write = false;
+    ps_code rc = ps_store_begin(ctx->store, false, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ctx->store->ops->user_find(ctx->store, ctx->user, &user, &found, err)) != PS_OK ||
+        !found || (rc = check_cursor(p, &user, err)) != PS_OK ||
+        (rc = ctx->store->ops->user_seen(ctx->store, ctx->user, ctx->now_ms, err)) != PS_OK)
+        goto rollback;
+    start_pull(p, &user, 0);
+    ps_dynbuf_init(&p->head, PIECE_LIMIT);
+    p->has_head = true;
+    if ((rc = opening(p, &p->head, err)) != PS_OK ||
+        (rc = chats_piece(p, &p->head, &done, err)) != PS_OK) {
+        if (rc == PS_ERR_TOO_LARGE || rc == PS_ERR_NOMEM)
+            ps_error_set(err, rc, -1, "", "out of memory building the answer");
+        goto rollback;
+    }
+    return ps_store_commit(ctx->store, err);
+rollback:
+    ps_store_rollback(ctx->store);
+    *write = rc == PS_OK && !found;
+    return rc;
+}
+
 ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, ps_error *err)
 {
     *out = NULL;
@@ -180,54 +281,19 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     }
     ps_code rc =
         parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base, &p->pos, err);
-    if (rc != PS_OK || !p->device || !p->sent_ids) {
-        if (rc == PS_OK)
-            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (rc == PS_OK && (!p->device || !p->sent_ids))
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    bool write = changes && json_object_array_length(changes) > 0;
+    if (rc == PS_OK && !write)
+        rc = sync_quietly(p, &write, err);
+    if (rc == PS_OK && write)
+        rc = push(p, changes, err);
+    if (rc != PS_OK) {
         ps_v2_pull_free(p);
         return rc;
     }
-
-    ps_user user;
-    if ((rc = ps_store_begin(ctx->store, true, err)) != PS_OK) {
-        ps_v2_pull_free(p);
-        return rc;
-    }
-    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
-        goto rollback;
-    /* Refuse before pushing: a device told to resync will push again. */
-    if (!p->first && (p->base < user.purged_seq || p->pos > user.seq)) {
-        rc = ps_error_set(err, PS_ERR_EXPIRED, -1, "cursor",
-                          p->pos > user.seq
-                              ? "this cursor is from a future the server does not have (restored "
-                                "from a backup?); sync again with cursor null"
-                              : "deletions this cursor would need have been forgotten; sync "
-                                "again with cursor null");
-        goto rollback;
-    }
-    int64_t seq_before = user.seq;
-    observe_clocks(changes, &user.clock);
-    ps_ingest in = {.device = p->device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
-    size_t n = changes ? json_object_array_length(changes) : 0;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = push_one(ctx, &user, json_object_array_get_idx(changes, i), &in, err)) != PS_OK)
-            goto rollback;
-    user.last_sync_ms = ctx->now_ms;
-    if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
-        goto rollback;
-    if ((rc = ps__commit(ctx, seq_before, &user, err)) != PS_OK) {
-        ps_v2_pull_free(p);
-        return rc;
-    }
-    p->user_id = user.id;
-    p->accepted = n;
-    p->server_clock = user.clock;
-    p->seq_at_start = user.seq;
     *out = p;
     return PS_OK;
-rollback:
-    ps_store_rollback(ctx->store);
-    ps_v2_pull_free(p);
-    return rc;
 }
 
 /* ---- the pull ---- */
@@ -330,21 +396,18 @@ done:
     return rc;
 }
 
-/* Reads and appends the next changed chat; *found false at the end. */
+/* Appends the next changed chat; *found false at the end of the page. The
+ * caller holds a read transaction. */
 static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *err)
 {
     ps_store *store = p->ctx->store;
     ps_chat *chat = NULL;
     json_object *delta = NULL;
     int64_t seq = 0;
-    ps_code rc = ps_store_begin(store, false, err);
-    if (rc != PS_OK)
-        return rc;
-    rc = store->ops->chat_next_changed(store, p->user_id, p->pos, &chat, &seq, err);
+    ps_code rc = store->ops->chat_next_changed(store, p->user_id, p->pos, &chat, &seq, err);
     if (rc == PS_OK && chat && json_object_object_get_ex(p->sent_ids, chat->id, NULL)) {
         /* It changed again since this answer sent it: end the page here,
          * so the next one sends it once more, without a duplicate here. */
-        ps_store_commit(store, NULL);
         ps_chat_free(chat);
         p->more = true;
         *found = false;
@@ -352,10 +415,6 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
     }
     if (rc == PS_OK && chat)
         rc = render_delta(p, chat, &delta, err);
-    if (rc == PS_OK)
-        rc = ps_store_commit(store, err);
-    else
-        ps_store_rollback(store);
     *found = chat != NULL;
     if (rc == PS_OK && chat)
         p->pos = seq;
@@ -374,75 +433,93 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
     return rc;
 }
 
-static ps_code read_clock(ps_v2_pull *p, ps_error *err)
+static ps_code opening(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
+{
+    p->state = CHATS;
+    ps_code rc = ps_dynbuf_addf(out, "{\"accepted\":%zu,\"chats\":[", p->accepted);
+    return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "out of memory building the answer");
+}
+
+/* The answer's end, read in the transaction of its last chats: the clock
+ * then is above every change the answer carried, some of which may have
+ * landed after the push. */
+static ps_code closing(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
 {
     ps_user user;
-    ps_code rc = ps_store_begin(p->ctx->store, false, err);
+    ps_code rc = p->ctx->store->ops->user_load(p->ctx->store, p->ctx->user, &user, err);
     if (rc != PS_OK)
         return rc;
-    rc = p->ctx->store->ops->user_load(p->ctx->store, p->ctx->user, &user, err);
-    if (rc == PS_OK) {
-        p->server_clock = user.clock;
-        return ps_store_commit(p->ctx->store, err);
+    p->server_clock = user.clock;
+    int64_t base = p->base, pos = p->pos;
+    if (!p->more) { /* reached the end: everything up to here is delivered */
+        base = pos = pos > p->seq_at_start ? pos : p->seq_at_start;
     }
-    ps_store_rollback(p->ctx->store);
+    p->state = DONE;
+    return ps_dynbuf_addf(
+        out, "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64 ".%" PRId64 "\"}",
+        p->more ? "true" : "false", p->server_clock, base, pos);
+}
+
+/*
+ * One piece of the chat list, in the caller's read transaction: chats until
+ * the piece holds PIECE_BYTES, or to the end of the page — then the closing
+ * too (*done), from the same snapshot. One transaction per piece rather than
+ * per chat: each costs file locks.
+ */
+static ps_code chats_piece(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err)
+{
+    ps_code rc = PS_OK;
+    bool found = true;
+    size_t start = out->len;
+    *done = false;
+    while (rc == PS_OK && found && out->len - start < PIECE_BYTES) {
+        if (p->sent >= p->limit || p->bytes >= PAGE_BYTES) {
+            /* full page: is there anything left? */
+            ps_chat *peek = NULL;
+            int64_t seq;
+            rc = p->ctx->store->ops->chat_next_changed(p->ctx->store, p->user_id, p->pos, &peek,
+                                                       &seq, err);
+            p->more = peek != NULL;
+            ps_chat_free(peek);
+            found = false;
+            break;
+        }
+        rc = next_chat(p, out, &found, err);
+    }
+    if (rc == PS_OK && !found) {
+        rc = closing(p, out, err);
+        *done = true;
+    }
     return rc;
 }
 
 ps_code ps_v2_pull_next(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err)
 {
+    ps_store *store = p->ctx->store;
     ps_code rc = PS_OK;
     *done = false;
-    switch (p->state) {
-    case OPENING:
-        rc = ps_dynbuf_addf(out, "{\"accepted\":%zu,\"chats\":[", p->accepted);
-        p->state = CHATS;
-        break;
-    case CHATS: {
-        bool found = true;
-        /* a few chats per call: small pieces, one short transaction each */
-        size_t start = out->len;
-        while (rc == PS_OK && found && out->len - start < 64 * 1024) {
-            if (p->sent >= p->limit || p->bytes >= PAGE_BYTES) {
-                /* full page: is there anything left? */
-                ps_chat *peek = NULL;
-                int64_t seq;
-                if ((rc = ps_store_begin(p->ctx->store, false, err)) != PS_OK)
-                    break;
-                rc = p->ctx->store->ops->chat_next_changed(p->ctx->store, p->user_id, p->pos, &peek,
-                                                           &seq, err);
-                ps_store_commit(p->ctx->store, NULL);
-                p->more = peek != NULL;
-                ps_chat_free(peek);
-                found = false;
-                break;
-            }
-            rc = next_chat(p, out, &found, err);
-        }
-        if (rc == PS_OK && !found)
-            p->state = CLOSING;
-        break;
-    }
-    case CLOSING: {
-        /* The clock now is above every change this answer carried, some of
-         * which may have landed after the push. */
-        if ((rc = read_clock(p, err)) != PS_OK)
+    if (p->has_head) { /* made with the sync itself */
+        rc = ps_dynbuf_add(out, p->head.data, p->head.len);
+        ps_dynbuf_free(&p->head);
+        p->has_head = false;
+        *done = p->state == DONE;
+    } else {
+        switch (p->state) {
+        case OPENING:
+            rc = opening(p, out, err);
             break;
-        int64_t base = p->base, pos = p->pos;
-        if (!p->more) { /* reached the end: everything up to here is delivered */
-            base = pos = pos > p->seq_at_start ? pos : p->seq_at_start;
+        case CHATS:
+            if ((rc = ps_store_begin(store, false, err)) != PS_OK)
+                break;
+            if ((rc = chats_piece(p, out, done, err)) == PS_OK)
+                rc = ps_store_commit(store, err);
+            else
+                ps_store_rollback(store);
+            break;
+        case DONE:
+            *done = true;
+            break;
         }
-        rc = ps_dynbuf_addf(out,
-                            "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64
-                            ".%" PRId64 "\"}",
-                            p->more ? "true" : "false", p->server_clock, base, pos);
-        p->state = DONE;
-        *done = true;
-        break;
-    }
-    case DONE:
-        *done = true;
-        break;
     }
     if (rc == PS_ERR_TOO_LARGE || rc == PS_ERR_NOMEM)
         ps_error_set(err, rc, -1, "", "out of memory building the answer");
@@ -456,5 +533,6 @@ void ps_v2_pull_free(ps_v2_pull *p)
     free(p->device);
     json_object_put(p->sent_ids);
     json_object_put(p->pushed);
+    ps_dynbuf_free(&p->head);
     free(p);
 }

@@ -14,7 +14,9 @@ typedef struct ps_v2_pull ps_v2_pull;
 
 /*
  * Runs the push of a validated /v2/sync body and prepares its pull. The
- * push is durable when this returns PS_OK; *pull (the caller's, freed with
+ * push is durable when this returns PS_OK (a sync without changes takes no
+ * write transaction: it has nothing to make durable but its time, which
+ * the store's user_seen keeps); *pull (the caller's, freed with
  * ps_v2_pull_free) then writes the answer; it keeps a copy of `ctx`, whose
  * store and user must outlive it.
  * PS_ERR_BAD_CURSOR, PS_ERR_EXPIRED: the cursor cannot be served (nothing
@@ -23,7 +25,9 @@ typedef struct ps_v2_pull ps_v2_pull;
 ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **pull, ps_error *err);
 
 /* Appends the next piece of the answer to `out`; *done after the last.
- * Each piece reads the store in a short transaction of its own. */
+ * Each piece (chats up to ~64 KiB) reads the store in a short transaction
+ * of its own, except a no-op sync's first piece, made in the sync's read
+ * transaction (often the whole answer). */
 ps_code ps_v2_pull_next(ps_v2_pull *pull, ps_dynbuf *out, bool *done, ps_error *err);
 
 void ps_v2_pull_free(ps_v2_pull *pull);

@@ -4,7 +4,8 @@
  *
  * Every operation runs inside a transaction opened with ps_store_begin() and
  * ended with ps_store_commit() or ps_store_rollback(); a transaction is the
- * unit of durability: when commit returns PS_OK the data is on disk.
+ * unit of durability: when commit returns PS_OK the data is on disk (the one
+ * exception, a no-op sync's time, is user_seen's).
  * A store handle may be used from many threads; begin() serialises writers.
  */
 #ifndef PS_STORE_H
@@ -59,7 +60,18 @@ struct ps_store_ops {
     ps_code (*commit)(ps_store *s, ps_error *err);
     void (*rollback)(ps_store *s);
     ps_code (*user_load)(ps_store *s, const char *name, ps_user *out, ps_error *err);
+    /* Like user_load, but never creates the row (so a read transaction
+     * stays read-only): *found false, and PS_OK, when the user has none. */
+    ps_code (*user_find)(ps_store *s, const char *name, ps_user *out, bool *found, ps_error *err);
     ps_code (*user_save)(ps_store *s, const ps_user *user, ps_error *err);
+    /* Records that the user synced at `ms` and changed nothing else (a v2
+     * sync that pushed nothing). In a read transaction nothing is written
+     * now: stats() counts the time at once, and the backend writes it with
+     * its next write transaction, at close, or after a short delay — a crash
+     * may forget the last second of such times, never a change. In a write
+     * transaction it is written with it. Kept whatever becomes of the
+     * transaction, as it happened. */
+    ps_code (*user_seen)(ps_store *s, const char *name, int64_t ms, ps_error *err);
     /* *out = NULL (and PS_OK) when the user has no such chat. Without
      * messages, only the chat-level parts are read (cheap for long chats). */
     ps_code (*chat_load)(ps_store *s, int64_t user, const char *id, bool with_messages,

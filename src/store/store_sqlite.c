@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin"
 
@@ -132,6 +133,14 @@ enum {
     Q_USER_DEL_MSGS,
     Q_USER_DEL_CHATS,
     Q_USER_DEL,
+    Q_USER_SEEN,
+    Q_USER_NAMED,
+    /* Transaction control too: sqlite3_exec would compile these again on
+     * every request. */
+    Q_BEGIN,
+    Q_BEGIN_WRITE,
+    Q_COMMIT,
+    Q_ROLLBACK,
     Q_COUNT
 };
 
@@ -194,13 +203,37 @@ static const char *const QUERIES[Q_COUNT] = {
         "DELETE FROM messages WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_USER_DEL_CHATS] = "DELETE FROM chats WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_USER_DEL] = "DELETE FROM users WHERE name = ?1",
+    [Q_USER_SEEN] = "UPDATE users SET last_sync_ms = ?2 WHERE name = ?1",
+    [Q_USER_NAMED] = "SELECT 1 FROM users WHERE name = ?1",
+    [Q_BEGIN] = "BEGIN",
+    [Q_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
 };
+
+/* Unwritten no-op sync times (see sqlite_user_seen) are written by the next
+ * commit once the oldest is this old (or the last try this long ago), or
+ * once this many users have one. */
+#define SEEN_FLUSH_MS 1000
+#define SEEN_FLUSH_USERS 64
+
+/* A user's last sync time, not written yet. Keyed by name, not id: a user
+ * deleted by `polysyncd user delete` meanwhile may see its id reused. */
+typedef struct seen_user {
+    char *name;
+    int64_t ms;
+} seen_user;
 
 typedef struct sqlite_store {
     ps_store base;
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_COUNT];
     pthread_mutex_t lock;
+    bool writing; /* the open transaction began as a write one */
+    /* Guarded by `lock`, like the connection. */
+    seen_user *seen;
+    size_t nseen, seen_cap;
+    int64_t seen_flush_at; /* monotonic ms from which a commit writes them */
 } sqlite_store;
 
 static ps_code db_error(sqlite_store *s, ps_error *err, const char *what)
@@ -297,9 +330,76 @@ static ps_code make_parent_dirs(const char *path, ps_error *err)
     return rc;
 }
 
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Steps a transaction-control statement (BEGIN, COMMIT, ROLLBACK). A
+ * writer kept out past busy_timeout (another process holding the file, say
+ * `polysyncd user delete`) is PS_ERR_BUSY: 503 store_busy, retry. */
+static ps_code control(sqlite_store *s, int q, ps_error *err)
+{
+    sqlite3_stmt *st = s->stmt[q];
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return PS_OK;
+    }
+    ps_code rc = db_error(s, err, "transaction");
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Writes every unwritten no-op sync time into the open write transaction;
+ * they are forgotten only once it commits. */
+static ps_code write_seen(sqlite_store *s, ps_error *err)
+{
+    for (size_t i = 0; i < s->nseen; i++) {
+        sqlite3_stmt *st = stmt(s, Q_USER_SEEN);
+        sqlite3_bind_text(st, 1, s->seen[i].name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, s->seen[i].ms);
+        int r = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (r != SQLITE_DONE)
+            return db_error(s, err, "saving last sync times");
+    }
+    return PS_OK;
+}
+
+static void forget_seen(sqlite_store *s)
+{
+    for (size_t i = 0; i < s->nseen; i++)
+        free(s->seen[i].name);
+    s->nseen = 0;
+}
+
+/* Writes the unwritten no-op sync times in a transaction of their own
+ * (lock held, no transaction open). On failure they stay for the next try. */
+static ps_code flush_seen(sqlite_store *s, ps_error *err)
+{
+    ps_code rc = control(s, Q_BEGIN_WRITE, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = write_seen(s, err)) != PS_OK || (rc = control(s, Q_COMMIT, err)) != PS_OK) {
+        control(s, Q_ROLLBACK, NULL);
+        /* not at every request while, say, another process holds the lock */
+        s->seen_flush_at = monotonic_ms() + SEEN_FLUSH_MS;
+        return rc;
+    }
+    forget_seen(s);
+    return PS_OK;
+}
+
 static void sqlite_close(ps_store *base)
 {
     sqlite_store *s = (sqlite_store *)base;
+    if (s->nseen) /* a clean stop loses no sync time */
+        flush_seen(s, NULL);
+    forget_seen(s);
+    free(s->seen);
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
@@ -311,18 +411,29 @@ static ps_code sqlite_begin(ps_store *base, bool write, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     pthread_mutex_lock(&s->lock);
-    ps_code rc = exec(s, write ? "BEGIN IMMEDIATE" : "BEGIN", err);
-    if (rc != PS_OK)
+    ps_code rc = control(s, write ? Q_BEGIN_WRITE : Q_BEGIN, err);
+    /* A write transaction takes the unwritten sync times along, first: what
+     * it then loads and saves of a user row sees them. */
+    if (rc == PS_OK && write && (rc = write_seen(s, err)) != PS_OK)
+        control(s, Q_ROLLBACK, NULL);
+    if (rc != PS_OK) {
         pthread_mutex_unlock(&s->lock);
-    return rc;
+        return rc;
+    }
+    s->writing = write;
+    return PS_OK;
 }
 
 static ps_code sqlite_commit(ps_store *base, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    ps_code rc = exec(s, "COMMIT", err);
+    ps_code rc = control(s, Q_COMMIT, err);
     if (rc != PS_OK)
-        exec(s, "ROLLBACK", NULL);
+        control(s, Q_ROLLBACK, NULL);
+    else if (s->writing)
+        forget_seen(s); /* written by this transaction (user_seen too) */
+    else if (s->nseen && monotonic_ms() >= s->seen_flush_at)
+        flush_seen(s, NULL); /* bounds what a crash can forget */
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -330,35 +441,90 @@ static ps_code sqlite_commit(ps_store *base, ps_error *err)
 static void sqlite_rollback(ps_store *base)
 {
     sqlite_store *s = (sqlite_store *)base;
-    exec(s, "ROLLBACK", NULL);
+    control(s, Q_ROLLBACK, NULL);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* Reads the user's row; *found false when there is none. */
+static ps_code user_get(sqlite_store *s, const char *name, ps_user *out, bool *found, ps_error *err)
+{
+    sqlite3_stmt *st = stmt(s, Q_USER_GET);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    *found = r == SQLITE_ROW;
+    if (r == SQLITE_ROW) {
+        out->id = sqlite3_column_int64(st, 0);
+        out->clock = sqlite3_column_int64(st, 1);
+        out->last_sync_ms = sqlite3_column_int64(st, 2);
+        out->seq = sqlite3_column_int64(st, 3);
+        out->purged_seq = sqlite3_column_int64(st, 4);
+        out->bytes = sqlite3_column_int64(st, 5);
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "loading user");
+}
+
+static ps_code sqlite_user_find(ps_store *base, const char *name, ps_user *out, bool *found,
+                                ps_error *err)
+{
+    return user_get((sqlite_store *)base, name, out, found, err);
 }
 
 static ps_code sqlite_user_load(ps_store *base, const char *name, ps_user *out, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     for (int attempt = 0; attempt < 2; attempt++) {
-        sqlite3_stmt *st = stmt(s, Q_USER_GET);
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        int r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-            out->id = sqlite3_column_int64(st, 0);
-            out->clock = sqlite3_column_int64(st, 1);
-            out->last_sync_ms = sqlite3_column_int64(st, 2);
-            out->seq = sqlite3_column_int64(st, 3);
-            out->purged_seq = sqlite3_column_int64(st, 4);
-            out->bytes = sqlite3_column_int64(st, 5);
-            sqlite3_reset(st);
-            return PS_OK;
-        }
-        if (r != SQLITE_DONE)
-            return db_error(s, err, "loading user");
-        st = stmt(s, Q_USER_ADD);
+        bool found;
+        ps_code rc = user_get(s, name, out, &found, err);
+        if (rc != PS_OK || found)
+            return rc;
+        sqlite3_stmt *st = stmt(s, Q_USER_ADD);
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
             return db_error(s, err, "adding user");
     }
     return db_error(s, err, "loading new user");
+}
+
+/*
+ * A sync that changed nothing would otherwise cost a write transaction of
+ * its own — WAL frames and an fsync — for the one time it leaves. The time
+ * waits in memory instead (where stats() sees it) and goes to disk with the
+ * next write transaction, at close, or once it is SEEN_FLUSH_MS old.
+ */
+static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    if (s->writing) {
+        sqlite3_stmt *st = stmt(s, Q_USER_SEEN);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, ms);
+        int r = sqlite3_step(st);
+        sqlite3_reset(st);
+        return r == SQLITE_DONE ? PS_OK : db_error(s, err, "saving last sync time");
+    }
+    size_t i = 0;
+    while (i < s->nseen && strcmp(s->seen[i].name, name) != 0)
+        i++;
+    if (i == s->nseen) {
+        if (s->nseen == s->seen_cap) {
+            size_t cap = s->seen_cap ? 2 * s->seen_cap : 8;
+            seen_user *grown = realloc(s->seen, cap * sizeof *grown);
+            if (!grown)
+                return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+            s->seen = grown;
+            s->seen_cap = cap;
+        }
+        if (!(s->seen[i].name = strdup(name)))
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        if (i == 0)
+            s->seen_flush_at = monotonic_ms() + SEEN_FLUSH_MS;
+        if (i + 1 == SEEN_FLUSH_USERS)
+            s->seen_flush_at = 0;
+        s->nseen = i + 1;
+    }
+    s->seen[i].ms = ms;
+    return PS_OK;
 }
 
 static ps_code sqlite_user_save(ps_store *base, const ps_user *u, ps_error *err)
@@ -663,6 +829,19 @@ static ps_code sqlite_stats(ps_store *base, ps_store_stats *out, ps_error *err)
     out->live_chats = sqlite3_column_int64(st, 0);
     out->last_sync_ms = sqlite3_column_int64(st, 1);
     sqlite3_reset(st);
+    /* the times not written yet, of users that still exist */
+    for (size_t i = 0; i < s->nseen; i++) {
+        if (s->seen[i].ms <= out->last_sync_ms)
+            continue;
+        st = stmt(s, Q_USER_NAMED);
+        sqlite3_bind_text(st, 1, s->seen[i].name, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (r == SQLITE_ROW)
+            out->last_sync_ms = s->seen[i].ms;
+        else if (r != SQLITE_DONE)
+            return db_error(s, err, "reading stats");
+    }
     return PS_OK;
 }
 
@@ -766,7 +945,9 @@ static const struct ps_store_ops SQLITE_OPS = {
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
     .user_load = sqlite_user_load,
+    .user_find = sqlite_user_find,
     .user_save = sqlite_user_save,
+    .user_seen = sqlite_user_seen,
     .chat_load = sqlite_chat_load,
     .chat_save = sqlite_chat_save,
     .chat_each = sqlite_chat_each,

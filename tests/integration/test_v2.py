@@ -16,11 +16,14 @@ every entry into its copy (it never replaces a chat with an entry): later
 pages of a first sync leave out what the device itself wrote meanwhile.
 """
 import json
+import os
 import random
+import sqlite3
 import threading
+import time
 import unittest
 
-from harness import ServerTestCase, by_id, chat, msg, parse_iso_ms, iso
+from harness import ServerTestCase, by_id, chat, msg, now_ms, parse_iso_ms, iso
 
 V2 = "/v2/sync"
 TIME_FIELDS = ("createdAt", "updatedAt", "lastModified")
@@ -1245,6 +1248,99 @@ class CursorTest(V2TestCase):
         self.server.restart()
         after = norm_entries(r.sync(cursor=start)["chats"])
         self.assertEqual(before, after)
+
+
+class NoopSyncTest(V2TestCase):
+    """A sync that pushes nothing writes nothing to the database (no write
+    transaction, no fsync): only its time changes, which /health shows at
+    once and the server writes with its next write, within a second, or
+    when it stops."""
+
+    def setUp(self):
+        super().setUp()
+        self.a = self.dev("device-a")
+        self.b = self.dev("device-b")
+        self.b.sync([full_change("c%d" % i, "Chat %d" % i, n_messages=3) for i in range(3)])
+        self.a.sync()
+
+    def db(self):
+        # Read-only, and not kept in a transaction: never blocks the server.
+        con = sqlite3.connect("file:%s?mode=ro" % self.server.db_path, uri=True, timeout=10,
+                              isolation_level=None)
+        self.addCleanup(con.close)
+        return con
+
+    @staticmethod
+    def stored_last_sync(con):
+        return con.execute("SELECT last_sync_ms FROM users WHERE name = 'local'").fetchone()[0]
+
+    def health_last_sync(self):
+        return parse_iso_ms(self.server.health()["lastSync"])
+
+    def test_noop_sync_leaves_the_database_alone_and_still_pulls(self):
+        con = self.db()
+        # A push first: any time left unwritten goes with it, so what follows
+        # is not a time-based flush of an older no-op.
+        self.b.sync([{"chatId": "c1", "fields": {"title": "renamed by b"}}])
+        version = con.execute("PRAGMA data_version").fetchone()[0]
+        wal = os.path.getsize(self.server.db_path + "-wal")
+        stored = self.stored_last_sync(con)
+        before = now_ms()
+        doc = self.a.sync()          # pushes nothing, pulls b's change
+        after = now_ms()
+        self.assertEqual([e["id"] for e in doc["chats"]], ["c1"])
+        self.assertEqual(doc["chats"][0].get("fields"), {"title": "renamed by b"})
+        self.assertEqual(con.execute("PRAGMA data_version").fetchone()[0], version,
+                         "a sync that pushed nothing committed a write")
+        self.assertEqual(os.path.getsize(self.server.db_path + "-wal"), wal)
+        self.assertEqual(self.stored_last_sync(con), stored)
+        # Its time is the last sync all the same, before and after a clean stop.
+        shown = self.health_last_sync()
+        self.assertGreaterEqual(shown, before - 1000)
+        self.assertLessEqual(shown, after + 1000)
+        self.server.restart()
+        self.assertEqual(self.stored_last_sync(con), shown)
+        self.assertEqual(self.health_last_sync(), shown)
+        # Nothing was lost for anyone: the cursors go on where they were.
+        self.assertEqual(self.a.sync()["chats"], [])
+        self.b.sync([{"chatId": "c2", "messages": [msg("late", "after the restart")]}])
+        doc = self.a.sync()
+        self.assertEqual([m["id"] for m in doc["chats"][0].get("messages", [])], ["late"])
+        self.assertSameState(self.a.local, self.full(), "device A")
+
+    def test_noop_sync_time_reaches_the_disk_within_a_second(self):
+        con = self.db()
+        self.a.sync()
+        time.sleep(1.2)
+        before = now_ms()
+        self.a.sync()                # the earlier time is now due: written with this one's
+        after = now_ms()
+        written = self.stored_last_sync(con)
+        self.assertGreaterEqual(written, before - 1000)
+        self.assertLessEqual(written, after + 1000)
+        self.server.kill9()
+        self.server.start()
+        self.assertEqual(self.health_last_sync(), written)
+        self.assertEqual(self.a.sync()["chats"], [])
+
+    def test_noop_then_push_by_the_same_user(self):
+        self.a.sync()
+        noop_time = self.health_last_sync()
+        self.b.sync([{"chatId": "c0", "fields": {"title": "pushed"}}])
+        con = self.db()
+        self.assertGreaterEqual(self.stored_last_sync(con), noop_time)
+        self.assertEqual(self.a.sync()["chats"][0]["fields"], {"title": "pushed"})
+
+    def test_first_noop_sync_of_a_new_user_is_kept(self):
+        s = self.new_server()
+        before = now_ms()
+        doc = s.v2_ok({"deviceId": "fresh", "cursor": None})
+        self.assertEqual(doc["chats"], [])
+        self.assertGreaterEqual(parse_iso_ms(s.health()["lastSync"]), before - 1000)
+        s.kill9()
+        s.start()
+        self.assertIsNotNone(s.health()["lastSync"], "a new user's first sync is durable")
+        self.assertEqual(s.v2_ok({"deviceId": "fresh", "cursor": doc["cursor"]})["chats"], [])
 
 
 # ---- 8. validation -------------------------------------------------------------------

@@ -1,8 +1,9 @@
 /*
  * The SQLite backend: persistence across reopen, forward migration from the
  * first schema keeping existing data, refusal of a newer schema, tombstone
- * purge, and the rollback of a transaction. Includes the .c file to reach
- * MIGRATIONS and build a version-1 store by hand.
+ * purge, the rollback of a transaction, and the no-op sync times kept until
+ * a write. Includes the .c file to reach MIGRATIONS and build a version-1
+ * store by hand.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -256,6 +257,88 @@ static void bad_urls_are_refused(void **state)
     assert_null(s);
 }
 
+/* last_sync_ms of `name` as another connection sees it on disk. */
+static int64_t on_disk_last_sync(const char *path, const char *name)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t ms = -1;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT last_sync_ms FROM users WHERE name = ?1", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        ms = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ms;
+}
+
+static int64_t stats_last_sync(ps_store *s)
+{
+    ps_error err;
+    ps_store_stats stats;
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->stats(s, &stats, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    return stats.last_sync_ms;
+}
+
+/* user_seen in a read transaction writes nothing, yet stats() shows it; a
+ * rolled-back write transaction does not lose it, a committed one writes it,
+ * and so does close. A user that is gone does not count. */
+static void seen_times_wait_for_a_write(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    ps_user u;
+    bool found = true;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_find(s, "carol", &u, &found, &err), PS_OK);
+    assert_false(found); /* and not created: */
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(on_disk_last_sync(f->path, "carol"), -1);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "carol", &u, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "dave", &u, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_find(s, "carol", &u, &found, &err), PS_OK);
+    assert_true(found);
+    assert_int_equal(s->ops->user_seen(s, "carol", 5000, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(on_disk_last_sync(f->path, "carol"), 0);
+    assert_int_equal(stats_last_sync(s), 5000);
+
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    ps_store_rollback(s);
+    assert_int_equal(on_disk_last_sync(f->path, "carol"), 0);
+    assert_int_equal(stats_last_sync(s), 5000);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(on_disk_last_sync(f->path, "carol"), 5000);
+
+    /* a later time of a user whom another process then deletes */
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_seen(s, "dave", 9000, &err), PS_OK);
+    assert_int_equal(s->ops->user_seen(s, "carol", 7000, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(stats_last_sync(s), 9000);
+    sqlite3 *admin = NULL;
+    assert_int_equal(sqlite3_open(f->path, &admin), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(admin, "DELETE FROM users WHERE name = 'dave'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(admin);
+    assert_int_equal(stats_last_sync(s), 7000);
+    ps_store_close(s); /* a clean stop writes what is left */
+    assert_int_equal(on_disk_last_sync(f->path, "carol"), 7000);
+    assert_int_equal(on_disk_last_sync(f->path, "dave"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +347,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_newer_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_forgets_only_old_tombstones, setup, teardown),
+        cmocka_unit_test_setup_teardown(seen_times_wait_for_a_write, setup, teardown),
         cmocka_unit_test(bad_urls_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
