@@ -68,6 +68,15 @@ ps_code ps_dynbuf_reserve(ps_dynbuf *b, size_t n)
     return reserve(b, n);
 }
 
+void ps_dynbuf_adopt(ps_dynbuf *b, char *data, size_t cap)
+{
+    free(b->data);
+    b->data = data;
+    b->cap = cap;
+    b->len = 0;
+    data[0] = '\0';
+}
+
 ps_code ps_dynbuf_add(ps_dynbuf *b, const void *p, size_t n)
 {
     ps_code rc = reserve(b, n);

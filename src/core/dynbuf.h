@@ -22,6 +22,9 @@ void ps_dynbuf_init(ps_dynbuf *b, size_t limit);
 /* Makes room for n more bytes at once (a body of known length is then read
  * without the copies of doubling). PS_ERR_TOO_LARGE past the limit. */
 ps_code ps_dynbuf_reserve(ps_dynbuf *b, size_t n);
+/* Makes an empty buffer use `data` (malloc'ed, `cap` bytes, cap >= 1) from
+ * now on, freeing what it had. */
+void ps_dynbuf_adopt(ps_dynbuf *b, char *data, size_t cap);
 /* Appends n bytes. PS_ERR_TOO_LARGE past the limit (buffer unchanged). */
 ps_code ps_dynbuf_add(ps_dynbuf *b, const void *p, size_t n);
 ps_code ps_dynbuf_adds(ps_dynbuf *b, const char *s);

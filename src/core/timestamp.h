@@ -19,5 +19,7 @@ bool ps_time_from_json(const json_object *v, int64_t *ms);
 void ps_time_format_iso(int64_t ms, char out[32]);
 /* The wall clock, milliseconds since the epoch. */
 int64_t ps_time_now_ms(void);
+/* Milliseconds of a clock that never jumps: for intervals, not dates. */
+int64_t ps_time_monotonic_ms(void);
 
 #endif

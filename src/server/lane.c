@@ -10,6 +10,18 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
+
+/* Buffers of finished large bodies, kept for the next ones: a fresh 64 MB
+ * buffer costs the kernel zeroing and mapping every page of it (~10 % of a
+ * full-state sync's CPU); a kept one is filled in place. At most one per
+ * slot, so they add nothing to the lane's peak; freed after an idle spell. */
+#define KEEP_BUFFERS_IDLE_MS 10000
+
+typedef struct kept_buffer {
+    char *data;
+    size_t cap;
+} kept_buffer;
 
 typedef struct ticket_queue {
     ps_lane_ticket *head, *tail;
@@ -22,6 +34,9 @@ struct ps_lane {
     ticket_queue waiting; /* for a slot, oldest first */
     ticket_queue work;    /* for a worker, oldest first */
     bool stopping;
+    unsigned slots;
+    kept_buffer *kept; /* `slots` entries; data NULL when empty */
+    int64_t last_kept_ms;
     unsigned n_workers;
     pthread_t *workers;
 };
@@ -48,6 +63,22 @@ static ps_lane_ticket *pop(ticket_queue *q)
     return t;
 }
 
+static void free_kept(ps_lane *lane)
+{
+    for (unsigned i = 0; i < lane->slots; i++) {
+        free(lane->kept[i].data);
+        lane->kept[i] = (kept_buffer){0};
+    }
+}
+
+static bool has_kept(const ps_lane *lane)
+{
+    for (unsigned i = 0; i < lane->slots; i++)
+        if (lane->kept[i].data)
+            return true;
+    return false;
+}
+
 static void *worker_main(void *arg)
 {
     ps_lane *lane = arg;
@@ -57,7 +88,16 @@ static void *worker_main(void *arg)
         if (!t) {
             if (lane->stopping)
                 break;
-            pthread_cond_wait(&lane->work_ready, &lane->lock);
+            if (!has_kept(lane)) {
+                pthread_cond_wait(&lane->work_ready, &lane->lock);
+            } else if (ps_time_monotonic_ms() - lane->last_kept_ms >= KEEP_BUFFERS_IDLE_MS) {
+                free_kept(lane); /* no large request for a while: give the memory back */
+            } else {
+                struct timespec until;
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_sec += KEEP_BUFFERS_IDLE_MS / 1000;
+                pthread_cond_timedwait(&lane->work_ready, &lane->lock, &until);
+            }
             continue;
         }
         pthread_mutex_unlock(&lane->lock);
@@ -70,19 +110,54 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+char *ps_lane_buffer_take(ps_lane *lane, size_t need, size_t *cap)
+{
+    char *data = NULL;
+    pthread_mutex_lock(&lane->lock);
+    for (unsigned i = 0; i < lane->slots && !data; i++) {
+        if (lane->kept[i].data && lane->kept[i].cap >= need) {
+            data = lane->kept[i].data;
+            *cap = lane->kept[i].cap;
+            lane->kept[i] = (kept_buffer){0};
+        }
+    }
+    pthread_mutex_unlock(&lane->lock);
+    return data;
+}
+
+void ps_lane_buffer_give(ps_lane *lane, char *data, size_t cap)
+{
+    pthread_mutex_lock(&lane->lock);
+    for (unsigned i = 0; i < lane->slots && data; i++) {
+        if (!lane->kept[i].data) {
+            lane->kept[i] = (kept_buffer){.data = data, .cap = cap};
+            data = NULL;
+        }
+    }
+    lane->last_kept_ms = ps_time_monotonic_ms();
+    pthread_mutex_unlock(&lane->lock);
+    free(data); /* every place taken */
+}
+
 ps_lane *ps_lane_new(unsigned slots, unsigned workers)
 {
     ps_lane *lane = calloc(1, sizeof *lane);
     if (!lane)
         return NULL;
-    lane->free_slots = slots ? slots : 1;
+    lane->slots = lane->free_slots = slots ? slots : 1;
     lane->workers = calloc(workers ? workers : 1, sizeof *lane->workers);
-    if (!lane->workers || pthread_mutex_init(&lane->lock, NULL) != 0) {
+    lane->kept = calloc(lane->slots, sizeof *lane->kept);
+    if (!lane->workers || !lane->kept || pthread_mutex_init(&lane->lock, NULL) != 0) {
         free(lane->workers);
+        free(lane->kept);
         free(lane);
         return NULL;
     }
-    pthread_cond_init(&lane->work_ready, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* idle spells, not wall time */
+    pthread_cond_init(&lane->work_ready, &attr);
+    pthread_condattr_destroy(&attr);
     for (unsigned i = 0; i < (workers ? workers : 1); i++) {
         if (pthread_create(&lane->workers[i], NULL, worker_main, lane) != 0)
             break;
@@ -113,6 +188,8 @@ void ps_lane_free(ps_lane *lane)
     ps_lane_stop(lane);
     pthread_cond_destroy(&lane->work_ready);
     pthread_mutex_destroy(&lane->lock);
+    free_kept(lane);
+    free(lane->kept);
     free(lane->workers);
     free(lane);
 }

@@ -73,6 +73,12 @@ ps_lane_state ps_lane_state_of(ps_lane *lane, const ps_lane_ticket *t);
  * again, which sends what the work prepared. False once the lane is
  * stopped: then the caller runs the work itself. */
 bool ps_lane_run(ps_lane *lane, ps_lane_ticket *t, void (*work)(void *), void *arg);
+/* A kept buffer of at least `need` bytes (its size in *cap) from a large
+ * body that is done with, or NULL: filling it costs no page faults. */
+char *ps_lane_buffer_take(ps_lane *lane, size_t need, size_t *cap);
+/* Takes a large body's buffer (malloc'ed) back for the next one; kept at
+ * most one per slot and freed after ~10 s without large requests. */
+void ps_lane_buffer_give(ps_lane *lane, char *data, size_t cap);
 /* Shutdown: resumes every waiting connection as TURNED_AWAY; returns how
  * many there were. */
 unsigned ps_lane_turn_away_waiting(ps_lane *lane);

@@ -233,6 +233,30 @@ static void purge_if_due(ps_server *srv)
                 (long long)purged);
 }
 
+/* Makes room for a body of known length at once: a large one in a buffer
+ * the lane kept from an earlier one, if it has one that fits. */
+static ps_code size_body(ps_server *srv, request *req)
+{
+    size_t need = (size_t)req->body_length + 1; /* and the NUL */
+    size_t cap = 0;
+    char *kept = req->lane.conn ? ps_lane_buffer_take(srv->lane, need, &cap) : NULL;
+    if (kept) {
+        ps_dynbuf_adopt(&req->body, kept, cap);
+        return PS_OK;
+    }
+    return ps_dynbuf_reserve(&req->body, (size_t)req->body_length);
+}
+
+/* Done with the body: a large one's buffer goes back to the lane. */
+static void release_body(ps_server *srv, request *req)
+{
+    if (req->lane.conn && req->body.cap > PS_LARGE_BODY_BYTES) {
+        size_t cap = req->body.cap;
+        ps_lane_buffer_give(srv->lane, ps_dynbuf_take(&req->body, NULL), cap);
+    }
+    ps_dynbuf_free(&req->body);
+}
+
 static void run_handler(ps_server *srv, request *req, ps_reply *reply)
 {
     purge_if_due(srv);
@@ -265,7 +289,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
             ps_reply_from_error(reply, &err);
             return;
         }
-        ps_dynbuf_free(&req->body); /* the parsed tree is all we need now */
+        release_body(srv, req); /* the parsed tree is all we need now */
     }
     ps_dynbuf_init(&reply->body, srv->cfg.max_response_bytes);
     ps_handler_env env = srv->env;
@@ -279,19 +303,19 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
 /* Takes one piece of the body: inflated if gzipped, capped either way.
  * Past the cap the rest is read and dropped, never kept: the answer (413)
  * can only be sent once the client has finished sending. */
-static void receive_body(request *req, const char *data, size_t len)
+static void receive_body(ps_server *srv, request *req, const char *data, size_t len)
 {
     if (!req->route || req->route->body == PS_BODY_NONE || req->body_error != PS_OK)
         return;
     ps_code rc = PS_OK;
     if (req->body.cap == 0 && !req->gzip && req->body_length > 0)
-        rc = ps_dynbuf_reserve(&req->body, (size_t)req->body_length);
+        rc = size_body(srv, req);
     if (rc == PS_OK)
         rc = req->gzip ? ps_inflater_feed(&req->inflater, data, len, &req->body)
                        : ps_dynbuf_add(&req->body, data, len);
     if (rc != PS_OK) {
         req->body_error = rc;
-        ps_dynbuf_free(&req->body);
+        release_body(srv, req);
     }
 }
 
@@ -419,7 +443,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             fprintf(stderr, "polysyncd: request body too slow, connection closed\n");
             return MHD_NO;
         }
-        receive_body(req, upload_data, *upload_data_size);
+        receive_body(srv, req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -453,7 +477,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request *req = *con_cls;
     if (!req)
         return;
-    ps_dynbuf_free(&req->body);
+    release_body(srv, req);
     if (req->gzip)
         ps_inflater_free(&req->inflater);
     if (req->reply_ready) /* prepared, never sent: the client went away */

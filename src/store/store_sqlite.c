@@ -8,6 +8,7 @@
  * serialises writers anyway.
  */
 #include "store/store.h"
+#include "core/timestamp.h"
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
 
@@ -120,6 +121,7 @@ enum {
     Q_BODY_PUT,
     Q_CHAT_PUT,
     Q_CHAT_EACH,
+    Q_CHAT_DOC,
     Q_STATS,
     Q_PURGE,
     Q_USER_LIST,
@@ -178,9 +180,12 @@ static const char *const QUERIES[Q_COUNT] = {
         " deleted_device = excluded.deleted_device,"
         " deleted_at_ms = excluded.deleted_at_ms,"
         " seq = CASE excluded.seq WHEN 0 THEN chats.seq ELSE excluded.seq END",
-    [Q_CHAT_EACH] = "SELECT c.id, b.doc, c.live, c.deleted_counter, c.deleted_device"
-                    " FROM chats c JOIN chat_bodies b ON b.user_id = c.user_id AND b.chat_id = c.id"
-                    " WHERE c.user_id = ?1 ORDER BY c.id",
+    /* Not joined with chat_bodies: SQLite would read every rendered chat
+     * (overflow pages and all) for each row, wanted or not; a legacy sync
+     * lists every chat and wants the bodies of few. */
+    [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device FROM chats"
+                    " WHERE user_id = ?1 ORDER BY id",
+    [Q_CHAT_DOC] = "SELECT doc FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
                 " (SELECT coalesce(max(last_sync_ms), 0) FROM users)",
     [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
@@ -330,13 +335,6 @@ static ps_code make_parent_dirs(const char *path, ps_error *err)
     return rc;
 }
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Steps a transaction-control statement (BEGIN, COMMIT, ROLLBACK). A
  * writer kept out past busy_timeout (another process holding the file, say
  * `polysyncd user delete`) is PS_ERR_BUSY: 503 store_busy, retry. */
@@ -386,7 +384,7 @@ static ps_code flush_seen(sqlite_store *s, ps_error *err)
     if ((rc = write_seen(s, err)) != PS_OK || (rc = control(s, Q_COMMIT, err)) != PS_OK) {
         control(s, Q_ROLLBACK, NULL);
         /* not at every request while, say, another process holds the lock */
-        s->seen_flush_at = monotonic_ms() + SEEN_FLUSH_MS;
+        s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
         return rc;
     }
     forget_seen(s);
@@ -432,7 +430,7 @@ static ps_code sqlite_commit(ps_store *base, ps_error *err)
         control(s, Q_ROLLBACK, NULL);
     else if (s->writing)
         forget_seen(s); /* written by this transaction (user_seen too) */
-    else if (s->nseen && monotonic_ms() >= s->seen_flush_at)
+    else if (s->nseen && ps_time_monotonic_ms() >= s->seen_flush_at)
         flush_seen(s, NULL); /* bounds what a crash can forget */
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -518,7 +516,7 @@ static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps
         if (!(s->seen[i].name = strdup(name)))
             return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         if (i == 0)
-            s->seen_flush_at = monotonic_ms() + SEEN_FLUSH_MS;
+            s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
         if (i + 1 == SEEN_FLUSH_USERS)
             s->seen_flush_at = 0;
         s->nseen = i + 1;
@@ -787,36 +785,49 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
     return rc;
 }
 
+/* chat_each's cursor, behind ps_chat_row.impl. */
+typedef struct chat_listing {
+    sqlite_store *s;
+    int64_t user;
+} chat_listing;
+
+/* The row's rendered chat, read only now; valid until the next row. */
 static const char *row_doc(const ps_chat_row *row, size_t *len)
 {
-    sqlite3_stmt *st = row->impl;
-    *len = (size_t)sqlite3_column_bytes(st, 1);
-    return *len ? (const char *)sqlite3_column_text(st, 1) : NULL;
+    const chat_listing *l = row->impl;
+    sqlite3_stmt *st = stmt(l->s, Q_CHAT_DOC);
+    sqlite3_bind_int64(st, 1, l->user);
+    sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC);
+    *len = 0;
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return NULL; /* no body row: as if not rendered */
+    *len = (size_t)sqlite3_column_bytes(st, 0);
+    return *len ? (const char *)sqlite3_column_text(st, 0) : NULL;
 }
 
 static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, void *ctx,
                                 ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
+    chat_listing listing = {.s = s, .user = user};
     sqlite3_stmt *st = stmt(s, Q_CHAT_EACH);
     sqlite3_bind_int64(st, 1, user);
     int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    bool stopped = false;
+    while (!stopped && (r = sqlite3_step(st)) == SQLITE_ROW) {
         ps_chat_row row = {
             .id = (const char *)sqlite3_column_text(st, 0),
             .doc = row_doc,
-            .impl = st,
-            .live = sqlite3_column_int(st, 2) != 0,
-            .deleted_counter = sqlite3_column_int64(st, 3),
-            .deleted_device = (const char *)sqlite3_column_text(st, 4),
+            .impl = &listing,
+            .live = sqlite3_column_int(st, 1) != 0,
+            .deleted_counter = sqlite3_column_int64(st, 2),
+            .deleted_device = (const char *)sqlite3_column_text(st, 3),
         };
-        if (fn(ctx, &row)) {
-            sqlite3_reset(st);
-            return PS_OK;
-        }
+        stopped = fn(ctx, &row);
     }
-    ps_code rc = r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing chats");
+    ps_code rc = stopped || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing chats");
     sqlite3_reset(st);
+    sqlite3_reset(s->stmt[Q_CHAT_DOC]);
     return rc;
 }
 
@@ -985,10 +996,13 @@ ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
     sqlite3_busy_timeout(s->db, 5000);
     if ((rc = exec(s, "PRAGMA journal_mode=WAL", err)) != PS_OK ||
         (rc = exec(s, "PRAGMA synchronous=FULL", err)) != PS_OK ||
-        /* read through a mapping and a 64 MiB page cache, not pread copies
-         * (docs/performance.md); writes still go through the WAL */
-        (rc = exec(s, "PRAGMA mmap_size=1073741824", err)) != PS_OK ||
-        (rc = exec(s, "PRAGMA cache_size=-65536", err)) != PS_OK ||
+        /* No memory mapping: every page a mapping touches stays in the
+         * server's resident memory (a listing that read every rendered
+         * chat once left 140 MB there); a 16 MiB page cache over the
+         * kernel's own file cache bounds what reads hold
+         * (docs/storage.md, "Memory") */
+        (rc = exec(s, "PRAGMA mmap_size=0", err)) != PS_OK ||
+        (rc = exec(s, "PRAGMA cache_size=-16384", err)) != PS_OK ||
         (rc = exec(s, "PRAGMA foreign_keys=ON", err)) != PS_OK || (rc = migrate(s, err)) != PS_OK)
         goto fail;
     for (int i = 0; i < Q_COUNT; i++) {
