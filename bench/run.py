@@ -35,7 +35,7 @@ FULL = dict(
     b_conns=16, b_duration=30, b_repeats=3, b_file_repeats=1, b_drain=90,
     b_sweep=[1, 2, 4, 8], b_sweep_duration=8,
     v2_sizes=[10, 1000, 10000], v2_msgs=50, big_msgs=5000,
-    noop_runs=3, noop_count=300, msg_runs=3, msg_count=30,
+    noop_runs=5, noop_count=300, msg_runs=3, msg_count=30,
     e_conns=16, e_duration=30, e_repeats=3,
     e_sweep=[1, 2, 4, 8, 32, 64], e_sweep_duration=5,
     budget_s=14 * 60,                 # optional steps are skipped past this
@@ -322,59 +322,86 @@ def legacy_sweep(drv, srv, P, ref_body, res):
                                 "(b) sweep", allow_cut=True)
 
 
+def v2_seed(drv, srv, n, P, d):
+    """Fills a fresh server with n chats (+ the long chat) from device A; its cursor."""
+    log(f"v2 store {n} chats x {P['v2_msgs']} + 1 x {P['big_msgs']}: seeding")
+    seed = drv.run(["seed-v2", "--url", srv.url, "--device", "bench-a", "--chats", n,
+                    "--messages", P["v2_msgs"], "--big-messages", P["big_msgs"],
+                    "--batch", 200, "--pid", srv.pid], timeout=600)
+    check(seed, "v2 seed")
+    d["seed"] = seed
+    return seed["cursor"]
+
+
+def v2_messages(drv, srv, n, P, d, cursor):
+    """(d) one new message pushed by A, pulled by B; returns A's cursor after."""
+    log(f"v2 store {n}: (d) one new message, {P['msg_runs']} x {P['msg_count']}")
+    d["msg"] = []
+    first = 100000
+    for _ in range(P["msg_runs"]):
+        m = drv.run(["v2msg", "--url", srv.url, "--cursor", cursor, "--count",
+                     P["msg_count"], "--first-msg", first, "--pid", srv.pid], timeout=300)
+        if m.get("exit_code"):
+            raise RuntimeError(f"(d) one message: accepted {m.get('accepted')}, "
+                               f"delivered {m.get('delivered')} of {m.get('messages')}: "
+                               f"{m.get('first_error')}")
+        d["msg"].append(m)
+        cursor = m["cursor"]
+        first += P["msg_count"]
+    return cursor
+
+
+def v2_concurrency(drv, srv, n, P, v2, cursor):
+    """(e): many connections of no-op syncs against the largest store."""
+    noop = json.dumps({"deviceId": "bench-a", "cursor": cursor})
+    v2["store"] = n
+    v2["e"] = []
+    for i in range(P["e_repeats"]):
+        log(f"v2 store {n}: (e) {P['e_conns']} connections x {P['e_duration']} s, run {i + 1}")
+        v2["e"].append(check(drv.load(srv, "/v2/sync", body_json=noop, conns=P["e_conns"],
+                                      duration=P["e_duration"], drain=10), "(e)"))
+    v2["e_sweep"] = {}
+    for c in P["e_sweep"]:
+        if elapsed() + P["e_sweep_duration"] + 5 > BUDGET[0]:
+            v2.setdefault("skipped", []).append(f"(e) sweep at {c} connections")
+            continue
+        log(f"v2 store {n}: (e) sweep, {c} connections x {P['e_sweep_duration']} s")
+        v2["e_sweep"][c] = check(drv.load(srv, "/v2/sync", body_json=noop, conns=c,
+                                          duration=P["e_sweep_duration"], drain=10),
+                                 "(e) sweep")
+
+
 def v2_runs(drv, build, work, P, res):
+    """(d) and (e). Every store gets its own server, all seeded first; the
+    no-op runs then take turns across the stores (10, 1,000, 10,000, 10, ...)
+    so that a passing disturbance of the machine (at 30 µs a sync, a few
+    wake-ups land differently) falls on every size alike instead of on
+    whichever store was measured at that moment."""
     v2 = res.setdefault("v2", {"sizes": {}})
     sizes = P["v2_sizes"]
-    for n in sizes:
-        srv = polysyncd(build, work, f"polysyncd-v2-{n}", os.path.join(work, f"v2-{n}.db"))
-        try:
-            d = v2["sizes"].setdefault(n, {})
-            log(f"v2 store {n} chats x {P['v2_msgs']} + 1 x {P['big_msgs']}: seeding")
-            seed = drv.run(["seed-v2", "--url", srv.url, "--device", "bench-a", "--chats", n,
-                            "--messages", P["v2_msgs"], "--big-messages", P["big_msgs"],
-                            "--batch", 200, "--pid", srv.pid], timeout=600)
-            check(seed, "v2 seed")
-            d["seed"] = seed
-            cursor = seed["cursor"]
-            noop = json.dumps({"deviceId": "bench-a", "cursor": cursor})
-            check(drv.load(srv, "/v2/sync", body_json=noop, count=50), "warm-up")
-            log(f"v2 store {n}: (d) no-op sync, {P['noop_runs']} x {P['noop_count']}")
-            d["noop"] = [check(drv.load(srv, "/v2/sync", body_json=noop, count=P["noop_count"]),
-                               "(d) no-op") for _ in range(P["noop_runs"])]
-            log(f"v2 store {n}: (d) one new message, {P['msg_runs']} x {P['msg_count']}")
-            d["msg"] = []
-            first = 100000
-            for _ in range(P["msg_runs"]):
-                m = drv.run(["v2msg", "--url", srv.url, "--cursor", cursor, "--count",
-                             P["msg_count"], "--first-msg", first, "--pid", srv.pid],
-                            timeout=300)
-                if m.get("exit_code"):
-                    raise RuntimeError(f"(d) one message: accepted {m.get('accepted')}, "
-                                       f"delivered {m.get('delivered')} of {m.get('messages')}: "
-                                       f"{m.get('first_error')}")
-                d["msg"].append(m)
-                cursor = m["cursor"]
-                first += P["msg_count"]
-            if n == sizes[-1]:
-                noop = json.dumps({"deviceId": "bench-a", "cursor": cursor})
-                v2["store"] = n
-                v2["e"] = []
-                for i in range(P["e_repeats"]):
-                    log(f"v2 store {n}: (e) {P['e_conns']} connections x {P['e_duration']} s,"
-                        f" run {i + 1}")
-                    v2["e"].append(check(drv.load(srv, "/v2/sync", body_json=noop,
-                                                  conns=P["e_conns"], duration=P["e_duration"],
-                                                  drain=10), "(e)"))
-                v2["e_sweep"] = {}
-                for c in P["e_sweep"]:
-                    if elapsed() + P["e_sweep_duration"] + 5 > BUDGET[0]:
-                        v2.setdefault("skipped", []).append(f"(e) sweep at {c} connections")
-                        continue
-                    log(f"v2 store {n}: (e) sweep, {c} connections x {P['e_sweep_duration']} s")
-                    v2["e_sweep"][c] = check(drv.load(srv, "/v2/sync", body_json=noop, conns=c,
-                                                      duration=P["e_sweep_duration"], drain=10),
-                                             "(e) sweep")
-        finally:
+    servers, cursors = {}, {}
+    try:
+        for n in sizes:
+            servers[n] = polysyncd(build, work, f"polysyncd-v2-{n}", os.path.join(work, f"v2-{n}.db"))
+            cursors[n] = v2_seed(drv, servers[n], n, P, v2["sizes"].setdefault(n, {}))
+        noops = {n: json.dumps({"deviceId": "bench-a", "cursor": cursors[n]}) for n in sizes}
+        for n in sizes:
+            check(drv.load(servers[n], "/v2/sync", body_json=noops[n], count=50), "warm-up")
+            v2["sizes"][n]["noop"] = []
+        log(f"v2 stores {', '.join(map(str, sizes))}: (d) no-op sync, "
+            f"{P['noop_runs']} x {P['noop_count']} each, in turns")
+        for _ in range(P["noop_runs"]):
+            for n in sizes:
+                v2["sizes"][n]["noop"].append(
+                    check(drv.load(servers[n], "/v2/sync", body_json=noops[n],
+                                   count=P["noop_count"]), "(d) no-op"))
+        for n in sizes:
+            cursors[n] = v2_messages(drv, servers[n], n, P, v2["sizes"][n], cursors[n])
+        for n in sizes[:-1]:  # (e) runs alone on the machine
+            servers.pop(n).stop()
+        v2_concurrency(drv, servers[sizes[-1]], sizes[-1], P, v2, cursors[sizes[-1]])
+    finally:
+        for srv in servers.values():
             srv.stop()
 
 
@@ -611,7 +638,9 @@ def markdown(res, S, P, meta, plots, errors):
         add("")
         add(f"(d) {P['noop_runs']} runs × {P['noop_count']} no-op syncs and "
             f"{P['msg_runs']} runs × {P['msg_count']} one-message syncs per store, one "
-            f"connection. The new message goes into the {P['big_msgs']:,}-message chat from "
+            f"connection; the stores are all seeded first and their no-op runs take turns "
+            f"(smallest to largest, and again), so a passing disturbance of the machine falls on "
+            f"every size alike. The new message goes into the {P['big_msgs']:,}-message chat from "
             f"device A (push); device B then pulls it. Latencies are per-run medians, in ms; "
             f"bytes are request / answer bodies.")
         add("")
