@@ -361,8 +361,9 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     return r;
 }
 
-/* The lane worker's job: the handler, off the connection's thread. */
-static void run_in_lane(void *arg)
+/* Runs the handler into req->reply: on a lane worker for a large request
+ * (off the connection's thread), inline for the others. */
+static void prepare_reply(void *arg)
 {
     request *req = arg;
     run_handler(req->srv, req, &req->reply);
@@ -380,12 +381,12 @@ static enum MHD_Result answer_request(ps_server *srv, struct MHD_Connection *con
         req->reply.hsts = srv->tls_cert != NULL;
         switch (req->lane.conn ? ps_lane_state_of(srv->lane, &req->lane) : PS_LANE_OUTSIDE) {
         case PS_LANE_ADMITTED:
-            if (ps_lane_run(srv->lane, &req->lane, run_in_lane, req))
+            if (ps_lane_run(srv->lane, &req->lane, prepare_reply, req))
                 return MHD_YES;
-            run_in_lane(req); /* the lane has stopped: shutting down */
+            prepare_reply(req); /* the lane has stopped: shutting down */
             break;
         default:
-            run_in_lane(req);
+            prepare_reply(req);
         }
     }
     enum MHD_Result r = ps__send_reply(conn, &req->reply, req->accepts_gzip);
