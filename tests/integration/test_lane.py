@@ -39,6 +39,17 @@ class LaneTestCase(ServerTestCase):
         self.assertEqual(status, 100)
         return True
 
+    def one_running_one_queued(self, *args):
+        """A server with one slot, a large request holding it (its body not
+        sent yet) and a second one queued behind it."""
+        s = self.new_server(["--max-large-requests", "1"] + list(args))
+        bodies = [large_body("a"), large_body("b")]
+        first = self.start_large(s, bodies[0])
+        self.assertTrue(self.continued(first, 5), "the first large request must start at once")
+        queued = self.start_large(s, bodies[1])
+        time.sleep(0.2)  # queued before whatever the test does next
+        return s, bodies, first, queued
+
     def finish(self, sock, body):
         sock.sendall(body)
         status, _, data = read_http_response(sock)
@@ -89,12 +100,8 @@ class LaneTest(LaneTestCase):
             sock.close()
 
     def test_waiting_does_not_count_against_the_request_timeout(self):
-        s = self.new_server(["--max-large-requests", "1", "--request-timeout", "2"])
-        bodies = [large_body("a"), large_body("b")]
-        first = self.start_large(s, bodies[0])
-        self.assertTrue(self.continued(first, 5))
-        second = self.start_large(s, bodies[1])
-        time.sleep(1.5)
+        s, bodies, first, second = self.one_running_one_queued("--request-timeout", "2")
+        time.sleep(1.3)
         self.assertEqual(self.finish(first, bodies[0])[0], 200)
         time.sleep(1.5)  # the second has now been waiting longer than the timeout
         self.assertTrue(self.continued(second, 5))
@@ -121,12 +128,7 @@ class LaneTest(LaneTestCase):
         self.assertEqual(sorted(by_id(s.fetch())), ["a", "c"])
 
     def test_sigterm_serves_the_queue_then_exits(self):
-        s = self.new_server(["--max-large-requests", "1"])
-        bodies = [large_body("a"), large_body("b")]
-        first = self.start_large(s, bodies[0])
-        self.assertTrue(self.continued(first, 5))
-        queued = self.start_large(s, bodies[1])
-        time.sleep(0.2)
+        s, bodies, first, queued = self.one_running_one_queued()
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         self.assertEqual(self.finish(first, bodies[0])[0], 200)
@@ -137,12 +139,7 @@ class LaneTest(LaneTestCase):
         s.wait_exit(expect=0)
 
     def test_sigterm_past_the_drain_timeout_closes_the_queue(self):
-        s = self.new_server(["--max-large-requests", "1", "--drain-timeout", "1"])
-        bodies = [large_body("a"), large_body("b")]
-        first = self.start_large(s, bodies[0])
-        self.assertTrue(self.continued(first, 5))
-        queued = self.start_large(s, bodies[1])
-        time.sleep(0.2)
+        s, bodies, first, queued = self.one_running_one_queued("--drain-timeout", "1")
         s.proc.send_signal(signal.SIGTERM)
         # The first never sends its body: after the drain timeout the queued
         # request is answered 503 (never started, nothing written), and the

@@ -125,6 +125,17 @@ class ConcurrencyTest(SecurityTestCase):
             raise AssertionError("a held request was answered %d before its body" % status)
         return sock, body
 
+    def served_within(self, server, seconds):
+        """Polls GET /fetchChats until it is answered 200 (the server frees a
+        closed connection's slot asynchronously) or `seconds` pass; returns
+        the last (status, body)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            status, _, doc = server.request("GET", "/fetchChats")
+            if status == 200 or time.monotonic() > deadline:
+                return status, doc
+            time.sleep(0.05)
+
     def hold_all_slots(self, server, token, slots, deadline):
         """Holds `slots` requests at once, retrying while slots of closed
         connections are still being freed (the server notices a close
@@ -165,12 +176,7 @@ class ConcurrencyTest(SecurityTestCase):
             for sock, _ in held:
                 sock.close()
         # With both done, alice is served again.
-        deadline = time.monotonic() + 5
-        while True:
-            status, _, doc = s.request("GET", "/fetchChats")
-            if status == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        status, doc = self.served_within(s, 5)
         self.assertEqual(status, 200, doc)
 
     def test_default_is_64_concurrent_requests(self):
@@ -196,12 +202,7 @@ class ConcurrencyTest(SecurityTestCase):
             self.assertEqual(status, 429, "a third request with two held: %r" % doc)
             for sock in held:
                 sock.close()
-        deadline = time.monotonic() + 10
-        while True:
-            status, _, doc = s.request("GET", "/fetchChats")
-            if status == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        status, doc = self.served_within(s, 10)
         self.assertEqual(status, 200, "slots of closed connections never freed: %r" % doc)
 
 
