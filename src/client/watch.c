@@ -15,6 +15,7 @@
 #include "client/http.h"
 #include "client/sse.h"
 
+#include <curl/curl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,10 +203,15 @@ ps_code ps_client_watch(ps_client *c, unsigned interval_s, ps_watch_fn on_event_
     watcher w = {.c = c, .fn = on_event_fn, .ud = userdata, .live = LIVE_OFF};
     int64_t interval_ms = (int64_t)(interval_s ? interval_s : 60) * 1000;
     ps_code rc = PS_OK;
-    if (asprintf(&w.sse_url, "%s/v2/events", c->server) < 0 || !(w.multi = curl_multi_init())) {
+    /* ?deviceId=: the server does not ring this device for its own pushes */
+    char *device = curl_easy_escape(NULL, c->device, 0);
+    if (!device || asprintf(&w.sse_url, "%s/v2/events?deviceId=%s", c->server, device) < 0 ||
+        !(w.multi = curl_multi_init())) {
+        curl_free(device);
         free(w.sse_url);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
+    curl_free(device);
     int64_t high = 0, seen_high = 0;
     ps_error e;
     ps__lstore_change_high(c->store, &seen_high, &e);

@@ -11,9 +11,9 @@
 
 #include <stdio.h>
 
-static void notify_change(void *cls, const char *user)
+static void notify_change(void *cls, const char *user, const char *device)
 {
-    ps_events_notify(cls, user);
+    ps_events_notify(cls, user, device);
 }
 
 ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
@@ -81,7 +81,12 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
     json_object *root = NULL;
     ps_json_outline ol = {0};
     ps_chat_source src = {0};
-    if (parse_sync_body(env, &root, &ol, &src, &err) != PS_OK ||
+    ps_code rc = parse_sync_body(env, &root, &ol, &src, &err);
+    /* its own answer carries the change: its live channel need not ring */
+    json_object *device = json_object_object_get(root, "deviceId");
+    if (json_object_is_type(device, json_type_string))
+        ctx.device = json_object_get_string(device);
+    if (rc != PS_OK ||
         ps_legacy_sync(&ctx, root, &src, answer ? &reply->body : NULL, &err) != PS_OK)
         ps_reply_from_error(reply, &err);
     else if (!answer && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)

@@ -5,6 +5,7 @@
  * suspension happen under the same lock that notify() takes to resume.
  */
 #include "server/events.h"
+#include "core/chat.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -17,6 +18,7 @@ typedef struct stream {
     ps_events *ev;
     struct MHD_Connection *conn;
     char *user;
+    char *device;   /* NULL: woken by every change of the user */
     bool changed;   /* a change to announce */
     bool keepalive; /* a keep-alive is due */
     bool suspended;
@@ -100,13 +102,14 @@ void ps_events_free(ps_events *ev)
     free(ev);
 }
 
-void ps_events_notify(ps_events *ev, const char *user)
+void ps_events_notify(ps_events *ev, const char *user, const char *device)
 {
     if (!ev)
         return;
     pthread_mutex_lock(&ev->lock);
     for (stream *s = ev->streams; s; s = s->next) {
-        if (strcmp(s->user, user) == 0) {
+        bool own = device && s->device && strcmp(s->device, device) == 0;
+        if (!own && strcmp(s->user, user) == 0) {
             s->changed = true;
             resume(s);
         }
@@ -166,7 +169,16 @@ static void stream_free(void *cls)
     ev->count--;
     pthread_mutex_unlock(&ev->lock);
     free(s->user);
+    free(s->device);
     free(s);
+}
+
+/* The stream's device, from ?deviceId=; NULL when absent or not an id. */
+static char *stream_device(struct MHD_Connection *conn)
+{
+    const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "deviceId");
+    size_t n = id ? strlen(id) : 0;
+    return n >= 1 && n <= PS_ID_MAX_BYTES ? strdup(id) : NULL;
 }
 
 struct MHD_Response *ps_events_response(ps_events *ev, struct MHD_Connection *conn,
@@ -179,6 +191,7 @@ struct MHD_Response *ps_events_response(ps_events *ev, struct MHD_Connection *co
     }
     s->ev = ev;
     s->conn = conn;
+    s->device = stream_device(conn);
     pthread_mutex_lock(&ev->lock);
     bool full = ev->count >= ev->max || ev->closing;
     if (!full) {
@@ -189,6 +202,7 @@ struct MHD_Response *ps_events_response(ps_events *ev, struct MHD_Connection *co
     pthread_mutex_unlock(&ev->lock);
     if (full) {
         free(s->user);
+        free(s->device);
         free(s);
         return NULL;
     }

@@ -21,12 +21,16 @@ void ps_events_close_all(ps_events *ev);
 /* Frees the hub; only after the HTTP daemon has stopped. */
 void ps_events_free(ps_events *ev);
 
-/* Tells `user`'s streams that something changed. Any thread. */
-void ps_events_notify(ps_events *ev, const char *user);
+/* Tells `user`'s streams that something changed, except the streams of
+ * `device` (opened with ?deviceId=): the device that made the change has it
+ * already. device NULL: every stream. Any thread. */
+void ps_events_notify(ps_events *ev, const char *user, const char *device);
 
 /*
- * A streaming response for `user` on `conn`; NULL when the stream limit is
- * reached (answer 503). The response is the caller's to queue and destroy.
+ * A streaming response for `user` on `conn`, for the device named by the
+ * request's `deviceId` query argument if any (1-256 bytes; else ignored);
+ * NULL when the stream limit is reached (answer 503). The response is the
+ * caller's to queue and destroy.
  */
 struct MHD_Response *ps_events_response(ps_events *ev, struct MHD_Connection *conn,
                                         const char *user);

@@ -105,6 +105,6 @@ ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *us
     }
     ps_code rc = ps_store_commit(ctx->store, err);
     if (rc == PS_OK && user->seq != seq_before && ctx->changed)
-        ctx->changed(ctx->changed_cls, ctx->user);
+        ctx->changed(ctx->changed_cls, ctx->user, ctx->device);
     return rc;
 }

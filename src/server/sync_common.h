@@ -21,8 +21,11 @@ typedef struct ps_sync_ctx {
     size_t max_response_bytes;
     int64_t quota_bytes; /* stored bytes per user; 0 = no quota */
     const ps_limits *limits;
-    /* Called after a commit that changed the user's data (live channel). */
-    void (*changed)(void *cls, const char *user);
+    /* The device whose request this is (its deviceId), or NULL. */
+    const char *device;
+    /* Called after a commit that changed the user's data (live channel);
+     * `device` made the change, or NULL. */
+    void (*changed)(void *cls, const char *user, const char *device);
     void *changed_cls;
 } ps_sync_ctx;
 

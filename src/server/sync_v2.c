@@ -268,6 +268,7 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     p->ctx_copy = *ctx;
     p->ctx = &p->ctx_copy;
     p->device = strdup(json_object_get_string(json_object_object_get(req, "deviceId")));
+    p->ctx_copy.device = p->device; /* its live channel is not woken by its own push */
     p->limit =
         json_object_object_get_ex(req, "limit", &v) ? json_object_get_int64(v) : DEFAULT_LIMIT;
     json_object_object_get_ex(req, "changes", &changes);

@@ -16,9 +16,10 @@ READ_TIMEOUT = 10.0
 class EventStream:
     """A raw-socket SSE reader: headers first, then event blocks."""
 
-    def __init__(self, server):
+    def __init__(self, server, query=""):
         self.sock = server.connect()
-        self.sock.sendall(b"GET /v2/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        self.sock.sendall(("GET /v2/events%s HTTP/1.1\r\nHost: x\r\n"
+                           "Accept: text/event-stream\r\n\r\n" % query).encode())
         self.buf = b""
         head = self._read_until(b"\r\n\r\n")
         self.status_line, _, headers = head.partition(b"\r\n")
@@ -85,8 +86,8 @@ class EventStream:
 
 class LiveChannelTest(ServerTestCase):
 
-    def open(self):
-        s = EventStream(self.server)
+    def open(self, query=""):
+        s = EventStream(self.server, query)
         self.addCleanup(s.close)
         self.assertIn(b" 200 ", s.status_line + b" ")
         self.assertIn("content-type: text/event-stream", s.headers)
@@ -100,6 +101,37 @@ class LiveChannelTest(ServerTestCase):
             {"chatId": "c1", "clock": 1, "fields": {"title": "hello"}}]})
         for s in (a, b):
             self.assertTrue(s.wait_for(b"event: changed"), s.text())
+
+    def test_a_device_is_not_woken_by_its_own_change(self):
+        own, other = self.open("?deviceId=A"), self.open("?deviceId=B")
+        anyone = self.open()
+        self.server.v2_ok({"deviceId": "A", "changes": [
+            {"chatId": "c1", "clock": 1, "fields": {"title": "from A"}}]})
+        # One notification wakes every stream it concerns in one pass: once
+        # B's and the unnamed stream have it, A's would have had it too.
+        for s in (other, anyone):
+            self.assertTrue(s.wait_for(b"event: changed"), s.text())
+            s.consume()
+        self.assertTrue(own.quiet_for(b"event: changed", 0.5), own.text())
+        # A legacy sync names its device too.
+        self.server.sync_ok({"deviceId": "A", "chats": [chat("c2", "legacy from A")]})
+        self.assertTrue(other.wait_for(b"event: changed"), other.text())
+        other.consume()
+        self.assertTrue(own.quiet_for(b"event: changed", 0.5), own.text())
+        # Everyone else's changes still reach A.
+        self.server.v2_ok({"deviceId": "B", "changes": [
+            {"chatId": "c1", "clock": 2, "fields": {"title": "from B"}}]})
+        self.assertTrue(own.wait_for(b"event: changed"), own.text())
+        self.assertTrue(other.quiet_for(b"event: changed", 0.5), other.text())
+        self.server.push_ok([chat("c3", "no device")])  # /pushChats names none
+        self.assertTrue(own.wait_for(b"event: changed"), own.text())
+
+    def test_an_overlong_device_query_is_no_device(self):
+        # Not cut to 256 bytes (which would silence it for device x*256).
+        s = self.open("?deviceId=" + "x" * 300)
+        self.server.v2_ok({"deviceId": "x" * 256, "changes": [
+            {"chatId": "c1", "clock": 1, "fields": {"title": "t"}}]})
+        self.assertTrue(s.wait_for(b"event: changed"), s.text())
 
     def test_legacy_sync_and_delete_wake_streams(self):
         s = self.open()
