@@ -15,8 +15,8 @@
 /* Buffers of finished large bodies, kept for the next ones: a fresh 64 MB
  * buffer costs the kernel zeroing and mapping every page of it (~10 % of a
  * full-state sync's CPU); a kept one is filled in place. At most one per
- * slot, so they add nothing to the lane's peak; freed after an idle spell. */
-#define KEEP_BUFFERS_IDLE_MS 10000
+ * slot, so they add nothing to the lane's peak; freed after an idle spell
+ * (keep_idle_ms). */
 
 typedef struct kept_buffer {
     char *data;
@@ -34,9 +34,11 @@ struct ps_lane {
     ticket_queue waiting; /* for a slot, oldest first */
     ticket_queue work;    /* for a worker, oldest first */
     bool stopping;
+    bool closed; /* turned the waiting away: no one waits from now on */
     unsigned slots;
     kept_buffer *kept; /* `slots` entries; data NULL when empty */
     int64_t last_kept_ms;
+    unsigned keep_idle_ms;
     unsigned n_workers;
     pthread_t *workers;
 };
@@ -90,12 +92,12 @@ static void *worker_main(void *arg)
                 break;
             if (!has_kept(lane)) {
                 pthread_cond_wait(&lane->work_ready, &lane->lock);
-            } else if (ps_time_monotonic_ms() - lane->last_kept_ms >= KEEP_BUFFERS_IDLE_MS) {
+            } else if (ps_time_monotonic_ms() - lane->last_kept_ms >= lane->keep_idle_ms) {
                 free_kept(lane); /* no large request for a while: give the memory back */
             } else {
-                struct timespec until;
-                clock_gettime(CLOCK_MONOTONIC, &until);
-                until.tv_sec += KEEP_BUFFERS_IDLE_MS / 1000;
+                int64_t due_ms = lane->last_kept_ms + lane->keep_idle_ms;
+                struct timespec until = {.tv_sec = due_ms / 1000,
+                                         .tv_nsec = (due_ms % 1000) * 1000000};
                 pthread_cond_timedwait(&lane->work_ready, &lane->lock, &until);
             }
             continue;
@@ -125,6 +127,16 @@ char *ps_lane_buffer_take(ps_lane *lane, size_t need, size_t *cap)
     return data;
 }
 
+size_t ps_lane_kept_bytes(ps_lane *lane)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&lane->lock);
+    for (unsigned i = 0; i < lane->slots; i++)
+        n += lane->kept[i].cap;
+    pthread_mutex_unlock(&lane->lock);
+    return n;
+}
+
 void ps_lane_buffer_give(ps_lane *lane, char *data, size_t cap)
 {
     pthread_mutex_lock(&lane->lock);
@@ -135,15 +147,17 @@ void ps_lane_buffer_give(ps_lane *lane, char *data, size_t cap)
         }
     }
     lane->last_kept_ms = ps_time_monotonic_ms();
+    pthread_cond_signal(&lane->work_ready); /* an idle worker starts the idle clock */
     pthread_mutex_unlock(&lane->lock);
     free(data); /* every place taken */
 }
 
-ps_lane *ps_lane_new(unsigned slots, unsigned workers)
+ps_lane *ps_lane_new(unsigned slots, unsigned workers, unsigned keep_idle_ms)
 {
     ps_lane *lane = calloc(1, sizeof *lane);
     if (!lane)
         return NULL;
+    lane->keep_idle_ms = keep_idle_ms;
     lane->slots = lane->free_slots = slots ? slots : 1;
     lane->workers = calloc(workers ? workers : 1, sizeof *lane->workers);
     lane->kept = calloc(lane->slots, sizeof *lane->kept);
@@ -194,22 +208,24 @@ void ps_lane_free(ps_lane *lane)
     free(lane);
 }
 
-bool ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connection *conn)
+ps_lane_state ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connection *conn)
 {
     t->conn = conn;
     pthread_mutex_lock(&lane->lock);
-    bool admitted = lane->free_slots > 0;
-    if (admitted) {
+    if (lane->free_slots > 0) {
         lane->free_slots--;
         t->state = PS_LANE_ADMITTED;
         t->admitted_ms = ps_time_now_ms();
+    } else if (lane->closed) {
+        t->state = PS_LANE_TURNED_AWAY; /* nothing would ever resume it */
     } else {
         t->state = PS_LANE_WAITING;
         MHD_suspend_connection(conn);
         push(&lane->waiting, t);
     }
+    ps_lane_state state = t->state;
     pthread_mutex_unlock(&lane->lock);
-    return admitted;
+    return state;
 }
 
 void ps_lane_leave(ps_lane *lane, ps_lane_ticket *t)
@@ -256,9 +272,11 @@ unsigned ps_lane_turn_away_waiting(ps_lane *lane)
 {
     unsigned n = 0;
     pthread_mutex_lock(&lane->lock);
+    lane->closed = true;
     ps_lane_ticket *t;
     while ((t = pop(&lane->waiting)) != NULL) {
         t->state = PS_LANE_TURNED_AWAY;
+        t->resumed_away = true;
         MHD_resume_connection(t->conn);
         n++;
     }

@@ -41,6 +41,7 @@ typedef enum ps_lane_state {
 typedef struct ps_lane_ticket {
     struct MHD_Connection *conn;
     ps_lane_state state;  /* written under the lane's lock */
+    bool resumed_away;    /* was waiting when the lane turned the waiting away */
     int64_t admitted_ms;  /* when the slot was taken */
     void (*work)(void *); /* run on a worker by ps_lane_run */
     void *work_arg;
@@ -49,9 +50,10 @@ typedef struct ps_lane_ticket {
 
 typedef struct ps_lane ps_lane;
 
-/* `slots` large requests at once, handlers on `workers` threads. NULL when
+/* `slots` large requests at once, handlers on `workers` threads; kept body
+ * buffers are freed after keep_idle_ms without large requests. NULL when
  * out of memory or threads. */
-ps_lane *ps_lane_new(unsigned slots, unsigned workers);
+ps_lane *ps_lane_new(unsigned slots, unsigned workers, unsigned keep_idle_ms);
 /* Shutdown: the workers finish the work queued and exit; ps_lane_run
  * refuses work from then on. Idempotent. */
 void ps_lane_stop(ps_lane *lane);
@@ -59,10 +61,11 @@ void ps_lane_stop(ps_lane *lane);
 void ps_lane_free(ps_lane *lane);
 
 /* Called from the access handler with the request's headers: takes a slot
- * now (true, ticket ADMITTED) or suspends conn and queues the ticket (false,
- * WAITING): the connection is resumed once the ticket is ADMITTED, or
- * TURNED_AWAY by ps_lane_turn_away_waiting. */
-bool ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connection *conn);
+ * now (ADMITTED), or suspends conn and queues the ticket (WAITING): the
+ * connection is resumed once the ticket is ADMITTED, or TURNED_AWAY by
+ * ps_lane_turn_away_waiting. TURNED_AWAY at once after that (shutdown):
+ * answer 503. Returns the ticket's state. */
+ps_lane_state ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connection *conn);
 /* Gives back an ADMITTED ticket's slot (the next waiter gets it); does
  * nothing for a ticket outside the lane. Safe from any thread. */
 void ps_lane_leave(ps_lane *lane, ps_lane_ticket *t);
@@ -77,10 +80,12 @@ bool ps_lane_run(ps_lane *lane, ps_lane_ticket *t, void (*work)(void *), void *a
  * body that is done with, or NULL: filling it costs no page faults. */
 char *ps_lane_buffer_take(ps_lane *lane, size_t need, size_t *cap);
 /* Takes a large body's buffer (malloc'ed) back for the next one; kept at
- * most one per slot and freed after ~10 s without large requests. */
+ * most one per slot and freed after keep_idle_ms without large requests. */
 void ps_lane_buffer_give(ps_lane *lane, char *data, size_t cap);
-/* Shutdown: resumes every waiting connection as TURNED_AWAY; returns how
- * many there were. */
+/* The bytes of the buffers kept now. */
+size_t ps_lane_kept_bytes(ps_lane *lane);
+/* Shutdown: resumes every waiting connection as TURNED_AWAY, and turns away
+ * those that come later; returns how many were waiting. */
 unsigned ps_lane_turn_away_waiting(ps_lane *lane);
 
 #endif

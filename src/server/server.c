@@ -42,6 +42,7 @@ struct ps_server {
     char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
     atomic_uint connections;  /* open, for --max-connections */
     atomic_uint inflight;
+    atomic_uint turned_away_done; /* lane waiters answered 503 at shutdown */
     atomic_bool draining;
     _Atomic int64_t next_purge_ms;
     unsigned port;
@@ -134,14 +135,19 @@ static bool is_json_type(const char *type)
            (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
 }
 
+static void shutting_down(ps_reply *reply)
+{
+    reply->retry_after_s = 1;
+    reply->close_connection = true;
+    ps_reply_error(reply, 503, "shutting_down", "the server is shutting down; retry shortly");
+}
+
 /* Decides, from the headers alone, whether the request is refused. */
 static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *method,
                          const char *url, request *req, ps_reply *reply)
 {
     if (atomic_load(&srv->draining)) {
-        reply->retry_after_s = 1;
-        reply->close_connection = true;
-        ps_reply_error(reply, 503, "shutting_down", "the server is shutting down; retry shortly");
+        shutting_down(reply);
         return true;
     }
     char allow[PS_ALLOW_MAX];
@@ -201,6 +207,7 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
 
 #define PURGE_INTERVAL_MS (3600 * 1000)
 #define TURN_AWAY_WAIT_MS 2000
+#define LANE_KEEP_IDLE_MS 10000 /* kept body buffers outlive the last large sync by this */
 
 /*
  * Forgets tombstones past the retention, at most once an hour, on the thread
@@ -352,8 +359,13 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     } else if (refuse_early(srv, conn, method, url, req, &reply)) {
         r = ps__send_reply(conn, &reply, req->accepts_gzip);
     } else if (req->route->body != PS_BODY_NONE && is_large(req)) {
-        /* false: suspended until a slot is free; the body is not read */
-        req->lane_wait_over = ps_lane_enter(srv->lane, &req->lane, conn);
+        /* WAITING: suspended until a slot is free; the body is not read */
+        ps_lane_state state = ps_lane_enter(srv->lane, &req->lane, conn);
+        req->lane_wait_over = state != PS_LANE_WAITING;
+        if (state == PS_LANE_TURNED_AWAY) { /* came after the shutdown's turn-away */
+            shutting_down(&reply);
+            r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        }
     }
     if (r == MHD_YES && reply.status != 200)
         req->route = NULL; /* answered: the rest of the body is dropped */
@@ -418,10 +430,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             ps_reply reply;
             ps_reply_init(&reply, ERROR_BODY_LIMIT);
             reply.allow_origin = req->allow_origin;
-            reply.retry_after_s = 1;
-            reply.close_connection = true;
-            ps_reply_error(&reply, 503, "shutting_down",
-                           "the server is shutting down; retry shortly");
+            shutting_down(&reply);
             enum MHD_Result r = ps__send_reply(conn, &reply, req->accepts_gzip);
             ps_reply_free(&reply);
             req->route = NULL;
@@ -479,6 +488,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req)
         return;
     release_body(srv, req);
+    if (req->lane.resumed_away)
+        atomic_fetch_add(&srv->turned_away_done, 1);
     if (req->gzip)
         ps_inflater_free(&req->inflater);
     if (req->reply_ready) /* prepared, never sent: the client went away */
@@ -548,7 +559,7 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (cfg->tls_cert && ((rc = read_pem(cfg->tls_cert, &srv->tls_cert, err)) != PS_OK ||
                           (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK))
         return rc;
-    srv->lane = ps_lane_new(cfg->max_large_requests, cfg->threads);
+    srv->lane = ps_lane_new(cfg->max_large_requests, cfg->threads, LANE_KEEP_IDLE_MS);
     if (!srv->lane)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the worker threads");
     srv->events = ps_events_new(EVENT_STREAMS_MAX, EVENT_KEEPALIVE_S);
@@ -575,6 +586,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         .quota_bytes = (int64_t)cfg->quota_bytes,
     };
     atomic_init(&srv->inflight, 0);
+    atomic_init(&srv->turned_away_done, 0);
     atomic_init(&srv->connections, 0);
     atomic_init(&srv->draining, false);
     atomic_init(&srv->next_purge_ms, 0); /* the first request purges */
@@ -671,8 +683,8 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
      * The daemon closes every connection when it stops, so it waits (a
      * little) for those answers to be sent. */
     unsigned turned_away = ps_lane_turn_away_waiting(srv->lane);
-    for (unsigned waited_ms = 0; turned_away && atomic_load(&srv->inflight) > left - turned_away &&
-                                 waited_ms < TURN_AWAY_WAIT_MS;
+    for (unsigned waited_ms = 0;
+         atomic_load(&srv->turned_away_done) < turned_away && waited_ms < TURN_AWAY_WAIT_MS;
          waited_ms += 10)
         nanosleep(&tick, NULL);
     ps_lane_stop(srv->lane);

@@ -238,8 +238,7 @@ static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
     if (rc != PS_OK)
         return rc;
     if ((rc = ctx->store->ops->user_find(ctx->store, ctx->user, &user, &found, err)) != PS_OK ||
-        !found || (rc = check_cursor(p, &user, err)) != PS_OK ||
-        (rc = ctx->store->ops->user_seen(ctx->store, ctx->user, ctx->now_ms, err)) != PS_OK)
+        !found || (rc = check_cursor(p, &user, err)) != PS_OK)
         goto rollback;
     start_pull(p, &user, 0);
     ps_dynbuf_init(&p->head, PIECE_LIMIT);
@@ -250,6 +249,9 @@ static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
             ps_error_set(err, rc, -1, "", "out of memory building the answer");
         goto rollback;
     }
+    /* last: a sync that failed is no sync */
+    if ((rc = ctx->store->ops->user_seen(ctx->store, ctx->user, ctx->now_ms, err)) != PS_OK)
+        goto rollback;
     return ps_store_commit(ctx->store, err);
 rollback:
     ps_store_rollback(ctx->store);

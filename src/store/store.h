@@ -67,8 +67,9 @@ struct ps_store_ops {
     /* Records that the user synced at `ms` and changed nothing else (a v2
      * sync that pushed nothing). In a read transaction nothing is written
      * now: stats() counts the time at once, and the backend writes it with
-     * its next write transaction, at close, or after a short delay — a crash
-     * may forget the last second of such times, never a change. In a write
+     * its next write transaction, with the first transaction that ends a
+     * second or more later, or at close — a crash may forget such times
+     * since the last of those, never a change. In a write
      * transaction it is written with it. Kept whatever becomes of the
      * transaction, as it happened. */
     ps_code (*user_seen)(ps_store *s, const char *name, int64_t ms, ps_error *err);

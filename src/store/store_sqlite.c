@@ -394,8 +394,11 @@ static ps_code flush_seen(sqlite_store *s, ps_error *err)
 static void sqlite_close(ps_store *base)
 {
     sqlite_store *s = (sqlite_store *)base;
-    if (s->nseen) /* a clean stop loses no sync time */
-        flush_seen(s, NULL);
+    ps_error err;
+    ps_error_clear(&err);
+    if (s->nseen && flush_seen(s, &err) != PS_OK) /* a clean stop loses no sync time... */
+        fprintf(stderr, "polysyncd: last sync times of %zu users not saved: %s\n", s->nseen,
+                err.message); /* ...unless the file cannot be written */
     forget_seen(s);
     free(s->seen);
     for (int i = 0; i < Q_COUNT; i++)

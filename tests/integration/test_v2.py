@@ -1253,8 +1253,8 @@ class CursorTest(V2TestCase):
 class NoopSyncTest(V2TestCase):
     """A sync that pushes nothing writes nothing to the database (no write
     transaction, no fsync): only its time changes, which /health shows at
-    once and the server writes with its next write, within a second, or
-    when it stops."""
+    once and the server writes with its next write, with the first request
+    a second or more later, or when it stops."""
 
     def setUp(self):
         super().setUp()
