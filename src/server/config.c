@@ -44,6 +44,11 @@ bool ps_config_has_auth(const ps_config *cfg)
     return cfg->jwt_secret_file || cfg->jwt_public_key;
 }
 
+bool ps_config_cors_any_origin(const ps_config *cfg)
+{
+    return cfg->n_cors_origins == 0 && !ps_config_has_auth(cfg) && ps_addr_is_loopback(cfg->bind);
+}
+
 bool ps_addr_is_loopback(const char *addr)
 {
     struct in_addr v4;

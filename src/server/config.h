@@ -49,6 +49,11 @@ typedef struct ps_config {
 
 /* Whether a JWT key is configured. */
 bool ps_config_has_auth(const ps_config *cfg);
+/* Whether every answer says Access-Control-Allow-Origin: * without being
+ * told: only in the open local mode (no auth, loopback, no --cors-origin).
+ * A server opened to the network without auth (--insecure-no-auth) does
+ * not invite every web page in. */
+bool ps_config_cors_any_origin(const ps_config *cfg);
 
 void ps_config_defaults(ps_config *cfg);
 

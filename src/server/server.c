@@ -74,11 +74,12 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 }
 
 /* The Access-Control-Allow-Origin for a request from `origin`: "*" in the
- * open local mode, the origin itself when it is configured, else none. */
+ * open local mode (ps_config_cors_any_origin), the origin itself when it is
+ * configured, else none. */
 static const char *cors_origin(const ps_server *srv, const char *origin)
 {
     if (srv->cfg.n_cors_origins == 0)
-        return srv->auth ? NULL : "*";
+        return ps_config_cors_any_origin(&srv->cfg) ? "*" : NULL;
     for (unsigned i = 0; i < srv->cfg.n_cors_origins; i++) {
         const char *allowed = srv->cfg.cors_origins[i];
         if (strcmp(allowed, "*") == 0)

@@ -299,6 +299,21 @@ static void non_loopback_bind_needs_insecure_no_auth(void **state)
     }
 }
 
+/* CORS "*" without being told only in the open local mode. */
+static void any_origin_only_open_and_local(void **state)
+{
+    parsed *p = PARSE("--port", "0");
+    assert_true(ps_config_cors_any_origin(&p->cfg));
+    p = PARSE("--bind", "0.0.0.0", "--insecure-no-auth");
+    assert_int_equal(p->action, PS_CONFIG_RUN);
+    assert_false(ps_config_cors_any_origin(&p->cfg));
+    p = PARSE("--jwt-secret-file", "/nonexistent/secret");
+    assert_int_equal(p->action, PS_CONFIG_RUN);
+    assert_false(ps_config_cors_any_origin(&p->cfg));
+    p = PARSE("--cors-origin", "https://app.example");
+    assert_false(ps_config_cors_any_origin(&p->cfg));
+}
+
 static void loopback_addresses(void **state)
 {
     assert_true(ps_addr_is_loopback("127.0.0.1"));
@@ -328,6 +343,7 @@ int main(void)
         cmocka_unit_test_setup(help_and_version, setup),
         cmocka_unit_test_setup(non_loopback_bind_needs_insecure_no_auth, setup),
         cmocka_unit_test_setup(loopback_addresses, setup),
+        cmocka_unit_test_setup(any_origin_only_open_and_local, setup),
         cmocka_unit_test_setup(parse_twice_after_unknown_short_option, setup),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
