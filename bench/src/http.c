@@ -308,14 +308,15 @@ static int feed(engine *e, conn *c, const char *p, size_t n)
                 return -1;
             break;
         }
-        case P_CL: {
+        case P_CL:
+        case P_CHUNK_DATA: { /* counted bytes: the body, or one chunk of it */
             size_t k = n < c->remaining ? n : (size_t)c->remaining;
             keep(e, c, p, k);
             p += k;
             n -= k;
             c->remaining -= k;
             if (!c->remaining)
-                c->ps = P_END;
+                c->ps = c->ps == P_CL ? P_END : P_CHUNK_END;
             break;
         }
         case P_CHUNK_SIZE:
@@ -337,16 +338,6 @@ static int feed(engine *e, conn *c, const char *p, size_t n)
                 c->ps = P_END;
             }
             c->line.len = 0;
-            break;
-        }
-        case P_CHUNK_DATA: {
-            size_t k = n < c->remaining ? n : (size_t)c->remaining;
-            keep(e, c, p, k);
-            p += k;
-            n -= k;
-            c->remaining -= k;
-            if (!c->remaining)
-                c->ps = P_CHUNK_END;
             break;
         }
         case P_CLOSE:

@@ -641,10 +641,12 @@ static ps_code check_server(sync_run *r, bool *resync, ps_error *err)
  * as the device's even when the write lost: an edit to a chat that another
  * device had deleted leaves the chat deleted, but its header now names this
  * device, so the deletion is never sent here; an import older than the
- * server's copy is kept here and not there. Until the server answers such
- * a push with the winning state, a push that may have lost is followed by
- * one pull of everything since the push's cursor under a second device
- * name, for which nothing is "own", applied like any pull. It moves no
+ * server's copy is kept here and not there. polysyncd now re-announces the
+ * winner of such a write (sync_v2.c, mark_lost_writes), so this pull
+ * normally brings nothing new; it stays for servers that do not, and costs
+ * one pull only after a push that raced: a push that may have lost is
+ * followed by one pull of everything since the push's cursor under a
+ * second device name, for which nothing is "own", applied like any pull. It moves no
  * cursor and is resumed by the next sync if it fails (meta verify_cursor).
  */
 static ps_code verify(sync_run *r, ps_error *err)

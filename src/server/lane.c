@@ -211,6 +211,7 @@ void ps_lane_free(ps_lane *lane)
 ps_lane_state ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connection *conn)
 {
     t->conn = conn;
+    t->entered = true;
     pthread_mutex_lock(&lane->lock);
     if (lane->free_slots > 0) {
         lane->free_slots--;
@@ -230,6 +231,8 @@ ps_lane_state ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connect
 
 void ps_lane_leave(ps_lane *lane, ps_lane_ticket *t)
 {
+    if (!t->entered) /* every small request: no lock to take */
+        return;
     pthread_mutex_lock(&lane->lock);
     if (t->state == PS_LANE_ADMITTED) {
         t->state = PS_LANE_OUTSIDE;

@@ -40,6 +40,7 @@ typedef enum ps_lane_state {
  * never allocates. Zero-initialised means PS_LANE_OUTSIDE. */
 typedef struct ps_lane_ticket {
     struct MHD_Connection *conn;
+    bool entered;         /* by ps_lane_enter, on the connection's thread */
     ps_lane_state state;  /* written under the lane's lock */
     bool resumed_away;    /* was waiting when the lane turned the waiting away */
     int64_t admitted_ms;  /* when the slot was taken */
