@@ -360,7 +360,9 @@ typedef struct ps_transfer_info {
     const ps_sync_stats *stats;       /* the sync so far; valid for the call */
 } ps_transfer_info;
 typedef void (*ps_transfer_fn)(const ps_transfer_info *info, void *userdata);
-/* Installs (NULL removes) the transfer callback; `userdata` is borrowed. */
+/* Installs (NULL removes) the transfer callback; `userdata` is borrowed.
+ * While it is installed, it replaces the progress callback's calls during
+ * a transfer (the progress callback is still called after each request). */
 void ps_client_set_transfer_progress(ps_client *c, ps_transfer_fn fn, void *userdata);
 
 /*

@@ -637,8 +637,8 @@ typedef struct sync_view {
     term_line line;
     const char *prefix; /* "sync" */
     bool timestamps;    /* watch: retry lines carry the time */
-    ps_sync_stats stats;
-    bool have_stats;
+    int64_t transfer_drawn_ms; /* the last transfer line: it has the counts too */
+    int64_t waiting_from_ms;   /* the request's time when all was sent, or -1 */
 } sync_view;
 
 static void local_time(char out[32])
@@ -682,15 +682,17 @@ static void counts_text(char *out, size_t size, const ps_sync_stats *s)
 static void on_sync_progress(const ps_sync_stats *s, void *ud)
 {
     sync_view *v = ud;
-    v->stats = *s;
-    v->have_stats = true;
+    if (term_now_ms() - v->transfer_drawn_ms < 1000)
+        return; /* a transfer line is showing, counts included */
     char counts[256] = "";
     counts_text(counts, sizeof counts, s);
     term_draw(&v->line, false, "%s: %s", v->prefix, counts[0] ? counts : "working…");
 }
 
 /* One request moving: bytes, rate and time left while sending; the
- * server's work; bytes while receiving. */
+ * server's work; bytes while receiving. Drawn unthrottled: the library
+ * calls it at most 10 times a second, right after the counts, which it
+ * must overwrite. */
 static void on_transfer(const ps_transfer_info *t, void *ud)
 {
     sync_view *v = ud;
@@ -698,6 +700,11 @@ static void on_transfer(const ps_transfer_info *t, void *ud)
     counts_text(counts, sizeof counts, t->stats);
     const char *sep = counts[0] ? " · " : "";
     double secs = t->elapsed_ms > 0 ? (double)t->elapsed_ms / 1000.0 : 0.001;
+    v->transfer_drawn_ms = term_now_ms();
+    if (t->phase != PS_TRANSFER_WAITING)
+        v->waiting_from_ms = -1;
+    else if (v->waiting_from_ms < 0)
+        v->waiting_from_ms = t->elapsed_ms;
     switch (t->phase) {
     case PS_TRANSFER_SENDING: {
         double rate = (double)t->sent / secs;
@@ -706,23 +713,23 @@ static void on_transfer(const ps_transfer_info *t, void *ud)
             term_duration(left, (double)(t->send_total - t->sent) / rate);
         else
             snprintf(left, sizeof left, "?");
-        term_draw(&v->line, false, "%s: sending %s of %s (%d%%), %s/s, %s left%s%s", v->prefix,
+        term_draw(&v->line, true, "%s: sending %s of %s (%d%%), %s/s, %s left%s%s", v->prefix,
                   term_bytes(a, t->sent), term_bytes(b, t->send_total), pct,
                   term_bytes(r, (uint64_t)rate), left, sep, counts);
         break;
     }
     case PS_TRANSFER_WAITING:
-        term_draw(&v->line, false, "%s: merging… (sent %s, server working for %s)%s%s", v->prefix,
-                  term_bytes(a, t->sent), term_duration(took, (double)(t->elapsed_ms / 1000)), sep,
+        term_draw(&v->line, true, "%s: merging… (sent %s, server working for %s)%s%s", v->prefix,
+                  term_bytes(a, t->sent), term_duration(took, (double)((t->elapsed_ms - v->waiting_from_ms) / 1000)), sep,
                   counts);
         break;
     case PS_TRANSFER_RECEIVING:
         if (t->receive_total)
-            term_draw(&v->line, false, "%s: receiving %s of %s (%d%%)%s%s", v->prefix,
+            term_draw(&v->line, true, "%s: receiving %s of %s (%d%%)%s%s", v->prefix,
                       term_bytes(a, t->received), term_bytes(b, t->receive_total),
                       (int)(100.0 * (double)t->received / (double)t->receive_total), sep, counts);
         else
-            term_draw(&v->line, false, "%s: receiving %s%s%s", v->prefix,
+            term_draw(&v->line, true, "%s: receiving %s%s%s", v->prefix,
                       term_bytes(a, t->received), sep, counts);
         break;
     }
@@ -789,6 +796,7 @@ static void watch_view(ps_client *c, sync_view *v, const options *o, const char 
 {
     memset(v, 0, sizeof *v);
     v->prefix = prefix;
+    v->waiting_from_ms = -1;
     term_init(&v->line, on_terminal(o), PROGRESS_DELAY_MS);
     if (v->line.enabled) {
         ps_client_set_retry_notify(c, on_retry, v);
@@ -953,8 +961,18 @@ static char *read_all(const char *path, size_t *len, work_view *w)
             buf = grown;
             cap *= 2;
         }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
+        /* read(), not fread(): a pipe's data is shown as it arrives */
+        ssize_t got = read(fileno(f), buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int e = errno;
+            free(buf);
+            buf = NULL;
+            errno = e;
+            break;
+        }
+        n += (size_t)got;
         char a[32], b[32];
         if (size)
             term_draw(&w->line, false, "import: reading %s of %s (%d%%)", term_bytes(a, n),
@@ -963,10 +981,6 @@ static char *read_all(const char *path, size_t *len, work_view *w)
             term_draw(&w->line, false, "import: reading %s", term_bytes(a, n));
         if (got == 0)
             break;
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        buf = NULL;
     }
     if (f != stdin)
         fclose(f);

@@ -130,6 +130,7 @@ ps_code ps_client_open(const char *path, ps_client **out, ps_error *err)
     if (!c)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     c->stop_pipe[0] = c->stop_pipe[1] = -1;
+    c->sock = -1;
     ps_retry_policy_default(&c->retry);
     fill_random(&c->rng, sizeof c->rng);
     c->rng |= 1;

@@ -43,6 +43,7 @@ struct ps_client {
     int64_t work_last_ms; /* monotonic time of the last work call */
     int last_status;
     void *curl; /* CURL *, kept for connection reuse */
+    int sock;   /* its connection's socket, -1 before one (for upload progress) */
     uint64_t rng;
     volatile sig_atomic_t stop;
     int stop_pipe[2]; /* ps_client_stop() writes a byte to [1] */

@@ -10,6 +10,8 @@
 #include "core/json_parse.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
@@ -172,6 +174,35 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     return len;
 }
 
+/*
+ * Bytes handed to the kernel but not yet acknowledged by the other end.
+ * libcurl counts a body as sent when the socket took it, and a send buffer
+ * can swallow megabytes at once: without this, "sending" would jump to
+ * 100 % and the rest of the upload would look like the server working.
+ */
+static curl_off_t queued_bytes(const ps_client *c, curl_off_t handed)
+{
+#ifdef SIOCOUTQ
+    int queued = 0;
+    if (c->sock >= 0 && ioctl(c->sock, SIOCOUTQ, &queued) == 0 && queued > 0)
+        return queued < handed ? queued : handed;
+#else
+    (void)c;
+    (void)handed;
+#endif
+    return 0;
+}
+
+/* Notes the socket of each new connection, for queued_bytes(); a reused
+ * connection keeps its socket. */
+static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    ps_client *c = ud;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        c->sock = (int)fd;
+    return CURL_SOCKOPT_OK;
+}
+
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
@@ -187,14 +218,16 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
             t->last_progress = now;
             t->st->upload_now = (uint64_t)ulnow;
             t->st->upload_total = (uint64_t)ultotal;
-            if (t->c->progress)
+            /* the transfer callback, when installed, tells more */
+            if (t->c->progress && !t->c->on_transfer)
                 t->c->progress(t->st, t->c->progress_ud);
             if (t->c->on_transfer) {
+                curl_off_t delivered = ulnow - queued_bytes(t->c, ulnow);
                 ps_transfer_info info = {
-                    .phase = dlnow > 0                  ? PS_TRANSFER_RECEIVING
-                             : ulnow < ultotal || !ulnow ? PS_TRANSFER_SENDING
-                                                         : PS_TRANSFER_WAITING,
-                    .sent = (uint64_t)ulnow,
+                    .phase = dlnow > 0                               ? PS_TRANSFER_RECEIVING
+                             : delivered < ultotal || !delivered ? PS_TRANSFER_SENDING
+                                                                 : PS_TRANSFER_WAITING,
+                    .sent = (uint64_t)delivered,
                     .send_total = (uint64_t)ultotal,
                     .received = (uint64_t)dlnow,
                     .receive_total = (uint64_t)dltotal,
@@ -370,6 +403,8 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
+    curl_easy_setopt(curl, CURLOPT_SOCKOPTFUNCTION, on_socket);
+    curl_easy_setopt(curl, CURLOPT_SOCKOPTDATA, c);
     /* A stalled transfer (less than 1 byte/s for timeout_s) is abandoned. */
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)c->retry.timeout_s);
