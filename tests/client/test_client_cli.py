@@ -5,7 +5,9 @@ import os
 import stat
 import unittest
 
-from clientkit import FAST_RETRIES, ClientTestCase, free_port, run_cli
+import subprocess
+
+from clientkit import FAST_RETRIES, POLYSYNCD, ClientTestCase, free_port, run_cli
 
 COMMANDS = [
     [], ["chat"], ["msg"], ["chat", "new"], ["chat", "rename"], ["chat", "archive"],
@@ -60,6 +62,16 @@ class HelpAndUsage(ClientTestCase):
             r = run_cli(["help"] + bad)
             self.assertEqual(r.rc, 1, r)
             self.assertEqual(r.out, "")
+
+    def test_polysyncd_help_exits_0(self):
+        for args in (["help"], ["--help"], ["token", "--help"], ["token", "issue", "--help"],
+                     ["user", "--help"], ["help", "token"], ["user", "list", "-h"]):
+            r = subprocess.run([POLYSYNCD] + args, capture_output=True, text=True, timeout=30)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), args)
+            self.assertIn("Usage", r.stdout, args)
+            self.assertIn("polysyncd token issue", r.stdout, args)
+        r = subprocess.run([POLYSYNCD, "token"], capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout), (1, ""))
 
     def test_store_help_names_the_xdg_default(self):
         self.assertIn("$XDG_DATA_HOME/polysync/chats.db", run_cli(["--help"]).out)
