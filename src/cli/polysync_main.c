@@ -599,14 +599,14 @@ static int run_chat_show(ps_client *c, options *o)
         ps_chat_detail *d = NULL;
         rc = ps_client_chat_get(c, o->args[0], &d, &err);
         if (rc == PS_OK) {
-            char created[32], updated[32], n[48];
+            char created[32], updated[32];
             iso(d->info.created_ms, created);
             iso(d->info.updated_ms, updated);
             printf("%s\n", d->info.title ? d->info.title : "(untitled)");
             printf("  id        %s\n  created   %s\n  updated   %s\n  archived  %s\n"
-                   "  messages  %s\n",
+                   "  messages  %zu\n",
                    d->info.id, created, updated, d->info.archived ? "yes" : "no",
-                   term_count(n, d->info.message_count, "message"));
+                   d->info.message_count);
             for (size_t i = 0; i < d->info.message_count; i++) {
                 const ps_message_info *m = &d->messages[i];
                 char t[32];
