@@ -7,7 +7,8 @@ import unittest
 
 import subprocess
 
-from clientkit import FAST_RETRIES, POLYSYNCD, ClientTestCase, free_port, run_cli
+from clientkit import (FAST_RETRIES, POLYSYNC, POLYSYNCD, ROOT, ClientTestCase, check_sanitizers,
+                       free_port, run_cli)
 
 COMMANDS = [
     [], ["chat"], ["msg"], ["chat", "new"], ["chat", "rename"], ["chat", "archive"],
@@ -397,6 +398,51 @@ class LoginAndStatus(ClientTestCase):
         a.sync()
         left = [n for n in os.listdir(self.dir) if n.endswith(".lock")]
         self.assertEqual(left, [])
+
+
+def walkthrough(doc, heading):
+    """The first ```sh block after `heading` in `doc` (a path from the root)."""
+    with open(os.path.join(ROOT, doc)) as f:
+        text = f.read()
+    after = text[text.index(heading):]
+    start = after.index("```sh\n") + len("```sh\n")
+    return after[start:after.index("```", start)]
+
+
+class Walkthroughs(ClientTestCase):
+    """The README's and docs/client.md's walkthroughs, as written, against a
+    real server (its URL and the binary's path substituted): after one
+    `login` per store, no command needs a flag."""
+
+    def run_doc(self, doc, heading):
+        srv = self.server()
+        script = walkthrough(doc, heading)
+        self.assertIn(" login --server http://127.0.0.1:4001", script)
+        self.assertNotIn("POLYSYNC_SERVER", script)
+        script = script.replace("http://127.0.0.1:4001", srv.url)
+        script = script.replace("build/bin/polysync", os.path.abspath(POLYSYNC))
+        env = dict(os.environ, HOME=self.dir)
+        env.pop("POLYSYNC_SERVER", None)
+        env.pop("POLYSYNC_TOKEN", None)
+        r = subprocess.run(["bash", "-e", "-c", script + "\nwait\n"], cwd=self.dir, env=env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        check_sanitizers(r.stderr, doc)
+        laptop = os.path.join(self.dir, "laptop.db")
+        phone = os.path.join(self.dir, "phone.db")
+        for store in (laptop, phone):  # the chat was deleted at the end, on both
+            self.assertEqual(json.loads(run_cli(["--store", store, "export"]).out), [])
+            self.assertEqual(run_cli(["--store", store, "status", "--json"]).json()
+                             ["pendingChanges"], 0)
+        self.assertEqual([n for n in os.listdir(self.dir) if n.endswith(".lock")], [])
+        return r
+
+    def test_readme(self):
+        self.run_doc("README.md", "## Two devices with the polysync client")
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "chats.json")))
+
+    def test_client_guide(self):
+        self.run_doc("docs/client.md", "## Two devices in two minutes")
 
 
 class TokenAndServerSettings(ClientTestCase):
