@@ -146,7 +146,7 @@ static int token_issue(const admin_opts *o)
 
 static int print_user(void *ctx, const char *name, int64_t chats)
 {
-    printf("%s\t%lld chats\n", name, (long long)chats);
+    printf("%s\t%lld chat%s\n", name, (long long)chats, chats == 1 ? "" : "s");
     return 0;
 }
 

@@ -134,12 +134,12 @@ static ps_code lock_store(ps_client *c, sync_lock *l, ps_error *err)
     for (;;) {
         int fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0)
-            return ps_error_set(err, PS_ERR_IO, -1, "", "cannot create the sync lock %s: %s",
+            return ps_error_set(err, PS_ERR_STORE, -1, "", "cannot create the sync lock %s: %s",
                                 l->path, strerror(errno));
         while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             if (errno != EWOULDBLOCK && errno != EINTR) {
                 close(fd);
-                return ps_error_set(err, PS_ERR_IO, -1, "", "cannot take the sync lock: %s",
+                return ps_error_set(err, PS_ERR_STORE, -1, "", "cannot take the sync lock: %s",
                                     strerror(errno));
             }
             if (!ps__sleep(c, 100)) {
