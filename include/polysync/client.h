@@ -321,11 +321,11 @@ ps_code ps_client_setting_get(ps_client *c, const char *key, char **value_out, p
 ps_code ps_client_setting_set(ps_client *c, const char *key, const char *value, ps_error *err);
 
 typedef struct ps_client_state {
-    char *cursor;          /* the v2 cursor; NULL before the first sync (owned) */
-    char *cursor_server;   /* the server the cursor belongs to, or NULL (owned) */
-    int64_t last_sync_ms;  /* when a sync last completed, ms since the epoch; 0 never */
-    size_t pending_changes;/* local changes not yet acknowledged */
-    int64_t clock;         /* the device's Lamport counter */
+    char *cursor;           /* the v2 cursor; NULL before the first sync (owned) */
+    char *cursor_server;    /* the server the cursor belongs to, or NULL (owned) */
+    int64_t last_sync_ms;   /* when a sync last completed, ms since the epoch; 0 never */
+    size_t pending_changes; /* local changes not yet acknowledged */
+    int64_t clock;          /* the device's Lamport counter */
 } ps_client_state;
 
 /* What `polysync status` shows; *out is the caller's, ps_client_state_free(). */

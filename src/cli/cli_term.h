@@ -14,10 +14,10 @@
 
 typedef struct term_line {
     bool enabled;
-    bool shown;        /* something is drawn on the line now */
-    int64_t start_ms;  /* when the work began */
-    int64_t delay_ms;  /* draw nothing before start + delay: quick work stays silent */
-    int64_t drawn_ms;  /* the last redraw, to draw at most ~8 times a second */
+    bool shown;       /* something is drawn on the line now */
+    int64_t start_ms; /* when the work began */
+    int64_t delay_ms; /* draw nothing before start + delay: quick work stays silent */
+    int64_t drawn_ms; /* the last redraw, to draw at most ~8 times a second */
 } term_line;
 
 /* Monotonic milliseconds. */
@@ -27,7 +27,8 @@ void term_init(term_line *t, bool enabled, int64_t delay_ms);
 
 /* Redraws the status line with the formatted text, unless too early or
  * too soon after the last redraw (`force` skips the latter). */
-void term_draw(term_line *t, bool force, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void term_draw(term_line *t, bool force, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Prints a whole line above the status line (which is redrawn next time). */
 void term_say(term_line *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -74,7 +74,7 @@ typedef struct options {
 } options;
 
 #define BIT(o) (1u << ((o)-O_TITLE))
-static const char *const OPT_NAMES[] = {"--title",  "--role",   "--content",
+static const char *const OPT_NAMES[] = {"--title",    "--role",   "--content",
                                         "--interval", "--output", "--token-stdin"};
 
 static const struct option LONG_OPTS[] = {
@@ -172,10 +172,10 @@ static bool g_json_errors;
 static const char *code_name(ps_code rc)
 {
     static const char *const names[] = {
-        "ok",           "nomem",       "malformed",   "invalid_utf8", "too_deep",
-        "invalid",      "too_large",   "not_found",   "store",        "io",
-        "config",       "schema",      "busy",        "bad_cursor",   "cursor_expired",
-        "bad_gzip",     "encoding",    "unauthorized", "invalid_token", "rate_limited",
+        "ok",       "nomem",     "malformed",    "invalid_utf8",  "too_deep",
+        "invalid",  "too_large", "not_found",    "store",         "io",
+        "config",   "schema",    "busy",         "bad_cursor",    "cursor_expired",
+        "bad_gzip", "encoding",  "unauthorized", "invalid_token", "rate_limited",
         "quota",
     };
     return (unsigned)rc < sizeof names / sizeof *names ? names[rc] : "error";
@@ -282,8 +282,9 @@ static int fail(ps_client *c, ps_code rc, const ps_error *err, context ctx)
     int code = exit_code(c, rc, ctx);
     if (code == EXIT_INTERRUPTED)
         return report_error(code, "interrupted", "interrupted");
-    return report_error(code, code == EXIT_UNREACHABLE && rc == PS_ERR_IO ? "unreachable" : code_name(rc), "%s",
-                        err->message[0] ? err->message : ps_strerror(rc));
+    return report_error(code,
+                        code == EXIT_UNREACHABLE && rc == PS_ERR_IO ? "unreachable" : code_name(rc),
+                        "%s", err->message[0] ? err->message : ps_strerror(rc));
 }
 
 /* ---- output helpers ---- */
@@ -516,14 +517,14 @@ static int finish_change(ps_client *c, const options *o, ps_code rc, const ps_er
     return rc == PS_OK ? 0 : fail(c, rc, err, LOCAL);
 }
 
-#define CHANGE_COMMAND(name, call)                                                               \
-    static int name(ps_client *c, options *o)                                                    \
-    {                                                                                            \
-        ps_error err;                                                                            \
-        ps_error_clear(&err);                                                                    \
-        const char **a = o->args;                                                                \
-        (void)a;                                                                                 \
-        return finish_change(c, o, call, &err);                                                  \
+#define CHANGE_COMMAND(name, call)                                                                 \
+    static int name(ps_client *c, options *o)                                                      \
+    {                                                                                              \
+        ps_error err;                                                                              \
+        ps_error_clear(&err);                                                                      \
+        const char **a = o->args;                                                                  \
+        (void)a;                                                                                   \
+        return finish_change(c, o, call, &err);                                                    \
     }
 
 CHANGE_COMMAND(run_chat_rename, ps_client_chat_rename(c, a[0], a[1], &err))
@@ -635,8 +636,8 @@ static int run_msg_add(ps_client *c, options *o)
 
 typedef struct sync_view {
     term_line line;
-    const char *prefix; /* "sync" */
-    bool timestamps;    /* watch: retry lines carry the time */
+    const char *prefix;        /* "sync" */
+    bool timestamps;           /* watch: retry lines carry the time */
     int64_t transfer_drawn_ms; /* the last transfer line: it has the counts too */
     int64_t waiting_from_ms;   /* the request's time when all was sent, or -1 */
 } sync_view;
@@ -676,7 +677,8 @@ static void counts_text(char *out, size_t size, const ps_sync_stats *s)
                       term_count(b, s->chats_received, "chat"),
                       term_count(d, s->messages_received, "message"));
     if (s->deletions_received)
-        snprintf(out + n, size - (size_t)n, ", %s", term_count(a, s->deletions_received, "deletion"));
+        snprintf(out + n, size - (size_t)n, ", %s",
+                 term_count(a, s->deletions_received, "deletion"));
 }
 
 static void on_sync_progress(const ps_sync_stats *s, void *ud)
@@ -720,7 +722,8 @@ static void on_transfer(const ps_transfer_info *t, void *ud)
     }
     case PS_TRANSFER_WAITING:
         term_draw(&v->line, true, "%s: merging… (sent %s, server working for %s)%s%s", v->prefix,
-                  term_bytes(a, t->sent), term_duration(took, (double)((t->elapsed_ms - v->waiting_from_ms) / 1000)), sep,
+                  term_bytes(a, t->sent),
+                  term_duration(took, (double)((t->elapsed_ms - v->waiting_from_ms) / 1000)), sep,
                   counts);
         break;
     case PS_TRANSFER_RECEIVING:
@@ -729,8 +732,8 @@ static void on_transfer(const ps_transfer_info *t, void *ud)
                       term_bytes(a, t->received), term_bytes(b, t->receive_total),
                       (int)(100.0 * (double)t->received / (double)t->receive_total), sep, counts);
         else
-            term_draw(&v->line, true, "%s: receiving %s%s%s", v->prefix,
-                      term_bytes(a, t->received), sep, counts);
+            term_draw(&v->line, true, "%s: receiving %s%s%s", v->prefix, term_bytes(a, t->received),
+                      sep, counts);
         break;
     }
 }
@@ -761,8 +764,8 @@ static json_object *stats_json(const ps_sync_stats *s)
 
 static bool moved(const ps_sync_stats *s)
 {
-    return s->changes_sent || s->chats_received || s->messages_received ||
-           s->deletions_received || s->full_resync;
+    return s->changes_sent || s->chats_received || s->messages_received || s->deletions_received ||
+           s->full_resync;
 }
 
 /* "sent 3 changes (2 chats, 1 message); received 1 chat, 2 messages, 1
@@ -772,10 +775,9 @@ static void summary_text(char *out, size_t size, const ps_sync_stats *s)
     char a[48], b[48], c[48], d[48], e[48], g[48], t[32];
     int n = 0;
     if (s->changes_sent)
-        n += snprintf(out + n, size - (size_t)n, "sent %s (%s, %s)",
-                      term_count(a, s->changes_sent, "change"),
-                      term_count(b, s->chats_sent, "chat"),
-                      term_count(c, s->messages_sent, "message"));
+        n += snprintf(
+            out + n, size - (size_t)n, "sent %s (%s, %s)", term_count(a, s->changes_sent, "change"),
+            term_count(b, s->chats_sent, "chat"), term_count(c, s->messages_sent, "message"));
     if (s->chats_received || s->messages_received || s->deletions_received) {
         n += snprintf(out + n, size - (size_t)n, "%sreceived %s, %s", n ? "; " : "",
                       term_count(d, s->chats_received, "chat"),
@@ -1009,8 +1011,8 @@ static int run_import(ps_client *c, options *o)
         rc == PS_ERR_TOO_DEEP) {
         /* the file as a whole is not chats: a local input error, not a refusal */
         ps_import_report_free(r);
-        return report_error(EXIT_USAGE, code_name(rc), "%s is not a chat export: %s",
-                            o->args[0], err.message);
+        return report_error(EXIT_USAGE, code_name(rc), "%s is not a chat export: %s", o->args[0],
+                            err.message);
     }
     if (rc != PS_OK) {
         ps_import_report_free(r);
@@ -1098,8 +1100,8 @@ static int run_export(ps_client *c, options *o)
         int wr = write_file_atomically(o->output, json, len);
         term_clear(&w.line);
         if (wr != 0)
-            code = report_error(EXIT_USAGE, "io", "cannot write %s: %s", o->output,
-                                strerror(errno));
+            code =
+                report_error(EXIT_USAGE, "io", "cannot write %s: %s", o->output, strerror(errno));
     } else {
         term_clear(&w.line);
         if (fwrite(json, 1, len, stdout) != len || fflush(stdout) != 0)
@@ -1185,10 +1187,10 @@ static int run_login(ps_client *c, options *o)
     } else if (o->json) {
         json_object *j = json_object_new_object();
         json_object_object_add(j, "server", json_object_new_string(server));
-        json_object_object_add(j, "token", json_object_new_string(token_file ? "file"
-                                                                  : (o->token || o->token_stdin)
-                                                                      ? "saved"
-                                                                      : "none"));
+        json_object_object_add(j, "token",
+                               json_object_new_string(token_file                     ? "file"
+                                                      : (o->token || o->token_stdin) ? "saved"
+                                                                                     : "none"));
         if (token_file)
             json_object_object_add(j, "tokenFile", json_object_new_string(token_file));
         print_json(j);
@@ -1279,8 +1281,7 @@ static int run_status(ps_client *c, options *o)
             printf("server     none: run `polysync login --server URL`\n");
         printf("token      %s\n", s.token_from ? s.token_from : "none");
         printf("chats      %zu\n", nchats);
-        printf("pending    %s not yet sent\n",
-               term_count(n, state->pending_changes, "change"));
+        printf("pending    %s not yet sent\n", term_count(n, state->pending_changes, "change"));
         if (state->cursor)
             printf("cursor     %s\n", state->cursor);
         else
@@ -1439,8 +1440,8 @@ static int run_help(ps_client *c, options *o)
     }
     const command *cmd = find_command(group, o->args[group ? 1 : 0]);
     if (!cmd || (!group && o->nargs > 1))
-        return usage_error("no command '%s%s%s' to help with", o->args[0],
-                           o->nargs > 1 ? " " : "", o->nargs > 1 ? o->args[1] : "");
+        return usage_error("no command '%s%s%s' to help with", o->args[0], o->nargs > 1 ? " " : "",
+                           o->nargs > 1 ? o->args[1] : "");
     fputs(cmd->help, stdout);
     return 0;
 }

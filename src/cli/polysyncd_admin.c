@@ -14,10 +14,10 @@
 static void usage_to(FILE *f)
 {
     fprintf(f, "Usage:\n"
-                    "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
-                    "                        [--jwt-issuer ISS] [--jwt-audience AUD]\n"
-                    "  polysyncd user list [--db URL]\n"
-                    "  polysyncd user delete NAME [--db URL] [--yes]\n");
+               "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
+               "                        [--jwt-issuer ISS] [--jwt-audience AUD]\n"
+               "  polysyncd user list [--db URL]\n"
+               "  polysyncd user delete NAME [--db URL] [--yes]\n");
 }
 
 static void usage(void)

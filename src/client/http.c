@@ -224,7 +224,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
             if (t->c->on_transfer) {
                 curl_off_t delivered = ulnow - queued_bytes(t->c, ulnow);
                 ps_transfer_info info = {
-                    .phase = dlnow > 0                               ? PS_TRANSFER_RECEIVING
+                    .phase = dlnow > 0                           ? PS_TRANSFER_RECEIVING
                              : delivered < ultotal || !delivered ? PS_TRANSFER_SENDING
                                                                  : PS_TRANSFER_WAITING,
                     .sent = (uint64_t)delivered,
@@ -360,8 +360,7 @@ static void describe_failure(ps_client *c, CURLcode cc, const char *errbuf, char
         snprintf(out, size, "unknown host (%s)", errbuf[0] ? errbuf : "cannot resolve");
     } else if (cc == CURLE_GOT_NOTHING || cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR ||
                cc == CURLE_PARTIAL_FILE) {
-        snprintf(out, size, "connection dropped (%s)",
-                 errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        snprintf(out, size, "connection dropped (%s)", errbuf[0] ? errbuf : curl_easy_strerror(cc));
     } else {
         snprintf(out, size, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
     }
@@ -490,8 +489,8 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
             bool same = strcmp(first, last) == 0;
             rc = ps_error_set(err, c->last_status == 429 ? PS_ERR_RATE_LIMITED : PS_ERR_IO, -1, "",
                               "cannot reach %s after %u attempt%s: %s%s%s", c->server, n,
-                              n == 1 ? "" : "s", first, same ? "" : "; last attempt: ",
-                              same ? "" : last);
+                              n == 1 ? "" : "s", first,
+                              same ? "" : "; last attempt: ", same ? "" : last);
             break;
         }
         unsigned delay = ps__backoff_ms(c, n);
