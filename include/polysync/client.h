@@ -305,7 +305,7 @@ ps_code ps_client_watch(ps_client *c, unsigned interval_s, ps_watch_fn on_event,
  */
 void ps_client_stop(ps_client *c);
 
-/* ---- saved settings and state (added in 0.2) ------------------------------ */
+/* ---- saved settings and state------------------------------ */
 
 /*
  * Settings kept in the store itself (the file is mode 0600), so a person
@@ -332,7 +332,7 @@ typedef struct ps_client_state {
 ps_code ps_client_state_get(ps_client *c, ps_client_state **out, ps_error *err);
 void ps_client_state_free(ps_client_state *state);
 
-/* ---- what a person may want to see while it works (added in 0.2) --------- */
+/* ---- what a person may want to see while it works--------- */
 
 /* A request failed and will be tried again after `delay_ms`. */
 typedef struct ps_retry_info {
