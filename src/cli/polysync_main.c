@@ -638,7 +638,6 @@ typedef struct sync_view {
     term_line line;
     const char *prefix;        /* "sync" */
     bool timestamps;           /* watch: retry lines carry the time */
-    int64_t transfer_drawn_ms; /* the last transfer line: it has the counts too */
     int64_t waiting_from_ms;   /* the request's time when all was sent, or -1 */
 } sync_view;
 
@@ -681,20 +680,19 @@ static void counts_text(char *out, size_t size, const ps_sync_stats *s)
                  term_count(a, s->deletions_received, "deletion"));
 }
 
+/* After each request (the transfer callback covers the requests
+ * themselves): the counts so far, while the answer is applied here. */
 static void on_sync_progress(const ps_sync_stats *s, void *ud)
 {
     sync_view *v = ud;
-    if (term_now_ms() - v->transfer_drawn_ms < 1000)
-        return; /* a transfer line is showing, counts included */
     char counts[256] = "";
     counts_text(counts, sizeof counts, s);
-    term_draw(&v->line, false, "%s: %s", v->prefix, counts[0] ? counts : "working…");
+    term_draw(&v->line, true, "%s: %s", v->prefix, counts[0] ? counts : "working…");
 }
 
 /* One request moving: bytes, rate and time left while sending; the
  * server's work; bytes while receiving. Drawn unthrottled: the library
- * calls it at most 10 times a second, right after the counts, which it
- * must overwrite. */
+ * calls it at most 10 times a second. */
 static void on_transfer(const ps_transfer_info *t, void *ud)
 {
     sync_view *v = ud;
@@ -702,7 +700,6 @@ static void on_transfer(const ps_transfer_info *t, void *ud)
     counts_text(counts, sizeof counts, t->stats);
     const char *sep = counts[0] ? " · " : "";
     double secs = t->elapsed_ms > 0 ? (double)t->elapsed_ms / 1000.0 : 0.001;
-    v->transfer_drawn_ms = term_now_ms();
     if (t->phase != PS_TRANSFER_WAITING)
         v->waiting_from_ms = -1;
     else if (v->waiting_from_ms < 0)
