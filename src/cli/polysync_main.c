@@ -405,13 +405,15 @@ int main(int argc, char **argv)
     options o;
     memset(&o, 0, sizeof o);
     signal(SIGPIPE, SIG_IGN);
-    /* known before parsing, so even a usage error comes out as JSON */
+    /* guessed before parsing, so even a bad option comes out as JSON; then
+     * exact (`--content --json` is text, not the flag) */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--json") == 0)
             cli_json_errors = true;
     int code = parse_args(argc, argv, &o);
     if (code >= 0)
         return code;
+    cli_json_errors = o.json;
     if (o.version) {
         printf("polysync %s\n", ps_client_version());
         return 0;
