@@ -230,6 +230,10 @@ int run_import(ps_client *c, options *o)
         term_clear(&w.line);
         return cli_error(EXIT_USAGE, "io", "cannot read %s: %s", o->args[0], strerror(errno));
     }
+    /* parsing a large file takes seconds with no news in between: say so
+     * at once rather than after the delay */
+    if (len > ((size_t)4 << 20))
+        w.line.delay_ms = 0;
     ps_client_set_work_progress(c, on_work, &w);
     ps_error err;
     ps_error_clear(&err);
