@@ -45,6 +45,12 @@ typedef struct ps_config {
     size_t quota_bytes;          /* stored per user; 0 = unlimited */
     unsigned max_connections;
     unsigned request_timeout_s; /* a whole request must arrive within this */
+
+    /* operations (docs/operations.md) */
+    int log_format;          /* ps_log_format (server/log.h) */
+    int log_level;           /* ps_log_level */
+    char metrics_bind[80];   /* ADDR:PORT of a separate /metrics listener, or "" */
+    const char *config_file; /* --config: read before the flags */
 } ps_config;
 
 /* Whether a JWT key is configured. */

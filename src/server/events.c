@@ -216,3 +216,11 @@ struct MHD_Response *ps_events_response(ps_events *ev, struct MHD_Connection *co
     MHD_add_response_header(resp, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
     return resp;
 }
+
+unsigned ps_events_open_count(ps_events *ev)
+{
+    pthread_mutex_lock(&ev->lock);
+    unsigned n = ev->count;
+    pthread_mutex_unlock(&ev->lock);
+    return n;
+}

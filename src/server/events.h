@@ -21,6 +21,9 @@ void ps_events_close_all(ps_events *ev);
 /* Frees the hub; only after the HTTP daemon has stopped. */
 void ps_events_free(ps_events *ev);
 
+/* Streams open now (for /metrics). */
+unsigned ps_events_open_count(ps_events *ev);
+
 /* Tells `user`'s streams that something changed, except the streams of
  * `device` (opened with ?deviceId=): the device that made the change has it
  * already. device NULL: every stream. Any thread. */

@@ -17,6 +17,9 @@ void ps_reply_init(ps_reply *r, size_t body_limit)
     r->allow_origin = NULL;
     r->hsts = false;
     r->preflight = false;
+    r->request_id = NULL;
+    r->sent_bytes = NULL;
+    r->content_type = NULL;
 }
 
 void ps_reply_free(ps_reply *r)

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+_Atomic uint64_t ps__store_begin_count, ps__store_begin_wait_us;
+
 ps_code ps_store_open(const char *url, ps_store **out, ps_error *err)
 {
     *out = NULL;

@@ -14,9 +14,11 @@
 #include "core/chat.h"
 #include "polysync/error.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct ps_store ps_store;
 
@@ -127,10 +129,22 @@ struct ps_store {
 ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
 void ps_store_close(ps_store *s);
 
+/* Transactions begun and the time spent in begin (mostly waiting for the
+ * store's lock), for /metrics (server/metrics.h); defined in store.c. */
+extern _Atomic uint64_t ps__store_begin_count, ps__store_begin_wait_us;
+
 /* Thin inline dispatch, so call sites read as plain function calls. */
 static inline ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
 {
-    return s->ops->begin(s, write, err);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ps_code rc = s->ops->begin(s, write, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    atomic_fetch_add_explicit(&ps__store_begin_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ps__store_begin_wait_us, (uint64_t)(us > 0 ? us : 0),
+                              memory_order_relaxed);
+    return rc;
 }
 static inline ps_code ps_store_commit(ps_store *s, ps_error *err)
 {
