@@ -2,6 +2,7 @@
 #include "server/http_response.h"
 #include "server/events.h"
 #include "server/gzip.h"
+#include "server/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,7 +114,7 @@ static ps_code stream_refill(stream_state *st)
         rc = st->src.next(st->src.ctx, &st->piece, &done, &err);
         if (rc != PS_OK) {
             /* the status line is gone: all that is left is to cut the body */
-            fprintf(stderr, "polysyncd: streamed answer failed: %s\n", err.message);
+            ps_log_event(PS_LOG_ERROR, "stream_failed", "streamed answer failed: %s", err.message);
             return rc;
         }
     }

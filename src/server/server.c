@@ -16,6 +16,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/router.h"
+#include "server/tls.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -742,6 +743,8 @@ static void server_free(ps_server *srv)
     ps_auth_free(srv->auth);
     ps_limiter_free(srv->limiter);
     ps_lane_free(srv->lane);
+    if (srv->tls_cert)
+        ps_tls_free();
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv);
@@ -767,7 +770,8 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (!srv->limiter)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (cfg->tls_cert && ((rc = read_pem(cfg->tls_cert, &srv->tls_cert, err)) != PS_OK ||
-                          (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK))
+                          (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK ||
+                          (rc = ps_tls_load(cfg->tls_cert, cfg->tls_key, err)) != PS_OK))
         return rc;
     srv->lane = ps_lane_new(cfg->max_large_requests, cfg->threads, LANE_KEEP_IDLE_MS);
     if (!srv->lane)
@@ -914,9 +918,9 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         /* above ours: on_accept refuses first, libmicrohttpd never queues */
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + 16,
-        /* the TLS options are ignored without MHD_USE_TLS; NULL when off */
-        srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
-        MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key, MHD_OPTION_END);
+        /* asked at each handshake, so SIGHUP can swap them (tls.h) */
+        srv->tls_cert ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, ps_tls_retrieve,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon) {
         server_free(srv);
@@ -938,6 +942,13 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
 unsigned ps_server_metrics_port(const ps_server *srv)
 {
     return srv->metrics_port;
+}
+
+ps_code ps_server_reload_tls(ps_server *srv, ps_error *err)
+{
+    if (!srv->tls_cert)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "the server does not serve TLS");
+    return ps_tls_load(srv->cfg.tls_cert, srv->cfg.tls_key, err);
 }
 
 unsigned ps_server_port(const ps_server *srv)

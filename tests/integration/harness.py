@@ -39,7 +39,9 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 30.0
 
-BANNER = re.compile(r"^polysyncd (\S+) listening on https?://([^:/\s]+):(\d+) \(store (.*)\)$")
+# An IPv6 address comes bracketed: http://[::1]:4001
+BANNER = re.compile(r"^polysyncd (\S+) listening on https?://(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d+)"
+                    r" \(store (.*)\)$")
 
 
 # ---- small helpers -------------------------------------------------------
