@@ -5,6 +5,7 @@
  * sigwait(), so no handler runs inside the server.
  */
 #include "cli/polysyncd_admin.h"
+#include "cli/polysyncd_backup.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -25,6 +26,8 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && (strcmp(argv[1], "token") == 0 || strcmp(argv[1], "user") == 0))
         return ps_admin_main(argc - 1, argv + 1);
+    if (argc > 1 && (strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "restore") == 0))
+        return ps_backup_main(argc - 1, argv + 1);
     ps_config cfg;
     ps_config_defaults(&cfg);
     switch (ps_config_parse(&cfg, argc, argv, stdout, stderr)) {
@@ -52,6 +55,10 @@ int main(int argc, char **argv)
     if (ps_store_open(cfg.db_url, &store, &err) != PS_OK) {
         ps_log_event(PS_LOG_ERROR, "store_error", "cannot open store %s: %s", cfg.db_url,
                      err.message);
+        return 1;
+    }
+    if (!ps_store_claim(cfg.db_url)) {
+        ps_store_close(store);
         return 1;
     }
     if (ps_server_start(&cfg, store, &srv, &err) != PS_OK) {

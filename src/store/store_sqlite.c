@@ -13,6 +13,7 @@
 #include "core/json_parse.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin"
 
@@ -989,6 +991,11 @@ ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     s->base.ops = &SQLITE_OPS;
     pthread_mutex_init(&s->lock, NULL);
+    /* Chats are private: a new store is made 0600 whatever the umask, and
+     * SQLite gives its -wal and -shm files the database file's mode. */
+    int made = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (made >= 0)
+        close(made);
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
