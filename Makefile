@@ -50,8 +50,27 @@ bench-quick: build
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
+# `make install PREFIX=/usr/local` (default); a system prefix also refreshes
+# the library cache so the binaries find libpolysync.so.0 at once.
+# `make uninstall` removes what the last install put there.
+PREFIX ?= /usr/local
 install: build
-	cmake --install $(BUILD)
+	cmake --install $(BUILD) --prefix $(PREFIX)
+	@case "$(PREFIX)" in /usr|/usr/local|/usr/|/usr/local/) \
+	  if [ "$$(id -u)" -eq 0 ] && command -v ldconfig >/dev/null; then ldconfig; \
+	  else echo "make install: run ldconfig as root so libpolysync.so.0 is found"; fi ;; esac
+
+.PHONY: uninstall deb
+uninstall:
+	@test -f $(BUILD)/install_manifest.txt || { echo "uninstall: nothing installed from $(BUILD)"; exit 1; }
+	xargs -d '\n' rm -f -- < $(BUILD)/install_manifest.txt
+	@case "$(PREFIX)" in /usr|/usr/local|/usr/|/usr/local/) \
+	  if [ "$$(id -u)" -eq 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi ;; esac
+
+# The Debian package (CPack, dist/CMakeLists.txt): $(BUILD)/packages/*.deb
+deb: build
+	cd $(BUILD) && cpack -G DEB -B packages
+	@ls $(BUILD)/packages/*.deb
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -9,6 +9,10 @@ packages=(
   libmicrohttpd-dev libjson-c-dev libsqlite3-dev sqlite3 zlib1g-dev
   libcurl4-openssl-dev libjwt-dev libssl-dev libpq-dev
   libcmocka-dev python3 openssl
+  # ops (docs/operations.md): GnuTLS for the TLS certificate reload, the
+  # Prometheus parser test_ops checks /metrics with, and the packaging tools
+  # test_package runs (dpkg-shlibdeps, systemd-analyze)
+  libgnutls28-dev python3-prometheus-client dpkg-dev systemd
   # clang only recommends its sanitizer runtimes; libFuzzer needs them
   clang libclang-rt-14-dev
 )
