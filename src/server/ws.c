@@ -24,6 +24,11 @@
 #define TICK_MS 250          /* the longest the I/O thread sleeps */
 #define CLOSE_WAIT_MS 2000   /* after our close, for the peer's answer */
 #define EVENTS_PER_WAIT 64
+/* The kernel's send buffer of a live socket: without a cap Linux grows it
+ * to 4 MiB per socket for a slow reader; with it, what waits beyond is in
+ * the socket's queue, where a newer state of a chat replaces an older one
+ * and the --ws-queue limit applies. */
+#define SOCKET_SNDBUF (128 * 1024)
 
 /* A frame's text, shared by every socket it is queued for. */
 typedef struct blob {
@@ -57,6 +62,8 @@ struct ps_ws_conn {
     bool registered; /* in the epoll set */
     uint32_t interest;
     bool dead;
+    bool lingering;         /* closed our side; reading to the peer's end */
+    int64_t linger_ms;
     uint64_t heard;         /* frames heard at the last look */
     int64_t last_heard_ms;  /* or when it opened */
     int64_t ping_sent_ms;   /* 0: no ping outstanding */
@@ -233,6 +240,33 @@ static void start_io(ps_ws *ws, ps_ws_conn *c, int64_t now)
         c->dead = true;
 }
 
+/*
+ * The session is over. Closing the socket with bytes from the peer still
+ * unread would reset the connection, and a reset can destroy our close
+ * frame in flight (RFC 6455 7.1.1 wants the peer to see it): so our side
+ * is shut first and what comes is read and dropped until the peer closes,
+ * or CLOSE_WAIT_MS.
+ */
+static void linger(ps_ws_conn *c, int64_t now)
+{
+    c->lingering = true;
+    c->linger_ms = now;
+    shutdown(c->fd, SHUT_WR);
+}
+
+static void drain(ps_ws_conn *c)
+{
+    char scratch[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd, scratch, sizeof scratch, 0);
+        if (n > 0)
+            continue;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            c->dead = true;
+        return;
+    }
+}
+
 /* One pass over every socket, after epoll said which are ready. */
 static void sweep(ps_ws *ws, int64_t now)
 {
@@ -245,14 +279,28 @@ static void sweep(ps_ws *ws, int64_t now)
             start_io(ws, c, now);
         if (ws->stop)
             c->dead = true;
+        if (c->lingering) {
+            if (now - c->linger_ms > CLOSE_WAIT_MS)
+                c->dead = true;
+            if (c->dead)
+                destroy(ws, c);
+            continue;
+        }
         if (!c->dead) {
             feed(ws, c, now);
             check_alive(ws, c, now);
             if (!ps_ws_session_write(c->session))
                 c->dead = true;
         }
-        if (c->dead || ps_ws_session_finished(c->session)) {
+        if (c->dead) {
             destroy(ws, c);
+            continue;
+        }
+        if (ps_ws_session_finished(c->session)) {
+            linger(c, now);
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+            c->interest = EPOLLIN;
+            epoll_ctl(ws->epfd, EPOLL_CTL_MOD, c->fd, &ev);
             continue;
         }
         uint32_t want = (ps_ws_session_wants_read(c->session) ? EPOLLIN : 0) |
@@ -284,6 +332,10 @@ static void *io_main(void *arg)
             }
             if (c->dead)
                 continue;
+            if (c->lingering) {
+                drain(c);
+                continue;
+            }
             if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
                 !ps_ws_session_read(c->session))
                 c->dead = true;
@@ -414,6 +466,8 @@ void ps_ws_attach(ps_ws *ws, ps_ws_conn *c, MHD_socket sock, struct MHD_UpgradeR
     c->fd = sock;
     c->urh = urh;
     ps_ws_io io = {.recv = conn_recv, .send = conn_send, .ctx = c};
+    int sndbuf = SOCKET_SNDBUF;
+    setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     int flags = fcntl(sock, F_GETFL);
     bool ok = flags >= 0 && fcntl(sock, F_SETFL, flags | O_NONBLOCK) == 0;
     if (ok && extra_len) {
