@@ -387,8 +387,10 @@ void ps_ws_close_all(ps_ws *ws, unsigned wait_ms)
     wake(ws);
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
     for (unsigned waited = 0; waited < wait_ms; waited += 10) {
+        /* also those answered 101 and not yet handed over: they get their
+         * 1001 too once libmicrohttpd passes them on */
         pthread_mutex_lock(&ws->lock);
-        unsigned left = ws->attached;
+        unsigned left = ws->count;
         pthread_mutex_unlock(&ws->lock);
         if (!left)
             break;

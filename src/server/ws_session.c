@@ -11,6 +11,8 @@ struct ps_ws_session {
     ps_ws_io io;
     uint64_t frames_heard;
     bool failed;  /* an I/O error or end of stream: nothing more to do */
+    bool read_over; /* the peer broke the protocol: read no more, but
+                     * write what is queued (wslay queued a close) */
     bool closing; /* we queued a close */
 };
 
@@ -91,10 +93,12 @@ bool ps_ws_session_read(ps_ws_session *s)
 {
     if (s->failed)
         return false;
-    if (!wslay_event_want_read(s->ctx))
+    if (s->read_over || !wslay_event_want_read(s->ctx))
         return true;
+    /* Not an I/O failure (those set s->failed in on_recv): a frame wslay
+     * cannot take. wslay has queued a close; it goes out, then the end. */
     if (wslay_event_recv(s->ctx) != 0)
-        s->failed = true;
+        s->read_over = true;
     return !s->failed;
 }
 
@@ -135,7 +139,7 @@ bool ps_ws_session_close(ps_ws_session *s, uint16_t code, const char *reason)
 
 bool ps_ws_session_wants_read(const ps_ws_session *s)
 {
-    return !s->failed && wslay_event_want_read(s->ctx);
+    return !s->failed && !s->read_over && wslay_event_want_read(s->ctx);
 }
 
 bool ps_ws_session_wants_write(const ps_ws_session *s)
@@ -161,5 +165,5 @@ bool ps_ws_session_closing(const ps_ws_session *s)
 
 bool ps_ws_session_finished(const ps_ws_session *s)
 {
-    return s->failed || (!wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx));
+    return s->failed || (!ps_ws_session_wants_read(s) && !wslay_event_want_write(s->ctx));
 }
