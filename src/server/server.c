@@ -71,6 +71,7 @@ typedef struct request {
     const char *allow_origin; /* CORS answer for this request's Origin */
     char user[PS_ID_MAX_BYTES + 1];
     ps_ws_pending ws; /* a live socket being opened */
+    bool not_inflight; /* a live socket: ps_ws_close_all ends it, not the drain */
 } request;
 
 static void log_mhd(void *cls, const char *fmt, va_list ap)
@@ -356,7 +357,15 @@ static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *con
         .hsts = srv->tls_cert != NULL,
     };
     req->route = NULL; /* nothing more to answer */
-    return ps_ws_answer(srv->ws, conn, &gate, &req->ws);
+    enum MHD_Result r = ps_ws_answer(srv->ws, conn, &gate, &req->ws);
+    if (req->ws.conn) {
+        /* A socket is not a request in flight: over TLS its connection
+         * outlives our close until the client closes too, and the drain
+         * at shutdown must not wait for that. */
+        req->not_inflight = true;
+        atomic_fetch_sub(&srv->inflight, 1);
+    }
+    return r;
 }
 
 /* The first call, with the headers: answers at once what is refused, and
@@ -524,9 +533,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ps_lane_leave(srv->lane, &req->lane);
     if (req->admitted)
         ps_limiter_release(srv->limiter, req->user);
+    bool counted = !req->not_inflight;
     free(req);
     *con_cls = NULL;
-    atomic_fetch_sub(&srv->inflight, 1);
+    if (counted)
+        atomic_fetch_sub(&srv->inflight, 1);
 }
 
 /* Reads a PEM file whole (NUL-terminated, as libmicrohttpd wants it). */

@@ -291,6 +291,21 @@ class AuthSocketTest(SecurityTestCase):
             self.assertTrue(c.headers.get("www-authenticate", "").startswith("Bearer"))
         self.assertNotIn(forged, s.stderr_text(), "tokens never reach the logs")
 
+    def test_over_tls(self):
+        ca, cert, key = self.keys.tls()
+        s = self.auth_server("--tls-cert", cert, "--tls-key", key, tls_ca=ca)
+        alice = self.tok("alice")
+        c = self.ws(s, "?deviceId=B", protocols=["bearer", alice])
+        self.assertEqual(c.status, 101, c.body)
+        self.assertEqual(c.headers.get("sec-websocket-protocol"), "bearer")
+        s.as_user(alice).sync_ok({"deviceId": "A", "chats": [
+            app_chat("X", "over wss", lamport=[2, "A"])], "deletions": []})
+        frame = c.next_chat()
+        self.assertEqual(frame["title"], "over wss")
+        self.assertEqual(frame, s.as_user(alice).fetch()[0])
+        s.stop()
+        self.assertEqual(c.next_event(5), ("close", 1001))
+
     def test_origin_must_be_an_allowed_one(self):
         s = self.auth_server("--cors-origin", "http://app.example")
         ok = self.ws(s, "?access_token=" + self.tok(), headers=["Origin: http://app.example"])

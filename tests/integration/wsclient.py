@@ -35,6 +35,8 @@ class WsClient:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
         sock.connect(("127.0.0.1", server.port))
+        if getattr(server, "tls_ca", None):   # wss://
+            sock = server.ssl_context().wrap_socket(sock, server_hostname="127.0.0.1")
         self.sock = sock
         self.key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
         lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % server.port,
