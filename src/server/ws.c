@@ -67,7 +67,8 @@ struct ps_ws_conn {
     uint64_t heard;         /* frames heard at the last look */
     int64_t last_heard_ms;  /* or when it opened */
     int64_t ping_sent_ms;   /* 0: no ping outstanding */
-    int64_t close_sent_ms;  /* 0: we have not closed */
+    int64_t close_sent_ms;  /* when we queued our close; 0: not closing */
+    int64_t close_out_ms;   /* when it was written whole */
 };
 
 struct ps_ws {
@@ -214,8 +215,18 @@ static void check_alive(ps_ws *ws, ps_ws_conn *c, int64_t now)
         c->last_heard_ms = now;
         c->ping_sent_ms = 0;
     }
-    if (c->close_sent_ms && now - c->close_sent_ms > CLOSE_WAIT_MS) {
-        c->dead = true;
+    if (!c->close_sent_ms && ps_ws_session_closing(c->session))
+        c->close_sent_ms = now; /* wslay closed (peer's close, protocol error) */
+    if (c->close_sent_ms) {
+        /* once our close is out, the peer has CLOSE_WAIT_MS to answer; a
+         * peer that reads nothing (our close stuck behind frames) has an
+         * interval, like one that does not answer a ping */
+        if (!c->close_out_ms && ps_ws_session_close_sent(c->session))
+            c->close_out_ms = now;
+        if (c->close_out_ms ? now - c->close_out_ms > CLOSE_WAIT_MS
+                            : now - c->close_sent_ms > (interval > CLOSE_WAIT_MS ? interval
+                                                                                 : CLOSE_WAIT_MS))
+            c->dead = true;
     } else if (c->ping_sent_ms) {
         if (now - c->ping_sent_ms >= interval)
             c->dead = true;

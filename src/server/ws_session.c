@@ -163,6 +163,11 @@ bool ps_ws_session_closing(const ps_ws_session *s)
            wslay_event_get_close_received(s->ctx);
 }
 
+bool ps_ws_session_close_sent(const ps_ws_session *s)
+{
+    return wslay_event_get_close_sent(s->ctx);
+}
+
 bool ps_ws_session_finished(const ps_ws_session *s)
 {
     return s->failed || (!ps_ws_session_wants_read(s) && !wslay_event_want_write(s->ctx));

@@ -59,6 +59,8 @@ size_t ps_ws_session_queued_bytes(const ps_ws_session *s);
 uint64_t ps_ws_session_frames_heard(const ps_ws_session *s);
 /* A close has been queued or sent by us. */
 bool ps_ws_session_closing(const ps_ws_session *s);
+/* Our close frame has been written whole. */
+bool ps_ws_session_close_sent(const ps_ws_session *s);
 /* Done: nothing more to read or write (closed both ways, or failed). */
 bool ps_ws_session_finished(const ps_ws_session *s);
 
