@@ -398,7 +398,9 @@ class LivenessTest(SocketCase):
 
 
 class SlowReaderTest(SocketCase):
-    SERVER_ARGS = ("--ws-queue", "256k")
+    # a long ping interval: a reader that reads nothing for a whole interval
+    # is dropped as dead, and this one reads only at the end
+    SERVER_ARGS = ("--ws-queue", "256k", "--ws-ping-interval", "600")
 
     def setUp(self):
         # freed memory is reused at once (ASan would otherwise keep it in
