@@ -60,9 +60,22 @@ class ClientClockShapesTest(ServerTestCase):
         c = chat("p", "t", [msg("m1", timestamp=T0)], last_modified=T0,
                  lastMutationLamport={"lamport": 58, "deviceId": "dev-a"},
                  createdAt=T0, modelHistory=[])
+        self.server.push_ok([chat("other", "the app cannot store this", last_modified=T0)])
         doc = self.server.sync_ok({"chats": [c]})
+        # the page-load caller throws on any missing entry (docs/polyglot.md)
+        self.assertEqual(doc, {"missing": [], "deletions": []})
+        self.assertIn("p", by_id(self.server.fetch()), "merged all the same")
+        doc = self.server.sync_ok({"deviceId": "dev-b", "chats": []})
         self.assertGreaterEqual(doc["serverClock"], 58)
-        self.assertIn("p", by_id(self.server.fetch()))
+        self.assertEqual(set(by_id(doc["missing"])), {"p", "other"})
+
+    def test_seed_body_without_record_clocks_is_answered_as_before(self):
+        self.server.push_ok([chat("other", "kept", last_modified=T0)])
+        doc = self.server.sync_ok({"chats": [chat("s", "seed", last_modified=T0)]})
+        self.assertEqual(set(by_id(doc["missing"])), {"other"})
+        self.assertIn("serverClock", doc)
+        doc = self.server.sync_ok({"chats": []})
+        self.assertEqual(set(by_id(doc["missing"])), {"other", "s"})
 
 
 class UnusedMembersIgnoredTest(ServerTestCase):
