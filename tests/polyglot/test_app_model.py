@@ -141,6 +141,64 @@ class AppModelTest(ServerTestCase):
         for cid, want in self.a.chats.items():
             self.assertSameChat(want, fresh.chats[cid], cid)
 
+    def test_a_deletion_reaches_the_others_and_stays(self):
+        """The delete path as the app means it (its record with `id`)."""
+        for d in self.devices:
+            self.start_app(d)
+        x = self.a.create_chat()
+        self.a.add_message(x, "soon gone")
+        keep = self.a.create_chat()
+        for d in (self.b, self.c):
+            d.sync()
+        stale = dict(self.c.chats[x])
+        self.a.delete_chat(x)
+        for _ in range(2):
+            for d in self.devices:
+                d.sync()
+        for d in self.devices:
+            self.assertNotIn(x, d.chats, d.device_id)
+            self.assertIn(x, d.deletions, d.device_id)
+            self.assertIn(keep, d.chats, d.device_id)
+        # an older copy uploaded again (a device restored from a backup)
+        ghost = self.new_device("device-ghost")
+        ghost.chats[x] = stale
+        ghost.sync()
+        self.assertNotIn(x, ghost.chats, "its copy is older than the deletion")
+        fresh = self.new_device("device-fresh")
+        self.start_app(fresh)
+        self.assertEqual(set(fresh.chats), {keep})
+
+    def wait_socket(self, d, connects, within=SOCKET_WAIT_S):
+        deadline = time.monotonic() + within
+        while d.ws_connects < connects and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(d.ws_connects, connects, "%s's socket did not connect" % d.device_id)
+
+    def wait_messages(self, d, cid, contents):
+        deadline = time.monotonic() + SOCKET_WAIT_S
+        while time.monotonic() < deadline:
+            with d.lock:
+                if [m["content"] for m in d.chats[cid]["messages"]] == contents:
+                    return
+            time.sleep(0.05)
+        with d.lock:
+            self.assertEqual([m["content"] for m in d.chats[cid]["messages"]], contents)
+
+    def test_the_socket_comes_back_after_a_restart(self):
+        """Needs the server's WebSocket on / (#10.4): the app reconnects 3 s
+        after the close, and frames flow again without a sync."""
+        for d in (self.a, self.b):
+            self.start_app(d)
+        x = self.a.create_chat()
+        self.b.sync()
+        self.b.start_socket()
+        self.addCleanup(self.b.stop_socket)
+        self.wait_socket(self.b, 1)
+        self.server.restart()
+        self.wait_socket(self.b, 2, within=3 + 2 * SOCKET_WAIT_S)
+        self.a.add_message(x, "after the restart")
+        self.wait_messages(self.b, x, ["after the restart"])
+
     def test_a_change_reaches_another_device_over_the_socket(self):
         """Needs the server's WebSocket on / (#10.4)."""
         for d in (self.a, self.b):
@@ -149,21 +207,12 @@ class AppModelTest(ServerTestCase):
         self.b.sync()
         self.b.start_socket()
         self.addCleanup(self.b.stop_socket)
-        deadline = time.monotonic() + SOCKET_WAIT_S
-        while self.b.ws_connects == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertEqual(self.b.ws_connects, 1, "B's socket did not connect")
+        self.wait_socket(self.b, 1)
         self.a.add_message(x, "pushed, not pulled")
-        deadline = time.monotonic() + SOCKET_WAIT_S
-        while time.monotonic() < deadline:
-            with self.b.lock:
-                if [m["content"] for m in self.b.chats[x]["messages"]] == ["pushed, not pulled"]:
-                    break
-            time.sleep(0.05)
+        self.wait_messages(self.b, x, ["pushed, not pulled"])
         with self.b.lock:
             self.assertSameChat(self.a.chats[x], self.b.chats[x], "B over the socket")
             self.assertGreaterEqual(self.b.frames_applied, 1)
-
 
 if __name__ == "__main__":
     unittest.main()
