@@ -214,5 +214,6 @@ class AppModelTest(ServerTestCase):
             self.assertSameChat(self.a.chats[x], self.b.chats[x], "B over the socket")
             self.assertGreaterEqual(self.b.frames_applied, 1)
 
+
 if __name__ == "__main__":
     unittest.main()
