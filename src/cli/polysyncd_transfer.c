@@ -22,12 +22,11 @@
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "Usage:\n"
-            "  polysyncd import --user NAME FILE [--dry-run] [--db URL]\n"
-            "      FILE (- for stdin): Polyglot's chatStore.json, the app's export,\n"
-            "      or the seed's chat JSON (a JSON array of chats, as export writes)\n"
-            "  polysyncd export --user NAME [--output FILE] [--tombstones] [--db URL]\n");
+    fprintf(stderr, "Usage:\n"
+                    "  polysyncd import --user NAME FILE [--dry-run] [--db URL]\n"
+                    "      FILE (- for stdin): Polyglot's chatStore.json, the app's export,\n"
+                    "      or the seed's chat JSON (a JSON array of chats, as export writes)\n"
+                    "  polysyncd export --user NAME [--output FILE] [--tombstones] [--db URL]\n");
 }
 
 typedef struct transfer_opts {
@@ -38,9 +37,12 @@ typedef struct transfer_opts {
 static int parse(int argc, char **argv, transfer_opts *o)
 {
     static const struct option opts[] = {
-        {"user", required_argument, NULL, 'u'},   {"db", required_argument, NULL, 'd'},
-        {"output", required_argument, NULL, 'o'}, {"dry-run", no_argument, NULL, 'n'},
-        {"tombstones", no_argument, NULL, 't'},   {"help", no_argument, NULL, 'h'},
+        {"user", required_argument, NULL, 'u'},
+        {"db", required_argument, NULL, 'd'},
+        {"output", required_argument, NULL, 'o'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"tombstones", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     optind = 0;
@@ -136,9 +138,8 @@ static int import_command(const transfer_opts *o, ps_sync_ctx *ctx)
            o->user, r.format);
     printf("chats: %zu read, %zu %snew, %zu %supdated, %zu unchanged\n", r.chats, r.created, verb,
            r.updated, verb, r.unchanged);
-    printf("deleted chats: %zu read, %zu %sdeleted, %zu %srecorded, %zu already so\n",
-           r.tombstones, r.deleted, verb, r.tombstones_kept, verb,
-           r.tombstones - r.deleted - r.tombstones_kept);
+    printf("deleted chats: %zu read, %zu %sdeleted, %zu %srecorded, %zu already so\n", r.tombstones,
+           r.deleted, verb, r.tombstones_kept, verb, r.tombstones - r.deleted - r.tombstones_kept);
     return 0;
 }
 
@@ -152,8 +153,7 @@ static int export_command(const transfer_opts *o, ps_sync_ctx *ctx)
     if (o->output) { /* chats are private: the file is the owner's only */
         int fd = open(o->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0 || !(out = fdopen(fd, "w"))) {
-            fprintf(stderr, "polysyncd export: cannot write %s: %s\n", o->output,
-                    strerror(errno));
+            fprintf(stderr, "polysyncd export: cannot write %s: %s\n", o->output, strerror(errno));
             if (fd >= 0)
                 close(fd);
             return 1;

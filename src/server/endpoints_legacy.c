@@ -125,7 +125,8 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
     if (rc != PS_OK ||
         ps_legacy_sync(&ctx, root, &src, answer && !page_load ? &reply->body : NULL, &err) != PS_OK)
         ps_reply_from_error(reply, &err);
-    else if (page_load && ps_dynbuf_adds(&reply->body, "{\"missing\":[],\"deletions\":[]}") != PS_OK)
+    else if (page_load &&
+             ps_dynbuf_adds(&reply->body, "{\"missing\":[],\"deletions\":[]}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
     else if (!answer && !page_load && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");

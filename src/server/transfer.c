@@ -9,8 +9,7 @@
 
 /* Keys of Polyglot's stores that say where a copy was, not what it is. */
 static const char *const BOOKKEEPING[] = {"updatedAtLamport", "serverMergedAtLamport",
-                                          "lastMutationLamport", "is_deleted",
-                                          "deletedAtLamport"};
+                                          "lastMutationLamport", "is_deleted", "deletedAtLamport"};
 
 static bool is_tombstone_entry(json_object *entry)
 {
@@ -148,8 +147,8 @@ static ps_code check_entries(const ps_sync_ctx *ctx, json_object *list, json_obj
 static ps_code import_chat(const ps_sync_ctx *ctx, ps_user *user, json_object *content,
                            ps_import_report *r, ps_error *err)
 {
-    ps_ingest in = {.device = PS_IMPORT_DEVICE, .now_ms = ctx->now_ms,
-                    .max_skew_ms = ctx->max_skew_ms};
+    ps_ingest in = {
+        .device = PS_IMPORT_DEVICE, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
     ps_chat *incoming = NULL, *stored = NULL;
     ps_code rc = ps_chat_from_legacy(content, &in, &incoming);
     if (rc != PS_OK)
@@ -213,7 +212,8 @@ ps_code ps_import_doc(const ps_sync_ctx *ctx, json_object *doc, bool dry_run,
     *report = (ps_import_report){0};
     int64_t file_clock = 0;
     json_object *list = json_object_new_array(), *contents = json_object_new_array();
-    ps_code rc = list && contents ? PS_OK : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    ps_code rc =
+        list && contents ? PS_OK : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (rc == PS_OK)
         rc = list_entries(doc, list, report, &file_clock, err);
     if (rc == PS_OK)
@@ -236,9 +236,9 @@ ps_code ps_import_doc(const ps_sync_ctx *ctx, json_object *doc, bool dry_run,
             observe(json_object_array_get_idx(list, i), BOOKKEEPING[k], &user.clock);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         json_object *content = json_object_array_get_idx(contents, i);
-        rc = content ? import_chat(ctx, &user, content, report, err)
-                     : import_tombstone(ctx, &user, json_object_array_get_idx(list, i), report,
-                                        err);
+        rc = content
+                 ? import_chat(ctx, &user, content, report, err)
+                 : import_tombstone(ctx, &user, json_object_array_get_idx(list, i), report, err);
     }
     if (rc != PS_OK)
         goto rollback;

@@ -19,7 +19,8 @@
  * lastMutationLamport, is_deleted, deletedAtLamport) are not chat content
  * and are dropped. The whole import is one store transaction: it all lands
  * or none of it; a dry run does the same work and rolls it back. Running it
- * again changes nothing (the merge is idempotent).
+ * again changes nothing (the merge is idempotent), except that times beyond
+ * now + the clock skew are clamped to each run's now.
  */
 #ifndef PS_TRANSFER_H
 #define PS_TRANSFER_H

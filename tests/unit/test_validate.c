@@ -329,8 +329,8 @@ static void client_clock_shapes(void **state)
             "clientClock"),
         BAD(CC("{\"deviceId\":\"d\",\"localCounter\":1,\"observedCounter\":1.5}"), -1,
             "clientClock"),
-        BAD(CC("{\"deviceId\":\"d\",\"localCounter\":1,\"observedCounter\":9007199254740992}"),
-            -1, "clientClock"),
+        BAD(CC("{\"deviceId\":\"d\",\"localCounter\":1,\"observedCounter\":9007199254740992}"), -1,
+            "clientClock"),
         BAD(CC("{\"deviceId\":7,\"localCounter\":1}"), -1, "clientClock"),
         BAD(CC("true"), -1, "clientClock"), BAD(CC("\"5\""), -1, "clientClock"));
 #undef CC
@@ -347,8 +347,7 @@ static void unused_top_level_members_ignored(void **state)
            "\"deviceId\":\"A\"},\"messages\":[]}]}"),
         /* chats and deletions stay strict */
         BAD("{\"since\":1}", -1, "chats"),
-        BAD("{\"chats\":[],\"junk\":1,\"deletions\":[{\"lamport\":[1,\"d\"]}]}", -1,
-            "deletions"));
+        BAD("{\"chats\":[],\"junk\":1,\"deletions\":[{\"lamport\":[1,\"d\"]}]}", -1, "deletions"));
 }
 
 static void rejects_deletion_lists_of_wrong_shape(void **state)
