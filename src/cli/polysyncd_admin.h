@@ -9,7 +9,4 @@
 /* argv[0] is "token" or "user". Returns the process exit code. */
 int ps_admin_main(int argc, char **argv);
 
-/* argv[0] is "import" or "export" (polysyncd_transfer.c). The exit code. */
-int ps_transfer_main(int argc, char **argv);
-
 #endif

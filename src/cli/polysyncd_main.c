@@ -4,6 +4,7 @@
  * and taken here with sigwait(), so no handler runs inside the server.
  */
 #include "cli/polysyncd_admin.h"
+#include "cli/polysyncd_transfer.h"
 #include "server/server.h"
 
 #include <pthread.h>

@@ -4,7 +4,7 @@
  * one write transaction like a sync's, the export one read transaction).
  * The work is in src/server/transfer.c; this file is flags, files, output.
  */
-#include "cli/polysyncd_admin.h"
+#include "cli/polysyncd_transfer.h"
 #include "core/json_parse.h"
 #include "core/timestamp.h"
 #include "server/transfer.h"
