@@ -8,6 +8,7 @@ arrive after; what the server acknowledged before a kill -9 is there for a
 fresh device; a big history reaches a fresh device in order; a change on
 one device reaches another over the socket without it syncing.
 """
+import json
 import os
 import sys
 import time
@@ -213,6 +214,56 @@ class AppModelTest(ServerTestCase):
         with self.b.lock:
             self.assertSameChat(self.a.chats[x], self.b.chats[x], "B over the socket")
             self.assertGreaterEqual(self.b.frames_applied, 1)
+
+
+
+class ModelAgainstCaptureTest(unittest.TestCase):
+    """The model against what the real app was seen doing (the fixtures'
+    README and ws-frame-chat.json's `verified`), so the scenarios above run
+    the app's rules and not our idea of them. No server involved."""
+
+    FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "shared",
+                            "fixtures", "polyglot")
+
+    def frame(self):
+        with open(os.path.join(self.FIXTURES, "ws-frame-chat.json"), encoding="utf-8") as f:
+            return json.load(f)["frame"]
+
+    def test_socket_frame_stored_then_replaced_only_when_dominating(self):
+        d = Device("device-c", lambda: ("127.0.0.1", 1))
+        frame = self.frame()
+        d._on_frame(frame["text"])
+        x = d.chats[frame["data"]["id"]]
+        self.assertEqual(x["title"], "Mountain weekend trip")
+        self.assertEqual([m["id"] for m in x["messages"]],
+                         [m["id"] for m in frame["data"]["messages"]])
+        self.assertEqual(x["lastMutationLamport"],
+                         {"lamport": 5, "deviceId": frame["data"]["updatedAtLamport"][1]})
+        renamed = dict(frame["data"], title="renamed elsewhere", updatedAtLamport=[10, "other"])
+        d._on_frame(json.dumps(renamed))
+        self.assertEqual(d.chats[x["id"]]["title"], "renamed elsewhere")
+        older = dict(frame["data"], title="older", updatedAtLamport=[9, "zzz"])
+        d._on_frame(json.dumps(older))
+        self.assertEqual(d.chats[x["id"]]["title"], "renamed elsewhere", "[9, zzz] < [10, other]")
+        no_clock = {k: v for k, v in renamed.items() if k != "updatedAtLamport"}
+        d._on_frame(json.dumps(dict(no_clock, title="no clock")))
+        self.assertEqual(d.chats[x["id"]]["title"], "renamed elsewhere")
+        self.assertEqual(d.observed, 10, "every applied frame's clock observed")
+
+    def test_deleted_chat_never_taken_back_and_wire_shapes(self):
+        d = Device("device-a", lambda: ("127.0.0.1", 1))
+        cid = d.create_chat(sync=False)
+        d.add_message(cid, "hi", sync=False)
+        body = d.wire_body()
+        self.assertEqual(body["clientClock"], {"deviceId": "device-a", "localCounter": 2,
+                                               "observedCounter": 2})
+        self.assertEqual(body["chats"][0]["updatedAtLamport"], [2, "device-a"])
+        d.delete_chat(cid, sync=False)
+        self.assertEqual(d.wire_body()["deletions"], [{"id": cid, "lamport": [3, "device-a"]}])
+        d.reconcile([{"id": cid, "title": "back", "messages": [], "isArchived": False,
+                      "lastModified": iso(0), "lastMutationLamport": {"lamport": 99,
+                                                                      "deviceId": "b"}}], [])
+        self.assertNotIn(cid, d.chats, "the app never takes back a chat it deleted")
 
 
 if __name__ == "__main__":
