@@ -76,7 +76,7 @@ static bool tombstone_clock(json_object *entry, const ps_limits *lim, ps_lamport
     }
     out->counter = json_object_get_int64(n);
     out->id = (char *)json_object_get_string(dev);
-    return out->counter > 0;
+    return true;
 }
 
 /* Raises *clock to the counter of entry[key] ([n, id] or {lamport}). */
@@ -124,7 +124,7 @@ static ps_code check_entries(const ps_sync_ctx *ctx, json_object *list, json_obj
             if (!tombstone_clock(entry, ctx->limits, &clock))
                 return ps_error_set(err, PS_ERR_INVALID, (long)i, "deletedAtLamport",
                                     "entry %zu (%s): a deleted chat needs deletedAtLamport "
-                                    "[counter, deviceId] with a counter from 1 to 2^53 - 1",
+                                    "[counter, deviceId] with a counter from 0 to 2^53 - 1",
                                     i, json_object_get_string(v));
             r->tombstones++;
             json_object_array_add(contents, NULL);
