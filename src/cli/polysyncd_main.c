@@ -6,6 +6,7 @@
  */
 #include "cli/polysyncd_admin.h"
 #include "cli/polysyncd_backup.h"
+#include "cli/polysyncd_transfer.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -28,6 +29,8 @@ int main(int argc, char **argv)
         return ps_admin_main(argc - 1, argv + 1);
     if (argc > 1 && (strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "restore") == 0))
         return ps_backup_main(argc - 1, argv + 1);
+    if (argc > 1 && (strcmp(argv[1], "import") == 0 || strcmp(argv[1], "export") == 0))
+        return ps_transfer_main(argc - 1, argv + 1);
     ps_config cfg;
     ps_config_defaults(&cfg);
     switch (ps_config_parse(&cfg, argc, argv, stdout, stderr)) {

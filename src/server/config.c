@@ -41,6 +41,12 @@ void ps_config_defaults(ps_config *cfg)
     cfg->request_timeout_s = 60;
     cfg->log_format = PS_LOG_TEXT;
     cfg->log_level = PS_LOG_INFO;
+    /* live sockets count against --max-connections: half of them leaves
+     * room for HTTP; a user's devices and tabs fit in 16 */
+    cfg->ws_max_sockets = 512;
+    cfg->ws_max_user_sockets = 16;
+    cfg->ws_ping_interval_s = 30;
+    cfg->ws_queue_bytes = 2 * MIB;
 }
 
 bool ps_config_has_auth(const ps_config *cfg)
@@ -156,10 +162,19 @@ static void usage(FILE *f)
             "  --log-format text|json   stderr log lines as text (default) or JSON\n"
             "  --log-level LEVEL        debug, info (default: with access lines), warn, error\n"
             "  --metrics-bind ADDR:PORT serve GET /metrics on this separate listener\n"
+            "\nLive socket (WebSocket on /, docs/protocol.md):\n"
+            "  --ws-max-sockets N       open live sockets, all users (default 512)\n"
+            "  --ws-max-user-sockets N  open live sockets of one user (default 16)\n"
+            "  --ws-ping-interval S     ping a socket silent for S seconds; drop it if\n"
+            "                           the pong takes another S (default 30)\n"
+            "  --ws-queue SIZE          frames waiting for one slow socket before it is\n"
+            "                           closed with 1013 (default 2M)\n"
             "\nAdministration:\n"
             "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
             "  polysyncd user list [--db URL]\n"
             "  polysyncd user delete NAME [--db URL] [--yes]\n"
+            "  polysyncd import --user NAME FILE [--dry-run] [--db URL]\n"
+            "  polysyncd export --user NAME [--output FILE] [--tombstones] [--db URL]\n"
             "  --help                   this text\n"
             "  --version                the version\n\n"
             "Docs: docs/operations.md\n");
@@ -193,6 +208,10 @@ enum {
     O_QUOTA,
     O_MAX_CONN,
     O_REQ_TIMEOUT,
+    O_WS_MAX,
+    O_WS_USER_MAX,
+    O_WS_PING,
+    O_WS_QUEUE,
     O_CONFIG,
     O_LOG_FORMAT,
     O_LOG_LEVEL,
@@ -224,6 +243,10 @@ static const struct option opts[] = {
     {"quota", required_argument, NULL, O_QUOTA},
     {"max-connections", required_argument, NULL, O_MAX_CONN},
     {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
+    {"ws-max-sockets", required_argument, NULL, O_WS_MAX},
+    {"ws-max-user-sockets", required_argument, NULL, O_WS_USER_MAX},
+    {"ws-ping-interval", required_argument, NULL, O_WS_PING},
+    {"ws-queue", required_argument, NULL, O_WS_QUEUE},
     {"config", required_argument, NULL, O_CONFIG},
     {"log-format", required_argument, NULL, O_LOG_FORMAT},
     {"log-level", required_argument, NULL, O_LOG_LEVEL},
@@ -397,6 +420,26 @@ static ps_config_action parse_flags(ps_config *cfg, int argc, char **argv, FILE 
                 bad = "--metrics-bind (ADDR:PORT)";
             else
                 snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "%s", optarg);
+            break;
+        case O_WS_MAX:
+        case O_WS_USER_MAX:
+            /* 0 turns the live socket off (every upgrade refused) */
+            if (!parse_uint(optarg, 1000000, &v))
+                bad = c == O_WS_MAX ? "--ws-max-sockets" : "--ws-max-user-sockets";
+            else if (c == O_WS_MAX)
+                cfg->ws_max_sockets = (unsigned)v;
+            else
+                cfg->ws_max_user_sockets = (unsigned)v;
+            break;
+        case O_WS_PING:
+            if (!parse_uint(optarg, 86400, &v) || v == 0)
+                bad = "--ws-ping-interval";
+            else
+                cfg->ws_ping_interval_s = (unsigned)v;
+            break;
+        case O_WS_QUEUE:
+            if (!parse_size(optarg, &cfg->ws_queue_bytes) || cfg->ws_queue_bytes < 1024)
+                bad = "--ws-queue";
             break;
         case O_HELP:
             usage(out);

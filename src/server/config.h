@@ -51,6 +51,12 @@ typedef struct ps_config {
     int log_level;           /* ps_log_level */
     char metrics_bind[80];   /* ADDR:PORT of a separate /metrics listener, or "" */
     const char *config_file; /* --config: read before the flags */
+
+    /* the live socket on / (server/ws.h) */
+    unsigned ws_max_sockets;
+    unsigned ws_max_user_sockets;
+    unsigned ws_ping_interval_s;
+    size_t ws_queue_bytes;
 } ps_config;
 
 /* Whether a JWT key is configured. */

@@ -34,7 +34,6 @@ static atomic_uint_fast64_t g_bytes_in, g_bytes_out;
 static histogram g_sync[N_PROTOS];
 static histogram g_lane_wait;
 static atomic_uint_fast64_t g_auth_failures, g_purged;
-static atomic_int_fast64_t g_websockets;
 
 #define ADD(var, n) atomic_fetch_add_explicit(&(var), (n), memory_order_relaxed)
 #define GET(var) atomic_load_explicit(&(var), memory_order_relaxed)
@@ -93,11 +92,6 @@ void ps_metrics_purged(int64_t tombstones)
 {
     if (tombstones > 0)
         ADD(g_purged, (uint64_t)tombstones);
-}
-
-void ps_metrics_websockets_add(int delta)
-{
-    ADD(g_websockets, delta);
 }
 
 /* ---- exposition ---- */
@@ -216,8 +210,7 @@ ps_code ps_metrics_render(const ps_metrics_gauges *g, ps_dynbuf *out)
         rc = emit_gauge(out, "polysync_live_streams", "Open live-channel (SSE) streams.",
                         g->live_streams);
     if (rc == PS_OK)
-        rc = emit_gauge(out, "polysync_websockets", "Open WebSocket connections.",
-                        (int64_t)GET(g_websockets));
+        rc = emit_gauge(out, "polysync_websockets", "Open WebSocket connections.", g->websockets);
     if (rc == PS_OK)
         rc = emit_gauge(out, "polysync_connections", "Open HTTP connections.", g->connections);
     if (rc == PS_OK)

@@ -21,12 +21,11 @@ void ps_metrics_lane_wait(int64_t wait_us);
 void ps_metrics_auth_failure(void);
 /* Tombstones forgot by a purge. */
 void ps_metrics_purged(int64_t tombstones);
-/* WebSocket connections opened (+1) or closed (-1): for the ws module. */
-void ps_metrics_websockets_add(int delta);
 
 /* Gauges read at scrape time by the caller (-1: unknown, left out). */
 typedef struct ps_metrics_gauges {
     int64_t live_streams;
+    int64_t websockets;
     int64_t connections;
     int64_t inflight;
     int64_t users;

@@ -17,6 +17,8 @@
 #include "server/metrics.h"
 #include "server/router.h"
 #include "server/tls.h"
+#include "server/ws.h"
+#include "server/ws_upgrade.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -38,12 +40,15 @@
 #define PS_REQUEST_ID_MAX 64
 #define PS_CLIENT_ADDR_MAX INET6_ADDRSTRLEN
 #define METRICS_BODY_LIMIT (1024 * 1024)
+#define WS_CLOSE_WAIT_MS 2000 /* at shutdown, for live sockets' closes to go out */
 
 struct ps_server {
     struct MHD_Daemon *daemon;
     ps_config cfg;
     ps_handler_env env;
     ps_events *events;
+    ps_ws *ws;     /* the live socket on / */
+    ps_live live;  /* where handlers announce changes */
     ps_auth *auth; /* NULL: one implicit user */
     ps_limiter *limiter;
     ps_lane *lane;            /* large bodies: admission and worker threads */
@@ -84,6 +89,8 @@ typedef struct request {
     unsigned status; /* of the answer queued; 0 = none yet */
     uint64_t bytes_in, bytes_out;
     int64_t t0_us; /* monotonic */
+    ps_ws_pending ws; /* a live socket being opened */
+    bool not_inflight; /* a live socket: ps_ws_close_all ends it, not the drain */
 } request;
 
 /* ---- observing requests: ids, the access log, metrics (log.h, metrics.h) ---- */
@@ -206,6 +213,7 @@ static void metrics_reply(ps_server *srv, ps_reply *reply)
 {
     ps_metrics_gauges g = {
         .live_streams = ps_events_open_count(srv->events),
+        .websockets = srv->ws ? ps_ws_count(srv->ws) : 0,
         .connections = atomic_load(&srv->connections),
         .inflight = atomic_load(&srv->inflight),
         .users = -1,
@@ -519,6 +527,33 @@ static bool is_large(const request *req)
     return (size_t)req->body_length > large;
 }
 
+/* A WebSocket upgrade on / (ws_upgrade.h): answered 101 or refused there. */
+static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *conn, request *req)
+{
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    ps_ws_gate gate = {
+        .auth = srv->auth,
+        .implicit_user = IMPLICIT_USER,
+        .draining = atomic_load(&srv->draining),
+        /* the same origins as CORS: pages that may not read the API may
+         * not read it through the socket either */
+        .origin_refused = origin && !cors_origin(srv, origin),
+        .hsts = srv->tls_cert != NULL,
+    };
+    req->route = NULL; /* nothing more to answer */
+    enum MHD_Result r = ps_ws_answer(srv->ws, conn, &gate, &req->ws);
+    req->route_path = "/";
+    if (req->ws.conn) {
+        req->status = 101; /* for the access log and metrics */
+        /* A socket is not a request in flight: over TLS its connection
+         * outlives our close until the client closes too, and the drain
+         * at shutdown must not wait for that. */
+        req->not_inflight = true;
+        atomic_fetch_sub(&srv->inflight, 1);
+    }
+    return r;
+}
+
 /* The first call, with the headers: answers at once what is refused, and
  * queues a large request in the lane. */
 static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn, const char *url,
@@ -528,6 +563,8 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     req->started_ms = ps_time_now_ms();
     request_start(srv, conn, method, req);
     ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
+    if (ps_ws_is_upgrade(conn, method, url))
+        return answer_upgrade(srv, conn, req);
     ps_reply reply;
     ps_reply_init(&reply, ERROR_BODY_LIMIT);
     req->accepts_gzip =
@@ -698,6 +735,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req)
         return;
     request_done(srv, conn, req);
+    ps_ws_pending_done(&req->ws);
     release_body(srv, req);
     if (req->lane.resumed_away)
         atomic_fetch_add(&srv->turned_away_done, 1);
@@ -708,9 +746,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ps_lane_leave(srv->lane, &req->lane);
     if (req->admitted)
         ps_limiter_release(srv->limiter, req->user);
+    bool counted = !req->not_inflight;
     free(req);
     *con_cls = NULL;
-    atomic_fetch_sub(&srv->inflight, 1);
+    if (counted)
+        atomic_fetch_sub(&srv->inflight, 1);
 }
 
 /* Reads a PEM file whole (NUL-terminated, as libmicrohttpd wants it). */
@@ -740,6 +780,7 @@ static ps_code read_pem(const char *path, char **out, ps_error *err)
 static void server_free(ps_server *srv)
 {
     ps_events_free(srv->events);
+    ps_ws_free(srv->ws);
     ps_auth_free(srv->auth);
     ps_limiter_free(srv->limiter);
     ps_lane_free(srv->lane);
@@ -780,6 +821,16 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (!srv->events)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
     srv->env.events = srv->events;
+    ps_ws_config wc = {
+        .max_sockets = cfg->ws_max_sockets,
+        .max_user_sockets = cfg->ws_max_user_sockets,
+        .ping_interval_s = cfg->ws_ping_interval_s,
+        .queue_bytes = cfg->ws_queue_bytes,
+    };
+    if (!(srv->ws = ps_ws_new(&wc)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live socket");
+    srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
+    srv->env.live = &srv->live;
     return PS_OK;
 }
 
@@ -904,7 +955,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     }
     /* suspend/resume: idle live-channel streams are parked, not polled */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (srv->tls_cert)
@@ -984,6 +1035,8 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
     stop_listening(srv->daemon);
     /* live streams end now; libmicrohttpd must not stop with any parked */
     ps_events_close_all(srv->events);
+    /* live sockets get 1001 (going away); the app reconnects in 3 s */
+    ps_ws_close_all(srv->ws, WS_CLOSE_WAIT_MS);
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
     for (unsigned waited_ms = 0;
          atomic_load(&srv->inflight) > 0 && waited_ms < drain_timeout_s * 1000u; waited_ms += 10)
