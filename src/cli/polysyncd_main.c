@@ -71,16 +71,18 @@ int main(int argc, char **argv)
     }
     /* an IPv6 address is bracketed, so the URL can be pasted as it is */
     bool v6 = strchr(cfg.bind, ':') != NULL;
-    printf("polysyncd %s listening on %s://%s%s%s:%u (store %s)\n", PS_VERSION,
-           cfg.tls_cert ? "https" : "http", v6 ? "[" : "", cfg.bind, v6 ? "]" : "",
-           ps_server_port(srv), cfg.db_url);
-    fflush(stdout);
+    /* logged before the banner: whoever waits for the banner and then
+     * sends requests finds these lines first */
     ps_log_event(PS_LOG_INFO, "start", "polysyncd %s serving %s://%s%s%s:%u, store %s", PS_VERSION,
                  cfg.tls_cert ? "https" : "http", v6 ? "[" : "", cfg.bind, v6 ? "]" : "",
                  ps_server_port(srv), cfg.db_url);
     if (ps_server_metrics_port(srv))
         ps_log_event(PS_LOG_INFO, "metrics_listening", "serving /metrics on port %u (%s)",
                      ps_server_metrics_port(srv), cfg.metrics_bind);
+    printf("polysyncd %s listening on %s://%s%s%s:%u (store %s)\n", PS_VERSION,
+           cfg.tls_cert ? "https" : "http", v6 ? "[" : "", cfg.bind, v6 ? "]" : "",
+           ps_server_port(srv), cfg.db_url);
+    fflush(stdout);
 
     int sig = 0;
     while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
