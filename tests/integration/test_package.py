@@ -92,7 +92,11 @@ class PackageTest(unittest.TestCase):
         self.assertIn("-lpolysync", flags)
         flags = [os.path.join(lib, "libpolysync.a") if f == "-lpolysync" else f for f in flags]
         exe = os.path.join(self.tmp, "prog")
-        sh(["cc", "-o", exe, src] + flags)
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            sanitized = "PS_SANITIZE:BOOL=ON" in f.read()
+        # an ASan build's archive is instrumented: its users link the runtime
+        extra = ["-fsanitize=address,undefined"] if sanitized else []
+        sh(["cc", "-o", exe, src] + flags + extra)
         self.assertEqual(sh([exe]).strip(), "no error")  # ps_strerror(PS_OK)
         out = sh(["ldd", exe])
         self.assertNotIn("libpolysync", out, "linked statically")
