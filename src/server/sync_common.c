@@ -16,30 +16,14 @@ ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char 
     return rc;
 }
 
-/* The stamp a legacy client's copy of `chat`, as rendered now, will carry
- * when sent back (see ps_legacy_stamp): the server's tick and the time the
- * rendering shows. Then that copy is exactly the restamped state. */
-static ps_code restamp_as_sent(ps_chat *chat)
-{
-    const ps_time_field *times[3] = {&chat->last_modified, &chat->updated_at, &chat->created_at};
-    ps_stamp stamp = {.lamport = chat->lamport.counter, .device = chat->lamport.id};
-    for (int k = 0; k < 3; k++) {
-        if (times[k]->value) {
-            stamp.ts = times[k]->ms;
-            break;
-        }
-    }
-    return ps_chat_restamp(chat, &stamp);
-}
-
 ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, const char *origin,
                       bool full, ps_tick tick, ps_error *err)
 {
     ps_code rc = PS_OK;
     if (tick != PS_TICK_IF_NONE || chat->lamport.counter == 0)
         rc = ps_lamport_set(&chat->lamport, ++user->clock, PS_SERVER_DEVICE);
-    if (rc == PS_OK && tick == PS_TICK_AND_RESTAMP)
-        rc = restamp_as_sent(chat);
+    /* new messages take their place in the order first received */
+    ps_chat_number_received(chat);
     /* Only a change of content moves the chat in the change sequence; a
      * Lamport tick for a legacy client is not news to anyone else. */
     int64_t seq = 0;
