@@ -109,6 +109,9 @@ typedef struct ps_chat {
     int64_t next_received; /* the receive number the next new message gets */
     bool stored;         /* transient: it was loaded from the store */
     bool stored_live;    /* transient: it was live when loaded */
+    /* transient: a deletion of it lost (it stays live): devices that dropped
+     * it on their own deletion need it whole again, with a fresh tuple */
+    bool deletion_lost;
 } ps_chat;
 
 /* A new empty chat with a copy of `id`; NULL on allocation failure. */

@@ -20,7 +20,16 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
                       bool full, ps_tick tick, ps_error *err)
 {
     ps_code rc = PS_OK;
-    if (tick != PS_TICK_IF_NONE || chat->lamport.counter == 0)
+    /* Back from deletion, or a deletion of it lost: a Polyglot client that
+     * holds a deletion of it takes it back only with a tuple above that
+     * deletion's, so it gets a fresh tick (above every tuple shown so far). */
+    bool back = ps_chat_is_live(chat) &&
+                ((chat->stored && !chat->stored_live) || chat->deletion_lost);
+    if (back && ps_chat_is_dirty(chat) == false) { /* make it news for v2 pulls too */
+        ps_mark_clear(&chat->header);
+        chat->header.dirty = true;
+    }
+    if (tick != PS_TICK_IF_NONE || chat->lamport.counter == 0 || back)
         rc = ps_lamport_set(&chat->lamport, ++user->clock, PS_SERVER_DEVICE);
     /* new messages take their place in the order first received */
     ps_chat_number_received(chat);
@@ -31,7 +40,7 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
         seq = ++user->seq;
         rc = ps_chat_mark_dirty(chat, seq, origin);
         /* back from deletion: devices that dropped it need it whole */
-        if (chat->stored && !chat->stored_live && ps_chat_is_live(chat))
+        if (back)
             chat->revived_seq = seq;
     }
     if (rc != PS_OK)

@@ -189,7 +189,8 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     else if ((rc = ps_chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
-    else if (changed) /* messages not loaded: the rendering is redone on demand */
+    else if ((chat->deletion_lost = changed && ps_chat_is_live(chat)), changed)
+        /* messages not loaded: the rendering is redone on demand */
         rc = ps__save_chat(ctx, user, chat, src->device, false, PS_TICK_IF_NONE, err);
     *deleted = was_live && !ps_chat_is_live(chat);
     ps_stamp_clear(&stamp);

@@ -158,6 +158,11 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
     if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK)
         goto nomem;
     changed |= mark_lost_writes(stored, incoming, &header_origin);
+    /* its deletion lost: the device dropped the chat, it must get it whole */
+    if (incoming->has_tombstone && ps_chat_is_live(stored)) {
+        stored->deletion_lost = true;
+        changed = true;
+    }
     if (changed)
         rc = ps__save_chat(ctx, user, stored, in.device, false, PS_TICK_IF_NONE, err);
     goto done;
