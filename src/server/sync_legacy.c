@@ -63,7 +63,7 @@ static ps_code save_base(const ps_sync_ctx *ctx, const ps_user *user, const char
     if (rc != PS_OK)
         return ps_error_set(err, rc, -1, "", "out of memory");
     ps_base_seal(sent);
-    return ctx->store->ops->base_save(ctx->store, user->id, device, id, sent, err);
+    return ctx->store->ops->base_save(ctx->store, user->id, device, id, sent, 0, err);
 }
 
 /* A copy of a deleted chat that is not newer than the deletion as the client
@@ -117,8 +117,9 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
     }
+    int64_t base_seq;
     if (with_base && (rc = ctx->store->ops->base_load(ctx->store, user->id, in.device, id, &known,
-                                                      &has_base, err)) != PS_OK)
+                                                      &base_seq, &has_base, err)) != PS_OK)
         goto done;
     if (has_base) {
         size_t writes;
@@ -279,20 +280,33 @@ static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
     return rc;
 }
 
-/* A chat the device did not send is sent whole: that is its base now. */
-static ps_code base_of_download(answer_builder *a, const char *id)
+/* A chat the device did not send is sent whole: that is its base now (not
+ * worked out again while the chat has not changed since). */
+static ps_code base_of_download(answer_builder *a, const ps_chat_row *row)
 {
     const ps_sync_ctx *ctx = a->missing.ctx;
+    const char *id = row->id;
     ps_chat *chat = NULL;
     ps_base base = {0};
-    ps_code rc = ctx->store->ops->chat_load(ctx->store, a->missing.user_id, id, true, &chat,
-                                            a->missing.err);
+    int64_t at_seq = 0;
+    bool found = false;
+    ps_code rc = ctx->store->ops->base_load(ctx->store, a->missing.user_id, a->device, id, NULL,
+                                            &at_seq, &found, a->missing.err);
+    if (rc != PS_OK || (found && at_seq == row->seq && row->seq > 0))
+        return rc;
+    bool copied = false; /* kept with the rendering being sent: the cheap way */
+    rc = ctx->store->ops->base_copy(ctx->store, a->missing.user_id, a->device, id, row->seq,
+                                    &copied, a->missing.err);
+    if (rc != PS_OK || copied)
+        return rc;
+    rc = ctx->store->ops->chat_load(ctx->store, a->missing.user_id, id, true, &chat,
+                                    a->missing.err);
     if (rc == PS_OK && chat && (rc = ps_base_add_chat(&base, chat)) != PS_OK)
         rc = ps_error_set(a->missing.err, rc, -1, "", "out of memory");
     if (rc == PS_OK && chat) {
         ps_base_seal(&base);
         rc = ctx->store->ops->base_save(ctx->store, a->missing.user_id, a->device, id, &base,
-                                        a->missing.err);
+                                        row->seq, a->missing.err);
     }
     ps_base_free(&base);
     ps_chat_free(chat);
@@ -310,7 +324,7 @@ static int answer_row(void *vctx, const ps_chat_row *row)
     if (was_sent && !json_object_object_get_ex(a->returned, row->id, NULL))
         return 0;
     if (!was_sent && *a->device) /* merge_one saved the base of a sent one */
-        a->missing.rc = base_of_download(a, row->id);
+        a->missing.rc = base_of_download(a, row);
     return a->missing.rc != PS_OK || doc_list_add(&a->missing, row);
 }
 

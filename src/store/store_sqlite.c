@@ -121,10 +121,12 @@ static const char *const MIGRATIONS[] = {
     "  WHERE m.user_id = chat_bodies.user_id AND m.chat_id = chat_bodies.chat_id));"
     "CREATE TABLE bases ("
     "  user_id INTEGER NOT NULL, device TEXT NOT NULL, chat_id TEXT NOT NULL,"
-    "  hashes BLOB NOT NULL,"
+    "  hashes BLOB NOT NULL, seq INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (user_id, chat_id, device),"
     "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
-    ") WITHOUT ROWID;",
+    ") WITHOUT ROWID;"
+    /* the base of a device sent the chat whole, kept with its rendering */
+    "ALTER TABLE chat_bodies ADD COLUMN hashes BLOB;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -161,6 +163,7 @@ enum {
     Q_BASE_GET,
     Q_BASE_PUT,
     Q_USER_DEL_BASES,
+    Q_BASE_COPY,
     /* Transaction control too: sqlite3_exec would compile these again on
      * every request. */
     Q_BEGIN,
@@ -195,8 +198,8 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc)"
-                   " VALUES (?1, ?2, ?3, ?4)",
+    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc, hashes)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
     [Q_CHAT_PUT] =
         "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
         " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, '', '', ?6, ?7, ?8, ?9)"
@@ -208,7 +211,7 @@ static const char *const QUERIES[Q_COUNT] = {
     /* Not joined with chat_bodies: SQLite would read every rendered chat
      * (overflow pages and all) for each row, wanted or not; a legacy sync
      * lists every chat and wants the bodies of few. */
-    [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device FROM chats"
+    [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = ?1 ORDER BY id",
     [Q_CHAT_DOC] = "SELECT doc FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
@@ -235,9 +238,13 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_DEL] = "DELETE FROM users WHERE name = ?1",
     [Q_USER_SEEN] = "UPDATE users SET last_sync_ms = ?2 WHERE name = ?1",
     [Q_USER_NAMED] = "SELECT 1 FROM users WHERE name = ?1",
-    [Q_BASE_GET] = "SELECT hashes FROM bases WHERE user_id = ?1 AND chat_id = ?2 AND device = ?3",
-    [Q_BASE_PUT] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes)"
-                   " VALUES (?1, ?2, ?3, ?4)",
+    [Q_BASE_GET] = "SELECT seq, hashes FROM bases WHERE user_id = ?1 AND chat_id = ?2"
+                   " AND device = ?3",
+    [Q_BASE_PUT] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BASE_COPY] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
+                    " SELECT user_id, chat_id, ?3, hashes, ?4 FROM chat_bodies"
+                    " WHERE user_id = ?1 AND chat_id = ?2 AND hashes IS NOT NULL",
     [Q_USER_DEL_BASES] = "DELETE FROM bases WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_BEGIN] = "BEGIN",
     [Q_BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -765,8 +772,22 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_bind_text(st, 3, state_text, (int)state_len, SQLITE_STATIC);
         /* "" = not rendered */
         sqlite3_bind_text(st, 4, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
+        /* with the rendering, the base of a device sent it (base_copy);
+         * NULL = not worked out */
+        ps_base hashes = {0};
+        if (doc && ps_base_add_chat(&hashes, chat) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        ps_base_seal(&hashes);
+        static const uint64_t none = 0;
+        if (doc)
+            sqlite3_bind_blob(st, 5, hashes.n ? (const void *)hashes.hashes : (const void *)&none,
+                              (int)(hashes.n * sizeof(uint64_t)), SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 5);
+        if (rc == PS_OK)
+            rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
+        ps_base_free(&hashes);
     }
     json_object_put(state);
     /* Only what changed: one new message in a long chat is one row. */
@@ -859,6 +880,7 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
             .live = sqlite3_column_int(st, 1) != 0,
             .deleted_counter = sqlite3_column_int64(st, 2),
             .deleted_device = (const char *)sqlite3_column_text(st, 3),
+            .seq = sqlite3_column_int64(st, 4),
         };
         stopped = fn(ctx, &row);
     }
@@ -988,7 +1010,8 @@ static ps_code sqlite_user_delete(ps_store *base, const char *name, ps_error *er
 }
 
 static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device,
-                                const char *chat_id, ps_base *out, bool *found, ps_error *err)
+                                const char *chat_id, ps_base *out, int64_t *seq, bool *found,
+                                ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_BASE_GET);
@@ -998,10 +1021,14 @@ static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device
     sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
     ps_code rc = PS_OK;
     int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        size_t n = (size_t)sqlite3_column_bytes(st, 0) / sizeof(uint64_t);
-        const void *blob = sqlite3_column_blob(st, 0);
+    if (r == SQLITE_ROW && !out) {
         *found = true;
+        *seq = sqlite3_column_int64(st, 0);
+    } else if (r == SQLITE_ROW) {
+        const void *blob = sqlite3_column_blob(st, 1);
+        size_t n = (size_t)sqlite3_column_bytes(st, 1) / sizeof(uint64_t);
+        *found = true;
+        *seq = sqlite3_column_int64(st, 0);
         ps_base_free(out);
         if (n && !(out->hashes = malloc(n * sizeof(uint64_t)))) {
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -1017,7 +1044,8 @@ static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device
 }
 
 static ps_code sqlite_base_save(ps_store *base, int64_t user, const char *device,
-                                const char *chat_id, const ps_base *b, ps_error *err)
+                                const char *chat_id, const ps_base *b, int64_t seq,
+                                ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_BASE_PUT);
@@ -1028,7 +1056,24 @@ static ps_code sqlite_base_save(ps_store *base, int64_t user, const char *device
     static const uint64_t none = 0;
     sqlite3_bind_blob(st, 4, b->n ? (const void *)b->hashes : (const void *)&none,
                       (int)(b->n * sizeof(uint64_t)), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, seq);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a device's base");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static ps_code sqlite_base_copy(ps_store *base, int64_t user, const char *device,
+                                const char *chat_id, int64_t seq, bool *copied, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_BASE_COPY);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, seq);
+    ps_code rc =
+        sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a device's base");
+    *copied = rc == PS_OK && sqlite3_changes(s->db) > 0;
     sqlite3_reset(st);
     return rc;
 }
@@ -1057,6 +1102,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .user_delete = sqlite_user_delete,
     .base_load = sqlite_base_load,
     .base_save = sqlite_base_save,
+    .base_copy = sqlite_base_copy,
     .close = sqlite_close,
 };
 
