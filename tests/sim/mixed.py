@@ -39,6 +39,9 @@ the order of "Which write is newer", liveness. After the run, quiet passes
     chats, and in each the same title, isArchived and live messages (id,
     content), messages in timestamp order. So every acknowledged write is
     the final value or lost to a write the rules call newer.
+ W. per acknowledged write (every write the model replayed): the server
+    holds its value, or the model's winner for that register is newer by
+    the rules (or the chat is deleted by a deletion newer than the write).
  D. every device holds exactly the server's chats (per device).
  Q. the quiet passes settle within 10 passes.
 
@@ -170,19 +173,25 @@ class Model:
     def __init__(self):
         self.chats = {}
         self.bases = {}        # (device, chat) -> set of (kind, key, text)
+        self.writes = []       # every write replayed: (chat, reg, stamp, text)
 
     def chat(self, cid):
         return self.chats.setdefault(cid, ModelChat())
 
+    def record(self, cid, c, reg, st, value, text):
+        c.write(reg, st, value, text)
+        self.writes.append((cid, reg, st, text))
+
     def v2_change(self, dev, ch):
         c = self.chat(ch["chatId"])
         st = Stamp(ms_of(ch["at"]), ch["clock"], dev)
+        cid = ch["chatId"]
         for k, v in ch.get("fields", {}).items():
-            c.write(("f", k), st, v, canon(v))
+            self.record(cid, c, ("f", k), st, v, canon(v))
         for m in ch.get("messages", []):
-            c.write(("m", m["id"]), st, m, canon(m))
+            self.record(cid, c, ("m", m["id"]), st, m, canon(m))
         for mid in ch.get("deleteMessages", []):
-            c.write(("m", mid), st, None, None)
+            self.record(cid, c, ("m", mid), st, None, None)
         if ch.get("deleteChat"):
             c.delete(st)
         else:
@@ -216,7 +225,7 @@ class Model:
         for reg, (v, t) in writes.items():
             if base is not None and (reg[0], reg[1], t) in base:
                 continue   # carried along
-            c.write(reg, st, v, t)
+            self.record(cid, c, reg, st, v, t)
             left += 1
         if base is None or left:
             c.touch(st)
@@ -556,6 +565,28 @@ class Sim:
             times = [ms_of(m["timestamp"]) for m in s["messages"]]
             if times != sorted(times):
                 self.violations.append("O: chat %s messages not in timestamp order" % cid)
+        # W: per acknowledged write: the server holds its value, or the write
+        # lost to one the rules call newer (or its chat to a newer deletion)
+        for cid, reg, st, text in self.model.writes:
+            mc = self.model.chats[cid]
+            if cid not in server:
+                if mc.deletion is None or mc.deletion.key() <= st.key():
+                    self.violations.append("W: chat %s is gone though its write %s %s is newer "
+                                           "than every deletion" % (cid, reg, st))
+                continue
+            s = server[cid]
+            if reg[0] == "f":
+                have = canon(s[reg[1]]) if reg[1] in s else "(none)"
+            else:
+                live = {m["id"]: canon(m) for m in s["messages"]}
+                have = live.get(reg[1])
+            if have == text:
+                continue
+            win = mc.regs.get(reg)
+            if win is None or write_key(win[0], win[1]) <= write_key(st, text):
+                self.violations.append("W: %s of chat %s: the acknowledged write %s (%s) is not "
+                                       "the server's value (%s) and nothing newer replaced it"
+                                       % (reg, cid, st, text, have))
         # D: every device is the server
         for dev in self.devices:
             for cid in sorted(set(dev.chats) ^ set(server)):
