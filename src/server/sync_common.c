@@ -101,3 +101,36 @@ ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *us
         ctx->changed(ctx->changed_cls, ctx->user, ctx->device);
     return rc;
 }
+
+ps_code ps__base_note_sent(const ps_sync_ctx *ctx, const char *chat_id, const char *device,
+                           ps_error *err)
+{
+    if (!device || !*device)
+        return PS_OK;
+    ps_user user;
+    ps_chat *chat = NULL;
+    ps_base base = {0};
+    int64_t seq;
+    bool found;
+    ps_code rc = ps_store_begin(ctx->store, true, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) == PS_OK &&
+        (rc = ctx->store->ops->base_load(ctx->store, user.id, device, chat_id, &base, &seq, &found,
+                                         err)) == PS_OK &&
+        (rc = ctx->store->ops->chat_load(ctx->store, user.id, chat_id, true, &chat, err)) ==
+            PS_OK &&
+        chat) {
+        if ((rc = ps_base_add_chat(&base, chat)) != PS_OK)
+            rc = ps_error_set(err, rc, -1, "", "out of memory");
+        ps_base_seal(&base);
+        if (rc == PS_OK) /* a union: not the chat as stored (seq 0) */
+            rc = ctx->store->ops->base_save(ctx->store, user.id, device, chat_id, &base, 0, err);
+    }
+    ps_chat_free(chat);
+    ps_base_free(&base);
+    if (rc == PS_OK)
+        return ps_store_commit(ctx->store, err);
+    ps_store_rollback(ctx->store);
+    return rc;
+}

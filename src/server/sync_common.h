@@ -57,6 +57,15 @@ typedef enum ps_tick {
 ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, const char *origin,
                       bool full, ps_tick tick, ps_error *err);
 
+/*
+ * Adds the chat as stored now to `device`'s base for it (docs/merge.md, "The
+ * base rule"), in its own write transaction: for a path that hands a device
+ * a whole chat outside a /sync answer (the Polyglot live socket), so that the
+ * device's later upload of it counts as carried along, not as its writes.
+ */
+ps_code ps__base_note_sent(const ps_sync_ctx *ctx, const char *chat_id, const char *device,
+                           ps_error *err);
+
 /* Appends the legacy rendering of a listed chat: the stored one, or rendered
  * now from the store when the row has none. */
 ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_row *row,

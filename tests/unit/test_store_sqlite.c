@@ -15,6 +15,7 @@
 #include "../../src/store/store_sqlite.c"
 #include "core/chat_codec.h"
 #include "core/merge.h"
+#include "server/sync_common.h"
 
 #include <stdio.h>
 #include <unistd.h>
@@ -248,6 +249,48 @@ static void bases_round_trip_and_go_with_their_chat(void **state)
     ps_store_close(s);
 }
 
+/* A chat handed to a device outside a sync answer joins the base it has. */
+static void base_note_sent_adds_the_chat(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "local", &u, &err), PS_OK);
+    ps_chat *c = ps_chat_new("c");
+    ps_stamp st = {.ts = 5, .device = "d"};
+    bool changed;
+    ps_chat_put_field(c, "title", json_object_new_string("new"), &st, &changed);
+    assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, 1, &err), PS_OK);
+    json_object *old = json_object_new_string("old");
+    ps_base b = {.hashes = NULL};
+    uint64_t h_old = ps_base_field_hash("title", old);
+    ps_chat *held = ps_chat_new("c");
+    ps_chat_put_field(held, "title", old, &st, &changed);
+    assert_int_equal(ps_base_add_chat(&b, held), PS_OK);
+    ps_base_seal(&b);
+    assert_int_equal(s->ops->base_save(s, u.id, "dev", "c", &b, 0, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_sync_ctx ctx = {.store = s, .user = "local"};
+    assert_int_equal(ps__base_note_sent(&ctx, "c", "dev", &err), PS_OK);
+    ps_base got = {0};
+    int64_t seq;
+    bool found;
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
+    assert_true(found);
+    assert_true(ps_base_has(&got, h_old));
+    assert_true(ps_base_has(&got, ps_base_field_hash("title", ps_chat_field(c, "title")->value)));
+    ps_store_commit(s, &err);
+    ps_base_free(&b);
+    ps_base_free(&got);
+    ps_chat_free(c);
+    ps_chat_free(held);
+    ps_store_close(s);
+}
+
 static void refuses_newer_schema(void **state)
 {
     fixture *f = *state;
@@ -406,6 +449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_newer_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(bases_round_trip_and_go_with_their_chat, setup, teardown),
+        cmocka_unit_test_setup_teardown(base_note_sent_adds_the_chat, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_forgets_only_old_tombstones, setup, teardown),
         cmocka_unit_test_setup_teardown(seen_times_wait_for_a_write, setup, teardown),
         cmocka_unit_test(bad_urls_are_refused),
