@@ -283,7 +283,8 @@ int ps_message_order_cmp(const ps_message *a, const ps_message *b)
 
 static int recv_ptr_cmp(const void *a, const void *b)
 {
-    int64_t x = recv_key(*(const ps_message *const *)a), y = recv_key(*(const ps_message *const *)b);
+    int64_t x = recv_key(*(const ps_message *const *)a),
+            y = recv_key(*(const ps_message *const *)b);
     return (x > y) - (x < y);
 }
 

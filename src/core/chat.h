@@ -52,10 +52,10 @@ typedef struct ps_stamp {
  * changed, and the server fills seq and origin of dirty parts before saving.
  */
 typedef struct ps_mark {
-    int64_t seq;    /* 0 = not stored yet */
-    char *origin;   /* owned; NULL = unknown */
-    bool dirty;     /* changed since loaded from the store */
-    bool lost;      /* a write to it lost: re-announce it (see ps_chat_mark_dirty) */
+    int64_t seq;  /* 0 = not stored yet */
+    char *origin; /* owned; NULL = unknown */
+    bool dirty;   /* changed since loaded from the store */
+    bool lost;    /* a write to it lost: re-announce it (see ps_chat_mark_dirty) */
 } ps_mark;
 
 typedef struct ps_field {
@@ -104,11 +104,11 @@ typedef struct ps_chat {
     ps_stamp tombstone;
     ps_lamport deleted_lamport; /* the tombstone's tuple as clients see it */
     ps_lamport lamport;
-    ps_mark header;      /* touched, the tombstone and lamport */
-    int64_t revived_seq; /* change sequence at which it last came back from deletion */
+    ps_mark header;        /* touched, the tombstone and lamport */
+    int64_t revived_seq;   /* change sequence at which it last came back from deletion */
     int64_t next_received; /* the receive number the next new message gets */
-    bool stored;         /* transient: it was loaded from the store */
-    bool stored_live;    /* transient: it was live when loaded */
+    bool stored;           /* transient: it was loaded from the store */
+    bool stored_live;      /* transient: it was live when loaded */
     /* transient: a deletion of it lost (it stays live): devices that dropped
      * it on their own deletion need it whole again, with a fresh tuple */
     bool deletion_lost;

@@ -23,8 +23,8 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
     /* Back from deletion, or a deletion of it lost: a Polyglot client that
      * holds a deletion of it takes it back only with a tuple above that
      * deletion's, so it gets a fresh tick (above every tuple shown so far). */
-    bool back = ps_chat_is_live(chat) &&
-                ((chat->stored && !chat->stored_live) || chat->deletion_lost);
+    bool back =
+        ps_chat_is_live(chat) && ((chat->stored && !chat->stored_live) || chat->deletion_lost);
     if (back && ps_chat_is_dirty(chat) == false) { /* make it news for v2 pulls too */
         ps_mark_clear(&chat->header);
         chat->header.dirty = true;

@@ -299,8 +299,8 @@ static ps_code base_of_download(answer_builder *a, const ps_chat_row *row)
                                     &copied, a->missing.err);
     if (rc != PS_OK || copied)
         return rc;
-    rc = ctx->store->ops->chat_load(ctx->store, a->missing.user_id, id, true, &chat,
-                                    a->missing.err);
+    rc =
+        ctx->store->ops->chat_load(ctx->store, a->missing.user_id, id, true, &chat, a->missing.err);
     if (rc == PS_OK && chat && (rc = ps_base_add_chat(&base, chat)) != PS_OK)
         rc = ps_error_set(a->missing.err, rc, -1, "", "out of memory");
     if (rc == PS_OK && chat) {
@@ -329,8 +329,7 @@ static int answer_row(void *vctx, const ps_chat_row *row)
 }
 
 static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
-                            json_object *sent, json_object *returned, ps_dynbuf *out,
-                            ps_error *err)
+                            json_object *sent, json_object *returned, ps_dynbuf *out, ps_error *err)
 {
     answer_builder a = {
         .missing = {.ctx = ctx, .user_id = user->id, .out = out, .err = err},

@@ -177,10 +177,9 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = ?1 AND chat_id = ?2",
     [Q_MSG_ONE] = "SELECT " MSG_COLUMNS " FROM messages"
                   " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
-    [Q_MSG_PUT] =
-        "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
-        " device, order_ts, seq, origin, timed, received)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [Q_MSG_PUT] = "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
+                  " device, order_ts, seq, origin, timed, received)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
                     " AND (?4 IS NULL OR origin <> ?4)"
@@ -1044,8 +1043,7 @@ static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device
 }
 
 static ps_code sqlite_base_save(ps_store *base, int64_t user, const char *device,
-                                const char *chat_id, const ps_base *b, int64_t seq,
-                                ps_error *err)
+                                const char *chat_id, const ps_base *b, int64_t seq, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_BASE_PUT);
@@ -1057,7 +1055,8 @@ static ps_code sqlite_base_save(ps_store *base, int64_t user, const char *device
     sqlite3_bind_blob(st, 4, b->n ? (const void *)b->hashes : (const void *)&none,
                       (int)(b->n * sizeof(uint64_t)), SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, seq);
-    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a device's base");
+    ps_code rc =
+        sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a device's base");
     sqlite3_reset(st);
     return rc;
 }

@@ -119,9 +119,8 @@ static inline void mm_write(mm_chat *c, char kind, const char *key, const char *
     }
     if (c->n == MM_MAX_REGISTERS)
         abort();
-    c->regs[c->n++] =
-        (mm_register){.kind = kind, .key = strdup(key), .text = text ? strdup(text) : NULL,
-                      .stamp = *s};
+    c->regs[c->n++] = (mm_register){
+        .kind = kind, .key = strdup(key), .text = text ? strdup(text) : NULL, .stamp = *s};
 }
 
 static inline void mm_touch(mm_chat *c, const mm_stamp *s)

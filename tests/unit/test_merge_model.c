@@ -92,9 +92,9 @@ typedef struct base_value {
 } base_value;
 
 typedef struct draw {
-    ps_chat *chat;         /* the implementation's ingested write */
-    mm_chat model;         /* its writes under the rules */
-    base_value base[16];   /* a stale copy's base (carried-along values) */
+    ps_chat *chat;       /* the implementation's ingested write */
+    mm_chat model;       /* its writes under the rules */
+    base_value base[16]; /* a stale copy's base (carried-along values) */
     size_t nbase;
 } draw;
 
@@ -162,7 +162,8 @@ static void draw_base(draw *d, const upload *u, ps_base *base)
     for (size_t i = 0; i < u->n && d->nbase < N(d->base) - 2; i++) {
         if (!chance(60))
             continue;
-        d->base[d->nbase++] = (base_value){u->kind[i], u->key[i], u->text[i] ? strdup(u->text[i]) : NULL};
+        d->base[d->nbase++] =
+            (base_value){u->kind[i], u->key[i], u->text[i] ? strdup(u->text[i]) : NULL};
     }
     for (int k = 0; k < 2; k++) { /* values the device held before, not sent now */
         const char *name = FIELDS[pick(N(FIELDS))];
@@ -253,7 +254,10 @@ static void draw_legacy(draw *d)
     }
     const char *req_device = DEVICES[pick(N(DEVICES))];
     mm_stamp s = {.device = req_device};
-    s.ts = tms[2] >= 0 ? clamp(tms[2]) : tms[1] >= 0 ? clamp(tms[1]) : tms[0] >= 0 ? clamp(tms[0]) : 0;
+    s.ts = tms[2] >= 0   ? clamp(tms[2])
+           : tms[1] >= 0 ? clamp(tms[1])
+           : tms[0] >= 0 ? clamp(tms[0])
+                         : 0;
     if (chance(50)) {
         unsigned n = pick(4);
         const char *dev = DEVICES[1 + pick(N(DEVICES) - 1)];
@@ -357,8 +361,8 @@ static void draw_v2(draw *d)
 static void draw_deletion(draw *d)
 {
     d->chat = ps_chat_new("c");
-    mm_stamp s = {.ts = TIMES[pick(N(TIMES))].ms, .lamport = pick(4),
-                  .device = DEVICES[pick(N(DEVICES))]};
+    mm_stamp s = {
+        .ts = TIMES[pick(N(TIMES))].ms, .lamport = pick(4), .device = DEVICES[pick(N(DEVICES))]};
     s.placed = s.lamport > 0 && chance(30);
     ps_stamp st = tu_stamp(s.ts, s.lamport, s.device);
     st.timed = s.placed;
@@ -479,8 +483,8 @@ static bool agrees(const ps_chat *got, const mm_chat *want)
         nregs++;
     }
     if (nregs != got->nfields + got->nmessages) {
-        print_error("the merge has %zu registers, the model %zu\n",
-                    got->nfields + got->nmessages, nregs);
+        print_error("the merge has %zu registers, the model %zu\n", got->nfields + got->nmessages,
+                    nregs);
         return false;
     }
     if (got->has_tombstone != want->has_deletion ||
