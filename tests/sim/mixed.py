@@ -632,9 +632,11 @@ def main():
             print("  seed %d: %s, %d quiet passes, %d chats" % (
                 seed, " ".join("%s %d" % kv for kv in sorted(sim.stats.items())), sim.passes,
                 len(sim.model.chats)))
-        except converge.SimFailure as e:
-            failed += 1
+        except BaseException as e:   # never leave a server behind
             sim.server.abort()
+            if not isinstance(e, converge.SimFailure):
+                raise
+            failed += 1
             print("FAILED seed %d: %s (replay: PS_SIM_SEED=%d PS_SIM_ROUNDS=1 %s)" % (
                 seed, e, seed, " ".join(sys.argv)))
             for v in sim.violations[:20]:
