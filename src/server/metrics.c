@@ -34,6 +34,7 @@ static atomic_uint_fast64_t g_bytes_in, g_bytes_out;
 static histogram g_sync[N_PROTOS];
 static histogram g_lane_wait;
 static atomic_uint_fast64_t g_auth_failures, g_purged;
+static atomic_uint_fast64_t g_chats_merged, g_messages_merged;
 
 #define ADD(var, n) atomic_fetch_add_explicit(&(var), (n), memory_order_relaxed)
 #define GET(var) atomic_load_explicit(&(var), memory_order_relaxed)
@@ -81,6 +82,12 @@ void ps_metrics_request(const char *route, unsigned status, uint64_t bytes_in, u
 void ps_metrics_lane_wait(int64_t wait_us)
 {
     observe(&g_lane_wait, wait_us);
+}
+
+void ps_metrics_merged(uint64_t chats, uint64_t messages)
+{
+    ADD(g_chats_merged, chats);
+    ADD(g_messages_merged, messages);
 }
 
 void ps_metrics_auth_failure(void)
@@ -196,6 +203,17 @@ ps_code ps_metrics_render(const ps_metrics_gauges *g, ps_dynbuf *out)
                   "polysync_store_wait_seconds_total %.6f\n",
                   (unsigned long long)atomic_load(&ps__store_begin_count),
                   (double)atomic_load(&ps__store_begin_wait_us) / 1e6);
+    if (rc == PS_OK)
+        rc = emit(out,
+                  "# HELP polysync_chats_merged_total Chats changed by syncs.\n"
+                  "# TYPE polysync_chats_merged_total counter\n"
+                  "polysync_chats_merged_total %llu\n"
+                  "# HELP polysync_messages_merged_total Messages changed (added, edited, "
+                  "deleted) by syncs.\n"
+                  "# TYPE polysync_messages_merged_total counter\n"
+                  "polysync_messages_merged_total %llu\n",
+                  (unsigned long long)GET(g_chats_merged),
+                  (unsigned long long)GET(g_messages_merged));
     if (rc == PS_OK)
         rc = emit(out,
                   "# HELP polysync_auth_failures_total Requests refused for their credentials.\n"

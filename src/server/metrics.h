@@ -17,6 +17,8 @@ void ps_metrics_request(const char *route, unsigned status, uint64_t bytes_in, u
                         int64_t duration_us);
 /* How long a large request waited for its lane slot (server/lane.h). */
 void ps_metrics_lane_wait(int64_t wait_us);
+/* A sync saved `chats` changed chats holding `messages` changed messages. */
+void ps_metrics_merged(uint64_t chats, uint64_t messages);
 /* A refused credential. */
 void ps_metrics_auth_failure(void);
 /* Tombstones forgot by a purge. */

@@ -228,9 +228,13 @@ class MetricsTest(SecurityTestCase):
             s.health()
         s.request("GET", "/nowhere")
         s.request("POST", "/v2/sync", body={"deviceId": "d1", "cursor": None})
-        s.push_ok([{"id": "c1", "title": "t", "messages": []}])
+        two = [{"id": "c1", "title": "t", "messages": [
+            {"id": "m1", "role": "user", "content": "a"},
+            {"id": "m2", "role": "assistant", "content": "b"}]}]
+        s.push_ok(two)
+        s.push_ok(two)                                  # the same again: nothing changes
         s.request("POST", "/v2/sync", raw=b"{not json")
-        m, types, headers = self.metrics_after(s, 7)
+        m, types, headers = self.metrics_after(s, 8)
         self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"))
         req = "polysync_http_requests_total"
         self.assertEqual(types["polysync_http_requests"], "counter")
@@ -238,10 +242,12 @@ class MetricsTest(SecurityTestCase):
         self.assertEqual(sample(m, req, route="other", status="404"), 1)
         self.assertEqual(sample(m, req, route="/v2/sync", status="200"), 1)
         self.assertEqual(sample(m, req, route="/v2/sync", status="400"), 1)
-        self.assertEqual(sample(m, req, route="/pushChats", status="200"), 1)
+        self.assertEqual(sample(m, req, route="/pushChats", status="200"), 2)
+        self.assertEqual(sample(m, "polysync_chats_merged_total"), 1)
+        self.assertEqual(sample(m, "polysync_messages_merged_total"), 2)
         self.assertEqual(types["polysync_sync_duration_seconds"], "histogram")
         self.assertEqual(sample(m, "polysync_sync_duration_seconds_count", protocol="v2"), 2)
-        self.assertEqual(sample(m, "polysync_sync_duration_seconds_count", protocol="legacy"), 1)
+        self.assertEqual(sample(m, "polysync_sync_duration_seconds_count", protocol="legacy"), 2)
         self.assertEqual(sample(m, "polysync_sync_duration_seconds_bucket", protocol="v2",
                                 le="+Inf"), 2)
         self.assertEqual(sample(m, "polysync_users"), 1)
