@@ -9,6 +9,7 @@
 #include "core/timestamp.h"
 #include "server/auth.h"
 #include "server/events.h"
+#include "server/framing.h"
 #include "server/gzip.h"
 #include "server/http_response.h"
 #include "server/lane.h"
@@ -353,7 +354,15 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     reply.allow_origin = req->allow_origin;
     reply.hsts = srv->tls_cert != NULL;
     enum MHD_Result r = MHD_YES;
-    if (strcmp(method, "OPTIONS") == 0) {
+    const char *framing_problem = NULL;
+    if (!ps_framing_ok(conn, &framing_problem)) {
+        /* closed after the answer: what follows the head is never read as
+         * a request (framing.h) */
+        reply.close_connection = true;
+        ps_reply_error(&reply, 400, "bad_framing", framing_problem);
+        r = ps__send_reply(conn, &reply, false);
+        req->route = NULL;
+    } else if (strcmp(method, "OPTIONS") == 0) {
         reply.status = 204;
         reply.preflight = true;
         r = ps__send_reply(conn, &reply, false);
