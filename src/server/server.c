@@ -8,6 +8,7 @@
 #include "core/json_parse.h"
 #include "core/timestamp.h"
 #include "server/auth.h"
+#include "server/conn_guard.h"
 #include "server/events.h"
 #include "server/framing.h"
 #include "server/gzip.h"
@@ -40,6 +41,7 @@ struct ps_server {
     ps_auth *auth; /* NULL: one implicit user */
     ps_limiter *limiter;
     ps_lane *lane;            /* large bodies: admission and worker threads */
+    ps_conn_guard *guard;     /* per-address cap, head deadline */
     char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
     atomic_uint connections;  /* open, for --max-connections */
     atomic_uint inflight;
@@ -344,6 +346,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
 {
     req->srv = srv;
     req->started_ms = ps_time_now_ms();
+    ps_conn_guard_head_seen(srv->guard, conn);
     ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
     ps_reply reply;
     ps_reply_init(&reply, ERROR_BODY_LIMIT);
@@ -477,17 +480,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     ps_server *srv = cls;
-    return atomic_load(&srv->connections) < srv->cfg.max_connections ? MHD_YES : MHD_NO;
+    return atomic_load(&srv->connections) < srv->cfg.max_connections &&
+                   ps_conn_guard_admit(srv->guard, addr, addrlen)
+               ? MHD_YES
+               : MHD_NO;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode code)
 {
     ps_server *srv = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&srv->connections, 1);
-    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        ps_conn_guard_opened(srv->guard, conn, socket_ctx);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         atomic_fetch_sub(&srv->connections, 1);
+        ps_conn_guard_closed(srv->guard, socket_ctx);
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -542,6 +551,7 @@ static void server_free(ps_server *srv)
     ps_auth_free(srv->auth);
     ps_limiter_free(srv->limiter);
     ps_lane_free(srv->lane);
+    ps_conn_guard_free(srv->guard);
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv);
@@ -572,6 +582,13 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     srv->lane = ps_lane_new(cfg->max_large_requests, cfg->threads, LANE_KEEP_IDLE_MS);
     if (!srv->lane)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the worker threads");
+    ps_conn_guard_config gc = {.per_ip_max = cfg->max_connections_per_ip,
+                               .exempt_loopback = cfg->exempt_loopback,
+                               .head_timeout_s = cfg->header_timeout_s};
+    srv->guard = ps_conn_guard_new(&gc);
+    if (!srv->guard)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the connection guard");
+    ps_conn_guard_raise_fd_limit(cfg->max_connections + 64);
     srv->events = ps_events_new(EVENT_STREAMS_MAX, EVENT_KEEPALIVE_S);
     if (!srv->events)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
