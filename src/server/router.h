@@ -22,6 +22,7 @@ typedef struct ps_handler_env {
     bool auth;        /* users authenticate: /health hides data */
     int64_t quota_bytes;
     struct ps_events *events;
+    struct ps_health *health; /* the store probe behind /health (health.h) */
     const char *body_text; /* the raw body, for PS_BODY_RAW routes */
     size_t body_len;
 } ps_handler_env;

@@ -12,6 +12,7 @@
 #include "server/events.h"
 #include "server/framing.h"
 #include "server/gzip.h"
+#include "server/health.h"
 #include "server/http_response.h"
 #include "server/lane.h"
 #include "server/limits.h"
@@ -32,6 +33,7 @@
 #define IMPLICIT_USER "local"
 #define EVENT_STREAMS_MAX 1000
 #define EVENT_KEEPALIVE_S 15
+#define HEALTH_PROBE_INTERVAL_MS 1000
 
 struct ps_server {
     struct MHD_Daemon *daemon;
@@ -42,6 +44,7 @@ struct ps_server {
     ps_limiter *limiter;
     ps_lane *lane;            /* large bodies: admission and worker threads */
     ps_conn_guard *guard;     /* per-address cap, head deadline */
+    ps_health *health;        /* the store probe behind /health */
     char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
     atomic_uint connections;  /* open, for --max-connections */
     atomic_uint inflight;
@@ -552,6 +555,7 @@ static void server_free(ps_server *srv)
     ps_limiter_free(srv->limiter);
     ps_lane_free(srv->lane);
     ps_conn_guard_free(srv->guard);
+    ps_health_free(srv->health);
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv);
@@ -589,6 +593,10 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (!srv->guard)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the connection guard");
     ps_conn_guard_raise_fd_limit(cfg->max_connections + 64);
+    srv->health = ps_health_new(srv->env.store, HEALTH_PROBE_INTERVAL_MS, cfg->quick_check_max_bytes);
+    if (!srv->health)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    srv->env.health = srv->health;
     srv->events = ps_events_new(EVENT_STREAMS_MAX, EVENT_KEEPALIVE_S);
     if (!srv->events)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
