@@ -17,6 +17,7 @@
 #include "server/lane.h"
 #include "server/limits.h"
 #include "server/router.h"
+#include "server/tls_pair.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -572,6 +573,7 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
             .issuer = cfg->jwt_issuer,
             .audience = cfg->jwt_audience,
             .leeway_s = 60,
+            .max_lifetime_s = cfg->max_token_lifetime_s,
         };
         if ((rc = ps_auth_new(&ac, &srv->auth, err)) != PS_OK)
             return rc;
@@ -581,7 +583,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (!srv->limiter)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (cfg->tls_cert && ((rc = read_pem(cfg->tls_cert, &srv->tls_cert, err)) != PS_OK ||
-                          (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK))
+                          (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK ||
+                          (rc = ps_tls_check_pair(srv->tls_cert, srv->tls_key, cfg->tls_cert,
+                                                  cfg->tls_key, err)) != PS_OK))
         return rc;
     srv->lane = ps_lane_new(cfg->max_large_requests, cfg->threads, LANE_KEEP_IDLE_MS);
     if (!srv->lane)
