@@ -16,6 +16,7 @@
 #include "server/http_response.h"
 #include "server/lane.h"
 #include "server/limits.h"
+#include "server/raw_reply.h"
 #include "server/router.h"
 #include "server/tls_pair.h"
 
@@ -62,6 +63,8 @@ typedef struct request {
     long long body_length; /* Content-Length, or -1 */
     bool gzip;             /* Content-Encoding: gzip */
     ps_lane_ticket lane;   /* a large request's place in the lane */
+    uint64_t body_received; /* bytes of body so far, as sent (for --min-upload-rate) */
+    bool upload_watched;    /* its connection's idle timeout is the upload grace */
     bool lane_wait_over;   /* admitted at once, or past the call after its wait */
     ps_reply reply;        /* prepared by a lane worker... */
     bool reply_ready;      /* ...and sent when the connection resumes */
@@ -377,6 +380,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         r = ps__send_reply(conn, &reply, req->accepts_gzip);
     } else if (req->route->body != PS_BODY_NONE && is_large(req)) {
         /* WAITING: suspended until a slot is free; the body is not read */
+        req->lane.user = req->user;
         ps_lane_state state = ps_lane_enter(srv->lane, &req->lane, conn);
         req->lane_wait_over = state != PS_LANE_WAITING;
         if (state == PS_LANE_TURNED_AWAY) { /* came after the shutdown's turn-away */
@@ -425,6 +429,41 @@ static enum MHD_Result answer_request(ps_server *srv, struct MHD_Connection *con
     return r;
 }
 
+/*
+ * A large body holds a lane slot while it arrives, so it must keep coming
+ * (lane.h): a silent connection is closed after the grace (its idle timeout
+ * shortened for the body), a trickling one once its average rate falls
+ * under --min-upload-rate. True when this piece shows it too slow.
+ */
+static bool watch_upload(ps_server *srv, struct MHD_Connection *conn, request *req, size_t piece)
+{
+    if (!srv->cfg.min_upload_rate)
+        return false;
+    if (!req->upload_watched) {
+        req->upload_watched = true;
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)(PS_LANE_UPLOAD_GRACE_MS / 1000));
+    }
+    req->body_received += piece;
+    return ps_lane_upload_too_slow(req->body_received, ps_time_now_ms() - req->lane.admitted_ms,
+                                   srv->cfg.min_upload_rate);
+}
+
+/* 408 and close, so the slot passes on. libmicrohttpd cannot answer in the
+ * middle of a body, so the answer is written to the socket directly
+ * (raw_reply.h); over TLS the connection is just closed. */
+static enum MHD_Result cut_slow_upload(ps_server *srv, struct MHD_Connection *conn, request *req)
+{
+    fprintf(stderr, "polysyncd: a large body arrived slower than --min-upload-rate; cut\n");
+    char msg[128];
+    snprintf(msg, sizeof msg, "the body arrived slower than %zu bytes a second",
+             srv->cfg.min_upload_rate);
+    ps_raw_error(conn, srv->tls_cert != NULL, 408, "Request Timeout", "upload_too_slow", msg,
+                 req->allow_origin);
+    req->route = NULL;
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -470,12 +509,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             fprintf(stderr, "polysyncd: request body too slow, connection closed\n");
             return MHD_NO;
         }
+        if (req->lane.conn && req->route && watch_upload(srv, conn, req, *upload_data_size))
+            return cut_slow_upload(srv, conn, req);
         receive_body(srv, req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
     if (!req->route) /* answered early; MHD is discarding the body */
         return MHD_YES;
+    if (req->upload_watched) /* the body is in: back to the usual idle timeout */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  srv->cfg.connection_timeout_s);
     return answer_request(srv, conn, req);
 }
 
