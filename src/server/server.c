@@ -346,6 +346,22 @@ static bool is_large(const request *req)
     return (size_t)req->body_length > large;
 }
 
+/*
+ * A large body holds a lane slot while it arrives, so from when it takes
+ * the slot it must keep coming (lane.h): its connection's idle timeout
+ * becomes the grace, so a silent one is closed then, and a trickling one
+ * is cut once its average rate falls under --min-upload-rate
+ * (watch_upload). Not while it waits: a suspended connection has no timeout.
+ */
+static void start_upload_watch(ps_server *srv, struct MHD_Connection *conn, request *req)
+{
+    if (!srv->cfg.min_upload_rate || req->upload_watched)
+        return;
+    req->upload_watched = true;
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                              (unsigned)(PS_LANE_UPLOAD_GRACE_MS / 1000));
+}
+
 /* The first call, with the headers: answers at once what is refused, and
  * queues a large request in the lane. */
 static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn, const char *url,
@@ -383,6 +399,8 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         req->lane.user = req->user;
         ps_lane_state state = ps_lane_enter(srv->lane, &req->lane, conn);
         req->lane_wait_over = state != PS_LANE_WAITING;
+        if (state == PS_LANE_ADMITTED)
+            start_upload_watch(srv, conn, req);
         if (state == PS_LANE_TURNED_AWAY) { /* came after the shutdown's turn-away */
             shutting_down(&reply);
             r = ps__send_reply(conn, &reply, req->accepts_gzip);
@@ -429,21 +447,13 @@ static enum MHD_Result answer_request(ps_server *srv, struct MHD_Connection *con
     return r;
 }
 
-/*
- * A large body holds a lane slot while it arrives, so it must keep coming
- * (lane.h): a silent connection is closed after the grace (its idle timeout
- * shortened for the body), a trickling one once its average rate falls
- * under --min-upload-rate. True when this piece shows it too slow.
- */
+/* Counts a piece of a large body; true when the body has become too slow
+ * (start_upload_watch). */
 static bool watch_upload(ps_server *srv, struct MHD_Connection *conn, request *req, size_t piece)
 {
     if (!srv->cfg.min_upload_rate)
         return false;
-    if (!req->upload_watched) {
-        req->upload_watched = true;
-        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
-                                  (unsigned)(PS_LANE_UPLOAD_GRACE_MS / 1000));
-    }
+    start_upload_watch(srv, conn, req); /* already, unless the lane had stopped */
     req->body_received += piece;
     return ps_lane_upload_too_slow(req->body_received, ps_time_now_ms() - req->lane.admitted_ms,
                                    srv->cfg.min_upload_rate);
@@ -492,6 +502,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->route = NULL;
             return r;
         }
+        start_upload_watch(srv, conn, req); /* its turn: the slot is taken now */
         if (!*upload_data_size)
             return MHD_YES;
     }

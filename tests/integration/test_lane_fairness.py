@@ -129,8 +129,8 @@ class LaneFairnessTest(SecurityTestCase):
         self.addCleanup(sock.close)
         t0 = time.monotonic()
         sock.sendall(("POST /pushChats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{"
-                      % (s.token, 2 * MIB)).encode())
+                      "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
+                      % (s.token, 2 * MIB)).encode())   # and not one byte of body
         sock.settimeout(20)
         try:
             data = sock.recv(100)
