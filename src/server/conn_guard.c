@@ -187,7 +187,8 @@ void ps_conn_guard_opened(ps_conn_guard *g, struct MHD_Connection *conn, void **
     conn_rec *c = calloc(1, sizeof *c);
     if (!c)
         return; /* untracked: no cap, no deadline for this one */
-    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     const union MHD_ConnectionInfo *addr =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     c->fd = fd ? fd->connect_fd : -1;
@@ -196,7 +197,7 @@ void ps_conn_guard_opened(ps_conn_guard *g, struct MHD_Connection *conn, void **
     bool loopback = false;
     if (addr && addr->client_addr && g->cfg.per_ip_max) {
         socklen_t len = addr->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                                  : sizeof(struct sockaddr_in);
+                                                                 : sizeof(struct sockaddr_in);
         c->counted = key_of(addr->client_addr, len, &c->key, &loopback) &&
                      !(loopback && g->cfg.exempt_loopback);
     }

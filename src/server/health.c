@@ -23,8 +23,8 @@ static void probe(ps_health *h, size_t deep_max_bytes)
     ps_error err;
     ps_error_clear(&err);
     /* a backend without a probe is taken at its word, as before */
-    bool ok = !h->store->ops->probe ||
-              h->store->ops->probe(h->store, deep_max_bytes, &err) == PS_OK;
+    bool ok =
+        !h->store->ops->probe || h->store->ops->probe(h->store, deep_max_bytes, &err) == PS_OK;
     if (ok != h->ok || (!ok && strcmp(err.message, h->reason) != 0)) {
         if (ok)
             fprintf(stderr, "polysyncd: the store is usable again\n");

@@ -22,7 +22,8 @@ typedef struct ps_handler_env {
     bool auth;        /* users authenticate: /health hides data */
     int64_t quota_bytes;
     struct ps_events *events;
-    struct ps_health *health; /* the store probe behind /health (health.h) */
+    /* the store probe behind /health (health.h) */
+    struct ps_health *health;
     const char *body_text; /* the raw body, for PS_BODY_RAW routes */
     size_t body_len;
 } ps_handler_env;

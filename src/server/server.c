@@ -63,8 +63,8 @@ typedef struct request {
     long long body_length; /* Content-Length, or -1 */
     bool gzip;             /* Content-Encoding: gzip */
     ps_lane_ticket lane;   /* a large request's place in the lane */
-    uint64_t body_received; /* bytes of body so far, as sent (for --min-upload-rate) */
-    bool upload_watched;    /* its connection's idle timeout is the upload grace */
+    uint64_t body_bytes;   /* of the body so far, as sent (--min-upload-rate) */
+    bool upload_watched;   /* its connection's idle timeout is the upload grace */
     bool lane_wait_over;   /* admitted at once, or past the call after its wait */
     ps_reply reply;        /* prepared by a lane worker... */
     bool reply_ready;      /* ...and sent when the connection resumes */
@@ -454,8 +454,8 @@ static bool watch_upload(ps_server *srv, struct MHD_Connection *conn, request *r
     if (!srv->cfg.min_upload_rate)
         return false;
     start_upload_watch(srv, conn, req); /* already, unless the lane had stopped */
-    req->body_received += piece;
-    return ps_lane_upload_too_slow(req->body_received, ps_time_now_ms() - req->lane.admitted_ms,
+    req->body_bytes += piece;
+    return ps_lane_upload_too_slow(req->body_bytes, ps_time_now_ms() - req->lane.admitted_ms,
                                    srv->cfg.min_upload_rate);
 }
 
@@ -652,7 +652,8 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (!srv->guard)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the connection guard");
     ps_conn_guard_raise_fd_limit(cfg->max_connections + 64);
-    srv->health = ps_health_new(srv->env.store, HEALTH_PROBE_INTERVAL_MS, cfg->quick_check_max_bytes);
+    srv->health =
+        ps_health_new(srv->env.store, HEALTH_PROBE_INTERVAL_MS, cfg->quick_check_max_bytes);
     if (!srv->health)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     srv->env.health = srv->health;

@@ -1008,8 +1008,8 @@ static ps_code sqlite_probe(ps_store *base, size_t deep_max_bytes, ps_error *err
         }
     }
     if (s->corrupt[0]) {
-        rc = ps_error_set(err, PS_ERR_STORE, -1, "", "the database file is corrupt: %s",
-                          s->corrupt);
+        rc =
+            ps_error_set(err, PS_ERR_STORE, -1, "", "the database file is corrupt: %s", s->corrupt);
     } else if (sqlite3_db_readonly(s->db, "main") == 1) {
         rc = ps_error_set(err, PS_ERR_STORE, -1, "", "the database file is read-only");
     } else if ((rc = control(s, Q_BEGIN_WRITE, err)) == PS_OK) {

@@ -244,9 +244,9 @@ static void edge_flags(void **state)
     assert_int_equal(cfg.min_upload_rate, 16 * 1024);
     assert_int_equal(cfg.max_token_lifetime_s, 366LL * 86400);
     assert_int_equal(cfg.quick_check_max_bytes, 1024u * 1024 * 1024);
-    parsed *p = PARSE("--max-connections-per-ip", "0", "--exempt-loopback", "--header-timeout",
-                      "3", "--min-upload-rate", "64K", "--max-token-lifetime", "30",
-                      "--quick-check-max", "0");
+    parsed *p =
+        PARSE("--max-connections-per-ip", "0", "--exempt-loopback", "--header-timeout", "3",
+              "--min-upload-rate", "64K", "--max-token-lifetime", "30", "--quick-check-max", "0");
     assert_int_equal(p->action, PS_CONFIG_RUN);
     assert_int_equal(p->cfg.max_connections_per_ip, 0);
     assert_true(p->cfg.exempt_loopback);
