@@ -53,6 +53,12 @@ typedef struct ps_config {
     size_t min_upload_rate;          /* bytes/s a large body must keep up; 0 = none */
     int64_t max_token_lifetime_s;    /* tokens expiring later than now + this are refused */
     size_t quick_check_max_bytes;    /* PRAGMA quick_check at start up to this size; 0 = never */
+
+    /* the live socket on / (server/ws.h) */
+    unsigned ws_max_sockets;
+    unsigned ws_max_user_sockets;
+    unsigned ws_ping_interval_s;
+    size_t ws_queue_bytes;
 } ps_config;
 
 /* Whether a JWT key is configured. */
