@@ -1,0 +1,268 @@
+/*
+ * The web client in a real browser (Debian's chromium via puppeteer-core),
+ * against a real polysyncd. Each browser context is one device; the oracle
+ * is the product's rules (DESIGN.md "Merge", docs/protocol.md), e.g. a
+ * concurrent rename and message both survive on every device.
+ * Run: node --test tests/browser/ (POLYSYNCD, POLYSYNC, CHROMIUM, PS_WEB_SHOT from the environment)
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Server, authServer, launch, newDevice, until, cli, seed, timedFirstSync, tempDir } from './harness.mjs';
+
+let browser, server;
+const servers = [];
+before(async () => { browser = await launch(); });
+after(async () => {
+  await browser?.close();
+  for (const s of servers) await s.stop();
+});
+
+/* Every test gets its own server (one implicit user each), so tests do not see each other's chats. */
+async function fresh(make = () => new Server()) {
+  const s = await make().start();
+  servers.push(s);
+  return s;
+}
+
+test('a chat made on one device arrives on another', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const a = await newDevice(browser, server, { store: 's1' });
+  const b = await newDevice(browser, server, { store: 's1' });
+  const id = await a.run(async (db) => {
+    const id = await db.createChat({ title: 'Trip' });
+    await db.addMessage(id, { role: 'user', content: 'Hi' });
+    await db.addMessage(id, { role: 'assistant', content: 'Hello!' });
+    return id;
+  });
+  const sent = await a.sync();
+  assert.equal(sent.sent, 3);
+  assert.equal(await a.run((db) => db.pendingCount()), 0);
+  const got = await b.sync();
+  assert.equal(got.received, 1);
+  const chat = await b.chat(id);
+  assert.equal(chat.title, 'Trip');
+  assert.deepEqual(chat.messages.map((m) => [m.role, m.content]), [['user', 'Hi'], ['assistant', 'Hello!']]);
+  assert.deepEqual(await b.chat(id), await a.chat(id));
+  const list = await b.list();
+  assert.deepEqual(list.map((c) => [c.id, c.title, c.messageCount]), [[id, 'Trip', 2]]);
+  await a.ctx.close(); await b.ctx.close();
+});
+
+test('a concurrent rename and message on two devices both survive, on both', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const a = await newDevice(browser, server, { store: 's2' });
+  const b = await newDevice(browser, server, { store: 's2' });
+  const id = await a.run(async (db) => { const id = await db.createChat({ title: 'Old Title' }); await db.addMessage(id, { content: 'first' }); return id; });
+  await a.sync(); await b.sync();
+  await a.run((db, id) => db.renameChat(id, 'New Title'), id);
+  await b.run((db, id) => db.addMessage(id, { role: 'assistant', content: 'from B' }), id);
+  await a.sync(); await b.sync(); await a.sync();
+  const ca = await a.chat(id), cb = await b.chat(id);
+  assert.deepEqual(ca, cb);
+  assert.equal(ca.title, 'New Title');
+  assert.deepEqual(ca.messages.map((m) => m.content), ['first', 'from B']);
+  await a.ctx.close(); await b.ctx.close();
+});
+
+test('a deletion propagates and stays deleted', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const a = await newDevice(browser, server, { store: 's3' });
+  const b = await newDevice(browser, server, { store: 's3' });
+  const [gone, kept] = await a.run(async (db) => [await db.createChat({ title: 'gone' }), await db.createChat({ title: 'kept' })]);
+  await a.sync(); await b.sync();
+  assert.ok(await b.chat(gone));
+  await a.run((db, id) => db.deleteChat(id), gone);
+  await a.sync(); await b.sync();
+  assert.equal(await b.chat(gone), null);
+  // B's stale idea of it, a second sync round and a message deletion change nothing
+  await b.sync(); await a.sync(); await b.sync();
+  assert.equal(await a.chat(gone), null);
+  assert.equal(await b.chat(gone), null);
+  assert.deepEqual((await b.list()).map((c) => c.id), [kept]);
+  // a deleted message too
+  const mid = await a.run((db, id) => db.addMessage(id, { content: 'oops' }), kept);
+  await a.sync(); await b.sync();
+  await b.run((db, id, mid) => db.deleteMessage(id, mid), kept, mid);
+  await b.sync(); await a.sync();
+  assert.deepEqual((await a.chat(kept)).messages, []);
+  await a.ctx.close(); await b.ctx.close();
+});
+
+test('a write while the server is down is kept and arrives later', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const s = await new Server().start();
+  const a = await newDevice(browser, s, { store: 's4' });
+  const b = await newDevice(browser, s, { store: 's4' });
+  const id = await a.run((db) => db.createChat({ title: 'offline test' }));
+  await a.sync(); await b.sync();
+  await s.stop();
+  await a.run((db, id) => db.addMessage(id, { content: 'written offline' }), id);
+  const err = await a.syncError();
+  assert.equal(err.name, 'NetworkError');
+  assert.equal(await a.run((db) => db.pendingCount()), 1);
+  await s.start(); // same port, same store
+  assert.equal((await a.sync()).sent, 1);
+  await b.sync();
+  assert.deepEqual((await b.chat(id)).messages.map((m) => m.content), ['written offline']);
+  await a.ctx.close(); await b.ctx.close();
+  await s.stop();
+});
+
+test('a reload keeps chats, pending changes, the device id and the cursor', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const a = await newDevice(browser, server, { store: 's5' });
+  const id = await a.run((db) => db.createChat({ title: 'persisted' }));
+  await a.sync();
+  const mid = await a.run((db, id) => db.addMessage(id, { content: 'not yet synced' }), id);
+  const before = await a.run((db) => db.deviceId);
+  await a.reload();
+  assert.equal(await a.run((db) => db.deviceId), before);
+  const chat = await a.chat(id);
+  assert.equal(chat.title, 'persisted');
+  assert.deepEqual(chat.messages.map((m) => m.id), [mid]);
+  assert.equal(await a.run((db) => db.pendingCount()), 1);
+  const r = await a.sync();
+  assert.deepEqual([r.sent, r.received], [1, 0]); // the cursor survived: nothing pulled again
+  await a.ctx.close();
+});
+
+test('live: a change on one device arrives on the other without calling sync', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const a = await newDevice(browser, server, { store: 's6', options: { debounceMs: 20 } });
+  const b = await newDevice(browser, server, { store: 's6', options: { debounceMs: 20 } });
+  const id = await a.run((db) => db.createChat({ title: 'live' }));
+  await a.sync(); await b.sync();
+  await a.run((db) => db.live(true));
+  await b.run((db) => db.live(true));
+  await until(() => a.requests.includes('/v2/events') && b.requests.includes('/v2/events'), 10000, 'event streams');
+  await new Promise((r) => setTimeout(r, 300));
+  await b.run((db, id) => db.addMessage(id, { content: 'live message' }), id);
+  await until(async () => (await a.chat(id)).messages.length === 1, 10000, 'the live message on A');
+  assert.equal((await a.chat(id)).messages[0].content, 'live message');
+  assert.ok((await a.run(() => window.changes)).some((c) => c.chatIds.includes(id) && c.source === 'sync'));
+  // the token would travel in a header: no token, no query string but the device id
+  assert.ok(a.requests.filter((p) => p.startsWith('/v2/events')).length >= 1);
+  await a.run((db) => db.live(false)); await b.run((db) => db.live(false));
+  await a.ctx.close(); await b.ctx.close();
+});
+
+test('two tabs share one store, hear each other, and sync once', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const ctx = await browser.createBrowserContext();
+  const t1 = await newDevice(browser, server, { context: ctx, store: 's7' });
+  const t2 = await newDevice(browser, server, { context: ctx, store: 's7' });
+  assert.equal(await t1.run((db) => db.deviceId), await t2.run((db) => db.deviceId));
+  const id = await t1.run((db) => db.createChat({ title: 'shared' }));
+  await until(async () => (await t2.run(() => window.changes)).some((c) => c.source === 'tab' && c.chatIds.includes(id)), 5000, 'the change event in tab 2');
+  assert.equal((await t2.chat(id)).title, 'shared'); // same IndexedDB store
+  // both tabs ask for a sync while the sync lock is held: one request goes out
+  await t1.page.evaluate(() => { window.hold = new Promise((r) => { window.release = r; }); navigator.locks.request('polysync:s7:sync', () => window.hold); });
+  const syncCount = () => t1.requests.concat(t2.requests).filter((p) => p === '/v2/sync').length;
+  const before = syncCount();
+  const p1 = t1.page.evaluate(() => window.db.sync());
+  const p2 = t2.page.evaluate(() => window.db.sync());
+  await new Promise((r) => setTimeout(r, 200));
+  await t1.page.evaluate(() => window.release());
+  const [r1, r2] = await Promise.all([p1, p2]);
+  assert.equal(syncCount() - before, 1, 'one /v2/sync for two tabs');
+  assert.equal([r1, r2].filter((r) => r.shared).length, 1);
+  // live in both tabs: one event stream for the store
+  await t1.run((db) => db.live(true)); await t2.run((db) => db.live(true));
+  await new Promise((r) => setTimeout(r, 1000));
+  const streams = t1.requests.concat(t2.requests).filter((p) => p === '/v2/events');
+  assert.equal(streams.length, 1);
+  await t1.run((db) => db.live(false)); await t2.run((db) => db.live(false));
+  await ctx.close();
+});
+
+test('auth: a valid token syncs, a missing or wrong one is refused, static files need none', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const s = await authServer().start();
+  const token = s.token('alice');
+  const ok = await newDevice(browser, s, { store: 'auth', options: { token } });
+  await ok.run((db) => db.createChat({ title: 'with token' }));
+  assert.equal((await ok.sync()).sent, 1);
+  const none = await newDevice(browser, s, { store: 'auth' });
+  assert.deepEqual(await none.syncError(), { name: 'AuthError', status: 401, code: 'unauthorized' });
+  const bad = await newDevice(browser, s, { store: 'auth', options: { token: token.slice(0, -4) + 'AAAA' } });
+  assert.equal((await bad.syncError()).name, 'AuthError');
+  const other = await newDevice(browser, s, { store: 'auth', options: { token: s.token('bob') } });
+  assert.equal((await other.sync()).received, 0); // alice's chat is not bob's
+  const res = await fetch(`${s.url}/web/polysync.js`); // no token
+  assert.equal(res.status, 200);
+  assert.match(await res.text(), /export async function openStore/);
+  for (const d of [ok, none, bad, other]) await d.ctx.close();
+  await s.stop();
+});
+
+test('the CLI and two browsers converge on one server', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const dir = tempDir();
+  const a = await newDevice(browser, server, { store: 's8' });
+  const b = await newDevice(browser, server, { store: 's8' });
+  const id = cli(dir, server, 'chat', 'new', '--title', 'from the CLI');
+  cli(dir, server, 'msg', 'add', id, '--role', 'user', '--content', 'cli says hi');
+  cli(dir, server, 'sync');
+  await a.sync();
+  assert.equal((await a.chat(id)).title, 'from the CLI');
+  await a.run((db, id) => db.addMessage(id, { role: 'assistant', content: 'browser answers' }), id);
+  await b.run(async (db) => { await db.sync(); }); // B gets the CLI's chat
+  await b.run((db, id) => db.renameChat(id, 'renamed in B'), id);
+  await a.sync(); await b.sync(); cli(dir, server, 'sync'); await a.sync(); await b.sync();
+  const shown = JSON.parse(cli(dir, server, 'chat', 'show', id, '--json'));
+  const ca = await a.chat(id), cb = await b.chat(id);
+  assert.deepEqual(ca, cb);
+  assert.equal(shown.title, 'renamed in B');
+  assert.equal(ca.title, 'renamed in B');
+  assert.deepEqual(shown.messages.map((m) => m.content), ca.messages.map((m) => m.content));
+  assert.deepEqual(ca.messages.map((m) => m.content), ['cli says hi', 'browser answers']);
+  await a.ctx.close(); await b.ctx.close();
+});
+
+test('a 500-chat x 20-message first sync completes in chunks', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const s = await new Server().start();
+  await seed(s, 500, 20);
+  const d = await newDevice(browser, s, { store: 'big' });
+  const r = await timedFirstSync(d);
+  console.log(`# first sync 500x20: ${r.ms.toFixed(0)} ms, longest task ${r.longest.toFixed(0)} ms (${r.longTasks} long tasks), ${r.progress} progress events`);
+  assert.equal(r.chats, 500);
+  assert.equal(r.result.received, 500);
+  assert.ok(r.progress >= 3, 'progress is reported page by page');
+  const one = await d.chat('chat-7');
+  assert.equal(one.messages.length, 20);
+  assert.ok(r.longest < 1000, `the page froze for ${r.longest} ms`);
+  await d.ctx.close();
+  await s.stop();
+});
+
+test('the demo page renders and works', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const ctx = await browser.createBrowserContext();
+  const page = await ctx.newPage();
+  await page.setViewport({ width: 1100, height: 700 });
+  await page.goto(`${server.url}/web/?store=demo-test`);
+  await page.waitForSelector('#new-title');
+  await page.type('#new-title', 'Weekend in Rome');
+  await page.click('#new-chat button');
+  await page.waitForSelector('#chats li.active');
+  for (const [role, text] of [['user', 'Where should we eat near the Pantheon?'], ['assistant', 'Try Armando al Pantheon — book ahead.']]) {
+    await page.select('#role', role);
+    await page.type('#content', text);
+    await page.click('#compose button');
+    await page.waitForFunction((n) => document.querySelectorAll('#messages li').length === n, {}, role === 'user' ? 1 : 2);
+  }
+  await page.type('#new-title', 'Reading list');
+  await page.click('#new-chat button');
+  await page.waitForFunction(() => document.querySelectorAll('#chats li').length === 2);
+  await page.click('#chats li:nth-child(2)');
+  await page.click('#sync');
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('synced'));
+  const titles = await page.$$eval('#chats li span:first-child', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(titles.sort(), ['Reading list', 'Weekend in Rome']);
+  const shot = process.env.PS_WEB_SHOT || join(tempDir(), 'web-demo.png');
+  await page.screenshot({ path: shot });
+  console.log(`# screenshot: ${shot}`);
+  await ctx.close();
+});
