@@ -86,6 +86,8 @@ static bool safe_relative(const char *rel)
     for (;;) {
         const char *end = strchr(seg, '/');
         size_t len = end ? (size_t)(end - seg) : strlen(seg);
+        if (len == 0 && !end && seg != rel) /* "dir/": its index.html */
+            return true;
         if (len == 0 || seg[0] == '.')
             return false;
         if (!end)

@@ -52,9 +52,11 @@ export class Server {
     if (!this.proc) return;
     const proc = this.proc;
     this.proc = null;
-    const exited = new Promise((r) => proc.on('exit', r));
+    const exited = new Promise((r) => proc.on('exit', (code) => r(code)));
     proc.kill('SIGTERM');
-    await exited;
+    const code = await exited;
+    // a clean stop exits 0; under ASan a leak or error makes it fail
+    if (code !== 0) throw new Error(`polysyncd exited ${code}\n${this.stderr}`);
   }
 
   /** A token for `user`, minted by `polysyncd token issue` with the server's secret. */

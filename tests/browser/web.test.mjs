@@ -266,3 +266,60 @@ test('the demo page renders and works', { timeout: 90000 }, async () => {
   console.log(`# screenshot: ${shot}`);
   await ctx.close();
 });
+
+test('the Polyglot adapter: same names and result shapes, only changes travel, deletions arrive', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const app = await newDevice(browser, server, { store: 'unused' });
+  const other = await newDevice(browser, server, { store: 'other' });
+  // a stand-in for Polyglot's own IndexedDB: conversations and deletions in memory
+  const first = await app.page.evaluate(async () => {
+    const A = await import('/web/polyglot-adapter.js');
+    window.A = A;
+    window.appDb = {
+      chats: [{ id: 'p1', title: 'From Polyglot', provider: 'openai', currentModel: 'gpt-4o', isArchived: false,
+                messages: [{ id: 'pm1', role: 'user', content: 'hello', timestamp: new Date('2026-01-01T10:00:00Z') }],
+                lastModified: new Date() }],
+      deletions: [],
+      applied: [],
+    };
+    A.configureSync({
+      server: location.origin, name: 'polyglot-test', retryBaseMs: 50, maxRetries: 1,
+      source: {
+        listConversations: async () => window.appDb.chats,
+        listDeletions: async () => window.appDb.deletions,
+        apply: async (changed, deleted) => { window.appDb.applied.push({ changed, deleted }); },
+      },
+    });
+    await A.initializeSync();
+    return A.syncWithServer();
+  });
+  // Polyglot's SyncResult shape (a first sync pulls every live chat whole, the app's own included)
+  assert.deepEqual(Object.keys(first).sort(), ['changed', 'deletedCount', 'success', 'syncedCount']);
+  assert.equal(first.success, true);
+  await other.sync();
+  const got = await other.chat('p1');
+  assert.deepEqual([got.title, got.currentModel, got.messages.map((m) => m.content)], ['From Polyglot', 'gpt-4o', ['hello']]);
+  // the other device renames; the app hears it through apply()
+  await other.run((db) => db.renameChat('p1', 'Renamed elsewhere'));
+  await other.sync();
+  const second = await app.page.evaluate(() => window.A.syncWithServer());
+  assert.equal(second.success, true);
+  assert.equal(second.changed, true);
+  const applied = await app.page.evaluate(() => window.appDb.applied);
+  assert.equal(applied.at(-1).changed[0].title, 'Renamed elsewhere');
+  // a second pass with nothing new sends nothing but the pull
+  const before = app.requests.length;
+  await app.page.evaluate(() => { window.appDb.chats[0].title = 'Renamed elsewhere'; return window.A.syncWithServer(); });
+  const bodies = app.requests.slice(before).filter((p) => p === '/v2/sync').length;
+  assert.equal(bodies, 1);
+  assert.equal(await app.page.evaluate(async () => (await window.A.getStore()).pendingCount()), 0);
+  // a deletion in the app reaches the other device; failures resolve, never throw
+  await app.page.evaluate(async () => { window.appDb.deletions.push({ id: 'p1', resourceId: 'p1' }); await window.A.flushOutboundMutations(); });
+  await other.sync();
+  assert.equal(await other.chat('p1'), null);
+  await server.stop();
+  const down = await app.page.evaluate(() => window.A.syncWithServer());
+  assert.equal(down.success, false);
+  assert.match(down.error, /cannot reach/);
+  await app.ctx.close(); await other.ctx.close();
+});
