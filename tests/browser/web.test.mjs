@@ -65,6 +65,52 @@ test('a concurrent rename and message on two devices both survive, on both', { t
   await a.ctx.close(); await b.ctx.close();
 });
 
+test('renames in turn: the newest wins everywhere, also over a device\'s own older write', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const a = await newDevice(browser, server, { store: 's2b' });
+  const b = await newDevice(browser, server, { store: 's2b' });
+  const id = await a.run((db) => db.createChat({ title: 'first' }));
+  await a.sync(); await b.sync();
+  await b.run((db, id) => db.renameChat(id, 'by B'), id);
+  await b.sync(); await a.sync();
+  assert.equal((await a.chat(id)).title, 'by B');
+  await a.run((db, id) => db.renameChat(id, 'by A after seeing B'), id);
+  await a.sync(); await b.sync();
+  assert.equal((await b.chat(id)).title, 'by A after seeing B');
+  assert.deepEqual(await a.chat(id), await b.chat(id));
+  await a.ctx.close(); await b.ctx.close();
+});
+
+test('a write made while a sync is in flight survives that sync\'s answer and wins', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const a = await newDevice(browser, server, { store: 's2c' });
+  // B's fetch runs a hook after the server answered and before the answer is applied
+  const b = await newDevice(browser, server, { store: 's2c', options: {} });
+  await b.page.evaluate(async () => {
+    window.db.close();
+    window.db = await window.ps.openStore({
+      name: 's2c', maxRetries: 1, retryBaseMs: 50,
+      fetch: async (url, init) => {
+        const res = await fetch(url, init);
+        const hook = window.hook;
+        if (hook && String(url).endsWith('/v2/sync')) { window.hook = null; await hook(); }
+        return res;
+      },
+    });
+  });
+  const id = await a.run((db) => db.createChat({ title: 'start' }));
+  await a.sync(); await b.sync();
+  await a.run((db, id) => db.renameChat(id, 'from A'), id);
+  await a.sync();
+  await b.page.evaluate((id) => { window.hook = () => window.db.renameChat(id, 'from B, during the sync'); }, id);
+  await b.sync();
+  assert.equal((await b.chat(id)).title, 'from B, during the sync'); // not replaced by the answer
+  await b.sync(); await a.sync();
+  assert.equal((await a.chat(id)).title, 'from B, during the sync');
+  assert.deepEqual(await a.chat(id), await b.chat(id));
+  await a.ctx.close(); await b.ctx.close();
+});
+
 test('a deletion propagates and stays deleted', { timeout: 90000 }, async () => {
   server = await fresh();
   const a = await newDevice(browser, server, { store: 's3' });
