@@ -222,6 +222,43 @@ test('two tabs share one store, hear each other, and sync once', { timeout: 9000
   await ctx.close();
 });
 
+test('without Web Locks, a lease in IndexedDB still lets one tab sync for both', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const ctx = await browser.createBrowserContext();
+  const tabs = [];
+  for (let i = 0; i < 2; i++) {
+    const page = await ctx.newPage();
+    await page.evaluateOnNewDocument(() => { Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined }); });
+    const requests = [];
+    page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+    await page.goto(`${server.url}/health`);
+    await page.evaluate(async () => {
+      window.ps = await import('/web/polysync.js');
+      window.db = await window.ps.openStore({ name: 'nolocks', maxRetries: 1, retryBaseMs: 50 });
+    });
+    tabs.push({ page, requests });
+  }
+  assert.equal(await tabs[0].page.evaluate(() => navigator.locks), undefined);
+  await tabs[0].page.evaluate(() => window.db.createChat({ title: 'x' }));
+  await tabs[0].page.evaluate(() => window.db.sync());
+  // another holder has the lease for 700 ms: both tabs ask meanwhile, one request follows
+  await tabs[0].page.evaluate(() => new Promise((resolve, reject) => {
+    const r = indexedDB.open('polysync:nolocks');
+    r.onsuccess = () => {
+      const tx = r.result.transaction('meta', 'readwrite');
+      tx.objectStore('meta').put({ owner: 'someone', until: Date.now() + 700 }, 'syncLease');
+      tx.oncomplete = () => { r.result.close(); resolve(); };
+      tx.onerror = () => reject(tx.error);
+    };
+  }));
+  const count = () => tabs[0].requests.concat(tabs[1].requests).filter((p) => p === '/v2/sync').length;
+  const before = count();
+  const results = await Promise.all(tabs.map((t) => t.page.evaluate(() => window.db.sync())));
+  assert.equal(count() - before, 1);
+  assert.equal(results.filter((r) => r.shared).length, 1);
+  await ctx.close();
+});
+
 test('auth: a valid token syncs, a missing or wrong one is refused, static files need none', { timeout: 90000 }, async () => {
   server = await fresh();
   const s = await authServer().start();
