@@ -93,10 +93,14 @@ export async function device(browser, server, { context, store = 'test', options
   const ctx = context || (await browser.createBrowserContext());
   const page = await ctx.newPage();
   const requests = [];
-  page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+  const sent = []; // {path, headers} of every request
+  page.on('request', (r) => {
+    requests.push(new URL(r.url()).pathname);
+    sent.push({ path: new URL(r.url()).pathname, headers: r.headers() });
+  });
   page.on('pageerror', (e) => console.error('page error:', e.message));
   await page.goto(`${server.url}/health`);
-  const d = Object.assign({ ctx, page, requests, store, options }, deviceMethods);
+  const d = Object.assign({ ctx, page, requests, sent, store, options }, deviceMethods);
   await d.open();
   return d;
 }

@@ -155,6 +155,36 @@ test('a write while the server is down is kept and arrives later', { timeout: 90
   await s.stop();
 });
 
+test('a 410 (the server lost track of the cursor) resyncs by itself and keeps everything', { timeout: 90000 }, async () => {
+  const s = await fresh();
+  const a = await newDevice(browser, s, { store: 's410' });
+  const ids = await a.run(async (db) => {
+    const ids = [];
+    for (let i = 0; i < 5; i++) { const id = await db.createChat({ title: `chat ${i}` }); ids.push(id); await db.addMessage(id, { content: 'x'.repeat(600) }); }
+    return ids;
+  });
+  await a.sync();
+  // a big push goes gzipped (CompressionStream), with the token-free JSON type
+  const gz = a.sent.filter((r) => r.path === '/v2/sync' && r.headers['content-encoding'] === 'gzip');
+  assert.ok(gz.length >= 1, 'a body over 1 KiB is sent with Content-Encoding: gzip');
+  // the server's store is replaced by an empty one (a restore): A's cursor is from beyond it
+  await s.stop();
+  const { rmSync } = await import('node:fs');
+  rmSync(join(s.dir, 'store.db'), { force: true }); rmSync(join(s.dir, 'store.db-wal'), { force: true }); rmSync(join(s.dir, 'store.db-shm'), { force: true });
+  await s.start();
+  const mid = await a.run((db, id) => db.addMessage(id, { content: 'after the restore' }), ids[0]);
+  const r = await a.sync();
+  assert.ok(a.sent.length > 0);
+  assert.equal(await a.run((db) => db.pendingCount()), 0);
+  const b = await newDevice(browser, s, { store: 's410' });
+  await b.sync();
+  assert.deepEqual((await b.list()).map((c) => c.title).sort(), ['chat 0', 'chat 1', 'chat 2', 'chat 3', 'chat 4']);
+  assert.ok((await b.chat(ids[0])).messages.some((m) => m.id === mid));
+  assert.deepEqual(await b.chat(ids[0]), await a.chat(ids[0]));
+  assert.ok(r.sent >= 6);
+  await a.ctx.close(); await b.ctx.close();
+});
+
 test('a reload keeps chats, pending changes, the device id and the cursor', { timeout: 90000 }, async () => {
   server = await fresh();
   const a = await newDevice(browser, server, { store: 's5' });
