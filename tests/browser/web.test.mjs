@@ -185,6 +185,48 @@ test('a 410 (the server lost track of the cursor) resyncs by itself and keeps ev
   await a.ctx.close(); await b.ctx.close();
 });
 
+test('retries: Retry-After is honoured, 5xx and network errors retried, 401 and 400 not', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const d = await newDevice(browser, server, { store: 'retry' });
+  const out = await d.page.evaluate(async () => {
+    // a fetch that answers from a script, then passes through to the server
+    const script = [];
+    const calls = [];
+    const fakeFetch = async (url, init) => {
+      calls.push(performance.now());
+      const next = script.shift();
+      if (next === 'network') throw new TypeError('Failed to fetch');
+      if (next) return new Response(JSON.stringify({ error: 'x', code: next.code }), { status: next.status, headers: next.headers || {} });
+      return fetch(url, init);
+    };
+    const db = await window.ps.openStore({ name: 'retry2', fetch: fakeFetch, maxRetries: 3, retryBaseMs: 10, maxBackoffMs: 20 });
+    const run = async (steps) => {
+      await db.createChat({ title: 'r' }); // one more pending change each run
+      script.length = 0; script.push(...steps); calls.length = 0;
+      const t0 = performance.now();
+      let error = null;
+      try { await db.sync(); } catch (e) { error = { name: e.name, status: e.status, code: e.code, retryAfter: e.retryAfter }; }
+      return { error, calls: calls.length, ms: performance.now() - t0, pending: await db.pendingCount() };
+    };
+    return {
+      retryAfter: await run([{ status: 503, code: 'overloaded', headers: { 'Retry-After': '1' } }]),
+      flaky: await run(['network', { status: 500, code: 'storage_error' }, { status: 429, code: 'rate_limited' }]),
+      auth: await run([{ status: 401, code: 'invalid_token' }]),
+      invalid: await run([{ status: 400, code: 'invalid_payload' }]),
+      exhausted: await run(['network', 'network', 'network', 'network']),
+    };
+  });
+  assert.deepEqual([out.retryAfter.error, out.retryAfter.pending], [null, 0]);
+  assert.equal(out.retryAfter.calls, 2);
+  assert.ok(out.retryAfter.ms >= 1000, `waited ${out.retryAfter.ms} ms for Retry-After: 1`);
+  assert.deepEqual([out.flaky.error, out.flaky.calls], [null, 4]);
+  assert.deepEqual([out.auth.error.name, out.auth.calls, out.auth.pending], ['AuthError', 1, 1]);
+  // a failed sync keeps every pending change: they add up
+  assert.deepEqual([out.invalid.error.name, out.invalid.error.code, out.invalid.calls, out.invalid.pending], ['InvalidError', 'invalid_payload', 1, 2]);
+  assert.deepEqual([out.exhausted.error.name, out.exhausted.calls, out.exhausted.pending], ['NetworkError', 4, 3]);
+  await d.ctx.close();
+});
+
 test('a reload keeps chats, pending changes, the device id and the cursor', { timeout: 90000 }, async () => {
   server = await fresh();
   const a = await newDevice(browser, server, { store: 's5' });
