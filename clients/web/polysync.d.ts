@@ -16,7 +16,7 @@ export interface StoreOptions {
   fetch?: typeof fetch;
   /** Changes per push (default 500). */
   batchSize?: number;
-  /** Chats per pulled page (default 200). */
+  /** Chats per pulled page (default 100). */
   pageLimit?: number;
   /** Chats merged per IndexedDB transaction before yielding to the page (default 25). */
   chunkSize?: number;

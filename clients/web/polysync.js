@@ -611,7 +611,7 @@ export async function openStore(options = {}) {
     name: 'default',
     fetch: (...a) => globalThis.fetch(...a),
     batchSize: 500,      // changes per push
-    pageLimit: 200,      // chats per pulled page
+    pageLimit: 100,      // chats per pulled page (a ~1.5 MB answer parses in well under 50 ms)
     chunkSize: 25,       // chats merged per transaction before yielding to the page
     maxRetries: 5,
     retryBaseMs: 500,
