@@ -265,6 +265,27 @@ test('live: a change on one device arrives on the other without calling sync', {
   await a.ctx.close(); await b.ctx.close();
 });
 
+test('live: after the server restarts, the stream reconnects and syncs what it missed', { timeout: 90000 }, async () => {
+  const s = await fresh();
+  // reconnect backoff of at least 2 s: B's change lands while A is not connected
+  const a = await newDevice(browser, s, { store: 'recon', options: { retryBaseMs: 2000, maxBackoffMs: 2500 } });
+  const b = await newDevice(browser, s, { store: 'recon' });
+  const id = await a.run((db) => db.createChat({ title: 'reconnect' }));
+  await a.sync(); await b.sync();
+  await a.run((db) => { window.conn = []; db.addEventListener('connection', (e) => window.conn.push(e.detail.state)); db.live(true); });
+  await until(async () => (await a.run(() => window.conn)).includes('open'), 10000, 'stream open');
+  await s.stop();
+  await until(async () => (await a.run(() => window.conn)).includes('reconnecting'), 10000, 'stream lost');
+  await s.start();
+  await b.run((db, id) => db.addMessage(id, { content: 'while A was away' }), id);
+  await b.sync();
+  await until(async () => (await a.chat(id)).messages.length === 1, 15000, 'the missed message on A');
+  const states = await a.run(() => window.conn);
+  assert.ok(states.filter((x) => x === 'open').length >= 2, `reconnected: ${states}`);
+  await a.run((db) => db.live(false));
+  await a.ctx.close(); await b.ctx.close();
+});
+
 test('two tabs share one store, hear each other, and sync once', { timeout: 90000 }, async () => {
   server = await fresh();
   const ctx = await browser.createBrowserContext();
