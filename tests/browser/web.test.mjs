@@ -393,6 +393,19 @@ test('the CLI and two browsers converge on one server', { timeout: 90000 }, asyn
   assert.equal(ca.title, 'renamed in B');
   assert.deepEqual(shown.messages.map((m) => m.content), ca.messages.map((m) => m.content));
   assert.deepEqual(ca.messages.map((m) => m.content), ['cli says hi', 'browser answers']);
+  // deletions both ways: the CLI deletes a message, a browser deletes a chat
+  const id2 = cli(dir, server, 'chat', 'new', '--title', 'to be deleted by a browser');
+  cli(dir, server, 'msg', 'delete', id, ca.messages[1].id);
+  cli(dir, server, 'sync');
+  await a.sync();
+  assert.deepEqual((await a.chat(id)).messages.map((m) => m.content), ['cli says hi']);
+  await a.run((db, id2) => db.deleteChat(id2), id2);
+  await a.sync(); await b.sync(); cli(dir, server, 'sync');
+  const listed = JSON.parse(cli(dir, server, 'chat', 'list', '--json'));
+  assert.deepEqual(listed.map((c) => c.id), [id]);
+  assert.equal(await b.chat(id2), null);
+  assert.deepEqual(await b.chat(id), await a.chat(id));
+  assert.deepEqual(JSON.parse(cli(dir, server, 'chat', 'show', id, '--json')).messages.map((m) => m.content), ['cli says hi']);
   await a.ctx.close(); await b.ctx.close();
 });
 
