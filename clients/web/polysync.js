@@ -316,7 +316,8 @@ class Store extends EventTarget {
       if (free) break;
       await sleep(50 + Math.random() * 100);
     }
-    const renew = setInterval(() => this._putMeta('syncLease', { owner: me, until: Date.now() + LEASE_MS }), LEASE_MS / 3);
+    const renew = setInterval(
+      () => this._putMeta('syncLease', { owner: me, until: Date.now() + LEASE_MS }).catch(() => {}), LEASE_MS / 3);
     try {
       return await fn();
     } finally {
