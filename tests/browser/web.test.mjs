@@ -274,6 +274,7 @@ test('live: after the server restarts, the stream reconnects and syncs what it m
   await a.sync(); await b.sync();
   await a.run((db) => { window.conn = []; db.addEventListener('connection', (e) => window.conn.push(e.detail.state)); db.live(true); });
   await until(async () => (await a.run(() => window.conn)).includes('open'), 10000, 'stream open');
+  await a.sync(); // waits for the syncs live(true) and the connection started: none is in flight
   await s.stop();
   await until(async () => (await a.run(() => window.conn)).includes('reconnecting'), 10000, 'stream lost');
   await s.start();
