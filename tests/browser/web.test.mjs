@@ -294,7 +294,7 @@ test('two tabs share one store, hear each other, and sync once', { timeout: 9000
   const t2 = await newDevice(browser, server, { context: ctx, store: 's7' });
   assert.equal(await t1.run((db) => db.deviceId), await t2.run((db) => db.deviceId));
   const id = await t1.run((db) => db.createChat({ title: 'shared' }));
-  await until(async () => (await t2.run(() => window.changes)).some((c) => c.source === 'tab' && c.chatIds.includes(id)), 5000, 'the change event in tab 2');
+  await until(async () => (await t2.run(() => window.changes)).some((c) => c.source === 'tab' && c.chatIds.includes(id)), 15000, 'the change event in tab 2');
   assert.equal((await t2.chat(id)).title, 'shared'); // same IndexedDB store
   // both tabs ask for a sync while the sync lock is held: one request goes out
   await t1.page.evaluate(() => { window.hold = new Promise((r) => { window.release = r; }); navigator.locks.request('polysync:s7:sync', () => window.hold); });
@@ -302,7 +302,9 @@ test('two tabs share one store, hear each other, and sync once', { timeout: 9000
   const before = syncCount();
   const p1 = t1.page.evaluate(() => window.db.sync());
   const p2 = t2.page.evaluate(() => window.db.sync());
-  await new Promise((r) => setTimeout(r, 200));
+  // both sync() calls are queued behind the held lock before it is released
+  await until(() => t1.page.evaluate(async () =>
+    (await navigator.locks.query()).pending.filter((l) => l.name === 'polysync:s7:sync').length === 2), 20000, 'two queued syncs');
   await t1.page.evaluate(() => window.release());
   const [r1, r2] = await Promise.all([p1, p2]);
   assert.equal(syncCount() - before, 1, 'one /v2/sync for two tabs');
@@ -335,12 +337,12 @@ test('without Web Locks, a lease in IndexedDB still lets one tab sync for both',
   assert.equal(await tabs[0].page.evaluate(() => navigator.locks), undefined);
   await tabs[0].page.evaluate(() => window.db.createChat({ title: 'x' }));
   await tabs[0].page.evaluate(() => window.db.sync());
-  // another holder has the lease for 700 ms: both tabs ask meanwhile, one request follows
+  // another holder has the lease for 3 s: both tabs ask meanwhile, one request follows
   await tabs[0].page.evaluate(() => new Promise((resolve, reject) => {
     const r = indexedDB.open('polysync:nolocks');
     r.onsuccess = () => {
       const tx = r.result.transaction('meta', 'readwrite');
-      tx.objectStore('meta').put({ owner: 'someone', until: Date.now() + 700 }, 'syncLease');
+      tx.objectStore('meta').put({ owner: 'someone', until: Date.now() + 3000 }, 'syncLease');
       tx.oncomplete = () => { r.result.close(); resolve(); };
       tx.onerror = () => reject(tx.error);
     };
