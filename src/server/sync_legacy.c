@@ -27,7 +27,7 @@ typedef struct deletion_source {
  * if it carried any. */
 static bool observe_clocks(json_object *req, int64_t *clock)
 {
-    json_object *v, *list;
+    json_object *v, *c, *list;
     bool any = false;
 #define OBSERVE(n)                                                                                 \
     do {                                                                                           \
@@ -36,8 +36,18 @@ static bool observe_clocks(json_object *req, int64_t *clock)
         if (n_ > *clock)                                                                           \
             *clock = n_;                                                                           \
     } while (0)
-    if (json_object_object_get_ex(req, "clientClock", &v))
-        OBSERVE(json_object_get_int64(v));
+    if (json_object_object_get_ex(req, "clientClock", &v) && v) {
+        /* every shape ps_valid_client_clock accepts: a counter, [n, id],
+         * or an object whose counter keys are all observed */
+        if (json_object_is_type(v, json_type_array))
+            OBSERVE(json_object_get_int64(json_object_array_get_idx(v, 0)));
+        else if (!json_object_is_type(v, json_type_object))
+            OBSERVE(json_object_get_int64(v));
+        for (size_t k = 0; k < PS_CLIENT_CLOCK_KEYS; k++)
+            if (json_object_is_type(v, json_type_object) &&
+                json_object_object_get_ex(v, ps_client_clock_keys[k], &c))
+                OBSERVE(json_object_get_int64(c));
+    }
     static const char *const lists[2][2] = {{"deletions", "lamport"},
                                             {"deletionRecords", "deletedAtLamport"}};
     for (int k = 0; k < 2; k++) {
@@ -260,10 +270,20 @@ static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, json_ob
     return rc;
 }
 
-/* Raises the clock to a chat's updatedAtLamport counter; true if it had one. */
+/*
+ * Raises the clock to a chat's updatedAtLamport counter; true if it had one.
+ * The counter of Polyglot's record clock lastMutationLamport {lamport,
+ * deviceId} (its page-load body, docs/polyglot.md) is observed too, when it
+ * is a valid counter; the field itself stays an ordinary unknown field, so
+ * it does not make the request a Lamport one.
+ */
 static bool observe_chat_clock(json_object *chat, int64_t *clock)
 {
-    json_object *v;
+    json_object *v, *record_counter;
+    if (json_object_object_get_ex(chat, "lastMutationLamport", &v) &&
+        json_object_object_get_ex(v, "lamport", &record_counter) &&
+        ps_valid_counter(record_counter) && json_object_get_int64(record_counter) > *clock)
+        *clock = json_object_get_int64(record_counter);
     if (!json_object_object_get_ex(chat, "updatedAtLamport", &v) ||
         !json_object_is_type(v, json_type_array))
         return false;
