@@ -96,7 +96,7 @@ export async function device(browser, server, { context, store = 'test', options
   const sent = []; // {path, headers} of every request
   page.on('request', (r) => {
     requests.push(new URL(r.url()).pathname);
-    sent.push({ path: new URL(r.url()).pathname, headers: r.headers() });
+    sent.push({ path: new URL(r.url()).pathname, url: r.url(), headers: r.headers() });
   });
   page.on('pageerror', (e) => console.error('page error:', e.message));
   await page.goto(`${server.url}/health`);

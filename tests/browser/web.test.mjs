@@ -368,6 +368,13 @@ test('auth: a valid token syncs, a missing or wrong one is refused, static files
   assert.equal((await bad.syncError()).name, 'AuthError');
   const other = await newDevice(browser, s, { store: 'auth', options: { token: s.token('bob') } });
   assert.equal((await other.sync()).received, 0); // alice's chat is not bob's
+  // live with auth: the stream carries the token in its Authorization header, never in the URL
+  await ok.run((db) => db.live(true));
+  const stream = await until(() => ok.sent.find((r) => r.path === '/v2/events'), 10000, 'the event stream');
+  assert.equal(stream.headers.authorization, `Bearer ${token}`);
+  assert.ok(!stream.url.includes(token.slice(-20)) && !/token/i.test(new URL(stream.url).search), stream.url);
+  await until(() => ok.run((db) => db.status?.state === 'idle'), 10000, 'a live sync with the token');
+  await ok.run((db) => db.live(false));
   const res = await fetch(`${s.url}/web/polysync.js`); // no token
   assert.equal(res.status, 200);
   assert.match(await res.text(), /export async function openStore/);
