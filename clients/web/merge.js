@@ -5,7 +5,9 @@
  * A chat state is a set of registers, each holding a value and the stamp of
  * the write that set it:
  *   f   {name: [value, stamp]}           scalar and unknown fields
- *   m   {id: [message|null, stamp, ts]}  messages; null = tombstone; ts = display time
+ *   m   {id: [message|null, stamp, ts, n]}  messages; null = tombstone; ts = display
+ *                                      time; n = the order this store first saw the id
+ *   n   how many message ids this state has seen (the next n)
  *   t   stamp | null                     newest write of any kind but a deletion
  *   d   stamp | null                     newest deletion of the chat
  *   tm  {createdAt|updatedAt|lastModified: [text, ms]}  earliest / latest seen
@@ -29,9 +31,14 @@ function cmp(a, b) {
 }
 
 /*
- * Which write is newer (docs/merge.md): a write with a Lamport counter beats
- * every write without one; among those with one, by (counter, device, time)
- * as the Polyglot client orders them; among those without, by (time, device).
+ * Which write is newer (docs/merge.md): by Lamport counter, then as the
+ * Polyglot client orders writes with one, by (device, time). Every write
+ * this client makes or receives carries a counter: its own changes carry
+ * its clock, and what the server sends is stamped with the answer's
+ * serverClock. Writes without one (seed clients) are placed by the server
+ * on arrival (docs/merge.md, "Placing a time-only write"), which needs the
+ * server's history; here they only order below counted ones, by (time,
+ * device), and the shared cases carry clocks throughout.
  */
 export function stampCmp(a, b) {
   const c = cmp(a[0], b[0]);
@@ -55,7 +62,7 @@ function writeCmp(sa, va, sb, vb) {
 
 /** A new, empty chat state. */
 export function emptyChat(id) {
-  return { id, f: {}, m: {}, t: null, d: null, tm: {} };
+  return { id, f: {}, m: {}, t: null, d: null, tm: {}, n: 0 };
 }
 
 function joinStamp(cur, s) {
@@ -83,7 +90,7 @@ function putMessage(state, id, value, stamp) {
   if (cur && writeCmp(stamp, value, cur[1], cur[0]) <= 0) return;
   let ts = value ? timeMs(value.timestamp) : NaN;
   if (Number.isNaN(ts)) ts = cur ? cur[2] : stamp[2];
-  state.m[id] = [value, stamp, ts];
+  state.m[id] = [value, stamp, ts, cur ? cur[3] : (state.n = (state.n || 0) + 1)];
 }
 
 /**
@@ -124,10 +131,15 @@ export function isLive(state) {
   return newest !== null && stampCmp(newest, state.d) > 0;
 }
 
-/** Live message ids in display order: by the message's own time, then id. */
+/*
+ * Live message ids in display order: by the message's own time, then in the
+ * order this store first saw them — as the server orders them (docs/merge.md,
+ * "Message order"), never by id. Messages arrive in the server's order on a
+ * pull and in the order they were written here, so ties come out the same.
+ */
 export function messageOrder(state) {
   const ids = Object.keys(state.m).filter((id) => state.m[id][0] !== null);
-  ids.sort((a, b) => cmp(state.m[a][2], state.m[b][2]) || cmp(a, b));
+  ids.sort((a, b) => cmp(state.m[a][2], state.m[b][2]) || cmp(state.m[a][3] || 0, state.m[b][3] || 0) || cmp(a, b));
   return ids;
 }
 

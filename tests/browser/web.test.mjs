@@ -49,6 +49,25 @@ test('a chat made on one device arrives on another', { timeout: 90000 }, async (
   await a.ctx.close(); await b.ctx.close();
 });
 
+test('messages with one timestamp keep the order they were written, on every device', { timeout: 90000 }, async () => {
+  server = await fresh();
+  const a = await newDevice(browser, server, { store: 'order' });
+  const b = await newDevice(browser, server, { store: 'order' });
+  const ids = ['m10', 'm2', 'm1', 'b', 'a'];
+  const id = await a.run(async (db, ids) => {
+    const id = await db.createChat({ title: 'ties' });
+    for (const mid of ids) await db.addMessage(id, { id: mid, content: mid, timestamp: '2026-01-01T10:00:00.000Z' });
+    return id;
+  }, ids);
+  assert.deepEqual((await a.chat(id)).messages.map((m) => m.id), ids);
+  await a.sync(); await b.sync();
+  assert.deepEqual((await b.chat(id)).messages.map((m) => m.id), ids);
+  const c = await newDevice(browser, server, { store: 'order' }); // a first sync: whole chats
+  await c.sync();
+  assert.deepEqual((await c.chat(id)).messages.map((m) => m.id), ids);
+  await a.ctx.close(); await b.ctx.close(); await c.ctx.close();
+});
+
 test('a concurrent rename and message on two devices both survive, on both', { timeout: 90000 }, async () => {
   server = await fresh();
   const a = await newDevice(browser, server, { store: 's2' });
