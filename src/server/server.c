@@ -7,6 +7,7 @@
 #include "server/server.h"
 #include "core/json_parse.h"
 #include "core/timestamp.h"
+#include "server/access.h"
 #include "server/auth.h"
 #include "server/events.h"
 #include "server/gzip.h"
@@ -42,6 +43,7 @@ struct ps_server {
     ps_ws *ws;     /* the live socket on / */
     ps_live live;  /* where handlers announce changes */
     ps_auth *auth; /* NULL: one implicit user */
+    ps_access *access; /* revoked tokens, disabled users; with auth */
     ps_limiter *limiter;
     ps_lane *lane;            /* large bodies: admission and worker threads */
     char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
@@ -106,9 +108,15 @@ static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *re
         ps_error err;
         ps_error_clear(&err);
         const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-        if (ps_auth_check(srv->auth, authz, ps_time_now_ms() / 1000, req->user, sizeof req->user,
-                          &err) != PS_OK) {
+        ps_auth_claims claims;
+        if (ps_auth_check_claims(srv->auth, authz, ps_time_now_ms() / 1000, req->user,
+                                 sizeof req->user, &claims, &err) != PS_OK) {
             ps_reply_from_error(reply, &err);
+            return true;
+        }
+        ps_access_verdict verdict = ps_access_check(srv->access, req->user, &claims);
+        if (verdict != PS_ACCESS_OK) {
+            ps_access_reply(reply, verdict);
             return true;
         }
     }
@@ -349,6 +357,7 @@ static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *con
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     ps_ws_gate gate = {
         .auth = srv->auth,
+        .access = srv->access,
         .implicit_user = IMPLICIT_USER,
         .draining = atomic_load(&srv->draining),
         /* the same origins as CORS: pages that may not read the API may
@@ -566,6 +575,7 @@ static ps_code read_pem(const char *path, char **out, ps_error *err)
 
 static void server_free(ps_server *srv)
 {
+    ps_access_free(srv->access); /* its poller cuts streams: stop it first */
     ps_events_free(srv->events);
     ps_ws_free(srv->ws);
     ps_auth_free(srv->auth);
@@ -575,6 +585,17 @@ static void server_free(ps_server *srv)
     free(srv->tls_key);
     free(srv);
 }
+
+/* A user's access was revoked or disabled: their live streams and sockets
+ * end now (the poller's thread). */
+static void cut_user(void *ctx, const char *user)
+{
+    ps_server *srv = ctx;
+    ps_events_close_user(srv->events, user);
+    ps_ws_close_user(srv->ws, user);
+}
+
+#define ACCESS_POLL_MS 1000 /* how soon a revocation by another process counts */
 
 /* Auth, limits and TLS material, before the daemon starts. */
 static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
@@ -613,6 +634,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     };
     if (!(srv->ws = ps_ws_new(&wc)))
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live socket");
+    if (srv->auth && (rc = ps_access_new(srv->env.store, ACCESS_POLL_MS, cut_user, srv,
+                                         &srv->access, err)) != PS_OK)
+        return rc;
     srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
     srv->env.live = &srv->live;
     return PS_OK;

@@ -54,6 +54,24 @@ typedef struct ps_store_stats {
     int64_t last_sync_ms; /* newest of every user's, 0 = never */
 } ps_store_stats;
 
+/* Accounts and tokens (docs/security.md, "Revoking access"). A token
+ * minted by `polysyncd token issue`, as the registry holds it. Borrowed
+ * strings, valid during the callback. */
+typedef struct ps_token_row {
+    const char *jti;
+    const char *user;
+    int64_t issued_ms, expires_ms;
+    int64_t revoked_ms; /* 0: not revoked */
+} ps_token_row;
+
+/* What the server refuses of a user, by name (kept when the user's rows
+ * are deleted, so a deleted user's devices stay refused). */
+typedef struct ps_account_row {
+    const char *name;
+    bool disabled;            /* 403 to every request */
+    int64_t tokens_before_ms; /* tokens issued at or before this: 401; 0 none */
+} ps_account_row;
+
 struct ps_store_ops {
     const char *name;
     ps_code (*begin)(ps_store *s, bool write, ps_error *err);
@@ -113,6 +131,40 @@ struct ps_store_ops {
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
     ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged, ps_error *err);
+    /*
+     * Accounts and tokens. Every function that changes what the server
+     * refuses (token_revoke, account_set) also raises the store's access
+     * generation, in the same transaction: a running server polls
+     * access_generation once a second and reloads the lists when it moved
+     * (the change may come from another process, `polysyncd token revoke`).
+     */
+    /* Records a minted token (jti unique). */
+    ps_code (*token_add)(ps_store *s, const char *jti, const char *user, int64_t issued_ms,
+                         int64_t expires_ms, ps_error *err);
+    /* Tokens of `user` (NULL: all), by issue time; non-zero from fn stops. */
+    ps_code (*token_list)(ps_store *s, const char *user,
+                          int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
+                          ps_error *err);
+    /* Revokes one token (jti) or, jti NULL, every unrevoked token of
+     * `user`, at now_ms; *count = tokens revoked now (0 is not an error). */
+    ps_code (*token_revoke)(ps_store *s, const char *jti, const char *user, int64_t now_ms,
+                            int64_t *count, ps_error *err);
+    /* Revoked tokens not yet expired at now_ms (what the server must refuse). */
+    ps_code (*token_revoked_each)(ps_store *s, int64_t now_ms,
+                                  int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
+                                  ps_error *err);
+    /* Sets a user's refusals: disabled (-1: keep), tokens_before_ms (-1:
+     * keep; 0 clears). Creates the row when needed; the user need not exist. */
+    ps_code (*account_set)(ps_store *s, const char *name, int disabled, int64_t tokens_before_ms,
+                           ps_error *err);
+    /* Every user with a refusal (disabled, or tokens_before_ms set). */
+    ps_code (*account_each)(ps_store *s, int (*fn)(void *ctx, const ps_account_row *row),
+                            void *ctx, ps_error *err);
+    /* A number that changes whenever token_revoke or account_set commit. */
+    ps_code (*access_generation)(ps_store *s, int64_t *generation, ps_error *err);
+    /* Renames a user, chats and all; PS_ERR_NOT_FOUND when `from` has no
+     * row, PS_ERR_INVALID when `to` has one. */
+    ps_code (*user_rename)(ps_store *s, const char *from, const char *to, ps_error *err);
     void (*close)(ps_store *s);
 };
 

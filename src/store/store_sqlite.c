@@ -104,6 +104,20 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE chats ADD COLUMN sent_hash INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE chats ADD COLUMN sent_seq INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX chats_by_sent_hash ON chats(user_id, sent_hash) WHERE sent_hash <> 0;",
+    /* accounts: minted tokens (revocable by id), what is refused of a user
+     * by name (disabled; tokens issued before a time), and the generation
+     * a running server polls to notice a change made by another process */
+    "CREATE TABLE tokens ("
+    "  jti TEXT PRIMARY KEY, user_name TEXT NOT NULL,"
+    "  issued_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX tokens_by_user ON tokens(user_name, issued_ms);"
+    "CREATE TABLE accounts ("
+    "  name TEXT PRIMARY KEY, disabled INTEGER NOT NULL DEFAULT 0,"
+    "  tokens_before_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE access_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  generation INTEGER NOT NULL);"
+    "INSERT INTO access_state VALUES (1, 0);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -953,6 +967,218 @@ static ps_code sqlite_user_delete(ps_store *base, const char *name, ps_error *er
     return PS_OK;
 }
 
+/* ---- Accounts and tokens (store.h). Rare or once-a-second calls: the
+ * statements are prepared per call, not kept. ---- */
+
+static ps_code prepare_sql(sqlite_store *s, const char *sql, sqlite3_stmt **st, ps_error *err)
+{
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return db_error(s, err, "preparing an account query");
+    }
+    return PS_OK;
+}
+
+/* Steps a statement that returns no rows, and finalizes it. */
+static ps_code run_sql(sqlite_store *s, sqlite3_stmt *st, const char *what, ps_error *err)
+{
+    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code bump_access_generation(sqlite_store *s, ps_error *err)
+{
+    sqlite3_stmt *st;
+    ps_code rc =
+        prepare_sql(s, "UPDATE access_state SET generation = generation + 1", &st, err);
+    return rc == PS_OK ? run_sql(s, st, "raising the access generation", err) : rc;
+}
+
+static ps_code sqlite_token_add(ps_store *base, const char *jti, const char *user,
+                                int64_t issued_ms, int64_t expires_ms, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "INSERT INTO tokens(jti, user_name, issued_ms, expires_ms)"
+                             " VALUES (?1, ?2, ?3, ?4)",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, issued_ms);
+    sqlite3_bind_int64(st, 4, expires_ms);
+    return run_sql(s, st, "recording a token", err);
+}
+
+/* Calls fn per row of (jti, user_name, issued_ms, expires_ms, revoked_ms). */
+static ps_code each_token(sqlite_store *s, sqlite3_stmt *st,
+                          int (*fn)(void *, const ps_token_row *), void *ctx, ps_error *err)
+{
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ps_token_row row = {
+            .jti = (const char *)sqlite3_column_text(st, 0),
+            .user = (const char *)sqlite3_column_text(st, 1),
+            .issued_ms = sqlite3_column_int64(st, 2),
+            .expires_ms = sqlite3_column_int64(st, 3),
+            .revoked_ms = sqlite3_column_int64(st, 4),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    ps_code rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing tokens");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+#define TOKEN_COLUMNS "jti, user_name, issued_ms, expires_ms, revoked_ms"
+
+static ps_code sqlite_token_list(ps_store *base, const char *user,
+                                 int (*fn)(void *, const ps_token_row *), void *ctx, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT " TOKEN_COLUMNS " FROM tokens"
+                             " WHERE ?1 IS NULL OR user_name = ?1 ORDER BY issued_ms, jti",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    if (user)
+        sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    return each_token(s, st, fn, ctx, err);
+}
+
+static ps_code sqlite_token_revoked_each(ps_store *base, int64_t now_ms,
+                                         int (*fn)(void *, const ps_token_row *), void *ctx,
+                                         ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT " TOKEN_COLUMNS " FROM tokens"
+                             " WHERE revoked_ms <> 0 AND expires_ms >= ?1",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, now_ms);
+    return each_token(s, st, fn, ctx, err);
+}
+
+static ps_code sqlite_token_revoke(ps_store *base, const char *jti, const char *user,
+                                   int64_t now_ms, int64_t *count, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    *count = 0;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             jti ? "UPDATE tokens SET revoked_ms = ?2 WHERE jti = ?1"
+                                   " AND revoked_ms = 0"
+                                 : "UPDATE tokens SET revoked_ms = ?2 WHERE user_name = ?1"
+                                   " AND revoked_ms = 0",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, jti ? jti : user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    if ((rc = run_sql(s, st, "revoking tokens", err)) != PS_OK)
+        return rc;
+    *count = sqlite3_changes64(s->db);
+    return *count ? bump_access_generation(s, err) : PS_OK;
+}
+
+static ps_code sqlite_account_set(ps_store *base, const char *name, int disabled,
+                                  int64_t tokens_before_ms, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(
+        s,
+        "INSERT INTO accounts(name, disabled, tokens_before_ms)"
+        " VALUES (?1, max(?2, 0), max(?3, 0))"
+        " ON CONFLICT(name) DO UPDATE SET"
+        " disabled = CASE WHEN ?2 < 0 THEN disabled ELSE ?2 END,"
+        " tokens_before_ms = CASE WHEN ?3 < 0 THEN tokens_before_ms ELSE ?3 END",
+        &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, disabled);
+    sqlite3_bind_int64(st, 3, tokens_before_ms);
+    if ((rc = run_sql(s, st, "saving an account", err)) != PS_OK)
+        return rc;
+    return bump_access_generation(s, err);
+}
+
+static ps_code sqlite_account_each(ps_store *base, int (*fn)(void *, const ps_account_row *),
+                                   void *ctx, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT name, disabled, tokens_before_ms FROM accounts"
+                             " WHERE disabled <> 0 OR tokens_before_ms <> 0 ORDER BY name",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ps_account_row row = {
+            .name = (const char *)sqlite3_column_text(st, 0),
+            .disabled = sqlite3_column_int(st, 1) != 0,
+            .tokens_before_ms = sqlite3_column_int64(st, 2),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing accounts");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code sqlite_access_generation(ps_store *base, int64_t *generation, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s, "SELECT generation FROM access_state WHERE id = 1", &st, err);
+    if (rc != PS_OK)
+        return rc;
+    int r = sqlite3_step(st);
+    *generation = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "reading access state");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code sqlite_user_rename(ps_store *base, const char *from, const char *to, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s, "SELECT 1 FROM users WHERE name = ?1", &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, to, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r == SQLITE_ROW)
+        return ps_error_set(err, PS_ERR_INVALID, -1, "", "user %s exists already", to);
+    if (r != SQLITE_DONE)
+        return db_error(s, err, "renaming user");
+    if ((rc = prepare_sql(s, "UPDATE users SET name = ?2 WHERE name = ?1", &st, err)) != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, from, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
+    if ((rc = run_sql(s, st, "renaming user", err)) != PS_OK)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", from);
+    return PS_OK;
+}
+
 static const struct ps_store_ops SQLITE_OPS = {
     .name = "sqlite",
     .begin = sqlite_begin,
@@ -975,6 +1201,14 @@ static const struct ps_store_ops SQLITE_OPS = {
     .chat_find_sent = sqlite_chat_find_sent,
     .chat_set_sent = sqlite_chat_set_sent,
     .user_delete = sqlite_user_delete,
+    .token_add = sqlite_token_add,
+    .token_list = sqlite_token_list,
+    .token_revoke = sqlite_token_revoke,
+    .token_revoked_each = sqlite_token_revoked_each,
+    .account_set = sqlite_account_set,
+    .account_each = sqlite_account_each,
+    .access_generation = sqlite_access_generation,
+    .user_rename = sqlite_user_rename,
     .close = sqlite_close,
 };
 
