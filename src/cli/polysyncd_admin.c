@@ -234,19 +234,28 @@ static ps_code list_users(ps_store *st, const void *arg, ps_error *err)
     return st->ops->user_list(st, print_user, NULL, err);
 }
 
-/* user delete: the rows go, and every token issued until now is refused,
- * so a device still holding one cannot bring the account back by syncing */
-static ps_code delete_user(ps_store *st, const void *arg, ps_error *err)
+/* user delete, step 1: every token issued until now is refused, so a
+ * device still holding one cannot bring the account back by syncing */
+static ps_code refuse_user_tokens(ps_store *st, const void *arg, ps_error *err)
 {
     const char *name = arg;
     int64_t revoked = 0;
-    ps_code rc = st->ops->user_delete(st, name, err);
-    if (rc == PS_OK)
-        rc = st->ops->token_revoke(st, NULL, name, ps_time_now_ms(), &revoked, err);
+    ps_code rc = st->ops->token_revoke(st, NULL, name, ps_time_now_ms(), &revoked, err);
     if (rc == PS_OK)
         rc = st->ops->account_set(st, name, -1, ps_time_now_ms(), err);
     return rc;
 }
+
+/* step 2, once running servers refuse the tokens: the rows go */
+static ps_code delete_user(ps_store *st, const void *arg, ps_error *err)
+{
+    return st->ops->user_delete(st, arg, err);
+}
+
+/* Running servers read the refusals within a poll (server/access.h: one
+ * second); two, so that a device syncing meanwhile cannot re-create the
+ * rows after they are deleted. */
+#define SERVER_POLL_WAIT_US 2000000
 
 static ps_code disable_user(ps_store *st, const void *arg, ps_error *err)
 {
@@ -311,6 +320,9 @@ static int user_command(const char *verb, const char *name, const char *name2,
     if (strcmp(verb, "delete") == 0) {
         if (!confirm_delete(name, o))
             return 1;
+        if ((code = in_store("user delete", o, true, refuse_user_tokens, name)) != 0)
+            return code;
+        usleep(SERVER_POLL_WAIT_US);
         if ((code = in_store("user delete", o, true, delete_user, name)) == 0)
             printf("deleted user %s; tokens issued until now are refused\n", name);
     } else if (strcmp(verb, "disable") == 0) {
