@@ -163,6 +163,8 @@ static void usage(FILE *f)
             "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
             "  polysyncd user list [--db URL]\n"
             "  polysyncd user delete NAME [--db URL] [--yes]\n"
+            "  polysyncd token list|revoke ..., user disable|enable|rename ...\n"
+            "  (polysyncd token --help for all)\n"
             "  --help                   this text\n"
             "  --version                the version\n\n"
             "Docs: docs/operations.md\n");
