@@ -26,6 +26,9 @@ static void usage_to(FILE *f)
                "  polysyncd user disable NAME [--db URL]\n"
                "  polysyncd user enable NAME [--db URL]\n"
                "  polysyncd user rename OLD NEW [--db URL]\n"
+               "  polysyncd devices list --user NAME [--db URL] [--json]\n"
+               "                         [--tombstone-retention DAYS]\n"
+               "  polysyncd devices forget --user NAME ID [--db URL]\n"
                "A revocation, a disabled user or a deleted one is refused by a running\n"
                "server within a second (401 token_revoked / 403 user_disabled), and\n"
                "its live streams and sockets are closed.\n");
@@ -71,6 +74,7 @@ static long long parse_ttl(const char *s)
 
 typedef struct admin_opts {
     const char *user, *ttl, *secret, *issuer, *audience, *db;
+    const char *retention;
     bool yes, json;
 } admin_opts;
 
@@ -85,6 +89,7 @@ static int parse(int argc, char **argv, admin_opts *o)
         {"db", required_argument, NULL, 'd'},
         {"yes", no_argument, NULL, 'y'},
         {"json", no_argument, NULL, 'j'},
+        {"tombstone-retention", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -116,6 +121,9 @@ static int parse(int argc, char **argv, admin_opts *o)
             break;
         case 'j':
             o->json = true;
+            break;
+        case 'r':
+            o->retention = optarg;
             break;
         case 'h':
             usage();
@@ -420,7 +428,7 @@ static int token_command(const char *verb, const char *id, const admin_opts *o)
         list_args a = {o->user, &l};
         int code = in_store("token list", o, false, list_tokens, &a);
         if (code == 0 && o->json)
-            printf("%s\n", json_object_to_json_string_ext(l.rows, JSON_C_TO_STRING_PLAIN));
+            printf("%s\n", json_object_to_json_string_ext(l.rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(l.rows);
         return code;
     }
@@ -444,6 +452,92 @@ static int token_command(const char *verb, const char *id, const admin_opts *o)
     return code;
 }
 
+/* ---- devices list / forget ---- */
+
+typedef struct device_listing {
+    bool json;
+    json_object *rows;
+    int64_t now_ms, retention_ms;
+} device_listing;
+
+static int print_device(void *ctx, const ps_device_row *d)
+{
+    device_listing *l = ctx;
+    char first[32], last[32];
+    ps_time_format_iso(d->first_seen_ms, first);
+    ps_time_format_iso(d->last_seen_ms, last);
+    /* silent past the retention: its next sync gets 410 and resyncs */
+    bool expired = l->now_ms - d->last_seen_ms > l->retention_ms;
+    if (!l->json) {
+        printf("%s\t%s\t%s\t%s\t%s\t%lld\t%s\n", d->id, d->protocol, first, last,
+               d->client[0] ? d->client : "-", (long long)d->acked_seq,
+               expired ? "expired" : "active");
+        return 0;
+    }
+    json_object *row = json_object_new_object();
+    json_object_object_add(row, "id", json_object_new_string(d->id));
+    json_object_object_add(row, "protocol", json_object_new_string(d->protocol));
+    json_object_object_add(row, "firstSeen", json_object_new_string(first));
+    json_object_object_add(row, "lastSeen", json_object_new_string(last));
+    json_object_object_add(row, "client", json_object_new_string(d->client));
+    json_object_object_add(row, "ackedSeq", json_object_new_int64(d->acked_seq));
+    json_object_object_add(row, "expired", json_object_new_boolean(expired));
+    json_object_array_add(l->rows, row);
+    return 0;
+}
+
+typedef struct device_args {
+    const char *user, *id;
+    device_listing *listing;
+} device_args;
+
+static ps_code list_devices(ps_store *st, const void *arg, ps_error *err)
+{
+    const device_args *a = arg;
+    return st->ops->device_list(st, a->user, print_device, a->listing, err);
+}
+
+static ps_code forget_device(ps_store *st, const void *arg, ps_error *err)
+{
+    const device_args *a = arg;
+    return st->ops->device_forget(st, a->user, a->id, err);
+}
+
+static int devices_command(const char *verb, const char *id, const admin_opts *o)
+{
+    if (!valid_name(o->user)) {
+        fprintf(stderr, "polysyncd devices %s: --user NAME is required\n", verb);
+        return 1;
+    }
+    if (strcmp(verb, "list") == 0) {
+        char *end = NULL;
+        long days = o->retention ? strtol(o->retention, &end, 10) : 90;
+        if (o->retention && (*end || days < 1 || days > 36500)) {
+            fprintf(stderr, "polysyncd devices list: --tombstone-retention takes days\n");
+            return 1;
+        }
+        device_listing l = {
+            .json = o->json, .now_ms = ps_time_now_ms(), .retention_ms = days * 86400000LL};
+        if (o->json && !(l.rows = json_object_new_array()))
+            return 1;
+        device_args a = {o->user, NULL, &l};
+        int code = in_store("devices list", o, false, list_devices, &a);
+        if (code == 0 && o->json)
+            printf("%s\n", json_object_to_json_string_ext(l.rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(l.rows);
+        return code;
+    }
+    if (strcmp(verb, "forget") != 0 || !id) {
+        usage();
+        return 1;
+    }
+    device_args a = {o->user, id, NULL};
+    int code = in_store("devices forget", o, true, forget_device, &a);
+    if (code == 0)
+        printf("forgot device %s of %s\n", id, o->user);
+    return code;
+}
+
 int ps_admin_main(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -463,5 +557,7 @@ int ps_admin_main(int argc, char **argv)
     const char *name2 = optind + 1 < argc - 1 ? argv[2 + optind] : NULL;
     if (strcmp(argv[0], "token") == 0)
         return token_command(verb, name, &o);
+    if (strcmp(argv[0], "devices") == 0)
+        return devices_command(verb, name, &o);
     return user_command(verb, name, name2, &o);
 }

@@ -164,6 +164,7 @@ static void usage(FILE *f)
             "  polysyncd user list [--db URL]\n"
             "  polysyncd user delete NAME [--db URL] [--yes]\n"
             "  polysyncd token list|revoke ..., user disable|enable|rename ...\n"
+            "  polysyncd devices list --user NAME [--json], devices forget --user NAME ID\n"
             "  (polysyncd token --help for all)\n"
             "  --help                   this text\n"
             "  --version                the version\n\n"

@@ -33,6 +33,7 @@ typedef struct ps_handler_env {
     const ps_live *live; /* NULL: changes are announced nowhere */
     const char *body_text; /* the raw body, for PS_BODY_RAW routes */
     size_t body_len;
+    const char *user_agent; /* the request's User-Agent, "" when none (device registry) */
 } ps_handler_env;
 
 /* What a route's handler gets of the body. */

@@ -72,6 +72,7 @@ typedef struct request {
     int64_t started_ms;
     const char *allow_origin; /* CORS answer for this request's Origin */
     char user[PS_ID_MAX_BYTES + 1];
+    char user_agent[128]; /* for the device registry; cut to fit */
     ps_ws_pending ws; /* a live socket being opened */
     bool not_inflight; /* a live socket: ps_ws_close_all ends it, not the drain */
 } request;
@@ -319,6 +320,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     env.user = req->user;
     env.body_text = req->body.data ? req->body.data : "";
     env.body_len = req->body.len;
+    env.user_agent = req->user_agent;
     req->route->handler(&env, body, reply);
     json_object_put(body);
 }
@@ -393,6 +395,8 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         ps_accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
     req->allow_origin =
         cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    const char *agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
+    snprintf(req->user_agent, sizeof req->user_agent, "%s", agent ? agent : "");
     reply.allow_origin = req->allow_origin;
     reply.hsts = srv->tls_cert != NULL;
     enum MHD_Result r = MHD_YES;

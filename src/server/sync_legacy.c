@@ -354,6 +354,12 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         goto rollback;
     if (answer && (rc = build_answer(ctx, &user, sent, returned, answer, err)) != PS_OK)
         goto rollback;
+    /* A legacy device's /sync is its acknowledgement: the answer holds the
+     * state up to user.seq (docs/protocol.md, "Devices"). */
+    if (answer && device[0] &&
+        (rc = ctx->store->ops->device_seen(ctx->store, ctx->user, device, ctx->client, "legacy",
+                                           user.seq, ctx->now_ms, err)) != PS_OK)
+        goto rollback;
     user.last_sync_ms = ctx->now_ms;
     if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
         goto rollback;

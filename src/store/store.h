@@ -72,6 +72,16 @@ typedef struct ps_account_row {
     int64_t tokens_before_ms; /* tokens issued at or before this: 401; 0 none */
 } ps_account_row;
 
+/* A device of a user, as the registry holds it (docs/protocol.md,
+ * "Devices"). Borrowed strings, valid during the callback. */
+typedef struct ps_device_row {
+    const char *id;
+    int64_t first_seen_ms, last_seen_ms;
+    const char *client;   /* User-Agent or the request's `client`; "" unknown */
+    const char *protocol; /* "v2" or "legacy" */
+    int64_t acked_seq;    /* the change sequence it has applied; -1 none yet */
+} ps_device_row;
+
 struct ps_store_ops {
     const char *name;
     ps_code (*begin)(ps_store *s, bool write, ps_error *err);
@@ -165,6 +175,19 @@ struct ps_store_ops {
     /* Renames a user, chats and all; PS_ERR_NOT_FOUND when `from` has no
      * row, PS_ERR_INVALID when `to` has one. */
     ps_code (*user_rename)(ps_store *s, const char *from, const char *to, ps_error *err);
+    /* The device registry. device_seen records that `device` of the user
+     * named `user` synced at now_ms with `client`/`protocol`, having applied
+     * the user's changes up to acked_seq (-1: says nothing; the stored one
+     * is kept). Nothing when the user has no row. */
+    ps_code (*device_seen)(ps_store *s, const char *user, const char *device,
+                           const char *client, const char *protocol, int64_t acked_seq,
+                           int64_t now_ms, ps_error *err);
+    /* The user's devices, by first sighting; non-zero from fn stops. */
+    ps_code (*device_list)(ps_store *s, const char *user,
+                           int (*fn)(void *ctx, const ps_device_row *row), void *ctx,
+                           ps_error *err);
+    /* Forgets a device; PS_ERR_NOT_FOUND when the user has no such one. */
+    ps_code (*device_forget)(ps_store *s, const char *user, const char *device, ps_error *err);
     void (*close)(ps_store *s);
 };
 

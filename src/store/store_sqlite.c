@@ -117,7 +117,16 @@ static const char *const MIGRATIONS[] = {
     "  tokens_before_ms INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE access_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
     "  generation INTEGER NOT NULL);"
-    "INSERT INTO access_state VALUES (1, 0);",
+    "INSERT INTO access_state VALUES (1, 0);"
+    /* the device registry: every device of a user that synced, and the
+     * change sequence it has applied */
+    "CREATE TABLE devices ("
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  device_id TEXT NOT NULL,"
+    "  first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,"
+    "  client TEXT NOT NULL DEFAULT '', protocol TEXT NOT NULL,"
+    "  acked_seq INTEGER NOT NULL DEFAULT -1,"
+    "  PRIMARY KEY (user_id, device_id)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -1179,6 +1188,87 @@ static ps_code sqlite_user_rename(ps_store *base, const char *from, const char *
     return PS_OK;
 }
 
+static ps_code sqlite_device_seen(ps_store *base, const char *user, const char *device,
+                                  const char *client, const char *protocol, int64_t acked_seq,
+                                  int64_t now_ms, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(
+        s,
+        "INSERT INTO devices(user_id, device_id, first_seen_ms, last_seen_ms, client,"
+        " protocol, acked_seq) SELECT id, ?2, ?6, ?6, ?3, ?4, ?5 FROM users WHERE name = ?1"
+        " ON CONFLICT(user_id, device_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,"
+        " client = CASE excluded.client WHEN '' THEN client ELSE excluded.client END,"
+        " protocol = excluded.protocol,"
+        " acked_seq = CASE WHEN excluded.acked_seq < 0 THEN acked_seq"
+        "   ELSE excluded.acked_seq END",
+        &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, client ? client : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, protocol, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, acked_seq);
+    sqlite3_bind_int64(st, 6, now_ms);
+    return run_sql(s, st, "recording a device", err);
+}
+
+static ps_code sqlite_device_list(ps_store *base, const char *user,
+                                  int (*fn)(void *, const ps_device_row *), void *ctx,
+                                  ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT d.device_id, d.first_seen_ms, d.last_seen_ms, d.client,"
+                             " d.protocol, d.acked_seq FROM devices d JOIN users u"
+                             " ON u.id = d.user_id WHERE u.name = ?1"
+                             " ORDER BY d.first_seen_ms, d.device_id",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ps_device_row row = {
+            .id = (const char *)sqlite3_column_text(st, 0),
+            .first_seen_ms = sqlite3_column_int64(st, 1),
+            .last_seen_ms = sqlite3_column_int64(st, 2),
+            .client = (const char *)sqlite3_column_text(st, 3),
+            .protocol = (const char *)sqlite3_column_text(st, 4),
+            .acked_seq = sqlite3_column_int64(st, 5),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing devices");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code sqlite_device_forget(ps_store *base, const char *user, const char *device,
+                                    ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "DELETE FROM devices WHERE device_id = ?2"
+                             " AND user_id = (SELECT id FROM users WHERE name = ?1)",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+    if ((rc = run_sql(s, st, "forgetting a device", err)) != PS_OK)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "user %s has no device %s", user,
+                            device);
+    return PS_OK;
+}
+
 static const struct ps_store_ops SQLITE_OPS = {
     .name = "sqlite",
     .begin = sqlite_begin,
@@ -1209,6 +1299,9 @@ static const struct ps_store_ops SQLITE_OPS = {
     .account_each = sqlite_account_each,
     .access_generation = sqlite_access_generation,
     .user_rename = sqlite_user_rename,
+    .device_seen = sqlite_device_seen,
+    .device_list = sqlite_device_list,
+    .device_forget = sqlite_device_forget,
     .close = sqlite_close,
 };
 

@@ -1,0 +1,139 @@
+"""
+The device registry (issue 18, docs/protocol.md "Devices"): every device
+that syncs is recorded per user with first/last seen, its client (the v2
+request's `client`, else User-Agent), protocol and the change sequence it
+acknowledged: a v2 device's `ack` (else the BASE of the `cursor` it sends),
+a legacy device's /sync (the answer holds everything up to the user's
+sequence). `polysyncd devices list --user U [--json]`, `devices forget`.
+Oracle: the cursors the server itself returned ("c1.BASE.POS").
+"""
+import json
+import sqlite3
+import time
+import unittest
+
+from harness import ServerTestCase, run_polysyncd
+from sectools import SecurityTestCase
+
+
+def base_of(cursor):
+    return int(cursor.split(".")[1])
+
+
+class DevicesTest(ServerTestCase):
+
+    def admin(self, *args, expect=0):
+        r = run_polysyncd(list(args) + ["--db", "sqlite:" + self.server.db_path])
+        self.assertEqual(r.returncode, expect, "polysyncd %r: %s%s" % (args, r.stdout, r.stderr))
+        return r
+
+    def devices(self, user="local", *more):
+        rows = json.loads(self.admin("devices", "list", "--user", user, "--json", *more).stdout)
+        return {r["id"]: r for r in rows}
+
+    def test_v2_device_is_recorded_with_its_acknowledgement(self):
+        s = self.server
+        t0 = int(time.time() * 1000)
+        first = s.v2_ok({"deviceId": "laptop", "cursor": None, "client": "polysync/0.1",
+                         "changes": [{"chatId": "c1", "fields": {"title": "a"}}]})
+        d = self.devices()["laptop"]
+        self.assertEqual((d["protocol"], d["client"], d["ackedSeq"]), ("v2", "polysync/0.1", 0),
+                         "a first sync (no cursor) has applied nothing yet: %r" % d)
+        self.assertFalse(d["expired"])
+        # another device changes something; the laptop pulls it, then acks
+        s.v2_ok({"deviceId": "phone", "cursor": None,
+                 "changes": [{"chatId": "c2", "fields": {"title": "b"}}]})
+        pulled = s.v2_ok({"deviceId": "laptop", "cursor": first["cursor"]})
+        self.assertEqual(self.devices()["laptop"]["ackedSeq"], base_of(first["cursor"]),
+                         "the cursor sent is what the device has applied")
+        s.v2_ok({"deviceId": "laptop", "cursor": pulled["cursor"], "ack": pulled["cursor"]})
+        d = self.devices()["laptop"]
+        self.assertEqual(d["ackedSeq"], base_of(pulled["cursor"]))
+        self.assertGreater(d["ackedSeq"], base_of(first["cursor"]))
+        self.assertGreaterEqual(d["lastSeen"], d["firstSeen"])
+        self.assertEqual(set(self.devices()), {"laptop", "phone"})
+        # an explicit ack may lag the cursor (a client that pipelines)
+        s.v2_ok({"deviceId": "laptop", "cursor": pulled["cursor"], "ack": first["cursor"]})
+        self.assertEqual(self.devices()["laptop"]["ackedSeq"], base_of(first["cursor"]))
+        self.assertGreaterEqual(int(time.time() * 1000) + 1000, t0)
+
+    def test_bad_ack_is_400_and_changes_nothing(self):
+        s = self.server
+        for bad in ("nonsense", 7, "c1.5.2", {"x": 1}):
+            with self.subTest(ack=bad):
+                status, _, doc = s.v2({"deviceId": "d", "cursor": None, "ack": bad,
+                                       "changes": [{"chatId": "c9", "fields": {"title": "no"}}]})
+                self.assertEqual(status, 400, doc)
+                self.assertEqual((doc["code"], doc.get("field")), ("invalid_payload", "ack"), doc)
+        self.assertEqual(s.fetch(), [], "a refused request changes nothing")
+        self.assertEqual(self.devices(), {})
+
+    def test_legacy_device_with_an_id_is_a_device_and_its_sync_the_ack(self):
+        s = self.server
+        s.v2_ok({"deviceId": "laptop", "cursor": None,
+                 "changes": [{"chatId": "c1", "fields": {"title": "a"}},
+                             {"chatId": "c2", "fields": {"title": "b"}}]})
+        status, _, _ = s.request("POST", "/sync", body={"deviceId": "polyglot-tab", "chats": []},
+                                 headers={"User-Agent": "Mozilla/5.0 test"})
+        self.assertEqual(status, 200)
+        s.sync_ok({"chats": []})          # no deviceId: not a device (time rule)
+        s.push_ok([])                     # pushChats answers nothing: no ack
+        devices = self.devices()
+        self.assertEqual(set(devices), {"laptop", "polyglot-tab"})
+        d = devices["polyglot-tab"]
+        self.assertEqual((d["protocol"], d["client"]), ("legacy", "Mozilla/5.0 test"))
+        # its answer held both chats: the user's sequence after the two changes
+        later = s.v2_ok({"deviceId": "probe", "cursor": None})
+        self.assertEqual(d["ackedSeq"], base_of(later["cursor"]))
+
+    def test_forget_and_expired_and_text_listing(self):
+        s = self.server
+        s.v2_ok({"deviceId": "old-phone", "cursor": None})
+        s.v2_ok({"deviceId": "laptop", "cursor": None})
+        # old-phone last synced 91 days ago (past the default retention, 90)
+        db = sqlite3.connect(s.db_path)
+        with db:
+            db.execute("UPDATE devices SET last_seen_ms = last_seen_ms - 91 * 86400000"
+                       " WHERE device_id = 'old-phone'")
+        db.close()
+        devices = self.devices()
+        self.assertTrue(devices["old-phone"]["expired"])
+        self.assertFalse(devices["laptop"]["expired"])
+        self.assertFalse(self.devices("local", "--tombstone-retention", "100")["old-phone"]
+                         ["expired"], "within a 100-day retention it is not")
+        text = self.admin("devices", "list", "--user", "local").stdout.splitlines()
+        self.assertEqual(sorted(line.split("\t")[0] for line in text), ["laptop", "old-phone"])
+        self.assertIn("expired", [line for line in text if line.startswith("old-phone")][0])
+        r = self.admin("devices", "forget", "--user", "local", "old-phone")
+        self.assertIn("forgot device old-phone", r.stdout)
+        self.assertEqual(set(self.devices()), {"laptop"})
+        r = self.admin("devices", "forget", "--user", "local", "old-phone", expect=1)
+        self.assertIn("no device old-phone", r.stderr)
+        self.admin("devices", "list", expect=1)  # --user is required
+        self.admin("devices", "forget", "--user", "local", expect=1)  # which device?
+
+
+class DevicesPerUserTest(SecurityTestCase):
+
+    def test_devices_are_per_user_and_go_with_the_user(self):
+        s = self.auth_server()
+        bob = s.as_user(self.tok("bob"))
+        s.v2_ok({"deviceId": "alice-laptop", "cursor": None})
+        bob.v2_ok({"deviceId": "bob-phone", "cursor": None})
+        db = ["--db", "sqlite:" + s.db_path]
+
+        def listed(user):
+            r = run_polysyncd(["devices", "list", "--user", user, "--json"] + db)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return [d["id"] for d in json.loads(r.stdout)]
+
+        self.assertEqual(listed("alice"), ["alice-laptop"])
+        self.assertEqual(listed("bob"), ["bob-phone"])
+        r = run_polysyncd(["user", "delete", "bob", "--yes"] + db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(listed("bob"), [])
+        self.assertEqual(listed("alice"), ["alice-laptop"])
+
+
+if __name__ == "__main__":
+    unittest.main()
