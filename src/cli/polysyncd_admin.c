@@ -469,7 +469,8 @@ static int print_device(void *ctx, const ps_device_row *d)
     /* silent past the retention: its next sync gets 410 and resyncs */
     bool expired = l->now_ms - d->last_seen_ms > l->retention_ms;
     if (!l->json) {
-        printf("%s\t%s\t%s\t%s\t%s\t%lld\t%s\n", d->id, d->protocol, first, last,
+        printf("%s\t%s\t%s\t%s\t%s\t%lld\t%s\n", d->id[0] ? d->id : "(no deviceId)",
+               d->protocol, first, last,
                d->client[0] ? d->client : "-", (long long)d->acked_seq,
                expired ? "expired" : "active");
         return 0;

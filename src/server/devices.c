@@ -52,7 +52,8 @@ ps_code ps_devices_v2_ack(json_object *req, int64_t *acked_seq, ps_error *err)
 }
 
 void ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
-                        const char *user_agent, int64_t acked_seq, int64_t now_ms)
+                        const char *user_agent, int64_t acked_seq, int64_t now_ms,
+                        int64_t retention_ms)
 {
     const char *device = json_object_get_string(json_object_object_get(req, "deviceId"));
     json_object *c = json_object_object_get(req, "client");
@@ -79,6 +80,10 @@ void ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
     ps_code rc = ps_store_begin(store, true, &err);
     if (rc == PS_OK) {
         rc = store->ops->device_seen(store, user, device, client, "v2", acked_seq, now_ms, &err);
+        int64_t collected = 0;
+        if (rc == PS_OK && acked_seq > 0) /* docs/merge.md, tombstone collection */
+            rc = store->ops->purge_acknowledged(store, user, now_ms - retention_ms, &collected,
+                                                &err);
         if (rc == PS_OK)
             rc = ps_store_commit(store, &err);
         else

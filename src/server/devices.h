@@ -19,8 +19,11 @@ ps_code ps_devices_v2_ack(json_object *req, int64_t *acked_seq, ps_error *err);
 /* Records the v2 device after its sync succeeded, in a write transaction
  * of its own — skipped while the device's acknowledgement is unchanged and
  * it was written less than a minute ago (a device polling costs no write).
+ * With it, the user's tombstones every device seen within retention_ms
+ * has acknowledged are collected (store.h, purge_acknowledged).
  * Failures are logged, never the sync's. */
 void ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
-                        const char *user_agent, int64_t acked_seq, int64_t now_ms);
+                        const char *user_agent, int64_t acked_seq, int64_t now_ms,
+                        int64_t retention_ms);
 
 #endif

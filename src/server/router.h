@@ -34,6 +34,7 @@ typedef struct ps_handler_env {
     const char *body_text; /* the raw body, for PS_BODY_RAW routes */
     size_t body_len;
     const char *user_agent; /* the request's User-Agent, "" when none (device registry) */
+    int64_t tombstone_retention_ms; /* devices silent longer are expired */
 } ps_handler_env;
 
 /* What a route's handler gets of the body. */

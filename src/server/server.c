@@ -661,6 +661,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         .started_ms = ps_time_now_ms(),
         .user = IMPLICIT_USER,
         .quota_bytes = (int64_t)cfg->quota_bytes,
+        .tombstone_retention_ms = cfg->tombstone_retention_ms,
     };
     atomic_init(&srv->inflight, 0);
     atomic_init(&srv->turned_away_done, 0);

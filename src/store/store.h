@@ -186,6 +186,17 @@ struct ps_store_ops {
     ps_code (*device_list)(ps_store *s, const char *user,
                            int (*fn)(void *ctx, const ps_device_row *row), void *ctx,
                            ps_error *err);
+    /*
+     * Tombstone collection by acknowledgement (docs/merge.md): forgets the
+     * user's chat and message tombstones that every device seen since
+     * active_since_ms has acknowledged (sequence <= the least acked_seq of
+     * those devices), raising purged_seq past them so an older cursor gets
+     * 410. Nothing when no device was seen since then, or when one of them
+     * has acknowledged nothing (-1; a legacy client without a deviceId is
+     * such a device: its user keeps the time rule). *purged: how many.
+     */
+    ps_code (*purge_acknowledged)(ps_store *s, const char *user, int64_t active_since_ms,
+                                  int64_t *purged, ps_error *err);
     /* Forgets a device; PS_ERR_NOT_FOUND when the user has no such one. */
     ps_code (*device_forget)(ps_store *s, const char *user, const char *device, ps_error *err);
     void (*close)(ps_store *s);

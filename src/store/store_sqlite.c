@@ -1248,6 +1248,73 @@ static ps_code sqlite_device_list(ps_store *base, const char *user,
     return rc;
 }
 
+/* Runs `sql` with ?1 = user id, ?2 = sequence; *changes = rows changed. */
+static ps_code run_for_user(sqlite_store *s, const char *sql, int64_t user_id, int64_t seq,
+                            int64_t *changes, ps_error *err)
+{
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s, sql, &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, seq);
+    rc = run_sql(s, st, "collecting tombstones", err);
+    if (changes)
+        *changes = sqlite3_changes64(s->db);
+    return rc;
+}
+
+static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user,
+                                         int64_t active_since_ms, int64_t *purged, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    *purged = 0;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT u.id, min(d.acked_seq) FROM users u JOIN devices d"
+                             " ON d.user_id = u.id WHERE u.name = ?1 AND d.last_seen_ms >= ?2"
+                             " GROUP BY u.id",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, active_since_ms);
+    int r = sqlite3_step(st);
+    int64_t user_id = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    int64_t acked = r == SQLITE_ROW ? sqlite3_column_int64(st, 1) : -1;
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        return db_error(s, err, "reading acknowledgements");
+    if (acked <= 0)
+        return PS_OK;
+    int64_t chats = 0, messages = 0;
+    /* first the mark: cursors from before what goes can no longer be served */
+    if ((rc = run_for_user(s,
+                           "UPDATE users SET purged_seq = max(purged_seq,"
+                           " coalesce((SELECT max(seq) FROM chats WHERE user_id = ?1"
+                           "   AND live = 0 AND seq <= ?2), 0),"
+                           " coalesce((SELECT max(seq) FROM messages WHERE user_id = ?1"
+                           "   AND value IS NULL AND seq <= ?2), 0)) WHERE id = ?1",
+                           user_id, acked, NULL, err)) != PS_OK ||
+        (rc = run_for_user(s,
+                           "DELETE FROM messages WHERE user_id = ?1 AND value IS NULL"
+                           " AND seq <= ?2",
+                           user_id, acked, &messages, err)) != PS_OK ||
+        (rc = run_for_user(s, "DELETE FROM chats WHERE user_id = ?1 AND live = 0 AND seq <= ?2",
+                           user_id, acked, &chats, err)) != PS_OK)
+        return rc;
+    *purged = chats + messages;
+    if (*purged) /* the running byte count does not see deletions */
+        rc = run_for_user(s,
+                          "UPDATE users SET bytes ="
+                          " (SELECT coalesce(sum(length(state) + length(doc)), 0)"
+                          "   FROM chat_bodies WHERE user_id = ?1) +"
+                          " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0)"
+                          "   FROM messages WHERE user_id = ?1) WHERE id = ?1",
+                          user_id, 0, NULL, err);
+    return rc;
+}
+
 static ps_code sqlite_device_forget(ps_store *base, const char *user, const char *device,
                                     ps_error *err)
 {
@@ -1302,6 +1369,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .device_seen = sqlite_device_seen,
     .device_list = sqlite_device_list,
     .device_forget = sqlite_device_forget,
+    .purge_acknowledged = sqlite_purge_acknowledged,
     .close = sqlite_close,
 };
 

@@ -76,8 +76,6 @@ class DevicesTest(ServerTestCase):
         status, _, _ = s.request("POST", "/sync", body={"deviceId": "polyglot-tab", "chats": []},
                                  headers={"User-Agent": "Mozilla/5.0 test"})
         self.assertEqual(status, 200)
-        s.sync_ok({"chats": []})          # no deviceId: not a device (time rule)
-        s.push_ok([])                     # pushChats answers nothing: no ack
         devices = self.devices()
         self.assertEqual(set(devices), {"laptop", "polyglot-tab"})
         d = devices["polyglot-tab"]
@@ -85,6 +83,15 @@ class DevicesTest(ServerTestCase):
         # its answer held both chats: the user's sequence after the two changes
         later = s.v2_ok({"deviceId": "probe", "cursor": None})
         self.assertEqual(d["ackedSeq"], base_of(later["cursor"]))
+        # /pushChats answers nothing: seen, but no acknowledgement
+        s.request("POST", "/pushChats", body={"deviceId": "polyglot-tab", "chats": []})
+        self.assertEqual(self.devices()["polyglot-tab"]["ackedSeq"], d["ackedSeq"])
+        # no deviceId: the device "" that acknowledges nothing (time rule)
+        s.sync_ok({"chats": []})
+        anon = self.devices()[""]
+        self.assertEqual((anon["protocol"], anon["ackedSeq"]), ("legacy", -1))
+        text = self.admin("devices", "list", "--user", "local").stdout
+        self.assertIn("(no deviceId)\tlegacy", text)
 
     def test_forget_and_expired_and_text_listing(self):
         s = self.server
@@ -111,6 +118,100 @@ class DevicesTest(ServerTestCase):
         self.assertIn("no device old-phone", r.stderr)
         self.admin("devices", "list", expect=1)  # --user is required
         self.admin("devices", "forget", "--user", "local", expect=1)  # which device?
+
+
+class TombstoneCollectionTest(ServerTestCase):
+    """docs/merge.md, "Tombstone collection by acknowledgement". Oracle:
+    the rule — a tombstone goes once every device seen within the
+    retention has acknowledged a cursor past it — and the store's rows."""
+
+    def tombstones(self):
+        db = sqlite3.connect(self.server.db_path)
+        try:
+            chats = db.execute("SELECT count(*) FROM chats WHERE live = 0").fetchone()[0]
+            msgs = db.execute("SELECT count(*) FROM messages WHERE value IS NULL").fetchone()[0]
+        finally:
+            db.close()
+        return chats, msgs
+
+    def age(self, device, days):
+        db = sqlite3.connect(self.server.db_path)
+        with db:
+            db.execute("UPDATE devices SET last_seen_ms = last_seen_ms - ? * 86400000"
+                       " WHERE device_id = ?", (days, device))
+        db.close()
+
+    def test_one_device_collects_at_once_after_its_ack(self):
+        s = self.server
+        a = s.v2_ok({"deviceId": "A", "cursor": None, "changes": [
+            {"chatId": "c1", "fields": {"title": "x"},
+             "messages": [{"id": "m1", "role": "user", "content": "hi"},
+                          {"id": "m2", "role": "user", "content": "yo"}]},
+            {"chatId": "c2", "fields": {"title": "y"}}]})
+        a = s.v2_ok({"deviceId": "A", "cursor": a["cursor"], "changes": [
+            {"chatId": "c2", "clock": 5, "deleteChat": True},
+            {"chatId": "c1", "clock": 5, "deleteMessages": ["m2"]}]})
+        self.assertEqual(self.tombstones(), (1, 1), "kept until A acknowledges")
+        a = s.v2_ok({"deviceId": "A", "cursor": a["cursor"]})
+        self.assertEqual(self.tombstones(), (0, 0), "A applied them: nobody needs them")
+        a = s.v2_ok({"deviceId": "A", "cursor": a["cursor"]})
+        self.assertEqual([c["id"] for c in s.fetch()], ["c1"])
+
+    def test_every_active_device_must_acknowledge_and_a_silent_one_expires(self):
+        s = self.server
+        cur = {}
+        for d in ("A", "B", "C"):
+            cur[d] = s.v2_ok({"deviceId": d, "cursor": None, "changes": [
+                {"chatId": "c-" + d, "fields": {"title": d}}]})["cursor"]
+        for d in ("A", "B", "C"):
+            cur[d] = s.v2_ok({"deviceId": d, "cursor": cur[d]})["cursor"]
+        cur["A"] = s.v2_ok({"deviceId": "A", "cursor": cur["A"], "changes": [
+            {"chatId": "c-B", "clock": 9, "deleteChat": True}]})["cursor"]
+        cur["A"] = s.v2_ok({"deviceId": "A", "cursor": cur["A"]})["cursor"]
+        self.assertEqual(self.tombstones()[0], 1, "B and C have not acknowledged")
+        b = s.v2_ok({"deviceId": "B", "cursor": cur["B"]})
+        self.assertIn({"id": "c-B", "deleted": True}, b["chats"])
+        cur["B"] = s.v2_ok({"deviceId": "B", "cursor": b["cursor"]})["cursor"]
+        self.assertEqual(self.tombstones()[0], 1, "C has not acknowledged")
+        # C goes silent past the retention: it no longer holds the tombstone
+        self.age("C", 91)
+        s.v2_ok({"deviceId": "A", "cursor": cur["A"], "ack": cur["A"],
+                 "changes": [{"chatId": "c-A", "clock": 10, "fields": {"title": "A2"}}]})
+        cur["A"] = s.v2_ok({"deviceId": "A", "cursor": cur["A"]})["cursor"]
+        s.v2_ok({"deviceId": "A", "cursor": cur["A"]})
+        self.assertEqual(self.tombstones()[0], 0)
+        listed = json.loads(run_polysyncd(["devices", "list", "--user", "local", "--json",
+                                           "--db", "sqlite:" + s.db_path]).stdout)
+        self.assertTrue([d for d in listed if d["id"] == "C"][0]["expired"])
+        # C comes back with its old cursor: 410, it resyncs
+        status, _, doc = s.v2({"deviceId": "C", "cursor": cur["C"]})
+        self.assertEqual((status, doc.get("code")), (410, "cursor_expired"), doc)
+        # active devices never get 410 from a collection
+        for d in ("A", "B"):
+            self.assertEqual(s.v2({"deviceId": d, "cursor": cur[d]})[0], 200)
+
+    def test_a_legacy_client_without_device_id_keeps_the_time_rule(self):
+        s = self.server
+        s.sync_ok({"chats": [{"id": "c1", "title": "t", "messages": []}]})  # no deviceId
+        a = s.v2_ok({"deviceId": "A", "cursor": None})
+        a = s.v2_ok({"deviceId": "A", "cursor": a["cursor"], "changes": [
+            {"chatId": "c1", "clock": 50, "deleteChat": True}]})
+        s.v2_ok({"deviceId": "A", "cursor": a["cursor"]})
+        self.assertEqual(self.tombstones()[0], 1, "the anonymous client may hold c1")
+        self.age("", 91)  # gone for longer than the retention
+        a = s.v2_ok({"deviceId": "A", "cursor": a["cursor"], "changes": [
+            {"chatId": "c2", "clock": 51, "fields": {"title": "n"}}]})
+        s.v2_ok({"deviceId": "A", "cursor": a["cursor"]})
+        self.assertEqual(self.tombstones()[0], 0)
+
+    def test_legacy_device_sync_is_its_ack(self):
+        s = self.server
+        s.sync_ok({"deviceId": "P", "chats": [{"id": "c1", "title": "t", "messages": []}]})
+        s.delete_chat("c1")
+        self.assertEqual(self.tombstones()[0], 1)
+        doc = s.sync_ok({"deviceId": "P", "chats": []})
+        self.assertEqual([d["id"] for d in doc["deletions"]], ["c1"], "P hears of it...")
+        self.assertEqual(self.tombstones()[0], 0, "...and that answer is its acknowledgement")
 
 
 class DevicesPerUserTest(SecurityTestCase):
