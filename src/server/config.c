@@ -166,6 +166,8 @@ static void usage(FILE *f)
             "  polysyncd token list|revoke ..., user disable|enable|rename ...\n"
             "  polysyncd devices list --user NAME [--json], devices forget --user NAME ID\n"
             "  (polysyncd token --help for all)\n"
+            "  polysyncd import --user NAME FILE [--dry-run] [--db URL]\n"
+            "  polysyncd export --user NAME [--output FILE] [--tombstones] [--db URL]\n"
             "  --help                   this text\n"
             "  --version                the version\n\n"
             "Docs: docs/operations.md\n");
