@@ -70,14 +70,32 @@ void ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
     uint64_t key = ps_hash64(keybuf, ulen + 1 + dlen) | 1; /* 0: an empty slot */
     recent *slot = &recent_writes[key % RECENT_SLOTS];
     pthread_mutex_lock(&recent_lock);
-    bool fresh = slot->key == key && slot->acked_seq == acked_seq &&
-                 now_ms - slot->written_ms < REWRITE_AFTER_MS;
+    bool known = slot->key == key && now_ms - slot->written_ms < REWRITE_AFTER_MS;
+    bool same = known && slot->acked_seq == acked_seq;
     pthread_mutex_unlock(&recent_lock);
-    if (fresh)
+    if (same)
         return;
     ps_error err;
     ps_error_clear(&err);
-    ps_code rc = ps_store_begin(store, true, &err);
+    ps_code rc;
+    if (known) {
+        /* The ack moved. It matters now only if tombstones wait on it;
+         * otherwise it is written with the row's next minutely refresh, so
+         * a device that only pulls causes no write (a no-op sync stays
+         * read-only: docs/storage.md). */
+        int64_t tombstones = 0;
+        rc = ps_store_begin(store, false, &err);
+        if (rc == PS_OK) {
+            rc = store->ops->user_tombstones(store, user, &tombstones, &err);
+            if (rc == PS_OK)
+                rc = ps_store_commit(store, &err);
+            else
+                ps_store_rollback(store);
+        }
+        if (rc == PS_OK && tombstones == 0)
+            return;
+    }
+    rc = ps_store_begin(store, true, &err);
     if (rc == PS_OK) {
         rc = store->ops->device_seen(store, user, device, client, "v2", acked_seq, now_ms, &err);
         int64_t collected = 0;

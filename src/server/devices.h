@@ -18,7 +18,8 @@ ps_code ps_devices_v2_ack(json_object *req, int64_t *acked_seq, ps_error *err);
 
 /* Records the v2 device after its sync succeeded, in a write transaction
  * of its own — skipped while the device's acknowledgement is unchanged and
- * it was written less than a minute ago (a device polling costs no write).
+ * it was written less than a minute ago, and while it moves but the user
+ * has no tombstone for it to free (a device polling costs no write).
  * With it, the user's tombstones every device seen within retention_ms
  * has acknowledged are collected (store.h, purge_acknowledged).
  * Failures are logged, never the sync's. */

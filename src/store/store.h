@@ -201,6 +201,9 @@ struct ps_store_ops {
      */
     ps_code (*purge_acknowledged)(ps_store *s, const char *user, int64_t active_since_ms,
                                   int64_t *purged, ps_error *err);
+    /* How many chat and message tombstones the user has (0 when no user):
+     * whether an acknowledgement is worth a write now. */
+    ps_code (*user_tombstones)(ps_store *s, const char *user, int64_t *count, ps_error *err);
     /* Forgets a device; PS_ERR_NOT_FOUND when the user has no such one. */
     ps_code (*device_forget)(ps_store *s, const char *user, const char *device, ps_error *err);
     /* A full-state device's base for one chat (docs/merge.md, "The base

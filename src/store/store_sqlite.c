@@ -1439,6 +1439,27 @@ static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user,
     return rc;
 }
 
+static ps_code sqlite_user_tombstones(ps_store *base, const char *user, int64_t *count,
+                                      ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT (SELECT count(*) FROM chats WHERE user_id = u.id"
+                             "   AND live = 0) + (SELECT count(*) FROM messages"
+                             "   WHERE user_id = u.id AND value IS NULL)"
+                             " FROM users u WHERE u.name = ?1",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    *count = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "counting tombstones");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static ps_code sqlite_device_forget(ps_store *base, const char *user, const char *device,
                                     ps_error *err)
 {
@@ -1497,6 +1518,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .device_list = sqlite_device_list,
     .device_forget = sqlite_device_forget,
     .purge_acknowledged = sqlite_purge_acknowledged,
+    .user_tombstones = sqlite_user_tombstones,
     .close = sqlite_close,
 };
 

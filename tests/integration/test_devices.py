@@ -34,6 +34,11 @@ class DevicesTest(ServerTestCase):
     def test_v2_device_is_recorded_with_its_acknowledgement(self):
         s = self.server
         t0 = int(time.time() * 1000)
+        # a tombstone the watch (which never syncs again) holds: acks then
+        # matter, and each one is written at once (docs/protocol.md)
+        s.v2_ok({"deviceId": "watch", "cursor": None,
+                 "changes": [{"chatId": "gone", "fields": {"title": "g"}},
+                             {"chatId": "gone", "clock": 3, "deleteChat": True}]})
         first = s.v2_ok({"deviceId": "laptop", "cursor": None, "client": "polysync/0.1",
                          "changes": [{"chatId": "c1", "fields": {"title": "a"}}]})
         d = self.devices()["laptop"]
@@ -51,7 +56,7 @@ class DevicesTest(ServerTestCase):
         self.assertEqual(d["ackedSeq"], base_of(pulled["cursor"]))
         self.assertGreater(d["ackedSeq"], base_of(first["cursor"]))
         self.assertGreaterEqual(d["lastSeen"], d["firstSeen"])
-        self.assertEqual(set(self.devices()), {"laptop", "phone"})
+        self.assertEqual(set(self.devices()), {"watch", "laptop", "phone"})
         # an explicit ack may lag the cursor (a client that pipelines)
         s.v2_ok({"deviceId": "laptop", "cursor": pulled["cursor"], "ack": first["cursor"]})
         self.assertEqual(self.devices()["laptop"]["ackedSeq"], base_of(first["cursor"]))
