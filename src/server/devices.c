@@ -27,8 +27,7 @@ static ps_code cursor_base(json_object *v, const char *field, int64_t *base, ps_
     if (!json_object_is_type(v, json_type_string) ||
         sscanf(s, "c1.%lld.%lld%n", &b, &p, &used) != 2 || s[used] != '\0' || b < 0 || p < b)
         return ps_error_set(err, PS_ERR_INVALID, -1, field,
-                            "%s must be the cursor of an answer this server gave, or null",
-                            field);
+                            "%s must be the cursor of an answer this server gave, or null", field);
     /* BASE, not POS: mid-pull, a chat that changed again is still owed to
      * the device with its older parts (sync_v2.c's cursor) */
     *base = b;
@@ -51,16 +50,15 @@ ps_code ps_devices_v2_ack(json_object *req, int64_t *acked_seq, ps_error *err)
     return cursor_base(v, "cursor", acked_seq, err) == PS_OK ? PS_OK : (*acked_seq = -1, PS_OK);
 }
 
-void ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
-                        const char *user_agent, int64_t acked_seq, int64_t now_ms,
-                        int64_t retention_ms)
+void ps_devices_note_v2(ps_store *store, const char *user, json_object *req, const char *user_agent,
+                        int64_t acked_seq, int64_t now_ms, int64_t retention_ms)
 {
     const char *device = json_object_get_string(json_object_object_get(req, "deviceId"));
     json_object *c = json_object_object_get(req, "client");
-    const char *client = json_object_is_type(c, json_type_string) &&
-                                 json_object_get_string_len(c) <= 256
-                             ? json_object_get_string(c)
-                             : user_agent;
+    const char *client =
+        json_object_is_type(c, json_type_string) && json_object_get_string_len(c) <= 256
+            ? json_object_get_string(c)
+            : user_agent;
     size_t ulen = strlen(user), dlen = strlen(device);
     char keybuf[2 * 257 + 1];
     if (ulen + dlen + 1 > sizeof keybuf - 1)
