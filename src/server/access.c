@@ -111,6 +111,15 @@ static int account_cmp(const void *a, const void *b)
     return strcmp(((const account *)a)->name, ((const account *)b)->name);
 }
 
+/* For bsearch. Empty lists have no array at all (qsort must not see NULL). */
+static void sort_snapshot(snapshot *s)
+{
+    if (s->ntokens)
+        qsort(s->tokens, s->ntokens, sizeof *s->tokens, token_cmp);
+    if (s->naccounts)
+        qsort(s->accounts, s->naccounts, sizeof *s->accounts, account_cmp);
+}
+
 static const revoked_token *find_token(const snapshot *s, const char *jti)
 {
     revoked_token key = {.jti = (char *)jti};
@@ -189,8 +198,7 @@ static void refresh(ps_access *acc, bool force)
         /* keep refusing what we knew; try again at the next poll */
         fprintf(stderr, "polysyncd: reading revoked tokens failed: %s\n", err.message);
     } else if (fresh) {
-        qsort(fresh->tokens, fresh->ntokens, sizeof *fresh->tokens, token_cmp);
-        qsort(fresh->accounts, fresh->naccounts, sizeof *fresh->accounts, account_cmp);
+        sort_snapshot(fresh);
         pthread_rwlock_wrlock(&acc->rw);
         snapshot *old = acc->snap;
         acc->snap = fresh;
@@ -246,8 +254,7 @@ ps_code ps_access_new(ps_store *store, unsigned poll_ms, ps_access_cut_fn cut, v
     int64_t generation = 0;
     ps_code rc = load(acc, true, &first, &generation, err);
     if (rc == PS_OK) {
-        qsort(first->tokens, first->ntokens, sizeof *first->tokens, token_cmp);
-        qsort(first->accounts, first->naccounts, sizeof *first->accounts, account_cmp);
+        sort_snapshot(first);
         acc->snap = first;
         acc->generation = generation;
         acc->loaded = true;
