@@ -195,9 +195,10 @@ struct ps_store_ops {
      * user's chat and message tombstones that every device seen since
      * active_since_ms has acknowledged (sequence <= the least acked_seq of
      * those devices), raising purged_seq past them so an older cursor gets
-     * 410. Nothing when no device was seen since then, or when one of them
-     * has acknowledged nothing (-1; a legacy client without a deviceId is
-     * such a device: its user keeps the time rule). *purged: how many.
+     * 410. Nothing when no device was seen since then, when one of them
+     * has acknowledged nothing (-1), or when one of them is a legacy device
+     * (protocol "legacy", with a deviceId or not: no cursor, so no 410 can
+     * make it resync; its user keeps the time rule). *purged: how many.
      */
     ps_code (*purge_acknowledged)(ps_store *s, const char *user, int64_t active_since_ms,
                                   int64_t *purged, ps_error *err);

@@ -1395,7 +1395,8 @@ static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user,
     *purged = 0;
     sqlite3_stmt *st;
     ps_code rc = prepare_sql(s,
-                             "SELECT u.id, min(d.acked_seq) FROM users u JOIN devices d"
+                             "SELECT u.id, min(CASE d.protocol WHEN 'legacy' THEN -1"
+                             " ELSE d.acked_seq END) FROM users u JOIN devices d"
                              " ON d.user_id = u.id WHERE u.name = ?1 AND d.last_seen_ms >= ?2"
                              " GROUP BY u.id",
                              &st, err);
