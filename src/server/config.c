@@ -145,6 +145,8 @@ static void usage(FILE *f)
             "  --tls-cert PATH          serve HTTPS with this certificate (PEM)...\n"
             "  --tls-key PATH           ...and this private key (PEM)\n"
             "  --cors-origin ORIGIN     allow this browser origin (repeatable)\n"
+            "  --web-root DIR           serve the web client under /web/ from DIR\n"
+            "                           (default: the built or installed copy)\n"
             "\nLimits:\n"
             "  --rate-limit R           requests per second per user (default 0: no limit)\n"
             "  --rate-burst B           requests a user may burst (default 2 x R)\n"
@@ -203,6 +205,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         O_QUOTA,
         O_MAX_CONN,
         O_REQ_TIMEOUT,
+        O_WEB_ROOT,
         O_WS_MAX,
         O_WS_USER_MAX,
         O_WS_PING,
@@ -227,6 +230,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"cors-origin", required_argument, NULL, O_CORS},
+        {"web-root", required_argument, NULL, O_WEB_ROOT},
         {"rate-limit", required_argument, NULL, O_RATE},
         {"rate-burst", required_argument, NULL, O_BURST},
         {"max-user-requests", required_argument, NULL, O_USER_REQS},
@@ -337,6 +341,9 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--cors-origin";
             else
                 cfg->cors_origins[cfg->n_cors_origins++] = optarg;
+            break;
+        case O_WEB_ROOT:
+            cfg->web_root = optarg;
             break;
         case O_RATE:
         case O_BURST:
