@@ -75,5 +75,7 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
 /* In endpoints_v2.c. */
 void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *reply);
 void ps_handle_v2_events(const ps_handler_env *env, json_object *body, ps_reply *reply);
+/* In endpoints_devices.c. */
+void ps_handle_v2_devices(const ps_handler_env *env, json_object *body, ps_reply *reply);
 
 #endif

@@ -246,6 +246,14 @@ class DevicesPerUserTest(SecurityTestCase):
 
         self.assertEqual(listed("alice"), ["alice-laptop"])
         self.assertEqual(listed("bob"), ["bob-phone"])
+        # GET /v2/devices: a user's own devices only, with a token only
+        doc = s.ok("GET", "/v2/devices")
+        self.assertEqual([d["id"] for d in doc["devices"]], ["alice-laptop"])
+        self.assertEqual(doc["devices"][0]["protocol"], "v2")
+        self.assertEqual([d["id"] for d in bob.ok("GET", "/v2/devices")["devices"]],
+                         ["bob-phone"])
+        status, _, _ = s.request("GET", "/v2/devices", headers={"Authorization": None})
+        self.assertEqual(status, 401)
         r = run_polysyncd(["user", "delete", "bob", "--yes"] + db)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(listed("bob"), [])
