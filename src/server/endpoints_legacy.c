@@ -31,6 +31,8 @@ ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
         .max_response_bytes = env->max_response_bytes,
         .quota_bytes = env->quota_bytes,
         .limits = env->limits,
+        .client = env->user_agent,
+        .tombstone_retention_ms = env->tombstone_retention_ms,
         .changed = env->live ? notify_change : NULL,
         .changed_cls = (void *)env->live,
     };

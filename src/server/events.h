@@ -29,6 +29,11 @@ unsigned ps_events_open_count(ps_events *ev);
  * already. device NULL: every stream. Any thread. */
 void ps_events_notify(ps_events *ev, const char *user, const char *device);
 
+/* Ends every stream of `user` (its access was revoked or disabled): each
+ * finishes its current write and closes; EventSource reconnects and meets
+ * the verdict. Any thread. */
+void ps_events_close_user(ps_events *ev, const char *user);
+
 /*
  * A streaming response for `user` on `conn`, for the device named by the
  * request's `deviceId` query argument if any (1-256 bytes; else ignored);

@@ -7,6 +7,7 @@
 #include "server/server.h"
 #include "core/json_parse.h"
 #include "core/timestamp.h"
+#include "server/access.h"
 #include "server/auth.h"
 #include "server/conn_guard.h"
 #include "server/events.h"
@@ -57,6 +58,7 @@ struct ps_server {
     ps_ws *ws;     /* the live socket on / */
     ps_live live;  /* where handlers announce changes */
     ps_auth *auth; /* NULL: one implicit user */
+    ps_access *access; /* revoked tokens, disabled users; with auth */
     ps_limiter *limiter;
     ps_lane *lane;            /* large bodies: admission and worker threads */
     ps_conn_guard *guard;     /* per-address cap, head deadline */
@@ -101,6 +103,7 @@ typedef struct request {
     unsigned status; /* of the answer queued; 0 = none yet */
     uint64_t bytes_in, bytes_out;
     int64_t t0_us; /* monotonic */
+    char user_agent[128]; /* for the device registry; cut to fit */
     ps_ws_pending ws; /* a live socket being opened */
     bool not_inflight; /* a live socket: ps_ws_close_all ends it, not the drain */
 } request;
@@ -292,14 +295,26 @@ static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *re
         ps_error err;
         ps_error_clear(&err);
         const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-        if (ps_auth_check(srv->auth, authz, ps_time_now_ms() / 1000, req->user, sizeof req->user,
-                          &err) != PS_OK) {
+        ps_auth_claims claims;
+        if (ps_auth_check_claims(srv->auth, authz, ps_time_now_ms() / 1000, req->user,
+                                 sizeof req->user, &claims, &err) != PS_OK) {
             char client[PS_CLIENT_ADDR_MAX];
             client_address(conn, client, sizeof client);
             ps_log_auth_failure(req->request_id, client, err.message);
             ps_metrics_auth_failure();
             req->user[0] = '\0';
             ps_reply_from_error(reply, &err);
+            return true;
+        }
+        ps_access_verdict verdict = ps_access_check(srv->access, req->user, &claims);
+        if (verdict != PS_ACCESS_OK) {
+            /* logged like any refused token: fail2ban reads these lines */
+            char client[PS_CLIENT_ADDR_MAX];
+            client_address(conn, client, sizeof client);
+            ps_log_auth_failure(req->request_id, client,
+                                verdict == PS_ACCESS_REVOKED ? "token revoked" : "user disabled");
+            ps_metrics_auth_failure();
+            ps_access_reply(reply, verdict);
             return true;
         }
     }
@@ -507,6 +522,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     env.user = req->user;
     env.body_text = req->body.data ? req->body.data : "";
     env.body_len = req->body.len;
+    env.user_agent = req->user_agent;
     req->route->handler(&env, body, reply);
     json_object_put(body);
 }
@@ -561,6 +577,7 @@ static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *con
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     ps_ws_gate gate = {
         .auth = srv->auth,
+        .access = srv->access,
         .implicit_user = IMPLICIT_USER,
         .draining = atomic_load(&srv->draining),
         /* the same origins as CORS: pages that may not read the API may
@@ -602,6 +619,8 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         ps_accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
     req->allow_origin =
         cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    const char *agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
+    snprintf(req->user_agent, sizeof req->user_agent, "%s", agent ? agent : "");
     reply.allow_origin = req->allow_origin;
     reply.hsts = srv->tls_cert != NULL;
     reply.request_id = req->request_id;
@@ -864,6 +883,7 @@ static ps_code read_pem(const char *path, char **out, ps_error *err)
 
 static void server_free(ps_server *srv)
 {
+    ps_access_free(srv->access); /* its poller cuts streams: stop it first */
     ps_events_free(srv->events);
     ps_ws_free(srv->ws);
     ps_auth_free(srv->auth);
@@ -878,6 +898,17 @@ static void server_free(ps_server *srv)
     free(srv->web_root);
     free(srv);
 }
+
+/* A user's access was revoked or disabled: their live streams and sockets
+ * end now (the poller's thread). */
+static void cut_user(void *ctx, const char *user)
+{
+    ps_server *srv = ctx;
+    ps_events_close_user(srv->events, user);
+    ps_ws_close_user(srv->ws, user);
+}
+
+#define ACCESS_POLL_MS 1000 /* how soon a revocation by another process counts */
 
 /* Auth, limits and TLS material, before the daemon starts. */
 static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
@@ -932,6 +963,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     };
     if (!(srv->ws = ps_ws_new(&wc)))
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live socket");
+    if (srv->auth && (rc = ps_access_new(srv->env.store, ACCESS_POLL_MS, cut_user, srv,
+                                         &srv->access, err)) != PS_OK)
+        return rc;
     srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
     srv->env.live = &srv->live;
     srv->web_root = ps_static_find_root(cfg->web_root, PS_WEB_ROOT_INSTALLED);
@@ -1033,6 +1067,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         .started_ms = ps_time_now_ms(),
         .user = IMPLICIT_USER,
         .quota_bytes = (int64_t)cfg->quota_bytes,
+        .tombstone_retention_ms = cfg->tombstone_retention_ms,
     };
     atomic_init(&srv->inflight, 0);
     atomic_init(&srv->turned_away_done, 0);
