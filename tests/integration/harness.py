@@ -378,6 +378,31 @@ class Server:
         finally:
             conn.close()
 
+    def request_early_answer(self, method, path, headers, timeout=HTTP_TIMEOUT):
+        """One request whose head may be refused before it is all sent (431,
+        413): the server answers and closes while we are still writing, so
+        writing stops at the first EPIPE/ECONNRESET and the answer is read
+        from what arrived. Returns (status, headers, parsed JSON or None)."""
+        head = "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" % (method, path)
+        if self.token is not None and not any(k.lower() == "authorization" for k in headers):
+            head += "Authorization: Bearer %s\r\n" % self.token
+        for k, v in headers.items():
+            head += "%s: %s\r\n" % (k, v)
+        data = (head + "\r\n").encode("latin-1")
+        sock = self.connect(timeout)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    n = sock.send(view[:65536])
+                    view = view[n:]
+            except (BrokenPipeError, ConnectionResetError):
+                pass   # refused mid-head; its answer is already on the way
+            status, hdrs, body = read_http_response(sock, timeout)
+        finally:
+            sock.close()
+        return status, hdrs, json_or_none(body)
+
     def ok(self, method, path, body=None, **kw):
         status, _, doc = self.request(method, path, body=body, **kw)
         if status != 200:
