@@ -307,6 +307,22 @@ class Server:
         if self.own_tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
+    def store_state(self):
+        """Every row of every table of the server's SQLite store (tombstones,
+        clocks, sequences, sent hashes, message rows), read through a
+        read-only connection: what a rejected request must leave as it was.
+        {table: sorted list of row tuples}."""
+        import sqlite3
+        con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
+        try:
+            tables = [r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            return {t: sorted(con.execute('SELECT * FROM "%s"' % t.replace('"', '""')).fetchall(),
+                              key=repr)
+                    for t in tables}
+        finally:
+            con.close()
+
     def stderr_text(self):
         try:
             with open(self._stderr_path, "rb") as f:
@@ -522,6 +538,13 @@ class ServerTestCase(unittest.TestCase):
 
     def assertLamport(self, v, what="updatedAtLamport"):
         self.assertTrue(is_lamport(v), "%s must be [counter, deviceId], got %r" % (what, v))
+
+    def assertStoreUnchanged(self, before, what="a rejected request"):
+        """`before` is server.store_state(); compares table by table."""
+        after = self.server.store_state()
+        for table in sorted(set(before) | set(after)):
+            self.assertEqual(after.get(table), before.get(table),
+                             "%s changed the store's table %s" % (what, table))
 
     def assertErrorBody(self, doc, code):
         self.assertIsInstance(doc, dict, "error answers are JSON objects")

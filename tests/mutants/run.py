@@ -50,9 +50,24 @@ MUTANTS = [
      "    if (!chat->has_tombstone)\n        return newest != NULL;",
      "    return newest != NULL;",
      "a deleted chat stays deleted unless a newer change: deletions ignored"),
+    # libjwt itself refuses "none" when given a key, so the bug takes two
+    # steps: read an unsigned token without the key, and let its alg pass.
     ("alg-none-accepted", "src/server/auth.c",
-     "if (jwt_get_alg(jwt) != a->alg) {",
-     "if (jwt_get_alg(jwt) != a->alg && jwt_get_alg(jwt) != JWT_ALG_NONE) {",
+     "    if (jwt_decode(&jwt, token, a->key, (int)a->key_len) != 0 || !jwt) {\n"
+     "        rc = invalid(err, \"the token is malformed or its signature is wrong\");\n"
+     "        goto out;\n"
+     "    }\n"
+     "    if (jwt_get_alg(jwt) != a->alg) {",
+     "    if (jwt_decode(&jwt, token, a->key, (int)a->key_len) != 0 || !jwt) {\n"
+     "        jwt_free(jwt);\n"
+     "        jwt = NULL;\n"
+     "        if (jwt_decode(&jwt, token, NULL, 0) != 0 || !jwt ||\n"
+     "            jwt_get_alg(jwt) != JWT_ALG_NONE) {\n"
+     "            rc = invalid(err, \"the token is malformed or its signature is wrong\");\n"
+     "            goto out;\n"
+     "        }\n"
+     "    }\n"
+     "    if (jwt_get_alg(jwt) != a->alg && jwt_get_alg(jwt) != JWT_ALG_NONE) {",
      "one configured JWT algorithm: unsigned (alg none) tokens accepted"),
 ]
 
