@@ -143,5 +143,10 @@ static inline void ps_store_rollback(ps_store *s)
 
 /* Backend constructors, used by ps_store_open. */
 ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err);
+#ifdef PS_FAULT_INJECTION
+/* Test builds: wraps *s in the fault-injecting store of store_fault.c when
+ * PS_FAULT_STORE_FILE is set (else leaves it). */
+ps_code ps__store_fault_wrap(ps_store **s, ps_error *err);
+#endif
 
 #endif

@@ -1,0 +1,175 @@
+"""A failing store, through every endpoint (docs/protocol.md, "Errors").
+
+polysyncd_faults is polysyncd built with the fault-injecting store
+(src/store/store_fault.c): the file named by PS_FAULT_STORE_FILE says
+"GEN N KIND", and the Nth store call after a new GEN fails with KIND
+(busy, io, full). For each endpoint the test fails its 1st call, then its
+2nd, ... until a request makes fewer calls than N and succeeds; every
+failed one must answer the documented status (busy: 503 store_busy with
+Retry-After; io, full: 500 storage_error; /health: 503 store_unavailable)
+with a JSON error, and leave every table of the store as it was. The next
+request of the sweep then shows the server still serves (a transaction
+left open by a failed commit would fail it).
+
+One exception, by design of /v2/sync (docs/architecture.md): the push is
+committed before the pull is read, so a store failure in the pull answers
+the error with the push already durable (resending it is harmless: the
+merge is idempotent). The test checks exactly that for those calls.
+"""
+import os
+import re
+import unittest
+
+from harness import ServerTestCase, Server, chat, msg
+
+POLYSYNCD_FAULTS = os.environ.get("POLYSYNCD_FAULTS")
+T0 = "2025-02-01T10:00:00.000Z"
+KINDS = ("io", "busy", "full")
+FIRED = re.compile(r"^ps-fault: call (\d+) \((\w+)\) failed: (\w+)$", re.M)
+MAX_CALLS = 60   # a request making more store calls than this is a finding in itself
+
+
+class FaultServer(Server):
+    def start(self):
+        import harness
+        saved = harness.POLYSYNCD
+        harness.POLYSYNCD = POLYSYNCD_FAULTS
+        try:
+            return super().start()
+        finally:
+            harness.POLYSYNCD = saved
+
+
+class StoreFaultTest(ServerTestCase):
+
+    def setUp(self):
+        self._servers = []
+        self.assertTrue(POLYSYNCD_FAULTS and os.path.exists(POLYSYNCD_FAULTS),
+                        "POLYSYNCD_FAULTS must name the polysyncd_faults binary")
+        srv = FaultServer(())
+        self._servers.append(srv)
+        self.addCleanup(self._finish, srv)
+        self.switch = os.path.join(srv.tmpdir, "fault")
+        srv.env = {"PS_FAULT_STORE_FILE": self.switch}
+        self.server = srv.start()
+        self.gen = 0
+        s = self.server
+        s.push_ok([chat("kept", "kept", [msg("k1", timestamp=T0)], last_modified=T0),
+                   chat("doomed", "doomed", [msg("d1", timestamp=T0)], last_modified=T0)])
+        s.delete_chat("doomed")
+        s.v2_ok({"deviceId": "A", "changes": [{"chatId": "v", "clock": 3, "fields": {"title": "v2"}}]})
+
+    def arm(self, n, kind):
+        self.gen += 1
+        with open(self.switch + ".tmp", "w") as f:
+            f.write("%d %d %s\n" % (self.gen, n, kind))
+        os.replace(self.switch + ".tmp", self.switch)
+
+    def disarm(self):
+        if os.path.exists(self.switch):
+            os.remove(self.switch)
+
+    def faults_logged(self):
+        return FIRED.findall(self.server.stderr_text())
+
+    def sweep(self, what, send, ok_status=200, failed=None, prepare=None, landed=None):
+        """Fails call 1, 2, ... of `send` until it succeeds; returns the
+        number of calls that were failed. `prepare` runs before each try,
+        unarmed. `landed`: for /v2/sync, whose push commits before its pull
+        is read: once a fault has hit the push's commit, later calls are
+        the pull's, and a fault there answers the error with the push
+        already durable; landed() must then see it."""
+        n = 0
+        past_commit = False
+        while True:
+            n += 1
+            self.assertLessEqual(n, MAX_CALLS, "%s: still failing after %d calls" % (what, n))
+            kind = KINDS[n % len(KINDS)]
+            if prepare:
+                prepare()
+            logged = len(self.faults_logged())
+            state = self.server.store_state()
+            self.arm(n, kind)
+            status, headers, doc = send()
+            self.disarm()
+            fired = self.faults_logged()[logged:]
+            if not fired:
+                self.assertEqual(status, ok_status, "%s with no fault: %r" % (what, doc))
+                self.assertGreater(n, 1, "%s made no store call at all" % what)
+                return n - 1
+            self.assertEqual(len(fired), 1, fired)
+            where = "%s, call %d (%s) failed %s" % (what, n, fired[0][1], kind)
+            if failed:
+                want_status, want_code = failed
+            elif kind == "busy":
+                want_status, want_code = 503, "store_busy"
+            else:
+                want_status, want_code = 500, "storage_error"
+            self.assertEqual(status, want_status, "%s: %r" % (where, doc))
+            self.assertErrorBody(doc, want_code)
+            if want_code == "store_busy":
+                self.assertTrue(headers.get("Retry-After"), "%s: no Retry-After" % where)
+            if past_commit:
+                self.assertTrue(landed(), "%s: an error in the pull, but the push is not durable" % where)
+            else:
+                self.assertStoreUnchanged(state, where)
+            if landed and fired[0][1] == "commit":
+                past_commit = True
+
+    def test_every_endpoint_answers_a_failing_store(self):
+        s = self.server
+        counter = iter(range(1, 10 ** 6))
+
+        def legacy_sync():
+            i = next(counter)
+            return s.sync({"deviceId": "L", "clientClock": 100 + i, "chats": [
+                chat("kept", "renamed %d" % i, [msg("k1", timestamp=T0), msg("n%d" % i, timestamp=T0)],
+                     last_modified=T0, updatedAtLamport=[100 + i, "L"])]})
+
+        def push():
+            i = next(counter)
+            return s.request("POST", "/pushChats", body={"chats": [
+                chat("p%d" % i, "pushed", [msg("pm%d" % i, timestamp=T0)], last_modified=T0)]})
+
+        def v2_landed():
+            return any(c["id"] == "v" and c.get("title") == "t%d" % last[0] for c in s.fetch())
+
+        last = [0]
+
+        def v2_push():
+            i = next(counter)
+            last[0] = i
+            return s.v2({"deviceId": "B", "changes": [
+                {"chatId": "v", "clock": 1000 + i, "fields": {"title": "t%d" % i},
+                 "messages": [{"id": "vm%d" % i, "role": "user", "content": "x"}]},
+                {"chatId": "kept", "clock": 1000 + i, "deleteMessages": ["k1"]}]})
+
+        def make_doomed():
+            i = next(counter)
+            s.push_ok([chat("del%d" % i, "to delete", last_modified=T0)])
+            doomed.append("del%d" % i)
+
+        doomed = []
+        delete_one = lambda: s.request("POST", "/deleteChat", body={"chatId": doomed[-1]})
+        delete_many = lambda: s.request("POST", "/deleteChats", body={"chatIds": [doomed[-1], "nope"]})
+
+        cases = [
+            ("GET /fetchChats", lambda: s.request("GET", "/fetchChats"), None, None, None),
+            ("POST /sync", legacy_sync, None, None, None),
+            ("POST /pushChats", push, None, None, None),
+            ("POST /deleteChat", delete_one, None, make_doomed, None),
+            ("POST /deleteChats", delete_many, None, make_doomed, None),
+            ("POST /v2/sync push", v2_push, None, None, v2_landed),
+            ("POST /v2/sync first pull", lambda: s.v2({"deviceId": "R", "cursor": None}), None, None,
+             None),
+            ("GET /health", lambda: s.request("GET", "/health"), (503, "store_unavailable"), None,
+             None),
+        ]
+        for what, send, failed, prepare, landed in cases:
+            with self.subTest(what):
+                calls = self.sweep(what, send, failed=failed, prepare=prepare, landed=landed)
+                self.assertGreaterEqual(calls, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
