@@ -16,6 +16,7 @@ committed before the pull is read, so a store failure in the pull answers
 the error with the push already durable (resending it is harmless: the
 merge is idempotent). The test checks exactly that for those calls.
 """
+import http.client
 import os
 import re
 import unittest
@@ -169,6 +170,92 @@ class StoreFaultTest(ServerTestCase):
             with self.subTest(what):
                 calls = self.sweep(what, send, failed=failed, prepare=prepare, landed=landed)
                 self.assertGreaterEqual(calls, 1)
+
+
+ALLOC_FIRED = re.compile(r"^ps-fault: allocation (\d+) failed$", re.M)
+MAX_ALLOCS = 2000
+
+
+class AllocFaultTest(ServerTestCase):
+    """The Nth allocation of polysync's own code fails (tests/shim/
+    alloc_fault.c), for N = 1, 2, ... over each endpoint's request: the
+    server must not crash (the ASan build turns a NULL dereference or a
+    leak into a failure at stop), must answer a JSON error, 503 overloaded
+    or 500 internal_error/storage_error, or close the connection unanswered
+    (when not even the request's own state could be allocated), and leave
+    the store unchanged; or, when the failed allocation was one it could do
+    without, answer 200. The next request of the sweep shows it still
+    serves."""
+
+    def setUp(self):
+        self._servers = []
+        self.assertTrue(POLYSYNCD_FAULTS and os.path.exists(POLYSYNCD_FAULTS),
+                        "POLYSYNCD_FAULTS must name the polysyncd_faults binary")
+        srv = FaultServer(())
+        self._servers.append(srv)
+        self.addCleanup(self._finish, srv)
+        self.switch = os.path.join(srv.tmpdir, "alloc")
+        srv.env = {"PS_FAULT_ALLOC_FILE": self.switch}
+        self.server = srv.start()
+        self.gen = 0
+        self.server.push_ok([chat("kept", "kept", [msg("k1", timestamp=T0)], last_modified=T0)])
+
+    def arm(self, n):
+        self.gen += 1
+        with open(self.switch + ".tmp", "w") as f:
+            f.write("%d %d\n" % (self.gen, n))
+        os.replace(self.switch + ".tmp", self.switch)
+
+    def sweep(self, what, send, may_land=False):
+        n = 0
+        while True:
+            n += 1
+            self.assertLessEqual(n, MAX_ALLOCS, "%s: still failing after %d allocations" % (what, n))
+            logged = len(ALLOC_FIRED.findall(self.server.stderr_text()))
+            state = self.server.store_state()
+            self.arm(n)
+            try:
+                status, _, doc = send(n)
+            except (ConnectionError, http.client.HTTPException):
+                # no memory even for the request's own state: the connection
+                # is closed unanswered, which a client treats as a failure
+                status, doc = None, None
+            os.remove(self.switch)
+            fired = ALLOC_FIRED.findall(self.server.stderr_text())[logged:]
+            if not fired:
+                self.assertEqual(status, 200, "%s with no fault: %r" % (what, doc))
+                return n - 1
+            where = "%s, allocation %d failed" % (what, n)
+            if status == 200:
+                continue   # done without it (a cache, a log line): fine
+            if status is None:
+                if not may_land:
+                    self.assertStoreUnchanged(state, where)
+                continue
+            self.assertIn(status, (500, 503), "%s: %r" % (where, doc))
+            self.assertIsInstance(doc, dict, "%s: the error is not JSON: %r" % (where, self.server.last_body[:200]))
+            self.assertIn(doc.get("code"), ("overloaded", "internal_error", "storage_error"), where)
+            if not may_land:
+                self.assertStoreUnchanged(state, where)
+
+    def test_every_allocation_of_a_request_may_fail(self):
+        s = self.server
+        cases = [
+            ("GET /fetchChats", lambda n: s.request("GET", "/fetchChats"), False),
+            ("POST /sync", lambda n: s.sync({"deviceId": "L", "clientClock": n, "chats": [
+                chat("kept", "t%d" % n, [msg("k1", timestamp=T0), msg("a1", content="v%d" % n, timestamp=T0)],
+                     last_modified=T0, updatedAtLamport=[n, "L"])]}), False),
+            ("POST /v2/sync", lambda n: s.v2({"deviceId": "B", "changes": [
+                {"chatId": "v", "clock": n, "fields": {"title": "t%d" % n},
+                 "messages": [{"id": "m1", "role": "user", "content": "x%d" % n}]}]}), True),
+            ("POST /deleteChat", lambda n: s.request("POST", "/deleteChat", body={"chatId": "nope%d" % n}),
+             False),
+        ]
+        for what, send, may_land in cases:
+            with self.subTest(what):
+                allocs = self.sweep(what, send, may_land)
+                self.assertGreater(allocs, 0, "%s allocated nothing" % what)
+                print("%s: %d allocations failed in turn" % (what, allocs))
 
 
 if __name__ == "__main__":
