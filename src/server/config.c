@@ -37,6 +37,12 @@ void ps_config_defaults(ps_config *cfg)
     cfg->max_user_requests = 64;
     cfg->max_connections = 1024;
     cfg->request_timeout_s = 60;
+    /* live sockets count against --max-connections: half of them leaves
+     * room for HTTP; a user's devices and tabs fit in 16 */
+    cfg->ws_max_sockets = 512;
+    cfg->ws_max_user_sockets = 16;
+    cfg->ws_ping_interval_s = 30;
+    cfg->ws_queue_bytes = 2 * MIB;
 }
 
 bool ps_config_has_auth(const ps_config *cfg)
@@ -146,6 +152,13 @@ static void usage(FILE *f)
             "  --quota SIZE             stored bytes per user, e.g. 1G (default: no limit)\n"
             "  --max-connections N      open connections (default 1024)\n"
             "  --request-timeout S      a request body must arrive within S seconds (default 60)\n"
+            "\nLive socket (WebSocket on /, docs/protocol.md):\n"
+            "  --ws-max-sockets N       open live sockets, all users (default 512)\n"
+            "  --ws-max-user-sockets N  open live sockets of one user (default 16)\n"
+            "  --ws-ping-interval S     ping a socket silent for S seconds; drop it if\n"
+            "                           the pong takes another S (default 30)\n"
+            "  --ws-queue SIZE          frames waiting for one slow socket before it is\n"
+            "                           closed with 1013 (default 2M)\n"
             "\nAdministration:\n"
             "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
             "  polysyncd user list [--db URL]\n"
@@ -184,7 +197,11 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         O_LARGE_REQS,
         O_QUOTA,
         O_MAX_CONN,
-        O_REQ_TIMEOUT
+        O_REQ_TIMEOUT,
+        O_WS_MAX,
+        O_WS_USER_MAX,
+        O_WS_PING,
+        O_WS_QUEUE
     };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, O_BIND},
@@ -212,6 +229,10 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"quota", required_argument, NULL, O_QUOTA},
         {"max-connections", required_argument, NULL, O_MAX_CONN},
         {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
+        {"ws-max-sockets", required_argument, NULL, O_WS_MAX},
+        {"ws-max-user-sockets", required_argument, NULL, O_WS_USER_MAX},
+        {"ws-ping-interval", required_argument, NULL, O_WS_PING},
+        {"ws-queue", required_argument, NULL, O_WS_QUEUE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -348,6 +369,26 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--request-timeout";
             else
                 cfg->request_timeout_s = (unsigned)v;
+            break;
+        case O_WS_MAX:
+        case O_WS_USER_MAX:
+            /* 0 turns the live socket off (every upgrade refused) */
+            if (!parse_uint(optarg, 1000000, &v))
+                bad = c == O_WS_MAX ? "--ws-max-sockets" : "--ws-max-user-sockets";
+            else if (c == O_WS_MAX)
+                cfg->ws_max_sockets = (unsigned)v;
+            else
+                cfg->ws_max_user_sockets = (unsigned)v;
+            break;
+        case O_WS_PING:
+            if (!parse_uint(optarg, 86400, &v) || v == 0)
+                bad = "--ws-ping-interval";
+            else
+                cfg->ws_ping_interval_s = (unsigned)v;
+            break;
+        case O_WS_QUEUE:
+            if (!parse_size(optarg, &cfg->ws_queue_bytes) || cfg->ws_queue_bytes < 1024)
+                bad = "--ws-queue";
             break;
         case O_HELP:
             usage(out);

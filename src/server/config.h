@@ -45,6 +45,12 @@ typedef struct ps_config {
     size_t quota_bytes;          /* stored per user; 0 = unlimited */
     unsigned max_connections;
     unsigned request_timeout_s; /* a whole request must arrive within this */
+
+    /* the live socket on / (server/ws.h) */
+    unsigned ws_max_sockets;
+    unsigned ws_max_user_sockets;
+    unsigned ws_ping_interval_s;
+    size_t ws_queue_bytes;
 } ps_config;
 
 /* Whether a JWT key is configured. */
