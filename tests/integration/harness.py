@@ -191,6 +191,23 @@ def json_or_none(body):
         return None
 
 
+# ---- answers for the OpenAPI check ---------------------------------------
+
+def record_answer(method, path, resp, decoded, doc):
+    """With PS_OPENAPI_LOG set, appends the answer as one JSON line for
+    tools/openapi/check-answers.mjs (scripts/check-openapi-answers.sh)."""
+    log = os.environ.get("PS_OPENAPI_LOG")
+    ctype = resp.headers.get("Content-Type") or ""
+    if not log or ctype.startswith("text/event-stream"):
+        return
+    if decoded and doc is None and ctype.startswith("application/json"):
+        doc = "<not JSON>"   # fails any object schema
+    line = json.dumps({"method": method, "path": path.split("?", 1)[0], "status": resp.status,
+                       "contentType": ctype, "body": doc})
+    with open(log, "a") as f:
+        f.write(line + "\n")
+
+
 # ---- the server ----------------------------------------------------------
 
 class ServerError(AssertionError):
@@ -390,7 +407,9 @@ class Server:
                     decoded = None
             self.last_body = payload
             self.last_decoded = decoded
-            return resp.status, resp.headers, json_or_none(decoded) if decoded is not None else None
+            doc = json_or_none(decoded) if decoded is not None else None
+            record_answer(method, path, resp, decoded, doc)
+            return resp.status, resp.headers, doc
         finally:
             conn.close()
 
