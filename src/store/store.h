@@ -20,6 +20,11 @@
 
 typedef struct ps_store ps_store;
 
+/* A store call that failed must not go unseen (a lost commit error is a
+ * lost write). The vtable's function pointers cannot carry the attribute;
+ * the entry points below do. */
+#define PS_STORE_MUST_CHECK __attribute__((warn_unused_result))
+
 /* A user's row. Created on first use. */
 typedef struct ps_user {
     int64_t id;
@@ -124,15 +129,15 @@ struct ps_store {
  * Opens the store named by `url`: "sqlite:PATH" (folders created). Migrates
  * the schema forward. *out is the caller's, closed with ps_store_close().
  */
-ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
+PS_STORE_MUST_CHECK ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
 void ps_store_close(ps_store *s);
 
 /* Thin inline dispatch, so call sites read as plain function calls. */
-static inline ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
+static inline PS_STORE_MUST_CHECK ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
 {
     return s->ops->begin(s, write, err);
 }
-static inline ps_code ps_store_commit(ps_store *s, ps_error *err)
+static inline PS_STORE_MUST_CHECK ps_code ps_store_commit(ps_store *s, ps_error *err)
 {
     return s->ops->commit(s, err);
 }

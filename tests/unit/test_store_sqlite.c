@@ -97,7 +97,7 @@ static void reopen_keeps_chats(void **state)
     ps_chat_free(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "nope", true, &back, &err), PS_OK);
     assert_null(back);
-    ps_store_commit(s, &err);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
 }
 
@@ -119,7 +119,7 @@ static void rollback_discards(void **state)
     ps_chat *back = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "gone", true, &back, &err), PS_OK);
     assert_null(back);
-    ps_store_commit(s, &err);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
 }
 
@@ -185,7 +185,7 @@ static void migrates_from_version_1(void **state)
     assert_true(back->has_tombstone);
     assert_false(ps_chat_is_live(back));
     ps_chat_free(back);
-    ps_store_commit(s, &err);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
 }
 
