@@ -145,6 +145,8 @@ static void usage(FILE *f)
             "  --tls-cert PATH          serve HTTPS with this certificate (PEM)...\n"
             "  --tls-key PATH           ...and this private key (PEM)\n"
             "  --cors-origin ORIGIN     allow this browser origin (repeatable)\n"
+            "  --web-root DIR           serve the web client under /web/ from DIR\n"
+            "                           (default: the built or installed copy)\n"
             "\nLimits:\n"
             "  --rate-limit R           requests per second per user (default 0: no limit)\n"
             "  --rate-burst B           requests a user may burst (default 2 x R)\n"
@@ -163,6 +165,8 @@ static void usage(FILE *f)
             "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
             "  polysyncd user list [--db URL]\n"
             "  polysyncd user delete NAME [--db URL] [--yes]\n"
+            "  polysyncd import --user NAME FILE [--dry-run] [--db URL]\n"
+            "  polysyncd export --user NAME [--output FILE] [--tombstones] [--db URL]\n"
             "  --help                   this text\n"
             "  --version                the version\n\n"
             "Docs: docs/operations.md\n");
@@ -198,6 +202,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         O_QUOTA,
         O_MAX_CONN,
         O_REQ_TIMEOUT,
+        O_WEB_ROOT,
         O_WS_MAX,
         O_WS_USER_MAX,
         O_WS_PING,
@@ -222,6 +227,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"cors-origin", required_argument, NULL, O_CORS},
+        {"web-root", required_argument, NULL, O_WEB_ROOT},
         {"rate-limit", required_argument, NULL, O_RATE},
         {"rate-burst", required_argument, NULL, O_BURST},
         {"max-user-requests", required_argument, NULL, O_USER_REQS},
@@ -332,6 +338,9 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--cors-origin";
             else
                 cfg->cors_origins[cfg->n_cors_origins++] = optarg;
+            break;
+        case O_WEB_ROOT:
+            cfg->web_root = optarg;
             break;
         case O_RATE:
         case O_BURST:

@@ -36,6 +36,7 @@ typedef struct ps_config {
     const char *tls_key;
     const char *cors_origins[PS_MAX_CORS_ORIGINS];
     unsigned n_cors_origins;
+    const char *web_root; /* --web-root; NULL = the built or installed copy */
 
     /* abuse limits */
     double rate_limit; /* requests per second per user */

@@ -14,6 +14,7 @@
 #include "server/lane.h"
 #include "server/limits.h"
 #include "server/router.h"
+#include "server/static_files.h"
 #include "server/ws.h"
 #include "server/ws_upgrade.h"
 
@@ -51,6 +52,7 @@ struct ps_server {
     atomic_bool draining;
     _Atomic int64_t next_purge_ms;
     unsigned port;
+    char *web_root; /* real path served under /web/, NULL if none */
 };
 
 typedef struct request {
@@ -391,6 +393,8 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         reply.status = 204;
         reply.preflight = true;
         r = ps__send_reply(conn, &reply, false);
+    } else if (ps_static_is_web_path(url)) { /* public files: no token */
+        r = ps_static_answer(srv->web_root, conn, method, url, req->allow_origin);
     } else if (refuse_early(srv, conn, method, url, req, &reply)) {
         r = ps__send_reply(conn, &reply, req->accepts_gzip);
     } else if (req->route->body != PS_BODY_NONE && is_large(req)) {
@@ -573,6 +577,7 @@ static void server_free(ps_server *srv)
     ps_lane_free(srv->lane);
     free(srv->tls_cert);
     free(srv->tls_key);
+    free(srv->web_root);
     free(srv);
 }
 
@@ -615,6 +620,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live socket");
     srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
     srv->env.live = &srv->live;
+    srv->web_root = ps_static_find_root(cfg->web_root, PS_WEB_ROOT_INSTALLED);
+    if (cfg->web_root && !srv->web_root)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "--web-root: no such directory");
     return PS_OK;
 }
 

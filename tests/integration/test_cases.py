@@ -1,21 +1,14 @@
-"""The data-driven cases, through a real polysyncd.
-
-- tests/cases/protocol/*.json: request(s) and the expected answers (format
-  in tests/cases/protocol/README.md), one fresh server per case.
-- tests/cases/merge/*.json (format in docs/testing.md): each change sent by
-  its device as a /v2/sync change, in every order of the changes (above 4
-  changes, 24 seeded shuffles; each order on a chat of its own), then a
-  fresh device's first sync must show the case's expected chat.
-The expectations are the case files', written by hand from the docs.
+"""The data-driven protocol cases, through a real polysyncd:
+tests/cases/protocol/*.json, request(s) and the expected answers (format in
+tests/cases/protocol/README.md), one fresh server per case. The
+expectations are the case files', written by hand from the docs. (The
+shared merge cases go through /v2/sync in test_merge_cases.py.)
 """
-import copy
-import itertools
 import json
 import os
-import random
 import unittest
 
-from harness import ServerTestCase, parse_iso_ms
+from harness import ServerTestCase
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.environ.get("PS_CASES_DIR") or os.path.normpath(os.path.join(HERE, "..", "cases"))
@@ -98,69 +91,6 @@ class ProtocolCasesTest(ServerTestCase):
                     for name, key in step.get("capture", {}).items():
                         captured[name] = doc[key]
                 server.stop()
-
-
-class MergeCasesThroughV2Test(ServerTestCase):
-
-    MAX_ORDERS = 24
-
-    def orders(self, n):
-        if n <= 4:
-            return list(itertools.permutations(range(n)))
-        rng = random.Random(12)
-        out = [tuple(range(n))]
-        while len(out) < self.MAX_ORDERS:
-            o = list(range(n))
-            rng.shuffle(o)
-            out.append(tuple(o))
-        return out
-
-    def test_merge_cases_in_every_order(self):
-        files = case_files("merge")
-        self.assertTrue(files, "no merge cases")
-        s = self.server
-        for path in files:
-            name = os.path.basename(path)[:-5]
-            with open(path) as f:
-                case = json.load(f)
-            for k, order in enumerate(self.orders(len(case["changes"]))):
-                with self.subTest(case=name, order=order):
-                    # each case and order on a chat of its own, so they do not meet
-                    chat_id = "%s.%s.%d" % (case["chatId"], name, k)
-                    for i in order:
-                        change = copy.deepcopy(case["changes"][i])
-                        device = change.pop("device")
-                        change["chatId"] = chat_id
-                        s.v2_ok({"deviceId": device, "changes": [change]})
-                    self.check(case, chat_id, order)
-        s.stop()
-
-    def check(self, case, chat_id, order):
-        # a device never seen, from scratch: every live chat, whole
-        pulled = {}
-        cursor = None
-        while True:
-            doc = self.server.v2_ok({"deviceId": "case-reader", "cursor": cursor, "limit": 5000})
-            for c in doc["chats"]:
-                pulled[c["id"]] = c
-            cursor = doc["cursor"]
-            if not doc["more"]:
-                break
-        want = case["expect"]
-        got = pulled.get(chat_id)
-        if not want["live"]:
-            self.assertTrue(got is None or got.get("deleted"), "order %r: %r" % (order, got))
-            return
-        self.assertIsNotNone(got, "order %r: the chat is not live; pulled %s" % (order, sorted(pulled)))
-        self.assertFalse(got.get("deleted"), got)
-        self.assertEqual(got.get("fields", {}), want["fields"], "order %r" % (order,))
-        msgs = got.get("messages", [])
-        # display order: by the message's own timestamp, then id (docs/merge.md)
-        shown = sorted(msgs, key=lambda m: (parse_iso_ms(m["timestamp"]) if isinstance(
-            m.get("timestamp"), str) else (m.get("timestamp") or 0), m["id"]))
-        self.assertEqual([m["id"] for m in shown], want["messages"], "order %r" % (order,))
-        for dead in want.get("deletedMessages", []):
-            self.assertNotIn(dead, [m["id"] for m in msgs], "order %r" % (order,))
 
 
 if __name__ == "__main__":
