@@ -189,6 +189,24 @@ static ps_code f_purge_tombstones(ps_store *s, int64_t older_than_ms, int64_t *p
     CHECK("purge_tombstones");
     return INNER(s)->ops->purge_tombstones(INNER(s), older_than_ms, purged, err);
 }
+static ps_code f_base_load(ps_store *s, int64_t user, const char *device, const char *chat_id,
+                           ps_base *out, int64_t *seq, bool *found, ps_error *err)
+{
+    CHECK("base_load");
+    return INNER(s)->ops->base_load(INNER(s), user, device, chat_id, out, seq, found, err);
+}
+static ps_code f_base_save(ps_store *s, int64_t user, const char *device, const char *chat_id,
+                           const ps_base *b, int64_t seq, ps_error *err)
+{
+    CHECK("base_save");
+    return INNER(s)->ops->base_save(INNER(s), user, device, chat_id, b, seq, err);
+}
+static ps_code f_base_copy(ps_store *s, int64_t user, const char *device, const char *chat_id,
+                           int64_t seq, bool *copied, ps_error *err)
+{
+    CHECK("base_copy");
+    return INNER(s)->ops->base_copy(INNER(s), user, device, chat_id, seq, copied, err);
+}
 static void f_close(ps_store *s)
 {
     fault_store *f = F(s);
@@ -220,8 +238,15 @@ static const struct ps_store_ops FAULT_OPS = {
     .user_bytes = f_user_bytes,
     .user_delete = f_user_delete,
     .purge_tombstones = f_purge_tombstones,
+    .base_load = f_base_load,
+    .base_save = f_base_save,
+    .base_copy = f_base_copy,
     .close = f_close,
 };
+/* Every operation must be wrapped (a missing one is a NULL call): when the
+ * vtable grows, this fails until the new operation is added above. */
+_Static_assert(sizeof(struct ps_store_ops) == 25 * sizeof(void *),
+               "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)
 {
