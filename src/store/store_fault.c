@@ -207,6 +207,12 @@ static ps_code f_base_copy(ps_store *s, int64_t user, const char *device, const 
     CHECK("base_copy");
     return INNER(s)->ops->base_copy(INNER(s), user, device, chat_id, seq, copied, err);
 }
+static ps_code f_probe(ps_store *s, size_t deep_max_bytes, ps_error *err)
+{
+    CHECK("probe");
+    /* a backend without a probe is taken as healthy (store.h) */
+    return INNER(s)->ops->probe ? INNER(s)->ops->probe(INNER(s), deep_max_bytes, err) : PS_OK;
+}
 static void f_close(ps_store *s)
 {
     fault_store *f = F(s);
@@ -241,11 +247,12 @@ static const struct ps_store_ops FAULT_OPS = {
     .base_load = f_base_load,
     .base_save = f_base_save,
     .base_copy = f_base_copy,
+    .probe = f_probe,
     .close = f_close,
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 25 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 26 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)
