@@ -19,6 +19,7 @@ merge is idempotent). The test checks exactly that for those calls.
 import http.client
 import os
 import re
+import time
 import unittest
 
 from harness import ServerTestCase, Server, chat, msg
@@ -27,7 +28,8 @@ POLYSYNCD_FAULTS = os.environ.get("POLYSYNCD_FAULTS")
 T0 = "2025-02-01T10:00:00.000Z"
 KINDS = ("io", "busy", "full")
 FIRED = re.compile(r"^ps-fault: call (\d+) \((\w+)\) failed: (\w+)$", re.M)
-MAX_CALLS = 60   # a request making more store calls than this is a finding in itself
+MAX_CALLS = 60
+HEALTH_PROBE_S = 1.0   # docs/operations.md: "It probes at most once a second"   # a request making more store calls than this is a finding in itself
 
 
 class FaultServer(Server):
@@ -73,7 +75,8 @@ class StoreFaultTest(ServerTestCase):
     def faults_logged(self):
         return FIRED.findall(self.server.stderr_text())
 
-    def sweep(self, what, send, ok_status=200, failed=None, prepare=None, landed=None):
+    def sweep(self, what, send, ok_status=200, failed=None, prepare=None, landed=None,
+              after_fault=None):
         """Fails call 1, 2, ... of `send` until it succeeds; returns the
         number of calls that were failed. `prepare` runs before each try,
         unarmed. `landed`: for /v2/sync, whose push commits before its pull
@@ -116,6 +119,8 @@ class StoreFaultTest(ServerTestCase):
                 self.assertStoreUnchanged(state, where)
             if landed and fired[0][1] == "commit":
                 past_commit = True
+            if after_fault:
+                after_fault()
 
     def test_every_endpoint_answers_a_failing_store(self):
         s = self.server
@@ -131,6 +136,18 @@ class StoreFaultTest(ServerTestCase):
             i = next(counter)
             return s.request("POST", "/pushChats", body={"chats": [
                 chat("p%d" % i, "pushed", [msg("pm%d" % i, timestamp=T0)], last_modified=T0)]})
+
+        # /health probes the store at most once a second and answers the
+        # last probe in between (src/server/health.c): each try waits for a
+        # fresh probe, and after a failed one for the answer to recover.
+        def health_due():
+            time.sleep(HEALTH_PROBE_S + 0.1)
+
+        def health_recovered():
+            deadline = time.monotonic() + 5 * HEALTH_PROBE_S + 5
+            while s.request("GET", "/health")[0] != 200:
+                self.assertLess(time.monotonic(), deadline, "/health never recovered")
+                time.sleep(0.1)
 
         def v2_landed():
             return any(c["id"] == "v" and c.get("title") == "t%d" % last[0] for c in s.fetch())
@@ -163,12 +180,13 @@ class StoreFaultTest(ServerTestCase):
             ("POST /v2/sync push", v2_push, None, None, v2_landed),
             ("POST /v2/sync first pull", lambda: s.v2({"deviceId": "R", "cursor": None}), None, None,
              None),
-            ("GET /health", lambda: s.request("GET", "/health"), (503, "store_unavailable"), None,
-             None),
+            ("GET /health", lambda: s.request("GET", "/health"), (503, "store_unavailable"),
+             health_due, None),
         ]
         for what, send, failed, prepare, landed in cases:
             with self.subTest(what):
-                calls = self.sweep(what, send, failed=failed, prepare=prepare, landed=landed)
+                calls = self.sweep(what, send, failed=failed, prepare=prepare, landed=landed,
+                                   after_fault=health_recovered if what == "GET /health" else None)
                 self.assertGreaterEqual(calls, 1)
 
 
