@@ -37,8 +37,22 @@ lint-openapi:
 	@scripts/lint-openapi.sh
 
 # Every test: the release build, the same suite under ASan+UBSan, the fuzzer,
-# and the OpenAPI description through its linter.
-check: test test-asan fuzz lint-openapi
+# and the OpenAPI description through its linter; quiet, with one summary
+# table at the end (scripts/check.sh) and a non-zero exit on any failure.
+check:
+	@BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) \
+	  FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/check.sh
+
+# Deliberate bugs, each of which some suite must catch (tests/mutants/run.py;
+# slow: one rebuild and one full ctest run per mutant; not part of check).
+.PHONY: mutants coverage
+mutants: deps
+	@python3 tests/mutants/run.py --jobs $(JOBS) $(MUTANTS_ARGS)
+
+# Line coverage of src/ by the ctest suites (gcov + lcov), report in
+# build-coverage/html/index.html (scripts/coverage.sh).
+coverage: deps
+	@scripts/coverage.sh build-coverage $(JOBS)
 
 # The benchmark (docs/performance.md): polysyncd against the server it replaces.
 .PHONY: bench bench-quick
@@ -73,4 +87,4 @@ deb: build
 	@ls $(BUILD)/packages/*.deb
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-mutants build-coverage

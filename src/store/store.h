@@ -23,6 +23,11 @@
 
 typedef struct ps_store ps_store;
 
+/* A store call that failed must not go unseen (a lost commit error is a
+ * lost write). The vtable's function pointers cannot carry the attribute;
+ * the entry points below do. */
+#define PS_STORE_MUST_CHECK __attribute__((warn_unused_result))
+
 /* A user's row. Created on first use. */
 typedef struct ps_user {
     int64_t id;
@@ -247,7 +252,7 @@ struct ps_store {
  * Opens the store named by `url`: "sqlite:PATH" (folders created). Migrates
  * the schema forward. *out is the caller's, closed with ps_store_close().
  */
-ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
+PS_STORE_MUST_CHECK ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
 void ps_store_close(ps_store *s);
 
 /* Transactions begun and the time spent in begin (mostly waiting for the
@@ -255,7 +260,7 @@ void ps_store_close(ps_store *s);
 extern _Atomic uint64_t ps__store_begin_count, ps__store_begin_wait_us;
 
 /* Thin inline dispatch, so call sites read as plain function calls. */
-static inline ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
+static inline PS_STORE_MUST_CHECK ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -267,7 +272,7 @@ static inline ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
                               memory_order_relaxed);
     return rc;
 }
-static inline ps_code ps_store_commit(ps_store *s, ps_error *err)
+static inline PS_STORE_MUST_CHECK ps_code ps_store_commit(ps_store *s, ps_error *err)
 {
     return s->ops->commit(s, err);
 }
@@ -278,5 +283,10 @@ static inline void ps_store_rollback(ps_store *s)
 
 /* Backend constructors, used by ps_store_open. */
 ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err);
+#ifdef PS_FAULT_INJECTION
+/* Test builds: wraps *s in the fault-injecting store of store_fault.c when
+ * PS_FAULT_STORE_FILE is set (else leaves it). */
+ps_code ps__store_fault_wrap(ps_store **s, ps_error *err);
+#endif
 
 #endif
