@@ -213,6 +213,85 @@ static ps_code f_probe(ps_store *s, size_t deep_max_bytes, ps_error *err)
     /* a backend without a probe is taken as healthy (store.h) */
     return INNER(s)->ops->probe ? INNER(s)->ops->probe(INNER(s), deep_max_bytes, err) : PS_OK;
 }
+static ps_code f_token_add(ps_store *s, const char *jti, const char *user, int64_t issued_ms,
+                           int64_t expires_ms, ps_error *err)
+{
+    CHECK("token_add");
+    return INNER(s)->ops->token_add(INNER(s), jti, user, issued_ms, expires_ms, err);
+}
+static ps_code f_token_list(ps_store *s, const char *user,
+                            int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
+                            ps_error *err)
+{
+    CHECK("token_list");
+    return INNER(s)->ops->token_list(INNER(s), user, fn, ctx, err);
+}
+static ps_code f_token_revoke(ps_store *s, const char *jti, const char *user, int64_t now_ms,
+                              int64_t *count, ps_error *err)
+{
+    CHECK("token_revoke");
+    return INNER(s)->ops->token_revoke(INNER(s), jti, user, now_ms, count, err);
+}
+static ps_code f_token_revoked_each(ps_store *s, int64_t now_ms,
+                                    int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
+                                    ps_error *err)
+{
+    CHECK("token_revoked_each");
+    return INNER(s)->ops->token_revoked_each(INNER(s), now_ms, fn, ctx, err);
+}
+static ps_code f_account_set(ps_store *s, const char *name, int disabled,
+                             int64_t tokens_before_ms, ps_error *err)
+{
+    CHECK("account_set");
+    return INNER(s)->ops->account_set(INNER(s), name, disabled, tokens_before_ms, err);
+}
+static ps_code f_account_each(ps_store *s, int (*fn)(void *ctx, const ps_account_row *row),
+                              void *ctx, ps_error *err)
+{
+    CHECK("account_each");
+    return INNER(s)->ops->account_each(INNER(s), fn, ctx, err);
+}
+static ps_code f_access_generation(ps_store *s, int64_t *generation, ps_error *err)
+{
+    CHECK("access_generation");
+    return INNER(s)->ops->access_generation(INNER(s), generation, err);
+}
+static ps_code f_user_rename(ps_store *s, const char *from, const char *to, ps_error *err)
+{
+    CHECK("user_rename");
+    return INNER(s)->ops->user_rename(INNER(s), from, to, err);
+}
+static ps_code f_device_seen(ps_store *s, const char *user, const char *device,
+                             const char *client, const char *protocol, int64_t acked_seq,
+                             int64_t now_ms, ps_error *err)
+{
+    CHECK("device_seen");
+    return INNER(s)->ops->device_seen(INNER(s), user, device, client, protocol, acked_seq,
+                                      now_ms, err);
+}
+static ps_code f_device_list(ps_store *s, const char *user,
+                             int (*fn)(void *ctx, const ps_device_row *row), void *ctx,
+                             ps_error *err)
+{
+    CHECK("device_list");
+    return INNER(s)->ops->device_list(INNER(s), user, fn, ctx, err);
+}
+static ps_code f_purge_acknowledged(ps_store *s, const char *user, int64_t active_since_ms,
+                                    int64_t *purged, ps_error *err)
+{
+    CHECK("purge_acknowledged");
+    return INNER(s)->ops->purge_acknowledged(INNER(s), user, active_since_ms, purged, err);
+}
+static ps_code f_user_tombstones(ps_store *s, const char *user, int64_t *count, ps_error *err)
+{
+    CHECK("user_tombstones");
+    return INNER(s)->ops->user_tombstones(INNER(s), user, count, err);
+}
+static ps_code f_device_forget(ps_store *s, const char *user, const char *device, ps_error *err)
+{
+    CHECK("device_forget");
+    return INNER(s)->ops->device_forget(INNER(s), user, device, err);
+}
 static void f_close(ps_store *s)
 {
     fault_store *f = F(s);
@@ -248,11 +327,24 @@ static const struct ps_store_ops FAULT_OPS = {
     .base_save = f_base_save,
     .base_copy = f_base_copy,
     .probe = f_probe,
+    .token_add = f_token_add,
+    .token_list = f_token_list,
+    .token_revoke = f_token_revoke,
+    .token_revoked_each = f_token_revoked_each,
+    .account_set = f_account_set,
+    .account_each = f_account_each,
+    .access_generation = f_access_generation,
+    .user_rename = f_user_rename,
+    .device_seen = f_device_seen,
+    .device_list = f_device_list,
+    .purge_acknowledged = f_purge_acknowledged,
+    .user_tombstones = f_user_tombstones,
+    .device_forget = f_device_forget,
     .close = f_close,
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 26 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 39 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)
