@@ -11,6 +11,8 @@
  *   full_resync.c   the snapshot that replaces the log after a 410
  *   legacy_sync.c   POST /sync, for servers without /v2/sync
  *   sync_shared.c   refusals, progress, applying the server's writes
+ *   server_caps.c   what the server says it does (GET /health), which
+ *                   decides the verification pull and the probes
  *
  * docs/client.md says what a sync does and why.
  */
@@ -33,6 +35,7 @@ typedef struct sync_run {
     ps_client *c;
     ps_sync_stats *st;
     struct timespec start;
+    ps_server_caps caps; /* see ps__server_caps */
 } sync_run;
 
 static inline ps_code ps__sync_nomem(ps_error *err)
@@ -66,13 +69,24 @@ size_t ps__json_array_len(json_object *obj, const char *key);
 /* Adds what applying one pulled chat changed here to the received counts. */
 void ps__count_received(sync_run *r, ps_code rc, bool deleted, const ps_apply_effect *eff);
 
+/* ---- server_caps.c ---- */
+
+/* What the server says it does: asks GET /health the first time in a sync
+ * run (once, no retries; any failure means it says nothing). */
+const ps_server_caps *ps__server_caps(sync_run *r);
+
 /* ---- v2_request.c ---- */
 
 /* The body of a /v2/sync request: this device, `cursor` (NULL = a first
- * pull), `limit`, the log entries rows[0..n) and, if `probes`, the live
- * local chats they do not carry (*nprobes: how many). */
+ * pull), `limit`, the log entries rows[0..n) and, as probes, the chats
+ * whose ids the array `probes` holds (may be NULL). */
 ps_code ps__build_v2_request(ps_client *c, const char *cursor, int limit, const ps_change_row *rows,
-                             size_t n, bool probes, ps_dynbuf *out, size_t *nprobes, ps_error *err);
+                             size_t n, json_object *probes, ps_dynbuf *out, ps_error *err);
+
+/* The live local chats that rows[0..n) do not carry (*ids: an array of
+ * their ids, the caller's), which a first pull names as probes. */
+ps_code ps__uncarried_chats(ps_client *c, const ps_change_row *rows, size_t n, json_object **ids,
+                            ps_error *err);
 
 /* The body of a pull without changes under the name `device` (the
  * verification pull). */

@@ -15,6 +15,9 @@
 
 #define MAX_REQUESTS 100000
 #define MAX_RESYNCS 3
+/* Probes in one request when the server does not say how many changes it
+ * takes: below polysyncd's default of 50,000 (--max-chats). */
+#define GUESSED_MAX_PROBES 40000
 
 /* What a batch carries, for the progress line. */
 static void count_sent(sync_run *r, const ps_change_row *rows, size_t n)
@@ -59,6 +62,31 @@ static ps_code check_server(sync_run *r, bool *resync, ps_error *err)
     return rc;
 }
 
+/*
+ * The probes a first pull carries (v2_request.c): the live local chats the
+ * request does not carry, as many as the server takes besides the n
+ * changes (its `maxChanges`), or a guess when it does not say; none when it
+ * says that a first pull does not answer them. The server is asked only
+ * when there is a chat to name.
+ */
+static ps_code plan_probes(sync_run *r, const ps_change_row *rows, size_t n, json_object **ids,
+                           ps_error *err)
+{
+    ps_code rc = ps__uncarried_chats(r->c, rows, n, ids, err);
+    size_t count = rc == PS_OK ? json_object_array_length(*ids) : 0;
+    if (count == 0)
+        return rc;
+    const ps_server_caps *caps = ps__server_caps(r);
+    size_t room = GUESSED_MAX_PROBES;
+    if (caps->said && !caps->named_deletions)
+        room = 0;
+    else if (caps->max_changes)
+        room = caps->max_changes > n ? caps->max_changes - n : 0;
+    if (count > room)
+        json_object_array_del_idx(*ids, room, count - room);
+    return PS_OK;
+}
+
 ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
 {
     ps_client *c = r->c;
@@ -71,7 +99,7 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
     }
     size_t pending = 0, batch_max = BATCH_CHANGES;
     unsigned resyncs = 0;
-    bool probes = true; /* off if a server with a low --max-chats refuses them */
+    bool probes = true; /* off if a server refuses them as too large */
     if (rc == PS_OK)
         rc = ps__lstore_changes_count(c->store, &pending, err);
     r->st->changes_total = pending;
@@ -101,10 +129,13 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         bool push_only = more_pending;
         bool null_cursor = cursor == NULL;
         int limit = push_only ? 1 : null_cursor ? FULL_LIMIT : PAGE_LIMIT;
-        size_t nprobes = 0;
+        json_object *probe_ids = NULL;
+        if (rc == PS_OK && probes && null_cursor && !push_only)
+            rc = plan_probes(r, rows, n, &probe_ids, err);
+        size_t nprobes = probe_ids ? json_object_array_length(probe_ids) : 0;
         if (rc == PS_OK)
-            rc = ps__build_v2_request(c, cursor, limit, rows, n,
-                                      probes && null_cursor && !push_only, &body, &nprobes, err);
+            rc = ps__build_v2_request(c, cursor, limit, rows, n, probe_ids, &body, err);
+        json_object_put(probe_ids);
         if (rc == PS_OK)
             rc = ps__http_post(c, "/v2/sync", body.data, body.len, true, r->st, &a, err);
         bool done = false;

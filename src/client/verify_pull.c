@@ -1,7 +1,8 @@
 /*
  * The verification pull: after a push that may have lost without the
  * server saying so, one pull of everything since the push's cursor under a
- * second device name, applied like any pull (see ps__verify_pull).
+ * second device name, applied like any pull (see ps__verify_pull); not made
+ * when the server says it re-announces the winner of a losing write.
  */
 #include "client/sync_run.h"
 
@@ -35,18 +36,30 @@ ps_code ps__verify_note(ps_client *c, const ps_change_row *rows, size_t n, int64
     return rc;
 }
 
+/* The verification is done (or not needed): no pull is pending. */
+static ps_code forget_cursor(ps_client *c, ps_error *err)
+{
+    ps_code rc = ps__lstore_begin(c->store, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ps__lstore_meta_set(c->store, "verify_cursor", NULL, err)) == PS_OK)
+        return ps__lstore_commit(c->store, err);
+    ps__lstore_rollback(c->store);
+    return rc;
+}
+
 /*
- * The server does not send a device its own writes, and it counts a write
- * as the device's even when the write lost: an edit to a chat that another
- * device had deleted leaves the chat deleted, but its header now names this
- * device, so the deletion is never sent here; an import older than the
- * server's copy is kept here and not there. polysyncd now re-announces the
- * winner of such a write (sync_v2.c, mark_lost_writes), so this pull
- * normally brings nothing new; it stays for servers that do not, and costs
- * one pull only after a push that raced: a push that may have lost is
- * followed by one pull of everything since the push's cursor under a
- * second device name, for which nothing is "own", applied like any pull. It moves no
- * cursor and is resumed by the next sync if it fails (meta verify_cursor).
+ * The server does not send a device its own writes, and a server may count
+ * a write as the device's even when the write lost: an edit to a chat that
+ * another device had deleted leaves the chat deleted, but its header now
+ * names this device, so the deletion is never sent here; an import older
+ * than the server's copy is kept here and not there. polysyncd re-announces
+ * the winner of such a write (server/sync_v2.c, mark_lost_writes) and says
+ * so in GET /health (`lostWritesResent`): then no pull is made. For a
+ * server that does not say it, a push that may have lost is followed by one
+ * pull of everything since the push's cursor under a second device name,
+ * for which nothing is "own", applied like any pull. It moves no cursor and
+ * is resumed by the next sync if it fails (meta verify_cursor).
  */
 ps_code ps__verify_pull(sync_run *r, ps_error *err)
 {
@@ -55,6 +68,11 @@ ps_code ps__verify_pull(sync_run *r, ps_error *err)
     ps_code rc = ps__lstore_meta_get(c->store, "verify_cursor", &cursor, err);
     if (rc != PS_OK || !cursor)
         return rc;
+    if (ps__server_caps(r)->lost_writes_resent) {
+        /* the answer to a losing push, or a later pull, brings the winner */
+        free(cursor);
+        return forget_cursor(c, err);
+    }
     if (asprintf(&device, "%.200s~verify", c->device) < 0) {
         free(cursor);
         return ps__sync_nomem(err);
@@ -102,12 +120,8 @@ ps_code ps__verify_pull(sync_run *r, ps_error *err)
         ps__http_answer_free(&a);
         ps_dynbuf_free(&body);
     }
-    if (rc == PS_OK && (rc = ps__lstore_begin(c->store, err)) == PS_OK) {
-        if ((rc = ps__lstore_meta_set(c->store, "verify_cursor", NULL, err)) == PS_OK)
-            rc = ps__lstore_commit(c->store, err);
-        else
-            ps__lstore_rollback(c->store);
-    }
+    if (rc == PS_OK)
+        rc = forget_cursor(c, err);
     free(cursor);
     free(device);
     return rc;

@@ -199,6 +199,16 @@ void ps_handle_delete_chats(const ps_handler_env *env, json_object *body, ps_rep
     delete_ids(env, body, reply, true);
 }
 
+/* What a client may rely on this server to do (docs/protocol.md, GET
+ * /health): it then leaves out the workarounds for servers that do not. */
+static void add_capabilities(const ps_handler_env *env, ps_dynbuf *out)
+{
+    ps_dynbuf_addf(out,
+                   ",\"capabilities\":[\"lostWritesResent\",\"firstPullNamedDeletions\"],"
+                   "\"maxChanges\":%zu}",
+                   env->limits->max_chats);
+}
+
 void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *reply)
 {
     ps_error err;
@@ -221,8 +231,9 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     if (env->auth) { /* with users, counts and times would tell about them */
         ps_dynbuf_addf(&reply->body,
                        "{\"status\":\"healthy\",\"uptime\":%.3f,\"version\":\"%s\","
-                       "\"store\":\"%s\"}",
+                       "\"store\":\"%s\"",
                        (double)(now - env->started_ms) / 1000.0, PS_VERSION, env->store->ops->name);
+        add_capabilities(env, &reply->body);
         return;
     }
     char last[40] = "null";
@@ -233,7 +244,8 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     }
     ps_dynbuf_addf(&reply->body,
                    "{\"status\":\"healthy\",\"chatsCount\":%lld,\"lastSync\":%s,"
-                   "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"}",
+                   "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"",
                    (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,
                    PS_VERSION, env->store->ops->name);
+    add_capabilities(env, &reply->body);
 }
