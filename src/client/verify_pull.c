@@ -21,6 +21,23 @@ static bool may_have_lost(const ps_change_row *rows, size_t n, int64_t S)
     return false;
 }
 
+/*
+ * Whether a batch holds an import (a local change with counter 0) that may
+ * have won on the server yet lost here: an imported value is older than
+ * every counted write, so a copy the server sent earlier (merged here at
+ * serverClock) keeps it from showing locally, while on the server, against
+ * another import, the newer file wins. The server has nothing to re-send
+ * (nothing lost there) and does not echo the device's own write: only a
+ * pull under another name brings it here, whatever the server says.
+ */
+static bool has_import(const ps_change_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].kind == PS_CHANGE_LOCAL && rows[i].clock == 0)
+            return true;
+    return false;
+}
+
 ps_code ps__verify_note(ps_client *c, const ps_change_row *rows, size_t n, int64_t S,
                         const char *req_cursor, ps_error *err)
 {
@@ -33,6 +50,8 @@ ps_code ps__verify_note(ps_client *c, const ps_change_row *rows, size_t n, int64
     if (rc == PS_OK && !pending)
         rc = ps__lstore_meta_set(c->store, "verify_cursor", req_cursor, err);
     free(pending);
+    if (rc == PS_OK && has_import(rows, n))
+        rc = ps__lstore_meta_set(c->store, "verify_import", "1", err);
     return rc;
 }
 
@@ -42,7 +61,8 @@ static ps_code forget_cursor(ps_client *c, ps_error *err)
     ps_code rc = ps__lstore_begin(c->store, err);
     if (rc != PS_OK)
         return rc;
-    if ((rc = ps__lstore_meta_set(c->store, "verify_cursor", NULL, err)) == PS_OK)
+    if ((rc = ps__lstore_meta_set(c->store, "verify_cursor", NULL, err)) == PS_OK &&
+        (rc = ps__lstore_meta_set(c->store, "verify_import", NULL, err)) == PS_OK)
         return ps__lstore_commit(c->store, err);
     ps__lstore_rollback(c->store);
     return rc;
@@ -55,7 +75,8 @@ static ps_code forget_cursor(ps_client *c, ps_error *err)
  * names this device, so the deletion is never sent here; an import older
  * than the server's copy is kept here and not there. polysyncd re-announces
  * the winner of such a write (server/sync_v2.c, mark_lost_writes) and says
- * so in GET /health (`lostWritesResent`): then no pull is made. For a
+ * so in GET /health (`lostWritesResent`): then no pull is made, unless the
+ * push carried an import (see has_import). For a
  * server that does not say it, a push that may have lost is followed by one
  * pull of everything since the push's cursor under a second device name,
  * for which nothing is "own", applied like any pull. It moves no cursor and
@@ -68,10 +89,14 @@ ps_code ps__verify_pull(sync_run *r, ps_error *err)
     ps_code rc = ps__lstore_meta_get(c->store, "verify_cursor", &cursor, err);
     if (rc != PS_OK || !cursor)
         return rc;
-    if (ps__server_caps(r)->lost_writes_resent) {
+    char *import = NULL;
+    rc = ps__lstore_meta_get(c->store, "verify_import", &import, err);
+    bool skip = rc == PS_OK && !import && ps__server_caps(r)->lost_writes_resent;
+    free(import);
+    if (rc != PS_OK || skip) {
         /* the answer to a losing push, or a later pull, brings the winner */
         free(cursor);
-        return forget_cursor(c, err);
+        return rc == PS_OK ? forget_cursor(c, err) : rc;
     }
     if (asprintf(&device, "%.200s~verify", c->device) < 0) {
         free(cursor);

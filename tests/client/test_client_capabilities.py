@@ -5,7 +5,8 @@ client asks only when a workaround is about to run.
 - The verification pull (a second pull under `<deviceId>~verify` after a
   push that may have lost) is left out when the server says
   `lostWritesResent`; a server that says nothing, or lists capabilities
-  without it, still gets it. Either way the losing edit ends as the server
+  without it, still gets it. (After a push that carried an import it is
+  made whatever the server says: test_client_e2e's pagination test.) Either way the losing edit ends as the server
   decided (the chat stays deleted): the oracle is the merge rule of
   docs/merge.md (a deletion with a higher clock beats an edit).
 - The probes of a first pull (`{chatId, clock: 0, at: 0}`) fit the
@@ -14,6 +15,7 @@ client asks only when a workaround is about to run.
   `firstPullNamedDeletions` gets none.
 """
 import json
+import os
 import unittest
 
 from clientkit import ClientTestCase, v2_bodies
@@ -62,6 +64,24 @@ class VerificationPull(ClientTestCase):
         # the next sync has nothing pending to verify and asks nothing
         a.sync()
         self.assertEqual(len(px.seen("/health")), 1)
+
+    def test_made_after_an_import_whatever_the_server_says(self):
+        # a newer import wins on the server (between imports the newer file
+        # wins, docs/merge.md) but loses here to the copy the first sync
+        # brought back; only the verification pull shows A the winner
+        srv = self.server()
+        px = self.proxy(srv)
+        a = self.device("a", px)
+        path = os.path.join(self.dir, "backup.json")
+        chat = {"id": "imported", "title": "Old", "createdAt": "2024-01-15T10:00:00.000Z",
+                "messages": []}
+        for doc in (chat, dict(chat, title="New", lastModified="2025-01-01T00:00:00.000Z")):
+            with open(path, "w") as f:
+                json.dump([doc], f)
+            a.run("import", path)
+            a.sync()
+        self.assertEqual(len(verify_pulls(px)), 1)
+        self.assertEqual(a.chats()["imported"]["title"], "New")
 
     def test_made_when_the_server_says_nothing(self):
         for health in (SAYS_NOTHING, SAYS_NO_RESEND):
