@@ -44,7 +44,7 @@ struct ps_v2_pull {
     bool has_head; /* `head` holds the answer's start, made with the sync */
     ps_dynbuf head;
     json_object *sent_ids; /* chats in this answer: each at most once */
-    json_object *pushed;   /* chats this request changed (kept: from req) */
+    json_object *pushed;   /* chat id -> this request's change of it */
 };
 
 static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t *pos, ps_error *err)
@@ -289,10 +289,12 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     if (changes && (p->pushed = json_object_new_object())) {
         size_t n = json_object_array_length(changes);
         for (size_t i = 0; i < n; i++)
-            json_object_object_add(p->pushed,
-                                   json_object_get_string(json_object_object_get(
-                                       json_object_array_get_idx(changes, i), "chatId")),
-                                   NULL);
+        {
+            json_object *change = json_object_array_get_idx(changes, i);
+            json_object_object_add(
+                p->pushed, json_object_get_string(json_object_object_get(change, "chatId")),
+                json_object_get(change));
+        }
     }
     ps_code rc =
         parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base, &p->pos, err);
@@ -319,15 +321,59 @@ static bool wanted(const ps_v2_pull *p, const ps_mark *m, int64_t base, bool ski
     return m->seq > base && !(skip_own && m->origin && strcmp(m->origin, p->device) == 0);
 }
 
+/*
+ * No echo on a first sync: the device holds exactly what its request sent,
+ * so a part the chat now has with that very value is left out — whoever
+ * wrote it. Compared by value, not by origin: a part the device sent but
+ * lost (a re-announce), a part another device wrote, and a part the device
+ * wrote before but did not send now (it may have lost it) all differ from
+ * what it holds, and are sent.
+ */
+typedef struct held {
+    json_object *fields;   /* the change's `fields` (time fields included) */
+    json_object *messages; /* message id -> the message the change sent */
+} held;
+
+static void held_init(held *h, const ps_v2_pull *p, const char *chat_id)
+{
+    json_object *change = NULL, *list = NULL;
+    h->fields = h->messages = NULL;
+    if (!p->first || !p->pushed || !json_object_object_get_ex(p->pushed, chat_id, &change) ||
+        !change)
+        return;
+    json_object_object_get_ex(change, "fields", &h->fields);
+    if (!json_object_object_get_ex(change, "messages", &list) ||
+        !(h->messages = json_object_new_object()))
+        return;
+    size_t n = json_object_array_length(list);
+    for (size_t i = 0; i < n; i++) {
+        json_object *msg = json_object_array_get_idx(list, i);
+        json_object_object_add(h->messages,
+                               json_object_get_string(json_object_object_get(msg, "id")),
+                               json_object_get(msg));
+    }
+}
+
+/* Whether the device holds this value under this key of `in`. */
+static bool held_value(json_object *in, const char *key, json_object *value)
+{
+    json_object *sent;
+    return in && value && json_object_object_get_ex(in, key, &sent) &&
+           json_object_equal(sent, value);
+}
+
 typedef struct message_sink {
     json_object *messages, *deleted;
     bool with_deleted;
     int64_t deleted_after; /* tombstones set after this sequence only */
+    json_object *held;     /* see held: messages the device holds */
 } message_sink;
 
 static ps_code collect_message(void *vctx, const ps_message *m)
 {
     message_sink *sink = vctx;
+    if (m->value && held_value(sink->held, m->id, m->value))
+        return PS_OK;
     if (m->value)
         return json_object_array_add(sink->messages, json_object_get(m->value)) ? PS_ERR_NOMEM
                                                                                 : PS_OK;
@@ -344,7 +390,11 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     *out = NULL;
     json_object *obj = json_object_new_object();
     json_object *fields = json_object_new_object();
-    message_sink sink = {json_object_new_array(), json_object_new_array(), !p->first, p->base};
+    bool sent_here = p->pushed && json_object_object_get_ex(p->pushed, chat->id, NULL);
+    held h;
+    held_init(&h, p, chat->id);
+    message_sink sink = {json_object_new_array(), json_object_new_array(), !p->first, p->base,
+                         h.messages};
     ps_code rc = obj && fields && sink.messages && sink.deleted ? PS_OK : PS_ERR_NOMEM;
     bool any = false;
     if (rc != PS_OK)
@@ -353,7 +403,6 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     if (!ps_chat_is_live(chat)) {
         /* A first sync hears of deletions only for chats it sent: a device
          * resyncing after 410 must learn that its copy lost. */
-        bool sent_here = p->pushed && json_object_object_get_ex(p->pushed, chat->id, NULL);
         if ((p->first && sent_here) || (!p->first && wanted(p, &chat->header, p->base, true))) {
             json_object_object_add(obj, "deleted", json_object_new_boolean(1));
             any = true;
@@ -371,17 +420,19 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
      * so its tombstone goes too. */
     sink.with_deleted = !p->first;
     for (size_t i = 0; i < chat->nfields; i++) {
-        if (wanted(p, &chat->fields[i].mark, base, skip_own)) {
+        if (wanted(p, &chat->fields[i].mark, base, skip_own) &&
+            !held_value(h.fields, chat->fields[i].name, chat->fields[i].value)) {
             json_object_object_add(fields, chat->fields[i].name,
                                    json_object_get(chat->fields[i].value));
             any = true;
         }
     }
-    if (wanted(p, &chat->header, base, skip_own))
-        any = true; /* at least: the chat exists */
+    if (wanted(p, &chat->header, base, skip_own) && !(p->first && sent_here))
+        any = true; /* at least: the chat exists (a device that sent it knows) */
     const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
     for (int k = 0; k < 3; k++) {
-        if (tf[k]->value && wanted(p, &tf[k]->mark, base, skip_own)) {
+        if (tf[k]->value && wanted(p, &tf[k]->mark, base, skip_own) &&
+            !held_value(h.fields, time_keys[k], tf[k]->value)) {
             json_object_object_add(obj, time_keys[k], json_object_get(tf[k]->value));
             any = true;
         }
@@ -403,6 +454,7 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
         any = true;
     }
 done:
+    json_object_put(h.messages);
     json_object_put(fields);
     json_object_put(sink.messages);
     json_object_put(sink.deleted);
