@@ -10,6 +10,7 @@ packages=(
   libcurl4-openssl-dev libjwt-dev libssl-dev libpq-dev
   libwslay-dev  # WebSocket framing for the live socket (src/server/ws_session.c)
   libcmocka-dev python3 openssl
+  curl  # a real HTTP client in the 413 tests (tests/integration/test_bad_input.py)
   # clang only recommends its sanitizer runtimes; libFuzzer needs them
   clang libclang-rt-14-dev
   # the web client's browser tests (tests/browser, driven by puppeteer-core)
