@@ -475,6 +475,15 @@ class FirstSyncTest(V2TestCase):
         again = self.dev("laptop")
         doc = again.sync(changes, limit=5000)
         self.assertEqual(doc["chats"], [])
+        # one chat sent as several changes: the device holds their sum
+        split = self.dev("tablet")
+        doc = split.sync([{"chatId": "s", "fields": {"title": "Split"},
+                           "messages": [msg("s1", timestamp=T0), msg("s2", timestamp=T0)]},
+                          {"chatId": "s", "fields": {"folder": "f"},
+                           "messages": [msg("s3", timestamp=T0)]},
+                          {"chatId": "s", "deleteMessages": ["s2"]}], limit=5000)
+        self.assertEqual(len(doc["chats"]), n, "the laptop's chats, whole")
+        self.assertNotIn("s", [e["id"] for e in doc["chats"]])
 
     def test_first_sync_pushing_a_shared_chat_gets_what_it_lacks(self):
         # A first sync leaves out only what the request sent: parts another
