@@ -83,7 +83,7 @@ typedef struct request {
     int64_t started_ms;
     const char *allow_origin; /* CORS answer for this request's Origin */
     char user[PS_ID_MAX_BYTES + 1];
-    ps_ws_pending ws; /* a live socket being opened */
+    ps_ws_pending ws;  /* a live socket being opened */
     bool not_inflight; /* a live socket: ps_ws_close_all ends it, not the drain */
     int linger_fd;     /* answered before its body: a dup() of the socket, or -1 */
 } request;

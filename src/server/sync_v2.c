@@ -375,7 +375,8 @@ static void note_held(json_object *pushed, json_object *change)
     if (json_object_object_get_ex(change, "deleteMessages", &v)) {
         size_t n = json_object_array_length(v);
         for (size_t i = 0; i < n; i++)
-            json_object_object_del(messages, json_object_get_string(json_object_array_get_idx(v, i)));
+            json_object_object_del(messages,
+                                   json_object_get_string(json_object_array_get_idx(v, i)));
     }
 }
 
