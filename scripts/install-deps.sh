@@ -11,6 +11,10 @@ packages=(
   libwslay-dev  # WebSocket framing for the live socket (src/server/ws_session.c)
   libcmocka-dev python3 openssl
   curl  # a real HTTP client in the 413 tests (tests/integration/test_bad_input.py)
+  # ops (docs/operations.md): GnuTLS for the TLS certificate reload, the
+  # Prometheus parser test_ops checks /metrics with, and the packaging tools
+  # test_package runs (dpkg-shlibdeps, systemd-analyze)
+  libgnutls28-dev python3-prometheus-client dpkg-dev systemd
   # clang only recommends its sanitizer runtimes; libFuzzer needs them
   clang libclang-rt-14-dev
   # the web client's browser tests (tests/browser, driven by puppeteer-core)
