@@ -187,7 +187,7 @@ static ps_code add_token(ps_store *st, const void *arg, ps_error *err)
 static int record_token(const admin_opts *o, const char *jti, int64_t issued_ms,
                         int64_t expires_ms)
 {
-    if (!o->db && access(DEFAULT_DB + strlen("sqlite:"), F_OK) != 0) {
+    if (!o->db && access(&DEFAULT_DB[strlen("sqlite:")], F_OK) != 0) {
         fprintf(stderr,
                 "polysyncd token issue: token %s not recorded (no --db, no %s): "
                 "`token revoke --user %s` still revokes it\n",
