@@ -5,6 +5,13 @@
 
 ps_code ps_store_open(const char *url, ps_store **out, ps_error *err)
 {
+    return ps_store_open_opts(url, NULL, out, err);
+}
+
+ps_code ps_store_open_opts(const char *url, const ps_store_options *opt, ps_store **out,
+                           ps_error *err)
+{
+    static const ps_store_options defaults = {0};
     *out = NULL;
     if (strncmp(url, "sqlite:", 7) == 0) {
         if (url[7] == '\0')
@@ -12,10 +19,9 @@ ps_code ps_store_open(const char *url, ps_store **out, ps_error *err)
         return ps__store_sqlite_open(url + 7, out, err);
     }
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return ps_error_set(err, PS_ERR_CONFIG, -1, "",
-                            "the PostgreSQL backend is not built yet; use sqlite:PATH");
-    return ps_error_set(err, PS_ERR_CONFIG, -1, "", "unknown store URL '%s' (expected sqlite:PATH)",
-                        url);
+        return ps__store_pg_open(url, opt ? opt : &defaults, out, err);
+    return ps_error_set(err, PS_ERR_CONFIG, -1, "",
+                        "unknown store URL '%s' (expected sqlite:PATH or postgres://...)", url);
 }
 
 void ps_store_close(ps_store *s)

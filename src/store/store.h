@@ -1,6 +1,6 @@
 /*
  * The storage interface: one vtable, one file per backend (store_sqlite.c;
- * PostgreSQL to come). The server never knows which backend it has.
+ * store_pg.c). The server never knows which backend it has.
  *
  * Every operation runs inside a transaction opened with ps_store_begin() and
  * ended with ps_store_commit() or ps_store_rollback(); a transaction is the
@@ -53,6 +53,11 @@ typedef struct ps_store_stats {
     int64_t live_chats;   /* over every user */
     int64_t last_sync_ms; /* newest of every user's, 0 = never */
 } ps_store_stats;
+
+/* A change committed by another instance on the same database, for
+ * `user`'s streams except `device`'s (NULL: all). user NULL: anything may
+ * have changed for anyone (the backend missed notifications): ring all. */
+typedef void (*ps_store_change_fn)(void *ctx, const char *user, const char *device);
 
 struct ps_store_ops {
     const char *name;
@@ -113,6 +118,13 @@ struct ps_store_ops {
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
     ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged, ps_error *err);
+    /* Optional (NULL for a backend with one process): says, inside a write
+     * transaction, that it changed `user`'s chats (made by `device`, or
+     * NULL); other instances hear it once it commits. */
+    ps_code (*announce)(ps_store *s, const char *user, const char *device, ps_error *err);
+    /* Optional: calls fn (from a thread of the backend's) for changes other
+     * instances commit; fn NULL stops the calls (before ctx goes away). */
+    ps_code (*listen)(ps_store *s, ps_store_change_fn fn, void *ctx, ps_error *err);
     void (*close)(ps_store *s);
 };
 
@@ -120,11 +132,23 @@ struct ps_store {
     const struct ps_store_ops *ops;
 };
 
+/* How a networked backend (PostgreSQL) connects; SQLite ignores them. */
+typedef struct ps_store_options {
+    unsigned pool;                 /* connections (--db-pool); 0 = 8 */
+    unsigned wait_s;               /* retry connecting at start this long (--db-wait) */
+    unsigned connect_timeout_s;    /* 0 = 5 */
+    unsigned statement_timeout_ms; /* also lock waits and pool waits; 0 = none */
+} ps_store_options;
+
 /*
- * Opens the store named by `url`: "sqlite:PATH" (folders created). Migrates
- * the schema forward. *out is the caller's, closed with ps_store_close().
+ * Opens the store named by `url`: "sqlite:PATH" (folders created) or
+ * "postgres://..." / "postgresql://...". Migrates the schema forward.
+ * *out is the caller's, closed with ps_store_close().
  */
 ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
+/* The same with options (NULL = defaults). */
+ps_code ps_store_open_opts(const char *url, const ps_store_options *opt, ps_store **out,
+                           ps_error *err);
 void ps_store_close(ps_store *s);
 
 /* Thin inline dispatch, so call sites read as plain function calls. */
@@ -143,5 +167,7 @@ static inline void ps_store_rollback(ps_store *s)
 
 /* Backend constructors, used by ps_store_open. */
 ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err);
+ps_code ps__store_pg_open(const char *url, const ps_store_options *opt, ps_store **out,
+                          ps_error *err);
 
 #endif

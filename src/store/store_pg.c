@@ -1,0 +1,1405 @@
+/*
+ * PostgreSQL backend (libpq): several polysyncd instances on one database.
+ *
+ * A pool of connections (--db-pool N); begin() takes one for the calling
+ * thread and commit()/rollback() give it back, so the vtable's calls, which
+ * carry no transaction handle, find it in thread-specific data.
+ *
+ * Concurrency across instances: a write transaction runs READ COMMITTED and
+ * its user_load() locks the user's row (SELECT ... FOR UPDATE) before the
+ * merge reads anything, so every read-modify-write of a user's chats, the
+ * change sequence and the Lamport clock is serialised across instances the
+ * way SQLite's single writer serialises them in one process. Reads run
+ * REPEATABLE READ (one snapshot) and never wait for a writer. A deadlock,
+ * serialisation failure, lock or statement timeout is PS_ERR_BUSY (503
+ * store_busy, Retry-After); a lost connection is PS_ERR_UNAVAILABLE (503
+ * store_unavailable) and the connection is re-opened at the next begin().
+ *
+ * Durability: a 200 follows COMMIT, which waits for the WAL flush as the
+ * server's synchronous_commit says (docs/storage.md). The one write that may
+ * be lost, a no-op sync's time, is committed with synchronous_commit off.
+ *
+ * Round trips: one per chat loaded, one per batch of messages loaded, one
+ * per chat saved (the chat row and all its changed messages as one pipeline,
+ * messages as one multi-row INSERT over unnest()).
+ *
+ * Live channel: a write transaction that changed something sends
+ * pg_notify(CHANNEL, instance device user) before COMMIT (delivered only if
+ * it commits); a listener thread with a dedicated connection LISTENs and
+ * rings the local streams for changes made by other instances, and rings
+ * everyone once after it reconnects (it may have missed some).
+ */
+#include "store/store.h"
+#include "core/chat_codec.h"
+#include "core/dynbuf.h"
+#include "core/json_parse.h"
+#include "core/timestamp.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHANNEL "polysync_changes"
+/* pg_advisory_lock key taken while migrating: "polysync" in ASCII */
+#define MIGRATE_LOCK_KEY "8101819436469217895"
+
+#define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin"
+
+/* Forward migrations: entry i takes the schema from version i to i + 1.
+ * Same concepts as the SQLite schema (store_sqlite.c) as of its version 5;
+ * text keys compare bytewise (COLLATE "C") as SQLite's do, so listings come
+ * in the same order on both backends. The big columns stay in chats:
+ * PostgreSQL keeps them out of line (TOAST) by itself. */
+static const char *const MIGRATIONS[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE users ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  name TEXT COLLATE \"C\" NOT NULL UNIQUE,"
+    "  clock BIGINT NOT NULL DEFAULT 0,"
+    "  last_sync_ms BIGINT NOT NULL DEFAULT 0,"
+    "  seq BIGINT NOT NULL DEFAULT 0,"
+    "  purged_seq BIGINT NOT NULL DEFAULT 0,"
+    "  bytes BIGINT NOT NULL DEFAULT 0);"
+    /* no-op sync times, apart from users so that they never wait for (nor
+     * make wait) a writer holding the user's row */
+    "CREATE TABLE user_seen ("
+    "  name TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  ms BIGINT NOT NULL);"
+    "CREATE TABLE chats ("
+    "  user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  id TEXT COLLATE \"C\" NOT NULL,"
+    "  live BOOLEAN NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  doc TEXT NOT NULL," /* "" = not rendered */
+    "  deleted_counter BIGINT NOT NULL DEFAULT 0,"
+    "  deleted_device TEXT NOT NULL DEFAULT '',"
+    "  deleted_at_ms BIGINT NOT NULL DEFAULT 0,"
+    "  seq BIGINT NOT NULL DEFAULT 0,"
+    "  sent_hash BIGINT NOT NULL DEFAULT 0,"
+    "  sent_seq BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (user_id, id));"
+    "CREATE INDEX chats_by_seq ON chats(user_id, seq);"
+    "CREATE INDEX chats_tombstones ON chats(deleted_at_ms) WHERE NOT live;"
+    "CREATE INDEX chats_by_sent_hash ON chats(user_id, sent_hash) WHERE sent_hash <> 0;"
+    "CREATE TABLE messages ("
+    "  user_id BIGINT NOT NULL,"
+    "  chat_id TEXT COLLATE \"C\" NOT NULL,"
+    "  id TEXT COLLATE \"C\" NOT NULL,"
+    "  value TEXT," /* the message JSON; NULL = deleted */
+    "  ts BIGINT NOT NULL, lamport BIGINT NOT NULL, device TEXT NOT NULL,"
+    "  order_ts BIGINT NOT NULL,"
+    "  seq BIGINT NOT NULL, origin TEXT NOT NULL,"
+    "  PRIMARY KEY (user_id, chat_id, id),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
+    "CREATE INDEX messages_by_seq ON messages(user_id, chat_id, seq);",
+};
+#define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
+
+/* A user's stored weight, recounted after a purge for the users in $1. */
+#define USER_BYTES_RECOUNT                                                                         \
+    "UPDATE users SET bytes ="                                                                     \
+    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chats"                            \
+    "   WHERE user_id = users.id) +"                                                               \
+    " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"             \
+    "   WHERE user_id = users.id)"                                                                 \
+    " WHERE id = ANY($1::bigint[])"
+
+enum {
+    Q_BEGIN_READ,
+    Q_BEGIN_WRITE,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_USER_GET,
+    Q_USER_LOCK,
+    Q_USER_ADD,
+    Q_USER_SAVE,
+    Q_USER_SEEN,
+    Q_CHAT_GET,
+    Q_MSG_ALL,
+    Q_MSG_SOME,
+    Q_CHAT_PUT,
+    Q_MSG_PUT,
+    Q_CHAT_NEXT,
+    Q_MSG_SINCE,
+    Q_CHAT_EACH,
+    Q_CHAT_DOC,
+    Q_STATS,
+    Q_PURGE_LOCK,
+    Q_PURGE_MARK,
+    Q_PURGE,
+    Q_RECOUNT,
+    Q_SENT_FIND,
+    Q_SENT_SET,
+    Q_USER_BYTES,
+    Q_USER_LIST,
+    Q_USER_DEL,
+    Q_USER_DEL_SEEN,
+    Q_NOTIFY,
+    Q_ASYNC_COMMIT,
+    Q_COUNT
+};
+
+static const char *const QUERIES[Q_COUNT] = {
+    [Q_BEGIN_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
+    [Q_BEGIN_WRITE] = "BEGIN ISOLATION LEVEL READ COMMITTED",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_USER_GET] = "SELECT id, clock, last_sync_ms, seq, purged_seq, bytes FROM users"
+                   " WHERE name = $1",
+    /* the lock that serialises a user's writers across instances */
+    [Q_USER_LOCK] = "SELECT id, clock, last_sync_ms, seq, purged_seq, bytes FROM users"
+                    " WHERE name = $1 FOR UPDATE",
+    [Q_USER_ADD] = "INSERT INTO users(name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+    [Q_USER_SAVE] = "UPDATE users SET clock = $2, last_sync_ms = $3, seq = $4 WHERE id = $1",
+    [Q_USER_SEEN] = "INSERT INTO user_seen(name, ms) VALUES ($1, $2) ON CONFLICT (name)"
+                    " DO UPDATE SET ms = greatest(user_seen.ms, excluded.ms)",
+    [Q_CHAT_GET] = "SELECT state FROM chats WHERE user_id = $1 AND id = $2",
+    [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = $1 AND chat_id = $2",
+    [Q_MSG_SOME] = "SELECT " MSG_COLUMNS " FROM messages"
+                   " WHERE user_id = $1 AND chat_id = $2 AND id = ANY($3::text[])",
+    /* The chat row and the change in the user's weight, in one statement
+     * (every sub-statement sees the row as it was before). */
+    [Q_CHAT_PUT] =
+        "WITH old AS (SELECT length(state) + length(doc) AS n FROM chats"
+        "   WHERE user_id = $1::bigint AND id = $2::text),"
+        " put AS (INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
+        "   deleted_device, deleted_at_ms, seq)"
+        "   VALUES ($1::bigint, $2::text, $3::boolean, $4::text, $5::text, $6::bigint,"
+        "   $7::text, $8::bigint, $9::bigint)"
+        "   ON CONFLICT (user_id, id) DO UPDATE SET live = excluded.live,"
+        "   state = excluded.state, doc = excluded.doc,"
+        "   deleted_counter = excluded.deleted_counter,"
+        "   deleted_device = excluded.deleted_device,"
+        "   deleted_at_ms = excluded.deleted_at_ms,"
+        "   seq = CASE excluded.seq WHEN 0 THEN chats.seq ELSE excluded.seq END)"
+        " UPDATE users SET bytes = bytes + length($4::text) + length($5::text)"
+        "   - coalesce((SELECT n FROM old), 0) WHERE id = $1::bigint",
+    /* Every changed message of a chat as one multi-row upsert. */
+    [Q_MSG_PUT] =
+        "WITH new AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[],"
+        "   $7::text[], $8::bigint[], $9::bigint[], $10::text[])"
+        "   AS t(id, value, ts, lamport, device, order_ts, seq, origin)),"
+        " old AS (SELECT coalesce(sum(length(m.id) + coalesce(length(m.value), 0)), 0) AS n"
+        "   FROM messages m WHERE m.user_id = $1::bigint AND m.chat_id = $2::text"
+        "   AND m.id IN (SELECT id FROM new)),"
+        " put AS (INSERT INTO messages(user_id, chat_id, " MSG_COLUMNS ")"
+        "   SELECT $1::bigint, $2::text, " MSG_COLUMNS " FROM new"
+        "   ON CONFLICT (user_id, chat_id, id) DO UPDATE SET value = excluded.value,"
+        "   ts = excluded.ts, lamport = excluded.lamport, device = excluded.device,"
+        "   order_ts = excluded.order_ts, seq = excluded.seq, origin = excluded.origin)"
+        " UPDATE users SET bytes = bytes"
+        "   + (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM new)"
+        "   - (SELECT n FROM old) WHERE id = $1::bigint",
+    [Q_CHAT_NEXT] = "SELECT state, seq FROM chats WHERE user_id = $1 AND seq > $2"
+                    " ORDER BY seq LIMIT 1",
+    [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
+                    " WHERE user_id = $1 AND chat_id = $2 AND seq > $3"
+                    " AND ($4::text IS NULL OR origin <> $4::text)"
+                    " ORDER BY order_ts, id",
+    [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device FROM chats"
+                    " WHERE user_id = $1 ORDER BY id",
+    [Q_CHAT_DOC] = "SELECT doc FROM chats WHERE user_id = $1 AND id = $2",
+    [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live),"
+                " greatest((SELECT coalesce(max(last_sync_ms), 0) FROM users),"
+                " (SELECT coalesce(max(s.ms), 0) FROM user_seen s JOIN users u ON u.name = s.name))",
+    /* Users first, in id order, as a sync takes its user before its chats:
+     * no lock cycle with the syncs. */
+    [Q_PURGE_LOCK] = "SELECT id FROM users WHERE id IN (SELECT user_id FROM chats"
+                     " WHERE NOT live AND deleted_at_ms < $1) ORDER BY id FOR UPDATE",
+    [Q_PURGE_MARK] = "UPDATE users SET purged_seq = greatest(purged_seq, (SELECT max(seq)"
+                     " FROM chats WHERE user_id = users.id AND NOT live AND deleted_at_ms < $1))"
+                     " WHERE id = ANY($2::bigint[])",
+    [Q_PURGE] = "DELETE FROM chats WHERE NOT live AND deleted_at_ms < $1"
+                " AND user_id = ANY($2::bigint[])",
+    [Q_RECOUNT] = USER_BYTES_RECOUNT,
+    [Q_SENT_FIND] = "SELECT id, seq = sent_seq FROM chats"
+                    " WHERE user_id = $1 AND sent_hash = $2 AND sent_hash <> 0 LIMIT 1",
+    [Q_SENT_SET] = "UPDATE chats SET sent_hash = $3, sent_seq = seq WHERE user_id = $1 AND id = $2",
+    [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = $1",
+    [Q_USER_LIST] = "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live)"
+                    " FROM users ORDER BY name",
+    [Q_USER_DEL] = "DELETE FROM users WHERE name = $1",
+    [Q_USER_DEL_SEEN] = "DELETE FROM user_seen WHERE name = $1",
+    [Q_NOTIFY] = "SELECT pg_notify('" CHANNEL "', $1)",
+    /* the no-op sync times may be lost in a crash (store.h): no WAL flush */
+    [Q_ASYNC_COMMIT] = "SELECT set_config('synchronous_commit', 'off', true)",
+};
+
+/* A no-op sync time recorded in a read transaction, written after it. */
+typedef struct seen_time {
+    char *name;
+    int64_t ms;
+} seen_time;
+
+typedef struct pg_conn {
+    PGconn *pg;
+    bool busy;     /* lent to a thread */
+    bool prepared; /* QUERIES prepared on this session */
+    /* the open transaction */
+    bool writing;
+    char *notify; /* payload to announce before COMMIT, if it changed anything */
+    seen_time seen;
+} pg_conn;
+
+typedef struct pg_store {
+    ps_store base;
+    ps_store_options opt;
+    char *url;
+    pthread_key_t current; /* the calling thread's pg_conn */
+    pthread_mutex_t lock;  /* guards the pool */
+    pthread_cond_t freed;
+    pg_conn *pool;
+    unsigned npool;
+    char instance[24]; /* tells our own notifications from other instances' */
+    /* the listener (listen op) */
+    pthread_mutex_t listen_lock; /* guards fn/ctx against the listener's calls */
+    ps_store_change_fn listen_fn;
+    void *listen_ctx;
+    pthread_t listener;
+    bool listening;
+    int wake[2]; /* close() writes here to stop the listener */
+} pg_store;
+
+/* ---- connections ---------------------------------------------------- */
+
+/* Opens a session with the server-side limits: a statement or a lock wait
+ * never outlives a request, and a dead server is noticed by the kernel. */
+static PGconn *connect_db(const pg_store *s)
+{
+    char timeout[16], options[128];
+    snprintf(timeout, sizeof timeout, "%u", s->opt.connect_timeout_s ? s->opt.connect_timeout_s : 5);
+    unsigned stmt_ms = s->opt.statement_timeout_ms;
+    snprintf(options, sizeof options, "-c statement_timeout=%u -c lock_timeout=%u", stmt_ms,
+             stmt_ms);
+    /* The URL comes last: what it says wins over these defaults. */
+    const char *keys[] = {"connect_timeout",     "keepalives",        "keepalives_idle",
+                          "keepalives_interval", "keepalives_count",  "tcp_user_timeout",
+                          "application_name",    "options",           "dbname",
+                          NULL};
+    const char *vals[] = {timeout, "1",         "10",    "5",   "3",
+                          "15000", "polysyncd", options, s->url, NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+/* Whether the result is an error that means the connection is gone. */
+static bool conn_lost(PGconn *pg, const PGresult *res)
+{
+    if (PQstatus(pg) == CONNECTION_BAD)
+        return true;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* 08: connection exception; 57P01-03: admin shutdown, crash, cannot connect now */
+    return state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0);
+}
+
+/* The ps_code a failed result means, with the detail for the log. */
+static ps_code result_error(PGconn *pg, const PGresult *res, ps_error *err, const char *what)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(pg);
+    if (!msg || !*msg)
+        msg = PQerrorMessage(pg);
+    char detail[200];
+    snprintf(detail, sizeof detail, "%s", msg);
+    size_t n = strlen(detail);
+    while (n && (detail[n - 1] == '\n' || detail[n - 1] == ' '))
+        detail[--n] = '\0';
+    ps_code code = PS_ERR_STORE;
+    if (conn_lost(pg, res))
+        code = PS_ERR_UNAVAILABLE;
+    else if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+                       strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0))
+        code = PS_ERR_BUSY; /* serialisation, deadlock, lock or statement timeout: retry */
+    return ps_error_set(err, code, -1, "", "postgres %s: %s", what, detail);
+}
+
+static ps_code prepare_all(pg_conn *c, ps_error *err)
+{
+    /* one round trip for all of them */
+    if (!PQenterPipelineMode(c->pg))
+        return result_error(c->pg, NULL, err, "pipeline");
+    char name[16];
+    for (int i = 0; i < Q_COUNT; i++) {
+        snprintf(name, sizeof name, "q%d", i);
+        if (!PQsendPrepare(c->pg, name, QUERIES[i], 0, NULL))
+            break;
+    }
+    PQpipelineSync(c->pg);
+    ps_code rc = PS_OK;
+    for (int i = 0; i < Q_COUNT; i++) {
+        PGresult *res = PQgetResult(c->pg);
+        if (!res) {
+            rc = result_error(c->pg, NULL, err, "preparing statements");
+            break;
+        }
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == PS_OK)
+            rc = result_error(c->pg, res, err, "preparing statements");
+        PQclear(res);
+        PQclear(PQgetResult(c->pg)); /* the NULL ending each query's results */
+    }
+    PGresult *res;
+    while ((res = PQgetResult(c->pg)) != NULL) { /* the sync point */
+        ExecStatusType st = PQresultStatus(res);
+        PQclear(res);
+        if (st == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    PQexitPipelineMode(c->pg);
+    if (rc == PS_OK)
+        c->prepared = true;
+    return rc;
+}
+
+/* Makes sure the pooled connection is open and prepared; re-opens a lost
+ * one (after a database restart, say). */
+static ps_code conn_ready(pg_store *s, pg_conn *c, ps_error *err)
+{
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK && c->prepared)
+        return PS_OK;
+    if (c->pg)
+        PQfinish(c->pg);
+    c->prepared = false;
+    c->pg = connect_db(s);
+    if (!c->pg)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        ps_code rc = result_error(c->pg, NULL, err, "connecting");
+        err->code = PS_ERR_UNAVAILABLE;
+        return rc == PS_ERR_STORE ? PS_ERR_UNAVAILABLE : rc;
+    }
+    ps_code rc = prepare_all(c, err);
+    if (rc != PS_OK && PQstatus(c->pg) != CONNECTION_OK)
+        rc = err->code = PS_ERR_UNAVAILABLE;
+    return rc;
+}
+
+static pg_conn *current(pg_store *s)
+{
+    return pthread_getspecific(s->current);
+}
+
+/* Lends the caller a connection, waiting up to the statement timeout for
+ * one to be free. */
+static ps_code pool_take(pg_store *s, pg_conn **out, ps_error *err)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    unsigned wait_ms = s->opt.statement_timeout_ms ? s->opt.statement_timeout_ms : 30000;
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        for (unsigned i = 0; i < s->npool; i++) {
+            if (!s->pool[i].busy) {
+                s->pool[i].busy = true;
+                pthread_mutex_unlock(&s->lock);
+                *out = &s->pool[i];
+                return PS_OK;
+            }
+        }
+        if (pthread_cond_timedwait(&s->freed, &s->lock, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ps_error_set(err, PS_ERR_BUSY, -1, "", "postgres: every pooled connection is busy");
+}
+
+static void pool_give(pg_store *s, pg_conn *c)
+{
+    free(c->notify);
+    c->notify = NULL;
+    free(c->seen.name);
+    c->seen.name = NULL;
+    pthread_setspecific(s->current, NULL);
+    pthread_mutex_lock(&s->lock);
+    c->busy = false;
+    pthread_cond_signal(&s->freed);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- running statements --------------------------------------------- */
+
+/* Runs prepared query q with text parameters; NULL (and *rc, err set) on
+ * failure. The result is the caller's to PQclear. */
+static PGresult *run(pg_conn *c, int q, int n, const char *const *params, ps_code *rc,
+                     ps_error *err, const char *what)
+{
+    char name[16];
+    snprintf(name, sizeof name, "q%d", q);
+    PGresult *res = PQexecPrepared(c->pg, name, n, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        *rc = PS_OK;
+        return res;
+    }
+    *rc = result_error(c->pg, res, err, what);
+    PQclear(res);
+    return NULL;
+}
+
+/* Runs a query whose rows are not wanted. */
+static ps_code run_void(pg_conn *c, int q, int n, const char *const *params, ps_error *err,
+                        const char *what)
+{
+    ps_code rc;
+    PQclear(run(c, q, n, params, &rc, err, what));
+    return rc;
+}
+
+static int64_t int_at(const PGresult *res, int row, int col)
+{
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* int64 -> text parameter */
+typedef struct num {
+    char s[24];
+} num;
+static const char *numtext(num *n, int64_t v)
+{
+    snprintf(n->s, sizeof n->s, "%" PRId64, v);
+    return n->s;
+}
+
+/* Appends `text` to a PostgreSQL array literal as one element (NULL when
+ * text is NULL). */
+static ps_code array_add(ps_dynbuf *b, const char *text, size_t len)
+{
+    if (b->len > 1 && ps_dynbuf_add(b, ",", 1) != PS_OK)
+        return PS_ERR_NOMEM;
+    if (!text)
+        return ps_dynbuf_add(b, "NULL", 4);
+    if (ps_dynbuf_add(b, "\"", 1) != PS_OK)
+        return PS_ERR_NOMEM;
+    size_t from = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '"' || text[i] == '\\') {
+            if (ps_dynbuf_add(b, text + from, i - from) != PS_OK ||
+                ps_dynbuf_add(b, "\\", 1) != PS_OK)
+                return PS_ERR_NOMEM;
+            from = i;
+        }
+    }
+    if (ps_dynbuf_add(b, text + from, len - from) != PS_OK)
+        return PS_ERR_NOMEM;
+    return ps_dynbuf_add(b, "\"", 1);
+}
+
+static ps_code array_add_int(ps_dynbuf *b, int64_t v)
+{
+    return ps_dynbuf_addf(b, "%s%" PRId64, b->len > 1 ? "," : "", v);
+}
+
+/* ---- transactions --------------------------------------------------- */
+
+static ps_code pg_begin(ps_store *base, bool write, ps_error *err)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = NULL;
+    ps_code rc = pool_take(s, &c, err);
+    if (rc != PS_OK)
+        return rc;
+    pthread_setspecific(s->current, c);
+    c->writing = write;
+    /* A connection that died while idle (a database restart) is found
+     * here: re-open it once and go on. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if ((rc = conn_ready(s, c, err)) != PS_OK)
+            break;
+        rc = run_void(c, write ? Q_BEGIN_WRITE : Q_BEGIN_READ, 0, NULL, err, "begin");
+        if (rc != PS_ERR_UNAVAILABLE)
+            break;
+    }
+    if (rc != PS_OK)
+        pool_give(s, c);
+    return rc;
+}
+
+/* Writes a no-op sync time in a transaction of its own that does not wait
+ * for the WAL flush (a crash may forget it, as store.h allows). */
+static void write_seen_async(pg_conn *c)
+{
+    ps_error err;
+    num ms;
+    const char *params[2] = {c->seen.name, numtext(&ms, c->seen.ms)};
+    if (run_void(c, Q_BEGIN_WRITE, 0, NULL, &err, "begin") != PS_OK)
+        return;
+    if (run_void(c, Q_ASYNC_COMMIT, 0, NULL, &err, "seen") != PS_OK ||
+        run_void(c, Q_USER_SEEN, 2, params, &err, "saving last sync time") != PS_OK) {
+        run_void(c, Q_ROLLBACK, 0, NULL, &err, "rollback");
+        return;
+    }
+    run_void(c, Q_COMMIT, 0, NULL, &err, "commit");
+}
+
+static ps_code pg_commit(ps_store *base, ps_error *err)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = current(s);
+    ps_code rc = PS_OK;
+    if (c->notify) {
+        const char *params[1] = {c->notify};
+        rc = run_void(c, Q_NOTIFY, 1, params, err, "notify");
+    }
+    if (rc == PS_OK)
+        rc = run_void(c, Q_COMMIT, 0, NULL, err, "commit");
+    if (rc != PS_OK && PQstatus(c->pg) == CONNECTION_OK)
+        run_void(c, Q_ROLLBACK, 0, NULL, NULL, "rollback");
+    if (rc == PS_OK && c->seen.name)
+        write_seen_async(c);
+    pool_give(s, c);
+    return rc;
+}
+
+static void pg_rollback(ps_store *base)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = current(s);
+    if (!c)
+        return;
+    if (PQstatus(c->pg) == CONNECTION_OK)
+        run_void(c, Q_ROLLBACK, 0, NULL, NULL, "rollback");
+    pool_give(s, c);
+}
+
+static ps_code pg_announce(ps_store *base, const char *user, const char *device, ps_error *err)
+{
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = current(s);
+    free(c->notify);
+    c->notify = NULL;
+    /* "instance device-length:device user" ("-:" for no device): the
+     * length, because names may hold any byte */
+    const char *dev = device ? device : "";
+    size_t len = strlen(s->instance) + strlen(dev) + strlen(user) + 32;
+    if (!(c->notify = malloc(len)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (device)
+        snprintf(c->notify, len, "%s %zu:%s%s", s->instance, strlen(dev), dev, user);
+    else
+        snprintf(c->notify, len, "%s -:%s", s->instance, user);
+    return PS_OK;
+}
+
+/* ---- users ---------------------------------------------------------- */
+
+static void read_user(const PGresult *res, ps_user *out)
+{
+    out->id = int_at(res, 0, 0);
+    out->clock = int_at(res, 0, 1);
+    out->last_sync_ms = int_at(res, 0, 2);
+    out->seq = int_at(res, 0, 3);
+    out->purged_seq = int_at(res, 0, 4);
+    out->bytes = int_at(res, 0, 5);
+}
+
+static ps_code user_get(pg_conn *c, int q, const char *name, ps_user *out, bool *found,
+                        ps_error *err)
+{
+    ps_code rc;
+    const char *params[1] = {name};
+    PGresult *res = run(c, q, 1, params, &rc, err, "loading user");
+    if (!res)
+        return rc;
+    *found = PQntuples(res) > 0;
+    if (*found)
+        read_user(res, out);
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_user_find(ps_store *base, const char *name, ps_user *out, bool *found,
+                            ps_error *err)
+{
+    return user_get(current((pg_store *)base), Q_USER_GET, name, out, found, err);
+}
+
+static ps_code pg_user_load(ps_store *base, const char *name, ps_user *out, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    /* In a write transaction the row is locked until commit: the user's
+     * other writers, on any instance, wait here. */
+    int q = c->writing ? Q_USER_LOCK : Q_USER_GET;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool found;
+        ps_code rc = user_get(c, q, name, out, &found, err);
+        if (rc != PS_OK || found)
+            return rc;
+        const char *params[1] = {name};
+        if ((rc = run_void(c, Q_USER_ADD, 1, params, err, "adding user")) != PS_OK)
+            return rc;
+    }
+    return ps_error_set(err, PS_ERR_STORE, -1, "", "postgres: the new user cannot be read");
+}
+
+static ps_code pg_user_save(ps_store *base, const ps_user *u, ps_error *err)
+{
+    num id, clock, ms, seq;
+    const char *params[4] = {numtext(&id, u->id), numtext(&clock, u->clock),
+                             numtext(&ms, u->last_sync_ms), numtext(&seq, u->seq)};
+    return run_void(current((pg_store *)base), Q_USER_SAVE, 4, params, err, "saving user");
+}
+
+static ps_code pg_user_seen(ps_store *base, const char *name, int64_t ms, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    if (c->writing) {
+        num n;
+        const char *params[2] = {name, numtext(&n, ms)};
+        return run_void(c, Q_USER_SEEN, 2, params, err, "saving last sync time");
+    }
+    /* A read transaction (REPEATABLE READ) writes nothing: after it. */
+    free(c->seen.name);
+    if (!(c->seen.name = strdup(name)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    c->seen.ms = ms;
+    return PS_OK;
+}
+
+/* ---- chats and messages --------------------------------------------- */
+
+static ps_code parse_state(const char *text, size_t len, ps_chat **out, ps_error *err)
+{
+    json_object *state = NULL;
+    ps_code rc = ps_json_parse_trusted(text, len, &state, err);
+    if (rc == PS_OK)
+        rc = ps_chat_state_from_json(state, out, err);
+    json_object_put(state);
+    if (rc != PS_OK && rc != PS_ERR_NOMEM)
+        return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored chat has a corrupt state");
+    return rc;
+}
+
+static ps_code read_message(const PGresult *res, int row, ps_message *m, ps_error *err)
+{
+    memset(m, 0, sizeof *m);
+    json_object *value = NULL;
+    if (!PQgetisnull(res, row, 1)) {
+        ps_code rc = ps_json_parse_trusted(PQgetvalue(res, row, 1),
+                                           (size_t)PQgetlength(res, row, 1), &value, err);
+        if (rc != PS_OK)
+            return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
+    }
+    m->id = strdup(PQgetvalue(res, row, 0));
+    m->value = value;
+    m->stamp.ts = int_at(res, row, 2);
+    m->stamp.lamport = int_at(res, row, 3);
+    m->stamp.device = strdup(PQgetvalue(res, row, 4));
+    m->order_ts = int_at(res, row, 5);
+    m->mark.seq = int_at(res, row, 6);
+    m->mark.origin = strdup(PQgetvalue(res, row, 7));
+    if (!m->id || !m->stamp.device || !m->mark.origin) {
+        ps__message_release(m);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    return PS_OK;
+}
+
+static ps_code append_rows(const PGresult *res, ps_chat *chat, ps_error *err)
+{
+    ps_code rc = PS_OK;
+    for (int i = 0; i < PQntuples(res) && rc == PS_OK; i++) {
+        ps_message m;
+        if ((rc = read_message(res, i, &m, err)) != PS_OK)
+            break;
+        rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
+        if (rc == PS_OK) {
+            chat->messages[chat->nmessages - 1].mark = m.mark;
+            m.mark.origin = NULL;
+        } else {
+            ps_error_set(err, rc, -1, "", "out of memory");
+        }
+        m.value = NULL; /* the reference went to the chat (or was dropped) */
+        ps__message_release(&m);
+    }
+    return rc;
+}
+
+static ps_code pg_chat_load(ps_store *base, int64_t user, const char *id, bool with_messages,
+                            ps_chat **out, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    *out = NULL;
+    num u;
+    const char *params[2] = {numtext(&u, user), id};
+    ps_code rc;
+    PGresult *res = run(c, Q_CHAT_GET, 2, params, &rc, err, "reading a chat");
+    if (!res)
+        return rc;
+    if (PQntuples(res) > 0)
+        rc = parse_state(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), out, err);
+    PQclear(res);
+    if (rc == PS_OK && *out && with_messages) {
+        if ((res = run(c, Q_MSG_ALL, 2, params, &rc, err, "loading messages")) != NULL) {
+            rc = append_rows(res, *out, err);
+            PQclear(res);
+        }
+        ps_chat_normalize(*out);
+    }
+    if (rc != PS_OK) {
+        ps_chat_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static ps_code pg_messages_load(ps_store *base, int64_t user, ps_chat *chat,
+                                const char *const *ids, size_t n, ps_error *err)
+{
+    if (n == 0)
+        return PS_OK;
+    pg_conn *c = current((pg_store *)base);
+    ps_dynbuf arr;
+    ps_dynbuf_init(&arr, SIZE_MAX);
+    ps_code rc = ps_dynbuf_add(&arr, "{", 1);
+    for (size_t i = 0; i < n && rc == PS_OK; i++)
+        rc = array_add(&arr, ids[i], strlen(ids[i]));
+    if (rc == PS_OK)
+        rc = ps_dynbuf_add(&arr, "}", 1);
+    if (rc != PS_OK) {
+        ps_dynbuf_free(&arr);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    num u;
+    const char *params[3] = {numtext(&u, user), chat->id, arr.data};
+    PGresult *res = run(c, Q_MSG_SOME, 3, params, &rc, err, "loading messages");
+    ps_dynbuf_free(&arr);
+    if (!res)
+        return rc;
+    rc = append_rows(res, chat, err);
+    PQclear(res);
+    ps_chat_normalize(chat);
+    return rc;
+}
+
+/* The changed messages of a chat as the 8 array parameters of Q_MSG_PUT;
+ * *count = how many. */
+static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[8], size_t *count)
+{
+    *count = 0;
+    for (int k = 0; k < 8; k++)
+        if (ps_dynbuf_add(&arr[k], "{", 1) != PS_OK)
+            return PS_ERR_NOMEM;
+    for (size_t i = 0; i < chat->nmessages; i++) {
+        const ps_message *m = &chat->messages[i];
+        if (!m->mark.dirty && !m->mark.restamped)
+            continue;
+        size_t len = 0;
+        const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
+        const char *dev = m->stamp.device ? m->stamp.device : "";
+        const char *origin = m->mark.origin ? m->mark.origin : "";
+        if (array_add(&arr[0], m->id, strlen(m->id)) != PS_OK ||
+            array_add(&arr[1], text, len) != PS_OK || array_add_int(&arr[2], m->stamp.ts) ||
+            array_add_int(&arr[3], m->stamp.lamport) || array_add(&arr[4], dev, strlen(dev)) ||
+            array_add_int(&arr[5], m->order_ts) || array_add_int(&arr[6], m->mark.seq) ||
+            array_add(&arr[7], origin, strlen(origin)))
+            return PS_ERR_NOMEM;
+        ++*count;
+    }
+    for (int k = 0; k < 8; k++)
+        if (ps_dynbuf_add(&arr[k], "}", 1) != PS_OK)
+            return PS_ERR_NOMEM;
+    return PS_OK;
+}
+
+/* Reads the results of `n` pipelined statements and the sync point. */
+static ps_code pipeline_results(PGconn *pg, int n, ps_error *err, const char *what)
+{
+    ps_code rc = PS_OK;
+    for (int i = 0; i < n; i++) {
+        PGresult *res = PQgetResult(pg);
+        if (!res) {
+            if (rc == PS_OK)
+                rc = result_error(pg, NULL, err, what);
+            break;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == PS_OK)
+            rc = result_error(pg, res, err, what);
+        PQclear(res);
+        PQclear(PQgetResult(pg)); /* NULL ends each statement's results */
+    }
+    PGresult *res;
+    while ((res = PQgetResult(pg)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+        PQclear(res);
+        if (st == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    return rc;
+}
+
+static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, const char *doc,
+                            size_t doc_len, int64_t seq, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    (void)doc_len;
+    json_object *state = ps_chat_header_to_json(chat);
+    ps_dynbuf arr[8];
+    for (int k = 0; k < 8; k++)
+        ps_dynbuf_init(&arr[k], SIZE_MAX);
+    size_t count = 0;
+    if (!state || message_arrays(chat, arr, &count) != PS_OK) {
+        json_object_put(state);
+        for (int k = 0; k < 8; k++)
+            ps_dynbuf_free(&arr[k]);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    size_t state_len;
+    const char *state_text = ps_json_text(state, &state_len);
+    bool live = ps_chat_is_live(chat);
+    const ps_lamport *shown = &chat->deleted_lamport;
+    num u, counter, at, sq;
+    const char *chat_params[9] = {
+        numtext(&u, user),
+        chat->id,
+        live ? "t" : "f",
+        state_text,
+        doc ? doc : "", /* "" = not rendered */
+        numtext(&counter, chat->has_tombstone ? shown->counter : 0),
+        chat->has_tombstone && shown->id ? shown->id : "",
+        numtext(&at, chat->has_tombstone && !live ? chat->tombstone.ts : 0),
+        numtext(&sq, seq),
+    };
+    const char *msg_params[10] = {u.s,         chat->id,    arr[0].data, arr[1].data, arr[2].data,
+                                  arr[3].data, arr[4].data, arr[5].data, arr[6].data, arr[7].data};
+    /* The chat row and its messages in one round trip. */
+    ps_code rc = PS_OK;
+    int sent = 0;
+    if (!PQenterPipelineMode(c->pg)) {
+        rc = result_error(c->pg, NULL, err, "pipeline");
+    } else {
+        char chat_q[16], msg_q[16];
+        snprintf(chat_q, sizeof chat_q, "q%d", Q_CHAT_PUT);
+        snprintf(msg_q, sizeof msg_q, "q%d", Q_MSG_PUT);
+        if (PQsendQueryPrepared(c->pg, chat_q, 9, chat_params, NULL, NULL, 0))
+            sent++;
+        if (count && sent == 1 && PQsendQueryPrepared(c->pg, msg_q, 10, msg_params, NULL, NULL, 0))
+            sent++;
+        PQpipelineSync(c->pg);
+        rc = pipeline_results(c->pg, sent, err, "saving chat");
+        if (rc == PS_OK && sent < (count ? 2 : 1))
+            rc = result_error(c->pg, NULL, err, "saving chat");
+        PQexitPipelineMode(c->pg);
+    }
+    json_object_put(state);
+    for (int k = 0; k < 8; k++)
+        ps_dynbuf_free(&arr[k]);
+    return rc;
+}
+
+static ps_code pg_chat_next_changed(ps_store *base, int64_t user, int64_t after_seq,
+                                    ps_chat **out, int64_t *seq, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    *out = NULL;
+    num u, a;
+    const char *params[2] = {numtext(&u, user), numtext(&a, after_seq)};
+    ps_code rc;
+    PGresult *res = run(c, Q_CHAT_NEXT, 2, params, &rc, err, "reading a chat");
+    if (!res)
+        return rc;
+    if (PQntuples(res) > 0) {
+        if (seq)
+            *seq = int_at(res, 0, 1);
+        rc = parse_state(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), out, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+static ps_code pg_messages_since(ps_store *base, int64_t user, const char *chat_id,
+                                 int64_t after_seq, const char *skip_origin, ps_message_fn fn,
+                                 void *ctx, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    num u, a;
+    const char *params[4] = {numtext(&u, user), chat_id, numtext(&a, after_seq), skip_origin};
+    ps_code rc;
+    PGresult *res = run(c, Q_MSG_SINCE, 4, params, &rc, err, "listing messages");
+    if (!res)
+        return rc;
+    for (int i = 0; i < PQntuples(res) && rc == PS_OK; i++) {
+        ps_message m;
+        if ((rc = read_message(res, i, &m, err)) != PS_OK)
+            break;
+        rc = fn(ctx, &m);
+        ps__message_release(&m);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* chat_each's cursor, behind ps_chat_row.impl. */
+typedef struct chat_listing {
+    pg_conn *c;
+    int64_t user;
+    PGresult *doc; /* the last row's rendered chat */
+} chat_listing;
+
+/* The row's rendered chat, read only now (one round trip); valid until the
+ * next row. */
+static const char *row_doc(const ps_chat_row *row, size_t *len)
+{
+    chat_listing *l = row->impl;
+    PQclear(l->doc);
+    l->doc = NULL;
+    *len = 0;
+    num u;
+    const char *params[2] = {numtext(&u, l->user), row->id};
+    ps_code rc;
+    ps_error err;
+    l->doc = run(l->c, Q_CHAT_DOC, 2, params, &rc, &err, "reading a chat");
+    if (!l->doc || PQntuples(l->doc) == 0)
+        return NULL; /* as if not rendered; the caller renders it */
+    *len = (size_t)PQgetlength(l->doc, 0, 0);
+    return *len ? PQgetvalue(l->doc, 0, 0) : NULL;
+}
+
+static ps_code pg_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, void *ctx,
+                            ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    chat_listing listing = {.c = c, .user = user};
+    num u;
+    const char *params[1] = {numtext(&u, user)};
+    ps_code rc;
+    PGresult *res = run(c, Q_CHAT_EACH, 1, params, &rc, err, "listing chats");
+    if (!res)
+        return rc;
+    for (int i = 0; i < PQntuples(res); i++) {
+        ps_chat_row row = {
+            .id = PQgetvalue(res, i, 0),
+            .doc = row_doc,
+            .impl = &listing,
+            .live = PQgetvalue(res, i, 1)[0] == 't',
+            .deleted_counter = int_at(res, i, 2),
+            .deleted_device = PQgetvalue(res, i, 3),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    PQclear(listing.doc);
+    PQclear(res);
+    /* a connection lost under row_doc shows here */
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return result_error(c->pg, NULL, err, "listing chats");
+    return PS_OK;
+}
+
+static ps_code pg_stats(ps_store *base, ps_store_stats *out, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    ps_code rc;
+    PGresult *res = run(c, Q_STATS, 0, NULL, &rc, err, "reading stats");
+    if (!res)
+        return rc;
+    out->live_chats = int_at(res, 0, 0);
+    out->last_sync_ms = int_at(res, 0, 1);
+    if (c->seen.name && c->seen.ms > out->last_sync_ms)
+        out->last_sync_ms = c->seen.ms;
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_purge_tombstones(ps_store *base, int64_t older_than_ms, int64_t *purged,
+                                   ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    *purged = 0;
+    num before;
+    const char *p1[1] = {numtext(&before, older_than_ms)};
+    ps_code rc;
+    PGresult *res = run(c, Q_PURGE_LOCK, 1, p1, &rc, err, "purging tombstones");
+    if (!res)
+        return rc;
+    ps_dynbuf ids;
+    ps_dynbuf_init(&ids, SIZE_MAX);
+    rc = ps_dynbuf_add(&ids, "{", 1);
+    for (int i = 0; i < PQntuples(res) && rc == PS_OK; i++)
+        rc = array_add_int(&ids, int_at(res, i, 0));
+    int users = PQntuples(res);
+    PQclear(res);
+    if (rc == PS_OK)
+        rc = ps_dynbuf_add(&ids, "}", 1);
+    if (rc != PS_OK) {
+        ps_dynbuf_free(&ids);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    if (users) {
+        const char *p2[2] = {before.s, ids.data};
+        /* cursors from before a forgotten tombstone can no longer be served */
+        if ((rc = run_void(c, Q_PURGE_MARK, 2, p2, err, "marking purged sequence")) == PS_OK &&
+            (res = run(c, Q_PURGE, 2, p2, &rc, err, "purging tombstones")) != NULL) {
+            *purged = strtoll(PQcmdTuples(res), NULL, 10);
+            PQclear(res);
+            const char *p3[1] = {ids.data};
+            rc = run_void(c, Q_RECOUNT, 1, p3, err, "recounting bytes");
+        }
+    }
+    ps_dynbuf_free(&ids);
+    return rc;
+}
+
+static ps_code pg_chat_find_sent(ps_store *base, int64_t user, uint64_t hash, char *id,
+                                 size_t id_size, bool *unchanged, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    num u, h;
+    const char *params[2] = {numtext(&u, user), numtext(&h, (int64_t)hash)};
+    id[0] = '\0';
+    *unchanged = false;
+    ps_code rc;
+    PGresult *res = run(c, Q_SENT_FIND, 2, params, &rc, err, "finding a sent chat");
+    if (!res)
+        return rc;
+    if (PQntuples(res) > 0) {
+        snprintf(id, id_size, "%s", PQgetvalue(res, 0, 0));
+        *unchanged = PQgetvalue(res, 0, 1)[0] == 't';
+    }
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_chat_set_sent(ps_store *base, int64_t user, const char *id, uint64_t hash,
+                                ps_error *err)
+{
+    num u, h;
+    const char *params[3] = {numtext(&u, user), id, numtext(&h, (int64_t)hash)};
+    return run_void(current((pg_store *)base), Q_SENT_SET, 3, params, err,
+                    "recording a sent chat");
+}
+
+static ps_code pg_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err)
+{
+    num u;
+    const char *params[1] = {numtext(&u, user)};
+    ps_code rc;
+    PGresult *res = run(current((pg_store *)base), Q_USER_BYTES, 1, params, &rc, err,
+                        "reading bytes");
+    if (!res)
+        return rc;
+    *bytes = PQntuples(res) > 0 ? int_at(res, 0, 0) : 0;
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_user_list(ps_store *base, int (*fn)(void *, const char *, int64_t), void *ctx,
+                            ps_error *err)
+{
+    ps_code rc;
+    PGresult *res = run(current((pg_store *)base), Q_USER_LIST, 0, NULL, &rc, err,
+                        "listing users");
+    if (!res)
+        return rc;
+    for (int i = 0; i < PQntuples(res); i++)
+        if (fn(ctx, PQgetvalue(res, i, 0), int_at(res, i, 1)))
+            break;
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_user_delete(ps_store *base, const char *name, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    const char *params[1] = {name};
+    ps_code rc = run_void(c, Q_USER_DEL_SEEN, 1, params, err, "deleting user");
+    if (rc != PS_OK)
+        return rc;
+    PGresult *res = run(c, Q_USER_DEL, 1, params, &rc, err, "deleting user");
+    if (!res)
+        return rc;
+    bool none = strcmp(PQcmdTuples(res), "0") == 0;
+    PQclear(res);
+    return none ? ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", name) : PS_OK;
+}
+
+/* ---- the listener --------------------------------------------------- */
+
+static void ring(pg_store *s, const char *user, const char *device)
+{
+    pthread_mutex_lock(&s->listen_lock);
+    if (s->listen_fn)
+        s->listen_fn(s->listen_ctx, user, device);
+    pthread_mutex_unlock(&s->listen_lock);
+}
+
+/* Hands one notification's payload to the subscriber, unless this
+ * instance sent it (its streams were rung at commit already). */
+static void deliver(pg_store *s, const char *payload)
+{
+    size_t ilen = strlen(s->instance);
+    if (strncmp(payload, s->instance, ilen) == 0 && payload[ilen] == ' ')
+        return;
+    const char *sp = strchr(payload, ' ');
+    if (!sp)
+        return;
+    const char *p = sp + 1;
+    if (p[0] == '-' && p[1] == ':') {
+        ring(s, p + 2, NULL);
+        return;
+    }
+    char *end;
+    unsigned long dlen = strtoul(p, &end, 10);
+    if (*end != ':' || strlen(end + 1) < dlen)
+        return;
+    char *device = strndup(end + 1, dlen);
+    if (device)
+        ring(s, end + 1 + dlen, device);
+    free(device);
+}
+
+/* Waits up to ms for the wake pipe; true when asked to stop. */
+static bool listener_sleep(pg_store *s, int ms)
+{
+    struct pollfd pfd = {.fd = s->wake[0], .events = POLLIN};
+    return poll(&pfd, 1, ms) > 0;
+}
+
+static void *listener_main(void *arg)
+{
+    pg_store *s = arg;
+    bool missed = false; /* a connection was lost: changes may have gone unheard */
+    int backoff_ms = 100;
+    for (;;) {
+        PGconn *pg = connect_db(s);
+        PGresult *res = pg && PQstatus(pg) == CONNECTION_OK ? PQexec(pg, "LISTEN " CHANNEL) : NULL;
+        bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        if (!ok) {
+            PQfinish(pg);
+            missed = true;
+            if (listener_sleep(s, backoff_ms))
+                return NULL;
+            backoff_ms = backoff_ms < 2000 ? backoff_ms * 2 : 2000;
+            continue;
+        }
+        backoff_ms = 100;
+        if (missed) { /* listening again: whatever changed meanwhile, pull */
+            ring(s, NULL, NULL);
+            missed = false;
+        }
+        for (;;) {
+            struct pollfd pfd[2] = {{.fd = PQsocket(pg), .events = POLLIN},
+                                    {.fd = s->wake[0], .events = POLLIN}};
+            if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+                break;
+            if (pfd[1].revents) {
+                PQfinish(pg);
+                return NULL;
+            }
+            if (!PQconsumeInput(pg))
+                break; /* the connection is gone */
+            PGnotify *n;
+            while ((n = PQnotifies(pg)) != NULL) {
+                deliver(s, n->extra);
+                PQfreemem(n);
+            }
+        }
+        PQfinish(pg);
+        missed = true;
+    }
+}
+
+static ps_code pg_listen(ps_store *base, ps_store_change_fn fn, void *ctx, ps_error *err)
+{
+    pg_store *s = (pg_store *)base;
+    pthread_mutex_lock(&s->listen_lock);
+    s->listen_fn = fn;
+    s->listen_ctx = ctx;
+    pthread_mutex_unlock(&s->listen_lock);
+    if (fn && !s->listening) {
+        if (pthread_create(&s->listener, NULL, listener_main, s) != 0)
+            return ps_error_set(err, PS_ERR_STORE, -1, "", "cannot start the listener thread");
+        s->listening = true;
+    }
+    return PS_OK;
+}
+
+/* ---- opening, migrating, closing ------------------------------------ */
+
+static void pg_close(ps_store *base)
+{
+    pg_store *s = (pg_store *)base;
+    if (s->listening) {
+        ssize_t w = write(s->wake[1], "x", 1);
+        (void)w;
+        pthread_join(s->listener, NULL);
+    }
+    if (s->wake[0] >= 0) {
+        close(s->wake[0]);
+        close(s->wake[1]);
+    }
+    for (unsigned i = 0; i < s->npool; i++) {
+        if (s->pool[i].pg)
+            PQfinish(s->pool[i].pg);
+        free(s->pool[i].notify);
+        free(s->pool[i].seen.name);
+    }
+    free(s->pool);
+    free(s->url);
+    pthread_key_delete(s->current);
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->listen_lock);
+    pthread_cond_destroy(&s->freed);
+    free(s);
+}
+
+static ps_code exec_simple(PGconn *pg, const char *sql, ps_error *err, const char *what)
+{
+    PGresult *res = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(res);
+    ps_code rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK
+                     ? PS_OK
+                     : result_error(pg, res, err, what);
+    PQclear(res);
+    return rc;
+}
+
+/* Brings the schema forward under an advisory lock, so that instances
+ * starting at once migrate one after the other (the later ones find the
+ * work done). Each step is one transaction. */
+static ps_code migrate(PGconn *pg, ps_error *err)
+{
+    ps_code rc = exec_simple(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, "locking");
+    if (rc != PS_OK)
+        return rc;
+    rc = exec_simple(pg,
+                     "CREATE TABLE IF NOT EXISTS schema_version ("
+                     " version INTEGER PRIMARY KEY,"
+                     " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                     err, "creating schema_version");
+    int have = -1;
+    if (rc == PS_OK) {
+        PGresult *res = PQexec(pg, "SELECT coalesce(max(version), 0) FROM schema_version");
+        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+            have = atoi(PQgetvalue(res, 0, 0));
+        else
+            rc = result_error(pg, res, err, "reading schema version");
+        PQclear(res);
+    }
+    if (rc == PS_OK && have > SCHEMA_VERSION)
+        rc = ps_error_set(err, PS_ERR_SCHEMA, -1, "",
+                          "the store has schema version %d; this polysyncd knows up to %d", have,
+                          SCHEMA_VERSION);
+    for (int v = have; rc == PS_OK && v < SCHEMA_VERSION; v++) {
+        char record[96];
+        snprintf(record, sizeof record, "INSERT INTO schema_version(version) VALUES (%d)", v + 1);
+        if ((rc = exec_simple(pg, "BEGIN", err, "migrating")) != PS_OK)
+            break;
+        if ((rc = exec_simple(pg, MIGRATIONS[v], err, "migrating")) != PS_OK ||
+            (rc = exec_simple(pg, record, err, "migrating")) != PS_OK ||
+            (rc = exec_simple(pg, "COMMIT", err, "migrating")) != PS_OK)
+            exec_simple(pg, "ROLLBACK", NULL, "rollback");
+    }
+    exec_simple(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", NULL, "unlocking");
+    return rc;
+}
+
+/* The first connection, retried with backoff for up to wait_s seconds:
+ * instances may start before their database. */
+static ps_code first_connection(pg_store *s, PGconn **out, ps_error *err)
+{
+    int64_t give_up = ps_time_monotonic_ms() + (int64_t)s->opt.wait_s * 1000;
+    int backoff_ms = 200;
+    for (;;) {
+        PGconn *pg = connect_db(s);
+        if (!pg)
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        if (PQstatus(pg) == CONNECTION_OK) {
+            *out = pg;
+            return PS_OK;
+        }
+        char why[200];
+        snprintf(why, sizeof why, "%s", PQerrorMessage(pg));
+        why[strcspn(why, "\n")] = '\0';
+        PQfinish(pg);
+        int64_t now = ps_time_monotonic_ms();
+        if (now >= give_up)
+            return ps_error_set(err, PS_ERR_UNAVAILABLE, -1, "",
+                                "cannot connect to PostgreSQL%s: %s",
+                                s->opt.wait_s ? " (gave up waiting)" : " (--db-wait S to wait)",
+                                why);
+        fprintf(stderr, "polysyncd: waiting for PostgreSQL: %s\n", why);
+        struct timespec ts = {.tv_sec = backoff_ms / 1000,
+                              .tv_nsec = (long)(backoff_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+    }
+}
+
+static const struct ps_store_ops PG_OPS = {
+    .name = "postgres",
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .user_load = pg_user_load,
+    .user_find = pg_user_find,
+    .user_save = pg_user_save,
+    .user_seen = pg_user_seen,
+    .chat_load = pg_chat_load,
+    .chat_save = pg_chat_save,
+    .chat_each = pg_chat_each,
+    .messages_load = pg_messages_load,
+    .chat_next_changed = pg_chat_next_changed,
+    .messages_since = pg_messages_since,
+    .stats = pg_stats,
+    .purge_tombstones = pg_purge_tombstones,
+    .user_list = pg_user_list,
+    .user_bytes = pg_user_bytes,
+    .chat_find_sent = pg_chat_find_sent,
+    .chat_set_sent = pg_chat_set_sent,
+    .user_delete = pg_user_delete,
+    .announce = pg_announce,
+    .listen = pg_listen,
+    .close = pg_close,
+};
+
+ps_code ps__store_pg_open(const char *url, const ps_store_options *opt, ps_store **out,
+                          ps_error *err)
+{
+    *out = NULL;
+    pg_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    s->base.ops = &PG_OPS;
+    s->opt = *opt;
+    s->npool = opt->pool ? opt->pool : 8;
+    s->wake[0] = s->wake[1] = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->listen_lock, NULL);
+    pthread_cond_init(&s->freed, NULL);
+    pthread_key_create(&s->current, NULL);
+    snprintf(s->instance, sizeof s->instance, "%lx.%x", (unsigned long)getpid(),
+             (unsigned)(ps_time_now_ms() ^ (int64_t)(uintptr_t)s));
+    s->url = strdup(url);
+    s->pool = calloc(s->npool, sizeof *s->pool);
+    ps_code rc = PS_OK;
+    if (!s->url || !s->pool || pipe(s->wake) != 0) {
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        goto fail;
+    }
+    PGconn *first = NULL;
+    if ((rc = first_connection(s, &first, err)) != PS_OK)
+        goto fail;
+    rc = migrate(first, err);
+    PQfinish(first);
+    if (rc != PS_OK)
+        goto fail;
+    /* the pool opens its connections when first used */
+    *out = &s->base;
+    return PS_OK;
+fail:
+    pg_close(&s->base);
+    return rc;
+}
