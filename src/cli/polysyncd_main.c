@@ -38,7 +38,13 @@ int main(int argc, char **argv)
     ps_error_clear(&err);
     ps_store *store = NULL;
     ps_server *srv = NULL;
-    if (ps_store_open(cfg.db_url, &store, &err) != PS_OK) {
+    ps_store_options store_opt = {
+        .pool = cfg.db_pool ? cfg.db_pool : cfg.threads + 2,
+        .wait_s = cfg.db_wait_s,
+        /* a statement or a lock wait never outlives a request */
+        .statement_timeout_ms = cfg.request_timeout_s * 1000,
+    };
+    if (ps_store_open_opts(cfg.db_url, &store_opt, &store, &err) != PS_OK) {
         fprintf(stderr, "polysyncd: cannot open store %s: %s\n", cfg.db_url, err.message);
         return 1;
     }

@@ -121,6 +121,7 @@ static void usage(FILE *f)
             "  --bind ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port N                 port (default 4001, or env CHAT_SYNC_PORT; 0 = any)\n"
             "  --db URL                 store: sqlite:PATH (default sqlite:./data/polysync.db)\n"
+            "                           or postgres://user@host/db (several instances may share it)\n"
             "  --max-body SIZE          largest request body, e.g. 64M (default 64M, max 1G)\n"
             "  --max-chats N            most chats or deletions in one request (default 50000)\n"
             "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
@@ -146,6 +147,8 @@ static void usage(FILE *f)
             "  --quota SIZE             stored bytes per user, e.g. 1G (default: no limit)\n"
             "  --max-connections N      open connections (default 1024)\n"
             "  --request-timeout S      a request body must arrive within S seconds (default 60)\n"
+            "  --db-pool N              PostgreSQL connections (default: threads + 2)\n"
+            "  --db-wait S              at start, wait up to S seconds for the database (default 0)\n"
             "\nAdministration:\n"
             "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
             "  polysyncd user list [--db URL]\n"
@@ -184,7 +187,9 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         O_LARGE_REQS,
         O_QUOTA,
         O_MAX_CONN,
-        O_REQ_TIMEOUT
+        O_REQ_TIMEOUT,
+        O_DB_POOL,
+        O_DB_WAIT
     };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, O_BIND},
@@ -212,6 +217,8 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"quota", required_argument, NULL, O_QUOTA},
         {"max-connections", required_argument, NULL, O_MAX_CONN},
         {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
+        {"db-pool", required_argument, NULL, O_DB_POOL},
+        {"db-wait", required_argument, NULL, O_DB_WAIT},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -348,6 +355,18 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--request-timeout";
             else
                 cfg->request_timeout_s = (unsigned)v;
+            break;
+        case O_DB_POOL:
+            if (!parse_uint(optarg, 1000, &v) || v == 0)
+                bad = "--db-pool";
+            else
+                cfg->db_pool = (unsigned)v;
+            break;
+        case O_DB_WAIT:
+            if (!parse_uint(optarg, 86400, &v))
+                bad = "--db-wait";
+            else
+                cfg->db_wait_s = (unsigned)v;
             break;
         case O_HELP:
             usage(out);

@@ -26,6 +26,10 @@ void ps_events_free(ps_events *ev);
  * already. device NULL: every stream. Any thread. */
 void ps_events_notify(ps_events *ev, const char *user, const char *device);
 
+/* Tells every stream that something may have changed (the store missed
+ * other instances' notifications for a while). Any thread. */
+void ps_events_notify_all(ps_events *ev);
+
 /*
  * A streaming response for `user` on `conn`, for the device named by the
  * request's `deviceId` query argument if any (1-256 bytes; else ignored);

@@ -527,8 +527,22 @@ static ps_code read_pem(const char *path, char **out, ps_error *err)
     return PS_OK;
 }
 
+/* The one entry point for "user's chats changed on another instance"
+ * (the store's listener thread): rings the user's live streams (user NULL:
+ * every stream, after notifications may have been missed). */
+static void remote_change(void *ctx, const char *user, const char *device)
+{
+    ps_server *srv = ctx;
+    if (user)
+        ps_events_notify(srv->events, user, device);
+    else
+        ps_events_notify_all(srv->events);
+}
+
 static void server_free(ps_server *srv)
 {
+    if (srv->env.store && srv->env.store->ops->listen)
+        srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
     ps_events_free(srv->events);
     ps_auth_free(srv->auth);
     ps_limiter_free(srv->limiter);
@@ -567,6 +581,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (!srv->events)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
     srv->env.events = srv->events;
+    if (srv->env.store->ops->listen &&
+        (rc = srv->env.store->ops->listen(srv->env.store, remote_change, srv, err)) != PS_OK)
+        return rc;
     return PS_OK;
 }
 

@@ -39,6 +39,53 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 30.0
 
+# ---- the store under test -------------------------------------------------
+#
+# PS_TEST_DB picks the backend every suite runs against: unset or "sqlite"
+# for SQLite files, a postgres://... URL (or "@FILE" holding one, as the
+# make check fixture writes it) for PostgreSQL, where each store the suites
+# would have put in a file becomes a fresh database of its own.
+
+def _pg_base_url():
+    v = os.environ.get("PS_TEST_DB", "")
+    if v.startswith("@"):
+        with open(v[1:]) as f:
+            v = f.read().strip()
+    return v if v.startswith(("postgres://", "postgresql://")) else None
+
+
+PG_BASE = _pg_base_url()
+BACKEND = "postgres" if PG_BASE else "sqlite"
+_pg_stores = {}
+
+
+def pg_query(url, sql):
+    """Runs sql with psql on the database at url; its rows as lists of text."""
+    r = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                        "-d", url, "-c", sql],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("psql %r: %s" % (sql, r.stderr.decode(errors="replace")))
+    return [line.split("\t") for line in r.stdout.decode().splitlines() if line]
+
+
+def new_pg_database():
+    """A fresh, empty database on the test cluster; its URL."""
+    name = "ps_%d_%s" % (os.getpid(), os.urandom(6).hex())
+    pg_query(PG_BASE, "CREATE DATABASE " + name)
+    return PG_BASE.rsplit("/", 1)[0] + "/" + name
+
+
+def store_url(path):
+    """The --db URL of the store that lives at `path` (the same one every
+    time for the same path, so restarts find their data)."""
+    if not PG_BASE:
+        return "sqlite:" + path
+    if path not in _pg_stores:
+        _pg_stores[path] = new_pg_database()
+    return _pg_stores[path]
+
+
 BANNER = re.compile(r"^polysyncd (\S+) listening on https?://([^:/\s]+):(\d+) \(store (.*)\)$")
 
 
@@ -214,6 +261,7 @@ class Server:
         self.own_tmpdir = tmpdir is None
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="polysync-it-")
         self.db_path = os.path.join(self.tmpdir, "p.db")
+        self.db_url = store_url(self.db_path)  # see PS_TEST_DB
         self.proc = None
         self.port = None
         self.banner = None
@@ -234,7 +282,7 @@ class Server:
             env.update(self.env)
         try:
             self.proc = subprocess.Popen(
-                [POLYSYNCD, "--port", "0", "--db", "sqlite:" + self.db_path] + self.extra_args,
+                [POLYSYNCD, "--port", "0", "--db", self.db_url] + self.extra_args,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env)
         finally:
             err.close()
