@@ -1,7 +1,8 @@
 #!/bin/sh
 # A throwaway PostgreSQL for the tests: `start DIR` creates a cluster in DIR
 # (initdb, as an unprivileged user: PostgreSQL refuses to run as root), runs
-# it on a free port on 127.0.0.1 and prints its URL; `stop DIR` stops it and
+# it on a free port on 127.0.0.1 and prints its URL (also written to
+# DIR/url; DIR's parent must be reachable by that user); `stop DIR` stops it and
 # deletes DIR; `restart DIR` stops and starts it (same port, same data).
 # Uses Debian's postgresql package (/usr/lib/postgresql/<version>/bin).
 set -eu
@@ -26,6 +27,7 @@ start() {
 
 case "$cmd" in
 start)
+    "$0" stop "$dir"  # what an interrupted run left behind
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown nobody "$dir"
     chmod 700 "$dir"
@@ -40,10 +42,11 @@ shared_buffers = 64MB
 CONF
     free_port >"$dir/port"
     start
-    echo "postgres://polysync@127.0.0.1:$(cat "$dir/port")/postgres"
+    echo "postgres://polysync@127.0.0.1:$(cat "$dir/port")/postgres" >"$dir/url"
+    cat "$dir/url"
     ;;
-restart)
-    as_user "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+restart)  # also starts a stopped one
+    as_user "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
     start
     ;;
 stop)
