@@ -276,8 +276,9 @@ static PGconn *connect_db(const pg_store *s)
     char timeout[16], options[128];
     snprintf(timeout, sizeof timeout, "%u", s->opt.connect_timeout_s ? s->opt.connect_timeout_s : 5);
     unsigned stmt_ms = s->opt.statement_timeout_ms;
-    snprintf(options, sizeof options, "-c statement_timeout=%u -c lock_timeout=%u", stmt_ms,
-             stmt_ms);
+    snprintf(options, sizeof options,
+             "-c statement_timeout=%u -c lock_timeout=%u -c client_min_messages=warning",
+             stmt_ms, stmt_ms);
     /* The URL comes last: what it says wins over these defaults. */
     const char *keys[] = {"connect_timeout",     "keepalives",        "keepalives_idle",
                           "keepalives_interval", "keepalives_count",  "tcp_user_timeout",
