@@ -4,6 +4,7 @@
  * and taken here with sigwait(), so no handler runs inside the server.
  */
 #include "cli/polysyncd_admin.h"
+#include "cli/polysyncd_migrate.h"
 #include "server/server.h"
 
 #include <pthread.h>
@@ -16,6 +17,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && (strcmp(argv[1], "token") == 0 || strcmp(argv[1], "user") == 0))
         return ps_admin_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+        return ps_migrate_main(argc - 1, argv + 1);
     ps_config cfg;
     ps_config_defaults(&cfg);
     switch (ps_config_parse(&cfg, argc, argv, stdout, stderr)) {

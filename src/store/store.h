@@ -118,6 +118,9 @@ struct ps_store_ops {
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
     ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged, ps_error *err);
+    /* Sets every counter of the user's row as given (clock, last sync,
+     * sequence, purge point): for `polysyncd migrate`, which copies them. */
+    ps_code (*user_restore)(ps_store *s, const ps_user *user, ps_error *err);
     /* Optional (NULL for a backend with one process): says, inside a write
      * transaction, that it changed `user`'s chats (made by `device`, or
      * NULL); other instances hear it once it commits. */

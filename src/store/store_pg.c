@@ -143,6 +143,7 @@ enum {
     Q_USER_DEL_SEEN,
     Q_NOTIFY,
     Q_ASYNC_COMMIT,
+    Q_USER_RESTORE,
     Q_COUNT
 };
 
@@ -230,6 +231,8 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_NOTIFY] = "SELECT pg_notify('" CHANNEL "', $1)",
     /* the no-op sync times may be lost in a crash (store.h): no WAL flush */
     [Q_ASYNC_COMMIT] = "SELECT set_config('synchronous_commit', 'off', true)",
+    [Q_USER_RESTORE] = "UPDATE users SET clock = $2, last_sync_ms = $3, seq = $4,"
+                       " purged_seq = $5 WHERE id = $1",
 };
 
 /* A no-op sync time recorded in a read transaction, written after it. */
@@ -649,6 +652,15 @@ static ps_code pg_user_save(ps_store *base, const ps_user *u, ps_error *err)
     const char *params[4] = {numtext(&id, u->id), numtext(&clock, u->clock),
                              numtext(&ms, u->last_sync_ms), numtext(&seq, u->seq)};
     return run_void(current((pg_store *)base), Q_USER_SAVE, 4, params, err, "saving user");
+}
+
+static ps_code pg_user_restore(ps_store *base, const ps_user *u, ps_error *err)
+{
+    num id, clock, ms, seq, purged;
+    const char *params[5] = {numtext(&id, u->id), numtext(&clock, u->clock),
+                             numtext(&ms, u->last_sync_ms), numtext(&seq, u->seq),
+                             numtext(&purged, u->purged_seq)};
+    return run_void(current((pg_store *)base), Q_USER_RESTORE, 5, params, err, "saving user");
 }
 
 static ps_code pg_user_seen(ps_store *base, const char *name, int64_t ms, ps_error *err)
@@ -1347,6 +1359,7 @@ static const struct ps_store_ops PG_OPS = {
     .user_load = pg_user_load,
     .user_find = pg_user_find,
     .user_save = pg_user_save,
+    .user_restore = pg_user_restore,
     .user_seen = pg_user_seen,
     .chat_load = pg_chat_load,
     .chat_save = pg_chat_save,
