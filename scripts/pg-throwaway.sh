@@ -33,13 +33,13 @@ start)
     chmod 700 "$dir"
     as_user "$bin/initdb" -D "$dir/data" -U polysync -A trust -E UTF8 --locale=C.UTF-8 \
         --no-sync >/dev/null
-    # a test server: speed over durability (nothing here outlives the run)
-    cat >>"$dir/data/postgresql.conf" <<CONF
-fsync = off
-full_page_writes = off
-max_connections = 200
-shared_buffers = 64MB
-CONF
+    echo "max_connections = 200" >>"$dir/data/postgresql.conf"
+    echo "shared_buffers = 128MB" >>"$dir/data/postgresql.conf"
+    # a test server: speed over durability (nothing here outlives the run);
+    # PS_PG_DURABLE=1 (the benchmark) keeps PostgreSQL's defaults
+    if [ "${PS_PG_DURABLE:-0}" != 1 ]; then
+        printf 'fsync = off\nfull_page_writes = off\n' >>"$dir/data/postgresql.conf"
+    fi
     free_port >"$dir/port"
     start
     echo "postgres://polysync@127.0.0.1:$(cat "$dir/port")/postgres" >"$dir/url"
