@@ -17,7 +17,9 @@
  *
  * Durability: a 200 follows COMMIT, which waits for the WAL flush as the
  * server's synchronous_commit says (docs/storage.md). The one write that may
- * be lost, a no-op sync's time, is committed with synchronous_commit off.
+ * be lost, a no-op sync's time, waits in memory as in store_sqlite.c and is
+ * written, at most a second later, in a transaction of its own with
+ * synchronous_commit off, into a table no writer locks.
  *
  * Round trips: one per chat loaded, one per batch of messages loaded, one
  * per chat saved (the chat row and all its changed messages as one pipeline,
@@ -144,6 +146,7 @@ enum {
     Q_NOTIFY,
     Q_ASYNC_COMMIT,
     Q_USER_RESTORE,
+    Q_SEEN_FLUSH,
     Q_COUNT
 };
 
@@ -161,6 +164,9 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_SAVE] = "UPDATE users SET clock = $2, last_sync_ms = $3, seq = $4 WHERE id = $1",
     [Q_USER_SEEN] = "INSERT INTO user_seen(name, ms) VALUES ($1, $2) ON CONFLICT (name)"
                     " DO UPDATE SET ms = greatest(user_seen.ms, excluded.ms)",
+    /* many at once: names and times as two arrays */
+    [Q_SEEN_FLUSH] = "INSERT INTO user_seen(name, ms) SELECT * FROM unnest($1::text[], $2::bigint[])"
+                     " ON CONFLICT (name) DO UPDATE SET ms = greatest(user_seen.ms, excluded.ms)",
     [Q_CHAT_GET] = "SELECT state FROM chats WHERE user_id = $1 AND id = $2",
     [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = $1 AND chat_id = $2",
     [Q_MSG_SOME] = "SELECT " MSG_COLUMNS " FROM messages"
@@ -235,11 +241,15 @@ static const char *const QUERIES[Q_COUNT] = {
                        " purged_seq = $5 WHERE id = $1",
 };
 
-/* A no-op sync time recorded in a read transaction, written after it. */
+/* A no-op sync time recorded in a read transaction, not written yet. */
 typedef struct seen_time {
     char *name;
     int64_t ms;
 } seen_time;
+
+/* They are written once the oldest is this old, or this many wait. */
+#define SEEN_FLUSH_MS 1000
+#define SEEN_FLUSH_USERS 64
 
 typedef struct pg_conn {
     PGconn *pg;
@@ -248,7 +258,6 @@ typedef struct pg_conn {
     /* the open transaction */
     bool writing;
     char *notify; /* payload to announce before COMMIT, if it changed anything */
-    seen_time seen;
 } pg_conn;
 
 typedef struct pg_store {
@@ -261,6 +270,11 @@ typedef struct pg_store {
     pg_conn *pool;
     unsigned npool;
     char instance[24]; /* tells our own notifications from other instances' */
+    /* no-op sync times not written yet (guarded by seen_lock) */
+    pthread_mutex_t seen_lock;
+    seen_time *seen;
+    size_t nseen, seen_cap;
+    int64_t seen_flush_at; /* monotonic ms from which a commit writes them */
     /* the listener (listen op) */
     pthread_mutex_t listen_lock; /* guards fn/ctx against the listener's calls */
     ps_store_change_fn listen_fn;
@@ -422,8 +436,6 @@ static void pool_give(pg_store *s, pg_conn *c)
 {
     free(c->notify);
     c->notify = NULL;
-    free(c->seen.name);
-    c->seen.name = NULL;
     pthread_setspecific(s->current, NULL);
     pthread_mutex_lock(&s->lock);
     c->busy = false;
@@ -529,21 +541,82 @@ static ps_code pg_begin(ps_store *base, bool write, ps_error *err)
     return rc;
 }
 
-/* Writes a no-op sync time in a transaction of its own that does not wait
- * for the WAL flush (a crash may forget it, as store.h allows). */
-static void write_seen_async(pg_conn *c)
+/* Takes the unwritten no-op sync times if they are due (or `all`); the
+ * caller writes them (write_seen) and frees the list. */
+static seen_time *take_seen(pg_store *s, bool all, size_t *n)
 {
-    ps_error err;
-    num ms;
-    const char *params[2] = {c->seen.name, numtext(&ms, c->seen.ms)};
-    if (run_void(c, Q_BEGIN_WRITE, 0, NULL, &err, "begin") != PS_OK)
+    seen_time *taken = NULL;
+    *n = 0;
+    pthread_mutex_lock(&s->seen_lock);
+    if (s->nseen && (all || ps_time_monotonic_ms() >= s->seen_flush_at)) {
+        taken = s->seen;
+        *n = s->nseen;
+        s->seen = NULL;
+        s->nseen = s->seen_cap = 0;
+    }
+    pthread_mutex_unlock(&s->seen_lock);
+    return taken;
+}
+
+static void free_seen(seen_time *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].name);
+    free(v);
+}
+
+/* Writes no-op sync times in one transaction of their own that does not
+ * wait for the WAL flush (a crash may forget them, as store.h allows), as
+ * one statement. `c` has no transaction open. */
+static ps_code write_seen(pg_conn *c, const seen_time *v, size_t n, ps_error *err)
+{
+    ps_dynbuf names, times;
+    ps_dynbuf_init(&names, SIZE_MAX);
+    ps_dynbuf_init(&times, SIZE_MAX);
+    ps_code rc = ps_dynbuf_add(&names, "{", 1);
+    if (rc == PS_OK)
+        rc = ps_dynbuf_add(&times, "{", 1);
+    for (size_t i = 0; i < n && rc == PS_OK; i++)
+        if ((rc = array_add(&names, v[i].name, strlen(v[i].name))) == PS_OK)
+            rc = array_add_int(&times, v[i].ms);
+    if (rc == PS_OK && (rc = ps_dynbuf_add(&names, "}", 1)) == PS_OK)
+        rc = ps_dynbuf_add(&times, "}", 1);
+    if (rc != PS_OK) {
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    } else if ((rc = run_void(c, Q_BEGIN_WRITE, 0, NULL, err, "begin")) == PS_OK) {
+        const char *params[2] = {names.data, times.data};
+        if ((rc = run_void(c, Q_ASYNC_COMMIT, 0, NULL, err, "saving last sync times")) ==
+                PS_OK &&
+            (rc = run_void(c, Q_SEEN_FLUSH, 2, params, err, "saving last sync times")) == PS_OK)
+            rc = run_void(c, Q_COMMIT, 0, NULL, err, "commit");
+        if (rc != PS_OK && PQstatus(c->pg) == CONNECTION_OK)
+            run_void(c, Q_ROLLBACK, 0, NULL, NULL, "rollback");
+    }
+    ps_dynbuf_free(&names);
+    ps_dynbuf_free(&times);
+    return rc;
+}
+
+/* Puts times taken back (a failed write): kept for the next try, unless a
+ * newer one came meanwhile. */
+static void return_seen(pg_store *s, seen_time *v, size_t n);
+
+/* Writes the due no-op sync times (or all) on `c`, which has no
+ * transaction open. */
+static void flush_seen(pg_store *s, pg_conn *c, bool all)
+{
+    size_t n;
+    seen_time *v = take_seen(s, all, &n);
+    if (!v)
         return;
-    if (run_void(c, Q_ASYNC_COMMIT, 0, NULL, &err, "seen") != PS_OK ||
-        run_void(c, Q_USER_SEEN, 2, params, &err, "saving last sync time") != PS_OK) {
-        run_void(c, Q_ROLLBACK, 0, NULL, &err, "rollback");
+    ps_error err;
+    if (write_seen(c, v, n, &err) != PS_OK) {
+        fprintf(stderr, "polysyncd: last sync times of %zu users not saved yet: %s\n", n,
+                err.message);
+        return_seen(s, v, n);
         return;
     }
-    run_void(c, Q_COMMIT, 0, NULL, &err, "commit");
+    free_seen(v, n);
 }
 
 static ps_code pg_commit(ps_store *base, ps_error *err)
@@ -559,8 +632,8 @@ static ps_code pg_commit(ps_store *base, ps_error *err)
         rc = run_void(c, Q_COMMIT, 0, NULL, err, "commit");
     if (rc != PS_OK && PQstatus(c->pg) == CONNECTION_OK)
         run_void(c, Q_ROLLBACK, 0, NULL, NULL, "rollback");
-    if (rc == PS_OK && c->seen.name)
-        write_seen_async(c);
+    if (rc == PS_OK)
+        flush_seen(s, c, false); /* bounds what a crash can forget */
     pool_give(s, c);
     return rc;
 }
@@ -663,20 +736,65 @@ static ps_code pg_user_restore(ps_store *base, const ps_user *u, ps_error *err)
     return run_void(current((pg_store *)base), Q_USER_RESTORE, 5, params, err, "saving user");
 }
 
+/* Records `name`'s time in the unwritten list (lock held). */
+static ps_code remember_seen(pg_store *s, const char *name, int64_t ms)
+{
+    size_t i = 0;
+    while (i < s->nseen && strcmp(s->seen[i].name, name) != 0)
+        i++;
+    if (i == s->nseen) {
+        if (s->nseen == s->seen_cap) {
+            size_t cap = s->seen_cap ? 2 * s->seen_cap : 8;
+            seen_time *grown = realloc(s->seen, cap * sizeof *grown);
+            if (!grown)
+                return PS_ERR_NOMEM;
+            s->seen = grown;
+            s->seen_cap = cap;
+        }
+        if (!(s->seen[i].name = strdup(name)))
+            return PS_ERR_NOMEM;
+        s->seen[i].ms = 0;
+        if (i == 0)
+            s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+        if (i + 1 >= SEEN_FLUSH_USERS)
+            s->seen_flush_at = 0;
+        s->nseen = i + 1;
+    }
+    if (ms > s->seen[i].ms)
+        s->seen[i].ms = ms;
+    return PS_OK;
+}
+
+static void return_seen(pg_store *s, seen_time *v, size_t n)
+{
+    pthread_mutex_lock(&s->seen_lock);
+    for (size_t i = 0; i < n; i++)
+        remember_seen(s, v[i].name, v[i].ms);
+    /* not at every request while the database is away */
+    s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+    pthread_mutex_unlock(&s->seen_lock);
+    free_seen(v, n);
+}
+
+/*
+ * A sync that changed nothing would otherwise cost a write transaction (a
+ * commit per poll of every device). Its time waits in memory (stats() sees
+ * it) and is written by the first transaction to end once the oldest
+ * waiting is a second old, by a write transaction's commit, or at close.
+ */
 static ps_code pg_user_seen(ps_store *base, const char *name, int64_t ms, ps_error *err)
 {
-    pg_conn *c = current((pg_store *)base);
+    pg_store *s = (pg_store *)base;
+    pg_conn *c = current(s);
     if (c->writing) {
         num n;
         const char *params[2] = {name, numtext(&n, ms)};
         return run_void(c, Q_USER_SEEN, 2, params, err, "saving last sync time");
     }
-    /* A read transaction (REPEATABLE READ) writes nothing: after it. */
-    free(c->seen.name);
-    if (!(c->seen.name = strdup(name)))
-        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    c->seen.ms = ms;
-    return PS_OK;
+    pthread_mutex_lock(&s->seen_lock);
+    ps_code rc = remember_seen(s, name, ms);
+    pthread_mutex_unlock(&s->seen_lock);
+    return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "out of memory");
 }
 
 /* ---- chats and messages --------------------------------------------- */
@@ -1019,9 +1137,13 @@ static ps_code pg_stats(ps_store *base, ps_store_stats *out, ps_error *err)
         return rc;
     out->live_chats = int_at(res, 0, 0);
     out->last_sync_ms = int_at(res, 0, 1);
-    if (c->seen.name && c->seen.ms > out->last_sync_ms)
-        out->last_sync_ms = c->seen.ms;
     PQclear(res);
+    pg_store *s = (pg_store *)base;
+    pthread_mutex_lock(&s->seen_lock); /* the times not written yet */
+    for (size_t i = 0; i < s->nseen; i++)
+        if (s->seen[i].ms > out->last_sync_ms)
+            out->last_sync_ms = s->seen[i].ms;
+    pthread_mutex_unlock(&s->seen_lock);
     return PS_OK;
 }
 
@@ -1253,17 +1375,26 @@ static void pg_close(ps_store *base)
         close(s->wake[0]);
         close(s->wake[1]);
     }
+    if (s->nseen && s->pool) { /* a clean stop loses no sync time... */
+        ps_error err;
+        if (conn_ready(s, &s->pool[0], &err) == PS_OK)
+            flush_seen(s, &s->pool[0], true);
+        else /* ...unless the database is away */
+            fprintf(stderr, "polysyncd: last sync times of %zu users not saved: %s\n", s->nseen,
+                    err.message);
+    }
+    free_seen(s->seen, s->nseen);
     for (unsigned i = 0; i < s->npool; i++) {
         if (s->pool[i].pg)
             PQfinish(s->pool[i].pg);
         free(s->pool[i].notify);
-        free(s->pool[i].seen.name);
     }
     free(s->pool);
     free(s->url);
     pthread_key_delete(s->current);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->listen_lock);
+    pthread_mutex_destroy(&s->seen_lock);
     pthread_cond_destroy(&s->freed);
     free(s);
 }
@@ -1392,6 +1523,7 @@ ps_code ps__store_pg_open(const char *url, const ps_store_options *opt, ps_store
     s->wake[0] = s->wake[1] = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->listen_lock, NULL);
+    pthread_mutex_init(&s->seen_lock, NULL);
     pthread_cond_init(&s->freed, NULL);
     pthread_key_create(&s->current, NULL);
     snprintf(s->instance, sizeof s->instance, "%lx.%x", (unsigned long)getpid(),
