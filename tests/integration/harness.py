@@ -86,6 +86,14 @@ def store_url(path):
     return _pg_stores[path]
 
 
+def drop_store(path):
+    """Drops the database that stood for `path` (each is a copy of the
+    template, ~8 MB: a run makes hundreds)."""
+    url = _pg_stores.pop(path, None)
+    if url:
+        pg_query(PG_BASE, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % url.rsplit("/", 1)[1])
+
+
 BANNER = re.compile(r"^polysyncd (\S+) listening on https?://([^:/\s]+):(\d+) \(store (.*)\)$")
 
 
@@ -354,6 +362,7 @@ class Server:
             self._abort()
         if self.own_tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+        drop_store(self.db_path)
 
     def stderr_text(self):
         try:
