@@ -256,12 +256,18 @@ typedef struct seen_time {
 #define SEEN_FLUSH_MS 1000
 #define SEEN_FLUSH_USERS 64
 
+struct pg_store;
+
 typedef struct pg_conn {
+    struct pg_store *store;
     PGconn *pg;
     bool busy;     /* lent to a thread */
     bool prepared; /* QUERIES prepared on this session */
     /* the open transaction */
     bool writing;
+    /* BEGIN not sent yet: it goes with the first statement, in one round
+     * trip (a no-op sync is a handful of round trips; this is one of them) */
+    bool begin_pending;
     char *notify; /* payload to announce before COMMIT, if it changed anything */
 } pg_conn;
 
@@ -452,9 +458,69 @@ static void pool_give(pg_store *s, pg_conn *c)
 
 /* Runs prepared query q with text parameters; NULL (and *rc, err set) on
  * failure. The result is the caller's to PQclear. */
+/* Drains a pipeline's results up to its sync point. */
+static void drain_pipeline(PGconn *pg)
+{
+    PGresult *res;
+    int nulls = 0;
+    while (nulls < 4) {
+        if (!(res = PQgetResult(pg))) {
+            if (PQstatus(pg) != CONNECTION_OK)
+                break;
+            nulls++;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        PQclear(res);
+        if (st == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    PQexitPipelineMode(pg);
+}
+
+/* The transaction's first statement, with its BEGIN, in one round trip. A
+ * connection found dead here (it died while idle: a database restart) is
+ * re-opened once and the whole tried again: nothing of the transaction
+ * had happened. */
+static PGresult *run_first(pg_conn *c, int q, int n, const char *const *params, ps_code *rc,
+                           ps_error *err, const char *what)
+{
+    char begin[16], name[16];
+    snprintf(begin, sizeof begin, "q%d", c->writing ? Q_BEGIN_WRITE : Q_BEGIN_READ);
+    snprintf(name, sizeof name, "q%d", q);
+    c->begin_pending = false;
+    for (int attempt = 0;; attempt++) {
+        PGresult *began = NULL, *res = NULL;
+        if (PQenterPipelineMode(c->pg) &&
+            PQsendQueryPrepared(c->pg, begin, 0, NULL, NULL, NULL, 0) &&
+            PQsendQueryPrepared(c->pg, name, n, params, NULL, NULL, 0) && PQpipelineSync(c->pg)) {
+            began = PQgetResult(c->pg);
+            PQclear(PQgetResult(c->pg)); /* NULL */
+            res = PQgetResult(c->pg);
+            PQclear(PQgetResult(c->pg));
+        }
+        drain_pipeline(c->pg);
+        ExecStatusType st = PQresultStatus(res);
+        if (PQresultStatus(began) == PGRES_COMMAND_OK &&
+            (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
+            PQclear(began);
+            *rc = PS_OK;
+            return res;
+        }
+        PGresult *bad = PQresultStatus(began) == PGRES_COMMAND_OK ? res : began;
+        *rc = result_error(c->pg, bad, err, what);
+        PQclear(began);
+        PQclear(res);
+        if (*rc != PS_ERR_UNAVAILABLE || attempt > 0 || conn_ready(c->store, c, err) != PS_OK)
+            return NULL;
+    }
+}
+
 static PGresult *run(pg_conn *c, int q, int n, const char *const *params, ps_code *rc,
                      ps_error *err, const char *what)
 {
+    if (c->begin_pending)
+        return run_first(c, q, n, params, rc, err, what);
     char name[16];
     snprintf(name, sizeof name, "q%d", q);
     PGresult *res = PQexecPrepared(c->pg, name, n, params, NULL, NULL, 0);
@@ -531,18 +597,13 @@ static ps_code pg_begin(ps_store *base, bool write, ps_error *err)
     if (rc != PS_OK)
         return rc;
     pthread_setspecific(s->current, c);
+    c->store = s;
     c->writing = write;
-    /* A connection that died while idle (a database restart) is found
-     * here: re-open it once and go on. */
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if ((rc = conn_ready(s, c, err)) != PS_OK)
-            break;
-        rc = run_void(c, write ? Q_BEGIN_WRITE : Q_BEGIN_READ, 0, NULL, err, "begin");
-        if (rc != PS_ERR_UNAVAILABLE)
-            break;
-    }
-    if (rc != PS_OK)
+    /* BEGIN goes with the first statement (run_first) */
+    if ((rc = conn_ready(s, c, err)) != PS_OK)
         pool_give(s, c);
+    else
+        c->begin_pending = true;
     return rc;
 }
 
@@ -629,6 +690,12 @@ static ps_code pg_commit(ps_store *base, ps_error *err)
     pg_store *s = (pg_store *)base;
     pg_conn *c = current(s);
     ps_code rc = PS_OK;
+    if (c->begin_pending) { /* nothing ran: nothing to commit */
+        c->begin_pending = false;
+        flush_seen(s, c, false);
+        pool_give(s, c);
+        return PS_OK;
+    }
     if (c->notify) {
         const char *params[1] = {c->notify};
         rc = run_void(c, Q_NOTIFY, 1, params, err, "notify");
@@ -649,7 +716,9 @@ static void pg_rollback(ps_store *base)
     pg_conn *c = current(s);
     if (!c)
         return;
-    if (PQstatus(c->pg) == CONNECTION_OK)
+    if (c->begin_pending)
+        c->begin_pending = false; /* nothing ran */
+    else if (PQstatus(c->pg) == CONNECTION_OK)
         run_void(c, Q_ROLLBACK, 0, NULL, NULL, "rollback");
     pool_give(s, c);
 }
@@ -1012,7 +1081,18 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
     /* The chat row and its messages in one round trip. */
     ps_code rc = PS_OK;
     int sent = 0;
-    if (!PQenterPipelineMode(c->pg)) {
+    if (c->begin_pending) { /* never in practice: user_load comes first */
+        char begin[16];
+        snprintf(begin, sizeof begin, "q%d", c->writing ? Q_BEGIN_WRITE : Q_BEGIN_READ);
+        c->begin_pending = false;
+        PGresult *res = PQexecPrepared(c->pg, begin, 0, NULL, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = result_error(c->pg, res, err, "begin");
+        PQclear(res);
+    }
+    if (rc != PS_OK) {
+        /* reported below */
+    } else if (!PQenterPipelineMode(c->pg)) {
         rc = result_error(c->pg, NULL, err, "pipeline");
     } else {
         char chat_q[16], msg_q[16];
