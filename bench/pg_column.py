@@ -73,22 +73,34 @@ def p50_s(outs):
     return statistics.median(o["sync"]["lat_ms"]["p50"] for o in outs) / 1e3
 
 
-def run(R, drv, build, work, P, ref_body, fresh_body):
-    """R: bench/run.py (its Server, check, log). Returns {label: figures}."""
+def run(R, drv, build, work, P, ref_body, fresh_body, with_sqlite=False):
+    """R: bench/run.py (its Server, check, log). Returns {label: figures}.
+    with_sqlite: a SQLite column first, by the same procedure (standalone
+    runs; make bench takes SQLite's figures from its own runs)."""
     res = {}
     cluster = Cluster()
+    configs = [("postgres x1", 1), ("postgres x2", 2)]
+    if with_sqlite:
+        configs.insert(0, ("SQLite", 1))
     try:
-        for n_inst in (1, 2):
-            label = "postgres x%d" % n_inst
-            db = cluster.new_db()
-            servers = []
-            try:
+        for label, n_inst in configs:
+            def start(kind):
+                """n_inst servers on a new store (for the legacy runs, then for v2)."""
+                db = ("sqlite:" + os.path.join(work, "column-%s.db" % kind)) \
+                    if label == "SQLite" else cluster.new_db()
+                out = []
                 for i in range(n_inst):
-                    servers.append(R.Server(
-                        "polysyncd-pg%d-%d" % (n_inst, i),
+                    out.append(R.Server(
+                        "polysyncd-%s-%s-%d" % (label.replace(" ", ""), kind, i),
                         [os.path.join(build, "bin/polysyncd"), "--port", "0", "--db", db,
                          "--max-body", "1G", "--threads", "2", "--connection-timeout", "600"],
-                        os.path.join(work, "pg%d-%d.log" % (n_inst, i))).start())
+                        os.path.join(work, "%s-%s-%d.log" % (label.replace(" ", ""), kind, i))
+                    ).start())
+                return out
+
+            servers = []
+            try:
+                servers = start("legacy")
                 f = res[label] = {}
                 R.log(f"{label}: first sync of the reference set")
                 seed = R.check(drv.load(servers[0], "/sync", body=ref_body, count=1), "seed")
@@ -109,7 +121,10 @@ def run(R, drv, build, work, P, ref_body, fresh_body):
                     R.check(o, "(b)", allow_cut=True)
                 f["b_rps"] = sum(o["sync"]["throughput_rps"] for o in b)
                 f["b_p50_s"] = p50_s(b)
-                # (e): v2 no-op syncs on a seeded store
+                # (e): v2 no-op syncs on a store of their own, seeded, as in run.py
+                for srv in servers:
+                    srv.stop()
+                servers = start("v2")
                 n = P["v2_sizes"][1]  # no-op syncs hardly depend on the size
                 R.log(f"{label}: v2 store of {n} chats: seeding")
                 seed2 = drv.run(["seed-v2", "--url", servers[0].url, "--device", "bench-a",
@@ -175,3 +190,35 @@ def markdown(columns):
         cells = [(fmt % f[key]) if key in f else "–" for _, f in columns]
         body += "| %s | %s |\n" % (title, " | ".join(cells))
     return head + body
+
+
+def main():
+    """Standalone: the three columns by one procedure, on the full reference
+    set (the figures of docs/performance.md, "PostgreSQL")."""
+    import argparse
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import run as R
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(R.ROOT, "build"))
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    P = dict(R.QUICK if a.quick else R.FULL)
+    P["single_repeats"] = 3
+    build = os.path.abspath(a.build)
+    work = os.path.join(build, "bench-work", "pg-" + P["name"])
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    drv = R.Driver(build)
+    ref_body = os.path.join(work, "reference-set.json")
+    fresh_body = os.path.join(work, "fresh-device.json")
+    drv.gen(ref_body, P["ref_chats"], P["ref_msgs"])
+    drv.gen(fresh_body, P["fresh_chats"], P["ref_msgs"], envelope="fresh-device")
+    res = run(R, drv, build, work, P, ref_body, fresh_body, with_sqlite=True)
+    print(markdown(list(res.items())))
+    with open(os.path.join(work, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
