@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libmicrohttpd-dev libjson-c-dev libsqlite3-dev sqlite3 zlib1g-dev
   libcurl4-openssl-dev libjwt-dev libssl-dev libpq-dev
+  libwslay-dev  # WebSocket framing for the live socket (src/server/ws_session.c)
   libcmocka-dev python3 openssl
   # clang only recommends its sanitizer runtimes; libFuzzer needs them
   clang libclang-rt-14-dev

@@ -305,6 +305,76 @@ ps_code ps_client_watch(ps_client *c, unsigned interval_s, ps_watch_fn on_event,
  */
 void ps_client_stop(ps_client *c);
 
+/* ---- saved settings and state------------------------------ */
+
+/*
+ * Settings kept in the store itself (the file is mode 0600), so a person
+ * says once where to sync (`polysync login`). Keys: "server", "token" (the
+ * token itself), "token_file" (a path, read at each use with the checks of
+ * ps_client_set_token_file), "cacert". The library does not apply them by
+ * itself: an app reads them and calls the setters, so its own flags and
+ * environment can win. ps_client_setting_get: *value_out is the caller's
+ * (ps_free), NULL when the key was never saved. ps_client_setting_set:
+ * `value` is copied; NULL forgets the key. PS_ERR_INVALID for another key.
+ */
+ps_code ps_client_setting_get(ps_client *c, const char *key, char **value_out, ps_error *err);
+ps_code ps_client_setting_set(ps_client *c, const char *key, const char *value, ps_error *err);
+
+typedef struct ps_client_state {
+    char *cursor;           /* the v2 cursor; NULL before the first sync (owned) */
+    char *cursor_server;    /* the server the cursor belongs to, or NULL (owned) */
+    int64_t last_sync_ms;   /* when a sync last completed, ms since the epoch; 0 never */
+    size_t pending_changes; /* local changes not yet acknowledged */
+    int64_t clock;          /* the device's Lamport counter */
+} ps_client_state;
+
+/* What `polysync status` shows; *out is the caller's, ps_client_state_free(). */
+ps_code ps_client_state_get(ps_client *c, ps_client_state **out, ps_error *err);
+void ps_client_state_free(ps_client_state *state);
+
+/* ---- what a person may want to see while it works--------- */
+
+/* A request failed and will be tried again after `delay_ms`. */
+typedef struct ps_retry_info {
+    unsigned attempt;      /* the attempt that failed, 1-based */
+    unsigned max_attempts; /* the policy's */
+    unsigned delay_ms;     /* the wait before attempt + 1 */
+    const char *reason;    /* "connection refused", "HTTP 503: ...": valid for the call */
+} ps_retry_info;
+typedef void (*ps_retry_fn)(const ps_retry_info *info, void *userdata);
+/* Installs (NULL removes) the retry callback; `userdata` is borrowed. */
+void ps_client_set_retry_notify(ps_client *c, ps_retry_fn fn, void *userdata);
+
+typedef enum ps_transfer_phase {
+    PS_TRANSFER_SENDING = 0,   /* the request body is going out */
+    PS_TRANSFER_WAITING = 1,   /* all sent, the server is working (merging) */
+    PS_TRANSFER_RECEIVING = 2, /* the answer is coming in */
+} ps_transfer_phase;
+
+/* One request of a sync, while it moves (at most ~10 calls a second). */
+typedef struct ps_transfer_info {
+    ps_transfer_phase phase;
+    uint64_t sent, send_total;        /* body bytes on the wire (compressed) */
+    uint64_t received, receive_total; /* receive_total 0 when not announced */
+    int64_t elapsed_ms;               /* since this request started */
+    const ps_sync_stats *stats;       /* the sync so far; valid for the call */
+} ps_transfer_info;
+typedef void (*ps_transfer_fn)(const ps_transfer_info *info, void *userdata);
+/* Installs (NULL removes) the transfer callback; `userdata` is borrowed.
+ * While it is installed, it replaces the progress callback's calls during
+ * a transfer (the progress callback is still called after each request). */
+void ps_client_set_transfer_progress(ps_client *c, ps_transfer_fn fn, void *userdata);
+
+/*
+ * Long local work: ps_client_import ("parsing" 0/1, then "importing" chats
+ * done/total, then "saving"), ps_client_export ("exporting" chats
+ * done/total). `phase` is static. At most ~10 calls a second, plus the
+ * first and last of each phase.
+ */
+typedef void (*ps_work_fn)(const char *phase, size_t done, size_t total, void *userdata);
+/* Installs (NULL removes) the work callback; `userdata` is borrowed. */
+void ps_client_set_work_progress(ps_client *c, ps_work_fn fn, void *userdata);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,13 +11,28 @@
 #include <string.h>
 #include <unistd.h>
 
+static void usage_to(FILE *f)
+{
+    fprintf(f, "Usage:\n"
+               "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
+               "                        [--jwt-issuer ISS] [--jwt-audience AUD]\n"
+               "  polysyncd user list [--db URL]\n"
+               "  polysyncd user delete NAME [--db URL] [--yes]\n");
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "Usage:\n"
-                    "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
-                    "                        [--jwt-issuer ISS] [--jwt-audience AUD]\n"
-                    "  polysyncd user list [--db URL]\n"
-                    "  polysyncd user delete NAME [--db URL] [--yes]\n");
+    usage_to(stderr);
+}
+
+/* --help, -h or help: the usage on stdout, exit 0 (asked for, not an error) */
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
+            (i == 1 && strcmp(argv[i], "help") == 0))
+            return true;
+    return false;
 }
 
 /* "3600", "90m", "12h", "30d" -> seconds; 0 when invalid. */
@@ -131,7 +146,7 @@ static int token_issue(const admin_opts *o)
 
 static int print_user(void *ctx, const char *name, int64_t chats)
 {
-    printf("%s\t%lld chats\n", name, (long long)chats);
+    printf("%s\t%lld chat%s\n", name, (long long)chats, chats == 1 ? "" : "s");
     return 0;
 }
 
@@ -187,6 +202,10 @@ static int user_command(const char *verb, const char *name, const admin_opts *o)
 
 int ps_admin_main(int argc, char **argv)
 {
+    if (wants_help(argc, argv)) {
+        usage_to(stdout);
+        return 0;
+    }
     if (argc < 2) {
         usage();
         return 1;

@@ -15,6 +15,13 @@
 
 int main(int argc, char **argv)
 {
+    /* `polysyncd help [token|user]`: the same text as --help */
+    if (argc > 1 && strcmp(argv[1], "help") == 0) {
+        if (argc > 2 && (strcmp(argv[2], "token") == 0 || strcmp(argv[2], "user") == 0))
+            return ps_admin_main(2, (char *[]){argv[2], "--help", NULL});
+        argv[1] = "--help";
+        argc = 2;
+    }
     if (argc > 1 && (strcmp(argv[1], "token") == 0 || strcmp(argv[1], "user") == 0))
         return ps_admin_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)

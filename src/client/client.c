@@ -130,6 +130,7 @@ ps_code ps_client_open(const char *path, ps_client **out, ps_error *err)
     if (!c)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     c->stop_pipe[0] = c->stop_pipe[1] = -1;
+    c->sock = -1;
     ps_retry_policy_default(&c->retry);
     fill_random(&c->rng, sizeof c->rng);
     c->rng |= 1;
@@ -353,13 +354,78 @@ static const char **named_messages(json_object *change, size_t *n)
     return ids;
 }
 
+/* The values a change may alter, held before the merge, to tell afterwards
+ * what a person would see differ (not just stamps). */
+typedef struct before_merge {
+    bool live;
+    json_object **fields, **messages; /* one reference each, by incoming's order */
+} before_merge;
+
+static bool before_take(before_merge *b, const ps_chat *chat, const ps_chat *incoming)
+{
+    b->live = chat->stored && ps_chat_is_live(chat);
+    b->fields = calloc(incoming->nfields + 1, sizeof *b->fields);
+    b->messages = calloc(incoming->nmessages + 1, sizeof *b->messages);
+    if (!b->fields || !b->messages)
+        return false;
+    for (size_t i = 0; i < incoming->nfields; i++) {
+        const ps_field *f = ps_chat_field(chat, incoming->fields[i].name);
+        b->fields[i] = f ? json_object_get(f->value) : NULL;
+    }
+    for (size_t i = 0; i < incoming->nmessages; i++) {
+        const ps_message *m = ps_chat_message(chat, incoming->messages[i].id);
+        b->messages[i] = m ? json_object_get(m->value) : NULL;
+    }
+    return true;
+}
+
+static void before_compare(const before_merge *b, const ps_chat *chat, const ps_chat *incoming,
+                           ps_apply_effect *eff)
+{
+    bool live = ps_chat_is_live(chat);
+    eff->was_live = b->live;
+    eff->chat_changed = live != b->live;
+    for (size_t i = 0; i < incoming->nfields; i++) {
+        const ps_field *f = ps_chat_field(chat, incoming->fields[i].name);
+        if (!json_object_equal(b->fields[i], f ? f->value : NULL))
+            eff->chat_changed = true;
+    }
+    for (size_t i = 0; i < incoming->nmessages; i++) {
+        const ps_message *m = ps_chat_message(chat, incoming->messages[i].id);
+        json_object *now = m ? m->value : NULL;
+        if (!json_object_equal(b->messages[i], now)) {
+            eff->chat_changed = true;
+            eff->messages_changed += now != NULL;
+        }
+    }
+}
+
+static void before_free(before_merge *b, const ps_chat *incoming)
+{
+    for (size_t i = 0; b->fields && i < incoming->nfields; i++)
+        json_object_put(b->fields[i]);
+    for (size_t i = 0; b->messages && i < incoming->nmessages; i++)
+        json_object_put(b->messages[i]);
+    free(b->fields);
+    free(b->messages);
+}
+
 ps_code ps__apply_change(ps_client *c, json_object *change, const char *writer,
                          const ps_lamport *tuple, ps_error *err)
+{
+    return ps__apply_change_ex(c, change, writer, tuple, NULL, err);
+}
+
+ps_code ps__apply_change_ex(ps_client *c, json_object *change, const char *writer,
+                            const ps_lamport *tuple, ps_apply_effect *eff, ps_error *err)
 {
     ps_chat *chat = NULL, *incoming = NULL;
     size_t n = 0;
     const char **ids = named_messages(change, &n);
     const char *chat_id = json_object_get_string(json_object_object_get(change, "chatId"));
+    before_merge before = {0};
+    if (eff)
+        memset(eff, 0, sizeof *eff);
     if (!ids)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     ps_code rc = ps__lstore_chat_load(c->store, chat_id, false, ids, n, &chat, err);
@@ -368,9 +434,13 @@ ps_code ps__apply_change(ps_client *c, json_object *change, const char *writer,
     ps_ingest in = {.device = writer, .now_ms = ps_time_now_ms(), .max_skew_ms = PS_LOCAL_SKEW_MS};
     if (rc == PS_OK && ps_chat_from_change(change, &in, &incoming) != PS_OK)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (rc == PS_OK && eff && !before_take(&before, chat, incoming))
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     bool changed = false;
     if (rc == PS_OK && ps_chat_merge(chat, incoming, &changed) != PS_OK)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (rc == PS_OK && eff)
+        before_compare(&before, chat, incoming, eff);
     if (rc == PS_OK && tuple && tuple->counter && ps_lamport_cmp(tuple, &chat->lamport) > 0) {
         if (ps_lamport_set(&chat->lamport, tuple->counter, tuple->id) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -378,6 +448,8 @@ ps_code ps__apply_change(ps_client *c, json_object *change, const char *writer,
     }
     if (rc == PS_OK && (changed || !chat->stored))
         rc = ps__lstore_chat_save(c->store, chat, err);
+    if (incoming)
+        before_free(&before, incoming);
     free(ids);
     ps_chat_free(incoming);
     ps_chat_free(chat);
@@ -760,6 +832,7 @@ ps_code ps_client_export(ps_client *c, char **json_out, size_t *len_out, ps_erro
     rc = ps_dynbuf_adds(&out, "[");
     size_t n = json_object_array_length(ids);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
+        ps__work(c, "exporting", i, n, i == 0);
         json_object *doc = NULL;
         rc = load_legacy(c, json_object_get_string(json_object_array_get_idx(ids, i)), &doc, NULL,
                          err);

@@ -34,8 +34,16 @@ struct ps_client {
     ps_retry_policy retry;
     ps_progress_fn progress;
     void *progress_ud;
+    ps_retry_fn on_retry; /* what a person sees while it works */
+    void *on_retry_ud;
+    ps_transfer_fn on_transfer;
+    void *on_transfer_ud;
+    ps_work_fn on_work;
+    void *on_work_ud;
+    int64_t work_last_ms; /* monotonic time of the last work call */
     int last_status;
     void *curl; /* CURL *, kept for connection reuse */
+    int sock;   /* its connection's socket, -1 before one (for upload progress) */
     uint64_t rng;
     volatile sig_atomic_t stop;
     int stop_pipe[2]; /* ps_client_stop() writes a byte to [1] */
@@ -56,11 +64,29 @@ uint64_t ps__random(ps_client *c);
 ps_code ps__apply_change(ps_client *c, json_object *change, const char *writer,
                          const ps_lamport *tuple, ps_error *err);
 
+/* What applying a change altered that a person would see: liveness, a
+ * field's value, a message's content (stamps alone do not count). */
+typedef struct ps_apply_effect {
+    bool was_live;           /* the chat was live here before */
+    bool chat_changed;       /* liveness, a field or a message differs */
+    size_t messages_changed; /* messages new or with new content (not deletions) */
+} ps_apply_effect;
+
+/* ps__apply_change, also filling *eff (may be NULL). */
+ps_code ps__apply_change_ex(ps_client *c, json_object *change, const char *writer,
+                            const ps_lamport *tuple, ps_apply_effect *eff, ps_error *err);
+
 /* Checks one change as the server will (ps_validate_v2_request). */
 ps_code ps__validate_change(json_object *change, const char *device, ps_error *err);
 
 /* The next Lamport counter of this device (inside a transaction). */
 ps_code ps__tick(ps_client *c, int64_t *clock, ps_error *err);
+
+/*
+ * Calls the work callback for `phase` (done of total), at most ~10 times a
+ * second unless `force` (the first and last call of a phase).
+ */
+void ps__work(ps_client *c, const char *phase, size_t done, size_t total, bool force);
 
 /* Whether stop was asked. */
 static inline bool ps__stopped(const ps_client *c)

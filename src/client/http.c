@@ -10,6 +10,8 @@
 #include "core/json_parse.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
@@ -145,7 +147,7 @@ typedef struct transfer {
     bool too_large;
     long retry_after; /* -1 when absent */
     ps_sync_stats *st;
-    struct timespec last_progress;
+    struct timespec last_progress, started;
 } transfer;
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
@@ -172,13 +174,42 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     return len;
 }
 
+/*
+ * Bytes handed to the kernel but not yet acknowledged by the other end.
+ * libcurl counts a body as sent when the socket took it, and a send buffer
+ * can swallow megabytes at once: without this, "sending" would jump to
+ * 100 % and the rest of the upload would look like the server working.
+ */
+static curl_off_t queued_bytes(const ps_client *c, curl_off_t handed)
+{
+#ifdef SIOCOUTQ
+    int queued = 0;
+    if (c->sock >= 0 && ioctl(c->sock, SIOCOUTQ, &queued) == 0 && queued > 0)
+        return queued < handed ? queued : handed;
+#else
+    (void)c;
+    (void)handed;
+#endif
+    return 0;
+}
+
+/* Notes the socket of each new connection, for queued_bytes(); a reused
+ * connection keeps its socket. */
+static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    ps_client *c = ud;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        c->sock = (int)fd;
+    return CURL_SOCKOPT_OK;
+}
+
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
     transfer *t = ud;
     if (ps__stopped(t->c))
         return 1; /* aborts the transfer: CURLE_ABORTED_BY_CALLBACK */
-    if (t->st && t->c->progress) {
+    if (t->st && (t->c->progress || t->c->on_transfer)) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long long ms = (now.tv_sec - t->last_progress.tv_sec) * 1000LL +
@@ -187,11 +218,27 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
             t->last_progress = now;
             t->st->upload_now = (uint64_t)ulnow;
             t->st->upload_total = (uint64_t)ultotal;
-            t->c->progress(t->st, t->c->progress_ud);
+            /* the transfer callback, when installed, tells more */
+            if (t->c->progress && !t->c->on_transfer)
+                t->c->progress(t->st, t->c->progress_ud);
+            if (t->c->on_transfer) {
+                curl_off_t delivered = ulnow - queued_bytes(t->c, ulnow);
+                ps_transfer_info info = {
+                    .phase = dlnow > 0                           ? PS_TRANSFER_RECEIVING
+                             : delivered < ultotal || !delivered ? PS_TRANSFER_SENDING
+                                                                 : PS_TRANSFER_WAITING,
+                    .sent = (uint64_t)delivered,
+                    .send_total = (uint64_t)ultotal,
+                    .received = (uint64_t)dlnow,
+                    .receive_total = (uint64_t)dltotal,
+                    .elapsed_ms = (now.tv_sec - t->started.tv_sec) * 1000LL +
+                                  (now.tv_nsec - t->started.tv_nsec) / 1000000,
+                    .stats = t->st,
+                };
+                t->c->on_transfer(&info, t->c->on_transfer_ud);
+            }
         }
     }
-    (void)dltotal;
-    (void)dlnow;
     return 0;
 }
 
@@ -298,6 +345,27 @@ static bool transient_status(long status)
     return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }
 
+/* Why a transfer failed, in a person's words: "connection refused",
+ * "timed out after 30 s", "unknown host", else libcurl's message. */
+static void describe_failure(ps_client *c, CURLcode cc, const char *errbuf, char *out, size_t size)
+{
+    long os_errno = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno);
+    if (cc == CURLE_COULDNT_CONNECT && os_errno) {
+        snprintf(out, size, "%s", strerror((int)os_errno));
+        out[0] = (char)tolower((unsigned char)out[0]);
+    } else if (cc == CURLE_OPERATION_TIMEDOUT) {
+        snprintf(out, size, "timed out (nothing for %u s)", c->retry.timeout_s);
+    } else if (cc == CURLE_COULDNT_RESOLVE_HOST) {
+        snprintf(out, size, "unknown host (%s)", errbuf[0] ? errbuf : "cannot resolve");
+    } else if (cc == CURLE_GOT_NOTHING || cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR ||
+               cc == CURLE_PARTIAL_FILE) {
+        snprintf(out, size, "connection dropped (%s)", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    } else {
+        snprintf(out, size, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    }
+}
+
 /* One attempt. *cc the curl result; the answer in *a. */
 static ps_code attempt(ps_client *c, const char *url, const char *body, size_t len, bool gzipped,
                        ps_sync_stats *st, ps_http_answer *a, CURLcode *cc, long *retry_after,
@@ -321,6 +389,7 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
         headers = next;
     transfer t = {.c = c, .body = &a->body, .retry_after = -1, .st = st};
     clock_gettime(CLOCK_MONOTONIC, &t.last_progress);
+    t.started = t.last_progress;
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
@@ -333,6 +402,8 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
+    curl_easy_setopt(curl, CURLOPT_SOCKOPTFUNCTION, on_socket);
+    curl_easy_setopt(curl, CURLOPT_SOCKOPTDATA, c);
     /* A stalled transfer (less than 1 byte/s for timeout_s) is abandoned. */
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)c->retry.timeout_s);
@@ -376,7 +447,8 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
                    gzip_body(body, len, &packed, &packed_len) == PS_OK;
     ps_code rc = PS_OK;
     char errbuf[CURL_ERROR_SIZE];
-    char last[CURL_ERROR_SIZE + 400] = "";
+    /* the first failure is often the telling one (refused, then timeouts) */
+    char first[CURL_ERROR_SIZE + 400] = "", last[CURL_ERROR_SIZE + 400] = "";
     for (unsigned n = 1;; n++) {
         CURLcode cc;
         long retry_after = -1;
@@ -405,15 +477,20 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
                      a->message);
         } else {
             c->last_status = 0;
-            snprintf(last, sizeof last, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+            describe_failure(c, cc, errbuf, last, sizeof last);
             if (!transient_curl_error(cc)) {
                 rc = ps_error_set(err, PS_ERR_IO, -1, "", "cannot reach %s: %s", c->server, last);
                 break;
             }
         }
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", last);
         if (n >= c->retry.max_attempts) {
+            bool same = strcmp(first, last) == 0;
             rc = ps_error_set(err, c->last_status == 429 ? PS_ERR_RATE_LIMITED : PS_ERR_IO, -1, "",
-                              "cannot reach %s after %u attempts: %s", c->server, n, last);
+                              "cannot reach %s after %u attempt%s: %s%s%s", c->server, n,
+                              n == 1 ? "" : "s", first,
+                              same ? "" : "; last attempt: ", same ? "" : last);
             break;
         }
         unsigned delay = ps__backoff_ms(c, n);
@@ -423,6 +500,13 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
         }
         if (st)
             st->retries++;
+        if (c->on_retry) {
+            ps_retry_info info = {.attempt = n,
+                                  .max_attempts = c->retry.max_attempts,
+                                  .delay_ms = delay,
+                                  .reason = last};
+            c->on_retry(&info, c->on_retry_ud);
+        }
         if (!ps__sleep(c, delay)) {
             rc = ps_error_set(err, PS_ERR_IO, -1, "", "interrupted");
             break;

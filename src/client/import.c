@@ -190,6 +190,7 @@ ps_code ps_client_import(ps_client *c, const char *json, size_t len, ps_import_r
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     *report_out = r;
     json_object *root = NULL, *list, *map;
+    ps__work(c, "parsing", 0, 1, true);
     ps_code rc = ps_json_parse(json, len, PS_JSON_MAX_DEPTH, &root, err);
     if (rc != PS_OK)
         return rc;
@@ -207,14 +208,18 @@ ps_code ps_client_import(ps_client *c, const char *json, size_t len, ps_import_r
     if (list) {
         size_t n = json_object_array_length(list);
         for (size_t i = 0; i < n && rc == PS_OK; i++) {
+            ps__work(c, "importing", i, n, i == 0);
             snprintf(where, sizeof where, "chats[%zu]", i);
             rc = import_one(c, json_object_array_get_idx(list, i), where, r, err);
         }
     } else {
+        size_t n = (size_t)json_object_object_length(map), i = 0;
         json_object_object_foreach(map, key, val)
         {
             if (rc != PS_OK)
                 break;
+            ps__work(c, "importing", i, n, i == 0);
+            i++;
             snprintf(where, sizeof where, "chats[\"%.256s\"]", key);
             /* a map entry without its own id takes the key */
             if (json_object_is_type(val, json_type_object) &&
@@ -223,10 +228,12 @@ ps_code ps_client_import(ps_client *c, const char *json, size_t len, ps_import_r
             rc = import_one(c, val, where, r, err);
         }
     }
-    if (rc == PS_OK)
+    if (rc == PS_OK) {
+        ps__work(c, "saving", 0, 1, true);
         rc = ps__lstore_commit(c->store, err);
-    else
+    } else {
         ps__lstore_rollback(c->store);
+    }
     if (rc != PS_OK) {
         r->chats_imported = r->messages_imported = 0;
     }

@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,40 +109,62 @@ static ps_code refused(ps_client *c, const ps_http_answer *a, const char *path, 
                         c->server, path, s, detail);
 }
 
-/* ---- the sync lock: one sync per store at a time ---- */
+/* ---- the sync lock: one sync per store at a time ----
+ *
+ * A file STORE-sync.lock held with flock() while a sync runs, and removed
+ * by its holder before it lets go, so none is left beside the store
+ * afterwards. The trap of removing a lock file: a waiter that opened the
+ * old file may lock it after it was unlinked while a third process creates
+ * and locks a new one. So whoever gets the lock checks that the path still
+ * names the file it locked, and starts over if not.
+ */
 
-static ps_code lock_store(ps_client *c, int *fd_out, ps_error *err)
+typedef struct sync_lock {
+    int fd;
+    char *path;
+} sync_lock;
+
+static ps_code lock_store(ps_client *c, sync_lock *l, ps_error *err)
 {
-    *fd_out = -1;
-    char *path = NULL;
-    if (asprintf(&path, "%s-sync.lock", c->path) < 0)
+    l->fd = -1;
+    if (asprintf(&l->path, "%s-sync.lock", c->path) < 0) {
+        l->path = NULL;
         return nomem(err);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    free(path);
-    if (fd < 0)
-        return ps_error_set(err, PS_ERR_IO, -1, "", "cannot create the sync lock: %s",
-                            strerror(errno));
-    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            close(fd);
-            return ps_error_set(err, PS_ERR_IO, -1, "", "cannot take the sync lock: %s",
-                                strerror(errno));
-        }
-        if (!ps__sleep(c, 100)) {
-            close(fd);
-            return ps_error_set(err, PS_ERR_IO, -1, "", "interrupted");
-        }
     }
-    *fd_out = fd;
-    return PS_OK;
+    for (;;) {
+        int fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return ps_error_set(err, PS_ERR_STORE, -1, "", "cannot create the sync lock %s: %s",
+                                l->path, strerror(errno));
+        while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            if (errno != EWOULDBLOCK && errno != EINTR) {
+                close(fd);
+                return ps_error_set(err, PS_ERR_STORE, -1, "", "cannot take the sync lock: %s",
+                                    strerror(errno));
+            }
+            if (!ps__sleep(c, 100)) {
+                close(fd);
+                return ps_error_set(err, PS_ERR_IO, -1, "", "interrupted");
+            }
+        }
+        struct stat held, named;
+        if (fstat(fd, &held) == 0 && stat(l->path, &named) == 0 && held.st_dev == named.st_dev &&
+            held.st_ino == named.st_ino) {
+            l->fd = fd;
+            return PS_OK;
+        }
+        close(fd); /* the holder before us removed it: lock the new one */
+    }
 }
 
-static void unlock_store(int fd)
+static void unlock_store(sync_lock *l)
 {
-    if (fd >= 0) {
-        flock(fd, LOCK_UN);
-        close(fd);
+    if (l->fd >= 0) {
+        unlink(l->path); /* while still held: see above */
+        flock(l->fd, LOCK_UN);
+        close(l->fd);
     }
+    free(l->path);
 }
 
 /* ---- applying what the server sent ---- */
@@ -194,7 +217,9 @@ static ps_code observe_clock(ps_client *c, int64_t S, ps_error *err)
     return rc;
 }
 
-static ps_code apply_deletion(ps_client *c, const char *id, int64_t S, ps_error *err)
+/* *was_live: the chat was live here, so the deletion is news. */
+static ps_code apply_deletion(ps_client *c, const char *id, int64_t S, bool *was_live,
+                              ps_error *err)
 {
     json_object *change = json_object_new_object();
     if (!change)
@@ -202,8 +227,10 @@ static ps_code apply_deletion(ps_client *c, const char *id, int64_t S, ps_error 
     json_object_object_add(change, "chatId", json_object_new_string(id));
     json_object_object_add(change, "clock", json_object_new_int64(S));
     json_object_object_add(change, "deleteChat", json_object_new_boolean(1));
-    ps_code rc = ps__apply_change(c, change, PS_SERVER_WRITER, NULL, err);
+    ps_apply_effect eff = {0};
+    ps_code rc = ps__apply_change_ex(c, change, PS_SERVER_WRITER, NULL, &eff, err);
     json_object_put(change);
+    *was_live = rc == PS_OK && eff.was_live;
     return rc;
 }
 
@@ -213,6 +240,21 @@ static size_t array_len(json_object *obj, const char *key)
     return json_object_object_get_ex(obj, key, &v) && json_object_is_type(v, json_type_array)
                ? json_object_array_length(v)
                : 0;
+}
+
+/* Counts what a person would call received: what changed here. A chat the
+ * server sends back as this device already has it (its own writes echoed,
+ * or the same content from another device) is not news. */
+static void count_received(sync_run *r, ps_code rc, bool deleted, const ps_apply_effect *eff)
+{
+    if (rc != PS_OK)
+        return;
+    if (deleted) {
+        r->st->deletions_received += eff->was_live;
+        return;
+    }
+    r->st->chats_received += eff->chat_changed;
+    r->st->messages_received += eff->messages_changed;
 }
 
 /* One chat of a v2 answer: {id, fields?, createdAt?, ..., messages?,
@@ -230,7 +272,6 @@ static ps_code apply_remote(sync_run *r, json_object *chat, int64_t S, ps_error 
                    json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
     if (deleted) {
         json_object_object_add(change, "deleteChat", json_object_new_boolean(1));
-        r->st->deletions_received++;
     } else {
         json_object *fields = json_object_new_object();
         if (!fields) {
@@ -251,7 +292,6 @@ static ps_code apply_remote(sync_run *r, json_object *chat, int64_t S, ps_error 
             json_object_object_add(change, "messages", json_object_get(v));
         if (json_object_object_get_ex(chat, "deletedMessages", &v))
             json_object_object_add(change, "deleteMessages", json_object_get(v));
-        r->st->messages_received += array_len(chat, "messages");
     }
     ps_error verr;
     ps_code rc = ps__validate_change(change, c->device, &verr);
@@ -261,10 +301,11 @@ static ps_code apply_remote(sync_run *r, json_object *chat, int64_t S, ps_error 
     /* The chat's updatedAtLamport (what an export shows the Polyglot app)
      * rises to the server's clock, under the server's own name. */
     ps_lamport tuple = {.counter = S, .id = "server"};
+    ps_apply_effect eff = {0};
     if (rc == PS_OK)
-        rc = ps__apply_change(c, change, PS_SERVER_WRITER, deleted ? NULL : &tuple, err);
+        rc = ps__apply_change_ex(c, change, PS_SERVER_WRITER, deleted ? NULL : &tuple, &eff, err);
     json_object_put(change);
-    r->st->chats_received += rc == PS_OK && !deleted;
+    count_received(r, rc, deleted, &eff);
     return rc;
 }
 
@@ -283,8 +324,9 @@ static ps_code drop_unseen(sync_run *r, json_object *seen, int64_t S, ps_error *
             continue;
         if ((rc = ps__lstore_chat_pending(r->c->store, id, &pending, err)) != PS_OK || pending)
             continue;
-        if ((rc = apply_deletion(r->c, id, S, err)) == PS_OK)
-            r->st->deletions_received++;
+        bool was_live = false;
+        if ((rc = apply_deletion(r->c, id, S, &was_live, err)) == PS_OK)
+            r->st->deletions_received += was_live;
     }
     json_object_put(ids);
     return rc;
@@ -980,7 +1022,6 @@ static ps_code apply_legacy_chat(sync_run *r, json_object *doc, int64_t S, ps_er
                 json_object_object_add(
                     returned, json_object_get_string(json_object_object_get(m, "id")), NULL);
             }
-            r->st->messages_received += n;
         } else {
             json_object_object_add(fields, key, json_object_get(val));
         }
@@ -999,9 +1040,11 @@ static ps_code apply_legacy_chat(sync_run *r, json_object *doc, int64_t S, ps_er
     if (ps__validate_change(change, c->device, &verr) != PS_OK)
         rc = ps_error_set(err, PS_ERR_IO, -1, "", "the server sent an invalid chat %s: %s", id,
                           verr.message);
+    ps_apply_effect eff = {0};
     if (rc == PS_OK)
-        rc = ps__apply_change(c, change, PS_SERVER_WRITER, tuple.counter ? &tuple : NULL, err);
-    r->st->chats_received += rc == PS_OK;
+        rc = ps__apply_change_ex(c, change, PS_SERVER_WRITER, tuple.counter ? &tuple : NULL, &eff,
+                                 err);
+    count_received(r, rc, false, &eff);
 done:
     ps_chat_free(local);
     json_object_put(change);
@@ -1065,8 +1108,9 @@ static ps_code apply_legacy(sync_run *r, json_object *ans, int64_t max_seq, ps_e
         rc =
             ps__lstore_chat_load(c->store, json_object_get_string(idv), false, NULL, 0, &chat, err);
         if (rc == PS_OK && chat && ps_chat_is_live(chat)) {
-            rc = apply_deletion(c, json_object_get_string(idv), S, err);
-            r->st->deletions_received++;
+            bool was_live = false;
+            rc = apply_deletion(c, json_object_get_string(idv), S, &was_live, err);
+            r->st->deletions_received += was_live;
         }
         ps_chat_free(chat);
     }
@@ -1137,14 +1181,16 @@ ps_code ps_client_sync(ps_client *c, ps_sync_stats *stats, ps_error *err)
                             "no server: set one with --server URL or POLYSYNC_SERVER");
     sync_run r = {.c = c, .st = st};
     clock_gettime(CLOCK_MONOTONIC, &r.start);
-    int lock = -1;
+    sync_lock lock;
     ps_code rc = lock_store(c, &lock, err);
     bool not_v2 = false;
     if (rc == PS_OK)
         rc = sync_v2(&r, &not_v2, err);
     if (rc == PS_OK && not_v2)
         rc = sync_legacy(&r, err);
-    unlock_store(lock);
+    if (rc == PS_OK) /* for `polysync status`; a failure here fails nothing */
+        ps__lstore_meta_set_int(c->store, "last_sync_ms", ps_time_now_ms(), NULL);
+    unlock_store(&lock);
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     st->elapsed_ms =

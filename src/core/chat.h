@@ -98,6 +98,7 @@ typedef struct ps_chat {
     int64_t revived_seq; /* change sequence at which it last came back from deletion */
     bool stored;         /* transient: it was loaded from the store */
     bool stored_live;    /* transient: it was live when loaded */
+    int64_t stored_counter; /* transient: its Lamport counter when loaded */
 } ps_chat;
 
 /* A new empty chat with a copy of `id`; NULL on allocation failure. */

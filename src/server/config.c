@@ -37,6 +37,12 @@ void ps_config_defaults(ps_config *cfg)
     cfg->max_user_requests = 64;
     cfg->max_connections = 1024;
     cfg->request_timeout_s = 60;
+    /* live sockets count against --max-connections: half of them leaves
+     * room for HTTP; a user's devices and tabs fit in 16 */
+    cfg->ws_max_sockets = 512;
+    cfg->ws_max_user_sockets = 16;
+    cfg->ws_ping_interval_s = 30;
+    cfg->ws_queue_bytes = 2 * MIB;
 }
 
 bool ps_config_has_auth(const ps_config *cfg)
@@ -149,6 +155,13 @@ static void usage(FILE *f)
             "  --request-timeout S      a request body must arrive within S seconds (default 60)\n"
             "  --db-pool N              PostgreSQL connections (default: threads + 2)\n"
             "  --db-wait S              at start, wait up to S seconds for the database (default 0)\n"
+            "\nLive socket (WebSocket on /, docs/protocol.md):\n"
+            "  --ws-max-sockets N       open live sockets, all users (default 512)\n"
+            "  --ws-max-user-sockets N  open live sockets of one user (default 16)\n"
+            "  --ws-ping-interval S     ping a socket silent for S seconds; drop it if\n"
+            "                           the pong takes another S (default 30)\n"
+            "  --ws-queue SIZE          frames waiting for one slow socket before it is\n"
+            "                           closed with 1013 (default 2M)\n"
             "\nAdministration:\n"
             "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
             "  polysyncd user list [--db URL]\n"
@@ -189,7 +202,11 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         O_MAX_CONN,
         O_REQ_TIMEOUT,
         O_DB_POOL,
-        O_DB_WAIT
+        O_DB_WAIT,
+        O_WS_MAX,
+        O_WS_USER_MAX,
+        O_WS_PING,
+        O_WS_QUEUE
     };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, O_BIND},
@@ -219,6 +236,10 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
         {"db-pool", required_argument, NULL, O_DB_POOL},
         {"db-wait", required_argument, NULL, O_DB_WAIT},
+        {"ws-max-sockets", required_argument, NULL, O_WS_MAX},
+        {"ws-max-user-sockets", required_argument, NULL, O_WS_USER_MAX},
+        {"ws-ping-interval", required_argument, NULL, O_WS_PING},
+        {"ws-queue", required_argument, NULL, O_WS_QUEUE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -367,6 +388,26 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--db-wait";
             else
                 cfg->db_wait_s = (unsigned)v;
+            break;
+        case O_WS_MAX:
+        case O_WS_USER_MAX:
+            /* 0 turns the live socket off (every upgrade refused) */
+            if (!parse_uint(optarg, 1000000, &v))
+                bad = c == O_WS_MAX ? "--ws-max-sockets" : "--ws-max-user-sockets";
+            else if (c == O_WS_MAX)
+                cfg->ws_max_sockets = (unsigned)v;
+            else
+                cfg->ws_max_user_sockets = (unsigned)v;
+            break;
+        case O_WS_PING:
+            if (!parse_uint(optarg, 86400, &v) || v == 0)
+                bad = "--ws-ping-interval";
+            else
+                cfg->ws_ping_interval_s = (unsigned)v;
+            break;
+        case O_WS_QUEUE:
+            if (!parse_size(optarg, &cfg->ws_queue_bytes) || cfg->ws_queue_bytes < 1024)
+                bad = "--ws-queue";
             break;
         case O_HELP:
             usage(out);

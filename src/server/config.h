@@ -47,6 +47,12 @@ typedef struct ps_config {
     unsigned request_timeout_s; /* a whole request must arrive within this */
     unsigned db_pool;           /* PostgreSQL connections (0 = the worker threads + 2) */
     unsigned db_wait_s;         /* at start, retry reaching the database this long */
+
+    /* the live socket on / (server/ws.h) */
+    unsigned ws_max_sockets;
+    unsigned ws_max_user_sockets;
+    unsigned ws_ping_interval_s;
+    size_t ws_queue_bytes;
 } ps_config;
 
 /* Whether a JWT key is configured. */

@@ -7,13 +7,17 @@
 #include "core/json_precheck.h"
 #include "server/events.h"
 #include "server/router.h"
+#include "server/ws.h"
 #include "core/timestamp.h"
 
 #include <stdio.h>
 
-static void notify_change(void *cls, const char *user, const char *device)
+static void notify_change(void *cls, const char *user, const char *device, int64_t seq_before,
+                          int64_t seq_after)
 {
-    ps_events_notify(cls, user, device);
+    const ps_live *live = cls;
+    ps_events_notify(live->events, user, device);
+    ps_ws_chats_changed(live->ws, live->store, user, device, seq_before, seq_after);
 }
 
 ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
@@ -26,8 +30,8 @@ ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
         .max_response_bytes = env->max_response_bytes,
         .quota_bytes = env->quota_bytes,
         .limits = env->limits,
-        .changed = env->events ? notify_change : NULL,
-        .changed_cls = env->events,
+        .changed = env->live ? notify_change : NULL,
+        .changed_cls = (void *)env->live,
     };
 }
 

@@ -12,6 +12,14 @@
 #include <stdbool.h>
 
 /* Everything a handler may use; owned by the server. */
+/* Where a committed change is announced: the SSE streams and the live
+ * sockets (server-lifetime; built by server.c). */
+typedef struct ps_live {
+    struct ps_events *events;
+    struct ps_ws *ws;
+    ps_store *store;
+} ps_live;
+
 typedef struct ps_handler_env {
     ps_store *store;
     const ps_limits *limits;
@@ -22,6 +30,7 @@ typedef struct ps_handler_env {
     bool auth;        /* users authenticate: /health hides data */
     int64_t quota_bytes;
     struct ps_events *events;
+    const ps_live *live; /* NULL: changes are announced nowhere */
     const char *body_text; /* the raw body, for PS_BODY_RAW routes */
     size_t body_len;
 } ps_handler_env;

@@ -14,6 +14,8 @@
 #include "server/lane.h"
 #include "server/limits.h"
 #include "server/router.h"
+#include "server/ws.h"
+#include "server/ws_upgrade.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -30,12 +32,15 @@
 #define IMPLICIT_USER "local"
 #define EVENT_STREAMS_MAX 1000
 #define EVENT_KEEPALIVE_S 15
+#define WS_CLOSE_WAIT_MS 2000 /* at shutdown, for live sockets' closes to go out */
 
 struct ps_server {
     struct MHD_Daemon *daemon;
     ps_config cfg;
     ps_handler_env env;
     ps_events *events;
+    ps_ws *ws;     /* the live socket on / */
+    ps_live live;  /* where handlers announce changes */
     ps_auth *auth; /* NULL: one implicit user */
     ps_limiter *limiter;
     ps_lane *lane;            /* large bodies: admission and worker threads */
@@ -65,6 +70,8 @@ typedef struct request {
     int64_t started_ms;
     const char *allow_origin; /* CORS answer for this request's Origin */
     char user[PS_ID_MAX_BYTES + 1];
+    ps_ws_pending ws; /* a live socket being opened */
+    bool not_inflight; /* a live socket: ps_ws_close_all ends it, not the drain */
 } request;
 
 static void log_mhd(void *cls, const char *fmt, va_list ap)
@@ -336,6 +343,31 @@ static bool is_large(const request *req)
     return (size_t)req->body_length > large;
 }
 
+/* A WebSocket upgrade on / (ws_upgrade.h): answered 101 or refused there. */
+static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *conn, request *req)
+{
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    ps_ws_gate gate = {
+        .auth = srv->auth,
+        .implicit_user = IMPLICIT_USER,
+        .draining = atomic_load(&srv->draining),
+        /* the same origins as CORS: pages that may not read the API may
+         * not read it through the socket either */
+        .origin_refused = origin && !cors_origin(srv, origin),
+        .hsts = srv->tls_cert != NULL,
+    };
+    req->route = NULL; /* nothing more to answer */
+    enum MHD_Result r = ps_ws_answer(srv->ws, conn, &gate, &req->ws);
+    if (req->ws.conn) {
+        /* A socket is not a request in flight: over TLS its connection
+         * outlives our close until the client closes too, and the drain
+         * at shutdown must not wait for that. */
+        req->not_inflight = true;
+        atomic_fetch_sub(&srv->inflight, 1);
+    }
+    return r;
+}
+
 /* The first call, with the headers: answers at once what is refused, and
  * queues a large request in the lane. */
 static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn, const char *url,
@@ -344,6 +376,8 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     req->srv = srv;
     req->started_ms = ps_time_now_ms();
     ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
+    if (ps_ws_is_upgrade(conn, method, url))
+        return answer_upgrade(srv, conn, req);
     ps_reply reply;
     ps_reply_init(&reply, ERROR_BODY_LIMIT);
     req->accepts_gzip =
@@ -488,6 +522,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request *req = *con_cls;
     if (!req)
         return;
+    ps_ws_pending_done(&req->ws);
     release_body(srv, req);
     if (req->lane.resumed_away)
         atomic_fetch_add(&srv->turned_away_done, 1);
@@ -498,9 +533,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ps_lane_leave(srv->lane, &req->lane);
     if (req->admitted)
         ps_limiter_release(srv->limiter, req->user);
+    bool counted = !req->not_inflight;
     free(req);
     *con_cls = NULL;
-    atomic_fetch_sub(&srv->inflight, 1);
+    if (counted)
+        atomic_fetch_sub(&srv->inflight, 1);
 }
 
 /* Reads a PEM file whole (NUL-terminated, as libmicrohttpd wants it). */
@@ -528,15 +565,20 @@ static ps_code read_pem(const char *path, char **out, ps_error *err)
 }
 
 /* The one entry point for "user's chats changed on another instance"
- * (the store's listener thread): rings the user's live streams (user NULL:
- * every stream, after notifications may have been missed). */
-static void remote_change(void *ctx, const char *user, const char *device)
+ * (the store's listener thread): as for a local change, the user's SSE
+ * streams and live sockets. user NULL (notifications may have been missed
+ * while the store reconnected): every SSE stream is rung; the live sockets
+ * have no frame for "something changed" and get nothing. */
+static void remote_change(void *ctx, const char *user, const char *device, int64_t seq_before,
+                          int64_t seq_after)
 {
     ps_server *srv = ctx;
-    if (user)
-        ps_events_notify(srv->events, user, device);
-    else
+    if (!user) {
         ps_events_notify_all(srv->events);
+        return;
+    }
+    ps_events_notify(srv->events, user, device);
+    ps_ws_chats_changed(srv->ws, srv->env.store, user, device, seq_before, seq_after);
 }
 
 static void server_free(ps_server *srv)
@@ -544,6 +586,7 @@ static void server_free(ps_server *srv)
     if (srv->env.store && srv->env.store->ops->listen)
         srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
     ps_events_free(srv->events);
+    ps_ws_free(srv->ws);
     ps_auth_free(srv->auth);
     ps_limiter_free(srv->limiter);
     ps_lane_free(srv->lane);
@@ -581,6 +624,16 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (!srv->events)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
     srv->env.events = srv->events;
+    ps_ws_config wc = {
+        .max_sockets = cfg->ws_max_sockets,
+        .max_user_sockets = cfg->ws_max_user_sockets,
+        .ping_interval_s = cfg->ws_ping_interval_s,
+        .queue_bytes = cfg->ws_queue_bytes,
+    };
+    if (!(srv->ws = ps_ws_new(&wc)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live socket");
+    srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
+    srv->env.live = &srv->live;
     if (srv->env.store->ops->listen &&
         (rc = srv->env.store->ops->listen(srv->env.store, remote_change, srv, err)) != PS_OK)
         return rc;
@@ -628,7 +681,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     }
     /* suspend/resume: idle live-channel streams are parked, not polled */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (srv->tls_cert)
@@ -691,6 +744,8 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
     stop_listening(srv->daemon);
     /* live streams end now; libmicrohttpd must not stop with any parked */
     ps_events_close_all(srv->events);
+    /* live sockets get 1001 (going away); the app reconnects in 3 s */
+    ps_ws_close_all(srv->ws, WS_CLOSE_WAIT_MS);
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
     for (unsigned waited_ms = 0;
          atomic_load(&srv->inflight) > 0 && waited_ms < drain_timeout_s * 1000u; waited_ms += 10)

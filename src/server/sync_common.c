@@ -10,6 +10,7 @@ ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char 
     if (rc == PS_OK && *out) {
         (*out)->stored = true;
         (*out)->stored_live = ps_chat_is_live(*out);
+        (*out)->stored_counter = (*out)->lamport.counter;
     } else if (rc == PS_OK && !(*out = ps_chat_new(id))) {
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
@@ -36,6 +37,13 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
                       bool full, ps_tick tick, ps_error *err)
 {
     ps_code rc = PS_OK;
+    /* A live chat whose content changed goes out on the live sockets
+     * (ws.h), and the Polyglot app stores a pushed chat only if its tuple
+     * strictly dominates the copy it holds, which is at most the one the
+     * chat had: so a change always moves the tuple above it. */
+    if (tick == PS_TICK_IF_NONE && chat->stored && ps_chat_is_dirty(chat) &&
+        ps_chat_is_live(chat) && chat->lamport.counter <= chat->stored_counter)
+        tick = PS_TICK;
     if (tick != PS_TICK_IF_NONE || chat->lamport.counter == 0)
         rc = ps_lamport_set(&chat->lamport, ++user->clock, PS_SERVER_DEVICE);
     if (rc == PS_OK && tick == PS_TICK_AND_RESTAMP)
@@ -105,7 +113,8 @@ ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *us
     }
     /* other instances on the same database hear of it once it commits */
     if (user->seq != seq_before && ctx->store->ops->announce) {
-        ps_code a = ctx->store->ops->announce(ctx->store, ctx->user, ctx->device, err);
+        ps_code a = ctx->store->ops->announce(ctx->store, ctx->user, ctx->device, seq_before,
+                                              user->seq, err);
         if (a != PS_OK) {
             ps_store_rollback(ctx->store);
             return a;
@@ -113,6 +122,6 @@ ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *us
     }
     ps_code rc = ps_store_commit(ctx->store, err);
     if (rc == PS_OK && user->seq != seq_before && ctx->changed)
-        ctx->changed(ctx->changed_cls, ctx->user, ctx->device);
+        ctx->changed(ctx->changed_cls, ctx->user, ctx->device, seq_before, user->seq);
     return rc;
 }

@@ -23,9 +23,11 @@ typedef struct ps_sync_ctx {
     const ps_limits *limits;
     /* The device whose request this is (its deviceId), or NULL. */
     const char *device;
-    /* Called after a commit that changed the user's data (live channel);
-     * `device` made the change, or NULL. */
-    void (*changed)(void *cls, const char *user, const char *device);
+    /* Called after a commit that changed the user's data (live channel,
+     * live sockets); `device` made the change, or NULL; the user's change
+     * sequence went from seq_before to seq_after. */
+    void (*changed)(void *cls, const char *user, const char *device, int64_t seq_before,
+                    int64_t seq_after);
     void *changed_cls;
 } ps_sync_ctx;
 

@@ -54,10 +54,12 @@ typedef struct ps_store_stats {
     int64_t last_sync_ms; /* newest of every user's, 0 = never */
 } ps_store_stats;
 
-/* A change committed by another instance on the same database, for
- * `user`'s streams except `device`'s (NULL: all). user NULL: anything may
- * have changed for anyone (the backend missed notifications): ring all. */
-typedef void (*ps_store_change_fn)(void *ctx, const char *user, const char *device);
+/* A change committed by another instance on the same database: `user`'s
+ * change sequence went from seq_before to seq_after, by `device` (NULL:
+ * unknown). user NULL: anything may have changed for anyone (the backend
+ * missed notifications for a while). */
+typedef void (*ps_store_change_fn)(void *ctx, const char *user, const char *device,
+                                   int64_t seq_before, int64_t seq_after);
 
 struct ps_store_ops {
     const char *name;
@@ -122,9 +124,11 @@ struct ps_store_ops {
      * sequence, purge point): for `polysyncd migrate`, which copies them. */
     ps_code (*user_restore)(ps_store *s, const ps_user *user, ps_error *err);
     /* Optional (NULL for a backend with one process): says, inside a write
-     * transaction, that it changed `user`'s chats (made by `device`, or
-     * NULL); other instances hear it once it commits. */
-    ps_code (*announce)(ps_store *s, const char *user, const char *device, ps_error *err);
+     * transaction, that it moved `user`'s change sequence from seq_before
+     * to seq_after (made by `device`, or NULL); other instances hear it
+     * once it commits. */
+    ps_code (*announce)(ps_store *s, const char *user, const char *device, int64_t seq_before,
+                        int64_t seq_after, ps_error *err);
     /* Optional: calls fn (from a thread of the backend's) for changes other
      * instances commit; fn NULL stops the calls (before ctx goes away). */
     ps_code (*listen)(ps_store *s, ps_store_change_fn fn, void *ctx, ps_error *err);

@@ -723,22 +723,25 @@ static void pg_rollback(ps_store *base)
     pool_give(s, c);
 }
 
-static ps_code pg_announce(ps_store *base, const char *user, const char *device, ps_error *err)
+static ps_code pg_announce(ps_store *base, const char *user, const char *device,
+                           int64_t seq_before, int64_t seq_after, ps_error *err)
 {
     pg_store *s = (pg_store *)base;
     pg_conn *c = current(s);
     free(c->notify);
     c->notify = NULL;
-    /* "instance device-length:device user" ("-:" for no device): the
-     * length, because names may hold any byte */
+    /* "instance seq_before seq_after device-length:device user" ("-:" for
+     * no device): the length, because names may hold any byte */
     const char *dev = device ? device : "";
-    size_t len = strlen(s->instance) + strlen(dev) + strlen(user) + 32;
+    size_t len = strlen(s->instance) + strlen(dev) + strlen(user) + 80;
     if (!(c->notify = malloc(len)))
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    int at = snprintf(c->notify, len, "%s %" PRId64 " %" PRId64 " ", s->instance, seq_before,
+                      seq_after);
     if (device)
-        snprintf(c->notify, len, "%s %zu:%s%s", s->instance, strlen(dev), dev, user);
+        snprintf(c->notify + at, len - (size_t)at, "%zu:%s%s", strlen(dev), dev, user);
     else
-        snprintf(c->notify, len, "%s -:%s", s->instance, user);
+        snprintf(c->notify + at, len - (size_t)at, "-:%s", user);
     return PS_OK;
 }
 
@@ -1346,11 +1349,12 @@ static ps_code pg_user_delete(ps_store *base, const char *name, ps_error *err)
 
 /* ---- the listener --------------------------------------------------- */
 
-static void ring(pg_store *s, const char *user, const char *device)
+static void ring(pg_store *s, const char *user, const char *device, int64_t before,
+                 int64_t after)
 {
     pthread_mutex_lock(&s->listen_lock);
     if (s->listen_fn)
-        s->listen_fn(s->listen_ctx, user, device);
+        s->listen_fn(s->listen_ctx, user, device, before, after);
     pthread_mutex_unlock(&s->listen_lock);
 }
 
@@ -1364,18 +1368,24 @@ static void deliver(pg_store *s, const char *payload)
     const char *sp = strchr(payload, ' ');
     if (!sp)
         return;
-    const char *p = sp + 1;
+    char *end;
+    int64_t before = strtoll(sp + 1, &end, 10);
+    if (*end != ' ')
+        return;
+    int64_t after = strtoll(end + 1, &end, 10);
+    if (*end != ' ')
+        return;
+    const char *p = end + 1;
     if (p[0] == '-' && p[1] == ':') {
-        ring(s, p + 2, NULL);
+        ring(s, p + 2, NULL, before, after);
         return;
     }
-    char *end;
     unsigned long dlen = strtoul(p, &end, 10);
     if (*end != ':' || strlen(end + 1) < dlen)
         return;
     char *device = strndup(end + 1, dlen);
     if (device)
-        ring(s, end + 1 + dlen, device);
+        ring(s, end + 1 + dlen, device, before, after);
     free(device);
 }
 
@@ -1406,7 +1416,7 @@ static void *listener_main(void *arg)
         }
         backoff_ms = 100;
         if (missed) { /* listening again: whatever changed meanwhile, pull */
-            ring(s, NULL, NULL);
+            ring(s, NULL, NULL, 0, 0);
             missed = false;
         }
         for (;;) {

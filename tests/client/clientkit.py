@@ -248,6 +248,10 @@ class Proxy:
         self.rules = []
         self.v2_missing = False
         self.token = None
+        # bytes per second at which request bodies are read and answers
+        # written (None: at once), to watch a slow upload or download
+        self.read_rate = None
+        self.write_rate = None
         self.requests = []  # (method, path, headers dict, body bytes, status)
         self.lock = threading.RLock()
         proxy = self
@@ -264,7 +268,14 @@ class Proxy:
             def do_POST(self):
                 proxy.handle(self, "POST")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def server_bind(self):
+                # a small receive buffer, so a slowly read body is not
+                # swallowed whole by the kernel (the client sees it move)
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+                super().server_bind()
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -295,8 +306,18 @@ class Proxy:
                     return r
         return None
 
-    @staticmethod
-    def _send(h, status, headers, body, entry=None):
+    def _paced(self, rate, n, step):
+        """Yields chunk sizes adding up to n, sleeping to keep `rate` bytes/s."""
+        start, done = time.monotonic(), 0
+        while done < n:
+            k = min(step, n - done)
+            yield k
+            done += k
+            ahead = done / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def _send(self, h, status, headers, body, entry=None):
         if entry is not None:
             entry[4] = status
         h.send_response(status)
@@ -304,11 +325,26 @@ class Proxy:
             h.send_header(k, v)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
-        h.wfile.write(body)
+        if self.write_rate and len(body) > 16384:
+            off = 0
+            for k in self._paced(self.write_rate, len(body), 16384):
+                h.wfile.write(body[off:off + k])
+                h.wfile.flush()
+                off += k
+        else:
+            h.wfile.write(body)
+
+    def _read_body(self, h, length):
+        if not self.read_rate:
+            return h.rfile.read(length) if length else b""
+        parts = []
+        for k in self._paced(self.read_rate, length, 8192):
+            parts.append(h.rfile.read(k))
+        return b"".join(parts)
 
     def handle(self, h, method):
         length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else b""
+        body = self._read_body(h, length)
         headers = {k.lower(): v for k, v in h.headers.items()}
         req = {"method": method, "path": h.path, "headers": headers, "body": body}
         # recorded before any answer goes out: a client that has its answer

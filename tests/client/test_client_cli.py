@@ -5,13 +5,16 @@ import os
 import stat
 import unittest
 
-from clientkit import FAST_RETRIES, ClientTestCase, free_port, run_cli
+import subprocess
+
+from clientkit import (FAST_RETRIES, POLYSYNC, POLYSYNCD, ROOT, ClientTestCase, check_sanitizers,
+                       free_port, run_cli)
 
 COMMANDS = [
     [], ["chat"], ["msg"], ["chat", "new"], ["chat", "rename"], ["chat", "archive"],
     ["chat", "unarchive"], ["chat", "delete"], ["chat", "list"], ["chat", "show"],
     ["msg", "add"], ["msg", "edit"], ["msg", "delete"], ["sync"], ["watch"], ["import"],
-    ["export"], ["status"],
+    ["export"], ["status"], ["login"], ["logout"], ["help"],
 ]
 
 
@@ -46,6 +49,42 @@ class HelpAndUsage(ClientTestCase):
             r = run_cli(["--store", store] + args)
             self.assertEqual(r.rc, 1, r)
             self.assertTrue(r.err, r)
+
+    def test_help_command(self):
+        r = run_cli(["help"])
+        self.assertEqual((r.rc, r.err), (0, ""))
+        self.assertEqual(r.out, run_cli(["--help"]).out)
+        for cmd in (["sync"], ["chat", "new"], ["login"], ["msg", "add"]):
+            r = run_cli(["help"] + cmd)
+            self.assertEqual((r.rc, r.err), (0, ""), r)
+            self.assertEqual(r.out, run_cli(cmd + ["--help"]).out)
+        self.assertIn("chat rename ID TITLE", run_cli(["help", "chat"]).out)
+        for bad in (["nope"], ["chat", "nope"], ["sync", "extra"]):
+            r = run_cli(["help"] + bad)
+            self.assertEqual(r.rc, 1, r)
+            self.assertEqual(r.out, "")
+
+    def test_polysyncd_help_exits_0(self):
+        for args in (["help"], ["--help"], ["token", "--help"], ["token", "issue", "--help"],
+                     ["user", "--help"], ["help", "token"], ["user", "list", "-h"]):
+            r = subprocess.run([POLYSYNCD] + args, capture_output=True, text=True, timeout=30)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), args)
+            self.assertIn("Usage", r.stdout, args)
+            self.assertIn("polysyncd token issue", r.stdout, args)
+        r = subprocess.run([POLYSYNCD, "token"], capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout), (1, ""))
+
+    def test_store_help_names_the_xdg_default(self):
+        self.assertIn("$XDG_DATA_HOME/polysync/chats.db", run_cli(["--help"]).out)
+
+    def test_unopenable_store_is_a_local_error(self):
+        folder = os.path.join(self.dir, "a-folder")
+        os.mkdir(folder)
+        for store in (folder, os.path.join(self.dir, "missing", "dir", "x.db")):
+            for args in (["chat", "list"], ["sync", "--server", "http://127.0.0.1:1"]):
+                r = run_cli(["--store", store] + args)
+                self.assertEqual(r.rc, 1, r)
+                self.assertTrue(r.err, r)
 
     def test_version(self):
         r = run_cli(["--version"])
@@ -208,9 +247,13 @@ class ImportExport(ClientTestCase):
 
     def test_import_rejects_what_is_not_chats(self):
         a = self.device("a")
+        # a file that is not chats is a local input error (docs/client.md:
+        # 4 is for the server's refusals and the checks of what it would get)
         for content in ("{not json", '{"foo": 1}', "42"):
             r = a.run("import", self.write("bad.json", content), ok=False)
-            self.assertEqual(r.rc, 4, r)
+            self.assertEqual(r.rc, 1, r)
+            self.assertIn("is not a chat export", r.err)
+            self.assertEqual(a.pending(), 0)
         r = a.run("import", os.path.join(self.dir, "missing.json"), ok=False)
         self.assertEqual(r.rc, 1)
 
@@ -247,6 +290,159 @@ class ImportExport(ClientTestCase):
 
     def test_export_empty(self):
         self.assertEqual(json.loads(self.device("a").run("export").out), [])
+
+
+class LoginAndStatus(ClientTestCase):
+    """`login` saves the server and the token in the store; flags and the
+    environment win; the saved token goes only to the saved server."""
+
+    def token_file(self, mode=0o600, token="s3cret-token"):
+        path = os.path.join(self.dir, "token")
+        with open(path, "w") as f:
+            f.write(token + "\n")
+        os.chmod(path, mode)
+        return path
+
+    def test_login_with_a_token_file_then_no_flags(self):
+        srv = self.server()
+        px = self.proxy(srv)
+        px.token = "s3cret-token"
+        a = self.device("a")  # no --server from the kit: only what login saved
+        r = a.run("login", "--server", px.url, "--token-file", self.token_file())
+        self.assertIn("saved: server " + px.url, r.out)
+        st = a.run("status", "--json").json()
+        self.assertEqual((st["server"], st["serverFrom"], st["token"]),
+                         (px.url, "saved by login", "saved by login (file)"))
+        self.assertIsNone(st["cursor"])
+        self.assertIsNone(st["lastSync"])
+        a.new_chat("remembered")
+        a.run("sync")
+        self.assertEqual(px.seen("/v2/sync")[-1][2]["authorization"], "Bearer s3cret-token")
+        st = a.run("status", "--json").json()
+        self.assertTrue(st["cursor"])
+        self.assertRegex(st["lastSync"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual(st["pendingChanges"], 0)
+        # a reference: a new token in the file is used at the next sync
+        self.token_file(token="rotated")
+        px.token = "rotated"
+        a.new_chat("after rotation")
+        a.run("sync")
+        text = a.run("status").out
+        for label in ("device", "server", "token", "chats", "pending", "cursor", "last sync"):
+            self.assertRegex(text, r"(?m)^%s +\S" % label)
+        self.assertIn("0 changes not yet sent", text)
+
+    def test_login_refuses_an_open_token_file(self):
+        a = self.device("a")
+        r = a.run("login", "--server", "http://127.0.0.1:1", "--token-file",
+                  self.token_file(0o644), ok=False)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("0644", r.err)
+        self.assertIsNone(a.run("status", "--json").json()["server"])
+
+    def test_login_token_stdin_is_kept_in_the_private_store(self):
+        srv = self.server()
+        px = self.proxy(srv)
+        px.token = "from-stdin"
+        a = self.device("a")
+        a.run("login", "--server", px.url, "--token-stdin", stdin=b"from-stdin\n")
+        self.assertEqual(stat.S_IMODE(os.stat(a.store).st_mode), 0o600)
+        self.assertEqual(a.run("status", "--json").json()["token"], "saved by login")
+        a.new_chat("x")
+        a.run("sync")
+        self.assertEqual(px.seen("/v2/sync")[-1][2]["authorization"], "Bearer from-stdin")
+        r = a.run("login", "--server", px.url, "--token-stdin", stdin=b"", ok=False)
+        self.assertEqual(r.rc, 1)
+
+    def test_flags_and_environment_win_and_the_token_stays_with_its_server(self):
+        srv = self.server()
+        saved, other = self.proxy(srv), self.proxy(srv)
+        a = self.device("a")
+        a.run("login", "--server", saved.url, "--token-stdin", stdin=b"saved-token\n")
+        a.new_chat("one")
+        a.run("sync", "--server", other.url)
+        self.assertEqual(len(saved.seen("/v2/sync")), 0)
+        self.assertNotIn("authorization", other.seen("/v2/sync")[-1][2])
+        a.new_chat("two")
+        a.run("sync", env={"POLYSYNC_SERVER": other.url, "POLYSYNC_TOKEN": "env-token"})
+        self.assertEqual(len(saved.seen("/v2/sync")), 0)
+        self.assertEqual(other.seen("/v2/sync")[-1][2]["authorization"], "Bearer env-token")
+        a.new_chat("three")
+        a.run("sync")
+        self.assertEqual(saved.seen("/v2/sync")[-1][2]["authorization"], "Bearer saved-token")
+
+    def test_logout_forgets(self):
+        a = self.device("a")
+        a.run("login", "--server", "http://127.0.0.1:1", "--token-stdin", stdin=b"t\n")
+        a.new_chat("stays")
+        r = a.run("logout")
+        self.assertEqual(r.rc, 0)
+        st = a.run("status", "--json").json()
+        self.assertEqual((st["server"], st["token"], st["chats"]), (None, None, 1))
+        r = a.run("sync", ok=False)
+        self.assertEqual(r.rc, 1)
+        self.assertIn("polysync login", r.err)
+
+    def test_login_needs_a_valid_server(self):
+        a = self.device("a")
+        self.assertEqual(a.run("login", ok=False).rc, 1)
+        self.assertEqual(a.run("login", "--server", "ftp://x", ok=False).rc, 1)
+        self.assertEqual(a.run("login", "--server", "http://127.0.0.1:1", "--token", "a",
+                               "--token-stdin", ok=False).rc, 1)
+
+    def test_no_lock_file_left_beside_the_store(self):
+        srv = self.server()
+        a = self.device("a", srv)
+        a.new_chat("x")
+        a.sync()
+        a.sync()
+        left = [n for n in os.listdir(self.dir) if n.endswith(".lock")]
+        self.assertEqual(left, [])
+
+
+def walkthrough(doc, heading):
+    """The first ```sh block after `heading` in `doc` (a path from the root)."""
+    with open(os.path.join(ROOT, doc)) as f:
+        text = f.read()
+    after = text[text.index(heading):]
+    start = after.index("```sh\n") + len("```sh\n")
+    return after[start:after.index("```", start)]
+
+
+class Walkthroughs(ClientTestCase):
+    """The README's and docs/client.md's walkthroughs, as written, against a
+    real server (its URL and the binary's path substituted): after one
+    `login` per store, no command needs a flag."""
+
+    def run_doc(self, doc, heading):
+        srv = self.server()
+        script = walkthrough(doc, heading)
+        self.assertIn(" login --server http://127.0.0.1:4001", script)
+        self.assertNotIn("POLYSYNC_SERVER", script)
+        script = script.replace("http://127.0.0.1:4001", srv.url)
+        script = script.replace("build/bin/polysync", os.path.abspath(POLYSYNC))
+        env = dict(os.environ, HOME=self.dir)
+        env.pop("POLYSYNC_SERVER", None)
+        env.pop("POLYSYNC_TOKEN", None)
+        r = subprocess.run(["bash", "-e", "-c", script + "\nwait\n"], cwd=self.dir, env=env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        check_sanitizers(r.stderr, doc)
+        laptop = os.path.join(self.dir, "laptop.db")
+        phone = os.path.join(self.dir, "phone.db")
+        for store in (laptop, phone):  # the chat was deleted at the end, on both
+            self.assertEqual(json.loads(run_cli(["--store", store, "export"]).out), [])
+            self.assertEqual(run_cli(["--store", store, "status", "--json"]).json()
+                             ["pendingChanges"], 0)
+        self.assertEqual([n for n in os.listdir(self.dir) if n.endswith(".lock")], [])
+        return r
+
+    def test_readme(self):
+        self.run_doc("README.md", "## Two devices with the polysync client")
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "chats.json")))
+
+    def test_client_guide(self):
+        self.run_doc("docs/client.md", "## Two devices in two minutes")
 
 
 class TokenAndServerSettings(ClientTestCase):

@@ -345,6 +345,45 @@ static void test_settings(void **state)
     ps_client_close(other);
 }
 
+/* Saved settings survive reopening; only the four keys exist; the state
+ * of a fresh store says "never synced". */
+static void test_saved_settings_and_state(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    char *v = (char *)"unset";
+    assert_int_equal(ps_client_setting_get(f->c, "server", &v, &err), PS_OK);
+    assert_null(v);
+    assert_int_equal(ps_client_setting_set(f->c, "server", "https://s.example", &err), PS_OK);
+    assert_int_equal(ps_client_setting_set(f->c, "token_file", "/home/me/token", &err), PS_OK);
+    assert_int_equal(ps_client_setting_set(f->c, "password", "x", &err), PS_ERR_INVALID);
+    assert_int_equal(ps_client_setting_get(f->c, "device_id", &v, &err), PS_ERR_INVALID);
+    assert_null(v);
+    ps_client_close(f->c);
+    assert_int_equal(ps_client_open(f->path, &f->c, &err), PS_OK);
+    assert_int_equal(ps_client_setting_get(f->c, "server", &v, &err), PS_OK);
+    assert_string_equal(v, "https://s.example");
+    ps_free(v);
+    assert_int_equal(ps_client_setting_set(f->c, "server", NULL, &err), PS_OK);
+    assert_int_equal(ps_client_setting_get(f->c, "server", &v, &err), PS_OK);
+    assert_null(v);
+    assert_int_equal(ps_client_setting_get(f->c, "token_file", &v, &err), PS_OK);
+    assert_string_equal(v, "/home/me/token");
+    ps_free(v);
+
+    char *id = NULL;
+    assert_int_equal(ps_client_chat_create(f->c, "t", &id, &err), PS_OK);
+    ps_free(id);
+    ps_client_state *st = NULL;
+    assert_int_equal(ps_client_state_get(f->c, &st, &err), PS_OK);
+    assert_null(st->cursor);
+    assert_null(st->cursor_server);
+    assert_int_equal(st->last_sync_ms, 0);
+    assert_int_equal(st->pending_changes, 1);
+    assert_true(st->clock >= 1);
+    ps_client_state_free(st);
+}
+
 static void test_newer_schema_refused(void **state)
 {
     fixture *f = *state;
@@ -389,6 +428,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_input_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_and_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_saved_settings_and_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_interrupts_sync, setup, teardown),
     };

@@ -2,6 +2,7 @@
 local changes, every interval when the server has no live channel; survives
 a server outage; exits 0 on SIGINT and SIGTERM."""
 import json
+import re
 import queue
 import signal
 import subprocess
@@ -54,6 +55,40 @@ def synced(reason=None):
     return lambda ev: ev["event"] == "synced" and (reason is None or ev["reason"] == reason)
 
 
+class TextLog:
+    """A running `polysync watch` (text log on stderr), its lines read by a
+    thread."""
+
+    def __init__(self, device, *args):
+        self.proc = device.popen("watch", "--retries", "2", "--retry-max-delay", "1", *args,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.lines = queue.Queue()
+        self.all = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.put(line.decode().rstrip("\n"))
+
+    def expect(self, regex, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no line like %r; saw %r" % (regex, self.all[-10:]))
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.all.append(line)
+            check_sanitizers(line, "polysync watch")
+            if re.search(regex, line):
+                return line
+
+
+STAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+
+
 class Watch(ClientTestCase):
     def setUp(self):
         super().setUp()
@@ -72,6 +107,40 @@ class Watch(ClientTestCase):
         w = Watcher(device, *args)
         self.watchers.append(w)
         return w
+
+    def test_text_log_has_times_and_one_line_per_sync_that_moved(self):
+        log = TextLog(self.b, "--interval", "3600")
+        self.watchers.append(log)
+        log.expect(STAMP + "live channel connected$")
+        cid = self.a.new_chat("from A")
+        self.a.add_msg(cid, "hello")
+        self.a.sync()
+        log.expect(STAMP + r"synced \(live\): received 1 chat, 1 message \[v2, [\d.]+ s\]$")
+        self.b.add_msg(cid, "first local")
+        log.expect(STAMP + r"synced \(local\): sent 1 change \(1 chat, 1 message\) \[v2, ")
+        self.b.add_msg(cid, "second local")
+        log.expect(STAMP + r"synced \(local\): sent 1 change \(1 chat, 1 message\) \[v2, ")
+        log.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(log.proc.wait(timeout=TIMEOUT), 0)
+        log.expect(STAMP + "stopped$")
+        # every line timestamped; the start sync moved nothing, so it is not
+        # logged; each local change is one line
+        self.assertTrue(all(re.match(STAMP, l) for l in log.all), log.all)
+        synced_lines = [l for l in log.all if " synced " in l]
+        self.assertEqual(len(synced_lines), 3, log.all)
+        self.assertFalse([l for l in log.all if "nothing new" in l], log.all)
+
+    def test_verbose_logs_every_sync(self):
+        log = TextLog(self.b, "--interval", "3600", "-v")
+        self.watchers.append(log)
+        log.expect(STAMP + r"synced \(start\): nothing new \[v2, ")
+
+    def test_json_events_carry_a_timestamp(self):
+        w = self.watch(self.b, "--interval", "3600")
+        ev = w.expect(synced("start"), "the first sync")
+        self.assertRegex(ev["at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        ev = w.expect(lambda ev: ev["event"] == "live_on", "the live channel")
+        self.assertIn("at", ev)
 
     def test_live_channel_and_local_changes(self):
         w = self.watch(self.b, "--interval", "3600")

@@ -24,6 +24,7 @@ from harness import HTTP_TIMEOUT, Server, ServerTestCase, chat, iso, msg
 from test_events import EventStream
 
 T0_MS = 1705312800000  # 2024-01-15T10:00:00Z: in the past, never clamped
+T0_ISO = iso(T0_MS)
 SCRIPT = os.environ.get("PS_TEST_PG_SCRIPT") or os.path.join(
     harness.HERE, "..", "..", "scripts", "pg-throwaway.sh")
 
@@ -228,6 +229,30 @@ class EventsAcrossInstancesTest(MultiInstanceCase):
         # legacy writes ring too
         a.push_ok([chat("d", "legacy")])
         self.assertTrue(other.wait_for(b"event: changed", timeout=5), other.text())
+
+
+class LiveSocketAcrossInstancesTest(MultiInstanceCase):
+    """The Polyglot live socket (docs/protocol.md, "WebSocket") on instance
+    B gets the chat a sync on instance A changed, as /fetchChats shows it,
+    and not the changing device's own socket."""
+
+    def test_sync_on_one_instance_sends_the_chat_to_sockets_on_another(self):
+        from wsclient import WsClient
+        a = self.server
+        b = self.instance(a)
+        other = WsClient(b, "/?deviceId=B")
+        self.addCleanup(other.close)
+        own = WsClient(b, "/?deviceId=A")
+        self.addCleanup(own.close)
+        self.assertEqual((other.status, own.status), (101, 101))
+        a.sync_ok({"deviceId": "A", "chats": [chat("X", "Trip", [msg("m1", timestamp=T0_ISO)],
+                                                    last_modified=T0_ISO,
+                                                    updatedAtLamport=[3, "A"])],
+                   "deletions": []})
+        frame = other.next_chat()
+        self.assertEqual(frame["id"], "X")
+        self.assertEqual(frame, {c["id"]: c for c in b.fetch()}["X"])
+        self.assertTrue(own.quiet_for(1.0), "the device that made the change gets no frame")
 
 
 class KillOneInstanceTest(MultiInstanceCase):

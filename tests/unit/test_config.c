@@ -232,6 +232,32 @@ static void other_flags(void **state)
     assert_int_equal(p->cfg.port, 2);
 }
 
+/* The live socket's flags (docs/operations.md): defaults and values. */
+static void websocket_flags(void **state)
+{
+    parsed *p = PARSE("--port", "4001");
+    assert_int_equal(p->cfg.ws_max_sockets, 512);
+    assert_int_equal(p->cfg.ws_max_user_sockets, 16);
+    assert_int_equal(p->cfg.ws_ping_interval_s, 30);
+    assert_int_equal(p->cfg.ws_queue_bytes, 2 * 1024 * 1024);
+    p = PARSE("--ws-max-sockets", "7", "--ws-max-user-sockets", "0", "--ws-ping-interval", "1",
+              "--ws-queue", "64k");
+    assert_int_equal(p->action, PS_CONFIG_RUN);
+    assert_int_equal(p->cfg.ws_max_sockets, 7);
+    assert_int_equal(p->cfg.ws_max_user_sockets, 0);
+    assert_int_equal(p->cfg.ws_ping_interval_s, 1);
+    assert_int_equal(p->cfg.ws_queue_bytes, 64 * 1024);
+    static const char *const bad[][2] = {
+        {"--ws-max-sockets", "-1"}, {"--ws-max-user-sockets", "x"}, {"--ws-ping-interval", "0"},
+        {"--ws-ping-interval", "86401"}, {"--ws-queue", "1000"},    {"--ws-queue", "2X"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = PARSE(bad[i][0], bad[i][1]);
+        assert_int_equal(p->action, PS_CONFIG_EXIT_USAGE);
+        assert_non_null(strstr(p->err, bad[i][0]));
+    }
+}
+
 static void bad_arguments_are_usage_errors(void **state)
 {
     parsed *p = PARSE("--no-such-flag");
@@ -339,6 +365,7 @@ int main(void)
         cmocka_unit_test_setup(max_body_sizes, setup),
         cmocka_unit_test_setup(bad_values_are_usage_errors, setup),
         cmocka_unit_test_setup(other_flags, setup),
+        cmocka_unit_test_setup(websocket_flags, setup),
         cmocka_unit_test_setup(bad_arguments_are_usage_errors, setup),
         cmocka_unit_test_setup(help_and_version, setup),
         cmocka_unit_test_setup(non_loopback_bind_needs_insecure_no_auth, setup),
