@@ -219,7 +219,8 @@ class EventsAcrossInstancesTest(MultiInstanceCase):
         a.v2_ok({"deviceId": "laptop", "cursor": None,
                  "changes": [{"chatId": "c", "clock": 1, "fields": {"title": "x"}}]})
         self.assertTrue(other.wait_for(b"event: changed", timeout=5), other.text())
-        self.assertLess(time.monotonic() - start, 2.0, "rung later than the promised second")
+        # promised: within a second; 2 s leaves room for a loaded test machine
+        self.assertLess(time.monotonic() - start, 2.0, "rung too late")
         # the device that made the change is not rung, whichever instance it listens on
         self.assertTrue(own.quiet_for(b"event: changed", 1.0), own.text())
         # a sync that changes nothing rings no one
