@@ -5,6 +5,7 @@
  */
 #include "cli/polysyncd_admin.h"
 #include "cli/polysyncd_migrate.h"
+#include "cli/polysyncd_transfer.h"
 #include "server/server.h"
 
 #include <pthread.h>
@@ -26,6 +27,8 @@ int main(int argc, char **argv)
         return ps_admin_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return ps_migrate_main(argc - 1, argv + 1);
+    if (argc > 1 && (strcmp(argv[1], "import") == 0 || strcmp(argv[1], "export") == 0))
+        return ps_transfer_main(argc - 1, argv + 1);
     ps_config cfg;
     ps_config_defaults(&cfg);
     switch (ps_config_parse(&cfg, argc, argv, stdout, stderr)) {

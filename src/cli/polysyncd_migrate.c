@@ -158,6 +158,8 @@ static ps_code put_message(void *ctx, const ps_message *m)
     put_int(t, m->order_ts);
     put_int(t, m->mark.seq);
     put_text(t, m->mark.origin);
+    put_int(t, m->stamp.timed);
+    put_int(t, m->received);
     return PS_OK;
 }
 

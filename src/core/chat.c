@@ -29,6 +29,7 @@ void ps_stamp_clear(ps_stamp *s)
     s->device = NULL;
     s->ts = 0;
     s->lamport = 0;
+    s->timed = false;
 }
 
 ps_code ps_stamp_copy(ps_stamp *dst, const ps_stamp *src)
@@ -40,6 +41,7 @@ ps_code ps_stamp_copy(ps_stamp *dst, const ps_stamp *src)
     dst->device = dev;
     dst->ts = src->ts;
     dst->lamport = src->lamport;
+    dst->timed = src->timed;
     return PS_OK;
 }
 
@@ -95,19 +97,31 @@ static int cmp_i64(int64_t a, int64_t b)
     return (a > b) - (a < b);
 }
 
+/* A write its client stamped with a Lamport counter (not a time-only one
+ * the server placed). */
+static bool lamport_class(const ps_stamp *s)
+{
+    return s->lamport > 0 && !s->timed;
+}
+
 int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b)
 {
-    /* Two classes, one total order (docs/merge.md, "Which write is newer"):
-     * writes carrying a Lamport counter are ordered as the Polyglot client
-     * orders them, by (counter, device), and all come after writes without
-     * one, which are ordered by (time, device). */
+    /* One total order (docs/merge.md, "Which write is newer"): by counter,
+     * where a time-only write's counter is the place the server gave it on
+     * arrival; at one counter a time-only write placed there is newer than
+     * the Lamport writes it was placed after; Lamport writes are then
+     * ordered as the Polyglot client orders them, by device, time-only ones
+     * by time. */
     int c = cmp_i64(a->lamport, b->lamport);
     if (c)
         return c;
+    bool ka = lamport_class(a), kb = lamport_class(b);
+    if (ka != kb)
+        return ka ? -1 : 1;
     int by_device = strcmp(a->device ? a->device : "", b->device ? b->device : "");
     by_device = (by_device > 0) - (by_device < 0);
     int by_time = cmp_i64(a->ts, b->ts);
-    if (a->lamport > 0)
+    if (ka)
         return by_device ? by_device : by_time;
     return by_time ? by_time : by_device;
 }
@@ -237,8 +251,11 @@ ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value
         chat->messages = p;
         chat->capmessages = cap;
     }
-    ps_message m = {
-        .id = strdup(id), .value = value, .order_ts = order_ts, .mark = {.dirty = true}};
+    ps_message m = {.id = strdup(id),
+                    .value = value,
+                    .order_ts = order_ts,
+                    .received = -(int64_t)chat->nmessages - 1,
+                    .mark = {.dirty = true}};
     if (!m.id || ps_stamp_copy(&m.stamp, stamp) != PS_OK) {
         free(m.id);
         json_object_put(value);
@@ -246,6 +263,53 @@ ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value
     }
     chat->messages[chat->nmessages++] = m;
     return PS_OK;
+}
+
+/* Numbered messages first, by number; then unnumbered ones as they arrived. */
+static int64_t recv_key(const ps_message *m)
+{
+    return m->received >= 0 ? m->received : INT64_MAX / 2 - m->received;
+}
+
+int ps_message_order_cmp(const ps_message *a, const ps_message *b)
+{
+    int c = cmp_i64(a->order_ts, b->order_ts);
+    if (!c)
+        c = cmp_i64(recv_key(a), recv_key(b));
+    if (!c)
+        c = strcmp(a->id, b->id);
+    return (c > 0) - (c < 0);
+}
+
+static int recv_ptr_cmp(const void *a, const void *b)
+{
+    int64_t x = recv_key(*(const ps_message *const *)a),
+            y = recv_key(*(const ps_message *const *)b);
+    return (x > y) - (x < y);
+}
+
+void ps_chat_number_received(ps_chat *chat)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        n += chat->messages[i].received < 0;
+    if (n == 0)
+        return;
+    ps_message **fresh = malloc(n * sizeof *fresh);
+    if (!fresh) { /* numbering by id order is still a valid, stable order */
+        for (size_t i = 0; i < chat->nmessages; i++)
+            if (chat->messages[i].received < 0)
+                chat->messages[i].received = chat->next_received++;
+        return;
+    }
+    n = 0;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        if (chat->messages[i].received < 0)
+            fresh[n++] = &chat->messages[i];
+    qsort(fresh, n, sizeof *fresh, recv_ptr_cmp); /* as they arrived */
+    for (size_t i = 0; i < n; i++)
+        fresh[i]->received = chat->next_received++;
+    free(fresh);
 }
 
 static int message_id_cmp(const void *a, const void *b)
@@ -274,7 +338,9 @@ void ps_chat_normalize(ps_chat *chat)
             chat->messages[++out] = *cur;
             continue;
         }
-        /* Same id twice: keep the newer write, as a merge would. */
+        /* Same id twice: keep the newer write, as a merge would, and the
+         * place of the first received. */
+        int64_t first = recv_key(keep) <= recv_key(cur) ? keep->received : cur->received;
         if (ps_write_cmp(&cur->stamp, cur->value, &keep->stamp, keep->value) > 0) {
             ps_message old = *keep;
             *keep = *cur;
@@ -282,6 +348,7 @@ void ps_chat_normalize(ps_chat *chat)
         } else {
             ps__message_release(cur);
         }
+        keep->received = first;
     }
     chat->nmessages = out + 1;
 }
@@ -317,36 +384,54 @@ bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool wan
 void ps_chat_clear_dirty(ps_chat *chat)
 {
     for (size_t i = 0; i < chat->nfields; i++)
-        chat->fields[i].mark.dirty = chat->fields[i].mark.restamped = false;
+        chat->fields[i].mark.dirty = false;
     for (size_t i = 0; i < chat->nmessages; i++)
-        chat->messages[i].mark.dirty = chat->messages[i].mark.restamped = false;
-    chat->header.dirty = chat->header.restamped = false;
+        chat->messages[i].mark.dirty = false;
+    chat->header.dirty = false;
     chat->created_at.mark.dirty = chat->updated_at.mark.dirty = false;
     chat->last_modified.mark.dirty = false;
 }
 
-/* Gives one register `stamp` if that is newer; true if it did. */
-static ps_code restamp_one(ps_stamp *s, ps_mark *m, const ps_stamp *stamp)
+static void place_after(int64_t *best, const ps_stamp *s, int64_t ts)
 {
-    if (ps_stamp_cmp(stamp, s) <= 0)
-        return PS_OK;
-    m->restamped = true;
-    return ps_stamp_copy(s, stamp);
+    if (s->lamport > *best && s->ts < ts)
+        *best = s->lamport;
 }
 
-ps_code ps_chat_restamp(ps_chat *chat, const ps_stamp *stamp)
+int64_t ps_chat_time_place(const ps_chat *stored, int64_t ts)
 {
-    ps_code rc = PS_OK;
-    for (size_t i = 0; i < chat->nfields && rc == PS_OK; i++)
-        rc = restamp_one(&chat->fields[i].stamp, &chat->fields[i].mark, stamp);
-    for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
-        rc = restamp_one(&chat->messages[i].stamp, &chat->messages[i].mark, stamp);
-    if (rc == PS_OK && (!chat->has_touched || ps_stamp_cmp(stamp, &chat->touched) > 0)) {
-        rc = ps_stamp_copy(&chat->touched, stamp);
-        chat->has_touched = true;
-        chat->header.restamped = true;
+    int64_t best = 0;
+    for (size_t i = 0; i < stored->nfields; i++)
+        place_after(&best, &stored->fields[i].stamp, ts);
+    for (size_t i = 0; i < stored->nmessages; i++)
+        place_after(&best, &stored->messages[i].stamp, ts);
+    if (stored->has_touched)
+        place_after(&best, &stored->touched, ts);
+    if (stored->has_tombstone)
+        place_after(&best, &stored->tombstone, ts);
+    return best;
+}
+
+static void place_one(ps_stamp *s, int64_t place)
+{
+    if (s->lamport == 0) {
+        s->lamport = place;
+        s->timed = true;
     }
-    return rc;
+}
+
+void ps_chat_place_time_only(ps_chat *incoming, int64_t place)
+{
+    if (place <= 0)
+        return;
+    for (size_t i = 0; i < incoming->nfields; i++)
+        place_one(&incoming->fields[i].stamp, place);
+    for (size_t i = 0; i < incoming->nmessages; i++)
+        place_one(&incoming->messages[i].stamp, place);
+    if (incoming->has_touched)
+        place_one(&incoming->touched, place);
+    if (incoming->has_tombstone)
+        place_one(&incoming->tombstone, place);
 }
 
 static ps_code stamp_mark(ps_mark *m, int64_t seq, const char *origin)
@@ -356,6 +441,12 @@ static ps_code stamp_mark(ps_mark *m, int64_t seq, const char *origin)
     if (m->lost) {
         m->lost = false;
         m->seq = seq;
+        /* the device whose write lost must be sent the winner: never keep
+         * it as the winner's origin (its pulls would skip the part) */
+        if (m->origin && origin && strcmp(m->origin, origin) == 0) {
+            free(m->origin);
+            m->origin = NULL;
+        }
         return m->origin || (m->origin = strdup("")) ? PS_OK : PS_ERR_NOMEM;
     }
     char *copy = strdup(origin ? origin : "");

@@ -27,15 +27,22 @@
 #define PS_ID_MAX_BYTES 256
 
 /*
- * Who wrote a change and when. Order (ps_stamp_cmp): by lamport first, so a
- * write with a Lamport counter is newer than any without; among writes with
- * one, by (lamport, device) as the Polyglot client decides; among writes
- * without, by (ts, device).
+ * Who wrote a change and when. Order (ps_stamp_cmp, docs/merge.md "Which
+ * write is newer"): by lamport first; at equal lamport a time-only write
+ * placed there is newer than the Lamport write it was placed after; Lamport
+ * writes then by (device, ts) as the Polyglot client decides, time-only
+ * writes by (ts, device).
+ *
+ * A time-only write (no client counter) is placed by the server on arrival
+ * (ps_chat_time_place): at the highest counter among the chat's writes
+ * older in time than it, with `timed` set, so it is newer than the writes
+ * its time follows and older than those made after it, of either kind.
  */
 typedef struct ps_stamp {
     int64_t ts;      /* ms since epoch, clamped at ingest */
-    int64_t lamport; /* the writer's Lamport counter, 0 if it sent none */
+    int64_t lamport; /* the writer's Lamport counter, or the arrival position */
     char *device;    /* writer's device id, "" if unknown; owned */
+    bool timed;      /* a time-only write placed by the server (lamport > 0) */
 } ps_stamp;
 
 /*
@@ -45,11 +52,10 @@ typedef struct ps_stamp {
  * changed, and the server fills seq and origin of dirty parts before saving.
  */
 typedef struct ps_mark {
-    int64_t seq;    /* 0 = not stored yet */
-    char *origin;   /* owned; NULL = unknown */
-    bool dirty;     /* changed since loaded from the store */
-    bool restamped; /* same value, new stamp: to be saved, mark kept */
-    bool lost;      /* a write to it lost: re-announce it, keeping its origin */
+    int64_t seq;  /* 0 = not stored yet */
+    char *origin; /* owned; NULL = unknown */
+    bool dirty;   /* changed since loaded from the store */
+    bool lost;    /* a write to it lost: re-announce it (see ps_chat_mark_dirty) */
 } ps_mark;
 
 typedef struct ps_field {
@@ -64,6 +70,10 @@ typedef struct ps_message {
     json_object *value; /* the message object; NULL for a deleted message */
     ps_stamp stamp;
     int64_t order_ts; /* the message's own timestamp, for display order */
+    /* When the server first received it, for display order among equal
+     * timestamps: >= 0 as numbered by the store; -(i + 1) for the i-th
+     * message of an upload not numbered yet (ps_chat_number_received). */
+    int64_t received;
     ps_mark mark;
 } ps_message;
 
@@ -94,10 +104,14 @@ typedef struct ps_chat {
     ps_stamp tombstone;
     ps_lamport deleted_lamport; /* the tombstone's tuple as clients see it */
     ps_lamport lamport;
-    ps_mark header;      /* touched, the tombstone and lamport */
-    int64_t revived_seq; /* change sequence at which it last came back from deletion */
-    bool stored;         /* transient: it was loaded from the store */
-    bool stored_live;    /* transient: it was live when loaded */
+    ps_mark header;        /* touched, the tombstone and lamport */
+    int64_t revived_seq;   /* change sequence at which it last came back from deletion */
+    int64_t next_received; /* the receive number the next new message gets */
+    bool stored;           /* transient: it was loaded from the store */
+    bool stored_live;      /* transient: it was live when loaded */
+    /* transient: a deletion of it lost (it stays live): devices that dropped
+     * it on their own deletion need it whole again, with a fresh tuple */
+    bool deletion_lost;
     int64_t stored_counter; /* transient: its Lamport counter when loaded */
 } ps_chat;
 
@@ -141,20 +155,30 @@ const ps_message *ps_chat_message(const ps_chat *chat, const char *id);
 bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min);
 
 /*
- * Declares the chat's current content one write at `stamp`: every field,
- * live or deleted message and the existence register take it where it is
- * newer, values unchanged. The server does this with its Lamport tick when
- * it returns a merged chat to a legacy client, because that client will
- * send the chat back stamped so: the copy it holds is then exactly this
- * write, and cannot overwrite anything newer than it had (docs/merge.md).
+ * Where a time-only write made at `ts` goes in the Lamport order of `stored`:
+ * the highest counter among the stamps it holds (fields, loaded messages,
+ * existence, deletion) whose time is before `ts`; 0 when none.
  */
-ps_code ps_chat_restamp(ps_chat *chat, const ps_stamp *stamp);
+int64_t ps_chat_time_place(const ps_chat *stored, int64_t ts);
+/* Gives every time-only write of `incoming` (lamport 0) the counter
+ * `place` (flagged `timed`); nothing when place is 0. */
+void ps_chat_place_time_only(ps_chat *incoming, int64_t place);
+
+/* Display order of two messages: timestamp, then first received, then id
+ * (only for two never numbered, which cannot both be in one chat). */
+int ps_message_order_cmp(const ps_message *a, const ps_message *b);
+
+/* Gives messages not numbered yet (received < 0) the chat's next receive
+ * numbers, in the order they arrived. */
+void ps_chat_number_received(ps_chat *chat);
 
 /* Marks every part of the chat clean (just loaded from the store). */
 void ps_chat_clear_dirty(ps_chat *chat);
-/* Gives every dirty part `seq` and `origin` (copied); parts marked `lost`
- * get the new seq but keep their origin, so the device whose write lost is
- * sent the winner, and the winner's own device is not sent it again. */
+/* Gives every dirty part `seq` and `origin` (copied). Parts marked `lost`
+ * (a write from `origin` lost to them) get the new seq but keep the origin
+ * of their value, so the winner's own device is not sent it again — unless
+ * that origin is `origin` itself, the device that now holds another value:
+ * then the origin becomes "" so that device's pulls carry the winner. */
 ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin);
 /* Whether any part of the chat is dirty. */
 bool ps_chat_is_dirty(const ps_chat *chat);

@@ -45,6 +45,7 @@ ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
     out->ts = 0;
     out->lamport = 0;
     out->device = NULL;
+    out->timed = false;
     for (int k = 2; k >= 0; k--) { /* lastModified, then updatedAt, then createdAt */
         json_object *v;
         int64_t ms;
@@ -170,7 +171,7 @@ ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **
     if (rc == PS_OK)
         rc = ps_stamp_copy(&chat->touched, &stamp);
     chat->has_touched = true;
-    if (rc == PS_OK && stamp.lamport)
+    if (rc == PS_OK && stamp.lamport && !stamp.timed)
         rc = ps_lamport_set(&chat->lamport, stamp.lamport, stamp.device);
     json_object_object_foreach(legacy, key, val)
     {
@@ -207,7 +208,7 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
         /* shown with the change's own tuple; the server ticks one if 0 */
         rc = ps_stamp_copy(&chat->tombstone, &stamp);
         chat->has_tombstone = true;
-        if (rc == PS_OK)
+        if (rc == PS_OK && !stamp.timed)
             rc = ps_lamport_set(&chat->deleted_lamport, stamp.lamport, stamp.device);
     } else if (rc == PS_OK) {
         rc = ps_stamp_copy(&chat->touched, &stamp);
@@ -234,10 +235,7 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
 
 static int order_cmp(const void *a, const void *b)
 {
-    const ps_message *x = *(const ps_message *const *)a, *y = *(const ps_message *const *)b;
-    if (x->order_ts != y->order_ts)
-        return x->order_ts < y->order_ts ? -1 : 1;
-    return strcmp(x->id, y->id);
+    return ps_message_order_cmp(*(const ps_message *const *)a, *(const ps_message *const *)b);
 }
 
 static json_object *lamport_json(int64_t counter, const char *id)
@@ -345,14 +343,18 @@ bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent, const p
 
 /* ---- internal state ---- */
 
+/* [ts, lamport, device], and a 1 after them for a time-only write the
+ * server placed (schema 6 on). */
 static json_object *stamp_json(const ps_stamp *s)
 {
-    json_object *arr = json_object_new_array_ext(3);
+    json_object *arr = json_object_new_array_ext(4);
     if (!arr)
         return NULL;
     json_object_array_add(arr, json_object_new_int64(s->ts));
     json_object_array_add(arr, json_object_new_int64(s->lamport));
     json_object_array_add(arr, json_object_new_string(s->device ? s->device : ""));
+    if (s->timed)
+        json_object_array_add(arr, json_object_new_int(1));
     return arr;
 }
 
@@ -413,6 +415,10 @@ static json_object *state_json(const ps_chat *chat, bool with_messages)
         json_object_put(msgs);
     if (chat->revived_seq)
         json_object_object_add(st, "R", json_object_new_int64(chat->revived_seq));
+    /* the receive counter is the store's (its message rows are numbered
+     * by it), not part of the merged state */
+    if (!with_messages && chat->next_received)
+        json_object_object_add(st, "n", json_object_new_int64(chat->next_received));
     if (chat->header.seq) {
         json_object *h = json_object_new_array_ext(2);
         add_mark(h, &chat->header);
@@ -443,11 +449,13 @@ static json_object *state_json(const ps_chat *chat, bool with_messages)
 
 static bool stamp_from_json(json_object *v, ps_stamp *out)
 {
-    if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 3 ||
+    size_t len = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
+    if ((len != 3 && len != 4) ||
         !json_object_is_type(json_object_array_get_idx(v, 2), json_type_string))
         return false;
     out->ts = json_object_get_int64(json_object_array_get_idx(v, 0));
     out->lamport = json_object_get_int64(json_object_array_get_idx(v, 1));
+    out->timed = len == 4 && json_object_get_int(json_object_array_get_idx(v, 3)) == 1;
     free(out->device);
     out->device = strdup(json_object_get_string(json_object_array_get_idx(v, 2)));
     return out->device != NULL;
@@ -529,6 +537,8 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
         rc = mark_from_json(v, 0, &chat->header);
     if (rc == PS_OK && json_object_object_get_ex(st, "R", &v))
         chat->revived_seq = json_object_get_int64(v);
+    if (rc == PS_OK && json_object_object_get_ex(st, "n", &v))
+        chat->next_received = json_object_get_int64(v);
     static const char *const keys[3] = {"c", "u", "l"};
     for (int k = 0; k < 3 && rc == PS_OK; k++) {
         if (json_object_object_get_ex(st, keys[k], &v) && json_object_is_type(v, json_type_array)) {

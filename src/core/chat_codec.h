@@ -37,7 +37,8 @@ ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
 
 /*
  * The chat as clients see it: its fields, live messages ordered by timestamp
- * then id, the time fields, and updatedAtLamport. A new object for the caller.
+ * then first received, the time fields, and updatedAtLamport. A new object
+ * for the caller.
  */
 json_object *ps_chat_to_legacy(const ps_chat *chat);
 

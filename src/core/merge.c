@@ -49,6 +49,7 @@ static ps_code copy_message(ps_message *dst, const ps_message *src)
     }
     dst->value = json_object_get(src->value);
     dst->order_ts = src->order_ts;
+    dst->received = src->received;
     return PS_OK;
 }
 
@@ -77,10 +78,12 @@ static ps_code merge_messages(ps_chat *into, const ps_chat *from, bool *changed)
             rc = copy_message(&out[n], &from->messages[j]);
             if (rc != PS_OK)
                 break;
-            n++;
             *changed = true;
-            if (c == 0) /* replaced: release the older write */
+            if (c == 0) { /* replaced: it keeps its place, the older write goes */
+                out[n].received = into->messages[i].received;
                 ps__message_release(&into->messages[i++]);
+            }
+            n++;
             j++;
         } else {
             out[n++] = into->messages[i++];

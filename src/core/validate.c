@@ -39,6 +39,36 @@ bool ps_valid_lamport(json_object *v, const ps_limits *lim)
     return ps_valid_counter(n) && ps_valid_id(id, lim);
 }
 
+/* The counters a clientClock object may carry: Polyglot's CoherenceClock
+ * snapshot {deviceId, localCounter, observedCounter} and the tuple object
+ * {lamport, deviceId} its records use. */
+const char *const ps_client_clock_keys[PS_CLIENT_CLOCK_KEYS] = {"lamport", "localCounter",
+                                                                "observedCounter"};
+
+bool ps_valid_client_clock(json_object *v, const ps_limits *lim)
+{
+    if (json_object_is_type(v, json_type_int))
+        return ps_valid_counter(v);
+    if (json_object_is_type(v, json_type_array))
+        return ps_valid_lamport(v, lim);
+    if (!json_object_is_type(v, json_type_object))
+        return false;
+    /* The clock is observed, so what it says must be a counter: at least one,
+     * each one valid; a deviceId, when present, an id. Other keys are ignored. */
+    json_object *c;
+    if (json_object_object_get_ex(v, "deviceId", &c) && !ps_valid_id(c, lim))
+        return false;
+    size_t counters = 0;
+    for (size_t k = 0; k < PS_CLIENT_CLOCK_KEYS; k++) {
+        if (!json_object_object_get_ex(v, ps_client_clock_keys[k], &c))
+            continue;
+        if (!ps_valid_counter(c))
+            return false;
+        counters++;
+    }
+    return counters > 0;
+}
+
 static bool valid_time(json_object *v)
 {
     int64_t ms;
@@ -224,9 +254,11 @@ ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_err
     if (json_object_object_get_ex(root, "deviceId", &v) && v && !ps_valid_id(v, lim))
         return ps_error_set(err, PS_ERR_INVALID, -1, "deviceId",
                             "deviceId must be a string of 1 to %zu bytes", lim->max_id_bytes);
-    if (json_object_object_get_ex(root, "clientClock", &v) && v && !ps_valid_counter(v))
+    if (json_object_object_get_ex(root, "clientClock", &v) && v && !ps_valid_client_clock(v, lim))
         return ps_error_set(err, PS_ERR_INVALID, -1, "clientClock",
-                            "clientClock must be an integer from 0 to 2^53 - 1");
+                            "clientClock must be a counter from 0 to 2^53 - 1, [counter, "
+                            "deviceId], {lamport, deviceId} or {deviceId, localCounter, "
+                            "observedCounter}");
     ps_code rc = validate_list(root, "deleted", ps_valid_id, "a chat id", lim, err);
     if (rc == PS_OK)
         rc = validate_list(root, "deletions", valid_deletion, "{id, lamport?: [n, deviceId]}", lim,

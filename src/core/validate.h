@@ -35,8 +35,19 @@ bool ps_valid_counter(json_object *v);
 bool ps_valid_lamport(json_object *v, const ps_limits *lim);
 
 /*
+ * A request's clientClock, in every shape clients send (docs/protocol.md): a
+ * counter, [counter, deviceId], {lamport, deviceId} or Polyglot's
+ * {deviceId, localCounter, observedCounter}. An object needs at least one of
+ * the counter keys below, each a valid counter; other keys are ignored.
+ */
+#define PS_CLIENT_CLOCK_KEYS 3
+extern const char *const ps_client_clock_keys[PS_CLIENT_CLOCK_KEYS];
+bool ps_valid_client_clock(json_object *v, const ps_limits *lim);
+
+/*
  * A /sync or /pushChats body: {chats:[...], deviceId?, clientClock?,
- * deleted?, deletions?, deletionRecords?}. `chats_required` is true for both.
+ * deleted?, deletions?, deletionRecords?}; any other top-level member is
+ * ignored, whatever its type. `chats` is required.
  */
 ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_error *err);
 

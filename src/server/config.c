@@ -166,6 +166,8 @@ static void usage(FILE *f)
             "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
             "  polysyncd user list [--db URL]\n"
             "  polysyncd user delete NAME [--db URL] [--yes]\n"
+            "  polysyncd import --user NAME FILE [--dry-run] [--db URL]\n"
+            "  polysyncd export --user NAME [--output FILE] [--tombstones] [--db URL]\n"
             "  --help                   this text\n"
             "  --version                the version\n\n"
             "Docs: docs/operations.md\n");

@@ -77,6 +77,41 @@ static ps_code parse_sync_body(const ps_handler_env *env, json_object **root, ps
     return rc;
 }
 
+/*
+ * Whether a /sync body is the Polyglot app's page-load call
+ * (browserMigrations.runClientMigrations, docs/polyglot.md): {chats} of its
+ * raw IndexedDB records, which carry the app's own record clock
+ * lastMutationLamport {lamport, deviceId} and no updatedAtLamport, with no
+ * deviceId, clientClock or deletions. No seed client sends that field. The
+ * app cannot store what such an answer returns (it throws on the first
+ * entry), so it is merged like any legacy body but answered with nothing
+ * to apply; the app's real sync follows at once and gets it all.
+ */
+static bool is_polyglot_page_load(json_object *root, const ps_chat_source *src)
+{
+    static const char *const envelope[] = {"deviceId", "clientClock", "deleted", "deletions",
+                                           "deletionRecords"};
+    for (size_t k = 0; k < sizeof envelope / sizeof *envelope; k++)
+        if (json_object_object_get_ex(root, envelope[k], NULL))
+            return false;
+    if (src->count == 0)
+        return false; /* {"chats": []} is also a seed client's first sync */
+    json_object *first = NULL;
+    ps_error err;
+    if (src->parsed)
+        first = json_object_get(json_object_array_get_idx(src->parsed, 0));
+    else if (ps_json_parse_trusted(src->text + src->starts[0], src->ends[0] - src->starts[0],
+                                   &first, &err) != PS_OK)
+        return false;
+    json_object *clock;
+    bool app = json_object_is_type(first, json_type_object) &&
+               json_object_object_get_ex(first, "lastMutationLamport", &clock) &&
+               json_object_is_type(clock, json_type_object) &&
+               !json_object_object_get_ex(first, "updatedAtLamport", NULL);
+    json_object_put(first);
+    return app;
+}
+
 static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer)
 {
     ps_error err;
@@ -90,10 +125,14 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
     json_object *device = json_object_object_get(root, "deviceId");
     if (json_object_is_type(device, json_type_string))
         ctx.device = json_object_get_string(device);
+    bool page_load = rc == PS_OK && answer && is_polyglot_page_load(root, &src);
     if (rc != PS_OK ||
-        ps_legacy_sync(&ctx, root, &src, answer ? &reply->body : NULL, &err) != PS_OK)
+        ps_legacy_sync(&ctx, root, &src, answer && !page_load ? &reply->body : NULL, &err) != PS_OK)
         ps_reply_from_error(reply, &err);
-    else if (!answer && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
+    else if (page_load &&
+             ps_dynbuf_adds(&reply->body, "{\"missing\":[],\"deletions\":[]}") != PS_OK)
+        ps_reply_error(reply, 500, "internal_error", "could not build the answer");
+    else if (!answer && !page_load && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
     json_object_put(root);
     ps_json_outline_free(&ol);

@@ -17,26 +17,19 @@ ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char 
     return rc;
 }
 
-/* The stamp a legacy client's copy of `chat`, as rendered now, will carry
- * when sent back (see ps_legacy_stamp): the server's tick and the time the
- * rendering shows. Then that copy is exactly the restamped state. */
-static ps_code restamp_as_sent(ps_chat *chat)
-{
-    const ps_time_field *times[3] = {&chat->last_modified, &chat->updated_at, &chat->created_at};
-    ps_stamp stamp = {.lamport = chat->lamport.counter, .device = chat->lamport.id};
-    for (int k = 0; k < 3; k++) {
-        if (times[k]->value) {
-            stamp.ts = times[k]->ms;
-            break;
-        }
-    }
-    return ps_chat_restamp(chat, &stamp);
-}
-
 ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, const char *origin,
                       bool full, ps_tick tick, ps_error *err)
 {
     ps_code rc = PS_OK;
+    /* Back from deletion, or a deletion of it lost: a Polyglot client that
+     * holds a deletion of it takes it back only with a tuple above that
+     * deletion's, so it gets a fresh tick (above every tuple shown so far). */
+    bool back =
+        ps_chat_is_live(chat) && ((chat->stored && !chat->stored_live) || chat->deletion_lost);
+    if (back && ps_chat_is_dirty(chat) == false) { /* make it news for v2 pulls too */
+        ps_mark_clear(&chat->header);
+        chat->header.dirty = true;
+    }
     /* A live chat whose content changed goes out on the live sockets
      * (ws.h), and the Polyglot app stores a pushed chat only if its tuple
      * strictly dominates the copy it holds, which is at most the one the
@@ -44,10 +37,10 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
     if (tick == PS_TICK_IF_NONE && chat->stored && ps_chat_is_dirty(chat) &&
         ps_chat_is_live(chat) && chat->lamport.counter <= chat->stored_counter)
         tick = PS_TICK;
-    if (tick != PS_TICK_IF_NONE || chat->lamport.counter == 0)
+    if (tick != PS_TICK_IF_NONE || chat->lamport.counter == 0 || back)
         rc = ps_lamport_set(&chat->lamport, ++user->clock, PS_SERVER_DEVICE);
-    if (rc == PS_OK && tick == PS_TICK_AND_RESTAMP)
-        rc = restamp_as_sent(chat);
+    /* new messages take their place in the order first received */
+    ps_chat_number_received(chat);
     /* Only a change of content moves the chat in the change sequence; a
      * Lamport tick for a legacy client is not news to anyone else. */
     int64_t seq = 0;
@@ -55,7 +48,7 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
         seq = ++user->seq;
         rc = ps_chat_mark_dirty(chat, seq, origin);
         /* back from deletion: devices that dropped it need it whole */
-        if (chat->stored && !chat->stored_live && ps_chat_is_live(chat))
+        if (back)
             chat->revived_seq = seq;
     }
     if (rc != PS_OK)
@@ -123,5 +116,38 @@ ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *us
     ps_code rc = ps_store_commit(ctx->store, err);
     if (rc == PS_OK && user->seq != seq_before && ctx->changed)
         ctx->changed(ctx->changed_cls, ctx->user, ctx->device, seq_before, user->seq);
+    return rc;
+}
+
+ps_code ps__base_note_sent(const ps_sync_ctx *ctx, const char *chat_id, const char *device,
+                           ps_error *err)
+{
+    if (!device || !*device)
+        return PS_OK;
+    ps_user user;
+    ps_chat *chat = NULL;
+    ps_base base = {0};
+    int64_t seq;
+    bool found;
+    ps_code rc = ps_store_begin(ctx->store, true, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) == PS_OK &&
+        (rc = ctx->store->ops->base_load(ctx->store, user.id, device, chat_id, &base, &seq, &found,
+                                         err)) == PS_OK &&
+        (rc = ctx->store->ops->chat_load(ctx->store, user.id, chat_id, true, &chat, err)) ==
+            PS_OK &&
+        chat) {
+        if ((rc = ps_base_add_chat(&base, chat)) != PS_OK)
+            rc = ps_error_set(err, rc, -1, "", "out of memory");
+        ps_base_seal(&base);
+        if (rc == PS_OK) /* a union: not the chat as stored (seq 0) */
+            rc = ctx->store->ops->base_save(ctx->store, user.id, device, chat_id, &base, 0, err);
+    }
+    ps_chat_free(chat);
+    ps_base_free(&base);
+    if (rc == PS_OK)
+        return ps_store_commit(ctx->store, err);
+    ps_store_rollback(ctx->store);
     return rc;
 }

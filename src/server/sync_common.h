@@ -40,16 +40,17 @@ ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *us
 ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,
                         bool with_messages, ps_chat **out, ps_error *err);
 
-/* What a saved chat's updatedAtLamport becomes (see sync_legacy.c). */
+/* What a saved chat's updatedAtLamport becomes (see sync_legacy.c). Only
+ * the tuple clients see moves: the content keeps the stamps of its writes
+ * (a device's echo of it is no write, by the base rule, docs/merge.md). */
 typedef enum ps_tick {
-    PS_TICK_IF_NONE,     /* keep it; a first tick for a chat that has none */
-    PS_TICK,             /* a fresh tick: the chat goes back to a client */
-    PS_TICK_AND_RESTAMP, /* and its content becomes a write at that tick,
-                          * for a Lamport client that will echo it back */
+    PS_TICK_IF_NONE, /* keep it; a first tick for a chat that has none */
+    PS_TICK,         /* a fresh tick: the chat goes back to a client */
 } ps_tick;
 
 /*
- * Saves a merged chat: its dirty parts get the next sequence number and
+ * Saves a merged chat: new messages get receive numbers, its dirty parts get
+ * the next sequence number and
  * `origin` (the device whose request changed them), its Lamport tuple as
  * `tick` says (legacy clients need one on every chat). With `full` (all
  * messages loaded) its legacy rendering is stored too; otherwise it is
@@ -57,6 +58,15 @@ typedef enum ps_tick {
  */
 ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, const char *origin,
                       bool full, ps_tick tick, ps_error *err);
+
+/*
+ * Adds the chat as stored now to `device`'s base for it (docs/merge.md, "The
+ * base rule"), in its own write transaction: for a path that hands a device
+ * a whole chat outside a /sync answer (the Polyglot live socket), so that the
+ * device's later upload of it counts as carried along, not as its writes.
+ */
+ps_code ps__base_note_sent(const ps_sync_ctx *ctx, const char *chat_id, const char *device,
+                           ps_error *err);
 
 /* Appends the legacy rendering of a listed chat: the stored one, or rendered
  * now from the store when the row has none. */

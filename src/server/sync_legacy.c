@@ -27,7 +27,7 @@ typedef struct deletion_source {
  * if it carried any. */
 static bool observe_clocks(json_object *req, int64_t *clock)
 {
-    json_object *v, *list;
+    json_object *v, *c, *list;
     bool any = false;
 #define OBSERVE(n)                                                                                 \
     do {                                                                                           \
@@ -36,8 +36,18 @@ static bool observe_clocks(json_object *req, int64_t *clock)
         if (n_ > *clock)                                                                           \
             *clock = n_;                                                                           \
     } while (0)
-    if (json_object_object_get_ex(req, "clientClock", &v))
-        OBSERVE(json_object_get_int64(v));
+    if (json_object_object_get_ex(req, "clientClock", &v) && v) {
+        /* every shape ps_valid_client_clock accepts: a counter, [n, id],
+         * or an object whose counter keys are all observed */
+        if (json_object_is_type(v, json_type_array))
+            OBSERVE(json_object_get_int64(json_object_array_get_idx(v, 0)));
+        else if (!json_object_is_type(v, json_type_object))
+            OBSERVE(json_object_get_int64(v));
+        for (size_t k = 0; k < PS_CLIENT_CLOCK_KEYS; k++)
+            if (json_object_is_type(v, json_type_object) &&
+                json_object_object_get_ex(v, ps_client_clock_keys[k], &c))
+                OBSERVE(json_object_get_int64(c));
+    }
     static const char *const lists[2][2] = {{"deletions", "lamport"},
                                             {"deletionRecords", "deletedAtLamport"}};
     for (int k = 0; k < 2; k++) {
@@ -54,34 +64,92 @@ static bool observe_clocks(json_object *req, int64_t *clock)
     return any;
 }
 
-/* Merges one incoming chat. *returned: the client must be sent the result. */
+/* Saves what `device` holds of a chat after this sync: what it sent and, when
+ * the chat goes back to it, what it is sent (docs/merge.md, "The base rule"). */
+static ps_code save_base(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
+                         const char *id, ps_base *sent, const ps_chat *returned, ps_error *err)
+{
+    ps_code rc = returned ? ps_base_add_chat(sent, returned) : PS_OK;
+    if (rc != PS_OK)
+        return ps_error_set(err, rc, -1, "", "out of memory");
+    ps_base_seal(sent);
+    return ctx->store->ops->base_save(ctx->store, user->id, device, id, sent, 0, err);
+}
+
+/* A copy of a deleted chat that is not newer than the deletion as the client
+ * is shown it would never be dropped by a Polyglot client (it drops a chat
+ * only for a deletion tuple at least its own): show it a fresh tick. */
+static ps_code reshow_deletion(ps_user *user, ps_chat *stored, const ps_stamp *sent_stamp,
+                               bool *changed)
+{
+    if (ps_chat_is_live(stored) || !stored->has_tombstone || sent_stamp->lamport == 0 ||
+        sent_stamp->timed)
+        return PS_OK;
+    ps_lamport copy = {.counter = sent_stamp->lamport, .id = sent_stamp->device};
+    if (ps_lamport_cmp(&stored->deleted_lamport, &copy) > 0)
+        return PS_OK;
+    *changed = true;
+    return ps_lamport_set(&stored->deleted_lamport, ++user->clock, PS_SERVER_DEVICE);
+}
+
+/*
+ * Merges one incoming chat. With a device whose base for the chat is known,
+ * values it only carried along are dropped first (the base rule); without
+ * one (a new device, no deviceId) every value is a write.
+ * *returned: the client must be sent the result.
+ */
 static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sent,
-                         const ps_ingest *in, bool lamport_client, bool *returned, ps_error *err)
+                         const ps_ingest *in_req, bool *returned, ps_error *err)
 {
     ps_chat *incoming = NULL, *stored = NULL;
     ps_stamp sent_stamp = {0};
-    ps_code rc = ps_chat_from_legacy(sent, in, &incoming);
+    ps_base sent_base = {0}, known = {0};
+    bool has_base = false, with_base = in_req->device && *in_req->device;
+    const char *id = json_object_get_string(json_object_object_get(sent, "id"));
+    ps_code rc = ps__load_or_new(ctx, user, id, true, &stored, err);
+    if (rc != PS_OK)
+        goto done;
+    ps_ingest in = *in_req;
+    rc = ps_chat_from_legacy(sent, &in, &incoming);
     if (rc == PS_OK)
-        rc = ps_legacy_stamp(sent, in, &sent_stamp);
+        rc = ps_legacy_stamp(sent, &in, &sent_stamp);
+    if (rc == PS_OK && sent_stamp.lamport == 0) { /* a time-only client */
+        int64_t place = ps_chat_time_place(stored, sent_stamp.ts);
+        ps_chat_place_time_only(incoming, place);
+        if (place > 0) {
+            sent_stamp.lamport = place;
+            sent_stamp.timed = true;
+        }
+    }
+    if (rc == PS_OK && with_base)
+        rc = ps_base_add_chat(&sent_base, incoming);
     if (rc != PS_OK) {
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
     }
-    if ((rc = ps__load_or_new(ctx, user, incoming->id, true, &stored, err)) != PS_OK)
+    int64_t base_seq;
+    if (with_base && (rc = ctx->store->ops->base_load(ctx->store, user->id, in.device, id, &known,
+                                                      &base_seq, &has_base, err)) != PS_OK)
         goto done;
+    if (has_base) {
+        size_t writes;
+        ps_chat_drop_carried(incoming, &known, &writes);
+    }
     bool changed;
-    if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK) {
+    if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK ||
+        (rc = reshow_deletion(user, stored, &sent_stamp, &changed)) != PS_OK) {
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
     }
     *returned = ps_chat_is_live(stored) && ps_chat_differs_from_sent(stored, sent, &sent_stamp);
     if (changed || *returned)
-        rc = ps__save_chat(ctx, user, stored, in->device, true,
-                           !*returned       ? PS_TICK_IF_NONE
-                           : lamport_client ? PS_TICK_AND_RESTAMP
-                                            : PS_TICK,
-                           err);
+        rc = ps__save_chat(ctx, user, stored, in.device, true,
+                           *returned ? PS_TICK : PS_TICK_IF_NONE, err);
+    if (rc == PS_OK && with_base)
+        rc = save_base(ctx, user, in.device, id, &sent_base, *returned ? stored : NULL, err);
 done:
+    ps_base_free(&sent_base);
+    ps_base_free(&known);
     ps_stamp_clear(&sent_stamp);
     ps_chat_free(incoming);
     ps_chat_free(stored);
@@ -132,7 +200,8 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     else if ((rc = ps_chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
-    else if (changed) /* messages not loaded: the rendering is redone on demand */
+    else if ((chat->deletion_lost = changed && ps_chat_is_live(chat)), changed)
+        /* messages not loaded: the rendering is redone on demand */
         rc = ps__save_chat(ctx, user, chat, src->device, false, PS_TICK_IF_NONE, err);
     *deleted = was_live && !ps_chat_is_live(chat);
     ps_stamp_clear(&stamp);
@@ -195,6 +264,7 @@ static int doc_list_add(doc_list *l, const ps_chat_row *row)
 /* Builds {missing, deletions} while listing the user's chats. */
 typedef struct answer_builder {
     doc_list missing;
+    const char *device;    /* whose base a chat it is sent becomes, or "" */
     json_object *sent;     /* id -> true: returned only if in `returned` */
     json_object *returned; /* ids whose merge the client lacks */
     ps_dynbuf deletions;
@@ -220,6 +290,39 @@ static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
     return rc;
 }
 
+/* A chat the device did not send is sent whole: that is its base now (not
+ * worked out again while the chat has not changed since). */
+static ps_code base_of_download(answer_builder *a, const ps_chat_row *row)
+{
+    const ps_sync_ctx *ctx = a->missing.ctx;
+    const char *id = row->id;
+    ps_chat *chat = NULL;
+    ps_base base = {0};
+    int64_t at_seq = 0;
+    bool found = false;
+    ps_code rc = ctx->store->ops->base_load(ctx->store, a->missing.user_id, a->device, id, NULL,
+                                            &at_seq, &found, a->missing.err);
+    if (rc != PS_OK || (found && at_seq == row->seq && row->seq > 0))
+        return rc;
+    bool copied = false; /* kept with the rendering being sent: the cheap way */
+    rc = ctx->store->ops->base_copy(ctx->store, a->missing.user_id, a->device, id, row->seq,
+                                    &copied, a->missing.err);
+    if (rc != PS_OK || copied)
+        return rc;
+    rc =
+        ctx->store->ops->chat_load(ctx->store, a->missing.user_id, id, true, &chat, a->missing.err);
+    if (rc == PS_OK && chat && (rc = ps_base_add_chat(&base, chat)) != PS_OK)
+        rc = ps_error_set(a->missing.err, rc, -1, "", "out of memory");
+    if (rc == PS_OK && chat) {
+        ps_base_seal(&base);
+        rc = ctx->store->ops->base_save(ctx->store, a->missing.user_id, a->device, id, &base,
+                                        row->seq, a->missing.err);
+    }
+    ps_base_free(&base);
+    ps_chat_free(chat);
+    return rc;
+}
+
 static int answer_row(void *vctx, const ps_chat_row *row)
 {
     answer_builder *a = vctx;
@@ -227,17 +330,20 @@ static int answer_row(void *vctx, const ps_chat_row *row)
         a->missing.rc = add_deletion(&a->deletions, &a->ndeletions, row);
         return a->missing.rc != PS_OK;
     }
-    if (json_object_object_get_ex(a->sent, row->id, NULL) &&
-        !json_object_object_get_ex(a->returned, row->id, NULL))
+    bool was_sent = json_object_object_get_ex(a->sent, row->id, NULL);
+    if (was_sent && !json_object_object_get_ex(a->returned, row->id, NULL))
         return 0;
-    return doc_list_add(&a->missing, row);
+    if (!was_sent && *a->device) /* merge_one saved the base of a sent one */
+        a->missing.rc = base_of_download(a, row);
+    return a->missing.rc != PS_OK || doc_list_add(&a->missing, row);
 }
 
-static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, json_object *sent,
-                            json_object *returned, ps_dynbuf *out, ps_error *err)
+static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
+                            json_object *sent, json_object *returned, ps_dynbuf *out, ps_error *err)
 {
     answer_builder a = {
         .missing = {.ctx = ctx, .user_id = user->id, .out = out, .err = err},
+        .device = device,
         .sent = sent,
         .returned = returned,
     };
@@ -260,10 +366,20 @@ static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, json_ob
     return rc;
 }
 
-/* Raises the clock to a chat's updatedAtLamport counter; true if it had one. */
+/*
+ * Raises the clock to a chat's updatedAtLamport counter; true if it had one.
+ * The counter of Polyglot's record clock lastMutationLamport {lamport,
+ * deviceId} (its page-load body, docs/polyglot.md) is observed too, when it
+ * is a valid counter; the field itself stays an ordinary unknown field, so
+ * it does not make the request a Lamport one.
+ */
 static bool observe_chat_clock(json_object *chat, int64_t *clock)
 {
-    json_object *v;
+    json_object *v, *record_counter;
+    if (json_object_object_get_ex(chat, "lastMutationLamport", &v) &&
+        json_object_object_get_ex(v, "lamport", &record_counter) &&
+        ps_valid_counter(record_counter) && json_object_get_int64(record_counter) > *clock)
+        *clock = json_object_get_int64(record_counter);
     if (!json_object_object_get_ex(chat, "updatedAtLamport", &v) ||
         !json_object_is_type(v, json_type_array))
         return false;
@@ -338,7 +454,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         if (rc == PS_OK && observe_chat_clock(chat, &user.clock))
             src.speaks_lamport = true;
         if (rc == PS_OK)
-            rc = merge_one(ctx, &user, chat, &in, src.speaks_lamport, &ret, err);
+            rc = merge_one(ctx, &user, chat, &in, &ret, err);
         if (rc == PS_OK) {
             json_object_object_add(sent, id, NULL);
             if (ret)
@@ -352,7 +468,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
     }
     if ((rc = apply_deletions(ctx, &user, req, &src, err)) != PS_OK)
         goto rollback;
-    if (answer && (rc = build_answer(ctx, &user, sent, returned, answer, err)) != PS_OK)
+    if (answer && (rc = build_answer(ctx, &user, device, sent, returned, answer, err)) != PS_OK)
         goto rollback;
     user.last_sync_ms = ctx->now_ms;
     if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)

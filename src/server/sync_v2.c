@@ -126,14 +126,18 @@ static bool mark_lost_writes(ps_chat *stored, const ps_chat *incoming, char **he
 /* Merges one change: only the chat-level state and the messages it touches
  * are loaded, so a new message in a long chat costs one message. */
 static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *change,
-                        const ps_ingest *in, ps_error *err)
+                        const ps_ingest *in_req, ps_error *err)
 {
     ps_chat *incoming = NULL, *stored = NULL;
     const char **ids = NULL;
     char *header_origin = NULL; /* the header's origin before the merge */
-    ps_code rc = ps_chat_from_change(change, in, &incoming);
+    const char *id = json_object_get_string(json_object_object_get(change, "chatId"));
+    ps_code rc = ps__load_or_new(ctx, user, id, false, &stored, err);
     if (rc != PS_OK)
-        return ps_error_set(err, rc, -1, "", "out of memory");
+        return rc;
+    ps_ingest in = *in_req;
+    if ((rc = ps_chat_from_change(change, &in, &incoming)) != PS_OK)
+        goto nomem;
     if (incoming->has_tombstone && incoming->deleted_lamport.counter == 0 &&
         (rc = ps_lamport_set(&incoming->deleted_lamport, ++user->clock, PS_SERVER_DEVICE)) != PS_OK)
         goto nomem;
@@ -141,18 +145,26 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
         goto nomem;
     for (size_t i = 0; i < incoming->nmessages; i++)
         ids[i] = incoming->messages[i].id;
-    if ((rc = ps__load_or_new(ctx, user, incoming->id, false, &stored, err)) != PS_OK ||
-        (rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids, incoming->nmessages,
+    if ((rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids, incoming->nmessages,
                                              err)) != PS_OK)
         goto done;
+    /* a change without a clock takes its place among the chat's writes */
+    const ps_stamp *any = incoming->has_touched ? &incoming->touched : &incoming->tombstone;
+    if (any->lamport == 0)
+        ps_chat_place_time_only(incoming, ps_chat_time_place(stored, any->ts));
     bool changed;
     if (stored->header.origin && !(header_origin = strdup(stored->header.origin)))
         goto nomem;
     if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK)
         goto nomem;
     changed |= mark_lost_writes(stored, incoming, &header_origin);
+    /* its deletion lost: the device dropped the chat, it must get it whole */
+    if (incoming->has_tombstone && ps_chat_is_live(stored)) {
+        stored->deletion_lost = true;
+        changed = true;
+    }
     if (changed)
-        rc = ps__save_chat(ctx, user, stored, in->device, false, PS_TICK_IF_NONE, err);
+        rc = ps__save_chat(ctx, user, stored, in.device, false, PS_TICK_IF_NONE, err);
     goto done;
 nomem:
     rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -310,6 +322,7 @@ static bool wanted(const ps_v2_pull *p, const ps_mark *m, int64_t base, bool ski
 typedef struct message_sink {
     json_object *messages, *deleted;
     bool with_deleted;
+    int64_t deleted_after; /* tombstones set after this sequence only */
 } message_sink;
 
 static ps_code collect_message(void *vctx, const ps_message *m)
@@ -318,7 +331,7 @@ static ps_code collect_message(void *vctx, const ps_message *m)
     if (m->value)
         return json_object_array_add(sink->messages, json_object_get(m->value)) ? PS_ERR_NOMEM
                                                                                 : PS_OK;
-    if (sink->with_deleted)
+    if (sink->with_deleted && m->mark.seq > sink->deleted_after)
         return json_object_array_add(sink->deleted, json_object_new_string(m->id)) ? PS_ERR_NOMEM
                                                                                    : PS_OK;
     return PS_OK;
@@ -331,7 +344,7 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     *out = NULL;
     json_object *obj = json_object_new_object();
     json_object *fields = json_object_new_object();
-    message_sink sink = {json_object_new_array(), json_object_new_array(), !p->first};
+    message_sink sink = {json_object_new_array(), json_object_new_array(), !p->first, p->base};
     ps_code rc = obj && fields && sink.messages && sink.deleted ? PS_OK : PS_ERR_NOMEM;
     bool any = false;
     if (rc != PS_OK)
@@ -353,7 +366,10 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     int64_t base = whole ? 0 : p->base;
     /* a first sync may be a device that lost everything: its own parts too */
     bool skip_own = !whole && !p->first;
-    sink.with_deleted = !p->first && !whole;
+    /* Sent whole or not, a message deleted since the cursor may still be on
+     * the device (deleted, then the chat deleted and brought back: #11.2),
+     * so its tombstone goes too. */
+    sink.with_deleted = !p->first;
     for (size_t i = 0; i < chat->nfields; i++) {
         if (wanted(p, &chat->fields[i].mark, base, skip_own)) {
             json_object_object_add(fields, chat->fields[i].name,

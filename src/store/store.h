@@ -11,6 +11,7 @@
 #ifndef PS_STORE_H
 #define PS_STORE_H
 
+#include "core/base.h"
 #include "core/chat.h"
 #include "polysync/error.h"
 
@@ -37,6 +38,7 @@ typedef ps_code (*ps_message_fn)(void *ctx, const ps_message *m);
  * pointers, valid only during the callback. */
 typedef struct ps_chat_row {
     const char *id;
+    int64_t seq; /* the chat's change sequence number (its last change) */
     /* The chat as legacy clients see it (JSON), read only when asked for
      * (it is most of the row's bytes); NULL = not rendered. */
     const char *(*doc)(const struct ps_chat_row *row, size_t *len);
@@ -97,7 +99,9 @@ struct ps_store_ops {
     ps_code (*chat_next_changed)(ps_store *s, int64_t user, int64_t after_seq, ps_chat **out,
                                  int64_t *seq, ps_error *err);
     /* Messages of a chat set after `after_seq` by anyone but `skip_origin`,
-     * in display order; deleted ones have value NULL. */
+     * in display order (timestamp, then `received`, the order first
+     * received); deleted ones have value NULL. Message rows keep
+     * `received` and the stamp's `timed` flag (schema 6). */
     ps_code (*messages_since)(ps_store *s, int64_t user, const char *chat_id, int64_t after_seq,
                               const char *skip_origin, ps_message_fn fn, void *ctx, ps_error *err);
     ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn, void *ctx, ps_error *err);
@@ -120,6 +124,24 @@ struct ps_store_ops {
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
     ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged, ps_error *err);
+    /* A full-state device's base for one chat (docs/merge.md, "The base
+     * rule"; core/base.h): the hashes last saved for (user, device, chat),
+     * into *out (replaced; NULL: not read), and the `seq` saved with them;
+     * *found false when none. Kept until the chat or user is deleted; a
+     * purged chat's bases go with it. (Schema 6.) */
+    ps_code (*base_load)(ps_store *s, int64_t user, const char *device, const char *chat_id,
+                         ps_base *out, int64_t *seq, bool *found, ps_error *err);
+    /* Replaces that base with `b` (sealed: sorted, unique) and `seq`: the
+     * chat's change sequence when the base is exactly the chat as stored
+     * then (a chat sent whole), else 0. */
+    ps_code (*base_save)(ps_store *s, int64_t user, const char *device, const char *chat_id,
+                         const ps_base *b, int64_t seq, ps_error *err);
+    /* Makes the chat as stored the device's base (with `seq`), from the
+     * hashes chat_save keeps with a rendering (chat_save with a `doc` also
+     * keeps ps_base_add_chat of the chat, sealed; without one, none).
+     * *copied false when the chat has none: work it out from the chat. */
+    ps_code (*base_copy)(ps_store *s, int64_t user, const char *device, const char *chat_id,
+                         int64_t seq, bool *copied, ps_error *err);
     /* Sets every counter of the user's row as given (clock, last sync,
      * sequence, purge point): for `polysyncd migrate`, which copies them. */
     ps_code (*user_restore)(ps_store *s, const ps_user *user, ps_error *err);

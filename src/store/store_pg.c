@@ -32,6 +32,7 @@
  * everyone once after it reconnects (it may have missed some).
  */
 #include "store/store.h"
+#include "core/base.h"
 #include "core/chat_codec.h"
 #include "core/dynbuf.h"
 #include "core/json_parse.h"
@@ -52,7 +53,7 @@
 /* pg_advisory_lock key taken while migrating: "polysync" in ASCII */
 #define MIGRATE_LOCK_KEY "8101819436469217895"
 
-#define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin"
+#define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin, timed, received"
 
 /* Forward migrations: entry i takes the schema from version i to i + 1.
  * Same concepts as the SQLite schema (store_sqlite.c) as of its version 5;
@@ -104,6 +105,27 @@ static const char *const MIGRATIONS[] = {
     "  PRIMARY KEY (user_id, chat_id, id),"
     "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
     "CREATE INDEX messages_by_seq ON messages(user_id, chat_id, seq);",
+    /* 1 -> 2, as SQLite's 5 -> 6: messages keep the order they were first
+     * received (numbered per chat; existing ones in id order, the chat's
+     * next number in its state as "n"), a time-only write placed in the
+     * Lamport order is flagged `timed`, and each full-state device's base
+     * per chat (docs/merge.md, "The base rule"): the hashes of the values it
+     * holds, 8 bytes each, native order; the base of a device sent the chat
+     * whole is kept with its rendering (chats.hashes). */
+    "ALTER TABLE messages ADD COLUMN timed BOOLEAN NOT NULL DEFAULT false;"
+    "ALTER TABLE messages ADD COLUMN received BIGINT NOT NULL DEFAULT 0;"
+    "UPDATE messages m SET received = k.r FROM (SELECT user_id, chat_id, id,"
+    "  row_number() OVER (PARTITION BY user_id, chat_id ORDER BY id) - 1 AS r FROM messages) k"
+    "  WHERE k.user_id = m.user_id AND k.chat_id = m.chat_id AND k.id = m.id;"
+    "UPDATE chats SET state = jsonb_set(state::jsonb, '{n}', to_jsonb((SELECT count(*)"
+    "  FROM messages m WHERE m.user_id = chats.user_id AND m.chat_id = chats.id)))::text;"
+    "CREATE TABLE bases ("
+    "  user_id BIGINT NOT NULL, device TEXT COLLATE \"C\" NOT NULL,"
+    "  chat_id TEXT COLLATE \"C\" NOT NULL,"
+    "  hashes BYTEA NOT NULL, seq BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (user_id, chat_id, device),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
+    "ALTER TABLE chats ADD COLUMN hashes BYTEA;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -152,6 +174,9 @@ enum {
     Q_ASYNC_COMMIT,
     Q_USER_RESTORE,
     Q_SEEN_FLUSH,
+    Q_BASE_GET,
+    Q_BASE_PUT,
+    Q_BASE_COPY,
     Q_COUNT
 };
 
@@ -182,11 +207,11 @@ static const char *const QUERIES[Q_COUNT] = {
         "WITH old AS (SELECT octet_length(state) + octet_length(doc) AS n FROM chats"
         "   WHERE user_id = $1::bigint AND id = $2::text),"
         " put AS (INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
-        "   deleted_device, deleted_at_ms, seq)"
+        "   deleted_device, deleted_at_ms, seq, hashes)"
         "   VALUES ($1::bigint, $2::text, $3::boolean, $4::text, $5::text, $6::bigint,"
-        "   $7::text, $8::bigint, $9::bigint)"
+        "   $7::text, $8::bigint, $9::bigint, $10::bytea)"
         "   ON CONFLICT (user_id, id) DO UPDATE SET live = excluded.live,"
-        "   state = excluded.state, doc = excluded.doc,"
+        "   state = excluded.state, doc = excluded.doc, hashes = excluded.hashes,"
         "   deleted_counter = excluded.deleted_counter,"
         "   deleted_device = excluded.deleted_device,"
         "   deleted_at_ms = excluded.deleted_at_ms,"
@@ -196,8 +221,8 @@ static const char *const QUERIES[Q_COUNT] = {
     /* Every changed message of a chat as one multi-row upsert. */
     [Q_MSG_PUT] =
         "WITH new AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[],"
-        "   $7::text[], $8::bigint[], $9::bigint[], $10::text[])"
-        "   AS t(id, value, ts, lamport, device, order_ts, seq, origin)),"
+        "   $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::boolean[], $12::bigint[])"
+        "   AS t(id, value, ts, lamport, device, order_ts, seq, origin, timed, received)),"
         " old AS (SELECT coalesce(sum(octet_length(m.id) + coalesce(octet_length(m.value), 0)), 0) AS n"
         "   FROM messages m WHERE m.user_id = $1::bigint AND m.chat_id = $2::text"
         "   AND m.id IN (SELECT id FROM new)),"
@@ -205,7 +230,8 @@ static const char *const QUERIES[Q_COUNT] = {
         "   SELECT $1::bigint, $2::text, " MSG_COLUMNS " FROM new"
         "   ON CONFLICT (user_id, chat_id, id) DO UPDATE SET value = excluded.value,"
         "   ts = excluded.ts, lamport = excluded.lamport, device = excluded.device,"
-        "   order_ts = excluded.order_ts, seq = excluded.seq, origin = excluded.origin)"
+        "   order_ts = excluded.order_ts, seq = excluded.seq, origin = excluded.origin,"
+        "   timed = excluded.timed, received = excluded.received)"
         " UPDATE users SET bytes = bytes"
         "   + (SELECT coalesce(sum(octet_length(id) + coalesce(octet_length(value), 0)), 0) FROM new)"
         "   - (SELECT n FROM old) WHERE id = $1::bigint",
@@ -214,8 +240,8 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
                     " WHERE user_id = $1 AND chat_id = $2 AND seq > $3"
                     " AND ($4::text IS NULL OR origin <> $4::text)"
-                    " ORDER BY order_ts, id",
-    [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device FROM chats"
+                    " ORDER BY order_ts, received, id",
+    [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = $1 ORDER BY id",
     [Q_CHAT_DOC] = "SELECT doc FROM chats WHERE user_id = $1 AND id = $2",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live),"
@@ -242,6 +268,16 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_NOTIFY] = "SELECT pg_notify('" CHANNEL "', $1)",
     /* the no-op sync times may be lost in a crash (store.h): no WAL flush */
     [Q_ASYNC_COMMIT] = "SELECT set_config('synchronous_commit', 'off', true)",
+    [Q_BASE_GET] = "SELECT seq, hashes FROM bases WHERE user_id = $1 AND chat_id = $2"
+                   " AND device = $3",
+    [Q_BASE_PUT] = "INSERT INTO bases(user_id, chat_id, device, hashes, seq)"
+                   " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, chat_id, device)"
+                   " DO UPDATE SET hashes = excluded.hashes, seq = excluded.seq",
+    [Q_BASE_COPY] = "INSERT INTO bases(user_id, chat_id, device, hashes, seq)"
+                    " SELECT user_id, id, $3, hashes, $4 FROM chats"
+                    " WHERE user_id = $1 AND id = $2 AND hashes IS NOT NULL"
+                    " ON CONFLICT (user_id, chat_id, device)"
+                    " DO UPDATE SET hashes = excluded.hashes, seq = excluded.seq",
     [Q_USER_RESTORE] = "UPDATE users SET clock = $2, last_sync_ms = $3, seq = $4,"
                        " purged_seq = $5 WHERE id = $1",
 };
@@ -582,6 +618,22 @@ static ps_code array_add(ps_dynbuf *b, const char *text, size_t len)
     return ps_dynbuf_add(b, "\"", 1);
 }
 
+/* A bytea parameter in text form ("\\x" and hex) of n hashes, as their
+ * bytes lie in memory (the SQLite store keeps them so too). */
+static ps_code bytea_hex(ps_dynbuf *b, const uint64_t *hashes, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)hashes;
+    if (ps_dynbuf_add(b, "\\x", 2) != PS_OK || ps_dynbuf_reserve(b, n * 16 + 1) != PS_OK)
+        return PS_ERR_NOMEM;
+    for (size_t i = 0; i < n * sizeof(uint64_t); i++) {
+        char two[2] = {digits[p[i] >> 4], digits[p[i] & 15]};
+        if (ps_dynbuf_add(b, two, 2) != PS_OK)
+            return PS_ERR_NOMEM;
+    }
+    return PS_OK;
+}
+
 static ps_code array_add_int(ps_dynbuf *b, int64_t v)
 {
     return ps_dynbuf_addf(b, "%s%" PRId64, b->len > 1 ? "," : "", v);
@@ -906,6 +958,8 @@ static ps_code read_message(const PGresult *res, int row, ps_message *m, ps_erro
     m->order_ts = int_at(res, row, 5);
     m->mark.seq = int_at(res, row, 6);
     m->mark.origin = strdup(PQgetvalue(res, row, 7));
+    m->stamp.timed = PQgetvalue(res, row, 8)[0] == 't';
+    m->received = int_at(res, row, 9);
     if (!m->id || !m->stamp.device || !m->mark.origin) {
         ps__message_release(m);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -922,6 +976,7 @@ static ps_code append_rows(const PGresult *res, ps_chat *chat, ps_error *err)
             break;
         rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
         if (rc == PS_OK) {
+            chat->messages[chat->nmessages - 1].received = m.received;
             chat->messages[chat->nmessages - 1].mark = m.mark;
             m.mark.origin = NULL;
         } else {
@@ -990,17 +1045,19 @@ static ps_code pg_messages_load(ps_store *base, int64_t user, ps_chat *chat,
     return rc;
 }
 
-/* The changed messages of a chat as the 8 array parameters of Q_MSG_PUT;
+#define MSG_ARRAYS 10
+
+/* The changed messages of a chat as the array parameters of Q_MSG_PUT;
  * *count = how many. */
-static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[8], size_t *count)
+static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[MSG_ARRAYS], size_t *count)
 {
     *count = 0;
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < MSG_ARRAYS; k++)
         if (ps_dynbuf_add(&arr[k], "{", 1) != PS_OK)
             return PS_ERR_NOMEM;
     for (size_t i = 0; i < chat->nmessages; i++) {
         const ps_message *m = &chat->messages[i];
-        if (!m->mark.dirty && !m->mark.restamped)
+        if (!m->mark.dirty)
             continue;
         size_t len = 0;
         const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
@@ -1010,11 +1067,13 @@ static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[8], size_t *cou
             array_add(&arr[1], text, len) != PS_OK || array_add_int(&arr[2], m->stamp.ts) ||
             array_add_int(&arr[3], m->stamp.lamport) || array_add(&arr[4], dev, strlen(dev)) ||
             array_add_int(&arr[5], m->order_ts) || array_add_int(&arr[6], m->mark.seq) ||
-            array_add(&arr[7], origin, strlen(origin)))
+            array_add(&arr[7], origin, strlen(origin)) ||
+            array_add(&arr[8], m->stamp.timed ? "t" : "f", 1) ||
+            array_add_int(&arr[9], m->received))
             return PS_ERR_NOMEM;
         ++*count;
     }
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < MSG_ARRAYS; k++)
         if (ps_dynbuf_add(&arr[k], "}", 1) != PS_OK)
             return PS_ERR_NOMEM;
     return PS_OK;
@@ -1053,14 +1112,26 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
     pg_conn *c = current((pg_store *)base);
     (void)doc_len;
     json_object *state = ps_chat_header_to_json(chat);
-    ps_dynbuf arr[8];
-    for (int k = 0; k < 8; k++)
+    ps_dynbuf arr[MSG_ARRAYS], hashes;
+    for (int k = 0; k < MSG_ARRAYS; k++)
         ps_dynbuf_init(&arr[k], SIZE_MAX);
+    ps_dynbuf_init(&hashes, SIZE_MAX);
     size_t count = 0;
-    if (!state || message_arrays(chat, arr, &count) != PS_OK) {
+    /* with the rendering, the base of a device sent the chat whole
+     * (base_copy); NULL = not worked out */
+    ps_base base_hashes = {0};
+    bool ok = state && message_arrays(chat, arr, &count) == PS_OK;
+    if (ok && doc) {
+        ok = ps_base_add_chat(&base_hashes, chat) == PS_OK;
+        ps_base_seal(&base_hashes);
+        ok = ok && bytea_hex(&hashes, base_hashes.hashes, base_hashes.n) == PS_OK;
+    }
+    ps_base_free(&base_hashes);
+    if (!ok) {
         json_object_put(state);
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < MSG_ARRAYS; k++)
             ps_dynbuf_free(&arr[k]);
+        ps_dynbuf_free(&hashes);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     size_t state_len;
@@ -1068,7 +1139,7 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
     bool live = ps_chat_is_live(chat);
     const ps_lamport *shown = &chat->deleted_lamport;
     num u, counter, at, sq;
-    const char *chat_params[9] = {
+    const char *chat_params[10] = {
         numtext(&u, user),
         chat->id,
         live ? "t" : "f",
@@ -1078,9 +1149,11 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
         chat->has_tombstone && shown->id ? shown->id : "",
         numtext(&at, chat->has_tombstone && !live ? chat->tombstone.ts : 0),
         numtext(&sq, seq),
+        doc ? hashes.data : NULL,
     };
-    const char *msg_params[10] = {u.s,         chat->id,    arr[0].data, arr[1].data, arr[2].data,
-                                  arr[3].data, arr[4].data, arr[5].data, arr[6].data, arr[7].data};
+    const char *msg_params[12] = {u.s,         chat->id,    arr[0].data, arr[1].data,
+                                  arr[2].data, arr[3].data, arr[4].data, arr[5].data,
+                                  arr[6].data, arr[7].data, arr[8].data, arr[9].data};
     /* The chat row and its messages in one round trip. */
     ps_code rc = PS_OK;
     int sent = 0;
@@ -1101,9 +1174,9 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
         char chat_q[16], msg_q[16];
         snprintf(chat_q, sizeof chat_q, "q%d", Q_CHAT_PUT);
         snprintf(msg_q, sizeof msg_q, "q%d", Q_MSG_PUT);
-        if (PQsendQueryPrepared(c->pg, chat_q, 9, chat_params, NULL, NULL, 0))
+        if (PQsendQueryPrepared(c->pg, chat_q, 10, chat_params, NULL, NULL, 0))
             sent++;
-        if (count && sent == 1 && PQsendQueryPrepared(c->pg, msg_q, 10, msg_params, NULL, NULL, 0))
+        if (count && sent == 1 && PQsendQueryPrepared(c->pg, msg_q, 12, msg_params, NULL, NULL, 0))
             sent++;
         PQpipelineSync(c->pg);
         rc = pipeline_results(c->pg, sent, err, "saving chat");
@@ -1112,8 +1185,9 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
         PQexitPipelineMode(c->pg);
     }
     json_object_put(state);
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < MSG_ARRAYS; k++)
         ps_dynbuf_free(&arr[k]);
+    ps_dynbuf_free(&hashes);
     return rc;
 }
 
@@ -1204,6 +1278,7 @@ static ps_code pg_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, voi
             .live = PQgetvalue(res, i, 1)[0] == 't',
             .deleted_counter = int_at(res, i, 2),
             .deleted_device = PQgetvalue(res, i, 3),
+            .seq = int_at(res, i, 4),
         };
         if (fn(ctx, &row))
             break;
@@ -1345,6 +1420,74 @@ static ps_code pg_user_delete(ps_store *base, const char *name, ps_error *err)
     bool none = strcmp(PQcmdTuples(res), "0") == 0;
     PQclear(res);
     return none ? ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", name) : PS_OK;
+}
+
+/* ---- full-state devices' bases (docs/merge.md, "The base rule") ------ */
+
+static ps_code pg_base_load(ps_store *base, int64_t user, const char *device, const char *chat_id,
+                            ps_base *out, int64_t *seq, bool *found, ps_error *err)
+{
+    num u;
+    const char *params[3] = {numtext(&u, user), chat_id, device};
+    ps_code rc;
+    *found = false;
+    PGresult *res = run(current((pg_store *)base), Q_BASE_GET, 3, params, &rc, err,
+                        "reading a device's base");
+    if (!res)
+        return rc;
+    if (PQntuples(res) > 0) {
+        *found = true;
+        *seq = int_at(res, 0, 0);
+        if (out) {
+            size_t len = 0;
+            unsigned char *raw =
+                PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &len);
+            size_t n = len / sizeof(uint64_t);
+            ps_base_free(out);
+            if (!raw || (n && !(out->hashes = malloc(n * sizeof(uint64_t))))) {
+                rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+            } else if (n) {
+                memcpy(out->hashes, raw, n * sizeof(uint64_t));
+                out->n = out->cap = n;
+            }
+            PQfreemem(raw);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+static ps_code pg_base_save(ps_store *base, int64_t user, const char *device, const char *chat_id,
+                            const ps_base *b, int64_t seq, ps_error *err)
+{
+    ps_dynbuf hex;
+    ps_dynbuf_init(&hex, SIZE_MAX);
+    if (bytea_hex(&hex, b->hashes, b->n) != PS_OK) {
+        ps_dynbuf_free(&hex);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    num u, sq;
+    const char *params[5] = {numtext(&u, user), chat_id, device, hex.data, numtext(&sq, seq)};
+    ps_code rc = run_void(current((pg_store *)base), Q_BASE_PUT, 5, params, err,
+                          "saving a device's base");
+    ps_dynbuf_free(&hex);
+    return rc;
+}
+
+static ps_code pg_base_copy(ps_store *base, int64_t user, const char *device, const char *chat_id,
+                            int64_t seq, bool *copied, ps_error *err)
+{
+    num u, sq;
+    const char *params[4] = {numtext(&u, user), chat_id, device, numtext(&sq, seq)};
+    ps_code rc;
+    *copied = false;
+    PGresult *res = run(current((pg_store *)base), Q_BASE_COPY, 4, params, &rc, err,
+                        "saving a device's base");
+    if (!res)
+        return rc;
+    *copied = strcmp(PQcmdTuples(res), "0") != 0;
+    PQclear(res);
+    return PS_OK;
 }
 
 /* ---- the listener --------------------------------------------------- */
@@ -1600,6 +1743,9 @@ static const struct ps_store_ops PG_OPS = {
     .chat_find_sent = pg_chat_find_sent,
     .chat_set_sent = pg_chat_set_sent,
     .user_delete = pg_user_delete,
+    .base_load = pg_base_load,
+    .base_save = pg_base_save,
+    .base_copy = pg_base_copy,
     .announce = pg_announce,
     .listen = pg_listen,
     .close = pg_close,

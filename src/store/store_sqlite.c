@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin"
+#define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin, timed, received"
 
 /* What a user's rows weigh; kept up to date by chat_save, recounted after a
  * purge. Approximate by design (no index or page overhead). */
@@ -104,6 +104,29 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE chats ADD COLUMN sent_hash INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE chats ADD COLUMN sent_seq INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX chats_by_sent_hash ON chats(user_id, sent_hash) WHERE sent_hash <> 0;",
+    /* 5 -> 6: messages keep the order they were first received (numbered
+     * per chat; existing ones in the id order they were shown in, the
+     * chat's next number in its state as "n"), a time-only write placed in
+     * the Lamport order is flagged `timed`, and each full-state device's
+     * base per chat (docs/merge.md, "The base rule"): the hashes of the
+     * values it holds, 8 bytes each, native order. */
+    "ALTER TABLE messages ADD COLUMN timed INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE messages ADD COLUMN received INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TEMP TABLE msg_rank AS SELECT user_id, chat_id, id,"
+    "  row_number() OVER (PARTITION BY user_id, chat_id ORDER BY id) - 1 AS r FROM messages;"
+    "UPDATE messages SET received = (SELECT r FROM msg_rank k WHERE k.user_id ="
+    "  messages.user_id AND k.chat_id = messages.chat_id AND k.id = messages.id);"
+    "DROP TABLE msg_rank;"
+    "UPDATE chat_bodies SET state = json_set(state, '$.n', (SELECT count(*) FROM messages m"
+    "  WHERE m.user_id = chat_bodies.user_id AND m.chat_id = chat_bodies.chat_id));"
+    "CREATE TABLE bases ("
+    "  user_id INTEGER NOT NULL, device TEXT NOT NULL, chat_id TEXT NOT NULL,"
+    "  hashes BLOB NOT NULL, seq INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (user_id, chat_id, device),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    /* the base of a device sent the chat whole, kept with its rendering */
+    "ALTER TABLE chat_bodies ADD COLUMN hashes BLOB;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -137,6 +160,10 @@ enum {
     Q_USER_DEL,
     Q_USER_SEEN,
     Q_USER_NAMED,
+    Q_BASE_GET,
+    Q_BASE_PUT,
+    Q_USER_DEL_BASES,
+    Q_BASE_COPY,
     /* Transaction control too: sqlite3_exec would compile these again on
      * every request. */
     Q_BEGIN,
@@ -150,13 +177,13 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = ?1 AND chat_id = ?2",
     [Q_MSG_ONE] = "SELECT " MSG_COLUMNS " FROM messages"
                   " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
-    [Q_MSG_PUT] =
-        "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
-        " device, order_ts, seq, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [Q_MSG_PUT] = "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
+                  " device, order_ts, seq, origin, timed, received)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
                     " AND (?4 IS NULL OR origin <> ?4)"
-                    " ORDER BY order_ts, id",
+                    " ORDER BY order_ts, received, id",
     [Q_CHAT_NEXT] = "SELECT b.state, c.seq FROM chats c JOIN chat_bodies b"
                     " ON b.user_id = c.user_id AND b.chat_id = c.id"
                     " WHERE c.user_id = ?1 AND c.seq > ?2"
@@ -170,8 +197,8 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc)"
-                   " VALUES (?1, ?2, ?3, ?4)",
+    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc, hashes)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
     [Q_CHAT_PUT] =
         "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
         " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, '', '', ?6, ?7, ?8, ?9)"
@@ -183,7 +210,7 @@ static const char *const QUERIES[Q_COUNT] = {
     /* Not joined with chat_bodies: SQLite would read every rendered chat
      * (overflow pages and all) for each row, wanted or not; a legacy sync
      * lists every chat and wants the bodies of few. */
-    [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device FROM chats"
+    [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = ?1 ORDER BY id",
     [Q_CHAT_DOC] = "SELECT doc FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
@@ -210,6 +237,14 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_DEL] = "DELETE FROM users WHERE name = ?1",
     [Q_USER_SEEN] = "UPDATE users SET last_sync_ms = ?2 WHERE name = ?1",
     [Q_USER_NAMED] = "SELECT 1 FROM users WHERE name = ?1",
+    [Q_BASE_GET] = "SELECT seq, hashes FROM bases WHERE user_id = ?1 AND chat_id = ?2"
+                   " AND device = ?3",
+    [Q_BASE_PUT] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BASE_COPY] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
+                    " SELECT user_id, chat_id, ?3, hashes, ?4 FROM chat_bodies"
+                    " WHERE user_id = ?1 AND chat_id = ?2 AND hashes IS NOT NULL",
+    [Q_USER_DEL_BASES] = "DELETE FROM bases WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_BEGIN] = "BEGIN",
     [Q_BEGIN_WRITE] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
@@ -588,6 +623,8 @@ static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, ps_message *m, ps
     m->order_ts = sqlite3_column_int64(st, 5);
     m->mark.seq = sqlite3_column_int64(st, 6);
     m->mark.origin = strdup((const char *)sqlite3_column_text(st, 7));
+    m->stamp.timed = sqlite3_column_int(st, 8) != 0;
+    m->received = sqlite3_column_int64(st, 9);
     if (!m->id || !m->stamp.device || !m->mark.origin) {
         ps__message_release(m);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -607,6 +644,7 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, ps_chat *chat, ps_
             break;
         rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
         if (rc == PS_OK) {
+            chat->messages[chat->nmessages - 1].received = m.received;
             ps_mark *dst = &chat->messages[chat->nmessages - 1].mark;
             *dst = m.mark;
             m.mark.origin = NULL;
@@ -695,6 +733,8 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     sqlite3_bind_int64(st, 8, m->order_ts);
     sqlite3_bind_int64(st, 9, m->mark.seq);
     sqlite3_bind_text(st, 10, m->mark.origin ? m->mark.origin : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 11, m->stamp.timed);
+    sqlite3_bind_int64(st, 12, m->received);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving message");
     sqlite3_reset(st);
     *grown += (int64_t)(strlen(m->id) + len);
@@ -731,13 +771,27 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_bind_text(st, 3, state_text, (int)state_len, SQLITE_STATIC);
         /* "" = not rendered */
         sqlite3_bind_text(st, 4, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
+        /* with the rendering, the base of a device sent it (base_copy);
+         * NULL = not worked out */
+        ps_base hashes = {0};
+        if (doc && ps_base_add_chat(&hashes, chat) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        ps_base_seal(&hashes);
+        static const uint64_t none = 0;
+        if (doc)
+            sqlite3_bind_blob(st, 5, hashes.n ? (const void *)hashes.hashes : (const void *)&none,
+                              (int)(hashes.n * sizeof(uint64_t)), SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 5);
+        if (rc == PS_OK)
+            rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
+        ps_base_free(&hashes);
     }
     json_object_put(state);
     /* Only what changed: one new message in a long chat is one row. */
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
-        if (chat->messages[i].mark.dirty || chat->messages[i].mark.restamped)
+        if (chat->messages[i].mark.dirty)
             rc = save_message(s, user, chat->id, &chat->messages[i], &grown, err);
     if (rc == PS_OK && grown) {
         st = stmt(s, Q_USER_GROW);
@@ -825,6 +879,7 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
             .live = sqlite3_column_int(st, 1) != 0,
             .deleted_counter = sqlite3_column_int64(st, 2),
             .deleted_device = (const char *)sqlite3_column_text(st, 3),
+            .seq = sqlite3_column_int64(st, 4),
         };
         stopped = fn(ctx, &row);
     }
@@ -941,13 +996,13 @@ static ps_code sqlite_user_list(ps_store *base, int (*fn)(void *, const char *, 
 static ps_code sqlite_user_delete(ps_store *base, const char *name, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    static const int steps[3] = {Q_USER_DEL_MSGS, Q_USER_DEL_CHATS, Q_USER_DEL};
-    for (int i = 0; i < 3; i++) {
+    static const int steps[4] = {Q_USER_DEL_MSGS, Q_USER_DEL_BASES, Q_USER_DEL_CHATS, Q_USER_DEL};
+    for (int i = 0; i < 4; i++) {
         sqlite3_stmt *st = stmt(s, steps[i]);
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
             return db_error(s, err, "deleting user");
-        if (i == 2 && sqlite3_changes(s->db) == 0)
+        if (i == 3 && sqlite3_changes(s->db) == 0)
             return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", name);
     }
     return PS_OK;
@@ -970,6 +1025,75 @@ static ps_code sqlite_user_restore(ps_store *base, const ps_user *u, ps_error *e
     sqlite3_bind_int64(st, 5, u->purged_seq);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving user");
     sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device,
+                                const char *chat_id, ps_base *out, int64_t *seq, bool *found,
+                                ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_BASE_GET);
+    *found = false;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
+    ps_code rc = PS_OK;
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW && !out) {
+        *found = true;
+        *seq = sqlite3_column_int64(st, 0);
+    } else if (r == SQLITE_ROW) {
+        const void *blob = sqlite3_column_blob(st, 1);
+        size_t n = (size_t)sqlite3_column_bytes(st, 1) / sizeof(uint64_t);
+        *found = true;
+        *seq = sqlite3_column_int64(st, 0);
+        ps_base_free(out);
+        if (n && !(out->hashes = malloc(n * sizeof(uint64_t)))) {
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        } else if (n) {
+            memcpy(out->hashes, blob, n * sizeof(uint64_t));
+            out->n = out->cap = n;
+        }
+    } else if (r != SQLITE_DONE) {
+        rc = db_error(s, err, "reading a device's base");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static ps_code sqlite_base_save(ps_store *base, int64_t user, const char *device,
+                                const char *chat_id, const ps_base *b, int64_t seq, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_BASE_PUT);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
+    /* a zero-length blob must still be a blob, not NULL */
+    static const uint64_t none = 0;
+    sqlite3_bind_blob(st, 4, b->n ? (const void *)b->hashes : (const void *)&none,
+                      (int)(b->n * sizeof(uint64_t)), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, seq);
+    ps_code rc =
+        sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a device's base");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static ps_code sqlite_base_copy(ps_store *base, int64_t user, const char *device,
+                                const char *chat_id, int64_t seq, bool *copied, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_BASE_COPY);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, seq);
+    ps_code rc =
+        sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a device's base");
+    *copied = rc == PS_OK && sqlite3_changes(s->db) > 0;
+    sqlite3_reset(st);
     return rc;
 }
 
@@ -996,6 +1120,9 @@ static const struct ps_store_ops SQLITE_OPS = {
     .chat_find_sent = sqlite_chat_find_sent,
     .chat_set_sent = sqlite_chat_set_sent,
     .user_delete = sqlite_user_delete,
+    .base_load = sqlite_base_load,
+    .base_save = sqlite_base_save,
+    .base_copy = sqlite_base_copy,
     .close = sqlite_close,
 };
 

@@ -151,17 +151,34 @@ class MessageMergeTest(ServerTestCase):
         self.assertEqual(got["title"], "renamed")
         self.assertEqual(message_ids(got), ["m1"])
 
-    def test_messages_ordered_by_timestamp_then_id(self):
+    def test_messages_ordered_by_timestamp_then_first_received(self):
         msgs = [msg("z", timestamp="2024-01-15T10:00:03.000Z"),
                 msg("b", timestamp="2024-01-15T10:00:01.000Z"),
                 msg("a", timestamp="2024-01-15T10:00:01.000Z"),
                 msg("y", timestamp="2024-01-15T10:00:00.000Z")]
         self.server.push_ok([chat("c", "t", msgs, last_modified=T["10:01"])])
-        self.assertEqual(message_ids(self.server.fetch()[0]), ["y", "a", "b", "z"])
+        # b and a share a timestamp: they keep the order they came in (#10.3)
+        self.assertEqual(message_ids(self.server.fetch()[0]), ["y", "b", "a", "z"])
         # A message merged in later lands in its place, not at the end.
         self.server.push_ok([chat("c", "t", [msg("x", timestamp="2024-01-15T10:00:02.000Z")],
                                   last_modified=T["10:01"])])
-        self.assertEqual(message_ids(self.server.fetch()[0]), ["y", "a", "b", "x", "z"])
+        self.assertEqual(message_ids(self.server.fetch()[0]), ["y", "b", "a", "x", "z"])
+        # one received later with the same timestamp goes after those before it
+        self.server.push_ok([chat("c", "t", [msg("0", timestamp="2024-01-15T10:00:01.000Z")],
+                                  last_modified=T["10:01"])])
+        self.assertEqual(message_ids(self.server.fetch()[0]), ["y", "b", "a", "0", "x", "z"])
+
+    def test_twelve_messages_with_one_timestamp_keep_their_order(self):
+        """#10.3: never m0, m1, m10, m11, m2 ... (ids compared as strings)."""
+        ids = ["m%d" % i for i in range(12)]
+        same = "2024-01-15T10:00:00.000Z"
+        self.server.push_ok([chat("c", "t", [msg(i, timestamp=same) for i in ids],
+                                  last_modified=T["10:01"])])
+        self.assertEqual(message_ids(self.server.fetch()[0]), ids)
+        doc = self.server.sync_ok({"deviceId": "fresh", "chats": []})
+        self.assertEqual(message_ids(by_id(doc["missing"])["c"]), ids)
+        v2 = self.server.v2_ok({"deviceId": "v2dev", "cursor": None})
+        self.assertEqual([m["id"] for m in v2["chats"][0]["messages"]], ids)
 
     def test_mixed_timestamp_formats_ordered_by_instant(self):
         msgs = [msg("e", timestamp=1705312800000),                  # 10:00Z as epoch ms

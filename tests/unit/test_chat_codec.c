@@ -249,7 +249,7 @@ static void device_from_lamport_else_ingest(void **state)
     ps_chat_free(chat);
 }
 
-static void to_legacy_orders_messages_by_timestamp_then_id(void **state)
+static void to_legacy_orders_messages_by_timestamp_then_first_received(void **state)
 {
     ps_chat *chat = ingest(
         "{\"id\":\"c\",\"messages\":["
@@ -264,8 +264,9 @@ static void to_legacy_orders_messages_by_timestamp_then_id(void **state)
         "dev");
     json_object *legacy = ps_chat_to_legacy(chat);
     char ids[128];
-    /* z has no timestamp (0); a and b tie at 10:00:01; c and e at 10:00:02 */
-    assert_string_equal(tu_legacy_message_ids(legacy, ids, sizeof ids), "z,d,a,b,c,e");
+    /* z has no timestamp (0); b and a tie at 10:00:01, e and c at 10:00:02:
+     * ties keep the order they were received in, never the ids' (#10.3) */
+    assert_string_equal(tu_legacy_message_ids(legacy, ids, sizeof ids), "z,d,b,a,e,c");
     json_object_put(legacy);
     ps_chat_free(chat);
 }
@@ -494,7 +495,7 @@ int main(void)
         cmocka_unit_test(every_write_carries_the_chat_stamp),
         cmocka_unit_test(clamps_future_times_to_now_plus_skew),
         cmocka_unit_test(device_from_lamport_else_ingest),
-        cmocka_unit_test(to_legacy_orders_messages_by_timestamp_then_id),
+        cmocka_unit_test(to_legacy_orders_messages_by_timestamp_then_first_received),
         cmocka_unit_test(to_legacy_omits_tombstoned_messages),
         cmocka_unit_test(to_legacy_always_has_updated_at_lamport),
         cmocka_unit_test(legacy_round_trip_is_identity),

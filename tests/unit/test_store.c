@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "core/base.h"
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
 #include "core/merge.h"
@@ -479,6 +480,73 @@ static void seen_time_counts_and_survives_close(void **state)
     ps_store_close(s);
 }
 
+/* A full-state device's base per chat: saved and read back as given, made
+ * from the rendering chat_save keeps (only when it got one), one per
+ * device, gone with the chat. */
+static void bases_per_device_and_chat(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = open_store(f);
+    ps_user u;
+    begin_user(s, true, "ivy", &u);
+    ps_chat *c = titled("c", "t", 1);
+    add_message(c, "m", "x", 1);
+    save(s, u.id, c, 1, "d"); /* with a rendering */
+    ps_chat *bare = titled("bare", "t", 1);
+    ps_code rc = ps_chat_mark_dirty(bare, 2, "d");
+    assert_int_equal(rc, PS_OK);
+    assert_int_equal(s->ops->chat_save(s, u.id, bare, NULL, 0, 2, &err), PS_OK);
+    ps_chat_free(bare);
+    uint64_t raw[3] = {7, 0x8000000000000001ull, 42};
+    ps_base b = {.hashes = raw, .n = 3, .cap = 3};
+    assert_int_equal(s->ops->base_save(s, u.id, "phone", "c", &b, 5, &err), PS_OK);
+    bool copied = false;
+    assert_int_equal(s->ops->base_copy(s, u.id, "laptop", "c", 1, &copied, &err), PS_OK);
+    assert_true(copied);
+    assert_int_equal(s->ops->base_copy(s, u.id, "laptop", "bare", 2, &copied, &err), PS_OK);
+    assert_false(copied); /* saved without a rendering: no hashes kept */
+    commit(s);
+
+    begin_user(s, false, "ivy", &u);
+    ps_base got = {0};
+    int64_t seq = 0;
+    bool found = false;
+    assert_int_equal(s->ops->base_load(s, u.id, "phone", "c", &got, &seq, &found, &err), PS_OK);
+    assert_true(found);
+    assert_int_equal(seq, 5);
+    assert_int_equal(got.n, 3);
+    assert_memory_equal(got.hashes, raw, sizeof raw);
+    /* the copy is the chat as saved: what ps_base_add_chat makes of it */
+    ps_base want = {0};
+    assert_int_equal(ps_base_add_chat(&want, c), PS_OK);
+    ps_base_seal(&want);
+    assert_int_equal(s->ops->base_load(s, u.id, "laptop", "c", &got, &seq, &found, &err), PS_OK);
+    assert_true(found);
+    assert_int_equal(seq, 1);
+    assert_int_equal(got.n, want.n);
+    assert_memory_equal(got.hashes, want.hashes, want.n * sizeof(uint64_t));
+    assert_int_equal(s->ops->base_load(s, u.id, "tablet", "c", &got, &seq, &found, &err), PS_OK);
+    assert_false(found);
+    commit(s);
+    ps_base_free(&want);
+    ps_chat_free(c);
+
+    /* deleting the user takes the bases along */
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_delete(s, "ivy", &err), PS_OK);
+    commit(s);
+    begin_user(s, true, "ivy", &u); /* a new user of the same name */
+    ps_chat *again = titled("c", "t", 1);
+    save(s, u.id, again, 1, "d");
+    ps_chat_free(again);
+    assert_int_equal(s->ops->base_load(s, u.id, "phone", "c", &got, &seq, &found, &err), PS_OK);
+    assert_false(found);
+    commit(s);
+    ps_base_free(&got);
+    ps_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +557,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sent_hash_and_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_and_user_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(seen_time_counts_and_survives_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(bases_per_device_and_chat, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include "../../src/store/store_sqlite.c"
 #include "core/chat_codec.h"
 #include "core/merge.h"
+#include "server/sync_common.h"
 
 #include <stdio.h>
 #include <unistd.h>
@@ -179,6 +180,10 @@ static void migrates_from_version_1(void **state)
     assert_int_equal(m1->order_ts, 7);
     assert_int_equal(m1->stamp.ts, 5);
     assert_null(ps_chat_message(back, "m2")->value); /* the tombstone stays one */
+    /* schema 6: numbered in the id order they were shown in, next is 2 */
+    assert_int_equal(m1->received, 0);
+    assert_int_equal(ps_chat_message(back, "m2")->received, 1);
+    assert_int_equal(back->next_received, 2);
     ps_chat_free(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "dead", true, &back, &err), PS_OK);
     assert_non_null(back);
@@ -186,6 +191,103 @@ static void migrates_from_version_1(void **state)
     assert_false(ps_chat_is_live(back));
     ps_chat_free(back);
     ps_store_commit(s, &err);
+    ps_store_close(s);
+}
+
+/* A device's base round-trips, is copied from a chat saved with its
+ * rendering, and goes with its chat. */
+static void bases_round_trip_and_go_with_their_chat(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "local", &u, &err), PS_OK);
+    ps_chat *c = ps_chat_new("c");
+    ps_stamp st = {.ts = 5, .device = "d"};
+    bool changed;
+    ps_chat_put_field(c, "title", json_object_new_string("t"), &st, &changed);
+    json_object *m1 = json_object_new_object();
+    json_object_object_add(m1, "id", json_object_new_string("m1"));
+    ps_chat_append_message(c, "m1", m1, &st, 0);
+    c->messages[0].received = 0;
+    assert_int_equal(s->ops->chat_save(s, u.id, c, "{}", 2, 1, &err), PS_OK);
+    ps_base b = {0}, got = {0};
+    assert_int_equal(ps_base_add_chat(&b, c), PS_OK);
+    ps_base_seal(&b);
+    int64_t seq = -1;
+    bool found = true;
+    assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
+    assert_false(found);
+    bool copied = false;
+    assert_int_equal(s->ops->base_copy(s, u.id, "dev", "c", 1, &copied, &err), PS_OK);
+    assert_true(copied);
+    assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
+    assert_true(found);
+    assert_int_equal(seq, 1);
+    assert_int_equal(got.n, b.n);
+    assert_true(ps_base_has(&got, ps_base_field_hash("title", ps_chat_field(c, "title")->value)));
+    assert_true(ps_base_has(&got, ps_base_message_hash("m1", c->messages[0].value)));
+    assert_int_equal(s->ops->base_save(s, u.id, "dev2", "c", &b, 0, &err), PS_OK);
+    assert_int_equal(s->ops->base_load(s, u.id, "dev2", "c", NULL, &seq, &found, &err), PS_OK);
+    assert_true(found);
+    assert_int_equal(seq, 0);
+    /* a chat saved without a rendering has no base to copy */
+    assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, 2, &err), PS_OK);
+    assert_int_equal(s->ops->base_copy(s, u.id, "dev3", "c", 2, &copied, &err), PS_OK);
+    assert_false(copied);
+    /* deleting the chat's row (as the purge does) takes its bases along */
+    assert_int_equal(exec((sqlite_store *)s, "DELETE FROM chats WHERE id = 'c'", &err), PS_OK);
+    assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
+    assert_false(found);
+    ps_store_commit(s, &err);
+    ps_base_free(&b);
+    ps_base_free(&got);
+    ps_chat_free(c);
+    ps_store_close(s);
+}
+
+/* A chat handed to a device outside a sync answer joins the base it has. */
+static void base_note_sent_adds_the_chat(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "local", &u, &err), PS_OK);
+    ps_chat *c = ps_chat_new("c");
+    ps_stamp st = {.ts = 5, .device = "d"};
+    bool changed;
+    ps_chat_put_field(c, "title", json_object_new_string("new"), &st, &changed);
+    assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, 1, &err), PS_OK);
+    json_object *old = json_object_new_string("old");
+    ps_base b = {.hashes = NULL};
+    uint64_t h_old = ps_base_field_hash("title", old);
+    ps_chat *held = ps_chat_new("c");
+    ps_chat_put_field(held, "title", old, &st, &changed);
+    assert_int_equal(ps_base_add_chat(&b, held), PS_OK);
+    ps_base_seal(&b);
+    assert_int_equal(s->ops->base_save(s, u.id, "dev", "c", &b, 0, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_sync_ctx ctx = {.store = s, .user = "local"};
+    assert_int_equal(ps__base_note_sent(&ctx, "c", "dev", &err), PS_OK);
+    ps_base got = {0};
+    int64_t seq;
+    bool found;
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
+    assert_true(found);
+    assert_true(ps_base_has(&got, h_old));
+    assert_true(ps_base_has(&got, ps_base_field_hash("title", ps_chat_field(c, "title")->value)));
+    ps_store_commit(s, &err);
+    ps_base_free(&b);
+    ps_base_free(&got);
+    ps_chat_free(c);
+    ps_chat_free(held);
     ps_store_close(s);
 }
 
@@ -346,6 +448,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(rollback_discards, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_newer_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(bases_round_trip_and_go_with_their_chat, setup, teardown),
+        cmocka_unit_test_setup_teardown(base_note_sent_adds_the_chat, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_forgets_only_old_tombstones, setup, teardown),
         cmocka_unit_test_setup_teardown(seen_times_wait_for_a_write, setup, teardown),
         cmocka_unit_test(bad_urls_are_refused),

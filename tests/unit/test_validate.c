@@ -7,7 +7,8 @@
  * a tombstone {id, deleted: true} needs only its id),
  * the typed chat fields (title, model, provider, currentModel, isArchived,
  * createdAt/updatedAt/lastModified, updatedAtLamport with its 2^53 - 1
- * counter cap), deviceId, clientClock,
+ * counter cap), deviceId, clientClock (every shape: counter, tuple, objects),
+ * unused top-level members ignored,
  * the three deletion lists, and the chat-count limit (PS_ERR_TOO_LARGE); also
  * the accepted shapes (seed document, today's Polyglot client, nulls for
  * optional fields, unknown fields of any type), the delete-request bodies and
@@ -301,9 +302,52 @@ static void rejects_bad_request_members(void **state)
         BAD("{\"chats\":[],\"clientClock\":-1}", -1, "clientClock"),
         BAD("{\"chats\":[],\"clientClock\":\"3\"}", -1, "clientClock"),
         BAD("{\"chats\":[],\"clientClock\":1.5}", -1, "clientClock"),
-        BAD("{\"chats\":[],\"clientClock\":[3,\"d\"]}", -1, "clientClock"),
         BAD("{\"chats\":[],\"clientClock\":9007199254740992}", -1, "clientClock"),
         OK("{\"chats\":[],\"clientClock\":9007199254740991}"));
+}
+
+/* #10.1: every clientClock shape clients send is accepted; what the server
+ * observes of it (the counters) must be valid counters, so a clock that says
+ * nothing usable is refused, naming clientClock. */
+static void client_clock_shapes(void **state)
+{
+    ps_limits lim = ps_limits_default();
+#define CC(json) "{\"chats\":[],\"clientClock\":" json "}"
+    RUN(&lim, OK(CC("0")), OK(CC("[3,\"d\"]")), OK(CC("[9007199254740991,\"d\"]")),
+        OK(CC("{\"lamport\":4,\"deviceId\":\"d\"}")),
+        OK(CC("{\"deviceId\":\"d\",\"localCounter\":0,\"observedCounter\":0}")),
+        OK(CC("{\"deviceId\":\"d\",\"localCounter\":6,\"observedCounter\":8,\"extra\":[1]}")),
+        OK(CC("{\"observedCounter\":8}")),
+        /* the tuple must be a tuple: counter then device id */
+        BAD(CC("[3]"), -1, "clientClock"), BAD(CC("[\"d\",3]"), -1, "clientClock"),
+        BAD(CC("[-1,\"d\"]"), -1, "clientClock"), BAD(CC("[3,\"\"]"), -1, "clientClock"),
+        BAD(CC("[9007199254740992,\"d\"]"), -1, "clientClock"),
+        /* an object: at least one counter, each valid; deviceId an id */
+        BAD(CC("{}"), -1, "clientClock"), BAD(CC("{\"deviceId\":\"d\"}"), -1, "clientClock"),
+        BAD(CC("{\"lamport\":\"4\",\"deviceId\":\"d\"}"), -1, "clientClock"),
+        BAD(CC("{\"deviceId\":\"d\",\"localCounter\":-1,\"observedCounter\":0}"), -1,
+            "clientClock"),
+        BAD(CC("{\"deviceId\":\"d\",\"localCounter\":1,\"observedCounter\":1.5}"), -1,
+            "clientClock"),
+        BAD(CC("{\"deviceId\":\"d\",\"localCounter\":1,\"observedCounter\":9007199254740992}"), -1,
+            "clientClock"),
+        BAD(CC("{\"deviceId\":7,\"localCounter\":1}"), -1, "clientClock"),
+        BAD(CC("true"), -1, "clientClock"), BAD(CC("\"5\""), -1, "clientClock"));
+#undef CC
+}
+
+/* #10.1: a top-level member the server does not use is ignored, whatever its
+ * type; Polyglot's page-load body {chats} with lastMutationLamport records. */
+static void unused_top_level_members_ignored(void **state)
+{
+    ps_limits lim = ps_limits_default();
+    RUN(&lim, OK("{\"chats\":[],\"since\":\"x\",\"version\":{\"a\":[1,null]},\"n\":-1.5}"),
+        OK("{\"chats\":[{\"id\":\"c\",\"title\":\"t\",\"createdAt\":\"2026-12-02T12:14:57.397Z\","
+           "\"modelHistory\":[],\"isArchived\":false,\"lastMutationLamport\":{\"lamport\":5,"
+           "\"deviceId\":\"A\"},\"messages\":[]}]}"),
+        /* chats and deletions stay strict */
+        BAD("{\"since\":1}", -1, "chats"),
+        BAD("{\"chats\":[],\"junk\":1,\"deletions\":[{\"lamport\":[1,\"d\"]}]}", -1, "deletions"));
 }
 
 static void rejects_deletion_lists_of_wrong_shape(void **state)
@@ -440,6 +484,8 @@ int main(void)
         cmocka_unit_test(names_the_failing_chat),
         cmocka_unit_test(message_text_names_chat_and_field),
         cmocka_unit_test(rejects_bad_request_members),
+        cmocka_unit_test(client_clock_shapes),
+        cmocka_unit_test(unused_top_level_members_ignored),
         cmocka_unit_test(rejects_deletion_lists_of_wrong_shape),
         cmocka_unit_test(chat_count_limit),
         cmocka_unit_test(delete_requests),
