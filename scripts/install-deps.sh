@@ -12,12 +12,20 @@ packages=(
   libcmocka-dev python3 openssl
   # clang only recommends its sanitizer runtimes; libFuzzer needs them
   clang libclang-rt-14-dev
+  # the web client's browser tests (tests/browser, driven by puppeteer-core)
+  chromium
 )
+# Node runs the web client's tests (and tsc, the OpenAPI linter, the
+# benchmark's baseline). Debian's nodejs/npm conflict with a node installed
+# otherwise (nodesource, nvm): only ask for them when there is no node.
+node_packages=()
+command -v node >/dev/null && command -v npm >/dev/null || node_packages=(nodejs npm)
+packages+=("${node_packages[@]}")
 # Extra groups a caller can ask for: `install-deps.sh postgres`.
 for group in "$@"; do
   case "$group" in
     postgres) packages+=(postgresql) ;;
-    nodejs) packages+=(nodejs npm) ;;
+    nodejs) ;; # always in the list above when node is missing
     *) echo "install-deps: unknown group '$group'" >&2; exit 1 ;;
   esac
 done

@@ -24,6 +24,7 @@ struct ps_auth {
     size_t key_len;
     char *issuer, *audience;
     int64_t leeway_s;
+    int64_t max_lifetime_s;
 };
 
 static ps_code read_file(const char *path, unsigned char **out, size_t *len, ps_error *err)
@@ -75,6 +76,7 @@ ps_code ps_auth_new(const ps_auth_config *cfg, ps_auth **out, ps_error *err)
     if (!a)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     a->leeway_s = cfg->leeway_s;
+    a->max_lifetime_s = cfg->max_lifetime_s;
     ps_code rc;
     if (cfg->secret_file) {
         rc = read_file(cfg->secret_file, &a->key, &a->key_len, err);
@@ -197,8 +199,19 @@ ps_code ps_auth_check(const ps_auth *a, const char *authorization, int64_t now_s
         rc = invalid(err, "the token is malformed or its signature is wrong");
         goto out;
     }
-    if (jwt_get_alg(jwt) != a->alg) {
+    /* libjwt reads "alg" without regard to case ("hs256" passes as HS256);
+     * RFC 7515 names are case-sensitive, so the header is compared here. */
+    const char *alg = jwt_get_header(jwt, "alg");
+    if (jwt_get_alg(jwt) != a->alg || !alg || strcmp(alg, jwt_alg_str(a->alg)) != 0) {
         rc = invalid(err, "the token is not signed with the algorithm this server accepts");
+        goto out;
+    }
+    /* RFC 7515 §4.1.11: extensions named in "crit" must be understood; we
+     * understand none. */
+    char *crit = jwt_get_headers_json(jwt, "crit");
+    free(crit);
+    if (crit) {
+        rc = invalid(err, "the token has a crit header; no extensions are supported");
         goto out;
     }
     /* Compared as doubles: no overflow for any claim a token can carry. */
@@ -209,6 +222,12 @@ ps_code ps_auth_check(const ps_auth *a, const char *authorization, int64_t now_s
     }
     if (exp < now - leeway) {
         rc = invalid(err, "the token has expired");
+        goto out;
+    }
+    /* A token valid for decades is a stolen credential that never ends. */
+    if (a->max_lifetime_s && exp > now + (double)a->max_lifetime_s + leeway) {
+        rc = invalid(err, "the token expires further ahead than this server accepts "
+                          "(--max-token-lifetime)");
         goto out;
     }
     claim_state nbf_state = time_claim(jwt, "nbf", &nbf);

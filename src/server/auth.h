@@ -19,6 +19,7 @@ typedef struct ps_auth_config {
     const char *issuer;          /* checked when not NULL */
     const char *audience;        /* checked when not NULL */
     int64_t leeway_s;            /* for exp and nbf */
+    int64_t max_lifetime_s;      /* exp later than now + this is refused; 0 = no bound */
 } ps_auth_config;
 
 typedef struct ps_auth ps_auth;

@@ -37,6 +37,13 @@ void ps_config_defaults(ps_config *cfg)
     cfg->max_user_requests = 64;
     cfg->max_connections = 1024;
     cfg->request_timeout_s = 60;
+    /* a household behind one NAT has a few dozen devices, each with a live
+     * channel and a sync at once; far below what fills the table */
+    cfg->max_connections_per_ip = 128;
+    cfg->header_timeout_s = 10;
+    cfg->min_upload_rate = 16 * 1024; /* a poor mobile link still does 3x this */
+    cfg->max_token_lifetime_s = 366LL * 86400;
+    cfg->quick_check_max_bytes = 1024 * MIB;
     /* live sockets count against --max-connections: half of them leaves
      * room for HTTP; a user's devices and tabs fit in 16 */
     cfg->ws_max_sockets = 512;
@@ -146,6 +153,8 @@ static void usage(FILE *f)
             "  --tls-cert PATH          serve HTTPS with this certificate (PEM)...\n"
             "  --tls-key PATH           ...and this private key (PEM)\n"
             "  --cors-origin ORIGIN     allow this browser origin (repeatable)\n"
+            "  --web-root DIR           serve the web client under /web/ from DIR\n"
+            "                           (default: the built or installed copy)\n"
             "\nLimits:\n"
             "  --rate-limit R           requests per second per user (default 0: no limit)\n"
             "  --rate-burst B           requests a user may burst (default 2 x R)\n"
@@ -155,6 +164,17 @@ static void usage(FILE *f)
             "  --request-timeout S      a request body must arrive within S seconds (default 60)\n"
             "  --db-pool N              PostgreSQL connections (default: threads + 2)\n"
             "  --db-wait S              at start, wait up to S seconds for the database (default 0)\n"
+            "  --max-connections-per-ip N  open connections per address, IPv6 per /64\n"
+            "                           (default 128; 0 = no cap)\n"
+            "  --exempt-loopback        do not cap connections from loopback addresses\n"
+            "  --header-timeout S       the first request head, TLS handshake included,\n"
+            "                           must arrive within S seconds (default 10)\n"
+            "  --min-upload-rate SIZE   bytes per second a body over 1 MiB must keep up\n"
+            "                           after 5 s, else 408 (default 16K; 0 = none)\n"
+            "  --max-token-lifetime D   refuse tokens expiring more than D days ahead\n"
+            "                           (default 366)\n"
+            "  --quick-check-max SIZE   check stores up to SIZE for corrupt pages at start\n"
+            "                           (default 1G; 0 = never)\n"
             "\nLive socket (WebSocket on /, docs/protocol.md):\n"
             "  --ws-max-sockets N       open live sockets, all users (default 512)\n"
             "  --ws-max-user-sockets N  open live sockets of one user (default 16)\n"
@@ -205,6 +225,13 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         O_REQ_TIMEOUT,
         O_DB_POOL,
         O_DB_WAIT,
+        O_MAX_CONN_IP,
+        O_EXEMPT_LOOPBACK,
+        O_HEADER_TIMEOUT,
+        O_MIN_UPLOAD_RATE,
+        O_MAX_TOKEN_LIFETIME,
+        O_QUICK_CHECK_MAX,
+        O_WEB_ROOT,
         O_WS_MAX,
         O_WS_USER_MAX,
         O_WS_PING,
@@ -229,6 +256,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"cors-origin", required_argument, NULL, O_CORS},
+        {"web-root", required_argument, NULL, O_WEB_ROOT},
         {"rate-limit", required_argument, NULL, O_RATE},
         {"rate-burst", required_argument, NULL, O_BURST},
         {"max-user-requests", required_argument, NULL, O_USER_REQS},
@@ -238,6 +266,12 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
         {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
         {"db-pool", required_argument, NULL, O_DB_POOL},
         {"db-wait", required_argument, NULL, O_DB_WAIT},
+        {"max-connections-per-ip", required_argument, NULL, O_MAX_CONN_IP},
+        {"exempt-loopback", no_argument, NULL, O_EXEMPT_LOOPBACK},
+        {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
+        {"min-upload-rate", required_argument, NULL, O_MIN_UPLOAD_RATE},
+        {"max-token-lifetime", required_argument, NULL, O_MAX_TOKEN_LIFETIME},
+        {"quick-check-max", required_argument, NULL, O_QUICK_CHECK_MAX},
         {"ws-max-sockets", required_argument, NULL, O_WS_MAX},
         {"ws-max-user-sockets", required_argument, NULL, O_WS_USER_MAX},
         {"ws-ping-interval", required_argument, NULL, O_WS_PING},
@@ -342,6 +376,9 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
             else
                 cfg->cors_origins[cfg->n_cors_origins++] = optarg;
             break;
+        case O_WEB_ROOT:
+            cfg->web_root = optarg;
+            break;
         case O_RATE:
         case O_BURST:
             if (!parse_uint(optarg, 1000000, &v))
@@ -390,6 +427,35 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--db-wait";
             else
                 cfg->db_wait_s = (unsigned)v;
+            break;
+        case O_MAX_CONN_IP:
+            if (!parse_uint(optarg, 1000000, &v))
+                bad = "--max-connections-per-ip";
+            else
+                cfg->max_connections_per_ip = (unsigned)v;
+            break;
+        case O_EXEMPT_LOOPBACK:
+            cfg->exempt_loopback = true;
+            break;
+        case O_HEADER_TIMEOUT:
+            if (!parse_uint(optarg, 3600, &v) || v == 0)
+                bad = "--header-timeout";
+            else
+                cfg->header_timeout_s = (unsigned)v;
+            break;
+        case O_MIN_UPLOAD_RATE:
+            if (!parse_size(optarg, &cfg->min_upload_rate))
+                bad = "--min-upload-rate";
+            break;
+        case O_MAX_TOKEN_LIFETIME:
+            if (!parse_uint(optarg, 36500, &v) || v == 0)
+                bad = "--max-token-lifetime";
+            else
+                cfg->max_token_lifetime_s = (int64_t)v * 86400;
+            break;
+        case O_QUICK_CHECK_MAX:
+            if (!parse_size(optarg, &cfg->quick_check_max_bytes))
+                bad = "--quick-check-max";
             break;
         case O_WS_MAX:
         case O_WS_USER_MAX:

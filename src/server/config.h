@@ -36,6 +36,7 @@ typedef struct ps_config {
     const char *tls_key;
     const char *cors_origins[PS_MAX_CORS_ORIGINS];
     unsigned n_cors_origins;
+    const char *web_root; /* --web-root; NULL = the built or installed copy */
 
     /* abuse limits */
     double rate_limit; /* requests per second per user */
@@ -47,6 +48,14 @@ typedef struct ps_config {
     unsigned request_timeout_s; /* a whole request must arrive within this */
     unsigned db_pool;           /* PostgreSQL connections (0 = the worker threads + 2) */
     unsigned db_wait_s;         /* at start, retry reaching the database this long */
+
+    /* edge hardening (docs/security.md, issue 16) */
+    unsigned max_connections_per_ip; /* IPv6 by /64; 0 = no cap */
+    bool exempt_loopback;            /* loopback addresses are not capped */
+    unsigned header_timeout_s;       /* the first request head (and TLS handshake) within this */
+    size_t min_upload_rate;          /* bytes/s a large body must keep up; 0 = none */
+    int64_t max_token_lifetime_s;    /* tokens expiring later than now + this are refused */
+    size_t quick_check_max_bytes;    /* PRAGMA quick_check at start up to this size; 0 = never */
 
     /* the live socket on / (server/ws.h) */
     unsigned ws_max_sockets;

@@ -6,6 +6,7 @@
 #include "core/json_parse.h"
 #include "core/json_precheck.h"
 #include "server/events.h"
+#include "server/health.h"
 #include "server/router.h"
 #include "server/ws.h"
 #include "core/timestamp.h"
@@ -204,6 +205,11 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     ps_error err;
     ps_error_clear(&err);
     ps_store_stats stats = {0};
+    char reason[256];
+    if (env->health && !ps_health_ok(env->health, reason, sizeof reason)) {
+        ps_reply_error(reply, 503, "store_unavailable", reason);
+        return;
+    }
     ps_code rc = ps_store_begin(env->store, false, &err);
     if (rc == PS_OK) {
         rc = env->store->ops->stats(env->store, &stats, &err);

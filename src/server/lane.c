@@ -10,6 +10,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* Buffers of finished large bodies, kept for the next ones: a fresh 64 MB
@@ -41,6 +42,7 @@ struct ps_lane {
     unsigned keep_idle_ms;
     unsigned n_workers;
     pthread_t *workers;
+    ps_lane_ticket **holders; /* `slots` entries: the admitted tickets, NULL = free */
 };
 
 static void push(ticket_queue *q, ps_lane_ticket *t)
@@ -161,9 +163,12 @@ ps_lane *ps_lane_new(unsigned slots, unsigned workers, unsigned keep_idle_ms)
     lane->slots = lane->free_slots = slots ? slots : 1;
     lane->workers = calloc(workers ? workers : 1, sizeof *lane->workers);
     lane->kept = calloc(lane->slots, sizeof *lane->kept);
-    if (!lane->workers || !lane->kept || pthread_mutex_init(&lane->lock, NULL) != 0) {
+    lane->holders = calloc(lane->slots, sizeof *lane->holders);
+    if (!lane->workers || !lane->kept || !lane->holders ||
+        pthread_mutex_init(&lane->lock, NULL) != 0) {
         free(lane->workers);
         free(lane->kept);
+        free(lane->holders);
         free(lane);
         return NULL;
     }
@@ -204,8 +209,62 @@ void ps_lane_free(ps_lane *lane)
     pthread_mutex_destroy(&lane->lock);
     free_kept(lane);
     free(lane->kept);
+    free(lane->holders);
     free(lane->workers);
     free(lane);
+}
+
+/* Under the lock: records t as holding a slot. */
+static void hold(ps_lane *lane, ps_lane_ticket *t)
+{
+    for (unsigned i = 0; i < lane->slots; i++) {
+        if (!lane->holders[i]) {
+            lane->holders[i] = t;
+            return;
+        }
+    }
+}
+
+static void unhold(ps_lane *lane, const ps_lane_ticket *t)
+{
+    for (unsigned i = 0; i < lane->slots; i++)
+        if (lane->holders[i] == t)
+            lane->holders[i] = NULL;
+}
+
+static bool user_holds_slot(const ps_lane *lane, const char *user)
+{
+    for (unsigned i = 0; user && i < lane->slots; i++)
+        if (lane->holders[i] && lane->holders[i]->user && strcmp(lane->holders[i]->user, user) == 0)
+            return true;
+    return false;
+}
+
+/* Under the lock: takes the waiter that gets a freed slot out of the
+ * queue: the oldest whose user holds none, else the oldest. */
+static ps_lane_ticket *next_waiter(ps_lane *lane)
+{
+    ps_lane_ticket *prev = NULL;
+    for (ps_lane_ticket *t = lane->waiting.head; t; prev = t, t = t->next) {
+        if (user_holds_slot(lane, t->user))
+            continue;
+        if (prev)
+            prev->next = t->next;
+        else
+            lane->waiting.head = t->next;
+        if (lane->waiting.tail == t)
+            lane->waiting.tail = prev;
+        t->next = NULL;
+        return t;
+    }
+    return pop(&lane->waiting);
+}
+
+bool ps_lane_upload_too_slow(uint64_t received, int64_t elapsed_ms, size_t min_rate)
+{
+    if (!min_rate || elapsed_ms <= PS_LANE_UPLOAD_GRACE_MS)
+        return false;
+    return (double)received < (double)min_rate * (double)elapsed_ms / 1000.0;
 }
 
 ps_lane_state ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connection *conn)
@@ -217,6 +276,7 @@ ps_lane_state ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connect
         lane->free_slots--;
         t->state = PS_LANE_ADMITTED;
         t->admitted_ms = ps_time_now_ms();
+        hold(lane, t);
     } else if (lane->closed) {
         t->state = PS_LANE_TURNED_AWAY; /* nothing would ever resume it */
     } else {
@@ -236,10 +296,12 @@ void ps_lane_leave(ps_lane *lane, ps_lane_ticket *t)
     pthread_mutex_lock(&lane->lock);
     if (t->state == PS_LANE_ADMITTED) {
         t->state = PS_LANE_OUTSIDE;
-        ps_lane_ticket *next = pop(&lane->waiting);
+        unhold(lane, t);
+        ps_lane_ticket *next = next_waiter(lane);
         if (next) { /* the slot passes straight on: no one can jump the queue */
             next->state = PS_LANE_ADMITTED;
             next->admitted_ms = ps_time_now_ms();
+            hold(lane, next);
             MHD_resume_connection(next->conn);
         } else {
             lane->free_slots++;

@@ -14,6 +14,13 @@
  * unread (the client's bytes wait in its socket buffers). Its handler then
  * runs on one of the lane's worker threads, whichever thread owns the
  * connection. Small requests never wait here.
+ *
+ * Fairness (issue 16.4): a freed slot goes to the oldest waiter whose user
+ * holds no slot yet, so one user's uploads cannot take every slot while
+ * others wait (when every waiter's user holds one, the oldest gets it); and
+ * a body that arrives slower than --min-upload-rate is cut (server.c,
+ * ps_lane_upload_too_slow), so a trickling client holds its slot for
+ * seconds, not for the whole --request-timeout.
  */
 #ifndef PS_SERVER_LANE_H
 #define PS_SERVER_LANE_H
@@ -41,6 +48,7 @@ typedef enum ps_lane_state {
 typedef struct ps_lane_ticket {
     struct MHD_Connection *conn;
     bool entered;         /* by ps_lane_enter, on the connection's thread */
+    const char *user;     /* whose request (borrowed; NULL = nobody's) */
     ps_lane_state state;  /* written under the lane's lock */
     bool resumed_away;    /* was waiting when the lane turned the waiting away */
     int64_t admitted_ms;  /* when the slot was taken */
@@ -85,6 +93,15 @@ char *ps_lane_buffer_take(ps_lane *lane, size_t need, size_t *cap);
 void ps_lane_buffer_give(ps_lane *lane, char *data, size_t cap);
 /* The bytes of the buffers kept now. */
 size_t ps_lane_kept_bytes(ps_lane *lane);
+/* The grace a large body gets before its rate is judged: a slow start
+ * (TCP slow start, a phone waking its radio) is not a slow sender. */
+#define PS_LANE_UPLOAD_GRACE_MS 5000
+
+/* Whether a body of which `received` bytes arrived in `elapsed_ms` since
+ * its slot was taken is too slow: past the grace, under `min_rate` bytes
+ * per second on average. Never with min_rate 0. */
+bool ps_lane_upload_too_slow(uint64_t received, int64_t elapsed_ms, size_t min_rate);
+
 /* Shutdown: resumes every waiting connection as TURNED_AWAY, and turns away
  * those that come later; returns how many were waiting. */
 unsigned ps_lane_turn_away_waiting(ps_lane *lane);

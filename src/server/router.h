@@ -30,6 +30,8 @@ typedef struct ps_handler_env {
     bool auth;        /* users authenticate: /health hides data */
     int64_t quota_bytes;
     struct ps_events *events;
+    /* the store probe behind /health (health.h) */
+    struct ps_health *health;
     const ps_live *live; /* NULL: changes are announced nowhere */
     const char *body_text; /* the raw body, for PS_BODY_RAW routes */
     size_t body_len;

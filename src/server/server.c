@@ -8,12 +8,18 @@
 #include "core/json_parse.h"
 #include "core/timestamp.h"
 #include "server/auth.h"
+#include "server/conn_guard.h"
 #include "server/events.h"
+#include "server/framing.h"
 #include "server/gzip.h"
+#include "server/health.h"
 #include "server/http_response.h"
 #include "server/lane.h"
 #include "server/limits.h"
+#include "server/raw_reply.h"
 #include "server/router.h"
+#include "server/static_files.h"
+#include "server/tls_pair.h"
 #include "server/ws.h"
 #include "server/ws_upgrade.h"
 
@@ -32,6 +38,7 @@
 #define IMPLICIT_USER "local"
 #define EVENT_STREAMS_MAX 1000
 #define EVENT_KEEPALIVE_S 15
+#define HEALTH_PROBE_INTERVAL_MS 1000
 #define WS_CLOSE_WAIT_MS 2000 /* at shutdown, for live sockets' closes to go out */
 
 struct ps_server {
@@ -44,6 +51,8 @@ struct ps_server {
     ps_auth *auth; /* NULL: one implicit user */
     ps_limiter *limiter;
     ps_lane *lane;            /* large bodies: admission and worker threads */
+    ps_conn_guard *guard;     /* per-address cap, head deadline */
+    ps_health *health;        /* the store probe behind /health */
     char *tls_cert, *tls_key; /* PEM, kept for libmicrohttpd */
     atomic_uint connections;  /* open, for --max-connections */
     atomic_uint inflight;
@@ -51,6 +60,7 @@ struct ps_server {
     atomic_bool draining;
     _Atomic int64_t next_purge_ms;
     unsigned port;
+    char *web_root; /* real path served under /web/, NULL if none */
 };
 
 typedef struct request {
@@ -60,6 +70,8 @@ typedef struct request {
     long long body_length; /* Content-Length, or -1 */
     bool gzip;             /* Content-Encoding: gzip */
     ps_lane_ticket lane;   /* a large request's place in the lane */
+    uint64_t body_bytes;   /* of the body so far, as sent (--min-upload-rate) */
+    bool upload_watched;   /* its connection's idle timeout is the upload grace */
     bool lane_wait_over;   /* admitted at once, or past the call after its wait */
     ps_reply reply;        /* prepared by a lane worker... */
     bool reply_ready;      /* ...and sent when the connection resumes */
@@ -343,6 +355,22 @@ static bool is_large(const request *req)
     return (size_t)req->body_length > large;
 }
 
+/*
+ * A large body holds a lane slot while it arrives, so from when it takes
+ * the slot it must keep coming (lane.h): its connection's idle timeout
+ * becomes the grace, so a silent one is closed then, and a trickling one
+ * is cut once its average rate falls under --min-upload-rate
+ * (watch_upload). Not while it waits: a suspended connection has no timeout.
+ */
+static void start_upload_watch(ps_server *srv, struct MHD_Connection *conn, request *req)
+{
+    if (!srv->cfg.min_upload_rate || req->upload_watched)
+        return;
+    req->upload_watched = true;
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                              (unsigned)(PS_LANE_UPLOAD_GRACE_MS / 1000));
+}
+
 /* A WebSocket upgrade on / (ws_upgrade.h): answered 101 or refused there. */
 static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *conn, request *req)
 {
@@ -375,8 +403,11 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
 {
     req->srv = srv;
     req->started_ms = ps_time_now_ms();
+    ps_conn_guard_head_seen(srv->guard, conn);
     ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
-    if (ps_ws_is_upgrade(conn, method, url))
+    const char *framing_problem = NULL;
+    bool framed = ps_framing_ok(conn, &framing_problem); /* upgrades too */
+    if (framed && ps_ws_is_upgrade(conn, method, url))
         return answer_upgrade(srv, conn, req);
     ps_reply reply;
     ps_reply_init(&reply, ERROR_BODY_LIMIT);
@@ -387,16 +418,28 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     reply.allow_origin = req->allow_origin;
     reply.hsts = srv->tls_cert != NULL;
     enum MHD_Result r = MHD_YES;
-    if (strcmp(method, "OPTIONS") == 0) {
+    if (!framed) {
+        /* closed after the answer: what follows the head is never read as
+         * a request (framing.h) */
+        reply.close_connection = true;
+        ps_reply_error(&reply, 400, "bad_framing", framing_problem);
+        r = ps__send_reply(conn, &reply, false);
+        req->route = NULL;
+    } else if (strcmp(method, "OPTIONS") == 0) {
         reply.status = 204;
         reply.preflight = true;
         r = ps__send_reply(conn, &reply, false);
+    } else if (ps_static_is_web_path(url)) { /* public files: no token */
+        r = ps_static_answer(srv->web_root, conn, method, url, req->allow_origin);
     } else if (refuse_early(srv, conn, method, url, req, &reply)) {
         r = ps__send_reply(conn, &reply, req->accepts_gzip);
     } else if (req->route->body != PS_BODY_NONE && is_large(req)) {
         /* WAITING: suspended until a slot is free; the body is not read */
+        req->lane.user = req->user;
         ps_lane_state state = ps_lane_enter(srv->lane, &req->lane, conn);
         req->lane_wait_over = state != PS_LANE_WAITING;
+        if (state == PS_LANE_ADMITTED)
+            start_upload_watch(srv, conn, req);
         if (state == PS_LANE_TURNED_AWAY) { /* came after the shutdown's turn-away */
             shutting_down(&reply);
             r = ps__send_reply(conn, &reply, req->accepts_gzip);
@@ -443,6 +486,33 @@ static enum MHD_Result answer_request(ps_server *srv, struct MHD_Connection *con
     return r;
 }
 
+/* Counts a piece of a large body; true when the body has become too slow
+ * (start_upload_watch). */
+static bool watch_upload(ps_server *srv, struct MHD_Connection *conn, request *req, size_t piece)
+{
+    if (!srv->cfg.min_upload_rate)
+        return false;
+    start_upload_watch(srv, conn, req); /* already, unless the lane had stopped */
+    req->body_bytes += piece;
+    return ps_lane_upload_too_slow(req->body_bytes, ps_time_now_ms() - req->lane.admitted_ms,
+                                   srv->cfg.min_upload_rate);
+}
+
+/* 408 and close, so the slot passes on. libmicrohttpd cannot answer in the
+ * middle of a body, so the answer is written to the socket directly
+ * (raw_reply.h); over TLS the connection is just closed. */
+static enum MHD_Result cut_slow_upload(ps_server *srv, struct MHD_Connection *conn, request *req)
+{
+    fprintf(stderr, "polysyncd: a large body arrived slower than --min-upload-rate; cut\n");
+    char msg[128];
+    snprintf(msg, sizeof msg, "the body arrived slower than %zu bytes a second",
+             srv->cfg.min_upload_rate);
+    ps_raw_error(conn, srv->tls_cert != NULL, 408, "Request Timeout", "upload_too_slow", msg,
+                 req->allow_origin);
+    req->route = NULL;
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -471,6 +541,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->route = NULL;
             return r;
         }
+        start_upload_watch(srv, conn, req); /* its turn: the slot is taken now */
         if (!*upload_data_size)
             return MHD_YES;
     }
@@ -488,12 +559,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             fprintf(stderr, "polysyncd: request body too slow, connection closed\n");
             return MHD_NO;
         }
+        if (req->lane.conn && req->route && watch_upload(srv, conn, req, *upload_data_size))
+            return cut_slow_upload(srv, conn, req);
         receive_body(srv, req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
     if (!req->route) /* answered early; MHD is discarding the body */
         return MHD_YES;
+    if (req->upload_watched) /* the body is in: back to the usual idle timeout */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  srv->cfg.connection_timeout_s);
     return answer_request(srv, conn, req);
 }
 
@@ -502,17 +578,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     ps_server *srv = cls;
-    return atomic_load(&srv->connections) < srv->cfg.max_connections ? MHD_YES : MHD_NO;
+    return atomic_load(&srv->connections) < srv->cfg.max_connections &&
+                   ps_conn_guard_admit(srv->guard, addr, addrlen)
+               ? MHD_YES
+               : MHD_NO;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode code)
 {
     ps_server *srv = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&srv->connections, 1);
-    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        ps_conn_guard_opened(srv->guard, conn, socket_ctx);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         atomic_fetch_sub(&srv->connections, 1);
+        ps_conn_guard_closed(srv->guard, socket_ctx);
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -590,8 +672,11 @@ static void server_free(ps_server *srv)
     ps_auth_free(srv->auth);
     ps_limiter_free(srv->limiter);
     ps_lane_free(srv->lane);
+    ps_conn_guard_free(srv->guard);
+    ps_health_free(srv->health);
     free(srv->tls_cert);
     free(srv->tls_key);
+    free(srv->web_root);
     free(srv);
 }
 
@@ -606,6 +691,7 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
             .issuer = cfg->jwt_issuer,
             .audience = cfg->jwt_audience,
             .leeway_s = 60,
+            .max_lifetime_s = cfg->max_token_lifetime_s,
         };
         if ((rc = ps_auth_new(&ac, &srv->auth, err)) != PS_OK)
             return rc;
@@ -615,11 +701,25 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (!srv->limiter)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (cfg->tls_cert && ((rc = read_pem(cfg->tls_cert, &srv->tls_cert, err)) != PS_OK ||
-                          (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK))
+                          (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK ||
+                          (rc = ps_tls_check_pair(srv->tls_cert, srv->tls_key, cfg->tls_cert,
+                                                  cfg->tls_key, err)) != PS_OK))
         return rc;
     srv->lane = ps_lane_new(cfg->max_large_requests, cfg->threads, LANE_KEEP_IDLE_MS);
     if (!srv->lane)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the worker threads");
+    ps_conn_guard_config gc = {.per_ip_max = cfg->max_connections_per_ip,
+                               .exempt_loopback = cfg->exempt_loopback,
+                               .head_timeout_s = cfg->header_timeout_s};
+    srv->guard = ps_conn_guard_new(&gc);
+    if (!srv->guard)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the connection guard");
+    ps_conn_guard_raise_fd_limit(cfg->max_connections + 64);
+    srv->health =
+        ps_health_new(srv->env.store, HEALTH_PROBE_INTERVAL_MS, cfg->quick_check_max_bytes);
+    if (!srv->health)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    srv->env.health = srv->health;
     srv->events = ps_events_new(EVENT_STREAMS_MAX, EVENT_KEEPALIVE_S);
     if (!srv->events)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live channel");
@@ -634,6 +734,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live socket");
     srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
     srv->env.live = &srv->live;
+    srv->web_root = ps_static_find_root(cfg->web_root, PS_WEB_ROOT_INSTALLED);
+    if (cfg->web_root && !srv->web_root)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "--web-root: no such directory");
     if (srv->env.store->ops->listen &&
         (rc = srv->env.store->ops->listen(srv->env.store, remote_change, srv, err)) != PS_OK)
         return rc;

@@ -124,6 +124,15 @@ struct ps_store_ops {
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
     ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged, ps_error *err);
+    /* Whether the store can be used now (GET /health): reads, and writes a
+     * transaction through to disk, so a read-only, full or failing disk
+     * shows; a store found corrupt stays unhealthy until it is reopened.
+     * With deep_max_bytes non-zero, a store up to that size is also checked
+     * page by page for corruption (at start; a backend may have nothing to
+     * check). PS_OK, or PS_ERR_STORE with a reason fit for clients (no
+     * paths, no data) in err->message. Takes the store's own lock: call it
+     * outside any transaction. */
+    ps_code (*probe)(ps_store *s, size_t deep_max_bytes, ps_error *err);
     /* A full-state device's base for one chat (docs/merge.md, "The base
      * rule"; core/base.h): the hashes last saved for (user, device, chat),
      * into *out (replaced; NULL: not read), and the `seq` saved with them;

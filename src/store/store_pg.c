@@ -177,6 +177,7 @@ enum {
     Q_BASE_GET,
     Q_BASE_PUT,
     Q_BASE_COPY,
+    Q_PROBE,
     Q_COUNT
 };
 
@@ -278,6 +279,9 @@ static const char *const QUERIES[Q_COUNT] = {
                     " WHERE user_id = $1 AND id = $2 AND hashes IS NOT NULL"
                     " ON CONFLICT (user_id, chat_id, device)"
                     " DO UPDATE SET hashes = excluded.hashes, seq = excluded.seq",
+    /* /health: a write that changes nothing, through to the WAL flush */
+    [Q_PROBE] = "UPDATE schema_version SET applied_at = applied_at"
+                " WHERE version = (SELECT max(version) FROM schema_version)",
     [Q_USER_RESTORE] = "UPDATE users SET clock = $2, last_sync_ms = $3, seq = $4,"
                        " purged_seq = $5 WHERE id = $1",
 };
@@ -1422,6 +1426,30 @@ static ps_code pg_user_delete(ps_store *base, const char *name, ps_error *err)
     return none ? ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", name) : PS_OK;
 }
 
+/* GET /health: a write transaction through to COMMIT (the WAL flush), so a
+ * database that cannot be reached, is read-only or cannot write shows.
+ * PostgreSQL checks its own pages (data checksums): no deep check here. */
+static ps_code pg_probe(ps_store *base, size_t deep_max_bytes, ps_error *err)
+{
+    (void)deep_max_bytes;
+    ps_error detail;
+    ps_error_clear(&detail);
+    ps_code rc = pg_begin(base, true, &detail);
+    if (rc == PS_OK) {
+        rc = run_void(current((pg_store *)base), Q_PROBE, 0, NULL, &detail, "probe");
+        if (rc == PS_OK)
+            rc = pg_commit(base, &detail);
+        else
+            pg_rollback(base);
+    }
+    if (rc == PS_OK || rc == PS_ERR_BUSY) /* busy: in use, not broken (as SQLite's) */
+        return PS_OK;
+    fprintf(stderr, "polysyncd: health probe: %s\n", detail.message);
+    return ps_error_set(err, PS_ERR_STORE, -1, "", "%s",
+                        rc == PS_ERR_UNAVAILABLE ? "the database cannot be reached"
+                                                 : "the database cannot be written");
+}
+
 /* ---- full-state devices' bases (docs/merge.md, "The base rule") ------ */
 
 static ps_code pg_base_load(ps_store *base, int64_t user, const char *device, const char *chat_id,
@@ -1743,6 +1771,7 @@ static const struct ps_store_ops PG_OPS = {
     .chat_find_sent = pg_chat_find_sent,
     .chat_set_sent = pg_chat_set_sent,
     .user_delete = pg_user_delete,
+    .probe = pg_probe,
     .base_load = pg_base_load,
     .base_save = pg_base_save,
     .base_copy = pg_base_copy,

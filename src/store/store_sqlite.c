@@ -274,6 +274,9 @@ typedef struct sqlite_store {
     seen_user *seen;
     size_t nseen, seen_cap;
     int64_t seen_flush_at; /* monotonic ms from which a commit writes them */
+    /* Set once SQLite reports a corrupt file (or the start's quick_check
+     * does): /health then fails until the store is reopened. */
+    char corrupt[200];
 } sqlite_store;
 
 static ps_code db_error(sqlite_store *s, ps_error *err, const char *what)
@@ -281,6 +284,8 @@ static ps_code db_error(sqlite_store *s, ps_error *err, const char *what)
     /* The detail goes to the operator's log via err->message; the HTTP layer
      * never shows it to clients. */
     int code = sqlite3_errcode(s->db);
+    if ((code == SQLITE_CORRUPT || code == SQLITE_NOTADB) && !s->corrupt[0])
+        snprintf(s->corrupt, sizeof s->corrupt, "%s", sqlite3_errmsg(s->db));
     return ps_error_set(err, code == SQLITE_BUSY ? PS_ERR_BUSY : PS_ERR_STORE, -1, "",
                         "sqlite %s: %s", what, sqlite3_errmsg(s->db));
 }
@@ -1028,6 +1033,78 @@ static ps_code sqlite_user_restore(ps_store *base, const ps_user *u, ps_error *e
     return rc;
 }
 
+/* The first problem PRAGMA quick_check finds, or "" for none. */
+static void quick_check(sqlite_store *s, char *problem, size_t size)
+{
+    sqlite3_stmt *st = NULL;
+    problem[0] = '\0';
+    int r = sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL);
+    if (r == SQLITE_OK)
+        r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        if (text && strcmp(text, "ok") != 0)
+            snprintf(problem, size, "%s", text);
+    } else {
+        snprintf(problem, size, "%s", sqlite3_errmsg(s->db));
+    }
+    sqlite3_finalize(st);
+}
+
+static int64_t file_bytes(sqlite_store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT page_count * page_size FROM pragma_page_count(), "
+                           "pragma_page_size()",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* /health: a write transaction that rewrites the newest schema_version row
+ * as it is and commits (one small WAL frame and an fsync, at most once a
+ * second: the server caches the answer), after the corruption checks. */
+static ps_code sqlite_probe(ps_store *base, size_t deep_max_bytes, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    ps_code rc = PS_OK;
+    pthread_mutex_lock(&s->lock);
+    if (deep_max_bytes && !s->corrupt[0]) {
+        int64_t size = file_bytes(s);
+        char problem[sizeof s->corrupt];
+        if (size >= 0 && (uint64_t)size <= deep_max_bytes) {
+            quick_check(s, problem, sizeof problem);
+            if (problem[0])
+                snprintf(s->corrupt, sizeof s->corrupt, "%s", problem);
+        }
+    }
+    if (s->corrupt[0]) {
+        rc =
+            ps_error_set(err, PS_ERR_STORE, -1, "", "the database file is corrupt: %s", s->corrupt);
+    } else if (sqlite3_db_readonly(s->db, "main") == 1) {
+        rc = ps_error_set(err, PS_ERR_STORE, -1, "", "the database file is read-only");
+    } else if ((rc = control(s, Q_BEGIN_WRITE, err)) == PS_OK) {
+        if (sqlite3_exec(s->db,
+                         "UPDATE schema_version SET applied_at = applied_at"
+                         " WHERE version = (SELECT max(version) FROM schema_version)",
+                         NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_changes(s->db) != 1)
+            rc = db_error(s, err, "writing");
+        if (rc == PS_OK)
+            rc = control(s, Q_COMMIT, err);
+        if (rc != PS_OK)
+            control(s, Q_ROLLBACK, NULL);
+    }
+    if (rc != PS_OK && err->code != PS_ERR_STORE) /* busy: the store is in use, not broken */
+        rc = PS_OK;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device,
                                 const char *chat_id, ps_base *out, int64_t *seq, bool *found,
                                 ps_error *err)
@@ -1120,6 +1197,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .chat_find_sent = sqlite_chat_find_sent,
     .chat_set_sent = sqlite_chat_set_sent,
     .user_delete = sqlite_user_delete,
+    .probe = sqlite_probe,
     .base_load = sqlite_base_load,
     .base_save = sqlite_base_save,
     .base_copy = sqlite_base_copy,

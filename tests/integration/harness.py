@@ -261,8 +261,10 @@ class Server:
     against it (hostname 127.0.0.1).
     """
 
-    def __init__(self, extra_args=(), env=None, tmpdir=None, token=None, tls_ca=None):
+    def __init__(self, extra_args=(), env=None, tmpdir=None, token=None, tls_ca=None,
+                 command_prefix=()):
         self.extra_args = list(extra_args)
+        self.command_prefix = list(command_prefix)   # e.g. setpriv: run as another user
         self.env = env
         self.token = token
         self.tls_ca = tls_ca
@@ -290,7 +292,7 @@ class Server:
             env.update(self.env)
         try:
             self.proc = subprocess.Popen(
-                [POLYSYNCD, "--port", "0", "--db", self.db_url] + self.extra_args,
+                self.command_prefix + [POLYSYNCD, "--port", "0", "--db", self.db_url] + self.extra_args,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env)
         finally:
             err.close()

@@ -232,6 +232,41 @@ static void other_flags(void **state)
     assert_int_equal(p->cfg.port, 2);
 }
 
+/* Issue 16's flags: documented defaults (docs/operations.md), values, and
+ * what each refuses. */
+static void edge_flags(void **state)
+{
+    ps_config cfg;
+    ps_config_defaults(&cfg);
+    assert_int_equal(cfg.max_connections_per_ip, 128);
+    assert_false(cfg.exempt_loopback);
+    assert_int_equal(cfg.header_timeout_s, 10);
+    assert_int_equal(cfg.min_upload_rate, 16 * 1024);
+    assert_int_equal(cfg.max_token_lifetime_s, 366LL * 86400);
+    assert_int_equal(cfg.quick_check_max_bytes, 1024u * 1024 * 1024);
+    parsed *p =
+        PARSE("--max-connections-per-ip", "0", "--exempt-loopback", "--header-timeout", "3",
+              "--min-upload-rate", "64K", "--max-token-lifetime", "30", "--quick-check-max", "0");
+    assert_int_equal(p->action, PS_CONFIG_RUN);
+    assert_int_equal(p->cfg.max_connections_per_ip, 0);
+    assert_true(p->cfg.exempt_loopback);
+    assert_int_equal(p->cfg.header_timeout_s, 3);
+    assert_int_equal(p->cfg.min_upload_rate, 64 * 1024);
+    assert_int_equal(p->cfg.max_token_lifetime_s, 30LL * 86400);
+    assert_int_equal(p->cfg.quick_check_max_bytes, 0);
+    static const char *const bad[][2] = {
+        {"--max-connections-per-ip", "-1"}, {"--max-connections-per-ip", "x"},
+        {"--header-timeout", "0"},          {"--header-timeout", "3601"},
+        {"--min-upload-rate", "fast"},      {"--max-token-lifetime", "0"},
+        {"--max-token-lifetime", "1y"},     {"--quick-check-max", "-1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        p = PARSE(bad[i][0], bad[i][1]);
+        assert_int_equal(p->action, PS_CONFIG_EXIT_USAGE);
+        assert_non_null(strstr(p->err, bad[i][0]));
+    }
+}
+
 /* The live socket's flags (docs/operations.md): defaults and values. */
 static void websocket_flags(void **state)
 {
@@ -365,6 +400,7 @@ int main(void)
         cmocka_unit_test_setup(max_body_sizes, setup),
         cmocka_unit_test_setup(bad_values_are_usage_errors, setup),
         cmocka_unit_test_setup(other_flags, setup),
+        cmocka_unit_test_setup(edge_flags, setup),
         cmocka_unit_test_setup(websocket_flags, setup),
         cmocka_unit_test_setup(bad_arguments_are_usage_errors, setup),
         cmocka_unit_test_setup(help_and_version, setup),

@@ -88,6 +88,22 @@ static void after_the_turn_away_no_one_waits(void **state)
     ps_lane_free(lane);
 }
 
+/* --min-upload-rate: judged only after the grace, on the average since the
+ * slot was taken; 0 turns it off. */
+static void upload_rate_is_judged_after_the_grace(void **state)
+{
+    (void)state;
+    const size_t rate = 16 * 1024;
+    /* inside the grace, even nothing is fine */
+    assert_false(ps_lane_upload_too_slow(0, PS_LANE_UPLOAD_GRACE_MS, rate));
+    /* past it: 10 s at 16 KiB/s is 160 KiB */
+    assert_true(ps_lane_upload_too_slow(160 * 1024 - 1, 10000, rate));
+    assert_false(ps_lane_upload_too_slow(160 * 1024, 10000, rate));
+    /* a byte a second, the trickle of issue 16 */
+    assert_true(ps_lane_upload_too_slow(6, PS_LANE_UPLOAD_GRACE_MS + 1000, rate));
+    assert_false(ps_lane_upload_too_slow(0, 3600 * 1000, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -96,6 +112,7 @@ int main(void)
         cmocka_unit_test(lane_frees_what_it_keeps),
         cmocka_unit_test(kept_buffers_are_freed_when_idle),
         cmocka_unit_test(after_the_turn_away_no_one_waits),
+        cmocka_unit_test(upload_rate_is_judged_after_the_grace),
     };
     return cmocka_run_group_tests_name("lane", tests, NULL, NULL);
 }
