@@ -760,8 +760,10 @@ static ps_code pg_commit(ps_store *base, ps_error *err)
         rc = run_void(c, Q_COMMIT, 0, NULL, err, "commit");
     if (rc != PS_OK && PQstatus(c->pg) == CONNECTION_OK)
         run_void(c, Q_ROLLBACK, 0, NULL, NULL, "rollback");
+    /* the times waiting go with a write (as SQLite's write transaction takes
+     * them along), else once the oldest is due: bounds what a crash forgets */
     if (rc == PS_OK)
-        flush_seen(s, c, false); /* bounds what a crash can forget */
+        flush_seen(s, c, c->writing);
     pool_give(s, c);
     return rc;
 }
