@@ -10,6 +10,10 @@ packages=(
   libcurl4-openssl-dev libjwt-dev libssl-dev libpq-dev
   libwslay-dev  # WebSocket framing for the live socket (src/server/ws_session.c)
   libcmocka-dev python3 openssl
+  # ops (docs/operations.md): GnuTLS for the TLS certificate reload, the
+  # Prometheus parser test_ops checks /metrics with, and the packaging tools
+  # test_package runs (dpkg-shlibdeps, systemd-analyze)
+  libgnutls28-dev python3-prometheus-client dpkg-dev systemd
   # clang only recommends its sanitizer runtimes; libFuzzer needs them
   clang libclang-rt-14-dev
   # the web client's browser tests (tests/browser, driven by puppeteer-core)

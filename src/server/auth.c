@@ -9,6 +9,7 @@
 #include <jwt.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,26 @@ static claim_state time_claim(jwt_t *jwt, const char *name, double *out)
 ps_code ps_auth_check(const ps_auth *a, const char *authorization, int64_t now_s, char *user,
                       size_t user_size, ps_error *err)
 {
+    ps_auth_claims claims;
+    return ps_auth_check_claims(a, authorization, now_s, user, user_size, &claims, err);
+}
+
+/* jti (a string up to 128 bytes) and iat (a NumericDate) into *claims. */
+static void read_claims(jwt_t *jwt, ps_auth_claims *claims)
+{
+    const char *jti = jwt_get_grant(jwt, "jti");
+    if (jti && strlen(jti) < sizeof claims->jti)
+        memcpy(claims->jti, jti, strlen(jti) + 1);
+    double iat;
+    if (time_claim(jwt, "iat", &iat) == CLAIM_OK && iat > 0 && iat < 1e11)
+        claims->iat_ms = (int64_t)(iat * 1000.0 + 0.5); /* 0.568 may read as 0.5679999 */
+}
+
+ps_code ps_auth_check_claims(const ps_auth *a, const char *authorization, int64_t now_s,
+                             char *user, size_t user_size, ps_auth_claims *claims, ps_error *err)
+{
+    claims->jti[0] = '\0';
+    claims->iat_ms = 0;
     if (!authorization || !*authorization)
         return ps_error_set(err, PS_ERR_UNAUTHORIZED, -1, "",
                             "this server needs a bearer token (Authorization: Bearer ...)");
@@ -253,28 +274,43 @@ ps_code ps_auth_check(const ps_auth *a, const char *authorization, int64_t now_s
         goto out;
     }
     memcpy(user, sub, sub_len + 1);
+    read_claims(jwt, claims);
 out:
     jwt_free(jwt);
     return rc;
 }
 
-ps_code ps_auth_issue(const ps_auth *a, const char *user, int64_t ttl_s, int64_t now_s,
-                      char **token, ps_error *err)
+ps_code ps_auth_issue(const ps_auth *a, const char *user, int64_t ttl_s, int64_t now_ms,
+                      char **token, char jti_out[33], ps_error *err)
 {
     *token = NULL;
     if (a->alg != JWT_ALG_HS256)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "",
                             "tokens can be issued only with --jwt-secret-file (HS256)");
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return ps_error_set(err, PS_ERR_IO, -1, "", "no random bytes for the token id");
+    char jti[33];
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(jti + 2 * i, 3, "%02x", raw[i]);
+    /* iat to the millisecond (NumericDate allows fractions): a revocation
+     * of "every token issued until now" then spares a token minted a
+     * moment later, in the same second */
+    char iat[64];
+    snprintf(iat, sizeof iat, "{\"iat\": %lld.%03lld}", (long long)(now_ms / 1000),
+             (long long)(now_ms % 1000));
     jwt_t *jwt = NULL;
     ps_code rc = PS_OK;
     if (jwt_new(&jwt) != 0 || jwt_add_grant(jwt, "sub", user) != 0 ||
-        jwt_add_grant_int(jwt, "iat", (long)now_s) != 0 ||
-        jwt_add_grant_int(jwt, "exp", (long)(now_s + ttl_s)) != 0 ||
+        jwt_add_grant(jwt, "jti", jti) != 0 || jwt_add_grants_json(jwt, iat) != 0 ||
+        jwt_add_grant_int(jwt, "exp", (long)(now_ms / 1000 + ttl_s)) != 0 ||
         (a->issuer && jwt_add_grant(jwt, "iss", a->issuer) != 0) ||
         (a->audience && jwt_add_grant(jwt, "aud", a->audience) != 0) ||
         jwt_set_alg(jwt, JWT_ALG_HS256, a->key, (int)a->key_len) != 0 ||
         !(*token = jwt_encode_str(jwt)))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "could not make the token");
     jwt_free(jwt);
+    if (rc == PS_OK && jti_out)
+        memcpy(jti_out, jti, sizeof jti);
     return rc;
 }

@@ -41,9 +41,22 @@ const char *ps_auth_alg(const ps_auth *auth);
 ps_code ps_auth_check(const ps_auth *auth, const char *authorization, int64_t now_s, char *user,
                       size_t user_size, ps_error *err);
 
-/* Mints an HS256 token for `user` valid `ttl_s` seconds; *token is the
- * caller's (free()). Only with a secret. */
-ps_code ps_auth_issue(const ps_auth *auth, const char *user, int64_t ttl_s, int64_t now_s,
-                      char **token, ps_error *err);
+/* What revocation looks at in an accepted token (docs/security.md,
+ * "Revoking access"). */
+typedef struct ps_auth_claims {
+    char jti[129];  /* the token's id; "" when it has none (or a longer one) */
+    int64_t iat_ms; /* when it was issued (fractions of seconds kept); 0 unknown */
+} ps_auth_claims;
+
+/* ps_auth_check, also filling *claims. */
+ps_code ps_auth_check_claims(const ps_auth *auth, const char *authorization, int64_t now_s,
+                             char *user, size_t user_size, ps_auth_claims *claims, ps_error *err);
+
+/* Mints an HS256 token for `user` valid `ttl_s` seconds from `now_ms`,
+ * with a random `jti` (32 hex digits, copied to jti when not NULL) and an
+ * `iat` to the millisecond; *token is the caller's (free()). Only with a
+ * secret. */
+ps_code ps_auth_issue(const ps_auth *auth, const char *user, int64_t ttl_s, int64_t now_ms,
+                      char **token, char jti[33], ps_error *err);
 
 #endif

@@ -1,10 +1,12 @@
 /* Flag parsing for polysyncd (getopt_long); see config.h. */
 #include "server/config.h"
+#include "server/log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,6 +39,8 @@ void ps_config_defaults(ps_config *cfg)
     cfg->max_user_requests = 64;
     cfg->max_connections = 1024;
     cfg->request_timeout_s = 60;
+    cfg->log_format = PS_LOG_TEXT;
+    cfg->log_level = PS_LOG_INFO;
     /* a household behind one NAT has a few dozen devices, each with a live
      * channel and a sync at once; far below what fills the table */
     cfg->max_connections_per_ip = 128;
@@ -175,6 +179,12 @@ static void usage(FILE *f)
             "                           (default 366)\n"
             "  --quick-check-max SIZE   check stores up to SIZE for corrupt pages at start\n"
             "                           (default 1G; 0 = never)\n"
+            "\nOperations (docs/operations.md):\n"
+            "  --config FILE            read 'key = value' lines (long flag names) first;\n"
+            "                           flags given here win\n"
+            "  --log-format text|json   stderr log lines as text (default) or JSON\n"
+            "  --log-level LEVEL        debug, info (default: with access lines), warn, error\n"
+            "  --metrics-bind ADDR:PORT serve GET /metrics on this separate listener\n"
             "\nLive socket (WebSocket on /, docs/protocol.md):\n"
             "  --ws-max-sockets N       open live sockets, all users (default 512)\n"
             "  --ws-max-user-sockets N  open live sockets of one user (default 16)\n"
@@ -186,6 +196,9 @@ static void usage(FILE *f)
             "  polysyncd token issue --user NAME [--ttl 30d] --jwt-secret-file PATH\n"
             "  polysyncd user list [--db URL]\n"
             "  polysyncd user delete NAME [--db URL] [--yes]\n"
+            "  polysyncd token list|revoke ..., user disable|enable|rename ...\n"
+            "  polysyncd devices list --user NAME [--json], devices forget --user NAME ID\n"
+            "  (polysyncd token --help for all)\n"
             "  polysyncd import --user NAME FILE [--dry-run] [--db URL]\n"
             "  polysyncd export --user NAME [--output FILE] [--tombstones] [--db URL]\n"
             "  --help                   this text\n"
@@ -193,95 +206,106 @@ static void usage(FILE *f)
             "Docs: docs/operations.md\n");
 }
 
-ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out, FILE *err_out)
+enum {
+    O_BIND = 256,
+    O_PORT,
+    O_DB,
+    O_MAX_BODY,
+    O_MAX_CHATS,
+    O_SKEW,
+    O_THREADS,
+    O_CONN_TIMEOUT,
+    O_RETENTION,
+    O_DRAIN,
+    O_INSECURE,
+    O_HELP,
+    O_VERSION,
+    O_JWT_SECRET,
+    O_JWT_KEY,
+    O_JWT_ISS,
+    O_JWT_AUD,
+    O_TLS_CERT,
+    O_TLS_KEY,
+    O_CORS,
+    O_RATE,
+    O_BURST,
+    O_USER_REQS,
+    O_LARGE_REQS,
+    O_QUOTA,
+    O_MAX_CONN,
+    O_REQ_TIMEOUT,
+    O_DB_POOL,
+    O_DB_WAIT,
+    O_MAX_CONN_IP,
+    O_EXEMPT_LOOPBACK,
+    O_HEADER_TIMEOUT,
+    O_MIN_UPLOAD_RATE,
+    O_MAX_TOKEN_LIFETIME,
+    O_QUICK_CHECK_MAX,
+    O_WEB_ROOT,
+    O_WS_MAX,
+    O_WS_USER_MAX,
+    O_WS_PING,
+    O_WS_QUEUE,
+    O_CONFIG,
+    O_LOG_FORMAT,
+    O_LOG_LEVEL,
+    O_METRICS_BIND
+};
+static const struct option opts[] = {
+    {"bind", required_argument, NULL, O_BIND},
+    {"port", required_argument, NULL, O_PORT},
+    {"db", required_argument, NULL, O_DB},
+    {"max-body", required_argument, NULL, O_MAX_BODY},
+    {"max-chats", required_argument, NULL, O_MAX_CHATS},
+    {"max-clock-skew", required_argument, NULL, O_SKEW},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"tombstone-retention", required_argument, NULL, O_RETENTION},
+    {"connection-timeout", required_argument, NULL, O_CONN_TIMEOUT},
+    {"drain-timeout", required_argument, NULL, O_DRAIN},
+    {"insecure-no-auth", no_argument, NULL, O_INSECURE},
+    {"jwt-secret-file", required_argument, NULL, O_JWT_SECRET},
+    {"jwt-public-key", required_argument, NULL, O_JWT_KEY},
+    {"jwt-issuer", required_argument, NULL, O_JWT_ISS},
+    {"jwt-audience", required_argument, NULL, O_JWT_AUD},
+    {"tls-cert", required_argument, NULL, O_TLS_CERT},
+    {"tls-key", required_argument, NULL, O_TLS_KEY},
+    {"cors-origin", required_argument, NULL, O_CORS},
+    {"rate-limit", required_argument, NULL, O_RATE},
+    {"rate-burst", required_argument, NULL, O_BURST},
+    {"max-user-requests", required_argument, NULL, O_USER_REQS},
+    {"max-large-requests", required_argument, NULL, O_LARGE_REQS},
+    {"quota", required_argument, NULL, O_QUOTA},
+    {"max-connections", required_argument, NULL, O_MAX_CONN},
+    {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
+    {"web-root", required_argument, NULL, O_WEB_ROOT},
+    {"db-pool", required_argument, NULL, O_DB_POOL},
+    {"db-wait", required_argument, NULL, O_DB_WAIT},
+    {"max-connections-per-ip", required_argument, NULL, O_MAX_CONN_IP},
+    {"exempt-loopback", no_argument, NULL, O_EXEMPT_LOOPBACK},
+    {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
+    {"min-upload-rate", required_argument, NULL, O_MIN_UPLOAD_RATE},
+    {"max-token-lifetime", required_argument, NULL, O_MAX_TOKEN_LIFETIME},
+    {"quick-check-max", required_argument, NULL, O_QUICK_CHECK_MAX},
+    {"ws-max-sockets", required_argument, NULL, O_WS_MAX},
+    {"ws-max-user-sockets", required_argument, NULL, O_WS_USER_MAX},
+    {"ws-ping-interval", required_argument, NULL, O_WS_PING},
+    {"ws-queue", required_argument, NULL, O_WS_QUEUE},
+    {"config", required_argument, NULL, O_CONFIG},
+    {"log-format", required_argument, NULL, O_LOG_FORMAT},
+    {"log-level", required_argument, NULL, O_LOG_LEVEL},
+    {"metrics-bind", required_argument, NULL, O_METRICS_BIND},
+    {"help", no_argument, NULL, O_HELP},
+    {"version", no_argument, NULL, O_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* Applies flags; `where` ("FILE:LINE") names a config file's line in
+ * errors, NULL for the command line. */
+static ps_config_action parse_flags(ps_config *cfg, int argc, char **argv, FILE *out, FILE *err_out,
+                                    bool *port_given, const char *where)
 {
-    enum {
-        O_BIND = 256,
-        O_PORT,
-        O_DB,
-        O_MAX_BODY,
-        O_MAX_CHATS,
-        O_SKEW,
-        O_THREADS,
-        O_CONN_TIMEOUT,
-        O_RETENTION,
-        O_DRAIN,
-        O_INSECURE,
-        O_HELP,
-        O_VERSION,
-        O_JWT_SECRET,
-        O_JWT_KEY,
-        O_JWT_ISS,
-        O_JWT_AUD,
-        O_TLS_CERT,
-        O_TLS_KEY,
-        O_CORS,
-        O_RATE,
-        O_BURST,
-        O_USER_REQS,
-        O_LARGE_REQS,
-        O_QUOTA,
-        O_MAX_CONN,
-        O_REQ_TIMEOUT,
-        O_DB_POOL,
-        O_DB_WAIT,
-        O_MAX_CONN_IP,
-        O_EXEMPT_LOOPBACK,
-        O_HEADER_TIMEOUT,
-        O_MIN_UPLOAD_RATE,
-        O_MAX_TOKEN_LIFETIME,
-        O_QUICK_CHECK_MAX,
-        O_WEB_ROOT,
-        O_WS_MAX,
-        O_WS_USER_MAX,
-        O_WS_PING,
-        O_WS_QUEUE
-    };
-    static const struct option opts[] = {
-        {"bind", required_argument, NULL, O_BIND},
-        {"port", required_argument, NULL, O_PORT},
-        {"db", required_argument, NULL, O_DB},
-        {"max-body", required_argument, NULL, O_MAX_BODY},
-        {"max-chats", required_argument, NULL, O_MAX_CHATS},
-        {"max-clock-skew", required_argument, NULL, O_SKEW},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"tombstone-retention", required_argument, NULL, O_RETENTION},
-        {"connection-timeout", required_argument, NULL, O_CONN_TIMEOUT},
-        {"drain-timeout", required_argument, NULL, O_DRAIN},
-        {"insecure-no-auth", no_argument, NULL, O_INSECURE},
-        {"jwt-secret-file", required_argument, NULL, O_JWT_SECRET},
-        {"jwt-public-key", required_argument, NULL, O_JWT_KEY},
-        {"jwt-issuer", required_argument, NULL, O_JWT_ISS},
-        {"jwt-audience", required_argument, NULL, O_JWT_AUD},
-        {"tls-cert", required_argument, NULL, O_TLS_CERT},
-        {"tls-key", required_argument, NULL, O_TLS_KEY},
-        {"cors-origin", required_argument, NULL, O_CORS},
-        {"web-root", required_argument, NULL, O_WEB_ROOT},
-        {"rate-limit", required_argument, NULL, O_RATE},
-        {"rate-burst", required_argument, NULL, O_BURST},
-        {"max-user-requests", required_argument, NULL, O_USER_REQS},
-        {"max-large-requests", required_argument, NULL, O_LARGE_REQS},
-        {"quota", required_argument, NULL, O_QUOTA},
-        {"max-connections", required_argument, NULL, O_MAX_CONN},
-        {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
-        {"db-pool", required_argument, NULL, O_DB_POOL},
-        {"db-wait", required_argument, NULL, O_DB_WAIT},
-        {"max-connections-per-ip", required_argument, NULL, O_MAX_CONN_IP},
-        {"exempt-loopback", no_argument, NULL, O_EXEMPT_LOOPBACK},
-        {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
-        {"min-upload-rate", required_argument, NULL, O_MIN_UPLOAD_RATE},
-        {"max-token-lifetime", required_argument, NULL, O_MAX_TOKEN_LIFETIME},
-        {"quick-check-max", required_argument, NULL, O_QUICK_CHECK_MAX},
-        {"ws-max-sockets", required_argument, NULL, O_WS_MAX},
-        {"ws-max-user-sockets", required_argument, NULL, O_WS_USER_MAX},
-        {"ws-ping-interval", required_argument, NULL, O_WS_PING},
-        {"ws-queue", required_argument, NULL, O_WS_QUEUE},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
     unsigned long v;
-    bool port_given = false;
     optind = 0; /* 0, not 1: glibc then resets all of getopt's state */
     opterr = 0;
     int c;
@@ -299,7 +323,7 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
                 bad = "--port";
             else
                 cfg->port = (unsigned)v;
-            port_given = true;
+            *port_given = true;
             break;
         case O_DB:
             if (strlen(optarg) >= sizeof cfg->db_url)
@@ -428,6 +452,34 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
             else
                 cfg->db_wait_s = (unsigned)v;
             break;
+        case O_CONFIG:
+            if (where)
+                bad = "--config (a config file cannot name another)";
+            else
+                cfg->config_file = optarg;
+            break;
+        case O_LOG_FORMAT: {
+            ps_log_format f;
+            if (!ps_log_parse_format(optarg, &f))
+                bad = "--log-format (text or json)";
+            else
+                cfg->log_format = f;
+            break;
+        }
+        case O_LOG_LEVEL: {
+            ps_log_level l;
+            if (!ps_log_parse_level(optarg, &l))
+                bad = "--log-level (debug, info, warn or error)";
+            else
+                cfg->log_level = l;
+            break;
+        }
+        case O_METRICS_BIND:
+            if (!*optarg || strlen(optarg) >= sizeof cfg->metrics_bind || !strrchr(optarg, ':'))
+                bad = "--metrics-bind (ADDR:PORT)";
+            else
+                snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "%s", optarg);
+            break;
         case O_MAX_CONN_IP:
             if (!parse_uint(optarg, 1000000, &v))
                 bad = "--max-connections-per-ip";
@@ -484,15 +536,136 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
             fprintf(out, "polysyncd %s\n", PS_VERSION);
             return PS_CONFIG_EXIT_OK;
         default:
+            if (where) {
+                fprintf(err_out, "polysyncd: %s: unknown key '%s'\n", where, argv[1] + 2);
+                return PS_CONFIG_EXIT_USAGE;
+            }
             fprintf(err_out, "polysyncd: unknown or incomplete option '%s'\n", argv[optind - 1]);
             fprintf(err_out, "Try 'polysyncd --help'.\n");
             return PS_CONFIG_EXIT_USAGE;
         }
         if (bad) {
-            fprintf(err_out, "polysyncd: invalid value '%s' for %s\n", optarg, bad);
+            fprintf(err_out, "polysyncd: %s%sinvalid value '%s' for %s\n", where ? where : "",
+                    where ? ": " : "", optarg, bad);
             return PS_CONFIG_EXIT_USAGE;
         }
     }
+    if (optind < argc) {
+        fprintf(err_out, "polysyncd: unexpected argument '%s'\nTry 'polysyncd --help'.\n",
+                argv[optind]);
+        return PS_CONFIG_EXIT_USAGE;
+    }
+    return PS_CONFIG_RUN;
+}
+
+/* The config file's text: values point into it, so it lives as long as the
+ * process (reachable from here, so not a leak). */
+static char *g_config_text;
+
+static const struct option *find_option(const char *name)
+{
+    for (const struct option *o = opts; o->name; o++)
+        if (strcmp(o->name, name) == 0)
+            return o;
+    return NULL;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        *--end = '\0';
+    return s;
+}
+
+/* Reads `path`: one `key = value` per line, keys the long flag names
+ * without "--", `#` starts a comment line, a flag without a value takes
+ * true or false. */
+static ps_config_action parse_file(ps_config *cfg, const char *path, FILE *out, FILE *err_out,
+                                   bool *port_given)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(err_out, "polysyncd: cannot read config file %s: %s\n", path, strerror(errno));
+        return PS_CONFIG_EXIT_USAGE;
+    }
+    size_t cap = 0;
+    ssize_t n = getdelim(&g_config_text, &cap, '\0', f);
+    fclose(f);
+    if (n < 0) {
+        fprintf(err_out, "polysyncd: cannot read config file %s\n", path);
+        return PS_CONFIG_EXIT_USAGE;
+    }
+    unsigned lineno = 0;
+    char *next = g_config_text;
+    while (next) {
+        char *line = next;
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        lineno++;
+        char where[PATH_MAX + 16];
+        snprintf(where, sizeof where, "%s:%u", path, lineno);
+        line = trim(line);
+        if (*line == '\0' || *line == '#')
+            continue;
+        char *eq = strchr(line, '=');
+        if (!eq) {
+            fprintf(err_out, "polysyncd: %s: expected 'key = value'\n", where);
+            return PS_CONFIG_EXIT_USAGE;
+        }
+        *eq = '\0';
+        char *key = trim(line), *value = trim(eq + 1);
+        const struct option *o = find_option(key);
+        if (!o || o->val == O_HELP || o->val == O_VERSION) {
+            fprintf(err_out, "polysyncd: %s: unknown key '%s'\n", where, key);
+            return PS_CONFIG_EXIT_USAGE;
+        }
+        char flag[128];
+        snprintf(flag, sizeof flag, "--%s", key);
+        char *args[] = {"polysyncd", flag, value, NULL};
+        int argc = 3;
+        if (o->has_arg == no_argument) {
+            if (strcmp(value, "false") == 0)
+                continue;
+            if (strcmp(value, "true") != 0) {
+                fprintf(err_out, "polysyncd: %s: %s takes true or false\n", where, key);
+                return PS_CONFIG_EXIT_USAGE;
+            }
+            argc = 2;
+            args[2] = NULL;
+        }
+        ps_config_action a = parse_flags(cfg, argc, args, out, err_out, port_given, where);
+        if (a != PS_CONFIG_RUN)
+            return a;
+    }
+    return PS_CONFIG_RUN;
+}
+
+ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *out, FILE *err_out)
+{
+    bool port_given = false;
+    /* The file first, so the flags given override it: find --config alone
+     * (a first pass that changes nothing else), then read the file, then
+     * apply the flags. */
+    ps_config scratch = *cfg;
+    FILE *quiet = fopen("/dev/null", "w");
+    ps_config_action a = parse_flags(&scratch, argc, argv, quiet ? quiet : err_out,
+                                     quiet ? quiet : err_out, &port_given, NULL);
+    if (quiet)
+        fclose(quiet);
+    port_given = false;
+    if (a == PS_CONFIG_RUN && scratch.config_file) {
+        a = parse_file(cfg, scratch.config_file, out, err_out, &port_given);
+        if (a != PS_CONFIG_RUN)
+            return a;
+    }
+    a = parse_flags(cfg, argc, argv, out, err_out, &port_given, NULL);
+    if (a != PS_CONFIG_RUN)
+        return a;
+    unsigned long v;
     const char *env_port = getenv("CHAT_SYNC_PORT");
     if (!port_given && env_port && *env_port) {
         if (!parse_uint(env_port, 65535, &v)) {
@@ -501,11 +674,6 @@ ps_config_action ps_config_parse(ps_config *cfg, int argc, char **argv, FILE *ou
             return PS_CONFIG_EXIT_USAGE;
         }
         cfg->port = (unsigned)v;
-    }
-    if (optind < argc) {
-        fprintf(err_out, "polysyncd: unexpected argument '%s'\nTry 'polysyncd --help'.\n",
-                argv[optind]);
-        return PS_CONFIG_EXIT_USAGE;
     }
     return ps_config_check(cfg, err_out);
 }

@@ -49,6 +49,11 @@ typedef struct ps_config {
     unsigned db_pool;           /* PostgreSQL connections (0 = the worker threads + 2) */
     unsigned db_wait_s;         /* at start, retry reaching the database this long */
 
+    /* operations (docs/operations.md) */
+    int log_format;          /* ps_log_format (server/log.h) */
+    int log_level;           /* ps_log_level */
+    char metrics_bind[80];   /* ADDR:PORT of a separate /metrics listener, or "" */
+    const char *config_file; /* --config: read before the flags */
     /* edge hardening (docs/security.md, issue 16) */
     unsigned max_connections_per_ip; /* IPv6 by /64; 0 = no cap */
     bool exempt_loopback;            /* loopback addresses are not capped */

@@ -31,6 +31,8 @@ ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
         .max_response_bytes = env->max_response_bytes,
         .quota_bytes = env->quota_bytes,
         .limits = env->limits,
+        .client = env->user_agent,
+        .tombstone_retention_ms = env->tombstone_retention_ms,
         .changed = env->live ? notify_change : NULL,
         .changed_cls = (void *)env->live,
     };
@@ -180,10 +182,15 @@ static void delete_ids(const ps_handler_env *env, json_object *body, ps_reply *r
     if (ps_legacy_delete(&ctx, ids, &deleted, &err) != PS_OK)
         goto fail;
     json_object_put(ids);
-    if (many)
-        ps_dynbuf_addf(&reply->body, "{\"ok\":true,\"deletedCount\":%zu}", deleted);
-    else
-        ps_dynbuf_addf(&reply->body, "{\"ok\":true,\"deleted\":%s}", deleted ? "true" : "false");
+    ps_code added = many ? ps_dynbuf_addf(&reply->body, "{\"ok\":true,\"deletedCount\":%zu}", deleted)
+                         : ps_dynbuf_addf(&reply->body, "{\"ok\":true,\"deleted\":%s}",
+                                          deleted ? "true" : "false");
+    if (added != PS_OK) {
+        /* deleted, but no memory to say so: the client retries, and
+         * deleting again changes nothing */
+        ps_error_set(&err, PS_ERR_NOMEM, -1, "", "out of memory writing the answer");
+        ps_reply_from_error(reply, &err);
+    }
     return;
 fail:
     json_object_put(ids);
@@ -225,10 +232,12 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     }
     int64_t now = ps_time_now_ms();
     if (env->auth) { /* with users, counts and times would tell about them */
-        ps_dynbuf_addf(&reply->body,
-                       "{\"status\":\"healthy\",\"uptime\":%.3f,\"version\":\"%s\","
-                       "\"store\":\"%s\"}",
-                       (double)(now - env->started_ms) / 1000.0, PS_VERSION, env->store->ops->name);
+        if (ps_dynbuf_addf(&reply->body,
+                           "{\"status\":\"healthy\",\"uptime\":%.3f,\"version\":\"%s\","
+                           "\"store\":\"%s\"}",
+                           (double)(now - env->started_ms) / 1000.0, PS_VERSION,
+                           env->store->ops->name) != PS_OK)
+            ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
         return;
     }
     char last[40] = "null";
@@ -237,9 +246,10 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
         ps_time_format_iso(stats.last_sync_ms, iso);
         snprintf(last, sizeof last, "\"%s\"", iso);
     }
-    ps_dynbuf_addf(&reply->body,
-                   "{\"status\":\"healthy\",\"chatsCount\":%lld,\"lastSync\":%s,"
-                   "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"}",
-                   (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,
-                   PS_VERSION, env->store->ops->name);
+    if (ps_dynbuf_addf(&reply->body,
+                       "{\"status\":\"healthy\",\"chatsCount\":%lld,\"lastSync\":%s,"
+                       "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"}",
+                       (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,
+                       PS_VERSION, env->store->ops->name) != PS_OK)
+        ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
 }

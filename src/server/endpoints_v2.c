@@ -3,6 +3,7 @@
  * the pull to the server as a streamed body (see sync_v2.h).
  */
 #include "core/timestamp.h"
+#include "server/devices.h"
 #include "server/router.h"
 #include "server/sync_v2.h"
 
@@ -22,11 +23,15 @@ void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *r
     ps_error_clear(&err);
     ps_sync_ctx ctx = ps__sync_ctx(env);
     ps_v2_pull *pull = NULL;
+    int64_t acked_seq = -1;
     if (ps_validate_v2_request(body, env->limits, &err) != PS_OK ||
+        ps_devices_v2_ack(body, &acked_seq, &err) != PS_OK ||
         ps_v2_sync(&ctx, body, &pull, &err) != PS_OK) {
         ps_reply_from_error(reply, &err);
         return;
     }
+    ps_devices_note_v2(env->store, env->user, body, env->user_agent, acked_seq, ctx.now_ms,
+                       env->tombstone_retention_ms);
     reply->stream = (ps_reply_stream){.next = pull_next, .free = pull_free, .ctx = pull};
 }
 

@@ -23,6 +23,7 @@ typedef struct stream {
     bool keepalive; /* a keep-alive is due */
     bool suspended;
     bool greeted;
+    bool cut; /* ps_events_close_user: end it */
 } stream;
 
 struct ps_events {
@@ -129,6 +130,20 @@ void ps_events_notify_all(ps_events *ev)
     pthread_mutex_unlock(&ev->lock);
 }
 
+void ps_events_close_user(ps_events *ev, const char *user)
+{
+    if (!ev)
+        return;
+    pthread_mutex_lock(&ev->lock);
+    for (stream *s = ev->streams; s; s = s->next) {
+        if (strcmp(s->user, user) == 0) {
+            s->cut = true;
+            resume(s);
+        }
+    }
+    pthread_mutex_unlock(&ev->lock);
+}
+
 static ssize_t copy_out(char *buf, size_t max, const char *text)
 {
     size_t n = strlen(text);
@@ -144,7 +159,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     ps_events *ev = s->ev;
     ssize_t r = 0;
     pthread_mutex_lock(&ev->lock);
-    if (ev->closing) {
+    if (ev->closing || s->cut) {
         r = MHD_CONTENT_READER_END_OF_STREAM;
     } else if (!s->greeted) {
         /* retry: how long EventSource waits before reconnecting */
@@ -227,4 +242,12 @@ struct MHD_Response *ps_events_response(ps_events *ev, struct MHD_Connection *co
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
     return resp;
+}
+
+unsigned ps_events_open_count(ps_events *ev)
+{
+    pthread_mutex_lock(&ev->lock);
+    unsigned n = ev->count;
+    pthread_mutex_unlock(&ev->lock);
+    return n;
 }

@@ -21,6 +21,9 @@ void ps_events_close_all(ps_events *ev);
 /* Frees the hub; only after the HTTP daemon has stopped. */
 void ps_events_free(ps_events *ev);
 
+/* Streams open now (for /metrics). */
+unsigned ps_events_open_count(ps_events *ev);
+
 /* Tells `user`'s streams that something changed, except the streams of
  * `device` (opened with ?deviceId=): the device that made the change has it
  * already. device NULL: every stream. Any thread. */
@@ -29,6 +32,11 @@ void ps_events_notify(ps_events *ev, const char *user, const char *device);
 /* Tells every stream that something may have changed (the store missed
  * other instances' notifications for a while). Any thread. */
 void ps_events_notify_all(ps_events *ev);
+
+/* Ends every stream of `user` (its access was revoked or disabled): each
+ * finishes its current write and closes; EventSource reconnects and meets
+ * the verdict. Any thread. */
+void ps_events_close_user(ps_events *ev, const char *user);
 
 /*
  * A streaming response for `user` on `conn`, for the device named by the

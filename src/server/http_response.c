@@ -2,6 +2,7 @@
 #include "server/http_response.h"
 #include "server/events.h"
 #include "server/gzip.h"
+#include "server/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@ static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool g
 {
     if (reply->status != 204 && !reply->events) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/json; charset=utf-8");
+                                reply->content_type ? reply->content_type
+                                                    : "application/json; charset=utf-8");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
     }
     if (gzipped)
@@ -25,7 +27,7 @@ static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool g
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN,
                                 reply->allow_origin);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-                                "Retry-After, WWW-Authenticate");
+                                "Retry-After, WWW-Authenticate, X-Request-Id");
         if (strcmp(reply->allow_origin, "*") != 0)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
         if (reply->preflight) {
@@ -54,6 +56,8 @@ static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool g
     }
     if (reply->close_connection)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (reply->request_id)
+        MHD_add_response_header(resp, "X-Request-Id", reply->request_id);
 }
 
 static enum MHD_Result queue(struct MHD_Connection *conn, ps_reply *reply,
@@ -75,6 +79,7 @@ typedef struct stream_state {
     ps_dynbuf piece;   /* the latest piece, uncompressed */
     ps_dynbuf out;     /* what goes to the socket next */
     size_t off;
+    uint64_t *sent_bytes; /* the request's counter (ps_reply.sent_bytes) */
     bool gzip, finished;
     ps_deflater deflater;
 } stream_state;
@@ -109,7 +114,7 @@ static ps_code stream_refill(stream_state *st)
         rc = st->src.next(st->src.ctx, &st->piece, &done, &err);
         if (rc != PS_OK) {
             /* the status line is gone: all that is left is to cut the body */
-            fprintf(stderr, "polysyncd: streamed answer failed: %s\n", err.message);
+            ps_log_event(PS_LOG_ERROR, "stream_failed", "streamed answer failed: %s", err.message);
             return rc;
         }
     }
@@ -136,6 +141,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         n = max;
     memcpy(buf, st->out.data + st->off, n);
     st->off += n;
+    if (st->sent_bytes)
+        *st->sent_bytes += n;
     return (ssize_t)n;
 }
 
@@ -147,6 +154,7 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply,
     if (!st)
         return MHD_NO;
     st->src = reply->stream;
+    st->sent_bytes = reply->sent_bytes;
     reply->stream = (ps_reply_stream){0};
     ps_dynbuf_init(&st->pending, STREAM_PIECE_LIMIT);
     ps_dynbuf_init(&st->piece, STREAM_PIECE_LIMIT);
@@ -158,10 +166,11 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply,
     while (rc == PS_OK && !done && st->pending.len <= PS_GZIP_MIN_BYTES)
         rc = st->src.next(st->src.ctx, &st->pending, &done, &err);
     if (rc != PS_OK || done) {
+        if (rc == PS_OK && (rc = ps_dynbuf_add(&reply->body, st->pending.data,
+                                               st->pending.len)) != PS_OK)
+            ps_error_set(&err, rc, -1, "", "out of memory writing the answer");
         if (rc != PS_OK)
             ps_reply_from_error(reply, &err);
-        else
-            ps_dynbuf_add(&reply->body, st->pending.data, st->pending.len);
         stream_free(st);
         return ps__send_reply(conn, reply, gzip_ok);
     }
@@ -205,6 +214,8 @@ enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, boo
     }
     size_t len = 0;
     char *body = ps_dynbuf_take(&reply->body, &len);
+    if (reply->sent_bytes)
+        *reply->sent_bytes += len;
     struct MHD_Response *resp =
         body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
              : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);

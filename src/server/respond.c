@@ -1,5 +1,6 @@
 /* Error answers and the mapping from ps_code to HTTP; see respond.h. */
 #include "server/respond.h"
+#include "server/log.h"
 
 #include <stdio.h>
 
@@ -17,6 +18,9 @@ void ps_reply_init(ps_reply *r, size_t body_limit)
     r->allow_origin = NULL;
     r->hsts = false;
     r->preflight = false;
+    r->request_id = NULL;
+    r->sent_bytes = NULL;
+    r->content_type = NULL;
 }
 
 void ps_reply_free(ps_reply *r)
@@ -101,7 +105,7 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
         error_body(r, 404, "not_found", err->message, -1, NULL);
         return;
     case PS_ERR_BUSY:
-        fprintf(stderr, "polysyncd: store busy: %s\n", err->message);
+        ps_log_event(PS_LOG_WARN, "store_busy", "%s", err->message);
         r->retry_after_s = 1;
         error_body(r, 503, "store_busy", "the store is busy; retry shortly", -1, NULL);
         return;
@@ -112,12 +116,12 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
                    NULL);
         return;
     case PS_ERR_NOMEM:
-        fprintf(stderr, "polysyncd: out of memory: %s\n", err->message);
+        ps_log_event(PS_LOG_ERROR, "out_of_memory", "%s", err->message);
         r->retry_after_s = 1;
         error_body(r, 503, "overloaded", "the server is out of memory; retry later", -1, NULL);
         return;
     default:
-        fprintf(stderr, "polysyncd: %s: %s\n", ps_strerror(err->code), err->message);
+        ps_log_event(PS_LOG_ERROR, "store_error", "%s: %s", ps_strerror(err->code), err->message);
         error_body(r, 500, "storage_error", "the server could not complete the request", -1, NULL);
         return;
     }

@@ -11,6 +11,8 @@
 #include "core/dynbuf.h"
 #include "polysync/error.h"
 
+#include <stdint.h>
+
 /* A body produced piece by piece (streamed), instead of `body`. */
 typedef struct ps_reply_stream {
     /* Appends the next piece to out; sets *done after the last one. */
@@ -34,6 +36,9 @@ typedef struct ps_reply {
     const char *allow_origin;     /* CORS: Access-Control-Allow-Origin, or NULL */
     bool hsts;                    /* served over TLS: Strict-Transport-Security */
     bool preflight;               /* a CORS preflight answer */
+    const char *request_id;       /* X-Request-Id header, or NULL */
+    uint64_t *sent_bytes;         /* when set, counts the body bytes sent (log.h) */
+    const char *content_type;     /* NULL: JSON */
 } ps_reply;
 
 void ps_reply_init(ps_reply *r, size_t body_limit);

@@ -15,6 +15,7 @@ static const ps_route ROUTES[] = {
     {"HEAD", "/health", PS_BODY_NONE, ps_handle_health},
     {"POST", "/v2/sync", PS_BODY_JSON, ps_handle_v2_sync},
     {"GET", "/v2/events", PS_BODY_NONE, ps_handle_v2_events},
+    {"GET", "/v2/devices", PS_BODY_NONE, ps_handle_v2_devices},
 };
 
 ps_route_result ps_route_find(const char *method, const char *path, const ps_route **out,

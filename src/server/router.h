@@ -35,6 +35,8 @@ typedef struct ps_handler_env {
     const ps_live *live; /* NULL: changes are announced nowhere */
     const char *body_text; /* the raw body, for PS_BODY_RAW routes */
     size_t body_len;
+    const char *user_agent; /* the request's User-Agent, "" when none (device registry) */
+    int64_t tombstone_retention_ms; /* devices silent longer are expired */
 } ps_handler_env;
 
 /* What a route's handler gets of the body. */
@@ -75,5 +77,7 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
 /* In endpoints_v2.c. */
 void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *reply);
 void ps_handle_v2_events(const ps_handler_env *env, json_object *body, ps_reply *reply);
+/* In endpoints_devices.c. */
+void ps_handle_v2_devices(const ps_handler_env *env, json_object *body, ps_reply *reply);
 
 #endif

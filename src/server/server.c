@@ -7,6 +7,7 @@
 #include "server/server.h"
 #include "core/json_parse.h"
 #include "core/timestamp.h"
+#include "server/access.h"
 #include "server/auth.h"
 #include "server/conn_guard.h"
 #include "server/events.h"
@@ -16,13 +17,17 @@
 #include "server/http_response.h"
 #include "server/lane.h"
 #include "server/limits.h"
+#include "server/log.h"
+#include "server/metrics.h"
 #include "server/raw_reply.h"
 #include "server/router.h"
 #include "server/static_files.h"
+#include "server/tls.h"
 #include "server/tls_pair.h"
 #include "server/ws.h"
 #include "server/ws_upgrade.h"
 
+#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdatomic.h>
@@ -31,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +44,9 @@
 #define IMPLICIT_USER "local"
 #define EVENT_STREAMS_MAX 1000
 #define EVENT_KEEPALIVE_S 15
+#define PS_REQUEST_ID_MAX 64
+#define PS_CLIENT_ADDR_MAX INET6_ADDRSTRLEN
+#define METRICS_BODY_LIMIT (1024 * 1024)
 #define HEALTH_PROBE_INTERVAL_MS 1000
 #define WS_CLOSE_WAIT_MS 2000 /* at shutdown, for live sockets' closes to go out */
 
@@ -49,6 +58,7 @@ struct ps_server {
     ps_ws *ws;     /* the live socket on / */
     ps_live live;  /* where handlers announce changes */
     ps_auth *auth; /* NULL: one implicit user */
+    ps_access *access; /* revoked tokens, disabled users; with auth */
     ps_limiter *limiter;
     ps_lane *lane;            /* large bodies: admission and worker threads */
     ps_conn_guard *guard;     /* per-address cap, head deadline */
@@ -60,6 +70,9 @@ struct ps_server {
     atomic_bool draining;
     _Atomic int64_t next_purge_ms;
     unsigned port;
+    struct MHD_Daemon *metrics_daemon; /* --metrics-bind, or NULL */
+    unsigned metrics_port;
+    atomic_uint_fast64_t next_request_id;
     char *web_root; /* real path served under /web/, NULL if none */
 };
 
@@ -82,14 +95,178 @@ typedef struct request {
     int64_t started_ms;
     const char *allow_origin; /* CORS answer for this request's Origin */
     char user[PS_ID_MAX_BYTES + 1];
+    /* for the access log and metrics (log.h, metrics.h) */
+    char request_id[PS_REQUEST_ID_MAX + 1];
+    char method[16];
+    const char *route_path; /* the matched route's, static */
+    char device[PS_ID_MAX_BYTES + 1];
+    unsigned status; /* of the answer queued; 0 = none yet */
+    uint64_t bytes_in, bytes_out;
+    int64_t t0_us; /* monotonic */
+    char user_agent[128]; /* for the device registry; cut to fit */
     ps_ws_pending ws; /* a live socket being opened */
     bool not_inflight; /* a live socket: ps_ws_close_all ends it, not the drain */
 } request;
 
+/* ---- observing requests: ids, the access log, metrics (log.h, metrics.h) ---- */
+
+static int64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A client's X-Request-Id is kept (so a proxy's id follows the request)
+ * when it is 1 to 64 of [A-Za-z0-9._:-]; anything else could forge or break
+ * log lines, so the server makes its own instead. */
+static bool request_id_acceptable(const char *id)
+{
+    size_t n = 0;
+    for (; id[n]; n++) {
+        char c = id[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == ':' || c == '-';
+        if (!ok || n >= PS_REQUEST_ID_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
+static void client_address(struct MHD_Connection *conn, char *out, size_t size)
+{
+    snprintf(out, size, "-");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)size);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)size);
+}
+
+static void request_start(ps_server *srv, struct MHD_Connection *conn, const char *method,
+                          request *req)
+{
+    req->t0_us = monotonic_us();
+    snprintf(req->method, sizeof req->method, "%s", method);
+    const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (given && request_id_acceptable(given))
+        snprintf(req->request_id, sizeof req->request_id, "%s", given);
+    else
+        snprintf(req->request_id, sizeof req->request_id, "%016llx",
+                 (unsigned long long)atomic_fetch_add_explicit(&srv->next_request_id, 1,
+                                                               memory_order_relaxed));
+    /* the live channel names its device in the query (v2 syncs in the body) */
+    const char *device = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "deviceId");
+    if (device)
+        snprintf(req->device, sizeof req->device, "%s", device);
+}
+
+static void request_done(ps_server *srv, struct MHD_Connection *conn, request *req)
+{
+    int64_t us = monotonic_us() - req->t0_us;
+    ps_metrics_request(req->route_path, req->status, req->bytes_in, req->bytes_out, us);
+    if (req->lane.conn && req->lane.admitted_ms)
+        ps_metrics_lane_wait((req->lane.admitted_ms - req->started_ms) * 1000);
+    if (!ps_log_enabled(PS_LOG_INFO))
+        return;
+    char client[PS_CLIENT_ADDR_MAX];
+    client_address(conn, client, sizeof client);
+    ps_access_entry e = {
+        .request_id = req->request_id,
+        .method = req->method,
+        .route = req->route_path,
+        .status = req->status,
+        .bytes_in = req->bytes_in,
+        .bytes_out = req->bytes_out,
+        .duration_us = us,
+        .user = req->user[0] ? req->user : NULL,
+        .device = req->device[0] ? req->device : NULL,
+        .client = client,
+    };
+    ps_log_access(&e);
+}
+
+/* /metrics on the main port only in the open local mode; with auth it is
+ * served on --metrics-bind alone (docs/operations.md: who may read it). */
+static bool serves_metrics(const ps_server *srv)
+{
+    return !srv->auth && !srv->cfg.metrics_bind[0];
+}
+
+/* The store's size on disk: a SQLite file and its WAL; -1 for others. */
+static int64_t store_size(const char *db_url)
+{
+    if (strncmp(db_url, "sqlite:", 7) != 0)
+        return -1;
+    int64_t total = 0;
+    char path[sizeof ((ps_config *)0)->db_url + 8];
+    const char *suffixes[] = {"", "-wal"};
+    for (unsigned i = 0; i < 2; i++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s%s", db_url + 7, suffixes[i]);
+        if (stat(path, &st) == 0)
+            total += (int64_t)st.st_size;
+    }
+    return total;
+}
+
+static int count_user(void *ctx, const char *name, int64_t chats)
+{
+    (void)name;
+    (void)chats;
+    (*(int64_t *)ctx)++;
+    return 0;
+}
+
+static void metrics_reply(ps_server *srv, ps_reply *reply)
+{
+    ps_metrics_gauges g = {
+        .live_streams = ps_events_open_count(srv->events),
+        .websockets = srv->ws ? ps_ws_count(srv->ws) : 0,
+        .connections = atomic_load(&srv->connections),
+        .inflight = atomic_load(&srv->inflight),
+        .users = -1,
+        .live_chats = -1,
+        .store_bytes = store_size(srv->cfg.db_url),
+        .uptime_s = (double)(ps_time_now_ms() - srv->env.started_ms) / 1000.0,
+    };
+    ps_store *store = srv->env.store;
+    ps_error err;
+    ps_error_clear(&err);
+    if (ps_store_begin(store, false, &err) == PS_OK) {
+        int64_t users = 0;
+        ps_store_stats stats;
+        if (store->ops->user_list(store, count_user, &users, &err) == PS_OK)
+            g.users = users;
+        if (store->ops->stats(store, &stats, &err) == PS_OK)
+            g.live_chats = stats.live_chats;
+        ps_store_rollback(store);
+    }
+    ps_dynbuf_free(&reply->body);
+    ps_dynbuf_init(&reply->body, METRICS_BODY_LIMIT);
+    reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    if (ps_metrics_render(&g, &reply->body) != PS_OK) {
+        reply->content_type = NULL;
+        ps_reply_error(reply, 500, "internal", "cannot render the metrics");
+    }
+}
+
 static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
-    fputs("polysyncd: http: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    ps_server *srv = cls;
+    char message[512];
+    vsnprintf(message, sizeof message, fmt, ap);
+    /* While draining, libmicrohttpd reports the sockets it finds closed
+     * under it (the listener swapped out, clients gone): expected, so only
+     * at debug level. */
+    bool quiet = srv && atomic_load(&srv->draining);
+    ps_log_event(quiet ? PS_LOG_DEBUG : PS_LOG_WARN, "http", "%s", message);
 }
 
 /* The Access-Control-Allow-Origin for a request from `origin`: "*" in the
@@ -118,9 +295,26 @@ static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *re
         ps_error err;
         ps_error_clear(&err);
         const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-        if (ps_auth_check(srv->auth, authz, ps_time_now_ms() / 1000, req->user, sizeof req->user,
-                          &err) != PS_OK) {
+        ps_auth_claims claims;
+        if (ps_auth_check_claims(srv->auth, authz, ps_time_now_ms() / 1000, req->user,
+                                 sizeof req->user, &claims, &err) != PS_OK) {
+            char client[PS_CLIENT_ADDR_MAX];
+            client_address(conn, client, sizeof client);
+            ps_log_auth_failure(req->request_id, client, err.message);
+            ps_metrics_auth_failure();
+            req->user[0] = '\0';
             ps_reply_from_error(reply, &err);
+            return true;
+        }
+        ps_access_verdict verdict = ps_access_check(srv->access, req->user, &claims);
+        if (verdict != PS_ACCESS_OK) {
+            /* logged like any refused token: fail2ban reads these lines */
+            char client[PS_CLIENT_ADDR_MAX];
+            client_address(conn, client, sizeof client);
+            ps_log_auth_failure(req->request_id, client,
+                                verdict == PS_ACCESS_REVOKED ? "token revoked" : "user disabled");
+            ps_metrics_auth_failure();
+            ps_access_reply(reply, verdict);
             return true;
         }
     }
@@ -253,11 +447,13 @@ static void purge_if_due(ps_server *srv)
         else
             ps_store_rollback(store);
     }
-    if (rc != PS_OK)
-        fprintf(stderr, "polysyncd: tombstone purge failed: %s\n", err.message);
-    else if (purged)
-        fprintf(stderr, "polysyncd: forgot %lld tombstones older than the retention\n",
-                (long long)purged);
+    if (rc != PS_OK) {
+        ps_log_event(PS_LOG_ERROR, "purge_failed", "tombstone purge failed: %s", err.message);
+    } else if (purged) {
+        ps_metrics_purged(purged);
+        ps_log_event(PS_LOG_INFO, "purge", "forgot %lld tombstones older than the retention",
+                     (long long)purged);
+    }
 }
 
 /* Makes room for a body of known length at once: a large one in a buffer
@@ -319,10 +515,14 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
         release_body(srv, req); /* the parsed tree is all we need now */
     }
     ps_dynbuf_init(&reply->body, srv->cfg.max_response_bytes);
+    json_object *device = body ? json_object_object_get(body, "deviceId") : NULL;
+    if (device && json_object_is_type(device, json_type_string))
+        snprintf(req->device, sizeof req->device, "%s", json_object_get_string(device));
     ps_handler_env env = srv->env;
     env.user = req->user;
     env.body_text = req->body.data ? req->body.data : "";
     env.body_len = req->body.len;
+    env.user_agent = req->user_agent;
     req->route->handler(&env, body, reply);
     json_object_put(body);
 }
@@ -377,6 +577,7 @@ static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *con
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     ps_ws_gate gate = {
         .auth = srv->auth,
+        .access = srv->access,
         .implicit_user = IMPLICIT_USER,
         .draining = atomic_load(&srv->draining),
         /* the same origins as CORS: pages that may not read the API may
@@ -386,7 +587,9 @@ static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *con
     };
     req->route = NULL; /* nothing more to answer */
     enum MHD_Result r = ps_ws_answer(srv->ws, conn, &gate, &req->ws);
+    req->route_path = "/";
     if (req->ws.conn) {
+        req->status = 101; /* for the access log and metrics */
         /* A socket is not a request in flight: over TLS its connection
          * outlives our close until the client closes too, and the drain
          * at shutdown must not wait for that. */
@@ -403,6 +606,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
 {
     req->srv = srv;
     req->started_ms = ps_time_now_ms();
+    request_start(srv, conn, method, req);
     ps_conn_guard_head_seen(srv->guard, conn);
     ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
     const char *framing_problem = NULL;
@@ -415,9 +619,14 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         ps_accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
     req->allow_origin =
         cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    const char *agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
+    snprintf(req->user_agent, sizeof req->user_agent, "%s", agent ? agent : "");
     reply.allow_origin = req->allow_origin;
     reply.hsts = srv->tls_cert != NULL;
+    reply.request_id = req->request_id;
+    reply.sent_bytes = &req->bytes_out;
     enum MHD_Result r = MHD_YES;
+    bool answered = false;
     if (!framed) {
         /* closed after the answer: what follows the head is never read as
          * a request (framing.h) */
@@ -425,14 +634,24 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         ps_reply_error(&reply, 400, "bad_framing", framing_problem);
         r = ps__send_reply(conn, &reply, false);
         req->route = NULL;
+        answered = true;
+    } else if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0 &&
+               serves_metrics(srv)) {
+        req->route_path = "/metrics";
+        metrics_reply(srv, &reply);
+        r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        answered = true;
     } else if (strcmp(method, "OPTIONS") == 0) {
         reply.status = 204;
         reply.preflight = true;
         r = ps__send_reply(conn, &reply, false);
+        answered = true;
     } else if (ps_static_is_web_path(url)) { /* public files: no token */
+        req->route_path = "/web/";
         r = ps_static_answer(srv->web_root, conn, method, url, req->allow_origin);
     } else if (refuse_early(srv, conn, method, url, req, &reply)) {
         r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        answered = true;
     } else if (req->route->body != PS_BODY_NONE && is_large(req)) {
         /* WAITING: suspended until a slot is free; the body is not read */
         req->lane.user = req->user;
@@ -443,8 +662,13 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         if (state == PS_LANE_TURNED_AWAY) { /* came after the shutdown's turn-away */
             shutting_down(&reply);
             r = ps__send_reply(conn, &reply, req->accepts_gzip);
+            answered = true;
         }
     }
+    if (answered && r == MHD_YES)
+        req->status = reply.status;
+    if (req->route)
+        req->route_path = req->route->path;
     if (r == MHD_YES && reply.status != 200)
         req->route = NULL; /* answered: the rest of the body is dropped */
     ps_reply_free(&reply);
@@ -469,6 +693,8 @@ static enum MHD_Result answer_request(ps_server *srv, struct MHD_Connection *con
         ps_reply_init(&req->reply, ERROR_BODY_LIMIT);
         req->reply.allow_origin = req->allow_origin;
         req->reply.hsts = srv->tls_cert != NULL;
+        req->reply.request_id = req->request_id;
+        req->reply.sent_bytes = &req->bytes_out;
         switch (req->lane.conn ? ps_lane_state_of(srv->lane, &req->lane) : PS_LANE_OUTSIDE) {
         case PS_LANE_ADMITTED:
             if (ps_lane_run(srv->lane, &req->lane, prepare_reply, req))
@@ -480,6 +706,8 @@ static enum MHD_Result answer_request(ps_server *srv, struct MHD_Connection *con
         }
     }
     enum MHD_Result r = ps__send_reply(conn, &req->reply, req->accepts_gzip);
+    if (r == MHD_YES)
+        req->status = req->reply.status;
     ps_reply_free(&req->reply);
     req->reply_ready = false;
     req->route = NULL; /* answered */
@@ -535,8 +763,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             ps_reply reply;
             ps_reply_init(&reply, ERROR_BODY_LIMIT);
             reply.allow_origin = req->allow_origin;
+            reply.request_id = req->request_id;
+            reply.sent_bytes = &req->bytes_out;
             shutting_down(&reply);
             enum MHD_Result r = ps__send_reply(conn, &reply, req->accepts_gzip);
+            if (r == MHD_YES)
+                req->status = reply.status;
             ps_reply_free(&reply);
             req->route = NULL;
             return r;
@@ -546,6 +778,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES;
     }
     if (*upload_data_size) {
+        req->bytes_in += *upload_data_size;
         int64_t since = req->started_ms;
         if (req->lane.conn) { /* a large request */
             ps_lane_state state = ps_lane_state_of(srv->lane, &req->lane);
@@ -556,7 +789,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* A client trickling its body (one byte a second keeps the idle
          * timeout from firing) is cut off at the request deadline. */
         if (ps_time_now_ms() - since > (int64_t)srv->cfg.request_timeout_s * 1000) {
-            fprintf(stderr, "polysyncd: request body too slow, connection closed\n");
+            ps_log_event(PS_LOG_WARN, "body_too_slow",
+                         "request %s: body too slow, connection closed", req->request_id);
             return MHD_NO;
         }
         if (req->lane.conn && req->route && watch_upload(srv, conn, req, *upload_data_size))
@@ -604,6 +838,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request *req = *con_cls;
     if (!req)
         return;
+    request_done(srv, conn, req);
     ps_ws_pending_done(&req->ws);
     release_body(srv, req);
     if (req->lane.resumed_away)
@@ -667,11 +902,14 @@ static void server_free(ps_server *srv)
 {
     if (srv->env.store && srv->env.store->ops->listen)
         srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
+    ps_access_free(srv->access); /* its poller cuts streams: stop it first */
     ps_events_free(srv->events);
     ps_ws_free(srv->ws);
     ps_auth_free(srv->auth);
     ps_limiter_free(srv->limiter);
     ps_lane_free(srv->lane);
+    if (srv->tls_cert)
+        ps_tls_free();
     ps_conn_guard_free(srv->guard);
     ps_health_free(srv->health);
     free(srv->tls_cert);
@@ -679,6 +917,17 @@ static void server_free(ps_server *srv)
     free(srv->web_root);
     free(srv);
 }
+
+/* A user's access was revoked or disabled: their live streams and sockets
+ * end now (the poller's thread). */
+static void cut_user(void *ctx, const char *user)
+{
+    ps_server *srv = ctx;
+    ps_events_close_user(srv->events, user);
+    ps_ws_close_user(srv->ws, user);
+}
+
+#define ACCESS_POLL_MS 1000 /* how soon a revocation by another process counts */
 
 /* Auth, limits and TLS material, before the daemon starts. */
 static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
@@ -703,7 +952,8 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (cfg->tls_cert && ((rc = read_pem(cfg->tls_cert, &srv->tls_cert, err)) != PS_OK ||
                           (rc = read_pem(cfg->tls_key, &srv->tls_key, err)) != PS_OK ||
                           (rc = ps_tls_check_pair(srv->tls_cert, srv->tls_key, cfg->tls_cert,
-                                                  cfg->tls_key, err)) != PS_OK))
+                                                  cfg->tls_key, err)) != PS_OK ||
+                          (rc = ps_tls_load(cfg->tls_cert, cfg->tls_key, err)) != PS_OK))
         return rc;
     srv->lane = ps_lane_new(cfg->max_large_requests, cfg->threads, LANE_KEEP_IDLE_MS);
     if (!srv->lane)
@@ -732,6 +982,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     };
     if (!(srv->ws = ps_ws_new(&wc)))
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start the live socket");
+    if (srv->auth && (rc = ps_access_new(srv->env.store, ACCESS_POLL_MS, cut_user, srv,
+                                         &srv->access, err)) != PS_OK)
+        return rc;
     srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
     srv->env.live = &srv->live;
     srv->web_root = ps_static_find_root(cfg->web_root, PS_WEB_ROOT_INSTALLED);
@@ -740,6 +993,84 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (srv->env.store->ops->listen &&
         (rc = srv->env.store->ops->listen(srv->env.store, remote_change, srv, err)) != PS_OK)
         return rc;
+    return PS_OK;
+}
+
+/* ---- the --metrics-bind listener: GET /metrics and nothing else ---- */
+
+static enum MHD_Result on_metrics_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                          const char *method, const char *version,
+                                          const char *upload_data, size_t *upload_data_size,
+                                          void **con_cls)
+{
+    ps_server *srv = cls;
+    if (!*con_cls) { /* the headers: answer once any body has gone by */
+        *con_cls = srv;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* dropped */
+        return MHD_YES;
+    }
+    ps_reply reply;
+    ps_reply_init(&reply, ERROR_BODY_LIMIT);
+    if (strcmp(url, "/metrics") == 0 && strcmp(method, "GET") == 0)
+        metrics_reply(srv, &reply);
+    else
+        ps_reply_error(&reply, 404, "not_found", "this listener serves GET /metrics only");
+    enum MHD_Result r = ps__send_reply(conn, &reply, false);
+    ps_reply_free(&reply);
+    return r;
+}
+
+/* "ADDR:PORT" or "[IPv6]:PORT" -> host and port strings. */
+static bool split_host_port(const char *text, char *host, size_t host_size, char *port,
+                            size_t port_size)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || !colon[1])
+        return false;
+    const char *h = text;
+    size_t n = (size_t)(colon - text);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= host_size || strlen(colon + 1) >= port_size)
+        return false;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    snprintf(port, port_size, "%s", colon + 1);
+    return true;
+}
+
+static ps_code start_metrics_listener(ps_server *srv, ps_error *err)
+{
+    char host[80], port[8];
+    if (!split_host_port(srv->cfg.metrics_bind, host, sizeof host, port, sizeof port))
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "--metrics-bind wants ADDR:PORT, not %s",
+                            srv->cfg.metrics_bind);
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0 || !ai)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot use --metrics-bind %s: %s",
+                            srv->cfg.metrics_bind, gai_strerror(gai));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->metrics_daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_metrics_request, srv, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+        MHD_OPTION_CONNECTION_LIMIT, 32u, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!srv->metrics_daemon)
+        return ps_error_set(err, PS_ERR_IO, -1, "", "cannot listen on --metrics-bind %s",
+                            srv->cfg.metrics_bind);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(srv->metrics_daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->metrics_port = info ? info->port : 0;
     return PS_OK;
 }
 
@@ -758,12 +1089,15 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         .started_ms = ps_time_now_ms(),
         .user = IMPLICIT_USER,
         .quota_bytes = (int64_t)cfg->quota_bytes,
+        .tombstone_retention_ms = cfg->tombstone_retention_ms,
     };
     atomic_init(&srv->inflight, 0);
     atomic_init(&srv->turned_away_done, 0);
     atomic_init(&srv->connections, 0);
     atomic_init(&srv->draining, false);
     atomic_init(&srv->next_purge_ms, 0); /* the first request purges */
+    /* ids unique across restarts: the start time in the high bits */
+    atomic_init(&srv->next_request_id, (uint_fast64_t)ps_time_now_ms() << 20);
 
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -792,15 +1126,15 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, on_accept, srv, on_request, srv,
         /* the logger must come first to catch errors about the options */
-        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         /* above ours: on_accept refuses first, libmicrohttpd never queues */
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + 16,
-        /* the TLS options are ignored without MHD_USE_TLS; NULL when off */
-        srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
-        MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key, MHD_OPTION_END);
+        /* asked at each handshake, so SIGHUP can swap them (tls.h) */
+        srv->tls_cert ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, ps_tls_retrieve,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon) {
         server_free(srv);
@@ -810,8 +1144,25 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
+    if (cfg->metrics_bind[0] && (rc = start_metrics_listener(srv, err)) != PS_OK) {
+        MHD_stop_daemon(srv->daemon);
+        server_free(srv);
+        return rc;
+    }
     *out = srv;
     return PS_OK;
+}
+
+unsigned ps_server_metrics_port(const ps_server *srv)
+{
+    return srv->metrics_port;
+}
+
+ps_code ps_server_reload_tls(ps_server *srv, ps_error *err)
+{
+    if (!srv->tls_cert)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "the server does not serve TLS");
+    return ps_tls_load(srv->cfg.tls_cert, srv->cfg.tls_key, err);
 }
 
 unsigned ps_server_port(const ps_server *srv)
@@ -864,6 +1215,8 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
          waited_ms += 10)
         nanosleep(&tick, NULL);
     ps_lane_stop(srv->lane);
+    if (srv->metrics_daemon)
+        MHD_stop_daemon(srv->metrics_daemon);
     MHD_stop_daemon(srv->daemon);
     server_free(srv);
     return left;

@@ -20,6 +20,13 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
 /* The port actually bound (useful with --port 0). */
 unsigned ps_server_port(const ps_server *srv);
 
+/* The --metrics-bind listener's port, 0 when there is none. */
+unsigned ps_server_metrics_port(const ps_server *srv);
+
+/* Re-reads --tls-cert and --tls-key for new connections; on failure the
+ * current ones stay and err says why (server/tls.h). */
+ps_code ps_server_reload_tls(ps_server *srv, ps_error *err);
+
 /*
  * Stops accepting connections, answers 503 to new requests on open ones,
  * waits up to `drain_timeout_s` for in-flight requests, then frees the server.

@@ -1,5 +1,6 @@
 /* Chat load/save shared by both sync protocols; see sync_common.h. */
 #include "server/sync_common.h"
+#include "server/metrics.h"
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
 
@@ -15,6 +16,16 @@ ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char 
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     return rc;
+}
+
+/* For /metrics: a chat a sync changed, and its messages that changed
+ * (counted when saved; a sync rolled back later still counts). */
+static void count_merged(const ps_chat *chat)
+{
+    uint64_t messages = 0;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        messages += chat->messages[i].mark.dirty;
+    ps_metrics_merged(1, messages);
 }
 
 ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, const char *origin,
@@ -45,6 +56,7 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
      * Lamport tick for a legacy client is not news to anyone else. */
     int64_t seq = 0;
     if (rc == PS_OK && ps_chat_is_dirty(chat)) {
+        count_merged(chat);
         seq = ++user->seq;
         rc = ps_chat_mark_dirty(chat, seq, origin);
         /* back from deletion: devices that dropped it need it whole */

@@ -23,6 +23,8 @@ typedef struct ps_sync_ctx {
     const ps_limits *limits;
     /* The device whose request this is (its deviceId), or NULL. */
     const char *device;
+    const char *client; /* User-Agent, for the device registry; NULL or "" unknown */
+    int64_t tombstone_retention_ms; /* devices silent longer do not hold tombstones */
     /* Called after a commit that changed the user's data (live channel,
      * live sockets); `device` made the change, or NULL; the user's change
      * sequence went from seq_before to seq_after. */

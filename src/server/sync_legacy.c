@@ -470,6 +470,15 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         goto rollback;
     if (answer && (rc = build_answer(ctx, &user, device, sent, returned, answer, err)) != PS_OK)
         goto rollback;
+    /* The device registry (docs/protocol.md, "Devices"): a legacy device's
+     * /sync is its acknowledgement (the answer holds the state up to
+     * user.seq); a client without a deviceId is the device "" that
+     * acknowledges nothing. While a legacy device is around its user's
+     * tombstones keep the time rule (store.h, purge_acknowledged). */
+    bool acks = answer && device[0];
+    if ((rc = ctx->store->ops->device_seen(ctx->store, ctx->user, device, ctx->client, "legacy",
+                                           acks ? user.seq : -1, ctx->now_ms, err)) != PS_OK)
+        goto rollback;
     user.last_sync_ms = ctx->now_ms;
     if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
         goto rollback;

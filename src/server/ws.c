@@ -51,6 +51,7 @@ struct ps_ws_conn {
     frame *head;
     size_t queued; /* their bytes */
     bool overflow; /* the queue passed its limit: close with 1013 */
+    bool cut;      /* ps_ws_close_user: close with 1008 */
     /* set by ps_ws_attach */
     bool attached;
     MHD_socket fd;
@@ -187,6 +188,10 @@ static void feed(ps_ws *ws, ps_ws_conn *c, int64_t now)
 {
     if (ws->closing)
         close_with(c, 1001, "server shutting down", now);
+    if (c->cut) {
+        frames_free(c);
+        close_with(c, 1008, "access revoked", now);
+    }
     if (c->overflow) {
         frames_free(c);
         close_with(c, 1013, "too far behind; sync to catch up", now);
@@ -573,7 +578,7 @@ unsigned ps_ws_publish(ps_ws *ws, const char *user, const char *device, const ch
     unsigned open = 0;
     pthread_mutex_lock(&ws->lock);
     for (ps_ws_conn *c = ws->conns; c; c = c->next) {
-        if (c->overflow || !is_listener(c, user, device))
+        if (c->overflow || c->cut || !is_listener(c, user, device))
             continue;
         if (!enqueue(ws, c, key, b))
             c->overflow = true; /* out of memory: it will have to catch up */
@@ -583,6 +588,18 @@ unsigned ps_ws_publish(ps_ws *ws, const char *user, const char *device, const ch
     blob_put(b);
     wake(ws);
     return open;
+}
+
+void ps_ws_close_user(ps_ws *ws, const char *user)
+{
+    if (!ws)
+        return;
+    pthread_mutex_lock(&ws->lock);
+    for (ps_ws_conn *c = ws->conns; c; c = c->next)
+        if (strcmp(c->user, user) == 0)
+            c->cut = true;
+    pthread_mutex_unlock(&ws->lock);
+    wake(ws);
 }
 
 unsigned ps_ws_count(ps_ws *ws)

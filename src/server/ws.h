@@ -83,6 +83,10 @@ unsigned ps_ws_publish(ps_ws *ws, const char *user, const char *device, const ch
 void ps_ws_chats_changed(ps_ws *ws, ps_store *store, const char *user, const char *device,
                          int64_t seq_before, int64_t seq_after);
 
+/* Closes every socket of `user` with 1008 (policy violation: access
+ * revoked or disabled); a reconnect meets the verdict. Any thread. */
+void ps_ws_close_user(ps_ws *ws, const char *user);
+
 /* Open sockets (for tests and metrics). */
 unsigned ps_ws_count(ps_ws *ws);
 

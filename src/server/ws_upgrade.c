@@ -123,18 +123,24 @@ static enum MHD_Result authenticate(struct MHD_Connection *conn, const ps_ws_gat
     size_t n = token ? strlen(token) : 0;
     if (n && n <= TOKEN_MAX && (authz = malloc(n + 8)))
         snprintf(authz, n + 8, "Bearer %s", token);
-    ps_code rc = ps_auth_check(gate->auth, n > TOKEN_MAX ? "Bearer too-long" : authz,
-                               ps_time_now_ms() / 1000, user, user_size, &err);
+    ps_auth_claims claims;
+    ps_code rc = ps_auth_check_claims(gate->auth, n > TOKEN_MAX ? "Bearer too-long" : authz,
+                                      ps_time_now_ms() / 1000, user, user_size, &claims, &err);
     free(authz);
     free(token);
-    if (rc == PS_OK)
+    ps_access_verdict verdict =
+        rc == PS_OK && gate->access ? ps_access_check(gate->access, user, &claims) : PS_ACCESS_OK;
+    if (rc == PS_OK && verdict == PS_ACCESS_OK)
         return MHD_YES;
     /* the token is never logged, nor echoed: err says only what is wrong */
     *answered = true;
     ps_reply reply;
     ps_reply_init(&reply, 4096);
     reply.hsts = gate->hsts;
-    ps_reply_from_error(&reply, &err);
+    if (rc != PS_OK)
+        ps_reply_from_error(&reply, &err);
+    else
+        ps_access_reply(&reply, verdict);
     enum MHD_Result r = ps__send_reply(conn, &reply, false);
     ps_reply_free(&reply);
     return r;

@@ -8,6 +8,7 @@
 #ifndef PS_WS_UPGRADE_H
 #define PS_WS_UPGRADE_H
 
+#include "server/access.h"
 #include "server/auth.h"
 #include "server/ws.h"
 
@@ -17,6 +18,7 @@
 /* What server.c knows of the request that the handshake needs. */
 typedef struct ps_ws_gate {
     const ps_auth *auth;       /* NULL: no auth, every socket is implicit_user's */
+    ps_access *access;         /* revoked tokens and disabled users; NULL: none */
     const char *implicit_user;
     bool draining;             /* shutting down: 503 */
     bool origin_refused;       /* an Origin the CORS settings do not allow: 403 */

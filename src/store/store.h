@@ -15,11 +15,18 @@
 #include "core/chat.h"
 #include "polysync/error.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct ps_store ps_store;
+
+/* A store call that failed must not go unseen (a lost commit error is a
+ * lost write). The vtable's function pointers cannot carry the attribute;
+ * the entry points below do. */
+#define PS_STORE_MUST_CHECK __attribute__((warn_unused_result))
 
 /* A user's row. Created on first use. */
 typedef struct ps_user {
@@ -62,6 +69,34 @@ typedef struct ps_store_stats {
  * missed notifications for a while). */
 typedef void (*ps_store_change_fn)(void *ctx, const char *user, const char *device,
                                    int64_t seq_before, int64_t seq_after);
+
+/* Accounts and tokens (docs/security.md, "Revoking access"). A token
+ * minted by `polysyncd token issue`, as the registry holds it. Borrowed
+ * strings, valid during the callback. */
+typedef struct ps_token_row {
+    const char *jti;
+    const char *user;
+    int64_t issued_ms, expires_ms;
+    int64_t revoked_ms; /* 0: not revoked */
+} ps_token_row;
+
+/* What the server refuses of a user, by name (kept when the user's rows
+ * are deleted, so a deleted user's devices stay refused). */
+typedef struct ps_account_row {
+    const char *name;
+    bool disabled;            /* 403 to every request */
+    int64_t tokens_before_ms; /* tokens issued at or before this: 401; 0 none */
+} ps_account_row;
+
+/* A device of a user, as the registry holds it (docs/protocol.md,
+ * "Devices"). Borrowed strings, valid during the callback. */
+typedef struct ps_device_row {
+    const char *id;
+    int64_t first_seen_ms, last_seen_ms;
+    const char *client;   /* User-Agent or the request's `client`; "" unknown */
+    const char *protocol; /* "v2" or "legacy" */
+    int64_t acked_seq;    /* the change sequence it has applied; -1 none yet */
+} ps_device_row;
 
 struct ps_store_ops {
     const char *name;
@@ -124,6 +159,68 @@ struct ps_store_ops {
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
     ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged, ps_error *err);
+    /*
+     * Accounts and tokens. Every function that changes what the server
+     * refuses (token_revoke, account_set) also raises the store's access
+     * generation, in the same transaction: a running server polls
+     * access_generation once a second and reloads the lists when it moved
+     * (the change may come from another process, `polysyncd token revoke`).
+     */
+    /* Records a minted token (jti unique). */
+    ps_code (*token_add)(ps_store *s, const char *jti, const char *user, int64_t issued_ms,
+                         int64_t expires_ms, ps_error *err);
+    /* Tokens of `user` (NULL: all), by issue time; non-zero from fn stops. */
+    ps_code (*token_list)(ps_store *s, const char *user,
+                          int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
+                          ps_error *err);
+    /* Revokes one token (jti) or, jti NULL, every unrevoked token of
+     * `user`, at now_ms; *count = tokens revoked now (0 is not an error). */
+    ps_code (*token_revoke)(ps_store *s, const char *jti, const char *user, int64_t now_ms,
+                            int64_t *count, ps_error *err);
+    /* Revoked tokens not yet expired at now_ms (what the server must refuse). */
+    ps_code (*token_revoked_each)(ps_store *s, int64_t now_ms,
+                                  int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
+                                  ps_error *err);
+    /* Sets a user's refusals: disabled (-1: keep), tokens_before_ms (-1:
+     * keep; 0 clears). Creates the row when needed; the user need not exist. */
+    ps_code (*account_set)(ps_store *s, const char *name, int disabled, int64_t tokens_before_ms,
+                           ps_error *err);
+    /* Every user with a refusal (disabled, or tokens_before_ms set). */
+    ps_code (*account_each)(ps_store *s, int (*fn)(void *ctx, const ps_account_row *row),
+                            void *ctx, ps_error *err);
+    /* A number that changes whenever token_revoke or account_set commit. */
+    ps_code (*access_generation)(ps_store *s, int64_t *generation, ps_error *err);
+    /* Renames a user, chats and all; PS_ERR_NOT_FOUND when `from` has no
+     * row, PS_ERR_INVALID when `to` has one. */
+    ps_code (*user_rename)(ps_store *s, const char *from, const char *to, ps_error *err);
+    /* The device registry. device_seen records that `device` of the user
+     * named `user` synced at now_ms with `client`/`protocol`, having applied
+     * the user's changes up to acked_seq (-1: says nothing; the stored one
+     * is kept). Nothing when the user has no row. */
+    ps_code (*device_seen)(ps_store *s, const char *user, const char *device,
+                           const char *client, const char *protocol, int64_t acked_seq,
+                           int64_t now_ms, ps_error *err);
+    /* The user's devices, by first sighting; non-zero from fn stops. */
+    ps_code (*device_list)(ps_store *s, const char *user,
+                           int (*fn)(void *ctx, const ps_device_row *row), void *ctx,
+                           ps_error *err);
+    /*
+     * Tombstone collection by acknowledgement (docs/merge.md): forgets the
+     * user's chat and message tombstones that every device seen since
+     * active_since_ms has acknowledged (sequence <= the least acked_seq of
+     * those devices), raising purged_seq past them so an older cursor gets
+     * 410. Nothing when no device was seen since then, when one of them
+     * has acknowledged nothing (-1), or when one of them is a legacy device
+     * (protocol "legacy", with a deviceId or not: no cursor, so no 410 can
+     * make it resync; its user keeps the time rule). *purged: how many.
+     */
+    ps_code (*purge_acknowledged)(ps_store *s, const char *user, int64_t active_since_ms,
+                                  int64_t *purged, ps_error *err);
+    /* How many chat and message tombstones the user has (0 when no user):
+     * whether an acknowledgement is worth a write now. */
+    ps_code (*user_tombstones)(ps_store *s, const char *user, int64_t *count, ps_error *err);
+    /* Forgets a device; PS_ERR_NOT_FOUND when the user has no such one. */
+    ps_code (*device_forget)(ps_store *s, const char *user, const char *device, ps_error *err);
     /* Whether the store can be used now (GET /health): reads, and writes a
      * transaction through to disk, so a read-only, full or failing disk
      * shows; a store found corrupt stays unhealthy until it is reopened.
@@ -183,18 +280,30 @@ typedef struct ps_store_options {
  * "postgres://..." / "postgresql://...". Migrates the schema forward.
  * *out is the caller's, closed with ps_store_close().
  */
-ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
+PS_STORE_MUST_CHECK ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
 /* The same with options (NULL = defaults). */
-ps_code ps_store_open_opts(const char *url, const ps_store_options *opt, ps_store **out,
-                           ps_error *err);
+PS_STORE_MUST_CHECK ps_code ps_store_open_opts(const char *url, const ps_store_options *opt, ps_store **out,
+                                               ps_error *err);
 void ps_store_close(ps_store *s);
 
+/* Transactions begun and the time spent in begin (mostly waiting for the
+ * store's lock), for /metrics (server/metrics.h); defined in store.c. */
+extern _Atomic uint64_t ps__store_begin_count, ps__store_begin_wait_us;
+
 /* Thin inline dispatch, so call sites read as plain function calls. */
-static inline ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
+static inline PS_STORE_MUST_CHECK ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
 {
-    return s->ops->begin(s, write, err);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ps_code rc = s->ops->begin(s, write, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    atomic_fetch_add_explicit(&ps__store_begin_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ps__store_begin_wait_us, (uint64_t)(us > 0 ? us : 0),
+                              memory_order_relaxed);
+    return rc;
 }
-static inline ps_code ps_store_commit(ps_store *s, ps_error *err)
+static inline PS_STORE_MUST_CHECK ps_code ps_store_commit(ps_store *s, ps_error *err)
 {
     return s->ops->commit(s, err);
 }
@@ -207,5 +316,10 @@ static inline void ps_store_rollback(ps_store *s)
 ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err);
 ps_code ps__store_pg_open(const char *url, const ps_store_options *opt, ps_store **out,
                           ps_error *err);
+#ifdef PS_FAULT_INJECTION
+/* Test builds: wraps *s in the fault-injecting store of store_fault.c when
+ * PS_FAULT_STORE_FILE is set (else leaves it). */
+ps_code ps__store_fault_wrap(ps_store **s, ps_error *err);
+#endif
 
 #endif

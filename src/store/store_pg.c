@@ -54,9 +54,10 @@
 #define MIGRATE_LOCK_KEY "8101819436469217895"
 
 #define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin, timed, received"
+#define TOKEN_COLUMNS "jti, user_name, issued_ms, expires_ms, revoked_ms"
 
 /* Forward migrations: entry i takes the schema from version i to i + 1.
- * Same concepts as the SQLite schema (store_sqlite.c) as of its version 5;
+ * Same concepts as the SQLite schema (store_sqlite.c) as of its version 7;
  * text keys compare bytewise (COLLATE "C") as SQLite's do, so listings come
  * in the same order on both backends. The big columns stay in chats:
  * PostgreSQL keeps them out of line (TOAST) by itself. */
@@ -126,6 +127,29 @@ static const char *const MIGRATIONS[] = {
     "  PRIMARY KEY (user_id, chat_id, device),"
     "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
     "ALTER TABLE chats ADD COLUMN hashes BYTEA;",
+    /* 2 -> 3, as SQLite's 6 -> 7: accounts (minted tokens, revocable by id;
+     * what is refused of a user by name; the generation a running server
+     * polls to notice a change made by another process or instance) and
+     * the device registry (every device of a user that synced, and the
+     * change sequence it has applied) */
+    "CREATE TABLE tokens ("
+    "  jti TEXT COLLATE \"C\" PRIMARY KEY, user_name TEXT COLLATE \"C\" NOT NULL,"
+    "  issued_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL,"
+    "  revoked_ms BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX tokens_by_user ON tokens(user_name, issued_ms);"
+    "CREATE TABLE accounts ("
+    "  name TEXT COLLATE \"C\" PRIMARY KEY, disabled BOOLEAN NOT NULL DEFAULT false,"
+    "  tokens_before_ms BIGINT NOT NULL DEFAULT 0);"
+    "CREATE TABLE access_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  generation BIGINT NOT NULL);"
+    "INSERT INTO access_state VALUES (1, 0);"
+    "CREATE TABLE devices ("
+    "  user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  device_id TEXT COLLATE \"C\" NOT NULL,"
+    "  first_seen_ms BIGINT NOT NULL, last_seen_ms BIGINT NOT NULL,"
+    "  client TEXT NOT NULL DEFAULT '', protocol TEXT NOT NULL,"
+    "  acked_seq BIGINT NOT NULL DEFAULT -1,"
+    "  PRIMARY KEY (user_id, device_id));",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -178,6 +202,27 @@ enum {
     Q_BASE_PUT,
     Q_BASE_COPY,
     Q_PROBE,
+    Q_TOKEN_ADD,
+    Q_TOKEN_LIST,
+    Q_TOKEN_REVOKED,
+    Q_TOKEN_REVOKE_ONE,
+    Q_TOKEN_REVOKE_USER,
+    Q_ACCESS_BUMP,
+    Q_ACCESS_GEN,
+    Q_ACCOUNT_SET,
+    Q_ACCOUNT_EACH,
+    Q_USER_EXISTS,
+    Q_USER_RENAME,
+    Q_USER_RENAME_SEEN_DROP,
+    Q_USER_RENAME_SEEN,
+    Q_DEVICE_SEEN,
+    Q_DEVICE_LIST,
+    Q_ACKED_MIN,
+    Q_ACK_MARK,
+    Q_ACK_PURGE_MSG,
+    Q_ACK_PURGE_CHATS,
+    Q_USER_TOMBSTONES,
+    Q_DEVICE_FORGET,
     Q_COUNT
 };
 
@@ -284,6 +329,63 @@ static const char *const QUERIES[Q_COUNT] = {
                 " WHERE version = (SELECT max(version) FROM schema_version)",
     [Q_USER_RESTORE] = "UPDATE users SET clock = $2, last_sync_ms = $3, seq = $4,"
                        " purged_seq = $5 WHERE id = $1",
+    /* accounts and tokens (store.h); the same statements as store_sqlite.c's */
+    [Q_TOKEN_ADD] = "INSERT INTO tokens(jti, user_name, issued_ms, expires_ms)"
+                    " VALUES ($1, $2, $3, $4)",
+    [Q_TOKEN_LIST] = "SELECT " TOKEN_COLUMNS " FROM tokens"
+                     " WHERE $1::text IS NULL OR user_name = $1::text ORDER BY issued_ms, jti",
+    [Q_TOKEN_REVOKED] = "SELECT " TOKEN_COLUMNS " FROM tokens"
+                        " WHERE revoked_ms <> 0 AND expires_ms >= $1 ORDER BY jti",
+    [Q_TOKEN_REVOKE_ONE] = "UPDATE tokens SET revoked_ms = $2 WHERE jti = $1 AND revoked_ms = 0",
+    [Q_TOKEN_REVOKE_USER] = "UPDATE tokens SET revoked_ms = $2 WHERE user_name = $1"
+                            " AND revoked_ms = 0",
+    [Q_ACCESS_BUMP] = "UPDATE access_state SET generation = generation + 1",
+    [Q_ACCESS_GEN] = "SELECT generation FROM access_state WHERE id = 1",
+    /* disabled, tokens_before_ms: -1 keeps the stored one */
+    [Q_ACCOUNT_SET] = "INSERT INTO accounts(name, disabled, tokens_before_ms)"
+                      " VALUES ($1::text, greatest($2::int, 0) <> 0, greatest($3::bigint, 0))"
+                      " ON CONFLICT (name) DO UPDATE SET"
+                      " disabled = CASE WHEN $2::int < 0 THEN accounts.disabled"
+                      "   ELSE $2::int <> 0 END,"
+                      " tokens_before_ms = CASE WHEN $3::bigint < 0 THEN accounts.tokens_before_ms"
+                      "   ELSE $3::bigint END",
+    [Q_ACCOUNT_EACH] = "SELECT name, disabled, tokens_before_ms FROM accounts"
+                       " WHERE disabled OR tokens_before_ms <> 0 ORDER BY name",
+    [Q_USER_EXISTS] = "SELECT 1 FROM users WHERE name = $1",
+    [Q_USER_RENAME] = "UPDATE users SET name = $2 WHERE name = $1",
+    /* the no-op sync time follows the name (a stale one of `to` goes) */
+    [Q_USER_RENAME_SEEN_DROP] = "DELETE FROM user_seen WHERE name = $1",
+    [Q_USER_RENAME_SEEN] = "UPDATE user_seen SET name = $2 WHERE name = $1",
+    /* the device registry; acked_seq -1 and client "" keep the stored ones */
+    [Q_DEVICE_SEEN] =
+        "INSERT INTO devices(user_id, device_id, first_seen_ms, last_seen_ms, client,"
+        " protocol, acked_seq) SELECT id, $2::text, $6::bigint, $6::bigint, $3::text, $4::text,"
+        " $5::bigint FROM users WHERE name = $1::text"
+        " ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,"
+        " client = CASE excluded.client WHEN '' THEN devices.client ELSE excluded.client END,"
+        " protocol = excluded.protocol,"
+        " acked_seq = CASE WHEN excluded.acked_seq < 0 THEN devices.acked_seq"
+        "   ELSE excluded.acked_seq END",
+    [Q_DEVICE_LIST] = "SELECT d.device_id, d.first_seen_ms, d.last_seen_ms, d.client,"
+                      " d.protocol, d.acked_seq FROM devices d JOIN users u"
+                      " ON u.id = d.user_id WHERE u.name = $1"
+                      " ORDER BY d.first_seen_ms, d.device_id",
+    /* the least acknowledgement of the devices seen since $2 (a legacy one
+     * counts as none); NULL when none was seen */
+    [Q_ACKED_MIN] = "SELECT min(CASE protocol WHEN 'legacy' THEN -1 ELSE acked_seq END)"
+                    " FROM devices WHERE user_id = $1 AND last_seen_ms >= $2",
+    [Q_ACK_MARK] = "UPDATE users SET purged_seq = greatest(purged_seq,"
+                   " coalesce((SELECT max(seq) FROM chats WHERE user_id = $1"
+                   "   AND NOT live AND seq <= $2), 0),"
+                   " coalesce((SELECT max(seq) FROM messages WHERE user_id = $1"
+                   "   AND value IS NULL AND seq <= $2), 0)) WHERE id = $1",
+    [Q_ACK_PURGE_MSG] = "DELETE FROM messages WHERE user_id = $1 AND value IS NULL AND seq <= $2",
+    [Q_ACK_PURGE_CHATS] = "DELETE FROM chats WHERE user_id = $1 AND NOT live AND seq <= $2",
+    [Q_USER_TOMBSTONES] = "SELECT (SELECT count(*) FROM chats WHERE user_id = u.id AND NOT live)"
+                          " + (SELECT count(*) FROM messages WHERE user_id = u.id"
+                          "   AND value IS NULL) FROM users u WHERE u.name = $1",
+    [Q_DEVICE_FORGET] = "DELETE FROM devices WHERE device_id = $2"
+                        " AND user_id = (SELECT id FROM users WHERE name = $1)",
 };
 
 /* A no-op sync time recorded in a read transaction, not written yet. */
@@ -1452,6 +1554,269 @@ static ps_code pg_probe(ps_store *base, size_t deep_max_bytes, ps_error *err)
                                                  : "the database cannot be written");
 }
 
+/* ---- accounts and tokens (store.h) ---------------------------------- */
+
+/* token_revoke and account_set raise it in their own transaction, so an
+ * instance polling it sees the change with the change. */
+static ps_code bump_access_generation(pg_conn *c, ps_error *err)
+{
+    return run_void(c, Q_ACCESS_BUMP, 0, NULL, err, "raising the access generation");
+}
+
+static ps_code pg_token_add(ps_store *base, const char *jti, const char *user, int64_t issued_ms,
+                            int64_t expires_ms, ps_error *err)
+{
+    num issued, expires;
+    const char *params[4] = {jti, user, numtext(&issued, issued_ms),
+                             numtext(&expires, expires_ms)};
+    return run_void(current((pg_store *)base), Q_TOKEN_ADD, 4, params, err, "recording a token");
+}
+
+/* Runs a token query and calls fn per row. */
+static ps_code each_token(pg_conn *c, int q, int n, const char *const *params,
+                          int (*fn)(void *, const ps_token_row *), void *ctx, ps_error *err)
+{
+    ps_code rc;
+    PGresult *res = run(c, q, n, params, &rc, err, "listing tokens");
+    if (!res)
+        return rc;
+    for (int i = 0; i < PQntuples(res); i++) {
+        ps_token_row row = {
+            .jti = PQgetvalue(res, i, 0),
+            .user = PQgetvalue(res, i, 1),
+            .issued_ms = int_at(res, i, 2),
+            .expires_ms = int_at(res, i, 3),
+            .revoked_ms = int_at(res, i, 4),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_token_list(ps_store *base, const char *user,
+                             int (*fn)(void *, const ps_token_row *), void *ctx, ps_error *err)
+{
+    const char *params[1] = {user}; /* NULL: every user's */
+    return each_token(current((pg_store *)base), Q_TOKEN_LIST, 1, params, fn, ctx, err);
+}
+
+static ps_code pg_token_revoked_each(ps_store *base, int64_t now_ms,
+                                     int (*fn)(void *, const ps_token_row *), void *ctx,
+                                     ps_error *err)
+{
+    num now;
+    const char *params[1] = {numtext(&now, now_ms)};
+    return each_token(current((pg_store *)base), Q_TOKEN_REVOKED, 1, params, fn, ctx, err);
+}
+
+static ps_code pg_token_revoke(ps_store *base, const char *jti, const char *user, int64_t now_ms,
+                               int64_t *count, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    *count = 0;
+    num now;
+    const char *params[2] = {jti ? jti : user, numtext(&now, now_ms)};
+    ps_code rc;
+    PGresult *res = run(c, jti ? Q_TOKEN_REVOKE_ONE : Q_TOKEN_REVOKE_USER, 2, params, &rc, err,
+                        "revoking tokens");
+    if (!res)
+        return rc;
+    *count = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return *count ? bump_access_generation(c, err) : PS_OK;
+}
+
+static ps_code pg_account_set(ps_store *base, const char *name, int disabled,
+                              int64_t tokens_before_ms, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    num dis, before;
+    const char *params[3] = {name, numtext(&dis, disabled), numtext(&before, tokens_before_ms)};
+    ps_code rc = run_void(c, Q_ACCOUNT_SET, 3, params, err, "saving an account");
+    return rc == PS_OK ? bump_access_generation(c, err) : rc;
+}
+
+static ps_code pg_account_each(ps_store *base, int (*fn)(void *, const ps_account_row *),
+                               void *ctx, ps_error *err)
+{
+    ps_code rc;
+    PGresult *res = run(current((pg_store *)base), Q_ACCOUNT_EACH, 0, NULL, &rc, err,
+                        "listing accounts");
+    if (!res)
+        return rc;
+    for (int i = 0; i < PQntuples(res); i++) {
+        ps_account_row row = {
+            .name = PQgetvalue(res, i, 0),
+            .disabled = PQgetvalue(res, i, 1)[0] == 't',
+            .tokens_before_ms = int_at(res, i, 2),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_access_generation(ps_store *base, int64_t *generation, ps_error *err)
+{
+    ps_code rc;
+    PGresult *res = run(current((pg_store *)base), Q_ACCESS_GEN, 0, NULL, &rc, err,
+                        "reading access state");
+    if (!res)
+        return rc;
+    *generation = PQntuples(res) > 0 ? int_at(res, 0, 0) : 0;
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_user_rename(ps_store *base, const char *from, const char *to, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    const char *p_to[1] = {to};
+    ps_code rc;
+    PGresult *res = run(c, Q_USER_EXISTS, 1, p_to, &rc, err, "renaming user");
+    if (!res)
+        return rc;
+    bool taken = PQntuples(res) > 0;
+    PQclear(res);
+    if (taken)
+        return ps_error_set(err, PS_ERR_INVALID, -1, "", "user %s exists already", to);
+    const char *params[2] = {from, to};
+    if (!(res = run(c, Q_USER_RENAME, 2, params, &rc, err, "renaming user")))
+        return rc;
+    bool none = strcmp(PQcmdTuples(res), "0") == 0;
+    PQclear(res);
+    if (none)
+        return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", from);
+    if ((rc = run_void(c, Q_USER_RENAME_SEEN_DROP, 1, p_to, err, "renaming user")) != PS_OK)
+        return rc;
+    return run_void(c, Q_USER_RENAME_SEEN, 2, params, err, "renaming user");
+}
+
+/* ---- the device registry and tombstone collection (store.h) ---------- */
+
+static ps_code pg_device_seen(ps_store *base, const char *user, const char *device,
+                              const char *client, const char *protocol, int64_t acked_seq,
+                              int64_t now_ms, ps_error *err)
+{
+    num acked, now;
+    const char *params[6] = {user,     device, client ? client : "", protocol,
+                             numtext(&acked, acked_seq), numtext(&now, now_ms)};
+    return run_void(current((pg_store *)base), Q_DEVICE_SEEN, 6, params, err,
+                    "recording a device");
+}
+
+static ps_code pg_device_list(ps_store *base, const char *user,
+                              int (*fn)(void *, const ps_device_row *), void *ctx, ps_error *err)
+{
+    const char *params[1] = {user};
+    ps_code rc;
+    PGresult *res = run(current((pg_store *)base), Q_DEVICE_LIST, 1, params, &rc, err,
+                        "listing devices");
+    if (!res)
+        return rc;
+    for (int i = 0; i < PQntuples(res); i++) {
+        ps_device_row row = {
+            .id = PQgetvalue(res, i, 0),
+            .first_seen_ms = int_at(res, i, 1),
+            .last_seen_ms = int_at(res, i, 2),
+            .client = PQgetvalue(res, i, 3),
+            .protocol = PQgetvalue(res, i, 4),
+            .acked_seq = int_at(res, i, 5),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    PQclear(res);
+    return PS_OK;
+}
+
+/* Runs a collection query with $1 = user id, $2 = sequence; *changes = rows. */
+static ps_code run_for_user(pg_conn *c, int q, const char *user_id, const char *seq,
+                            int64_t *changes, ps_error *err)
+{
+    const char *params[2] = {user_id, seq};
+    ps_code rc;
+    PGresult *res = run(c, q, 2, params, &rc, err, "collecting tombstones");
+    if (!res)
+        return rc;
+    if (changes)
+        *changes = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_purge_acknowledged(ps_store *base, const char *user, int64_t active_since_ms,
+                                     int64_t *purged, ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    *purged = 0;
+    /* The user's row first, locked as a sync locks it: the sync writers of
+     * other instances wait, and the acknowledgements read next stand. In a
+     * read transaction nothing would be written: read only. */
+    ps_user u;
+    bool found;
+    ps_code rc = user_get(c, c->writing ? Q_USER_LOCK : Q_USER_GET, user, &u, &found, err);
+    if (rc != PS_OK || !found)
+        return rc;
+    num id, since;
+    const char *params[2] = {numtext(&id, u.id), numtext(&since, active_since_ms)};
+    PGresult *res = run(c, Q_ACKED_MIN, 2, params, &rc, err, "reading acknowledgements");
+    if (!res)
+        return rc;
+    int64_t acked = PQgetisnull(res, 0, 0) ? -1 : int_at(res, 0, 0);
+    PQclear(res);
+    if (acked <= 0)
+        return PS_OK;
+    num seq;
+    numtext(&seq, acked);
+    int64_t chats = 0, messages = 0;
+    /* first the mark: cursors from before what goes can no longer be served */
+    if ((rc = run_for_user(c, Q_ACK_MARK, id.s, seq.s, NULL, err)) != PS_OK ||
+        (rc = run_for_user(c, Q_ACK_PURGE_MSG, id.s, seq.s, &messages, err)) != PS_OK ||
+        (rc = run_for_user(c, Q_ACK_PURGE_CHATS, id.s, seq.s, &chats, err)) != PS_OK)
+        return rc;
+    *purged = chats + messages;
+    if (*purged) { /* the running byte count does not see deletions */
+        char ids[32];
+        snprintf(ids, sizeof ids, "{%s}", id.s);
+        const char *p[1] = {ids};
+        rc = run_void(c, Q_RECOUNT, 1, p, err, "recounting bytes");
+    }
+    return rc;
+}
+
+static ps_code pg_user_tombstones(ps_store *base, const char *user, int64_t *count, ps_error *err)
+{
+    const char *params[1] = {user};
+    ps_code rc;
+    PGresult *res = run(current((pg_store *)base), Q_USER_TOMBSTONES, 1, params, &rc, err,
+                        "counting tombstones");
+    if (!res)
+        return rc;
+    *count = PQntuples(res) > 0 ? int_at(res, 0, 0) : 0;
+    PQclear(res);
+    return PS_OK;
+}
+
+static ps_code pg_device_forget(ps_store *base, const char *user, const char *device,
+                                ps_error *err)
+{
+    const char *params[2] = {user, device};
+    ps_code rc;
+    PGresult *res = run(current((pg_store *)base), Q_DEVICE_FORGET, 2, params, &rc, err,
+                        "forgetting a device");
+    if (!res)
+        return rc;
+    bool none = strcmp(PQcmdTuples(res), "0") == 0;
+    PQclear(res);
+    return none ? ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "user %s has no device %s", user,
+                               device)
+                : PS_OK;
+}
+
 /* ---- full-state devices' bases (docs/merge.md, "The base rule") ------ */
 
 static ps_code pg_base_load(ps_store *base, int64_t user, const char *device, const char *chat_id,
@@ -1777,6 +2142,19 @@ static const struct ps_store_ops PG_OPS = {
     .base_load = pg_base_load,
     .base_save = pg_base_save,
     .base_copy = pg_base_copy,
+    .token_add = pg_token_add,
+    .token_list = pg_token_list,
+    .token_revoke = pg_token_revoke,
+    .token_revoked_each = pg_token_revoked_each,
+    .account_set = pg_account_set,
+    .account_each = pg_account_each,
+    .access_generation = pg_access_generation,
+    .user_rename = pg_user_rename,
+    .device_seen = pg_device_seen,
+    .device_list = pg_device_list,
+    .purge_acknowledged = pg_purge_acknowledged,
+    .user_tombstones = pg_user_tombstones,
+    .device_forget = pg_device_forget,
     .announce = pg_announce,
     .listen = pg_listen,
     .close = pg_close,

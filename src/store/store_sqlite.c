@@ -13,6 +13,7 @@
 #include "core/json_parse.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin, timed, received"
 
@@ -127,6 +129,29 @@ static const char *const MIGRATIONS[] = {
     ") WITHOUT ROWID;"
     /* the base of a device sent the chat whole, kept with its rendering */
     "ALTER TABLE chat_bodies ADD COLUMN hashes BLOB;",
+    /* 6 -> 7: accounts: minted tokens (revocable by id), what is refused of a user
+     * by name (disabled; tokens issued before a time), and the generation
+     * a running server polls to notice a change made by another process */
+    "CREATE TABLE tokens ("
+    "  jti TEXT PRIMARY KEY, user_name TEXT NOT NULL,"
+    "  issued_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX tokens_by_user ON tokens(user_name, issued_ms);"
+    "CREATE TABLE accounts ("
+    "  name TEXT PRIMARY KEY, disabled INTEGER NOT NULL DEFAULT 0,"
+    "  tokens_before_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE access_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  generation INTEGER NOT NULL);"
+    "INSERT INTO access_state VALUES (1, 0);"
+    /* the device registry: every device of a user that synced, and the
+     * change sequence it has applied */
+    "CREATE TABLE devices ("
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  device_id TEXT NOT NULL,"
+    "  first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,"
+    "  client TEXT NOT NULL DEFAULT '', protocol TEXT NOT NULL,"
+    "  acked_seq INTEGER NOT NULL DEFAULT -1,"
+    "  PRIMARY KEY (user_id, device_id)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -1174,6 +1199,388 @@ static ps_code sqlite_base_copy(ps_store *base, int64_t user, const char *device
     return rc;
 }
 
+/* ---- Accounts and tokens (store.h). Rare or once-a-second calls: the
+ * statements are prepared per call, not kept. ---- */
+
+static ps_code prepare_sql(sqlite_store *s, const char *sql, sqlite3_stmt **st, ps_error *err)
+{
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return db_error(s, err, "preparing an account query");
+    }
+    return PS_OK;
+}
+
+/* Steps a statement that returns no rows, and finalizes it. */
+static ps_code run_sql(sqlite_store *s, sqlite3_stmt *st, const char *what, ps_error *err)
+{
+    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code bump_access_generation(sqlite_store *s, ps_error *err)
+{
+    sqlite3_stmt *st;
+    ps_code rc =
+        prepare_sql(s, "UPDATE access_state SET generation = generation + 1", &st, err);
+    return rc == PS_OK ? run_sql(s, st, "raising the access generation", err) : rc;
+}
+
+static ps_code sqlite_token_add(ps_store *base, const char *jti, const char *user,
+                                int64_t issued_ms, int64_t expires_ms, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "INSERT INTO tokens(jti, user_name, issued_ms, expires_ms)"
+                             " VALUES (?1, ?2, ?3, ?4)",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, issued_ms);
+    sqlite3_bind_int64(st, 4, expires_ms);
+    return run_sql(s, st, "recording a token", err);
+}
+
+/* Calls fn per row of (jti, user_name, issued_ms, expires_ms, revoked_ms). */
+static ps_code each_token(sqlite_store *s, sqlite3_stmt *st,
+                          int (*fn)(void *, const ps_token_row *), void *ctx, ps_error *err)
+{
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ps_token_row row = {
+            .jti = (const char *)sqlite3_column_text(st, 0),
+            .user = (const char *)sqlite3_column_text(st, 1),
+            .issued_ms = sqlite3_column_int64(st, 2),
+            .expires_ms = sqlite3_column_int64(st, 3),
+            .revoked_ms = sqlite3_column_int64(st, 4),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    ps_code rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing tokens");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+#define TOKEN_COLUMNS "jti, user_name, issued_ms, expires_ms, revoked_ms"
+
+static ps_code sqlite_token_list(ps_store *base, const char *user,
+                                 int (*fn)(void *, const ps_token_row *), void *ctx, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT " TOKEN_COLUMNS " FROM tokens"
+                             " WHERE ?1 IS NULL OR user_name = ?1 ORDER BY issued_ms, jti",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    if (user)
+        sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    return each_token(s, st, fn, ctx, err);
+}
+
+static ps_code sqlite_token_revoked_each(ps_store *base, int64_t now_ms,
+                                         int (*fn)(void *, const ps_token_row *), void *ctx,
+                                         ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT " TOKEN_COLUMNS " FROM tokens"
+                             " WHERE revoked_ms <> 0 AND expires_ms >= ?1",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, now_ms);
+    return each_token(s, st, fn, ctx, err);
+}
+
+static ps_code sqlite_token_revoke(ps_store *base, const char *jti, const char *user,
+                                   int64_t now_ms, int64_t *count, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    *count = 0;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             jti ? "UPDATE tokens SET revoked_ms = ?2 WHERE jti = ?1"
+                                   " AND revoked_ms = 0"
+                                 : "UPDATE tokens SET revoked_ms = ?2 WHERE user_name = ?1"
+                                   " AND revoked_ms = 0",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, jti ? jti : user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    if ((rc = run_sql(s, st, "revoking tokens", err)) != PS_OK)
+        return rc;
+    *count = sqlite3_changes64(s->db);
+    return *count ? bump_access_generation(s, err) : PS_OK;
+}
+
+static ps_code sqlite_account_set(ps_store *base, const char *name, int disabled,
+                                  int64_t tokens_before_ms, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(
+        s,
+        "INSERT INTO accounts(name, disabled, tokens_before_ms)"
+        " VALUES (?1, max(?2, 0), max(?3, 0))"
+        " ON CONFLICT(name) DO UPDATE SET"
+        " disabled = CASE WHEN ?2 < 0 THEN disabled ELSE ?2 END,"
+        " tokens_before_ms = CASE WHEN ?3 < 0 THEN tokens_before_ms ELSE ?3 END",
+        &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, disabled);
+    sqlite3_bind_int64(st, 3, tokens_before_ms);
+    if ((rc = run_sql(s, st, "saving an account", err)) != PS_OK)
+        return rc;
+    return bump_access_generation(s, err);
+}
+
+static ps_code sqlite_account_each(ps_store *base, int (*fn)(void *, const ps_account_row *),
+                                   void *ctx, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT name, disabled, tokens_before_ms FROM accounts"
+                             " WHERE disabled <> 0 OR tokens_before_ms <> 0 ORDER BY name",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ps_account_row row = {
+            .name = (const char *)sqlite3_column_text(st, 0),
+            .disabled = sqlite3_column_int(st, 1) != 0,
+            .tokens_before_ms = sqlite3_column_int64(st, 2),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing accounts");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code sqlite_access_generation(ps_store *base, int64_t *generation, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s, "SELECT generation FROM access_state WHERE id = 1", &st, err);
+    if (rc != PS_OK)
+        return rc;
+    int r = sqlite3_step(st);
+    *generation = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "reading access state");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code sqlite_user_rename(ps_store *base, const char *from, const char *to, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s, "SELECT 1 FROM users WHERE name = ?1", &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, to, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r == SQLITE_ROW)
+        return ps_error_set(err, PS_ERR_INVALID, -1, "", "user %s exists already", to);
+    if (r != SQLITE_DONE)
+        return db_error(s, err, "renaming user");
+    if ((rc = prepare_sql(s, "UPDATE users SET name = ?2 WHERE name = ?1", &st, err)) != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, from, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
+    if ((rc = run_sql(s, st, "renaming user", err)) != PS_OK)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", from);
+    return PS_OK;
+}
+
+static ps_code sqlite_device_seen(ps_store *base, const char *user, const char *device,
+                                  const char *client, const char *protocol, int64_t acked_seq,
+                                  int64_t now_ms, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(
+        s,
+        "INSERT INTO devices(user_id, device_id, first_seen_ms, last_seen_ms, client,"
+        " protocol, acked_seq) SELECT id, ?2, ?6, ?6, ?3, ?4, ?5 FROM users WHERE name = ?1"
+        " ON CONFLICT(user_id, device_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,"
+        " client = CASE excluded.client WHEN '' THEN client ELSE excluded.client END,"
+        " protocol = excluded.protocol,"
+        " acked_seq = CASE WHEN excluded.acked_seq < 0 THEN acked_seq"
+        "   ELSE excluded.acked_seq END",
+        &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, client ? client : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, protocol, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, acked_seq);
+    sqlite3_bind_int64(st, 6, now_ms);
+    return run_sql(s, st, "recording a device", err);
+}
+
+static ps_code sqlite_device_list(ps_store *base, const char *user,
+                                  int (*fn)(void *, const ps_device_row *), void *ctx,
+                                  ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT d.device_id, d.first_seen_ms, d.last_seen_ms, d.client,"
+                             " d.protocol, d.acked_seq FROM devices d JOIN users u"
+                             " ON u.id = d.user_id WHERE u.name = ?1"
+                             " ORDER BY d.first_seen_ms, d.device_id",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ps_device_row row = {
+            .id = (const char *)sqlite3_column_text(st, 0),
+            .first_seen_ms = sqlite3_column_int64(st, 1),
+            .last_seen_ms = sqlite3_column_int64(st, 2),
+            .client = (const char *)sqlite3_column_text(st, 3),
+            .protocol = (const char *)sqlite3_column_text(st, 4),
+            .acked_seq = sqlite3_column_int64(st, 5),
+        };
+        if (fn(ctx, &row))
+            break;
+    }
+    rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing devices");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Runs `sql` with ?1 = user id, ?2 = sequence; *changes = rows changed. */
+static ps_code run_for_user(sqlite_store *s, const char *sql, int64_t user_id, int64_t seq,
+                            int64_t *changes, ps_error *err)
+{
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s, sql, &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, seq);
+    rc = run_sql(s, st, "collecting tombstones", err);
+    if (changes)
+        *changes = sqlite3_changes64(s->db);
+    return rc;
+}
+
+static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user,
+                                         int64_t active_since_ms, int64_t *purged, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    *purged = 0;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT u.id, min(CASE d.protocol WHEN 'legacy' THEN -1"
+                             " ELSE d.acked_seq END) FROM users u JOIN devices d"
+                             " ON d.user_id = u.id WHERE u.name = ?1 AND d.last_seen_ms >= ?2"
+                             " GROUP BY u.id",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, active_since_ms);
+    int r = sqlite3_step(st);
+    int64_t user_id = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    int64_t acked = r == SQLITE_ROW ? sqlite3_column_int64(st, 1) : -1;
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        return db_error(s, err, "reading acknowledgements");
+    if (acked <= 0)
+        return PS_OK;
+    int64_t chats = 0, messages = 0;
+    /* first the mark: cursors from before what goes can no longer be served */
+    if ((rc = run_for_user(s,
+                           "UPDATE users SET purged_seq = max(purged_seq,"
+                           " coalesce((SELECT max(seq) FROM chats WHERE user_id = ?1"
+                           "   AND live = 0 AND seq <= ?2), 0),"
+                           " coalesce((SELECT max(seq) FROM messages WHERE user_id = ?1"
+                           "   AND value IS NULL AND seq <= ?2), 0)) WHERE id = ?1",
+                           user_id, acked, NULL, err)) != PS_OK ||
+        (rc = run_for_user(s,
+                           "DELETE FROM messages WHERE user_id = ?1 AND value IS NULL"
+                           " AND seq <= ?2",
+                           user_id, acked, &messages, err)) != PS_OK ||
+        (rc = run_for_user(s, "DELETE FROM chats WHERE user_id = ?1 AND live = 0 AND seq <= ?2",
+                           user_id, acked, &chats, err)) != PS_OK)
+        return rc;
+    *purged = chats + messages;
+    if (*purged) /* the running byte count does not see deletions */
+        rc = run_for_user(s,
+                          "UPDATE users SET bytes ="
+                          " (SELECT coalesce(sum(length(state) + length(doc)), 0)"
+                          "   FROM chat_bodies WHERE user_id = ?1) +"
+                          " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0)"
+                          "   FROM messages WHERE user_id = ?1) WHERE id = ?1",
+                          user_id, 0, NULL, err);
+    return rc;
+}
+
+static ps_code sqlite_user_tombstones(ps_store *base, const char *user, int64_t *count,
+                                      ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT (SELECT count(*) FROM chats WHERE user_id = u.id"
+                             "   AND live = 0) + (SELECT count(*) FROM messages"
+                             "   WHERE user_id = u.id AND value IS NULL)"
+                             " FROM users u WHERE u.name = ?1",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    *count = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "counting tombstones");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static ps_code sqlite_device_forget(ps_store *base, const char *user, const char *device,
+                                    ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "DELETE FROM devices WHERE device_id = ?2"
+                             " AND user_id = (SELECT id FROM users WHERE name = ?1)",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+    if ((rc = run_sql(s, st, "forgetting a device", err)) != PS_OK)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "user %s has no device %s", user,
+                            device);
+    return PS_OK;
+}
+
 static const struct ps_store_ops SQLITE_OPS = {
     .name = "sqlite",
     .begin = sqlite_begin,
@@ -1201,6 +1608,19 @@ static const struct ps_store_ops SQLITE_OPS = {
     .base_load = sqlite_base_load,
     .base_save = sqlite_base_save,
     .base_copy = sqlite_base_copy,
+    .token_add = sqlite_token_add,
+    .token_list = sqlite_token_list,
+    .token_revoke = sqlite_token_revoke,
+    .token_revoked_each = sqlite_token_revoked_each,
+    .account_set = sqlite_account_set,
+    .account_each = sqlite_account_each,
+    .access_generation = sqlite_access_generation,
+    .user_rename = sqlite_user_rename,
+    .device_seen = sqlite_device_seen,
+    .device_list = sqlite_device_list,
+    .device_forget = sqlite_device_forget,
+    .purge_acknowledged = sqlite_purge_acknowledged,
+    .user_tombstones = sqlite_user_tombstones,
     .close = sqlite_close,
 };
 
@@ -1215,6 +1635,11 @@ ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     s->base.ops = &SQLITE_OPS;
     pthread_mutex_init(&s->lock, NULL);
+    /* Chats are private: a new store is made 0600 whatever the umask, and
+     * SQLite gives its -wal and -shm files the database file's mode. */
+    int made = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (made >= 0)
+        close(made);
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {

@@ -36,6 +36,9 @@ POLYSYNCD = os.environ.get("POLYSYNCD") or os.path.join(ROOT, "build", "bin", "p
 # Generous: the suites also run under ASan+UBSan.
 TIMEOUT = 60.0
 BANNER = re.compile(r"^polysyncd \S+ listening on https?://[^:/\s]+:(\d+)")
+# What AddressSanitizer, LeakSanitizer and UBSan print when they find something.
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: |"
+                              r"SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer")
 
 # Fast retries for tests that expect failures.
 FAST_RETRIES = ["--retries", "3", "--retry-max-delay", "1", "--timeout", "5"]
@@ -68,6 +71,7 @@ class Server:
         self.port = 0
         self.proc = None
         self.log = os.path.join(folder, name + ".log")
+        self.problems = []   # unclean exits; ClientTestCase.cleanup fails on them
 
     @property
     def url(self):
@@ -93,8 +97,15 @@ class Server:
             rc = self.proc.wait(timeout=TIMEOUT)
             self.proc.stdout.close()
             self.proc = None
+            if rc != 0:   # under ASan a leak or memory error makes it non-zero
+                self.problems.append("polysyncd exited %s after SIGTERM" % rc)
             return rc
         return None
+
+    def sanitizer_reports(self):
+        """Sanitizer and leak reports in every run's stderr (kill -9 runs too)."""
+        text = self.stderr()
+        return [line for line in text.splitlines() if SANITIZER_REPORT.search(line)]
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -467,14 +478,19 @@ class ClientTestCase(unittest.TestCase):
     def cleanup(self):
         for p in self.proxies:
             p.close()
+        unclean = []
         for s in self.servers:
-            rc = s.stop()
-            if rc not in (None, 0):
-                print("polysyncd exited %s:\n%s" % (rc, s.stderr()))
+            s.stop()
+            if s.problems or s.sanitizer_reports():
+                unclean.append("%s: %s\n%s" % (s.log, "; ".join(s.problems + s.sanitizer_reports()),
+                                                s.stderr()))
         if os.environ.get("PS_KEEP"):  # keep the stores and logs to look at
             print("kept", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        # docs/testing.md: a leak or memory error in polysyncd fails the run
+        if unclean:
+            raise AssertionError("polysyncd did not end clean:\n" + "\n".join(unclean))
 
     def server(self, extra=None):
         s = Server(self.dir, extra if extra is not None else self.server_args,

@@ -94,7 +94,9 @@ def drop_store(path):
         pg_query(PG_BASE, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % url.rsplit("/", 1)[1])
 
 
-BANNER = re.compile(r"^polysyncd (\S+) listening on https?://([^:/\s]+):(\d+) \(store (.*)\)$")
+# An IPv6 address comes bracketed: http://[::1]:4001
+BANNER = re.compile(r"^polysyncd (\S+) listening on https?://(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d+)"
+                    r" \(store (.*)\)$")
 
 
 # ---- small helpers -------------------------------------------------------
@@ -246,6 +248,23 @@ def json_or_none(body):
         return None
 
 
+# ---- answers for the OpenAPI check ---------------------------------------
+
+def record_answer(method, path, resp, decoded, doc):
+    """With PS_OPENAPI_LOG set, appends the answer as one JSON line for
+    tools/openapi/check-answers.mjs (scripts/check-openapi-answers.sh)."""
+    log = os.environ.get("PS_OPENAPI_LOG")
+    ctype = resp.headers.get("Content-Type") or ""
+    if not log or ctype.startswith("text/event-stream"):
+        return
+    if decoded and doc is None and ctype.startswith("application/json"):
+        doc = "<not JSON>"   # fails any object schema
+    line = json.dumps({"method": method, "path": path.split("?", 1)[0], "status": resp.status,
+                       "contentType": ctype, "body": doc})
+    with open(log, "a") as f:
+        f.write(line + "\n")
+
+
 # ---- the server ----------------------------------------------------------
 
 class ServerError(AssertionError):
@@ -366,6 +385,22 @@ class Server:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
         drop_store(self.db_path)
 
+    def store_state(self):
+        """Every row of every table of the server's SQLite store (tombstones,
+        clocks, sequences, sent hashes, message rows), read through a
+        read-only connection: what a rejected request must leave as it was.
+        {table: sorted list of row tuples}."""
+        import sqlite3
+        con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
+        try:
+            tables = [r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            return {t: sorted(con.execute('SELECT * FROM "%s"' % t.replace('"', '""')).fetchall(),
+                              key=repr)
+                    for t in tables}
+        finally:
+            con.close()
+
     def stderr_text(self):
         try:
             with open(self._stderr_path, "rb") as f:
@@ -433,9 +468,36 @@ class Server:
                     decoded = None
             self.last_body = payload
             self.last_decoded = decoded
-            return resp.status, resp.headers, json_or_none(decoded) if decoded is not None else None
+            doc = json_or_none(decoded) if decoded is not None else None
+            record_answer(method, path, resp, decoded, doc)
+            return resp.status, resp.headers, doc
         finally:
             conn.close()
+
+    def request_early_answer(self, method, path, headers, timeout=HTTP_TIMEOUT):
+        """One request whose head may be refused before it is all sent (431,
+        413): the server answers and closes while we are still writing, so
+        writing stops at the first EPIPE/ECONNRESET and the answer is read
+        from what arrived. Returns (status, headers, parsed JSON or None)."""
+        head = "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" % (method, path)
+        if self.token is not None and not any(k.lower() == "authorization" for k in headers):
+            head += "Authorization: Bearer %s\r\n" % self.token
+        for k, v in headers.items():
+            head += "%s: %s\r\n" % (k, v)
+        data = (head + "\r\n").encode("latin-1")
+        sock = self.connect(timeout)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    n = sock.send(view[:65536])
+                    view = view[n:]
+            except (BrokenPipeError, ConnectionResetError):
+                pass   # refused mid-head; its answer is already on the way
+            status, hdrs, body = read_http_response(sock, timeout)
+        finally:
+            sock.close()
+        return status, hdrs, json_or_none(body)
 
     def ok(self, method, path, body=None, **kw):
         status, _, doc = self.request(method, path, body=body, **kw)
@@ -556,6 +618,13 @@ class ServerTestCase(unittest.TestCase):
 
     def assertLamport(self, v, what="updatedAtLamport"):
         self.assertTrue(is_lamport(v), "%s must be [counter, deviceId], got %r" % (what, v))
+
+    def assertStoreUnchanged(self, before, what="a rejected request"):
+        """`before` is server.store_state(); compares table by table."""
+        after = self.server.store_state()
+        for table in sorted(set(before) | set(after)):
+            self.assertEqual(after.get(table), before.get(table),
+                             "%s changed the store's table %s" % (what, table))
 
     def assertErrorBody(self, doc, code):
         self.assertIsInstance(doc, dict, "error answers are JSON objects")

@@ -189,8 +189,10 @@ class HS256Test(SecurityTestCase):
         for label, payload in cases.items():
             with self.subTest(label):
                 tok = hs_token(self.secret, payload)
-                status, _, doc = s.request("GET", "/fetchChats",
-                                           headers={"Authorization": "Bearer " + tok})
+                # A header this large is refused before it is all sent: read
+                # the answer the server gave, not the broken pipe.
+                status, _, doc = s.request_early_answer("GET", "/fetchChats",
+                                                        {"Authorization": "Bearer " + tok})
                 self.assertIn(status, (200, 401, 431), "%s: %r" % (label, doc))
         self.assert_accepted(s, "Bearer " + s.token)
 

@@ -20,8 +20,10 @@ class RejectTestCase(ServerTestCase):
     def assertRejected(self, status, code, method="POST", path="/sync", body=None, raw=None,
                        headers=None, chat_index=None, field=None):
         before = self.server.fetch()
+        state = self.server.store_state()
         got_status, got_headers, doc = self.server.request(method, path, body=body, raw=raw,
                                                            headers=headers)
+        self.assertStoreUnchanged(state)
         self.assertEqual(got_status, status, "answer: %r" % self.server.last_body[:300])
         self.assertErrorBody(doc, code)
         if chat_index is not None:
@@ -215,12 +217,14 @@ class LamportOverflowTest(RejectTestCase):
 
     def assertCounterHandled(self, payload, highest):
         before = self.server.fetch()
+        state = self.server.store_state()
         try:
             status, _, doc = self.server.sync(payload)
         except (ConnectionError, OSError) as e:
             self.fail("the server dropped the connection (crashed?): %r" % e)
         if status == 400:
             self.assertErrorBody(doc, "invalid_payload")
+            self.assertStoreUnchanged(state)
             self.assertEqual(self.server.fetch(), before)
         else:
             self.assertEqual(status, 200, self.server.last_body[:300])
@@ -338,6 +342,7 @@ class BodyCapTest(RejectTestCase):
 
     def test_content_length_over_cap_refused_before_the_body(self):
         before = self.server.fetch()
+        state = self.server.store_state()
         with self.server.connect() as sock:
             sock.sendall(b"POST /sync HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          b"Content-Type: application/json\r\n"
@@ -347,6 +352,7 @@ class BodyCapTest(RejectTestCase):
         self.assertEqual(status, 413)
         self.assertErrorBody(json_or_none(body), "body_too_large")
         self.assertEqual(headers.get("access-control-allow-origin"), "*")
+        self.assertStoreUnchanged(state)
         self.assertEqual(self.server.fetch(), before)
         self.assertEqual(self.server.request("GET", "/health")[0], 200)
 
@@ -362,6 +368,7 @@ class BodyCapTest(RejectTestCase):
 
     def test_chunked_body_over_cap(self):
         before = self.server.fetch()
+        state = self.server.store_state()
         # A valid request of ~1.5 MiB: if the cap were not enforced it would be stored.
         payload = json.dumps({"chats": [chat("chunked-big", "y" * (3 * MIB // 2), last_modified=T0)]}).encode()
         with self.server.connect() as sock:
@@ -378,6 +385,7 @@ class BodyCapTest(RejectTestCase):
             status, _, body = read_http_response(sock, timeout=30)
         self.assertEqual(status, 413)
         self.assertErrorBody(json_or_none(body), "body_too_large")
+        self.assertStoreUnchanged(state)
         self.assertEqual(self.server.fetch(), before)
         self.assertEqual(self.server.request("GET", "/health")[0], 200)
 

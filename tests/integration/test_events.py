@@ -4,13 +4,18 @@ that says "event: changed" after any sync of the user that changed data
 (legacy or v2), nothing after a sync that changed nothing, keeps open while
 idle, and ends cleanly when the server stops (exit 0 with streams open).
 """
+import re
 import select
+import socket
+import struct
 import time
 import unittest
 
-from harness import ServerTestCase, chat, msg
+from harness import ServerTestCase, chat, msg, json_or_none
 
 READ_TIMEOUT = 10.0
+KEEPALIVE_S = 15        # docs/protocol.md: "a `: keepalive` comment every 15 s"
+MAX_STREAMS = 1000      # docs/protocol.md: "at most 1,000 streams per server"
 
 
 class EventStream:
@@ -58,14 +63,16 @@ class EventStream:
         return True
 
     def quiet_for(self, needle, seconds):
-        """True if `needle` did not arrive within `seconds`."""
+        """True if `needle` did not arrive within `seconds` AND the stream
+        stayed open: a stream the server closed is dead, not quiet."""
         deadline = time.monotonic() + seconds
         while needle not in self.buf:
             try:
                 if not self._fill(deadline):
                     return True
             except EOFError:
-                return True
+                self.buf += b"\n[the server closed the stream]"
+                return False
         return False
 
     def consume(self):
@@ -159,6 +166,73 @@ class LiveChannelTest(ServerTestCase):
         self.assertEqual(status, 405)
         self.assertEqual(doc["code"], "method_not_allowed")
 
+    def test_an_idle_stream_gets_keepalives_and_stays_open(self):
+        s = self.open()
+        # The first keep-alive comes within one period of the ticker.
+        self.assertTrue(s.wait_for(b": keepalive\n\n", KEEPALIVE_S + 5), s.text())
+        self.assertNotIn(b"event: changed", s.buf)
+        s.consume()
+        # still alive after the idle period: a change rings it
+        self.server.push_ok([chat("c1", "t", [msg("m1")])])
+        self.assertTrue(s.wait_for(b"event: changed"), s.text())
+
+
+class StreamCapTest(ServerTestCase):
+    # One user (open mode) holds every stream: lift the per-user and
+    # connection limits so the stream cap is the one that bites.
+    SERVER_ARGS = ("--max-user-requests", "5000", "--max-connections", "4000")
+
+    def try_stream(self):
+        """Opens one more stream and closes it; (status, JSON error or None).
+        Reads only the headers of a 200 (a stream never ends by itself)."""
+        sock = self.server.connect()
+        try:
+            sock.sendall(b"GET /v2/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(READ_TIMEOUT)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(4096)
+                self.assertTrue(chunk, "closed before the headers: %r" % buf)
+                buf += chunk
+            head, _, body = buf.partition(b"\r\n\r\n")
+            status = int(head.split(b" ")[1])
+            if status == 200:
+                return status, None
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            while len(body) < length:
+                chunk = sock.recv(4096)
+                self.assertTrue(chunk, "closed inside the body")
+                body += chunk
+            return status, json_or_none(body)
+        finally:
+            sock.close()
+
+    def test_the_stream_past_the_cap_is_refused_503_and_a_freed_slot_is_reused(self):
+        streams = []
+        self.addCleanup(lambda: [s.close() for s in streams])
+        for i in range(MAX_STREAMS):
+            s = EventStream(self.server)
+            streams.append(s)
+            self.assertIn(b" 200 ", s.status_line + b" ", "stream %d: %r" % (i, s.status_line))
+        for s in streams:   # every one really open (greeted), not merely accepted
+            self.assertTrue(s.wait_for(b": connected"), s.text())
+        status, doc = self.try_stream()
+        self.assertEqual(status, 503, "stream %d past the cap: %r" % (MAX_STREAMS + 1, doc))
+        self.assertErrorBody(doc, "overloaded")
+        # A stream that goes away frees its slot. A parked stream is not
+        # polled: the server notices a reset socket when it writes the next
+        # keep-alive to it (a plain FIN would take a second write).
+        gone = streams.pop()
+        gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.close()
+        deadline = time.monotonic() + KEEPALIVE_S + 10
+        while True:
+            status, doc = self.try_stream()
+            if status == 200:
+                break
+            self.assertEqual(status, 503, doc)
+            self.assertLess(time.monotonic(), deadline, "the freed slot was never reused")
+            time.sleep(0.05)
 
 if __name__ == "__main__":
     unittest.main()

@@ -242,6 +242,14 @@ class UserCliTest(SecurityTestCase):
         self.assertEqual(users.get("alice"), 2)
         self.assertIn(users.get("bob"), (None, 0), users)
         self.s.start()
+        # issue 18: Bob's old token is refused (his device cannot re-create
+        # the account); a token issued after the deletion starts afresh
+        status, _, doc = self.bob.request("GET", "/fetchChats")
+        self.assertEqual((status, doc.get("code")), (401, "token_revoked"), doc)
+        r = run_polysyncd(["token", "issue", "--user", "bob", "--jwt-secret-file",
+                           self.secret_file, "--db", self.db])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.bob = self.s.as_user(r.stdout.strip())
         self.assertEqual(self.bob.fetch(), [])
         doc = self.bob.sync_ok({"deviceId": "B", "chats": []})
         self.assertEqual((doc["missing"], doc["deletions"]), ([], []))

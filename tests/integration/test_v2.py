@@ -1382,8 +1382,10 @@ class ValidationTest(V2TestCase):
         """field: the full path (e.g. changes[2].messages[0].role). The legacy
         form (chatIndex + a path relative to the chat) is taken as well."""
         before = self.snapshot()
+        state = self.server.store_state()
         status, headers, doc = self.server.request("POST", V2, body=payload if raw is None else None,
                                                    raw=raw)
+        self.assertStoreUnchanged(state)
         self.assertEqual(status, 400, "%r -> %d %r" % (payload, status, self.server.last_body[:300]))
         self.assertErrorBody(doc, code)
         self.assertEqual(headers.get("Access-Control-Allow-Origin"), "*")
@@ -1472,7 +1474,9 @@ class ValidationTest(V2TestCase):
     def test_change_not_an_object(self):
         payload = {"deviceId": "d", "changes": good_changes()[:2] + ["nope"]}
         before = self.snapshot()
+        state = self.server.store_state()
         status, _, doc = self.server.v2(payload)
+        self.assertStoreUnchanged(state)
         self.assertEqual(status, 400)
         self.assertErrorBody(doc, "invalid_payload")
         self.assertTrue(doc.get("field") == "changes[2]" or doc.get("chatIndex") == 2, doc)

@@ -98,7 +98,7 @@ static void reopen_keeps_chats(void **state)
     ps_chat_free(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "nope", true, &back, &err), PS_OK);
     assert_null(back);
-    ps_store_commit(s, &err);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
 }
 
@@ -120,7 +120,7 @@ static void rollback_discards(void **state)
     ps_chat *back = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "gone", true, &back, &err), PS_OK);
     assert_null(back);
-    ps_store_commit(s, &err);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
 }
 
@@ -190,7 +190,7 @@ static void migrates_from_version_1(void **state)
     assert_true(back->has_tombstone);
     assert_false(ps_chat_is_live(back));
     ps_chat_free(back);
-    ps_store_commit(s, &err);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
 }
 
@@ -242,7 +242,7 @@ static void bases_round_trip_and_go_with_their_chat(void **state)
     assert_int_equal(exec((sqlite_store *)s, "DELETE FROM chats WHERE id = 'c'", &err), PS_OK);
     assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
     assert_false(found);
-    ps_store_commit(s, &err);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_base_free(&b);
     ps_base_free(&got);
     ps_chat_free(c);
@@ -283,7 +283,7 @@ static void base_note_sent_adds_the_chat(void **state)
     assert_true(found);
     assert_true(ps_base_has(&got, h_old));
     assert_true(ps_base_has(&got, ps_base_field_hash("title", ps_chat_field(c, "title")->value)));
-    ps_store_commit(s, &err);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_base_free(&b);
     ps_base_free(&got);
     ps_chat_free(c);

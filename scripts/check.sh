@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make check`: every test, quietly, then one summary table.
+#
+# Steps: the release build and its ctest suites, the ASan+UBSan build and
+# the same suites, the libFuzzer run, the OpenAPI linter. Build and tool
+# output goes to logs under $LOGS (shown only when a step fails); ctest
+# writes a JUnit file per build, from which scripts/check_summary.py prints
+# one row per suite (cases passed, failed, time) and the other steps one row
+# each. Every step runs even after a failure; the exit status is non-zero if
+# any failed.
+# usage: scripts/check.sh   (BUILD, ASAN_BUILD, FUZZ_BUILD, JOBS, FUZZ_SECONDS
+#                            from the environment, as the Makefile passes them)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+ASAN_BUILD=${ASAN_BUILD:-build-asan}
+FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+LOGS=${LOGS:-$BUILD/check-logs}
+mkdir -p "$LOGS"
+rm -f "$LOGS"/*.log "$LOGS"/*.xml "$LOGS"/steps.tsv
+export MAKEFLAGS=--no-print-directory   # no "Entering directory" lines
+
+failed=0
+# step NAME LOG command...: runs quietly, records "name<TAB>ok|FAILED<TAB>seconds"
+step() {
+  local name=$1 log=$2
+  shift 2
+  local t0=$SECONDS
+  printf 'check: %-22s' "$name"
+  if "$@" >"$log" 2>&1; then
+    printf 'ok     %4d s\n' $((SECONDS - t0))
+    printf '%s\tok\t%d\n' "$name" $((SECONDS - t0)) >>"$LOGS/steps.tsv"
+    return 0
+  fi
+  printf 'FAILED %4d s  (log: %s)\n' $((SECONDS - t0)) "$log"
+  tail -n 40 "$log" | sed 's/^/    | /'
+  printf '%s\tFAILED\t%d\n' "$name" $((SECONDS - t0)) >>"$LOGS/steps.tsv"
+  failed=1
+  return 1
+}
+
+configure_build() { # DIR cmake-args...
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" "$@" && cmake --build "$dir" -j "$JOBS"
+}
+
+run_ctest() { # DIR JUNIT
+  (cd "$1" && ctest -j "$JOBS" --output-on-failure --output-junit "$(realpath -m "$2")")
+}
+
+step deps "$LOGS/deps.log" scripts/install-deps.sh || true
+if step "build release" "$LOGS/build.log" configure_build "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
+  step "ctest release" "$LOGS/ctest.log" run_ctest "$BUILD" "$LOGS/release.xml" || true
+fi
+if step "build asan" "$LOGS/build-asan.log" configure_build "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DPS_SANITIZE=ON; then
+  step "ctest asan" "$LOGS/ctest-asan.log" run_ctest "$ASAN_BUILD" "$LOGS/asan.xml" || true
+fi
+step fuzz "$LOGS/fuzz.log" scripts/run-fuzz.sh "$FUZZ_BUILD" "$FUZZ_SECONDS" || true
+step "lint openapi" "$LOGS/lint-openapi.log" scripts/lint-openapi.sh || true
+
+python3 scripts/check_summary.py "$LOGS" || failed=1
+exit $failed

@@ -1,0 +1,67 @@
+/*
+ * GET /v2/devices: the authenticated user's own devices as the registry
+ * holds them (docs/protocol.md, "Devices"), so a client can show whether
+ * the server knows it (`polysync status`) without the operator's tools.
+ */
+#include "core/timestamp.h"
+#include "server/router.h"
+
+typedef struct listing {
+    json_object *rows;
+    int64_t now_ms, retention_ms;
+} listing;
+
+static int add_device(void *ctx, const ps_device_row *d)
+{
+    listing *l = ctx;
+    char first[32], last[32];
+    ps_time_format_iso(d->first_seen_ms, first);
+    ps_time_format_iso(d->last_seen_ms, last);
+    json_object *row = json_object_new_object();
+    if (!row)
+        return 1;
+    json_object_object_add(row, "id", json_object_new_string(d->id));
+    json_object_object_add(row, "protocol", json_object_new_string(d->protocol));
+    json_object_object_add(row, "firstSeen", json_object_new_string(first));
+    json_object_object_add(row, "lastSeen", json_object_new_string(last));
+    json_object_object_add(row, "client", json_object_new_string(d->client));
+    json_object_object_add(row, "ackedSeq", json_object_new_int64(d->acked_seq));
+    json_object_object_add(row, "expired",
+                           json_object_new_boolean(l->now_ms - d->last_seen_ms > l->retention_ms));
+    json_object_array_add(l->rows, row);
+    return 0;
+}
+
+void ps_handle_v2_devices(const ps_handler_env *env, json_object *body, ps_reply *reply)
+{
+    ps_error err;
+    ps_error_clear(&err);
+    listing l = {.rows = json_object_new_array(),
+                 .now_ms = ps_time_now_ms(),
+                 .retention_ms = env->tombstone_retention_ms};
+    ps_store *st = env->store;
+    ps_code rc = l.rows ? ps_store_begin(st, false, &err) : PS_ERR_NOMEM;
+    if (rc == PS_OK) {
+        rc = st->ops->device_list(st, env->user, add_device, &l, &err);
+        if (rc == PS_OK)
+            rc = ps_store_commit(st, &err);
+        else
+            ps_store_rollback(st);
+    }
+    json_object *doc = rc == PS_OK ? json_object_new_object() : NULL;
+    if (rc == PS_OK && !doc)
+        rc = ps_error_set(&err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (rc != PS_OK) {
+        if (rc == PS_ERR_NOMEM)
+            ps_error_set(&err, PS_ERR_NOMEM, -1, "", "out of memory");
+        json_object_put(l.rows);
+        ps_reply_from_error(reply, &err);
+        return;
+    }
+    json_object_object_add(doc, "devices", l.rows);
+    const char *text = json_object_to_json_string_ext(
+        doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (ps_dynbuf_adds(&reply->body, text) != PS_OK)
+        ps_reply_error(reply, 500, "internal_error", "could not build the answer");
+    json_object_put(doc);
+}

@@ -1,0 +1,223 @@
+/* The line-per-event log; see log.h. */
+#include "server/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LINE_MAX_BYTES 4096
+
+static ps_log_format g_format = PS_LOG_TEXT;
+static ps_log_level g_min = PS_LOG_INFO;
+
+static const char *const LEVEL_NAMES[] = {"debug", "info", "warn", "error"};
+
+void ps_log_setup(ps_log_format format, ps_log_level min_level)
+{
+    g_format = format;
+    g_min = min_level;
+}
+
+bool ps_log_parse_format(const char *name, ps_log_format *out)
+{
+    if (strcmp(name, "text") == 0)
+        *out = PS_LOG_TEXT;
+    else if (strcmp(name, "json") == 0)
+        *out = PS_LOG_JSON;
+    else
+        return false;
+    return true;
+}
+
+bool ps_log_parse_level(const char *name, ps_log_level *out)
+{
+    for (unsigned i = 0; i < sizeof LEVEL_NAMES / sizeof *LEVEL_NAMES; i++) {
+        if (strcmp(name, LEVEL_NAMES[i]) == 0) {
+            *out = (ps_log_level)i;
+            return true;
+        }
+    }
+    if (strcmp(name, "warning") == 0) {
+        *out = PS_LOG_WARN;
+        return true;
+    }
+    return false;
+}
+
+bool ps_log_enabled(ps_log_level level)
+{
+    return level >= g_min;
+}
+
+/* ---- one line, built in place; truncated (never overflowing) if huge ---- */
+
+typedef struct line {
+    char buf[LINE_MAX_BYTES];
+    size_t len;
+    bool json;
+} line;
+
+static void put(line *l, const char *s, size_t n)
+{
+    size_t room = sizeof l->buf - 2 - l->len; /* keep room for "}\n" */
+    if (n > room)
+        n = room;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void puts_(line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
+
+/* A value: JSON-escaped in JSON; in text bare when it has no space, quote
+ * or control character, else quoted with the same escapes. Bytes of
+ * clients (a method, a request id) can never break a line. */
+static void put_value(line *l, const char *v)
+{
+    bool quote = l->json || *v == '\0';
+    for (const char *p = v; *p && !quote; p++)
+        quote = (unsigned char)*p <= ' ' || *p == '"' || *p == '\\' || *p == '=' ||
+                (unsigned char)*p == 0x7f;
+    if (quote)
+        put(l, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char esc[2] = {'\\', (char)*p};
+            put(l, esc, 2);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            put(l, esc, 6);
+        } else {
+            put(l, (const char *)p, 1);
+        }
+    }
+    if (quote)
+        put(l, "\"", 1);
+}
+
+static void field_str(line *l, const char *key, const char *v)
+{
+    if (l->json) {
+        put(l, ",\"", 2);
+        puts_(l, key);
+        put(l, "\":", 2);
+    } else {
+        put(l, " ", 1);
+        puts_(l, key);
+        put(l, "=", 1);
+    }
+    put_value(l, v ? v : "-");
+}
+
+static void field_num(line *l, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void field_num(line *l, const char *key, const char *fmt, ...)
+{
+    char num[48];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(num, sizeof num, fmt, ap);
+    va_end(ap);
+    if (l->json) {
+        put(l, ",\"", 2);
+        puts_(l, key);
+        put(l, "\":", 2);
+    } else {
+        put(l, " ", 1);
+        puts_(l, key);
+        put(l, "=", 1);
+    }
+    puts_(l, num);
+}
+
+static void line_begin(line *l, ps_log_level level, const char *event)
+{
+    l->len = 0;
+    l->json = g_format == PS_LOG_JSON;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[64];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (ts.tv_nsec / 1000000) % 1000);
+    if (l->json) {
+        puts_(l, "{\"time\":\"");
+        puts_(l, when);
+        puts_(l, "\"");
+        field_str(l, "level", LEVEL_NAMES[level]);
+        field_str(l, "event", event);
+    } else {
+        puts_(l, when);
+        put(l, " ", 1);
+        puts_(l, LEVEL_NAMES[level]);
+        put(l, " ", 1);
+        puts_(l, event);
+    }
+}
+
+static void line_end(line *l)
+{
+    if (l->json)
+        l->buf[l->len++] = '}';
+    l->buf[l->len++] = '\n';
+    /* one write: whole lines, in any order, never mixed (stderr is unbuffered
+     * and a pipe write under PIPE_BUF is atomic) */
+    ssize_t w = write(STDERR_FILENO, l->buf, l->len);
+    (void)w;
+}
+
+void ps_log_event(ps_log_level level, const char *event, const char *fmt, ...)
+{
+    if (level < g_min)
+        return;
+    char message[LINE_MAX_BYTES / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(message); /* libmicrohttpd ends its messages with \n */
+    while (n && (message[n - 1] == '\n' || message[n - 1] == '\r'))
+        message[--n] = '\0';
+    line l;
+    line_begin(&l, level, event);
+    field_str(&l, "msg", message);
+    line_end(&l);
+}
+
+void ps_log_access(const ps_access_entry *e)
+{
+    if (PS_LOG_INFO < g_min)
+        return;
+    line l;
+    line_begin(&l, PS_LOG_INFO, "access");
+    field_str(&l, "request_id", e->request_id);
+    field_str(&l, "method", e->method);
+    field_str(&l, "route", e->route);
+    field_num(&l, "status", "%u", e->status);
+    field_num(&l, "bytes_in", "%llu", (unsigned long long)e->bytes_in);
+    field_num(&l, "bytes_out", "%llu", (unsigned long long)e->bytes_out);
+    field_num(&l, "duration_ms", "%.3f", (double)e->duration_us / 1000.0);
+    field_str(&l, "user", e->user);
+    field_str(&l, "device", e->device);
+    field_str(&l, "client", e->client);
+    line_end(&l);
+}
+
+void ps_log_auth_failure(const char *request_id, const char *client, const char *reason)
+{
+    if (PS_LOG_WARN < g_min)
+        return;
+    line l;
+    line_begin(&l, PS_LOG_WARN, "auth_failed");
+    field_str(&l, "request_id", request_id);
+    field_str(&l, "client", client);
+    field_str(&l, "reason", reason);
+    line_end(&l);
+}
