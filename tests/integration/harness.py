@@ -94,6 +94,28 @@ def drop_store(path):
         pg_query(PG_BASE, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % url.rsplit("/", 1)[1])
 
 
+def store_sql(path, sql, params=()):
+    """Runs one statement (`?` placeholders, SQL both backends take) on the
+    store that stands for `path`, as a test's oracle reads or ages rows
+    behind the server's back; its rows as tuples (integers as ints)."""
+    if not PG_BASE:
+        import sqlite3
+        con = sqlite3.connect(path, timeout=10)
+        try:
+            with con:
+                return [tuple(r) for r in con.execute(sql, params).fetchall()]
+        finally:
+            con.close()
+    parts = sql.split("?")
+    assert len(parts) == len(params) + 1, sql
+    text = parts[0]
+    for p, rest in zip(params, parts[1:]):
+        text += (str(int(p)) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'")
+        text += rest
+    rows = pg_query(store_url(path), text)
+    return [tuple(int(v) if v.lstrip("-").isdigit() else v for v in r) for r in rows]
+
+
 # An IPv6 address comes bracketed: http://[::1]:4001
 BANNER = re.compile(r"^polysyncd (\S+) listening on https?://(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d+)"
                     r" \(store (.*)\)$")
