@@ -5,7 +5,9 @@
  * on that server per test. `make check` runs it both ways. Oracle: what
  * store.h promises (reopen keeps data, rollback discards, only dirty
  * messages are written, the change order, listings in byte order, the sent
- * hash, purge, quotas' byte counts, user deletion).
+ * hash, purge, quotas' byte counts, user deletion, tokens, accounts and the
+ * access generation, the device registry, collection by acknowledgement,
+ * renaming).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -547,6 +549,204 @@ static void bases_per_device_and_chat(void **state)
     ps_store_close(s);
 }
 
+/* ---- accounts, tokens and the device registry (store.h, #18) ---------- */
+
+typedef struct listed {
+    char text[512]; /* "a,b,c," in callback order */
+} listed;
+
+static int list_token(void *ctx, const ps_token_row *row)
+{
+    listed *l = ctx;
+    size_t n = strlen(l->text);
+    snprintf(l->text + n, sizeof l->text - n, "%s:%s:%lld,", row->jti, row->user,
+             (long long)row->revoked_ms);
+    return 0;
+}
+
+static int list_account(void *ctx, const ps_account_row *row)
+{
+    listed *l = ctx;
+    size_t n = strlen(l->text);
+    snprintf(l->text + n, sizeof l->text - n, "%s:%d:%lld,", row->name, row->disabled ? 1 : 0,
+             (long long)row->tokens_before_ms);
+    return 0;
+}
+
+static int list_device(void *ctx, const ps_device_row *row)
+{
+    listed *l = ctx;
+    size_t n = strlen(l->text);
+    snprintf(l->text + n, sizeof l->text - n, "%s:%lld-%lld:%s:%s:%lld,", row->id,
+             (long long)row->first_seen_ms, (long long)row->last_seen_ms, row->client,
+             row->protocol, (long long)row->acked_seq);
+    return 0;
+}
+
+static int64_t generation(ps_store *s)
+{
+    ps_error err;
+    int64_t g = -1;
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->access_generation(s, &g, &err), PS_OK);
+    commit(s);
+    return g;
+}
+
+/* Tokens by issue time, revocation by id and by user (counted once), the
+ * revoked-and-unexpired list, account refusals (-1 keeps), and the access
+ * generation moving with each change that commits. */
+static void tokens_and_accounts(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = open_store(f);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->token_add(s, "t2", "alice", 200, 2000, &err), PS_OK);
+    assert_int_equal(s->ops->token_add(s, "t1", "alice", 100, 1000, &err), PS_OK);
+    assert_int_equal(s->ops->token_add(s, "t3", "bob", 150, 500, &err), PS_OK);
+    commit(s);
+    listed l = {0};
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->token_list(s, NULL, list_token, &l, &err), PS_OK);
+    assert_string_equal(l.text, "t1:alice:0,t3:bob:0,t2:alice:0,");
+    l.text[0] = '\0';
+    assert_int_equal(s->ops->token_list(s, "alice", list_token, &l, &err), PS_OK);
+    assert_string_equal(l.text, "t1:alice:0,t2:alice:0,");
+    commit(s);
+
+    int64_t g0 = generation(s), count = -1;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->token_revoke(s, "t1", NULL, 300, &count, &err), PS_OK);
+    assert_int_equal(count, 1);
+    commit(s);
+    int64_t g1 = generation(s);
+    assert_true(g1 != g0);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->token_revoke(s, "t1", NULL, 350, &count, &err), PS_OK);
+    assert_int_equal(count, 0); /* already revoked: kept at 300 */
+    assert_int_equal(s->ops->token_revoke(s, NULL, "alice", 400, &count, &err), PS_OK);
+    assert_int_equal(count, 1); /* t2 only */
+    commit(s);
+    l.text[0] = '\0';
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->token_revoked_each(s, 900, list_token, &l, &err), PS_OK);
+    assert_true(strstr(l.text, "t1:alice:300,") && strstr(l.text, "t2:alice:400,"));
+    assert_null(strstr(l.text, "t3"));
+    l.text[0] = '\0';
+    /* t1 expired at 1000: no longer needs refusing */
+    assert_int_equal(s->ops->token_revoked_each(s, 1500, list_token, &l, &err), PS_OK);
+    assert_string_equal(l.text, "t2:alice:400,");
+    commit(s);
+
+    int64_t g2 = generation(s);
+    assert_true(g2 != g1);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->account_set(s, "carol", 1, -1, &err), PS_OK);
+    commit(s);
+    int64_t g3 = generation(s);
+    assert_true(g3 != g2);
+    l.text[0] = '\0';
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->account_each(s, list_account, &l, &err), PS_OK);
+    assert_string_equal(l.text, "carol:1:0,");
+    assert_int_equal(s->ops->account_set(s, "carol", -1, 777, &err), PS_OK);
+    assert_int_equal(s->ops->account_set(s, "dan", 0, 0, &err), PS_OK);
+    l.text[0] = '\0';
+    assert_int_equal(s->ops->account_each(s, list_account, &l, &err), PS_OK);
+    assert_string_equal(l.text, "carol:1:777,"); /* dan refuses nothing */
+    assert_int_equal(s->ops->account_set(s, "carol", 0, 0, &err), PS_OK);
+    l.text[0] = '\0';
+    assert_int_equal(s->ops->account_each(s, list_account, &l, &err), PS_OK);
+    assert_string_equal(l.text, "");
+    ps_store_rollback(s);
+    assert_int_equal(generation(s), g3); /* rolled back: no change */
+    ps_store_close(s);
+}
+
+/* The registry (first/last seen, client "" and acked -1 keep the stored
+ * ones, by first sighting), forgetting, renaming, and tombstone collection
+ * by acknowledgement with its legacy and no-ack exceptions. */
+static void devices_rename_and_collection(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = open_store(f);
+    ps_user u;
+    begin_user(s, true, "erin", &u);
+    ps_chat *dead = titled("dead", "t", 1);
+    add_message(dead, "m", "x", 1);
+    ps_stamp del = {.ts = 1000, .device = (char *)"dev"};
+    ps_lamport shown = {.counter = 9, .id = (char *)"server"};
+    bool changed;
+    assert_int_equal(ps_chat_delete(dead, &del, &shown, &changed), PS_OK);
+    save(s, u.id, dead, 10, "d");
+    ps_chat_free(dead);
+    ps_chat *live = titled("live", "t", 1);
+    save(s, u.id, live, 11, "d");
+    ps_chat_free(live);
+    assert_int_equal(s->ops->device_seen(s, "erin", "A", "ua/1", "v2", -1, 1000, &err), PS_OK);
+    assert_int_equal(s->ops->device_seen(s, "erin", "B", "", "legacy", -1, 2000, &err), PS_OK);
+    assert_int_equal(s->ops->device_seen(s, "erin", "A", "", "v2", 10, 3000, &err), PS_OK);
+    assert_int_equal(s->ops->device_seen(s, "nobody", "Z", "", "v2", 1, 3000, &err), PS_OK);
+    commit(s);
+    listed l = {0};
+    int64_t n = -1;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->device_list(s, "erin", list_device, &l, &err), PS_OK);
+    assert_string_equal(l.text, "A:1000-3000:ua/1:v2:10,B:2000-2000::legacy:-1,");
+    l.text[0] = '\0';
+    assert_int_equal(s->ops->device_list(s, "nobody", list_device, &l, &err), PS_OK);
+    assert_string_equal(l.text, "");
+    assert_int_equal(s->ops->user_tombstones(s, "erin", &n, &err), PS_OK);
+    assert_true(n >= 1);
+    /* B is a legacy device seen since 0: the time rule only */
+    assert_int_equal(s->ops->purge_acknowledged(s, "erin", 0, &n, &err), PS_OK);
+    assert_int_equal(n, 0);
+    commit(s);
+
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    /* B was last seen before 2500: only A counts, and it acked 10 */
+    assert_int_equal(s->ops->purge_acknowledged(s, "erin", 2500, &n, &err), PS_OK);
+    assert_true(n >= 1);
+    commit(s);
+    begin_user(s, false, "erin", &u);
+    assert_int_equal(u.purged_seq, 10);
+    ps_chat *back = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "dead", false, &back, &err), PS_OK);
+    assert_null(back);
+    assert_int_equal(s->ops->chat_load(s, u.id, "live", false, &back, &err), PS_OK);
+    assert_non_null(back);
+    ps_chat_free(back);
+    assert_int_equal(s->ops->user_tombstones(s, "erin", &n, &err), PS_OK);
+    assert_int_equal(n, 0);
+    commit(s);
+
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->device_forget(s, "erin", "B", &err), PS_OK);
+    assert_int_equal(s->ops->device_forget(s, "erin", "B", &err), PS_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->user_load(s, "fay", &u, &err), PS_OK);
+    assert_int_equal(s->ops->user_rename(s, "erin", "fay", &err), PS_ERR_INVALID);
+    assert_int_equal(s->ops->user_rename(s, "nobody", "gus", &err), PS_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->user_rename(s, "erin", "gus", &err), PS_OK);
+    commit(s);
+    bool found = true;
+    l.text[0] = '\0';
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_find(s, "erin", &u, &found, &err), PS_OK);
+    assert_false(found);
+    assert_int_equal(s->ops->user_find(s, "gus", &u, &found, &err), PS_OK);
+    assert_true(found);
+    /* the chats and devices went with the name */
+    assert_int_equal(s->ops->chat_load(s, u.id, "live", false, &back, &err), PS_OK);
+    assert_non_null(back);
+    ps_chat_free(back);
+    assert_int_equal(s->ops->device_list(s, "gus", list_device, &l, &err), PS_OK);
+    assert_string_equal(l.text, "A:1000-3000:ua/1:v2:10,");
+    commit(s);
+    ps_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -558,6 +758,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(purge_and_user_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(seen_time_counts_and_survives_close, setup, teardown),
         cmocka_unit_test_setup_teardown(bases_per_device_and_chat, setup, teardown),
+        cmocka_unit_test_setup_teardown(tokens_and_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(devices_rename_and_collection, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
