@@ -412,6 +412,13 @@ class Server:
         clocks, sequences, sent hashes, message rows), read through a
         read-only connection: what a rejected request must leave as it was.
         {table: sorted list of row tuples}."""
+        if PG_BASE:  # every table of the server's database, through psql
+            tables = [r[0] for r in pg_query(
+                self.db_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " ORDER BY tablename")]
+            return {t: sorted((tuple(r) for r in pg_query(
+                self.db_url, 'SELECT * FROM "%s"' % t.replace('"', '""'))), key=repr)
+                for t in tables}
         import sqlite3
         con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
         try:

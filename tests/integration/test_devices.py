@@ -102,8 +102,8 @@ class DevicesTest(ServerTestCase):
         s.v2_ok({"deviceId": "old-phone", "cursor": None})
         s.v2_ok({"deviceId": "laptop", "cursor": None})
         # old-phone last synced 91 days ago (past the default retention, 90)
-        store_sql(s.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - 91 * 86400000"
-                  " WHERE device_id = 'old-phone'")
+        store_sql(s.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - ?"
+                  " WHERE device_id = 'old-phone'", (91 * 86400000,))
         devices = self.devices()
         self.assertTrue(devices["old-phone"]["expired"])
         self.assertFalse(devices["laptop"]["expired"])
@@ -133,8 +133,8 @@ class TombstoneCollectionTest(ServerTestCase):
         return chats, msgs
 
     def age(self, device, days):
-        store_sql(self.server.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - ? * 86400000"
-                  " WHERE device_id = ?", (days, device))
+        store_sql(self.server.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - ?"
+                  " WHERE device_id = ?", (days * 86400000, device))
 
     def test_one_device_collects_at_once_after_its_ack(self):
         s = self.server

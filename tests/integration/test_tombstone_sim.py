@@ -53,8 +53,8 @@ class TombstoneSimulation(ServerTestCase):
         skips rewriting an unchanged acknowledgement for a minute
         (server/devices.c), which days of absence always outlast."""
         self.server.stop()
-        store_sql(self.server.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - ? * 86400000"
-                  " WHERE device_id = ?", (days, device))
+        store_sql(self.server.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - ?"
+                  " WHERE device_id = ?", (days * 86400000, device))
         self.server.start()
 
     def sync(self, d):
