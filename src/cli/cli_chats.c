@@ -4,6 +4,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_term.h"
+#include "core/read_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -171,53 +172,29 @@ static void on_work(const char *phase, size_t done, size_t total, void *ud)
         term_draw(&w->line, true, "%s: %s…", w->command, phase);
 }
 
-/* Reads a whole file (or stdin for "-"), showing bytes read on a terminal. */
+/* The bytes of the file read so far, on a terminal. */
+static void on_read(void *ud, size_t n, uint64_t size)
+{
+    work_view *w = ud;
+    char a[32], b[32];
+    if (size)
+        term_draw(&w->line, false, "import: reading %s of %s (%d%%)", term_bytes(a, n),
+                  term_bytes(b, size), (int)(100.0 * (double)n / (double)size));
+    else
+        term_draw(&w->line, false, "import: reading %s", term_bytes(a, n));
+}
+
+/* Reads a whole file (or stdin for "-"), showing bytes read on a terminal;
+ * NULL with errno set if it cannot. */
 static char *read_all(const char *path, size_t *len, work_view *w)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
+    char *data = NULL;
+    ps_error err;
+    /* at most 2 GiB, as the import takes */
+    if (ps_read_file(strcmp(path, "-") == 0 ? NULL : path, (size_t)1 << 31, on_read, w, &data, len,
+                     &err) != PS_OK)
         return NULL;
-    struct stat sb;
-    uint64_t size = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) ? (uint64_t)sb.st_size : 0;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            char *grown = cap < ((size_t)1 << 31) ? realloc(buf, cap * 2) : NULL;
-            if (!grown) {
-                free(buf);
-                buf = NULL;
-                errno = EFBIG;
-                break;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-        /* read(), not fread(): a pipe's data is shown as it arrives */
-        ssize_t got = read(fileno(f), buf + n, cap - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            int e = errno;
-            free(buf);
-            buf = NULL;
-            errno = e;
-            break;
-        }
-        n += (size_t)got;
-        char a[32], b[32];
-        if (size)
-            term_draw(&w->line, false, "import: reading %s of %s (%d%%)", term_bytes(a, n),
-                      term_bytes(b, size), (int)(100.0 * (double)n / (double)size));
-        else
-            term_draw(&w->line, false, "import: reading %s", term_bytes(a, n));
-        if (got == 0)
-            break;
-    }
-    if (f != stdin)
-        fclose(f);
-    *len = n;
-    return buf;
+    return data;
 }
 
 int run_import(ps_client *c, options *o)

@@ -6,6 +6,7 @@
  */
 #include "cli/polysyncd_transfer.h"
 #include "core/json_parse.h"
+#include "core/read_file.h"
 #include "core/timestamp.h"
 #include "server/transfer.h"
 
@@ -92,25 +93,13 @@ static int parse(int argc, char **argv, transfer_opts *o)
 /* The whole file (or stdin for "-"), parsed strictly. */
 static ps_code read_json_file(const char *path, json_object **out, ps_error *err)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
-        return ps_error_set(err, PS_ERR_IO, -1, "", "cannot open %s: %s", path, strerror(errno));
-    ps_dynbuf buf;
-    ps_dynbuf_init(&buf, SIZE_MAX);
-    char chunk[65536];
-    size_t n;
-    ps_code rc = PS_OK;
-    while (rc == PS_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = ps_dynbuf_add(&buf, chunk, n);
-    if (rc == PS_OK && ferror(f))
-        rc = ps_error_set(err, PS_ERR_IO, -1, "", "cannot read %s", path);
-    else if (rc != PS_OK)
-        rc = ps_error_set(err, rc, -1, "", "out of memory reading %s", path);
-    if (f != stdin)
-        fclose(f);
+    char *text = NULL;
+    size_t len = 0;
+    ps_code rc =
+        ps_read_file(strcmp(path, "-") == 0 ? NULL : path, SIZE_MAX, NULL, NULL, &text, &len, err);
     if (rc == PS_OK)
-        rc = ps_json_parse(buf.data ? buf.data : "", buf.len, PS_JSON_MAX_DEPTH, out, err);
-    ps_dynbuf_free(&buf);
+        rc = ps_json_parse(text, len, PS_JSON_MAX_DEPTH, out, err);
+    free(text);
     return rc;
 }
 

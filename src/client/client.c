@@ -165,6 +165,7 @@ void ps_client_close(ps_client *c)
     free(c->path);
     free(c->device);
     free(c->server);
+    free(c->caps_server);
     free(c->token);
     free(c->cacert);
     free(c);

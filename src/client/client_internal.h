@@ -22,6 +22,16 @@
 /* Stamps far in the future are clamped by the server, not locally. */
 #define PS_LOCAL_SKEW_MS (100LL * 365 * 86400 * 1000)
 
+/* What the server says it does (server_caps.c); all false/0 until asked,
+ * and when it says nothing. */
+typedef struct ps_server_caps {
+    bool asked;              /* GET /health was tried during this sync (or answered before) */
+    bool said;               /* its answer has a `capabilities` list */
+    bool lost_writes_resent; /* "lostWritesResent": no verification pull needed */
+    bool named_deletions;    /* "firstPullNamedDeletions": probes are answered */
+    size_t max_changes;      /* `maxChanges`: changes per request; 0 = not said */
+} ps_server_caps;
+
 struct ps_client {
     char *path;
     char *device;
@@ -47,6 +57,10 @@ struct ps_client {
     uint64_t rng;
     volatile sig_atomic_t stop;
     int stop_pipe[2]; /* ps_client_stop() writes a byte to [1] */
+    /* What caps_server answered to GET /health, kept for the handle's later
+     * syncs (a `watch`) while the server stays the same (server_caps.c). */
+    ps_server_caps caps;
+    char *caps_server;
 };
 
 /* A fresh random UUID v4, lowercase, into out[37]. */

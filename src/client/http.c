@@ -381,7 +381,7 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
     if (rc != PS_OK)
         return rc;
     struct curl_slist *next;
-    if ((next = curl_slist_append(headers, "Content-Type: application/json")))
+    if (body && (next = curl_slist_append(headers, "Content-Type: application/json")))
         headers = next;
     if ((next = curl_slist_append(headers, "Expect:"))) /* no 100-continue round trip */
         headers = next;
@@ -391,9 +391,13 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
     clock_gettime(CLOCK_MONOTONIC, &t.last_progress);
     t.started = t.last_progress;
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    if (body) {
+        curl_easy_setopt(curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    } else {
+        curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    }
     curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "gzip");
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
@@ -515,4 +519,30 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
     free(packed);
     free(url);
     return rc;
+}
+
+ps_code ps__http_get_once(ps_client *c, const char *path, ps_sync_stats *st, ps_http_answer *a,
+                          ps_error *err)
+{
+    ps__http_global_init();
+    c->last_status = 0;
+    if (!c->server)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "server", "no server configured");
+    if (!c->curl && !(c->curl = curl_easy_init()))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "cannot start libcurl");
+    char *url = NULL;
+    if (asprintf(&url, "%s%s", c->server, path) < 0)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    char errbuf[CURL_ERROR_SIZE];
+    CURLcode cc;
+    long retry_after = -1;
+    ps_code rc = attempt(c, url, NULL, 0, false, st, a, &cc, &retry_after, errbuf, err);
+    free(url);
+    if (rc != PS_OK)
+        return rc;
+    if (cc != CURLE_OK)
+        return ps_error_set(err, PS_ERR_IO, -1, "", "cannot reach %s: %s", c->server,
+                            errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    c->last_status = (int)a->status;
+    return PS_OK;
 }

@@ -39,6 +39,14 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
                       ps_sync_stats *st, ps_http_answer *a, ps_error *err);
 
 /*
+ * GETs the server's `path` once, without retries (for what the client may
+ * do without: /health's capabilities). PS_OK: an answer of any status in
+ * *a; PS_ERR_IO: none.
+ */
+ps_code ps__http_get_once(ps_client *c, const char *path, ps_sync_stats *st, ps_http_answer *a,
+                          ps_error *err);
+
+/*
  * The options every request shares (TLS, protocols, timeouts, token,
  * user agent) on `curl`, for `url`. *headers gets the header list the
  * caller frees (curl_slist_free_all) after the transfer. PS_ERR_CONFIG if

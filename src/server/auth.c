@@ -2,6 +2,7 @@
  * which tokens are acceptable is decided here. */
 #include "server/auth.h"
 #include "core/chat.h"
+#include "core/read_file.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -30,23 +31,15 @@ struct ps_auth {
 
 static ps_code read_file(const char *path, unsigned char **out, size_t *len, ps_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    char *text = NULL;
+    ps_code rc = ps_read_file(path, MAX_KEY_BYTES, NULL, NULL, &text, len, err);
+    *out = (unsigned char *)text;
+    if (rc == PS_ERR_IO)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot read %s: %s", path,
                             strerror(errno));
-    unsigned char *buf = malloc(MAX_KEY_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, MAX_KEY_BYTES + 1, f) : 0;
-    fclose(f);
-    if (!buf)
-        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    if (n > MAX_KEY_BYTES) {
-        free(buf);
+    if (rc == PS_ERR_TOO_LARGE)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "%s is too large for a key", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return PS_OK;
+    return rc;
 }
 
 /* RS256 for an RSA key, ES256 for an EC key; anything else is refused. */

@@ -50,8 +50,9 @@ ps_code ps_devices_v2_ack(json_object *req, int64_t *acked_seq, ps_error *err)
     return cursor_base(v, "cursor", acked_seq, err) == PS_OK ? PS_OK : (*acked_seq = -1, PS_OK);
 }
 
-void ps_devices_note_v2(ps_store *store, const char *user, json_object *req, const char *user_agent,
-                        int64_t acked_seq, int64_t now_ms, int64_t retention_ms)
+ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
+                           const char *user_agent, int64_t acked_seq, int64_t now_ms,
+                           int64_t retention_ms, ps_error *err)
 {
     const char *device = json_object_get_string(json_object_object_get(req, "deviceId"));
     json_object *c = json_object_object_get(req, "client");
@@ -62,7 +63,7 @@ void ps_devices_note_v2(ps_store *store, const char *user, json_object *req, con
     size_t ulen = strlen(user), dlen = strlen(device);
     char keybuf[2 * 257 + 1];
     if (ulen + dlen + 1 > sizeof keybuf - 1)
-        return;
+        return PS_OK;
     memcpy(keybuf, user, ulen + 1);
     memcpy(keybuf + ulen + 1, device, dlen);
     uint64_t key = ps_hash64(keybuf, ulen + 1 + dlen) | 1; /* 0: an empty slot */
@@ -72,9 +73,7 @@ void ps_devices_note_v2(ps_store *store, const char *user, json_object *req, con
     bool same = known && slot->acked_seq == acked_seq;
     pthread_mutex_unlock(&recent_lock);
     if (same)
-        return;
-    ps_error err;
-    ps_error_clear(&err);
+        return PS_OK;
     ps_code rc;
     if (known) {
         /* The ack moved. It matters now only if tombstones wait on it;
@@ -82,34 +81,33 @@ void ps_devices_note_v2(ps_store *store, const char *user, json_object *req, con
          * a device that only pulls causes no write (a no-op sync stays
          * read-only: docs/storage.md). */
         int64_t tombstones = 0;
-        rc = ps_store_begin(store, false, &err);
+        rc = ps_store_begin(store, false, err);
         if (rc == PS_OK) {
-            rc = store->ops->user_tombstones(store, user, &tombstones, &err);
+            rc = store->ops->user_tombstones(store, user, &tombstones, err);
             if (rc == PS_OK)
-                rc = ps_store_commit(store, &err);
+                rc = ps_store_commit(store, err);
             else
                 ps_store_rollback(store);
         }
         if (rc == PS_OK && tombstones == 0)
-            return;
+            return PS_OK;
     }
-    rc = ps_store_begin(store, true, &err);
+    rc = ps_store_begin(store, true, err);
     if (rc == PS_OK) {
-        rc = store->ops->device_seen(store, user, device, client, "v2", acked_seq, now_ms, &err);
+        rc = store->ops->device_seen(store, user, device, client, "v2", acked_seq, now_ms, err);
         int64_t collected = 0;
         if (rc == PS_OK && acked_seq > 0) /* docs/merge.md, tombstone collection */
             rc = store->ops->purge_acknowledged(store, user, now_ms - retention_ms, &collected,
-                                                &err);
+                                                err);
         if (rc == PS_OK)
-            rc = ps_store_commit(store, &err);
+            rc = ps_store_commit(store, err);
         else
             ps_store_rollback(store);
     }
-    if (rc != PS_OK) {
-        fprintf(stderr, "polysyncd: recording device failed: %s\n", err.message);
-        return;
-    }
+    if (rc != PS_OK)
+        return rc;
     pthread_mutex_lock(&recent_lock);
     *slot = (recent){.key = key, .acked_seq = acked_seq, .written_ms = now_ms};
     pthread_mutex_unlock(&recent_lock);
+    return PS_OK;
 }

@@ -22,8 +22,11 @@ ps_code ps_devices_v2_ack(json_object *req, int64_t *acked_seq, ps_error *err);
  * has no tombstone for it to free (a device polling costs no write).
  * With it, the user's tombstones every device seen within retention_ms
  * has acknowledged are collected (store.h, purge_acknowledged).
- * Failures are logged, never the sync's. */
-void ps_devices_note_v2(ps_store *store, const char *user, json_object *req, const char *user_agent,
-                        int64_t acked_seq, int64_t now_ms, int64_t retention_ms);
+ * A store failure here fails the request like any other store failure
+ * (docs/protocol.md): the push, committed before, stays, and the device's
+ * retry of the same sync is harmless. */
+ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
+                           const char *user_agent, int64_t acked_seq, int64_t now_ms,
+                           int64_t retention_ms, ps_error *err);
 
 #endif

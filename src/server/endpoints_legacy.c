@@ -207,6 +207,16 @@ void ps_handle_delete_chats(const ps_handler_env *env, json_object *body, ps_rep
     delete_ids(env, body, reply, true);
 }
 
+/* What a client may rely on this server to do (docs/protocol.md, GET
+ * /health): it then leaves out the workarounds for servers that do not. */
+static ps_code add_capabilities(const ps_handler_env *env, ps_dynbuf *out)
+{
+    return ps_dynbuf_addf(out,
+                          ",\"capabilities\":[\"lostWritesResent\",\"firstPullNamedDeletions\"],"
+                          "\"maxChanges\":%zu}",
+                          env->limits->max_chats);
+}
+
 void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *reply)
 {
     ps_error err;
@@ -234,9 +244,10 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     if (env->auth) { /* with users, counts and times would tell about them */
         if (ps_dynbuf_addf(&reply->body,
                            "{\"status\":\"healthy\",\"uptime\":%.3f,\"version\":\"%s\","
-                           "\"store\":\"%s\"}",
+                           "\"store\":\"%s\"",
                            (double)(now - env->started_ms) / 1000.0, PS_VERSION,
-                           env->store->ops->name) != PS_OK)
+                           env->store->ops->name) != PS_OK ||
+            add_capabilities(env, &reply->body) != PS_OK)
             ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
         return;
     }
@@ -248,8 +259,9 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     }
     if (ps_dynbuf_addf(&reply->body,
                        "{\"status\":\"healthy\",\"chatsCount\":%lld,\"lastSync\":%s,"
-                       "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"}",
+                       "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"",
                        (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,
-                       PS_VERSION, env->store->ops->name) != PS_OK)
+                       PS_VERSION, env->store->ops->name) != PS_OK ||
+        add_capabilities(env, &reply->body) != PS_OK)
         ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
 }

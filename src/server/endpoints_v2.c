@@ -30,8 +30,12 @@ void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *r
         ps_reply_from_error(reply, &err);
         return;
     }
-    ps_devices_note_v2(env->store, env->user, body, env->user_agent, acked_seq, ctx.now_ms,
-                       env->tombstone_retention_ms);
+    if (ps_devices_note_v2(env->store, env->user, body, env->user_agent, acked_seq, ctx.now_ms,
+                           env->tombstone_retention_ms, &err) != PS_OK) {
+        ps_v2_pull_free(pull);
+        ps_reply_from_error(reply, &err);
+        return;
+    }
     reply->stream = (ps_reply_stream){.next = pull_next, .free = pull_free, .ctx = pull};
 }
 

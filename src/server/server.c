@@ -6,6 +6,7 @@
  */
 #include "server/server.h"
 #include "core/json_parse.h"
+#include "core/read_file.h"
 #include "core/timestamp.h"
 #include "server/access.h"
 #include "server/auth.h"
@@ -253,7 +254,7 @@ static void metrics_reply(ps_server *srv, ps_reply *reply)
     reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
     if (ps_metrics_render(&g, &reply->body) != PS_OK) {
         reply->content_type = NULL;
-        ps_reply_error(reply, 500, "internal", "cannot render the metrics");
+        ps_reply_error(reply, 500, "internal_error", "cannot render the metrics");
     }
 }
 
@@ -860,24 +861,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 /* Reads a PEM file whole (NUL-terminated, as libmicrohttpd wants it). */
 static ps_code read_pem(const char *path, char **out, ps_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    size_t len = 0;
+    ps_code rc = ps_read_file(path, 1024 * 1024, NULL, NULL, out, &len, err);
+    if (rc == PS_ERR_IO)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot read %s", path);
-    ps_dynbuf b;
-    ps_dynbuf_init(&b, 1024 * 1024);
-    char chunk[4096];
-    size_t n;
-    ps_code rc = PS_OK;
-    while (rc == PS_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = ps_dynbuf_add(&b, chunk, n);
-    fclose(f);
-    if (rc == PS_OK && b.len == 0)
+    if (rc == PS_OK && len == 0) {
+        free(*out);
+        *out = NULL;
         rc = PS_ERR_CONFIG;
-    if (rc != PS_OK) {
-        ps_dynbuf_free(&b);
-        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "%s is empty or too large", path);
     }
-    *out = ps_dynbuf_take(&b, NULL);
+    if (rc != PS_OK)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "", "%s is empty or too large", path);
     return PS_OK;
 }
 

@@ -18,7 +18,7 @@ from jwtkit import b64url, b64url_decode, claims, decode_unverified, hs_token, s
     unsigned_token
 from sectools import PROTECTED, SecurityTestCase, expect_refused, stream_head
 
-HEALTH_KEYS = {"status", "uptime", "version", "store"}
+HEALTH_KEYS = {"status", "uptime", "version", "store", "capabilities", "maxChanges"}
 
 
 class HS256Test(SecurityTestCase):

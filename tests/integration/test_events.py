@@ -180,7 +180,8 @@ class LiveChannelTest(ServerTestCase):
 class StreamCapTest(ServerTestCase):
     # One user (open mode) holds every stream: lift the per-user and
     # connection limits so the stream cap is the one that bites.
-    SERVER_ARGS = ("--max-user-requests", "5000", "--max-connections", "4000")
+    SERVER_ARGS = ("--max-user-requests", "5000", "--max-connections", "4000",
+                   "--max-connections-per-ip", "0")  # every stream comes from 127.0.0.1
 
     def try_stream(self):
         """Opens one more stream and closes it; (status, JSON error or None).

@@ -1,0 +1,139 @@
+/*
+ * The full resync, after a 410 (cursor expired), a 400 invalid_cursor, or a
+ * cursor that belongs to another server: the log is replaced by a snapshot
+ * of every local chat, each register sent with its own stamp when this
+ * device wrote it, and with counter 0 (older than any write with one) when
+ * it came from the server, so the snapshot restores what a server lost
+ * without overriding anything newer. The cursor is dropped, so the next
+ * request is a null-cursor pull, which names every live local chat
+ * (v2_request.c) and so hears which were deleted. See docs/client.md.
+ */
+#include "client/sync_run.h"
+#include "core/json_parse.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The change of `chat` for registers stamped `s` (grouped by key). */
+static json_object *group_for(json_object *groups, const char *chat_id, const ps_stamp *s,
+                              const char *device)
+{
+    bool own = s->device && strcmp(s->device, device) == 0;
+    int64_t clock = own ? s->lamport : 0;
+    char key[64];
+    snprintf(key, sizeof key, "%lld/%lld", (long long)clock, (long long)s->ts);
+    json_object *g;
+    if (json_object_object_get_ex(groups, key, &g))
+        return g;
+    g = json_object_new_object();
+    if (!g)
+        return NULL;
+    json_object_object_add(g, "chatId", json_object_new_string(chat_id));
+    json_object_object_add(g, "clock", json_object_new_int64(clock));
+    json_object_object_add(g, "at", json_object_new_int64(s->ts));
+    json_object_object_add(groups, key, g);
+    return g;
+}
+
+static json_object *member(json_object *g, const char *key, bool array)
+{
+    json_object *v;
+    if (json_object_object_get_ex(g, key, &v))
+        return v;
+    v = array ? json_object_new_array() : json_object_new_object();
+    json_object_object_add(g, key, v);
+    return v;
+}
+
+static ps_code snapshot_chat(ps_client *c, const ps_chat *chat, ps_error *err)
+{
+    json_object *groups = json_object_new_object();
+    if (!groups)
+        return ps__sync_nomem(err);
+    ps_code rc = PS_OK;
+    json_object *g;
+    if (!ps_chat_is_live(chat)) {
+        /* a deleted chat: only its deletion, never its old content */
+        if (chat->has_tombstone && (g = group_for(groups, chat->id, &chat->tombstone, c->device)))
+            json_object_object_add(g, "deleteChat", json_object_new_boolean(1));
+    } else {
+        if (chat->has_touched)
+            group_for(groups, chat->id, &chat->touched, c->device);
+        for (size_t i = 0; i < chat->nfields; i++) {
+            const ps_field *f = &chat->fields[i];
+            if ((g = group_for(groups, chat->id, &f->stamp, c->device)))
+                json_object_object_add(member(g, "fields", false), f->name,
+                                       json_object_get(f->value));
+        }
+        for (size_t i = 0; i < chat->nmessages; i++) {
+            const ps_message *m = &chat->messages[i];
+            bool own = m->stamp.device && strcmp(m->stamp.device, c->device) == 0;
+            if (!m->value && !own)
+                continue; /* someone else's deletion: theirs to resend */
+            if (!(g = group_for(groups, chat->id, &m->stamp, c->device)))
+                continue;
+            if (m->value)
+                json_object_array_add(member(g, "messages", true), json_object_get(m->value));
+            else
+                json_object_array_add(member(g, "deleteMessages", true),
+                                      json_object_new_string(m->id));
+        }
+        /* the time fields join by min/max: any one change may carry them */
+        const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
+        static const char *const keys[3] = {"createdAt", "updatedAt", "lastModified"};
+        json_object_object_foreach(groups, k0, first)
+        {
+            (void)k0;
+            for (int k = 0; k < 3; k++)
+                if (tf[k]->value)
+                    json_object_object_add(member(first, "fields", false), keys[k],
+                                           json_object_get(tf[k]->value));
+            break;
+        }
+    }
+    json_object_object_foreach(groups, key, change)
+    {
+        (void)key;
+        if (rc != PS_OK)
+            break;
+        if (!json_object_object_length(change)) {
+            rc = ps__sync_nomem(err);
+            break;
+        }
+        rc = ps__lstore_change_add(c->store, chat->id, PS_CHANGE_SNAPSHOT,
+                                   json_object_get_int64(json_object_object_get(change, "clock")),
+                                   ps_json_text(change, NULL), err);
+    }
+    json_object_put(groups);
+    return rc;
+}
+
+ps_code ps__start_full_resync(sync_run *r, ps_error *err)
+{
+    ps_client *c = r->c;
+    json_object *ids = NULL;
+    ps_code rc = ps__lstore_begin(c->store, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ps__lstore_changes_clear(c->store, err)) == PS_OK)
+        rc = ps__lstore_chat_ids(c->store, false, &ids, err);
+    size_t n = rc == PS_OK ? json_object_array_length(ids) : 0;
+    for (size_t i = 0; i < n && rc == PS_OK; i++) {
+        ps_chat *chat = NULL;
+        rc = ps__lstore_chat_load(c->store,
+                                  json_object_get_string(json_object_array_get_idx(ids, i)), true,
+                                  NULL, 0, &chat, err);
+        if (rc == PS_OK && chat)
+            rc = snapshot_chat(c, chat, err);
+        ps_chat_free(chat);
+    }
+    json_object_put(ids);
+    if (rc == PS_OK)
+        rc = ps__lstore_meta_set(c->store, "cursor", NULL, err);
+    if (rc == PS_OK)
+        rc = ps__lstore_meta_set(c->store, "verify_cursor", NULL, err);
+    if (rc == PS_OK)
+        return ps__lstore_commit(c->store, err);
+    ps__lstore_rollback(c->store);
+    return rc;
+}
