@@ -57,6 +57,7 @@ def _pg_base_url():
 PG_BASE = _pg_base_url()
 BACKEND = "postgres" if PG_BASE else "sqlite"
 _pg_stores = {}
+_pg_tables = {}  # a store's tables, by URL (store_state)
 
 
 def pg_query(url, sql):
@@ -412,13 +413,19 @@ class Server:
         clocks, sequences, sent hashes, message rows), read through a
         read-only connection: what a rejected request must leave as it was.
         {table: sorted list of row tuples}."""
-        if PG_BASE:  # every table of the server's database, through psql
-            tables = [r[0] for r in pg_query(
-                self.db_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " ORDER BY tablename")]
-            return {t: sorted((tuple(r) for r in pg_query(
-                self.db_url, 'SELECT * FROM "%s"' % t.replace('"', '""'))), key=repr)
-                for t in tables}
+        if PG_BASE:  # every table of the server's database, in one psql run
+            if self.db_url not in _pg_tables:
+                _pg_tables[self.db_url] = [r[0] for r in pg_query(
+                    self.db_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                    " ORDER BY tablename")]
+            tables = _pg_tables[self.db_url]
+            # one line per row (a row's text may hold newlines and tabs),
+            # still exact through its md5
+            rows = pg_query(self.db_url, " UNION ALL ".join(
+                "SELECT '%s', translate(x::text, E'\\n\\t\\r', '   ') || ' ' || md5(x::text)"
+                " FROM \"%s\" x" % (t, t) for t in tables))
+            return {t: sorted((tuple(r[1:]) for r in rows if r[0] == t), key=repr)
+                    for t in tables}
         import sqlite3
         con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
         try:
