@@ -47,8 +47,10 @@ configure_build() { # DIR cmake-args...
   cmake -S . -B "$dir" "$@" && cmake --build "$dir" -j "$JOBS"
 }
 
-run_ctest() { # DIR JUNIT
-  (cd "$1" && ctest -j "$JOBS" --output-on-failure --output-junit "$(realpath -m "$2")")
+run_ctest() { # DIR JUNIT (the JUnit path made absolute before the cd)
+  local junit
+  junit=$(realpath -m "$2")
+  (cd "$1" && ctest -j "$JOBS" --output-on-failure --output-junit "$junit")
 }
 
 step deps "$LOGS/deps.log" scripts/install-deps.sh || true

@@ -133,6 +133,9 @@ export interface Store extends EventTarget {
   removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
 }
 
+/** This client's version; v2 requests name the client `polysync-web/<VERSION>`. */
+export const VERSION: string;
+
 export function openStore(options?: StoreOptions): Promise<Store>;
 
 export class PolysyncError extends Error {

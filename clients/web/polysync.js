@@ -26,6 +26,9 @@
 import { applyChange, emptyChat, isLive, toChat, toChange, timeMs } from './merge.js';
 
 const DB_VERSION = 1;
+/** This client's version, sent as `client: "polysync-web/<VERSION>"` in v2 requests. */
+export const VERSION = '0.1.0';
+const CLIENT_NAME = `polysync-web/${VERSION}`;
 const SERVER_DEVICE = '\uffffserver'; /* sorts after every real device id */
 
 /* ---- typed errors ---- */
@@ -338,18 +341,29 @@ class Store extends EventTarget {
         req(tx.objectStore('meta').get('cursor')),
       ]);
       let changes = values.map((v) => v.change);
-      if (resyncing) changes = (await this._fullResyncChanges()).concat(changes);
-      const body = { deviceId: this._deviceId, cursor: cursor ?? null, limit: o.pageLimit };
+      if (resyncing === 'snapshot') changes = (await this._fullResyncChanges()).concat(changes);
+      // the cursor sent is the one the last answer gave: it is this device's
+      // acknowledgement (docs/protocol.md, "Devices")
+      const body = { deviceId: this._deviceId, client: CLIENT_NAME, cursor: cursor ?? null, limit: o.pageLimit };
       if (changes.length) body.changes = changes;
       let answer;
       try {
         answer = await this._post('/v2/sync', body);
       } catch (e) {
         if (e.status === 410 && !resyncing) {
-          // The cursor is older than the server's tombstone retention: start
-          // over from no cursor, sending every local chat (docs/protocol.md).
-          await this._putMeta('cursor', null);
-          resyncing = true;
+          // Start over from no cursor. A device the server expired (silent
+          // longer than the tombstone retention) may have missed deletions
+          // whose tombstones are gone: it keeps only its pending changes and
+          // pulls everything again, re-sending nothing it only received.
+          // Any other 410 (e.g. a server restored from a backup) re-sends
+          // every local chat, to fill in what the server lost.
+          if (await this._deviceExpired()) {
+            await this._forgetSynced();
+            resyncing = 'expired';
+          } else {
+            await this._putMeta('cursor', null);
+            resyncing = 'snapshot';
+          }
           continue;
         }
         throw e;
@@ -365,6 +379,42 @@ class Store extends EventTarget {
       if (!answer.more && left === 0) break;
     }
     return { sent, received, deleted };
+  }
+
+  /* Whether the server lists this device as expired (GET /v2/devices).
+   * Asked once, without retries: no answer means "not known to be
+   * expired", and the resync re-sends the local chats as before. */
+  async _deviceExpired() {
+    const o = this._opts;
+    try {
+      const token = await this._token();
+      const res = await o.fetch(`${o.server}/v2/devices`, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
+      if (!res.ok) return false;
+      const doc = await res.json();
+      const me = Array.isArray(doc?.devices) ? doc.devices.find((d) => d && d.id === this._deviceId) : null;
+      return me?.expired === true;
+    } catch {
+      return false;
+    }
+  }
+
+  /* The expired device's resync: in one transaction, every local chat with
+   * no pending change is deleted (the pull brings back what still lives on
+   * the server), pending changes stay as they are, and the cursor goes. */
+  async _forgetSynced() {
+    const tx = this._db.transaction(['chats', 'summaries', 'pending', 'meta'], 'readwrite', { durability: 'strict' });
+    const [pending, ids] = await Promise.all([
+      req(tx.objectStore('pending').getAll()), req(tx.objectStore('chats').getAllKeys()),
+    ]);
+    const keep = new Set(pending.map((p) => p.chatId));
+    const gone = ids.filter((id) => !keep.has(id));
+    for (const id of gone) {
+      tx.objectStore('chats').delete(id);
+      tx.objectStore('summaries').delete(id);
+    }
+    tx.objectStore('meta').put(null, 'cursor');
+    await done(tx);
+    this._changed(gone, 'sync');
   }
 
   /* For a resync after 410: every local live chat as one change at clock 1,

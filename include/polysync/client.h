@@ -332,6 +332,20 @@ typedef struct ps_client_state {
 ps_code ps_client_state_get(ps_client *c, ps_client_state **out, ps_error *err);
 void ps_client_state_free(ps_client_state *state);
 
+/* Whether the server knows this device (GET /v2/devices, docs/protocol.md). */
+typedef enum ps_device_known {
+    PS_DEVICE_UNREACHABLE, /* no server set, or no usable answer (offline, 4xx, 5xx) */
+    PS_DEVICE_KNOWN,       /* listed */
+    PS_DEVICE_EXPIRED,     /* listed as expired: its next sync gets 410 and resyncs */
+    PS_DEVICE_UNKNOWN      /* not listed: never synced, or forgotten */
+} ps_device_known;
+
+/* Asks the server once, without retries; never fails for the server's
+ * sake (no answer is PS_DEVICE_UNREACHABLE). */
+ps_code ps_client_device_known(ps_client *c, ps_device_known *out, ps_error *err);
+/* "known", "expired", "unknown", "unreachable". */
+const char *ps_client_device_known_name(ps_device_known k);
+
 /* ---- what a person may want to see while it works--------- */
 
 /* A request failed and will be tried again after `delay_ms`. */

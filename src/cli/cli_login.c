@@ -255,6 +255,36 @@ static void ago(char out[48], int64_t then_ms)
     snprintf(out, 48, "%s ago", term_duration(d, s < 0 ? 0 : (double)(int64_t)s));
 }
 
+/* Whether the server knows this device: asked once, without retries and
+ * with a short timeout, so status answers offline too (a handle that cannot
+ * be pointed at the server, say a token refused over plain HTTP, counts as
+ * unreachable: status reports, it does not fail). */
+static ps_device_known device_on_server(ps_client *c, const options *o, const settings *s)
+{
+    ps_device_known known = PS_DEVICE_UNREACHABLE;
+    ps_error err;
+    ps_error_clear(&err);
+    if (!s->server)
+        return known;
+    ps_code rc = PS_OK;
+    if (s->token_file)
+        rc = ps_client_set_token_file(c, s->token_file, &err);
+    else if (s->token)
+        rc = ps_client_set_token(c, s->token, &err);
+    ps_client_allow_plain_http(c, o->plain_http);
+    if (rc == PS_OK)
+        rc = ps_client_set_server(c, s->server, &err);
+    if (rc == PS_OK && s->cacert)
+        rc = ps_client_set_cacert(c, s->cacert, &err);
+    ps_retry_policy p;
+    ps_retry_policy_default(&p);
+    p.timeout_s = o->timeout > 0 ? (unsigned)o->timeout : 5;
+    ps_client_set_retry(c, &p);
+    if (rc == PS_OK)
+        ps_client_device_known(c, &known, &err);
+    return known;
+}
+
 int run_status(ps_client *c, options *o)
 {
     ps_error err;
@@ -274,11 +304,14 @@ int run_status(ps_client *c, options *o)
         settings_free(&s);
         return cli_fail(c, rc, &err, LOCAL);
     }
+    ps_device_known known = device_on_server(c, o, &s);
+    const char *known_name = ps_client_device_known_name(known);
     char last[32], since[48], n[48];
     cli_iso(state->last_sync_ms, last);
     if (o->json) {
         json_object *j = json_object_new_object();
         json_object_object_add(j, "deviceId", json_object_new_string(ps_client_device_id(c)));
+        json_object_object_add(j, "deviceOnServer", json_object_new_string(known_name));
         json_object_object_add(j, "server", s.server ? json_object_new_string(s.server) : NULL);
         json_object_object_add(j, "serverFrom",
                                s.server_from ? json_object_new_string(s.server_from) : NULL);
@@ -294,7 +327,14 @@ int run_status(ps_client *c, options *o)
         json_object_object_add(j, "version", json_object_new_string(ps_client_version()));
         cli_print_json(j);
     } else {
-        printf("device     %s\n", ps_client_device_id(c));
+        static const char *const said[] = {
+            [PS_DEVICE_KNOWN] = "known to the server",
+            [PS_DEVICE_EXPIRED] = "expired on the server: the next sync resyncs",
+            [PS_DEVICE_UNKNOWN] = "not known to the server yet",
+            [PS_DEVICE_UNREACHABLE] = "server unreachable: not known if it knows this device",
+        };
+        printf("device     %s (%s)\n", ps_client_device_id(c),
+               s.server ? said[known] : "no server");
         if (s.server)
             printf("server     %s (%s)\n", s.server, s.server_from);
         else

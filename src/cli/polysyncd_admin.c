@@ -2,6 +2,7 @@
 #include "cli/polysyncd_admin.h"
 #include "core/timestamp.h"
 #include "server/auth.h"
+#include "server/devices.h"
 #include "store/store.h"
 
 #include <json-c/json.h>
@@ -187,7 +188,7 @@ static ps_code add_token(ps_store *st, const void *arg, ps_error *err)
 static int record_token(const admin_opts *o, const char *jti, int64_t issued_ms,
                         int64_t expires_ms)
 {
-    if (!o->db && access(DEFAULT_DB + strlen("sqlite:"), F_OK) != 0) {
+    if (!o->db && access(&DEFAULT_DB[strlen("sqlite:")], F_OK) != 0) {
         fprintf(stderr,
                 "polysyncd token issue: token %s not recorded (no --db, no %s): "
                 "`token revoke --user %s` still revokes it\n",
@@ -475,14 +476,9 @@ static int print_device(void *ctx, const ps_device_row *d)
                expired ? "expired" : "active");
         return 0;
     }
-    json_object *row = json_object_new_object();
-    json_object_object_add(row, "id", json_object_new_string(d->id));
-    json_object_object_add(row, "protocol", json_object_new_string(d->protocol));
-    json_object_object_add(row, "firstSeen", json_object_new_string(first));
-    json_object_object_add(row, "lastSeen", json_object_new_string(last));
-    json_object_object_add(row, "client", json_object_new_string(d->client));
-    json_object_object_add(row, "ackedSeq", json_object_new_int64(d->acked_seq));
-    json_object_object_add(row, "expired", json_object_new_boolean(expired));
+    json_object *row = ps_device_row_json(d, l->now_ms, l->retention_ms);
+    if (!row)
+        return 1;
     json_object_array_add(l->rows, row);
     return 0;
 }

@@ -19,6 +19,9 @@
  * Lamport counter the server's verdict wins (docs/client.md). */
 #define PS_SERVER_WRITER "~server"
 
+/* What v2 requests send as `client` (the device registry shows it). */
+#define PS_CLIENT_NAME "polysync/" PS_VERSION
+
 /* Stamps far in the future are clamped by the server, not locally. */
 #define PS_LOCAL_SKEW_MS (100LL * 365 * 86400 * 1000)
 

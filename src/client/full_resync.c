@@ -7,6 +7,11 @@
  * without overriding anything newer. The cursor is dropped, so the next
  * request is a null-cursor pull, which names every live local chat
  * (v2_request.c) and so hears which were deleted. See docs/client.md.
+ *
+ * A device the server lists as expired gets the other resync: its
+ * tombstones may have been collected, so re-sending what it only received
+ * would bring deleted chats back. It keeps its pending changes, forgets
+ * the rest and pulls everything again (ps__start_expiry_resync).
  */
 #include "client/sync_run.h"
 #include "core/json_parse.h"
@@ -133,6 +138,20 @@ ps_code ps__start_full_resync(sync_run *r, ps_error *err)
     if (rc == PS_OK)
         rc = ps__lstore_meta_set(c->store, "verify_cursor", NULL, err);
     if (rc == PS_OK)
+        return ps__lstore_commit(c->store, err);
+    ps__lstore_rollback(c->store);
+    return rc;
+}
+
+ps_code ps__start_expiry_resync(sync_run *r, ps_error *err)
+{
+    ps_client *c = r->c;
+    ps_code rc = ps__lstore_begin(c->store, err);
+    if (rc != PS_OK)
+        return rc;
+    if ((rc = ps__lstore_forget_synced(c->store, err)) == PS_OK &&
+        (rc = ps__lstore_meta_set(c->store, "cursor", NULL, err)) == PS_OK &&
+        (rc = ps__lstore_meta_set(c->store, "verify_cursor", NULL, err)) == PS_OK)
         return ps__lstore_commit(c->store, err);
     ps__lstore_rollback(c->store);
     return rc;

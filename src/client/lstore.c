@@ -578,6 +578,14 @@ ps_code ps__lstore_changes_clear(ps_lstore *s, ps_error *err)
     return exec(s, "DELETE FROM changes", err);
 }
 
+ps_code ps__lstore_forget_synced(ps_lstore *s, ps_error *err)
+{
+    return exec(s,
+                "DELETE FROM messages WHERE chat_id NOT IN (SELECT chat_id FROM changes);"
+                "DELETE FROM chats WHERE id NOT IN (SELECT chat_id FROM changes)",
+                err);
+}
+
 ps_code ps__lstore_change_update(ps_lstore *s, int64_t seq, int64_t clock, const char *body,
                                  ps_error *err)
 {

@@ -85,6 +85,9 @@ ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_b
 void ps__change_rows_free(ps_change_row *rows, size_t n);
 ps_code ps__lstore_changes_delete_upto(ps_lstore *s, int64_t seq, ps_error *err);
 ps_code ps__lstore_changes_clear(ps_lstore *s, ps_error *err);
+/* Removes every chat (and its messages) the log holds no change to, without
+ * a trace: what only the server's answers put here (full_resync.c). */
+ps_code ps__lstore_forget_synced(ps_lstore *s, ps_error *err);
 ps_code ps__lstore_change_update(ps_lstore *s, int64_t seq, int64_t clock, const char *body,
                                  ps_error *err);
 ps_code ps__lstore_changes_count(ps_lstore *s, size_t *n, ps_error *err);

@@ -131,6 +131,13 @@ ps_code ps__verify_pull(sync_run *r, ps_error *err);
 /* Replaces the log by a snapshot of every local chat and drops the cursor. */
 ps_code ps__start_full_resync(sync_run *r, ps_error *err);
 
+/* After a 410 to an expired device (docs/client.md): keeps the log (the
+ * pending changes), forgets every chat it holds no change to and drops the
+ * cursor, so the next pull from a null cursor brings the server's state
+ * back and nothing only received from the server is sent as this device's
+ * write (a chat deleted meanwhile, its tombstone collected, stays gone). */
+ps_code ps__start_expiry_resync(sync_run *r, ps_error *err);
+
 /* The v2 sync; *not_v2: the server has no /v2/sync (use the legacy one). */
 ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err);
 

@@ -104,7 +104,8 @@ ps_code ps__apply_remote_chat(sync_run *r, json_object *chat, int64_t S, ps_erro
 
 /* After a whole pull from a null cursor that fit in one answer: a local
  * chat it did not contain is not live on the server (a first pull lists
- * every live chat and no deletions), unless it has changes on the way. */
+ * every live chat but those the request sent and holds whole, and no
+ * deletions but of those), unless it has changes on the way. */
 static ps_code drop_unseen(sync_run *r, json_object *seen, int64_t S, ps_error *err)
 {
     json_object *ids = NULL;
@@ -147,6 +148,11 @@ ps_code ps__apply_v2_answer(sync_run *r, const v2_answer *ans, const ps_change_r
         bool whole = null_cursor && !ans->more;
         if (whole && !(seen = json_object_new_object()))
             rc = ps__sync_nomem(err);
+        /* A chat this request sent is left out when the device holds all of
+         * it (no echo), and listed `deleted` when it is not live: unseen is
+         * not gone for it. */
+        for (size_t i = 0; i < n && seen; i++)
+            json_object_object_add(seen, rows[i].chat_id, NULL);
         size_t count = json_object_array_length(ans->chats);
         for (size_t i = 0; i < count && rc == PS_OK; i++) {
             json_object *chat = json_object_array_get_idx(ans->chats, i);

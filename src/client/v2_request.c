@@ -1,8 +1,9 @@
 /*
  * The body of a POST /v2/sync request (docs/protocol.md), built in one
- * place: the device, the cursor, the page limit, the log entries as they
- * were stored (each already a v2 change) and, on a pull from a null cursor,
- * the probes that name the live local chats.
+ * place: the device, the cursor, the client's name and version, the page
+ * limit, the log entries as they were stored (each already a v2 change)
+ * and, on a pull from a null cursor, the probes that name the live local
+ * chats.
  */
 #include "client/sync_run.h"
 
@@ -72,6 +73,10 @@ ps_code ps__build_v2_request(ps_client *c, const char *cursor, int limit, const 
         rc = ps_dynbuf_adds(out, ",\"cursor\":");
     if (rc == PS_OK)
         rc = cursor ? ps_dynbuf_add_json_string(out, cursor) : ps_dynbuf_adds(out, "null");
+    /* no "ack": the cursor sent is the one saved with the last answer
+     * applied (one transaction), so it is the acknowledgement itself */
+    if (rc == PS_OK)
+        rc = ps_dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
     if (rc == PS_OK)
         rc = ps_dynbuf_addf(out, ",\"limit\":%d,\"changes\":[", limit);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
@@ -99,6 +104,8 @@ ps_code ps__build_v2_pull_request(const char *device, const char *cursor, int li
         rc = ps_dynbuf_adds(out, ",\"cursor\":");
     if (rc == PS_OK)
         rc = ps_dynbuf_add_json_string(out, cursor);
+    if (rc == PS_OK)
+        rc = ps_dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
     if (rc == PS_OK)
         rc = ps_dynbuf_addf(out, ",\"limit\":%d}", limit);
     return rc == PS_OK ? PS_OK : ps__sync_nomem(err);

@@ -163,7 +163,14 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
                                   "the server keeps refusing the cursor: %s", a.message);
             } else {
                 r->st->full_resync = true;
-                if ((rc = ps__start_full_resync(r, err)) == PS_OK &&
+                /* an expired device (its tombstones may be gone) keeps only
+                 * what is pending; any other 410 (a server restored from a
+                 * backup) or unknown cursor sends everything it holds */
+                ps_device_known known = PS_DEVICE_UNREACHABLE;
+                if (a.status == 410)
+                    ps_client_device_known(c, &known, err);
+                if ((rc = known == PS_DEVICE_EXPIRED ? ps__start_expiry_resync(r, err)
+                                                     : ps__start_full_resync(r, err)) == PS_OK &&
                     (rc = ps__lstore_changes_count(c->store, &pending, err)) == PS_OK)
                     r->st->changes_total = r->st->changes_sent + pending;
             }

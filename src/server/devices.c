@@ -1,6 +1,7 @@
 /* The device registry's v2 side; see devices.h. */
 #include "server/devices.h"
 #include "core/hash.h"
+#include "core/timestamp.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -110,4 +111,23 @@ ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
     *slot = (recent){.key = key, .acked_seq = acked_seq, .written_ms = now_ms};
     pthread_mutex_unlock(&recent_lock);
     return PS_OK;
+}
+
+json_object *ps_device_row_json(const ps_device_row *d, int64_t now_ms, int64_t retention_ms)
+{
+    char first[32], last[32];
+    ps_time_format_iso(d->first_seen_ms, first);
+    ps_time_format_iso(d->last_seen_ms, last);
+    json_object *row = json_object_new_object();
+    if (!row)
+        return NULL;
+    json_object_object_add(row, "id", json_object_new_string(d->id));
+    json_object_object_add(row, "protocol", json_object_new_string(d->protocol));
+    json_object_object_add(row, "firstSeen", json_object_new_string(first));
+    json_object_object_add(row, "lastSeen", json_object_new_string(last));
+    json_object_object_add(row, "client", json_object_new_string(d->client));
+    json_object_object_add(row, "ackedSeq", json_object_new_int64(d->acked_seq));
+    json_object_object_add(row, "expired",
+                           json_object_new_boolean(now_ms - d->last_seen_ms > retention_ms));
+    return row;
 }

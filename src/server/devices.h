@@ -29,4 +29,9 @@ ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
                            const char *user_agent, int64_t acked_seq, int64_t now_ms,
                            int64_t retention_ms, ps_error *err);
 
+/* One registry row as the JSON both `GET /v2/devices` and `polysyncd devices
+ * list --json` show; `expired` = silent longer than retention_ms (its next
+ * sync gets 410). NULL on allocation failure. */
+json_object *ps_device_row_json(const ps_device_row *d, int64_t now_ms, int64_t retention_ms);
+
 #endif

@@ -4,6 +4,7 @@
  * the server knows it (`polysync status`) without the operator's tools.
  */
 #include "core/timestamp.h"
+#include "server/devices.h"
 #include "server/router.h"
 
 typedef struct listing {
@@ -14,20 +15,9 @@ typedef struct listing {
 static int add_device(void *ctx, const ps_device_row *d)
 {
     listing *l = ctx;
-    char first[32], last[32];
-    ps_time_format_iso(d->first_seen_ms, first);
-    ps_time_format_iso(d->last_seen_ms, last);
-    json_object *row = json_object_new_object();
+    json_object *row = ps_device_row_json(d, l->now_ms, l->retention_ms);
     if (!row)
         return 1;
-    json_object_object_add(row, "id", json_object_new_string(d->id));
-    json_object_object_add(row, "protocol", json_object_new_string(d->protocol));
-    json_object_object_add(row, "firstSeen", json_object_new_string(first));
-    json_object_object_add(row, "lastSeen", json_object_new_string(last));
-    json_object_object_add(row, "client", json_object_new_string(d->client));
-    json_object_object_add(row, "ackedSeq", json_object_new_int64(d->acked_seq));
-    json_object_object_add(row, "expired",
-                           json_object_new_boolean(l->now_ms - d->last_seen_ms > l->retention_ms));
     json_object_array_add(l->rows, row);
     return 0;
 }

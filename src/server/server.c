@@ -18,6 +18,7 @@
 #include "server/http_response.h"
 #include "server/lane.h"
 #include "server/limits.h"
+#include "server/linger.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/raw_reply.h"
@@ -107,6 +108,7 @@ typedef struct request {
     char user_agent[128]; /* for the device registry; cut to fit */
     ps_ws_pending ws; /* a live socket being opened */
     bool not_inflight; /* a live socket: ps_ws_close_all ends it, not the drain */
+    int linger_fd;     /* answered before its body: a dup() of the socket, or -1 */
 } request;
 
 /* ---- observing requests: ids, the access log, metrics (log.h, metrics.h) ---- */
@@ -423,6 +425,13 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
 #define PURGE_INTERVAL_MS (3600 * 1000)
 #define TURN_AWAY_WAIT_MS 2000
 #define LANE_KEEP_IDLE_MS 10000 /* kept body buffers outlive the last large sync by this */
+/* A refused body is read and dropped for a lingering close up to twice the
+ * limit (at least 16 MiB), within the request deadline, 2 s without a byte. */
+#define LINGER_MAX_BYTES(srv)                                                                      \
+    ((srv)->cfg.max_body_bytes > 8u * 1024 * 1024 ? 2 * (srv)->cfg.max_body_bytes                  \
+                                                  : (size_t)16 * 1024 * 1024)
+#define LINGER_MAX_MS(srv) ((int)(srv)->cfg.request_timeout_s * 1000)
+#define LINGER_IDLE_MS 2000
 
 /*
  * Forgets tombstones past the retention, at most once an hour, on the thread
@@ -600,6 +609,20 @@ static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *con
     return r;
 }
 
+/* An answer queued before the body was read: libmicrohttpd will close the
+ * connection with the body unread, so a dup() of the socket is kept for a
+ * lingering close when the request ends (linger.h). */
+static void keep_socket_to_linger(struct MHD_Connection *conn, request *req)
+{
+    const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    bool body = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") ||
+                (clen && strtoull(clen, NULL, 10) > 0);
+    const union MHD_ConnectionInfo *ci =
+        body ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    if (ci)
+        req->linger_fd = dup(ci->connect_fd);
+}
+
 /* The first call, with the headers: answers at once what is refused, and
  * queues a large request in the lane. */
 static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn, const char *url,
@@ -607,6 +630,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
 {
     req->srv = srv;
     req->started_ms = ps_time_now_ms();
+    req->linger_fd = -1;
     request_start(srv, conn, method, req);
     ps_conn_guard_head_seen(srv->guard, conn);
     ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
@@ -652,6 +676,8 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         r = ps_static_answer(srv->web_root, conn, method, url, req->allow_origin);
     } else if (refuse_early(srv, conn, method, url, req, &reply)) {
         r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        if (r == MHD_YES)
+            keep_socket_to_linger(conn, req);
         answered = true;
     } else if (req->route->body != PS_BODY_NONE && is_large(req)) {
         /* WAITING: suspended until a slot is free; the body is not read */
@@ -852,6 +878,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->admitted)
         ps_limiter_release(srv->limiter, req->user);
     bool counted = !req->not_inflight;
+    if (req->linger_fd >= 0) /* the answer is out: drop the rest of the body */
+        ps_linger_close(req->linger_fd, LINGER_MAX_BYTES(srv), LINGER_MAX_MS(srv), LINGER_IDLE_MS);
     free(req);
     *con_cls = NULL;
     if (counted)

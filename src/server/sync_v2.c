@@ -44,8 +44,12 @@ struct ps_v2_pull {
     bool has_head; /* `head` holds the answer's start, made with the sync */
     ps_dynbuf head;
     json_object *sent_ids; /* chats in this answer: each at most once */
-    json_object *pushed;   /* chats this request changed (kept: from req) */
+    /* chat id -> what the device holds of it after this request's changes
+     * (see note_held): {"fields": {key: value}, "messages": {id: message}} */
+    json_object *pushed;
 };
+
+static void note_held(json_object *pushed, json_object *change);
 
 static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t *pos, ps_error *err)
 {
@@ -289,10 +293,7 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     if (changes && (p->pushed = json_object_new_object())) {
         size_t n = json_object_array_length(changes);
         for (size_t i = 0; i < n; i++)
-            json_object_object_add(p->pushed,
-                                   json_object_get_string(json_object_object_get(
-                                       json_object_array_get_idx(changes, i), "chatId")),
-                                   NULL);
+            note_held(p->pushed, json_object_array_get_idx(changes, i));
     }
     ps_code rc =
         parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base, &p->pos, err);
@@ -319,15 +320,103 @@ static bool wanted(const ps_v2_pull *p, const ps_mark *m, int64_t base, bool ski
     return m->seq > base && !(skip_own && m->origin && strcmp(m->origin, p->device) == 0);
 }
 
+/* A key of `obj`, made an empty object if absent; NULL out of memory. */
+static json_object *member_object(json_object *obj, const char *key)
+{
+    json_object *v;
+    if (json_object_object_get_ex(obj, key, &v))
+        return v;
+    v = json_object_new_object();
+    if (v && json_object_object_add(obj, key, v) != 0) {
+        json_object_put(v);
+        v = NULL;
+    }
+    return v;
+}
+
+/*
+ * No echo on a first sync: the device holds what its request sent (each
+ * chat's changes applied in order), so the pull leaves out a part the chat
+ * now has with that very value, whoever wrote it. Compared by value, not by
+ * origin: a part the device sent but lost (a re-announce), a part another
+ * device wrote, and a part the device wrote before but did not send now (it
+ * may have lost it) all differ from what it holds, and are sent. Out of
+ * memory, less is noted as held: more is sent, never less.
+ */
+static void note_held(json_object *pushed, json_object *change)
+{
+    const char *id = json_object_get_string(json_object_object_get(change, "chatId"));
+    json_object *chat = member_object(pushed, id), *v;
+    json_object *fields = chat ? member_object(chat, "fields") : NULL;
+    json_object *messages = chat ? member_object(chat, "messages") : NULL;
+    if (!fields || !messages)
+        return;
+    if (json_object_object_get_ex(change, "deleteChat", &v) && json_object_get_boolean(v)) {
+        /* it dropped the chat: should the deletion lose, it needs it all */
+        json_object_object_add(chat, "fields", json_object_new_object());
+        json_object_object_add(chat, "messages", json_object_new_object());
+        return;
+    }
+    if (json_object_object_get_ex(change, "fields", &v)) {
+        json_object_object_foreach(v, key, val)
+        {
+            json_object_object_add(fields, key, json_object_get(val));
+        }
+    }
+    if (json_object_object_get_ex(change, "messages", &v)) {
+        size_t n = json_object_array_length(v);
+        for (size_t i = 0; i < n; i++) {
+            json_object *msg = json_object_array_get_idx(v, i);
+            json_object_object_add(messages,
+                                   json_object_get_string(json_object_object_get(msg, "id")),
+                                   json_object_get(msg));
+        }
+    }
+    if (json_object_object_get_ex(change, "deleteMessages", &v)) {
+        size_t n = json_object_array_length(v);
+        for (size_t i = 0; i < n; i++)
+            json_object_object_del(messages,
+                                   json_object_get_string(json_object_array_get_idx(v, i)));
+    }
+}
+
+typedef struct held {
+    bool any;              /* the request sent some content of the chat */
+    json_object *fields;   /* key -> value held (time fields included) */
+    json_object *messages; /* message id -> the message held */
+} held;
+
+static void held_init(held *h, const ps_v2_pull *p, const char *chat_id)
+{
+    json_object *chat = NULL;
+    *h = (held){0};
+    if (!p->first || !p->pushed || !json_object_object_get_ex(p->pushed, chat_id, &chat))
+        return;
+    json_object_object_get_ex(chat, "fields", &h->fields);
+    json_object_object_get_ex(chat, "messages", &h->messages);
+    h->any = json_object_object_length(h->fields) || json_object_object_length(h->messages);
+}
+
+/* Whether the device holds this value under this key of `in`. */
+static bool held_value(json_object *in, const char *key, json_object *value)
+{
+    json_object *sent;
+    return in && value && json_object_object_get_ex(in, key, &sent) &&
+           json_object_equal(sent, value);
+}
+
 typedef struct message_sink {
     json_object *messages, *deleted;
     bool with_deleted;
     int64_t deleted_after; /* tombstones set after this sequence only */
+    json_object *held;     /* see held: messages the device holds */
 } message_sink;
 
 static ps_code collect_message(void *vctx, const ps_message *m)
 {
     message_sink *sink = vctx;
+    if (m->value && held_value(sink->held, m->id, m->value))
+        return PS_OK;
     if (m->value)
         return json_object_array_add(sink->messages, json_object_get(m->value)) ? PS_ERR_NOMEM
                                                                                 : PS_OK;
@@ -344,7 +433,11 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     *out = NULL;
     json_object *obj = json_object_new_object();
     json_object *fields = json_object_new_object();
-    message_sink sink = {json_object_new_array(), json_object_new_array(), !p->first, p->base};
+    bool sent_here = p->pushed && json_object_object_get_ex(p->pushed, chat->id, NULL);
+    held h; /* borrowed from p->pushed */
+    held_init(&h, p, chat->id);
+    message_sink sink = {json_object_new_array(), json_object_new_array(), !p->first, p->base,
+                         h.messages};
     ps_code rc = obj && fields && sink.messages && sink.deleted ? PS_OK : PS_ERR_NOMEM;
     bool any = false;
     if (rc != PS_OK)
@@ -353,7 +446,6 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     if (!ps_chat_is_live(chat)) {
         /* A first sync hears of deletions only for chats it sent: a device
          * resyncing after 410 must learn that its copy lost. */
-        bool sent_here = p->pushed && json_object_object_get_ex(p->pushed, chat->id, NULL);
         if ((p->first && sent_here) || (!p->first && wanted(p, &chat->header, p->base, true))) {
             json_object_object_add(obj, "deleted", json_object_new_boolean(1));
             any = true;
@@ -371,17 +463,21 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
      * so its tombstone goes too. */
     sink.with_deleted = !p->first;
     for (size_t i = 0; i < chat->nfields; i++) {
-        if (wanted(p, &chat->fields[i].mark, base, skip_own)) {
+        if (wanted(p, &chat->fields[i].mark, base, skip_own) &&
+            !held_value(h.fields, chat->fields[i].name, chat->fields[i].value)) {
             json_object_object_add(fields, chat->fields[i].name,
                                    json_object_get(chat->fields[i].value));
             any = true;
         }
     }
-    if (wanted(p, &chat->header, base, skip_own))
-        any = true; /* at least: the chat exists */
+    /* at least: the chat exists (a device that sent some of it knows; a
+     * change with no content, such as an existence probe, is still told) */
+    if (wanted(p, &chat->header, base, skip_own) && !h.any)
+        any = true;
     const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
     for (int k = 0; k < 3; k++) {
-        if (tf[k]->value && wanted(p, &tf[k]->mark, base, skip_own)) {
+        if (tf[k]->value && wanted(p, &tf[k]->mark, base, skip_own) &&
+            !held_value(h.fields, time_keys[k], tf[k]->value)) {
             json_object_object_add(obj, time_keys[k], json_object_get(tf[k]->value));
             any = true;
         }

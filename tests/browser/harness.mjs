@@ -59,6 +59,22 @@ export class Server {
     if (code !== 0) throw new Error(`polysyncd exited ${code}\n${this.stderr}`);
   }
 
+  /** Rows of `sql` on the server's SQLite store (sqlite3 CLI, JSON mode). */
+  query(sql) {
+    const out = execFileSync('sqlite3', ['-json', join(this.dir, 'store.db'), sql], { encoding: 'utf8' }).trim();
+    return out ? JSON.parse(out) : [];
+  }
+
+  /** Makes `device` silent for `days` more days: its last-seen time is
+   * rewritten in the stopped server's store, then the server restarts
+   * (as tests/client/test_client_devices.py does). */
+  async age(device, days) {
+    await this.stop();
+    execFileSync('sqlite3', [join(this.dir, 'store.db'),
+      `UPDATE devices SET last_seen_ms = last_seen_ms - ${days * 86400000} WHERE device_id = '${device.replace(/'/g, "''")}'`]);
+    await this.start();
+  }
+
   /** A token for `user`, minted by `polysyncd token issue` with the server's secret. */
   token(user) {
     return execFileSync(POLYSYNCD, ['token', 'issue', '--user', user, '--jwt-secret-file', this.secretFile], { encoding: 'utf8' }).trim();

@@ -401,6 +401,55 @@ test('auth: a valid token syncs, a missing or wrong one is refused, static files
   await s.stop();
 });
 
+test('an expired device (410) keeps its pending changes and brings no collected deletion back', { timeout: 90000 }, async () => {
+  const s = await fresh();
+  const a = await newDevice(browser, s, { store: 'expired' });
+  const b = await newDevice(browser, s, { store: 'expired' });
+  const theirs = await b.run(async (db) => { const id = await db.createChat({ title: 'made by b, deleted by b' }); await db.addMessage(id, { content: "b's words" }); return id; });
+  await b.sync();
+  const [mine, kept] = await a.run(async (db) => {
+    const mine = await db.createChat({ title: 'made by a, deleted by b' });
+    await db.addMessage(mine, { content: "a's words" });
+    return [mine, await db.createChat({ title: 'made by a, kept' })];
+  });
+  await a.sync(); await a.sync(); await b.sync();
+  for (const d of [a, b]) assert.deepEqual((await d.list()).map((c) => c.id).sort(), [theirs, mine, kept].sort());
+  // a is offline and writes: two pending changes
+  const [newMsg, madeOffline] = await a.run(async (db, kept) => {
+    const m = await db.addMessage(kept, { content: 'written offline' });
+    return [m, await db.createChat({ title: 'made offline' })];
+  }, kept);
+  assert.equal(await a.run((db) => db.pendingCount()), 2);
+  // a is silent past the retention (90 days by default): expired
+  const aId = await a.run((db) => db.deviceId);
+  await s.age(aId, 91);
+  // meanwhile b deletes both chats; b is the only active device, so its
+  // acknowledgement collects the tombstones
+  await b.run(async (db, ids) => { for (const id of ids) await db.deleteChat(id); }, [theirs, mine]);
+  await b.sync(); await b.sync();
+  const onServer = () => Object.fromEntries(s.query('SELECT id, live FROM chats').map((r) => [r.id, r.live]));
+  assert.ok(!(theirs in onServer()) && !(mine in onServer()), 'the tombstones were collected (precondition)');
+  // a syncs: 410, the server lists it as expired, the expiry resync
+  await a.sync();
+  assert.equal(await a.run((db) => db.pendingCount()), 0);
+  const after = onServer();
+  assert.equal(after[madeOffline], 1, 'the pending chat reached the server');
+  assert.ok(!(theirs in after), 'a chat a only received was not sent back');
+  assert.ok(!(mine in after), "a's old synced writes were not sent back");
+  assert.deepEqual((await a.list()).map((c) => c.id).sort(), [kept, madeOffline].sort());
+  assert.ok((await a.chat(kept)).messages.some((m) => m.id === newMsg && m.content === 'written offline'));
+  await b.sync();
+  assert.deepEqual((await b.list()).map((c) => c.id).sort(), [kept, madeOffline].sort());
+  for (const id of [kept, madeOffline]) assert.deepEqual(await b.chat(id), await a.chat(id));
+  // the registry: a is known again, named by its client field
+  const version = await a.page.evaluate(() => window.ps.VERSION);
+  const devs = (await (await fetch(`${s.url}/v2/devices`)).json()).devices;
+  const me = devs.find((d) => d.id === aId);
+  assert.equal(me.expired, false);
+  assert.equal(me.client, `polysync-web/${version}`);
+  await a.ctx.close(); await b.ctx.close();
+});
+
 test('the CLI and two browsers converge on one server', { timeout: 90000 }, async () => {
   server = await fresh();
   const dir = tempDir();

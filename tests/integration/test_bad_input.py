@@ -2,6 +2,9 @@
 import gzip
 import http.client
 import json
+import os
+import subprocess
+import tempfile
 import unittest
 
 from harness import (ServerTestCase, by_id, chat, msg, read_http_response, json_or_none)
@@ -355,6 +358,58 @@ class BodyCapTest(RejectTestCase):
         self.assertStoreUnchanged(state)
         self.assertEqual(self.server.fetch(), before)
         self.assertEqual(self.server.request("GET", "/health")[0], 200)
+
+    # A client that sends its whole body before reading (Python's
+    # http.client, most HTTP libraries) must get the 413 too, not a broken
+    # pipe or a reset: the server answers from the headers, then reads and
+    # drops the rest before closing (#15).
+    def over_cap_body(self):
+        return json.dumps({"chats": [chat("too-big", "q" * (6 * MIB), last_modified=T0)]}).encode()
+
+    def test_refused_body_sent_whole_on_a_raw_socket_gets_413(self):
+        before = self.server.fetch()
+        body = self.over_cap_body()
+        with self.server.connect() as sock:
+            sock.sendall(b"POST /pushChats HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            status, headers, answer = read_http_response(sock, timeout=20)
+        self.assertEqual(status, 413)
+        self.assertErrorBody(json_or_none(answer), "body_too_large")
+        self.assertEqual(self.server.fetch(), before)
+        self.assertEqual(self.server.request("GET", "/health")[0], 200)
+
+    def test_refused_body_sent_by_http_client_gets_413(self):
+        body = self.over_cap_body()
+        for path in ("/pushChats", "/v2/sync"):
+            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=20)
+            try:
+                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                status, answer = resp.status, resp.read()
+            finally:
+                conn.close()
+            self.assertEqual(status, 413, path)
+            self.assertErrorBody(json_or_none(answer), "body_too_large")
+
+    def test_refused_body_sent_by_curl_gets_413(self):
+        body = self.over_cap_body()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "body.json")
+            with open(path, "wb") as f:
+                f.write(body)
+            # with and without "Expect: 100-continue" (curl waits for the
+            # answer before sending only with it)
+            for expect in ([], ["-H", "Expect:"]):
+                out = subprocess.run(
+                    ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST",
+                     "-H", "Content-Type: application/json", "--data-binary", "@" + path]
+                    + expect + ["http://127.0.0.1:%d/pushChats" % self.server.port],
+                    capture_output=True, text=True, timeout=30, check=False)
+                self.assertEqual(out.returncode, 0, "curl %s: %s" % (expect, out.stderr))
+                answer, code = out.stdout.rsplit("\n", 1)
+                self.assertEqual(code, "413", expect)
+                self.assertErrorBody(json_or_none(answer.encode()), "body_too_large")
 
     def test_huge_content_length_refused(self):
         with self.server.connect() as sock:

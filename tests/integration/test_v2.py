@@ -10,7 +10,8 @@ that copy with a fresh full pull (cursor null, a device id never used).
 Shapes taken from the contract: a pulled chat is {id, fields?, createdAt?,
 updatedAt?, lastModified?, messages?, deletedMessages?, deleted?}; the time
 fields sit beside `fields` (as in the documented answer); a first sync
-(cursor null) sends every live chat whole, with no deletions; any other pull
+(cursor null) sends every live chat whole, with no deletions, leaving out
+only parts equal to what that request itself sent; any other pull
 sends only what another device changed since the cursor. A device merges
 every entry into its copy (it never replaces a chat with an entry): later
 pages of a first sync leave out what the device itself wrote meanwhile.
@@ -453,6 +454,71 @@ class FirstSyncTest(V2TestCase):
         doc = again.sync()
         self.assertEqual([e["id"] for e in doc["chats"]], ["mine"])
         self.assertEqual(len(doc["chats"][0]["messages"]), 3)
+
+    def test_first_sync_pushing_chats_gets_none_back(self):
+        # docs/protocol.md: "Changes are not echoed back to the device that
+        # made them" -- a first sync included (#15): a device moving in with
+        # N chats must not download the N chats it just uploaded.
+        n = 200
+        d = self.dev("laptop")
+        changes = [full_change("c%03d" % i, "Chat %d" % i, n_messages=4,
+                               t_ms=T0_MS + i * 60000) for i in range(n)]
+        doc = d.sync(changes, limit=5000)
+        size = len(self.server.last_body)
+        self.assertEqual(doc["accepted"], n)
+        self.assertEqual(doc["chats"], [], "a first sync echoed the chats it pushed")
+        self.assertFalse(doc["more"])
+        # bytes: the answer is its envelope only, whatever N is
+        self.assertLess(size, 200, "first sync pushing %d chats answered %d bytes" % (n, size))
+        # the chats are stored, and another device's first sync gets them all
+        self.assertEqual(len(self.full().chats), n)
+        # a device re-sending them byte for byte after losing its cursor
+        # (it holds them: it sent them) gets nothing back either
+        again = self.dev("laptop")
+        doc = again.sync(changes, limit=5000)
+        self.assertEqual(doc["chats"], [])
+        # one chat sent as several changes: the device holds their sum
+        split = self.dev("tablet")
+        doc = split.sync([{"chatId": "s", "fields": {"title": "Split"},
+                           "messages": [msg("s1", timestamp=T0), msg("s2", timestamp=T0)]},
+                          {"chatId": "s", "fields": {"folder": "f"},
+                           "messages": [msg("s3", timestamp=T0)]},
+                          {"chatId": "s", "deleteMessages": ["s2"]}], limit=5000)
+        self.assertEqual(len(doc["chats"]), n, "the laptop's chats, whole")
+        self.assertNotIn("s", [e["id"] for e in doc["chats"]])
+
+    def test_first_sync_pushing_a_shared_chat_gets_what_it_lacks(self):
+        # A first sync leaves out only what the request sent: parts another
+        # device wrote, a winner over the device's losing write, and the
+        # device's own earlier parts it did not send now are all sent.
+        a = self.dev("desk")
+        a.clock = 100
+        a.sync([{"chatId": "x", "fields": {"title": "Desk title", "folder": "work"},
+                 "messages": [msg("shared", "same text", timestamp=T0),
+                              msg("from-desk", "desk wrote this", timestamp=T0)]}])
+        b = self.dev("phone")  # clock 0: its title write loses to the desk's
+        doc = b.sync([{"chatId": "x", "fields": {"title": "Phone title", "stars": 3},
+                       "messages": [msg("shared", "same text", timestamp=T0),
+                                    msg("from-phone", "phone wrote this", timestamp=T0)]},
+                      {"chatId": "y", "fields": {"title": "Only phone"}}])
+        got = norm_entries(doc["chats"])
+        self.assertEqual(set(got), {"x"}, "y holds only what the phone sent")
+        self.assertEqual(got["x"].get("fields"), {"title": "Desk title", "folder": "work"},
+                         "the winning title and the desk's field; not the phone's own stars")
+        self.assertEqual(set(got["x"].get("messages", {})), {"from-desk"},
+                         "the desk's message; not the one both sent, not the phone's")
+        self.assertSameState(b.local, self.full(), "the phone after its first sync", times=False)
+        # The same device id after losing its data, sending part of x again:
+        # what it wrote before and did not send now comes back.
+        b2 = self.dev("phone")
+        doc = b2.sync([{"chatId": "x", "messages": [msg("from-phone", "phone wrote this",
+                                                         timestamp=T0)]}])
+        got = norm_entries(doc["chats"])
+        self.assertEqual(got["x"].get("fields"),
+                         {"title": "Desk title", "folder": "work", "stars": 3})
+        self.assertEqual(set(got["x"].get("messages", {})), {"shared", "from-desk"})
+        self.assertSameState(b2.local, self.full(), "the phone after losing its data",
+                             times=False)
 
     def test_private_messages_never_stored_or_sent(self):
         w = self.dev("writer")
