@@ -12,7 +12,7 @@ PORT       ?= 4001
 all: build
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh postgres
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+import pg_column
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ---- profiles --------------------------------------------------------------
@@ -1050,6 +1052,7 @@ def main():
     ap.add_argument("--profile", action="store_true", help="perf profile of (a) and (b)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
+    ap.add_argument("--no-pg", action="store_true", help="without the PostgreSQL column")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                     help="first wait up to S seconds for other processes to go quiet")
     a = ap.parse_args()
@@ -1118,6 +1121,15 @@ def main():
         for srv in servers:
             srv.stop()
 
+    # the PostgreSQL column: one and two instances on one database (bench/pg_column.py)
+    if not a.no_pg and pg_column.available():
+        try:
+            res["postgres"] = pg_column.run(sys.modules[__name__], drv, build, work, P,
+                                            ref_body, fresh_body)
+        except Exception as e:
+            errors.append(f"postgres: {e}")
+            log(f"postgres failed: {e}")
+
     meta["took_s"] = elapsed()
     meta["other_cpu_pct"] = tri(OTHER_CPU)
     meta["other_top"] = sorted(((k, round(v)) for k, v in OTHER_TOP.items() if v >= 10),
@@ -1125,6 +1137,10 @@ def main():
     S = summarize(res, P, meta)
     made = plots(res, S, P, outdir, work)
     md = markdown(res, S, P, meta, made, errors)
+    if res.get("postgres"):
+        md += ("\n\n#### SQLite and PostgreSQL (one and two instances on one database)\n\n" +
+               pg_column.markdown([("SQLite", pg_column.sqlite_figures(res))] +
+                                  list(res["postgres"].items())))
     with open(os.path.join(outdir, "results.md"), "w") as f:
         f.write(f"# polysync benchmark results ({P['name']})\n\n"
                 f"Written by `bench/run.py{' --quick' if a.quick else ''}`; "

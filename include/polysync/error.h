@@ -36,6 +36,7 @@ typedef enum ps_code {
     PS_ERR_INVALID_TOKEN = 18, /* credentials that are not acceptable */
     PS_ERR_RATE_LIMITED = 19,  /* too many requests; retry later */
     PS_ERR_QUOTA = 20,         /* the user's storage quota is used up */
+    PS_ERR_UNAVAILABLE = 21,   /* the store cannot be reached now; retry later */
 } ps_code;
 
 /* A static English description of `code`; never NULL. */

@@ -5,6 +5,7 @@
  * sigwait(), so no handler runs inside the server.
  */
 #include "cli/polysyncd_admin.h"
+#include "cli/polysyncd_migrate.h"
 #include "cli/polysyncd_backup.h"
 #include "cli/polysyncd_transfer.h"
 #include "server/log.h"
@@ -29,6 +30,8 @@ int main(int argc, char **argv)
     if (argc > 1 && (strcmp(argv[1], "token") == 0 || strcmp(argv[1], "user") == 0 ||
                      strcmp(argv[1], "devices") == 0))
         return ps_admin_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+        return ps_migrate_main(argc - 1, argv + 1);
     if (argc > 1 && (strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "restore") == 0))
         return ps_backup_main(argc - 1, argv + 1);
     if (argc > 1 && (strcmp(argv[1], "import") == 0 || strcmp(argv[1], "export") == 0))
@@ -57,7 +60,13 @@ int main(int argc, char **argv)
     ps_error_clear(&err);
     ps_store *store = NULL;
     ps_server *srv = NULL;
-    if (ps_store_open(cfg.db_url, &store, &err) != PS_OK) {
+    ps_store_options store_opt = {
+        .pool = cfg.db_pool ? cfg.db_pool : cfg.threads + 2,
+        .wait_s = cfg.db_wait_s,
+        /* a statement or a lock wait never outlives a request */
+        .statement_timeout_ms = cfg.request_timeout_s * 1000,
+    };
+    if (ps_store_open_opts(cfg.db_url, &store_opt, &store, &err) != PS_OK) {
         ps_log_event(PS_LOG_ERROR, "store_error", "cannot open store %s: %s", cfg.db_url,
                      err.message);
         return 1;

@@ -50,6 +50,8 @@ const char *ps_strerror(ps_code code)
         return "rate limited";
     case PS_ERR_QUOTA:
         return "storage quota exceeded";
+    case PS_ERR_UNAVAILABLE:
+        return "store unavailable";
     }
     return "unknown error";
 }

@@ -138,6 +138,7 @@ static void usage(FILE *f)
             "  --bind ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port N                 port (default 4001, or env CHAT_SYNC_PORT; 0 = any)\n"
             "  --db URL                 store: sqlite:PATH (default sqlite:./data/polysync.db)\n"
+            "                           or postgres://user@host/db (several instances may share it)\n"
             "  --max-body SIZE          largest request body, e.g. 64M (default 64M, max 1G)\n"
             "  --max-chats N            most chats or deletions in one request (default 50000)\n"
             "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
@@ -165,6 +166,8 @@ static void usage(FILE *f)
             "  --quota SIZE             stored bytes per user, e.g. 1G (default: no limit)\n"
             "  --max-connections N      open connections (default 1024)\n"
             "  --request-timeout S      a request body must arrive within S seconds (default 60)\n"
+            "  --db-pool N              PostgreSQL connections (default: threads + 2)\n"
+            "  --db-wait S              at start, wait up to S seconds for the database (default 0)\n"
             "  --max-connections-per-ip N  open connections per address, IPv6 per /64\n"
             "                           (default 128; 0 = no cap)\n"
             "  --exempt-loopback        do not cap connections from loopback addresses\n"
@@ -231,6 +234,8 @@ enum {
     O_QUOTA,
     O_MAX_CONN,
     O_REQ_TIMEOUT,
+    O_DB_POOL,
+    O_DB_WAIT,
     O_MAX_CONN_IP,
     O_EXEMPT_LOOPBACK,
     O_HEADER_TIMEOUT,
@@ -274,6 +279,8 @@ static const struct option opts[] = {
     {"max-connections", required_argument, NULL, O_MAX_CONN},
     {"request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
     {"web-root", required_argument, NULL, O_WEB_ROOT},
+    {"db-pool", required_argument, NULL, O_DB_POOL},
+    {"db-wait", required_argument, NULL, O_DB_WAIT},
     {"max-connections-per-ip", required_argument, NULL, O_MAX_CONN_IP},
     {"exempt-loopback", no_argument, NULL, O_EXEMPT_LOOPBACK},
     {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
@@ -432,6 +439,18 @@ static ps_config_action parse_flags(ps_config *cfg, int argc, char **argv, FILE 
                 bad = "--request-timeout";
             else
                 cfg->request_timeout_s = (unsigned)v;
+            break;
+        case O_DB_POOL:
+            if (!parse_uint(optarg, 1000, &v) || v == 0)
+                bad = "--db-pool";
+            else
+                cfg->db_pool = (unsigned)v;
+            break;
+        case O_DB_WAIT:
+            if (!parse_uint(optarg, 86400, &v))
+                bad = "--db-wait";
+            else
+                cfg->db_wait_s = (unsigned)v;
             break;
         case O_CONFIG:
             if (where)

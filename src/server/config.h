@@ -46,6 +46,8 @@ typedef struct ps_config {
     size_t quota_bytes;          /* stored per user; 0 = unlimited */
     unsigned max_connections;
     unsigned request_timeout_s; /* a whole request must arrive within this */
+    unsigned db_pool;           /* PostgreSQL connections (0 = the worker threads + 2) */
+    unsigned db_wait_s;         /* at start, retry reaching the database this long */
 
     /* operations (docs/operations.md) */
     int log_format;          /* ps_log_format (server/log.h) */

@@ -118,6 +118,18 @@ void ps_events_notify(ps_events *ev, const char *user, const char *device)
     pthread_mutex_unlock(&ev->lock);
 }
 
+void ps_events_notify_all(ps_events *ev)
+{
+    if (!ev)
+        return;
+    pthread_mutex_lock(&ev->lock);
+    for (stream *s = ev->streams; s; s = s->next) {
+        s->changed = true;
+        resume(s);
+    }
+    pthread_mutex_unlock(&ev->lock);
+}
+
 void ps_events_close_user(ps_events *ev, const char *user)
 {
     if (!ev)

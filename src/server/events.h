@@ -29,6 +29,10 @@ unsigned ps_events_open_count(ps_events *ev);
  * already. device NULL: every stream. Any thread. */
 void ps_events_notify(ps_events *ev, const char *user, const char *device);
 
+/* Tells every stream that something may have changed (the store missed
+ * other instances' notifications for a while). Any thread. */
+void ps_events_notify_all(ps_events *ev);
+
 /* Ends every stream of `user` (its access was revoked or disabled): each
  * finishes its current write and closes; EventSource reconnects and meets
  * the verdict. Any thread. */

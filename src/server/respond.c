@@ -109,6 +109,12 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
         r->retry_after_s = 1;
         error_body(r, 503, "store_busy", "the store is busy; retry shortly", -1, NULL);
         return;
+    case PS_ERR_UNAVAILABLE:
+        fprintf(stderr, "polysyncd: store unavailable: %s\n", err->message);
+        r->retry_after_s = 2;
+        error_body(r, 503, "store_unavailable", "the store cannot be reached; retry shortly", -1,
+                   NULL);
+        return;
     case PS_ERR_NOMEM:
         ps_log_event(PS_LOG_ERROR, "out_of_memory", "%s", err->message);
         r->retry_after_s = 1;

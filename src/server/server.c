@@ -903,8 +903,27 @@ static ps_code read_pem(const char *path, char **out, ps_error *err)
     return PS_OK;
 }
 
+/* The one entry point for "user's chats changed on another instance"
+ * (the store's listener thread): as for a local change, the user's SSE
+ * streams and live sockets. user NULL (notifications may have been missed
+ * while the store reconnected): every SSE stream is rung; the live sockets
+ * have no frame for "something changed" and get nothing. */
+static void remote_change(void *ctx, const char *user, const char *device, int64_t seq_before,
+                          int64_t seq_after)
+{
+    ps_server *srv = ctx;
+    if (!user) {
+        ps_events_notify_all(srv->events);
+        return;
+    }
+    ps_events_notify(srv->events, user, device);
+    ps_ws_chats_changed(srv->ws, srv->env.store, user, device, seq_before, seq_after);
+}
+
 static void server_free(ps_server *srv)
 {
+    if (srv->env.store && srv->env.store->ops->listen)
+        srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
     ps_access_free(srv->access); /* its poller cuts streams: stop it first */
     ps_events_free(srv->events);
     ps_ws_free(srv->ws);
@@ -993,6 +1012,9 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     srv->web_root = ps_static_find_root(cfg->web_root, PS_WEB_ROOT_INSTALLED);
     if (cfg->web_root && !srv->web_root)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "--web-root: no such directory");
+    if (srv->env.store->ops->listen &&
+        (rc = srv->env.store->ops->listen(srv->env.store, remote_change, srv, err)) != PS_OK)
+        return rc;
     return PS_OK;
 }
 

@@ -116,6 +116,15 @@ ps_code ps__commit(const ps_sync_ctx *ctx, int64_t seq_before, const ps_user *us
             return q;
         }
     }
+    /* other instances on the same database hear of it once it commits */
+    if (user->seq != seq_before && ctx->store->ops->announce) {
+        ps_code a = ctx->store->ops->announce(ctx->store, ctx->user, ctx->device, seq_before,
+                                              user->seq, err);
+        if (a != PS_OK) {
+            ps_store_rollback(ctx->store);
+            return a;
+        }
+    }
     ps_code rc = ps_store_commit(ctx->store, err);
     if (rc == PS_OK && user->seq != seq_before && ctx->changed)
         ctx->changed(ctx->changed_cls, ctx->user, ctx->device, seq_before, user->seq);

@@ -1,6 +1,6 @@
 /*
  * The storage interface: one vtable, one file per backend (store_sqlite.c;
- * PostgreSQL to come). The server never knows which backend it has.
+ * store_pg.c). The server never knows which backend it has.
  *
  * Every operation runs inside a transaction opened with ps_store_begin() and
  * ended with ps_store_commit() or ps_store_rollback(); a transaction is the
@@ -62,6 +62,13 @@ typedef struct ps_store_stats {
     int64_t live_chats;   /* over every user */
     int64_t last_sync_ms; /* newest of every user's, 0 = never */
 } ps_store_stats;
+
+/* A change committed by another instance on the same database: `user`'s
+ * change sequence went from seq_before to seq_after, by `device` (NULL:
+ * unknown). user NULL: anything may have changed for anyone (the backend
+ * missed notifications for a while). */
+typedef void (*ps_store_change_fn)(void *ctx, const char *user, const char *device,
+                                   int64_t seq_before, int64_t seq_after);
 
 /* Accounts and tokens (docs/security.md, "Revoking access"). A token
  * minted by `polysyncd token issue`, as the registry holds it. Borrowed
@@ -241,6 +248,18 @@ struct ps_store_ops {
      * *copied false when the chat has none: work it out from the chat. */
     ps_code (*base_copy)(ps_store *s, int64_t user, const char *device, const char *chat_id,
                          int64_t seq, bool *copied, ps_error *err);
+    /* Sets every counter of the user's row as given (clock, last sync,
+     * sequence, purge point): for `polysyncd migrate`, which copies them. */
+    ps_code (*user_restore)(ps_store *s, const ps_user *user, ps_error *err);
+    /* Optional (NULL for a backend with one process): says, inside a write
+     * transaction, that it moved `user`'s change sequence from seq_before
+     * to seq_after (made by `device`, or NULL); other instances hear it
+     * once it commits. */
+    ps_code (*announce)(ps_store *s, const char *user, const char *device, int64_t seq_before,
+                        int64_t seq_after, ps_error *err);
+    /* Optional: calls fn (from a thread of the backend's) for changes other
+     * instances commit; fn NULL stops the calls (before ctx goes away). */
+    ps_code (*listen)(ps_store *s, ps_store_change_fn fn, void *ctx, ps_error *err);
     void (*close)(ps_store *s);
 };
 
@@ -248,11 +267,23 @@ struct ps_store {
     const struct ps_store_ops *ops;
 };
 
+/* How a networked backend (PostgreSQL) connects; SQLite ignores them. */
+typedef struct ps_store_options {
+    unsigned pool;                 /* connections (--db-pool); 0 = 8 */
+    unsigned wait_s;               /* retry connecting at start this long (--db-wait) */
+    unsigned connect_timeout_s;    /* 0 = 5 */
+    unsigned statement_timeout_ms; /* also lock waits and pool waits; 0 = none */
+} ps_store_options;
+
 /*
- * Opens the store named by `url`: "sqlite:PATH" (folders created). Migrates
- * the schema forward. *out is the caller's, closed with ps_store_close().
+ * Opens the store named by `url`: "sqlite:PATH" (folders created) or
+ * "postgres://..." / "postgresql://...". Migrates the schema forward.
+ * *out is the caller's, closed with ps_store_close().
  */
 PS_STORE_MUST_CHECK ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
+/* The same with options (NULL = defaults). */
+PS_STORE_MUST_CHECK ps_code ps_store_open_opts(const char *url, const ps_store_options *opt, ps_store **out,
+                                               ps_error *err);
 void ps_store_close(ps_store *s);
 
 /* Transactions begun and the time spent in begin (mostly waiting for the
@@ -283,6 +314,8 @@ static inline void ps_store_rollback(ps_store *s)
 
 /* Backend constructors, used by ps_store_open. */
 ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err);
+ps_code ps__store_pg_open(const char *url, const ps_store_options *opt, ps_store **out,
+                          ps_error *err);
 #ifdef PS_FAULT_INJECTION
 /* Test builds: wraps *s in the fault-injecting store of store_fault.c when
  * PS_FAULT_STORE_FILE is set (else leaves it). */

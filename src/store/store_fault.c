@@ -292,6 +292,30 @@ static ps_code f_device_forget(ps_store *s, const char *user, const char *device
     CHECK("device_forget");
     return INNER(s)->ops->device_forget(INNER(s), user, device, err);
 }
+/* The multi-instance operations are optional: where the inner store has
+ * none (SQLite), the wrapper's do nothing, as the caller would. */
+static ps_code f_user_restore(ps_store *s, const ps_user *user, ps_error *err)
+{
+    CHECK("user_restore");
+    return INNER(s)->ops->user_restore(INNER(s), user, err);
+}
+static ps_code f_announce(ps_store *s, const char *user, const char *device, int64_t seq_before,
+                          int64_t seq_after, ps_error *err)
+{
+    if (!INNER(s)->ops->announce)
+        return PS_OK;
+    CHECK("announce");
+    return INNER(s)->ops->announce(INNER(s), user, device, seq_before, seq_after, err);
+}
+/* Stopping (fn NULL) cannot fail and is not counted, like close. */
+static ps_code f_listen(ps_store *s, ps_store_change_fn fn, void *ctx, ps_error *err)
+{
+    if (!INNER(s)->ops->listen)
+        return PS_OK;
+    if (fn)
+        CHECK("listen");
+    return INNER(s)->ops->listen(INNER(s), fn, ctx, err);
+}
 static void f_close(ps_store *s)
 {
     fault_store *f = F(s);
@@ -340,11 +364,14 @@ static const struct ps_store_ops FAULT_OPS = {
     .purge_acknowledged = f_purge_acknowledged,
     .user_tombstones = f_user_tombstones,
     .device_forget = f_device_forget,
+    .user_restore = f_user_restore,
+    .announce = f_announce,
+    .listen = f_listen,
     .close = f_close,
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 39 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 42 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)

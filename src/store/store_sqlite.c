@@ -1038,6 +1038,26 @@ static ps_code sqlite_user_delete(ps_store *base, const char *name, ps_error *er
     return PS_OK;
 }
 
+/* Not a prepared statement of QUERIES: only `polysyncd migrate` uses it. */
+static ps_code sqlite_user_restore(ps_store *base, const ps_user *u, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4,"
+                           " purged_seq = ?5 WHERE id = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "saving user");
+    sqlite3_bind_int64(st, 1, u->id);
+    sqlite3_bind_int64(st, 2, u->clock);
+    sqlite3_bind_int64(st, 3, u->last_sync_ms);
+    sqlite3_bind_int64(st, 4, u->seq);
+    sqlite3_bind_int64(st, 5, u->purged_seq);
+    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving user");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* The first problem PRAGMA quick_check finds, or "" for none. */
 static void quick_check(sqlite_store *s, char *problem, size_t size)
 {
@@ -1569,6 +1589,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .user_load = sqlite_user_load,
     .user_find = sqlite_user_find,
     .user_save = sqlite_user_save,
+    .user_restore = sqlite_user_restore,
     .user_seen = sqlite_user_seen,
     .chat_load = sqlite_chat_load,
     .chat_save = sqlite_chat_save,

@@ -39,6 +39,84 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 30.0
 
+# ---- the store under test -------------------------------------------------
+#
+# PS_TEST_DB picks the backend every suite runs against: unset or "sqlite"
+# for SQLite files, a postgres://... URL (or "@FILE" holding one, as the
+# make check fixture writes it) for PostgreSQL, where each store the suites
+# would have put in a file becomes a fresh database of its own.
+
+def _pg_base_url():
+    v = os.environ.get("PS_TEST_DB", "")
+    if v.startswith("@"):
+        with open(v[1:]) as f:
+            v = f.read().strip()
+    return v if v.startswith(("postgres://", "postgresql://")) else None
+
+
+PG_BASE = _pg_base_url()
+BACKEND = "postgres" if PG_BASE else "sqlite"
+_pg_stores = {}
+_pg_tables = {}  # a store's tables, by URL (store_state)
+
+
+def pg_query(url, sql):
+    """Runs sql with psql on the database at url; its rows as lists of text."""
+    r = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                        "-d", url, "-c", sql],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("psql %r: %s" % (sql, r.stderr.decode(errors="replace")))
+    return [line.split("\t") for line in r.stdout.decode().splitlines() if line]
+
+
+def new_pg_database():
+    """A fresh, empty database on the test cluster; its URL."""
+    name = "ps_%d_%s" % (os.getpid(), os.urandom(6).hex())
+    pg_query(PG_BASE, "CREATE DATABASE " + name)
+    return PG_BASE.rsplit("/", 1)[0] + "/" + name
+
+
+def store_url(path):
+    """The --db URL of the store that lives at `path` (the same one every
+    time for the same path, so restarts find their data)."""
+    if not PG_BASE:
+        return "sqlite:" + path
+    if path not in _pg_stores:
+        _pg_stores[path] = new_pg_database()
+    return _pg_stores[path]
+
+
+def drop_store(path):
+    """Drops the database that stood for `path` (each is a copy of the
+    template, ~8 MB: a run makes hundreds)."""
+    url = _pg_stores.pop(path, None)
+    if url:
+        pg_query(PG_BASE, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % url.rsplit("/", 1)[1])
+
+
+def store_sql(path, sql, params=()):
+    """Runs one statement (`?` placeholders, SQL both backends take) on the
+    store that stands for `path`, as a test's oracle reads or ages rows
+    behind the server's back; its rows as tuples (integers as ints)."""
+    if not PG_BASE:
+        import sqlite3
+        con = sqlite3.connect(path, timeout=10)
+        try:
+            with con:
+                return [tuple(r) for r in con.execute(sql, params).fetchall()]
+        finally:
+            con.close()
+    parts = sql.split("?")
+    assert len(parts) == len(params) + 1, sql
+    text = parts[0]
+    for p, rest in zip(params, parts[1:]):
+        text += (str(int(p)) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'")
+        text += rest
+    rows = pg_query(store_url(path), text)
+    return [tuple(int(v) if v.lstrip("-").isdigit() else v for v in r) for r in rows]
+
+
 # An IPv6 address comes bracketed: http://[::1]:4001
 BANNER = re.compile(r"^polysyncd (\S+) listening on https?://(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d+)"
                     r" \(store (.*)\)$")
@@ -235,6 +313,7 @@ class Server:
         self.own_tmpdir = tmpdir is None
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="polysync-it-")
         self.db_path = os.path.join(self.tmpdir, "p.db")
+        self.db_url = store_url(self.db_path)  # see PS_TEST_DB
         self.proc = None
         self.port = None
         self.banner = None
@@ -255,7 +334,7 @@ class Server:
             env.update(self.env)
         try:
             self.proc = subprocess.Popen(
-                self.command_prefix + [POLYSYNCD, "--port", "0", "--db", "sqlite:" + self.db_path] + self.extra_args,
+                self.command_prefix + [POLYSYNCD, "--port", "0", "--db", self.db_url] + self.extra_args,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env)
         finally:
             err.close()
@@ -327,12 +406,26 @@ class Server:
             self._abort()
         if self.own_tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+        drop_store(self.db_path)
 
     def store_state(self):
         """Every row of every table of the server's SQLite store (tombstones,
         clocks, sequences, sent hashes, message rows), read through a
         read-only connection: what a rejected request must leave as it was.
         {table: sorted list of row tuples}."""
+        if PG_BASE:  # every table of the server's database, in one psql run
+            if self.db_url not in _pg_tables:
+                _pg_tables[self.db_url] = [r[0] for r in pg_query(
+                    self.db_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                    " ORDER BY tablename")]
+            tables = _pg_tables[self.db_url]
+            # one line per row (a row's text may hold newlines and tabs),
+            # still exact through its md5
+            rows = pg_query(self.db_url, " UNION ALL ".join(
+                "SELECT '%s', translate(x::text, E'\\n\\t\\r', '   ') || ' ' || md5(x::text)"
+                " FROM \"%s\" x" % (t, t) for t in tables))
+            return {t: sorted((tuple(r[1:]) for r in rows if r[0] == t), key=repr)
+                    for t in tables}
         import sqlite3
         con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
         try:

@@ -59,7 +59,7 @@ class SseStream:
 class AccountsTest(SecurityTestCase):
 
     def admin(self, server, *args, expect=0):
-        r = run_polysyncd(list(args) + ["--db", "sqlite:" + server.db_path])
+        r = run_polysyncd(list(args) + ["--db", server.db_url])
         self.assertEqual(r.returncode, expect, "polysyncd %r: %s%s" % (args, r.stdout, r.stderr))
         return r
 

@@ -10,7 +10,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BANNER, POLYSYNCD, START_TIMEOUT, STOP_TIMEOUT, free_port, read_line
+from harness import BANNER, POLYSYNCD, store_url, START_TIMEOUT, STOP_TIMEOUT, free_port, read_line
 
 
 class CliTest(unittest.TestCase):
@@ -83,7 +83,7 @@ class CliTest(unittest.TestCase):
 
     def start_on_env_port(self, extra_args=()):
         """Starts with CHAT_SYNC_PORT set to a free port; retries if the port was taken meanwhile."""
-        db = "sqlite:" + os.path.join(self.tmp, "p.db")
+        db = store_url(os.path.join(self.tmp, "p.db"))
         for _ in range(5):
             port = free_port()
             env = dict(self.env, CHAT_SYNC_PORT=str(port))
@@ -120,7 +120,7 @@ class CliTest(unittest.TestCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         env = dict(self.env, CHAT_SYNC_PORT=str(taken.getsockname()[1]))
-        proc, line = self.start(["--port", "0", "--db", "sqlite:" + os.path.join(self.tmp, "p.db")],
+        proc, line = self.start(["--port", "0", "--db", store_url(os.path.join(self.tmp, "p.db"))],
                                 env)
         try:
             self.assertIsNotNone(line, "did not start: --port must override CHAT_SYNC_PORT")

@@ -9,6 +9,8 @@ with cursor null brings the device back — including the deletion it missed.
 import sqlite3
 import unittest
 
+import harness
+
 from harness import ServerTestCase
 
 
@@ -28,9 +30,13 @@ class CursorExpiryTest(ServerTestCase):
         fresh = s.v2_ok({"deviceId": "C", "cursor": None})["cursor"]
 
         s.stop()
-        with sqlite3.connect(s.db_path) as db:  # what the purge records
-            (seq,) = db.execute("SELECT max(seq) FROM chats WHERE live = 0").fetchone()
-            db.execute("UPDATE users SET purged_seq = ?", (seq,))
+        if harness.BACKEND == "postgres":  # PS_TEST_DB
+            harness.pg_query(s.db_url, "UPDATE users SET purged_seq ="
+                             " (SELECT max(seq) FROM chats WHERE NOT live)")
+        else:
+            with sqlite3.connect(s.db_path) as db:  # what the purge records
+                (seq,) = db.execute("SELECT max(seq) FROM chats WHERE live = 0").fetchone()
+                db.execute("UPDATE users SET purged_seq = ?", (seq,))
         s.restart()
 
         status, _, doc = s.request("POST", "/v2/sync", body={

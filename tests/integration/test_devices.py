@@ -8,11 +8,10 @@ sequence). `polysyncd devices list --user U [--json]`, `devices forget`.
 Oracle: the cursors the server itself returned ("c1.BASE.POS").
 """
 import json
-import sqlite3
 import time
 import unittest
 
-from harness import ServerTestCase, run_polysyncd
+from harness import ServerTestCase, run_polysyncd, store_sql
 from sectools import SecurityTestCase
 
 
@@ -23,7 +22,7 @@ def base_of(cursor):
 class DevicesTest(ServerTestCase):
 
     def admin(self, *args, expect=0):
-        r = run_polysyncd(list(args) + ["--db", "sqlite:" + self.server.db_path])
+        r = run_polysyncd(list(args) + ["--db", self.server.db_url])
         self.assertEqual(r.returncode, expect, "polysyncd %r: %s%s" % (args, r.stdout, r.stderr))
         return r
 
@@ -103,11 +102,8 @@ class DevicesTest(ServerTestCase):
         s.v2_ok({"deviceId": "old-phone", "cursor": None})
         s.v2_ok({"deviceId": "laptop", "cursor": None})
         # old-phone last synced 91 days ago (past the default retention, 90)
-        db = sqlite3.connect(s.db_path)
-        with db:
-            db.execute("UPDATE devices SET last_seen_ms = last_seen_ms - 91 * 86400000"
-                       " WHERE device_id = 'old-phone'")
-        db.close()
+        store_sql(s.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - ?"
+                  " WHERE device_id = 'old-phone'", (91 * 86400000,))
         devices = self.devices()
         self.assertTrue(devices["old-phone"]["expired"])
         self.assertFalse(devices["laptop"]["expired"])
@@ -131,20 +127,14 @@ class TombstoneCollectionTest(ServerTestCase):
     retention has acknowledged a cursor past it — and the store's rows."""
 
     def tombstones(self):
-        db = sqlite3.connect(self.server.db_path)
-        try:
-            chats = db.execute("SELECT count(*) FROM chats WHERE live = 0").fetchone()[0]
-            msgs = db.execute("SELECT count(*) FROM messages WHERE value IS NULL").fetchone()[0]
-        finally:
-            db.close()
+        chats = store_sql(self.server.db_path, "SELECT count(*) FROM chats WHERE NOT live")[0][0]
+        msgs = store_sql(self.server.db_path,
+                         "SELECT count(*) FROM messages WHERE value IS NULL")[0][0]
         return chats, msgs
 
     def age(self, device, days):
-        db = sqlite3.connect(self.server.db_path)
-        with db:
-            db.execute("UPDATE devices SET last_seen_ms = last_seen_ms - ? * 86400000"
-                       " WHERE device_id = ?", (days, device))
-        db.close()
+        store_sql(self.server.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - ?"
+                  " WHERE device_id = ?", (days * 86400000, device))
 
     def test_one_device_collects_at_once_after_its_ack(self):
         s = self.server
@@ -186,7 +176,7 @@ class TombstoneCollectionTest(ServerTestCase):
         s.v2_ok({"deviceId": "A", "cursor": cur["A"]})
         self.assertEqual(self.tombstones()[0], 0)
         listed = json.loads(run_polysyncd(["devices", "list", "--user", "local", "--json",
-                                           "--db", "sqlite:" + s.db_path]).stdout)
+                                           "--db", s.db_url]).stdout)
         self.assertTrue([d for d in listed if d["id"] == "C"][0]["expired"])
         # C comes back with its old cursor: 410, it resyncs
         status, _, doc = s.v2({"deviceId": "C", "cursor": cur["C"]})
@@ -237,7 +227,7 @@ class DevicesPerUserTest(SecurityTestCase):
         bob = s.as_user(self.tok("bob"))
         s.v2_ok({"deviceId": "alice-laptop", "cursor": None})
         bob.v2_ok({"deviceId": "bob-phone", "cursor": None})
-        db = ["--db", "sqlite:" + s.db_path]
+        db = ["--db", s.db_url]
 
         def listed(user):
             r = run_polysyncd(["devices", "list", "--user", user, "--json"] + db)

@@ -2,6 +2,8 @@
 import subprocess
 import unittest
 
+import harness
+
 from harness import (ServerTestCase, by_id, chat, message_ids, msg, now_ms, parse_iso_ms,
                      POLYSYNCD)
 
@@ -22,7 +24,7 @@ class HealthTest(ServerTestCase):
         version = subprocess.run([POLYSYNCD, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout.split()[-1]
         self.assertEqual(doc["version"], version)
-        self.assertEqual(doc["store"], "sqlite")
+        self.assertEqual(doc["store"], harness.BACKEND)  # PS_TEST_DB
         self.assertIn("application/json", headers.get("Content-Type", ""))
 
     def test_health_counts_live_chats_and_reports_last_sync(self):

@@ -215,7 +215,7 @@ class UserCliTest(SecurityTestCase):
         self.bob = self.s.as_user(self.tok("bob"))
         self.alice.push_ok([chat("c1", "a1"), chat("c2", "a2")])
         self.bob.push_ok([chat("c1", "b1")])
-        self.db = "sqlite:" + self.s.db_path
+        self.db = self.s.db_url  # PS_TEST_DB
         self.s.stop()
 
     def users(self):

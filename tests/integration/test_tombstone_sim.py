@@ -16,10 +16,9 @@ prints the figures quoted in docs/merge.md.
 """
 import os
 import random
-import sqlite3
 import unittest
 
-from harness import ServerTestCase
+from harness import ServerTestCase, store_sql
 
 SEED = int(os.environ.get("PS_SIM_SEED", "18"))
 STEPS = int(os.environ.get("PS_SIM_STEPS", "500"))
@@ -44,13 +43,9 @@ class Device:
 class TombstoneSimulation(ServerTestCase):
 
     def tombstones(self):
-        db = sqlite3.connect(self.server.db_path)
-        try:
-            return (db.execute("SELECT count(*) FROM chats WHERE live = 0").fetchone()[0] +
-                    db.execute("SELECT count(*) FROM messages WHERE value IS NULL")
-                    .fetchone()[0])
-        finally:
-            db.close()
+        return (store_sql(self.server.db_path, "SELECT count(*) FROM chats WHERE NOT live")[0][0] +
+                store_sql(self.server.db_path,
+                          "SELECT count(*) FROM messages WHERE value IS NULL")[0][0])
 
     def age(self, device, days):
         """The device was last seen `days` earlier. The server is restarted
@@ -58,11 +53,8 @@ class TombstoneSimulation(ServerTestCase):
         skips rewriting an unchanged acknowledgement for a minute
         (server/devices.c), which days of absence always outlast."""
         self.server.stop()
-        db = sqlite3.connect(self.server.db_path)
-        with db:
-            db.execute("UPDATE devices SET last_seen_ms = last_seen_ms - ? * 86400000"
-                       " WHERE device_id = ?", (days, device))
-        db.close()
+        store_sql(self.server.db_path, "UPDATE devices SET last_seen_ms = last_seen_ms - ?"
+                  " WHERE device_id = ?", (days * 86400000, device))
         self.server.start()
 
     def sync(self, d):

@@ -18,6 +18,7 @@ import tempfile
 import shutil
 import unittest
 
+import harness
 from harness import ServerTestCase, Server, by_id, chat, msg, message_ids, run_polysyncd
 
 USER = "local"  # the user of a server without auth
@@ -57,6 +58,12 @@ def chat_store_json():
 
 def store_state(db_path):
     """Every row of every table of the store, in a stable order."""
+    url = harness.store_url(db_path)
+    if url.startswith("postgres"):  # PS_TEST_DB: the database standing for db_path
+        tables = [r[0] for r in harness.pg_query(
+            url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
+        return {t: sorted(repr(r) for r in harness.pg_query(url, 'SELECT * FROM "%s"' % t))
+                for t in tables}
     con = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
     try:
         tables = [r[0] for r in con.execute(
@@ -81,7 +88,7 @@ class TransferTestCase(ServerTestCase):
         return path
 
     def cli(self, *args, server=None, ok=True):
-        db = "sqlite:" + (server or self.server).db_path
+        db = (server or self.server).db_url  # PS_TEST_DB
         r = run_polysyncd(list(args) + ["--db", db])
         if ok:
             self.assertEqual(r.returncode, 0, r.stderr)
