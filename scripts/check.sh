@@ -53,7 +53,7 @@ run_ctest() { # DIR JUNIT (the JUnit path made absolute before the cd)
   (cd "$1" && ctest -j "$JOBS" --output-on-failure --output-junit "$junit")
 }
 
-step deps "$LOGS/deps.log" scripts/install-deps.sh || true
+step deps "$LOGS/deps.log" scripts/install-deps.sh postgres || true
 if step "build release" "$LOGS/build.log" configure_build "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
   step "ctest release" "$LOGS/ctest.log" run_ctest "$BUILD" "$LOGS/release.xml" || true
 fi
