@@ -7,7 +7,8 @@
  * and origin. Then it reads both stores back and compares counts and a
  * SHA-256 over all of that in a fixed order; exit 0 only when they match.
  *
- * Not copied: the "chat as last sent" hashes (an optimisation; the next
+ * Tokens, account refusals and the device registry are copied too
+ * (polysyncd_migrate_access.c). Not copied: the "chat as last sent" hashes (an optimisation; the next
  * legacy sync of each chat re-merges it once) and no-op sync times newer
  * than the users' rows (at most a second old, see store.h).
  *
@@ -375,6 +376,13 @@ int ps_migrate_main(int argc, char **argv)
             goto out;
         }
     }
+    ps_migrate_access_counts access;
+    if (ps__migrate_access(from, to, names.names, names.n, &access, &err) != PS_OK) {
+        fprintf(stderr, "polysyncd migrate: tokens, accounts and devices: %s\n", err.message);
+        goto out;
+    }
+    printf("copied %lld tokens, %lld account settings, %lld devices\n",
+           (long long)access.tokens, (long long)access.accounts, (long long)access.devices);
     tally a, b;
     char sum_a[65] = "", sum_b[65] = "";
     if (tally_store(from, &a, sum_a, &err) != PS_OK || tally_store(to, &b, sum_b, &err) != PS_OK) {

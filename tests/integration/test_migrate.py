@@ -5,9 +5,12 @@ deleted chats and messages) goes to PostgreSQL and back to a new SQLite
 file. Oracle: what the servers answer, not the tool's own report — every
 user sees the same chats and tombstones on each copy, and a v2 device's
 cursor from before the move goes on where it was (the change sequence moved
-with the data). Also: a non-empty target is refused unless --force.
+with the data); a user disabled on the source is refused on each copy and the
+device registry came along (the admin commands' view). Also: a non-empty
+target is refused unless --force.
 Needs PS_TEST_DB=postgres://... (the make check fixture).
 """
+import json
 import os
 import unittest
 
@@ -57,6 +60,8 @@ class MigrateTest(SecurityTestCase):
              "deleteMessages": ["c01-m0"]}]})
         before = self.views(src)
         src.stop()
+        r = run_polysyncd(["user", "disable", "carol", "--db", src.db_url])
+        self.assertEqual(r.returncode, 0, r.stderr)
 
         pg_url = harness.new_pg_database()
         r = run_polysyncd(["migrate", "--from", src.db_url, "--to", pg_url])
@@ -83,7 +88,14 @@ class MigrateTest(SecurityTestCase):
             doc = a.v2_ok({"deviceId": "phone", "cursor": phone["cursor"]})
             self.assertEqual([c["id"] for c in doc["chats"]], ["c01"], url)
             self.assertEqual(doc["chats"][0]["fields"], {"title": "renamed"})
+            status = s.as_user(self.tok("carol")).request("GET", "/fetchChats")[0]
+            self.assertEqual(status, 403, "%s: carol's refusal did not move" % url)
             s.stop()
+            r = run_polysyncd(["devices", "list", "--user", "alice", "--db", url, "--json"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            ids = sorted(d["id"] for d in json.loads(r.stdout))
+            # "": the legacy requests without a deviceId (docs/protocol.md, "Devices")
+            self.assertEqual(ids, ["", "inspector", "laptop", "phone"], url)
 
 
 if __name__ == "__main__":
