@@ -201,13 +201,14 @@ void ps_conn_guard_opened(ps_conn_guard *g, struct MHD_Connection *conn, void **
         c->counted = key_of(addr->client_addr, len, &c->key, &loopback) &&
                      !(loopback && g->cfg.exempt_loopback);
     }
+    bool over = false;
     pthread_mutex_lock(&g->lock);
     if (c->counted) {
         addr_count **slot = slot_of(g, &c->key);
         if (!*slot && (*slot = calloc(1, sizeof **slot)) != NULL)
             (*slot)->key = c->key;
         if (*slot)
-            (*slot)->open++;
+            over = ++(*slot)->open > g->cfg.per_ip_max;
         else
             c->counted = false;
     }
@@ -217,6 +218,13 @@ void ps_conn_guard_opened(ps_conn_guard *g, struct MHD_Connection *conn, void **
     g->conns = c;
     pthread_mutex_unlock(&g->lock);
     *socket_ctx = c;
+    /* ps_conn_guard_admit ran at accept, before this count: connections
+     * accepted at once on several threads can all pass it. The count taken
+     * here is the one that holds; one past the cap is closed now (as the
+     * sweeper closes a late head), and ps_conn_guard_closed gives its place
+     * back. */
+    if (over && c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
 }
 
 void ps_conn_guard_head_seen(ps_conn_guard *g, struct MHD_Connection *conn)
