@@ -42,6 +42,7 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,6 +435,7 @@ typedef struct pg_store {
     void *listen_ctx;
     pthread_t listener;
     bool listening;
+    atomic_bool listen_tried; /* the listener's first LISTEN has run (or failed) */
     int wake[2]; /* close() writes here to stop the listener */
 } pg_store;
 
@@ -1944,6 +1946,7 @@ static void *listener_main(void *arg)
         PGresult *res = pg && PQstatus(pg) == CONNECTION_OK ? PQexec(pg, "LISTEN " CHANNEL) : NULL;
         bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
+        atomic_store(&s->listen_tried, true);
         if (!ok) {
             PQfinish(pg);
             missed = true;
@@ -1990,6 +1993,13 @@ static ps_code pg_listen(ps_store *base, ps_store_change_fn fn, void *ctx, ps_er
         if (pthread_create(&s->listener, NULL, listener_main, s) != 0)
             return ps_error_set(err, PS_ERR_STORE, -1, "", "cannot start the listener thread");
         s->listening = true;
+        /* Serve only once LISTEN runs: a change another instance commits
+         * in between would ring nobody here (its NOTIFY is not queued for
+         * a channel not yet listened to). Bounded: a database that does not
+         * answer is the reconnect path's job (it rings everyone after). */
+        for (int waited_ms = 0; !atomic_load(&s->listen_tried) && waited_ms < 5000;
+             waited_ms += 10)
+            usleep(10 * 1000);
     }
     return PS_OK;
 }
