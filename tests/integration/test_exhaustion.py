@@ -155,7 +155,7 @@ class PerAddressCapTest(SecurityTestCase):
                 s = self.new_server(args)
                 socks = [open_from(s.port, ATTACKER) for _ in range(3)]
                 try:
-                    self.assertEqual(closed_by_server(socks[2], 2), capped)
+                    self.assertEqual(closed_by_server(socks[2], 5), capped)
                 finally:
                     for sock in socks:
                         sock.close()
