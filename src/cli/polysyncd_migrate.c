@@ -8,9 +8,9 @@
  * SHA-256 over all of that in a fixed order; exit 0 only when they match.
  *
  * Tokens, account refusals and the device registry are copied too
- * (polysyncd_migrate_access.c). Not copied: the "chat as last sent" hashes (an optimisation; the next
- * legacy sync of each chat re-merges it once) and no-op sync times newer
- * than the users' rows (at most a second old, see store.h).
+ * (polysyncd_migrate_access.c). Not copied: the "chat as last sent" hashes (an optimisation; the
+ * next legacy sync of each chat re-merges it once) and no-op sync times newer than the users' rows
+ * (at most a second old, see store.h).
  *
  * Run it with the servers stopped (or at least not writing): it reads the
  * source in one transaction per user.
@@ -381,8 +381,8 @@ int ps_migrate_main(int argc, char **argv)
         fprintf(stderr, "polysyncd migrate: tokens, accounts and devices: %s\n", err.message);
         goto out;
     }
-    printf("copied %lld tokens, %lld account settings, %lld devices\n",
-           (long long)access.tokens, (long long)access.accounts, (long long)access.devices);
+    printf("copied %lld tokens, %lld account settings, %lld devices\n", (long long)access.tokens,
+           (long long)access.accounts, (long long)access.devices);
     tally a, b;
     char sum_a[65] = "", sum_b[65] = "";
     if (tally_store(from, &a, sum_a, &err) != PS_OK || tally_store(to, &b, sum_b, &err) != PS_OK) {

@@ -47,8 +47,8 @@ static int copy_token(void *ctx, const ps_token_row *row)
         return 1;
     if (probe.found)
         return 0;
-    c->rc = c->to->ops->token_add(c->to, row->jti, row->user, row->issued_ms, row->expires_ms,
-                                  c->err);
+    c->rc =
+        c->to->ops->token_add(c->to, row->jti, row->user, row->issued_ms, row->expires_ms, c->err);
     int64_t revoked = 0;
     if (c->rc == PS_OK && row->revoked_ms)
         c->rc = c->to->ops->token_revoke(c->to, row->jti, NULL, row->revoked_ms, &revoked, c->err);
@@ -59,8 +59,8 @@ static int copy_token(void *ctx, const ps_token_row *row)
 static int copy_account(void *ctx, const ps_account_row *row)
 {
     copy_ctx *c = ctx;
-    c->rc = c->to->ops->account_set(c->to, row->name, row->disabled ? 1 : 0,
-                                    row->tokens_before_ms, c->err);
+    c->rc = c->to->ops->account_set(c->to, row->name, row->disabled ? 1 : 0, row->tokens_before_ms,
+                                    c->err);
     c->copied++;
     return c->rc != PS_OK;
 }

@@ -159,9 +159,9 @@ static const char *const MIGRATIONS[] = {
  * pointer instead of fetching and decompressing the value. */
 #define USER_BYTES_RECOUNT                                                                         \
     "UPDATE users SET bytes ="                                                                     \
-    " (SELECT coalesce(sum(octet_length(state) + octet_length(doc)), 0) FROM chats"                            \
+    " (SELECT coalesce(sum(octet_length(state) + octet_length(doc)), 0) FROM chats"                \
     "   WHERE user_id = users.id) +"                                                               \
-    " (SELECT coalesce(sum(octet_length(id) + coalesce(octet_length(value), 0)), 0) FROM messages"             \
+    " (SELECT coalesce(sum(octet_length(id) + coalesce(octet_length(value), 0)), 0) FROM messages" \
     "   WHERE user_id = users.id)"                                                                 \
     " WHERE id = ANY($1::bigint[])"
 
@@ -242,8 +242,9 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_SEEN] = "INSERT INTO user_seen(name, ms) VALUES ($1, $2) ON CONFLICT (name)"
                     " DO UPDATE SET ms = greatest(user_seen.ms, excluded.ms)",
     /* many at once: names and times as two arrays */
-    [Q_SEEN_FLUSH] = "INSERT INTO user_seen(name, ms) SELECT * FROM unnest($1::text[], $2::bigint[])"
-                     " ON CONFLICT (name) DO UPDATE SET ms = greatest(user_seen.ms, excluded.ms)",
+    [Q_SEEN_FLUSH] =
+        "INSERT INTO user_seen(name, ms) SELECT * FROM unnest($1::text[], $2::bigint[])"
+        " ON CONFLICT (name) DO UPDATE SET ms = greatest(user_seen.ms, excluded.ms)",
     [Q_CHAT_GET] = "SELECT state FROM chats WHERE user_id = $1 AND id = $2",
     [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = $1 AND chat_id = $2",
     [Q_MSG_SOME] = "SELECT " MSG_COLUMNS " FROM messages"
@@ -270,7 +271,8 @@ static const char *const QUERIES[Q_COUNT] = {
         "WITH new AS (SELECT * FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[],"
         "   $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::boolean[], $12::bigint[])"
         "   AS t(id, value, ts, lamport, device, order_ts, seq, origin, timed, received)),"
-        " old AS (SELECT coalesce(sum(octet_length(m.id) + coalesce(octet_length(m.value), 0)), 0) AS n"
+        " old AS (SELECT coalesce(sum(octet_length(m.id) + coalesce(octet_length(m.value), 0)), 0) "
+        "AS n"
         "   FROM messages m WHERE m.user_id = $1::bigint AND m.chat_id = $2::text"
         "   AND m.id IN (SELECT id FROM new)),"
         " put AS (INSERT INTO messages(user_id, chat_id, " MSG_COLUMNS ")"
@@ -280,7 +282,8 @@ static const char *const QUERIES[Q_COUNT] = {
         "   order_ts = excluded.order_ts, seq = excluded.seq, origin = excluded.origin,"
         "   timed = excluded.timed, received = excluded.received)"
         " UPDATE users SET bytes = bytes"
-        "   + (SELECT coalesce(sum(octet_length(id) + coalesce(octet_length(value), 0)), 0) FROM new)"
+        "   + (SELECT coalesce(sum(octet_length(id) + coalesce(octet_length(value), 0)), 0) FROM "
+        "new)"
         "   - (SELECT n FROM old) WHERE id = $1::bigint",
     [Q_CHAT_NEXT] = "SELECT state, seq FROM chats WHERE user_id = $1 AND seq > $2"
                     " ORDER BY seq LIMIT 1",
@@ -291,9 +294,10 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = $1 ORDER BY id",
     [Q_CHAT_DOC] = "SELECT doc FROM chats WHERE user_id = $1 AND id = $2",
-    [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live),"
-                " greatest((SELECT coalesce(max(last_sync_ms), 0) FROM users),"
-                " (SELECT coalesce(max(s.ms), 0) FROM user_seen s JOIN users u ON u.name = s.name))",
+    [Q_STATS] =
+        "SELECT (SELECT count(*) FROM chats WHERE live),"
+        " greatest((SELECT coalesce(max(last_sync_ms), 0) FROM users),"
+        " (SELECT coalesce(max(s.ms), 0) FROM user_seen s JOIN users u ON u.name = s.name))",
     /* Users first, in id order, as a sync takes its user before its chats:
      * no lock cycle with the syncs. */
     [Q_PURGE_LOCK] = "SELECT id FROM users WHERE id IN (SELECT user_id FROM chats"
@@ -436,7 +440,7 @@ typedef struct pg_store {
     pthread_t listener;
     bool listening;
     atomic_bool listen_tried; /* the listener's first LISTEN has run (or failed) */
-    int wake[2]; /* close() writes here to stop the listener */
+    int wake[2];              /* close() writes here to stop the listener */
 } pg_store;
 
 /* ---- connections ---------------------------------------------------- */
@@ -446,17 +450,19 @@ typedef struct pg_store {
 static PGconn *connect_db(const pg_store *s)
 {
     char timeout[16], options[128];
-    snprintf(timeout, sizeof timeout, "%u", s->opt.connect_timeout_s ? s->opt.connect_timeout_s : 5);
+    snprintf(timeout, sizeof timeout, "%u",
+             s->opt.connect_timeout_s ? s->opt.connect_timeout_s : 5);
     unsigned stmt_ms = s->opt.statement_timeout_ms;
     snprintf(options, sizeof options,
-             "-c statement_timeout=%u -c lock_timeout=%u -c client_min_messages=warning",
-             stmt_ms, stmt_ms);
+             "-c statement_timeout=%u -c lock_timeout=%u -c client_min_messages=warning", stmt_ms,
+             stmt_ms);
     /* The URL comes last: what it says wins over these defaults. */
-    const char *keys[] = {"connect_timeout",     "keepalives",        "keepalives_idle",
-                          "keepalives_interval", "keepalives_count",  "tcp_user_timeout",
-                          "application_name",    "options",           "dbname",
-                          NULL};
-    const char *vals[] = {timeout, "1",         "10",    "5",   "3",
+    const char *keys[] = {"connect_timeout",  "keepalives",
+                          "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "tcp_user_timeout",
+                          "application_name", "options",
+                          "dbname",           NULL};
+    const char *vals[] = {timeout, "1",         "10",    "5",    "3",
                           "15000", "polysyncd", options, s->url, NULL};
     return PQconnectdbParams(keys, vals, 1);
 }
@@ -811,8 +817,7 @@ static ps_code write_seen(pg_conn *c, const seen_time *v, size_t n, ps_error *er
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     } else if ((rc = run_void(c, Q_BEGIN_WRITE, 0, NULL, err, "begin")) == PS_OK) {
         const char *params[2] = {names.data, times.data};
-        if ((rc = run_void(c, Q_ASYNC_COMMIT, 0, NULL, err, "saving last sync times")) ==
-                PS_OK &&
+        if ((rc = run_void(c, Q_ASYNC_COMMIT, 0, NULL, err, "saving last sync times")) == PS_OK &&
             (rc = run_void(c, Q_SEEN_FLUSH, 2, params, err, "saving last sync times")) == PS_OK)
             rc = run_void(c, Q_COMMIT, 0, NULL, err, "commit");
         if (rc != PS_OK && PQstatus(c->pg) == CONNECTION_OK)
@@ -885,8 +890,8 @@ static void pg_rollback(ps_store *base)
     pool_give(s, c);
 }
 
-static ps_code pg_announce(ps_store *base, const char *user, const char *device,
-                           int64_t seq_before, int64_t seq_after, ps_error *err)
+static ps_code pg_announce(ps_store *base, const char *user, const char *device, int64_t seq_before,
+                           int64_t seq_after, ps_error *err)
 {
     pg_store *s = (pg_store *)base;
     pg_conn *c = current(s);
@@ -898,8 +903,8 @@ static ps_code pg_announce(ps_store *base, const char *user, const char *device,
     size_t len = strlen(s->instance) + strlen(dev) + strlen(user) + 80;
     if (!(c->notify = malloc(len)))
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    int at = snprintf(c->notify, len, "%s %" PRId64 " %" PRId64 " ", s->instance, seq_before,
-                      seq_after);
+    int at =
+        snprintf(c->notify, len, "%s %" PRId64 " %" PRId64 " ", s->instance, seq_before, seq_after);
     if (device)
         snprintf(c->notify + at, len - (size_t)at, "%zu:%s%s", strlen(dev), dev, user);
     else
@@ -1126,8 +1131,8 @@ static ps_code pg_chat_load(ps_store *base, int64_t user, const char *id, bool w
     return rc;
 }
 
-static ps_code pg_messages_load(ps_store *base, int64_t user, ps_chat *chat,
-                                const char *const *ids, size_t n, ps_error *err)
+static ps_code pg_messages_load(ps_store *base, int64_t user, ps_chat *chat, const char *const *ids,
+                                size_t n, ps_error *err)
 {
     if (n == 0)
         return PS_OK;
@@ -1301,8 +1306,8 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
     return rc;
 }
 
-static ps_code pg_chat_next_changed(ps_store *base, int64_t user, int64_t after_seq,
-                                    ps_chat **out, int64_t *seq, ps_error *err)
+static ps_code pg_chat_next_changed(ps_store *base, int64_t user, int64_t after_seq, ps_chat **out,
+                                    int64_t *seq, ps_error *err)
 {
     pg_conn *c = current((pg_store *)base);
     *out = NULL;
@@ -1484,8 +1489,7 @@ static ps_code pg_chat_set_sent(ps_store *base, int64_t user, const char *id, ui
 {
     num u, h;
     const char *params[3] = {numtext(&u, user), id, numtext(&h, (int64_t)hash)};
-    return run_void(current((pg_store *)base), Q_SENT_SET, 3, params, err,
-                    "recording a sent chat");
+    return run_void(current((pg_store *)base), Q_SENT_SET, 3, params, err, "recording a sent chat");
 }
 
 static ps_code pg_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err)
@@ -1493,8 +1497,8 @@ static ps_code pg_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_er
     num u;
     const char *params[1] = {numtext(&u, user)};
     ps_code rc;
-    PGresult *res = run(current((pg_store *)base), Q_USER_BYTES, 1, params, &rc, err,
-                        "reading bytes");
+    PGresult *res =
+        run(current((pg_store *)base), Q_USER_BYTES, 1, params, &rc, err, "reading bytes");
     if (!res)
         return rc;
     *bytes = PQntuples(res) > 0 ? int_at(res, 0, 0) : 0;
@@ -1506,8 +1510,7 @@ static ps_code pg_user_list(ps_store *base, int (*fn)(void *, const char *, int6
                             ps_error *err)
 {
     ps_code rc;
-    PGresult *res = run(current((pg_store *)base), Q_USER_LIST, 0, NULL, &rc, err,
-                        "listing users");
+    PGresult *res = run(current((pg_store *)base), Q_USER_LIST, 0, NULL, &rc, err, "listing users");
     if (!res)
         return rc;
     for (int i = 0; i < PQntuples(res); i++)
@@ -1569,8 +1572,7 @@ static ps_code pg_token_add(ps_store *base, const char *jti, const char *user, i
                             int64_t expires_ms, ps_error *err)
 {
     num issued, expires;
-    const char *params[4] = {jti, user, numtext(&issued, issued_ms),
-                             numtext(&expires, expires_ms)};
+    const char *params[4] = {jti, user, numtext(&issued, issued_ms), numtext(&expires, expires_ms)};
     return run_void(current((pg_store *)base), Q_TOKEN_ADD, 4, params, err, "recording a token");
 }
 
@@ -1640,12 +1642,12 @@ static ps_code pg_account_set(ps_store *base, const char *name, int disabled,
     return rc == PS_OK ? bump_access_generation(c, err) : rc;
 }
 
-static ps_code pg_account_each(ps_store *base, int (*fn)(void *, const ps_account_row *),
-                               void *ctx, ps_error *err)
+static ps_code pg_account_each(ps_store *base, int (*fn)(void *, const ps_account_row *), void *ctx,
+                               ps_error *err)
 {
     ps_code rc;
-    PGresult *res = run(current((pg_store *)base), Q_ACCOUNT_EACH, 0, NULL, &rc, err,
-                        "listing accounts");
+    PGresult *res =
+        run(current((pg_store *)base), Q_ACCOUNT_EACH, 0, NULL, &rc, err, "listing accounts");
     if (!res)
         return rc;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -1664,8 +1666,8 @@ static ps_code pg_account_each(ps_store *base, int (*fn)(void *, const ps_accoun
 static ps_code pg_access_generation(ps_store *base, int64_t *generation, ps_error *err)
 {
     ps_code rc;
-    PGresult *res = run(current((pg_store *)base), Q_ACCESS_GEN, 0, NULL, &rc, err,
-                        "reading access state");
+    PGresult *res =
+        run(current((pg_store *)base), Q_ACCESS_GEN, 0, NULL, &rc, err, "reading access state");
     if (!res)
         return rc;
     *generation = PQntuples(res) > 0 ? int_at(res, 0, 0) : 0;
@@ -1704,10 +1706,13 @@ static ps_code pg_device_seen(ps_store *base, const char *user, const char *devi
                               int64_t now_ms, ps_error *err)
 {
     num acked, now;
-    const char *params[6] = {user,     device, client ? client : "", protocol,
-                             numtext(&acked, acked_seq), numtext(&now, now_ms)};
-    return run_void(current((pg_store *)base), Q_DEVICE_SEEN, 6, params, err,
-                    "recording a device");
+    const char *params[6] = {user,
+                             device,
+                             client ? client : "",
+                             protocol,
+                             numtext(&acked, acked_seq),
+                             numtext(&now, now_ms)};
+    return run_void(current((pg_store *)base), Q_DEVICE_SEEN, 6, params, err, "recording a device");
 }
 
 static ps_code pg_device_list(ps_store *base, const char *user,
@@ -1715,8 +1720,8 @@ static ps_code pg_device_list(ps_store *base, const char *user,
 {
     const char *params[1] = {user};
     ps_code rc;
-    PGresult *res = run(current((pg_store *)base), Q_DEVICE_LIST, 1, params, &rc, err,
-                        "listing devices");
+    PGresult *res =
+        run(current((pg_store *)base), Q_DEVICE_LIST, 1, params, &rc, err, "listing devices");
     if (!res)
         return rc;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -1803,13 +1808,12 @@ static ps_code pg_user_tombstones(ps_store *base, const char *user, int64_t *cou
     return PS_OK;
 }
 
-static ps_code pg_device_forget(ps_store *base, const char *user, const char *device,
-                                ps_error *err)
+static ps_code pg_device_forget(ps_store *base, const char *user, const char *device, ps_error *err)
 {
     const char *params[2] = {user, device};
     ps_code rc;
-    PGresult *res = run(current((pg_store *)base), Q_DEVICE_FORGET, 2, params, &rc, err,
-                        "forgetting a device");
+    PGresult *res =
+        run(current((pg_store *)base), Q_DEVICE_FORGET, 2, params, &rc, err, "forgetting a device");
     if (!res)
         return rc;
     bool none = strcmp(PQcmdTuples(res), "0") == 0;
@@ -1828,8 +1832,8 @@ static ps_code pg_base_load(ps_store *base, int64_t user, const char *device, co
     const char *params[3] = {numtext(&u, user), chat_id, device};
     ps_code rc;
     *found = false;
-    PGresult *res = run(current((pg_store *)base), Q_BASE_GET, 3, params, &rc, err,
-                        "reading a device's base");
+    PGresult *res =
+        run(current((pg_store *)base), Q_BASE_GET, 3, params, &rc, err, "reading a device's base");
     if (!res)
         return rc;
     if (PQntuples(res) > 0) {
@@ -1865,8 +1869,8 @@ static ps_code pg_base_save(ps_store *base, int64_t user, const char *device, co
     }
     num u, sq;
     const char *params[5] = {numtext(&u, user), chat_id, device, hex.data, numtext(&sq, seq)};
-    ps_code rc = run_void(current((pg_store *)base), Q_BASE_PUT, 5, params, err,
-                          "saving a device's base");
+    ps_code rc =
+        run_void(current((pg_store *)base), Q_BASE_PUT, 5, params, err, "saving a device's base");
     ps_dynbuf_free(&hex);
     return rc;
 }
@@ -1878,8 +1882,8 @@ static ps_code pg_base_copy(ps_store *base, int64_t user, const char *device, co
     const char *params[4] = {numtext(&u, user), chat_id, device, numtext(&sq, seq)};
     ps_code rc;
     *copied = false;
-    PGresult *res = run(current((pg_store *)base), Q_BASE_COPY, 4, params, &rc, err,
-                        "saving a device's base");
+    PGresult *res =
+        run(current((pg_store *)base), Q_BASE_COPY, 4, params, &rc, err, "saving a device's base");
     if (!res)
         return rc;
     *copied = strcmp(PQcmdTuples(res), "0") != 0;
@@ -1889,8 +1893,7 @@ static ps_code pg_base_copy(ps_store *base, int64_t user, const char *device, co
 
 /* ---- the listener --------------------------------------------------- */
 
-static void ring(pg_store *s, const char *user, const char *device, int64_t before,
-                 int64_t after)
+static void ring(pg_store *s, const char *user, const char *device, int64_t before, int64_t after)
 {
     pthread_mutex_lock(&s->listen_lock);
     if (s->listen_fn)
@@ -1997,8 +2000,7 @@ static ps_code pg_listen(ps_store *base, ps_store_change_fn fn, void *ctx, ps_er
          * in between would ring nobody here (its NOTIFY is not queued for
          * a channel not yet listened to). Bounded: a database that does not
          * answer is the reconnect path's job (it rings everyone after). */
-        for (int waited_ms = 0; !atomic_load(&s->listen_tried) && waited_ms < 5000;
-             waited_ms += 10)
+        for (int waited_ms = 0; !atomic_load(&s->listen_tried) && waited_ms < 5000; waited_ms += 10)
             usleep(10 * 1000);
     }
     return PS_OK;
@@ -2046,9 +2048,8 @@ static ps_code exec_simple(PGconn *pg, const char *sql, ps_error *err, const cha
 {
     PGresult *res = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(res);
-    ps_code rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK
-                     ? PS_OK
-                     : result_error(pg, res, err, what);
+    ps_code rc =
+        st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? PS_OK : result_error(pg, res, err, what);
     PQclear(res);
     return rc;
 }
@@ -2113,10 +2114,9 @@ static ps_code first_connection(pg_store *s, PGconn **out, ps_error *err)
         PQfinish(pg);
         int64_t now = ps_time_monotonic_ms();
         if (now >= give_up)
-            return ps_error_set(err, PS_ERR_UNAVAILABLE, -1, "",
-                                "cannot connect to PostgreSQL%s: %s",
-                                s->opt.wait_s ? " (gave up waiting)" : " (--db-wait S to wait)",
-                                why);
+            return ps_error_set(
+                err, PS_ERR_UNAVAILABLE, -1, "", "cannot connect to PostgreSQL%s: %s",
+                s->opt.wait_s ? " (gave up waiting)" : " (--db-wait S to wait)", why);
         fprintf(stderr, "polysyncd: waiting for PostgreSQL: %s\n", why);
         struct timespec ts = {.tv_sec = backoff_ms / 1000,
                               .tv_nsec = (long)(backoff_ms % 1000) * 1000000L};
