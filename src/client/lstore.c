@@ -75,9 +75,14 @@ static const char SCHEMA_2[] =
 
 #define SCHEMA_VERSION 2
 
+/* The statements every chat load and save runs, prepared once per handle
+ * (preparing them for each of 2,000 chats was 7% of a fresh pull). */
+enum { HOT_HEADER, HOT_ALL_ROWS, HOT_ONE_ROW, HOT_SAVE_CHAT, HOT_SAVE_ROW, HOT_COUNT };
+
 struct ps_lstore {
     sqlite3 *db;
     ps_pack *pack;
+    sqlite3_stmt *hot[HOT_COUNT];
 };
 
 static ps_code db_fail(ps_lstore *s, ps_error *err, const char *what)
@@ -102,6 +107,23 @@ static ps_code prepare(ps_lstore *s, const char *sql, sqlite3_stmt **st, ps_erro
 }
 
 static ps_code migrate_2(ps_lstore *s, ps_error *err);
+
+/* A hot statement, reset and unbound when it comes back (hot_done). */
+static ps_code prepare_hot(ps_lstore *s, int which, const char *sql, sqlite3_stmt **st,
+                           ps_error *err)
+{
+    if (!s->hot[which] && sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                             &s->hot[which], NULL) != SQLITE_OK)
+        return db_fail(s, err, "prepare");
+    *st = s->hot[which];
+    return PS_OK;
+}
+
+static void hot_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
 
 static ps_code migrate(ps_lstore *s, bool *rewritten, ps_error *err)
 {
@@ -188,6 +210,8 @@ void ps__lstore_close(ps_lstore *s)
 {
     if (!s)
         return;
+    for (int i = 0; i < HOT_COUNT; i++)
+        sqlite3_finalize(s->hot[i]);
     sqlite3_close(s->db);
     ps__pack_free(s->pack);
     free(s);
@@ -347,7 +371,7 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
     *out = NULL;
     sqlite3_stmt *st = NULL;
     json_object *state = NULL, *rows = NULL;
-    ps_code rc = prepare(s, "SELECT header, n FROM chats WHERE id = ?", &st, err);
+    ps_code rc = prepare_hot(s, HOT_HEADER, "SELECT header, n FROM chats WHERE id = ?", &st, err);
     if (rc != PS_OK)
         return rc;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -365,20 +389,21 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
         goto done;
     }
     int64_t chat_n = sqlite3_column_int64(st, 1);
-    sqlite3_finalize(st);
+    hot_done(st);
     st = NULL;
     if (!(rows = json_object_new_array())) {
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         goto done;
     }
     if (all) {
-        if ((rc = prepare(s, "SELECT id, dict, row FROM messages WHERE chat = ?", &st, err)) !=
-            PS_OK)
+        if ((rc = prepare_hot(s, HOT_ALL_ROWS, "SELECT id, dict, row FROM messages WHERE chat = ?",
+                              &st, err)) != PS_OK)
             goto done;
         sqlite3_bind_int64(st, 1, chat_n);
         rc = add_rows(s, st, rows, err);
     } else if (n) {
-        rc = prepare(s, "SELECT id, dict, row FROM messages WHERE chat = ? AND id = ?", &st, err);
+        rc = prepare_hot(s, HOT_ONE_ROW,
+                         "SELECT id, dict, row FROM messages WHERE chat = ? AND id = ?", &st, err);
         for (size_t i = 0; i < n && rc == PS_OK; i++) {
             sqlite3_reset(st);
             sqlite3_bind_int64(st, 1, chat_n);
@@ -393,7 +418,7 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
     if ((rc = ps_chat_state_from_json(state, out, err)) == PS_OK)
         (*out)->stored = true;
 done:
-    sqlite3_finalize(st);
+    hot_done(st);
     json_object_put(rows);
     json_object_put(state);
     return rc;
@@ -439,7 +464,7 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
     json_object *header = ps_chat_header_to_json(chat);
     if (!header)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    ps_code rc = prepare(s,
+    ps_code rc = prepare_hot(s, HOT_SAVE_CHAT,
                          "INSERT INTO chats(id, header, live, title, archived, created_ms, "
                          "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                          "header = excluded.header, live = excluded.live, title = excluded.title, "
@@ -469,13 +494,13 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
         goto done;
     }
     int64_t chat_n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    hot_done(st);
     st = NULL;
     int64_t dict = 0;
     size_t written = 0;
     if ((rc = ps__pack_current_dict(s->pack, s->db, &dict, err)) != PS_OK)
         goto done;
-    if ((rc = prepare(s,
+    if ((rc = prepare_hot(s, HOT_SAVE_ROW,
                       "INSERT INTO messages(chat, id, live, dict, row) VALUES (?, ?, ?, ?, ?) "
                       "ON CONFLICT(chat, id) DO UPDATE SET live = excluded.live, "
                       "dict = excluded.dict, row = excluded.row",
@@ -513,7 +538,7 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
     if (rc == PS_OK)
         ps_chat_clear_dirty(chat);
 done:
-    sqlite3_finalize(st);
+    hot_done(st);
     json_object_put(header);
     return rc;
 }
