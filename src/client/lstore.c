@@ -121,8 +121,10 @@ static ps_code prepare_hot(ps_lstore *s, int which, const char *sql, sqlite3_stm
 
 static void hot_done(sqlite3_stmt *st)
 {
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
 }
 
 static ps_code migrate(ps_lstore *s, bool *rewritten, ps_error *err)
