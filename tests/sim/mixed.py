@@ -273,7 +273,7 @@ class Sim:
                 if kind == "time" and abs(skew) < MIN_SKEW_MS:
                     skew = MIN_SKEW_MS if skew >= 0 else -MIN_SKEW_MS
                 self.devices.append(Device(kind, "%s-%d" % (kind, i), skew))
-        self.down = 0
+        self.down_steps = 0
         self.stats = {"requests": 0, "dup": 0, "drop": 0, "kill": 0, "term": 0, "refused": 0,
                       "ops": 0, "revived": 0}
         self.violations = []
@@ -493,24 +493,7 @@ class Sim:
     # -- the run --
 
     def faults(self):
-        if not self.server.up:
-            if self.down <= 0:
-                self.server.start()
-            else:
-                self.down -= 1
-            return
-        r = self.rng.random()
-        if r < P_KILL:
-            self.stats["kill"] += 1
-            self.server.kill()
-        elif r < P_KILL + P_TERM:
-            self.stats["term"] += 1
-            self.server.terminate()
-        else:
-            return
-        self.down = self.rng.randint(0, 2)
-        if self.down == 0:
-            self.server.start()
+        converge.server_fault_step(self, P_KILL, P_TERM, 2)
 
     def fetch(self):
         status, doc, raw = self.server.request("GET", "/fetchChats")
