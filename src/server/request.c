@@ -116,7 +116,6 @@ static void release_body(ps_server *srv, request *req)
 
 static void run_handler(ps_server *srv, request *req, ps_reply *reply)
 {
-    ps__purge_if_due(srv);
     if (req->body_error == PS_OK && req->gzip)
         req->body_error = ps_inflater_finish(&req->inflater);
     switch (req->body_error) {

@@ -129,6 +129,7 @@ static void remote_change(void *ctx, const char *user, const char *device, int64
 
 static void server_free(ps_server *srv)
 {
+    ps__housekeeping_stop(srv->housekeeping); /* it uses the store: first */
     if (srv->env.store && srv->env.store->ops->listen)
         srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
     ps_access_free(srv->access); /* its poller cuts streams: stop it first */
@@ -222,7 +223,8 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
     if (srv->env.store->ops->listen &&
         (rc = srv->env.store->ops->listen(srv->env.store, remote_change, srv, err)) != PS_OK)
         return rc;
-    return PS_OK;
+    return ps__housekeeping_start(srv->env.store, cfg->tombstone_retention_ms,
+                                  cfg->purge_interval_s, &srv->housekeeping, err);
 }
 
 /* ---- the --metrics-bind listener: GET /metrics and nothing else ---- */
@@ -324,7 +326,6 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     atomic_init(&srv->turned_away_done, 0);
     atomic_init(&srv->connections, 0);
     atomic_init(&srv->draining, false);
-    atomic_init(&srv->next_purge_ms, 0); /* the first request purges */
     /* ids unique across restarts: the start time in the high bits */
     atomic_init(&srv->next_request_id, (uint_fast64_t)ps_time_now_ms() << 20);
 

@@ -13,6 +13,7 @@
 #include "server/events.h"
 #include "server/gzip.h"
 #include "server/health.h"
+#include "server/housekeeping.h"
 #include "server/http_response.h"
 #include "server/lane.h"
 #include "server/limits.h"
@@ -54,7 +55,7 @@ struct ps_server {
     atomic_uint inflight;
     atomic_uint turned_away_done; /* lane waiters answered 503 at shutdown */
     atomic_bool draining;
-    _Atomic int64_t next_purge_ms;
+    ps_housekeeping *housekeeping; /* the tombstone purge's timer thread */
     unsigned port;
     struct MHD_Daemon *metrics_daemon; /* --metrics-bind, or NULL */
     unsigned metrics_port;
@@ -137,11 +138,6 @@ void ps__shutting_down(ps_reply *reply);
  * encoding and length. */
 bool ps__refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *method,
                       const char *url, request *req, ps_reply *reply);
-
-/* ---- housekeeping.c: work that is no request's ---- */
-
-/* Forgets tombstones past the retention when a purge is due. */
-void ps__purge_if_due(ps_server *srv);
 
 /* ---- server.c: the daemon's life cycle ---- */
 
