@@ -120,13 +120,13 @@ static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *re
     }
     reply->retry_after_s = retry ? retry : 1;
     if (rc == PS_ERR_NOMEM)
-        ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+        ps_reply_from_code(reply, PS_ERR_NOMEM, "admitting a request");
     else if (too_many)
         ps_reply_error(reply, 429, "too_many_requests",
                        "too many requests of this user at once; retry after Retry-After seconds");
     else
-        ps_reply_error(reply, 429, "rate_limited",
-                       "too many requests; retry after Retry-After seconds");
+        ps_reply_from_code(reply, PS_ERR_RATE_LIMITED,
+                           "too many requests; retry after Retry-After seconds");
     return true;
 }
 
@@ -160,7 +160,7 @@ bool ps__refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *m
     char allow[PS_ALLOW_MAX];
     switch (ps_route_find(method, url, &req->route, allow)) {
     case PS_ROUTE_NO_PATH:
-        ps_reply_error(reply, 404, "not_found", "no such endpoint");
+        ps_reply_from_code(reply, PS_ERR_NOT_FOUND, "no such endpoint");
         return true;
     case PS_ROUTE_BAD_METHOD:
         snprintf(reply->allow, sizeof reply->allow, "%s", allow);
@@ -183,14 +183,13 @@ bool ps__refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *m
     const char *enc = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
     if (enc && strcasecmp(enc, "gzip") == 0) {
         if (ps_inflater_init(&req->inflater) != PS_OK) {
-            reply->retry_after_s = 1;
-            ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+            ps_reply_from_code(reply, PS_ERR_NOMEM, "starting a gzip inflater");
             return true;
         }
         req->gzip = true;
     } else if (enc && strcasecmp(enc, "identity") != 0) {
-        ps_reply_error(reply, 415, "unsupported_encoding",
-                       "bodies may be sent as they are or with Content-Encoding: gzip");
+        ps_reply_from_code(reply, PS_ERR_ENCODING,
+                           "bodies may be sent as they are or with Content-Encoding: gzip");
         return true;
     }
     const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");

@@ -129,11 +129,10 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
         return;
     }
     case PS_ERR_BAD_GZIP:
-        ps_reply_error(reply, 400, "bad_gzip", "the gzip body does not decompress");
+        ps_reply_from_code(reply, PS_ERR_BAD_GZIP, "the gzip body does not decompress");
         return;
     default:
-        reply->retry_after_s = 1;
-        ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+        ps_reply_from_code(reply, PS_ERR_NOMEM, "receiving a request body");
         return;
     }
     json_object *body = NULL;

@@ -248,7 +248,7 @@ static enum MHD_Result on_metrics_request(void *cls, struct MHD_Connection *conn
     if (strcmp(url, "/metrics") == 0 && strcmp(method, "GET") == 0)
         ps__metrics_reply(srv, &reply);
     else
-        ps_reply_error(&reply, 404, "not_found", "this listener serves GET /metrics only");
+        ps_reply_from_code(&reply, PS_ERR_NOT_FOUND, "this listener serves GET /metrics only");
     enum MHD_Result r = ps__send_reply(conn, &reply, false);
     ps_reply_free(&reply);
     return r;
