@@ -488,8 +488,7 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
         CURLcode cc;
         long retry_after = -1;
         rc = attempt(c, url, gzipped ? packed : body, gzipped ? packed_len : len, gzipped,
-                     accept_gzip, st, a,
-                     &cc, &retry_after, errbuf, err);
+                     accept_gzip, st, a, &cc, &retry_after, errbuf, err);
         if (rc != PS_OK)
             break;
         if (cc == CURLE_ABORTED_BY_CALLBACK || ps__stopped(c)) {

@@ -243,8 +243,9 @@ ps_code ps__lstore_reclaim(ps_lstore *s, ps_error *err)
 {
     int64_t pages = 0, free_pages = 0;
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "SELECT (SELECT page_count FROM pragma_page_count), "
-                   "(SELECT freelist_count FROM pragma_freelist_count)",
+    if (prepare(s,
+                "SELECT (SELECT page_count FROM pragma_page_count), "
+                "(SELECT freelist_count FROM pragma_freelist_count)",
                 &st, err) != PS_OK)
         return PS_ERR_STORE;
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -320,8 +321,8 @@ ps_code ps__lstore_meta_set_int(ps_lstore *s, const char *key, int64_t value, ps
 
 /* A stored message row back in the codec's form [id, value, stamp,
  * order_ts]: unpacked, parsed, its id put first. */
-static ps_code unpack_row(ps_lstore *s, const char *id, sqlite3_stmt *st, int col_dict,
-                          int col_row, json_object **row_out, ps_error *err)
+static ps_code unpack_row(ps_lstore *s, const char *id, sqlite3_stmt *st, int col_dict, int col_row,
+                          json_object **row_out, ps_error *err)
 {
     char *text;
     size_t len;
@@ -466,13 +467,14 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
     json_object *header = ps_chat_header_to_json(chat);
     if (!header)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    ps_code rc = prepare_hot(s, HOT_SAVE_CHAT,
-                         "INSERT INTO chats(id, header, live, title, archived, created_ms, "
-                         "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                         "header = excluded.header, live = excluded.live, title = excluded.title, "
-                         "archived = excluded.archived, created_ms = excluded.created_ms, "
-                         "updated_ms = excluded.updated_ms RETURNING n",
-                         &st, err);
+    ps_code rc =
+        prepare_hot(s, HOT_SAVE_CHAT,
+                    "INSERT INTO chats(id, header, live, title, archived, created_ms, "
+                    "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                    "header = excluded.header, live = excluded.live, title = excluded.title, "
+                    "archived = excluded.archived, created_ms = excluded.created_ms, "
+                    "updated_ms = excluded.updated_ms RETURNING n",
+                    &st, err);
     if (rc != PS_OK)
         goto done;
     size_t len;
@@ -503,10 +505,10 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
     if ((rc = ps__pack_current_dict(s->pack, s->db, &dict, err)) != PS_OK)
         goto done;
     if ((rc = prepare_hot(s, HOT_SAVE_ROW,
-                      "INSERT INTO messages(chat, id, live, dict, row) VALUES (?, ?, ?, ?, ?) "
-                      "ON CONFLICT(chat, id) DO UPDATE SET live = excluded.live, "
-                      "dict = excluded.dict, row = excluded.row",
-                      &st, err)) != PS_OK)
+                          "INSERT INTO messages(chat, id, live, dict, row) VALUES (?, ?, ?, ?, ?) "
+                          "ON CONFLICT(chat, id) DO UPDATE SET live = excluded.live, "
+                          "dict = excluded.dict, row = excluded.row",
+                          &st, err)) != PS_OK)
         goto done;
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++) {
         ps_message *m = &chat->messages[i];
@@ -938,8 +940,8 @@ static ps_code migrate_changes_2(ps_lstore *s, ps_error *err)
         json_object_put(change);
         sqlite3_stmt *upd = NULL;
         void *packed = NULL;
-        rc = prepare(s, "UPDATE changes SET body = ?, packed = 1, messages = ? WHERE seq = ?",
-                     &upd, err);
+        rc = prepare(s, "UPDATE changes SET body = ?, packed = 1, messages = ? WHERE seq = ?", &upd,
+                     err);
         if (rc == PS_OK)
             rc = bind_body(s, upd, 1, body, &packed, err);
         if (rc == PS_OK) {
