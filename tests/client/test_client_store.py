@@ -219,6 +219,21 @@ class Migration(StoreCase):
 
 
 class Packing(StoreCase):
+    def test_corrupt_packed_row_is_an_error_not_a_crash(self):
+        history = make_history(random.Random(4), 1, 3)
+        a = self.device("a")
+        a.run("import", self.write_json("h.json", history))
+        db = sqlite3.connect(a.store)
+        db.execute("UPDATE messages SET row = x'28b52ffd0400' || row WHERE id = ?",
+                   (history[0]["messages"][1]["id"],))  # a frame header, then garbage
+        db.commit()
+        db.close()
+        r = a.run("chat", "show", history[0]["id"], ok=False)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("local store", r.err)
+        self.assertIn("corrupt", r.err)
+
+
     def test_import_round_trip_through_packed_rows(self):
         history = make_history(random.Random(11), 50, 45)  # 2,250: trains a dictionary
         a = self.device("a")
