@@ -63,7 +63,8 @@ static const char SCHEMA_2[] =
     "INSERT INTO chats2(id, header, live, title, archived, created_ms, updated_ms) "
     "  SELECT id, header, live, title, archived, created_ms, updated_ms FROM chats ORDER BY id;"
     "CREATE TABLE zdicts (id INTEGER PRIMARY KEY, dict BLOB NOT NULL);"
-    "CREATE TABLE messages2 ("
+    "ALTER TABLE messages RENAME TO messages1;"
+    "CREATE TABLE messages ("
     "  chat INTEGER NOT NULL,"
     "  id TEXT NOT NULL,"
     "  live INTEGER NOT NULL,"
@@ -839,21 +840,29 @@ ps_code ps__lstore_change_high(ps_lstore *s, int64_t *seq, ps_error *err)
 
 /* ---- schema 1 -> 2 ---- */
 
-/* Moves schema 1's message rows into messages2, packed; then swaps the
- * tables. A row whose chat has no header is dropped (nothing could load
- * it). Runs inside the migration's transaction. */
+/* Moves schema 1's message rows (renamed messages1) into the new
+ * messages, packed; then drops the old tables. A row whose chat has no header is dropped (nothing
+ * could load it). Runs inside the migration's transaction. */
 static ps_code migrate_rows_2(ps_lstore *s, ps_error *err)
 {
     sqlite3_stmt *sel = NULL, *ins = NULL;
     ps_code rc = prepare(s,
-                         "SELECT c.n, m.id, m.row, m.live FROM messages m "
+                         "SELECT c.n, m.id, m.row, m.live FROM messages1 m "
                          "JOIN chats2 c ON c.id = m.chat_id",
                          &sel, err);
     if (rc == PS_OK)
-        rc = prepare(s, "INSERT INTO messages2(chat, id, live, dict, row) VALUES (?, ?, ?, 0, ?)",
+        rc = prepare(s, "INSERT INTO messages(chat, id, live, dict, row) VALUES (?, ?, ?, ?, ?)",
                      &ins, err);
     int step = SQLITE_DONE;
+    int64_t dict = 0, moved = 0;
     while (rc == PS_OK && (step = sqlite3_step(sel)) == SQLITE_ROW) {
+        /* as chat_save does: the first rows without a dictionary, then one
+         * trained on them (which repacks them) for the rest */
+        if (!dict && moved == PS_PACK_TRAIN_AT &&
+            ((rc = ps__pack_train(s->pack, s->db, err)) != PS_OK ||
+             (rc = ps__pack_current_dict(s->pack, s->db, &dict, err)) != PS_OK))
+            break;
+        moved++;
         json_object *row = NULL, *rest = NULL;
         ps_error perr;
         if (ps_json_parse((const char *)sqlite3_column_text(sel, 2),
@@ -875,14 +884,15 @@ static ps_code migrate_rows_2(ps_lstore *s, ps_error *err)
         const char *text = ps_json_text(rest, &len);
         void *packed = NULL;
         size_t plen = 0;
-        rc = ps__pack(s->pack, 0, text, len, &packed, &plen, err);
+        rc = ps__pack(s->pack, dict, text, len, &packed, &plen, err);
         if (rc == PS_OK) {
             sqlite3_reset(ins);
             sqlite3_bind_int64(ins, 1, sqlite3_column_int64(sel, 0));
             sqlite3_bind_text(ins, 2, (const char *)sqlite3_column_text(sel, 1), -1,
                               SQLITE_TRANSIENT);
             sqlite3_bind_int(ins, 3, sqlite3_column_int(sel, 3));
-            sqlite3_bind_blob(ins, 4, packed, (int)plen, SQLITE_STATIC);
+            sqlite3_bind_int64(ins, 4, dict);
+            sqlite3_bind_blob(ins, 5, packed, (int)plen, SQLITE_STATIC);
             if (sqlite3_step(ins) != SQLITE_DONE)
                 rc = db_fail(s, err, "migrate a message");
         }
@@ -896,7 +906,7 @@ static ps_code migrate_rows_2(ps_lstore *s, ps_error *err)
     sqlite3_finalize(ins);
     if (rc == PS_OK)
         rc = exec(s,
-                  "DROP TABLE messages; ALTER TABLE messages2 RENAME TO messages;"
+                  "DROP TABLE messages1;"
                   "DROP TABLE chats; ALTER TABLE chats2 RENAME TO chats;",
                   err);
     return rc;

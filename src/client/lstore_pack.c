@@ -237,13 +237,18 @@ static ps_code gather_samples(ps_pack *p, sqlite3 *db, char **buf, size_t **size
 }
 
 /* Repacks the rows packed without a dictionary with `dict`, a step at a
- * time (each step's rows leave the `dict = 0` set). */
+ * time in key order (each step starts after the last key: a scan from the
+ * start each time would pass every repacked row again). */
 static ps_code repack(ps_pack *p, sqlite3 *db, int64_t dict, ps_error *err)
 {
     sqlite3_stmt *sel = NULL, *upd = NULL;
     ps_code rc = PS_OK;
-    if (sqlite3_prepare_v2(db, "SELECT chat, id, row FROM messages WHERE dict = 0 LIMIT ?", -1,
-                           &sel, NULL) != SQLITE_OK ||
+    int64_t last_chat = -1;
+    char *last_id = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT chat, id, row FROM messages WHERE (chat, id) > (?, ?) AND "
+                           "dict = 0 ORDER BY chat, id LIMIT ?",
+                           -1, &sel, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "UPDATE messages SET row = ?, dict = ? WHERE chat = ? AND id = ?",
                            -1, &upd, NULL) != SQLITE_OK)
         rc = db_fail(db, err, "repack rows");
@@ -261,7 +266,9 @@ static ps_code repack(ps_pack *p, sqlite3 *db, int64_t dict, ps_error *err)
         if (!items)
             rc = nomem(err);
         sqlite3_reset(sel);
-        sqlite3_bind_int(sel, 1, REPACK_STEP);
+        sqlite3_bind_int64(sel, 1, last_chat);
+        sqlite3_bind_text(sel, 2, last_id ? last_id : "", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(sel, 3, REPACK_STEP);
         while (rc == PS_OK && sqlite3_step(sel) == SQLITE_ROW) {
             char *text;
             size_t len;
@@ -287,6 +294,12 @@ static ps_code repack(ps_pack *p, sqlite3 *db, int64_t dict, ps_error *err)
             if (sqlite3_step(upd) != SQLITE_DONE)
                 rc = db_fail(db, err, "repack a row");
         }
+        if (rc == PS_OK && n) {
+            free(last_id);
+            last_chat = items[n - 1].chat;
+            last_id = items[n - 1].id;
+            items[n - 1].id = NULL;
+        }
         for (size_t i = 0; items && i < n; i++) {
             free(items[i].id);
             free(items[i].packed);
@@ -294,6 +307,7 @@ static ps_code repack(ps_pack *p, sqlite3 *db, int64_t dict, ps_error *err)
         free(items);
         more = n == REPACK_STEP;
     }
+    free(last_id);
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
     return rc;
