@@ -52,8 +52,11 @@ void ps_inflater_free(ps_inflater *in)
 ps_code ps_deflater_init(ps_deflater *d)
 {
     memset(d, 0, sizeof *d);
-    /* level 6: zlib's default, the usual size/speed balance for JSON */
-    return deflateInit2(&d->zs, 6, Z_DEFLATED, GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY) == Z_OK
+    /* Level 1, not zlib's default 6: on the 63 MB reference history (a
+     * fresh device's pull) level 6 takes 3.35 s of CPU for 17.3 MB, level 1
+     * 0.83 s for 19.6 MB (zlib 1.2.13, one core). The server compresses
+     * every answer of every client; 14 % more bytes is the cheaper side. */
+    return deflateInit2(&d->zs, 1, Z_DEFLATED, GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY) == Z_OK
                ? PS_OK
                : PS_ERR_NOMEM;
 }
