@@ -17,6 +17,7 @@
 #include "server/health.h"
 #include "server/http_response.h"
 #include "server/lane.h"
+#include "server/legacy_body.h"
 #include "server/limits.h"
 #include "server/linger.h"
 #include "server/log.h"
@@ -76,12 +77,14 @@ struct ps_server {
     unsigned metrics_port;
     atomic_uint_fast64_t next_request_id;
     char *web_root; /* real path served under /web/, NULL if none */
+    char *spool_dir; /* where large legacy bodies' chats wait (legacy_body.h) */
 };
 
 typedef struct request {
     ps_server *srv;
     const ps_route *route;
     ps_dynbuf body;        /* decompressed when the body came gzipped */
+    ps_legacy_body *legacy; /* instead, for PS_BODY_RAW routes: taken chat by chat */
     long long body_length; /* Content-Length, or -1 */
     bool gzip;             /* Content-Encoding: gzip */
     ps_lane_ticket lane;   /* a large request's place in the lane */
@@ -359,6 +362,18 @@ static void shutting_down(ps_reply *reply)
     ps_reply_error(reply, 503, "shutting_down", "the server is shutting down; retry shortly");
 }
 
+/* A body parsed whole in memory (v2, deletions) stays under this even when
+ * --max-body is larger: --max-body is for legacy full-state bodies, which
+ * are taken chat by chat and never held whole (legacy_body.h). */
+#define WHOLE_BODY_MAX ((size_t)64 * 1024 * 1024)
+
+static size_t body_limit(const ps_server *srv, const ps_route *route)
+{
+    if (route && route->body == PS_BODY_RAW)
+        return srv->cfg.max_body_bytes;
+    return srv->cfg.max_body_bytes < WHOLE_BODY_MAX ? srv->cfg.max_body_bytes : WHOLE_BODY_MAX;
+}
+
 /* Decides, from the headers alone, whether the request is refused. */
 static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *method,
                          const char *url, request *req, ps_reply *reply)
@@ -408,13 +423,13 @@ static bool refuse_early(ps_server *srv, struct MHD_Connection *conn, const char
     if (clen) {
         char *end;
         unsigned long long n = strtoull(clen, &end, 10);
-        if (*end == '\0' && n <= srv->cfg.max_body_bytes)
+        size_t limit = body_limit(srv, req->route);
+        if (*end == '\0' && n <= limit)
             req->body_length = (long long)n;
-        if (*end == '\0' && n > srv->cfg.max_body_bytes) {
+        if (*end == '\0' && n > limit) {
             reply->close_connection = true;
             char msg[96];
-            snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
-                     srv->cfg.max_body_bytes);
+            snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes", limit);
             ps_reply_error(reply, 413, "body_too_large", msg);
             return true;
         }
@@ -490,6 +505,44 @@ static void release_body(ps_server *srv, request *req)
     ps_dynbuf_free(&req->body);
 }
 
+/* The legacy body of the request, made on its first byte (NULL when out of
+ * memory). */
+static ps_legacy_body *legacy_body_of(ps_server *srv, request *req)
+{
+    if (!req->legacy) {
+        ps_legacy_body_config lc = {
+            .max_bytes = srv->cfg.max_body_bytes,
+            .max_chats = srv->cfg.limits.max_chats,
+            .max_depth = PS_JSON_MAX_DEPTH,
+            .envelope_max = PS_ENVELOPE_MAX_BYTES,
+            .spool_dir = srv->spool_dir,
+            .memory_max = PS_SPOOL_MEMORY_BYTES,
+        };
+        req->legacy = ps_legacy_body_new(&lc);
+    }
+    return req->legacy;
+}
+
+static ps_code feed_legacy(void *cls, const char *p, size_t n)
+{
+    return ps_legacy_body_feed(cls, p, n);
+}
+
+/* A piece of a legacy body, inflated if gzipped: the chats go to the spool
+ * as they complete (legacy_body.h); past --max-body the rest is dropped. */
+static void receive_legacy_body(ps_server *srv, request *req, const char *data, size_t len)
+{
+    ps_legacy_body *lb = legacy_body_of(srv, req);
+    ps_code rc = !lb         ? PS_ERR_NOMEM
+                 : req->gzip ? ps_inflater_feed_to(&req->inflater, data, len, feed_legacy, lb)
+                             : ps_legacy_body_feed(lb, data, len);
+    if (rc != PS_OK) {
+        req->body_error = rc;
+        ps_legacy_body_free(req->legacy); /* the answer is an error: nothing to keep */
+        req->legacy = NULL;
+    }
+}
+
 static void run_handler(ps_server *srv, request *req, ps_reply *reply)
 {
     purge_if_due(srv);
@@ -501,7 +554,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     case PS_ERR_TOO_LARGE: {
         char msg[96];
         snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
-                 srv->cfg.max_body_bytes);
+                 body_limit(srv, req->route));
         ps_reply_error(reply, 413, "body_too_large", msg);
         return;
     }
@@ -530,8 +583,12 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
         snprintf(req->device, sizeof req->device, "%s", json_object_get_string(device));
     ps_handler_env env = srv->env;
     env.user = req->user;
-    env.body_text = req->body.data ? req->body.data : "";
-    env.body_len = req->body.len;
+    if (req->route->body == PS_BODY_RAW && !legacy_body_of(srv, req)) {
+        reply->retry_after_s = 1;
+        ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+        return;
+    }
+    env.legacy_body = req->legacy;
     env.user_agent = req->user_agent;
     req->route->handler(&env, body, reply);
     json_object_put(body);
@@ -544,6 +601,10 @@ static void receive_body(ps_server *srv, request *req, const char *data, size_t 
 {
     if (!req->route || req->route->body == PS_BODY_NONE || req->body_error != PS_OK)
         return;
+    if (req->route->body == PS_BODY_RAW) {
+        receive_legacy_body(srv, req, data, len);
+        return;
+    }
     ps_code rc = PS_OK;
     if (req->body.cap == 0 && !req->gzip && req->body_length > 0)
         rc = size_body(srv, req);
@@ -633,7 +694,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     req->linger_fd = -1;
     request_start(srv, conn, method, req);
     ps_conn_guard_head_seen(srv->guard, conn);
-    ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
+    ps_dynbuf_init(&req->body, body_limit(srv, NULL));
     const char *framing_problem = NULL;
     bool framed = ps_framing_ok(conn, &framing_problem); /* upgrades too */
     if (framed && ps_ws_is_upgrade(conn, method, url))
@@ -868,6 +929,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_done(srv, conn, req);
     ps_ws_pending_done(&req->ws);
     release_body(srv, req);
+    ps_legacy_body_free(req->legacy);
     if (req->lane.resumed_away)
         atomic_fetch_add(&srv->turned_away_done, 1);
     if (req->gzip)
@@ -937,6 +999,7 @@ static void server_free(ps_server *srv)
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv->web_root);
+    free(srv->spool_dir);
     free(srv);
 }
 
@@ -1009,6 +1072,8 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
         return rc;
     srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
     srv->env.live = &srv->live;
+    if (!(srv->spool_dir = ps_legacy_spool_dir(cfg->db_url)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     srv->web_root = ps_static_find_root(cfg->web_root, PS_WEB_ROOT_INSTALLED);
     if (cfg->web_root && !srv->web_root)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "--web-root: no such directory");
