@@ -115,24 +115,22 @@ static ps_code flush_sealed(ps_body_spool *sp, ps_error *err)
 
 ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *err)
 {
+    /* the sealed chats go to the file rather than make the buffer hold more
+     * than memory_max; only a single larger chat grows it further */
+    if (sp->current > 0 && sp->len + n > sp->memory_max) {
+        ps_code rc = flush_sealed(sp, err);
+        if (rc != PS_OK)
+            return rc;
+    }
     if (sp->len + n > sp->cap) {
-        /* the sealed chats go to the file rather than make the buffer grow
-         * past memory_max; only a single huge chat grows it further */
-        if (sp->current > 0 && (sp->fd >= 0 || sp->len + n > sp->memory_max)) {
-            ps_code rc = flush_sealed(sp, err);
-            if (rc != PS_OK)
-                return rc;
-        }
-        if (sp->len + n > sp->cap) {
-            size_t cap = sp->cap ? sp->cap : 64 * 1024;
-            while (cap < sp->len + n)
-                cap *= 2;
-            char *grown = realloc(sp->buf, cap);
-            if (!grown)
-                return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-            sp->buf = grown;
-            sp->cap = cap;
-        }
+        size_t cap = sp->cap ? sp->cap : 64 * 1024;
+        while (cap < sp->len + n)
+            cap *= 2;
+        char *grown = realloc(sp->buf, cap);
+        if (!grown)
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        sp->buf = grown;
+        sp->cap = cap;
     }
     memcpy(sp->buf + sp->len, p, n);
     sp->len += n;

@@ -92,7 +92,8 @@ static ps_code on_chats_start(void *cls)
         size_t len;
         json_object *chat = NULL;
         rc = ps_body_spool_read(lb->spool, i, &text, &len, &err);
-        if (rc == PS_OK && ps_json_parse_trusted(text, len, &chat, &err) != PS_OK)
+        bool null = len == 4 && memcmp(text, "null", 4) == 0; /* json-c's NULL */
+        if (rc == PS_OK && !null && ps_json_parse_trusted(text, len, &chat, &err) != PS_OK)
             rc = ps_error_set(&err, PS_ERR_MALFORMED, -1, "",
                               "malformed JSON in an earlier \"chats\" array");
         json_object_put(chat);
