@@ -37,12 +37,16 @@ static ps_code keep_problem(ps_legacy_body *lb, ps_code rc, const ps_error *err)
 static ps_code on_envelope(void *cls, const char *p, size_t n)
 {
     ps_legacy_body *lb = cls;
-    if (ps_dynbuf_add(&lb->envelope, p, n) == PS_OK)
+    ps_code rc = ps_dynbuf_add(&lb->envelope, p, n);
+    if (rc == PS_OK)
         return PS_OK;
     ps_error err;
-    ps_error_set(&err, PS_ERR_TOO_LARGE, -1, "",
-                 "the body without its chats is larger than %zu bytes", lb->cfg.envelope_max);
-    return keep_problem(lb, PS_ERR_TOO_LARGE, &err);
+    if (rc == PS_ERR_TOO_LARGE)
+        ps_error_set(&err, rc, -1, "", "the body without its chats is larger than %zu bytes",
+                     lb->cfg.envelope_max);
+    else
+        ps_error_set(&err, rc, -1, "", "out of memory");
+    return keep_problem(lb, rc, &err);
 }
 
 static bool over_chat_limit(const ps_legacy_body *lb)
