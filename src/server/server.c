@@ -769,6 +769,9 @@ static void prepare_reply(void *arg)
 {
     request *req = arg;
     run_handler(req->srv, req, &req->reply);
+    /* the spool's memory and file go before the answer does */
+    ps_legacy_body_free(req->legacy);
+    req->legacy = NULL;
     req->reply_ready = true; /* seen after MHD_resume_connection */
 }
 
