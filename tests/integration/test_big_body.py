@@ -15,7 +15,7 @@ import os
 import socket
 import time
 
-from harness import ServerTestCase, chat, json_or_none
+from harness import ServerTestCase, chat, json_or_none, read_http_response
 
 MIB = 1024 * 1024
 
@@ -119,6 +119,26 @@ class BigBodyTest(ServerTestCase):
         self.assertIn(str(256 * MIB), doc.get("error", ""))
         self.assertStoreUnchanged(before)
         self.assertEqual(self.server.request("GET", "/health")[0], 200)
+
+    def test_bodies_parsed_whole_keep_a_64_mib_limit(self):
+        # Only legacy full-state bodies are taken chat by chat; a v2 or a
+        # deletion body over 64 MiB is refused from its headers, while a
+        # legacy one of that size is taken (100 Continue: send it)
+        over = 64 * MIB + 1
+        raised = self.new_server(("--max-body", "1G"))  # not for bodies parsed whole
+        for server, path, status in ((self.server, "/v2/sync", 413),
+                                     (self.server, "/deleteChats", 413),
+                                     (self.server, "/sync", 100),
+                                     (raised, "/v2/sync", 413),
+                                     (raised, "/pushChats", 100)):
+            with self.subTest(path=path), server.connect() as sock:
+                sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                             % (path.encode(), over))
+                got, _, answer = read_http_response(sock, timeout=20, skip_informational=False)
+                self.assertEqual(got, status, answer)
+                if status == 413:
+                    self.assertErrorBody(json_or_none(answer), "body_too_large")
 
 
 class BigBodyLimitsTest(ServerTestCase):
