@@ -21,6 +21,7 @@ struct ps_legacy_body {
     ps_body_spool *spool;
     uint64_t received;
     size_t chats;      /* in the current "chats" array, kept or only counted */
+    size_t chat_bytes; /* of the chat being received */
     ps_code problem;   /* the first one; then nothing more is kept */
     ps_error problem_err;
 };
@@ -60,6 +61,12 @@ static ps_code on_chat_part(void *cls, const char *p, size_t n)
     if (over_chat_limit(lb))
         return PS_OK; /* counted only: the answer is 413 anyway */
     ps_error err;
+    lb->chat_bytes += n;
+    if (lb->chat_bytes > lb->cfg.chat_max) {
+        ps_error_set(&err, PS_ERR_TOO_LARGE, (long)lb->chats, "",
+                     "chats[%zu] is larger than %zu bytes", lb->chats, lb->cfg.chat_max);
+        return keep_problem(lb, PS_ERR_TOO_LARGE, &err);
+    }
     ps_code rc = ps_body_spool_add(lb->spool, p, n, &err);
     return rc == PS_OK ? PS_OK : keep_problem(lb, rc, &err);
 }
@@ -67,6 +74,7 @@ static ps_code on_chat_part(void *cls, const char *p, size_t n)
 static ps_code on_chat_end(void *cls, uint64_t offset)
 {
     ps_legacy_body *lb = cls;
+    lb->chat_bytes = 0;
     if (over_chat_limit(lb)) {
         lb->chats++;
         return PS_OK;

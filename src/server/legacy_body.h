@@ -25,6 +25,7 @@ typedef struct ps_legacy_body_config {
     size_t max_chats;    /* past it the chats are only counted (413 at the end) */
     int max_depth;       /* of the whole body (PS_JSON_MAX_DEPTH) */
     size_t envelope_max; /* the rest of the body */
+    size_t chat_max;     /* one chat: it is held and parsed whole */
     const char *spool_dir;
     size_t memory_max; /* chats held in memory before the spool uses a file */
 } ps_legacy_body_config;
@@ -32,6 +33,11 @@ typedef struct ps_legacy_body_config {
 /* Everything but the chats stays under this (deletions of max_chats chats
  * fit many times over). */
 #define PS_ENVELOPE_MAX_BYTES (32u * 1024 * 1024)
+/* One chat stays under this: the merge parses a chat whole (json-c takes
+ * about ten times its bytes), so this, not --max-body, bounds what one
+ * request can make the server allocate. 64 MiB was the whole body's limit
+ * before bodies were taken chat by chat. */
+#define PS_CHAT_MAX_BYTES (64u * 1024 * 1024)
 
 typedef struct ps_legacy_body ps_legacy_body;
 

@@ -124,6 +124,7 @@ static ps_legacy_body *legacy_body_of(ps_server *srv, request *req)
             .max_chats = srv->cfg.limits.max_chats,
             .max_depth = PS_JSON_MAX_DEPTH,
             .envelope_max = PS_ENVELOPE_MAX_BYTES,
+            .chat_max = PS_CHAT_MAX_BYTES,
             .spool_dir = srv->spool_dir,
             .memory_max = PS_SPOOL_MEMORY_BYTES,
         };

@@ -28,6 +28,7 @@ static const char *chat_stream_disagreement(const char *text, size_t len, const 
                                  .max_chats = SIZE_MAX,
                                  .max_depth = PS_JSON_MAX_DEPTH,
                                  .envelope_max = PS_ENVELOPE_MAX_BYTES,
+                                 .chat_max = SIZE_MAX,
                                  .spool_dir = spool_dir,
                                  .memory_max = memory_max};
     ps_legacy_body *lb = ps_legacy_body_new(&cfg);

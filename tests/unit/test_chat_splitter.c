@@ -270,7 +270,7 @@ static void spool_file_is_used_and_read_back(void **state)
     put(&t, "]}");
     ps_legacy_body_config cfg = {.max_bytes = SIZE_MAX, .max_chats = SIZE_MAX,
                                  .max_depth = PS_JSON_MAX_DEPTH,
-                                 .envelope_max = PS_ENVELOPE_MAX_BYTES,
+                                 .envelope_max = PS_ENVELOPE_MAX_BYTES, .chat_max = SIZE_MAX,
                                  .spool_dir = spool_dir, .memory_max = 4096};
     ps_legacy_body *lb = ps_legacy_body_new(&cfg);
     for (size_t at = 0; at < t.len; at += 1000)
@@ -305,7 +305,7 @@ static void limits_and_first_problem(void **state)
     (void)state;
     ps_legacy_body_config cfg = {.max_bytes = 40, .max_chats = 2,
                                  .max_depth = PS_JSON_MAX_DEPTH, .envelope_max = 30,
-                                 .spool_dir = spool_dir, .memory_max = 1 << 20};
+                                 .chat_max = 12, .spool_dir = spool_dir, .memory_max = 1 << 20};
     ps_error err;
     ps_legacy_body *lb = ps_legacy_body_new(&cfg);
     assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[1,2,3]}", 17), PS_OK);
@@ -323,6 +323,13 @@ static void limits_and_first_problem(void **state)
     assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{\"a\":01}]}", 20), PS_OK);
     assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_MALFORMED);
     assert_non_null(strstr(err.message, "at byte 15")); /* the body's offset */
+    ps_legacy_body_free(lb);
+
+    lb = ps_legacy_body_new(&cfg); /* a chat over chat_max (12 bytes), cut in two */
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{},{\"a\":", 18), PS_OK);
+    assert_int_equal(ps_legacy_body_feed(lb, "\"12345\"}]}", 10), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.message, "chats[1] is larger than 12 bytes"));
     ps_legacy_body_free(lb);
 
     lb = ps_legacy_body_new(&cfg);
