@@ -71,8 +71,8 @@ static size_t through_string(ps_chat_splitter *s, const unsigned char *p, size_t
  * the wrong words the pre-check will refuse). */
 static inline bool scalar_byte(unsigned char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '-' || c == '+' || c == '.';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '+' || c == '.';
 }
 
 static inline bool json_space(unsigned char c)

@@ -22,14 +22,14 @@ typedef struct span {
 struct ps_body_spool {
     char *dir;
     size_t memory_max;
-    int fd;             /* -1 until memory_max is passed */
-    uint64_t file_len;  /* bytes in the file; the buffer follows them */
+    int fd;            /* -1 until memory_max is passed */
+    uint64_t file_len; /* bytes in the file; the buffer follows them */
     char *buf;
     size_t len, cap;
-    size_t current;     /* where in buf the chat being received starts */
+    size_t current; /* where in buf the chat being received starts */
     span *spans;
     size_t count, spans_cap;
-    char *read_buf;     /* a chat read back from the file */
+    char *read_buf; /* a chat read back from the file */
     size_t read_cap;
 };
 

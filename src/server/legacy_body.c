@@ -193,8 +193,8 @@ static ps_code chat_bytes(void *cls, size_t i, const char **text, size_t *len, p
 
 void ps_legacy_body_chats(ps_legacy_body *lb, ps_chat_source *src)
 {
-    *src = (ps_chat_source){
-        .count = ps_body_spool_count(lb->spool), .bytes = chat_bytes, .cls = lb};
+    *src =
+        (ps_chat_source){.count = ps_body_spool_count(lb->spool), .bytes = chat_bytes, .cls = lb};
 }
 
 uint64_t ps_legacy_body_spooled_bytes(const ps_legacy_body *lb)

@@ -18,8 +18,7 @@
 /* NULL when both ways agree, else what differs. The body is fed in pieces
  * ending at cuts[0..ncuts) (increasing, each <= len), then the rest. */
 static const char *chat_stream_disagreement(const char *text, size_t len, const size_t *cuts,
-                                            size_t ncuts, const char *spool_dir,
-                                            size_t memory_max)
+                                            size_t ncuts, const char *spool_dir, size_t memory_max)
 {
     const char *problem = NULL;
     json_object *whole = NULL, *envelope = NULL, *chats = json_object_new_array();

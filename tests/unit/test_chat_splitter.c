@@ -49,17 +49,19 @@ static void edge_cases(void **state)
         " { \"chats\" : [ ] } ",
         "{\"chats\":[{\"id\":\"a\"},{\"id\":\"b\",\"messages\":[{\"id\":\"m\"}]}]}",
         "{\"deviceId\":\"d\",\"chats\":[{\"id\":\"a\"}],\"deleted\":[\"x\"]}",
-        "{\"chats\":[{\"id\":\"a\\\"],\\\\\"}]}",             /* quotes, brackets, escapes in a string */
+        "{\"chats\":[{\"id\":\"a\\\"],\\\\\"}]}", /* quotes, brackets, escapes in a string */
         "{\"chats\":[{\"t\":\"caf\\u00e9 \xc3\xa9 \xf0\x9f\x98\x80\"}]}",
-        "{\"chats\":[1,\"s\",true,null,-1.5e3,[],{}]}",       /* any values: the validator judges */
-        "{\"chats\":[{\"chats\":[{\"id\":\"inner\"}]}]}",    /* "chats" deeper is not the array */
+        "{\"chats\":[1,\"s\",true,null,-1.5e3,[],{}]}",   /* any values: the validator judges */
+        "{\"chats\":[{\"chats\":[{\"id\":\"inner\"}]}]}", /* "chats" deeper is not the array */
         "{\"x\":{\"chats\":[1]},\"chats\":[2]}",
-        "{\"ch\\u0061ts\":[{\"id\":\"escaped key\"}]}",      /* the key as json-c reads it */
-        "{\"chats\":[{\"id\":\"first\"}],\"chats\":[{\"id\":\"last\"}]}", /* json-c keeps the last */
-        "{\"chats\":[{\"id\" 1}],\"chats\":[{\"id\":\"last\"}]}",  /* the dropped one is still JSON */
+        "{\"ch\\u0061ts\":[{\"id\":\"escaped key\"}]}", /* the key as json-c reads it */
+        "{\"chats\":[{\"id\":\"first\"}],\"chats\":[{\"id\":\"last\"}]}", /* json-c keeps the last
+                                                                           */
+        "{\"chats\":[{\"id\" 1}],\"chats\":[{\"id\":\"last\"}]}", /* the dropped one is still JSON
+                                                                   */
         "{\"chats\":[{\"id\":\"a\"}],\"chats\":5}",
         "{\"chats\":5,\"chats\":[{\"id\":\"a\"}]}",
-        "{\"a\":\"chats\",\"b\":[1]}",                       /* a value, not a key */
+        "{\"a\":\"chats\",\"b\":[1]}", /* a value, not a key */
         "[{\"chats\":[1]}]",
         "\"chats\"",
         "",
@@ -77,14 +79,16 @@ static void edge_cases(void **state)
         "{\"chats\":[{}]",
         "{\"chats\":[{}]}}",
         "{\"chats\":[{}]} x",
-        "{\"chats\":[{\"a\":\"\xc3\x28\"}]}",               /* bad UTF-8 in a chat */
+        "{\"chats\":[{\"a\":\"\xc3\x28\"}]}", /* bad UTF-8 in a chat */
         "{\"chats\":[{\"a\":\"raw\ncontrol\"}]}",
         "{\"chats\":[{\"a\":01}]}",
         "{\"chats\":[tru]}",
         "{\"chats\":[NaN]}",
-        "{\"chats\":[{}],\"deviceId\":\"\xff\"}",            /* bad UTF-8 in the envelope */
-        "{\"chats\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
-        "{\"chats\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"chats\":[{}],\"deviceId\":\"\xff\"}", /* bad UTF-8 in the envelope */
+        "{\"chats\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"chats\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
     };
     for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++)
         agrees_everywhere(bodies[i]);
@@ -125,13 +129,20 @@ static void space(text *t)
 
 static void value(text *t, int depth)
 {
-    static const char *const strings[] = {
-        "\"\"", "\"plain\"", "\"q\\\"uote\"", "\"b\\\\\"", "\"],{}:,\"", "\"caf\xc3\xa9\"",
-        "\"\\u00e9\\ud83d\\ude00\"", "\"\xe4\xb8\xad\"", "\"chats\"", "\"\\/\\b\\f\\n\\r\\t\""};
-    static const char *const scalars[] = {"0", "-1", "12.5", "1e5", "-0.25E-3", "true",
-                                          "false", "null"};
-    static const char *const keys[] = {"\"id\"", "\"messages\"", "\"chats\"", "\"x\"",
-                                       "\"ch\\u0061ts\"", "\"\""};
+    static const char *const strings[] = {"\"\"",
+                                          "\"plain\"",
+                                          "\"q\\\"uote\"",
+                                          "\"b\\\\\"",
+                                          "\"],{}:,\"",
+                                          "\"caf\xc3\xa9\"",
+                                          "\"\\u00e9\\ud83d\\ude00\"",
+                                          "\"\xe4\xb8\xad\"",
+                                          "\"chats\"",
+                                          "\"\\/\\b\\f\\n\\r\\t\""};
+    static const char *const scalars[] = {"0",        "-1",   "12.5",  "1e5",
+                                          "-0.25E-3", "true", "false", "null"};
+    static const char *const keys[] = {"\"id\"", "\"messages\"",    "\"chats\"",
+                                       "\"x\"",  "\"ch\\u0061ts\"", "\"\""};
     unsigned kind = depth > 4 ? pick(2) : pick(4);
     if (kind == 0) {
         put(t, strings[pick(10)]);
@@ -268,10 +279,13 @@ static void spool_file_is_used_and_read_back(void **state)
         put(&t, chat);
     }
     put(&t, "]}");
-    ps_legacy_body_config cfg = {.max_bytes = SIZE_MAX, .max_chats = SIZE_MAX,
+    ps_legacy_body_config cfg = {.max_bytes = SIZE_MAX,
+                                 .max_chats = SIZE_MAX,
                                  .max_depth = PS_JSON_MAX_DEPTH,
-                                 .envelope_max = PS_ENVELOPE_MAX_BYTES, .chat_max = SIZE_MAX,
-                                 .spool_dir = spool_dir, .memory_max = 4096};
+                                 .envelope_max = PS_ENVELOPE_MAX_BYTES,
+                                 .chat_max = SIZE_MAX,
+                                 .spool_dir = spool_dir,
+                                 .memory_max = 4096};
     ps_legacy_body *lb = ps_legacy_body_new(&cfg);
     for (size_t at = 0; at < t.len; at += 1000)
         assert_int_equal(ps_legacy_body_feed(lb, t.p + at, t.len - at < 1000 ? t.len - at : 1000),
@@ -303,9 +317,13 @@ static void spool_file_is_used_and_read_back(void **state)
 static void limits_and_first_problem(void **state)
 {
     (void)state;
-    ps_legacy_body_config cfg = {.max_bytes = 40, .max_chats = 2,
-                                 .max_depth = PS_JSON_MAX_DEPTH, .envelope_max = 30,
-                                 .chat_max = 12, .spool_dir = spool_dir, .memory_max = 1 << 20};
+    ps_legacy_body_config cfg = {.max_bytes = 40,
+                                 .max_chats = 2,
+                                 .max_depth = PS_JSON_MAX_DEPTH,
+                                 .envelope_max = 30,
+                                 .chat_max = 12,
+                                 .spool_dir = spool_dir,
+                                 .memory_max = 1 << 20};
     ps_error err;
     ps_legacy_body *lb = ps_legacy_body_new(&cfg);
     assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[1,2,3]}", 17), PS_OK);
@@ -333,8 +351,7 @@ static void limits_and_first_problem(void **state)
     ps_legacy_body_free(lb);
 
     lb = ps_legacy_body_new(&cfg);
-    assert_int_equal(ps_legacy_body_feed(lb, "{\"deviceId\":\"0123456789012345678\"}", 34),
-                     PS_OK);
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"deviceId\":\"0123456789012345678\"}", 34), PS_OK);
     assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_TOO_LARGE);
     ps_legacy_body_free(lb);
 }
