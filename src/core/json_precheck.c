@@ -498,8 +498,7 @@ ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *
     return scan(text, len, max_depth, NULL, 0, err);
 }
 
-ps_code ps_json_precheck_at(const char *text, size_t len, int max_depth, size_t base,
-                            ps_error *err)
+ps_code ps_json_precheck_at(const char *text, size_t len, int max_depth, size_t base, ps_error *err)
 {
     return scan(text, len, max_depth, NULL, base, err);
 }

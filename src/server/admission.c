@@ -149,7 +149,6 @@ void ps__shutting_down(ps_reply *reply)
     ps_reply_error(reply, 503, "shutting_down", "the server is shutting down; retry shortly");
 }
 
-
 /* A body parsed whole in memory (v2, deletions) stays under this even when
  * --max-body is larger: --max-body is for legacy full-state bodies, which
  * are taken chat by chat and never held whole (legacy_body.h). */

@@ -62,14 +62,16 @@ struct ps_server {
     unsigned metrics_port;
     atomic_uint_fast64_t next_request_id;
     char *web_root; /* real path served under /web/, NULL if none */
-    char *spool_dir; /* where large legacy bodies' chats wait (legacy_body.h) */
+    /* where large legacy bodies' chats wait (legacy_body.h) */
+    char *spool_dir;
 };
 
 typedef struct request {
     ps_server *srv;
     const ps_route *route;
     ps_dynbuf body;        /* decompressed when the body came gzipped */
-    ps_legacy_body *legacy; /* instead, for PS_BODY_RAW routes: taken chat by chat */
+    /* instead, for PS_BODY_RAW routes: taken chat by chat (legacy_body.h) */
+    ps_legacy_body *legacy;
     long long body_length; /* Content-Length, or -1 */
     bool gzip;             /* Content-Encoding: gzip */
     ps_lane_ticket lane;   /* a large request's place in the lane */
