@@ -70,8 +70,6 @@ typedef struct request {
     ps_server *srv;
     const ps_route *route;
     ps_dynbuf body;        /* decompressed when the body came gzipped */
-    /* instead, for PS_BODY_RAW routes: taken chat by chat (legacy_body.h) */
-    ps_legacy_body *legacy;
     long long body_length; /* Content-Length, or -1 */
     bool gzip;             /* Content-Encoding: gzip */
     ps_lane_ticket lane;   /* a large request's place in the lane */
@@ -99,6 +97,8 @@ typedef struct request {
     ps_ws_pending ws;     /* a live socket being opened */
     bool not_inflight;    /* a live socket: ps_ws_close_all ends it, not the drain */
     int linger_fd;        /* answered before its body: a dup() of the socket, or -1 */
+    /* the body of a PS_BODY_RAW route, taken chat by chat (legacy_body.h) */
+    ps_legacy_body *legacy;
 } request;
 
 #define TURN_AWAY_WAIT_MS 2000
