@@ -43,6 +43,52 @@ static inline size_t string_stop(const unsigned char *p, size_t i, size_t n)
     return i;
 }
 
+#if defined(__SSE2__)
+/* Bit k set where p[k] == c, for p[0, 64). */
+static inline uint64_t byte_mask64(const unsigned char *p, char c)
+{
+    const __m128i want = _mm_set1_epi8(c);
+    uint64_t m = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+        m |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, want)) << (16 * k);
+    }
+    return m;
+}
+
+/* The bytes of a 64-byte block that a backslash escapes; *carry: the
+ * block's first byte is escaped, set for the next block. The same
+ * branchless form of simdjson's find_escaped as json_precheck.c's. */
+static inline uint64_t escaped_bytes(uint64_t backslash, uint64_t *carry)
+{
+    const uint64_t even_bits = 0x5555555555555555ULL;
+    backslash &= ~*carry;
+    uint64_t follows_escape = backslash << 1 | *carry;
+    uint64_t odd_starts = backslash & ~even_bits & ~follows_escape;
+    uint64_t sum;
+    *carry = __builtin_add_overflow(odd_starts, backslash, &sum);
+    return (even_bits ^ (sum << 1)) & follows_escape;
+}
+
+/* Long string text (message contents, dense in escapes) 64 bytes at a
+ * time with no branch per escape: the index just past the closing quote,
+ * or where fewer than 64 bytes are left (*escaped: that byte is escaped). */
+static size_t string_blocks(const unsigned char *p, size_t i, size_t n, bool *found, bool *escaped)
+{
+    uint64_t carry = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t by_backslash = escaped_bytes(byte_mask64(p + i, '\\'), &carry);
+        uint64_t closing = byte_mask64(p + i, '"') & ~by_backslash;
+        if (closing) {
+            *found = true;
+            return i + (unsigned)__builtin_ctzll(closing) + 1;
+        }
+    }
+    *escaped = carry != 0;
+    return i;
+}
+#endif
+
 /* Crosses string text from i: the index just past the closing quote (and
  * in_string cleared), or n when the string goes on in the next feed. */
 static size_t through_string(ps_chat_splitter *s, const unsigned char *p, size_t i, size_t n)
@@ -53,6 +99,22 @@ static size_t through_string(ps_chat_splitter *s, const unsigned char *p, size_t
             i++;
             continue;
         }
+#if defined(__SSE2__)
+        /* a short string (a key, an id) ends in its first 16 bytes */
+        size_t first = string_stop(p, i, i + 16 <= n ? i + 16 : n);
+        if (first < n && p[first] == '"') {
+            s->in_string = false;
+            return first + 1;
+        }
+        bool found = false;
+        i = string_blocks(p, i, n, &found, &s->escaped);
+        if (found) {
+            s->in_string = false;
+            return i;
+        }
+        if (s->escaped)
+            continue;
+#endif
         i = string_stop(p, i, n);
         if (i == n)
             break;

@@ -143,8 +143,15 @@ static void value(text *t, int depth)
                                           "-0.25E-3", "true", "false", "null"};
     static const char *const keys[] = {"\"id\"", "\"messages\"",    "\"chats\"",
                                        "\"x\"",  "\"ch\\u0061ts\"", "\"\""};
-    unsigned kind = depth > 4 ? pick(2) : pick(4);
-    if (kind == 0) {
+    unsigned kind = depth > 4 ? pick(2) : pick(5);
+    if (kind == 4) { /* long text: escapes and backslash runs across 64-byte blocks */
+        static const char *const pieces[] = {"a",   "bcdefgh",  "\\\\",    "\\\"",
+                                             "\\n", "\xc3\xa9", "\\u00e9", "]},{"};
+        put(t, "\"");
+        for (unsigned k = 40 + pick(200); k > 0; k--)
+            put(t, pieces[pick(8)]);
+        put(t, "\"");
+    } else if (kind == 0) {
         put(t, strings[pick(10)]);
     } else if (kind == 1) {
         put(t, scalars[pick(8)]);
