@@ -13,7 +13,8 @@ ps_code ps_inflater_init(ps_inflater *in)
     return inflateInit2(&in->zs, GZIP_WINDOW) == Z_OK ? PS_OK : PS_ERR_NOMEM;
 }
 
-ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbuf *out)
+ps_code ps_inflater_feed_to(ps_inflater *in, const void *data, size_t len, ps_inflate_sink sink,
+                            void *cls)
 {
     unsigned char buf[CHUNK];
     if (len && in->ended)
@@ -28,7 +29,8 @@ ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbu
             in->ended = true;
         else if (z != Z_OK && z != Z_BUF_ERROR)
             return z == Z_MEM_ERROR ? PS_ERR_NOMEM : PS_ERR_BAD_GZIP;
-        ps_code rc = ps_dynbuf_add(out, buf, sizeof buf - in->zs.avail_out);
+        size_t n = sizeof buf - in->zs.avail_out;
+        ps_code rc = n ? sink(cls, (const char *)buf, n) : PS_OK;
         if (rc != PS_OK)
             return rc;
         if (z == Z_BUF_ERROR && in->zs.avail_out != 0)
@@ -37,6 +39,16 @@ ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbu
     if (in->ended && in->zs.avail_in > 0)
         return PS_ERR_BAD_GZIP;
     return PS_OK;
+}
+
+static ps_code add_to_dynbuf(void *cls, const char *p, size_t n)
+{
+    return ps_dynbuf_add(cls, p, n);
+}
+
+ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbuf *out)
+{
+    return ps_inflater_feed_to(in, data, len, add_to_dynbuf, out);
 }
 
 ps_code ps_inflater_finish(ps_inflater *in)
