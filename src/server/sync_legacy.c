@@ -391,12 +391,12 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
 
 /*
  * Chat i of the request, parsed and validated; *skip when its bytes are
- * the ones this chat was last synced with and nothing changed it since
- * (then *skip_id names it). *owned: the caller puts the chat.
+ * the ones this device last synced this chat with and nothing changed it
+ * since (then *skip_id names it). *owned: the caller puts the chat.
  */
-static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const ps_chat_source *src,
-                         size_t i, json_object **chat, uint64_t *hash, bool *skip, char *skip_id,
-                         size_t skip_id_size, ps_error *err)
+static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
+                         const ps_chat_source *src, size_t i, json_object **chat, uint64_t *hash,
+                         bool *skip, char *skip_id, size_t skip_id_size, ps_error *err)
 {
     *chat = NULL;
     *hash = 0;
@@ -407,9 +407,9 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const ps_c
     }
     const char *text = src->text + src->starts[i];
     size_t len = src->ends[i] - src->starts[i];
-    *hash = ps_hash64(text, len);
-    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, *hash, skip_id, skip_id_size,
-                                                 skip, err);
+    *hash = ps_hash_bytes(text, len);
+    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, device, *hash, skip_id,
+                                                 skip_id_size, skip, err);
     if (rc != PS_OK || *skip)
         return rc;
     /* the body passed the pre-check whole: the slice is checked JSON */
@@ -444,7 +444,8 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         uint64_t hash;
         bool skip, ret = false;
         char known_id[PS_ID_MAX_BYTES + 1];
-        rc = next_chat(ctx, &user, chats, i, &chat, &hash, &skip, known_id, sizeof known_id, err);
+        rc = next_chat(ctx, &user, device, chats, i, &chat, &hash, &skip, known_id, sizeof known_id,
+                       err);
         if (rc == PS_OK && skip) {
             json_object_object_add(sent, known_id, NULL);
             continue;
@@ -460,7 +461,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
             if (ret)
                 json_object_object_add(returned, id, NULL);
             else if (hash)
-                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, id, hash, err);
+                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, device, id, hash, err);
         }
         json_object_put(chat);
         if (rc != PS_OK)

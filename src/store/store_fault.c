@@ -161,17 +161,17 @@ static ps_code f_user_list(ps_store *s, int (*fn)(void *ctx, const char *name, i
     CHECK("user_list");
     return INNER(s)->ops->user_list(INNER(s), fn, ctx, err);
 }
-static ps_code f_chat_find_sent(ps_store *s, int64_t user, uint64_t hash, char *id, size_t id_size,
-                                bool *unchanged, ps_error *err)
+static ps_code f_chat_find_sent(ps_store *s, int64_t user, const char *device, uint64_t hash,
+                                char *id, size_t id_size, bool *unchanged, ps_error *err)
 {
     CHECK("chat_find_sent");
-    return INNER(s)->ops->chat_find_sent(INNER(s), user, hash, id, id_size, unchanged, err);
+    return INNER(s)->ops->chat_find_sent(INNER(s), user, device, hash, id, id_size, unchanged, err);
 }
-static ps_code f_chat_set_sent(ps_store *s, int64_t user, const char *id, uint64_t hash,
-                               ps_error *err)
+static ps_code f_chat_set_sent(ps_store *s, int64_t user, const char *device, const char *id,
+                               uint64_t hash, ps_error *err)
 {
     CHECK("chat_set_sent");
-    return INNER(s)->ops->chat_set_sent(INNER(s), user, id, hash, err);
+    return INNER(s)->ops->chat_set_sent(INNER(s), user, device, id, hash, err);
 }
 static ps_code f_user_bytes(ps_store *s, int64_t user, int64_t *bytes, ps_error *err)
 {

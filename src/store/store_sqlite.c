@@ -152,6 +152,19 @@ static const char *const MIGRATIONS[] = {
     "  client TEXT NOT NULL DEFAULT '', protocol TEXT NOT NULL,"
     "  acked_seq INTEGER NOT NULL DEFAULT -1,"
     "  PRIMARY KEY (user_id, device_id)) WITHOUT ROWID;",
+    /* 7 -> 8: the "sent unchanged" skip keyed by (chat, device): the XXH3
+     * hash of a chat's bytes as each device last sent them, and the chat's
+     * seq then. chats.sent_hash/sent_seq (one per chat: devices sending
+     * their own bytes replaced each other's) are no longer used; their
+     * ps_hash64 values could not match an XXH3 hash, so nothing is copied. */
+    "CREATE TABLE sent ("
+    "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL, device TEXT NOT NULL,"
+    "  hash INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_id, chat_id, device),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX sent_by_hash ON sent(user_id, device, hash);"
+    "DROP INDEX chats_by_sent_hash;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -248,11 +261,13 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_GROW] = "UPDATE users SET bytes = bytes + ?2 WHERE id = ?1",
     [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = ?1",
     [Q_RECOUNT] = USER_BYTES_RECOUNT,
-    /* "<> 0" lets SQLite use the partial index; hash 0 is never stored */
-    [Q_SENT_FIND] = "SELECT id, seq = sent_seq FROM chats INDEXED BY chats_by_sent_hash"
-                    " WHERE user_id = ?1 AND sent_hash = ?2 AND sent_hash <> 0"
-                    " LIMIT 1",
-    [Q_SENT_SET] = "UPDATE chats SET sent_hash = ?3, sent_seq = seq WHERE user_id = ?1 AND id = ?2",
+    [Q_SENT_FIND] = "SELECT s.chat_id, c.seq = s.seq FROM sent s INDEXED BY sent_by_hash"
+                    " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
+                    " WHERE s.user_id = ?1 AND s.device = ?2 AND s.hash = ?3 LIMIT 1",
+    [Q_SENT_SET] = "INSERT INTO sent(user_id, chat_id, device, hash, seq)"
+                   " SELECT ?1, ?3, ?2, ?4, seq FROM chats WHERE user_id = ?1 AND id = ?3"
+                   " ON CONFLICT(user_id, chat_id, device)"
+                   " DO UPDATE SET hash = excluded.hash, seq = excluded.seq",
     [Q_USER_LIST] =
         "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live = 1)"
         " FROM users ORDER BY name",
@@ -966,13 +981,15 @@ static ps_code sqlite_purge_tombstones(ps_store *base, int64_t older_than_ms, in
     return PS_OK;
 }
 
-static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, uint64_t hash, char *id,
-                                     size_t id_size, bool *unchanged, ps_error *err)
+static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, const char *device,
+                                     uint64_t hash, char *id, size_t id_size, bool *unchanged,
+                                     ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_SENT_FIND);
     sqlite3_bind_int64(st, 1, user);
-    sqlite3_bind_int64(st, 2, (int64_t)hash);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)hash);
     int r = sqlite3_step(st);
     id[0] = '\0';
     *unchanged = false;
@@ -984,14 +1001,15 @@ static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, uint64_t hash
     return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "finding a sent chat");
 }
 
-static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *id, uint64_t hash,
-                                    ps_error *err)
+static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *device,
+                                    const char *id, uint64_t hash, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_SENT_SET);
     sqlite3_bind_int64(st, 1, user);
-    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (int64_t)hash);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)hash);
     ps_code rc =
         sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "recording a sent chat");
     sqlite3_reset(st);

@@ -369,18 +369,38 @@ static void sent_hash_and_bytes(void **state)
     assert_int_equal(s->ops->user_bytes(s, u.id, &big, &err), PS_OK);
     assert_true(big >= small + 1999);
     ps_chat_free(c);
-    assert_int_equal(s->ops->chat_set_sent(s, u.id, "c", 0xfeedbeefcafe1234ull, &err), PS_OK);
+    assert_int_equal(s->ops->chat_set_sent(s, u.id, "dev-a", "c", 0xfeedbeefcafe1234ull, &err),
+                     PS_OK);
     commit(s);
 
     begin_user(s, true, "erin", &u);
     char id[64];
     bool unchanged = false;
-    assert_int_equal(
-        s->ops->chat_find_sent(s, u.id, 0xfeedbeefcafe1234ull, id, sizeof id, &unchanged, &err),
-        PS_OK);
+    assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-a", 0xfeedbeefcafe1234ull, id, sizeof id,
+                                            &unchanged, &err),
+                     PS_OK);
     assert_string_equal(id, "c");
     assert_true(unchanged);
-    assert_int_equal(s->ops->chat_find_sent(s, u.id, 12345, id, sizeof id, &unchanged, &err),
+    assert_int_equal(
+        s->ops->chat_find_sent(s, u.id, "dev-a", 12345, id, sizeof id, &unchanged, &err), PS_OK);
+    assert_string_equal(id, "");
+    /* one hash per (chat, device): another device's bytes of the same chat
+     * do not replace these, and are not taken for this device's */
+    assert_int_equal(s->ops->chat_set_sent(s, u.id, "dev-b", "c", 0xb0bull, &err), PS_OK);
+    assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-a", 0xfeedbeefcafe1234ull, id, sizeof id,
+                                            &unchanged, &err),
+                     PS_OK);
+    assert_string_equal(id, "c");
+    assert_true(unchanged);
+    assert_int_equal(
+        s->ops->chat_find_sent(s, u.id, "dev-b", 0xb0bull, id, sizeof id, &unchanged, &err), PS_OK);
+    assert_string_equal(id, "c");
+    assert_true(unchanged);
+    assert_int_equal(
+        s->ops->chat_find_sent(s, u.id, "dev-a", 0xb0bull, id, sizeof id, &unchanged, &err), PS_OK);
+    assert_string_equal(id, "");
+    assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-b", 0xfeedbeefcafe1234ull, id, sizeof id,
+                                            &unchanged, &err),
                      PS_OK);
     assert_string_equal(id, "");
     /* a change after that sync: no longer "as sent" */
@@ -390,9 +410,9 @@ static void sent_hash_and_bytes(void **state)
     add_message(again, "more", "m", 6);
     save(s, u.id, again, 3, "d");
     ps_chat_free(again);
-    assert_int_equal(
-        s->ops->chat_find_sent(s, u.id, 0xfeedbeefcafe1234ull, id, sizeof id, &unchanged, &err),
-        PS_OK);
+    assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-a", 0xfeedbeefcafe1234ull, id, sizeof id,
+                                            &unchanged, &err),
+                     PS_OK);
     assert_string_equal(id, "c");
     assert_false(unchanged);
     commit(s);
