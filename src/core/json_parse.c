@@ -3,6 +3,7 @@
 #include "core/json_precheck.h"
 
 #include <ctype.h>
+#include <string.h>
 
 ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out, ps_error *err)
 {
@@ -61,6 +62,33 @@ const char *ps_json_text(json_object *obj, size_t *len)
 {
     return json_object_to_json_string_length(
         obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+}
+
+const char *ps_json_text_kept(json_object *obj, size_t *len)
+{
+    size_t n;
+    /* containers only: json-c keeps a parsed number's own text as its
+     * userdata already, and only this function sets a container's */
+    if (!json_object_is_type(obj, json_type_object) && !json_object_is_type(obj, json_type_array))
+        return ps_json_text(obj, len);
+    if (json_object_get_userdata(obj) == NULL) {
+        const char *text = ps_json_text(obj, &n);
+        char *copy = text ? strndup(text, n) : NULL;
+        if (!copy) { /* not kept: still the text */
+            if (len)
+                *len = n;
+            return text;
+        }
+        json_object_set_serializer(obj, json_object_userdata_to_json_string, copy,
+                                   json_object_free_userdata);
+        if (len)
+            *len = n;
+        return copy;
+    }
+    const char *kept = json_object_get_userdata(obj);
+    if (len)
+        *len = strlen(kept);
+    return kept;
 }
 
 ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)

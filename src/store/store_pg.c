@@ -1192,7 +1192,7 @@ static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[MSG_ARRAYS], si
         if (!m->mark.dirty)
             continue;
         size_t len = 0;
-        const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
+        const char *text = m->value ? ps_json_text_kept(m->value, &len) : NULL;
         const char *dev = m->stamp.device ? m->stamp.device : "";
         const char *origin = m->mark.origin ? m->mark.origin : "";
         if (array_add(&arr[0], m->id, strlen(m->id)) != PS_OK ||

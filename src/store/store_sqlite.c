@@ -764,7 +764,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
     size_t len = 0;
-    const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
+    const char *text = m->value ? ps_json_text_kept(m->value, &len) : NULL;
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
