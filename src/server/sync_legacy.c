@@ -390,13 +390,91 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
 }
 
 /*
- * Chat i of the request, parsed and validated; *skip when its bytes are
- * the ones this device last synced this chat with and nothing changed it
- * since (then *skip_id names it). *owned: the caller puts the chat.
+ * The request's chats made ready before the write transaction, so the
+ * store's writer is never held while a body is parsed (issue #15): each
+ * chat's bytes hashed; in a read transaction, the chats this device
+ * re-sends as it last synced them, unchanged since (`candidate`: skipped
+ * unless a write lands before the write transaction, checked again there);
+ * every other chat parsed and validated now (`parsed`).
+ */
+typedef struct prepared {
+    json_object **parsed; /* owned; NULL for a candidate (or once taken) */
+    uint64_t *hashes;
+    bool *candidate;
+} prepared;
+
+static void prepared_free(prepared *p, size_t count)
+{
+    for (size_t i = 0; p->parsed && i < count; i++)
+        json_object_put(p->parsed[i]);
+    free(p->parsed);
+    free(p->hashes);
+    free(p->candidate);
+    *p = (prepared){0};
+}
+
+/* Parses and validates chat i of a text source. */
+static ps_code parse_chat(const ps_sync_ctx *ctx, const ps_chat_source *src, size_t i,
+                          json_object **chat, ps_error *err)
+{
+    /* the body passed the pre-check whole: the slice is checked JSON */
+    if (ps_json_parse_trusted(src->text + src->starts[i], src->ends[i] - src->starts[i], chat,
+                              err) != PS_OK)
+        return ps_error_set(err, PS_ERR_MALFORMED, (long)i, "", "chats[%zu] is not valid JSON", i);
+    return ps_validate_chat(*chat, (long)i, ctx->limits, err);
+}
+
+/* Which chats the device re-sends unchanged, in one read transaction; a
+ * user with no row yet has none. */
+static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
+                               const ps_chat_source *src, prepared *p, ps_error *err)
+{
+    ps_user user;
+    bool found = false;
+    ps_code rc = ps_store_begin(ctx->store, false, err);
+    if (rc != PS_OK)
+        return rc;
+    rc = ctx->store->ops->user_find(ctx->store, ctx->user, &user, &found, err);
+    for (size_t i = 0; rc == PS_OK && found && i < src->count; i++) {
+        char id[PS_ID_MAX_BYTES + 1];
+        rc = ctx->store->ops->chat_find_sent(ctx->store, user.id, device, p->hashes[i], id,
+                                             sizeof id, &p->candidate[i], err);
+    }
+    if (rc == PS_OK)
+        return ps_store_commit(ctx->store, err);
+    ps_store_rollback(ctx->store);
+    return rc;
+}
+
+static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const ps_chat_source *src,
+                             prepared *p, ps_error *err)
+{
+    if (src->parsed || src->count == 0) /* parsed and validated already */
+        return PS_OK;
+    p->parsed = calloc(src->count, sizeof *p->parsed);
+    p->hashes = calloc(src->count, sizeof *p->hashes);
+    p->candidate = calloc(src->count, sizeof *p->candidate);
+    if (!p->parsed || !p->hashes || !p->candidate)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    for (size_t i = 0; i < src->count; i++)
+        p->hashes[i] = ps_hash_bytes(src->text + src->starts[i], src->ends[i] - src->starts[i]);
+    ps_code rc = find_candidates(ctx, device, src, p, err);
+    for (size_t i = 0; rc == PS_OK && i < src->count; i++)
+        if (!p->candidate[i])
+            rc = parse_chat(ctx, src, i, &p->parsed[i], err);
+    return rc;
+}
+
+/*
+ * Chat i of the request, parsed and validated, inside the write
+ * transaction; *skip when its bytes are the ones this device last synced
+ * this chat with and nothing changed it since (then *skip_id names it).
+ * *chat: the caller puts it.
  */
 static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
-                         const ps_chat_source *src, size_t i, json_object **chat, uint64_t *hash,
-                         bool *skip, char *skip_id, size_t skip_id_size, ps_error *err)
+                         const ps_chat_source *src, prepared *p, size_t i, json_object **chat,
+                         uint64_t *hash, bool *skip, char *skip_id, size_t skip_id_size,
+                         ps_error *err)
 {
     *chat = NULL;
     *hash = 0;
@@ -405,17 +483,19 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
         *chat = json_object_get(json_object_array_get_idx(src->parsed, i));
         return PS_OK;
     }
-    const char *text = src->text + src->starts[i];
-    size_t len = src->ends[i] - src->starts[i];
-    *hash = ps_hash_bytes(text, len);
+    *hash = p->hashes[i];
+    if (p->parsed[i]) {
+        *chat = p->parsed[i];
+        p->parsed[i] = NULL;
+        return PS_OK;
+    }
     ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, device, *hash, skip_id,
                                                  skip_id_size, skip, err);
     if (rc != PS_OK || *skip)
         return rc;
-    /* the body passed the pre-check whole: the slice is checked JSON */
-    if ((rc = ps_json_parse_trusted(text, len, chat, err)) != PS_OK)
-        return ps_error_set(err, PS_ERR_MALFORMED, (long)i, "", "chats[%zu] is not valid JSON", i);
-    return ps_validate_chat(*chat, (long)i, ctx->limits, err);
+    /* A write landed on it since the read transaction (rare): it is parsed
+     * here after all. */
+    return parse_chat(ctx, src, i, chat, err);
 }
 
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
@@ -432,8 +512,9 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     ps_user user;
-    ps_code rc = ps_store_begin(ctx->store, true, err);
-    if (rc != PS_OK)
+    prepared prep = {0};
+    ps_code rc = prepare_chats(ctx, device, chats, &prep, err);
+    if (rc != PS_OK || (rc = ps_store_begin(ctx->store, true, err)) != PS_OK)
         goto out;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
         goto rollback;
@@ -444,8 +525,8 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         uint64_t hash;
         bool skip, ret = false;
         char known_id[PS_ID_MAX_BYTES + 1];
-        rc = next_chat(ctx, &user, device, chats, i, &chat, &hash, &skip, known_id, sizeof known_id,
-                       err);
+        rc = next_chat(ctx, &user, device, chats, &prep, i, &chat, &hash, &skip, known_id,
+                       sizeof known_id, err);
         if (rc == PS_OK && skip) {
             json_object_object_add(sent, known_id, NULL);
             continue;
@@ -488,6 +569,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
 rollback:
     ps_store_rollback(ctx->store);
 out:
+    prepared_free(&prep, chats->count);
     json_object_put(sent);
     json_object_put(returned);
     return rc;
