@@ -10,6 +10,8 @@
  * device only carried along is no write, "The base rule"), not from the
  * code's output. Whether a chat was skipped is seen from outside the sync:
  * the store's chat_load is counted through a wrapper of the store's ops.
+ * Also: a request's chats are validated before the write transaction (a bad
+ * chat is refused without one being begun, issue #15).
  */
 #include "test_util.h"
 #include "core/json_precheck.h"
@@ -20,7 +22,13 @@
 
 static const struct ps_store_ops *real_ops;
 static struct ps_store_ops counting_ops;
-static int chat_loads;
+static int chat_loads, write_begins;
+
+static ps_code counting_begin(ps_store *s, bool write, ps_error *err)
+{
+    write_begins += write;
+    return real_ops->begin(s, write, err);
+}
 
 static ps_code counting_chat_load(ps_store *s, int64_t user, const char *id, bool with_messages,
                                   ps_chat **out, ps_error *err)
@@ -48,6 +56,7 @@ static int setup(void **state)
     real_ops = f->store->ops;
     counting_ops = *real_ops;
     counting_ops.chat_load = counting_chat_load;
+    counting_ops.begin = counting_begin;
     f->store->ops = &counting_ops;
     f->limits = ps_limits_default();
     f->now_ms = tu_t(60);
@@ -226,11 +235,51 @@ static void a_real_change_from_either_is_merged(void **state)
     json_object_put(ans);
 }
 
+/* A valid chat, then one whose message has no id (docs/protocol.md: every
+ * message needs one): refused as a whole, before any write transaction. */
+static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    json_object_put(sync_body(f, A1, &loads));
+    static const char bad[] =
+        "{\"deviceId\":\"A\",\"chats\":[{\"id\":\"d\",\"title\":\"ok\",\"messages\":[]},"
+        "{\"id\":\"e\",\"messages\":[{\"role\":\"user\",\"content\":\"no id\"}]}]}";
+    ps_error err;
+    ps_json_outline ol = {0};
+    assert_int_equal(ps_json_precheck_outline(bad, strlen(bad), PS_JSON_MAX_DEPTH, &ol, &err),
+                     PS_OK);
+    json_object *req = tu_json(bad);
+    ps_sync_ctx ctx = {.store = f->store,
+                       .user = "u",
+                       .now_ms = f->now_ms,
+                       .max_skew_ms = 300000,
+                       .max_response_bytes = 1 << 20,
+                       .limits = &f->limits};
+    ps_chat_source src = {.count = ol.count, .text = bad, .starts = ol.starts, .ends = ol.ends};
+    ps_dynbuf answer;
+    ps_dynbuf_init(&answer, 1 << 20);
+    write_begins = 0;
+    assert_int_equal(ps_legacy_sync(&ctx, req, &src, &answer, &err), PS_ERR_INVALID);
+    assert_int_equal(err.chat_index, 1);
+    assert_int_equal(write_begins, 0);
+    ps_dynbuf_free(&answer);
+    json_object_put(req);
+    ps_json_outline_free(&ol);
+    /* nothing of it landed: d is not stored, A's next re-send is still a skip */
+    json_object *ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    assert_null(missing_chat(ans, "d"));
+    json_object_put(ans);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(alternating_devices_are_each_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(a_real_change_from_either_is_merged, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_bad_chat_is_refused_before_the_write_transaction, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
