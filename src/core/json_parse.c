@@ -3,6 +3,7 @@
 #include "core/json_precheck.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 
 ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out, ps_error *err)
@@ -91,20 +92,52 @@ const char *ps_json_text_kept(json_object *obj, size_t *len)
     return kept;
 }
 
+/* One tokener per thread for ps_json_parse_trusted, reset between parses:
+ * creating one allocates and clears its stack and buffer, which loading a
+ * long chat (one parse per stored message) paid once per message. Freed
+ * when its thread ends. */
+static pthread_key_t tokener_key;
+static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
+static bool tokener_key_ok;
+
+static void tokener_free(void *tok)
+{
+    json_tokener_free(tok);
+}
+
+static void tokener_key_make(void)
+{
+    tokener_key_ok = pthread_key_create(&tokener_key, tokener_free) == 0;
+}
+
+/* The stored state nests a validated message two levels deeper than the
+ * request did. */
+static json_tokener *trusted_tokener_new(void)
+{
+    json_tokener *tok = json_tokener_new_ex(PS_JSON_MAX_DEPTH + 8);
+    if (tok)
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    return tok;
+}
+
 ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)
 {
-    /* The stored state nests a validated message two levels deeper than the
-     * request did; a small tokener stack also keeps this call cheap (the
-     * tokener allocates and clears its stack on every creation). */
     *out = NULL;
-    json_tokener *tok = json_tokener_new_ex(PS_JSON_MAX_DEPTH + 8);
+    pthread_once(&tokener_once, tokener_key_make);
+    json_tokener *tok = tokener_key_ok ? pthread_getspecific(tokener_key) : NULL;
+    bool kept = tok != NULL;
+    if (kept) {
+        json_tokener_reset(tok);
+    } else if ((tok = trusted_tokener_new()) != NULL) {
+        kept = tokener_key_ok && pthread_setspecific(tokener_key, tok) == 0;
+    }
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     if (!obj && json_tokener_get_error(tok) == json_tokener_continue)
         obj = json_tokener_parse_ex(tok, " ", 1);
-    json_tokener_free(tok);
+    if (!kept)
+        json_tokener_free(tok);
     if (!obj)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "stored JSON does not parse");
     *out = obj;

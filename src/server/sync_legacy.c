@@ -391,14 +391,21 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
 
 /*
  * The request's chats made ready before the write transaction, so the
- * store's writer is never held while a body is parsed (issue #15): each
+ * store's writer is not held while a body is parsed (issue #15): each
  * chat's bytes hashed; in a read transaction, the chats this device
  * re-sends as it last synced them, unchanged since (`candidate`: skipped
  * unless a write lands before the write transaction, checked again there);
- * every other chat parsed and validated now (`parsed`).
+ * every other chat parsed and validated now. Parsed chats are kept for the
+ * merge up to PREPARSED_TEXT_MAX bytes of their text (a parsed chat takes
+ * about 2.6 times its text in memory): past that, a chat is validated now,
+ * dropped, and parsed again inside the write transaction, so a very large
+ * body costs bounded memory rather than several times its size.
  */
+#define PREPARSED_TEXT_MAX ((size_t)32 << 20)
+
 typedef struct prepared {
-    json_object **parsed; /* owned; NULL for a candidate (or once taken) */
+    json_object **parsed; /* owned; NULL for a candidate, one past the
+                           * budget (validated already) or once taken */
     uint64_t *hashes;
     bool *candidate;
 } prepared;
@@ -459,9 +466,17 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
     for (size_t i = 0; i < src->count; i++)
         p->hashes[i] = ps_hash_bytes(src->text + src->starts[i], src->ends[i] - src->starts[i]);
     ps_code rc = find_candidates(ctx, device, src, p, err);
-    for (size_t i = 0; rc == PS_OK && i < src->count; i++)
-        if (!p->candidate[i])
-            rc = parse_chat(ctx, src, i, &p->parsed[i], err);
+    size_t kept = 0;
+    for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
+        if (p->candidate[i])
+            continue;
+        rc = parse_chat(ctx, src, i, &p->parsed[i], err);
+        kept += src->ends[i] - src->starts[i];
+        if (kept > PREPARSED_TEXT_MAX) { /* valid: parsed again when merged */
+            json_object_put(p->parsed[i]);
+            p->parsed[i] = NULL;
+        }
+    }
     return rc;
 }
 
@@ -489,12 +504,14 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
         p->parsed[i] = NULL;
         return PS_OK;
     }
-    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, device, *hash, skip_id,
-                                                 skip_id_size, skip, err);
+    ps_code rc = PS_OK;
+    if (p->candidate[i])
+        rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, device, *hash, skip_id,
+                                             skip_id_size, skip, err);
     if (rc != PS_OK || *skip)
         return rc;
-    /* A write landed on it since the read transaction (rare): it is parsed
-     * here after all. */
+    /* Past the memory budget, or a write landed on it since the read
+     * transaction (rare): parsed here after all. */
     return parse_chat(ctx, src, i, chat, err);
 }
 
