@@ -12,6 +12,7 @@
 #include "core/json_parse.h"
 #include "core/merge.h"
 #include "core/hash.h"
+#include "core/json_hash.h"
 #include "core/timestamp.h"
 
 #include <stdlib.h>
@@ -407,6 +408,7 @@ typedef struct prepared {
     json_object **parsed; /* owned; NULL for a candidate, one past the
                            * budget (validated already) or once taken */
     uint64_t *hashes;
+    uint64_t *contents; /* ps_json_value_hash of each chat parsed here, or 0 */
     bool *candidate;
 } prepared;
 
@@ -416,6 +418,7 @@ static void prepared_free(prepared *p, size_t count)
         json_object_put(p->parsed[i]);
     free(p->parsed);
     free(p->hashes);
+    free(p->contents);
     free(p->candidate);
     *p = (prepared){0};
 }
@@ -460,8 +463,9 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
         return PS_OK;
     p->parsed = calloc(src->count, sizeof *p->parsed);
     p->hashes = calloc(src->count, sizeof *p->hashes);
+    p->contents = calloc(src->count, sizeof *p->contents);
     p->candidate = calloc(src->count, sizeof *p->candidate);
-    if (!p->parsed || !p->hashes || !p->candidate)
+    if (!p->parsed || !p->hashes || !p->contents || !p->candidate)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     for (size_t i = 0; i < src->count; i++)
         p->hashes[i] = ps_hash_bytes(src->text + src->starts[i], src->ends[i] - src->starts[i]);
@@ -470,7 +474,8 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
     for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
         if (p->candidate[i])
             continue;
-        rc = parse_chat(ctx, src, i, &p->parsed[i], err);
+        if ((rc = parse_chat(ctx, src, i, &p->parsed[i], err)) == PS_OK)
+            p->contents[i] = ps_json_value_hash(p->parsed[i]);
         kept += src->ends[i] - src->starts[i];
         if (kept > PREPARSED_TEXT_MAX) { /* valid: parsed again when merged */
             json_object_put(p->parsed[i]);
@@ -515,6 +520,25 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
     return parse_chat(ctx, src, i, chat, err);
 }
 
+/*
+ * Whether this device re-sends, in other bytes (another key order, other
+ * escapes or spacing), the same chat data it last synced the chat with,
+ * unchanged since: merging it again would change nothing and give it
+ * nothing back, as for the same bytes (next_chat), so it is not loaded nor
+ * merged. Its new bytes are then recorded as its sent ones.
+ */
+static ps_code same_content(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
+                            const char *id, uint64_t content, bool *same, ps_error *err)
+{
+    uint64_t last = 0;
+    bool unchanged = false;
+    *same = false;
+    ps_code rc = ctx->store->ops->chat_sent_content(ctx->store, user->id, device, id, &last,
+                                                    &unchanged, err);
+    *same = rc == PS_OK && last != 0 && last == content && unchanged;
+    return rc;
+}
+
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
                        ps_dynbuf *answer, ps_error *err)
 {
@@ -550,16 +574,22 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         }
         const char *id =
             rc == PS_OK ? json_object_get_string(json_object_object_get(chat, "id")) : NULL;
+        uint64_t content = prep.contents && prep.contents[i] ? prep.contents[i]
+                           : rc == PS_OK                     ? ps_json_value_hash(chat)
+                                                             : 0;
         if (rc == PS_OK && observe_chat_clock(chat, &user.clock))
             src.speaks_lamport = true;
         if (rc == PS_OK)
+            rc = same_content(ctx, &user, device, id, content, &skip, err);
+        if (rc == PS_OK && !skip)
             rc = merge_one(ctx, &user, chat, &in, &ret, err);
         if (rc == PS_OK) {
             json_object_object_add(sent, id, NULL);
             if (ret)
                 json_object_object_add(returned, id, NULL);
-            else if (hash)
-                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, device, id, hash, err);
+            else
+                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, device, id, hash, content,
+                                                    err);
         }
         json_object_put(chat);
         if (rc != PS_OK)

@@ -151,9 +151,15 @@ struct ps_store_ops {
     ps_code (*chat_find_sent)(ps_store *s, int64_t user, const char *device, uint64_t hash,
                               char *id, size_t id_size, bool *unchanged, ps_error *err);
     /* Records that the chat, as it is now, is what bytes hashing to `hash`
-     * from `device` say: that device sending them again changes nothing. */
+     * from `device` say, and what a value hashing to `content`
+     * (ps_json_value_hash: the same data in other bytes) says: that device
+     * sending either again changes nothing. */
     ps_code (*chat_set_sent)(ps_store *s, int64_t user, const char *device, const char *id,
-                             uint64_t hash, ps_error *err);
+                             uint64_t hash, uint64_t content, ps_error *err);
+    /* The content hash chat_set_sent last recorded for (`id`, `device`) (0
+     * if none) and whether the chat is unchanged since. */
+    ps_code (*chat_sent_content)(ps_store *s, int64_t user, const char *device, const char *id,
+                                 uint64_t *content, bool *unchanged, ps_error *err);
     /* What the user's stored rows weigh, in bytes (for quotas). */
     ps_code (*user_bytes)(ps_store *s, int64_t user, int64_t *bytes, ps_error *err);
     /* Deletes a user and all their data; PS_ERR_NOT_FOUND if none. */

@@ -153,13 +153,14 @@ static const char *const MIGRATIONS[] = {
     "  acked_seq INTEGER NOT NULL DEFAULT -1,"
     "  PRIMARY KEY (user_id, device_id)) WITHOUT ROWID;",
     /* 7 -> 8: the "sent unchanged" skip keyed by (chat, device): the XXH3
-     * hash of a chat's bytes as each device last sent them, and the chat's
-     * seq then. chats.sent_hash/sent_seq (one per chat: devices sending
+     * hash of a chat's bytes as each device last sent them, the hash of
+     * their content (ps_json_value_hash: the same data in other bytes), and
+     * the chat's seq then. chats.sent_hash/sent_seq (one per chat: devices sending
      * their own bytes replaced each other's) are no longer used; their
      * ps_hash64 values could not match an XXH3 hash, so nothing is copied. */
     "CREATE TABLE sent ("
     "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL, device TEXT NOT NULL,"
-    "  hash INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  hash INTEGER NOT NULL, content INTEGER NOT NULL, seq INTEGER NOT NULL,"
     "  PRIMARY KEY (user_id, chat_id, device),"
     "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
     ") WITHOUT ROWID;"
@@ -188,6 +189,7 @@ enum {
     Q_USER_LIST,
     Q_SENT_FIND,
     Q_SENT_SET,
+    Q_SENT_OF,
     Q_CHAT_SIZE,
     Q_MSG_SIZE,
     Q_USER_GROW,
@@ -264,10 +266,13 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_SENT_FIND] = "SELECT s.chat_id, c.seq = s.seq FROM sent s INDEXED BY sent_by_hash"
                     " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
                     " WHERE s.user_id = ?1 AND s.device = ?2 AND s.hash = ?3 LIMIT 1",
-    [Q_SENT_SET] = "INSERT INTO sent(user_id, chat_id, device, hash, seq)"
-                   " SELECT ?1, ?3, ?2, ?4, seq FROM chats WHERE user_id = ?1 AND id = ?3"
-                   " ON CONFLICT(user_id, chat_id, device)"
-                   " DO UPDATE SET hash = excluded.hash, seq = excluded.seq",
+    [Q_SENT_SET] = "INSERT INTO sent(user_id, chat_id, device, hash, content, seq)"
+                   " SELECT ?1, ?3, ?2, ?4, ?5, seq FROM chats WHERE user_id = ?1 AND id = ?3"
+                   " ON CONFLICT(user_id, chat_id, device) DO UPDATE SET hash = excluded.hash,"
+                   " content = excluded.content, seq = excluded.seq",
+    [Q_SENT_OF] = "SELECT s.content, c.seq = s.seq FROM sent s"
+                  " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
+                  " WHERE s.user_id = ?1 AND s.chat_id = ?3 AND s.device = ?2",
     [Q_USER_LIST] =
         "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live = 1)"
         " FROM users ORDER BY name",
@@ -1002,7 +1007,8 @@ static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, const char *d
 }
 
 static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *device,
-                                    const char *id, uint64_t hash, ps_error *err)
+                                    const char *id, uint64_t hash, uint64_t content,
+                                    ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_SENT_SET);
@@ -1010,10 +1016,31 @@ static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *de
     sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (int64_t)hash);
+    sqlite3_bind_int64(st, 5, (int64_t)content);
     ps_code rc =
         sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "recording a sent chat");
     sqlite3_reset(st);
     return rc;
+}
+
+static ps_code sqlite_chat_sent_content(ps_store *base, int64_t user, const char *device,
+                                        const char *id, uint64_t *content, bool *unchanged,
+                                        ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_SENT_OF);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    *content = 0;
+    *unchanged = false;
+    if (r == SQLITE_ROW) {
+        *content = (uint64_t)sqlite3_column_int64(st, 0);
+        *unchanged = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "finding a sent chat");
 }
 
 static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err)
@@ -1621,6 +1648,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .user_bytes = sqlite_user_bytes,
     .chat_find_sent = sqlite_chat_find_sent,
     .chat_set_sent = sqlite_chat_set_sent,
+    .chat_sent_content = sqlite_chat_sent_content,
     .user_delete = sqlite_user_delete,
     .probe = sqlite_probe,
     .base_load = sqlite_base_load,

@@ -5,7 +5,9 @@
  * since, is answered without the chat being loaded or merged; two devices
  * each re-sending their own bytes of the same chat are both skipped (one
  * hash per chat used to make them evict each other); and a real change from
- * either is still merged. What a sync must return is worked out by hand
+ * either is still merged. The same holds for a device re-sending the same
+ * data in other bytes (another key order, spacing, escapes). What a sync
+ * must return is worked out by hand
  * from the merge rules (docs/merge.md: the newer write wins; a value a
  * device only carried along is no write, "The base rule"), not from the
  * code's output. Whether a chat was skipped is seen from outside the sync:
@@ -235,6 +237,58 @@ static void a_real_change_from_either_is_merged(void **state)
     json_object_put(ans);
 }
 
+/* A1's data in other bytes: keys in another order, spaces, an escaped é. */
+#define A1_OTHER_BYTES                                                                             \
+    "{ \"chats\": [ { \"messages\": [ { \"content\": \"hi\", \"id\": \"m1\", "                     \
+    "\"timestamp\": \"2024-01-15T10:00:00.000Z\", \"role\": \"user\" } ], "                        \
+    "\"updatedAtLamport\": [ 1, \"A\" ], \"title\": \"Trip\", \"id\": \"c\", "                     \
+    "\"lastModified\": \"2024-01-15T10:00:00.000Z\" } ], \"deviceId\": \"A\" }"
+/* A's rename (A3's data) in other bytes */
+#define A3_OTHER_BYTES                                                                             \
+    "{\"deviceId\":\"A\",\"chats\":[{\"updatedAtLamport\":[9,\"A\"],"                              \
+    "\"lastModified\":\"2024-01-15T10:02:00.000Z\",\"title\":\"Rom\\u0065\",\"id\":\"c\","         \
+    "\"messages\":[{\"role\":\"user\",\"id\":\"m1\",\"content\":\"hi\","                           \
+    "\"timestamp\":\"2024-01-15T10:00:00.000Z\"},"                                                 \
+    "{\"role\":\"assistant\",\"id\":\"m2\",\"content\":\"hello\","                                 \
+    "\"timestamp\":\"2024-01-15T10:01:00.000Z\"}]}]}"
+
+static void the_same_data_in_other_bytes_is_skipped(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    char ids[64];
+    json_object_put(sync_body(f, A1, &loads));
+    /* the same data, other bytes: merging it would change nothing */
+    json_object *ans = sync_body(f, A1_OTHER_BYTES, &loads);
+    assert_int_equal(loads, 0);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    /* and back to the first bytes: the same data again */
+    ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    json_object_put(ans);
+    /* B adds m2: A's data in other bytes is not skipped, A gets m2 */
+    json_object_put(sync_body(f, B2, &loads));
+    ans = sync_body(f, A1_OTHER_BYTES, &loads);
+    assert_int_equal(loads, 1);
+    json_object *c = missing_chat(ans, "c");
+    assert_non_null(c);
+    message_ids(c, ids, sizeof ids);
+    assert_string_equal(ids, "m1,m2");
+    json_object_put(ans);
+    /* a real change in other bytes (A renames, newest write) is merged:
+     * B's re-send of its older bytes gets the new title back */
+    ans = sync_body(f, A3_OTHER_BYTES, &loads);
+    assert_int_equal(loads, 1);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    ans = sync_body(f, B2, &loads);
+    c = missing_chat(ans, "c");
+    assert_non_null(c);
+    assert_string_equal(json_object_get_string(json_object_object_get(c, "title")), "Rome");
+    json_object_put(ans);
+}
+
 /* A valid chat, then one whose message has no id (docs/protocol.md: every
  * message needs one): refused as a whole, before any write transaction. */
 static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
@@ -278,6 +332,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(alternating_devices_are_each_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(a_real_change_from_either_is_merged, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_same_data_in_other_bytes_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(a_bad_chat_is_refused_before_the_write_transaction, setup,
                                         teardown),
     };
