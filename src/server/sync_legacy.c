@@ -12,9 +12,10 @@
 #include "core/json_parse.h"
 #include "core/merge.h"
 #include "core/hash.h"
-#include "core/json_hash.h"
+#include "server/content_hash.h"
 #include "core/timestamp.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -392,24 +393,30 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
 
 /*
  * The request's chats made ready before the write transaction, so the
- * store's writer is not held while a body is parsed (issue #15): each
- * chat's bytes hashed; in a read transaction, the chats this device
- * re-sends as it last synced them, unchanged since (`candidate`: skipped
- * unless a write lands before the write transaction, checked again there);
- * every other chat parsed and validated now. Parsed chats are kept for the
- * merge up to PREPARSED_TEXT_MAX bytes of their text (a parsed chat takes
- * about 2.6 times its text in memory): past that, a chat is validated now,
- * dropped, and parsed again inside the write transaction, so a very large
- * body costs bounded memory rather than several times its size.
+ * store's writer is not held while a body is parsed (issue #15). Each
+ * chat's bytes are hashed (XXH3) and its content too (content_hash.h: the
+ * same data in any key order, spacing or escapes, read by simdjson without
+ * a json-c tree). In a read transaction, the chats this device re-sends as
+ * it last synced them, unchanged since, by bytes or by content, are
+ * `candidate`s: skipped unless a write lands before the write transaction
+ * (checked again there). Every other chat is parsed and validated now.
+ * Parsed chats are kept for the merge up to PREPARSED_TEXT_MAX bytes of
+ * their text (a parsed chat takes about 2.6 times its text in memory): past
+ * that, a chat is validated now, dropped, and parsed again inside the write
+ * transaction, so a very large body costs bounded memory rather than
+ * several times its size.
  */
 #define PREPARSED_TEXT_MAX ((size_t)32 << 20)
 
+typedef enum candidate { NOT_SENT, SAME_BYTES, SAME_CONTENT } candidate;
+
 typedef struct prepared {
-    json_object **parsed; /* owned; NULL for a candidate, one past the
-                           * budget (validated already) or once taken */
-    uint64_t *hashes;
-    uint64_t *contents; /* ps_json_value_hash of each chat parsed here, or 0 */
-    bool *candidate;
+    json_object **parsed;             /* owned; NULL for a candidate, one past the
+                                       * budget (validated already) or once taken */
+    uint64_t *hashes;                 /* of the bytes */
+    uint64_t *contents;               /* of the content; 0 when it has none */
+    char (*ids)[PS_ID_MAX_BYTES + 1]; /* with a content hash: the chat's id */
+    candidate *candidate;
 } prepared;
 
 static void prepared_free(prepared *p, size_t count)
@@ -419,6 +426,7 @@ static void prepared_free(prepared *p, size_t count)
     free(p->parsed);
     free(p->hashes);
     free(p->contents);
+    free(p->ids);
     free(p->candidate);
     *p = (prepared){0};
 }
@@ -434,10 +442,38 @@ static ps_code parse_chat(const ps_sync_ctx *ctx, const ps_chat_source *src, siz
     return ps_validate_chat(*chat, (long)i, ctx->limits, err);
 }
 
-/* Which chats the device re-sends unchanged, in one read transaction; a
- * user with no row yet has none. */
+/* Whether chat i is (still) one the device re-sends unchanged; *skip_id
+ * names it then. */
+static ps_code is_unchanged(const ps_sync_ctx *ctx, int64_t user_id, const char *device,
+                            const prepared *p, size_t i, char *skip_id, size_t skip_id_size,
+                            candidate *out, ps_error *err)
+{
+    bool unchanged = false;
+    *out = NOT_SENT;
+    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user_id, device, p->hashes[i], skip_id,
+                                                 skip_id_size, &unchanged, err);
+    if (rc != PS_OK || unchanged) {
+        *out = unchanged ? SAME_BYTES : NOT_SENT;
+        return rc;
+    }
+    if (!p->contents[i])
+        return PS_OK;
+    uint64_t last = 0;
+    rc = ctx->store->ops->chat_sent_content(ctx->store, user_id, device, p->ids[i], &last,
+                                            &unchanged, err);
+    if (rc == PS_OK && unchanged && last == p->contents[i]) {
+        *out = SAME_CONTENT;
+        snprintf(skip_id, skip_id_size, "%s", p->ids[i]);
+    }
+    return rc;
+}
+
+/* Which chats the device re-sends unchanged, in a read transaction; a
+ * user with no row yet has none. First by their bytes; then, once the
+ * others' content is hashed (outside any transaction), by content. */
 static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
-                               const ps_chat_source *src, prepared *p, ps_error *err)
+                               const ps_chat_source *src, prepared *p, bool by_content,
+                               ps_error *err)
 {
     ps_user user;
     bool found = false;
@@ -447,8 +483,8 @@ static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
     rc = ctx->store->ops->user_find(ctx->store, ctx->user, &user, &found, err);
     for (size_t i = 0; rc == PS_OK && found && i < src->count; i++) {
         char id[PS_ID_MAX_BYTES + 1];
-        rc = ctx->store->ops->chat_find_sent(ctx->store, user.id, device, p->hashes[i], id,
-                                             sizeof id, &p->candidate[i], err);
+        if (p->candidate[i] == NOT_SENT && (!by_content || p->contents[i]))
+            rc = is_unchanged(ctx, user.id, device, p, i, id, sizeof id, &p->candidate[i], err);
     }
     if (rc == PS_OK)
         return ps_store_commit(ctx->store, err);
@@ -464,18 +500,28 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
     p->parsed = calloc(src->count, sizeof *p->parsed);
     p->hashes = calloc(src->count, sizeof *p->hashes);
     p->contents = calloc(src->count, sizeof *p->contents);
+    p->ids = calloc(src->count, sizeof *p->ids);
     p->candidate = calloc(src->count, sizeof *p->candidate);
-    if (!p->parsed || !p->hashes || !p->contents || !p->candidate)
+    if (!p->parsed || !p->hashes || !p->contents || !p->ids || !p->candidate)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     for (size_t i = 0; i < src->count; i++)
         p->hashes[i] = ps_hash_bytes(src->text + src->starts[i], src->ends[i] - src->starts[i]);
-    ps_code rc = find_candidates(ctx, device, src, p, err);
+    ps_code rc = find_candidates(ctx, device, src, p, false, err);
+    bool any = false;
+    for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
+        if (p->candidate[i] != NOT_SENT ||
+            !ps_content_hash(src->text + src->starts[i], src->ends[i] - src->starts[i],
+                             &p->contents[i], p->ids[i], sizeof p->ids[i]))
+            p->contents[i] = 0;
+        any |= p->contents[i] != 0;
+    }
+    if (rc == PS_OK && any)
+        rc = find_candidates(ctx, device, src, p, true, err);
     size_t kept = 0;
     for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
-        if (p->candidate[i])
+        if (p->candidate[i] != NOT_SENT)
             continue;
-        if ((rc = parse_chat(ctx, src, i, &p->parsed[i], err)) == PS_OK)
-            p->contents[i] = ps_json_value_hash(p->parsed[i]);
+        rc = parse_chat(ctx, src, i, &p->parsed[i], err);
         kept += src->ends[i] - src->starts[i];
         if (kept > PREPARSED_TEXT_MAX) { /* valid: parsed again when merged */
             json_object_put(p->parsed[i]);
@@ -487,56 +533,40 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
 
 /*
  * Chat i of the request, parsed and validated, inside the write
- * transaction; *skip when its bytes are the ones this device last synced
- * this chat with and nothing changed it since (then *skip_id names it).
- * *chat: the caller puts it.
+ * transaction; *skip when it is what this device last synced this chat
+ * with, in the same bytes or the same data in other bytes, and nothing
+ * changed it since (then *skip_id names it; a merge would change nothing
+ * and give the device nothing back). Other bytes of the same data become
+ * the device's sent ones. *chat: the caller puts it.
  */
 static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
                          const ps_chat_source *src, prepared *p, size_t i, json_object **chat,
-                         uint64_t *hash, bool *skip, char *skip_id, size_t skip_id_size,
-                         ps_error *err)
+                         bool *skip, char *skip_id, size_t skip_id_size, ps_error *err)
 {
     *chat = NULL;
-    *hash = 0;
     *skip = false;
     if (src->parsed) {
         *chat = json_object_get(json_object_array_get_idx(src->parsed, i));
         return PS_OK;
     }
-    *hash = p->hashes[i];
     if (p->parsed[i]) {
         *chat = p->parsed[i];
         p->parsed[i] = NULL;
         return PS_OK;
     }
     ps_code rc = PS_OK;
-    if (p->candidate[i])
-        rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, device, *hash, skip_id,
-                                             skip_id_size, skip, err);
+    candidate now = NOT_SENT;
+    if (p->candidate[i] != NOT_SENT)
+        rc = is_unchanged(ctx, user->id, device, p, i, skip_id, skip_id_size, &now, err);
+    if (rc == PS_OK && now == SAME_CONTENT)
+        rc = ctx->store->ops->chat_set_sent(ctx->store, user->id, device, skip_id, p->hashes[i],
+                                            p->contents[i], err);
+    *skip = now != NOT_SENT;
     if (rc != PS_OK || *skip)
         return rc;
     /* Past the memory budget, or a write landed on it since the read
      * transaction (rare): parsed here after all. */
     return parse_chat(ctx, src, i, chat, err);
-}
-
-/*
- * Whether this device re-sends, in other bytes (another key order, other
- * escapes or spacing), the same chat data it last synced the chat with,
- * unchanged since: merging it again would change nothing and give it
- * nothing back, as for the same bytes (next_chat), so it is not loaded nor
- * merged. Its new bytes are then recorded as its sent ones.
- */
-static ps_code same_content(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
-                            const char *id, uint64_t content, bool *same, ps_error *err)
-{
-    uint64_t last = 0;
-    bool unchanged = false;
-    *same = false;
-    ps_code rc = ctx->store->ops->chat_sent_content(ctx->store, user->id, device, id, &last,
-                                                    &unchanged, err);
-    *same = rc == PS_OK && last != 0 && last == content && unchanged;
-    return rc;
 }
 
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
@@ -563,33 +593,27 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
     deletion_source src = {.device = device, .speaks_lamport = observe_clocks(req, &user.clock)};
     for (size_t i = 0; i < chats->count; i++) {
         json_object *chat = NULL;
-        uint64_t hash;
         bool skip, ret = false;
         char known_id[PS_ID_MAX_BYTES + 1];
-        rc = next_chat(ctx, &user, device, chats, &prep, i, &chat, &hash, &skip, known_id,
-                       sizeof known_id, err);
+        rc = next_chat(ctx, &user, device, chats, &prep, i, &chat, &skip, known_id, sizeof known_id,
+                       err);
         if (rc == PS_OK && skip) {
             json_object_object_add(sent, known_id, NULL);
             continue;
         }
         const char *id =
             rc == PS_OK ? json_object_get_string(json_object_object_get(chat, "id")) : NULL;
-        uint64_t content = prep.contents && prep.contents[i] ? prep.contents[i]
-                           : rc == PS_OK                     ? ps_json_value_hash(chat)
-                                                             : 0;
         if (rc == PS_OK && observe_chat_clock(chat, &user.clock))
             src.speaks_lamport = true;
         if (rc == PS_OK)
-            rc = same_content(ctx, &user, device, id, content, &skip, err);
-        if (rc == PS_OK && !skip)
             rc = merge_one(ctx, &user, chat, &in, &ret, err);
         if (rc == PS_OK) {
             json_object_object_add(sent, id, NULL);
             if (ret)
                 json_object_object_add(returned, id, NULL);
-            else
-                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, device, id, hash, content,
-                                                    err);
+            else if (prep.hashes) /* the bytes it was sent as: a text source */
+                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, device, id, prep.hashes[i],
+                                                    prep.contents[i], err);
         }
         json_object_put(chat);
         if (rc != PS_OK)

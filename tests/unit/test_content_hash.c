@@ -1,21 +1,60 @@
 /*
- * The key-order-free hash of a JSON value (core/json_hash.h), which lets a
+ * The content hash of a chat's bytes (server/content_hash.h), which lets a
  * legacy sync skip a chat re-sent as the same data in other bytes. The same
  * value written differently (key order, spacing, escapes) hashes the same;
  * any change of a value, a key, an array's order or a number's kind or text
- * changes it; 0 is never returned. The values are parsed by plain json-c
- * (tu_json), as the sync does.
+ * changes it; 0 is never returned. No hash for what json-c would read
+ * differently from a sum over its keys (a key twice) or what has no id.
  */
 #include "test_util.h"
-#include "core/json_hash.h"
+#include "server/content_hash.h"
 
-static uint64_t hash_of(const char *text)
+/* The hash of {"id":"c", <members>}; the members written as given. */
+static uint64_t hash_of(const char *members)
 {
-    json_object *v = tu_json(text);
-    uint64_t h = ps_json_value_hash(v);
-    json_object_put(v);
+    char text[512], id[16];
+    snprintf(text, sizeof text, "{\"id\":\"c\",\"v\":%s}", members);
+    uint64_t h = 0;
+    if (!ps_content_hash(text, strlen(text), &h, id, sizeof id))
+        fail_msg("no content hash for %s", text);
+    assert_string_equal(id, "c");
     assert_true(h != 0);
     return h;
+}
+
+static void the_id_and_its_place_do_not_matter_but_its_value_does(void **state)
+{
+    static const char a[] = "{\"title\":\"t\",\"id\":\"c\"}",
+                      b[] = "{\"id\":\"c\",\"title\":\"t\"}",
+                      c[] = "{\"id\":\"d\",\"title\":\"t\"}";
+    uint64_t ha, hb, hc;
+    char id[16];
+    assert_true(ps_content_hash(a, strlen(a), &ha, id, sizeof id));
+    assert_true(ps_content_hash(b, strlen(b), &hb, id, sizeof id));
+    assert_true(ps_content_hash(c, strlen(c), &hc, id, sizeof id));
+    assert_string_equal(id, "d");
+    assert_true(ha == hb);
+    assert_true(ha != hc);
+}
+
+static void no_hash_without_one_reading(void **state)
+{
+    static const char *const none[] = {
+        "{\"id\":\"c\",\"a\":1,\"a\":2}", /* a key twice: json-c keeps the last */
+        "{\"id\":\"c\",\"m\":{\"x\":1,\"x\":1}}",
+        "{\"id\":\"c\",\"id\":\"d\"}",
+        "{\"title\":\"no id\"}",
+        "{\"id\":7}",
+        "{\"id\":\"\"}",
+        "{\"id\":\"0123456789abcdef\"}", /* an id that does not fit in id_size */
+        "[{\"id\":\"c\"}]",
+    };
+    for (size_t k = 0; k < sizeof none / sizeof *none; k++) {
+        uint64_t h;
+        char id[16];
+        if (ps_content_hash(none[k], strlen(none[k]), &h, id, sizeof id))
+            fail_msg("%s has a content hash", none[k]);
+    }
 }
 
 static void same_value_in_other_bytes_hashes_the_same(void **state)
@@ -66,6 +105,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_value_in_other_bytes_hashes_the_same),
         cmocka_unit_test(any_change_changes_the_hash),
+        cmocka_unit_test(the_id_and_its_place_do_not_matter_but_its_value_does),
+        cmocka_unit_test(no_hash_without_one_reading),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
