@@ -415,8 +415,14 @@ typedef struct prepared {
                                        * budget (validated already) or once taken */
     uint64_t *hashes;                 /* of the bytes */
     uint64_t *contents;               /* of the content; 0 when it has none */
-    char (*ids)[PS_ID_MAX_BYTES + 1]; /* with a content hash: the chat's id */
+    char (*ids)[PS_ID_MAX_BYTES + 1]; /* a candidate's or a content hash's chat id */
     candidate *candidate;
+    /* The user's change sequence (and purged one) the candidates were
+     * found at, in every read transaction: when the write transaction finds
+     * them still there, no chat changed or went since, and the candidates
+     * stand without being looked up again. */
+    bool seen;
+    int64_t seen_seq, seen_purged;
 } prepared;
 
 static void prepared_free(prepared *p, size_t count)
@@ -481,10 +487,20 @@ static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
     if (rc != PS_OK)
         return rc;
     rc = ctx->store->ops->user_find(ctx->store, ctx->user, &user, &found, err);
+    if (rc == PS_OK && found && !by_content) {
+        p->seen = true;
+        p->seen_seq = user.seq;
+        p->seen_purged = user.purged_seq;
+    } else if (rc == PS_OK && found &&
+               (user.seq != p->seen_seq || user.purged_seq != p->seen_purged)) {
+        p->seen = false; /* a write landed between the two: look again */
+    }
     for (size_t i = 0; rc == PS_OK && found && i < src->count; i++) {
         char id[PS_ID_MAX_BYTES + 1];
         if (p->candidate[i] == NOT_SENT && (!by_content || p->contents[i]))
             rc = is_unchanged(ctx, user.id, device, p, i, id, sizeof id, &p->candidate[i], err);
+        if (rc == PS_OK && p->candidate[i] == SAME_BYTES)
+            memcpy(p->ids[i], id, sizeof id);
     }
     if (rc == PS_OK)
         return ps_store_commit(ctx->store, err);
@@ -556,8 +572,13 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
     }
     ps_code rc = PS_OK;
     candidate now = NOT_SENT;
-    if (p->candidate[i] != NOT_SENT)
+    if (p->candidate[i] != NOT_SENT && p->seen && user->seq == p->seen_seq &&
+        user->purged_seq == p->seen_purged) {
+        now = p->candidate[i];
+        snprintf(skip_id, skip_id_size, "%s", p->ids[i]);
+    } else if (p->candidate[i] != NOT_SENT) {
         rc = is_unchanged(ctx, user->id, device, p, i, skip_id, skip_id_size, &now, err);
+    }
     if (rc == PS_OK && now == SAME_CONTENT)
         rc = ctx->store->ops->chat_set_sent(ctx->store, user->id, device, skip_id, p->hashes[i],
                                             p->contents[i], err);

@@ -25,10 +25,18 @@
 static const struct ps_store_ops *real_ops;
 static struct ps_store_ops counting_ops;
 static int chat_loads, write_begins;
+/* Run once just before the next write transaction begins: another
+ * request's write landing between a sync's read and write transactions. */
+static void (*before_write)(void);
 
 static ps_code counting_begin(ps_store *s, bool write, ps_error *err)
 {
     write_begins += write;
+    void (*hook)(void) = write ? before_write : NULL;
+    if (hook) {
+        before_write = NULL;
+        hook();
+    }
     return real_ops->begin(s, write, err);
 }
 
@@ -289,6 +297,35 @@ static void the_same_data_in_other_bytes_is_skipped(void **state)
     json_object_put(ans);
 }
 
+static fixture *racing;
+
+static void b_adds_a_message(void)
+{
+    int loads;
+    json_object_put(sync_body(racing, B2, &loads));
+}
+
+/* A's re-send of its own bytes is found unchanged in the read transaction;
+ * B's new message lands before A's write transaction: A's chat is merged
+ * after all, and A gets m2. */
+static void a_write_between_the_two_transactions_is_seen(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    char ids[64];
+    json_object_put(sync_body(f, A1, &loads));
+    json_object_put(sync_body(f, B1, &loads));
+    racing = f;
+    before_write = b_adds_a_message;
+    json_object *ans = sync_body(f, A1, &loads);
+    assert_null(before_write); /* it ran */
+    json_object *c = missing_chat(ans, "c");
+    assert_non_null(c);
+    message_ids(c, ids, sizeof ids);
+    assert_string_equal(ids, "m1,m2");
+    json_object_put(ans);
+}
+
 /* A valid chat, then one whose message has no id (docs/protocol.md: every
  * message needs one): refused as a whole, before any write transaction. */
 static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
@@ -333,6 +370,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(alternating_devices_are_each_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(a_real_change_from_either_is_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(the_same_data_in_other_bytes_is_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_write_between_the_two_transactions_is_seen, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(a_bad_chat_is_refused_before_the_write_transaction, setup,
                                         teardown),
     };
