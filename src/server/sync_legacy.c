@@ -533,10 +533,12 @@ ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_dynbuf *out, ps_error *err)
     ps_code rc = ps_store_begin(ctx->store, false, err);
     if (rc != PS_OK)
         return rc;
-    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) == PS_OK &&
+    bool found = false;
+    if ((rc = ctx->store->ops->user_find(ctx->store, ctx->user, &user, &found, err)) == PS_OK &&
         (f.user_id = user.id, rc = ps_dynbuf_adds(out, "[")) == PS_OK &&
-        (rc = ctx->store->ops->chat_each(ctx->store, user.id, fetch_row, &f, err)) == PS_OK &&
-        (rc = f.rc) == PS_OK)
+        (!found ||
+         ((rc = ctx->store->ops->chat_each(ctx->store, user.id, fetch_row, &f, err)) == PS_OK &&
+          (rc = f.rc) == PS_OK)))
         rc = ps_dynbuf_adds(out, "]");
     if (rc == PS_OK)
         return ps_store_commit(ctx->store, err);
