@@ -7,8 +7,9 @@
  * unit of durability: when commit returns PS_OK the data is on disk (the one
  * exception, a no-op sync's time, is user_seen's).
  * A store handle may be used from many threads; begin() serialises writers,
- * and a read transaction (begin(s, false)) never waits for one: it reads the
- * data as committed when it began, and writes nothing.
+ * and a read transaction (begin(s, false)) never waits for one: it reads one
+ * snapshot of the data as committed (taken at BEGIN on SQLite, at the first
+ * statement on PostgreSQL), and writes nothing.
  */
 #ifndef PS_STORE_H
 #define PS_STORE_H

