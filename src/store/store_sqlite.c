@@ -648,6 +648,9 @@ static void sqlite_close(ps_store *base)
  * it at the transaction's first read). */
 static ps_code begin_read(sqlite_store *s, ps_error *err)
 {
+    ps_error own;
+    if (!err)
+        err = &own;
     reader *r = reader_take(s, err);
     if (!r)
         return err->code;
