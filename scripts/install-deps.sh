@@ -9,6 +9,7 @@ packages=(
   libmicrohttpd-dev libjson-c-dev libsqlite3-dev sqlite3 zlib1g-dev
   libcurl4-openssl-dev libjwt-dev libssl-dev libpq-dev
   libwslay-dev  # WebSocket framing for the live socket (src/server/ws_session.c)
+  libzstd-dev  # stored message values compressed (src/store/value_codec.c)
   libcmocka-dev python3 openssl
   curl  # a real HTTP client in the 413 tests (tests/integration/test_bad_input.py)
   # ops (docs/operations.md): GnuTLS for the TLS certificate reload, the
