@@ -33,7 +33,8 @@
  * recounted after a purge. Approximate by design (no index or page overhead). */
 #define USER_BYTES_RECOUNT                                                                         \
     "UPDATE users SET bytes ="                                                                     \
-    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chat_bodies"                      \
+    " (SELECT coalesce(sum(length(state) + length(doc) + coalesce(length(shell), 0)), 0)"           \
+    "   FROM chat_bodies"                                                                          \
     "   WHERE user_id = users.id) +"                                                               \
     " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"             \
     "   WHERE user_id = users.id)"
@@ -154,18 +155,20 @@ static const char *const MIGRATIONS[] = {
     "  client TEXT NOT NULL DEFAULT '', protocol TEXT NOT NULL,"
     "  acked_seq INTEGER NOT NULL DEFAULT -1,"
     "  PRIMARY KEY (user_id, device_id)) WITHOUT ROWID;",
-    /* 7 -> 8: each message stored once, compressed. The rendered chats
-     * (chat_bodies.doc) repeated every message's text: they are emptied and
-     * legacy answers are put together from the message rows at read time
-     * (doc_render.h). Each user's zstd dictionary, trained from their own
-     * messages (value_codec.h); message values become zstd frames (BLOB)
-     * made with it, plain TEXT values stay readable. migrate() then trains
-     * and compresses, per user (train_user), and recounts bytes. */
+    /* 7 -> 8: message values compressed, and legacy renderings of chats
+     * put together from the message rows when none is kept. Each user's
+     * zstd dictionary, trained from their own messages (value_codec.h);
+     * message values become zstd frames (BLOB) made with it, plain TEXT
+     * values stay readable; migrate() trains and compresses per user
+     * (train_user) and recounts bytes. A chat saved without its rendering
+     * (a v2 push) keeps its "shell" (the rendering without messages,
+     * doc_render.h) so a legacy read splices the rows into it without
+     * parsing anything; NULL: none (work it out from `state`). */
     "CREATE TABLE value_dicts ("
     "  user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
     "  id INTEGER NOT NULL," /* the dictionary's id, in every frame made with it */
     "  dict BLOB NOT NULL);"
-    "UPDATE chat_bodies SET doc = '' WHERE doc <> '';",
+    "ALTER TABLE chat_bodies ADD COLUMN shell TEXT;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 #define PS_STR_(x) #x
@@ -240,8 +243,8 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc, hashes)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc, hashes, shell)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [Q_CHAT_PUT] =
         "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
         " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, '', '', ?6, ?7, ?8, ?9)"
@@ -257,14 +260,17 @@ static const char *const QUERIES[Q_COUNT] = {
                     " WHERE user_id = ?1 ORDER BY id",
     /* a rendering's parts (doc_render.h): the state, then the live
      * messages in display order (ps_message_order_cmp's) */
-    [Q_CHAT_DOC] = "SELECT doc, state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
+    /* shell and state only when there is no rendering: reading a column
+     * after a long `doc` walks its overflow pages again */
+    [Q_CHAT_DOC] = "SELECT doc, CASE doc WHEN '' THEN shell END, CASE doc WHEN '' THEN state END"
+                   " FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
     [Q_DOC_MSGS] = "SELECT value FROM messages WHERE user_id = ?1 AND chat_id = ?2"
                    " AND value IS NOT NULL ORDER BY order_ts, received, id",
     [Q_DICT_ID] = "SELECT id FROM value_dicts WHERE user_id = ?1",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
                 " (SELECT coalesce(max(last_sync_ms), 0) FROM users)",
     [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
-    [Q_CHAT_SIZE] = "SELECT length(state) + length(doc) FROM chat_bodies"
+    [Q_CHAT_SIZE] = "SELECT length(state) + length(doc) + coalesce(length(shell), 0) FROM chat_bodies"
                     " WHERE user_id = ?1 AND chat_id = ?2",
     [Q_MSG_SIZE] = "SELECT length(id) + coalesce(length(value), 0) FROM messages"
                    " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
@@ -1039,19 +1045,18 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     /* A chat with no body row has no message rows either (chat_save
      * writes both; deleting a chat takes both): its messages have no old
      * rows to weigh, which saves a first upload one lookup per message.
-     * The rendering `doc` is not kept (schema 8), only its shell: legacy
-     * reads put it together from the shell and the rows (doc_render.h). */
-    (void)doc_len;
+     * Without a rendering, its shell: legacy reads put it together from
+     * the shell and the rows (doc_render.h). */
     ps_dynbuf shell;
     ps_dynbuf_init(&shell, SIZE_MAX - 1);
-    if (ps_doc_shell(chat, &shell) != PS_OK) {
+    if (!doc && ps_doc_shell(chat, &shell) != PS_OK) {
         json_object_put(state);
         ps_dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     bool fresh = stored == 0;
-    int64_t grown = (int64_t)(state_len + shell.len) - stored;
+    int64_t grown = (int64_t)(state_len + (doc ? doc_len : shell.len)) - stored;
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
@@ -1068,8 +1073,12 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, state_text, (int)state_len, SQLITE_STATIC);
-        /* the shell: the rest is rendered from the rows when read */
-        sqlite3_bind_text(st, 4, shell.data, (int)shell.len, SQLITE_STATIC);
+        /* "" = not rendered: then the shell */
+        sqlite3_bind_text(st, 4, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
+        if (doc)
+            sqlite3_bind_null(st, 6);
+        else
+            sqlite3_bind_text(st, 6, shell.data, (int)shell.len, SQLITE_STATIC);
         /* with the rendering, the base of a device sent it (base_copy);
          * NULL = not worked out */
         ps_base hashes = {0};
@@ -1184,10 +1193,12 @@ static const char *row_doc(const ps_chat_row *row, size_t *len)
     sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW)
         return NULL; /* no body row: as if not rendered */
-    ps_code rc = ps_doc_start(&l->doc, (const char *)sqlite3_column_text(st, 0),
-                              (size_t)sqlite3_column_bytes(st, 0),
-                              (const char *)sqlite3_column_text(st, 1),
-                              (size_t)sqlite3_column_bytes(st, 1), &err);
+    if ((*len = (size_t)sqlite3_column_bytes(st, 0)) > 0)
+        return (const char *)sqlite3_column_text(st, 0); /* kept: as stored */
+    ps_code rc = ps_doc_start(&l->doc, (const char *)sqlite3_column_text(st, 1),
+                              (size_t)sqlite3_column_bytes(st, 1),
+                              (const char *)sqlite3_column_text(st, 2),
+                              (size_t)sqlite3_column_bytes(st, 2), &err);
     sqlite3_reset(st);
     if (rc != PS_OK)
         return NULL;
@@ -1240,6 +1251,7 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
     }
     ps_code rc = stopped || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing chats");
     sqlite3_reset(st);
+    sqlite3_reset(s->stmt[Q_CHAT_DOC]);
     ps_doc_builder_free(&listing.doc);
     return rc;
 }
