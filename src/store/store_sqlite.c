@@ -33,11 +33,11 @@
  * recounted after a purge. Approximate by design (no index or page overhead). */
 #define USER_BYTES_RECOUNT                                                                         \
     "UPDATE users SET bytes ="                                                                     \
-    " (SELECT coalesce(sum(length(state) + length(doc) + coalesce(length(shell), 0)), 0)"           \
-    "   FROM chat_bodies"                                                                          \
-    "   WHERE user_id = users.id) +"                                                               \
-    " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"             \
-    "   WHERE user_id = users.id)"
+    " (SELECT coalesce(sum(length(CAST(state AS BLOB)) + length(CAST(doc AS BLOB)) +"              \
+    "   coalesce(length(CAST(shell AS BLOB)), 0)), 0)"                                             \
+    "   FROM chat_bodies WHERE user_id = users.id) +"                                              \
+    " (SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)),"   \
+    "   0) FROM messages WHERE user_id = users.id)"
 
 /* Forward migrations: entry i takes the schema from version i to i + 1. */
 static const char *const MIGRATIONS[] = {
@@ -270,9 +270,13 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
                 " (SELECT coalesce(max(last_sync_ms), 0) FROM users)",
     [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
-    [Q_CHAT_SIZE] = "SELECT length(state) + length(doc) + coalesce(length(shell), 0) FROM chat_bodies"
+    /* sizes in bytes, as chat_save counts them (length() of TEXT counts
+     * characters) */
+    [Q_CHAT_SIZE] = "SELECT length(CAST(state AS BLOB)) + length(CAST(doc AS BLOB)) +"
+                    " coalesce(length(CAST(shell AS BLOB)), 0) FROM chat_bodies"
                     " WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_MSG_SIZE] = "SELECT length(id) + coalesce(length(value), 0) FROM messages"
+    [Q_MSG_SIZE] = "SELECT length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)"
+                   " FROM messages"
                    " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
     [Q_USER_GROW] = "UPDATE users SET bytes = bytes + ?2 WHERE id = ?1",
     [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = ?1",
