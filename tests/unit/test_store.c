@@ -21,6 +21,7 @@
 #include "core/json_parse.h"
 #include "core/merge.h"
 #include "store/store.h"
+#include "server/sync_common.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -748,11 +749,14 @@ static void devices_rename_and_collection(void **state)
 }
 
 
-/* The rendering chat_each gives `id` (copied: valid until the next call). */
+/* A chat as the server renders it for legacy clients (ps__append_doc: the
+ * backend's rendering, or one made from the chat when it has none). */
 typedef struct one_doc {
+    ps_store *s;
+    int64_t user;
     const char *id;
-    char *doc;
-    size_t len;
+    ps_dynbuf doc;
+    ps_code rc;
 } one_doc;
 
 static int take_doc(void *ctx, const ps_chat_row *row)
@@ -760,25 +764,21 @@ static int take_doc(void *ctx, const ps_chat_row *row)
     one_doc *o = ctx;
     if (strcmp(row->id, o->id) != 0)
         return 0;
-    size_t len = 0;
-    const char *doc = row->doc(row, &len);
-    if (doc && (o->doc = malloc(len + 1))) {
-        memcpy(o->doc, doc, len);
-        o->doc[len] = '\0';
-        o->len = len;
-    }
+    ps_sync_ctx sync = {.store = o->s};
+    ps_error err;
+    o->rc = ps__append_doc(&sync, o->user, row, &o->doc, &err);
     return 1;
 }
 
-/* *doc: the chat's rendering (malloc'ed, the caller frees it), NULL when none. */
+/* *doc: the chat's rendering (malloc'ed, the caller frees it). */
 static ps_code render_one(ps_store *s, int64_t user, const char *id, char **doc, size_t *len)
 {
-    one_doc o = {.id = id};
+    one_doc o = {.s = s, .user = user, .id = id, .rc = PS_ERR_NOT_FOUND};
+    ps_dynbuf_init(&o.doc, SIZE_MAX - 1);
     ps_error err;
     ps_code rc = s->ops->chat_each(s, user, take_doc, &o, &err);
-    *doc = o.doc;
-    *len = o.len;
-    return rc;
+    *doc = ps_dynbuf_take(&o.doc, len);
+    return rc != PS_OK ? rc : o.rc;
 }
 
 /* ---- stored messages, whatever their content (schema 8: compressed) ---- */
