@@ -995,13 +995,11 @@ static int64_t stored_size(sqlite_store *s, int q, int64_t user, const char *cha
  * the chat had no rows before this save, so there is no old row to weigh.
  * `frame` is the caller's scratch buffer, reused across a chat's rows. */
 static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, const ps_message *m,
-                            bool fresh, uint32_t dict, ps_dynbuf *frame, int64_t *grown,
-                            size_t *plain, ps_error *err)
+                            const char *text, size_t len, bool fresh, uint32_t dict,
+                            ps_dynbuf *frame, int64_t *grown, size_t *plain, ps_error *err)
 {
     if (!fresh)
         *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
-    size_t len = 0;
-    const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
     bool packed = false;
     if (text) {
         ps_code prc = ps_value_pack(text, len, user, dict, load_dict, s, frame, &packed);
@@ -1072,6 +1070,34 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     sqlite3_bind_int64(st, 9, seq);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
     sqlite3_reset(st);
+    /* With the rendering, the base of a device sent it (base_copy): every
+     * field's and message's hash, each message's text made once for both
+     * its hash and its row. Rows: only what changed (one new message in a
+     * long chat is one row). */
+    ps_base hashes = {0};
+    for (size_t i = 0; doc && i < chat->nfields && rc == PS_OK; i++)
+        if (ps_base_add(&hashes, ps_base_field_hash(chat->fields[i].name,
+                                                    chat->fields[i].value)) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    ps_dynbuf frame;
+    ps_dynbuf_init(&frame, SIZE_MAX - 1);
+    uint32_t dict = 0;
+    size_t plain = 0; /* bytes stored plain for want of a dictionary */
+    if (rc == PS_OK)
+        rc = user_dict(s, user, &dict, err);
+    for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++) {
+        const ps_message *m = &chat->messages[i];
+        if (!doc && !m->mark.dirty)
+            continue;
+        size_t len = 0;
+        const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
+        if (doc && ps_base_add(&hashes, ps_base_message_hash_text(m->id, text, len)) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        else if (m->mark.dirty)
+            rc = save_message(s, user, chat->id, m, text, len, fresh, dict, &frame, &grown, &plain,
+                              err);
+    }
+    ps_dynbuf_free(&frame);
     if (rc == PS_OK) {
         st = stmt(s, Q_BODY_PUT);
         sqlite3_bind_int64(st, 1, user);
@@ -1083,37 +1109,19 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
             sqlite3_bind_null(st, 6);
         else
             sqlite3_bind_text(st, 6, shell.data, (int)shell.len, SQLITE_STATIC);
-        /* with the rendering, the base of a device sent it (base_copy);
-         * NULL = not worked out */
-        ps_base hashes = {0};
-        if (doc && ps_base_add_chat(&hashes, chat) != PS_OK)
-            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         ps_base_seal(&hashes);
-        static const uint64_t none = 0;
+        static const uint64_t none = 0; /* NULL = not worked out */
         if (doc)
             sqlite3_bind_blob(st, 5, hashes.n ? (const void *)hashes.hashes : (const void *)&none,
                               (int)(hashes.n * sizeof(uint64_t)), SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 5);
-        if (rc == PS_OK)
-            rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
-        ps_base_free(&hashes);
     }
+    ps_base_free(&hashes);
     json_object_put(state);
     ps_dynbuf_free(&shell);
-    /* Only what changed: one new message in a long chat is one row. */
-    ps_dynbuf frame;
-    ps_dynbuf_init(&frame, SIZE_MAX - 1);
-    uint32_t dict = 0;
-    size_t plain = 0; /* bytes stored plain for want of a dictionary */
-    if (rc == PS_OK)
-        rc = user_dict(s, user, &dict, err);
-    for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
-        if (chat->messages[i].mark.dirty)
-            rc = save_message(s, user, chat->id, &chat->messages[i], fresh, dict, &frame, &grown,
-                              &plain, err);
-    ps_dynbuf_free(&frame);
     if (rc == PS_OK && grown) {
         st = stmt(s, Q_USER_GROW);
         sqlite3_bind_int64(st, 1, user);
