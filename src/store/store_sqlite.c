@@ -1005,8 +1005,8 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
         ps_code prc = ps_value_pack(text, len, user, dict, load_dict, s, frame, &packed);
         if (prc != PS_OK)
             return ps_error_set(err, prc, -1, "", "compressing a message failed");
-        if (!packed && !dict)
-            *plain += len;
+        if (!packed && !dict && len >= PS_VALUE_PACK_MIN)
+            *plain += len; /* what a dictionary would compress: counts to training */
     }
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
     sqlite3_bind_int64(st, 1, user);
