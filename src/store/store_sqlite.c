@@ -331,6 +331,8 @@ typedef struct sqlite_store {
     /* Message bytes saved plain by users without a dictionary since the
      * last try to train one (train_user); guarded by `lock`. */
     size_t plain_since_training;
+    size_t train_after; /* ...and how many make the next try (0: a quarter of
+                         * PS_VALUE_TRAIN_BYTES) */
     /* Guarded by `lock`, like the connection. */
     seen_user *seen;
     size_t nseen, seen_cap;
@@ -466,13 +468,18 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
 {
     *id = 0;
     sqlite3_stmt *st = NULL;
+    /* typeof() and length() are read from the row's header: values of
+     * other sizes are never loaded, however long (a long value is a poor
+     * sample, and reading them all would fill the page cache). */
     if (sqlite3_prepare_v2(s->db,
                            "SELECT value FROM messages WHERE user_id = ?1"
-                           " AND typeof(value) = 'text' AND length(CAST(value AS BLOB)) >= ?2",
+                           " AND typeof(value) = 'text' AND length(value) BETWEEN ?2 AND ?3"
+                           " LIMIT 100000",
                            -1, &st, NULL) != SQLITE_OK)
         return db_error(s, err, "reading messages to train on");
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_int(st, 2, PS_VALUE_PACK_MIN);
+    sqlite3_bind_int(st, 3, PS_VALUE_SAMPLE_MAX);
     ps_dynbuf samples;
     ps_dynbuf_init(&samples, 2 * PS_VALUE_TRAIN_BYTES);
     size_t *sizes = NULL, nsizes = 0, cap = 0;
@@ -491,7 +498,7 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
             sizes = grown;
         }
         if (len > PS_VALUE_TRAIN_BYTES - samples.len)
-            continue; /* one huge message would make a poor dictionary alone */
+            break; /* enough */
         if ((rc = ps_dynbuf_add(&samples, sqlite3_column_blob(st, 0), len)) != PS_OK)
             ps_error_set(err, rc, -1, "", "out of memory");
         else
@@ -1130,15 +1137,18 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_reset(st);
     }
     /* A user without a dictionary gets one once there is enough to train
-     * on: tried each time another quarter of the amount came in plain. */
+     * on: tried each time another quarter of the amount came in plain, or
+     * after a try that trained nothing (values too few or too alike),
+     * four times the amount. */
     if (rc == PS_OK && !dict && plain) {
         s->plain_since_training += plain;
         int64_t bytes = 0;
-        if (s->plain_since_training >= PS_VALUE_TRAIN_BYTES / 4 &&
+        if (s->plain_since_training >= (s->train_after ? s->train_after : PS_VALUE_TRAIN_BYTES / 4) &&
             (rc = sqlite_user_bytes(base, user, &bytes, err)) == PS_OK &&
             bytes >= (int64_t)PS_VALUE_TRAIN_BYTES) {
             s->plain_since_training = 0;
             rc = train_user(s, user, &dict, err);
+            s->train_after = dict ? PS_VALUE_TRAIN_BYTES / 4 : 4 * PS_VALUE_TRAIN_BYTES;
         }
     }
     return rc;

@@ -124,12 +124,14 @@ ps_code ps_value_train(const char *samples, const size_t *sizes, unsigned n, ps_
         if (getrandom(&fresh, sizeof fresh, 0) != (ssize_t)sizeof fresh)
             return PS_ERR_IO;
     /* fastCover with fixed parameters: 20 ms on 1 MiB where the default
-     * trainer takes 130 ms, for 1 % less ratio (docs/storage.md). */
+     * trainer takes 130 ms, for 1 % less ratio (docs/storage.md). f = 16:
+     * its tables take 2^f x 6 bytes (384 KiB; 6 MiB at zstd's f = 20, for
+     * the same ratio on chat messages). */
     ZDICT_fastCover_params_t p;
     memset(&p, 0, sizeof p);
     p.k = 200;
     p.d = 8;
-    p.f = 20;
+    p.f = 16;
     p.accel = 1;
     p.zParams.compressionLevel = PS_VALUE_PACK_LEVEL;
     p.zParams.dictID = fresh;

@@ -39,6 +39,10 @@
  * this many bytes, from up to that many bytes of them. */
 #define PS_VALUE_TRAIN_BYTES ((size_t)1 << 20)
 
+/* Messages longer than this (in characters) are not trained on: a
+ * dictionary is for what short messages share. */
+#define PS_VALUE_SAMPLE_MAX 16384
+
 /* A dictionary's size: 64 KiB measured within 2 % of 110 KiB (the most
  * zstd trains) in ratio, at half the memory per cached copy. */
 #define PS_VALUE_DICT_BYTES ((size_t)64 << 10)
