@@ -33,11 +33,10 @@ static ps_code push(ps_base *b, uint64_t h)
 
 /* kind, key, NUL, value text: a field and a message never share a hash
  * input, nor do a deleted and a live message. */
-static uint64_t hash3(char kind, const char *key, json_object *value)
+static uint64_t hash3_text(char kind, const char *key, const char *vtext, size_t vlen)
 {
-    size_t klen = strlen(key), vlen = 0;
-    const char *vtext = value ? ps_json_text_kept(value, &vlen) : "";
-    char stack[512];
+    size_t klen = strlen(key);
+    char stack[1024];
     size_t len = 2 + klen + vlen;
     char *buf = len <= sizeof stack ? stack : malloc(len);
     if (!buf) /* still a stable hash, of less: at worst a write is taken as carried */
@@ -52,6 +51,18 @@ static uint64_t hash3(char kind, const char *key, json_object *value)
     return h;
 }
 
+static uint64_t hash3(char kind, const char *key, json_object *value)
+{
+    size_t vlen = 0;
+    const char *vtext = value ? ps_json_text_kept(value, &vlen) : "";
+    return hash3_text(kind, key, vtext, vlen);
+}
+
+uint64_t ps_base_message_hash_text(const char *id, const char *text, size_t len)
+{
+    return hash3_text(text ? 'm' : 'd', id, text ? text : "", text ? len : 0);
+}
+
 uint64_t ps_base_field_hash(const char *name, json_object *value)
 {
     return hash3('f', name, value);
@@ -60,6 +71,11 @@ uint64_t ps_base_field_hash(const char *name, json_object *value)
 uint64_t ps_base_message_hash(const char *id, json_object *value)
 {
     return hash3(value ? 'm' : 'd', id, value);
+}
+
+ps_code ps_base_add(ps_base *b, uint64_t hash)
+{
+    return push(b, hash);
 }
 
 ps_code ps_base_add_chat(ps_base *b, const ps_chat *chat)

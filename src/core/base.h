@@ -21,6 +21,8 @@ typedef struct ps_base {
 } ps_base;
 
 void ps_base_free(ps_base *b);
+/* Adds one hash (ps_base_field_hash's, ps_base_message_hash's). */
+ps_code ps_base_add(ps_base *b, uint64_t hash);
 /* Adds the hash of every field and message (live or deleted) of `chat`. */
 ps_code ps_base_add_chat(ps_base *b, const ps_chat *chat);
 /* Sorts and removes duplicates; call before ps_base_has. */
@@ -30,6 +32,9 @@ bool ps_base_has(const ps_base *b, uint64_t hash);
 /* The hash a field value / a message value has in a base. */
 uint64_t ps_base_field_hash(const char *name, json_object *value);
 uint64_t ps_base_message_hash(const char *id, json_object *value);
+/* The same from the value's text (ps_json_text's; NULL: deleted), for a
+ * caller that has it already (the store saving the message). */
+uint64_t ps_base_message_hash_text(const char *id, const char *text, size_t len);
 
 /*
  * Removes from `incoming` (an upload, as ingested) every field and message

@@ -16,6 +16,8 @@
 #include "core/timestamp.h"
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
+#include "store/doc_render.h"
+#include "store/value_codec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,10 +38,11 @@
  * recounted after a purge. Approximate by design (no index or page overhead). */
 #define USER_BYTES_RECOUNT                                                                         \
     "UPDATE users SET bytes ="                                                                     \
-    " (SELECT coalesce(sum(length(state) + length(doc)), 0) FROM chat_bodies"                      \
-    "   WHERE user_id = users.id) +"                                                               \
-    " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0) FROM messages"             \
-    "   WHERE user_id = users.id)"
+    " (SELECT coalesce(sum(length(CAST(state AS BLOB)) + length(CAST(doc AS BLOB)) +"              \
+    "   coalesce(length(CAST(shell AS BLOB)), 0)), 0)"                                             \
+    "   FROM chat_bodies WHERE user_id = users.id) +"                                              \
+    " (SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)),"   \
+    "   0) FROM messages WHERE user_id = users.id)"
 
 /* Forward migrations: entry i takes the schema from version i to i + 1. */
 static const char *const MIGRATIONS[] = {
@@ -171,8 +174,24 @@ static const char *const MIGRATIONS[] = {
     ") WITHOUT ROWID;"
     "CREATE INDEX sent_by_hash ON sent(user_id, device, hash);"
     "DROP INDEX chats_by_sent_hash;",
+    /* 8 -> 9: message values compressed, and legacy renderings of chats
+     * put together from the message rows when none is kept. Each user's
+     * zstd dictionary, trained from their own messages (value_codec.h);
+     * message values become zstd frames (BLOB) made with it, plain TEXT
+     * values stay readable; migrate() trains and compresses per user
+     * (train_user) and recounts bytes. A chat saved without its rendering
+     * (a v2 push) keeps its "shell" (the rendering without messages,
+     * doc_render.h) so a legacy read splices the rows into it without
+     * parsing anything; NULL: none (work it out from `state`). */
+    "CREATE TABLE value_dicts ("
+    "  user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    "  id INTEGER NOT NULL," /* the dictionary's id, in every frame made with it */
+    "  dict BLOB NOT NULL);"
+    "ALTER TABLE chat_bodies ADD COLUMN shell TEXT;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
+#define PS_STR_(x) #x
+#define PS_STR(x) PS_STR_(x)
 
 enum {
     Q_MSG_ALL,
@@ -189,6 +208,8 @@ enum {
     Q_CHAT_PUT,
     Q_CHAT_EACH,
     Q_CHAT_DOC,
+    Q_DOC_MSGS,
+    Q_DICT_ID,
     Q_STATS,
     Q_PURGE,
     Q_USER_LIST,
@@ -242,8 +263,8 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc, hashes)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc, hashes, shell)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [Q_CHAT_PUT] =
         "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
         " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, '', '', ?6, ?7, ?8, ?9)"
@@ -257,13 +278,25 @@ static const char *const QUERIES[Q_COUNT] = {
      * lists every chat and wants the bodies of few. */
     [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = ?1 ORDER BY id",
-    [Q_CHAT_DOC] = "SELECT doc FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
+    /* a rendering's parts (doc_render.h): the state, then the live
+     * messages in display order (ps_message_order_cmp's) */
+    /* shell and state only when there is no rendering: reading a column
+     * after a long `doc` walks its overflow pages again */
+    [Q_CHAT_DOC] = "SELECT doc, CASE doc WHEN '' THEN shell END, CASE doc WHEN '' THEN state END"
+                   " FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
+    [Q_DOC_MSGS] = "SELECT value FROM messages WHERE user_id = ?1 AND chat_id = ?2"
+                   " AND value IS NOT NULL ORDER BY order_ts, received, id",
+    [Q_DICT_ID] = "SELECT id FROM value_dicts WHERE user_id = ?1",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
                 " (SELECT coalesce(max(last_sync_ms), 0) FROM users)",
     [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
-    [Q_CHAT_SIZE] = "SELECT length(state) + length(doc) FROM chat_bodies"
+    /* sizes in bytes, as chat_save counts them (length() of TEXT counts
+     * characters) */
+    [Q_CHAT_SIZE] = "SELECT length(CAST(state AS BLOB)) + length(CAST(doc AS BLOB)) +"
+                    " coalesce(length(CAST(shell AS BLOB)), 0) FROM chat_bodies"
                     " WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_MSG_SIZE] = "SELECT length(id) + coalesce(length(value), 0) FROM messages"
+    [Q_MSG_SIZE] = "SELECT length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)"
+                   " FROM messages"
                    " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
     [Q_USER_GROW] = "UPDATE users SET bytes = bytes + ?2 WHERE id = ?1",
     [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = ?1",
@@ -341,6 +374,11 @@ typedef struct sqlite_store {
     size_t nidle;
     /* Guarded by seen_lock (readers add to it while the writer writes). */
     pthread_mutex_t seen_lock;
+    /* Message bytes saved plain by users without a dictionary since the
+     * last try to train one (train_user); guarded by `lock` (the writer's). */
+    size_t plain_since_training;
+    size_t train_after; /* ...and how many make the next try (0: a quarter of
+                         * PS_VALUE_TRAIN_BYTES) */
     seen_user *seen;
     size_t nseen, seen_cap;
     int64_t seen_flush_at; /* monotonic ms from which a commit writes them */
@@ -417,8 +455,197 @@ static int schema_version(sqlite_store *s)
     return v;
 }
 
+/*
+ * Compression of message values (schema 9): each user's zstd dictionary,
+ * trained from their own first PS_VALUE_TRAIN_BYTES of messages, in
+ * value_dicts; values of users without one stay plain. These run rarely
+ * (a dictionary loaded once per thread, trained once per user), so their
+ * statements are prepared when used.
+ */
+
+/* ps_value_dict_fn over the open transaction: dictionary `id` of `user`. */
+static ps_code load_dict(void *ctx, int64_t user, uint32_t id, ps_dynbuf *dict)
+{
+    sqlite_store *s = ctx;
+    sqlite3_stmt *st = NULL;
+    ps_code rc = PS_ERR_STORE;
+    if (sqlite3_prepare_v2(cur_db(s), "SELECT dict FROM value_dicts WHERE user_id = ?1 AND id = ?2",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_int64(st, 2, id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            ps_dynbuf_reset(dict);
+            rc = ps_dynbuf_add(dict, sqlite3_column_blob(st, 0),
+                               (size_t)sqlite3_column_bytes(st, 0));
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ps_pack_value(user, dict id, value): the value as stored with that
+ * dictionary (plain when not worth a frame). */
+static void sql_pack_value(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    if (sqlite3_value_type(argv[2]) != SQLITE_TEXT) {
+        sqlite3_result_value(cx, argv[2]);
+        return;
+    }
+    const char *text = (const char *)sqlite3_value_text(argv[2]);
+    size_t len = (size_t)sqlite3_value_bytes(argv[2]);
+    ps_dynbuf frame;
+    ps_dynbuf_init(&frame, SIZE_MAX - 1);
+    bool packed = false;
+    ps_code rc = text ? ps_value_pack(text, len, sqlite3_value_int64(argv[0]),
+                                      (uint32_t)sqlite3_value_int64(argv[1]), load_dict,
+                                      sqlite3_user_data(cx), &frame, &packed)
+                      : PS_ERR_NOMEM;
+    if (rc == PS_ERR_NOMEM)
+        sqlite3_result_error_nomem(cx);
+    else if (rc != PS_OK)
+        sqlite3_result_error(cx, "compressing a message failed", -1);
+    else if (packed)
+        sqlite3_result_blob(cx, frame.data, (int)frame.len, SQLITE_TRANSIENT);
+    else
+        sqlite3_result_value(cx, argv[2]);
+    ps_dynbuf_free(&frame);
+}
+
+/* Runs one statement of `sql` with ?1 = user (and ?2 = id); PS_OK when done. */
+static ps_code run_user_sql(sqlite_store *s, const char *sql, int64_t user, int64_t id,
+                            ps_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "compressing messages");
+    sqlite3_bind_int64(st, 1, user);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, id);
+    int r = sqlite3_step(st);
+    ps_code rc = r == SQLITE_DONE ? PS_OK : db_error(s, err, "compressing messages");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * Gives `user` a dictionary when they have none and PS_VALUE_TRAIN_BYTES of
+ * plain message values to train it on, then stores their plain values
+ * with it; *id = the user's dictionary (0: none yet). Inside the open
+ * write transaction: the dictionary and the frames made with it commit or
+ * roll back together.
+ */
+static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error *err)
+{
+    *id = 0;
+    sqlite3_stmt *st = NULL;
+    /* typeof() and length() are read from the row's header: values of
+     * other sizes are never loaded, however long (a long value is a poor
+     * sample, and reading them all would fill the page cache). */
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT value FROM messages WHERE user_id = ?1"
+                           " AND typeof(value) = 'text' AND length(value) BETWEEN ?2 AND ?3"
+                           " LIMIT 100000",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "reading messages to train on");
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int(st, 2, PS_VALUE_PACK_MIN);
+    sqlite3_bind_int(st, 3, PS_VALUE_SAMPLE_MAX);
+    ps_dynbuf samples;
+    ps_dynbuf_init(&samples, 2 * PS_VALUE_TRAIN_BYTES);
+    size_t *sizes = NULL, nsizes = 0, cap = 0;
+    ps_code rc = PS_OK;
+    int r;
+    while (rc == PS_OK && samples.len < PS_VALUE_TRAIN_BYTES &&
+           (r = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        if (nsizes == cap) {
+            cap = cap ? 2 * cap : 1024;
+            size_t *grown = realloc(sizes, cap * sizeof *sizes);
+            if (!grown) {
+                rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+                break;
+            }
+            sizes = grown;
+        }
+        if (len > PS_VALUE_TRAIN_BYTES - samples.len)
+            break; /* enough */
+        if ((rc = ps_dynbuf_add(&samples, sqlite3_column_blob(st, 0), len)) != PS_OK)
+            ps_error_set(err, rc, -1, "", "out of memory");
+        else
+            sizes[nsizes++] = len;
+    }
+    sqlite3_finalize(st);
+    ps_dynbuf dict;
+    ps_dynbuf_init(&dict, PS_VALUE_DICT_BYTES);
+    uint32_t fresh = 0;
+    ps_code trained = PS_ERR_INVALID;
+    if (rc == PS_OK && samples.len >= PS_VALUE_TRAIN_BYTES / 2)
+        trained = ps_value_train(samples.data, sizes, (unsigned)nsizes, &dict, &fresh);
+    ps_dynbuf_free(&samples);
+    free(sizes);
+    if (rc == PS_OK && trained == PS_OK) {
+        if (sqlite3_prepare_v2(s->db, "INSERT INTO value_dicts(user_id, id, dict) VALUES (?1, ?2, ?3)",
+                               -1, &st, NULL) != SQLITE_OK)
+            rc = db_error(s, err, "saving a dictionary");
+        else {
+            sqlite3_bind_int64(st, 1, user);
+            sqlite3_bind_int64(st, 2, fresh);
+            sqlite3_bind_blob(st, 3, dict.data, (int)dict.len, SQLITE_STATIC);
+            rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a dictionary");
+            sqlite3_finalize(st);
+        }
+        if (rc == PS_OK)
+            rc = run_user_sql(s,
+                              "UPDATE messages SET value = ps_pack_value(?1, ?2, value)"
+                              " WHERE user_id = ?1 AND typeof(value) = 'text'"
+                              " AND length(CAST(value AS BLOB)) >= " PS_STR(PS_VALUE_PACK_MIN),
+                              user, fresh, err);
+        if (rc == PS_OK)
+            rc = run_user_sql(s, USER_BYTES_RECOUNT " WHERE id = ?1", user, 0, err);
+        if (rc == PS_OK)
+            *id = fresh;
+    } else if (trained == PS_ERR_IO && rc == PS_OK) {
+        rc = ps_error_set(err, PS_ERR_IO, -1, "", "no random numbers for a dictionary id");
+    }
+    ps_dynbuf_free(&dict);
+    return rc; /* too little to train on: stays plain, PS_OK */
+}
+
+/* The user's dictionary id, 0 when none. */
+static ps_code user_dict(sqlite_store *s, int64_t user, uint32_t *id, ps_error *err)
+{
+    sqlite3_stmt *st = stmt(s, Q_DICT_ID);
+    sqlite3_bind_int64(st, 1, user);
+    int r = sqlite3_step(st);
+    *id = r == SQLITE_ROW ? (uint32_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "reading a dictionary");
+}
+
+/* After migration 7 -> 8: every user's dictionary and frames. */
+static ps_code train_everyone(sqlite_store *s, ps_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT id FROM users ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "listing users");
+    ps_code rc = PS_OK;
+    int r;
+    while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        uint32_t id;
+        rc = train_user(s, sqlite3_column_int64(st, 0), &id, err);
+    }
+    sqlite3_finalize(st);
+    if (rc == PS_OK)
+        rc = exec(s, USER_BYTES_RECOUNT, err);
+    return rc;
+}
+
 static ps_code migrate(sqlite_store *s, ps_error *err)
 {
+    if (sqlite3_create_function(s->db, "ps_pack_value", 3, SQLITE_UTF8, s, sql_pack_value, NULL,
+                                NULL) != SQLITE_OK)
+        return db_error(s, err, "registering functions");
     ps_code rc = exec(s,
                       "CREATE TABLE IF NOT EXISTS schema_version ("
                       " version INTEGER PRIMARY KEY,"
@@ -440,7 +667,11 @@ static ps_code migrate(sqlite_store *s, ps_error *err)
          * previous version, and the next start retries the step. */
         if ((rc = exec(s, "BEGIN IMMEDIATE", err)) != PS_OK)
             return rc;
-        if ((rc = exec(s, MIGRATIONS[v], err)) != PS_OK || (rc = exec(s, record, err)) != PS_OK ||
+        if ((rc = exec(s, MIGRATIONS[v], err)) != PS_OK ||
+            /* the step that brings dictionaries compresses what is there */
+            (strstr(MIGRATIONS[v], "CREATE TABLE value_dicts") &&
+             (rc = train_everyone(s, err)) != PS_OK) ||
+            (rc = exec(s, record, err)) != PS_OK ||
             (rc = exec(s, "COMMIT", err)) != PS_OK) {
             exec(s, "ROLLBACK", NULL);
             return rc;
@@ -886,15 +1117,39 @@ static ps_code step_state(sqlite_store *s, sqlite3_stmt *st, ps_chat **out, int6
     return rc;
 }
 
+/* The JSON text of a stored message value (column `col`): a zstd frame
+ * (BLOB, schema 9) decompressed into this thread's buffer, or the TEXT as
+ * it is. Valid until the next call on this thread or the next step. */
+static ps_code value_text(sqlite_store *s, sqlite3_stmt *st, int col, int64_t user,
+                          const char **text, size_t *len, ps_error *err)
+{
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB) {
+        *text = (const char *)sqlite3_column_text(st, col);
+        *len = (size_t)sqlite3_column_bytes(st, col);
+        return *text ? PS_OK : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    ps_code rc = ps_value_unpack(sqlite3_column_blob(st, col),
+                                 (size_t)sqlite3_column_bytes(st, col), user, load_dict, s, text,
+                                 len);
+    if (rc == PS_ERR_NOMEM)
+        return ps_error_set(err, rc, -1, "", "out of memory");
+    return rc == PS_OK ? PS_OK
+                       : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
+}
+
 /* Reads a message row (MSG_COLUMNS) into a register. */
-static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, ps_message *m, ps_error *err)
+static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_message *m,
+                            ps_error *err)
 {
     memset(m, 0, sizeof *m);
     json_object *value = NULL;
     if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
-        ps_code rc = ps_json_parse_trusted((const char *)sqlite3_column_text(st, 1),
-                                           (size_t)sqlite3_column_bytes(st, 1), &value, err);
+        const char *text;
+        size_t len;
+        ps_code rc = value_text(s, st, 1, user, &text, &len, err);
         if (rc != PS_OK)
+            return rc;
+        if (ps_json_parse_trusted(text, len, &value, err) != PS_OK)
             return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
     }
     m->id = strdup((const char *)sqlite3_column_text(st, 0));
@@ -911,18 +1166,18 @@ static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, ps_message *m, ps
         ps__message_release(m);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
-    (void)s;
     return PS_OK;
 }
 
 /* Appends the rows of a prepared message query to the chat, clean. */
-static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, ps_chat *chat, ps_error *err)
+static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_chat *chat,
+                           ps_error *err)
 {
     int r;
     ps_code rc = PS_OK;
     while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
         ps_message m;
-        if ((rc = read_message(s, st, &m, err)) != PS_OK)
+        if ((rc = read_message(s, st, user, &m, err)) != PS_OK)
             break;
         rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
         if (rc == PS_OK) {
@@ -955,7 +1210,7 @@ static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, bo
         st = stmt(s, Q_MSG_ALL);
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        rc = append_rows(s, st, *out, err);
+        rc = append_rows(s, st, user, *out, err);
         ps_chat_normalize(*out);
     }
     if (rc != PS_OK) {
@@ -975,7 +1230,7 @@ static ps_code sqlite_messages_load(ps_store *base, int64_t user, ps_chat *chat,
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, ids[i], -1, SQLITE_STATIC);
-        rc = append_rows(s, st, chat, err);
+        rc = append_rows(s, st, user, chat, err);
     }
     ps_chat_normalize(chat);
     return rc;
@@ -995,17 +1250,30 @@ static int64_t stored_size(sqlite_store *s, int q, int64_t user, const char *cha
     return size;
 }
 
+/* Saves one message row; *grown takes the change in stored bytes. `fresh`:
+ * the chat had no rows before this save, so there is no old row to weigh.
+ * `frame` is the caller's scratch buffer, reused across a chat's rows. */
 static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, const ps_message *m,
-                            int64_t *grown, ps_error *err)
+                            const char *text, size_t len, bool fresh, uint32_t dict,
+                            ps_dynbuf *frame, int64_t *grown, size_t *plain, ps_error *err)
 {
-    *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
+    if (!fresh)
+        *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
+    bool packed = false;
+    if (text) {
+        ps_code prc = ps_value_pack(text, len, user, dict, load_dict, s, frame, &packed);
+        if (prc != PS_OK)
+            return ps_error_set(err, prc, -1, "", "compressing a message failed");
+        if (!packed && !dict && len >= PS_VALUE_PACK_MIN)
+            *plain += len; /* what a dictionary would compress: counts to training */
+    }
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
-    size_t len = 0;
-    const char *text = m->value ? ps_json_text_kept(m->value, &len) : NULL;
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
-    if (text)
+    if (packed)
+        sqlite3_bind_blob(st, 4, frame->data, (int)frame->len, SQLITE_STATIC);
+    else if (text)
         sqlite3_bind_text(st, 4, text, (int)len, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 4);
@@ -1019,9 +1287,11 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     sqlite3_bind_int64(st, 12, m->received);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving message");
     sqlite3_reset(st);
-    *grown += (int64_t)(strlen(m->id) + len);
+    *grown += (int64_t)(strlen(m->id) + (packed ? frame->len : len));
     return rc;
 }
+
+static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err);
 
 static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *chat, const char *doc,
                                 size_t doc_len, int64_t seq, ps_error *err)
@@ -1033,8 +1303,21 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     size_t state_len;
     const char *state_text = ps_json_text(state, &state_len);
     bool live = ps_chat_is_live(chat);
-    int64_t grown = (int64_t)(state_len + (doc ? doc_len : 0)) -
-                    stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
+    /* A chat with no body row has no message rows either (chat_save
+     * writes both; deleting a chat takes both): its messages have no old
+     * rows to weigh, which saves a first upload one lookup per message.
+     * Without a rendering, its shell: legacy reads put it together from
+     * the shell and the rows (doc_render.h). */
+    ps_dynbuf shell;
+    ps_dynbuf_init(&shell, SIZE_MAX - 1);
+    if (!doc && ps_doc_shell(chat, &shell) != PS_OK) {
+        json_object_put(state);
+        ps_dynbuf_free(&shell);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
+    bool fresh = stored == 0;
+    int64_t grown = (int64_t)(state_len + (doc ? doc_len : shell.len)) - stored;
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
@@ -1046,41 +1329,79 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     sqlite3_bind_int64(st, 9, seq);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
     sqlite3_reset(st);
+    /* With the rendering, the base of a device sent it (base_copy): every
+     * field's and message's hash, each message's text made once for both
+     * its hash and its row. Rows: only what changed (one new message in a
+     * long chat is one row). */
+    ps_base hashes = {0};
+    for (size_t i = 0; doc && i < chat->nfields && rc == PS_OK; i++)
+        if (ps_base_add(&hashes, ps_base_field_hash(chat->fields[i].name,
+                                                    chat->fields[i].value)) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    ps_dynbuf frame;
+    ps_dynbuf_init(&frame, SIZE_MAX - 1);
+    uint32_t dict = 0;
+    size_t plain = 0; /* bytes stored plain for want of a dictionary */
+    if (rc == PS_OK)
+        rc = user_dict(s, user, &dict, err);
+    for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++) {
+        const ps_message *m = &chat->messages[i];
+        if (!doc && !m->mark.dirty)
+            continue;
+        size_t len = 0;
+        const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
+        if (doc && ps_base_add(&hashes, ps_base_message_hash_text(m->id, text, len)) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        else if (m->mark.dirty)
+            rc = save_message(s, user, chat->id, m, text, len, fresh, dict, &frame, &grown, &plain,
+                              err);
+    }
+    ps_dynbuf_free(&frame);
     if (rc == PS_OK) {
         st = stmt(s, Q_BODY_PUT);
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, state_text, (int)state_len, SQLITE_STATIC);
-        /* "" = not rendered */
+        /* "" = not rendered: then the shell */
         sqlite3_bind_text(st, 4, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
-        /* with the rendering, the base of a device sent it (base_copy);
-         * NULL = not worked out */
-        ps_base hashes = {0};
-        if (doc && ps_base_add_chat(&hashes, chat) != PS_OK)
-            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        if (doc)
+            sqlite3_bind_null(st, 6);
+        else
+            sqlite3_bind_text(st, 6, shell.data, (int)shell.len, SQLITE_STATIC);
         ps_base_seal(&hashes);
-        static const uint64_t none = 0;
+        static const uint64_t none = 0; /* NULL = not worked out */
         if (doc)
             sqlite3_bind_blob(st, 5, hashes.n ? (const void *)hashes.hashes : (const void *)&none,
                               (int)(hashes.n * sizeof(uint64_t)), SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 5);
-        if (rc == PS_OK)
-            rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
-        ps_base_free(&hashes);
     }
+    ps_base_free(&hashes);
     json_object_put(state);
-    /* Only what changed: one new message in a long chat is one row. */
-    for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
-        if (chat->messages[i].mark.dirty)
-            rc = save_message(s, user, chat->id, &chat->messages[i], &grown, err);
+    ps_dynbuf_free(&shell);
     if (rc == PS_OK && grown) {
         st = stmt(s, Q_USER_GROW);
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_int64(st, 2, grown);
         rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "counting bytes");
         sqlite3_reset(st);
+    }
+    /* A user without a dictionary gets one once there is enough to train
+     * on: tried each time another quarter of the amount came in plain, or
+     * after a try that trained nothing (values too few or too alike),
+     * four times the amount. */
+    if (rc == PS_OK && !dict && plain) {
+        s->plain_since_training += plain;
+        int64_t bytes = 0;
+        if (s->plain_since_training >= (s->train_after ? s->train_after : PS_VALUE_TRAIN_BYTES / 4) &&
+            (rc = sqlite_user_bytes(base, user, &bytes, err)) == PS_OK &&
+            bytes >= (int64_t)PS_VALUE_TRAIN_BYTES) {
+            s->plain_since_training = 0;
+            rc = train_user(s, user, &dict, err);
+            s->train_after = dict ? PS_VALUE_TRAIN_BYTES / 4 : 4 * PS_VALUE_TRAIN_BYTES;
+        }
     }
     return rc;
 }
@@ -1113,7 +1434,7 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
     ps_code rc = PS_OK;
     while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
         ps_message m;
-        if ((rc = read_message(s, st, &m, err)) != PS_OK)
+        if ((rc = read_message(s, st, user, &m, err)) != PS_OK)
             break;
         rc = fn(ctx, &m);
         ps__message_release(&m);
@@ -1128,20 +1449,56 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
 typedef struct chat_listing {
     sqlite_store *s;
     int64_t user;
+    ps_doc_builder doc; /* the last row's rendering */
 } chat_listing;
 
-/* The row's rendered chat, read only now; valid until the next row. */
+/* The row's rendering, put together now from its state and message rows
+ * (doc_render.h); valid until the next row. NULL (as if not rendered: the
+ * caller renders it itself) when it cannot be read. */
 static const char *row_doc(const ps_chat_row *row, size_t *len)
 {
-    const chat_listing *l = row->impl;
-    sqlite3_stmt *st = stmt(l->s, Q_CHAT_DOC);
+    chat_listing *l = row->impl;
+    sqlite_store *s = l->s;
+    *len = 0;
+    ps_error err;
+    ps_error_clear(&err);
+    sqlite3_stmt *st = stmt(s, Q_CHAT_DOC);
     sqlite3_bind_int64(st, 1, l->user);
     sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC);
-    *len = 0;
     if (sqlite3_step(st) != SQLITE_ROW)
         return NULL; /* no body row: as if not rendered */
-    *len = (size_t)sqlite3_column_bytes(st, 0);
-    return *len ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if ((*len = (size_t)sqlite3_column_bytes(st, 0)) > 0)
+        return (const char *)sqlite3_column_text(st, 0); /* kept: as stored */
+    ps_code rc = ps_doc_start(&l->doc, (const char *)sqlite3_column_text(st, 1),
+                              (size_t)sqlite3_column_bytes(st, 1),
+                              (const char *)sqlite3_column_text(st, 2),
+                              (size_t)sqlite3_column_bytes(st, 2), &err);
+    sqlite3_reset(st);
+    if (rc != PS_OK)
+        return NULL;
+    st = stmt(s, Q_DOC_MSGS);
+    sqlite3_bind_int64(st, 1, l->user);
+    sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC);
+    int r;
+    while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 0) != SQLITE_BLOB) {
+            rc = ps_doc_add_message(&l->doc, (const char *)sqlite3_column_text(st, 0),
+                                    (size_t)sqlite3_column_bytes(st, 0));
+            continue;
+        }
+        ps_dynbuf *into; /* decompressed straight into the rendering */
+        if ((rc = ps_doc_next_message(&l->doc, &into)) == PS_OK)
+            rc = ps_value_unpack_append(sqlite3_column_blob(st, 0),
+                                        (size_t)sqlite3_column_bytes(st, 0), l->user, load_dict,
+                                        s, into);
+    }
+    sqlite3_reset(st);
+    const char *doc = NULL;
+    if (rc != PS_OK || r != SQLITE_DONE || ps_doc_finish(&l->doc, &doc, len) != PS_OK) {
+        *len = 0;
+        return NULL;
+    }
+    return doc;
 }
 
 static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, void *ctx,
@@ -1149,6 +1506,7 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
 {
     sqlite_store *s = (sqlite_store *)base;
     chat_listing listing = {.s = s, .user = user};
+    ps_doc_builder_init(&listing.doc);
     sqlite3_stmt *st = stmt(s, Q_CHAT_EACH);
     sqlite3_bind_int64(st, 1, user);
     int r;
@@ -1168,6 +1526,7 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
     ps_code rc = stopped || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing chats");
     sqlite3_reset(st);
     sqlite3_reset(stmt(s, Q_CHAT_DOC));
+    ps_doc_builder_free(&listing.doc);
     return rc;
 }
 

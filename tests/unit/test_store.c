@@ -21,6 +21,7 @@
 #include "core/json_parse.h"
 #include "core/merge.h"
 #include "store/store.h"
+#include "server/sync_common.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -781,6 +782,222 @@ static void devices_rename_and_collection(void **state)
     ps_store_close(s);
 }
 
+
+/* A chat as the server renders it for legacy clients (ps__append_doc: the
+ * backend's rendering, or one made from the chat when it has none). */
+typedef struct one_doc {
+    ps_store *s;
+    int64_t user;
+    const char *id;
+    ps_dynbuf doc;
+    ps_code rc;
+} one_doc;
+
+static int take_doc(void *ctx, const ps_chat_row *row)
+{
+    one_doc *o = ctx;
+    if (strcmp(row->id, o->id) != 0)
+        return 0;
+    ps_sync_ctx sync = {.store = o->s};
+    ps_error err;
+    o->rc = ps__append_doc(&sync, o->user, row, &o->doc, &err);
+    return 1;
+}
+
+/* *doc: the chat's rendering (malloc'ed, the caller frees it). */
+static ps_code render_one(ps_store *s, int64_t user, const char *id, char **doc, size_t *len)
+{
+    one_doc o = {.s = s, .user = user, .id = id, .rc = PS_ERR_NOT_FOUND};
+    ps_dynbuf_init(&o.doc, SIZE_MAX - 1);
+    ps_error err;
+    ps_code rc = s->ops->chat_each(s, user, take_doc, &o, &err);
+    *doc = ps_dynbuf_take(&o.doc, len);
+    return rc != PS_OK ? rc : o.rc;
+}
+
+/* ---- stored messages, whatever their content (schema 8: compressed) ---- */
+
+/* Deterministic filler text: words of several scripts, so a store has
+ * enough to train a dictionary on (over PS_VALUE_TRAIN_BYTES, 1 MiB). */
+static void filler(char *out, size_t len, unsigned seed)
+{
+    static const char *const words[] = {"sync ", "chat ", "café ", "мир ", "世界 ", "🚀 ",
+                                        "model ", "token\n", "\"q\" ", "a\\b ", "x = y * 2; "};
+    size_t n = 0;
+    unsigned r = seed * 2654435761u + 1;
+    while (n + 16 < len) {
+        r = r * 1103515245u + 12345u;
+        const char *w = words[(r >> 16) % (sizeof words / sizeof *words)];
+        size_t wl = strlen(w);
+        memcpy(out + n, w, wl);
+        n += wl;
+    }
+    out[n] = '\0';
+}
+
+typedef struct odd_message {
+    const char *id;
+    char *content;       /* the message's "content", as put in */
+    int64_t ts, lamport; /* its stamp */
+    const char *device;
+    bool timed;
+    int64_t order_ts;
+} odd_message;
+
+static json_object *odd_value(const odd_message *m)
+{
+    json_object *v = json_object_new_object();
+    json_object_object_add(v, "id", json_object_new_string(m->id));
+    json_object_object_add(v, "role", json_object_new_string("user"));
+    json_object_object_add(v, "content", json_object_new_string(m->content));
+    json_object_object_add(v, "n", json_object_new_double_s(1.50, "1.50"));
+    return v;
+}
+
+/* Every field of a message comes back as it was saved, on both backends,
+ * for odd content (empty, every ASCII control and escape, several
+ * scripts, 1 MiB) before and after the store has enough to compress
+ * with; and a chat saved without a rendering (a v2 push) is rendered for
+ * legacy clients as the hand-made oracle says. */
+static void messages_round_trip_whatever_their_content(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = open_store(f);
+    ps_user u;
+    begin_user(s, true, "erin", &u);
+
+    char controls[160];
+    size_t k = 0;
+    for (int c = 1; c < 128; c++)
+        if (c < 32 || c == '"' || c == '\\' || c == '/' || c == 127)
+            controls[k++] = (char)c;
+    controls[k] = '\0';
+    char *big = malloc((size_t)1 << 20);
+    filler(big, (size_t)1 << 20, 7);
+    odd_message odd[] = {
+        {"m-empty", strdup(""), 10, 0, "dev", false, 3000},
+        {"m-controls", strdup(controls), 11, 5, "phone", true, 1000},
+        {"m-scripts", strdup("Ünïcödé ✓ 世界 한국어 Ελληνικά 🚀👍 \u00e9\u0301 \xef\xbf\xbd"), 12, 0,
+         "laptop", false, 2000},
+        {"m-big", big, 13, 9, "dev", false, 2000}, /* same time as m-scripts */
+    };
+    const size_t nodd = sizeof odd / sizeof *odd;
+
+    /* 1: odd messages in a chat saved as a v2 push saves it (no rendering) */
+    ps_chat *c = titled("odd", "Tïtle ✓", 1000);
+    for (size_t i = 0; i < nodd; i++) {
+        ps_stamp st = {.ts = odd[i].ts, .lamport = odd[i].lamport, .device = (char *)odd[i].device,
+                       .timed = odd[i].timed};
+        assert_int_equal(ps_chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st,
+                                                odd[i].order_ts),
+                         PS_OK);
+        c->messages[c->nmessages - 1].received = (int64_t)i;
+    }
+    ps_chat_normalize(c);
+    assert_int_equal(ps_chat_mark_dirty(c, 1, "phone"), PS_OK);
+    assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, 1, &err), PS_OK);
+    ps_chat_free(c);
+    /* 2: enough ordinary messages for a dictionary, in other chats */
+    char text[420];
+    for (int ch = 0; ch < 60; ch++) {
+        char id[16];
+        snprintf(id, sizeof id, "bulk%02d", ch);
+        ps_chat *b = titled(id, "bulk", 1000);
+        for (int m = 0; m < 50; m++) {
+            char mid[16];
+            snprintf(mid, sizeof mid, "b%02d-%02d", ch, m);
+            filler(text, sizeof text, (unsigned)(ch * 50 + m));
+            add_message(b, mid, text, 1000 + m);
+        }
+        save(s, u.id, b, 2 + ch, "laptop");
+        ps_chat_free(b);
+    }
+    /* 3: the same odd messages once more, after (a dictionary, if any) */
+    c = titled("odd2", "again", 1000);
+    for (size_t i = 0; i < nodd; i++) {
+        ps_stamp st = {.ts = odd[i].ts, .lamport = odd[i].lamport, .device = (char *)odd[i].device,
+                       .timed = odd[i].timed};
+        assert_int_equal(ps_chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st,
+                                                odd[i].order_ts),
+                         PS_OK);
+        c->messages[c->nmessages - 1].received = (int64_t)i;
+    }
+    ps_chat_normalize(c);
+    save(s, u.id, c, 70, "tablet");
+    ps_chat_free(c);
+    commit(s);
+    ps_store_close(s);
+
+    s = open_store(f);
+    begin_user(s, false, "erin", &u);
+    const char *chats[2] = {"odd", "odd2"};
+    for (int ci = 0; ci < 2; ci++) {
+        ps_chat *back = NULL;
+        assert_int_equal(s->ops->chat_load(s, u.id, chats[ci], true, &back, &err), PS_OK);
+        assert_non_null(back);
+        assert_int_equal(back->nmessages, nodd);
+        for (size_t i = 0; i < nodd; i++) {
+            const ps_message *m = ps_chat_message(back, odd[i].id);
+            assert_non_null(m);
+            json_object *want = odd_value(&odd[i]);
+            if (!json_object_equal(m->value, want))
+                fail_msg("%s/%s: %s", chats[ci], odd[i].id, json_object_to_json_string(m->value));
+            json_object_put(want);
+            assert_string_equal(json_object_get_string(json_object_object_get(m->value, "n")),
+                                "1.50"); /* a number's text is kept */
+            assert_int_equal(m->stamp.ts, odd[i].ts);
+            assert_int_equal(m->stamp.lamport, odd[i].lamport);
+            assert_string_equal(m->stamp.device, odd[i].device);
+            assert_int_equal(m->stamp.timed, odd[i].timed);
+            assert_int_equal(m->order_ts, odd[i].order_ts);
+            assert_int_equal(m->received, (int64_t)i);
+            assert_int_equal(m->mark.seq, ci ? 70 : 1);
+            assert_string_equal(m->mark.origin, ci ? "tablet" : "phone");
+        }
+        ps_chat_free(back);
+    }
+    /* a bulk message too */
+    ps_chat *bulk = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "bulk37", true, &bulk, &err), PS_OK);
+    filler(text, sizeof text, 37 * 50 + 12);
+    json_object *content = NULL;
+    assert_true(json_object_object_get_ex(ps_chat_message(bulk, "b37-12")->value, "content",
+                                          &content));
+    assert_string_equal(json_object_get_string(content), text);
+    ps_chat_free(bulk);
+
+    /* the v2-saved chat as legacy clients get it: display order is by
+     * time, then order received (m-scripts before m-big at 2000) */
+    json_object *want = json_object_new_object();
+    json_object_object_add(want, "id", json_object_new_string("odd"));
+    json_object_object_add(want, "title", json_object_new_string("Tïtle ✓"));
+    json_object *list = json_object_new_array();
+    const int order[4] = {1, 2, 3, 0};
+    for (int i = 0; i < 4; i++)
+        json_object_array_add(list, odd_value(&odd[order[i]]));
+    json_object_object_add(want, "messages", list);
+    json_object *lam = json_object_new_array();
+    json_object_array_add(lam, json_object_new_int(1));
+    json_object_array_add(lam, json_object_new_string("server"));
+    json_object_object_add(want, "updatedAtLamport", lam);
+    json_object *got = NULL;
+    size_t len = 0;
+    char *doc = NULL;
+    assert_int_equal(render_one(s, u.id, "odd", &doc, &len), PS_OK);
+    assert_non_null(doc);
+    assert_int_equal(ps_json_parse_trusted(doc, len, &got, &err), PS_OK);
+    if (!json_object_equal(got, want))
+        fail_msg("rendered: %.300s", doc);
+    free(doc);
+    json_object_put(got);
+    json_object_put(want);
+    commit(s);
+    ps_store_close(s);
+    for (size_t i = 0; i < nodd; i++)
+        free(odd[i].content);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -794,6 +1011,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(bases_per_device_and_chat, setup, teardown),
         cmocka_unit_test_setup_teardown(tokens_and_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(devices_rename_and_collection, setup, teardown),
+        cmocka_unit_test_setup_teardown(messages_round_trip_whatever_their_content, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
