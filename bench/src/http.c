@@ -100,9 +100,11 @@ void engine_set_request(engine *e, conn *c, const char *path, const char *body, 
 {
     c->head.len = 0;
     buf_addf(&c->head,
-             "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-             "%sContent-Length: %zu\r\n\r\n",
-             path, e->host, e->port, e->gzip ? "Accept-Encoding: gzip\r\n" : "", len);
+             "%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+             "%s%s%sContent-Length: %zu\r\n\r\n",
+             e->method ? e->method : "POST", path, e->host, e->port,
+             e->gzip ? "Accept-Encoding: gzip\r\n" : "", e->header ? e->header : "",
+             e->header ? "\r\n" : "", len);
     c->body = body;
     c->body_len = len;
     c->kind = kind < 0 || kind >= ENGINE_KINDS ? 0 : kind;
@@ -146,6 +148,29 @@ static void note_error(engine *e, const char *fmt, const char *detail)
 {
     if (!e->first_error[0])
         snprintf(e->first_error, sizeof e->first_error, fmt, detail);
+}
+
+/* A process that has not exited (a zombie has: its parent just has not reaped it yet). */
+static bool process_running(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')');
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static bool watched_running(const engine *e)
+{
+    for (int i = 0; i < e->nwhile; i++)
+        if (process_running(e->while_pid[i]))
+            return true;
+    return false;
 }
 
 static bool limits_reached(engine *e, double t)
@@ -494,6 +519,10 @@ int engine_run(engine *e)
         if (t >= next_sample) {
             procmon_sample(&e->mon);
             next_sample = t + 0.05;
+            if (e->nwhile && t < e->deadline && !watched_running(e)) {
+                e->deadline = t; /* the window ends with the processes watched */
+                e->duration_s = t - e->t0;
+            }
         }
         int n = epoll_wait(e->epfd, evs, 64, 50);
         for (int i = 0; i < n; i++) {

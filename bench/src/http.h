@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #define ENGINE_KINDS 2
+#define ENGINE_WHILE_PIDS 8
 
 typedef struct lat_stats {
     double *v; /* seconds */
@@ -45,10 +46,16 @@ struct engine {
     double drain_s;    /* after the time limit, how long in-flight requests may finish */
     bool keep_body;    /* keep whole answer bodies (else only the first KiB) */
     bool gzip;         /* send Accept-Encoding: gzip */
+    const char *method; /* NULL: POST */
+    const char *header; /* NULL, or one more header line, without CRLF ("Name: value") */
     engine_next_fn next;
     engine_done_fn done;
     void *user;
     pid_t pid; /* server to watch, 0: none */
+    /* the time window also ends once all of these processes have exited (e.g. the
+     * writers a reader is measured against); duration_s stays the upper bound */
+    pid_t while_pid[ENGINE_WHILE_PIDS];
+    int nwhile;
 
     /* results */
     lat_stats st[ENGINE_KINDS];
