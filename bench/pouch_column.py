@@ -15,8 +15,9 @@ ones). Each system, on a new server:
   disk       the server's directory after a clean shutdown (SIGTERM); the devices' stores
 
 Times: the polysync CLI's are the whole process (start, store open, sync, exit);
-PouchDB's are the operation measured inside the Node process (its start and require()
-not counted), so the comparison leans towards PouchDB. PouchDB syncs are one-shot
+PouchDB's are the operation measured inside the Node process (its start, require(),
+opening the local database and a first request to the remote one not counted), so the
+comparison leans towards PouchDB. PouchDB syncs are one-shot
 PouchDB.sync (both ways), as the CLI's `sync` is.
 
 Pinned: bench/pouchdb/package-lock.json, installed with `npm ci` when node_modules is
@@ -224,7 +225,8 @@ def run_pouchdb(build, work, P, ref_body, chat_id, i):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(os.path.join(d, "server"))
     srv = R.Server("pouchdb-server", ["node", os.path.join(PDIR, "server.js"), "--dir",
-                                      os.path.join(d, "server")],
+                                      os.path.join(d, "server"), "--log",
+                                      os.path.join(d, "pouchdb-requests.log")],
                    os.path.join(d, "pouchdb-server.log")).start()
     w = Watch(srv.pid)
     dev = os.path.join(PDIR, "device.js")
@@ -401,7 +403,7 @@ def markdown(res, P):
     L = [f"### End to end against PouchDB — the polysync CLI + polysyncd vs a PouchDB 9 device "
          f"+ express-pouchdb (LevelDB), reference set, {runs} run(s) each, turn about", "",
          "polysync times are whole CLI processes; PouchDB's are the operation inside its Node "
-         "process (start-up not counted). Each chat is one PouchDB document. Cells are "
+         "process (start-up, opening the databases not counted). Each chat is one PouchDB document. Cells are "
          "min / median / max over the runs.", "",
          "| figure | polysync | PouchDB | polysync's lead | target | met |",
          "|---|---|---|---|---|---|"]

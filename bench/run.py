@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """polysync benchmark: polysyncd against the server it replaces, side by side.
 
-    python3 bench/run.py            # the full run (`make bench`, < 15 min)
-    python3 bench/run.py --quick    # smaller sets, shorter runs (`make bench-quick`, < 2 min)
+    python3 bench/run.py            # the full run (`make bench`, ~20 min)
+    python3 bench/run.py --quick    # smaller sets, shorter runs (`make bench-quick`, ~3 min)
+    python3 bench/run.py --only t15,pouch   # some parts: legacy, v2, t15, pouch, browser, pg
     python3 bench/run.py --profile  # perf profile of polysyncd in scenarios (a) and (b)
 
 Writes bench/results/{full,quick}/results.md (+ results.json, *.png) and, for
 the full run, the results block of docs/performance.md. The load driver and
 the dataset generator are bench/src (psbench); the reference server is
-bench/reference/server.js. Everything runs on loopback, bounded in time.
+bench/reference/server.js; issue #15's targets are bench/targets.py, the PouchDB
+column and the browser figure bench/pouch_column.py. Everything runs on loopback,
+bounded in time.
 """
 import argparse
 import datetime
@@ -1071,7 +1074,7 @@ SECTIONS = ("legacy", "v2", "t15", "pouch", "browser", "pg")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller sets, shorter runs (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="smaller sets, shorter runs (~3 min)")
     ap.add_argument("--profile", action="store_true", help="perf profile of (a) and (b)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")

@@ -2,7 +2,7 @@
 // The PouchDB column's server: express-pouchdb over PouchDB's LevelDB adapter, every
 // database a directory under --dir. Used by bench/pouch_column.py only.
 //
-//   node server.js --dir DIR [--port N]
+//   node server.js --dir DIR [--log FILE] [--port N]
 //
 // The first stdout line is "pouchdb-server listening on http://127.0.0.1:PORT".
 'use strict';
@@ -17,13 +17,14 @@ function flag(name, dflt) {
 }
 const dir = path.resolve(flag('--dir', '.'));
 const port = Number(flag('--port', 0));
+const logPath = path.resolve(flag('--log', path.join(dir, 'log.txt')));
 const DB = PouchDB.defaults({ prefix: dir + path.sep });
-// the routes PouchDB's replication needs, config in memory (no config.json), the log
-// file inside --dir so the server's disk use is that directory
+// the routes PouchDB's replication needs, config in memory (no config.json); the
+// request log goes to --log (the benchmark puts it outside --dir: --dir is the data)
 const app = expressPouchDB(DB, {
   mode: 'minimumForPouchDB',
   inMemoryConfig: true,
-  logPath: path.join(dir, 'log.txt'),
+  logPath,
 });
 const server = app.listen(port, '127.0.0.1', () => {
   console.log(`pouchdb-server listening on http://127.0.0.1:${server.address().port}`);

@@ -41,11 +41,11 @@ struct engine {
     const char *host;
     int port;
     int nconns;
-    double duration_s; /* 0: no time limit */
-    long count;        /* 0: no count limit */
-    double drain_s;    /* after the time limit, how long in-flight requests may finish */
-    bool keep_body;    /* keep whole answer bodies (else only the first KiB) */
-    bool gzip;         /* send Accept-Encoding: gzip */
+    double duration_s;  /* 0: no time limit */
+    long count;         /* 0: no count limit */
+    double drain_s;     /* after the time limit, how long in-flight requests may finish */
+    bool keep_body;     /* keep whole answer bodies (else only the first KiB) */
+    bool gzip;          /* send Accept-Encoding: gzip */
     const char *method; /* NULL: POST */
     const char *header; /* NULL, or one more header line, without CRLF ("Name: value") */
     engine_next_fn next;
