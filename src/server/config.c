@@ -24,6 +24,7 @@ void ps_config_defaults(ps_config *cfg)
     cfg->max_response_bytes = 1024 * MIB;
     cfg->max_skew_ms = 5 * 60 * 1000;
     cfg->tombstone_retention_ms = 90LL * 86400 * 1000;
+    cfg->purge_interval_s = 3600;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = cpus > 0 ? (unsigned)cpus : 2;
     /* one large body per core at a time keeps every core busy and memory
@@ -143,6 +144,7 @@ static void usage(FILE *f)
             "  --max-chats N            most chats or deletions in one request (default 50000)\n"
             "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
             "  --tombstone-retention D  keep deleted chats' tombstones D days (default 90)\n"
+            "  --purge-interval S       forget expired tombstones every S seconds (default 3600)\n"
             "  --threads N              HTTP worker threads (default: number of CPUs)\n"
             "  --max-large-requests N   requests with bodies over 1 MiB read and handled at\n"
             "                           once; more wait their turn (default: number of CPUs)\n"
@@ -216,6 +218,7 @@ enum {
     O_THREADS,
     O_CONN_TIMEOUT,
     O_RETENTION,
+    O_PURGE_INTERVAL,
     O_DRAIN,
     O_INSECURE,
     O_HELP,
@@ -261,6 +264,7 @@ static const struct option opts[] = {
     {"max-clock-skew", required_argument, NULL, O_SKEW},
     {"threads", required_argument, NULL, O_THREADS},
     {"tombstone-retention", required_argument, NULL, O_RETENTION},
+    {"purge-interval", required_argument, NULL, O_PURGE_INTERVAL},
     {"connection-timeout", required_argument, NULL, O_CONN_TIMEOUT},
     {"drain-timeout", required_argument, NULL, O_DRAIN},
     {"insecure-no-auth", no_argument, NULL, O_INSECURE},
@@ -354,6 +358,12 @@ static ps_config_action parse_flags(ps_config *cfg, int argc, char **argv, FILE 
                 bad = "--tombstone-retention";
             else
                 cfg->tombstone_retention_ms = (int64_t)v * 86400 * 1000;
+            break;
+        case O_PURGE_INTERVAL:
+            if (!parse_uint(optarg, 7ul * 86400, &v) || v == 0)
+                bad = "--purge-interval";
+            else
+                cfg->purge_interval_s = (unsigned)v;
             break;
         case O_THREADS:
             if (!parse_uint(optarg, 256, &v) || v == 0)

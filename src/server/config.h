@@ -21,6 +21,7 @@ typedef struct ps_config {
     size_t max_response_bytes;
     int64_t max_skew_ms;            /* future timestamps are clamped to now + this */
     int64_t tombstone_retention_ms; /* deleted chats are forgotten after this */
+    unsigned purge_interval_s;      /* how often the tombstone purge runs */
     unsigned threads;
     unsigned connection_timeout_s;
     unsigned drain_timeout_s;

@@ -248,7 +248,7 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
                            (double)(now - env->started_ms) / 1000.0, PS_VERSION,
                            env->store->ops->name) != PS_OK ||
             add_capabilities(env, &reply->body) != PS_OK)
-            ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+            ps_reply_from_code(reply, PS_ERR_NOMEM, "answering /health");
         return;
     }
     char last[40] = "null";
@@ -263,5 +263,5 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
                        (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,
                        PS_VERSION, env->store->ops->name) != PS_OK ||
         add_capabilities(env, &reply->body) != PS_OK)
-        ps_reply_error(reply, 503, "overloaded", "the server is out of memory; retry later");
+        ps_reply_from_code(reply, PS_ERR_NOMEM, "answering /health");
 }

@@ -1,5 +1,6 @@
 /* A raw error answer mid-body; see raw_reply.h. */
 #include "server/raw_reply.h"
+#include "server/respond.h"
 
 #include <microhttpd.h>
 #include <stdio.h>
@@ -14,9 +15,14 @@ bool ps_raw_error(struct MHD_Connection *conn, bool tls, unsigned status, const 
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!info)
         return false;
-    char body[512], head[1024];
-    int body_len = snprintf(body, sizeof body, "{\"error\":\"%s\",\"code\":\"%s\"}", message, code);
-    if (body_len < 0 || (size_t)body_len >= sizeof body)
+    char head[1024];
+    ps_reply error;
+    ps_reply_init(&error, 512);
+    ps_reply_error(&error, status, code, message); /* the one JSON error builder */
+    char body[512];
+    int body_len = snprintf(body, sizeof body, "%s", error.body.data ? error.body.data : "");
+    ps_reply_free(&error);
+    if (body_len <= 0 || (size_t)body_len >= sizeof body)
         return false;
     char cors[256] = "";
     if (allow_origin)

@@ -19,7 +19,7 @@ struct MHD_Connection;
  * error body {"error": message, "code": code}; the caller then closes the
  * connection (returns MHD_NO). False (nothing written) over TLS, where the
  * socket's bytes belong to the TLS session, or when the socket would block.
- * `message` must need no JSON escaping; allow_origin may be NULL. */
+ * The body is built as every error body is (respond.h); allow_origin may be NULL. */
 bool ps_raw_error(struct MHD_Connection *conn, bool tls, unsigned status, const char *reason,
                   const char *code, const char *message, const char *allow_origin);
 

@@ -104,6 +104,9 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
     case PS_ERR_NOT_FOUND:
         error_body(r, 404, "not_found", err->message, -1, NULL);
         return;
+    case PS_ERR_RATE_LIMITED: /* the caller sets Retry-After: it knows when */
+        error_body(r, 429, "rate_limited", err->message, -1, NULL);
+        return;
     case PS_ERR_BUSY:
         ps_log_event(PS_LOG_WARN, "store_busy", "%s", err->message);
         r->retry_after_s = 1;
@@ -125,4 +128,12 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
         error_body(r, 500, "storage_error", "the server could not complete the request", -1, NULL);
         return;
     }
+}
+
+void ps_reply_from_code(ps_reply *r, ps_code code, const char *message)
+{
+    ps_error err;
+    ps_error_clear(&err);
+    ps_error_set(&err, code, -1, "", "%s", message);
+    ps_reply_from_error(r, &err);
 }

@@ -44,7 +44,11 @@ typedef struct ps_reply {
 void ps_reply_init(ps_reply *r, size_t body_limit);
 void ps_reply_free(ps_reply *r);
 
-/* An error answer with a code from docs/protocol.md and a message. */
+/* An error answer with a code from docs/protocol.md and a message: only
+ * for the HTTP edge's refusals that no ps_code stands for (405, 415 type,
+ * 429 too_many_requests, 503 shutting_down...); a failure with a ps_code
+ * goes through ps_reply_from_error / ps_reply_from_code, so each code is
+ * answered one way. Both build the body in one place (respond.c). */
 void ps_reply_error(ps_reply *r, unsigned status, const char *code, const char *message);
 
 /*
@@ -53,5 +57,9 @@ void ps_reply_error(ps_reply *r, unsigned status, const char *code, const char *
  * with a generic message, so no internals leak to clients.
  */
 void ps_reply_from_error(ps_reply *r, const ps_error *err);
+
+/* ps_reply_from_error for a failure found here rather than returned:
+ * the same status, code and logging as an err with this code and message. */
+void ps_reply_from_code(ps_reply *r, ps_code code, const char *message);
 
 #endif

@@ -183,10 +183,13 @@ enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
     if (!version || strcmp(version, "13") != 0) {
         /* RFC 6455 4.4: 426 naming the version this server speaks */
-        static const char body[] = "{\"error\":\"this server speaks WebSocket version 13 "
-                                   "(RFC 6455)\",\"code\":\"upgrade_required\"}";
+        ps_reply body;
+        ps_reply_init(&body, 4096);
+        ps_reply_error(&body, 426, "upgrade_required",
+                       "this server speaks WebSocket version 13 (RFC 6455)");
         struct MHD_Response *resp = MHD_create_response_from_buffer(
-            sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+            body.body.len, body.body.data ? body.body.data : "", MHD_RESPMEM_MUST_COPY);
+        ps_reply_free(&body);
         if (!resp)
             return MHD_NO;
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
