@@ -14,11 +14,12 @@ ones). Each system, on a new server:
   RSS        the server's peak RSS in each phase (sampled every 100 ms from /proc)
   disk       the server's directory after a clean shutdown (SIGTERM); the devices' stores
 
-Times: the polysync CLI's are the whole process (start, store open, sync, exit);
-PouchDB's are the operation measured inside the Node process (its start, require(),
-opening the local database and a first request to the remote one not counted), so the
-comparison leans towards PouchDB. PouchDB syncs are one-shot
-PouchDB.sync (both ways), as the CLI's `sync` is.
+Times: the sync itself — the CLI's own elapsedMs (`polysync --json sync`), and
+PouchDB.sync timed inside its Node process once both databases are open and the server
+reached; each is also reported as the whole process (start, store opening, exit; Node's
+start and require() included). PouchDB syncs are one-shot PouchDB.sync (both ways), as
+the CLI's `sync` is. Bytes of the steady-state syncs: HTTP bodies (the CLI's bytesSent +
+bytesReceived; PouchDB's counted by a fetch wrapper in bench/pouchdb/device.js).
 
 Pinned: bench/pouchdb/package-lock.json, installed with `npm ci` when node_modules is
 missing or older than the lock file. Loopback only; every process has a timeout.
@@ -155,36 +156,53 @@ def run_polysync(build, work, P, ref_body, chat_id, i):
     srv = targets.start_polysyncd(build, d, "polysyncd", default_limits=True)
     w = Watch(srv.pid)
     cli = os.path.join(build, "bin/polysync")
-    out = {"times": {}}
-    T = out["times"]
+    out = {"times": {}, "wall": {}, "bytes": {}}
+    T, W, B = out["times"], out["wall"], out["bytes"]
 
     def ps(dev, *args, timeout=900):
         return timed([cli, "--store", os.path.join(d, dev, "chats.db"), "--server", srv.url,
                       "--quiet", *args], timeout=timeout)
+
+    def sync(dev):
+        """(the sync's own time: the CLI's elapsedMs, else the process's; the process's;
+        bytes sent, received)"""
+        wall, so = ps(dev, "--json", "sync")
+        try:
+            j = json.loads(so)
+        except ValueError:
+            j = {}
+        op = j["elapsedMs"] / 1e3 if isinstance(j.get("elapsedMs"), (int, float)) else wall
+        return op, wall, (j.get("bytesSent"), j.get("bytesReceived"))
     try:
         os.makedirs(os.path.join(d, "A"))
         os.makedirs(os.path.join(d, "B"))
         T["load"], _ = ps("A", "import", ref_body)
         w.begin("upload")
-        T["upload"], _ = ps("A", "sync")
+        T["upload"], W["upload"], B["upload"] = sync("A")
         w.end()
         w.begin("fresh pull")
-        T["pull"], _ = ps("B", "sync")
+        T["pull"], W["pull"], B["pull"] = sync("B")
         w.end()
         _, listing = ps("B", "chat", "list", "--json")
         out["pulled_chats"] = len(json.loads(listing))
-        T["push1"], T["pull1"] = [], []
+        for k in ("push1", "pull1", "noop"):
+            T[k], W[k], B[k] = [], [], []
+
+        def steady(key, dev):
+            op, wall, b = sync(dev)
+            T[key].append(op)
+            W[key].append(wall)
+            B[key].append(b)
         w.begin("steady")
         for k in range(P["e2e_msg_runs"]):
             _, mid = ps("A", "msg", "add", chat_id, "--role", "user", "--content", f"{MESSAGE} {k}")
-            dt, _ = ps("A", "sync")
-            T["push1"].append(dt)
-            dt, _ = ps("B", "sync")
-            T["pull1"].append(dt)
+            steady("push1", "A")
+            steady("pull1", "B")
             _, shown = ps("B", "chat", "show", chat_id, "--json")
             if mid.strip() not in shown:
                 raise RuntimeError(f"device B did not get message {mid.strip()}")
-        T["noop"] = [ps("A", "sync")[0] for _ in range(P["e2e_noop_runs"])]
+        for _ in range(P["e2e_noop_runs"]):
+            steady("noop", "A")
         w.end()
         # polling devices: copies of B, each with its own device id
         n = P["e2e_poll_devices"]
@@ -230,15 +248,15 @@ def run_pouchdb(build, work, P, ref_body, chat_id, i):
                    os.path.join(d, "pouchdb-server.log")).start()
     w = Watch(srv.pid)
     dev = os.path.join(PDIR, "device.js")
-    out = {"times": {}, "wall": {}}
-    T = out["times"]
+    out = {"times": {}, "wall": {}, "bytes": {}}
+    T, W, B = out["times"], out["wall"], out["bytes"]
 
     def node(*args, timeout=900):
         dt, so = timed(["node", dev, *args], timeout=timeout)
         return dt, json.loads(so.strip().splitlines()[-1])
 
-    def sync(name):
-        dt, r = node("sync", os.path.join(d, name), srv.url)
+    def sync(name, count=False):
+        dt, r = node("sync", os.path.join(d, name), srv.url, *(["--bytes"] if count else []))
         return r["ms"] / 1e3, dt, r
     try:
         _, r = node("load", os.path.join(d, "A"), ref_body)
@@ -250,19 +268,27 @@ def run_pouchdb(build, work, P, ref_body, chat_id, i):
         T["pull"], out["wall"]["pull"], r = sync("B")
         w.end()
         out["pulled_chats"] = r["docs"]
-        T["push1"], T["pull1"] = [], []
+        for k in ("push1", "pull1", "noop"):
+            T[k], W[k], B[k] = [], [], []
+
+        def steady(key, name):
+            op, wall, r = sync(name, count=True)
+            T[key].append(op)
+            W[key].append(wall)
+            B[key].append((r.get("bytesOut"), r.get("bytesIn")))
         w.begin("steady")
         for k in range(P["e2e_msg_runs"]):
             mid = f"bench-msg-{i}-{k}-{uuid.uuid4()}"
             msg = {"id": mid, "role": "user", "content": f"{MESSAGE} {k}",
                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
             node("add", os.path.join(d, "A"), chat_id, json.dumps(msg))
-            T["push1"].append(sync("A")[0])
-            T["pull1"].append(sync("B")[0])
+            steady("push1", "A")
+            steady("pull1", "B")
             _, h = node("has", os.path.join(d, "B"), chat_id, mid)
             if not h["has"]:
                 raise RuntimeError(f"PouchDB device B did not get message {mid}")
-        T["noop"] = [sync("A")[0] for _ in range(P["e2e_noop_runs"])]
+        for _ in range(P["e2e_noop_runs"]):
+            steady("noop", "A")
         w.end()
         n = P["e2e_poll_devices"]
         dirs = []
@@ -336,6 +362,13 @@ def figures(res):
             "push1": _tri(runs, lambda r: statistics.median(r["times"]["push1"])),
             "pull1": _tri(runs, lambda r: statistics.median(r["times"]["pull1"])),
             "noop": _tri(runs, lambda r: statistics.median(r["times"]["noop"])),
+            "w_upload": _tri(runs, lambda r: r["wall"]["upload"]),
+            "w_pull": _tri(runs, lambda r: r["wall"]["pull"]),
+            "w_push1": _tri(runs, lambda r: statistics.median(r["wall"]["push1"])),
+            "w_noop": _tri(runs, lambda r: statistics.median(r["wall"]["noop"])),
+            "b_push1": _tri(runs, lambda r: statistics.median(sum(b) for b in r["bytes"]["push1"])),
+            "b_pull1": _tri(runs, lambda r: statistics.median(sum(b) for b in r["bytes"]["pull1"])),
+            "b_noop": _tri(runs, lambda r: statistics.median(sum(b) for b in r["bytes"]["noop"])),
             "poll": _tri(runs, lambda r: r["poll"]["per_s"]),
             "poll_p99": _tri(runs, lambda r: r["poll"]["p99"]),
             "rss_upload": _tri(runs, lambda r: r["rss"]["upload"]),
@@ -360,6 +393,13 @@ ROWS = [
     ("push1", "one new message pushed (s, median of the run)", 3, "faster", 1),
     ("pull1", "that message pulled by the other device (s)", 3, "faster", 1),
     ("noop", "no-op sync (s)", 3, "faster", 1),
+    ("b_push1", "one message pushed: body bytes, both ways", 0, "less", None),
+    ("b_pull1", "one message pulled: body bytes, both ways", 0, "less", None),
+    ("b_noop", "no-op sync: body bytes, both ways", 0, "less", None),
+    ("w_upload", "first upload, whole process (s)", 2, "faster", None),
+    ("w_pull", "fresh pull, whole process (s)", 2, "faster", None),
+    ("w_push1", "one message pushed, whole process (s)", 3, "faster", None),
+    ("w_noop", "no-op sync, whole process (s)", 3, "faster", None),
     ("poll", "16 devices polling: syncs/s", 0, "more", 1),
     ("poll_p99", "16 devices polling: p99 (s)", 3, "faster", None),
     ("rss_upload", "server peak RSS during the upload (MiB)", 0, "less", None),
@@ -402,9 +442,12 @@ def markdown(res, P):
     runs = len(res.get("polysync", []))
     L = [f"### End to end against PouchDB — the polysync CLI + polysyncd vs a PouchDB 9 device "
          f"+ express-pouchdb (LevelDB), reference set, {runs} run(s) each, turn about", "",
-         "polysync times are whole CLI processes; PouchDB's are the operation inside its Node "
-         "process (start-up, opening the databases not counted). Each chat is one PouchDB document. Cells are "
-         "min / median / max over the runs.", "",
+         "Times are of the sync itself: the CLI's own `elapsedMs` (`polysync --json sync`), "
+         "PouchDB's `PouchDB.sync` timed inside its Node process once both databases are open "
+         "and the server reached; the rows \"whole process\" add each one's start, store "
+         "opening and exit (Node's start and `require` included). Bytes: HTTP bodies (the "
+         "CLI's `bytesSent` + `bytesReceived`; PouchDB's counted in its fetch). Each chat is "
+         "one PouchDB document. Cells are min / median / max over the runs.", "",
          "| figure | polysync | PouchDB | polysync's lead | target | met |",
          "|---|---|---|---|---|---|"]
     for key, label, digits, better, k in ROWS:

@@ -294,8 +294,12 @@ def readers(drv, build, work, P, T):
                 out["noop_writers"].append(R.check(r, "no-op with writers"))
                 for w in writers:
                     so, se = w.communicate(timeout=900)
-                    wo = json.loads(so) if so.strip() else {"error": se[-300:]}
+                    try:
+                        wo = json.loads(so)
+                    except ValueError:
+                        raise RuntimeError(f"a writer failed ({w.returncode}): {se[-300:]}")
                     out["writers"].append(wo)
+                    R.check(wo, "writer's upload")  # a refused upload: the window is not one
             finally:
                 for w in writers:
                     if w.poll() is None:

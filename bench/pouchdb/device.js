@@ -7,13 +7,14 @@
 // the first request to the remote one are not counted).
 //
 //   node device.js load DIR BODY             the chats of a legacy /sync body into the device
-//   node device.js sync DIR URL              one sync with URL/chats
+//   node device.js sync DIR URL [--bytes]    one sync with URL/chats (--bytes: count the bodies)
 //   node device.js add DIR CHAT MESSAGE_JSON append a message to a chat (local only)
 //   node device.js has DIR CHAT MESSAGE_ID   is the message in the device's copy of the chat
 //   node device.js poll URL SECONDS DIR...   each device syncs again and again (one process)
 'use strict';
 const fs = require('fs');
 const PouchDB = require('pouchdb');
+const { Response } = require('node-fetch'); // the fetch PouchDB uses in Node
 
 const [cmd, ...rest] = process.argv.slice(2);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -24,8 +25,22 @@ function open(dir) {
 
 // The remote database, already reached once (the server's database created if new), so
 // a timed sync counts the sync only, not the connection's set-up.
-async function remote(url) {
-  const db = new PouchDB(`${url}/chats`);
+// bytes: with `sync DIR URL --bytes`, the HTTP bodies each way are counted: PouchDB's own
+// fetch, each answer read whole and handed on as a new Response (only for the small
+// steady-state syncs)
+const bytes = { out: 0, in: 0 };
+async function countingFetch(url, opts = {}) {
+  if (opts.body) {
+    bytes.out += typeof opts.body === 'string' ? Buffer.byteLength(opts.body) : opts.body.length || 0;
+  }
+  const res = await PouchDB.fetch(url, opts);
+  const body = Buffer.from(await res.arrayBuffer());
+  bytes.in += body.length;
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+async function remote(url, count = false) {
+  const db = new PouchDB(`${url}/chats`, count ? { fetch: countingFetch } : {});
   await db.info();
   return db;
 }
@@ -53,16 +68,17 @@ async function main() {
     return { ms, docs: info.doc_count };
   }
   if (cmd === 'sync') {
-    const [dir, url] = rest;
+    const [dir, url, flag] = rest;
     const db = open(dir);
     await db.info();
-    const rdb = await remote(url);
+    const rdb = await remote(url, flag === '--bytes');
+    bytes.out = bytes.in = 0;
     const t = now();
     const r = await syncOnce(db, rdb);
     const ms = now() - t;
     const info = await db.info();
     await db.close();
-    return { ms, ...r, docs: info.doc_count };
+    return { ms, ...r, docs: info.doc_count, ...(flag === '--bytes' ? { bytesOut: bytes.out, bytesIn: bytes.in } : {}) };
   }
   if (cmd === 'add') {
     const [dir, chat, msg] = rest;
