@@ -42,7 +42,7 @@ FULL = dict(
     b_conns=16, b_duration=15, b_repeats=2, b_file_repeats=1, b_drain=90,
     b_sweep=[1, 2, 4, 8], b_sweep_duration=5,
     v2_sizes=[10, 1000, 10000], v2_msgs=50, big_msgs=5000,
-    noop_runs=5, noop_count=300, msg_runs=3, msg_count=30,
+    noop_runs=5, noop_count=300, noop_max_s=10, msg_runs=3, msg_count=30,
     e_conns=16, e_duration=15, e_repeats=2,
     e_sweep=[1, 2, 4, 8, 32, 64], e_sweep_duration=3,
     budget_s=9 * 60,                  # optional steps of (a)-(e) are skipped past this
@@ -62,7 +62,7 @@ QUICK = dict(
     b_conns=16, b_duration=3, b_repeats=2, b_file_repeats=1, b_drain=20,
     b_sweep=[1, 4], b_sweep_duration=2,
     v2_sizes=[10, 100, 1000], v2_msgs=50, big_msgs=5000,
-    noop_runs=3, noop_count=100, msg_runs=3, msg_count=10,
+    noop_runs=3, noop_count=100, noop_max_s=3, msg_runs=3, msg_count=10,
     e_conns=16, e_duration=3, e_repeats=2,
     e_sweep=[1, 4, 32], e_sweep_duration=2,
     budget_s=100,
@@ -408,15 +408,18 @@ def v2_runs(drv, build, work, P, res):
             cursors[n] = v2_seed(drv, servers[n], n, P, v2["sizes"].setdefault(n, {}))
         noops = {n: json.dumps({"deviceId": "bench-a", "cursor": cursors[n]}) for n in sizes}
         for n in sizes:
-            check(drv.load(servers[n], "/v2/sync", body_json=noops[n], count=50), "warm-up")
+            check(drv.load(servers[n], "/v2/sync", body_json=noops[n], count=50,
+                           duration=P["noop_max_s"], drain=30), "warm-up")
             v2["sizes"][n]["noop"] = []
         log(f"v2 stores {', '.join(map(str, sizes))}: (d) no-op sync, "
-            f"{P['noop_runs']} x {P['noop_count']} each, in turns")
+            f"{P['noop_runs']} x {P['noop_count']} each (at most {P['noop_max_s']} s a run), "
+            f"in turns")
         for _ in range(P["noop_runs"]):
             for n in sizes:
                 v2["sizes"][n]["noop"].append(
                     check(drv.load(servers[n], "/v2/sync", body_json=noops[n],
-                                   count=P["noop_count"]), "(d) no-op"))
+                                   count=P["noop_count"], duration=P["noop_max_s"], drain=30),
+                          "(d) no-op"))
         for n in sizes:
             cursors[n] = v2_messages(drv, servers[n], n, P, v2["sizes"][n], cursors[n])
         for n in sizes[:-1]:  # (e) runs alone on the machine
@@ -661,7 +664,8 @@ def markdown(res, S, P, meta, plots, errors):
         add(f"### v2 incremental sync (polysyncd only; the reference has no v2) — store: "
             f"N chats × {P['v2_msgs']} messages + one chat of {P['big_msgs']:,} messages")
         add("")
-        add(f"(d) {P['noop_runs']} runs × {P['noop_count']} no-op syncs and "
+        add(f"(d) {P['noop_runs']} runs × {P['noop_count']} no-op syncs (a run stops at "
+            f"{P['noop_max_s']} s if not done) and "
             f"{P['msg_runs']} runs × {P['msg_count']} one-message syncs per store, one "
             f"connection; the stores are all seeded first and their no-op runs take turns "
             f"(smallest to largest, and again), so a passing disturbance of the machine falls on "
