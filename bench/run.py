@@ -380,8 +380,15 @@ def v2_concurrency(drv, srv, n, P, v2, cursor):
     v2["e"] = []
     for i in range(P["e_repeats"]):
         log(f"v2 store {n}: (e) {P['e_conns']} connections x {P['e_duration']} s, run {i + 1}")
-        v2["e"].append(check(drv.load(srv, "/v2/sync", body_json=noop, conns=P["e_conns"],
-                                      duration=P["e_duration"], drain=10), "(e)"))
+        out = drv.load(srv, "/v2/sync", body_json=noop, conns=P["e_conns"],
+                       duration=P["e_duration"], drain=10)
+        # kept even with failed requests: they are a result (shown with the run), not an
+        # abort of every later v2 figure
+        v2["e"].append(out)
+        if out["sync"].get("failed") or out.get("aborted"):
+            v2.setdefault("e_failures", []).append(
+                f"run {i + 1}: {out['sync'].get('failed')} failed, {out.get('aborted')} cut "
+                f"({out.get('first_error', '')[:120]})")
     v2["e_sweep"] = {}
     for c in P["e_sweep"]:
         if elapsed() + P["e_sweep_duration"] + 5 > BUDGET[0]:
@@ -546,6 +553,7 @@ def summarize(res, P, meta):
             S["v2"][n] = m
         if v2.get("e"):
             S["v2"]["e_rps"] = tri(x["sync"]["throughput_rps"] for x in v2["e"])
+            S["v2"]["e_failures"] = v2.get("e_failures", [])
             S["v2"]["e_p50"] = tri(x["sync"]["lat_ms"]["p50"] for x in v2["e"])
             S["v2"]["e_p99"] = tri(x["sync"]["lat_ms"]["p99"] for x in v2["e"])
             S["v2"]["e_rss"] = tri(x["server"]["peak_rss_kib"] / 1024 for x in v2["e"])
@@ -715,6 +723,9 @@ def markdown(res, S, P, meta, plots, errors):
                 f"{fmt_tri(e['e_rps'], 0)} syncs/s | {verdict(e['e_rps'][1] >= 50000)} |")
             add(f"| (e) p99 < 5 ms | {fmt_tri(e['e_p99'], 2)} ms (p50 {fmt_tri(e['e_p50'], 2)}) | "
                 f"{verdict(e['e_p99'][1] < 5)} |")
+            if res["v2"].get("e_failures"):
+                add(f"| (e) every request answered | failed or cut: "
+                    f"{'; '.join(res['v2']['e_failures'])} | **no** |")
             add(f"| (e) CPU, % of one core (2 cores = 200 %) | server "
                 f"{fmt_tri(e['e_server_cpu'], 0)}; driver {fmt_tri(e['e_driver_cpu'], 0)} | – |")
             add(f"| (e) busiest server threads, % of one core (median run) | "

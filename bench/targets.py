@@ -511,7 +511,8 @@ def summarize(T, legacy_S):
     v2 = legacy_S.get("v2", {})
     if v2.get("e_rps"):
         add("keep: v2 no-op, 16 connections ((e) below)", "syncs/s", v2["e_rps"], None, None,
-            "≥ 50,000/s", v2["e_rps"][1] >= 50000)
+            "≥ 50,000/s", v2["e_rps"][1] >= 50000,
+            "; ".join(legacy_S["v2"].get("e_failures", [])))
         add("", "p99 (ms)", v2["e_p99"], None, None, "< 5 ms", v2["e_p99"][1] < 5)
     return rows
 
