@@ -148,6 +148,18 @@ MESSAGE = ("A new message to measure one message's sync — with a few words of 
            "wrapped in its JSON object with its id, role and timestamp.")
 
 
+def set_device_id(db, dev):
+    """Gives a copied CLI store its own device id (the `meta` row the client reads); 1 if
+    it took, 0 if the store has no such row (then the copies share B's id)."""
+    import sqlite3
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute("UPDATE meta SET value = ? WHERE key = 'device_id'",
+                             (dev,)).rowcount
+    except sqlite3.Error:
+        return 0
+
+
 def run_polysync(build, work, P, ref_body, chat_id, i):
     import targets
     d = os.path.join(work, f"e2e-polysync-{i}")
@@ -206,15 +218,15 @@ def run_polysync(build, work, P, ref_body, chat_id, i):
         w.end()
         # polling devices: copies of B, each with its own device id
         n = P["e2e_poll_devices"]
+        own_ids = 0
         for j in range(n):
             dj = os.path.join(d, f"poll-{j}")
             os.makedirs(dj)
             for f in os.listdir(os.path.join(d, "B")):
                 shutil.copy2(os.path.join(d, "B", f), dj)
-            subprocess.run(["sqlite3", os.path.join(dj, "chats.db"),
-                            f"UPDATE meta SET value = '{uuid.uuid4()}' WHERE key = 'device_id'"],
-                           capture_output=True, timeout=60)
+            own_ids += set_device_id(os.path.join(dj, "chats.db"), str(uuid.uuid4()))
             ps(f"poll-{j}", "sync")  # its first sync as this device
+        out["poll_own_ids"] = own_ids
 
         def one(j):
             r = subprocess.run([cli, "--store", os.path.join(d, f"poll-{j}", "chats.db"),
@@ -456,12 +468,14 @@ def markdown(res, P):
                  f"{R.fmt_tri(F['pouchdb'].get(key), digits)} | {R.fmt_ratio(lead)} | "
                  f"{target_text(better, k)} | {R.verdict(_met(lead, better, k))} |")
     pulled = [F[n]["pulled"] for n in ("polysync", "pouchdb")]
+    own = [r.get("poll_own_ids") for r in res.get("polysync", [])]
     L.append("")
     L.append(f"Chats the fresh device holds after its pull: polysync "
              f"{R.fmt_tri(pulled[0], 0)}, PouchDB {R.fmt_tri(pulled[1], 0)}. Polling devices: "
-             f"{P['e2e_poll_devices']} copies of device B (the CLI's with their own device "
-             f"ids), {P['e2e_poll_s']} s; the CLI's devices are processes, PouchDB's share one "
-             f"Node process.")
+             f"{P['e2e_poll_devices']} copies of device B (the CLI's given their own device "
+             f"ids: {', '.join(str(x) for x in own)} of {P['e2e_poll_devices']} per run), "
+             f"{P['e2e_poll_s']} s; the CLI's devices are processes, PouchDB's share one Node "
+             f"process.")
     for e in res.get("errors", []):
         L.append(f"\n- failed: {e}")
     return "\n".join(L)
