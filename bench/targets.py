@@ -239,6 +239,14 @@ def steady(drv, build, work, P, bodies, T):
             subprocess.run(["rm", "-rf", srv.dir])
 
 
+# The reader is one connection in a closed loop: a request stalled for 20 s is one slow
+# sample among thousands of fast ones, though a device polling meanwhile would have had
+# every poll of those 20 s wait. Its latencies are therefore also taken as a device
+# polling every POLL_MS sees them (psbench --poll-interval-ms); the target is judged on
+# those.
+POLL_MS = 10
+
+
 def readers(drv, build, work, P, T):
     """polysyncd: no-op syncs of user `reader` (one connection) while users w1 and w2
     each upload K full histories of new chats (the window ends when both are done),
@@ -274,7 +282,8 @@ def readers(drv, build, work, P, T):
         out["noop_alone"] = [R.check(drv.run(
             ["load", "--url", srv.url, "--path", "/v2/sync", "--body-json", noop, "--conns", 1,
              "--duration", P["t_reader_alone_s"], "--drain", 10, "--pid", srv.pid,
-             "--header", hdr["reader"]], timeout=P["t_reader_alone_s"] + 60), "no-op alone")]
+             "--header", hdr["reader"], "--poll-interval-ms", POLL_MS],
+            timeout=P["t_reader_alone_s"] + 60), "no-op alone")]
         out["noop_writers"], out["writers"] = [], []
         for rep in range(P["t_reader_repeats"]):
             R.log(f"#15 polysyncd: v2 no-op p99 while two users upload {K} full histories "
@@ -289,7 +298,8 @@ def readers(drv, build, work, P, T):
                 r = drv.run(["load", "--url", srv.url, "--path", "/v2/sync", "--body-json", noop,
                              "--conns", 1, "--duration", P["t_reader_max_s"], "--drain", 30,
                              "--pid", srv.pid, "--header", hdr["reader"], "--while-pids",
-                             ",".join(str(w.pid) for w in writers)],
+                             ",".join(str(w.pid) for w in writers), "--poll-interval-ms",
+                             POLL_MS],
                             timeout=P["t_reader_max_s"] + 90)
                 out["noop_writers"].append(r)  # failed no-ops are counted in the row
                 for w in writers:
@@ -445,12 +455,16 @@ def summarize(T, legacy_S):
             tri(r["elapsed_s"] for r in rf.get(key, [])) if rf.get(key) else None, None, "", None)
     nw = ps.get("noop_writers")
     if nw:
-        p99 = tri(r["sync"]["lat_ms"]["p99"] for r in nw)
+        def cp99(r):  # as a device polling every POLL_MS sees it; else the raw p99
+            return (r.get("corrected") or r["sync"])["lat_ms"]["p99"]
+        p99 = tri(cp99(r) for r in nw)
+        raw = tri(r["sync"]["lat_ms"]["p99"] for r in nw)
         ups = [w for w in ps.get("writers", []) if "sync" in w]
         failed = sum(r["sync"]["failed"] + r.get("aborted", 0) for r in nw)
         add("v2 no-op sync (one device) while two users upload full histories",
-            "no-op p99 (ms)", p99, None, None, "< 10 ms", p99[1] < 10 and not failed,
-            f"{failed} no-ops failed or cut; p50 {R.fmt_tri(tri(r['sync']['lat_ms']['p50'] for r in nw), 2)} ms, max "
+            f"no-op p99 (ms), as a device polling every {POLL_MS} ms sees it", p99, None, None,
+            "< 10 ms", p99[1] < 10 and not failed,
+            f"closed-loop p99 {R.fmt_tri(raw, 1)} ms; {failed} no-ops failed or cut; p50 {R.fmt_tri(tri(r['sync']['lat_ms']['p50'] for r in nw), 2)} ms, max "
             f"{R.fmt_tri(tri(r['sync']['lat_ms']['max'] for r in nw), 0)} ms, "
             f"{sum(r['sync']['requests'] for r in nw):,} no-ops over "
             f"{R.fmt_tri(tri(r['duration_s'] for r in nw), 1)} s; each upload "
@@ -458,8 +472,8 @@ def summarize(T, legacy_S):
             f"each writer)" if ups else "")
         al = ps.get("noop_alone")
         if al:
-            add("", "no-op p99 without the writers (ms)",
-                tri(r["sync"]["lat_ms"]["p99"] for r in al), None, None, "", None,
+            add("", f"no-op p99 without the writers (ms), polling every {POLL_MS} ms",
+                tri(cp99(r) for r in al), None, None, "", None,
                 f"{al[0]['sync']['throughput_rps']:,.0f} syncs/s on one connection")
     for kind, s in (("polysyncd", ps), ("reference-memory", rf)):
         one, two = cpu(s.get("single_device")), cpu(s.get("two_devices"))

@@ -225,6 +225,12 @@ static void finish(engine *e, conn *c)
     double t = now_s();
     lat_stats *s = &e->st[c->kind];
     lat_add(s, t - c->t_start);
+    if (e->poll_interval_s > 0 && c->kind == 0) {
+        lat_add(&e->corrected, t - c->t_start);
+        for (double late = t - c->t_start - e->poll_interval_s; late >= e->poll_interval_s;
+             late -= e->poll_interval_s)
+            lat_add(&e->corrected, late);
+    }
     s->wire_out += c->head.len + c->body_len;
     s->body_out += c->body_len;
     s->wire_in += c->wire_in;
@@ -540,6 +546,7 @@ int engine_run(engine *e)
     e->driver_cpu_s = cpu_self() - cpu0;
     for (int k = 0; k < ENGINE_KINDS; k++)
         lat_sort(&e->st[k]);
+    lat_sort(&e->corrected);
     return 0;
 }
 
@@ -560,4 +567,5 @@ void engine_free(engine *e)
         close(e->epfd);
     for (int k = 0; k < ENGINE_KINDS; k++)
         free(e->st[k].v);
+    free(e->corrected.v);
 }

@@ -56,9 +56,14 @@ struct engine {
      * writers a reader is measured against); duration_s stays the upper bound */
     pid_t while_pid[ENGINE_WHILE_PIDS];
     int nwhile;
+    /* > 0: the latencies are also kept as a device polling at this interval would see
+     * them: an answer late by k intervals adds the k polls that would have waited behind
+     * it (HdrHistogram's expected-interval correction of a closed loop) */
+    double poll_interval_s;
 
     /* results */
     lat_stats st[ENGINE_KINDS];
+    lat_stats corrected; /* with poll_interval_s: kind 0's latencies, corrected */
     long issued, aborted, conn_errors;
     double elapsed_s;
     procmon_result server;

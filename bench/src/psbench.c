@@ -7,6 +7,8 @@
  *   psbench load    --url URL --path P (--body FILE[,FILE...] | --body-json TEXT)
  *                   [--conns C] [--duration S] [--count N] [--pid PID] [--drain S]
  *                   [--method GET] [--header "Name: value"] [--while-pids P1,P2]
+ *                   [--poll-interval-ms T]  (also: latencies as a device polling every T
+ *                   ms sees them, an answer late by k polls adding the k that waited)
  *                   (several bodies: request k sends body k mod n, in order)
  *   psbench seed-v2 --url URL --device D --chats N --messages M [--big-messages K]
  *                   [--batch B] [--seed S]
@@ -148,6 +150,14 @@ static void print_engine(const engine *e, const char *const *names, int kinds)
            e->server.machine_busy_s);
     print_json_string(e->first_error);
     putchar(',');
+    if (e->poll_interval_s > 0) {
+        const lat_stats *s = &e->corrected;
+        printf("\"corrected\":{\"poll_interval_ms\":%.3f,\"samples\":%zu,\"lat_ms\":{"
+               "\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}},",
+               e->poll_interval_s * 1e3, s->n, percentile(s->v, s->n, 50) * 1e3,
+               percentile(s->v, s->n, 90) * 1e3, percentile(s->v, s->n, 99) * 1e3,
+               s->n ? s->v[s->n - 1] * 1e3 : 0);
+    }
     for (int k = 0; k < kinds; k++)
         print_stats(names[k], &e->st[k], window, 0);
 }
@@ -236,6 +246,7 @@ static void setup_engine(engine *e, const args *a)
     e->pid = (pid_t)opt_long(a, "--pid", 0);
     e->gzip = opt_long(a, "--gzip", 0) != 0;
     e->header = opt(a, "--header", NULL);
+    e->poll_interval_s = opt_double(a, "--poll-interval-ms", 0) / 1e3;
     const char *w = opt(a, "--while-pids", NULL); /* comma-separated */
     for (char *end = NULL; w && *w && e->nwhile < ENGINE_WHILE_PIDS; w = end + (*end == ',')) {
         long pid = strtol(w, &end, 10);
