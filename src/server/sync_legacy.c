@@ -401,18 +401,17 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const ps_c
     *chat = NULL;
     *hash = 0;
     *skip = false;
-    if (src->parsed) {
-        *chat = json_object_get(json_object_array_get_idx(src->parsed, i));
-        return PS_OK;
-    }
-    const char *text = src->text + src->starts[i];
-    size_t len = src->ends[i] - src->starts[i];
+    const char *text;
+    size_t len;
+    ps_code rc = ps_chat_source_bytes(src, i, &text, &len, err);
+    if (rc != PS_OK)
+        return rc;
     *hash = ps_hash64(text, len);
-    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, *hash, skip_id, skip_id_size,
-                                                 skip, err);
+    rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, *hash, skip_id, skip_id_size, skip,
+                                         err);
     if (rc != PS_OK || *skip)
         return rc;
-    /* the body passed the pre-check whole: the slice is checked JSON */
+    /* the source pre-checked it: these bytes are checked JSON */
     if ((rc = ps_json_parse_trusted(text, len, chat, err)) != PS_OK)
         return ps_error_set(err, PS_ERR_MALFORMED, (long)i, "", "chats[%zu] is not valid JSON", i);
     return ps_validate_chat(*chat, (long)i, ctx->limits, err);
