@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """polysync benchmark: polysyncd against the server it replaces, side by side.
 
-    python3 bench/run.py            # the full run (`make bench`, < 15 min)
-    python3 bench/run.py --quick    # smaller sets, shorter runs (`make bench-quick`, < 2 min)
+    python3 bench/run.py            # the full run (`make bench`, ~20 min)
+    python3 bench/run.py --quick    # smaller sets, shorter runs (`make bench-quick`, ~3 min)
+    python3 bench/run.py --only t15,pouch   # some parts: legacy, v2, t15, pouch, browser, pg
     python3 bench/run.py --profile  # perf profile of polysyncd in scenarios (a) and (b)
 
 Writes bench/results/{full,quick}/results.md (+ results.json, *.png) and, for
 the full run, the results block of docs/performance.md. The load driver and
 the dataset generator are bench/src (psbench); the reference server is
-bench/reference/server.js. Everything runs on loopback, bounded in time.
+bench/reference/server.js; issue #15's targets are bench/targets.py, the PouchDB
+column and the browser figure bench/pouch_column.py. Everything runs on loopback,
+bounded in time.
 """
 import argparse
 import datetime
@@ -25,6 +28,8 @@ import sys
 import time
 
 import pg_column
+import pouch_column
+import targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,13 +39,21 @@ FULL = dict(
     name="full",
     ref_chats=2000, ref_msgs=50, fresh_chats=20,
     single_repeats=5,                 # (a), (c): syncs timed, after one warm-up
-    b_conns=16, b_duration=30, b_repeats=3, b_file_repeats=1, b_drain=90,
-    b_sweep=[1, 2, 4, 8], b_sweep_duration=8,
+    b_conns=16, b_duration=15, b_repeats=2, b_file_repeats=1, b_drain=90,
+    b_sweep=[1, 2, 4, 8], b_sweep_duration=5,
     v2_sizes=[10, 1000, 10000], v2_msgs=50, big_msgs=5000,
-    noop_runs=5, noop_count=300, msg_runs=3, msg_count=30,
-    e_conns=16, e_duration=30, e_repeats=3,
-    e_sweep=[1, 2, 4, 8, 32, 64], e_sweep_duration=5,
-    budget_s=14 * 60,                 # optional steps are skipped past this
+    noop_runs=5, noop_count=300, noop_max_s=10, msg_runs=3, msg_count=30,
+    e_conns=16, e_duration=15, e_repeats=2,
+    e_sweep=[1, 2, 4, 8, 32, 64], e_sweep_duration=3,
+    budget_s=9 * 60,                  # optional steps of (a)-(e) are skipped past this
+    # issue #15 (bench/targets.py)
+    t_upload_repeats=3, t_repeats=3, t_conc=16, t_conc_repeats=1, t_writer_uploads=2,
+    t_reader_chats=1000, t_reader_alone_s=5, t_reader_max_s=120, t_reader_repeats=1,
+    t_big_mib=256,
+    # the PouchDB column (bench/pouch_column.py)
+    e2e_runs=2, e2e_msg_runs=3, e2e_noop_runs=3, e2e_poll_devices=16, e2e_poll_s=10,
+    # the web client in Chromium
+    browser_runs=2,
 )
 QUICK = dict(
     name="quick",
@@ -49,10 +62,15 @@ QUICK = dict(
     b_conns=16, b_duration=3, b_repeats=2, b_file_repeats=1, b_drain=20,
     b_sweep=[1, 4], b_sweep_duration=2,
     v2_sizes=[10, 100, 1000], v2_msgs=50, big_msgs=5000,
-    noop_runs=3, noop_count=100, msg_runs=3, msg_count=10,
+    noop_runs=3, noop_count=100, noop_max_s=3, msg_runs=3, msg_count=10,
     e_conns=16, e_duration=3, e_repeats=2,
     e_sweep=[1, 4, 32], e_sweep_duration=2,
     budget_s=100,
+    t_upload_repeats=3, t_repeats=3, t_conc=16, t_conc_repeats=1, t_writer_uploads=2,
+    t_reader_chats=100, t_reader_alone_s=2, t_reader_max_s=30, t_reader_repeats=1,
+    t_big_mib=72,
+    e2e_runs=1, e2e_msg_runs=2, e2e_noop_runs=2, e2e_poll_devices=16, e2e_poll_s=3,
+    browser_runs=1,
 )
 
 T0 = time.monotonic()
@@ -85,7 +103,7 @@ def ensure_tools(build):
             subprocess.run(sudo + ["apt-get", "update", "-q"], env=env)
             subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "--no-install-recommends",
                                    "gnuplot-nox"], env=env)
-    for exe in ("polysyncd", "psbench"):
+    for exe in ("polysyncd", "psbench", "polysync"):
         if not os.access(os.path.join(build, "bin", exe), os.X_OK):
             sys.exit(f"bench: {build}/bin/{exe} is missing: run `make build` first")
 
@@ -227,10 +245,12 @@ class Driver:
             out["other_cpu_pct"], out["other_top"] = others
         return out
 
-    def gen(self, path, chats, msgs, first=0, envelope=None):
+    def gen(self, path, chats, msgs, first=0, envelope=None, shape=None):
         args = ["gen", "--chats", chats, "--messages", msgs, "--first", first, "--out", path]
         if envelope:
             args += ["--envelope-device", envelope]
+        if shape:
+            args += ["--shape", shape]
         subprocess.run([self.exe] + [str(a) for a in args], check=True, timeout=300,
                        capture_output=True)
         return os.path.getsize(path)
@@ -360,8 +380,15 @@ def v2_concurrency(drv, srv, n, P, v2, cursor):
     v2["e"] = []
     for i in range(P["e_repeats"]):
         log(f"v2 store {n}: (e) {P['e_conns']} connections x {P['e_duration']} s, run {i + 1}")
-        v2["e"].append(check(drv.load(srv, "/v2/sync", body_json=noop, conns=P["e_conns"],
-                                      duration=P["e_duration"], drain=10), "(e)"))
+        out = drv.load(srv, "/v2/sync", body_json=noop, conns=P["e_conns"],
+                       duration=P["e_duration"], drain=10)
+        # kept even with failed requests: they are a result (shown with the run), not an
+        # abort of every later v2 figure
+        v2["e"].append(out)
+        if out["sync"].get("failed") or out.get("aborted"):
+            v2.setdefault("e_failures", []).append(
+                f"run {i + 1}: {out['sync'].get('failed')} failed, {out.get('aborted')} cut "
+                f"({out.get('first_error', '')[:120]})")
     v2["e_sweep"] = {}
     for c in P["e_sweep"]:
         if elapsed() + P["e_sweep_duration"] + 5 > BUDGET[0]:
@@ -388,15 +415,18 @@ def v2_runs(drv, build, work, P, res):
             cursors[n] = v2_seed(drv, servers[n], n, P, v2["sizes"].setdefault(n, {}))
         noops = {n: json.dumps({"deviceId": "bench-a", "cursor": cursors[n]}) for n in sizes}
         for n in sizes:
-            check(drv.load(servers[n], "/v2/sync", body_json=noops[n], count=50), "warm-up")
+            check(drv.load(servers[n], "/v2/sync", body_json=noops[n], count=50,
+                           duration=P["noop_max_s"], drain=30), "warm-up")
             v2["sizes"][n]["noop"] = []
         log(f"v2 stores {', '.join(map(str, sizes))}: (d) no-op sync, "
-            f"{P['noop_runs']} x {P['noop_count']} each, in turns")
+            f"{P['noop_runs']} x {P['noop_count']} each (at most {P['noop_max_s']} s a run), "
+            f"in turns")
         for _ in range(P["noop_runs"]):
             for n in sizes:
                 v2["sizes"][n]["noop"].append(
                     check(drv.load(servers[n], "/v2/sync", body_json=noops[n],
-                                   count=P["noop_count"]), "(d) no-op"))
+                                   count=P["noop_count"], duration=P["noop_max_s"], drain=30),
+                          "(d) no-op"))
         for n in sizes:
             cursors[n] = v2_messages(drv, servers[n], n, P, v2["sizes"][n], cursors[n])
         for n in sizes[:-1]:  # (e) runs alone on the machine
@@ -523,6 +553,7 @@ def summarize(res, P, meta):
             S["v2"][n] = m
         if v2.get("e"):
             S["v2"]["e_rps"] = tri(x["sync"]["throughput_rps"] for x in v2["e"])
+            S["v2"]["e_failures"] = v2.get("e_failures", [])
             S["v2"]["e_p50"] = tri(x["sync"]["lat_ms"]["p50"] for x in v2["e"])
             S["v2"]["e_p99"] = tri(x["sync"]["lat_ms"]["p99"] for x in v2["e"])
             S["v2"]["e_rss"] = tri(x["server"]["peak_rss_kib"] / 1024 for x in v2["e"])
@@ -537,6 +568,9 @@ def summarize(res, P, meta):
             S["v2"]["e_threads"] = [t / mr["elapsed_s"] * 100
                                     for t in mr["server"].get("thread_cpu_s", [])]
     return S
+
+
+PLOTS_HEAD = "### Plots"
 
 
 def markdown(res, S, P, meta, plots, errors):
@@ -582,7 +616,7 @@ def markdown(res, S, P, meta, plots, errors):
 
     ra = ratio(med(rm.get("a_time")), med(ps.get("a_time")))
     row(f"(a) one sync, server already holds the set ({P['single_repeats']} syncs)",
-        "time (s)", "a_time", 3, ra, "≥ 5× faster", None if ra is None else ra >= 5)
+        "time (s)", "a_time", 3, ra, "≥ 10× faster", None if ra is None else ra >= 10)
     row("", "server CPU per sync (s)", "a_cpu", 2)
     if ps.get("a_body") or rm.get("a_body"):
         cells = [f"{s['a_body'][0]:,.0f} / {s['a_body'][1]:,.0f}" if s.get("a_body") else "–"
@@ -621,7 +655,7 @@ def markdown(res, S, P, meta, plots, errors):
     rc = ratio(med(rm.get("c_time")), med(ps.get("c_time")))
     row(f"(c) fresh device: sends {P['fresh_chats']} chats, receives the other "
         f"{P['ref_chats'] - P['fresh_chats']:,} ({P['single_repeats']} syncs)", "time (s)",
-        "c_time", 3, rc, "≥ 5× faster", None if rc is None else rc >= 5)
+        "c_time", 3, rc, "(#15 table: seed shape)", None)
     if ps.get("c_body") or rm.get("c_body"):
         cells = [f"{s['c_body'][0]:,.0f} / {s['c_body'][1]:,.0f}" if s.get("c_body") else "–"
                  for s in (ps, rm, rf)]
@@ -638,7 +672,8 @@ def markdown(res, S, P, meta, plots, errors):
         add(f"### v2 incremental sync (polysyncd only; the reference has no v2) — store: "
             f"N chats × {P['v2_msgs']} messages + one chat of {P['big_msgs']:,} messages")
         add("")
-        add(f"(d) {P['noop_runs']} runs × {P['noop_count']} no-op syncs and "
+        add(f"(d) {P['noop_runs']} runs × {P['noop_count']} no-op syncs (a run stops at "
+            f"{P['noop_max_s']} s if not done) and "
             f"{P['msg_runs']} runs × {P['msg_count']} one-message syncs per store, one "
             f"connection; the stores are all seeded first and their no-op runs take turns "
             f"(smallest to largest, and again), so a passing disturbance of the machine falls on "
@@ -684,10 +719,13 @@ def markdown(res, S, P, meta, plots, errors):
         if "e_rps" in v2:
             e = v2
             add(f"| (e) {P['e_conns']} connections of no-op syncs for {P['e_duration']} s "
-                f"({P['e_repeats']} runs, {res['v2']['store']:,}-chat store): ≥ 20,000 syncs/s | "
-                f"{fmt_tri(e['e_rps'], 0)} syncs/s | {verdict(e['e_rps'][1] >= 20000)} |")
+                f"({P['e_repeats']} runs, {res['v2']['store']:,}-chat store): ≥ 50,000 syncs/s | "
+                f"{fmt_tri(e['e_rps'], 0)} syncs/s | {verdict(e['e_rps'][1] >= 50000)} |")
             add(f"| (e) p99 < 5 ms | {fmt_tri(e['e_p99'], 2)} ms (p50 {fmt_tri(e['e_p50'], 2)}) | "
                 f"{verdict(e['e_p99'][1] < 5)} |")
+            if res["v2"].get("e_failures"):
+                add(f"| (e) every request answered | failed or cut: "
+                    f"{'; '.join(res['v2']['e_failures'])} | **no** |")
             add(f"| (e) CPU, % of one core (2 cores = 200 %) | server "
                 f"{fmt_tri(e['e_server_cpu'], 0)}; driver {fmt_tri(e['e_driver_cpu'], 0)} | – |")
             add(f"| (e) busiest server threads, % of one core (median run) | "
@@ -698,7 +736,7 @@ def markdown(res, S, P, meta, plots, errors):
                 f"{fmt_tri(e.get('e_other'), 0)} | – |")
         add("")
     if plots:
-        add("### Plots")
+        add(PLOTS_HEAD)
         add("")
         for title, fname in plots:
             add(f"![{title}]({fname})")
@@ -1046,16 +1084,28 @@ def hotspots_md(outdir, P, meta):
 
 # ---- main ------------------------------------------------------------------
 
+SECTIONS = ("legacy", "v2", "t15", "pouch", "browser", "pg")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller sets, shorter runs (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="smaller sets, shorter runs (~3 min)")
     ap.add_argument("--profile", action="store_true", help="perf profile of (a) and (b)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
     ap.add_argument("--no-pg", action="store_true", help="without the PostgreSQL column")
+    ap.add_argument("--only", metavar="LIST", default=",".join(SECTIONS),
+                    help=f"run only these parts, comma-separated (default: all of "
+                         f"{','.join(SECTIONS)}); a part run alone never refreshes the docs")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                     help="first wait up to S seconds for other processes to go quiet")
     a = ap.parse_args()
+    only = set(x.strip() for x in a.only.split(",") if x.strip())
+    if only - set(SECTIONS):
+        sys.exit(f"bench: unknown part(s) {', '.join(sorted(only - set(SECTIONS)))}")
+    if a.no_pg:
+        only.discard("pg")
+    partial = only != set(SECTIONS) - ({"pg"} if a.no_pg else set())
     P = QUICK if a.quick else FULL
     BUDGET[0] = P["budget_s"]
     build = os.path.abspath(a.build)
@@ -1068,7 +1118,7 @@ def main():
     # run copies: other people may rebuild build/ while the bench runs (and perf
     # needs the binary that is running to resolve its symbols)
     os.makedirs(os.path.join(work, "bin"))
-    for exe in ("polysyncd", "psbench"):
+    for exe in ("polysyncd", "psbench", "polysync"):
         shutil.copy2(os.path.join(build, "bin", exe), os.path.join(work, "bin", exe))
     meta = machine_meta(build, P["name"])
     build = work  # from here on, <build>/bin/... are the copies
@@ -1079,6 +1129,9 @@ def main():
 
     ref_body = os.path.join(work, "reference-set.json")
     fresh_body = os.path.join(work, "fresh-device.json")
+    fresh_seed_body = os.path.join(work, "fresh-device-seed-shape.json")
+    meta["fresh_seed_body_bytes"] = drv.gen(fresh_seed_body, P["fresh_chats"], P["ref_msgs"],
+                                            shape="seed")
     meta["ref_body_bytes"] = drv.gen(ref_body, P["ref_chats"], P["ref_msgs"])
     meta["fresh_body_bytes"] = drv.gen(fresh_body, P["fresh_chats"], P["ref_msgs"],
                                        envelope="fresh-device")
@@ -1094,6 +1147,8 @@ def main():
         # the references first (their cost is known), then polysyncd: if it is slow,
         # only its own repeats and the sweeps are cut by the time budget
         for name in ("reference-memory", "reference-file", "v2", "polysyncd"):
+            if ("v2" if name == "v2" else "legacy") not in only:
+                continue
             try:
                 if name == "v2":
                     v2_runs(drv, build, work, P, res)
@@ -1121,8 +1176,28 @@ def main():
         for srv in servers:
             srv.stop()
 
+    # issue #15's targets, side by side with the seed server (bench/targets.py)
+    if "t15" in only:
+        res["t15"] = targets.run(sys.modules[__name__], drv, build, work, P, ref_body,
+                                 fresh_seed_body)
+        errors += res["t15"].get("errors", [])
+    # end to end: the polysync CLI + polysyncd against PouchDB (bench/pouch_column.py)
+    if "pouch" in only:
+        try:
+            res["pouch"] = pouch_column.run(sys.modules[__name__], build, work, P, ref_body)
+            errors += res["pouch"].get("errors", [])
+        except Exception as e:
+            errors.append(f"pouchdb: {e}")
+            log(f"pouchdb failed: {e}")
+    if "browser" in only:
+        try:
+            res["browser"] = pouch_column.browser(sys.modules[__name__], build, work, P,
+                                                  ref_body)
+        except Exception as e:
+            errors.append(f"browser: {e}")
+            log(f"browser failed: {e}")
     # the PostgreSQL column: one and two instances on one database (bench/pg_column.py)
-    if not a.no_pg and pg_column.available():
+    if "pg" in only and pg_column.available():
         try:
             res["postgres"] = pg_column.run(sys.modules[__name__], drv, build, work, P,
                                             ref_body, fresh_body)
@@ -1137,6 +1212,20 @@ def main():
     S = summarize(res, P, meta)
     made = plots(res, S, P, outdir, work)
     md = markdown(res, S, P, meta, made, errors)
+    if res.get("pouch"):
+        md = md.replace(PLOTS_HEAD, pouch_column.markdown(res["pouch"], P) + "\n\n" + PLOTS_HEAD, 1) \
+            if PLOTS_HEAD in md else md + "\n\n" + pouch_column.markdown(res["pouch"], P)
+    if res.get("browser"):
+        md += "\n\n" + pouch_column.browser_markdown(res["browser"], P)
+    if res.get("t15"):
+        rows = targets.summarize(res["t15"], S)
+        if res.get("pouch"):
+            rows += pouch_column.target_rows(res["pouch"], res["t15"])
+        S["t15_rows"] = rows
+        # the targets first: every row of issue #15 with met yes / no
+        head, sep, rest = md.partition("\n### ")
+        md = (head + "\n### Targets of issue #15 — side by side in this run\n\n" +
+              targets.markdown(rows, P, res["t15"]) + "\n" + sep + rest)
     if res.get("postgres"):
         md += ("\n\n#### SQLite and PostgreSQL (one and two instances on one database)\n\n" +
                pg_column.markdown([("SQLite", pg_column.sqlite_figures(res))] +
@@ -1149,7 +1238,7 @@ def main():
         json.dump({"meta": meta, "profile": P, "summary": S, "runs": res, "errors": errors}, f,
                   indent=1, default=str)
     log(f"results: {os.path.relpath(outdir, ROOT)}/results.md")
-    if not a.quick and not a.no_docs:
+    if not a.quick and not a.no_docs and not partial:
         update_doc(md, outdir)
     print()
     print(md)

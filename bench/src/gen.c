@@ -318,3 +318,14 @@ void gen_legacy_body(buf *out, const gen_cfg *g, long first, long count, long nm
     }
     buf_adds(out, "],\"deletions\":[]}");
 }
+
+void gen_seed_body(buf *out, const gen_cfg *g, long first, long count, long nmsgs)
+{
+    buf_adds(out, "{\"chats\":[");
+    for (long c = first; c < first + count; c++) {
+        if (c > first)
+            buf_addc(out, ',');
+        gen_chat_legacy(out, g, c, nmsgs);
+    }
+    buf_adds(out, "]}");
+}

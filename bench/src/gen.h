@@ -34,5 +34,7 @@ void gen_chat_legacy(buf *out, const gen_cfg *g, long chat, long nmsgs);
 void gen_chat_change(buf *out, const gen_cfg *g, long chat, long nmsgs, long clock);
 /* A whole legacy /sync body with chats first..first+count-1. */
 void gen_legacy_body(buf *out, const gen_cfg *g, long first, long count, long nmsgs);
+/* The same chats in the seed document's own shape: {"chats":[...]}, nothing else. */
+void gen_seed_body(buf *out, const gen_cfg *g, long first, long count, long nmsgs);
 
 #endif

@@ -100,9 +100,11 @@ void engine_set_request(engine *e, conn *c, const char *path, const char *body, 
 {
     c->head.len = 0;
     buf_addf(&c->head,
-             "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-             "%sContent-Length: %zu\r\n\r\n",
-             path, e->host, e->port, e->gzip ? "Accept-Encoding: gzip\r\n" : "", len);
+             "%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+             "%s%s%sContent-Length: %zu\r\n\r\n",
+             e->method ? e->method : "POST", path, e->host, e->port,
+             e->gzip ? "Accept-Encoding: gzip\r\n" : "", e->header ? e->header : "",
+             e->header ? "\r\n" : "", len);
     c->body = body;
     c->body_len = len;
     c->kind = kind < 0 || kind >= ENGINE_KINDS ? 0 : kind;
@@ -146,6 +148,29 @@ static void note_error(engine *e, const char *fmt, const char *detail)
 {
     if (!e->first_error[0])
         snprintf(e->first_error, sizeof e->first_error, fmt, detail);
+}
+
+/* A process that has not exited (a zombie has: its parent just has not reaped it yet). */
+static bool process_running(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')');
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static bool watched_running(const engine *e)
+{
+    for (int i = 0; i < e->nwhile; i++)
+        if (process_running(e->while_pid[i]))
+            return true;
+    return false;
 }
 
 static bool limits_reached(engine *e, double t)
@@ -200,6 +225,12 @@ static void finish(engine *e, conn *c)
     double t = now_s();
     lat_stats *s = &e->st[c->kind];
     lat_add(s, t - c->t_start);
+    if (e->poll_interval_s > 0 && c->kind == 0) {
+        lat_add(&e->corrected, t - c->t_start);
+        for (double late = t - c->t_start - e->poll_interval_s; late >= e->poll_interval_s;
+             late -= e->poll_interval_s)
+            lat_add(&e->corrected, late);
+    }
     s->wire_out += c->head.len + c->body_len;
     s->body_out += c->body_len;
     s->wire_in += c->wire_in;
@@ -494,6 +525,10 @@ int engine_run(engine *e)
         if (t >= next_sample) {
             procmon_sample(&e->mon);
             next_sample = t + 0.05;
+            if (e->nwhile && t < e->deadline && !watched_running(e)) {
+                e->deadline = t; /* the window ends with the processes watched */
+                e->duration_s = t - e->t0;
+            }
         }
         int n = epoll_wait(e->epfd, evs, 64, 50);
         for (int i = 0; i < n; i++) {
@@ -511,6 +546,7 @@ int engine_run(engine *e)
     e->driver_cpu_s = cpu_self() - cpu0;
     for (int k = 0; k < ENGINE_KINDS; k++)
         lat_sort(&e->st[k]);
+    lat_sort(&e->corrected);
     return 0;
 }
 
@@ -531,4 +567,5 @@ void engine_free(engine *e)
         close(e->epfd);
     for (int k = 0; k < ENGINE_KINDS; k++)
         free(e->st[k].v);
+    free(e->corrected.v);
 }

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #define ENGINE_KINDS 2
+#define ENGINE_WHILE_PIDS 8
 
 typedef struct lat_stats {
     double *v; /* seconds */
@@ -40,18 +41,29 @@ struct engine {
     const char *host;
     int port;
     int nconns;
-    double duration_s; /* 0: no time limit */
-    long count;        /* 0: no count limit */
-    double drain_s;    /* after the time limit, how long in-flight requests may finish */
-    bool keep_body;    /* keep whole answer bodies (else only the first KiB) */
-    bool gzip;         /* send Accept-Encoding: gzip */
+    double duration_s;  /* 0: no time limit */
+    long count;         /* 0: no count limit */
+    double drain_s;     /* after the time limit, how long in-flight requests may finish */
+    bool keep_body;     /* keep whole answer bodies (else only the first KiB) */
+    bool gzip;          /* send Accept-Encoding: gzip */
+    const char *method; /* NULL: POST */
+    const char *header; /* NULL, or one more header line, without CRLF ("Name: value") */
     engine_next_fn next;
     engine_done_fn done;
     void *user;
     pid_t pid; /* server to watch, 0: none */
+    /* the time window also ends once all of these processes have exited (e.g. the
+     * writers a reader is measured against); duration_s stays the upper bound */
+    pid_t while_pid[ENGINE_WHILE_PIDS];
+    int nwhile;
+    /* > 0: the latencies are also kept as a device polling at this interval would see
+     * them: an answer late by k intervals adds the k polls that would have waited behind
+     * it (HdrHistogram's expected-interval correction of a closed loop) */
+    double poll_interval_s;
 
     /* results */
     lat_stats st[ENGINE_KINDS];
+    lat_stats corrected; /* with poll_interval_s: kind 0's latencies, corrected */
     long issued, aborted, conn_errors;
     double elapsed_s;
     procmon_result server;

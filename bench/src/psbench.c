@@ -3,8 +3,13 @@
  *
  *   psbench gen     --chats N --messages M [--first F] [--seed S] [--device D]
  *                   [--envelope-device D2] [--out FILE]
- *   psbench load    --url URL --path P (--body FILE | --body-json TEXT)
+ *   psbench gen     ... [--shape seed]   (seed: the seed document's {"chats":[...]} only)
+ *   psbench load    --url URL --path P (--body FILE[,FILE...] | --body-json TEXT)
  *                   [--conns C] [--duration S] [--count N] [--pid PID] [--drain S]
+ *                   [--method GET] [--header "Name: value"] [--while-pids P1,P2]
+ *                   [--poll-interval-ms T]  (also: latencies as a device polling every T
+ *                   ms sees them, an answer late by k polls adding the k that waited)
+ *                   (several bodies: request k sends body k mod n, in order)
  *   psbench seed-v2 --url URL --device D --chats N --messages M [--big-messages K]
  *                   [--batch B] [--seed S]
  *   psbench v2msg   --url URL --cursor C --device-a A --device-b B --count N
@@ -145,6 +150,14 @@ static void print_engine(const engine *e, const char *const *names, int kinds)
            e->server.machine_busy_s);
     print_json_string(e->first_error);
     putchar(',');
+    if (e->poll_interval_s > 0) {
+        const lat_stats *s = &e->corrected;
+        printf("\"corrected\":{\"poll_interval_ms\":%.3f,\"samples\":%zu,\"lat_ms\":{"
+               "\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}},",
+               e->poll_interval_s * 1e3, s->n, percentile(s->v, s->n, 50) * 1e3,
+               percentile(s->v, s->n, 90) * 1e3, percentile(s->v, s->n, 99) * 1e3,
+               s->n ? s->v[s->n - 1] * 1e3 : 0);
+    }
     for (int k = 0; k < kinds; k++)
         print_stats(names[k], &e->st[k], window, 0);
 }
@@ -171,7 +184,10 @@ static int cmd_gen(const args *a)
     long first = opt_long(a, "--first", 0);
     const char *out = opt(a, "--out", NULL);
     buf b = {0};
-    gen_legacy_body(&b, &g, first, chats, msgs);
+    if (strcmp(opt(a, "--shape", "polysync"), "seed") == 0)
+        gen_seed_body(&b, &g, first, chats, msgs);
+    else
+        gen_legacy_body(&b, &g, first, chats, msgs);
     FILE *f = out ? fopen(out, "wb") : stdout;
     if (!f || fwrite(b.data, 1, b.len, f) != b.len || (out && fclose(f) != 0)) {
         perror(out ? out : "stdout");
@@ -185,16 +201,37 @@ static int cmd_gen(const args *a)
 
 /* ---- load: one fixed body, again and again ---- */
 
+#define LOAD_MAX_BODIES 16
+
 typedef struct fixed_job {
     const char *path;
-    buf body;
+    buf body[LOAD_MAX_BODIES];
+    int nbodies;
+    long next; /* requests issued so far: which body goes next */
 } fixed_job;
 
 static bool fixed_next(engine *e, conn *c)
 {
     fixed_job *j = e->user;
-    engine_set_request(e, c, j->path, j->body.data, j->body.len, 0);
+    const buf *b = &j->body[j->next++ % j->nbodies];
+    engine_set_request(e, c, j->path, b->data, b->len, 0);
     return true;
+}
+
+/* --body A,B,C: each file read whole, sent in turn */
+static int read_bodies(fixed_job *j, const char *list)
+{
+    char *copy = strdup(list);
+    for (char *save = NULL, *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        if (j->nbodies == LOAD_MAX_BODIES) {
+            fprintf(stderr, "psbench load: at most %d bodies\n", LOAD_MAX_BODIES);
+            free(copy);
+            return -1;
+        }
+        buf_read_file(&j->body[j->nbodies++], f);
+    }
+    free(copy);
+    return j->nbodies ? 0 : -1;
 }
 
 static void setup_engine(engine *e, const args *a)
@@ -208,6 +245,15 @@ static void setup_engine(engine *e, const args *a)
     e->drain_s = opt_double(a, "--drain", 120);
     e->pid = (pid_t)opt_long(a, "--pid", 0);
     e->gzip = opt_long(a, "--gzip", 0) != 0;
+    e->header = opt(a, "--header", NULL);
+    e->poll_interval_s = opt_double(a, "--poll-interval-ms", 0) / 1e3;
+    const char *w = opt(a, "--while-pids", NULL); /* comma-separated */
+    for (char *end = NULL; w && *w && e->nwhile < ENGINE_WHILE_PIDS; w = end + (*end == ',')) {
+        long pid = strtol(w, &end, 10);
+        if (end == w)
+            break;
+        e->while_pid[e->nwhile++] = (pid_t)pid;
+    }
     if (e->duration_s <= 0 && e->count <= 0)
         e->count = 1;
 }
@@ -218,11 +264,15 @@ static int cmd_load(const args *a)
     setup_engine(&e, a);
     fixed_job j = {.path = opt(a, "--path", "/sync")};
     const char *file = opt(a, "--body", NULL), *text = opt(a, "--body-json", NULL);
-    if (file)
-        buf_read_file(&j.body, file);
-    else if (text)
-        buf_adds(&j.body, text);
-    else {
+    e.method = opt(a, "--method", NULL);
+    if (file) {
+        if (read_bodies(&j, file) < 0)
+            return 2;
+    } else if (text) {
+        buf_adds(&j.body[j.nbodies++], text);
+    } else if (e.method && strcmp(e.method, "GET") == 0) {
+        j.nbodies = 1; /* no body */
+    } else {
         fputs("psbench load: --body FILE or --body-json TEXT\n", stderr);
         return 2;
     }
@@ -234,7 +284,8 @@ static int cmd_load(const args *a)
     print_engine(&e, names, 1);
     printf("\"path\":\"%s\"}\n", j.path);
     engine_free(&e);
-    buf_free(&j.body);
+    for (int i = 0; i < j.nbodies; i++)
+        buf_free(&j.body[i]);
     return 0;
 }
 
