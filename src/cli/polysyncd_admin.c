@@ -1,5 +1,6 @@
 /* `polysyncd token issue` and `polysyncd user list|delete`; see the header. */
 #include "cli/polysyncd_admin.h"
+#include "core/json_build.h"
 #include "core/timestamp.h"
 #include "server/auth.h"
 #include "server/devices.h"
@@ -354,6 +355,7 @@ typedef struct token_listing {
     bool json;
     json_object *rows;
     int64_t now_ms;
+    ps_code rc; /* PS_ERR_NOMEM: a row could not be built (the listing stopped) */
 } token_listing;
 
 static const char *token_status(const ps_token_row *t, int64_t now_ms)
@@ -373,18 +375,23 @@ static int print_token(void *ctx, const ps_token_row *t)
         return 0;
     }
     json_object *row = json_object_new_object();
-    json_object_object_add(row, "id", json_object_new_string(t->jti));
-    json_object_object_add(row, "user", json_object_new_string(t->user));
-    json_object_object_add(row, "issuedAt", json_object_new_string(issued));
-    json_object_object_add(row, "expiresAt", json_object_new_string(expires));
-    json_object_object_add(row, "status", json_object_new_string(token_status(t, l->now_ms)));
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, row, "id", json_object_new_string(t->jti));
+    ps__json_set(&rc, row, "user", json_object_new_string(t->user));
+    ps__json_set(&rc, row, "issuedAt", json_object_new_string(issued));
+    ps__json_set(&rc, row, "expiresAt", json_object_new_string(expires));
+    ps__json_set(&rc, row, "status", json_object_new_string(token_status(t, l->now_ms)));
     if (t->revoked_ms) {
         char revoked[32];
         ps_time_format_iso(t->revoked_ms, revoked);
-        json_object_object_add(row, "revokedAt", json_object_new_string(revoked));
+        ps__json_set(&rc, row, "revokedAt", json_object_new_string(revoked));
     }
-    json_object_array_add(l->rows, row);
-    return 0;
+    if (rc != PS_OK) {
+        json_object_put(row);
+        row = NULL;
+    }
+    ps__json_push(&l->rc, l->rows, row);
+    return l->rc != PS_OK;
 }
 
 typedef struct list_args {
@@ -395,7 +402,10 @@ typedef struct list_args {
 static ps_code list_tokens(ps_store *st, const void *arg, ps_error *err)
 {
     const list_args *a = arg;
-    return st->ops->token_list(st, a->user, print_token, a->listing, err);
+    ps_code rc = st->ops->token_list(st, a->user, print_token, a->listing, err);
+    if (rc == PS_OK && a->listing->rc != PS_OK)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory listing the tokens");
+    return rc;
 }
 
 typedef struct revoke_args {
@@ -459,6 +469,7 @@ typedef struct device_listing {
     bool json;
     json_object *rows;
     int64_t now_ms, retention_ms;
+    ps_code rc; /* PS_ERR_NOMEM: a row could not be built (the listing stopped) */
 } device_listing;
 
 static int print_device(void *ctx, const ps_device_row *d)
@@ -476,11 +487,8 @@ static int print_device(void *ctx, const ps_device_row *d)
                expired ? "expired" : "active");
         return 0;
     }
-    json_object *row = ps_device_row_json(d, l->now_ms, l->retention_ms);
-    if (!row)
-        return 1;
-    json_object_array_add(l->rows, row);
-    return 0;
+    ps__json_push(&l->rc, l->rows, ps_device_row_json(d, l->now_ms, l->retention_ms));
+    return l->rc != PS_OK;
 }
 
 typedef struct device_args {
@@ -491,7 +499,10 @@ typedef struct device_args {
 static ps_code list_devices(ps_store *st, const void *arg, ps_error *err)
 {
     const device_args *a = arg;
-    return st->ops->device_list(st, a->user, print_device, a->listing, err);
+    ps_code rc = st->ops->device_list(st, a->user, print_device, a->listing, err);
+    if (rc == PS_OK && a->listing->rc != PS_OK)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory listing the devices");
+    return rc;
 }
 
 static ps_code forget_device(ps_store *st, const void *arg, ps_error *err)

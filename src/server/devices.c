@@ -1,6 +1,7 @@
 /* The device registry's v2 side; see devices.h. */
 #include "server/devices.h"
 #include "core/hash.h"
+#include "core/json_build.h"
 #include "core/timestamp.h"
 
 #include <pthread.h>
@@ -119,15 +120,18 @@ json_object *ps_device_row_json(const ps_device_row *d, int64_t now_ms, int64_t 
     ps_time_format_iso(d->first_seen_ms, first);
     ps_time_format_iso(d->last_seen_ms, last);
     json_object *row = json_object_new_object();
-    if (!row)
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, row, "id", json_object_new_string(d->id));
+    ps__json_set(&rc, row, "protocol", json_object_new_string(d->protocol));
+    ps__json_set(&rc, row, "firstSeen", json_object_new_string(first));
+    ps__json_set(&rc, row, "lastSeen", json_object_new_string(last));
+    ps__json_set(&rc, row, "client", json_object_new_string(d->client));
+    ps__json_set(&rc, row, "ackedSeq", json_object_new_int64(d->acked_seq));
+    ps__json_set(&rc, row, "expired",
+                 json_object_new_boolean(now_ms - d->last_seen_ms > retention_ms));
+    if (rc != PS_OK) {
+        json_object_put(row);
         return NULL;
-    json_object_object_add(row, "id", json_object_new_string(d->id));
-    json_object_object_add(row, "protocol", json_object_new_string(d->protocol));
-    json_object_object_add(row, "firstSeen", json_object_new_string(first));
-    json_object_object_add(row, "lastSeen", json_object_new_string(last));
-    json_object_object_add(row, "client", json_object_new_string(d->client));
-    json_object_object_add(row, "ackedSeq", json_object_new_int64(d->acked_seq));
-    json_object_object_add(row, "expired",
-                           json_object_new_boolean(now_ms - d->last_seen_ms > retention_ms));
+    }
     return row;
 }

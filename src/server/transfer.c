@@ -18,6 +18,16 @@ static bool is_tombstone_entry(json_object *entry)
            json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 }
 
+/* Appends v (a reference taken over; NULL allowed) to arr; on failure v
+ * is released and the import ends with out of memory, not a chat short. */
+static ps_code append(json_object *arr, json_object *v, ps_error *err)
+{
+    if (json_object_array_add(arr, v) == 0)
+        return PS_OK;
+    json_object_put(v);
+    return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+}
+
 /* Collects the file's entries (borrowed references) into `list`. */
 static ps_code list_entries(json_object *doc, json_object *list, ps_import_report *r,
                             int64_t *file_clock, ps_error *err)
@@ -36,7 +46,8 @@ static ps_code list_entries(json_object *doc, json_object *list, ps_import_repor
             json_object_object_foreach(chats, key, val)
             {
                 (void)key;
-                json_object_array_add(list, json_object_get(val));
+                if (append(list, json_object_get(val), err) != PS_OK)
+                    return err->code;
             }
             return PS_OK;
         }
@@ -47,8 +58,7 @@ static ps_code list_entries(json_object *doc, json_object *list, ps_import_repor
     } else if (json_object_is_type(doc, json_type_object) &&
                json_object_object_get_ex(doc, "id", NULL)) {
         r->format = "one chat";
-        json_object_array_add(list, json_object_get(doc));
-        return PS_OK;
+        return append(list, json_object_get(doc), err);
     } else {
         return ps_error_set(err, PS_ERR_INVALID, -1, "",
                             "not a chat file: expected a JSON array of chats, chatStore.json "
@@ -56,7 +66,8 @@ static ps_code list_entries(json_object *doc, json_object *list, ps_import_repor
     }
     size_t n = json_object_array_length(chats);
     for (size_t i = 0; i < n; i++)
-        json_object_array_add(list, json_object_get(json_object_array_get_idx(chats, i)));
+        if (append(list, json_object_get(json_object_array_get_idx(chats, i)), err) != PS_OK)
+            return err->code;
     return PS_OK;
 }
 
@@ -127,7 +138,8 @@ static ps_code check_entries(const ps_sync_ctx *ctx, json_object *list, json_obj
                                     "[counter, deviceId] with a counter from 0 to 2^53 - 1",
                                     i, json_object_get_string(v));
             r->tombstones++;
-            json_object_array_add(contents, NULL);
+            if (append(contents, NULL, err) != PS_OK)
+                return err->code;
             continue;
         }
         json_object *content = json_object_is_type(entry, json_type_object)
@@ -135,7 +147,8 @@ static ps_code check_entries(const ps_sync_ctx *ctx, json_object *list, json_obj
                                    : json_object_get(entry);
         if (!content && json_object_is_type(entry, json_type_object))
             return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        json_object_array_add(contents, content);
+        if (append(contents, content, err) != PS_OK)
+            return err->code;
         ps_code rc = ps_validate_chat(content, (long)i, ctx->limits, err);
         if (rc != PS_OK)
             return rc;
