@@ -197,7 +197,7 @@ done:
     return rc;
 }
 
-static ps_code apply_legacy(sync_run *r, json_object *ans, int64_t max_seq, ps_error *err)
+ps_code ps__apply_legacy_answer(sync_run *r, json_object *ans, int64_t max_seq, ps_error *err)
 {
     ps_client *c = r->c;
     json_object *missing = NULL, *dels = NULL, *v;
@@ -298,7 +298,7 @@ ps_code ps__sync_legacy(sync_run *r, ps_error *err)
         rc = ps_error_set(err, PS_ERR_IO, -1, "", "the answer of %s/sync is not JSON: %s",
                           c->server, perr.message);
     if (rc == PS_OK)
-        rc = apply_legacy(r, ans, max_seq, err);
+        rc = ps__apply_legacy_answer(r, ans, max_seq, err);
     if (rc == PS_OK) {
         r->st->changes_sent = count;
         r->st->pages = 1;
