@@ -118,9 +118,9 @@ ps_code ps_dynbuf_add_json_string(ps_dynbuf *b, const char *s)
     json_object *str = json_object_new_string(s);
     if (!str)
         return PS_ERR_NOMEM;
-    ps_code rc =
-        ps_dynbuf_adds(b, json_object_to_json_string_ext(str, JSON_C_TO_STRING_PLAIN |
-                                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
+    const char *text = json_object_to_json_string_ext(str, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
+    ps_code rc = text ? ps_dynbuf_adds(b, text) : PS_ERR_NOMEM; /* NULL: out of memory */
     json_object_put(str);
     return rc;
 }

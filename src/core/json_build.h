@@ -10,6 +10,7 @@
  * Ownership: like json_object_object_add, each call takes over the
  * caller's reference to `value` — on failure it is released here, so a
  * failed build leaks nothing; the container stays the caller's.
+ * Inline: the codec builds every stored chat state with these.
  */
 #ifndef PS_CORE_JSON_BUILD_H
 #define PS_CORE_JSON_BUILD_H
@@ -20,14 +21,41 @@
 #include <stdbool.h>
 
 /* obj[key] = value (value NULL: a failed allocation, not JSON null). */
-void ps__json_set(ps_code *rc, json_object *obj, const char *key, json_object *value);
+static inline void ps__json_set(ps_code *rc, json_object *obj, const char *key, json_object *value)
+{
+    if (*rc == PS_OK && obj && value && json_object_object_add(obj, key, value) == 0)
+        return;
+    if (*rc == PS_OK)
+        *rc = PS_ERR_NOMEM;
+    json_object_put(value);
+}
+
+/* obj[key] = null, on purpose. */
+static inline void ps__json_set_null(ps_code *rc, json_object *obj, const char *key)
+{
+    if (*rc == PS_OK && (!obj || json_object_object_add(obj, key, NULL) != 0))
+        *rc = PS_ERR_NOMEM;
+}
+
 /* obj[key] = value when `present`, else null on purpose (a NULL value
  * while present is a failed allocation). */
-void ps__json_set_opt(ps_code *rc, json_object *obj, const char *key, bool present,
-                      json_object *value);
-/* obj[key] = null, on purpose. */
-void ps__json_set_null(ps_code *rc, json_object *obj, const char *key);
+static inline void ps__json_set_opt(ps_code *rc, json_object *obj, const char *key, bool present,
+                                    json_object *value)
+{
+    if (present)
+        ps__json_set(rc, obj, key, value);
+    else
+        ps__json_set_null(rc, obj, key);
+}
+
 /* Appends value to arr (value NULL: a failed allocation). */
-void ps__json_push(ps_code *rc, json_object *arr, json_object *value);
+static inline void ps__json_push(ps_code *rc, json_object *arr, json_object *value)
+{
+    if (*rc == PS_OK && arr && value && json_object_array_add(arr, value) == 0)
+        return;
+    if (*rc == PS_OK)
+        *rc = PS_ERR_NOMEM;
+    json_object_put(value);
+}
 
 #endif

@@ -130,8 +130,10 @@ static void remote_change(void *ctx, const char *user, const char *device, int64
 static void server_free(ps_server *srv)
 {
     ps__housekeeping_stop(srv->housekeeping); /* it uses the store: first */
-    if (srv->env.store && srv->env.store->ops->listen)
-        srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
+    if (srv->env.store && srv->env.store->ops->listen) {
+        ps_code stopped = srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
+        (void)stopped; /* stopping the calls has nothing to report */
+    }
     ps_access_free(srv->access); /* its poller cuts streams: stop it first */
     ps_events_free(srv->events);
     ps_ws_free(srv->ws);
