@@ -187,10 +187,17 @@ static ps_code tally_user(ps_store *s, const char *name, tally *t, ps_error *err
         if ((rc = s->ops->chat_load(s, u.id, refs.v[i].id, false, &c, err)) != PS_OK || !c)
             break;
         json_object *state = ps_chat_header_to_json(c);
+        const char *state_text = state ? ps_json_text(state, NULL) : NULL;
+        if (!state_text) { /* never an empty state in the copy */
+            json_object_put(state);
+            ps_chat_free(c);
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+            break;
+        }
         t->chats++;
         put_text(t, refs.v[i].id);
         put_int(t, refs.v[i].seq);
-        put_text(t, state ? ps_json_text(state, NULL) : "");
+        put_text(t, state_text);
         json_object_put(state);
         ps_chat_free(c);
         /* every message, with its change number and origin */

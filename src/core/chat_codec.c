@@ -9,6 +9,7 @@
  * where stamp = [ts, lamport, device].
  */
 #include "core/chat_codec.h"
+#include "core/json_build.h"
 #include "core/timestamp.h"
 
 #include <stdlib.h>
@@ -238,14 +239,24 @@ static int order_cmp(const void *a, const void *b)
     return ps_message_order_cmp(*(const ps_message *const *)a, *(const ps_message *const *)b);
 }
 
+/* The document built (json_build.h), or NULL when an allocation failed
+ * on the way: what the callers of the *_json functions below check. */
+static json_object *built(json_object *doc, ps_code rc)
+{
+    if (rc == PS_OK)
+        return doc;
+    json_object_put(doc);
+    return NULL;
+}
+
+/* NULL when out of memory (as json_object_new_* are). */
 static json_object *lamport_json(int64_t counter, const char *id)
 {
     json_object *arr = json_object_new_array_ext(2);
-    if (!arr)
-        return NULL;
-    json_object_array_add(arr, json_object_new_int64(counter));
-    json_object_array_add(arr, json_object_new_string(id ? id : ""));
-    return arr;
+    ps_code rc = PS_OK;
+    ps__json_push(&rc, arr, json_object_new_int64(counter));
+    ps__json_push(&rc, arr, json_object_new_string(id ? id : ""));
+    return built(arr, rc);
 }
 
 json_object *ps_chat_to_legacy(const ps_chat *chat)
@@ -259,26 +270,27 @@ json_object *ps_chat_to_legacy(const ps_chat *chat)
         free(order);
         return NULL;
     }
-    json_object_object_add(obj, "id", json_object_new_string(chat->id));
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, obj, "id", json_object_new_string(chat->id));
     for (size_t i = 0; i < chat->nfields; i++)
-        json_object_object_add(obj, chat->fields[i].name, json_object_get(chat->fields[i].value));
+        ps__json_set_opt(&rc, obj, chat->fields[i].name, chat->fields[i].value,
+                         json_object_get(chat->fields[i].value));
     size_t live = 0;
     for (size_t i = 0; i < chat->nmessages; i++)
         if (chat->messages[i].value)
             order[live++] = &chat->messages[i];
     qsort(order, live, sizeof *order, order_cmp);
     for (size_t i = 0; i < live; i++)
-        json_object_array_add(msgs, json_object_get(order[i]->value));
+        ps__json_push(&rc, msgs, json_object_get(order[i]->value));
     free(order);
-    json_object_object_add(obj, "messages", msgs);
+    ps__json_set(&rc, obj, "messages", msgs);
     for (int k = 0; k < 3; k++) {
         const ps_time_field *tf = time_field_c(chat, k);
         if (tf->value)
-            json_object_object_add(obj, TIME_KEYS[k], json_object_get(tf->value));
+            ps__json_set(&rc, obj, TIME_KEYS[k], json_object_get(tf->value));
     }
-    json_object_object_add(obj, "updatedAtLamport",
-                           lamport_json(chat->lamport.counter, chat->lamport.id));
-    return obj;
+    ps__json_set(&rc, obj, "updatedAtLamport", lamport_json(chat->lamport.counter, chat->lamport.id));
+    return built(obj, rc);
 }
 
 static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
@@ -348,23 +360,22 @@ bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent, const p
 static json_object *stamp_json(const ps_stamp *s)
 {
     json_object *arr = json_object_new_array_ext(4);
-    if (!arr)
-        return NULL;
-    json_object_array_add(arr, json_object_new_int64(s->ts));
-    json_object_array_add(arr, json_object_new_int64(s->lamport));
-    json_object_array_add(arr, json_object_new_string(s->device ? s->device : ""));
+    ps_code rc = PS_OK;
+    ps__json_push(&rc, arr, json_object_new_int64(s->ts));
+    ps__json_push(&rc, arr, json_object_new_int64(s->lamport));
+    ps__json_push(&rc, arr, json_object_new_string(s->device ? s->device : ""));
     if (s->timed)
-        json_object_array_add(arr, json_object_new_int(1));
-    return arr;
+        ps__json_push(&rc, arr, json_object_new_int(1));
+    return built(arr, rc);
 }
 
 /* Appends [seq, origin] to `arr` when the part has been stored. */
-static void add_mark(json_object *arr, const ps_mark *m)
+static void add_mark(ps_code *rc, json_object *arr, const ps_mark *m)
 {
     if (!m->seq)
         return;
-    json_object_array_add(arr, json_object_new_int64(m->seq));
-    json_object_array_add(arr, json_object_new_string(m->origin ? m->origin : ""));
+    ps__json_push(rc, arr, json_object_new_int64(m->seq));
+    ps__json_push(rc, arr, json_object_new_string(m->origin ? m->origin : ""));
 }
 
 static json_object *state_json(const ps_chat *chat, bool with_messages);
@@ -390,61 +401,64 @@ static json_object *state_json(const ps_chat *chat, bool with_messages)
         json_object_put(msgs);
         return NULL;
     }
-    json_object_object_add(st, "id", json_object_new_string(chat->id));
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, st, "id", json_object_new_string(chat->id));
     for (size_t i = 0; i < chat->nfields; i++) {
         json_object *pair = json_object_new_array_ext(4);
-        json_object_array_add(pair, json_object_get(chat->fields[i].value));
-        json_object_array_add(pair, stamp_json(&chat->fields[i].stamp));
-        add_mark(pair, &chat->fields[i].mark);
-        json_object_object_add(fields, chat->fields[i].name, pair);
+        if (rc == PS_OK && pair && json_object_array_add(pair, json_object_get(chat->fields[i].value)))
+            rc = PS_ERR_NOMEM; /* a null value is a JSON null here, not a failure */
+        ps__json_push(&rc, pair, stamp_json(&chat->fields[i].stamp));
+        add_mark(&rc, pair, &chat->fields[i].mark);
+        ps__json_set(&rc, fields, chat->fields[i].name, pair);
     }
-    json_object_object_add(st, "f", fields);
+    ps__json_set(&rc, st, "f", fields);
     for (size_t i = 0; with_messages && i < chat->nmessages; i++) {
         const ps_message *m = &chat->messages[i];
         json_object *row = json_object_new_array_ext(4);
-        json_object_array_add(row, json_object_new_string(m->id));
-        json_object_array_add(row, json_object_get(m->value));
-        json_object_array_add(row, stamp_json(&m->stamp));
-        json_object_array_add(row, json_object_new_int64(m->order_ts));
-        add_mark(row, &m->mark);
-        json_object_array_add(msgs, row);
+        ps__json_push(&rc, row, json_object_new_string(m->id));
+        if (rc == PS_OK && row && json_object_array_add(row, json_object_get(m->value)))
+            rc = PS_ERR_NOMEM; /* a tombstone's value is null, on purpose */
+        ps__json_push(&rc, row, stamp_json(&m->stamp));
+        ps__json_push(&rc, row, json_object_new_int64(m->order_ts));
+        add_mark(&rc, row, &m->mark);
+        ps__json_push(&rc, msgs, row);
     }
     if (with_messages)
-        json_object_object_add(st, "m", msgs);
+        ps__json_set(&rc, st, "m", msgs);
     else
         json_object_put(msgs);
     if (chat->revived_seq)
-        json_object_object_add(st, "R", json_object_new_int64(chat->revived_seq));
+        ps__json_set(&rc, st, "R", json_object_new_int64(chat->revived_seq));
     /* the receive counter is the store's (its message rows are numbered
      * by it), not part of the merged state */
     if (!with_messages && chat->next_received)
-        json_object_object_add(st, "n", json_object_new_int64(chat->next_received));
+        ps__json_set(&rc, st, "n", json_object_new_int64(chat->next_received));
     if (chat->header.seq) {
         json_object *h = json_object_new_array_ext(2);
-        add_mark(h, &chat->header);
-        json_object_object_add(st, "h", h);
+        add_mark(&rc, h, &chat->header);
+        ps__json_set(&rc, st, "h", h);
     }
     static const char *const keys[3] = {"c", "u", "l"};
     for (int k = 0; k < 3; k++) {
         const ps_time_field *tf = time_field_c(chat, k);
         if (tf->value) {
             json_object *pair = json_object_new_array_ext(4);
-            json_object_array_add(pair, json_object_get(tf->value));
-            json_object_array_add(pair, json_object_new_int64(tf->ms));
-            add_mark(pair, &tf->mark);
-            json_object_object_add(st, keys[k], pair);
+            ps__json_push(&rc, pair, json_object_get(tf->value));
+            ps__json_push(&rc, pair, json_object_new_int64(tf->ms));
+            add_mark(&rc, pair, &tf->mark);
+            ps__json_set(&rc, st, keys[k], pair);
         }
     }
     if (chat->has_touched)
-        json_object_object_add(st, "t", stamp_json(&chat->touched));
+        ps__json_set(&rc, st, "t", stamp_json(&chat->touched));
     if (chat->has_tombstone) {
-        json_object_object_add(st, "d", stamp_json(&chat->tombstone));
-        json_object_object_add(
-            st, "D", lamport_json(chat->deleted_lamport.counter, chat->deleted_lamport.id));
+        ps__json_set(&rc, st, "d", stamp_json(&chat->tombstone));
+        ps__json_set(&rc, st, "D",
+                     lamport_json(chat->deleted_lamport.counter, chat->deleted_lamport.id));
     }
     if (chat->lamport.counter)
-        json_object_object_add(st, "L", lamport_json(chat->lamport.counter, chat->lamport.id));
-    return st;
+        ps__json_set(&rc, st, "L", lamport_json(chat->lamport.counter, chat->lamport.id));
+    return built(st, rc);
 }
 
 static bool stamp_from_json(json_object *v, ps_stamp *out)

@@ -10,6 +10,7 @@
  */
 #include "server/sync_v2.h"
 #include "core/chat_codec.h"
+#include "core/json_build.h"
 #include "core/json_parse.h"
 #include "core/merge.h"
 
@@ -442,12 +443,14 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     bool any = false;
     if (rc != PS_OK)
         goto done;
-    json_object_object_add(obj, "id", json_object_new_string(chat->id));
+    ps__json_set(&rc, obj, "id", json_object_new_string(chat->id));
+    if (rc != PS_OK)
+        goto done;
     if (!ps_chat_is_live(chat)) {
         /* A first sync hears of deletions only for chats it sent: a device
          * resyncing after 410 must learn that its copy lost. */
         if ((p->first && sent_here) || (!p->first && wanted(p, &chat->header, p->base, true))) {
-            json_object_object_add(obj, "deleted", json_object_new_boolean(1));
+            ps__json_set(&rc, obj, "deleted", json_object_new_boolean(1));
             any = true;
         }
         goto done;
