@@ -8,6 +8,9 @@ packages=(
   build-essential cmake pkg-config
   libmicrohttpd-dev libjson-c-dev libsqlite3-dev sqlite3 zlib1g-dev
   libcurl4-openssl-dev libjwt-dev libssl-dev libpq-dev
+  # the client: libdeflate gzips request bodies, zstd compresses the local
+  # store's rows (src/client/http.c, lstore.c; docs/client.md)
+  libdeflate-dev libzstd-dev
   libwslay-dev  # WebSocket framing for the live socket (src/server/ws_session.c)
   libcmocka-dev python3 openssl
   curl  # a real HTTP client in the 413 tests (tests/integration/test_bad_input.py)

@@ -1,5 +1,6 @@
 /* `polysyncd token issue` and `polysyncd user list|delete`; see the header. */
 #include "cli/polysyncd_admin.h"
+#include "cli/polysyncd_opts.h"
 #include "core/json_build.h"
 #include "core/timestamp.h"
 #include "server/auth.h"
@@ -9,7 +10,6 @@
 #include <json-c/json.h>
 
 #include <ctype.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,61 +80,24 @@ typedef struct admin_opts {
     bool yes, json;
 } admin_opts;
 
-static int parse(int argc, char **argv, admin_opts *o)
+/* Fills *o; *operands = the index of the first operand (NAME, ID). */
+static int parse(int argc, char **argv, admin_opts *o, int *operands)
 {
-    static const struct option opts[] = {
-        {"user", required_argument, NULL, 'u'},
-        {"ttl", required_argument, NULL, 't'},
-        {"jwt-secret-file", required_argument, NULL, 's'},
-        {"jwt-issuer", required_argument, NULL, 'i'},
-        {"jwt-audience", required_argument, NULL, 'a'},
-        {"db", required_argument, NULL, 'd'},
-        {"yes", no_argument, NULL, 'y'},
-        {"json", no_argument, NULL, 'j'},
-        {"tombstone-retention", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const ps_subopt opts[] = {
+        {"user", &o->user, NULL},
+        {"ttl", &o->ttl, NULL},
+        {"jwt-secret-file", &o->secret, NULL},
+        {"jwt-issuer", &o->issuer, NULL},
+        {"jwt-audience", &o->audience, NULL},
+        {"db", &o->db, NULL},
+        {"yes", NULL, &o->yes},
+        {"json", NULL, &o->json},
+        {"tombstone-retention", &o->retention, NULL},
+        {NULL, NULL, NULL},
     };
-    optind = 0;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            o->user = optarg;
-            break;
-        case 't':
-            o->ttl = optarg;
-            break;
-        case 's':
-            o->secret = optarg;
-            break;
-        case 'i':
-            o->issuer = optarg;
-            break;
-        case 'a':
-            o->audience = optarg;
-            break;
-        case 'd':
-            o->db = optarg;
-            break;
-        case 'y':
-            o->yes = true;
-            break;
-        case 'j':
-            o->json = true;
-            break;
-        case 'r':
-            o->retention = optarg;
-            break;
-        case 'h':
-            usage();
-            return 1;
-        default:
-            fprintf(stderr, "polysyncd: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            usage();
-            return 1;
-        }
+    if (ps_subopt_parse(argc, argv, opts, operands) != PS_SUBOPT_OK) {
+        usage();
+        return 1;
     }
     return 0;
 }
@@ -186,8 +149,7 @@ static ps_code add_token(ps_store *st, const void *arg, ps_error *err)
  * when it exists: issuing a token must not create a store in whatever
  * folder the command runs in. Such a token is still revoked by
  * `token revoke --user`. */
-static int record_token(const admin_opts *o, const char *jti, int64_t issued_ms,
-                        int64_t expires_ms)
+static int record_token(const admin_opts *o, const char *jti, int64_t issued_ms, int64_t expires_ms)
 {
     if (!o->db && access(&DEFAULT_DB[strlen("sqlite:")], F_OK) != 0) {
         fprintf(stderr,
@@ -311,8 +273,7 @@ static bool confirm_delete(const char *name, const admin_opts *o)
 }
 
 /* `user VERB NAME [NAME2]` */
-static int user_command(const char *verb, const char *name, const char *name2,
-                        const admin_opts *o)
+static int user_command(const char *verb, const char *name, const char *name2, const admin_opts *o)
 {
     if (strcmp(verb, "list") == 0)
         return in_store("user list", o, false, list_users, NULL);
@@ -439,7 +400,8 @@ static int token_command(const char *verb, const char *id, const admin_opts *o)
         list_args a = {o->user, &l};
         int code = in_store("token list", o, false, list_tokens, &a);
         if (code == 0 && o->json)
-            printf("%s\n", json_object_to_json_string_ext(l.rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+            printf("%s\n", json_object_to_json_string_ext(
+                               l.rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(l.rows);
         return code;
     }
@@ -481,9 +443,8 @@ static int print_device(void *ctx, const ps_device_row *d)
     /* silent past the retention: its next sync gets 410 and resyncs */
     bool expired = l->now_ms - d->last_seen_ms > l->retention_ms;
     if (!l->json) {
-        printf("%s\t%s\t%s\t%s\t%s\t%lld\t%s\n", d->id[0] ? d->id : "(no deviceId)",
-               d->protocol, first, last,
-               d->client[0] ? d->client : "-", (long long)d->acked_seq,
+        printf("%s\t%s\t%s\t%s\t%s\t%lld\t%s\n", d->id[0] ? d->id : "(no deviceId)", d->protocol,
+               first, last, d->client[0] ? d->client : "-", (long long)d->acked_seq,
                expired ? "expired" : "active");
         return 0;
     }
@@ -531,7 +492,8 @@ static int devices_command(const char *verb, const char *id, const admin_opts *o
         device_args a = {o->user, NULL, &l};
         int code = in_store("devices list", o, false, list_devices, &a);
         if (code == 0 && o->json)
-            printf("%s\n", json_object_to_json_string_ext(l.rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+            printf("%s\n", json_object_to_json_string_ext(
+                               l.rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(l.rows);
         return code;
     }
@@ -559,10 +521,11 @@ int ps_admin_main(int argc, char **argv)
     admin_opts o = {0};
     const char *verb = argv[1];
     /* getopt permutes: positional NAMEs and IDs are left at the end */
-    if (parse(argc - 1, argv + 1, &o) != 0)
+    int first;
+    if (parse(argc - 1, argv + 1, &o, &first) != 0)
         return 1;
-    const char *name = optind < argc - 1 ? argv[1 + optind] : NULL;
-    const char *name2 = optind + 1 < argc - 1 ? argv[2 + optind] : NULL;
+    const char *name = first < argc - 1 ? argv[1 + first] : NULL;
+    const char *name2 = first + 1 < argc - 1 ? argv[2 + first] : NULL;
     if (strcmp(argv[0], "token") == 0)
         return token_command(verb, name, &o);
     if (strcmp(argv[0], "devices") == 0)

@@ -1,9 +1,9 @@
 /* backup and restore of the store; see polysyncd_backup.h. */
 #include "cli/polysyncd_backup.h"
+#include "cli/polysyncd_opts.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <sqlite3.h>
@@ -294,31 +294,24 @@ static int restore(const char *db_url, const char *src)
 
 int ps_backup_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *db_url = DEFAULT_DB;
-    optind = 0;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'd') {
-            db_url = optarg;
-        } else if (c == 'h') {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 1;
-        }
-    }
-    if (optind != argc - 1) {
+    const ps_subopt opts[] = {{"db", &db_url, NULL}, {NULL, NULL, NULL}};
+    int first;
+    switch (ps_subopt_parse(argc, argv, opts, &first)) {
+    case PS_SUBOPT_OK:
+        break;
+    case PS_SUBOPT_HELP:
+        usage(stdout);
+        return 0;
+    case PS_SUBOPT_BAD:
         usage(stderr);
         return 1;
     }
-    const char *target = argv[optind];
+    if (first != argc - 1) {
+        usage(stderr);
+        return 1;
+    }
+    const char *target = argv[first];
     return strcmp(argv[0], "backup") == 0 ? backup(db_url, target) : restore(db_url, target);
 }
 

@@ -16,11 +16,11 @@
  * source in one transaction per user.
  */
 #include "cli/polysyncd_migrate.h"
+#include "cli/polysyncd_opts.h"
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
 #include "store/store.h"
 
-#include <getopt.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,35 +307,24 @@ static void usage(void)
 
 int ps_migrate_main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"from", required_argument, NULL, 'f'},
-                                         {"to", required_argument, NULL, 't'},
-                                         {"force", no_argument, NULL, 'F'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *from_url = NULL, *to_url = NULL;
     bool force = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            from_url = optarg;
-            break;
-        case 't':
-            to_url = optarg;
-            break;
-        case 'F':
-            force = true;
-            break;
-        case 'h':
-            usage();
-            return 0;
-        default:
-            usage();
-            return 1;
-        }
+    const ps_subopt opts[] = {{"from", &from_url, NULL},
+                              {"to", &to_url, NULL},
+                              {"force", NULL, &force},
+                              {NULL, NULL, NULL}};
+    int first;
+    switch (ps_subopt_parse(argc, argv, opts, &first)) {
+    case PS_SUBOPT_OK:
+        break;
+    case PS_SUBOPT_HELP:
+        usage();
+        return 0;
+    case PS_SUBOPT_BAD:
+        usage();
+        return 1;
     }
-    if (!from_url || !to_url || optind != argc) {
+    if (!from_url || !to_url || first != argc) {
         usage();
         return 1;
     }

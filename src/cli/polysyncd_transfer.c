@@ -5,6 +5,7 @@
  * The work is in src/server/transfer.c; this file is flags, files, output.
  */
 #include "cli/polysyncd_transfer.h"
+#include "cli/polysyncd_opts.h"
 #include "core/json_parse.h"
 #include "core/read_file.h"
 #include "core/timestamp.h"
@@ -12,7 +13,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,48 +37,23 @@ typedef struct transfer_opts {
 
 static int parse(int argc, char **argv, transfer_opts *o)
 {
-    static const struct option opts[] = {
-        {"user", required_argument, NULL, 'u'},
-        {"db", required_argument, NULL, 'd'},
-        {"output", required_argument, NULL, 'o'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"tombstones", no_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const ps_subopt opts[] = {
+        {"user", &o->user, NULL},
+        {"db", &o->db, NULL},
+        {"output", &o->output, NULL},
+        {"dry-run", NULL, &o->dry_run},
+        {"tombstones", NULL, &o->tombstones},
+        {NULL, NULL, NULL},
     };
-    optind = 0;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            o->user = optarg;
-            break;
-        case 'd':
-            o->db = optarg;
-            break;
-        case 'o':
-            o->output = optarg;
-            break;
-        case 'n':
-            o->dry_run = true;
-            break;
-        case 't':
-            o->tombstones = true;
-            break;
-        case 'h':
-            usage();
-            return 1;
-        default:
-            fprintf(stderr, "polysyncd: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            usage();
-            return 1;
-        }
+    int next;
+    if (ps_subopt_parse(argc, argv, opts, &next) != PS_SUBOPT_OK) {
+        usage();
+        return 1;
     }
-    if (optind < argc)
-        o->file = argv[optind++];
-    if (optind < argc) {
-        fprintf(stderr, "polysyncd: unexpected argument '%s'\n", argv[optind]);
+    if (next < argc)
+        o->file = argv[next++];
+    if (next < argc) {
+        fprintf(stderr, "polysyncd: unexpected argument '%s'\n", argv[next]);
         return 1;
     }
     size_t ulen = o->user ? strlen(o->user) : 0;

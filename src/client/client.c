@@ -538,8 +538,8 @@ static ps_code op_finish(local_op *op, ps_code rc, ps_error *err)
     if (rc == PS_OK)
         rc = ps__apply_change(c, op->change, c->device, &tuple, err);
     if (rc == PS_OK)
-        rc = ps__lstore_change_add(c->store, op->chat_id, PS_CHANGE_LOCAL, op->clock,
-                                   ps_json_text(op->change, NULL), err);
+        rc = ps__lstore_change_add(c->store, op->chat_id, PS_CHANGE_LOCAL, op->clock, op->change,
+                                   err);
     if (rc == PS_OK)
         rc = ps__lstore_commit(c->store, err);
     else

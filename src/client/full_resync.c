@@ -107,7 +107,7 @@ static ps_code snapshot_chat(ps_client *c, const ps_chat *chat, ps_error *err)
         }
         rc = ps__lstore_change_add(c->store, chat->id, PS_CHANGE_SNAPSHOT,
                                    json_object_get_int64(json_object_object_get(change, "clock")),
-                                   ps_json_text(change, NULL), err);
+                                   change, err);
     }
     json_object_put(groups);
     return rc;

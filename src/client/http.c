@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 
@@ -290,32 +290,59 @@ static void read_error_body(ps_http_answer *a)
     json_object_put(root);
 }
 
-static ps_code gzip_body(const char *in, size_t len, char **out, size_t *out_len)
+static bool url_is_loopback(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool yes = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+               curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host_is_loopback(host);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return yes;
+}
+
+/*
+ * What a request compresses (docs/client.md, "Compression"): *level, the
+ * gzip level of its body (0 = plain); *accept_gzip, whether it asks for a
+ * gzip answer. POLYSYNC_GZIP_LEVEL=N decides both (0 = neither; 1..12,
+ * libdeflate's levels). Unset: nothing to a loopback server, whose bytes
+ * never cross a wire (compressing them is CPU on both ends for nothing);
+ * else level 1 and gzip answers. Measured on the 63 MB reference history
+ * in 4 MiB batches: libdeflate level 1 packs it to 18.4 MB in 0.35 s of
+ * CPU where zlib's default level 6 took 3.3 s for 17.3 MB, so the 1.1 MB
+ * level 6 saves costs more time than it saves above ~3 Mbit/s.
+ */
+static void compression(const char *url, int *level, bool *accept_gzip)
+{
+    const char *v = getenv("POLYSYNC_GZIP_LEVEL");
+    char *end = NULL;
+    long l = v && *v ? strtol(v, &end, 10) : -1;
+    if (end && !*end && l >= 0 && l <= 12) {
+        *level = (int)l;
+        *accept_gzip = l > 0;
+        return;
+    }
+    bool local = url_is_loopback(url);
+    *level = local ? 0 : PS_HTTP_GZIP_LEVEL;
+    *accept_gzip = !local;
+}
+
+static ps_code gzip_body(const char *in, size_t len, int level, char **out, size_t *out_len)
 {
     *out = NULL;
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-        Z_OK)
+    struct libdeflate_compressor *z = libdeflate_alloc_compressor(level);
+    if (!z)
         return PS_ERR_NOMEM;
-    size_t cap = deflateBound(&zs, (uLong)len) + 64;
+    size_t cap = libdeflate_gzip_compress_bound(z, len);
     char *buf = malloc(cap);
-    if (!buf) {
-        deflateEnd(&zs);
-        return PS_ERR_NOMEM;
-    }
-    zs.next_in = (Bytef *)(uintptr_t)in;
-    zs.avail_in = (uInt)len;
-    zs.next_out = (Bytef *)buf;
-    zs.avail_out = (uInt)cap;
-    int zr = deflate(&zs, Z_FINISH);
-    deflateEnd(&zs);
-    if (zr != Z_STREAM_END) {
+    size_t n = buf ? libdeflate_gzip_compress(z, in, len, buf, cap) : 0;
+    libdeflate_free_compressor(z);
+    if (!n) {
         free(buf);
         return PS_ERR_NOMEM;
     }
     *out = buf;
-    *out_len = cap - zs.avail_out;
+    *out_len = n;
     return PS_OK;
 }
 
@@ -368,8 +395,8 @@ static void describe_failure(ps_client *c, CURLcode cc, const char *errbuf, char
 
 /* One attempt. *cc the curl result; the answer in *a. */
 static ps_code attempt(ps_client *c, const char *url, const char *body, size_t len, bool gzipped,
-                       ps_sync_stats *st, ps_http_answer *a, CURLcode *cc, long *retry_after,
-                       char *errbuf, ps_error *err)
+                       bool accept_gzip, ps_sync_stats *st, ps_http_answer *a, CURLcode *cc,
+                       long *retry_after, char *errbuf, ps_error *err)
 {
     CURL *curl = c->curl;
     struct curl_slist *headers = NULL;
@@ -398,7 +425,8 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
     } else {
         curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
     }
-    curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "gzip");
+    /* NULL: no Accept-Encoding, an answer as it is */
+    curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, accept_gzip ? "gzip" : NULL);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
@@ -447,8 +475,11 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
     size_t packed_len = 0;
     if (asprintf(&url, "%s%s", c->server, path) < 0)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    bool gzipped = may_gzip && !c->no_gzip && len >= PS_HTTP_GZIP_FROM &&
-                   gzip_body(body, len, &packed, &packed_len) == PS_OK;
+    int level;
+    bool accept_gzip;
+    compression(url, &level, &accept_gzip);
+    bool gzipped = may_gzip && !c->no_gzip && level > 0 && len >= PS_HTTP_GZIP_FROM &&
+                   gzip_body(body, len, level, &packed, &packed_len) == PS_OK;
     ps_code rc = PS_OK;
     char errbuf[CURL_ERROR_SIZE];
     /* the first failure is often the telling one (refused, then timeouts) */
@@ -456,8 +487,8 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
     for (unsigned n = 1;; n++) {
         CURLcode cc;
         long retry_after = -1;
-        rc = attempt(c, url, gzipped ? packed : body, gzipped ? packed_len : len, gzipped, st, a,
-                     &cc, &retry_after, errbuf, err);
+        rc = attempt(c, url, gzipped ? packed : body, gzipped ? packed_len : len, gzipped,
+                     accept_gzip, st, a, &cc, &retry_after, errbuf, err);
         if (rc != PS_OK)
             break;
         if (cc == CURLE_ABORTED_BY_CALLBACK || ps__stopped(c)) {
@@ -536,7 +567,7 @@ ps_code ps__http_get_once(ps_client *c, const char *path, ps_sync_stats *st, ps_
     char errbuf[CURL_ERROR_SIZE];
     CURLcode cc;
     long retry_after = -1;
-    ps_code rc = attempt(c, url, NULL, 0, false, st, a, &cc, &retry_after, errbuf, err);
+    ps_code rc = attempt(c, url, NULL, 0, false, true, st, a, &cc, &retry_after, errbuf, err);
     free(url);
     if (rc != PS_OK)
         return rc;

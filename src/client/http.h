@@ -16,6 +16,9 @@
 #define PS_HTTP_MAX_ANSWER ((size_t)512 * 1024 * 1024)
 /* Bodies at least this large go gzipped. */
 #define PS_HTTP_GZIP_FROM 8192
+/* Their gzip level to a server that is not on loopback, unless
+ * POLYSYNC_GZIP_LEVEL says (http.c, compression()). */
+#define PS_HTTP_GZIP_LEVEL 1
 
 typedef struct ps_http_answer {
     long status;

@@ -171,7 +171,7 @@ static ps_code import_one(ps_client *c, json_object *chat, const char *where, ps
     if (rc == PS_OK)
         rc = ps__lstore_change_add(c->store,
                                    json_object_get_string(json_object_object_get(chat, "id")),
-                                   PS_CHANGE_LOCAL, 0, ps_json_text(change, NULL), err);
+                                   PS_CHANGE_LOCAL, 0, change, err);
     json_object_put(change);
     if (rc == PS_OK) {
         r->chats_imported++;

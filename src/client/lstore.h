@@ -1,15 +1,19 @@
 /*
- * The client's local store: one SQLite file (WAL, synchronous=FULL) with
+ * The client's local store: one SQLite file (WAL, synchronous=FULL,
+ * incremental vacuum) with
  *
  *   meta      device id, Lamport clock, sync cursor and the server it
  *             belongs to
  *   chats     each chat's merge state without its messages (the codec's
  *             header form: fields with stamps, times, tombstone, Lamport
- *             tuple) plus columns for listing
- *   messages  one row per message register (the codec's row form), so one
+ *             tuple) plus columns for listing, and a number keying its
+ *             messages
+ *   messages  one row per message register (the codec's row form, packed
+ *             with zstd and the store's dictionary: lstore_pack.h), so one
  *             new message in a long chat writes one row
  *   changes   the log of local changes not yet acknowledged, each the v2
- *             change exactly as it will be sent
+ *             change exactly as it will be sent (packed)
+ *   zdicts    the zstd dictionary rows are packed with
  *
  * Registers keep stamps, so the local store merges with src/core exactly as
  * the server does. Writers use BEGIN IMMEDIATE; several processes may share
@@ -69,12 +73,14 @@ typedef struct ps_change_row {
     char *chat_id; /* owned */
     int kind;      /* PS_CHANGE_LOCAL or PS_CHANGE_SNAPSHOT */
     int64_t clock;
-    char *body; /* owned: the v2 change JSON */
+    int64_t messages; /* how many it carries; -1 not counted (a log from schema 1) */
+    char *body;       /* owned: the v2 change JSON */
     size_t body_len;
 } ps_change_row;
 
+/* Logs `change` (borrowed; kept as its JSON text, packed). */
 ps_code ps__lstore_change_add(ps_lstore *s, const char *chat_id, int kind, int64_t clock,
-                              const char *body, ps_error *err);
+                              json_object *change, ps_error *err);
 /*
  * Up to `max` rows (and about `max_bytes` of bodies, at least one row) with
  * seq > after, in order. *rows the caller's (ps__change_rows_free); *more:
@@ -95,5 +101,9 @@ ps_code ps__lstore_changes_count(ps_lstore *s, size_t *n, ps_error *err);
 ps_code ps__lstore_chat_pending(ps_lstore *s, const char *chat_id, bool *yes, ps_error *err);
 /* The highest seq ever given to a change (grows with every local change). */
 ps_code ps__lstore_change_high(ps_lstore *s, int64_t *seq, ps_error *err);
+
+/* After a sync: gives the file's free pages back to the file system when
+ * they are many (the acknowledged log of a first upload is half the file). */
+ps_code ps__lstore_reclaim(ps_lstore *s, ps_error *err);
 
 #endif

@@ -28,6 +28,10 @@ static void count_sent(sync_run *r, const ps_change_row *rows, size_t n)
             json_object_object_add(chats, rows[i].chat_id, NULL);
             r->st->chats_sent++;
         }
+        if (rows[i].messages >= 0) { /* counted when logged: no parse of the body */
+            r->st->messages_sent += (size_t)rows[i].messages;
+            continue;
+        }
         json_object *change = NULL;
         ps_error perr;
         if (ps_json_parse(rows[i].body, rows[i].body_len, PS_JSON_MAX_DEPTH, &change, &perr) ==

@@ -101,7 +101,8 @@ static void put_value(line *l, const char *v)
         put(l, "\"", 1);
 }
 
-static void field_str(line *l, const char *key, const char *v)
+/* The separator and key of a field: `,"key":` in JSON, ` key=` in text. */
+static void field_key(line *l, const char *key)
 {
     if (l->json) {
         put(l, ",\"", 2);
@@ -112,6 +113,11 @@ static void field_str(line *l, const char *key, const char *v)
         puts_(l, key);
         put(l, "=", 1);
     }
+}
+
+static void field_str(line *l, const char *key, const char *v)
+{
+    field_key(l, key);
     put_value(l, v ? v : "-");
 }
 
@@ -124,15 +130,7 @@ static void field_num(line *l, const char *key, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(num, sizeof num, fmt, ap);
     va_end(ap);
-    if (l->json) {
-        put(l, ",\"", 2);
-        puts_(l, key);
-        put(l, "\":", 2);
-    } else {
-        put(l, " ", 1);
-        puts_(l, key);
-        put(l, "=", 1);
-    }
+    field_key(l, key);
     puts_(l, num);
 }
 

@@ -220,8 +220,8 @@ static enum MHD_Result answer_upgrade(ps_server *srv, struct MHD_Connection *con
     req->route = NULL; /* nothing more to answer */
     enum MHD_Result r = ps_ws_answer(srv->ws, conn, &gate, &req->ws);
     req->route_path = "/";
+    req->status = req->ws.status; /* for the access log and metrics */
     if (req->ws.conn) {
-        req->status = 101; /* for the access log and metrics */
         /* A socket is not a request in flight: over TLS its connection
          * outlives our close until the client closes too, and the drain
          * at shutdown must not wait for that. */
@@ -295,7 +295,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         answered = true;
     } else if (ps_static_is_web_path(url)) { /* public files: no token */
         req->route_path = "/web/";
-        r = ps_static_answer(srv->web_root, conn, method, url, req->allow_origin);
+        r = ps_static_answer(srv->web_root, conn, method, url, req->allow_origin, &req->status);
     } else if (ps__refuse_early(srv, conn, method, url, req, &reply)) {
         r = ps__send_reply(conn, &reply, req->accepts_gzip);
         if (r == MHD_YES)

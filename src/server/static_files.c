@@ -96,8 +96,9 @@ static bool safe_relative(const char *rel)
     }
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *code,
-                                  const char *message, const char *allow_origin, const char *allow)
+static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned *answered, unsigned status,
+                                  const char *code, const char *message, const char *allow_origin,
+                                  const char *allow)
 {
     ps_reply reply;
     ps_reply_init(&reply, 4096);
@@ -105,14 +106,16 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, 
     if (allow)
         snprintf(reply.allow, sizeof reply.allow, "%s", allow);
     ps_reply_error(&reply, status, code, message);
+    *answered = status;
     enum MHD_Result r = ps__send_reply(conn, &reply, false);
     ps_reply_free(&reply);
     return r;
 }
 
-static enum MHD_Result not_found(struct MHD_Connection *conn, const char *allow_origin)
+static enum MHD_Result not_found(struct MHD_Connection *conn, unsigned *answered,
+                                 const char *allow_origin)
 {
-    return send_error(conn, 404, "not_found", "no such file", allow_origin, NULL);
+    return send_error(conn, answered, 404, "not_found", "no such file", allow_origin, NULL);
 }
 
 static void common_headers(struct MHD_Response *resp, const char *allow_origin)
@@ -126,7 +129,7 @@ static void common_headers(struct MHD_Response *resp, const char *allow_origin)
     }
 }
 
-static enum MHD_Result redirect(struct MHD_Connection *conn, const char *to,
+static enum MHD_Result redirect(struct MHD_Connection *conn, unsigned *answered, const char *to,
                                 const char *allow_origin)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
@@ -134,6 +137,7 @@ static enum MHD_Result redirect(struct MHD_Connection *conn, const char *to,
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, to);
     common_headers(resp, allow_origin);
+    *answered = MHD_HTTP_MOVED_PERMANENTLY;
     enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_MOVED_PERMANENTLY, resp);
     MHD_destroy_response(resp);
     return r;
@@ -155,23 +159,23 @@ static bool etag_matches(const char *header, const char *etag)
     return false;
 }
 
-enum MHD_Result ps_static_answer(const char *root, struct MHD_Connection *conn,
-                                 const char *method, const char *url, const char *allow_origin)
+enum MHD_Result ps_static_answer(const char *root, struct MHD_Connection *conn, const char *method,
+                                 const char *url, const char *allow_origin, unsigned *answered)
 {
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return send_error(conn, 405, "method_not_allowed", "static files take GET and HEAD",
-                          allow_origin, "GET, HEAD, OPTIONS");
+        return send_error(conn, answered, 405, "method_not_allowed",
+                          "static files take GET and HEAD", allow_origin, "GET, HEAD, OPTIONS");
     if (strcmp(url, WEB_PREFIX) == 0)
-        return redirect(conn, WEB_PREFIX "/", allow_origin);
+        return redirect(conn, answered, WEB_PREFIX "/", allow_origin);
     if (!root)
-        return not_found(conn, allow_origin);
+        return not_found(conn, answered, allow_origin);
     const char *rel = url + strlen(WEB_PREFIX "/");
     char want[PATH_MAX];
     int len = *rel == '\0' || rel[strlen(rel) - 1] == '/'
                   ? snprintf(want, sizeof want, "%s/%sindex.html", root, rel)
                   : snprintf(want, sizeof want, "%s/%s", root, rel);
     if (len < 0 || (size_t)len >= sizeof want || (*rel && !safe_relative(rel)))
-        return not_found(conn, allow_origin);
+        return not_found(conn, answered, allow_origin);
     /* Symlinks are followed only where they stay inside the root. The file
      * is then opened by its resolved name without following links, and
      * checked to be a regular file (a directory is never listed). */
@@ -179,7 +183,7 @@ enum MHD_Result ps_static_answer(const char *root, struct MHD_Connection *conn,
     size_t rootlen = strlen(root);
     if (!real || strncmp(real, root, rootlen) != 0 || real[rootlen] != '/') {
         free(real);
-        return not_found(conn, allow_origin);
+        return not_found(conn, answered, allow_origin);
     }
     int fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     const char *type = content_type(real);
@@ -188,7 +192,7 @@ enum MHD_Result ps_static_answer(const char *root, struct MHD_Connection *conn,
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);
-        return not_found(conn, allow_origin);
+        return not_found(conn, answered, allow_origin);
     }
     char etag[64];
     snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_size,
@@ -213,6 +217,7 @@ enum MHD_Result ps_static_answer(const char *root, struct MHD_Connection *conn,
     if (status == MHD_HTTP_OK)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     common_headers(resp, allow_origin);
+    *answered = status;
     enum MHD_Result r = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     return r;

@@ -25,8 +25,9 @@ bool ps_static_is_web_path(const char *url);
  */
 char *ps_static_find_root(const char *configured, const char *installed);
 
-/* Answers a /web request from `root` (NULL: every path is 404). */
-enum MHD_Result ps_static_answer(const char *root, struct MHD_Connection *conn,
-                                 const char *method, const char *url, const char *allow_origin);
+/* Answers a /web request from `root` (NULL: every path is 404); *answered
+ * is the status queued (for the access log and metrics). */
+enum MHD_Result ps_static_answer(const char *root, struct MHD_Connection *conn, const char *method,
+                                 const char *url, const char *allow_origin, unsigned *answered);
 
 #endif

@@ -43,8 +43,7 @@ bool ps_ws_is_upgrade(struct MHD_Connection *conn, const char *method, const cha
 
 bool ps_ws_accept_key(const char *key, char out[29])
 {
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     /* 16 bytes in base64: 22 characters and "==" */
     if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=')
         return false;
@@ -61,9 +60,10 @@ bool ps_ws_accept_key(const char *key, char out[29])
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *conn, const ps_ws_gate *gate,
-                                  unsigned status, const char *code, const char *message,
-                                  unsigned retry_after_s)
+                                  ps_ws_pending *pending, unsigned status, const char *code,
+                                  const char *message, unsigned retry_after_s)
 {
+    pending->status = status;
     ps_reply reply;
     ps_reply_init(&reply, 4096);
     reply.hsts = gate->hsts;
@@ -107,8 +107,8 @@ static char *find_token(struct MHD_Connection *conn, bool *offered_bearer)
 
 /* The user, or an answer already sent (*answered). */
 static enum MHD_Result authenticate(struct MHD_Connection *conn, const ps_ws_gate *gate,
-                                    char *user, size_t user_size, bool *offered_bearer,
-                                    bool *answered)
+                                    ps_ws_pending *pending, char *user, size_t user_size,
+                                    bool *offered_bearer, bool *answered)
 {
     *answered = false;
     char *token = find_token(conn, offered_bearer);
@@ -141,6 +141,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *conn, const ps_ws_gat
         ps_reply_from_error(&reply, &err);
     else
         ps_access_reply(&reply, verdict);
+    pending->status = reply.status;
     enum MHD_Result r = ps__send_reply(conn, &reply, false);
     ps_reply_free(&reply);
     return r;
@@ -156,20 +157,20 @@ static void on_upgraded(void *cls, struct MHD_Connection *connection, void *con_
 }
 
 static enum MHD_Result refuse_admit(struct MHD_Connection *conn, const ps_ws_gate *gate,
-                                    ps_ws_admit a)
+                                    ps_ws_pending *pending, ps_ws_admit a)
 {
     switch (a) {
     case PS_WS_USER_FULL:
-        return send_error(conn, gate, 429, "too_many_sockets",
+        return send_error(conn, gate, pending, 429, "too_many_sockets",
                           "this user has the most live sockets allowed open; close one", 5);
     case PS_WS_FULL:
-        return send_error(conn, gate, 503, "overloaded",
+        return send_error(conn, gate, pending, 503, "overloaded",
                           "the server has the most live sockets allowed open; retry later", 5);
     case PS_WS_CLOSING:
-        return send_error(conn, gate, 503, "shutting_down",
+        return send_error(conn, gate, pending, 503, "shutting_down",
                           "the server is shutting down; retry shortly", 1);
     default:
-        return send_error(conn, gate, 503, "overloaded",
+        return send_error(conn, gate, pending, 503, "overloaded",
                           "the server is out of memory; retry later", 1);
     }
 }
@@ -178,7 +179,7 @@ enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws
                              ps_ws_pending *pending)
 {
     if (gate->draining)
-        return refuse_admit(conn, gate, PS_WS_CLOSING);
+        return refuse_admit(conn, gate, pending, PS_WS_CLOSING);
     const char *version =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
     if (!version || strcmp(version, "13") != 0) {
@@ -196,6 +197,7 @@ enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws
                                 "application/json; charset=utf-8");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         MHD_add_response_header(resp, "Sec-WebSocket-Version", "13");
+        pending->status = MHD_HTTP_UPGRADE_REQUIRED;
         enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_UPGRADE_REQUIRED, resp);
         MHD_destroy_response(resp);
         return r;
@@ -204,19 +206,18 @@ enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
     char accept[29];
     if (!connection || !has_token(connection, "upgrade") ||
-        !ps_ws_accept_key(
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key"), accept))
-        return send_error(conn, gate, 400, "bad_handshake",
+        !ps_ws_accept_key(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key"),
+                          accept))
+        return send_error(conn, gate, pending, 400, "bad_handshake",
                           "a WebSocket handshake needs Connection: Upgrade and a "
                           "Sec-WebSocket-Key of 16 bytes in base64",
                           0);
     if (gate->origin_refused)
-        return send_error(conn, gate, 403, "origin_not_allowed",
-                          "this server does not let pages of that origin open its live socket",
-                          0);
+        return send_error(conn, gate, pending, 403, "origin_not_allowed",
+                          "this server does not let pages of that origin open its live socket", 0);
     char user[PS_ID_MAX_BYTES + 1];
     bool bearer, answered;
-    enum MHD_Result r = authenticate(conn, gate, user, sizeof user, &bearer, &answered);
+    enum MHD_Result r = authenticate(conn, gate, pending, user, sizeof user, &bearer, &answered);
     if (answered)
         return r;
     const char *dev = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "deviceId");
@@ -225,7 +226,7 @@ enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws
         dev = NULL; /* as on /v2/events: not an id, so no device */
     ps_ws_admit a = ps_ws_reserve(ws, user, dev, &pending->conn);
     if (a != PS_WS_OK)
-        return refuse_admit(conn, gate, a);
+        return refuse_admit(conn, gate, pending, a);
     pending->ws = ws;
     struct MHD_Response *resp = MHD_create_response_for_upgrade(on_upgraded, pending);
     if (!resp) {
@@ -237,6 +238,7 @@ enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws
     MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
     if (bearer)
         MHD_add_response_header(resp, "Sec-WebSocket-Protocol", BEARER_PROTOCOL);
+    pending->status = MHD_HTTP_SWITCHING_PROTOCOLS;
     r = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
     MHD_destroy_response(resp);
     return r;

@@ -17,11 +17,11 @@
 
 /* What server.c knows of the request that the handshake needs. */
 typedef struct ps_ws_gate {
-    const ps_auth *auth;       /* NULL: no auth, every socket is implicit_user's */
-    ps_access *access;         /* revoked tokens and disabled users; NULL: none */
+    const ps_auth *auth; /* NULL: no auth, every socket is implicit_user's */
+    ps_access *access;   /* revoked tokens and disabled users; NULL: none */
     const char *implicit_user;
-    bool draining;             /* shutting down: 503 */
-    bool origin_refused;       /* an Origin the CORS settings do not allow: 403 */
+    bool draining;       /* shutting down: 503 */
+    bool origin_refused; /* an Origin the CORS settings do not allow: 403 */
     bool hsts;
 } ps_ws_gate;
 
@@ -30,13 +30,15 @@ typedef struct ps_ws_gate {
 typedef struct ps_ws_pending {
     ps_ws *ws;
     ps_ws_conn *conn;
-    bool taken; /* the upgrade handler got it */
+    bool taken;      /* the upgrade handler got it */
+    unsigned status; /* what the request was answered (101, or a refusal's), for the log */
 } ps_ws_pending;
 
 /* A request for the live socket: GET / with `Upgrade: websocket`. */
 bool ps_ws_is_upgrade(struct MHD_Connection *conn, const char *method, const char *url);
 
-/* Answers the upgrade request: 101, or 400/401/403/426/429/503 in JSON. */
+/* Answers the upgrade request: 101, or 400/401/403/426/429/503 in JSON;
+ * pending->status says which. */
 enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws_gate *gate,
                              ps_ws_pending *pending);
 

@@ -37,7 +37,7 @@ LD_LIBRARY_PATH="$libdir" ldd "$tmp/consumer" | grep -q "libpolysync.so.0 => $li
 # static: libpolysync.a, its dependencies shared
 $cc $extra -o "$tmp/consumer-static" "$src/tests/client/consumer.c" \
     $(pkg-config --cflags polysync) "$libdir/libpolysync.a" \
-    $(pkg-config --libs json-c libcurl sqlite3 zlib) -lpthread
+    $(pkg-config --libs json-c libcurl sqlite3 zlib libdeflate libzstd) -lpthread
 "$tmp/consumer-static" "$tmp/static.db"
 if ldd "$tmp/consumer-static" | grep -q libpolysync; then
     echo "install_test: the static consumer loads libpolysync.so" >&2

@@ -10,6 +10,7 @@ probes come from 127.0.0.1: two addresses on one machine.
 """
 import http.client
 import json
+import select
 import selectors
 import socket
 import statistics
@@ -41,6 +42,23 @@ def closed_by_server(sock, wait):
         return False
     except ConnectionError:
         return True
+
+
+def closed_count(socks, wait):
+    """How many of `socks` the server closes within `wait` s (it waits the
+    whole time, so a late close is counted too)."""
+    deadline = time.monotonic() + wait
+    open_socks, closed = list(socks), 0
+    while open_socks:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        readable, _, _ = select.select(open_socks, [], [], left)
+        for sock in readable:
+            open_socks.remove(sock)
+            if closed_by_server(sock, 0):
+                closed += 1
+    return closed
 
 
 def health_from(port, source, timeout=3.0):
@@ -155,7 +173,10 @@ class PerAddressCapTest(SecurityTestCase):
                 s = self.new_server(args)
                 socks = [open_from(s.port, ATTACKER) for _ in range(3)]
                 try:
-                    self.assertEqual(closed_by_server(socks[2], 5), capped)
+                    # The server's pool threads race for accept(), so the
+                    # connection counted third need not be the one opened
+                    # third: the cap says how many stay open, not which.
+                    self.assertEqual(closed_count(socks, 5), 1 if capped else 0)
                 finally:
                     for sock in socks:
                         sock.close()

@@ -139,6 +139,18 @@ class LogTest(SecurityTestCase):
         fetch = [l for l in access_lines(s) if l["route"] == "/fetchChats"][0]
         self.assertEqual(int(fetch["bytes_out"]), len(body))
 
+    def test_web_files_and_socket_upgrades_logged_with_their_status(self):
+        s = self.new_server()
+        s.request("GET", "/web/no-such-file.js")               # 404 from the web root
+        s.request("GET", "/web")                               # 301 to /web/
+        s.request("GET", "/", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                       "Sec-WebSocket-Version": "8"})        # 426
+        s.request("GET", "/", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                       "Sec-WebSocket-Version": "13"})       # 400: no key
+        s.stop()
+        self.assertEqual(sorted((l["route"], l["status"]) for l in access_lines(s)),
+                         [("/", "400"), ("/", "426"), ("/web/", "301"), ("/web/", "404")])
+
     def test_json_lines(self):
         s = self.new_server(["--log-format", "json"])
         s.request("GET", "/health", headers={"X-Request-Id": "j1"})

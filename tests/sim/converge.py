@@ -127,6 +127,31 @@ ALPHABET = (list("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ0123456789.,;:!?-_/")
                "\u0007", "\u001f", "\U00010348", "\u00a0"])
 
 
+def server_fault_step(sim, p_kill, p_term, max_down):
+    """One step of the server's faults, for a simulator with `server`, `rng`,
+    `stats` and `down_steps`: a server that is down comes back after its
+    steps down; one that is up is SIGKILLed (p_kill) or SIGTERMed (p_term)
+    and stays down 0 to max_down steps."""
+    if not sim.server.up:
+        if sim.down_steps <= 0:
+            sim.server.start()
+        else:
+            sim.down_steps -= 1
+        return
+    r = sim.rng.random()
+    if r < p_kill:
+        sim.stats["kill"] += 1
+        sim.server.kill()
+    elif r < p_kill + p_term:
+        sim.stats["term"] += 1
+        sim.server.terminate()
+    else:
+        return
+    sim.down_steps = sim.rng.randint(0, max_down)
+    if sim.down_steps == 0:
+        sim.server.start()
+
+
 class SimFailure(Exception):
     pass
 
@@ -681,24 +706,7 @@ class Sim:
     # -- the run --
 
     def server_faults(self):
-        if not self.server.up:
-            if self.down_steps <= 0:
-                self.server.start()
-            else:
-                self.down_steps -= 1
-            return
-        r = self.rng.random()
-        if r < P_KILL:
-            self.stats["kill"] += 1
-            self.server.kill()
-        elif r < P_KILL + P_TERM:
-            self.stats["term"] += 1
-            self.server.terminate()
-        else:
-            return
-        self.down_steps = self.rng.randint(0, MAX_DOWN_STEPS)
-        if self.down_steps == 0:
-            self.server.start()
+        server_fault_step(self, P_KILL, P_TERM, MAX_DOWN_STEPS)
 
     def run(self):
         self.trace("mix %s, skews %s" % (json.dumps(self.mix, sort_keys=True),

@@ -47,7 +47,8 @@ the order of "Which write is newer", liveness. After the run, quiet passes
 
 Environment (or flags):
   PS_SIM_SEED    first seed (default 1); seed k of the run is SEED + k
-  PS_SIM_ROUNDS  number of seeds (episodes) to run (default 4)
+  PS_SIM_SEEDS   number of seeds (episodes) to run (default 4); not
+                 PS_SIM_ROUNDS, which converge.py reads as steps in all
   PS_SIM_STEPS   random steps per episode (default 300)
 A failure prints the seed, the violations and the episode's trace tail.
 """
@@ -272,7 +273,7 @@ class Sim:
                 if kind == "time" and abs(skew) < MIN_SKEW_MS:
                     skew = MIN_SKEW_MS if skew >= 0 else -MIN_SKEW_MS
                 self.devices.append(Device(kind, "%s-%d" % (kind, i), skew))
-        self.down = 0
+        self.down_steps = 0
         self.stats = {"requests": 0, "dup": 0, "drop": 0, "kill": 0, "term": 0, "refused": 0,
                       "ops": 0, "revived": 0}
         self.violations = []
@@ -492,24 +493,7 @@ class Sim:
     # -- the run --
 
     def faults(self):
-        if not self.server.up:
-            if self.down <= 0:
-                self.server.start()
-            else:
-                self.down -= 1
-            return
-        r = self.rng.random()
-        if r < P_KILL:
-            self.stats["kill"] += 1
-            self.server.kill()
-        elif r < P_KILL + P_TERM:
-            self.stats["term"] += 1
-            self.server.terminate()
-        else:
-            return
-        self.down = self.rng.randint(0, 2)
-        if self.down == 0:
-            self.server.start()
+        converge.server_fault_step(self, P_KILL, P_TERM, 2)
 
     def fetch(self):
         status, doc, raw = self.server.request("GET", "/fetchChats")
@@ -613,14 +597,14 @@ def main():
         os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "bin",
                      "polysyncd")))
     ap.add_argument("--seed", type=int, default=int(os.environ.get("PS_SIM_SEED") or 1))
-    ap.add_argument("--rounds", type=int, default=int(os.environ.get("PS_SIM_ROUNDS") or 4),
-                    help="number of seeds (episodes)")
+    ap.add_argument("--seeds", type=int, default=int(os.environ.get("PS_SIM_SEEDS") or 4),
+                    help="number of seeds (episodes) (env PS_SIM_SEEDS)")
     ap.add_argument("--steps", type=int, default=int(os.environ.get("PS_SIM_STEPS") or 300))
     args = ap.parse_args()
     t0 = time.monotonic()
     failed = 0
     totals = {}
-    for k in range(args.rounds):
+    for k in range(args.seeds):
         seed = args.seed + k
         tmp = tempfile.mkdtemp(prefix="ps-mixed-")
         sim = Sim(args.polysyncd, seed, args.steps, tmp)
@@ -637,14 +621,14 @@ def main():
             if not isinstance(e, converge.SimFailure):
                 raise
             failed += 1
-            print("FAILED seed %d: %s (replay: PS_SIM_SEED=%d PS_SIM_ROUNDS=1 %s)" % (
+            print("FAILED seed %d: %s (replay: PS_SIM_SEED=%d PS_SIM_SEEDS=1 %s)" % (
                 seed, e, seed, " ".join(sys.argv)))
             for v in sim.violations[:20]:
                 print("  " + v)
             print("  trace tail:\n    " + "\n    ".join(sim.lines[-40:]))
             print("  episode folder kept: %s" % tmp)
     print("sim.mixed: %d seed(s) from %d, %d failed, %s, %.1f s" % (
-        args.rounds, args.seed, failed, " ".join("%s %d" % kv for kv in sorted(totals.items())),
+        args.seeds, args.seed, failed, " ".join("%s %d" % kv for kv in sorted(totals.items())),
         time.monotonic() - t0))
     return 1 if failed else 0
 

@@ -20,6 +20,7 @@
  */
 #include "test_util.h"
 #include "merge_model.h"
+#include "property_rng.h"
 #include "core/base.h"
 #include "core/chat_codec.h"
 #include "core/merge.h"
@@ -31,28 +32,8 @@
 #define SKEW 2000
 #define MAX_OPS 8
 
-static uint64_t seed0 = 0x6d6f64656cULL;
-static unsigned long ncases = 3000;
-static uint64_t rng;
-static unsigned long current_case;
-
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static unsigned pick(unsigned n)
-{
-    return (unsigned)(next() % n);
-}
-
-static bool chance(unsigned percent)
-{
-    return pick(100) < percent;
-}
+#define DEFAULT_SEED 0x6d6f64656cULL
+#define DEFAULT_CASES 3000
 
 #define N(a) (sizeof(a) / sizeof *(a))
 
@@ -499,21 +480,9 @@ static bool agrees(const ps_chat *got, const mm_chat *want)
     return true;
 }
 
-static void load_settings(void)
-{
-    const char *s = getenv("PS_PROPERTY_SEED");
-    if (s && *s)
-        seed0 = strtoull(s, NULL, 0);
-    if (seed0 == 0)
-        seed0 = 1;
-    const char *c = getenv("PS_PROPERTY_CASES");
-    if (c && *c)
-        ncases = strtoul(c, NULL, 0);
-}
-
 static void merge_agrees_with_the_model(void **state)
 {
-    load_settings();
+    load_settings(DEFAULT_SEED, DEFAULT_CASES);
     rng = seed0;
     int failures = 0;
     unsigned ties = 0, placed = 0, carried = 0, deleted = 0;
@@ -573,7 +542,7 @@ static void merge_agrees_with_the_model(void **state)
 
 int main(void)
 {
-    load_settings();
+    load_settings(DEFAULT_SEED, DEFAULT_CASES);
     print_message("merge model: PS_PROPERTY_SEED=%" PRIu64 " PS_PROPERTY_CASES=%lu\n", seed0,
                   ncases);
     const struct CMUnitTest tests[] = {

@@ -16,6 +16,7 @@
  */
 #include "test_util.h"
 #include "merge_model.h"
+#include "property_rng.h"
 #include "core/merge.h"
 #include "core/timestamp.h"
 
@@ -25,28 +26,8 @@
 #define NOW 100000 /* the server clock for ingest: some pool times are past now + skew */
 #define SKEW 2000
 
-static uint64_t seed0 = 0x5eed2024c0ffeeULL;
-static unsigned long ncases = 3000;
-static uint64_t rng;
-static unsigned long current_case;
-
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static unsigned pick(unsigned n)
-{
-    return (unsigned)(next() % n);
-}
-
-static bool chance(unsigned percent)
-{
-    return pick(100) < percent;
-}
+#define DEFAULT_SEED 0x5eed2024c0ffeeULL
+#define DEFAULT_CASES 3000
 
 static const char *const FIELD_NAMES[] = {"title", "model", "isArchived", "folder", "x"};
 static const char *const FIELD_VALUES[] = {"\"t1\"", "\"t2\"", "\"t3\"",        "true", "false",
@@ -292,18 +273,6 @@ static bool keeps_fields(const ps_chat *whole, const ps_chat *part)
     return true;
 }
 
-static void load_settings(void)
-{
-    const char *s = getenv("PS_PROPERTY_SEED");
-    if (s && *s)
-        seed0 = strtoull(s, NULL, 0);
-    if (seed0 == 0)
-        seed0 = 1; /* xorshift's one fixed point */
-    const char *c = getenv("PS_PROPERTY_CASES");
-    if (c && *c)
-        ncases = strtoul(c, NULL, 0);
-}
-
 typedef bool (*property_fn)(ps_chat *a, ps_chat *b, ps_chat *c);
 
 static bool commutative(ps_chat *a, ps_chat *b, ps_chat *c)
@@ -489,7 +458,7 @@ static bool legacy_view_converges(ps_chat *a, ps_chat *b, ps_chat *c)
 
 static void check_property(property_fn fn)
 {
-    load_settings();
+    load_settings(DEFAULT_SEED, DEFAULT_CASES);
     rng = seed0;
     int failures = 0;
     for (current_case = 0; current_case < ncases && failures < 3; current_case++) {
@@ -547,7 +516,7 @@ static void legacy_view_is_order_independent(void **state)
 /* The generator must actually produce what the properties are about. */
 static void generator_covers_the_interesting_cases(void **state)
 {
-    load_settings();
+    load_settings(DEFAULT_SEED, DEFAULT_CASES);
     rng = seed0;
     unsigned tombstoned_chats = 0, dead_chats = 0, message_tombstones = 0, ties = 0, shared_ids = 0;
     for (int i = 0; i < 2000; i++) {
@@ -582,7 +551,7 @@ static void generator_covers_the_interesting_cases(void **state)
 
 int main(void)
 {
-    load_settings();
+    load_settings(DEFAULT_SEED, DEFAULT_CASES);
     print_message("merge properties: PS_PROPERTY_SEED=%" PRIu64 " PS_PROPERTY_CASES=%lu\n", seed0,
                   ncases);
     const struct CMUnitTest tests[] = {
