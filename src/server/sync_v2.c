@@ -421,10 +421,10 @@ static ps_code collect_message(void *vctx, const ps_message *m)
     if (m->value)
         return json_object_array_add(sink->messages, json_object_get(m->value)) ? PS_ERR_NOMEM
                                                                                 : PS_OK;
+    ps_code rc = PS_OK;
     if (sink->with_deleted && m->mark.seq > sink->deleted_after)
-        return json_object_array_add(sink->deleted, json_object_new_string(m->id)) ? PS_ERR_NOMEM
-                                                                                   : PS_OK;
-    return PS_OK;
+        ps__json_push(&rc, sink->deleted, json_object_new_string(m->id)); /* never a null id */
+    return rc;
 }
 
 /* The delta of one chat for this puller; *out NULL when there is none. */
