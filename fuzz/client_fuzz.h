@@ -5,8 +5,8 @@
  * snapshot of everything the store shows (each live chat as the Polyglot
  * client sees it, ps_client_chat_json), to compare states.
  *
- * The wall clock stands still in these drivers (clock_gettime below): the
- * client stamps some writes with its own clock (a server write that
+ * The client's clock stands still in these drivers (__wrap_ps__time_now_ms
+ * below): the client stamps some writes with its own clock (a server write that
  * carries no time; a time further ahead than PS_LOCAL_SKEW_MS, clamped to
  * now + 100 years), so with a running clock the same input applied twice
  * may store other times (docs/testing.md, the fuzzers' findings), and an
@@ -22,19 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
-/* 2026-12-02T12:00:00Z for the whole process; the other clocks run. */
-int clock_gettime(clockid_t id, struct timespec *ts)
+/* The client's "now" (ps__time_now_ms, redirected here by the linker:
+ * -Wl,--wrap in fuzz/CMakeLists.txt): 2026-12-02T12:00:00Z, always. Only
+ * polysync's own clock stands still; libFuzzer's timers keep running. */
+int64_t __wrap_ps__time_now_ms(void);
+int64_t __wrap_ps__time_now_ms(void)
 {
-    if (id == CLOCK_REALTIME) {
-        ts->tv_sec = 1796212800;
-        ts->tv_nsec = 0;
-        return 0;
-    }
-    return (int)syscall(SYS_clock_gettime, id, ts);
+    return 1796212800000LL;
 }
 
 static char fuzz_store_path[128];
