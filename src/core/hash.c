@@ -31,7 +31,7 @@ static uint64_t step(uint64_t h, const unsigned char *p)
     return rotl(h ^ (w * PRIME1), 31) * PRIME2;
 }
 
-uint64_t ps__hash64(const void *data, size_t len)
+uint64_t ps_hash64(const void *data, size_t len)
 {
     const unsigned char *p = data;
     uint64_t seed = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len;

@@ -9,6 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-uint64_t ps__hash64(const void *data, size_t len);
+uint64_t ps_hash64(const void *data, size_t len);
 
 #endif

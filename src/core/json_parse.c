@@ -4,12 +4,12 @@
 
 #include <ctype.h>
 
-ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object **out, ps_error *err)
+ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out, ps_error *err)
 {
     *out = NULL;
     if (len > (size_t)INT32_MAX) /* json-c takes an int length */
         return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "", "JSON text too large");
-    ps_code rc = ps__json_precheck(text, len, max_depth, err);
+    ps_code rc = ps_json_precheck(text, len, max_depth, err);
     if (rc != PS_OK)
         return rc;
     /* +1: json-c counts the scalar inside the deepest container as a level;
@@ -57,13 +57,13 @@ ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object 
     return PS_OK;
 }
 
-const char *ps__json_text(json_object *obj, size_t *len)
+const char *ps_json_text(json_object *obj, size_t *len)
 {
     return json_object_to_json_string_length(
         obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
 }
 
-ps_code ps__json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)
+ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)
 {
     /* The stored state nests a validated message two levels deeper than the
      * request did; a small tokener stack also keeps this call cheap (the

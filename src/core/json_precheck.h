@@ -16,7 +16,7 @@
 
 /* PS_OK, PS_ERR_UTF8, PS_ERR_TOO_DEEP (more than max_depth nested objects
  * and arrays) or PS_ERR_MALFORMED, with the byte offset in err. */
-ps_code ps__json_precheck(const char *text, size_t len, int max_depth, ps_error *err);
+ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *err);
 
 /*
  * Where the elements of the top-level "chats" array lie, found in the same
@@ -32,8 +32,8 @@ typedef struct ps_json_outline {
 } ps_json_outline;
 
 /* The pre-check, also filling *outline (the caller frees it). */
-ps_code ps__json_precheck_outline(const char *text, size_t len, int max_depth,
+ps_code ps_json_precheck_outline(const char *text, size_t len, int max_depth,
                                  ps_json_outline *outline, ps_error *err);
-void ps__json_outline_free(ps_json_outline *outline);
+void ps_json_outline_free(ps_json_outline *outline);
 
 #endif

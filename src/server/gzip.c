@@ -28,7 +28,7 @@ ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbu
             in->ended = true;
         else if (z != Z_OK && z != Z_BUF_ERROR)
             return z == Z_MEM_ERROR ? PS_ERR_NOMEM : PS_ERR_BAD_GZIP;
-        ps_code rc = ps__dynbuf_add(out, buf, sizeof buf - in->zs.avail_out);
+        ps_code rc = ps_dynbuf_add(out, buf, sizeof buf - in->zs.avail_out);
         if (rc != PS_OK)
             return rc;
         if (z == Z_BUF_ERROR && in->zs.avail_out != 0)
@@ -71,7 +71,7 @@ ps_code ps_deflater_feed(ps_deflater *d, const void *data, size_t len, bool last
         z = deflate(&d->zs, flush);
         if (z == Z_STREAM_ERROR)
             return PS_ERR_NOMEM;
-        ps_code rc = ps__dynbuf_add(out, buf, sizeof buf - d->zs.avail_out);
+        ps_code rc = ps_dynbuf_add(out, buf, sizeof buf - d->zs.avail_out);
         if (rc != PS_OK)
             return rc;
     } while (d->zs.avail_out == 0 || (last && z != Z_STREAM_END));

@@ -12,7 +12,7 @@
 
 /*
  * The chats of a legacy request: parsed already (`parsed`, a validated
- * array), or as byte ranges of the body text (from ps__json_precheck_outline)
+ * array), or as byte ranges of the body text (from ps_json_precheck_outline)
  * that are hashed, and parsed and validated only when not known unchanged.
  */
 typedef struct ps_chat_source {
