@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             const char *slice = text + o.starts[i];
             size_t len = o.ends[i] - o.starts[i];
-            (void)ps_hash64(slice, len);
+            (void)ps_hash_bytes(slice, len);
             json_object *one = NULL;
             if (ps_json_parse(slice, len, PS_JSON_MAX_DEPTH, &one, NULL) != PS_OK)
                 abort(); /* an element of a valid body is valid JSON */

@@ -12,6 +12,8 @@ packages=(
   # store's rows (src/client/http.c, lstore.c; docs/client.md)
   libdeflate-dev libzstd-dev
   libwslay-dev  # WebSocket framing for the live socket (src/server/ws_session.c)
+  libxxhash-dev  # XXH3, the hash of a chat's bytes (src/core/hash.c, header-only)
+  libsimdjson-dev  # a re-sent chat's content hash (src/server/content_hash.cpp)
   libcmocka-dev python3 openssl
   curl  # a real HTTP client in the 413 tests (tests/integration/test_bad_input.py)
   # ops (docs/operations.md): GnuTLS for the TLS certificate reload, the

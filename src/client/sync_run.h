@@ -36,6 +36,11 @@ typedef struct sync_run {
     ps_sync_stats *st;
     struct timespec start;
     ps_server_caps caps; /* see ps__server_caps */
+    /* The sync run the server named in its first answer ("run", docs/
+     * protocol.md): sent with the later requests of this sync so that its
+     * first pull leaves out what they pushed. "" until then, or when the
+     * server does not name runs. */
+    char run[64];
 } sync_run;
 
 static inline ps_code ps__sync_nomem(ps_error *err)
@@ -78,10 +83,12 @@ const ps_server_caps *ps__server_caps(sync_run *r);
 /* ---- v2_request.c ---- */
 
 /* The body of a /v2/sync request: this device, `cursor` (NULL = a first
- * pull), `limit`, the log entries rows[0..n) and, as probes, the chats
- * whose ids the array `probes` holds (may be NULL). */
-ps_code ps__build_v2_request(ps_client *c, const char *cursor, int limit, const ps_change_row *rows,
-                             size_t n, json_object *probes, ps_dynbuf *out, ps_error *err);
+ * pull), the sync's `run` ("" = none yet), `limit`, the log entries
+ * rows[0..n) and, as probes, the chats whose ids the array `probes` holds
+ * (may be NULL). */
+ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, int limit,
+                             const ps_change_row *rows, size_t n, json_object *probes,
+                             ps_dynbuf *out, ps_error *err);
 
 /* The live local chats that rows[0..n) do not carry (*ids: an array of
  * their ids, the caller's), which a first pull names as probes. */
@@ -99,6 +106,7 @@ typedef struct v2_answer {
     json_object *root;
     json_object *chats;
     const char *cursor;
+    const char *run; /* NULL: the server names no runs */
     bool more;
     int64_t server_clock;
 } v2_answer;

@@ -34,6 +34,9 @@ ps_code ps__parse_v2_answer(ps_client *c, const ps_http_answer *a, v2_answer *an
     if (!json_object_object_get_ex(ans->root, "serverClock", &v) || !ps_valid_counter(v))
         goto bad;
     ans->server_clock = json_object_get_int64(v);
+    if (json_object_object_get_ex(ans->root, "run", &v) &&
+        json_object_is_type(v, json_type_string)) /* optional: older servers lack it */
+        ans->run = json_object_get_string(v);
     ps_limits lim = ps_limits_default();
     size_t n = json_object_array_length(ans->chats);
     for (size_t i = 0; i < n; i++) {

@@ -63,8 +63,9 @@ static ps_code add_probes(json_object *probes, ps_dynbuf *out, bool first)
     return rc;
 }
 
-ps_code ps__build_v2_request(ps_client *c, const char *cursor, int limit, const ps_change_row *rows,
-                             size_t n, json_object *probes, ps_dynbuf *out, ps_error *err)
+ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, int limit,
+                             const ps_change_row *rows, size_t n, json_object *probes,
+                             ps_dynbuf *out, ps_error *err)
 {
     ps_code rc = ps_dynbuf_adds(out, "{\"deviceId\":");
     if (rc == PS_OK)
@@ -73,6 +74,11 @@ ps_code ps__build_v2_request(ps_client *c, const char *cursor, int limit, const 
         rc = ps_dynbuf_adds(out, ",\"cursor\":");
     if (rc == PS_OK)
         rc = cursor ? ps_dynbuf_add_json_string(out, cursor) : ps_dynbuf_adds(out, "null");
+    if (rc == PS_OK && run[0]) {
+        rc = ps_dynbuf_adds(out, ",\"run\":");
+        if (rc == PS_OK)
+            rc = ps_dynbuf_add_json_string(out, run);
+    }
     /* no "ack": the cursor sent is the one saved with the last answer
      * applied (one transaction), so it is the acknowledgement itself */
     if (rc == PS_OK)

@@ -138,7 +138,7 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
             rc = plan_probes(r, rows, n, &probe_ids, err);
         size_t nprobes = probe_ids ? json_object_array_length(probe_ids) : 0;
         if (rc == PS_OK)
-            rc = ps__build_v2_request(c, cursor, limit, rows, n, probe_ids, &body, err);
+            rc = ps__build_v2_request(c, cursor, r->run, limit, rows, n, probe_ids, &body, err);
         json_object_put(probe_ids);
         if (rc == PS_OK)
             rc = ps__http_post(c, "/v2/sync", body.data, body.len, true, r->st, &a, err);
@@ -148,6 +148,8 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         } else if (a.status == 200) {
             if ((rc = ps__parse_v2_answer(c, &a, &ans, err)) == PS_OK)
                 rc = ps__apply_v2_answer(r, &ans, rows, n, cursor, push_only, err);
+            if (rc == PS_OK && !r->run[0] && ans.run && strlen(ans.run) < sizeof r->run)
+                snprintf(r->run, sizeof r->run, "%s", ans.run);
             if (rc == PS_OK) {
                 count_sent(r, rows, n);
                 r->st->pages += !push_only;

@@ -36,7 +36,7 @@ static ps_code push(ps_base *b, uint64_t h)
 static uint64_t hash3(char kind, const char *key, json_object *value)
 {
     size_t klen = strlen(key), vlen = 0;
-    const char *vtext = value ? ps_json_text(value, &vlen) : "";
+    const char *vtext = value ? ps_json_text_kept(value, &vlen) : "";
     char stack[512];
     size_t len = 2 + klen + vlen;
     char *buf = len <= sizeof stack ? stack : malloc(len);

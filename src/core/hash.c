@@ -1,10 +1,22 @@
-/* Four independent 8-byte lanes (each a multiply-rotate step, so the CPU
- * runs them side by side instead of waiting on one chain of multiplies),
- * folded together with the tail and a final avalanche (MurmurHash3's
- * fmix64); see hash.h. */
+/* The two hashes of hash.h. */
 #include "core/hash.h"
 
 #include <string.h>
+
+/* header-only: no library to link (libpolysync compiles this file too) */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+uint64_t ps_hash_bytes(const void *data, size_t len)
+{
+    uint64_t h = XXH3_64bits(data, len);
+    return h ? h : 1; /* 0 means "no hash" where hashes are stored */
+}
+
+/* ps_hash64, frozen (hash.h): four independent 8-byte lanes (each a
+ * multiply-rotate step, so the CPU runs them side by side instead of
+ * waiting on one chain of multiplies), folded together with the tail and a
+ * final avalanche (MurmurHash3's fmix64). */
 
 #define PRIME1 0x87c37b91114253d5ULL
 #define PRIME2 0x4cf5ad432745937fULL

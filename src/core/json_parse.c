@@ -3,6 +3,8 @@
 #include "core/json_precheck.h"
 
 #include <ctype.h>
+#include <pthread.h>
+#include <string.h>
 
 ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out, ps_error *err)
 {
@@ -63,20 +65,86 @@ const char *ps_json_text(json_object *obj, size_t *len)
         obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
 }
 
+const char *ps_json_text_kept(json_object *obj, size_t *len)
+{
+    size_t n;
+    /* containers only: json-c keeps a parsed number's own text as its
+     * userdata already, and only this function sets a container's */
+    if (!json_object_is_type(obj, json_type_object) && !json_object_is_type(obj, json_type_array))
+        return ps_json_text(obj, len);
+    if (json_object_get_userdata(obj) == NULL) {
+        const char *text = ps_json_text(obj, &n);
+        char *copy = text ? strndup(text, n) : NULL;
+        if (!copy) { /* not kept: still the text */
+            if (len)
+                *len = n;
+            return text;
+        }
+        json_object_set_serializer(obj, json_object_userdata_to_json_string, copy,
+                                   json_object_free_userdata);
+        if (len)
+            *len = n;
+        return copy;
+    }
+    const char *kept = json_object_get_userdata(obj);
+    if (len)
+        *len = strlen(kept);
+    return kept;
+}
+
+/* One tokener per thread for ps_json_parse_trusted, reset between parses:
+ * creating one allocates and clears its stack and buffer, which loading a
+ * long chat (one parse per stored message) paid once per message. Freed
+ * when its thread ends. */
+static pthread_key_t tokener_key;
+static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
+static bool tokener_key_ok;
+
+static void tokener_free(void *tok)
+{
+    json_tokener_free(tok);
+}
+
+static void tokener_key_make(void)
+{
+    tokener_key_ok = pthread_key_create(&tokener_key, tokener_free) == 0;
+}
+
+/* The stored state nests a validated message two levels deeper than the
+ * request did. */
+static json_tokener *trusted_tokener_new(void)
+{
+    json_tokener *tok = json_tokener_new_ex(PS_JSON_MAX_DEPTH + 8);
+    if (tok)
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    return tok;
+}
+
 ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)
 {
-    /* The stored state nests a validated message two levels deeper than the
-     * request did; a small tokener stack also keeps this call cheap (the
-     * tokener allocates and clears its stack on every creation). */
     *out = NULL;
-    json_tokener *tok = json_tokener_new_ex(PS_JSON_MAX_DEPTH + 8);
+    pthread_once(&tokener_once, tokener_key_make);
+    json_tokener *tok = tokener_key_ok ? pthread_getspecific(tokener_key) : NULL;
+    bool kept = tok != NULL;
+    if (kept) {
+        json_tokener_reset(tok);
+    } else if ((tok = trusted_tokener_new()) != NULL) {
+        kept = tokener_key_ok && pthread_setspecific(tokener_key, tok) == 0;
+    }
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     if (!obj && json_tokener_get_error(tok) == json_tokener_continue)
         obj = json_tokener_parse_ex(tok, " ", 1);
-    json_tokener_free(tok);
+    /* json_tokener_reset leaves some state of a parse that stopped midway
+     * (test_chat_splitter caught a chat parsed differently after one), so a
+     * tokener that did not end cleanly is not used again */
+    if (kept && (!obj || json_tokener_get_error(tok) != json_tokener_success)) {
+        pthread_setspecific(tokener_key, NULL);
+        kept = false;
+    }
+    if (!kept)
+        json_tokener_free(tok);
     if (!obj)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "stored JSON does not parse");
     *out = obj;

@@ -31,4 +31,14 @@ ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, p
  * string belongs to `obj` and lives until obj is freed or changed. */
 const char *ps_json_text(json_object *obj, size_t *len);
 
+/*
+ * The same text, worked out once and kept with `obj` (json-c's userdata
+ * serializer): later serializations of obj, alone or inside a parent (a
+ * chat's rendering), copy it instead of walking obj again. For values that
+ * are never changed once built — a message's value, hashed for its
+ * device's base, stored as a row and rendered inside its chat. Out of
+ * memory, the text is not kept (as ps_json_text). Scalars are not kept.
+ */
+const char *ps_json_text_kept(json_object *obj, size_t *len);
+
 #endif

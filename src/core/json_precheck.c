@@ -357,7 +357,8 @@ static ps_code bad_utf8(ps_error *err, size_t at)
  * *at to its closing quote, or to len or past it when the text ends inside
  * the string (json-c reports that). The whole string is done here, so the
  * caller's token loop sees one step per string, not one per special byte. */
-static ps_code string_end(const unsigned char *p, size_t len, size_t *at, ps_error *err)
+static ps_code string_end(const unsigned char *p, size_t len, size_t *at, size_t base,
+                          ps_error *err)
 {
     size_t i = *at;
 #if defined(__SSE2__)
@@ -385,10 +386,10 @@ static ps_code string_end(const unsigned char *p, size_t len, size_t *at, ps_err
             continue;
         }
         if (c < 0x20)
-            return malformed(err, i, "raw control character in a string (escape it)");
+            return malformed(err, base + i, "raw control character in a string (escape it)");
         i = utf8_run_end(p, i, len);
         if (i < len && p[i] >= 0x80)
-            return bad_utf8(err, i);
+            return bad_utf8(err, base + i);
     }
     *at = i;
     return PS_OK;
@@ -400,7 +401,9 @@ static inline bool json_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, ps_error *err)
+/* base: where text starts in the whole body, for the offsets in errors. */
+static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, size_t base,
+                    ps_error *err)
 {
     const unsigned char *p = (const unsigned char *)text;
     int depth = 0;
@@ -418,7 +421,7 @@ static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, p
         switch (c) {
         case '"': {
             size_t end = i + 1;
-            ps_code rc = string_end(p, len, &end, err);
+            ps_code rc = string_end(p, len, &end, base, err);
             if (rc != PS_OK)
                 return rc;
             if (ol && depth == 1) {
@@ -477,11 +480,11 @@ static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, p
             else if (c >= 'a' && c <= 'z')
                 n = literal_length(p + i, len - i);
             else if (c >= 0x80 && utf8_sequence(p + i, len - i) == 0)
-                return bad_utf8(err, i);
+                return bad_utf8(err, base + i);
             else
                 n = 0;
             if (n == 0)
-                return malformed(err, i, "unexpected character");
+                return malformed(err, base + i, "unexpected character");
         }
         i += n;
     }
@@ -492,7 +495,12 @@ static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, p
 
 ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *err)
 {
-    return scan(text, len, max_depth, NULL, err);
+    return scan(text, len, max_depth, NULL, 0, err);
+}
+
+ps_code ps_json_precheck_at(const char *text, size_t len, int max_depth, size_t base, ps_error *err)
+{
+    return scan(text, len, max_depth, NULL, base, err);
 }
 
 ps_code ps_json_precheck_outline(const char *text, size_t len, int max_depth,
@@ -500,7 +508,7 @@ ps_code ps_json_precheck_outline(const char *text, size_t len, int max_depth,
 {
     memset(outline, 0, sizeof *outline);
     outliner ol = {.o = outline};
-    ps_code rc = scan(text, len, max_depth, &ol, err);
+    ps_code rc = scan(text, len, max_depth, &ol, 0, err);
     if (rc != PS_OK)
         ps_json_outline_free(outline);
     return rc;

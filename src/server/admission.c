@@ -149,6 +149,17 @@ void ps__shutting_down(ps_reply *reply)
     ps_reply_error(reply, 503, "shutting_down", "the server is shutting down; retry shortly");
 }
 
+/* A body parsed whole in memory (v2, deletions) stays under this even when
+ * --max-body is larger: --max-body is for legacy full-state bodies, which
+ * are taken chat by chat and never held whole (legacy_body.h). */
+#define WHOLE_BODY_MAX ((size_t)64 * 1024 * 1024)
+
+size_t ps__body_limit(const ps_server *srv, const ps_route *route)
+{
+    if (route && route->body == PS_BODY_RAW)
+        return srv->cfg.max_body_bytes;
+    return srv->cfg.max_body_bytes < WHOLE_BODY_MAX ? srv->cfg.max_body_bytes : WHOLE_BODY_MAX;
+}
 /* Decides, from the headers alone, whether the request is refused. */
 bool ps__refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *method,
                       const char *url, request *req, ps_reply *reply)
@@ -197,13 +208,13 @@ bool ps__refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *m
     if (clen) {
         char *end;
         unsigned long long n = strtoull(clen, &end, 10);
-        if (*end == '\0' && n <= srv->cfg.max_body_bytes)
+        size_t limit = ps__body_limit(srv, req->route);
+        if (*end == '\0' && n <= limit)
             req->body_length = (long long)n;
-        if (*end == '\0' && n > srv->cfg.max_body_bytes) {
+        if (*end == '\0' && n > limit) {
             reply->close_connection = true;
             char msg[96];
-            snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
-                     srv->cfg.max_body_bytes);
+            snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes", limit);
             ps_reply_error(reply, 413, "body_too_large", msg);
             return true;
         }

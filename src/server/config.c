@@ -20,7 +20,7 @@ void ps_config_defaults(ps_config *cfg)
     snprintf(cfg->bind, sizeof cfg->bind, "127.0.0.1");
     cfg->port = 4001;
     snprintf(cfg->db_url, sizeof cfg->db_url, "sqlite:./data/polysync.db");
-    cfg->max_body_bytes = 64 * MIB;
+    cfg->max_body_bytes = 256 * MIB; /* a heavy user's whole history (legacy_body.h) */
     cfg->max_response_bytes = 1024 * MIB;
     cfg->max_skew_ms = 5 * 60 * 1000;
     cfg->tombstone_retention_ms = 90LL * 86400 * 1000;
@@ -140,7 +140,9 @@ static void usage(FILE *f)
             "  --port N                 port (default 4001, or env CHAT_SYNC_PORT; 0 = any)\n"
             "  --db URL                 store: sqlite:PATH (default sqlite:./data/polysync.db)\n"
             "                           or postgres://user@host/db (several instances may share it)\n"
-            "  --max-body SIZE          largest request body, e.g. 64M (default 64M, max 1G)\n"
+            "  --max-body SIZE          largest legacy /sync or /pushChats body, taken chat by\n"
+            "                           chat (default 256M, max 1G); other bodies, parsed\n"
+            "                           whole, at most the smaller of this and 64M\n"
             "  --max-chats N            most chats or deletions in one request (default 50000)\n"
             "  --max-clock-skew SECONDS clamp client times later than now + this (default 300)\n"
             "  --tombstone-retention D  keep deleted chats' tombstones D days (default 90)\n"

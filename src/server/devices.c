@@ -68,7 +68,7 @@ ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
         return PS_OK;
     memcpy(keybuf, user, ulen + 1);
     memcpy(keybuf + ulen + 1, device, dlen);
-    uint64_t key = ps_hash64(keybuf, ulen + 1 + dlen) | 1; /* 0: an empty slot */
+    uint64_t key = ps_hash_bytes(keybuf, ulen + 1 + dlen) | 1; /* 0: an empty slot */
     recent *slot = &recent_writes[key % RECENT_SLOTS];
     pthread_mutex_lock(&recent_lock);
     bool known = slot->key == key && now_ms - slot->written_ms < REWRITE_AFTER_MS;

@@ -4,9 +4,9 @@
  * before any store access, so a rejected request changes nothing.
  */
 #include "core/json_parse.h"
-#include "core/json_precheck.h"
 #include "server/events.h"
 #include "server/health.h"
+#include "server/legacy_body.h"
 #include "server/router.h"
 #include "server/ws.h"
 #include "core/timestamp.h"
@@ -39,45 +39,25 @@ ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
 }
 
 /*
- * Parses a /sync or /pushChats body for ps_legacy_sync. The pre-check finds
- * where each chat's bytes are; the rest of the body is parsed with "chats"
- * emptied, and each chat later only if its bytes are news (sync_legacy.c).
+ * Parses a /sync or /pushChats body for ps_legacy_sync. The body came in
+ * chat by chat (legacy_body.h): what is left of it, the envelope, is parsed
+ * here whole with "chats" emptied, and each chat later only if its bytes
+ * are news (sync_legacy.c).
  */
-static ps_code parse_sync_body(const ps_handler_env *env, json_object **root, ps_json_outline *ol,
-                               ps_chat_source *src, ps_error *err)
+static ps_code parse_sync_body(const ps_handler_env *env, json_object **root, ps_chat_source *src,
+                               ps_error *err)
 {
-    const char *text = env->body_text;
-    size_t len = env->body_len;
-    ps_code rc = ps_json_precheck_outline(text, len, PS_JSON_MAX_DEPTH, ol, err);
+    ps_legacy_body *body = env->legacy_body;
+    ps_code rc = ps_legacy_body_finish(body, err);
     if (rc != PS_OK)
         return rc;
-    if (!ol->found) { /* no plain "chats" array: the whole body, as usual */
-        if ((rc = ps_json_parse(text, len, PS_JSON_MAX_DEPTH, root, err)) != PS_OK ||
-            (rc = ps_validate_sync_request(*root, env->limits, err)) != PS_OK)
-            return rc;
-        src->parsed = json_object_object_get(*root, "chats");
-        src->count = json_object_array_length(src->parsed);
-        return PS_OK;
-    }
-    if (ol->count > env->limits->max_chats)
-        return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "chats",
-                            "%zu chats in one request; the limit is %zu", ol->count,
-                            env->limits->max_chats);
-    ps_dynbuf rest;
-    ps_dynbuf_init(&rest, len + 2);
-    if ((rc = ps_dynbuf_add(&rest, text, ol->array_start)) == PS_OK &&
-        (rc = ps_dynbuf_adds(&rest, "[]")) == PS_OK)
-        rc = ps_dynbuf_add(&rest, text + ol->array_end, len - ol->array_end);
-    if (rc == PS_OK)
-        rc = ps_json_parse(rest.data, rest.len, PS_JSON_MAX_DEPTH, root, err);
-    else
-        ps_error_set(err, rc, -1, "", "out of memory");
-    ps_dynbuf_free(&rest);
-    if (rc == PS_OK)
-        rc = ps_validate_sync_request(*root, env->limits, err);
-    *src =
-        (ps_chat_source){.count = ol->count, .text = text, .starts = ol->starts, .ends = ol->ends};
-    return rc;
+    size_t len;
+    const char *text = ps_legacy_body_envelope(body, &len);
+    if ((rc = ps_json_parse(text, len, PS_JSON_MAX_DEPTH, root, err)) != PS_OK ||
+        (rc = ps_validate_sync_request(*root, env->limits, err)) != PS_OK)
+        return rc;
+    ps_legacy_body_chats(body, src);
+    return PS_OK;
 }
 
 /*
@@ -101,10 +81,10 @@ static bool is_polyglot_page_load(json_object *root, const ps_chat_source *src)
         return false; /* {"chats": []} is also a seed client's first sync */
     json_object *first = NULL;
     ps_error err;
-    if (src->parsed)
-        first = json_object_get(json_object_array_get_idx(src->parsed, 0));
-    else if (ps_json_parse_trusted(src->text + src->starts[0], src->ends[0] - src->starts[0],
-                                   &first, &err) != PS_OK)
+    const char *text;
+    size_t len;
+    if (ps_chat_source_bytes(src, 0, &text, &len, &err) != PS_OK ||
+        ps_json_parse_trusted(text, len, &first, &err) != PS_OK)
         return false;
     json_object *clock;
     bool app = json_object_is_type(first, json_type_object) &&
@@ -121,9 +101,8 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
     ps_error_clear(&err);
     ps_sync_ctx ctx = ps__sync_ctx(env);
     json_object *root = NULL;
-    ps_json_outline ol = {0};
     ps_chat_source src = {0};
-    ps_code rc = parse_sync_body(env, &root, &ol, &src, &err);
+    ps_code rc = parse_sync_body(env, &root, &src, &err);
     /* its own answer carries the change: its live channel need not ring */
     json_object *device = json_object_object_get(root, "deviceId");
     if (json_object_is_type(device, json_type_string))
@@ -138,7 +117,6 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
     else if (!answer && !page_load && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
     json_object_put(root);
-    ps_json_outline_free(&ol);
 }
 
 void ps_handle_sync(const ps_handler_env *env, json_object *body, ps_reply *reply)

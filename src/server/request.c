@@ -114,6 +114,45 @@ static void release_body(ps_server *srv, request *req)
     ps_dynbuf_free(&req->body);
 }
 
+/* The legacy body of the request, made on its first byte (NULL when out of
+ * memory). */
+static ps_legacy_body *legacy_body_of(ps_server *srv, request *req)
+{
+    if (!req->legacy) {
+        ps_legacy_body_config lc = {
+            .max_bytes = srv->cfg.max_body_bytes,
+            .max_chats = srv->cfg.limits.max_chats,
+            .max_depth = PS_JSON_MAX_DEPTH,
+            .envelope_max = PS_ENVELOPE_MAX_BYTES,
+            .chat_max = PS_CHAT_MAX_BYTES,
+            .spool_dir = srv->spool_dir,
+            .memory_max = PS_SPOOL_MEMORY_BYTES,
+        };
+        req->legacy = ps_legacy_body_new(&lc);
+    }
+    return req->legacy;
+}
+
+static ps_code feed_legacy(void *cls, const char *p, size_t n)
+{
+    return ps_legacy_body_feed(cls, p, n);
+}
+
+/* A piece of a legacy body, inflated if gzipped: the chats go to the spool
+ * as they complete (legacy_body.h); past --max-body the rest is dropped. */
+static void receive_legacy_body(ps_server *srv, request *req, const char *data, size_t len)
+{
+    ps_legacy_body *lb = legacy_body_of(srv, req);
+    ps_code rc = !lb         ? PS_ERR_NOMEM
+                 : req->gzip ? ps_inflater_feed_to(&req->inflater, data, len, feed_legacy, lb)
+                             : ps_legacy_body_feed(lb, data, len);
+    if (rc != PS_OK) {
+        req->body_error = rc;
+        ps_legacy_body_free(req->legacy); /* the answer is an error: nothing to keep */
+        req->legacy = NULL;
+    }
+}
+
 static void run_handler(ps_server *srv, request *req, ps_reply *reply)
 {
     if (req->body_error == PS_OK && req->gzip)
@@ -124,7 +163,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     case PS_ERR_TOO_LARGE: {
         char msg[96];
         snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
-                 srv->cfg.max_body_bytes);
+                 ps__body_limit(srv, req->route));
         ps_reply_error(reply, 413, "body_too_large", msg);
         return;
     }
@@ -152,8 +191,11 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
         snprintf(req->device, sizeof req->device, "%s", json_object_get_string(device));
     ps_handler_env env = srv->env;
     env.user = req->user;
-    env.body_text = req->body.data ? req->body.data : "";
-    env.body_len = req->body.len;
+    if (req->route->body == PS_BODY_RAW && !legacy_body_of(srv, req)) {
+        ps_reply_from_code(reply, PS_ERR_NOMEM, "receiving a request body");
+        return;
+    }
+    env.legacy_body = req->legacy;
     env.user_agent = req->user_agent;
     req->route->handler(&env, body, reply);
     json_object_put(body);
@@ -166,6 +208,10 @@ static void receive_body(ps_server *srv, request *req, const char *data, size_t 
 {
     if (!req->route || req->route->body == PS_BODY_NONE || req->body_error != PS_OK)
         return;
+    if (req->route->body == PS_BODY_RAW) {
+        receive_legacy_body(srv, req, data, len);
+        return;
+    }
     ps_code rc = PS_OK;
     if (req->body.cap == 0 && !req->gzip && req->body_length > 0)
         rc = size_body(srv, req);
@@ -255,7 +301,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     req->linger_fd = -1;
     request_start(srv, conn, method, req);
     ps_conn_guard_head_seen(srv->guard, conn);
-    ps_dynbuf_init(&req->body, srv->cfg.max_body_bytes);
+    ps_dynbuf_init(&req->body, ps__body_limit(srv, NULL));
     const char *framing_problem = NULL;
     bool framed = ps_framing_ok(conn, &framing_problem); /* upgrades too */
     if (framed && ps_ws_is_upgrade(conn, method, url))
@@ -330,6 +376,9 @@ static void prepare_reply(void *arg)
 {
     request *req = arg;
     run_handler(req->srv, req, &req->reply);
+    /* the spool's memory and file go before the answer does */
+    ps_legacy_body_free(req->legacy);
+    req->legacy = NULL;
     req->reply_ready = true; /* seen after MHD_resume_connection */
 }
 
@@ -466,6 +515,7 @@ void ps__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_done(srv, conn, req);
     ps_ws_pending_done(&req->ws);
     release_body(srv, req);
+    ps_legacy_body_free(req->legacy);
     if (req->lane.resumed_away)
         atomic_fetch_add(&srv->turned_away_done, 1);
     if (req->gzip)

@@ -33,8 +33,8 @@ typedef struct ps_handler_env {
     /* the store probe behind /health (health.h) */
     struct ps_health *health;
     const ps_live *live; /* NULL: changes are announced nowhere */
-    const char *body_text; /* the raw body, for PS_BODY_RAW routes */
-    size_t body_len;
+    /* the body of a PS_BODY_RAW route, taken chat by chat (legacy_body.h) */
+    struct ps_legacy_body *legacy_body;
     const char *user_agent; /* the request's User-Agent, "" when none (device registry) */
     int64_t tombstone_retention_ms; /* devices silent longer are expired */
 } ps_handler_env;
@@ -43,7 +43,7 @@ typedef struct ps_handler_env {
 typedef enum {
     PS_BODY_NONE, /* no body */
     PS_BODY_JSON, /* parsed JSON (pre-checked, strict) */
-    PS_BODY_RAW,  /* the JSON text (in env): the handler parses it itself */
+    PS_BODY_RAW,  /* a legacy body received chat by chat (env->legacy_body) */
 } ps_body_kind;
 
 /* body: the parsed JSON body for PS_BODY_JSON routes, else NULL. */

@@ -147,6 +147,7 @@ static void server_free(ps_server *srv)
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv->web_root);
+    free(srv->spool_dir);
     free(srv);
 }
 
@@ -219,6 +220,8 @@ static ps_code prepare(ps_server *srv, const ps_config *cfg, ps_error *err)
         return rc;
     srv->live = (ps_live){.events = srv->events, .ws = srv->ws, .store = srv->env.store};
     srv->env.live = &srv->live;
+    if (!(srv->spool_dir = ps_legacy_spool_dir(cfg->db_url)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     srv->web_root = ps_static_find_root(cfg->web_root, PS_WEB_ROOT_INSTALLED);
     if (cfg->web_root && !srv->web_root)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "--web-root: no such directory");

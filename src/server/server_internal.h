@@ -16,6 +16,7 @@
 #include "server/housekeeping.h"
 #include "server/http_response.h"
 #include "server/lane.h"
+#include "server/legacy_body.h"
 #include "server/limits.h"
 #include "server/router.h"
 #include "server/ws.h"
@@ -61,6 +62,8 @@ struct ps_server {
     unsigned metrics_port;
     atomic_uint_fast64_t next_request_id;
     char *web_root; /* real path served under /web/, NULL if none */
+    /* where large legacy bodies' chats wait (legacy_body.h) */
+    char *spool_dir;
 };
 
 typedef struct request {
@@ -94,6 +97,8 @@ typedef struct request {
     ps_ws_pending ws;     /* a live socket being opened */
     bool not_inflight;    /* a live socket: ps_ws_close_all ends it, not the drain */
     int linger_fd;        /* answered before its body: a dup() of the socket, or -1 */
+    /* the body of a PS_BODY_RAW route, taken chat by chat (legacy_body.h) */
+    ps_legacy_body *legacy;
 } request;
 
 #define TURN_AWAY_WAIT_MS 2000
@@ -133,6 +138,9 @@ bool ps__serves_metrics(const ps_server *srv);
 const char *ps__cors_origin(const ps_server *srv, const char *origin);
 /* Fills reply with 503 shutting_down (and closes the connection). */
 void ps__shutting_down(ps_reply *reply);
+/* The largest body `route` takes (NULL: before routing): --max-body for a
+ * legacy body, taken chat by chat; at most 64 MiB for one parsed whole. */
+size_t ps__body_limit(const ps_server *srv, const ps_route *route);
 /* Decides from the headers alone whether the request is refused; if so,
  * true with the refusal in reply. Sets req->route, req->user, the body's
  * encoding and length. */

@@ -12,8 +12,10 @@
 #include "core/json_parse.h"
 #include "core/merge.h"
 #include "core/hash.h"
+#include "server/content_hash.h"
 #include "core/timestamp.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -390,32 +392,210 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
 }
 
 /*
- * Chat i of the request, parsed and validated; *skip when its bytes are
- * the ones this chat was last synced with and nothing changed it since
- * (then *skip_id names it). *owned: the caller puts the chat.
+ * The request's chats made ready before the write transaction, so the
+ * store's writer is not held while a body is parsed (issue #15). Each
+ * chat's bytes are hashed (XXH3) and its content too (content_hash.h: the
+ * same data in any key order, spacing or escapes, read by simdjson without
+ * a json-c tree). In a read transaction, the chats this device re-sends as
+ * it last synced them, unchanged since, by bytes or by content, are
+ * `candidate`s: skipped unless a write lands before the write transaction
+ * (checked again there). Every other chat is parsed and validated now.
+ * Parsed chats are kept for the merge up to PREPARSED_TEXT_MAX bytes of
+ * their text (a parsed chat takes about 2.6 times its text in memory): past
+ * that, a chat is validated now, dropped, and parsed again inside the write
+ * transaction, so a very large body costs bounded memory rather than
+ * several times its size.
  */
-static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const ps_chat_source *src,
-                         size_t i, json_object **chat, uint64_t *hash, bool *skip, char *skip_id,
-                         size_t skip_id_size, ps_error *err)
+#define PREPARSED_TEXT_MAX ((size_t)32 << 20)
+
+typedef enum candidate { NOT_SENT, SAME_BYTES, SAME_CONTENT } candidate;
+
+typedef struct prepared {
+    json_object **parsed;             /* owned; NULL for a candidate, one past the
+                                       * budget (validated already) or once taken */
+    uint64_t *hashes;                 /* of the bytes */
+    uint64_t *contents;               /* of the content; 0 when it has none */
+    char (*ids)[PS_ID_MAX_BYTES + 1]; /* a candidate's or a content hash's chat id */
+    candidate *candidate;
+    /* The user's change sequence (and purged one) the candidates were
+     * found at, in every read transaction: when the write transaction finds
+     * them still there, no chat changed or went since, and the candidates
+     * stand without being looked up again. */
+    bool seen;
+    int64_t seen_seq, seen_purged;
+} prepared;
+
+static void prepared_free(prepared *p, size_t count)
 {
-    *chat = NULL;
-    *hash = 0;
-    *skip = false;
-    if (src->parsed) {
-        *chat = json_object_get(json_object_array_get_idx(src->parsed, i));
-        return PS_OK;
-    }
-    const char *text = src->text + src->starts[i];
-    size_t len = src->ends[i] - src->starts[i];
-    *hash = ps_hash64(text, len);
-    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user->id, *hash, skip_id, skip_id_size,
-                                                 skip, err);
-    if (rc != PS_OK || *skip)
+    for (size_t i = 0; p->parsed && i < count; i++)
+        json_object_put(p->parsed[i]);
+    free(p->parsed);
+    free(p->hashes);
+    free(p->contents);
+    free(p->ids);
+    free(p->candidate);
+    *p = (prepared){0};
+}
+
+/* Parses and validates chat i of the source; *len: its bytes. */
+static ps_code parse_chat(const ps_sync_ctx *ctx, const ps_chat_source *src, size_t i,
+                          json_object **chat, size_t *len, ps_error *err)
+{
+    const char *text;
+    ps_code rc = ps_chat_source_bytes(src, i, &text, len, err);
+    if (rc != PS_OK)
         return rc;
-    /* the body passed the pre-check whole: the slice is checked JSON */
-    if ((rc = ps_json_parse_trusted(text, len, chat, err)) != PS_OK)
+    /* the source pre-checked it: these bytes are checked JSON */
+    if (ps_json_parse_trusted(text, *len, chat, err) != PS_OK)
         return ps_error_set(err, PS_ERR_MALFORMED, (long)i, "", "chats[%zu] is not valid JSON", i);
     return ps_validate_chat(*chat, (long)i, ctx->limits, err);
+}
+
+/* Whether chat i is (still) one the device re-sends unchanged; *skip_id
+ * names it then. */
+static ps_code is_unchanged(const ps_sync_ctx *ctx, int64_t user_id, const char *device,
+                            const prepared *p, size_t i, char *skip_id, size_t skip_id_size,
+                            candidate *out, ps_error *err)
+{
+    bool unchanged = false;
+    *out = NOT_SENT;
+    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user_id, device, p->hashes[i], skip_id,
+                                                 skip_id_size, &unchanged, err);
+    if (rc != PS_OK || unchanged) {
+        *out = unchanged ? SAME_BYTES : NOT_SENT;
+        return rc;
+    }
+    if (!p->contents[i])
+        return PS_OK;
+    uint64_t last = 0;
+    rc = ctx->store->ops->chat_sent_content(ctx->store, user_id, device, p->ids[i], &last,
+                                            &unchanged, err);
+    if (rc == PS_OK && unchanged && last == p->contents[i]) {
+        *out = SAME_CONTENT;
+        snprintf(skip_id, skip_id_size, "%s", p->ids[i]);
+    }
+    return rc;
+}
+
+/* Which chats the device re-sends unchanged, in a read transaction; a
+ * user with no row yet has none. First by their bytes; then, once the
+ * others' content is hashed (outside any transaction), by content. */
+static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
+                               const ps_chat_source *src, prepared *p, bool by_content,
+                               ps_error *err)
+{
+    ps_user user;
+    bool found = false;
+    ps_code rc = ps_store_begin(ctx->store, false, err);
+    if (rc != PS_OK)
+        return rc;
+    rc = ctx->store->ops->user_find(ctx->store, ctx->user, &user, &found, err);
+    if (rc == PS_OK && found && !by_content) {
+        p->seen = true;
+        p->seen_seq = user.seq;
+        p->seen_purged = user.purged_seq;
+    } else if (rc == PS_OK && found &&
+               (user.seq != p->seen_seq || user.purged_seq != p->seen_purged)) {
+        p->seen = false; /* a write landed between the two: look again */
+    }
+    for (size_t i = 0; rc == PS_OK && found && i < src->count; i++) {
+        char id[PS_ID_MAX_BYTES + 1];
+        if (p->candidate[i] == NOT_SENT && (!by_content || p->contents[i]))
+            rc = is_unchanged(ctx, user.id, device, p, i, id, sizeof id, &p->candidate[i], err);
+        if (rc == PS_OK && p->candidate[i] == SAME_BYTES)
+            memcpy(p->ids[i], id, sizeof id);
+    }
+    if (rc == PS_OK)
+        return ps_store_commit(ctx->store, err);
+    ps_store_rollback(ctx->store);
+    return rc;
+}
+
+static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const ps_chat_source *src,
+                             prepared *p, ps_error *err)
+{
+    if (src->count == 0)
+        return PS_OK;
+    p->parsed = calloc(src->count, sizeof *p->parsed);
+    p->hashes = calloc(src->count, sizeof *p->hashes);
+    p->contents = calloc(src->count, sizeof *p->contents);
+    p->ids = calloc(src->count, sizeof *p->ids);
+    p->candidate = calloc(src->count, sizeof *p->candidate);
+    if (!p->parsed || !p->hashes || !p->contents || !p->ids || !p->candidate)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    /* the source hands out one chat's bytes at a time (read back from the
+     * body's spool): each pass below asks for them again */
+    const char *text;
+    size_t len;
+    ps_code rc = PS_OK;
+    for (size_t i = 0; rc == PS_OK && i < src->count; i++)
+        if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK)
+            p->hashes[i] = ps_hash_bytes(text, len);
+    if (rc == PS_OK)
+        rc = find_candidates(ctx, device, src, p, false, err);
+    bool any = false;
+    for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
+        if (p->candidate[i] != NOT_SENT)
+            p->contents[i] = 0;
+        else if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK &&
+                 !ps_content_hash(text, len, &p->contents[i], p->ids[i], sizeof p->ids[i]))
+            p->contents[i] = 0;
+        any |= p->contents[i] != 0;
+    }
+    if (rc == PS_OK && any)
+        rc = find_candidates(ctx, device, src, p, true, err);
+    size_t kept = 0;
+    for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
+        if (p->candidate[i] != NOT_SENT)
+            continue;
+        rc = parse_chat(ctx, src, i, &p->parsed[i], &len, err);
+        kept += len;
+        if (kept > PREPARSED_TEXT_MAX) { /* valid: parsed again when merged */
+            json_object_put(p->parsed[i]);
+            p->parsed[i] = NULL;
+        }
+    }
+    return rc;
+}
+
+/*
+ * Chat i of the request, parsed and validated, inside the write
+ * transaction; *skip when it is what this device last synced this chat
+ * with, in the same bytes or the same data in other bytes, and nothing
+ * changed it since (then *skip_id names it; a merge would change nothing
+ * and give the device nothing back). Other bytes of the same data become
+ * the device's sent ones. *chat: the caller puts it.
+ */
+static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
+                         const ps_chat_source *src, prepared *p, size_t i, json_object **chat,
+                         bool *skip, char *skip_id, size_t skip_id_size, ps_error *err)
+{
+    *chat = NULL;
+    *skip = false;
+    if (p->parsed[i]) {
+        *chat = p->parsed[i];
+        p->parsed[i] = NULL;
+        return PS_OK;
+    }
+    ps_code rc = PS_OK;
+    candidate now = NOT_SENT;
+    if (p->candidate[i] != NOT_SENT && p->seen && user->seq == p->seen_seq &&
+        user->purged_seq == p->seen_purged) {
+        now = p->candidate[i];
+        snprintf(skip_id, skip_id_size, "%s", p->ids[i]);
+    } else if (p->candidate[i] != NOT_SENT) {
+        rc = is_unchanged(ctx, user->id, device, p, i, skip_id, skip_id_size, &now, err);
+    }
+    if (rc == PS_OK && now == SAME_CONTENT)
+        rc = ctx->store->ops->chat_set_sent(ctx->store, user->id, device, skip_id, p->hashes[i],
+                                            p->contents[i], err);
+    *skip = now != NOT_SENT;
+    if (rc != PS_OK || *skip)
+        return rc;
+    /* Past the memory budget, or a write landed on it since the read
+     * transaction (rare): parsed here after all. */
+    size_t len;
+    return parse_chat(ctx, src, i, chat, &len, err);
 }
 
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
@@ -432,8 +612,9 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     ps_user user;
-    ps_code rc = ps_store_begin(ctx->store, true, err);
-    if (rc != PS_OK)
+    prepared prep = {0};
+    ps_code rc = prepare_chats(ctx, device, chats, &prep, err);
+    if (rc != PS_OK || (rc = ps_store_begin(ctx->store, true, err)) != PS_OK)
         goto out;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
         goto rollback;
@@ -441,10 +622,10 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
     deletion_source src = {.device = device, .speaks_lamport = observe_clocks(req, &user.clock)};
     for (size_t i = 0; i < chats->count; i++) {
         json_object *chat = NULL;
-        uint64_t hash;
         bool skip, ret = false;
         char known_id[PS_ID_MAX_BYTES + 1];
-        rc = next_chat(ctx, &user, chats, i, &chat, &hash, &skip, known_id, sizeof known_id, err);
+        rc = next_chat(ctx, &user, device, chats, &prep, i, &chat, &skip, known_id, sizeof known_id,
+                       err);
         if (rc == PS_OK && skip) {
             json_object_object_add(sent, known_id, NULL);
             continue;
@@ -459,8 +640,9 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
             json_object_object_add(sent, id, NULL);
             if (ret)
                 json_object_object_add(returned, id, NULL);
-            else if (hash)
-                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, id, hash, err);
+            else if (prep.hashes) /* the bytes it was sent as: a text source */
+                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, device, id, prep.hashes[i],
+                                                    prep.contents[i], err);
         }
         json_object_put(chat);
         if (rc != PS_OK)
@@ -487,6 +669,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
 rollback:
     ps_store_rollback(ctx->store);
 out:
+    prepared_free(&prep, chats->count);
     json_object_put(sent);
     json_object_put(returned);
     return rc;

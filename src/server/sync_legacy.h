@@ -11,16 +11,25 @@
 #include <json-c/json.h>
 
 /*
- * The chats of a legacy request: parsed already (`parsed`, a validated
- * array), or as byte ranges of the body text (from ps_json_precheck_outline)
- * that are hashed, and parsed and validated only when not known unchanged.
+ * The chats of a legacy request, one at a time (legacy_body.h produces
+ * them as the body arrives): chat i's bytes are exactly one JSON value that
+ * passed the pre-check, to be hashed, and parsed (json-c, strict) and
+ * validated only when not known unchanged. Any order, any number of times;
+ * the bytes are owned by the source and valid until its next call, so a
+ * caller holds one chat's bytes at a time, never the body.
  */
 typedef struct ps_chat_source {
     size_t count;
-    json_object *parsed;
-    const char *text;
-    const size_t *starts, *ends;
+    ps_code (*bytes)(void *cls, size_t i, const char **text, size_t *len, ps_error *err);
+    void *cls;
 } ps_chat_source;
+
+/* Chat i's bytes (see ps_chat_source). */
+static inline ps_code ps_chat_source_bytes(const ps_chat_source *src, size_t i, const char **text,
+                                           size_t *len, ps_error *err)
+{
+    return src->bytes(src->cls, i, text, len, err);
+}
 
 /*
  * Merges a /sync or /pushChats body (`req` validated, its chats in `chats`).

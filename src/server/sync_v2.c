@@ -36,6 +36,14 @@ struct ps_v2_pull {
     bool first;        /* no cursor: whole chats, no deletions */
     int64_t base, pos; /* see the file comment */
     int64_t seq_at_start;
+    /* The sync run ("run": one sync of a client, made of several requests
+     * when its pushes take several): the user's change sequence before the
+     * run's first request. On a first pull, the parts this device wrote
+     * after it are parts it holds (its origin stays on a part only while the
+     * part has the value it wrote: ps_chat_mark_dirty), so they are not
+     * echoed even when an earlier request of the run pushed them. */
+    int64_t run_seq;
+    bool has_run; /* the request named its run */
     int64_t limit, sent;
     size_t bytes;
     int64_t server_clock;
@@ -66,6 +74,23 @@ static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t 
                             "this cursor was not issued by this server; sync with cursor null");
     *base = b;
     *pos = p;
+    return PS_OK;
+}
+
+/* "run": absent or null, or "r1.SEQ" from an answer of this server. */
+static ps_code parse_run(json_object *v, bool *has, int64_t *seq, ps_error *err)
+{
+    *has = v && !json_object_is_type(v, json_type_null);
+    *seq = 0;
+    if (!*has)
+        return PS_OK;
+    const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+    long long n;
+    int used = 0;
+    if (sscanf(s, "r1.%lld%n", &n, &used) != 1 || s[used] != '\0' || n < 0)
+        return ps_error_set(err, PS_ERR_INVALID, -1, "run",
+                            "run must be the `run` of an answer of this server, or null");
+    *seq = n;
     return PS_OK;
 }
 
@@ -184,6 +209,9 @@ done:
 /* Refuse before pushing: a device told to resync will push again. */
 static ps_code check_cursor(const ps_v2_pull *p, const ps_user *user, ps_error *err)
 {
+    if (p->has_run && p->run_seq > user->seq)
+        return ps_error_set(err, PS_ERR_INVALID, -1, "run",
+                            "run must be the `run` of an answer of this server, or null");
     if (p->first || (p->base >= user->purged_seq && p->pos <= user->seq))
         return PS_OK;
     return ps_error_set(err, PS_ERR_EXPIRED, -1, "cursor",
@@ -215,6 +243,8 @@ static ps_code push(ps_v2_pull *p, json_object *changes, ps_error *err)
         (rc = check_cursor(p, &user, err)) != PS_OK)
         goto rollback;
     int64_t seq_before = user.seq;
+    if (!p->has_run)
+        p->run_seq = seq_before; /* this request starts the run */
     observe_clocks(changes, &user.clock);
     ps_ingest in = {.device = p->device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
     size_t n = changes ? json_object_array_length(changes) : 0;
@@ -258,6 +288,8 @@ static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
         !found || (rc = check_cursor(p, &user, err)) != PS_OK)
         goto rollback;
     start_pull(p, &user, 0);
+    if (!p->has_run)
+        p->run_seq = user.seq;
     ps_dynbuf_init(&p->head, PIECE_LIMIT);
     p->has_head = true;
     if ((rc = opening(p, &p->head, err)) != PS_OK ||
@@ -298,6 +330,8 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     }
     ps_code rc =
         parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base, &p->pos, err);
+    if (rc == PS_OK)
+        rc = parse_run(json_object_object_get(req, "run"), &p->has_run, &p->run_seq, err);
     if (rc == PS_OK && (!p->device || !p->sent_ids))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     bool write = changes && json_object_array_length(changes) > 0;
@@ -319,6 +353,14 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
 static bool wanted(const ps_v2_pull *p, const ps_mark *m, int64_t base, bool skip_own)
 {
     return m->seq > base && !(skip_own && m->origin && strcmp(m->origin, p->device) == 0);
+}
+
+/* Whether the device holds the part because it wrote it earlier in this
+ * run (see run_seq): only on a first pull of a request that named its run. */
+static bool held_from_run(const ps_v2_pull *p, const ps_mark *m)
+{
+    return p->first && p->has_run && m->seq > p->run_seq && m->origin &&
+           strcmp(m->origin, p->device) == 0;
 }
 
 /* A key of `obj`, made an empty object if absent; NULL out of memory. */
@@ -411,12 +453,14 @@ typedef struct message_sink {
     bool with_deleted;
     int64_t deleted_after; /* tombstones set after this sequence only */
     json_object *held;     /* see held: messages the device holds */
+    const ps_v2_pull *run; /* non-NULL: leave out what held_from_run says it holds */
 } message_sink;
 
 static ps_code collect_message(void *vctx, const ps_message *m)
 {
     message_sink *sink = vctx;
-    if (m->value && held_value(sink->held, m->id, m->value))
+    if (m->value && (held_value(sink->held, m->id, m->value) ||
+                     (sink->run && held_from_run(sink->run, &m->mark))))
         return PS_OK;
     if (m->value)
         return json_object_array_add(sink->messages, json_object_get(m->value)) ? PS_ERR_NOMEM
@@ -437,8 +481,8 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     bool sent_here = p->pushed && json_object_object_get_ex(p->pushed, chat->id, NULL);
     held h; /* borrowed from p->pushed */
     held_init(&h, p, chat->id);
-    message_sink sink = {json_object_new_array(), json_object_new_array(), !p->first, p->base,
-                         h.messages};
+    message_sink sink = {
+        json_object_new_array(), json_object_new_array(), !p->first, p->base, h.messages, NULL};
     ps_code rc = obj && fields && sink.messages && sink.deleted ? PS_OK : PS_ERR_NOMEM;
     bool any = false;
     if (rc != PS_OK)
@@ -448,8 +492,12 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
         goto done;
     if (!ps_chat_is_live(chat)) {
         /* A first sync hears of deletions only for chats it sent: a device
-         * resyncing after 410 must learn that its copy lost. */
-        if ((p->first && sent_here) || (!p->first && wanted(p, &chat->header, p->base, true))) {
+         * resyncing after 410 must learn that its copy lost. With a run,
+         * also of chats deleted since the run began: an earlier request of
+         * the run may have sent them. */
+        bool told = p->first ? sent_here || (p->has_run && chat->header.seq > p->run_seq)
+                             : wanted(p, &chat->header, p->base, true);
+        if (told) {
             ps__json_set(&rc, obj, "deleted", json_object_new_boolean(1));
             any = true;
         }
@@ -465,8 +513,14 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
      * the device (deleted, then the chat deleted and brought back: #11.2),
      * so its tombstone goes too. */
     sink.with_deleted = !p->first;
+    /* what the device wrote earlier in this run, it holds (not for a chat
+     * back from deletion: the device may have dropped it meanwhile) */
+    const ps_v2_pull *run = whole ? NULL : p;
+    sink.run = run;
+#define HELD_FROM_RUN(mark) (run && held_from_run(run, (mark)))
     for (size_t i = 0; i < chat->nfields; i++) {
         if (wanted(p, &chat->fields[i].mark, base, skip_own) &&
+            !HELD_FROM_RUN(&chat->fields[i].mark) &&
             !held_value(h.fields, chat->fields[i].name, chat->fields[i].value)) {
             json_object_object_add(fields, chat->fields[i].name,
                                    json_object_get(chat->fields[i].value));
@@ -476,15 +530,18 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     /* at least: the chat exists (a device that sent some of it knows; a
      * change with no content, such as an existence probe, is still told) */
     if (wanted(p, &chat->header, base, skip_own) && !h.any)
-        any = true;
+        any = true; /* also for a chat of the run's earlier requests: listed by its id
+                       alone, so a client that drops the live chats a whole first pull
+                       leaves out keeps it */
     const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
     for (int k = 0; k < 3; k++) {
         if (tf[k]->value && wanted(p, &tf[k]->mark, base, skip_own) &&
-            !held_value(h.fields, time_keys[k], tf[k]->value)) {
+            !HELD_FROM_RUN(&tf[k]->mark) && !held_value(h.fields, time_keys[k], tf[k]->value)) {
             json_object_object_add(obj, time_keys[k], json_object_get(tf[k]->value));
             any = true;
         }
     }
+#undef HELD_FROM_RUN
     rc = p->ctx->store->ops->messages_since(p->ctx->store, p->user_id, chat->id, base,
                                             skip_own ? p->device : NULL, collect_message, &sink,
                                             err);
@@ -573,9 +630,10 @@ static ps_code closing(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
         base = pos = pos > p->seq_at_start ? pos : p->seq_at_start;
     }
     p->state = DONE;
-    return ps_dynbuf_addf(
-        out, "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64 ".%" PRId64 "\"}",
-        p->more ? "true" : "false", p->server_clock, base, pos);
+    return ps_dynbuf_addf(out,
+                          "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64
+                          ".%" PRId64 "\",\"run\":\"r1.%" PRId64 "\"}",
+                          p->more ? "true" : "false", p->server_clock, base, pos, p->run_seq);
 }
 
 /*

@@ -151,15 +151,25 @@ struct ps_store_ops {
     PS_STORE_MUST_CHECK ps_code (*user_list)(ps_store *s,
                                              int (*fn)(void *ctx, const char *name, int64_t chats),
                                              void *ctx, ps_error *err);
-    /* The chat last sent as bytes hashing to `hash` (id "" if none), and
-     * whether it is unchanged since (no change landed after that sync). */
-    PS_STORE_MUST_CHECK ps_code (*chat_find_sent)(ps_store *s, int64_t user, uint64_t hash,
-                                                  char *id, size_t id_size, bool *unchanged,
-                                                  ps_error *err);
+    /* The chat `device` ("" for none) last sent as bytes hashing to `hash`
+     * (id "" if none), and whether it is unchanged since (no change landed
+     * after that sync). One hash per (chat, device), so devices that each
+     * send their own bytes of a chat do not replace each other's. */
+    PS_STORE_MUST_CHECK ps_code (*chat_find_sent)(ps_store *s, int64_t user, const char *device,
+                                                  uint64_t hash, char *id, size_t id_size,
+                                                  bool *unchanged, ps_error *err);
     /* Records that the chat, as it is now, is what bytes hashing to `hash`
-     * say: sending them again changes nothing. */
-    PS_STORE_MUST_CHECK ps_code (*chat_set_sent)(ps_store *s, int64_t user, const char *id,
-                                                 uint64_t hash, ps_error *err);
+     * from `device` say, and what a value hashing to `content`
+     * (ps_json_value_hash: the same data in other bytes) says: that device
+     * sending either again changes nothing. */
+    PS_STORE_MUST_CHECK ps_code (*chat_set_sent)(ps_store *s, int64_t user, const char *device,
+                                                 const char *id, uint64_t hash, uint64_t content,
+                                                 ps_error *err);
+    /* The content hash chat_set_sent last recorded for (`id`, `device`) (0
+     * if none) and whether the chat is unchanged since. */
+    PS_STORE_MUST_CHECK ps_code (*chat_sent_content)(ps_store *s, int64_t user, const char *device,
+                                                     const char *id, uint64_t *content,
+                                                     bool *unchanged, ps_error *err);
     /* What the user's stored rows weigh, in bytes (for quotas). */
     PS_STORE_MUST_CHECK ps_code (*user_bytes)(ps_store *s, int64_t user, int64_t *bytes,
                                               ps_error *err);

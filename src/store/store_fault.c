@@ -161,17 +161,23 @@ static ps_code f_user_list(ps_store *s, int (*fn)(void *ctx, const char *name, i
     CHECK("user_list");
     return INNER(s)->ops->user_list(INNER(s), fn, ctx, err);
 }
-static ps_code f_chat_find_sent(ps_store *s, int64_t user, uint64_t hash, char *id, size_t id_size,
-                                bool *unchanged, ps_error *err)
+static ps_code f_chat_find_sent(ps_store *s, int64_t user, const char *device, uint64_t hash,
+                                char *id, size_t id_size, bool *unchanged, ps_error *err)
 {
     CHECK("chat_find_sent");
-    return INNER(s)->ops->chat_find_sent(INNER(s), user, hash, id, id_size, unchanged, err);
+    return INNER(s)->ops->chat_find_sent(INNER(s), user, device, hash, id, id_size, unchanged, err);
 }
-static ps_code f_chat_set_sent(ps_store *s, int64_t user, const char *id, uint64_t hash,
-                               ps_error *err)
+static ps_code f_chat_set_sent(ps_store *s, int64_t user, const char *device, const char *id,
+                               uint64_t hash, uint64_t content, ps_error *err)
 {
     CHECK("chat_set_sent");
-    return INNER(s)->ops->chat_set_sent(INNER(s), user, id, hash, err);
+    return INNER(s)->ops->chat_set_sent(INNER(s), user, device, id, hash, content, err);
+}
+static ps_code f_chat_sent_content(ps_store *s, int64_t user, const char *device, const char *id,
+                                   uint64_t *content, bool *unchanged, ps_error *err)
+{
+    CHECK("chat_sent_content");
+    return INNER(s)->ops->chat_sent_content(INNER(s), user, device, id, content, unchanged, err);
 }
 static ps_code f_user_bytes(ps_store *s, int64_t user, int64_t *bytes, ps_error *err)
 {
@@ -344,6 +350,7 @@ static const struct ps_store_ops FAULT_OPS = {
     .user_list = f_user_list,
     .chat_find_sent = f_chat_find_sent,
     .chat_set_sent = f_chat_set_sent,
+    .chat_sent_content = f_chat_sent_content,
     .user_bytes = f_user_bytes,
     .user_delete = f_user_delete,
     .purge_tombstones = f_purge_tombstones,
@@ -371,7 +378,7 @@ static const struct ps_store_ops FAULT_OPS = {
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 42 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 43 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)

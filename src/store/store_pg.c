@@ -151,6 +151,18 @@ static const char *const MIGRATIONS[] = {
     "  client TEXT NOT NULL DEFAULT '', protocol TEXT NOT NULL,"
     "  acked_seq BIGINT NOT NULL DEFAULT -1,"
     "  PRIMARY KEY (user_id, device_id));",
+    /* 3 -> 4, as SQLite's 7 -> 8: the "sent unchanged" skip keyed by (chat,
+     * device): the XXH3 hash of a chat's bytes as each device last sent
+     * them, and the chat's seq then. chats.sent_hash/sent_seq are no longer
+     * used (their old hashes could not match: nothing is copied). */
+    "CREATE TABLE sent ("
+    "  user_id BIGINT NOT NULL, chat_id TEXT COLLATE \"C\" NOT NULL,"
+    "  device TEXT COLLATE \"C\" NOT NULL,"
+    "  hash BIGINT NOT NULL, content BIGINT NOT NULL, seq BIGINT NOT NULL,"
+    "  PRIMARY KEY (user_id, chat_id, device),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
+    "CREATE INDEX sent_by_hash ON sent(user_id, device, hash);"
+    "DROP INDEX chats_by_sent_hash;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -191,6 +203,7 @@ enum {
     Q_RECOUNT,
     Q_SENT_FIND,
     Q_SENT_SET,
+    Q_SENT_OF,
     Q_USER_BYTES,
     Q_USER_LIST,
     Q_USER_DEL,
@@ -308,9 +321,17 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_PURGE] = "DELETE FROM chats WHERE NOT live AND deleted_at_ms < $1"
                 " AND user_id = ANY($2::bigint[])",
     [Q_RECOUNT] = USER_BYTES_RECOUNT,
-    [Q_SENT_FIND] = "SELECT id, seq = sent_seq FROM chats"
-                    " WHERE user_id = $1 AND sent_hash = $2 AND sent_hash <> 0 LIMIT 1",
-    [Q_SENT_SET] = "UPDATE chats SET sent_hash = $3, sent_seq = seq WHERE user_id = $1 AND id = $2",
+    [Q_SENT_FIND] = "SELECT s.chat_id, c.seq = s.seq FROM sent s"
+                    " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
+                    " WHERE s.user_id = $1 AND s.device = $2 AND s.hash = $3 LIMIT 1",
+    [Q_SENT_SET] = "INSERT INTO sent(user_id, chat_id, device, hash, content, seq)"
+                   " SELECT $1::bigint, $3::text, $2::text, $4::bigint, $5::bigint, seq"
+                   " FROM chats WHERE user_id = $1 AND id = $3"
+                   " ON CONFLICT (user_id, chat_id, device) DO UPDATE SET hash = excluded.hash,"
+                   " content = excluded.content, seq = excluded.seq",
+    [Q_SENT_OF] = "SELECT s.content, c.seq = s.seq FROM sent s"
+                  " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
+                  " WHERE s.user_id = $1 AND s.chat_id = $3 AND s.device = $2",
     [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = $1",
     [Q_USER_LIST] = "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live)"
                     " FROM users ORDER BY name",
@@ -1175,7 +1196,7 @@ static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[MSG_ARRAYS], si
         if (!m->mark.dirty)
             continue;
         size_t len = 0;
-        const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
+        const char *text = m->value ? ps_json_text_kept(m->value, &len) : NULL;
         const char *dev = m->stamp.device ? m->stamp.device : "";
         const char *origin = m->mark.origin ? m->mark.origin : "";
         if (array_add(&arr[0], m->id, strlen(m->id)) != PS_OK ||
@@ -1464,16 +1485,16 @@ static ps_code pg_purge_tombstones(ps_store *base, int64_t older_than_ms, int64_
     return rc;
 }
 
-static ps_code pg_chat_find_sent(ps_store *base, int64_t user, uint64_t hash, char *id,
-                                 size_t id_size, bool *unchanged, ps_error *err)
+static ps_code pg_chat_find_sent(ps_store *base, int64_t user, const char *device, uint64_t hash,
+                                 char *id, size_t id_size, bool *unchanged, ps_error *err)
 {
     pg_conn *c = current((pg_store *)base);
     num u, h;
-    const char *params[2] = {numtext(&u, user), numtext(&h, (int64_t)hash)};
+    const char *params[3] = {numtext(&u, user), device ? device : "", numtext(&h, (int64_t)hash)};
     id[0] = '\0';
     *unchanged = false;
     ps_code rc;
-    PGresult *res = run(c, Q_SENT_FIND, 2, params, &rc, err, "finding a sent chat");
+    PGresult *res = run(c, Q_SENT_FIND, 3, params, &rc, err, "finding a sent chat");
     if (!res)
         return rc;
     if (PQntuples(res) > 0) {
@@ -1484,12 +1505,34 @@ static ps_code pg_chat_find_sent(ps_store *base, int64_t user, uint64_t hash, ch
     return PS_OK;
 }
 
-static ps_code pg_chat_set_sent(ps_store *base, int64_t user, const char *id, uint64_t hash,
-                                ps_error *err)
+static ps_code pg_chat_set_sent(ps_store *base, int64_t user, const char *device, const char *id,
+                                uint64_t hash, uint64_t content, ps_error *err)
 {
-    num u, h;
-    const char *params[3] = {numtext(&u, user), id, numtext(&h, (int64_t)hash)};
-    return run_void(current((pg_store *)base), Q_SENT_SET, 3, params, err, "recording a sent chat");
+    num u, h, k;
+    const char *params[5] = {numtext(&u, user), device ? device : "", id,
+                             numtext(&h, (int64_t)hash), numtext(&k, (int64_t)content)};
+    return run_void(current((pg_store *)base), Q_SENT_SET, 5, params, err, "recording a sent chat");
+}
+
+static ps_code pg_chat_sent_content(ps_store *base, int64_t user, const char *device,
+                                    const char *id, uint64_t *content, bool *unchanged,
+                                    ps_error *err)
+{
+    pg_conn *c = current((pg_store *)base);
+    num u;
+    const char *params[3] = {numtext(&u, user), device ? device : "", id};
+    *content = 0;
+    *unchanged = false;
+    ps_code rc;
+    PGresult *res = run(c, Q_SENT_OF, 3, params, &rc, err, "finding a sent chat");
+    if (!res)
+        return rc;
+    if (PQntuples(res) > 0) {
+        *content = (uint64_t)int_at(res, 0, 0);
+        *unchanged = PQgetvalue(res, 0, 1)[0] == 't';
+    }
+    PQclear(res);
+    return PS_OK;
 }
 
 static ps_code pg_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err)
@@ -2147,6 +2190,7 @@ static const struct ps_store_ops PG_OPS = {
     .user_bytes = pg_user_bytes,
     .chat_find_sent = pg_chat_find_sent,
     .chat_set_sent = pg_chat_set_sent,
+    .chat_sent_content = pg_chat_sent_content,
     .user_delete = pg_user_delete,
     .probe = pg_probe,
     .base_load = pg_base_load,

@@ -152,6 +152,20 @@ static const char *const MIGRATIONS[] = {
     "  client TEXT NOT NULL DEFAULT '', protocol TEXT NOT NULL,"
     "  acked_seq INTEGER NOT NULL DEFAULT -1,"
     "  PRIMARY KEY (user_id, device_id)) WITHOUT ROWID;",
+    /* 7 -> 8: the "sent unchanged" skip keyed by (chat, device): the XXH3
+     * hash of a chat's bytes as each device last sent them, the hash of
+     * their content (ps_json_value_hash: the same data in other bytes), and
+     * the chat's seq then. chats.sent_hash/sent_seq (one per chat: devices sending
+     * their own bytes replaced each other's) are no longer used; their
+     * ps_hash64 values could not match an XXH3 hash, so nothing is copied. */
+    "CREATE TABLE sent ("
+    "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL, device TEXT NOT NULL,"
+    "  hash INTEGER NOT NULL, content INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_id, chat_id, device),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX sent_by_hash ON sent(user_id, device, hash);"
+    "DROP INDEX chats_by_sent_hash;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
@@ -175,6 +189,7 @@ enum {
     Q_USER_LIST,
     Q_SENT_FIND,
     Q_SENT_SET,
+    Q_SENT_OF,
     Q_CHAT_SIZE,
     Q_MSG_SIZE,
     Q_USER_GROW,
@@ -248,11 +263,16 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_GROW] = "UPDATE users SET bytes = bytes + ?2 WHERE id = ?1",
     [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = ?1",
     [Q_RECOUNT] = USER_BYTES_RECOUNT,
-    /* "<> 0" lets SQLite use the partial index; hash 0 is never stored */
-    [Q_SENT_FIND] = "SELECT id, seq = sent_seq FROM chats INDEXED BY chats_by_sent_hash"
-                    " WHERE user_id = ?1 AND sent_hash = ?2 AND sent_hash <> 0"
-                    " LIMIT 1",
-    [Q_SENT_SET] = "UPDATE chats SET sent_hash = ?3, sent_seq = seq WHERE user_id = ?1 AND id = ?2",
+    [Q_SENT_FIND] = "SELECT s.chat_id, c.seq = s.seq FROM sent s INDEXED BY sent_by_hash"
+                    " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
+                    " WHERE s.user_id = ?1 AND s.device = ?2 AND s.hash = ?3 LIMIT 1",
+    [Q_SENT_SET] = "INSERT INTO sent(user_id, chat_id, device, hash, content, seq)"
+                   " SELECT ?1, ?3, ?2, ?4, ?5, seq FROM chats WHERE user_id = ?1 AND id = ?3"
+                   " ON CONFLICT(user_id, chat_id, device) DO UPDATE SET hash = excluded.hash,"
+                   " content = excluded.content, seq = excluded.seq",
+    [Q_SENT_OF] = "SELECT s.content, c.seq = s.seq FROM sent s"
+                  " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
+                  " WHERE s.user_id = ?1 AND s.chat_id = ?3 AND s.device = ?2",
     [Q_USER_LIST] =
         "SELECT name, (SELECT count(*) FROM chats WHERE user_id = users.id AND live = 1)"
         " FROM users ORDER BY name",
@@ -749,7 +769,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
     size_t len = 0;
-    const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
+    const char *text = m->value ? ps_json_text_kept(m->value, &len) : NULL;
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
@@ -966,13 +986,15 @@ static ps_code sqlite_purge_tombstones(ps_store *base, int64_t older_than_ms, in
     return PS_OK;
 }
 
-static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, uint64_t hash, char *id,
-                                     size_t id_size, bool *unchanged, ps_error *err)
+static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, const char *device,
+                                     uint64_t hash, char *id, size_t id_size, bool *unchanged,
+                                     ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_SENT_FIND);
     sqlite3_bind_int64(st, 1, user);
-    sqlite3_bind_int64(st, 2, (int64_t)hash);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)hash);
     int r = sqlite3_step(st);
     id[0] = '\0';
     *unchanged = false;
@@ -984,18 +1006,41 @@ static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, uint64_t hash
     return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "finding a sent chat");
 }
 
-static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *id, uint64_t hash,
+static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *device,
+                                    const char *id, uint64_t hash, uint64_t content,
                                     ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_SENT_SET);
     sqlite3_bind_int64(st, 1, user);
-    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (int64_t)hash);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)hash);
+    sqlite3_bind_int64(st, 5, (int64_t)content);
     ps_code rc =
         sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "recording a sent chat");
     sqlite3_reset(st);
     return rc;
+}
+
+static ps_code sqlite_chat_sent_content(ps_store *base, int64_t user, const char *device,
+                                        const char *id, uint64_t *content, bool *unchanged,
+                                        ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_SENT_OF);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    *content = 0;
+    *unchanged = false;
+    if (r == SQLITE_ROW) {
+        *content = (uint64_t)sqlite3_column_int64(st, 0);
+        *unchanged = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "finding a sent chat");
 }
 
 static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err)
@@ -1603,6 +1648,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .user_bytes = sqlite_user_bytes,
     .chat_find_sent = sqlite_chat_find_sent,
     .chat_set_sent = sqlite_chat_set_sent,
+    .chat_sent_content = sqlite_chat_sent_content,
     .user_delete = sqlite_user_delete,
     .probe = sqlite_probe,
     .base_load = sqlite_base_load,

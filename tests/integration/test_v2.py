@@ -747,6 +747,85 @@ class DeltaTest(V2TestCase):
 
 # ---- 3. no echo, convergence -------------------------------------------------
 
+class SyncRunTest(V2TestCase):
+    """docs/protocol.md, "run": a sync whose pushes take several requests
+    names its run, so its first pull leaves out what the device pushed in
+    the run's earlier requests too, and tells it of deletions since."""
+
+    def post(self, payload):
+        status, _, doc = self.server.v2(payload)
+        self.assertEqual(status, 200, self.server.last_body[:300])
+        return doc
+
+    def test_a_run_of_pushes_then_a_first_pull_gets_only_what_others_wrote(self):
+        desk = self.dev("desk")
+        desk.clock = 1000
+        desk.sync([full_change("theirs", "Desk's own", n_messages=2)])
+        batches = [[full_change("c%02d" % i, "Chat %d" % i, n_messages=3, t_ms=T0_MS + i * 60000)
+                    for i in range(k * 10, k * 10 + 10)] for k in range(3)]
+        first = self.post({"deviceId": "laptop", "cursor": None, "limit": 1,
+                           "changes": batches[0]})
+        run = first["run"]
+        self.post({"deviceId": "laptop", "cursor": None, "limit": 1, "run": run,
+                   "changes": batches[1]})
+        # meanwhile the desk renames one of the laptop's chats and deletes another
+        desk.sync([{"chatId": "c05", "clock": 2000, "fields": {"title": "Desk renamed it"}},
+                   {"chatId": "c07", "clock": 2001, "deleteChat": True}])
+        last = self.post({"deviceId": "laptop", "cursor": None, "limit": 5000, "run": run,
+                          "changes": batches[2]})
+        self.assertEqual(last["run"], run, "the run is kept through the sync")
+        self.assertFalse(last["more"])
+        got = norm_entries(last["chats"])
+        # every live chat is listed (a client drops a live chat a whole first
+        # pull leaves out), those of the run's earlier requests by their id
+        # alone; the last request's chats, which it sent, not at all
+        earlier = {"c%02d" % i for i in range(20)} - {"c05", "c07"}
+        self.assertEqual(set(got), earlier | {"theirs", "c05", "c07"}, sorted(got))
+        for cid in earlier:
+            self.assertEqual(got[cid], {"id": cid}, "echoed what the laptop pushed")
+        self.assertEqual(got["c05"], {"id": "c05", "fields": {"title": "Desk renamed it"}})
+        self.assertEqual(got["c07"], {"id": "c07", "deleted": True})
+        self.assertEqual(set(got["theirs"]["messages"]), {"theirs-m0", "theirs-m1"})
+
+    def test_without_a_run_the_earlier_pushes_come_back(self):
+        # the device may be one that lost its data: only a run says it holds them
+        self.post({"deviceId": "laptop", "cursor": None, "limit": 1,
+                   "changes": [full_change("early", "Early")]})
+        last = self.post({"deviceId": "laptop", "cursor": None, "limit": 5000,
+                          "changes": [full_change("late", "Late")]})
+        self.assertEqual([e["id"] for e in last["chats"]], ["early"])
+        self.assertEqual(len(last["chats"][0]["messages"]), 3)
+
+    def test_a_run_does_not_hide_a_write_that_lost(self):
+        # the desk's newer title wins over the laptop's older one, pushed in
+        # the run's first request: the laptop must get the winner
+        desk = self.dev("desk")
+        desk.clock = 1000
+        desk.sync([{"chatId": "x", "fields": {"title": "Desk wins"}}])
+        first = self.post({"deviceId": "laptop", "cursor": None, "limit": 1,
+                           "changes": [{"chatId": "x", "clock": 1, "fields": {"title": "Laptop"},
+                                        "messages": [msg("lm", "laptop's", timestamp=T0)]}]})
+        last = self.post({"deviceId": "laptop", "cursor": None, "limit": 5000,
+                          "run": first["run"], "changes": []})
+        got = norm_entries(last["chats"])
+        self.assertEqual(set(got), {"x"})
+        self.assertEqual(got["x"].get("fields"), {"title": "Desk wins"})
+        self.assertNotIn("messages", got["x"], "its own message it holds")
+
+    def test_bad_runs_are_refused_and_change_nothing(self):
+        self.post({"deviceId": "w", "cursor": None, "changes": [full_change("s", "S")]})
+        for run in ("x", 5, True, {}, "r1.-1", "r1.5x", "r1.99999999"):
+            before = self.full().live()
+            state = self.server.store_state()
+            status, _, doc = self.server.v2({"deviceId": "d", "cursor": None, "run": run,
+                                             "changes": [full_change("new", "New")]})
+            self.assertEqual(status, 400, "run %r -> %d" % (run, status))
+            self.assertErrorBody(doc, "invalid_payload")
+            self.assertEqual(doc.get("field"), "run")
+            self.assertStoreUnchanged(state)
+            self.assertEqual(self.full().live(), before)
+
+
 class NoEchoTest(V2TestCase):
 
     def test_own_changes_are_not_echoed(self):

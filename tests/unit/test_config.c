@@ -78,7 +78,7 @@ static void defaults(void **state)
     assert_string_equal(cfg.bind, "127.0.0.1");
     assert_int_equal(cfg.port, 4001);
     assert_string_equal(cfg.db_url, "sqlite:./data/polysync.db");
-    assert_int_equal(cfg.max_body_bytes, 64u * 1024 * 1024);
+    assert_int_equal(cfg.max_body_bytes, 256u * 1024 * 1024);
     assert_int_equal(cfg.max_skew_ms, 300000);
     assert_int_equal(cfg.tombstone_retention_ms, 90LL * 86400 * 1000);
     assert_true(cfg.threads >= 1);

@@ -1,9 +1,12 @@
 /*
- * The chat-bytes hash (core/hash.h) that lets a legacy sync skip chats sent
- * again unchanged: a collision would make a changed chat look unchanged, so
- * every single-bit change of inputs of every length across the four lanes
- * and the tail must change the hash; equal bytes hash equal wherever they
- * lie in memory (no alignment dependence), and 0 is never returned.
+ * The hashes of core/hash.h. The chat-bytes hash (ps_hash_bytes, XXH3) lets
+ * a legacy sync skip chats sent again unchanged, the base hash (ps_hash64)
+ * recognises values a device carried along: a collision would make a
+ * changed chat look unchanged, so for both every single-bit change of
+ * inputs of every length must change the hash; equal bytes hash equal
+ * wherever they lie in memory (no alignment dependence), and 0 is never
+ * returned. ps_hash_bytes is XXH3 (its published value for no bytes);
+ * ps_hash64 is frozen: the values bases stored by earlier releases hold.
  */
 #include "test_util.h"
 #include "core/hash.h"
@@ -11,32 +14,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef uint64_t (*hash_fn)(const void *, size_t);
+static const hash_fn HASHES[2] = {ps_hash_bytes, ps_hash64};
+
 static void every_bit_flip_changes_the_hash(void **state)
 {
-    unsigned char buf[80];
-    for (size_t i = 0; i < sizeof buf; i++)
-        buf[i] = (unsigned char)(i * 37 + 11);
-    for (size_t len = 1; len <= sizeof buf; len++) {
-        uint64_t base = ps_hash64(buf, len);
-        for (size_t bit = 0; bit < len * 8; bit++) {
-            buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
-            uint64_t flipped = ps_hash64(buf, len);
-            buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
-            if (flipped == base)
-                fail_msg("flipping bit %zu of %zu bytes left the hash unchanged", bit, len);
+    for (int h = 0; h < 2; h++) {
+        hash_fn ps_hash = HASHES[h];
+        unsigned char buf[80];
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = (unsigned char)(i * 37 + 11);
+        for (size_t len = 1; len <= sizeof buf; len++) {
+            uint64_t base = ps_hash(buf, len);
+            for (size_t bit = 0; bit < len * 8; bit++) {
+                buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+                uint64_t flipped = ps_hash(buf, len);
+                buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+                if (flipped == base)
+                    fail_msg("hash %d: flipping bit %zu of %zu bytes left it unchanged", h, bit,
+                             len);
+            }
         }
     }
 }
 
 static void length_is_part_of_the_hash(void **state)
 {
-    unsigned char zeros[64] = {0};
-    uint64_t seen[65];
-    for (size_t len = 0; len <= 64; len++) {
-        seen[len] = ps_hash64(zeros, len);
-        assert_true(seen[len] != 0);
-        for (size_t k = 0; k < len; k++)
-            assert_true(seen[k] != seen[len]);
+    for (int h = 0; h < 2; h++) {
+        hash_fn ps_hash = HASHES[h];
+        unsigned char zeros[64] = {0};
+        uint64_t seen[65];
+        for (size_t len = 0; len <= 64; len++) {
+            seen[len] = ps_hash(zeros, len);
+            assert_true(seen[len] != 0);
+            for (size_t k = 0; k < len; k++)
+                assert_true(seen[k] != seen[len]);
+        }
     }
 }
 
@@ -44,14 +57,35 @@ static void same_bytes_same_hash_at_any_alignment(void **state)
 {
     const char *text = "{\"id\":\"c1\",\"title\":\"Ünïcödé — 漢字 🙂\",\"messages\":[]}";
     size_t len = strlen(text);
-    uint64_t want = ps_hash64(text, len);
-    char *buf = malloc(len + 16);
-    assert_non_null(buf);
-    for (size_t off = 0; off < 16; off++) {
-        memcpy(buf + off, text, len);
-        assert_true(ps_hash64(buf + off, len) == want);
+    for (int h = 0; h < 2; h++) {
+        hash_fn ps_hash = HASHES[h];
+        uint64_t want = ps_hash(text, len);
+        char *buf = malloc(len + 16);
+        assert_non_null(buf);
+        for (size_t off = 0; off < 16; off++) {
+            memcpy(buf + off, text, len);
+            assert_true(ps_hash(buf + off, len) == want);
+        }
+        free(buf);
     }
-    free(buf);
+}
+
+/* XXH3's published value for no bytes (xxHash's sanity test) */
+static void chat_hash_is_xxh3(void **state)
+{
+    assert_true(ps_hash_bytes("", 0) == 0x2d06800538d394c2ull);
+}
+
+/* What ps_hash64 gave before XXH3 came in, and so what stored bases hold:
+ * a field value's hash input ('f', name, NUL, value text), a message's. */
+static void base_hash_is_frozen(void **state)
+{
+    const char *message = "{\"id\":\"m1\",\"role\":\"user\",\"content\":"
+                          "\"a longer message text, well over thirty-two bytes\"}";
+    assert_true(ps_hash64("", 0) == 0x821862493d7ecaa7ull);
+    assert_true(ps_hash64("abc", 3) == 0x92f77231586e5663ull);
+    assert_true(ps_hash64("f\0title\0\"Rome\"", 14) == 0x1a0c267c8240b49full);
+    assert_true(ps_hash64(message, strlen(message)) == 0x117d7b1a866cd70aull);
 }
 
 int main(void)
@@ -60,6 +94,8 @@ int main(void)
         cmocka_unit_test(every_bit_flip_changes_the_hash),
         cmocka_unit_test(length_is_part_of_the_hash),
         cmocka_unit_test(same_bytes_same_hash_at_any_alignment),
+        cmocka_unit_test(chat_hash_is_xxh3),
+        cmocka_unit_test(base_hash_is_frozen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -369,20 +369,51 @@ static void sent_hash_and_bytes(void **state)
     assert_int_equal(s->ops->user_bytes(s, u.id, &big, &err), PS_OK);
     assert_true(big >= small + 1999);
     ps_chat_free(c);
-    assert_int_equal(s->ops->chat_set_sent(s, u.id, "c", 0xfeedbeefcafe1234ull, &err), PS_OK);
+    assert_int_equal(s->ops->chat_set_sent(s, u.id, "dev-a", "c", 0xfeedbeefcafe1234ull, 0xc0ull, &err),
+                     PS_OK);
     commit(s);
 
     begin_user(s, true, "erin", &u);
     char id[64];
     bool unchanged = false;
-    assert_int_equal(
-        s->ops->chat_find_sent(s, u.id, 0xfeedbeefcafe1234ull, id, sizeof id, &unchanged, &err),
-        PS_OK);
+    assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-a", 0xfeedbeefcafe1234ull, id, sizeof id,
+                                            &unchanged, &err),
+                     PS_OK);
     assert_string_equal(id, "c");
     assert_true(unchanged);
-    assert_int_equal(s->ops->chat_find_sent(s, u.id, 12345, id, sizeof id, &unchanged, &err),
+    assert_int_equal(
+        s->ops->chat_find_sent(s, u.id, "dev-a", 12345, id, sizeof id, &unchanged, &err), PS_OK);
+    assert_string_equal(id, "");
+    /* one hash per (chat, device): another device's bytes of the same chat
+     * do not replace these, and are not taken for this device's */
+    assert_int_equal(s->ops->chat_set_sent(s, u.id, "dev-b", "c", 0xb0bull, 0xc1ull, &err), PS_OK);
+    assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-a", 0xfeedbeefcafe1234ull, id, sizeof id,
+                                            &unchanged, &err),
+                     PS_OK);
+    assert_string_equal(id, "c");
+    assert_true(unchanged);
+    assert_int_equal(
+        s->ops->chat_find_sent(s, u.id, "dev-b", 0xb0bull, id, sizeof id, &unchanged, &err), PS_OK);
+    assert_string_equal(id, "c");
+    assert_true(unchanged);
+    assert_int_equal(
+        s->ops->chat_find_sent(s, u.id, "dev-a", 0xb0bull, id, sizeof id, &unchanged, &err), PS_OK);
+    assert_string_equal(id, "");
+    assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-b", 0xfeedbeefcafe1234ull, id, sizeof id,
+                                            &unchanged, &err),
                      PS_OK);
     assert_string_equal(id, "");
+    /* the content hash of each device's last upload, by chat */
+    uint64_t content = 0;
+    assert_int_equal(
+        s->ops->chat_sent_content(s, u.id, "dev-a", "c", &content, &unchanged, &err), PS_OK);
+    assert_true(content == 0xc0ull && unchanged);
+    assert_int_equal(
+        s->ops->chat_sent_content(s, u.id, "dev-b", "c", &content, &unchanged, &err), PS_OK);
+    assert_true(content == 0xc1ull && unchanged);
+    assert_int_equal(
+        s->ops->chat_sent_content(s, u.id, "dev-c", "c", &content, &unchanged, &err), PS_OK);
+    assert_true(content == 0 && !unchanged);
     /* a change after that sync: no longer "as sent" */
     ps_chat *again = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "c", true, &again, &err), PS_OK);
@@ -390,11 +421,14 @@ static void sent_hash_and_bytes(void **state)
     add_message(again, "more", "m", 6);
     save(s, u.id, again, 3, "d");
     ps_chat_free(again);
-    assert_int_equal(
-        s->ops->chat_find_sent(s, u.id, 0xfeedbeefcafe1234ull, id, sizeof id, &unchanged, &err),
-        PS_OK);
+    assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-a", 0xfeedbeefcafe1234ull, id, sizeof id,
+                                            &unchanged, &err),
+                     PS_OK);
     assert_string_equal(id, "c");
     assert_false(unchanged);
+    assert_int_equal(
+        s->ops->chat_sent_content(s, u.id, "dev-b", "c", &content, &unchanged, &err), PS_OK);
+    assert_true(content == 0xc1ull && !unchanged);
     commit(s);
     ps_store_close(s);
 }

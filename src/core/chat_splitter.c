@@ -1,0 +1,355 @@
+/*
+ * The chat-by-chat splitter; see chat_splitter.h. A state machine that
+ * survives any cut between two feeds: its whole state is the struct. Most
+ * of a body is string text (message contents), so a string is crossed to
+ * its next quote or backslash 16 bytes at a time (SSE2); the bytes between
+ * strings are few and taken one by one.
+ */
+#include "core/chat_splitter.h"
+#include "core/json_parse.h"
+
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+enum { OUTSIDE, BETWEEN, IN_CHAT };              /* where */
+enum { NEXT_FIRST, NEXT_VALUE, NEXT_SEPARATOR }; /* after '[', after ',', after a value */
+enum { KIND_CONTAINER, KIND_STRING, KIND_SCALAR };
+enum { KEY_NONE, KEY_STRING, KEY_COLON }; /* the last tokens at depth 1 */
+
+void ps_chat_splitter_init(ps_chat_splitter *s, const ps_chat_splitter_sink *sink)
+{
+    memset(s, 0, sizeof *s);
+    s->sink = *sink;
+}
+
+/* Index of the next '"' or '\\' in p[i, n), or n. */
+static inline size_t string_stop(const unsigned char *p, size_t i, size_t n)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
+        if (m)
+            return i + (unsigned)__builtin_ctz(m);
+    }
+#endif
+    while (i < n && p[i] != '"' && p[i] != '\\')
+        i++;
+    return i;
+}
+
+#if defined(__SSE2__)
+/* Bit k set where p[k] == c, for p[0, 64). */
+static inline uint64_t byte_mask64(const unsigned char *p, char c)
+{
+    const __m128i want = _mm_set1_epi8(c);
+    uint64_t m = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+        m |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, want)) << (16 * k);
+    }
+    return m;
+}
+
+/* The bytes of a 64-byte block that a backslash escapes; *carry: the
+ * block's first byte is escaped, set for the next block. The same
+ * branchless form of simdjson's find_escaped as json_precheck.c's. */
+static inline uint64_t escaped_bytes(uint64_t backslash, uint64_t *carry)
+{
+    const uint64_t even_bits = 0x5555555555555555ULL;
+    backslash &= ~*carry;
+    uint64_t follows_escape = backslash << 1 | *carry;
+    uint64_t odd_starts = backslash & ~even_bits & ~follows_escape;
+    uint64_t sum;
+    *carry = __builtin_add_overflow(odd_starts, backslash, &sum);
+    return (even_bits ^ (sum << 1)) & follows_escape;
+}
+
+/* Long string text (message contents, dense in escapes) 64 bytes at a
+ * time with no branch per escape: the index just past the closing quote,
+ * or where fewer than 64 bytes are left (*escaped: that byte is escaped). */
+static size_t string_blocks(const unsigned char *p, size_t i, size_t n, bool *found, bool *escaped)
+{
+    uint64_t carry = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t by_backslash = escaped_bytes(byte_mask64(p + i, '\\'), &carry);
+        uint64_t closing = byte_mask64(p + i, '"') & ~by_backslash;
+        if (closing) {
+            *found = true;
+            return i + (unsigned)__builtin_ctzll(closing) + 1;
+        }
+    }
+    *escaped = carry != 0;
+    return i;
+}
+#endif
+
+/* Crosses string text from i: the index just past the closing quote (and
+ * in_string cleared), or n when the string goes on in the next feed. */
+static size_t through_string(ps_chat_splitter *s, const unsigned char *p, size_t i, size_t n)
+{
+    while (i < n) {
+        if (s->escaped) { /* the byte after a backslash never ends the string */
+            s->escaped = false;
+            i++;
+            continue;
+        }
+#if defined(__SSE2__)
+        /* a short string (a key, an id) ends in its first 16 bytes */
+        size_t first = string_stop(p, i, i + 16 <= n ? i + 16 : n);
+        if (first < n && p[first] == '"') {
+            s->in_string = false;
+            return first + 1;
+        }
+        bool found = false;
+        i = string_blocks(p, i, n, &found, &s->escaped);
+        if (found) {
+            s->in_string = false;
+            return i;
+        }
+        if (s->escaped)
+            continue;
+#endif
+        i = string_stop(p, i, n);
+        if (i == n)
+            break;
+        if (p[i] == '\\') {
+            s->escaped = true;
+            i++;
+            continue;
+        }
+        s->in_string = false;
+        return i + 1;
+    }
+    return n;
+}
+
+/* A byte that can continue a number or a literal (true, false, null, and
+ * the wrong words the pre-check will refuse). */
+static inline bool scalar_byte(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '+' || c == '.';
+}
+
+static inline bool json_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The depth-1 key just read is "chats" as json-c reads it (escapes too). */
+static bool key_is_chats(const ps_chat_splitter *s)
+{
+    if (s->key_long)
+        return false;
+    if (!s->key_escaped)
+        return s->key_len == 5 && memcmp(s->key, "chats", 5) == 0;
+    char quoted[PS_SPLITTER_KEY_MAX + 2];
+    quoted[0] = '"';
+    memcpy(quoted + 1, s->key, s->key_len);
+    quoted[s->key_len + 1] = '"';
+    json_object *key = NULL;
+    ps_error err;
+    if (ps_json_parse_trusted(quoted, s->key_len + 2, &key, &err) != PS_OK)
+        return false; /* not a valid string: the envelope's parse says so */
+    bool chats = json_object_is_type(key, json_type_string) &&
+                 json_object_get_string_len(key) == 5 &&
+                 memcmp(json_object_get_string(key), "chats", 5) == 0;
+    json_object_put(key);
+    return chats;
+}
+
+static void key_add(ps_chat_splitter *s, const unsigned char *p, size_t n)
+{
+    if (s->key_long || s->key_len + n > PS_SPLITTER_KEY_MAX) {
+        s->key_long = true;
+        return;
+    }
+    memcpy(s->key + s->key_len, p, n);
+    s->key_len += n;
+}
+
+static ps_code fail(ps_chat_splitter *s, ps_code rc)
+{
+    s->failed = true;
+    s->failed_rc = rc;
+    return rc;
+}
+
+static ps_code malformed(ps_chat_splitter *s, size_t i, const char *what, ps_error *err)
+{
+    ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON: %s at byte %llu", what,
+                 (unsigned long long)(s->pos + i));
+    return fail(s, PS_ERR_MALFORMED);
+}
+
+/* One byte outside "chats" (not in a string); true when it opens "chats". */
+static bool outside_byte(ps_chat_splitter *s, unsigned char c)
+{
+    switch (c) {
+    case '"':
+        s->in_string = true;
+        s->key_string = s->depth == 1;
+        if (s->key_string) {
+            s->key_len = 0;
+            s->key_long = s->key_escaped = false;
+        }
+        return false;
+    case '[':
+        if (s->depth == 1 && s->key_state == KEY_COLON && key_is_chats(s)) {
+            s->depth = 2;
+            return true;
+        }
+        /* fall through */
+    case '{':
+        s->depth++;
+        break;
+    case '}':
+    case ']':
+        s->depth--;
+        break;
+    case ':':
+        if (s->depth == 1)
+            s->key_state = s->key_state == KEY_STRING ? KEY_COLON : KEY_NONE;
+        return false;
+    default:
+        if (json_space(c))
+            return false;
+    }
+    if (s->depth <= 2) /* a value at depth 1 began or ended: no key pending */
+        s->key_state = KEY_NONE;
+    return false;
+}
+
+ps_code ps_chat_splitter_feed(ps_chat_splitter *s, const char *text, size_t n, ps_error *err)
+{
+    if (s->failed)
+        return s->failed_rc;
+    const unsigned char *p = (const unsigned char *)text;
+    const ps_chat_splitter_sink *k = &s->sink;
+    size_t i = 0, run = 0; /* run: the first byte not yet handed on */
+    ps_code rc = PS_OK;
+    while (i < n) {
+        if (s->where == OUTSIDE) {
+            if (s->in_string) {
+                size_t from = i;
+                i = through_string(s, p, i, n);
+                if (s->key_string) {
+                    key_add(s, p + from, i - from - !s->in_string);
+                    if (memchr(p + from, '\\', i - from))
+                        s->key_escaped = true;
+                    if (!s->in_string)
+                        s->key_state = KEY_STRING;
+                }
+                continue;
+            }
+            if (!outside_byte(s, p[i++]))
+                continue;
+            /* "chats":[ — the envelope keeps the brackets, the chats go apart */
+            if ((rc = k->envelope(k->cls, text + run, i - run)) != PS_OK ||
+                (rc = k->chats_start(k->cls)) != PS_OK)
+                return fail(s, rc);
+            s->where = BETWEEN;
+            s->next = NEXT_FIRST;
+            run = i;
+            continue;
+        }
+        if (s->where == BETWEEN) {
+            unsigned char c = p[i];
+            if (json_space(c)) {
+                run = ++i;
+                continue;
+            }
+            if (c == ']') {
+                if (s->next == NEXT_VALUE)
+                    return malformed(s, i, "a comma before ']'", err);
+                s->where = OUTSIDE;
+                s->depth = 1;
+                s->key_state = KEY_NONE;
+                run = i++; /* the ']' is the envelope's */
+                continue;
+            }
+            if (c == ',') {
+                if (s->next != NEXT_SEPARATOR)
+                    return malformed(s, i, "unexpected ','", err);
+                s->next = NEXT_VALUE;
+                run = ++i;
+                continue;
+            }
+            if (s->next == NEXT_SEPARATOR)
+                return malformed(s, i, "expected ',' or ']' after a chat", err);
+            s->chat_start = s->pos + i;
+            s->where = IN_CHAT;
+            run = i;
+            if (c == '{' || c == '[') {
+                s->kind = KIND_CONTAINER;
+                s->depth = 3;
+                i++;
+            } else if (c == '"') {
+                s->kind = KIND_STRING;
+                s->in_string = true;
+                i++;
+            } else if (scalar_byte(c)) {
+                s->kind = KIND_SCALAR;
+            } else {
+                return malformed(s, i, "unexpected character", err);
+            }
+            continue;
+        }
+        /* IN_CHAT: on to the end of its value */
+        bool done = false;
+        if (s->kind == KIND_STRING) {
+            i = through_string(s, p, i, n);
+            done = !s->in_string;
+        } else if (s->kind == KIND_SCALAR) {
+            while (i < n && scalar_byte(p[i]))
+                i++;
+            done = i < n;
+        } else {
+            while (i < n && !done) {
+                if (s->in_string) {
+                    i = through_string(s, p, i, n);
+                    continue;
+                }
+                unsigned char c = p[i++];
+                if (c == '"')
+                    s->in_string = true;
+                else if (c == '{' || c == '[')
+                    s->depth++;
+                else if ((c == '}' || c == ']') && --s->depth == 2)
+                    done = true;
+            }
+        }
+        if (!done)
+            break;
+        if ((rc = k->chat_part(k->cls, text + run, i - run)) != PS_OK ||
+            (rc = k->chat_end(k->cls, s->chat_start)) != PS_OK)
+            return fail(s, rc);
+        s->depth = 2;
+        s->where = BETWEEN;
+        s->next = NEXT_SEPARATOR;
+        run = i;
+    }
+    if (run < n && s->where != BETWEEN) {
+        rc = s->where == OUTSIDE ? k->envelope(k->cls, text + run, n - run)
+                                 : k->chat_part(k->cls, text + run, n - run);
+        if (rc != PS_OK)
+            return fail(s, rc);
+    }
+    s->pos += n;
+    return PS_OK;
+}
+
+ps_code ps_chat_splitter_finish(ps_chat_splitter *s, ps_error *err)
+{
+    if (s->failed)
+        return s->failed_rc;
+    if (s->where != OUTSIDE)
+        return malformed(s, 0, "the body ends inside \"chats\"", err);
+    return PS_OK;
+}

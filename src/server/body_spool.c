@@ -1,0 +1,214 @@
+/*
+ * The chats' waiting room; see body_spool.h. One buffer holds, in order,
+ * the sealed chats not yet written to the file and the chat being
+ * received; the file holds the sealed chats before them. A chat is never
+ * split between the two: only whole sealed chats are written out.
+ */
+/* O_TMPFILE, mkostemp: _GNU_SOURCE (set for the whole build) */
+#include "server/body_spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct span {
+    uint64_t at; /* in the spool: file bytes first, then the buffer's */
+    size_t len;
+} span;
+
+struct ps_body_spool {
+    char *dir;
+    size_t memory_max;
+    int fd;            /* -1 until memory_max is passed */
+    uint64_t file_len; /* bytes in the file; the buffer follows them */
+    char *buf;
+    size_t len, cap;
+    size_t current; /* where in buf the chat being received starts */
+    span *spans;
+    size_t count, spans_cap;
+    char *read_buf; /* a chat read back from the file */
+    size_t read_cap;
+};
+
+ps_body_spool *ps_body_spool_new(const char *dir, size_t memory_max)
+{
+    ps_body_spool *sp = calloc(1, sizeof *sp);
+    if (!sp || !(sp->dir = strdup(dir ? dir : "."))) {
+        free(sp);
+        return NULL;
+    }
+    sp->memory_max = memory_max;
+    sp->fd = -1;
+    return sp;
+}
+
+void ps_body_spool_free(ps_body_spool *sp)
+{
+    if (!sp)
+        return;
+    if (sp->fd >= 0)
+        close(sp->fd);
+    free(sp->dir);
+    free(sp->buf);
+    free(sp->spans);
+    free(sp->read_buf);
+    free(sp);
+}
+
+static ps_code io_error(ps_error *err, const char *what, const char *dir)
+{
+    return ps_error_set(err, PS_ERR_IO, -1, "", "cannot %s a spool file in %s: %s", what, dir,
+                        strerror(errno));
+}
+
+/* A file without a name in dir: O_TMPFILE, or mkstemp and unlink at once. */
+static int open_nameless(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+        return fd;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/.polysyncd-body-XXXXXX", dir) >= (int)sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
+static ps_code write_all(ps_body_spool *sp, const char *p, size_t n, ps_error *err)
+{
+    while (n > 0) {
+        ssize_t w = pwrite(sp->fd, p, n, (off_t)sp->file_len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
+            return io_error(err, "write", sp->dir);
+        }
+        p += w;
+        n -= (size_t)w;
+        sp->file_len += (uint64_t)w;
+    }
+    return PS_OK;
+}
+
+/* Writes the sealed chats in the buffer to the file (making it first). */
+static ps_code flush_sealed(ps_body_spool *sp, ps_error *err)
+{
+    if (sp->fd < 0 && (sp->fd = open_nameless(sp->dir)) < 0)
+        return io_error(err, "make", sp->dir);
+    ps_code rc = write_all(sp, sp->buf, sp->current, err);
+    if (rc != PS_OK)
+        return rc;
+    memmove(sp->buf, sp->buf + sp->current, sp->len - sp->current);
+    sp->len -= sp->current;
+    sp->current = 0;
+    return PS_OK;
+}
+
+ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *err)
+{
+    /* the sealed chats go to the file rather than make the buffer hold more
+     * than memory_max; only a single larger chat grows it further */
+    if (sp->current > 0 && sp->len + n > sp->memory_max) {
+        ps_code rc = flush_sealed(sp, err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    if (sp->len + n > sp->cap) {
+        size_t cap = sp->cap ? sp->cap : 64 * 1024;
+        while (cap < sp->len + n)
+            cap *= 2;
+        char *grown = realloc(sp->buf, cap);
+        if (!grown)
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        sp->buf = grown;
+        sp->cap = cap;
+    }
+    memcpy(sp->buf + sp->len, p, n);
+    sp->len += n;
+    return PS_OK;
+}
+
+ps_code ps_body_spool_seal(ps_body_spool *sp, const char **text, size_t *len, ps_error *err)
+{
+    if (sp->count == sp->spans_cap) {
+        size_t cap = sp->spans_cap ? sp->spans_cap * 2 : 256;
+        span *grown = realloc(sp->spans, cap * sizeof *grown);
+        if (!grown)
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        sp->spans = grown;
+        sp->spans_cap = cap;
+    }
+    size_t n = sp->len - sp->current;
+    sp->spans[sp->count++] = (span){.at = sp->file_len + sp->current, .len = n};
+    *text = sp->buf + sp->current;
+    *len = n;
+    sp->current = sp->len;
+    /* written to the file with the others once the buffer is full: the
+     * caller's view of it stays valid until then */
+    return PS_OK;
+}
+
+void ps_body_spool_clear(ps_body_spool *sp)
+{
+    if (sp->fd >= 0 && ftruncate(sp->fd, 0) == 0)
+        sp->file_len = 0;
+    else if (sp->fd >= 0) { /* cannot shrink it: a fresh one next time */
+        close(sp->fd);
+        sp->fd = -1;
+        sp->file_len = 0;
+    }
+    sp->len = sp->current = 0;
+    sp->count = 0;
+}
+
+size_t ps_body_spool_count(const ps_body_spool *sp)
+{
+    return sp->count;
+}
+
+uint64_t ps_body_spool_file_bytes(const ps_body_spool *sp)
+{
+    return sp->file_len;
+}
+
+ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_t *len,
+                           ps_error *err)
+{
+    const span *s = &sp->spans[i];
+    *len = s->len;
+    if (s->at >= sp->file_len) {
+        *text = sp->buf + (s->at - sp->file_len);
+        return PS_OK;
+    }
+    if (s->len + 1 > sp->read_cap) {
+        char *grown = realloc(sp->read_buf, s->len + 1);
+        if (!grown)
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        sp->read_buf = grown;
+        sp->read_cap = s->len + 1;
+    }
+    size_t got = 0;
+    while (got < s->len) {
+        ssize_t r = pread(sp->fd, sp->read_buf + got, s->len - got, (off_t)(s->at + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO;
+            return io_error(err, "read", sp->dir);
+        }
+        got += (size_t)r;
+    }
+    sp->read_buf[s->len] = '\0';
+    *text = sp->read_buf;
+    return PS_OK;
+}

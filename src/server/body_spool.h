@@ -1,0 +1,54 @@
+/*
+ * Where the chats of a legacy body wait between their arrival and the merge.
+ *
+ * A legacy /sync body is a user's whole history (hundreds of MB for a heavy
+ * user). It cannot be merged as it arrives: the sync is all or nothing, and
+ * the store's writer lock must not be held while a slow client uploads. So
+ * the chats are kept until the body is in, chat by chat, each one's span
+ * recorded. The first `memory_max` bytes stay in memory (most bodies never
+ * touch the disk); past that they go to a temporary file in `dir` that has
+ * no name (O_TMPFILE, or a name unlinked at once where the file system has
+ * no O_TMPFILE): it disappears when closed, and with the process, whatever
+ * happens. At merge time each chat is read back on its own.
+ *
+ * Memory: one buffer of memory_max (sealed chats are written out a full
+ * buffer at a time), larger only for a single chat larger than that,
+ * whatever the body's size.
+ */
+#ifndef PS_SERVER_BODY_SPOOL_H
+#define PS_SERVER_BODY_SPOOL_H
+
+#include "polysync/error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ps_body_spool ps_body_spool;
+
+/* Bytes of chats held in memory before a file is used, by default. */
+#define PS_SPOOL_MEMORY_BYTES (4u * 1024 * 1024)
+
+/* A spool whose file, when one is needed, goes in `dir` (copied). NULL when
+ * out of memory. */
+ps_body_spool *ps_body_spool_new(const char *dir, size_t memory_max);
+void ps_body_spool_free(ps_body_spool *sp);
+
+/* The next `n` bytes of the chat being received. PS_ERR_IO (the file cannot
+ * be made or written: err says why) or PS_ERR_NOMEM. */
+ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *err);
+/* The chat being received is complete: it becomes chat number
+ * ps_body_spool_count() - 1, and *text, *len are its bytes (owned by the
+ * spool, valid until its next call). */
+ps_code ps_body_spool_seal(ps_body_spool *sp, const char **text, size_t *len, ps_error *err);
+/* Forgets every chat (and the one being received). */
+void ps_body_spool_clear(ps_body_spool *sp);
+
+size_t ps_body_spool_count(const ps_body_spool *sp);
+/* Chat i's bytes: *text is owned by the spool and valid until its next
+ * call. PS_ERR_IO when the file cannot be read. */
+ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_t *len,
+                           ps_error *err);
+/* Bytes written to the file so far (0: all in memory). */
+uint64_t ps_body_spool_file_bytes(const ps_body_spool *sp);
+
+#endif

@@ -1,0 +1,149 @@
+// The content hash of a chat's bytes; see content_hash.h.
+#include "server/content_hash.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace
+{
+
+using simdjson::ondemand::json_type;
+using simdjson::ondemand::object;
+using simdjson::ondemand::value;
+
+// Each kind of value hashes from its own seed: "1", 1 and true differ.
+enum : uint64_t { SEED_NULL = 1, SEED_BOOL, SEED_NUMBER, SEED_STRING, SEED_ARRAY, SEED_OBJECT };
+
+uint64_t mix(uint64_t h, uint64_t v)
+{
+    return XXH3_64bits_withSeed(&v, sizeof v, h);
+}
+
+bool value_hash(value v, uint64_t *out);
+
+// A sum of (key, value) hashes: the same in any key order. A key twice is
+// refused: json-c keeps the last value, a sum would keep both.
+bool object_hash(object obj, uint64_t *out, std::string_view *id)
+{
+    uint64_t sum = 0, n = 0;
+    std::vector<uint64_t> keys;
+    for (auto field : obj) {
+        std::string_view key;
+        value v;
+        if (field.unescaped_key().get(key) || field.value().get(v))
+            return false;
+        keys.push_back(XXH3_64bits(key.data(), key.size()));
+        if (id && key == "id") {
+            if (v.type() != json_type::string || v.get_string().get(*id))
+                return false;
+            sum += XXH3_64bits_withSeed(key.data(), key.size(),
+                                        XXH3_64bits_withSeed(id->data(), id->size(), SEED_STRING));
+            n++;
+            continue;
+        }
+        uint64_t h;
+        if (!value_hash(v, &h))
+            return false;
+        sum += XXH3_64bits_withSeed(key.data(), key.size(), h);
+        n++;
+    }
+    std::sort(keys.begin(), keys.end());
+    if (std::adjacent_find(keys.begin(), keys.end()) != keys.end())
+        return false;
+    *out = mix(mix(SEED_OBJECT, n), sum);
+    return true;
+}
+
+bool value_hash(value v, uint64_t *out)
+{
+    json_type type;
+    if (v.type().get(type))
+        return false;
+    switch (type) {
+    case json_type::object: {
+        object obj;
+        return !v.get_object().get(obj) && object_hash(obj, out, nullptr);
+    }
+    case json_type::array: {
+        simdjson::ondemand::array arr;
+        if (v.get_array().get(arr))
+            return false;
+        uint64_t h = SEED_ARRAY, n = 0;
+        for (auto item : arr) {
+            value iv;
+            uint64_t ih;
+            if (item.get(iv) || !value_hash(iv, &ih))
+                return false;
+            h = mix(h, ih);
+            n++;
+        }
+        *out = mix(h, n);
+        return true;
+    }
+    case json_type::number: { // its own text, without the spaces after it
+        std::string_view raw = v.raw_json_token();
+        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' ||
+                                raw.back() == '\t'))
+            raw.remove_suffix(1);
+        *out = XXH3_64bits_withSeed(raw.data(), raw.size(), SEED_NUMBER);
+        return true;
+    }
+    case json_type::string: {
+        std::string_view s;
+        if (v.get_string().get(s))
+            return false;
+        *out = XXH3_64bits_withSeed(s.data(), s.size(), SEED_STRING);
+        return true;
+    }
+    case json_type::boolean: {
+        bool b;
+        if (v.get_bool().get(b))
+            return false;
+        unsigned char c = b ? 1 : 0;
+        *out = XXH3_64bits_withSeed(&c, 1, SEED_BOOL);
+        return true;
+    }
+    case json_type::null:
+        *out = XXH3_64bits_withSeed("", 0, SEED_NULL);
+        return true;
+    }
+    return false;
+}
+
+// One parser and one padded buffer per thread, reused.
+thread_local simdjson::ondemand::parser tls_parser;
+thread_local std::string tls_buffer;
+
+} // namespace
+
+extern "C" bool ps_content_hash(const char *text, size_t len, uint64_t *hash, char *id,
+                                size_t id_size)
+{
+    try {
+        tls_buffer.assign(text, len);
+        tls_buffer.append(simdjson::SIMDJSON_PADDING, ' ');
+        simdjson::ondemand::document doc;
+        if (tls_parser.iterate(tls_buffer.data(), len, tls_buffer.size()).get(doc))
+            return false;
+        object obj;
+        std::string_view chat_id;
+        uint64_t h = 0;
+        if (doc.get_object().get(obj) || !object_hash(obj, &h, &chat_id) || chat_id.empty() ||
+            chat_id.size() >= id_size || chat_id.find('\0') != std::string_view::npos)
+            return false;
+        std::memcpy(id, chat_id.data(), chat_id.size());
+        id[chat_id.size()] = '\0';
+        *hash = h ? h : 1;
+        return true;
+    } catch (...) { // std::bad_alloc
+        return false;
+    }
+}

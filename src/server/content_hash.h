@@ -1,0 +1,35 @@
+/*
+ * The content hash of a legacy chat as a client sent it: a 64-bit hash of
+ * the JSON value its bytes hold, the same whatever the key order, spacing
+ * or escapes, so a chat re-sent as the same data in other bytes is known
+ * unchanged without building its json-c tree (sync_legacy.c). Numbers hash
+ * by their own text (1, 1.0 and 1e0 differ), arrays keep their order. Read
+ * with simdjson's On-Demand parser (libsimdjson, C++; docs/performance.md
+ * has the measured reason). Not cryptographic: a crafted collision could
+ * only make the server skip re-merging the crafter's own chat.
+ */
+#ifndef PS_CONTENT_HASH_H
+#define PS_CONTENT_HASH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The content hash of `text` (one JSON object, checked JSON) and its "id"
+ * string, copied into `id`. False when it has none to give: not an object,
+ * no string id (or one of id_size bytes or more), a key twice in one object
+ * (json-c keeps the last, so such bytes are merged, never skipped), or out
+ * of memory. Never 0 when true.
+ */
+bool ps_content_hash(const char *text, size_t len, uint64_t *hash, char *id, size_t id_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,218 @@
+/*
+ * A legacy body taken chat by chat; see legacy_body.h. The splitter's sink
+ * lands here: envelope bytes in a capped buffer, chat bytes in the spool,
+ * each complete chat pre-checked at once (its offsets in errors are the
+ * body's, so a message says where in the body the problem is).
+ */
+#include "server/legacy_body.h"
+#include "core/chat_splitter.h"
+#include "core/dynbuf.h"
+#include "core/json_parse.h"
+#include "core/json_precheck.h"
+#include "server/body_spool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ps_legacy_body {
+    ps_legacy_body_config cfg;
+    ps_chat_splitter splitter;
+    ps_dynbuf envelope;
+    ps_body_spool *spool;
+    uint64_t received;
+    size_t chats;      /* in the current "chats" array, kept or only counted */
+    size_t chat_bytes; /* of the chat being received */
+    ps_code problem;   /* the first one; then nothing more is kept */
+    ps_error problem_err;
+};
+
+static ps_code keep_problem(ps_legacy_body *lb, ps_code rc, const ps_error *err)
+{
+    if (lb->problem == PS_OK) {
+        lb->problem = rc;
+        lb->problem_err = *err;
+    }
+    return rc;
+}
+
+static ps_code on_envelope(void *cls, const char *p, size_t n)
+{
+    ps_legacy_body *lb = cls;
+    ps_code rc = ps_dynbuf_add(&lb->envelope, p, n);
+    if (rc == PS_OK)
+        return PS_OK;
+    ps_error err;
+    if (rc == PS_ERR_TOO_LARGE)
+        ps_error_set(&err, rc, -1, "", "the body without its chats is larger than %zu bytes",
+                     lb->cfg.envelope_max);
+    else
+        ps_error_set(&err, rc, -1, "", "out of memory");
+    return keep_problem(lb, rc, &err);
+}
+
+static bool over_chat_limit(const ps_legacy_body *lb)
+{
+    return lb->chats >= lb->cfg.max_chats;
+}
+
+static ps_code on_chat_part(void *cls, const char *p, size_t n)
+{
+    ps_legacy_body *lb = cls;
+    if (over_chat_limit(lb))
+        return PS_OK; /* counted only: the answer is 413 anyway */
+    ps_error err;
+    lb->chat_bytes += n;
+    if (lb->chat_bytes > lb->cfg.chat_max) {
+        ps_error_set(&err, PS_ERR_TOO_LARGE, (long)lb->chats, "",
+                     "chats[%zu] is larger than %zu bytes", lb->chats, lb->cfg.chat_max);
+        return keep_problem(lb, PS_ERR_TOO_LARGE, &err);
+    }
+    ps_code rc = ps_body_spool_add(lb->spool, p, n, &err);
+    return rc == PS_OK ? PS_OK : keep_problem(lb, rc, &err);
+}
+
+static ps_code on_chat_end(void *cls, uint64_t offset)
+{
+    ps_legacy_body *lb = cls;
+    lb->chat_bytes = 0;
+    if (over_chat_limit(lb)) {
+        lb->chats++;
+        return PS_OK;
+    }
+    lb->chats++;
+    const char *text;
+    size_t len;
+    ps_error err;
+    ps_code rc = ps_body_spool_seal(lb->spool, &text, &len, &err);
+    /* an element sits two containers deep: the root object and "chats" */
+    if (rc == PS_OK)
+        rc = ps_json_precheck_at(text, len, lb->cfg.max_depth - 2, (size_t)offset, &err);
+    return rc == PS_OK ? PS_OK : keep_problem(lb, rc, &err);
+}
+
+/* A later "chats" array replaces the earlier one, as json-c keeps the last
+ * of a repeated key; the earlier one's chats must still be JSON, as they
+ * would be for a whole parse. */
+static ps_code on_chats_start(void *cls)
+{
+    ps_legacy_body *lb = cls;
+    ps_error err;
+    ps_code rc = PS_OK;
+    size_t n = ps_body_spool_count(lb->spool);
+    for (size_t i = 0; i < n && rc == PS_OK; i++) {
+        const char *text;
+        size_t len;
+        json_object *chat = NULL;
+        rc = ps_body_spool_read(lb->spool, i, &text, &len, &err);
+        bool null = len == 4 && memcmp(text, "null", 4) == 0; /* json-c's NULL */
+        if (rc == PS_OK && !null && ps_json_parse_trusted(text, len, &chat, &err) != PS_OK)
+            rc = ps_error_set(&err, PS_ERR_MALFORMED, -1, "",
+                              "malformed JSON in an earlier \"chats\" array");
+        json_object_put(chat);
+    }
+    ps_body_spool_clear(lb->spool);
+    lb->chats = 0;
+    return rc == PS_OK ? PS_OK : keep_problem(lb, rc, &err);
+}
+
+ps_legacy_body *ps_legacy_body_new(const ps_legacy_body_config *cfg)
+{
+    ps_legacy_body *lb = calloc(1, sizeof *lb);
+    if (!lb)
+        return NULL;
+    lb->cfg = *cfg;
+    lb->cfg.spool_dir = NULL; /* the spool keeps its copy */
+    if (!(lb->spool = ps_body_spool_new(cfg->spool_dir, cfg->memory_max))) {
+        free(lb);
+        return NULL;
+    }
+    ps_dynbuf_init(&lb->envelope, cfg->envelope_max);
+    ps_chat_splitter_sink sink = {
+        .cls = lb,
+        .envelope = on_envelope,
+        .chat_part = on_chat_part,
+        .chat_end = on_chat_end,
+        .chats_start = on_chats_start,
+    };
+    ps_chat_splitter_init(&lb->splitter, &sink);
+    return lb;
+}
+
+void ps_legacy_body_free(ps_legacy_body *lb)
+{
+    if (!lb)
+        return;
+    ps_body_spool_free(lb->spool);
+    ps_dynbuf_free(&lb->envelope);
+    free(lb);
+}
+
+ps_code ps_legacy_body_feed(ps_legacy_body *lb, const char *p, size_t n)
+{
+    lb->received += n;
+    if (lb->received > lb->cfg.max_bytes)
+        return PS_ERR_TOO_LARGE;
+    if (lb->problem != PS_OK)
+        return PS_OK; /* only counted from the first problem on */
+    ps_error err;
+    ps_code rc = ps_chat_splitter_feed(&lb->splitter, p, n, &err);
+    if (rc != PS_OK && lb->problem == PS_OK) /* the splitter's own, not a sink's */
+        keep_problem(lb, rc, &err);
+    return PS_OK;
+}
+
+ps_code ps_legacy_body_finish(ps_legacy_body *lb, ps_error *err)
+{
+    ps_error mine;
+    if (lb->problem == PS_OK) {
+        ps_code rc = ps_chat_splitter_finish(&lb->splitter, &mine);
+        if (rc != PS_OK)
+            keep_problem(lb, rc, &mine);
+    }
+    if (lb->problem == PS_OK && lb->chats > lb->cfg.max_chats) {
+        ps_error_set(&mine, PS_ERR_TOO_LARGE, -1, "chats",
+                     "%zu chats in one request; the limit is %zu", lb->chats, lb->cfg.max_chats);
+        keep_problem(lb, PS_ERR_TOO_LARGE, &mine);
+    }
+    if (lb->problem != PS_OK && err)
+        *err = lb->problem_err;
+    return lb->problem;
+}
+
+const char *ps_legacy_body_envelope(const ps_legacy_body *lb, size_t *len)
+{
+    *len = lb->envelope.len;
+    return lb->envelope.data ? lb->envelope.data : "";
+}
+
+static ps_code chat_bytes(void *cls, size_t i, const char **text, size_t *len, ps_error *err)
+{
+    ps_legacy_body *lb = cls;
+    return ps_body_spool_read(lb->spool, i, text, len, err);
+}
+
+void ps_legacy_body_chats(ps_legacy_body *lb, ps_chat_source *src)
+{
+    *src =
+        (ps_chat_source){.count = ps_body_spool_count(lb->spool), .bytes = chat_bytes, .cls = lb};
+}
+
+uint64_t ps_legacy_body_spooled_bytes(const ps_legacy_body *lb)
+{
+    return ps_body_spool_file_bytes(lb->spool);
+}
+
+char *ps_legacy_spool_dir(const char *db_url)
+{
+    if (strncmp(db_url, "sqlite:", 7) == 0) {
+        const char *path = db_url + 7;
+        const char *slash = strrchr(path, '/');
+        if (!slash)
+            return strdup(".");
+        if (slash == path)
+            return strdup("/");
+        return strndup(path, (size_t)(slash - path));
+    }
+    const char *tmp = getenv("TMPDIR");
+    return strdup(tmp && *tmp ? tmp : "/var/tmp");
+}

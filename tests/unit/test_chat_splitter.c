@@ -1,0 +1,387 @@
+/*
+ * A legacy body taken chat by chat (core/chat_splitter.h, server/legacy_body.h)
+ * against one strict parse of the whole body (chat_stream_diff.h): the same
+ * bodies accepted and the same chats, whatever the cuts between feeds and
+ * whether the chats wait in memory or in the spool's file. Hand-written
+ * edge cases first, then seeded random bodies and their mutations.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "chat_stream_diff.h"
+#include "core/chat_splitter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char spool_dir[] = "/tmp/ps-test-splitter-XXXXXX";
+
+/* Every way to cut `text` in two, in memory and through a file, and in
+ * pieces of 1 to 7 bytes. */
+static void agrees_everywhere(const char *text)
+{
+    size_t len = strlen(text);
+    for (size_t cut = 0; cut <= len; cut++) {
+        const char *p = chat_stream_disagreement(text, len, &cut, 1, spool_dir, 1 << 20);
+        if (!p)
+            p = chat_stream_disagreement(text, len, &cut, 1, spool_dir, 1);
+        if (p)
+            fail_msg("%s, cut at %zu: %s", p, cut, text);
+    }
+    size_t cuts[4096], n = 0;
+    for (size_t at = 0, step = 1; at < len && n < 4096; step = step % 7 + 1)
+        cuts[n++] = at += step;
+    const char *p = chat_stream_disagreement(text, len, cuts, n, spool_dir, 8);
+    if (p)
+        fail_msg("%s, in small pieces: %s", p, text);
+}
+
+static void edge_cases(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"chats\":[]}",
+        " { \"chats\" : [ ] } ",
+        "{\"chats\":[{\"id\":\"a\"},{\"id\":\"b\",\"messages\":[{\"id\":\"m\"}]}]}",
+        "{\"deviceId\":\"d\",\"chats\":[{\"id\":\"a\"}],\"deleted\":[\"x\"]}",
+        "{\"chats\":[{\"id\":\"a\\\"],\\\\\"}]}", /* quotes, brackets, escapes in a string */
+        "{\"chats\":[{\"t\":\"caf\\u00e9 \xc3\xa9 \xf0\x9f\x98\x80\"}]}",
+        "{\"chats\":[1,\"s\",true,null,-1.5e3,[],{}]}",   /* any values: the validator judges */
+        "{\"chats\":[{\"chats\":[{\"id\":\"inner\"}]}]}", /* "chats" deeper is not the array */
+        "{\"x\":{\"chats\":[1]},\"chats\":[2]}",
+        "{\"ch\\u0061ts\":[{\"id\":\"escaped key\"}]}", /* the key as json-c reads it */
+        "{\"chats\":[{\"id\":\"first\"}],\"chats\":[{\"id\":\"last\"}]}", /* json-c keeps the last
+                                                                           */
+        "{\"chats\":[{\"id\" 1}],\"chats\":[{\"id\":\"last\"}]}", /* the dropped one is still JSON
+                                                                   */
+        "{\"chats\":[{\"id\":\"a\"}],\"chats\":5}",
+        "{\"chats\":5,\"chats\":[{\"id\":\"a\"}]}",
+        "{\"a\":\"chats\",\"b\":[1]}", /* a value, not a key */
+        "[{\"chats\":[1]}]",
+        "\"chats\"",
+        "",
+        "{\"chats\":[,]}",
+        "{\"chats\":[{},]}",
+        "{\"chats\":[{} {}]}",
+        "{\"chats\":[1 2]}",
+        "{\"chats\":[1x]}",
+        "{\"chats\":[1{]}",
+        "{\"chats\":[{}}}",
+        "{\"chats\":[{]}",
+        "{\"chats\":[{\"a\":[}]]}",
+        "{\"chats\":[\"unterminated]}",
+        "{\"chats\":[{}",
+        "{\"chats\":[{}]",
+        "{\"chats\":[{}]}}",
+        "{\"chats\":[{}]} x",
+        "{\"chats\":[{\"a\":\"\xc3\x28\"}]}", /* bad UTF-8 in a chat */
+        "{\"chats\":[{\"a\":\"raw\ncontrol\"}]}",
+        "{\"chats\":[{\"a\":01}]}",
+        "{\"chats\":[tru]}",
+        "{\"chats\":[NaN]}",
+        "{\"chats\":[{}],\"deviceId\":\"\xff\"}", /* bad UTF-8 in the envelope */
+        "{\"chats\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"chats\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++)
+        agrees_everywhere(bodies[i]);
+}
+
+/* ---- seeded random bodies ---- */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static unsigned pick(unsigned n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
+}
+
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
+
+static void put(text *t, const char *s)
+{
+    size_t n = strlen(s);
+    if (t->len + n + 1 > t->cap) {
+        t->cap = (t->len + n + 1) * 2;
+        t->p = realloc(t->p, t->cap);
+    }
+    memcpy(t->p + t->len, s, n + 1);
+    t->len += n;
+}
+
+static void space(text *t)
+{
+    static const char *const ws[] = {"", "", "", " ", "\n  ", "\t"};
+    put(t, ws[pick(6)]);
+}
+
+static void value(text *t, int depth)
+{
+    static const char *const strings[] = {"\"\"",
+                                          "\"plain\"",
+                                          "\"q\\\"uote\"",
+                                          "\"b\\\\\"",
+                                          "\"],{}:,\"",
+                                          "\"caf\xc3\xa9\"",
+                                          "\"\\u00e9\\ud83d\\ude00\"",
+                                          "\"\xe4\xb8\xad\"",
+                                          "\"chats\"",
+                                          "\"\\/\\b\\f\\n\\r\\t\""};
+    static const char *const scalars[] = {"0",        "-1",   "12.5",  "1e5",
+                                          "-0.25E-3", "true", "false", "null"};
+    static const char *const keys[] = {"\"id\"", "\"messages\"",    "\"chats\"",
+                                       "\"x\"",  "\"ch\\u0061ts\"", "\"\""};
+    unsigned kind = depth > 4 ? pick(2) : pick(5);
+    if (kind == 4) { /* long text: escapes and backslash runs across 64-byte blocks */
+        static const char *const pieces[] = {"a",   "bcdefgh",  "\\\\",    "\\\"",
+                                             "\\n", "\xc3\xa9", "\\u00e9", "]},{"};
+        put(t, "\"");
+        for (unsigned k = 40 + pick(200); k > 0; k--)
+            put(t, pieces[pick(8)]);
+        put(t, "\"");
+    } else if (kind == 0) {
+        put(t, strings[pick(10)]);
+    } else if (kind == 1) {
+        put(t, scalars[pick(8)]);
+    } else {
+        bool object = kind == 2;
+        put(t, object ? "{" : "[");
+        unsigned n = pick(4);
+        for (unsigned i = 0; i < n; i++) {
+            space(t);
+            if (i)
+                put(t, ",");
+            space(t);
+            if (object) {
+                put(t, keys[pick(6)]);
+                space(t);
+                put(t, ":");
+                space(t);
+            }
+            value(t, depth + 1);
+        }
+        space(t);
+        put(t, object ? "}" : "]");
+    }
+}
+
+static void body(text *t)
+{
+    static const char *const keys[] = {"\"deviceId\"", "\"chats\"", "\"deleted\"", "\"x\"",
+                                       "\"ch\\u0061ts\""};
+    put(t, "{");
+    unsigned n = 1 + pick(3);
+    for (unsigned i = 0; i < n; i++) {
+        space(t);
+        if (i)
+            put(t, ",");
+        unsigned k = i == 0 ? 1 : pick(5);
+        put(t, keys[k]);
+        space(t);
+        put(t, ":");
+        space(t);
+        if (k == 1 || k == 4 || pick(3) == 0) { /* an array of chats */
+            put(t, "[");
+            unsigned m = pick(5);
+            for (unsigned j = 0; j < m; j++) {
+                space(t);
+                if (j)
+                    put(t, ",");
+                space(t);
+                bool chat = pick(4) != 0; /* a chat-like object around the value */
+                if (chat)
+                    put(t, "{\"id\":\"c\",\"messages\":[{\"id\":\"m\",\"content\":");
+                value(t, 2);
+                if (chat)
+                    put(t, "}]}");
+            }
+            space(t);
+            put(t, "]");
+        } else {
+            value(t, 1);
+        }
+    }
+    space(t);
+    put(t, "}");
+}
+
+static void mutate(text *t)
+{
+    static const char bytes[] = "\",[]{}:\\ 1a\xc3\x80\xff\n";
+    unsigned n = 1 + pick(3);
+    for (unsigned k = 0; k < n && t->len > 0; k++) {
+        size_t at = pick((unsigned)t->len);
+        switch (pick(3)) {
+        case 0: /* delete a byte */
+            memmove(t->p + at, t->p + at + 1, t->len - at);
+            t->len--;
+            break;
+        case 1: /* replace one */
+            t->p[at] = bytes[pick(sizeof bytes - 1)];
+            break;
+        default: /* insert one */
+            put(t, " ");
+            memmove(t->p + at + 1, t->p + at, t->len - at - 1);
+            t->p[at] = bytes[pick(sizeof bytes - 1)];
+        }
+    }
+}
+
+static void random_bodies(void **state)
+{
+    (void)state;
+    text t = {0};
+    size_t accepted = 0, total = 20000;
+    for (size_t round = 0; round < total; round++) {
+        t.len = 0;
+        body(&t);
+        if (round % 2)
+            mutate(&t);
+        size_t cuts[8], n = pick(8);
+        for (size_t k = 0; k < n; k++)
+            cuts[k] = t.len ? pick((unsigned)t.len + 1) : 0;
+        for (size_t a = 0; a < n; a++) /* increasing */
+            for (size_t b = a + 1; b < n; b++)
+                if (cuts[b] < cuts[a]) {
+                    size_t x = cuts[a];
+                    cuts[a] = cuts[b];
+                    cuts[b] = x;
+                }
+        size_t memory_max = pick(2) ? 1 << 20 : 1 + pick(64);
+        const char *p = chat_stream_disagreement(t.p, t.len, cuts, n, spool_dir, memory_max);
+        if (p)
+            fail_msg("round %zu: %s: %.*s", round, p, (int)t.len, t.p);
+        json_object *o = NULL;
+        if (ps_json_parse(t.p, t.len, PS_JSON_MAX_DEPTH, &o, NULL) == PS_OK)
+            accepted++;
+        json_object_put(o);
+    }
+    free(t.p);
+    /* both kinds were tried: the generator is not all valid or all broken */
+    assert_true(accepted > total / 10);
+    assert_true(accepted < total * 9 / 10);
+}
+
+/* Past memory_max the chats go to a file, and come back the same. */
+static void spool_file_is_used_and_read_back(void **state)
+{
+    (void)state;
+    text t = {0};
+    put(&t, "{\"chats\":[");
+    for (int i = 0; i < 300; i++) {
+        char chat[128];
+        snprintf(chat, sizeof chat, "%s{\"id\":\"c%03d\",\"pad\":\"%0100d\"}", i ? "," : "", i, i);
+        put(&t, chat);
+    }
+    put(&t, "]}");
+    ps_legacy_body_config cfg = {.max_bytes = SIZE_MAX,
+                                 .max_chats = SIZE_MAX,
+                                 .max_depth = PS_JSON_MAX_DEPTH,
+                                 .envelope_max = PS_ENVELOPE_MAX_BYTES,
+                                 .chat_max = SIZE_MAX,
+                                 .spool_dir = spool_dir,
+                                 .memory_max = 4096};
+    ps_legacy_body *lb = ps_legacy_body_new(&cfg);
+    for (size_t at = 0; at < t.len; at += 1000)
+        assert_int_equal(ps_legacy_body_feed(lb, t.p + at, t.len - at < 1000 ? t.len - at : 1000),
+                         PS_OK);
+    ps_error err;
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_OK);
+    assert_true(ps_legacy_body_spooled_bytes(lb) > 30000);
+    ps_chat_source src;
+    ps_legacy_body_chats(lb, &src);
+    assert_int_equal(src.count, 300);
+    for (size_t k = 0; k < 600; k++) { /* any order, twice */
+        size_t i = (k * 7919) % 300;
+        const char *bytes;
+        size_t n;
+        char want[128];
+        snprintf(want, sizeof want, "{\"id\":\"c%03zu\",\"pad\":\"%0100zu\"}", i, i);
+        assert_int_equal(ps_chat_source_bytes(&src, i, &bytes, &n, &err), PS_OK);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(bytes, want, n);
+    }
+    size_t n;
+    assert_string_equal(ps_legacy_body_envelope(lb, &n), "{\"chats\":[]}");
+    ps_legacy_body_free(lb);
+    free(t.p);
+}
+
+/* Limits: --max-body as the bytes pass it; too many chats, a bad chat, an
+ * oversized envelope are kept for the end, with where they were. */
+static void limits_and_first_problem(void **state)
+{
+    (void)state;
+    ps_legacy_body_config cfg = {.max_bytes = 40,
+                                 .max_chats = 2,
+                                 .max_depth = PS_JSON_MAX_DEPTH,
+                                 .envelope_max = 30,
+                                 .chat_max = 12,
+                                 .spool_dir = spool_dir,
+                                 .memory_max = 1 << 20};
+    ps_error err;
+    ps_legacy_body *lb = ps_legacy_body_new(&cfg);
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[1,2,3]}", 17), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.message, "3 chats in one request; the limit is 2"));
+    ps_legacy_body_free(lb);
+
+    lb = ps_legacy_body_new(&cfg);
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{\"a\":01}],\"x\":1", 25), PS_OK);
+    assert_int_equal(ps_legacy_body_feed(lb, "23456789012345", 14), PS_OK);
+    assert_int_equal(ps_legacy_body_feed(lb, "xx", 2), PS_ERR_TOO_LARGE); /* 41 bytes */
+    ps_legacy_body_free(lb);
+
+    lb = ps_legacy_body_new(&cfg);
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{\"a\":01}]}", 20), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_MALFORMED);
+    assert_non_null(strstr(err.message, "at byte 15")); /* the body's offset */
+    ps_legacy_body_free(lb);
+
+    lb = ps_legacy_body_new(&cfg); /* a chat over chat_max (12 bytes), cut in two */
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{},{\"a\":", 18), PS_OK);
+    assert_int_equal(ps_legacy_body_feed(lb, "\"12345\"}]}", 10), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_TOO_LARGE);
+    assert_non_null(strstr(err.message, "chats[1] is larger than 12 bytes"));
+    ps_legacy_body_free(lb);
+
+    lb = ps_legacy_body_new(&cfg);
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"deviceId\":\"0123456789012345678\"}", 34), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_TOO_LARGE);
+    ps_legacy_body_free(lb);
+}
+
+static int make_dir(void **state)
+{
+    (void)state;
+    return mkdtemp(spool_dir) ? 0 : -1;
+}
+
+static int remove_dir(void **state)
+{
+    (void)state;
+    return rmdir(spool_dir); /* fails if a spool file was left with a name */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(edge_cases),
+        cmocka_unit_test(spool_file_is_used_and_read_back),
+        cmocka_unit_test(limits_and_first_problem),
+        cmocka_unit_test(random_bodies),
+    };
+    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}

@@ -1,0 +1,397 @@
+/*
+ * The "sent unchanged" skip of a legacy sync, keyed by (chat, device)
+ * (docs/architecture.md, "The path of one legacy POST /sync", step 4): a
+ * device re-sending the bytes it last synced a chat with, the chat unchanged
+ * since, is answered without the chat being loaded or merged; two devices
+ * each re-sending their own bytes of the same chat are both skipped (one
+ * hash per chat used to make them evict each other); and a real change from
+ * either is still merged. The same holds for a device re-sending the same
+ * data in other bytes (another key order, spacing, escapes). What a sync
+ * must return is worked out by hand
+ * from the merge rules (docs/merge.md: the newer write wins; a value a
+ * device only carried along is no write, "The base rule"), not from the
+ * code's output. Whether a chat was skipped is seen from outside the sync:
+ * the store's chat_load is counted through a wrapper of the store's ops.
+ * Also: a request's chats are validated before the write transaction (a bad
+ * chat is refused without one being begun, issue #15).
+ */
+#include "test_util.h"
+#include "core/json_precheck.h"
+#include "server/sync_legacy.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+static const struct ps_store_ops *real_ops;
+static struct ps_store_ops counting_ops;
+static int chat_loads, write_begins;
+/* Run once just before the next write transaction begins: another
+ * request's write landing between a sync's read and write transactions. */
+static void (*before_write)(void);
+
+static ps_code counting_begin(ps_store *s, bool write, ps_error *err)
+{
+    write_begins += write;
+    void (*hook)(void) = write ? before_write : NULL;
+    if (hook) {
+        before_write = NULL;
+        hook();
+    }
+    return real_ops->begin(s, write, err);
+}
+
+static ps_code counting_chat_load(ps_store *s, int64_t user, const char *id, bool with_messages,
+                                  ps_chat **out, ps_error *err)
+{
+    chat_loads++;
+    return real_ops->chat_load(s, user, id, with_messages, out, err);
+}
+
+typedef struct fixture {
+    char dir[64];
+    ps_store *store;
+    ps_limits limits;
+    int64_t now_ms;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/ps_skip_XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char url[128];
+    snprintf(url, sizeof url, "sqlite:%s/store.db", f->dir);
+    ps_error err;
+    assert_int_equal(ps_store_open(url, &f->store, &err), PS_OK);
+    real_ops = f->store->ops;
+    counting_ops = *real_ops;
+    counting_ops.chat_load = counting_chat_load;
+    counting_ops.begin = counting_begin;
+    f->store->ops = &counting_ops;
+    f->limits = ps_limits_default();
+    f->now_ms = tu_t(60);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    f->store->ops = real_ops;
+    ps_store_close(f->store);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* A chat source over a body in memory and its outline (as the endpoint's
+ * spool hands chats over: one chat's bytes per call). */
+typedef struct outline_source {
+    const char *body;
+    const ps_json_outline *ol;
+} outline_source;
+
+static ps_code outline_bytes(void *cls, size_t i, const char **text, size_t *len, ps_error *err)
+{
+    (void)err;
+    const outline_source *o = cls;
+    *text = o->body + o->ol->starts[i];
+    *len = o->ol->ends[i] - o->ol->starts[i];
+    return PS_OK;
+}
+
+/* One /sync of `body` as the endpoint hands it over (the chats as byte
+ * ranges of the body); the answer, parsed. *loads: chats loaded. */
+static json_object *sync_body(fixture *f, const char *body, int *loads)
+{
+    ps_error err;
+    ps_json_outline ol = {0};
+    assert_int_equal(ps_json_precheck_outline(body, strlen(body), PS_JSON_MAX_DEPTH, &ol, &err),
+                     PS_OK);
+    assert_true(ol.found);
+    json_object *req = tu_json(body);
+    json_object *dev = json_object_object_get(req, "deviceId");
+    ps_sync_ctx ctx = {
+        .store = f->store,
+        .user = "u",
+        .now_ms = f->now_ms,
+        .max_skew_ms = 5 * 60 * 1000,
+        .max_response_bytes = 1 << 20,
+        .limits = &f->limits,
+        .device = dev ? json_object_get_string(dev) : NULL,
+    };
+    outline_source os = {body, &ol};
+    ps_chat_source src = {.count = ol.count, .bytes = outline_bytes, .cls = &os};
+    ps_dynbuf answer;
+    ps_dynbuf_init(&answer, 1 << 20);
+    chat_loads = 0;
+    ps_code rc = ps_legacy_sync(&ctx, req, &src, &answer, &err);
+    if (rc != PS_OK)
+        fail_msg("sync failed: %s", err.message);
+    *loads = chat_loads;
+    assert_int_equal(ps_dynbuf_adds(&answer, ""), PS_OK); /* NUL-terminated */
+    json_object *out = tu_json(answer.data);
+    ps_dynbuf_free(&answer);
+    json_object_put(req);
+    ps_json_outline_free(&ol);
+    f->now_ms += 1000;
+    return out;
+}
+
+/* The chat `id` of an answer's `missing`, or NULL. */
+static json_object *missing_chat(json_object *answer, const char *id)
+{
+    json_object *missing = json_object_object_get(answer, "missing");
+    for (size_t i = 0; i < json_object_array_length(missing); i++) {
+        json_object *c = json_object_array_get_idx(missing, i);
+        if (strcmp(json_object_get_string(json_object_object_get(c, "id")), id) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+/* "id1,id2": the ids of a legacy chat's messages, in order. */
+static void message_ids(json_object *chat, char *out, size_t size)
+{
+    json_object *msgs = json_object_object_get(chat, "messages");
+    out[0] = '\0';
+    for (size_t i = 0; i < json_object_array_length(msgs); i++) {
+        const char *id = json_object_get_string(
+            json_object_object_get(json_object_array_get_idx(msgs, i), "id"));
+        snprintf(out + strlen(out), size - strlen(out), "%s%s", i ? "," : "", id);
+    }
+}
+
+/* Device A's bytes of chat c, and device B's bytes of the same content
+ * (keys in another order, spaces): the same data, other bytes. */
+#define A1                                                                                         \
+    "{\"deviceId\":\"A\",\"chats\":[{\"id\":\"c\",\"title\":\"Trip\","                             \
+    "\"messages\":[{\"id\":\"m1\",\"role\":\"user\",\"content\":\"hi\","                           \
+    "\"timestamp\":\"2024-01-15T10:00:00.000Z\"}],"                                                \
+    "\"lastModified\":\"2024-01-15T10:00:00.000Z\",\"updatedAtLamport\":[1,\"A\"]}]}"
+#define B1                                                                                         \
+    "{\"chats\": [{\"updatedAtLamport\": [1, \"A\"], \"lastModified\": "                           \
+    "\"2024-01-15T10:00:00.000Z\", \"messages\": [{\"timestamp\": "                                \
+    "\"2024-01-15T10:00:00.000Z\", \"content\": \"hi\", \"role\": \"user\", \"id\": \"m1\"}], "    \
+    "\"title\": \"Trip\", \"id\": \"c\"}], \"deviceId\": \"B\"}"
+
+static void alternating_devices_are_each_skipped(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    json_object *ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 1); /* news: merged */
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    ans = sync_body(f, B1, &loads);
+    assert_int_equal(loads, 1); /* B's bytes were never seen: merged, nothing changes */
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    for (int round = 0; round < 3; round++) {
+        ans = sync_body(f, A1, &loads);
+        assert_int_equal(loads, 0); /* A's own bytes again: skipped */
+        assert_null(missing_chat(ans, "c"));
+        json_object_put(ans);
+        ans = sync_body(f, B1, &loads);
+        assert_int_equal(loads, 0); /* and B's: skipped, A's did not evict them */
+        assert_null(missing_chat(ans, "c"));
+        json_object_put(ans);
+    }
+}
+
+/* B adds m2 (a newer write); A still re-sends its old bytes. */
+#define B2                                                                                         \
+    "{\"deviceId\":\"B\",\"chats\":[{\"id\":\"c\",\"title\":\"Trip\",\"messages\":["               \
+    "{\"id\":\"m1\",\"role\":\"user\",\"content\":\"hi\","                                         \
+    "\"timestamp\":\"2024-01-15T10:00:00.000Z\"},"                                                 \
+    "{\"id\":\"m2\",\"role\":\"assistant\",\"content\":\"hello\","                                 \
+    "\"timestamp\":\"2024-01-15T10:01:00.000Z\"}],"                                                \
+    "\"lastModified\":\"2024-01-15T10:01:00.000Z\",\"updatedAtLamport\":[2,\"B\"]}]}"
+/* A renames the chat (newer than everything), from the copy it holds. */
+#define A3                                                                                         \
+    "{\"deviceId\":\"A\",\"chats\":[{\"id\":\"c\",\"title\":\"Rome\",\"messages\":["               \
+    "{\"id\":\"m1\",\"role\":\"user\",\"content\":\"hi\","                                         \
+    "\"timestamp\":\"2024-01-15T10:00:00.000Z\"},"                                                 \
+    "{\"id\":\"m2\",\"role\":\"assistant\",\"content\":\"hello\","                                 \
+    "\"timestamp\":\"2024-01-15T10:01:00.000Z\"}],"                                                \
+    "\"lastModified\":\"2024-01-15T10:02:00.000Z\",\"updatedAtLamport\":[9,\"A\"]}]}"
+
+static void a_real_change_from_either_is_merged(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    char ids[64];
+    json_object_put(sync_body(f, A1, &loads));
+    json_object_put(sync_body(f, B1, &loads));
+    json_object_put(sync_body(f, A1, &loads));
+    assert_int_equal(loads, 0);
+
+    /* B's new message is a write: merged; B holds all of it */
+    json_object *ans = sync_body(f, B2, &loads);
+    assert_int_equal(loads, 1);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+
+    /* A's old bytes are not skipped any more (the chat changed since), and
+     * they carry m1 and the title along: no write deletes m2. A lacks m2,
+     * so the chat goes back to it with both messages. */
+    ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 1);
+    json_object *c = missing_chat(ans, "c");
+    assert_non_null(c);
+    message_ids(c, ids, sizeof ids);
+    assert_string_equal(ids, "m1,m2");
+    assert_string_equal(json_object_get_string(json_object_object_get(c, "title")), "Trip");
+    json_object_put(ans);
+
+    /* A's rename is a newer write than B's title: it wins, and B's re-send
+     * of its own (now older) bytes is merged and gets the chat back. */
+    ans = sync_body(f, A3, &loads);
+    assert_int_equal(loads, 1);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    ans = sync_body(f, B2, &loads);
+    assert_int_equal(loads, 1);
+    c = missing_chat(ans, "c");
+    assert_non_null(c);
+    assert_string_equal(json_object_get_string(json_object_object_get(c, "title")), "Rome");
+    message_ids(c, ids, sizeof ids);
+    assert_string_equal(ids, "m1,m2");
+    json_object_put(ans);
+}
+
+/* A1's data in other bytes: keys in another order, spaces, an escaped é. */
+#define A1_OTHER_BYTES                                                                             \
+    "{ \"chats\": [ { \"messages\": [ { \"content\": \"hi\", \"id\": \"m1\", "                     \
+    "\"timestamp\": \"2024-01-15T10:00:00.000Z\", \"role\": \"user\" } ], "                        \
+    "\"updatedAtLamport\": [ 1, \"A\" ], \"title\": \"Trip\", \"id\": \"c\", "                     \
+    "\"lastModified\": \"2024-01-15T10:00:00.000Z\" } ], \"deviceId\": \"A\" }"
+/* A's rename (A3's data) in other bytes */
+#define A3_OTHER_BYTES                                                                             \
+    "{\"deviceId\":\"A\",\"chats\":[{\"updatedAtLamport\":[9,\"A\"],"                              \
+    "\"lastModified\":\"2024-01-15T10:02:00.000Z\",\"title\":\"Rom\\u0065\",\"id\":\"c\","         \
+    "\"messages\":[{\"role\":\"user\",\"id\":\"m1\",\"content\":\"hi\","                           \
+    "\"timestamp\":\"2024-01-15T10:00:00.000Z\"},"                                                 \
+    "{\"role\":\"assistant\",\"id\":\"m2\",\"content\":\"hello\","                                 \
+    "\"timestamp\":\"2024-01-15T10:01:00.000Z\"}]}]}"
+
+static void the_same_data_in_other_bytes_is_skipped(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    char ids[64];
+    json_object_put(sync_body(f, A1, &loads));
+    /* the same data, other bytes: merging it would change nothing */
+    json_object *ans = sync_body(f, A1_OTHER_BYTES, &loads);
+    assert_int_equal(loads, 0);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    /* and back to the first bytes: the same data again */
+    ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    json_object_put(ans);
+    /* B adds m2: A's data in other bytes is not skipped, A gets m2 */
+    json_object_put(sync_body(f, B2, &loads));
+    ans = sync_body(f, A1_OTHER_BYTES, &loads);
+    assert_int_equal(loads, 1);
+    json_object *c = missing_chat(ans, "c");
+    assert_non_null(c);
+    message_ids(c, ids, sizeof ids);
+    assert_string_equal(ids, "m1,m2");
+    json_object_put(ans);
+    /* a real change in other bytes (A renames, newest write) is merged:
+     * B's re-send of its older bytes gets the new title back */
+    ans = sync_body(f, A3_OTHER_BYTES, &loads);
+    assert_int_equal(loads, 1);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    ans = sync_body(f, B2, &loads);
+    c = missing_chat(ans, "c");
+    assert_non_null(c);
+    assert_string_equal(json_object_get_string(json_object_object_get(c, "title")), "Rome");
+    json_object_put(ans);
+}
+
+static fixture *racing;
+
+static void b_adds_a_message(void)
+{
+    int loads;
+    json_object_put(sync_body(racing, B2, &loads));
+}
+
+/* A's re-send of its own bytes is found unchanged in the read transaction;
+ * B's new message lands before A's write transaction: A's chat is merged
+ * after all, and A gets m2. */
+static void a_write_between_the_two_transactions_is_seen(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    char ids[64];
+    json_object_put(sync_body(f, A1, &loads));
+    json_object_put(sync_body(f, B1, &loads));
+    racing = f;
+    before_write = b_adds_a_message;
+    json_object *ans = sync_body(f, A1, &loads);
+    assert_null(before_write); /* it ran */
+    json_object *c = missing_chat(ans, "c");
+    assert_non_null(c);
+    message_ids(c, ids, sizeof ids);
+    assert_string_equal(ids, "m1,m2");
+    json_object_put(ans);
+}
+
+/* A valid chat, then one whose message has no id (docs/protocol.md: every
+ * message needs one): refused as a whole, before any write transaction. */
+static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    json_object_put(sync_body(f, A1, &loads));
+    static const char bad[] =
+        "{\"deviceId\":\"A\",\"chats\":[{\"id\":\"d\",\"title\":\"ok\",\"messages\":[]},"
+        "{\"id\":\"e\",\"messages\":[{\"role\":\"user\",\"content\":\"no id\"}]}]}";
+    ps_error err;
+    ps_json_outline ol = {0};
+    assert_int_equal(ps_json_precheck_outline(bad, strlen(bad), PS_JSON_MAX_DEPTH, &ol, &err),
+                     PS_OK);
+    json_object *req = tu_json(bad);
+    ps_sync_ctx ctx = {.store = f->store,
+                       .user = "u",
+                       .now_ms = f->now_ms,
+                       .max_skew_ms = 300000,
+                       .max_response_bytes = 1 << 20,
+                       .limits = &f->limits};
+    outline_source os = {bad, &ol};
+    ps_chat_source src = {.count = ol.count, .bytes = outline_bytes, .cls = &os};
+    ps_dynbuf answer;
+    ps_dynbuf_init(&answer, 1 << 20);
+    write_begins = 0;
+    assert_int_equal(ps_legacy_sync(&ctx, req, &src, &answer, &err), PS_ERR_INVALID);
+    assert_int_equal(err.chat_index, 1);
+    assert_int_equal(write_begins, 0);
+    ps_dynbuf_free(&answer);
+    json_object_put(req);
+    ps_json_outline_free(&ol);
+    /* nothing of it landed: d is not stored, A's next re-send is still a skip */
+    json_object *ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    assert_null(missing_chat(ans, "d"));
+    json_object_put(ans);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(alternating_devices_are_each_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_real_change_from_either_is_merged, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_same_data_in_other_bytes_is_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_write_between_the_two_transactions_is_seen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_bad_chat_is_refused_before_the_write_transaction, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
