@@ -157,7 +157,7 @@ static const char *const MIGRATIONS[] = {
      * their content (ps_json_value_hash: the same data in other bytes), and
      * the chat's seq then. chats.sent_hash/sent_seq (one per chat: devices sending
      * their own bytes replaced each other's) are no longer used; their
-     * ps__hash64 values could not match an XXH3 hash, so nothing is copied. */
+     * ps_hash64 values could not match an XXH3 hash, so nothing is copied. */
     "CREATE TABLE sent ("
     "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL, device TEXT NOT NULL,"
     "  hash INTEGER NOT NULL, content INTEGER NOT NULL, seq INTEGER NOT NULL,"
@@ -469,7 +469,7 @@ static ps_code flush_seen(sqlite_store *s, ps_error *err)
     if ((rc = write_seen(s, err)) != PS_OK || (rc = control(s, Q_COMMIT, err)) != PS_OK) {
         control(s, Q_ROLLBACK, NULL);
         /* not at every request while, say, another process holds the lock */
-        s->seen_flush_at = ps__time_monotonic_ms() + SEEN_FLUSH_MS;
+        s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
         return rc;
     }
     forget_seen(s);
@@ -518,7 +518,7 @@ static ps_code sqlite_commit(ps_store *base, ps_error *err)
         control(s, Q_ROLLBACK, NULL);
     else if (s->writing)
         forget_seen(s); /* written by this transaction (user_seen too) */
-    else if (s->nseen && ps__time_monotonic_ms() >= s->seen_flush_at)
+    else if (s->nseen && ps_time_monotonic_ms() >= s->seen_flush_at)
         flush_seen(s, NULL); /* bounds what a crash can forget */
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -604,7 +604,7 @@ static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps
         if (!(s->seen[i].name = strdup(name)))
             return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         if (i == 0)
-            s->seen_flush_at = ps__time_monotonic_ms() + SEEN_FLUSH_MS;
+            s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
         if (i + 1 == SEEN_FLUSH_USERS)
             s->seen_flush_at = 0;
         s->nseen = i + 1;
@@ -628,10 +628,10 @@ static ps_code sqlite_user_save(ps_store *base, const ps_user *u, ps_error *err)
 static ps_code parse_state(sqlite3_stmt *st, int col, ps_chat **out, ps_error *err)
 {
     json_object *state = NULL;
-    ps_code rc = ps__json_parse_trusted((const char *)sqlite3_column_text(st, col),
+    ps_code rc = ps_json_parse_trusted((const char *)sqlite3_column_text(st, col),
                                        (size_t)sqlite3_column_bytes(st, col), &state, err);
     if (rc == PS_OK)
-        rc = ps__chat_state_from_json(state, out, err);
+        rc = ps_chat_state_from_json(state, out, err);
     json_object_put(state);
     if (rc != PS_OK && rc != PS_ERR_NOMEM)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored chat has a corrupt state");
@@ -660,7 +660,7 @@ static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, ps_message *m, ps
     memset(m, 0, sizeof *m);
     json_object *value = NULL;
     if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
-        ps_code rc = ps__json_parse_trusted((const char *)sqlite3_column_text(st, 1),
+        ps_code rc = ps_json_parse_trusted((const char *)sqlite3_column_text(st, 1),
                                            (size_t)sqlite3_column_bytes(st, 1), &value, err);
         if (rc != PS_OK)
             return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
@@ -692,7 +692,7 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, ps_chat *chat, ps_
         ps_message m;
         if ((rc = read_message(s, st, &m, err)) != PS_OK)
             break;
-        rc = ps__chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
+        rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
         if (rc == PS_OK) {
             chat->messages[chat->nmessages - 1].received = m.received;
             ps_mark *dst = &chat->messages[chat->nmessages - 1].mark;
@@ -724,10 +724,10 @@ static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, bo
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         rc = append_rows(s, st, *out, err);
-        ps__chat_normalize(*out);
+        ps_chat_normalize(*out);
     }
     if (rc != PS_OK) {
-        ps__chat_free(*out);
+        ps_chat_free(*out);
         *out = NULL;
     }
     return rc;
@@ -745,7 +745,7 @@ static ps_code sqlite_messages_load(ps_store *base, int64_t user, ps_chat *chat,
         sqlite3_bind_text(st, 3, ids[i], -1, SQLITE_STATIC);
         rc = append_rows(s, st, chat, err);
     }
-    ps__chat_normalize(chat);
+    ps_chat_normalize(chat);
     return rc;
 }
 
@@ -769,7 +769,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
     size_t len = 0;
-    const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
+    const char *text = m->value ? ps_json_text_kept(m->value, &len) : NULL;
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
@@ -795,12 +795,12 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
                                 size_t doc_len, int64_t seq, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    json_object *state = ps__chat_header_to_json(chat);
+    json_object *state = ps_chat_header_to_json(chat);
     if (!state)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t state_len;
-    const char *state_text = ps__json_text(state, &state_len);
-    bool live = ps__chat_is_live(chat);
+    const char *state_text = ps_json_text(state, &state_len);
+    bool live = ps_chat_is_live(chat);
     int64_t grown = (int64_t)(state_len + (doc ? doc_len : 0)) -
                     stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
@@ -824,9 +824,9 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         /* with the rendering, the base of a device sent it (base_copy);
          * NULL = not worked out */
         ps_base hashes = {0};
-        if (doc && ps__base_add_chat(&hashes, chat) != PS_OK)
+        if (doc && ps_base_add_chat(&hashes, chat) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        ps__base_seal(&hashes);
+        ps_base_seal(&hashes);
         static const uint64_t none = 0;
         if (doc)
             sqlite3_bind_blob(st, 5, hashes.n ? (const void *)hashes.hashes : (const void *)&none,
@@ -836,7 +836,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         if (rc == PS_OK)
             rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
-        ps__base_free(&hashes);
+        ps_base_free(&hashes);
     }
     json_object_put(state);
     /* Only what changed: one new message in a long chat is one row. */
@@ -1195,7 +1195,7 @@ static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device
         size_t n = (size_t)sqlite3_column_bytes(st, 1) / sizeof(uint64_t);
         *found = true;
         *seq = sqlite3_column_int64(st, 0);
-        ps__base_free(out);
+        ps_base_free(out);
         if (n && !(out->hashes = malloc(n * sizeof(uint64_t)))) {
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         } else if (n) {

@@ -68,7 +68,7 @@ static int setup(void **state)
     counting_ops.chat_load = counting_chat_load;
     counting_ops.begin = counting_begin;
     f->store->ops = &counting_ops;
-    f->limits = ps__limits_default();
+    f->limits = ps_limits_default();
     f->now_ms = tu_t(60);
     *state = f;
     return 0;
@@ -108,7 +108,7 @@ static json_object *sync_body(fixture *f, const char *body, int *loads)
 {
     ps_error err;
     ps_json_outline ol = {0};
-    assert_int_equal(ps__json_precheck_outline(body, strlen(body), PS_JSON_MAX_DEPTH, &ol, &err),
+    assert_int_equal(ps_json_precheck_outline(body, strlen(body), PS_JSON_MAX_DEPTH, &ol, &err),
                      PS_OK);
     assert_true(ol.found);
     json_object *req = tu_json(body);
@@ -125,17 +125,17 @@ static json_object *sync_body(fixture *f, const char *body, int *loads)
     outline_source os = {body, &ol};
     ps_chat_source src = {.count = ol.count, .bytes = outline_bytes, .cls = &os};
     ps_dynbuf answer;
-    ps__dynbuf_init(&answer, 1 << 20);
+    ps_dynbuf_init(&answer, 1 << 20);
     chat_loads = 0;
     ps_code rc = ps_legacy_sync(&ctx, req, &src, &answer, &err);
     if (rc != PS_OK)
         fail_msg("sync failed: %s", err.message);
     *loads = chat_loads;
-    assert_int_equal(ps__dynbuf_adds(&answer, ""), PS_OK); /* NUL-terminated */
+    assert_int_equal(ps_dynbuf_adds(&answer, ""), PS_OK); /* NUL-terminated */
     json_object *out = tu_json(answer.data);
-    ps__dynbuf_free(&answer);
+    ps_dynbuf_free(&answer);
     json_object_put(req);
-    ps__json_outline_free(&ol);
+    ps_json_outline_free(&ol);
     f->now_ms += 1000;
     return out;
 }
@@ -355,7 +355,7 @@ static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
         "{\"id\":\"e\",\"messages\":[{\"role\":\"user\",\"content\":\"no id\"}]}]}";
     ps_error err;
     ps_json_outline ol = {0};
-    assert_int_equal(ps__json_precheck_outline(bad, strlen(bad), PS_JSON_MAX_DEPTH, &ol, &err),
+    assert_int_equal(ps_json_precheck_outline(bad, strlen(bad), PS_JSON_MAX_DEPTH, &ol, &err),
                      PS_OK);
     json_object *req = tu_json(bad);
     ps_sync_ctx ctx = {.store = f->store,
@@ -367,14 +367,14 @@ static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
     outline_source os = {bad, &ol};
     ps_chat_source src = {.count = ol.count, .bytes = outline_bytes, .cls = &os};
     ps_dynbuf answer;
-    ps__dynbuf_init(&answer, 1 << 20);
+    ps_dynbuf_init(&answer, 1 << 20);
     write_begins = 0;
     assert_int_equal(ps_legacy_sync(&ctx, req, &src, &answer, &err), PS_ERR_INVALID);
     assert_int_equal(err.chat_index, 1);
     assert_int_equal(write_begins, 0);
-    ps__dynbuf_free(&answer);
+    ps_dynbuf_free(&answer);
     json_object_put(req);
-    ps__json_outline_free(&ol);
+    ps_json_outline_free(&ol);
     /* nothing of it landed: d is not stored, A's next re-send is still a skip */
     json_object *ans = sync_body(f, A1, &loads);
     assert_int_equal(loads, 0);
