@@ -95,6 +95,17 @@ static bool is_polyglot_page_load(json_object *root, const ps_chat_source *src)
     return app;
 }
 
+/* A legacy answer as the reply's streamed body (legacy_answer.h). */
+static ps_code answer_next(void *ctx, ps_dynbuf *out, bool *done, ps_error *err)
+{
+    return ps_legacy_answer_next(ctx, out, done, err);
+}
+
+static void answer_free(void *ctx)
+{
+    ps_legacy_answer_free(ctx);
+}
+
 static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer)
 {
     ps_error err;
@@ -108,9 +119,14 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
     if (json_object_is_type(device, json_type_string))
         ctx.device = json_object_get_string(device);
     bool page_load = rc == PS_OK && answer && is_polyglot_page_load(root, &src);
+    ps_legacy_answer *streamed = NULL;
     if (rc != PS_OK ||
-        ps_legacy_sync(&ctx, root, &src, answer && !page_load ? &reply->body : NULL, &err) != PS_OK)
+        ps_legacy_sync(&ctx, root, &src, answer && !page_load ? &streamed : NULL, &err) != PS_OK)
         ps_reply_from_error(reply, &err);
+    else if (streamed && ps_legacy_answer_take_whole(streamed, &reply->body))
+        ps_legacy_answer_free(streamed); /* small: sent as it was committed */
+    else if (streamed)
+        reply->stream = (ps_reply_stream){.next = answer_next, .free = answer_free, .ctx = streamed};
     else if (page_load &&
              ps_dynbuf_adds(&reply->body, "{\"missing\":[],\"deletions\":[]}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
@@ -134,8 +150,11 @@ void ps_handle_fetch_chats(const ps_handler_env *env, json_object *body, ps_repl
     ps_error err;
     ps_error_clear(&err);
     ps_sync_ctx ctx = ps__sync_ctx(env);
-    if (ps_legacy_fetch(&ctx, &reply->body, &err) != PS_OK)
+    ps_legacy_answer *streamed = NULL;
+    if (ps_legacy_fetch(&ctx, &streamed, &err) != PS_OK)
         ps_reply_from_error(reply, &err);
+    else
+        reply->stream = (ps_reply_stream){.next = answer_next, .free = answer_free, .ctx = streamed};
 }
 
 static void delete_ids(const ps_handler_env *env, json_object *body, ps_reply *reply, bool many)

@@ -244,33 +244,18 @@ static ps_code apply_deletions(const ps_sync_ctx *ctx, ps_user *user, json_objec
     return rc;
 }
 
-/* A comma-separated list of legacy chat renderings being written. */
-typedef struct doc_list {
+/* Plans {missing, deletions} while listing the user's chats (the docs are
+ * read later, piece by piece: legacy_answer.h). */
+typedef struct answer_builder {
     const ps_sync_ctx *ctx;
     int64_t user_id;
-    ps_dynbuf *out;
-    size_t count;
-    ps_code rc;
-    ps_error *err;
-} doc_list;
-
-/* Appends one chat; non-zero stops the listing (the error is in l->rc). */
-static int doc_list_add(doc_list *l, const ps_chat_row *row)
-{
-    l->rc = ps_dynbuf_adds(l->out, l->count++ ? "," : "");
-    if (l->rc == PS_OK)
-        l->rc = ps__append_doc(l->ctx, l->user_id, row, l->out, l->err);
-    return l->rc != PS_OK;
-}
-
-/* Builds {missing, deletions} while listing the user's chats. */
-typedef struct answer_builder {
-    doc_list missing;
+    ps_legacy_answer *answer;
     const char *device;    /* whose base a chat it is sent becomes, or "" */
     json_object *sent;     /* id -> true: returned only if in `returned` */
     json_object *returned; /* ids whose merge the client lacks */
-    ps_dynbuf deletions;
     size_t ndeletions;
+    ps_code rc;
+    ps_error *err;
 } answer_builder;
 
 static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
@@ -296,29 +281,29 @@ static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
  * worked out again while the chat has not changed since). */
 static ps_code base_of_download(answer_builder *a, const ps_chat_row *row)
 {
-    const ps_sync_ctx *ctx = a->missing.ctx;
+    const ps_sync_ctx *ctx = a->ctx;
     const char *id = row->id;
     ps_chat *chat = NULL;
     ps_base base = {0};
     int64_t at_seq = 0;
     bool found = false;
-    ps_code rc = ctx->store->ops->base_load(ctx->store, a->missing.user_id, a->device, id, NULL,
-                                            &at_seq, &found, a->missing.err);
+    ps_code rc = ctx->store->ops->base_load(ctx->store, a->user_id, a->device, id, NULL,
+                                            &at_seq, &found, a->err);
     if (rc != PS_OK || (found && at_seq == row->seq && row->seq > 0))
         return rc;
     bool copied = false; /* kept with the rendering being sent: the cheap way */
-    rc = ctx->store->ops->base_copy(ctx->store, a->missing.user_id, a->device, id, row->seq,
-                                    &copied, a->missing.err);
+    rc = ctx->store->ops->base_copy(ctx->store, a->user_id, a->device, id, row->seq,
+                                    &copied, a->err);
     if (rc != PS_OK || copied)
         return rc;
     rc =
-        ctx->store->ops->chat_load(ctx->store, a->missing.user_id, id, true, &chat, a->missing.err);
+        ctx->store->ops->chat_load(ctx->store, a->user_id, id, true, &chat, a->err);
     if (rc == PS_OK && chat && (rc = ps_base_add_chat(&base, chat)) != PS_OK)
-        rc = ps_error_set(a->missing.err, rc, -1, "", "out of memory");
+        rc = ps_error_set(a->err, rc, -1, "", "out of memory");
     if (rc == PS_OK && chat) {
         ps_base_seal(&base);
-        rc = ctx->store->ops->base_save(ctx->store, a->missing.user_id, a->device, id, &base,
-                                        row->seq, a->missing.err);
+        rc = ctx->store->ops->base_save(ctx->store, a->user_id, a->device, id, &base,
+                                        row->seq, a->err);
     }
     ps_base_free(&base);
     ps_chat_free(chat);
@@ -329,43 +314,50 @@ static int answer_row(void *vctx, const ps_chat_row *row)
 {
     answer_builder *a = vctx;
     if (!row->live) {
-        a->missing.rc = add_deletion(&a->deletions, &a->ndeletions, row);
-        return a->missing.rc != PS_OK;
+        a->rc = add_deletion(ps_legacy_answer_deletions(a->answer), &a->ndeletions, row);
+        return a->rc != PS_OK;
     }
     bool was_sent = json_object_object_get_ex(a->sent, row->id, NULL);
     if (was_sent && !json_object_object_get_ex(a->returned, row->id, NULL))
         return 0;
     if (!was_sent && *a->device) /* merge_one saved the base of a sent one */
-        a->missing.rc = base_of_download(a, row);
-    return a->missing.rc != PS_OK || doc_list_add(&a->missing, row);
+        a->rc = base_of_download(a, row);
+    if (a->rc == PS_OK)
+        a->rc = ps_legacy_answer_add_missing(a->answer, row->id);
+    return a->rc != PS_OK;
 }
 
+/* Plans the /sync answer in the sync's transaction (bases saved, deletions,
+ * clock) and makes its first piece: *out streams the rest once committed. */
 static ps_code build_answer(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
-                            json_object *sent, json_object *returned, ps_dynbuf *out, ps_error *err)
+                            json_object *sent, json_object *returned, ps_legacy_answer **out,
+                            ps_error *err)
 {
     answer_builder a = {
-        .missing = {.ctx = ctx, .user_id = user->id, .out = out, .err = err},
+        .ctx = ctx,
+        .user_id = user->id,
         .device = device,
         .sent = sent,
         .returned = returned,
+        .err = err,
     };
-    ps_dynbuf_init(&a.deletions, ctx->max_response_bytes);
-    ps_code rc = ps_dynbuf_adds(out, "{\"missing\":[");
+    ps_code rc = ps_legacy_answer_sync_new(ctx, user->id, &a.answer, err);
     if (rc == PS_OK)
         rc = ctx->store->ops->chat_each(ctx->store, user->id, answer_row, &a, err);
-    if (rc == PS_OK && (rc = a.missing.rc) == PS_OK)
-        rc = ps_dynbuf_adds(out, "],\"deletions\":[");
-    if (rc == PS_OK && a.deletions.len)
-        rc = ps_dynbuf_add(out, a.deletions.data, a.deletions.len);
     if (rc == PS_OK)
-        rc = ps_dynbuf_addf(out, "],\"serverClock\":%lld}", (long long)user->clock);
-    ps_dynbuf_free(&a.deletions);
-    if (rc == PS_ERR_TOO_LARGE)
-        return ps_error_set(err, rc, -1, "", "the answer would exceed %zu bytes",
-                            ctx->max_response_bytes);
-    if (rc == PS_ERR_NOMEM)
-        return ps_error_set(err, rc, -1, "", "out of memory");
-    return rc;
+        rc = a.rc;
+    if (rc == PS_ERR_NOMEM || rc == PS_ERR_TOO_LARGE)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (rc == PS_OK) {
+        ps_legacy_answer_set_clock(a.answer, user->clock);
+        rc = ps_legacy_answer_head(a.answer, err);
+    }
+    if (rc != PS_OK) {
+        ps_legacy_answer_free(a.answer);
+        return rc;
+    }
+    *out = a.answer;
+    return PS_OK;
 }
 
 /*
@@ -599,7 +591,7 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
 }
 
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
-                       ps_dynbuf *answer, ps_error *err)
+                       ps_legacy_answer **answer, ps_error *err)
 {
     json_object *devv = json_object_object_get(req, "deviceId");
     const char *device = devv ? json_object_get_string(devv) : "";
@@ -670,6 +662,10 @@ rollback:
     ps_store_rollback(ctx->store);
 out:
     prepared_free(&prep, chats->count);
+    if (rc != PS_OK && answer) {
+        ps_legacy_answer_free(*answer);
+        *answer = NULL;
+    }
     json_object_put(sent);
     json_object_put(returned);
     return rc;
@@ -704,27 +700,7 @@ rollback:
     return rc;
 }
 
-static int fetch_row(void *vctx, const ps_chat_row *row)
+ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_legacy_answer **out, ps_error *err)
 {
-    return row->live ? doc_list_add(vctx, row) : 0;
-}
-
-ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_dynbuf *out, ps_error *err)
-{
-    ps_user user;
-    doc_list f = {.ctx = ctx, .out = out, .err = err};
-    ps_code rc = ps_store_begin(ctx->store, false, err);
-    if (rc != PS_OK)
-        return rc;
-    if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) == PS_OK &&
-        (f.user_id = user.id, rc = ps_dynbuf_adds(out, "[")) == PS_OK &&
-        (rc = ctx->store->ops->chat_each(ctx->store, user.id, fetch_row, &f, err)) == PS_OK &&
-        (rc = f.rc) == PS_OK)
-        rc = ps_dynbuf_adds(out, "]");
-    if (rc == PS_OK)
-        return ps_store_commit(ctx->store, err);
-    ps_store_rollback(ctx->store);
-    if (rc == PS_ERR_TOO_LARGE || rc == PS_ERR_NOMEM)
-        ps_error_set(err, rc, -1, "", "the chat list is too large to send");
-    return rc;
+    return ps_legacy_answer_fetch_new(ctx, out, err);
 }

@@ -6,6 +6,7 @@
 #ifndef PS_SYNC_LEGACY_H
 #define PS_SYNC_LEGACY_H
 
+#include "server/legacy_answer.h"
 #include "server/sync_common.h"
 
 #include <json-c/json.h>
@@ -33,17 +34,20 @@ static inline ps_code ps_chat_source_bytes(const ps_chat_source *src, size_t i, 
 
 /*
  * Merges a /sync or /pushChats body (`req` validated, its chats in `chats`).
- * With `answer` non-NULL, writes the /sync answer {missing, deletions,
- * serverClock} into it. An invalid chat rolls everything back.
+ * With `answer` non-NULL, *answer (the caller's, NULL on failure) is the
+ * /sync answer {missing, deletions, serverClock}, planned in the sync's
+ * transaction and streamed after it (legacy_answer.h). An invalid chat
+ * rolls everything back.
  */
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
-                       ps_dynbuf *answer, ps_error *err);
+                       ps_legacy_answer **answer, ps_error *err);
 
 /* Tombstones each id in `ids` (a validated array of strings). *deleted
  * counts the chats that were live before and are deleted now. */
 ps_code ps_legacy_delete(const ps_sync_ctx *ctx, json_object *ids, size_t *deleted, ps_error *err);
 
-/* Writes every live chat of the user as a JSON array. */
-ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_dynbuf *out, ps_error *err);
+/* Every live chat of the user as a JSON array, streamed: *out (the
+ * caller's) makes it piece by piece (legacy_answer.h). */
+ps_code ps_legacy_fetch(const ps_sync_ctx *ctx, ps_legacy_answer **out, ps_error *err);
 
 #endif

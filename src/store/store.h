@@ -6,7 +6,10 @@
  * ended with ps_store_commit() or ps_store_rollback(); a transaction is the
  * unit of durability: when commit returns PS_OK the data is on disk (the one
  * exception, a no-op sync's time, is user_seen's).
- * A store handle may be used from many threads; begin() serialises writers.
+ * A store handle may be used from many threads; begin() serialises writers,
+ * and a read transaction (begin(s, false)) never waits for one: it reads one
+ * snapshot of the data as committed (taken at BEGIN on SQLite, at the first
+ * statement on PostgreSQL), and writes nothing.
  */
 #ifndef PS_STORE_H
 #define PS_STORE_H
@@ -103,6 +106,8 @@ struct ps_store_ops {
     PS_STORE_MUST_CHECK ps_code (*begin)(ps_store *s, bool write, ps_error *err);
     PS_STORE_MUST_CHECK ps_code (*commit)(ps_store *s, ps_error *err);
     void (*rollback)(ps_store *s);
+    /* In a read transaction a backend may load a user without a row as an
+     * empty one (id 0, owning nothing) instead of creating it. */
     PS_STORE_MUST_CHECK ps_code (*user_load)(ps_store *s, const char *name, ps_user *out,
                                              ps_error *err);
     /* Like user_load, but never creates the row (so a read transaction

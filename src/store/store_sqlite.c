@@ -3,9 +3,14 @@
  *
  * FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power
  * loss, and a 200 answer promises the sync is on disk (docs/storage.md has
- * the measured cost). One connection guarded by a mutex held for the whole
- * transaction: a sync is a read-modify-write of the user's chats, and SQLite
- * serialises writers anyway.
+ * the measured cost). One writer connection guarded by a mutex held for the
+ * whole write transaction: a sync is a read-modify-write of the user's chats,
+ * and SQLite serialises writers anyway. Read transactions take a connection
+ * of their own from a pool (opened on demand, query_only): in WAL mode a
+ * reader works from the snapshot it took at BEGIN while the writer writes,
+ * so a device polling never waits behind an upload. Which connection a
+ * thread's transaction uses is thread-specific data, as store.h's calls
+ * carry no transaction handle.
  */
 #include "store/store.h"
 #include "core/timestamp.h"
@@ -280,7 +285,8 @@ static const char *const QUERIES[Q_COUNT] = {
         "DELETE FROM messages WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_USER_DEL_CHATS] = "DELETE FROM chats WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_USER_DEL] = "DELETE FROM users WHERE name = ?1",
-    [Q_USER_SEEN] = "UPDATE users SET last_sync_ms = ?2 WHERE name = ?1",
+    /* max: a time a reader kept in memory may be older than one written */
+    [Q_USER_SEEN] = "UPDATE users SET last_sync_ms = max(last_sync_ms, ?2) WHERE name = ?1",
     [Q_USER_NAMED] = "SELECT 1 FROM users WHERE name = ?1",
     [Q_BASE_GET] = "SELECT seq, hashes FROM bases WHERE user_id = ?1 AND chat_id = ?2"
                    " AND device = ?3",
@@ -307,15 +313,34 @@ static const char *const QUERIES[Q_COUNT] = {
 typedef struct seen_user {
     char *name;
     int64_t ms;
+    int64_t written_ms; /* what the open write transaction writes; 0 none */
 } seen_user;
+
+/* Read connections kept open when idle (more are opened while needed). */
+#define READERS_KEPT 16
+
+/* A read connection, with its own prepared statements. */
+typedef struct reader {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[Q_COUNT];
+    sqlite3_stmt *snapshot; /* a first read: takes the WAL snapshot at BEGIN */
+    struct reader *next;    /* in the idle list */
+} reader;
 
 typedef struct sqlite_store {
     ps_store base;
+    /* The writer connection: write transactions, probe, migrations. */
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_COUNT];
-    pthread_mutex_t lock;
-    bool writing; /* the open transaction began as a write one */
-    /* Guarded by `lock`, like the connection. */
+    pthread_mutex_t lock; /* held by the writer from BEGIN to COMMIT */
+    /* The calling thread's transaction: its reader, or WRITER. */
+    pthread_key_t current;
+    char *path;
+    pthread_mutex_t pool_lock; /* guards idle, nidle */
+    reader *idle;
+    size_t nidle;
+    /* Guarded by seen_lock (readers add to it while the writer writes). */
+    pthread_mutex_t seen_lock;
     seen_user *seen;
     size_t nseen, seen_cap;
     int64_t seen_flush_at; /* monotonic ms from which a commit writes them */
@@ -324,20 +349,46 @@ typedef struct sqlite_store {
     char corrupt[200];
 } sqlite_store;
 
+/* The thread-specific value of a write transaction (readers are theirs). */
+static char writer_mark;
+#define WRITER ((void *)&writer_mark)
+
+/* The calling thread's read connection, or NULL (writer, or none). */
+static reader *current_reader(sqlite_store *s)
+{
+    void *c = pthread_getspecific(s->current);
+    return c == WRITER ? NULL : c;
+}
+
+static bool writing(sqlite_store *s)
+{
+    return pthread_getspecific(s->current) == WRITER;
+}
+
+/* The connection the calling thread's transaction uses. */
+static sqlite3 *cur_db(sqlite_store *s)
+{
+    reader *r = current_reader(s);
+    return r ? r->db : s->db;
+}
+
 static ps_code db_error(sqlite_store *s, ps_error *err, const char *what)
 {
     /* The detail goes to the operator's log via err->message; the HTTP layer
      * never shows it to clients. */
-    int code = sqlite3_errcode(s->db);
+    sqlite3 *db = cur_db(s);
+    int code = sqlite3_errcode(db);
     if ((code == SQLITE_CORRUPT || code == SQLITE_NOTADB) && !s->corrupt[0])
-        snprintf(s->corrupt, sizeof s->corrupt, "%s", sqlite3_errmsg(s->db));
+        snprintf(s->corrupt, sizeof s->corrupt, "%s", sqlite3_errmsg(db));
     return ps_error_set(err, code == SQLITE_BUSY ? PS_ERR_BUSY : PS_ERR_STORE, -1, "",
-                        "sqlite %s: %s", what, sqlite3_errmsg(s->db));
+                        "sqlite %s: %s", what, sqlite3_errmsg(db));
 }
 
+/* Statement q of the calling thread's connection, reset. */
 static sqlite3_stmt *stmt(sqlite_store *s, int q)
 {
-    sqlite3_stmt *st = s->stmt[q];
+    reader *r = current_reader(s);
+    sqlite3_stmt *st = r ? r->stmt[q] : s->stmt[q];
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return st;
@@ -420,12 +471,14 @@ static ps_code make_parent_dirs(const char *path, ps_error *err)
     return rc;
 }
 
-/* Steps a transaction-control statement (BEGIN, COMMIT, ROLLBACK). A
- * writer kept out past busy_timeout (another process holding the file, say
- * `polysyncd user delete`) is PS_ERR_BUSY: 503 store_busy, retry. */
+/* Steps a transaction-control statement (BEGIN, COMMIT, ROLLBACK) on the
+ * calling thread's connection. A writer kept out past busy_timeout (another
+ * process holding the file, say `polysyncd user delete`) is PS_ERR_BUSY:
+ * 503 store_busy, retry. */
 static ps_code control(sqlite_store *s, int q, ps_error *err)
 {
-    sqlite3_stmt *st = s->stmt[q];
+    reader *rd = current_reader(s);
+    sqlite3_stmt *st = rd ? rd->stmt[q] : s->stmt[q];
     int r = sqlite3_step(st);
     if (r == SQLITE_DONE) {
         sqlite3_reset(st);
@@ -437,30 +490,61 @@ static ps_code control(sqlite_store *s, int q, ps_error *err)
 }
 
 /* Writes every unwritten no-op sync time into the open write transaction;
- * they are forgotten only once it commits. */
+ * those still unchanged when it commits are forgotten then (forget_seen). */
 static ps_code write_seen(sqlite_store *s, ps_error *err)
 {
-    for (size_t i = 0; i < s->nseen; i++) {
+    ps_code rc = PS_OK;
+    pthread_mutex_lock(&s->seen_lock);
+    for (size_t i = 0; i < s->nseen && rc == PS_OK; i++) {
         sqlite3_stmt *st = stmt(s, Q_USER_SEEN);
         sqlite3_bind_text(st, 1, s->seen[i].name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, s->seen[i].ms);
         int r = sqlite3_step(st);
         sqlite3_reset(st);
         if (r != SQLITE_DONE)
-            return db_error(s, err, "saving last sync times");
+            rc = db_error(s, err, "saving last sync times");
+        s->seen[i].written_ms = s->seen[i].ms;
     }
-    return PS_OK;
+    pthread_mutex_unlock(&s->seen_lock);
+    return rc;
 }
 
+/* After a commit that wrote them: forgets the times written (a reader may
+ * have put a newer one for the same user meanwhile: that one stays). */
 static void forget_seen(sqlite_store *s)
+{
+    pthread_mutex_lock(&s->seen_lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < s->nseen; i++) {
+        if (s->seen[i].written_ms && s->seen[i].written_ms == s->seen[i].ms) {
+            free(s->seen[i].name);
+            continue;
+        }
+        s->seen[i].written_ms = 0;
+        s->seen[kept++] = s->seen[i];
+    }
+    s->nseen = kept;
+    pthread_mutex_unlock(&s->seen_lock);
+}
+
+static void forget_all_seen(sqlite_store *s)
 {
     for (size_t i = 0; i < s->nseen; i++)
         free(s->seen[i].name);
     s->nseen = 0;
 }
 
+static bool seen_due(sqlite_store *s)
+{
+    pthread_mutex_lock(&s->seen_lock);
+    bool due = s->nseen && ps_time_monotonic_ms() >= s->seen_flush_at;
+    pthread_mutex_unlock(&s->seen_lock);
+    return due;
+}
+
 /* Writes the unwritten no-op sync times in a transaction of their own
- * (lock held, no transaction open). On failure they stay for the next try. */
+ * (writer lock held and marked as this thread's, no transaction open). On
+ * failure they stay for the next try. */
 static ps_code flush_seen(sqlite_store *s, ps_error *err)
 {
     ps_code rc = control(s, Q_BEGIN_WRITE, err);
@@ -469,11 +553,86 @@ static ps_code flush_seen(sqlite_store *s, ps_error *err)
     if ((rc = write_seen(s, err)) != PS_OK || (rc = control(s, Q_COMMIT, err)) != PS_OK) {
         control(s, Q_ROLLBACK, NULL);
         /* not at every request while, say, another process holds the lock */
+        pthread_mutex_lock(&s->seen_lock);
         s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+        pthread_mutex_unlock(&s->seen_lock);
         return rc;
     }
     forget_seen(s);
     return PS_OK;
+}
+
+static void reader_close(reader *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(r->stmt[i]);
+    sqlite3_finalize(r->snapshot);
+    sqlite3_close(r->db);
+    free(r);
+}
+
+/* Opens a read connection: the same file, query_only (a read transaction
+ * that tried to write would fail, not write), its statements prepared. */
+static reader *reader_open(sqlite_store *s, ps_error *err)
+{
+    reader *r = calloc(1, sizeof *r);
+    if (!r) {
+        ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        return NULL;
+    }
+    const char *what = "opening a read connection";
+    if (sqlite3_open_v2(s->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
+        SQLITE_OK) {
+        sqlite3_busy_timeout(r->db, 5000);
+        /* a small page cache: a reader mostly streams rendered chats once,
+         * and the kernel's file cache holds them anyway (see "Memory" in
+         * docs/storage.md for the writer's) */
+        if (sqlite3_exec(r->db,
+                         "PRAGMA query_only=ON; PRAGMA mmap_size=0; PRAGMA cache_size=-2048",
+                         NULL, NULL, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v3(r->db, "SELECT 1 FROM schema_version LIMIT 1", -1,
+                               SQLITE_PREPARE_PERSISTENT, &r->snapshot, NULL) == SQLITE_OK) {
+            what = NULL;
+            for (int i = 0; i < Q_COUNT && !what; i++)
+                if (sqlite3_prepare_v3(r->db, QUERIES[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                       &r->stmt[i], NULL) != SQLITE_OK)
+                    what = "preparing a read connection";
+        }
+    }
+    if (what) {
+        ps_error_set(err, PS_ERR_STORE, -1, "", "sqlite %s: %s", what,
+                     r->db ? sqlite3_errmsg(r->db) : "out of memory");
+        reader_close(r);
+        return NULL;
+    }
+    return r;
+}
+
+static reader *reader_take(sqlite_store *s, ps_error *err)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    reader *r = s->idle;
+    if (r) {
+        s->idle = r->next;
+        s->nidle--;
+    }
+    pthread_mutex_unlock(&s->pool_lock);
+    return r ? r : reader_open(s, err);
+}
+
+static void reader_give_back(sqlite_store *s, reader *r)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    if (s->nidle < READERS_KEPT) {
+        r->next = s->idle;
+        s->idle = r;
+        s->nidle++;
+        r = NULL;
+    }
+    pthread_mutex_unlock(&s->pool_lock);
+    reader_close(r); /* one too many: a burst is over */
 }
 
 static void sqlite_close(ps_store *base)
@@ -481,33 +640,95 @@ static void sqlite_close(ps_store *base)
     sqlite_store *s = (sqlite_store *)base;
     ps_error err;
     ps_error_clear(&err);
+    pthread_setspecific(s->current, WRITER);
     if (s->nseen && flush_seen(s, &err) != PS_OK) /* a clean stop loses no sync time... */
         fprintf(stderr, "polysyncd: last sync times of %zu users not saved: %s\n", s->nseen,
                 err.message); /* ...unless the file cannot be written */
-    forget_seen(s);
+    pthread_setspecific(s->current, NULL);
+    forget_all_seen(s);
     free(s->seen);
+    while (s->idle) {
+        reader *r = s->idle;
+        s->idle = r->next;
+        reader_close(r);
+    }
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->pool_lock);
+    pthread_mutex_destroy(&s->seen_lock);
+    pthread_key_delete(s->current);
+    free(s->path);
     free(s);
+}
+
+/* A read transaction: a reader of the pool, BEGIN, and a first read so the
+ * snapshot is the database as committed now (a deferred BEGIN would take
+ * it at the transaction's first read). */
+static ps_code begin_read(sqlite_store *s, ps_error *err)
+{
+    ps_error own;
+    if (!err)
+        err = &own;
+    reader *r = reader_take(s, err);
+    if (!r)
+        return err->code;
+    pthread_setspecific(s->current, r);
+    ps_code rc = control(s, Q_BEGIN, err);
+    if (rc == PS_OK) {
+        int step = sqlite3_step(r->snapshot);
+        sqlite3_reset(r->snapshot);
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            rc = db_error(s, err, "reading");
+            control(s, Q_ROLLBACK, NULL);
+        }
+    }
+    if (rc != PS_OK) {
+        pthread_setspecific(s->current, NULL);
+        reader_give_back(s, r);
+    }
+    return rc;
 }
 
 static ps_code sqlite_begin(ps_store *base, bool write, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
+    if (!write)
+        return begin_read(s, err);
     pthread_mutex_lock(&s->lock);
-    ps_code rc = control(s, write ? Q_BEGIN_WRITE : Q_BEGIN, err);
+    pthread_setspecific(s->current, WRITER);
+    ps_code rc = control(s, Q_BEGIN_WRITE, err);
     /* A write transaction takes the unwritten sync times along, first: what
      * it then loads and saves of a user row sees them. */
-    if (rc == PS_OK && write && (rc = write_seen(s, err)) != PS_OK)
+    if (rc == PS_OK && (rc = write_seen(s, err)) != PS_OK)
         control(s, Q_ROLLBACK, NULL);
     if (rc != PS_OK) {
+        pthread_setspecific(s->current, NULL);
         pthread_mutex_unlock(&s->lock);
-        return rc;
     }
-    s->writing = write;
-    return PS_OK;
+    return rc;
+}
+
+/* Ends the calling thread's transaction (already committed or rolled back). */
+static void end_transaction(sqlite_store *s)
+{
+    reader *r = current_reader(s);
+    bool wrote = writing(s);
+    pthread_setspecific(s->current, NULL);
+    if (wrote) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    reader_give_back(s, r);
+    /* bounds what a crash can forget; never waits for the writer (whose
+     * next transaction takes the times along anyway) */
+    if (seen_due(s) && pthread_mutex_trylock(&s->lock) == 0) {
+        pthread_setspecific(s->current, WRITER);
+        flush_seen(s, NULL);
+        pthread_setspecific(s->current, NULL);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 static ps_code sqlite_commit(ps_store *base, ps_error *err)
@@ -516,11 +737,9 @@ static ps_code sqlite_commit(ps_store *base, ps_error *err)
     ps_code rc = control(s, Q_COMMIT, err);
     if (rc != PS_OK)
         control(s, Q_ROLLBACK, NULL);
-    else if (s->writing)
+    else if (writing(s))
         forget_seen(s); /* written by this transaction (user_seen too) */
-    else if (s->nseen && ps_time_monotonic_ms() >= s->seen_flush_at)
-        flush_seen(s, NULL); /* bounds what a crash can forget */
-    pthread_mutex_unlock(&s->lock);
+    end_transaction(s);
     return rc;
 }
 
@@ -528,7 +747,7 @@ static void sqlite_rollback(ps_store *base)
 {
     sqlite_store *s = (sqlite_store *)base;
     control(s, Q_ROLLBACK, NULL);
-    pthread_mutex_unlock(&s->lock);
+    end_transaction(s);
 }
 
 /* Reads the user's row; *found false when there is none. */
@@ -564,6 +783,10 @@ static ps_code sqlite_user_load(ps_store *base, const char *name, ps_user *out, 
         ps_code rc = user_get(s, name, out, &found, err);
         if (rc != PS_OK || found)
             return rc;
+        if (current_reader(s)) { /* a read transaction writes nothing (store.h) */
+            *out = (ps_user){0};
+            return PS_OK;
+        }
         sqlite3_stmt *st = stmt(s, Q_USER_ADD);
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
@@ -581,7 +804,7 @@ static ps_code sqlite_user_load(ps_store *base, const char *name, ps_user *out, 
 static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    if (s->writing) {
+    if (writing(s)) {
         sqlite3_stmt *st = stmt(s, Q_USER_SEEN);
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, ms);
@@ -589,6 +812,8 @@ static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps
         sqlite3_reset(st);
         return r == SQLITE_DONE ? PS_OK : db_error(s, err, "saving last sync time");
     }
+    ps_code rc = PS_OK;
+    pthread_mutex_lock(&s->seen_lock);
     size_t i = 0;
     while (i < s->nseen && strcmp(s->seen[i].name, name) != 0)
         i++;
@@ -596,13 +821,18 @@ static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps
         if (s->nseen == s->seen_cap) {
             size_t cap = s->seen_cap ? 2 * s->seen_cap : 8;
             seen_user *grown = realloc(s->seen, cap * sizeof *grown);
-            if (!grown)
-                return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+            if (!grown) {
+                rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+                goto out;
+            }
             s->seen = grown;
             s->seen_cap = cap;
         }
-        if (!(s->seen[i].name = strdup(name)))
-            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        if (!(s->seen[i].name = strdup(name))) {
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+            goto out;
+        }
+        s->seen[i].written_ms = 0;
         if (i == 0)
             s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
         if (i + 1 == SEEN_FLUSH_USERS)
@@ -610,7 +840,9 @@ static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps
         s->nseen = i + 1;
     }
     s->seen[i].ms = ms;
-    return PS_OK;
+out:
+    pthread_mutex_unlock(&s->seen_lock);
+    return rc;
 }
 
 static ps_code sqlite_user_save(ps_store *base, const ps_user *u, ps_error *err)
@@ -935,7 +1167,7 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
     }
     ps_code rc = stopped || r == SQLITE_DONE ? PS_OK : db_error(s, err, "listing chats");
     sqlite3_reset(st);
-    sqlite3_reset(s->stmt[Q_CHAT_DOC]);
+    sqlite3_reset(stmt(s, Q_CHAT_DOC));
     return rc;
 }
 
@@ -949,7 +1181,9 @@ static ps_code sqlite_stats(ps_store *base, ps_store_stats *out, ps_error *err)
     out->last_sync_ms = sqlite3_column_int64(st, 1);
     sqlite3_reset(st);
     /* the times not written yet, of users that still exist */
-    for (size_t i = 0; i < s->nseen; i++) {
+    ps_code rc = PS_OK;
+    pthread_mutex_lock(&s->seen_lock);
+    for (size_t i = 0; i < s->nseen && rc == PS_OK; i++) {
         if (s->seen[i].ms <= out->last_sync_ms)
             continue;
         st = stmt(s, Q_USER_NAMED);
@@ -959,9 +1193,10 @@ static ps_code sqlite_stats(ps_store *base, ps_store_stats *out, ps_error *err)
         if (r == SQLITE_ROW)
             out->last_sync_ms = s->seen[i].ms;
         else if (r != SQLITE_DONE)
-            return db_error(s, err, "reading stats");
+            rc = db_error(s, err, "reading stats");
     }
-    return PS_OK;
+    pthread_mutex_unlock(&s->seen_lock);
+    return rc;
 }
 
 static ps_code sqlite_purge_tombstones(ps_store *base, int64_t older_than_ms, int64_t *purged,
@@ -1143,6 +1378,7 @@ static ps_code sqlite_probe(ps_store *base, size_t deep_max_bytes, ps_error *err
     sqlite_store *s = (sqlite_store *)base;
     ps_code rc = PS_OK;
     pthread_mutex_lock(&s->lock);
+    pthread_setspecific(s->current, WRITER);
     if (deep_max_bytes && !s->corrupt[0]) {
         int64_t size = file_bytes(s);
         char problem[sizeof s->corrupt];
@@ -1171,6 +1407,7 @@ static ps_code sqlite_probe(ps_store *base, size_t deep_max_bytes, ps_error *err
     }
     if (rc != PS_OK && err->code != PS_ERR_STORE) /* busy: the store is in use, not broken */
         rc = PS_OK;
+    pthread_setspecific(s->current, NULL);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -1249,7 +1486,7 @@ static ps_code sqlite_base_copy(ps_store *base, int64_t user, const char *device
 
 static ps_code prepare_sql(sqlite_store *s, const char *sql, sqlite3_stmt **st, ps_error *err)
 {
-    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(cur_db(s), sql, -1, st, NULL) != SQLITE_OK) {
         sqlite3_finalize(*st);
         *st = NULL;
         return db_error(s, err, "preparing an account query");
@@ -1681,6 +1918,15 @@ ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     s->base.ops = &SQLITE_OPS;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->pool_lock, NULL);
+    pthread_mutex_init(&s->seen_lock, NULL);
+    if (pthread_key_create(&s->current, NULL) != 0 || !(s->path = strdup(path))) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->pool_lock);
+        pthread_mutex_destroy(&s->seen_lock);
+        free(s);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
     /* Chats are private: a new store is made 0600 whatever the umask, and
      * SQLite gives its -wal and -shm files the database file's mode. */
     int made = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

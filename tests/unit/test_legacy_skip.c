@@ -18,6 +18,7 @@
 #include "test_util.h"
 #include "core/json_precheck.h"
 #include "server/sync_legacy.h"
+#include "server/legacy_answer.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -124,13 +125,21 @@ static json_object *sync_body(fixture *f, const char *body, int *loads)
     };
     outline_source os = {body, &ol};
     ps_chat_source src = {.count = ol.count, .bytes = outline_bytes, .cls = &os};
-    ps_dynbuf answer;
-    ps_dynbuf_init(&answer, 1 << 20);
+    ps_legacy_answer *planned = NULL;
     chat_loads = 0;
-    ps_code rc = ps_legacy_sync(&ctx, req, &src, &answer, &err);
+    ps_code rc = ps_legacy_sync(&ctx, req, &src, &planned, &err);
     if (rc != PS_OK)
         fail_msg("sync failed: %s", err.message);
     *loads = chat_loads;
+    /* the whole answer, as the server would stream it */
+    ps_dynbuf answer;
+    ps_dynbuf_init(&answer, 1 << 20);
+    if (!ps_legacy_answer_take_whole(planned, &answer)) {
+        bool done = false;
+        while (!done)
+            assert_int_equal(ps_legacy_answer_next(planned, &answer, &done, &err), PS_OK);
+    }
+    ps_legacy_answer_free(planned);
     assert_int_equal(ps_dynbuf_adds(&answer, ""), PS_OK); /* NUL-terminated */
     json_object *out = tu_json(answer.data);
     ps_dynbuf_free(&answer);
@@ -366,13 +375,12 @@ static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
                        .limits = &f->limits};
     outline_source os = {bad, &ol};
     ps_chat_source src = {.count = ol.count, .bytes = outline_bytes, .cls = &os};
-    ps_dynbuf answer;
-    ps_dynbuf_init(&answer, 1 << 20);
+    ps_legacy_answer *answer = NULL;
     write_begins = 0;
     assert_int_equal(ps_legacy_sync(&ctx, req, &src, &answer, &err), PS_ERR_INVALID);
     assert_int_equal(err.chat_index, 1);
     assert_int_equal(write_begins, 0);
-    ps_dynbuf_free(&answer);
+    assert_null(answer);
     json_object_put(req);
     ps_json_outline_free(&ol);
     /* nothing of it landed: d is not stored, A's next re-send is still a skip */

@@ -1,0 +1,364 @@
+/*
+ * Readers never wait for writers (store.h): a read transaction begun while
+ * another thread holds a write transaction open completes, sees only what
+ * was committed (its snapshot stays that even once the writer commits), and a no-op sync's work in it (user_find, user_seen,
+ * stats) needs no writer. On the backend PS_TEST_DB names (unset = SQLite;
+ * a postgres URL or "@FILE" = a fresh database), as test_store.c.
+ * Oracle: store.h's transaction contract and WAL/REPEATABLE READ snapshot
+ * semantics. A reader that waited for the writer would not finish within
+ * the (generous) wait and fail, not hang: the writer is then let go.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "core/chat_codec.h"
+#include "core/json_parse.h"
+#include "core/merge.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long the reader may take while the writer holds its transaction:
+ * far above any read; a reader behind the writer would wait forever. */
+#define READER_WAIT_S 20
+
+typedef struct fixture {
+    char dir[64];
+    char url[1200];
+} fixture;
+
+static void pg_base(char *out, size_t size)
+{
+    const char *v = getenv("PS_TEST_DB");
+    out[0] = '\0';
+    if (!v)
+        return;
+    if (v[0] == '@') {
+        FILE *f = fopen(v + 1, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(out, (int)size, f));
+        fclose(f);
+        out[strcspn(out, "\r\n")] = '\0';
+    } else if (strncmp(v, "postgres", 8) == 0) {
+        snprintf(out, size, "%s", v);
+    }
+}
+
+static int setup(void **state)
+{
+    static unsigned n;
+    fixture *f = calloc(1, sizeof *f);
+    char base[1024];
+    pg_base(base, sizeof base);
+    if (base[0]) {
+        char name[64], sql[128];
+        snprintf(name, sizeof name, "ps_readers_%d_%u", (int)getpid(), n++);
+        PGconn *pg = PQconnectdb(base);
+        assert_int_equal(PQstatus(pg), CONNECTION_OK);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+        PGresult *r = PQexec(pg, sql);
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        PQfinish(pg);
+        char *slash = strrchr(base, '/');
+        assert_non_null(slash);
+        *slash = '\0';
+        snprintf(f->url, sizeof f->url, "%s/%s", base, name);
+    } else {
+        snprintf(f->dir, sizeof f->dir, "/tmp/ps-readers-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->url, sizeof f->url, "sqlite:%s/p.db", f->dir);
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->dir[0]) {
+        char cmd[160];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    free(f);
+    return 0;
+}
+
+static int64_t next_seq;
+
+static void save_titled(ps_store *s, int64_t user, const char *id, const char *title)
+{
+    ps_error err;
+    ps_chat *c = ps_chat_new(id);
+    ps_stamp st = {.ts = 1000 + next_seq, .lamport = 0, .device = (char *)"dev"};
+    bool changed;
+    assert_int_equal(ps_chat_put_field(c, "title", json_object_new_string(title), &st, &changed),
+                     PS_OK);
+    assert_int_equal(ps_lamport_set(&c->lamport, 1, "server"), PS_OK);
+    json_object *doc = ps_chat_to_legacy(c);
+    size_t len;
+    const char *text = ps_json_text(doc, &len);
+    assert_int_equal(s->ops->chat_save(s, user, c, text, len, ++next_seq, &err), PS_OK);
+    json_object_put(doc);
+    ps_chat_free(c);
+}
+
+/* The chat's title as the calling thread's transaction sees it; NULL when
+ * there is no such chat. Caller frees. */
+static char *title_of(ps_store *s, int64_t user, const char *id)
+{
+    ps_error err;
+    ps_chat *c = NULL;
+    assert_int_equal(s->ops->chat_load(s, user, id, false, &c, &err), PS_OK);
+    char *t = c ? strdup(json_object_get_string(ps_chat_field(c, "title")->value)) : NULL;
+    ps_chat_free(c);
+    return t;
+}
+
+/* A writer thread: begins, changes c1 and adds c2, says it holds the
+ * transaction, and commits only when told. */
+typedef struct writer {
+    ps_store *s;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool holding, go, done;
+    ps_code rc;
+} writer;
+
+static void *writer_main(void *arg)
+{
+    writer *w = arg;
+    ps_error err;
+    ps_user u;
+    ps_code rc = ps_store_begin(w->s, true, &err);
+    if (rc == PS_OK && (rc = w->s->ops->user_load(w->s, "ann", &u, &err)) == PS_OK) {
+        save_titled(w->s, u.id, "c1", "uncommitted");
+        save_titled(w->s, u.id, "c2", "uncommitted");
+    }
+    pthread_mutex_lock(&w->lock);
+    w->holding = true;
+    pthread_cond_broadcast(&w->cond);
+    while (!w->go)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    if (rc == PS_OK)
+        rc = ps_store_commit(w->s, &err);
+    pthread_mutex_lock(&w->lock);
+    w->rc = rc;
+    w->done = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* What a reader thread saw, in one read transaction begun while the
+ * writer held its own. */
+typedef struct read_result {
+    ps_store *s;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool finished;
+    ps_code rc;
+    bool found;
+    char *c1, *c2;
+    int64_t last_sync_ms;
+} read_result;
+
+static void *reader_main(void *arg)
+{
+    read_result *r = arg;
+    ps_error err;
+    ps_user u;
+    ps_store_stats stats;
+    ps_code rc = ps_store_begin(r->s, false, &err);
+    if (rc == PS_OK) {
+        /* a v2 no-op sync's work: find the user, read, note the time */
+        rc = r->s->ops->user_find(r->s, "ann", &u, &r->found, &err);
+        if (rc == PS_OK && r->found) {
+            r->c1 = title_of(r->s, u.id, "c1");
+            r->c2 = title_of(r->s, u.id, "c2");
+        }
+        if (rc == PS_OK)
+            rc = r->s->ops->user_seen(r->s, "ann", 777000, &err);
+        if (rc == PS_OK)
+            rc = r->s->ops->stats(r->s, &stats, &err);
+        r->last_sync_ms = stats.last_sync_ms;
+        if (rc == PS_OK)
+            rc = ps_store_commit(r->s, &err);
+        else
+            ps_store_rollback(r->s);
+    }
+    pthread_mutex_lock(&r->lock);
+    r->rc = rc;
+    r->finished = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+static void wait_holding(writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (!w->holding)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void let_go(writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->go = true;
+    pthread_cond_broadcast(&w->cond);
+    while (!w->done)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void seed_ann(ps_store *s)
+{
+    ps_error err;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "ann", &u, &err), PS_OK);
+    save_titled(s, u.id, "c1", "committed");
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+}
+
+static void reader_is_not_blocked_by_an_open_write(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    seed_ann(s);
+
+    writer w = {.s = s};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    pthread_t wt, rt;
+    assert_int_equal(pthread_create(&wt, NULL, writer_main, &w), 0);
+    wait_holding(&w);
+
+    read_result r = {.s = s};
+    pthread_mutex_init(&r.lock, NULL);
+    pthread_cond_init(&r.cond, NULL);
+    assert_int_equal(pthread_create(&rt, NULL, reader_main, &r), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += READER_WAIT_S;
+    pthread_mutex_lock(&r.lock);
+    int waited = 0;
+    while (!r.finished && waited != ETIMEDOUT)
+        waited = pthread_cond_timedwait(&r.cond, &r.lock, &until);
+    bool finished_while_held = r.finished;
+    pthread_mutex_unlock(&r.lock);
+
+    let_go(&w); /* also frees a reader stuck behind the writer */
+    pthread_join(wt, NULL);
+    pthread_join(rt, NULL);
+    assert_true(finished_while_held);
+    assert_int_equal(r.rc, PS_OK);
+    assert_int_equal(w.rc, PS_OK);
+    assert_true(r.found);
+    /* only what was committed when the read began */
+    assert_non_null(r.c1);
+    assert_string_equal(r.c1, "committed");
+    assert_null(r.c2);
+    assert_int_equal(r.last_sync_ms, 777000); /* user_seen counted at once */
+    free(r.c1);
+    free(r.c2);
+
+    /* once committed, a new read transaction sees the writer's work */
+    ps_user u;
+    bool found = false;
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_find(s, "ann", &u, &found, &err), PS_OK);
+    assert_true(found);
+    char *c1 = title_of(s, u.id, "c1"), *c2 = title_of(s, u.id, "c2");
+    assert_string_equal(c1, "uncommitted");
+    assert_string_equal(c2, "uncommitted");
+    free(c1);
+    free(c2);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_store_close(s);
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&r.lock);
+    pthread_cond_destroy(&r.cond);
+}
+
+/* A read transaction reads one snapshot: a commit landing after its first
+ * read is not seen until the next transaction (store.h). */
+static void snapshot_holds_for_the_whole_transaction(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    seed_ann(s);
+    writer w = {.s = s};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    pthread_t wt;
+    assert_int_equal(pthread_create(&wt, NULL, writer_main, &w), 0);
+    wait_holding(&w);
+
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    ps_user u;
+    bool found = false;
+    assert_int_equal(s->ops->user_find(s, "ann", &u, &found, &err), PS_OK);
+    assert_true(found);
+    let_go(&w); /* commits while our read transaction is open */
+    pthread_join(wt, NULL);
+    assert_int_equal(w.rc, PS_OK);
+    char *c1 = title_of(s, u.id, "c1"), *c2 = title_of(s, u.id, "c2");
+    assert_string_equal(c1, "committed");
+    assert_null(c2);
+    free(c1);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_store_close(s);
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.cond);
+}
+
+/* A read transaction writes nothing: a user it asks for is not created. */
+static void read_transaction_creates_no_user(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    ps_user u;
+    bool found = true;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_find(s, "nobody", &u, &found, &err), PS_OK);
+    assert_false(found);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->user_find(s, "nobody", &u, &found, &err), PS_OK);
+    assert_false(found);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(reader_is_not_blocked_by_an_open_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_holds_for_the_whole_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(read_transaction_creates_no_user, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
