@@ -22,7 +22,7 @@ static ps_code apply(ps_client *c, const uint8_t *data, size_t size)
     ps_error_clear(&err);
     json_object *ans = NULL;
     /* the depth the sync itself allows its answers (legacy_sync.c) */
-    ps_code rc = ps_json_parse((const char *)data, size, PS_JSON_MAX_DEPTH + 4, &ans, &err);
+    ps_code rc = ps__json_parse((const char *)data, size, PS_JSON_MAX_DEPTH + 4, &ans, &err);
     if (rc == PS_OK) {
         ps_sync_stats st = {0};
         sync_run r = {.c = c, .st = &st};

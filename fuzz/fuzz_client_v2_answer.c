@@ -23,7 +23,7 @@ static ps_code apply(ps_client *c, const uint8_t *data, size_t size)
     a.status = 200;
     ps_error err;
     ps_error_clear(&err);
-    ps_code rc = ps_dynbuf_add(&a.body, (const char *)data, size);
+    ps_code rc = ps__dynbuf_add(&a.body, (const char *)data, size);
     v2_answer ans = {0};
     if (rc == PS_OK)
         rc = ps__parse_v2_answer(c, &a, &ans, &err);

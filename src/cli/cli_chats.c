@@ -199,7 +199,7 @@ static char *read_all(const char *path, size_t *len, work_view *w)
     char *data = NULL;
     ps_error err;
     /* at most 2 GiB, as the import takes */
-    if (ps_read_file(strcmp(path, "-") == 0 ? NULL : path, (size_t)1 << 31, on_read, w, &data, len,
+    if (ps__read_file(strcmp(path, "-") == 0 ? NULL : path, (size_t)1 << 31, on_read, w, &data, len,
                      &err) != PS_OK)
         return NULL;
     return data;

@@ -41,7 +41,7 @@ static int64_t clamp_ts(int64_t ts, const ps_ingest *in)
     return ts > limit ? limit : ts;
 }
 
-ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
+ps_code ps__legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
 {
     out->ts = 0;
     out->lamport = 0;
@@ -50,7 +50,7 @@ ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
     for (int k = 2; k >= 0; k--) { /* lastModified, then updatedAt, then createdAt */
         json_object *v;
         int64_t ms;
-        if (json_object_object_get_ex(legacy, TIME_KEYS[k], &v) && ps_time_from_json(v, &ms)) {
+        if (json_object_object_get_ex(legacy, TIME_KEYS[k], &v) && ps__time_from_json(v, &ms)) {
             out->ts = clamp_ts(ms, in);
             break;
         }
@@ -88,7 +88,7 @@ static int64_t message_order(json_object *msg)
     json_object *v;
     int64_t ms = 0;
     if (json_object_object_get_ex(msg, "timestamp", &v))
-        ps_time_from_json(v, &ms);
+        ps__time_from_json(v, &ms);
     return ms;
 }
 
@@ -97,14 +97,14 @@ static int64_t message_order(json_object *msg)
 static ps_code ingest_time(ps_chat *chat, int tk, json_object *val, const ps_ingest *in)
 {
     int64_t ms;
-    if (!ps_time_from_json(val, &ms))
+    if (!ps__time_from_json(val, &ms))
         return PS_OK;
     ps_time_field *tf = time_field(chat, tk);
     int64_t clamped = clamp_ts(ms, in);
     json_object *v;
     if (clamped != ms) { /* store what we believe, not the bad clock */
         char iso[32];
-        ps_time_format_iso(clamped, iso);
+        ps__time_format_iso(clamped, iso);
         v = json_object_new_string(iso);
     } else {
         v = json_object_get(val);
@@ -112,7 +112,7 @@ static ps_code ingest_time(ps_chat *chat, int tk, json_object *val, const ps_ing
     if (!v)
         return PS_ERR_NOMEM;
     ps_time_field incoming = {.value = v, .ms = clamped};
-    ps_time_field_join(tf, &incoming, tk == 0);
+    ps__time_field_join(tf, &incoming, tk == 0);
     json_object_put(v);
     return PS_OK;
 }
@@ -126,7 +126,7 @@ static ps_code ingest_key(ps_chat *chat, const char *key, json_object *val, cons
     if (tk >= 0)
         return ingest_time(chat, tk, val, in);
     bool changed;
-    return ps_chat_put_field(chat, key, json_object_get(val), stamp, &changed);
+    return ps__chat_put_field(chat, key, json_object_get(val), stamp, &changed);
 }
 
 /* Message writes: private ones dropped, {id, deleted: true} as tombstones. */
@@ -142,7 +142,7 @@ static ps_code ingest_messages(ps_chat *chat, json_object *list, const ps_stamp 
         /* A tombstone has no place in the display order: 0, so two equal
          * tombstones are equal in every part. */
         bool dead = is_tombstone(msg);
-        rc = ps_chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), stamp,
+        rc = ps__chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), stamp,
                                     dead ? 0 : message_order(msg));
     }
     return rc;
@@ -152,28 +152,28 @@ static ps_code ingest_messages(ps_chat *chat, json_object *list, const ps_stamp 
 static ps_code finish_ingest(ps_chat *chat, ps_code rc, ps_chat **out)
 {
     if (rc != PS_OK) {
-        ps_chat_free(chat);
+        ps__chat_free(chat);
         return rc;
     }
-    ps_chat_normalize(chat);
+    ps__chat_normalize(chat);
     *out = chat;
     return PS_OK;
 }
 
-ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out)
+ps_code ps__chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out)
 {
     *out = NULL;
     json_object *idv = json_object_object_get(legacy, "id");
-    ps_chat *chat = ps_chat_new(json_object_get_string(idv));
+    ps_chat *chat = ps__chat_new(json_object_get_string(idv));
     if (!chat)
         return PS_ERR_NOMEM;
     ps_stamp stamp;
-    ps_code rc = ps_legacy_stamp(legacy, in, &stamp);
+    ps_code rc = ps__legacy_stamp(legacy, in, &stamp);
     if (rc == PS_OK)
-        rc = ps_stamp_copy(&chat->touched, &stamp);
+        rc = ps__stamp_copy(&chat->touched, &stamp);
     chat->has_touched = true;
     if (rc == PS_OK && stamp.lamport && !stamp.timed)
-        rc = ps_lamport_set(&chat->lamport, stamp.lamport, stamp.device);
+        rc = ps__lamport_set(&chat->lamport, stamp.lamport, stamp.device);
     json_object_object_foreach(legacy, key, val)
     {
         if (rc != PS_OK)
@@ -185,20 +185,20 @@ ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **
         else
             rc = ingest_key(chat, key, val, &stamp, in);
     }
-    ps_stamp_clear(&stamp);
+    ps__stamp_clear(&stamp);
     return finish_ingest(chat, rc, out);
 }
 
-ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out)
+ps_code ps__chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out)
 {
     *out = NULL;
     json_object *v;
-    ps_chat *chat = ps_chat_new(json_object_get_string(json_object_object_get(change, "chatId")));
+    ps_chat *chat = ps__chat_new(json_object_get_string(json_object_object_get(change, "chatId")));
     if (!chat)
         return PS_ERR_NOMEM;
     ps_stamp stamp = {.ts = in->now_ms, .device = strdup(in->device ? in->device : "")};
     int64_t ms;
-    if (json_object_object_get_ex(change, "at", &v) && ps_time_from_json(v, &ms))
+    if (json_object_object_get_ex(change, "at", &v) && ps__time_from_json(v, &ms))
         stamp.ts = clamp_ts(ms, in);
     if (json_object_object_get_ex(change, "clock", &v))
         stamp.lamport = json_object_get_int64(v);
@@ -207,12 +207,12 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
         json_object_object_get_ex(change, "deleteChat", &v) && json_object_get_boolean(v);
     if (rc == PS_OK && delete_chat) {
         /* shown with the change's own tuple; the server ticks one if 0 */
-        rc = ps_stamp_copy(&chat->tombstone, &stamp);
+        rc = ps__stamp_copy(&chat->tombstone, &stamp);
         chat->has_tombstone = true;
         if (rc == PS_OK && !stamp.timed)
-            rc = ps_lamport_set(&chat->deleted_lamport, stamp.lamport, stamp.device);
+            rc = ps__lamport_set(&chat->deleted_lamport, stamp.lamport, stamp.device);
     } else if (rc == PS_OK) {
-        rc = ps_stamp_copy(&chat->touched, &stamp);
+        rc = ps__stamp_copy(&chat->touched, &stamp);
         chat->has_touched = true;
     }
     if (rc == PS_OK && json_object_object_get_ex(change, "fields", &v)) {
@@ -227,16 +227,16 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
     if (rc == PS_OK && json_object_object_get_ex(change, "deleteMessages", &v)) {
         size_t n = json_object_array_length(v);
         for (size_t i = 0; i < n && rc == PS_OK; i++)
-            rc = ps_chat_append_message(
+            rc = ps__chat_append_message(
                 chat, json_object_get_string(json_object_array_get_idx(v, i)), NULL, &stamp, 0);
     }
-    ps_stamp_clear(&stamp);
+    ps__stamp_clear(&stamp);
     return finish_ingest(chat, rc, out);
 }
 
 static int order_cmp(const void *a, const void *b)
 {
-    return ps_message_order_cmp(*(const ps_message *const *)a, *(const ps_message *const *)b);
+    return ps__message_order_cmp(*(const ps_message *const *)a, *(const ps_message *const *)b);
 }
 
 /* The document built (json_build.h), or NULL when an allocation failed
@@ -259,7 +259,7 @@ static json_object *lamport_json(int64_t counter, const char *id)
     return built(arr, rc);
 }
 
-json_object *ps_chat_to_legacy(const ps_chat *chat)
+json_object *ps__chat_to_legacy(const ps_chat *chat)
 {
     json_object *obj = json_object_new_object();
     const ps_message **order = calloc(chat->nmessages + 1, sizeof *order);
@@ -298,7 +298,7 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
 {
     if (!sent_msgs) { /* not sent: only writes the client cannot have seen */
         for (size_t i = 0; i < merged->nmessages; i++)
-            if (ps_stamp_cmp(&merged->messages[i].stamp, sent_stamp) > 0)
+            if (ps__stamp_cmp(&merged->messages[i].stamp, sent_stamp) > 0)
                 return true;
         return false;
     }
@@ -308,7 +308,7 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
         if (is_private(msg))
             continue;
         const ps_message *m =
-            ps_chat_message(merged, json_object_get_string(json_object_object_get(msg, "id")));
+            ps__chat_message(merged, json_object_get_string(json_object_object_get(msg, "id")));
         if (is_tombstone(msg)) { /* the client has it deleted: so must we */
             if (m && m->value)
                 return true;
@@ -325,7 +325,7 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
     return live != matched;
 }
 
-bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent, const ps_stamp *sent_stamp)
+bool ps__chat_differs_from_sent(const ps_chat *merged, json_object *sent, const ps_stamp *sent_stamp)
 {
     json_object *sent_msgs = NULL;
     json_object_object_foreach(sent, key, val)
@@ -338,17 +338,17 @@ bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent, const p
         } else if (tk >= 0) {
             int64_t ms;
             const ps_time_field *tf = time_field_c(merged, tk);
-            if (ps_time_from_json(val, &ms) && (!tf->value || tf->ms != ms))
+            if (ps__time_from_json(val, &ms) && (!tf->value || tf->ms != ms))
                 return true;
         } else {
-            const ps_field *f = ps_chat_field(merged, key);
+            const ps_field *f = ps__chat_field(merged, key);
             if (!f || !json_object_equal(f->value, val))
                 return true;
         }
     }
     for (size_t i = 0; i < merged->nfields; i++)
         if (!json_object_object_get_ex(sent, merged->fields[i].name, NULL) &&
-            ps_stamp_cmp(&merged->fields[i].stamp, sent_stamp) > 0)
+            ps__stamp_cmp(&merged->fields[i].stamp, sent_stamp) > 0)
             return true;
     return messages_differ(merged, sent_msgs, sent_stamp);
 }
@@ -380,12 +380,12 @@ static void add_mark(ps_code *rc, json_object *arr, const ps_mark *m)
 
 static json_object *state_json(const ps_chat *chat, bool with_messages);
 
-json_object *ps_chat_state_to_json(const ps_chat *chat)
+json_object *ps__chat_state_to_json(const ps_chat *chat)
 {
     return state_json(chat, true);
 }
 
-json_object *ps_chat_header_to_json(const ps_chat *chat)
+json_object *ps__chat_header_to_json(const ps_chat *chat)
 {
     return state_json(chat, false);
 }
@@ -498,7 +498,7 @@ static bool lamport_pair(json_object *v)
            json_object_is_type(json_object_array_get_idx(v, 1), json_type_string);
 }
 
-ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
+ps_code ps__chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
 {
     *out = NULL;
     json_object *v, *fields, *msgs = NULL;
@@ -507,7 +507,7 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
         !json_object_is_type(fields, json_type_object) ||
         (json_object_object_get_ex(st, "m", &msgs) && !json_object_is_type(msgs, json_type_array)))
         return ps_error_set(err, PS_ERR_STORE, -1, "", "corrupt chat state");
-    ps_chat *chat = ps_chat_new(json_object_get_string(v));
+    ps_chat *chat = ps__chat_new(json_object_get_string(v));
     if (!chat)
         return PS_ERR_NOMEM;
     ps_code rc = PS_OK;
@@ -522,10 +522,10 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
             rc = PS_ERR_STORE;
             break;
         }
-        rc = ps_chat_put_field(chat, name, json_object_get(json_object_array_get_idx(pair, 0)),
+        rc = ps__chat_put_field(chat, name, json_object_get(json_object_array_get_idx(pair, 0)),
                                &stamp, &changed);
         if (rc == PS_OK && len == 4)
-            rc = mark_from_json(pair, 2, &((ps_field *)ps_chat_field(chat, name))->mark);
+            rc = mark_from_json(pair, 2, &((ps_field *)ps__chat_field(chat, name))->mark);
         if (rc != PS_OK)
             break;
     }
@@ -540,7 +540,7 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
             break;
         }
         json_object *val = json_object_array_get_idx(row, 1);
-        rc = ps_chat_append_message(
+        rc = ps__chat_append_message(
             chat, json_object_get_string(json_object_array_get_idx(row, 0)),
             json_object_is_type(val, json_type_null) ? NULL : json_object_get(val), &stamp,
             json_object_get_int64(json_object_array_get_idx(row, 3)));
@@ -573,20 +573,20 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
         if (!stamp_from_json(v, &chat->tombstone))
             rc = PS_ERR_STORE;
         if (rc == PS_OK && json_object_object_get_ex(st, "D", &v) && lamport_pair(v))
-            rc = ps_lamport_set(&chat->deleted_lamport,
+            rc = ps__lamport_set(&chat->deleted_lamport,
                                 json_object_get_int64(json_object_array_get_idx(v, 0)),
                                 json_object_get_string(json_object_array_get_idx(v, 1)));
     }
     if (rc == PS_OK && json_object_object_get_ex(st, "L", &v) && lamport_pair(v))
-        rc = ps_lamport_set(&chat->lamport, json_object_get_int64(json_object_array_get_idx(v, 0)),
+        rc = ps__lamport_set(&chat->lamport, json_object_get_int64(json_object_array_get_idx(v, 0)),
                             json_object_get_string(json_object_array_get_idx(v, 1)));
-    ps_stamp_clear(&stamp);
+    ps__stamp_clear(&stamp);
     if (rc != PS_OK) {
-        ps_chat_free(chat);
+        ps__chat_free(chat);
         return ps_error_set(err, rc, -1, "", "corrupt chat state");
     }
-    ps_chat_normalize(chat);
-    ps_chat_clear_dirty(chat);
+    ps__chat_normalize(chat);
+    ps__chat_clear_dirty(chat);
     *out = chat;
     return PS_OK;
 }

@@ -68,7 +68,7 @@ ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
         return PS_OK;
     memcpy(keybuf, user, ulen + 1);
     memcpy(keybuf + ulen + 1, device, dlen);
-    uint64_t key = ps_hash_bytes(keybuf, ulen + 1 + dlen) | 1; /* 0: an empty slot */
+    uint64_t key = ps__hash_bytes(keybuf, ulen + 1 + dlen) | 1; /* 0: an empty slot */
     recent *slot = &recent_writes[key % RECENT_SLOTS];
     pthread_mutex_lock(&recent_lock);
     bool known = slot->key == key && now_ms - slot->written_ms < REWRITE_AFTER_MS;
@@ -117,8 +117,8 @@ ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
 json_object *ps_device_row_json(const ps_device_row *d, int64_t now_ms, int64_t retention_ms)
 {
     char first[32], last[32];
-    ps_time_format_iso(d->first_seen_ms, first);
-    ps_time_format_iso(d->last_seen_ms, last);
+    ps__time_format_iso(d->first_seen_ms, first);
+    ps__time_format_iso(d->last_seen_ms, last);
     json_object *row = json_object_new_object();
     ps_code rc = PS_OK;
     ps__json_set(&rc, row, "id", json_object_new_string(d->id));

@@ -26,7 +26,7 @@ void ps_handle_v2_devices(const ps_handler_env *env, json_object *body, ps_reply
     ps_error err;
     ps_error_clear(&err);
     listing l = {.rows = json_object_new_array(),
-                 .now_ms = ps_time_now_ms(),
+                 .now_ms = ps__time_now_ms(),
                  .retention_ms = env->tombstone_retention_ms};
     ps_store *st = env->store;
     ps_code rc = l.rows ? ps_store_begin(st, false, &err) : PS_ERR_NOMEM;
@@ -56,7 +56,7 @@ void ps_handle_v2_devices(const ps_handler_env *env, json_object *body, ps_reply
                            : NULL;
     if (!text)
         ps_reply_from_code(reply, PS_ERR_NOMEM, "building the device list");
-    else if (ps_dynbuf_adds(&reply->body, text) != PS_OK)
+    else if (ps__dynbuf_adds(&reply->body, text) != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
     json_object_put(doc);
 }

@@ -277,7 +277,7 @@ struct ps_store_ops {
                                              ps_error *err);
     /* Makes the chat as stored the device's base (with `seq`), from the
      * hashes chat_save keeps with a rendering (chat_save with a `doc` also
-     * keeps ps_base_add_chat of the chat, sealed; without one, none).
+     * keeps ps__base_add_chat of the chat, sealed; without one, none).
      * *copied false when the chat has none: work it out from the chat. */
     PS_STORE_MUST_CHECK ps_code (*base_copy)(ps_store *s, int64_t user, const char *device,
                                              const char *chat_id, int64_t seq, bool *copied,

@@ -162,7 +162,7 @@ static const char *const MIGRATIONS[] = {
      * their content (ps_json_value_hash: the same data in other bytes), and
      * the chat's seq then. chats.sent_hash/sent_seq (one per chat: devices sending
      * their own bytes replaced each other's) are no longer used; their
-     * ps_hash64 values could not match an XXH3 hash, so nothing is copied. */
+     * ps__hash64 values could not match an XXH3 hash, so nothing is copied. */
     "CREATE TABLE sent ("
     "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL, device TEXT NOT NULL,"
     "  hash INTEGER NOT NULL, content INTEGER NOT NULL, seq INTEGER NOT NULL,"
@@ -537,7 +537,7 @@ static void forget_all_seen(sqlite_store *s)
 static bool seen_due(sqlite_store *s)
 {
     pthread_mutex_lock(&s->seen_lock);
-    bool due = s->nseen && ps_time_monotonic_ms() >= s->seen_flush_at;
+    bool due = s->nseen && ps__time_monotonic_ms() >= s->seen_flush_at;
     pthread_mutex_unlock(&s->seen_lock);
     return due;
 }
@@ -554,7 +554,7 @@ static ps_code flush_seen(sqlite_store *s, ps_error *err)
         control(s, Q_ROLLBACK, NULL);
         /* not at every request while, say, another process holds the lock */
         pthread_mutex_lock(&s->seen_lock);
-        s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+        s->seen_flush_at = ps__time_monotonic_ms() + SEEN_FLUSH_MS;
         pthread_mutex_unlock(&s->seen_lock);
         return rc;
     }
@@ -834,7 +834,7 @@ static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps
         }
         s->seen[i].written_ms = 0;
         if (i == 0)
-            s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+            s->seen_flush_at = ps__time_monotonic_ms() + SEEN_FLUSH_MS;
         if (i + 1 == SEEN_FLUSH_USERS)
             s->seen_flush_at = 0;
         s->nseen = i + 1;
@@ -860,10 +860,10 @@ static ps_code sqlite_user_save(ps_store *base, const ps_user *u, ps_error *err)
 static ps_code parse_state(sqlite3_stmt *st, int col, ps_chat **out, ps_error *err)
 {
     json_object *state = NULL;
-    ps_code rc = ps_json_parse_trusted((const char *)sqlite3_column_text(st, col),
+    ps_code rc = ps__json_parse_trusted((const char *)sqlite3_column_text(st, col),
                                        (size_t)sqlite3_column_bytes(st, col), &state, err);
     if (rc == PS_OK)
-        rc = ps_chat_state_from_json(state, out, err);
+        rc = ps__chat_state_from_json(state, out, err);
     json_object_put(state);
     if (rc != PS_OK && rc != PS_ERR_NOMEM)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored chat has a corrupt state");
@@ -892,7 +892,7 @@ static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, ps_message *m, ps
     memset(m, 0, sizeof *m);
     json_object *value = NULL;
     if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
-        ps_code rc = ps_json_parse_trusted((const char *)sqlite3_column_text(st, 1),
+        ps_code rc = ps__json_parse_trusted((const char *)sqlite3_column_text(st, 1),
                                            (size_t)sqlite3_column_bytes(st, 1), &value, err);
         if (rc != PS_OK)
             return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
@@ -924,7 +924,7 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, ps_chat *chat, ps_
         ps_message m;
         if ((rc = read_message(s, st, &m, err)) != PS_OK)
             break;
-        rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
+        rc = ps__chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
         if (rc == PS_OK) {
             chat->messages[chat->nmessages - 1].received = m.received;
             ps_mark *dst = &chat->messages[chat->nmessages - 1].mark;
@@ -956,10 +956,10 @@ static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, bo
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         rc = append_rows(s, st, *out, err);
-        ps_chat_normalize(*out);
+        ps__chat_normalize(*out);
     }
     if (rc != PS_OK) {
-        ps_chat_free(*out);
+        ps__chat_free(*out);
         *out = NULL;
     }
     return rc;
@@ -977,7 +977,7 @@ static ps_code sqlite_messages_load(ps_store *base, int64_t user, ps_chat *chat,
         sqlite3_bind_text(st, 3, ids[i], -1, SQLITE_STATIC);
         rc = append_rows(s, st, chat, err);
     }
-    ps_chat_normalize(chat);
+    ps__chat_normalize(chat);
     return rc;
 }
 
@@ -1001,7 +1001,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
     size_t len = 0;
-    const char *text = m->value ? ps_json_text_kept(m->value, &len) : NULL;
+    const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
@@ -1027,12 +1027,12 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
                                 size_t doc_len, int64_t seq, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    json_object *state = ps_chat_header_to_json(chat);
+    json_object *state = ps__chat_header_to_json(chat);
     if (!state)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t state_len;
-    const char *state_text = ps_json_text(state, &state_len);
-    bool live = ps_chat_is_live(chat);
+    const char *state_text = ps__json_text(state, &state_len);
+    bool live = ps__chat_is_live(chat);
     int64_t grown = (int64_t)(state_len + (doc ? doc_len : 0)) -
                     stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
@@ -1056,9 +1056,9 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         /* with the rendering, the base of a device sent it (base_copy);
          * NULL = not worked out */
         ps_base hashes = {0};
-        if (doc && ps_base_add_chat(&hashes, chat) != PS_OK)
+        if (doc && ps__base_add_chat(&hashes, chat) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        ps_base_seal(&hashes);
+        ps__base_seal(&hashes);
         static const uint64_t none = 0;
         if (doc)
             sqlite3_bind_blob(st, 5, hashes.n ? (const void *)hashes.hashes : (const void *)&none,
@@ -1068,7 +1068,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         if (rc == PS_OK)
             rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
-        ps_base_free(&hashes);
+        ps__base_free(&hashes);
     }
     json_object_put(state);
     /* Only what changed: one new message in a long chat is one row. */
@@ -1432,7 +1432,7 @@ static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device
         size_t n = (size_t)sqlite3_column_bytes(st, 1) / sizeof(uint64_t);
         *found = true;
         *seq = sqlite3_column_int64(st, 0);
-        ps_base_free(out);
+        ps__base_free(out);
         if (n && !(out->hashes = malloc(n * sizeof(uint64_t)))) {
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         } else if (n) {
