@@ -41,24 +41,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (split > size)
         split = size;
     ps_dynbuf out;
-    ps_dynbuf_init(&out, CAP);
+    ps__dynbuf_init(&out, CAP);
     ps_code rc = inflate_all(data, size, split, &out);
     if (out.len > CAP)
         abort();
     if (rc == PS_OK) {
         ps_deflater d;
         ps_dynbuf z, back;
-        ps_dynbuf_init(&z, SIZE_MAX);
-        ps_dynbuf_init(&back, CAP);
+        ps__dynbuf_init(&z, SIZE_MAX);
+        ps__dynbuf_init(&back, CAP);
         if (ps_deflater_init(&d) != PS_OK || ps_deflater_feed(&d, out.data, out.len, true, &z) != PS_OK)
             abort();
         ps_deflater_free(&d);
         if (inflate_all((const uint8_t *)z.data, z.len, z.len / 2, &back) != PS_OK ||
             back.len != out.len || (out.len && memcmp(back.data, out.data, out.len) != 0))
             abort();
-        ps_dynbuf_free(&z);
-        ps_dynbuf_free(&back);
+        ps__dynbuf_free(&z);
+        ps__dynbuf_free(&back);
     }
-    ps_dynbuf_free(&out);
+    ps__dynbuf_free(&out);
     return 0;
 }

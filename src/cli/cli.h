@@ -87,7 +87,12 @@ void cli_signals_on(ps_client *c);
 /* Output helpers. */
 void cli_iso(int64_t ms, char out[32]); /* UTC, "-" for 0 */
 void cli_local_time(char out[32]);      /* now, local, "2026-12-02 14:03:11" */
-void cli_print_json(json_object *obj);  /* pretty, to stdout; releases obj */
+/* Pretty, to stdout; releases obj. obj NULL (out of memory): says so on
+ * stderr; returns 0 or that error's exit code. */
+int cli_print_json(json_object *obj);
+/* cli_print_json for a document built with json_build.h's calls: rc not
+ * PS_OK (an allocation failed while building) is reported, not printed. */
+int cli_print_built(json_object *obj, ps_code rc);
 void cli_print_ok(const options *o);    /* {"ok": true} under --json */
 void cli_print_id(const options *o, const char *id);
 /* Progress and retry lines go to a person, never into a pipe or a script. */

@@ -4,6 +4,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_term.h"
+#include "core/json_build.h"
 #include "core/read_file.h"
 
 #include <errno.h>
@@ -57,11 +58,11 @@ CHANGE_COMMAND(run_chat_delete, ps_client_chat_delete(c, a[0], &err))
 CHANGE_COMMAND(run_msg_edit, ps_client_msg_edit(c, a[0], a[1], a[2], &err))
 CHANGE_COMMAND(run_msg_delete, ps_client_msg_delete(c, a[0], a[1], &err))
 
-static void add_time(json_object *obj, const char *key, int64_t ms)
+static void add_time(ps_code *rc, json_object *obj, const char *key, int64_t ms)
 {
     char t[32];
     cli_iso(ms, t);
-    json_object_object_add(obj, key, ms > 0 ? json_object_new_string(t) : NULL);
+    ps__json_set_opt(rc, obj, key, ms > 0, ms > 0 ? json_object_new_string(t) : NULL);
 }
 
 int run_chat_list(ps_client *c, options *o)
@@ -73,21 +74,28 @@ int run_chat_list(ps_client *c, options *o)
     ps_code rc = ps_client_chat_list(c, &list, &n, &err);
     if (rc != PS_OK)
         return cli_fail(c, rc, &err, LOCAL);
+    int code = 0;
     if (o->json) {
         json_object *arr = json_object_new_array();
-        for (size_t i = 0; i < n; i++) {
+        ps_code jrc = PS_OK;
+        for (size_t i = 0; i < n && jrc == PS_OK; i++) {
             json_object *it = json_object_new_object();
-            json_object_object_add(it, "id", json_object_new_string(list[i].id));
-            json_object_object_add(it, "title",
-                                   list[i].title ? json_object_new_string(list[i].title) : NULL);
-            json_object_object_add(it, "isArchived", json_object_new_boolean(list[i].archived));
-            json_object_object_add(it, "messageCount",
-                                   json_object_new_int64((int64_t)list[i].message_count));
-            add_time(it, "createdAt", list[i].created_ms);
-            add_time(it, "updatedAt", list[i].updated_ms);
-            json_object_array_add(arr, it);
+            ps_code irc = PS_OK;
+            ps__json_set(&irc, it, "id", json_object_new_string(list[i].id));
+            ps__json_set_opt(&irc, it, "title", list[i].title,
+                             list[i].title ? json_object_new_string(list[i].title) : NULL);
+            ps__json_set(&irc, it, "isArchived", json_object_new_boolean(list[i].archived));
+            ps__json_set(&irc, it, "messageCount",
+                         json_object_new_int64((int64_t)list[i].message_count));
+            add_time(&irc, it, "createdAt", list[i].created_ms);
+            add_time(&irc, it, "updatedAt", list[i].updated_ms);
+            if (irc != PS_OK) {
+                json_object_put(it);
+                it = NULL;
+            }
+            ps__json_push(&jrc, arr, it);
         }
-        cli_print_json(arr);
+        code = cli_print_built(arr, jrc);
     } else if (n == 0) {
         if (!o->quiet && isatty(STDOUT_FILENO))
             puts("no chats (create one with: polysync chat new --title T)");
@@ -102,7 +110,7 @@ int run_chat_list(ps_client *c, options *o)
         }
     }
     ps_chat_info_free(list, n);
-    return 0;
+    return code;
 }
 
 int run_chat_show(ps_client *c, options *o)
@@ -191,7 +199,7 @@ static char *read_all(const char *path, size_t *len, work_view *w)
     char *data = NULL;
     ps_error err;
     /* at most 2 GiB, as the import takes */
-    if (ps_read_file(strcmp(path, "-") == 0 ? NULL : path, (size_t)1 << 31, on_read, w, &data, len,
+    if (ps__read_file(strcmp(path, "-") == 0 ? NULL : path, (size_t)1 << 31, on_read, w, &data, len,
                      &err) != PS_OK)
         return NULL;
     return data;
@@ -232,15 +240,18 @@ int run_import(ps_client *c, options *o)
     if (o->json) {
         json_object *j = json_object_new_object();
         json_object *sk = json_object_new_array();
+        ps_code jrc = PS_OK;
         for (size_t i = 0; i < r->reason_count; i++)
-            json_object_array_add(sk, json_object_new_string(r->reasons[i]));
-        json_object_object_add(j, "imported", json_object_new_int64((int64_t)r->chats_imported));
-        json_object_object_add(j, "messages", json_object_new_int64((int64_t)r->messages_imported));
-        json_object_object_add(j, "privateDropped",
-                               json_object_new_int64((int64_t)r->private_dropped));
-        json_object_object_add(j, "skippedCount", json_object_new_int64((int64_t)r->skipped_count));
-        json_object_object_add(j, "skipped", sk);
-        cli_print_json(j);
+            ps__json_push(&jrc, sk, json_object_new_string(r->reasons[i]));
+        ps__json_set(&jrc, j, "imported", json_object_new_int64((int64_t)r->chats_imported));
+        ps__json_set(&jrc, j, "messages", json_object_new_int64((int64_t)r->messages_imported));
+        ps__json_set(&jrc, j, "privateDropped", json_object_new_int64((int64_t)r->private_dropped));
+        ps__json_set(&jrc, j, "skippedCount", json_object_new_int64((int64_t)r->skipped_count));
+        ps__json_set(&jrc, j, "skipped", sk);
+        if (cli_print_built(j, jrc) != 0) {
+            ps_import_report_free(r);
+            return EXIT_USAGE;
+        }
     } else {
         char a[48], b[48], p[48];
         printf("imported %s (%s)", term_count(a, r->chats_imported, "chat"),

@@ -4,6 +4,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_term.h"
+#include "core/json_build.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,18 +45,20 @@ int cli_error(int exit_code, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (cli_json_errors) {
-        json_object *j = json_object_new_object();
-        json_object_object_add(j, "error", json_object_new_string(msg));
-        json_object_object_add(j, "code", json_object_new_string(code));
-        json_object_object_add(j, "exit", json_object_new_int(exit_code));
-        fprintf(stderr, "%s\n",
-                json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN |
-                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(j);
-    } else {
+    json_object *j = cli_json_errors ? json_object_new_object() : NULL;
+    ps_code jrc = PS_OK;
+    ps__json_set(&jrc, j, "error", json_object_new_string(msg));
+    ps__json_set(&jrc, j, "code", json_object_new_string(code));
+    ps__json_set(&jrc, j, "exit", json_object_new_int(exit_code));
+    const char *text = jrc == PS_OK
+                           ? json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE)
+                           : NULL;
+    if (text) /* --json-errors; else, or out of memory for the JSON, the plain line */
+        fprintf(stderr, "%s\n", text);
+    else
         fprintf(stderr, "polysync: %s\n", msg);
-    }
+    json_object_put(j);
     return exit_code;
 }
 
@@ -154,19 +157,33 @@ void cli_iso(int64_t ms, char out[32])
         snprintf(out, 32, "-");
 }
 
-void cli_print_json(json_object *obj)
+int cli_print_json(json_object *obj)
 {
-    puts(json_object_to_json_string_ext(obj,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    const char *text = obj ? json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
+                                                                     JSON_C_TO_STRING_NOSLASHESCAPE)
+                           : NULL;
+    if (text)
+        puts(text);
     json_object_put(obj);
+    return text ? 0 : cli_error(EXIT_USAGE, "out_of_memory", "out of memory printing the answer");
+}
+
+int cli_print_built(json_object *obj, ps_code rc)
+{
+    if (rc != PS_OK) {
+        json_object_put(obj);
+        obj = NULL;
+    }
+    return cli_print_json(obj);
 }
 
 void cli_print_ok(const options *o)
 {
     if (o->json) {
         json_object *r = json_object_new_object();
-        json_object_object_add(r, "ok", json_object_new_boolean(1));
-        cli_print_json(r);
+        ps_code jrc = PS_OK;
+        ps__json_set(&jrc, r, "ok", json_object_new_boolean(1));
+        cli_print_built(r, jrc);
     }
 }
 
@@ -174,8 +191,9 @@ void cli_print_id(const options *o, const char *id)
 {
     if (o->json) {
         json_object *r = json_object_new_object();
-        json_object_object_add(r, "id", json_object_new_string(id));
-        cli_print_json(r);
+        ps_code jrc = PS_OK;
+        ps__json_set(&jrc, r, "id", json_object_new_string(id));
+        cli_print_built(r, jrc);
     } else {
         puts(id);
     }

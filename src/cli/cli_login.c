@@ -5,6 +5,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_term.h"
+#include "core/json_build.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -206,14 +207,15 @@ int run_login(ps_client *c, options *o)
         code = cli_fail(c, rc, &err, LOCAL);
     } else if (o->json) {
         json_object *j = json_object_new_object();
-        json_object_object_add(j, "server", json_object_new_string(server));
-        json_object_object_add(j, "token",
-                               json_object_new_string(token_file                     ? "file"
-                                                      : (o->token || o->token_stdin) ? "saved"
-                                                                                     : "none"));
+        ps_code jrc = PS_OK;
+        ps__json_set(&jrc, j, "server", json_object_new_string(server));
+        ps__json_set(&jrc, j, "token",
+                     json_object_new_string(token_file                     ? "file"
+                                            : (o->token || o->token_stdin) ? "saved"
+                                                                           : "none"));
         if (token_file)
-            json_object_object_add(j, "tokenFile", json_object_new_string(token_file));
-        cli_print_json(j);
+            ps__json_set(&jrc, j, "tokenFile", json_object_new_string(token_file));
+        code = cli_print_built(j, jrc);
     } else if (!o->quiet) {
         printf("saved: server %s", server);
         if (token_file)
@@ -308,24 +310,27 @@ int run_status(ps_client *c, options *o)
     const char *known_name = ps_client_device_known_name(known);
     char last[32], since[48], n[48];
     cli_iso(state->last_sync_ms, last);
+    int json_code = 0;
     if (o->json) {
         json_object *j = json_object_new_object();
-        json_object_object_add(j, "deviceId", json_object_new_string(ps_client_device_id(c)));
-        json_object_object_add(j, "deviceOnServer", json_object_new_string(known_name));
-        json_object_object_add(j, "server", s.server ? json_object_new_string(s.server) : NULL);
-        json_object_object_add(j, "serverFrom",
-                               s.server_from ? json_object_new_string(s.server_from) : NULL);
-        json_object_object_add(j, "token",
-                               s.token_from ? json_object_new_string(s.token_from) : NULL);
-        json_object_object_add(j, "chats", json_object_new_int64((int64_t)nchats));
-        json_object_object_add(j, "pendingChanges",
-                               json_object_new_int64((int64_t)state->pending_changes));
-        json_object_object_add(j, "cursor",
-                               state->cursor ? json_object_new_string(state->cursor) : NULL);
-        json_object_object_add(j, "lastSync",
-                               state->last_sync_ms ? json_object_new_string(last) : NULL);
-        json_object_object_add(j, "version", json_object_new_string(ps_client_version()));
-        cli_print_json(j);
+        ps_code jrc = PS_OK;
+        ps__json_set(&jrc, j, "deviceId", json_object_new_string(ps_client_device_id(c)));
+        ps__json_set(&jrc, j, "deviceOnServer", json_object_new_string(known_name));
+        ps__json_set_opt(&jrc, j, "server", s.server,
+                         s.server ? json_object_new_string(s.server) : NULL);
+        ps__json_set_opt(&jrc, j, "serverFrom", s.server_from,
+                         s.server_from ? json_object_new_string(s.server_from) : NULL);
+        ps__json_set_opt(&jrc, j, "token", s.token_from,
+                         s.token_from ? json_object_new_string(s.token_from) : NULL);
+        ps__json_set(&jrc, j, "chats", json_object_new_int64((int64_t)nchats));
+        ps__json_set(&jrc, j, "pendingChanges",
+                     json_object_new_int64((int64_t)state->pending_changes));
+        ps__json_set_opt(&jrc, j, "cursor", state->cursor,
+                         state->cursor ? json_object_new_string(state->cursor) : NULL);
+        ps__json_set_opt(&jrc, j, "lastSync", state->last_sync_ms,
+                         state->last_sync_ms ? json_object_new_string(last) : NULL);
+        ps__json_set(&jrc, j, "version", json_object_new_string(ps_client_version()));
+        json_code = cli_print_built(j, jrc);
     } else {
         static const char *const said[] = {
             [PS_DEVICE_KNOWN] = "known to the server",
@@ -355,5 +360,5 @@ int run_status(ps_client *c, options *o)
     }
     ps_client_state_free(state);
     settings_free(&s);
-    return 0;
+    return json_code;
 }

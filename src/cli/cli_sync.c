@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_term.h"
+#include "core/json_build.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -118,23 +119,27 @@ static json_object *cli_stats_json(const ps_sync_stats *s)
 {
     json_object *o = json_object_new_object();
     json_object *sent = json_object_new_object(), *recv = json_object_new_object();
-    json_object_object_add(o, "protocol", json_object_new_string(s->protocol ? s->protocol : ""));
-    json_object_object_add(sent, "changes", json_object_new_int64((int64_t)s->changes_sent));
-    json_object_object_add(sent, "chats", json_object_new_int64((int64_t)s->chats_sent));
-    json_object_object_add(sent, "messages", json_object_new_int64((int64_t)s->messages_sent));
-    json_object_object_add(recv, "chats", json_object_new_int64((int64_t)s->chats_received));
-    json_object_object_add(recv, "messages", json_object_new_int64((int64_t)s->messages_received));
-    json_object_object_add(recv, "deletions",
-                           json_object_new_int64((int64_t)s->deletions_received));
-    json_object_object_add(o, "sent", sent);
-    json_object_object_add(o, "received", recv);
-    json_object_object_add(o, "requests", json_object_new_int64((int64_t)s->requests));
-    json_object_object_add(o, "retries", json_object_new_int64((int64_t)s->retries));
-    json_object_object_add(o, "pages", json_object_new_int64((int64_t)s->pages));
-    json_object_object_add(o, "fullResync", json_object_new_boolean(s->full_resync));
-    json_object_object_add(o, "bytesSent", json_object_new_int64((int64_t)s->bytes_sent));
-    json_object_object_add(o, "bytesReceived", json_object_new_int64((int64_t)s->bytes_received));
-    json_object_object_add(o, "elapsedMs", json_object_new_int64(s->elapsed_ms));
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, o, "protocol", json_object_new_string(s->protocol ? s->protocol : ""));
+    ps__json_set(&rc, sent, "changes", json_object_new_int64((int64_t)s->changes_sent));
+    ps__json_set(&rc, sent, "chats", json_object_new_int64((int64_t)s->chats_sent));
+    ps__json_set(&rc, sent, "messages", json_object_new_int64((int64_t)s->messages_sent));
+    ps__json_set(&rc, recv, "chats", json_object_new_int64((int64_t)s->chats_received));
+    ps__json_set(&rc, recv, "messages", json_object_new_int64((int64_t)s->messages_received));
+    ps__json_set(&rc, recv, "deletions", json_object_new_int64((int64_t)s->deletions_received));
+    ps__json_set(&rc, o, "sent", sent);
+    ps__json_set(&rc, o, "received", recv);
+    ps__json_set(&rc, o, "requests", json_object_new_int64((int64_t)s->requests));
+    ps__json_set(&rc, o, "retries", json_object_new_int64((int64_t)s->retries));
+    ps__json_set(&rc, o, "pages", json_object_new_int64((int64_t)s->pages));
+    ps__json_set(&rc, o, "fullResync", json_object_new_boolean(s->full_resync));
+    ps__json_set(&rc, o, "bytesSent", json_object_new_int64((int64_t)s->bytes_sent));
+    ps__json_set(&rc, o, "bytesReceived", json_object_new_int64((int64_t)s->bytes_received));
+    ps__json_set(&rc, o, "elapsedMs", json_object_new_int64(s->elapsed_ms));
+    if (rc != PS_OK) { /* an allocation failed: NULL, as json_object_new_* says it */
+        json_object_put(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -196,9 +201,9 @@ int run_sync(ps_client *c, options *o)
     cli_signals_on(NULL);
     if (rc != PS_OK)
         return cli_fail(c, rc, &err, NETWORK);
-    if (o->json) {
-        cli_print_json(cli_stats_json(&st));
-    } else if (!o->quiet && isatty(STDOUT_FILENO)) {
+    if (o->json)
+        return cli_print_json(cli_stats_json(&st));
+    if (!o->quiet && isatty(STDOUT_FILENO)) {
         char line[512];
         summary_text(line, sizeof line, &st);
         printf("synced: %s\n", line);
@@ -235,16 +240,21 @@ static void on_watch(const ps_watch_event *ev, void *ud)
         char at[64];
         iso_now_ms(at);
         json_object *j = json_object_new_object();
-        json_object_object_add(j, "event", json_object_new_string(kinds[ev->kind]));
-        json_object_object_add(j, "at", json_object_new_string(at));
+        ps_code rc = PS_OK;
+        ps__json_set(&rc, j, "event", json_object_new_string(kinds[ev->kind]));
+        ps__json_set(&rc, j, "at", json_object_new_string(at));
         if (ev->reason)
-            json_object_object_add(j, "reason", json_object_new_string(ev->reason));
+            ps__json_set(&rc, j, "reason", json_object_new_string(ev->reason));
         if (ev->stats)
-            json_object_object_add(j, "stats", cli_stats_json(ev->stats));
+            ps__json_set(&rc, j, "stats", cli_stats_json(ev->stats));
         if (ev->kind == PS_WATCH_SYNC_FAILED && ev->err)
-            json_object_object_add(j, "error", json_object_new_string(ev->err->message));
-        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+            ps__json_set(&rc, j, "error", json_object_new_string(ev->err->message));
+        const char *text = rc == PS_OK
+                               ? json_object_to_json_string_ext(
+                                     j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                               : NULL;
+        if (text) /* else out of memory: this event's line is lost, the watch goes on */
+            puts(text);
         fflush(stdout);
         json_object_put(j);
         return;

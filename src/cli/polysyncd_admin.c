@@ -1,6 +1,7 @@
 /* `polysyncd token issue` and `polysyncd user list|delete`; see the header. */
 #include "cli/polysyncd_admin.h"
 #include "cli/polysyncd_opts.h"
+#include "core/json_build.h"
 #include "core/timestamp.h"
 #include "server/auth.h"
 #include "server/devices.h"
@@ -179,7 +180,7 @@ static int token_issue(const admin_opts *o)
     ps_error err;
     ps_error_clear(&err);
     int code = 1;
-    int64_t now = ps_time_now_ms();
+    int64_t now = ps__time_now_ms();
     char jti[33];
     if (ps_auth_new(&ac, &auth, &err) == PS_OK &&
         ps_auth_issue(auth, o->user, ttl, now, &token, jti, &err) == PS_OK &&
@@ -211,9 +212,9 @@ static ps_code refuse_user_tokens(ps_store *st, const void *arg, ps_error *err)
 {
     const char *name = arg;
     int64_t revoked = 0;
-    ps_code rc = st->ops->token_revoke(st, NULL, name, ps_time_now_ms(), &revoked, err);
+    ps_code rc = st->ops->token_revoke(st, NULL, name, ps__time_now_ms(), &revoked, err);
     if (rc == PS_OK)
-        rc = st->ops->account_set(st, name, -1, ps_time_now_ms(), err);
+        rc = st->ops->account_set(st, name, -1, ps__time_now_ms(), err);
     return rc;
 }
 
@@ -315,6 +316,7 @@ typedef struct token_listing {
     bool json;
     json_object *rows;
     int64_t now_ms;
+    ps_code rc; /* PS_ERR_NOMEM: a row could not be built (the listing stopped) */
 } token_listing;
 
 static const char *token_status(const ps_token_row *t, int64_t now_ms)
@@ -326,26 +328,31 @@ static int print_token(void *ctx, const ps_token_row *t)
 {
     token_listing *l = ctx;
     char issued[32], expires[32];
-    ps_time_format_iso(t->issued_ms, issued);
-    ps_time_format_iso(t->expires_ms, expires);
+    ps__time_format_iso(t->issued_ms, issued);
+    ps__time_format_iso(t->expires_ms, expires);
     if (!l->json) {
         printf("%s\t%s\t%s\t%s\t%s\n", t->jti, t->user, issued, expires,
                token_status(t, l->now_ms));
         return 0;
     }
     json_object *row = json_object_new_object();
-    json_object_object_add(row, "id", json_object_new_string(t->jti));
-    json_object_object_add(row, "user", json_object_new_string(t->user));
-    json_object_object_add(row, "issuedAt", json_object_new_string(issued));
-    json_object_object_add(row, "expiresAt", json_object_new_string(expires));
-    json_object_object_add(row, "status", json_object_new_string(token_status(t, l->now_ms)));
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, row, "id", json_object_new_string(t->jti));
+    ps__json_set(&rc, row, "user", json_object_new_string(t->user));
+    ps__json_set(&rc, row, "issuedAt", json_object_new_string(issued));
+    ps__json_set(&rc, row, "expiresAt", json_object_new_string(expires));
+    ps__json_set(&rc, row, "status", json_object_new_string(token_status(t, l->now_ms)));
     if (t->revoked_ms) {
         char revoked[32];
-        ps_time_format_iso(t->revoked_ms, revoked);
-        json_object_object_add(row, "revokedAt", json_object_new_string(revoked));
+        ps__time_format_iso(t->revoked_ms, revoked);
+        ps__json_set(&rc, row, "revokedAt", json_object_new_string(revoked));
     }
-    json_object_array_add(l->rows, row);
-    return 0;
+    if (rc != PS_OK) {
+        json_object_put(row);
+        row = NULL;
+    }
+    ps__json_push(&l->rc, l->rows, row);
+    return l->rc != PS_OK;
 }
 
 typedef struct list_args {
@@ -356,7 +363,10 @@ typedef struct list_args {
 static ps_code list_tokens(ps_store *st, const void *arg, ps_error *err)
 {
     const list_args *a = arg;
-    return st->ops->token_list(st, a->user, print_token, a->listing, err);
+    ps_code rc = st->ops->token_list(st, a->user, print_token, a->listing, err);
+    if (rc == PS_OK && a->listing->rc != PS_OK)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory listing the tokens");
+    return rc;
 }
 
 typedef struct revoke_args {
@@ -369,7 +379,7 @@ typedef struct revoke_args {
 static ps_code revoke_tokens(ps_store *st, const void *arg, ps_error *err)
 {
     const revoke_args *a = arg;
-    int64_t now = ps_time_now_ms();
+    int64_t now = ps__time_now_ms();
     ps_code rc = st->ops->token_revoke(st, a->jti, a->user, now, a->count, err);
     if (rc == PS_OK && a->jti && *a->count == 0)
         rc = ps_error_set(err, PS_ERR_NOT_FOUND, -1, "",
@@ -384,7 +394,7 @@ static int token_command(const char *verb, const char *id, const admin_opts *o)
     if (strcmp(verb, "issue") == 0)
         return token_issue(o);
     if (strcmp(verb, "list") == 0) {
-        token_listing l = {.json = o->json, .now_ms = ps_time_now_ms()};
+        token_listing l = {.json = o->json, .now_ms = ps__time_now_ms()};
         if (o->json && !(l.rows = json_object_new_array()))
             return 1;
         list_args a = {o->user, &l};
@@ -421,14 +431,15 @@ typedef struct device_listing {
     bool json;
     json_object *rows;
     int64_t now_ms, retention_ms;
+    ps_code rc; /* PS_ERR_NOMEM: a row could not be built (the listing stopped) */
 } device_listing;
 
 static int print_device(void *ctx, const ps_device_row *d)
 {
     device_listing *l = ctx;
     char first[32], last[32];
-    ps_time_format_iso(d->first_seen_ms, first);
-    ps_time_format_iso(d->last_seen_ms, last);
+    ps__time_format_iso(d->first_seen_ms, first);
+    ps__time_format_iso(d->last_seen_ms, last);
     /* silent past the retention: its next sync gets 410 and resyncs */
     bool expired = l->now_ms - d->last_seen_ms > l->retention_ms;
     if (!l->json) {
@@ -437,11 +448,8 @@ static int print_device(void *ctx, const ps_device_row *d)
                expired ? "expired" : "active");
         return 0;
     }
-    json_object *row = ps_device_row_json(d, l->now_ms, l->retention_ms);
-    if (!row)
-        return 1;
-    json_object_array_add(l->rows, row);
-    return 0;
+    ps__json_push(&l->rc, l->rows, ps_device_row_json(d, l->now_ms, l->retention_ms));
+    return l->rc != PS_OK;
 }
 
 typedef struct device_args {
@@ -452,7 +460,10 @@ typedef struct device_args {
 static ps_code list_devices(ps_store *st, const void *arg, ps_error *err)
 {
     const device_args *a = arg;
-    return st->ops->device_list(st, a->user, print_device, a->listing, err);
+    ps_code rc = st->ops->device_list(st, a->user, print_device, a->listing, err);
+    if (rc == PS_OK && a->listing->rc != PS_OK)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory listing the devices");
+    return rc;
 }
 
 static ps_code forget_device(ps_store *st, const void *arg, ps_error *err)
@@ -475,7 +486,7 @@ static int devices_command(const char *verb, const char *id, const admin_opts *o
             return 1;
         }
         device_listing l = {
-            .json = o->json, .now_ms = ps_time_now_ms(), .retention_ms = days * 86400000LL};
+            .json = o->json, .now_ms = ps__time_now_ms(), .retention_ms = days * 86400000LL};
         if (o->json && !(l.rows = json_object_new_array()))
             return 1;
         device_args a = {o->user, NULL, &l};

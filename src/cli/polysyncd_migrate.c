@@ -122,7 +122,7 @@ static ps_code user_chats(ps_store *s, int64_t user, chat_refs *out, ps_error *e
         for (size_t i = 0; i < out->n; i++)
             if (strcmp(out->v[i].id, c->id) == 0)
                 out->v[i].seq = seq;
-        ps_chat_free(c);
+        ps__chat_free(c);
         pos = seq;
     }
 }
@@ -152,7 +152,7 @@ static ps_code put_message(void *ctx, const ps_message *m)
     tally *t = ctx;
     t->messages++;
     put_text(t, m->id);
-    put_text(t, m->value ? ps_json_text(m->value, NULL) : NULL);
+    put_text(t, m->value ? ps__json_text(m->value, NULL) : NULL);
     put_int(t, m->stamp.ts);
     put_int(t, m->stamp.lamport);
     put_text(t, m->stamp.device);
@@ -186,13 +186,20 @@ static ps_code tally_user(ps_store *s, const char *name, tally *t, ps_error *err
         ps_chat *c = NULL;
         if ((rc = s->ops->chat_load(s, u.id, refs.v[i].id, false, &c, err)) != PS_OK || !c)
             break;
-        json_object *state = ps_chat_header_to_json(c);
+        json_object *state = ps__chat_header_to_json(c);
+        const char *state_text = state ? ps__json_text(state, NULL) : NULL;
+        if (!state_text) { /* never an empty state in the copy */
+            json_object_put(state);
+            ps__chat_free(c);
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+            break;
+        }
         t->chats++;
         put_text(t, refs.v[i].id);
         put_int(t, refs.v[i].seq);
-        put_text(t, state ? ps_json_text(state, NULL) : "");
+        put_text(t, state_text);
         json_object_put(state);
-        ps_chat_free(c);
+        ps__chat_free(c);
         /* every message, with its change number and origin */
         rc = s->ops->messages_since(s, u.id, refs.v[i].id, -1, NULL, put_message, t, err);
     }
@@ -270,15 +277,15 @@ static ps_code copy_user(ps_store *from, ps_store *to, const char *name, ps_erro
         }
         all_dirty(c);
         /* the rendering for legacy clients is made again from the state */
-        json_object *doc = ps_chat_to_legacy(c);
+        json_object *doc = ps__chat_to_legacy(c);
         size_t len = 0;
-        const char *text = doc ? ps_json_text(doc, &len) : NULL;
+        const char *text = doc ? ps__json_text(doc, &len) : NULL;
         if (!doc)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         else
             rc = to->ops->chat_save(to, nu.id, c, text, len, refs.v[i].seq, err);
         json_object_put(doc);
-        ps_chat_free(c);
+        ps__chat_free(c);
     }
 done:
     free_refs(&refs);

@@ -71,9 +71,9 @@ static ps_code read_json_file(const char *path, json_object **out, ps_error *err
     char *text = NULL;
     size_t len = 0;
     ps_code rc =
-        ps_read_file(strcmp(path, "-") == 0 ? NULL : path, SIZE_MAX, NULL, NULL, &text, &len, err);
+        ps__read_file(strcmp(path, "-") == 0 ? NULL : path, SIZE_MAX, NULL, NULL, &text, &len, err);
     if (rc == PS_OK)
-        rc = ps_json_parse(text, len, PS_JSON_MAX_DEPTH, out, err);
+        rc = ps__json_parse(text, len, PS_JSON_MAX_DEPTH, out, err);
     free(text);
     return rc;
 }
@@ -155,11 +155,11 @@ int ps_transfer_main(int argc, char **argv)
         fprintf(stderr, "polysyncd: cannot open store %s: %s\n", url, err.message);
         return 1;
     }
-    ps_limits limits = ps_limits_default();
+    ps_limits limits = ps__limits_default();
     ps_sync_ctx ctx = {
         .store = store,
         .user = o.user,
-        .now_ms = ps_time_now_ms(),
+        .now_ms = ps__time_now_ms(),
         .max_skew_ms = DEFAULT_SKEW_MS,
         .max_response_bytes = SIZE_MAX,
         .limits = &limits,

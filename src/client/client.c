@@ -1,7 +1,7 @@
 /*
  * The client handle and local changes. Every change to a chat is built as
  * the v2 change it will be sent as, checked by the server's validator, turned
- * into registers by the server's codec (ps_chat_from_change) and merged by
+ * into registers by the server's codec (ps__chat_from_change) and merged by
  * the server's merge, all in one store transaction with its log entry: what
  * the device shows is exactly what the server will compute from the log.
  */
@@ -45,7 +45,7 @@ static void fill_random(void *buf, size_t n)
             if (got < 0 && errno == EINTR)
                 continue;
             /* No entropy source at all: fall back to time and pid. */
-            uint64_t x = (uint64_t)ps_time_now_ms() ^ ((uint64_t)getpid() << 32);
+            uint64_t x = (uint64_t)ps__time_now_ms() ^ ((uint64_t)getpid() << 32);
             for (size_t i = 0; i < n; i++) {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -316,8 +316,8 @@ ps_code ps__validate_change(json_object *change, const char *device, ps_error *e
     json_object_object_add(req, "deviceId", json_object_new_string(device));
     json_object_array_add(list, json_object_get(change));
     json_object_object_add(req, "changes", list);
-    ps_limits lim = ps_limits_default();
-    ps_code rc = ps_validate_v2_request(req, &lim, err);
+    ps_limits lim = ps__limits_default();
+    ps_code rc = ps__validate_v2_request(req, &lim, err);
     json_object_put(req);
     return rc;
 }
@@ -364,17 +364,17 @@ typedef struct before_merge {
 
 static bool before_take(before_merge *b, const ps_chat *chat, const ps_chat *incoming)
 {
-    b->live = chat->stored && ps_chat_is_live(chat);
+    b->live = chat->stored && ps__chat_is_live(chat);
     b->fields = calloc(incoming->nfields + 1, sizeof *b->fields);
     b->messages = calloc(incoming->nmessages + 1, sizeof *b->messages);
     if (!b->fields || !b->messages)
         return false;
     for (size_t i = 0; i < incoming->nfields; i++) {
-        const ps_field *f = ps_chat_field(chat, incoming->fields[i].name);
+        const ps_field *f = ps__chat_field(chat, incoming->fields[i].name);
         b->fields[i] = f ? json_object_get(f->value) : NULL;
     }
     for (size_t i = 0; i < incoming->nmessages; i++) {
-        const ps_message *m = ps_chat_message(chat, incoming->messages[i].id);
+        const ps_message *m = ps__chat_message(chat, incoming->messages[i].id);
         b->messages[i] = m ? json_object_get(m->value) : NULL;
     }
     return true;
@@ -383,16 +383,16 @@ static bool before_take(before_merge *b, const ps_chat *chat, const ps_chat *inc
 static void before_compare(const before_merge *b, const ps_chat *chat, const ps_chat *incoming,
                            ps_apply_effect *eff)
 {
-    bool live = ps_chat_is_live(chat);
+    bool live = ps__chat_is_live(chat);
     eff->was_live = b->live;
     eff->chat_changed = live != b->live;
     for (size_t i = 0; i < incoming->nfields; i++) {
-        const ps_field *f = ps_chat_field(chat, incoming->fields[i].name);
+        const ps_field *f = ps__chat_field(chat, incoming->fields[i].name);
         if (!json_object_equal(b->fields[i], f ? f->value : NULL))
             eff->chat_changed = true;
     }
     for (size_t i = 0; i < incoming->nmessages; i++) {
-        const ps_message *m = ps_chat_message(chat, incoming->messages[i].id);
+        const ps_message *m = ps__chat_message(chat, incoming->messages[i].id);
         json_object *now = m ? m->value : NULL;
         if (!json_object_equal(b->messages[i], now)) {
             eff->chat_changed = true;
@@ -430,20 +430,20 @@ ps_code ps__apply_change_ex(ps_client *c, json_object *change, const char *write
     if (!ids)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     ps_code rc = ps__lstore_chat_load(c->store, chat_id, false, ids, n, &chat, err);
-    if (rc == PS_OK && !chat && !(chat = ps_chat_new(chat_id)))
+    if (rc == PS_OK && !chat && !(chat = ps__chat_new(chat_id)))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    ps_ingest in = {.device = writer, .now_ms = ps_time_now_ms(), .max_skew_ms = PS_LOCAL_SKEW_MS};
-    if (rc == PS_OK && ps_chat_from_change(change, &in, &incoming) != PS_OK)
+    ps_ingest in = {.device = writer, .now_ms = ps__time_now_ms(), .max_skew_ms = PS_LOCAL_SKEW_MS};
+    if (rc == PS_OK && ps__chat_from_change(change, &in, &incoming) != PS_OK)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (rc == PS_OK && eff && !before_take(&before, chat, incoming))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     bool changed = false;
-    if (rc == PS_OK && ps_chat_merge(chat, incoming, &changed) != PS_OK)
+    if (rc == PS_OK && ps__chat_merge(chat, incoming, &changed) != PS_OK)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (rc == PS_OK && eff)
         before_compare(&before, chat, incoming, eff);
-    if (rc == PS_OK && tuple && tuple->counter && ps_lamport_cmp(tuple, &chat->lamport) > 0) {
-        if (ps_lamport_set(&chat->lamport, tuple->counter, tuple->id) != PS_OK)
+    if (rc == PS_OK && tuple && tuple->counter && ps__lamport_cmp(tuple, &chat->lamport) > 0) {
+        if (ps__lamport_set(&chat->lamport, tuple->counter, tuple->id) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         changed = true;
     }
@@ -452,8 +452,8 @@ ps_code ps__apply_change_ex(ps_client *c, json_object *change, const char *write
     if (incoming)
         before_free(&before, incoming);
     free(ids);
-    ps_chat_free(incoming);
-    ps_chat_free(chat);
+    ps__chat_free(incoming);
+    ps__chat_free(chat);
     return rc;
 }
 
@@ -481,10 +481,10 @@ static ps_code op_begin(local_op *op, ps_client *c, const char *chat_id, const c
     if (rc != PS_OK)
         return rc;
     rc = ps__lstore_chat_load(c->store, chat_id, false, &msg_id, msg_id ? 1 : 0, &op->chat, err);
-    if (rc == PS_OK && must_exist && (!op->chat || !ps_chat_is_live(op->chat)))
+    if (rc == PS_OK && must_exist && (!op->chat || !ps__chat_is_live(op->chat)))
         rc = ps_error_set(err, PS_ERR_NOT_FOUND, -1, "chatId", "no chat %s", chat_id);
     if (rc == PS_OK && msg_id) {
-        const ps_message *m = ps_chat_message(op->chat, msg_id);
+        const ps_message *m = ps__chat_message(op->chat, msg_id);
         if (!m || !m->value)
             rc = ps_error_set(err, PS_ERR_NOT_FOUND, -1, "messageId", "no message %s in chat %s",
                               msg_id, chat_id);
@@ -495,11 +495,11 @@ static ps_code op_begin(local_op *op, ps_client *c, const char *chat_id, const c
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (rc != PS_OK) {
         ps__lstore_rollback(c->store);
-        ps_chat_free(op->chat);
+        ps__chat_free(op->chat);
         op->chat = NULL;
         return rc;
     }
-    ps_time_format_iso(ps_time_now_ms(), op->at);
+    ps__time_format_iso(ps__time_now_ms(), op->at);
     json_object_object_add(op->change, "chatId", json_object_new_string(chat_id));
     json_object_object_add(op->change, "clock", json_object_new_int64(op->clock));
     json_object_object_add(op->change, "at", json_object_new_string(op->at));
@@ -526,10 +526,10 @@ static ps_code op_finish(local_op *op, ps_code rc, ps_error *err)
         /* What the server's strict parser would refuse (bad UTF-8 from the
          * caller's strings) must not reach the log, or it blocks every sync. */
         size_t len;
-        const char *text = ps_json_text(op->change, &len);
+        const char *text = ps__json_text(op->change, &len);
         json_object *back = NULL;
         ps_error perr;
-        if ((rc = ps_json_parse(text, len, PS_JSON_MAX_DEPTH, &back, &perr)) != PS_OK)
+        if ((rc = ps__json_parse(text, len, PS_JSON_MAX_DEPTH, &back, &perr)) != PS_OK)
             ps_error_set(err, rc, -1, "", "%s",
                          rc == PS_ERR_UTF8 ? "the text is not valid UTF-8" : perr.message);
         json_object_put(back);
@@ -545,7 +545,7 @@ static ps_code op_finish(local_op *op, ps_code rc, ps_error *err)
     else
         ps__lstore_rollback(c->store);
     json_object_put(op->change);
-    ps_chat_free(op->chat);
+    ps__chat_free(op->chat);
     return rc;
 }
 
@@ -653,7 +653,7 @@ ps_code ps_client_msg_edit(ps_client *c, const char *chat_id, const char *msg_id
         rc = op_begin(&op, c, chat_id, msg_id, true, err);
     if (rc != PS_OK)
         return rc;
-    const ps_message *m = ps_chat_message(op.chat, msg_id);
+    const ps_message *m = ps__chat_message(op.chat, msg_id);
     json_object *msg = NULL;
     if (json_object_deep_copy(m->value, &msg, NULL) != 0 || !msg) {
         json_object_put(msg);
@@ -709,11 +709,11 @@ static ps_code load_legacy(ps_client *c, const char *chat_id, json_object **out,
     ps_code rc = ps__lstore_chat_load(c->store, chat_id, true, NULL, 0, &chat, err);
     if (rc != PS_OK)
         return rc;
-    if (!chat || !ps_chat_is_live(chat)) {
-        ps_chat_free(chat);
+    if (!chat || !ps__chat_is_live(chat)) {
+        ps__chat_free(chat);
         return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "chatId", "no chat %s", chat_id);
     }
-    if (!(*out = ps_chat_to_legacy(chat)))
+    if (!(*out = ps__chat_to_legacy(chat)))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (rc == PS_OK && !chat->lamport.counter) {
         /* Never counted (imported, not yet synced): [0, this device] is
@@ -726,7 +726,7 @@ static ps_code load_legacy(ps_client *c, const char *chat_id, json_object **out,
     if (chat_out && rc == PS_OK)
         *chat_out = chat;
     else
-        ps_chat_free(chat);
+        ps__chat_free(chat);
     return rc;
 }
 
@@ -736,7 +736,7 @@ static char *string_or_json(json_object *v)
         return strdup("");
     if (json_object_is_type(v, json_type_string))
         return strdup(json_object_get_string(v));
-    return strdup(ps_json_text(v, NULL));
+    return strdup(ps__json_text(v, NULL));
 }
 
 ps_code ps_client_chat_get(ps_client *c, const char *chat_id, ps_chat_detail **out, ps_error *err)
@@ -777,7 +777,7 @@ ps_code ps_client_chat_get(ps_client *c, const char *chat_id, ps_chat_detail **o
         mi->role = string_or_json(json_object_object_get(m, "role"));
         mi->content = string_or_json(json_object_object_get(m, "content"));
         if (json_object_object_get_ex(m, "timestamp", &v))
-            ps_time_from_json(v, &mi->timestamp_ms);
+            ps__time_from_json(v, &mi->timestamp_ms);
         oom |= !mi->id || !mi->role || !mi->content;
     }
     if (oom) {
@@ -787,7 +787,7 @@ ps_code ps_client_chat_get(ps_client *c, const char *chat_id, ps_chat_detail **o
     }
 done:
     json_object_put(doc);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
     *out = d;
     return rc;
 }
@@ -814,7 +814,7 @@ ps_code ps_client_chat_json(ps_client *c, const char *chat_id, char **json_out, 
     ps_code rc = load_legacy(c, chat_id, &doc, NULL, err);
     if (rc != PS_OK)
         return rc;
-    if (!(*json_out = strdup(ps_json_text(doc, NULL))))
+    if (!(*json_out = strdup(ps__json_text(doc, NULL))))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     json_object_put(doc);
     return rc;
@@ -829,8 +829,8 @@ ps_code ps_client_export(ps_client *c, char **json_out, size_t *len_out, ps_erro
     if (rc != PS_OK)
         return rc;
     ps_dynbuf out;
-    ps_dynbuf_init(&out, (size_t)1 << 31);
-    rc = ps_dynbuf_adds(&out, "[");
+    ps__dynbuf_init(&out, (size_t)1 << 31);
+    rc = ps__dynbuf_adds(&out, "[");
     size_t n = json_object_array_length(ids);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         ps__work(c, "exporting", i, n, i == 0);
@@ -839,22 +839,22 @@ ps_code ps_client_export(ps_client *c, char **json_out, size_t *len_out, ps_erro
                          err);
         if (rc == PS_OK) {
             size_t len;
-            const char *text = ps_json_text(doc, &len);
-            if ((rc = ps_dynbuf_adds(&out, i ? ",\n" : "\n")) == PS_OK)
-                rc = ps_dynbuf_add(&out, text, len);
+            const char *text = ps__json_text(doc, &len);
+            if ((rc = ps__dynbuf_adds(&out, i ? ",\n" : "\n")) == PS_OK)
+                rc = ps__dynbuf_add(&out, text, len);
         }
         json_object_put(doc);
     }
     if (rc == PS_OK)
-        rc = ps_dynbuf_adds(&out, n ? "\n]\n" : "]\n");
+        rc = ps__dynbuf_adds(&out, n ? "\n]\n" : "]\n");
     json_object_put(ids);
     if (rc == PS_ERR_NOMEM || rc == PS_ERR_TOO_LARGE)
         ps_error_set(err, rc, -1, "", "the export does not fit in memory");
     if (rc != PS_OK) {
-        ps_dynbuf_free(&out);
+        ps__dynbuf_free(&out);
         return rc;
     }
-    *json_out = ps_dynbuf_take(&out, len_out);
+    *json_out = ps__dynbuf_take(&out, len_out);
     return PS_OK;
 }
 

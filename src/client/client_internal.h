@@ -75,7 +75,7 @@ uint64_t ps__random(ps_client *c);
  * Applies one v2 change to the local store as written by `writer` (this
  * device, or PS_SERVER_WRITER for what the server sends): loads the chat
  * with the messages the change names, merges the change's registers in
- * with ps_chat_merge, raises the chat's Lamport tuple to `tuple` (may be
+ * with ps__chat_merge, raises the chat's Lamport tuple to `tuple` (may be
  * NULL) and saves. Must run inside a transaction. `change` is borrowed.
  */
 ps_code ps__apply_change(ps_client *c, json_object *change, const char *writer,
@@ -93,7 +93,7 @@ typedef struct ps_apply_effect {
 ps_code ps__apply_change_ex(ps_client *c, json_object *change, const char *writer,
                             const ps_lamport *tuple, ps_apply_effect *eff, ps_error *err);
 
-/* Checks one change as the server will (ps_validate_v2_request). */
+/* Checks one change as the server will (ps__validate_v2_request). */
 ps_code ps__validate_change(json_object *change, const char *device, ps_error *err);
 
 /* The next Lamport counter of this device (inside a transaction). */

@@ -61,7 +61,7 @@ ps_code ps_client_device_known(ps_client *c, ps_device_known *out, ps_error *err
     int status = c->last_status;
     json_object *doc = NULL;
     if (ps__http_get_once(c, "/v2/devices", NULL, &a, &ignored) == PS_OK && a.status == 200 &&
-        ps_json_parse(a.body.data ? a.body.data : "", a.body.len, PS_JSON_MAX_DEPTH, &doc,
+        ps__json_parse(a.body.data ? a.body.data : "", a.body.len, PS_JSON_MAX_DEPTH, &doc,
                       &ignored) == PS_OK)
         *out = find_device(doc, c->device);
     json_object_put(doc);

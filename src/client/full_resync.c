@@ -57,7 +57,7 @@ static ps_code snapshot_chat(ps_client *c, const ps_chat *chat, ps_error *err)
         return ps__sync_nomem(err);
     ps_code rc = PS_OK;
     json_object *g;
-    if (!ps_chat_is_live(chat)) {
+    if (!ps__chat_is_live(chat)) {
         /* a deleted chat: only its deletion, never its old content */
         if (chat->has_tombstone && (g = group_for(groups, chat->id, &chat->tombstone, c->device)))
             json_object_object_add(g, "deleteChat", json_object_new_boolean(1));
@@ -130,7 +130,7 @@ ps_code ps__start_full_resync(sync_run *r, ps_error *err)
                                   NULL, 0, &chat, err);
         if (rc == PS_OK && chat)
             rc = snapshot_chat(c, chat, err);
-        ps_chat_free(chat);
+        ps__chat_free(chat);
     }
     json_object_put(ids);
     if (rc == PS_OK)

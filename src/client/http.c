@@ -45,12 +45,12 @@ void ps__http_cleanup(ps_client *c)
 void ps__http_answer_init(ps_http_answer *a)
 {
     memset(a, 0, sizeof *a);
-    ps_dynbuf_init(&a->body, PS_HTTP_MAX_ANSWER);
+    ps__dynbuf_init(&a->body, PS_HTTP_MAX_ANSWER);
 }
 
 void ps__http_answer_free(ps_http_answer *a)
 {
-    ps_dynbuf_free(&a->body);
+    ps__dynbuf_free(&a->body);
 }
 
 static bool host_is_loopback(const char *host)
@@ -153,7 +153,7 @@ typedef struct transfer {
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
     transfer *t = ud;
-    if (ps_dynbuf_add(t->body, data, size * n) != PS_OK) {
+    if (ps__dynbuf_add(t->body, data, size * n) != PS_OK) {
         t->too_large = true;
         return 0;
     }
@@ -281,7 +281,7 @@ static void read_error_body(ps_http_answer *a)
     json_object *root = NULL, *v;
     ps_error perr;
     if (!a->body.len ||
-        ps_json_parse(a->body.data, a->body.len, PS_JSON_MAX_DEPTH, &root, &perr) != PS_OK)
+        ps__json_parse(a->body.data, a->body.len, PS_JSON_MAX_DEPTH, &root, &perr) != PS_OK)
         return;
     if (json_object_object_get_ex(root, "code", &v) && json_object_is_type(v, json_type_string))
         snprintf(a->code, sizeof a->code, "%s", json_object_get_string(v));
@@ -401,7 +401,7 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
     CURL *curl = c->curl;
     struct curl_slist *headers = NULL;
     curl_easy_reset(curl);
-    ps_dynbuf_reset(&a->body);
+    ps__dynbuf_reset(&a->body);
     a->status = 0;
     a->code[0] = a->message[0] = '\0';
     ps_code rc = ps__http_setup(c, curl, url, "application/json", &headers, err);

@@ -71,7 +71,7 @@ static int64_t chat_time(json_object *chat)
     for (int k = 0; k < 3; k++) {
         json_object *v;
         int64_t ms;
-        if (json_object_object_get_ex(chat, keys[k], &v) && ps_time_from_json(v, &ms))
+        if (json_object_object_get_ex(chat, keys[k], &v) && ps__time_from_json(v, &ms))
             return ms;
     }
     return 0;
@@ -139,10 +139,10 @@ static bool find_chats(json_object *root, json_object **list, json_object **map)
 static ps_code import_one(ps_client *c, json_object *chat, const char *where, ps_import_report *r,
                           ps_error *err)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     ps_error verr;
     ps_error_clear(&verr);
-    if (ps_validate_chat(chat, (long)0, &lim, &verr) != PS_OK) {
+    if (ps__validate_chat(chat, (long)0, &lim, &verr) != PS_OK) {
         /* the validator says "chats[0].x"; name the real place instead */
         const char *msg = verr.message;
         if (strncmp(msg, "chats[0]", 8) == 0)
@@ -191,7 +191,7 @@ ps_code ps_client_import(ps_client *c, const char *json, size_t len, ps_import_r
     *report_out = r;
     json_object *root = NULL, *list, *map;
     ps__work(c, "parsing", 0, 1, true);
-    ps_code rc = ps_json_parse(json, len, PS_JSON_MAX_DEPTH, &root, err);
+    ps_code rc = ps__json_parse(json, len, PS_JSON_MAX_DEPTH, &root, err);
     if (rc != PS_OK)
         return rc;
     if (!find_chats(root, &list, &map)) {

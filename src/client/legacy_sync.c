@@ -76,8 +76,8 @@ static ps_code build_legacy_request(sync_run *r, json_object *log, json_object *
             continue;
         int64_t oldest = json_object_get_int64(json_object_array_get_idx(clockv, 0));
         int64_t newest = json_object_get_int64(json_object_array_get_idx(clockv, 1));
-        if (ps_chat_is_live(chat)) {
-            json_object *doc = ps_chat_to_legacy(chat);
+        if (ps__chat_is_live(chat)) {
+            json_object *doc = ps__chat_to_legacy(chat);
             if (!doc) {
                 rc = ps__sync_nomem(err);
             } else {
@@ -113,7 +113,7 @@ static ps_code build_legacy_request(sync_run *r, json_object *log, json_object *
                                    lamport_json(chat->deleted_lamport.counter, c->device));
             json_object_array_add(dels, d);
         }
-        ps_chat_free(chat);
+        ps__chat_free(chat);
     }
     if (rc == PS_OK) {
         json_object_object_add(req, "deviceId", json_object_new_string(c->device));
@@ -151,8 +151,8 @@ static ps_code apply_legacy_chat(sync_run *r, json_object *doc, int64_t S, ps_er
         if (strcmp(key, "id") == 0)
             continue;
         if (strcmp(key, "updatedAtLamport") == 0) {
-            ps_limits lim = ps_limits_default();
-            if (ps_valid_lamport(val, &lim)) {
+            ps_limits lim = ps__limits_default();
+            if (ps__valid_lamport(val, &lim)) {
                 tuple.counter = json_object_get_int64(json_object_array_get_idx(val, 0));
                 tuple.id = (char *)json_object_get_string(json_object_array_get_idx(val, 1));
             }
@@ -188,7 +188,7 @@ static ps_code apply_legacy_chat(sync_run *r, json_object *doc, int64_t S, ps_er
                                  err);
     ps__count_received(r, rc, false, &eff);
 done:
-    ps_chat_free(local);
+    ps__chat_free(local);
     json_object_put(change);
     json_object_put(fields);
     json_object_put(msgs);
@@ -197,11 +197,11 @@ done:
     return rc;
 }
 
-static ps_code apply_legacy(sync_run *r, json_object *ans, int64_t max_seq, ps_error *err)
+ps_code ps__apply_legacy_answer(sync_run *r, json_object *ans, int64_t max_seq, ps_error *err)
 {
     ps_client *c = r->c;
     json_object *missing = NULL, *dels = NULL, *v;
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     if (!json_object_is_type(ans, json_type_object) ||
         !json_object_object_get_ex(ans, "missing", &missing) ||
         !json_object_is_type(missing, json_type_array) ||
@@ -212,15 +212,15 @@ static ps_code apply_legacy(sync_run *r, json_object *ans, int64_t max_seq, ps_e
     size_t nm = json_object_array_length(missing);
     size_t nd = dels ? json_object_array_length(dels) : 0;
     int64_t S = 0;
-    if (json_object_object_get_ex(ans, "serverClock", &v) && ps_valid_counter(v))
+    if (json_object_object_get_ex(ans, "serverClock", &v) && ps__valid_counter(v))
         S = json_object_get_int64(v);
     for (size_t i = 0; i < nm; i++) {
         json_object *doc = json_object_array_get_idx(missing, i);
         ps_error verr;
-        if (ps_validate_chat(doc, (long)i, &lim, &verr) != PS_OK)
+        if (ps__validate_chat(doc, (long)i, &lim, &verr) != PS_OK)
             return ps_error_set(err, PS_ERR_IO, -1, "", "the server sent an invalid chat: %s",
                                 verr.message);
-        if (json_object_object_get_ex(doc, "updatedAtLamport", &v) && ps_valid_lamport(v, &lim) &&
+        if (json_object_object_get_ex(doc, "updatedAtLamport", &v) && ps__valid_lamport(v, &lim) &&
             json_object_get_int64(json_object_array_get_idx(v, 0)) > S)
             S = json_object_get_int64(json_object_array_get_idx(v, 0));
     }
@@ -244,17 +244,17 @@ static ps_code apply_legacy(sync_run *r, json_object *ans, int64_t max_seq, ps_e
         json_object *d = json_object_array_get_idx(dels, i);
         json_object *idv =
             json_object_is_type(d, json_type_object) ? json_object_object_get(d, "id") : NULL;
-        if (!ps_valid_id(idv, &lim))
+        if (!ps__valid_id(idv, &lim))
             continue;
         ps_chat *chat = NULL;
         rc =
             ps__lstore_chat_load(c->store, json_object_get_string(idv), false, NULL, 0, &chat, err);
-        if (rc == PS_OK && chat && ps_chat_is_live(chat)) {
+        if (rc == PS_OK && chat && ps__chat_is_live(chat)) {
             bool was_live = false;
             rc = ps__apply_deletion(c, json_object_get_string(idv), S, &was_live, err);
             r->st->deletions_received += was_live;
         }
-        ps_chat_free(chat);
+        ps__chat_free(chat);
     }
     if (rc == PS_OK)
         rc = ps__restamp_pending(c, S, err);
@@ -277,11 +277,11 @@ ps_code ps__sync_legacy(sync_run *r, ps_error *err)
     r->st->changes_total = count;
     if (rc == PS_OK)
         rc = build_legacy_request(r, log, &req, err);
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     if (rc == PS_OK)
-        rc = ps_validate_sync_request(req, &lim, err);
+        rc = ps__validate_sync_request(req, &lim, err);
     size_t len = 0;
-    const char *text = rc == PS_OK ? ps_json_text(req, &len) : NULL;
+    const char *text = rc == PS_OK ? ps__json_text(req, &len) : NULL;
     ps__sync_report(r);
     /* Not gzipped: a seed server would not understand it. */
     if (rc == PS_OK)
@@ -293,12 +293,12 @@ ps_code ps__sync_legacy(sync_run *r, ps_error *err)
     else if (rc == PS_OK && a.status != 200)
         rc = ps__sync_refused(c, &a, "/sync", err);
     ps_error perr;
-    if (rc == PS_OK && ps_json_parse(a.body.data ? a.body.data : "", a.body.len,
+    if (rc == PS_OK && ps__json_parse(a.body.data ? a.body.data : "", a.body.len,
                                      PS_JSON_MAX_DEPTH + 4, &ans, &perr) != PS_OK)
         rc = ps_error_set(err, PS_ERR_IO, -1, "", "the answer of %s/sync is not JSON: %s",
                           c->server, perr.message);
     if (rc == PS_OK)
-        rc = apply_legacy(r, ans, max_seq, err);
+        rc = ps__apply_legacy_answer(r, ans, max_seq, err);
     if (rc == PS_OK) {
         r->st->changes_sent = count;
         r->st->pages = 1;

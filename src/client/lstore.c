@@ -1,7 +1,7 @@
 /*
  * The client's local SQLite store; see lstore.h. Chat state goes through the
  * core codec (header and message-row forms), so what is stored is exactly
- * what ps_chat_merge works on; nothing here decides what wins.
+ * what ps__chat_merge works on; nothing here decides what wins.
  */
 #include "client/lstore.h"
 #include "client/lstore_pack.h"
@@ -335,7 +335,7 @@ static ps_code unpack_row(ps_lstore *s, const char *id, sqlite3_stmt *st, int co
     if (rc != PS_OK)
         return rc;
     ps_error perr;
-    rc = ps_json_parse(text, len, PS_JSON_MAX_DEPTH + 8, &rest, &perr);
+    rc = ps__json_parse(text, len, PS_JSON_MAX_DEPTH + 8, &rest, &perr);
     free(text);
     if (rc != PS_OK || !json_object_is_type(rest, json_type_array) ||
         json_object_array_length(rest) != 3) {
@@ -387,7 +387,7 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
         goto done;
     }
     ps_error perr;
-    if (ps_json_parse((const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+    if (ps__json_parse((const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0),
                       PS_JSON_MAX_DEPTH + 8, &state, &perr) != PS_OK) {
         rc = ps_error_set(err, PS_ERR_STORE, -1, "", "local store: corrupt chat %s", id);
         goto done;
@@ -419,7 +419,7 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
         goto done;
     json_object_object_add(state, "m", rows);
     rows = NULL;
-    if ((rc = ps_chat_state_from_json(state, out, err)) == PS_OK)
+    if ((rc = ps__chat_state_from_json(state, out, err)) == PS_OK)
         (*out)->stored = true;
 done:
     hot_done(st);
@@ -465,7 +465,7 @@ static int64_t chat_updated_ms(const ps_chat *c)
 ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
 {
     sqlite3_stmt *st = NULL;
-    json_object *header = ps_chat_header_to_json(chat);
+    json_object *header = ps__chat_header_to_json(chat);
     if (!header)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     ps_code rc =
@@ -479,12 +479,12 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
     if (rc != PS_OK)
         goto done;
     size_t len;
-    const char *text = ps_json_text(header, &len);
-    const ps_field *title = ps_chat_field(chat, "title");
-    const ps_field *arch = ps_chat_field(chat, "isArchived");
+    const char *text = ps__json_text(header, &len);
+    const ps_field *title = ps__chat_field(chat, "title");
+    const ps_field *arch = ps__chat_field(chat, "isArchived");
     sqlite3_bind_text(st, 1, chat->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, text, (int)len, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, ps_chat_is_live(chat));
+    sqlite3_bind_int(st, 3, ps__chat_is_live(chat));
     if (title && json_object_is_type(title->value, json_type_string))
         sqlite3_bind_text(st, 4, json_object_get_string(title->value), -1, SQLITE_STATIC);
     else
@@ -520,7 +520,7 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
             break;
         }
-        const char *rtext = ps_json_text(row, &len);
+        const char *rtext = ps__json_text(row, &len);
         void *packed = NULL;
         size_t plen = 0;
         rc = ps__pack(s->pack, dict, rtext, len, &packed, &plen, err);
@@ -541,7 +541,7 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
     if (rc == PS_OK && written && !dict)
         rc = ps__pack_train(s->pack, s->db, err);
     if (rc == PS_OK)
-        ps_chat_clear_dirty(chat);
+        ps__chat_clear_dirty(chat);
 done:
     hot_done(st);
     json_object_put(header);
@@ -662,7 +662,7 @@ ps_code ps__lstore_change_add(ps_lstore *s, const char *chat_id, int kind, int64
     sqlite3_bind_int(st, 2, kind);
     sqlite3_bind_int64(st, 3, clock);
     sqlite3_bind_int64(st, 4, count);
-    rc = bind_body(s, st, 5, ps_json_text(change, NULL), &packed, err);
+    rc = bind_body(s, st, 5, ps__json_text(change, NULL), &packed, err);
     if (rc == PS_OK && sqlite3_step(st) != SQLITE_DONE)
         rc = db_fail(s, err, "log a change");
     sqlite3_finalize(st);
@@ -865,7 +865,7 @@ static ps_code migrate_rows_2(ps_lstore *s, ps_error *err)
         moved++;
         json_object *row = NULL, *rest = NULL;
         ps_error perr;
-        if (ps_json_parse((const char *)sqlite3_column_text(sel, 2),
+        if (ps__json_parse((const char *)sqlite3_column_text(sel, 2),
                           (size_t)sqlite3_column_bytes(sel, 2), PS_JSON_MAX_DEPTH + 8, &row,
                           &perr) != PS_OK ||
             !json_object_is_type(row, json_type_array) || json_object_array_length(row) != 4) {
@@ -881,7 +881,7 @@ static ps_code migrate_rows_2(ps_lstore *s, ps_error *err)
         for (size_t i = 1; i < 4; i++)
             json_object_array_add(rest, json_object_get(json_object_array_get_idx(row, i)));
         size_t len;
-        const char *text = ps_json_text(rest, &len);
+        const char *text = ps__json_text(rest, &len);
         void *packed = NULL;
         size_t plen = 0;
         rc = ps__pack(s->pack, dict, text, len, &packed, &plen, err);
@@ -942,7 +942,7 @@ static ps_code migrate_changes_2(ps_lstore *s, ps_error *err)
         json_object *change = NULL, *msgs;
         ps_error perr;
         int64_t count = -1;
-        if (ps_json_parse(body, strlen(body), PS_JSON_MAX_DEPTH, &change, &perr) == PS_OK)
+        if (ps__json_parse(body, strlen(body), PS_JSON_MAX_DEPTH, &change, &perr) == PS_OK)
             count = json_object_object_get_ex(change, "messages", &msgs) &&
                             json_object_is_type(msgs, json_type_array)
                         ? (int64_t)json_object_array_length(msgs)

@@ -34,7 +34,7 @@ static void read_caps(json_object *doc, ps_server_caps *caps)
                 caps->named_deletions = true;
         }
     }
-    if (json_object_object_get_ex(doc, "maxChanges", &v) && ps_valid_counter(v) &&
+    if (json_object_object_get_ex(doc, "maxChanges", &v) && ps__valid_counter(v) &&
         json_object_get_int64(v) > 0)
         caps->max_changes = (size_t)json_object_get_int64(v);
 }
@@ -56,7 +56,7 @@ const ps_server_caps *ps__server_caps(sync_run *r)
     int status = c->last_status;
     json_object *doc = NULL;
     if (ps__http_get_once(c, "/health", r->st, &a, &err) == PS_OK && a.status == 200 &&
-        ps_json_parse(a.body.data ? a.body.data : "", a.body.len, PS_JSON_MAX_DEPTH, &doc, &err) ==
+        ps__json_parse(a.body.data ? a.body.data : "", a.body.len, PS_JSON_MAX_DEPTH, &doc, &err) ==
             PS_OK &&
         json_object_is_type(doc, json_type_object)) {
         read_caps(doc, caps);

@@ -95,7 +95,7 @@ ps_code ps_client_sync(ps_client *c, ps_sync_stats *stats, ps_error *err)
     if (rc == PS_OK && not_v2)
         rc = ps__sync_legacy(&r, err);
     if (rc == PS_OK) /* for `polysync status`; a failure here fails nothing */
-        ps__lstore_meta_set_int(c->store, "last_sync_ms", ps_time_now_ms(), NULL);
+        ps__lstore_meta_set_int(c->store, "last_sync_ms", ps__time_now_ms(), NULL);
     if (rc == PS_OK) /* the acknowledged log's pages back to the disk; only space */
         ps__lstore_reclaim(c->store, NULL);
     unlock_store(&lock);

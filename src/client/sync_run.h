@@ -152,4 +152,10 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err);
 /* The legacy sync (POST /sync). */
 ps_code ps__sync_legacy(sync_run *r, ps_error *err);
 
+/* Applies a /sync answer (parsed) in one transaction: the server's chats
+ * merged as its writes, its deletions, the log up to max_seq acknowledged.
+ * PS_ERR_IO when it is not a sync answer (nothing changed). Exposed for
+ * fuzz/fuzz_client_legacy_answer.c. */
+ps_code ps__apply_legacy_answer(sync_run *r, json_object *ans, int64_t max_seq, ps_error *err);
+
 #endif

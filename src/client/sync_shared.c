@@ -77,12 +77,12 @@ ps_code ps__restamp_pending(ps_client *c, int64_t S, ps_error *err)
                 continue;
             json_object *change = NULL;
             int64_t clock;
-            if ((rc = ps_json_parse(row->body, row->body_len, PS_JSON_MAX_DEPTH, &change, err)) !=
+            if ((rc = ps__json_parse(row->body, row->body_len, PS_JSON_MAX_DEPTH, &change, err)) !=
                 PS_OK)
                 break;
             if ((rc = ps__tick(c, &clock, err)) == PS_OK) {
                 json_object_object_add(change, "clock", json_object_new_int64(clock));
-                rc = ps__lstore_change_update(c->store, row->seq, clock, ps_json_text(change, NULL),
+                rc = ps__lstore_change_update(c->store, row->seq, clock, ps__json_text(change, NULL),
                                               err);
             }
             ps_lamport tuple = {.counter = clock, .id = c->device};

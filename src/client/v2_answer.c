@@ -17,7 +17,7 @@ ps_code ps__parse_v2_answer(ps_client *c, const ps_http_answer *a, v2_answer *an
     memset(ans, 0, sizeof *ans);
     json_object *v;
     ps_error perr;
-    if (ps_json_parse(a->body.data ? a->body.data : "", a->body.len, PS_JSON_MAX_DEPTH + 4,
+    if (ps__json_parse(a->body.data ? a->body.data : "", a->body.len, PS_JSON_MAX_DEPTH + 4,
                       &ans->root, &perr) != PS_OK)
         return ps_error_set(err, PS_ERR_IO, -1, "", "the answer of %s/v2/sync is not JSON: %s",
                             c->server, perr.message);
@@ -31,18 +31,18 @@ ps_code ps__parse_v2_answer(ps_client *c, const ps_http_answer *a, v2_answer *an
         !json_object_is_type(v, json_type_boolean))
         goto bad;
     ans->more = json_object_get_boolean(v);
-    if (!json_object_object_get_ex(ans->root, "serverClock", &v) || !ps_valid_counter(v))
+    if (!json_object_object_get_ex(ans->root, "serverClock", &v) || !ps__valid_counter(v))
         goto bad;
     ans->server_clock = json_object_get_int64(v);
     if (json_object_object_get_ex(ans->root, "run", &v) &&
         json_object_is_type(v, json_type_string)) /* optional: older servers lack it */
         ans->run = json_object_get_string(v);
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     size_t n = json_object_array_length(ans->chats);
     for (size_t i = 0; i < n; i++) {
         json_object *chat = json_object_array_get_idx(ans->chats, i);
         if (!json_object_is_type(chat, json_type_object) ||
-            !json_object_object_get_ex(chat, "id", &v) || !ps_valid_id(v, &lim))
+            !json_object_object_get_ex(chat, "id", &v) || !ps__valid_id(v, &lim))
             goto bad;
     }
     return PS_OK;

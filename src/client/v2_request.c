@@ -53,12 +53,12 @@ static ps_code add_probes(json_object *probes, ps_dynbuf *out, bool first)
     size_t count = json_object_array_length(probes);
     ps_code rc = PS_OK;
     for (size_t i = 0; i < count && rc == PS_OK; i++) {
-        rc = ps_dynbuf_adds(out, first && i == 0 ? "{\"chatId\":" : ",{\"chatId\":");
+        rc = ps__dynbuf_adds(out, first && i == 0 ? "{\"chatId\":" : ",{\"chatId\":");
         if (rc == PS_OK)
-            rc = ps_dynbuf_add_json_string(
+            rc = ps__dynbuf_add_json_string(
                 out, json_object_get_string(json_object_array_get_idx(probes, i)));
         if (rc == PS_OK)
-            rc = ps_dynbuf_adds(out, ",\"clock\":0,\"at\":0}");
+            rc = ps__dynbuf_adds(out, ",\"clock\":0,\"at\":0}");
     }
     return rc;
 }
@@ -67,35 +67,35 @@ ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, 
                              const ps_change_row *rows, size_t n, json_object *probes,
                              ps_dynbuf *out, ps_error *err)
 {
-    ps_code rc = ps_dynbuf_adds(out, "{\"deviceId\":");
+    ps_code rc = ps__dynbuf_adds(out, "{\"deviceId\":");
     if (rc == PS_OK)
-        rc = ps_dynbuf_add_json_string(out, c->device);
+        rc = ps__dynbuf_add_json_string(out, c->device);
     if (rc == PS_OK)
-        rc = ps_dynbuf_adds(out, ",\"cursor\":");
+        rc = ps__dynbuf_adds(out, ",\"cursor\":");
     if (rc == PS_OK)
-        rc = cursor ? ps_dynbuf_add_json_string(out, cursor) : ps_dynbuf_adds(out, "null");
+        rc = cursor ? ps__dynbuf_add_json_string(out, cursor) : ps__dynbuf_adds(out, "null");
     if (rc == PS_OK && run[0]) {
-        rc = ps_dynbuf_adds(out, ",\"run\":");
+        rc = ps__dynbuf_adds(out, ",\"run\":");
         if (rc == PS_OK)
-            rc = ps_dynbuf_add_json_string(out, run);
+            rc = ps__dynbuf_add_json_string(out, run);
     }
     /* no "ack": the cursor sent is the one saved with the last answer
      * applied (one transaction), so it is the acknowledgement itself */
     if (rc == PS_OK)
-        rc = ps_dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
+        rc = ps__dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
     if (rc == PS_OK)
-        rc = ps_dynbuf_addf(out, ",\"limit\":%d,\"changes\":[", limit);
+        rc = ps__dynbuf_addf(out, ",\"limit\":%d,\"changes\":[", limit);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         if (i)
-            rc = ps_dynbuf_adds(out, ",");
+            rc = ps__dynbuf_adds(out, ",");
         if (rc == PS_OK)
-            rc = ps_dynbuf_add(out, rows[i].body, rows[i].body_len);
+            rc = ps__dynbuf_add(out, rows[i].body, rows[i].body_len);
     }
     if (rc != PS_OK)
         return ps__sync_nomem(err);
     if (probes && add_probes(probes, out, n == 0) != PS_OK)
         return ps__sync_nomem(err);
-    if (ps_dynbuf_adds(out, "]}") != PS_OK)
+    if (ps__dynbuf_adds(out, "]}") != PS_OK)
         return ps__sync_nomem(err);
     return PS_OK;
 }
@@ -103,16 +103,16 @@ ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, 
 ps_code ps__build_v2_pull_request(const char *device, const char *cursor, int limit, ps_dynbuf *out,
                                   ps_error *err)
 {
-    ps_code rc = ps_dynbuf_adds(out, "{\"deviceId\":");
+    ps_code rc = ps__dynbuf_adds(out, "{\"deviceId\":");
     if (rc == PS_OK)
-        rc = ps_dynbuf_add_json_string(out, device);
+        rc = ps__dynbuf_add_json_string(out, device);
     if (rc == PS_OK)
-        rc = ps_dynbuf_adds(out, ",\"cursor\":");
+        rc = ps__dynbuf_adds(out, ",\"cursor\":");
     if (rc == PS_OK)
-        rc = ps_dynbuf_add_json_string(out, cursor);
+        rc = ps__dynbuf_add_json_string(out, cursor);
     if (rc == PS_OK)
-        rc = ps_dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
+        rc = ps__dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
     if (rc == PS_OK)
-        rc = ps_dynbuf_addf(out, ",\"limit\":%d}", limit);
+        rc = ps__dynbuf_addf(out, ",\"limit\":%d}", limit);
     return rc == PS_OK ? PS_OK : ps__sync_nomem(err);
 }

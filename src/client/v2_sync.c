@@ -34,7 +34,7 @@ static void count_sent(sync_run *r, const ps_change_row *rows, size_t n)
         }
         json_object *change = NULL;
         ps_error perr;
-        if (ps_json_parse(rows[i].body, rows[i].body_len, PS_JSON_MAX_DEPTH, &change, &perr) ==
+        if (ps__json_parse(rows[i].body, rows[i].body_len, PS_JSON_MAX_DEPTH, &change, &perr) ==
             PS_OK)
             r->st->messages_sent += ps__json_array_len(change, "messages");
         json_object_put(change);
@@ -125,7 +125,7 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         ps_dynbuf body;
         ps_http_answer a;
         v2_answer ans = {0};
-        ps_dynbuf_init(&body, (size_t)1 << 30);
+        ps__dynbuf_init(&body, (size_t)1 << 30);
         ps__http_answer_init(&a);
         rc = ps__lstore_changes(c->store, 0, batch_max, BATCH_BYTES, &rows, &n, &more_pending, err);
         if (rc == PS_OK)
@@ -192,7 +192,7 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         }
         json_object_put(ans.root);
         ps__http_answer_free(&a);
-        ps_dynbuf_free(&body);
+        ps__dynbuf_free(&body);
         free(cursor);
         ps__change_rows_free(rows, n);
         ps__sync_report(r);

@@ -107,7 +107,7 @@ ps_code ps__verify_pull(sync_run *r, ps_error *err)
         ps_dynbuf body;
         ps_http_answer a;
         v2_answer ans = {0};
-        ps_dynbuf_init(&body, (size_t)1 << 20);
+        ps__dynbuf_init(&body, (size_t)1 << 20);
         ps__http_answer_init(&a);
         rc = ps__build_v2_pull_request(device, cursor, PAGE_LIMIT, &body, err);
         if (rc == PS_OK)
@@ -143,7 +143,7 @@ ps_code ps__verify_pull(sync_run *r, ps_error *err)
         }
         json_object_put(ans.root);
         ps__http_answer_free(&a);
-        ps_dynbuf_free(&body);
+        ps__dynbuf_free(&body);
     }
     if (rc == PS_OK)
         rc = forget_cursor(c, err);

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ps_base_free(ps_base *b)
+void ps__base_free(ps_base *b)
 {
     free(b->hashes);
     *b = (ps_base){0};
@@ -40,12 +40,12 @@ static uint64_t hash3_text(char kind, const char *key, const char *vtext, size_t
     size_t len = 2 + klen + vlen;
     char *buf = len <= sizeof stack ? stack : malloc(len);
     if (!buf) /* still a stable hash, of less: at worst a write is taken as carried */
-        return ps_hash64(key, klen) ^ ps_hash64(vtext, vlen);
+        return ps__hash64(key, klen) ^ ps__hash64(vtext, vlen);
     buf[0] = kind;
     memcpy(buf + 1, key, klen);
     buf[1 + klen] = '\0';
     memcpy(buf + 2 + klen, vtext, vlen);
-    uint64_t h = ps_hash64(buf, len);
+    uint64_t h = ps__hash64(buf, len);
     if (buf != stack)
         free(buf);
     return h;
@@ -54,37 +54,37 @@ static uint64_t hash3_text(char kind, const char *key, const char *vtext, size_t
 static uint64_t hash3(char kind, const char *key, json_object *value)
 {
     size_t vlen = 0;
-    const char *vtext = value ? ps_json_text_kept(value, &vlen) : "";
+    const char *vtext = value ? ps__json_text_kept(value, &vlen) : "";
     return hash3_text(kind, key, vtext, vlen);
 }
 
-uint64_t ps_base_message_hash_text(const char *id, const char *text, size_t len)
+uint64_t ps__base_message_hash_text(const char *id, const char *text, size_t len)
 {
     return hash3_text(text ? 'm' : 'd', id, text ? text : "", text ? len : 0);
 }
 
-uint64_t ps_base_field_hash(const char *name, json_object *value)
+uint64_t ps__base_field_hash(const char *name, json_object *value)
 {
     return hash3('f', name, value);
 }
 
-uint64_t ps_base_message_hash(const char *id, json_object *value)
+uint64_t ps__base_message_hash(const char *id, json_object *value)
 {
     return hash3(value ? 'm' : 'd', id, value);
 }
 
-ps_code ps_base_add(ps_base *b, uint64_t hash)
+ps_code ps__base_add(ps_base *b, uint64_t hash)
 {
     return push(b, hash);
 }
 
-ps_code ps_base_add_chat(ps_base *b, const ps_chat *chat)
+ps_code ps__base_add_chat(ps_base *b, const ps_chat *chat)
 {
     ps_code rc = PS_OK;
     for (size_t i = 0; i < chat->nfields && rc == PS_OK; i++)
-        rc = push(b, ps_base_field_hash(chat->fields[i].name, chat->fields[i].value));
+        rc = push(b, ps__base_field_hash(chat->fields[i].name, chat->fields[i].value));
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++)
-        rc = push(b, ps_base_message_hash(chat->messages[i].id, chat->messages[i].value));
+        rc = push(b, ps__base_message_hash(chat->messages[i].id, chat->messages[i].value));
     return rc;
 }
 
@@ -94,7 +94,7 @@ static int u64_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void ps_base_seal(ps_base *b)
+void ps__base_seal(ps_base *b)
 {
     if (b->n < 2)
         return;
@@ -106,21 +106,21 @@ void ps_base_seal(ps_base *b)
     b->n = out;
 }
 
-bool ps_base_has(const ps_base *b, uint64_t hash)
+bool ps__base_has(const ps_base *b, uint64_t hash)
 {
     return b->n && bsearch(&hash, b->hashes, b->n, sizeof hash, u64_cmp) != NULL;
 }
 
-void ps_chat_drop_carried(ps_chat *incoming, const ps_base *base, size_t *writes)
+void ps__chat_drop_carried(ps_chat *incoming, const ps_base *base, size_t *writes)
 {
     size_t out = 0;
     for (size_t i = 0; i < incoming->nfields; i++) {
         ps_field *f = &incoming->fields[i];
-        if (ps_base_has(base, ps_base_field_hash(f->name, f->value))) {
+        if (ps__base_has(base, ps__base_field_hash(f->name, f->value))) {
             free(f->name);
             json_object_put(f->value);
-            ps_stamp_clear(&f->stamp);
-            ps_mark_clear(&f->mark);
+            ps__stamp_clear(&f->stamp);
+            ps__mark_clear(&f->mark);
         } else {
             incoming->fields[out++] = *f;
         }
@@ -129,7 +129,7 @@ void ps_chat_drop_carried(ps_chat *incoming, const ps_base *base, size_t *writes
     out = 0;
     for (size_t i = 0; i < incoming->nmessages; i++) {
         ps_message *m = &incoming->messages[i];
-        if (ps_base_has(base, ps_base_message_hash(m->id, m->value)))
+        if (ps__base_has(base, ps__base_message_hash(m->id, m->value)))
             ps__message_release(m);
         else
             incoming->messages[out++] = *m;
@@ -137,7 +137,7 @@ void ps_chat_drop_carried(ps_chat *incoming, const ps_base *base, size_t *writes
     incoming->nmessages = out;
     *writes = incoming->nfields + incoming->nmessages;
     if (*writes == 0 && incoming->has_touched) {
-        ps_stamp_clear(&incoming->touched);
+        ps__stamp_clear(&incoming->touched);
         incoming->has_touched = false;
     }
 }

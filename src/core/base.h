@@ -16,25 +16,25 @@
 #include "core/chat.h"
 
 typedef struct ps_base {
-    uint64_t *hashes; /* sorted, unique after ps_base_seal */
+    uint64_t *hashes; /* sorted, unique after ps__base_seal */
     size_t n, cap;
 } ps_base;
 
-void ps_base_free(ps_base *b);
-/* Adds one hash (ps_base_field_hash's, ps_base_message_hash's). */
-ps_code ps_base_add(ps_base *b, uint64_t hash);
+void ps__base_free(ps_base *b);
+/* Adds one hash (ps__base_field_hash's, ps__base_message_hash's). */
+ps_code ps__base_add(ps_base *b, uint64_t hash);
 /* Adds the hash of every field and message (live or deleted) of `chat`. */
-ps_code ps_base_add_chat(ps_base *b, const ps_chat *chat);
-/* Sorts and removes duplicates; call before ps_base_has. */
-void ps_base_seal(ps_base *b);
-bool ps_base_has(const ps_base *b, uint64_t hash);
+ps_code ps__base_add_chat(ps_base *b, const ps_chat *chat);
+/* Sorts and removes duplicates; call before ps__base_has. */
+void ps__base_seal(ps_base *b);
+bool ps__base_has(const ps_base *b, uint64_t hash);
 
 /* The hash a field value / a message value has in a base. */
-uint64_t ps_base_field_hash(const char *name, json_object *value);
-uint64_t ps_base_message_hash(const char *id, json_object *value);
-/* The same from the value's text (ps_json_text's; NULL: deleted), for a
+uint64_t ps__base_field_hash(const char *name, json_object *value);
+uint64_t ps__base_message_hash(const char *id, json_object *value);
+/* The same from the value's text (ps__json_text's; NULL: deleted), for a
  * caller that has it already (the store saving the message). */
-uint64_t ps_base_message_hash_text(const char *id, const char *text, size_t len);
+uint64_t ps__base_message_hash_text(const char *id, const char *text, size_t len);
 
 /*
  * Removes from `incoming` (an upload, as ingested) every field and message
@@ -42,6 +42,6 @@ uint64_t ps_base_message_hash_text(const char *id, const char *text, size_t len)
  * is left the upload is no write to the chat's existence either (its
  * `touched` goes). *writes: how many registers are left.
  */
-void ps_chat_drop_carried(ps_chat *incoming, const ps_base *base, size_t *writes);
+void ps__chat_drop_carried(ps_chat *incoming, const ps_base *base, size_t *writes);
 
 #endif

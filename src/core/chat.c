@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-ps_chat *ps_chat_new(const char *id)
+ps_chat *ps__chat_new(const char *id)
 {
     ps_chat *chat = calloc(1, sizeof *chat);
     if (!chat)
@@ -23,7 +23,7 @@ ps_chat *ps_chat_new(const char *id)
     return chat;
 }
 
-void ps_stamp_clear(ps_stamp *s)
+void ps__stamp_clear(ps_stamp *s)
 {
     free(s->device);
     s->device = NULL;
@@ -32,7 +32,7 @@ void ps_stamp_clear(ps_stamp *s)
     s->timed = false;
 }
 
-ps_code ps_stamp_copy(ps_stamp *dst, const ps_stamp *src)
+ps_code ps__stamp_copy(ps_stamp *dst, const ps_stamp *src)
 {
     char *dev = strdup(src->device ? src->device : "");
     if (!dev)
@@ -45,7 +45,7 @@ ps_code ps_stamp_copy(ps_stamp *dst, const ps_stamp *src)
     return PS_OK;
 }
 
-void ps_mark_clear(ps_mark *m)
+void ps__mark_clear(ps_mark *m)
 {
     free(m->origin);
     m->origin = NULL;
@@ -56,34 +56,34 @@ void ps_mark_clear(ps_mark *m)
 /* A register that took a new value: where it came from is not known yet. */
 static void mark_changed(ps_mark *m)
 {
-    ps_mark_clear(m);
+    ps__mark_clear(m);
     m->dirty = true;
 }
 
-void ps_chat_free(ps_chat *chat)
+void ps__chat_free(ps_chat *chat)
 {
     if (!chat)
         return;
     for (size_t i = 0; i < chat->nfields; i++) {
         free(chat->fields[i].name);
         json_object_put(chat->fields[i].value);
-        ps_stamp_clear(&chat->fields[i].stamp);
-        ps_mark_clear(&chat->fields[i].mark);
+        ps__stamp_clear(&chat->fields[i].stamp);
+        ps__mark_clear(&chat->fields[i].mark);
     }
     for (size_t i = 0; i < chat->nmessages; i++) {
         free(chat->messages[i].id);
         json_object_put(chat->messages[i].value);
-        ps_stamp_clear(&chat->messages[i].stamp);
-        ps_mark_clear(&chat->messages[i].mark);
+        ps__stamp_clear(&chat->messages[i].stamp);
+        ps__mark_clear(&chat->messages[i].mark);
     }
-    ps_mark_clear(&chat->header);
+    ps__mark_clear(&chat->header);
     ps_time_field *times[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
     for (int k = 0; k < 3; k++) {
         json_object_put(times[k]->value);
-        ps_mark_clear(&times[k]->mark);
+        ps__mark_clear(&times[k]->mark);
     }
-    ps_stamp_clear(&chat->tombstone);
-    ps_stamp_clear(&chat->touched);
+    ps__stamp_clear(&chat->tombstone);
+    ps__stamp_clear(&chat->touched);
     free(chat->lamport.id);
     free(chat->deleted_lamport.id);
     free(chat->fields);
@@ -104,7 +104,7 @@ static bool lamport_class(const ps_stamp *s)
     return s->lamport > 0 && !s->timed;
 }
 
-int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b)
+int ps__stamp_cmp(const ps_stamp *a, const ps_stamp *b)
 {
     /* One total order (docs/merge.md, "Which write is newer"): by counter,
      * where a time-only write's counter is the place the server gave it on
@@ -126,7 +126,7 @@ int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b)
     return by_time ? by_time : by_device;
 }
 
-int ps_lamport_cmp(const ps_lamport *a, const ps_lamport *b)
+int ps__lamport_cmp(const ps_lamport *a, const ps_lamport *b)
 {
     int c = cmp_i64(a->counter, b->counter);
     if (c)
@@ -135,7 +135,7 @@ int ps_lamport_cmp(const ps_lamport *a, const ps_lamport *b)
     return (c > 0) - (c < 0);
 }
 
-ps_code ps_lamport_set(ps_lamport *l, int64_t counter, const char *id)
+ps_code ps__lamport_set(ps_lamport *l, int64_t counter, const char *id)
 {
     char *copy = strdup(id ? id : "");
     if (!copy)
@@ -155,14 +155,14 @@ static int value_cmp(json_object *a, json_object *b)
         return (a != NULL) - (b != NULL);
     if (json_object_equal(a, b))
         return 0;
-    int c = strcmp(ps_json_text(a, NULL), ps_json_text(b, NULL));
+    int c = strcmp(ps__json_text(a, NULL), ps__json_text(b, NULL));
     return (c > 0) - (c < 0);
 }
 
 /* Newer write wins; see the file comment. */
-int ps_write_cmp(const ps_stamp *sa, json_object *va, const ps_stamp *sb, json_object *vb)
+int ps__write_cmp(const ps_stamp *sa, json_object *va, const ps_stamp *sb, json_object *vb)
 {
-    int c = ps_stamp_cmp(sa, sb);
+    int c = ps__stamp_cmp(sa, sb);
     return c ? c : value_cmp(va, vb);
 }
 
@@ -185,14 +185,14 @@ static size_t field_slot(const ps_chat *chat, const char *name, bool *found)
     return lo;
 }
 
-const ps_field *ps_chat_field(const ps_chat *chat, const char *name)
+const ps_field *ps__chat_field(const ps_chat *chat, const char *name)
 {
     bool found;
     size_t i = field_slot(chat, name, &found);
     return found ? &chat->fields[i] : NULL;
 }
 
-ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
+ps_code ps__chat_put_field(ps_chat *chat, const char *name, json_object *value,
                           const ps_stamp *stamp, bool *changed)
 {
     *changed = false;
@@ -200,11 +200,11 @@ ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
     size_t i = field_slot(chat, name, &found);
     if (found) {
         ps_field *f = &chat->fields[i];
-        if (ps_write_cmp(stamp, value, &f->stamp, f->value) <= 0) {
+        if (ps__write_cmp(stamp, value, &f->stamp, f->value) <= 0) {
             json_object_put(value);
             return PS_OK;
         }
-        if (ps_stamp_copy(&f->stamp, stamp) != PS_OK) {
+        if (ps__stamp_copy(&f->stamp, stamp) != PS_OK) {
             json_object_put(value);
             return PS_ERR_NOMEM;
         }
@@ -226,7 +226,7 @@ ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
         chat->capfields = cap;
     }
     ps_field nf = {.name = strdup(name), .value = value, .mark = {.dirty = true}};
-    if (!nf.name || ps_stamp_copy(&nf.stamp, stamp) != PS_OK) {
+    if (!nf.name || ps__stamp_copy(&nf.stamp, stamp) != PS_OK) {
         free(nf.name);
         json_object_put(value);
         return PS_ERR_NOMEM;
@@ -238,7 +238,7 @@ ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
     return PS_OK;
 }
 
-ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value,
+ps_code ps__chat_append_message(ps_chat *chat, const char *id, json_object *value,
                                const ps_stamp *stamp, int64_t order_ts)
 {
     if (chat->nmessages == chat->capmessages) {
@@ -256,7 +256,7 @@ ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value
                     .order_ts = order_ts,
                     .received = -(int64_t)chat->nmessages - 1,
                     .mark = {.dirty = true}};
-    if (!m.id || ps_stamp_copy(&m.stamp, stamp) != PS_OK) {
+    if (!m.id || ps__stamp_copy(&m.stamp, stamp) != PS_OK) {
         free(m.id);
         json_object_put(value);
         return PS_ERR_NOMEM;
@@ -271,7 +271,7 @@ static int64_t recv_key(const ps_message *m)
     return m->received >= 0 ? m->received : INT64_MAX / 2 - m->received;
 }
 
-int ps_message_order_cmp(const ps_message *a, const ps_message *b)
+int ps__message_order_cmp(const ps_message *a, const ps_message *b)
 {
     int c = cmp_i64(a->order_ts, b->order_ts);
     if (!c)
@@ -288,7 +288,7 @@ static int recv_ptr_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void ps_chat_number_received(ps_chat *chat)
+void ps__chat_number_received(ps_chat *chat)
 {
     size_t n = 0;
     for (size_t i = 0; i < chat->nmessages; i++)
@@ -321,11 +321,11 @@ void ps__message_release(ps_message *m)
 {
     free(m->id);
     json_object_put(m->value);
-    ps_stamp_clear(&m->stamp);
-    ps_mark_clear(&m->mark);
+    ps__stamp_clear(&m->stamp);
+    ps__mark_clear(&m->mark);
 }
 
-void ps_chat_normalize(ps_chat *chat)
+void ps__chat_normalize(ps_chat *chat)
 {
     if (chat->nmessages < 2)
         return;
@@ -341,7 +341,7 @@ void ps_chat_normalize(ps_chat *chat)
         /* Same id twice: keep the newer write, as a merge would, and the
          * place of the first received. */
         int64_t first = recv_key(keep) <= recv_key(cur) ? keep->received : cur->received;
-        if (ps_write_cmp(&cur->stamp, cur->value, &keep->stamp, keep->value) > 0) {
+        if (ps__write_cmp(&cur->stamp, cur->value, &keep->stamp, keep->value) > 0) {
             ps_message old = *keep;
             *keep = *cur;
             ps__message_release(&old);
@@ -353,7 +353,7 @@ void ps_chat_normalize(ps_chat *chat)
     chat->nmessages = out + 1;
 }
 
-const ps_message *ps_chat_message(const ps_chat *chat, const char *id)
+const ps_message *ps__chat_message(const ps_chat *chat, const char *id)
 {
     if (chat->nmessages == 0) /* bsearch on a NULL array is undefined */
         return NULL;
@@ -361,7 +361,7 @@ const ps_message *ps_chat_message(const ps_chat *chat, const char *id)
     return bsearch(&key, chat->messages, chat->nmessages, sizeof key, message_id_cmp);
 }
 
-bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min)
+bool ps__time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min)
 {
     if (!from->value)
         return false;
@@ -381,7 +381,7 @@ bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool wan
     return true;
 }
 
-void ps_chat_clear_dirty(ps_chat *chat)
+void ps__chat_clear_dirty(ps_chat *chat)
 {
     for (size_t i = 0; i < chat->nfields; i++)
         chat->fields[i].mark.dirty = false;
@@ -398,7 +398,7 @@ static void place_after(int64_t *best, const ps_stamp *s, int64_t ts)
         *best = s->lamport;
 }
 
-int64_t ps_chat_time_place(const ps_chat *stored, int64_t ts)
+int64_t ps__chat_time_place(const ps_chat *stored, int64_t ts)
 {
     int64_t best = 0;
     for (size_t i = 0; i < stored->nfields; i++)
@@ -420,7 +420,7 @@ static void place_one(ps_stamp *s, int64_t place)
     }
 }
 
-void ps_chat_place_time_only(ps_chat *incoming, int64_t place)
+void ps__chat_place_time_only(ps_chat *incoming, int64_t place)
 {
     if (place <= 0)
         return;
@@ -458,7 +458,7 @@ static ps_code stamp_mark(ps_mark *m, int64_t seq, const char *origin)
     return PS_OK;
 }
 
-ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin)
+ps_code ps__chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin)
 {
     ps_code rc = stamp_mark(&chat->header, seq, origin);
     ps_time_field *times[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
@@ -471,7 +471,7 @@ ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin)
     return rc;
 }
 
-bool ps_chat_is_dirty(const ps_chat *chat)
+bool ps__chat_is_dirty(const ps_chat *chat)
 {
     if (chat->header.dirty || chat->created_at.mark.dirty || chat->updated_at.mark.dirty ||
         chat->last_modified.mark.dirty)
@@ -485,22 +485,22 @@ bool ps_chat_is_dirty(const ps_chat *chat)
     return false;
 }
 
-const ps_stamp *ps_chat_newest_change(const ps_chat *chat)
+const ps_stamp *ps__chat_newest_change(const ps_chat *chat)
 {
     const ps_stamp *best = chat->has_touched ? &chat->touched : NULL;
     for (size_t i = 0; i < chat->nfields; i++)
-        if (!best || ps_stamp_cmp(&chat->fields[i].stamp, best) > 0)
+        if (!best || ps__stamp_cmp(&chat->fields[i].stamp, best) > 0)
             best = &chat->fields[i].stamp;
     for (size_t i = 0; i < chat->nmessages; i++)
-        if (!best || ps_stamp_cmp(&chat->messages[i].stamp, best) > 0)
+        if (!best || ps__stamp_cmp(&chat->messages[i].stamp, best) > 0)
             best = &chat->messages[i].stamp;
     return best;
 }
 
-bool ps_chat_is_live(const ps_chat *chat)
+bool ps__chat_is_live(const ps_chat *chat)
 {
-    const ps_stamp *newest = ps_chat_newest_change(chat);
+    const ps_stamp *newest = ps__chat_newest_change(chat);
     if (!chat->has_tombstone)
         return newest != NULL;
-    return newest && ps_stamp_cmp(newest, &chat->tombstone) > 0;
+    return newest && ps__stamp_cmp(newest, &chat->tombstone) > 0;
 }

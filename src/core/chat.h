@@ -12,7 +12,7 @@
  * makes the merge commutative, associative and idempotent (docs/merge.md).
  *
  * Ownership: a ps_chat owns its strings and holds one reference to every
- * json_object in it; ps_chat_free() releases them all.
+ * json_object in it; ps__chat_free() releases them all.
  */
 #ifndef PS_CHAT_H
 #define PS_CHAT_H
@@ -27,14 +27,14 @@
 #define PS_ID_MAX_BYTES 256
 
 /*
- * Who wrote a change and when. Order (ps_stamp_cmp, docs/merge.md "Which
+ * Who wrote a change and when. Order (ps__stamp_cmp, docs/merge.md "Which
  * write is newer"): by lamport first; at equal lamport a time-only write
  * placed there is newer than the Lamport write it was placed after; Lamport
  * writes then by (device, ts) as the Polyglot client decides, time-only
  * writes by (ts, device).
  *
  * A time-only write (no client counter) is placed by the server on arrival
- * (ps_chat_time_place): at the highest counter among the chat's writes
+ * (ps__chat_time_place): at the highest counter among the chat's writes
  * older in time than it, with `timed` set, so it is newer than the writes
  * its time follows and older than those made after it, of either kind.
  */
@@ -55,7 +55,7 @@ typedef struct ps_mark {
     int64_t seq;  /* 0 = not stored yet */
     char *origin; /* owned; NULL = unknown */
     bool dirty;   /* changed since loaded from the store */
-    bool lost;    /* a write to it lost: re-announce it (see ps_chat_mark_dirty) */
+    bool lost;    /* a write to it lost: re-announce it (see ps__chat_mark_dirty) */
 } ps_mark;
 
 typedef struct ps_field {
@@ -72,7 +72,7 @@ typedef struct ps_message {
     int64_t order_ts; /* the message's own timestamp, for display order */
     /* When the server first received it, for display order among equal
      * timestamps: >= 0 as numbered by the store; -(i + 1) for the i-th
-     * message of an upload not numbered yet (ps_chat_number_received). */
+     * message of an upload not numbered yet (ps__chat_number_received). */
     int64_t received;
     ps_mark mark;
 } ps_message;
@@ -93,7 +93,7 @@ typedef struct ps_chat {
     char *id;
     ps_field *fields; /* sorted by name, unique */
     size_t nfields, capfields;
-    ps_message *messages; /* sorted by id, unique (after ps_chat_normalize) */
+    ps_message *messages; /* sorted by id, unique (after ps__chat_normalize) */
     size_t nmessages, capmessages;
     ps_time_field created_at, updated_at, last_modified;
     bool has_touched; /* a write to the chat itself was seen */
@@ -116,77 +116,77 @@ typedef struct ps_chat {
 } ps_chat;
 
 /* A new empty chat with a copy of `id`; NULL on allocation failure. */
-ps_chat *ps_chat_new(const char *id);
-void ps_chat_free(ps_chat *chat);
+ps_chat *ps__chat_new(const char *id);
+void ps__chat_free(ps_chat *chat);
 
 /* -1, 0, 1 as a is older than, the same as, newer than b. */
-int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b);
-ps_code ps_stamp_copy(ps_stamp *dst, const ps_stamp *src);
-void ps_stamp_clear(ps_stamp *s);
+int ps__stamp_cmp(const ps_stamp *a, const ps_stamp *b);
+ps_code ps__stamp_copy(ps_stamp *dst, const ps_stamp *src);
+void ps__stamp_clear(ps_stamp *s);
 /* Orders two writes of one register: by stamp, then by value (a NULL value,
  * a tombstone, is oldest), so equal stamps still have one winner. */
-int ps_write_cmp(const ps_stamp *sa, json_object *va, const ps_stamp *sb, json_object *vb);
-int ps_lamport_cmp(const ps_lamport *a, const ps_lamport *b);
-ps_code ps_lamport_set(ps_lamport *l, int64_t counter, const char *id);
+int ps__write_cmp(const ps_stamp *sa, json_object *va, const ps_stamp *sb, json_object *vb);
+int ps__lamport_cmp(const ps_lamport *a, const ps_lamport *b);
+ps_code ps__lamport_set(ps_lamport *l, int64_t counter, const char *id);
 
 /*
  * Joins a field write into the chat: kept if its stamp (then value) is newer
  * than the stored one. Takes over the caller's reference to `value` in every
  * case. Returns PS_OK; *changed tells whether the chat changed.
  */
-ps_code ps_chat_put_field(ps_chat *chat, const char *name, json_object *value,
+ps_code ps__chat_put_field(ps_chat *chat, const char *name, json_object *value,
                           const ps_stamp *stamp, bool *changed);
-const ps_field *ps_chat_field(const ps_chat *chat, const char *name);
+const ps_field *ps__chat_field(const ps_chat *chat, const char *name);
 
 /*
- * Appends a message register without ordering; call ps_chat_normalize() once
+ * Appends a message register without ordering; call ps__chat_normalize() once
  * all are in. Takes over the reference to `value` (NULL = tombstone).
  */
-ps_code ps_chat_append_message(ps_chat *chat, const char *id, json_object *value,
+ps_code ps__chat_append_message(ps_chat *chat, const char *id, json_object *value,
                                const ps_stamp *stamp, int64_t order_ts);
 /* Frees what a message register owns (not the register itself). */
 void ps__message_release(ps_message *m);
 /* Sorts messages by id and joins duplicates. */
-void ps_chat_normalize(ps_chat *chat);
+void ps__chat_normalize(ps_chat *chat);
 /* Binary search over normalized messages. */
-const ps_message *ps_chat_message(const ps_chat *chat, const char *id);
+const ps_message *ps__chat_message(const ps_chat *chat, const char *id);
 
 /* Joins a time field: keeps the earliest (want_min) or latest value. */
-bool ps_time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min);
+bool ps__time_field_join(ps_time_field *into, const ps_time_field *from, bool want_min);
 
 /*
  * Where a time-only write made at `ts` goes in the Lamport order of `stored`:
  * the highest counter among the stamps it holds (fields, loaded messages,
  * existence, deletion) whose time is before `ts`; 0 when none.
  */
-int64_t ps_chat_time_place(const ps_chat *stored, int64_t ts);
+int64_t ps__chat_time_place(const ps_chat *stored, int64_t ts);
 /* Gives every time-only write of `incoming` (lamport 0) the counter
  * `place` (flagged `timed`); nothing when place is 0. */
-void ps_chat_place_time_only(ps_chat *incoming, int64_t place);
+void ps__chat_place_time_only(ps_chat *incoming, int64_t place);
 
 /* Display order of two messages: timestamp, then first received, then id
  * (only for two never numbered, which cannot both be in one chat). */
-int ps_message_order_cmp(const ps_message *a, const ps_message *b);
+int ps__message_order_cmp(const ps_message *a, const ps_message *b);
 
 /* Gives messages not numbered yet (received < 0) the chat's next receive
  * numbers, in the order they arrived. */
-void ps_chat_number_received(ps_chat *chat);
+void ps__chat_number_received(ps_chat *chat);
 
 /* Marks every part of the chat clean (just loaded from the store). */
-void ps_chat_clear_dirty(ps_chat *chat);
+void ps__chat_clear_dirty(ps_chat *chat);
 /* Gives every dirty part `seq` and `origin` (copied). Parts marked `lost`
  * (a write from `origin` lost to them) get the new seq but keep the origin
  * of their value, so the winner's own device is not sent it again — unless
  * that origin is `origin` itself, the device that now holds another value:
  * then the origin becomes "" so that device's pulls carry the winner. */
-ps_code ps_chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin);
+ps_code ps__chat_mark_dirty(ps_chat *chat, int64_t seq, const char *origin);
 /* Whether any part of the chat is dirty. */
-bool ps_chat_is_dirty(const ps_chat *chat);
-void ps_mark_clear(ps_mark *m);
+bool ps__chat_is_dirty(const ps_chat *chat);
+void ps__mark_clear(ps_mark *m);
 
 /* The newest stamp of any write to the chat; NULL if it has none. */
-const ps_stamp *ps_chat_newest_change(const ps_chat *chat);
+const ps_stamp *ps__chat_newest_change(const ps_chat *chat);
 /* Live unless a tombstone is newer than every change to the chat. */
-bool ps_chat_is_live(const ps_chat *chat);
+bool ps__chat_is_live(const ps_chat *chat);
 
 #endif

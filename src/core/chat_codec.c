@@ -9,6 +9,7 @@
  * where stamp = [ts, lamport, device].
  */
 #include "core/chat_codec.h"
+#include "core/json_build.h"
 #include "core/timestamp.h"
 
 #include <stdlib.h>
@@ -40,7 +41,7 @@ static int64_t clamp_ts(int64_t ts, const ps_ingest *in)
     return ts > limit ? limit : ts;
 }
 
-ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
+ps_code ps__legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
 {
     out->ts = 0;
     out->lamport = 0;
@@ -49,7 +50,7 @@ ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out)
     for (int k = 2; k >= 0; k--) { /* lastModified, then updatedAt, then createdAt */
         json_object *v;
         int64_t ms;
-        if (json_object_object_get_ex(legacy, TIME_KEYS[k], &v) && ps_time_from_json(v, &ms)) {
+        if (json_object_object_get_ex(legacy, TIME_KEYS[k], &v) && ps__time_from_json(v, &ms)) {
             out->ts = clamp_ts(ms, in);
             break;
         }
@@ -87,7 +88,7 @@ static int64_t message_order(json_object *msg)
     json_object *v;
     int64_t ms = 0;
     if (json_object_object_get_ex(msg, "timestamp", &v))
-        ps_time_from_json(v, &ms);
+        ps__time_from_json(v, &ms);
     return ms;
 }
 
@@ -96,14 +97,14 @@ static int64_t message_order(json_object *msg)
 static ps_code ingest_time(ps_chat *chat, int tk, json_object *val, const ps_ingest *in)
 {
     int64_t ms;
-    if (!ps_time_from_json(val, &ms))
+    if (!ps__time_from_json(val, &ms))
         return PS_OK;
     ps_time_field *tf = time_field(chat, tk);
     int64_t clamped = clamp_ts(ms, in);
     json_object *v;
     if (clamped != ms) { /* store what we believe, not the bad clock */
         char iso[32];
-        ps_time_format_iso(clamped, iso);
+        ps__time_format_iso(clamped, iso);
         v = json_object_new_string(iso);
     } else {
         v = json_object_get(val);
@@ -111,7 +112,7 @@ static ps_code ingest_time(ps_chat *chat, int tk, json_object *val, const ps_ing
     if (!v)
         return PS_ERR_NOMEM;
     ps_time_field incoming = {.value = v, .ms = clamped};
-    ps_time_field_join(tf, &incoming, tk == 0);
+    ps__time_field_join(tf, &incoming, tk == 0);
     json_object_put(v);
     return PS_OK;
 }
@@ -125,7 +126,7 @@ static ps_code ingest_key(ps_chat *chat, const char *key, json_object *val, cons
     if (tk >= 0)
         return ingest_time(chat, tk, val, in);
     bool changed;
-    return ps_chat_put_field(chat, key, json_object_get(val), stamp, &changed);
+    return ps__chat_put_field(chat, key, json_object_get(val), stamp, &changed);
 }
 
 /* Message writes: private ones dropped, {id, deleted: true} as tombstones. */
@@ -141,7 +142,7 @@ static ps_code ingest_messages(ps_chat *chat, json_object *list, const ps_stamp 
         /* A tombstone has no place in the display order: 0, so two equal
          * tombstones are equal in every part. */
         bool dead = is_tombstone(msg);
-        rc = ps_chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), stamp,
+        rc = ps__chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), stamp,
                                     dead ? 0 : message_order(msg));
     }
     return rc;
@@ -151,28 +152,28 @@ static ps_code ingest_messages(ps_chat *chat, json_object *list, const ps_stamp 
 static ps_code finish_ingest(ps_chat *chat, ps_code rc, ps_chat **out)
 {
     if (rc != PS_OK) {
-        ps_chat_free(chat);
+        ps__chat_free(chat);
         return rc;
     }
-    ps_chat_normalize(chat);
+    ps__chat_normalize(chat);
     *out = chat;
     return PS_OK;
 }
 
-ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out)
+ps_code ps__chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out)
 {
     *out = NULL;
     json_object *idv = json_object_object_get(legacy, "id");
-    ps_chat *chat = ps_chat_new(json_object_get_string(idv));
+    ps_chat *chat = ps__chat_new(json_object_get_string(idv));
     if (!chat)
         return PS_ERR_NOMEM;
     ps_stamp stamp;
-    ps_code rc = ps_legacy_stamp(legacy, in, &stamp);
+    ps_code rc = ps__legacy_stamp(legacy, in, &stamp);
     if (rc == PS_OK)
-        rc = ps_stamp_copy(&chat->touched, &stamp);
+        rc = ps__stamp_copy(&chat->touched, &stamp);
     chat->has_touched = true;
     if (rc == PS_OK && stamp.lamport && !stamp.timed)
-        rc = ps_lamport_set(&chat->lamport, stamp.lamport, stamp.device);
+        rc = ps__lamport_set(&chat->lamport, stamp.lamport, stamp.device);
     json_object_object_foreach(legacy, key, val)
     {
         if (rc != PS_OK)
@@ -184,20 +185,20 @@ ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **
         else
             rc = ingest_key(chat, key, val, &stamp, in);
     }
-    ps_stamp_clear(&stamp);
+    ps__stamp_clear(&stamp);
     return finish_ingest(chat, rc, out);
 }
 
-ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out)
+ps_code ps__chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out)
 {
     *out = NULL;
     json_object *v;
-    ps_chat *chat = ps_chat_new(json_object_get_string(json_object_object_get(change, "chatId")));
+    ps_chat *chat = ps__chat_new(json_object_get_string(json_object_object_get(change, "chatId")));
     if (!chat)
         return PS_ERR_NOMEM;
     ps_stamp stamp = {.ts = in->now_ms, .device = strdup(in->device ? in->device : "")};
     int64_t ms;
-    if (json_object_object_get_ex(change, "at", &v) && ps_time_from_json(v, &ms))
+    if (json_object_object_get_ex(change, "at", &v) && ps__time_from_json(v, &ms))
         stamp.ts = clamp_ts(ms, in);
     if (json_object_object_get_ex(change, "clock", &v))
         stamp.lamport = json_object_get_int64(v);
@@ -206,12 +207,12 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
         json_object_object_get_ex(change, "deleteChat", &v) && json_object_get_boolean(v);
     if (rc == PS_OK && delete_chat) {
         /* shown with the change's own tuple; the server ticks one if 0 */
-        rc = ps_stamp_copy(&chat->tombstone, &stamp);
+        rc = ps__stamp_copy(&chat->tombstone, &stamp);
         chat->has_tombstone = true;
         if (rc == PS_OK && !stamp.timed)
-            rc = ps_lamport_set(&chat->deleted_lamport, stamp.lamport, stamp.device);
+            rc = ps__lamport_set(&chat->deleted_lamport, stamp.lamport, stamp.device);
     } else if (rc == PS_OK) {
-        rc = ps_stamp_copy(&chat->touched, &stamp);
+        rc = ps__stamp_copy(&chat->touched, &stamp);
         chat->has_touched = true;
     }
     if (rc == PS_OK && json_object_object_get_ex(change, "fields", &v)) {
@@ -226,29 +227,39 @@ ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **
     if (rc == PS_OK && json_object_object_get_ex(change, "deleteMessages", &v)) {
         size_t n = json_object_array_length(v);
         for (size_t i = 0; i < n && rc == PS_OK; i++)
-            rc = ps_chat_append_message(
+            rc = ps__chat_append_message(
                 chat, json_object_get_string(json_object_array_get_idx(v, i)), NULL, &stamp, 0);
     }
-    ps_stamp_clear(&stamp);
+    ps__stamp_clear(&stamp);
     return finish_ingest(chat, rc, out);
 }
 
 static int order_cmp(const void *a, const void *b)
 {
-    return ps_message_order_cmp(*(const ps_message *const *)a, *(const ps_message *const *)b);
+    return ps__message_order_cmp(*(const ps_message *const *)a, *(const ps_message *const *)b);
 }
 
+/* The document built (json_build.h), or NULL when an allocation failed
+ * on the way: what the callers of the *_json functions below check. */
+static json_object *built(json_object *doc, ps_code rc)
+{
+    if (rc == PS_OK)
+        return doc;
+    json_object_put(doc);
+    return NULL;
+}
+
+/* NULL when out of memory (as json_object_new_* are). */
 static json_object *lamport_json(int64_t counter, const char *id)
 {
     json_object *arr = json_object_new_array_ext(2);
-    if (!arr)
-        return NULL;
-    json_object_array_add(arr, json_object_new_int64(counter));
-    json_object_array_add(arr, json_object_new_string(id ? id : ""));
-    return arr;
+    ps_code rc = PS_OK;
+    ps__json_push(&rc, arr, json_object_new_int64(counter));
+    ps__json_push(&rc, arr, json_object_new_string(id ? id : ""));
+    return built(arr, rc);
 }
 
-json_object *ps_chat_to_legacy(const ps_chat *chat)
+json_object *ps__chat_to_legacy(const ps_chat *chat)
 {
     json_object *obj = json_object_new_object();
     const ps_message **order = calloc(chat->nmessages + 1, sizeof *order);
@@ -259,26 +270,27 @@ json_object *ps_chat_to_legacy(const ps_chat *chat)
         free(order);
         return NULL;
     }
-    json_object_object_add(obj, "id", json_object_new_string(chat->id));
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, obj, "id", json_object_new_string(chat->id));
     for (size_t i = 0; i < chat->nfields; i++)
-        json_object_object_add(obj, chat->fields[i].name, json_object_get(chat->fields[i].value));
+        ps__json_set_opt(&rc, obj, chat->fields[i].name, chat->fields[i].value,
+                         json_object_get(chat->fields[i].value));
     size_t live = 0;
     for (size_t i = 0; i < chat->nmessages; i++)
         if (chat->messages[i].value)
             order[live++] = &chat->messages[i];
     qsort(order, live, sizeof *order, order_cmp);
     for (size_t i = 0; i < live; i++)
-        json_object_array_add(msgs, json_object_get(order[i]->value));
+        ps__json_push(&rc, msgs, json_object_get(order[i]->value));
     free(order);
-    json_object_object_add(obj, "messages", msgs);
+    ps__json_set(&rc, obj, "messages", msgs);
     for (int k = 0; k < 3; k++) {
         const ps_time_field *tf = time_field_c(chat, k);
         if (tf->value)
-            json_object_object_add(obj, TIME_KEYS[k], json_object_get(tf->value));
+            ps__json_set(&rc, obj, TIME_KEYS[k], json_object_get(tf->value));
     }
-    json_object_object_add(obj, "updatedAtLamport",
-                           lamport_json(chat->lamport.counter, chat->lamport.id));
-    return obj;
+    ps__json_set(&rc, obj, "updatedAtLamport", lamport_json(chat->lamport.counter, chat->lamport.id));
+    return built(obj, rc);
 }
 
 static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
@@ -286,7 +298,7 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
 {
     if (!sent_msgs) { /* not sent: only writes the client cannot have seen */
         for (size_t i = 0; i < merged->nmessages; i++)
-            if (ps_stamp_cmp(&merged->messages[i].stamp, sent_stamp) > 0)
+            if (ps__stamp_cmp(&merged->messages[i].stamp, sent_stamp) > 0)
                 return true;
         return false;
     }
@@ -296,7 +308,7 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
         if (is_private(msg))
             continue;
         const ps_message *m =
-            ps_chat_message(merged, json_object_get_string(json_object_object_get(msg, "id")));
+            ps__chat_message(merged, json_object_get_string(json_object_object_get(msg, "id")));
         if (is_tombstone(msg)) { /* the client has it deleted: so must we */
             if (m && m->value)
                 return true;
@@ -313,7 +325,7 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
     return live != matched;
 }
 
-bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent, const ps_stamp *sent_stamp)
+bool ps__chat_differs_from_sent(const ps_chat *merged, json_object *sent, const ps_stamp *sent_stamp)
 {
     json_object *sent_msgs = NULL;
     json_object_object_foreach(sent, key, val)
@@ -326,17 +338,17 @@ bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent, const p
         } else if (tk >= 0) {
             int64_t ms;
             const ps_time_field *tf = time_field_c(merged, tk);
-            if (ps_time_from_json(val, &ms) && (!tf->value || tf->ms != ms))
+            if (ps__time_from_json(val, &ms) && (!tf->value || tf->ms != ms))
                 return true;
         } else {
-            const ps_field *f = ps_chat_field(merged, key);
+            const ps_field *f = ps__chat_field(merged, key);
             if (!f || !json_object_equal(f->value, val))
                 return true;
         }
     }
     for (size_t i = 0; i < merged->nfields; i++)
         if (!json_object_object_get_ex(sent, merged->fields[i].name, NULL) &&
-            ps_stamp_cmp(&merged->fields[i].stamp, sent_stamp) > 0)
+            ps__stamp_cmp(&merged->fields[i].stamp, sent_stamp) > 0)
             return true;
     return messages_differ(merged, sent_msgs, sent_stamp);
 }
@@ -348,33 +360,32 @@ bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent, const p
 static json_object *stamp_json(const ps_stamp *s)
 {
     json_object *arr = json_object_new_array_ext(4);
-    if (!arr)
-        return NULL;
-    json_object_array_add(arr, json_object_new_int64(s->ts));
-    json_object_array_add(arr, json_object_new_int64(s->lamport));
-    json_object_array_add(arr, json_object_new_string(s->device ? s->device : ""));
+    ps_code rc = PS_OK;
+    ps__json_push(&rc, arr, json_object_new_int64(s->ts));
+    ps__json_push(&rc, arr, json_object_new_int64(s->lamport));
+    ps__json_push(&rc, arr, json_object_new_string(s->device ? s->device : ""));
     if (s->timed)
-        json_object_array_add(arr, json_object_new_int(1));
-    return arr;
+        ps__json_push(&rc, arr, json_object_new_int(1));
+    return built(arr, rc);
 }
 
 /* Appends [seq, origin] to `arr` when the part has been stored. */
-static void add_mark(json_object *arr, const ps_mark *m)
+static void add_mark(ps_code *rc, json_object *arr, const ps_mark *m)
 {
     if (!m->seq)
         return;
-    json_object_array_add(arr, json_object_new_int64(m->seq));
-    json_object_array_add(arr, json_object_new_string(m->origin ? m->origin : ""));
+    ps__json_push(rc, arr, json_object_new_int64(m->seq));
+    ps__json_push(rc, arr, json_object_new_string(m->origin ? m->origin : ""));
 }
 
 static json_object *state_json(const ps_chat *chat, bool with_messages);
 
-json_object *ps_chat_state_to_json(const ps_chat *chat)
+json_object *ps__chat_state_to_json(const ps_chat *chat)
 {
     return state_json(chat, true);
 }
 
-json_object *ps_chat_header_to_json(const ps_chat *chat)
+json_object *ps__chat_header_to_json(const ps_chat *chat)
 {
     return state_json(chat, false);
 }
@@ -390,61 +401,64 @@ static json_object *state_json(const ps_chat *chat, bool with_messages)
         json_object_put(msgs);
         return NULL;
     }
-    json_object_object_add(st, "id", json_object_new_string(chat->id));
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, st, "id", json_object_new_string(chat->id));
     for (size_t i = 0; i < chat->nfields; i++) {
         json_object *pair = json_object_new_array_ext(4);
-        json_object_array_add(pair, json_object_get(chat->fields[i].value));
-        json_object_array_add(pair, stamp_json(&chat->fields[i].stamp));
-        add_mark(pair, &chat->fields[i].mark);
-        json_object_object_add(fields, chat->fields[i].name, pair);
+        if (rc == PS_OK && pair && json_object_array_add(pair, json_object_get(chat->fields[i].value)))
+            rc = PS_ERR_NOMEM; /* a null value is a JSON null here, not a failure */
+        ps__json_push(&rc, pair, stamp_json(&chat->fields[i].stamp));
+        add_mark(&rc, pair, &chat->fields[i].mark);
+        ps__json_set(&rc, fields, chat->fields[i].name, pair);
     }
-    json_object_object_add(st, "f", fields);
+    ps__json_set(&rc, st, "f", fields);
     for (size_t i = 0; with_messages && i < chat->nmessages; i++) {
         const ps_message *m = &chat->messages[i];
         json_object *row = json_object_new_array_ext(4);
-        json_object_array_add(row, json_object_new_string(m->id));
-        json_object_array_add(row, json_object_get(m->value));
-        json_object_array_add(row, stamp_json(&m->stamp));
-        json_object_array_add(row, json_object_new_int64(m->order_ts));
-        add_mark(row, &m->mark);
-        json_object_array_add(msgs, row);
+        ps__json_push(&rc, row, json_object_new_string(m->id));
+        if (rc == PS_OK && row && json_object_array_add(row, json_object_get(m->value)))
+            rc = PS_ERR_NOMEM; /* a tombstone's value is null, on purpose */
+        ps__json_push(&rc, row, stamp_json(&m->stamp));
+        ps__json_push(&rc, row, json_object_new_int64(m->order_ts));
+        add_mark(&rc, row, &m->mark);
+        ps__json_push(&rc, msgs, row);
     }
     if (with_messages)
-        json_object_object_add(st, "m", msgs);
+        ps__json_set(&rc, st, "m", msgs);
     else
         json_object_put(msgs);
     if (chat->revived_seq)
-        json_object_object_add(st, "R", json_object_new_int64(chat->revived_seq));
+        ps__json_set(&rc, st, "R", json_object_new_int64(chat->revived_seq));
     /* the receive counter is the store's (its message rows are numbered
      * by it), not part of the merged state */
     if (!with_messages && chat->next_received)
-        json_object_object_add(st, "n", json_object_new_int64(chat->next_received));
+        ps__json_set(&rc, st, "n", json_object_new_int64(chat->next_received));
     if (chat->header.seq) {
         json_object *h = json_object_new_array_ext(2);
-        add_mark(h, &chat->header);
-        json_object_object_add(st, "h", h);
+        add_mark(&rc, h, &chat->header);
+        ps__json_set(&rc, st, "h", h);
     }
     static const char *const keys[3] = {"c", "u", "l"};
     for (int k = 0; k < 3; k++) {
         const ps_time_field *tf = time_field_c(chat, k);
         if (tf->value) {
             json_object *pair = json_object_new_array_ext(4);
-            json_object_array_add(pair, json_object_get(tf->value));
-            json_object_array_add(pair, json_object_new_int64(tf->ms));
-            add_mark(pair, &tf->mark);
-            json_object_object_add(st, keys[k], pair);
+            ps__json_push(&rc, pair, json_object_get(tf->value));
+            ps__json_push(&rc, pair, json_object_new_int64(tf->ms));
+            add_mark(&rc, pair, &tf->mark);
+            ps__json_set(&rc, st, keys[k], pair);
         }
     }
     if (chat->has_touched)
-        json_object_object_add(st, "t", stamp_json(&chat->touched));
+        ps__json_set(&rc, st, "t", stamp_json(&chat->touched));
     if (chat->has_tombstone) {
-        json_object_object_add(st, "d", stamp_json(&chat->tombstone));
-        json_object_object_add(
-            st, "D", lamport_json(chat->deleted_lamport.counter, chat->deleted_lamport.id));
+        ps__json_set(&rc, st, "d", stamp_json(&chat->tombstone));
+        ps__json_set(&rc, st, "D",
+                     lamport_json(chat->deleted_lamport.counter, chat->deleted_lamport.id));
     }
     if (chat->lamport.counter)
-        json_object_object_add(st, "L", lamport_json(chat->lamport.counter, chat->lamport.id));
-    return st;
+        ps__json_set(&rc, st, "L", lamport_json(chat->lamport.counter, chat->lamport.id));
+    return built(st, rc);
 }
 
 static bool stamp_from_json(json_object *v, ps_stamp *out)
@@ -484,7 +498,7 @@ static bool lamport_pair(json_object *v)
            json_object_is_type(json_object_array_get_idx(v, 1), json_type_string);
 }
 
-ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
+ps_code ps__chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
 {
     *out = NULL;
     json_object *v, *fields, *msgs = NULL;
@@ -493,7 +507,7 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
         !json_object_is_type(fields, json_type_object) ||
         (json_object_object_get_ex(st, "m", &msgs) && !json_object_is_type(msgs, json_type_array)))
         return ps_error_set(err, PS_ERR_STORE, -1, "", "corrupt chat state");
-    ps_chat *chat = ps_chat_new(json_object_get_string(v));
+    ps_chat *chat = ps__chat_new(json_object_get_string(v));
     if (!chat)
         return PS_ERR_NOMEM;
     ps_code rc = PS_OK;
@@ -508,10 +522,10 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
             rc = PS_ERR_STORE;
             break;
         }
-        rc = ps_chat_put_field(chat, name, json_object_get(json_object_array_get_idx(pair, 0)),
+        rc = ps__chat_put_field(chat, name, json_object_get(json_object_array_get_idx(pair, 0)),
                                &stamp, &changed);
         if (rc == PS_OK && len == 4)
-            rc = mark_from_json(pair, 2, &((ps_field *)ps_chat_field(chat, name))->mark);
+            rc = mark_from_json(pair, 2, &((ps_field *)ps__chat_field(chat, name))->mark);
         if (rc != PS_OK)
             break;
     }
@@ -526,7 +540,7 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
             break;
         }
         json_object *val = json_object_array_get_idx(row, 1);
-        rc = ps_chat_append_message(
+        rc = ps__chat_append_message(
             chat, json_object_get_string(json_object_array_get_idx(row, 0)),
             json_object_is_type(val, json_type_null) ? NULL : json_object_get(val), &stamp,
             json_object_get_int64(json_object_array_get_idx(row, 3)));
@@ -559,20 +573,20 @@ ps_code ps_chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
         if (!stamp_from_json(v, &chat->tombstone))
             rc = PS_ERR_STORE;
         if (rc == PS_OK && json_object_object_get_ex(st, "D", &v) && lamport_pair(v))
-            rc = ps_lamport_set(&chat->deleted_lamport,
+            rc = ps__lamport_set(&chat->deleted_lamport,
                                 json_object_get_int64(json_object_array_get_idx(v, 0)),
                                 json_object_get_string(json_object_array_get_idx(v, 1)));
     }
     if (rc == PS_OK && json_object_object_get_ex(st, "L", &v) && lamport_pair(v))
-        rc = ps_lamport_set(&chat->lamport, json_object_get_int64(json_object_array_get_idx(v, 0)),
+        rc = ps__lamport_set(&chat->lamport, json_object_get_int64(json_object_array_get_idx(v, 0)),
                             json_object_get_string(json_object_array_get_idx(v, 1)));
-    ps_stamp_clear(&stamp);
+    ps__stamp_clear(&stamp);
     if (rc != PS_OK) {
-        ps_chat_free(chat);
+        ps__chat_free(chat);
         return ps_error_set(err, rc, -1, "", "corrupt chat state");
     }
-    ps_chat_normalize(chat);
-    ps_chat_clear_dirty(chat);
+    ps__chat_normalize(chat);
+    ps__chat_clear_dirty(chat);
     *out = chat;
     return PS_OK;
 }

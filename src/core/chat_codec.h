@@ -23,24 +23,24 @@ typedef struct ps_ingest {
  * dropped here, so they never reach the store; a message {id, deleted: true}
  * is a tombstone write. *out is the caller's.
  */
-ps_code ps_chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out);
+ps_code ps__chat_from_legacy(json_object *legacy, const ps_ingest *in, ps_chat **out);
 
 /*
  * Turns one validated v2 change (docs/protocol.md) into registers, every
  * write stamped (at clamped, else now; clock; the request's device). A
  * change is a write to the chat's existence too, unless it is deleteChat.
  */
-ps_code ps_chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out);
+ps_code ps__chat_from_change(json_object *change, const ps_ingest *in, ps_chat **out);
 
-/* The stamp ps_chat_from_legacy gives `legacy`; the caller clears it. */
-ps_code ps_legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out);
+/* The stamp ps__chat_from_legacy gives `legacy`; the caller clears it. */
+ps_code ps__legacy_stamp(json_object *legacy, const ps_ingest *in, ps_stamp *out);
 
 /*
  * The chat as clients see it: its fields, live messages ordered by timestamp
  * then first received, the time fields, and updatedAtLamport. A new object
  * for the caller.
  */
-json_object *ps_chat_to_legacy(const ps_chat *chat);
+json_object *ps__chat_to_legacy(const ps_chat *chat);
 
 /*
  * Whether a client that sent `sent` (stamped `sent_stamp`) lacks something of
@@ -48,7 +48,7 @@ json_object *ps_chat_to_legacy(const ps_chat *chat);
  * could not have seen (newer than its copy). Fields it left out on purpose
  * (createdAt, model, ...) do not count.
  */
-bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent,
+bool ps__chat_differs_from_sent(const ps_chat *merged, json_object *sent,
                                const ps_stamp *sent_stamp);
 
 /*
@@ -56,8 +56,8 @@ bool ps_chat_differs_from_sent(const ps_chat *merged, json_object *sent,
  * The header form leaves the messages out (the store keeps them in rows);
  * from_json reads either form. A chat read back is clean (not dirty).
  */
-json_object *ps_chat_state_to_json(const ps_chat *chat);
-json_object *ps_chat_header_to_json(const ps_chat *chat);
-ps_code ps_chat_state_from_json(json_object *state, ps_chat **out, ps_error *err);
+json_object *ps__chat_state_to_json(const ps_chat *chat);
+json_object *ps__chat_header_to_json(const ps_chat *chat);
+ps_code ps__chat_state_from_json(json_object *state, ps_chat **out, ps_error *err);
 
 #endif

@@ -19,7 +19,7 @@ enum { NEXT_FIRST, NEXT_VALUE, NEXT_SEPARATOR }; /* after '[', after ',', after 
 enum { KIND_CONTAINER, KIND_STRING, KIND_SCALAR };
 enum { KEY_NONE, KEY_STRING, KEY_COLON }; /* the last tokens at depth 1 */
 
-void ps_chat_splitter_init(ps_chat_splitter *s, const ps_chat_splitter_sink *sink)
+void ps__chat_splitter_init(ps_chat_splitter *s, const ps_chat_splitter_sink *sink)
 {
     memset(s, 0, sizeof *s);
     s->sink = *sink;
@@ -155,7 +155,7 @@ static bool key_is_chats(const ps_chat_splitter *s)
     quoted[s->key_len + 1] = '"';
     json_object *key = NULL;
     ps_error err;
-    if (ps_json_parse_trusted(quoted, s->key_len + 2, &key, &err) != PS_OK)
+    if (ps__json_parse_trusted(quoted, s->key_len + 2, &key, &err) != PS_OK)
         return false; /* not a valid string: the envelope's parse says so */
     bool chats = json_object_is_type(key, json_type_string) &&
                  json_object_get_string_len(key) == 5 &&
@@ -226,7 +226,7 @@ static bool outside_byte(ps_chat_splitter *s, unsigned char c)
     return false;
 }
 
-ps_code ps_chat_splitter_feed(ps_chat_splitter *s, const char *text, size_t n, ps_error *err)
+ps_code ps__chat_splitter_feed(ps_chat_splitter *s, const char *text, size_t n, ps_error *err)
 {
     if (s->failed)
         return s->failed_rc;
@@ -345,7 +345,7 @@ ps_code ps_chat_splitter_feed(ps_chat_splitter *s, const char *text, size_t n, p
     return PS_OK;
 }
 
-ps_code ps_chat_splitter_finish(ps_chat_splitter *s, ps_error *err)
+ps_code ps__chat_splitter_finish(ps_chat_splitter *s, ps_error *err)
 {
     if (s->failed)
         return s->failed_rc;

@@ -13,7 +13,7 @@
  * only what nobody else will see: the separators between elements (one
  * comma between two values, none trailing, `]` closing the array). Each
  * chat is left to the pre-check and json-c (its bytes are exactly one value
- * when they are JSON at all), and the envelope to ps_json_parse, so the
+ * when they are JSON at all), and the envelope to ps__json_parse, so the
  * result accepts exactly the bodies a whole parse accepts. The key is
  * matched as json-c reads it ("ch\u0061ts" is "chats"); when a body has
  * several "chats" keys json-c keeps the last, so `chats_start` tells the
@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 /* Where the bytes go. Each callback returns PS_OK to go on; any other code
- * stops the splitter and is returned by ps_chat_splitter_feed. */
+ * stops the splitter and is returned by ps__chat_splitter_feed. */
 typedef struct ps_chat_splitter_sink {
     void *cls;
     ps_code (*envelope)(void *cls, const char *p, size_t n);
@@ -44,7 +44,7 @@ typedef struct ps_chat_splitter_sink {
 
 #define PS_SPLITTER_KEY_MAX 64 /* longer keys cannot spell "chats" */
 
-/* Plain data, no allocation: zero it and set the sink (ps_chat_splitter_init). */
+/* Plain data, no allocation: zero it and set the sink (ps__chat_splitter_init). */
 typedef struct ps_chat_splitter {
     ps_chat_splitter_sink sink;
     uint64_t pos; /* bytes taken so far */
@@ -64,14 +64,14 @@ typedef struct ps_chat_splitter {
     ps_code failed_rc;
 } ps_chat_splitter;
 
-void ps_chat_splitter_init(ps_chat_splitter *s, const ps_chat_splitter_sink *sink);
+void ps__chat_splitter_init(ps_chat_splitter *s, const ps_chat_splitter_sink *sink);
 
 /* Takes the next `n` bytes. PS_ERR_MALFORMED (with the byte offset) when
  * the separators of "chats" are wrong; a sink's code when it stops. After
  * a failure nothing more is taken (the same code again). */
-ps_code ps_chat_splitter_feed(ps_chat_splitter *s, const char *p, size_t n, ps_error *err);
+ps_code ps__chat_splitter_feed(ps_chat_splitter *s, const char *p, size_t n, ps_error *err);
 
 /* The body is over: PS_ERR_MALFORMED if it ended inside "chats". */
-ps_code ps_chat_splitter_finish(ps_chat_splitter *s, ps_error *err);
+ps_code ps__chat_splitter_finish(ps_chat_splitter *s, ps_error *err);
 
 #endif

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-void ps_dynbuf_init(ps_dynbuf *b, size_t limit)
+void ps__dynbuf_init(ps_dynbuf *b, size_t limit)
 {
     b->data = NULL;
     b->len = 0;
@@ -63,12 +63,12 @@ static ps_code reserve(ps_dynbuf *b, size_t extra)
     return PS_OK;
 }
 
-ps_code ps_dynbuf_reserve(ps_dynbuf *b, size_t n)
+ps_code ps__dynbuf_reserve(ps_dynbuf *b, size_t n)
 {
     return reserve(b, n);
 }
 
-void ps_dynbuf_adopt(ps_dynbuf *b, char *data, size_t cap)
+void ps__dynbuf_adopt(ps_dynbuf *b, char *data, size_t cap)
 {
     free(b->data);
     b->data = data;
@@ -77,7 +77,7 @@ void ps_dynbuf_adopt(ps_dynbuf *b, char *data, size_t cap)
     data[0] = '\0';
 }
 
-ps_code ps_dynbuf_add(ps_dynbuf *b, const void *p, size_t n)
+ps_code ps__dynbuf_add(ps_dynbuf *b, const void *p, size_t n)
 {
     ps_code rc = reserve(b, n);
     if (rc != PS_OK)
@@ -89,12 +89,12 @@ ps_code ps_dynbuf_add(ps_dynbuf *b, const void *p, size_t n)
     return PS_OK;
 }
 
-ps_code ps_dynbuf_adds(ps_dynbuf *b, const char *s)
+ps_code ps__dynbuf_adds(ps_dynbuf *b, const char *s)
 {
-    return ps_dynbuf_add(b, s, strlen(s));
+    return ps__dynbuf_add(b, s, strlen(s));
 }
 
-ps_code ps_dynbuf_addf(ps_dynbuf *b, const char *fmt, ...)
+ps_code ps__dynbuf_addf(ps_dynbuf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -112,20 +112,20 @@ ps_code ps_dynbuf_addf(ps_dynbuf *b, const char *fmt, ...)
     return PS_OK;
 }
 
-ps_code ps_dynbuf_add_json_string(ps_dynbuf *b, const char *s)
+ps_code ps__dynbuf_add_json_string(ps_dynbuf *b, const char *s)
 {
     /* json-c does the escaping so the rules live in one library. */
     json_object *str = json_object_new_string(s);
     if (!str)
         return PS_ERR_NOMEM;
-    ps_code rc =
-        ps_dynbuf_adds(b, json_object_to_json_string_ext(str, JSON_C_TO_STRING_PLAIN |
-                                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
+    const char *text = json_object_to_json_string_ext(str, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
+    ps_code rc = text ? ps__dynbuf_adds(b, text) : PS_ERR_NOMEM; /* NULL: out of memory */
     json_object_put(str);
     return rc;
 }
 
-char *ps_dynbuf_take(ps_dynbuf *b, size_t *len)
+char *ps__dynbuf_take(ps_dynbuf *b, size_t *len)
 {
     char *p = b->data;
     if (len)
@@ -135,14 +135,14 @@ char *ps_dynbuf_take(ps_dynbuf *b, size_t *len)
     return p;
 }
 
-void ps_dynbuf_reset(ps_dynbuf *b)
+void ps__dynbuf_reset(ps_dynbuf *b)
 {
     b->len = 0;
     if (b->data)
         b->data[0] = '\0';
 }
 
-void ps_dynbuf_free(ps_dynbuf *b)
+void ps__dynbuf_free(ps_dynbuf *b)
 {
     free(b->data);
     b->data = NULL;

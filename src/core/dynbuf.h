@@ -21,22 +21,22 @@ typedef struct ps_dynbuf {
     size_t limit; /* growing past this fails with PS_ERR_TOO_LARGE */
 } ps_dynbuf;
 
-void ps_dynbuf_init(ps_dynbuf *b, size_t limit);
+void ps__dynbuf_init(ps_dynbuf *b, size_t limit);
 /* Makes room for n more bytes at once (a body of known length is then read
  * without the copies of doubling). PS_ERR_TOO_LARGE past the limit. */
-PS_MUST_CHECK ps_code ps_dynbuf_reserve(ps_dynbuf *b, size_t n);
+PS_MUST_CHECK ps_code ps__dynbuf_reserve(ps_dynbuf *b, size_t n);
 /* Makes an empty buffer use `data` (malloc'ed, `cap` bytes, cap >= 1) from
  * now on, freeing what it had. */
-void ps_dynbuf_adopt(ps_dynbuf *b, char *data, size_t cap);
+void ps__dynbuf_adopt(ps_dynbuf *b, char *data, size_t cap);
 /* Appends n bytes. PS_ERR_TOO_LARGE past the limit (buffer unchanged). */
-PS_MUST_CHECK ps_code ps_dynbuf_add(ps_dynbuf *b, const void *p, size_t n);
-PS_MUST_CHECK ps_code ps_dynbuf_adds(ps_dynbuf *b, const char *s);
-PS_MUST_CHECK ps_code ps_dynbuf_addf(ps_dynbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+PS_MUST_CHECK ps_code ps__dynbuf_add(ps_dynbuf *b, const void *p, size_t n);
+PS_MUST_CHECK ps_code ps__dynbuf_adds(ps_dynbuf *b, const char *s);
+PS_MUST_CHECK ps_code ps__dynbuf_addf(ps_dynbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */
-PS_MUST_CHECK ps_code ps_dynbuf_add_json_string(ps_dynbuf *b, const char *s);
+PS_MUST_CHECK ps_code ps__dynbuf_add_json_string(ps_dynbuf *b, const char *s);
 /* Hands the bytes to the caller (free() them) and resets the buffer. */
-char *ps_dynbuf_take(ps_dynbuf *b, size_t *len);
-void ps_dynbuf_reset(ps_dynbuf *b);
-void ps_dynbuf_free(ps_dynbuf *b);
+char *ps__dynbuf_take(ps_dynbuf *b, size_t *len);
+void ps__dynbuf_reset(ps_dynbuf *b);
+void ps__dynbuf_free(ps_dynbuf *b);
 
 #endif

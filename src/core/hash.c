@@ -7,13 +7,13 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-uint64_t ps_hash_bytes(const void *data, size_t len)
+uint64_t ps__hash_bytes(const void *data, size_t len)
 {
     uint64_t h = XXH3_64bits(data, len);
     return h ? h : 1; /* 0 means "no hash" where hashes are stored */
 }
 
-/* ps_hash64, frozen (hash.h): four independent 8-byte lanes (each a
+/* ps__hash64, frozen (hash.h): four independent 8-byte lanes (each a
  * multiply-rotate step, so the CPU runs them side by side instead of
  * waiting on one chain of multiplies), folded together with the tail and a
  * final avalanche (MurmurHash3's fmix64). */
@@ -43,7 +43,7 @@ static uint64_t step(uint64_t h, const unsigned char *p)
     return rotl(h ^ (w * PRIME1), 31) * PRIME2;
 }
 
-uint64_t ps_hash64(const void *data, size_t len)
+uint64_t ps__hash64(const void *data, size_t len)
 {
     const unsigned char *p = data;
     uint64_t seed = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len;

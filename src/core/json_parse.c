@@ -6,12 +6,12 @@
 #include <pthread.h>
 #include <string.h>
 
-ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out, ps_error *err)
+ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object **out, ps_error *err)
 {
     *out = NULL;
     if (len > (size_t)INT32_MAX) /* json-c takes an int length */
         return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "", "JSON text too large");
-    ps_code rc = ps_json_precheck(text, len, max_depth, err);
+    ps_code rc = ps__json_precheck(text, len, max_depth, err);
     if (rc != PS_OK)
         return rc;
     /* +1: json-c counts the scalar inside the deepest container as a level;
@@ -59,21 +59,21 @@ ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object *
     return PS_OK;
 }
 
-const char *ps_json_text(json_object *obj, size_t *len)
+const char *ps__json_text(json_object *obj, size_t *len)
 {
     return json_object_to_json_string_length(
         obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
 }
 
-const char *ps_json_text_kept(json_object *obj, size_t *len)
+const char *ps__json_text_kept(json_object *obj, size_t *len)
 {
     size_t n;
     /* containers only: json-c keeps a parsed number's own text as its
      * userdata already, and only this function sets a container's */
     if (!json_object_is_type(obj, json_type_object) && !json_object_is_type(obj, json_type_array))
-        return ps_json_text(obj, len);
+        return ps__json_text(obj, len);
     if (json_object_get_userdata(obj) == NULL) {
-        const char *text = ps_json_text(obj, &n);
+        const char *text = ps__json_text(obj, &n);
         char *copy = text ? strndup(text, n) : NULL;
         if (!copy) { /* not kept: still the text */
             if (len)
@@ -92,7 +92,7 @@ const char *ps_json_text_kept(json_object *obj, size_t *len)
     return kept;
 }
 
-/* One tokener per thread for ps_json_parse_trusted, reset between parses:
+/* One tokener per thread for ps__json_parse_trusted, reset between parses:
  * creating one allocates and clears its stack and buffer, which loading a
  * long chat (one parse per stored message) paid once per message. Freed
  * when its thread ends. */
@@ -120,7 +120,7 @@ static json_tokener *trusted_tokener_new(void)
     return tok;
 }
 
-ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)
+ps_code ps__json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)
 {
     *out = NULL;
     pthread_once(&tokener_once, tokener_key_make);

@@ -18,18 +18,18 @@
  * must json_object_put(). On failure *out is NULL and `err` says why
  * (PS_ERR_MALFORMED, PS_ERR_UTF8 or PS_ERR_TOO_DEEP).
  */
-ps_code ps_json_parse(const char *text, size_t len, int max_depth, json_object **out,
+ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object **out,
                       ps_error *err);
 
 /*
  * Parses JSON that polysync wrote itself (the store), or a slice of a body
  * that already passed the pre-check: json-c only, strict. Same ownership.
  */
-ps_code ps_json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err);
+ps_code ps__json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err);
 
 /* Compact serialization used for every answer (no slash escaping). The
  * string belongs to `obj` and lives until obj is freed or changed. */
-const char *ps_json_text(json_object *obj, size_t *len);
+const char *ps__json_text(json_object *obj, size_t *len);
 
 /*
  * The same text, worked out once and kept with `obj` (json-c's userdata
@@ -37,8 +37,8 @@ const char *ps_json_text(json_object *obj, size_t *len);
  * chat's rendering), copy it instead of walking obj again. For values that
  * are never changed once built — a message's value, hashed for its
  * device's base, stored as a row and rendered inside its chat. Out of
- * memory, the text is not kept (as ps_json_text). Scalars are not kept.
+ * memory, the text is not kept (as ps__json_text). Scalars are not kept.
  */
-const char *ps_json_text_kept(json_object *obj, size_t *len);
+const char *ps__json_text_kept(json_object *obj, size_t *len);
 
 #endif

@@ -493,28 +493,28 @@ static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, s
     return PS_OK; /* structure (balance, commas, an unterminated string) is json-c's */
 }
 
-ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *err)
+ps_code ps__json_precheck(const char *text, size_t len, int max_depth, ps_error *err)
 {
     return scan(text, len, max_depth, NULL, 0, err);
 }
 
-ps_code ps_json_precheck_at(const char *text, size_t len, int max_depth, size_t base, ps_error *err)
+ps_code ps__json_precheck_at(const char *text, size_t len, int max_depth, size_t base, ps_error *err)
 {
     return scan(text, len, max_depth, NULL, base, err);
 }
 
-ps_code ps_json_precheck_outline(const char *text, size_t len, int max_depth,
+ps_code ps__json_precheck_outline(const char *text, size_t len, int max_depth,
                                  ps_json_outline *outline, ps_error *err)
 {
     memset(outline, 0, sizeof *outline);
     outliner ol = {.o = outline};
     ps_code rc = scan(text, len, max_depth, &ol, 0, err);
     if (rc != PS_OK)
-        ps_json_outline_free(outline);
+        ps__json_outline_free(outline);
     return rc;
 }
 
-void ps_json_outline_free(ps_json_outline *o)
+void ps__json_outline_free(ps_json_outline *o)
 {
     free(o->starts);
     free(o->ends);

@@ -16,10 +16,10 @@
 
 /* PS_OK, PS_ERR_UTF8, PS_ERR_TOO_DEEP (more than max_depth nested objects
  * and arrays) or PS_ERR_MALFORMED, with the byte offset in err. */
-ps_code ps_json_precheck(const char *text, size_t len, int max_depth, ps_error *err);
+ps_code ps__json_precheck(const char *text, size_t len, int max_depth, ps_error *err);
 /* The same for a piece of a body that starts at byte `base` of it (one
  * chat, chat_splitter.h): offsets in errors are the body's. */
-ps_code ps_json_precheck_at(const char *text, size_t len, int max_depth, size_t base,
+ps_code ps__json_precheck_at(const char *text, size_t len, int max_depth, size_t base,
                             ps_error *err);
 
 /*
@@ -36,8 +36,8 @@ typedef struct ps_json_outline {
 } ps_json_outline;
 
 /* The pre-check, also filling *outline (the caller frees it). */
-ps_code ps_json_precheck_outline(const char *text, size_t len, int max_depth,
+ps_code ps__json_precheck_outline(const char *text, size_t len, int max_depth,
                                  ps_json_outline *outline, ps_error *err);
-void ps_json_outline_free(ps_json_outline *outline);
+void ps__json_outline_free(ps_json_outline *outline);
 
 #endif

@@ -14,14 +14,14 @@
  * `into` takes its own references. *changed tells whether `into` changed.
  * On PS_ERR_NOMEM `into` is still a valid chat but may be partly merged.
  */
-ps_code ps_chat_merge(ps_chat *into, const ps_chat *from, bool *changed);
+ps_code ps__chat_merge(ps_chat *into, const ps_chat *from, bool *changed);
 
 /*
  * Records a deletion of the whole chat at `stamp`; the chat stays deleted
  * until some write newer than the newest deletion arrives. `shown` is the
  * Lamport tuple clients receive for it (lamport / deletedAtLamport).
  */
-ps_code ps_chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *shown,
+ps_code ps__chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *shown,
                        bool *changed);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * ps_read_file: a whole file into memory (see read_file.h).
+ * ps__read_file: a whole file into memory (see read_file.h).
  */
 #include "core/read_file.h"
 
@@ -22,7 +22,7 @@ static void give_up(int fd, char *buf)
     errno = e;
 }
 
-ps_code ps_read_file(const char *path, size_t max, ps_read_progress_fn progress, void *ud,
+ps_code ps__read_file(const char *path, size_t max, ps_read_progress_fn progress, void *ud,
                      char **out, size_t *len, ps_error *err)
 {
     const char *name = path ? path : "-";

@@ -24,7 +24,7 @@ typedef void (*ps_read_progress_fn)(void *ud, size_t done, uint64_t size);
  * NULL, errno says why, and the code is PS_ERR_IO (cannot open or read),
  * PS_ERR_TOO_LARGE (more than `max` bytes; errno EFBIG) or PS_ERR_NOMEM.
  */
-ps_code ps_read_file(const char *path, size_t max, ps_read_progress_fn progress, void *ud,
+ps_code ps__read_file(const char *path, size_t max, ps_read_progress_fn progress, void *ud,
                      char **out, size_t *len, ps_error *err);
 
 #endif

@@ -59,7 +59,7 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
     *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
-bool ps_time_parse_iso(const char *s, int64_t *ms)
+bool ps__time_parse_iso(const char *s, int64_t *ms)
 {
     int year, mon, day, hour = 0, min = 0, sec = 0, frac_ms = 0;
     size_t n = strlen(s);
@@ -120,11 +120,11 @@ bool ps_time_parse_iso(const char *s, int64_t *ms)
     return true;
 }
 
-bool ps_time_from_json(const json_object *v, int64_t *ms)
+bool ps__time_from_json(const json_object *v, int64_t *ms)
 {
     switch (json_object_get_type(v)) {
     case json_type_string:
-        return ps_time_parse_iso(json_object_get_string((json_object *)v), ms);
+        return ps__time_parse_iso(json_object_get_string((json_object *)v), ms);
     case json_type_int:
         *ms = json_object_get_int64(v);
         return true;
@@ -145,7 +145,7 @@ bool ps_time_from_json(const json_object *v, int64_t *ms)
 #define FIRST_MS (-62167219200000LL)
 #define LAST_MS (253402300799999LL)
 
-void ps_time_format_iso(int64_t ms, char out[32])
+void ps__time_format_iso(int64_t ms, char out[32])
 {
     /* Clamped to four-digit years, so the text always parses back. */
     if (ms < FIRST_MS)
@@ -167,14 +167,14 @@ void ps_time_format_iso(int64_t ms, char out[32])
              (unsigned)(rem / 60000 % 60), (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
 }
 
-int64_t ps_time_now_ms(void)
+int64_t ps__time_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t ps_time_monotonic_ms(void)
+int64_t ps__time_monotonic_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

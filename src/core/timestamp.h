@@ -12,14 +12,14 @@
 #include <stdint.h>
 
 /* Parses an ISO 8601 date-time. false if `s` is not one. */
-bool ps_time_parse_iso(const char *s, int64_t *ms);
+bool ps__time_parse_iso(const char *s, int64_t *ms);
 /* Accepts an ISO string or a finite number in a JSON value. */
-bool ps_time_from_json(const json_object *v, int64_t *ms);
+bool ps__time_from_json(const json_object *v, int64_t *ms);
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) into out[32]. */
-void ps_time_format_iso(int64_t ms, char out[32]);
+void ps__time_format_iso(int64_t ms, char out[32]);
 /* The wall clock, milliseconds since the epoch. */
-int64_t ps_time_now_ms(void);
+int64_t ps__time_now_ms(void);
 /* Milliseconds of a clock that never jumps: for intervals, not dates. */
-int64_t ps_time_monotonic_ms(void);
+int64_t ps__time_monotonic_ms(void);
 
 #endif

@@ -9,12 +9,12 @@
 #include <stdio.h>
 #include <string.h>
 
-ps_limits ps_limits_default(void)
+ps_limits ps__limits_default(void)
 {
     return (ps_limits){.max_chats = 50000, .max_id_bytes = 256};
 }
 
-bool ps_valid_id(json_object *v, const ps_limits *lim)
+bool ps__valid_id(json_object *v, const ps_limits *lim)
 {
     if (!json_object_is_type(v, json_type_string))
         return false;
@@ -24,45 +24,45 @@ bool ps_valid_id(json_object *v, const ps_limits *lim)
 
 /* Lamport counters come from JavaScript clients: integers up to 2^53 - 1.
  * The cap also leaves the server clock room to tick without overflow. */
-bool ps_valid_counter(json_object *v)
+bool ps__valid_counter(json_object *v)
 {
     return json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0 &&
            json_object_get_int64(v) <= PS_MAX_COUNTER;
 }
 
-bool ps_valid_lamport(json_object *v, const ps_limits *lim)
+bool ps__valid_lamport(json_object *v, const ps_limits *lim)
 {
     if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 2)
         return false;
     json_object *n = json_object_array_get_idx(v, 0);
     json_object *id = json_object_array_get_idx(v, 1);
-    return ps_valid_counter(n) && ps_valid_id(id, lim);
+    return ps__valid_counter(n) && ps__valid_id(id, lim);
 }
 
 /* The counters a clientClock object may carry: Polyglot's CoherenceClock
  * snapshot {deviceId, localCounter, observedCounter} and the tuple object
  * {lamport, deviceId} its records use. */
-const char *const ps_client_clock_keys[PS_CLIENT_CLOCK_KEYS] = {"lamport", "localCounter",
+const char *const ps__client_clock_keys[PS_CLIENT_CLOCK_KEYS] = {"lamport", "localCounter",
                                                                 "observedCounter"};
 
-bool ps_valid_client_clock(json_object *v, const ps_limits *lim)
+bool ps__valid_client_clock(json_object *v, const ps_limits *lim)
 {
     if (json_object_is_type(v, json_type_int))
-        return ps_valid_counter(v);
+        return ps__valid_counter(v);
     if (json_object_is_type(v, json_type_array))
-        return ps_valid_lamport(v, lim);
+        return ps__valid_lamport(v, lim);
     if (!json_object_is_type(v, json_type_object))
         return false;
     /* The clock is observed, so what it says must be a counter: at least one,
      * each one valid; a deviceId, when present, an id. Other keys are ignored. */
     json_object *c;
-    if (json_object_object_get_ex(v, "deviceId", &c) && !ps_valid_id(c, lim))
+    if (json_object_object_get_ex(v, "deviceId", &c) && !ps__valid_id(c, lim))
         return false;
     size_t counters = 0;
     for (size_t k = 0; k < PS_CLIENT_CLOCK_KEYS; k++) {
-        if (!json_object_object_get_ex(v, ps_client_clock_keys[k], &c))
+        if (!json_object_object_get_ex(v, ps__client_clock_keys[k], &c))
             continue;
-        if (!ps_valid_counter(c))
+        if (!ps__valid_counter(c))
             return false;
         counters++;
     }
@@ -72,7 +72,7 @@ bool ps_valid_client_clock(json_object *v, const ps_limits *lim)
 static bool valid_time(json_object *v)
 {
     int64_t ms;
-    return v == NULL || ps_time_from_json(v, &ms);
+    return v == NULL || ps__time_from_json(v, &ms);
 }
 
 static bool string_or_null(json_object *v)
@@ -109,7 +109,7 @@ static ps_code validate_message(json_object *msg, const where *w, size_t mi, con
     } while (0)
     if (!json_object_is_type(msg, json_type_object))
         MSG_FAIL("", "must be an object");
-    if (!json_object_object_get_ex(msg, "id", &v) || !ps_valid_id(v, lim))
+    if (!json_object_object_get_ex(msg, "id", &v) || !ps__valid_id(v, lim))
         MSG_FAIL(".id", "must be a string of 1 to 256 bytes");
     /* {id, deleted: true} is a message tombstone: nothing else needed. */
     if (json_object_object_get_ex(msg, "deleted", &v) &&
@@ -170,7 +170,7 @@ static ps_code validate_messages(json_object *list, const where *w, const ps_lim
     return PS_OK;
 }
 
-ps_code ps_validate_chat(json_object *chat, long ci, const ps_limits *lim, ps_error *err)
+ps_code ps__validate_chat(json_object *chat, long ci, const ps_limits *lim, ps_error *err)
 {
     char path[32];
     snprintf(path, sizeof path, "chats[%ld]", ci);
@@ -178,12 +178,12 @@ ps_code ps_validate_chat(json_object *chat, long ci, const ps_limits *lim, ps_er
     if (!json_object_is_type(chat, json_type_object))
         return ps_error_set(err, PS_ERR_INVALID, ci, "", "chats[%ld] must be an object", ci);
     json_object *v;
-    if (!json_object_object_get_ex(chat, "id", &v) || !ps_valid_id(v, lim))
+    if (!json_object_object_get_ex(chat, "id", &v) || !ps__valid_id(v, lim))
         return fail(err, &w, "id", "must be a string of 1 to 256 bytes");
     ps_code rc = validate_known_fields(chat, &w, "", err);
     if (rc != PS_OK)
         return rc;
-    if (json_object_object_get_ex(chat, "updatedAtLamport", &v) && v && !ps_valid_lamport(v, lim))
+    if (json_object_object_get_ex(chat, "updatedAtLamport", &v) && v && !ps__valid_lamport(v, lim))
         return fail(err, &w, "updatedAtLamport",
                     "must be [counter, deviceId] with a counter from 0 to 2^53 - 1");
     if (json_object_object_get_ex(chat, "messages", &v))
@@ -216,9 +216,9 @@ static bool deletion_with(json_object *item, const ps_limits *lim, const char *c
 {
     json_object *v;
     if (!json_object_is_type(item, json_type_object) ||
-        !json_object_object_get_ex(item, "id", &v) || !ps_valid_id(v, lim))
+        !json_object_object_get_ex(item, "id", &v) || !ps__valid_id(v, lim))
         return false;
-    if (json_object_object_get_ex(item, clock_key, &v) && v && !ps_valid_lamport(v, lim))
+    if (json_object_object_get_ex(item, clock_key, &v) && v && !ps__valid_lamport(v, lim))
         return false;
     if (json_object_object_get_ex(item, "deletedAt", &v) && !valid_time(v))
         return false;
@@ -235,7 +235,7 @@ static bool valid_deletion_record(json_object *item, const ps_limits *lim)
     return deletion_with(item, lim, "deletedAtLamport");
 }
 
-ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_error *err)
+ps_code ps__validate_sync_request(json_object *root, const ps_limits *lim, ps_error *err)
 {
     if (!json_object_is_type(root, json_type_object))
         return ps_error_set(err, PS_ERR_INVALID, -1, "", "the body must be a JSON object");
@@ -247,19 +247,19 @@ ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_err
         return ps_error_set(err, PS_ERR_TOO_LARGE, -1, "chats",
                             "%zu chats in one request; the limit is %zu", n, lim->max_chats);
     for (size_t i = 0; i < n; i++) {
-        ps_code rc = ps_validate_chat(json_object_array_get_idx(v, i), (long)i, lim, err);
+        ps_code rc = ps__validate_chat(json_object_array_get_idx(v, i), (long)i, lim, err);
         if (rc != PS_OK)
             return rc;
     }
-    if (json_object_object_get_ex(root, "deviceId", &v) && v && !ps_valid_id(v, lim))
+    if (json_object_object_get_ex(root, "deviceId", &v) && v && !ps__valid_id(v, lim))
         return ps_error_set(err, PS_ERR_INVALID, -1, "deviceId",
                             "deviceId must be a string of 1 to %zu bytes", lim->max_id_bytes);
-    if (json_object_object_get_ex(root, "clientClock", &v) && v && !ps_valid_client_clock(v, lim))
+    if (json_object_object_get_ex(root, "clientClock", &v) && v && !ps__valid_client_clock(v, lim))
         return ps_error_set(err, PS_ERR_INVALID, -1, "clientClock",
                             "clientClock must be a counter from 0 to 2^53 - 1, [counter, "
                             "deviceId], {lamport, deviceId} or {deviceId, localCounter, "
                             "observedCounter}");
-    ps_code rc = validate_list(root, "deleted", ps_valid_id, "a chat id", lim, err);
+    ps_code rc = validate_list(root, "deleted", ps__valid_id, "a chat id", lim, err);
     if (rc == PS_OK)
         rc = validate_list(root, "deletions", valid_deletion, "{id, lamport?: [n, deviceId]}", lim,
                            err);
@@ -269,21 +269,21 @@ ps_code ps_validate_sync_request(json_object *root, const ps_limits *lim, ps_err
     return rc;
 }
 
-ps_code ps_validate_delete_request(json_object *root, bool many, const ps_limits *lim,
+ps_code ps__validate_delete_request(json_object *root, bool many, const ps_limits *lim,
                                    ps_error *err)
 {
     if (!json_object_is_type(root, json_type_object))
         return ps_error_set(err, PS_ERR_INVALID, -1, "", "the body must be a JSON object");
     json_object *v;
     if (!many) {
-        if (!json_object_object_get_ex(root, "chatId", &v) || !ps_valid_id(v, lim))
+        if (!json_object_object_get_ex(root, "chatId", &v) || !ps__valid_id(v, lim))
             return ps_error_set(err, PS_ERR_INVALID, -1, "chatId",
                                 "chatId must be a string of 1 to %zu bytes", lim->max_id_bytes);
         return PS_OK;
     }
     if (!json_object_object_get_ex(root, "chatIds", &v) || !json_object_is_type(v, json_type_array))
         return ps_error_set(err, PS_ERR_INVALID, -1, "chatIds", "chatIds must be an array");
-    return validate_list(root, "chatIds", ps_valid_id, "a chat id", lim, err);
+    return validate_list(root, "chatIds", ps__valid_id, "a chat id", lim, err);
 }
 
 /* One v2 change: {chatId, clock?, at?, fields?, messages?, deleteMessages?,
@@ -297,9 +297,9 @@ static ps_code validate_change(json_object *change, size_t i, const ps_limits *l
     if (!json_object_is_type(change, json_type_object))
         return ps_error_set(err, PS_ERR_INVALID, -1, path, "%s must be an object", path);
     json_object *v;
-    if (!json_object_object_get_ex(change, "chatId", &v) || !ps_valid_id(v, lim))
+    if (!json_object_object_get_ex(change, "chatId", &v) || !ps__valid_id(v, lim))
         return fail(err, &w, "chatId", "must be a string of 1 to 256 bytes");
-    if (json_object_object_get_ex(change, "clock", &v) && !ps_valid_counter(v))
+    if (json_object_object_get_ex(change, "clock", &v) && !ps__valid_counter(v))
         return fail(err, &w, "clock", "must be an integer from 0 to 2^53 - 1");
     if (json_object_object_get_ex(change, "at", &v) && !valid_time(v))
         return fail(err, &w, "at", "must be an ISO 8601 time or epoch milliseconds");
@@ -324,7 +324,7 @@ static ps_code validate_change(json_object *change, size_t i, const ps_limits *l
         if (!json_object_is_type(v, json_type_array))
             return fail(err, &w, "deleteMessages", "must be an array of message ids");
         for (size_t k = 0; k < n; k++) {
-            if (!ps_valid_id(json_object_array_get_idx(v, k), lim)) {
+            if (!ps__valid_id(json_object_array_get_idx(v, k), lim)) {
                 char field[48];
                 snprintf(field, sizeof field, "deleteMessages[%zu]", k);
                 return fail(err, &w, field, "must be a message id (1 to 256 bytes)");
@@ -337,12 +337,12 @@ static ps_code validate_change(json_object *change, size_t i, const ps_limits *l
     return PS_OK;
 }
 
-ps_code ps_validate_v2_request(json_object *root, const ps_limits *lim, ps_error *err)
+ps_code ps__validate_v2_request(json_object *root, const ps_limits *lim, ps_error *err)
 {
     if (!json_object_is_type(root, json_type_object))
         return ps_error_set(err, PS_ERR_INVALID, -1, "", "the body must be a JSON object");
     json_object *v;
-    if (!json_object_object_get_ex(root, "deviceId", &v) || !ps_valid_id(v, lim))
+    if (!json_object_object_get_ex(root, "deviceId", &v) || !ps__valid_id(v, lim))
         return ps_error_set(err, PS_ERR_INVALID, -1, "deviceId",
                             "deviceId is required: a string of 1 to %zu bytes", lim->max_id_bytes);
     if (json_object_object_get_ex(root, "cursor", &v) && v &&

@@ -149,7 +149,7 @@ static ps_code load(ps_access *acc, bool force, snapshot **fresh, int64_t *gener
         if (!s)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         if (rc == PS_OK)
-            rc = st->ops->token_revoked_each(st, ps_time_now_ms(), add_token, s, err);
+            rc = st->ops->token_revoked_each(st, ps__time_now_ms(), add_token, s, err);
         if (rc == PS_OK)
             rc = st->ops->account_each(st, add_account, s, err);
         if (rc == PS_OK && s->oom)

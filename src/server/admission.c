@@ -89,7 +89,7 @@ static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *re
         ps_error_clear(&err);
         const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
         ps_auth_claims claims;
-        if (ps_auth_check_claims(srv->auth, authz, ps_time_now_ms() / 1000, req->user,
+        if (ps_auth_check_claims(srv->auth, authz, ps__time_now_ms() / 1000, req->user,
                                  sizeof req->user, &claims, &err) != PS_OK) {
             char client[PS_CLIENT_ADDR_MAX];
             ps__client_address(conn, client, sizeof client);
@@ -113,7 +113,7 @@ static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *re
     }
     unsigned retry = 0;
     bool too_many = false;
-    ps_code rc = ps_limiter_acquire(srv->limiter, req->user, ps_time_now_ms(), &retry, &too_many);
+    ps_code rc = ps_limiter_acquire(srv->limiter, req->user, ps__time_now_ms(), &retry, &too_many);
     if (rc == PS_OK) {
         req->admitted = true;
         return false;

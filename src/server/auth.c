@@ -32,7 +32,7 @@ struct ps_auth {
 static ps_code read_file(const char *path, unsigned char **out, size_t *len, ps_error *err)
 {
     char *text = NULL;
-    ps_code rc = ps_read_file(path, MAX_KEY_BYTES, NULL, NULL, &text, len, err);
+    ps_code rc = ps__read_file(path, MAX_KEY_BYTES, NULL, NULL, &text, len, err);
     *out = (unsigned char *)text;
     if (rc == PS_ERR_IO)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot read %s: %s", path,

@@ -32,7 +32,7 @@ void ps_config_defaults(ps_config *cfg)
     cfg->max_large_requests = cfg->threads;
     cfg->connection_timeout_s = 30;
     cfg->drain_timeout_s = 30;
-    cfg->limits = ps_limits_default();
+    cfg->limits = ps__limits_default();
     /* No rate limit by default: one user's 16 devices syncing at once is
      * normal load; internet-facing servers set one (docs/security.md). */
     cfg->rate_limit = 0;

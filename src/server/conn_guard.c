@@ -92,7 +92,7 @@ static void *sweep_main(void *arg)
     ps_conn_guard *g = arg;
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
-        int64_t now = ps_time_monotonic_ms();
+        int64_t now = ps__time_monotonic_ms();
         unsigned cut_now = 0;
         for (conn_rec *c = g->conns; c; c = c->next) {
             if (c->head_seen || c->cut ||
@@ -192,7 +192,7 @@ void ps_conn_guard_opened(ps_conn_guard *g, struct MHD_Connection *conn, void **
     const union MHD_ConnectionInfo *addr =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     c->fd = fd ? fd->connect_fd : -1;
-    c->opened_ms = ps_time_monotonic_ms();
+    c->opened_ms = ps__time_monotonic_ms();
     c->head_seen = c->fd < 0 || !g->cfg.head_timeout_s;
     bool loopback = false;
     if (addr && addr->client_addr && g->cfg.per_ip_max) {

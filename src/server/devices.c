@@ -1,6 +1,7 @@
 /* The device registry's v2 side; see devices.h. */
 #include "server/devices.h"
 #include "core/hash.h"
+#include "core/json_build.h"
 #include "core/timestamp.h"
 
 #include <pthread.h>
@@ -67,7 +68,7 @@ ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
         return PS_OK;
     memcpy(keybuf, user, ulen + 1);
     memcpy(keybuf + ulen + 1, device, dlen);
-    uint64_t key = ps_hash_bytes(keybuf, ulen + 1 + dlen) | 1; /* 0: an empty slot */
+    uint64_t key = ps__hash_bytes(keybuf, ulen + 1 + dlen) | 1; /* 0: an empty slot */
     recent *slot = &recent_writes[key % RECENT_SLOTS];
     pthread_mutex_lock(&recent_lock);
     bool known = slot->key == key && now_ms - slot->written_ms < REWRITE_AFTER_MS;
@@ -116,18 +117,21 @@ ps_code ps_devices_note_v2(ps_store *store, const char *user, json_object *req,
 json_object *ps_device_row_json(const ps_device_row *d, int64_t now_ms, int64_t retention_ms)
 {
     char first[32], last[32];
-    ps_time_format_iso(d->first_seen_ms, first);
-    ps_time_format_iso(d->last_seen_ms, last);
+    ps__time_format_iso(d->first_seen_ms, first);
+    ps__time_format_iso(d->last_seen_ms, last);
     json_object *row = json_object_new_object();
-    if (!row)
+    ps_code rc = PS_OK;
+    ps__json_set(&rc, row, "id", json_object_new_string(d->id));
+    ps__json_set(&rc, row, "protocol", json_object_new_string(d->protocol));
+    ps__json_set(&rc, row, "firstSeen", json_object_new_string(first));
+    ps__json_set(&rc, row, "lastSeen", json_object_new_string(last));
+    ps__json_set(&rc, row, "client", json_object_new_string(d->client));
+    ps__json_set(&rc, row, "ackedSeq", json_object_new_int64(d->acked_seq));
+    ps__json_set(&rc, row, "expired",
+                 json_object_new_boolean(now_ms - d->last_seen_ms > retention_ms));
+    if (rc != PS_OK) {
+        json_object_put(row);
         return NULL;
-    json_object_object_add(row, "id", json_object_new_string(d->id));
-    json_object_object_add(row, "protocol", json_object_new_string(d->protocol));
-    json_object_object_add(row, "firstSeen", json_object_new_string(first));
-    json_object_object_add(row, "lastSeen", json_object_new_string(last));
-    json_object_object_add(row, "client", json_object_new_string(d->client));
-    json_object_object_add(row, "ackedSeq", json_object_new_int64(d->acked_seq));
-    json_object_object_add(row, "expired",
-                           json_object_new_boolean(now_ms - d->last_seen_ms > retention_ms));
+    }
     return row;
 }

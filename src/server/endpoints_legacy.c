@@ -26,7 +26,7 @@ ps_sync_ctx ps__sync_ctx(const ps_handler_env *env)
     return (ps_sync_ctx){
         .store = env->store,
         .user = env->user,
-        .now_ms = ps_time_now_ms(),
+        .now_ms = ps__time_now_ms(),
         .max_skew_ms = env->max_skew_ms,
         .max_response_bytes = env->max_response_bytes,
         .quota_bytes = env->quota_bytes,
@@ -53,8 +53,8 @@ static ps_code parse_sync_body(const ps_handler_env *env, json_object **root, ps
         return rc;
     size_t len;
     const char *text = ps_legacy_body_envelope(body, &len);
-    if ((rc = ps_json_parse(text, len, PS_JSON_MAX_DEPTH, root, err)) != PS_OK ||
-        (rc = ps_validate_sync_request(*root, env->limits, err)) != PS_OK)
+    if ((rc = ps__json_parse(text, len, PS_JSON_MAX_DEPTH, root, err)) != PS_OK ||
+        (rc = ps__validate_sync_request(*root, env->limits, err)) != PS_OK)
         return rc;
     ps_legacy_body_chats(body, src);
     return PS_OK;
@@ -84,7 +84,7 @@ static bool is_polyglot_page_load(json_object *root, const ps_chat_source *src)
     const char *text;
     size_t len;
     if (ps_chat_source_bytes(src, 0, &text, &len, &err) != PS_OK ||
-        ps_json_parse_trusted(text, len, &first, &err) != PS_OK)
+        ps__json_parse_trusted(text, len, &first, &err) != PS_OK)
         return false;
     json_object *clock;
     bool app = json_object_is_type(first, json_type_object) &&
@@ -128,9 +128,9 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
     else if (streamed)
         reply->stream = (ps_reply_stream){.next = answer_next, .free = answer_free, .ctx = streamed};
     else if (page_load &&
-             ps_dynbuf_adds(&reply->body, "{\"missing\":[],\"deletions\":[]}") != PS_OK)
+             ps__dynbuf_adds(&reply->body, "{\"missing\":[],\"deletions\":[]}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
-    else if (!answer && !page_load && ps_dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
+    else if (!answer && !page_load && ps__dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
     json_object_put(root);
 }
@@ -164,7 +164,7 @@ static void delete_ids(const ps_handler_env *env, json_object *body, ps_reply *r
     ps_sync_ctx ctx = ps__sync_ctx(env);
     json_object *ids = NULL;
     size_t deleted = 0;
-    if (ps_validate_delete_request(body, many, env->limits, &err) != PS_OK)
+    if (ps__validate_delete_request(body, many, env->limits, &err) != PS_OK)
         goto fail;
     if (many) {
         ids = json_object_get(json_object_object_get(body, "chatIds"));
@@ -179,8 +179,8 @@ static void delete_ids(const ps_handler_env *env, json_object *body, ps_reply *r
     if (ps_legacy_delete(&ctx, ids, &deleted, &err) != PS_OK)
         goto fail;
     json_object_put(ids);
-    ps_code added = many ? ps_dynbuf_addf(&reply->body, "{\"ok\":true,\"deletedCount\":%zu}", deleted)
-                         : ps_dynbuf_addf(&reply->body, "{\"ok\":true,\"deleted\":%s}",
+    ps_code added = many ? ps__dynbuf_addf(&reply->body, "{\"ok\":true,\"deletedCount\":%zu}", deleted)
+                         : ps__dynbuf_addf(&reply->body, "{\"ok\":true,\"deleted\":%s}",
                                           deleted ? "true" : "false");
     if (added != PS_OK) {
         /* deleted, but no memory to say so: the client retries, and
@@ -208,7 +208,7 @@ void ps_handle_delete_chats(const ps_handler_env *env, json_object *body, ps_rep
  * /health): it then leaves out the workarounds for servers that do not. */
 static ps_code add_capabilities(const ps_handler_env *env, ps_dynbuf *out)
 {
-    return ps_dynbuf_addf(out,
+    return ps__dynbuf_addf(out,
                           ",\"capabilities\":[\"lostWritesResent\",\"firstPullNamedDeletions\"],"
                           "\"maxChanges\":%zu}",
                           env->limits->max_chats);
@@ -237,9 +237,9 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
         ps_reply_error(reply, 503, "store_unavailable", "the store cannot be read");
         return;
     }
-    int64_t now = ps_time_now_ms();
+    int64_t now = ps__time_now_ms();
     if (env->auth) { /* with users, counts and times would tell about them */
-        if (ps_dynbuf_addf(&reply->body,
+        if (ps__dynbuf_addf(&reply->body,
                            "{\"status\":\"healthy\",\"uptime\":%.3f,\"version\":\"%s\","
                            "\"store\":\"%s\"",
                            (double)(now - env->started_ms) / 1000.0, PS_VERSION,
@@ -251,10 +251,10 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     char last[40] = "null";
     if (stats.last_sync_ms) {
         char iso[32];
-        ps_time_format_iso(stats.last_sync_ms, iso);
+        ps__time_format_iso(stats.last_sync_ms, iso);
         snprintf(last, sizeof last, "\"%s\"", iso);
     }
-    if (ps_dynbuf_addf(&reply->body,
+    if (ps__dynbuf_addf(&reply->body,
                        "{\"status\":\"healthy\",\"chatsCount\":%lld,\"lastSync\":%s,"
                        "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"",
                        (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,

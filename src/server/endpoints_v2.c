@@ -24,7 +24,7 @@ void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *r
     ps_sync_ctx ctx = ps__sync_ctx(env);
     ps_v2_pull *pull = NULL;
     int64_t acked_seq = -1;
-    if (ps_validate_v2_request(body, env->limits, &err) != PS_OK ||
+    if (ps__validate_v2_request(body, env->limits, &err) != PS_OK ||
         ps_devices_v2_ack(body, &acked_seq, &err) != PS_OK ||
         ps_v2_sync(&ctx, body, &pull, &err) != PS_OK) {
         ps_reply_from_error(reply, &err);

@@ -43,7 +43,7 @@ ps_code ps_inflater_feed_to(ps_inflater *in, const void *data, size_t len, ps_in
 
 static ps_code add_to_dynbuf(void *cls, const char *p, size_t n)
 {
-    return ps_dynbuf_add(cls, p, n);
+    return ps__dynbuf_add(cls, p, n);
 }
 
 ps_code ps_inflater_feed(ps_inflater *in, const void *data, size_t len, ps_dynbuf *out)
@@ -86,7 +86,7 @@ ps_code ps_deflater_feed(ps_deflater *d, const void *data, size_t len, bool last
         z = deflate(&d->zs, flush);
         if (z == Z_STREAM_ERROR)
             return PS_ERR_NOMEM;
-        ps_code rc = ps_dynbuf_add(out, buf, sizeof buf - d->zs.avail_out);
+        ps_code rc = ps__dynbuf_add(out, buf, sizeof buf - d->zs.avail_out);
         if (rc != PS_OK)
             return rc;
     } while (d->zs.avail_out == 0 || (last && z != Z_STREAM_END));

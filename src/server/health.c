@@ -33,7 +33,7 @@ static void probe(ps_health *h, size_t deep_max_bytes)
     }
     h->ok = ok;
     snprintf(h->reason, sizeof h->reason, "%s", ok ? "" : err.message);
-    h->probed_ms = ps_time_monotonic_ms();
+    h->probed_ms = ps__time_monotonic_ms();
 }
 
 ps_health *ps_health_new(ps_store *store, unsigned interval_ms, size_t deep_max_bytes)
@@ -60,7 +60,7 @@ void ps_health_free(ps_health *h)
 bool ps_health_ok(ps_health *h, char *reason, size_t reason_size)
 {
     pthread_mutex_lock(&h->lock);
-    if (ps_time_monotonic_ms() - h->probed_ms >= h->interval_ms)
+    if (ps__time_monotonic_ms() - h->probed_ms >= h->interval_ms)
         probe(h, 0);
     bool ok = h->ok;
     snprintf(reason, reason_size, "%s", h->reason);

@@ -27,7 +27,7 @@ struct ps_housekeeping {
 /* Forgets tombstones past the retention, logging and counting what went. */
 static void purge(ps_housekeeping *hk)
 {
-    int64_t now = ps_time_now_ms();
+    int64_t now = ps__time_now_ms();
     ps_error err;
     ps_error_clear(&err);
     int64_t purged = 0;

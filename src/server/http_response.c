@@ -89,9 +89,9 @@ static void stream_free(void *cls)
     stream_state *st = cls;
     if (st->src.free)
         st->src.free(st->src.ctx);
-    ps_dynbuf_free(&st->pending);
-    ps_dynbuf_free(&st->piece);
-    ps_dynbuf_free(&st->out);
+    ps__dynbuf_free(&st->pending);
+    ps__dynbuf_free(&st->piece);
+    ps__dynbuf_free(&st->out);
     if (st->gzip)
         ps_deflater_free(&st->deflater);
     free(st);
@@ -102,7 +102,7 @@ static ps_code stream_refill(stream_state *st)
 {
     bool done = false;
     ps_code rc = PS_OK;
-    ps_dynbuf_reset(&st->out);
+    ps__dynbuf_reset(&st->out);
     st->off = 0;
     ps_dynbuf *piece = &st->piece;
     if (st->pending.len) {
@@ -110,7 +110,7 @@ static ps_code stream_refill(stream_state *st)
     } else {
         ps_error err;
         ps_error_clear(&err);
-        ps_dynbuf_reset(&st->piece);
+        ps__dynbuf_reset(&st->piece);
         rc = st->src.next(st->src.ctx, &st->piece, &done, &err);
         if (rc != PS_OK) {
             /* the status line is gone: all that is left is to cut the body */
@@ -121,8 +121,8 @@ static ps_code stream_refill(stream_state *st)
     if (st->gzip)
         rc = ps_deflater_feed(&st->deflater, piece->data, piece->len, done, &st->out);
     else
-        rc = ps_dynbuf_add(&st->out, piece->data, piece->len);
-    ps_dynbuf_reset(piece);
+        rc = ps__dynbuf_add(&st->out, piece->data, piece->len);
+    ps__dynbuf_reset(piece);
     st->finished = done;
     return rc;
 }
@@ -156,9 +156,9 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply,
     st->src = reply->stream;
     st->sent_bytes = reply->sent_bytes;
     reply->stream = (ps_reply_stream){0};
-    ps_dynbuf_init(&st->pending, STREAM_PIECE_LIMIT);
-    ps_dynbuf_init(&st->piece, STREAM_PIECE_LIMIT);
-    ps_dynbuf_init(&st->out, STREAM_PIECE_LIMIT + 1024);
+    ps__dynbuf_init(&st->pending, STREAM_PIECE_LIMIT);
+    ps__dynbuf_init(&st->piece, STREAM_PIECE_LIMIT);
+    ps__dynbuf_init(&st->out, STREAM_PIECE_LIMIT + 1024);
     bool done = false;
     ps_error err;
     ps_error_clear(&err);
@@ -166,7 +166,7 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply,
     while (rc == PS_OK && !done && st->pending.len <= PS_GZIP_MIN_BYTES)
         rc = st->src.next(st->src.ctx, &st->pending, &done, &err);
     if (rc != PS_OK || done) {
-        if (rc == PS_OK && (rc = ps_dynbuf_add(&reply->body, st->pending.data,
+        if (rc == PS_OK && (rc = ps__dynbuf_add(&reply->body, st->pending.data,
                                                st->pending.len)) != PS_OK)
             ps_error_set(&err, rc, -1, "", "out of memory writing the answer");
         if (rc != PS_OK)
@@ -200,20 +200,20 @@ enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, boo
     if (gzip_ok && reply->body.len > PS_GZIP_MIN_BYTES) {
         ps_deflater d;
         ps_dynbuf packed;
-        ps_dynbuf_init(&packed, reply->body.limit + 1024);
+        ps__dynbuf_init(&packed, reply->body.limit + 1024);
         if (ps_deflater_init(&d) == PS_OK) {
             if (ps_deflater_feed(&d, reply->body.data, reply->body.len, true, &packed) == PS_OK) {
-                ps_dynbuf_free(&reply->body);
+                ps__dynbuf_free(&reply->body);
                 reply->body = packed;
                 gzipped = true;
             }
             ps_deflater_free(&d);
         }
         if (!gzipped) /* could not compress: send it as it is */
-            ps_dynbuf_free(&packed);
+            ps__dynbuf_free(&packed);
     }
     size_t len = 0;
-    char *body = ps_dynbuf_take(&reply->body, &len);
+    char *body = ps__dynbuf_take(&reply->body, &len);
     if (reply->sent_bytes)
         *reply->sent_bytes += len;
     struct MHD_Response *resp =

@@ -94,7 +94,7 @@ static void *worker_main(void *arg)
                 break;
             if (!has_kept(lane)) {
                 pthread_cond_wait(&lane->work_ready, &lane->lock);
-            } else if (ps_time_monotonic_ms() - lane->last_kept_ms >= lane->keep_idle_ms) {
+            } else if (ps__time_monotonic_ms() - lane->last_kept_ms >= lane->keep_idle_ms) {
                 free_kept(lane); /* no large request for a while: give the memory back */
             } else {
                 int64_t due_ms = lane->last_kept_ms + lane->keep_idle_ms;
@@ -148,7 +148,7 @@ void ps_lane_buffer_give(ps_lane *lane, char *data, size_t cap)
             data = NULL;
         }
     }
-    lane->last_kept_ms = ps_time_monotonic_ms();
+    lane->last_kept_ms = ps__time_monotonic_ms();
     pthread_cond_signal(&lane->work_ready); /* an idle worker starts the idle clock */
     pthread_mutex_unlock(&lane->lock);
     free(data); /* every place taken */
@@ -275,7 +275,7 @@ ps_lane_state ps_lane_enter(ps_lane *lane, ps_lane_ticket *t, struct MHD_Connect
     if (lane->free_slots > 0) {
         lane->free_slots--;
         t->state = PS_LANE_ADMITTED;
-        t->admitted_ms = ps_time_now_ms();
+        t->admitted_ms = ps__time_now_ms();
         hold(lane, t);
     } else if (lane->closed) {
         t->state = PS_LANE_TURNED_AWAY; /* nothing would ever resume it */
@@ -300,7 +300,7 @@ void ps_lane_leave(ps_lane *lane, ps_lane_ticket *t)
         ps_lane_ticket *next = next_waiter(lane);
         if (next) { /* the slot passes straight on: no one can jump the queue */
             next->state = PS_LANE_ADMITTED;
-            next->admitted_ms = ps_time_now_ms();
+            next->admitted_ms = ps__time_now_ms();
             hold(lane, next);
             MHD_resume_connection(next->conn);
         } else {

@@ -37,8 +37,8 @@ static ps_code answer_new(const ps_sync_ctx *ctx, bool sync, ps_legacy_answer **
     a->ctx.device = NULL;
     a->ctx.client = NULL;
     a->sync = sync;
-    ps_dynbuf_init(&a->deletions, SIZE_MAX);
-    ps_dynbuf_init(&a->head, SIZE_MAX);
+    ps__dynbuf_init(&a->deletions, SIZE_MAX);
+    ps__dynbuf_init(&a->head, SIZE_MAX);
     return PS_OK;
 }
 
@@ -90,8 +90,8 @@ void ps_legacy_answer_free(ps_legacy_answer *a)
     for (size_t i = 0; i < a->nids; i++)
         free(a->ids[i]);
     free(a->ids);
-    ps_dynbuf_free(&a->deletions);
-    ps_dynbuf_free(&a->head);
+    ps__dynbuf_free(&a->deletions);
+    ps__dynbuf_free(&a->head);
     free(a->after);
     free(a->user);
     free(a);
@@ -141,7 +141,7 @@ static int piece_row(void *vctx, const ps_chat_row *row)
     }
     if (!row->live) /* deleted since it was planned: not sent */
         return 0;
-    p->rc = ps_dynbuf_adds(p->out, a->written++ ? "," : "");
+    p->rc = ps__dynbuf_adds(p->out, a->written++ ? "," : "");
     if (p->rc == PS_OK)
         p->rc = ps__append_doc(&a->ctx, a->user_id, row, p->out, p->err);
     if (p->rc != PS_OK)
@@ -194,19 +194,19 @@ static ps_code chats_piece(ps_legacy_answer *a, ps_dynbuf *out, bool check_user,
 static ps_code opening(ps_legacy_answer *a, ps_dynbuf *out)
 {
     a->state = CHATS;
-    return ps_dynbuf_adds(out, a->sync ? "{\"missing\":[" : "[");
+    return ps__dynbuf_adds(out, a->sync ? "{\"missing\":[" : "[");
 }
 
 static ps_code closing(ps_legacy_answer *a, ps_dynbuf *out)
 {
     a->state = DONE;
     if (!a->sync)
-        return ps_dynbuf_adds(out, "]");
-    ps_code rc = ps_dynbuf_adds(out, "],\"deletions\":[");
+        return ps__dynbuf_adds(out, "]");
+    ps_code rc = ps__dynbuf_adds(out, "],\"deletions\":[");
     if (rc == PS_OK && a->deletions.len)
-        rc = ps_dynbuf_add(out, a->deletions.data, a->deletions.len);
+        rc = ps__dynbuf_add(out, a->deletions.data, a->deletions.len);
     if (rc == PS_OK)
-        rc = ps_dynbuf_addf(out, "],\"serverClock\":%lld}", (long long)a->server_clock);
+        rc = ps__dynbuf_addf(out, "],\"serverClock\":%lld}", (long long)a->server_clock);
     return rc;
 }
 
@@ -234,10 +234,10 @@ bool ps_legacy_answer_take_whole(ps_legacy_answer *a, ps_dynbuf *body)
     if (!a->has_head || a->state != DONE)
         return false;
     size_t limit = body->limit; /* the reply's (gzip sizes its output by it) */
-    ps_dynbuf_free(body);
+    ps__dynbuf_free(body);
     *body = a->head; /* moved, not copied: nothing left to fail */
     body->limit = limit > body->len ? limit : body->len;
-    ps_dynbuf_init(&a->head, SIZE_MAX);
+    ps__dynbuf_init(&a->head, SIZE_MAX);
     a->has_head = false;
     return true;
 }
@@ -249,8 +249,8 @@ ps_code ps_legacy_answer_next(ps_legacy_answer *a, ps_dynbuf *out, bool *done, p
     bool end = false;
     *done = false;
     if (a->has_head) {
-        rc = ps_dynbuf_add(out, a->head.data, a->head.len);
-        ps_dynbuf_free(&a->head);
+        rc = ps__dynbuf_add(out, a->head.data, a->head.len);
+        ps__dynbuf_free(&a->head);
         a->has_head = false;
     } else {
         if (a->state == START)

@@ -38,7 +38,7 @@ static ps_code keep_problem(ps_legacy_body *lb, ps_code rc, const ps_error *err)
 static ps_code on_envelope(void *cls, const char *p, size_t n)
 {
     ps_legacy_body *lb = cls;
-    ps_code rc = ps_dynbuf_add(&lb->envelope, p, n);
+    ps_code rc = ps__dynbuf_add(&lb->envelope, p, n);
     if (rc == PS_OK)
         return PS_OK;
     ps_error err;
@@ -86,7 +86,7 @@ static ps_code on_chat_end(void *cls, uint64_t offset)
     ps_code rc = ps_body_spool_seal(lb->spool, &text, &len, &err);
     /* an element sits two containers deep: the root object and "chats" */
     if (rc == PS_OK)
-        rc = ps_json_precheck_at(text, len, lb->cfg.max_depth - 2, (size_t)offset, &err);
+        rc = ps__json_precheck_at(text, len, lb->cfg.max_depth - 2, (size_t)offset, &err);
     return rc == PS_OK ? PS_OK : keep_problem(lb, rc, &err);
 }
 
@@ -105,7 +105,7 @@ static ps_code on_chats_start(void *cls)
         json_object *chat = NULL;
         rc = ps_body_spool_read(lb->spool, i, &text, &len, &err);
         bool null = len == 4 && memcmp(text, "null", 4) == 0; /* json-c's NULL */
-        if (rc == PS_OK && !null && ps_json_parse_trusted(text, len, &chat, &err) != PS_OK)
+        if (rc == PS_OK && !null && ps__json_parse_trusted(text, len, &chat, &err) != PS_OK)
             rc = ps_error_set(&err, PS_ERR_MALFORMED, -1, "",
                               "malformed JSON in an earlier \"chats\" array");
         json_object_put(chat);
@@ -126,7 +126,7 @@ ps_legacy_body *ps_legacy_body_new(const ps_legacy_body_config *cfg)
         free(lb);
         return NULL;
     }
-    ps_dynbuf_init(&lb->envelope, cfg->envelope_max);
+    ps__dynbuf_init(&lb->envelope, cfg->envelope_max);
     ps_chat_splitter_sink sink = {
         .cls = lb,
         .envelope = on_envelope,
@@ -134,7 +134,7 @@ ps_legacy_body *ps_legacy_body_new(const ps_legacy_body_config *cfg)
         .chat_end = on_chat_end,
         .chats_start = on_chats_start,
     };
-    ps_chat_splitter_init(&lb->splitter, &sink);
+    ps__chat_splitter_init(&lb->splitter, &sink);
     return lb;
 }
 
@@ -143,7 +143,7 @@ void ps_legacy_body_free(ps_legacy_body *lb)
     if (!lb)
         return;
     ps_body_spool_free(lb->spool);
-    ps_dynbuf_free(&lb->envelope);
+    ps__dynbuf_free(&lb->envelope);
     free(lb);
 }
 
@@ -155,7 +155,7 @@ ps_code ps_legacy_body_feed(ps_legacy_body *lb, const char *p, size_t n)
     if (lb->problem != PS_OK)
         return PS_OK; /* only counted from the first problem on */
     ps_error err;
-    ps_code rc = ps_chat_splitter_feed(&lb->splitter, p, n, &err);
+    ps_code rc = ps__chat_splitter_feed(&lb->splitter, p, n, &err);
     if (rc != PS_OK && lb->problem == PS_OK) /* the splitter's own, not a sink's */
         keep_problem(lb, rc, &err);
     return PS_OK;
@@ -165,7 +165,7 @@ ps_code ps_legacy_body_finish(ps_legacy_body *lb, ps_error *err)
 {
     ps_error mine;
     if (lb->problem == PS_OK) {
-        ps_code rc = ps_chat_splitter_finish(&lb->splitter, &mine);
+        ps_code rc = ps__chat_splitter_finish(&lb->splitter, &mine);
         if (rc != PS_OK)
             keep_problem(lb, rc, &mine);
     }

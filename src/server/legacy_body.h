@@ -54,7 +54,7 @@ ps_code ps_legacy_body_feed(ps_legacy_body *lb, const char *p, size_t n);
 ps_code ps_legacy_body_finish(ps_legacy_body *lb, ps_error *err);
 
 /* The envelope (NUL-terminated, owned by lb): the body with the elements of
- * "chats" taken out, to be parsed whole (ps_json_parse). */
+ * "chats" taken out, to be parsed whole (ps__json_parse). */
 const char *ps_legacy_body_envelope(const ps_legacy_body *lb, size_t *len);
 
 /* The chats taken out (none when the body has no "chats" array: then the

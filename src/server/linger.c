@@ -25,9 +25,9 @@ static void drain(const linger_job *job)
 {
     char buf[64 * 1024];
     size_t dropped = 0;
-    int64_t end = ps_time_now_ms() + job->max_ms;
+    int64_t end = ps__time_now_ms() + job->max_ms;
     while (dropped < job->max_bytes) {
-        int64_t left = end - ps_time_now_ms();
+        int64_t left = end - ps__time_now_ms();
         if (left <= 0)
             break;
         struct pollfd pfd = {.fd = job->fd, .events = POLLIN};

@@ -113,7 +113,7 @@ static ps_code emit(ps_dynbuf *out, const char *fmt, ...)
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof line)
         return PS_ERR_TOO_LARGE;
-    return ps_dynbuf_add(out, line, (size_t)n);
+    return ps__dynbuf_add(out, line, (size_t)n);
 }
 
 static ps_code emit_histogram(ps_dynbuf *out, const char *name, const char *labels,

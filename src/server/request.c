@@ -98,10 +98,10 @@ static ps_code size_body(ps_server *srv, request *req)
     size_t cap = 0;
     char *kept = req->lane.conn ? ps_lane_buffer_take(srv->lane, need, &cap) : NULL;
     if (kept) {
-        ps_dynbuf_adopt(&req->body, kept, cap);
+        ps__dynbuf_adopt(&req->body, kept, cap);
         return PS_OK;
     }
-    return ps_dynbuf_reserve(&req->body, (size_t)req->body_length);
+    return ps__dynbuf_reserve(&req->body, (size_t)req->body_length);
 }
 
 /* Done with the body: a large one's buffer goes back to the lane. */
@@ -109,9 +109,9 @@ static void release_body(ps_server *srv, request *req)
 {
     if (req->lane.conn && req->body.cap > PS_LARGE_BODY_BYTES) {
         size_t cap = req->body.cap;
-        ps_lane_buffer_give(srv->lane, ps_dynbuf_take(&req->body, NULL), cap);
+        ps_lane_buffer_give(srv->lane, ps__dynbuf_take(&req->body, NULL), cap);
     }
-    ps_dynbuf_free(&req->body);
+    ps__dynbuf_free(&req->body);
 }
 
 /* The legacy body of the request, made on its first byte (NULL when out of
@@ -178,14 +178,14 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     if (req->route->body == PS_BODY_JSON) {
         ps_error err;
         ps_error_clear(&err);
-        if (ps_json_parse(req->body.data ? req->body.data : "", req->body.len, PS_JSON_MAX_DEPTH,
+        if (ps__json_parse(req->body.data ? req->body.data : "", req->body.len, PS_JSON_MAX_DEPTH,
                           &body, &err) != PS_OK) {
             ps_reply_from_error(reply, &err);
             return;
         }
         release_body(srv, req); /* the parsed tree is all we need now */
     }
-    ps_dynbuf_init(&reply->body, srv->cfg.max_response_bytes);
+    ps__dynbuf_init(&reply->body, srv->cfg.max_response_bytes);
     json_object *device = body ? json_object_object_get(body, "deviceId") : NULL;
     if (device && json_object_is_type(device, json_type_string))
         snprintf(req->device, sizeof req->device, "%s", json_object_get_string(device));
@@ -217,7 +217,7 @@ static void receive_body(ps_server *srv, request *req, const char *data, size_t 
         rc = size_body(srv, req);
     if (rc == PS_OK)
         rc = req->gzip ? ps_inflater_feed(&req->inflater, data, len, &req->body)
-                       : ps_dynbuf_add(&req->body, data, len);
+                       : ps__dynbuf_add(&req->body, data, len);
     if (rc != PS_OK) {
         req->body_error = rc;
         release_body(srv, req);
@@ -297,11 +297,11 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
                                      const char *method, request *req)
 {
     req->srv = srv;
-    req->started_ms = ps_time_now_ms();
+    req->started_ms = ps__time_now_ms();
     req->linger_fd = -1;
     request_start(srv, conn, method, req);
     ps_conn_guard_head_seen(srv->guard, conn);
-    ps_dynbuf_init(&req->body, ps__body_limit(srv, NULL));
+    ps__dynbuf_init(&req->body, ps__body_limit(srv, NULL));
     const char *framing_problem = NULL;
     bool framed = ps_framing_ok(conn, &framing_problem); /* upgrades too */
     if (framed && ps_ws_is_upgrade(conn, method, url))
@@ -420,7 +420,7 @@ static bool watch_upload(ps_server *srv, struct MHD_Connection *conn, request *r
         return false;
     start_upload_watch(srv, conn, req); /* already, unless the lane had stopped */
     req->body_bytes += piece;
-    return ps_lane_upload_too_slow(req->body_bytes, ps_time_now_ms() - req->lane.admitted_ms,
+    return ps_lane_upload_too_slow(req->body_bytes, ps__time_now_ms() - req->lane.admitted_ms,
                                    srv->cfg.min_upload_rate);
 }
 
@@ -486,7 +486,7 @@ enum MHD_Result ps__on_request(void *cls, struct MHD_Connection *conn, const cha
         }
         /* A client trickling its body (one byte a second keeps the idle
          * timeout from firing) is cut off at the request deadline. */
-        if (ps_time_now_ms() - since > (int64_t)srv->cfg.request_timeout_s * 1000) {
+        if (ps__time_now_ms() - since > (int64_t)srv->cfg.request_timeout_s * 1000) {
             ps_log_event(PS_LOG_WARN, "body_too_slow",
                          "request %s: body too slow, connection closed", req->request_id);
             return MHD_NO;

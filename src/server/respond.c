@@ -7,7 +7,7 @@
 void ps_reply_init(ps_reply *r, size_t body_limit)
 {
     r->status = 200;
-    ps_dynbuf_init(&r->body, body_limit);
+    ps__dynbuf_init(&r->body, body_limit);
     r->allow[0] = '\0';
     r->retry_after_s = 0;
     r->close_connection = false;
@@ -25,7 +25,7 @@ void ps_reply_init(ps_reply *r, size_t body_limit)
 
 void ps_reply_free(ps_reply *r)
 {
-    ps_dynbuf_free(&r->body);
+    ps__dynbuf_free(&r->body);
     if (r->stream.ctx && r->stream.free)
         r->stream.free(r->stream.ctx);
     r->stream = (ps_reply_stream){0};
@@ -35,24 +35,24 @@ static void error_body(ps_reply *r, unsigned status, const char *code, const cha
                        long chat_index, const char *field)
 {
     r->status = status;
-    ps_dynbuf_reset(&r->body);
+    ps__dynbuf_reset(&r->body);
     /* Error bodies are small; if even this fails the server sends the
      * status with an empty body rather than nothing. */
-    if (ps_dynbuf_adds(&r->body, "{\"error\":") != PS_OK ||
-        ps_dynbuf_add_json_string(&r->body, message) != PS_OK ||
-        ps_dynbuf_adds(&r->body, ",\"code\":") != PS_OK ||
-        ps_dynbuf_add_json_string(&r->body, code) != PS_OK)
+    if (ps__dynbuf_adds(&r->body, "{\"error\":") != PS_OK ||
+        ps__dynbuf_add_json_string(&r->body, message) != PS_OK ||
+        ps__dynbuf_adds(&r->body, ",\"code\":") != PS_OK ||
+        ps__dynbuf_add_json_string(&r->body, code) != PS_OK)
         goto fail;
-    if (chat_index >= 0 && ps_dynbuf_addf(&r->body, ",\"chatIndex\":%ld", chat_index) != PS_OK)
+    if (chat_index >= 0 && ps__dynbuf_addf(&r->body, ",\"chatIndex\":%ld", chat_index) != PS_OK)
         goto fail;
     if (field && *field &&
-        (ps_dynbuf_adds(&r->body, ",\"field\":") != PS_OK ||
-         ps_dynbuf_add_json_string(&r->body, field) != PS_OK))
+        (ps__dynbuf_adds(&r->body, ",\"field\":") != PS_OK ||
+         ps__dynbuf_add_json_string(&r->body, field) != PS_OK))
         goto fail;
-    if (ps_dynbuf_adds(&r->body, "}") == PS_OK)
+    if (ps__dynbuf_adds(&r->body, "}") == PS_OK)
         return;
 fail:
-    ps_dynbuf_reset(&r->body);
+    ps__dynbuf_reset(&r->body);
 }
 
 void ps_reply_error(ps_reply *r, unsigned status, const char *code, const char *message)

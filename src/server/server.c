@@ -58,7 +58,7 @@ void ps__metrics_reply(ps_server *srv, ps_reply *reply)
         .users = -1,
         .live_chats = -1,
         .store_bytes = store_size(srv->cfg.db_url),
-        .uptime_s = (double)(ps_time_now_ms() - srv->env.started_ms) / 1000.0,
+        .uptime_s = (double)(ps__time_now_ms() - srv->env.started_ms) / 1000.0,
     };
     ps_store *store = srv->env.store;
     ps_error err;
@@ -72,8 +72,8 @@ void ps__metrics_reply(ps_server *srv, ps_reply *reply)
             g.live_chats = stats.live_chats;
         ps_store_rollback(store);
     }
-    ps_dynbuf_free(&reply->body);
-    ps_dynbuf_init(&reply->body, METRICS_BODY_LIMIT);
+    ps__dynbuf_free(&reply->body);
+    ps__dynbuf_init(&reply->body, METRICS_BODY_LIMIT);
     reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
     if (ps_metrics_render(&g, &reply->body) != PS_OK) {
         reply->content_type = NULL;
@@ -97,7 +97,7 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 static ps_code read_pem(const char *path, char **out, ps_error *err)
 {
     size_t len = 0;
-    ps_code rc = ps_read_file(path, 1024 * 1024, NULL, NULL, out, &len, err);
+    ps_code rc = ps__read_file(path, 1024 * 1024, NULL, NULL, out, &len, err);
     if (rc == PS_ERR_IO)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "cannot read %s", path);
     if (rc == PS_OK && len == 0) {
@@ -130,8 +130,10 @@ static void remote_change(void *ctx, const char *user, const char *device, int64
 static void server_free(ps_server *srv)
 {
     ps__housekeeping_stop(srv->housekeeping); /* it uses the store: first */
-    if (srv->env.store && srv->env.store->ops->listen)
-        srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
+    if (srv->env.store && srv->env.store->ops->listen) {
+        ps_code stopped = srv->env.store->ops->listen(srv->env.store, NULL, NULL, NULL);
+        (void)stopped; /* stopping the calls has nothing to report */
+    }
     ps_access_free(srv->access); /* its poller cuts streams: stop it first */
     ps_events_free(srv->events);
     ps_ws_free(srv->ws);
@@ -320,7 +322,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         .limits = &srv->cfg.limits,
         .max_skew_ms = cfg->max_skew_ms,
         .max_response_bytes = cfg->max_response_bytes,
-        .started_ms = ps_time_now_ms(),
+        .started_ms = ps__time_now_ms(),
         .user = IMPLICIT_USER,
         .quota_bytes = (int64_t)cfg->quota_bytes,
         .tombstone_retention_ms = cfg->tombstone_retention_ms,
@@ -330,7 +332,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     atomic_init(&srv->connections, 0);
     atomic_init(&srv->draining, false);
     /* ids unique across restarts: the start time in the high bits */
-    atomic_init(&srv->next_request_id, (uint_fast64_t)ps_time_now_ms() << 20);
+    atomic_init(&srv->next_request_id, (uint_fast64_t)ps__time_now_ms() << 20);
 
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};

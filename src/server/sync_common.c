@@ -10,9 +10,9 @@ ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char 
     ps_code rc = ctx->store->ops->chat_load(ctx->store, user->id, id, with_messages, out, err);
     if (rc == PS_OK && *out) {
         (*out)->stored = true;
-        (*out)->stored_live = ps_chat_is_live(*out);
+        (*out)->stored_live = ps__chat_is_live(*out);
         (*out)->stored_counter = (*out)->lamport.counter;
-    } else if (rc == PS_OK && !(*out = ps_chat_new(id))) {
+    } else if (rc == PS_OK && !(*out = ps__chat_new(id))) {
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     return rc;
@@ -36,29 +36,29 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
      * holds a deletion of it takes it back only with a tuple above that
      * deletion's, so it gets a fresh tick (above every tuple shown so far). */
     bool back =
-        ps_chat_is_live(chat) && ((chat->stored && !chat->stored_live) || chat->deletion_lost);
-    if (back && ps_chat_is_dirty(chat) == false) { /* make it news for v2 pulls too */
-        ps_mark_clear(&chat->header);
+        ps__chat_is_live(chat) && ((chat->stored && !chat->stored_live) || chat->deletion_lost);
+    if (back && ps__chat_is_dirty(chat) == false) { /* make it news for v2 pulls too */
+        ps__mark_clear(&chat->header);
         chat->header.dirty = true;
     }
     /* A live chat whose content changed goes out on the live sockets
      * (ws.h), and the Polyglot app stores a pushed chat only if its tuple
      * strictly dominates the copy it holds, which is at most the one the
      * chat had: so a change always moves the tuple above it. */
-    if (tick == PS_TICK_IF_NONE && chat->stored && ps_chat_is_dirty(chat) &&
-        ps_chat_is_live(chat) && chat->lamport.counter <= chat->stored_counter)
+    if (tick == PS_TICK_IF_NONE && chat->stored && ps__chat_is_dirty(chat) &&
+        ps__chat_is_live(chat) && chat->lamport.counter <= chat->stored_counter)
         tick = PS_TICK;
     if (tick != PS_TICK_IF_NONE || chat->lamport.counter == 0 || back)
-        rc = ps_lamport_set(&chat->lamport, ++user->clock, PS_SERVER_DEVICE);
+        rc = ps__lamport_set(&chat->lamport, ++user->clock, PS_SERVER_DEVICE);
     /* new messages take their place in the order first received */
-    ps_chat_number_received(chat);
+    ps__chat_number_received(chat);
     /* Only a change of content moves the chat in the change sequence; a
      * Lamport tick for a legacy client is not news to anyone else. */
     int64_t seq = 0;
-    if (rc == PS_OK && ps_chat_is_dirty(chat)) {
+    if (rc == PS_OK && ps__chat_is_dirty(chat)) {
         count_merged(chat);
         seq = ++user->seq;
-        rc = ps_chat_mark_dirty(chat, seq, origin);
+        rc = ps__chat_mark_dirty(chat, seq, origin);
         /* back from deletion: devices that dropped it need it whole */
         if (back)
             chat->revived_seq = seq;
@@ -69,9 +69,9 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
     const char *text = NULL;
     size_t len = 0;
     if (full) {
-        if (!(doc = ps_chat_to_legacy(chat)))
+        if (!(doc = ps__chat_to_legacy(chat)))
             return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        text = ps_json_text(doc, &len);
+        text = ps__json_text(doc, &len);
     }
     rc = ctx->store->ops->chat_save(ctx->store, user->id, chat, text, len, seq, err);
     json_object_put(doc);
@@ -84,20 +84,20 @@ ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_ro
     size_t doc_len;
     const char *doc_text = row->doc(row, &doc_len);
     if (doc_text)
-        return ps_dynbuf_add(out, doc_text, doc_len);
+        return ps__dynbuf_add(out, doc_text, doc_len);
     ps_chat *chat = NULL;
     ps_code rc = ctx->store->ops->chat_load(ctx->store, user_id, row->id, true, &chat, err);
     if (rc != PS_OK)
         return rc;
     if (!chat)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "chat %s vanished while listed", row->id);
-    json_object *doc = ps_chat_to_legacy(chat);
-    ps_chat_free(chat);
+    json_object *doc = ps__chat_to_legacy(chat);
+    ps__chat_free(chat);
     if (!doc)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t len;
-    const char *text = ps_json_text(doc, &len);
-    rc = ps_dynbuf_add(out, text, len);
+    const char *text = ps__json_text(doc, &len);
+    rc = ps__dynbuf_add(out, text, len);
     json_object_put(doc);
     return rc;
 }
@@ -150,14 +150,14 @@ ps_code ps__base_note_sent(const ps_sync_ctx *ctx, const char *chat_id, const ch
         (rc = ctx->store->ops->chat_load(ctx->store, user.id, chat_id, true, &chat, err)) ==
             PS_OK &&
         chat) {
-        if ((rc = ps_base_add_chat(&base, chat)) != PS_OK)
+        if ((rc = ps__base_add_chat(&base, chat)) != PS_OK)
             rc = ps_error_set(err, rc, -1, "", "out of memory");
-        ps_base_seal(&base);
+        ps__base_seal(&base);
         if (rc == PS_OK) /* a union: not the chat as stored (seq 0) */
             rc = ctx->store->ops->base_save(ctx->store, user.id, device, chat_id, &base, 0, err);
     }
-    ps_chat_free(chat);
-    ps_base_free(&base);
+    ps__chat_free(chat);
+    ps__base_free(&base);
     if (rc == PS_OK)
         return ps_store_commit(ctx->store, err);
     ps_store_rollback(ctx->store);

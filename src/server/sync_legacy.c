@@ -39,7 +39,7 @@ static bool observe_clocks(json_object *req, int64_t *clock)
             *clock = n_;                                                                           \
     } while (0)
     if (json_object_object_get_ex(req, "clientClock", &v) && v) {
-        /* every shape ps_valid_client_clock accepts: a counter, [n, id],
+        /* every shape ps__valid_client_clock accepts: a counter, [n, id],
          * or an object whose counter keys are all observed */
         if (json_object_is_type(v, json_type_array))
             OBSERVE(json_object_get_int64(json_object_array_get_idx(v, 0)));
@@ -47,7 +47,7 @@ static bool observe_clocks(json_object *req, int64_t *clock)
             OBSERVE(json_object_get_int64(v));
         for (size_t k = 0; k < PS_CLIENT_CLOCK_KEYS; k++)
             if (json_object_is_type(v, json_type_object) &&
-                json_object_object_get_ex(v, ps_client_clock_keys[k], &c))
+                json_object_object_get_ex(v, ps__client_clock_keys[k], &c))
                 OBSERVE(json_object_get_int64(c));
     }
     static const char *const lists[2][2] = {{"deletions", "lamport"},
@@ -71,10 +71,10 @@ static bool observe_clocks(json_object *req, int64_t *clock)
 static ps_code save_base(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
                          const char *id, ps_base *sent, const ps_chat *returned, ps_error *err)
 {
-    ps_code rc = returned ? ps_base_add_chat(sent, returned) : PS_OK;
+    ps_code rc = returned ? ps__base_add_chat(sent, returned) : PS_OK;
     if (rc != PS_OK)
         return ps_error_set(err, rc, -1, "", "out of memory");
-    ps_base_seal(sent);
+    ps__base_seal(sent);
     return ctx->store->ops->base_save(ctx->store, user->id, device, id, sent, 0, err);
 }
 
@@ -84,14 +84,14 @@ static ps_code save_base(const ps_sync_ctx *ctx, const ps_user *user, const char
 static ps_code reshow_deletion(ps_user *user, ps_chat *stored, const ps_stamp *sent_stamp,
                                bool *changed)
 {
-    if (ps_chat_is_live(stored) || !stored->has_tombstone || sent_stamp->lamport == 0 ||
+    if (ps__chat_is_live(stored) || !stored->has_tombstone || sent_stamp->lamport == 0 ||
         sent_stamp->timed)
         return PS_OK;
     ps_lamport copy = {.counter = sent_stamp->lamport, .id = sent_stamp->device};
-    if (ps_lamport_cmp(&stored->deleted_lamport, &copy) > 0)
+    if (ps__lamport_cmp(&stored->deleted_lamport, &copy) > 0)
         return PS_OK;
     *changed = true;
-    return ps_lamport_set(&stored->deleted_lamport, ++user->clock, PS_SERVER_DEVICE);
+    return ps__lamport_set(&stored->deleted_lamport, ++user->clock, PS_SERVER_DEVICE);
 }
 
 /*
@@ -112,19 +112,19 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
     if (rc != PS_OK)
         goto done;
     ps_ingest in = *in_req;
-    rc = ps_chat_from_legacy(sent, &in, &incoming);
+    rc = ps__chat_from_legacy(sent, &in, &incoming);
     if (rc == PS_OK)
-        rc = ps_legacy_stamp(sent, &in, &sent_stamp);
+        rc = ps__legacy_stamp(sent, &in, &sent_stamp);
     if (rc == PS_OK && sent_stamp.lamport == 0) { /* a time-only client */
-        int64_t place = ps_chat_time_place(stored, sent_stamp.ts);
-        ps_chat_place_time_only(incoming, place);
+        int64_t place = ps__chat_time_place(stored, sent_stamp.ts);
+        ps__chat_place_time_only(incoming, place);
         if (place > 0) {
             sent_stamp.lamport = place;
             sent_stamp.timed = true;
         }
     }
     if (rc == PS_OK && with_base)
-        rc = ps_base_add_chat(&sent_base, incoming);
+        rc = ps__base_add_chat(&sent_base, incoming);
     if (rc != PS_OK) {
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
@@ -135,26 +135,26 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
         goto done;
     if (has_base) {
         size_t writes;
-        ps_chat_drop_carried(incoming, &known, &writes);
+        ps__chat_drop_carried(incoming, &known, &writes);
     }
     bool changed;
-    if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK ||
+    if ((rc = ps__chat_merge(stored, incoming, &changed)) != PS_OK ||
         (rc = reshow_deletion(user, stored, &sent_stamp, &changed)) != PS_OK) {
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
     }
-    *returned = ps_chat_is_live(stored) && ps_chat_differs_from_sent(stored, sent, &sent_stamp);
+    *returned = ps__chat_is_live(stored) && ps__chat_differs_from_sent(stored, sent, &sent_stamp);
     if (changed || *returned)
         rc = ps__save_chat(ctx, user, stored, in.device, true,
                            *returned ? PS_TICK : PS_TICK_IF_NONE, err);
     if (rc == PS_OK && with_base)
         rc = save_base(ctx, user, in.device, id, &sent_base, *returned ? stored : NULL, err);
 done:
-    ps_base_free(&sent_base);
-    ps_base_free(&known);
-    ps_stamp_clear(&sent_stamp);
-    ps_chat_free(incoming);
-    ps_chat_free(stored);
+    ps__base_free(&sent_base);
+    ps__base_free(&known);
+    ps__stamp_clear(&sent_stamp);
+    ps__chat_free(incoming);
+    ps__chat_free(stored);
     return rc;
 }
 
@@ -175,12 +175,12 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
     ps_code rc = ps__load_or_new(ctx, user, id, false, &chat, err);
     if (rc != PS_OK)
         return rc;
-    bool was_live = ps_chat_is_live(chat);
-    const ps_stamp *newest = ps_chat_newest_change(chat);
+    bool was_live = ps__chat_is_live(chat);
+    const ps_stamp *newest = ps__chat_newest_change(chat);
     ps_stamp stamp = {.ts = ctx->now_ms};
     ps_lamport shown = {0};
     int64_t ms;
-    if (deleted_at && ps_time_from_json(deleted_at, &ms))
+    if (deleted_at && ps__time_from_json(deleted_at, &ms))
         stamp.ts = ms < ctx->now_ms + ctx->max_skew_ms ? ms : ctx->now_ms + ctx->max_skew_ms;
     const char *dev = *src->device ? src->device : PS_SERVER_DEVICE;
     if (lamport) {
@@ -200,14 +200,14 @@ static ps_code delete_one(const ps_sync_ctx *ctx, ps_user *user, const char *id,
     bool changed = false;
     if (!stamp.device)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    else if ((rc = ps_chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
+    else if ((rc = ps__chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
-    else if ((chat->deletion_lost = changed && ps_chat_is_live(chat)), changed)
+    else if ((chat->deletion_lost = changed && ps__chat_is_live(chat)), changed)
         /* messages not loaded: the rendering is redone on demand */
         rc = ps__save_chat(ctx, user, chat, src->device, false, PS_TICK_IF_NONE, err);
-    *deleted = was_live && !ps_chat_is_live(chat);
-    ps_stamp_clear(&stamp);
-    ps_chat_free(chat);
+    *deleted = was_live && !ps__chat_is_live(chat);
+    ps__stamp_clear(&stamp);
+    ps__chat_free(chat);
     return rc;
 }
 
@@ -260,19 +260,19 @@ typedef struct answer_builder {
 
 static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
 {
-    ps_code rc = ps_dynbuf_adds(b, *count ? ",{\"id\":" : "{\"id\":");
+    ps_code rc = ps__dynbuf_adds(b, *count ? ",{\"id\":" : "{\"id\":");
     if (rc == PS_OK)
-        rc = ps_dynbuf_add_json_string(b, row->id);
+        rc = ps__dynbuf_add_json_string(b, row->id);
     for (int k = 0; k < 2 && rc == PS_OK; k++) {
-        rc = ps_dynbuf_addf(b, k ? ",\"deletedAtLamport\":[%lld," : ",\"lamport\":[%lld,",
+        rc = ps__dynbuf_addf(b, k ? ",\"deletedAtLamport\":[%lld," : ",\"lamport\":[%lld,",
                             (long long)row->deleted_counter);
         if (rc == PS_OK)
-            rc = ps_dynbuf_add_json_string(b, row->deleted_device);
+            rc = ps__dynbuf_add_json_string(b, row->deleted_device);
         if (rc == PS_OK)
-            rc = ps_dynbuf_adds(b, "]");
+            rc = ps__dynbuf_adds(b, "]");
     }
     if (rc == PS_OK)
-        rc = ps_dynbuf_adds(b, "}");
+        rc = ps__dynbuf_adds(b, "}");
     ++*count;
     return rc;
 }
@@ -298,15 +298,15 @@ static ps_code base_of_download(answer_builder *a, const ps_chat_row *row)
         return rc;
     rc =
         ctx->store->ops->chat_load(ctx->store, a->user_id, id, true, &chat, a->err);
-    if (rc == PS_OK && chat && (rc = ps_base_add_chat(&base, chat)) != PS_OK)
+    if (rc == PS_OK && chat && (rc = ps__base_add_chat(&base, chat)) != PS_OK)
         rc = ps_error_set(a->err, rc, -1, "", "out of memory");
     if (rc == PS_OK && chat) {
-        ps_base_seal(&base);
+        ps__base_seal(&base);
         rc = ctx->store->ops->base_save(ctx->store, a->user_id, a->device, id, &base,
                                         row->seq, a->err);
     }
-    ps_base_free(&base);
-    ps_chat_free(chat);
+    ps__base_free(&base);
+    ps__chat_free(chat);
     return rc;
 }
 
@@ -372,7 +372,7 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
     json_object *v, *record_counter;
     if (json_object_object_get_ex(chat, "lastMutationLamport", &v) &&
         json_object_object_get_ex(v, "lamport", &record_counter) &&
-        ps_valid_counter(record_counter) && json_object_get_int64(record_counter) > *clock)
+        ps__valid_counter(record_counter) && json_object_get_int64(record_counter) > *clock)
         *clock = json_object_get_int64(record_counter);
     if (!json_object_object_get_ex(chat, "updatedAtLamport", &v) ||
         !json_object_is_type(v, json_type_array))
@@ -438,9 +438,9 @@ static ps_code parse_chat(const ps_sync_ctx *ctx, const ps_chat_source *src, siz
     if (rc != PS_OK)
         return rc;
     /* the source pre-checked it: these bytes are checked JSON */
-    if (ps_json_parse_trusted(text, *len, chat, err) != PS_OK)
+    if (ps__json_parse_trusted(text, *len, chat, err) != PS_OK)
         return ps_error_set(err, PS_ERR_MALFORMED, (long)i, "", "chats[%zu] is not valid JSON", i);
-    return ps_validate_chat(*chat, (long)i, ctx->limits, err);
+    return ps__validate_chat(*chat, (long)i, ctx->limits, err);
 }
 
 /* Whether chat i is (still) one the device re-sends unchanged; *skip_id
@@ -522,7 +522,7 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
     ps_code rc = PS_OK;
     for (size_t i = 0; rc == PS_OK && i < src->count; i++)
         if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK)
-            p->hashes[i] = ps_hash_bytes(text, len);
+            p->hashes[i] = ps__hash_bytes(text, len);
     if (rc == PS_OK)
         rc = find_candidates(ctx, device, src, p, false, err);
     bool any = false;

@@ -10,6 +10,7 @@
  */
 #include "server/sync_v2.h"
 #include "core/chat_codec.h"
+#include "core/json_build.h"
 #include "core/json_parse.h"
 #include "core/merge.h"
 
@@ -39,7 +40,7 @@ struct ps_v2_pull {
      * when its pushes take several): the user's change sequence before the
      * run's first request. On a first pull, the parts this device wrote
      * after it are parts it holds (its origin stays on a part only while the
-     * part has the value it wrote: ps_chat_mark_dirty), so they are not
+     * part has the value it wrote: ps__chat_mark_dirty), so they are not
      * echoed even when an earlier request of the run pushed them. */
     int64_t run_seq;
     bool has_run; /* the request named its run */
@@ -125,12 +126,12 @@ static bool mark_lost_writes(ps_chat *stored, const ps_chat *incoming, char **he
 {
     bool any = false;
     for (size_t i = 0; i < incoming->nfields; i++) {
-        ps_field *f = (ps_field *)ps_chat_field(stored, incoming->fields[i].name);
+        ps_field *f = (ps_field *)ps__chat_field(stored, incoming->fields[i].name);
         if (f)
             any |= lose(&f->mark, f->value, incoming->fields[i].value);
     }
     for (size_t i = 0; i < incoming->nmessages; i++) {
-        ps_message *m = (ps_message *)ps_chat_message(stored, incoming->messages[i].id);
+        ps_message *m = (ps_message *)ps__chat_message(stored, incoming->messages[i].id);
         if (m)
             any |= lose(&m->mark, m->value, incoming->messages[i].value);
     }
@@ -141,7 +142,7 @@ static bool mark_lost_writes(ps_chat *stored, const ps_chat *incoming, char **he
         if (in_t[k]->value && st_t[k]->value)
             any |= lose(&st_t[k]->mark, st_t[k]->value, in_t[k]->value);
     /* an edit that did not bring a deleted chat back: tell its device */
-    if (incoming->has_touched && !ps_chat_is_live(stored)) {
+    if (incoming->has_touched && !ps__chat_is_live(stored)) {
         /* the deletion stands: announce it again as the deleter's */
         free(stored->header.origin);
         stored->header.origin = *header_origin;
@@ -165,10 +166,10 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
     if (rc != PS_OK)
         return rc;
     ps_ingest in = *in_req;
-    if ((rc = ps_chat_from_change(change, &in, &incoming)) != PS_OK)
+    if ((rc = ps__chat_from_change(change, &in, &incoming)) != PS_OK)
         goto nomem;
     if (incoming->has_tombstone && incoming->deleted_lamport.counter == 0 &&
-        (rc = ps_lamport_set(&incoming->deleted_lamport, ++user->clock, PS_SERVER_DEVICE)) != PS_OK)
+        (rc = ps__lamport_set(&incoming->deleted_lamport, ++user->clock, PS_SERVER_DEVICE)) != PS_OK)
         goto nomem;
     if (!(ids = calloc(incoming->nmessages + 1, sizeof *ids)))
         goto nomem;
@@ -180,15 +181,15 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
     /* a change without a clock takes its place among the chat's writes */
     const ps_stamp *any = incoming->has_touched ? &incoming->touched : &incoming->tombstone;
     if (any->lamport == 0)
-        ps_chat_place_time_only(incoming, ps_chat_time_place(stored, any->ts));
+        ps__chat_place_time_only(incoming, ps__chat_time_place(stored, any->ts));
     bool changed;
     if (stored->header.origin && !(header_origin = strdup(stored->header.origin)))
         goto nomem;
-    if ((rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK)
+    if ((rc = ps__chat_merge(stored, incoming, &changed)) != PS_OK)
         goto nomem;
     changed |= mark_lost_writes(stored, incoming, &header_origin);
     /* its deletion lost: the device dropped the chat, it must get it whole */
-    if (incoming->has_tombstone && ps_chat_is_live(stored)) {
+    if (incoming->has_tombstone && ps__chat_is_live(stored)) {
         stored->deletion_lost = true;
         changed = true;
     }
@@ -200,8 +201,8 @@ nomem:
 done:
     free(ids);
     free(header_origin);
-    ps_chat_free(incoming);
-    ps_chat_free(stored);
+    ps__chat_free(incoming);
+    ps__chat_free(stored);
     return rc;
 }
 
@@ -289,7 +290,7 @@ static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
     start_pull(p, &user, 0);
     if (!p->has_run)
         p->run_seq = user.seq;
-    ps_dynbuf_init(&p->head, PIECE_LIMIT);
+    ps__dynbuf_init(&p->head, PIECE_LIMIT);
     p->has_head = true;
     if ((rc = opening(p, &p->head, err)) != PS_OK ||
         (rc = chats_piece(p, &p->head, &done, err)) != PS_OK) {
@@ -464,10 +465,10 @@ static ps_code collect_message(void *vctx, const ps_message *m)
     if (m->value)
         return json_object_array_add(sink->messages, json_object_get(m->value)) ? PS_ERR_NOMEM
                                                                                 : PS_OK;
+    ps_code rc = PS_OK;
     if (sink->with_deleted && m->mark.seq > sink->deleted_after)
-        return json_object_array_add(sink->deleted, json_object_new_string(m->id)) ? PS_ERR_NOMEM
-                                                                                   : PS_OK;
-    return PS_OK;
+        ps__json_push(&rc, sink->deleted, json_object_new_string(m->id)); /* never a null id */
+    return rc;
 }
 
 /* The delta of one chat for this puller; *out NULL when there is none. */
@@ -486,8 +487,10 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     bool any = false;
     if (rc != PS_OK)
         goto done;
-    json_object_object_add(obj, "id", json_object_new_string(chat->id));
-    if (!ps_chat_is_live(chat)) {
+    ps__json_set(&rc, obj, "id", json_object_new_string(chat->id));
+    if (rc != PS_OK)
+        goto done;
+    if (!ps__chat_is_live(chat)) {
         /* A first sync hears of deletions only for chats it sent: a device
          * resyncing after 410 must learn that its copy lost. With a run,
          * also of chats deleted since the run began: an earlier request of
@@ -495,7 +498,7 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
         bool told = p->first ? sent_here || (p->has_run && chat->header.seq > p->run_seq)
                              : wanted(p, &chat->header, p->base, true);
         if (told) {
-            json_object_object_add(obj, "deleted", json_object_new_boolean(1));
+            ps__json_set(&rc, obj, "deleted", json_object_new_boolean(1));
             any = true;
         }
         goto done;
@@ -580,7 +583,7 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
     if (rc == PS_OK && chat && json_object_object_get_ex(p->sent_ids, chat->id, NULL)) {
         /* It changed again since this answer sent it: end the page here,
          * so the next one sends it once more, without a duplicate here. */
-        ps_chat_free(chat);
+        ps__chat_free(chat);
         p->more = true;
         *found = false;
         return PS_OK;
@@ -592,23 +595,23 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
         p->pos = seq;
     if (rc == PS_OK && delta) {
         size_t len, before = out->len;
-        const char *text = ps_json_text(delta, &len);
-        rc = ps_dynbuf_adds(out, p->sent ? "," : "");
+        const char *text = ps__json_text(delta, &len);
+        rc = ps__dynbuf_adds(out, p->sent ? "," : "");
         if (rc == PS_OK)
-            rc = ps_dynbuf_add(out, text, len);
+            rc = ps__dynbuf_add(out, text, len);
         p->bytes += out->len - before;
         p->sent++;
         json_object_object_add(p->sent_ids, chat->id, NULL);
     }
     json_object_put(delta);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
     return rc;
 }
 
 static ps_code opening(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
 {
     p->state = CHATS;
-    ps_code rc = ps_dynbuf_addf(out, "{\"accepted\":%zu,\"chats\":[", p->accepted);
+    ps_code rc = ps__dynbuf_addf(out, "{\"accepted\":%zu,\"chats\":[", p->accepted);
     return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "out of memory building the answer");
 }
 
@@ -627,7 +630,7 @@ static ps_code closing(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
         base = pos = pos > p->seq_at_start ? pos : p->seq_at_start;
     }
     p->state = DONE;
-    return ps_dynbuf_addf(out,
+    return ps__dynbuf_addf(out,
                           "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64
                           ".%" PRId64 "\",\"run\":\"r1.%" PRId64 "\"}",
                           p->more ? "true" : "false", p->server_clock, base, pos, p->run_seq);
@@ -653,7 +656,7 @@ static ps_code chats_piece(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *
             rc = p->ctx->store->ops->chat_next_changed(p->ctx->store, p->user_id, p->pos, &peek,
                                                        &seq, err);
             p->more = peek != NULL;
-            ps_chat_free(peek);
+            ps__chat_free(peek);
             found = false;
             break;
         }
@@ -672,8 +675,8 @@ ps_code ps_v2_pull_next(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err
     ps_code rc = PS_OK;
     *done = false;
     if (p->has_head) { /* made with the sync itself */
-        rc = ps_dynbuf_add(out, p->head.data, p->head.len);
-        ps_dynbuf_free(&p->head);
+        rc = ps__dynbuf_add(out, p->head.data, p->head.len);
+        ps__dynbuf_free(&p->head);
         p->has_head = false;
         *done = p->state == DONE;
     } else {
@@ -706,6 +709,6 @@ void ps_v2_pull_free(ps_v2_pull *p)
     free(p->device);
     json_object_put(p->sent_ids);
     json_object_put(p->pushed);
-    ps_dynbuf_free(&p->head);
+    ps__dynbuf_free(&p->head);
     free(p);
 }

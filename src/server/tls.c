@@ -30,7 +30,7 @@ static ps_code read_file(const char *path, ps_dynbuf *out, ps_error *err)
     size_t n;
     ps_code rc = PS_OK;
     while (rc == PS_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = ps_dynbuf_add(out, chunk, n);
+        rc = ps__dynbuf_add(out, chunk, n);
     fclose(f);
     if (rc != PS_OK || out->len == 0)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "", "%s is empty or too large", path);
@@ -61,8 +61,8 @@ static int key_matches(const gnutls_datum_t *cert, const gnutls_datum_t *key)
 ps_code ps_tls_load(const char *cert_path, const char *key_path, ps_error *err)
 {
     ps_dynbuf cert_pem, key_pem;
-    ps_dynbuf_init(&cert_pem, PEM_MAX);
-    ps_dynbuf_init(&key_pem, PEM_MAX);
+    ps__dynbuf_init(&cert_pem, PEM_MAX);
+    ps__dynbuf_init(&key_pem, PEM_MAX);
     creds *c = NULL;
     ps_code rc = read_file(cert_path, &cert_pem, err);
     if (rc == PS_OK)
@@ -102,8 +102,8 @@ ps_code ps_tls_load(const char *cert_path, const char *key_path, ps_error *err)
 done:
     if (c)
         creds_free(c);
-    ps_dynbuf_free(&cert_pem);
-    ps_dynbuf_free(&key_pem);
+    ps__dynbuf_free(&cert_pem);
+    ps__dynbuf_free(&key_pem);
     return rc;
 }
 

@@ -18,6 +18,16 @@ static bool is_tombstone_entry(json_object *entry)
            json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 }
 
+/* Appends v (a reference taken over; NULL allowed) to arr; on failure v
+ * is released and the import ends with out of memory, not a chat short. */
+static ps_code append(json_object *arr, json_object *v, ps_error *err)
+{
+    if (json_object_array_add(arr, v) == 0)
+        return PS_OK;
+    json_object_put(v);
+    return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+}
+
 /* Collects the file's entries (borrowed references) into `list`. */
 static ps_code list_entries(json_object *doc, json_object *list, ps_import_report *r,
                             int64_t *file_clock, ps_error *err)
@@ -29,14 +39,15 @@ static ps_code list_entries(json_object *doc, json_object *list, ps_import_repor
     } else if (json_object_is_type(doc, json_type_object) &&
                json_object_object_get_ex(doc, "chats", &chats)) {
         json_object *clock;
-        if (json_object_object_get_ex(doc, "lamportClock", &clock) && ps_valid_counter(clock))
+        if (json_object_object_get_ex(doc, "lamportClock", &clock) && ps__valid_counter(clock))
             *file_clock = json_object_get_int64(clock);
         if (json_object_is_type(chats, json_type_object)) {
             r->format = "Polyglot's chatStore.json";
             json_object_object_foreach(chats, key, val)
             {
                 (void)key;
-                json_object_array_add(list, json_object_get(val));
+                if (append(list, json_object_get(val), err) != PS_OK)
+                    return err->code;
             }
             return PS_OK;
         }
@@ -47,8 +58,7 @@ static ps_code list_entries(json_object *doc, json_object *list, ps_import_repor
     } else if (json_object_is_type(doc, json_type_object) &&
                json_object_object_get_ex(doc, "id", NULL)) {
         r->format = "one chat";
-        json_object_array_add(list, json_object_get(doc));
-        return PS_OK;
+        return append(list, json_object_get(doc), err);
     } else {
         return ps_error_set(err, PS_ERR_INVALID, -1, "",
                             "not a chat file: expected a JSON array of chats, chatStore.json "
@@ -56,7 +66,8 @@ static ps_code list_entries(json_object *doc, json_object *list, ps_import_repor
     }
     size_t n = json_object_array_length(chats);
     for (size_t i = 0; i < n; i++)
-        json_object_array_add(list, json_object_get(json_object_array_get_idx(chats, i)));
+        if (append(list, json_object_get(json_object_array_get_idx(chats, i)), err) != PS_OK)
+            return err->code;
     return PS_OK;
 }
 
@@ -66,12 +77,12 @@ static bool tombstone_clock(json_object *entry, const ps_limits *lim, ps_lamport
     json_object *v, *n = NULL, *dev = NULL;
     if (!json_object_object_get_ex(entry, "deletedAtLamport", &v))
         return false;
-    if (ps_valid_lamport(v, lim)) {
+    if (ps__valid_lamport(v, lim)) {
         n = json_object_array_get_idx(v, 0);
         dev = json_object_array_get_idx(v, 1);
     } else if (!json_object_object_get_ex(v, "lamport", &n) ||
-               !json_object_object_get_ex(v, "deviceId", &dev) || !ps_valid_counter(n) ||
-               !ps_valid_id(dev, lim)) {
+               !json_object_object_get_ex(v, "deviceId", &dev) || !ps__valid_counter(n) ||
+               !ps__valid_id(dev, lim)) {
         return false;
     }
     out->counter = json_object_get_int64(n);
@@ -89,7 +100,7 @@ static void observe(json_object *entry, const char *key, int64_t *clock)
         n = json_object_array_get_idx(v, 0);
     else
         json_object_object_get_ex(v, "lamport", &n);
-    if (ps_valid_counter(n) && json_object_get_int64(n) > *clock)
+    if (ps__valid_counter(n) && json_object_get_int64(n) > *clock)
         *clock = json_object_get_int64(n);
 }
 
@@ -117,7 +128,7 @@ static ps_code check_entries(const ps_sync_ctx *ctx, json_object *list, json_obj
         json_object *entry = json_object_array_get_idx(list, i), *v;
         if (json_object_is_type(entry, json_type_object) && is_tombstone_entry(entry)) {
             ps_lamport clock;
-            if (!json_object_object_get_ex(entry, "id", &v) || !ps_valid_id(v, ctx->limits))
+            if (!json_object_object_get_ex(entry, "id", &v) || !ps__valid_id(v, ctx->limits))
                 return ps_error_set(err, PS_ERR_INVALID, (long)i, "id",
                                     "entry %zu: id must be a string of 1 to %zu bytes", i,
                                     ctx->limits->max_id_bytes);
@@ -127,7 +138,8 @@ static ps_code check_entries(const ps_sync_ctx *ctx, json_object *list, json_obj
                                     "[counter, deviceId] with a counter from 0 to 2^53 - 1",
                                     i, json_object_get_string(v));
             r->tombstones++;
-            json_object_array_add(contents, NULL);
+            if (append(contents, NULL, err) != PS_OK)
+                return err->code;
             continue;
         }
         json_object *content = json_object_is_type(entry, json_type_object)
@@ -135,8 +147,9 @@ static ps_code check_entries(const ps_sync_ctx *ctx, json_object *list, json_obj
                                    : json_object_get(entry);
         if (!content && json_object_is_type(entry, json_type_object))
             return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        json_object_array_add(contents, content);
-        ps_code rc = ps_validate_chat(content, (long)i, ctx->limits, err);
+        if (append(contents, content, err) != PS_OK)
+            return err->code;
+        ps_code rc = ps__validate_chat(content, (long)i, ctx->limits, err);
         if (rc != PS_OK)
             return rc;
         r->chats++;
@@ -150,18 +163,18 @@ static ps_code import_chat(const ps_sync_ctx *ctx, ps_user *user, json_object *c
     ps_ingest in = {
         .device = PS_IMPORT_DEVICE, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
     ps_chat *incoming = NULL, *stored = NULL;
-    ps_code rc = ps_chat_from_legacy(content, &in, &incoming);
+    ps_code rc = ps__chat_from_legacy(content, &in, &incoming);
     if (rc != PS_OK)
         return ps_error_set(err, rc, -1, "", "out of memory");
     rc = ps__load_or_new(ctx, user, incoming->id, true, &stored, err);
     bool changed = false;
-    if (rc == PS_OK && (rc = ps_chat_merge(stored, incoming, &changed)) != PS_OK)
+    if (rc == PS_OK && (rc = ps__chat_merge(stored, incoming, &changed)) != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     if (rc == PS_OK) {
         bool was_live = stored->stored && stored->stored_live;
         if (!changed)
             r->unchanged++;
-        else if (!was_live && ps_chat_is_live(stored))
+        else if (!was_live && ps__chat_is_live(stored))
             r->created++;
         else if (was_live)
             r->updated++;
@@ -171,8 +184,8 @@ static ps_code import_chat(const ps_sync_ctx *ctx, ps_user *user, json_object *c
         if (changed)
             rc = ps__save_chat(ctx, user, stored, PS_IMPORT_DEVICE, true, PS_TICK, err);
     }
-    ps_chat_free(incoming);
-    ps_chat_free(stored);
+    ps__chat_free(incoming);
+    ps__chat_free(stored);
     return rc;
 }
 
@@ -186,7 +199,7 @@ static ps_code import_tombstone(const ps_sync_ctx *ctx, ps_user *user, json_obje
     ps_code rc = ps__load_or_new(ctx, user, id, false, &chat, err);
     if (rc != PS_OK)
         return rc;
-    bool was_live = ps_chat_is_live(chat), changed = false;
+    bool was_live = ps__chat_is_live(chat), changed = false;
     /* The tuple is the stamp; its time, from which the tombstone's retention
      * runs, is now. A deletion at this very tuple is the same deletion, so
      * a second import leaves it (and its time) alone. */
@@ -194,15 +207,15 @@ static ps_code import_tombstone(const ps_sync_ctx *ctx, ps_user *user, json_obje
     if (chat->has_tombstone && chat->tombstone.lamport == shown.counter &&
         strcmp(chat->tombstone.device ? chat->tombstone.device : "", shown.id) == 0)
         rc = PS_OK;
-    else if ((rc = ps_chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
+    else if ((rc = ps__chat_delete(chat, &stamp, &shown, &changed)) != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     else if (changed)
         rc = ps__save_chat(ctx, user, chat, PS_IMPORT_DEVICE, false, PS_TICK_IF_NONE, err);
-    if (rc == PS_OK && changed && was_live && !ps_chat_is_live(chat))
+    if (rc == PS_OK && changed && was_live && !ps__chat_is_live(chat))
         r->deleted++;
     else if (rc == PS_OK && changed)
         r->tombstones_kept++;
-    ps_chat_free(chat);
+    ps__chat_free(chat);
     return rc;
 }
 
@@ -276,21 +289,21 @@ static int export_row(void *vctx, const ps_chat_row *row)
     if (!row->live && !x->tombstones)
         return 0;
     x->item.len = 0;
-    ps_code rc = ps_dynbuf_adds(&x->item, x->chats + x->deleted ? ",\n" : "\n");
+    ps_code rc = ps__dynbuf_adds(&x->item, x->chats + x->deleted ? ",\n" : "\n");
     if (rc == PS_OK && row->live) {
         rc = ps__append_doc(x->ctx, x->user_id, row, &x->item, x->err);
         x->chats++;
     } else if (rc == PS_OK) {
-        rc = ps_dynbuf_adds(&x->item, "{\"id\":");
+        rc = ps__dynbuf_adds(&x->item, "{\"id\":");
         if (rc == PS_OK)
-            rc = ps_dynbuf_add_json_string(&x->item, row->id);
+            rc = ps__dynbuf_add_json_string(&x->item, row->id);
         if (rc == PS_OK)
-            rc = ps_dynbuf_addf(&x->item, ",\"is_deleted\":true,\"deletedAtLamport\":[%lld,",
+            rc = ps__dynbuf_addf(&x->item, ",\"is_deleted\":true,\"deletedAtLamport\":[%lld,",
                                 (long long)row->deleted_counter);
         if (rc == PS_OK)
-            rc = ps_dynbuf_add_json_string(&x->item, row->deleted_device);
+            rc = ps__dynbuf_add_json_string(&x->item, row->deleted_device);
         if (rc == PS_OK)
-            rc = ps_dynbuf_adds(&x->item, "]}");
+            rc = ps__dynbuf_adds(&x->item, "]}");
         x->deleted++;
     }
     if (rc == PS_OK && fwrite(x->item.data, 1, x->item.len, x->out) != x->item.len)
@@ -305,7 +318,7 @@ ps_code ps_export_user(const ps_sync_ctx *ctx, bool tombstones, FILE *out, size_
                        size_t *deleted, ps_error *err)
 {
     export_ctx x = {.ctx = ctx, .tombstones = tombstones, .out = out, .err = err};
-    ps_dynbuf_init(&x.item, SIZE_MAX);
+    ps__dynbuf_init(&x.item, SIZE_MAX);
     ps_user user;
     bool found = false;
     ps_code rc = ps_store_begin(ctx->store, false, err);
@@ -322,7 +335,7 @@ ps_code ps_export_user(const ps_sync_ctx *ctx, bool tombstones, FILE *out, size_
     }
     if (rc == PS_OK && fputs(x.chats + x.deleted ? "\n]\n" : "]\n", out) == EOF)
         rc = ps_error_set(err, PS_ERR_IO, -1, "", "cannot write the export");
-    ps_dynbuf_free(&x.item);
+    ps__dynbuf_free(&x.item);
     if (rc == PS_OK)
         rc = ps_store_commit(ctx->store, err);
     else

@@ -21,17 +21,17 @@ static ps_code publish_chat(ps_ws *ws, ps_store *store, const ps_user *user, con
     ps_code rc = store->ops->chat_load(store, user->id, id, true, &chat, err);
     if (rc != PS_OK || !chat)
         return rc;
-    if (ps_chat_is_live(chat)) {
-        json_object *doc = ps_chat_to_legacy(chat);
+    if (ps__chat_is_live(chat)) {
+        json_object *doc = ps__chat_to_legacy(chat);
         size_t len = 0;
-        const char *text = doc ? ps_json_text(doc, &len) : NULL;
+        const char *text = doc ? ps__json_text(doc, &len) : NULL;
         if (!text)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         else
             *more = ps_ws_publish(ws, name, device, id, text, len) > 0;
         json_object_put(doc);
     }
-    ps_chat_free(chat);
+    ps__chat_free(chat);
     return rc;
 }
 
@@ -57,13 +57,13 @@ void ps_ws_chats_changed(ps_ws *ws, ps_store *store, const char *user, const cha
         if (store->ops->chat_next_changed(store, u.id, pos, &head, &seq, &err) != PS_OK)
             goto rollback;
         if (!head || seq > seq_after) {
-            ps_chat_free(head);
+            ps__chat_free(head);
             break;
         }
         pos = seq;
         bool more = true;
         ps_code rc = publish_chat(ws, store, &u, user, device, head->id, &more, &err);
-        ps_chat_free(head);
+        ps__chat_free(head);
         if (rc != PS_OK)
             goto rollback;
         if (!more)

@@ -125,7 +125,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *conn, const ps_ws_gat
         snprintf(authz, n + 8, "Bearer %s", token);
     ps_auth_claims claims;
     ps_code rc = ps_auth_check_claims(gate->auth, n > TOKEN_MAX ? "Bearer too-long" : authz,
-                                      ps_time_now_ms() / 1000, user, user_size, &claims, &err);
+                                      ps__time_now_ms() / 1000, user, user_size, &claims, &err);
     free(authz);
     free(token);
     ps_access_verdict verdict =

@@ -9,20 +9,20 @@
 #define DOC_LIMIT ((size_t)2 << 30)
 
 /* In JSON text an unescaped quote only opens or closes a string, so this
- * occurs once: as the "messages" member that ps_chat_to_legacy adds. */
+ * occurs once: as the "messages" member that ps__chat_to_legacy adds. */
 static const char EMPTY_MESSAGES[] = "\"messages\":[]";
 
 void ps_doc_builder_init(ps_doc_builder *b)
 {
-    ps_dynbuf_init(&b->doc, DOC_LIMIT);
-    ps_dynbuf_init(&b->tail, DOC_LIMIT);
+    ps__dynbuf_init(&b->doc, DOC_LIMIT);
+    ps__dynbuf_init(&b->tail, DOC_LIMIT);
     b->messages = 0;
 }
 
 void ps_doc_builder_free(ps_doc_builder *b)
 {
-    ps_dynbuf_free(&b->doc);
-    ps_dynbuf_free(&b->tail);
+    ps__dynbuf_free(&b->doc);
+    ps__dynbuf_free(&b->tail);
 }
 
 /* Splits a shell at its messages array: up to the '[' into doc, the rest
@@ -33,23 +33,23 @@ static ps_code split_shell(ps_doc_builder *b, const char *text, size_t len, ps_e
     if (!at || (size_t)(at - text) >= len)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "a chat rendered without messages");
     size_t head = (size_t)(at - text) + sizeof EMPTY_MESSAGES - 2; /* up to the '[' */
-    ps_code rc = ps_dynbuf_add(&b->doc, text, head);
+    ps_code rc = ps__dynbuf_add(&b->doc, text, head);
     if (rc == PS_OK)
-        rc = ps_dynbuf_add(&b->tail, text + head, len - head);
+        rc = ps__dynbuf_add(&b->tail, text + head, len - head);
     return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "out of memory");
 }
 
 ps_code ps_doc_shell(const ps_chat *chat, ps_dynbuf *out)
 {
-    ps_dynbuf_reset(out);
+    ps__dynbuf_reset(out);
     ps_chat header = *chat; /* a view without messages: rendered, never freed */
     header.nmessages = 0;
-    json_object *shell = ps_chat_to_legacy(&header);
+    json_object *shell = ps__chat_to_legacy(&header);
     if (!shell)
         return PS_ERR_NOMEM;
     size_t len;
-    const char *text = ps_json_text(shell, &len);
-    ps_code rc = text ? ps_dynbuf_add(out, text, len) : PS_ERR_NOMEM;
+    const char *text = ps__json_text(shell, &len);
+    ps_code rc = text ? ps__dynbuf_add(out, text, len) : PS_ERR_NOMEM;
     json_object_put(shell);
     return rc;
 }
@@ -57,27 +57,27 @@ ps_code ps_doc_shell(const ps_chat *chat, ps_dynbuf *out)
 ps_code ps_doc_start(ps_doc_builder *b, const char *shell, size_t shell_len, const char *state,
                      size_t state_len, ps_error *err)
 {
-    ps_dynbuf_reset(&b->doc);
-    ps_dynbuf_reset(&b->tail);
+    ps__dynbuf_reset(&b->doc);
+    ps__dynbuf_reset(&b->tail);
     b->messages = 0;
     if (shell_len)
         return split_shell(b, shell, shell_len, err);
     json_object *parsed = NULL;
     ps_chat *chat = NULL;
-    ps_code rc = ps_json_parse_trusted(state, state_len, &parsed, err);
+    ps_code rc = ps__json_parse_trusted(state, state_len, &parsed, err);
     if (rc == PS_OK)
-        rc = ps_chat_state_from_json(parsed, &chat, err);
+        rc = ps__chat_state_from_json(parsed, &chat, err);
     json_object_put(parsed);
     if (rc != PS_OK)
         return rc == PS_ERR_NOMEM ? rc
                                   : ps_error_set(err, PS_ERR_STORE, -1, "",
                                                  "a stored chat has a corrupt state");
-    json_object *rendered = ps_chat_to_legacy(chat); /* the state holds no messages */
-    ps_chat_free(chat);
+    json_object *rendered = ps__chat_to_legacy(chat); /* the state holds no messages */
+    ps__chat_free(chat);
     if (!rendered)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t len;
-    const char *text = ps_json_text(rendered, &len);
+    const char *text = ps__json_text(rendered, &len);
     rc = split_shell(b, text, len, err);
     json_object_put(rendered);
     return rc;
@@ -86,23 +86,23 @@ ps_code ps_doc_start(ps_doc_builder *b, const char *shell, size_t shell_len, con
 ps_code ps_doc_next_message(ps_doc_builder *b, ps_dynbuf **into)
 {
     *into = &b->doc;
-    ps_code rc = b->messages ? ps_dynbuf_add(&b->doc, ",", 1) : PS_OK;
+    ps_code rc = b->messages ? ps__dynbuf_add(&b->doc, ",", 1) : PS_OK;
     b->messages += rc == PS_OK;
     return rc;
 }
 
 ps_code ps_doc_add_message(ps_doc_builder *b, const char *json, size_t len)
 {
-    ps_code rc = b->messages ? ps_dynbuf_add(&b->doc, ",", 1) : PS_OK;
+    ps_code rc = b->messages ? ps__dynbuf_add(&b->doc, ",", 1) : PS_OK;
     if (rc == PS_OK)
-        rc = ps_dynbuf_add(&b->doc, json, len);
+        rc = ps__dynbuf_add(&b->doc, json, len);
     b->messages += rc == PS_OK;
     return rc;
 }
 
 ps_code ps_doc_finish(ps_doc_builder *b, const char **doc, size_t *len)
 {
-    ps_code rc = ps_dynbuf_add(&b->doc, b->tail.data, b->tail.len);
+    ps_code rc = ps__dynbuf_add(&b->doc, b->tail.data, b->tail.len);
     *doc = rc == PS_OK ? b->doc.data : NULL;
     *len = rc == PS_OK ? b->doc.len : 0;
     return rc;

@@ -1,5 +1,5 @@
 /*
- * A chat's legacy rendering (what ps_chat_to_legacy makes: the JSON legacy
+ * A chat's legacy rendering (what ps__chat_to_legacy makes: the JSON legacy
  * clients receive) put together from what the store keeps of it: the
  * chat-level state, rendered with no messages, and the stored text of each
  * live message spliced into its "messages" array in display order. The

@@ -103,16 +103,18 @@ typedef struct ps_device_row {
 
 struct ps_store_ops {
     const char *name;
-    ps_code (*begin)(ps_store *s, bool write, ps_error *err);
-    ps_code (*commit)(ps_store *s, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*begin)(ps_store *s, bool write, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*commit)(ps_store *s, ps_error *err);
     void (*rollback)(ps_store *s);
     /* In a read transaction a backend may load a user without a row as an
      * empty one (id 0, owning nothing) instead of creating it. */
-    ps_code (*user_load)(ps_store *s, const char *name, ps_user *out, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_load)(ps_store *s, const char *name, ps_user *out,
+                                             ps_error *err);
     /* Like user_load, but never creates the row (so a read transaction
      * stays read-only): *found false, and PS_OK, when the user has none. */
-    ps_code (*user_find)(ps_store *s, const char *name, ps_user *out, bool *found, ps_error *err);
-    ps_code (*user_save)(ps_store *s, const ps_user *user, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_find)(ps_store *s, const char *name, ps_user *out,
+                                             bool *found, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_save)(ps_store *s, const ps_user *user, ps_error *err);
     /* Records that the user synced at `ms` and changed nothing else (a v2
      * sync that pushed nothing). In a read transaction nothing is written
      * now: stats() counts the time at once, and the backend writes it with
@@ -121,57 +123,67 @@ struct ps_store_ops {
      * since the last of those, never a change. In a write
      * transaction it is written with it. Kept whatever becomes of the
      * transaction, as it happened. */
-    ps_code (*user_seen)(ps_store *s, const char *name, int64_t ms, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_seen)(ps_store *s, const char *name, int64_t ms,
+                                             ps_error *err);
     /* *out = NULL (and PS_OK) when the user has no such chat. Without
      * messages, only the chat-level parts are read (cheap for long chats). */
-    ps_code (*chat_load)(ps_store *s, int64_t user, const char *id, bool with_messages,
-                         ps_chat **out, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*chat_load)(ps_store *s, int64_t user, const char *id,
+                                             bool with_messages, ps_chat **out, ps_error *err);
     /* Adds the stored registers of the messages `ids` (those that exist). */
-    ps_code (*messages_load)(ps_store *s, int64_t user, ps_chat *chat, const char *const *ids,
-                             size_t n, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*messages_load)(ps_store *s, int64_t user, ps_chat *chat,
+                                                 const char *const *ids, size_t n, ps_error *err);
     /* Saves the chat-level state, its dirty messages, the change sequence
      * `seq` (0 = keep the stored one), and `doc` (its rendering for legacy
      * clients; NULL = render it when needed). */
-    ps_code (*chat_save)(ps_store *s, int64_t user, const ps_chat *chat, const char *doc,
-                         size_t doc_len, int64_t seq, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*chat_save)(ps_store *s, int64_t user, const ps_chat *chat,
+                                             const char *doc, size_t doc_len, int64_t seq,
+                                             ps_error *err);
     /* The chat-level state of the chat that changed next after `after_seq`
      * (*out NULL when none), with its sequence number. */
-    ps_code (*chat_next_changed)(ps_store *s, int64_t user, int64_t after_seq, ps_chat **out,
-                                 int64_t *seq, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*chat_next_changed)(ps_store *s, int64_t user, int64_t after_seq,
+                                                     ps_chat **out, int64_t *seq, ps_error *err);
     /* Messages of a chat set after `after_seq` by anyone but `skip_origin`,
      * in display order (timestamp, then `received`, the order first
      * received); deleted ones have value NULL. Message rows keep
      * `received` and the stamp's `timed` flag (schema 6). */
-    ps_code (*messages_since)(ps_store *s, int64_t user, const char *chat_id, int64_t after_seq,
-                              const char *skip_origin, ps_message_fn fn, void *ctx, ps_error *err);
-    ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn, void *ctx, ps_error *err);
-    ps_code (*stats)(ps_store *s, ps_store_stats *out, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*messages_since)(ps_store *s, int64_t user, const char *chat_id,
+                                                  int64_t after_seq, const char *skip_origin,
+                                                  ps_message_fn fn, void *ctx, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn,
+                                             void *ctx, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*stats)(ps_store *s, ps_store_stats *out, ps_error *err);
     /* Lists users: fn(ctx, name, live chats); non-zero from fn stops. */
-    ps_code (*user_list)(ps_store *s, int (*fn)(void *ctx, const char *name, int64_t chats),
-                         void *ctx, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_list)(ps_store *s,
+                                             int (*fn)(void *ctx, const char *name, int64_t chats),
+                                             void *ctx, ps_error *err);
     /* The chat `device` ("" for none) last sent as bytes hashing to `hash`
      * (id "" if none), and whether it is unchanged since (no change landed
      * after that sync). One hash per (chat, device), so devices that each
      * send their own bytes of a chat do not replace each other's. */
-    ps_code (*chat_find_sent)(ps_store *s, int64_t user, const char *device, uint64_t hash,
-                              char *id, size_t id_size, bool *unchanged, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*chat_find_sent)(ps_store *s, int64_t user, const char *device,
+                                                  uint64_t hash, char *id, size_t id_size,
+                                                  bool *unchanged, ps_error *err);
     /* Records that the chat, as it is now, is what bytes hashing to `hash`
      * from `device` say, and what a value hashing to `content`
      * (ps_json_value_hash: the same data in other bytes) says: that device
      * sending either again changes nothing. */
-    ps_code (*chat_set_sent)(ps_store *s, int64_t user, const char *device, const char *id,
-                             uint64_t hash, uint64_t content, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*chat_set_sent)(ps_store *s, int64_t user, const char *device,
+                                                 const char *id, uint64_t hash, uint64_t content,
+                                                 ps_error *err);
     /* The content hash chat_set_sent last recorded for (`id`, `device`) (0
      * if none) and whether the chat is unchanged since. */
-    ps_code (*chat_sent_content)(ps_store *s, int64_t user, const char *device, const char *id,
-                                 uint64_t *content, bool *unchanged, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*chat_sent_content)(ps_store *s, int64_t user, const char *device,
+                                                     const char *id, uint64_t *content,
+                                                     bool *unchanged, ps_error *err);
     /* What the user's stored rows weigh, in bytes (for quotas). */
-    ps_code (*user_bytes)(ps_store *s, int64_t user, int64_t *bytes, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_bytes)(ps_store *s, int64_t user, int64_t *bytes,
+                                              ps_error *err);
     /* Deletes a user and all their data; PS_ERR_NOT_FOUND if none. */
-    ps_code (*user_delete)(ps_store *s, const char *name, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_delete)(ps_store *s, const char *name, ps_error *err);
     /* Forgets chats deleted before `older_than_ms` (tombstone retention),
      * raising each user's purged_seq past them. */
-    ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms, int64_t *purged, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*purge_tombstones)(ps_store *s, int64_t older_than_ms,
+                                                    int64_t *purged, ps_error *err);
     /*
      * Accounts and tokens. Every function that changes what the server
      * refuses (token_revoke, account_set) also raises the store's access
@@ -180,43 +192,46 @@ struct ps_store_ops {
      * (the change may come from another process, `polysyncd token revoke`).
      */
     /* Records a minted token (jti unique). */
-    ps_code (*token_add)(ps_store *s, const char *jti, const char *user, int64_t issued_ms,
-                         int64_t expires_ms, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*token_add)(ps_store *s, const char *jti, const char *user,
+                                             int64_t issued_ms, int64_t expires_ms, ps_error *err);
     /* Tokens of `user` (NULL: all), by issue time; non-zero from fn stops. */
-    ps_code (*token_list)(ps_store *s, const char *user,
-                          int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
-                          ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*token_list)(ps_store *s, const char *user,
+                                              int (*fn)(void *ctx, const ps_token_row *row),
+                                              void *ctx, ps_error *err);
     /* Revokes one token (jti) or, jti NULL, every unrevoked token of
      * `user`, at now_ms; *count = tokens revoked now (0 is not an error). */
-    ps_code (*token_revoke)(ps_store *s, const char *jti, const char *user, int64_t now_ms,
-                            int64_t *count, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*token_revoke)(ps_store *s, const char *jti, const char *user,
+                                                int64_t now_ms, int64_t *count, ps_error *err);
     /* Revoked tokens not yet expired at now_ms (what the server must refuse). */
-    ps_code (*token_revoked_each)(ps_store *s, int64_t now_ms,
-                                  int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
-                                  ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*token_revoked_each)(ps_store *s, int64_t now_ms,
+                                                      int (*fn)(void *ctx, const ps_token_row *row),
+                                                      void *ctx, ps_error *err);
     /* Sets a user's refusals: disabled (-1: keep), tokens_before_ms (-1:
      * keep; 0 clears). Creates the row when needed; the user need not exist. */
-    ps_code (*account_set)(ps_store *s, const char *name, int disabled, int64_t tokens_before_ms,
-                           ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*account_set)(ps_store *s, const char *name, int disabled,
+                                               int64_t tokens_before_ms, ps_error *err);
     /* Every user with a refusal (disabled, or tokens_before_ms set). */
-    ps_code (*account_each)(ps_store *s, int (*fn)(void *ctx, const ps_account_row *row),
-                            void *ctx, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*account_each)(ps_store *s,
+                                                int (*fn)(void *ctx, const ps_account_row *row),
+                                                void *ctx, ps_error *err);
     /* A number that changes whenever token_revoke or account_set commit. */
-    ps_code (*access_generation)(ps_store *s, int64_t *generation, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*access_generation)(ps_store *s, int64_t *generation,
+                                                     ps_error *err);
     /* Renames a user, chats and all; PS_ERR_NOT_FOUND when `from` has no
      * row, PS_ERR_INVALID when `to` has one. */
-    ps_code (*user_rename)(ps_store *s, const char *from, const char *to, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_rename)(ps_store *s, const char *from, const char *to,
+                                               ps_error *err);
     /* The device registry. device_seen records that `device` of the user
      * named `user` synced at now_ms with `client`/`protocol`, having applied
      * the user's changes up to acked_seq (-1: says nothing; the stored one
      * is kept). Nothing when the user has no row. */
-    ps_code (*device_seen)(ps_store *s, const char *user, const char *device,
-                           const char *client, const char *protocol, int64_t acked_seq,
-                           int64_t now_ms, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*device_seen)(ps_store *s, const char *user, const char *device,
+                                               const char *client, const char *protocol,
+                                               int64_t acked_seq, int64_t now_ms, ps_error *err);
     /* The user's devices, by first sighting; non-zero from fn stops. */
-    ps_code (*device_list)(ps_store *s, const char *user,
-                           int (*fn)(void *ctx, const ps_device_row *row), void *ctx,
-                           ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*device_list)(ps_store *s, const char *user,
+                                               int (*fn)(void *ctx, const ps_device_row *row),
+                                               void *ctx, ps_error *err);
     /*
      * Tombstone collection by acknowledgement (docs/merge.md): forgets the
      * user's chat and message tombstones that every device seen since
@@ -227,13 +242,16 @@ struct ps_store_ops {
      * (protocol "legacy", with a deviceId or not: no cursor, so no 410 can
      * make it resync; its user keeps the time rule). *purged: how many.
      */
-    ps_code (*purge_acknowledged)(ps_store *s, const char *user, int64_t active_since_ms,
-                                  int64_t *purged, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*purge_acknowledged)(ps_store *s, const char *user,
+                                                      int64_t active_since_ms, int64_t *purged,
+                                                      ps_error *err);
     /* How many chat and message tombstones the user has (0 when no user):
      * whether an acknowledgement is worth a write now. */
-    ps_code (*user_tombstones)(ps_store *s, const char *user, int64_t *count, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_tombstones)(ps_store *s, const char *user, int64_t *count,
+                                                   ps_error *err);
     /* Forgets a device; PS_ERR_NOT_FOUND when the user has no such one. */
-    ps_code (*device_forget)(ps_store *s, const char *user, const char *device, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*device_forget)(ps_store *s, const char *user, const char *device,
+                                                 ps_error *err);
     /* Whether the store can be used now (GET /health): reads, and writes a
      * transaction through to disk, so a read-only, full or failing disk
      * shows; a store found corrupt stays unhealthy until it is reopened.
@@ -242,37 +260,41 @@ struct ps_store_ops {
      * check). PS_OK, or PS_ERR_STORE with a reason fit for clients (no
      * paths, no data) in err->message. Takes the store's own lock: call it
      * outside any transaction. */
-    ps_code (*probe)(ps_store *s, size_t deep_max_bytes, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*probe)(ps_store *s, size_t deep_max_bytes, ps_error *err);
     /* A full-state device's base for one chat (docs/merge.md, "The base
      * rule"; core/base.h): the hashes last saved for (user, device, chat),
      * into *out (replaced; NULL: not read), and the `seq` saved with them;
      * *found false when none. Kept until the chat or user is deleted; a
      * purged chat's bases go with it. (Schema 6.) */
-    ps_code (*base_load)(ps_store *s, int64_t user, const char *device, const char *chat_id,
-                         ps_base *out, int64_t *seq, bool *found, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*base_load)(ps_store *s, int64_t user, const char *device,
+                                             const char *chat_id, ps_base *out, int64_t *seq,
+                                             bool *found, ps_error *err);
     /* Replaces that base with `b` (sealed: sorted, unique) and `seq`: the
      * chat's change sequence when the base is exactly the chat as stored
      * then (a chat sent whole), else 0. */
-    ps_code (*base_save)(ps_store *s, int64_t user, const char *device, const char *chat_id,
-                         const ps_base *b, int64_t seq, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*base_save)(ps_store *s, int64_t user, const char *device,
+                                             const char *chat_id, const ps_base *b, int64_t seq,
+                                             ps_error *err);
     /* Makes the chat as stored the device's base (with `seq`), from the
      * hashes chat_save keeps with a rendering (chat_save with a `doc` also
-     * keeps ps_base_add_chat of the chat, sealed; without one, none).
+     * keeps ps__base_add_chat of the chat, sealed; without one, none).
      * *copied false when the chat has none: work it out from the chat. */
-    ps_code (*base_copy)(ps_store *s, int64_t user, const char *device, const char *chat_id,
-                         int64_t seq, bool *copied, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*base_copy)(ps_store *s, int64_t user, const char *device,
+                                             const char *chat_id, int64_t seq, bool *copied,
+                                             ps_error *err);
     /* Sets every counter of the user's row as given (clock, last sync,
      * sequence, purge point): for `polysyncd migrate`, which copies them. */
-    ps_code (*user_restore)(ps_store *s, const ps_user *user, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*user_restore)(ps_store *s, const ps_user *user, ps_error *err);
     /* Optional (NULL for a backend with one process): says, inside a write
      * transaction, that it moved `user`'s change sequence from seq_before
      * to seq_after (made by `device`, or NULL); other instances hear it
      * once it commits. */
-    ps_code (*announce)(ps_store *s, const char *user, const char *device, int64_t seq_before,
-                        int64_t seq_after, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*announce)(ps_store *s, const char *user, const char *device,
+                                            int64_t seq_before, int64_t seq_after, ps_error *err);
     /* Optional: calls fn (from a thread of the backend's) for changes other
      * instances commit; fn NULL stops the calls (before ctx goes away). */
-    ps_code (*listen)(ps_store *s, ps_store_change_fn fn, void *ctx, ps_error *err);
+    PS_STORE_MUST_CHECK ps_code (*listen)(ps_store *s, ps_store_change_fn fn, void *ctx,
+                                          ps_error *err);
     void (*close)(ps_store *s);
 };
 
@@ -326,13 +348,13 @@ static inline void ps_store_rollback(ps_store *s)
 }
 
 /* Backend constructors, used by ps_store_open. */
-ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err);
-ps_code ps__store_pg_open(const char *url, const ps_store_options *opt, ps_store **out,
-                          ps_error *err);
+PS_STORE_MUST_CHECK ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err);
+PS_STORE_MUST_CHECK ps_code ps__store_pg_open(const char *url, const ps_store_options *opt,
+                                              ps_store **out, ps_error *err);
 #ifdef PS_FAULT_INJECTION
 /* Test builds: wraps *s in the fault-injecting store of store_fault.c when
  * PS_FAULT_STORE_FILE is set (else leaves it). */
-ps_code ps__store_fault_wrap(ps_store **s, ps_error *err);
+PS_STORE_MUST_CHECK ps_code ps__store_fault_wrap(ps_store **s, ps_error *err);
 #endif
 
 #endif

@@ -733,24 +733,24 @@ static const char *numtext(num *n, int64_t v)
  * text is NULL). */
 static ps_code array_add(ps_dynbuf *b, const char *text, size_t len)
 {
-    if (b->len > 1 && ps_dynbuf_add(b, ",", 1) != PS_OK)
+    if (b->len > 1 && ps__dynbuf_add(b, ",", 1) != PS_OK)
         return PS_ERR_NOMEM;
     if (!text)
-        return ps_dynbuf_add(b, "NULL", 4);
-    if (ps_dynbuf_add(b, "\"", 1) != PS_OK)
+        return ps__dynbuf_add(b, "NULL", 4);
+    if (ps__dynbuf_add(b, "\"", 1) != PS_OK)
         return PS_ERR_NOMEM;
     size_t from = 0;
     for (size_t i = 0; i < len; i++) {
         if (text[i] == '"' || text[i] == '\\') {
-            if (ps_dynbuf_add(b, text + from, i - from) != PS_OK ||
-                ps_dynbuf_add(b, "\\", 1) != PS_OK)
+            if (ps__dynbuf_add(b, text + from, i - from) != PS_OK ||
+                ps__dynbuf_add(b, "\\", 1) != PS_OK)
                 return PS_ERR_NOMEM;
             from = i;
         }
     }
-    if (ps_dynbuf_add(b, text + from, len - from) != PS_OK)
+    if (ps__dynbuf_add(b, text + from, len - from) != PS_OK)
         return PS_ERR_NOMEM;
-    return ps_dynbuf_add(b, "\"", 1);
+    return ps__dynbuf_add(b, "\"", 1);
 }
 
 /* A bytea parameter in text form ("\\x" and hex) of n hashes, as their
@@ -759,11 +759,11 @@ static ps_code bytea_hex(ps_dynbuf *b, const uint64_t *hashes, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)hashes;
-    if (ps_dynbuf_add(b, "\\x", 2) != PS_OK || ps_dynbuf_reserve(b, n * 16 + 1) != PS_OK)
+    if (ps__dynbuf_add(b, "\\x", 2) != PS_OK || ps__dynbuf_reserve(b, n * 16 + 1) != PS_OK)
         return PS_ERR_NOMEM;
     for (size_t i = 0; i < n * sizeof(uint64_t); i++) {
         char two[2] = {digits[p[i] >> 4], digits[p[i] & 15]};
-        if (ps_dynbuf_add(b, two, 2) != PS_OK)
+        if (ps__dynbuf_add(b, two, 2) != PS_OK)
             return PS_ERR_NOMEM;
     }
     return PS_OK;
@@ -771,7 +771,7 @@ static ps_code bytea_hex(ps_dynbuf *b, const uint64_t *hashes, size_t n)
 
 static ps_code array_add_int(ps_dynbuf *b, int64_t v)
 {
-    return ps_dynbuf_addf(b, "%s%" PRId64, b->len > 1 ? "," : "", v);
+    return ps__dynbuf_addf(b, "%s%" PRId64, b->len > 1 ? "," : "", v);
 }
 
 /* ---- transactions --------------------------------------------------- */
@@ -801,7 +801,7 @@ static seen_time *take_seen(pg_store *s, bool all, size_t *n)
     seen_time *taken = NULL;
     *n = 0;
     pthread_mutex_lock(&s->seen_lock);
-    if (s->nseen && (all || ps_time_monotonic_ms() >= s->seen_flush_at)) {
+    if (s->nseen && (all || ps__time_monotonic_ms() >= s->seen_flush_at)) {
         taken = s->seen;
         *n = s->nseen;
         s->seen = NULL;
@@ -824,16 +824,16 @@ static void free_seen(seen_time *v, size_t n)
 static ps_code write_seen(pg_conn *c, const seen_time *v, size_t n, ps_error *err)
 {
     ps_dynbuf names, times;
-    ps_dynbuf_init(&names, SIZE_MAX);
-    ps_dynbuf_init(&times, SIZE_MAX);
-    ps_code rc = ps_dynbuf_add(&names, "{", 1);
+    ps__dynbuf_init(&names, SIZE_MAX);
+    ps__dynbuf_init(&times, SIZE_MAX);
+    ps_code rc = ps__dynbuf_add(&names, "{", 1);
     if (rc == PS_OK)
-        rc = ps_dynbuf_add(&times, "{", 1);
+        rc = ps__dynbuf_add(&times, "{", 1);
     for (size_t i = 0; i < n && rc == PS_OK; i++)
         if ((rc = array_add(&names, v[i].name, strlen(v[i].name))) == PS_OK)
             rc = array_add_int(&times, v[i].ms);
-    if (rc == PS_OK && (rc = ps_dynbuf_add(&names, "}", 1)) == PS_OK)
-        rc = ps_dynbuf_add(&times, "}", 1);
+    if (rc == PS_OK && (rc = ps__dynbuf_add(&names, "}", 1)) == PS_OK)
+        rc = ps__dynbuf_add(&times, "}", 1);
     if (rc != PS_OK) {
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     } else if ((rc = run_void(c, Q_BEGIN_WRITE, 0, NULL, err, "begin")) == PS_OK) {
@@ -844,8 +844,8 @@ static ps_code write_seen(pg_conn *c, const seen_time *v, size_t n, ps_error *er
         if (rc != PS_OK && PQstatus(c->pg) == CONNECTION_OK)
             run_void(c, Q_ROLLBACK, 0, NULL, NULL, "rollback");
     }
-    ps_dynbuf_free(&names);
-    ps_dynbuf_free(&times);
+    ps__dynbuf_free(&names);
+    ps__dynbuf_free(&times);
     return rc;
 }
 
@@ -1020,7 +1020,7 @@ static ps_code remember_seen(pg_store *s, const char *name, int64_t ms)
             return PS_ERR_NOMEM;
         s->seen[i].ms = 0;
         if (i == 0)
-            s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+            s->seen_flush_at = ps__time_monotonic_ms() + SEEN_FLUSH_MS;
         if (i + 1 >= SEEN_FLUSH_USERS)
             s->seen_flush_at = 0;
         s->nseen = i + 1;
@@ -1036,7 +1036,7 @@ static void return_seen(pg_store *s, seen_time *v, size_t n)
     for (size_t i = 0; i < n; i++)
         remember_seen(s, v[i].name, v[i].ms);
     /* not at every request while the database is away */
-    s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+    s->seen_flush_at = ps__time_monotonic_ms() + SEEN_FLUSH_MS;
     pthread_mutex_unlock(&s->seen_lock);
     free_seen(v, n);
 }
@@ -1067,9 +1067,9 @@ static ps_code pg_user_seen(ps_store *base, const char *name, int64_t ms, ps_err
 static ps_code parse_state(const char *text, size_t len, ps_chat **out, ps_error *err)
 {
     json_object *state = NULL;
-    ps_code rc = ps_json_parse_trusted(text, len, &state, err);
+    ps_code rc = ps__json_parse_trusted(text, len, &state, err);
     if (rc == PS_OK)
-        rc = ps_chat_state_from_json(state, out, err);
+        rc = ps__chat_state_from_json(state, out, err);
     json_object_put(state);
     if (rc != PS_OK && rc != PS_ERR_NOMEM)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored chat has a corrupt state");
@@ -1081,7 +1081,7 @@ static ps_code read_message(const PGresult *res, int row, ps_message *m, ps_erro
     memset(m, 0, sizeof *m);
     json_object *value = NULL;
     if (!PQgetisnull(res, row, 1)) {
-        ps_code rc = ps_json_parse_trusted(PQgetvalue(res, row, 1),
+        ps_code rc = ps__json_parse_trusted(PQgetvalue(res, row, 1),
                                            (size_t)PQgetlength(res, row, 1), &value, err);
         if (rc != PS_OK)
             return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
@@ -1110,7 +1110,7 @@ static ps_code append_rows(const PGresult *res, ps_chat *chat, ps_error *err)
         ps_message m;
         if ((rc = read_message(res, i, &m, err)) != PS_OK)
             break;
-        rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
+        rc = ps__chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
         if (rc == PS_OK) {
             chat->messages[chat->nmessages - 1].received = m.received;
             chat->messages[chat->nmessages - 1].mark = m.mark;
@@ -1143,10 +1143,10 @@ static ps_code pg_chat_load(ps_store *base, int64_t user, const char *id, bool w
             rc = append_rows(res, *out, err);
             PQclear(res);
         }
-        ps_chat_normalize(*out);
+        ps__chat_normalize(*out);
     }
     if (rc != PS_OK) {
-        ps_chat_free(*out);
+        ps__chat_free(*out);
         *out = NULL;
     }
     return rc;
@@ -1159,25 +1159,25 @@ static ps_code pg_messages_load(ps_store *base, int64_t user, ps_chat *chat, con
         return PS_OK;
     pg_conn *c = current((pg_store *)base);
     ps_dynbuf arr;
-    ps_dynbuf_init(&arr, SIZE_MAX);
-    ps_code rc = ps_dynbuf_add(&arr, "{", 1);
+    ps__dynbuf_init(&arr, SIZE_MAX);
+    ps_code rc = ps__dynbuf_add(&arr, "{", 1);
     for (size_t i = 0; i < n && rc == PS_OK; i++)
         rc = array_add(&arr, ids[i], strlen(ids[i]));
     if (rc == PS_OK)
-        rc = ps_dynbuf_add(&arr, "}", 1);
+        rc = ps__dynbuf_add(&arr, "}", 1);
     if (rc != PS_OK) {
-        ps_dynbuf_free(&arr);
+        ps__dynbuf_free(&arr);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     num u;
     const char *params[3] = {numtext(&u, user), chat->id, arr.data};
     PGresult *res = run(c, Q_MSG_SOME, 3, params, &rc, err, "loading messages");
-    ps_dynbuf_free(&arr);
+    ps__dynbuf_free(&arr);
     if (!res)
         return rc;
     rc = append_rows(res, chat, err);
     PQclear(res);
-    ps_chat_normalize(chat);
+    ps__chat_normalize(chat);
     return rc;
 }
 
@@ -1189,14 +1189,14 @@ static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[MSG_ARRAYS], si
 {
     *count = 0;
     for (int k = 0; k < MSG_ARRAYS; k++)
-        if (ps_dynbuf_add(&arr[k], "{", 1) != PS_OK)
+        if (ps__dynbuf_add(&arr[k], "{", 1) != PS_OK)
             return PS_ERR_NOMEM;
     for (size_t i = 0; i < chat->nmessages; i++) {
         const ps_message *m = &chat->messages[i];
         if (!m->mark.dirty)
             continue;
         size_t len = 0;
-        const char *text = m->value ? ps_json_text_kept(m->value, &len) : NULL;
+        const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
         const char *dev = m->stamp.device ? m->stamp.device : "";
         const char *origin = m->mark.origin ? m->mark.origin : "";
         if (array_add(&arr[0], m->id, strlen(m->id)) != PS_OK ||
@@ -1210,7 +1210,7 @@ static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[MSG_ARRAYS], si
         ++*count;
     }
     for (int k = 0; k < MSG_ARRAYS; k++)
-        if (ps_dynbuf_add(&arr[k], "}", 1) != PS_OK)
+        if (ps__dynbuf_add(&arr[k], "}", 1) != PS_OK)
             return PS_ERR_NOMEM;
     return PS_OK;
 }
@@ -1247,32 +1247,32 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
 {
     pg_conn *c = current((pg_store *)base);
     (void)doc_len;
-    json_object *state = ps_chat_header_to_json(chat);
+    json_object *state = ps__chat_header_to_json(chat);
     ps_dynbuf arr[MSG_ARRAYS], hashes;
     for (int k = 0; k < MSG_ARRAYS; k++)
-        ps_dynbuf_init(&arr[k], SIZE_MAX);
-    ps_dynbuf_init(&hashes, SIZE_MAX);
+        ps__dynbuf_init(&arr[k], SIZE_MAX);
+    ps__dynbuf_init(&hashes, SIZE_MAX);
     size_t count = 0;
     /* with the rendering, the base of a device sent the chat whole
      * (base_copy); NULL = not worked out */
     ps_base base_hashes = {0};
     bool ok = state && message_arrays(chat, arr, &count) == PS_OK;
     if (ok && doc) {
-        ok = ps_base_add_chat(&base_hashes, chat) == PS_OK;
-        ps_base_seal(&base_hashes);
+        ok = ps__base_add_chat(&base_hashes, chat) == PS_OK;
+        ps__base_seal(&base_hashes);
         ok = ok && bytea_hex(&hashes, base_hashes.hashes, base_hashes.n) == PS_OK;
     }
-    ps_base_free(&base_hashes);
+    ps__base_free(&base_hashes);
     if (!ok) {
         json_object_put(state);
         for (int k = 0; k < MSG_ARRAYS; k++)
-            ps_dynbuf_free(&arr[k]);
-        ps_dynbuf_free(&hashes);
+            ps__dynbuf_free(&arr[k]);
+        ps__dynbuf_free(&hashes);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     size_t state_len;
-    const char *state_text = ps_json_text(state, &state_len);
-    bool live = ps_chat_is_live(chat);
+    const char *state_text = ps__json_text(state, &state_len);
+    bool live = ps__chat_is_live(chat);
     const ps_lamport *shown = &chat->deleted_lamport;
     num u, counter, at, sq;
     const char *chat_params[10] = {
@@ -1322,8 +1322,8 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
     }
     json_object_put(state);
     for (int k = 0; k < MSG_ARRAYS; k++)
-        ps_dynbuf_free(&arr[k]);
-    ps_dynbuf_free(&hashes);
+        ps__dynbuf_free(&arr[k]);
+    ps__dynbuf_free(&hashes);
     return rc;
 }
 
@@ -1458,16 +1458,16 @@ static ps_code pg_purge_tombstones(ps_store *base, int64_t older_than_ms, int64_
     if (!res)
         return rc;
     ps_dynbuf ids;
-    ps_dynbuf_init(&ids, SIZE_MAX);
-    rc = ps_dynbuf_add(&ids, "{", 1);
+    ps__dynbuf_init(&ids, SIZE_MAX);
+    rc = ps__dynbuf_add(&ids, "{", 1);
     for (int i = 0; i < PQntuples(res) && rc == PS_OK; i++)
         rc = array_add_int(&ids, int_at(res, i, 0));
     int users = PQntuples(res);
     PQclear(res);
     if (rc == PS_OK)
-        rc = ps_dynbuf_add(&ids, "}", 1);
+        rc = ps__dynbuf_add(&ids, "}", 1);
     if (rc != PS_OK) {
-        ps_dynbuf_free(&ids);
+        ps__dynbuf_free(&ids);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     if (users) {
@@ -1481,7 +1481,7 @@ static ps_code pg_purge_tombstones(ps_store *base, int64_t older_than_ms, int64_
             rc = run_void(c, Q_RECOUNT, 1, p3, err, "recounting bytes");
         }
     }
-    ps_dynbuf_free(&ids);
+    ps__dynbuf_free(&ids);
     return rc;
 }
 
@@ -1887,7 +1887,7 @@ static ps_code pg_base_load(ps_store *base, int64_t user, const char *device, co
             unsigned char *raw =
                 PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &len);
             size_t n = len / sizeof(uint64_t);
-            ps_base_free(out);
+            ps__base_free(out);
             if (!raw || (n && !(out->hashes = malloc(n * sizeof(uint64_t))))) {
                 rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
             } else if (n) {
@@ -1905,16 +1905,16 @@ static ps_code pg_base_save(ps_store *base, int64_t user, const char *device, co
                             const ps_base *b, int64_t seq, ps_error *err)
 {
     ps_dynbuf hex;
-    ps_dynbuf_init(&hex, SIZE_MAX);
+    ps__dynbuf_init(&hex, SIZE_MAX);
     if (bytea_hex(&hex, b->hashes, b->n) != PS_OK) {
-        ps_dynbuf_free(&hex);
+        ps__dynbuf_free(&hex);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     num u, sq;
     const char *params[5] = {numtext(&u, user), chat_id, device, hex.data, numtext(&sq, seq)};
     ps_code rc =
         run_void(current((pg_store *)base), Q_BASE_PUT, 5, params, err, "saving a device's base");
-    ps_dynbuf_free(&hex);
+    ps__dynbuf_free(&hex);
     return rc;
 }
 
@@ -2141,7 +2141,7 @@ static ps_code migrate(PGconn *pg, ps_error *err)
  * instances may start before their database. */
 static ps_code first_connection(pg_store *s, PGconn **out, ps_error *err)
 {
-    int64_t give_up = ps_time_monotonic_ms() + (int64_t)s->opt.wait_s * 1000;
+    int64_t give_up = ps__time_monotonic_ms() + (int64_t)s->opt.wait_s * 1000;
     int backoff_ms = 200;
     for (;;) {
         PGconn *pg = connect_db(s);
@@ -2155,7 +2155,7 @@ static ps_code first_connection(pg_store *s, PGconn **out, ps_error *err)
         snprintf(why, sizeof why, "%s", PQerrorMessage(pg));
         why[strcspn(why, "\n")] = '\0';
         PQfinish(pg);
-        int64_t now = ps_time_monotonic_ms();
+        int64_t now = ps__time_monotonic_ms();
         if (now >= give_up)
             return ps_error_set(
                 err, PS_ERR_UNAVAILABLE, -1, "", "cannot connect to PostgreSQL%s: %s",
@@ -2231,7 +2231,7 @@ ps_code ps__store_pg_open(const char *url, const ps_store_options *opt, ps_store
     pthread_cond_init(&s->freed, NULL);
     pthread_key_create(&s->current, NULL);
     snprintf(s->instance, sizeof s->instance, "%lx.%x", (unsigned long)getpid(),
-             (unsigned)(ps_time_now_ms() ^ (int64_t)(uintptr_t)s));
+             (unsigned)(ps__time_now_ms() ^ (int64_t)(uintptr_t)s));
     s->url = strdup(url);
     s->pool = calloc(s->npool, sizeof *s->pool);
     ps_code rc = PS_OK;

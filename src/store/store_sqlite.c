@@ -165,7 +165,7 @@ static const char *const MIGRATIONS[] = {
      * their content (ps_json_value_hash: the same data in other bytes), and
      * the chat's seq then. chats.sent_hash/sent_seq (one per chat: devices sending
      * their own bytes replaced each other's) are no longer used; their
-     * ps_hash64 values could not match an XXH3 hash, so nothing is copied. */
+     * ps__hash64 values could not match an XXH3 hash, so nothing is copied. */
     "CREATE TABLE sent ("
     "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL, device TEXT NOT NULL,"
     "  hash INTEGER NOT NULL, content INTEGER NOT NULL, seq INTEGER NOT NULL,"
@@ -279,7 +279,7 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = ?1 ORDER BY id",
     /* a rendering's parts (doc_render.h): the state, then the live
-     * messages in display order (ps_message_order_cmp's) */
+     * messages in display order (ps__message_order_cmp's) */
     /* shell and state only when there is no rendering: reading a column
      * after a long `doc` walks its overflow pages again */
     [Q_CHAT_DOC] = "SELECT doc, CASE doc WHEN '' THEN shell END, CASE doc WHEN '' THEN state END"
@@ -474,8 +474,8 @@ static ps_code load_dict(void *ctx, int64_t user, uint32_t id, ps_dynbuf *dict)
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_int64(st, 2, id);
         if (sqlite3_step(st) == SQLITE_ROW) {
-            ps_dynbuf_reset(dict);
-            rc = ps_dynbuf_add(dict, sqlite3_column_blob(st, 0),
+            ps__dynbuf_reset(dict);
+            rc = ps__dynbuf_add(dict, sqlite3_column_blob(st, 0),
                                (size_t)sqlite3_column_bytes(st, 0));
         }
     }
@@ -495,7 +495,7 @@ static void sql_pack_value(sqlite3_context *cx, int argc, sqlite3_value **argv)
     const char *text = (const char *)sqlite3_value_text(argv[2]);
     size_t len = (size_t)sqlite3_value_bytes(argv[2]);
     ps_dynbuf frame;
-    ps_dynbuf_init(&frame, SIZE_MAX - 1);
+    ps__dynbuf_init(&frame, SIZE_MAX - 1);
     bool packed = false;
     ps_code rc = text ? ps_value_pack(text, len, sqlite3_value_int64(argv[0]),
                                       (uint32_t)sqlite3_value_int64(argv[1]), load_dict,
@@ -509,7 +509,7 @@ static void sql_pack_value(sqlite3_context *cx, int argc, sqlite3_value **argv)
         sqlite3_result_blob(cx, frame.data, (int)frame.len, SQLITE_TRANSIENT);
     else
         sqlite3_result_value(cx, argv[2]);
-    ps_dynbuf_free(&frame);
+    ps__dynbuf_free(&frame);
 }
 
 /* Runs one statement of `sql` with ?1 = user (and ?2 = id); PS_OK when done. */
@@ -552,7 +552,7 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
     sqlite3_bind_int(st, 2, PS_VALUE_PACK_MIN);
     sqlite3_bind_int(st, 3, PS_VALUE_SAMPLE_MAX);
     ps_dynbuf samples;
-    ps_dynbuf_init(&samples, 2 * PS_VALUE_TRAIN_BYTES);
+    ps__dynbuf_init(&samples, 2 * PS_VALUE_TRAIN_BYTES);
     size_t *sizes = NULL, nsizes = 0, cap = 0;
     ps_code rc = PS_OK;
     int r;
@@ -570,19 +570,19 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
         }
         if (len > PS_VALUE_TRAIN_BYTES - samples.len)
             break; /* enough */
-        if ((rc = ps_dynbuf_add(&samples, sqlite3_column_blob(st, 0), len)) != PS_OK)
+        if ((rc = ps__dynbuf_add(&samples, sqlite3_column_blob(st, 0), len)) != PS_OK)
             ps_error_set(err, rc, -1, "", "out of memory");
         else
             sizes[nsizes++] = len;
     }
     sqlite3_finalize(st);
     ps_dynbuf dict;
-    ps_dynbuf_init(&dict, PS_VALUE_DICT_BYTES);
+    ps__dynbuf_init(&dict, PS_VALUE_DICT_BYTES);
     uint32_t fresh = 0;
     ps_code trained = PS_ERR_INVALID;
     if (rc == PS_OK && samples.len >= PS_VALUE_TRAIN_BYTES / 2)
         trained = ps_value_train(samples.data, sizes, (unsigned)nsizes, &dict, &fresh);
-    ps_dynbuf_free(&samples);
+    ps__dynbuf_free(&samples);
     free(sizes);
     if (rc == PS_OK && trained == PS_OK) {
         if (sqlite3_prepare_v2(s->db, "INSERT INTO value_dicts(user_id, id, dict) VALUES (?1, ?2, ?3)",
@@ -608,7 +608,7 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
     } else if (trained == PS_ERR_IO && rc == PS_OK) {
         rc = ps_error_set(err, PS_ERR_IO, -1, "", "no random numbers for a dictionary id");
     }
-    ps_dynbuf_free(&dict);
+    ps__dynbuf_free(&dict);
     return rc; /* too little to train on: stays plain, PS_OK */
 }
 
@@ -768,7 +768,7 @@ static void forget_all_seen(sqlite_store *s)
 static bool seen_due(sqlite_store *s)
 {
     pthread_mutex_lock(&s->seen_lock);
-    bool due = s->nseen && ps_time_monotonic_ms() >= s->seen_flush_at;
+    bool due = s->nseen && ps__time_monotonic_ms() >= s->seen_flush_at;
     pthread_mutex_unlock(&s->seen_lock);
     return due;
 }
@@ -785,7 +785,7 @@ static ps_code flush_seen(sqlite_store *s, ps_error *err)
         control(s, Q_ROLLBACK, NULL);
         /* not at every request while, say, another process holds the lock */
         pthread_mutex_lock(&s->seen_lock);
-        s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+        s->seen_flush_at = ps__time_monotonic_ms() + SEEN_FLUSH_MS;
         pthread_mutex_unlock(&s->seen_lock);
         return rc;
     }
@@ -1065,7 +1065,7 @@ static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps
         }
         s->seen[i].written_ms = 0;
         if (i == 0)
-            s->seen_flush_at = ps_time_monotonic_ms() + SEEN_FLUSH_MS;
+            s->seen_flush_at = ps__time_monotonic_ms() + SEEN_FLUSH_MS;
         if (i + 1 == SEEN_FLUSH_USERS)
             s->seen_flush_at = 0;
         s->nseen = i + 1;
@@ -1091,10 +1091,10 @@ static ps_code sqlite_user_save(ps_store *base, const ps_user *u, ps_error *err)
 static ps_code parse_state(sqlite3_stmt *st, int col, ps_chat **out, ps_error *err)
 {
     json_object *state = NULL;
-    ps_code rc = ps_json_parse_trusted((const char *)sqlite3_column_text(st, col),
+    ps_code rc = ps__json_parse_trusted((const char *)sqlite3_column_text(st, col),
                                        (size_t)sqlite3_column_bytes(st, col), &state, err);
     if (rc == PS_OK)
-        rc = ps_chat_state_from_json(state, out, err);
+        rc = ps__chat_state_from_json(state, out, err);
     json_object_put(state);
     if (rc != PS_OK && rc != PS_ERR_NOMEM)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored chat has a corrupt state");
@@ -1149,7 +1149,7 @@ static ps_code read_message(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_
         ps_code rc = value_text(s, st, 1, user, &text, &len, err);
         if (rc != PS_OK)
             return rc;
-        if (ps_json_parse_trusted(text, len, &value, err) != PS_OK)
+        if (ps__json_parse_trusted(text, len, &value, err) != PS_OK)
             return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
     }
     m->id = strdup((const char *)sqlite3_column_text(st, 0));
@@ -1179,7 +1179,7 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_c
         ps_message m;
         if ((rc = read_message(s, st, user, &m, err)) != PS_OK)
             break;
-        rc = ps_chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
+        rc = ps__chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
         if (rc == PS_OK) {
             chat->messages[chat->nmessages - 1].received = m.received;
             ps_mark *dst = &chat->messages[chat->nmessages - 1].mark;
@@ -1211,10 +1211,10 @@ static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, bo
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         rc = append_rows(s, st, user, *out, err);
-        ps_chat_normalize(*out);
+        ps__chat_normalize(*out);
     }
     if (rc != PS_OK) {
-        ps_chat_free(*out);
+        ps__chat_free(*out);
         *out = NULL;
     }
     return rc;
@@ -1232,7 +1232,7 @@ static ps_code sqlite_messages_load(ps_store *base, int64_t user, ps_chat *chat,
         sqlite3_bind_text(st, 3, ids[i], -1, SQLITE_STATIC);
         rc = append_rows(s, st, user, chat, err);
     }
-    ps_chat_normalize(chat);
+    ps__chat_normalize(chat);
     return rc;
 }
 
@@ -1297,22 +1297,22 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
                                 size_t doc_len, int64_t seq, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    json_object *state = ps_chat_header_to_json(chat);
+    json_object *state = ps__chat_header_to_json(chat);
     if (!state)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t state_len;
-    const char *state_text = ps_json_text(state, &state_len);
-    bool live = ps_chat_is_live(chat);
+    const char *state_text = ps__json_text(state, &state_len);
+    bool live = ps__chat_is_live(chat);
     /* A chat with no body row has no message rows either (chat_save
      * writes both; deleting a chat takes both): its messages have no old
      * rows to weigh, which saves a first upload one lookup per message.
      * Without a rendering, its shell: legacy reads put it together from
      * the shell and the rows (doc_render.h). */
     ps_dynbuf shell;
-    ps_dynbuf_init(&shell, SIZE_MAX - 1);
+    ps__dynbuf_init(&shell, SIZE_MAX - 1);
     if (!doc && ps_doc_shell(chat, &shell) != PS_OK) {
         json_object_put(state);
-        ps_dynbuf_free(&shell);
+        ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
@@ -1335,11 +1335,11 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
      * long chat is one row). */
     ps_base hashes = {0};
     for (size_t i = 0; doc && i < chat->nfields && rc == PS_OK; i++)
-        if (ps_base_add(&hashes, ps_base_field_hash(chat->fields[i].name,
+        if (ps__base_add(&hashes, ps__base_field_hash(chat->fields[i].name,
                                                     chat->fields[i].value)) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     ps_dynbuf frame;
-    ps_dynbuf_init(&frame, SIZE_MAX - 1);
+    ps__dynbuf_init(&frame, SIZE_MAX - 1);
     uint32_t dict = 0;
     size_t plain = 0; /* bytes stored plain for want of a dictionary */
     if (rc == PS_OK)
@@ -1349,14 +1349,14 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         if (!doc && !m->mark.dirty)
             continue;
         size_t len = 0;
-        const char *text = m->value ? ps_json_text(m->value, &len) : NULL;
-        if (doc && ps_base_add(&hashes, ps_base_message_hash_text(m->id, text, len)) != PS_OK)
+        const char *text = m->value ? ps__json_text(m->value, &len) : NULL;
+        if (doc && ps__base_add(&hashes, ps__base_message_hash_text(m->id, text, len)) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         else if (m->mark.dirty)
             rc = save_message(s, user, chat->id, m, text, len, fresh, dict, &frame, &grown, &plain,
                               err);
     }
-    ps_dynbuf_free(&frame);
+    ps__dynbuf_free(&frame);
     if (rc == PS_OK) {
         st = stmt(s, Q_BODY_PUT);
         sqlite3_bind_int64(st, 1, user);
@@ -1368,7 +1368,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
             sqlite3_bind_null(st, 6);
         else
             sqlite3_bind_text(st, 6, shell.data, (int)shell.len, SQLITE_STATIC);
-        ps_base_seal(&hashes);
+        ps__base_seal(&hashes);
         static const uint64_t none = 0; /* NULL = not worked out */
         if (doc)
             sqlite3_bind_blob(st, 5, hashes.n ? (const void *)hashes.hashes : (const void *)&none,
@@ -1378,9 +1378,9 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
     }
-    ps_base_free(&hashes);
+    ps__base_free(&hashes);
     json_object_put(state);
-    ps_dynbuf_free(&shell);
+    ps__dynbuf_free(&shell);
     if (rc == PS_OK && grown) {
         st = stmt(s, Q_USER_GROW);
         sqlite3_bind_int64(st, 1, user);
@@ -1791,7 +1791,7 @@ static ps_code sqlite_base_load(ps_store *base, int64_t user, const char *device
         size_t n = (size_t)sqlite3_column_bytes(st, 1) / sizeof(uint64_t);
         *found = true;
         *seq = sqlite3_column_int64(st, 0);
-        ps_base_free(out);
+        ps__base_free(out);
         if (n && !(out->hashes = malloc(n * sizeof(uint64_t)))) {
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         } else if (n) {

@@ -52,8 +52,8 @@ static void ctx_free(void *p)
     codec_ctx *ctx = p;
     ZSTD_freeCCtx(ctx->c);
     ZSTD_freeDCtx(ctx->d);
-    ps_dynbuf_free(&ctx->text);
-    ps_dynbuf_free(&ctx->load);
+    ps__dynbuf_free(&ctx->text);
+    ps__dynbuf_free(&ctx->load);
     for (int i = 0; i < CACHED_DICTS; i++)
         slot_clear(&ctx->dicts[i]);
     free(ctx);
@@ -75,8 +75,8 @@ static codec_ctx *thread_ctx(void)
         return NULL;
     ctx->c = ZSTD_createCCtx();
     ctx->d = ZSTD_createDCtx();
-    ps_dynbuf_init(&ctx->text, UNPACK_MAX);
-    ps_dynbuf_init(&ctx->load, UNPACK_MAX);
+    ps__dynbuf_init(&ctx->text, UNPACK_MAX);
+    ps__dynbuf_init(&ctx->load, UNPACK_MAX);
     if (!ctx->c || !ctx->d || pthread_setspecific(ctx_key, ctx) != 0) {
         ctx_free(ctx);
         return NULL;
@@ -115,8 +115,8 @@ static ps_code dict_get(codec_ctx *ctx, int64_t user, uint32_t id, ps_value_dict
 ps_code ps_value_train(const char *samples, const size_t *sizes, unsigned n, ps_dynbuf *dict,
                        uint32_t *id)
 {
-    ps_dynbuf_reset(dict);
-    ps_code rc = ps_dynbuf_reserve(dict, PS_VALUE_DICT_BYTES);
+    ps__dynbuf_reset(dict);
+    ps_code rc = ps__dynbuf_reserve(dict, PS_VALUE_DICT_BYTES);
     if (rc != PS_OK)
         return rc;
     uint32_t fresh = 0;
@@ -149,7 +149,7 @@ ps_code ps_value_pack(const char *text, size_t len, int64_t user, uint32_t id,
                       ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out, bool *packed)
 {
     *packed = false;
-    ps_dynbuf_reset(out);
+    ps__dynbuf_reset(out);
     if (len < PS_VALUE_PACK_MIN || id == 0)
         return PS_OK;
     codec_ctx *ctx = thread_ctx();
@@ -162,7 +162,7 @@ ps_code ps_value_pack(const char *text, size_t len, int64_t user, uint32_t id,
     if (!dict->c && !(dict->c = ZSTD_createCDict(dict->bytes, dict->len, PS_VALUE_PACK_LEVEL)))
         return PS_ERR_NOMEM;
     size_t bound = ZSTD_compressBound(len);
-    if ((rc = ps_dynbuf_reserve(out, bound)) != PS_OK)
+    if ((rc = ps__dynbuf_reserve(out, bound)) != PS_OK)
         return rc;
     size_t n = ZSTD_compress_usingCDict(ctx->c, out->data, bound, text, len, dict->c);
     if (ZSTD_isError(n))
@@ -187,7 +187,7 @@ static ps_code unpack_to(codec_ctx *ctx, const void *frame, size_t len, int64_t 
     ps_code rc = dict_get(ctx, user, id, load, load_ctx, &dict);
     if (rc != PS_OK)
         return rc == PS_ERR_NOMEM ? rc : PS_ERR_STORE;
-    if ((rc = ps_dynbuf_reserve(out, (size_t)size)) != PS_OK)
+    if ((rc = ps__dynbuf_reserve(out, (size_t)size)) != PS_OK)
         return rc;
     size_t n = ZSTD_decompress_usingDDict(ctx->d, out->data + out->len, (size_t)size, frame, len,
                                           dict->d);
@@ -215,7 +215,7 @@ ps_code ps_value_unpack(const void *frame, size_t len, int64_t user, ps_value_di
     codec_ctx *ctx = thread_ctx();
     if (!ctx)
         return PS_ERR_NOMEM;
-    ps_dynbuf_reset(&ctx->text);
+    ps__dynbuf_reset(&ctx->text);
     ps_code rc = unpack_to(ctx, frame, len, user, load, load_ctx, &ctx->text);
     if (rc == PS_OK) {
         *text = ctx->text.data;

@@ -29,9 +29,9 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 # The original text must occur exactly once in the file.
 MUTANTS = [
     ("stamp-order-inverted", "src/core/chat.c",
-     "int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b)\n{",
+     "int ps__stamp_cmp(const ps_stamp *a, const ps_stamp *b)\n{",
      "static int mutant_stamp_cmp(const ps_stamp *a, const ps_stamp *b);\n"
-     "int ps_stamp_cmp(const ps_stamp *a, const ps_stamp *b)\n"
+     "int ps__stamp_cmp(const ps_stamp *a, const ps_stamp *b)\n"
      "{\n    return -mutant_stamp_cmp(a, b);\n}\n"
      "static int mutant_stamp_cmp(const ps_stamp *a, const ps_stamp *b)\n{",
      "last writer wins: the OLDEST write wins instead"),

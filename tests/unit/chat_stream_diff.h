@@ -3,7 +3,7 @@
  * legacy body taken chat by chat (legacy_body.h: splitter, spool, per-chat
  * pre-check; then the envelope parsed whole and each chat parsed as the
  * merge parses it) must agree with one strict parse of the whole body
- * (ps_json_parse): the same bodies accepted, and for an accepted one the
+ * (ps__json_parse): the same bodies accepted, and for an accepted one the
  * same chats, in order, and the same everything else.
  */
 #ifndef PS_CHAT_STREAM_DIFF_H
@@ -22,7 +22,7 @@ static const char *chat_stream_disagreement(const char *text, size_t len, const 
 {
     const char *problem = NULL;
     json_object *whole = NULL, *envelope = NULL, *chats = json_object_new_array();
-    bool whole_ok = ps_json_parse(text, len, PS_JSON_MAX_DEPTH, &whole, NULL) == PS_OK;
+    bool whole_ok = ps__json_parse(text, len, PS_JSON_MAX_DEPTH, &whole, NULL) == PS_OK;
     ps_legacy_body_config cfg = {.max_bytes = SIZE_MAX,
                                  .max_chats = SIZE_MAX,
                                  .max_depth = PS_JSON_MAX_DEPTH,
@@ -46,7 +46,7 @@ static const char *chat_stream_disagreement(const char *text, size_t len, const 
     if (stream_ok) {
         size_t n;
         const char *env = ps_legacy_body_envelope(lb, &n);
-        stream_ok = ps_json_parse(env, n, PS_JSON_MAX_DEPTH, &envelope, &err) == PS_OK;
+        stream_ok = ps__json_parse(env, n, PS_JSON_MAX_DEPTH, &envelope, &err) == PS_OK;
         ps_legacy_body_chats(lb, &src);
     }
     for (size_t i = 0; stream_ok && i < src.count; i++) {
@@ -56,7 +56,7 @@ static const char *chat_stream_disagreement(const char *text, size_t len, const 
         stream_ok = ps_chat_source_bytes(&src, i, &bytes, &n, &err) == PS_OK;
         /* json-c's parse gives NULL for null: no error, the validator's case */
         if (stream_ok && !(n == 4 && memcmp(bytes, "null", 4) == 0))
-            stream_ok = ps_json_parse_trusted(bytes, n, &one, &err) == PS_OK;
+            stream_ok = ps__json_parse_trusted(bytes, n, &one, &err) == PS_OK;
         if (stream_ok)
             json_object_array_add(chats, one);
     }

@@ -1,13 +1,13 @@
 /*
- * Legacy chat conversions (core/chat_codec.h). ps_chat_from_legacy: keeps
+ * Legacy chat conversions (core/chat_codec.h). ps__chat_from_legacy: keeps
  * every field and message, drops isPrivate messages, stamps every write with
  * lastModified, else updatedAt, else createdAt (else 0), turns a message
  * {id, deleted: true} into a tombstone write, clamps times past
  * now + max skew, and takes the writer from updatedAtLamport[1], else the
- * request's device. ps_chat_to_legacy: fields, live messages ordered by
+ * request's device. ps__chat_to_legacy: fields, live messages ordered by
  * timestamp then id, tombstoned messages left out, time fields as sent and
  * always an updatedAtLamport tuple; legacy -> chat -> legacy is the identity
- * for a chat in display order. ps_chat_differs_from_sent: what a client that
+ * for a chat in display order. ps__chat_differs_from_sent: what a client that
  * sent a chat lacks of the merged result, and what it does not.
  */
 #include "test_util.h"
@@ -29,7 +29,7 @@ static void assert_stamp(const ps_stamp *s, int64_t ts, int64_t lamport, const c
 
 static const char *field_str(const ps_chat *chat, const char *name)
 {
-    const ps_field *f = ps_chat_field(chat, name);
+    const ps_field *f = ps__chat_field(chat, name);
     assert_non_null(f);
     return json_object_get_string(f->value);
 }
@@ -50,12 +50,12 @@ static void from_legacy_keeps_everything(void **state)
     assert_string_equal(field_str(chat, "model"), "gpt-4");
     assert_string_equal(field_str(chat, "provider"), "openai");
     assert_string_equal(field_str(chat, "currentModel"), "gpt-4");
-    assert_true(json_object_is_type(ps_chat_field(chat, "isArchived")->value, json_type_boolean));
-    assert_null(ps_chat_field(chat, "id"));
-    assert_null(ps_chat_field(chat, "messages"));
-    assert_null(ps_chat_field(chat, "createdAt"));
+    assert_true(json_object_is_type(ps__chat_field(chat, "isArchived")->value, json_type_boolean));
+    assert_null(ps__chat_field(chat, "id"));
+    assert_null(ps__chat_field(chat, "messages"));
+    assert_null(ps__chat_field(chat, "createdAt"));
     assert_int_equal(chat->nmessages, 1);
-    const ps_message *m = ps_chat_message(chat, "msg-uuid");
+    const ps_message *m = ps__chat_message(chat, "msg-uuid");
     assert_non_null(m);
     assert_string_equal(tu_get_str(m->value, "content"), "message text");
     assert_int_equal(m->order_ts, tu_t(-30));
@@ -65,8 +65,8 @@ static void from_legacy_keeps_everything(void **state)
     assert_string_equal(json_object_get_string(chat->created_at.value), "2024-01-15T09:00:00.000Z");
     assert_true(chat->has_touched);
     assert_false(chat->has_tombstone);
-    assert_true(ps_chat_is_live(chat));
-    ps_chat_free(chat);
+    assert_true(ps__chat_is_live(chat));
+    ps__chat_free(chat);
 }
 
 /* Unknown fields are kept verbatim, whatever their type. */
@@ -76,17 +76,17 @@ static void from_legacy_keeps_unknown_fields(void **state)
                            "\"note\":null}",
                            "dev");
     json_object *want = tu_json("{\"path\":[\"a\",\"b\"]}");
-    assert_true(json_object_equal(ps_chat_field(chat, "folder")->value, want));
-    assert_int_equal(json_object_get_int(ps_chat_field(chat, "pinned")->value), 3);
-    assert_non_null(ps_chat_field(chat, "note"));
-    assert_null(ps_chat_field(chat, "note")->value);
+    assert_true(json_object_equal(ps__chat_field(chat, "folder")->value, want));
+    assert_int_equal(json_object_get_int(ps__chat_field(chat, "pinned")->value), 3);
+    assert_non_null(ps__chat_field(chat, "note"));
+    assert_null(ps__chat_field(chat, "note")->value);
     json_object_put(want);
-    json_object *back = ps_chat_to_legacy(chat);
+    json_object *back = ps__chat_to_legacy(chat);
     json_object *note;
     assert_true(json_object_object_get_ex(back, "note", &note));
     assert_null(note);
     json_object_put(back);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 }
 
 static void from_legacy_drops_private_messages(void **state)
@@ -99,13 +99,13 @@ static void from_legacy_drops_private_messages(void **state)
                "{\"id\":\"m3\",\"role\":\"user\",\"content\":\"c\",\"isPrivate\":false}]}",
                "dev");
     assert_int_equal(chat->nmessages, 2);
-    assert_non_null(ps_chat_message(chat, "m1"));
-    assert_null(ps_chat_message(chat, "m2"));
-    assert_non_null(ps_chat_message(chat, "m3"));
-    json_object *legacy = ps_chat_to_legacy(chat);
-    assert_null(strstr(ps_json_text(legacy, NULL), "secret"));
+    assert_non_null(ps__chat_message(chat, "m1"));
+    assert_null(ps__chat_message(chat, "m2"));
+    assert_non_null(ps__chat_message(chat, "m3"));
+    json_object *legacy = ps__chat_to_legacy(chat);
+    assert_null(strstr(ps__json_text(legacy, NULL), "secret"));
     json_object_put(legacy);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 }
 
 static void from_legacy_message_tombstones(void **state)
@@ -117,12 +117,12 @@ static void from_legacy_message_tombstones(void **state)
                "{\"id\":\"m3\",\"role\":\"user\",\"content\":\"c\",\"deleted\":false}]}",
                "dev");
     assert_int_equal(chat->nmessages, 3);
-    const ps_message *m2 = ps_chat_message(chat, "m2");
+    const ps_message *m2 = ps__chat_message(chat, "m2");
     assert_non_null(m2);
     assert_null(m2->value);
     assert_int_equal(m2->stamp.ts, 1000);
-    assert_non_null(ps_chat_message(chat, "m3")->value);
-    json_object *legacy = ps_chat_to_legacy(chat);
+    assert_non_null(ps__chat_message(chat, "m3")->value);
+    json_object *legacy = ps__chat_to_legacy(chat);
     char ids[32];
     assert_string_equal(tu_legacy_message_ids(legacy, ids, sizeof ids), "m1,m3");
     json_object_put(legacy);
@@ -132,18 +132,18 @@ static void from_legacy_message_tombstones(void **state)
                           "{\"id\":\"m2\",\"role\":\"user\",\"content\":\"b\"}]}",
                           "other");
     bool changed;
-    assert_int_equal(ps_chat_merge(old, chat, &changed), PS_OK);
+    assert_int_equal(ps__chat_merge(old, chat, &changed), PS_OK);
     assert_true(changed);
-    assert_null(ps_chat_message(old, "m2")->value);
-    ps_chat_free(old);
-    ps_chat_free(chat);
+    assert_null(ps__chat_message(old, "m2")->value);
+    ps__chat_free(old);
+    ps__chat_free(chat);
 }
 
 static void stamp_of(const char *legacy_text, const char *device, ps_stamp *out)
 {
     json_object *legacy = tu_json(legacy_text);
     ps_ingest in = {.device = device, .now_ms = NOW, .max_skew_ms = 5 * 60 * 1000};
-    assert_int_equal(ps_legacy_stamp(legacy, &in, out), PS_OK);
+    assert_int_equal(ps__legacy_stamp(legacy, &in, out), PS_OK);
     json_object_put(legacy);
 }
 
@@ -171,7 +171,7 @@ static void stamp_time_prefers_last_modified_then_updated_then_created(void **st
         stamp_of(cases[i].legacy, "dev", &s);
         if (s.ts != cases[i].ts)
             fail_msg("case %zu: stamp %lld, want %lld", i, (long long)s.ts, (long long)cases[i].ts);
-        ps_stamp_clear(&s);
+        ps__stamp_clear(&s);
     }
 }
 
@@ -183,10 +183,10 @@ static void every_write_carries_the_chat_stamp(void **state)
                            "\"timestamp\":\"2024-01-15T08:00:00Z\"}],"
                            "\"updatedAtLamport\":[4,\"phone\"]}",
                            "laptop");
-    assert_stamp(&ps_chat_field(chat, "title")->stamp, 1705309800000LL, 4, "phone");
-    assert_stamp(&ps_chat_message(chat, "m1")->stamp, 1705309800000LL, 4, "phone");
+    assert_stamp(&ps__chat_field(chat, "title")->stamp, 1705309800000LL, 4, "phone");
+    assert_stamp(&ps__chat_message(chat, "m1")->stamp, 1705309800000LL, 4, "phone");
     assert_stamp(&chat->touched, 1705309800000LL, 4, "phone");
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 }
 
 static void clamps_future_times_to_now_plus_skew(void **state)
@@ -198,7 +198,7 @@ static void clamps_future_times_to_now_plus_skew(void **state)
                "\"lastModified\":\"2024-01-15T11:00:00.000Z\"}",
                "dev");
     const int64_t limit = NOW + 5 * 60 * 1000;
-    assert_int_equal(ps_chat_field(chat, "title")->stamp.ts, limit);
+    assert_int_equal(ps__chat_field(chat, "title")->stamp.ts, limit);
     assert_int_equal(chat->touched.ts, limit);
     assert_int_equal(chat->last_modified.ms, limit);
     assert_string_equal(json_object_get_string(chat->last_modified.value),
@@ -208,19 +208,19 @@ static void clamps_future_times_to_now_plus_skew(void **state)
     /* a past time is kept exactly as sent */
     assert_int_equal(chat->created_at.ms, tu_t(-60));
     assert_string_equal(json_object_get_string(chat->created_at.value), "2024-01-15T09:00:00.000Z");
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 
     /* within the skew: not touched */
     chat = ingest("{\"id\":\"c\",\"lastModified\":\"2024-01-15T10:04:59.999Z\"}", "dev");
     assert_int_equal(chat->touched.ts, limit - 1);
     assert_string_equal(json_object_get_string(chat->last_modified.value),
                         "2024-01-15T10:04:59.999Z");
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 
     ps_stamp s;
     stamp_of("{\"id\":\"c\",\"createdAt\":253402300799999}", "dev", &s);
     assert_int_equal(s.ts, limit);
-    ps_stamp_clear(&s);
+    ps__stamp_clear(&s);
 }
 
 static void device_from_lamport_else_ingest(void **state)
@@ -229,24 +229,24 @@ static void device_from_lamport_else_ingest(void **state)
     stamp_of("{\"id\":\"c\",\"lastModified\":1000,\"updatedAtLamport\":[7,\"phone\"]}", "laptop",
              &s);
     assert_stamp(&s, 1000, 7, "phone");
-    ps_stamp_clear(&s);
+    ps__stamp_clear(&s);
     stamp_of("{\"id\":\"c\",\"lastModified\":1000}", "laptop", &s);
     assert_stamp(&s, 1000, 0, "laptop");
-    ps_stamp_clear(&s);
+    ps__stamp_clear(&s);
     stamp_of("{\"id\":\"c\",\"lastModified\":1000,\"updatedAtLamport\":null}", "laptop", &s);
     assert_stamp(&s, 1000, 0, "laptop");
-    ps_stamp_clear(&s);
+    ps__stamp_clear(&s);
     stamp_of("{\"id\":\"c\",\"lastModified\":1000}", NULL, &s);
     assert_stamp(&s, 1000, 0, "");
-    ps_stamp_clear(&s);
+    ps__stamp_clear(&s);
 
     ps_chat *chat = ingest("{\"id\":\"c\",\"updatedAtLamport\":[7,\"phone\"]}", "laptop");
     assert_int_equal(chat->lamport.counter, 7);
     assert_string_equal(chat->lamport.id, "phone");
-    ps_chat_free(chat);
+    ps__chat_free(chat);
     chat = ingest("{\"id\":\"c\"}", "laptop");
     assert_int_equal(chat->lamport.counter, 0);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 }
 
 static void to_legacy_orders_messages_by_timestamp_then_first_received(void **state)
@@ -262,13 +262,13 @@ static void to_legacy_orders_messages_by_timestamp_then_first_received(void **st
         "{\"id\":\"c\",\"role\":\"user\",\"content\":\"\",\"timestamp\":\"2024-01-15T10:00:02Z\"}]"
         "}",
         "dev");
-    json_object *legacy = ps_chat_to_legacy(chat);
+    json_object *legacy = ps__chat_to_legacy(chat);
     char ids[128];
     /* z has no timestamp (0); b and a tie at 10:00:01, e and c at 10:00:02:
      * ties keep the order they were received in, never the ids' (#10.3) */
     assert_string_equal(tu_legacy_message_ids(legacy, ids, sizeof ids), "z,d,b,a,e,c");
     json_object_put(legacy);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 }
 
 static void to_legacy_omits_tombstoned_messages(void **state)
@@ -278,31 +278,31 @@ static void to_legacy_omits_tombstoned_messages(void **state)
                            "{\"id\":\"m3\",\"role\":\"user\",\"content\":\"c\",\"timestamp\":3}]}",
                            "dev");
     ps_stamp s = tu_stamp(5, 0, "dev");
-    assert_int_equal(ps_chat_append_message(chat, "m2", NULL, &s, 2), PS_OK);
-    ps_chat_normalize(chat);
+    assert_int_equal(ps__chat_append_message(chat, "m2", NULL, &s, 2), PS_OK);
+    ps__chat_normalize(chat);
     assert_int_equal(chat->nmessages, 3);
-    json_object *legacy = ps_chat_to_legacy(chat);
+    json_object *legacy = ps__chat_to_legacy(chat);
     char ids[64];
     assert_string_equal(tu_legacy_message_ids(legacy, ids, sizeof ids), "m1,m3");
     json_object_put(legacy);
 
     /* every message deleted: an empty array, still present */
-    ps_chat *gone = ps_chat_new("g");
-    assert_int_equal(ps_chat_append_message(gone, "m", NULL, &s, 0), PS_OK);
-    legacy = ps_chat_to_legacy(gone);
+    ps_chat *gone = ps__chat_new("g");
+    assert_int_equal(ps__chat_append_message(gone, "m", NULL, &s, 0), PS_OK);
+    legacy = ps__chat_to_legacy(gone);
     json_object *msgs;
     assert_true(json_object_object_get_ex(legacy, "messages", &msgs));
     assert_true(json_object_is_type(msgs, json_type_array));
     assert_int_equal(json_object_array_length(msgs), 0);
     json_object_put(legacy);
-    ps_chat_free(gone);
-    ps_chat_free(chat);
+    ps__chat_free(gone);
+    ps__chat_free(chat);
 }
 
 static void to_legacy_always_has_updated_at_lamport(void **state)
 {
-    ps_chat *chat = ps_chat_new("empty");
-    json_object *legacy = ps_chat_to_legacy(chat);
+    ps_chat *chat = ps__chat_new("empty");
+    json_object *legacy = ps__chat_to_legacy(chat);
     json_object *lam;
     assert_true(json_object_object_get_ex(legacy, "updatedAtLamport", &lam));
     assert_true(json_object_is_type(lam, json_type_array));
@@ -315,15 +315,15 @@ static void to_legacy_always_has_updated_at_lamport(void **state)
     assert_int_equal(json_object_array_length(msgs), 0);
     assert_false(json_object_object_get_ex(legacy, "createdAt", NULL));
     json_object_put(legacy);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 
     chat = ingest("{\"id\":\"c\",\"updatedAtLamport\":[12,\"phone\"]}", "laptop");
-    legacy = ps_chat_to_legacy(chat);
+    legacy = ps__chat_to_legacy(chat);
     json_object *want = tu_json("[12,\"phone\"]");
     assert_true(json_object_equal(json_object_object_get(legacy, "updatedAtLamport"), want));
     json_object_put(want);
     json_object_put(legacy);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
 }
 
 /* A chat in display order, without private messages, comes back unchanged
@@ -341,19 +341,19 @@ static void legacy_round_trip_is_identity(void **state)
     for (size_t i = 0; i < sizeof chats / sizeof *chats; i++) {
         json_object *in = tu_json(chats[i]);
         ps_chat *chat = ingest(chats[i], "dev");
-        json_object *out = ps_chat_to_legacy(chat);
+        json_object *out = ps__chat_to_legacy(chat);
         /* a chat sent without a tuple gets one (tested above); the rest is equal */
         if (!json_object_object_get_ex(in, "updatedAtLamport", NULL))
             json_object_object_del(out, "updatedAtLamport");
         if (!json_object_equal(in, out))
-            fail_msg("in:  %s\nout: %s", ps_json_text(in, NULL), ps_json_text(out, NULL));
+            fail_msg("in:  %s\nout: %s", ps__json_text(in, NULL), ps__json_text(out, NULL));
         json_object_put(out);
         json_object_put(in);
-        ps_chat_free(chat);
+        ps__chat_free(chat);
     }
 }
 
-/* ---- ps_chat_differs_from_sent ---- */
+/* ---- ps__chat_differs_from_sent ---- */
 
 /* The stored chat after `stored` then `sent` were uploaded, and whether the
  * client that sent `sent` lacks something of it. */
@@ -363,17 +363,17 @@ static bool differs(const char *stored, const char *sent)
     ps_chat *incoming = ingest(sent, "me");
     if (merged) {
         bool changed;
-        assert_int_equal(ps_chat_merge(merged, incoming, &changed), PS_OK);
+        assert_int_equal(ps__chat_merge(merged, incoming, &changed), PS_OK);
     }
     json_object *sent_json = tu_json(sent);
     ps_stamp stamp;
     ps_ingest in = {.device = "me", .now_ms = NOW, .max_skew_ms = 5 * 60 * 1000};
-    assert_int_equal(ps_legacy_stamp(sent_json, &in, &stamp), PS_OK);
-    bool d = ps_chat_differs_from_sent(merged ? merged : incoming, sent_json, &stamp);
-    ps_stamp_clear(&stamp);
+    assert_int_equal(ps__legacy_stamp(sent_json, &in, &stamp), PS_OK);
+    bool d = ps__chat_differs_from_sent(merged ? merged : incoming, sent_json, &stamp);
+    ps__stamp_clear(&stamp);
     json_object_put(sent_json);
-    ps_chat_free(incoming);
-    ps_chat_free(merged);
+    ps__chat_free(incoming);
+    ps__chat_free(merged);
     return d;
 }
 
@@ -448,14 +448,14 @@ static void differs_not_for_deleted_or_private_messages(void **state)
     ps_chat *merged =
         ingest("{\"id\":\"c\",\"lastModified\":2000,\"messages\":[" M("m1", "a") "]}", "me");
     ps_stamp old = tu_stamp(1000, 0, "other");
-    assert_int_equal(ps_chat_append_message(merged, "m0", NULL, &old, 0), PS_OK);
-    ps_chat_normalize(merged);
+    assert_int_equal(ps__chat_append_message(merged, "m0", NULL, &old, 0), PS_OK);
+    ps__chat_normalize(merged);
     json_object *sent =
         tu_json("{\"id\":\"c\",\"lastModified\":2000,\"messages\":[" M("m1", "a") "]}");
     ps_stamp s = tu_stamp(2000, 0, "me");
-    assert_false(ps_chat_differs_from_sent(merged, sent, &s));
+    assert_false(ps__chat_differs_from_sent(merged, sent, &s));
     json_object_put(sent);
-    ps_chat_free(merged);
+    ps__chat_free(merged);
 
     /* a private message the client sent is not expected back */
     assert_false(differs(NULL, "{\"id\":\"c\",\"lastModified\":2000,\"messages\":[" M(

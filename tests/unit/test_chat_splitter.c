@@ -264,7 +264,7 @@ static void random_bodies(void **state)
         if (p)
             fail_msg("round %zu: %s: %.*s", round, p, (int)t.len, t.p);
         json_object *o = NULL;
-        if (ps_json_parse(t.p, t.len, PS_JSON_MAX_DEPTH, &o, NULL) == PS_OK)
+        if (ps__json_parse(t.p, t.len, PS_JSON_MAX_DEPTH, &o, NULL) == PS_OK)
             accepted++;
         json_object_put(o);
     }

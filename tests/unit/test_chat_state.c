@@ -1,5 +1,5 @@
 /*
- * The stored form of a chat (ps_chat_state_to_json / ps_chat_state_from_json
+ * The stored form of a chat (ps__chat_state_to_json / ps__chat_state_from_json
  * in core/chat_codec.h): a round trip, through text as the store does it,
  * preserves every register, stamp, tombstone (with the tuple clients are
  * shown for it), message tombstone, time field and Lamport tuple,
@@ -13,19 +13,19 @@
 /* state -> text -> parse -> chat -> state, and the two states compared. */
 static ps_chat *round_trip(const ps_chat *chat)
 {
-    json_object *st = ps_chat_state_to_json(chat);
+    json_object *st = ps__chat_state_to_json(chat);
     assert_non_null(st);
-    const char *text = ps_json_text(st, NULL);
+    const char *text = ps__json_text(st, NULL);
     json_object *parsed = NULL;
-    assert_int_equal(ps_json_parse(text, strlen(text), 10000, &parsed, NULL), PS_OK);
+    assert_int_equal(ps__json_parse(text, strlen(text), 10000, &parsed, NULL), PS_OK);
     ps_chat *back = NULL;
     ps_error err;
     ps_error_clear(&err);
-    assert_int_equal(ps_chat_state_from_json(parsed, &back, &err), PS_OK);
+    assert_int_equal(ps__chat_state_from_json(parsed, &back, &err), PS_OK);
     assert_non_null(back);
-    json_object *st2 = ps_chat_state_to_json(back);
+    json_object *st2 = ps__chat_state_to_json(back);
     if (!json_object_equal(st, st2))
-        fail_msg("state changed in a round trip:\n%s\n%s", text, ps_json_text(st2, NULL));
+        fail_msg("state changed in a round trip:\n%s\n%s", text, ps__json_text(st2, NULL));
     json_object_put(st2);
     json_object_put(parsed);
     json_object_put(st);
@@ -47,14 +47,14 @@ static ps_chat *rich_chat(void)
     bool changed;
     ps_stamp s = tu_stamp(tu_t(-10), 3, "tablet");
     assert_int_equal(
-        ps_chat_put_field(chat, "provider", json_object_new_string("openai"), &s, &changed), PS_OK);
+        ps__chat_put_field(chat, "provider", json_object_new_string("openai"), &s, &changed), PS_OK);
     /* a deleted message and a whole-chat deletion */
     ps_stamp del = tu_stamp(tu_t(-5), 0, "tablet");
-    assert_int_equal(ps_chat_append_message(chat, "m0", NULL, &del, 7), PS_OK);
-    ps_chat_normalize(chat);
+    assert_int_equal(ps__chat_append_message(chat, "m0", NULL, &del, 7), PS_OK);
+    ps__chat_normalize(chat);
     ps_stamp gone = tu_stamp(tu_t(-2), 9, "tablet");
     ps_lamport shown = {9, "tablet"};
-    assert_int_equal(ps_chat_delete(chat, &gone, &shown, &changed), PS_OK);
+    assert_int_equal(ps__chat_delete(chat, &gone, &shown, &changed), PS_OK);
     assert_true(changed);
     return chat;
 }
@@ -66,17 +66,17 @@ static void round_trip_preserves_everything(void **state)
     assert_string_equal(back->id, "rich");
     assert_int_equal(back->nfields, chat->nfields);
     assert_int_equal(back->nmessages, 3);
-    assert_null(ps_chat_message(back, "m0")->value);
-    assert_int_equal(ps_chat_message(back, "m0")->order_ts, 7);
-    assert_int_equal(ps_chat_message(back, "m2")->order_ts, 1705309300000LL);
-    assert_int_equal(ps_chat_message(back, "m1")->stamp.lamport, 42);
-    assert_string_equal(ps_chat_message(back, "m1")->stamp.device, "phone");
-    const ps_field *p = ps_chat_field(back, "provider");
+    assert_null(ps__chat_message(back, "m0")->value);
+    assert_int_equal(ps__chat_message(back, "m0")->order_ts, 7);
+    assert_int_equal(ps__chat_message(back, "m2")->order_ts, 1705309300000LL);
+    assert_int_equal(ps__chat_message(back, "m1")->stamp.lamport, 42);
+    assert_string_equal(ps__chat_message(back, "m1")->stamp.device, "phone");
+    const ps_field *p = ps__chat_field(back, "provider");
     assert_non_null(p);
     assert_int_equal(p->stamp.ts, tu_t(-10));
     assert_string_equal(p->stamp.device, "tablet");
-    assert_non_null(ps_chat_field(back, "model"));
-    assert_null(ps_chat_field(back, "model")->value);
+    assert_non_null(ps__chat_field(back, "model"));
+    assert_null(ps__chat_field(back, "model")->value);
     assert_true(back->has_touched);
     assert_true(back->has_tombstone);
     assert_int_equal(back->tombstone.ts, tu_t(-2));
@@ -92,7 +92,7 @@ static void round_trip_preserves_everything(void **state)
     assert_int_equal(back->last_modified.ms, tu_t(-1) + 123);
     assert_int_equal(back->lamport.counter, 42);
     assert_string_equal(back->lamport.id, "phone");
-    assert_int_equal(ps_chat_is_live(back), ps_chat_is_live(chat));
+    assert_int_equal(ps__chat_is_live(back), ps__chat_is_live(chat));
     assert_true(tu_same_state(chat, back));
 
     /* the reloaded chat merges exactly as the original */
@@ -101,20 +101,20 @@ static void round_trip_preserves_everything(void **state)
                                     "\"role\":\"user\",\"content\":\"new\"}]}",
                                     "tablet", tu_t(0));
     bool c1, c2;
-    assert_int_equal(ps_chat_merge(chat, other, &c1), PS_OK);
-    assert_int_equal(ps_chat_merge(back, other, &c2), PS_OK);
+    assert_int_equal(ps__chat_merge(chat, other, &c1), PS_OK);
+    assert_int_equal(ps__chat_merge(back, other, &c2), PS_OK);
     assert_true(c1);
     assert_true(c2);
     assert_true(tu_same_state(chat, back));
-    assert_true(ps_chat_is_live(back));
-    ps_chat_free(other);
-    ps_chat_free(back);
-    ps_chat_free(chat);
+    assert_true(ps__chat_is_live(back));
+    ps__chat_free(other);
+    ps__chat_free(back);
+    ps__chat_free(chat);
 }
 
 static void round_trip_of_minimal_chats(void **state)
 {
-    ps_chat *empty = ps_chat_new("e");
+    ps_chat *empty = ps__chat_new("e");
     ps_chat *back = round_trip(empty);
     assert_false(back->has_touched);
     assert_false(back->has_tombstone);
@@ -122,27 +122,27 @@ static void round_trip_of_minimal_chats(void **state)
     assert_int_equal(back->nmessages, 0);
     assert_null(back->created_at.value);
     assert_int_equal(back->lamport.counter, 0);
-    assert_false(ps_chat_is_live(back));
-    ps_chat_free(back);
+    assert_false(ps__chat_is_live(back));
+    ps__chat_free(back);
 
     bool changed;
     ps_stamp s = tu_stamp(5, 0, "");
     ps_lamport shown = {77, "server"};
-    assert_int_equal(ps_chat_delete(empty, &s, &shown, &changed), PS_OK);
+    assert_int_equal(ps__chat_delete(empty, &s, &shown, &changed), PS_OK);
     back = round_trip(empty);
     assert_true(back->has_tombstone);
     assert_int_equal(back->tombstone.ts, 5);
     assert_int_equal(back->deleted_lamport.counter, 77);
     assert_string_equal(back->deleted_lamport.id, "server");
-    ps_chat_free(back);
-    ps_chat_free(empty);
+    ps__chat_free(back);
+    ps__chat_free(empty);
 
     ps_chat *odd = tu_from_legacy(
         "{\"id\":\"\xe6\x97\xa5 \\\"q\\\" \\\\\",\"t\\u00e9\":\"\\u0001\"}", NULL, tu_t(0));
     back = round_trip(odd);
     assert_string_equal(back->id, "\xe6\x97\xa5 \"q\" \\");
-    ps_chat_free(back);
-    ps_chat_free(odd);
+    ps__chat_free(back);
+    ps__chat_free(odd);
 }
 
 typedef struct corrupt_case {
@@ -156,10 +156,10 @@ static void check_corrupt(const corrupt_case *c)
     ps_chat *chat = (ps_chat *)1;
     ps_error err;
     ps_error_clear(&err);
-    ps_code rc = ps_chat_state_from_json(st, &chat, &err);
+    ps_code rc = ps__chat_state_from_json(st, &chat, &err);
     if (rc != PS_ERR_STORE || chat != NULL || err.code != PS_ERR_STORE) {
         if (rc == PS_OK)
-            ps_chat_free(chat);
+            ps__chat_free(chat);
         json_object_put(st);
         fail_msg("%s: %s: got %d, want PS_ERR_STORE and no chat", c->why, c->state, rc);
     }

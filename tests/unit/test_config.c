@@ -83,8 +83,8 @@ static void defaults(void **state)
     assert_int_equal(cfg.tombstone_retention_ms, 90LL * 86400 * 1000);
     assert_true(cfg.threads >= 1);
     assert_false(cfg.insecure_no_auth);
-    assert_int_equal(cfg.limits.max_chats, ps_limits_default().max_chats);
-    assert_int_equal(cfg.limits.max_id_bytes, ps_limits_default().max_id_bytes);
+    assert_int_equal(cfg.limits.max_chats, ps__limits_default().max_chats);
+    assert_int_equal(cfg.limits.max_id_bytes, ps__limits_default().max_id_bytes);
 
     parsed *p = run_args((const char *const[]){NULL});
     assert_int_equal(p->action, PS_CONFIG_RUN);

@@ -1,12 +1,12 @@
 /*
- * The hashes of core/hash.h. The chat-bytes hash (ps_hash_bytes, XXH3) lets
- * a legacy sync skip chats sent again unchanged, the base hash (ps_hash64)
+ * The hashes of core/hash.h. The chat-bytes hash (ps__hash_bytes, XXH3) lets
+ * a legacy sync skip chats sent again unchanged, the base hash (ps__hash64)
  * recognises values a device carried along: a collision would make a
  * changed chat look unchanged, so for both every single-bit change of
  * inputs of every length must change the hash; equal bytes hash equal
  * wherever they lie in memory (no alignment dependence), and 0 is never
- * returned. ps_hash_bytes is XXH3 (its published value for no bytes);
- * ps_hash64 is frozen: the values bases stored by earlier releases hold.
+ * returned. ps__hash_bytes is XXH3 (its published value for no bytes);
+ * ps__hash64 is frozen: the values bases stored by earlier releases hold.
  */
 #include "test_util.h"
 #include "core/hash.h"
@@ -15,7 +15,7 @@
 #include <string.h>
 
 typedef uint64_t (*hash_fn)(const void *, size_t);
-static const hash_fn HASHES[2] = {ps_hash_bytes, ps_hash64};
+static const hash_fn HASHES[2] = {ps__hash_bytes, ps__hash64};
 
 static void every_bit_flip_changes_the_hash(void **state)
 {
@@ -73,19 +73,19 @@ static void same_bytes_same_hash_at_any_alignment(void **state)
 /* XXH3's published value for no bytes (xxHash's sanity test) */
 static void chat_hash_is_xxh3(void **state)
 {
-    assert_true(ps_hash_bytes("", 0) == 0x2d06800538d394c2ull);
+    assert_true(ps__hash_bytes("", 0) == 0x2d06800538d394c2ull);
 }
 
-/* What ps_hash64 gave before XXH3 came in, and so what stored bases hold:
+/* What ps__hash64 gave before XXH3 came in, and so what stored bases hold:
  * a field value's hash input ('f', name, NUL, value text), a message's. */
 static void base_hash_is_frozen(void **state)
 {
     const char *message = "{\"id\":\"m1\",\"role\":\"user\",\"content\":"
                           "\"a longer message text, well over thirty-two bytes\"}";
-    assert_true(ps_hash64("", 0) == 0x821862493d7ecaa7ull);
-    assert_true(ps_hash64("abc", 3) == 0x92f77231586e5663ull);
-    assert_true(ps_hash64("f\0title\0\"Rome\"", 14) == 0x1a0c267c8240b49full);
-    assert_true(ps_hash64(message, strlen(message)) == 0x117d7b1a866cd70aull);
+    assert_true(ps__hash64("", 0) == 0x821862493d7ecaa7ull);
+    assert_true(ps__hash64("abc", 3) == 0x92f77231586e5663ull);
+    assert_true(ps__hash64("f\0title\0\"Rome\"", 14) == 0x1a0c267c8240b49full);
+    assert_true(ps__hash64(message, strlen(message)) == 0x117d7b1a866cd70aull);
 }
 
 int main(void)

@@ -1,5 +1,5 @@
 /*
- * ps_json_parse and ps_json_text (core/json_parse.h): the strict parser every
+ * ps__json_parse and ps__json_text (core/json_parse.h): the strict parser every
  * client byte goes through. Covers what RFC 8259 accepts (any value at top
  * level, whitespace around it), what it does not (trailing data, non-RFC
  * literals and numbers, single quotes, raw control characters, comments,
@@ -29,7 +29,7 @@ static void run_cases(const parse_case *cases, size_t n, int depth)
         json_object *obj = (json_object *)1;
         ps_error err;
         ps_error_clear(&err);
-        ps_code rc = ps_json_parse(c->text, len, depth, &obj, &err);
+        ps_code rc = ps__json_parse(c->text, len, depth, &obj, &err);
         if (rc != c->want) {
             print_error("case %zu: %.*s: got %d (%s), want %d\n", i, (int)len, c->text, rc,
                         err.message, c->want);
@@ -149,7 +149,7 @@ static void depth_limit(void **state)
         json_object *obj = NULL;
         ps_error err;
         ps_error_clear(&err);
-        ps_code rc = ps_json_parse(buf, 2 * (size_t)d, PS_JSON_MAX_DEPTH, &obj, &err);
+        ps_code rc = ps__json_parse(buf, 2 * (size_t)d, PS_JSON_MAX_DEPTH, &obj, &err);
         if (d <= PS_JSON_MAX_DEPTH) {
             assert_int_equal(rc, PS_OK);
             json_object_put(obj);
@@ -177,7 +177,7 @@ static void depth_counts_containers_not_scalars(void **state)
     json_object *obj = NULL;
     ps_error err;
     ps_error_clear(&err);
-    ps_code rc = ps_json_parse(buf, sizeof buf - 1, PS_JSON_MAX_DEPTH, &obj, &err);
+    ps_code rc = ps__json_parse(buf, sizeof buf - 1, PS_JSON_MAX_DEPTH, &obj, &err);
     if (rc != PS_OK)
         fail_msg("%d arrays around a number: %s", PS_JSON_MAX_DEPTH, err.message);
     json_object_put(obj);
@@ -195,7 +195,7 @@ static void depth_limit_is_the_callers(void **state)
     char big[5000];
     memset(big, '[', sizeof big);
     json_object *obj = NULL;
-    assert_int_equal(ps_json_parse(big, sizeof big, PS_JSON_MAX_DEPTH, &obj, NULL),
+    assert_int_equal(ps__json_parse(big, sizeof big, PS_JSON_MAX_DEPTH, &obj, NULL),
                      PS_ERR_TOO_DEEP);
     assert_null(obj);
 }
@@ -230,13 +230,13 @@ static void error_detail_says_where(void **state)
     ps_error err;
     ps_error_clear(&err);
     const char *text = "{\"a\":1}xyz";
-    assert_int_equal(ps_json_parse(text, strlen(text), 64, &obj, &err), PS_ERR_MALFORMED);
+    assert_int_equal(ps__json_parse(text, strlen(text), 64, &obj, &err), PS_ERR_MALFORMED);
     assert_int_equal(err.code, PS_ERR_MALFORMED);
     assert_int_equal(err.chat_index, -1);
     assert_string_equal(err.field, "");
     assert_non_null(strstr(err.message, "7"));
     /* A NULL error is allowed. */
-    assert_int_equal(ps_json_parse("[", 1, 64, &obj, NULL), PS_ERR_MALFORMED);
+    assert_int_equal(ps__json_parse("[", 1, 64, &obj, NULL), PS_ERR_MALFORMED);
     assert_null(obj);
 }
 
@@ -245,10 +245,10 @@ static void reads_only_len_bytes(void **state)
 {
     const char *text = "{\"a\":1}garbage";
     json_object *obj = NULL;
-    assert_int_equal(ps_json_parse(text, 7, 64, &obj, NULL), PS_OK);
+    assert_int_equal(ps__json_parse(text, 7, 64, &obj, NULL), PS_OK);
     assert_int_equal(json_object_get_int(json_object_object_get(obj, "a")), 1);
     json_object_put(obj);
-    assert_int_equal(ps_json_parse("[1,2]", 3, 64, &obj, NULL), PS_ERR_MALFORMED);
+    assert_int_equal(ps__json_parse("[1,2]", 3, 64, &obj, NULL), PS_ERR_MALFORMED);
     assert_null(obj);
 }
 
@@ -257,7 +257,7 @@ static void text_is_compact_without_slash_escapes(void **state)
     json_object *obj = tu_json("{ \"url\" : \"https://x.example/a/b\", \"q\" : \"say \\\"hi\\\"\","
                                " \"n\" : [ 1 , 2 ], \"u\":\"\\u00e9\\n\" }");
     size_t len = 0;
-    const char *text = ps_json_text(obj, &len);
+    const char *text = ps__json_text(obj, &len);
     assert_string_equal(text, "{\"url\":\"https://x.example/a/b\",\"q\":\"say \\\"hi\\\"\","
                               "\"n\":[1,2],\"u\":\"\xc3\xa9\\n\"}");
     assert_int_equal(len, strlen(text));
@@ -277,11 +277,11 @@ static void accepted_numbers_serialize_as_json(void **state)
     int wrong = 0;
     for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
         json_object *obj = NULL;
-        if (ps_json_parse(inputs[i], strlen(inputs[i]), 64, &obj, NULL) != PS_OK)
+        if (ps__json_parse(inputs[i], strlen(inputs[i]), 64, &obj, NULL) != PS_OK)
             continue; /* rejected: nothing to echo */
-        const char *text = ps_json_text(obj, NULL);
+        const char *text = ps__json_text(obj, NULL);
         json_object *back = NULL;
-        if (ps_json_parse(text, strlen(text), 64, &back, NULL) != PS_OK || strchr(text, 'N') ||
+        if (ps__json_parse(text, strlen(text), 64, &back, NULL) != PS_OK || strchr(text, 'N') ||
             strchr(text, 'I') || strstr(text, ".]")) {
             print_error("%s was accepted and serializes as %s, which is not RFC JSON\n", inputs[i],
                         text);
@@ -337,7 +337,7 @@ static void precheck_long_strings_report_the_first_bad_byte(void **state)
             n += 2;
             ps_error err;
             ps_error_clear(&err);
-            ps_code rc = ps_json_precheck(text, n, PS_JSON_MAX_DEPTH, &err);
+            ps_code rc = ps__json_precheck(text, n, PS_JSON_MAX_DEPTH, &err);
             char where[32];
             snprintf(where, sizeof where, "at byte %zu", at);
             if (rc != bad[k].want || !strstr(err.message, where))
@@ -353,7 +353,7 @@ static void precheck_long_strings_report_the_first_bad_byte(void **state)
         n += sizeof filler - 1;
     }
     text[n++] = '"';
-    assert_int_equal(ps_json_precheck(text, n, PS_JSON_MAX_DEPTH, NULL), PS_OK);
+    assert_int_equal(ps__json_precheck(text, n, PS_JSON_MAX_DEPTH, NULL), PS_OK);
 }
 
 /* The outline of "chats": each element from its first token to the byte
@@ -369,7 +369,7 @@ static void precheck_outlines_chats(void **state)
                      "\xe6\x97\xa5\xe6\x9c\xac 0123456789012345678901234567890123456789"
                      "0123456789012345678901234567890123456789");
     ps_json_outline o;
-    assert_int_equal(ps_json_precheck_outline(text, (size_t)n, PS_JSON_MAX_DEPTH, &o, NULL), PS_OK);
+    assert_int_equal(ps__json_precheck_outline(text, (size_t)n, PS_JSON_MAX_DEPTH, &o, NULL), PS_OK);
     assert_true(o.found);
     assert_int_equal(o.count, 3);
     assert_int_equal(text[o.array_start], '[');
@@ -382,7 +382,7 @@ static void precheck_outlines_chats(void **state)
     assert_int_equal(text[o.ends[1]], ',');
     assert_memory_equal(text + o.starts[2], "[1]", 3);
     assert_int_equal(o.ends[2], o.starts[2] + 3);
-    ps_json_outline_free(&o);
+    ps__json_outline_free(&o);
 }
 
 int main(void)

@@ -69,7 +69,7 @@ static int setup(void **state)
     counting_ops.chat_load = counting_chat_load;
     counting_ops.begin = counting_begin;
     f->store->ops = &counting_ops;
-    f->limits = ps_limits_default();
+    f->limits = ps__limits_default();
     f->now_ms = tu_t(60);
     *state = f;
     return 0;
@@ -109,7 +109,7 @@ static json_object *sync_body(fixture *f, const char *body, int *loads)
 {
     ps_error err;
     ps_json_outline ol = {0};
-    assert_int_equal(ps_json_precheck_outline(body, strlen(body), PS_JSON_MAX_DEPTH, &ol, &err),
+    assert_int_equal(ps__json_precheck_outline(body, strlen(body), PS_JSON_MAX_DEPTH, &ol, &err),
                      PS_OK);
     assert_true(ol.found);
     json_object *req = tu_json(body);
@@ -133,18 +133,18 @@ static json_object *sync_body(fixture *f, const char *body, int *loads)
     *loads = chat_loads;
     /* the whole answer, as the server would stream it */
     ps_dynbuf answer;
-    ps_dynbuf_init(&answer, 1 << 20);
+    ps__dynbuf_init(&answer, 1 << 20);
     if (!ps_legacy_answer_take_whole(planned, &answer)) {
         bool done = false;
         while (!done)
             assert_int_equal(ps_legacy_answer_next(planned, &answer, &done, &err), PS_OK);
     }
     ps_legacy_answer_free(planned);
-    assert_int_equal(ps_dynbuf_adds(&answer, ""), PS_OK); /* NUL-terminated */
+    assert_int_equal(ps__dynbuf_adds(&answer, ""), PS_OK); /* NUL-terminated */
     json_object *out = tu_json(answer.data);
-    ps_dynbuf_free(&answer);
+    ps__dynbuf_free(&answer);
     json_object_put(req);
-    ps_json_outline_free(&ol);
+    ps__json_outline_free(&ol);
     f->now_ms += 1000;
     return out;
 }
@@ -364,7 +364,7 @@ static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
         "{\"id\":\"e\",\"messages\":[{\"role\":\"user\",\"content\":\"no id\"}]}]}";
     ps_error err;
     ps_json_outline ol = {0};
-    assert_int_equal(ps_json_precheck_outline(bad, strlen(bad), PS_JSON_MAX_DEPTH, &ol, &err),
+    assert_int_equal(ps__json_precheck_outline(bad, strlen(bad), PS_JSON_MAX_DEPTH, &ol, &err),
                      PS_OK);
     json_object *req = tu_json(bad);
     ps_sync_ctx ctx = {.store = f->store,
@@ -382,7 +382,7 @@ static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
     assert_int_equal(write_begins, 0);
     assert_null(answer);
     json_object_put(req);
-    ps_json_outline_free(&ol);
+    ps__json_outline_free(&ol);
     /* nothing of it landed: d is not stored, A's next re-send is still a skip */
     json_object *ans = sync_body(f, A1, &loads);
     assert_int_equal(loads, 0);

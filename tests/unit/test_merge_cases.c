@@ -1,9 +1,9 @@
 /*
  * The shared merge cases (tests/cases/merge/, one JSON file per case; format
  * in docs/testing.md) through the C merge: each change becomes registers
- * with the v2 ingest (ps_chat_from_change, after the v2 validator accepted
+ * with the v2 ingest (ps__chat_from_change, after the v2 validator accepted
  * it), and the
- * registers are folded with ps_chat_merge into an empty chat in EVERY order
+ * registers are folded with ps__chat_merge into an empty chat in EVERY order
  * (above 6 changes, 200 seeded shuffles). Each order must give the case's
  * expected chat: live or deleted, exactly its scalar fields, its live
  * message ids in display order, and its message tombstones. The oracle is
@@ -49,7 +49,7 @@ static void check_result(const one_case *c, const size_t *order, const ps_chat *
 {
     json_object *expect = json_object_object_get(c->doc, "expect");
     bool want_live = json_object_get_boolean(json_object_object_get(expect, "live"));
-    bool live = ps_chat_is_live(chat);
+    bool live = ps__chat_is_live(chat);
     if (live != want_live)
         fail_case(c, order, "live", live ? "true" : "false", want_live ? "true" : "false");
     if (!want_live)
@@ -68,7 +68,7 @@ static void check_result(const one_case *c, const size_t *order, const ps_chat *
     json_object_put(fields);
 
     /* messages: live ids in display order, as clients are shown them */
-    json_object *legacy = ps_chat_to_legacy(chat);
+    json_object *legacy = ps__chat_to_legacy(chat);
     assert_non_null(legacy);
     json_object *ids = json_object_new_array();
     json_object *msgs = json_object_object_get(legacy, "messages");
@@ -86,7 +86,7 @@ static void check_result(const one_case *c, const size_t *order, const ps_chat *
     json_object *dead = json_object_object_get(expect, "deletedMessages");
     for (size_t k = 0; dead && k < json_object_array_length(dead); k++) {
         const char *id = json_object_get_string(json_object_array_get_idx(dead, k));
-        const ps_message *m = ps_chat_message(chat, id);
+        const ps_message *m = ps__chat_message(chat, id);
         if (!m || m->value)
             fail_case(c, order, "deletedMessages", m ? "a live message" : "no register", id);
     }
@@ -95,14 +95,14 @@ static void check_result(const one_case *c, const size_t *order, const ps_chat *
 static void run_order(one_case *c, const size_t *order)
 {
     const char *chat_id = json_object_get_string(json_object_object_get(c->doc, "chatId"));
-    ps_chat *chat = ps_chat_new(chat_id);
+    ps_chat *chat = ps__chat_new(chat_id);
     assert_non_null(chat);
     for (size_t i = 0; i < c->n; i++) {
         bool changed;
-        assert_int_equal(ps_chat_merge(chat, c->changes[order[i]], &changed), PS_OK);
+        assert_int_equal(ps__chat_merge(chat, c->changes[order[i]], &changed), PS_OK);
     }
     check_result(c, order, chat);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
     c->orders++;
 }
 
@@ -140,7 +140,7 @@ static void load_changes(one_case *c)
     assert_non_null(changes);
     c->n = json_object_array_length(changes);
     assert_true(c->n >= 1 && c->n <= MAX_CHANGES);
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     for (size_t i = 0; i < c->n; i++) {
         json_object *src = json_object_array_get_idx(changes, i);
         const char *device = json_object_get_string(json_object_object_get(src, "device"));
@@ -160,13 +160,13 @@ static void load_changes(one_case *c)
         json_object_array_add(arr, change);
         json_object_object_add(req, "changes", arr);
         ps_error err = {0};
-        if (ps_validate_v2_request(req, &lim, &err) != PS_OK) {
+        if (ps__validate_v2_request(req, &lim, &err) != PS_OK) {
             print_error("%s: change %zu is not a valid v2 change: %s (%s)\n", c->file, i,
                         err.message, err.field);
             fail();
         }
         ps_ingest in = {.device = device, .now_ms = NOW_MS, .max_skew_ms = 5 * 60 * 1000};
-        assert_int_equal(ps_chat_from_change(change, &in, &c->changes[i]), PS_OK);
+        assert_int_equal(ps__chat_from_change(change, &in, &c->changes[i]), PS_OK);
         json_object_put(req);
     }
 }
@@ -200,7 +200,7 @@ static void run_case(const char *dir, const char *name)
         }
     }
     for (size_t i = 0; i < c.n; i++)
-        ps_chat_free(c.changes[i]);
+        ps__chat_free(c.changes[i]);
     json_object_put(c.doc);
 }
 

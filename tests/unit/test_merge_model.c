@@ -3,12 +3,12 @@
  * docs/merge.md), not by the implementation's own comparisons (#12.1).
  *
  * Each case draws 2..8 writes the ways the server makes them: legacy uploads
- * (ps_chat_from_legacy: private messages, message tombstones, clamped future
+ * (ps__chat_from_legacy: private messages, message tombstones, clamped future
  * times, Lamport tuples or none, a request device), v2 changes
- * (ps_chat_from_change: clock or none, at or none, deleteMessages,
- * deleteChat), chat deletions (ps_chat_delete), time-only writes placed in the
- * Lamport order (ps_chat_place_time_only), and stale full-state copies whose
- * carried-along values are dropped by a base (ps_chat_drop_carried). Small
+ * (ps__chat_from_change: clock or none, at or none, deleteMessages,
+ * deleteChat), chat deletions (ps__chat_delete), time-only writes placed in the
+ * Lamport order (ps__chat_place_time_only), and stale full-state copies whose
+ * carried-along values are dropped by a base (ps__chat_drop_carried). Small
  * pools of names, ids, devices, counters and times make overlapping ids and
  * equal stamps common. The generator itself works out, from what it drew,
  * which register writes each one is under the rules; the model keeps the
@@ -139,7 +139,7 @@ static void model_upload(draw *d, upload *u, const mm_stamp *s, bool touch, bool
 /* Some of the upload's own values and a few others: a stale copy's base. */
 static void draw_base(draw *d, const upload *u, ps_base *base)
 {
-    ps_chat *holder = ps_chat_new("c");
+    ps_chat *holder = ps__chat_new("c");
     for (size_t i = 0; i < u->n && d->nbase < N(d->base) - 2; i++) {
         if (!chance(60))
             continue;
@@ -158,21 +158,21 @@ static void draw_base(draw *d, const upload *u, ps_base *base)
         bool changed;
         if (d->base[i].kind == 'f') {
             /* a holder chat keeps one value per name: add each through its own */
-            ps_chat *one = ps_chat_new("c");
-            ps_chat_put_field(one, d->base[i].key, d->base[i].text ? parse(d->base[i].text) : NULL,
+            ps_chat *one = ps__chat_new("c");
+            ps__chat_put_field(one, d->base[i].key, d->base[i].text ? parse(d->base[i].text) : NULL,
                               &st, &changed);
-            assert_int_equal(ps_base_add_chat(base, one), PS_OK);
-            ps_chat_free(one);
+            assert_int_equal(ps__base_add_chat(base, one), PS_OK);
+            ps__chat_free(one);
         } else {
-            ps_chat *one = ps_chat_new("c");
-            ps_chat_append_message(one, d->base[i].key,
+            ps_chat *one = ps__chat_new("c");
+            ps__chat_append_message(one, d->base[i].key,
                                    d->base[i].text ? parse(d->base[i].text) : NULL, &st, 0);
-            assert_int_equal(ps_base_add_chat(base, one), PS_OK);
-            ps_chat_free(one);
+            assert_int_equal(ps__base_add_chat(base, one), PS_OK);
+            ps__chat_free(one);
         }
     }
-    ps_chat_free(holder);
-    ps_base_seal(base);
+    ps__chat_free(holder);
+    ps__base_seal(base);
 }
 
 static json_object *draw_message(const char *id, bool *dead, bool *private_)
@@ -206,7 +206,7 @@ static int64_t draw_place(void)
 static void apply_place(draw *d, mm_stamp *s, int64_t place)
 {
     if (s->lamport == 0 && place > 0) {
-        ps_chat_place_time_only(d->chat, place);
+        ps__chat_place_time_only(d->chat, place);
         s->lamport = place;
         s->placed = true;
     }
@@ -262,15 +262,15 @@ static void draw_legacy(draw *d)
         json_object_object_add(c, "messages", msgs);
     }
     ps_ingest in = {.device = req_device, .now_ms = NOW, .max_skew_ms = SKEW};
-    assert_int_equal(ps_chat_from_legacy(c, &in, &d->chat), PS_OK);
+    assert_int_equal(ps__chat_from_legacy(c, &in, &d->chat), PS_OK);
     apply_place(d, &s, draw_place());
     bool with_base = chance(35);
     if (with_base) { /* a stale full-state copy: drop what it only carried */
         ps_base base = {0};
         draw_base(d, &u, &base);
         size_t writes;
-        ps_chat_drop_carried(d->chat, &base, &writes);
-        ps_base_free(&base);
+        ps__chat_drop_carried(d->chat, &base, &writes);
+        ps__base_free(&base);
     }
     model_upload(d, &u, &s, true, with_base);
     json_object_put(c);
@@ -331,7 +331,7 @@ static void draw_v2(draw *d)
         upload_add(&u, 'm', id, NULL);
     }
     ps_ingest in = {.device = device, .now_ms = NOW, .max_skew_ms = SKEW};
-    assert_int_equal(ps_chat_from_change(c, &in, &d->chat), PS_OK);
+    assert_int_equal(ps__chat_from_change(c, &in, &d->chat), PS_OK);
     apply_place(d, &s, draw_place());
     if (delete_chat)
         mm_delete(&d->model, &s);
@@ -341,7 +341,7 @@ static void draw_v2(draw *d)
 
 static void draw_deletion(draw *d)
 {
-    d->chat = ps_chat_new("c");
+    d->chat = ps__chat_new("c");
     mm_stamp s = {
         .ts = TIMES[pick(N(TIMES))].ms, .lamport = pick(4), .device = DEVICES[pick(N(DEVICES))]};
     s.placed = s.lamport > 0 && chance(30);
@@ -349,7 +349,7 @@ static void draw_deletion(draw *d)
     st.timed = s.placed;
     ps_lamport shown = {1 + pick(5), "server"};
     bool changed;
-    assert_int_equal(ps_chat_delete(d->chat, &st, &shown, &changed), PS_OK);
+    assert_int_equal(ps__chat_delete(d->chat, &st, &shown, &changed), PS_OK);
     mm_delete(&d->model, &s);
 }
 
@@ -367,7 +367,7 @@ static void draw_one(draw *d)
 
 static void draw_free(draw *d)
 {
-    ps_chat_free(d->chat);
+    ps__chat_free(d->chat);
     mm_free(&d->model);
     for (size_t i = 0; i < d->nbase; i++)
         free(d->base[i].text);
@@ -387,13 +387,13 @@ static void model_join(mm_chat *into, const mm_chat *from)
 
 static ps_chat *through_store_form(ps_chat *chat)
 {
-    json_object *st = ps_chat_state_to_json(chat);
+    json_object *st = ps__chat_state_to_json(chat);
     json_object *copy = parse(json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN));
     ps_chat *back = NULL;
-    assert_int_equal(ps_chat_state_from_json(copy, &back, NULL), PS_OK);
+    assert_int_equal(ps__chat_state_from_json(copy, &back, NULL), PS_OK);
     json_object_put(st);
     json_object_put(copy);
-    ps_chat_free(chat);
+    ps__chat_free(chat);
     return back;
 }
 
@@ -403,17 +403,17 @@ static ps_chat *merge_all(draw *d, size_t n)
 {
     ps_chat *parts[MAX_OPS];
     for (size_t i = 0; i < n; i++) {
-        parts[i] = ps_chat_new("c");
+        parts[i] = ps__chat_new("c");
         bool changed;
-        assert_int_equal(ps_chat_merge(parts[i], d[i].chat, &changed), PS_OK);
+        assert_int_equal(ps__chat_merge(parts[i], d[i].chat, &changed), PS_OK);
     }
     while (n > 1) { /* merge two random parts into one */
         size_t i = pick((unsigned)n), j = pick((unsigned)n - 1);
         if (j >= i)
             j++;
         bool changed;
-        assert_int_equal(ps_chat_merge(parts[i], parts[j], &changed), PS_OK);
-        ps_chat_free(parts[j]);
+        assert_int_equal(ps__chat_merge(parts[i], parts[j], &changed), PS_OK);
+        ps__chat_free(parts[j]);
         parts[j] = parts[--n];
         if (chance(20))
             parts[i == n ? j : i] = through_store_form(parts[i == n ? j : i]);
@@ -444,11 +444,11 @@ static bool agrees(const ps_chat *got, const mm_chat *want)
         json_object *v = NULL;
         const ps_stamp *s = NULL;
         if (r->kind == 'f') {
-            const ps_field *f = ps_chat_field(got, r->key);
+            const ps_field *f = ps__chat_field(got, r->key);
             if (f)
                 v = f->value, s = &f->stamp;
         } else {
-            const ps_message *m = got->nmessages ? ps_chat_message(got, r->key) : NULL;
+            const ps_message *m = got->nmessages ? ps__chat_message(got, r->key) : NULL;
             if (m)
                 v = m->value, s = &m->stamp;
         }
@@ -473,8 +473,8 @@ static bool agrees(const ps_chat *got, const mm_chat *want)
         print_error("deletion differs from the model's\n");
         return false;
     }
-    if (ps_chat_is_live(got) != mm_live(want)) {
-        print_error("live: merge %d, model %d\n", ps_chat_is_live(got), mm_live(want));
+    if (ps__chat_is_live(got) != mm_live(want)) {
+        print_error("live: merge %d, model %d\n", ps__chat_is_live(got), mm_live(want));
         return false;
     }
     return true;
@@ -507,8 +507,8 @@ static void merge_agrees_with_the_model(void **state)
         ps_chat *got = merge_all(d, n);
         if (!agrees(got, &want)) {
             for (size_t i = 0; i < n; i++) {
-                json_object *st = ps_chat_state_to_json(d[i].chat);
-                print_error("  write %zu: %s\n", i, ps_json_text(st, NULL));
+                json_object *st = ps__chat_state_to_json(d[i].chat);
+                print_error("  write %zu: %s\n", i, ps__json_text(st, NULL));
                 json_object_put(st);
                 for (size_t k = 0; k < d[i].model.n; k++)
                     print_error("    model %c:%s = %s at [%" PRId64 ",%" PRId64 ",%s%s]\n",
@@ -520,12 +520,12 @@ static void merge_agrees_with_the_model(void **state)
             }
             print_error("case %lu disagrees with the model: PS_PROPERTY_SEED=%" PRIu64 "\n",
                         current_case, seed0);
-            json_object *st = ps_chat_state_to_json(got);
-            print_error("  merge: %s\n", ps_json_text(st, NULL));
+            json_object *st = ps__chat_state_to_json(got);
+            print_error("  merge: %s\n", ps__json_text(st, NULL));
             json_object_put(st);
             failures++;
         }
-        ps_chat_free(got);
+        ps__chat_free(got);
         mm_free(&want);
         for (size_t i = 0; i < n; i++)
             draw_free(&d[i]);

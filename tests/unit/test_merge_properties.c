@@ -85,7 +85,7 @@ static json_object *random_message(const char *id)
     return msg;
 }
 
-/* A chat as a legacy client uploads it, through ps_chat_from_legacy. */
+/* A chat as a legacy client uploads it, through ps__chat_from_legacy. */
 static ps_chat *random_legacy_write(void)
 {
     json_object *chat = json_object_new_object();
@@ -111,7 +111,7 @@ static ps_chat *random_legacy_write(void)
     }
     ps_ingest in = {.device = DEVICES[pick(N(DEVICES))], .now_ms = NOW, .max_skew_ms = SKEW};
     ps_chat *out = NULL;
-    assert_int_equal(ps_chat_from_legacy(chat, &in, &out), PS_OK);
+    assert_int_equal(ps__chat_from_legacy(chat, &in, &out), PS_OK);
     json_object_put(chat);
     return out;
 }
@@ -119,11 +119,11 @@ static ps_chat *random_legacy_write(void)
 /* A single register write, as a message-level or field-level sync would. */
 static ps_chat *random_register_write(void)
 {
-    ps_chat *chat = ps_chat_new("c");
+    ps_chat *chat = ps__chat_new("c");
     ps_stamp s = random_stamp();
     if (chance(50)) {
         bool changed;
-        assert_int_equal(ps_chat_put_field(chat, FIELD_NAMES[pick(N(FIELD_NAMES))],
+        assert_int_equal(ps__chat_put_field(chat, FIELD_NAMES[pick(N(FIELD_NAMES))],
                                            parse(FIELD_VALUES[pick(N(FIELD_VALUES))]), &s,
                                            &changed),
                          PS_OK);
@@ -134,13 +134,13 @@ static ps_chat *random_register_write(void)
         json_object *tsv = NULL;
         int64_t order = 0;
         if (json_object_object_get_ex(msg, "timestamp", &tsv))
-            ps_time_from_json(tsv, &order);
+            ps__time_from_json(tsv, &order);
         if (json_object_object_get_ex(msg, "deleted", NULL)) { /* a tombstone write */
             json_object_put(msg);
             msg = NULL;
         }
-        assert_int_equal(ps_chat_append_message(chat, id, msg, &s, order), PS_OK);
-        ps_chat_normalize(chat);
+        assert_int_equal(ps__chat_append_message(chat, id, msg, &s, order), PS_OK);
+        ps__chat_normalize(chat);
     }
     return chat;
 }
@@ -152,7 +152,7 @@ static ps_chat *random_register_write(void)
  * shown a tick of the user clock. */
 static ps_chat *random_deletion(void)
 {
-    ps_chat *chat = ps_chat_new("c");
+    ps_chat *chat = ps__chat_new("c");
     ps_stamp s = random_stamp();
     ps_lamport shown;
     if (chance(50)) {
@@ -164,7 +164,7 @@ static ps_chat *random_deletion(void)
         s.lamport = chance(50) ? shown.counter : 0;
     }
     bool changed;
-    assert_int_equal(ps_chat_delete(chat, &s, &shown, &changed), PS_OK);
+    assert_int_equal(ps__chat_delete(chat, &s, &shown, &changed), PS_OK);
     assert_true(changed);
     return chat;
 }
@@ -172,7 +172,7 @@ static ps_chat *random_deletion(void)
 /* A state: the merge of 0..4 random writes. */
 static ps_chat *random_state(void)
 {
-    ps_chat *state = ps_chat_new("c");
+    ps_chat *state = ps__chat_new("c");
     unsigned n = pick(5);
     for (unsigned i = 0; i < n; i++) {
         unsigned kind = pick(10);
@@ -180,24 +180,24 @@ static ps_chat *random_state(void)
                      : kind < 8 ? random_register_write()
                                 : random_deletion();
         bool changed;
-        assert_int_equal(ps_chat_merge(state, w, &changed), PS_OK);
-        ps_chat_free(w);
+        assert_int_equal(ps__chat_merge(state, w, &changed), PS_OK);
+        ps__chat_free(w);
     }
     return state;
 }
 
 static ps_chat *merge2(const ps_chat *a, const ps_chat *b)
 {
-    ps_chat *out = ps_chat_new("c");
+    ps_chat *out = ps__chat_new("c");
     bool changed;
-    assert_int_equal(ps_chat_merge(out, a, &changed), PS_OK);
-    assert_int_equal(ps_chat_merge(out, b, &changed), PS_OK);
+    assert_int_equal(ps__chat_merge(out, a, &changed), PS_OK);
+    assert_int_equal(ps__chat_merge(out, b, &changed), PS_OK);
     return out;
 }
 
 static json_object *state_of(const ps_chat *chat)
 {
-    json_object *st = ps_chat_state_to_json(chat);
+    json_object *st = ps__chat_state_to_json(chat);
     assert_non_null(st);
     return st;
 }
@@ -209,23 +209,23 @@ static void report(const char *property, const ps_chat *const *inputs, size_t n,
                 current_case);
     for (size_t i = 0; i < n; i++) {
         json_object *st = state_of(inputs[i]);
-        print_error("  input %zu: %s\n", i, ps_json_text(st, NULL));
+        print_error("  input %zu: %s\n", i, ps__json_text(st, NULL));
         json_object_put(st);
     }
     json_object *sx = x ? state_of(x) : NULL, *sy = y ? state_of(y) : NULL;
     if (sx)
-        print_error("  left:  %s\n", ps_json_text(sx, NULL));
+        print_error("  left:  %s\n", ps__json_text(sx, NULL));
     if (sy)
-        print_error("  right: %s\n", ps_json_text(sy, NULL));
+        print_error("  right: %s\n", ps__json_text(sy, NULL));
     json_object_put(sx);
     json_object_put(sy);
 }
 
-/* ps_chat_message, except on a chat without messages, where it passes a
+/* ps__chat_message, except on a chat without messages, where it passes a
  * NULL array to bsearch() (undefined; test_merge.c checks it separately). */
 static const ps_message *find_message(const ps_chat *chat, const char *id)
 {
-    return chat->nmessages ? ps_chat_message(chat, id) : NULL;
+    return chat->nmessages ? ps__chat_message(chat, id) : NULL;
 }
 
 static bool same(const ps_chat *x, const ps_chat *y)
@@ -266,7 +266,7 @@ static bool keeps_fields(const ps_chat *whole, const ps_chat *part)
 {
     for (size_t i = 0; i < part->nfields; i++) {
         const ps_field *f = &part->fields[i];
-        const ps_field *w = ps_chat_field(whole, f->name);
+        const ps_field *w = ps__chat_field(whole, f->name);
         if (!w || model_cmp(&w->stamp, w->value, &f->stamp, f->value) < 0)
             return false;
     }
@@ -281,8 +281,8 @@ static bool commutative(ps_chat *a, ps_chat *b, ps_chat *c)
     bool ok = same(ab, ba);
     if (!ok)
         report("merge(a,b) == merge(b,a)", (const ps_chat *const[]){a, b}, 2, ab, ba);
-    ps_chat_free(ab);
-    ps_chat_free(ba);
+    ps__chat_free(ab);
+    ps__chat_free(ba);
     return ok;
 }
 
@@ -294,10 +294,10 @@ static bool associative(ps_chat *a, ps_chat *b, ps_chat *c)
     if (!ok)
         report("merge(merge(a,b),c) == merge(a,merge(b,c))", (const ps_chat *const[]){a, b, c}, 3,
                ab_c, a_bc);
-    ps_chat_free(ab);
-    ps_chat_free(bc);
-    ps_chat_free(ab_c);
-    ps_chat_free(a_bc);
+    ps__chat_free(ab);
+    ps__chat_free(bc);
+    ps__chat_free(ab_c);
+    ps__chat_free(a_bc);
     return ok;
 }
 
@@ -307,7 +307,7 @@ static bool idempotent(ps_chat *a, ps_chat *b, ps_chat *c)
     ps_chat *copy = merge2(a, a);
     bool changed = true;
     ps_chat *aa = merge2(a, a);
-    assert_int_equal(ps_chat_merge(aa, copy, &changed), PS_OK);
+    assert_int_equal(ps__chat_merge(aa, copy, &changed), PS_OK);
     bool ok = same(aa, a) && same(copy, a) && !changed;
     if (!ok)
         report("merge(a,a) == a, unchanged", (const ps_chat *const[]){a}, 1, aa, a);
@@ -318,25 +318,25 @@ static bool idempotent(ps_chat *a, ps_chat *b, ps_chat *c)
         ok = same(ab, abb);
         if (!ok)
             report("merge(merge(a,b),b) == merge(a,b)", (const ps_chat *const[]){a, b}, 2, abb, ab);
-        ps_chat_free(ab);
-        ps_chat_free(abb);
+        ps__chat_free(ab);
+        ps__chat_free(abb);
     }
-    ps_chat_free(aa);
-    ps_chat_free(copy);
+    ps__chat_free(aa);
+    ps__chat_free(copy);
     return ok;
 }
 
 static bool empty_is_identity(ps_chat *a, ps_chat *b, ps_chat *c)
 {
-    ps_chat *empty = ps_chat_new("c");
+    ps_chat *empty = ps__chat_new("c");
     ps_chat *ea = merge2(empty, a);
     ps_chat *ae = merge2(a, empty);
     bool ok = same(ea, a) && same(ae, a);
     if (!ok)
         report("merge(empty,a) == a == merge(a,empty)", (const ps_chat *const[]){a}, 1, ea, ae);
-    ps_chat_free(ea);
-    ps_chat_free(ae);
-    ps_chat_free(empty);
+    ps__chat_free(ea);
+    ps__chat_free(ae);
+    ps__chat_free(empty);
     return ok;
 }
 
@@ -353,7 +353,7 @@ static bool never_loses_a_write(ps_chat *a, ps_chat *b, ps_chat *c)
     if (!ok)
         report("every message id and field of a and b is kept, newest write",
                (const ps_chat *const[]){a, b}, 2, ab, NULL);
-    ps_chat_free(ab);
+    ps__chat_free(ab);
     return ok;
 }
 
@@ -362,7 +362,7 @@ static bool changed_iff_state_changed(ps_chat *a, ps_chat *b, ps_chat *c)
     ps_chat *into = merge2(a, a);
     json_object *before = state_of(into);
     bool changed = false;
-    assert_int_equal(ps_chat_merge(into, b, &changed), PS_OK);
+    assert_int_equal(ps__chat_merge(into, b, &changed), PS_OK);
     json_object *after = state_of(into);
     bool ok = changed == !json_object_equal(before, after);
     if (!ok) {
@@ -372,23 +372,23 @@ static bool changed_iff_state_changed(ps_chat *a, ps_chat *b, ps_chat *c)
     }
     json_object_put(before);
     json_object_put(after);
-    ps_chat_free(into);
+    ps__chat_free(into);
     return ok;
 }
 
 static bool state_round_trip(ps_chat *a, ps_chat *b, ps_chat *c)
 {
     json_object *st = state_of(a);
-    const char *text = ps_json_text(st, NULL);
+    const char *text = ps__json_text(st, NULL);
     json_object *parsed = NULL;
     ps_chat *back = NULL;
-    bool ok = ps_json_parse(text, strlen(text), 10000, &parsed, NULL) == PS_OK &&
-              ps_chat_state_from_json(parsed, &back, NULL) == PS_OK && same(a, back) &&
-              ps_chat_is_live(a) == ps_chat_is_live(back);
+    bool ok = ps__json_parse(text, strlen(text), 10000, &parsed, NULL) == PS_OK &&
+              ps__chat_state_from_json(parsed, &back, NULL) == PS_OK && same(a, back) &&
+              ps__chat_is_live(a) == ps__chat_is_live(back);
     if (!ok)
         report("state_from_json(state_to_json(a)) == a", (const ps_chat *const[]){a}, 1, back,
                NULL);
-    ps_chat_free(back);
+    ps__chat_free(back);
     json_object_put(parsed);
     json_object_put(st);
     return ok;
@@ -408,7 +408,7 @@ static bool sort_equal_times(json_object *legacy)
         json_object *ts = json_object_object_get(json_object_array_get_idx(msgs, i), "timestamp");
         int64_t ms = 0;
         if (ts)
-            ps_time_from_json(ts, &ms);
+            ps__time_from_json(ts, &ms);
         if (ms < prev)
             return false;
         prev = ms;
@@ -420,9 +420,9 @@ static bool sort_equal_times(json_object *legacy)
             int64_t tx = 0, ty = 0;
             json_object *v;
             if ((v = json_object_object_get(x, "timestamp")))
-                ps_time_from_json(v, &tx);
+                ps__time_from_json(v, &tx);
             if ((v = json_object_object_get(y, "timestamp")))
-                ps_time_from_json(v, &ty);
+                ps__time_from_json(v, &ty);
             const char *ix = json_object_get_string(json_object_object_get(x, "id"));
             const char *iy = json_object_get_string(json_object_object_get(y, "id"));
             if (tx != ty || strcmp(ix, iy) <= 0)
@@ -440,19 +440,19 @@ static bool sort_equal_times(json_object *legacy)
 static bool legacy_view_converges(ps_chat *a, ps_chat *b, ps_chat *c)
 {
     ps_chat *ab = merge2(a, b), *ba = merge2(b, a);
-    json_object *la = ps_chat_to_legacy(ab), *lb = ps_chat_to_legacy(ba);
+    json_object *la = ps__chat_to_legacy(ab), *lb = ps__chat_to_legacy(ba);
     bool ordered = sort_equal_times(la) && sort_equal_times(lb);
-    bool ok = ordered && strcmp(ps_json_text(la, NULL), ps_json_text(lb, NULL)) == 0 &&
-              ps_chat_is_live(ab) == ps_chat_is_live(ba);
+    bool ok = ordered && strcmp(ps__json_text(la, NULL), ps__json_text(lb, NULL)) == 0 &&
+              ps__chat_is_live(ab) == ps__chat_is_live(ba);
     if (!ok) {
-        print_error("  legacy: %s\n  legacy: %s\n", ps_json_text(la, NULL), ps_json_text(lb, NULL));
+        print_error("  legacy: %s\n  legacy: %s\n", ps__json_text(la, NULL), ps__json_text(lb, NULL));
         report("to_legacy(merge(a,b)) == to_legacy(merge(b,a))", (const ps_chat *const[]){a, b}, 2,
                ab, ba);
     }
     json_object_put(la);
     json_object_put(lb);
-    ps_chat_free(ab);
-    ps_chat_free(ba);
+    ps__chat_free(ab);
+    ps__chat_free(ba);
     return ok;
 }
 
@@ -465,9 +465,9 @@ static void check_property(property_fn fn)
         ps_chat *a = random_state(), *b = random_state(), *c = random_state();
         if (!fn(a, b, c))
             failures++;
-        ps_chat_free(a);
-        ps_chat_free(b);
-        ps_chat_free(c);
+        ps__chat_free(a);
+        ps__chat_free(b);
+        ps__chat_free(c);
     }
     if (failures)
         fail_msg("%d failing case(s); rerun with PS_PROPERTY_SEED=%" PRIu64, failures, seed0);
@@ -522,22 +522,22 @@ static void generator_covers_the_interesting_cases(void **state)
     for (int i = 0; i < 2000; i++) {
         ps_chat *a = random_state(), *b = random_state();
         tombstoned_chats += a->has_tombstone;
-        dead_chats += a->has_tombstone && !ps_chat_is_live(a);
+        dead_chats += a->has_tombstone && !ps__chat_is_live(a);
         for (size_t k = 0; k < a->nmessages; k++) {
             message_tombstones += a->messages[k].value == NULL;
             const ps_message *o = find_message(b, a->messages[k].id);
             if (o) {
                 shared_ids++;
-                ties += ps_stamp_cmp(&o->stamp, &a->messages[k].stamp) == 0;
+                ties += ps__stamp_cmp(&o->stamp, &a->messages[k].stamp) == 0;
             }
         }
         for (size_t k = 0; k < a->nfields; k++) {
-            const ps_field *o = ps_chat_field(b, a->fields[k].name);
+            const ps_field *o = ps__chat_field(b, a->fields[k].name);
             if (o)
-                ties += ps_stamp_cmp(&o->stamp, &a->fields[k].stamp) == 0;
+                ties += ps__stamp_cmp(&o->stamp, &a->fields[k].stamp) == 0;
         }
-        ps_chat_free(a);
-        ps_chat_free(b);
+        ps__chat_free(a);
+        ps__chat_free(b);
     }
     print_message(
         "generator: %u tombstoned, %u dead, %u message tombstones, %u shared ids, %u ties\n",

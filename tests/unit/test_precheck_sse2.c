@@ -95,7 +95,7 @@ static void same_verdicts(void **state)
         size_t n = make_input(buf, sizeof buf);
         ps_error e1 = {0}, e2 = {0};
         ps_json_outline o1 = {0}, o2 = {0};
-        ps_code r1 = ps_json_precheck_outline(buf, n, 64, &o1, &e1);
+        ps_code r1 = ps__json_precheck_outline(buf, n, 64, &o1, &e1);
         ps_code r2 = ps_json_precheck_outline_scalar(buf, n, 64, &o2, &e2);
         bool same = r1 == r2 && strcmp(e1.message, e2.message) == 0 &&
                     strcmp(e1.field, e2.field) == 0 && o1.found == o2.found &&
@@ -104,7 +104,7 @@ static void same_verdicts(void **state)
         for (size_t k = 0; same && k < o1.count; k++)
             same = o1.starts[k] == o2.starts[k] && o1.ends[k] == o2.ends[k];
         ps_error e3 = {0}, e4 = {0};
-        same = same && ps_json_precheck(buf, n, 64, &e3) == ps_json_precheck_scalar(buf, n, 64, &e4) &&
+        same = same && ps__json_precheck(buf, n, 64, &e3) == ps_json_precheck_scalar(buf, n, 64, &e4) &&
                strcmp(e3.message, e4.message) == 0;
         if (!same) {
             print_error("case %ld (PS_PROPERTY_SEED=%llu): SSE2 %d '%s', scalar %d '%s'\n", i,
@@ -112,7 +112,7 @@ static void same_verdicts(void **state)
             fail();
         }
         fast_errors += r1 != PS_OK;
-        ps_json_outline_free(&o1);
+        ps__json_outline_free(&o1);
         ps_json_outline_free_scalar(&o2);
     }
     /* the generator must reach both verdicts, or the test says little */

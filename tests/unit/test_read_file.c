@@ -1,5 +1,5 @@
 /*
- * ps_read_file (core/read_file.h), the one function that reads a file
+ * ps__read_file (core/read_file.h), the one function that reads a file
  * whole: every byte in order across the buffer's growth, the NUL after
  * them, the size cap at exactly max bytes, a missing file and a directory
  * as errors with errno kept, standard input (a pipe) for a NULL path, and
@@ -48,7 +48,7 @@ static void reads_every_byte_across_growth(void **state)
         char *data = NULL;
         size_t len = 12345;
         ps_error err;
-        assert_int_equal(ps_read_file(path, SIZE_MAX, NULL, NULL, &data, &len, &err), PS_OK);
+        assert_int_equal(ps__read_file(path, SIZE_MAX, NULL, NULL, &data, &len, &err), PS_OK);
         assert_int_equal(len, sizes[k]);
         check_pattern(data, len);
         free(data);
@@ -64,10 +64,10 @@ static void max_bytes_is_the_limit(void **state)
     char *data = NULL;
     size_t len = 0;
     ps_error err;
-    assert_int_equal(ps_read_file(path, 70000, NULL, NULL, &data, &len, &err), PS_OK);
+    assert_int_equal(ps__read_file(path, 70000, NULL, NULL, &data, &len, &err), PS_OK);
     assert_int_equal(len, 70000);
     free(data);
-    assert_int_equal(ps_read_file(path, 69999, NULL, NULL, &data, &len, &err), PS_ERR_TOO_LARGE);
+    assert_int_equal(ps__read_file(path, 69999, NULL, NULL, &data, &len, &err), PS_ERR_TOO_LARGE);
     assert_int_equal(errno, EFBIG);
     assert_null(data);
     assert_non_null(strstr(err.message, path));
@@ -80,12 +80,12 @@ static void missing_file_and_directory_fail(void **state)
     char *data = (char *)"untouched";
     size_t len = 0;
     ps_error err;
-    assert_int_equal(ps_read_file("/nonexistent/ps_read_file", 100, NULL, NULL, &data, &len, &err),
+    assert_int_equal(ps__read_file("/nonexistent/ps__read_file", 100, NULL, NULL, &data, &len, &err),
                      PS_ERR_IO);
     assert_int_equal(errno, ENOENT);
     assert_null(data);
-    assert_non_null(strstr(err.message, "cannot open /nonexistent/ps_read_file"));
-    assert_int_equal(ps_read_file("/tmp", 100, NULL, NULL, &data, &len, &err), PS_ERR_IO);
+    assert_non_null(strstr(err.message, "cannot open /nonexistent/ps__read_file"));
+    assert_int_equal(ps__read_file("/tmp", 100, NULL, NULL, &data, &len, &err), PS_ERR_IO);
     assert_int_equal(errno, EISDIR);
     assert_null(data);
 }
@@ -119,7 +119,7 @@ static void null_path_is_stdin_with_progress(void **state)
     size_t len = 0;
     ps_error err;
     seen s = {0};
-    ps_code rc = ps_read_file(NULL, 1000, on_progress, &s, &data, &len, &err);
+    ps_code rc = ps__read_file(NULL, 1000, on_progress, &s, &data, &len, &err);
     dup2(saved, STDIN_FILENO); /* standard input stays open for the rest */
     close(saved);
     assert_int_equal(rc, PS_OK);

@@ -105,12 +105,12 @@ static ps_store *open_store(const fixture *f)
 
 static ps_chat *titled(const char *id, const char *title, int64_t ts)
 {
-    ps_chat *c = ps_chat_new(id);
+    ps_chat *c = ps__chat_new(id);
     ps_stamp st = {.ts = ts, .lamport = 0, .device = (char *)"dev"};
     bool changed;
-    assert_int_equal(ps_chat_put_field(c, "title", json_object_new_string(title), &st, &changed),
+    assert_int_equal(ps__chat_put_field(c, "title", json_object_new_string(title), &st, &changed),
                      PS_OK);
-    assert_int_equal(ps_lamport_set(&c->lamport, 1, "server"), PS_OK);
+    assert_int_equal(ps__lamport_set(&c->lamport, 1, "server"), PS_OK);
     return c;
 }
 
@@ -120,19 +120,19 @@ static void add_message(ps_chat *c, const char *id, const char *text, int64_t or
     json_object *v = json_object_new_object();
     json_object_object_add(v, "id", json_object_new_string(id));
     json_object_object_add(v, "content", json_object_new_string(text));
-    assert_int_equal(ps_chat_append_message(c, id, v, &st, order_ts), PS_OK);
-    ps_chat_normalize(c);
+    assert_int_equal(ps__chat_append_message(c, id, v, &st, order_ts), PS_OK);
+    ps__chat_normalize(c);
 }
 
 /* Saves the chat at change sequence `seq` from `origin`, rendered. */
 static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char *origin)
 {
     ps_error err;
-    ps_code rc = ps_chat_mark_dirty(c, seq, origin);
+    ps_code rc = ps__chat_mark_dirty(c, seq, origin);
     assert_int_equal(rc, PS_OK);
-    json_object *doc = ps_chat_to_legacy(c);
+    json_object *doc = ps__chat_to_legacy(c);
     size_t len;
-    const char *text = ps_json_text(doc, &len);
+    const char *text = ps__json_text(doc, &len);
     rc = s->ops->chat_save(s, user, c, text, len, seq, &err);
     if (rc != PS_OK)
         fail_msg("chat_save: %s", err.message);
@@ -166,7 +166,7 @@ static void reopen_keeps_users_chats_and_messages(void **state)
     add_message(c, "m2", "second", 2000);
     add_message(c, "m1", "first \"quoted\" \\ back", 1000);
     save(s, u.id, c, 1, "laptop");
-    ps_chat_free(c);
+    ps__chat_free(c);
     u.clock = 42;
     u.seq = 1;
     assert_int_equal(s->ops->user_save(s, &u, &err), PS_OK);
@@ -180,16 +180,16 @@ static void reopen_keeps_users_chats_and_messages(void **state)
     ps_chat *back = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "c1", true, &back, &err), PS_OK);
     assert_non_null(back);
-    assert_string_equal(json_object_get_string(ps_chat_field(back, "title")->value), "Hello");
+    assert_string_equal(json_object_get_string(ps__chat_field(back, "title")->value), "Hello");
     assert_int_equal(back->nmessages, 2);
-    const ps_message *m1 = ps_chat_message(back, "m1");
+    const ps_message *m1 = ps__chat_message(back, "m1");
     assert_non_null(m1);
     json_object *content = NULL;
     assert_true(json_object_object_get_ex(m1->value, "content", &content));
     assert_string_equal(json_object_get_string(content), "first \"quoted\" \\ back");
     assert_int_equal(m1->mark.seq, 1);
     assert_string_equal(m1->mark.origin, "laptop");
-    ps_chat_free(back);
+    ps__chat_free(back);
     /* without messages: the chat-level parts only */
     assert_int_equal(s->ops->chat_load(s, u.id, "c1", false, &back, &err), PS_OK);
     assert_int_equal(back->nmessages, 0);
@@ -198,7 +198,7 @@ static void reopen_keeps_users_chats_and_messages(void **state)
     assert_int_equal(s->ops->messages_load(s, u.id, back, ids, 2, &err), PS_OK);
     assert_int_equal(back->nmessages, 1);
     assert_string_equal(back->messages[0].id, "m2");
-    ps_chat_free(back);
+    ps__chat_free(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "nope", true, &back, &err), PS_OK);
     assert_null(back);
     commit(s);
@@ -214,7 +214,7 @@ static void rollback_discards(void **state)
     begin_user(s, true, "bob", &u);
     ps_chat *c = titled("gone", "x", 1);
     save(s, u.id, c, 1, "d");
-    ps_chat_free(c);
+    ps__chat_free(c);
     ps_store_rollback(s);
     bool found = true;
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
@@ -251,13 +251,13 @@ static void changes_come_in_sequence_order(void **state)
     save(s, u.id, a, 1, "phone");
     ps_chat *b = titled("b", "B", 1);
     save(s, u.id, b, 2, "phone");
-    ps_chat_free(b);
+    ps__chat_free(b);
     /* a again, later: one new message from the laptop, one older in display order */
-    ps_chat_clear_dirty(a);
+    ps__chat_clear_dirty(a);
     add_message(a, "a3", "y", 40);
     add_message(a, "a2", "z", 60);
     save(s, u.id, a, 3, "laptop");
-    ps_chat_free(a);
+    ps__chat_free(a);
     commit(s);
 
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
@@ -266,11 +266,11 @@ static void changes_come_in_sequence_order(void **state)
     assert_int_equal(s->ops->chat_next_changed(s, u.id, 0, &next, &seq, &err), PS_OK);
     assert_string_equal(next->id, "b"); /* a moved to 3 */
     assert_int_equal(seq, 2);
-    ps_chat_free(next);
+    ps__chat_free(next);
     assert_int_equal(s->ops->chat_next_changed(s, u.id, 2, &next, &seq, &err), PS_OK);
     assert_string_equal(next->id, "a");
     assert_int_equal(seq, 3);
-    ps_chat_free(next);
+    ps__chat_free(next);
     assert_int_equal(s->ops->chat_next_changed(s, u.id, 3, &next, &seq, &err), PS_OK);
     assert_null(next);
     seen_msgs got = {0};
@@ -326,10 +326,10 @@ static void listing_in_byte_order_with_tombstones(void **state)
             ps_stamp del = {.ts = 9, .device = (char *)"dev"};
             ps_lamport shown = {.counter = 7, .id = (char *)"server"};
             bool changed;
-            assert_int_equal(ps_chat_delete(c, &del, &shown, &changed), PS_OK);
+            assert_int_equal(ps__chat_delete(c, &del, &shown, &changed), PS_OK);
         }
         save(s, u.id, c, i + 1, "d");
-        ps_chat_free(c);
+        ps__chat_free(c);
     }
     commit(s);
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
@@ -361,7 +361,7 @@ static void sent_hash_and_bytes(void **state)
     int64_t small = 0, big = 0;
     assert_int_equal(s->ops->user_bytes(s, u.id, &small, &err), PS_OK);
     assert_true(small > 0);
-    ps_chat_clear_dirty(c);
+    ps__chat_clear_dirty(c);
     char text[2000];
     memset(text, 'x', sizeof text - 1);
     text[sizeof text - 1] = '\0';
@@ -369,7 +369,7 @@ static void sent_hash_and_bytes(void **state)
     save(s, u.id, c, 2, "d");
     assert_int_equal(s->ops->user_bytes(s, u.id, &big, &err), PS_OK);
     assert_true(big >= small + 1999);
-    ps_chat_free(c);
+    ps__chat_free(c);
     assert_int_equal(s->ops->chat_set_sent(s, u.id, "dev-a", "c", 0xfeedbeefcafe1234ull, 0xc0ull, &err),
                      PS_OK);
     commit(s);
@@ -418,10 +418,10 @@ static void sent_hash_and_bytes(void **state)
     /* a change after that sync: no longer "as sent" */
     ps_chat *again = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "c", true, &again, &err), PS_OK);
-    ps_chat_clear_dirty(again);
+    ps__chat_clear_dirty(again);
     add_message(again, "more", "m", 6);
     save(s, u.id, again, 3, "d");
-    ps_chat_free(again);
+    ps__chat_free(again);
     assert_int_equal(s->ops->chat_find_sent(s, u.id, "dev-a", 0xfeedbeefcafe1234ull, id, sizeof id,
                                             &unchanged, &err),
                      PS_OK);
@@ -449,16 +449,16 @@ static void purge_and_user_delete(void **state)
         ps_stamp del = {.ts = times[i], .device = (char *)"dev"};
         ps_lamport shown = {.counter = 9, .id = (char *)"server"};
         bool changed;
-        assert_int_equal(ps_chat_delete(c, &del, &shown, &changed), PS_OK);
+        assert_int_equal(ps__chat_delete(c, &del, &shown, &changed), PS_OK);
         save(s, u.id, c, 10 + i, "d");
-        ps_chat_free(c);
+        ps__chat_free(c);
     }
     commit(s);
     ps_user other;
     begin_user(s, true, "grace", &other);
     ps_chat *g = titled("g", "t", 1);
     save(s, other.id, g, 1, "d");
-    ps_chat_free(g);
+    ps__chat_free(g);
     commit(s);
 
     assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
@@ -473,7 +473,7 @@ static void purge_and_user_delete(void **state)
     assert_null(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "recent", true, &back, &err), PS_OK);
     assert_non_null(back);
-    ps_chat_free(back);
+    ps__chat_free(back);
     commit(s);
 
     assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
@@ -531,10 +531,10 @@ static void bases_per_device_and_chat(void **state)
     add_message(c, "m", "x", 1);
     save(s, u.id, c, 1, "d"); /* with a rendering */
     ps_chat *bare = titled("bare", "t", 1);
-    ps_code rc = ps_chat_mark_dirty(bare, 2, "d");
+    ps_code rc = ps__chat_mark_dirty(bare, 2, "d");
     assert_int_equal(rc, PS_OK);
     assert_int_equal(s->ops->chat_save(s, u.id, bare, NULL, 0, 2, &err), PS_OK);
-    ps_chat_free(bare);
+    ps__chat_free(bare);
     uint64_t raw[3] = {7, 0x8000000000000001ull, 42};
     ps_base b = {.hashes = raw, .n = 3, .cap = 3};
     assert_int_equal(s->ops->base_save(s, u.id, "phone", "c", &b, 5, &err), PS_OK);
@@ -554,10 +554,10 @@ static void bases_per_device_and_chat(void **state)
     assert_int_equal(seq, 5);
     assert_int_equal(got.n, 3);
     assert_memory_equal(got.hashes, raw, sizeof raw);
-    /* the copy is the chat as saved: what ps_base_add_chat makes of it */
+    /* the copy is the chat as saved: what ps__base_add_chat makes of it */
     ps_base want = {0};
-    assert_int_equal(ps_base_add_chat(&want, c), PS_OK);
-    ps_base_seal(&want);
+    assert_int_equal(ps__base_add_chat(&want, c), PS_OK);
+    ps__base_seal(&want);
     assert_int_equal(s->ops->base_load(s, u.id, "laptop", "c", &got, &seq, &found, &err), PS_OK);
     assert_true(found);
     assert_int_equal(seq, 1);
@@ -566,8 +566,8 @@ static void bases_per_device_and_chat(void **state)
     assert_int_equal(s->ops->base_load(s, u.id, "tablet", "c", &got, &seq, &found, &err), PS_OK);
     assert_false(found);
     commit(s);
-    ps_base_free(&want);
-    ps_chat_free(c);
+    ps__base_free(&want);
+    ps__chat_free(c);
 
     /* deleting the user takes the bases along */
     assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
@@ -576,11 +576,11 @@ static void bases_per_device_and_chat(void **state)
     begin_user(s, true, "ivy", &u); /* a new user of the same name */
     ps_chat *again = titled("c", "t", 1);
     save(s, u.id, again, 1, "d");
-    ps_chat_free(again);
+    ps__chat_free(again);
     assert_int_equal(s->ops->base_load(s, u.id, "phone", "c", &got, &seq, &found, &err), PS_OK);
     assert_false(found);
     commit(s);
-    ps_base_free(&got);
+    ps__base_free(&got);
     ps_store_close(s);
 }
 
@@ -714,12 +714,12 @@ static void devices_rename_and_collection(void **state)
     ps_stamp del = {.ts = 1000, .device = (char *)"dev"};
     ps_lamport shown = {.counter = 9, .id = (char *)"server"};
     bool changed;
-    assert_int_equal(ps_chat_delete(dead, &del, &shown, &changed), PS_OK);
+    assert_int_equal(ps__chat_delete(dead, &del, &shown, &changed), PS_OK);
     save(s, u.id, dead, 10, "d");
-    ps_chat_free(dead);
+    ps__chat_free(dead);
     ps_chat *live = titled("live", "t", 1);
     save(s, u.id, live, 11, "d");
-    ps_chat_free(live);
+    ps__chat_free(live);
     assert_int_equal(s->ops->device_seen(s, "erin", "A", "ua/1", "v2", -1, 1000, &err), PS_OK);
     assert_int_equal(s->ops->device_seen(s, "erin", "B", "", "legacy", -1, 2000, &err), PS_OK);
     assert_int_equal(s->ops->device_seen(s, "erin", "A", "", "v2", 10, 3000, &err), PS_OK);
@@ -752,7 +752,7 @@ static void devices_rename_and_collection(void **state)
     assert_null(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "live", false, &back, &err), PS_OK);
     assert_non_null(back);
-    ps_chat_free(back);
+    ps__chat_free(back);
     assert_int_equal(s->ops->user_tombstones(s, "erin", &n, &err), PS_OK);
     assert_int_equal(n, 0);
     commit(s);
@@ -775,7 +775,7 @@ static void devices_rename_and_collection(void **state)
     /* the chats and devices went with the name */
     assert_int_equal(s->ops->chat_load(s, u.id, "live", false, &back, &err), PS_OK);
     assert_non_null(back);
-    ps_chat_free(back);
+    ps__chat_free(back);
     assert_int_equal(s->ops->device_list(s, "gus", list_device, &l, &err), PS_OK);
     assert_string_equal(l.text, "A:1000-3000:ua/1:v2:10,");
     commit(s);
@@ -808,10 +808,10 @@ static int take_doc(void *ctx, const ps_chat_row *row)
 static ps_code render_one(ps_store *s, int64_t user, const char *id, char **doc, size_t *len)
 {
     one_doc o = {.s = s, .user = user, .id = id, .rc = PS_ERR_NOT_FOUND};
-    ps_dynbuf_init(&o.doc, SIZE_MAX - 1);
+    ps__dynbuf_init(&o.doc, SIZE_MAX - 1);
     ps_error err;
     ps_code rc = s->ops->chat_each(s, user, take_doc, &o, &err);
-    *doc = ps_dynbuf_take(&o.doc, len);
+    *doc = ps__dynbuf_take(&o.doc, len);
     return rc != PS_OK ? rc : o.rc;
 }
 
@@ -889,15 +889,15 @@ static void messages_round_trip_whatever_their_content(void **state)
     for (size_t i = 0; i < nodd; i++) {
         ps_stamp st = {.ts = odd[i].ts, .lamport = odd[i].lamport, .device = (char *)odd[i].device,
                        .timed = odd[i].timed};
-        assert_int_equal(ps_chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st,
+        assert_int_equal(ps__chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st,
                                                 odd[i].order_ts),
                          PS_OK);
         c->messages[c->nmessages - 1].received = (int64_t)i;
     }
-    ps_chat_normalize(c);
-    assert_int_equal(ps_chat_mark_dirty(c, 1, "phone"), PS_OK);
+    ps__chat_normalize(c);
+    assert_int_equal(ps__chat_mark_dirty(c, 1, "phone"), PS_OK);
     assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, 1, &err), PS_OK);
-    ps_chat_free(c);
+    ps__chat_free(c);
     /* 2: enough ordinary messages for a dictionary, in other chats */
     char text[420];
     for (int ch = 0; ch < 60; ch++) {
@@ -911,21 +911,21 @@ static void messages_round_trip_whatever_their_content(void **state)
             add_message(b, mid, text, 1000 + m);
         }
         save(s, u.id, b, 2 + ch, "laptop");
-        ps_chat_free(b);
+        ps__chat_free(b);
     }
     /* 3: the same odd messages once more, after (a dictionary, if any) */
     c = titled("odd2", "again", 1000);
     for (size_t i = 0; i < nodd; i++) {
         ps_stamp st = {.ts = odd[i].ts, .lamport = odd[i].lamport, .device = (char *)odd[i].device,
                        .timed = odd[i].timed};
-        assert_int_equal(ps_chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st,
+        assert_int_equal(ps__chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st,
                                                 odd[i].order_ts),
                          PS_OK);
         c->messages[c->nmessages - 1].received = (int64_t)i;
     }
-    ps_chat_normalize(c);
+    ps__chat_normalize(c);
     save(s, u.id, c, 70, "tablet");
-    ps_chat_free(c);
+    ps__chat_free(c);
     commit(s);
     ps_store_close(s);
 
@@ -938,7 +938,7 @@ static void messages_round_trip_whatever_their_content(void **state)
         assert_non_null(back);
         assert_int_equal(back->nmessages, nodd);
         for (size_t i = 0; i < nodd; i++) {
-            const ps_message *m = ps_chat_message(back, odd[i].id);
+            const ps_message *m = ps__chat_message(back, odd[i].id);
             assert_non_null(m);
             json_object *want = odd_value(&odd[i]);
             if (!json_object_equal(m->value, want))
@@ -955,17 +955,17 @@ static void messages_round_trip_whatever_their_content(void **state)
             assert_int_equal(m->mark.seq, ci ? 70 : 1);
             assert_string_equal(m->mark.origin, ci ? "tablet" : "phone");
         }
-        ps_chat_free(back);
+        ps__chat_free(back);
     }
     /* a bulk message too */
     ps_chat *bulk = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "bulk37", true, &bulk, &err), PS_OK);
     filler(text, sizeof text, 37 * 50 + 12);
     json_object *content = NULL;
-    assert_true(json_object_object_get_ex(ps_chat_message(bulk, "b37-12")->value, "content",
+    assert_true(json_object_object_get_ex(ps__chat_message(bulk, "b37-12")->value, "content",
                                           &content));
     assert_string_equal(json_object_get_string(content), text);
-    ps_chat_free(bulk);
+    ps__chat_free(bulk);
 
     /* the v2-saved chat as legacy clients get it: display order is by
      * time, then order received (m-scripts before m-big at 2000) */
@@ -986,7 +986,7 @@ static void messages_round_trip_whatever_their_content(void **state)
     char *doc = NULL;
     assert_int_equal(render_one(s, u.id, "odd", &doc, &len), PS_OK);
     assert_non_null(doc);
-    assert_int_equal(ps_json_parse_trusted(doc, len, &got, &err), PS_OK);
+    assert_int_equal(ps__json_parse_trusted(doc, len, &got, &err), PS_OK);
     if (!json_object_equal(got, want))
         fail_msg("rendered: %.300s", doc);
     free(doc);

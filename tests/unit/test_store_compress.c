@@ -85,8 +85,8 @@ static ps_code test_dict(void *ctx, int64_t user, uint32_t id, ps_dynbuf *dict)
     (void)ctx, (void)id;
     if (user != 42)
         return PS_ERR_STORE;
-    ps_dynbuf_reset(dict);
-    return ps_dynbuf_add(dict, the_dict.data, the_dict.len);
+    ps__dynbuf_reset(dict);
+    return ps__dynbuf_add(dict, the_dict.data, the_dict.len);
 }
 
 /* The codec alone: a trained dictionary, values back byte for byte,
@@ -103,7 +103,7 @@ static void codec_round_trips(void **state)
         sizes[i] = strlen(samples + at);
         at += sizes[i];
     }
-    ps_dynbuf_init(&the_dict, SIZE_MAX - 1);
+    ps__dynbuf_init(&the_dict, SIZE_MAX - 1);
     uint32_t id = 0;
     assert_int_equal(ps_value_train(samples, sizes, N, &the_dict, &id), PS_OK);
     assert_true(id != 0);
@@ -112,7 +112,7 @@ static void codec_round_trips(void **state)
     free(sizes);
 
     ps_dynbuf frame;
-    ps_dynbuf_init(&frame, SIZE_MAX - 1);
+    ps__dynbuf_init(&frame, SIZE_MAX - 1);
     bool packed = true;
     /* short: plain */
     assert_int_equal(ps_value_pack("{\"id\":\"a\"}", 10, 42, id, test_dict, NULL, &frame, &packed),
@@ -137,13 +137,13 @@ static void codec_round_trips(void **state)
     assert_memory_equal(back, text, back_len);
     /* appended after what a rendering holds */
     ps_dynbuf doc;
-    ps_dynbuf_init(&doc, SIZE_MAX - 1);
-    assert_int_equal(ps_dynbuf_adds(&doc, "[x,"), PS_OK);
+    ps__dynbuf_init(&doc, SIZE_MAX - 1);
+    assert_int_equal(ps__dynbuf_adds(&doc, "[x,"), PS_OK);
     assert_int_equal(ps_value_unpack_append(frame.data, frame.len, 42, test_dict, NULL, &doc),
                      PS_OK);
     assert_int_equal(doc.len, 3 + strlen(text));
     assert_memory_equal(doc.data + 3, text, strlen(text));
-    ps_dynbuf_free(&doc);
+    ps__dynbuf_free(&doc);
     /* a frame read as another user's (whose dictionary cannot be found) */
     assert_int_equal(ps_value_unpack(frame.data, frame.len, 7, no_dict, NULL, &back, &back_len),
                      PS_ERR_STORE);
@@ -162,19 +162,19 @@ static void codec_round_trips(void **state)
                                    &frame, &packed),
                      PS_OK);
     assert_false(packed);
-    ps_dynbuf_free(&frame);
-    ps_dynbuf_free(&the_dict);
+    ps__dynbuf_free(&frame);
+    ps__dynbuf_free(&the_dict);
 }
 
 /* A chat of `n` messages of ~`len` bytes, saved with its rendering. */
 static void save_chat(ps_store *s, int64_t user, const char *id, int n, size_t len, int64_t seq)
 {
-    ps_chat *c = ps_chat_new(id);
+    ps_chat *c = ps__chat_new(id);
     ps_stamp st = {.ts = 1000, .device = (char *)"dev"};
     bool changed;
-    assert_int_equal(ps_chat_put_field(c, "title", json_object_new_string(id), &st, &changed),
+    assert_int_equal(ps__chat_put_field(c, "title", json_object_new_string(id), &st, &changed),
                      PS_OK);
-    assert_int_equal(ps_lamport_set(&c->lamport, 1, "server"), PS_OK);
+    assert_int_equal(ps__lamport_set(&c->lamport, 1, "server"), PS_OK);
     char *text = malloc(len + 1), mid[48];
     for (int m = 0; m < n; m++) {
         snprintf(mid, sizeof mid, "%s-%d", id, m);
@@ -182,19 +182,19 @@ static void save_chat(ps_store *s, int64_t user, const char *id, int n, size_t l
         json_object *v = json_object_new_object();
         json_object_object_add(v, "id", json_object_new_string(mid));
         json_object_object_add(v, "content", json_object_new_string(text));
-        assert_int_equal(ps_chat_append_message(c, mid, v, &st, 1000 + m), PS_OK);
+        assert_int_equal(ps__chat_append_message(c, mid, v, &st, 1000 + m), PS_OK);
     }
     free(text);
-    ps_chat_normalize(c);
-    ps_chat_number_received(c);
-    assert_int_equal(ps_chat_mark_dirty(c, seq, "dev"), PS_OK);
-    json_object *doc = ps_chat_to_legacy(c);
+    ps__chat_normalize(c);
+    ps__chat_number_received(c);
+    assert_int_equal(ps__chat_mark_dirty(c, seq, "dev"), PS_OK);
+    json_object *doc = ps__chat_to_legacy(c);
     size_t doc_len;
-    const char *doc_text = ps_json_text(doc, &doc_len);
+    const char *doc_text = ps__json_text(doc, &doc_len);
     ps_error err;
     assert_int_equal(s->ops->chat_save(s, user, c, doc_text, doc_len, seq, &err), PS_OK);
     json_object_put(doc);
-    ps_chat_free(c);
+    ps__chat_free(c);
 }
 
 /* The content saved for message m of a chat saved at `seq` (save_chat's). */
@@ -208,12 +208,12 @@ static void expect_content(ps_store *s, int64_t user, const char *chat, int m, s
     words(want, len, (unsigned)(seq * 1000 + m));
     assert_int_equal(s->ops->chat_load(s, user, chat, true, &back, &err), PS_OK);
     assert_non_null(back);
-    const ps_message *msg = ps_chat_message(back, mid);
+    const ps_message *msg = ps__chat_message(back, mid);
     assert_non_null(msg);
     assert_string_equal(json_object_get_string(json_object_object_get(msg->value, "content")),
                         want);
     free(want);
-    ps_chat_free(back);
+    ps__chat_free(back);
 }
 
 /* Below PS_VALUE_TRAIN_BYTES values stay plain; past it the user gets a
@@ -286,7 +286,7 @@ static void a_corrupt_frame_is_reported(void **state)
     assert_int_equal(s->ops->chat_load(s, u.id, "c03", true, &back, &err), PS_ERR_STORE);
     assert_null(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "c04", true, &back, &err), PS_OK);
-    ps_chat_free(back);
+    ps__chat_free(back);
     ps_store_rollback(s);
     ps_store_close(s);
 }
@@ -457,11 +457,11 @@ static void migrates_from_schema_7(void **state)
         if (s->ops->chat_load(s, u.id, cid, true, &back, &err) != PS_OK)
             fail_msg("%s: %s", cid, err.message);
         assert_non_null(back);
-        assert_string_equal(json_object_get_string(ps_chat_field(back, "title")->value), cid);
+        assert_string_equal(json_object_get_string(ps__chat_field(back, "title")->value), cid);
         assert_int_equal(back->nmessages, 100);
         for (int i = 0; i < 100; i++) {
             snprintf(mid, sizeof mid, "%s-%d", cid, i);
-            const ps_message *msgp = ps_chat_message(back, mid);
+            const ps_message *msgp = ps__chat_message(back, mid);
             assert_non_null(msgp);
             if (i == 0) {
                 assert_null(msgp->value); /* the deleted message stays deleted */
@@ -484,15 +484,15 @@ static void migrates_from_schema_7(void **state)
             assert_int_equal(msgp->mark.seq, 4 + c);
             assert_string_equal(msgp->mark.origin, "laptop");
         }
-        ps_chat_free(back);
+        ps__chat_free(back);
     }
     /* the chat tombstone */
     ps_chat *gone = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "gone", true, &gone, &err), PS_OK);
     assert_non_null(gone);
     assert_true(gone->has_tombstone);
-    assert_false(ps_chat_is_live(gone));
-    ps_chat_free(gone);
+    assert_false(ps__chat_is_live(gone));
+    ps__chat_free(gone);
     /* the base, and the one kept with the rendering */
     ps_base b = {0};
     int64_t seq = 0;
@@ -503,7 +503,7 @@ static void migrates_from_schema_7(void **state)
     assert_int_equal(b.n, 1);
     const unsigned char want_base[8] = {8, 7, 6, 5, 4, 3, 2, 1};
     assert_memory_equal(b.hashes, want_base, 8);
-    ps_base_free(&b);
+    ps__base_free(&b);
     /* the old one-per-chat sent hash is not carried over (schema 8 keys
      * it by chat and device, with another hash function): docs/storage.md */
     char id[64];
@@ -560,7 +560,7 @@ static void migrates_from_schema_7(void **state)
     assert_non_null(strstr(json_object_get_string(json_object_object_get(t1->messages[0].value,
                                                                          "content")),
                            "it stays plain"));
-    ps_chat_free(t1);
+    ps__chat_free(t1);
     ps_store_rollback(s);
     ps_store_close(s);
 }

@@ -101,18 +101,18 @@ static int64_t next_seq;
 static void save_titled(ps_store *s, int64_t user, const char *id, const char *title)
 {
     ps_error err;
-    ps_chat *c = ps_chat_new(id);
+    ps_chat *c = ps__chat_new(id);
     ps_stamp st = {.ts = 1000 + next_seq, .lamport = 0, .device = (char *)"dev"};
     bool changed;
-    assert_int_equal(ps_chat_put_field(c, "title", json_object_new_string(title), &st, &changed),
+    assert_int_equal(ps__chat_put_field(c, "title", json_object_new_string(title), &st, &changed),
                      PS_OK);
-    assert_int_equal(ps_lamport_set(&c->lamport, 1, "server"), PS_OK);
-    json_object *doc = ps_chat_to_legacy(c);
+    assert_int_equal(ps__lamport_set(&c->lamport, 1, "server"), PS_OK);
+    json_object *doc = ps__chat_to_legacy(c);
     size_t len;
-    const char *text = ps_json_text(doc, &len);
+    const char *text = ps__json_text(doc, &len);
     assert_int_equal(s->ops->chat_save(s, user, c, text, len, ++next_seq, &err), PS_OK);
     json_object_put(doc);
-    ps_chat_free(c);
+    ps__chat_free(c);
 }
 
 /* The chat's title as the calling thread's transaction sees it; NULL when
@@ -122,8 +122,8 @@ static char *title_of(ps_store *s, int64_t user, const char *id)
     ps_error err;
     ps_chat *c = NULL;
     assert_int_equal(s->ops->chat_load(s, user, id, false, &c, &err), PS_OK);
-    char *t = c ? strdup(json_object_get_string(ps_chat_field(c, "title")->value)) : NULL;
-    ps_chat_free(c);
+    char *t = c ? strdup(json_object_get_string(ps__chat_field(c, "title")->value)) : NULL;
+    ps__chat_free(c);
     return t;
 }
 

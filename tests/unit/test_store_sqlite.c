@@ -49,12 +49,12 @@ static int teardown(void **state)
 
 static ps_chat *sample_chat(const char *id, const char *title)
 {
-    ps_chat *c = ps_chat_new(id);
+    ps_chat *c = ps__chat_new(id);
     ps_stamp st = {.ts = 1000, .lamport = 0, .device = (char *)"dev"};
     bool changed;
-    assert_int_equal(ps_chat_put_field(c, "title", json_object_new_string(title), &st, &changed),
+    assert_int_equal(ps__chat_put_field(c, "title", json_object_new_string(title), &st, &changed),
                      PS_OK);
-    assert_int_equal(ps_lamport_set(&c->lamport, 1, "server"), PS_OK);
+    assert_int_equal(ps__lamport_set(&c->lamport, 1, "server"), PS_OK);
     return c;
 }
 
@@ -63,9 +63,9 @@ static int64_t next_seq;
 static void save(ps_store *s, int64_t user, ps_chat *c)
 {
     ps_error err;
-    json_object *doc = ps_chat_to_legacy(c);
+    json_object *doc = ps__chat_to_legacy(c);
     size_t len;
-    const char *text = ps_json_text(doc, &len);
+    const char *text = ps__json_text(doc, &len);
     assert_int_equal(s->ops->chat_save(s, user, c, text, len, ++next_seq, &err), PS_OK);
     json_object_put(doc);
 }
@@ -81,7 +81,7 @@ static void reopen_keeps_chats(void **state)
     assert_int_equal(s->ops->user_load(s, "alice", &u, &err), PS_OK);
     ps_chat *c = sample_chat("c1", "Hello");
     save(s, u.id, c);
-    ps_chat_free(c);
+    ps__chat_free(c);
     u.clock = 42;
     assert_int_equal(s->ops->user_save(s, &u, &err), PS_OK);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
@@ -94,8 +94,8 @@ static void reopen_keeps_chats(void **state)
     ps_chat *back = NULL;
     assert_int_equal(s->ops->chat_load(s, u.id, "c1", true, &back, &err), PS_OK);
     assert_non_null(back);
-    assert_string_equal(json_object_get_string(ps_chat_field(back, "title")->value), "Hello");
-    ps_chat_free(back);
+    assert_string_equal(json_object_get_string(ps__chat_field(back, "title")->value), "Hello");
+    ps__chat_free(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "nope", true, &back, &err), PS_OK);
     assert_null(back);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
@@ -113,7 +113,7 @@ static void rollback_discards(void **state)
     assert_int_equal(s->ops->user_load(s, "bob", &u, &err), PS_OK);
     ps_chat *c = sample_chat("gone", "x");
     save(s, u.id, c);
-    ps_chat_free(c);
+    ps__chat_free(c);
     ps_store_rollback(s);
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
     assert_int_equal(s->ops->user_load(s, "bob", &u, &err), PS_OK);
@@ -171,25 +171,25 @@ static void migrates_from_version_1(void **state)
     assert_int_equal(u.clock, 7);
     assert_int_equal(s->ops->chat_load(s, u.id, "live", true, &back, &err), PS_OK);
     assert_non_null(back);
-    assert_string_equal(json_object_get_string(ps_chat_field(back, "title")->value), "Kept");
+    assert_string_equal(json_object_get_string(ps__chat_field(back, "title")->value), "Kept");
     /* messages moved from the state into rows of their own (schema 3) */
     assert_int_equal(back->nmessages, 2);
-    const ps_message *m1 = ps_chat_message(back, "m1");
+    const ps_message *m1 = ps__chat_message(back, "m1");
     assert_non_null(m1);
     assert_string_equal(json_object_get_string(json_object_object_get(m1->value, "content")), "hi");
     assert_int_equal(m1->order_ts, 7);
     assert_int_equal(m1->stamp.ts, 5);
-    assert_null(ps_chat_message(back, "m2")->value); /* the tombstone stays one */
+    assert_null(ps__chat_message(back, "m2")->value); /* the tombstone stays one */
     /* schema 6: numbered in the id order they were shown in, next is 2 */
     assert_int_equal(m1->received, 0);
-    assert_int_equal(ps_chat_message(back, "m2")->received, 1);
+    assert_int_equal(ps__chat_message(back, "m2")->received, 1);
     assert_int_equal(back->next_received, 2);
-    ps_chat_free(back);
+    ps__chat_free(back);
     assert_int_equal(s->ops->chat_load(s, u.id, "dead", true, &back, &err), PS_OK);
     assert_non_null(back);
     assert_true(back->has_tombstone);
-    assert_false(ps_chat_is_live(back));
-    ps_chat_free(back);
+    assert_false(ps__chat_is_live(back));
+    ps__chat_free(back);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
 }
@@ -205,18 +205,18 @@ static void bases_round_trip_and_go_with_their_chat(void **state)
     ps_user u;
     assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
     assert_int_equal(s->ops->user_load(s, "local", &u, &err), PS_OK);
-    ps_chat *c = ps_chat_new("c");
+    ps_chat *c = ps__chat_new("c");
     ps_stamp st = {.ts = 5, .device = "d"};
     bool changed;
-    ps_chat_put_field(c, "title", json_object_new_string("t"), &st, &changed);
+    ps__chat_put_field(c, "title", json_object_new_string("t"), &st, &changed);
     json_object *m1 = json_object_new_object();
     json_object_object_add(m1, "id", json_object_new_string("m1"));
-    ps_chat_append_message(c, "m1", m1, &st, 0);
+    ps__chat_append_message(c, "m1", m1, &st, 0);
     c->messages[0].received = 0;
     assert_int_equal(s->ops->chat_save(s, u.id, c, "{}", 2, 1, &err), PS_OK);
     ps_base b = {0}, got = {0};
-    assert_int_equal(ps_base_add_chat(&b, c), PS_OK);
-    ps_base_seal(&b);
+    assert_int_equal(ps__base_add_chat(&b, c), PS_OK);
+    ps__base_seal(&b);
     int64_t seq = -1;
     bool found = true;
     assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
@@ -228,8 +228,8 @@ static void bases_round_trip_and_go_with_their_chat(void **state)
     assert_true(found);
     assert_int_equal(seq, 1);
     assert_int_equal(got.n, b.n);
-    assert_true(ps_base_has(&got, ps_base_field_hash("title", ps_chat_field(c, "title")->value)));
-    assert_true(ps_base_has(&got, ps_base_message_hash("m1", c->messages[0].value)));
+    assert_true(ps__base_has(&got, ps__base_field_hash("title", ps__chat_field(c, "title")->value)));
+    assert_true(ps__base_has(&got, ps__base_message_hash("m1", c->messages[0].value)));
     assert_int_equal(s->ops->base_save(s, u.id, "dev2", "c", &b, 0, &err), PS_OK);
     assert_int_equal(s->ops->base_load(s, u.id, "dev2", "c", NULL, &seq, &found, &err), PS_OK);
     assert_true(found);
@@ -243,9 +243,9 @@ static void bases_round_trip_and_go_with_their_chat(void **state)
     assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
     assert_false(found);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
-    ps_base_free(&b);
-    ps_base_free(&got);
-    ps_chat_free(c);
+    ps__base_free(&b);
+    ps__base_free(&got);
+    ps__chat_free(c);
     ps_store_close(s);
 }
 
@@ -259,18 +259,18 @@ static void base_note_sent_adds_the_chat(void **state)
     ps_user u;
     assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
     assert_int_equal(s->ops->user_load(s, "local", &u, &err), PS_OK);
-    ps_chat *c = ps_chat_new("c");
+    ps_chat *c = ps__chat_new("c");
     ps_stamp st = {.ts = 5, .device = "d"};
     bool changed;
-    ps_chat_put_field(c, "title", json_object_new_string("new"), &st, &changed);
+    ps__chat_put_field(c, "title", json_object_new_string("new"), &st, &changed);
     assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, 1, &err), PS_OK);
     json_object *old = json_object_new_string("old");
     ps_base b = {.hashes = NULL};
-    uint64_t h_old = ps_base_field_hash("title", old);
-    ps_chat *held = ps_chat_new("c");
-    ps_chat_put_field(held, "title", old, &st, &changed);
-    assert_int_equal(ps_base_add_chat(&b, held), PS_OK);
-    ps_base_seal(&b);
+    uint64_t h_old = ps__base_field_hash("title", old);
+    ps_chat *held = ps__chat_new("c");
+    ps__chat_put_field(held, "title", old, &st, &changed);
+    assert_int_equal(ps__base_add_chat(&b, held), PS_OK);
+    ps__base_seal(&b);
     assert_int_equal(s->ops->base_save(s, u.id, "dev", "c", &b, 0, &err), PS_OK);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_sync_ctx ctx = {.store = s, .user = "local"};
@@ -281,13 +281,13 @@ static void base_note_sent_adds_the_chat(void **state)
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
     assert_int_equal(s->ops->base_load(s, u.id, "dev", "c", &got, &seq, &found, &err), PS_OK);
     assert_true(found);
-    assert_true(ps_base_has(&got, h_old));
-    assert_true(ps_base_has(&got, ps_base_field_hash("title", ps_chat_field(c, "title")->value)));
+    assert_true(ps__base_has(&got, h_old));
+    assert_true(ps__base_has(&got, ps__base_field_hash("title", ps__chat_field(c, "title")->value)));
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
-    ps_base_free(&b);
-    ps_base_free(&got);
-    ps_chat_free(c);
-    ps_chat_free(held);
+    ps__base_free(&b);
+    ps__base_free(&got);
+    ps__chat_free(c);
+    ps__chat_free(held);
     ps_store_close(s);
 }
 
@@ -321,14 +321,14 @@ static void purge_forgets_only_old_tombstones(void **state)
         ps_stamp del = {.ts = times[i], .device = (char *)"dev"};
         ps_lamport shown = {.counter = 9, .id = (char *)"server"};
         bool changed;
-        assert_int_equal(ps_chat_delete(c, &del, &shown, &changed), PS_OK);
-        assert_false(ps_chat_is_live(c));
+        assert_int_equal(ps__chat_delete(c, &del, &shown, &changed), PS_OK);
+        assert_false(ps__chat_is_live(c));
         save(s, u.id, c);
-        ps_chat_free(c);
+        ps__chat_free(c);
     }
     ps_chat *alive = sample_chat("alive", "t");
     save(s, u.id, alive);
-    ps_chat_free(alive);
+    ps__chat_free(alive);
     int64_t purged = -1;
     int64_t old_seq = next_seq - 2; /* "old" was saved first of the three */
     assert_int_equal(s->ops->purge_tombstones(s, 3000, &purged, &err), PS_OK);
@@ -344,7 +344,7 @@ static void purge_forgets_only_old_tombstones(void **state)
         const char *keep = i ? "alive" : "recent";
         assert_int_equal(s->ops->chat_load(s, u.id, keep, true, &back, &err), PS_OK);
         assert_non_null(back);
-        ps_chat_free(back);
+        ps__chat_free(back);
     }
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);

@@ -3,7 +3,7 @@
  * (with and without a colon), fractions of any length, date-only and
  * minute-precision forms; rejection of garbage, out-of-range fields,
  * calendar dates that do not exist and impossible offsets; epoch-millisecond
- * numbers (int and double) through ps_time_from_json; formatting, and the
+ * numbers (int and double) through ps__time_from_json; formatting, and the
  * parse(format(ms)) == ms round trip over a wide range of dates.
  */
 #include "test_util.h"
@@ -43,7 +43,7 @@ static void parses_iso_forms(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int64_t ms = 42;
-        if (!ps_time_parse_iso(cases[i].text, &ms))
+        if (!ps__time_parse_iso(cases[i].text, &ms))
             fail_msg("rejected %s", cases[i].text);
         if (ms != cases[i].ms)
             fail_msg("%s: got %lld, want %lld", cases[i].text, (long long)ms,
@@ -81,7 +81,7 @@ static void rejects_malformed(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int64_t ms = 42;
-        if (ps_time_parse_iso(bad[i], &ms))
+        if (ps__time_parse_iso(bad[i], &ms))
             fail_msg("accepted \"%s\" as %lld", bad[i], (long long)ms);
     }
 }
@@ -95,7 +95,7 @@ static void rejects_out_of_range_fields(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int64_t ms = 42;
-        if (ps_time_parse_iso(bad[i], &ms))
+        if (ps__time_parse_iso(bad[i], &ms))
             fail_msg("accepted \"%s\" as %lld", bad[i], (long long)ms);
     }
 }
@@ -111,9 +111,9 @@ static void rejects_dates_that_do_not_exist(void **state)
     int wrong = 0;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int64_t ms = 42;
-        if (ps_time_parse_iso(bad[i], &ms)) {
+        if (ps__time_parse_iso(bad[i], &ms)) {
             char iso[32];
-            ps_time_format_iso(ms, iso);
+            ps__time_format_iso(ms, iso);
             print_error("accepted \"%s\" as %s\n", bad[i], iso);
             wrong++;
         }
@@ -131,7 +131,7 @@ static void rejects_impossible_offsets(void **state)
     int wrong = 0;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int64_t ms = 42;
-        if (ps_time_parse_iso(bad[i], &ms)) {
+        if (ps__time_parse_iso(bad[i], &ms)) {
             print_error("accepted \"%s\" as %lld\n", bad[i], (long long)ms);
             wrong++;
         }
@@ -152,7 +152,7 @@ static void from_json_accepts_strings_and_numbers(void **state)
                 {"big", 9007199254740992LL}};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         int64_t ms = 42;
-        assert_true(ps_time_from_json(json_object_object_get(obj, want[i].key), &ms));
+        assert_true(ps__time_from_json(json_object_object_get(obj, want[i].key), &ms));
         assert_int_equal(ms, want[i].ms);
     }
     json_object_put(obj);
@@ -168,15 +168,15 @@ static void from_json_rejects_everything_else(void **state)
         int64_t ms = 42;
         json_object *v = NULL;
         json_object_object_get_ex(obj, keys[i], &v);
-        if (ps_time_from_json(v, &ms))
+        if (ps__time_from_json(v, &ms))
             fail_msg("accepted %s as %lld", keys[i], (long long)ms);
     }
     json_object_put(obj);
     /* Non-finite doubles cannot come from strict JSON but can from code. */
     json_object *nan = json_object_new_double(NAN), *inf = json_object_new_double(INFINITY);
     int64_t ms;
-    assert_false(ps_time_from_json(nan, &ms));
-    assert_false(ps_time_from_json(inf, &ms));
+    assert_false(ps__time_from_json(nan, &ms));
+    assert_false(ps__time_from_json(inf, &ms));
     json_object_put(nan);
     json_object_put(inf);
 }
@@ -197,7 +197,7 @@ static void formats_iso(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char out[32];
         memset(out, 'X', sizeof out);
-        ps_time_format_iso(cases[i].ms, out);
+        ps__time_format_iso(cases[i].ms, out);
         assert_string_equal(out, cases[i].text);
     }
 }
@@ -229,9 +229,9 @@ static void format_is_well_formed_at_the_extremes(void **state)
     for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
         char out[32];
         memset(out, 'X', sizeof out);
-        ps_time_format_iso(values[i], out);
+        ps__time_format_iso(values[i], out);
         if (!well_formed(out)) {
-            print_error("ps_time_format_iso(%lld) wrote \"%.32s\"\n", (long long)values[i], out);
+            print_error("ps__time_format_iso(%lld) wrote \"%.32s\"\n", (long long)values[i], out);
             wrong++;
         }
     }
@@ -249,17 +249,17 @@ static void format_parse_round_trip(void **state)
         x ^= x << 17;
         int64_t ms = lo + (int64_t)(x % (uint64_t)(hi - lo + 1));
         char out[32];
-        ps_time_format_iso(ms, out);
+        ps__time_format_iso(ms, out);
         int64_t back = 0;
-        if (!ps_time_parse_iso(out, &back) || back != ms)
+        if (!ps__time_parse_iso(out, &back) || back != ms)
             fail_msg("%lld -> %s -> %lld", (long long)ms, out, (long long)back);
     }
 }
 
 static void now_is_the_wall_clock(void **state)
 {
-    int64_t a = ps_time_now_ms();
-    int64_t b = ps_time_now_ms();
+    int64_t a = ps__time_now_ms();
+    int64_t b = ps__time_now_ms();
     assert_true(a > 1700000000000LL); /* after November 2023 */
     assert_true(b >= a);
     assert_true(b - a < 10000);

@@ -47,7 +47,7 @@ static inline ps_chat *tu_from_legacy(const char *legacy_text, const char *devic
     json_object *legacy = tu_json(legacy_text);
     ps_ingest in = {.device = device, .now_ms = now_ms, .max_skew_ms = 5 * 60 * 1000};
     ps_chat *chat = NULL;
-    assert_int_equal(ps_chat_from_legacy(legacy, &in, &chat), PS_OK);
+    assert_int_equal(ps__chat_from_legacy(legacy, &in, &chat), PS_OK);
     assert_non_null(chat);
     json_object_put(legacy);
     return chat;
@@ -56,12 +56,12 @@ static inline ps_chat *tu_from_legacy(const char *legacy_text, const char *devic
 /* Whether two chats have the same state (every register and stamp). */
 static inline bool tu_same_state(const ps_chat *a, const ps_chat *b)
 {
-    json_object *ja = ps_chat_state_to_json(a), *jb = ps_chat_state_to_json(b);
+    json_object *ja = ps__chat_state_to_json(a), *jb = ps__chat_state_to_json(b);
     assert_non_null(ja);
     assert_non_null(jb);
     bool same = json_object_equal(ja, jb);
     if (!same)
-        print_message("state a: %s\nstate b: %s\n", ps_json_text(ja, NULL), ps_json_text(jb, NULL));
+        print_message("state a: %s\nstate b: %s\n", ps__json_text(ja, NULL), ps__json_text(jb, NULL));
     json_object_put(ja);
     json_object_put(jb);
     return same;

@@ -1,6 +1,6 @@
 /*
  * Request validation (core/validate.h), data-driven: each case is a request
- * body and the exact answer (code, chat index, field) ps_validate_sync_request
+ * body and the exact answer (code, chat index, field) ps__validate_sync_request
  * must give. Covers every rejection in validate.c: chat ids (missing, not a
  * string, empty, over the byte limit, exactly at it, embedded NUL), messages
  * (not an array, not objects, missing or mistyped id/role/content/timestamp;
@@ -12,7 +12,7 @@
  * the three deletion lists, and the chat-count limit (PS_ERR_TOO_LARGE); also
  * the accepted shapes (seed document, today's Polyglot client, nulls for
  * optional fields, unknown fields of any type), the delete-request bodies and
- * ps_valid_id / ps_valid_lamport directly.
+ * ps__valid_id / ps__valid_lamport directly.
  */
 #include "test_util.h"
 #include "core/validate.h"
@@ -29,7 +29,7 @@ static int check_case(const vcase *c, const ps_limits *lim, size_t i)
     json_object *root = tu_json(c->body);
     ps_error err;
     ps_error_clear(&err);
-    ps_code rc = ps_validate_sync_request(root, lim, &err);
+    ps_code rc = ps__validate_sync_request(root, lim, &err);
     int wrong = 0;
     if (rc != c->code) {
         print_error("case %zu: %s\n  got code %d (%s), want %d\n", i, c->body, rc, err.message,
@@ -73,14 +73,14 @@ static void run(const vcase *cases, size_t n, const ps_limits *lim)
 
 static void defaults(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     assert_int_equal(lim.max_id_bytes, PS_ID_MAX_BYTES);
     assert_true(lim.max_chats >= 1000);
 }
 
 static void accepts_valid_requests(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, OK("{\"chats\":[]}"),
         /* the seed document's example */
         OK(CHAT(
@@ -116,7 +116,7 @@ static void accepts_valid_requests(void **state)
 
 static void rejects_non_object_bodies(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, BAD("[]", -1, ""), BAD("\"chats\"", -1, ""), BAD("null", -1, ""),
         BAD("{}", -1, "chats"), BAD("{\"chats\":{}}", -1, "chats"),
         BAD("{\"chats\":null}", -1, "chats"), BAD("{\"chats\":\"x\"}", -1, "chats"),
@@ -125,7 +125,7 @@ static void rejects_non_object_bodies(void **state)
 
 static void rejects_bad_chat_ids(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, BAD(CHAT("{}"), 0, "id"), BAD(CHAT("{\"title\":\"no id\"}"), 0, "id"),
         BAD(CHAT("{\"id\":42}"), 0, "id"), BAD(CHAT("{\"id\":null}"), 0, "id"),
         BAD(CHAT("{\"id\":[\"x\"]}"), 0, "id"), BAD(CHAT("{\"id\":\"\"}"), 0, "id"),
@@ -155,7 +155,7 @@ static json_object *chat_with_id_bytes(const char *unit, size_t n)
 
 static void id_length_limit_is_in_bytes(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     static const struct {
         const char *unit;
         size_t bytes;
@@ -171,7 +171,7 @@ static void id_length_limit_is_in_bytes(void **state)
         json_object *root = chat_with_id_bytes(cases[i].unit, cases[i].bytes);
         ps_error err;
         ps_error_clear(&err);
-        ps_code rc = ps_validate_sync_request(root, &lim, &err);
+        ps_code rc = ps__validate_sync_request(root, &lim, &err);
         if (rc != cases[i].want)
             fail_msg("id of %zu bytes: got %d, want %d", cases[i].bytes, rc, cases[i].want);
         if (rc != PS_OK) {
@@ -190,7 +190,7 @@ static void id_length_limit_is_in_bytes(void **state)
 
 static void rejects_bad_typed_fields(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, BAD(CHAT("{\"id\":\"c\",\"title\":42}"), 0, "title"),
         BAD(CHAT("{\"id\":\"c\",\"title\":[\"t\"]}"), 0, "title"),
         BAD(CHAT("{\"id\":\"c\",\"title\":false}"), 0, "title"),
@@ -211,7 +211,7 @@ static void rejects_bad_typed_fields(void **state)
 
 static void rejects_bad_lamport_tuples(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, BAD(CHAT("{\"id\":\"c\",\"updatedAtLamport\":\"3\"}"), 0, "updatedAtLamport"),
         BAD(CHAT("{\"id\":\"c\",\"updatedAtLamport\":3}"), 0, "updatedAtLamport"),
         BAD(CHAT("{\"id\":\"c\",\"updatedAtLamport\":[]}"), 0, "updatedAtLamport"),
@@ -237,7 +237,7 @@ static void rejects_bad_lamport_tuples(void **state)
 
 static void rejects_bad_messages(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, BAD(CHAT("{\"id\":\"c\",\"messages\":{}}"), 0, "messages"),
         BAD(CHAT("{\"id\":\"c\",\"messages\":null}"), 0, "messages"),
         BAD(CHAT("{\"id\":\"c\",\"messages\":\"m\"}"), 0, "messages"),
@@ -268,7 +268,7 @@ static void rejects_bad_messages(void **state)
 /* The index names the chat at fault, not the first one. */
 static void names_the_failing_chat(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, BAD(CHAT("{\"id\":\"a\"},{\"id\":\"b\"},{\"id\":\"c\",\"title\":1}"), 2, "title"),
         BAD(CHAT("{\"id\":\"a\"},{}"), 1, "id"),
         BAD(CHAT("{\"id\":\"a\"},{\"id\":\"b\",\"messages\":[" GOOD_MSG "," GOOD_MSG
@@ -280,13 +280,13 @@ static void names_the_failing_chat(void **state)
 
 static void message_text_names_chat_and_field(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     json_object *root =
         tu_json(CHAT("{\"id\":\"0\"},{\"id\":\"1\"},{\"id\":\"2\"},{\"id\":\"3\","
                      "\"messages\":[" GOOD_MSG "," GOOD_MSG ",{\"id\":\"x\",\"content\":\"\"}]}"));
     ps_error err;
     ps_error_clear(&err);
-    assert_int_equal(ps_validate_sync_request(root, &lim, &err), PS_ERR_INVALID);
+    assert_int_equal(ps__validate_sync_request(root, &lim, &err), PS_ERR_INVALID);
     assert_int_equal(err.chat_index, 3);
     assert_string_equal(err.field, "messages[2].role");
     assert_non_null(strstr(err.message, "chats[3].messages[2].role"));
@@ -295,7 +295,7 @@ static void message_text_names_chat_and_field(void **state)
 
 static void rejects_bad_request_members(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, BAD("{\"chats\":[],\"deviceId\":3}", -1, "deviceId"),
         BAD("{\"chats\":[],\"deviceId\":\"\"}", -1, "deviceId"),
         BAD("{\"chats\":[],\"deviceId\":[\"d\"]}", -1, "deviceId"),
@@ -311,7 +311,7 @@ static void rejects_bad_request_members(void **state)
  * nothing usable is refused, naming clientClock. */
 static void client_clock_shapes(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
 #define CC(json) "{\"chats\":[],\"clientClock\":" json "}"
     RUN(&lim, OK(CC("0")), OK(CC("[3,\"d\"]")), OK(CC("[9007199254740991,\"d\"]")),
         OK(CC("{\"lamport\":4,\"deviceId\":\"d\"}")),
@@ -340,7 +340,7 @@ static void client_clock_shapes(void **state)
  * type; Polyglot's page-load body {chats} with lastMutationLamport records. */
 static void unused_top_level_members_ignored(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, OK("{\"chats\":[],\"since\":\"x\",\"version\":{\"a\":[1,null]},\"n\":-1.5}"),
         OK("{\"chats\":[{\"id\":\"c\",\"title\":\"t\",\"createdAt\":\"2026-12-02T12:14:57.397Z\","
            "\"modelHistory\":[],\"isArchived\":false,\"lastMutationLamport\":{\"lamport\":5,"
@@ -352,7 +352,7 @@ static void unused_top_level_members_ignored(void **state)
 
 static void rejects_deletion_lists_of_wrong_shape(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     RUN(&lim, BAD("{\"chats\":[],\"deleted\":\"a\"}", -1, "deleted"),
         BAD("{\"chats\":[],\"deleted\":{\"a\":1}}", -1, "deleted"),
         BAD("{\"chats\":[],\"deleted\":[\"a\",1]}", -1, "deleted"),
@@ -381,7 +381,7 @@ static void rejects_deletion_lists_of_wrong_shape(void **state)
 
 static void chat_count_limit(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     lim.max_chats = 2;
     static const vcase cases[] = {
         OK(CHAT("{\"id\":\"a\"},{\"id\":\"b\"}")),
@@ -399,7 +399,7 @@ static void chat_count_limit(void **state)
 
 static void delete_requests(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     static const struct {
         const char *body;
         bool many;
@@ -423,7 +423,7 @@ static void delete_requests(void **state)
         json_object *root = tu_json(cases[i].body);
         ps_error err;
         ps_error_clear(&err);
-        ps_code rc = ps_validate_delete_request(root, cases[i].many, &lim, &err);
+        ps_code rc = ps__validate_delete_request(root, cases[i].many, &lim, &err);
         if (rc != cases[i].code)
             fail_msg("%s (many=%d): got %d, want %d", cases[i].body, cases[i].many, rc,
                      cases[i].code);
@@ -433,37 +433,37 @@ static void delete_requests(void **state)
     }
     lim.max_chats = 1;
     json_object *root = tu_json("{\"chatIds\":[\"a\",\"b\"]}");
-    assert_int_equal(ps_validate_delete_request(root, true, &lim, NULL), PS_ERR_TOO_LARGE);
+    assert_int_equal(ps__validate_delete_request(root, true, &lim, NULL), PS_ERR_TOO_LARGE);
     json_object_put(root);
 }
 
 static void valid_id_and_lamport(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     json_object *v = tu_json("[\"a\",\"\",1,null,\"a\\u0000\",[3,\"d\"],[0,\"d\"],[-3,\"d\"],"
                              "[3,\"\"],[3],[\"3\",\"d\"],[3,\"d\",\"e\"]]");
-    assert_true(ps_valid_id(json_object_array_get_idx(v, 0), &lim));
-    assert_false(ps_valid_id(json_object_array_get_idx(v, 1), &lim));
-    assert_false(ps_valid_id(json_object_array_get_idx(v, 2), &lim));
-    assert_false(ps_valid_id(json_object_array_get_idx(v, 3), &lim));
-    assert_false(ps_valid_id(json_object_array_get_idx(v, 4), &lim));
-    assert_true(ps_valid_lamport(json_object_array_get_idx(v, 5), &lim));
-    assert_true(ps_valid_lamport(json_object_array_get_idx(v, 6), &lim));
+    assert_true(ps__valid_id(json_object_array_get_idx(v, 0), &lim));
+    assert_false(ps__valid_id(json_object_array_get_idx(v, 1), &lim));
+    assert_false(ps__valid_id(json_object_array_get_idx(v, 2), &lim));
+    assert_false(ps__valid_id(json_object_array_get_idx(v, 3), &lim));
+    assert_false(ps__valid_id(json_object_array_get_idx(v, 4), &lim));
+    assert_true(ps__valid_lamport(json_object_array_get_idx(v, 5), &lim));
+    assert_true(ps__valid_lamport(json_object_array_get_idx(v, 6), &lim));
     for (size_t i = 7; i < 12; i++)
-        if (ps_valid_lamport(json_object_array_get_idx(v, i), &lim))
-            fail_msg("accepted lamport %s", ps_json_text(json_object_array_get_idx(v, i), NULL));
-    assert_false(ps_valid_lamport(json_object_array_get_idx(v, 0), &lim));
+        if (ps__valid_lamport(json_object_array_get_idx(v, i), &lim))
+            fail_msg("accepted lamport %s", ps__json_text(json_object_array_get_idx(v, i), NULL));
+    assert_false(ps__valid_lamport(json_object_array_get_idx(v, 0), &lim));
     json_object_put(v);
 }
 
-/* ps_validate_chat on its own reports the index it is given. */
+/* ps__validate_chat on its own reports the index it is given. */
 static void validate_chat_uses_given_index(void **state)
 {
-    ps_limits lim = ps_limits_default();
+    ps_limits lim = ps__limits_default();
     json_object *chat = tu_json("{\"id\":\"c\",\"isArchived\":\"no\"}");
     ps_error err;
     ps_error_clear(&err);
-    assert_int_equal(ps_validate_chat(chat, 41, &lim, &err), PS_ERR_INVALID);
+    assert_int_equal(ps__validate_chat(chat, 41, &lim, &err), PS_ERR_INVALID);
     assert_int_equal(err.chat_index, 41);
     assert_string_equal(err.field, "isArchived");
     assert_non_null(strstr(err.message, "chats[41]"));
