@@ -21,6 +21,7 @@
 #include "core/json_parse.h"
 #include "core/merge.h"
 #include "store/store.h"
+#include "store_fixture.h"
 #include "server/sync_common.h"
 
 #include <libpq-fe.h>
@@ -29,68 +30,9 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    char dir[64];
-    char url[1200];
-} fixture;
-
-/* The PostgreSQL server URL PS_TEST_DB names, or "" for SQLite. */
-static void pg_base(char *out, size_t size)
-{
-    const char *v = getenv("PS_TEST_DB");
-    out[0] = '\0';
-    if (!v)
-        return;
-    if (v[0] == '@') {
-        FILE *f = fopen(v + 1, "r");
-        assert_non_null(f);
-        assert_non_null(fgets(out, (int)size, f));
-        fclose(f);
-        out[strcspn(out, "\r\n")] = '\0';
-    } else if (strncmp(v, "postgres", 8) == 0) {
-        snprintf(out, size, "%s", v);
-    }
-}
-
 static int setup(void **state)
 {
-    static unsigned n;
-    fixture *f = calloc(1, sizeof *f);
-    char base[1024];
-    pg_base(base, sizeof base);
-    if (base[0]) {
-        char name[64], sql[128];
-        snprintf(name, sizeof name, "ps_unit_%d_%u", (int)getpid(), n++);
-        PGconn *pg = PQconnectdb(base);
-        assert_int_equal(PQstatus(pg), CONNECTION_OK);
-        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-        PGresult *r = PQexec(pg, sql);
-        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-        PQclear(r);
-        PQfinish(pg);
-        char *slash = strrchr(base, '/');
-        assert_non_null(slash);
-        *slash = '\0';
-        snprintf(f->url, sizeof f->url, "%s/%s", base, name);
-    } else {
-        snprintf(f->dir, sizeof f->dir, "/tmp/ps-store-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        snprintf(f->url, sizeof f->url, "sqlite:%s/p.db", f->dir);
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    if (f->dir[0]) {
-        char cmd[160];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
-    }
-    free(f);
-    return 0;
+    return store_fixture_setup(state, "unit");
 }
 
 static ps_store *open_store(const fixture *f)
@@ -280,12 +222,10 @@ static void changes_come_in_sequence_order(void **state)
     assert_string_equal(got.ids[1], "a1");
     assert_string_equal(got.ids[2], "a2");
     memset(&got, 0, sizeof got);
-    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "laptop", collect, &got, &err),
-                     PS_OK);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "laptop", collect, &got, &err), PS_OK);
     assert_int_equal(got.n, 0); /* after 1 only the laptop's, and it is the laptop asking */
     memset(&got, 0, sizeof got);
-    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "phone", collect, &got, &err),
-                     PS_OK);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "phone", collect, &got, &err), PS_OK);
     assert_int_equal(got.n, 2);
     commit(s);
     ps_store_close(s);
@@ -370,8 +310,8 @@ static void sent_hash_and_bytes(void **state)
     assert_int_equal(s->ops->user_bytes(s, u.id, &big, &err), PS_OK);
     assert_true(big >= small + 1999);
     ps__chat_free(c);
-    assert_int_equal(s->ops->chat_set_sent(s, u.id, "dev-a", "c", 0xfeedbeefcafe1234ull, 0xc0ull, &err),
-                     PS_OK);
+    assert_int_equal(
+        s->ops->chat_set_sent(s, u.id, "dev-a", "c", 0xfeedbeefcafe1234ull, 0xc0ull, &err), PS_OK);
     commit(s);
 
     begin_user(s, true, "erin", &u);
@@ -406,14 +346,14 @@ static void sent_hash_and_bytes(void **state)
     assert_string_equal(id, "");
     /* the content hash of each device's last upload, by chat */
     uint64_t content = 0;
-    assert_int_equal(
-        s->ops->chat_sent_content(s, u.id, "dev-a", "c", &content, &unchanged, &err), PS_OK);
+    assert_int_equal(s->ops->chat_sent_content(s, u.id, "dev-a", "c", &content, &unchanged, &err),
+                     PS_OK);
     assert_true(content == 0xc0ull && unchanged);
-    assert_int_equal(
-        s->ops->chat_sent_content(s, u.id, "dev-b", "c", &content, &unchanged, &err), PS_OK);
+    assert_int_equal(s->ops->chat_sent_content(s, u.id, "dev-b", "c", &content, &unchanged, &err),
+                     PS_OK);
     assert_true(content == 0xc1ull && unchanged);
-    assert_int_equal(
-        s->ops->chat_sent_content(s, u.id, "dev-c", "c", &content, &unchanged, &err), PS_OK);
+    assert_int_equal(s->ops->chat_sent_content(s, u.id, "dev-c", "c", &content, &unchanged, &err),
+                     PS_OK);
     assert_true(content == 0 && !unchanged);
     /* a change after that sync: no longer "as sent" */
     ps_chat *again = NULL;
@@ -427,8 +367,8 @@ static void sent_hash_and_bytes(void **state)
                      PS_OK);
     assert_string_equal(id, "c");
     assert_false(unchanged);
-    assert_int_equal(
-        s->ops->chat_sent_content(s, u.id, "dev-b", "c", &content, &unchanged, &err), PS_OK);
+    assert_int_equal(s->ops->chat_sent_content(s, u.id, "dev-b", "c", &content, &unchanged, &err),
+                     PS_OK);
     assert_true(content == 0xc1ull && !unchanged);
     commit(s);
     ps_store_close(s);
@@ -782,7 +722,6 @@ static void devices_rename_and_collection(void **state)
     ps_store_close(s);
 }
 
-
 /* A chat as the server renders it for legacy clients (ps__append_doc: the
  * backend's rendering, or one made from the chat when it has none). */
 typedef struct one_doc {
@@ -821,7 +760,7 @@ static ps_code render_one(ps_store *s, int64_t user, const char *id, char **doc,
  * enough to train a dictionary on (over PS_VALUE_TRAIN_BYTES, 1 MiB). */
 static void filler(char *out, size_t len, unsigned seed)
 {
-    static const char *const words[] = {"sync ", "chat ", "café ", "мир ", "世界 ", "🚀 ",
+    static const char *const words[] = {"sync ",  "chat ",   "café ",  "мир ",  "世界 ",      "🚀 ",
                                         "model ", "token\n", "\"q\" ", "a\\b ", "x = y * 2; "};
     size_t n = 0;
     unsigned r = seed * 2654435761u + 1;
@@ -887,11 +826,12 @@ static void messages_round_trip_whatever_their_content(void **state)
     /* 1: odd messages in a chat saved as a v2 push saves it (no rendering) */
     ps_chat *c = titled("odd", "Tïtle ✓", 1000);
     for (size_t i = 0; i < nodd; i++) {
-        ps_stamp st = {.ts = odd[i].ts, .lamport = odd[i].lamport, .device = (char *)odd[i].device,
+        ps_stamp st = {.ts = odd[i].ts,
+                       .lamport = odd[i].lamport,
+                       .device = (char *)odd[i].device,
                        .timed = odd[i].timed};
-        assert_int_equal(ps__chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st,
-                                                odd[i].order_ts),
-                         PS_OK);
+        assert_int_equal(
+            ps__chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st, odd[i].order_ts), PS_OK);
         c->messages[c->nmessages - 1].received = (int64_t)i;
     }
     ps__chat_normalize(c);
@@ -916,11 +856,12 @@ static void messages_round_trip_whatever_their_content(void **state)
     /* 3: the same odd messages once more, after (a dictionary, if any) */
     c = titled("odd2", "again", 1000);
     for (size_t i = 0; i < nodd; i++) {
-        ps_stamp st = {.ts = odd[i].ts, .lamport = odd[i].lamport, .device = (char *)odd[i].device,
+        ps_stamp st = {.ts = odd[i].ts,
+                       .lamport = odd[i].lamport,
+                       .device = (char *)odd[i].device,
                        .timed = odd[i].timed};
-        assert_int_equal(ps__chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st,
-                                                odd[i].order_ts),
-                         PS_OK);
+        assert_int_equal(
+            ps__chat_append_message(c, odd[i].id, odd_value(&odd[i]), &st, odd[i].order_ts), PS_OK);
         c->messages[c->nmessages - 1].received = (int64_t)i;
     }
     ps__chat_normalize(c);
@@ -962,8 +903,8 @@ static void messages_round_trip_whatever_their_content(void **state)
     assert_int_equal(s->ops->chat_load(s, u.id, "bulk37", true, &bulk, &err), PS_OK);
     filler(text, sizeof text, 37 * 50 + 12);
     json_object *content = NULL;
-    assert_true(json_object_object_get_ex(ps__chat_message(bulk, "b37-12")->value, "content",
-                                          &content));
+    assert_true(
+        json_object_object_get_ex(ps__chat_message(bulk, "b37-12")->value, "content", &content));
     assert_string_equal(json_object_get_string(content), text);
     ps__chat_free(bulk);
 

@@ -1,12 +1,11 @@
 /*
  * Readers never wait for writers (store.h): a read transaction begun while
  * another thread holds a write transaction open completes, sees only what
- * was committed (its snapshot stays that even once the writer commits), and a no-op sync's work in it (user_find, user_seen,
- * stats) needs no writer. On the backend PS_TEST_DB names (unset = SQLite;
- * a postgres URL or "@FILE" = a fresh database), as test_store.c.
- * Oracle: store.h's transaction contract and WAL/REPEATABLE READ snapshot
- * semantics. A reader that waited for the writer would not finish within
- * the (generous) wait and fail, not hang: the writer is then let go.
+ * was committed (its snapshot stays that even once the writer commits), and a no-op sync's work in
+ * it (user_find, user_seen, stats) needs no writer. On the backend PS_TEST_DB names (unset =
+ * SQLite; a postgres URL or "@FILE" = a fresh database), as test_store.c. Oracle: store.h's
+ * transaction contract and WAL/REPEATABLE READ snapshot semantics. A reader that waited for the
+ * writer would not finish within the (generous) wait and fail, not hang: the writer is then let go.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +18,7 @@
 #include "core/json_parse.h"
 #include "core/merge.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -33,67 +33,9 @@
  * far above any read; a reader behind the writer would wait forever. */
 #define READER_WAIT_S 20
 
-typedef struct fixture {
-    char dir[64];
-    char url[1200];
-} fixture;
-
-static void pg_base(char *out, size_t size)
-{
-    const char *v = getenv("PS_TEST_DB");
-    out[0] = '\0';
-    if (!v)
-        return;
-    if (v[0] == '@') {
-        FILE *f = fopen(v + 1, "r");
-        assert_non_null(f);
-        assert_non_null(fgets(out, (int)size, f));
-        fclose(f);
-        out[strcspn(out, "\r\n")] = '\0';
-    } else if (strncmp(v, "postgres", 8) == 0) {
-        snprintf(out, size, "%s", v);
-    }
-}
-
 static int setup(void **state)
 {
-    static unsigned n;
-    fixture *f = calloc(1, sizeof *f);
-    char base[1024];
-    pg_base(base, sizeof base);
-    if (base[0]) {
-        char name[64], sql[128];
-        snprintf(name, sizeof name, "ps_readers_%d_%u", (int)getpid(), n++);
-        PGconn *pg = PQconnectdb(base);
-        assert_int_equal(PQstatus(pg), CONNECTION_OK);
-        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-        PGresult *r = PQexec(pg, sql);
-        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-        PQclear(r);
-        PQfinish(pg);
-        char *slash = strrchr(base, '/');
-        assert_non_null(slash);
-        *slash = '\0';
-        snprintf(f->url, sizeof f->url, "%s/%s", base, name);
-    } else {
-        snprintf(f->dir, sizeof f->dir, "/tmp/ps-readers-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        snprintf(f->url, sizeof f->url, "sqlite:%s/p.db", f->dir);
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    if (f->dir[0]) {
-        char cmd[160];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
-    }
-    free(f);
-    return 0;
+    return store_fixture_setup(state, "readers");
 }
 
 static int64_t next_seq;
