@@ -387,8 +387,9 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
         goto done;
     }
     ps_error perr;
-    if (ps__json_parse((const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                      PS_JSON_MAX_DEPTH + 8, &state, &perr) != PS_OK) {
+    if (ps__json_parse((const char *)sqlite3_column_text(st, 0),
+                       (size_t)sqlite3_column_bytes(st, 0), PS_JSON_MAX_DEPTH + 8, &state,
+                       &perr) != PS_OK) {
         rc = ps_error_set(err, PS_ERR_STORE, -1, "", "local store: corrupt chat %s", id);
         goto done;
     }
@@ -866,8 +867,8 @@ static ps_code migrate_rows_2(ps_lstore *s, ps_error *err)
         json_object *row = NULL, *rest = NULL;
         ps_error perr;
         if (ps__json_parse((const char *)sqlite3_column_text(sel, 2),
-                          (size_t)sqlite3_column_bytes(sel, 2), PS_JSON_MAX_DEPTH + 8, &row,
-                          &perr) != PS_OK ||
+                           (size_t)sqlite3_column_bytes(sel, 2), PS_JSON_MAX_DEPTH + 8, &row,
+                           &perr) != PS_OK ||
             !json_object_is_type(row, json_type_array) || json_object_array_length(row) != 4) {
             json_object_put(row);
             rc = ps_error_set(err, PS_ERR_STORE, -1, "", "local store: corrupt message row");

@@ -82,8 +82,8 @@ ps_code ps__restamp_pending(ps_client *c, int64_t S, ps_error *err)
                 break;
             if ((rc = ps__tick(c, &clock, err)) == PS_OK) {
                 json_object_object_add(change, "clock", json_object_new_int64(clock));
-                rc = ps__lstore_change_update(c->store, row->seq, clock, ps__json_text(change, NULL),
-                                              err);
+                rc = ps__lstore_change_update(c->store, row->seq, clock,
+                                              ps__json_text(change, NULL), err);
             }
             ps_lamport tuple = {.counter = clock, .id = c->device};
             if (rc == PS_OK)

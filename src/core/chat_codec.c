@@ -143,7 +143,7 @@ static ps_code ingest_messages(ps_chat *chat, json_object *list, const ps_stamp 
          * tombstones are equal in every part. */
         bool dead = is_tombstone(msg);
         rc = ps__chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), stamp,
-                                    dead ? 0 : message_order(msg));
+                                     dead ? 0 : message_order(msg));
     }
     return rc;
 }
@@ -289,7 +289,8 @@ json_object *ps__chat_to_legacy(const ps_chat *chat)
         if (tf->value)
             ps__json_set(&rc, obj, TIME_KEYS[k], json_object_get(tf->value));
     }
-    ps__json_set(&rc, obj, "updatedAtLamport", lamport_json(chat->lamport.counter, chat->lamport.id));
+    ps__json_set(&rc, obj, "updatedAtLamport",
+                 lamport_json(chat->lamport.counter, chat->lamport.id));
     return built(obj, rc);
 }
 
@@ -325,7 +326,8 @@ static bool messages_differ(const ps_chat *merged, json_object *sent_msgs,
     return live != matched;
 }
 
-bool ps__chat_differs_from_sent(const ps_chat *merged, json_object *sent, const ps_stamp *sent_stamp)
+bool ps__chat_differs_from_sent(const ps_chat *merged, json_object *sent,
+                                const ps_stamp *sent_stamp)
 {
     json_object *sent_msgs = NULL;
     json_object_object_foreach(sent, key, val)
@@ -405,7 +407,8 @@ static json_object *state_json(const ps_chat *chat, bool with_messages)
     ps__json_set(&rc, st, "id", json_object_new_string(chat->id));
     for (size_t i = 0; i < chat->nfields; i++) {
         json_object *pair = json_object_new_array_ext(4);
-        if (rc == PS_OK && pair && json_object_array_add(pair, json_object_get(chat->fields[i].value)))
+        if (rc == PS_OK && pair &&
+            json_object_array_add(pair, json_object_get(chat->fields[i].value)))
             rc = PS_ERR_NOMEM; /* a null value is a JSON null here, not a failure */
         ps__json_push(&rc, pair, stamp_json(&chat->fields[i].stamp));
         add_mark(&rc, pair, &chat->fields[i].mark);
@@ -523,7 +526,7 @@ ps_code ps__chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
             break;
         }
         rc = ps__chat_put_field(chat, name, json_object_get(json_object_array_get_idx(pair, 0)),
-                               &stamp, &changed);
+                                &stamp, &changed);
         if (rc == PS_OK && len == 4)
             rc = mark_from_json(pair, 2, &((ps_field *)ps__chat_field(chat, name))->mark);
         if (rc != PS_OK)
@@ -574,12 +577,12 @@ ps_code ps__chat_state_from_json(json_object *st, ps_chat **out, ps_error *err)
             rc = PS_ERR_STORE;
         if (rc == PS_OK && json_object_object_get_ex(st, "D", &v) && lamport_pair(v))
             rc = ps__lamport_set(&chat->deleted_lamport,
-                                json_object_get_int64(json_object_array_get_idx(v, 0)),
-                                json_object_get_string(json_object_array_get_idx(v, 1)));
+                                 json_object_get_int64(json_object_array_get_idx(v, 0)),
+                                 json_object_get_string(json_object_array_get_idx(v, 1)));
     }
     if (rc == PS_OK && json_object_object_get_ex(st, "L", &v) && lamport_pair(v))
         rc = ps__lamport_set(&chat->lamport, json_object_get_int64(json_object_array_get_idx(v, 0)),
-                            json_object_get_string(json_object_array_get_idx(v, 1)));
+                             json_object_get_string(json_object_array_get_idx(v, 1)));
     ps__stamp_clear(&stamp);
     if (rc != PS_OK) {
         ps__chat_free(chat);

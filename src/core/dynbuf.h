@@ -31,7 +31,8 @@ void ps__dynbuf_adopt(ps_dynbuf *b, char *data, size_t cap);
 /* Appends n bytes. PS_ERR_TOO_LARGE past the limit (buffer unchanged). */
 PS_MUST_CHECK ps_code ps__dynbuf_add(ps_dynbuf *b, const void *p, size_t n);
 PS_MUST_CHECK ps_code ps__dynbuf_adds(ps_dynbuf *b, const char *s);
-PS_MUST_CHECK ps_code ps__dynbuf_addf(ps_dynbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+PS_MUST_CHECK ps_code ps__dynbuf_addf(ps_dynbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */
 PS_MUST_CHECK ps_code ps__dynbuf_add_json_string(ps_dynbuf *b, const char *s);
 /* Hands the bytes to the caller (free() them) and resets the buffer. */

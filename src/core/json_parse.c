@@ -6,7 +6,8 @@
 #include <pthread.h>
 #include <string.h>
 
-ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object **out, ps_error *err)
+ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object **out,
+                       ps_error *err)
 {
     *out = NULL;
     if (len > (size_t)INT32_MAX) /* json-c takes an int length */

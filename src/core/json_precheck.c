@@ -498,13 +498,14 @@ ps_code ps__json_precheck(const char *text, size_t len, int max_depth, ps_error 
     return scan(text, len, max_depth, NULL, 0, err);
 }
 
-ps_code ps__json_precheck_at(const char *text, size_t len, int max_depth, size_t base, ps_error *err)
+ps_code ps__json_precheck_at(const char *text, size_t len, int max_depth, size_t base,
+                             ps_error *err)
 {
     return scan(text, len, max_depth, NULL, base, err);
 }
 
 ps_code ps__json_precheck_outline(const char *text, size_t len, int max_depth,
-                                 ps_json_outline *outline, ps_error *err)
+                                  ps_json_outline *outline, ps_error *err)
 {
     memset(outline, 0, sizeof *outline);
     outliner ol = {.o = outline};

@@ -74,7 +74,7 @@ static ps_code merge_messages(ps_chat *into, const ps_chat *from, bool *changed)
         if (c < 0) {
             out[n++] = into->messages[i++];
         } else if (c > 0 || ps__write_cmp(&from->messages[j].stamp, from->messages[j].value,
-                                         &into->messages[i].stamp, into->messages[i].value) > 0) {
+                                          &into->messages[i].stamp, into->messages[i].value) > 0) {
             rc = copy_message(&out[n], &from->messages[j]);
             if (rc != PS_OK)
                 break;
@@ -140,7 +140,8 @@ ps_code ps__chat_merge(ps_chat *into, const ps_chat *from, bool *changed)
     return rc;
 }
 
-ps_code ps__chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *shown, bool *changed)
+ps_code ps__chat_delete(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *shown,
+                        bool *changed)
 {
     *changed = false;
     ps_code rc = join_tombstone(chat, stamp, shown, changed);

@@ -126,7 +126,8 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
     else if (streamed && ps_legacy_answer_take_whole(streamed, &reply->body))
         ps_legacy_answer_free(streamed); /* small: sent as it was committed */
     else if (streamed)
-        reply->stream = (ps_reply_stream){.next = answer_next, .free = answer_free, .ctx = streamed};
+        reply->stream =
+            (ps_reply_stream){.next = answer_next, .free = answer_free, .ctx = streamed};
     else if (page_load &&
              ps__dynbuf_adds(&reply->body, "{\"missing\":[],\"deletions\":[]}") != PS_OK)
         ps_reply_error(reply, 500, "internal_error", "could not build the answer");
@@ -154,7 +155,8 @@ void ps_handle_fetch_chats(const ps_handler_env *env, json_object *body, ps_repl
     if (ps_legacy_fetch(&ctx, &streamed, &err) != PS_OK)
         ps_reply_from_error(reply, &err);
     else
-        reply->stream = (ps_reply_stream){.next = answer_next, .free = answer_free, .ctx = streamed};
+        reply->stream =
+            (ps_reply_stream){.next = answer_next, .free = answer_free, .ctx = streamed};
 }
 
 static void delete_ids(const ps_handler_env *env, json_object *body, ps_reply *reply, bool many)
@@ -179,9 +181,10 @@ static void delete_ids(const ps_handler_env *env, json_object *body, ps_reply *r
     if (ps_legacy_delete(&ctx, ids, &deleted, &err) != PS_OK)
         goto fail;
     json_object_put(ids);
-    ps_code added = many ? ps__dynbuf_addf(&reply->body, "{\"ok\":true,\"deletedCount\":%zu}", deleted)
-                         : ps__dynbuf_addf(&reply->body, "{\"ok\":true,\"deleted\":%s}",
-                                          deleted ? "true" : "false");
+    ps_code added =
+        many ? ps__dynbuf_addf(&reply->body, "{\"ok\":true,\"deletedCount\":%zu}", deleted)
+             : ps__dynbuf_addf(&reply->body, "{\"ok\":true,\"deleted\":%s}",
+                               deleted ? "true" : "false");
     if (added != PS_OK) {
         /* deleted, but no memory to say so: the client retries, and
          * deleting again changes nothing */
@@ -209,9 +212,9 @@ void ps_handle_delete_chats(const ps_handler_env *env, json_object *body, ps_rep
 static ps_code add_capabilities(const ps_handler_env *env, ps_dynbuf *out)
 {
     return ps__dynbuf_addf(out,
-                          ",\"capabilities\":[\"lostWritesResent\",\"firstPullNamedDeletions\"],"
-                          "\"maxChanges\":%zu}",
-                          env->limits->max_chats);
+                           ",\"capabilities\":[\"lostWritesResent\",\"firstPullNamedDeletions\"],"
+                           "\"maxChanges\":%zu}",
+                           env->limits->max_chats);
 }
 
 void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *reply)
@@ -240,10 +243,10 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     int64_t now = ps__time_now_ms();
     if (env->auth) { /* with users, counts and times would tell about them */
         if (ps__dynbuf_addf(&reply->body,
-                           "{\"status\":\"healthy\",\"uptime\":%.3f,\"version\":\"%s\","
-                           "\"store\":\"%s\"",
-                           (double)(now - env->started_ms) / 1000.0, PS_VERSION,
-                           env->store->ops->name) != PS_OK ||
+                            "{\"status\":\"healthy\",\"uptime\":%.3f,\"version\":\"%s\","
+                            "\"store\":\"%s\"",
+                            (double)(now - env->started_ms) / 1000.0, PS_VERSION,
+                            env->store->ops->name) != PS_OK ||
             add_capabilities(env, &reply->body) != PS_OK)
             ps_reply_from_code(reply, PS_ERR_NOMEM, "answering /health");
         return;
@@ -255,10 +258,10 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
         snprintf(last, sizeof last, "\"%s\"", iso);
     }
     if (ps__dynbuf_addf(&reply->body,
-                       "{\"status\":\"healthy\",\"chatsCount\":%lld,\"lastSync\":%s,"
-                       "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"",
-                       (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,
-                       PS_VERSION, env->store->ops->name) != PS_OK ||
+                        "{\"status\":\"healthy\",\"chatsCount\":%lld,\"lastSync\":%s,"
+                        "\"uptime\":%.3f,\"version\":\"%s\",\"store\":\"%s\"",
+                        (long long)stats.live_chats, last, (double)(now - env->started_ms) / 1000.0,
+                        PS_VERSION, env->store->ops->name) != PS_OK ||
         add_capabilities(env, &reply->body) != PS_OK)
         ps_reply_from_code(reply, PS_ERR_NOMEM, "answering /health");
 }

@@ -144,7 +144,8 @@ static void line_begin(line *l, ps_log_level level, const char *event)
     gmtime_r(&ts.tv_sec, &tm);
     char when[64];
     snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (ts.tv_nsec / 1000000) % 1000);
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (ts.tv_nsec / 1000000) % 1000);
     if (l->json) {
         puts_(l, "{\"time\":\"");
         puts_(l, when);

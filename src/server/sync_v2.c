@@ -169,7 +169,8 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
     if ((rc = ps__chat_from_change(change, &in, &incoming)) != PS_OK)
         goto nomem;
     if (incoming->has_tombstone && incoming->deleted_lamport.counter == 0 &&
-        (rc = ps__lamport_set(&incoming->deleted_lamport, ++user->clock, PS_SERVER_DEVICE)) != PS_OK)
+        (rc = ps__lamport_set(&incoming->deleted_lamport, ++user->clock, PS_SERVER_DEVICE)) !=
+            PS_OK)
         goto nomem;
     if (!(ids = calloc(incoming->nmessages + 1, sizeof *ids)))
         goto nomem;
@@ -631,9 +632,9 @@ static ps_code closing(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
     }
     p->state = DONE;
     return ps__dynbuf_addf(out,
-                          "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64
-                          ".%" PRId64 "\",\"run\":\"r1.%" PRId64 "\"}",
-                          p->more ? "true" : "false", p->server_clock, base, pos, p->run_seq);
+                           "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64
+                           ".%" PRId64 "\",\"run\":\"r1.%" PRId64 "\"}",
+                           p->more ? "true" : "false", p->server_clock, base, pos, p->run_seq);
 }
 
 /*

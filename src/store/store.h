@@ -317,8 +317,8 @@ typedef struct ps_store_options {
  */
 PS_STORE_MUST_CHECK ps_code ps_store_open(const char *url, ps_store **out, ps_error *err);
 /* The same with options (NULL = defaults). */
-PS_STORE_MUST_CHECK ps_code ps_store_open_opts(const char *url, const ps_store_options *opt, ps_store **out,
-                                               ps_error *err);
+PS_STORE_MUST_CHECK ps_code ps_store_open_opts(const char *url, const ps_store_options *opt,
+                                               ps_store **out, ps_error *err);
 void ps_store_close(ps_store *s);
 
 /* Transactions begun and the time spent in begin (mostly waiting for the

@@ -41,7 +41,7 @@
     " (SELECT coalesce(sum(length(CAST(state AS BLOB)) + length(CAST(doc AS BLOB)) +"              \
     "   coalesce(length(CAST(shell AS BLOB)), 0)), 0)"                                             \
     "   FROM chat_bodies WHERE user_id = users.id) +"                                              \
-    " (SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)),"   \
+    " (SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)),"  \
     "   0) FROM messages WHERE user_id = users.id)"
 
 /* Forward migrations: entry i takes the schema from version i to i + 1. */
@@ -476,7 +476,7 @@ static ps_code load_dict(void *ctx, int64_t user, uint32_t id, ps_dynbuf *dict)
         if (sqlite3_step(st) == SQLITE_ROW) {
             ps__dynbuf_reset(dict);
             rc = ps__dynbuf_add(dict, sqlite3_column_blob(st, 0),
-                               (size_t)sqlite3_column_bytes(st, 0));
+                                (size_t)sqlite3_column_bytes(st, 0));
         }
     }
     sqlite3_finalize(st);
@@ -585,8 +585,9 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
     ps__dynbuf_free(&samples);
     free(sizes);
     if (rc == PS_OK && trained == PS_OK) {
-        if (sqlite3_prepare_v2(s->db, "INSERT INTO value_dicts(user_id, id, dict) VALUES (?1, ?2, ?3)",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT INTO value_dicts(user_id, id, dict) VALUES (?1, ?2, ?3)", -1,
+                               &st, NULL) != SQLITE_OK)
             rc = db_error(s, err, "saving a dictionary");
         else {
             sqlite3_bind_int64(st, 1, user);
@@ -671,8 +672,7 @@ static ps_code migrate(sqlite_store *s, ps_error *err)
             /* the step that brings dictionaries compresses what is there */
             (strstr(MIGRATIONS[v], "CREATE TABLE value_dicts") &&
              (rc = train_everyone(s, err)) != PS_OK) ||
-            (rc = exec(s, record, err)) != PS_OK ||
-            (rc = exec(s, "COMMIT", err)) != PS_OK) {
+            (rc = exec(s, record, err)) != PS_OK || (rc = exec(s, "COMMIT", err)) != PS_OK) {
             exec(s, "ROLLBACK", NULL);
             return rc;
         }
@@ -820,8 +820,7 @@ static reader *reader_open(sqlite_store *s, ps_error *err)
         /* a small page cache: a reader mostly streams rendered chats once,
          * and the kernel's file cache holds them anyway (see "Memory" in
          * docs/storage.md for the writer's) */
-        if (sqlite3_exec(r->db,
-                         "PRAGMA query_only=ON; PRAGMA mmap_size=0; PRAGMA cache_size=-2048",
+        if (sqlite3_exec(r->db, "PRAGMA query_only=ON; PRAGMA mmap_size=0; PRAGMA cache_size=-2048",
                          NULL, NULL, NULL) == SQLITE_OK &&
             sqlite3_prepare_v3(r->db, "SELECT 1 FROM schema_version LIMIT 1", -1,
                                SQLITE_PREPARE_PERSISTENT, &r->snapshot, NULL) == SQLITE_OK) {
@@ -1092,7 +1091,7 @@ static ps_code parse_state(sqlite3_stmt *st, int col, ps_chat **out, ps_error *e
 {
     json_object *state = NULL;
     ps_code rc = ps__json_parse_trusted((const char *)sqlite3_column_text(st, col),
-                                       (size_t)sqlite3_column_bytes(st, col), &state, err);
+                                        (size_t)sqlite3_column_bytes(st, col), &state, err);
     if (rc == PS_OK)
         rc = ps__chat_state_from_json(state, out, err);
     json_object_put(state);
@@ -1128,9 +1127,9 @@ static ps_code value_text(sqlite_store *s, sqlite3_stmt *st, int col, int64_t us
         *len = (size_t)sqlite3_column_bytes(st, col);
         return *text ? PS_OK : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
-    ps_code rc = ps_value_unpack(sqlite3_column_blob(st, col),
-                                 (size_t)sqlite3_column_bytes(st, col), user, load_dict, s, text,
-                                 len);
+    ps_code rc =
+        ps_value_unpack(sqlite3_column_blob(st, col), (size_t)sqlite3_column_bytes(st, col), user,
+                        load_dict, s, text, len);
     if (rc == PS_ERR_NOMEM)
         return ps_error_set(err, rc, -1, "", "out of memory");
     return rc == PS_OK ? PS_OK
@@ -1335,8 +1334,8 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
      * long chat is one row). */
     ps_base hashes = {0};
     for (size_t i = 0; doc && i < chat->nfields && rc == PS_OK; i++)
-        if (ps__base_add(&hashes, ps__base_field_hash(chat->fields[i].name,
-                                                    chat->fields[i].value)) != PS_OK)
+        if (ps__base_add(&hashes,
+                         ps__base_field_hash(chat->fields[i].name, chat->fields[i].value)) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     ps_dynbuf frame;
     ps__dynbuf_init(&frame, SIZE_MAX - 1);
@@ -1395,7 +1394,8 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     if (rc == PS_OK && !dict && plain) {
         s->plain_since_training += plain;
         int64_t bytes = 0;
-        if (s->plain_since_training >= (s->train_after ? s->train_after : PS_VALUE_TRAIN_BYTES / 4) &&
+        if (s->plain_since_training >=
+                (s->train_after ? s->train_after : PS_VALUE_TRAIN_BYTES / 4) &&
             (rc = sqlite_user_bytes(base, user, &bytes, err)) == PS_OK &&
             bytes >= (int64_t)PS_VALUE_TRAIN_BYTES) {
             s->plain_since_training = 0;
@@ -1469,10 +1469,9 @@ static const char *row_doc(const ps_chat_row *row, size_t *len)
         return NULL; /* no body row: as if not rendered */
     if ((*len = (size_t)sqlite3_column_bytes(st, 0)) > 0)
         return (const char *)sqlite3_column_text(st, 0); /* kept: as stored */
-    ps_code rc = ps_doc_start(&l->doc, (const char *)sqlite3_column_text(st, 1),
-                              (size_t)sqlite3_column_bytes(st, 1),
-                              (const char *)sqlite3_column_text(st, 2),
-                              (size_t)sqlite3_column_bytes(st, 2), &err);
+    ps_code rc = ps_doc_start(
+        &l->doc, (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1),
+        (const char *)sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2), &err);
     sqlite3_reset(st);
     if (rc != PS_OK)
         return NULL;
@@ -1489,8 +1488,8 @@ static const char *row_doc(const ps_chat_row *row, size_t *len)
         ps_dynbuf *into; /* decompressed straight into the rendering */
         if ((rc = ps_doc_next_message(&l->doc, &into)) == PS_OK)
             rc = ps_value_unpack_append(sqlite3_column_blob(st, 0),
-                                        (size_t)sqlite3_column_bytes(st, 0), l->user, load_dict,
-                                        s, into);
+                                        (size_t)sqlite3_column_bytes(st, 0), l->user, load_dict, s,
+                                        into);
     }
     sqlite3_reset(st);
     const char *doc = NULL;
@@ -1601,8 +1600,7 @@ static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, const char *d
 }
 
 static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *device,
-                                    const char *id, uint64_t hash, uint64_t content,
-                                    ps_error *err)
+                                    const char *id, uint64_t hash, uint64_t content, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_SENT_SET);
@@ -1864,8 +1862,7 @@ static ps_code run_sql(sqlite_store *s, sqlite3_stmt *st, const char *what, ps_e
 static ps_code bump_access_generation(sqlite_store *s, ps_error *err)
 {
     sqlite3_stmt *st;
-    ps_code rc =
-        prepare_sql(s, "UPDATE access_state SET generation = generation + 1", &st, err);
+    ps_code rc = prepare_sql(s, "UPDATE access_state SET generation = generation + 1", &st, err);
     return rc == PS_OK ? run_sql(s, st, "raising the access generation", err) : rc;
 }
 
@@ -1969,14 +1966,14 @@ static ps_code sqlite_account_set(ps_store *base, const char *name, int disabled
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st;
-    ps_code rc = prepare_sql(
-        s,
-        "INSERT INTO accounts(name, disabled, tokens_before_ms)"
-        " VALUES (?1, max(?2, 0), max(?3, 0))"
-        " ON CONFLICT(name) DO UPDATE SET"
-        " disabled = CASE WHEN ?2 < 0 THEN disabled ELSE ?2 END,"
-        " tokens_before_ms = CASE WHEN ?3 < 0 THEN tokens_before_ms ELSE ?3 END",
-        &st, err);
+    ps_code rc =
+        prepare_sql(s,
+                    "INSERT INTO accounts(name, disabled, tokens_before_ms)"
+                    " VALUES (?1, max(?2, 0), max(?3, 0))"
+                    " ON CONFLICT(name) DO UPDATE SET"
+                    " disabled = CASE WHEN ?2 < 0 THEN disabled ELSE ?2 END,"
+                    " tokens_before_ms = CASE WHEN ?3 < 0 THEN tokens_before_ms ELSE ?3 END",
+                    &st, err);
     if (rc != PS_OK)
         return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -2128,8 +2125,8 @@ static ps_code run_for_user(sqlite_store *s, const char *sql, int64_t user_id, i
     return rc;
 }
 
-static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user,
-                                         int64_t active_since_ms, int64_t *purged, ps_error *err)
+static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user, int64_t active_since_ms,
+                                         int64_t *purged, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     *purged = 0;
