@@ -34,21 +34,5 @@ static ps_code apply(ps_client *c, const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    ps_client *c = fuzz_fresh_client();
-    ps_code rc = apply(c, data, size);
-    json_object *once = fuzz_state(c);
-    size_t n = (size_t)json_object_object_length(once);
-    if (rc != PS_OK && n != 0)
-        abort();
-    if (rc == PS_OK) {
-        if (apply(c, data, size) != PS_OK)
-            abort(); /* applied once, refused the second time */
-        json_object *twice = fuzz_state(c);
-        if (!json_object_equal(once, twice))
-            abort();
-        json_object_put(twice);
-    }
-    json_object_put(once);
-    fuzz_drop_client(c);
-    return 0;
+    return fuzz_applies_once(apply, data, size);
 }
