@@ -21,10 +21,13 @@
  * Errors: functions return a ps_code (polysync/error.h) and fill the
  * optional ps_error with a human message. A sync fails with
  *   PS_ERR_IO             server unreachable after the retries (or interrupted)
- *   PS_ERR_RATE_LIMITED   still 429 after the retries
- *   PS_ERR_UNAUTHORIZED / PS_ERR_INVALID_TOKEN   credentials refused (401/403)
- *   PS_ERR_INVALID, PS_ERR_TOO_LARGE, PS_ERR_ENCODING, ...   request rejected
- *                         (400/413/415); PS_ERR_QUOTA (507)
+ *   PS_ERR_RATE_LIMITED   still 429 after the retries (PS_ERR_TOO_MANY_REQUESTS
+ *                         when the server said too_many_requests)
+ *   PS_ERR_UNAUTHORIZED / PS_ERR_INVALID_TOKEN   credentials refused (401/403);
+ *                         PS_ERR_TOKEN_REVOKED / PS_ERR_USER_DISABLED when the
+ *                         operator revoked the token or disabled the user
+ *   PS_ERR_INVALID, PS_ERR_TOO_LARGE, PS_ERR_BODY_TOO_LARGE, PS_ERR_ENCODING,
+ *   PS_ERR_MEDIA_TYPE, ...   request rejected (400/413/415); PS_ERR_QUOTA (507)
  *   PS_ERR_CONFIG         a setting is wrong (no server, token file mode, ...)
  * and ps_client_last_http_status() gives the HTTP status behind it.
  *

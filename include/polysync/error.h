@@ -37,6 +37,23 @@ typedef enum ps_code {
     PS_ERR_RATE_LIMITED = 19,  /* too many requests; retry later */
     PS_ERR_QUOTA = 20,         /* the user's storage quota is used up */
     PS_ERR_UNAVAILABLE = 21,   /* the store cannot be reached now; retry later */
+    /* The server's refusals at its edge, each answered with its own status
+     * and code (docs/protocol.md, "Errors"); a client sees them too. */
+    PS_ERR_METHOD_NOT_ALLOWED = 22, /* the endpoint does not take that method (405) */
+    PS_ERR_MEDIA_TYPE = 23,         /* a body that is not application/json (415) */
+    PS_ERR_TOO_MANY_REQUESTS = 24,  /* too many requests of one user at once (429) */
+    PS_ERR_SHUTTING_DOWN = 25,      /* the server is stopping; retry shortly (503) */
+    PS_ERR_BAD_FRAMING = 26,        /* a request head that reads two ways (400) */
+    PS_ERR_TOKEN_REVOKED = 27,      /* a valid token the operator revoked (401) */
+    PS_ERR_USER_DISABLED = 28,      /* the operator disabled the user (403) */
+    PS_ERR_BODY_TOO_LARGE = 29,     /* a request body over the server's limit (413) */
+    PS_ERR_INTERNAL = 30,           /* the server could not build its answer (500) */
+    PS_ERR_OVERLOADED = 31,         /* the server is at a capacity limit; retry later (503) */
+    PS_ERR_UPLOAD_TOO_SLOW = 32,    /* a large body arrived too slowly (408) */
+    PS_ERR_BAD_HANDSHAKE = 33,      /* a WebSocket upgrade that is not well formed (400) */
+    PS_ERR_ORIGIN_NOT_ALLOWED = 34, /* a WebSocket upgrade from a refused origin (403) */
+    PS_ERR_UPGRADE_REQUIRED = 35,   /* a WebSocket version the server does not speak (426) */
+    PS_ERR_TOO_MANY_SOCKETS = 36,   /* the user's live sockets are at their cap (429) */
 } ps_code;
 
 /* A static English description of `code`; never NULL. */

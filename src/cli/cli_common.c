@@ -32,6 +32,12 @@ const char *cli_code_name(ps_code rc)
         "config",   "schema",    "busy",         "bad_cursor",    "cursor_expired",
         "bad_gzip", "encoding",  "unauthorized", "invalid_token", "rate_limited",
         "quota",
+        "error", /* PS_ERR_UNAVAILABLE: named "error" since it was added, kept */
+        /* the server's edge refusals (error.h), named as the server names them */
+        "method_not_allowed", "unsupported_media_type", "too_many_requests", "shutting_down",
+        "bad_framing", "token_revoked", "user_disabled", "body_too_large", "internal_error",
+        "overloaded", "upload_too_slow", "bad_handshake", "origin_not_allowed", "upgrade_required",
+        "too_many_sockets",
     };
     return (unsigned)rc < sizeof names / sizeof *names ? names[rc] : "error";
 }
@@ -116,6 +122,9 @@ static int exit_code(ps_client *c, ps_code rc, context ctx)
     case PS_ERR_ENCODING:
     case PS_ERR_BAD_GZIP:
     case PS_ERR_QUOTA:
+    case PS_ERR_BODY_TOO_LARGE:
+    case PS_ERR_MEDIA_TYPE:
+    case PS_ERR_BAD_FRAMING:
         return EXIT_REJECTED; /* the server's refusal, or the same check made here */
     default:
         break;
@@ -127,7 +136,7 @@ static int exit_code(ps_client *c, ps_code rc, context ctx)
         return EXIT_AUTH;
     if (st == 400 || st == 413 || st == 415 || st == 507)
         return EXIT_REJECTED;
-    if (rc == PS_ERR_IO || rc == PS_ERR_RATE_LIMITED)
+    if (rc == PS_ERR_IO || rc == PS_ERR_RATE_LIMITED || rc == PS_ERR_TOO_MANY_REQUESTS)
         return EXIT_UNREACHABLE;
     return EXIT_USAGE;
 }

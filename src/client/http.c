@@ -522,7 +522,10 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
             snprintf(first, sizeof first, "%s", last);
         if (n >= c->retry.max_attempts) {
             bool same = strcmp(first, last) == 0;
-            rc = ps_error_set(err, c->last_status == 429 ? PS_ERR_RATE_LIMITED : PS_ERR_IO, -1, "",
+            ps_code gave_up = c->last_status != 429                      ? PS_ERR_IO
+                              : strcmp(a->code, "too_many_requests") == 0 ? PS_ERR_TOO_MANY_REQUESTS
+                                                                          : PS_ERR_RATE_LIMITED;
+            rc = ps_error_set(err, gave_up, -1, "",
                               "cannot reach %s after %u attempt%s: %s%s%s", c->server, n,
                               n == 1 ? "" : "s", first,
                               same ? "" : "; last attempt: ", same ? "" : last);

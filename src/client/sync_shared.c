@@ -32,11 +32,18 @@ ps_code ps__sync_refused(ps_client *c, const ps_http_answer *a, const char *path
 {
     const char *detail = a->message[0] ? a->message : "no detail";
     long s = a->status;
-    if (s == 401 || s == 403)
-        return ps_error_set(err, c->token ? PS_ERR_INVALID_TOKEN : PS_ERR_UNAUTHORIZED, -1, "token",
+    if (s == 401 || s == 403) {
+        /* revoked and disabled are the operator's doing: a new token from
+         * them, not another try with this one */
+        ps_code rc = strcmp(a->code, "token_revoked") == 0   ? PS_ERR_TOKEN_REVOKED
+                     : strcmp(a->code, "user_disabled") == 0 ? PS_ERR_USER_DISABLED
+                     : c->token                               ? PS_ERR_INVALID_TOKEN
+                                                              : PS_ERR_UNAUTHORIZED;
+        return ps_error_set(err, rc, -1, "token",
                             "the server refused the credentials (HTTP %ld%s%s): %s; check "
                             "--token, --token-file or POLYSYNC_TOKEN",
                             s, a->code[0] ? " " : "", a->code, detail);
+    }
     if (s == 507)
         return ps_error_set(err, PS_ERR_QUOTA, -1, "",
                             "the server refused the sync: storage quota exceeded: %s", detail);
@@ -50,11 +57,17 @@ ps_code ps__sync_refused(ps_client *c, const ps_http_answer *a, const char *path
             rc = PS_ERR_TOO_DEEP;
         else if (strcmp(a->code, "bad_gzip") == 0)
             rc = PS_ERR_BAD_GZIP;
+        else if (strcmp(a->code, "bad_framing") == 0)
+            rc = PS_ERR_BAD_FRAMING;
+        else if (strcmp(a->code, "body_too_large") == 0)
+            rc = PS_ERR_BODY_TOO_LARGE;
+        else if (strcmp(a->code, "unsupported_media_type") == 0)
+            rc = PS_ERR_MEDIA_TYPE;
         return ps_error_set(err, rc, -1, "", "the server rejected the sync (HTTP %ld%s%s): %s", s,
                             a->code[0] ? " " : "", a->code, detail);
     }
-    return ps_error_set(err, PS_ERR_IO, -1, "", "unexpected answer from %s%s: HTTP %ld: %s",
-                        c->server, path, s, detail);
+    return ps_error_set(err, s == 405 ? PS_ERR_METHOD_NOT_ALLOWED : PS_ERR_IO, -1, "",
+                        "unexpected answer from %s%s: HTTP %ld: %s", c->server, path, s, detail);
 }
 
 /* ---- applying what the server sent ---- */

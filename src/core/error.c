@@ -52,6 +52,36 @@ const char *ps_strerror(ps_code code)
         return "storage quota exceeded";
     case PS_ERR_UNAVAILABLE:
         return "store unavailable";
+    case PS_ERR_METHOD_NOT_ALLOWED:
+        return "method not allowed";
+    case PS_ERR_MEDIA_TYPE:
+        return "unsupported media type";
+    case PS_ERR_TOO_MANY_REQUESTS:
+        return "too many requests at once";
+    case PS_ERR_SHUTTING_DOWN:
+        return "server shutting down";
+    case PS_ERR_BAD_FRAMING:
+        return "ambiguous request framing";
+    case PS_ERR_TOKEN_REVOKED:
+        return "token revoked";
+    case PS_ERR_USER_DISABLED:
+        return "user disabled";
+    case PS_ERR_BODY_TOO_LARGE:
+        return "request body too large";
+    case PS_ERR_INTERNAL:
+        return "internal server error";
+    case PS_ERR_OVERLOADED:
+        return "server overloaded";
+    case PS_ERR_UPLOAD_TOO_SLOW:
+        return "upload too slow";
+    case PS_ERR_BAD_HANDSHAKE:
+        return "bad WebSocket handshake";
+    case PS_ERR_ORIGIN_NOT_ALLOWED:
+        return "origin not allowed";
+    case PS_ERR_UPGRADE_REQUIRED:
+        return "unsupported WebSocket version";
+    case PS_ERR_TOO_MANY_SOCKETS:
+        return "too many live sockets";
     }
     return "unknown error";
 }

@@ -316,11 +316,10 @@ ps_access_verdict ps_access_check(ps_access *acc, const char *user, const ps_aut
 void ps_access_reply(ps_reply *reply, ps_access_verdict verdict)
 {
     if (verdict == PS_ACCESS_REVOKED) {
-        reply->www_authenticate = "Bearer realm=\"polysync\", error=\"invalid_token\"";
-        ps_reply_error(reply, 401, "token_revoked",
-                       "this token has been revoked; ask the server's operator for a new one");
+        ps_reply_from_code(reply, PS_ERR_TOKEN_REVOKED,
+                           "this token has been revoked; ask the server's operator for a new one");
     } else if (verdict == PS_ACCESS_DISABLED) {
-        ps_reply_error(reply, 403, "user_disabled",
-                       "this account is disabled; ask the server's operator");
+        ps_reply_from_code(reply, PS_ERR_USER_DISABLED,
+                           "this account is disabled; ask the server's operator");
     }
 }

@@ -122,8 +122,9 @@ static bool refuse_user(ps_server *srv, struct MHD_Connection *conn, request *re
     if (rc == PS_ERR_NOMEM)
         ps_reply_from_code(reply, PS_ERR_NOMEM, "admitting a request");
     else if (too_many)
-        ps_reply_error(reply, 429, "too_many_requests",
-                       "too many requests of this user at once; retry after Retry-After seconds");
+        ps_reply_from_code(
+            reply, PS_ERR_TOO_MANY_REQUESTS,
+            "too many requests of this user at once; retry after Retry-After seconds");
     else
         ps_reply_from_code(reply, PS_ERR_RATE_LIMITED,
                            "too many requests; retry after Retry-After seconds");
@@ -146,7 +147,7 @@ void ps__shutting_down(ps_reply *reply)
 {
     reply->retry_after_s = 1;
     reply->close_connection = true;
-    ps_reply_error(reply, 503, "shutting_down", "the server is shutting down; retry shortly");
+    ps_reply_from_code(reply, PS_ERR_SHUTTING_DOWN, "the server is shutting down; retry shortly");
 }
 
 /* A body parsed whole in memory (v2, deletions) stays under this even when
@@ -175,7 +176,8 @@ bool ps__refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *m
         return true;
     case PS_ROUTE_BAD_METHOD:
         snprintf(reply->allow, sizeof reply->allow, "%s", allow);
-        ps_reply_error(reply, 405, "method_not_allowed", "this endpoint does not take that method");
+        ps_reply_from_code(reply, PS_ERR_METHOD_NOT_ALLOWED,
+                           "this endpoint does not take that method");
         return true;
     case PS_ROUTE_FOUND:
         break;
@@ -187,8 +189,8 @@ bool ps__refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *m
         return false;
     const char *type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     if (!is_json_type(type)) {
-        ps_reply_error(reply, 415, "unsupported_media_type",
-                       "send the body as Content-Type: application/json");
+        ps_reply_from_code(reply, PS_ERR_MEDIA_TYPE,
+                           "send the body as Content-Type: application/json");
         return true;
     }
     const char *enc = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
@@ -215,7 +217,7 @@ bool ps__refuse_early(ps_server *srv, struct MHD_Connection *conn, const char *m
             reply->close_connection = true;
             char msg[96];
             snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes", limit);
-            ps_reply_error(reply, 413, "body_too_large", msg);
+            ps_reply_from_code(reply, PS_ERR_BODY_TOO_LARGE, msg);
             return true;
         }
     }

@@ -57,6 +57,6 @@ void ps_handle_v2_devices(const ps_handler_env *env, json_object *body, ps_reply
     if (!text)
         ps_reply_from_code(reply, PS_ERR_NOMEM, "building the device list");
     else if (ps__dynbuf_adds(&reply->body, text) != PS_OK)
-        ps_reply_error(reply, 500, "internal_error", "could not build the answer");
+        ps_reply_from_code(reply, PS_ERR_INTERNAL, "could not build the answer");
     json_object_put(doc);
 }

@@ -130,9 +130,9 @@ static void sync_or_push(const ps_handler_env *env, ps_reply *reply, bool answer
             (ps_reply_stream){.next = answer_next, .free = answer_free, .ctx = streamed};
     else if (page_load &&
              ps__dynbuf_adds(&reply->body, "{\"missing\":[],\"deletions\":[]}") != PS_OK)
-        ps_reply_error(reply, 500, "internal_error", "could not build the answer");
+        ps_reply_from_code(reply, PS_ERR_INTERNAL, "could not build the answer");
     else if (!answer && !page_load && ps__dynbuf_adds(&reply->body, "{\"ok\":true}") != PS_OK)
-        ps_reply_error(reply, 500, "internal_error", "could not build the answer");
+        ps_reply_from_code(reply, PS_ERR_INTERNAL, "could not build the answer");
     json_object_put(root);
 }
 
@@ -224,7 +224,7 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     ps_store_stats stats = {0};
     char reason[256];
     if (env->health && !ps_health_ok(env->health, reason, sizeof reason)) {
-        ps_reply_error(reply, 503, "store_unavailable", reason);
+        ps_reply_store_unhealthy(reply, reason);
         return;
     }
     ps_code rc = ps_store_begin(env->store, false, &err);
@@ -237,7 +237,7 @@ void ps_handle_health(const ps_handler_env *env, json_object *body, ps_reply *re
     }
     if (rc != PS_OK) {
         /* Health must say the store is failing, not just fail. */
-        ps_reply_error(reply, 503, "store_unavailable", "the store cannot be read");
+        ps_reply_store_unhealthy(reply, "the store cannot be read");
         return;
     }
     int64_t now = ps__time_now_ms();

@@ -192,7 +192,7 @@ enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, boo
             return queue(conn, reply, resp, false);
         reply->events = NULL;
         reply->retry_after_s = 5;
-        ps_reply_error(reply, 503, "overloaded", "too many live streams; retry later");
+        ps_reply_from_code(reply, PS_ERR_OVERLOADED, "too many live streams; retry later");
     }
     if (reply->stream.ctx)
         return send_stream(conn, reply, gzip_ok);

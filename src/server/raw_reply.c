@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-bool ps_raw_error(struct MHD_Connection *conn, bool tls, unsigned status, const char *reason,
-                  const char *code, const char *message, const char *allow_origin)
+bool ps_raw_error(struct MHD_Connection *conn, bool tls, ps_code code, const char *message,
+                  const char *allow_origin)
 {
     if (tls)
         return false;
@@ -18,7 +18,8 @@ bool ps_raw_error(struct MHD_Connection *conn, bool tls, unsigned status, const 
     char head[1024];
     ps_reply error;
     ps_reply_init(&error, 512);
-    ps_reply_error(&error, status, code, message); /* the one JSON error builder */
+    ps_reply_from_code(&error, code, message); /* as every error is answered */
+    unsigned status = error.status;
     char body[512];
     int body_len = snprintf(body, sizeof body, "%s", error.body.data ? error.body.data : "");
     ps_reply_free(&error);
@@ -31,7 +32,7 @@ bool ps_raw_error(struct MHD_Connection *conn, bool tls, unsigned status, const 
                             "HTTP/1.1 %u %s\r\nConnection: close\r\n"
                             "Content-Type: application/json; charset=utf-8\r\n"
                             "Cache-Control: no-store\r\n%sContent-Length: %d\r\n\r\n%s",
-                            status, reason, cors, body_len, body);
+                            status, MHD_get_reason_phrase_for(status), cors, body_len, body);
     if (head_len < 0 || (size_t)head_len >= sizeof head)
         return false;
     /* a few hundred bytes into an idle socket's empty send buffer */

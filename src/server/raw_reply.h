@@ -11,16 +11,19 @@
 #ifndef PS_SERVER_RAW_REPLY_H
 #define PS_SERVER_RAW_REPLY_H
 
+#include "polysync/error.h"
+
 #include <stdbool.h>
 
 struct MHD_Connection;
 
 /* Writes "HTTP/1.1 <status> <reason>" with Connection: close and the JSON
- * error body {"error": message, "code": code}; the caller then closes the
+ * error body that ps_reply_from_code gives `code` and `message` (its status
+ * and code, respond.h); the caller then closes the
  * connection (returns MHD_NO). False (nothing written) over TLS, where the
  * socket's bytes belong to the TLS session, or when the socket would block.
  * The body is built as every error body is (respond.h); allow_origin may be NULL. */
-bool ps_raw_error(struct MHD_Connection *conn, bool tls, unsigned status, const char *reason,
-                  const char *code, const char *message, const char *allow_origin);
+bool ps_raw_error(struct MHD_Connection *conn, bool tls, ps_code code, const char *message,
+                  const char *allow_origin);
 
 #endif

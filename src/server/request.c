@@ -164,7 +164,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
         char msg[96];
         snprintf(msg, sizeof msg, "the body is larger than the limit of %zu bytes",
                  ps__body_limit(srv, req->route));
-        ps_reply_error(reply, 413, "body_too_large", msg);
+        ps_reply_from_code(reply, PS_ERR_BODY_TOO_LARGE, msg);
         return;
     }
     case PS_ERR_BAD_GZIP:
@@ -323,8 +323,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     if (!framed) {
         /* closed after the answer: what follows the head is never read as
          * a request (framing.h) */
-        reply.close_connection = true;
-        ps_reply_error(&reply, 400, "bad_framing", framing_problem);
+        ps_reply_from_code(&reply, PS_ERR_BAD_FRAMING, framing_problem);
         r = ps__send_reply(conn, &reply, false);
         req->route = NULL;
         answered = true;
@@ -433,8 +432,7 @@ static enum MHD_Result cut_slow_upload(ps_server *srv, struct MHD_Connection *co
     char msg[128];
     snprintf(msg, sizeof msg, "the body arrived slower than %zu bytes a second",
              srv->cfg.min_upload_rate);
-    ps_raw_error(conn, srv->tls_cert != NULL, 408, "Request Timeout", "upload_too_slow", msg,
-                 req->allow_origin);
+    ps_raw_error(conn, srv->tls_cert != NULL, PS_ERR_UPLOAD_TOO_SLOW, msg, req->allow_origin);
     req->route = NULL;
     return MHD_NO;
 }

@@ -55,11 +55,6 @@ fail:
     ps__dynbuf_reset(&r->body);
 }
 
-void ps_reply_error(ps_reply *r, unsigned status, const char *code, const char *message)
-{
-    error_body(r, status, code, message, -1, NULL);
-}
-
 void ps_reply_from_error(ps_reply *r, const ps_error *err)
 {
     switch (err->code) {
@@ -123,11 +118,67 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err)
         r->retry_after_s = 1;
         error_body(r, 503, "overloaded", "the server is out of memory; retry later", -1, NULL);
         return;
-    default:
-        ps_log_event(PS_LOG_ERROR, "store_error", "%s: %s", ps_strerror(err->code), err->message);
-        error_body(r, 500, "storage_error", "the server could not complete the request", -1, NULL);
+    /* The edge's refusals: the message is the server's own sentence for
+     * the client. Retry-After, where there is one, is the caller's: it
+     * knows when. */
+    case PS_ERR_METHOD_NOT_ALLOWED: /* the caller sets Allow */
+        error_body(r, 405, "method_not_allowed", err->message, -1, NULL);
         return;
+    case PS_ERR_MEDIA_TYPE:
+        error_body(r, 415, "unsupported_media_type", err->message, -1, NULL);
+        return;
+    case PS_ERR_TOO_MANY_REQUESTS:
+        error_body(r, 429, "too_many_requests", err->message, -1, NULL);
+        return;
+    case PS_ERR_SHUTTING_DOWN:
+        error_body(r, 503, "shutting_down", err->message, -1, NULL);
+        return;
+    case PS_ERR_BAD_FRAMING: /* what follows the head is never read as a request */
+        r->close_connection = true;
+        error_body(r, 400, "bad_framing", err->message, -1, NULL);
+        return;
+    case PS_ERR_TOKEN_REVOKED:
+        r->www_authenticate = "Bearer realm=\"polysync\", error=\"invalid_token\"";
+        error_body(r, 401, "token_revoked", err->message, -1, NULL);
+        return;
+    case PS_ERR_USER_DISABLED:
+        error_body(r, 403, "user_disabled", err->message, -1, NULL);
+        return;
+    case PS_ERR_BODY_TOO_LARGE:
+        error_body(r, 413, "body_too_large", err->message, -1, NULL);
+        return;
+    case PS_ERR_OVERLOADED:
+        error_body(r, 503, "overloaded", err->message, -1, NULL);
+        return;
+    case PS_ERR_UPLOAD_TOO_SLOW:
+        r->close_connection = true;
+        error_body(r, 408, "upload_too_slow", err->message, -1, NULL);
+        return;
+    case PS_ERR_BAD_HANDSHAKE:
+        error_body(r, 400, "bad_handshake", err->message, -1, NULL);
+        return;
+    case PS_ERR_ORIGIN_NOT_ALLOWED:
+        error_body(r, 403, "origin_not_allowed", err->message, -1, NULL);
+        return;
+    case PS_ERR_UPGRADE_REQUIRED:
+        error_body(r, 426, "upgrade_required", err->message, -1, NULL);
+        return;
+    case PS_ERR_TOO_MANY_SOCKETS:
+        error_body(r, 429, "too_many_sockets", err->message, -1, NULL);
+        return;
+    case PS_ERR_INTERNAL:
+        ps_log_event(PS_LOG_ERROR, "internal_error", "%s", err->message);
+        error_body(r, 500, "internal_error", err->message, -1, NULL);
+        return;
+    case PS_OK: /* a caller's bug: answered as a failure all the same */
+    case PS_ERR_STORE:
+    case PS_ERR_IO:
+    case PS_ERR_CONFIG:
+    case PS_ERR_SCHEMA:
+        break; /* no default: a new ps_code without an answer fails -Wswitch */
     }
+    ps_log_event(PS_LOG_ERROR, "store_error", "%s: %s", ps_strerror(err->code), err->message);
+    error_body(r, 500, "storage_error", "the server could not complete the request", -1, NULL);
 }
 
 void ps_reply_from_code(ps_reply *r, ps_code code, const char *message)
@@ -136,4 +187,10 @@ void ps_reply_from_code(ps_reply *r, ps_code code, const char *message)
     ps_error_clear(&err);
     ps_error_set(&err, code, -1, "", "%s", message);
     ps_reply_from_error(r, &err);
+}
+
+void ps_reply_store_unhealthy(ps_reply *r, const char *reason)
+{
+    /* not logged here: health.c logs the store's state when it changes */
+    error_body(r, 503, "store_unavailable", reason, -1, NULL);
 }

@@ -4,6 +4,8 @@
  * every answer carries (Content-Type, CORS, Cache-Control).
  * Every error answer is {"error": message, "code": code} (+ "chatIndex",
  * "field" when the error is about one chat); docs/protocol.md lists the codes.
+ * Every error leaves the server through ps_reply_from_error (one ps_code,
+ * one status and code), so each code is answered one way.
  */
 #ifndef PS_RESPOND_H
 #define PS_RESPOND_H
@@ -44,13 +46,6 @@ typedef struct ps_reply {
 void ps_reply_init(ps_reply *r, size_t body_limit);
 void ps_reply_free(ps_reply *r);
 
-/* An error answer with a code from docs/protocol.md and a message: only
- * for the HTTP edge's refusals that no ps_code stands for (405, 415 type,
- * 429 too_many_requests, 503 shutting_down...); a failure with a ps_code
- * goes through ps_reply_from_error / ps_reply_from_code, so each code is
- * answered one way. Both build the body in one place (respond.c). */
-void ps_reply_error(ps_reply *r, unsigned status, const char *code, const char *message);
-
 /*
  * The answer for a failed operation: the status and code that fit err->code.
  * Storage and internal failures are logged with their detail and answered
@@ -61,5 +56,11 @@ void ps_reply_from_error(ps_reply *r, const ps_error *err);
 /* ps_reply_from_error for a failure found here rather than returned:
  * the same status, code and logging as an err with this code and message. */
 void ps_reply_from_code(ps_reply *r, ps_code code, const char *message);
+
+/* /health's 503 store_unavailable: `reason` is the store probe's verdict
+ * (corrupt, read-only, cannot be read), meant for the operator reading the
+ * answer, so it is sent as it is, unlike a PS_ERR_UNAVAILABLE of a request,
+ * whose detail only the log sees. */
+void ps_reply_store_unhealthy(ps_reply *r, const char *reason);
 
 #endif

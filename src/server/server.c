@@ -77,7 +77,7 @@ void ps__metrics_reply(ps_server *srv, ps_reply *reply)
     reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
     if (ps_metrics_render(&g, &reply->body) != PS_OK) {
         reply->content_type = NULL;
-        ps_reply_error(reply, 500, "internal_error", "cannot render the metrics");
+        ps_reply_from_code(reply, PS_ERR_INTERNAL, "cannot render the metrics");
     }
 }
 

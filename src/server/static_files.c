@@ -96,17 +96,16 @@ static bool safe_relative(const char *rel)
     }
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned *answered, unsigned status,
-                                  const char *code, const char *message, const char *allow_origin,
-                                  const char *allow)
+static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned *answered, ps_code code,
+                                  const char *message, const char *allow_origin, const char *allow)
 {
     ps_reply reply;
     ps_reply_init(&reply, 4096);
     reply.allow_origin = allow_origin;
     if (allow)
         snprintf(reply.allow, sizeof reply.allow, "%s", allow);
-    ps_reply_error(&reply, status, code, message);
-    *answered = status;
+    ps_reply_from_code(&reply, code, message);
+    *answered = reply.status;
     enum MHD_Result r = ps__send_reply(conn, &reply, false);
     ps_reply_free(&reply);
     return r;
@@ -115,7 +114,7 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned *answere
 static enum MHD_Result not_found(struct MHD_Connection *conn, unsigned *answered,
                                  const char *allow_origin)
 {
-    return send_error(conn, answered, 404, "not_found", "no such file", allow_origin, NULL);
+    return send_error(conn, answered, PS_ERR_NOT_FOUND, "no such file", allow_origin, NULL);
 }
 
 static void common_headers(struct MHD_Response *resp, const char *allow_origin)
@@ -163,7 +162,7 @@ enum MHD_Result ps_static_answer(const char *root, struct MHD_Connection *conn, 
                                  const char *url, const char *allow_origin, unsigned *answered)
 {
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return send_error(conn, answered, 405, "method_not_allowed",
+        return send_error(conn, answered, PS_ERR_METHOD_NOT_ALLOWED,
                           "static files take GET and HEAD", allow_origin, "GET, HEAD, OPTIONS");
     if (strcmp(url, WEB_PREFIX) == 0)
         return redirect(conn, answered, WEB_PREFIX "/", allow_origin);

@@ -60,15 +60,15 @@ bool ps_ws_accept_key(const char *key, char out[29])
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *conn, const ps_ws_gate *gate,
-                                  ps_ws_pending *pending, unsigned status, const char *code,
-                                  const char *message, unsigned retry_after_s)
+                                  ps_ws_pending *pending, ps_code code, const char *message,
+                                  unsigned retry_after_s)
 {
-    pending->status = status;
     ps_reply reply;
     ps_reply_init(&reply, 4096);
     reply.hsts = gate->hsts;
     reply.retry_after_s = retry_after_s;
-    ps_reply_error(&reply, status, code, message);
+    ps_reply_from_code(&reply, code, message);
+    pending->status = reply.status;
     enum MHD_Result r = ps__send_reply(conn, &reply, false);
     ps_reply_free(&reply);
     return r;
@@ -161,17 +161,16 @@ static enum MHD_Result refuse_admit(struct MHD_Connection *conn, const ps_ws_gat
 {
     switch (a) {
     case PS_WS_USER_FULL:
-        return send_error(conn, gate, pending, 429, "too_many_sockets",
+        return send_error(conn, gate, pending, PS_ERR_TOO_MANY_SOCKETS,
                           "this user has the most live sockets allowed open; close one", 5);
     case PS_WS_FULL:
-        return send_error(conn, gate, pending, 503, "overloaded",
+        return send_error(conn, gate, pending, PS_ERR_OVERLOADED,
                           "the server has the most live sockets allowed open; retry later", 5);
     case PS_WS_CLOSING:
-        return send_error(conn, gate, pending, 503, "shutting_down",
+        return send_error(conn, gate, pending, PS_ERR_SHUTTING_DOWN,
                           "the server is shutting down; retry shortly", 1);
     default:
-        return send_error(conn, gate, pending, 503, "overloaded",
-                          "the server is out of memory; retry later", 1);
+        return send_error(conn, gate, pending, PS_ERR_NOMEM, "a live socket's place", 1);
     }
 }
 
@@ -186,8 +185,8 @@ enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws
         /* RFC 6455 4.4: 426 naming the version this server speaks */
         ps_reply body;
         ps_reply_init(&body, 4096);
-        ps_reply_error(&body, 426, "upgrade_required",
-                       "this server speaks WebSocket version 13 (RFC 6455)");
+        ps_reply_from_code(&body, PS_ERR_UPGRADE_REQUIRED,
+                           "this server speaks WebSocket version 13 (RFC 6455)");
         struct MHD_Response *resp = MHD_create_response_from_buffer(
             body.body.len, body.body.data ? body.body.data : "", MHD_RESPMEM_MUST_COPY);
         ps_reply_free(&body);
@@ -208,12 +207,12 @@ enum MHD_Result ps_ws_answer(ps_ws *ws, struct MHD_Connection *conn, const ps_ws
     if (!connection || !has_token(connection, "upgrade") ||
         !ps_ws_accept_key(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key"),
                           accept))
-        return send_error(conn, gate, pending, 400, "bad_handshake",
+        return send_error(conn, gate, pending, PS_ERR_BAD_HANDSHAKE,
                           "a WebSocket handshake needs Connection: Upgrade and a "
                           "Sec-WebSocket-Key of 16 bytes in base64",
                           0);
     if (gate->origin_refused)
-        return send_error(conn, gate, pending, 403, "origin_not_allowed",
+        return send_error(conn, gate, pending, PS_ERR_ORIGIN_NOT_ALLOWED,
                           "this server does not let pages of that origin open its live socket", 0);
     char user[PS_ID_MAX_BYTES + 1];
     bool bearer, answered;

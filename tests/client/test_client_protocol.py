@@ -218,6 +218,24 @@ class RetriesAndRefusals(ClientTestCase):
         self.a.sync()
         self.assertEqual(self.a.pending(), 0)
 
+    def test_edge_refusals_keep_their_code(self):
+        # docs/protocol.md's error table: the server's edge refusals, as the
+        # library's ps_code names them (the CLI's "code" under --json) and
+        # docs/client.md's exit codes (3 credentials, 4 rejected, 2 gave up)
+        cases = ((401, "token_revoked", 3, 1), (403, "user_disabled", 3, 1),
+                 (413, "body_too_large", 4, 1), (415, "unsupported_media_type", 4, 1),
+                 (400, "bad_framing", 4, 1), (429, "too_many_requests", 2, 3))
+        for status, code, exit_code, times in cases:
+            self.px.add("/v2/sync", status=status, times=times, headers={"Retry-After": "1"},
+                        body=json.dumps({"error": "no", "code": code}).encode())
+            r = self.a.run("sync", "--json", *FAST_RETRIES, ok=False)
+            self.assertEqual(r.rc, exit_code, r)
+            err = json.loads(r.err.strip().splitlines()[-1])
+            self.assertEqual((err["code"], err["exit"]), (code, exit_code), r)
+        self.assertEqual(self.a.pending(), 1)  # nothing was taken
+        self.a.sync()
+        self.assertEqual(self.a.pending(), 0)
+
     def test_too_large_batch_is_split(self):
         for i in range(9):
             self.a.new_chat("more %d" % i)
