@@ -504,17 +504,6 @@ ps_code ps__json_precheck_at(const char *text, size_t len, int max_depth, size_t
     return scan(text, len, max_depth, NULL, base, err);
 }
 
-ps_code ps__json_precheck_outline(const char *text, size_t len, int max_depth,
-                                  ps_json_outline *outline, ps_error *err)
-{
-    memset(outline, 0, sizeof *outline);
-    outliner ol = {.o = outline};
-    ps_code rc = scan(text, len, max_depth, &ol, 0, err);
-    if (rc != PS_OK)
-        ps__json_outline_free(outline);
-    return rc;
-}
-
 void ps__json_outline_free(ps_json_outline *o)
 {
     free(o->starts);

@@ -35,9 +35,6 @@ typedef struct ps_json_outline {
     size_t count, cap;
 } ps_json_outline;
 
-/* The pre-check, also filling *outline (the caller frees it). */
-ps_code ps__json_precheck_outline(const char *text, size_t len, int max_depth,
-                                 ps_json_outline *outline, ps_error *err);
 void ps__json_outline_free(ps_json_outline *outline);
 
 #endif

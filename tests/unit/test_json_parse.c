@@ -356,35 +356,6 @@ static void precheck_long_strings_report_the_first_bad_byte(void **state)
     assert_int_equal(ps__json_precheck(text, n, PS_JSON_MAX_DEPTH, NULL), PS_OK);
 }
 
-/* The outline of "chats": each element from its first token to the byte
- * after its last, long string elements included. */
-static void precheck_outlines_chats(void **state)
-{
-    char text[600];
-    int n = snprintf(text, sizeof text,
-                     "{\"x\":\"%s\",\"chats\" : [ {\"a\":\"%s\"} ,\"%s\",[1]],\"y\":1}",
-                     "0123456789012345678901234567890123456789012345678901234567890123456789",
-                     "h\xc3\xa9llo \\\"world\\\" 0123456789012345678901234567890123456789"
-                     "0123456789012345678901234567890123456789",
-                     "\xe6\x97\xa5\xe6\x9c\xac 0123456789012345678901234567890123456789"
-                     "0123456789012345678901234567890123456789");
-    ps_json_outline o;
-    assert_int_equal(ps__json_precheck_outline(text, (size_t)n, PS_JSON_MAX_DEPTH, &o, NULL), PS_OK);
-    assert_true(o.found);
-    assert_int_equal(o.count, 3);
-    assert_int_equal(text[o.array_start], '[');
-    assert_int_equal(text[o.array_end - 1], ']');
-    assert_int_equal(text[o.starts[0]], '{');
-    assert_int_equal(text[o.ends[0]], ',');     /* up to the comma, */
-    assert_int_equal(text[o.ends[0] - 1], ' '); /* blanks included */
-    assert_int_equal(text[o.starts[1]], '"');
-    assert_int_equal(text[o.ends[1] - 1], '"');
-    assert_int_equal(text[o.ends[1]], ',');
-    assert_memory_equal(text + o.starts[2], "[1]", 3);
-    assert_int_equal(o.ends[2], o.starts[2] + 3);
-    ps__json_outline_free(&o);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,7 +379,6 @@ int main(void)
         cmocka_unit_test(text_is_compact_without_slash_escapes),
         cmocka_unit_test(accepted_numbers_serialize_as_json),
         cmocka_unit_test(precheck_long_strings_report_the_first_bad_byte),
-        cmocka_unit_test(precheck_outlines_chats),
     };
     return cmocka_run_group_tests_name("json_parse", tests, NULL, NULL);
 }

@@ -16,7 +16,7 @@
  * chat is refused without one being begun, issue #15).
  */
 #include "test_util.h"
-#include "core/json_precheck.h"
+#include "server/legacy_body.h"
 #include "server/sync_legacy.h"
 #include "server/legacy_answer.h"
 
@@ -87,20 +87,27 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A chat source over a body in memory and its outline (as the endpoint's
- * spool hands chats over: one chat's bytes per call). */
-typedef struct outline_source {
-    const char *body;
-    const ps_json_outline *ol;
-} outline_source;
-
-static ps_code outline_bytes(void *cls, size_t i, const char **text, size_t *len, ps_error *err)
+/* A body taken chat by chat as the endpoint takes it (legacy_body.h):
+ * its envelope, parsed, in *req, and its chats through *src (borrowing the
+ * returned body, freed by the caller). */
+static ps_legacy_body *take_body(fixture *f, const char *body, json_object **req,
+                                 ps_chat_source *src)
 {
-    (void)err;
-    const outline_source *o = cls;
-    *text = o->body + o->ol->starts[i];
-    *len = o->ol->ends[i] - o->ol->starts[i];
-    return PS_OK;
+    ps_legacy_body_config cfg = {.max_bytes = SIZE_MAX,
+                                 .max_chats = SIZE_MAX,
+                                 .max_depth = PS_JSON_MAX_DEPTH,
+                                 .envelope_max = PS_ENVELOPE_MAX_BYTES,
+                                 .chat_max = PS_CHAT_MAX_BYTES,
+                                 .spool_dir = f->dir,
+                                 .memory_max = 1 << 20};
+    ps_legacy_body *lb = ps_legacy_body_new(&cfg);
+    assert_non_null(lb);
+    assert_int_equal(ps_legacy_body_feed(lb, body, strlen(body)), PS_OK);
+    ps_error err;
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_OK);
+    *req = tu_json(ps_legacy_body_envelope(lb, &(size_t){0}));
+    ps_legacy_body_chats(lb, src);
+    return lb;
 }
 
 /* One /sync of `body` as the endpoint hands it over (the chats as byte
@@ -108,11 +115,9 @@ static ps_code outline_bytes(void *cls, size_t i, const char **text, size_t *len
 static json_object *sync_body(fixture *f, const char *body, int *loads)
 {
     ps_error err;
-    ps_json_outline ol = {0};
-    assert_int_equal(ps__json_precheck_outline(body, strlen(body), PS_JSON_MAX_DEPTH, &ol, &err),
-                     PS_OK);
-    assert_true(ol.found);
-    json_object *req = tu_json(body);
+    json_object *req = NULL;
+    ps_chat_source src;
+    ps_legacy_body *lb = take_body(f, body, &req, &src);
     json_object *dev = json_object_object_get(req, "deviceId");
     ps_sync_ctx ctx = {
         .store = f->store,
@@ -123,8 +128,6 @@ static json_object *sync_body(fixture *f, const char *body, int *loads)
         .limits = &f->limits,
         .device = dev ? json_object_get_string(dev) : NULL,
     };
-    outline_source os = {body, &ol};
-    ps_chat_source src = {.count = ol.count, .bytes = outline_bytes, .cls = &os};
     ps_legacy_answer *planned = NULL;
     chat_loads = 0;
     ps_code rc = ps_legacy_sync(&ctx, req, &src, &planned, &err);
@@ -144,7 +147,7 @@ static json_object *sync_body(fixture *f, const char *body, int *loads)
     json_object *out = tu_json(answer.data);
     ps__dynbuf_free(&answer);
     json_object_put(req);
-    ps__json_outline_free(&ol);
+    ps_legacy_body_free(lb);
     f->now_ms += 1000;
     return out;
 }
@@ -363,18 +366,15 @@ static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
         "{\"deviceId\":\"A\",\"chats\":[{\"id\":\"d\",\"title\":\"ok\",\"messages\":[]},"
         "{\"id\":\"e\",\"messages\":[{\"role\":\"user\",\"content\":\"no id\"}]}]}";
     ps_error err;
-    ps_json_outline ol = {0};
-    assert_int_equal(ps__json_precheck_outline(bad, strlen(bad), PS_JSON_MAX_DEPTH, &ol, &err),
-                     PS_OK);
-    json_object *req = tu_json(bad);
+    json_object *req = NULL;
+    ps_chat_source src;
+    ps_legacy_body *lb = take_body(f, bad, &req, &src);
     ps_sync_ctx ctx = {.store = f->store,
                        .user = "u",
                        .now_ms = f->now_ms,
                        .max_skew_ms = 300000,
                        .max_response_bytes = 1 << 20,
                        .limits = &f->limits};
-    outline_source os = {bad, &ol};
-    ps_chat_source src = {.count = ol.count, .bytes = outline_bytes, .cls = &os};
     ps_legacy_answer *answer = NULL;
     write_begins = 0;
     assert_int_equal(ps_legacy_sync(&ctx, req, &src, &answer, &err), PS_ERR_INVALID);
@@ -382,7 +382,7 @@ static void a_bad_chat_is_refused_before_the_write_transaction(void **state)
     assert_int_equal(write_begins, 0);
     assert_null(answer);
     json_object_put(req);
-    ps__json_outline_free(&ol);
+    ps_legacy_body_free(lb);
     /* nothing of it landed: d is not stored, A's next re-send is still a skip */
     json_object *ans = sync_body(f, A1, &loads);
     assert_int_equal(loads, 0);
