@@ -22,58 +22,24 @@ import re
 import time
 import unittest
 
-from harness import ServerTestCase, Server, chat, msg
+from faultkit import ALLOC_SWITCH, FaultTestCase
+from harness import chat, msg
 
-POLYSYNCD_FAULTS = os.environ.get("POLYSYNCD_FAULTS")
 T0 = "2025-02-01T10:00:00.000Z"
 KINDS = ("io", "busy", "full")
-FIRED = re.compile(r"^ps-fault: call (\d+) \((\w+)\) failed: (\w+)$", re.M)
 MAX_CALLS = 60
 HEALTH_PROBE_S = 1.0   # docs/operations.md: "It probes at most once a second"   # a request making more store calls than this is a finding in itself
 
 
-class FaultServer(Server):
-    def start(self):
-        import harness
-        saved = harness.POLYSYNCD
-        harness.POLYSYNCD = POLYSYNCD_FAULTS
-        try:
-            return super().start()
-        finally:
-            harness.POLYSYNCD = saved
-
-
-class StoreFaultTest(ServerTestCase):
+class StoreFaultTest(FaultTestCase):
 
     def setUp(self):
-        self._servers = []
-        self.assertTrue(POLYSYNCD_FAULTS and os.path.exists(POLYSYNCD_FAULTS),
-                        "POLYSYNCD_FAULTS must name the polysyncd_faults binary")
-        srv = FaultServer(())
-        self._servers.append(srv)
-        self.addCleanup(self._finish, srv)
-        self.switch = os.path.join(srv.tmpdir, "fault")
-        srv.env = {"PS_FAULT_STORE_FILE": self.switch}
-        self.server = srv.start()
-        self.gen = 0
+        super().setUp()
         s = self.server
         s.push_ok([chat("kept", "kept", [msg("k1", timestamp=T0)], last_modified=T0),
                    chat("doomed", "doomed", [msg("d1", timestamp=T0)], last_modified=T0)])
         s.delete_chat("doomed")
         s.v2_ok({"deviceId": "A", "changes": [{"chatId": "v", "clock": 3, "fields": {"title": "v2"}}]})
-
-    def arm(self, n, kind):
-        self.gen += 1
-        with open(self.switch + ".tmp", "w") as f:
-            f.write("%d %d %s\n" % (self.gen, n, kind))
-        os.replace(self.switch + ".tmp", self.switch)
-
-    def disarm(self):
-        if os.path.exists(self.switch):
-            os.remove(self.switch)
-
-    def faults_logged(self):
-        return FIRED.findall(self.server.stderr_text())
 
     def sweep(self, what, send, ok_status=200, failed=None, prepare=None, landed=None,
               after_fault=None):
@@ -194,7 +160,7 @@ ALLOC_FIRED = re.compile(r"^ps-fault: allocation (\d+) failed$", re.M)
 MAX_ALLOCS = 2000
 
 
-class AllocFaultTest(ServerTestCase):
+class AllocFaultTest(FaultTestCase):
     """The Nth allocation of polysync's own code fails (tests/shim/
     alloc_fault.c), for N = 1, 2, ... over each endpoint's request: the
     server must not crash (the ASan build turns a NULL dereference or a
@@ -205,24 +171,11 @@ class AllocFaultTest(ServerTestCase):
     without, answer 200. The next request of the sweep shows it still
     serves."""
 
-    def setUp(self):
-        self._servers = []
-        self.assertTrue(POLYSYNCD_FAULTS and os.path.exists(POLYSYNCD_FAULTS),
-                        "POLYSYNCD_FAULTS must name the polysyncd_faults binary")
-        srv = FaultServer(())
-        self._servers.append(srv)
-        self.addCleanup(self._finish, srv)
-        self.switch = os.path.join(srv.tmpdir, "alloc")
-        srv.env = {"PS_FAULT_ALLOC_FILE": self.switch}
-        self.server = srv.start()
-        self.gen = 0
-        self.server.push_ok([chat("kept", "kept", [msg("k1", timestamp=T0)], last_modified=T0)])
+    SWITCH = ALLOC_SWITCH
 
-    def arm(self, n):
-        self.gen += 1
-        with open(self.switch + ".tmp", "w") as f:
-            f.write("%d %d\n" % (self.gen, n))
-        os.replace(self.switch + ".tmp", self.switch)
+    def setUp(self):
+        super().setUp()
+        self.server.push_ok([chat("kept", "kept", [msg("k1", timestamp=T0)], last_modified=T0)])
 
     def sweep(self, what, send, may_land=False):
         n = 0
@@ -238,7 +191,7 @@ class AllocFaultTest(ServerTestCase):
                 # no memory even for the request's own state: the connection
                 # is closed unanswered, which a client treats as a failure
                 status, doc = None, None
-            os.remove(self.switch)
+            self.disarm()
             fired = ALLOC_FIRED.findall(self.server.stderr_text())[logged:]
             if not fired:
                 self.assertEqual(status, 200, "%s with no fault: %r" % (what, doc))

@@ -13,15 +13,12 @@ call, for every N until the request needs fewer calls).
 import gzip
 import http.client
 import json
-import os
-import re
 import unittest
 
-from harness import Server, ServerTestCase, by_id, chat, msg
+from faultkit import FaultTestCase
+from harness import ServerTestCase, by_id, chat, msg
 
 T0 = "2025-03-01T10:00:00.000Z"
-POLYSYNCD_FAULTS = os.environ.get("POLYSYNCD_FAULTS")
-FIRED = re.compile(r"^ps-fault: call (\d+) \((\w+)\) failed: (\w+)$", re.M)
 
 
 def history(n_chats=36):
@@ -111,50 +108,24 @@ class StreamedAnswerTest(ServerTestCase):
             self.assertEqual(a, b, path)
 
 
-class FaultServer(Server):
-    def start(self):
-        import harness
-        saved = harness.POLYSYNCD
-        harness.POLYSYNCD = POLYSYNCD_FAULTS
-        try:
-            return super().start()
-        finally:
-            harness.POLYSYNCD = saved
-
-
-class StreamFailureTest(ServerTestCase):
+class StreamFailureTest(FaultTestCase):
     """A store call failing at any point of a long answer."""
 
     def setUp(self):
-        self._servers = []
-        self.assertTrue(POLYSYNCD_FAULTS and os.path.exists(POLYSYNCD_FAULTS),
-                        "POLYSYNCD_FAULTS must name the polysyncd_faults binary")
-        srv = FaultServer(())
-        self._servers.append(srv)
-        self.addCleanup(self._finish, srv)
-        self.switch = os.path.join(srv.tmpdir, "fault")
-        srv.env = {"PS_FAULT_STORE_FILE": self.switch}
-        self.server = srv.start()
-        self.gen = 0
+        super().setUp()
         sent = history()
         for k in range(0, len(sent), 12):
             self.server.push_ok(sent[k:k + 12])
         self.ids = sorted(c["id"] for c in sent)
 
-    def arm(self, n):
-        self.gen += 1
-        with open(self.switch + ".tmp", "w") as f:
-            f.write("%d %d io\n" % (self.gen, n))
-        os.replace(self.switch + ".tmp", self.switch)
-
     def sweep(self, what, method, path, body, listed):
         cut = 0
         for n in range(1, 200):
-            logged = len(FIRED.findall(self.server.stderr_text()))
-            self.arm(n)
+            logged = len(self.faults_logged())
+            self.arm(n, "io")
             status, payload, _ = raw_request(self.server, method, path, body)
-            os.remove(self.switch)
-            fired = FIRED.findall(self.server.stderr_text())[logged:]
+            self.disarm()
+            fired = self.faults_logged()[logged:]
             where = "%s, call %d failed" % (what, n)
             if not fired:
                 self.assertEqual(status, 200, where)

@@ -2,7 +2,9 @@
  * The store fixture of the suites that run on both backends (test_store,
  * test_store_readers): a fresh SQLite file in a temporary folder, or, when
  * PS_TEST_DB names a PostgreSQL server (a URL, or "@FILE" holding one), a
- * fresh database on it. Header-only, like test_util.h.
+ * fresh database on it; and of the SQLite-only suites that reach into the
+ * file (test_store_sqlite, test_store_compress): store_fixture_sqlite.
+ * Header-only, like test_util.h.
  */
 #ifndef PS_STORE_FIXTURE_H
 #define PS_STORE_FIXTURE_H
@@ -22,6 +24,7 @@
 typedef struct fixture {
     char dir[64];
     char url[1200];
+    char path[256]; /* the SQLite file ("" on PostgreSQL) */
 } fixture;
 
 /* The PostgreSQL server URL PS_TEST_DB names, or "" for SQLite. */
@@ -68,8 +71,24 @@ static inline int store_fixture_setup(void **state, const char *tag)
     } else {
         snprintf(f->dir, sizeof f->dir, "/tmp/ps-%s-XXXXXX", tag);
         assert_non_null(mkdtemp(f->dir));
-        snprintf(f->url, sizeof f->url, "sqlite:%s/p.db", f->dir);
+        snprintf(f->path, sizeof f->path, "%s/p.db", f->dir);
+        snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
     }
+    *state = f;
+    return 0;
+}
+
+/* A fresh SQLite store whatever PS_TEST_DB says: the file `file` (a path
+ * under the folder, which the store makes: "p.db", "sub/dir/p.db") in
+ * /tmp/ps-<tag>-XXXXXX. */
+static inline int store_fixture_sqlite(void **state, const char *tag, const char *file)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/ps-%s-XXXXXX", tag);
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/%s", f->dir, file);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
     *state = f;
     return 0;
 }

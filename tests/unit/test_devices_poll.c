@@ -11,40 +11,9 @@
  * through a wrapper of its ops catches that, where timing would not.
  */
 #include "test_util.h"
+#include "counting_store.h"
 #include "server/devices.h"
 #include "server/sync_legacy.h"
-
-#include <stdlib.h>
-#include <unistd.h>
-
-static const struct ps_store_ops *real_ops;
-static struct ps_store_ops counting_ops;
-static int tombstone_counts, write_begins, store_calls;
-static int64_t last_seen_ack;
-
-static ps_code counting_begin(ps_store *s, bool write, ps_error *err)
-{
-    store_calls++;
-    write_begins += write;
-    return real_ops->begin(s, write, err);
-}
-
-static ps_code counting_user_tombstones(ps_store *s, const char *user, int64_t *count,
-                                        ps_error *err)
-{
-    store_calls++;
-    tombstone_counts++;
-    return real_ops->user_tombstones(s, user, count, err);
-}
-
-static ps_code counting_device_seen(ps_store *s, const char *user, const char *device,
-                                    const char *client, const char *protocol, int64_t acked_seq,
-                                    int64_t now_ms, ps_error *err)
-{
-    store_calls++;
-    last_seen_ack = acked_seq;
-    return real_ops->device_seen(s, user, device, client, protocol, acked_seq, now_ms, err);
-}
 
 typedef struct fixture {
     char dir[64];
@@ -54,19 +23,7 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/ps_devpoll_XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    char url[128];
-    snprintf(url, sizeof url, "sqlite:%s/store.db", f->dir);
-    ps_error err;
-    assert_int_equal(ps_store_open(url, &f->store, &err), PS_OK);
-    real_ops = f->store->ops;
-    counting_ops = *real_ops;
-    counting_ops.begin = counting_begin;
-    counting_ops.user_tombstones = counting_user_tombstones;
-    counting_ops.device_seen = counting_device_seen;
-    f->store->ops = &counting_ops;
-    tombstone_counts = write_begins = store_calls = 0;
+    f->store = counting_store_open(f->dir, "devpoll");
     *state = f;
     return 0;
 }
@@ -74,11 +31,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    f->store->ops = real_ops;
-    ps_store_close(f->store);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    counting_store_close(f->store, f->dir);
     free(f);
     return 0;
 }

@@ -11,42 +11,19 @@
  * from the merge rules (docs/merge.md: the newer write wins; a value a
  * device only carried along is no write, "The base rule"), not from the
  * code's output. Whether a chat was skipped is seen from outside the sync:
- * the store's chat_load is counted through a wrapper of the store's ops.
+ * the store's chat_load is counted through a wrapper of the store's ops
+ * (counting_store.h).
  * Also: a request's chats are validated before the write transaction (a bad
  * chat is refused without one being begun, issue #15).
  */
 #include "test_util.h"
+#include "counting_store.h"
 #include "server/legacy_body.h"
 #include "server/sync_legacy.h"
 #include "server/legacy_answer.h"
 
 #include <stdlib.h>
 #include <unistd.h>
-
-static const struct ps_store_ops *real_ops;
-static struct ps_store_ops counting_ops;
-static int chat_loads, write_begins;
-/* Run once just before the next write transaction begins: another
- * request's write landing between a sync's read and write transactions. */
-static void (*before_write)(void);
-
-static ps_code counting_begin(ps_store *s, bool write, ps_error *err)
-{
-    write_begins += write;
-    void (*hook)(void) = write ? before_write : NULL;
-    if (hook) {
-        before_write = NULL;
-        hook();
-    }
-    return real_ops->begin(s, write, err);
-}
-
-static ps_code counting_chat_load(ps_store *s, int64_t user, const char *id, bool with_messages,
-                                  ps_chat **out, ps_error *err)
-{
-    chat_loads++;
-    return real_ops->chat_load(s, user, id, with_messages, out, err);
-}
 
 typedef struct fixture {
     char dir[64];
@@ -58,17 +35,7 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/ps_skip_XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    char url[128];
-    snprintf(url, sizeof url, "sqlite:%s/store.db", f->dir);
-    ps_error err;
-    assert_int_equal(ps_store_open(url, &f->store, &err), PS_OK);
-    real_ops = f->store->ops;
-    counting_ops = *real_ops;
-    counting_ops.chat_load = counting_chat_load;
-    counting_ops.begin = counting_begin;
-    f->store->ops = &counting_ops;
+    f->store = counting_store_open(f->dir, "skip");
     f->limits = ps__limits_default();
     f->now_ms = tu_t(60);
     *state = f;
@@ -78,11 +45,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    f->store->ops = real_ops;
-    ps_store_close(f->store);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    counting_store_close(f->store, f->dir);
     free(f);
     return 0;
 }

@@ -168,30 +168,59 @@ static void let_go(writer *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-static void seed_ann(ps_store *s)
+/* The writer started and holding its transaction open. */
+static void writer_start(writer *w, pthread_t *t, ps_store *s)
+{
+    *w = (writer){.s = s};
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    assert_int_equal(pthread_create(t, NULL, writer_main, w), 0);
+    wait_holding(w);
+}
+
+/* Let go (if not yet), joined, its commit's result checked. */
+static void writer_finish(writer *w, pthread_t t)
+{
+    let_go(w);
+    pthread_join(t, NULL);
+    assert_int_equal(w->rc, PS_OK);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+}
+
+/* ann's id, found in the calling thread's open transaction. */
+static int64_t ann(ps_store *s)
 {
     ps_error err;
     ps_user u;
+    bool found = false;
+    assert_int_equal(s->ops->user_find(s, "ann", &u, &found, &err), PS_OK);
+    assert_true(found);
+    return u.id;
+}
+
+/* The fixture's store, opened, with ann's chat c1 titled "committed". */
+static ps_store *open_with_ann(const fixture *f)
+{
+    ps_error err;
+    ps_user u;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
     assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
     assert_int_equal(s->ops->user_load(s, "ann", &u, &err), PS_OK);
     save_titled(s, u.id, "c1", "committed");
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    return s;
 }
 
 static void reader_is_not_blocked_by_an_open_write(void **state)
 {
-    fixture *f = *state;
     ps_error err;
-    ps_store *s = NULL;
-    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
-    seed_ann(s);
+    ps_store *s = open_with_ann(*state);
 
-    writer w = {.s = s};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.cond, NULL);
+    writer w;
     pthread_t wt, rt;
-    assert_int_equal(pthread_create(&wt, NULL, writer_main, &w), 0);
-    wait_holding(&w);
+    writer_start(&w, &wt, s);
 
     read_result r = {.s = s};
     pthread_mutex_init(&r.lock, NULL);
@@ -207,12 +236,10 @@ static void reader_is_not_blocked_by_an_open_write(void **state)
     bool finished_while_held = r.finished;
     pthread_mutex_unlock(&r.lock);
 
-    let_go(&w); /* also frees a reader stuck behind the writer */
-    pthread_join(wt, NULL);
+    writer_finish(&w, wt); /* also frees a reader stuck behind the writer */
     pthread_join(rt, NULL);
     assert_true(finished_while_held);
     assert_int_equal(r.rc, PS_OK);
-    assert_int_equal(w.rc, PS_OK);
     assert_true(r.found);
     /* only what was committed when the read began */
     assert_non_null(r.c1);
@@ -223,20 +250,15 @@ static void reader_is_not_blocked_by_an_open_write(void **state)
     free(r.c2);
 
     /* once committed, a new read transaction sees the writer's work */
-    ps_user u;
-    bool found = false;
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
-    assert_int_equal(s->ops->user_find(s, "ann", &u, &found, &err), PS_OK);
-    assert_true(found);
-    char *c1 = title_of(s, u.id, "c1"), *c2 = title_of(s, u.id, "c2");
+    int64_t id = ann(s);
+    char *c1 = title_of(s, id, "c1"), *c2 = title_of(s, id, "c2");
     assert_string_equal(c1, "uncommitted");
     assert_string_equal(c2, "uncommitted");
     free(c1);
     free(c2);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
-    pthread_mutex_destroy(&w.lock);
-    pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&r.lock);
     pthread_cond_destroy(&r.cond);
 }
@@ -245,34 +267,21 @@ static void reader_is_not_blocked_by_an_open_write(void **state)
  * read is not seen until the next transaction (store.h). */
 static void snapshot_holds_for_the_whole_transaction(void **state)
 {
-    fixture *f = *state;
     ps_error err;
-    ps_store *s = NULL;
-    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
-    seed_ann(s);
-    writer w = {.s = s};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.cond, NULL);
+    ps_store *s = open_with_ann(*state);
+    writer w;
     pthread_t wt;
-    assert_int_equal(pthread_create(&wt, NULL, writer_main, &w), 0);
-    wait_holding(&w);
+    writer_start(&w, &wt, s);
 
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
-    ps_user u;
-    bool found = false;
-    assert_int_equal(s->ops->user_find(s, "ann", &u, &found, &err), PS_OK);
-    assert_true(found);
-    let_go(&w); /* commits while our read transaction is open */
-    pthread_join(wt, NULL);
-    assert_int_equal(w.rc, PS_OK);
-    char *c1 = title_of(s, u.id, "c1"), *c2 = title_of(s, u.id, "c2");
+    int64_t id = ann(s);
+    writer_finish(&w, wt); /* commits while our read transaction is open */
+    char *c1 = title_of(s, id, "c1"), *c2 = title_of(s, id, "c2");
     assert_string_equal(c1, "committed");
     assert_null(c2);
     free(c1);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
-    pthread_mutex_destroy(&w.lock);
-    pthread_cond_destroy(&w.cond);
 }
 
 /* A read transaction writes nothing: a user it asks for is not created. */

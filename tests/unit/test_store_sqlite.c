@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "../../src/store/store_sqlite.c"
+#include "store_fixture.h"
 #include "core/chat_codec.h"
 #include "core/merge.h"
 #include "server/sync_common.h"
@@ -20,31 +21,9 @@
 #include <stdio.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    char dir[64];
-    char path[128];
-    char url[160];
-} fixture;
-
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/ps-store-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof f->path, "%s/sub/dir/p.db", f->dir);
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
+    return store_fixture_sqlite(state, "store", "sub/dir/p.db");
 }
 
 static ps_chat *sample_chat(const char *id, const char *title)
