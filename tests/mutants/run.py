@@ -57,7 +57,10 @@ MUTANTS = [
      "        rc = invalid(err, \"the token is malformed or its signature is wrong\");\n"
      "        goto out;\n"
      "    }\n"
-     "    if (jwt_get_alg(jwt) != a->alg) {",
+     "    /* libjwt reads \"alg\" without regard to case (\"hs256\" passes as HS256);\n"
+     "     * RFC 7515 names are case-sensitive, so the header is compared here. */\n"
+     "    const char *alg = jwt_get_header(jwt, \"alg\");\n"
+     "    if (jwt_get_alg(jwt) != a->alg || !alg || strcmp(alg, jwt_alg_str(a->alg)) != 0) {\n",
      "    if (jwt_decode(&jwt, token, a->key, (int)a->key_len) != 0 || !jwt) {\n"
      "        jwt_free(jwt);\n"
      "        jwt = NULL;\n"
@@ -67,8 +70,14 @@ MUTANTS = [
      "            goto out;\n"
      "        }\n"
      "    }\n"
-     "    if (jwt_get_alg(jwt) != a->alg && jwt_get_alg(jwt) != JWT_ALG_NONE) {",
+     "    const char *alg = jwt_get_header(jwt, \"alg\");\n"
+     "    if (jwt_get_alg(jwt) != JWT_ALG_NONE &&\n"
+     "        (jwt_get_alg(jwt) != a->alg || !alg || strcmp(alg, jwt_alg_str(a->alg)) != 0)) {\n",
      "one configured JWT algorithm: unsigned (alg none) tokens accepted"),
+    ("no-op-poll-recounts", "src/server/devices.c",
+     "            if (slot->key == key)\n                slot->acked_seq = acked_seq;\n",
+     "",
+     "a v2 device that only polls costs no store call: each poll counts the tombstones again"),
 ]
 
 FAILED_LINE = re.compile(r"^\s*\d+\s+-\s+(\S+)\s+\((.+)\)\s*$")
