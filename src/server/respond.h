@@ -47,9 +47,12 @@ void ps_reply_init(ps_reply *r, size_t body_limit);
 void ps_reply_free(ps_reply *r);
 
 /*
- * The answer for a failed operation: the status and code that fit err->code.
- * Storage and internal failures are logged with their detail and answered
- * with a generic message, so no internals leak to clients.
+ * The answer for a failed operation: the status and code that fit err->code
+ * (docs/protocol.md, "Errors"). Storage failures and memory exhaustion are
+ * logged with their detail and answered with a generic message, so no
+ * internals leak to clients; the edge's refusals (PS_ERR_METHOD_NOT_ALLOWED
+ * and the codes after it in error.h) and client errors send err->message,
+ * the server's own sentence, as it is. PS_ERR_INTERNAL is logged and sent.
  */
 void ps_reply_from_error(ps_reply *r, const ps_error *err);
 
