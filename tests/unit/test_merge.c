@@ -616,9 +616,11 @@ static void scenario1_field_level(void **state)
     ps__chat_free(b);
 }
 
-/* 2, time-only clients: A deletes through /deleteChat at 10:00; B's edit
- * stamped 09:59 is older: gone on both. */
-static void scenario2_delete_vs_older_edit_stays_deleted(void **state)
+/* 2, time-only clients: the server's chat, A's deletion through
+ * /deleteChat at 10:00 and B's edit `b_edit` (legacy JSON, stamped by its
+ * lastModified), merged in both orders: the same state either way, which is
+ * returned. *b_changed: whether B's edit changed the deleted chat. */
+static ps_chat *scenario2_time_only(const char *b_edit, bool *b_changed)
 {
     const char *chat = "{\"id\":\"123\",\"title\":\"T\",\"lastModified\":\"2024-01-15T09:00:00Z\"}";
     ps_chat *server = tu_from_legacy(chat, "a", NOW);
@@ -627,54 +629,48 @@ static void scenario2_delete_vs_older_edit_stays_deleted(void **state)
     ps_stamp at = tu_stamp(tu_t(0), 0, "a");
     ps_lamport shown = {1, "server"};
     assert_int_equal(ps__chat_delete(deletion, &at, &shown, &changed), PS_OK);
-    ps_chat *b = tu_from_legacy("{\"id\":\"123\",\"title\":\"B's edit\",\"lastModified\":"
-                                "\"2024-01-15T09:59:00Z\"}",
-                                "b", NOW);
+    ps_chat *b = tu_from_legacy(b_edit, "b", NOW);
     ps_chat *s1 = merged(server, deletion);
-    assert_int_equal(ps__chat_merge(s1, b, &changed), PS_OK);
+    assert_int_equal(ps__chat_merge(s1, b, b_changed), PS_OK);
     ps_chat *s2 = merged(server, b);
     assert_int_equal(ps__chat_merge(s2, deletion, &changed), PS_OK);
     assert_true(tu_same_state(s1, s2));
-    assert_false(ps__chat_is_live(s1));
-    ps__chat_free(s1);
     ps__chat_free(s2);
     ps__chat_free(b);
     ps__chat_free(deletion);
     ps__chat_free(server);
+    return s1;
 }
 
-/* 2, time-only clients: B's edit at 10:01 is newer than the deletion: back
- * on both, with B's edit. */
+/* B's edit stamped 09:59 is older than the deletion: gone on both. */
+static void scenario2_delete_vs_older_edit_stays_deleted(void **state)
+{
+    bool changed;
+    ps_chat *s = scenario2_time_only("{\"id\":\"123\",\"title\":\"B's edit\",\"lastModified\":"
+                                     "\"2024-01-15T09:59:00Z\"}",
+                                     &changed);
+    assert_false(ps__chat_is_live(s));
+    ps__chat_free(s);
+}
+
+/* B's edit at 10:01 is newer than the deletion: back on both, with B's
+ * edit. */
 static void scenario2_delete_vs_newer_edit_comes_back(void **state)
 {
-    const char *chat = "{\"id\":\"123\",\"title\":\"T\",\"lastModified\":\"2024-01-15T09:00:00Z\"}";
-    ps_chat *server = tu_from_legacy(chat, "a", NOW);
-    ps_chat *deletion = ps__chat_new("123");
     bool changed;
-    ps_stamp at = tu_stamp(tu_t(0), 0, "a");
-    ps_lamport shown = {1, "server"};
-    assert_int_equal(ps__chat_delete(deletion, &at, &shown, &changed), PS_OK);
-    ps_chat *b = tu_from_legacy("{\"id\":\"123\",\"title\":\"B's edit\",\"lastModified\":"
-                                "\"2024-01-15T10:01:00Z\",\"messages\":[{\"id\":\"m1\",\"role\":"
-                                "\"user\",\"content\":\"new\"}]}",
-                                "b", NOW);
-    ps_chat *s1 = merged(server, deletion);
-    assert_int_equal(ps__chat_merge(s1, b, &changed), PS_OK);
+    ps_chat *s = scenario2_time_only(
+        "{\"id\":\"123\",\"title\":\"B's edit\",\"lastModified\":"
+        "\"2024-01-15T10:01:00Z\",\"messages\":[{\"id\":\"m1\",\"role\":"
+        "\"user\",\"content\":\"new\"}]}",
+        &changed);
     assert_true(changed);
-    ps_chat *s2 = merged(server, b);
-    assert_int_equal(ps__chat_merge(s2, deletion, &changed), PS_OK);
-    assert_true(tu_same_state(s1, s2));
-    assert_true(ps__chat_is_live(s1));
-    json_object *legacy = ps__chat_to_legacy(s1);
+    assert_true(ps__chat_is_live(s));
+    json_object *legacy = ps__chat_to_legacy(s);
     assert_string_equal(tu_get_str(legacy, "title"), "B's edit");
     char ids[16];
     assert_string_equal(tu_legacy_message_ids(legacy, ids, sizeof ids), "m1");
     json_object_put(legacy);
-    ps__chat_free(s1);
-    ps__chat_free(s2);
-    ps__chat_free(b);
-    ps__chat_free(deletion);
-    ps__chat_free(server);
+    ps__chat_free(s);
 }
 
 /* 2, Polyglot clients: A deletes at Lamport counter 8; the server has the
