@@ -142,6 +142,13 @@ def main():
     os.makedirs(args.scratch, exist_ok=True)
     open(log, "wb").close()
     copy_tree(src)
+    # ../shared beside the repository (the Polyglot fixtures that
+    # test_polyglot_fixtures and polyglot.app_model read): beside the copy
+    # too, or those suites fail for every mutant and count as catching it
+    shared, beside = os.path.join(os.path.dirname(ROOT), "shared"), \
+        os.path.join(args.scratch, "shared")
+    if os.path.isdir(shared) and not os.path.lexists(beside):
+        os.symlink(shared, beside)
     print("mutants: scratch copy in %s, log in %s" % (src, log), flush=True)
     if sh(["cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo"], src, log) or \
             sh(["cmake", "--build", build, "-j", str(args.jobs)], src, log):

@@ -658,11 +658,11 @@ static void scenario2_delete_vs_older_edit_stays_deleted(void **state)
 static void scenario2_delete_vs_newer_edit_comes_back(void **state)
 {
     bool changed;
-    ps_chat *s = scenario2_time_only(
-        "{\"id\":\"123\",\"title\":\"B's edit\",\"lastModified\":"
-        "\"2024-01-15T10:01:00Z\",\"messages\":[{\"id\":\"m1\",\"role\":"
-        "\"user\",\"content\":\"new\"}]}",
-        &changed);
+    ps_chat *s =
+        scenario2_time_only("{\"id\":\"123\",\"title\":\"B's edit\",\"lastModified\":"
+                            "\"2024-01-15T10:01:00Z\",\"messages\":[{\"id\":\"m1\",\"role\":"
+                            "\"user\",\"content\":\"new\"}]}",
+                            &changed);
     assert_true(changed);
     assert_true(ps__chat_is_live(s));
     json_object *legacy = ps__chat_to_legacy(s);
