@@ -20,6 +20,7 @@
 #define PS_CLIENT_SYNC_RUN_H
 
 #include "client/http.h"
+#include "core/json_build.h"
 
 #include <json-c/json.h>
 #include <time.h>
@@ -151,6 +152,14 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err);
 
 /* The legacy sync (POST /sync). */
 ps_code ps__sync_legacy(sync_run *r, ps_error *err);
+
+/* The body of a legacy POST /sync: every chat with log entries, whole, and
+ * this device's deletions; *out the caller's, NULL unless PS_OK (never a
+ * request missing a piece: an allocation failure is PS_ERR_NOMEM).
+ * *max_seq: the newest log entry it covers. Internal; tests/client's
+ * test_client_nomem builds it under allocation failures. */
+ps_code ps__build_legacy_request(sync_run *r, int64_t *max_seq, size_t *count, json_object **out,
+                                 ps_error *err);
 
 /* Applies a /sync answer (parsed) in one transaction: the server's chats
  * merged as its writes, its deletions, the log up to max_seq acknowledged.
