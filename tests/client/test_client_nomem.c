@@ -296,8 +296,12 @@ static void append_sorted_export(char **out, size_t *len, char *json, const char
     char *lines[64];
     size_t n = 0;
     for (char *save = NULL, *l = strtok_r(json, "\n", &save); l && n < 64;
-         l = strtok_r(NULL, "\n", &save))
+         l = strtok_r(NULL, "\n", &save)) {
+        size_t k = strlen(l);
+        if (k && l[k - 1] == ',') /* the separator goes with the place, not the chat */
+            l[k - 1] = '\0';
         lines[n++] = l;
+    }
     qsort(lines, n, sizeof *lines, cmp_lines);
     for (size_t i = 0; i < n; i++) {
         append(out, len, lines[i], strlen(lines[i]));
