@@ -21,6 +21,7 @@
 
 #include "client/http.h"
 #include "core/json_build.h"
+#include "core/json_parse.h"
 
 #include <json-c/json.h>
 #include <time.h>
@@ -112,8 +113,13 @@ typedef struct v2_answer {
     int64_t server_clock;
 } v2_answer;
 
-/* Parses and checks a 200 answer of /v2/sync; ans->root is the caller's. */
-ps_code ps__parse_v2_answer(ps_client *c, const ps_http_answer *a, v2_answer *ans, ps_error *err);
+/* How deep a /v2/sync answer may nest; set as the answer's stream_depth
+ * before the request, so it is parsed while it arrives (answer_stream.c). */
+#define PS_V2_ANSWER_DEPTH (PS_JSON_MAX_DEPTH + 4)
+
+/* Parses and checks a 200 answer of /v2/sync; ans->root is the caller's
+ * (taken from `a` when it was parsed as it arrived). */
+ps_code ps__parse_v2_answer(ps_client *c, ps_http_answer *a, v2_answer *ans, ps_error *err);
 
 /* Merges one chat of a v2 answer as the server's write at `S`. */
 ps_code ps__apply_remote_chat(sync_run *r, json_object *chat, int64_t S, ps_error *err);

@@ -12,13 +12,12 @@
 
 #include <string.h>
 
-ps_code ps__parse_v2_answer(ps_client *c, const ps_http_answer *a, v2_answer *ans, ps_error *err)
+ps_code ps__parse_v2_answer(ps_client *c, ps_http_answer *a, v2_answer *ans, ps_error *err)
 {
     memset(ans, 0, sizeof *ans);
     json_object *v;
     ps_error perr;
-    if (ps__json_parse(a->body.data ? a->body.data : "", a->body.len, PS_JSON_MAX_DEPTH + 4,
-                      &ans->root, &perr) != PS_OK)
+    if (ps__answer_json(a, PS_V2_ANSWER_DEPTH, &ans->root, &perr) != PS_OK)
         return ps_error_set(err, PS_ERR_IO, -1, "", "the answer of %s/v2/sync is not JSON: %s",
                             c->server, perr.message);
     if (!json_object_object_get_ex(ans->root, "chats", &ans->chats) ||

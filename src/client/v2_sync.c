@@ -127,6 +127,7 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         v2_answer ans = {0};
         ps__dynbuf_init(&body, (size_t)1 << 30);
         ps__http_answer_init(&a);
+        a.stream_depth = PS_V2_ANSWER_DEPTH;
         rc = ps__lstore_changes(c->store, 0, batch_max, BATCH_BYTES, &rows, &n, &more_pending, err);
         if (rc == PS_OK)
             rc = ps__lstore_meta_get(c->store, "cursor", &cursor, err);
