@@ -35,15 +35,15 @@ static void test_answer_stream_matches_whole_parse(void **state)
     static const char *const bodies[] = {
         "{\"chats\":[{\"id\":\"c\",\"messages\":[]}],\"more\":false,\"serverClock\":7}",
         "  {\"a\": [1, 2.5, -3e2, true, null, \"\\u00e9\\n\"]}\n\n",
-        "12345",                     /* a bare number: complete only at the end */
-        "{\"a\":1} x",               /* trailing data */
-        "{\"a\":1}{}",               /* a second value */
-        "{\"a\":[1,2",                /* cut short */
-        "",                          /* empty */
-        "{\"a\":\"\xff\"}",           /* not UTF-8 */
-        "[[[[[[[[[[1]]]]]]]]]]",     /* deeper than the limit below */
-        "{\"a\":NaN}",               /* not strict JSON */
-        "{\"a\":1,}",                /* a trailing comma */
+        "12345",                 /* a bare number: complete only at the end */
+        "{\"a\":1} x",           /* trailing data */
+        "{\"a\":1}{}",           /* a second value */
+        "{\"a\":[1,2",           /* cut short */
+        "",                      /* empty */
+        "{\"a\":\"\xff\"}",      /* not UTF-8 */
+        "[[[[[[[[[[1]]]]]]]]]]", /* deeper than the limit below */
+        "{\"a\":NaN}",           /* not strict JSON */
+        "{\"a\":1,}",            /* a trailing comma */
     };
     for (size_t b = 0; b < sizeof bodies / sizeof *bodies; b++) {
         const char *text = bodies[b];
