@@ -39,9 +39,11 @@ ps_code ps__uncarried_chats(ps_client *c, const ps_change_row *rows, size_t n, j
     size_t count = rc == PS_OK ? json_object_array_length(live) : 0;
     for (size_t i = 0; i < count && rc == PS_OK; i++) {
         json_object *id = json_object_array_get_idx(live, i);
-        if (!json_object_object_get_ex(carried, json_object_get_string(id), NULL) &&
-            json_object_array_add(*ids, json_object_get(id)) != 0)
-            rc = ps__sync_nomem(err);
+        if (!json_object_object_get_ex(carried, json_object_get_string(id), NULL)) {
+            ps__json_push(&rc, *ids, json_object_get(id)); /* released if not kept */
+            if (rc != PS_OK)
+                rc = ps__sync_nomem(err);
+        }
     }
     json_object_put(live);
     json_object_put(carried);
