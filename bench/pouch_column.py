@@ -13,6 +13,8 @@ ones). Each system, on a new server:
   polling    16 devices (copies of B, each its own device id) sync again and again
   RSS        the server's peak RSS in each phase (sampled every 100 ms from /proc)
   disk       the server's directory after a clean shutdown (SIGTERM); the devices' stores
+  client CPU the upload's and the fresh pull's client process, user + system
+             (getrusage(RUSAGE_CHILDREN) around it: the CLI, or PouchDB's Node process)
 
 Times: the sync itself — the CLI's own elapsedMs (`polysync --json sync`), and
 PouchDB.sync timed inside its Node process once both databases are open and the server
@@ -113,6 +115,14 @@ def timed(argv, timeout=900, **kw):
     return dt, r.stdout
 
 
+def children_cpu():
+    """CPU seconds (user + system) of the child processes waited for so far: the
+    difference around one client process is its CPU."""
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def poll_loops(n, seconds, one):
     """n threads each calling one(i) until `seconds` pass; (syncs, failures, latencies, s)."""
     lat, fails = [], [0]
@@ -189,11 +199,16 @@ def run_polysync(build, work, P, ref_body, chat_id, i):
         os.makedirs(os.path.join(d, "A"))
         os.makedirs(os.path.join(d, "B"))
         T["load"], _ = ps("A", "import", ref_body)
+        cc = out["client_cpu"] = {}
         w.begin("upload")
+        c0 = children_cpu()
         T["upload"], W["upload"], B["upload"] = sync("A")
+        cc["upload"] = children_cpu() - c0
         w.end()
         w.begin("fresh pull")
+        c0 = children_cpu()
         T["pull"], W["pull"], B["pull"] = sync("B")
+        cc["fresh pull"] = children_cpu() - c0
         w.end()
         _, listing = ps("B", "chat", "list", "--json")
         out["pulled_chats"] = len(json.loads(listing))
@@ -273,11 +288,16 @@ def run_pouchdb(build, work, P, ref_body, chat_id, i):
     try:
         _, r = node("load", os.path.join(d, "A"), ref_body)
         T["load"] = r["ms"] / 1e3
+        cc = out["client_cpu"] = {}
         w.begin("upload")
+        c0 = children_cpu()
         T["upload"], out["wall"]["upload"], r = sync("A")
+        cc["upload"] = children_cpu() - c0
         w.end()
         w.begin("fresh pull")
+        c0 = children_cpu()
         T["pull"], out["wall"]["pull"], r = sync("B")
+        cc["fresh pull"] = children_cpu() - c0
         w.end()
         out["pulled_chats"] = r["docs"]
         for k in ("push1", "pull1", "noop"):
@@ -388,6 +408,8 @@ def figures(res):
             "rss_poll": _tri(runs, lambda r: r["rss"]["polling"]),
             "cpu_upload": _tri(runs, lambda r: r["cpu"]["upload"]),
             "cpu_pull": _tri(runs, lambda r: r["cpu"]["fresh pull"]),
+            "ccpu_upload": _tri(runs, lambda r: r["client_cpu"]["upload"]),
+            "ccpu_pull": _tri(runs, lambda r: r["client_cpu"]["fresh pull"]),
             "cpu_poll": _tri(runs, lambda r: r["cpu"]["polling"]),
             "server_disk": _tri(runs, lambda r: r["server_disk"] / 1e6),
             "client_disk": _tri(runs, lambda r: r["client_disk"] / 1e6),
@@ -419,6 +441,8 @@ ROWS = [
     ("rss_poll", "server peak RSS while 16 devices poll (MiB)", 0, "less", 1),
     ("cpu_upload", "server CPU for the upload (s)", 2, "less", None),
     ("cpu_pull", "server CPU for the fresh pull (s)", 2, "less", None),
+    ("ccpu_upload", "client CPU for the upload, whole process (s)", 2, "less", None),
+    ("ccpu_pull", "client CPU for the fresh pull, whole process (s)", 2, "less", None),
     ("cpu_poll", "server CPU while 16 devices poll (s)", 1, "less", None),
     ("server_disk", "server disk after a clean shutdown (MB)", 1, "less", 1),
     ("client_disk", "client store on disk, device A (MB)", 1, "less", 1),

@@ -8,6 +8,7 @@
 #include "client/client_internal.h"
 #include "core/chat_codec.h"
 #include "core/dynbuf.h"
+#include "core/json_build.h"
 #include "core/json_parse.h"
 #include "core/merge.h"
 #include "core/timestamp.h"
@@ -308,16 +309,16 @@ ps_code ps__validate_change(json_object *change, const char *device, ps_error *e
 {
     json_object *req = json_object_new_object();
     json_object *list = json_object_new_array_ext(1);
-    if (!req || !list) {
+    ps_code rc = req ? PS_OK : PS_ERR_NOMEM;
+    ps__json_set(&rc, req, "deviceId", json_object_new_string(device));
+    ps__json_push(&rc, list, json_object_get(change));
+    ps__json_set(&rc, req, "changes", list);
+    if (rc != PS_OK) {
         json_object_put(req);
-        json_object_put(list);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
-    json_object_object_add(req, "deviceId", json_object_new_string(device));
-    json_object_array_add(list, json_object_get(change));
-    json_object_object_add(req, "changes", list);
     ps_limits lim = ps__limits_default();
-    ps_code rc = ps__validate_v2_request(req, &lim, err);
+    rc = ps__validate_v2_request(req, &lim, err);
     json_object_put(req);
     return rc;
 }
@@ -464,6 +465,7 @@ typedef struct local_op {
     const char *msg_id; /* the message the op needs, or NULL */
     ps_chat *chat;      /* loaded, or NULL when there is none */
     json_object *change;
+    ps_code built; /* PS_ERR_NOMEM once building the change lost a piece */
     int64_t clock;
     char at[32];
 } local_op;
@@ -500,26 +502,42 @@ static ps_code op_begin(local_op *op, ps_client *c, const char *chat_id, const c
         return rc;
     }
     ps__time_format_iso(ps__time_now_ms(), op->at);
-    json_object_object_add(op->change, "chatId", json_object_new_string(chat_id));
-    json_object_object_add(op->change, "clock", json_object_new_int64(op->clock));
-    json_object_object_add(op->change, "at", json_object_new_string(op->at));
+    ps__json_set(&op->built, op->change, "chatId", json_object_new_string(chat_id));
+    ps__json_set(&op->built, op->change, "clock", json_object_new_int64(op->clock));
+    ps__json_set(&op->built, op->change, "at", json_object_new_string(op->at));
     return PS_OK;
 }
 
-/* The change's `fields` object, created on first use. */
+/* Sets change[key] = value (the sticky op->built records a failure). */
+static void op_set(local_op *op, const char *key, json_object *value)
+{
+    ps__json_set(&op->built, op->change, key, value);
+}
+
+/* The change's `fields` object, created on first use (NULL, with
+ * op->built set, when that failed: the ps__json_* calls then add nothing). */
 static json_object *op_fields(local_op *op)
 {
     json_object *f;
     if (json_object_object_get_ex(op->change, "fields", &f))
         return f;
     f = json_object_new_object();
-    json_object_object_add(op->change, "fields", f);
-    return f;
+    op_set(op, "fields", f);
+    return op->built == PS_OK ? f : NULL;
+}
+
+/* fields[key] = value. */
+static void op_field(local_op *op, const char *key, json_object *value)
+{
+    ps__json_set(&op->built, op_fields(op), key, value);
 }
 
 static ps_code op_finish(local_op *op, ps_code rc, ps_error *err)
 {
     ps_client *c = op->c;
+    /* A change missing a piece it was built with is never logged or sent. */
+    if (rc == PS_OK && op->built != PS_OK)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     if (rc == PS_OK)
         rc = ps__validate_change(op->change, c->device, err);
     if (rc == PS_OK) {
@@ -567,10 +585,9 @@ ps_code ps_client_chat_create(ps_client *c, const char *title, char **id_out, ps
         rc = op_begin(&op, c, id, NULL, false, err);
     if (rc != PS_OK)
         return rc;
-    json_object *f = op_fields(&op);
-    json_object_object_add(f, "title", json_object_new_string(title));
-    json_object_object_add(f, "createdAt", json_object_new_string(op.at));
-    json_object_object_add(f, "updatedAt", json_object_new_string(op.at));
+    op_field(&op, "title", json_object_new_string(title));
+    op_field(&op, "createdAt", json_object_new_string(op.at));
+    op_field(&op, "updatedAt", json_object_new_string(op.at));
     if ((rc = op_finish(&op, PS_OK, err)) == PS_OK && !(*id_out = strdup(id)))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     return rc;
@@ -584,9 +601,8 @@ ps_code ps_client_chat_rename(ps_client *c, const char *chat_id, const char *tit
         rc = op_begin(&op, c, chat_id, NULL, true, err);
     if (rc != PS_OK)
         return rc;
-    json_object *f = op_fields(&op);
-    json_object_object_add(f, "title", json_object_new_string(title));
-    json_object_object_add(f, "updatedAt", json_object_new_string(op.at));
+    op_field(&op, "title", json_object_new_string(title));
+    op_field(&op, "updatedAt", json_object_new_string(op.at));
     return op_finish(&op, PS_OK, err);
 }
 
@@ -596,9 +612,8 @@ ps_code ps_client_chat_archive(ps_client *c, const char *chat_id, bool archived,
     ps_code rc = op_begin(&op, c, chat_id, NULL, true, err);
     if (rc != PS_OK)
         return rc;
-    json_object *f = op_fields(&op);
-    json_object_object_add(f, "isArchived", json_object_new_boolean(archived));
-    json_object_object_add(f, "updatedAt", json_object_new_string(op.at));
+    op_field(&op, "isArchived", json_object_new_boolean(archived));
+    op_field(&op, "updatedAt", json_object_new_string(op.at));
     return op_finish(&op, PS_OK, err);
 }
 
@@ -608,7 +623,7 @@ ps_code ps_client_chat_delete(ps_client *c, const char *chat_id, ps_error *err)
     ps_code rc = op_begin(&op, c, chat_id, NULL, true, err);
     if (rc != PS_OK)
         return rc;
-    json_object_object_add(op.change, "deleteChat", json_object_new_boolean(1));
+    op_set(&op, "deleteChat", json_object_new_boolean(1));
     return op_finish(&op, PS_OK, err);
 }
 
@@ -630,13 +645,13 @@ ps_code ps_client_msg_add(ps_client *c, const char *chat_id, const char *role, c
     ps__uuid(id);
     json_object *msg = json_object_new_object();
     json_object *list = json_object_new_array_ext(1);
-    json_object_object_add(msg, "id", json_object_new_string(id));
-    json_object_object_add(msg, "role", json_object_new_string(role));
-    json_object_object_add(msg, "content", json_object_new_string(content));
-    json_object_object_add(msg, "timestamp", json_object_new_string(op.at));
-    json_object_array_add(list, msg);
-    json_object_object_add(op.change, "messages", list);
-    json_object_object_add(op_fields(&op), "updatedAt", json_object_new_string(op.at));
+    ps__json_set(&op.built, msg, "id", json_object_new_string(id));
+    ps__json_set(&op.built, msg, "role", json_object_new_string(role));
+    ps__json_set(&op.built, msg, "content", json_object_new_string(content));
+    ps__json_set(&op.built, msg, "timestamp", json_object_new_string(op.at));
+    ps__json_push(&op.built, list, msg);
+    op_set(&op, "messages", list);
+    op_field(&op, "updatedAt", json_object_new_string(op.at));
     if ((rc = op_finish(&op, PS_OK, err)) == PS_OK && !(*id_out = strdup(id)))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     return rc;
@@ -659,11 +674,11 @@ ps_code ps_client_msg_edit(ps_client *c, const char *chat_id, const char *msg_id
         json_object_put(msg);
         return op_finish(&op, ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory"), err);
     }
-    json_object_object_add(msg, "content", json_object_new_string(content));
+    ps__json_set(&op.built, msg, "content", json_object_new_string(content));
     json_object *list = json_object_new_array_ext(1);
-    json_object_array_add(list, msg);
-    json_object_object_add(op.change, "messages", list);
-    json_object_object_add(op_fields(&op), "updatedAt", json_object_new_string(op.at));
+    ps__json_push(&op.built, list, msg);
+    op_set(&op, "messages", list);
+    op_field(&op, "updatedAt", json_object_new_string(op.at));
     return op_finish(&op, PS_OK, err);
 }
 
@@ -678,9 +693,9 @@ ps_code ps_client_msg_delete(ps_client *c, const char *chat_id, const char *msg_
     if (rc != PS_OK)
         return rc;
     json_object *list = json_object_new_array_ext(1);
-    json_object_array_add(list, json_object_new_string(msg_id));
-    json_object_object_add(op.change, "deleteMessages", list);
-    json_object_object_add(op_fields(&op), "updatedAt", json_object_new_string(op.at));
+    ps__json_push(&op.built, list, json_object_new_string(msg_id));
+    op_set(&op, "deleteMessages", list);
+    op_field(&op, "updatedAt", json_object_new_string(op.at));
     return op_finish(&op, PS_OK, err);
 }
 
@@ -719,9 +734,14 @@ static ps_code load_legacy(ps_client *c, const char *chat_id, json_object **out,
         /* Never counted (imported, not yet synced): [0, this device] is
          * still the [n, deviceId] the Polyglot app and the server expect. */
         json_object *t = json_object_new_array_ext(2);
-        json_object_array_add(t, json_object_new_int64(0));
-        json_object_array_add(t, json_object_new_string(c->device));
-        json_object_object_add(*out, "updatedAtLamport", t);
+        ps__json_push(&rc, t, json_object_new_int64(0));
+        ps__json_push(&rc, t, json_object_new_string(c->device));
+        ps__json_set(&rc, *out, "updatedAtLamport", t);
+        if (rc != PS_OK) {
+            json_object_put(*out);
+            *out = NULL;
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        }
     }
     if (chat_out && rc == PS_OK)
         *chat_out = chat;

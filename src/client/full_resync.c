@@ -14,14 +14,17 @@
  * the rest and pulls everything again (ps__start_expiry_resync).
  */
 #include "client/sync_run.h"
+#include "core/json_build.h"
 #include "core/json_parse.h"
 
 #include <stdio.h>
 #include <string.h>
 
-/* The change of `chat` for registers stamped `s` (grouped by key). */
-static json_object *group_for(json_object *groups, const char *chat_id, const ps_stamp *s,
-                              const char *device)
+/* The change of `chat` for registers stamped `s` (grouped by key); NULL,
+ * with *built set to PS_ERR_NOMEM, when an allocation failed (json_build.h:
+ * a NULL container then makes every later call add nothing). */
+static json_object *group_for(ps_code *built, json_object *groups, const char *chat_id,
+                              const ps_stamp *s, const char *device)
 {
     bool own = s->device && strcmp(s->device, device) == 0;
     int64_t clock = own ? s->lamport : 0;
@@ -31,23 +34,23 @@ static json_object *group_for(json_object *groups, const char *chat_id, const ps
     if (json_object_object_get_ex(groups, key, &g))
         return g;
     g = json_object_new_object();
-    if (!g)
-        return NULL;
-    json_object_object_add(g, "chatId", json_object_new_string(chat_id));
-    json_object_object_add(g, "clock", json_object_new_int64(clock));
-    json_object_object_add(g, "at", json_object_new_int64(s->ts));
-    json_object_object_add(groups, key, g);
-    return g;
+    ps__json_set(built, g, "chatId", json_object_new_string(chat_id));
+    ps__json_set(built, g, "clock", json_object_new_int64(clock));
+    ps__json_set(built, g, "at", json_object_new_int64(s->ts));
+    ps__json_set(built, groups, key, g);
+    return *built == PS_OK ? g : NULL;
 }
 
-static json_object *member(json_object *g, const char *key, bool array)
+static json_object *member(ps_code *built, json_object *g, const char *key, bool array)
 {
     json_object *v;
+    if (!g)
+        return NULL;
     if (json_object_object_get_ex(g, key, &v))
         return v;
     v = array ? json_object_new_array() : json_object_new_object();
-    json_object_object_add(g, key, v);
-    return v;
+    ps__json_set(built, g, key, v);
+    return *built == PS_OK ? v : NULL;
 }
 
 static ps_code snapshot_chat(ps_client *c, const ps_chat *chat, ps_error *err)
@@ -55,33 +58,35 @@ static ps_code snapshot_chat(ps_client *c, const ps_chat *chat, ps_error *err)
     json_object *groups = json_object_new_object();
     if (!groups)
         return ps__sync_nomem(err);
-    ps_code rc = PS_OK;
+    ps_code rc = PS_OK, built = PS_OK;
     json_object *g;
     if (!ps__chat_is_live(chat)) {
         /* a deleted chat: only its deletion, never its old content */
-        if (chat->has_tombstone && (g = group_for(groups, chat->id, &chat->tombstone, c->device)))
-            json_object_object_add(g, "deleteChat", json_object_new_boolean(1));
+        if (chat->has_tombstone) {
+            g = group_for(&built, groups, chat->id, &chat->tombstone, c->device);
+            ps__json_set(&built, g, "deleteChat", json_object_new_boolean(1));
+        }
     } else {
         if (chat->has_touched)
-            group_for(groups, chat->id, &chat->touched, c->device);
-        for (size_t i = 0; i < chat->nfields; i++) {
+            group_for(&built, groups, chat->id, &chat->touched, c->device);
+        for (size_t i = 0; i < chat->nfields && built == PS_OK; i++) {
             const ps_field *f = &chat->fields[i];
-            if ((g = group_for(groups, chat->id, &f->stamp, c->device)))
-                json_object_object_add(member(g, "fields", false), f->name,
-                                       json_object_get(f->value));
+            g = group_for(&built, groups, chat->id, &f->stamp, c->device);
+            ps__json_set_opt(&built, member(&built, g, "fields", false), f->name, f->value != NULL,
+                             json_object_get(f->value));
         }
-        for (size_t i = 0; i < chat->nmessages; i++) {
+        for (size_t i = 0; i < chat->nmessages && built == PS_OK; i++) {
             const ps_message *m = &chat->messages[i];
             bool own = m->stamp.device && strcmp(m->stamp.device, c->device) == 0;
             if (!m->value && !own)
                 continue; /* someone else's deletion: theirs to resend */
-            if (!(g = group_for(groups, chat->id, &m->stamp, c->device)))
-                continue;
+            g = group_for(&built, groups, chat->id, &m->stamp, c->device);
             if (m->value)
-                json_object_array_add(member(g, "messages", true), json_object_get(m->value));
+                ps__json_push(&built, member(&built, g, "messages", true),
+                              json_object_get(m->value));
             else
-                json_object_array_add(member(g, "deleteMessages", true),
-                                      json_object_new_string(m->id));
+                ps__json_push(&built, member(&built, g, "deleteMessages", true),
+                              json_object_new_string(m->id));
         }
         /* the time fields join by min/max: any one change may carry them */
         const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
@@ -91,11 +96,13 @@ static ps_code snapshot_chat(ps_client *c, const ps_chat *chat, ps_error *err)
             (void)k0;
             for (int k = 0; k < 3; k++)
                 if (tf[k]->value)
-                    json_object_object_add(member(first, "fields", false), keys[k],
-                                           json_object_get(tf[k]->value));
+                    ps__json_set(&built, member(&built, first, "fields", false), keys[k],
+                                 json_object_get(tf[k]->value));
             break;
         }
     }
+    if (built != PS_OK)
+        rc = ps__sync_nomem(err);
     json_object_object_foreach(groups, key, change)
     {
         (void)key;

@@ -50,6 +50,11 @@ void ps__http_answer_init(ps_http_answer *a)
 
 void ps__http_answer_free(ps_http_answer *a)
 {
+    if (a->tok)
+        json_tokener_free(a->tok);
+    a->tok = NULL;
+    json_object_put(a->streamed);
+    a->streamed = NULL;
     ps__dynbuf_free(&a->body);
 }
 
@@ -144,6 +149,7 @@ long ps__parse_retry_after(const char *value, long now_s)
 typedef struct transfer {
     ps_client *c;
     ps_dynbuf *body;
+    ps_http_answer *answer;
     bool too_large;
     long retry_after; /* -1 when absent */
     ps_sync_stats *st;
@@ -157,6 +163,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
         t->too_large = true;
         return 0;
     }
+    if (t->answer->stream_depth > 0)
+        ps__answer_stream_feed(t->answer, data, size * n);
     return size * n;
 }
 
@@ -402,6 +410,7 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
     struct curl_slist *headers = NULL;
     curl_easy_reset(curl);
     ps__dynbuf_reset(&a->body);
+    ps__answer_stream_reset(a);
     a->status = 0;
     a->code[0] = a->message[0] = '\0';
     ps_code rc = ps__http_setup(c, curl, url, "application/json", &headers, err);
@@ -414,7 +423,7 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
         headers = next;
     if (gzipped && (next = curl_slist_append(headers, "Content-Encoding: gzip")))
         headers = next;
-    transfer t = {.c = c, .body = &a->body, .retry_after = -1, .st = st};
+    transfer t = {.c = c, .body = &a->body, .answer = a, .retry_after = -1, .st = st};
     clock_gettime(CLOCK_MONOTONIC, &t.last_progress);
     t.started = t.last_progress;
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

@@ -25,10 +25,30 @@ typedef struct ps_http_answer {
     ps_dynbuf body;
     char code[64];     /* the server's error code ("cursor_expired"), "" if none */
     char message[320]; /* the server's error message, "" if none */
+    /* > 0 (set by the caller before the request): the body is also parsed
+     * as it arrives, nested at most this deep (answer_stream.c), so a big
+     * answer is parsed while the server is still sending it. */
+    int stream_depth;
+    struct json_tokener *tok;
+    struct json_object *streamed; /* the parsed body once complete */
+    bool stream_failed;           /* the tokener refused it: parse again for the error */
 } ps_http_answer;
 
 void ps__http_answer_init(ps_http_answer *a);
 void ps__http_answer_free(ps_http_answer *a);
+
+/* ---- answer_stream.c ---- */
+
+/* Starts (again, for each attempt) the parse of the body as it arrives. */
+void ps__answer_stream_reset(ps_http_answer *a);
+/* Feeds `len` bytes of the body that just arrived. */
+void ps__answer_stream_feed(ps_http_answer *a, const char *data, size_t len);
+/*
+ * The body as JSON, exactly as ps__json_parse(body, max_depth) would give
+ * it (the same checks, the same errors): the tree parsed while it arrived
+ * when there is one, else parsed now. *out the caller's.
+ */
+ps_code ps__answer_json(ps_http_answer *a, int max_depth, struct json_object **out, ps_error *err);
 
 /*
  * POSTs `len` bytes of JSON to the server's `path`. Transport failures and

@@ -8,6 +8,7 @@
  * overrides an edit a device made since; among imports the newer file wins.
  */
 #include "client/client_internal.h"
+#include "core/json_build.h"
 #include "core/json_parse.h"
 #include "core/timestamp.h"
 #include "core/validate.h"
@@ -80,18 +81,13 @@ static int64_t chat_time(json_object *chat)
 /* One validated legacy chat as a v2 change; *messages_out counts them. */
 static json_object *chat_to_change(json_object *chat, size_t *messages_out, size_t *private_out)
 {
+    ps_code built = PS_OK;
     json_object *change = json_object_new_object();
     json_object *fields = json_object_new_object();
     json_object *msgs = json_object_new_array();
-    if (!change || !fields || !msgs) {
-        json_object_put(change);
-        json_object_put(fields);
-        json_object_put(msgs);
-        return NULL;
-    }
-    json_object_object_add(change, "chatId", json_object_get(json_object_object_get(chat, "id")));
-    json_object_object_add(change, "clock", json_object_new_int64(0));
-    json_object_object_add(change, "at", json_object_new_int64(chat_time(chat)));
+    ps__json_set(&built, change, "chatId", json_object_get(json_object_object_get(chat, "id")));
+    ps__json_set(&built, change, "clock", json_object_new_int64(0));
+    ps__json_set(&built, change, "at", json_object_new_int64(chat_time(chat)));
     json_object_object_foreach(chat, key, val)
     {
         if (strcmp(key, "id") == 0 || strcmp(key, "updatedAtLamport") == 0)
@@ -104,15 +100,19 @@ static json_object *chat_to_change(json_object *chat, size_t *messages_out, size
                     ++*private_out;
                     continue;
                 }
-                json_object_array_add(msgs, json_object_get(m));
+                ps__json_push(&built, msgs, json_object_get(m));
                 ++*messages_out;
             }
             continue;
         }
-        json_object_object_add(fields, key, json_object_get(val));
+        ps__json_set_opt(&built, fields, key, val != NULL, json_object_get(val));
     }
-    json_object_object_add(change, "fields", fields);
-    json_object_object_add(change, "messages", msgs);
+    ps__json_set(&built, change, "fields", fields);
+    ps__json_set(&built, change, "messages", msgs);
+    if (built != PS_OK) {
+        json_object_put(change);
+        return NULL;
+    }
     return change;
 }
 
@@ -161,6 +161,10 @@ static ps_code import_one(ps_client *c, json_object *chat, const char *where, ps
     if (!change)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     ps_code rc = ps__validate_change(change, c->device, &verr);
+    if (rc == PS_ERR_NOMEM) { /* no verdict on the chat: not a reason to skip it */
+        json_object_put(change);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
     if (rc != PS_OK) {
         add_reason(r, "%s (id %s): %s", where,
                    json_object_get_string(json_object_object_get(chat, "id")), verr.message);
@@ -223,8 +227,13 @@ ps_code ps_client_import(ps_client *c, const char *json, size_t len, ps_import_r
             snprintf(where, sizeof where, "chats[\"%.256s\"]", key);
             /* a map entry without its own id takes the key */
             if (json_object_is_type(val, json_type_object) &&
-                !json_object_object_get_ex(val, "id", NULL))
-                json_object_object_add(val, "id", json_object_new_string(key));
+                !json_object_object_get_ex(val, "id", NULL)) {
+                ps__json_set(&rc, val, "id", json_object_new_string(key));
+                if (rc != PS_OK) {
+                    rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+                    break;
+                }
+            }
             rc = import_one(c, val, where, r, err);
         }
     }

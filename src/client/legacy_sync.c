@@ -6,6 +6,7 @@
  */
 #include "client/sync_run.h"
 #include "core/chat_codec.h"
+#include "core/json_build.h"
 #include "core/json_parse.h"
 #include "core/validate.h"
 
@@ -30,46 +31,63 @@ static ps_code log_chats(ps_client *c, json_object **chats, int64_t *max_seq, si
         for (size_t i = 0; i < n; i++) {
             json_object *v; /* [oldest, newest] counter */
             if (!json_object_object_get_ex(*chats, rows[i].chat_id, &v)) {
+                ps_code built = PS_OK;
                 v = json_object_new_array_ext(2);
-                json_object_array_add(v, json_object_new_int64(rows[i].clock));
-                json_object_array_add(v, json_object_new_int64(rows[i].clock));
-                json_object_object_add(*chats, rows[i].chat_id, v);
+                ps__json_push(&built, v, json_object_new_int64(rows[i].clock));
+                ps__json_push(&built, v, json_object_new_int64(rows[i].clock));
+                ps__json_set(&built, *chats, rows[i].chat_id, v);
+                if (built != PS_OK) {
+                    rc = ps__sync_nomem(err);
+                    break;
+                }
             }
-            if (rows[i].clock < json_object_get_int64(json_object_array_get_idx(v, 0)))
-                json_object_array_put_idx(v, 0, json_object_new_int64(rows[i].clock));
-            if (rows[i].clock > json_object_get_int64(json_object_array_get_idx(v, 1)))
-                json_object_array_put_idx(v, 1, json_object_new_int64(rows[i].clock));
+            /* in place: no allocation */
+            json_object *oldest = json_object_array_get_idx(v, 0);
+            json_object *newest = json_object_array_get_idx(v, 1);
+            if (rows[i].clock < json_object_get_int64(oldest))
+                json_object_set_int64(oldest, rows[i].clock);
+            if (rows[i].clock > json_object_get_int64(newest))
+                json_object_set_int64(newest, rows[i].clock);
             *max_seq = rows[i].seq;
         }
         *count += n;
         ps__change_rows_free(rows, n);
     }
+    if (rc != PS_OK) {
+        json_object_put(*chats);
+        *chats = NULL;
+    }
     return rc;
 }
 
+/* [counter, id], or NULL when an allocation failed. */
 static json_object *lamport_json(int64_t counter, const char *id)
 {
+    ps_code rc = PS_OK;
     json_object *t = json_object_new_array_ext(2);
-    if (t) {
-        json_object_array_add(t, json_object_new_int64(counter));
-        json_object_array_add(t, json_object_new_string(id));
+    ps__json_push(&rc, t, json_object_new_int64(counter));
+    ps__json_push(&rc, t, json_object_new_string(id));
+    if (rc != PS_OK) {
+        json_object_put(t);
+        return NULL;
     }
     return t;
 }
 
-static ps_code build_legacy_request(sync_run *r, json_object *log, json_object **out, ps_error *err)
+static ps_code build_from_log(sync_run *r, json_object *log, json_object **out, ps_error *err)
 {
     ps_client *c = r->c;
     int64_t clock = 0;
     json_object *req = json_object_new_object();
     json_object *chats = json_object_new_array();
     json_object *dels = json_object_new_array();
-    ps_code rc = req && chats && dels ? PS_OK : ps__sync_nomem(err);
-    if (rc == PS_OK)
+    ps_code rc = PS_OK;
+    ps_code built = req && chats && dels ? PS_OK : PS_ERR_NOMEM; /* sticky, json_build.h */
+    if (built == PS_OK)
         rc = ps__lstore_meta_int(c->store, "clock", 0, &clock, err);
     json_object_object_foreach(log, id, clockv)
     {
-        if (rc != PS_OK)
+        if (rc != PS_OK || built != PS_OK)
             break;
         ps_chat *chat = NULL;
         if ((rc = ps__lstore_chat_load(c->store, id, true, NULL, 0, &chat, err)) != PS_OK || !chat)
@@ -79,7 +97,7 @@ static ps_code build_legacy_request(sync_run *r, json_object *log, json_object *
         if (ps__chat_is_live(chat)) {
             json_object *doc = ps__chat_to_legacy(chat);
             if (!doc) {
-                rc = ps__sync_nomem(err);
+                built = PS_ERR_NOMEM;
             } else {
                 /* Messages deleted by the changes on the way go as
                  * {id, deleted: true}, which polysyncd's /sync takes as a
@@ -91,41 +109,56 @@ static ps_code build_legacy_request(sync_run *r, json_object *log, json_object *
                         m->stamp.lamport < oldest || m->stamp.lamport == 0)
                         continue;
                     json_object *t = json_object_new_object();
-                    json_object_object_add(t, "id", json_object_new_string(m->id));
-                    json_object_object_add(t, "deleted", json_object_new_boolean(1));
-                    json_object_array_add(msgs, t);
+                    ps__json_set(&built, t, "id", json_object_new_string(m->id));
+                    ps__json_set(&built, t, "deleted", json_object_new_boolean(1));
+                    ps__json_push(&built, msgs, t);
                 }
                 /* The whole chat is one write, at the newest change made here. */
                 if (newest > 0)
-                    json_object_object_add(doc, "updatedAtLamport",
-                                           lamport_json(newest, c->device));
+                    ps__json_set(&built, doc, "updatedAtLamport", lamport_json(newest, c->device));
                 else if (!chat->lamport.counter || !chat->lamport.id || !*chat->lamport.id)
                     json_object_object_del(doc, "updatedAtLamport");
                 r->st->messages_sent += ps__json_array_len(doc, "messages");
                 r->st->chats_sent++;
-                json_object_array_add(chats, doc);
+                ps__json_push(&built, chats, doc);
             }
         } else if (chat->has_tombstone && chat->deleted_lamport.id &&
                    strcmp(chat->deleted_lamport.id, c->device) == 0) {
             json_object *d = json_object_new_object();
-            json_object_object_add(d, "id", json_object_new_string(id));
-            json_object_object_add(d, "lamport",
-                                   lamport_json(chat->deleted_lamport.counter, c->device));
-            json_object_array_add(dels, d);
+            ps__json_set(&built, d, "id", json_object_new_string(id));
+            ps__json_set(&built, d, "lamport",
+                         lamport_json(chat->deleted_lamport.counter, c->device));
+            ps__json_push(&built, dels, d);
         }
         ps__chat_free(chat);
     }
-    if (rc == PS_OK) {
-        json_object_object_add(req, "deviceId", json_object_new_string(c->device));
-        json_object_object_add(req, "clientClock", json_object_new_int64(clock));
-        json_object_object_add(req, "chats", chats);
-        json_object_object_add(req, "deletions", dels);
-        *out = req;
-        return PS_OK;
+    if (rc == PS_OK && built == PS_OK) {
+        ps__json_set(&built, req, "deviceId", json_object_new_string(c->device));
+        ps__json_set(&built, req, "clientClock", json_object_new_int64(clock));
+        ps__json_set(&built, req, "chats", chats);
+        ps__json_set(&built, req, "deletions", dels);
+        if (built == PS_OK) {
+            *out = req;
+            return PS_OK;
+        }
+        json_object_put(req); /* holds or has released chats and dels */
+        return ps__sync_nomem(err);
     }
     json_object_put(req);
     json_object_put(chats);
     json_object_put(dels);
+    return rc != PS_OK ? rc : ps__sync_nomem(err);
+}
+
+ps_code ps__build_legacy_request(sync_run *r, int64_t *max_seq, size_t *count, json_object **out,
+                                 ps_error *err)
+{
+    json_object *log = NULL;
+    *out = NULL;
+    ps_code rc = log_chats(r->c, &log, max_seq, count, err);
+    if (rc == PS_OK)
+        rc = build_from_log(r, log, out, err);
+    json_object_put(log);
     return rc;
 }
 
@@ -140,9 +173,10 @@ static ps_code apply_legacy_chat(sync_run *r, json_object *doc, int64_t S, ps_er
     json_object *msgs = json_object_new_array();
     json_object *dels = json_object_new_array();
     json_object *returned = json_object_new_object();
-    ps_code rc = change && fields && msgs && dels && returned ? PS_OK : ps__sync_nomem(err);
+    ps_code rc = PS_OK;
+    ps_code built = change && fields && msgs && dels && returned ? PS_OK : PS_ERR_NOMEM;
     ps_lamport tuple = {0};
-    if (rc == PS_OK)
+    if (built == PS_OK)
         rc = ps__lstore_chat_load(c->store, id, true, NULL, 0, &local, err);
     if (rc != PS_OK)
         goto done;
@@ -160,26 +194,33 @@ static ps_code apply_legacy_chat(sync_run *r, json_object *doc, int64_t S, ps_er
             size_t n = json_object_array_length(val);
             for (size_t i = 0; i < n; i++) {
                 json_object *m = json_object_array_get_idx(val, i);
-                json_object_array_add(msgs, json_object_get(m));
-                json_object_object_add(
-                    returned, json_object_get_string(json_object_object_get(m, "id")), NULL);
+                ps__json_push(&built, msgs, json_object_get(m));
+                ps__json_set_null(&built, returned,
+                                  json_object_get_string(json_object_object_get(m, "id")));
             }
         } else {
-            json_object_object_add(fields, key, json_object_get(val));
+            ps__json_set_opt(&built, fields, key, val != NULL, json_object_get(val));
         }
     }
     /* what it left out, the server does not have: deleted there */
     for (size_t i = 0; local && i < local->nmessages; i++)
         if (local->messages[i].value &&
             !json_object_object_get_ex(returned, local->messages[i].id, NULL))
-            json_object_array_add(dels, json_object_new_string(local->messages[i].id));
-    json_object_object_add(change, "chatId", json_object_new_string(id));
-    json_object_object_add(change, "clock", json_object_new_int64(S));
-    json_object_object_add(change, "fields", json_object_get(fields));
-    json_object_object_add(change, "messages", json_object_get(msgs));
-    json_object_object_add(change, "deleteMessages", json_object_get(dels));
+            ps__json_push(&built, dels, json_object_new_string(local->messages[i].id));
+    ps__json_set(&built, change, "chatId", json_object_new_string(id));
+    ps__json_set(&built, change, "clock", json_object_new_int64(S));
+    ps__json_set(&built, change, "fields", json_object_get(fields));
+    ps__json_set(&built, change, "messages", json_object_get(msgs));
+    ps__json_set(&built, change, "deleteMessages", json_object_get(dels));
+    if (built != PS_OK) {
+        rc = ps__sync_nomem(err);
+        goto done;
+    }
     ps_error verr;
-    if (ps__validate_change(change, c->device, &verr) != PS_OK)
+    rc = ps__validate_change(change, c->device, &verr);
+    if (rc == PS_ERR_NOMEM) /* no verdict on what the server sent */
+        rc = ps__sync_nomem(err);
+    else if (rc != PS_OK)
         rc = ps_error_set(err, PS_ERR_IO, -1, "", "the server sent an invalid chat %s: %s", id,
                           verr.message);
     ps_apply_effect eff = {0};
@@ -268,20 +309,20 @@ ps_code ps__sync_legacy(sync_run *r, ps_error *err)
 {
     ps_client *c = r->c;
     r->st->protocol = "legacy";
-    json_object *log = NULL, *req = NULL, *ans = NULL;
+    json_object *req = NULL, *ans = NULL;
     int64_t max_seq = 0;
     size_t count = 0;
     ps_http_answer a;
     ps__http_answer_init(&a);
-    ps_code rc = log_chats(c, &log, &max_seq, &count, err);
+    ps_code rc = ps__build_legacy_request(r, &max_seq, &count, &req, err);
     r->st->changes_total = count;
-    if (rc == PS_OK)
-        rc = build_legacy_request(r, log, &req, err);
     ps_limits lim = ps__limits_default();
     if (rc == PS_OK)
         rc = ps__validate_sync_request(req, &lim, err);
     size_t len = 0;
     const char *text = rc == PS_OK ? ps__json_text(req, &len) : NULL;
+    if (rc == PS_OK && !text)
+        rc = ps__sync_nomem(err);
     ps__sync_report(r);
     /* Not gzipped: a seed server would not understand it. */
     if (rc == PS_OK)
@@ -303,7 +344,6 @@ ps_code ps__sync_legacy(sync_run *r, ps_error *err)
         r->st->changes_sent = count;
         r->st->pages = 1;
     }
-    json_object_put(log);
     json_object_put(req);
     json_object_put(ans);
     ps__http_answer_free(&a);

@@ -6,6 +6,7 @@
 #include "client/lstore.h"
 #include "client/lstore_pack.h"
 #include "core/chat_codec.h"
+#include "core/json_build.h"
 #include "core/json_parse.h"
 
 #include <errno.h>
@@ -343,14 +344,17 @@ static ps_code unpack_row(ps_lstore *s, const char *id, sqlite3_stmt *st, int co
         return ps_error_set(err, PS_ERR_STORE, -1, "", "local store: corrupt message row");
     }
     json_object *row = json_object_new_array_ext(4);
-    if (!row || json_object_array_add(row, json_object_new_string(id)) != 0) {
+    ps_code built = PS_OK;
+    ps__json_push(&built, row, json_object_new_string(id));
+    for (size_t i = 0; i < 3; i++) {
+        json_object *v = json_object_array_get_idx(rest, i); /* the value may be null */
+        ps__json_push_opt(&built, row, v != NULL, json_object_get(v));
+    }
+    json_object_put(rest);
+    if (built != PS_OK) {
         json_object_put(row);
-        json_object_put(rest);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
-    for (size_t i = 0; i < 3; i++)
-        json_object_array_add(row, json_object_get(json_object_array_get_idx(rest, i)));
-    json_object_put(rest);
     *row_out = row;
     return PS_OK;
 }
@@ -364,7 +368,9 @@ static ps_code add_rows(ps_lstore *s, sqlite3_stmt *st, json_object *rows, ps_er
         ps_code rc = unpack_row(s, (const char *)sqlite3_column_text(st, 0), st, 1, 2, &row, err);
         if (rc != PS_OK)
             return rc;
-        json_object_array_add(rows, row);
+        ps__json_push(&rc, rows, row);
+        if (rc != PS_OK)
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     return step == SQLITE_DONE ? PS_OK : db_fail(s, err, "read messages");
 }
@@ -418,8 +424,12 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
     }
     if (rc != PS_OK)
         goto done;
-    json_object_object_add(state, "m", rows);
+    ps__json_set(&rc, state, "m", rows);
     rows = NULL;
+    if (rc != PS_OK) {
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        goto done;
+    }
     if ((rc = ps__chat_state_from_json(state, out, err)) == PS_OK)
         (*out)->stored = true;
 done:
@@ -433,19 +443,19 @@ done:
  * order_ts], the codec's row without the id (the row's key). */
 static json_object *message_row(const ps_message *m)
 {
+    ps_code rc = PS_OK;
     json_object *row = json_object_new_array_ext(3);
     json_object *stamp = json_object_new_array_ext(3);
-    if (!row || !stamp) {
+    ps__json_push(&rc, stamp, json_object_new_int64(m->stamp.ts));
+    ps__json_push(&rc, stamp, json_object_new_int64(m->stamp.lamport));
+    ps__json_push(&rc, stamp, json_object_new_string(m->stamp.device ? m->stamp.device : ""));
+    ps__json_push_opt(&rc, row, m->value != NULL, json_object_get(m->value)); /* null: deleted */
+    ps__json_push(&rc, row, stamp);
+    ps__json_push(&rc, row, json_object_new_int64(m->order_ts));
+    if (rc != PS_OK) {
         json_object_put(row);
-        json_object_put(stamp);
         return NULL;
     }
-    json_object_array_add(stamp, json_object_new_int64(m->stamp.ts));
-    json_object_array_add(stamp, json_object_new_int64(m->stamp.lamport));
-    json_object_array_add(stamp, json_object_new_string(m->stamp.device ? m->stamp.device : ""));
-    json_object_array_add(row, json_object_get(m->value));
-    json_object_array_add(row, stamp);
-    json_object_array_add(row, json_object_new_int64(m->order_ts));
     return row;
 }
 
@@ -561,10 +571,13 @@ ps_code ps__lstore_chat_ids(ps_lstore *s, bool live_only, json_object **out, ps_
                                    : "SELECT id FROM chats ORDER BY id",
                          &st, err);
     int step = SQLITE_DONE;
-    while (rc == PS_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
-        json_object_array_add(ids,
-                              json_object_new_string((const char *)sqlite3_column_text(st, 0)));
-    if (rc == PS_OK && step != SQLITE_DONE)
+    ps_code built = PS_OK;
+    while (rc == PS_OK && built == PS_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        ps__json_push(&built, ids,
+                      json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+    if (rc == PS_OK && built != PS_OK)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    else if (rc == PS_OK && step != SQLITE_DONE)
         rc = db_fail(s, err, "list chats");
     sqlite3_finalize(st);
     if (rc != PS_OK) {
@@ -874,13 +887,18 @@ static ps_code migrate_rows_2(ps_lstore *s, ps_error *err)
             rc = ps_error_set(err, PS_ERR_STORE, -1, "", "local store: corrupt message row");
             break;
         }
-        if (!(rest = json_object_new_array_ext(3))) {
+        ps_code built = PS_OK;
+        rest = json_object_new_array_ext(3);
+        for (size_t i = 1; i < 4; i++) {
+            json_object *v = json_object_array_get_idx(row, i); /* the value may be null */
+            ps__json_push_opt(&built, rest, v != NULL, json_object_get(v));
+        }
+        if (built != PS_OK) {
+            json_object_put(rest);
             json_object_put(row);
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
             break;
         }
-        for (size_t i = 1; i < 4; i++)
-            json_object_array_add(rest, json_object_get(json_object_array_get_idx(row, i)));
         size_t len;
         const char *text = ps__json_text(rest, &len);
         void *packed = NULL;

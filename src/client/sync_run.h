@@ -20,6 +20,8 @@
 #define PS_CLIENT_SYNC_RUN_H
 
 #include "client/http.h"
+#include "core/json_build.h"
+#include "core/json_parse.h"
 
 #include <json-c/json.h>
 #include <time.h>
@@ -111,8 +113,13 @@ typedef struct v2_answer {
     int64_t server_clock;
 } v2_answer;
 
-/* Parses and checks a 200 answer of /v2/sync; ans->root is the caller's. */
-ps_code ps__parse_v2_answer(ps_client *c, const ps_http_answer *a, v2_answer *ans, ps_error *err);
+/* How deep a /v2/sync answer may nest; set as the answer's stream_depth
+ * before the request, so it is parsed while it arrives (answer_stream.c). */
+#define PS_V2_ANSWER_DEPTH (PS_JSON_MAX_DEPTH + 4)
+
+/* Parses and checks a 200 answer of /v2/sync; ans->root is the caller's
+ * (taken from `a` when it was parsed as it arrived). */
+ps_code ps__parse_v2_answer(ps_client *c, ps_http_answer *a, v2_answer *ans, ps_error *err);
 
 /* Merges one chat of a v2 answer as the server's write at `S`. */
 ps_code ps__apply_remote_chat(sync_run *r, json_object *chat, int64_t S, ps_error *err);
@@ -151,6 +158,14 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err);
 
 /* The legacy sync (POST /sync). */
 ps_code ps__sync_legacy(sync_run *r, ps_error *err);
+
+/* The body of a legacy POST /sync: every chat with log entries, whole, and
+ * this device's deletions; *out the caller's, NULL unless PS_OK (never a
+ * request missing a piece: an allocation failure is PS_ERR_NOMEM).
+ * *max_seq: the newest log entry it covers. Internal; tests/client's
+ * test_client_nomem builds it under allocation failures. */
+ps_code ps__build_legacy_request(sync_run *r, int64_t *max_seq, size_t *count, json_object **out,
+                                 ps_error *err);
 
 /* Applies a /sync answer (parsed) in one transaction: the server's chats
  * merged as its writes, its deletions, the log up to max_seq acknowledged.

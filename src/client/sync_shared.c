@@ -94,10 +94,13 @@ ps_code ps__restamp_pending(ps_client *c, int64_t S, ps_error *err)
                 PS_OK)
                 break;
             if ((rc = ps__tick(c, &clock, err)) == PS_OK) {
-                json_object_object_add(change, "clock", json_object_new_int64(clock));
+                ps__json_set(&rc, change, "clock", json_object_new_int64(clock));
+                if (rc != PS_OK) /* never the entry without its clock */
+                    rc = ps__sync_nomem(err);
+            }
+            if (rc == PS_OK)
                 rc = ps__lstore_change_update(c->store, row->seq, clock,
                                               ps__json_text(change, NULL), err);
-            }
             ps_lamport tuple = {.counter = clock, .id = c->device};
             if (rc == PS_OK)
                 rc = ps__apply_change(c, change, c->device, &tuple, err);
@@ -121,13 +124,17 @@ ps_code ps__observe_clock(ps_client *c, int64_t S, ps_error *err)
 ps_code ps__apply_deletion(ps_client *c, const char *id, int64_t S, bool *was_live, ps_error *err)
 {
     json_object *change = json_object_new_object();
-    if (!change)
+    ps_code rc = change ? PS_OK : PS_ERR_NOMEM;
+    ps__json_set(&rc, change, "chatId", json_object_new_string(id));
+    ps__json_set(&rc, change, "clock", json_object_new_int64(S));
+    ps__json_set(&rc, change, "deleteChat", json_object_new_boolean(1));
+    *was_live = false;
+    if (rc != PS_OK) {
+        json_object_put(change);
         return ps__sync_nomem(err);
-    json_object_object_add(change, "chatId", json_object_new_string(id));
-    json_object_object_add(change, "clock", json_object_new_int64(S));
-    json_object_object_add(change, "deleteChat", json_object_new_boolean(1));
+    }
     ps_apply_effect eff = {0};
-    ps_code rc = ps__apply_change_ex(c, change, PS_SERVER_WRITER, NULL, &eff, err);
+    rc = ps__apply_change_ex(c, change, PS_SERVER_WRITER, NULL, &eff, err);
     json_object_put(change);
     *was_live = rc == PS_OK && eff.was_live;
     return rc;

@@ -12,13 +12,12 @@
 
 #include <string.h>
 
-ps_code ps__parse_v2_answer(ps_client *c, const ps_http_answer *a, v2_answer *ans, ps_error *err)
+ps_code ps__parse_v2_answer(ps_client *c, ps_http_answer *a, v2_answer *ans, ps_error *err)
 {
     memset(ans, 0, sizeof *ans);
     json_object *v;
     ps_error perr;
-    if (ps__json_parse(a->body.data ? a->body.data : "", a->body.len, PS_JSON_MAX_DEPTH + 4,
-                      &ans->root, &perr) != PS_OK)
+    if (ps__answer_json(a, PS_V2_ANSWER_DEPTH, &ans->root, &perr) != PS_OK)
         return ps_error_set(err, PS_ERR_IO, -1, "", "the answer of %s/v2/sync is not JSON: %s",
                             c->server, perr.message);
     if (!json_object_object_get_ex(ans->root, "chats", &ans->chats) ||
@@ -59,39 +58,41 @@ ps_code ps__apply_remote_chat(sync_run *r, json_object *chat, int64_t S, ps_erro
 {
     ps_client *c = r->c;
     json_object *v, *change = json_object_new_object();
-    if (!change)
-        return ps__sync_nomem(err);
+    ps_code built = PS_OK;
     const char *id = json_object_get_string(json_object_object_get(chat, "id"));
-    json_object_object_add(change, "chatId", json_object_new_string(id));
-    json_object_object_add(change, "clock", json_object_new_int64(S));
+    ps__json_set(&built, change, "chatId", json_object_new_string(id));
+    ps__json_set(&built, change, "clock", json_object_new_int64(S));
     bool deleted = json_object_object_get_ex(chat, "deleted", &v) &&
                    json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
     if (deleted) {
-        json_object_object_add(change, "deleteChat", json_object_new_boolean(1));
+        ps__json_set(&built, change, "deleteChat", json_object_new_boolean(1));
     } else {
         json_object *fields = json_object_new_object();
-        if (!fields) {
-            json_object_put(change);
-            return ps__sync_nomem(err);
-        }
         if (json_object_object_get_ex(chat, "fields", &v) &&
             json_object_is_type(v, json_type_object)) {
             json_object_object_foreach(v, key, val)
-                json_object_object_add(fields, key, json_object_get(val));
+                ps__json_set_opt(&built, fields, key, val != NULL, json_object_get(val));
         }
         static const char *const times[3] = {"createdAt", "updatedAt", "lastModified"};
         for (int k = 0; k < 3; k++)
             if (json_object_object_get_ex(chat, times[k], &v))
-                json_object_object_add(fields, times[k], json_object_get(v));
-        json_object_object_add(change, "fields", fields);
+                ps__json_set_opt(&built, fields, times[k], v != NULL, json_object_get(v));
+        ps__json_set(&built, change, "fields", fields);
+        /* present but null: left for the validator to refuse, as before */
         if (json_object_object_get_ex(chat, "messages", &v))
-            json_object_object_add(change, "messages", json_object_get(v));
+            ps__json_set_opt(&built, change, "messages", v != NULL, json_object_get(v));
         if (json_object_object_get_ex(chat, "deletedMessages", &v))
-            json_object_object_add(change, "deleteMessages", json_object_get(v));
+            ps__json_set_opt(&built, change, "deleteMessages", v != NULL, json_object_get(v));
+    }
+    if (built != PS_OK) {
+        json_object_put(change);
+        return ps__sync_nomem(err);
     }
     ps_error verr;
     ps_code rc = ps__validate_change(change, c->device, &verr);
-    if (rc != PS_OK)
+    if (rc == PS_ERR_NOMEM) /* no verdict on what the server sent */
+        rc = ps__sync_nomem(err);
+    else if (rc != PS_OK)
         rc = ps_error_set(err, PS_ERR_IO, -1, "", "the server sent an invalid chat %s: %s", id,
                           verr.message);
     /* The chat's updatedAtLamport (what an export shows the Polyglot app)
@@ -154,16 +155,20 @@ ps_code ps__apply_v2_answer(sync_run *r, const v2_answer *ans, const ps_change_r
         /* A chat this request sent is left out when the device holds all of
          * it (no echo), and listed `deleted` when it is not live: unseen is
          * not gone for it. */
+        ps_code built = PS_OK;
         for (size_t i = 0; i < n && seen; i++)
-            json_object_object_add(seen, rows[i].chat_id, NULL);
+            ps__json_set_null(&built, seen, rows[i].chat_id);
         size_t count = json_object_array_length(ans->chats);
         for (size_t i = 0; i < count && rc == PS_OK; i++) {
             json_object *chat = json_object_array_get_idx(ans->chats, i);
             rc = ps__apply_remote_chat(r, chat, S, err);
             if (seen)
-                json_object_object_add(
-                    seen, json_object_get_string(json_object_object_get(chat, "id")), NULL);
+                ps__json_set_null(&built, seen,
+                                  json_object_get_string(json_object_object_get(chat, "id")));
         }
+        /* a chat missing from `seen` would be dropped as unseen */
+        if (rc == PS_OK && built != PS_OK)
+            rc = ps__sync_nomem(err);
         if (rc == PS_OK && whole)
             rc = drop_unseen(r, seen, S, err);
         if (rc == PS_OK)

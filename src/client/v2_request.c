@@ -29,15 +29,21 @@ ps_code ps__uncarried_chats(ps_client *c, const ps_change_row *rows, size_t n, j
         *ids = NULL;
         return ps__sync_nomem(err);
     }
+    ps_code rc = PS_OK;
     for (size_t i = 0; i < n; i++)
-        json_object_object_add(carried, rows[i].chat_id, NULL);
-    ps_code rc = ps__lstore_chat_ids(c->store, true, &live, err);
+        ps__json_set_null(&rc, carried, rows[i].chat_id);
+    if (rc != PS_OK)
+        rc = ps__sync_nomem(err); /* a carried chat would be probed too */
+    else
+        rc = ps__lstore_chat_ids(c->store, true, &live, err);
     size_t count = rc == PS_OK ? json_object_array_length(live) : 0;
     for (size_t i = 0; i < count && rc == PS_OK; i++) {
         json_object *id = json_object_array_get_idx(live, i);
-        if (!json_object_object_get_ex(carried, json_object_get_string(id), NULL) &&
-            json_object_array_add(*ids, json_object_get(id)) != 0)
-            rc = ps__sync_nomem(err);
+        if (!json_object_object_get_ex(carried, json_object_get_string(id), NULL)) {
+            ps__json_push(&rc, *ids, json_object_get(id)); /* released if not kept */
+            if (rc != PS_OK)
+                rc = ps__sync_nomem(err);
+        }
     }
     json_object_put(live);
     json_object_put(carried);

@@ -22,12 +22,12 @@
 /* What a batch carries, for the progress line. */
 static void count_sent(sync_run *r, const ps_change_row *rows, size_t n)
 {
+    /* A progress count only: without memory for the set, chats go uncounted. */
     json_object *chats = json_object_new_object();
     for (size_t i = 0; i < n; i++) {
-        if (chats && !json_object_object_get_ex(chats, rows[i].chat_id, NULL)) {
-            json_object_object_add(chats, rows[i].chat_id, NULL);
+        if (chats && !json_object_object_get_ex(chats, rows[i].chat_id, NULL) &&
+            json_object_object_add(chats, rows[i].chat_id, NULL) == 0)
             r->st->chats_sent++;
-        }
         if (rows[i].messages >= 0) { /* counted when logged: no parse of the body */
             r->st->messages_sent += (size_t)rows[i].messages;
             continue;
@@ -127,6 +127,7 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         v2_answer ans = {0};
         ps__dynbuf_init(&body, (size_t)1 << 30);
         ps__http_answer_init(&a);
+        a.stream_depth = PS_V2_ANSWER_DEPTH;
         rc = ps__lstore_changes(c->store, 0, batch_max, BATCH_BYTES, &rows, &n, &more_pending, err);
         if (rc == PS_OK)
             rc = ps__lstore_meta_get(c->store, "cursor", &cursor, err);

@@ -109,6 +109,7 @@ ps_code ps__verify_pull(sync_run *r, ps_error *err)
         v2_answer ans = {0};
         ps__dynbuf_init(&body, (size_t)1 << 20);
         ps__http_answer_init(&a);
+        a.stream_depth = PS_V2_ANSWER_DEPTH;
         rc = ps__build_v2_pull_request(device, cursor, PAGE_LIMIT, &body, err);
         if (rc == PS_OK)
             rc = ps__http_post(c, "/v2/sync", body.data, body.len, true, r->st, &a, err);

@@ -408,8 +408,10 @@ static json_object *state_json(const ps_chat *chat, bool with_messages)
     for (size_t i = 0; i < chat->nfields; i++) {
         json_object *pair = json_object_new_array_ext(4);
         if (rc == PS_OK && pair &&
-            json_object_array_add(pair, json_object_get(chat->fields[i].value)))
+            json_object_array_add(pair, json_object_get(chat->fields[i].value))) {
+            json_object_put(chat->fields[i].value); /* json-c kept nothing: ours back */
             rc = PS_ERR_NOMEM; /* a null value is a JSON null here, not a failure */
+        }
         ps__json_push(&rc, pair, stamp_json(&chat->fields[i].stamp));
         add_mark(&rc, pair, &chat->fields[i].mark);
         ps__json_set(&rc, fields, chat->fields[i].name, pair);
@@ -419,8 +421,10 @@ static json_object *state_json(const ps_chat *chat, bool with_messages)
         const ps_message *m = &chat->messages[i];
         json_object *row = json_object_new_array_ext(4);
         ps__json_push(&rc, row, json_object_new_string(m->id));
-        if (rc == PS_OK && row && json_object_array_add(row, json_object_get(m->value)))
+        if (rc == PS_OK && row && json_object_array_add(row, json_object_get(m->value))) {
+            json_object_put(m->value); /* json-c kept nothing: ours back */
             rc = PS_ERR_NOMEM; /* a tombstone's value is null, on purpose */
+        }
         ps__json_push(&rc, row, stamp_json(&m->stamp));
         ps__json_push(&rc, row, json_object_new_int64(m->order_ts));
         add_mark(&rc, row, &m->mark);

@@ -58,4 +58,16 @@ static inline void ps__json_push(ps_code *rc, json_object *arr, json_object *val
     json_object_put(value);
 }
 
+/* Appends value when `present`, else null on purpose (a NULL value while
+ * present is a failed allocation). */
+static inline void ps__json_push_opt(ps_code *rc, json_object *arr, bool present,
+                                     json_object *value)
+{
+    if (present) {
+        ps__json_push(rc, arr, value);
+    } else if (*rc == PS_OK && (!arr || json_object_array_add(arr, NULL) != 0)) {
+        *rc = PS_ERR_NOMEM;
+    }
+}
+
 #endif

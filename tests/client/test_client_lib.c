@@ -12,6 +12,7 @@
 #include "client/client_internal.h"
 #include "client/http.h"
 #include "client/sse.h"
+#include "core/json_parse.h"
 #include "polysync/polysync.h"
 
 #include <json-c/json.h>
@@ -22,6 +23,59 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* ---- an answer parsed as it arrives (answer_stream.c) ---- */
+
+/* Fed in pieces of every size from 1 byte to whole, the body must come out
+ * as ps__json_parse makes it of the whole body: the same tree, or the same
+ * error code (the oracle is the one-shot parser the client used before). */
+static void test_answer_stream_matches_whole_parse(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"chats\":[{\"id\":\"c\",\"messages\":[]}],\"more\":false,\"serverClock\":7}",
+        "  {\"a\": [1, 2.5, -3e2, true, null, \"\\u00e9\\n\"]}\n\n",
+        "12345",                 /* a bare number: complete only at the end */
+        "{\"a\":1} x",           /* trailing data */
+        "{\"a\":1}{}",           /* a second value */
+        "{\"a\":[1,2",           /* cut short */
+        "",                      /* empty */
+        "{\"a\":\"\xff\"}",      /* not UTF-8 */
+        "[[[[[[[[[[1]]]]]]]]]]", /* deeper than the limit below */
+        "{\"a\":NaN}",           /* not strict JSON */
+        "{\"a\":1,}",            /* a trailing comma */
+    };
+    for (size_t b = 0; b < sizeof bodies / sizeof *bodies; b++) {
+        const char *text = bodies[b];
+        size_t len = strlen(text);
+        json_object *want = NULL;
+        ps_error werr;
+        ps_code wrc = ps__json_parse(text, len, 8, &want, &werr);
+        for (size_t piece = 1; piece <= (len ? len : 1); piece++) {
+            ps_http_answer a;
+            ps__http_answer_init(&a);
+            a.stream_depth = 8;
+            ps__answer_stream_reset(&a);
+            for (size_t at = 0; at < len; at += piece) {
+                size_t n = len - at < piece ? len - at : piece;
+                assert_int_equal(ps__dynbuf_add(&a.body, text + at, n), PS_OK);
+                ps__answer_stream_feed(&a, text + at, n);
+            }
+            json_object *got = NULL;
+            ps_error gerr;
+            ps_code grc = ps__answer_json(&a, 8, &got, &gerr);
+            if (grc != wrc)
+                fail_msg("body %zu in pieces of %zu: %d, whole: %d", b, piece, grc, wrc);
+            if (wrc == PS_OK)
+                assert_true(json_object_equal(got, want));
+            else
+                assert_string_equal(gerr.message, werr.message);
+            json_object_put(got);
+            ps__http_answer_free(&a);
+        }
+        json_object_put(want);
+    }
+}
 
 /* ---- SSE ---- */
 
@@ -417,6 +471,7 @@ static void test_stop_interrupts_sync(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_answer_stream_matches_whole_parse),
         cmocka_unit_test(test_sse_basic),
         cmocka_unit_test(test_sse_split_and_line_endings),
         cmocka_unit_test(test_sse_no_data_no_event_and_long_lines),
