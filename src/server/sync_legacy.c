@@ -434,10 +434,12 @@ static ps_code parse_chat(const ps_sync_ctx *ctx, const ps_chat_source *src, siz
                           json_object **chat, size_t *len, ps_error *err)
 {
     const char *text;
-    ps_code rc = ps_chat_source_bytes(src, i, &text, len, err);
+    ps_code rc = ps_chat_source_check(src, i, err);
+    if (rc == PS_OK)
+        rc = ps_chat_source_bytes(src, i, &text, len, err);
     if (rc != PS_OK)
         return rc;
-    /* the source pre-checked it: these bytes are checked JSON */
+    /* pre-checked: these bytes are checked JSON */
     if (ps__json_parse_trusted(text, *len, chat, err) != PS_OK)
         return ps_error_set(err, PS_ERR_MALFORMED, (long)i, "", "chats[%zu] is not valid JSON", i);
     return ps__validate_chat(*chat, (long)i, ctx->limits, err);
@@ -521,10 +523,20 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
     size_t len;
     ps_code rc = PS_OK;
     for (size_t i = 0; rc == PS_OK && i < src->count; i++)
-        if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK)
+        if (src->hash)
+            p->hashes[i] = src->hash(src->cls, i);
+        else if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK)
             p->hashes[i] = ps__hash_bytes(text, len);
     if (rc == PS_OK)
         rc = find_candidates(ctx, device, src, p, false, err);
+    /* The chats sent as before are done with, unread: their bytes passed
+     * the pre-check when first taken. Every other one is pre-checked now,
+     * all in the body's order before any is read further, so a bad body's
+     * error is its first bad chat's, as when the whole body was checked as
+     * it arrived (legacy_body.h). */
+    for (size_t i = 0; rc == PS_OK && i < src->count; i++)
+        if (p->candidate[i] == NOT_SENT)
+            rc = ps_chat_source_check(src, i, err);
     bool any = false;
     for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
         if (p->candidate[i] != NOT_SENT)

@@ -344,10 +344,31 @@ static void limits_and_first_problem(void **state)
     assert_int_equal(ps_legacy_body_feed(lb, "xx", 2), PS_ERR_TOO_LARGE); /* 41 bytes */
     ps_legacy_body_free(lb);
 
+    /* a bad chat is found when the chat is used (pre-checked then, not as
+     * it arrives: legacy_body.h), with the body's offset */
     lb = ps_legacy_body_new(&cfg);
     assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{\"a\":01}]}", 20), PS_OK);
-    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_MALFORMED);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_OK);
+    ps_chat_source src;
+    ps_legacy_body_chats(lb, &src);
+    assert_int_equal(src.count, 1);
+    assert_int_equal(ps_chat_source_check(&src, 0, &err), PS_ERR_MALFORMED);
     assert_non_null(strstr(err.message, "at byte 15")); /* the body's offset */
+    assert_int_equal(ps_chat_source_check(&src, 0, &err), PS_ERR_MALFORMED); /* not forgotten */
+    assert_int_equal(ps_legacy_body_check_chats(lb, &err), PS_ERR_MALFORMED);
+    assert_non_null(strstr(err.message, "at byte 15"));
+    ps_legacy_body_free(lb);
+
+    /* a body refused for something found after a bad chat: the bad chat,
+     * which a check of the whole body meets first, is the answer */
+    lb = ps_legacy_body_new(&cfg);
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{},{\"a\":01},3]}", 24), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_MALFORMED);
+    assert_non_null(strstr(err.message, "at byte 18"));
+    ps_legacy_body_free(lb);
+    lb = ps_legacy_body_new(&cfg); /* the same after a good chat: too many chats */
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{},{\"a\":1},3]}", 23), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_TOO_LARGE);
     ps_legacy_body_free(lb);
 
     lb = ps_legacy_body_new(&cfg); /* a chat over chat_max (12 bytes), cut in two */
