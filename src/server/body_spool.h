@@ -13,7 +13,8 @@
  *
  * Memory: one buffer of memory_max (sealed chats are written out a full
  * buffer at a time), larger only for a single chat larger than that,
- * whatever the body's size.
+ * whatever the body's size. Past 1 MiB it is that size at once (its pages
+ * are only touched as they fill), 2 MiB aligned for huge pages.
  */
 #ifndef PS_SERVER_BODY_SPOOL_H
 #define PS_SERVER_BODY_SPOOL_H
@@ -47,6 +48,14 @@ ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *
 ps_code ps_body_spool_seal(ps_body_spool *sp, const char **text, size_t *len, ps_error *err);
 /* Forgets every chat (and the one being received). */
 void ps_body_spool_clear(ps_body_spool *sp);
+
+/* Buffers outliving a spool, so that a large body's chats land in memory
+ * already faulted in (request.c keeps one per lane slot, lane.h): a new
+ * spool adopts `buf` (malloc'ed, `cap` bytes; freed if the spool has one),
+ * and a spool done with gives its buffer away (NULL when it has none; the
+ * spool is then empty). */
+void ps_body_spool_adopt_buffer(ps_body_spool *sp, char *buf, size_t cap);
+char *ps_body_spool_take_buffer(ps_body_spool *sp, size_t *cap);
 
 size_t ps_body_spool_count(const ps_body_spool *sp);
 /* Chat i's bytes: *text is owned by the spool and valid until its next

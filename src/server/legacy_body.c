@@ -274,6 +274,16 @@ void ps_legacy_body_chats(ps_legacy_body *lb, ps_chat_source *src)
                             .cls = lb};
 }
 
+void ps_legacy_body_adopt_buffer(ps_legacy_body *lb, char *buf, size_t cap)
+{
+    ps_body_spool_adopt_buffer(lb->spool, buf, cap);
+}
+
+char *ps_legacy_body_take_buffer(ps_legacy_body *lb, size_t *cap)
+{
+    return ps_body_spool_take_buffer(lb->spool, cap);
+}
+
 uint64_t ps_legacy_body_spooled_bytes(const ps_legacy_body *lb)
 {
     return ps_body_spool_file_bytes(lb->spool);

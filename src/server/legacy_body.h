@@ -75,6 +75,12 @@ const char *ps_legacy_body_envelope(const ps_legacy_body *lb, size_t *len);
  * envelope is the whole body). `src` borrows lb. */
 void ps_legacy_body_chats(ps_legacy_body *lb, ps_chat_source *src);
 
+/* The spool's memory buffer, from and to an earlier body's
+ * (ps_body_spool_adopt_buffer, ps_body_spool_take_buffer): the adopted one
+ * before the first byte, taken once done with lb. */
+void ps_legacy_body_adopt_buffer(ps_legacy_body *lb, char *buf, size_t cap);
+char *ps_legacy_body_take_buffer(ps_legacy_body *lb, size_t *cap);
+
 /* Bytes of chats the spool wrote to its file (0: all held in memory). */
 uint64_t ps_legacy_body_spooled_bytes(const ps_legacy_body *lb);
 
