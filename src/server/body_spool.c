@@ -32,6 +32,7 @@ struct ps_body_spool {
     size_t count, spans_cap;
     char *read_buf; /* a chat read back from the file */
     size_t read_cap;
+    size_t read_index; /* which one, plus one (0: none) */
 };
 
 ps_body_spool *ps_body_spool_new(const char *dir, size_t memory_max)
@@ -222,6 +223,7 @@ void ps_body_spool_clear(ps_body_spool *sp)
     }
     sp->len = sp->current = 0;
     sp->count = 0;
+    sp->read_index = 0;
 }
 
 size_t ps_body_spool_count(const ps_body_spool *sp)
@@ -243,6 +245,11 @@ ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_
         *text = sp->buf + (s->at - sp->file_len);
         return PS_OK;
     }
+    if (sp->read_index == i + 1) { /* asked again (a check, then a hash) */
+        *text = sp->read_buf;
+        return PS_OK;
+    }
+    sp->read_index = 0;
     if (s->len + 1 > sp->read_cap) {
         char *grown = realloc(sp->read_buf, s->len + 1);
         if (!grown)
@@ -263,6 +270,7 @@ ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_
         got += (size_t)r;
     }
     sp->read_buf[s->len] = '\0';
+    sp->read_index = i + 1;
     *text = sp->read_buf;
     return PS_OK;
 }

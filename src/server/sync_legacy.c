@@ -531,17 +531,16 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
         rc = find_candidates(ctx, device, src, p, false, err);
     /* The chats sent as before are done with, unread: their bytes passed
      * the pre-check when first taken. Every other one is pre-checked now,
-     * all in the body's order before any is read further, so a bad body's
-     * error is its first bad chat's, as when the whole body was checked as
-     * it arrived (legacy_body.h). */
-    for (size_t i = 0; rc == PS_OK && i < src->count; i++)
-        if (p->candidate[i] == NOT_SENT)
-            rc = ps_chat_source_check(src, i, err);
+     * each before its content hash (while its bytes are in the cache) and
+     * all in the body's order before any is parsed, so a bad body's error
+     * is its first bad chat's, as when the whole body was checked as it
+     * arrived (legacy_body.h). */
     bool any = false;
     for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
         if (p->candidate[i] != NOT_SENT)
             p->contents[i] = 0;
-        else if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK &&
+        else if ((rc = ps_chat_source_check(src, i, err)) == PS_OK &&
+                 (rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK &&
                  !ps_content_hash(text, len, &p->contents[i], p->ids[i], sizeof p->ids[i]))
             p->contents[i] = 0;
         any |= p->contents[i] != 0;
