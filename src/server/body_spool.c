@@ -1,8 +1,15 @@
 /*
- * The chats' waiting room; see body_spool.h. One buffer holds, in order,
- * the sealed chats not yet written to the file and the chat being
- * received; the file holds the sealed chats before them. A chat is never
- * split between the two: only whole sealed chats are written out.
+ * The chats' waiting room; see body_spool.h. The first buffer holds the
+ * chats that arrive first, up to memory_max bytes; once it is full it is
+ * kept as it is ("frozen") and a smaller one (the tail, a sixteenth of
+ * memory_max) takes the next chats, in order, the sealed ones not yet
+ * written to the file and the chat being received; the file holds the
+ * sealed chats before them. A chat is never split between two places:
+ * only whole sealed chats are written out. So a body a little over
+ * memory_max writes a little to the file, not memory_max: when the whole
+ * buffer went to the file each time it was full, the 67 MB of a
+ * re-serialized reference history wrote 64 MiB through the page cache on
+ * every sync.
  */
 /* O_TMPFILE, mkostemp: _GNU_SOURCE (set for the whole build) */
 #include "server/body_spool.h"
@@ -16,7 +23,8 @@
 #include <unistd.h>
 
 typedef struct span {
-    uint64_t at; /* in the spool: file bytes first, then the buffer's */
+    uint64_t at; /* in the frozen buffer for the chats kept there; else in
+                  * the rest of the spool: file bytes first, then the buffer's */
     size_t len;
 } span;
 
@@ -28,6 +36,8 @@ struct ps_body_spool {
     char *buf;
     size_t len, cap;
     size_t current; /* where in buf the chat being received starts */
+    char *frozen;   /* the first buffer once full: chats [0, frozen_count) */
+    size_t frozen_cap, frozen_count;
     span *spans;
     size_t count, spans_cap;
     char *read_buf; /* a chat read back from the file */
@@ -55,6 +65,7 @@ void ps_body_spool_free(ps_body_spool *sp)
         close(sp->fd);
     free(sp->dir);
     free(sp->buf);
+    free(sp->frozen);
     free(sp->spans);
     free(sp->read_buf);
     free(sp);
@@ -115,6 +126,36 @@ static ps_code flush_sealed(ps_body_spool *sp, ps_error *err)
     return PS_OK;
 }
 
+/* What the buffer being filled may hold: memory_max for the first, a
+ * sixteenth of it for the tail. */
+static size_t buffer_limit(const ps_body_spool *sp)
+{
+    if (!sp->frozen)
+        return sp->memory_max;
+    size_t tail = sp->memory_max / 16;
+    return tail ? tail : 1;
+}
+
+/* The first buffer is full: it keeps its sealed chats, and a new tail
+ * takes the chat being received. */
+static ps_code freeze(ps_body_spool *sp, ps_error *err)
+{
+    size_t partial = sp->len - sp->current;
+    size_t cap = partial > 4096 ? partial : 4096;
+    char *tail = malloc(cap);
+    if (!tail)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    memcpy(tail, sp->buf + sp->current, partial);
+    sp->frozen = sp->buf;
+    sp->frozen_cap = sp->cap;
+    sp->frozen_count = sp->count;
+    sp->buf = tail;
+    sp->cap = cap;
+    sp->len = partial;
+    sp->current = 0;
+    return PS_OK;
+}
+
 /* Past this a buffer grows straight to its largest size (memory_max, or
  * the one chat that needs more), in huge pages where the kernel has them:
  * filling 64 MiB of fresh 4 KiB pages cost a fifth of a byte-identical
@@ -132,7 +173,8 @@ static ps_code grow(ps_body_spool *sp, size_t need, ps_error *err)
     if (cap <= BIG_BUFFER_FROM) {
         grown = realloc(sp->buf, cap);
     } else {
-        cap = need > sp->memory_max ? need : sp->memory_max;
+        size_t limit = buffer_limit(sp);
+        cap = need > limit ? need : limit;
         cap = (cap + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
         void *big = NULL;
         if (posix_memalign(&big, HUGE_PAGE, cap) != 0)
@@ -155,10 +197,11 @@ static ps_code grow(ps_body_spool *sp, size_t need, ps_error *err)
 
 ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *err)
 {
-    /* the sealed chats go to the file rather than make the buffer hold more
-     * than memory_max; only a single larger chat grows it further */
-    if (sp->current > 0 && sp->len + n > sp->memory_max) {
-        ps_code rc = flush_sealed(sp, err);
+    /* the sealed chats stay (the first buffer) or go to the file (the
+     * tail's) rather than make a buffer hold more than its limit; only a
+     * single larger chat grows one further */
+    if (sp->current > 0 && sp->len + n > buffer_limit(sp)) {
+        ps_code rc = sp->frozen ? flush_sealed(sp, err) : freeze(sp, err);
         if (rc != PS_OK)
             return rc;
     }
@@ -174,7 +217,7 @@ ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *
 
 void ps_body_spool_adopt_buffer(ps_body_spool *sp, char *buf, size_t cap)
 {
-    if (sp->buf || sp->len) { /* only a new spool's */
+    if (sp->buf || sp->len || sp->frozen) { /* only a new spool's */
         free(buf);
         return;
     }
@@ -184,11 +227,11 @@ void ps_body_spool_adopt_buffer(ps_body_spool *sp, char *buf, size_t cap)
 
 char *ps_body_spool_take_buffer(ps_body_spool *sp, size_t *cap)
 {
+    ps_body_spool_clear(sp); /* the first buffer is the one in sp->buf */
     char *buf = sp->buf;
     *cap = sp->cap;
     sp->buf = NULL;
     sp->cap = 0;
-    ps_body_spool_clear(sp);
     return buf;
 }
 
@@ -221,6 +264,13 @@ void ps_body_spool_clear(ps_body_spool *sp)
         sp->fd = -1;
         sp->file_len = 0;
     }
+    if (sp->frozen) { /* the first buffer is the one to fill again */
+        free(sp->buf);
+        sp->buf = sp->frozen;
+        sp->cap = sp->frozen_cap;
+        sp->frozen = NULL;
+        sp->frozen_cap = sp->frozen_count = 0;
+    }
     sp->len = sp->current = 0;
     sp->count = 0;
     sp->read_index = 0;
@@ -241,6 +291,10 @@ ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_
 {
     const span *s = &sp->spans[i];
     *len = s->len;
+    if (i < sp->frozen_count) {
+        *text = sp->frozen + s->at;
+        return PS_OK;
+    }
     if (s->at >= sp->file_len) {
         *text = sp->buf + (s->at - sp->file_len);
         return PS_OK;
