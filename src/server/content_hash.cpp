@@ -1,5 +1,9 @@
 // The content hash of a chat's bytes; see content_hash.h.
 #include "server/content_hash.h"
+extern "C" { /* C headers */
+#include "core/json_precheck.h"
+#include "core/json_structure.h"
+}
 
 #include <simdjson.h>
 
@@ -27,7 +31,17 @@ uint64_t mix(uint64_t h, uint64_t v)
     return XXH3_64bits_withSeed(&v, sizeof v, h);
 }
 
-bool value_hash(value v, uint64_t *out);
+bool value_hash(value v, int depth, int max_depth, uint64_t *out);
+
+// A scalar's own text, without the spaces after it.
+std::string_view token_of(value &v)
+{
+    std::string_view raw = v.raw_json_token();
+    while (!raw.empty() &&
+           (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' || raw.back() == '\t'))
+        raw.remove_suffix(1);
+    return raw;
+}
 
 // A key's text: where it lies when it has no backslash (the bytes passed
 // the pre-check and simdjson's stage 1, so its closing quote is there),
@@ -47,7 +61,7 @@ bool key_of(simdjson::ondemand::field &field, std::string_view *key)
 
 // A sum of (key, value) hashes: the same in any key order. A key twice is
 // refused: json-c keeps the last value, a sum would keep both.
-bool object_hash(object obj, uint64_t *out, std::string_view *id)
+bool object_hash(object obj, int depth, int max_depth, uint64_t *out, std::string_view *id)
 {
     uint64_t sum = 0, n = 0;
     // the keys' hashes, to find one twice: on the stack for the objects of
@@ -79,7 +93,7 @@ bool object_hash(object obj, uint64_t *out, std::string_view *id)
             continue;
         }
         uint64_t h;
-        if (!value_hash(v, &h))
+        if (!value_hash(v, depth, max_depth, &h))
             return false;
         sum += XXH3_64bits_withSeed(key.data(), key.size(), h);
         n++;
@@ -93,15 +107,19 @@ bool object_hash(object obj, uint64_t *out, std::string_view *id)
     return true;
 }
 
-bool value_hash(value v, uint64_t *out)
+// depth: of the container v is in (the root object is at 1). A container
+// deeper than max_depth is refused, as the pre-check refuses it.
+bool value_hash(value v, int depth, int max_depth, uint64_t *out)
 {
     json_type type;
     if (v.type().get(type))
         return false;
+    if ((type == json_type::object || type == json_type::array) && depth + 1 > max_depth)
+        return false;
     switch (type) {
     case json_type::object: {
         object obj;
-        return !v.get_object().get(obj) && object_hash(obj, out, nullptr);
+        return !v.get_object().get(obj) && object_hash(obj, depth + 1, max_depth, out, nullptr);
     }
     case json_type::array: {
         simdjson::ondemand::array arr;
@@ -111,7 +129,7 @@ bool value_hash(value v, uint64_t *out)
         for (auto item : arr) {
             value iv;
             uint64_t ih;
-            if (item.get(iv) || !value_hash(iv, &ih))
+            if (item.get(iv) || !value_hash(iv, depth + 1, max_depth, &ih))
                 return false;
             h = mix(h, ih);
             n++;
@@ -119,11 +137,11 @@ bool value_hash(value v, uint64_t *out)
         *out = mix(h, n);
         return true;
     }
-    case json_type::number: { // its own text, without the spaces after it
-        std::string_view raw = v.raw_json_token();
-        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' ||
-                                raw.back() == '\t'))
-            raw.remove_suffix(1);
+    case json_type::number: { // its own text, an RFC 8259 number (simdjson
+                              // only looked at its first byte: 01, 1. and - too)
+        std::string_view raw = token_of(v);
+        if (!ps__json_is_number(raw.data(), raw.size()))
+            return false;
         *out = XXH3_64bits_withSeed(raw.data(), raw.size(), SEED_NUMBER);
         return true;
     }
@@ -132,10 +150,7 @@ bool value_hash(value v, uint64_t *out)
         // it lies, not unescaped into the parser's buffer first (that copy
         // was a third of hashing a chat). The bytes passed the pre-check
         // (sync_legacy.c checks a chat before its content hash).
-        std::string_view raw = v.raw_json_token();
-        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' ||
-                                raw.back() == '\t'))
-            raw.remove_suffix(1);
+        std::string_view raw = token_of(v);
         if (raw.size() >= 2 && raw.front() == '"' && raw.back() == '"' &&
             raw.find('\\') == std::string_view::npos) {
             *out = XXH3_64bits_withSeed(raw.data() + 1, raw.size() - 2, SEED_STRING);
@@ -155,11 +170,21 @@ bool value_hash(value v, uint64_t *out)
         *out = XXH3_64bits_withSeed(&c, 1, SEED_BOOL);
         return true;
     }
-    case json_type::null:
+    case json_type::null: // simdjson only looked at its first byte
+        if (token_of(v) != "null")
+            return false;
         *out = XXH3_64bits_withSeed("", 0, SEED_NULL);
         return true;
     }
     return false;
+}
+
+// Nothing after the root value (simdjson 3.0's document has no at_end():
+// past the last token there is no current location).
+bool at_end(simdjson::ondemand::document &doc)
+{
+    const char *left;
+    return doc.current_location().get(left) != simdjson::SUCCESS;
 }
 
 // One parser and one padded buffer per thread, reused.
@@ -168,9 +193,13 @@ thread_local std::string tls_buffer;
 
 } // namespace
 
-extern "C" bool ps_content_hash(const char *text, size_t len, uint64_t *hash, char *id,
-                                size_t id_size)
+extern "C" bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash,
+                                char *id, size_t id_size)
 {
+    // simdjson's On-Demand parser does not check the structure of all it
+    // steps over (json_structure.h): that first
+    if (!ps__json_structure_ok(text, len, max_depth))
+        return false;
     try {
         tls_buffer.assign(text, len);
         tls_buffer.append(simdjson::SIMDJSON_PADDING, ' ');
@@ -180,7 +209,8 @@ extern "C" bool ps_content_hash(const char *text, size_t len, uint64_t *hash, ch
         object obj;
         std::string_view chat_id;
         uint64_t h = 0;
-        if (doc.get_object().get(obj) || !object_hash(obj, &h, &chat_id) || chat_id.empty() ||
+        if (max_depth < 1 || doc.get_object().get(obj) ||
+            !object_hash(obj, 1, max_depth, &h, &chat_id) || !at_end(doc) || chat_id.empty() ||
             chat_id.size() >= id_size || chat_id.find('\0') != std::string_view::npos)
             return false;
         std::memcpy(id, chat_id.data(), chat_id.size());
