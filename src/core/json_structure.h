@@ -21,5 +21,8 @@
 #include <stddef.h>
 
 bool ps__json_structure_ok(const char *text, size_t len, int max_depth);
+/* The same without AVX2, whatever the processor (for the tests: both
+ * paths must agree). */
+bool ps__json_structure_ok_baseline(const char *text, size_t len, int max_depth);
 
 #endif

@@ -220,6 +220,9 @@ static void a_hash_means_the_precheck_passes(void **state)
             !ps__json_structure_ok(text, n, PS_JSON_MAX_DEPTH))
             fail_msg("json-c reads what the structure check refuses: %.*s", (int)n, text);
         json_object_put(read);
+        if (ps__json_structure_ok(text, n, PS_JSON_MAX_DEPTH) !=
+            ps__json_structure_ok_baseline(text, n, PS_JSON_MAX_DEPTH))
+            fail_msg("the AVX2 and baseline structure checks differ: %.*s", (int)n, text);
         if (!ps_content_hash(text, n, PS_JSON_MAX_DEPTH, &h, id, sizeof id))
             continue;
         hashed++;
