@@ -61,14 +61,44 @@ bool key_of(simdjson::ondemand::field &field, std::string_view *key)
 
 // A sum of (key, value) hashes: the same in any key order. A key twice is
 // refused: json-c keeps the last value, a sum would keep both.
+// A key as seen in an object, to find one twice: a cheap tag of its bytes
+// (its first and last 8 and its length: a key of up to 16 bytes is its
+// tag), the key itself for a tag met twice. An XXH3 of each key for this
+// was ~3 % of a re-sync in other bytes.
+struct seen_key {
+    uint64_t tag;
+    std::string_view key;
+};
+
+uint64_t key_tag(std::string_view k)
+{
+    uint64_t first = 0, last = 0;
+    size_t n = k.size();
+    std::memcpy(&first, k.data(), n < 8 ? n : 8);
+    if (n > 8)
+        std::memcpy(&last, k.data() + n - 8, 8);
+    return (first * 0x9E3779B97F4A7C15ULL) ^ (last * 0xC2B2AE3D27D4EB4FULL) ^ n;
+}
+
+// Whether a key is there twice (keys: n of them, sorted here).
+bool key_twice(seen_key *keys, size_t n)
+{
+    std::sort(keys, keys + n, [](const seen_key &a, const seen_key &b) { return a.tag < b.tag; });
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n && keys[j].tag == keys[i].tag; j++)
+            if (keys[j].key == keys[i].key)
+                return true;
+    return false;
+}
+
 bool object_hash(object obj, int depth, int max_depth, uint64_t *out, std::string_view *id)
 {
     uint64_t sum = 0, n = 0;
-    // the keys' hashes, to find one twice: on the stack for the objects of
-    // a chat (a message has a dozen keys), on the heap past that (a heap
-    // vector per message was ~4 % of hashing a chat)
-    uint64_t few[64];
-    std::vector<uint64_t> many;
+    // the keys seen: on the stack for the objects of a chat (a message has
+    // a dozen keys), on the heap past that (a heap vector per message was
+    // ~4 % of hashing a chat)
+    seen_key few[64];
+    std::vector<seen_key> many;
     simdjson::ondemand::field field_of;
     for (auto field : obj) { // a simdjson_result<field>
         std::string_view key;
@@ -76,13 +106,13 @@ bool object_hash(object obj, int depth, int max_depth, uint64_t *out, std::strin
         if (std::move(field).get(field_of) || !key_of(field_of, &key))
             return false;
         v = std::move(field_of).value();
-        uint64_t key_hash = XXH3_64bits(key.data(), key.size());
+        seen_key seen = {key_tag(key), key};
         if (n < 64) {
-            few[n] = key_hash;
+            few[n] = seen;
         } else {
             if (many.empty())
                 many.assign(few, few + 64);
-            many.push_back(key_hash);
+            many.push_back(seen);
         }
         if (id && key == "id") {
             if (v.type() != json_type::string || v.get_string().get(*id))
@@ -98,10 +128,7 @@ bool object_hash(object obj, int depth, int max_depth, uint64_t *out, std::strin
         sum += XXH3_64bits_withSeed(key.data(), key.size(), h);
         n++;
     }
-    uint64_t *keys = many.empty() ? few : many.data();
-    size_t count = many.empty() ? (size_t)n : many.size();
-    std::sort(keys, keys + count);
-    if (std::adjacent_find(keys, keys + count) != keys + count)
+    if (many.empty() ? key_twice(few, (size_t)n) : key_twice(many.data(), many.size()))
         return false;
     *out = mix(mix(SEED_OBJECT, n), sum);
     return true;

@@ -49,6 +49,8 @@ static void no_hash_without_one_reading(void **state)
         "{\"id\":\"c\",\"a\":1,\"a\":2}", /* a key twice: json-c keeps the last */
         "{\"id\":\"c\",\"m\":{\"x\":1,\"x\":1}}",
         "{\"id\":\"c\",\"id\":\"d\"}",
+        /* a long key twice, another between (keys over 16 bytes are compared whole) */
+        "{\"id\":\"c\",\"abcdefgh-1-ijklmnop\":1,\"abcdefgh-2-ijklmnop\":1,\"abcdefgh-1-ijklmnop\":2}",
         "{\"title\":\"no id\"}",
         "{\"id\":7}",
         "{\"id\":\"\"}",
@@ -61,6 +63,13 @@ static void no_hash_without_one_reading(void **state)
         if (ps_content_hash(none[k], strlen(none[k]), PS_JSON_MAX_DEPTH, &h, id, sizeof id))
             fail_msg("%s has a content hash", none[k]);
     }
+}
+
+static void keys_alike_but_not_the_same_are_not_twice(void **state)
+{
+    /* the same first and last 8 bytes and length, another middle */
+    (void)hash_of("{\"abcdefgh-1-ijklmnop\":1,\"abcdefgh-2-ijklmnop\":1}");
+    (void)hash_of("{\"a\":1,\"a \":1,\"\":1}");
 }
 
 static void same_value_in_other_bytes_hashes_the_same(void **state)
@@ -243,6 +252,7 @@ int main(void)
         cmocka_unit_test(any_change_changes_the_hash),
         cmocka_unit_test(the_id_and_its_place_do_not_matter_but_its_value_does),
         cmocka_unit_test(no_hash_without_one_reading),
+        cmocka_unit_test(keys_alike_but_not_the_same_are_not_twice),
         cmocka_unit_test(no_hash_for_what_the_precheck_refuses),
         cmocka_unit_test(a_hash_means_the_precheck_passes),
     };
