@@ -102,14 +102,14 @@ static inline block_bits block_bits_of(const unsigned char *p)
     block_bits b = {0, 0, 0, 0};
 #define PS_CHUNK(k)                                                                                \
     do {                                                                                           \
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * (k)));               \
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * (k)));                \
         __m128i folded = _mm_or_si128(v, low);                                                     \
         b.backslash |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash))         \
                        << (16 * (k));                                                              \
-        b.quote |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) << (16 * (k)); \
-        b.open |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(folded, open))             \
+        b.quote |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) << (16 * (k));  \
+        b.open |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(folded, open))              \
                   << (16 * (k));                                                                   \
-        b.close |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(folded, close))           \
+        b.close |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(folded, close))            \
                    << (16 * (k));                                                                  \
     } while (0)
     PS_CHUNK(0);

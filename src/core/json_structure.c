@@ -40,8 +40,17 @@ enum {
 };
 
 /* Token classes; a scalar is 0, the class table's default. */
-enum { C_SCALAR, C_OPEN_OBJECT, C_OPEN_ARRAY, C_CLOSE_OBJECT, C_CLOSE_ARRAY, C_COMMA, C_COLON,
-       C_STRING, C_COUNT };
+enum {
+    C_SCALAR,
+    C_OPEN_OBJECT,
+    C_OPEN_ARRAY,
+    C_CLOSE_OBJECT,
+    C_CLOSE_ARRAY,
+    C_COMMA,
+    C_COLON,
+    C_STRING,
+    C_COUNT
+};
 
 /* The walk, a table: what a token of each class does in each state. A
  * closing bracket is only allowed in a state of its own kind of container,
@@ -85,12 +94,12 @@ static block_bits bits_of(const unsigned char *p)
     /* unrolled: a shift by a variable count per chunk cost a tenth */
 #define PS_CHUNK(k)                                                                                \
     do {                                                                                           \
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * (k)));               \
-        __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* '{' '[', '}' ']' alike */     \
-        b.backslash |= eq16(v, '\\') << (16 * (k));                                              \
-        b.quote |= eq16(v, '"') << (16 * (k));                                                    \
-        b.space |= (eq16(v, ' ') | eq16(v, '\t') | eq16(v, '\n') | eq16(v, '\r')) << (16 * (k));  \
-        b.structural |= (eq16(folded, '{') | eq16(folded, '}') | eq16(v, ',') | eq16(v, ':'))     \
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * (k)));                \
+        __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* '{' '[', '}' ']' alike */        \
+        b.backslash |= eq16(v, '\\') << (16 * (k));                                                \
+        b.quote |= eq16(v, '"') << (16 * (k));                                                     \
+        b.space |= (eq16(v, ' ') | eq16(v, '\t') | eq16(v, '\n') | eq16(v, '\r')) << (16 * (k));   \
+        b.structural |= (eq16(folded, '{') | eq16(folded, '}') | eq16(v, ',') | eq16(v, ':'))      \
                         << (16 * (k));                                                             \
     } while (0)
     PS_CHUNK(0);
@@ -201,9 +210,8 @@ __attribute__((target("avx2"))) static block_bits bits_of_avx2(const unsigned ch
 #endif
 
 /* The check, its masks made by `bits` (inlined into each caller). */
-static inline __attribute__((always_inline)) bool check_with(const char *text, size_t len,
-                                                             int max_depth,
-                                                             block_bits (*bits)(const unsigned char *))
+static inline __attribute__((always_inline)) bool
+check_with(const char *text, size_t len, int max_depth, block_bits (*bits)(const unsigned char *))
 {
     const unsigned char *p = (const unsigned char *)text;
     walker w = {.max_depth = max_depth > 64 ? 64 : max_depth, .state = VALUE, .after = DONE};
@@ -231,8 +239,7 @@ static inline __attribute__((always_inline)) bool check_with(const char *text, s
 }
 
 #ifdef PS_HAVE_AVX2_PATH
-__attribute__((target("avx2"))) static bool check_avx2(const char *text, size_t len,
-                                                       int max_depth)
+__attribute__((target("avx2"))) static bool check_avx2(const char *text, size_t len, int max_depth)
 {
     return check_with(text, len, max_depth, bits_of_avx2);
 }

@@ -35,7 +35,7 @@ struct ps_legacy_body {
     size_t chat_bytes; /* of the chat being received */
     chat_info *info;   /* one per chat in the spool */
     size_t info_cap;
-    ps_code problem;   /* the first one; then nothing more is kept */
+    ps_code problem; /* the first one; then nothing more is kept */
     ps_error problem_err;
 };
 
@@ -124,8 +124,8 @@ static ps_code check_chat(ps_legacy_body *lb, size_t i, ps_error *err)
     ps_code rc = ps_body_spool_read(lb->spool, i, &text, &len, err);
     /* an element sits two containers deep: the root object and "chats" */
     if (rc == PS_OK)
-        rc = ps__json_precheck_at(text, len, lb->cfg.max_depth - 2, (size_t)lb->info[i].offset,
-                                  err);
+        rc =
+            ps__json_precheck_at(text, len, lb->cfg.max_depth - 2, (size_t)lb->info[i].offset, err);
     lb->info[i].checked = rc == PS_OK;
     return rc;
 }

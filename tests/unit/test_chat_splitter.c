@@ -402,7 +402,7 @@ static void limits_and_first_problem(void **state)
     ps_legacy_body_chats(lb, &src);
     assert_int_equal(src.count, 1);
     assert_int_equal(ps_chat_source_check(&src, 0, &err), PS_ERR_MALFORMED);
-    assert_non_null(strstr(err.message, "at byte 15")); /* the body's offset */
+    assert_non_null(strstr(err.message, "at byte 15"));                      /* the body's offset */
     assert_int_equal(ps_chat_source_check(&src, 0, &err), PS_ERR_MALFORMED); /* not forgotten */
     assert_int_equal(ps_legacy_body_check_chats(lb, &err), PS_ERR_MALFORMED);
     assert_non_null(strstr(err.message, "at byte 15"));

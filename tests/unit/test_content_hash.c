@@ -50,7 +50,8 @@ static void no_hash_without_one_reading(void **state)
         "{\"id\":\"c\",\"m\":{\"x\":1,\"x\":1}}",
         "{\"id\":\"c\",\"id\":\"d\"}",
         /* a long key twice, another between (keys over 16 bytes are compared whole) */
-        "{\"id\":\"c\",\"abcdefgh-1-ijklmnop\":1,\"abcdefgh-2-ijklmnop\":1,\"abcdefgh-1-ijklmnop\":2}",
+        "{\"id\":\"c\",\"abcdefgh-1-ijklmnop\":1,\"abcdefgh-2-ijklmnop\":1,\"abcdefgh-1-ijklmnop\":"
+        "2}",
         "{\"title\":\"no id\"}",
         "{\"id\":7}",
         "{\"id\":\"\"}",
@@ -121,28 +122,47 @@ static void any_change_changes_the_hash(void **state)
 static void no_hash_for_what_the_precheck_refuses(void **state)
 {
     static const char *const bad[] = {
-        "{\"id\":\"c\",\"a\":01}",     "{\"id\":\"c\",\"a\":1.}",
-        "{\"id\":\"c\",\"a\":-}",      "{\"id\":\"c\",\"a\":.5}",
-        "{\"id\":\"c\",\"a\":1e}",     "{\"id\":\"c\",\"a\":-01.5}",
-        "{\"id\":\"c\",\"a\":+1}",     "{\"id\":\"c\",\"a\":NaN}",
-        "{\"id\":\"c\",\"a\":Infinity}", "{\"id\":\"c\",\"a\":nul}",
-        "{\"id\":\"c\",\"a\":nulx}",   "{\"id\":\"c\",\"a\":[nullnull]}",
-        "{\"id\":\"c\",\"a\":True}",   "{\"id\":\"c\",\"a\":'x'}",
-        "{\"id\":\"c\",\"a\":\"x\x01y\"}", "{\"id\":\"c\",\"a\":\"\x1f\"}",
-        "{\"id\":\"c\",\"a\":\"\xc0\xaf\"}", /* overlong */
+        "{\"id\":\"c\",\"a\":01}",
+        "{\"id\":\"c\",\"a\":1.}",
+        "{\"id\":\"c\",\"a\":-}",
+        "{\"id\":\"c\",\"a\":.5}",
+        "{\"id\":\"c\",\"a\":1e}",
+        "{\"id\":\"c\",\"a\":-01.5}",
+        "{\"id\":\"c\",\"a\":+1}",
+        "{\"id\":\"c\",\"a\":NaN}",
+        "{\"id\":\"c\",\"a\":Infinity}",
+        "{\"id\":\"c\",\"a\":nul}",
+        "{\"id\":\"c\",\"a\":nulx}",
+        "{\"id\":\"c\",\"a\":[nullnull]}",
+        "{\"id\":\"c\",\"a\":True}",
+        "{\"id\":\"c\",\"a\":'x'}",
+        "{\"id\":\"c\",\"a\":\"x\x01y\"}",
+        "{\"id\":\"c\",\"a\":\"\x1f\"}",
+        "{\"id\":\"c\",\"a\":\"\xc0\xaf\"}",     /* overlong */
         "{\"id\":\"c\",\"a\":\"\xed\xa0\x80\"}", /* a surrogate */
-        "{\"id\":\"c\",\"a\":\"\xf5\x80\x80\x80\"}", "{\"id\":\"c\",\"a\":\"\xe2\x82\"}",
+        "{\"id\":\"c\",\"a\":\"\xf5\x80\x80\x80\"}",
+        "{\"id\":\"c\",\"a\":\"\xe2\x82\"}",
         "{\"id\":\"c\",\"a\":1} x",
         "{\"id\":\"c\",\"a\":1}\x01",
     };
     /* what the pre-check leaves to json-c: the structure */
     static const char *const shapeless[] = {
         "{\"id\":\"c1\",\"m\":[\"id\":\"m1\"},{\"id\":\"m2\"}]}", /* a '{' missing */
-        "{\"id\":\"c\",\"t\":[\"a\":\"b\"]}", "{\"id\":\"c\",\"t\":[1,]}", "{\"id\":\"c\",\"t\":[1 2]}",
-        "{\"id\":\"c\",\"t\":{\"a\":1,}}", "{\"id\":\"c\" \"t\":1}", "{\"id\":\"c\",\"t\" 1}",
-        "{\"id\":\"c\",\"t\":[}", "{\"id\":\"c\",\"t\":{]}", "{\"id\":\"c\",\"t\":null1}",
-        "{\"id\":\"c\",\"t\":\"x}", "{\"id\":\"c\",\"t\":\"x\\\"}", "{\"id\":\"c\",1:2}",
-        "{\"id\":\"c\",\"t\":[1]:2}", "{\"id\":\"c\"}{}", "{\"id\":\"c\",,\"t\":1}",
+        "{\"id\":\"c\",\"t\":[\"a\":\"b\"]}",
+        "{\"id\":\"c\",\"t\":[1,]}",
+        "{\"id\":\"c\",\"t\":[1 2]}",
+        "{\"id\":\"c\",\"t\":{\"a\":1,}}",
+        "{\"id\":\"c\" \"t\":1}",
+        "{\"id\":\"c\",\"t\" 1}",
+        "{\"id\":\"c\",\"t\":[}",
+        "{\"id\":\"c\",\"t\":{]}",
+        "{\"id\":\"c\",\"t\":null1}",
+        "{\"id\":\"c\",\"t\":\"x}",
+        "{\"id\":\"c\",\"t\":\"x\\\"}",
+        "{\"id\":\"c\",1:2}",
+        "{\"id\":\"c\",\"t\":[1]:2}",
+        "{\"id\":\"c\"}{}",
+        "{\"id\":\"c\",,\"t\":1}",
         "{\"id\":\"c\",\"a\":1}}",
     };
     for (size_t k = 0; k < sizeof shapeless / sizeof *shapeless; k++) {
@@ -169,8 +189,8 @@ static void no_hash_for_what_the_precheck_refuses(void **state)
     /* the depth: as deep as allowed, and one more */
     for (int depth = 3; depth <= 5; depth++) {
         char text[64];
-        int n = snprintf(text, sizeof text, "{\"id\":\"c\",\"a\":%.*s1%.*s}", depth - 1,
-                         "[[[[[[[[", depth - 1, "]]]]]]]]");
+        int n = snprintf(text, sizeof text, "{\"id\":\"c\",\"a\":%.*s1%.*s}", depth - 1, "[[[[[[[[",
+                         depth - 1, "]]]]]]]]");
         uint64_t h;
         char id[16];
         ps_error err;
@@ -190,10 +210,12 @@ static void a_hash_means_the_precheck_passes(void **state)
     static const char good[] =
         "{\"id\":\"c1\",\"title\":\"Caf\u00e9 \\\"quoted\\\" \\n\",\"n\":-12.5e+3,"
         "\"ok\":true,\"no\":false,\"none\":null,\"tags\":[\"x\",1,[2,{\"k\":\"v\"}]],"
-        "\"messages\":[{\"id\":\"m1\",\"role\":\"user\",\"content\":\"h\\u00e9llo \xe4\xb8\xad \\/ end\","
+        "\"messages\":[{\"id\":\"m1\",\"role\":\"user\",\"content\":\"h\\u00e9llo \xe4\xb8\xad \\/ "
+        "end\","
         "\"timestamp\":\"2026-01-01T10:00:00.000Z\"},{\"id\":\"m2\",\"content\":\"\",\"v\":0}]}";
-    static const char bytes[] = "\"\\{}[],:0123456789-+.eEtrufalsn \t\nx\x01\x7f\x80\xbf\xc0\xc3\xe4"
-                                "\xed\xf0\xf4\xf5\xff";
+    static const char bytes[] =
+        "\"\\{}[],:0123456789-+.eEtrufalsn \t\nx\x01\x7f\x80\xbf\xc0\xc3\xe4"
+        "\xed\xf0\xf4\xf5\xff";
     uint64_t seed = 0x9e3779b97f4a7c15ULL;
     size_t hashed = 0;
     for (int round = 0; round < 40000; round++) {
