@@ -70,7 +70,8 @@ static const unsigned char STEP[DONE + 1][C_COUNT] = {
 #undef W
 
 /* A token's class by its first byte: a table, not a switch (a branch per
- * token that no predictor gets right cost a third of the check). */
+ * token; the table took the check from 30 to 28 ms on the 64 MB of the
+ * reference history's chats). */
 static const unsigned char CLASS[256] = {
     ['{'] = C_OPEN_OBJECT, ['['] = C_OPEN_ARRAY, ['}'] = C_CLOSE_OBJECT, [']'] = C_CLOSE_ARRAY,
     [','] = C_COMMA,       [':'] = C_COLON,      ['"'] = C_STRING,
@@ -91,7 +92,7 @@ static block_bits bits_of(const unsigned char *p)
 {
     block_bits b = {0, 0, 0, 0};
 #if defined(__SSE2__)
-    /* unrolled: a shift by a variable count per chunk cost a tenth */
+    /* unrolled, one load per 16 bytes for all the masks */
 #define PS_CHUNK(k)                                                                                \
     do {                                                                                           \
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * (k)));                \
