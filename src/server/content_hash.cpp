@@ -43,10 +43,11 @@ std::string_view token_of(value &v)
     return raw;
 }
 
-// A key's text: where it lies when it has no backslash (the bytes passed
-// the pre-check and simdjson's stage 1, so its closing quote is there),
-// else unescaped by simdjson (into its buffer: that copy was a third of
-// hashing a chat, keys included).
+// A key's text: where it lies when it has no backslash (the structure
+// check and simdjson's stage 1 passed the bytes, so its closing quote is
+// there), else unescaped by simdjson into its buffer (that copy, for every
+// string, was about a third of hashing a chat; it is left to strings with
+// escapes).
 bool key_of(simdjson::ondemand::field &field, std::string_view *key)
 {
     const char *start = field.key().raw(), *end = start;
@@ -174,9 +175,9 @@ bool value_hash(value v, int depth, int max_depth, uint64_t *out)
     }
     case json_type::string: {
         // without a backslash a string's text is its value: hashed where
-        // it lies, not unescaped into the parser's buffer first (that copy
-        // was a third of hashing a chat). The bytes passed the pre-check
-        // (sync_legacy.c checks a chat before its content hash).
+        // it lies, not unescaped into the parser's buffer first (as for
+        // keys, key_of). simdjson's stage 1 checked its UTF-8 and that it
+        // has no raw control character.
         std::string_view raw = token_of(v);
         if (raw.size() >= 2 && raw.front() == '"' && raw.back() == '"' &&
             raw.find('\\') == std::string_view::npos) {
