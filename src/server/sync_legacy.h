@@ -21,8 +21,9 @@
  *
  * `check` (NULL: the source's chats are pre-checked already) pre-checks
  * chat i (json_precheck.h, once; the error names the body's byte): a chat's
- * bytes are trusted JSON only after it, so whoever uses them calls
- * ps_chat_source_check first, in the chats' order. `hash` (NULL: hash the
+ * bytes are trusted JSON only after it (or a content hash, content_hash.h),
+ * so whoever uses them calls ps_chat_source_check first, in the chats'
+ * order. `hash` (NULL: hash the
  * bytes) gives ps__hash_bytes of chat i's bytes, worked out as they came.
  */
 typedef struct ps_chat_source {
