@@ -1,9 +1,9 @@
 /*
  * The chat-by-chat splitter; see chat_splitter.h. A state machine that
- * survives any cut between two feeds: its whole state is the struct. Most
- * of a body is string text (message contents), so a string is crossed to
- * its next quote or backslash 16 bytes at a time (SSE2); the bytes between
- * strings are few and taken one by one.
+ * survives any cut between two feeds: its whole state is the struct. With
+ * SSE2 a chat (an object) is crossed 64 bytes at a time on bit masks
+ * (container_blocks), and only its last bytes of a feed one by one; the
+ * bytes outside the chats (the envelope, between chats) are few.
  */
 #include "core/chat_splitter.h"
 #include "core/json_parse.h"
@@ -85,6 +85,110 @@ static size_t string_blocks(const unsigned char *p, size_t i, size_t n, bool *fo
         }
     }
     *escaped = carry != 0;
+    return i;
+}
+
+/* The masks of a 64-byte block a chat is crossed on (bit k: byte k). */
+typedef struct block_bits {
+    uint64_t backslash, quote, open, close;
+} block_bits;
+
+/* One load per 16 bytes for the four masks; '{' and '[' (and '}' and ']')
+ * differ only in bit 0x20, so one compare finds both. */
+static inline block_bits block_bits_of(const unsigned char *p)
+{
+    const __m128i backslash = _mm_set1_epi8('\\'), quote = _mm_set1_epi8('"');
+    const __m128i low = _mm_set1_epi8(0x20), open = _mm_set1_epi8('{'), close = _mm_set1_epi8('}');
+    block_bits b = {0, 0, 0, 0};
+#define PS_CHUNK(k)                                                                                \
+    do {                                                                                           \
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * (k)));                \
+        __m128i folded = _mm_or_si128(v, low);                                                     \
+        b.backslash |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash))         \
+                       << (16 * (k));                                                              \
+        b.quote |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) << (16 * (k));  \
+        b.open |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(folded, open))              \
+                  << (16 * (k));                                                                   \
+        b.close |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(folded, close))            \
+                   << (16 * (k));                                                                  \
+    } while (0)
+    PS_CHUNK(0);
+    PS_CHUNK(1);
+    PS_CHUNK(2);
+    PS_CHUNK(3);
+#undef PS_CHUNK
+    return b;
+}
+
+/* Bit k set where an odd number of bits at or below k are set in x (the
+ * bytes inside a string, from its quotes: simdjson's prefix XOR, without
+ * carry-less multiplication, which baseline x86-64 lacks). */
+static inline uint64_t prefix_xor(uint64_t x)
+{
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    return x;
+}
+
+/* Set bits of x (SWAR: baseline x86-64 has no popcnt instruction, and
+ * __builtin_popcountll becomes a library call). */
+static inline int bit_count(uint64_t x)
+{
+    x -= (x >> 1) & 0x5555555555555555ULL;
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (int)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/*
+ * A container chat 64 bytes at a time, on bit masks as simdjson's stage 1
+ * does: the quotes no backslash escapes, the bytes inside strings (prefix
+ * XOR of those quotes), and the brackets outside strings. A block whose
+ * closing brackets cannot bring the depth back to the array's is crossed
+ * by counting; only the last block of a chat is walked bracket by bracket.
+ * Returns the index just past the chat's closing bracket (*done) or where
+ * fewer than 64 bytes are left, with the state (depth, in a string, the
+ * next byte escaped) as the byte-at-a-time loop keeps it.
+ */
+static size_t container_blocks(ps_chat_splitter *s, const unsigned char *p, size_t i, size_t n,
+                               bool *done)
+{
+    uint64_t carry = s->escaped;
+    uint64_t inside = s->in_string ? ~0ULL : 0; /* carried: all ones in a string */
+    int depth = s->depth;
+    for (; i + 64 <= n; i += 64) {
+        block_bits bits = block_bits_of(p + i);
+        uint64_t escaped = escaped_bytes(bits.backslash, &carry);
+        uint64_t in_string = prefix_xor(bits.quote & ~escaped) ^ inside;
+        inside = (uint64_t)((int64_t)in_string >> 63);
+        uint64_t opens = bits.open & ~in_string;
+        uint64_t closes = bits.close & ~in_string;
+        if (!(opens | closes))
+            continue;
+        int closing = bit_count(closes);
+        if (depth - closing > 2) {
+            depth += bit_count(opens) - closing;
+            continue;
+        }
+        for (uint64_t b = opens | closes; b; b &= b - 1) {
+            unsigned k = (unsigned)__builtin_ctzll(b);
+            if (opens >> k & 1) {
+                depth++;
+            } else if (--depth == 2) {
+                *done = true;
+                s->depth = depth;
+                s->in_string = s->escaped = false;
+                return i + k + 1;
+            }
+        }
+    }
+    s->depth = depth;
+    s->in_string = inside != 0;
+    s->escaped = s->in_string && carry;
     return i;
 }
 #endif
@@ -311,6 +415,9 @@ ps_code ps__chat_splitter_feed(ps_chat_splitter *s, const char *text, size_t n, 
                 i++;
             done = i < n;
         } else {
+#if defined(__SSE2__)
+            i = container_blocks(s, p, i, n, &done);
+#endif
             while (i < n && !done) {
                 if (s->in_string) {
                     i = through_string(s, p, i, n);

@@ -493,6 +493,11 @@ static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, s
     return PS_OK; /* structure (balance, commas, an unterminated string) is json-c's */
 }
 
+bool ps__json_is_number(const char *text, size_t len)
+{
+    return len > 0 && number_length((const unsigned char *)text, len) == len;
+}
+
 ps_code ps__json_precheck(const char *text, size_t len, int max_depth, ps_error *err)
 {
     return scan(text, len, max_depth, NULL, 0, err);

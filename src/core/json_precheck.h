@@ -22,6 +22,11 @@ ps_code ps__json_precheck(const char *text, size_t len, int max_depth, ps_error 
 ps_code ps__json_precheck_at(const char *text, size_t len, int max_depth, size_t base,
                             ps_error *err);
 
+/* Whether text[0, len) is exactly one number as the pre-check takes them
+ * (RFC 8259), for a reader that finds a number's token by other means
+ * (content_hash.h). */
+bool ps__json_is_number(const char *text, size_t len);
+
 /*
  * Where the elements of the top-level "chats" array lie, found in the same
  * pass, so a legacy sync can hash each chat's bytes and parse only those it

@@ -11,9 +11,12 @@
  * no O_TMPFILE): it disappears when closed, and with the process, whatever
  * happens. At merge time each chat is read back on its own.
  *
- * Memory: one buffer of memory_max (sealed chats are written out a full
- * buffer at a time), larger only for a single chat larger than that,
- * whatever the body's size.
+ * Memory: the first memory_max bytes of chats stay in memory, and a tail
+ * buffer of a sixteenth of that takes the next (its sealed chats written
+ * out a full tail at a time), each larger only for a single chat larger
+ * than its limit, whatever the body's size. Past 1 MiB a buffer is its
+ * limit's size at once (its pages are only touched as they fill), 2 MiB
+ * aligned for huge pages.
  */
 #ifndef PS_SERVER_BODY_SPOOL_H
 #define PS_SERVER_BODY_SPOOL_H
@@ -30,7 +33,8 @@ typedef struct ps_body_spool ps_body_spool;
  * on every sync: at 4 MiB, a client re-sending the 63 MB reference history
  * unchanged cost 0.24 s of server CPU a sync (45 % of it copying into the
  * page cache), 0.17 s at 64 MiB. A large request's slot
- * (--max-large-requests) holds at most this much of a body's chats. */
+ * (--max-large-requests) holds at most this much of a body's chats, and a
+ * sixteenth more (the tail buffer), or one larger chat. */
 #define PS_SPOOL_MEMORY_BYTES (64u * 1024 * 1024)
 
 /* A spool whose file, when one is needed, goes in `dir` (copied). NULL when
@@ -47,6 +51,14 @@ ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *
 ps_code ps_body_spool_seal(ps_body_spool *sp, const char **text, size_t *len, ps_error *err);
 /* Forgets every chat (and the one being received). */
 void ps_body_spool_clear(ps_body_spool *sp);
+
+/* Buffers outliving a spool, so that a large body's chats land in memory
+ * already faulted in (request.c keeps one per lane slot, lane.h): a new
+ * spool adopts `buf` (malloc'ed, `cap` bytes; freed if the spool has one),
+ * and a spool done with gives its buffer away (NULL when it has none; the
+ * spool is then empty). */
+void ps_body_spool_adopt_buffer(ps_body_spool *sp, char *buf, size_t cap);
+char *ps_body_spool_take_buffer(ps_body_spool *sp, size_t *cap);
 
 size_t ps_body_spool_count(const ps_body_spool *sp);
 /* Chat i's bytes: *text is owned by the spool and valid until its next

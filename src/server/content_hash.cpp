@@ -1,5 +1,9 @@
 // The content hash of a chat's bytes; see content_hash.h.
 #include "server/content_hash.h"
+extern "C" { /* C headers */
+#include "core/json_precheck.h"
+#include "core/json_structure.h"
+}
 
 #include <simdjson.h>
 
@@ -27,20 +31,90 @@ uint64_t mix(uint64_t h, uint64_t v)
     return XXH3_64bits_withSeed(&v, sizeof v, h);
 }
 
-bool value_hash(value v, uint64_t *out);
+bool value_hash(value v, int depth, int max_depth, uint64_t *out);
+
+// A scalar's own text, without the spaces after it.
+std::string_view token_of(value &v)
+{
+    std::string_view raw = v.raw_json_token();
+    while (!raw.empty() &&
+           (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' || raw.back() == '\t'))
+        raw.remove_suffix(1);
+    return raw;
+}
+
+// A key's text: where it lies when it has no backslash (the structure
+// check and simdjson's stage 1 passed the bytes, so its closing quote is
+// there), else unescaped by simdjson into its buffer (that copy, for every
+// string, was about a third of hashing a chat; it is left to strings with
+// escapes).
+bool key_of(simdjson::ondemand::field &field, std::string_view *key)
+{
+    const char *start = field.key().raw(), *end = start;
+    while (*end != '"' && *end != '\\')
+        end++;
+    if (*end == '"') {
+        *key = std::string_view(start, (size_t)(end - start));
+        return true;
+    }
+    return !field.unescaped_key().get(*key);
+}
 
 // A sum of (key, value) hashes: the same in any key order. A key twice is
 // refused: json-c keeps the last value, a sum would keep both.
-bool object_hash(object obj, uint64_t *out, std::string_view *id)
+// A key as seen in an object, to find one twice: a cheap tag of its bytes
+// (its first and last 8 and its length: a key of up to 16 bytes is its
+// tag), the key itself for a tag met twice. An XXH3 of each key for this
+// was ~3 % of a re-sync in other bytes.
+struct seen_key {
+    uint64_t tag;
+    std::string_view key;
+};
+
+uint64_t key_tag(std::string_view k)
+{
+    uint64_t first = 0, last = 0;
+    size_t n = k.size();
+    std::memcpy(&first, k.data(), n < 8 ? n : 8);
+    if (n > 8)
+        std::memcpy(&last, k.data() + n - 8, 8);
+    return (first * 0x9E3779B97F4A7C15ULL) ^ (last * 0xC2B2AE3D27D4EB4FULL) ^ n;
+}
+
+// Whether a key is there twice (keys: n of them, sorted here).
+bool key_twice(seen_key *keys, size_t n)
+{
+    std::sort(keys, keys + n, [](const seen_key &a, const seen_key &b) { return a.tag < b.tag; });
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n && keys[j].tag == keys[i].tag; j++)
+            if (keys[j].key == keys[i].key)
+                return true;
+    return false;
+}
+
+bool object_hash(object obj, int depth, int max_depth, uint64_t *out, std::string_view *id)
 {
     uint64_t sum = 0, n = 0;
-    std::vector<uint64_t> keys;
-    for (auto field : obj) {
+    // the keys seen: on the stack for the objects of a chat (a message has
+    // a dozen keys), on the heap past that (a heap vector per message was
+    // ~4 % of hashing a chat)
+    seen_key few[64];
+    std::vector<seen_key> many;
+    simdjson::ondemand::field field_of;
+    for (auto field : obj) { // a simdjson_result<field>
         std::string_view key;
         value v;
-        if (field.unescaped_key().get(key) || field.value().get(v))
+        if (std::move(field).get(field_of) || !key_of(field_of, &key))
             return false;
-        keys.push_back(XXH3_64bits(key.data(), key.size()));
+        v = std::move(field_of).value();
+        seen_key seen = {key_tag(key), key};
+        if (n < 64) {
+            few[n] = seen;
+        } else {
+            if (many.empty())
+                many.assign(few, few + 64);
+            many.push_back(seen);
+        }
         if (id && key == "id") {
             if (v.type() != json_type::string || v.get_string().get(*id))
                 return false;
@@ -50,27 +124,30 @@ bool object_hash(object obj, uint64_t *out, std::string_view *id)
             continue;
         }
         uint64_t h;
-        if (!value_hash(v, &h))
+        if (!value_hash(v, depth, max_depth, &h))
             return false;
         sum += XXH3_64bits_withSeed(key.data(), key.size(), h);
         n++;
     }
-    std::sort(keys.begin(), keys.end());
-    if (std::adjacent_find(keys.begin(), keys.end()) != keys.end())
+    if (many.empty() ? key_twice(few, (size_t)n) : key_twice(many.data(), many.size()))
         return false;
     *out = mix(mix(SEED_OBJECT, n), sum);
     return true;
 }
 
-bool value_hash(value v, uint64_t *out)
+// depth: of the container v is in (the root object is at 1). A container
+// deeper than max_depth is refused, as the pre-check refuses it.
+bool value_hash(value v, int depth, int max_depth, uint64_t *out)
 {
     json_type type;
     if (v.type().get(type))
         return false;
+    if ((type == json_type::object || type == json_type::array) && depth + 1 > max_depth)
+        return false;
     switch (type) {
     case json_type::object: {
         object obj;
-        return !v.get_object().get(obj) && object_hash(obj, out, nullptr);
+        return !v.get_object().get(obj) && object_hash(obj, depth + 1, max_depth, out, nullptr);
     }
     case json_type::array: {
         simdjson::ondemand::array arr;
@@ -80,7 +157,7 @@ bool value_hash(value v, uint64_t *out)
         for (auto item : arr) {
             value iv;
             uint64_t ih;
-            if (item.get(iv) || !value_hash(iv, &ih))
+            if (item.get(iv) || !value_hash(iv, depth + 1, max_depth, &ih))
                 return false;
             h = mix(h, ih);
             n++;
@@ -88,15 +165,25 @@ bool value_hash(value v, uint64_t *out)
         *out = mix(h, n);
         return true;
     }
-    case json_type::number: { // its own text, without the spaces after it
-        std::string_view raw = v.raw_json_token();
-        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' ||
-                                raw.back() == '\t'))
-            raw.remove_suffix(1);
+    case json_type::number: { // its own text, an RFC 8259 number (simdjson
+                              // only looked at its first byte: 01, 1. and - too)
+        std::string_view raw = token_of(v);
+        if (!ps__json_is_number(raw.data(), raw.size()))
+            return false;
         *out = XXH3_64bits_withSeed(raw.data(), raw.size(), SEED_NUMBER);
         return true;
     }
     case json_type::string: {
+        // without a backslash a string's text is its value: hashed where
+        // it lies, not unescaped into the parser's buffer first (as for
+        // keys, key_of). simdjson's stage 1 checked its UTF-8 and that it
+        // has no raw control character.
+        std::string_view raw = token_of(v);
+        if (raw.size() >= 2 && raw.front() == '"' && raw.back() == '"' &&
+            raw.find('\\') == std::string_view::npos) {
+            *out = XXH3_64bits_withSeed(raw.data() + 1, raw.size() - 2, SEED_STRING);
+            return true;
+        }
         std::string_view s;
         if (v.get_string().get(s))
             return false;
@@ -111,11 +198,21 @@ bool value_hash(value v, uint64_t *out)
         *out = XXH3_64bits_withSeed(&c, 1, SEED_BOOL);
         return true;
     }
-    case json_type::null:
+    case json_type::null: // simdjson only looked at its first byte
+        if (token_of(v) != "null")
+            return false;
         *out = XXH3_64bits_withSeed("", 0, SEED_NULL);
         return true;
     }
     return false;
+}
+
+// Nothing after the root value (simdjson 3.0's document has no at_end():
+// past the last token there is no current location).
+bool at_end(simdjson::ondemand::document &doc)
+{
+    const char *left;
+    return doc.current_location().get(left) != simdjson::SUCCESS;
 }
 
 // One parser and one padded buffer per thread, reused.
@@ -124,9 +221,13 @@ thread_local std::string tls_buffer;
 
 } // namespace
 
-extern "C" bool ps_content_hash(const char *text, size_t len, uint64_t *hash, char *id,
-                                size_t id_size)
+extern "C" bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash,
+                                char *id, size_t id_size)
 {
+    // simdjson's On-Demand parser does not check the structure of all it
+    // steps over (json_structure.h): that first
+    if (!ps__json_structure_ok(text, len, max_depth))
+        return false;
     try {
         tls_buffer.assign(text, len);
         tls_buffer.append(simdjson::SIMDJSON_PADDING, ' ');
@@ -136,7 +237,8 @@ extern "C" bool ps_content_hash(const char *text, size_t len, uint64_t *hash, ch
         object obj;
         std::string_view chat_id;
         uint64_t h = 0;
-        if (doc.get_object().get(obj) || !object_hash(obj, &h, &chat_id) || chat_id.empty() ||
+        if (max_depth < 1 || doc.get_object().get(obj) ||
+            !object_hash(obj, 1, max_depth, &h, &chat_id) || !at_end(doc) || chat_id.empty() ||
             chat_id.size() >= id_size || chat_id.find('\0') != std::string_view::npos)
             return false;
         std::memcpy(id, chat_id.data(), chat_id.size());

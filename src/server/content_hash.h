@@ -20,13 +20,20 @@ extern "C" {
 #endif
 
 /*
- * The content hash of `text` (one JSON object, checked JSON) and its "id"
- * string, copied into `id`. False when it has none to give: not an object,
- * no string id (or one of id_size bytes or more), a key twice in one object
- * (json-c keeps the last, so such bytes are merged, never skipped), or out
- * of memory. Never 0 when true.
+ * The content hash of `text` (one JSON object) and its "id" string, copied
+ * into `id`. False when it has none to give: not an object, no string id
+ * (or one of id_size bytes or more), a key twice in one object (json-c
+ * keeps the last, so such bytes are merged, never skipped), or out of
+ * memory; and whenever the text is not JSON the pre-check
+ * (json_precheck.h, ps__json_precheck with max_depth) passes: true means
+ * the pre-check would pass it, and it is JSON json-c reads, so a chat
+ * skipped by its content needs neither (the structure and the depth are
+ * checked first, json_structure.h; simdjson checks UTF-8, unescaped
+ * control characters in strings and escapes; numbers and words are
+ * checked here). Never 0 when true.
  */
-bool ps_content_hash(const char *text, size_t len, uint64_t *hash, char *id, size_t id_size);
+bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash, char *id,
+                     size_t id_size);
 
 #ifdef __cplusplus
 }

@@ -54,8 +54,18 @@ static ps_code parse_sync_body(const ps_handler_env *env, json_object **root, ps
     size_t len;
     const char *text = ps_legacy_body_envelope(body, &len);
     if ((rc = ps__json_parse(text, len, PS_JSON_MAX_DEPTH, root, err)) != PS_OK ||
-        (rc = ps__validate_sync_request(*root, env->limits, err)) != PS_OK)
-        return rc;
+        (rc = ps__validate_sync_request(*root, env->limits, err)) != PS_OK) {
+        /* the chats are pre-checked only when used (legacy_body.h): a bad
+         * one is still the answer, as a pre-check of the whole body finds
+         * it before a parse of the rest */
+        ps_error chat_err;
+        ps_code chat_rc = ps_legacy_body_check_chats(body, &chat_err);
+        if (chat_rc == PS_OK || chat_rc == PS_ERR_IO || chat_rc == PS_ERR_NOMEM)
+            return rc;
+        if (err)
+            *err = chat_err;
+        return chat_rc;
+    }
     ps_legacy_body_chats(body, src);
     return PS_OK;
 }
@@ -83,7 +93,8 @@ static bool is_polyglot_page_load(json_object *root, const ps_chat_source *src)
     ps_error err;
     const char *text;
     size_t len;
-    if (ps_chat_source_bytes(src, 0, &text, &len, &err) != PS_OK ||
+    if (ps_chat_source_check(src, 0, &err) != PS_OK ||
+        ps_chat_source_bytes(src, 0, &text, &len, &err) != PS_OK ||
         ps__json_parse_trusted(text, len, &first, &err) != PS_OK)
         return false;
     json_object *clock;

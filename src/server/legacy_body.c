@@ -1,18 +1,29 @@
 /*
  * A legacy body taken chat by chat; see legacy_body.h. The splitter's sink
  * lands here: envelope bytes in a capped buffer, chat bytes in the spool,
- * each complete chat pre-checked at once (its offsets in errors are the
- * body's, so a message says where in the body the problem is).
+ * each complete chat hashed at once (its bytes are still in the cache) and
+ * pre-checked only when someone uses it (ps_chat_source_check): a chat the
+ * device re-sends as it last synced it is never looked at again (issue
+ * #15). Offsets in the pre-check's errors are the body's, so a message
+ * says where in the body the problem is.
  */
 #include "server/legacy_body.h"
 #include "core/chat_splitter.h"
 #include "core/dynbuf.h"
+#include "core/hash.h"
 #include "core/json_parse.h"
 #include "core/json_precheck.h"
 #include "server/body_spool.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* What is known of a sealed chat besides its bytes (the spool's). */
+typedef struct chat_info {
+    uint64_t offset; /* of its first byte in the body */
+    uint64_t hash;   /* ps__hash_bytes of its bytes */
+    bool checked;    /* pre-checked already */
+} chat_info;
 
 struct ps_legacy_body {
     ps_legacy_body_config cfg;
@@ -22,7 +33,9 @@ struct ps_legacy_body {
     uint64_t received;
     size_t chats;      /* in the current "chats" array, kept or only counted */
     size_t chat_bytes; /* of the chat being received */
-    ps_code problem;   /* the first one; then nothing more is kept */
+    chat_info *info;   /* one per chat in the spool */
+    size_t info_cap;
+    ps_code problem; /* the first one; then nothing more is kept */
     ps_error problem_err;
 };
 
@@ -83,11 +96,38 @@ static ps_code on_chat_end(void *cls, uint64_t offset)
     const char *text;
     size_t len;
     ps_error err;
+    size_t i = ps_body_spool_count(lb->spool);
+    if (i == lb->info_cap) {
+        size_t cap = lb->info_cap ? lb->info_cap * 2 : 256;
+        chat_info *grown = realloc(lb->info, cap * sizeof *grown);
+        if (!grown) {
+            ps_error_set(&err, PS_ERR_NOMEM, -1, "", "out of memory");
+            return keep_problem(lb, PS_ERR_NOMEM, &err);
+        }
+        lb->info = grown;
+        lb->info_cap = cap;
+    }
     ps_code rc = ps_body_spool_seal(lb->spool, &text, &len, &err);
+    if (rc != PS_OK)
+        return keep_problem(lb, rc, &err);
+    lb->info[i] = (chat_info){.offset = offset, .hash = ps__hash_bytes(text, len)};
+    return PS_OK;
+}
+
+/* Pre-checks chat i unless done already. */
+static ps_code check_chat(ps_legacy_body *lb, size_t i, ps_error *err)
+{
+    if (lb->info[i].checked)
+        return PS_OK;
+    const char *text;
+    size_t len;
+    ps_code rc = ps_body_spool_read(lb->spool, i, &text, &len, err);
     /* an element sits two containers deep: the root object and "chats" */
     if (rc == PS_OK)
-        rc = ps__json_precheck_at(text, len, lb->cfg.max_depth - 2, (size_t)offset, &err);
-    return rc == PS_OK ? PS_OK : keep_problem(lb, rc, &err);
+        rc =
+            ps__json_precheck_at(text, len, lb->cfg.max_depth - 2, (size_t)lb->info[i].offset, err);
+    lb->info[i].checked = rc == PS_OK;
+    return rc;
 }
 
 /* A later "chats" array replaces the earlier one, as json-c keeps the last
@@ -103,6 +143,9 @@ static ps_code on_chats_start(void *cls)
         const char *text;
         size_t len;
         json_object *chat = NULL;
+        rc = check_chat(lb, i, &err);
+        if (rc != PS_OK)
+            break;
         rc = ps_body_spool_read(lb->spool, i, &text, &len, &err);
         bool null = len == 4 && memcmp(text, "null", 4) == 0; /* json-c's NULL */
         if (rc == PS_OK && !null && ps__json_parse_trusted(text, len, &chat, &err) != PS_OK)
@@ -144,6 +187,7 @@ void ps_legacy_body_free(ps_legacy_body *lb)
         return;
     ps_body_spool_free(lb->spool);
     ps__dynbuf_free(&lb->envelope);
+    free(lb->info);
     free(lb);
 }
 
@@ -161,6 +205,15 @@ ps_code ps_legacy_body_feed(ps_legacy_body *lb, const char *p, size_t n)
     return PS_OK;
 }
 
+ps_code ps_legacy_body_check_chats(ps_legacy_body *lb, ps_error *err)
+{
+    ps_code rc = PS_OK;
+    size_t n = ps_body_spool_count(lb->spool);
+    for (size_t i = 0; i < n && rc == PS_OK; i++)
+        rc = check_chat(lb, i, err);
+    return rc;
+}
+
 ps_code ps_legacy_body_finish(ps_legacy_body *lb, ps_error *err)
 {
     ps_error mine;
@@ -173,6 +226,16 @@ ps_code ps_legacy_body_finish(ps_legacy_body *lb, ps_error *err)
         ps_error_set(&mine, PS_ERR_TOO_LARGE, -1, "chats",
                      "%zu chats in one request; the limit is %zu", lb->chats, lb->cfg.max_chats);
         keep_problem(lb, PS_ERR_TOO_LARGE, &mine);
+    }
+    /* The body is refused: its first problem is the answer, and a bad chat
+     * kept before the problem met came first. (A chat read back from a
+     * spool file that fails is not the body's problem: the one met stands.) */
+    if (lb->problem != PS_OK) {
+        ps_code rc = ps_legacy_body_check_chats(lb, &mine);
+        if (rc != PS_OK && rc != PS_ERR_IO && rc != PS_ERR_NOMEM) {
+            lb->problem = rc;
+            lb->problem_err = mine;
+        }
     }
     if (lb->problem != PS_OK && err)
         *err = lb->problem_err;
@@ -191,10 +254,34 @@ static ps_code chat_bytes(void *cls, size_t i, const char **text, size_t *len, p
     return ps_body_spool_read(lb->spool, i, text, len, err);
 }
 
+static ps_code chat_check(void *cls, size_t i, ps_error *err)
+{
+    return check_chat(cls, i, err);
+}
+
+static uint64_t chat_hash(void *cls, size_t i)
+{
+    const ps_legacy_body *lb = cls;
+    return lb->info[i].hash;
+}
+
 void ps_legacy_body_chats(ps_legacy_body *lb, ps_chat_source *src)
 {
-    *src =
-        (ps_chat_source){.count = ps_body_spool_count(lb->spool), .bytes = chat_bytes, .cls = lb};
+    *src = (ps_chat_source){.count = ps_body_spool_count(lb->spool),
+                            .bytes = chat_bytes,
+                            .check = chat_check,
+                            .hash = chat_hash,
+                            .cls = lb};
+}
+
+void ps_legacy_body_adopt_buffer(ps_legacy_body *lb, char *buf, size_t cap)
+{
+    ps_body_spool_adopt_buffer(lb->spool, buf, cap);
+}
+
+char *ps_legacy_body_take_buffer(ps_legacy_body *lb, size_t *cap)
+{
+    return ps_body_spool_take_buffer(lb->spool, cap);
 }
 
 uint64_t ps_legacy_body_spooled_bytes(const ps_legacy_body *lb)

@@ -1,7 +1,7 @@
 /*
  * A legacy /sync or /pushChats body taken as it arrives: the "chats" array
- * split chat by chat (core/chat_splitter.h), each chat pre-checked when it
- * is complete and put in a spool (body_spool.h), the rest of the body (the
+ * split chat by chat (core/chat_splitter.h), each chat hashed when it is
+ * complete and put in a spool (body_spool.h), the rest of the body (the
  * envelope: deviceId, clocks, deletions) kept in memory with `"chats":[]`
  * in the array's place. The body is never held whole, so its size is
  * bounded by --max-body only, not by memory.
@@ -10,6 +10,15 @@
  * written) does not stop the reading: the client is sending, and gets its
  * answer once it has sent everything. The first problem is kept for
  * ps_legacy_body_finish, and what follows is only counted.
+ *
+ * A chat is pre-checked (json_precheck.h) when it is first used, through
+ * ps_chat_source_check, not as it arrives: a sync skips the chats a device
+ * re-sends as it last synced them by their hash alone (sync_legacy.c), and
+ * those bytes passed the pre-check when they were first taken. Whoever uses
+ * a chat's bytes checks it first, in the body's order, so the error a bad
+ * body gets is still its first bad chat's; when the body is refused for
+ * another reason, finish (and ps_legacy_body_check_chats) check the chats
+ * before that problem first.
  */
 #ifndef PS_SERVER_LEGACY_BODY_H
 #define PS_SERVER_LEGACY_BODY_H
@@ -49,9 +58,14 @@ void ps_legacy_body_free(ps_legacy_body *lb);
  * passed (the caller reads and drops the rest, and answers 413). */
 ps_code ps_legacy_body_feed(ps_legacy_body *lb, const char *p, size_t n);
 
-/* The body is in: PS_OK, or the first problem met (err says which). Then
- * the envelope and the chats can be had. */
+/* The body is in: PS_OK, or the first problem met (err says which): a bad
+ * chat before it comes first. Then the envelope and the chats can be had;
+ * the chats are not pre-checked yet. */
 ps_code ps_legacy_body_finish(ps_legacy_body *lb, ps_error *err);
+
+/* Pre-checks every chat not checked yet, in order: PS_OK or the first bad
+ * chat's error (for a body refused for something else found after it). */
+ps_code ps_legacy_body_check_chats(ps_legacy_body *lb, ps_error *err);
 
 /* The envelope (NUL-terminated, owned by lb): the body with the elements of
  * "chats" taken out, to be parsed whole (ps__json_parse). */
@@ -60,6 +74,12 @@ const char *ps_legacy_body_envelope(const ps_legacy_body *lb, size_t *len);
 /* The chats taken out (none when the body has no "chats" array: then the
  * envelope is the whole body). `src` borrows lb. */
 void ps_legacy_body_chats(ps_legacy_body *lb, ps_chat_source *src);
+
+/* The spool's memory buffer, from and to an earlier body's
+ * (ps_body_spool_adopt_buffer, ps_body_spool_take_buffer): the adopted one
+ * before the first byte, taken once done with lb. */
+void ps_legacy_body_adopt_buffer(ps_legacy_body *lb, char *buf, size_t cap);
+char *ps_legacy_body_take_buffer(ps_legacy_body *lb, size_t *cap);
 
 /* Bytes of chats the spool wrote to its file (0: all held in memory). */
 uint64_t ps_legacy_body_spooled_bytes(const ps_legacy_body *lb);

@@ -129,8 +129,32 @@ static ps_legacy_body *legacy_body_of(ps_server *srv, request *req)
             .memory_max = PS_SPOOL_MEMORY_BYTES,
         };
         req->legacy = ps_legacy_body_new(&lc);
+        /* a large body's chats land in the buffer an earlier one filled:
+         * no page faults (body_spool.h) */
+        size_t cap;
+        char *kept = req->legacy && req->lane.conn
+                         ? ps_lane_buffer_take(srv->lane, PS_SPOOL_MEMORY_BYTES, &cap)
+                         : NULL;
+        if (kept)
+            ps_legacy_body_adopt_buffer(req->legacy, kept, cap);
     }
     return req->legacy;
+}
+
+/* Done with the legacy body: a large one's spool buffer goes back to the
+ * lane for the next (kept at most one per slot, lane.h). */
+static void free_legacy_body(ps_server *srv, request *req)
+{
+    if (req->legacy && req->lane.conn) {
+        size_t cap;
+        char *buf = ps_legacy_body_take_buffer(req->legacy, &cap);
+        if (buf && cap >= PS_SPOOL_MEMORY_BYTES)
+            ps_lane_buffer_give(srv->lane, buf, cap);
+        else
+            free(buf);
+    }
+    ps_legacy_body_free(req->legacy);
+    req->legacy = NULL;
 }
 
 static ps_code feed_legacy(void *cls, const char *p, size_t n)
@@ -148,8 +172,7 @@ static void receive_legacy_body(ps_server *srv, request *req, const char *data, 
                              : ps_legacy_body_feed(lb, data, len);
     if (rc != PS_OK) {
         req->body_error = rc;
-        ps_legacy_body_free(req->legacy); /* the answer is an error: nothing to keep */
-        req->legacy = NULL;
+        free_legacy_body(srv, req); /* the answer is an error: nothing to keep */
     }
 }
 
@@ -376,8 +399,7 @@ static void prepare_reply(void *arg)
     request *req = arg;
     run_handler(req->srv, req, &req->reply);
     /* the spool's memory and file go before the answer does */
-    ps_legacy_body_free(req->legacy);
-    req->legacy = NULL;
+    free_legacy_body(req->srv, req);
     req->reply_ready = true; /* seen after MHD_resume_connection */
 }
 
@@ -513,7 +535,7 @@ void ps__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_done(srv, conn, req);
     ps_ws_pending_done(&req->ws);
     release_body(srv, req);
-    ps_legacy_body_free(req->legacy);
+    free_legacy_body(srv, req);
     if (req->lane.resumed_away)
         atomic_fetch_add(&srv->turned_away_done, 1);
     if (req->gzip)

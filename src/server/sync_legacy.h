@@ -13,15 +13,24 @@
 
 /*
  * The chats of a legacy request, one at a time (legacy_body.h produces
- * them as the body arrives): chat i's bytes are exactly one JSON value that
- * passed the pre-check, to be hashed, and parsed (json-c, strict) and
- * validated only when not known unchanged. Any order, any number of times;
- * the bytes are owned by the source and valid until its next call, so a
- * caller holds one chat's bytes at a time, never the body.
+ * them as the body arrives): chat i's bytes are exactly one JSON value, to
+ * be hashed, and pre-checked, parsed (json-c, strict) and validated only
+ * when not known unchanged. Any order, any number of times; the bytes are
+ * owned by the source and valid until its next call, so a caller holds one
+ * chat's bytes at a time, never the body.
+ *
+ * `check` (NULL: the source's chats are pre-checked already) pre-checks
+ * chat i (json_precheck.h, once; the error names the body's byte): a chat's
+ * bytes are trusted JSON only after it (or a content hash, content_hash.h),
+ * so whoever uses them calls ps_chat_source_check first, in the chats'
+ * order. `hash` (NULL: hash the
+ * bytes) gives ps__hash_bytes of chat i's bytes, worked out as they came.
  */
 typedef struct ps_chat_source {
     size_t count;
     ps_code (*bytes)(void *cls, size_t i, const char **text, size_t *len, ps_error *err);
+    ps_code (*check)(void *cls, size_t i, ps_error *err);
+    uint64_t (*hash)(void *cls, size_t i);
     void *cls;
 } ps_chat_source;
 
@@ -30,6 +39,12 @@ static inline ps_code ps_chat_source_bytes(const ps_chat_source *src, size_t i, 
                                            size_t *len, ps_error *err)
 {
     return src->bytes(src->cls, i, text, len, err);
+}
+
+/* Pre-checks chat i (see ps_chat_source). */
+static inline ps_code ps_chat_source_check(const ps_chat_source *src, size_t i, ps_error *err)
+{
+    return src->check ? src->check(src->cls, i, err) : PS_OK;
 }
 
 /*

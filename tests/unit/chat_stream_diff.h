@@ -53,7 +53,9 @@ static const char *chat_stream_disagreement(const char *text, size_t len, const 
         const char *bytes;
         size_t n;
         json_object *one = NULL;
-        stream_ok = ps_chat_source_bytes(&src, i, &bytes, &n, &err) == PS_OK;
+        /* as a sync uses a chat it has no hash for: pre-checked first */
+        stream_ok = ps_chat_source_check(&src, i, &err) == PS_OK &&
+                    ps_chat_source_bytes(&src, i, &bytes, &n, &err) == PS_OK;
         /* json-c's parse gives NULL for null: no error, the validator's case */
         if (stream_ok && !(n == 4 && memcmp(bytes, "null", 4) == 0))
             stream_ok = ps__json_parse_trusted(bytes, n, &one, &err) == PS_OK;

@@ -319,6 +319,55 @@ static void spool_file_is_used_and_read_back(void **state)
     free(t.p);
 }
 
+/* A body a little over the memory budget writes a little to the file: the
+ * first memory_max bytes of chats stay in memory (body_spool.c), and every
+ * chat still reads back whole, wherever it was kept. */
+static void little_over_budget_writes_little(void **state)
+{
+    (void)state;
+    text t = {0};
+    put(&t, "{\"chats\":[");
+    for (int i = 0; i < 40; i++) { /* 40 chats of 120 bytes: 4,800 bytes */
+        char chat[160];
+        snprintf(chat, sizeof chat, "%s{\"id\":\"c%03d\",\"pad\":\"%0100d\"}", i ? "," : "", i, i);
+        put(&t, chat);
+    }
+    put(&t, "]}");
+    ps_legacy_body_config cfg = {.max_bytes = SIZE_MAX,
+                                 .max_chats = SIZE_MAX,
+                                 .max_depth = PS_JSON_MAX_DEPTH,
+                                 .envelope_max = PS_ENVELOPE_MAX_BYTES,
+                                 .chat_max = SIZE_MAX,
+                                 .spool_dir = spool_dir,
+                                 .memory_max = 4096};
+    ps_legacy_body *lb = ps_legacy_body_new(&cfg);
+    for (size_t at = 0; at < t.len; at += 100)
+        assert_int_equal(ps_legacy_body_feed(lb, t.p + at, t.len - at < 100 ? t.len - at : 100),
+                         PS_OK);
+    ps_error err;
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_OK);
+    /* 4,800 bytes of chats, 4,096 kept in memory, a 256-byte tail: at most
+     * the rest goes to the file (all of the first 4,096 did before) */
+    assert_true(ps_legacy_body_spooled_bytes(lb) > 0);
+    assert_true(ps_legacy_body_spooled_bytes(lb) <= 4800 - 4096 + 120);
+    ps_chat_source src;
+    ps_legacy_body_chats(lb, &src);
+    assert_int_equal(src.count, 40);
+    for (size_t k = 0; k < 80; k++) { /* any order, twice */
+        size_t i = (k * 7) % 40;
+        const char *bytes;
+        size_t n;
+        char want[160];
+        snprintf(want, sizeof want, "{\"id\":\"c%03zu\",\"pad\":\"%0100zu\"}", i, i);
+        assert_int_equal(ps_chat_source_check(&src, i, &err), PS_OK);
+        assert_int_equal(ps_chat_source_bytes(&src, i, &bytes, &n, &err), PS_OK);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(bytes, want, n);
+    }
+    ps_legacy_body_free(lb);
+    free(t.p);
+}
+
 /* Limits: --max-body as the bytes pass it; too many chats, a bad chat, an
  * oversized envelope are kept for the end, with where they were. */
 static void limits_and_first_problem(void **state)
@@ -344,10 +393,31 @@ static void limits_and_first_problem(void **state)
     assert_int_equal(ps_legacy_body_feed(lb, "xx", 2), PS_ERR_TOO_LARGE); /* 41 bytes */
     ps_legacy_body_free(lb);
 
+    /* a bad chat is found when the chat is used (pre-checked then, not as
+     * it arrives: legacy_body.h), with the body's offset */
     lb = ps_legacy_body_new(&cfg);
     assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{\"a\":01}]}", 20), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_OK);
+    ps_chat_source src;
+    ps_legacy_body_chats(lb, &src);
+    assert_int_equal(src.count, 1);
+    assert_int_equal(ps_chat_source_check(&src, 0, &err), PS_ERR_MALFORMED);
+    assert_non_null(strstr(err.message, "at byte 15"));                      /* the body's offset */
+    assert_int_equal(ps_chat_source_check(&src, 0, &err), PS_ERR_MALFORMED); /* not forgotten */
+    assert_int_equal(ps_legacy_body_check_chats(lb, &err), PS_ERR_MALFORMED);
+    assert_non_null(strstr(err.message, "at byte 15"));
+    ps_legacy_body_free(lb);
+
+    /* a body refused for something found after a bad chat: the bad chat,
+     * which a check of the whole body meets first, is the answer */
+    lb = ps_legacy_body_new(&cfg);
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{},{\"a\":01},3]}", 24), PS_OK);
     assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_MALFORMED);
-    assert_non_null(strstr(err.message, "at byte 15")); /* the body's offset */
+    assert_non_null(strstr(err.message, "at byte 18"));
+    ps_legacy_body_free(lb);
+    lb = ps_legacy_body_new(&cfg); /* the same after a good chat: too many chats */
+    assert_int_equal(ps_legacy_body_feed(lb, "{\"chats\":[{},{\"a\":1},3]}", 23), PS_OK);
+    assert_int_equal(ps_legacy_body_finish(lb, &err), PS_ERR_TOO_LARGE);
     ps_legacy_body_free(lb);
 
     lb = ps_legacy_body_new(&cfg); /* a chat over chat_max (12 bytes), cut in two */
@@ -380,6 +450,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(edge_cases),
         cmocka_unit_test(spool_file_is_used_and_read_back),
+        cmocka_unit_test(little_over_budget_writes_little),
         cmocka_unit_test(limits_and_first_problem),
         cmocka_unit_test(random_bodies),
     };

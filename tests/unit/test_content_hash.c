@@ -5,8 +5,14 @@
  * any change of a value, a key, an array's order or a number's kind or text
  * changes it; 0 is never returned. No hash for what json-c would read
  * differently from a sum over its keys (a key twice) or what has no id.
+ * A chat with a hash passes the pre-check (a chat skipped by its content
+ * is never pre-checked, sync_legacy.c): the oracle is ps__json_precheck
+ * itself, on chats it refuses written by hand and on random edits of a
+ * good one.
  */
 #include "test_util.h"
+#include "core/json_precheck.h"
+#include "core/json_structure.h"
 #include "server/content_hash.h"
 
 /* The hash of {"id":"c", <members>}; the members written as given. */
@@ -15,7 +21,7 @@ static uint64_t hash_of(const char *members)
     char text[512], id[16];
     snprintf(text, sizeof text, "{\"id\":\"c\",\"v\":%s}", members);
     uint64_t h = 0;
-    if (!ps_content_hash(text, strlen(text), &h, id, sizeof id))
+    if (!ps_content_hash(text, strlen(text), PS_JSON_MAX_DEPTH, &h, id, sizeof id))
         fail_msg("no content hash for %s", text);
     assert_string_equal(id, "c");
     assert_true(h != 0);
@@ -29,9 +35,9 @@ static void the_id_and_its_place_do_not_matter_but_its_value_does(void **state)
                       c[] = "{\"id\":\"d\",\"title\":\"t\"}";
     uint64_t ha, hb, hc;
     char id[16];
-    assert_true(ps_content_hash(a, strlen(a), &ha, id, sizeof id));
-    assert_true(ps_content_hash(b, strlen(b), &hb, id, sizeof id));
-    assert_true(ps_content_hash(c, strlen(c), &hc, id, sizeof id));
+    assert_true(ps_content_hash(a, strlen(a), PS_JSON_MAX_DEPTH, &ha, id, sizeof id));
+    assert_true(ps_content_hash(b, strlen(b), PS_JSON_MAX_DEPTH, &hb, id, sizeof id));
+    assert_true(ps_content_hash(c, strlen(c), PS_JSON_MAX_DEPTH, &hc, id, sizeof id));
     assert_string_equal(id, "d");
     assert_true(ha == hb);
     assert_true(ha != hc);
@@ -43,6 +49,9 @@ static void no_hash_without_one_reading(void **state)
         "{\"id\":\"c\",\"a\":1,\"a\":2}", /* a key twice: json-c keeps the last */
         "{\"id\":\"c\",\"m\":{\"x\":1,\"x\":1}}",
         "{\"id\":\"c\",\"id\":\"d\"}",
+        /* a long key twice, another between (keys over 16 bytes are compared whole) */
+        "{\"id\":\"c\",\"abcdefgh-1-ijklmnop\":1,\"abcdefgh-2-ijklmnop\":1,\"abcdefgh-1-ijklmnop\":"
+        "2}",
         "{\"title\":\"no id\"}",
         "{\"id\":7}",
         "{\"id\":\"\"}",
@@ -52,9 +61,16 @@ static void no_hash_without_one_reading(void **state)
     for (size_t k = 0; k < sizeof none / sizeof *none; k++) {
         uint64_t h;
         char id[16];
-        if (ps_content_hash(none[k], strlen(none[k]), &h, id, sizeof id))
+        if (ps_content_hash(none[k], strlen(none[k]), PS_JSON_MAX_DEPTH, &h, id, sizeof id))
             fail_msg("%s has a content hash", none[k]);
     }
+}
+
+static void keys_alike_but_not_the_same_are_not_twice(void **state)
+{
+    /* the same first and last 8 bytes and length, another middle */
+    (void)hash_of("{\"abcdefgh-1-ijklmnop\":1,\"abcdefgh-2-ijklmnop\":1}");
+    (void)hash_of("{\"a\":1,\"a \":1,\"\":1}");
 }
 
 static void same_value_in_other_bytes_hashes_the_same(void **state)
@@ -100,6 +116,157 @@ static void any_change_changes_the_hash(void **state)
     assert_true(hash_of("\"\"") != hash_of("null"));
 }
 
+/* Chats the pre-check refuses (by its rules: RFC 8259 numbers and words,
+ * well-formed UTF-8, no raw control character in a string, the depth; or
+ * bytes after the value): none may have a content hash. */
+static void no_hash_for_what_the_precheck_refuses(void **state)
+{
+    static const char *const bad[] = {
+        "{\"id\":\"c\",\"a\":01}",
+        "{\"id\":\"c\",\"a\":1.}",
+        "{\"id\":\"c\",\"a\":-}",
+        "{\"id\":\"c\",\"a\":.5}",
+        "{\"id\":\"c\",\"a\":1e}",
+        "{\"id\":\"c\",\"a\":-01.5}",
+        "{\"id\":\"c\",\"a\":+1}",
+        "{\"id\":\"c\",\"a\":NaN}",
+        "{\"id\":\"c\",\"a\":Infinity}",
+        "{\"id\":\"c\",\"a\":nul}",
+        "{\"id\":\"c\",\"a\":nulx}",
+        "{\"id\":\"c\",\"a\":[nullnull]}",
+        "{\"id\":\"c\",\"a\":True}",
+        "{\"id\":\"c\",\"a\":'x'}",
+        "{\"id\":\"c\",\"a\":\"x\x01y\"}",
+        "{\"id\":\"c\",\"a\":\"\x1f\"}",
+        "{\"id\":\"c\",\"a\":\"\xc0\xaf\"}",     /* overlong */
+        "{\"id\":\"c\",\"a\":\"\xed\xa0\x80\"}", /* a surrogate */
+        "{\"id\":\"c\",\"a\":\"\xf5\x80\x80\x80\"}",
+        "{\"id\":\"c\",\"a\":\"\xe2\x82\"}",
+        "{\"id\":\"c\",\"a\":1} x",
+        "{\"id\":\"c\",\"a\":1}\x01",
+    };
+    /* what the pre-check leaves to json-c: the structure */
+    static const char *const shapeless[] = {
+        "{\"id\":\"c1\",\"m\":[\"id\":\"m1\"},{\"id\":\"m2\"}]}", /* a '{' missing */
+        "{\"id\":\"c\",\"t\":[\"a\":\"b\"]}",
+        "{\"id\":\"c\",\"t\":[1,]}",
+        "{\"id\":\"c\",\"t\":[1 2]}",
+        "{\"id\":\"c\",\"t\":{\"a\":1,}}",
+        "{\"id\":\"c\" \"t\":1}",
+        "{\"id\":\"c\",\"t\" 1}",
+        "{\"id\":\"c\",\"t\":[}",
+        "{\"id\":\"c\",\"t\":{]}",
+        "{\"id\":\"c\",\"t\":null1}",
+        "{\"id\":\"c\",\"t\":\"x}",
+        "{\"id\":\"c\",\"t\":\"x\\\"}",
+        "{\"id\":\"c\",1:2}",
+        "{\"id\":\"c\",\"t\":[1]:2}",
+        "{\"id\":\"c\"}{}",
+        "{\"id\":\"c\",,\"t\":1}",
+        "{\"id\":\"c\",\"a\":1}}",
+    };
+    for (size_t k = 0; k < sizeof shapeless / sizeof *shapeless; k++) {
+        uint64_t h;
+        char id[16];
+        ps_error err;
+        json_object *parsed = NULL;
+        size_t n = strlen(shapeless[k]);
+        assert_int_not_equal(ps__json_parse(shapeless[k], n, PS_JSON_MAX_DEPTH, &parsed, &err),
+                             PS_OK);
+        if (ps_content_hash(shapeless[k], n, PS_JSON_MAX_DEPTH, &h, id, sizeof id))
+            fail_msg("%s has a content hash", shapeless[k]);
+    }
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        uint64_t h;
+        char id[16];
+        ps_error err;
+        size_t n = strlen(bad[k]);
+        if (ps__json_precheck(bad[k], n, PS_JSON_MAX_DEPTH, &err) == PS_OK)
+            fail_msg("the pre-check passes %s", bad[k]);
+        if (ps_content_hash(bad[k], n, PS_JSON_MAX_DEPTH, &h, id, sizeof id))
+            fail_msg("%s has a content hash", bad[k]);
+    }
+    /* the depth: as deep as allowed, and one more */
+    for (int depth = 3; depth <= 5; depth++) {
+        char text[64];
+        int n = snprintf(text, sizeof text, "{\"id\":\"c\",\"a\":%.*s1%.*s}", depth - 1, "[[[[[[[[",
+                         depth - 1, "]]]]]]]]");
+        uint64_t h;
+        char id[16];
+        ps_error err;
+        bool hashed = ps_content_hash(text, (size_t)n, 4, &h, id, sizeof id);
+        bool checked = ps__json_precheck(text, (size_t)n, 4, &err) == PS_OK;
+        assert_true(checked == (depth <= 4));
+        assert_true(hashed == checked);
+    }
+}
+
+/* Random edits of a good chat (a byte replaced, inserted or dropped, one
+ * to three times, from bytes that matter to JSON): whenever the result has
+ * a content hash, the pre-check passes it and json-c reads it (a strict
+ * parse of the text, ps__json_parse). Fixed seed. */
+static void a_hash_means_the_precheck_passes(void **state)
+{
+    static const char good[] =
+        "{\"id\":\"c1\",\"title\":\"Caf\u00e9 \\\"quoted\\\" \\n\",\"n\":-12.5e+3,"
+        "\"ok\":true,\"no\":false,\"none\":null,\"tags\":[\"x\",1,[2,{\"k\":\"v\"}]],"
+        "\"messages\":[{\"id\":\"m1\",\"role\":\"user\",\"content\":\"h\\u00e9llo \xe4\xb8\xad \\/ "
+        "end\","
+        "\"timestamp\":\"2026-01-01T10:00:00.000Z\"},{\"id\":\"m2\",\"content\":\"\",\"v\":0}]}";
+    static const char bytes[] =
+        "\"\\{}[],:0123456789-+.eEtrufalsn \t\nx\x01\x7f\x80\xbf\xc0\xc3\xe4"
+        "\xed\xf0\xf4\xf5\xff";
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    size_t hashed = 0;
+    for (int round = 0; round < 40000; round++) {
+        char text[sizeof good + 8];
+        size_t n = sizeof good - 1;
+        memcpy(text, good, n);
+        int edits = 1 + round % 3;
+        for (int e = 0; e < edits; e++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t at = (size_t)(seed >> 33) % n;
+            char c = bytes[(seed >> 17) % (sizeof bytes - 1)];
+            switch ((seed >> 8) % 3) {
+            case 0:
+                text[at] = c;
+                break;
+            case 1:
+                memmove(text + at + 1, text + at, n - at);
+                text[at] = c;
+                n++;
+                break;
+            default:
+                memmove(text + at, text + at + 1, n - at - 1);
+                n--;
+            }
+        }
+        uint64_t h;
+        char id[16];
+        ps_error err;
+        json_object *read = NULL;
+        /* and the structure check refuses nothing json-c reads (a chat it
+         * refused would only be merged, not skipped) */
+        if (ps__json_parse(text, n, PS_JSON_MAX_DEPTH, &read, &err) == PS_OK &&
+            !ps__json_structure_ok(text, n, PS_JSON_MAX_DEPTH))
+            fail_msg("json-c reads what the structure check refuses: %.*s", (int)n, text);
+        json_object_put(read);
+        if (ps__json_structure_ok(text, n, PS_JSON_MAX_DEPTH) !=
+            ps__json_structure_ok_baseline(text, n, PS_JSON_MAX_DEPTH))
+            fail_msg("the AVX2 and baseline structure checks differ: %.*s", (int)n, text);
+        if (!ps_content_hash(text, n, PS_JSON_MAX_DEPTH, &h, id, sizeof id))
+            continue;
+        hashed++;
+        if (ps__json_precheck(text, n, PS_JSON_MAX_DEPTH, &err) != PS_OK)
+            fail_msg("hashed but refused by the pre-check (%s): %.*s", err.message, (int)n, text);
+        json_object *parsed = NULL;
+        if (ps__json_parse(text, n, PS_JSON_MAX_DEPTH, &parsed, &err) != PS_OK)
+            fail_msg("hashed but refused by json-c (%s): %.*s", err.message, (int)n, text);
+        json_object_put(parsed);
+    }
+    assert_true(hashed > 1000); /* the edits leave many chats good */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +274,9 @@ int main(void)
         cmocka_unit_test(any_change_changes_the_hash),
         cmocka_unit_test(the_id_and_its_place_do_not_matter_but_its_value_does),
         cmocka_unit_test(no_hash_without_one_reading),
+        cmocka_unit_test(keys_alike_but_not_the_same_are_not_twice),
+        cmocka_unit_test(no_hash_for_what_the_precheck_refuses),
+        cmocka_unit_test(a_hash_means_the_precheck_passes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

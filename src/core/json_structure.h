@@ -1,0 +1,28 @@
+/*
+ * Whether JSON text is well formed in its structure: exactly one value, its
+ * brackets matched, one ',' between two elements or members and none
+ * trailing, a ':' after each key and keys that are strings, nesting at
+ * most max_depth containers deep. Strings are only crossed (an escape
+ * never ends one), and scalars only delimited: their text is another
+ * reader's to check.
+ *
+ * Why: a legacy chat re-sent as the same data in other bytes is skipped by
+ * its content hash (server/content_hash.h), which simdjson's On-Demand
+ * parser reads without checking the structure of everything it steps
+ * over: `[{"id":"m1"},{"id":"m2"}]` with its first '{' missing hashed. The
+ * content hash asks this first, so a chat skipped by its content is JSON
+ * json-c would read, as the pre-check alone (tokens, not structure) could
+ * not say.
+ */
+#ifndef PS_JSON_STRUCTURE_H
+#define PS_JSON_STRUCTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+bool ps__json_structure_ok(const char *text, size_t len, int max_depth);
+/* The same without AVX2, whatever the processor (for the tests: both
+ * paths must agree). */
+bool ps__json_structure_ok_baseline(const char *text, size_t len, int max_depth);
+
+#endif
