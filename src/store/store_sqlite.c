@@ -243,9 +243,20 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = ?1 AND chat_id = ?2",
     [Q_MSG_ONE] = "SELECT " MSG_COLUMNS " FROM messages"
                   " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
-    [Q_MSG_PUT] = "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
+    /* Upserts, not INSERT OR REPLACE: with foreign keys on, a REPLACE
+     * may delete a row (a child of chats) before inserting, so SQLite
+     * makes it a multi-write statement with a statement journal, and
+     * every one of them copied each 16 KiB page it touched, already
+     * dirty in the transaction, to a sub-journal file: 5.4 GB written for
+     * the 63 MB first upload (docs/performance.md, "upload: ..."). An
+     * upsert updates in place; same rows, same foreign keys. */
+    [Q_MSG_PUT] = "INSERT INTO messages(user_id, chat_id, id, value, ts, lamport,"
                   " device, order_ts, seq, origin, timed, received)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                  " ON CONFLICT(user_id, chat_id, id) DO UPDATE SET value = excluded.value,"
+                  " ts = excluded.ts, lamport = excluded.lamport, device = excluded.device,"
+                  " order_ts = excluded.order_ts, seq = excluded.seq, origin = excluded.origin,"
+                  " timed = excluded.timed, received = excluded.received",
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
                     " AND (?4 IS NULL OR origin <> ?4)"
@@ -263,8 +274,10 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc, hashes, shell)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_BODY_PUT] = "INSERT INTO chat_bodies(user_id, chat_id, state, doc, hashes, shell)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                   " ON CONFLICT(user_id, chat_id) DO UPDATE SET state = excluded.state,"
+                   " doc = excluded.doc, hashes = excluded.hashes, shell = excluded.shell",
     [Q_CHAT_PUT] =
         "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
         " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, '', '', ?6, ?7, ?8, ?9)"
@@ -323,8 +336,10 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_NAMED] = "SELECT 1 FROM users WHERE name = ?1",
     [Q_BASE_GET] = "SELECT seq, hashes FROM bases WHERE user_id = ?1 AND chat_id = ?2"
                    " AND device = ?3",
-    [Q_BASE_PUT] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BASE_PUT] = "INSERT INTO bases(user_id, chat_id, device, hashes, seq)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)"
+                   " ON CONFLICT(user_id, chat_id, device) DO UPDATE SET hashes = excluded.hashes,"
+                   " seq = excluded.seq",
     [Q_BASE_COPY] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
                     " SELECT user_id, chat_id, ?3, hashes, ?4 FROM chat_bodies"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND hashes IS NOT NULL",
