@@ -1363,7 +1363,9 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         if (!doc && !m->mark.dirty)
             continue;
         size_t len = 0;
-        const char *text = m->value ? ps__json_text(m->value, &len) : NULL;
+        /* the text kept with the value (made once for its base hash too):
+         * json-c's ps__json_text would copy it into a new printbuf */
+        const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
         if (doc && ps__base_add(&hashes, ps__base_message_hash_text(m->id, text, len)) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         else if (m->mark.dirty)
