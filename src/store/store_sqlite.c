@@ -18,6 +18,7 @@
 #include "core/json_parse.h"
 #include "store/doc_render.h"
 #include "store/value_codec.h"
+#include "store/sqlite_checkpointer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -397,6 +398,9 @@ typedef struct sqlite_store {
     seen_user *seen;
     size_t nseen, seen_cap;
     int64_t seen_flush_at; /* monotonic ms from which a commit writes them */
+    /* Checkpoints the WAL on a thread of its own (sqlite_checkpointer.h);
+     * NULL: SQLite's automatic checkpoint at commit. */
+    ps_checkpointer *checkpointer;
     /* Set once SQLite reports a corrupt file (or the start's quick_check
      * does): /health then fails until the store is reopened. */
     char corrupt[200];
@@ -890,6 +894,8 @@ static void sqlite_close(ps_store *base)
         fprintf(stderr, "polysyncd: last sync times of %zu users not saved: %s\n", s->nseen,
                 err.message); /* ...unless the file cannot be written */
     pthread_setspecific(s->current, NULL);
+    /* before the connections: the last one to close checkpoints the log */
+    ps__checkpointer_stop(s->checkpointer, s->db);
     forget_all_seen(s);
     free(s->seen);
     while (s->idle) {
@@ -2336,6 +2342,7 @@ ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
             goto fail;
         }
     }
+    s->checkpointer = ps__checkpointer_start(path, s->db);
     *out = &s->base;
     return PS_OK;
 fail:
