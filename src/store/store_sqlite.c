@@ -1274,25 +1274,22 @@ static int64_t stored_size(sqlite_store *s, int q, int64_t user, const char *cha
  * the chat had no rows before this save, so there is no old row to weigh.
  * `frame` is the caller's scratch buffer, reused across a chat's rows. */
 static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, const ps_message *m,
-                            const char *text, size_t len, bool fresh, uint32_t dict,
-                            ps_dynbuf *frame, int64_t *grown, size_t *plain, ps_error *err)
+                            const ps_value_item *value, const char *frames, bool fresh,
+                            uint32_t dict, int64_t *grown, size_t *plain, ps_error *err)
 {
     if (!fresh)
         *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
-    bool packed = false;
-    if (text) {
-        ps_code prc = ps_value_pack(text, len, user, dict, load_dict, s, frame, &packed);
-        if (prc != PS_OK)
-            return ps_error_set(err, prc, -1, "", "compressing a message failed");
-        if (!packed && !dict && len >= PS_VALUE_PACK_MIN)
-            *plain += len; /* what a dictionary would compress: counts to training */
-    }
+    const char *text = value ? value->text : NULL;
+    size_t len = value ? value->len : 0;
+    bool packed = value && value->packed;
+    if (text && !packed && !dict && len >= PS_VALUE_PACK_MIN)
+        *plain += len; /* what a dictionary would compress: counts to training */
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
     if (packed)
-        sqlite3_bind_blob(st, 4, frame->data, (int)frame->len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, frames + value->frame_at, (int)value->frame_len, SQLITE_STATIC);
     else if (text)
         sqlite3_bind_text(st, 4, text, (int)len, SQLITE_STATIC);
     else
@@ -1307,7 +1304,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     sqlite3_bind_int64(st, 12, m->received);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving message");
     sqlite3_reset(st);
-    *grown += (int64_t)(strlen(m->id) + (packed ? frame->len : len));
+    *grown += (int64_t)(strlen(m->id) + (packed ? value->frame_len : len));
     return rc;
 }
 
@@ -1358,27 +1355,47 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         if (ps__base_add(&hashes,
                          ps__base_field_hash(chat->fields[i].name, chat->fields[i].value)) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    ps_dynbuf frame;
-    ps__dynbuf_init(&frame, SIZE_MAX - 1);
+    ps_dynbuf frames;
+    ps__dynbuf_init(&frames, SIZE_MAX - 1);
     uint32_t dict = 0;
     size_t plain = 0; /* bytes stored plain for want of a dictionary */
     if (rc == PS_OK)
         rc = user_dict(s, user, &dict, err);
+    /* The changed rows' values, compressed all at once (ps_value_pack_many
+     * shares a chat's with a second thread); each is the text kept with
+     * the value, made once for its base hash too (json-c's ps__json_text
+     * would copy it into a new printbuf). */
+    ps_value_item *values = calloc(chat->nmessages + 1, sizeof *values);
+    if (!values && rc == PS_OK)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    size_t nvalues = 0;
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++) {
+        const ps_message *m = &chat->messages[i];
+        if (!m->mark.dirty || !m->value)
+            continue;
+        ps_value_item *v = &values[nvalues++];
+        if (!(v->text = ps__json_text_kept(m->value, &v->len)))
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    if (rc == PS_OK && dict && nvalues) {
+        ps_code prc = ps_value_pack_many(values, nvalues, user, dict, load_dict, s, &frames);
+        if (prc != PS_OK)
+            rc = ps_error_set(err, prc, -1, "", "compressing a message failed");
+    }
+    for (size_t i = 0, k = 0; i < chat->nmessages && rc == PS_OK; i++) {
         const ps_message *m = &chat->messages[i];
         if (!doc && !m->mark.dirty)
             continue;
         size_t len = 0;
-        /* the text kept with the value (made once for its base hash too):
-         * json-c's ps__json_text would copy it into a new printbuf */
         const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
         if (doc && ps__base_add(&hashes, ps__base_message_hash_text(m->id, text, len)) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         else if (m->mark.dirty)
-            rc = save_message(s, user, chat->id, m, text, len, fresh, dict, &frame, &grown, &plain,
-                              err);
+            rc = save_message(s, user, chat->id, m, m->value ? &values[k++] : NULL, frames.data,
+                              fresh, dict, &grown, &plain, err);
     }
-    ps__dynbuf_free(&frame);
+    free(values);
+    ps__dynbuf_free(&frames);
     if (rc == PS_OK) {
         st = stmt(s, Q_BODY_PUT);
         sqlite3_bind_int64(st, 1, user);
