@@ -1272,7 +1272,9 @@ static int64_t stored_size(sqlite_store *s, int q, int64_t user, const char *cha
 
 /* Saves one message row; *grown takes the change in stored bytes. `fresh`:
  * the chat had no rows before this save, so there is no old row to weigh.
- * `frame` is the caller's scratch buffer, reused across a chat's rows. */
+ * `value`: its text and, when packed, where its frame lies in `frames`
+ * (ps_value_pack_many's, for all the chat's changed rows); NULL for a
+ * deleted message. */
 static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, const ps_message *m,
                             const ps_value_item *value, const char *frames, bool fresh,
                             uint32_t dict, int64_t *grown, size_t *plain, ps_error *err)
