@@ -1367,7 +1367,10 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
      * shares a chat's with a second thread); each is the text kept with
      * the value, made once for its base hash too (json-c's ps__json_text
      * would copy it into a new printbuf). */
-    ps_value_item *values = calloc(chat->nmessages + 1, sizeof *values);
+    size_t changed = 0; /* a v2 push into a long chat changes a few */
+    for (size_t i = 0; i < chat->nmessages; i++)
+        changed += chat->messages[i].mark.dirty && chat->messages[i].value;
+    ps_value_item *values = calloc(changed + 1, sizeof *values);
     if (!values && rc == PS_OK)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t nvalues = 0;
