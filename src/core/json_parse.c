@@ -1,5 +1,6 @@
 /* Strict, bounded JSON parsing on top of json-c's tokener; see json_parse.h. */
 #include "core/json_parse.h"
+#include "core/json_compact.h"
 #include "core/json_precheck.h"
 
 #include <ctype.h>
@@ -74,13 +75,16 @@ const char *ps__json_text_kept(json_object *obj, size_t *len)
     if (!json_object_is_type(obj, json_type_object) && !json_object_is_type(obj, json_type_array))
         return ps__json_text(obj, len);
     if (json_object_get_userdata(obj) == NULL) {
-        const char *text = ps__json_text(obj, &n);
-        char *copy = text ? strndup(text, n) : NULL;
-        if (!copy) { /* not kept: still the text */
-            if (len)
-                *len = n;
-            return text;
+        /* json-c's text, by the faster writer (json_compact.h); room for a
+         * typical message at once */
+        ps_dynbuf text;
+        ps__dynbuf_init(&text, SIZE_MAX - 1);
+        if (ps__dynbuf_reserve(&text, 1024) != PS_OK ||
+            ps__json_compact_append(&text, obj) != PS_OK) {
+            ps__dynbuf_free(&text); /* not kept: still the text */
+            return ps__json_text(obj, len);
         }
+        char *copy = ps__dynbuf_take(&text, &n);
         json_object_set_serializer(obj, json_object_userdata_to_json_string, copy,
                                    json_object_free_userdata);
         if (len)

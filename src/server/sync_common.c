@@ -2,6 +2,7 @@
 #include "server/sync_common.h"
 #include "server/metrics.h"
 #include "core/chat_codec.h"
+#include "core/json_compact.h"
 #include "core/json_parse.h"
 
 ps_code ps__load_or_new(const ps_sync_ctx *ctx, const ps_user *user, const char *id,
@@ -65,16 +66,31 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
     }
     if (rc != PS_OK)
         return ps_error_set(err, rc, -1, "", "out of memory");
-    json_object *doc = NULL;
-    const char *text = NULL;
-    size_t len = 0;
+    /* The rendering, by the compact writer (json-c's text, json_compact.h)
+     * into a buffer sized once: json-c's own grew a printbuf by doubling
+     * and copied every message's kept text through it. */
+    ps_dynbuf text;
+    ps__dynbuf_init(&text, SIZE_MAX - 1);
     if (full) {
-        if (!(doc = ps__chat_to_legacy(chat)))
-            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        text = ps__json_text(doc, &len);
+        json_object *doc = ps__chat_to_legacy(chat);
+        size_t guess = 256;
+        for (size_t i = 0; i < chat->nmessages; i++) {
+            size_t n = 0;
+            if (chat->messages[i].value && ps__json_text_kept(chat->messages[i].value, &n))
+                guess += n + 1;
+        }
+        rc = !doc ? PS_ERR_NOMEM : ps__dynbuf_reserve(&text, guess);
+        if (rc == PS_OK)
+            rc = ps__json_compact_append(&text, doc);
+        json_object_put(doc);
+        if (rc != PS_OK) {
+            ps__dynbuf_free(&text);
+            return ps_error_set(err, rc, -1, "", "out of memory");
+        }
     }
-    rc = ctx->store->ops->chat_save(ctx->store, user->id, chat, text, len, seq, err);
-    json_object_put(doc);
+    rc = ctx->store->ops->chat_save(ctx->store, user->id, chat, full ? text.data : NULL, text.len,
+                                    seq, err);
+    ps__dynbuf_free(&text);
     return rc;
 }
 

@@ -18,6 +18,7 @@
 #include "core/json_parse.h"
 #include "store/doc_render.h"
 #include "store/value_codec.h"
+#include "store/sqlite_checkpointer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -244,9 +245,20 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_MSG_ALL] = "SELECT " MSG_COLUMNS " FROM messages WHERE user_id = ?1 AND chat_id = ?2",
     [Q_MSG_ONE] = "SELECT " MSG_COLUMNS " FROM messages"
                   " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
-    [Q_MSG_PUT] = "INSERT OR REPLACE INTO messages(user_id, chat_id, id, value, ts, lamport,"
+    /* Upserts, not INSERT OR REPLACE: with foreign keys on, a REPLACE
+     * may delete a row (a child of chats) before inserting, so SQLite
+     * makes it a multi-write statement with a statement journal, and
+     * every one of them copied each 16 KiB page it touched, already
+     * dirty in the transaction, to a sub-journal file: 5.4 GB written for
+     * the 63 MB first upload (docs/performance.md, "upload: ..."). An
+     * upsert updates in place; same rows, same foreign keys. */
+    [Q_MSG_PUT] = "INSERT INTO messages(user_id, chat_id, id, value, ts, lamport,"
                   " device, order_ts, seq, origin, timed, received)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                  " ON CONFLICT(user_id, chat_id, id) DO UPDATE SET value = excluded.value,"
+                  " ts = excluded.ts, lamport = excluded.lamport, device = excluded.device,"
+                  " order_ts = excluded.order_ts, seq = excluded.seq, origin = excluded.origin,"
+                  " timed = excluded.timed, received = excluded.received",
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
                     " AND (?4 IS NULL OR origin <> ?4)"
@@ -264,8 +276,10 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_BODY_PUT] = "INSERT OR REPLACE INTO chat_bodies(user_id, chat_id, state, doc, hashes, shell)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_BODY_PUT] = "INSERT INTO chat_bodies(user_id, chat_id, state, doc, hashes, shell)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                   " ON CONFLICT(user_id, chat_id) DO UPDATE SET state = excluded.state,"
+                   " doc = excluded.doc, hashes = excluded.hashes, shell = excluded.shell",
     [Q_CHAT_PUT] =
         "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
         " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, '', '', ?6, ?7, ?8, ?9)"
@@ -332,8 +346,10 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_NAMED] = "SELECT 1 FROM users WHERE name = ?1",
     [Q_BASE_GET] = "SELECT seq, hashes FROM bases WHERE user_id = ?1 AND chat_id = ?2"
                    " AND device = ?3",
-    [Q_BASE_PUT] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_BASE_PUT] = "INSERT INTO bases(user_id, chat_id, device, hashes, seq)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)"
+                   " ON CONFLICT(user_id, chat_id, device) DO UPDATE SET hashes = excluded.hashes,"
+                   " seq = excluded.seq",
     [Q_BASE_COPY] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
                     " SELECT user_id, chat_id, ?3, hashes, ?4 FROM chat_bodies"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND hashes IS NOT NULL",
@@ -391,6 +407,9 @@ typedef struct sqlite_store {
     seen_user *seen;
     size_t nseen, seen_cap;
     int64_t seen_flush_at; /* monotonic ms from which a commit writes them */
+    /* Checkpoints the WAL on a thread of its own (sqlite_checkpointer.h);
+     * NULL: SQLite's automatic checkpoint at commit. */
+    ps_checkpointer *checkpointer;
     /* Set once SQLite reports a corrupt file (or the start's quick_check
      * does): /health then fails until the store is reopened. */
     char corrupt[200];
@@ -884,6 +903,8 @@ static void sqlite_close(ps_store *base)
         fprintf(stderr, "polysyncd: last sync times of %zu users not saved: %s\n", s->nseen,
                 err.message); /* ...unless the file cannot be written */
     pthread_setspecific(s->current, NULL);
+    /* before the connections: the last one to close checkpoints the log */
+    ps__checkpointer_stop(s->checkpointer, s->db);
     forget_all_seen(s);
     free(s->seen);
     while (s->idle) {
@@ -1260,27 +1281,26 @@ static int64_t stored_size(sqlite_store *s, int q, int64_t user, const char *cha
 
 /* Saves one message row; *grown takes the change in stored bytes. `fresh`:
  * the chat had no rows before this save, so there is no old row to weigh.
- * `frame` is the caller's scratch buffer, reused across a chat's rows. */
+ * `value`: its text and, when packed, where its frame lies in `frames`
+ * (ps_value_pack_many's, for all the chat's changed rows); NULL for a
+ * deleted message. */
 static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, const ps_message *m,
-                            const char *text, size_t len, bool fresh, uint32_t dict,
-                            ps_dynbuf *frame, int64_t *grown, size_t *plain, ps_error *err)
+                            const ps_value_item *value, const char *frames, bool fresh,
+                            uint32_t dict, int64_t *grown, size_t *plain, ps_error *err)
 {
     if (!fresh)
         *grown -= stored_size(s, Q_MSG_SIZE, user, chat_id, m->id);
-    bool packed = false;
-    if (text) {
-        ps_code prc = ps_value_pack(text, len, user, dict, load_dict, s, frame, &packed);
-        if (prc != PS_OK)
-            return ps_error_set(err, prc, -1, "", "compressing a message failed");
-        if (!packed && !dict && len >= PS_VALUE_PACK_MIN)
-            *plain += len; /* what a dictionary would compress: counts to training */
-    }
+    const char *text = value ? value->text : NULL;
+    size_t len = value ? value->len : 0;
+    bool packed = value && value->packed;
+    if (text && !packed && !dict && len >= PS_VALUE_PACK_MIN)
+        *plain += len; /* what a dictionary would compress: counts to training */
     sqlite3_stmt *st = stmt(s, Q_MSG_PUT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
     if (packed)
-        sqlite3_bind_blob(st, 4, frame->data, (int)frame->len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, frames + value->frame_at, (int)value->frame_len, SQLITE_STATIC);
     else if (text)
         sqlite3_bind_text(st, 4, text, (int)len, SQLITE_STATIC);
     else
@@ -1295,7 +1315,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     sqlite3_bind_int64(st, 12, m->received);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving message");
     sqlite3_reset(st);
-    *grown += (int64_t)(strlen(m->id) + (packed ? frame->len : len));
+    *grown += (int64_t)(strlen(m->id) + (packed ? value->frame_len : len));
     return rc;
 }
 
@@ -1346,25 +1366,50 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         if (ps__base_add(&hashes,
                          ps__base_field_hash(chat->fields[i].name, chat->fields[i].value)) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    ps_dynbuf frame;
-    ps__dynbuf_init(&frame, SIZE_MAX - 1);
+    ps_dynbuf frames;
+    ps__dynbuf_init(&frames, SIZE_MAX - 1);
     uint32_t dict = 0;
     size_t plain = 0; /* bytes stored plain for want of a dictionary */
     if (rc == PS_OK)
         rc = user_dict(s, user, &dict, err);
+    /* The changed rows' values, compressed all at once (ps_value_pack_many
+     * shares a chat's with a second thread); each is the text kept with
+     * the value, made once for its base hash too (json-c's ps__json_text
+     * would copy it into a new printbuf). */
+    size_t changed = 0; /* a v2 push into a long chat changes a few */
+    for (size_t i = 0; i < chat->nmessages; i++)
+        changed += chat->messages[i].mark.dirty && chat->messages[i].value;
+    ps_value_item *values = calloc(changed + 1, sizeof *values);
+    if (!values && rc == PS_OK)
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    size_t nvalues = 0;
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++) {
+        const ps_message *m = &chat->messages[i];
+        if (!m->mark.dirty || !m->value)
+            continue;
+        ps_value_item *v = &values[nvalues++];
+        if (!(v->text = ps__json_text_kept(m->value, &v->len)))
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    if (rc == PS_OK && dict && nvalues) {
+        ps_code prc = ps_value_pack_many(values, nvalues, user, dict, load_dict, s, &frames);
+        if (prc != PS_OK)
+            rc = ps_error_set(err, prc, -1, "", "compressing a message failed");
+    }
+    for (size_t i = 0, k = 0; i < chat->nmessages && rc == PS_OK; i++) {
         const ps_message *m = &chat->messages[i];
         if (!doc && !m->mark.dirty)
             continue;
         size_t len = 0;
-        const char *text = m->value ? ps__json_text(m->value, &len) : NULL;
+        const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
         if (doc && ps__base_add(&hashes, ps__base_message_hash_text(m->id, text, len)) != PS_OK)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         else if (m->mark.dirty)
-            rc = save_message(s, user, chat->id, m, text, len, fresh, dict, &frame, &grown, &plain,
-                              err);
+            rc = save_message(s, user, chat->id, m, m->value ? &values[k++] : NULL, frames.data,
+                              fresh, dict, &grown, &plain, err);
     }
-    ps__dynbuf_free(&frame);
+    free(values);
+    ps__dynbuf_free(&frames);
     if (rc == PS_OK) {
         st = stmt(s, Q_BODY_PUT);
         sqlite3_bind_int64(st, 1, user);
@@ -2333,6 +2378,7 @@ ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
             goto fail;
         }
     }
+    s->checkpointer = ps__checkpointer_start(path, s->db);
     *out = &s->base;
     return PS_OK;
 fail:

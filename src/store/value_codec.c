@@ -3,6 +3,7 @@
 #include "store/value_codec.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -172,6 +173,157 @@ ps_code ps_value_pack(const char *text, size_t len, int64_t user, uint32_t id,
     out->len = n;
     *packed = true;
     return PS_OK;
+}
+
+/* A batch of ps_value_pack_many: both threads take the next few values
+ * until none is left, so neither waits for work the other has not begun. */
+typedef struct pack_batch {
+    ps_value_item *items;
+    size_t n;
+    atomic_size_t next; /* the first value nobody took yet */
+    char *frames;
+    const ZSTD_CDict *dict;
+    atomic_int rc; /* the first failure, PS_OK */
+} pack_batch;
+
+#define PACK_CHUNK 4 /* values taken at once */
+
+static void batch_work(pack_batch *b)
+{
+    codec_ctx *ctx = thread_ctx();
+    if (!ctx) {
+        atomic_store(&b->rc, PS_ERR_NOMEM);
+        atomic_store(&b->next, b->n);
+        return;
+    }
+    for (;;) {
+        size_t from = atomic_fetch_add(&b->next, PACK_CHUNK);
+        if (from >= b->n)
+            return;
+        size_t to = from + PACK_CHUNK < b->n ? from + PACK_CHUNK : b->n;
+        for (size_t i = from; i < to; i++) {
+            ps_value_item *it = &b->items[i];
+            if (it->len < PS_VALUE_PACK_MIN)
+                continue;
+            size_t n = ZSTD_compress_usingCDict(ctx->c, b->frames + it->frame_at,
+                                                ZSTD_compressBound(it->len), it->text, it->len,
+                                                b->dict);
+            if (ZSTD_isError(n)) {
+                atomic_store(&b->rc, ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation
+                                         ? PS_ERR_NOMEM
+                                         : PS_ERR_STORE);
+                atomic_store(&b->next, b->n); /* the rest is moot */
+                return;
+            }
+            if (n < it->len) { /* else incompressible: plain is smaller */
+                it->frame_len = n;
+                it->packed = true;
+            }
+        }
+    }
+}
+
+/* The second thread of ps_value_pack_many, one per process, started on
+ * first use and waiting when idle. `busy` is held by the batch using it;
+ * `lock` guards `state` and `batch`. */
+enum { HELPER_IDLE, HELPER_OFFERED, HELPER_WORKING };
+static struct {
+    pthread_once_t once;
+    bool ok;
+    pthread_mutex_t busy, lock;
+    pthread_cond_t wake, done;
+    int state;
+    pack_batch *batch;
+} helper = {.once = PTHREAD_ONCE_INIT,
+            .busy = PTHREAD_MUTEX_INITIALIZER,
+            .lock = PTHREAD_MUTEX_INITIALIZER,
+            .wake = PTHREAD_COND_INITIALIZER,
+            .done = PTHREAD_COND_INITIALIZER};
+
+static void *helper_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&helper.lock);
+    for (;;) {
+        while (helper.state != HELPER_OFFERED)
+            pthread_cond_wait(&helper.wake, &helper.lock);
+        helper.state = HELPER_WORKING;
+        pack_batch *b = helper.batch;
+        pthread_mutex_unlock(&helper.lock);
+        batch_work(b);
+        pthread_mutex_lock(&helper.lock);
+        helper.state = HELPER_IDLE;
+        pthread_cond_signal(&helper.done);
+    }
+    return NULL;
+}
+
+static void helper_start(void)
+{
+    pthread_t t;
+    helper.ok = pthread_create(&t, NULL, helper_main, NULL) == 0 && pthread_detach(t) == 0;
+}
+
+/* Below this many bytes a batch is not worth waking the helper for. */
+#define SHARE_MIN_BYTES (16u << 10)
+
+ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user, uint32_t id,
+                           ps_value_dict_fn load, void *load_ctx, ps_dynbuf *frames)
+{
+    ps__dynbuf_reset(frames);
+    size_t room = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        items[i].packed = false;
+        items[i].frame_at = items[i].frame_len = 0;
+        if (items[i].len >= PS_VALUE_PACK_MIN && id != 0) {
+            items[i].frame_at = room;
+            room += ZSTD_compressBound(items[i].len);
+            bytes += items[i].len;
+        }
+    }
+    if (room == 0)
+        return PS_OK;
+    codec_ctx *ctx = thread_ctx();
+    if (!ctx)
+        return PS_ERR_NOMEM;
+    cached_dict *dict; /* got on this thread: loading it reads the caller's store */
+    ps_code rc = dict_get(ctx, user, id, load, load_ctx, &dict);
+    if (rc != PS_OK)
+        return rc;
+    if (!dict->c && !(dict->c = ZSTD_createCDict(dict->bytes, dict->len, PS_VALUE_PACK_LEVEL)))
+        return PS_ERR_NOMEM;
+    if ((rc = ps__dynbuf_reserve(frames, room)) != PS_OK)
+        return rc;
+    frames->len = room;
+    pack_batch b = {.items = items, .n = n, .frames = frames->data, .dict = dict->c};
+    atomic_init(&b.next, 0);
+    atomic_init(&b.rc, PS_OK);
+    bool offered = false;
+    if (bytes >= SHARE_MIN_BYTES) {
+        pthread_once(&helper.once, helper_start);
+        if (helper.ok && pthread_mutex_trylock(&helper.busy) == 0) { /* else: all here */
+            pthread_mutex_lock(&helper.lock);
+            helper.batch = &b;
+            helper.state = HELPER_OFFERED;
+            pthread_cond_signal(&helper.wake);
+            pthread_mutex_unlock(&helper.lock);
+            offered = true;
+        }
+    }
+    batch_work(&b);
+    if (offered) {
+        /* an offer not taken yet is withdrawn (nothing is left of it);
+         * one taken is at most a few values from done */
+        pthread_mutex_lock(&helper.lock);
+        if (helper.state == HELPER_OFFERED)
+            helper.state = HELPER_IDLE;
+        while (helper.state == HELPER_WORKING)
+            pthread_cond_wait(&helper.done, &helper.lock);
+        helper.batch = NULL;
+        pthread_mutex_unlock(&helper.lock);
+        pthread_mutex_unlock(&helper.busy);
+    }
+    return (ps_code)atomic_load(&b.rc);
 }
 
 /* Appends the frame's text to *out (NUL-terminated). */

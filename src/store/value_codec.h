@@ -70,6 +70,27 @@ PS_MUST_CHECK ps_code ps_value_pack(const char *text, size_t len, int64_t user, 
                                     ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out,
                                     bool *packed);
 
+/* One value of ps_value_pack_many: `text`/`len` in; where its frame is in
+ * the batch's buffer out (packed false: store the text as it is). */
+typedef struct ps_value_item {
+    const char *text;
+    size_t len;
+    size_t frame_at, frame_len;
+    bool packed;
+} ps_value_item;
+
+/*
+ * ps_value_pack of each of n values, frames laid in *frames (replaced; the
+ * caller's buffer). A batch of some size is shared with a second thread
+ * (one per process, started on first use; when it is busy with another
+ * batch the caller does all of it): a first upload compresses 100,000
+ * values, 20 % of its time on one core, while the machine's other core
+ * mostly waits. Same frames as ps_value_pack's, in the same time or less.
+ */
+PS_MUST_CHECK ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user,
+                                         uint32_t id, ps_value_dict_fn load, void *load_ctx,
+                                         ps_dynbuf *frames);
+
 /* Decompresses a frame written by ps_value_pack for `user`, appending the
  * text to *out (a legacy rendering being put together, doc_render.h). */
 PS_MUST_CHECK ps_code ps_value_unpack_append(const void *frame, size_t len, int64_t user,

@@ -145,6 +145,67 @@ static void codec_round_trips(void **state)
     ps__dynbuf_free(&the_dict);
 }
 
+/* ps_value_pack_many (a batch shared with a second thread, a first
+ * upload's path) gives every value the frame ps_value_pack gives it alone,
+ * byte for byte, and leaves short and incompressible ones plain; a small
+ * batch (done on the calling thread alone) as well; twice, so the second
+ * thread is used again. */
+static void codec_packs_many_as_one_by_one(void **state)
+{
+    (void)state;
+    enum { N = 2000, LEN = 400, VALUES = 120 };
+    char *samples = malloc((size_t)N * LEN);
+    size_t *sizes = malloc(N * sizeof *sizes), at = 0;
+    for (unsigned i = 0; i < N; i++) {
+        words(samples + at, LEN, i);
+        sizes[i] = strlen(samples + at);
+        at += sizes[i];
+    }
+    ps__dynbuf_init(&the_dict, SIZE_MAX - 1);
+    uint32_t id = 0;
+    assert_int_equal(ps_value_train(samples, sizes, N, &the_dict, &id), PS_OK);
+    free(samples);
+    free(sizes);
+    static char texts[VALUES][1200];
+    ps_value_item items[VALUES];
+    for (int i = 0; i < VALUES; i++) {
+        if (i % 10 == 3) { /* incompressible */
+            unsigned r = (unsigned)i;
+            for (size_t k = 0; k < 600; k++) {
+                r = r * 1103515245u + 12345u;
+                texts[i][k] = (char)(1 + (r >> 16) % 255);
+            }
+            texts[i][600] = '\0';
+        } else { /* every fifth short, the rest up to 1.2 KB */
+            words(texts[i], i % 5 == 0 ? 60 : 200 + (size_t)(i * 37) % 1000, 5000u + (unsigned)i);
+        }
+        items[i] = (ps_value_item){.text = texts[i], .len = strlen(texts[i])};
+    }
+    ps_dynbuf frames, one;
+    ps__dynbuf_init(&frames, SIZE_MAX - 1);
+    ps__dynbuf_init(&one, SIZE_MAX - 1);
+    for (int round = 0; round < 3; round++) {
+        size_t n = round == 2 ? 5 : VALUES; /* the last: too small to share */
+        assert_int_equal(ps_value_pack_many(items, n, 42, id, test_dict, NULL, &frames), PS_OK);
+        for (size_t i = 0; i < n; i++) {
+            bool packed = false;
+            assert_int_equal(
+                ps_value_pack(texts[i], items[i].len, 42, id, test_dict, NULL, &one, &packed),
+                PS_OK);
+            assert_int_equal(items[i].packed, packed);
+            if (i % 5 == 0 || i % 10 == 3)
+                assert_false(packed);
+            if (packed) {
+                assert_int_equal(items[i].frame_len, one.len);
+                assert_memory_equal(frames.data + items[i].frame_at, one.data, one.len);
+            }
+        }
+    }
+    ps__dynbuf_free(&frames);
+    ps__dynbuf_free(&one);
+    ps__dynbuf_free(&the_dict);
+}
+
 /* A chat of `n` messages of ~`len` bytes, saved with its rendering. */
 static void save_chat(ps_store *s, int64_t user, const char *id, int n, size_t len, int64_t seq)
 {
@@ -548,6 +609,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(codec_round_trips),
+        cmocka_unit_test(codec_packs_many_as_one_by_one),
         cmocka_unit_test_setup_teardown(a_user_gets_a_dictionary_and_loses_it_with_their_data,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(a_corrupt_frame_is_reported, setup, teardown),
