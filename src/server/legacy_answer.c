@@ -183,7 +183,8 @@ static ps_code chats_piece(ps_legacy_answer *a, ps_dynbuf *out, bool check_user,
         a->user_id = user.id;
     }
     piece p = {.a = a, .out = out, .start = out->len, .err = err};
-    ps_code rc = store->ops->chat_each(store, a->user_id, piece_row, &p, err);
+    /* on from the last chat the previous piece sent, not from the first */
+    ps_code rc = store->ops->chat_each_after(store, a->user_id, a->after, piece_row, &p, err);
     if (rc == PS_OK)
         rc = p.rc;
     /* not stopped by a full piece: the listing (or the plan) ended */
