@@ -1,13 +1,16 @@
 /*
- * Stored legacy renderings (chat_bodies.doc), compressed: one zstd frame per
- * chat, without a dictionary. The SQLite backend tells a frame (BLOB) from
- * a plain rendering (TEXT, written before schema 10) by the column's type.
+ * Stored legacy renderings (chat_docs.doc, SQLite schema 10), compressed:
+ * one LZ4 frame (the standard frame format of Debian's liblz4, with the
+ * content size) per chat. The SQLite backend tells a frame (BLOB) from a
+ * plain rendering (TEXT: short ones) by the column's type.
  *
- * Why whole chats and no dictionary: a rendering is tens of KB, enough for
- * zstd to learn from by itself (3.3x at level 3 on the benchmark's chats;
- * 3.7x with the user's message dictionary, but decompressing 40 % slower),
- * and a fresh device's pull decompresses every chat it is sent, so decoding
- * speed is what the pull pays (docs/storage.md, "Renderings, compressed").
+ * Why LZ4 and not zstd, which the message values use: a fresh device's
+ * pull decompresses every chat it is sent (63 MB for the benchmark's
+ * history), so decoding speed is what the pull pays. On the benchmark's
+ * chats LZ4 decodes at ~2 GB/s (zstd level 3: ~0.6 GB/s, which doubled the
+ * pull's server CPU) for a 2.2x ratio (zstd: 3.3x) — and the store came
+ * out the same size either way, as zstd's ~10 KB frames left 40 % of their
+ * 16 KiB pages empty. docs/storage.md, "Renderings", has the figures.
  * Contexts are per thread (created on first use, freed with the thread).
  */
 #ifndef PS_DOC_CODEC_H
@@ -30,7 +33,8 @@
 PS_MUST_CHECK ps_code ps_doc_pack(const char *text, size_t len, ps_dynbuf *out, bool *packed);
 
 /* Appends the rendering a frame of ps_doc_pack holds to *out (a piece of
- * an answer being made). PS_ERR_STORE when it is not such a frame. */
+ * an answer being made), decompressed straight into it. PS_ERR_STORE when
+ * it is not such a frame. */
 PS_MUST_CHECK ps_code ps_doc_unpack_append(const void *frame, size_t len, ps_dynbuf *out);
 
 #endif
