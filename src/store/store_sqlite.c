@@ -222,7 +222,23 @@ static const char *const MIGRATIONS[] = {
     "INSERT INTO chat_bodies_10(user_id, chat_id, state, hashes, shell)"
     "  SELECT user_id, chat_id, state, hashes, shell FROM chat_bodies;"
     "DROP TABLE chat_bodies;"
-    "ALTER TABLE chat_bodies_10 RENAME TO chat_bodies;",
+    "ALTER TABLE chat_bodies_10 RENAME TO chat_bodies;"
+    /* Bases keyed by device first: a fresh device's pull writes one base
+     * per chat it is sent, and keyed by chat first those rows went between
+     * every other device's, rewriting the whole table's pages each time;
+     * now they are appended together. The index finds a chat's bases when
+     * the chat goes (the foreign key's cascade). */
+    "CREATE TABLE bases_10 ("
+    "  user_id INTEGER NOT NULL, device TEXT NOT NULL, chat_id TEXT NOT NULL,"
+    "  hashes BLOB NOT NULL, seq INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (user_id, device, chat_id),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "INSERT INTO bases_10(user_id, device, chat_id, hashes, seq)"
+    "  SELECT user_id, device, chat_id, hashes, seq FROM bases;"
+    "DROP TABLE bases;"
+    "ALTER TABLE bases_10 RENAME TO bases;"
+    "CREATE INDEX bases_by_chat ON bases(user_id, chat_id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 #define PS_STR_(x) #x
