@@ -10,8 +10,33 @@
  * server's thread sends the one before: a fresh device's pull then costs
  * about the longer of making and sending, not their sum (on two cores, the
  * rendering's decompression and the socket's copies overlap). One piece
- * ahead at most, so an answer holds about two pieces.
+ * ahead at most, so an answer holds about two pieces. At most MAKERS of
+ * these threads make a piece at once, whatever the number of answers being
+ * sent: each holds a read connection (and its page cache) while it makes
+ * one, and two cores gain nothing from more.
  */
+#define MAKERS 2
+
+static pthread_mutex_t makers_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t makers_free = PTHREAD_COND_INITIALIZER;
+static unsigned makers_busy;
+
+static void maker_enter(void)
+{
+    pthread_mutex_lock(&makers_lock);
+    while (makers_busy >= MAKERS)
+        pthread_cond_wait(&makers_free, &makers_lock);
+    makers_busy++;
+    pthread_mutex_unlock(&makers_lock);
+}
+
+static void maker_leave(void)
+{
+    pthread_mutex_lock(&makers_lock);
+    makers_busy--;
+    pthread_cond_signal(&makers_free);
+    pthread_mutex_unlock(&makers_lock);
+}
 typedef struct ahead {
     pthread_t thread;
     bool started;
@@ -323,7 +348,9 @@ static void *ahead_main(void *arg)
         ps_error_clear(&err);
         bool done = false;
         ps__dynbuf_reset(&h->piece);
+        maker_enter();
         ps_code rc = make_piece(a, &h->piece, &done, &err);
+        maker_leave();
         pthread_mutex_lock(&h->lock);
         h->rc = rc;
         h->err = err;
