@@ -47,7 +47,7 @@ ps_code ps_doc_pack(const char *text, size_t len, ps_dynbuf *out, bool *packed)
 {
     *packed = false;
     ps__dynbuf_reset(out);
-    if (len < PS_DOC_PACK_MIN || len > DOC_MAX)
+    if (!PS_DOC_COMPRESS || len < PS_DOC_PACK_MIN || len > DOC_MAX)
         return PS_OK;
     LZ4F_preferences_t prefs;
     memset(&prefs, 0, sizeof prefs);
