@@ -3,6 +3,7 @@
 
 #include <lz4frame.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,12 +15,24 @@
  * chat is mostly one), and that much room kept past the content. */
 #define BLOCK_BYTES ((size_t)64 << 10)
 
+/* A thread's contexts, kept across calls: a context allocates its
+ * buffers once rather than at every chat (a first upload saves 2,000). */
+typedef struct doc_ctx {
+    LZ4F_dctx *d;
+    LZ4F_cctx *c;
+    ps_dynbuf frame; /* ps_doc_pack's answer */
+} doc_ctx;
+
 static pthread_key_t ctx_key;
 static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
 
 static void ctx_free(void *p)
 {
-    LZ4F_freeDecompressionContext(p);
+    doc_ctx *ctx = p;
+    LZ4F_freeDecompressionContext(ctx->d);
+    LZ4F_freeCompressionContext(ctx->c);
+    ps__dynbuf_free(&ctx->frame);
+    free(ctx);
 }
 
 static void ctx_key_make(void)
@@ -27,26 +40,31 @@ static void ctx_key_make(void)
     (void)pthread_key_create(&ctx_key, ctx_free);
 }
 
-/* This thread's decompression context; NULL when out of memory. */
-static LZ4F_dctx *thread_dctx(void)
+/* This thread's contexts; NULL when out of memory. */
+static doc_ctx *thread_ctx(void)
 {
     pthread_once(&ctx_once, ctx_key_make);
-    LZ4F_dctx *d = pthread_getspecific(ctx_key);
-    if (d)
-        return d;
-    if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)))
+    doc_ctx *ctx = pthread_getspecific(ctx_key);
+    if (ctx)
+        return ctx;
+    if (!(ctx = calloc(1, sizeof *ctx)))
         return NULL;
-    if (pthread_setspecific(ctx_key, d) != 0) {
-        LZ4F_freeDecompressionContext(d);
+    ps__dynbuf_init(&ctx->frame, SIZE_MAX - 1);
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&ctx->d, LZ4F_VERSION)) ||
+        LZ4F_isError(LZ4F_createCompressionContext(&ctx->c, LZ4F_VERSION)) ||
+        pthread_setspecific(ctx_key, ctx) != 0) {
+        ctx_free(ctx);
         return NULL;
     }
-    return d;
+    return ctx;
 }
 
-ps_code ps_doc_pack(const char *text, size_t len, ps_dynbuf *out, bool *packed)
+ps_code ps_doc_pack(const char *text, size_t len, const void **frame, size_t *frame_len,
+                    bool *packed)
 {
     *packed = false;
-    ps__dynbuf_reset(out);
+    *frame = NULL;
+    *frame_len = 0;
     if (!PS_DOC_COMPRESS || len < PS_DOC_PACK_MIN || len > DOC_MAX)
         return PS_OK;
     LZ4F_preferences_t prefs;
@@ -57,25 +75,44 @@ ps_code ps_doc_pack(const char *text, size_t len, ps_dynbuf *out, bool *packed)
     prefs.frameInfo.blockSizeID = LZ4F_max64KB;
     prefs.frameInfo.blockMode = LZ4F_blockLinked;
     prefs.frameInfo.contentSize = len;
+    doc_ctx *ctx = thread_ctx();
+    if (!ctx)
+        return PS_ERR_NOMEM;
+    ps_dynbuf *out = &ctx->frame;
+    ps__dynbuf_reset(out);
     size_t bound = LZ4F_compressFrameBound(len, &prefs);
     ps_code rc = ps__dynbuf_reserve(out, bound);
     if (rc != PS_OK)
         return rc;
-    size_t n = LZ4F_compressFrame(out->data, bound, text, len, &prefs);
+    /* begin, all of it, end: one frame, with the thread's context */
+    size_t n = LZ4F_compressBegin(ctx->c, out->data, bound, &prefs);
+    size_t body = LZ4F_isError(n) ? n
+                                  : LZ4F_compressUpdate(ctx->c, out->data + n, bound - n, text,
+                                                        len, NULL);
+    if (!LZ4F_isError(body)) {
+        n += body;
+        size_t end = LZ4F_compressEnd(ctx->c, out->data + n, bound - n, NULL);
+        n = LZ4F_isError(end) ? end : n + end;
+    } else {
+        n = body;
+    }
     if (LZ4F_isError(n))
         return PS_ERR_NOMEM; /* the bound is enough: only an allocation fails */
     if (n >= len)
         return PS_OK; /* incompressible: plain is smaller */
     out->len = n;
+    *frame = out->data;
+    *frame_len = n;
     *packed = true;
     return PS_OK;
 }
 
 ps_code ps_doc_unpack_append(const void *frame, size_t len, ps_dynbuf *out)
 {
-    LZ4F_dctx *d = thread_dctx();
-    if (!d)
+    doc_ctx *ctx = thread_ctx();
+    if (!ctx)
         return PS_ERR_NOMEM;
+    LZ4F_dctx *d = ctx->d;
     LZ4F_frameInfo_t info;
     memset(&info, 0, sizeof info);
     size_t used = len;

@@ -585,19 +585,18 @@ static void sql_pack_doc(sqlite3_context *cx, int argc, sqlite3_value **argv)
     }
     const char *text = (const char *)sqlite3_value_text(argv[0]);
     size_t len = (size_t)sqlite3_value_bytes(argv[0]);
-    ps_dynbuf frame;
-    ps__dynbuf_init(&frame, SIZE_MAX - 1);
+    const void *frame = NULL;
+    size_t frame_len = 0;
     bool packed = false;
-    ps_code rc = text ? ps_doc_pack(text, len, &frame, &packed) : PS_ERR_NOMEM;
+    ps_code rc = text ? ps_doc_pack(text, len, &frame, &frame_len, &packed) : PS_ERR_NOMEM;
     if (rc == PS_ERR_NOMEM)
         sqlite3_result_error_nomem(cx);
     else if (rc != PS_OK)
         sqlite3_result_error(cx, "compressing a rendering failed", -1);
     else if (packed)
-        sqlite3_result_blob(cx, frame.data, (int)frame.len, SQLITE_TRANSIENT);
+        sqlite3_result_blob(cx, frame, (int)frame_len, SQLITE_TRANSIENT);
     else
         sqlite3_result_value(cx, argv[0]);
-    ps__dynbuf_free(&frame);
 }
 
 /* Runs one statement of `sql` with ?1 = user (and ?2 = id); PS_OK when done. */
@@ -1412,20 +1411,20 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
-    /* the rendering as stored: a frame when worth one (doc_codec.h) */
-    ps_dynbuf doc_frame;
-    ps__dynbuf_init(&doc_frame, SIZE_MAX - 1);
+    /* the rendering as stored: a frame when worth one (doc_codec.h; the
+     * thread's buffer, valid through this save) */
+    const void *doc_frame = NULL;
+    size_t doc_frame_len = 0;
     bool doc_packed = false;
-    if (doc && ps_doc_pack(doc, doc_len, &doc_frame, &doc_packed) != PS_OK) {
+    if (doc && ps_doc_pack(doc, doc_len, &doc_frame, &doc_frame_len, &doc_packed) != PS_OK) {
         json_object_put(state);
         ps__dynbuf_free(&shell);
-        ps__dynbuf_free(&doc_frame);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     bool fresh = stored == 0;
     int64_t grown =
-        (int64_t)(state_len + (doc_packed ? doc_frame.len : doc ? doc_len : shell.len)) - stored;
+        (int64_t)(state_len + (doc_packed ? doc_frame_len : doc ? doc_len : shell.len)) - stored;
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
@@ -1493,7 +1492,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
         if (doc_packed)
-            sqlite3_bind_blob(st, 3, doc_frame.data, (int)doc_frame.len, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 3, doc_frame, (int)doc_frame_len, SQLITE_STATIC);
         else if (doc)
             sqlite3_bind_text(st, 3, doc, (int)doc_len, SQLITE_STATIC);
         rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
@@ -1502,7 +1501,6 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     ps__base_free(&hashes);
     json_object_put(state);
     ps__dynbuf_free(&shell);
-    ps__dynbuf_free(&doc_frame);
     if (rc == PS_OK && grown) {
         st = stmt(s, Q_USER_GROW);
         sqlite3_bind_int64(st, 1, user);
