@@ -86,9 +86,9 @@ ps_code ps_doc_pack(const char *text, size_t len, const void **frame, size_t *fr
         return rc;
     /* begin, all of it, end: one frame, with the thread's context */
     size_t n = LZ4F_compressBegin(ctx->c, out->data, bound, &prefs);
-    size_t body = LZ4F_isError(n) ? n
-                                  : LZ4F_compressUpdate(ctx->c, out->data + n, bound - n, text,
-                                                        len, NULL);
+    size_t body = LZ4F_isError(n)
+                      ? n
+                      : LZ4F_compressUpdate(ctx->c, out->data + n, bound - n, text, len, NULL);
     if (!LZ4F_isError(body)) {
         n += body;
         size_t end = LZ4F_compressEnd(ctx->c, out->data + n, bound - n, NULL);

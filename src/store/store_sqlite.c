@@ -46,8 +46,9 @@
 /* The same since schema 10: renderings in chat_docs. */
 #define USER_BYTES_RECOUNT                                                                         \
     "UPDATE users SET bytes ="                                                                     \
-    " (SELECT coalesce(sum(length(CAST(state AS BLOB)) + coalesce(length(CAST(shell AS BLOB)), 0)),"\
-    "   0) FROM chat_bodies WHERE user_id = users.id) +"                                            \
+    " (SELECT coalesce(sum(length(CAST(state AS BLOB)) +"                                          \
+    "   coalesce(length(CAST(shell AS BLOB)), 0)), 0)"                                             \
+    "   FROM chat_bodies WHERE user_id = users.id) +"                                              \
     " (SELECT coalesce(sum(length(CAST(doc AS BLOB))), 0) FROM chat_docs"                          \
     "   WHERE user_id = users.id) +"                                                               \
     " (SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)),"  \
@@ -1423,8 +1424,8 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     }
     int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     bool fresh = stored == 0;
-    int64_t grown =
-        (int64_t)(state_len + (doc_packed ? doc_frame_len : doc ? doc_len : shell.len)) - stored;
+    size_t body_len = doc_packed ? doc_frame_len : doc ? doc_len : shell.len;
+    int64_t grown = (int64_t)(state_len + body_len) - stored;
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
@@ -1617,8 +1618,7 @@ static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id
  * straight into it, a plain one copied, or one put together from its parts
  * (splice_doc). *appended false when the chat has no body row.
  */
-static ps_code row_doc_append(const ps_chat_row *row, ps_dynbuf *out, bool *appended,
-                              ps_error *err)
+static ps_code row_doc_append(const ps_chat_row *row, ps_dynbuf *out, bool *appended, ps_error *err)
 {
     chat_listing *l = row->impl;
     sqlite_store *s = l->s;

@@ -267,8 +267,9 @@ static void a_user_gets_a_dictionary_and_loses_it_with_their_data(void **state)
     assert_int_equal(s->ops->chat_each(s, u.id, sum_docs, &every, &err), PS_OK);
     assert_int_equal(every.chats, 31);
     assert_true(bytes < (int64_t)every.bytes);
-    assert_true(bytes == query_int(ss, "SELECT sum(length(CAST(state AS BLOB)) +"
-                                       " coalesce(length(CAST(shell AS BLOB)), 0)) FROM chat_bodies") +
+    assert_true(bytes == query_int(ss,
+                                   "SELECT sum(length(CAST(state AS BLOB)) +"
+                                   " coalesce(length(CAST(shell AS BLOB)), 0)) FROM chat_bodies") +
                              query_int(ss, "SELECT sum(length(CAST(doc AS BLOB))) FROM chat_docs") +
                              query_int(ss, "SELECT sum(length(CAST(id AS BLOB)) +"
                                            " length(CAST(value AS BLOB))) FROM messages"));

@@ -51,8 +51,8 @@ static int teardown(void **state)
  * are): {"id":ID,"title":"T","messages":[{"id":..,"content":..},...]}. */
 static char *rendering(const char *id, size_t len)
 {
-    static const char *const w[] = {"sync ", "chat ", "café ", "мир ", "世界 ", "🚀 ",
-                                     "model ", "reply ", "the ", "merge "};
+    static const char *const w[] = {"sync ", "chat ",  "café ",  "мир ", "世界 ",
+                                    "🚀 ",    "model ", "reply ", "the ", "merge "};
     char *out = malloc(len + 256);
     size_t n = (size_t)sprintf(out, "{\"id\":\"%s\",\"title\":\"T\",\"messages\":[", id);
     unsigned r = 12345;
@@ -184,17 +184,18 @@ static void migrates_from_schema_9(void **state)
     const char *short_doc = "{\"id\":\"short\",\"title\":\"S\",\"messages\":[]}";
     const char *state_json = "{\"id\":\"%s\",\"f\":{\"title\":[\"T\",[5,0,\"d\"],2,\"d\"]},"
                              "\"L\":[3,\"d\"],\"n\":2}";
-    assert_int_equal(sqlite3_exec(db,
-                                  "INSERT INTO users(id, name, clock, seq, bytes)"
-                                  "  VALUES (1, 'u', 9, 9, 1);"
-                                  "INSERT INTO chats(user_id, id, live, state, doc, seq) VALUES"
-                                  "  (1, 'long', 1, '', '', 2), (1, 'short', 1, '', '', 3),"
-                                  "  (1, 'v2', 1, '', '', 4);"
-                                  "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
-                                  "  deleted_device, deleted_at_ms, seq)"
-                                  "  VALUES (1, 'gone', 0, '', '', 4, 'd', 123456, 5);",
-                                  NULL, NULL, &msg),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO users(id, name, clock, seq, bytes)"
+                     "  VALUES (1, 'u', 9, 9, 1);"
+                     "INSERT INTO chats(user_id, id, live, state, doc, seq) VALUES"
+                     "  (1, 'long', 1, '', '', 2), (1, 'short', 1, '', '', 3),"
+                     "  (1, 'v2', 1, '', '', 4);"
+                     "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
+                     "  deleted_device, deleted_at_ms, seq)"
+                     "  VALUES (1, 'gone', 0, '', '', 4, 'd', 123456, 5);",
+                     NULL, NULL, &msg),
+        SQLITE_OK);
     sqlite3_stmt *body = NULL;
     assert_int_equal(sqlite3_prepare_v2(db,
                                         "INSERT INTO chat_bodies(user_id, chat_id, state, doc,"
@@ -356,8 +357,7 @@ static void renderings_are_kept_compressed(void **state)
     save(s, "b", 40, true, 2, &text[1]);
     save(s, "c", 3, true, 3, &text[2]);
     save(s, "d", 40, true, 4, &text[3]);
-    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_docs WHERE typeof(doc) = 'blob'"),
-                     4);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_docs WHERE typeof(doc) = 'blob'"), 4);
     free(text[1]);
     save(s, "b", 41, false, 5, &text[1]); /* a v2 push: the rendering goes */
     assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_docs WHERE chat_id = 'b'"), 0);
@@ -385,10 +385,10 @@ static void renderings_are_kept_compressed(void **state)
         free(text[i]);
 
     /* a corrupt (cut) frame: the chat is not served as anything */
-    assert_int_equal(sqlite3_exec(ss->db,
-                                  "UPDATE chat_docs SET doc = substr(doc, 1, 40) WHERE chat_id = 'd'",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(ss->db, "UPDATE chat_docs SET doc = substr(doc, 1, 40) WHERE chat_id = 'd'",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
     chat_listing cur = {.s = ss, .user = 1};
     ps_doc_builder_init(&cur.doc);
