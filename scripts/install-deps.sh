@@ -15,6 +15,7 @@ packages=(
   libxxhash-dev  # XXH3, the hash of a chat's bytes (src/core/hash.c, header-only)
   libsimdjson-dev  # a re-sent chat's content hash (src/server/content_hash.cpp)
   libzstd-dev  # stored message values compressed (src/store/value_codec.c)
+  liblz4-dev  # stored legacy renderings compressed (src/store/doc_codec.c)
   libcmocka-dev python3 openssl
   curl  # a real HTTP client in the 413 tests (tests/integration/test_bad_input.py)
   # ops (docs/operations.md): GnuTLS for the TLS certificate reload, the

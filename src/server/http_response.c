@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STREAM_BLOCK (32 * 1024)
+#define STREAM_BLOCK (256 * 1024)
 #define STREAM_PIECE_LIMIT (64u * 1024 * 1024) /* one piece; a chat is far smaller */
 
 static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool gzipped)
@@ -118,10 +118,13 @@ static ps_code stream_refill(stream_state *st)
             return rc;
         }
     }
-    if (st->gzip)
+    if (st->gzip) {
         rc = ps_deflater_feed(&st->deflater, piece->data, piece->len, done, &st->out);
-    else
-        rc = ps__dynbuf_add(&st->out, piece->data, piece->len);
+    } else { /* the piece goes out as it is: swapped in, not copied */
+        ps_dynbuf sent = st->out;
+        st->out = *piece;
+        *piece = sent;
+    }
     ps__dynbuf_reset(piece);
     st->finished = done;
     return rc;

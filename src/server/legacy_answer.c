@@ -1,8 +1,56 @@
 /* Streamed legacy answers; see legacy_answer.h. */
 #include "server/legacy_answer.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*
+ * The next piece is made ahead, on a thread of the answer's own, while the
+ * server's thread sends the one before: a fresh device's pull then costs
+ * about the longer of making and sending, not their sum (on two cores, the
+ * rendering's decompression and the socket's copies overlap). One piece
+ * ahead at most, so an answer holds about two pieces. At most MAKERS of
+ * these threads make a piece at once, whatever the number of answers being
+ * sent: each holds a read connection (and its page cache) while it makes
+ * one, and two cores gain nothing from more.
+ */
+#define MAKERS 2
+
+static pthread_mutex_t makers_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t makers_free = PTHREAD_COND_INITIALIZER;
+static unsigned makers_busy;
+
+static void maker_enter(void)
+{
+    pthread_mutex_lock(&makers_lock);
+    while (makers_busy >= MAKERS)
+        pthread_cond_wait(&makers_free, &makers_lock);
+    makers_busy++;
+    pthread_mutex_unlock(&makers_lock);
+}
+
+static void maker_leave(void)
+{
+    pthread_mutex_lock(&makers_lock);
+    makers_busy--;
+    pthread_cond_signal(&makers_free);
+    pthread_mutex_unlock(&makers_lock);
+}
+typedef struct ahead {
+    pthread_t thread;
+    bool started;
+    bool failed; /* could not be started: pieces are made by the caller */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool want;  /* the thread is to make the next piece */
+    bool ready; /* it did: piece, rc, err, done */
+    bool stop;  /* the answer is going away */
+    ps_dynbuf piece;
+    ps_code rc;
+    ps_error err;
+    bool done;
+} ahead;
 
 struct ps_legacy_answer {
     ps_sync_ctx ctx; /* a copy: the answer outlives the handler (store only) */
@@ -19,6 +67,7 @@ struct ps_legacy_answer {
     enum { START, CHATS, DONE } state;
     bool has_head;
     ps_dynbuf head;
+    ahead ahead;
 };
 
 static ps_code answer_new(const ps_sync_ctx *ctx, bool sync, ps_legacy_answer **out,
@@ -39,6 +88,7 @@ static ps_code answer_new(const ps_sync_ctx *ctx, bool sync, ps_legacy_answer **
     a->sync = sync;
     ps__dynbuf_init(&a->deletions, SIZE_MAX);
     ps__dynbuf_init(&a->head, SIZE_MAX);
+    ps__dynbuf_init(&a->ahead.piece, SIZE_MAX);
     return PS_OK;
 }
 
@@ -87,6 +137,16 @@ void ps_legacy_answer_free(ps_legacy_answer *a)
 {
     if (!a)
         return;
+    if (a->ahead.started) { /* it ends once the piece it makes (if any) is made */
+        pthread_mutex_lock(&a->ahead.lock);
+        a->ahead.stop = true;
+        pthread_cond_signal(&a->ahead.cond);
+        pthread_mutex_unlock(&a->ahead.lock);
+        pthread_join(a->ahead.thread, NULL);
+        pthread_mutex_destroy(&a->ahead.lock);
+        pthread_cond_destroy(&a->ahead.cond);
+    }
+    ps__dynbuf_free(&a->ahead.piece);
     for (size_t i = 0; i < a->nids; i++)
         free(a->ids[i]);
     free(a->ids);
@@ -183,7 +243,8 @@ static ps_code chats_piece(ps_legacy_answer *a, ps_dynbuf *out, bool check_user,
         a->user_id = user.id;
     }
     piece p = {.a = a, .out = out, .start = out->len, .err = err};
-    ps_code rc = store->ops->chat_each(store, a->user_id, piece_row, &p, err);
+    /* on from the last chat the previous piece sent, not from the first */
+    ps_code rc = store->ops->chat_each_after(store, a->user_id, a->after, piece_row, &p, err);
     if (rc == PS_OK)
         rc = p.rc;
     /* not stopped by a full piece: the listing (or the plan) ended */
@@ -242,32 +303,132 @@ bool ps_legacy_answer_take_whole(ps_legacy_answer *a, ps_dynbuf *body)
     return true;
 }
 
-ps_code ps_legacy_answer_next(ps_legacy_answer *a, ps_dynbuf *out, bool *done, ps_error *err)
+/* The next piece after the head, made in a read transaction of the calling
+ * thread's: appended to out, *done after the last. */
+static ps_code make_piece(ps_legacy_answer *a, ps_dynbuf *out, bool *done, ps_error *err)
 {
     ps_store *store = a->ctx.store;
     ps_code rc = PS_OK;
     bool end = false;
     *done = false;
+    if (a->state == START)
+        rc = opening(a, out);
+    if (rc == PS_OK && a->state == CHATS) {
+        if (a->sync && a->next_id == a->nids) {
+            end = true;
+        } else if ((rc = ps_store_begin(store, false, err)) == PS_OK) {
+            if ((rc = chats_piece(a, out, true, &end, err)) == PS_OK)
+                rc = ps_store_commit(store, err);
+            else
+                ps_store_rollback(store);
+        }
+        if (rc == PS_OK && end)
+            rc = closing(a, out);
+    }
+    *done = rc == PS_OK && a->state == DONE;
+    return memory_error(rc, err);
+}
+
+/* The thread that makes pieces ahead: one each time it is asked. */
+static void *ahead_main(void *arg)
+{
+    ps_legacy_answer *a = arg;
+    ahead *h = &a->ahead;
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (!h->want && !h->stop)
+            pthread_cond_wait(&h->cond, &h->lock);
+        if (h->stop)
+            break;
+        h->want = false;
+        pthread_mutex_unlock(&h->lock);
+        /* the answer's state is this thread's while it is asked (the
+         * server's thread waits for `ready` before it reads anything) */
+        ps_error err;
+        ps_error_clear(&err);
+        bool done = false;
+        ps__dynbuf_reset(&h->piece);
+        maker_enter();
+        ps_code rc = make_piece(a, &h->piece, &done, &err);
+        maker_leave();
+        pthread_mutex_lock(&h->lock);
+        h->rc = rc;
+        h->err = err;
+        h->done = done;
+        h->ready = true;
+        pthread_cond_signal(&h->cond);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+/* Asks the thread (started on first use) for the next piece. false when
+ * no thread could be started: the caller makes pieces itself. */
+static bool ask_ahead(ps_legacy_answer *a)
+{
+    ahead *h = &a->ahead;
+    if (!h->started) {
+        if (pthread_mutex_init(&h->lock, NULL) != 0)
+            return false;
+        if (pthread_cond_init(&h->cond, NULL) != 0) {
+            pthread_mutex_destroy(&h->lock);
+            return false;
+        }
+        if (pthread_create(&h->thread, NULL, ahead_main, a) != 0) {
+            pthread_cond_destroy(&h->cond);
+            pthread_mutex_destroy(&h->lock);
+            return false;
+        }
+        h->started = true;
+    }
+    pthread_mutex_lock(&h->lock);
+    h->want = true;
+    h->ready = false;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    return true;
+}
+
+ps_code ps_legacy_answer_next(ps_legacy_answer *a, ps_dynbuf *out, bool *done, ps_error *err)
+{
+    ahead *h = &a->ahead;
+    ps_code rc = PS_OK;
+    *done = false;
     if (a->has_head) {
         rc = ps__dynbuf_add(out, a->head.data, a->head.len);
         ps__dynbuf_free(&a->head);
         a->has_head = false;
-    } else {
-        if (a->state == START)
-            rc = opening(a, out);
-        if (rc == PS_OK && a->state == CHATS) {
-            if (a->sync && a->next_id == a->nids) {
-                end = true;
-            } else if ((rc = ps_store_begin(store, false, err)) == PS_OK) {
-                if ((rc = chats_piece(a, out, true, &end, err)) == PS_OK)
-                    rc = ps_store_commit(store, err);
-                else
-                    ps_store_rollback(store);
-            }
-            if (rc == PS_OK && end)
-                rc = closing(a, out);
+        /* the rest is made ahead while the head goes out */
+        if (rc == PS_OK && a->state != DONE && !ask_ahead(a))
+            h->failed = true;
+        *done = rc == PS_OK && a->state == DONE;
+        return memory_error(rc, err);
+    }
+    if (!h->started) { /* a first piece (no head), or no thread could be started */
+        rc = make_piece(a, out, done, err);
+        if (rc == PS_OK && !*done && !h->failed && !ask_ahead(a))
+            h->failed = true;
+        return rc;
+    }
+    pthread_mutex_lock(&h->lock);
+    while (!h->ready)
+        pthread_cond_wait(&h->cond, &h->lock);
+    rc = h->rc;
+    *done = h->done;
+    if (rc != PS_OK && err)
+        *err = h->err;
+    pthread_mutex_unlock(&h->lock);
+    if (rc == PS_OK) { /* the piece goes out as it is: swapped in, not copied */
+        ps_dynbuf made = h->piece;
+        if (out->len == 0 && out->limit >= made.len) {
+            h->piece = *out;
+            made.limit = out->limit;
+            *out = made;
+        } else {
+            rc = memory_error(ps__dynbuf_add(out, made.data, made.len), err);
         }
     }
-    *done = rc == PS_OK && a->state == DONE;
-    return memory_error(rc, err);
+    if (rc == PS_OK && !*done)
+        ask_ahead(a); /* the next one while this one goes out */
+    return rc;
 }

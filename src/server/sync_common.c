@@ -97,12 +97,19 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
 ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_row *row,
                        ps_dynbuf *out, ps_error *err)
 {
-    size_t doc_len;
-    const char *doc_text = row->doc(row, &doc_len);
-    if (doc_text)
-        return ps__dynbuf_add(out, doc_text, doc_len);
+    ps_code rc;
+    if (row->doc_append) { /* straight into the answer: no copy in between */
+        bool appended = false;
+        if ((rc = row->doc_append(row, out, &appended, err)) != PS_OK || appended)
+            return rc;
+    } else {
+        size_t doc_len;
+        const char *doc_text = row->doc(row, &doc_len);
+        if (doc_text)
+            return ps__dynbuf_add(out, doc_text, doc_len);
+    }
     ps_chat *chat = NULL;
-    ps_code rc = ctx->store->ops->chat_load(ctx->store, user_id, row->id, true, &chat, err);
+    rc = ctx->store->ops->chat_load(ctx->store, user_id, row->id, true, &chat, err);
     if (rc != PS_OK)
         return rc;
     if (!chat)

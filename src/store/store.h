@@ -16,6 +16,7 @@
 
 #include "core/base.h"
 #include "core/chat.h"
+#include "core/dynbuf.h"
 #include "polysync/error.h"
 
 #include <stdatomic.h>
@@ -52,7 +53,12 @@ typedef struct ps_chat_row {
     /* The chat as legacy clients see it (JSON), read only when asked for
      * (it is most of the row's bytes); NULL = not rendered. */
     const char *(*doc)(const struct ps_chat_row *row, size_t *len);
-    void *impl; /* the backend's cursor, for doc() */
+    /* Or (NULL when the backend has none): appends that rendering to *out
+     * however it is stored (compressed, say) without a copy in between;
+     * *appended false (nothing appended) when it is not rendered. */
+    ps_code (*doc_append)(const struct ps_chat_row *row, ps_dynbuf *out, bool *appended,
+                          ps_error *err);
+    void *impl; /* the backend's cursor, for doc() and doc_append() */
     bool live;
     int64_t deleted_counter; /* tombstone's Lamport tuple, when !live */
     const char *deleted_device;
@@ -151,6 +157,12 @@ struct ps_store_ops {
                                                   ps_message_fn fn, void *ctx, ps_error *err);
     PS_STORE_MUST_CHECK ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn,
                                              void *ctx, ps_error *err);
+    /* The same, from the first chat whose id comes after `after` (byte
+     * order; NULL: from the first): a listing continued where it stopped,
+     * as a streamed answer does piece by piece, without reading again the
+     * rows before. */
+    PS_STORE_MUST_CHECK ps_code (*chat_each_after)(ps_store *s, int64_t user, const char *after,
+                                                   ps_chat_row_fn fn, void *ctx, ps_error *err);
     PS_STORE_MUST_CHECK ps_code (*stats)(ps_store *s, ps_store_stats *out, ps_error *err);
     /* Lists users: fn(ctx, name, live chats); non-zero from fn stops. */
     PS_STORE_MUST_CHECK ps_code (*user_list)(ps_store *s,

@@ -150,6 +150,12 @@ static ps_code f_chat_each(ps_store *s, int64_t user, ps_chat_row_fn fn, void *c
     CHECK("chat_each");
     return INNER(s)->ops->chat_each(INNER(s), user, fn, ctx, err);
 }
+static ps_code f_chat_each_after(ps_store *s, int64_t user, const char *after, ps_chat_row_fn fn,
+                                 void *ctx, ps_error *err)
+{
+    CHECK("chat_each"); /* the same listing: a fault file naming it hits both */
+    return INNER(s)->ops->chat_each_after(INNER(s), user, after, fn, ctx, err);
+}
 static ps_code f_stats(ps_store *s, ps_store_stats *out, ps_error *err)
 {
     CHECK("stats");
@@ -346,6 +352,7 @@ static const struct ps_store_ops FAULT_OPS = {
     .chat_next_changed = f_chat_next_changed,
     .messages_since = f_messages_since,
     .chat_each = f_chat_each,
+    .chat_each_after = f_chat_each_after,
     .stats = f_stats,
     .user_list = f_user_list,
     .chat_find_sent = f_chat_find_sent,
@@ -378,7 +385,7 @@ static const struct ps_store_ops FAULT_OPS = {
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 43 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 44 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)

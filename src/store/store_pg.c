@@ -195,6 +195,7 @@ enum {
     Q_CHAT_NEXT,
     Q_MSG_SINCE,
     Q_CHAT_EACH,
+    Q_CHAT_EACH_AFTER,
     Q_CHAT_DOC,
     Q_STATS,
     Q_PURGE_LOCK,
@@ -306,6 +307,8 @@ static const char *const QUERIES[Q_COUNT] = {
                     " ORDER BY order_ts, received, id",
     [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = $1 ORDER BY id",
+    [Q_CHAT_EACH_AFTER] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
+                          " WHERE user_id = $1 AND id > $2 ORDER BY id",
     [Q_CHAT_DOC] = "SELECT doc FROM chats WHERE user_id = $1 AND id = $2",
     [Q_STATS] =
         "SELECT (SELECT count(*) FROM chats WHERE live),"
@@ -1395,15 +1398,16 @@ static const char *row_doc(const ps_chat_row *row, size_t *len)
     return *len ? PQgetvalue(l->doc, 0, 0) : NULL;
 }
 
-static ps_code pg_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, void *ctx,
-                            ps_error *err)
+static ps_code pg_chat_each_after(ps_store *base, int64_t user, const char *after,
+                                  ps_chat_row_fn fn, void *ctx, ps_error *err)
 {
     pg_conn *c = current((pg_store *)base);
     chat_listing listing = {.c = c, .user = user};
     num u;
-    const char *params[1] = {numtext(&u, user)};
+    const char *params[2] = {numtext(&u, user), after};
     ps_code rc;
-    PGresult *res = run(c, Q_CHAT_EACH, 1, params, &rc, err, "listing chats");
+    PGresult *res = after ? run(c, Q_CHAT_EACH_AFTER, 2, params, &rc, err, "listing chats")
+                          : run(c, Q_CHAT_EACH, 1, params, &rc, err, "listing chats");
     if (!res)
         return rc;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -1425,6 +1429,12 @@ static ps_code pg_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, voi
     if (PQstatus(c->pg) != CONNECTION_OK)
         return result_error(c->pg, NULL, err, "listing chats");
     return PS_OK;
+}
+
+static ps_code pg_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, void *ctx,
+                            ps_error *err)
+{
+    return pg_chat_each_after(base, user, NULL, fn, ctx, err);
 }
 
 static ps_code pg_stats(ps_store *base, ps_store_stats *out, ps_error *err)
@@ -2181,6 +2191,7 @@ static const struct ps_store_ops PG_OPS = {
     .chat_load = pg_chat_load,
     .chat_save = pg_chat_save,
     .chat_each = pg_chat_each,
+    .chat_each_after = pg_chat_each_after,
     .messages_load = pg_messages_load,
     .chat_next_changed = pg_chat_next_changed,
     .messages_since = pg_messages_since,

@@ -16,6 +16,7 @@
 #include "core/timestamp.h"
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
+#include "store/doc_codec.h"
 #include "store/doc_render.h"
 #include "store/value_codec.h"
 #include "store/sqlite_checkpointer.h"
@@ -33,15 +34,24 @@
 
 #define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin, timed, received"
 
-/* What a user's rows weigh; kept up to date by chat_save, recounted after a
- * purge. Approximate by design (no index or page overhead). */
-/* What a user's rows weigh (schema 5 on); kept up to date by chat_save,
+/* What a user's rows weigh (schema 5 to 9); kept up to date by chat_save,
  * recounted after a purge. Approximate by design (no index or page overhead). */
-#define USER_BYTES_RECOUNT                                                                         \
+#define USER_BYTES_RECOUNT_9                                                                       \
     "UPDATE users SET bytes ="                                                                     \
     " (SELECT coalesce(sum(length(CAST(state AS BLOB)) + length(CAST(doc AS BLOB)) +"              \
     "   coalesce(length(CAST(shell AS BLOB)), 0)), 0)"                                             \
     "   FROM chat_bodies WHERE user_id = users.id) +"                                              \
+    " (SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)),"  \
+    "   0) FROM messages WHERE user_id = users.id)"
+
+/* The same since schema 10: renderings in chat_docs. */
+#define USER_BYTES_RECOUNT                                                                         \
+    "UPDATE users SET bytes ="                                                                     \
+    " (SELECT coalesce(sum(length(CAST(state AS BLOB)) +"                                          \
+    "   coalesce(length(CAST(shell AS BLOB)), 0)), 0)"                                             \
+    "   FROM chat_bodies WHERE user_id = users.id) +"                                              \
+    " (SELECT coalesce(sum(length(CAST(doc AS BLOB))), 0) FROM chat_docs"                          \
+    "   WHERE user_id = users.id) +"                                                               \
     " (SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)),"  \
     "   0) FROM messages WHERE user_id = users.id)"
 
@@ -189,6 +199,48 @@ static const char *const MIGRATIONS[] = {
     "  id INTEGER NOT NULL," /* the dictionary's id, in every frame made with it */
     "  dict BLOB NOT NULL);"
     "ALTER TABLE chat_bodies ADD COLUMN shell TEXT;",
+    /* 9 -> 10: renderings in a table of their own, `chat_docs`, and
+     * compressed (doc_codec.h): `doc` is an LZ4 frame (BLOB) or, when short
+     * or not worth one, the text (TEXT); a chat without a rendering has no
+     * row. chat_bodies keeps the small columns: a rendering of tens of KB
+     * filled a page of its own, so reading a chat's state or `hashes`
+     * (copied into a device's base for every chat a fresh device is sent)
+     * read a 16 KiB page per chat; now they share pages. migrate()
+     * recounts bytes. */
+    "CREATE TABLE chat_docs ("
+    "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL,"
+    "  doc NOT NULL,"
+    "  PRIMARY KEY (user_id, chat_id),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
+    "INSERT INTO chat_docs(user_id, chat_id, doc)"
+    "  SELECT user_id, chat_id, ps_pack_doc(doc) FROM chat_bodies WHERE doc <> '';"
+    "CREATE TABLE chat_bodies_10 ("
+    "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  hashes BLOB," /* the base of a device sent the rendering (schema 6) */
+    "  shell TEXT,"  /* the rendering without messages, when none is kept (schema 9) */
+    "  PRIMARY KEY (user_id, chat_id),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
+    "INSERT INTO chat_bodies_10(user_id, chat_id, state, hashes, shell)"
+    "  SELECT user_id, chat_id, state, hashes, shell FROM chat_bodies;"
+    "DROP TABLE chat_bodies;"
+    "ALTER TABLE chat_bodies_10 RENAME TO chat_bodies;"
+    /* Bases keyed by device first: a fresh device's pull writes one base
+     * per chat it is sent, and keyed by chat first those rows went between
+     * every other device's, rewriting the whole table's pages each time;
+     * now they are appended together. The index finds a chat's bases when
+     * the chat goes (the foreign key's cascade). */
+    "CREATE TABLE bases_10 ("
+    "  user_id INTEGER NOT NULL, device TEXT NOT NULL, chat_id TEXT NOT NULL,"
+    "  hashes BLOB NOT NULL, seq INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (user_id, device, chat_id),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "INSERT INTO bases_10(user_id, device, chat_id, hashes, seq)"
+    "  SELECT user_id, device, chat_id, hashes, seq FROM bases;"
+    "DROP TABLE bases;"
+    "ALTER TABLE bases_10 RENAME TO bases;"
+    "CREATE INDEX bases_by_chat ON bases(user_id, chat_id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 #define PS_STR_(x) #x
@@ -206,8 +258,11 @@ enum {
     Q_USER_SAVE,
     Q_CHAT_GET,
     Q_BODY_PUT,
+    Q_DOC_PUT,
+    Q_DOC_DEL,
     Q_CHAT_PUT,
     Q_CHAT_EACH,
+    Q_CHAT_EACH_AFTER,
     Q_CHAT_DOC,
     Q_DOC_MSGS,
     Q_DICT_ID,
@@ -276,10 +331,13 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_USER_ADD] = "INSERT INTO users(name) VALUES (?1)",
     [Q_USER_SAVE] = "UPDATE users SET clock = ?2, last_sync_ms = ?3, seq = ?4 WHERE id = ?1",
     [Q_CHAT_GET] = "SELECT state FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
-    [Q_BODY_PUT] = "INSERT INTO chat_bodies(user_id, chat_id, state, doc, hashes, shell)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    [Q_BODY_PUT] = "INSERT INTO chat_bodies(user_id, chat_id, state, hashes, shell)"
+                   " VALUES (?1, ?2, ?3, ?5, ?6)"
                    " ON CONFLICT(user_id, chat_id) DO UPDATE SET state = excluded.state,"
-                   " doc = excluded.doc, hashes = excluded.hashes, shell = excluded.shell",
+                   " hashes = excluded.hashes, shell = excluded.shell",
+    [Q_DOC_PUT] = "INSERT INTO chat_docs(user_id, chat_id, doc) VALUES (?1, ?2, ?3)"
+                  " ON CONFLICT(user_id, chat_id) DO UPDATE SET doc = excluded.doc",
+    [Q_DOC_DEL] = "DELETE FROM chat_docs WHERE user_id = ?1 AND chat_id = ?2",
     [Q_CHAT_PUT] =
         "INSERT INTO chats(user_id, id, live, state, doc, deleted_counter,"
         " deleted_device, deleted_at_ms, seq) VALUES (?1, ?2, ?3, '', '', ?6, ?7, ?8, ?9)"
@@ -293,12 +351,15 @@ static const char *const QUERIES[Q_COUNT] = {
      * lists every chat and wants the bodies of few. */
     [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = ?1 ORDER BY id",
-    /* a rendering's parts (doc_render.h): the state, then the live
-     * messages in display order (ps__message_order_cmp's) */
-    /* shell and state only when there is no rendering: reading a column
-     * after a long `doc` walks its overflow pages again */
-    [Q_CHAT_DOC] = "SELECT doc, CASE doc WHEN '' THEN shell END, CASE doc WHEN '' THEN state END"
-                   " FROM chat_bodies WHERE user_id = ?1 AND chat_id = ?2",
+    [Q_CHAT_EACH_AFTER] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
+                          " WHERE user_id = ?1 AND id > ?2 ORDER BY id",
+    /* a rendering (a frame or the text; '' none) or its parts
+     * (doc_render.h): the shell or the state, then the live messages in
+     * display order (ps__message_order_cmp's); `doc` is stored last
+     * (schema 10), so shell and state cost no overflow walk */
+    [Q_CHAT_DOC] = "SELECT d.doc, b.shell, b.state FROM chat_bodies b LEFT JOIN chat_docs d"
+                   " ON d.user_id = b.user_id AND d.chat_id = b.chat_id"
+                   " WHERE b.user_id = ?1 AND b.chat_id = ?2",
     [Q_DOC_MSGS] = "SELECT value FROM messages WHERE user_id = ?1 AND chat_id = ?2"
                    " AND value IS NOT NULL ORDER BY order_ts, received, id",
     [Q_DICT_ID] = "SELECT id FROM value_dicts WHERE user_id = ?1",
@@ -307,8 +368,9 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_PURGE] = "DELETE FROM chats WHERE live = 0 AND deleted_at_ms < ?1",
     /* sizes in bytes, as chat_save counts them (length() of TEXT counts
      * characters) */
-    [Q_CHAT_SIZE] = "SELECT length(CAST(state AS BLOB)) + length(CAST(doc AS BLOB)) +"
-                    " coalesce(length(CAST(shell AS BLOB)), 0) FROM chat_bodies"
+    [Q_CHAT_SIZE] = "SELECT length(CAST(state AS BLOB)) + coalesce(length(CAST(shell AS BLOB)), 0)"
+                    " + coalesce((SELECT length(CAST(doc AS BLOB)) FROM chat_docs"
+                    "   WHERE user_id = ?1 AND chat_id = ?2), 0) FROM chat_bodies"
                     " WHERE user_id = ?1 AND chat_id = ?2",
     [Q_MSG_SIZE] = "SELECT length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)"
                    " FROM messages"
@@ -410,6 +472,8 @@ typedef struct sqlite_store {
     /* Checkpoints the WAL on a thread of its own (sqlite_checkpointer.h);
      * NULL: SQLite's automatic checkpoint at commit. */
     ps_checkpointer *checkpointer;
+    /* The schema the store has (or the one a migration step is making). */
+    int schema;
     /* Set once SQLite reports a corrupt file (or the start's quick_check
      * does): /health then fails until the store is reopened. */
     char corrupt[200];
@@ -540,6 +604,31 @@ static void sql_pack_value(sqlite3_context *cx, int argc, sqlite3_value **argv)
     ps__dynbuf_free(&frame);
 }
 
+/* ps_pack_doc(doc): a rendering as schema 10 stores it (doc_codec.h): a
+ * frame, or the text when not worth one (and '' as it is). */
+static void sql_pack_doc(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    if (sqlite3_value_type(argv[0]) != SQLITE_TEXT) {
+        sqlite3_result_value(cx, argv[0]);
+        return;
+    }
+    const char *text = (const char *)sqlite3_value_text(argv[0]);
+    size_t len = (size_t)sqlite3_value_bytes(argv[0]);
+    const void *frame = NULL;
+    size_t frame_len = 0;
+    bool packed = false;
+    ps_code rc = text ? ps_doc_pack(text, len, &frame, &frame_len, &packed) : PS_ERR_NOMEM;
+    if (rc == PS_ERR_NOMEM)
+        sqlite3_result_error_nomem(cx);
+    else if (rc != PS_OK)
+        sqlite3_result_error(cx, "compressing a rendering failed", -1);
+    else if (packed)
+        sqlite3_result_blob(cx, frame, (int)frame_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_result_value(cx, argv[0]);
+}
+
 /* Runs one statement of `sql` with ?1 = user (and ?2 = id); PS_OK when done. */
 static ps_code run_user_sql(sqlite_store *s, const char *sql, int64_t user, int64_t id,
                             ps_error *err)
@@ -631,7 +720,10 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
                               " AND length(CAST(value AS BLOB)) >= " PS_STR(PS_VALUE_PACK_MIN),
                               user, fresh, err);
         if (rc == PS_OK)
-            rc = run_user_sql(s, USER_BYTES_RECOUNT " WHERE id = ?1", user, 0, err);
+            rc = run_user_sql(s,
+                              s->schema >= 10 ? USER_BYTES_RECOUNT " WHERE id = ?1"
+                                              : USER_BYTES_RECOUNT_9 " WHERE id = ?1",
+                              user, 0, err);
         if (rc == PS_OK)
             *id = fresh;
     } else if (trained == PS_ERR_IO && rc == PS_OK) {
@@ -666,13 +758,15 @@ static ps_code train_everyone(sqlite_store *s, ps_error *err)
     }
     sqlite3_finalize(st);
     if (rc == PS_OK)
-        rc = exec(s, USER_BYTES_RECOUNT, err);
+        rc = exec(s, s->schema >= 10 ? USER_BYTES_RECOUNT : USER_BYTES_RECOUNT_9, err);
     return rc;
 }
 
 static ps_code migrate(sqlite_store *s, ps_error *err)
 {
     if (sqlite3_create_function(s->db, "ps_pack_value", 3, SQLITE_UTF8, s, sql_pack_value, NULL,
+                                NULL) != SQLITE_OK ||
+        sqlite3_create_function(s->db, "ps_pack_doc", 1, SQLITE_UTF8, s, sql_pack_doc, NULL,
                                 NULL) != SQLITE_OK)
         return db_error(s, err, "registering functions");
     ps_code rc = exec(s,
@@ -689,7 +783,9 @@ static ps_code migrate(sqlite_store *s, ps_error *err)
         return ps_error_set(err, PS_ERR_SCHEMA, -1, "",
                             "the store has schema version %d; this polysyncd knows up to %d", have,
                             SCHEMA_VERSION);
+    s->schema = have;
     for (int v = have; v < SCHEMA_VERSION; v++) {
+        s->schema = v + 1; /* what the step's own code may rely on */
         char record[96];
         snprintf(record, sizeof record, "INSERT INTO schema_version(version) VALUES (%d)", v + 1);
         /* Each step is one transaction: a crash mid-migration leaves the
@@ -700,6 +796,9 @@ static ps_code migrate(sqlite_store *s, ps_error *err)
             /* the step that brings dictionaries compresses what is there */
             (strstr(MIGRATIONS[v], "CREATE TABLE value_dicts") &&
              (rc = train_everyone(s, err)) != PS_OK) ||
+            /* the step that compresses renderings changes their sizes */
+            (strstr(MIGRATIONS[v], "ps_pack_doc(") &&
+             (rc = exec(s, USER_BYTES_RECOUNT, err)) != PS_OK) ||
             (rc = exec(s, record, err)) != PS_OK || (rc = exec(s, "COMMIT", err)) != PS_OK) {
             exec(s, "ROLLBACK", NULL);
             return rc;
@@ -1343,9 +1442,20 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
+    /* the rendering as stored: a frame when worth one (doc_codec.h; the
+     * thread's buffer, valid through this save) */
+    const void *doc_frame = NULL;
+    size_t doc_frame_len = 0;
+    bool doc_packed = false;
+    if (doc && ps_doc_pack(doc, doc_len, &doc_frame, &doc_frame_len, &doc_packed) != PS_OK) {
+        json_object_put(state);
+        ps__dynbuf_free(&shell);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
     int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     bool fresh = stored == 0;
-    int64_t grown = (int64_t)(state_len + (doc ? doc_len : shell.len)) - stored;
+    size_t body_len = doc_packed ? doc_frame_len : doc ? doc_len : shell.len;
+    int64_t grown = (int64_t)(state_len + body_len) - stored;
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
@@ -1415,8 +1525,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, state_text, (int)state_len, SQLITE_STATIC);
-        /* "" = not rendered: then the shell */
-        sqlite3_bind_text(st, 4, doc ? doc : "", doc ? (int)doc_len : 0, SQLITE_STATIC);
+        /* not rendered: the shell */
         if (doc)
             sqlite3_bind_null(st, 6);
         else
@@ -1428,6 +1537,20 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
                               (int)(hashes.n * sizeof(uint64_t)), SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 5);
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
+        sqlite3_reset(st);
+    }
+    /* the rendering (a frame when worth one), or none: a chat saved
+     * without one (a v2 push) is put together from its shell and rows;
+     * a new chat has no old one to delete */
+    if (rc == PS_OK && (doc || !fresh)) {
+        st = stmt(s, doc ? Q_DOC_PUT : Q_DOC_DEL);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
+        if (doc_packed)
+            sqlite3_bind_blob(st, 3, doc_frame, (int)doc_frame_len, SQLITE_STATIC);
+        else if (doc)
+            sqlite3_bind_text(st, 3, doc, (int)doc_len, SQLITE_STATIC);
         rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
     }
@@ -1503,35 +1626,25 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
 typedef struct chat_listing {
     sqlite_store *s;
     int64_t user;
-    ps_doc_builder doc; /* the last row's rendering */
+    ps_doc_builder doc; /* the last row's rendering, when doc() made it */
 } chat_listing;
 
-/* The row's rendering, put together now from its state and message rows
- * (doc_render.h); valid until the next row. NULL (as if not rendered: the
- * caller renders it itself) when it cannot be read. */
-static const char *row_doc(const ps_chat_row *row, size_t *len)
+/* Puts the rendering of a chat kept without one (doc '') together from
+ * its shell or state (columns 1 and 2 of the stepped Q_CHAT_DOC `st`) and
+ * its message rows (doc_render.h); resets `st`. */
+static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id, const char **doc,
+                          size_t *len, ps_error *err)
 {
-    chat_listing *l = row->impl;
     sqlite_store *s = l->s;
-    *len = 0;
-    ps_error err;
-    ps_error_clear(&err);
-    sqlite3_stmt *st = stmt(s, Q_CHAT_DOC);
-    sqlite3_bind_int64(st, 1, l->user);
-    sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_ROW)
-        return NULL; /* no body row: as if not rendered */
-    if ((*len = (size_t)sqlite3_column_bytes(st, 0)) > 0)
-        return (const char *)sqlite3_column_text(st, 0); /* kept: as stored */
     ps_code rc = ps_doc_start(
         &l->doc, (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1),
-        (const char *)sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2), &err);
+        (const char *)sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2), err);
     sqlite3_reset(st);
     if (rc != PS_OK)
-        return NULL;
+        return rc;
     st = stmt(s, Q_DOC_MSGS);
     sqlite3_bind_int64(st, 1, l->user);
-    sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     int r;
     while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_type(st, 0) != SQLITE_BLOB) {
@@ -1545,29 +1658,107 @@ static const char *row_doc(const ps_chat_row *row, size_t *len)
                                         (size_t)sqlite3_column_bytes(st, 0), l->user, load_dict, s,
                                         into);
     }
+    if (rc == PS_OK && r != SQLITE_DONE)
+        rc = db_error(s, err, "reading messages");
     sqlite3_reset(st);
+    if (rc == PS_OK)
+        rc = ps_doc_finish(&l->doc, doc, len);
+    return rc == PS_OK || rc == PS_ERR_STORE || rc == PS_ERR_BUSY
+               ? rc
+               : ps_error_set(err, rc, -1, "", "a chat could not be put together");
+}
+
+/*
+ * The row's rendering appended to *out: a frame (schema 10) decompressed
+ * straight into it, a plain one copied, or one put together from its parts
+ * (splice_doc). *appended false when the chat has no body row.
+ */
+static ps_code row_doc_append(const ps_chat_row *row, ps_dynbuf *out, bool *appended, ps_error *err)
+{
+    chat_listing *l = row->impl;
+    sqlite_store *s = l->s;
+    *appended = false;
+    sqlite3_stmt *st = stmt(s, Q_CHAT_DOC);
+    sqlite3_bind_int64(st, 1, l->user);
+    sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE)
+        return PS_OK; /* no body row: as if not rendered */
+    if (r != SQLITE_ROW)
+        return db_error(s, err, "reading a chat");
+    ps_code rc;
+    size_t len = (size_t)sqlite3_column_bytes(st, 0);
+    if (sqlite3_column_type(st, 0) == SQLITE_BLOB) {
+        rc = ps_doc_unpack_append(sqlite3_column_blob(st, 0), len, out);
+        if (rc == PS_ERR_STORE)
+            rc = ps_error_set(err, rc, -1, "", "a stored chat %s is corrupt", row->id);
+    } else if (len > 0) {
+        rc = ps__dynbuf_add(out, sqlite3_column_text(st, 0), len);
+    } else {
+        const char *doc;
+        if ((rc = splice_doc(l, st, row->id, &doc, &len, err)) == PS_OK)
+            rc = ps__dynbuf_add(out, doc, len);
+    }
+    sqlite3_reset(st);
+    *appended = rc == PS_OK;
+    if (rc == PS_ERR_NOMEM || rc == PS_ERR_TOO_LARGE)
+        return ps_error_set(err, rc, -1, "", "out of memory");
+    return rc;
+}
+
+/* The row's rendering, decompressed or put together now; valid until the
+ * next row. NULL (as if not rendered: the caller renders it itself) when
+ * it cannot be read. */
+static const char *row_doc(const ps_chat_row *row, size_t *len)
+{
+    chat_listing *l = row->impl;
+    sqlite_store *s = l->s;
+    *len = 0;
+    ps_error err;
+    ps_error_clear(&err);
+    sqlite3_stmt *st = stmt(s, Q_CHAT_DOC);
+    sqlite3_bind_int64(st, 1, l->user);
+    sqlite3_bind_text(st, 2, row->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return NULL; /* no body row: as if not rendered */
     const char *doc = NULL;
-    if (rc != PS_OK || r != SQLITE_DONE || ps_doc_finish(&l->doc, &doc, len) != PS_OK) {
+    ps_code rc = PS_OK;
+    if (sqlite3_column_type(st, 0) == SQLITE_BLOB) {
+        ps__dynbuf_reset(&l->doc.doc);
+        rc = ps_doc_unpack_append(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                                  &l->doc.doc);
+        doc = l->doc.doc.data;
+        *len = l->doc.doc.len;
+    } else if ((*len = (size_t)sqlite3_column_bytes(st, 0)) > 0) {
+        return (const char *)sqlite3_column_text(st, 0); /* kept: as stored */
+    } else {
+        rc = splice_doc(l, st, row->id, &doc, len, &err);
+    }
+    sqlite3_reset(st);
+    if (rc != PS_OK) {
         *len = 0;
         return NULL;
     }
     return doc;
 }
 
-static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, void *ctx,
-                                ps_error *err)
+static ps_code sqlite_chat_each_after(ps_store *base, int64_t user, const char *after,
+                                      ps_chat_row_fn fn, void *ctx, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     chat_listing listing = {.s = s, .user = user};
     ps_doc_builder_init(&listing.doc);
-    sqlite3_stmt *st = stmt(s, Q_CHAT_EACH);
+    sqlite3_stmt *st = stmt(s, after ? Q_CHAT_EACH_AFTER : Q_CHAT_EACH);
     sqlite3_bind_int64(st, 1, user);
+    if (after)
+        sqlite3_bind_text(st, 2, after, -1, SQLITE_STATIC);
     int r;
     bool stopped = false;
     while (!stopped && (r = sqlite3_step(st)) == SQLITE_ROW) {
         ps_chat_row row = {
             .id = (const char *)sqlite3_column_text(st, 0),
             .doc = row_doc,
+            .doc_append = row_doc_append,
             .impl = &listing,
             .live = sqlite3_column_int(st, 1) != 0,
             .deleted_counter = sqlite3_column_int64(st, 2),
@@ -1581,6 +1772,12 @@ static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn,
     sqlite3_reset(stmt(s, Q_CHAT_DOC));
     ps_doc_builder_free(&listing.doc);
     return rc;
+}
+
+static ps_code sqlite_chat_each(ps_store *base, int64_t user, ps_chat_row_fn fn, void *ctx,
+                                ps_error *err)
+{
+    return sqlite_chat_each_after(base, user, NULL, fn, ctx, err);
 }
 
 static ps_code sqlite_stats(ps_store *base, ps_store_stats *out, ps_error *err)
@@ -2226,13 +2423,7 @@ static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user, int64
         return rc;
     *purged = chats + messages;
     if (*purged) /* the running byte count does not see deletions */
-        rc = run_for_user(s,
-                          "UPDATE users SET bytes ="
-                          " (SELECT coalesce(sum(length(state) + length(doc)), 0)"
-                          "   FROM chat_bodies WHERE user_id = ?1) +"
-                          " (SELECT coalesce(sum(length(id) + coalesce(length(value), 0)), 0)"
-                          "   FROM messages WHERE user_id = ?1) WHERE id = ?1",
-                          user_id, 0, NULL, err);
+        rc = run_for_user(s, USER_BYTES_RECOUNT " WHERE id = ?1", user_id, 0, NULL, err);
     return rc;
 }
 
@@ -2291,6 +2482,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .chat_load = sqlite_chat_load,
     .chat_save = sqlite_chat_save,
     .chat_each = sqlite_chat_each,
+    .chat_each_after = sqlite_chat_each_after,
     .messages_load = sqlite_messages_load,
     .chat_next_changed = sqlite_chat_next_changed,
     .messages_since = sqlite_messages_since,

@@ -5,6 +5,7 @@ quick_check) or by a request, a read-only file — and 200 otherwise. The
 oracle is what the endpoints do with the same store: a store /health calls
 healthy takes a write, one it calls unusable fails them.
 """
+import hashlib
 import os
 import shutil
 import time
@@ -27,12 +28,25 @@ def corrupt_second_half(path, page=16384):
     return pages - pages // 2
 
 
+def noise(n, seed):
+    """n characters that do not compress (hex of a hash chain): the store
+    keeps renderings compressed (schema 10), and these must stay as large
+    as their text so they fill the file's second half too, where a request
+    reading them finds the corrupt pages."""
+    out, h = [], hashlib.sha256(str(seed).encode()).digest()
+    while sum(map(len, out)) < n:
+        h = hashlib.sha256(h).digest()
+        out.append(h.hex())
+    return "".join(out)[:n]
+
+
 class HealthTest(ServerTestCase):
 
     def filled(self, *args):
         """A server whose store holds a few hundred KB of chats, stopped."""
         s = self.new_server(list(args))
-        s.push_ok([chat("c%d" % i, "t", [msg("m%d-%d" % (i, j), "x" * 4000) for j in range(8)])
+        s.push_ok([chat("c%d" % i, "t", [msg("m%d-%d" % (i, j), noise(4000, i * 8 + j))
+                                          for j in range(8)])
                    for i in range(20)])
         s.stop()
         self.assertFalse(os.path.exists(s.db_path + "-wal") and
