@@ -1437,7 +1437,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
      * the shell and the rows (doc_render.h). */
     ps_dynbuf shell;
     ps__dynbuf_init(&shell, SIZE_MAX - 1);
-    if (!doc && ps_doc_shell(chat, &shell) != PS_OK) {
+    if (!state_text || (!doc && ps_doc_shell(chat, &shell) != PS_OK)) {
         json_object_put(state);
         ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");

@@ -1,10 +1,14 @@
 /*
  * The client under json-c allocation failures (issue #12): every json-c
- * constructor and container add the library calls is made to fail in turn
- * (tests/shim/json_fault.c, the Nth call for N = 1, 2, ... until a run
- * makes fewer calls than N), over what builds a request or a change:
+ * constructor, container add and writer (json_object_to_json_string_*,
+ * which returns NULL when out of memory) the library calls is made to fail
+ * in turn (tests/shim/json_fault.c, the Nth call for N = 1, 2, ... until a
+ * run makes fewer calls than N), over what builds a request or a change:
  * each local edit, an import, the legacy /sync body, the snapshot of a full
- * resync, and applying a v2 and a legacy answer.
+ * resync, applying a v2 and a legacy answer (which restamps pending local
+ * changes); and over what reads a chat out: ps_client_chat_get (a
+ * non-string content as its JSON text), ps_client_chat_json and
+ * ps_client_export.
  *
  * The oracle is the same operation run without a fault, on a copy of the
  * same store: a run with a failure either
@@ -13,8 +17,9 @@
  *   - answers PS_OK with exactly the reference's outcome: the same request
  *     text, the same log entries and the same chats.
  * A build that drops the piece it could not allocate (a change logged or a
- * request sent without its title, clock or messages) fails the second
- * point; a NULL passed on crashes or leaks (run under ASan too).
+ * request sent without its title, clock or messages, a chat read out
+ * without its text) fails the second point; a NULL passed on crashes or
+ * leaks (run under ASan too).
  *
  * The client's clock stands still here (--wrap=ps__time_now_ms), so two
  * runs stamp the same times; a new message's random id is replaced by
@@ -39,6 +44,7 @@
 #include <string.h>
 #include <unistd.h>
 
+const char *__real_json_object_to_json_string_ext(json_object *obj, int flags);
 int64_t __wrap_ps__time_now_ms(void);
 int64_t __wrap_ps__time_now_ms(void)
 {
@@ -47,6 +53,7 @@ int64_t __wrap_ps__time_now_ms(void)
 
 /* The store every run starts from: c1 (two messages, one deleted here),
  * c2, c3 (deleted here), all with log entries; c4 map-shaped import. */
+/* c2's message has a multimodal (array) content. */
 static const char *const BASE_IMPORT =
     "[{\"id\":\"c1\",\"title\":\"One\",\"createdAt\":\"2026-11-01T10:00:00.000Z\","
     "\"updatedAt\":\"2026-11-01T10:00:00.000Z\",\"provider\":\"ollama\",\"messages\":["
@@ -54,7 +61,9 @@ static const char *const BASE_IMPORT =
     "000Z\"},"
     "{\"id\":\"m2\",\"role\":\"assistant\",\"content\":\"hello\",\"timestamp\":"
     "\"2026-11-01T10:00:01.000Z\"}]},"
-    "{\"id\":\"c2\",\"title\":\"Two\",\"createdAt\":\"2026-11-02T10:00:00.000Z\",\"messages\":[]},"
+    "{\"id\":\"c2\",\"title\":\"Two\",\"createdAt\":\"2026-11-02T10:00:00.000Z\",\"messages\":["
+    "{\"id\":\"m7\",\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"parts\"}],"
+    "\"timestamp\":\"2026-11-02T10:00:00.000Z\"}]},"
     "{\"id\":\"c3\",\"title\":\"Three\",\"createdAt\":\"2026-11-03T10:00:00.000Z\",\"messages\":[]}"
     "]";
 
@@ -104,6 +113,8 @@ static void outcome_free(outcome *o)
     free(o->new_id);
     memset(o, 0, sizeof *o);
 }
+
+static void append(char **buf, size_t *len, const char *s, size_t n);
 
 /* ---- the scenarios ---- */
 
@@ -172,7 +183,8 @@ static void op_legacy_request(ps_client *c, outcome *o)
     o->rc = ps__build_legacy_request(&r, &max_seq, &count, &req, &err);
     if (o->rc == PS_OK) {
         assert_non_null(req);
-        o->text = strdup(json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
+        /* json-c's own writer: the armed fault is for the library's calls */
+        o->text = strdup(__real_json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
     } else {
         assert_null(req);
     }
@@ -214,6 +226,54 @@ static void op_legacy_answer(ps_client *c, outcome *o)
     sync_run r = {.c = c, .st = &st};
     o->rc = ps__apply_legacy_answer(&r, ans, 0, &err);
     json_object_put(ans);
+}
+
+/* Reading out, which changes nothing: what was read is the outcome. */
+static void op_chat_get(ps_client *c, outcome *o)
+{
+    ps_error err;
+    ps_chat_detail *d = NULL;
+    o->rc = ps_client_chat_get(c, "c2", &d, &err);
+    if (o->rc != PS_OK) {
+        assert_null(d);
+        return;
+    }
+    char *out = NULL;
+    size_t len = 0;
+    append(&out, &len, d->info.id, strlen(d->info.id));
+    for (size_t i = 0; i < d->info.message_count; i++) {
+        const ps_message_info *m = &d->messages[i];
+        char line[64];
+        snprintf(line, sizeof line, "\n%s %s %lld ", m->id, m->role, (long long)m->timestamp_ms);
+        append(&out, &len, line, strlen(line));
+        append(&out, &len, m->content, strlen(m->content));
+    }
+    ps_chat_detail_free(d);
+    o->text = out;
+}
+
+static void op_chat_json(ps_client *c, outcome *o)
+{
+    ps_error err;
+    char *json = NULL;
+    o->rc = ps_client_chat_json(c, "c1", &json, &err);
+    if (json) {
+        o->text = strdup(json);
+        ps_free(json);
+    }
+}
+
+static void op_export(ps_client *c, outcome *o)
+{
+    ps_error err;
+    char *json = NULL;
+    size_t len = 0;
+    o->rc = ps_client_export(c, &json, &len, &err);
+    if (json) {
+        assert_int_equal(strlen(json), len);
+        o->text = strdup(json);
+        ps_free(json);
+    }
 }
 
 /* ---- states ---- */
@@ -478,6 +538,9 @@ SWEEP(op_legacy_request)
 SWEEP(op_full_resync)
 SWEEP(op_v2_answer)
 SWEEP(op_legacy_answer)
+SWEEP(op_chat_get)
+SWEEP(op_chat_json)
+SWEEP(op_export)
 
 /* The base store: imported chats, then edits so the log holds local
  * entries, a message deleted here and a chat deleted here. */
@@ -522,6 +585,8 @@ int main(void)
         cmocka_unit_test(test_op_msg_delete),     cmocka_unit_test(test_op_import_map),
         cmocka_unit_test(test_op_legacy_request), cmocka_unit_test(test_op_full_resync),
         cmocka_unit_test(test_op_v2_answer),      cmocka_unit_test(test_op_legacy_answer),
+        cmocka_unit_test(test_op_chat_get),       cmocka_unit_test(test_op_chat_json),
+        cmocka_unit_test(test_op_export),
     };
     return cmocka_run_group_tests(tests, make_base, drop_base);
 }
