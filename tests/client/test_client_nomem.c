@@ -8,7 +8,8 @@
  * resync, applying a v2 and a legacy answer (which restamps pending local
  * changes); and over what reads a chat out: ps_client_chat_get (a
  * non-string content as its JSON text), ps_client_chat_json and
- * ps_client_export.
+ * ps_client_export; and opening a store of schema 1, which migrates every
+ * message row.
  *
  * The oracle is the same operation run without a fault, on a copy of the
  * same store: a run with a failure either
@@ -95,7 +96,37 @@ static const char *const LEGACY_ANSWER =
     "{\"id\":\"c6\",\"title\":\"Six\",\"createdAt\":\"2026-11-07T10:00:00.000Z\",\"messages\":[]}],"
     "\"deletions\":[{\"id\":\"c2\",\"lamport\":[29,\"server\"]}]}";
 
-static char dir[64], base_path[96], work_path[96];
+static char dir[64], base_path[96], work_path[96], v1_path[96];
+
+/* A store of schema 1 (rows as JSON text, as polysync 0.1 wrote them; the
+ * format as tests/client/test_client_store.py writes it): opening it
+ * migrates it, every message row rewritten. */
+#define V1_DEVICE "5b0e6a4c-1d2e-4f3a-9b8c-7d6e5f4a3b2c"
+#define V1_STAMP "[1705320001000,0,\"" V1_DEVICE "\"]"
+static const char *const V1_STORE =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE chats (id TEXT PRIMARY KEY, header TEXT NOT NULL, live INTEGER NOT NULL,"
+    " title TEXT, archived INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL DEFAULT 0,"
+    " updated_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE messages (chat_id TEXT NOT NULL, id TEXT NOT NULL, row TEXT NOT NULL,"
+    " live INTEGER NOT NULL, PRIMARY KEY (chat_id, id)) WITHOUT ROWID;"
+    "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, chat_id TEXT NOT NULL,"
+    " kind INTEGER NOT NULL, clock INTEGER NOT NULL, body TEXT NOT NULL);"
+    "CREATE INDEX changes_by_chat ON changes(chat_id);"
+    "INSERT INTO meta VALUES ('device_id', '" V1_DEVICE "'), ('clock', '9');"
+    "INSERT INTO chats VALUES ('c1', '{\"id\":\"c1\",\"f\":{\"title\":[\"Old\"," V1_STAMP "]},"
+    "\"c\":[\"2024-01-15T12:00:00.000Z\",1705320000000],\"u\":[\"2024-01-15T12:00:01.000Z\","
+    "1705320001000],\"l\":[\"2024-01-15T12:00:01.000Z\",1705320001000],\"t\":" V1_STAMP "}',"
+    " 1, 'Old', 0, 1705320000000, 1705320001000);"
+    "INSERT INTO messages VALUES ('c1', 'm1', '[\"m1\",{\"id\":\"m1\",\"role\":\"user\","
+    "\"content\":\"hi\",\"timestamp\":\"2024-01-15T12:00:00.000Z\"}," V1_STAMP
+    ",1705320000000]', 1),"
+    " ('c1', 'm2', '[\"m2\",{\"id\":\"m2\",\"role\":\"assistant\",\"content\":[{\"type\":"
+    "\"text\",\"text\":\"parts\"}]}," V1_STAMP ",1705320000500]', 1),"
+    " ('c1', 'm0', '[\"m0\",null,[1705320001005,3,\"" V1_DEVICE "\"],0]', 0);"
+    "INSERT INTO changes(seq, chat_id, kind, clock, body) VALUES (1, 'c1', 0, 9,"
+    " '{\"chatId\":\"c1\",\"clock\":9,\"fields\":{\"title\":\"Old\"}}');"
+    "PRAGMA user_version = 1;";
 
 /* What a scenario did: its result and, when it makes one, its output text
  * (a request) or a new id (replaced by "NEW" in what is compared). */
@@ -450,18 +481,23 @@ static void remove_work(void)
 
 /* Runs `scn` on a fresh copy of the base store with the Nth json-c call
  * failing (0: none); *fired: whether it did. Returns the logical state
- * after (NULL when the run answered PS_ERR_NOMEM, checked unchanged). */
+ * after (NULL when the run answered PS_ERR_NOMEM, checked unchanged).
+ * `scn` NULL: opening a copy of the schema-1 store, which migrates it. */
 static char *run_once(scenario scn, long n, bool *fired, ps_code *rc_out)
 {
     remove_work();
-    copy_file(base_path, work_path);
+    copy_file(scn ? base_path : v1_path, work_path);
     ps_client *c = NULL;
     ps_error err;
-    assert_int_equal(ps_client_open(work_path, &c, &err), PS_OK);
+    if (scn)
+        assert_int_equal(ps_client_open(work_path, &c, &err), PS_OK);
     char *before = raw_state(work_path);
     outcome o = {0};
     ps_json_fault_arm(n);
-    scn(c, &o);
+    if (scn)
+        scn(c, &o);
+    else if ((o.rc = ps_client_open(work_path, &c, &err)) != PS_OK) /* the migration */
+        assert_null(c);
     *fired = ps_json_fault_fired();
     long calls = ps_json_fault_calls();
     ps_json_fault_arm(0);
@@ -542,6 +578,12 @@ SWEEP(op_chat_get)
 SWEEP(op_chat_json)
 SWEEP(op_export)
 
+static void test_open_migrates_schema_1(void **state)
+{
+    (void)state;
+    sweep(NULL, "open_migrates_schema_1");
+}
+
 /* The base store: imported chats, then edits so the log holds local
  * entries, a message deleted here and a chat deleted here. */
 static int make_base(void **state)
@@ -565,7 +607,12 @@ static int make_base(void **state)
         ps_client_chat_delete(c, "c3", &err) != PS_OK)
         return -1;
     ps_client_close(c); /* checkpoints: the copy is the whole store */
-    return 0;
+    snprintf(v1_path, sizeof v1_path, "%s/v1.db", dir);
+    sqlite3 *db = NULL;
+    int ok = sqlite3_open(v1_path, &db) == SQLITE_OK &&
+             sqlite3_exec(db, V1_STORE, NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_close(db);
+    return ok ? 0 : -1;
 }
 
 static int drop_base(void **state)
@@ -586,7 +633,7 @@ int main(void)
         cmocka_unit_test(test_op_legacy_request), cmocka_unit_test(test_op_full_resync),
         cmocka_unit_test(test_op_v2_answer),      cmocka_unit_test(test_op_legacy_answer),
         cmocka_unit_test(test_op_chat_get),       cmocka_unit_test(test_op_chat_json),
-        cmocka_unit_test(test_op_export),
+        cmocka_unit_test(test_op_export),         cmocka_unit_test(test_open_migrates_schema_1),
     };
     return cmocka_run_group_tests(tests, make_base, drop_base);
 }
