@@ -1200,6 +1200,8 @@ static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[MSG_ARRAYS], si
             continue;
         size_t len = 0;
         const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
+        if (m->value && !text) /* out of memory: never stored as deleted */
+            return PS_ERR_NOMEM;
         const char *dev = m->stamp.device ? m->stamp.device : "";
         const char *origin = m->mark.origin ? m->mark.origin : "";
         if (array_add(&arr[0], m->id, strlen(m->id)) != PS_OK ||
