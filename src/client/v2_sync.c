@@ -137,16 +137,18 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
          * writing to the store) go with the next request, as ones logged
          * while a request is in flight do. */
         bool taken = false;
-        if (rc == PS_OK && ahead && (taken = ps__pull_ahead_take(r, ahead, cursor, &ans))) {
+        if (ahead && rc == PS_OK)
+            taken = ps__pull_ahead_take(r, ahead, cursor, &ans); /* frees it */
+        else
+            ps__pull_ahead_drop(r, ahead);
+        ahead = NULL;
+        if (taken) {
             ps__change_rows_free(rows, n);
             rows = NULL;
             n = 0;
             more_pending = false;
             a.status = 200;
         }
-        if (ahead && !taken)
-            ps__pull_ahead_drop(r, ahead);
-        ahead = NULL;
         bool push_only = more_pending;
         bool null_cursor = cursor == NULL;
         int limit = push_only ? 1 : null_cursor ? FULL_LIMIT : PAGE_LIMIT;
