@@ -33,6 +33,8 @@ typedef struct ps_http_answer {
     struct json_tokener *tok;
     struct json_object *streamed; /* the parsed body once complete */
     bool stream_failed;           /* the tokener refused it: parse again for the error */
+    char carry[4];                /* a character cut short at a piece's end (answer_stream.c) */
+    size_t carry_len;
 } ps_http_answer;
 
 void ps__http_answer_init(ps_http_answer *a);
