@@ -135,6 +135,20 @@ class PullAhead(ClientTestCase):
         self.assertEqual(self.c.chats(), self.a.chats())
         self.assertEqual(self.retitled(self.c), CHATS)
 
+    def test_server_restarted_mid_pull(self):
+        # polysyncd killed and started again as the first page asked ahead
+        # reaches it: that request's connection drops, the sync asks for the
+        # page again (with its retries) and completes from the saved cursor
+        self.three_page_delta()
+        proxy = self.proxied()
+        proxy.add("/v2/sync", when=lambda req: b'"ack"' in req["body"], restart="hard",
+                  drop=True)
+        st = self.c.sync(*RETRY).json()
+        self.assertEqual(st["pages"], 3, st)
+        self.assertIn(-1, [r[4] for r in proxy.seen("/v2/sync")])
+        self.assertEqual(self.c.chats(), self.a.chats())
+        self.assertEqual(self.retitled(self.c), CHATS)
+
     def interrupted_mid_pull(self, sig):
         self.three_page_delta()
         proxy = self.proxied()
