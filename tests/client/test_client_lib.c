@@ -46,8 +46,8 @@ static void test_answer_stream_matches_whole_parse(void **state)
         "{\"a\":1,}",            /* a trailing comma */
         /* characters of 2, 3 and 4 bytes: cut at every byte by the pieces */
         "{\"t\":\"caf\xc3\xa9 \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80\",\"u\":[\"\xc3\xa9\"]}",
-        "{\"a\":\"\xe4\xb8\"}",  /* a character cut short inside the body */
-        "{\"a\":1}\xc3",          /* ... after it */
+        "{\"a\":\"\xe4\xb8\"}", /* a character cut short inside the body */
+        "{\"a\":1}\xc3",        /* ... after it */
     };
     for (size_t b = 0; b < sizeof bodies / sizeof *bodies; b++) {
         const char *text = bodies[b];
