@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,10 @@ long ps__parse_retry_after(const char *value, long now_s)
 
 typedef struct transfer {
     ps_client *c;
+    /* quiet: a transfer on another thread than the client's (pull_ahead.c):
+     * no progress calls, and it also stops when *cancel is set */
+    bool quiet;
+    const atomic_bool *cancel;
     ps_dynbuf *body;
     ps_http_answer *answer;
     bool too_large;
@@ -205,9 +210,9 @@ static curl_off_t queued_bytes(const ps_client *c, curl_off_t handed)
  * connection keeps its socket. */
 static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
 {
-    ps_client *c = ud;
+    int *sock = ud;
     if (purpose == CURLSOCKTYPE_IPCXN)
-        c->sock = (int)fd;
+        *sock = (int)fd;
     return CURL_SOCKOPT_OK;
 }
 
@@ -215,9 +220,9 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
                        curl_off_t ulnow)
 {
     transfer *t = ud;
-    if (ps__stopped(t->c))
+    if (ps__stopped(t->c) || (t->cancel && atomic_load(t->cancel)))
         return 1; /* aborts the transfer: CURLE_ABORTED_BY_CALLBACK */
-    if (t->st && (t->c->progress || t->c->on_transfer)) {
+    if (!t->quiet && t->st && (t->c->progress || t->c->on_transfer)) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long long ms = (now.tv_sec - t->last_progress.tv_sec) * 1000LL +
@@ -382,10 +387,11 @@ static bool transient_status(long status)
 
 /* Why a transfer failed, in a person's words: "connection refused",
  * "timed out after 30 s", "unknown host", else libcurl's message. */
-static void describe_failure(ps_client *c, CURLcode cc, const char *errbuf, char *out, size_t size)
+static void describe_failure(ps_client *c, CURL *curl, CURLcode cc, const char *errbuf, char *out,
+                             size_t size)
 {
     long os_errno = 0;
-    curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno);
+    curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
     if (cc == CURLE_COULDNT_CONNECT && os_errno) {
         snprintf(out, size, "%s", strerror((int)os_errno));
         out[0] = (char)tolower((unsigned char)out[0]);
@@ -401,12 +407,23 @@ static void describe_failure(ps_client *c, CURLcode cc, const char *errbuf, char
     }
 }
 
+/* How one attempt runs: on the client's own handle (curl NULL: c->curl,
+ * its socket noted in c->sock, progress called), or on another thread's
+ * (see transfer's `quiet`). */
+typedef struct attempt_on {
+    CURL *curl;
+    int *sock;
+    bool quiet;
+    const atomic_bool *cancel;
+} attempt_on;
+
 /* One attempt. *cc the curl result; the answer in *a. */
-static ps_code attempt(ps_client *c, const char *url, const char *body, size_t len, bool gzipped,
-                       bool accept_gzip, ps_sync_stats *st, ps_http_answer *a, CURLcode *cc,
-                       long *retry_after, char *errbuf, ps_error *err)
+static ps_code attempt(ps_client *c, const attempt_on *on, const char *url, const char *body,
+                       size_t len, bool gzipped, bool accept_gzip, ps_sync_stats *st,
+                       ps_http_answer *a, CURLcode *cc, long *retry_after, char *errbuf,
+                       ps_error *err)
 {
-    CURL *curl = c->curl;
+    CURL *curl = on && on->curl ? on->curl : c->curl;
     struct curl_slist *headers = NULL;
     curl_easy_reset(curl);
     ps__dynbuf_reset(&a->body);
@@ -423,7 +440,13 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
         headers = next;
     if (gzipped && (next = curl_slist_append(headers, "Content-Encoding: gzip")))
         headers = next;
-    transfer t = {.c = c, .body = &a->body, .answer = a, .retry_after = -1, .st = st};
+    transfer t = {.c = c,
+                  .quiet = on && on->quiet,
+                  .cancel = on ? on->cancel : NULL,
+                  .body = &a->body,
+                  .answer = a,
+                  .retry_after = -1,
+                  .st = st};
     clock_gettime(CLOCK_MONOTONIC, &t.last_progress);
     t.started = t.last_progress;
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -444,7 +467,7 @@ static ps_code attempt(ps_client *c, const char *url, const char *body, size_t l
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
     curl_easy_setopt(curl, CURLOPT_SOCKOPTFUNCTION, on_socket);
-    curl_easy_setopt(curl, CURLOPT_SOCKOPTDATA, c);
+    curl_easy_setopt(curl, CURLOPT_SOCKOPTDATA, on && on->sock ? on->sock : &c->sock);
     /* A stalled transfer (less than 1 byte/s for timeout_s) is abandoned. */
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)c->retry.timeout_s);
@@ -496,7 +519,7 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
     for (unsigned n = 1;; n++) {
         CURLcode cc;
         long retry_after = -1;
-        rc = attempt(c, url, gzipped ? packed : body, gzipped ? packed_len : len, gzipped,
+        rc = attempt(c, NULL, url, gzipped ? packed : body, gzipped ? packed_len : len, gzipped,
                      accept_gzip, st, a, &cc, &retry_after, errbuf, err);
         if (rc != PS_OK)
             break;
@@ -521,7 +544,7 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
                      a->message);
         } else {
             c->last_status = 0;
-            describe_failure(c, cc, errbuf, last, sizeof last);
+            describe_failure(c, c->curl, cc, errbuf, last, sizeof last);
             if (!transient_curl_error(cc)) {
                 rc = ps_error_set(err, PS_ERR_IO, -1, "", "cannot reach %s: %s", c->server, last);
                 break;
@@ -579,7 +602,7 @@ ps_code ps__http_get_once(ps_client *c, const char *path, ps_sync_stats *st, ps_
     char errbuf[CURL_ERROR_SIZE];
     CURLcode cc;
     long retry_after = -1;
-    ps_code rc = attempt(c, url, NULL, 0, false, true, st, a, &cc, &retry_after, errbuf, err);
+    ps_code rc = attempt(c, NULL, url, NULL, 0, false, true, st, a, &cc, &retry_after, errbuf, err);
     free(url);
     if (rc != PS_OK)
         return rc;
@@ -587,5 +610,36 @@ ps_code ps__http_get_once(ps_client *c, const char *path, ps_sync_stats *st, ps_
         return ps_error_set(err, PS_ERR_IO, -1, "", "cannot reach %s: %s", c->server,
                             errbuf[0] ? errbuf : curl_easy_strerror(cc));
     c->last_status = (int)a->status;
+    return PS_OK;
+}
+
+ps_code ps__http_post_once_on(ps_client *c, CURL *curl, const char *path, const char *body,
+                              size_t len, const atomic_bool *cancel, ps_sync_stats *st,
+                              ps_http_answer *a, ps_error *err)
+{
+    char *url = NULL;
+    if (!c->server)
+        return ps_error_set(err, PS_ERR_CONFIG, -1, "server", "no server configured");
+    if (asprintf(&url, "%s%s", c->server, path) < 0)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    int level, sock = -1;
+    bool accept_gzip;
+    compression(url, &level, &accept_gzip); /* the body is small: sent plain */
+    attempt_on on = {.curl = curl, .sock = &sock, .quiet = true, .cancel = cancel};
+    char errbuf[CURL_ERROR_SIZE];
+    CURLcode cc;
+    long retry_after = -1;
+    ps_code rc =
+        attempt(c, &on, url, body, len, false, accept_gzip, st, a, &cc, &retry_after, errbuf, err);
+    free(url);
+    if (rc != PS_OK)
+        return rc;
+    if (cc != CURLE_OK) {
+        char why[CURL_ERROR_SIZE + 400];
+        describe_failure(c, curl, cc, errbuf, why, sizeof why);
+        return ps_error_set(err, PS_ERR_IO, -1, "", "cannot reach %s: %s", c->server, why);
+    }
+    if (a->status >= 400)
+        read_error_body(a);
     return PS_OK;
 }

@@ -11,6 +11,7 @@
 #include "core/dynbuf.h"
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 
 /* Largest answer accepted (decompressed). */
 #define PS_HTTP_MAX_ANSWER ((size_t)512 * 1024 * 1024)
@@ -32,6 +33,8 @@ typedef struct ps_http_answer {
     struct json_tokener *tok;
     struct json_object *streamed; /* the parsed body once complete */
     bool stream_failed;           /* the tokener refused it: parse again for the error */
+    char carry[4];                /* a character cut short at a piece's end (answer_stream.c) */
+    size_t carry_len;
 } ps_http_answer;
 
 void ps__http_answer_init(ps_http_answer *a);
@@ -60,6 +63,19 @@ ps_code ps__answer_json(ps_http_answer *a, int max_depth, struct json_object **o
  */
 ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t len, bool may_gzip,
                       ps_sync_stats *st, ps_http_answer *a, ps_error *err);
+
+/*
+ * POSTs `len` bytes of JSON to `path` once, on the caller's `curl` handle:
+ * no retries, no gzip body, no progress calls, c's own handle and fields
+ * untouched, so it may run on another thread while the client works
+ * (pull_ahead.c). Stops early on ps_client_stop() or when *cancel (may be
+ * NULL) is set. PS_OK: an answer of any status in *a (error code and
+ * message read); PS_ERR_IO: none. `st` (may be NULL) counts the request
+ * and its bytes.
+ */
+ps_code ps__http_post_once_on(ps_client *c, CURL *curl, const char *path, const char *body,
+                              size_t len, const atomic_bool *cancel, ps_sync_stats *st,
+                              ps_http_answer *a, ps_error *err);
 
 /*
  * GETs the server's `path` once, without retries (for what the client may

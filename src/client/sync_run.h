@@ -8,6 +8,7 @@
  *   v2_request.c    the body of a /v2/sync request (changes, probes)
  *   v2_answer.c     reading a v2 answer and applying it in one transaction
  *   verify_pull.c   the verification pull after a push that may have lost
+ *   pull_ahead.c    a pull's next page asked for while this one is applied
  *   full_resync.c   the snapshot that replaces the log after a 410
  *   legacy_sync.c   POST /sync, for servers without /v2/sync
  *   sync_shared.c   refusals, progress, applying the server's writes
@@ -43,6 +44,9 @@ typedef struct sync_run {
      * first pull leaves out what they pushed. "" until then, or when the
      * server does not name runs. */
     char run[64];
+    /* The handle of the pages asked ahead (pull_ahead.c), made on first
+     * use, kept for its connection, cleaned up when the v2 sync ends. */
+    CURL *ahead_curl;
 } sync_run;
 
 static inline ps_code ps__sync_nomem(ps_error *err)
@@ -97,6 +101,12 @@ ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, 
 ps_code ps__uncarried_chats(ps_client *c, const ps_change_row *rows, size_t n, json_object **ids,
                             ps_error *err);
 
+/* The body of a page of a pull asked for before the previous answer is
+ * saved (pull_ahead.c): `cursor`, that answer's; `ack`, the last cursor
+ * saved (NULL: none, sent as null); no changes. */
+ps_code ps__build_v2_page_request(ps_client *c, const char *cursor, const char *ack,
+                                  const char *run, int limit, ps_dynbuf *out, ps_error *err);
+
 /* The body of a pull without changes under the name `device` (the
  * verification pull). */
 ps_code ps__build_v2_pull_request(const char *device, const char *cursor, int limit, ps_dynbuf *out,
@@ -129,6 +139,30 @@ ps_code ps__apply_remote_chat(sync_run *r, json_object *chat, int64_t S, ps_erro
  * clock and the log). */
 ps_code ps__apply_v2_answer(sync_run *r, const v2_answer *ans, const ps_change_row *rows, size_t n,
                             const char *req_cursor, bool push_only, ps_error *err);
+
+/* ---- pull_ahead.c ---- */
+
+typedef struct ps_pull_ahead ps_pull_ahead;
+
+/*
+ * Sends, on another thread and r's second handle, the request for the page
+ * after an answer with cursor `next_cursor` that is not saved yet; `saved`
+ * is the last cursor saved (NULL: none), sent as `ack`. NULL when it could
+ * not start (the sync then asks for the page itself).
+ */
+ps_pull_ahead *ps__pull_ahead_start(sync_run *r, const char *saved, const char *next_cursor,
+                                    int limit);
+
+/*
+ * Waits for the page asked ahead and frees `p`. True: *ans holds its answer
+ * (the caller's, as ps__parse_v2_answer gives it), a 200 sync answer to a
+ * request from the cursor `saved` now is; false: nothing usable (a failure,
+ * another status, `saved` differs), *ans empty.
+ */
+bool ps__pull_ahead_take(sync_run *r, ps_pull_ahead *p, const char *saved, v2_answer *ans);
+
+/* Stops the page asked ahead, if any, and frees it. */
+void ps__pull_ahead_drop(sync_run *r, ps_pull_ahead *p);
 
 /* ---- verify_pull.c ---- */
 

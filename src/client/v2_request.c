@@ -106,6 +106,34 @@ ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, 
     return PS_OK;
 }
 
+ps_code ps__build_v2_page_request(ps_client *c, const char *cursor, const char *ack,
+                                  const char *run, int limit, ps_dynbuf *out, ps_error *err)
+{
+    ps_code rc = ps__dynbuf_adds(out, "{\"deviceId\":");
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add_json_string(out, c->device);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, ",\"cursor\":");
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add_json_string(out, cursor);
+    /* the answer `cursor` comes from is not saved yet: the last saved one
+     * is what this device acknowledges (docs/protocol.md, "Devices") */
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, ",\"ack\":");
+    if (rc == PS_OK)
+        rc = ack ? ps__dynbuf_add_json_string(out, ack) : ps__dynbuf_adds(out, "null");
+    if (rc == PS_OK && run[0]) {
+        rc = ps__dynbuf_adds(out, ",\"run\":");
+        if (rc == PS_OK)
+            rc = ps__dynbuf_add_json_string(out, run);
+    }
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
+    if (rc == PS_OK)
+        rc = ps__dynbuf_addf(out, ",\"limit\":%d,\"changes\":[]}", limit);
+    return rc == PS_OK ? PS_OK : ps__sync_nomem(err);
+}
+
 ps_code ps__build_v2_pull_request(const char *device, const char *cursor, int limit, ps_dynbuf *out,
                                   ps_error *err)
 {

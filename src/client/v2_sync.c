@@ -108,6 +108,7 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         rc = ps__lstore_changes_count(c->store, &pending, err);
     r->st->changes_total = pending;
     ps__sync_report(r);
+    ps_pull_ahead *ahead = NULL; /* the next page, asked for while one is applied */
     for (size_t req = 0; rc == PS_OK; req++) {
         if (req >= MAX_REQUESTS) {
             rc = ps_error_set(err, PS_ERR_IO, -1, "", "the sync did not end after %zu requests",
@@ -131,26 +132,48 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         rc = ps__lstore_changes(c->store, 0, batch_max, BATCH_BYTES, &rows, &n, &more_pending, err);
         if (rc == PS_OK)
             rc = ps__lstore_meta_get(c->store, "cursor", &cursor, err);
+        /* The page asked ahead answers this request when it went out from
+         * the cursor saved now. Changes logged meanwhile (another process
+         * writing to the store) go with the next request, as ones logged
+         * while a request is in flight do. */
+        bool taken = false;
+        if (ahead && rc == PS_OK)
+            taken = ps__pull_ahead_take(r, ahead, cursor, &ans); /* frees it */
+        else
+            ps__pull_ahead_drop(r, ahead);
+        ahead = NULL;
+        if (taken) {
+            ps__change_rows_free(rows, n);
+            rows = NULL;
+            n = 0;
+            more_pending = false;
+            a.status = 200;
+        }
         bool push_only = more_pending;
         bool null_cursor = cursor == NULL;
         int limit = push_only ? 1 : null_cursor ? FULL_LIMIT : PAGE_LIMIT;
         json_object *probe_ids = NULL;
-        if (rc == PS_OK && probes && null_cursor && !push_only)
+        if (rc == PS_OK && probes && null_cursor && !push_only && !taken)
             rc = plan_probes(r, rows, n, &probe_ids, err);
         size_t nprobes = probe_ids ? json_object_array_length(probe_ids) : 0;
-        if (rc == PS_OK)
+        if (rc == PS_OK && !taken)
             rc = ps__build_v2_request(c, cursor, r->run, limit, rows, n, probe_ids, &body, err);
         json_object_put(probe_ids);
-        if (rc == PS_OK)
+        if (rc == PS_OK && !taken)
             rc = ps__http_post(c, "/v2/sync", body.data, body.len, true, r->st, &a, err);
         bool done = false;
         if (rc != PS_OK) {
             /* the error says it */
         } else if (a.status == 200) {
-            if ((rc = ps__parse_v2_answer(c, &a, &ans, err)) == PS_OK)
+            if (taken || (rc = ps__parse_v2_answer(c, &a, &ans, err)) == PS_OK) {
+                if (!r->run[0] && ans.run && strlen(ans.run) < sizeof r->run)
+                    snprintf(r->run, sizeof r->run, "%s", ans.run);
+                /* more pages: the next one is asked for while this one is
+                 * applied, from this answer's cursor, not saved yet */
+                if (!push_only && ans.more && !ps__stopped(c))
+                    ahead = ps__pull_ahead_start(r, cursor, ans.cursor, PAGE_LIMIT);
                 rc = ps__apply_v2_answer(r, &ans, rows, n, cursor, push_only, err);
-            if (rc == PS_OK && !r->run[0] && ans.run && strlen(ans.run) < sizeof r->run)
-                snprintf(r->run, sizeof r->run, "%s", ans.run);
+            }
             if (rc == PS_OK) {
                 count_sent(r, rows, n);
                 r->st->pages += !push_only;
@@ -200,6 +223,10 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         if (done)
             break;
     }
+    ps__pull_ahead_drop(r, ahead); /* a sync that failed or stopped mid-pull */
+    if (r->ahead_curl)
+        curl_easy_cleanup(r->ahead_curl);
+    r->ahead_curl = NULL;
     if (rc == PS_OK && !*not_v2)
         rc = ps__verify_pull(r, err);
     return rc;

@@ -44,6 +44,10 @@ static void test_answer_stream_matches_whole_parse(void **state)
         "[[[[[[[[[[1]]]]]]]]]]", /* deeper than the limit below */
         "{\"a\":NaN}",           /* not strict JSON */
         "{\"a\":1,}",            /* a trailing comma */
+        /* characters of 2, 3 and 4 bytes: cut at every byte by the pieces */
+        "{\"t\":\"caf\xc3\xa9 \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80\",\"u\":[\"\xc3\xa9\"]}",
+        "{\"a\":\"\xe4\xb8\"}", /* a character cut short inside the body */
+        "{\"a\":1}\xc3",        /* ... after it */
     };
     for (size_t b = 0; b < sizeof bodies / sizeof *bodies; b++) {
         const char *text = bodies[b];
@@ -61,6 +65,10 @@ static void test_answer_stream_matches_whole_parse(void **state)
                 assert_int_equal(ps__dynbuf_add(&a.body, text + at, n), PS_OK);
                 ps__answer_stream_feed(&a, text + at, n);
             }
+            /* a valid body is parsed as it arrives, however it is cut:
+             * never parsed a second time at the end */
+            if (wrc == PS_OK && a.stream_failed)
+                fail_msg("body %zu in pieces of %zu: the streamed parse failed", b, piece);
             json_object *got = NULL;
             ps_error gerr;
             ps_code grc = ps__answer_json(&a, 8, &got, &gerr);
