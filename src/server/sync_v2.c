@@ -543,9 +543,14 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
         }
     }
 #undef HELD_FROM_RUN
-    rc = p->ctx->store->ops->messages_since(p->ctx->store, p->user_id, chat->id, base,
-                                            skip_own ? p->device : NULL, collect_message, &sink,
-                                            err);
+    /* Rows collect_message would leave out unread are not read at all: the
+     * device's own (skip_own), or what it wrote in this run (a first pull
+     * hears of no tombstones, and held_from_run drops every live one) —
+     * on a first upload, every message it just sent. */
+    bool skip_run = run && p->first && p->has_run;
+    rc = p->ctx->store->ops->messages_since(
+        p->ctx->store, p->user_id, chat->id, base, skip_own || skip_run ? p->device : NULL,
+        skip_own ? base : p->run_seq, collect_message, &sink, err);
     if (rc != PS_OK)
         goto done;
     if (json_object_object_length(fields)) {
