@@ -251,6 +251,7 @@ enum {
     Q_MSG_ONE,
     Q_MSG_PUT,
     Q_MSG_SINCE,
+    Q_MSG_SINCE_ALL,
     Q_CHAT_NEXT,
     Q_PURGE_MARK,
     Q_USER_GET,
@@ -318,6 +319,14 @@ static const char *const QUERIES[Q_COUNT] = {
                     " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
                     " AND (?4 IS NULL OR origin <> ?4 OR seq <= ?5)"
                     " ORDER BY order_ts, received, id",
+    /* The same from the chat's start (a first pull): its rows in primary
+     * key order, one walk of the table's b-tree. `+seq` keeps the planner
+     * off messages_by_seq, which for every row would then look the row up
+     * by its key again (twice the b-tree work for the whole chat). */
+    [Q_MSG_SINCE_ALL] = "SELECT " MSG_COLUMNS " FROM messages"
+                        " WHERE user_id = ?1 AND chat_id = ?2 AND +seq > ?3"
+                        " AND (?4 IS NULL OR origin <> ?4 OR seq <= ?5)"
+                        " ORDER BY order_ts, received, id",
     [Q_CHAT_NEXT] = "SELECT b.state, c.seq FROM chats c JOIN chat_bodies b"
                     " ON b.user_id = c.user_id AND b.chat_id = c.id"
                     " WHERE c.user_id = ?1 AND c.seq > ?2"
@@ -1600,7 +1609,8 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
                                      ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    sqlite3_stmt *st = stmt(s, Q_MSG_SINCE);
+    /* from the start (a first pull; the same rows either way: a plan only) */
+    sqlite3_stmt *st = stmt(s, after_seq < 1 ? Q_MSG_SINCE_ALL : Q_MSG_SINCE);
     sqlite3_bind_int64(st, 5, skip_after);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
