@@ -807,6 +807,23 @@ class SyncRunTest(V2TestCase):
         self.assertEqual(set(got["c1"].get("messages", {})), {"desk-m"})
         self.assertNotIn("fields", got["c1"], "the laptop's own title, pushed in the run")
 
+    def test_a_chat_changed_twice_in_one_request_is_held_as_its_last_change(self):
+        # the device applied its own changes in order: the renamed title,
+        # the second message and no first one; the server's merge (higher
+        # clock wins) agrees, so nothing of it comes back
+        last = self.post({"deviceId": "laptop", "cursor": None, "limit": 5000, "changes": [
+            {"chatId": "x", "clock": 1, "fields": {"title": "First"},
+             "messages": [msg("m1", "one", timestamp=T0)]},
+            {"chatId": "other", "clock": 2, "fields": {"title": "Other"}},
+            {"chatId": "x", "clock": 3, "fields": {"title": "Second"},
+             "messages": [msg("m2", "two", timestamp=T0)], "deleteMessages": ["m1"]}]})
+        self.assertEqual(last["chats"], [], "echoed what the laptop holds")
+        # the same chat seen by a device that holds nothing: the last title, m2 only
+        other = self.post({"deviceId": "desk", "cursor": None, "limit": 5000})
+        got = norm_entries(other["chats"])
+        self.assertEqual(got["x"]["fields"]["title"], "Second")
+        self.assertEqual(set(got["x"]["messages"]), {"m2"})
+
     def test_without_a_run_the_earlier_pushes_come_back(self):
         # the device may be one that lost its data: only a run says it holds them
         self.post({"deviceId": "laptop", "cursor": None, "limit": 1,
