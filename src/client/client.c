@@ -547,7 +547,9 @@ static ps_code op_finish(local_op *op, ps_code rc, ps_error *err)
         const char *text = ps__json_text(op->change, &len);
         json_object *back = NULL;
         ps_error perr;
-        if ((rc = ps__json_parse(text, len, PS_JSON_MAX_DEPTH, &back, &perr)) != PS_OK)
+        if (!text)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        else if ((rc = ps__json_parse(text, len, PS_JSON_MAX_DEPTH, &back, &perr)) != PS_OK)
             ps_error_set(err, rc, -1, "", "%s",
                          rc == PS_ERR_UTF8 ? "the text is not valid UTF-8" : perr.message);
         json_object_put(back);
@@ -756,7 +758,8 @@ static char *string_or_json(json_object *v)
         return strdup("");
     if (json_object_is_type(v, json_type_string))
         return strdup(json_object_get_string(v));
-    return strdup(ps__json_text(v, NULL));
+    const char *text = ps__json_text(v, NULL);
+    return text ? strdup(text) : NULL; /* NULL: out of memory */
 }
 
 ps_code ps_client_chat_get(ps_client *c, const char *chat_id, ps_chat_detail **out, ps_error *err)
@@ -834,7 +837,8 @@ ps_code ps_client_chat_json(ps_client *c, const char *chat_id, char **json_out, 
     ps_code rc = load_legacy(c, chat_id, &doc, NULL, err);
     if (rc != PS_OK)
         return rc;
-    if (!(*json_out = strdup(ps__json_text(doc, NULL))))
+    const char *text = ps__json_text(doc, NULL);
+    if (!text || !(*json_out = strdup(text)))
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     json_object_put(doc);
     return rc;
@@ -860,7 +864,9 @@ ps_code ps_client_export(ps_client *c, char **json_out, size_t *len_out, ps_erro
         if (rc == PS_OK) {
             size_t len;
             const char *text = ps__json_text(doc, &len);
-            if ((rc = ps__dynbuf_adds(&out, i ? ",\n" : "\n")) == PS_OK)
+            if (!text)
+                rc = PS_ERR_NOMEM;
+            else if ((rc = ps__dynbuf_adds(&out, i ? ",\n" : "\n")) == PS_OK)
                 rc = ps__dynbuf_add(&out, text, len);
         }
         json_object_put(doc);

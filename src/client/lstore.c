@@ -491,6 +491,10 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
         goto done;
     size_t len;
     const char *text = ps__json_text(header, &len);
+    if (!text) {
+        rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        goto done;
+    }
     const ps_field *title = ps__chat_field(chat, "title");
     const ps_field *arch = ps__chat_field(chat, "isArchived");
     sqlite3_bind_text(st, 1, chat->id, -1, SQLITE_STATIC);
@@ -534,7 +538,8 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
         const char *rtext = ps__json_text(row, &len);
         void *packed = NULL;
         size_t plen = 0;
-        rc = ps__pack(s->pack, dict, rtext, len, &packed, &plen, err);
+        rc = rtext ? ps__pack(s->pack, dict, rtext, len, &packed, &plen, err)
+                   : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         if (rc == PS_OK) {
             sqlite3_reset(st);
             sqlite3_bind_int64(st, 1, chat_n);
@@ -650,6 +655,8 @@ static ps_code bind_body(ps_lstore *s, sqlite3_stmt *st, int col, const char *bo
                          ps_error *err)
 {
     size_t plen = 0;
+    if (!body) /* the caller's ps__json_text ran out of memory */
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     ps_code rc = ps__pack(s->pack, 0, body, strlen(body), packed, &plen, err);
     if (rc == PS_OK)
         sqlite3_bind_blob(st, col, *packed, (int)plen, SQLITE_STATIC);
@@ -903,7 +910,8 @@ static ps_code migrate_rows_2(ps_lstore *s, ps_error *err)
         const char *text = ps__json_text(rest, &len);
         void *packed = NULL;
         size_t plen = 0;
-        rc = ps__pack(s->pack, dict, text, len, &packed, &plen, err);
+        rc = text ? ps__pack(s->pack, dict, text, len, &packed, &plen, err)
+                  : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         if (rc == PS_OK) {
             sqlite3_reset(ins);
             sqlite3_bind_int64(ins, 1, sqlite3_column_int64(sel, 0));

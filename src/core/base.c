@@ -55,6 +55,8 @@ static uint64_t hash3(char kind, const char *key, json_object *value)
 {
     size_t vlen = 0;
     const char *vtext = value ? ps__json_text_kept(value, &vlen) : "";
+    if (!vtext) /* out of memory: as hash3_text's own, a hash of less */
+        return ps__hash64(key, strlen(key));
     return hash3_text(kind, key, vtext, vlen);
 }
 

@@ -19,7 +19,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -155,33 +154,6 @@ static bool plain_ascii_word(const unsigned char *p)
     uint64_t control = (w - ones * 0x20) & ~w & highs; /* a byte < 0x20 */
     return !((w & highs) | control | HAS_ZERO(quote) | HAS_ZERO(backslash));
 #undef HAS_ZERO
-}
-
-/* Outline bookkeeping: the top-level "chats" array and its elements. */
-typedef struct outliner {
-    ps_json_outline *o;
-    size_t key_start, key_end; /* the last string seen at depth 1 */
-    bool in_chats, expect_elem, elem_open, seen_chats;
-} outliner;
-
-static ps_code outline_add(ps_json_outline *o, size_t start)
-{
-    if (o->count == o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 64;
-        size_t *st = realloc(o->starts, cap * sizeof *st);
-        if (!st)
-            return PS_ERR_NOMEM;
-        o->starts = st;
-        size_t *en = realloc(o->ends, cap * sizeof *en);
-        if (!en)
-            return PS_ERR_NOMEM;
-        o->ends = en;
-        o->cap = cap;
-    }
-    o->starts[o->count] = start;
-    o->ends[o->count] = start;
-    o->count++;
-    return PS_OK;
 }
 
 /* A byte string text cannot simply step over: the end of the string, an
@@ -402,21 +374,13 @@ static inline bool json_space(unsigned char c)
 }
 
 /* base: where text starts in the whole body, for the offsets in errors. */
-static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, size_t base,
-                    ps_error *err)
+static ps_code scan(const char *text, size_t len, int max_depth, size_t base, ps_error *err)
 {
     const unsigned char *p = (const unsigned char *)text;
     int depth = 0;
     size_t i = 0;
     while (i < len) {
         unsigned char c = p[i];
-        /* an element of "chats" starts at its first token */
-        if (ol && ol->in_chats && depth == 2 && ol->expect_elem && !json_space(c) && c != ']') {
-            if (outline_add(ol->o, i) != PS_OK)
-                return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-            ol->expect_elem = false;
-            ol->elem_open = true;
-        }
         size_t n = 1;
         switch (c) {
         case '"': {
@@ -424,46 +388,20 @@ static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, s
             ps_code rc = string_end(p, len, &end, base, err);
             if (rc != PS_OK)
                 return rc;
-            if (ol && depth == 1) {
-                ol->key_start = i + 1;
-                if (end < len)
-                    ol->key_end = end;
-            }
             n = end + 1 - i; /* past the closing quote, or past len */
             break;
         }
         case '{':
         case '[':
-            if (ol && depth == 1 && c == '[' && ol->key_end - ol->key_start == 5 &&
-                memcmp(text + ol->key_start, "chats", 5) == 0) {
-                /* two "chats" keys: json-c keeps the last; do not guess */
-                ol->o->found = !ol->seen_chats;
-                ol->seen_chats = true;
-                ol->in_chats = ol->o->found;
-                ol->o->array_start = i;
-                ol->expect_elem = true;
-            }
             if (++depth > max_depth)
                 return ps_error_set(err, PS_ERR_TOO_DEEP, -1, "",
                                     "JSON nested deeper than %d levels", max_depth);
             break;
         case '}':
         case ']':
-            if (ol && ol->in_chats && depth == 2) { /* the end of "chats" */
-                if (ol->elem_open)
-                    ol->o->ends[ol->o->count - 1] = i;
-                ol->o->array_end = i + 1;
-                ol->in_chats = ol->elem_open = false;
-            }
             depth--;
             break;
         case ',':
-            if (ol && ol->in_chats && depth == 2) {
-                if (ol->elem_open)
-                    ol->o->ends[ol->o->count - 1] = i;
-                ol->elem_open = false;
-                ol->expect_elem = true;
-            }
             break;
         case ' ':
         case '\t':
@@ -488,8 +426,6 @@ static ps_code scan(const char *text, size_t len, int max_depth, outliner *ol, s
         }
         i += n;
     }
-    if (ol && ol->in_chats) /* never closed: json-c reports the error */
-        ol->o->found = false;
     return PS_OK; /* structure (balance, commas, an unterminated string) is json-c's */
 }
 
@@ -500,18 +436,11 @@ bool ps__json_is_number(const char *text, size_t len)
 
 ps_code ps__json_precheck(const char *text, size_t len, int max_depth, ps_error *err)
 {
-    return scan(text, len, max_depth, NULL, 0, err);
+    return scan(text, len, max_depth, 0, err);
 }
 
 ps_code ps__json_precheck_at(const char *text, size_t len, int max_depth, size_t base,
                              ps_error *err)
 {
-    return scan(text, len, max_depth, NULL, base, err);
-}
-
-void ps__json_outline_free(ps_json_outline *o)
-{
-    free(o->starts);
-    free(o->ends);
-    memset(o, 0, sizeof *o);
+    return scan(text, len, max_depth, base, err);
 }

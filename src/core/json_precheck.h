@@ -27,19 +27,4 @@ ps_code ps__json_precheck_at(const char *text, size_t len, int max_depth, size_t
  * (content_hash.h). */
 bool ps__json_is_number(const char *text, size_t len);
 
-/*
- * Where the elements of the top-level "chats" array lie, found in the same
- * pass, so a legacy sync can hash each chat's bytes and parse only those it
- * has not seen unchanged before. `found` is false when there is no such
- * array, or more than one "chats" key: then parse the body whole.
- */
-typedef struct ps_json_outline {
-    bool found;
-    size_t array_start, array_end; /* the '[' and one past the ']' */
-    size_t *starts, *ends;         /* element i is text[starts[i], ends[i]) */
-    size_t count, cap;
-} ps_json_outline;
-
-void ps__json_outline_free(ps_json_outline *outline);
-
 #endif

@@ -9,7 +9,9 @@
  * byte (a byte loop stopping at each escape cost as much as the whole
  * pre-check it was meant to spare). The masks are made 32 bytes at a time
  * where the processor has AVX2 (28 -> 23 ms on the 64 MB of the reference
- * history's chats), else 16 (SSE2).
+ * history's chats), else 16 (SSE2). Why not a library's validation: the
+ * measured reason is in docs/performance.md ("tidy: the structure check
+ * against the libraries").
  */
 #include "core/json_structure.h"
 

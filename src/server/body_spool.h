@@ -13,10 +13,13 @@
  *
  * Memory: the first memory_max bytes of chats stay in memory, and a tail
  * buffer of a sixteenth of that takes the next (its sealed chats written
- * out a full tail at a time), each larger only for a single chat larger
- * than its limit, whatever the body's size. Past 1 MiB a buffer is its
- * limit's size at once (its pages are only touched as they fill), 2 MiB
- * aligned for huge pages.
+ * out a full tail at a time), each larger only to hold a single chat
+ * larger than its limit (and then that size until the spool is cleared);
+ * at merge time a chat read back from the file is one more buffer, the
+ * size of the largest read. So whatever the body's size: memory_max +
+ * max(memory_max / 16, the largest chat) + the largest chat in the file.
+ * Past 1 MiB a buffer is its limit's size at once (its pages are only
+ * touched as they fill), 2 MiB aligned for huge pages.
  */
 #ifndef PS_SERVER_BODY_SPOOL_H
 #define PS_SERVER_BODY_SPOOL_H
@@ -34,7 +37,8 @@ typedef struct ps_body_spool ps_body_spool;
  * unchanged cost 0.24 s of server CPU a sync (45 % of it copying into the
  * page cache), 0.17 s at 64 MiB. A large request's slot
  * (--max-large-requests) holds at most this much of a body's chats, and a
- * sixteenth more (the tail buffer), or one larger chat. */
+ * sixteenth more (the tail buffer), more only for a chat over that (see
+ * "Memory" above; a chat is at most PS_CHAT_MAX_BYTES). */
 #define PS_SPOOL_MEMORY_BYTES (64u * 1024 * 1024)
 
 /* A spool whose file, when one is needed, goes in `dir` (copied). NULL when

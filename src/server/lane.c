@@ -16,8 +16,9 @@
 /* Buffers of finished large bodies, kept for the next ones: a fresh 64 MB
  * buffer costs the kernel zeroing and mapping every page of it (~10 % of a
  * full-state sync's CPU); a kept one is filled in place. At most one per
- * slot, so they add nothing to the lane's peak; freed after an idle spell
- * (keep_idle_ms). */
+ * slot, so while bodies fit the kept buffers they add nothing to the
+ * lane's peak (one kept too small for the next body stays beside that
+ * body's own); freed after an idle spell (keep_idle_ms). */
 
 typedef struct kept_buffer {
     char *data;

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /*
  * The next piece is made ahead, on a thread of the answer's own, while the
@@ -160,6 +161,19 @@ void ps_legacy_answer_free(ps_legacy_answer *a)
 /* The piece size. Test builds (PS_FAULT_INJECTION, polysyncd_faults) take
  * it from PS_FAULT_PIECE_BYTES, so the legacy suites can run every answer
  * through many pieces (tests/CMakeLists.txt, integration.streamed.*). */
+/* Test builds only: PS_FAULT_AHEAD_DELAY_MS holds the server's thread that
+ * long right after it asks for a piece ahead, so the piece is surely made
+ * meanwhile (a read of the answer's state after asking raced that thread:
+ * test_legacy_stream's AheadRaceTest). */
+static void hold_after_asking(void)
+{
+#ifdef PS_FAULT_INJECTION
+    const char *v = getenv("PS_FAULT_AHEAD_DELAY_MS");
+    if (v && atol(v) > 0)
+        usleep((useconds_t)atol(v) * 1000);
+#endif
+}
+
 static size_t piece_bytes(void)
 {
 #ifdef PS_FAULT_INJECTION
@@ -398,10 +412,14 @@ ps_code ps_legacy_answer_next(ps_legacy_answer *a, ps_dynbuf *out, bool *done, p
         rc = ps__dynbuf_add(out, a->head.data, a->head.len);
         ps__dynbuf_free(&a->head);
         a->has_head = false;
+        /* read before asking: once asked, the thread owns the answer's
+         * state (and may close it while the head is still to go out) */
+        bool head_is_all = a->state == DONE;
         /* the rest is made ahead while the head goes out */
-        if (rc == PS_OK && a->state != DONE && !ask_ahead(a))
+        if (rc == PS_OK && !head_is_all && !ask_ahead(a))
             h->failed = true;
-        *done = rc == PS_OK && a->state == DONE;
+        hold_after_asking();
+        *done = rc == PS_OK && head_is_all;
         return memory_error(rc, err);
     }
     if (!h->started) { /* a first piece (no head), or no thread could be started */

@@ -120,7 +120,8 @@ ps_code ps__append_doc(const ps_sync_ctx *ctx, int64_t user_id, const ps_chat_ro
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t len;
     const char *text = ps__json_text(doc, &len);
-    rc = ps__dynbuf_add(out, text, len);
+    rc = text ? ps__dynbuf_add(out, text, len)
+              : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     json_object_put(doc);
     return rc;
 }

@@ -639,7 +639,8 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
     if (rc == PS_OK && delta) {
         size_t len, before = out->len;
         const char *text = ps__json_text(delta, &len);
-        rc = ps__dynbuf_adds(out, p->sent ? "," : "");
+        rc = !text ? ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory")
+                   : ps__dynbuf_adds(out, p->sent ? "," : "");
         if (rc == PS_OK)
             rc = ps__dynbuf_add(out, text, len);
         p->bytes += out->len - before;

@@ -78,7 +78,8 @@ ps_code ps_doc_start(ps_doc_builder *b, const char *shell, size_t shell_len, con
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t len;
     const char *text = ps__json_text(rendered, &len);
-    rc = split_shell(b, text, len, err);
+    rc = text ? split_shell(b, text, len, err)
+              : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     json_object_put(rendered);
     return rc;
 }

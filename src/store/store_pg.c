@@ -1200,6 +1200,8 @@ static ps_code message_arrays(const ps_chat *chat, ps_dynbuf arr[MSG_ARRAYS], si
             continue;
         size_t len = 0;
         const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
+        if (m->value && !text) /* out of memory: never stored as deleted */
+            return PS_ERR_NOMEM;
         const char *dev = m->stamp.device ? m->stamp.device : "";
         const char *origin = m->mark.origin ? m->mark.origin : "";
         if (array_add(&arr[0], m->id, strlen(m->id)) != PS_OK ||
@@ -1266,15 +1268,15 @@ static ps_code pg_chat_save(ps_store *base, int64_t user, const ps_chat *chat, c
         ok = ok && bytea_hex(&hashes, base_hashes.hashes, base_hashes.n) == PS_OK;
     }
     ps__base_free(&base_hashes);
-    if (!ok) {
+    size_t state_len = 0;
+    const char *state_text = ok ? ps__json_text(state, &state_len) : NULL;
+    if (!state_text) {
         json_object_put(state);
         for (int k = 0; k < MSG_ARRAYS; k++)
             ps__dynbuf_free(&arr[k]);
         ps__dynbuf_free(&hashes);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
-    size_t state_len;
-    const char *state_text = ps__json_text(state, &state_len);
     bool live = ps__chat_is_live(chat);
     const ps_lamport *shown = &chat->deleted_lamport;
     num u, counter, at, sq;

@@ -1446,7 +1446,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
      * the shell and the rows (doc_render.h). */
     ps_dynbuf shell;
     ps__dynbuf_init(&shell, SIZE_MAX - 1);
-    if (!doc && ps_doc_shell(chat, &shell) != PS_OK) {
+    if (!state_text || (!doc && ps_doc_shell(chat, &shell) != PS_OK)) {
         json_object_put(state);
         ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -1521,7 +1521,8 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
             continue;
         size_t len = 0;
         const char *text = m->value ? ps__json_text_kept(m->value, &len) : NULL;
-        if (doc && ps__base_add(&hashes, ps__base_message_hash_text(m->id, text, len)) != PS_OK)
+        if ((m->value && !text) || /* out of memory: not hashed as deleted */
+            (doc && ps__base_add(&hashes, ps__base_message_hash_text(m->id, text, len)) != PS_OK))
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         else if (m->mark.dirty)
             rc = save_message(s, user, chat->id, m, m->value ? &values[k++] : NULL, frames.data,

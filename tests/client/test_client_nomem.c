@@ -1,10 +1,15 @@
 /*
  * The client under json-c allocation failures (issue #12): every json-c
- * constructor and container add the library calls is made to fail in turn
- * (tests/shim/json_fault.c, the Nth call for N = 1, 2, ... until a run
- * makes fewer calls than N), over what builds a request or a change:
+ * constructor, container add and writer (json_object_to_json_string_*,
+ * which returns NULL when out of memory) the library calls is made to fail
+ * in turn (tests/shim/json_fault.c, the Nth call for N = 1, 2, ... until a
+ * run makes fewer calls than N), over what builds a request or a change:
  * each local edit, an import, the legacy /sync body, the snapshot of a full
- * resync, and applying a v2 and a legacy answer.
+ * resync, applying a v2 and a legacy answer (which restamps pending local
+ * changes); and over what reads a chat out: ps_client_chat_get (a
+ * non-string content as its JSON text), ps_client_chat_json and
+ * ps_client_export; and opening a store of schema 1, which migrates every
+ * message row.
  *
  * The oracle is the same operation run without a fault, on a copy of the
  * same store: a run with a failure either
@@ -13,8 +18,9 @@
  *   - answers PS_OK with exactly the reference's outcome: the same request
  *     text, the same log entries and the same chats.
  * A build that drops the piece it could not allocate (a change logged or a
- * request sent without its title, clock or messages) fails the second
- * point; a NULL passed on crashes or leaks (run under ASan too).
+ * request sent without its title, clock or messages, a chat read out
+ * without its text) fails the second point; a NULL passed on crashes or
+ * leaks (run under ASan too).
  *
  * The client's clock stands still here (--wrap=ps__time_now_ms), so two
  * runs stamp the same times; a new message's random id is replaced by
@@ -39,6 +45,7 @@
 #include <string.h>
 #include <unistd.h>
 
+const char *__real_json_object_to_json_string_ext(json_object *obj, int flags);
 int64_t __wrap_ps__time_now_ms(void);
 int64_t __wrap_ps__time_now_ms(void)
 {
@@ -47,6 +54,7 @@ int64_t __wrap_ps__time_now_ms(void)
 
 /* The store every run starts from: c1 (two messages, one deleted here),
  * c2, c3 (deleted here), all with log entries; c4 map-shaped import. */
+/* c2's message has a multimodal (array) content. */
 static const char *const BASE_IMPORT =
     "[{\"id\":\"c1\",\"title\":\"One\",\"createdAt\":\"2026-11-01T10:00:00.000Z\","
     "\"updatedAt\":\"2026-11-01T10:00:00.000Z\",\"provider\":\"ollama\",\"messages\":["
@@ -54,7 +62,9 @@ static const char *const BASE_IMPORT =
     "000Z\"},"
     "{\"id\":\"m2\",\"role\":\"assistant\",\"content\":\"hello\",\"timestamp\":"
     "\"2026-11-01T10:00:01.000Z\"}]},"
-    "{\"id\":\"c2\",\"title\":\"Two\",\"createdAt\":\"2026-11-02T10:00:00.000Z\",\"messages\":[]},"
+    "{\"id\":\"c2\",\"title\":\"Two\",\"createdAt\":\"2026-11-02T10:00:00.000Z\",\"messages\":["
+    "{\"id\":\"m7\",\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"parts\"}],"
+    "\"timestamp\":\"2026-11-02T10:00:00.000Z\"}]},"
     "{\"id\":\"c3\",\"title\":\"Three\",\"createdAt\":\"2026-11-03T10:00:00.000Z\",\"messages\":[]}"
     "]";
 
@@ -86,7 +96,37 @@ static const char *const LEGACY_ANSWER =
     "{\"id\":\"c6\",\"title\":\"Six\",\"createdAt\":\"2026-11-07T10:00:00.000Z\",\"messages\":[]}],"
     "\"deletions\":[{\"id\":\"c2\",\"lamport\":[29,\"server\"]}]}";
 
-static char dir[64], base_path[96], work_path[96];
+static char dir[64], base_path[96], work_path[96], v1_path[96];
+
+/* A store of schema 1 (rows as JSON text, as polysync 0.1 wrote them; the
+ * format as tests/client/test_client_store.py writes it): opening it
+ * migrates it, every message row rewritten. */
+#define V1_DEVICE "5b0e6a4c-1d2e-4f3a-9b8c-7d6e5f4a3b2c"
+#define V1_STAMP "[1705320001000,0,\"" V1_DEVICE "\"]"
+static const char *const V1_STORE =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE chats (id TEXT PRIMARY KEY, header TEXT NOT NULL, live INTEGER NOT NULL,"
+    " title TEXT, archived INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL DEFAULT 0,"
+    " updated_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE messages (chat_id TEXT NOT NULL, id TEXT NOT NULL, row TEXT NOT NULL,"
+    " live INTEGER NOT NULL, PRIMARY KEY (chat_id, id)) WITHOUT ROWID;"
+    "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, chat_id TEXT NOT NULL,"
+    " kind INTEGER NOT NULL, clock INTEGER NOT NULL, body TEXT NOT NULL);"
+    "CREATE INDEX changes_by_chat ON changes(chat_id);"
+    "INSERT INTO meta VALUES ('device_id', '" V1_DEVICE "'), ('clock', '9');"
+    "INSERT INTO chats VALUES ('c1', '{\"id\":\"c1\",\"f\":{\"title\":[\"Old\"," V1_STAMP "]},"
+    "\"c\":[\"2024-01-15T12:00:00.000Z\",1705320000000],\"u\":[\"2024-01-15T12:00:01.000Z\","
+    "1705320001000],\"l\":[\"2024-01-15T12:00:01.000Z\",1705320001000],\"t\":" V1_STAMP "}',"
+    " 1, 'Old', 0, 1705320000000, 1705320001000);"
+    "INSERT INTO messages VALUES ('c1', 'm1', '[\"m1\",{\"id\":\"m1\",\"role\":\"user\","
+    "\"content\":\"hi\",\"timestamp\":\"2024-01-15T12:00:00.000Z\"}," V1_STAMP
+    ",1705320000000]', 1),"
+    " ('c1', 'm2', '[\"m2\",{\"id\":\"m2\",\"role\":\"assistant\",\"content\":[{\"type\":"
+    "\"text\",\"text\":\"parts\"}]}," V1_STAMP ",1705320000500]', 1),"
+    " ('c1', 'm0', '[\"m0\",null,[1705320001005,3,\"" V1_DEVICE "\"],0]', 0);"
+    "INSERT INTO changes(seq, chat_id, kind, clock, body) VALUES (1, 'c1', 0, 9,"
+    " '{\"chatId\":\"c1\",\"clock\":9,\"fields\":{\"title\":\"Old\"}}');"
+    "PRAGMA user_version = 1;";
 
 /* What a scenario did: its result and, when it makes one, its output text
  * (a request) or a new id (replaced by "NEW" in what is compared). */
@@ -104,6 +144,8 @@ static void outcome_free(outcome *o)
     free(o->new_id);
     memset(o, 0, sizeof *o);
 }
+
+static void append(char **buf, size_t *len, const char *s, size_t n);
 
 /* ---- the scenarios ---- */
 
@@ -172,7 +214,8 @@ static void op_legacy_request(ps_client *c, outcome *o)
     o->rc = ps__build_legacy_request(&r, &max_seq, &count, &req, &err);
     if (o->rc == PS_OK) {
         assert_non_null(req);
-        o->text = strdup(json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
+        /* json-c's own writer: the armed fault is for the library's calls */
+        o->text = strdup(__real_json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
     } else {
         assert_null(req);
     }
@@ -214,6 +257,54 @@ static void op_legacy_answer(ps_client *c, outcome *o)
     sync_run r = {.c = c, .st = &st};
     o->rc = ps__apply_legacy_answer(&r, ans, 0, &err);
     json_object_put(ans);
+}
+
+/* Reading out, which changes nothing: what was read is the outcome. */
+static void op_chat_get(ps_client *c, outcome *o)
+{
+    ps_error err;
+    ps_chat_detail *d = NULL;
+    o->rc = ps_client_chat_get(c, "c2", &d, &err);
+    if (o->rc != PS_OK) {
+        assert_null(d);
+        return;
+    }
+    char *out = NULL;
+    size_t len = 0;
+    append(&out, &len, d->info.id, strlen(d->info.id));
+    for (size_t i = 0; i < d->info.message_count; i++) {
+        const ps_message_info *m = &d->messages[i];
+        char line[64];
+        snprintf(line, sizeof line, "\n%s %s %lld ", m->id, m->role, (long long)m->timestamp_ms);
+        append(&out, &len, line, strlen(line));
+        append(&out, &len, m->content, strlen(m->content));
+    }
+    ps_chat_detail_free(d);
+    o->text = out;
+}
+
+static void op_chat_json(ps_client *c, outcome *o)
+{
+    ps_error err;
+    char *json = NULL;
+    o->rc = ps_client_chat_json(c, "c1", &json, &err);
+    if (json) {
+        o->text = strdup(json);
+        ps_free(json);
+    }
+}
+
+static void op_export(ps_client *c, outcome *o)
+{
+    ps_error err;
+    char *json = NULL;
+    size_t len = 0;
+    o->rc = ps_client_export(c, &json, &len, &err);
+    if (json) {
+        assert_int_equal(strlen(json), len);
+        o->text = strdup(json);
+        ps_free(json);
+    }
 }
 
 /* ---- states ---- */
@@ -390,18 +481,23 @@ static void remove_work(void)
 
 /* Runs `scn` on a fresh copy of the base store with the Nth json-c call
  * failing (0: none); *fired: whether it did. Returns the logical state
- * after (NULL when the run answered PS_ERR_NOMEM, checked unchanged). */
+ * after (NULL when the run answered PS_ERR_NOMEM, checked unchanged).
+ * `scn` NULL: opening a copy of the schema-1 store, which migrates it. */
 static char *run_once(scenario scn, long n, bool *fired, ps_code *rc_out)
 {
     remove_work();
-    copy_file(base_path, work_path);
+    copy_file(scn ? base_path : v1_path, work_path);
     ps_client *c = NULL;
     ps_error err;
-    assert_int_equal(ps_client_open(work_path, &c, &err), PS_OK);
+    if (scn)
+        assert_int_equal(ps_client_open(work_path, &c, &err), PS_OK);
     char *before = raw_state(work_path);
     outcome o = {0};
     ps_json_fault_arm(n);
-    scn(c, &o);
+    if (scn)
+        scn(c, &o);
+    else if ((o.rc = ps_client_open(work_path, &c, &err)) != PS_OK) /* the migration */
+        assert_null(c);
     *fired = ps_json_fault_fired();
     long calls = ps_json_fault_calls();
     ps_json_fault_arm(0);
@@ -478,6 +574,15 @@ SWEEP(op_legacy_request)
 SWEEP(op_full_resync)
 SWEEP(op_v2_answer)
 SWEEP(op_legacy_answer)
+SWEEP(op_chat_get)
+SWEEP(op_chat_json)
+SWEEP(op_export)
+
+static void test_open_migrates_schema_1(void **state)
+{
+    (void)state;
+    sweep(NULL, "open_migrates_schema_1");
+}
 
 /* The base store: imported chats, then edits so the log holds local
  * entries, a message deleted here and a chat deleted here. */
@@ -502,7 +607,12 @@ static int make_base(void **state)
         ps_client_chat_delete(c, "c3", &err) != PS_OK)
         return -1;
     ps_client_close(c); /* checkpoints: the copy is the whole store */
-    return 0;
+    snprintf(v1_path, sizeof v1_path, "%s/v1.db", dir);
+    sqlite3 *db = NULL;
+    int ok = sqlite3_open(v1_path, &db) == SQLITE_OK &&
+             sqlite3_exec(db, V1_STORE, NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_close(db);
+    return ok ? 0 : -1;
 }
 
 static int drop_base(void **state)
@@ -522,6 +632,8 @@ int main(void)
         cmocka_unit_test(test_op_msg_delete),     cmocka_unit_test(test_op_import_map),
         cmocka_unit_test(test_op_legacy_request), cmocka_unit_test(test_op_full_resync),
         cmocka_unit_test(test_op_v2_answer),      cmocka_unit_test(test_op_legacy_answer),
+        cmocka_unit_test(test_op_chat_get),       cmocka_unit_test(test_op_chat_json),
+        cmocka_unit_test(test_op_export),         cmocka_unit_test(test_open_migrates_schema_1),
     };
     return cmocka_run_group_tests(tests, make_base, drop_base);
 }

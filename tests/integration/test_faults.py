@@ -168,8 +168,11 @@ class AllocFaultTest(FaultTestCase):
     or 500 internal_error/storage_error, or close the connection unanswered
     (when not even the request's own state could be allocated), and leave
     the store unchanged; or, when the failed allocation was one it could do
-    without, answer 200. The next request of the sweep shows it still
-    serves."""
+    without, answer 200 with the whole answer (judged per endpoint: the
+    very answer made without a fault, or the chats it must hold), never
+    one missing a chat or cut short. json-c's writers count as
+    allocations (their printbuf): a NULL text must not become a short or
+    `null` answer. The next request of the sweep shows it still serves."""
 
     SWITCH = ALLOC_SWITCH
 
@@ -177,7 +180,7 @@ class AllocFaultTest(FaultTestCase):
         super().setUp()
         self.server.push_ok([chat("kept", "kept", [msg("k1", timestamp=T0)], last_modified=T0)])
 
-    def sweep(self, what, send, may_land=False):
+    def sweep(self, what, send, may_land=False, whole=None):
         n = 0
         while True:
             n += 1
@@ -198,7 +201,11 @@ class AllocFaultTest(FaultTestCase):
                 return n - 1
             where = "%s, allocation %d failed" % (what, n)
             if status == 200:
-                continue   # done without it (a cache, a log line): fine
+                # done without it (a cache, a log line): fine, if nothing is missing
+                self.assertIsInstance(doc, (dict, list), "%s: 200 but not JSON: %r" % (where, self.server.last_body[:200]))
+                if whole:
+                    whole(doc, where)
+                continue
             if status is None:
                 if not may_land:
                     self.assertStoreUnchanged(state, where)
@@ -211,6 +218,18 @@ class AllocFaultTest(FaultTestCase):
 
     def test_every_allocation_of_a_request_may_fail(self):
         s = self.server
+        fetched = s.fetch()
+
+        def same_fetch(doc, where):
+            self.assertEqual(doc, fetched, "%s: 200 with another answer" % where)
+
+        def pulls_kept(doc, where):
+            # device B's first pull: the chat pushed in setUp, with its messages
+            kept = [c for c in doc.get("chats", []) if c.get("id") == "kept"]
+            self.assertEqual(len(kept), 1, "%s: 200 without the chat to pull: %r" % (where, doc))
+            self.assertIn("k1", [m.get("id") for m in kept[0].get("messages", [])], where)
+
+        whole = {"GET /fetchChats": same_fetch, "POST /v2/sync": pulls_kept}
         cases = [
             ("GET /fetchChats", lambda n: s.request("GET", "/fetchChats"), False),
             ("POST /sync", lambda n: s.sync({"deviceId": "L", "clientClock": n, "chats": [
@@ -226,7 +245,7 @@ class AllocFaultTest(FaultTestCase):
         ]
         for what, send, may_land in cases:
             with self.subTest(what):
-                allocs = self.sweep(what, send, may_land)
+                allocs = self.sweep(what, send, may_land, whole.get(what))
                 self.assertGreater(allocs, 0, "%s allocated nothing" % what)
                 print("%s: %d allocations failed in turn" % (what, allocs))
 

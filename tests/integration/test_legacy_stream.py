@@ -153,3 +153,33 @@ class StreamFailureTest(FaultTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AheadRaceTest(ServerTestCase):
+    """A /sync whose `missing` is one chat bigger than a piece: its head
+    (the piece made in the sync's transaction) holds that chat, and the
+    closing (`]`, deletions, serverClock) is made ahead on the answer's own
+    thread. The server's thread must not read the answer's state once it
+    has asked that thread: polysyncd_faults holds it 50 ms after asking
+    (PS_FAULT_AHEAD_DELAY_MS), so the closing is surely made by then — a
+    server that then took the answer as finished sent the head alone with
+    its Content-Length, a 200 that does not parse (seen 1 run in 10 under
+    ASan before)."""
+
+    def test_the_closing_made_ahead_is_sent(self):
+        import faultkit
+        self.assertTrue(faultkit.POLYSYNCD_FAULTS, "POLYSYNCD_FAULTS must name polysyncd_faults")
+        srv = faultkit.FaultServer((), env={"PS_FAULT_AHEAD_DELAY_MS": "50"})
+        self._servers.append(srv)
+        self.addCleanup(self._finish, srv)
+        srv.start()
+        big = chat("big", "big", [msg("m1", content="x" * (2 * 1024 * 1024), timestamp=T0)],
+                   last_modified=T0)
+        srv.push_ok([big])
+        for _ in range(3):
+            status, payload, _ = raw_request(srv, "POST", "/sync", {"chats": []})
+            self.assertEqual(status, 200)
+            doc = json.loads(payload)
+            self.assertEqual([c["id"] for c in doc["missing"]], ["big"])
+            self.assertEqual(len(doc["missing"][0]["messages"][0]["content"]), 2 * 1024 * 1024)
+            self.assertIsInstance(doc["serverClock"], int)

@@ -2,11 +2,15 @@
  * Allocation-failure injection for polysyncd_faults (tests only): linked
  * with -Wl,--wrap=malloc,... so every allocation polysync's own code makes
  * (not libc's, SQLite's, json-c's or libmicrohttpd's, which are shared
- * libraries) passes here. The file named by PS_FAULT_ALLOC_FILE says
+ * libraries) passes here, and so does each call of json-c's writers
+ * (json_object_to_json_string_length/_ext, whose printbuf is an allocation
+ * json-c makes for us: NULL when out of memory). The file named by
+ * PS_FAULT_ALLOC_FILE says
  * "GEN N": each new GEN restarts the count, and the Nth allocation after it
  * returns NULL (logged to stderr as "ps-fault: allocation N failed").
  * No file: no fault. test_faults.py sweeps N over every endpoint.
  */
+#include <json-c/json.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -82,4 +86,23 @@ char *__wrap_strdup(const char *s)
 char *__wrap_strndup(const char *s, size_t n)
 {
     return fail_now() ? NULL : __real_strndup(s, n);
+}
+
+const char *__real_json_object_to_json_string_length(json_object *obj, int flags, size_t *len);
+const char *__real_json_object_to_json_string_ext(json_object *obj, int flags);
+const char *__wrap_json_object_to_json_string_length(json_object *obj, int flags, size_t *len);
+const char *__wrap_json_object_to_json_string_ext(json_object *obj, int flags);
+
+const char *__wrap_json_object_to_json_string_length(json_object *obj, int flags, size_t *len)
+{
+    if (!fail_now())
+        return __real_json_object_to_json_string_length(obj, flags, len);
+    if (len)
+        *len = 0; /* as json-c leaves it */
+    return NULL;
+}
+
+const char *__wrap_json_object_to_json_string_ext(json_object *obj, int flags)
+{
+    return fail_now() ? NULL : __real_json_object_to_json_string_ext(obj, flags);
 }

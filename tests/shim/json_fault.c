@@ -6,7 +6,8 @@
  * never sees its allocations). Once armed with N, the Nth of these calls
  * fails as json-c does when out of memory: a constructor returns NULL, an
  * add returns -1 and keeps nothing (json-c then leaves the value the
- * caller's). Single-threaded: the client library runs on the caller's
+ * caller's), a writer (json_object_to_json_string_length/_ext, whose
+ * printbuf is an allocation) returns NULL with a length of 0. Single-threaded: the client library runs on the caller's
  * thread.
  */
 #include "json_fault.h"
@@ -55,6 +56,8 @@ json_object *__real_json_object_new_double(double d);
 int __real_json_object_object_add(json_object *obj, const char *key, json_object *val);
 int __real_json_object_array_add(json_object *arr, json_object *val);
 int __real_json_object_array_put_idx(json_object *arr, size_t idx, json_object *val);
+const char *__real_json_object_to_json_string_length(json_object *obj, int flags, size_t *len);
+const char *__real_json_object_to_json_string_ext(json_object *obj, int flags);
 
 json_object *__wrap_json_object_new_object(void);
 json_object *__wrap_json_object_new_array(void);
@@ -68,6 +71,8 @@ json_object *__wrap_json_object_new_double(double d);
 int __wrap_json_object_object_add(json_object *obj, const char *key, json_object *val);
 int __wrap_json_object_array_add(json_object *arr, json_object *val);
 int __wrap_json_object_array_put_idx(json_object *arr, size_t idx, json_object *val);
+const char *__wrap_json_object_to_json_string_length(json_object *obj, int flags, size_t *len);
+const char *__wrap_json_object_to_json_string_ext(json_object *obj, int flags);
 
 json_object *__wrap_json_object_new_object(void)
 {
@@ -127,4 +132,18 @@ int __wrap_json_object_array_add(json_object *arr, json_object *val)
 int __wrap_json_object_array_put_idx(json_object *arr, size_t idx, json_object *val)
 {
     return fail_now() ? -1 : __real_json_object_array_put_idx(arr, idx, val);
+}
+
+const char *__wrap_json_object_to_json_string_length(json_object *obj, int flags, size_t *len)
+{
+    if (!fail_now())
+        return __real_json_object_to_json_string_length(obj, flags, len);
+    if (len)
+        *len = 0;
+    return NULL;
+}
+
+const char *__wrap_json_object_to_json_string_ext(json_object *obj, int flags)
+{
+    return fail_now() ? NULL : __real_json_object_to_json_string_ext(obj, flags);
 }

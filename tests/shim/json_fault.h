@@ -1,6 +1,6 @@
 /*
  * json-c failure injection (tests/shim/json_fault.c): arm with N and the
- * Nth json-c constructor or container add polysync calls fails.
+ * Nth json-c constructor, container add or writer polysync calls fails.
  */
 #ifndef PS_TESTS_JSON_FAULT_H
 #define PS_TESTS_JSON_FAULT_H
