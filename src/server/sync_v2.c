@@ -184,9 +184,8 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
         ids[i] = incoming->messages[i].id;
     /* a chat new to the store has no message rows to look up (they are
      * its children: none outlives it) — a first upload's every chat */
-    if (stored->stored &&
-        (rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids,
-                                             incoming->nmessages, err)) != PS_OK)
+    if (stored->stored && (rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids,
+                                                               incoming->nmessages, err)) != PS_OK)
         goto done;
     /* a change without a clock takes its place among the chat's writes */
     const ps_stamp *any = incoming->has_touched ? &incoming->touched : &incoming->tombstone;

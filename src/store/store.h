@@ -157,8 +157,8 @@ struct ps_store_ops {
      * for them. */
     PS_STORE_MUST_CHECK ps_code (*messages_since)(ps_store *s, int64_t user, const char *chat_id,
                                                   int64_t after_seq, const char *skip_origin,
-                                                  int64_t skip_after, ps_message_fn fn,
-                                                  void *ctx, ps_error *err);
+                                                  int64_t skip_after, ps_message_fn fn, void *ctx,
+                                                  ps_error *err);
     PS_STORE_MUST_CHECK ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn,
                                              void *ctx, ps_error *err);
     /* The same, from the first chat whose id comes after `after` (byte

@@ -1605,9 +1605,8 @@ static ps_code sqlite_chat_next_changed(ps_store *base, int64_t user, int64_t af
 }
 
 static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *chat_id,
-                                     int64_t after_seq, const char *skip_origin,
-                                     int64_t skip_after, ps_message_fn fn, void *ctx,
-                                     ps_error *err)
+                                     int64_t after_seq, const char *skip_origin, int64_t skip_after,
+                                     ps_message_fn fn, void *ctx, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     /* from the start (a first pull; the same rows either way: a plan only) */

@@ -222,10 +222,12 @@ static void changes_come_in_sequence_order(void **state)
     assert_string_equal(got.ids[1], "a1");
     assert_string_equal(got.ids[2], "a2");
     memset(&got, 0, sizeof got);
-    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "laptop", 1, collect, &got, &err), PS_OK);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "laptop", 1, collect, &got, &err),
+                     PS_OK);
     assert_int_equal(got.n, 0); /* after 1 only the laptop's, and it is the laptop asking */
     memset(&got, 0, sizeof got);
-    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "phone", 1, collect, &got, &err), PS_OK);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "phone", 1, collect, &got, &err),
+                     PS_OK);
     assert_int_equal(got.n, 2);
     /* the asker's own left out only when set after skip_after: the laptop's
      * rows (change 3) after 2 go, the phone's (change 1) stay */
