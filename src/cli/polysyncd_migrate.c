@@ -201,7 +201,7 @@ static ps_code tally_user(ps_store *s, const char *name, tally *t, ps_error *err
         json_object_put(state);
         ps__chat_free(c);
         /* every message, with its change number and origin */
-        rc = s->ops->messages_since(s, u.id, refs.v[i].id, -1, NULL, put_message, t, err);
+        rc = s->ops->messages_since(s, u.id, refs.v[i].id, -1, NULL, -1, put_message, t, err);
     }
 done:
     free_refs(&refs);

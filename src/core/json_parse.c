@@ -21,7 +21,10 @@ ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object 
     json_tokener *tok = json_tokener_new_ex(max_depth + 1);
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    /* Not JSON_TOKENER_VALIDATE_UTF8: the pre-check has validated every
+     * byte, more strictly (json_precheck.h), and json-c's own check took a
+     * third of its parse (0.08 of 0.28 s for the 63 MB reference history). */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
@@ -39,8 +42,6 @@ ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object 
     } else if (jerr == json_tokener_error_depth) {
         rc = ps_error_set(err, PS_ERR_TOO_DEEP, -1, "", "JSON nested deeper than %d levels",
                           max_depth);
-    } else if (jerr == json_tokener_error_parse_utf8_string) {
-        rc = ps_error_set(err, PS_ERR_UTF8, -1, "", "invalid UTF-8 in JSON text at byte %zu", end);
     } else if (jerr != json_tokener_success) {
         rc = ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON at byte %zu: %s", end,
                           json_tokener_error_desc(jerr));

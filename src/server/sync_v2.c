@@ -53,12 +53,18 @@ struct ps_v2_pull {
     bool has_head; /* `head` holds the answer's start, made with the sync */
     ps_dynbuf head;
     json_object *sent_ids; /* chats in this answer: each at most once */
+    /* chat id -> the request's changes to it, in order: what it sent */
+    json_object *sent_changes;
     /* chat id -> what the device holds of it after this request's changes
-     * (see note_held): {"fields": {key: value}, "messages": {id: message}} */
+     * (see note_held): {"fields": {key: value}, "messages": {id: message}};
+     * made for a chat when the pull comes to it (held_init), so a request
+     * whose answer stops early (a push-only one: limit 1) pays nothing for
+     * the chats it never renders */
     json_object *pushed;
 };
 
 static void note_held(json_object *pushed, json_object *change);
+static void note_sent(json_object *sent_changes, json_object *change);
 
 static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t *pos, ps_error *err)
 {
@@ -176,8 +182,10 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
         goto nomem;
     for (size_t i = 0; i < incoming->nmessages; i++)
         ids[i] = incoming->messages[i].id;
-    if ((rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids, incoming->nmessages,
-                                             err)) != PS_OK)
+    /* a chat new to the store has no message rows to look up (they are
+     * its children: none outlives it) — a first upload's every chat */
+    if (stored->stored && (rc = ctx->store->ops->messages_load(ctx->store, user->id, stored, ids,
+                                                               incoming->nmessages, err)) != PS_OK)
         goto done;
     /* a change without a clock takes its place among the chat's writes */
     const ps_stamp *any = incoming->has_touched ? &incoming->touched : &incoming->tombstone;
@@ -324,10 +332,10 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     p->limit =
         json_object_object_get_ex(req, "limit", &v) ? json_object_get_int64(v) : DEFAULT_LIMIT;
     json_object_object_get_ex(req, "changes", &changes);
-    if (changes && (p->pushed = json_object_new_object())) {
+    if (changes && (p->sent_changes = json_object_new_object())) {
         size_t n = json_object_array_length(changes);
         for (size_t i = 0; i < n; i++)
-            note_held(p->pushed, json_object_array_get_idx(changes, i));
+            note_sent(p->sent_changes, json_object_array_get_idx(changes, i));
     }
     ps_code rc =
         parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base, &p->pos, err);
@@ -424,17 +432,45 @@ static void note_held(json_object *pushed, json_object *change)
     }
 }
 
+/* Files a change of the request under its chat. Out of memory, less is
+ * noted, as note_held says. */
+static void note_sent(json_object *sent_changes, json_object *change)
+{
+    const char *id = json_object_get_string(json_object_object_get(change, "chatId"));
+    json_object *list;
+    if (!json_object_object_get_ex(sent_changes, id, &list)) {
+        list = json_object_new_array();
+        if (!list || json_object_object_add(sent_changes, id, list) != 0) {
+            json_object_put(list);
+            return;
+        }
+    }
+    if (json_object_array_add(list, json_object_get(change)) != 0)
+        json_object_put(change);
+}
+
 typedef struct held {
     bool any;              /* the request sent some content of the chat */
     json_object *fields;   /* key -> value held (time fields included) */
     json_object *messages; /* message id -> the message held */
 } held;
 
-static void held_init(held *h, const ps_v2_pull *p, const char *chat_id)
+static void held_init(held *h, ps_v2_pull *p, const char *chat_id)
 {
-    json_object *chat = NULL;
+    json_object *chat = NULL, *sent = NULL;
     *h = (held){0};
-    if (!p->first || !p->pushed || !json_object_object_get_ex(p->pushed, chat_id, &chat))
+    if (!p->first || !p->sent_changes ||
+        !json_object_object_get_ex(p->sent_changes, chat_id, &sent))
+        return;
+    if (!p->pushed && !(p->pushed = json_object_new_object()))
+        return;
+    if (!json_object_object_get_ex(p->pushed, chat_id, NULL)) {
+        /* the chat's changes applied in order (note_held) */
+        size_t n = json_object_array_length(sent);
+        for (size_t i = 0; i < n; i++)
+            note_held(p->pushed, json_object_array_get_idx(sent, i));
+    }
+    if (!json_object_object_get_ex(p->pushed, chat_id, &chat))
         return;
     json_object_object_get_ex(chat, "fields", &h->fields);
     json_object_object_get_ex(chat, "messages", &h->messages);
@@ -479,7 +515,7 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     *out = NULL;
     json_object *obj = json_object_new_object();
     json_object *fields = json_object_new_object();
-    bool sent_here = p->pushed && json_object_object_get_ex(p->pushed, chat->id, NULL);
+    bool sent_here = p->sent_changes && json_object_object_get_ex(p->sent_changes, chat->id, NULL);
     held h; /* borrowed from p->pushed */
     held_init(&h, p, chat->id);
     message_sink sink = {
@@ -543,9 +579,14 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
         }
     }
 #undef HELD_FROM_RUN
-    rc = p->ctx->store->ops->messages_since(p->ctx->store, p->user_id, chat->id, base,
-                                            skip_own ? p->device : NULL, collect_message, &sink,
-                                            err);
+    /* Rows collect_message would leave out unread are not read at all: the
+     * device's own (skip_own), or what it wrote in this run (a first pull
+     * hears of no tombstones, and held_from_run drops every live one) —
+     * on a first upload, every message it just sent. */
+    bool skip_run = run && p->first && p->has_run;
+    rc = p->ctx->store->ops->messages_since(
+        p->ctx->store, p->user_id, chat->id, base, skip_own || skip_run ? p->device : NULL,
+        skip_own ? base : p->run_seq, collect_message, &sink, err);
     if (rc != PS_OK)
         goto done;
     if (json_object_object_length(fields)) {
@@ -711,6 +752,7 @@ void ps_v2_pull_free(ps_v2_pull *p)
     free(p->device);
     json_object_put(p->sent_ids);
     json_object_put(p->pushed);
+    json_object_put(p->sent_changes);
     ps__dynbuf_free(&p->head);
     free(p);
 }

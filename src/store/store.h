@@ -148,13 +148,17 @@ struct ps_store_ops {
      * (*out NULL when none), with its sequence number. */
     PS_STORE_MUST_CHECK ps_code (*chat_next_changed)(ps_store *s, int64_t user, int64_t after_seq,
                                                      ps_chat **out, int64_t *seq, ps_error *err);
-    /* Messages of a chat set after `after_seq` by anyone but `skip_origin`,
-     * in display order (timestamp, then `received`, the order first
-     * received); deleted ones have value NULL. Message rows keep
-     * `received` and the stamp's `timed` flag (schema 6). */
+    /* Messages of a chat set after `after_seq`, but for those `skip_origin`
+     * set after `skip_after` (NULL: none left out; skip_after = after_seq:
+     * all of its), in display order (timestamp, then `received`, the order
+     * first received); deleted ones have value NULL. Message rows keep
+     * `received` and the stamp's `timed` flag (schema 6). Rows left out
+     * are never read: a pull that knows the device holds them pays nothing
+     * for them. */
     PS_STORE_MUST_CHECK ps_code (*messages_since)(ps_store *s, int64_t user, const char *chat_id,
                                                   int64_t after_seq, const char *skip_origin,
-                                                  ps_message_fn fn, void *ctx, ps_error *err);
+                                                  int64_t skip_after, ps_message_fn fn, void *ctx,
+                                                  ps_error *err);
     PS_STORE_MUST_CHECK ps_code (*chat_each)(ps_store *s, int64_t user, ps_chat_row_fn fn,
                                              void *ctx, ps_error *err);
     /* The same, from the first chat whose id comes after `after` (byte

@@ -138,12 +138,12 @@ static ps_code f_chat_next_changed(ps_store *s, int64_t user, int64_t after_seq,
     return INNER(s)->ops->chat_next_changed(INNER(s), user, after_seq, out, seq, err);
 }
 static ps_code f_messages_since(ps_store *s, int64_t user, const char *chat_id, int64_t after_seq,
-                                const char *skip_origin, ps_message_fn fn, void *ctx,
-                                ps_error *err)
+                                const char *skip_origin, int64_t skip_after, ps_message_fn fn,
+                                void *ctx, ps_error *err)
 {
     CHECK("messages_since");
-    return INNER(s)->ops->messages_since(INNER(s), user, chat_id, after_seq, skip_origin, fn, ctx,
-                                         err);
+    return INNER(s)->ops->messages_since(INNER(s), user, chat_id, after_seq, skip_origin,
+                                         skip_after, fn, ctx, err);
 }
 static ps_code f_chat_each(ps_store *s, int64_t user, ps_chat_row_fn fn, void *ctx, ps_error *err)
 {

@@ -303,7 +303,7 @@ static const char *const QUERIES[Q_COUNT] = {
                     " ORDER BY seq LIMIT 1",
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
                     " WHERE user_id = $1 AND chat_id = $2 AND seq > $3"
-                    " AND ($4::text IS NULL OR origin <> $4::text)"
+                    " AND ($4::text IS NULL OR origin <> $4::text OR seq <= $5)"
                     " ORDER BY order_ts, received, id",
     [Q_CHAT_EACH] = "SELECT id, live, deleted_counter, deleted_device, seq FROM chats"
                     " WHERE user_id = $1 ORDER BY id",
@@ -1353,14 +1353,15 @@ static ps_code pg_chat_next_changed(ps_store *base, int64_t user, int64_t after_
 }
 
 static ps_code pg_messages_since(ps_store *base, int64_t user, const char *chat_id,
-                                 int64_t after_seq, const char *skip_origin, ps_message_fn fn,
-                                 void *ctx, ps_error *err)
+                                 int64_t after_seq, const char *skip_origin, int64_t skip_after,
+                                 ps_message_fn fn, void *ctx, ps_error *err)
 {
     pg_conn *c = current((pg_store *)base);
-    num u, a;
-    const char *params[4] = {numtext(&u, user), chat_id, numtext(&a, after_seq), skip_origin};
+    num u, a, k;
+    const char *params[5] = {numtext(&u, user), chat_id, numtext(&a, after_seq), skip_origin,
+                             numtext(&k, skip_after)};
     ps_code rc;
-    PGresult *res = run(c, Q_MSG_SINCE, 4, params, &rc, err, "listing messages");
+    PGresult *res = run(c, Q_MSG_SINCE, 5, params, &rc, err, "listing messages");
     if (!res)
         return rc;
     for (int i = 0; i < PQntuples(res) && rc == PS_OK; i++) {

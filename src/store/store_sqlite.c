@@ -251,6 +251,7 @@ enum {
     Q_MSG_ONE,
     Q_MSG_PUT,
     Q_MSG_SINCE,
+    Q_MSG_SINCE_ALL,
     Q_CHAT_NEXT,
     Q_PURGE_MARK,
     Q_USER_GET,
@@ -316,8 +317,16 @@ static const char *const QUERIES[Q_COUNT] = {
                   " timed = excluded.timed, received = excluded.received",
     [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
-                    " AND (?4 IS NULL OR origin <> ?4)"
+                    " AND (?4 IS NULL OR origin <> ?4 OR seq <= ?5)"
                     " ORDER BY order_ts, received, id",
+    /* The same from the chat's start (a first pull): its rows in primary
+     * key order, one walk of the table's b-tree. `+seq` keeps the planner
+     * off messages_by_seq, which for every row would then look the row up
+     * by its key again (twice the b-tree work for the whole chat). */
+    [Q_MSG_SINCE_ALL] = "SELECT " MSG_COLUMNS " FROM messages"
+                        " WHERE user_id = ?1 AND chat_id = ?2 AND +seq > ?3"
+                        " AND (?4 IS NULL OR origin <> ?4 OR seq <= ?5)"
+                        " ORDER BY order_ts, received, id",
     [Q_CHAT_NEXT] = "SELECT b.state, c.seq FROM chats c JOIN chat_bodies b"
                     " ON b.user_id = c.user_id AND b.chat_id = c.id"
                     " WHERE c.user_id = ?1 AND c.seq > ?2"
@@ -1596,11 +1605,13 @@ static ps_code sqlite_chat_next_changed(ps_store *base, int64_t user, int64_t af
 }
 
 static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *chat_id,
-                                     int64_t after_seq, const char *skip_origin, ps_message_fn fn,
-                                     void *ctx, ps_error *err)
+                                     int64_t after_seq, const char *skip_origin, int64_t skip_after,
+                                     ps_message_fn fn, void *ctx, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    sqlite3_stmt *st = stmt(s, Q_MSG_SINCE);
+    /* from the start (a first pull; the same rows either way: a plan only) */
+    sqlite3_stmt *st = stmt(s, after_seq < 1 ? Q_MSG_SINCE_ALL : Q_MSG_SINCE);
+    sqlite3_bind_int64(st, 5, skip_after);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, after_seq);

@@ -787,6 +787,43 @@ class SyncRunTest(V2TestCase):
         self.assertEqual(got["c07"], {"id": "c07", "deleted": True})
         self.assertEqual(set(got["theirs"]["messages"]), {"theirs-m0", "theirs-m1"})
 
+    def test_a_run_leaves_out_only_the_messages_the_device_wrote_in_it(self):
+        # The laptop's messages from before the run (a sync that finished,
+        # then a lost cursor) may be gone from it: they come back. Those it
+        # pushed in the run do not; one the desk added in the middle does.
+        self.post({"deviceId": "laptop", "cursor": None, "limit": 5000,
+                   "changes": [full_change("old", "Old", n_messages=2)]})
+        first = self.post({"deviceId": "laptop", "cursor": None, "limit": 1,
+                           "changes": [full_change("c1", "Chat 1", n_messages=3)]})
+        desk = self.dev("desk")
+        desk.clock = 5000
+        desk.sync([{"chatId": "c1", "clock": 5000,
+                    "messages": [msg("desk-m", "from the desk", timestamp=T0)]}])
+        last = self.post({"deviceId": "laptop", "cursor": None, "limit": 5000,
+                          "run": first["run"], "changes": [full_change("c2", "Chat 2")]})
+        got = norm_entries(last["chats"])
+        self.assertEqual(set(got), {"old", "c1"}, sorted(got))
+        self.assertEqual(set(got["old"]["messages"]), {"old-m0", "old-m1"})
+        self.assertEqual(set(got["c1"].get("messages", {})), {"desk-m"})
+        self.assertNotIn("fields", got["c1"], "the laptop's own title, pushed in the run")
+
+    def test_a_chat_changed_twice_in_one_request_is_held_as_its_last_change(self):
+        # the device applied its own changes in order: the renamed title,
+        # the second message and no first one; the server's merge (higher
+        # clock wins) agrees, so nothing of it comes back
+        last = self.post({"deviceId": "laptop", "cursor": None, "limit": 5000, "changes": [
+            {"chatId": "x", "clock": 1, "fields": {"title": "First"},
+             "messages": [msg("m1", "one", timestamp=T0)]},
+            {"chatId": "other", "clock": 2, "fields": {"title": "Other"}},
+            {"chatId": "x", "clock": 3, "fields": {"title": "Second"},
+             "messages": [msg("m2", "two", timestamp=T0)], "deleteMessages": ["m1"]}]})
+        self.assertEqual(last["chats"], [], "echoed what the laptop holds")
+        # the same chat seen by a device that holds nothing: the last title, m2 only
+        other = self.post({"deviceId": "desk", "cursor": None, "limit": 5000})
+        got = norm_entries(other["chats"])
+        self.assertEqual(got["x"]["fields"]["title"], "Second")
+        self.assertEqual(set(got["x"]["messages"]), {"m2"})
+
     def test_without_a_run_the_earlier_pushes_come_back(self):
         # the device may be one that lost its data: only a run says it holds them
         self.post({"deviceId": "laptop", "cursor": None, "limit": 1,

@@ -216,17 +216,36 @@ static void changes_come_in_sequence_order(void **state)
     assert_int_equal(s->ops->chat_next_changed(s, u.id, 3, &next, &seq, &err), PS_OK);
     assert_null(next);
     seen_msgs got = {0};
-    assert_int_equal(s->ops->messages_since(s, u.id, "a", 0, NULL, collect, &got, &err), PS_OK);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 0, NULL, 0, collect, &got, &err), PS_OK);
     assert_int_equal(got.n, 3);
     assert_string_equal(got.ids[0], "a3"); /* display order: order_ts */
     assert_string_equal(got.ids[1], "a1");
     assert_string_equal(got.ids[2], "a2");
     memset(&got, 0, sizeof got);
-    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "laptop", collect, &got, &err), PS_OK);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "laptop", 1, collect, &got, &err),
+                     PS_OK);
     assert_int_equal(got.n, 0); /* after 1 only the laptop's, and it is the laptop asking */
     memset(&got, 0, sizeof got);
-    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "phone", collect, &got, &err), PS_OK);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 1, "phone", 1, collect, &got, &err),
+                     PS_OK);
     assert_int_equal(got.n, 2);
+    /* the asker's own left out only when set after skip_after: the laptop's
+     * rows (change 3) after 2 go, the phone's (change 1) stay */
+    memset(&got, 0, sizeof got);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 0, "laptop", 2, collect, &got, &err),
+                     PS_OK);
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.ids[0], "a1");
+    memset(&got, 0, sizeof got);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 0, "laptop", 3, collect, &got, &err),
+                     PS_OK);
+    assert_int_equal(got.n, 3); /* nothing of the laptop's after 3 */
+    memset(&got, 0, sizeof got);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", 0, "phone", 0, collect, &got, &err),
+                     PS_OK);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(got.ids[0], "a3");
+    assert_string_equal(got.ids[1], "a2");
     commit(s);
     ps_store_close(s);
 }
