@@ -548,8 +548,13 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     bool skip_own = !whole && !p->first;
     /* Sent whole or not, a message deleted since the cursor may still be on
      * the device (deleted, then the chat deleted and brought back: #11.2),
-     * so its tombstone goes too. */
-    sink.with_deleted = !p->first;
+     * so its tombstone goes too. A first pull of a run also hears of the
+     * messages deleted since the run began (docs/protocol.md, `run`): the
+     * device may hold them from its earlier requests, and later pulls start
+     * past those tombstones. */
+    sink.with_deleted = !p->first || p->has_run;
+    if (p->first)
+        sink.deleted_after = p->run_seq;
     /* what the device wrote earlier in this run, it holds (not for a chat
      * back from deletion: the device may have dropped it meanwhile) */
     const ps_v2_pull *run = whole ? NULL : p;

@@ -807,6 +807,25 @@ class SyncRunTest(V2TestCase):
         self.assertEqual(set(got["c1"].get("messages", {})), {"desk-m"})
         self.assertNotIn("fields", got["c1"], "the laptop's own title, pushed in the run")
 
+    def test_a_run_tells_of_a_message_deleted_since_it_began(self):
+        # docs/protocol.md, `run`: "deletions since the run began are told".
+        # The laptop pushed c1's three messages in the run's first request
+        # and holds them; the desk then deleted one. The laptop's first pull
+        # must say so: later pulls start past that tombstone, so a pull that
+        # leaves it out leaves the laptop showing a message nobody else has.
+        first = self.post({"deviceId": "laptop", "cursor": None, "limit": 1,
+                           "changes": [full_change("c1", "Chat 1", n_messages=3)]})
+        desk = self.dev("desk")
+        desk.clock = 5000
+        desk.sync([{"chatId": "c1", "clock": 5000, "deleteMessages": ["c1-m1"]}])
+        self.assertNotIn("c1-m1", self.full().chats["c1"]["messages"], "the desk's deletion won")
+        last = self.post({"deviceId": "laptop", "cursor": None, "limit": 5000,
+                          "run": first["run"], "changes": []})
+        got = norm_entries(last["chats"])
+        self.assertIn("c1", got, sorted(got))
+        self.assertEqual(set(got["c1"].get("deletedMessages", [])), {"c1-m1"}, last["chats"])
+        self.assertNotIn("messages", got["c1"], "its own messages it holds")
+
     def test_a_chat_changed_twice_in_one_request_is_held_as_its_last_change(self):
         # the device applied its own changes in order: the renamed title,
         # the second message and no first one; the server's merge (higher
