@@ -57,7 +57,9 @@ bool key_of(simdjson::ondemand::field &field, std::string_view *key)
         *key = std::string_view(start, (size_t)(end - start));
         return true;
     }
-    return !field.unescaped_key().get(*key);
+    // an escaped NUL: json-c's keys are C strings, cut there, so the key
+    // is another one to json-c (maybe one it then holds twice): no hash
+    return !field.unescaped_key().get(*key) && key->find('\0') == std::string_view::npos;
 }
 
 // A sum of (key, value) hashes: the same in any key order. A key twice is

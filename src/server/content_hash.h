@@ -23,7 +23,8 @@ extern "C" {
  * The content hash of `text` (one JSON object) and its "id" string, copied
  * into `id`. False when it has none to give: not an object, no string id
  * (or one of id_size bytes or more), a key twice in one object (json-c
- * keeps the last, so such bytes are merged, never skipped), or out of
+ * keeps the last, so such bytes are merged, never skipped), a key with an
+ * escaped NUL (json-c cuts a key there: another key to it), or out of
  * memory; and whenever the text is not JSON the pre-check
  * (json_precheck.h, ps__json_precheck with max_depth) passes: true means
  * the pre-check would pass it, and it is JSON json-c reads, so a chat
