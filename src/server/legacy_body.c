@@ -147,7 +147,8 @@ static ps_code on_chats_start(void *cls)
         if (rc != PS_OK)
             break;
         rc = ps_body_spool_read(lb->spool, i, &text, &len, &err);
-        bool null = len == 4 && memcmp(text, "null", 4) == 0; /* json-c's NULL */
+        /* json-c's NULL; text and len are only set by a read that worked */
+        bool null = rc == PS_OK && len == 4 && memcmp(text, "null", 4) == 0;
         if (rc == PS_OK && !null && ps__json_parse_trusted(text, len, &chat, &err) != PS_OK)
             rc = ps_error_set(&err, PS_ERR_MALFORMED, -1, "",
                               "malformed JSON in an earlier \"chats\" array");
