@@ -177,9 +177,12 @@ const char *ps_client_device_id(const ps_client *c)
     return c->device;
 }
 
+/* a signal handler may only touch lock-free atomics (C11 7.14.1.1) */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "ps_client_stop needs a lock-free atomic int");
+
 void ps_client_stop(ps_client *c)
 {
-    c->stop = 1;
+    atomic_store(&c->stop, 1);
     if (c->stop_pipe[1] >= 0) {
         ssize_t r = write(c->stop_pipe[1], "x", 1);
         (void)r; /* full pipe: a stop is already pending */

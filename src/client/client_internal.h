@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -58,7 +59,11 @@ struct ps_client {
     void *curl; /* CURL *, kept for connection reuse */
     int sock;   /* its connection's socket, -1 before one (for upload progress) */
     uint64_t rng;
-    volatile sig_atomic_t stop;
+    /* set by ps_client_stop() (any thread, a signal handler), read by the
+     * sync's threads (its pull-ahead one too): a lock-free atomic, which is
+     * async-signal-safe, where volatile sig_atomic_t is a data race between
+     * threads */
+    atomic_int stop;
     int stop_pipe[2]; /* ps_client_stop() writes a byte to [1] */
     /* What caps_server answered to GET /health, kept for the handle's later
      * syncs (a `watch`) while the server stays the same (server_caps.c). */
@@ -108,7 +113,7 @@ void ps__work(ps_client *c, const char *phase, size_t done, size_t total, bool f
 /* Whether stop was asked. */
 static inline bool ps__stopped(const ps_client *c)
 {
-    return c->stop != 0;
+    return atomic_load(&c->stop) != 0;
 }
 
 #endif
