@@ -316,7 +316,13 @@ test('two tabs share one store, hear each other, and sync once', { timeout: 9000
   await until(async () => (await t2.run(() => window.changes)).some((c) => c.source === 'tab' && c.chatIds.includes(id)), 15000, 'the change event in tab 2');
   assert.equal((await t2.chat(id)).title, 'shared'); // same IndexedDB store
   // both tabs ask for a sync while the sync lock is held: one request goes out
-  await t1.page.evaluate(() => { window.hold = new Promise((r) => { window.release = r; }); navigator.locks.request('polysync:s7:sync', () => window.hold); });
+  // held, not only asked for, before the tabs ask: requests from two tabs
+  // reach the browser's lock manager in no set order, so a sync asked for
+  // right after could be granted first, run, and leave one queued
+  await t1.page.evaluate(() => new Promise((held) => {
+    window.hold = new Promise((r) => { window.release = r; });
+    navigator.locks.request('polysync:s7:sync', () => { held(); return window.hold; });
+  }));
   const syncCount = () => t1.requests.concat(t2.requests).filter((p) => p === '/v2/sync').length;
   const before = syncCount();
   const p1 = t1.page.evaluate(() => window.db.sync());
