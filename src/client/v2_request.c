@@ -69,28 +69,46 @@ static ps_code add_probes(json_object *probes, ps_dynbuf *out, bool first)
     return rc;
 }
 
-ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, int limit,
-                             const ps_change_row *rows, size_t n, json_object *probes,
-                             ps_dynbuf *out, ps_error *err)
+/* What every /v2/sync request this client sends starts with, up to its
+ * limit: `{"deviceId":…,"cursor":…[,"ack":…][,"run":…],"client":…,"limit":N`.
+ * A NULL cursor or ack is JSON null; `with_ack` false leaves "ack" out (the
+ * cursor is then the acknowledgement itself); an empty run leaves it out. */
+static ps_code add_request_head(ps_dynbuf *out, const char *device, const char *cursor,
+                                bool with_ack, const char *ack, const char *run, int limit)
 {
     ps_code rc = ps__dynbuf_adds(out, "{\"deviceId\":");
     if (rc == PS_OK)
-        rc = ps__dynbuf_add_json_string(out, c->device);
+        rc = ps__dynbuf_add_json_string(out, device);
     if (rc == PS_OK)
         rc = ps__dynbuf_adds(out, ",\"cursor\":");
     if (rc == PS_OK)
         rc = cursor ? ps__dynbuf_add_json_string(out, cursor) : ps__dynbuf_adds(out, "null");
+    if (rc == PS_OK && with_ack) {
+        rc = ps__dynbuf_adds(out, ",\"ack\":");
+        if (rc == PS_OK)
+            rc = ack ? ps__dynbuf_add_json_string(out, ack) : ps__dynbuf_adds(out, "null");
+    }
     if (rc == PS_OK && run[0]) {
         rc = ps__dynbuf_adds(out, ",\"run\":");
         if (rc == PS_OK)
             rc = ps__dynbuf_add_json_string(out, run);
     }
-    /* no "ack": the cursor sent is the one saved with the last answer
-     * applied (one transaction), so it is the acknowledgement itself */
     if (rc == PS_OK)
         rc = ps__dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
     if (rc == PS_OK)
-        rc = ps__dynbuf_addf(out, ",\"limit\":%d,\"changes\":[", limit);
+        rc = ps__dynbuf_addf(out, ",\"limit\":%d", limit);
+    return rc;
+}
+
+ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, int limit,
+                             const ps_change_row *rows, size_t n, json_object *probes,
+                             ps_dynbuf *out, ps_error *err)
+{
+    /* no "ack": the cursor sent is the one saved with the last answer
+     * applied (one transaction), so it is the acknowledgement itself */
+    ps_code rc = add_request_head(out, c->device, cursor, false, NULL, run, limit);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, ",\"changes\":[");
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         if (i)
             rc = ps__dynbuf_adds(out, ",");
@@ -109,44 +127,19 @@ ps_code ps__build_v2_request(ps_client *c, const char *cursor, const char *run, 
 ps_code ps__build_v2_page_request(ps_client *c, const char *cursor, const char *ack,
                                   const char *run, int limit, ps_dynbuf *out, ps_error *err)
 {
-    ps_code rc = ps__dynbuf_adds(out, "{\"deviceId\":");
-    if (rc == PS_OK)
-        rc = ps__dynbuf_add_json_string(out, c->device);
-    if (rc == PS_OK)
-        rc = ps__dynbuf_adds(out, ",\"cursor\":");
-    if (rc == PS_OK)
-        rc = ps__dynbuf_add_json_string(out, cursor);
     /* the answer `cursor` comes from is not saved yet: the last saved one
      * is what this device acknowledges (docs/protocol.md, "Devices") */
+    ps_code rc = add_request_head(out, c->device, cursor, true, ack, run, limit);
     if (rc == PS_OK)
-        rc = ps__dynbuf_adds(out, ",\"ack\":");
-    if (rc == PS_OK)
-        rc = ack ? ps__dynbuf_add_json_string(out, ack) : ps__dynbuf_adds(out, "null");
-    if (rc == PS_OK && run[0]) {
-        rc = ps__dynbuf_adds(out, ",\"run\":");
-        if (rc == PS_OK)
-            rc = ps__dynbuf_add_json_string(out, run);
-    }
-    if (rc == PS_OK)
-        rc = ps__dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
-    if (rc == PS_OK)
-        rc = ps__dynbuf_addf(out, ",\"limit\":%d,\"changes\":[]}", limit);
+        rc = ps__dynbuf_adds(out, ",\"changes\":[]}");
     return rc == PS_OK ? PS_OK : ps__sync_nomem(err);
 }
 
 ps_code ps__build_v2_pull_request(const char *device, const char *cursor, int limit, ps_dynbuf *out,
                                   ps_error *err)
 {
-    ps_code rc = ps__dynbuf_adds(out, "{\"deviceId\":");
+    ps_code rc = add_request_head(out, device, cursor, false, NULL, "", limit);
     if (rc == PS_OK)
-        rc = ps__dynbuf_add_json_string(out, device);
-    if (rc == PS_OK)
-        rc = ps__dynbuf_adds(out, ",\"cursor\":");
-    if (rc == PS_OK)
-        rc = ps__dynbuf_add_json_string(out, cursor);
-    if (rc == PS_OK)
-        rc = ps__dynbuf_adds(out, ",\"client\":\"" PS_CLIENT_NAME "\"");
-    if (rc == PS_OK)
-        rc = ps__dynbuf_addf(out, ",\"limit\":%d}", limit);
+        rc = ps__dynbuf_adds(out, "}");
     return rc == PS_OK ? PS_OK : ps__sync_nomem(err);
 }
