@@ -1,5 +1,6 @@
 /* The device registry's v2 side; see devices.h. */
 #include "server/devices.h"
+#include "server/cursor.h"
 #include "core/hash.h"
 #include "core/json_build.h"
 #include "core/timestamp.h"
@@ -23,11 +24,9 @@ static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static ps_code cursor_base(json_object *v, const char *field, int64_t *base, ps_error *err)
 {
-    long long b, p;
-    int used = 0;
-    const char *s = json_object_get_string(v);
+    int64_t b, p;
     if (!json_object_is_type(v, json_type_string) ||
-        sscanf(s, "c1.%lld.%lld%n", &b, &p, &used) != 2 || s[used] != '\0' || b < 0 || p < b)
+        !ps__cursor_parse(json_object_get_string(v), &b, &p))
         return ps_error_set(err, PS_ERR_INVALID, -1, field,
                             "%s must be the cursor of an answer this server gave, or null", field);
     /* BASE, not POS: mid-pull, a chat that changed again is still owed to

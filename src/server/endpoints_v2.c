@@ -36,6 +36,10 @@ void ps_handle_v2_sync(const ps_handler_env *env, json_object *body, ps_reply *r
         ps_reply_from_error(reply, &err);
         return;
     }
+    if (ps_v2_pull_whole(pull, &reply->body)) { /* a plain body: no stream to set up */
+        ps_v2_pull_free(pull);
+        return;
+    }
     reply->stream = (ps_reply_stream){.next = pull_next, .free = pull_free, .ctx = pull};
 }
 

@@ -13,6 +13,7 @@
 #include "core/json_build.h"
 #include "core/json_parse.h"
 #include "core/merge.h"
+#include "server/cursor.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,7 +53,13 @@ struct ps_v2_pull {
     bool more;
     bool has_head; /* `head` holds the answer's start, made with the sync */
     ps_dynbuf head;
-    json_object *sent_ids; /* chats in this answer: each at most once */
+    json_object *sent_ids; /* chats in this answer: each at most once (made
+                            * with the first: an up-to-date device's answer
+                            * has none) */
+    /* The user as the open read transaction reads it, while the sync's own
+     * transaction makes the answer's first piece (sync_quietly); NULL in the
+     * pieces made later, each in a transaction of its own. */
+    const ps_user *snapshot;
     /* chat id -> the request's changes to it, in order: what it sent */
     json_object *sent_changes;
     /* chat id -> what the device holds of it after this request's changes
@@ -72,14 +79,9 @@ static ps_code parse_cursor(json_object *v, bool *first, int64_t *base, int64_t 
     *base = *pos = 0;
     if (*first)
         return PS_OK;
-    const char *s = json_object_get_string(v);
-    long long b, p;
-    int used = 0;
-    if (sscanf(s, "c1.%lld.%lld%n", &b, &p, &used) != 2 || s[used] != '\0' || b < 0 || p < b)
+    if (!ps__cursor_parse(json_object_get_string(v), base, pos))
         return ps_error_set(err, PS_ERR_BAD_CURSOR, -1, "cursor",
                             "this cursor was not issued by this server; sync with cursor null");
-    *base = b;
-    *pos = p;
     return PS_OK;
 }
 
@@ -301,8 +303,12 @@ static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
         p->run_seq = user.seq;
     ps__dynbuf_init(&p->head, PIECE_LIMIT);
     p->has_head = true;
-    if ((rc = opening(p, &p->head, err)) != PS_OK ||
-        (rc = chats_piece(p, &p->head, &done, err)) != PS_OK) {
+    p->snapshot = &user;
+    rc = opening(p, &p->head, err);
+    if (rc == PS_OK)
+        rc = chats_piece(p, &p->head, &done, err);
+    p->snapshot = NULL;
+    if (rc != PS_OK) {
         if (rc == PS_ERR_TOO_LARGE || rc == PS_ERR_NOMEM)
             ps_error_set(err, rc, -1, "", "out of memory building the answer");
         goto rollback;
@@ -324,7 +330,6 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     json_object *v, *changes = NULL;
     if (!p)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    p->sent_ids = json_object_new_object();
     p->ctx_copy = *ctx;
     p->ctx = &p->ctx_copy;
     p->device = strdup(json_object_get_string(json_object_object_get(req, "deviceId")));
@@ -341,7 +346,7 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
         parse_cursor(json_object_object_get(req, "cursor"), &p->first, &p->base, &p->pos, err);
     if (rc == PS_OK)
         rc = parse_run(json_object_object_get(req, "run"), &p->has_run, &p->run_seq, err);
-    if (rc == PS_OK && (!p->device || !p->sent_ids))
+    if (rc == PS_OK && !p->device)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     bool write = changes && json_object_array_length(changes) > 0;
     if (rc == PS_OK && !write)
@@ -626,6 +631,13 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
     ps_chat *chat = NULL;
     json_object *delta = NULL;
     int64_t seq = 0;
+    if (p->snapshot && p->pos >= p->snapshot->seq) {
+        /* A chat's sequence number is one the user's sequence gave (store.h:
+         * its last number given), so none is past it: a device up to date
+         * costs no look-up of the chats. */
+        *found = false;
+        return PS_OK;
+    }
     ps_code rc = store->ops->chat_next_changed(store, p->user_id, p->pos, &chat, &seq, err);
     if (rc == PS_OK && chat && json_object_object_get_ex(p->sent_ids, chat->id, NULL)) {
         /* It changed again since this answer sent it: end the page here,
@@ -649,7 +661,10 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
             rc = ps__dynbuf_add(out, text, len);
         p->bytes += out->len - before;
         p->sent++;
-        json_object_object_add(p->sent_ids, chat->id, NULL);
+        if (rc == PS_OK && !p->sent_ids && !(p->sent_ids = json_object_new_object()))
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        if (rc == PS_OK && json_object_object_add(p->sent_ids, chat->id, NULL) != 0)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     json_object_put(delta);
     ps__chat_free(chat);
@@ -669,9 +684,13 @@ static ps_code opening(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
 static ps_code closing(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
 {
     ps_user user;
-    ps_code rc = p->ctx->store->ops->user_load(p->ctx->store, p->ctx->user, &user, err);
-    if (rc != PS_OK)
-        return rc;
+    if (p->snapshot) /* the sync's own transaction has read it */
+        user = *p->snapshot;
+    else {
+        ps_code rc = p->ctx->store->ops->user_load(p->ctx->store, p->ctx->user, &user, err);
+        if (rc != PS_OK)
+            return rc;
+    }
     p->server_clock = user.clock;
     int64_t base = p->base, pos = p->pos;
     if (!p->more) { /* reached the end: everything up to here is delivered */
@@ -748,6 +767,19 @@ ps_code ps_v2_pull_next(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err
     if (rc == PS_ERR_TOO_LARGE || rc == PS_ERR_NOMEM)
         ps_error_set(err, rc, -1, "", "out of memory building the answer");
     return rc;
+}
+
+bool ps_v2_pull_whole(ps_v2_pull *p, ps_dynbuf *out)
+{
+    if (!p->has_head || p->state != DONE || p->head.len > out->limit)
+        return false;
+    size_t limit = out->limit;
+    ps__dynbuf_free(out);
+    *out = p->head; /* moved, not copied */
+    out->limit = limit;
+    ps__dynbuf_init(&p->head, PIECE_LIMIT);
+    p->has_head = false;
+    return true;
 }
 
 void ps_v2_pull_free(ps_v2_pull *p)

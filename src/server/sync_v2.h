@@ -30,6 +30,12 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **pull, 
  * transaction (often the whole answer). */
 ps_code ps_v2_pull_next(ps_v2_pull *pull, ps_dynbuf *out, bool *done, ps_error *err);
 
+/* When the sync's own piece is the whole answer (a device up to date, a
+ * small pull), moves it into `out` (replacing what it held) and returns
+ * true: the answer needs no stream. False, and nothing moved, otherwise or
+ * when it is over `out`'s limit. */
+bool ps_v2_pull_whole(ps_v2_pull *pull, ps_dynbuf *out);
+
 void ps_v2_pull_free(ps_v2_pull *pull);
 
 #endif
