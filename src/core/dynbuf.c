@@ -94,6 +94,20 @@ ps_code ps__dynbuf_adds(ps_dynbuf *b, const char *s)
     return ps__dynbuf_add(b, s, strlen(s));
 }
 
+ps_code ps__dynbuf_add_int(ps_dynbuf *b, int64_t v)
+{
+    char text[24];
+    char *end = text + sizeof text, *p = end;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return ps__dynbuf_add(b, p, (size_t)(end - p));
+}
+
 ps_code ps__dynbuf_addf(ps_dynbuf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* A failed append leaves the buffer short: every result must be looked at. */
 #define PS_MUST_CHECK __attribute__((warn_unused_result))
@@ -33,6 +34,9 @@ PS_MUST_CHECK ps_code ps__dynbuf_add(ps_dynbuf *b, const void *p, size_t n);
 PS_MUST_CHECK ps_code ps__dynbuf_adds(ps_dynbuf *b, const char *s);
 PS_MUST_CHECK ps_code ps__dynbuf_addf(ps_dynbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Appends v in decimal (what "%" PRId64 writes), without printf: for
+ * numbers on every request's path. */
+PS_MUST_CHECK ps_code ps__dynbuf_add_int(ps_dynbuf *b, int64_t v);
 /* Appends s as a JSON string literal, quotes included. */
 PS_MUST_CHECK ps_code ps__dynbuf_add_json_string(ps_dynbuf *b, const char *s);
 /* Hands the bytes to the caller (free() them) and resets the buffer. */

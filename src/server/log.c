@@ -74,9 +74,17 @@ static void puts_(line *l, const char *s)
     put(l, s, strlen(s));
 }
 
+/* Whether a byte needs an escape in a value (see put_value). */
+static bool needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
+}
+
 /* A value: JSON-escaped in JSON; in text bare when it has no space, quote
  * or control character, else quoted with the same escapes. Bytes of
- * clients (a method, a request id) can never break a line. */
+ * clients (a method, a request id) can never break a line. Runs of bytes
+ * that need no escape are copied at once (an access line is written for
+ * every request). */
 static void put_value(line *l, const char *v)
 {
     bool quote = l->json || *v == '\0';
@@ -85,17 +93,23 @@ static void put_value(line *l, const char *v)
                 (unsigned char)*p == 0x7f;
     if (quote)
         put(l, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    const unsigned char *p = (const unsigned char *)v;
+    while (*p) {
+        const unsigned char *run = p;
+        while (*p && !needs_escape(*p))
+            p++;
+        put(l, (const char *)run, (size_t)(p - run));
+        if (!*p)
+            break;
         if (*p == '"' || *p == '\\') {
             char esc[2] = {'\\', (char)*p};
             put(l, esc, 2);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            put(l, esc, 6);
         } else {
-            put(l, (const char *)p, 1);
+            static const char hex[] = "0123456789abcdef";
+            char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            put(l, esc, 6);
         }
+        p++;
     }
     if (quote)
         put(l, "\"", 1);
@@ -121,39 +135,80 @@ static void field_str(line *l, const char *key, const char *v)
     put_value(l, v ? v : "-");
 }
 
-static void field_num(line *l, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void field_num(line *l, const char *key, const char *fmt, ...)
+/* Writes the decimal digits of v to end at `end`; returns where they start. */
+static char *decimal(uint64_t v, char *end)
 {
-    char num[48];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(num, sizeof num, fmt, ap);
-    va_end(ap);
+    char *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
+/* Numbers by hand, not printf: this is on every request's path. */
+static void field_uint(line *l, const char *key, uint64_t v)
+{
+    char num[24];
+    char *p = decimal(v, num + sizeof num);
     field_key(l, key);
-    puts_(l, num);
+    put(l, p, (size_t)(num + sizeof num - p));
+}
+
+/* Microseconds as milliseconds with three decimals (what "%.3f" of
+ * us / 1000.0 writes). */
+static void field_ms(line *l, const char *key, int64_t us)
+{
+    char num[32];
+    char *end = num + sizeof num, *p = end;
+    uint64_t u = us < 0 ? (uint64_t)0 - (uint64_t)us : (uint64_t)us;
+    for (int i = 0; i < 3; i++, u /= 10)
+        *--p = (char)('0' + u % 10);
+    *--p = '.';
+    p = decimal(u, p);
+    if (us < 0)
+        *--p = '-';
+    field_key(l, key);
+    put(l, p, (size_t)(end - p));
+}
+
+/* "YYYY-MM-DDTHH:MM:SS." of the current second, kept per thread: gmtime
+ * and its formatting once a second rather than once a line. */
+static __thread struct {
+    time_t sec;
+    char text[64];
+} t_second = {.sec = -1};
+
+static void put_time(line *l)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != t_second.sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(t_second.text, sizeof t_second.text, "%04d-%02d-%02dT%02d:%02d:%02d.",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        t_second.sec = ts.tv_sec;
+    }
+    int ms = (int)((ts.tv_nsec / 1000000) % 1000);
+    char frac[4] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
+                    'Z'};
+    puts_(l, t_second.text);
+    put(l, frac, sizeof frac);
 }
 
 static void line_begin(line *l, ps_log_level level, const char *event)
 {
     l->len = 0;
     l->json = g_format == PS_LOG_JSON;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char when[64];
-    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (ts.tv_nsec / 1000000) % 1000);
     if (l->json) {
         puts_(l, "{\"time\":\"");
-        puts_(l, when);
+        put_time(l);
         puts_(l, "\"");
         field_str(l, "level", LEVEL_NAMES[level]);
         field_str(l, "event", event);
     } else {
-        puts_(l, when);
+        put_time(l);
         put(l, " ", 1);
         puts_(l, LEVEL_NAMES[level]);
         put(l, " ", 1);
@@ -199,10 +254,10 @@ void ps_log_access(const ps_access_entry *e)
     field_str(&l, "request_id", e->request_id);
     field_str(&l, "method", e->method);
     field_str(&l, "route", e->route);
-    field_num(&l, "status", "%u", e->status);
-    field_num(&l, "bytes_in", "%llu", (unsigned long long)e->bytes_in);
-    field_num(&l, "bytes_out", "%llu", (unsigned long long)e->bytes_out);
-    field_num(&l, "duration_ms", "%.3f", (double)e->duration_us / 1000.0);
+    field_uint(&l, "status", e->status);
+    field_uint(&l, "bytes_in", e->bytes_in);
+    field_uint(&l, "bytes_out", e->bytes_out);
+    field_ms(&l, "duration_ms", e->duration_us);
     field_str(&l, "user", e->user);
     field_str(&l, "device", e->device);
     field_str(&l, "client", e->client);

@@ -15,7 +15,6 @@
 #include "core/merge.h"
 #include "server/cursor.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -674,7 +673,11 @@ static ps_code next_chat(ps_v2_pull *p, ps_dynbuf *out, bool *found, ps_error *e
 static ps_code opening(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
 {
     p->state = CHATS;
-    ps_code rc = ps__dynbuf_addf(out, "{\"accepted\":%zu,\"chats\":[", p->accepted);
+    ps_code rc = ps__dynbuf_adds(out, "{\"accepted\":");
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add_int(out, (int64_t)p->accepted);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, ",\"chats\":[");
     return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "out of memory building the answer");
 }
 
@@ -697,10 +700,26 @@ static ps_code closing(ps_v2_pull *p, ps_dynbuf *out, ps_error *err)
         base = pos = pos > p->seq_at_start ? pos : p->seq_at_start;
     }
     p->state = DONE;
-    return ps__dynbuf_addf(out,
-                           "],\"more\":%s,\"serverClock\":%" PRId64 ",\"cursor\":\"c1.%" PRId64
-                           ".%" PRId64 "\",\"run\":\"r1.%" PRId64 "\"}",
-                           p->more ? "true" : "false", p->server_clock, base, pos, p->run_seq);
+    /* by pieces, not printf: the whole of a no-op sync's answer but its opening */
+    ps_code rc = ps__dynbuf_adds(out, p->more ? "],\"more\":true,\"serverClock\":"
+                                              : "],\"more\":false,\"serverClock\":");
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add_int(out, p->server_clock);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, ",\"cursor\":\"c1.");
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add_int(out, base);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, ".");
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add_int(out, pos);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, "\",\"run\":\"r1.");
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add_int(out, p->run_seq);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_adds(out, "\"}");
+    return rc;
 }
 
 /*

@@ -4,11 +4,13 @@
  * it succeeds, one byte past it fails with PS_ERR_TOO_LARGE and leaves the
  * buffer unchanged, for add and addf alike), including the extreme limits 0
  * and SIZE_MAX; NUL termination, embedded NULs, JSON string escaping, and
- * take / reset / free ownership.
+ * take / reset / free ownership; integers written as printf writes them.
  */
 #include "test_util.h"
 #include "core/dynbuf.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,6 +201,36 @@ static void reserve_sizes_once(void **state)
     ps__dynbuf_free(&b);
 }
 
+/* Oracle: printf's "%" PRId64, for the values at the ends of the range
+ * and around each power of ten. */
+static void integers_are_written_as_printf_writes_them(void **state)
+{
+    int64_t values[64] = {0, 1, -1, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    size_t n = 6;
+    for (int64_t p = 10; p <= INT64_MAX / 10; p *= 10) {
+        values[n++] = p - 1;
+        values[n++] = -p;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ps_dynbuf b;
+        ps__dynbuf_init(&b, 100);
+        char want[32];
+        snprintf(want, sizeof want, "x%" PRId64, values[i]);
+        assert_int_equal(ps__dynbuf_adds(&b, "x"), PS_OK);
+        assert_int_equal(ps__dynbuf_add_int(&b, values[i]), PS_OK);
+        assert_string_equal(b.data, want);
+        ps__dynbuf_free(&b);
+    }
+    /* the limit holds for numbers too: all or nothing */
+    ps_dynbuf b;
+    ps__dynbuf_init(&b, 5);
+    assert_int_equal(ps__dynbuf_add_int(&b, 12345), PS_OK);
+    ps__dynbuf_reset(&b);
+    assert_int_equal(ps__dynbuf_add_int(&b, -12345), PS_ERR_TOO_LARGE);
+    assert_int_equal(b.len, 0);
+    ps__dynbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +240,7 @@ int main(void)
         cmocka_unit_test(limit_is_exact),
         cmocka_unit_test(zero_limit_takes_nothing),
         cmocka_unit_test(json_strings_are_escaped),
+        cmocka_unit_test(integers_are_written_as_printf_writes_them),
         cmocka_unit_test(take_and_reset),
         cmocka_unit_test(reserve_sizes_once),
         /* last: under ASan a failure here ends the process */
