@@ -110,12 +110,6 @@ void engine_set_request(engine *e, conn *c, const char *path, const char *body, 
     c->kind = kind < 0 || kind >= ENGINE_KINDS ? 0 : kind;
 }
 
-static void set_events(engine *e, conn *c, uint32_t ev)
-{
-    struct epoll_event ee = {.events = ev, .data.ptr = c};
-    epoll_ctl(e->epfd, EPOLL_CTL_MOD, c->fd, &ee);
-}
-
 static void close_conn(engine *e, conn *c)
 {
     if (c->fd >= 0) {
@@ -139,7 +133,11 @@ static int open_conn(engine *e, conn *c)
         return -1;
     }
     c->fd = fd;
-    struct epoll_event ee = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+    /* Edge-triggered, for both directions, once: a request is written as soon
+     * as it is made (start_next) and epoll only reports a socket that became
+     * readable or writable again, so a request costs no epoll_ctl (two per
+     * request before: about a fifth of the driver's CPU on no-op syncs). */
+    struct epoll_event ee = {.events = EPOLLOUT | EPOLLIN | EPOLLET, .data.ptr = c};
     epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ee);
     return 0;
 }
@@ -178,6 +176,8 @@ static bool limits_reached(engine *e, double t)
     return (e->count && e->issued >= e->count) || (e->duration_s > 0 && t >= e->deadline);
 }
 
+static void on_writable(engine *e, conn *c);
+
 /* Starts the next request on an idle connection, or retires it. */
 static void start_next(engine *e, conn *c)
 {
@@ -207,7 +207,7 @@ static void start_next(engine *e, conn *c)
         c->state = C_CONNECTING;
     } else {
         c->state = C_SENDING;
-        set_events(e, c, EPOLLOUT | EPOLLIN);
+        on_writable(e, c); /* at once; what does not fit waits for EPOLLOUT */
     }
 }
 
@@ -406,7 +406,6 @@ static void on_writable(engine *e, conn *c)
             iov[k++] = (struct iovec){(void *)(c->body + c->body_sent), c->body_len - c->body_sent};
         if (!k) {
             c->state = C_RECEIVING;
-            set_events(e, c, EPOLLIN);
             return;
         }
         ssize_t w = writev(c->fd, iov, k);
