@@ -7,6 +7,63 @@
 #include <pthread.h>
 #include <string.h>
 
+/* One tokener per thread, reset between parses: creating one allocates and
+ * clears its stack and buffer, which loading a long chat (one parse per
+ * stored message) paid once per message, and every request once more.
+ * Freed when its thread ends. */
+static pthread_key_t tokener_key;
+static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
+static bool tokener_key_ok;
+
+static void tokener_free(void *tok)
+{
+    json_tokener_free(tok);
+}
+
+static void tokener_key_make(void)
+{
+    tokener_key_ok = pthread_key_create(&tokener_key, tokener_free) == 0;
+}
+
+/* The stored state nests a validated message two levels deeper than the
+ * request did. */
+#define TRUSTED_DEPTH (PS_JSON_MAX_DEPTH + 8)
+static json_tokener *trusted_tokener_new(void)
+{
+    json_tokener *tok = json_tokener_new_ex(TRUSTED_DEPTH);
+    if (tok)
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    return tok;
+}
+
+/* The calling thread's tokener (*kept) or, when it has none it can keep, a
+ * new one; NULL out of memory. */
+static json_tokener *tokener_take(bool *kept)
+{
+    pthread_once(&tokener_once, tokener_key_make);
+    json_tokener *tok = tokener_key_ok ? pthread_getspecific(tokener_key) : NULL;
+    *kept = tok != NULL;
+    if (*kept)
+        json_tokener_reset(tok);
+    else if ((tok = trusted_tokener_new()) != NULL)
+        *kept = tokener_key_ok && pthread_setspecific(tokener_key, tok) == 0;
+    return tok;
+}
+
+/* Done with a tokener of tokener_take. json_tokener_reset leaves some state
+ * of a parse that stopped midway (test_chat_splitter caught a chat parsed
+ * differently after one), so a tokener that did not end cleanly is not
+ * used again. */
+static void tokener_give_back(json_tokener *tok, bool kept, bool clean)
+{
+    if (kept && !clean) {
+        pthread_setspecific(tokener_key, NULL);
+        kept = false;
+    }
+    if (!kept)
+        json_tokener_free(tok);
+}
+
 ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object **out,
                        ps_error *err)
 {
@@ -17,8 +74,12 @@ ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object 
     if (rc != PS_OK)
         return rc;
     /* +1: json-c counts the scalar inside the deepest container as a level;
-     * the pre-check has already bounded containers to max_depth. */
-    json_tokener *tok = json_tokener_new_ex(max_depth + 1);
+     * the pre-check has already bounded containers to max_depth, so the
+     * thread's tokener, deeper, parses the same (and is not made anew for
+     * every request). */
+    bool kept = false;
+    json_tokener *tok = max_depth + 1 <= TRUSTED_DEPTH ? tokener_take(&kept)
+                                                       : json_tokener_new_ex(max_depth + 1);
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     /* Not JSON_TOKENER_VALIDATE_UTF8: the pre-check has validated every
@@ -35,7 +96,7 @@ ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object 
         jerr = json_tokener_get_error(tok);
         end = len;
     }
-    json_tokener_free(tok);
+    tokener_give_back(tok, kept, obj && jerr == json_tokener_success && end == len);
 
     if (jerr == json_tokener_continue) {
         rc = ps_error_set(err, PS_ERR_MALFORMED, -1, "", "malformed JSON: unexpected end of input");
@@ -98,59 +159,19 @@ const char *ps__json_text_kept(json_object *obj, size_t *len)
     return kept;
 }
 
-/* One tokener per thread for ps__json_parse_trusted, reset between parses:
- * creating one allocates and clears its stack and buffer, which loading a
- * long chat (one parse per stored message) paid once per message. Freed
- * when its thread ends. */
-static pthread_key_t tokener_key;
-static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
-static bool tokener_key_ok;
-
-static void tokener_free(void *tok)
-{
-    json_tokener_free(tok);
-}
-
-static void tokener_key_make(void)
-{
-    tokener_key_ok = pthread_key_create(&tokener_key, tokener_free) == 0;
-}
-
-/* The stored state nests a validated message two levels deeper than the
- * request did. */
-static json_tokener *trusted_tokener_new(void)
-{
-    json_tokener *tok = json_tokener_new_ex(PS_JSON_MAX_DEPTH + 8);
-    if (tok)
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    return tok;
-}
-
 ps_code ps__json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)
 {
     *out = NULL;
-    pthread_once(&tokener_once, tokener_key_make);
-    json_tokener *tok = tokener_key_ok ? pthread_getspecific(tokener_key) : NULL;
-    bool kept = tok != NULL;
-    if (kept) {
-        json_tokener_reset(tok);
-    } else if ((tok = trusted_tokener_new()) != NULL) {
-        kept = tokener_key_ok && pthread_setspecific(tokener_key, tok) == 0;
-    }
+    bool kept;
+    json_tokener *tok = tokener_take(&kept);
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    /* the request parse leaves its own flags: the stored state is strict too */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     if (!obj && json_tokener_get_error(tok) == json_tokener_continue)
         obj = json_tokener_parse_ex(tok, " ", 1);
-    /* json_tokener_reset leaves some state of a parse that stopped midway
-     * (test_chat_splitter caught a chat parsed differently after one), so a
-     * tokener that did not end cleanly is not used again */
-    if (kept && (!obj || json_tokener_get_error(tok) != json_tokener_success)) {
-        pthread_setspecific(tokener_key, NULL);
-        kept = false;
-    }
-    if (!kept)
-        json_tokener_free(tok);
+    tokener_give_back(tok, kept, obj && json_tokener_get_error(tok) == json_tokener_success);
     if (!obj)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "stored JSON does not parse");
     *out = obj;

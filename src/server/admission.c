@@ -9,6 +9,7 @@
 #include "core/timestamp.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/plain_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,9 @@ void ps__client_address(struct MHD_Connection *conn, char *out, size_t size)
     if (!ci || !ci->client_addr)
         return;
     const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
+    if (sa->sa_family == AF_INET && size >= INET_ADDRSTRLEN) /* the access log's: no sprintf */
+        ps__ipv4_text(&((const struct sockaddr_in *)(const void *)sa)->sin_addr, out);
+    else if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
                   (socklen_t)size);
     else if (sa->sa_family == AF_INET6)

@@ -13,6 +13,7 @@
 #include "server/linger.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/plain_text.h"
 #include "server/raw_reply.h"
 #include "server/static_files.h"
 
@@ -51,18 +52,17 @@ static void request_start(ps_server *srv, struct MHD_Connection *conn, const cha
                           request *req)
 {
     req->t0_us = monotonic_us();
-    snprintf(req->method, sizeof req->method, "%s", method);
+    ps__copy_text(req->method, sizeof req->method, method);
     const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (given && request_id_acceptable(given))
-        snprintf(req->request_id, sizeof req->request_id, "%s", given);
+        ps__copy_text(req->request_id, sizeof req->request_id, given);
     else
-        snprintf(req->request_id, sizeof req->request_id, "%016llx",
-                 (unsigned long long)atomic_fetch_add_explicit(&srv->next_request_id, 1,
-                                                               memory_order_relaxed));
+        ps__hex16_text(atomic_fetch_add_explicit(&srv->next_request_id, 1, memory_order_relaxed),
+                       req->request_id);
     /* the live channel names its device in the query (v2 syncs in the body) */
     const char *device = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "deviceId");
     if (device)
-        snprintf(req->device, sizeof req->device, "%s", device);
+        ps__copy_text(req->device, sizeof req->device, device);
 }
 
 static void request_done(ps_server *srv, struct MHD_Connection *conn, request *req)
@@ -211,7 +211,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
     ps__dynbuf_init(&reply->body, srv->cfg.max_response_bytes);
     json_object *device = body ? json_object_object_get(body, "deviceId") : NULL;
     if (device && json_object_is_type(device, json_type_string))
-        snprintf(req->device, sizeof req->device, "%s", json_object_get_string(device));
+        ps__copy_text(req->device, sizeof req->device, json_object_get_string(device));
     ps_handler_env env = srv->env;
     env.user = req->user;
     if (req->route->body == PS_BODY_RAW && !legacy_body_of(srv, req)) {
@@ -336,7 +336,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
     req->allow_origin =
         ps__cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
     const char *agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
-    snprintf(req->user_agent, sizeof req->user_agent, "%s", agent ? agent : "");
+    ps__copy_text(req->user_agent, sizeof req->user_agent, agent ? agent : "");
     reply.allow_origin = req->allow_origin;
     reply.hsts = srv->tls_cert != NULL;
     reply.request_id = req->request_id;
