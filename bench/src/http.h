@@ -78,7 +78,9 @@ struct engine {
 };
 
 /* Sets the request a connection sends next: POST path with body (not copied;
- * must live until the answer). kind: which lat_stats it counts in. */
+ * must live until the answer). kind: which lat_stats it counts in. The head
+ * made for a path is reused while the same path pointer and body length
+ * come again: a path's text must not change under the same pointer. */
 void engine_set_request(engine *e, conn *c, const char *path, const char *body, size_t len,
                         int kind);
 /* A buffer owned by the connection, for bodies built per request. */
