@@ -2526,8 +2526,20 @@ static const struct ps_store_ops SQLITE_OPS = {
     .close = sqlite_close,
 };
 
+/* No memory statistics: nothing reads them, and with them every allocation
+ * of SQLite (Debian's is built without lookaside, so statements allocate as
+ * they run) takes one process-wide mutex, shared by all the read
+ * connections' threads. Only possible before SQLite is first used in the
+ * process; a process that used it already keeps the default. */
+static void sqlite_configure(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
 {
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+    pthread_once(&configured, sqlite_configure);
     *out = NULL;
     ps_code rc = make_parent_dirs(path, err);
     if (rc != PS_OK)
