@@ -1,8 +1,12 @@
 /* The line-per-event log; see log.h. */
 #include "server/log.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -216,15 +220,150 @@ static void line_begin(line *l, ps_log_level level, const char *event)
     }
 }
 
-static void line_end(line *l)
+/*
+ * Access lines are written in batches: a write(2) of its own per request
+ * was a tenth of a no-op sync's server time (the syscall, and the log
+ * file's inode lock that both worker threads took). A batch holds whole
+ * lines, at most PIPE_BUF bytes (so a pipe reader, journald say, never sees
+ * a line cut or mixed), and is written when the next line would not fit,
+ * when any other line is written (first: the order is kept), at exit, or
+ * BATCH_MAX_MS after its first line by the flusher thread.
+ */
+#define BATCH_MAX_MS 20
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t filled; /* the batch got its first line */
+    char buf[PIPE_BUF];
+    size_t len;
+    struct timespec first; /* CLOCK_MONOTONIC, of the batch's first line */
+} g_batch = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_once_t batch_once = PTHREAD_ONCE_INIT;
+static bool batch_ok; /* the flusher runs: access lines may wait in the batch */
+
+static void write_all(const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* nowhere to report it */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Writes the batch; the caller holds the lock. */
+static void batch_write(void)
+{
+    write_all(g_batch.buf, g_batch.len);
+    g_batch.len = 0;
+}
+
+/* The flusher: asleep while the batch is empty (woken by its first line),
+ * else at each batch's deadline. Under load it wakes at most once per
+ * BATCH_MAX_MS: batches that fill up go out with the line that does not fit,
+ * and a first line wakes it only from its idle sleep. */
+static bool flusher_idle; /* under the lock */
+
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_batch.lock);
+    for (;;) {
+        if (!g_batch.len) {
+            flusher_idle = true;
+            while (!g_batch.len)
+                pthread_cond_wait(&g_batch.filled, &g_batch.lock);
+            flusher_idle = false;
+        }
+        struct timespec due = g_batch.first;
+        due.tv_nsec += BATCH_MAX_MS * 1000000L;
+        if (due.tv_nsec >= 1000000000L) {
+            due.tv_sec++;
+            due.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&g_batch.filled, &g_batch.lock, &due) != ETIMEDOUT)
+            continue;
+        /* the batch now may be a younger one (the one due went out full):
+         * then it waits for its own deadline */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long age_ms = (long long)(now.tv_sec - g_batch.first.tv_sec) * 1000 +
+                           (now.tv_nsec - g_batch.first.tv_nsec) / 1000000;
+        if (g_batch.len && age_ms >= BATCH_MAX_MS)
+            batch_write();
+    }
+    return NULL;
+}
+
+static void batch_flush_at_exit(void)
+{
+    pthread_mutex_lock(&g_batch.lock);
+    batch_write();
+    pthread_mutex_unlock(&g_batch.lock);
+}
+
+static void batch_start(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    bool cond = pthread_cond_init(&g_batch.filled, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+    pthread_t t;
+    if (!cond || atexit(batch_flush_at_exit) != 0 ||
+        pthread_create(&t, NULL, flusher_main, NULL) != 0)
+        return; /* lines are then written one by one */
+    pthread_detach(t);
+    batch_ok = true;
+}
+
+static void line_close(line *l)
 {
     if (l->json)
         l->buf[l->len++] = '}';
     l->buf[l->len++] = '\n';
-    /* one write: whole lines, in any order, never mixed (stderr is unbuffered
-     * and a pipe write under PIPE_BUF is atomic) */
-    ssize_t w = write(STDERR_FILENO, l->buf, l->len);
-    (void)w;
+}
+
+/* A closed line, written at once, after the batch. */
+static void write_now(const line *l)
+{
+    pthread_mutex_lock(&g_batch.lock);
+    batch_write();
+    write_all(l->buf, l->len);
+    pthread_mutex_unlock(&g_batch.lock);
+}
+
+/* Any line but an access line. */
+static void line_end(line *l)
+{
+    line_close(l);
+    write_now(l);
+}
+
+/* An access line: into the batch. */
+static void line_end_batched(line *l)
+{
+    line_close(l);
+    pthread_once(&batch_once, batch_start);
+    if (!batch_ok || l->len > sizeof g_batch.buf) {
+        write_now(l);
+        return;
+    }
+    pthread_mutex_lock(&g_batch.lock);
+    if (g_batch.len + l->len > sizeof g_batch.buf)
+        batch_write();
+    memcpy(g_batch.buf + g_batch.len, l->buf, l->len);
+    if (!g_batch.len) {
+        clock_gettime(CLOCK_MONOTONIC, &g_batch.first);
+        if (flusher_idle)
+            pthread_cond_signal(&g_batch.filled);
+    }
+    g_batch.len += l->len;
+    pthread_mutex_unlock(&g_batch.lock);
 }
 
 void ps_log_event(ps_log_level level, const char *event, const char *fmt, ...)
@@ -261,7 +400,7 @@ void ps_log_access(const ps_access_entry *e)
     field_str(&l, "user", e->user);
     field_str(&l, "device", e->device);
     field_str(&l, "client", e->client);
-    line_end(&l);
+    line_end_batched(&l);
 }
 
 void ps_log_auth_failure(const char *request_id, const char *client, const char *reason)

@@ -1,9 +1,11 @@
 /*
  * polysyncd's log: one line per event on stderr, as text (logfmt-like
  * `key=value`, for people and fail2ban) or JSON (one object per line, for
- * log shippers). Each line is built in a stack buffer and written with one
- * write(2), so lines from worker threads never interleave and the hot path
- * takes no lock. The level and format are set once at start.
+ * log shippers). Each line is built in a stack buffer; access lines are
+ * then written in batches of whole lines (at most PIPE_BUF bytes a write,
+ * within 20 ms: log.c), every other line at once after them, so lines from
+ * worker threads never interleave and keep their order. The level and
+ * format are set once at start.
  */
 #ifndef PS_LOG_H
 #define PS_LOG_H
