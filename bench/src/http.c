@@ -286,8 +286,8 @@ static int parse_head(conn *c)
 {
     char *h = c->rhead.data;
     /* "HTTP/1.x NNN", read by hand: sscanf was a tenth of the driver's own CPU */
-    if (strncmp(h, "HTTP/1.", 7) != 0 || h[7] < '0' || h[7] > '9' || h[8] != ' ' ||
-        h[9] < '0' || h[9] > '9' || h[10] < '0' || h[10] > '9' || h[11] < '0' || h[11] > '9')
+    if (strncmp(h, "HTTP/1.", 7) != 0 || h[7] < '0' || h[7] > '9' || h[8] != ' ' || h[9] < '0' ||
+        h[9] > '9' || h[10] < '0' || h[10] > '9' || h[11] < '0' || h[11] > '9')
         return -1;
     c->status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
     c->close_after = h[7] == '0';

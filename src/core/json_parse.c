@@ -78,8 +78,8 @@ ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object 
      * thread's tokener, deeper, parses the same (and is not made anew for
      * every request). */
     bool kept = false;
-    json_tokener *tok = max_depth + 1 <= TRUSTED_DEPTH ? tokener_take(&kept)
-                                                       : json_tokener_new_ex(max_depth + 1);
+    json_tokener *tok =
+        max_depth + 1 <= TRUSTED_DEPTH ? tokener_take(&kept) : json_tokener_new_ex(max_depth + 1);
     if (!tok)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     /* Not JSON_TOKENER_VALIDATE_UTF8: the pre-check has validated every

@@ -195,8 +195,7 @@ static void put_time(line *l)
         t_second.sec = ts.tv_sec;
     }
     int ms = (int)((ts.tv_nsec / 1000000) % 1000);
-    char frac[4] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
-                    'Z'};
+    char frac[4] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
     puts_(l, t_second.text);
     put(l, frac, sizeof frac);
 }
