@@ -168,21 +168,27 @@ typedef struct block_walk {
  * brackets cannot bring the depth back to the array's is crossed by
  * counting; only the last block of a chat is walked bracket by bracket.
  * Returns the index in the block just past the chat's closing bracket
- * (1 to 64), or 0 when the chat goes on. Inlined into each path with its own bit
- * instructions (`prefix`, `count`).
+ * (1 to 64), or 0 when the chat goes on. Inlined into each path with its
+ * own bit instructions (`prefix`, `count`; `cheap_count`: popcnt).
  */
 static inline __attribute__((always_inline)) unsigned
-container_block(block_walk *w, block_bits bits, uint64_t (*prefix)(uint64_t), int (*count)(uint64_t))
+container_block(block_walk *w, block_bits bits, uint64_t (*prefix)(uint64_t), int (*count)(uint64_t),
+                bool cheap_count)
 {
     uint64_t escaped = escaped_bytes(bits.backslash, &w->carry);
     uint64_t in_string = prefix(bits.quote & ~escaped) ^ w->inside;
     w->inside = (uint64_t)((int64_t)in_string >> 63);
     uint64_t opens = bits.open & ~in_string;
     uint64_t closes = bits.close & ~in_string;
-    if (!(opens | closes))
+    /* With popcnt, no test for a block without brackets: one in five
+     * blocks of a chat has some, in no pattern, and the branch
+     * mispredicted cost more than counting zero bits (alone over the
+     * reference history: 7.6 -> 6.6 ms); the counting without popcnt
+     * costs more than the branch. The next one is taken once a chat. */
+    if (!cheap_count && !(opens | closes))
         return 0;
     int closing = count(closes);
-    if (w->depth - closing > 2) {
+    if (__builtin_expect(w->depth - closing > 2, 1)) {
         w->depth += count(opens) - closing;
         return 0;
     }
@@ -206,11 +212,11 @@ container_block(block_walk *w, block_bits bits, uint64_t (*prefix)(uint64_t), in
 static inline __attribute__((always_inline)) size_t
 container_blocks_with(ps_chat_splitter *s, const unsigned char *p, size_t i, size_t n, bool *done,
                       block_bits (*bits)(const unsigned char *), uint64_t (*prefix)(uint64_t),
-                      int (*count)(uint64_t))
+                      int (*count)(uint64_t), bool cheap_count)
 {
     block_walk w = {.carry = s->escaped, .inside = s->in_string ? ~0ULL : 0, .depth = s->depth};
     for (; i + 64 <= n; i += 64) {
-        unsigned end = container_block(&w, bits(p + i), prefix, count);
+        unsigned end = container_block(&w, bits(p + i), prefix, count, cheap_count);
         if (end) {
             *done = true;
             s->depth = w.depth;
@@ -227,7 +233,7 @@ container_blocks_with(ps_chat_splitter *s, const unsigned char *p, size_t i, siz
 static size_t container_blocks_sse2(ps_chat_splitter *s, const unsigned char *p, size_t i,
                                     size_t n, bool *done)
 {
-    return container_blocks_with(s, p, i, n, done, block_bits_of, prefix_xor, bit_count);
+    return container_blocks_with(s, p, i, n, done, block_bits_of, prefix_xor, bit_count, false);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -279,7 +285,7 @@ PS_AVX2_TARGET static size_t container_blocks_avx2(ps_chat_splitter *s, const un
                                                    size_t i, size_t n, bool *done)
 {
     return container_blocks_with(s, p, i, n, done, block_bits_avx2, prefix_xor_clmul,
-                                 bit_count_popcnt);
+                                 bit_count_popcnt, true);
 }
 #endif
 
