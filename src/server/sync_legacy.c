@@ -613,18 +613,23 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
 
 /*
  * A sync that changed nothing — every chat re-sent as the device last
- * synced it, no deletion, no clock raised — needs no commit when the
- * device registry already says what it would write: then the write
- * transaction is rolled back and the sync's time kept as a no-op sync's
- * (user_seen, store.h), as a v2 device polling is (devices.c). The commit
- * was a WAL write and an fsync for nothing: 14 ms of a byte-identical
- * re-sync of the reference history's ~70 (docs/performance.md, "ingest").
- * The registry is current when the device's row was written by a legacy
- * /sync less than REGISTRY_FRESH_MS ago, with this client and this
- * acknowledgement (so the registry's last sight lags by at most that, as
- * for v2 devices).
+ * synced it, no deletion, no clock raised — needs no commit when the store
+ * already says what it would write, near enough: the device's registry row
+ * written by a legacy /sync less than REGISTRY_FRESH_MS ago with this
+ * client and this acknowledgement, and the user's last sync time as
+ * recent. Then the write transaction is rolled back: the registry's last
+ * sight and the user's last sync time lag by at most that, as a v2
+ * device's registry row does (devices.c). The commit was a WAL write and
+ * an fsync for nothing on every byte-identical re-sync (docs/performance.md,
+ * "ingest"). Nothing is left pending in memory (no user_seen): what the
+ * store holds is what it will hold.
  */
 #define REGISTRY_FRESH_MS 60000
+
+static bool fresh(int64_t written_ms, int64_t now_ms)
+{
+    return written_ms <= now_ms && now_ms - written_ms < REGISTRY_FRESH_MS;
+}
 
 typedef struct registry_probe {
     const char *device, *client;
@@ -640,7 +645,7 @@ static int probe_row(void *cls, const ps_device_row *row)
     p->current = strcmp(row->protocol, "legacy") == 0 &&
                  (!p->client || !*p->client || strcmp(row->client, p->client) == 0) &&
                  (p->acked < 0 || row->acked_seq == p->acked) &&
-                 p->now_ms - row->last_seen_ms < REGISTRY_FRESH_MS && row->last_seen_ms <= p->now_ms;
+                 fresh(row->last_seen_ms, p->now_ms);
     return 1;
 }
 
@@ -652,20 +657,6 @@ static ps_code registry_current(const ps_sync_ctx *ctx, const char *device, int6
     ps_code rc = ctx->store->ops->device_list(ctx->store, ctx->user, probe_row, &p, err);
     *current = rc == PS_OK && p.current;
     return rc;
-}
-
-/* The quiet ending: the write transaction is dropped, the time kept. */
-static ps_code end_quietly(const ps_sync_ctx *ctx, ps_error *err)
-{
-    ps_store_rollback(ctx->store);
-    ps_code rc = ps_store_begin(ctx->store, false, err);
-    if (rc != PS_OK)
-        return rc;
-    if ((rc = ctx->store->ops->user_seen(ctx->store, ctx->user, ctx->now_ms, err)) != PS_OK) {
-        ps_store_rollback(ctx->store);
-        return rc;
-    }
-    return ps_store_commit(ctx->store, err);
 }
 
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
@@ -734,10 +725,11 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
     bool acks = answer && device[0];
     bool current = false;
     if (!wrote && user.seq == seq_before && user.clock == clock_before &&
+        fresh(user.last_sync_ms, ctx->now_ms) &&
         (rc = registry_current(ctx, device, acks ? user.seq : -1, &current, err)) != PS_OK)
         goto rollback;
     if (current) {
-        rc = end_quietly(ctx, err);
+        ps_store_rollback(ctx->store);
         goto out;
     }
     if ((rc = ctx->store->ops->device_seen(ctx->store, ctx->user, device, ctx->client, "legacy",
