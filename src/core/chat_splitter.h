@@ -60,8 +60,8 @@ typedef struct ps_chat_splitter {
     bool key_string; /* the string being read is at depth 1 */
     bool key_escaped, key_long;
     int key_state;
-    bool baseline; /* SSE2 only: the processor lacks AVX2, PCLMUL or POPCNT */
-    bool failed;   /* then every call answers failed_rc */
+    bool avx2;   /* chats crossed with AVX2, PCLMUL, POPCNT (else SSE2) */
+    bool failed; /* then every call answers failed_rc */
     ps_code failed_rc;
 } ps_chat_splitter;
 

@@ -24,7 +24,7 @@ static struct ps_store_ops counting_ops;
 /* store_calls: every counted call (begin, chat_load, user_tombstones, device_seen);
  * write_commits: write transactions committed (a rollback writes nothing) */
 static int store_calls, write_begins, write_commits, device_seens, chat_loads, tombstone_counts;
-static bool in_write; /* a write transaction is open */
+static bool in_write;         /* a write transaction is open */
 static int64_t last_seen_ack; /* of the last device_seen */
 /* Run once just before the next write transaction begins: another
  * request's write landing between a sync's read and write transactions. */

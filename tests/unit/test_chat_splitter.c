@@ -399,8 +399,8 @@ static void chat_ends_anywhere_in_a_block(void **state)
                 snprintf(want, sizeof want, "|%zuE]}\n=> 0 ", 11 + chat.len);
                 put(&expect, want);
                 if (strcmp(got.t.p, expect.p) != 0)
-                    fail_msg("%s path, filler %zu x %zu: got %s", paths ? "SSE2" : "chosen", f,
-                             pad, got.t.p);
+                    fail_msg("%s path, filler %zu x %zu: got %s", paths ? "SSE2" : "chosen", f, pad,
+                             got.t.p);
                 free(got.t.p);
                 free(expect.p);
             }

@@ -469,8 +469,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(the_same_data_in_other_bytes_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(a_write_between_the_two_transactions_is_seen, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(a_resync_changing_nothing_commits_nothing, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(a_resync_changing_nothing_commits_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(a_bad_chat_is_refused_before_the_write_transaction, setup,
                                         teardown),
     };
