@@ -9,6 +9,7 @@ saved, and the next sync completes)."""
 import json
 import os
 import signal
+import subprocess
 import threading
 import unittest
 
@@ -39,12 +40,28 @@ class PushAhead(ClientTestCase):
         self.a.run("import", path)
         self.assertEqual(self.a.pending(), CHATS)
 
-    def nth(self, n):
-        """A `when` matching the proxy's n-th /v2/sync request (1-based)."""
-        return lambda req: len(self.proxy_a.seen("/v2/sync")) == n
+    @staticmethod
+    def first_chat(body):
+        """The chat of the first change a request body carries (None: none)."""
+        changes = json.loads(body).get("changes") or [None]
+        return changes[0] and changes[0]["chatId"]
 
-    def seen_at_least(self, n):
-        return lambda: len(self.proxy_a.seen("/v2/sync")) >= n
+    def carrying(self, chat_id):
+        """A `when` matching the request whose first change is to chat_id:
+        the 2nd and 3rd requests leave together, in no set order."""
+        return lambda req: self.first_chat(req["body"]) == chat_id
+
+    def seen_carrying(self, chat_id):
+        return lambda: any(self.first_chat(r[3]) == chat_id
+                           for r in self.proxy_a.seen("/v2/sync"))
+
+    def batches(self):
+        """How many requests carried each batch, by its first chat."""
+        out = {}
+        for b in v2_bodies(self.proxy_a):
+            key = b["changes"][0]["chatId"] if b["changes"] else None
+            out[key] = out.get(key, 0) + 1
+        return out
 
     def assert_all_there(self):
         self.assertEqual(self.a.pending(), 0)
@@ -53,11 +70,12 @@ class PushAhead(ClientTestCase):
         self.assertEqual(len(state), CHATS)
 
     def test_two_pushes_in_flight(self):
-        # the 2nd request is answered only once the 3rd has arrived: a client
-        # that waits for each answer before the next request never sends it
-        rule = self.proxy_a.add("/v2/sync", when=self.nth(2), hold=self.seen_at_least(3))
+        # batch 2 is answered only once batch 3 has arrived: a client that
+        # waits for each answer before the next request never sends it
+        rule = self.proxy_a.add("/v2/sync", when=self.carrying("bulk-01000"),
+                                hold=self.seen_carrying("bulk-02000"))
         st = self.a.sync(*RETRY).json()
-        self.assertTrue(rule.held, "the 3rd request did not go out while the 2nd was in flight")
+        self.assertTrue(rule.held, "batch 3 did not go out while batch 2 was in flight")
         self.assertEqual(st["sent"]["changes"], CHATS)
         self.assertEqual(st["requests"], 4 + 1)  # and GET /health
         bodies = v2_bodies(self.proxy_a)
@@ -69,39 +87,34 @@ class PushAhead(ClientTestCase):
             self.assertEqual(b["run"], run)
             self.assertIsNone(b["cursor"])
         self.assertEqual([b["limit"] for b in bodies[:3]], [1, 1, 1])
-        self.assertGreater(bodies[3]["limit"], 1)
-        # each change once, in log order (the import's); the last request's
-        # probes (a chat id alone, docs/protocol.md) left aside
-        ids = [c["chatId"] for b in bodies for c in b["changes"] if "messages" in c]
-        self.assertEqual(ids, ["bulk-%05d" % i for i in range(CHATS)])
+        self.assertGreater(bodies[3]["limit"], 1)  # the last: it pulls, after the others
+        # each change once, each batch in log order (the import's); the last
+        # request's probes (a chat id alone, docs/protocol.md) left aside
+        batches = sorted([[c["chatId"] for c in b["changes"] if "messages" in c] for b in bodies])
+        self.assertEqual([i for b in batches for i in b], ["bulk-%05d" % i for i in range(CHATS)])
         in_flight = [{c["chatId"] for c in b["changes"]} for b in bodies[1:3]]
         self.assertFalse(in_flight[0] & in_flight[1])
         self.assert_all_there()
 
     def test_first_of_two_in_flight_fails(self):
-        # the 2nd request is merged by the server but its answer is lost, while
-        # the 3rd is in flight: the 3rd's answer must not be saved before the
-        # 2nd's (saving it drops the log up to its last entry), so both batches
-        # are sent again and nothing is lost
-        self.proxy_a.add("/v2/sync", when=self.nth(2), hold=self.seen_at_least(3),
-                         after_forward=True, drop=True)
-        st = self.a.sync(*RETRY).json()
-        self.assertGreaterEqual(st["sent"]["changes"], CHATS)
-        bodies = v2_bodies(self.proxy_a)
-        self.assertGreaterEqual(len(bodies), 5)
-        later = [[c for c in b["changes"] if "messages" in c] for b in bodies[3:]]
-        self.assertIn(bodies[1]["changes"], later)  # sent again
-        sent_after = {c["chatId"] for ch in later for c in ch}
-        self.assertLessEqual({c["chatId"] for c in bodies[2]["changes"]}, sent_after)
+        # batch 2 is merged by the server but its answer is lost, while batch 3
+        # is in flight: batch 3's answer must not be saved before batch 2's
+        # (saving it drops the log up to its last entry), so both are sent
+        # again and nothing is lost
+        self.proxy_a.add("/v2/sync", when=self.carrying("bulk-01000"),
+                         hold=self.seen_carrying("bulk-02000"), after_forward=True, drop=True)
+        self.a.sync(*RETRY)
+        self.assertEqual(self.batches(),
+                         {"bulk-00000": 1, "bulk-01000": 2, "bulk-02000": 2, "bulk-03000": 1})
         self.assert_all_there()
 
     def test_client_killed_with_two_in_flight(self):
         killed = threading.Event()
-        self.proxy_a.add("/v2/sync", when=self.nth(2), hold=killed.is_set)
-        self.proxy_a.add("/v2/sync", when=self.nth(3), hold=killed.is_set)
-        p = self.a.popen("sync", *RETRY, stdout=open(os.devnull, "w"),
-                         stderr=open(os.devnull, "w"))
-        wait_for(self.seen_at_least(3), what="two requests in flight")
+        for first in ("bulk-01000", "bulk-02000"):
+            self.proxy_a.add("/v2/sync", when=self.carrying(first), hold=killed.is_set)
+        p = self.a.popen("sync", *RETRY, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.seen_carrying("bulk-01000")() and self.seen_carrying("bulk-02000")(),
+                 what="two requests in flight")
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=TIMEOUT)
         killed.set()
