@@ -129,9 +129,6 @@ ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err)
     ps_client *c = r->c;
     if (!r->run[0])
         return PS_OK; /* the first request names the run; a server without runs */
-    for (size_t i = 0; i < PUSHES_IN_FLIGHT; i++)
-        if (!r->push_curl[i] && !(r->push_curl[i] = curl_easy_init()))
-            return PS_OK; /* the loop sends them one at a time */
     char *cursor = NULL;
     ps_code rc = ps__lstore_meta_get(c->store, "cursor", &cursor, err);
     push_req q[PUSHES_IN_FLIGHT];
@@ -153,9 +150,14 @@ ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err)
                 break;
             }
             after = rows[n - 1].seq;
-            if (!start(r, &q[(head + count) % PUSHES_IN_FLIGHT], r->push_curl[slot], cursor, rows,
-                       n)) {
-                filling = false;
+            /* made on first use; none: the loop sends them one at a time */
+            if (!r->push_curl[slot])
+                r->push_curl[slot] = curl_easy_init();
+            if (!r->push_curl[slot])
+                ps__change_rows_free(rows, n);
+            if (!r->push_curl[slot] || !start(r, &q[(head + count) % PUSHES_IN_FLIGHT],
+                                              r->push_curl[slot], cursor, rows, n)) {
+                filling = false; /* start() freed the rows */
                 break;
             }
             slot = (slot + 1) % PUSHES_IN_FLIGHT;
