@@ -79,18 +79,17 @@ static const char SCHEMA_2[] =
  * is its id's 16 bytes (BLOB) when the id is a UUID as the apps write them
  * (lowercase, 8-4-4-4-12), any other id stays TEXT (msg_key); rows are
  * unchanged (those written since leave out their id: strip_id). */
-static const char SCHEMA_3[] =
-    "CREATE TABLE messages3 ("
-    "  chat INTEGER NOT NULL,"
-    "  id NOT NULL," /* no type: TEXT or BLOB as stored */
-    "  live INTEGER NOT NULL,"
-    "  dict INTEGER NOT NULL,"
-    "  row BLOB NOT NULL,"
-    "  PRIMARY KEY (chat, id)) WITHOUT ROWID;"
-    "INSERT INTO messages3(chat, id, live, dict, row)"
-    "  SELECT chat, ps_msg_key(id), live, dict, row FROM messages;"
-    "DROP TABLE messages;"
-    "ALTER TABLE messages3 RENAME TO messages;";
+static const char SCHEMA_3[] = "CREATE TABLE messages3 ("
+                               "  chat INTEGER NOT NULL,"
+                               "  id NOT NULL," /* no type: TEXT or BLOB as stored */
+                               "  live INTEGER NOT NULL,"
+                               "  dict INTEGER NOT NULL,"
+                               "  row BLOB NOT NULL,"
+                               "  PRIMARY KEY (chat, id)) WITHOUT ROWID;"
+                               "INSERT INTO messages3(chat, id, live, dict, row)"
+                               "  SELECT chat, ps_msg_key(id), live, dict, row FROM messages;"
+                               "DROP TABLE messages;"
+                               "ALTER TABLE messages3 RENAME TO messages;";
 
 #define SCHEMA_VERSION 3
 
@@ -227,8 +226,8 @@ static size_t id_prefix(const char *id, const char *text, size_t len)
 
 /* The text to pack for a row: *out points into text, or at *buf (the
  * caller's, freed by it) holding the shortened row. */
-static ps_code strip_id(const char *id, const char *text, size_t len, char **buf,
-                        const char **out, size_t *out_len, ps_error *err)
+static ps_code strip_id(const char *id, const char *text, size_t len, char **buf, const char **out,
+                        size_t *out_len, ps_error *err)
 {
     *buf = NULL;
     size_t skip = id_prefix(id, text, len);
