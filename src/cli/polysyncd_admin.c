@@ -81,6 +81,19 @@ typedef struct admin_opts {
 } admin_opts;
 
 /* Fills *o; *operands = the index of the first operand (NAME, ID). */
+/* A --json listing on stdout; 1 when json-c could not write it (no memory). */
+static int print_json_rows(json_object *rows)
+{
+    const char *text =
+        json_object_to_json_string_ext(rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (!text) {
+        fprintf(stderr, "polysyncd: out of memory writing the listing\n");
+        return 1;
+    }
+    printf("%s\n", text);
+    return 0;
+}
+
 static int parse(int argc, char **argv, admin_opts *o, int *operands)
 {
     const ps_subopt opts[] = {
@@ -400,8 +413,7 @@ static int token_command(const char *verb, const char *id, const admin_opts *o)
         list_args a = {o->user, &l};
         int code = in_store("token list", o, false, list_tokens, &a);
         if (code == 0 && o->json)
-            printf("%s\n", json_object_to_json_string_ext(
-                               l.rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+            code = print_json_rows(l.rows);
         json_object_put(l.rows);
         return code;
     }
@@ -492,8 +504,7 @@ static int devices_command(const char *verb, const char *id, const admin_opts *o
         device_args a = {o->user, NULL, &l};
         int code = in_store("devices list", o, false, list_devices, &a);
         if (code == 0 && o->json)
-            printf("%s\n", json_object_to_json_string_ext(
-                               l.rows, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+            code = print_json_rows(l.rows);
         json_object_put(l.rows);
         return code;
     }
