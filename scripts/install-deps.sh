@@ -12,7 +12,7 @@ packages=(
   # store's rows (src/client/http.c, lstore.c; docs/client.md)
   libdeflate-dev libzstd-dev
   libwslay-dev  # WebSocket framing for the live socket (src/server/ws_session.c)
-  libxxhash-dev  # XXH3, the hash of a chat's bytes (src/core/hash.c, header-only)
+  libxxhash-dev  # XXH3, the hash of a chat's bytes (src/core/hash.c, hash_avx2.c: header-only; test_hash also links the shared library as its oracle)
   libsimdjson-dev  # a re-sent chat's content hash (src/server/content_hash.cpp)
   libzstd-dev  # stored message values compressed (src/store/value_codec.c)
   liblz4-dev  # stored legacy renderings compressed (src/store/doc_codec.c)

@@ -554,12 +554,11 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
             snprintf(first, sizeof first, "%s", last);
         if (n >= c->retry.max_attempts) {
             bool same = strcmp(first, last) == 0;
-            ps_code gave_up = c->last_status != 429                      ? PS_ERR_IO
+            ps_code gave_up = c->last_status != 429                       ? PS_ERR_IO
                               : strcmp(a->code, "too_many_requests") == 0 ? PS_ERR_TOO_MANY_REQUESTS
                                                                           : PS_ERR_RATE_LIMITED;
-            rc = ps_error_set(err, gave_up, -1, "",
-                              "cannot reach %s after %u attempt%s: %s%s%s", c->server, n,
-                              n == 1 ? "" : "s", first,
+            rc = ps_error_set(err, gave_up, -1, "", "cannot reach %s after %u attempt%s: %s%s%s",
+                              c->server, n, n == 1 ? "" : "s", first,
                               same ? "" : "; last attempt: ", same ? "" : last);
             break;
         }
@@ -614,23 +613,29 @@ ps_code ps__http_get_once(ps_client *c, const char *path, ps_sync_stats *st, ps_
 }
 
 ps_code ps__http_post_once_on(ps_client *c, CURL *curl, const char *path, const char *body,
-                              size_t len, const atomic_bool *cancel, ps_sync_stats *st,
-                              ps_http_answer *a, ps_error *err)
+                              size_t len, bool may_gzip, const atomic_bool *cancel,
+                              ps_sync_stats *st, ps_http_answer *a, ps_error *err)
 {
-    char *url = NULL;
+    char *url = NULL, *packed = NULL;
+    size_t packed_len = 0;
     if (!c->server)
         return ps_error_set(err, PS_ERR_CONFIG, -1, "server", "no server configured");
     if (asprintf(&url, "%s%s", c->server, path) < 0)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     int level, sock = -1;
     bool accept_gzip;
-    compression(url, &level, &accept_gzip); /* the body is small: sent plain */
+    compression(url, &level, &accept_gzip);
+    /* c->no_gzip is only written by ps__http_post, on the client's own
+     * thread, never while a request of this kind is in flight */
+    bool gzipped = may_gzip && !c->no_gzip && level > 0 && len >= PS_HTTP_GZIP_FROM &&
+                   gzip_body(body, len, level, &packed, &packed_len) == PS_OK;
     attempt_on on = {.curl = curl, .sock = &sock, .quiet = true, .cancel = cancel};
     char errbuf[CURL_ERROR_SIZE];
     CURLcode cc;
     long retry_after = -1;
-    ps_code rc =
-        attempt(c, &on, url, body, len, false, accept_gzip, st, a, &cc, &retry_after, errbuf, err);
+    ps_code rc = attempt(c, &on, url, gzipped ? packed : body, gzipped ? packed_len : len, gzipped,
+                         accept_gzip, st, a, &cc, &retry_after, errbuf, err);
+    free(packed);
     free(url);
     if (rc != PS_OK)
         return rc;

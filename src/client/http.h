@@ -66,16 +66,16 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
 
 /*
  * POSTs `len` bytes of JSON to `path` once, on the caller's `curl` handle:
- * no retries, no gzip body, no progress calls, c's own handle and fields
- * untouched, so it may run on another thread while the client works
- * (pull_ahead.c). Stops early on ps_client_stop() or when *cancel (may be
+ * no retries, no progress calls, c's own handle and fields untouched, so it
+ * may run on another thread while the client works (pull_ahead.c,
+ * push_ahead.c); `may_gzip`: the body gzipped as ps__http_post would. Stops early on ps_client_stop() or when *cancel (may be
  * NULL) is set. PS_OK: an answer of any status in *a (error code and
  * message read); PS_ERR_IO: none. `st` (may be NULL) counts the request
  * and its bytes.
  */
 ps_code ps__http_post_once_on(ps_client *c, CURL *curl, const char *path, const char *body,
-                              size_t len, const atomic_bool *cancel, ps_sync_stats *st,
-                              ps_http_answer *a, ps_error *err);
+                              size_t len, bool may_gzip, const atomic_bool *cancel,
+                              ps_sync_stats *st, ps_http_answer *a, ps_error *err);
 
 /*
  * GETs the server's `path` once, without retries (for what the client may

@@ -75,7 +75,23 @@ static const char SCHEMA_2[] =
     "ALTER TABLE changes ADD COLUMN messages INTEGER NOT NULL DEFAULT -1;"
     "ALTER TABLE changes ADD COLUMN packed INTEGER NOT NULL DEFAULT 0;";
 
-#define SCHEMA_VERSION 2
+/* Schema 3 (docs/client.md, "The local store on disk"): a message's key
+ * is its id's 16 bytes (BLOB) when the id is a UUID as the apps write them
+ * (lowercase, 8-4-4-4-12), any other id stays TEXT (msg_key); rows are
+ * unchanged (those written since leave out their id: strip_id). */
+static const char SCHEMA_3[] = "CREATE TABLE messages3 ("
+                               "  chat INTEGER NOT NULL,"
+                               "  id NOT NULL," /* no type: TEXT or BLOB as stored */
+                               "  live INTEGER NOT NULL,"
+                               "  dict INTEGER NOT NULL,"
+                               "  row BLOB NOT NULL,"
+                               "  PRIMARY KEY (chat, id)) WITHOUT ROWID;"
+                               "INSERT INTO messages3(chat, id, live, dict, row)"
+                               "  SELECT chat, ps_msg_key(id), live, dict, row FROM messages;"
+                               "DROP TABLE messages;"
+                               "ALTER TABLE messages3 RENAME TO messages;";
+
+#define SCHEMA_VERSION 3
 
 /* The statements every chat load and save runs, prepared once per handle
  * (preparing them for each of 2,000 chats was 7% of a fresh pull). */
@@ -109,6 +125,147 @@ static ps_code prepare(ps_lstore *s, const char *sql, sqlite3_stmt **st, ps_erro
 }
 
 static ps_code migrate_2(ps_lstore *s, ps_error *err);
+
+/* ---- message keys and rows (schema 3) ---- */
+
+/* A UUID's 16 bytes as a message key: 36 characters of key become 16 (1.9
+ * MB of the reference history's 100,000 rows). */
+#define KEY_BYTES 16
+#define UUID_CHARS 36
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* True and out filled if `id` is a lowercase 8-4-4-4-12 UUID: the only form
+ * stored as bytes, so that formatting them back gives the same id. */
+static bool uuid_key(const char *id, size_t len, unsigned char out[KEY_BYTES])
+{
+    if (len != UUID_CHARS)
+        return false;
+    size_t k = 0;
+    for (size_t i = 0; i < UUID_CHARS; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (id[i] != '-')
+                return false;
+            continue;
+        }
+        int hi = hex_digit(id[i]), lo = i + 1 < UUID_CHARS ? hex_digit(id[i + 1]) : -1;
+        if (hi < 0 || lo < 0)
+            return false;
+        out[k++] = (unsigned char)(hi << 4 | lo);
+        i++;
+    }
+    return k == KEY_BYTES;
+}
+
+static void bind_msg_key(sqlite3_stmt *st, int col, const char *id)
+{
+    unsigned char key[KEY_BYTES];
+    if (uuid_key(id, strlen(id), key))
+        sqlite3_bind_blob(st, col, key, KEY_BYTES, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_text(st, col, id, -1, SQLITE_STATIC);
+}
+
+/* The id of the key in column `col`: the TEXT as stored, or a BLOB key
+ * formatted into buf. */
+static const char *msg_key_id(sqlite3_stmt *st, int col, char buf[UUID_CHARS + 1])
+{
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB)
+        return (const char *)sqlite3_column_text(st, col);
+    const unsigned char *b = sqlite3_column_blob(st, col);
+    if (sqlite3_column_bytes(st, col) != KEY_BYTES)
+        return NULL;
+    static const char HEX[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < KEY_BYTES; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            buf[o++] = '-';
+        buf[o++] = HEX[b[i] >> 4];
+        buf[o++] = HEX[b[i] & 15];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* ps_msg_key(id): the key schema 3 stores for `id` (the migration's). */
+static void sql_msg_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    unsigned char key[KEY_BYTES];
+    if (sqlite3_value_type(argv[0]) == SQLITE_TEXT &&
+        uuid_key((const char *)sqlite3_value_text(argv[0]), (size_t)sqlite3_value_bytes(argv[0]),
+                 key))
+        sqlite3_result_blob(ctx, key, KEY_BYTES, SQLITE_TRANSIENT);
+    else
+        sqlite3_result_value(ctx, argv[0]);
+}
+
+/*
+ * A row's text without its message's id: the codec writes a row as
+ * [{"id":"<id>", ...}, stamp, order_ts], and the id is the row's key
+ * already; a random UUID is ~20 bytes of every packed row (2.4 MB of the
+ * reference history's). Stored as ID_LEFT_OUT followed by the text after
+ * `[{"id":"<id>"`; a row of another form (a deleted message's null, an id
+ * the codec escaped) is stored whole. JSON never starts with '~', so the
+ * two cannot be confused.
+ */
+#define ID_LEFT_OUT '~'
+#define ROW_HEAD "[{\"id\":\""
+
+static size_t id_prefix(const char *id, const char *text, size_t len)
+{
+    size_t head = sizeof ROW_HEAD - 1, idlen = strlen(id);
+    if (len < head + idlen + 1 || memcmp(text, ROW_HEAD, head) != 0 ||
+        memcmp(text + head, id, idlen) != 0 || text[head + idlen] != '"')
+        return 0;
+    return head + idlen + 1;
+}
+
+/* The text to pack for a row: *out points into text, or at *buf (the
+ * caller's, freed by it) holding the shortened row. */
+static ps_code strip_id(const char *id, const char *text, size_t len, char **buf, const char **out,
+                        size_t *out_len, ps_error *err)
+{
+    *buf = NULL;
+    size_t skip = id_prefix(id, text, len);
+    if (!skip) {
+        *out = text;
+        *out_len = len;
+        return PS_OK;
+    }
+    if (!(*buf = malloc(len - skip + 1)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    (*buf)[0] = ID_LEFT_OUT;
+    memcpy(*buf + 1, text + skip, len - skip);
+    *out = *buf;
+    *out_len = len - skip + 1;
+    return PS_OK;
+}
+
+/* A row's unpacked text with its id put back (strip_id's inverse); *text is
+ * replaced when it changes. */
+static ps_code restore_id(const char *id, char **text, size_t *len, ps_error *err)
+{
+    if (*len == 0 || (*text)[0] != ID_LEFT_OUT)
+        return PS_OK;
+    size_t head = sizeof ROW_HEAD - 1, idlen = strlen(id), rest = *len - 1;
+    size_t n = head + idlen + 1 + rest;
+    char *whole = malloc(n + 1);
+    if (!whole)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    memcpy(whole, ROW_HEAD, head);
+    memcpy(whole + head, id, idlen);
+    whole[head + idlen] = '"';
+    memcpy(whole + head + idlen + 1, *text + 1, rest);
+    whole[n] = '\0';
+    free(*text);
+    *text = whole;
+    *len = n;
+    return PS_OK;
+}
 
 /* A hot statement, reset and unbound when it comes back (hot_done). */
 static ps_code prepare_hot(ps_lstore *s, int which, const char *sql, sqlite3_stmt **st,
@@ -151,6 +308,8 @@ static ps_code migrate(ps_lstore *s, bool *rewritten, ps_error *err)
         rc = exec(s, SCHEMA_1, err);
     if (rc == PS_OK && version < 2)
         rc = migrate_2(s, err);
+    if (rc == PS_OK && version < 3)
+        rc = exec(s, SCHEMA_3, err);
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
     if (rc == PS_OK)
@@ -185,6 +344,13 @@ ps_code ps__lstore_open(const char *path, ps_lstore **out, ps_error *err)
         return rc;
     }
     sqlite3_busy_timeout(s->db, 10000);
+    if (sqlite3_create_function_v2(s->db, "ps_msg_key", 1,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                   sql_msg_key, NULL, NULL, NULL) != SQLITE_OK) {
+        ps_code rc = db_fail(s, err, "register a function");
+        ps__lstore_close(s);
+        return rc;
+    }
     if (!(s->pack = ps__pack_new())) {
         ps__lstore_close(s);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -335,6 +501,10 @@ static ps_code unpack_row(ps_lstore *s, const char *id, sqlite3_stmt *st, int co
                             (size_t)sqlite3_column_bytes(st, col_row), &text, &len, err);
     if (rc != PS_OK)
         return rc;
+    if ((rc = restore_id(id, &text, &len, err)) != PS_OK) {
+        free(text);
+        return rc;
+    }
     ps_error perr;
     rc = ps__json_parse(text, len, PS_JSON_MAX_DEPTH + 8, &rest, &perr);
     free(text);
@@ -365,7 +535,11 @@ static ps_code add_rows(ps_lstore *s, sqlite3_stmt *st, json_object *rows, ps_er
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         json_object *row = NULL;
-        ps_code rc = unpack_row(s, (const char *)sqlite3_column_text(st, 0), st, 1, 2, &row, err);
+        char idbuf[UUID_CHARS + 1];
+        const char *id = msg_key_id(st, 0, idbuf);
+        if (!id)
+            return ps_error_set(err, PS_ERR_STORE, -1, "", "local store: corrupt message key");
+        ps_code rc = unpack_row(s, id, st, 1, 2, &row, err);
         if (rc != PS_OK)
             return rc;
         ps__json_push(&rc, rows, row);
@@ -393,9 +567,19 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
         goto done;
     }
     ps_error perr;
-    if (ps__json_parse((const char *)sqlite3_column_text(st, 0),
-                       (size_t)sqlite3_column_bytes(st, 0), PS_JSON_MAX_DEPTH + 8, &state,
-                       &perr) != PS_OK) {
+    /* a header is zstd (BLOB) since schema 3, the text before */
+    char *unpacked = NULL;
+    size_t hlen = 0;
+    if (sqlite3_column_type(st, 0) == SQLITE_BLOB &&
+        (rc = ps__unpack(s->pack, s->db, 0, sqlite3_column_blob(st, 0),
+                         (size_t)sqlite3_column_bytes(st, 0), &unpacked, &hlen, err)) != PS_OK)
+        goto done;
+    const char *htext = unpacked ? unpacked : (const char *)sqlite3_column_text(st, 0);
+    if (!unpacked)
+        hlen = (size_t)sqlite3_column_bytes(st, 0);
+    ps_code parsed = ps__json_parse(htext, hlen, PS_JSON_MAX_DEPTH + 8, &state, &perr);
+    free(unpacked);
+    if (parsed != PS_OK) {
         rc = ps_error_set(err, PS_ERR_STORE, -1, "", "local store: corrupt chat %s", id);
         goto done;
     }
@@ -418,7 +602,7 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
         for (size_t i = 0; i < n && rc == PS_OK; i++) {
             sqlite3_reset(st);
             sqlite3_bind_int64(st, 1, chat_n);
-            sqlite3_bind_text(st, 2, msg_ids[i], -1, SQLITE_STATIC);
+            bind_msg_key(st, 2, msg_ids[i]);
             rc = add_rows(s, st, rows, err);
         }
     }
@@ -476,6 +660,7 @@ static int64_t chat_updated_ms(const ps_chat *c)
 ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
 {
     sqlite3_stmt *st = NULL;
+    void *packed_header = NULL;
     json_object *header = ps__chat_header_to_json(chat);
     if (!header)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -495,10 +680,15 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         goto done;
     }
+    /* the header packed (no dictionary: a chat may be saved before the
+     * store has one): its fields' stamps repeat the device id, and 680
+     * bytes a chat of the reference history become ~300 */
+    if ((rc = ps__pack(s->pack, 0, text, len, &packed_header, &len, err)) != PS_OK)
+        goto done;
     const ps_field *title = ps__chat_field(chat, "title");
     const ps_field *arch = ps__chat_field(chat, "isArchived");
     sqlite3_bind_text(st, 1, chat->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, text, (int)len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, packed_header, (int)len, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, ps__chat_is_live(chat));
     if (title && json_object_is_type(title->value, json_type_string))
         sqlite3_bind_text(st, 4, json_object_get_string(title->value), -1, SQLITE_STATIC);
@@ -535,15 +725,19 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
             break;
         }
-        const char *rtext = ps__json_text(row, &len);
+        const char *rtext = ps__json_text(row, &len), *ptext = NULL;
+        char *stripped = NULL;
         void *packed = NULL;
         size_t plen = 0;
-        rc = rtext ? ps__pack(s->pack, dict, rtext, len, &packed, &plen, err)
+        rc = rtext ? strip_id(m->id, rtext, len, &stripped, &ptext, &len, err)
                    : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        if (rc == PS_OK)
+            rc = ps__pack(s->pack, dict, ptext, len, &packed, &plen, err);
+        free(stripped);
         if (rc == PS_OK) {
             sqlite3_reset(st);
             sqlite3_bind_int64(st, 1, chat_n);
-            sqlite3_bind_text(st, 2, m->id, -1, SQLITE_STATIC);
+            bind_msg_key(st, 2, m->id);
             sqlite3_bind_int(st, 3, m->value != NULL);
             sqlite3_bind_int64(st, 4, dict);
             sqlite3_bind_blob(st, 5, packed, (int)plen, SQLITE_STATIC);
@@ -560,6 +754,7 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
         ps__chat_clear_dirty(chat);
 done:
     hot_done(st);
+    free(packed_header);
     json_object_put(header);
     return rc;
 }

@@ -41,8 +41,8 @@ static void *fetch(void *arg)
 {
     ps_pull_ahead *p = arg;
     ps_error err;
-    p->rc = ps__http_post_once_on(p->c, p->curl, "/v2/sync", p->body.data, p->body.len, &p->cancel,
-                                  &p->st, &p->a, &err);
+    p->rc = ps__http_post_once_on(p->c, p->curl, "/v2/sync", p->body.data, p->body.len, false,
+                                  &p->cancel, &p->st, &p->a, &err);
     /* the whole answer's parse and checks too, off the main thread */
     if (p->rc == PS_OK && p->a.status == 200)
         p->rc = ps__parse_v2_answer(p->c, &p->a, &p->ans, &err);

@@ -47,6 +47,9 @@ typedef struct sync_run {
     /* The handle of the pages asked ahead (pull_ahead.c), made on first
      * use, kept for its connection, cleaned up when the v2 sync ends. */
     CURL *ahead_curl;
+    /* The handles of the pushes sent two at a time (push_ahead.c), made on
+     * first use, cleaned up when the v2 sync ends. */
+    CURL *push_curl[2];
 } sync_run;
 
 static inline ps_code ps__sync_nomem(ps_error *err)
@@ -163,6 +166,23 @@ bool ps__pull_ahead_take(sync_run *r, ps_pull_ahead *p, const char *saved, v2_an
 
 /* Stops the page asked ahead, if any, and frees it. */
 void ps__pull_ahead_drop(sync_run *r, ps_pull_ahead *p);
+
+/* ---- push_ahead.c ---- */
+
+/*
+ * Once the run is named, sends the push-only batches of the log (all but
+ * the last one) two requests at a time, applying each answer in order;
+ * stops at the first that fails (the loop sends it again itself), at the
+ * last batch, or at a batch that shares a chat with the one in flight.
+ * Errors: the store's.
+ */
+ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err);
+
+/* ---- v2_sync.c ---- */
+
+/* After the answer to a push of rows[0..n) was saved: the progress counts
+ * and report. */
+ps_code ps__note_pushed(sync_run *r, const ps_change_row *rows, size_t n, ps_error *err);
 
 /* ---- verify_pull.c ---- */
 

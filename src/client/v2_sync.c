@@ -43,6 +43,17 @@ static void count_sent(sync_run *r, const ps_change_row *rows, size_t n)
     r->st->changes_sent += n;
 }
 
+ps_code ps__note_pushed(sync_run *r, const ps_change_row *rows, size_t n, ps_error *err)
+{
+    count_sent(r, rows, n);
+    size_t left = 0;
+    ps_code rc = ps__lstore_changes_count(r->c->store, &left, err);
+    if (r->st->changes_sent + left > r->st->changes_total)
+        r->st->changes_total = r->st->changes_sent + left;
+    ps__sync_report(r);
+    return rc;
+}
+
 /* The cursor belongs to one server: another server means a full resync. */
 static ps_code check_server(sync_run *r, bool *resync, ps_error *err)
 {
@@ -115,6 +126,13 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
                               req);
             break;
         }
+        if (ps__stopped(c)) {
+            rc = ps_error_set(err, PS_ERR_IO, -1, "", "interrupted");
+            break;
+        }
+        /* the push-only batches two at a time, once the run is named */
+        if (!ahead && (rc = ps__push_ahead(r, batch_max, err)) != PS_OK)
+            break;
         if (ps__stopped(c)) {
             rc = ps_error_set(err, PS_ERR_IO, -1, "", "interrupted");
             break;
@@ -227,6 +245,11 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
     if (r->ahead_curl)
         curl_easy_cleanup(r->ahead_curl);
     r->ahead_curl = NULL;
+    for (size_t i = 0; i < sizeof r->push_curl / sizeof r->push_curl[0]; i++) {
+        if (r->push_curl[i])
+            curl_easy_cleanup(r->push_curl[i]);
+        r->push_curl[i] = NULL;
+    }
     if (rc == PS_OK && !*not_v2)
         rc = ps__verify_pull(r, err);
     return rc;

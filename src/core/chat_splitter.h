@@ -60,11 +60,15 @@ typedef struct ps_chat_splitter {
     bool key_string; /* the string being read is at depth 1 */
     bool key_escaped, key_long;
     int key_state;
+    bool avx2;   /* chats crossed with AVX2, PCLMUL, POPCNT (else SSE2) */
     bool failed; /* then every call answers failed_rc */
     ps_code failed_rc;
 } ps_chat_splitter;
 
 void ps__chat_splitter_init(ps_chat_splitter *s, const ps_chat_splitter_sink *sink);
+/* The same, taking the SSE2 path whatever the processor (for the tests:
+ * both paths must agree). */
+void ps__chat_splitter_init_baseline(ps_chat_splitter *s, const ps_chat_splitter_sink *sink);
 
 /* Takes the next `n` bytes. PS_ERR_MALFORMED (with the byte offset) when
  * the separators of "chats" are wrong; a sink's code when it stops. After

@@ -7,10 +7,26 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+/* XXH3's AVX2 code only pays past a few hundred bytes (its short inputs
+ * take no vectors): below this the call stays here */
+#define AVX2_FROM 1024
+
 uint64_t ps__hash_bytes(const void *data, size_t len)
 {
-    uint64_t h = XXH3_64bits(data, len);
+    uint64_t h;
+#ifdef PS_HASH_AVX2
+    if (len >= AVX2_FROM && __builtin_cpu_supports("avx2"))
+        h = ps__hash_bytes_avx2(data, len);
+    else
+#endif
+        h = XXH3_64bits(data, len);
     return h ? h : 1; /* 0 means "no hash" where hashes are stored */
+}
+
+uint64_t ps__hash_bytes_baseline(const void *data, size_t len)
+{
+    uint64_t h = XXH3_64bits(data, len);
+    return h ? h : 1;
 }
 
 /* ps__hash64, frozen (hash.h): four independent 8-byte lanes (each a

@@ -22,6 +22,15 @@
 #include <stdint.h>
 
 uint64_t ps__hash_bytes(const void *data, size_t len);
+/* The same value without AVX2, whatever the processor (for the tests:
+ * ps__hash_bytes takes XXH3's AVX2 code where the processor has it). */
+uint64_t ps__hash_bytes_baseline(const void *data, size_t len);
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PS_HASH_AVX2 1
+/* XXH3 with AVX2 (hash_avx2.c): only where the processor has it, as
+ * ps__hash_bytes chooses; no 0-to-1 mapping */
+uint64_t ps__hash_bytes_avx2(const void *data, size_t len);
+#endif
 uint64_t ps__hash64(const void *data, size_t len);
 
 #endif

@@ -598,6 +598,7 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
     } else if (p->candidate[i] != NOT_SENT) {
         rc = is_unchanged(ctx, user->id, device, p, i, skip_id, skip_id_size, &now, err);
     }
+    p->candidate[i] = now; /* what it turned out to be (ps_legacy_sync asks) */
     if (rc == PS_OK && now == SAME_CONTENT)
         rc = ctx->store->ops->chat_set_sent(ctx->store, user->id, device, skip_id, p->hashes[i],
                                             p->contents[i], err);
@@ -608,6 +609,54 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
      * transaction (rare): parsed here after all. */
     size_t len;
     return parse_chat(ctx, src, i, chat, &len, err);
+}
+
+/*
+ * A sync that changed nothing — every chat re-sent as the device last
+ * synced it, no deletion, no clock raised — needs no commit when the store
+ * already says what it would write, near enough: the device's registry row
+ * written by a legacy /sync less than REGISTRY_FRESH_MS ago with this
+ * client and this acknowledgement, and the user's last sync time as
+ * recent. Then the write transaction is rolled back: the registry's last
+ * sight and the user's last sync time lag by at most that, as a v2
+ * device's registry row does (devices.c). The commit was a WAL write and
+ * an fsync for nothing on every byte-identical re-sync (docs/performance.md,
+ * "ingest"). Nothing is left pending in memory (no user_seen): what the
+ * store holds is what it will hold.
+ */
+#define REGISTRY_FRESH_MS 60000
+
+static bool fresh(int64_t written_ms, int64_t now_ms)
+{
+    return written_ms <= now_ms && now_ms - written_ms < REGISTRY_FRESH_MS;
+}
+
+typedef struct registry_probe {
+    const char *device, *client;
+    int64_t acked, now_ms;
+    bool current;
+} registry_probe;
+
+static int probe_row(void *cls, const ps_device_row *row)
+{
+    registry_probe *p = cls;
+    if (strcmp(row->id, p->device) != 0)
+        return 0;
+    p->current = strcmp(row->protocol, "legacy") == 0 &&
+                 (!p->client || !*p->client || strcmp(row->client, p->client) == 0) &&
+                 (p->acked < 0 || row->acked_seq == p->acked) &&
+                 fresh(row->last_seen_ms, p->now_ms);
+    return 1;
+}
+
+static ps_code registry_current(const ps_sync_ctx *ctx, const char *device, int64_t acked,
+                                bool *current, ps_error *err)
+{
+    registry_probe p = {
+        .device = device, .client = ctx->client, .acked = acked, .now_ms = ctx->now_ms};
+    ps_code rc = ctx->store->ops->device_list(ctx->store, ctx->user, probe_row, &p, err);
+    *current = rc == PS_OK && p.current;
+    return rc;
 }
 
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
@@ -630,7 +679,8 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         goto out;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
         goto rollback;
-    int64_t seq_before = user.seq;
+    int64_t seq_before = user.seq, clock_before = user.clock;
+    bool wrote = false; /* a chat merged or its sent row written */
     deletion_source src = {.device = device, .speaks_lamport = observe_clocks(req, &user.clock)};
     for (size_t i = 0; i < chats->count; i++) {
         json_object *chat = NULL;
@@ -639,9 +689,12 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         rc = next_chat(ctx, &user, device, chats, &prep, i, &chat, &skip, known_id, sizeof known_id,
                        err);
         if (rc == PS_OK && skip) {
+            /* other bytes of the same data: the sent row was rewritten */
+            wrote |= prep.candidate[i] != SAME_BYTES;
             json_object_object_add(sent, known_id, NULL);
             continue;
         }
+        wrote = true;
         const char *id =
             rc == PS_OK ? json_object_get_string(json_object_object_get(chat, "id")) : NULL;
         if (rc == PS_OK && observe_chat_clock(chat, &user.clock))
@@ -670,6 +723,15 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
      * acknowledges nothing. While a legacy device is around its user's
      * tombstones keep the time rule (store.h, purge_acknowledged). */
     bool acks = answer && device[0];
+    bool current = false;
+    if (!wrote && user.seq == seq_before && user.clock == clock_before &&
+        fresh(user.last_sync_ms, ctx->now_ms) &&
+        (rc = registry_current(ctx, device, acks ? user.seq : -1, &current, err)) != PS_OK)
+        goto rollback;
+    if (current) {
+        ps_store_rollback(ctx->store);
+        goto out;
+    }
     if ((rc = ctx->store->ops->device_seen(ctx->store, ctx->user, device, ctx->client, "legacy",
                                            acks ? user.seq : -1, ctx->now_ms, err)) != PS_OK)
         goto rollback;

@@ -160,21 +160,21 @@ static bool mark_lost_writes(ps_chat *stored, const ps_chat *incoming, char **he
     return any;
 }
 
-/* Merges one change: only the chat-level state and the messages it touches
- * are loaded, so a new message in a long chat costs one message. */
-static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *change,
-                        const ps_ingest *in_req, ps_error *err)
+/* Merges one change, `incoming` (taken: freed here), made of it before the
+ * write transaction (make_incoming): only the chat-level state and the
+ * messages it touches are loaded, so a new message in a long chat costs
+ * one message. */
+static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, ps_chat *incoming,
+                        const char *device, ps_error *err)
 {
-    ps_chat *incoming = NULL, *stored = NULL;
+    ps_chat *stored = NULL;
     const char **ids = NULL;
     char *header_origin = NULL; /* the header's origin before the merge */
-    const char *id = json_object_get_string(json_object_object_get(change, "chatId"));
-    ps_code rc = ps__load_or_new(ctx, user, id, false, &stored, err);
-    if (rc != PS_OK)
+    ps_code rc = ps__load_or_new(ctx, user, incoming->id, false, &stored, err);
+    if (rc != PS_OK) {
+        ps__chat_free(incoming);
         return rc;
-    ps_ingest in = *in_req;
-    if ((rc = ps__chat_from_change(change, &in, &incoming)) != PS_OK)
-        goto nomem;
+    }
     if (incoming->has_tombstone && incoming->deleted_lamport.counter == 0 &&
         (rc = ps__lamport_set(&incoming->deleted_lamport, ++user->clock, PS_SERVER_DEVICE)) !=
             PS_OK)
@@ -204,7 +204,7 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, json_object *chan
         changed = true;
     }
     if (changed)
-        rc = ps__save_chat(ctx, user, stored, in.device, false, PS_TICK_IF_NONE, err);
+        rc = ps__save_chat(ctx, user, stored, device, false, PS_TICK_IF_NONE, err);
     goto done;
 nomem:
     rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
@@ -241,14 +241,40 @@ static void start_pull(ps_v2_pull *p, const ps_user *user, size_t accepted)
     p->seq_at_start = user->seq;
 }
 
-/* The push, in one write transaction, durable when this returns PS_OK. */
-static ps_code push(ps_v2_pull *p, json_object *changes, ps_error *err)
+/*
+ * What each change writes, as a chat (ps__chat_from_change), made before
+ * the write transaction: it needs nothing stored, so a client with two
+ * pushes in flight (docs/client.md) has it made for one request while the
+ * other holds the writer. *out: n chats, the caller's (push takes them).
+ */
+static ps_code make_incoming(const ps_v2_pull *p, json_object *changes, ps_chat ***out, size_t *n,
+                             ps_error *err)
 {
+    const ps_sync_ctx *ctx = p->ctx;
+    ps_ingest in = {.device = p->device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
+    *n = changes ? json_object_array_length(changes) : 0;
+    *out = calloc(*n + 1, sizeof **out);
+    for (size_t i = 0; *out && i < *n; i++)
+        if (ps__chat_from_change(json_object_array_get_idx(changes, i), &in, &(*out)[i]) != PS_OK) {
+            for (size_t k = 0; k < i; k++)
+                ps__chat_free((*out)[k]);
+            free(*out);
+            *out = NULL;
+        }
+    return *out ? PS_OK : ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+}
+
+/* The push of the n chats `incoming` (taken: freed), in one write
+ * transaction, durable when this returns PS_OK. */
+static ps_code push(ps_v2_pull *p, json_object *changes, ps_chat **incoming, size_t n,
+                    ps_error *err)
+{
+    size_t next = 0; /* incoming[next..n) not merged (nor freed) yet */
     const ps_sync_ctx *ctx = p->ctx;
     ps_user user;
     ps_code rc = ps_store_begin(ctx->store, true, err);
     if (rc != PS_OK)
-        return rc;
+        goto done;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK ||
         (rc = check_cursor(p, &user, err)) != PS_OK)
         goto rollback;
@@ -256,20 +282,21 @@ static ps_code push(ps_v2_pull *p, json_object *changes, ps_error *err)
     if (!p->has_run)
         p->run_seq = seq_before; /* this request starts the run */
     observe_clocks(changes, &user.clock);
-    ps_ingest in = {.device = p->device, .now_ms = ctx->now_ms, .max_skew_ms = ctx->max_skew_ms};
-    size_t n = changes ? json_object_array_length(changes) : 0;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = push_one(ctx, &user, json_object_array_get_idx(changes, i), &in, err)) != PS_OK)
+    while (next < n)
+        if ((rc = push_one(ctx, &user, incoming[next++], p->device, err)) != PS_OK)
             goto rollback;
     user.last_sync_ms = ctx->now_ms;
     if ((rc = ctx->store->ops->user_save(ctx->store, &user, err)) != PS_OK)
         goto rollback;
-    if ((rc = ps__commit(ctx, seq_before, &user, err)) != PS_OK)
-        return rc;
-    start_pull(p, &user, n);
-    return PS_OK;
+    if ((rc = ps__commit(ctx, seq_before, &user, err)) == PS_OK)
+        start_pull(p, &user, n);
+    goto done;
 rollback:
     ps_store_rollback(ctx->store);
+done:
+    while (next < n)
+        ps__chat_free(incoming[next++]);
+    free(incoming);
     return rc;
 }
 
@@ -322,6 +349,29 @@ rollback:
     return rc;
 }
 
+/*
+ * Each sent message's stored text (its compact JSON, which the store writes
+ * as the message's row and packs), made now and kept with the value
+ * (ps__json_text_kept), before the write transaction: the merged chat holds
+ * these same values, so the save inside the transaction finds the text
+ * made. A client with two pushes in flight (docs/client.md) has this done
+ * for one request while the other holds the writer; a message the merge
+ * drops only wasted its text.
+ */
+static void keep_message_texts(json_object *changes)
+{
+    size_t n = changes ? json_object_array_length(changes) : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *msgs;
+        if (!json_object_object_get_ex(json_object_array_get_idx(changes, i), "messages", &msgs) ||
+            !json_object_is_type(msgs, json_type_array))
+            continue;
+        size_t k = json_object_array_length(msgs);
+        for (size_t j = 0; j < k; j++)
+            (void)ps__json_text_kept(json_object_array_get_idx(msgs, j), NULL);
+    }
+}
+
 ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, ps_error *err)
 {
     *out = NULL;
@@ -350,8 +400,13 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     bool write = changes && json_object_array_length(changes) > 0;
     if (rc == PS_OK && !write)
         rc = sync_quietly(p, &write, err);
-    if (rc == PS_OK && write)
-        rc = push(p, changes, err);
+    if (rc == PS_OK && write) {
+        ps_chat **incoming = NULL;
+        size_t n = 0;
+        keep_message_texts(changes);
+        if ((rc = make_incoming(p, changes, &incoming, &n, err)) == PS_OK)
+            rc = push(p, changes, incoming, n, err);
+    }
     if (rc != PS_OK) {
         ps_v2_pull_free(p);
         return rc;

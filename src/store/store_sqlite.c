@@ -32,7 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MSG_COLUMNS "id, value, ts, lamport, device, order_ts, seq, origin, timed, received"
+#define MSG_COLUMNS                                                                                \
+    "id, value, ts, lamport, device, order_ts, seq, coalesce(origin, device), timed, received"
 
 /* What a user's rows weigh (schema 5 to 9); kept up to date by chat_save,
  * recounted after a purge. Approximate by design (no index or page overhead). */
@@ -241,6 +242,40 @@ static const char *const MIGRATIONS[] = {
     "DROP TABLE bases;"
     "ALTER TABLE bases_10 RENAME TO bases;"
     "CREATE INDEX bases_by_chat ON bases(user_id, chat_id);",
+    /* 10 -> 11: smaller message rows and index (docs/storage.md, "Hot and
+     * cold rows"). A message's `origin` is NULL when it is its stamp's
+     * device (most rows: 37 bytes each). The index by sequence number
+     * holds only "hot" rows: a chat's rows written when the chat was new
+     * are cold, and every one of them has a sequence number at most the
+     * chat's `cold_seq`; a row written later is hot. A device asking for
+     * what changed after a cursor at or past `cold_seq` needs hot rows
+     * only (the index); one before it reads the whole chat, which then
+     * all changed anyway. Existing rows: those of a chat's first sequence
+     * number are cold. The copy in key order also fills the table's pages. */
+    "ALTER TABLE chats ADD COLUMN cold_seq INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE chats SET cold_seq = coalesce((SELECT min(seq) FROM messages m"
+    "  WHERE m.user_id = chats.user_id AND m.chat_id = chats.id), 0);"
+    "CREATE TABLE messages_11 ("
+    "  user_id INTEGER NOT NULL,"
+    "  chat_id TEXT NOT NULL,"
+    "  id TEXT NOT NULL,"
+    "  value TEXT," /* the message JSON, a zstd frame (BLOB) or text; NULL = deleted */
+    "  ts INTEGER NOT NULL, lamport INTEGER NOT NULL, device TEXT NOT NULL,"
+    "  order_ts INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL, origin TEXT," /* NULL: the same as device */
+    "  timed INTEGER NOT NULL DEFAULT 0, received INTEGER NOT NULL DEFAULT 0,"
+    "  hot INTEGER NOT NULL DEFAULT 1,"
+    "  PRIMARY KEY (user_id, chat_id, id),"
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "INSERT INTO messages_11 SELECT m.user_id, m.chat_id, m.id, m.value, m.ts, m.lamport,"
+    "  m.device, m.order_ts, m.seq, nullif(m.origin, m.device), m.timed, m.received,"
+    "  m.seq > c.cold_seq"
+    "  FROM messages m JOIN chats c ON c.user_id = m.user_id AND c.id = m.chat_id"
+    "  ORDER BY m.user_id, m.chat_id, m.id;"
+    "DROP TABLE messages;"
+    "ALTER TABLE messages_11 RENAME TO messages;"
+    "CREATE INDEX messages_hot ON messages(user_id, chat_id, seq) WHERE hot;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 #define PS_STR_(x) #x
@@ -252,6 +287,8 @@ enum {
     Q_MSG_PUT,
     Q_MSG_SINCE,
     Q_MSG_SINCE_ALL,
+    Q_COLD_SEQ,
+    Q_COLD_SET,
     Q_CHAT_NEXT,
     Q_PURGE_MARK,
     Q_USER_GET,
@@ -308,25 +345,31 @@ static const char *const QUERIES[Q_COUNT] = {
      * dirty in the transaction, to a sub-journal file: 5.4 GB written for
      * the 63 MB first upload (docs/performance.md, "upload: ..."). An
      * upsert updates in place; same rows, same foreign keys. */
+    /* ?13: cold (0) when the chat is new in this save (schema 11); a row
+     * written again is hot */
     [Q_MSG_PUT] = "INSERT INTO messages(user_id, chat_id, id, value, ts, lamport,"
-                  " device, order_ts, seq, origin, timed, received)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                  " device, order_ts, seq, origin, timed, received, hot)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, nullif(?10, ?7), ?11, ?12, ?13)"
                   " ON CONFLICT(user_id, chat_id, id) DO UPDATE SET value = excluded.value,"
                   " ts = excluded.ts, lamport = excluded.lamport, device = excluded.device,"
                   " order_ts = excluded.order_ts, seq = excluded.seq, origin = excluded.origin,"
-                  " timed = excluded.timed, received = excluded.received",
-    [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages"
-                    " WHERE user_id = ?1 AND chat_id = ?2 AND seq > ?3"
-                    " AND (?4 IS NULL OR origin <> ?4 OR seq <= ?5)"
+                  " timed = excluded.timed, received = excluded.received, hot = 1",
+    /* after the chat's cold_seq: only hot rows can have changed */
+    [Q_MSG_SINCE] = "SELECT " MSG_COLUMNS " FROM messages INDEXED BY messages_hot"
+                    " WHERE user_id = ?1 AND chat_id = ?2 AND hot AND seq > ?3"
+                    " AND (?4 IS NULL OR coalesce(origin, device) <> ?4 OR seq <= ?5)"
                     " ORDER BY order_ts, received, id",
-    /* The same from the chat's start (a first pull): its rows in primary
-     * key order, one walk of the table's b-tree. `+seq` keeps the planner
-     * off messages_by_seq, which for every row would then look the row up
-     * by its key again (twice the b-tree work for the whole chat). */
+    /* The same from before the chat's cold_seq (a first pull): its rows
+     * in primary key order, one walk of the table's b-tree; cold rows
+     * changed after the cursor, hot ones are filtered. `+seq` keeps the
+     * planner off the index, which for every row would then look the row
+     * up by its key again. */
     [Q_MSG_SINCE_ALL] = "SELECT " MSG_COLUMNS " FROM messages"
                         " WHERE user_id = ?1 AND chat_id = ?2 AND +seq > ?3"
-                        " AND (?4 IS NULL OR origin <> ?4 OR seq <= ?5)"
+                        " AND (?4 IS NULL OR coalesce(origin, device) <> ?4 OR seq <= ?5)"
                         " ORDER BY order_ts, received, id",
+    [Q_COLD_SEQ] = "SELECT cold_seq FROM chats WHERE user_id = ?1 AND id = ?2",
+    [Q_COLD_SET] = "UPDATE chats SET cold_seq = ?3 WHERE user_id = ?1 AND id = ?2",
     [Q_CHAT_NEXT] = "SELECT b.state, c.seq FROM chats c JOIN chat_bodies b"
                     " ON b.user_id = c.user_id AND b.chat_id = c.id"
                     " WHERE c.user_id = ?1 AND c.seq > ?2"
@@ -813,6 +856,12 @@ static ps_code migrate(sqlite_store *s, ps_error *err)
             return rc;
         }
     }
+    /* 10 -> 11 copies the message rows into a new table: the old one's
+     * pages are left free, and the file (no auto_vacuum) keeps them: the
+     * benchmark's 87 MB store became 123 MB. Given back once, here (1-2 s
+     * for that store; docs/operations.md); a failure only costs space. */
+    if (have >= 1 && have < 11)
+        exec(s, "VACUUM", NULL);
     return PS_OK;
 }
 
@@ -1421,6 +1470,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     sqlite3_bind_text(st, 10, m->mark.origin ? m->mark.origin : "", -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 11, m->stamp.timed);
     sqlite3_bind_int64(st, 12, m->received);
+    sqlite3_bind_int(st, 13, !fresh);
     ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving message");
     sqlite3_reset(st);
     *grown += (int64_t)(strlen(m->id) + (packed ? value->frame_len : len));
@@ -1530,6 +1580,21 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     }
     free(values);
     ps__dynbuf_free(&frames);
+    /* A new chat's rows are cold: the newest of their sequence numbers is
+     * the chat's cold_seq (a copy by `polysyncd migrate` brings rows of
+     * several) */
+    int64_t cold_seq = 0;
+    for (size_t i = 0; fresh && i < chat->nmessages; i++)
+        if (chat->messages[i].mark.dirty && chat->messages[i].mark.seq > cold_seq)
+            cold_seq = chat->messages[i].mark.seq;
+    if (rc == PS_OK && cold_seq) {
+        st = stmt(s, Q_COLD_SET);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, cold_seq);
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
+        sqlite3_reset(st);
+    }
     if (rc == PS_OK) {
         st = stmt(s, Q_BODY_PUT);
         sqlite3_bind_int64(st, 1, user);
@@ -1609,8 +1674,22 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
                                      ps_message_fn fn, void *ctx, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    /* from the start (a first pull; the same rows either way: a plan only) */
-    sqlite3_stmt *st = stmt(s, after_seq < 1 ? Q_MSG_SINCE_ALL : Q_MSG_SINCE);
+    /* before the chat's cold_seq: the whole chat (a first pull); at or
+     * after it, its hot rows (the index); the same rows either way */
+    int64_t cold_seq = 0;
+    if (after_seq >= 1) {
+        sqlite3_stmt *cs = stmt(s, Q_COLD_SEQ);
+        sqlite3_bind_int64(cs, 1, user);
+        sqlite3_bind_text(cs, 2, chat_id, -1, SQLITE_STATIC);
+        int r = sqlite3_step(cs);
+        if (r == SQLITE_ROW)
+            cold_seq = sqlite3_column_int64(cs, 0);
+        sqlite3_reset(cs);
+        if (r != SQLITE_ROW && r != SQLITE_DONE)
+            return db_error(s, err, "listing messages");
+    }
+    bool whole = after_seq < 1 || after_seq < cold_seq;
+    sqlite3_stmt *st = stmt(s, whole ? Q_MSG_SINCE_ALL : Q_MSG_SINCE);
     sqlite3_bind_int64(st, 5, skip_after);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);

@@ -245,12 +245,15 @@ class Rule:
     """One injected behaviour: matches a path prefix, used `times` times."""
 
     def __init__(self, prefix, times=1, status=None, headers=None, body=None, delay=0.0,
-                 drop=False, restart=None, after_forward=False, when=None):
+                 drop=False, restart=None, after_forward=False, when=None, hold=None):
         self.prefix, self.times = prefix, times
         self.status, self.headers, self.body = status, headers or {}, body
         self.delay, self.drop, self.restart = delay, drop, restart
         self.after_forward = after_forward  # forward first, then act (answer lost)
         self.when = when  # callable(request) -> bool, extra condition
+        # callable() -> bool: the request waits (its answer not forwarded or
+        # sent) until it is true, or TIMEOUT; self.held is whether it was
+        self.hold, self.held = hold, None
 
 
 class Proxy:
@@ -380,6 +383,11 @@ class Proxy:
             rule = self._rule_for(h.path, req)
             if rule and rule.delay:
                 time.sleep(rule.delay)
+            if rule and rule.hold:
+                end = time.monotonic() + TIMEOUT
+                while not rule.hold() and time.monotonic() < end:
+                    time.sleep(0.01)
+                rule.held = bool(rule.hold())
             if rule and not rule.after_forward:
                 if rule.restart:
                     self.upstream.restart(hard=rule.restart == "hard")

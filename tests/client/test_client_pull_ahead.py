@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import unittest
 
 from clientkit import TIMEOUT, ClientTestCase, v2_bodies, wait_for
@@ -182,13 +183,20 @@ class PullAhead(ClientTestCase):
         # and, sent next in the same sync, on A
         self.three_page_delta()
         proxy = self.proxied()
-        proxy.add("/v2/sync", times=10, delay=1.0)
+        # the last page's request (the third) and all after it wait until the
+        # rename is made: the page is surely asked for before it and answered
+        # after it, however slow the machine (a delay was a race under ASan)
+        renamed = threading.Event()
+        held = proxy.add("/v2/sync", times=10, hold=renamed.is_set,
+                  when=lambda req: len(proxy.seen("/v2/sync")) >= 3)
         last = "bulk-%05d" % (CHATS - 1)
         p = self.c.popen("sync", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: len(proxy.seen("/v2/sync")) >= 2, what="a page asked ahead")
+        wait_for(lambda: len(proxy.seen("/v2/sync")) >= 3, what="the last page asked for")
         self.c.run("chat", "rename", last, "C's title, made mid-pull", server=False)
+        renamed.set()
         _, err = p.communicate(timeout=TIMEOUT)
         self.assertEqual(p.returncode, 0, err)
+        self.assertTrue(held.held, "the last page's request was not held")
         self.assertEqual(self.c.chats()[last]["title"], "C's title, made mid-pull")
         self.assertEqual(self.c.pending(), 0)
         self.a.sync()

@@ -8,6 +8,7 @@ import os
 import random
 import sqlite3
 import unittest
+import uuid
 
 from clientkit import ClientTestCase
 
@@ -61,6 +62,28 @@ def make_history(rng, chats, messages):
                     "lastModified": iso(last), "model": "llama-3.1-70b",
                     "isArchived": False, "messages": msgs})
     return out
+
+
+def give_uuid_ids(rng, chats):
+    """Message ids as the apps make them (lowercase UUIDs), which schema 3
+    keys by their 16 bytes; returns those ids."""
+    ids = []
+    for chat in chats:
+        for m in chat["messages"]:
+            m["id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            ids.append(m["id"])
+    return ids
+
+
+def key_types(path):
+    """message id -> how its key is stored: ('blob', bytes) or ('text', str)."""
+    db = sqlite3.connect(path)
+    try:
+        return {(k.hex() if isinstance(k, bytes) else k):
+                ("blob", k) if isinstance(k, bytes) else ("text", k)
+                for (k,) in db.execute("SELECT id FROM messages")}
+    finally:
+        db.close()
 
 
 def essence(chats):
@@ -145,6 +168,11 @@ class Migration(StoreCase):
     def test_schema_1_store_migrates_without_loss(self):
         rng = random.Random(15)
         history = make_history(rng, 45, 50)  # 2,250 rows: enough for a dictionary
+        # half the chats with UUID message ids (keyed by their bytes since
+        # schema 3), one of them in capitals (kept as text: formatting the
+        # bytes back would not give it)
+        uuids = give_uuid_ids(rng, history[::2])
+        history[2]["messages"][0]["id"] = uuids[50] = uuids[50].upper()
         # chat 0 lost two messages to deletions before the migration
         deleted = [history[0]["messages"][3]["id"], history[0]["messages"][7]["id"]]
         tombstones = {history[0]["id"]: deleted}
@@ -178,8 +206,16 @@ class Migration(StoreCase):
 
         self.assertEqual(exported(old), essence(put_in))
         facts = store_facts(old.store)
-        self.assertEqual(facts["version"], 2)
+        self.assertEqual(facts["version"], 3)
         self.assertEqual(facts["integrity"], "ok")
+        keys = key_types(old.store)
+        for mid in uuids:
+            if mid == mid.lower():
+                self.assertEqual(keys[mid.replace("-", "")], ("blob", uuid.UUID(mid).bytes))
+            else:
+                self.assertEqual(keys[mid], ("text", mid))
+        self.assertEqual(keys[history[1]["messages"][0]["id"]],
+                         ("text", history[1]["messages"][0]["id"]))
         self.assertEqual(facts["rows"], sum(len(c["messages"]) for c in put_in) + 2)
         # packed with the store's own dictionary, far below the JSON put in
         self.assertEqual(facts["dicts"], 1)
@@ -233,6 +269,55 @@ class Packing(StoreCase):
         self.assertIn("local store", r.err)
         self.assertIn("corrupt", r.err)
 
+
+    def test_message_ids_of_every_form_round_trip(self):
+        """Schema 3 keys a lowercase UUID id by its bytes and packs its row
+        without the id; every other id is kept as text. Each must come back
+        as written, through import, export, a sync to another device, and
+        an edit and a deletion found by id."""
+        rng = random.Random(21)
+        history = make_history(rng, 60, 40)  # 2,400 rows: trains a dictionary
+        uuids = give_uuid_ids(rng, history[:40])
+        odd = ["D9B1C3F0-1E2A-4B5C-8D7E-9F0A1B2C3D4E",  # a UUID in capitals
+               "d9b1c3f0-1e2a-4b5c-8d7e-9f0a1b2c3d4",   # one digit short
+               "d9b1c3f0x1e2a-4b5c-8d7e-9f0a1b2c3d4e",  # not a UUID's dashes
+               "a/b \"quoted\" \\ ✓", "~", "[{\"id\":\""]
+        for i, mid in enumerate(odd):
+            history[45]["messages"][i]["id"] = mid
+        a = self.device("a")
+        a.run("import", self.write_json("h.json", history))
+        self.assertEqual(exported(a), essence(history))
+        keys = key_types(a.store)
+        for mid in uuids:
+            self.assertEqual(keys[mid.replace("-", "")], ("blob", uuid.UUID(mid).bytes))
+        for mid in odd:
+            self.assertEqual(keys[mid], ("text", mid))
+        facts = store_facts(a.store)
+        self.assertEqual((facts["version"], facts["dicts"], facts["rows_without_dict"]),
+                         (3, 1, 0))
+
+        # found by id: an edit and a deletion in a UUID-keyed chat and in
+        # the chat of odd ids
+        chat0, chat45 = history[0]["id"], history[45]["id"]
+        edited, gone = history[0]["messages"][5]["id"], history[0]["messages"][6]["id"]
+        a.run("msg", "edit", chat0, edited, "edited ✓")
+        a.run("msg", "delete", chat0, gone)
+        a.run("msg", "edit", chat45, odd[3], "odd edited")
+        history[0]["messages"][5]["content"] = "edited ✓"
+        del history[0]["messages"][6]
+        history[45]["messages"][3]["content"] = "odd edited"
+        self.assertEqual(exported(a), essence(history))
+
+        server = self.server()
+        a.server = server
+        a.sync()
+        b = self.device("b", server)
+        b.sync()
+        self.assertEqual(exported(b), essence(history))
+        # b never held the deleted message: the same keys but that one
+        keys_a = key_types(a.store)
+        del keys_a[gone.replace("-", "")]
+        self.assertEqual(key_types(b.store), keys_a)
 
     def test_import_round_trip_through_packed_rows(self):
         history = make_history(random.Random(11), 50, 45)  # 2,250: trains a dictionary

@@ -21,8 +21,10 @@
 
 static const struct ps_store_ops *real_ops;
 static struct ps_store_ops counting_ops;
-/* store_calls: every counted call (begin, chat_load, user_tombstones, device_seen) */
-static int store_calls, write_begins, chat_loads, tombstone_counts;
+/* store_calls: every counted call (begin, chat_load, user_tombstones, device_seen);
+ * write_commits: write transactions committed (a rollback writes nothing) */
+static int store_calls, write_begins, write_commits, device_seens, chat_loads, tombstone_counts;
+static bool in_write;         /* a write transaction is open */
 static int64_t last_seen_ack; /* of the last device_seen */
 /* Run once just before the next write transaction begins: another
  * request's write landing between a sync's read and write transactions. */
@@ -37,7 +39,23 @@ static inline ps_code counting_begin(ps_store *s, bool write, ps_error *err)
         before_write = NULL;
         hook();
     }
-    return real_ops->begin(s, write, err);
+    ps_code rc = real_ops->begin(s, write, err);
+    in_write = write && rc == PS_OK;
+    return rc;
+}
+
+static inline ps_code counting_commit(ps_store *s, ps_error *err)
+{
+    ps_code rc = real_ops->commit(s, err);
+    write_commits += in_write && rc == PS_OK;
+    in_write = false;
+    return rc;
+}
+
+static inline void counting_rollback(ps_store *s)
+{
+    in_write = false;
+    real_ops->rollback(s);
 }
 
 static inline ps_code counting_chat_load(ps_store *s, int64_t user, const char *id,
@@ -61,6 +79,7 @@ static inline ps_code counting_device_seen(ps_store *s, const char *user, const 
                                            int64_t acked_seq, int64_t now_ms, ps_error *err)
 {
     store_calls++;
+    device_seens++;
     last_seen_ack = acked_seq;
     return real_ops->device_seen(s, user, device, client, protocol, acked_seq, now_ms, err);
 }
@@ -79,11 +98,14 @@ static inline ps_store *counting_store_open(char dir[64], const char *tag)
     real_ops = s->ops;
     counting_ops = *real_ops;
     counting_ops.begin = counting_begin;
+    counting_ops.commit = counting_commit;
+    counting_ops.rollback = counting_rollback;
     counting_ops.chat_load = counting_chat_load;
     counting_ops.user_tombstones = counting_user_tombstones;
     counting_ops.device_seen = counting_device_seen;
     s->ops = &counting_ops;
-    store_calls = write_begins = chat_loads = tombstone_counts = 0;
+    store_calls = write_begins = write_commits = device_seens = chat_loads = tombstone_counts = 0;
+    in_write = false;
     before_write = NULL;
     return s;
 }

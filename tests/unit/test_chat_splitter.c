@@ -274,6 +274,187 @@ static void random_bodies(void **state)
     assert_true(accepted < total * 9 / 10);
 }
 
+/* ---- the SSE2 path and the one chosen for the processor (AVX2) ---- */
+
+/* Everything a splitter hands its sink, in order: "E<bytes>" for envelope
+ * bytes, "C<bytes>" for chat bytes, "|<offset>" at a chat's end, "S" at a
+ * "chats" array's start. Pieces of one kind run together, so the record
+ * does not depend on where the feeds were cut. */
+typedef struct recorder {
+    text t;
+    char last; /* the kind of the last piece */
+} recorder;
+
+static ps_code record(recorder *r, char kind, const char *p, size_t n)
+{
+    if (r->last != kind || (kind != 'E' && kind != 'C'))
+        put(&r->t, (char[2]){kind, 0});
+    r->last = kind;
+    if (r->t.len + n + 1 > r->t.cap) {
+        r->t.cap = (r->t.len + n + 1) * 2;
+        r->t.p = realloc(r->t.p, r->t.cap);
+    }
+    memcpy(r->t.p + r->t.len, p, n);
+    r->t.len += n;
+    r->t.p[r->t.len] = 0;
+    return PS_OK;
+}
+static ps_code rec_envelope(void *cls, const char *p, size_t n)
+{
+    return record(cls, 'E', p, n);
+}
+static ps_code rec_chat_part(void *cls, const char *p, size_t n)
+{
+    return record(cls, 'C', p, n);
+}
+static ps_code rec_chat_end(void *cls, uint64_t offset)
+{
+    char at[32];
+    snprintf(at, sizeof at, "%llu", (unsigned long long)offset);
+    return record(cls, '|', at, strlen(at));
+}
+static ps_code rec_chats_start(void *cls)
+{
+    return record(cls, 'S', "", 0);
+}
+
+/* What a splitter (the SSE2 path or the chosen one) makes of `body` fed
+ * in pieces ending at cuts[0..n): the record, then the outcome. */
+static void split_into(recorder *out, bool baseline, const char *body, size_t len,
+                       const size_t *cuts, size_t n)
+{
+    put(&out->t, "");
+    ps_chat_splitter_sink sink = {.cls = out,
+                                  .envelope = rec_envelope,
+                                  .chat_part = rec_chat_part,
+                                  .chat_end = rec_chat_end,
+                                  .chats_start = rec_chats_start};
+    ps_chat_splitter s;
+    if (baseline)
+        ps__chat_splitter_init_baseline(&s, &sink);
+    else
+        ps__chat_splitter_init(&s, &sink);
+    ps_error err;
+    ps_error_clear(&err);
+    ps_code rc = PS_OK;
+    size_t at = 0;
+    for (size_t k = 0; k <= n && rc == PS_OK; k++) {
+        size_t end = k < n && cuts[k] < len ? cuts[k] : len;
+        if (end < at)
+            continue;
+        rc = ps__chat_splitter_feed(&s, body + at, end - at, &err);
+        at = end;
+    }
+    if (rc == PS_OK)
+        rc = ps__chat_splitter_finish(&s, &err);
+    char outcome[300];
+    snprintf(outcome, sizeof outcome, "\n=> %d %s", (int)rc, rc == PS_OK ? "" : err.message);
+    put(&out->t, outcome);
+}
+
+static void paths_agree_on(const char *body, size_t len, const size_t *cuts, size_t n,
+                           const char *what)
+{
+    recorder chosen = {0}, baseline = {0};
+    split_into(&chosen, false, body, len, cuts, n);
+    split_into(&baseline, true, body, len, cuts, n);
+    if (chosen.t.len != baseline.t.len || memcmp(chosen.t.p, baseline.t.p, chosen.t.len) != 0)
+        fail_msg("%s: the SSE2 path and the chosen one differ\nchosen:   %.300s\nbaseline: %.300s\n"
+                 "body: %.*s",
+                 what, chosen.t.p, baseline.t.p, (int)len, body);
+    free(chosen.t.p);
+    free(baseline.t.p);
+}
+
+/* A chat's closing bracket at every place in a 64-byte block, each kind
+ * of byte before it in the block (string text, escapes, brackets inside
+ * strings, nesting), fed whole and in odd pieces: both paths hand on
+ * exactly the chats written, by construction. */
+static void chat_ends_anywhere_in_a_block(void **state)
+{
+    (void)state;
+    static const char *const fillers[] = {"a", "\\\\", "\\\"", "]}", "{[", "\xc3\xa9"};
+    for (size_t f = 0; f < sizeof fillers / sizeof *fillers; f++) {
+        for (size_t pad = 0; pad < 200; pad++) {
+            text chat = {0}, body = {0};
+            put(&chat, "{\"id\":\"c\",\"m\":[{\"t\":\"");
+            for (size_t k = 0; k < pad; k++)
+                put(&chat, fillers[f]);
+            put(&chat, "\"}]}");
+            put(&body, "{\"chats\":[");
+            put(&body, chat.p);
+            put(&body, ",");
+            put(&body, chat.p);
+            put(&body, "]}");
+            for (int paths = 0; paths < 2; paths++) {
+                recorder got = {0};
+                split_into(&got, paths == 1, body.p, body.len, NULL, 0);
+                char want[64];
+                text expect = {0};
+                put(&expect, "E{\"chats\":[SC");
+                put(&expect, chat.p);
+                snprintf(want, sizeof want, "|10C");
+                put(&expect, want);
+                put(&expect, chat.p);
+                snprintf(want, sizeof want, "|%zuE]}\n=> 0 ", 11 + chat.len);
+                put(&expect, want);
+                if (strcmp(got.t.p, expect.p) != 0)
+                    fail_msg("%s path, filler %zu x %zu: got %s", paths ? "SSE2" : "chosen", f, pad,
+                             got.t.p);
+                free(got.t.p);
+                free(expect.p);
+            }
+            size_t cuts[64], n = 0;
+            for (size_t at = 1 + pad % 13; at < body.len && n < 64; at += 7 + pad % 61)
+                cuts[n++] = at;
+            paths_agree_on(body.p, body.len, cuts, n, "in pieces");
+            free(chat.p);
+            free(body.p);
+        }
+    }
+}
+
+/* The seeded random bodies of random_bodies (and their mutations, and long
+ * chats of many of them in one array) through both paths, cut at random:
+ * the same record and the same outcome, byte for byte. */
+static void random_bodies_both_paths(void **state)
+{
+    (void)state;
+    text t = {0};
+    for (size_t round = 0; round < 6000; round++) {
+        t.len = 0;
+        if (round % 3 == 2) { /* one array of many chats: blocks of 64 bytes matter */
+            put(&t, "{\"chats\":[");
+            for (unsigned k = 4 + pick(12); k > 0; k--) {
+                put(&t, "{\"id\":\"c\",\"messages\":[");
+                value(&t, 3);
+                put(&t, ",");
+                value(&t, 3);
+                put(&t, k > 1 ? "]}," : "]}");
+            }
+            put(&t, "]}");
+        } else {
+            body(&t);
+        }
+        if (round % 2)
+            mutate(&t);
+        size_t cuts[8], n = pick(8);
+        for (size_t k = 0; k < n; k++)
+            cuts[k] = t.len ? pick((unsigned)t.len + 1) : 0;
+        for (size_t a = 0; a < n; a++) /* increasing */
+            for (size_t b = a + 1; b < n; b++)
+                if (cuts[b] < cuts[a]) {
+                    size_t x = cuts[a];
+                    cuts[a] = cuts[b];
+                    cuts[b] = x;
+                }
+        char what[32];
+        snprintf(what, sizeof what, "round %zu", round);
+        paths_agree_on(t.p, t.len, cuts, n, what);
+    }
+    free(t.p);
+}
+
 /* Past memory_max the chats go to a file, and come back the same. */
 static void spool_file_is_used_and_read_back(void **state)
 {
@@ -453,6 +634,8 @@ int main(void)
         cmocka_unit_test(little_over_budget_writes_little),
         cmocka_unit_test(limits_and_first_problem),
         cmocka_unit_test(random_bodies),
+        cmocka_unit_test(chat_ends_anywhere_in_a_block),
+        cmocka_unit_test(random_bodies_both_paths),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h> /* the shared libxxhash: an oracle built apart from ours */
 
 typedef uint64_t (*hash_fn)(const void *, size_t);
 static const hash_fn HASHES[2] = {ps__hash_bytes, ps__hash64};
@@ -76,6 +77,41 @@ static void chat_hash_is_xxh3(void **state)
     assert_true(ps__hash_bytes("", 0) == 0x2d06800538d394c2ull);
 }
 
+/* ps__hash_bytes takes XXH3's AVX2 code where the processor has it, the
+ * SSE2 code elsewhere: both must give what Debian's libxxhash (compiled
+ * apart, its own choice of code) gives, at every length around XXH3's
+ * internal sizes (240-byte short inputs, 64-byte stripes, 1 KiB blocks)
+ * and for chat-sized inputs, on seeded random bytes. */
+static void chat_hash_same_on_every_path(void **state)
+{
+    size_t max = 70000;
+    unsigned char *buf = malloc(max);
+    assert_non_null(buf);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < max; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (unsigned char)x;
+    }
+    size_t lens[600], n = 0;
+    for (size_t len = 0; len <= 2100; len += len < 300 ? 1 : 7)
+        lens[n++] = len;
+    for (size_t len = 4000; len <= max && n < 600; len = len * 5 / 4 + 3)
+        lens[n++] = len;
+    for (size_t k = 0; k < n; k++) {
+        for (size_t off = 0; off < 3 && lens[k] + off <= max; off++) {
+            uint64_t want = XXH3_64bits(buf + off, lens[k]);
+            want = want ? want : 1;
+            uint64_t fast = ps__hash_bytes(buf + off, lens[k]);
+            uint64_t baseline = ps__hash_bytes_baseline(buf + off, lens[k]);
+            if (fast != want || baseline != want)
+                fail_msg("%zu bytes at offset %zu: %016llx (chosen), %016llx (SSE2), want %016llx",
+                         lens[k], off, (unsigned long long)fast, (unsigned long long)baseline,
+                         (unsigned long long)want);
+        }
+    }
+    free(buf);
+}
+
 /* What ps__hash64 gave before XXH3 came in, and so what stored bases hold:
  * a field value's hash input ('f', name, NUL, value text), a message's. */
 static void base_hash_is_frozen(void **state)
@@ -95,6 +131,7 @@ int main(void)
         cmocka_unit_test(length_is_part_of_the_hash),
         cmocka_unit_test(same_bytes_same_hash_at_any_alignment),
         cmocka_unit_test(chat_hash_is_xxh3),
+        cmocka_unit_test(chat_hash_same_on_every_path),
         cmocka_unit_test(base_hash_is_frozen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -289,6 +289,114 @@ static void the_same_data_in_other_bytes_is_skipped(void **state)
     json_object_put(ans);
 }
 
+/* The registry's row of device `id` of user "u" (docs/protocol.md,
+ * "Devices"), copied. */
+typedef struct device_view {
+    const char *id;
+    bool found;
+    int64_t last_seen_ms, acked_seq;
+    char protocol[16];
+} device_view;
+
+static int view_row(void *cls, const ps_device_row *row)
+{
+    device_view *v = cls;
+    if (strcmp(row->id, v->id) != 0)
+        return 0;
+    v->found = true;
+    v->last_seen_ms = row->last_seen_ms;
+    v->acked_seq = row->acked_seq;
+    snprintf(v->protocol, sizeof v->protocol, "%s", row->protocol);
+    return 1;
+}
+
+static device_view device_row(fixture *f, const char *id)
+{
+    device_view v = {.id = id};
+    ps_error err;
+    assert_int_equal(f->store->ops->device_list(f->store, "u", view_row, &v, &err), PS_OK);
+    assert_true(v.found);
+    return v;
+}
+
+static int64_t last_sync_ms(fixture *f)
+{
+    ps_store_stats st;
+    ps_error err;
+    assert_int_equal(f->store->ops->stats(f->store, &st, &err), PS_OK);
+    return st.last_sync_ms;
+}
+
+/* Device B's new chat d: a write that moves the user's change sequence. */
+#define B_NEW_CHAT                                                                                 \
+    "{\"deviceId\":\"B\",\"chats\":[{\"id\":\"d\",\"title\":\"Other\",\"messages\":[],"            \
+    "\"lastModified\":\"2024-01-16T10:00:00.000Z\",\"updatedAtLamport\":[3,\"B\"]}]}"
+
+/* A re-sync that changes nothing commits nothing while the store already
+ * has what that sync would write, near enough (docs/protocol.md,
+ * "Devices"): the device's row from a legacy sync less than a minute ago
+ * with the same acknowledgement, the user's last sync as recent. No WAL
+ * write, no fsync. The registry and the last sync time are written again
+ * once a minute old, the acknowledgement at once when it moves, and every
+ * answer is what the merge rules give. */
+static void a_resync_changing_nothing_commits_nothing(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    json_object_put(sync_body(f, A1, &loads)); /* news: merged and committed */
+    device_view first = device_row(f, "A");
+    assert_string_equal(first.protocol, "legacy");
+
+    write_commits = device_seens = 0;
+    int64_t at = f->now_ms;
+    json_object *ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    assert_int_equal(write_commits, 0); /* nothing written */
+    assert_int_equal(device_seens, 0);
+    assert_true(last_sync_ms(f) == first.last_seen_ms); /* the time lags, by < 1 min */
+    assert_true(at - first.last_seen_ms < 60000);
+    device_view now = device_row(f, "A");
+    assert_true(now.last_seen_ms == first.last_seen_ms && now.acked_seq == first.acked_seq);
+
+    /* a minute after the row was written, the registry is written again */
+    f->now_ms = first.last_seen_ms + 60000;
+    ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    json_object_put(ans);
+    assert_int_equal(write_commits, 1);
+    assert_true(device_row(f, "A").last_seen_ms == first.last_seen_ms + 60000);
+    assert_true(last_sync_ms(f) == first.last_seen_ms + 60000);
+
+    /* another device's new chat moves the sequence: A's unchanged chat is
+     * still skipped, A gets d, and A's new acknowledgement is written */
+    json_object_put(sync_body(f, B_NEW_CHAT, &loads));
+    write_commits = device_seens = 0;
+    ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    assert_non_null(missing_chat(ans, "d"));
+    json_object_put(ans);
+    assert_int_equal(write_commits, 1);
+    assert_int_equal(device_seens, 1);
+    device_view moved = device_row(f, "A");
+    assert_true(moved.acked_seq > first.acked_seq);
+    assert_true(moved.acked_seq == device_row(f, "B").acked_seq); /* both hold all of it */
+
+    /* and then it is quiet again (A has not taken d: it is sent again) */
+    write_commits = 0;
+    ans = sync_body(f, A1, &loads);
+    assert_non_null(missing_chat(ans, "d"));
+    json_object_put(ans);
+    assert_int_equal(write_commits, 0);
+
+    /* the same data in other bytes rewrites A's sent row: committed */
+    ans = sync_body(f, A1_OTHER_BYTES, &loads);
+    assert_int_equal(loads, 0);
+    json_object_put(ans);
+    assert_int_equal(write_commits, 1);
+}
+
 static fixture *racing;
 
 static void b_adds_a_message(void)
@@ -361,6 +469,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(the_same_data_in_other_bytes_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(a_write_between_the_two_transactions_is_seen, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_resync_changing_nothing_commits_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(a_bad_chat_is_refused_before_the_write_transaction, setup,
                                         teardown),
     };
