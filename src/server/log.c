@@ -279,7 +279,8 @@ static void *flusher_main(void *arg)
             flusher_idle = false;
         }
         struct timespec due = g_batch.first;
-        due.tv_nsec += BATCH_MAX_MS * 1000000L;
+        due.tv_sec += BATCH_MAX_MS / 1000;
+        due.tv_nsec += (BATCH_MAX_MS % 1000) * 1000000L;
         if (due.tv_nsec >= 1000000000L) {
             due.tv_sec++;
             due.tv_nsec -= 1000000000L;
