@@ -27,41 +27,19 @@
  *   the run pushed), is never sent ahead: the loop sends it once every
  *   earlier answer is saved.
  */
-#include "client/sync_run.h"
+#include "client/v2_call.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PUSHES_IN_FLIGHT 2
 
 typedef struct push_req {
-    ps_client *c;
-    CURL *curl; /* one of the run's push handles, borrowed */
+    ps_v2_call call;
     ps_change_row *rows;
     size_t n;
     json_object *chats; /* the chat ids it carries, as a set */
-    ps_dynbuf body;
-    pthread_t thread;
-    atomic_bool cancel;
-    /* the thread's outcome, read after the join */
-    ps_code rc;
-    ps_http_answer a;
-    v2_answer ans;
-    ps_sync_stats st; /* its request and bytes, added to the run's */
 } push_req;
-
-static void *send_push(void *arg)
-{
-    push_req *p = arg;
-    ps_error err;
-    p->rc = ps__http_post_once_on(p->c, p->curl, "/v2/sync", p->body.data, p->body.len, true,
-                                  &p->cancel, &p->st, &p->a, &err);
-    if (p->rc == PS_OK && p->a.status == 200)
-        p->rc = ps__parse_v2_answer(p->c, &p->a, &p->ans, &err);
-    return NULL;
-}
 
 /* Whether rows[0..n) change a chat that a request in flight changes. */
 static bool shares_chat(push_req *q, size_t head, size_t count, const ps_change_row *rows, size_t n)
@@ -77,10 +55,8 @@ static bool shares_chat(push_req *q, size_t head, size_t count, const ps_change_
 
 static void release(push_req *p)
 {
-    json_object_put(p->ans.root);
+    ps__v2_call_free(&p->call);
     json_object_put(p->chats);
-    ps__http_answer_free(&p->a);
-    ps__dynbuf_free(&p->body);
     ps__change_rows_free(p->rows, p->n);
     memset(p, 0, sizeof *p);
 }
@@ -92,20 +68,16 @@ static bool start(sync_run *r, push_req *p, CURL *curl, const char *cursor, ps_c
 {
     ps_error err;
     memset(p, 0, sizeof *p);
-    p->c = r->c;
-    p->curl = curl;
+    ps__v2_call_init(&p->call, r->c, curl, true, (size_t)1 << 30);
     p->rows = rows;
     p->n = n;
-    atomic_init(&p->cancel, false);
-    ps__dynbuf_init(&p->body, (size_t)1 << 30);
-    ps__http_answer_init(&p->a);
-    p->a.stream_depth = PS_V2_ANSWER_DEPTH;
     bool ok = (p->chats = json_object_new_object()) != NULL;
     for (size_t i = 0; ok && i < n; i++)
         ok = json_object_object_add(p->chats, rows[i].chat_id, NULL) == 0;
     if (ok &&
-        ps__build_v2_request(r->c, cursor, r->run, 1, rows, n, NULL, &p->body, &err) == PS_OK &&
-        pthread_create(&p->thread, NULL, send_push, p) == 0)
+        ps__build_v2_request(r->c, cursor, r->run, 1, rows, n, NULL, &p->call.body, &err) ==
+            PS_OK &&
+        ps__v2_call_start(&p->call))
         return true;
     release(p);
     return false;
@@ -114,11 +86,7 @@ static bool start(sync_run *r, push_req *p, CURL *curl, const char *cursor, ps_c
 /* Joins the request's thread; true when its answer is a 200 sync answer. */
 static bool finish(sync_run *r, push_req *p)
 {
-    pthread_join(p->thread, NULL);
-    r->st->requests += p->st.requests;
-    r->st->bytes_sent += p->st.bytes_sent;
-    r->st->bytes_received += p->st.bytes_received;
-    bool ok = p->rc == PS_OK && p->a.status == 200 && p->ans.root;
+    bool ok = ps__v2_call_join(r, &p->call);
     if (ok)
         r->c->last_status = 200;
     return ok;
@@ -170,7 +138,7 @@ ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err)
         count--;
         bool ok = finish(r, p) && !ps__stopped(c);
         if (ok) {
-            rc = ps__apply_v2_answer(r, &p->ans, p->rows, p->n, cursor, true, err);
+            rc = ps__apply_v2_answer(r, &p->call.ans, p->rows, p->n, cursor, true, err);
             if (rc == PS_OK)
                 rc = ps__note_pushed(r, p->rows, p->n, err);
         }
@@ -181,7 +149,7 @@ ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err)
     /* after a failure, a store error or a stop: what is still in flight is
      * dropped unapplied (its entries stay in the log, sent again) */
     for (; count > 0; count--, head = (head + 1) % PUSHES_IN_FLIGHT) {
-        atomic_store(&q[head].cancel, true);
+        atomic_store(&q[head].call.cancel, true);
         finish(r, &q[head]);
         release(&q[head]);
     }

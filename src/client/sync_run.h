@@ -9,6 +9,8 @@
  *   v2_answer.c     reading a v2 answer and applying it in one transaction
  *   verify_pull.c   the verification pull after a push that may have lost
  *   pull_ahead.c    a pull's next page asked for while this one is applied
+ *   push_ahead.c    push-only batches sent two requests at a time
+ *   v2_call.c       a /v2/sync request on a thread of its own (both above)
  *   full_resync.c   the snapshot that replaces the log after a 410
  *   legacy_sync.c   POST /sync, for servers without /v2/sync
  *   sync_shared.c   refusals, progress, applying the server's writes

@@ -1,0 +1,50 @@
+/* A /v2/sync request on a thread of its own; see v2_call.h. */
+#include "client/v2_call.h"
+
+#include <string.h>
+
+void ps__v2_call_init(ps_v2_call *k, ps_client *c, CURL *curl, bool gzip, size_t body_max)
+{
+    memset(k, 0, sizeof *k);
+    k->c = c;
+    k->curl = curl;
+    k->gzip = gzip;
+    atomic_init(&k->cancel, false);
+    ps__dynbuf_init(&k->body, body_max);
+    ps__http_answer_init(&k->a);
+    k->a.stream_depth = PS_V2_ANSWER_DEPTH;
+}
+
+static void *send_call(void *arg)
+{
+    ps_v2_call *k = arg;
+    ps_error err;
+    k->rc = ps__http_post_once_on(k->c, k->curl, "/v2/sync", k->body.data, k->body.len, k->gzip,
+                                  &k->cancel, &k->st, &k->a, &err);
+    /* the whole answer's parse and checks too, off the main thread */
+    if (k->rc == PS_OK && k->a.status == 200)
+        k->rc = ps__parse_v2_answer(k->c, &k->a, &k->ans, &err);
+    return NULL;
+}
+
+bool ps__v2_call_start(ps_v2_call *k)
+{
+    return pthread_create(&k->thread, NULL, send_call, k) == 0;
+}
+
+bool ps__v2_call_join(sync_run *r, ps_v2_call *k)
+{
+    pthread_join(k->thread, NULL);
+    r->st->requests += k->st.requests;
+    r->st->bytes_sent += k->st.bytes_sent;
+    r->st->bytes_received += k->st.bytes_received;
+    return k->rc == PS_OK && k->a.status == 200 && k->ans.root;
+}
+
+void ps__v2_call_free(ps_v2_call *k)
+{
+    json_object_put(k->ans.root);
+    k->ans.root = NULL;
+    ps__http_answer_free(&k->a);
+    ps__dynbuf_free(&k->body);
+}
