@@ -222,9 +222,9 @@ static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
  * server works. */
 static ps_transfer_phase phase_of(uint64_t delivered, uint64_t send_total, uint64_t received)
 {
-    return received > 0                                ? PS_TRANSFER_RECEIVING
+    return received > 0                           ? PS_TRANSFER_RECEIVING
            : delivered < send_total || !delivered ? PS_TRANSFER_SENDING
-                                                   : PS_TRANSFER_WAITING;
+                                                  : PS_TRANSFER_WAITING;
 }
 
 void ps__http_report_live(ps_client *c, const ps_transfer_live *live, int64_t elapsed_ms,

@@ -3,10 +3,31 @@
 
 size_t ps__decimal_u64(char *out, uint64_t v, unsigned min_digits)
 {
-    /* Count the digits first so they can be written in place from the
-     * right, without a scratch buffer and a copy. */
+    /* Count the digits first (comparisons, cheaper than the divisions
+     * that write them) so they are written in place from the right,
+     * without a scratch buffer and a copy. */
+    static const uint64_t POWERS[PS_DECIMAL_MAX] = {1,
+                                                    10,
+                                                    100,
+                                                    1000,
+                                                    10000,
+                                                    100000,
+                                                    1000000,
+                                                    10000000,
+                                                    100000000,
+                                                    1000000000,
+                                                    10000000000ull,
+                                                    100000000000ull,
+                                                    1000000000000ull,
+                                                    10000000000000ull,
+                                                    100000000000000ull,
+                                                    1000000000000000ull,
+                                                    10000000000000000ull,
+                                                    100000000000000000ull,
+                                                    1000000000000000000ull,
+                                                    10000000000000000000ull};
     unsigned n = 1;
-    for (uint64_t t = v; t >= 10; t /= 10)
+    while (n < PS_DECIMAL_MAX && v >= POWERS[n])
         n++;
     if (n < min_digits)
         n = min_digits;

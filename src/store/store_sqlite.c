@@ -2546,8 +2546,7 @@ static ps_code sqlite_user_tombstones(ps_store *base, const char *user, int64_t 
 }
 
 static ps_code sqlite_device_get(ps_store *base, const char *user, const char *device,
-                                 int (*fn)(void *, const ps_device_row *), void *ctx,
-                                 ps_error *err)
+                                 int (*fn)(void *, const ps_device_row *), void *ctx, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = stmt(s, Q_DEVICE_GET);

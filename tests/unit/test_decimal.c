@@ -42,11 +42,25 @@ static void signed_as(int64_t v)
 static void edges_as_snprintf_writes_them(void **state)
 {
     (void)state;
-    const uint64_t u[] = {0, 1, 9, 10, 11, 99, 100, 255, 999, 1000, UINT32_MAX, (uint64_t)INT64_MAX,
-                          (uint64_t)INT64_MAX + 1, UINT64_MAX - 1, UINT64_MAX};
+    const uint64_t u[] = {0,
+                          1,
+                          9,
+                          10,
+                          11,
+                          99,
+                          100,
+                          255,
+                          999,
+                          1000,
+                          UINT32_MAX,
+                          (uint64_t)INT64_MAX,
+                          (uint64_t)INT64_MAX + 1,
+                          UINT64_MAX - 1,
+                          UINT64_MAX};
     for (size_t i = 0; i < sizeof u / sizeof *u; i++)
         unsigned_as(u[i], 1);
-    const int64_t s[] = {0, 1, -1, 9, -9, 10, -10, INT32_MIN, INT32_MAX, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    const int64_t s[] = {0,   1,         -1,        9,         -9,        10,
+                         -10, INT32_MIN, INT32_MAX, INT64_MAX, INT64_MIN, INT64_MIN + 1};
     for (size_t i = 0; i < sizeof s / sizeof *s; i++)
         signed_as(s[i]);
     /* every power of ten and the numbers either side: where a digit is added */

@@ -43,9 +43,16 @@ static char *logged(ps_log_format fmt, const ps_access_entry *e, size_t n)
 
 static ps_access_entry entry(unsigned status, uint64_t in, uint64_t out, int64_t us)
 {
-    return (ps_access_entry){.request_id = "r", .method = "GET", .route = "/health",
-                             .status = status, .bytes_in = in, .bytes_out = out,
-                             .duration_us = us, .user = "u", .device = "d", .client = "127.0.0.1"};
+    return (ps_access_entry){.request_id = "r",
+                             .method = "GET",
+                             .route = "/health",
+                             .status = status,
+                             .bytes_in = in,
+                             .bytes_out = out,
+                             .duration_us = us,
+                             .user = "u",
+                             .device = "d",
+                             .client = "127.0.0.1"};
 }
 
 enum { N = 400 };
@@ -53,8 +60,20 @@ enum { N = 400 };
 /* Edge values first, then seeded random ones of every magnitude. */
 static void make_entries(ps_access_entry *e)
 {
-    const int64_t us[] = {0, 1, 9, 10, 999, 1000, 1001, 123456, -1, -999, -1000, -1001,
-                          (int64_t)1 << 52, -((int64_t)1 << 52)};
+    const int64_t us[] = {0,
+                          1,
+                          9,
+                          10,
+                          999,
+                          1000,
+                          1001,
+                          123456,
+                          -1,
+                          -999,
+                          -1000,
+                          -1001,
+                          (int64_t)1 << 52,
+                          -((int64_t)1 << 52)};
     const uint64_t bytes[] = {0, 9, 10, UINT32_MAX, UINT64_MAX, 1000000};
     size_t i = 0;
     for (; i < sizeof us / sizeof *us; i++)
@@ -105,7 +124,8 @@ static void text_lines_write_numbers_as_printf_does(void **state)
     static ps_access_entry e[N];
     make_entries(e);
     char *text = logged(PS_LOG_TEXT, e, N);
-    check_lines(text, e, (const char *[]){" status=", " bytes_in=", " bytes_out=", " duration_ms="});
+    check_lines(text, e,
+                (const char *[]){" status=", " bytes_in=", " bytes_out=", " duration_ms="});
     free(text);
 }
 
@@ -115,8 +135,9 @@ static void json_lines_write_numbers_as_printf_does(void **state)
     static ps_access_entry e[N];
     make_entries(e);
     char *text = logged(PS_LOG_JSON, e, N);
-    check_lines(text, e,
-                (const char *[]){"\"status\":", "\"bytes_in\":", "\"bytes_out\":", "\"duration_ms\":"});
+    check_lines(
+        text, e,
+        (const char *[]){"\"status\":", "\"bytes_in\":", "\"bytes_out\":", "\"duration_ms\":"});
     free(text);
 }
 
