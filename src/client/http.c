@@ -228,25 +228,20 @@ static ps_transfer_phase phase_of(uint64_t delivered, uint64_t send_total, uint6
 }
 
 void ps__http_report_live(ps_client *c, const ps_transfer_live *live, int64_t elapsed_ms,
-                          ps_sync_stats *st)
+                          const ps_sync_stats *st)
 {
-    if (c->on_transfer) {
-        ps_transfer_info info = {
-            .sent = atomic_load(&live->sent),
-            .send_total = atomic_load(&live->send_total),
-            .received = atomic_load(&live->received),
-            .receive_total = atomic_load(&live->receive_total),
-            .elapsed_ms = elapsed_ms,
-            .stats = st,
-        };
-        info.phase = phase_of(info.sent, info.send_total, info.received);
-        c->on_transfer(&info, c->on_transfer_ud);
-    } else if (c->progress) {
-        st->upload_now = atomic_load(&live->sent);
-        st->upload_total = atomic_load(&live->send_total);
-        c->progress(st, c->progress_ud);
-        st->upload_now = st->upload_total = 0;
-    }
+    if (!c->on_transfer)
+        return;
+    ps_transfer_info info = {
+        .sent = atomic_load(&live->sent),
+        .send_total = atomic_load(&live->send_total),
+        .received = atomic_load(&live->received),
+        .receive_total = atomic_load(&live->receive_total),
+        .elapsed_ms = elapsed_ms,
+        .stats = st,
+    };
+    info.phase = phase_of(info.sent, info.send_total, info.received);
+    c->on_transfer(&info, c->on_transfer_ud);
 }
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,

@@ -73,11 +73,12 @@ typedef struct ps_transfer_live {
     atomic_uint_least64_t sent, send_total, received, receive_total;
 } ps_transfer_live;
 
-/* Calls the transfer callback (else the progress callback) with `live`'s
- * bytes, a transfer `elapsed_ms` old, and the sync's counts `st`: on the
- * client's own thread, never the transfer's. */
+/* Calls the transfer callback, if installed, with `live`'s bytes, a
+ * transfer `elapsed_ms` old, and the sync's counts `st`: on the client's
+ * own thread, never the transfer's. (The progress callback has no figures
+ * for an answer coming in: it is called after the request.) */
 void ps__http_report_live(ps_client *c, const ps_transfer_live *live, int64_t elapsed_ms,
-                          ps_sync_stats *st);
+                          const ps_sync_stats *st);
 
 /*
  * POSTs `len` bytes of JSON to `path` once, on the caller's `curl` handle:

@@ -47,7 +47,7 @@ static int64_t ms_since(const struct timespec *t)
  * this thread, as the transfer callback expects. */
 static void join_call(sync_run *r, ps_v2_call *k)
 {
-    bool show = k->show_wait && (r->c->on_transfer || r->c->progress);
+    bool show = k->show_wait && r->c->on_transfer;
     while (show) {
         struct timespec due;
         clock_gettime(CLOCK_REALTIME, &due); /* what pthread_timedjoin_np measures */
