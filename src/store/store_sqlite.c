@@ -321,6 +321,9 @@ enum {
     Q_PACK_DEL,
     Q_MSG_IDS,
     Q_USER_DEL_PACKS,
+    Q_PACK_SIZES,
+    Q_ROWS_FOLD,
+    Q_COLD_RAISE,
     Q_CHAT_NEXT,
     Q_PURGE_MARK,
     Q_USER_GET,
@@ -409,6 +412,14 @@ static const char *const QUERIES[Q_COUNT] = {
     /* the rows of a chat, which shadow its packed messages of the same id */
     [Q_MSG_IDS] = "SELECT id FROM messages WHERE user_id = ?1 AND chat_id = ?2",
     [Q_USER_DEL_PACKS] = "DELETE FROM packs WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+    /* what a chat's pack weighs, and its live rows (repack_if_due) */
+    [Q_PACK_SIZES] = "SELECT (SELECT coalesce(sum(length(data)), 0) FROM packs"
+                     "   WHERE user_id = ?1 AND chat_id = ?2),"
+                     " count(*), coalesce(sum(length(CAST(id AS BLOB)) + length(CAST(value AS BLOB))), 0)"
+                     " FROM messages WHERE user_id = ?1 AND chat_id = ?2 AND value IS NOT NULL",
+    [Q_ROWS_FOLD] = "DELETE FROM messages WHERE user_id = ?1 AND chat_id = ?2"
+                    " AND value IS NOT NULL",
+    [Q_COLD_RAISE] = "UPDATE chats SET cold_seq = max(cold_seq, ?3) WHERE user_id = ?1 AND id = ?2",
     /* with the chat's cold_seq, for messages_since's next call (cold_hint) */
     [Q_CHAT_NEXT] = "SELECT b.state, c.seq, c.cold_seq, c.id FROM chats c JOIN chat_bodies b"
                     " ON b.user_id = c.user_id AND b.chat_id = c.id"
@@ -1948,6 +1959,180 @@ static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uin
     return rc;
 }
 
+
+/* A chat's live rows are folded into its pack once there are at least
+ * REPACK_ROWS of them weighing at least 1/REPACK_SHARE of the pack. */
+#define REPACK_ROWS 8
+#define REPACK_SHARE 4
+
+/* One message of a pack being made again: a packed one (strings in the
+ * old pack's bytes) or a row's (strings owned). */
+typedef struct fold_item {
+    ps_pack_entry e;
+    char *owned; /* the row's strings, one allocation; NULL for a packed one */
+} fold_item;
+
+static int fold_cmp(const void *a, const void *b)
+{
+    const ps_pack_entry *x = &((const fold_item *)a)->e, *y = &((const fold_item *)b)->e;
+    if (ps_pack_before(x->order_ts, x->received, x->id, y->order_ts, y->received, y->id))
+        return -1;
+    return ps_pack_before(y->order_ts, y->received, y->id, x->order_ts, x->received, x->id);
+}
+
+/* A row (MSG_COLUMNS of the stepped `st`, live) as a fold_item. */
+static ps_code fold_row(sqlite_store *s, sqlite3_stmt *st, int64_t user, fold_item *it,
+                        size_t *text, ps_error *err)
+{
+    const char *value;
+    size_t vlen;
+    ps_code rc = value_text(s, st, 1, user, &value, &vlen, err);
+    if (rc != PS_OK)
+        return rc;
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    const char *device = (const char *)sqlite3_column_text(st, 4);
+    const char *origin = (const char *)sqlite3_column_text(st, 7);
+    if (!id || !device || !origin)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    size_t il = strlen(id) + 1, dl = strlen(device) + 1, ol = strlen(origin) + 1;
+    if (!(it->owned = malloc(il + dl + ol + vlen + 1)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    char *p = it->owned;
+    it->e.id = memcpy(p, id, il);
+    it->e.device = memcpy(p += il, device, dl);
+    it->e.origin = memcpy(p += dl, origin, ol);
+    it->e.value = memcpy(p += ol, value, vlen);
+    p[vlen] = '\0';
+    it->e.value_len = vlen;
+    it->e.ts = sqlite3_column_int64(st, 2);
+    it->e.lamport = sqlite3_column_int64(st, 3);
+    it->e.order_ts = sqlite3_column_int64(st, 5);
+    it->e.seq = sqlite3_column_int64(st, 6);
+    it->e.timed = sqlite3_column_int(st, 8) != 0;
+    it->e.received = sqlite3_column_int64(st, 9);
+    *text += vlen;
+    return PS_OK;
+}
+
+/*
+ * After a save that wrote rows into a packed chat: once its live rows have
+ * grown past the share above, they and the packed messages they do not
+ * shadow become the chat's pack again (deleted messages stay rows; packed
+ * ones a row shadows are dropped), and the chat's cold_seq rises to the
+ * newest of them: a cursor before that reads the whole chat, one after it
+ * needs hot rows only, as before. *grown takes the change in bytes.
+ */
+static ps_code repack_if_due(sqlite_store *s, int64_t user, const char *chat_id, uint32_t dict,
+                             int64_t *grown, ps_error *err)
+{
+    sqlite3_stmt *st = stmt(s, Q_PACK_SIZES);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return db_error(s, err, "weighing a pack");
+    int64_t pack_bytes = sqlite3_column_int64(st, 0), rows = sqlite3_column_int64(st, 1),
+            row_bytes = sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
+    /* past a quarter of PACK_MAX_TEXT stored, the text may be over it (no
+     * fold), found only by reading it all: such a chat keeps its rows */
+    if (pack_bytes == 0 || rows < REPACK_ROWS || row_bytes * REPACK_SHARE < pack_bytes ||
+        pack_bytes + row_bytes > (int64_t)(PACK_MAX_TEXT / 4))
+        return PS_OK;
+    pack_buf p;
+    pack_buf_init(&p);
+    id_set shadows = {0};
+    fold_item *items = NULL;
+    size_t n = 0, cap = 0, text = 0;
+    bool found, more = true;
+    ps_code rc = pack_read(s, user, chat_id, &p, &found, err);
+    if (rc == PS_OK)
+        rc = row_ids(s, user, chat_id, &shadows, err);
+    /* the live rows */
+    st = stmt(s, Q_MSG_ALL);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    int r = SQLITE_DONE;
+    while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+            continue; /* a deleted message stays a row */
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            fold_item *grown_items = realloc(items, cap * sizeof *items);
+            if (!grown_items) {
+                rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+                break;
+            }
+            items = grown_items;
+        }
+        memset(&items[n], 0, sizeof items[n]);
+        if ((rc = fold_row(s, st, user, &items[n], &text, err)) == PS_OK)
+            n++;
+    }
+    if (rc == PS_OK && r != SQLITE_DONE)
+        rc = db_error(s, err, "reading messages");
+    sqlite3_reset(st);
+    /* the packed messages no row shadows */
+    size_t pos = 0;
+    while (rc == PS_OK && found && more) {
+        ps_pack_entry e;
+        if ((rc = pack_next(&p, &pos, &e, &more, err)) != PS_OK || !more ||
+            id_set_has(&shadows, e.id))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            fold_item *grown_items = realloc(items, cap * sizeof *items);
+            if (!grown_items) {
+                rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+                break;
+            }
+            items = grown_items;
+        }
+        items[n++] = (fold_item){.e = e};
+        text += e.value_len;
+    }
+    ps_dynbuf raw;
+    ps__dynbuf_init(&raw, SIZE_MAX - 1);
+    int64_t newest = 0, bytes = 0;
+    bool fold = rc == PS_OK && found && text <= PACK_MAX_TEXT;
+    if (fold) {
+        qsort(items, n, sizeof *items, fold_cmp);
+        rc = ps_pack_begin(&raw);
+        for (size_t i = 0; i < n && rc == PS_OK; i++) {
+            rc = ps_pack_put(&raw, &items[i].e);
+            if (items[i].e.seq > newest)
+                newest = items[i].e.seq;
+        }
+        if (rc != PS_OK)
+            rc = ps_error_set(err, rc, -1, "", "out of memory");
+    }
+    static const int steps[2] = {Q_PACK_DEL, Q_ROWS_FOLD};
+    for (int i = 0; fold && rc == PS_OK && i < 2; i++) {
+        st = stmt(s, steps[i]);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "repacking a chat");
+        sqlite3_reset(st);
+    }
+    if (fold && rc == PS_OK)
+        rc = pack_write_with(s, stmt(s, Q_PACK_PUT), user, chat_id, &raw, dict, &bytes, err);
+    if (fold && rc == PS_OK) {
+        st = stmt(s, Q_COLD_RAISE);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, newest);
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "repacking a chat");
+        sqlite3_reset(st);
+        *grown += bytes - pack_bytes - row_bytes;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(items[i].owned);
+    free(items);
+    ps__dynbuf_free(&raw);
+    id_set_free(&shadows);
+    pack_buf_free(&p);
+    return rc;
+}
+
 static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *chat, const char *doc,
                                 size_t doc_len, int64_t seq, ps_error *err)
 {
@@ -2056,6 +2241,11 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         rc = save_pack(s, user, chat, dict, &bytes, err);
         grown += bytes;
     }
+    bool wrote_rows = false; /* live ones, into a chat that may have a pack */
+    for (size_t i = 0; !fresh && !doc && s->schema >= 12 && i < chat->nmessages; i++)
+        wrote_rows |= chat->messages[i].mark.dirty && chat->messages[i].value;
+    if (rc == PS_OK && wrote_rows)
+        rc = repack_if_due(s, user, chat->id, dict, &grown, err);
     free(values);
     ps__dynbuf_free(&frames);
     /* A new chat's rows are cold: the newest of their sequence numbers is

@@ -6,7 +6,8 @@
  * save that last wrote it, its device, whether it was deleted), never
  * against the store's reading of itself: messages_since for every cursor
  * and asker, chat_load, messages_load by id, the legacy rendering put
- * together from pack and rows, tombstone collection (a forgotten deletion
+ * together from pack and rows, rows folded into the pack, tombstone
+ * collection (a forgotten deletion
  * must not bring its packed message back), purges and user deletion (no
  * pack left behind), byte counts, a dictionary trained from packs, and the
  * migration from schema 11 (every row read as before, new chats packed).
@@ -497,6 +498,82 @@ static void forgotten_deletions_purges_and_users_leave_no_pack(void **state)
     ps_store_close(s);
 }
 
+/* Repacking: once a packed chat's live rows outgrow a share of its pack
+ * they are folded into it (a deleted message stays a row, and the packed
+ * message it shadows is gone); before and after, every cursor and asker
+ * gets what the model says, and so do chat_load, messages_load and the
+ * rendering; the byte count is what the tables hold. */
+static void hot_rows_are_folded_into_the_pack(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "folder", &u, &err), PS_OK);
+    model md = {0};
+    char id[16];
+    ps_chat *c = chat_new("a");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put(c, id, "phone", 100 + i, 1);
+    }
+    save(s, u.id, c, 5, "phone", &md);
+    c = chat_new("a");
+    put(c, "m02", "tablet", 102, -1);
+    save(s, u.id, c, 6, "tablet", &md);
+    int64_t folded_at = 0, seq = 7;
+    for (int i = 0; i < 12; i++, seq++) {
+        c = chat_new("a");
+        if (i % 2 == 0) {
+            snprintf(id, sizeof id, "m%02d", 3 + i);
+            put(c, id, "laptop", 103 + i, 2);
+        } else {
+            snprintf(id, sizeof id, "n%02d", i);
+            put(c, id, "tablet", 200 + i, 1);
+        }
+        save(s, u.id, c, seq, i % 2 ? "tablet" : "laptop", &md);
+        if (!folded_at && query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"
+                                        " AND value IS NOT NULL") == 0)
+            folded_at = seq;
+        expect_bytes_counted(ss, s, u.id);
+    }
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    /* folded once, the deletion still a row, cold_seq the fold's newest */
+    assert_true(folded_at >= 7 + REPACK_ROWS - 1 && folded_at < seq - 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"
+                                   " AND value IS NULL AND id = 'm02'"),
+                     1);
+    assert_int_equal(query_int(ss, "SELECT cold_seq FROM chats WHERE id = 'a'"), folded_at);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"
+                                   " AND value IS NOT NULL"),
+                     seq - 1 - folded_at);
+
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    for (int64_t after = -1; after <= seq; after++) {
+        expect_since(s, u.id, "a", &md, after, NULL, 0);
+        expect_since(s, u.id, "a", &md, after, "laptop", 9);
+        expect_since(s, u.id, "a", &md, after, "tablet", 0);
+    }
+    expect_loaded(s, u.id, "a", &md);
+    expect_rendered(s, u.id, "a", &md);
+    ps_chat *some = ps__chat_new("a");
+    const char *const ids[] = {"m03", "m19", "n01", "m02"};
+    assert_int_equal(s->ops->messages_load(s, u.id, some, ids, 4, &err), PS_OK);
+    assert_int_equal(some->nmessages, 4);
+    assert_int_equal(ps__chat_message(some, "m03")->mark.seq, 7);
+    assert_string_equal(ps__chat_message(some, "m03")->mark.origin, "laptop");
+    assert_int_equal(ps__chat_message(some, "m19")->mark.seq, 5);
+    assert_int_equal(ps__chat_message(some, "n01")->mark.seq, 8);
+    assert_null(ps__chat_message(some, "m02")->value);
+    ps__chat_free(some);
+    expect_bytes_counted(ss, s, u.id);
+    ps_store_rollback(s);
+    ps_store_close(s);
+}
+
 /* A user whose chats all came new in v2 pushes (packed, no plain rows)
  * still gets a dictionary once their history is large enough, trained on
  * their packs: a message written later is then stored as a frame. */
@@ -695,6 +772,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(packed_and_hot_rows_read_as_one, setup, teardown),
         cmocka_unit_test_setup_teardown(forgotten_deletions_purges_and_users_leave_no_pack,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(hot_rows_are_folded_into_the_pack, setup, teardown),
         cmocka_unit_test_setup_teardown(a_dictionary_is_trained_from_packs, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_schema_11, setup, teardown),
     };
