@@ -799,6 +799,37 @@ class PackedChatTest(V2TestCase):
             self.assertEqual([m["content"] for m in fetched[cid]["messages"]],
                              [m["content"] for m in want], cid)
 
+    def test_a_packed_chat_edited_many_times(self):
+        # enough separate writes that the store folds its rows into the pack
+        # again (store_sqlite.c, repack_if_due); A pulls between some of them
+        a, b = self.dev("fold-a"), self.dev("fold-b")
+        b.sync([self.packed_chat("q0"), self.packed_chat("q1")])
+        a.sync()
+        for i in range(14):
+            if i % 3 == 0:
+                ch = {"chatId": "q0", "deleteMessages": ["q0-%02d" % (20 + i // 3)]}
+            else:
+                ch = {"chatId": "q0", "messages": [msg("q0-%02d" % i, "edit %d by B" % i,
+                                                       role="user",
+                                                       timestamp=iso(T0_MS + 1000 * (30 - i)))]}
+            b.sync([ch])
+            if i % 4 == 3:
+                a.sync()
+        a.sync()
+        full = self.full()
+        self.assertSameState(a.local, full, "device A", times=False)
+        self.assertSameState(b.local, full, "device B", times=False)
+        if harness.BACKEND != "postgres":
+            con = sqlite3.connect("file:%s?mode=ro" % self.server.db_path, uri=True, timeout=10)
+            self.addCleanup(con.close)
+            live_rows = con.execute("SELECT count(*) FROM messages WHERE chat_id = 'q0'"
+                                    " AND value IS NOT NULL").fetchone()[0]
+            self.assertLess(live_rows, 9, "the edits were folded into the pack")
+        fetched = by_id(self.server.fetch())
+        want = sorted(full.chats["q0"]["messages"].values(), key=lambda m: m["timestamp"])
+        self.assertEqual([(m["id"], m["content"]) for m in fetched["q0"]["messages"]],
+                         [(m["id"], m["content"]) for m in want])
+
 
 # ---- 3. no echo, convergence -------------------------------------------------
 
