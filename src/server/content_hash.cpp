@@ -100,8 +100,8 @@ bool is_space(uint8_t c)
 }
 
 // One parser's state per thread, reused: simdjson's stage 1 and its
-// structural indexes, the padded copy of the chat stage 1 and the
-// unescaping read ahead into, the unescaped keys and the walk's stacks.
+// structural indexes, the padded copy of a chat (ps_content_hash), the
+// unescaped keys and the walk's stacks.
 struct reader {
     std::unique_ptr<simdjson::internal::dom_parser_implementation> stage1;
     std::string padded, unescaped;
@@ -298,8 +298,12 @@ class walk
 
 } // namespace
 
-extern "C" bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash,
-                                char *id, size_t id_size)
+static_assert(simdjson::SIMDJSON_PADDING <= PS_CONTENT_HASH_PADDING,
+              "simdjson reads further past a text than promised");
+
+// The hash of `text`, PS_CONTENT_HASH_PADDING readable bytes after it.
+static bool hash_padded(const char *text, size_t len, int max_depth, uint64_t *hash, char *id,
+                        size_t id_size)
 {
     if (max_depth < 1 || len == 0 || len > 0xFFFFFFF0u)
         return false;
@@ -312,13 +316,11 @@ extern "C" bool ps_content_hash(const char *text, size_t len, int max_depth, uin
                 return false;
             r.stage1 = std::move(impl);
         }
-        // stage 1 and the unescaping read up to SIMDJSON_PADDING bytes past
-        // the text; the unescaping writes as far past what it unescapes
-        r.padded.assign(text, len);
-        r.padded.append(simdjson::SIMDJSON_PADDING, ' ');
+        // the unescaping writes up to SIMDJSON_PADDING bytes past what it
+        // unescapes
         if (r.unescaped.size() < len + 2 * simdjson::SIMDJSON_PADDING)
             r.unescaped.resize(len + 2 * simdjson::SIMDJSON_PADDING);
-        const uint8_t *buf = (const uint8_t *)r.padded.data();
+        const uint8_t *buf = (const uint8_t *)text;
         if (r.stage1->stage1(buf, len, simdjson::stage1_mode::regular))
             return false;
         std::string_view chat_id;
@@ -335,4 +337,24 @@ extern "C" bool ps_content_hash(const char *text, size_t len, int max_depth, uin
     } catch (...) { // std::bad_alloc
         return false;
     }
+}
+
+extern "C" bool ps_content_hash_in_place(const char *text, size_t len, int max_depth,
+                                         uint64_t *hash, char *id, size_t id_size)
+{
+    return hash_padded(text, len, max_depth, hash, id, id_size);
+}
+
+extern "C" bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash,
+                                char *id, size_t id_size)
+{
+    // stage 1 and the unescaping read up to SIMDJSON_PADDING bytes past
+    // the text: a padded copy
+    try {
+        tls.padded.assign(text, len);
+        tls.padded.append(PS_CONTENT_HASH_PADDING, ' ');
+    } catch (...) { // std::bad_alloc
+        return false;
+    }
+    return hash_padded(tls.padded.data(), len, max_depth, hash, id, id_size);
 }

@@ -543,12 +543,15 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
      * a re-sync in other bytes that was a quarter of the server's CPU);
      * one to merge is, before json-c reads it (parse_chat). */
     bool any = false;
+    /* read where they lie when the source leaves room after each chat */
+    bool (*content_hash)(const char *, size_t, int, uint64_t *, char *, size_t) =
+        src->padding >= PS_CONTENT_HASH_PADDING ? ps_content_hash_in_place : ps_content_hash;
     for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
         if (p->candidate[i] != NOT_SENT)
             p->contents[i] = 0;
         else if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK &&
-                 !ps_content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i],
-                                  sizeof p->ids[i])) {
+                 !content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i],
+                               sizeof p->ids[i])) {
             p->contents[i] = 0;
             rc = ps_chat_source_check(src, i, err);
         }

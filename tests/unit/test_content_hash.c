@@ -227,8 +227,9 @@ static void no_hash_for_what_the_precheck_refuses(void **state)
 
 /* ps_content_hash, asserted to give what the On-Demand reader it replaced
  * gives (tests/unit/content_hash_ondemand.cpp: the structure check, then
- * simdjson's On-Demand parser): the same verdict, hash and id. A text the
- * old reader refused and the new one hashes fails here. */
+ * simdjson's On-Demand parser): the same verdict, hash and id; and
+ * ps_content_hash_in_place the same again. A text the old reader refused
+ * and the new one hashes fails here. */
 static bool hashed_as_before(const char *text, size_t n, int max_depth, uint64_t *h, char *id,
                              size_t id_size)
 {
@@ -242,6 +243,21 @@ static bool hashed_as_before(const char *text, size_t n, int max_depth, uint64_t
                  then ? "yes" : "no", max_depth, (int)n, text);
     if (now && (*h != before || strcmp(id, id_before) != 0))
         fail_msg("another hash or id than before (%s vs %s): %.*s", id, id_before, (int)n, text);
+    /* and read where it lies, exactly PS_CONTENT_HASH_PADDING bytes of
+     * anything after it (ASan: reading further fails) */
+    char *lying = malloc(n + PS_CONTENT_HASH_PADDING);
+    assert_non_null(lying);
+    memcpy(lying, text, n);
+    for (size_t k = 0; k < PS_CONTENT_HASH_PADDING; k++)
+        lying[n + k] = "\"\\}]1 x"[k % 7];
+    uint64_t in_place = 0;
+    char id_in_place[64] = "";
+    if (ps_content_hash_in_place(lying, n, max_depth, &in_place, id_in_place,
+                                 id_size < sizeof id_in_place ? id_size : sizeof id_in_place) !=
+            now ||
+        (now && (in_place != *h || strcmp(id, id_in_place) != 0)))
+        fail_msg("in place, another verdict, hash or id: %.*s", (int)n, text);
+    free(lying);
     return now;
 }
 
