@@ -33,7 +33,7 @@ struct ps_body_spool {
     size_t memory_max;
     int fd;            /* -1 until memory_max is passed */
     uint64_t file_len; /* bytes in the file; the buffer follows them */
-    char *buf; /* each buffer is PS_SPOOL_PADDING bytes more than its cap */
+    char *buf;         /* each buffer is PS_SPOOL_PADDING bytes more than its cap */
     size_t len, cap;
     size_t current; /* where in buf the chat being received starts */
     char *frozen;   /* the first buffer once full: chats [0, frozen_count) */

@@ -117,8 +117,9 @@ class walk
   public:
     walk(const uint8_t *buf, size_t len, const uint32_t *idx, uint32_t n, int max_depth,
          const simdjson::internal::dom_parser_implementation &impl, reader &r)
-        : buf_(buf), len_(len), idx_(idx), n_(n), limit_(max_depth > DEPTH_CAP ? DEPTH_CAP : max_depth),
-          impl_(impl), open_(r.open), keys_(r.keys), arena_((uint8_t *)r.unescaped.data())
+        : buf_(buf), len_(len), idx_(idx), n_(n),
+          limit_(max_depth > DEPTH_CAP ? DEPTH_CAP : max_depth), impl_(impl), open_(r.open),
+          keys_(r.keys), arena_((uint8_t *)r.unescaped.data())
     {
         open_.clear();
         keys_.clear();

@@ -5,8 +5,9 @@
  * unchanged without building its json-c tree (sync_legacy.c). Numbers hash
  * by their own text (1, 1.0 and 1e0 differ), arrays keep their order. Read
  * with simdjson's stage 1 and a walk over its tokens (libsimdjson, C++;
- * docs/performance.md, "bytes: ...", has the measured reason). Not cryptographic: a crafted collision could
- * only make the server skip re-merging the crafter's own chat.
+ * docs/performance.md, "bytes: ...", has the measured reason). Not
+ * cryptographic: a crafted collision could only make the server skip
+ * re-merging the crafter's own chat.
  */
 #ifndef PS_CONTENT_HASH_H
 #define PS_CONTENT_HASH_H
@@ -44,8 +45,8 @@ bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash
  * after it must be readable (their values do not matter; the body spool's
  * chats have them, body_spool.h). ps_content_hash copies the text into a
  * padded buffer first: 4 % of a re-sync in other bytes (perf). */
-bool ps_content_hash_in_place(const char *text, size_t len, int max_depth, uint64_t *hash,
-                              char *id, size_t id_size);
+bool ps_content_hash_in_place(const char *text, size_t len, int max_depth, uint64_t *hash, char *id,
+                              size_t id_size);
 
 #ifdef __cplusplus
 }

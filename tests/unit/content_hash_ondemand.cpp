@@ -228,8 +228,8 @@ thread_local std::string tls_buffer;
 
 } // namespace
 
-extern "C" bool ps__content_hash_ondemand(const char *text, size_t len, int max_depth, uint64_t *hash,
-                                char *id, size_t id_size)
+extern "C" bool ps__content_hash_ondemand(const char *text, size_t len, int max_depth,
+                                          uint64_t *hash, char *id, size_t id_size)
 {
     // simdjson's On-Demand parser does not check the structure of all it
     // steps over (json_structure.h): that first

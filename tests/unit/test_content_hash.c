@@ -266,9 +266,24 @@ static bool hashed_as_before(const char *text, size_t n, int max_depth, uint64_t
 static size_t string_piece(char *out, uint64_t r)
 {
     static const char *const pieces[] = {
-        "hello", " world ", "a", "\\n", "\\\"", "\\\\", "\\/", "\\t", "\\u00e9",
-        "\\ud83d\\ude00", "\\u0000", "caf\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80",
-        "{}[],:", "0123456789", "   ", "\\b\\f\\r",
+        "hello",
+        " world ",
+        "a",
+        "\\n",
+        "\\\"",
+        "\\\\",
+        "\\/",
+        "\\t",
+        "\\u00e9",
+        "\\ud83d\\ude00",
+        "\\u0000",
+        "caf\xc3\xa9",
+        "\xe4\xb8\xad",
+        "\xf0\x9f\x98\x80",
+        "{}[],:",
+        "0123456789",
+        "   ",
+        "\\b\\f\\r",
     };
     const char *p = pieces[r % (sizeof pieces / sizeof *pieces)];
     size_t len = strlen(p);
