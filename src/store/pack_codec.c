@@ -1,10 +1,11 @@
 /*
  * A chat's pack as bytes (pack_codec.h). Layout: a version byte (1), then
- * per message: id, value, device, origin (empty: the same as device) as
+ * per message: id, value, device, origin as
  * strings (a varint length, the bytes, a NUL), then ts, lamport, order_ts
  * (zigzag varints), seq, received (varints) and a flags byte (bit 0:
- * timed; bit 1: the origin is the device's, and its string is empty). Varints are LEB128, as small as the numbers (a sequence number
- * in a few bytes where a row spent eight).
+ * timed; bit 1: the origin is the device's, and its string is empty).
+ * Varints are LEB128, as small as the numbers (a sequence number in a few
+ * bytes where a row spent eight).
  */
 #include "store/pack_codec.h"
 

@@ -413,10 +413,11 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_MSG_IDS] = "SELECT id FROM messages WHERE user_id = ?1 AND chat_id = ?2",
     [Q_USER_DEL_PACKS] = "DELETE FROM packs WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     /* what a chat's pack weighs, and its live rows (repack_if_due) */
-    [Q_PACK_SIZES] = "SELECT (SELECT coalesce(sum(length(data)), 0) FROM packs"
-                     "   WHERE user_id = ?1 AND chat_id = ?2),"
-                     " count(*), coalesce(sum(length(CAST(id AS BLOB)) + length(CAST(value AS BLOB))), 0)"
-                     " FROM messages WHERE user_id = ?1 AND chat_id = ?2 AND value IS NOT NULL",
+    [Q_PACK_SIZES] =
+        "SELECT (SELECT coalesce(sum(length(data)), 0) FROM packs"
+        "   WHERE user_id = ?1 AND chat_id = ?2),"
+        " count(*), coalesce(sum(length(CAST(id AS BLOB)) + length(CAST(value AS BLOB))), 0)"
+        " FROM messages WHERE user_id = ?1 AND chat_id = ?2 AND value IS NOT NULL",
     [Q_ROWS_FOLD] = "DELETE FROM messages WHERE user_id = ?1 AND chat_id = ?2"
                     " AND value IS NOT NULL",
     [Q_COLD_RAISE] = "UPDATE chats SET cold_seq = max(cold_seq, ?3) WHERE user_id = ?1 AND id = ?2",
@@ -570,7 +571,7 @@ typedef struct sqlite_store {
     /* The writer connection: write transactions, probe, migrations. */
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_COUNT];
-    cold_hint hint; /* the writer's */
+    cold_hint hint;       /* the writer's */
     pthread_mutex_t lock; /* held by the writer from BEGIN to COMMIT */
     /* The calling thread's transaction: its reader, or WRITER. */
     pthread_key_t current;
@@ -1477,7 +1478,6 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_c
     return rc;
 }
 
-
 /*
  * Packs (schema 12; pack_codec.h, docs/storage.md "Packs"). A chat new in
  * a save without a rendering (a v2 push) keeps the messages it comes with
@@ -1515,8 +1515,8 @@ static void pack_buf_free(pack_buf *p)
 
 /* Reads the chat's pack into p->raw with the statement `get` (Q_PACK_GET's
  * SQL, reset); *found false when the chat has none. */
-static ps_code pack_read_with(sqlite_store *s, sqlite3_stmt *get, int64_t user,
-                              const char *chat_id, pack_buf *p, bool *found, ps_error *err)
+static ps_code pack_read_with(sqlite_store *s, sqlite3_stmt *get, int64_t user, const char *chat_id,
+                              pack_buf *p, bool *found, ps_error *err)
 {
     *found = false;
     ps__dynbuf_reset(&p->frame);
@@ -1726,8 +1726,8 @@ static ps_code sample_packs(sqlite_store *s, int64_t user, ps_dynbuf *samples, s
 {
     id_set chats = {0};
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT DISTINCT chat_id FROM packs WHERE user_id = ?1", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT DISTINCT chat_id FROM packs WHERE user_id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
         return db_error(s, err, "reading packs to train on");
     sqlite3_bind_int64(st, 1, user);
     ps_code rc = id_set_read(s, st, &chats, err);
@@ -1958,7 +1958,6 @@ static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uin
     ps__dynbuf_free(&raw);
     return rc;
 }
-
 
 /* A chat's live rows are folded into its pack once there are at least
  * REPACK_ROWS of them weighing at least 1/REPACK_SHARE of the pack. */
@@ -2356,8 +2355,8 @@ static ps_code sqlite_chat_next_changed(ps_store *base, int64_t user, int64_t af
  * after_seq, not the skipped origin's after skip_after (as Q_MSG_SINCE's
  * filter), not shadowed by a row; *have false when none is left. */
 static ps_code next_owed(const pack_buf *p, size_t *pos, const id_set *shadows, int64_t after_seq,
-                         const char *skip_origin, int64_t skip_after, ps_pack_entry *e,
-                         bool *have, ps_error *err)
+                         const char *skip_origin, int64_t skip_after, ps_pack_entry *e, bool *have,
+                         ps_error *err)
 {
     *have = false;
     for (;;) {
@@ -3316,8 +3315,8 @@ static ps_code unpack_forgotten(sqlite_store *s, int64_t user_id, int64_t acked,
         sqlite3_reset(del);
         int64_t bytes;
         if (rc == PS_OK && kept)
-            rc = pack_write_with(s, stmt(s, Q_PACK_PUT), user_id, chats.ids[c], &raw, dict,
-                                 &bytes, err);
+            rc = pack_write_with(s, stmt(s, Q_PACK_PUT), user_id, chats.ids[c], &raw, dict, &bytes,
+                                 err);
     }
     ps__dynbuf_free(&raw);
     pack_buf_free(&p);

@@ -342,8 +342,8 @@ static ps_code unpack_to(codec_ctx *ctx, const void *frame, size_t len, int64_t 
         return rc == PS_ERR_NOMEM ? rc : PS_ERR_STORE;
     if ((rc = ps__dynbuf_reserve(out, (size_t)size)) != PS_OK)
         return rc;
-    size_t n = dict ? ZSTD_decompress_usingDDict(ctx->d, out->data + out->len, (size_t)size,
-                                                 frame, len, dict->d)
+    size_t n = dict ? ZSTD_decompress_usingDDict(ctx->d, out->data + out->len, (size_t)size, frame,
+                                                 len, dict->d)
                     : ZSTD_decompressDCtx(ctx->d, out->data + out->len, (size_t)size, frame, len);
     if (ZSTD_isError(n) || n != size)
         return ZSTD_isError(n) && ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation

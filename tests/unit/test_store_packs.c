@@ -131,8 +131,7 @@ static void put(ps_chat *c, const char *id, const char *device, int64_t order_ts
 
 /* Saves `c` (all its messages dirty) at `seq` from `origin`, unrendered,
  * and records what it wrote in the model. */
-static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char *origin,
-                 model *md)
+static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char *origin, model *md)
 {
     ps__chat_normalize(c);
     ps__chat_number_received(c);
@@ -770,8 +769,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(packed_and_hot_rows_read_as_one, setup, teardown),
-        cmocka_unit_test_setup_teardown(forgotten_deletions_purges_and_users_leave_no_pack,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(forgotten_deletions_purges_and_users_leave_no_pack, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(hot_rows_are_folded_into_the_pack, setup, teardown),
         cmocka_unit_test_setup_teardown(a_dictionary_is_trained_from_packs, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_schema_11, setup, teardown),
