@@ -153,6 +153,7 @@ typedef struct transfer {
      * no progress calls, and it also stops when *cancel is set */
     bool quiet;
     const atomic_bool *cancel;
+    ps_transfer_live *live; /* a quiet transfer's bytes, for the client's thread */
     ps_dynbuf *body;
     ps_http_answer *answer;
     bool too_large;
@@ -216,12 +217,45 @@ static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
     return CURL_SOCKOPT_OK;
 }
 
+/* Which way a request's bytes are moving: the answer has begun, or the
+ * body is still going out (or none yet), or all of it is out and the
+ * server works. */
+static ps_transfer_phase phase_of(uint64_t delivered, uint64_t send_total, uint64_t received)
+{
+    return received > 0                           ? PS_TRANSFER_RECEIVING
+           : delivered < send_total || !delivered ? PS_TRANSFER_SENDING
+                                                  : PS_TRANSFER_WAITING;
+}
+
+void ps__http_report_live(ps_client *c, const ps_transfer_live *live, int64_t elapsed_ms,
+                          const ps_sync_stats *st)
+{
+    if (!c->on_transfer)
+        return;
+    ps_transfer_info info = {
+        .sent = atomic_load(&live->sent),
+        .send_total = atomic_load(&live->send_total),
+        .received = atomic_load(&live->received),
+        .receive_total = atomic_load(&live->receive_total),
+        .elapsed_ms = elapsed_ms,
+        .stats = st,
+    };
+    info.phase = phase_of(info.sent, info.send_total, info.received);
+    c->on_transfer(&info, c->on_transfer_ud);
+}
+
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
     transfer *t = ud;
     if (ps__stopped(t->c) || (t->cancel && atomic_load(t->cancel)))
         return 1; /* aborts the transfer: CURLE_ABORTED_BY_CALLBACK */
+    if (t->live) {
+        atomic_store(&t->live->sent, (uint64_t)ulnow);
+        atomic_store(&t->live->send_total, (uint64_t)ultotal);
+        atomic_store(&t->live->received, (uint64_t)dlnow);
+        atomic_store(&t->live->receive_total, (uint64_t)dltotal);
+    }
     if (!t->quiet && t->st && (t->c->progress || t->c->on_transfer)) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -237,9 +271,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
             if (t->c->on_transfer) {
                 curl_off_t delivered = ulnow - queued_bytes(t->c, ulnow);
                 ps_transfer_info info = {
-                    .phase = dlnow > 0                           ? PS_TRANSFER_RECEIVING
-                             : delivered < ultotal || !delivered ? PS_TRANSFER_SENDING
-                                                                 : PS_TRANSFER_WAITING,
+                    .phase = phase_of((uint64_t)delivered, (uint64_t)ultotal, (uint64_t)dlnow),
                     .sent = (uint64_t)delivered,
                     .send_total = (uint64_t)ultotal,
                     .received = (uint64_t)dlnow,
@@ -415,6 +447,7 @@ typedef struct attempt_on {
     int *sock;
     bool quiet;
     const atomic_bool *cancel;
+    ps_transfer_live *live;
 } attempt_on;
 
 /* One attempt. *cc the curl result; the answer in *a. */
@@ -443,6 +476,7 @@ static ps_code attempt(ps_client *c, const attempt_on *on, const char *url, cons
     transfer t = {.c = c,
                   .quiet = on && on->quiet,
                   .cancel = on ? on->cancel : NULL,
+                  .live = on ? on->live : NULL,
                   .body = &a->body,
                   .answer = a,
                   .retry_after = -1,
@@ -614,7 +648,8 @@ ps_code ps__http_get_once(ps_client *c, const char *path, ps_sync_stats *st, ps_
 
 ps_code ps__http_post_once_on(ps_client *c, CURL *curl, const char *path, const char *body,
                               size_t len, bool may_gzip, const atomic_bool *cancel,
-                              ps_sync_stats *st, ps_http_answer *a, ps_error *err)
+                              ps_transfer_live *live, ps_sync_stats *st, ps_http_answer *a,
+                              ps_error *err)
 {
     char *url = NULL, *packed = NULL;
     size_t packed_len = 0;
@@ -629,7 +664,7 @@ ps_code ps__http_post_once_on(ps_client *c, CURL *curl, const char *path, const 
      * thread, never while a request of this kind is in flight */
     bool gzipped = may_gzip && !c->no_gzip && level > 0 && len >= PS_HTTP_GZIP_FROM &&
                    gzip_body(body, len, level, &packed, &packed_len) == PS_OK;
-    attempt_on on = {.curl = curl, .sock = &sock, .quiet = true, .cancel = cancel};
+    attempt_on on = {.curl = curl, .sock = &sock, .quiet = true, .cancel = cancel, .live = live};
     char errbuf[CURL_ERROR_SIZE];
     CURLcode cc;
     long retry_after = -1;

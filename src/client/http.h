@@ -65,17 +65,34 @@ ps_code ps__http_post(ps_client *c, const char *path, const char *body, size_t l
                       ps_sync_stats *st, ps_http_answer *a, ps_error *err);
 
 /*
+ * What a transfer on another thread has moved so far (ps__http_post_once_on
+ * writes it as the bytes move; the client's thread reads it while it waits
+ * for that transfer, to show it: ps__http_report_live).
+ */
+typedef struct ps_transfer_live {
+    atomic_uint_least64_t sent, send_total, received, receive_total;
+} ps_transfer_live;
+
+/* Calls the transfer callback, if installed, with `live`'s bytes, a
+ * transfer `elapsed_ms` old, and the sync's counts `st`: on the client's
+ * own thread, never the transfer's. (The progress callback has no figures
+ * for an answer coming in: it is called after the request.) */
+void ps__http_report_live(ps_client *c, const ps_transfer_live *live, int64_t elapsed_ms,
+                          const ps_sync_stats *st);
+
+/*
  * POSTs `len` bytes of JSON to `path` once, on the caller's `curl` handle:
  * no retries, no progress calls, c's own handle and fields untouched, so it
  * may run on another thread while the client works (pull_ahead.c,
  * push_ahead.c); `may_gzip`: the body gzipped as ps__http_post would. Stops early on ps_client_stop() or when *cancel (may be
  * NULL) is set. PS_OK: an answer of any status in *a (error code and
  * message read); PS_ERR_IO: none. `st` (may be NULL) counts the request
- * and its bytes.
+ * and its bytes; `live` (may be NULL) gets the bytes as they move.
  */
 ps_code ps__http_post_once_on(ps_client *c, CURL *curl, const char *path, const char *body,
                               size_t len, bool may_gzip, const atomic_bool *cancel,
-                              ps_sync_stats *st, ps_http_answer *a, ps_error *err);
+                              ps_transfer_live *live, ps_sync_stats *st, ps_http_answer *a,
+                              ps_error *err);
 
 /*
  * GETs the server's `path` once, without retries (for what the client may

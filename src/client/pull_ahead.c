@@ -36,6 +36,7 @@ ps_pull_ahead *ps__pull_ahead_start(sync_run *r, const char *saved, const char *
     if (!p)
         return NULL;
     ps__v2_call_init(&p->call, c, r->ahead_curl, false, (size_t)1 << 20);
+    p->call.show_wait = true; /* the page the person waits for, once this one is applied */
     ps_error err;
     if (!(p->cursor = strdup(next_cursor)) ||
         ps__build_v2_page_request(c, next_cursor, saved, r->run, limit, &p->call.body, &err) !=
@@ -76,6 +77,7 @@ void ps__pull_ahead_drop(sync_run *r, ps_pull_ahead *p)
     if (!p)
         return;
     atomic_store(&p->call.cancel, true);
+    p->call.show_wait = false; /* an answer nobody waits for */
     v2_answer unused;
     finish(r, p, NULL, &unused);
 }

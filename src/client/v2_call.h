@@ -36,6 +36,12 @@ typedef struct ps_v2_call {
     ps_sync_stats st; /* its request and bytes, added to the run's at the join */
     ps_v2_signal *signal; /* NULL, or told (under its lock) when `done` is set */
     atomic_bool done;     /* the thread's work is over (joining it will not wait long) */
+    /* show_wait: while the join waits for the call, its bytes so far are
+     * shown as the request's progress (a pull's page asked ahead: the
+     * request the person is waiting for) */
+    bool show_wait;
+    ps_transfer_live live;
+    struct timespec started;
 } ps_v2_call;
 
 /* Ready to have its body built (at most body_max bytes) and be started. */
@@ -44,7 +50,8 @@ void ps__v2_call_init(ps_v2_call *k, ps_client *c, CURL *curl, bool gzip, size_t
 /* Sends the body on a new thread. False: no thread could be made. */
 bool ps__v2_call_start(ps_v2_call *k);
 
-/* Waits for the call and adds its bytes to the run's; true when the answer
+/* Waits for the call (with show_wait, reporting its bytes so far every
+ * 100 ms meanwhile) and adds its bytes to the run's; true when the answer
  * is a 200 sync answer (k->ans holds it, parsed and checked). */
 bool ps__v2_call_join(sync_run *r, ps_v2_call *k);
 

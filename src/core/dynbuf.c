@@ -1,6 +1,8 @@
 /* Capped growable buffer; see dynbuf.h. Growth doubles, bounded by the limit. */
 #include "core/dynbuf.h"
 
+#include "core/decimal.h"
+
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -96,16 +98,8 @@ ps_code ps__dynbuf_adds(ps_dynbuf *b, const char *s)
 
 ps_code ps__dynbuf_add_int(ps_dynbuf *b, int64_t v)
 {
-    char text[24];
-    char *end = text + sizeof text, *p = end;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--p = '-';
-    return ps__dynbuf_add(b, p, (size_t)(end - p));
+    char text[PS_DECIMAL_MAX];
+    return ps__dynbuf_add(b, text, ps__decimal_i64(text, v));
 }
 
 ps_code ps__dynbuf_addf(ps_dynbuf *b, const char *fmt, ...)

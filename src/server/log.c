@@ -1,6 +1,8 @@
 /* The line-per-event log; see log.h. */
 #include "server/log.h"
 
+#include "core/decimal.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -139,41 +141,29 @@ static void field_str(line *l, const char *key, const char *v)
     put_value(l, v ? v : "-");
 }
 
-/* Writes the decimal digits of v to end at `end`; returns where they start. */
-static char *decimal(uint64_t v, char *end)
-{
-    char *p = end;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return p;
-}
-
 /* Numbers by hand, not printf: this is on every request's path. */
 static void field_uint(line *l, const char *key, uint64_t v)
 {
-    char num[24];
-    char *p = decimal(v, num + sizeof num);
+    char num[PS_DECIMAL_MAX];
+    size_t n = ps__decimal_u64(num, v, 1);
     field_key(l, key);
-    put(l, p, (size_t)(num + sizeof num - p));
+    put(l, num, n);
 }
 
 /* Microseconds as milliseconds with three decimals (what "%.3f" of
  * us / 1000.0 writes). */
 static void field_ms(line *l, const char *key, int64_t us)
 {
-    char num[32];
-    char *end = num + sizeof num, *p = end;
+    char num[1 + PS_DECIMAL_MAX + 1 + 3];
+    size_t n = 0;
     uint64_t u = us < 0 ? (uint64_t)0 - (uint64_t)us : (uint64_t)us;
-    for (int i = 0; i < 3; i++, u /= 10)
-        *--p = (char)('0' + u % 10);
-    *--p = '.';
-    p = decimal(u, p);
     if (us < 0)
-        *--p = '-';
+        num[n++] = '-';
+    n += ps__decimal_u64(num + n, u / 1000, 1);
+    num[n++] = '.';
+    n += ps__decimal_u64(num + n, u % 1000, 3);
     field_key(l, key);
-    put(l, p, (size_t)(end - p));
+    put(l, num, n);
 }
 
 /* "YYYY-MM-DDTHH:MM:SS." of the current second, kept per thread: gmtime
@@ -194,10 +184,11 @@ static void put_time(line *l)
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
         t_second.sec = ts.tv_sec;
     }
-    int ms = (int)((ts.tv_nsec / 1000000) % 1000);
-    char frac[4] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
+    char frac[PS_DECIMAL_MAX + 1];
+    size_t n = ps__decimal_u64(frac, (uint64_t)(ts.tv_nsec / 1000000 % 1000), 3);
+    frac[n++] = 'Z';
     puts_(l, t_second.text);
-    put(l, frac, sizeof frac);
+    put(l, frac, n);
 }
 
 static void line_begin(line *l, ps_log_level level, const char *event)

@@ -1,6 +1,8 @@
 /* Small texts without printf; see plain_text.h. */
 #include "server/plain_text.h"
 
+#include "core/decimal.h"
+
 #include <string.h>
 
 void ps__copy_text(char *dst, size_t size, const char *src)
@@ -22,12 +24,7 @@ void ps__ipv4_text(const struct in_addr *addr, char out[INET_ADDRSTRLEN])
 {
     const unsigned char *b = (const unsigned char *)&addr->s_addr; /* network order */
     for (int i = 0; i < 4; i++) {
-        unsigned v = b[i];
-        if (v >= 100)
-            *out++ = (char)('0' + v / 100);
-        if (v >= 10)
-            *out++ = (char)('0' + v / 10 % 10);
-        *out++ = (char)('0' + v % 10);
+        out += ps__decimal_u64(out, b[i], 1);
         *out++ = i < 3 ? '.' : '\0';
     }
 }

@@ -632,7 +632,7 @@ static bool fresh(int64_t written_ms, int64_t now_ms)
 }
 
 typedef struct registry_probe {
-    const char *device, *client;
+    const char *client;
     int64_t acked, now_ms;
     bool current;
 } registry_probe;
@@ -640,8 +640,6 @@ typedef struct registry_probe {
 static int probe_row(void *cls, const ps_device_row *row)
 {
     registry_probe *p = cls;
-    if (strcmp(row->id, p->device) != 0)
-        return 0;
     p->current = strcmp(row->protocol, "legacy") == 0 &&
                  (!p->client || !*p->client || strcmp(row->client, p->client) == 0) &&
                  (p->acked < 0 || row->acked_seq == p->acked) &&
@@ -652,9 +650,8 @@ static int probe_row(void *cls, const ps_device_row *row)
 static ps_code registry_current(const ps_sync_ctx *ctx, const char *device, int64_t acked,
                                 bool *current, ps_error *err)
 {
-    registry_probe p = {
-        .device = device, .client = ctx->client, .acked = acked, .now_ms = ctx->now_ms};
-    ps_code rc = ctx->store->ops->device_list(ctx->store, ctx->user, probe_row, &p, err);
+    registry_probe p = {.client = ctx->client, .acked = acked, .now_ms = ctx->now_ms};
+    ps_code rc = ctx->store->ops->device_get(ctx->store, ctx->user, device, probe_row, &p, err);
     *current = rc == PS_OK && p.current;
     return rc;
 }

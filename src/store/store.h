@@ -267,6 +267,13 @@ struct ps_store_ops {
     PS_STORE_MUST_CHECK ps_code (*device_list)(ps_store *s, const char *user,
                                                int (*fn)(void *ctx, const ps_device_row *row),
                                                void *ctx, ps_error *err);
+    /* One device of the user, by id: fn is called once with its row, or
+     * not at all when the user (or the device) has none. A lookup by key,
+     * where device_list reads every device of the user (the legacy quiet
+     * commit asks for the syncing device's row on every re-sync). */
+    PS_STORE_MUST_CHECK ps_code (*device_get)(ps_store *s, const char *user, const char *device,
+                                              int (*fn)(void *ctx, const ps_device_row *row),
+                                              void *ctx, ps_error *err);
     /*
      * Tombstone collection by acknowledgement (docs/merge.md): forgets the
      * user's chat and message tombstones that every device seen since

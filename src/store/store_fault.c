@@ -288,6 +288,13 @@ static ps_code f_device_list(ps_store *s, const char *user,
     CHECK("device_list");
     return INNER(s)->ops->device_list(INNER(s), user, fn, ctx, err);
 }
+static ps_code f_device_get(ps_store *s, const char *user, const char *device,
+                            int (*fn)(void *ctx, const ps_device_row *row), void *ctx,
+                            ps_error *err)
+{
+    CHECK("device_get");
+    return INNER(s)->ops->device_get(INNER(s), user, device, fn, ctx, err);
+}
 static ps_code f_purge_acknowledged(ps_store *s, const char *user, int64_t active_since_ms,
                                     int64_t *purged, ps_error *err)
 {
@@ -383,6 +390,7 @@ static const struct ps_store_ops FAULT_OPS = {
     .user_rename = f_user_rename,
     .device_seen = f_device_seen,
     .device_list = f_device_list,
+    .device_get = f_device_get,
     .purge_acknowledged = f_purge_acknowledged,
     .user_tombstones = f_user_tombstones,
     .device_forget = f_device_forget,
@@ -394,7 +402,7 @@ static const struct ps_store_ops FAULT_OPS = {
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 45 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 46 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)

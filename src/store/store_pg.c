@@ -238,6 +238,7 @@ enum {
     Q_ACK_PURGE_CHATS,
     Q_USER_TOMBSTONES,
     Q_DEVICE_FORGET,
+    Q_DEVICE_GET,
     Q_COUNT
 };
 
@@ -415,6 +416,9 @@ static const char *const QUERIES[Q_COUNT] = {
                           "   AND value IS NULL) FROM users u WHERE u.name = $1",
     [Q_DEVICE_FORGET] = "DELETE FROM devices WHERE device_id = $2"
                         " AND user_id = (SELECT id FROM users WHERE name = $1)",
+    [Q_DEVICE_GET] = "SELECT d.first_seen_ms, d.last_seen_ms, d.client, d.protocol, d.acked_seq"
+                     " FROM devices d JOIN users u ON u.id = d.user_id"
+                     " WHERE u.name = $1 AND d.device_id = $2",
 };
 
 /* A no-op sync time recorded in a read transaction, not written yet. */
@@ -1864,6 +1868,30 @@ static ps_code pg_user_tombstones(ps_store *base, const char *user, int64_t *cou
     return PS_OK;
 }
 
+static ps_code pg_device_get(ps_store *base, const char *user, const char *device,
+                             int (*fn)(void *, const ps_device_row *), void *ctx, ps_error *err)
+{
+    const char *params[2] = {user, device};
+    ps_code rc;
+    PGresult *res =
+        run(current((pg_store *)base), Q_DEVICE_GET, 2, params, &rc, err, "reading a device");
+    if (!res)
+        return rc;
+    if (PQntuples(res) > 0) {
+        ps_device_row row = {
+            .id = device,
+            .first_seen_ms = int_at(res, 0, 0),
+            .last_seen_ms = int_at(res, 0, 1),
+            .client = PQgetvalue(res, 0, 2),
+            .protocol = PQgetvalue(res, 0, 3),
+            .acked_seq = int_at(res, 0, 4),
+        };
+        fn(ctx, &row);
+    }
+    PQclear(res);
+    return PS_OK;
+}
+
 static ps_code pg_device_forget(ps_store *base, const char *user, const char *device, ps_error *err)
 {
     const char *params[2] = {user, device};
@@ -2220,6 +2248,7 @@ static const struct ps_store_ops PG_OPS = {
     .user_rename = pg_user_rename,
     .device_seen = pg_device_seen,
     .device_list = pg_device_list,
+    .device_get = pg_device_get,
     .purge_acknowledged = pg_purge_acknowledged,
     .user_tombstones = pg_user_tombstones,
     .device_forget = pg_device_forget,

@@ -321,6 +321,7 @@ enum {
     Q_USER_DEL,
     Q_USER_SEEN,
     Q_USER_NAMED,
+    Q_DEVICE_GET,
     Q_BASE_GET,
     Q_BASE_PUT,
     Q_USER_DEL_BASES,
@@ -458,6 +459,11 @@ static const char *const QUERIES[Q_COUNT] = {
     /* max: a time a reader kept in memory may be older than one written */
     [Q_USER_SEEN] = "UPDATE users SET last_sync_ms = max(last_sync_ms, ?2) WHERE name = ?1",
     [Q_USER_NAMED] = "SELECT 1 FROM users WHERE name = ?1",
+    /* kept prepared, unlike the other registry queries: on every legacy
+     * re-sync that changes nothing (sync_legacy.c, registry_current) */
+    [Q_DEVICE_GET] = "SELECT d.first_seen_ms, d.last_seen_ms, d.client, d.protocol, d.acked_seq"
+                     " FROM devices d JOIN users u ON u.id = d.user_id"
+                     " WHERE u.name = ?1 AND d.device_id = ?2",
     [Q_BASE_GET] = "SELECT seq, hashes FROM bases WHERE user_id = ?1 AND chat_id = ?2"
                    " AND device = ?3",
     [Q_BASE_PUT] = "INSERT INTO bases(user_id, chat_id, device, hashes, seq)"
@@ -2632,6 +2638,30 @@ static ps_code sqlite_user_tombstones(ps_store *base, const char *user, int64_t 
     return rc;
 }
 
+static ps_code sqlite_device_get(ps_store *base, const char *user, const char *device,
+                                 int (*fn)(void *, const ps_device_row *), void *ctx, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = stmt(s, Q_DEVICE_GET);
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        ps_device_row row = {
+            .id = device,
+            .first_seen_ms = sqlite3_column_int64(st, 0),
+            .last_seen_ms = sqlite3_column_int64(st, 1),
+            .client = (const char *)sqlite3_column_text(st, 2),
+            .protocol = (const char *)sqlite3_column_text(st, 3),
+            .acked_seq = sqlite3_column_int64(st, 4),
+        };
+        fn(ctx, &row);
+    }
+    ps_code rc = r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "reading a device");
+    sqlite3_reset(st);
+    return rc;
+}
+
 static ps_code sqlite_device_forget(ps_store *base, const char *user, const char *device,
                                     ps_error *err)
 {
@@ -2693,6 +2723,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .user_rename = sqlite_user_rename,
     .device_seen = sqlite_device_seen,
     .device_list = sqlite_device_list,
+    .device_get = sqlite_device_get,
     .device_forget = sqlite_device_forget,
     .purge_acknowledged = sqlite_purge_acknowledged,
     .user_tombstones = sqlite_user_tombstones,

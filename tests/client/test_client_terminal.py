@@ -189,6 +189,37 @@ class Progress(ClientTestCase):
                             for l in lines), out)
         self.assertIn("synced: received 8 chats, 32 messages [v2,", out)
 
+    def test_pages_asked_ahead_show_their_bytes(self):
+        """A pull of several pages asks for each page after the first while
+        the one before is applied (docs/client.md, "A pull of several
+        pages"); while the sync then waits for that page, the progress line
+        shows it coming in as it shows the first one, after the counts of
+        the pages applied so far."""
+        srv = self.server()
+        px = self.proxy(srv)
+        a, c = self.device("a", srv), self.device("c", px)
+        c.sync()  # c has a cursor: its next pull comes in pages of 500 chats
+        chats = [{"id": "p%04d" % i, "title": "Chat %d" % i,
+                  "createdAt": "2026-01-01T10:00:00.000Z",
+                  "lastModified": "2026-01-01T10:00:00.000Z",
+                  "messages": [{"id": "p%04d-m" % i, "role": "user", "content": "x" * 300,
+                                "timestamp": "2026-01-01T10:00:00.000Z"}]}
+                 for i in range(1100)]
+        path = os.path.join(self.dir, "pages.json")
+        with open(path, "w") as f:
+            json.dump(chats, f)
+        a.run("import", path, server=False)
+        a.sync()
+        px.write_rate = 200_000  # a page of ~300 KB: about 1.5 s each
+        rc, out = run_in_pty(["--store", c.store, "--server", px.url, "sync"])
+        self.assertEqual(rc, 0, out)
+        lines = screens(out)
+        # counts on the line: a page was applied, so this one was asked ahead
+        later = [l for l in lines if re.match(r"^sync: receiving [\d.]+ (B|KiB|MiB) of [\d.]+ "
+                                              r"(KiB|MiB) \(\d+%\) · received [\d,]+ chats", l)]
+        self.assertTrue(later, out)
+        self.assertRegex(out, r"synced: received 1,?100 chats, 1,?100 messages \[v2,")
+
     def test_counts_exclude_what_this_device_already_has(self):
         """A device that imported the same history as another receives
         nothing new from it: the server's copy equals its own."""

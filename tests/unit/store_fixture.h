@@ -3,7 +3,8 @@
  * test_store_readers): a fresh SQLite file in a temporary folder, or, when
  * PS_TEST_DB names a PostgreSQL server (a URL, or "@FILE" holding one), a
  * fresh database on it; and of the SQLite-only suites that reach into the
- * file (test_store_sqlite, test_store_compress): store_fixture_sqlite.
+ * file (test_store_sqlite, test_store_compress, test_store_docs,
+ * test_store_hot): store_fixture_sqlite.
  * Header-only, like test_util.h.
  */
 #ifndef PS_STORE_FIXTURE_H

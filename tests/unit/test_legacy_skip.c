@@ -397,6 +397,70 @@ static void a_resync_changing_nothing_commits_nothing(void **state)
     assert_int_equal(write_commits, 1);
 }
 
+/* Registers device `id` of user `user` as a legacy /sync at `at` would,
+ * acknowledging user "u"'s current sequence (a row that would count as
+ * current for u's quiet commit, were it the syncing device's). */
+static void register_device(fixture *f, const char *user, const char *id, int64_t at)
+{
+    ps_error err;
+    ps_user u, owner;
+    assert_int_equal(ps_store_begin(f->store, true, &err), PS_OK);
+    assert_int_equal(f->store->ops->user_load(f->store, "u", &u, &err), PS_OK);
+    assert_int_equal(f->store->ops->user_load(f->store, user, &owner, &err), PS_OK);
+    assert_int_equal(f->store->ops->device_seen(f->store, user, id, "", "legacy", u.seq, at, &err),
+                     PS_OK);
+    assert_int_equal(ps_store_commit(f->store, &err), PS_OK);
+}
+
+/* The quiet commit judges the syncing device by its own registry row, not
+ * by any other: among hundreds of the user's devices whose rows are all
+ * fresh, legacy and acknowledging the current sequence (ids sorting before
+ * and after "A", seen before and after it), and an "A" of another user,
+ * A's own stale row still makes its re-sync commit; once A's row is fresh
+ * again, the re-sync is quiet. */
+static void the_syncing_devices_own_row_decides_among_many(void **state)
+{
+    fixture *f = *state;
+    int loads;
+    json_object_put(sync_body(f, A1, &loads)); /* A's row, at t0 */
+    device_view first = device_row(f, "A");
+    char id[32];
+    const char *near[] = {"", "0", "@", "A0", "AA", "a", "B", "Z"};
+    /* a minute later: A's row is stale, every other row fresh */
+    f->now_ms = first.last_seen_ms + 60000;
+    for (size_t i = 0; i < sizeof near / sizeof *near; i++)
+        register_device(f, "u", near[i], f->now_ms);
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "dev-%03d", i);
+        register_device(f, "u", id, f->now_ms);
+    }
+    register_device(f, "v", "A", f->now_ms);
+    /* B syncs nothing new: the user's last sync time is fresh again, the
+     * sequence unmoved */
+    json_object_put(sync_body(f, "{\"deviceId\":\"B\",\"chats\":[]}", &loads));
+    assert_int_equal(device_row(f, "A").acked_seq, device_row(f, "B").acked_seq);
+    assert_int_equal(device_row(f, "A").acked_seq, device_row(f, "dev-150").acked_seq);
+
+    write_commits = device_seens = 0;
+    json_object *ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    assert_int_equal(write_commits, 1); /* A's own row was a minute old */
+    assert_int_equal(device_seens, 1);
+    device_view now = device_row(f, "A");
+    assert_true(now.last_seen_ms > first.last_seen_ms + 60000);
+
+    write_commits = device_seens = 0;
+    ans = sync_body(f, A1, &loads);
+    assert_int_equal(loads, 0);
+    assert_null(missing_chat(ans, "c"));
+    json_object_put(ans);
+    assert_int_equal(write_commits, 0); /* now it is fresh: nothing written */
+    assert_int_equal(device_seens, 0);
+    assert_true(device_row(f, "A").last_seen_ms == now.last_seen_ms);
+}
+
 static fixture *racing;
 
 static void b_adds_a_message(void)
@@ -470,6 +534,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_write_between_the_two_transactions_is_seen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_resync_changing_nothing_commits_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_syncing_devices_own_row_decides_among_many, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(a_bad_chat_is_refused_before_the_write_transaction, setup,
                                         teardown),
     };

@@ -741,6 +741,64 @@ static void devices_rename_and_collection(void **state)
     ps_store_close(s);
 }
 
+/* device_get: one device's row by id, as device_seen wrote it (the same
+ * keep-the-stored-one rules), among many devices of the user and the same
+ * id under another user; nothing for an unknown device, user or a
+ * forgotten device. In read and write transactions alike. */
+static void one_device_by_id(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = open_store(f);
+    ps_user u;
+    begin_user(s, true, "hal", &u);
+    assert_int_equal(s->ops->user_load(s, "ivy", &u, &err), PS_OK);
+    char id[32], want[128];
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "dev-%02d", i);
+        assert_int_equal(s->ops->device_seen(s, "hal", id, i % 2 ? "ua/odd" : "ua/even",
+                                             i % 3 ? "v2" : "legacy", i, 1000 + i, &err),
+                         PS_OK);
+    }
+    /* seen again: the last sight moves, "" keeps the client, -1 the ack */
+    assert_int_equal(s->ops->device_seen(s, "hal", "dev-07", "", "legacy", -1, 5000, &err), PS_OK);
+    assert_int_equal(s->ops->device_seen(s, "ivy", "dev-07", "other", "v2", 99, 7000, &err), PS_OK);
+    commit(s);
+    for (int write = 0; write <= 1; write++) {
+        assert_int_equal(ps_store_begin(s, write, &err), PS_OK);
+        for (int i = 0; i < 40; i++) {
+            snprintf(id, sizeof id, "dev-%02d", i);
+            if (i == 7)
+                snprintf(want, sizeof want, "dev-07:1007-5000:ua/odd:legacy:7,");
+            else
+                snprintf(want, sizeof want, "%s:%d-%d:%s:%s:%d,", id, 1000 + i, 1000 + i,
+                         i % 2 ? "ua/odd" : "ua/even", i % 3 ? "v2" : "legacy", i);
+            listed l = {0};
+            assert_int_equal(s->ops->device_get(s, "hal", id, list_device, &l, &err), PS_OK);
+            assert_string_equal(l.text, want);
+        }
+        listed l = {0};
+        assert_int_equal(s->ops->device_get(s, "ivy", "dev-07", list_device, &l, &err), PS_OK);
+        assert_string_equal(l.text, "dev-07:7000-7000:other:v2:99,");
+        l.text[0] = '\0';
+        assert_int_equal(s->ops->device_get(s, "ivy", "dev-08", list_device, &l, &err), PS_OK);
+        assert_int_equal(s->ops->device_get(s, "hal", "dev-40", list_device, &l, &err), PS_OK);
+        assert_int_equal(s->ops->device_get(s, "nobody", "dev-07", list_device, &l, &err), PS_OK);
+        assert_int_equal(s->ops->device_get(s, "hal", "", list_device, &l, &err), PS_OK);
+        assert_string_equal(l.text, "");
+        commit(s);
+    }
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->device_forget(s, "hal", "dev-07", &err), PS_OK);
+    listed l = {0};
+    assert_int_equal(s->ops->device_get(s, "hal", "dev-07", list_device, &l, &err), PS_OK);
+    assert_string_equal(l.text, "");
+    assert_int_equal(s->ops->device_get(s, "ivy", "dev-07", list_device, &l, &err), PS_OK);
+    assert_string_equal(l.text, "dev-07:7000-7000:other:v2:99,");
+    commit(s);
+    ps_store_close(s);
+}
+
 /* A chat as the server renders it for legacy clients (ps__append_doc: the
  * backend's rendering, or one made from the chat when it has none). */
 typedef struct one_doc {
@@ -971,6 +1029,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bases_per_device_and_chat, setup, teardown),
         cmocka_unit_test_setup_teardown(tokens_and_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(devices_rename_and_collection, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_device_by_id, setup, teardown),
         cmocka_unit_test_setup_teardown(messages_round_trip_whatever_their_content, setup,
                                         teardown),
     };

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "../../src/store/store_sqlite.c"
+#include "sqlite_fixture.h"
 #include "store_fixture.h"
 
 #include <stdio.h>
@@ -40,16 +41,6 @@ static void words(char *out, size_t len, unsigned seed)
         n += strlen(x);
     }
     out[n] = '\0';
-}
-
-static int64_t query_int(sqlite_store *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
 }
 
 static ps_code no_dict(void *ctx, int64_t user, uint32_t id, ps_dynbuf *dict)
@@ -378,20 +369,8 @@ static int take_doc(void *ctx, const ps_chat_row *row)
 static void migrates_from_schema_7(void **state)
 {
     fixture *f = *state;
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3 *db = sqlite_at_schema(f->path, 7);
     char *msg = NULL;
-    assert_int_equal(sqlite3_exec(db,
-                                  "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
-                                  " applied_at TEXT NOT NULL DEFAULT '')",
-                                  NULL, NULL, &msg),
-                     SQLITE_OK);
-    for (int v = 0; v < 7; v++) {
-        char rec[80];
-        snprintf(rec, sizeof rec, "INSERT INTO schema_version(version) VALUES (%d)", v + 1);
-        assert_int_equal(sqlite3_exec(db, MIGRATIONS[v], NULL, NULL, &msg), SQLITE_OK);
-        assert_int_equal(sqlite3_exec(db, rec, NULL, NULL, &msg), SQLITE_OK);
-    }
     assert_int_equal(
         sqlite3_exec(db,
                      "INSERT INTO users(id, name, clock, seq, purged_seq, bytes)"

@@ -16,35 +16,15 @@
 #include <cmocka.h>
 
 #include "../../src/store/store_sqlite.c"
+#include "sqlite_fixture.h"
+#include "store_fixture.h"
 
 #include <stdio.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    char dir[64];
-    char path[128];
-    char url[160];
-} fixture;
-
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/ps-docs-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof f->path, "%s/p.db", f->dir);
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
+    return store_fixture_sqlite(state, "docs", "p.db");
 }
 
 /* A rendering-like JSON text of about `len` bytes (compressible, as chats
@@ -68,26 +48,6 @@ static char *rendering(const char *id, size_t len)
     }
     sprintf(out + n, "]}");
     return out;
-}
-
-static int64_t query_int(sqlite_store *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-static char *query_text(sqlite_store *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    char *v = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return v;
 }
 
 /* Every chat a listing gives: ids in order, and each one's rendering as
@@ -165,21 +125,8 @@ static void codec_round_trips(void **state)
 static void migrates_from_schema_9(void **state)
 {
     fixture *f = *state;
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3 *db = sqlite_at_schema(f->path, 9);
     char *msg = NULL;
-    assert_int_equal(sqlite3_exec(db,
-                                  "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
-                                  " applied_at TEXT NOT NULL DEFAULT '')",
-                                  NULL, NULL, &msg),
-                     SQLITE_OK);
-    for (int v = 0; v < 9; v++) {
-        char rec[80];
-        snprintf(rec, sizeof rec, "INSERT INTO schema_version(version) VALUES (%d)", v + 1);
-        if (sqlite3_exec(db, MIGRATIONS[v], NULL, NULL, &msg) != SQLITE_OK)
-            fail_msg("migration %d: %s", v, msg);
-        assert_int_equal(sqlite3_exec(db, rec, NULL, NULL, &msg), SQLITE_OK);
-    }
     char *long_doc = rendering("long", 30000);
     const char *short_doc = "{\"id\":\"short\",\"title\":\"S\",\"messages\":[]}";
     const char *state_json = "{\"id\":\"%s\",\"f\":{\"title\":[\"T\",[5,0,\"d\"],2,\"d\"]},"

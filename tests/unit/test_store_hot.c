@@ -17,45 +17,15 @@
 #include <cmocka.h>
 
 #include "../../src/store/store_sqlite.c"
+#include "sqlite_fixture.h"
+#include "store_fixture.h"
 
 #include <stdio.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    char dir[64];
-    char path[128];
-    char url[160];
-} fixture;
-
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/ps-hot-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof f->path, "%s/h.db", f->dir);
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
-static int64_t query_int(sqlite_store *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    return store_fixture_sqlite(state, "hot", "h.db");
 }
 
 /* What messages_since gave: "id@seq:origin" per message, in order. */
@@ -219,12 +189,6 @@ static void every_cursor_gets_what_changed_after_it(void **state)
     ps_store_close(s);
 }
 
-static void same_value(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    (void)argc;
-    sqlite3_result_value(ctx, argv[0]);
-}
-
 /* A schema-10 store (made by its own migrations, rows as schema 10 wrote
  * them: origin always spelt out, every row in messages_by_seq) migrates to
  * 11: every row kept with its fields; each cursor gets what changed after
@@ -232,25 +196,8 @@ static void same_value(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 static void migrates_from_schema_10(void **state)
 {
     fixture *f = *state;
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3 *db = sqlite_at_schema(f->path, 10);
     char *msg = NULL;
-    assert_int_equal(sqlite3_exec(db,
-                                  "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
-                                  " applied_at TEXT NOT NULL DEFAULT '')",
-                                  NULL, NULL, &msg),
-                     SQLITE_OK);
-    /* step 9 names it; no rows then, so the real one is never needed */
-    assert_int_equal(
-        sqlite3_create_function(db, "ps_pack_doc", 1, SQLITE_UTF8, NULL, same_value, NULL, NULL),
-        SQLITE_OK);
-    for (int v = 0; v < 10; v++) {
-        char rec[80];
-        snprintf(rec, sizeof rec, "INSERT INTO schema_version(version) VALUES (%d)", v + 1);
-        if (sqlite3_exec(db, MIGRATIONS[v], NULL, NULL, &msg) != SQLITE_OK)
-            fail_msg("migration %d: %s", v, msg);
-        assert_int_equal(sqlite3_exec(db, rec, NULL, NULL, &msg), SQLITE_OK);
-    }
     const char *state_json = "{\"id\":\"a\",\"f\":{\"title\":[\"T\",[5,0,\"d\"],2,\"d\"]},"
                              "\"L\":[3,\"d\"],\"n\":4}";
     char sql[2048];
