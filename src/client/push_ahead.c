@@ -8,11 +8,7 @@
  * answer's `run`, which every later request of the sync carries), the
  * push-only batches go out two at a time, each on its own thread and curl
  * handle: while polysyncd merges and commits one, it reads and parses the
- * next, and the client builds the one after. When the later of the two is
- * answered first (polysyncd gave it the writer first), the next request
- * goes out at once rather than after the earlier answer: otherwise the
- * writer would wait for it to be read and parsed once the earlier commits.
- * So up to three are kept: two in flight, one answered waiting its turn.
+ * next, and the client builds the one after.
  *
  * What keeps it the same sync:
  * - Only the main thread touches the store, and answers are applied in the
@@ -37,10 +33,6 @@
 #include <string.h>
 
 #define PUSHES_IN_FLIGHT 2
-/* Requests kept until their answers are applied: those in flight, and one
- * answered out of turn (the later of the two answered first) waiting for
- * the one before it. */
-#define PUSHES_KEPT (PUSHES_IN_FLIGHT + 1)
 
 typedef struct push_req {
     ps_v2_call call;
@@ -49,11 +41,11 @@ typedef struct push_req {
     json_object *chats; /* the chat ids it carries, as a set */
 } push_req;
 
-/* Whether rows[0..n) change a chat that a request kept changes. */
+/* Whether rows[0..n) change a chat that a request in flight changes. */
 static bool shares_chat(push_req *q, size_t head, size_t count, const ps_change_row *rows, size_t n)
 {
     for (size_t k = 0; k < count; k++) {
-        json_object *chats = q[(head + k) % PUSHES_KEPT].chats;
+        json_object *chats = q[(head + k) % PUSHES_IN_FLIGHT].chats;
         for (size_t i = 0; i < n; i++)
             if (json_object_object_get_ex(chats, rows[i].chat_id, NULL))
                 return true;
@@ -71,13 +63,12 @@ static void release(push_req *p)
 
 /* Builds the push-only request for rows[0..n) (taken: freed by release)
  * and sends it on its own thread. False: not started (p released). */
-static bool start(sync_run *r, push_req *p, CURL *curl, ps_v2_signal *signal, const char *cursor,
-                  ps_change_row *rows, size_t n)
+static bool start(sync_run *r, push_req *p, CURL *curl, const char *cursor, ps_change_row *rows,
+                  size_t n)
 {
     ps_error err;
     memset(p, 0, sizeof *p);
     ps__v2_call_init(&p->call, r->c, curl, true, (size_t)1 << 30);
-    p->call.signal = signal;
     p->rows = rows;
     p->n = n;
     bool ok = (p->chats = json_object_new_object()) != NULL;
@@ -101,34 +92,6 @@ static bool finish(sync_run *r, push_req *p)
     return ok;
 }
 
-/* Requests kept whose threads are still at work. */
-static size_t running(push_req *q, size_t head, size_t count)
-{
-    size_t n = 0;
-    for (size_t k = 0; k < count; k++)
-        n += !atomic_load(&q[(head + k) % PUSHES_KEPT].call.done);
-    return n;
-}
-
-/* A curl handle of the run's that no running request uses (made on first
- * use); NULL when none could be made. */
-static CURL *free_curl(sync_run *r, push_req *q, size_t head, size_t count)
-{
-    for (size_t h = 0; h < PUSHES_IN_FLIGHT; h++) {
-        bool used = false;
-        for (size_t k = 0; k < count && !used; k++) {
-            const ps_v2_call *call = &q[(head + k) % PUSHES_KEPT].call;
-            used = call->curl == r->push_curl[h] && !atomic_load(&call->done);
-        }
-        if (used)
-            continue;
-        if (!r->push_curl[h])
-            r->push_curl[h] = curl_easy_init();
-        return r->push_curl[h];
-    }
-    return NULL;
-}
-
 ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err)
 {
     ps_client *c = r->c;
@@ -136,17 +99,12 @@ ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err)
         return PS_OK; /* the first request names the run; a server without runs */
     char *cursor = NULL;
     ps_code rc = ps__lstore_meta_get(c->store, "cursor", &cursor, err);
-    push_req q[PUSHES_KEPT];
-    ps_v2_signal signal = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-    size_t head = 0, count = 0;
+    push_req q[PUSHES_IN_FLIGHT];
+    size_t head = 0, count = 0, slot = 0;
     int64_t after = 0; /* the last log entry sent */
     bool filling = true;
     while (rc == PS_OK) {
-        /* a request goes out as soon as one of the two in flight is
-         * answered, even the later one: polysyncd reads and parses it while
-         * it commits the other, whose answer the client then waits for */
-        while (filling && count < PUSHES_KEPT && running(q, head, count) < PUSHES_IN_FLIGHT &&
-               !ps__stopped(c)) {
+        while (filling && count < PUSHES_IN_FLIGHT && !ps__stopped(c)) {
             ps_change_row *rows = NULL;
             size_t n = 0;
             bool more = false;
@@ -160,31 +118,23 @@ ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err)
                 break;
             }
             after = rows[n - 1].seq;
-            /* none: the loop sends them one at a time */
-            CURL *curl = free_curl(r, q, head, count);
-            if (!curl)
+            /* made on first use; none: the loop sends them one at a time */
+            if (!r->push_curl[slot])
+                r->push_curl[slot] = curl_easy_init();
+            if (!r->push_curl[slot])
                 ps__change_rows_free(rows, n);
-            if (!curl || !start(r, &q[(head + count) % PUSHES_KEPT], curl, &signal, cursor, rows,
-                                n)) {
+            if (!r->push_curl[slot] || !start(r, &q[(head + count) % PUSHES_IN_FLIGHT],
+                                              r->push_curl[slot], cursor, rows, n)) {
                 filling = false; /* start() freed the rows */
                 break;
             }
+            slot = (slot + 1) % PUSHES_IN_FLIGHT;
             count++;
         }
         if (rc != PS_OK || count == 0)
             break;
         push_req *p = &q[head];
-        /* wait for the oldest request's answer, or for a later one's when
-         * another request could then go out */
-        pthread_mutex_lock(&signal.lock);
-        while (!atomic_load(&p->call.done) &&
-               !(filling && count < PUSHES_KEPT && running(q, head, count) < PUSHES_IN_FLIGHT &&
-                 !ps__stopped(c)))
-            pthread_cond_wait(&signal.cond, &signal.lock);
-        pthread_mutex_unlock(&signal.lock);
-        if (!atomic_load(&p->call.done))
-            continue; /* a later one was answered: send the next */
-        head = (head + 1) % PUSHES_KEPT;
+        head = (head + 1) % PUSHES_IN_FLIGHT;
         count--;
         bool ok = finish(r, p) && !ps__stopped(c);
         if (ok) {
@@ -198,7 +148,7 @@ ps_code ps__push_ahead(sync_run *r, size_t batch_max, ps_error *err)
     }
     /* after a failure, a store error or a stop: what is still in flight is
      * dropped unapplied (its entries stay in the log, sent again) */
-    for (; count > 0; count--, head = (head + 1) % PUSHES_KEPT) {
+    for (; count > 0; count--, head = (head + 1) % PUSHES_IN_FLIGHT) {
         atomic_store(&q[head].call.cancel, true);
         finish(r, &q[head]);
         release(&q[head]);

@@ -12,7 +12,6 @@ void ps__v2_call_init(ps_v2_call *k, ps_client *c, CURL *curl, bool gzip, size_t
     k->curl = curl;
     k->gzip = gzip;
     atomic_init(&k->cancel, false);
-    atomic_init(&k->done, false);
     ps__dynbuf_init(&k->body, body_max);
     ps__http_answer_init(&k->a);
     k->a.stream_depth = PS_V2_ANSWER_DEPTH;
@@ -27,14 +26,6 @@ static void *send_call(void *arg)
     /* the whole answer's parse and checks too, off the main thread */
     if (k->rc == PS_OK && k->a.status == 200)
         k->rc = ps__parse_v2_answer(k->c, &k->a, &k->ans, &err);
-    if (k->signal) {
-        pthread_mutex_lock(&k->signal->lock);
-        atomic_store(&k->done, true);
-        pthread_cond_broadcast(&k->signal->cond);
-        pthread_mutex_unlock(&k->signal->lock);
-    } else {
-        atomic_store(&k->done, true);
-    }
     return NULL;
 }
 

@@ -14,14 +14,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* Told by each call that shares it when the call's thread is done (its
- * answer read and parsed, its curl handle no longer used): a caller with
- * several calls waits for whichever ends first. */
-typedef struct ps_v2_signal {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-} ps_v2_signal;
-
 typedef struct ps_v2_call {
     ps_client *c;
     CURL *curl;     /* one of the run's extra handles, borrowed */
@@ -34,8 +26,6 @@ typedef struct ps_v2_call {
     ps_http_answer a;
     v2_answer ans;
     ps_sync_stats st; /* its request and bytes, added to the run's at the join */
-    ps_v2_signal *signal; /* NULL, or told (under its lock) when `done` is set */
-    atomic_bool done;     /* the thread's work is over (joining it will not wait long) */
     /* show_wait: while the join waits for the call, its bytes so far are
      * shown as the request's progress (a pull's page asked ahead: the
      * request the person is waiting for) */
