@@ -278,8 +278,8 @@ static ps_code make_incoming(const ps_v2_pull *p, json_object *changes, ps_chat 
  * caller's, freed once the chats are saved; the save re-packs any value
  * whose dictionary changed in between.
  */
-static ps_code pack_ahead(const ps_v2_pull *p, ps_chat **incoming, size_t n,
-                          ps_values_ahead *ahead, ps_error *err)
+static ps_code pack_ahead(const ps_v2_pull *p, ps_chat **incoming, size_t n, ps_values_ahead *ahead,
+                          ps_error *err)
 {
     ps_store *store = p->ctx->store;
     size_t values = 0;

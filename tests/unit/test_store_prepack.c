@@ -32,8 +32,8 @@ static int setup(void **state)
  * chat text is), `len` bytes at most. */
 static void words(char *out, size_t len, unsigned seed)
 {
-    static const char *const w[] = {"sync ", "chat ", "café ", "мир ", "世界 ", "🚀 ",
-                                     "model ", "reply\n", "the ", "merge "};
+    static const char *const w[] = {"sync ", "chat ",  "café ",   "мир ", "世界 ",
+                                    "🚀 ",    "model ", "reply\n", "the ", "merge "};
     size_t n = 0;
     unsigned r = seed * 2654435761u + 7;
     while (n + 12 < len) {
@@ -241,9 +241,9 @@ static void a_stale_form_is_packed_again(void **state)
     assert_int_equal(ps_value_train(samples, sizes, N, &fresh, &now), PS_OK);
     assert_int_not_equal(old, now);
     sqlite3_stmt *up = NULL;
-    assert_int_equal(sqlite3_prepare_v2(ss->db, "UPDATE value_dicts SET id = ?1, dict = ?2", -1,
-                                        &up, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(ss->db, "UPDATE value_dicts SET id = ?1, dict = ?2", -1, &up, NULL),
+        SQLITE_OK);
     sqlite3_bind_int64(up, 1, now);
     sqlite3_bind_blob(up, 2, fresh.data, (int)fresh.len, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(up), SQLITE_DONE);
