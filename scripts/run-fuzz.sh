@@ -15,7 +15,8 @@ fi
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPS_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)"
 targets=(fuzz_sync_request fuzz_auth fuzz_ws_frames fuzz_v2_request fuzz_gzip fuzz_client_sse
-  fuzz_chat_stream fuzz_client_import fuzz_client_v2_answer fuzz_client_legacy_answer)
+  fuzz_chat_stream fuzz_content_hash fuzz_client_import fuzz_client_v2_answer
+  fuzz_client_legacy_answer)
 # UBSan findings (e.g. signed overflow) are crashes too, not just log lines.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 per=$(( seconds / ${#targets[@]} ))

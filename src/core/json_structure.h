@@ -7,12 +7,14 @@
  * reader's to check.
  *
  * Why: a legacy chat re-sent as the same data in other bytes is skipped by
- * its content hash (server/content_hash.h), which simdjson's On-Demand
- * parser reads without checking the structure of everything it steps
- * over: `[{"id":"m1"},{"id":"m2"}]` with its first '{' missing hashed. The
- * content hash asks this first, so a chat skipped by its content is JSON
- * json-c would read, as the pre-check alone (tokens, not structure) could
- * not say.
+ * its content hash (server/content_hash.h), which was read by simdjson's
+ * On-Demand parser, which does not check the structure of everything it
+ * steps over: `[{"id":"m1"},{"id":"m2"}]` with its first '{' missing
+ * hashed. The content hash asked this first. Since 2026-12-03 it walks
+ * simdjson's stage-1 tokens through this module's grammar itself (one
+ * scan of the bytes, not two; docs/performance.md, "bytes: ..."), and this
+ * check stays as the structure check of the tests' On-Demand reference
+ * (tests/unit/content_hash_ondemand.cpp) and of psbench_structure.
  *
  * Why hand-written: the libraries' validation costs more where it counts,
  * measured on the reference history (docs/performance.md, "tidy: the

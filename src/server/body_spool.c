@@ -33,7 +33,7 @@ struct ps_body_spool {
     size_t memory_max;
     int fd;            /* -1 until memory_max is passed */
     uint64_t file_len; /* bytes in the file; the buffer follows them */
-    char *buf;
+    char *buf;         /* each buffer is PS_SPOOL_PADDING bytes more than its cap */
     size_t len, cap;
     size_t current; /* where in buf the chat being received starts */
     char *frozen;   /* the first buffer once full: chats [0, frozen_count) */
@@ -142,7 +142,7 @@ static ps_code freeze(ps_body_spool *sp, ps_error *err)
 {
     size_t partial = sp->len - sp->current;
     size_t cap = partial > 4096 ? partial : 4096;
-    char *tail = malloc(cap);
+    char *tail = malloc(cap + PS_SPOOL_PADDING);
     if (!tail)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     memcpy(tail, sp->buf + sp->current, partial);
@@ -171,13 +171,13 @@ static ps_code grow(ps_body_spool *sp, size_t need, ps_error *err)
         cap *= 2;
     char *grown;
     if (cap <= BIG_BUFFER_FROM) {
-        grown = realloc(sp->buf, cap);
+        grown = realloc(sp->buf, cap + PS_SPOOL_PADDING);
     } else {
         size_t limit = buffer_limit(sp);
         cap = need > limit ? need : limit;
         cap = (cap + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
         void *big = NULL;
-        if (posix_memalign(&big, HUGE_PAGE, cap) != 0)
+        if (posix_memalign(&big, HUGE_PAGE, cap + PS_SPOOL_PADDING) != 0)
             big = NULL;
         grown = big;
         if (grown) {
@@ -217,19 +217,19 @@ ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *
 
 void ps_body_spool_adopt_buffer(ps_body_spool *sp, char *buf, size_t cap)
 {
-    if (sp->buf || sp->len || sp->frozen) { /* only a new spool's */
+    if (sp->buf || sp->len || sp->frozen || cap <= PS_SPOOL_PADDING) { /* only a new spool's */
         free(buf);
         return;
     }
     sp->buf = buf;
-    sp->cap = cap;
+    sp->cap = cap - PS_SPOOL_PADDING; /* the padding after the chats */
 }
 
 char *ps_body_spool_take_buffer(ps_body_spool *sp, size_t *cap)
 {
     ps_body_spool_clear(sp); /* the first buffer is the one in sp->buf */
     char *buf = sp->buf;
-    *cap = sp->cap;
+    *cap = buf ? sp->cap + PS_SPOOL_PADDING : 0;
     sp->buf = NULL;
     sp->cap = 0;
     return buf;
@@ -304,12 +304,12 @@ ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_
         return PS_OK;
     }
     sp->read_index = 0;
-    if (s->len + 1 > sp->read_cap) {
-        char *grown = realloc(sp->read_buf, s->len + 1);
+    if (!sp->read_buf || s->len > sp->read_cap) {
+        char *grown = realloc(sp->read_buf, s->len + PS_SPOOL_PADDING);
         if (!grown)
             return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
         sp->read_buf = grown;
-        sp->read_cap = s->len + 1;
+        sp->read_cap = s->len;
     }
     size_t got = 0;
     while (got < s->len) {

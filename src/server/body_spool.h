@@ -41,6 +41,13 @@ typedef struct ps_body_spool ps_body_spool;
  * "Memory" above; a chat is at most PS_CHAT_MAX_BYTES). */
 #define PS_SPOOL_MEMORY_BYTES (64u * 1024 * 1024)
 
+/* Bytes readable after every chat's bytes the spool hands out (seal, read):
+ * its buffers are that much larger than what they hold, so the content
+ * hash reads a chat where it lies, without a padded copy
+ * (content_hash.h, PS_CONTENT_HASH_PADDING). Their values are whatever
+ * follows: the next chat's bytes or anything. */
+#define PS_SPOOL_PADDING 64u
+
 /* A spool whose file, when one is needed, goes in `dir` (copied). NULL when
  * out of memory. */
 ps_body_spool *ps_body_spool_new(const char *dir, size_t memory_max);
@@ -51,22 +58,25 @@ void ps_body_spool_free(ps_body_spool *sp);
 ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *err);
 /* The chat being received is complete: it becomes chat number
  * ps_body_spool_count() - 1, and *text, *len are its bytes (owned by the
- * spool, valid until its next call). */
+ * spool, valid until its next call, PS_SPOOL_PADDING readable bytes after
+ * them). */
 ps_code ps_body_spool_seal(ps_body_spool *sp, const char **text, size_t *len, ps_error *err);
 /* Forgets every chat (and the one being received). */
 void ps_body_spool_clear(ps_body_spool *sp);
 
 /* Buffers outliving a spool, so that a large body's chats land in memory
  * already faulted in (request.c keeps one per lane slot, lane.h): a new
- * spool adopts `buf` (malloc'ed, `cap` bytes; freed if the spool has one),
- * and a spool done with gives its buffer away (NULL when it has none; the
- * spool is then empty). */
+ * spool adopts `buf` (malloc'ed, `cap` bytes, of which PS_SPOOL_PADDING
+ * are kept as padding; freed if the spool has one), and a spool done with
+ * gives its buffer away (NULL when it has none; the spool is then empty;
+ * *cap: all its bytes, the padding too). */
 void ps_body_spool_adopt_buffer(ps_body_spool *sp, char *buf, size_t cap);
 char *ps_body_spool_take_buffer(ps_body_spool *sp, size_t *cap);
 
 size_t ps_body_spool_count(const ps_body_spool *sp);
 /* Chat i's bytes: *text is owned by the spool and valid until its next
- * call. PS_ERR_IO when the file cannot be read. */
+ * call, PS_SPOOL_PADDING readable bytes after them. PS_ERR_IO when the
+ * file cannot be read. */
 ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_t *len,
                            ps_error *err);
 /* Bytes written to the file so far (0: all in memory). */

@@ -4,9 +4,10 @@
  * or escapes, so a chat re-sent as the same data in other bytes is known
  * unchanged without building its json-c tree (sync_legacy.c). Numbers hash
  * by their own text (1, 1.0 and 1e0 differ), arrays keep their order. Read
- * with simdjson's On-Demand parser (libsimdjson, C++; docs/performance.md
- * has the measured reason). Not cryptographic: a crafted collision could
- * only make the server skip re-merging the crafter's own chat.
+ * with simdjson's stage 1 and a walk over its tokens (libsimdjson, C++;
+ * docs/performance.md, "bytes: ...", has the measured reason). Not
+ * cryptographic: a crafted collision could only make the server skip
+ * re-merging the crafter's own chat.
  */
 #ifndef PS_CONTENT_HASH_H
 #define PS_CONTENT_HASH_H
@@ -29,12 +30,23 @@ extern "C" {
  * (json_precheck.h, ps__json_precheck with max_depth) passes: true means
  * the pre-check would pass it, and it is JSON json-c reads, so a chat
  * skipped by its content needs neither (the structure and the depth are
- * checked first, json_structure.h; simdjson checks UTF-8, unescaped
- * control characters in strings and escapes; numbers and words are
- * checked here). Never 0 when true.
+ * checked here, by json_structure.h's grammar over simdjson's tokens;
+ * simdjson checks UTF-8, unescaped control characters in strings and
+ * escapes; numbers and words are checked here). Never 0 when true.
  */
 bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash, char *id,
                      size_t id_size);
+
+/* Bytes ps_content_hash_in_place may read past the text (simdjson's
+ * padding: its scan and its unescaping read whole 64-byte blocks). */
+#define PS_CONTENT_HASH_PADDING 64u
+
+/* The same, reading `text` where it lies: PS_CONTENT_HASH_PADDING bytes
+ * after it must be readable (their values do not matter; the body spool's
+ * chats have them, body_spool.h). ps_content_hash copies the text into a
+ * padded buffer first: 4 % of a re-sync in other bytes (perf). */
+bool ps_content_hash_in_place(const char *text, size_t len, int max_depth, uint64_t *hash, char *id,
+                              size_t id_size);
 
 #ifdef __cplusplus
 }

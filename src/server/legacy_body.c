@@ -272,7 +272,8 @@ void ps_legacy_body_chats(ps_legacy_body *lb, ps_chat_source *src)
                             .bytes = chat_bytes,
                             .check = chat_check,
                             .hash = chat_hash,
-                            .cls = lb};
+                            .cls = lb,
+                            .padding = PS_SPOOL_PADDING};
 }
 
 void ps_legacy_body_adopt_buffer(ps_legacy_body *lb, char *buf, size_t cap)

@@ -450,18 +450,25 @@ static ps_code parse_chat(const ps_sync_ctx *ctx, const ps_chat_source *src, siz
 }
 
 /* Whether chat i is (still) one the device re-sends unchanged; *skip_id
- * names it then. */
+ * names it then. by_content_only: its bytes were looked up already, in
+ * this sync's first read transaction, and not found (looked up again, they
+ * were 2,000 index searches more on a re-sync of the reference history in
+ * other bytes; a write since that made them the device's would be its own
+ * sync of these very bytes, and the chat then goes by its content). */
 static ps_code is_unchanged(const ps_sync_ctx *ctx, int64_t user_id, const char *device,
-                            const prepared *p, size_t i, char *skip_id, size_t skip_id_size,
-                            candidate *out, ps_error *err)
+                            const prepared *p, size_t i, bool by_content_only, char *skip_id,
+                            size_t skip_id_size, candidate *out, ps_error *err)
 {
     bool unchanged = false;
     *out = NOT_SENT;
-    ps_code rc = ctx->store->ops->chat_find_sent(ctx->store, user_id, device, p->hashes[i], skip_id,
-                                                 skip_id_size, &unchanged, err);
-    if (rc != PS_OK || unchanged) {
-        *out = unchanged ? SAME_BYTES : NOT_SENT;
-        return rc;
+    ps_code rc = PS_OK;
+    if (!by_content_only) {
+        rc = ctx->store->ops->chat_find_sent(ctx->store, user_id, device, p->hashes[i], skip_id,
+                                             skip_id_size, &unchanged, err);
+        if (rc != PS_OK || unchanged) {
+            *out = unchanged ? SAME_BYTES : NOT_SENT;
+            return rc;
+        }
     }
     if (!p->contents[i])
         return PS_OK;
@@ -499,7 +506,8 @@ static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
     for (size_t i = 0; rc == PS_OK && found && i < src->count; i++) {
         char id[PS_ID_MAX_BYTES + 1];
         if (p->candidate[i] == NOT_SENT && (!by_content || p->contents[i]))
-            rc = is_unchanged(ctx, user.id, device, p, i, id, sizeof id, &p->candidate[i], err);
+            rc = is_unchanged(ctx, user.id, device, p, i, by_content, id, sizeof id,
+                              &p->candidate[i], err);
         if (rc == PS_OK && p->candidate[i] == SAME_BYTES)
             memcpy(p->ids[i], id, sizeof id);
     }
@@ -543,12 +551,15 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
      * a re-sync in other bytes that was a quarter of the server's CPU);
      * one to merge is, before json-c reads it (parse_chat). */
     bool any = false;
+    /* read where they lie when the source leaves room after each chat */
+    bool (*content_hash)(const char *, size_t, int, uint64_t *, char *, size_t) =
+        src->padding >= PS_CONTENT_HASH_PADDING ? ps_content_hash_in_place : ps_content_hash;
     for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
         if (p->candidate[i] != NOT_SENT)
             p->contents[i] = 0;
         else if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK &&
-                 !ps_content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i],
-                                  sizeof p->ids[i])) {
+                 !content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i],
+                               sizeof p->ids[i])) {
             p->contents[i] = 0;
             rc = ps_chat_source_check(src, i, err);
         }
@@ -596,7 +607,7 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
         now = p->candidate[i];
         snprintf(skip_id, skip_id_size, "%s", p->ids[i]);
     } else if (p->candidate[i] != NOT_SENT) {
-        rc = is_unchanged(ctx, user->id, device, p, i, skip_id, skip_id_size, &now, err);
+        rc = is_unchanged(ctx, user->id, device, p, i, false, skip_id, skip_id_size, &now, err);
     }
     p->candidate[i] = now; /* what it turned out to be (ps_legacy_sync asks) */
     if (rc == PS_OK && now == SAME_CONTENT)

@@ -32,6 +32,7 @@ typedef struct ps_chat_source {
     ps_code (*check)(void *cls, size_t i, ps_error *err);
     uint64_t (*hash)(void *cls, size_t i);
     void *cls;
+    size_t padding; /* bytes readable after each chat's bytes (0: none) */
 } ps_chat_source;
 
 /* Chat i's bytes (see ps_chat_source). */

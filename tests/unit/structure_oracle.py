@@ -21,6 +21,13 @@ implementation of RFC 8259 that shares no code with them.
    by its content is JSON"), Python must read it as an object with a
    string "id" and no key twice; and the structure check never refuses a
    text Python reads.
+4. The texts of 2 as the value of a chat, {"id":"c","v":<text>}: the
+   content hash (which walks simdjson's tokens through its own grammar,
+   not through the structure check) must answer exactly what Python
+   answers: hashed if and only if Python reads the chat, with no key twice
+   and no key holding a NUL.
+In 3 and 4 the content hash also gives the verdict of the On-Demand reader
+it replaced (tests/unit/content_hash_ondemand.cpp).
 
 Usage: structure_oracle.py HELPER  (tests/unit/structure_oracle_helper.c)
 PS_PROPERTY_SEED / PS_PROPERTY_CASES change the seed / the number of
@@ -84,6 +91,13 @@ def keys_once(v):
         keys = [k for k, _ in v]
         return len(set(keys)) == len(keys) and all(keys_once(x) for _, x in v)
     return not isinstance(v, list) or all(keys_once(x) for x in v)
+
+
+def no_nul_key(v):
+    """No object anywhere in v has a key with a NUL (json-c cuts it there)."""
+    if isinstance(v, Pairs):
+        return all("\0" not in k and no_nul_key(x) for k, x in v)
+    return not isinstance(v, list) or all(no_nul_key(x) for x in v)
 
 
 def depth(v):
@@ -204,7 +218,7 @@ def main():
 
     # 1. by hand
     texts = [t.encode() for t, _ in HAND]
-    for (text, is_json), (s, b, _) in zip(HAND, helper.verdicts(texts)):
+    for (text, is_json), (s, b, _, _) in zip(HAND, helper.verdicts(texts)):
         py = python_reads(text.encode()) is not NOT_JSON
         if py != is_json:
             failures.append("case list wrong: Python says %s for %r" % (py, text))
@@ -214,7 +228,7 @@ def main():
     # 2. valid tokens, broken structure: exactly Python's answer
     texts = [token_case(rng) for _ in range(cases)]
     agree = {True: 0, False: 0}
-    for text, (s, b, _) in zip(texts, helper.verdicts(texts)):
+    for text, (s, b, _, _) in zip(texts, helper.verdicts(texts)):
         py = python_reads(text) is not NOT_JSON
         agree[py] += 1
         if s != py or b != py:
@@ -224,8 +238,10 @@ def main():
     # 3. any byte broken: hashed => JSON; JSON => structure passes
     texts = [chat_case(rng) for _ in range(cases)]
     hashed = refused = 0
-    for text, (s, b, h) in zip(texts, helper.verdicts(texts)):
+    for text, (s, b, h, o) in zip(texts, helper.verdicts(texts)):
         value = python_reads(text)
+        if h != o:
+            failures.append("bytes: content hash %d, the On-Demand reader %d: %r" % (h, o, text))
         if s != b:
             failures.append("bytes: AVX2 %d, baseline %d: %r" % (s, b, text))
         if value is not NOT_JSON and not s:
@@ -237,12 +253,26 @@ def main():
         elif value is NOT_JSON:
             refused += 1
 
+    # 4. valid tokens, broken structure, as a chat's value: exactly Python's answer
+    texts = [b'{"id":"c","v":' + token_case(rng) + b'}' for _ in range(cases)]
+    chats = {True: 0, False: 0}
+    for text, (_, _, h, o) in zip(texts, helper.verdicts(texts)):
+        value = python_reads(text)
+        py = value is not NOT_JSON and keys_once(value) and no_nul_key(value)
+        chats[py] += 1
+        if h != py:
+            failures.append("chats: Python %s, content hash %d: %r" % (py, h, text))
+        if h != o:
+            failures.append("chats: content hash %d, the On-Demand reader %d: %r" % (h, o, text))
+
     for f in failures[:20]:
         print(f)
-    print("by hand: %d texts; tokens: %d JSON, %d not (seed %d); bytes: %d hashed, %d refused as not JSON"
-          % (len(HAND), agree[True], agree[False], seed, hashed, refused))
+    print("by hand: %d texts; tokens: %d JSON, %d not (seed %d); bytes: %d hashed, %d refused as not JSON;"
+          " chats: %d hashed, %d not" % (len(HAND), agree[True], agree[False], seed, hashed, refused,
+                                         chats[True], chats[False]))
     # each kind well represented, or the test proves little
-    if min(agree.values()) < cases // 10 or hashed < cases // 10 or refused < cases // 10:
+    if (min(agree.values()) < cases // 10 or hashed < cases // 10 or refused < cases // 10
+            or min(chats.values()) < cases // 10):
         failures.append("a kind of text is under-represented")
     if failures:
         print("%d failures" % len(failures))

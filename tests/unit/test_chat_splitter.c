@@ -13,6 +13,8 @@
 
 #include "chat_stream_diff.h"
 #include "core/chat_splitter.h"
+#include "server/body_spool.h"
+#include "server/content_hash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,6 +457,25 @@ static void random_bodies_both_paths(void **state)
     free(t.p);
 }
 
+/* A chat handed out by the spool has src->padding readable bytes after it
+ * (body_spool.h): they are read here (under ASan, a buffer without them
+ * fails), and the chat hashes in place as it does copied. */
+static void padding_is_there(const ps_chat_source *src, const char *bytes, size_t n)
+{
+    assert_true(src->padding >= PS_CONTENT_HASH_PADDING);
+    volatile unsigned sum = 0;
+    for (size_t k = 0; k < src->padding; k++)
+        sum += (unsigned char)bytes[n + k];
+    (void)sum;
+    uint64_t copied = 0, in_place = 0;
+    char id[64], id_in_place[64];
+    assert_true(ps_content_hash(bytes, n, PS_JSON_MAX_DEPTH, &copied, id, sizeof id));
+    assert_true(ps_content_hash_in_place(bytes, n, PS_JSON_MAX_DEPTH, &in_place, id_in_place,
+                                         sizeof id_in_place));
+    assert_true(copied == in_place);
+    assert_string_equal(id, id_in_place);
+}
+
 /* Past memory_max the chats go to a file, and come back the same. */
 static void spool_file_is_used_and_read_back(void **state)
 {
@@ -493,6 +514,7 @@ static void spool_file_is_used_and_read_back(void **state)
         assert_int_equal(ps_chat_source_bytes(&src, i, &bytes, &n, &err), PS_OK);
         assert_int_equal(n, strlen(want));
         assert_memory_equal(bytes, want, n);
+        padding_is_there(&src, bytes, n);
     }
     size_t n;
     assert_string_equal(ps_legacy_body_envelope(lb, &n), "{\"chats\":[]}");
@@ -544,6 +566,7 @@ static void little_over_budget_writes_little(void **state)
         assert_int_equal(ps_chat_source_bytes(&src, i, &bytes, &n, &err), PS_OK);
         assert_int_equal(n, strlen(want));
         assert_memory_equal(bytes, want, n);
+        padding_is_there(&src, bytes, n);
     }
     ps_legacy_body_free(lb);
     free(t.p);

@@ -14,6 +14,7 @@
 #include "core/json_precheck.h"
 #include "core/json_structure.h"
 #include "server/content_hash.h"
+#include "content_hash_ondemand.h"
 
 /* The hash of {"id":"c", <members>}; the members written as given. */
 static uint64_t hash_of(const char *members)
@@ -54,6 +55,10 @@ static void no_hash_without_one_reading(void **state)
         "2}",
         "{\"title\":\"no id\"}",
         "{\"id\":7}",
+        "{\"id\":[\"c\"]}",
+        "{\"id\":{\"c\":1}}",
+        "{\"id\":null}",
+        "{\"m\":{\"id\":\"x\"}}", /* no root id: only a nested one */
         "{\"id\":\"\"}",
         "{\"id\":\"0123456789abcdef\"}", /* an id that does not fit in id_size */
         "[{\"id\":\"c\"}]",
@@ -162,6 +167,20 @@ static void no_hash_for_what_the_precheck_refuses(void **state)
         "{\"id\":\"c\",\"t\":[}",
         "{\"id\":\"c\",\"t\":{]}",
         "{\"id\":\"c\",\"t\":null1}",
+        /* bad escapes (json-c's to refuse, not the pre-check's), past a first good one */
+        "{\"id\":\"c\",\"a\":\"\\n\\x\"}",
+        "{\"id\":\"c\",\"a\":\"\\n\\u12\"}",
+        "{\"id\":\"c\",\"a\":\"\\n\\u12G4\"}",
+        "{\"id\":\"c\",\"a\\q\":1}",
+        /* a scalar run into a string: one token to simdjson's stage 1 */
+        "{\"id\":\"c\",\"t\":1\"x\"}",
+        "{\"id\":\"c\",\"t\":true\"x\"}",
+        "{\"id\":\"c\",\"t\":null\"x\"}",
+        "{\"id\":\"c\",\"t\":[false\"x\"]}",
+        "{\"id\":\"c\",\"t\":\"x\"1}",
+        "{\"id\":\"c\",\"t\":\"x\"\"y\"}",
+        "{\"id\":\"c\"1,\"t\":2}",
+        "{\"id\":\"c\",\"t\":{}\"x\"}",
         "{\"id\":\"c\",\"t\":\"x}",
         "{\"id\":\"c\",\"t\":\"x\\\"}",
         "{\"id\":\"c\",1:2}",
@@ -204,6 +223,173 @@ static void no_hash_for_what_the_precheck_refuses(void **state)
         assert_true(checked == (depth <= 4));
         assert_true(hashed == checked);
     }
+}
+
+/* ps_content_hash, asserted to give what the On-Demand reader it replaced
+ * gives (tests/unit/content_hash_ondemand.cpp: the structure check, then
+ * simdjson's On-Demand parser): the same verdict, hash and id; and
+ * ps_content_hash_in_place the same again. A text the old reader refused
+ * and the new one hashes fails here. */
+static bool hashed_as_before(const char *text, size_t n, int max_depth, uint64_t *h, char *id,
+                             size_t id_size)
+{
+    uint64_t before = 0;
+    char id_before[64] = "";
+    bool now = ps_content_hash(text, n, max_depth, h, id, id_size);
+    bool then = ps__content_hash_ondemand(text, n, max_depth, &before, id_before,
+                                          id_size < sizeof id_before ? id_size : sizeof id_before);
+    if (now != then)
+        fail_msg("hashed %s, before %s (max_depth %d): %.*s", now ? "now" : "not now",
+                 then ? "yes" : "no", max_depth, (int)n, text);
+    if (now && (*h != before || strcmp(id, id_before) != 0))
+        fail_msg("another hash or id than before (%s vs %s): %.*s", id, id_before, (int)n, text);
+    /* and read where it lies, exactly PS_CONTENT_HASH_PADDING bytes of
+     * anything after it (ASan: reading further fails) */
+    char *lying = malloc(n + PS_CONTENT_HASH_PADDING);
+    assert_non_null(lying);
+    memcpy(lying, text, n);
+    for (size_t k = 0; k < PS_CONTENT_HASH_PADDING; k++)
+        lying[n + k] = "\"\\}]1 x"[k % 7];
+    uint64_t in_place = 0;
+    char id_in_place[64] = "";
+    if (ps_content_hash_in_place(lying, n, max_depth, &in_place, id_in_place,
+                                 id_size < sizeof id_in_place ? id_size : sizeof id_in_place) !=
+            now ||
+        (now && (in_place != *h || strcmp(id, id_in_place) != 0)))
+        fail_msg("in place, another verdict, hash or id: %.*s", (int)n, text);
+    free(lying);
+    return now;
+}
+
+/* Appends one of a few pieces of string text: plain words, every kind of
+ * escape (a surrogate pair among them), raw UTF-8. */
+static size_t string_piece(char *out, uint64_t r)
+{
+    static const char *const pieces[] = {
+        "hello",
+        " world ",
+        "a",
+        "\\n",
+        "\\\"",
+        "\\\\",
+        "\\/",
+        "\\t",
+        "\\u00e9",
+        "\\ud83d\\ude00",
+        "\\u0000",
+        "caf\xc3\xa9",
+        "\xe4\xb8\xad",
+        "\xf0\x9f\x98\x80",
+        "{}[],:",
+        "0123456789",
+        "   ",
+        "\\b\\f\\r",
+    };
+    const char *p = pieces[r % (sizeof pieces / sizeof *pieces)];
+    size_t len = strlen(p);
+    memcpy(out, p, len);
+    return len;
+}
+
+static uint64_t next_random(uint64_t *seed)
+{
+    *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *seed >> 17;
+}
+
+static void put(char *text, size_t *n, const char *s)
+{
+    memcpy(text + *n, s, strlen(s));
+    *n += strlen(s);
+}
+
+/* Random chats with long strings (crossing stage 1's 64-byte blocks, escapes
+ * at any offset), nested values and spaces, most then edited at random a
+ * byte at a time: ps_content_hash agrees with the reader it replaced
+ * (hashed_as_before) at several depth limits, and whatever it hashes json-c
+ * reads. Fixed seed. */
+static void agrees_with_the_on_demand_reader(void **state)
+{
+    static const char edit_bytes[] = "\"\\{}[],:0123456789abcdefuUD-+.eEtrlsn \t\nx\x01\x1f\x7f"
+                                     "\x80\xbf\xc0\xc3\xe4\xed\xf0\xf4\xff";
+    static const int depths[] = {PS_JSON_MAX_DEPTH, 3, 4, 1, 100};
+    enum { TEXT_MAX = 16384 };
+    char *text = malloc(TEXT_MAX + 64);
+    assert_non_null(text);
+    uint64_t seed = 0x2545F4914F6CDD1DULL;
+#define NEXT() next_random(&seed)
+#define PUT(s) put(text, &n, (s))
+#define SPACE() PUT(((const char *const[]){"", "", " ", "\n  ", "\t"})[NEXT() % 5])
+    size_t hashed = 0;
+    for (int round = 0; round < 6000; round++) {
+        size_t n = 0;
+        PUT("{");
+        SPACE();
+        PUT("\"id\"");
+        SPACE();
+        PUT(":");
+        PUT(NEXT() % 7 ? "\"chat-7\"" : "\"ch\\u0061t\"");
+        PUT(",\"messages\":[");
+        int messages = (int)(NEXT() % 6);
+        for (int m = 0; m < messages; m++) {
+            if (m)
+                PUT(",");
+            SPACE();
+            PUT("{\"id\":\"m");
+            text[n++] = (char)('0' + m);
+            PUT("\",");
+            SPACE();
+            PUT(NEXT() % 2 ? "\"content\":\"" : "\"t\\u0065xt\":\"");
+            int pieces = (int)(NEXT() % 40);
+            for (int k = 0; k < pieces && n < TEXT_MAX - 512; k++)
+                n += string_piece(text + n, NEXT());
+            PUT("\",");
+            SPACE();
+            PUT(((const char *const[]){"\"n\":-12.5e+3", "\"n\":0", "\"ok\":true", "\"v\":null",
+                                       "\"tags\":[[1,{\"k\":[false]}],\"x\"]",
+                                       "\"deep\":{\"a\":{\"b\":{\"c\":[]}}}"})[NEXT() % 6]);
+            SPACE();
+            PUT("}");
+        }
+        SPACE();
+        PUT("]}");
+        SPACE();
+        int edits = round % 4 == 0 ? 0 : (int)(1 + NEXT() % 3);
+        for (int e = 0; e < edits && n > 1; e++) {
+            size_t at = NEXT() % n;
+            char c = edit_bytes[NEXT() % (sizeof edit_bytes - 1)];
+            switch (NEXT() % 3) {
+            case 0:
+                text[at] = c;
+                break;
+            case 1:
+                memmove(text + at + 1, text + at, n - at);
+                text[at] = c;
+                n++;
+                break;
+            default:
+                memmove(text + at, text + at + 1, n - at - 1);
+                n--;
+            }
+        }
+        for (size_t d = 0; d < sizeof depths / sizeof *depths; d++) {
+            uint64_t h;
+            char id[16];
+            if (!hashed_as_before(text, n, depths[d], &h, id, sizeof id))
+                continue;
+            hashed++;
+            ps_error err;
+            json_object *parsed = NULL;
+            if (ps__json_parse(text, n, PS_JSON_MAX_DEPTH, &parsed, &err) != PS_OK)
+                fail_msg("hashed but refused by json-c (%s): %.*s", err.message, (int)n, text);
+            json_object_put(parsed);
+        }
+    }
+#undef NEXT
+#undef PUT
+#undef SPACE
+    free(text);
+    assert_true(hashed > 6000); /* many chats stay good */
 }
 
 /* Random edits of a good chat (a byte replaced, inserted or dropped, one
@@ -259,7 +445,7 @@ static void a_hash_means_the_precheck_passes(void **state)
         if (ps__json_structure_ok(text, n, PS_JSON_MAX_DEPTH) !=
             ps__json_structure_ok_baseline(text, n, PS_JSON_MAX_DEPTH))
             fail_msg("the AVX2 and baseline structure checks differ: %.*s", (int)n, text);
-        if (!ps_content_hash(text, n, PS_JSON_MAX_DEPTH, &h, id, sizeof id))
+        if (!hashed_as_before(text, n, PS_JSON_MAX_DEPTH, &h, id, sizeof id))
             continue;
         hashed++;
         if (ps__json_precheck(text, n, PS_JSON_MAX_DEPTH, &err) != PS_OK)
@@ -282,6 +468,7 @@ int main(void)
         cmocka_unit_test(keys_alike_but_not_the_same_are_not_twice),
         cmocka_unit_test(no_hash_for_what_the_precheck_refuses),
         cmocka_unit_test(a_hash_means_the_precheck_passes),
+        cmocka_unit_test(agrees_with_the_on_demand_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
