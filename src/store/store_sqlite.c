@@ -18,6 +18,7 @@
 #include "core/json_parse.h"
 #include "store/doc_codec.h"
 #include "store/doc_render.h"
+#include "store/pack_codec.h"
 #include "store/value_codec.h"
 #include "store/sqlite_checkpointer.h"
 
@@ -55,6 +56,11 @@
     "   WHERE user_id = users.id) +"                                                               \
     " (SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)), 0)),"  \
     "   0) FROM messages WHERE user_id = users.id)"
+
+/* The same since schema 12: message packs (docs/storage.md, "Packs"). */
+#define USER_BYTES_RECOUNT_12                                                                      \
+    USER_BYTES_RECOUNT " + (SELECT coalesce(sum(length(data)), 0) FROM packs"                      \
+                       "   WHERE user_id = users.id)"
 
 /* Forward migrations: entry i takes the schema from version i to i + 1. */
 static const char *const MIGRATIONS[] = {
@@ -276,6 +282,27 @@ static const char *const MIGRATIONS[] = {
     "DROP TABLE messages;"
     "ALTER TABLE messages_11 RENAME TO messages;"
     "CREATE INDEX messages_hot ON messages(user_id, chat_id, seq) WHERE hot;",
+    /* 11 -> 12: packs (docs/storage.md, "Packs"). The cold rows of a chat
+     * saved without a rendering (a v2 push of a new chat) are one zstd
+     * frame (pack_codec.h) instead of a row each: their keys, stamps and
+     * marks compress with them, and what a chat of 50 messages weighs
+     * drops from ~18 KB of rows to ~9 KB. The frame is cut into pieces of
+     * PACK_PIECE bytes in a table with a rowid, appended in order, so
+     * pages fill (a 9 KB row alone on a 16 KiB page would waste 7 KB).
+     * A row of `messages` with the same id as a packed message shadows it.
+     * Rows already there stay rows (read as before): a chat is packed when
+     * it is saved new. */
+    "CREATE TABLE packs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL, chat_id TEXT NOT NULL,"
+    "  data BLOB NOT NULL," /* a piece of the frame; a chat's pieces in id order */
+    "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
+    "CREATE INDEX packs_by_chat ON packs(user_id, chat_id);"
+    /* A user's message tombstones, counted whenever a v2 device's ack
+     * moves (devices.c: whether a collection is worth a write) and
+     * collected by it: without this those read every message row of the
+     * user (3 ms a request at 20,000 rows; docs/performance.md, "packs") */
+    "CREATE INDEX messages_tombstones ON messages(user_id, seq) WHERE value IS NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 #define PS_STR_(x) #x
@@ -289,6 +316,14 @@ enum {
     Q_MSG_SINCE_ALL,
     Q_COLD_SEQ,
     Q_COLD_SET,
+    Q_PACK_GET,
+    Q_PACK_PUT,
+    Q_PACK_DEL,
+    Q_MSG_IDS,
+    Q_USER_DEL_PACKS,
+    Q_PACK_SIZES,
+    Q_ROWS_FOLD,
+    Q_COLD_RAISE,
     Q_CHAT_NEXT,
     Q_PURGE_MARK,
     Q_USER_GET,
@@ -371,7 +406,22 @@ static const char *const QUERIES[Q_COUNT] = {
                         " ORDER BY order_ts, received, id",
     [Q_COLD_SEQ] = "SELECT cold_seq FROM chats WHERE user_id = ?1 AND id = ?2",
     [Q_COLD_SET] = "UPDATE chats SET cold_seq = ?3 WHERE user_id = ?1 AND id = ?2",
-    [Q_CHAT_NEXT] = "SELECT b.state, c.seq FROM chats c JOIN chat_bodies b"
+    [Q_PACK_GET] = "SELECT data FROM packs WHERE user_id = ?1 AND chat_id = ?2 ORDER BY id",
+    [Q_PACK_PUT] = "INSERT INTO packs(user_id, chat_id, data) VALUES (?1, ?2, ?3)",
+    [Q_PACK_DEL] = "DELETE FROM packs WHERE user_id = ?1 AND chat_id = ?2",
+    /* the rows of a chat, which shadow its packed messages of the same id */
+    [Q_MSG_IDS] = "SELECT id FROM messages WHERE user_id = ?1 AND chat_id = ?2",
+    [Q_USER_DEL_PACKS] = "DELETE FROM packs WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+    /* what a chat's pack weighs, and its live rows (repack_if_due) */
+    [Q_PACK_SIZES] = "SELECT (SELECT coalesce(sum(length(data)), 0) FROM packs"
+                     "   WHERE user_id = ?1 AND chat_id = ?2),"
+                     " count(*), coalesce(sum(length(CAST(id AS BLOB)) + length(CAST(value AS BLOB))), 0)"
+                     " FROM messages WHERE user_id = ?1 AND chat_id = ?2 AND value IS NOT NULL",
+    [Q_ROWS_FOLD] = "DELETE FROM messages WHERE user_id = ?1 AND chat_id = ?2"
+                    " AND value IS NOT NULL",
+    [Q_COLD_RAISE] = "UPDATE chats SET cold_seq = max(cold_seq, ?3) WHERE user_id = ?1 AND id = ?2",
+    /* with the chat's cold_seq, for messages_since's next call (cold_hint) */
+    [Q_CHAT_NEXT] = "SELECT b.state, c.seq, c.cold_seq, c.id FROM chats c JOIN chat_bodies b"
                     " ON b.user_id = c.user_id AND b.chat_id = c.id"
                     " WHERE c.user_id = ?1 AND c.seq > ?2"
                     " ORDER BY seq LIMIT 1",
@@ -413,7 +463,8 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_CHAT_DOC] = "SELECT d.doc, b.shell, b.state FROM chat_bodies b LEFT JOIN chat_docs d"
                    " ON d.user_id = b.user_id AND d.chat_id = b.chat_id"
                    " WHERE b.user_id = ?1 AND b.chat_id = ?2",
-    [Q_DOC_MSGS] = "SELECT value FROM messages WHERE user_id = ?1 AND chat_id = ?2"
+    [Q_DOC_MSGS] = "SELECT value, order_ts, received, id FROM messages"
+                   " WHERE user_id = ?1 AND chat_id = ?2"
                    " AND value IS NOT NULL ORDER BY order_ts, received, id",
     [Q_DICT_ID] = "SELECT id FROM value_dicts WHERE user_id = ?1",
     [Q_STATS] = "SELECT (SELECT count(*) FROM chats WHERE live = 1),"
@@ -430,7 +481,7 @@ static const char *const QUERIES[Q_COUNT] = {
                    " WHERE user_id = ?1 AND chat_id = ?2 AND id = ?3",
     [Q_USER_GROW] = "UPDATE users SET bytes = bytes + ?2 WHERE id = ?1",
     [Q_USER_BYTES] = "SELECT bytes FROM users WHERE id = ?1",
-    [Q_RECOUNT] = USER_BYTES_RECOUNT,
+    [Q_RECOUNT] = USER_BYTES_RECOUNT_12,
     [Q_SENT_FIND] = "SELECT s.chat_id, c.seq = s.seq FROM sent s INDEXED BY sent_by_hash"
                     " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
                     " WHERE s.user_id = ?1 AND s.device = ?2 AND s.hash = ?3 LIMIT 1",
@@ -494,6 +545,14 @@ typedef struct seen_user {
     int64_t written_ms; /* what the open write transaction writes; 0 none */
 } seen_user;
 
+/* The cold_seq of the chat chat_next_changed last gave on a connection:
+ * messages_since, asked next for that chat, needs no look-up of its own. */
+typedef struct cold_hint {
+    int64_t user;
+    char *chat_id; /* NULL: none */
+    int64_t cold_seq;
+} cold_hint;
+
 /* Read connections kept open when idle (more are opened while needed). */
 #define READERS_KEPT 16
 
@@ -502,6 +561,7 @@ typedef struct reader {
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_COUNT];
     sqlite3_stmt *snapshot; /* a first read: takes the WAL snapshot at BEGIN */
+    cold_hint hint;
     struct reader *next;    /* in the idle list */
 } reader;
 
@@ -510,6 +570,7 @@ typedef struct sqlite_store {
     /* The writer connection: write transactions, probe, migrations. */
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_COUNT];
+    cold_hint hint; /* the writer's */
     pthread_mutex_t lock; /* held by the writer from BEGIN to COMMIT */
     /* The calling thread's transaction: its reader, or WRITER. */
     pthread_key_t current;
@@ -558,6 +619,19 @@ static sqlite3 *cur_db(sqlite_store *s)
 {
     reader *r = current_reader(s);
     return r ? r->db : s->db;
+}
+
+/* The calling thread's connection's cold_hint. */
+static cold_hint *conn_hint(sqlite_store *s)
+{
+    reader *r = current_reader(s);
+    return r ? &r->hint : &s->hint;
+}
+
+static void hint_clear(cold_hint *h)
+{
+    free(h->chat_id);
+    h->chat_id = NULL;
 }
 
 static ps_code db_error(sqlite_store *s, ps_error *err, const char *what)
@@ -703,6 +777,13 @@ static ps_code run_user_sql(sqlite_store *s, const char *sql, int64_t user, int6
     return rc;
 }
 
+/* Adds samples to train on from the user's packs (their messages of
+ * PS_VALUE_PACK_MIN to PS_VALUE_SAMPLE_MAX bytes) until there are
+ * PS_VALUE_TRAIN_BYTES: a user whose chats all came new in v2 pushes has
+ * few rows of their own. */
+static ps_code sample_packs(sqlite_store *s, int64_t user, ps_dynbuf *samples, size_t **sizes,
+                            size_t *nsizes, size_t *cap, ps_error *err);
+
 /*
  * Gives `user` a dictionary when they have none and PS_VALUE_TRAIN_BYTES of
  * plain message values to train it on, then stores their plain values
@@ -751,6 +832,8 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
             sizes[nsizes++] = len;
     }
     sqlite3_finalize(st);
+    if (rc == PS_OK && s->schema >= 12 && samples.len < PS_VALUE_TRAIN_BYTES)
+        rc = sample_packs(s, user, &samples, &sizes, &nsizes, &cap, err);
     ps_dynbuf dict;
     ps__dynbuf_init(&dict, PS_VALUE_DICT_BYTES);
     uint32_t fresh = 0;
@@ -779,8 +862,9 @@ static ps_code train_user(sqlite_store *s, int64_t user, uint32_t *id, ps_error 
                               user, fresh, err);
         if (rc == PS_OK)
             rc = run_user_sql(s,
-                              s->schema >= 10 ? USER_BYTES_RECOUNT " WHERE id = ?1"
-                                              : USER_BYTES_RECOUNT_9 " WHERE id = ?1",
+                              s->schema >= 12   ? USER_BYTES_RECOUNT_12 " WHERE id = ?1"
+                              : s->schema >= 10 ? USER_BYTES_RECOUNT " WHERE id = ?1"
+                                                : USER_BYTES_RECOUNT_9 " WHERE id = ?1",
                               user, 0, err);
         if (rc == PS_OK)
             *id = fresh;
@@ -857,6 +941,7 @@ static ps_code migrate(sqlite_store *s, ps_error *err)
             /* the step that compresses renderings changes their sizes */
             (strstr(MIGRATIONS[v], "ps_pack_doc(") &&
              (rc = exec(s, USER_BYTES_RECOUNT, err)) != PS_OK) ||
+
             (rc = exec(s, record, err)) != PS_OK || (rc = exec(s, "COMMIT", err)) != PS_OK) {
             exec(s, "ROLLBACK", NULL);
             return rc;
@@ -990,6 +1075,7 @@ static void reader_close(reader *r)
         return;
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(r->stmt[i]);
+    hint_clear(&r->hint);
     sqlite3_finalize(r->snapshot);
     sqlite3_close(r->db);
     free(r);
@@ -1077,6 +1163,7 @@ static void sqlite_close(ps_store *base)
     }
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
+    hint_clear(&s->hint);
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->pool_lock);
@@ -1136,6 +1223,7 @@ static ps_code sqlite_begin(ps_store *base, bool write, ps_error *err)
 /* Ends the calling thread's transaction (already committed or rolled back). */
 static void end_transaction(sqlite_store *s)
 {
+    hint_clear(conn_hint(s)); /* the next transaction may see another cold_seq */
     reader *r = current_reader(s);
     bool wrote = writing(s);
     pthread_setspecific(s->current, NULL);
@@ -1389,6 +1477,298 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_c
     return rc;
 }
 
+
+/*
+ * Packs (schema 12; pack_codec.h, docs/storage.md "Packs"). A chat new in
+ * a save without a rendering (a v2 push) keeps the messages it comes with
+ * as one compressed pack instead of a row each, when they hold between
+ * PACK_MIN_TEXT and PACK_MAX_TEXT bytes of text: below, a pack saves
+ * little and costs a frame per read; above, every message looked up by id
+ * in it (a push into the chat naming an old one) would decompress a large
+ * frame, where a row is one look-up. Deleted messages stay rows (the
+ * tombstone collection deletes rows). A row of the chat with the id of a
+ * packed message shadows it: the row is the message (written later).
+ */
+#define PACK_MIN_TEXT 2048
+#define PACK_MAX_TEXT ((size_t)256 << 10)
+/* Four pieces and their cells fill a 16 KiB page (a cell: the piece, the
+ * chat's key and ~12 bytes of headers) */
+#define PACK_PIECE 4000
+
+/* A chat's pack read whole: its frame's pieces and the bytes decoded. */
+typedef struct pack_buf {
+    ps_dynbuf frame;
+    ps_dynbuf raw;
+} pack_buf;
+
+static void pack_buf_init(pack_buf *p)
+{
+    ps__dynbuf_init(&p->frame, SIZE_MAX - 1);
+    ps__dynbuf_init(&p->raw, SIZE_MAX - 1);
+}
+
+static void pack_buf_free(pack_buf *p)
+{
+    ps__dynbuf_free(&p->frame);
+    ps__dynbuf_free(&p->raw);
+}
+
+/* Reads the chat's pack into p->raw with the statement `get` (Q_PACK_GET's
+ * SQL, reset); *found false when the chat has none. */
+static ps_code pack_read_with(sqlite_store *s, sqlite3_stmt *get, int64_t user,
+                              const char *chat_id, pack_buf *p, bool *found, ps_error *err)
+{
+    *found = false;
+    ps__dynbuf_reset(&p->frame);
+    ps__dynbuf_reset(&p->raw);
+    sqlite3_bind_int64(get, 1, user);
+    sqlite3_bind_text(get, 2, chat_id, -1, SQLITE_STATIC);
+    int r;
+    ps_code rc = PS_OK;
+    while (rc == PS_OK && (r = sqlite3_step(get)) == SQLITE_ROW) {
+        *found = true;
+        rc = ps__dynbuf_add(&p->frame, sqlite3_column_blob(get, 0),
+                            (size_t)sqlite3_column_bytes(get, 0));
+        if (rc != PS_OK)
+            rc = ps_error_set(err, rc, -1, "", "out of memory");
+    }
+    if (rc == PS_OK && r != SQLITE_DONE)
+        rc = db_error(s, err, "reading a pack");
+    sqlite3_reset(get);
+    if (rc != PS_OK || !*found)
+        return rc;
+    rc = ps_value_unpack_frame_append(p->frame.data, p->frame.len, user, load_dict, s, &p->raw);
+    if (rc == PS_ERR_NOMEM)
+        return ps_error_set(err, rc, -1, "", "out of memory");
+    return rc == PS_OK ? PS_OK
+                       : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored pack is corrupt");
+}
+
+static ps_code pack_read(sqlite_store *s, int64_t user, const char *chat_id, pack_buf *p,
+                         bool *found, ps_error *err)
+{
+    *found = false;
+    if (s->schema < 12)
+        return PS_OK;
+    return pack_read_with(s, stmt(s, Q_PACK_GET), user, chat_id, p, found, err);
+}
+
+/* Steps through a pack read by pack_read: *more false at its end. */
+static ps_code pack_next(const pack_buf *p, size_t *pos, ps_pack_entry *e, bool *more,
+                         ps_error *err)
+{
+    ps_code rc = ps_pack_next(p->raw.data, p->raw.len, pos, e, more);
+    return rc == PS_OK ? PS_OK
+                       : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored pack is corrupt");
+}
+
+/* Compresses the pack `raw` (with the user's dictionary `dict`, 0: none)
+ * and appends its pieces with `put` (Q_PACK_PUT's SQL); *bytes = what the
+ * pieces weigh. */
+static ps_code pack_write_with(sqlite_store *s, sqlite3_stmt *put, int64_t user,
+                               const char *chat_id, const ps_dynbuf *raw, uint32_t dict,
+                               int64_t *bytes, ps_error *err)
+{
+    ps_dynbuf frame;
+    ps__dynbuf_init(&frame, SIZE_MAX - 1);
+    ps_code rc = ps_value_pack_frame(raw->data, raw->len, user, dict, load_dict, s, &frame);
+    if (rc != PS_OK)
+        rc = ps_error_set(err, rc, -1, "", "compressing a pack failed");
+    *bytes = (int64_t)frame.len;
+    for (size_t at = 0; rc == PS_OK && at < frame.len; at += PACK_PIECE) {
+        size_t n = frame.len - at < PACK_PIECE ? frame.len - at : PACK_PIECE;
+        sqlite3_reset(put);
+        sqlite3_bind_int64(put, 1, user);
+        sqlite3_bind_text(put, 2, chat_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(put, 3, frame.data + at, (int)n, SQLITE_STATIC);
+        rc = sqlite3_step(put) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a pack");
+    }
+    sqlite3_reset(put);
+    ps__dynbuf_free(&frame);
+    return rc;
+}
+
+/* A packed message as a register, borrowing the pack's strings: only its
+ * value (parsed here) is to be released, with json_object_put. */
+static ps_code entry_message(const ps_pack_entry *e, ps_message *m, ps_error *err)
+{
+    memset(m, 0, sizeof *m);
+    if (ps__json_parse_trusted(e->value, e->value_len, &m->value, err) != PS_OK)
+        return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
+    m->id = (char *)e->id;
+    m->stamp.ts = e->ts;
+    m->stamp.lamport = e->lamport;
+    m->stamp.device = (char *)e->device;
+    m->stamp.timed = e->timed;
+    m->order_ts = e->order_ts;
+    m->mark.seq = e->seq;
+    m->mark.origin = (char *)(e->origin ? e->origin : e->device);
+    m->received = e->received;
+    return PS_OK;
+}
+
+/* Adds a packed message to the chat (copies; not yet normalized). */
+static ps_code append_entry(ps_chat *chat, const ps_pack_entry *e, ps_error *err)
+{
+    ps_message m;
+    ps_code rc = entry_message(e, &m, err);
+    if (rc != PS_OK)
+        return rc;
+    rc = ps__chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
+    if (rc == PS_OK) {
+        ps_message *dst = &chat->messages[chat->nmessages - 1];
+        dst->received = m.received;
+        if (!(dst->mark.origin = strdup(m.mark.origin)))
+            rc = PS_ERR_NOMEM;
+        dst->mark.seq = m.mark.seq;
+    }
+    return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "out of memory");
+}
+
+/* The ids of the chat's rows (which shadow packed messages), sorted. */
+typedef struct id_set {
+    char **ids;
+    size_t n, cap;
+} id_set;
+
+static int id_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void id_set_free(id_set *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        free(set->ids[i]);
+    free(set->ids);
+    memset(set, 0, sizeof *set);
+}
+
+static ps_code id_set_add(id_set *set, const char *id)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? 2 * set->cap : 16;
+        char **grown = realloc(set->ids, cap * sizeof *grown);
+        if (!grown)
+            return PS_ERR_NOMEM;
+        set->ids = grown;
+        set->cap = cap;
+    }
+    return (set->ids[set->n] = strdup(id)) ? (set->n++, PS_OK) : PS_ERR_NOMEM;
+}
+
+static bool id_set_has(const id_set *set, const char *id)
+{
+    return set->n && bsearch(&id, set->ids, set->n, sizeof *set->ids, id_cmp);
+}
+
+/* Reads the ids `st` (one text column, bound, reset after) gives. */
+static ps_code id_set_read(sqlite_store *s, sqlite3_stmt *st, id_set *set, ps_error *err)
+{
+    int r;
+    ps_code rc = PS_OK;
+    while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW)
+        if (id_set_add(set, (const char *)sqlite3_column_text(st, 0)) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    if (rc == PS_OK && r != SQLITE_DONE)
+        rc = db_error(s, err, "reading messages");
+    sqlite3_reset(st);
+    if (set->n)
+        qsort(set->ids, set->n, sizeof *set->ids, id_cmp);
+    return rc;
+}
+
+/* The ids of the chat's rows. */
+static ps_code row_ids(sqlite_store *s, int64_t user, const char *chat_id, id_set *set,
+                       ps_error *err)
+{
+    sqlite3_stmt *st = stmt(s, Q_MSG_IDS);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    return id_set_read(s, st, set, err);
+}
+
+/* Adds the chat's packed messages that no loaded message shadows (the
+ * chat normalized, holding its rows), then normalizes it again. */
+static ps_code add_packed(sqlite_store *s, int64_t user, ps_chat *chat, ps_error *err)
+{
+    pack_buf p;
+    pack_buf_init(&p);
+    bool found, more = true;
+    ps_code rc = pack_read(s, user, chat->id, &p, &found, err);
+    size_t rows = chat->nmessages, pos = 0;
+    while (rc == PS_OK && found && more) {
+        ps_pack_entry e;
+        if ((rc = pack_next(&p, &pos, &e, &more, err)) != PS_OK || !more)
+            break;
+        bool shadowed = false; /* binary search over the rows (sorted by id) */
+        for (size_t lo = 0, hi = rows; lo < hi && !shadowed;) {
+            size_t mid = (lo + hi) / 2;
+            int c = strcmp(chat->messages[mid].id, e.id);
+            if (c == 0)
+                shadowed = true;
+            else if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (!shadowed)
+            rc = append_entry(chat, &e, err);
+    }
+    pack_buf_free(&p);
+    if (found)
+        ps__chat_normalize(chat);
+    return rc;
+}
+
+static ps_code sample_packs(sqlite_store *s, int64_t user, ps_dynbuf *samples, size_t **sizes,
+                            size_t *nsizes, size_t *cap, ps_error *err)
+{
+    id_set chats = {0};
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT DISTINCT chat_id FROM packs WHERE user_id = ?1", -1,
+                           &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "reading packs to train on");
+    sqlite3_bind_int64(st, 1, user);
+    ps_code rc = id_set_read(s, st, &chats, err);
+    sqlite3_finalize(st);
+    pack_buf p;
+    pack_buf_init(&p);
+    for (size_t c = 0; c < chats.n && rc == PS_OK && samples->len < PS_VALUE_TRAIN_BYTES; c++) {
+        bool found, more = true;
+        size_t pos = 0;
+        rc = pack_read(s, user, chats.ids[c], &p, &found, err);
+        while (rc == PS_OK && found && more && samples->len < PS_VALUE_TRAIN_BYTES) {
+            ps_pack_entry e;
+            if ((rc = pack_next(&p, &pos, &e, &more, err)) != PS_OK || !more ||
+                e.value_len < PS_VALUE_PACK_MIN || e.value_len > PS_VALUE_SAMPLE_MAX)
+                continue;
+            if (e.value_len > PS_VALUE_TRAIN_BYTES - samples->len) {
+                more = false; /* enough */
+                c = chats.n;
+                break;
+            }
+            if (*nsizes == *cap) {
+                size_t grown_cap = *cap ? 2 * *cap : 1024;
+                size_t *grown = realloc(*sizes, grown_cap * sizeof *grown);
+                if (!grown) {
+                    rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+                    break;
+                }
+                *sizes = grown;
+                *cap = grown_cap;
+            }
+            if ((rc = ps__dynbuf_add(samples, e.value, e.value_len)) != PS_OK)
+                rc = ps_error_set(err, rc, -1, "", "out of memory");
+            else
+                (*sizes)[(*nsizes)++] = e.value_len;
+        }
+    }
+    pack_buf_free(&p);
+    id_set_free(&chats);
+    return rc;
+}
+
 static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, bool with_messages,
                                 ps_chat **out, ps_error *err)
 {
@@ -1404,6 +1784,8 @@ static ps_code sqlite_chat_load(ps_store *base, int64_t user, const char *id, bo
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         rc = append_rows(s, st, user, *out, err);
         ps__chat_normalize(*out);
+        if (rc == PS_OK)
+            rc = add_packed(s, user, *out, err);
     }
     if (rc != PS_OK) {
         ps__chat_free(*out);
@@ -1417,13 +1799,34 @@ static ps_code sqlite_messages_load(ps_store *base, int64_t user, ps_chat *chat,
 {
     sqlite_store *s = (sqlite_store *)base;
     ps_code rc = PS_OK;
+    id_set missing = {0}; /* no row: perhaps packed */
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         sqlite3_stmt *st = stmt(s, Q_MSG_ONE);
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, ids[i], -1, SQLITE_STATIC);
+        size_t had = chat->nmessages;
         rc = append_rows(s, st, user, chat, err);
+        if (rc == PS_OK && chat->nmessages == had && s->schema >= 12 &&
+            id_set_add(&missing, ids[i]) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
+    if (rc == PS_OK && missing.n) {
+        qsort(missing.ids, missing.n, sizeof *missing.ids, id_cmp);
+        pack_buf p;
+        pack_buf_init(&p);
+        bool found, more = true;
+        size_t pos = 0;
+        rc = pack_read(s, user, chat->id, &p, &found, err);
+        while (rc == PS_OK && found && more) {
+            ps_pack_entry e;
+            if ((rc = pack_next(&p, &pos, &e, &more, err)) == PS_OK && more &&
+                id_set_has(&missing, e.id))
+                rc = append_entry(chat, &e, err);
+        }
+        pack_buf_free(&p);
+    }
+    id_set_free(&missing);
     ps__chat_normalize(chat);
     return rc;
 }
@@ -1492,6 +1895,17 @@ static bool form_current(const ps_value_form *form, int64_t user, uint32_t dict)
     return form && dict && form->user == user && form->dict == dict;
 }
 
+static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh, const char *doc);
+
+/* Whether chat_save will keep this incoming chat's messages as a pack (a
+ * chat new to the store, worth_a_pack): their values are compressed with
+ * the pack, not alone, so packing them ahead would be work thrown away. */
+static bool will_be_a_pack(sqlite_store *s, int64_t user, const ps_chat *chat)
+{
+    return worth_a_pack(s, chat, true, NULL) &&
+           stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL) == 0;
+}
+
 static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *const *chats,
                                         size_t n, ps_values_ahead *ahead, ps_error *err)
 {
@@ -1500,20 +1914,27 @@ static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *c
     ps_code rc = user_dict(s, user, &dict, err);
     if (rc != PS_OK || !dict)
         return rc;
+    bool *skip = calloc(n + 1, sizeof *skip);
+    if (!skip)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     size_t count = 0;
-    for (size_t c = 0; c < n; c++)
+    for (size_t c = 0; c < n; c++) {
+        if ((skip[c] = will_be_a_pack(s, user, chats[c])))
+            continue;
         for (size_t i = 0; i < chats[c]->nmessages; i++)
             count += chats[c]->messages[i].value != NULL;
+    }
     ps_value_item *items = calloc(count + 1, sizeof *items);
     ps_value_form *forms = calloc(count + 1, sizeof *forms);
     if (!items || !forms) {
         free(items);
         free(forms);
+        free(skip);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
     size_t k = 0;
     for (size_t c = 0; c < n && rc == PS_OK; c++)
-        for (size_t i = 0; i < chats[c]->nmessages && rc == PS_OK; i++) {
+        for (size_t i = 0; !skip[c] && i < chats[c]->nmessages && rc == PS_OK; i++) {
             json_object *value = chats[c]->messages[i].value;
             if (!value)
                 continue;
@@ -1529,7 +1950,7 @@ static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *c
     }
     /* the frames stay where they are from here: the forms point into them */
     for (size_t c = 0, j = 0; c < n && rc == PS_OK; c++)
-        for (size_t i = 0; i < chats[c]->nmessages; i++) {
+        for (size_t i = 0; !skip[c] && i < chats[c]->nmessages; i++) {
             ps_message *m = &chats[c]->messages[i];
             if (!m->value)
                 continue;
@@ -1543,6 +1964,7 @@ static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *c
             m->form = f;
         }
     free(items);
+    free(skip);
     if (rc != PS_OK) {
         free(forms);
         return rc;
@@ -1553,6 +1975,251 @@ static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *c
 }
 
 static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err);
+
+/* Display order (order_ts, received, id) of messages, for qsort. */
+static int display_cmp(const void *a, const void *b)
+{
+    const ps_message *x = *(const ps_message *const *)a, *y = *(const ps_message *const *)b;
+    if (ps_pack_before(x->order_ts, x->received, x->id, y->order_ts, y->received, y->id))
+        return -1;
+    return ps_pack_before(y->order_ts, y->received, y->id, x->order_ts, x->received, x->id);
+}
+
+/* Whether a new chat's messages go into a pack: saved without a
+ * rendering, at schema 12, with PACK_MIN_TEXT to PACK_MAX_TEXT bytes of
+ * message text (the packing rules above pack_buf). */
+static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh, const char *doc)
+{
+    if (!fresh || doc || s->schema < 12)
+        return false;
+    size_t text = 0, n = 0;
+    for (size_t i = 0; i < chat->nmessages; i++) {
+        const ps_message *m = &chat->messages[i];
+        size_t len = 0;
+        if (m->mark.dirty && m->value && ps__json_text_kept(m->value, &len)) {
+            text += len;
+            n++;
+        }
+    }
+    return n >= 2 && text >= PACK_MIN_TEXT && text <= PACK_MAX_TEXT;
+}
+
+/* Writes the chat's dirty live messages as its pack (it has none yet);
+ * *bytes = what the pack weighs. */
+static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uint32_t dict,
+                         int64_t *bytes, ps_error *err)
+{
+    const ps_message **order = calloc(chat->nmessages + 1, sizeof *order);
+    if (!order)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        if (chat->messages[i].mark.dirty && chat->messages[i].value)
+            order[n++] = &chat->messages[i];
+    qsort(order, n, sizeof *order, display_cmp);
+    ps_dynbuf raw;
+    ps__dynbuf_init(&raw, SIZE_MAX - 1);
+    ps_code rc = ps_pack_begin(&raw);
+    for (size_t i = 0; i < n && rc == PS_OK; i++) {
+        const ps_message *m = order[i];
+        ps_pack_entry e = {
+            .id = m->id,
+            .device = m->stamp.device ? m->stamp.device : "",
+            .origin = m->mark.origin ? m->mark.origin : "",
+            .ts = m->stamp.ts,
+            .lamport = m->stamp.lamport,
+            .order_ts = m->order_ts,
+            .seq = m->mark.seq,
+            .received = m->received,
+            .timed = m->stamp.timed,
+        };
+        if (!(e.value = ps__json_text_kept(m->value, &e.value_len)))
+            rc = PS_ERR_NOMEM;
+        else
+            rc = ps_pack_put(&raw, &e);
+    }
+    free(order);
+    if (rc != PS_OK)
+        rc = ps_error_set(err, rc, -1, "", "out of memory");
+    else
+        rc = pack_write_with(s, stmt(s, Q_PACK_PUT), user, chat->id, &raw, dict, bytes, err);
+    ps__dynbuf_free(&raw);
+    return rc;
+}
+
+
+/* A chat's live rows are folded into its pack once there are at least
+ * REPACK_ROWS of them weighing at least 1/REPACK_SHARE of the pack. */
+#define REPACK_ROWS 8
+#define REPACK_SHARE 4
+
+/* One message of a pack being made again: a packed one (strings in the
+ * old pack's bytes) or a row's (strings owned). */
+typedef struct fold_item {
+    ps_pack_entry e;
+    char *owned; /* the row's strings, one allocation; NULL for a packed one */
+} fold_item;
+
+static int fold_cmp(const void *a, const void *b)
+{
+    const ps_pack_entry *x = &((const fold_item *)a)->e, *y = &((const fold_item *)b)->e;
+    if (ps_pack_before(x->order_ts, x->received, x->id, y->order_ts, y->received, y->id))
+        return -1;
+    return ps_pack_before(y->order_ts, y->received, y->id, x->order_ts, x->received, x->id);
+}
+
+/* A row (MSG_COLUMNS of the stepped `st`, live) as a fold_item. */
+static ps_code fold_row(sqlite_store *s, sqlite3_stmt *st, int64_t user, fold_item *it,
+                        size_t *text, ps_error *err)
+{
+    const char *value;
+    size_t vlen;
+    ps_code rc = value_text(s, st, 1, user, &value, &vlen, err);
+    if (rc != PS_OK)
+        return rc;
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    const char *device = (const char *)sqlite3_column_text(st, 4);
+    const char *origin = (const char *)sqlite3_column_text(st, 7);
+    if (!id || !device || !origin)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    size_t il = strlen(id) + 1, dl = strlen(device) + 1, ol = strlen(origin) + 1;
+    if (!(it->owned = malloc(il + dl + ol + vlen + 1)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    char *p = it->owned;
+    it->e.id = memcpy(p, id, il);
+    it->e.device = memcpy(p += il, device, dl);
+    it->e.origin = memcpy(p += dl, origin, ol);
+    it->e.value = memcpy(p += ol, value, vlen);
+    p[vlen] = '\0';
+    it->e.value_len = vlen;
+    it->e.ts = sqlite3_column_int64(st, 2);
+    it->e.lamport = sqlite3_column_int64(st, 3);
+    it->e.order_ts = sqlite3_column_int64(st, 5);
+    it->e.seq = sqlite3_column_int64(st, 6);
+    it->e.timed = sqlite3_column_int(st, 8) != 0;
+    it->e.received = sqlite3_column_int64(st, 9);
+    *text += vlen;
+    return PS_OK;
+}
+
+/*
+ * After a save that wrote rows into a packed chat: once its live rows have
+ * grown past the share above, they and the packed messages they do not
+ * shadow become the chat's pack again (deleted messages stay rows; packed
+ * ones a row shadows are dropped), and the chat's cold_seq rises to the
+ * newest of them: a cursor before that reads the whole chat, one after it
+ * needs hot rows only, as before. *grown takes the change in bytes.
+ */
+static ps_code repack_if_due(sqlite_store *s, int64_t user, const char *chat_id, uint32_t dict,
+                             int64_t *grown, ps_error *err)
+{
+    sqlite3_stmt *st = stmt(s, Q_PACK_SIZES);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return db_error(s, err, "weighing a pack");
+    int64_t pack_bytes = sqlite3_column_int64(st, 0), rows = sqlite3_column_int64(st, 1),
+            row_bytes = sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
+    /* past a quarter of PACK_MAX_TEXT stored, the text may be over it (no
+     * fold), found only by reading it all: such a chat keeps its rows */
+    if (pack_bytes == 0 || rows < REPACK_ROWS || row_bytes * REPACK_SHARE < pack_bytes ||
+        pack_bytes + row_bytes > (int64_t)(PACK_MAX_TEXT / 4))
+        return PS_OK;
+    pack_buf p;
+    pack_buf_init(&p);
+    id_set shadows = {0};
+    fold_item *items = NULL;
+    size_t n = 0, cap = 0, text = 0;
+    bool found, more = true;
+    ps_code rc = pack_read(s, user, chat_id, &p, &found, err);
+    if (rc == PS_OK)
+        rc = row_ids(s, user, chat_id, &shadows, err);
+    /* the live rows */
+    st = stmt(s, Q_MSG_ALL);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    int r = SQLITE_DONE;
+    while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+            continue; /* a deleted message stays a row */
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            fold_item *grown_items = realloc(items, cap * sizeof *items);
+            if (!grown_items) {
+                rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+                break;
+            }
+            items = grown_items;
+        }
+        memset(&items[n], 0, sizeof items[n]);
+        if ((rc = fold_row(s, st, user, &items[n], &text, err)) == PS_OK)
+            n++;
+    }
+    if (rc == PS_OK && r != SQLITE_DONE)
+        rc = db_error(s, err, "reading messages");
+    sqlite3_reset(st);
+    /* the packed messages no row shadows */
+    size_t pos = 0;
+    while (rc == PS_OK && found && more) {
+        ps_pack_entry e;
+        if ((rc = pack_next(&p, &pos, &e, &more, err)) != PS_OK || !more ||
+            id_set_has(&shadows, e.id))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            fold_item *grown_items = realloc(items, cap * sizeof *items);
+            if (!grown_items) {
+                rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+                break;
+            }
+            items = grown_items;
+        }
+        items[n++] = (fold_item){.e = e};
+        text += e.value_len;
+    }
+    ps_dynbuf raw;
+    ps__dynbuf_init(&raw, SIZE_MAX - 1);
+    int64_t newest = 0, bytes = 0;
+    bool fold = rc == PS_OK && found && text <= PACK_MAX_TEXT;
+    if (fold) {
+        qsort(items, n, sizeof *items, fold_cmp);
+        rc = ps_pack_begin(&raw);
+        for (size_t i = 0; i < n && rc == PS_OK; i++) {
+            rc = ps_pack_put(&raw, &items[i].e);
+            if (items[i].e.seq > newest)
+                newest = items[i].e.seq;
+        }
+        if (rc != PS_OK)
+            rc = ps_error_set(err, rc, -1, "", "out of memory");
+    }
+    static const int steps[2] = {Q_PACK_DEL, Q_ROWS_FOLD};
+    for (int i = 0; fold && rc == PS_OK && i < 2; i++) {
+        st = stmt(s, steps[i]);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "repacking a chat");
+        sqlite3_reset(st);
+    }
+    if (fold && rc == PS_OK)
+        rc = pack_write_with(s, stmt(s, Q_PACK_PUT), user, chat_id, &raw, dict, &bytes, err);
+    if (fold && rc == PS_OK) {
+        st = stmt(s, Q_COLD_RAISE);
+        sqlite3_bind_int64(st, 1, user);
+        sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, newest);
+        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "repacking a chat");
+        sqlite3_reset(st);
+        *grown += bytes - pack_bytes - row_bytes;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(items[i].owned);
+    free(items);
+    ps__dynbuf_free(&raw);
+    id_set_free(&shadows);
+    pack_buf_free(&p);
+    return rc;
+}
 
 static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *chat, const char *doc,
                                 size_t doc_len, int64_t seq, ps_error *err)
@@ -1588,6 +2255,8 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     }
     int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     bool fresh = stored == 0;
+    bool packing = worth_a_pack(s, chat, fresh, doc);
+    hint_clear(&s->hint); /* the chat's cold_seq may change */
     size_t body_len = doc_packed ? doc_frame_len : doc ? doc_len : shell.len;
     int64_t grown = (int64_t)(state_len + body_len) - stored;
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
@@ -1621,7 +2290,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
      * the value, made once for its base hash too (json-c's ps__json_text
      * would copy it into a new printbuf). */
     size_t changed = 0; /* a v2 push into a long chat changes a few */
-    for (size_t i = 0; i < chat->nmessages; i++)
+    for (size_t i = 0; i < chat->nmessages && !packing; i++)
         changed += chat->messages[i].mark.dirty && chat->messages[i].value;
     ps_value_item *values = calloc(changed + 1, sizeof *values);
     /* values[order[j]]: the j-th value packed here (a form made ahead for
@@ -1632,7 +2301,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     size_t nvalues = 0, npack = 0;
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++) {
         const ps_message *m = &chat->messages[i];
-        if (!m->mark.dirty || !m->value)
+        if (!m->mark.dirty || !m->value || packing)
             continue;
         ps_value_item *v = &values[nvalues];
         if (!(v->text = ps__json_text_kept(m->value, &v->len)))
@@ -1663,7 +2332,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         if ((m->value && !text) || /* out of memory: not hashed as deleted */
             (doc && ps__base_add(&hashes, ps__base_message_hash_text(m->id, text, len)) != PS_OK))
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        else if (m->mark.dirty) {
+        else if (m->mark.dirty && !(packing && m->value)) { /* packed below */
             ps_value_item *v = m->value ? &values[k++] : NULL;
             const void *frame = NULL;
             if (v && form_current(m->form, user, dict)) {
@@ -1674,8 +2343,19 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
                 frame = frames.data + v->frame_at;
             }
             rc = save_message(s, user, chat->id, m, v, frame, fresh, dict, &grown, &plain, err);
-        }
+        } else if (m->mark.dirty && !dict)
+            plain += len; /* packed without a dictionary: counts to training */
     }
+    if (rc == PS_OK && packing) {
+        int64_t bytes = 0;
+        rc = save_pack(s, user, chat, dict, &bytes, err);
+        grown += bytes;
+    }
+    bool wrote_rows = false; /* live ones, into a chat that may have a pack */
+    for (size_t i = 0; !fresh && !doc && s->schema >= 12 && i < chat->nmessages; i++)
+        wrote_rows |= chat->messages[i].mark.dirty && chat->messages[i].value;
+    if (rc == PS_OK && wrote_rows)
+        rc = repack_if_due(s, user, chat->id, dict, &grown, err);
     free(values);
     free(order);
     ps__dynbuf_free(&frames);
@@ -1765,7 +2445,56 @@ static ps_code sqlite_chat_next_changed(ps_store *base, int64_t user, int64_t af
     sqlite3_stmt *st = stmt(s, Q_CHAT_NEXT);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_int64(st, 2, after_seq);
-    return step_state(s, st, out, seq, err);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_DONE)
+        return PS_OK;
+    if (r != SQLITE_ROW)
+        return db_error(s, err, "reading a chat");
+    *seq = sqlite3_column_int64(st, 1);
+    /* messages_since is asked next for this chat: its cold_seq comes along
+     * (no strdup, no hint: it looks the chat up itself) */
+    cold_hint *h = conn_hint(s);
+    hint_clear(h);
+    h->user = user;
+    h->cold_seq = sqlite3_column_int64(st, 2);
+    h->chat_id = strdup((const char *)sqlite3_column_text(st, 3));
+    ps_code rc = parse_state(st, 0, out, err);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Moves *e to the next packed message a read owes: changed after
+ * after_seq, not the skipped origin's after skip_after (as Q_MSG_SINCE's
+ * filter), not shadowed by a row; *have false when none is left. */
+static ps_code next_owed(const pack_buf *p, size_t *pos, const id_set *shadows, int64_t after_seq,
+                         const char *skip_origin, int64_t skip_after, ps_pack_entry *e,
+                         bool *have, ps_error *err)
+{
+    *have = false;
+    for (;;) {
+        bool more;
+        ps_code rc = pack_next(p, pos, e, &more, err);
+        if (rc != PS_OK || !more)
+            return rc;
+        const char *origin = e->origin ? e->origin : e->device;
+        if (e->seq <= after_seq ||
+            (skip_origin && strcmp(origin, skip_origin) == 0 && e->seq > skip_after) ||
+            id_set_has(shadows, e->id))
+            continue;
+        *have = true;
+        return PS_OK;
+    }
+}
+
+/* Calls fn with a packed message. */
+static ps_code emit_entry(const ps_pack_entry *e, ps_message_fn fn, void *ctx, ps_error *err)
+{
+    ps_message m;
+    ps_code rc = entry_message(e, &m, err);
+    if (rc == PS_OK)
+        rc = fn(ctx, &m);
+    json_object_put(m.value);
+    return rc;
 }
 
 static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *chat_id,
@@ -1776,7 +2505,11 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
     /* before the chat's cold_seq: the whole chat (a first pull); at or
      * after it, its hot rows (the index); the same rows either way */
     int64_t cold_seq = 0;
-    if (after_seq >= 1) {
+    cold_hint *hint = conn_hint(s);
+    if (after_seq >= 1 && hint->chat_id && hint->user == user &&
+        strcmp(hint->chat_id, chat_id) == 0) {
+        cold_seq = hint->cold_seq; /* chat_next_changed read it with the chat */
+    } else if (after_seq >= 1) {
         sqlite3_stmt *cs = stmt(s, Q_COLD_SEQ);
         sqlite3_bind_int64(cs, 1, user);
         sqlite3_bind_text(cs, 2, chat_id, -1, SQLITE_STATIC);
@@ -1788,6 +2521,20 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
             return db_error(s, err, "listing messages");
     }
     bool whole = after_seq < 1 || after_seq < cold_seq;
+    /* Packed messages are cold (their seq at most cold_seq): only a whole
+     * read can owe any. Merged with the rows in display order; a row
+     * shadows a packed message of its id, sent or not. */
+    pack_buf p;
+    pack_buf_init(&p);
+    bool packed = false, have = false;
+    id_set shadows = {0};
+    ps_pack_entry e;
+    size_t pos = 0;
+    ps_code rc = whole ? pack_read(s, user, chat_id, &p, &packed, err) : PS_OK;
+    if (rc == PS_OK && packed)
+        rc = row_ids(s, user, chat_id, &shadows, err);
+    if (rc == PS_OK && packed)
+        rc = next_owed(&p, &pos, &shadows, after_seq, skip_origin, skip_after, &e, &have, err);
     sqlite3_stmt *st = stmt(s, whole ? Q_MSG_SINCE_ALL : Q_MSG_SINCE);
     sqlite3_bind_int64(st, 5, skip_after);
     sqlite3_bind_int64(st, 1, user);
@@ -1797,18 +2544,30 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
         sqlite3_bind_text(st, 4, skip_origin, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 4);
-    int r;
-    ps_code rc = PS_OK;
+    int r = SQLITE_DONE;
     while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
         ps_message m;
         if ((rc = read_message(s, st, user, &m, err)) != PS_OK)
             break;
-        rc = fn(ctx, &m);
+        while (rc == PS_OK && have &&
+               ps_pack_before(e.order_ts, e.received, e.id, m.order_ts, m.received, m.id)) {
+            if ((rc = emit_entry(&e, fn, ctx, err)) == PS_OK)
+                rc = next_owed(&p, &pos, &shadows, after_seq, skip_origin, skip_after, &e, &have,
+                               err);
+        }
+        if (rc == PS_OK)
+            rc = fn(ctx, &m);
         ps__message_release(&m);
     }
-    if (rc == PS_OK && r != SQLITE_DONE)
+    if (rc == PS_OK && r != SQLITE_DONE && r != SQLITE_ROW)
         rc = db_error(s, err, "listing messages");
     sqlite3_reset(st);
+    while (rc == PS_OK && have) {
+        if ((rc = emit_entry(&e, fn, ctx, err)) == PS_OK)
+            rc = next_owed(&p, &pos, &shadows, after_seq, skip_origin, skip_after, &e, &have, err);
+    }
+    id_set_free(&shadows);
+    pack_buf_free(&p);
     return rc;
 }
 
@@ -1832,11 +2591,33 @@ static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id
     sqlite3_reset(st);
     if (rc != PS_OK)
         return rc;
+    /* its packed messages (schema 12) go between the rows in display
+     * order, less those a row shadows (deleted ones too) */
+    pack_buf p;
+    pack_buf_init(&p);
+    bool packed = false, have = false;
+    id_set shadows = {0};
+    ps_pack_entry e;
+    size_t pos = 0;
+    rc = pack_read(s, l->user, chat_id, &p, &packed, err);
+    if (rc == PS_OK && packed)
+        rc = row_ids(s, l->user, chat_id, &shadows, err);
+    if (rc == PS_OK && packed)
+        rc = next_owed(&p, &pos, &shadows, -1, NULL, 0, &e, &have, err);
     st = stmt(s, Q_DOC_MSGS);
     sqlite3_bind_int64(st, 1, l->user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
-    int r;
+    int r = SQLITE_DONE;
     while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        while (rc == PS_OK && have &&
+               ps_pack_before(e.order_ts, e.received, e.id, sqlite3_column_int64(st, 1),
+                              sqlite3_column_int64(st, 2),
+                              (const char *)sqlite3_column_text(st, 3))) {
+            if ((rc = ps_doc_add_message(&l->doc, e.value, e.value_len)) == PS_OK)
+                rc = next_owed(&p, &pos, &shadows, -1, NULL, 0, &e, &have, err);
+        }
+        if (rc != PS_OK)
+            break;
         if (sqlite3_column_type(st, 0) != SQLITE_BLOB) {
             rc = ps_doc_add_message(&l->doc, (const char *)sqlite3_column_text(st, 0),
                                     (size_t)sqlite3_column_bytes(st, 0));
@@ -1851,6 +2632,12 @@ static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id
     if (rc == PS_OK && r != SQLITE_DONE)
         rc = db_error(s, err, "reading messages");
     sqlite3_reset(st);
+    while (rc == PS_OK && have) {
+        if ((rc = ps_doc_add_message(&l->doc, e.value, e.value_len)) == PS_OK)
+            rc = next_owed(&p, &pos, &shadows, -1, NULL, 0, &e, &have, err);
+    }
+    id_set_free(&shadows);
+    pack_buf_free(&p);
     if (rc == PS_OK)
         rc = ps_doc_finish(&l->doc, doc, len);
     return rc == PS_OK || rc == PS_ERR_STORE || rc == PS_ERR_BUSY
@@ -2109,13 +2896,14 @@ static ps_code sqlite_user_list(ps_store *base, int (*fn)(void *, const char *, 
 static ps_code sqlite_user_delete(ps_store *base, const char *name, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    static const int steps[4] = {Q_USER_DEL_MSGS, Q_USER_DEL_BASES, Q_USER_DEL_CHATS, Q_USER_DEL};
-    for (int i = 0; i < 4; i++) {
+    static const int steps[5] = {Q_USER_DEL_MSGS, Q_USER_DEL_PACKS, Q_USER_DEL_BASES,
+                                 Q_USER_DEL_CHATS, Q_USER_DEL};
+    for (int i = 0; i < 5; i++) {
         sqlite3_stmt *st = stmt(s, steps[i]);
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
             return db_error(s, err, "deleting user");
-        if (i == 3 && sqlite3_changes(s->db) == 0)
+        if (i == 4 && sqlite3_changes(s->db) == 0)
             return ps_error_set(err, PS_ERR_NOT_FOUND, -1, "", "no user %s", name);
     }
     return PS_OK;
@@ -2571,6 +3359,83 @@ static ps_code run_for_user(sqlite_store *s, const char *sql, int64_t user_id, i
     return rc;
 }
 
+/*
+ * Before the user's message tombstones up to `acked` are forgotten: a
+ * tombstone row shadowing a packed message (deleted after its chat came)
+ * takes that message out of its pack, which is written again without it,
+ * or the message would come back with the row gone.
+ */
+static ps_code unpack_forgotten(sqlite_store *s, int64_t user_id, int64_t acked, ps_error *err)
+{
+    id_set chats = {0};
+    sqlite3_stmt *st;
+    ps_code rc = prepare_sql(s,
+                             "SELECT DISTINCT m.chat_id FROM messages m"
+                             " INDEXED BY messages_tombstones WHERE m.user_id = ?1"
+                             " AND m.value IS NULL AND m.seq <= ?2 AND EXISTS (SELECT 1"
+                             " FROM packs p WHERE p.user_id = ?1 AND p.chat_id = m.chat_id)",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, acked);
+    rc = id_set_read(s, st, &chats, err);
+    sqlite3_finalize(st);
+    uint32_t dict = 0;
+    if (rc == PS_OK && chats.n)
+        rc = user_dict(s, user_id, &dict, err);
+    pack_buf p;
+    pack_buf_init(&p);
+    ps_dynbuf raw;
+    ps__dynbuf_init(&raw, SIZE_MAX - 1);
+    for (size_t c = 0; c < chats.n && rc == PS_OK; c++) {
+        id_set gone = {0};
+        bool found, more = true;
+        size_t pos = 0, kept = 0, dropped = 0;
+        if ((rc = prepare_sql(s,
+                              "SELECT id FROM messages WHERE user_id = ?1 AND chat_id = ?2"
+                              " AND value IS NULL AND seq <= ?3",
+                              &st, err)) != PS_OK)
+            break;
+        sqlite3_bind_int64(st, 1, user_id);
+        sqlite3_bind_text(st, 2, chats.ids[c], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, acked);
+        rc = id_set_read(s, st, &gone, err);
+        sqlite3_finalize(st);
+        if (rc == PS_OK)
+            rc = pack_read(s, user_id, chats.ids[c], &p, &found, err);
+        if (rc == PS_OK && (rc = ps_pack_begin(&raw)) != PS_OK)
+            rc = ps_error_set(err, rc, -1, "", "out of memory");
+        while (rc == PS_OK && found && more) {
+            ps_pack_entry e;
+            if ((rc = pack_next(&p, &pos, &e, &more, err)) != PS_OK || !more)
+                break;
+            if (id_set_has(&gone, e.id))
+                dropped++;
+            else if ((rc = ps_pack_put(&raw, &e)) != PS_OK)
+                rc = ps_error_set(err, rc, -1, "", "out of memory");
+            else
+                kept++;
+        }
+        id_set_free(&gone);
+        if (rc != PS_OK || !dropped)
+            continue;
+        sqlite3_stmt *del = stmt(s, Q_PACK_DEL);
+        sqlite3_bind_int64(del, 1, user_id);
+        sqlite3_bind_text(del, 2, chats.ids[c], -1, SQLITE_STATIC);
+        rc = sqlite3_step(del) == SQLITE_DONE ? PS_OK : db_error(s, err, "rewriting a pack");
+        sqlite3_reset(del);
+        int64_t bytes;
+        if (rc == PS_OK && kept)
+            rc = pack_write_with(s, stmt(s, Q_PACK_PUT), user_id, chats.ids[c], &raw, dict,
+                                 &bytes, err);
+    }
+    ps__dynbuf_free(&raw);
+    pack_buf_free(&p);
+    id_set_free(&chats);
+    return rc;
+}
+
 static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user, int64_t active_since_ms,
                                          int64_t *purged, ps_error *err)
 {
@@ -2604,6 +3469,7 @@ static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user, int64
                            " coalesce((SELECT max(seq) FROM messages WHERE user_id = ?1"
                            "   AND value IS NULL AND seq <= ?2), 0)) WHERE id = ?1",
                            user_id, acked, NULL, err)) != PS_OK ||
+        (rc = unpack_forgotten(s, user_id, acked, err)) != PS_OK ||
         (rc = run_for_user(s,
                            "DELETE FROM messages WHERE user_id = ?1 AND value IS NULL"
                            " AND seq <= ?2",
@@ -2613,7 +3479,7 @@ static ps_code sqlite_purge_acknowledged(ps_store *base, const char *user, int64
         return rc;
     *purged = chats + messages;
     if (*purged) /* the running byte count does not see deletions */
-        rc = run_for_user(s, USER_BYTES_RECOUNT " WHERE id = ?1", user_id, 0, NULL, err);
+        rc = run_for_user(s, USER_BYTES_RECOUNT_12 " WHERE id = ?1", user_id, 0, NULL, err);
     return rc;
 }
 
@@ -2625,6 +3491,7 @@ static ps_code sqlite_user_tombstones(ps_store *base, const char *user, int64_t 
     ps_code rc = prepare_sql(s,
                              "SELECT (SELECT count(*) FROM chats WHERE user_id = u.id"
                              "   AND live = 0) + (SELECT count(*) FROM messages"
+                             "   INDEXED BY messages_tombstones"
                              "   WHERE user_id = u.id AND value IS NULL)"
                              " FROM users u WHERE u.name = ?1",
                              &st, err);

@@ -326,23 +326,25 @@ ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user, uint32_
     return (ps_code)atomic_load(&b.rc);
 }
 
-/* Appends the frame's text to *out (NUL-terminated). */
+/* Appends the frame's text to *out (NUL-terminated). `plain_ok`: a frame
+ * made without a dictionary is one too (a pack's; a value's never is). */
 static ps_code unpack_to(codec_ctx *ctx, const void *frame, size_t len, int64_t user,
-                         ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out)
+                         ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out, bool plain_ok)
 {
     unsigned long long size = ZSTD_getFrameContentSize(frame, len);
     unsigned id = ZSTD_getDictID_fromFrame(frame, len);
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > UNPACK_MAX ||
-        id == 0)
+        (id == 0 && !plain_ok))
         return PS_ERR_STORE;
-    cached_dict *dict;
-    ps_code rc = dict_get(ctx, user, id, load, load_ctx, &dict);
+    cached_dict *dict = NULL;
+    ps_code rc = id ? dict_get(ctx, user, id, load, load_ctx, &dict) : PS_OK;
     if (rc != PS_OK)
         return rc == PS_ERR_NOMEM ? rc : PS_ERR_STORE;
     if ((rc = ps__dynbuf_reserve(out, (size_t)size)) != PS_OK)
         return rc;
-    size_t n = ZSTD_decompress_usingDDict(ctx->d, out->data + out->len, (size_t)size, frame, len,
-                                          dict->d);
+    size_t n = dict ? ZSTD_decompress_usingDDict(ctx->d, out->data + out->len, (size_t)size,
+                                                 frame, len, dict->d)
+                    : ZSTD_decompressDCtx(ctx->d, out->data + out->len, (size_t)size, frame, len);
     if (ZSTD_isError(n) || n != size)
         return ZSTD_isError(n) && ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation
                    ? PS_ERR_NOMEM
@@ -356,7 +358,7 @@ ps_code ps_value_unpack_append(const void *frame, size_t len, int64_t user,
                                ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out)
 {
     codec_ctx *ctx = thread_ctx();
-    return ctx ? unpack_to(ctx, frame, len, user, load, load_ctx, out) : PS_ERR_NOMEM;
+    return ctx ? unpack_to(ctx, frame, len, user, load, load_ctx, out, false) : PS_ERR_NOMEM;
 }
 
 ps_code ps_value_unpack(const void *frame, size_t len, int64_t user, ps_value_dict_fn load,
@@ -368,10 +370,42 @@ ps_code ps_value_unpack(const void *frame, size_t len, int64_t user, ps_value_di
     if (!ctx)
         return PS_ERR_NOMEM;
     ps__dynbuf_reset(&ctx->text);
-    ps_code rc = unpack_to(ctx, frame, len, user, load, load_ctx, &ctx->text);
+    ps_code rc = unpack_to(ctx, frame, len, user, load, load_ctx, &ctx->text, false);
     if (rc == PS_OK) {
         *text = ctx->text.data;
         *text_len = ctx->text.len;
     }
     return rc;
+}
+
+ps_code ps_value_pack_frame(const char *data, size_t len, int64_t user, uint32_t id,
+                            ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out)
+{
+    ps__dynbuf_reset(out);
+    codec_ctx *ctx = thread_ctx();
+    if (!ctx)
+        return PS_ERR_NOMEM;
+    cached_dict *dict = NULL;
+    ps_code rc = id ? dict_get(ctx, user, id, load, load_ctx, &dict) : PS_OK;
+    if (rc != PS_OK)
+        return rc;
+    if (dict && !dict->c &&
+        !(dict->c = ZSTD_createCDict(dict->bytes, dict->len, PS_VALUE_PACK_LEVEL)))
+        return PS_ERR_NOMEM;
+    size_t bound = ZSTD_compressBound(len);
+    if ((rc = ps__dynbuf_reserve(out, bound)) != PS_OK)
+        return rc;
+    size_t n = dict ? ZSTD_compress_usingCDict(ctx->c, out->data, bound, data, len, dict->c)
+                    : ZSTD_compressCCtx(ctx->c, out->data, bound, data, len, PS_VALUE_PACK_LEVEL);
+    if (ZSTD_isError(n))
+        return ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation ? PS_ERR_NOMEM : PS_ERR_STORE;
+    out->len = n;
+    return PS_OK;
+}
+
+ps_code ps_value_unpack_frame_append(const void *frame, size_t len, int64_t user,
+                                     ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out)
+{
+    codec_ctx *ctx = thread_ctx();
+    return ctx ? unpack_to(ctx, frame, len, user, load, load_ctx, out, true) : PS_ERR_NOMEM;
 }

@@ -104,4 +104,19 @@ PS_MUST_CHECK ps_code ps_value_unpack(const void *frame, size_t len, int64_t use
                                       ps_value_dict_fn load, void *load_ctx, const char **text,
                                       size_t *text_len);
 
+/*
+ * A chat's pack (schema 12, pack_codec.h): `data` compressed into one frame
+ * in *out (replaced), with dictionary (user, id) when id is not 0, else
+ * without one (a whole chat compresses well alone: ~3.3x). Always a frame,
+ * whatever its size.
+ */
+PS_MUST_CHECK ps_code ps_value_pack_frame(const char *data, size_t len, int64_t user, uint32_t id,
+                                          ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out);
+
+/* Decompresses a frame of ps_value_pack_frame (with its dictionary or
+ * none), appending to *out; PS_ERR_STORE when it is not such a frame. */
+PS_MUST_CHECK ps_code ps_value_unpack_frame_append(const void *frame, size_t len, int64_t user,
+                                                   ps_value_dict_fn load, void *load_ctx,
+                                                   ps_dynbuf *out);
+
 #endif

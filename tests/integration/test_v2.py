@@ -745,6 +745,92 @@ class DeltaTest(V2TestCase):
         self.assertSameState(self.a.local, self.full(), "device A")
 
 
+class PackedChatTest(V2TestCase):
+    """Chats new in a v2 push are kept packed on SQLite (docs/storage.md,
+    "Packs"): whatever the layout, each device gets what was written, as
+    the devices' own records of their changes say (Local), and a legacy
+    client sees the same messages in display order."""
+
+    def packed_chat(self, cid, n=30):
+        return {"chatId": cid, "fields": {"title": cid},
+                "messages": [msg("%s-%02d" % (cid, i), "message %d of %s, long enough that the"
+                                 " chat is worth a pack: %s" % (i, cid, "w" * 80),
+                                 role="user" if i % 2 else "assistant",
+                                 timestamp=iso(T0_MS + 1000 * (n - i)))
+                             for i in range(n)]}
+
+    def test_packed_chats_read_as_written(self):
+        a, b = self.dev("pack-a"), self.dev("pack-b")
+        b.sync([self.packed_chat("p%d" % i) for i in range(3)])
+        if harness.BACKEND != "postgres":
+            con = sqlite3.connect("file:%s?mode=ro" % self.server.db_path, uri=True, timeout=10)
+            self.addCleanup(con.close)
+            self.assertEqual(con.execute("SELECT count(DISTINCT chat_id) FROM packs").fetchone(),
+                             (3,))
+            self.assertEqual(con.execute("SELECT count(*) FROM messages").fetchone(), (0,))
+        a.sync()
+        self.assertSameState(a.local, b.local, "device A after its first pull", times=False)
+        # B edits a packed message, deletes one, adds one; A's pull has exactly those
+        edited = msg("p1-03", "edited by B", role="user", timestamp=iso(T0_MS + 27000))
+        added = msg("p1-new", "added by B", timestamp=iso(T0_MS + 500))
+        doc = b.sync([{"chatId": "p1", "messages": [edited, added], "deleteMessages": ["p1-07"]}])
+        doc = a.sync()
+        got = norm_entries(doc["chats"])
+        self.assertEqual(set(got), {"p1"})
+        self.assertEqual(sorted(got["p1"]["messages"]), ["p1-03", "p1-new"])
+        self.assertEqual(got["p1"]["messages"]["p1-03"]["content"], "edited by B")
+        self.assertEqual(got["p1"].get("deletedMessages"), ["p1-07"])
+        # A edits the message B edited again, and one B never touched
+        a.sync([{"chatId": "p1", "messages": [msg("p1-03", "edited by A", role="user",
+                                                   timestamp=iso(T0_MS + 27000))]},
+                {"chatId": "p2", "messages": [msg("p2-05", "edited by A", role="user",
+                                                  timestamp=iso(T0_MS + 25000))]}])
+        b.sync()
+        full = self.full()
+        self.assertSameState(a.local, full, "device A", times=False)
+        self.assertSameState(b.local, full, "device B", times=False)
+        # a legacy client: every live message once, in display order (timestamp)
+        fetched = by_id(self.server.fetch())
+        for cid in ("p0", "p1", "p2"):
+            want = sorted(full.chats[cid]["messages"].values(),
+                          key=lambda m: m["timestamp"])  # Local's: ms
+            self.assertEqual([m["id"] for m in fetched[cid]["messages"]],
+                             [m["id"] for m in want], cid)
+            self.assertEqual([m["content"] for m in fetched[cid]["messages"]],
+                             [m["content"] for m in want], cid)
+
+    def test_a_packed_chat_edited_many_times(self):
+        # enough separate writes that the store folds its rows into the pack
+        # again (store_sqlite.c, repack_if_due); A pulls between some of them
+        a, b = self.dev("fold-a"), self.dev("fold-b")
+        b.sync([self.packed_chat("q0"), self.packed_chat("q1")])
+        a.sync()
+        for i in range(14):
+            if i % 3 == 0:
+                ch = {"chatId": "q0", "deleteMessages": ["q0-%02d" % (20 + i // 3)]}
+            else:
+                ch = {"chatId": "q0", "messages": [msg("q0-%02d" % i, "edit %d by B" % i,
+                                                       role="user",
+                                                       timestamp=iso(T0_MS + 1000 * (30 - i)))]}
+            b.sync([ch])
+            if i % 4 == 3:
+                a.sync()
+        a.sync()
+        full = self.full()
+        self.assertSameState(a.local, full, "device A", times=False)
+        self.assertSameState(b.local, full, "device B", times=False)
+        if harness.BACKEND != "postgres":
+            con = sqlite3.connect("file:%s?mode=ro" % self.server.db_path, uri=True, timeout=10)
+            self.addCleanup(con.close)
+            live_rows = con.execute("SELECT count(*) FROM messages WHERE chat_id = 'q0'"
+                                    " AND value IS NOT NULL").fetchone()[0]
+            self.assertLess(live_rows, 9, "the edits were folded into the pack")
+        fetched = by_id(self.server.fetch())
+        want = sorted(full.chats["q0"]["messages"].values(), key=lambda m: m["timestamp"])
+        self.assertEqual([(m["id"], m["content"]) for m in fetched["q0"]["messages"]],
+                         [(m["id"], m["content"]) for m in want])
+
+
 # ---- 3. no echo, convergence -------------------------------------------------
 
 class SyncRunTest(V2TestCase):

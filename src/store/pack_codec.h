@@ -1,0 +1,50 @@
+/*
+ * A chat's pack (SQLite schema 12, docs/storage.md "Packs"): the message
+ * rows a chat got when it was new, laid end to end in display order
+ * (order_ts, received, id) as one byte string, which the store compresses
+ * into one zstd frame (value_codec.h) and keeps in pieces. Per message:
+ * id, value (the JSON text; a pack holds no deleted message), stamp,
+ * display order, mark and `received`, as a row of `messages` holds them.
+ * Strings are stored with a NUL after them, so a decoded entry points into
+ * the decoded bytes without a copy.
+ */
+#ifndef PS_PACK_CODEC_H
+#define PS_PACK_CODEC_H
+
+#include "core/dynbuf.h"
+#include "polysync/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One message of a pack. Strings NUL-terminated; borrowed. */
+typedef struct ps_pack_entry {
+    const char *id;
+    const char *value; /* the message's JSON text */
+    size_t value_len;
+    const char *device; /* the stamp's */
+    const char *origin; /* the mark's; NULL: the same as device */
+    int64_t ts, lamport, order_ts, seq, received;
+    bool timed;
+} ps_pack_entry;
+
+/* Starts a pack in *raw (replaced). */
+PS_MUST_CHECK ps_code ps_pack_begin(ps_dynbuf *raw);
+
+/* Appends one message (the caller keeps display order). */
+PS_MUST_CHECK ps_code ps_pack_put(ps_dynbuf *raw, const ps_pack_entry *e);
+
+/* Reads the entry at *pos (0 for the first) of a pack's `len` bytes and
+ * moves *pos past it; *more false (and PS_OK) at the end. PS_ERR_STORE
+ * when the bytes are not a pack (a corrupt store). `raw` must be
+ * NUL-terminated at raw[len] (ps_dynbuf's are). */
+PS_MUST_CHECK ps_code ps_pack_next(const char *raw, size_t len, size_t *pos, ps_pack_entry *e,
+                                   bool *more);
+
+/* Whether message a comes before b in display order (order_ts, received,
+ * then id in byte order, as SQLite's ORDER BY does). */
+bool ps_pack_before(int64_t a_order_ts, int64_t a_received, const char *a_id, int64_t b_order_ts,
+                    int64_t b_received, const char *b_id);
+
+#endif

@@ -1,0 +1,780 @@
+/*
+ * SQLite schema 12 (docs/storage.md, "Packs"): a chat saved new without a
+ * rendering keeps its messages as one compressed pack; later writes are
+ * rows that shadow the packed message of their id. Judged against the
+ * test's own record of what each save wrote (the model: a message, the
+ * save that last wrote it, its device, whether it was deleted), never
+ * against the store's reading of itself: messages_since for every cursor
+ * and asker, chat_load, messages_load by id, the legacy rendering put
+ * together from pack and rows, rows folded into the pack, tombstone
+ * collection (a forgotten deletion
+ * must not bring its packed message back), purges and user deletion (no
+ * pack left behind), byte counts, a dictionary trained from packs, and the
+ * migration from schema 11 (every row read as before, new chats packed).
+ * Includes the .c file to reach MIGRATIONS and the connection.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "../../src/store/store_sqlite.c"
+#include "core/merge.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    char url[160];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/ps-packs-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/p.db", f->dir);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static int64_t query_int(sqlite_store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* The model: what the last save of a message wrote. */
+typedef struct written {
+    char id[16];
+    int64_t seq;
+    char origin[16];
+    char device[16];
+    int64_t order_ts;
+    int version; /* its content: "<id> v<version> ..." */
+    bool deleted;
+} written;
+
+#define MAX_MSGS 64
+
+typedef struct model {
+    written w[MAX_MSGS];
+    int n;
+} model;
+
+static written *model_get(model *md, const char *id)
+{
+    for (int i = 0; i < md->n; i++)
+        if (strcmp(md->w[i].id, id) == 0)
+            return &md->w[i];
+    assert_true(md->n < MAX_MSGS);
+    written *w = &md->w[md->n++];
+    memset(w, 0, sizeof *w);
+    snprintf(w->id, sizeof w->id, "%s", id);
+    return w;
+}
+
+/* A message's content: long enough that a chat of 20 makes a pack. */
+static void content_of(const char *id, int version, char *out, size_t size)
+{
+    snprintf(out, size,
+             "%s v%d: the quick brown fox jumps over the lazy dog, then rests a while in the"
+             " shade before it runs on",
+             id, version);
+}
+
+static ps_chat *chat_new(const char *id)
+{
+    ps_chat *c = ps__chat_new(id);
+    ps_stamp st = {.ts = 1, .device = (char *)"phone"};
+    bool changed;
+    assert_int_equal(ps__chat_put_field(c, "title", json_object_new_string(id), &st, &changed),
+                     PS_OK);
+    assert_int_equal(ps__lamport_set(&c->lamport, 1, "server"), PS_OK);
+    return c;
+}
+
+/* Adds message `id` (version, or deleted when version < 0) stamped by
+ * `device` to the chat being saved. */
+static void put(ps_chat *c, const char *id, const char *device, int64_t order_ts, int version)
+{
+    ps_stamp st = {.ts = order_ts, .device = (char *)device};
+    json_object *v = NULL;
+    if (version >= 0) {
+        char text[200];
+        content_of(id, version, text, sizeof text);
+        v = json_object_new_object();
+        json_object_object_add(v, "id", json_object_new_string(id));
+        json_object_object_add(v, "content", json_object_new_string(text));
+    }
+    assert_int_equal(ps__chat_append_message(c, id, v, &st, order_ts), PS_OK);
+}
+
+/* Saves `c` (all its messages dirty) at `seq` from `origin`, unrendered,
+ * and records what it wrote in the model. */
+static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char *origin,
+                 model *md)
+{
+    ps__chat_normalize(c);
+    ps__chat_number_received(c);
+    assert_int_equal(ps__chat_mark_dirty(c, seq, origin), PS_OK);
+    for (size_t i = 0; i < c->nmessages; i++) {
+        const ps_message *m = &c->messages[i];
+        written *w = model_get(md, m->id);
+        w->seq = seq;
+        snprintf(w->origin, sizeof w->origin, "%s", origin);
+        snprintf(w->device, sizeof w->device, "%s", m->stamp.device);
+        w->order_ts = m->order_ts;
+        w->deleted = m->value == NULL;
+        if (m->value) {
+            json_object *content;
+            assert_true(json_object_object_get_ex(m->value, "content", &content));
+            w->version = atoi(strstr(json_object_get_string(content), " v") + 2);
+        }
+    }
+    ps_error err;
+    if (s->ops->chat_save(s, user, c, NULL, 0, seq, &err) != PS_OK)
+        fail_msg("chat_save: %s", err.message);
+    ps__chat_free(c);
+}
+
+/* What messages_since gave, one "id@seq:origin[:deleted|:vN]" each. */
+typedef struct seen {
+    char items[MAX_MSGS][64];
+    int n;
+} seen;
+
+static void describe(char *out, size_t size, const char *id, int64_t seq, const char *origin,
+                     bool deleted, int version)
+{
+    if (deleted)
+        snprintf(out, size, "%s@%lld:%s:deleted", id, (long long)seq, origin);
+    else
+        snprintf(out, size, "%s@%lld:%s:v%d", id, (long long)seq, origin, version);
+}
+
+static ps_code collect(void *ctx, const ps_message *m)
+{
+    seen *s = ctx;
+    assert_true(s->n < MAX_MSGS);
+    int version = -1;
+    if (m->value) {
+        json_object *content;
+        assert_true(json_object_object_get_ex(m->value, "content", &content));
+        char want[200];
+        version = atoi(strstr(json_object_get_string(content), " v") + 2);
+        content_of(m->id, version, want, sizeof want);
+        assert_string_equal(json_object_get_string(content), want);
+    }
+    describe(s->items[s->n++], sizeof s->items[0], m->id, m->mark.seq, m->mark.origin,
+             m->value == NULL, version);
+    return PS_OK;
+}
+
+/* The model's messages in display order (order_ts; the model's are distinct). */
+static int model_order(const model *md, const written **out)
+{
+    int n = 0;
+    int64_t last = INT64_MIN;
+    for (;;) {
+        const written *next = NULL;
+        for (int i = 0; i < md->n; i++)
+            if (md->w[i].order_ts > last && (!next || md->w[i].order_ts < next->order_ts))
+                next = &md->w[i];
+        if (!next)
+            return n;
+        last = next->order_ts;
+        out[n++] = next;
+    }
+}
+
+/* messages_since(after, skip) gives exactly the model's messages written
+ * after `after`, less the asker's own after skip_after, in display order. */
+static void expect_since(ps_store *s, int64_t user, const char *chat, const model *md,
+                         int64_t after, const char *skip, int64_t skip_after)
+{
+    seen got = {0}, want = {0};
+    ps_error err;
+    assert_int_equal(
+        s->ops->messages_since(s, user, chat, after, skip, skip_after, collect, &got, &err), PS_OK);
+    const written *order[MAX_MSGS];
+    int n = model_order(md, order);
+    for (int i = 0; i < n; i++) {
+        const written *w = order[i];
+        if (w->seq > after && !(skip && strcmp(w->origin, skip) == 0 && w->seq > skip_after))
+            describe(want.items[want.n++], sizeof want.items[0], w->id, w->seq, w->origin,
+                     w->deleted, w->version);
+    }
+    if (got.n != want.n)
+        fail_msg("chat %s after %lld skip %s: %d messages, want %d", chat, (long long)after,
+                 skip ? skip : "-", got.n, want.n);
+    for (int i = 0; i < got.n; i++)
+        assert_string_equal(got.items[i], want.items[i]);
+}
+
+/* chat_load gives every model message with its fields. */
+static void expect_loaded(ps_store *s, int64_t user, const char *chat, const model *md)
+{
+    ps_chat *c = NULL;
+    ps_error err;
+    assert_int_equal(s->ops->chat_load(s, user, chat, true, &c, &err), PS_OK);
+    assert_non_null(c);
+    assert_int_equal(c->nmessages, md->n);
+    for (int i = 0; i < md->n; i++) {
+        const written *w = &md->w[i];
+        const ps_message *m = ps__chat_message(c, w->id);
+        assert_non_null(m);
+        assert_int_equal(m->mark.seq, w->seq);
+        assert_string_equal(m->mark.origin, w->origin);
+        assert_string_equal(m->stamp.device, w->device);
+        assert_int_equal(m->order_ts, w->order_ts);
+        assert_int_equal(m->stamp.ts, w->order_ts);
+        assert_true(m->received >= 0);
+        if (w->deleted) {
+            assert_null(m->value);
+        } else {
+            char want[200];
+            content_of(w->id, w->version, want, sizeof want);
+            json_object *content;
+            assert_true(json_object_object_get_ex(m->value, "content", &content));
+            assert_string_equal(json_object_get_string(content), want);
+        }
+    }
+    ps__chat_free(c);
+}
+
+/* The legacy rendering (put together from the shell, pack and rows) lists
+ * the model's live messages in display order with their last content. */
+typedef struct rendered {
+    const char *chat;
+    char *doc;
+} rendered;
+
+static int take_doc(void *ctx, const ps_chat_row *row)
+{
+    rendered *r = ctx;
+    if (strcmp(row->id, r->chat) != 0)
+        return 0;
+    size_t len = 0;
+    const char *doc = row->doc(row, &len);
+    assert_non_null(doc);
+    r->doc = strndup(doc, len);
+    return 1;
+}
+
+static void expect_rendered(ps_store *s, int64_t user, const char *chat, const model *md)
+{
+    rendered r = {.chat = chat};
+    ps_error err;
+    assert_int_equal(s->ops->chat_each(s, user, take_doc, &r, &err), PS_OK);
+    assert_non_null(r.doc);
+    json_object *doc = json_tokener_parse(r.doc);
+    assert_non_null(doc);
+    json_object *msgs;
+    assert_true(json_object_object_get_ex(doc, "messages", &msgs));
+    const written *order[MAX_MSGS];
+    int n = model_order(md, order), k = 0;
+    for (int i = 0; i < n; i++) {
+        if (order[i]->deleted)
+            continue;
+        assert_true(k < (int)json_object_array_length(msgs));
+        json_object *m = json_object_array_get_idx(msgs, (size_t)k++), *id, *content;
+        assert_true(json_object_object_get_ex(m, "id", &id));
+        assert_string_equal(json_object_get_string(id), order[i]->id);
+        char want[200];
+        content_of(order[i]->id, order[i]->version, want, sizeof want);
+        assert_true(json_object_object_get_ex(m, "content", &content));
+        assert_string_equal(json_object_get_string(content), want);
+    }
+    assert_int_equal(json_object_array_length(msgs), k);
+    json_object_put(doc);
+    free(r.doc);
+}
+
+static void expect_bytes_counted(sqlite_store *ss, ps_store *s, int64_t user)
+{
+    int64_t bytes = -1;
+    ps_error err;
+    assert_int_equal(s->ops->user_bytes(s, user, &bytes, &err), PS_OK);
+    assert_int_equal(bytes, query_int(ss, "SELECT sum(length(CAST(state AS BLOB)) +"
+                                          " coalesce(length(CAST(shell AS BLOB)), 0))"
+                                          " FROM chat_bodies") +
+                                query_int(ss, "SELECT coalesce(sum(length(CAST(id AS BLOB)) +"
+                                              " coalesce(length(CAST(value AS BLOB)), 0)), 0)"
+                                              " FROM messages") +
+                                query_int(ss, "SELECT coalesce(sum(length(data)), 0) FROM packs"));
+}
+
+/* A chat new at 5 with 20 messages (packed), then at 9 the laptop
+ * rewrites m03 and adds m20, at 12 the tablet deletes m05 (a packed one)
+ * and m21 is added; every cursor and asker gets what the model says, and
+ * chat_load, messages_load and the rendering agree with it. */
+static void packed_and_hot_rows_read_as_one(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "packer", &u, &err), PS_OK);
+    model md = {0};
+    ps_chat *c = chat_new("a");
+    char id[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put(c, id, i % 2 ? "phone" : "laptop", 100 + i, 1);
+    }
+    save(s, u.id, c, 5, "phone", &md);
+    /* packed: no row, one pack of a few pieces at most */
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages"), 0);
+    assert_true(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 'a'") >= 1);
+    expect_bytes_counted(ss, s, u.id);
+    c = chat_new("a");
+    put(c, "m03", "laptop", 103, 2);
+    put(c, "m20", "laptop", 120, 1);
+    save(s, u.id, c, 9, "laptop", &md);
+    c = chat_new("a");
+    put(c, "m05", "phone", 105, -1);
+    put(c, "m21", "phone", 99, 1); /* shown first */
+    save(s, u.id, c, 12, "tablet", &md);
+    /* a tiny chat stays rows */
+    model tiny = {0};
+    c = chat_new("t");
+    ps_stamp st = {.ts = 1, .device = (char *)"phone"};
+    json_object *v = json_object_new_object();
+    json_object_object_add(v, "content", json_object_new_string("t0 v1"));
+    assert_int_equal(ps__chat_append_message(c, "t0", v, &st, 1), PS_OK);
+    save(s, u.id, c, 13, "phone", &tiny);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 't'"), 0);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 't'"), 1);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"), 4);
+
+    /* read transactions, and the writer's too */
+    for (int write = 0; write < 2; write++) {
+        assert_int_equal(ps_store_begin(s, write, &err), PS_OK);
+        for (int64_t after = -1; after <= 13; after++) {
+            expect_since(s, u.id, "a", &md, after, NULL, 0);
+            expect_since(s, u.id, "a", &md, after, "laptop", 8);
+            expect_since(s, u.id, "a", &md, after, "phone", 0);
+            expect_since(s, u.id, "a", &md, after, "tablet", 11);
+            /* after chat_next_changed named the chat (its cold_seq with it) */
+            ps_chat *next = NULL;
+            int64_t seq = 0;
+            assert_int_equal(s->ops->chat_next_changed(s, u.id, after, &next, &seq, &err), PS_OK);
+            if (next && strcmp(next->id, "a") == 0)
+                expect_since(s, u.id, "a", &md, after, "phone", 0);
+            ps__chat_free(next);
+        }
+        expect_loaded(s, u.id, "a", &md);
+        expect_rendered(s, u.id, "a", &md);
+        /* by id: a packed one, a shadowed one, a deleted one, none */
+        ps_chat *some = ps__chat_new("a");
+        const char *const ids[] = {"m07", "m03", "m05", "nope", "m21"};
+        assert_int_equal(s->ops->messages_load(s, u.id, some, ids, 5, &err), PS_OK);
+        assert_int_equal(some->nmessages, 4);
+        const ps_message *m = ps__chat_message(some, "m07");
+        assert_non_null(m);
+        assert_int_equal(m->mark.seq, 5);
+        assert_string_equal(m->mark.origin, "phone");
+        assert_string_equal(m->stamp.device, "phone");
+        m = ps__chat_message(some, "m03");
+        assert_int_equal(m->mark.seq, 9);
+        assert_string_equal(m->mark.origin, "laptop");
+        assert_null(ps__chat_message(some, "m05")->value);
+        assert_null(ps__chat_message(some, "nope"));
+        ps__chat_free(some);
+        ps_store_rollback(s);
+    }
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_bytes_counted(ss, s, u.id);
+    ps_store_rollback(s);
+    ps_store_close(s);
+}
+
+/* Tombstone collection: the deletion of a packed message, once every
+ * device acknowledged it, is forgotten with the message itself (the pack
+ * written again without it), never brought back; the chat's other
+ * messages stay. Purging a deleted chat and deleting the user leave no
+ * pack. */
+static void forgotten_deletions_purges_and_users_leave_no_pack(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "erin", &u, &err), PS_OK);
+    model md = {0}, other = {0};
+    char id[16];
+    ps_chat *c = chat_new("a");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put(c, id, "phone", 100 + i, 1);
+    }
+    save(s, u.id, c, 5, "phone", &md);
+    c = chat_new("b");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "b%02d", i);
+        put(c, id, "phone", 100 + i, 1);
+    }
+    save(s, u.id, c, 6, "phone", &other);
+    c = chat_new("a");
+    put(c, "m04", "phone", 104, -1);
+    put(c, "m09", "laptop", 109, 2);
+    save(s, u.id, c, 8, "laptop", &md);
+    assert_int_equal(s->ops->device_seen(s, "erin", "A", "", "v2", 8, 3000, &err), PS_OK);
+    int64_t n = 0;
+    assert_int_equal(s->ops->user_tombstones(s, "erin", &n, &err), PS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(s->ops->purge_acknowledged(s, "erin", 0, &n, &err), PS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+
+    /* m04 is gone altogether: in no read, as if never there */
+    for (int i = 0; i < md.n; i++)
+        if (strcmp(md.w[i].id, "m04") == 0)
+            md.w[i] = md.w[--md.n];
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    int64_t bytes_before = 0;
+    assert_int_equal(s->ops->user_bytes(s, u.id, &bytes_before, &err), PS_OK);
+    expect_bytes_counted(ss, s, u.id);
+    for (int64_t after = -1; after <= 9; after++)
+        expect_since(s, u.id, "a", &md, after, NULL, 0);
+    expect_loaded(s, u.id, "a", &md);
+    expect_rendered(s, u.id, "a", &md);
+    expect_loaded(s, u.id, "b", &other);
+    ps_chat *some = ps__chat_new("a");
+    const char *const gone[] = {"m04"};
+    assert_int_equal(s->ops->messages_load(s, u.id, some, gone, 1, &err), PS_OK);
+    assert_int_equal(some->nmessages, 0);
+    ps__chat_free(some);
+    assert_int_equal(s->ops->user_tombstones(s, "erin", &n, &err), PS_OK);
+    assert_int_equal(n, 0);
+    ps_store_rollback(s);
+
+    /* chat b deleted, then purged by age: its pack goes with it */
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    c = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "b", true, &c, &err), PS_OK);
+    ps_stamp del = {.ts = 1000, .device = (char *)"dev"};
+    ps_lamport shown = {.counter = 9, .id = (char *)"server"};
+    bool changed;
+    assert_int_equal(ps__chat_delete(c, &del, &shown, &changed), PS_OK);
+    assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, 20, &err), PS_OK);
+    ps__chat_free(c);
+    assert_int_equal(s->ops->purge_tombstones(s, 2000, &n, &err), PS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 'b'"), 0);
+    assert_true(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 'a'") >= 1);
+    expect_bytes_counted(ss, s, u.id);
+    assert_int_equal(s->ops->user_delete(s, "erin", &err), PS_OK);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM packs"), 0);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages"), 0);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_store_close(s);
+}
+
+/* Repacking: once a packed chat's live rows outgrow a share of its pack
+ * they are folded into it (a deleted message stays a row, and the packed
+ * message it shadows is gone); before and after, every cursor and asker
+ * gets what the model says, and so do chat_load, messages_load and the
+ * rendering; the byte count is what the tables hold. */
+static void hot_rows_are_folded_into_the_pack(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "folder", &u, &err), PS_OK);
+    model md = {0};
+    char id[16];
+    ps_chat *c = chat_new("a");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put(c, id, "phone", 100 + i, 1);
+    }
+    save(s, u.id, c, 5, "phone", &md);
+    c = chat_new("a");
+    put(c, "m02", "tablet", 102, -1);
+    save(s, u.id, c, 6, "tablet", &md);
+    int64_t folded_at = 0, seq = 7;
+    for (int i = 0; i < 12; i++, seq++) {
+        c = chat_new("a");
+        if (i % 2 == 0) {
+            snprintf(id, sizeof id, "m%02d", 3 + i);
+            put(c, id, "laptop", 103 + i, 2);
+        } else {
+            snprintf(id, sizeof id, "n%02d", i);
+            put(c, id, "tablet", 200 + i, 1);
+        }
+        save(s, u.id, c, seq, i % 2 ? "tablet" : "laptop", &md);
+        if (!folded_at && query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"
+                                        " AND value IS NOT NULL") == 0)
+            folded_at = seq;
+        expect_bytes_counted(ss, s, u.id);
+    }
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    /* folded once, the deletion still a row, cold_seq the fold's newest */
+    assert_true(folded_at >= 7 + REPACK_ROWS - 1 && folded_at < seq - 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"
+                                   " AND value IS NULL AND id = 'm02'"),
+                     1);
+    assert_int_equal(query_int(ss, "SELECT cold_seq FROM chats WHERE id = 'a'"), folded_at);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"
+                                   " AND value IS NOT NULL"),
+                     seq - 1 - folded_at);
+
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    for (int64_t after = -1; after <= seq; after++) {
+        expect_since(s, u.id, "a", &md, after, NULL, 0);
+        expect_since(s, u.id, "a", &md, after, "laptop", 9);
+        expect_since(s, u.id, "a", &md, after, "tablet", 0);
+    }
+    expect_loaded(s, u.id, "a", &md);
+    expect_rendered(s, u.id, "a", &md);
+    ps_chat *some = ps__chat_new("a");
+    const char *const ids[] = {"m03", "m19", "n01", "m02"};
+    assert_int_equal(s->ops->messages_load(s, u.id, some, ids, 4, &err), PS_OK);
+    assert_int_equal(some->nmessages, 4);
+    assert_int_equal(ps__chat_message(some, "m03")->mark.seq, 7);
+    assert_string_equal(ps__chat_message(some, "m03")->mark.origin, "laptop");
+    assert_int_equal(ps__chat_message(some, "m19")->mark.seq, 5);
+    assert_int_equal(ps__chat_message(some, "n01")->mark.seq, 8);
+    assert_null(ps__chat_message(some, "m02")->value);
+    ps__chat_free(some);
+    expect_bytes_counted(ss, s, u.id);
+    ps_store_rollback(s);
+    ps_store_close(s);
+}
+
+/* A user whose chats all came new in v2 pushes (packed, no plain rows)
+ * still gets a dictionary once their history is large enough, trained on
+ * their packs: a message written later is then stored as a frame. */
+static void a_dictionary_is_trained_from_packs(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "big", &u, &err), PS_OK);
+    char id[32], text[600];
+    int64_t seq = 1;
+    /* chats of 100 messages of ~500 varied bytes until the user has a
+     * dictionary (packs compress ~3x: ~3.5 MiB of text) */
+    for (int chat = 0; chat < 200 && query_int(ss, "SELECT count(*) FROM value_dicts") == 0;
+         chat++) {
+        char cid[16];
+        snprintf(cid, sizeof cid, "c%03d", chat);
+        ps_chat *c = chat_new(cid);
+        for (int i = 0; i < 100; i++) {
+            snprintf(id, sizeof id, "%s-%d", cid, i);
+            int k = snprintf(text, sizeof text, "%s:", id);
+            for (unsigned x = (unsigned)(chat * 131 + i * 7); k < 480; x = x * 1103515245u + 12345u)
+                k += snprintf(text + k, sizeof text - (size_t)k, " %s",
+                              (const char *[]){"alpha", "beta", "gamma", "delta", "tau", "rho",
+                                               "sigma", "omega", "kappa", "zeta"}[(x >> 16) % 10]);
+            ps_stamp st = {.ts = 10 + i, .device = (char *)"d"};
+            json_object *v = json_object_new_object();
+            json_object_object_add(v, "content", json_object_new_string(text));
+            assert_int_equal(ps__chat_append_message(c, id, v, &st, 10 + i), PS_OK);
+        }
+        ps__chat_normalize(c);
+        ps__chat_number_received(c);
+        assert_int_equal(ps__chat_mark_dirty(c, seq, "d"), PS_OK);
+        assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, seq++, &err), PS_OK);
+        ps__chat_free(c);
+    }
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM value_dicts"), 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages"), 0);
+    /* one more message in the first chat: a row, compressed with it */
+    ps_chat *c = chat_new("c000");
+    ps_stamp st = {.ts = 999, .device = (char *)"d"};
+    json_object *v = json_object_new_object();
+    json_object_object_add(v, "content",
+                           json_object_new_string("c000-new: alpha beta gamma delta tau rho sigma"
+                                                  " omega kappa zeta alpha beta gamma delta tau"
+                                                  " rho sigma omega kappa zeta alpha beta gamma"));
+    assert_int_equal(ps__chat_append_message(c, "c000-new", v, &st, 999), PS_OK);
+    ps__chat_normalize(c);
+    ps__chat_number_received(c);
+    assert_int_equal(ps__chat_mark_dirty(c, seq, "d"), PS_OK);
+    assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, seq, &err), PS_OK);
+    ps__chat_free(c);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE typeof(value) = 'blob'"),
+                     1);
+    /* and the chat reads whole: 100 packed and the new row */
+    c = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "c000", true, &c, &err), PS_OK);
+    assert_int_equal(c->nmessages, 101);
+    ps__chat_free(c);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    ps_store_close(s);
+}
+
+static void same_value(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    sqlite3_result_value(ctx, argv[0]);
+}
+
+/* migrates_from_schema_11's collector: "id@seq:origin " appended. */
+static ps_code append_line(void *ctx, const ps_message *m)
+{
+    char *text = ctx;
+    size_t len = strlen(text);
+    snprintf(text + len, 256 - len, "%s@%lld:%s ", m->id, (long long)m->mark.seq, m->mark.origin);
+    return PS_OK;
+}
+
+/* A schema-11 store (made by its own migrations, cold and hot rows as
+ * schema 11 wrote them) migrates to 12: every row read as before (its
+ * rows stay rows), and a chat saved new afterwards is packed. */
+static void migrates_from_schema_11(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char *msg = NULL;
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                                  " applied_at TEXT NOT NULL DEFAULT '')",
+                                  NULL, NULL, &msg),
+                     SQLITE_OK);
+    /* step 9 names it; no rows then, so the real one is never needed */
+    assert_int_equal(
+        sqlite3_create_function(db, "ps_pack_doc", 1, SQLITE_UTF8, NULL, same_value, NULL, NULL),
+        SQLITE_OK);
+    for (int v = 0; v < 11; v++) {
+        char rec[80];
+        snprintf(rec, sizeof rec, "INSERT INTO schema_version(version) VALUES (%d)", v + 1);
+        if (sqlite3_exec(db, MIGRATIONS[v], NULL, NULL, &msg) != SQLITE_OK)
+            fail_msg("migration %d: %s", v, msg);
+        assert_int_equal(sqlite3_exec(db, rec, NULL, NULL, &msg), SQLITE_OK);
+    }
+    const char *state_json = "{\"id\":\"a\",\"f\":{\"title\":[\"T\",[5,0,\"d\"],2,\"d\"]},"
+                             "\"L\":[3,\"d\"],\"n\":4}";
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO users(id, name, clock, seq, bytes) VALUES (1, 'u', 9, 8, 1);"
+             "INSERT INTO chats(user_id, id, live, state, doc, seq, cold_seq)"
+             "  VALUES (1, 'a', 1, '', '', 8, 4);"
+             "INSERT INTO chat_bodies(user_id, chat_id, state, shell) VALUES"
+             "  (1, 'a', '%s', '{\"id\":\"a\",\"messages\":[]}');"
+             "INSERT INTO messages VALUES"
+             "  (1, 'a', 'x', '{\"id\":\"x\"}', 5, 0, 'd', 10, 4, NULL, 0, 0, 0),"
+             "  (1, 'a', 'y', '{\"id\":\"y\"}', 5, 0, 'd', 20, 4, NULL, 0, 1, 0),"
+             "  (1, 'a', 'z', '{\"id\":\"z\",\"v\":2}', 7, 1, 'e', 30, 6, NULL, 1, 2, 1),"
+             "  (1, 'a', 'w', NULL, 9, 2, 'd', 40, 8, 'f', 0, 3, 1);",
+             state_json);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("schema-11 rows: %s", msg);
+    sqlite3_close(db);
+
+    ps_error err;
+    ps_store *s = NULL;
+    if (ps_store_open(f->url, &s, &err) != PS_OK)
+        fail_msg("open: %s", err.message);
+    sqlite_store *ss = (sqlite_store *)s;
+    assert_int_equal(schema_version(ss), 12);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM pragma_integrity_check"
+                                   " WHERE integrity_check = 'ok'"),
+                     1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages"), 4);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM packs"), 0);
+    /* every cursor and asker as schema 11 answered (test_store_hot's
+     * record of the same rows) */
+    static const struct {
+        int64_t after;
+        const char *skip;
+        int64_t skip_after;
+        const char *want;
+    } cases[] = {
+        {0, NULL, 0, "x@4:d y@4:d z@6:e w@8:f "},
+        {4, NULL, 0, "z@6:e w@8:f "},
+        {6, NULL, 0, "w@8:f "},
+        {0, "d", 0, "z@6:e w@8:f "},
+        {3, "e", 5, "x@4:d y@4:d w@8:f "},
+        {8, NULL, 0, ""},
+    };
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char line[256] = "";
+        assert_int_equal(s->ops->messages_since(s, 1, "a", cases[i].after, cases[i].skip,
+                                                cases[i].skip_after, append_line, line, &err),
+                         PS_OK);
+        assert_string_equal(line, cases[i].want);
+    }
+    ps_chat *c = NULL;
+    assert_int_equal(s->ops->chat_load(s, 1, "a", true, &c, &err), PS_OK);
+    assert_int_equal(c->nmessages, 4);
+    const ps_message *z = ps__chat_message(c, "z");
+    assert_int_equal(z->stamp.lamport, 1);
+    assert_true(z->stamp.timed);
+    assert_int_equal(z->received, 2);
+    assert_string_equal(ps__chat_message(c, "w")->mark.origin, "f");
+    assert_null(ps__chat_message(c, "w")->value);
+    ps__chat_free(c);
+    ps_store_rollback(s);
+
+    /* a chat new after the upgrade is packed */
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    model md = {0};
+    c = chat_new("new");
+    char id[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "n%02d", i);
+        put(c, id, "d", 100 + i, 1);
+    }
+    save(s, 1, c, 9, "d", &md);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_true(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 'new'") >= 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'new'"), 0);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    for (int64_t after = -1; after <= 9; after++)
+        expect_since(s, 1, "new", &md, after, NULL, 0);
+    ps_store_rollback(s);
+    ps_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(packed_and_hot_rows_read_as_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(forgotten_deletions_purges_and_users_leave_no_pack,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(hot_rows_are_folded_into_the_pack, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_dictionary_is_trained_from_packs, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrates_from_schema_11, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
