@@ -65,6 +65,21 @@ typedef struct ps_field {
     ps_mark mark;
 } ps_field;
 
+/*
+ * A message value as the server's store writes it, made ahead of the write
+ * transaction (store.h, values_pack_ahead): the value's text packed with
+ * dictionary `dict` of store user `user` into `frame` (packed false: the
+ * text is stored as it is). The save uses it only when `user` and `dict`
+ * are what it would pack with then; else it packs the text itself.
+ */
+typedef struct ps_value_form {
+    const void *frame;
+    size_t len;
+    int64_t user;
+    uint32_t dict;
+    bool packed;
+} ps_value_form;
+
 typedef struct ps_message {
     char *id;           /* owned */
     json_object *value; /* the message object; NULL for a deleted message */
@@ -75,6 +90,9 @@ typedef struct ps_message {
      * message of an upload not numbered yet (ps__chat_number_received). */
     int64_t received;
     ps_mark mark;
+    /* value's stored form made ahead, or NULL; borrowed (its maker, the
+     * request, outlives the save) and carried with value by the merge */
+    const ps_value_form *form;
 } ps_message;
 
 /* createdAt / updatedAt / lastModified as the client wrote them. */

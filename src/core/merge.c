@@ -48,6 +48,7 @@ static ps_code copy_message(ps_message *dst, const ps_message *src)
         return PS_ERR_NOMEM;
     }
     dst->value = json_object_get(src->value);
+    dst->form = src->form;
     dst->order_ts = src->order_ts;
     dst->received = src->received;
     return PS_OK;

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 typedef struct ps_store ps_store;
@@ -41,6 +42,24 @@ typedef struct ps_user {
     int64_t purged_seq;   /* newest sequence of a forgotten tombstone */
     int64_t bytes;        /* what the user's rows weigh, when loaded */
 } ps_user;
+
+/* What values_pack_ahead made: one form per message value it packed
+ * (messages point at theirs), their frames in `frames`. The caller's,
+ * zeroed before use; freed with ps_values_ahead_free once the messages
+ * that point at it are saved or freed. */
+typedef struct ps_values_ahead {
+    ps_value_form *forms;
+    size_t n;
+    ps_dynbuf frames;
+} ps_values_ahead;
+
+static inline void ps_values_ahead_free(ps_values_ahead *a)
+{
+    free(a->forms);
+    a->forms = NULL;
+    a->n = 0;
+    ps__dynbuf_free(&a->frames);
+}
 
 /* Called per message; the message is borrowed for the call. */
 typedef ps_code (*ps_message_fn)(void *ctx, const ps_message *m);
@@ -318,6 +337,18 @@ struct ps_store_ops {
      * instances commit; fn NULL stops the calls (before ctx goes away). */
     PS_STORE_MUST_CHECK ps_code (*listen)(ps_store *s, ps_store_change_fn fn, void *ctx,
                                           ps_error *err);
+    /* Optional (NULL: chat_save packs every value itself): packs the
+     * values of the messages of chats[0..n) as chat_save would store them
+     * for `user` now (their ps__json_text_kept text, with the user's
+     * dictionary) into *ahead, and points each message's `form` at its
+     * own. In a read transaction before the write one, so that the
+     * packing runs outside the writer's turn (one core packs a request
+     * while another request holds the writer); chat_save takes a form only
+     * if it was made with the dictionary it would use. Nothing is made
+     * while the user has no dictionary. */
+    PS_STORE_MUST_CHECK ps_code (*values_pack_ahead)(ps_store *s, int64_t user,
+                                                     ps_chat *const *chats, size_t n,
+                                                     ps_values_ahead *ahead, ps_error *err);
     void (*close)(ps_store *s);
 };
 

@@ -335,6 +335,14 @@ static ps_code f_listen(ps_store *s, ps_store_change_fn fn, void *ctx, ps_error 
         CHECK("listen");
     return INNER(s)->ops->listen(INNER(s), fn, ctx, err);
 }
+static ps_code f_values_pack_ahead(ps_store *s, int64_t user, ps_chat *const *chats, size_t n,
+                                   ps_values_ahead *ahead, ps_error *err)
+{
+    if (!INNER(s)->ops->values_pack_ahead)
+        return PS_OK;
+    CHECK("values_pack_ahead");
+    return INNER(s)->ops->values_pack_ahead(INNER(s), user, chats, n, ahead, err);
+}
 static void f_close(ps_store *s)
 {
     fault_store *f = F(s);
@@ -389,11 +397,12 @@ static const struct ps_store_ops FAULT_OPS = {
     .user_restore = f_user_restore,
     .announce = f_announce,
     .listen = f_listen,
+    .values_pack_ahead = f_values_pack_ahead,
     .close = f_close,
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 45 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 46 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)

@@ -1847,11 +1847,11 @@ static int64_t stored_size(sqlite_store *s, int q, int64_t user, const char *cha
 
 /* Saves one message row; *grown takes the change in stored bytes. `fresh`:
  * the chat had no rows before this save, so there is no old row to weigh.
- * `value`: its text and, when packed, where its frame lies in `frames`
- * (ps_value_pack_many's, for all the chat's changed rows); NULL for a
- * deleted message. */
+ * `value`: its text and, when packed, its frame (`frame`, value->frame_len
+ * bytes: ps_value_pack_many's, or a form made ahead); NULL for a deleted
+ * message. */
 static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, const ps_message *m,
-                            const ps_value_item *value, const char *frames, bool fresh,
+                            const ps_value_item *value, const void *frame, bool fresh,
                             uint32_t dict, int64_t *grown, size_t *plain, ps_error *err)
 {
     if (!fresh)
@@ -1866,7 +1866,7 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->id, -1, SQLITE_STATIC);
     if (packed)
-        sqlite3_bind_blob(st, 4, frames + value->frame_at, (int)value->frame_len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, frame, (int)value->frame_len, SQLITE_STATIC);
     else if (text)
         sqlite3_bind_text(st, 4, text, (int)len, SQLITE_STATIC);
     else
@@ -1884,6 +1884,94 @@ static ps_code save_message(sqlite_store *s, int64_t user, const char *chat_id, 
     sqlite3_reset(st);
     *grown += (int64_t)(strlen(m->id) + (packed ? value->frame_len : len));
     return rc;
+}
+
+/* Whether a form made ahead (values_pack_ahead) is what chat_save would
+ * store now: made for this user with the dictionary it packs with. A
+ * dictionary made since (the user had none) or another user's: packed
+ * again. */
+static bool form_current(const ps_value_form *form, int64_t user, uint32_t dict)
+{
+    return form && dict && form->user == user && form->dict == dict;
+}
+
+static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh, const char *doc);
+
+/* Whether chat_save will keep this incoming chat's messages as a pack (a
+ * chat new to the store, worth_a_pack): their values are compressed with
+ * the pack, not alone, so packing them ahead would be work thrown away. */
+static bool will_be_a_pack(sqlite_store *s, int64_t user, const ps_chat *chat)
+{
+    return worth_a_pack(s, chat, true, NULL) &&
+           stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL) == 0;
+}
+
+static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *const *chats,
+                                        size_t n, ps_values_ahead *ahead, ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    uint32_t dict = 0;
+    ps_code rc = user_dict(s, user, &dict, err);
+    if (rc != PS_OK || !dict)
+        return rc;
+    bool *skip = calloc(n + 1, sizeof *skip);
+    if (!skip)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    size_t count = 0;
+    for (size_t c = 0; c < n; c++) {
+        if ((skip[c] = will_be_a_pack(s, user, chats[c])))
+            continue;
+        for (size_t i = 0; i < chats[c]->nmessages; i++)
+            count += chats[c]->messages[i].value != NULL;
+    }
+    ps_value_item *items = calloc(count + 1, sizeof *items);
+    ps_value_form *forms = calloc(count + 1, sizeof *forms);
+    if (!items || !forms) {
+        free(items);
+        free(forms);
+        free(skip);
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    size_t k = 0;
+    for (size_t c = 0; c < n && rc == PS_OK; c++)
+        for (size_t i = 0; !skip[c] && i < chats[c]->nmessages && rc == PS_OK; i++) {
+            json_object *value = chats[c]->messages[i].value;
+            if (!value)
+                continue;
+            ps_value_item *it = &items[k++];
+            if (!(it->text = ps__json_text_kept(value, &it->len)))
+                rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        }
+    ps__dynbuf_init(&ahead->frames, SIZE_MAX - 1);
+    if (rc == PS_OK) {
+        ps_code prc = ps_value_pack_many(items, count, user, dict, load_dict, s, &ahead->frames);
+        if (prc != PS_OK)
+            rc = ps_error_set(err, prc, -1, "", "compressing a message failed");
+    }
+    /* the frames stay where they are from here: the forms point into them */
+    for (size_t c = 0, j = 0; c < n && rc == PS_OK; c++)
+        for (size_t i = 0; !skip[c] && i < chats[c]->nmessages; i++) {
+            ps_message *m = &chats[c]->messages[i];
+            if (!m->value)
+                continue;
+            ps_value_form *f = &forms[j];
+            const ps_value_item *it = &items[j++];
+            *f = (ps_value_form){.user = user, .dict = dict, .packed = it->packed};
+            if (it->packed) {
+                f->frame = ahead->frames.data + it->frame_at;
+                f->len = it->frame_len;
+            }
+            m->form = f;
+        }
+    free(items);
+    free(skip);
+    if (rc != PS_OK) {
+        free(forms);
+        return rc;
+    }
+    ahead->forms = forms;
+    ahead->n = count;
+    return PS_OK;
 }
 
 static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err);
@@ -2204,21 +2292,35 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     for (size_t i = 0; i < chat->nmessages && !packing; i++)
         changed += chat->messages[i].mark.dirty && chat->messages[i].value;
     ps_value_item *values = calloc(changed + 1, sizeof *values);
-    if (!values && rc == PS_OK)
+    /* values[order[j]]: the j-th value packed here (a form made ahead for
+     * this user with this dictionary is taken as it is: values_pack_ahead) */
+    size_t *order = calloc(changed + 1, sizeof *order);
+    if ((!values || !order) && rc == PS_OK)
         rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    size_t nvalues = 0;
+    size_t nvalues = 0, npack = 0;
     for (size_t i = 0; i < chat->nmessages && rc == PS_OK; i++) {
         const ps_message *m = &chat->messages[i];
         if (!m->mark.dirty || !m->value || packing)
             continue;
-        ps_value_item *v = &values[nvalues++];
+        ps_value_item *v = &values[nvalues];
         if (!(v->text = ps__json_text_kept(m->value, &v->len)))
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        else if (!form_current(m->form, user, dict))
+            order[npack++] = nvalues;
+        nvalues++;
     }
-    if (rc == PS_OK && dict && nvalues) {
-        ps_code prc = ps_value_pack_many(values, nvalues, user, dict, load_dict, s, &frames);
+    if (rc == PS_OK && dict && npack) {
+        ps_value_item *pack = npack == nvalues ? values : calloc(npack, sizeof *pack);
+        for (size_t j = 0; pack && pack != values && j < npack; j++)
+            pack[j] = values[order[j]];
+        ps_code prc = pack ? ps_value_pack_many(pack, npack, user, dict, load_dict, s, &frames)
+                           : PS_ERR_NOMEM;
         if (prc != PS_OK)
             rc = ps_error_set(err, prc, -1, "", "compressing a message failed");
+        for (size_t j = 0; prc == PS_OK && pack != values && j < npack; j++)
+            values[order[j]] = pack[j];
+        if (pack != values)
+            free(pack);
     }
     for (size_t i = 0, k = 0; i < chat->nmessages && rc == PS_OK; i++) {
         const ps_message *m = &chat->messages[i];
@@ -2229,10 +2331,18 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         if ((m->value && !text) || /* out of memory: not hashed as deleted */
             (doc && ps__base_add(&hashes, ps__base_message_hash_text(m->id, text, len)) != PS_OK))
             rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        else if (m->mark.dirty && !(packing && m->value)) /* packed below */
-            rc = save_message(s, user, chat->id, m, m->value ? &values[k++] : NULL, frames.data,
-                              fresh, dict, &grown, &plain, err);
-        else if (m->mark.dirty && !dict)
+        else if (m->mark.dirty && !(packing && m->value)) { /* packed below */
+            ps_value_item *v = m->value ? &values[k++] : NULL;
+            const void *frame = NULL;
+            if (v && form_current(m->form, user, dict)) {
+                v->packed = m->form->packed;
+                v->frame_len = m->form->len;
+                frame = m->form->frame;
+            } else if (v && v->packed) {
+                frame = frames.data + v->frame_at;
+            }
+            rc = save_message(s, user, chat->id, m, v, frame, fresh, dict, &grown, &plain, err);
+        } else if (m->mark.dirty && !dict)
             plain += len; /* packed without a dictionary: counts to training */
     }
     if (rc == PS_OK && packing) {
@@ -2246,6 +2356,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     if (rc == PS_OK && wrote_rows)
         rc = repack_if_due(s, user, chat->id, dict, &grown, err);
     free(values);
+    free(order);
     ps__dynbuf_free(&frames);
     /* A new chat's rows are cold: the newest of their sequence numbers is
      * the chat's cold_seq (a copy by `polysyncd migrate` brings rows of
@@ -3450,6 +3561,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .user_seen = sqlite_user_seen,
     .chat_load = sqlite_chat_load,
     .chat_save = sqlite_chat_save,
+    .values_pack_ahead = sqlite_values_pack_ahead,
     .chat_each = sqlite_chat_each,
     .chat_each_after = sqlite_chat_each_after,
     .messages_load = sqlite_messages_load,
