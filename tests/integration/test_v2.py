@@ -831,6 +831,55 @@ class PackedChatTest(V2TestCase):
                          [(m["id"], m["content"]) for m in want])
 
 
+    def test_a_packed_chat_written_by_a_legacy_client(self):
+        # review: a packed chat gets a legacy /sync (saved with a rendering,
+        # rows beside the pack), then enough v2 edits to fold its rows; every
+        # device, a fresh one and a legacy fetch see the same messages
+        a, b = self.dev("legacy-pack-a"), self.dev("legacy-pack-b")
+        b.sync([self.packed_chat("r0")])
+        a.sync()
+        held = self.server.fetch()
+        r0 = by_id(held)["r0"]
+        r0["messages"] = r0["messages"] + [
+            msg("r0-legacy-%d" % i, "written by the old phone %d" % i,
+                timestamp=iso(T0_MS + 60000 + i)) for i in range(2)]
+        r0["lastModified"] = iso(T0_MS + 70000)
+        self.server.sync_ok({"deviceId": "old-phone", "chats": [r0]})
+        a.sync()
+        b.sync()
+        full = self.full()
+        self.assertIn("r0-legacy-1", full.chats["r0"]["messages"])
+        con = None
+        if harness.BACKEND != "postgres":
+            con = sqlite3.connect("file:%s?mode=ro" % self.server.db_path, uri=True, timeout=10)
+            self.addCleanup(con.close)
+            self.assertEqual(con.execute("SELECT count(*) FROM packs WHERE chat_id = 'r0'"
+                                         " AND EXISTS (SELECT 1 FROM chat_docs"
+                                         " WHERE chat_id = 'r0')").fetchone()[0] > 0, True,
+                             "packed, and rendered by the legacy write")
+        self.assertSameState(a.local, full, "device A after the legacy write", times=False)
+        self.assertSameState(b.local, full, "device B after the legacy write", times=False)
+        for i in range(12):
+            b.sync([{"chatId": "r0", "messages": [msg("r0-%02d" % i, "edit %d by B" % i,
+                                                      role="user",
+                                                      timestamp=iso(T0_MS + 1000 * (30 - i)))]}])
+            if i % 5 == 4:
+                a.sync()
+        a.sync()
+        full = self.full()
+        self.assertEqual(len(full.chats["r0"]["messages"]), 32)
+        if con:
+            self.assertLess(con.execute("SELECT count(*) FROM messages WHERE chat_id = 'r0'"
+                                        " AND value IS NOT NULL").fetchone()[0], 9,
+                            "the legacy rows and the edits were folded into the pack")
+        self.assertSameState(a.local, full, "device A after the folds", times=False)
+        self.assertSameState(b.local, full, "device B after the folds", times=False)
+        fetched = by_id(self.server.fetch())
+        want = sorted(full.chats["r0"]["messages"].values(), key=lambda m: m["timestamp"])
+        self.assertEqual([(m["id"], m["content"]) for m in fetched["r0"]["messages"]],
+                         [(m["id"], m["content"]) for m in want])
+
+
 # ---- 3. no echo, convergence -------------------------------------------------
 
 class SyncRunTest(V2TestCase):

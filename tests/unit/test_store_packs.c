@@ -765,6 +765,126 @@ static void migrates_from_schema_11(void **state)
     ps_store_close(s);
 }
 
+/* The user's running byte count is what the tables hold of theirs. */
+static void expect_user_bytes_counted(sqlite_store *ss, ps_store *s, int64_t user)
+{
+    int64_t bytes = -1;
+    ps_error err;
+    char sql[3][300];
+    snprintf(sql[0], sizeof sql[0],
+             "SELECT coalesce(sum(length(CAST(state AS BLOB)) +"
+             " coalesce(length(CAST(shell AS BLOB)), 0)), 0) FROM chat_bodies WHERE user_id = %lld",
+             (long long)user);
+    snprintf(sql[1], sizeof sql[1],
+             "SELECT coalesce(sum(length(CAST(id AS BLOB)) + coalesce(length(CAST(value AS BLOB)),"
+             " 0)), 0) FROM messages WHERE user_id = %lld",
+             (long long)user);
+    snprintf(sql[2], sizeof sql[2],
+             "SELECT coalesce(sum(length(data)), 0) FROM packs WHERE user_id = %lld",
+             (long long)user);
+    assert_int_equal(s->ops->user_bytes(s, user, &bytes, &err), PS_OK);
+    assert_int_equal(bytes, query_int(ss, sql[0]) + query_int(ss, sql[1]) + query_int(ss, sql[2]));
+}
+
+/* A deterministic random walk over one packed chat (review): edits, new
+ * messages, deletions of packed and row messages, a deleted message
+ * written again, tombstone collection by acknowledgement (the model
+ * forgets what it collects) and the folds these cause. After every step
+ * every cursor and asker reads what the model says, and so do chat_load
+ * and the rendering; the byte count is what the tables hold. */
+static uint32_t walk_next(uint32_t *x)
+{
+    *x = *x * 1103515245u + 12345u;
+    return (*x >> 16) & 0x7fff;
+}
+
+static void model_forget(model *md, int64_t acked)
+{
+    for (int i = 0; i < md->n;)
+        if (md->w[i].deleted && md->w[i].seq <= acked)
+            md->w[i] = md->w[--md->n];
+        else
+            i++;
+}
+
+static void a_random_walk_reads_as_the_model(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    static const char *const devices[] = {"phone", "laptop", "tablet"};
+    for (uint32_t seed = 1; seed <= 6; seed++) {
+        char name[16], id[16];
+        snprintf(name, sizeof name, "walker%u", seed);
+        ps_user u;
+        assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+        assert_int_equal(s->ops->user_load(s, name, &u, &err), PS_OK);
+        model md = {0};
+        int version[MAX_MSGS] = {0}; /* by message number; 0: never written */
+        ps_chat *c = chat_new("w");
+        for (int i = 0; i < 20; i++) {
+            snprintf(id, sizeof id, "m%02d", i);
+            put(c, id, "phone", 100 + i, version[i] = 1);
+        }
+        save(s, u.id, c, 1, "phone", &md);
+        assert_int_equal(ps_store_commit(s, &err), PS_OK);
+        uint32_t x = seed;
+        int64_t seq = 2;
+        for (int step = 0; step < 40; step++, seq++) {
+            assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+            uint32_t what = walk_next(&x) % 10;
+            if (what == 9) { /* collect tombstones up to a recent ack */
+                int64_t acked = seq - 1 - (int64_t)(walk_next(&x) % 4);
+                int64_t n = 0;
+                assert_int_equal(
+                    s->ops->device_seen(s, name, "A", "", "v2", acked, 1000 + seq, &err), PS_OK);
+                assert_int_equal(s->ops->purge_acknowledged(s, name, 0, &n, &err), PS_OK);
+                model_forget(&md, acked);
+            } else {
+                const char *dev = devices[walk_next(&x) % 3];
+                c = chat_new("w");
+                int k = 1 + (int)(walk_next(&x) % 3);
+                for (int j = 0; j < k; j++) {
+                    int m = (int)(walk_next(&x) % 30);
+                    snprintf(id, sizeof id, "m%02d", m);
+                    if (ps__chat_message(c, id))
+                        continue;
+                    bool del = what < 3 && version[m] > 0;
+                    version[m] = del ? -version[m] : abs(version[m]) + 1;
+                    put(c, id, dev, 100 + m, del ? -1 : version[m]);
+                    ps__chat_normalize(c);
+                }
+                save(s, u.id, c, seq, dev, &md);
+            }
+            if (getenv("WALK_TRACE"))
+                fprintf(stderr, "seed %u step %d seq %lld what %u cold %lld rows %lld md %d\n", seed, step,
+                        (long long)seq, what,
+                        (long long)query_int(ss, "SELECT max(cold_seq) FROM chats"),
+                        (long long)query_int(ss, "SELECT count(*) FROM messages"), md.n);
+            expect_user_bytes_counted(ss, s, u.id);
+            assert_int_equal(ps_store_commit(s, &err), PS_OK);
+            assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+            for (int64_t after = -1; after <= seq; after++) {
+                /* as a pull asks: the chat, then its messages (the chat's
+                 * cold_seq comes with it) */
+                ps_chat *next = NULL;
+                int64_t next_seq = 0;
+                assert_int_equal(
+                    s->ops->chat_next_changed(s, u.id, after, &next, &next_seq, &err), PS_OK);
+                ps__chat_free(next);
+                expect_since(s, u.id, "w", &md, after, NULL, 0);
+                expect_since(s, u.id, "w", &md, after, devices[after & 1 ? 1 : 2], after - 2);
+            }
+            expect_loaded(s, u.id, "w", &md);
+            expect_rendered(s, u.id, "w", &md);
+            ps_store_rollback(s);
+        }
+    }
+    ps_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -774,6 +894,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(hot_rows_are_folded_into_the_pack, setup, teardown),
         cmocka_unit_test_setup_teardown(a_dictionary_is_trained_from_packs, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_schema_11, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_random_walk_reads_as_the_model, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
