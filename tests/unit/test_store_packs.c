@@ -866,6 +866,11 @@ static void a_random_walk_reads_as_the_model(void **state)
             expect_user_bytes_counted(ss, s, u.id);
             assert_int_equal(ps_store_commit(s, &err), PS_OK);
             assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+            /* first with no chat_next_changed in this transaction: what an
+             * earlier transaction on the connection read of the chat's
+             * cold_seq (before a fold since) must not be taken */
+            for (int64_t after = -1; after <= seq; after++)
+                expect_since(s, u.id, "w", &md, after, NULL, 0);
             for (int64_t after = -1; after <= seq; after++) {
                 /* as a pull asks: the chat, then its messages (the chat's
                  * cold_seq comes with it) */
@@ -885,6 +890,70 @@ static void a_random_walk_reads_as_the_model(void **state)
     ps_store_close(s);
 }
 
+/* A packed chat deleted, its deletion collected (the chat row goes), then
+ * a chat of the same id made new (packed again): only the new chat's
+ * messages are read, by every cursor, chat_load and messages_load. */
+static void a_chat_made_again_after_its_deletion_is_collected(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "again", &u, &err), PS_OK);
+    model old = {0}, md = {0};
+    char id[16];
+    ps_chat *c = chat_new("a");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put(c, id, "phone", 100 + i, 1);
+    }
+    save(s, u.id, c, 1, "phone", &old);
+    c = chat_new("a");
+    put(c, "m03", "laptop", 103, -1);
+    save(s, u.id, c, 2, "laptop", &old);
+    c = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "a", true, &c, &err), PS_OK);
+    ps_stamp del = {.ts = 1000, .device = (char *)"laptop"};
+    ps_lamport shown = {.counter = 9, .id = (char *)"server"};
+    bool changed;
+    assert_int_equal(ps__chat_delete(c, &del, &shown, &changed), PS_OK);
+    for (size_t i = 0; i < c->nmessages; i++)
+        c->messages[i].mark.dirty = false;
+    assert_int_equal(s->ops->chat_save(s, u.id, c, NULL, 0, 3, &err), PS_OK);
+    ps__chat_free(c);
+    assert_int_equal(s->ops->device_seen(s, "again", "A", "", "v2", 3, 1000, &err), PS_OK);
+    int64_t n = 0;
+    assert_int_equal(s->ops->purge_acknowledged(s, "again", 0, &n, &err), PS_OK);
+    assert_true(n >= 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM chats WHERE id = 'a'"), 0);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM packs"), 0);
+    /* made again: other messages, one with an old id */
+    c = chat_new("a");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "%c%02d", i ? 'n' : 'm', i ? i : 7);
+        put(c, id, "tablet", 300 + i, 5);
+    }
+    save(s, u.id, c, 4, "tablet", &md);
+    expect_user_bytes_counted(ss, s, u.id);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    for (int64_t after = -1; after <= 4; after++)
+        expect_since(s, u.id, "a", &md, after, NULL, 0);
+    expect_loaded(s, u.id, "a", &md);
+    expect_rendered(s, u.id, "a", &md);
+    ps_chat *some = ps__chat_new("a");
+    const char *const ids[] = {"m03", "m05", "m07"};
+    assert_int_equal(s->ops->messages_load(s, u.id, some, ids, 3, &err), PS_OK);
+    assert_int_equal(some->nmessages, 1);
+    assert_int_equal(ps__chat_message(some, "m07")->mark.seq, 4);
+    ps__chat_free(some);
+    ps_store_rollback(s);
+    ps_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -895,6 +964,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_dictionary_is_trained_from_packs, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_schema_11, setup, teardown),
         cmocka_unit_test_setup_teardown(a_random_walk_reads_as_the_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_chat_made_again_after_its_deletion_is_collected, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
