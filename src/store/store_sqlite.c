@@ -1607,7 +1607,10 @@ static ps_code entry_message(const ps_pack_entry *e, ps_message *m, ps_error *er
     return PS_OK;
 }
 
-/* Adds a packed message to the chat (copies; not yet normalized). */
+/* Adds a packed message to the chat (copies; not yet normalized), clean
+ * as append_rows leaves a row's: a dirty one would be saved again as this
+ * save's change, with its seq and origin (a losing write to it would then
+ * count as the winner's, and its writer would never be sent the winner). */
 static ps_code append_entry(ps_chat *chat, const ps_pack_entry *e, ps_error *err)
 {
     ps_message m;
@@ -1617,6 +1620,7 @@ static ps_code append_entry(ps_chat *chat, const ps_pack_entry *e, ps_error *err
     rc = ps__chat_append_message(chat, m.id, m.value, &m.stamp, m.order_ts);
     if (rc == PS_OK) {
         ps_message *dst = &chat->messages[chat->nmessages - 1];
+        dst->mark.dirty = false;
         dst->received = m.received;
         if (!(dst->mark.origin = strdup(m.mark.origin)))
             rc = PS_ERR_NOMEM;

@@ -846,7 +846,9 @@ class PackedChatTest(V2TestCase):
         r0["lastModified"] = iso(T0_MS + 70000)
         self.server.sync_ok({"deviceId": "old-phone", "chats": [r0]})
         a.sync()
-        b.sync()
+        got = norm_entries(b.sync()["chats"])
+        self.assertEqual(sorted(got["r0"].get("messages", {})), ["r0-legacy-0", "r0-legacy-1"],
+                         "only what the legacy client added is news")
         full = self.full()
         self.assertIn("r0-legacy-1", full.chats["r0"]["messages"])
         con = None
@@ -874,10 +876,41 @@ class PackedChatTest(V2TestCase):
                             "the legacy rows and the edits were folded into the pack")
         self.assertSameState(a.local, full, "device A after the folds", times=False)
         self.assertSameState(b.local, full, "device B after the folds", times=False)
+        # a fresh device pulling a chat a page, the packed ones among others
+        b.sync([self.packed_chat("r1"), {"chatId": "r2", "fields": {"title": "rows"},
+                                        "messages": [msg("r2-0", "short")]}])
+        full = self.full()
+        self.assertEqual(set(full.chats), {"r0", "r1", "r2"})
+        self.assertSameState(full_pull(self, self.server, limit=1), full,
+                             "a fresh device, one chat a page", times=False)
         fetched = by_id(self.server.fetch())
         want = sorted(full.chats["r0"]["messages"].values(), key=lambda m: m["timestamp"])
         self.assertEqual([(m["id"], m["content"]) for m in fetched["r0"]["messages"]],
                          [(m["id"], m["content"]) for m in want])
+
+
+    def test_a_losing_write_to_a_packed_message(self):
+        # review: a device writes a packed message with an older clock than
+        # the stored one: its write loses, and every device ends up with the
+        # winning version, as for a chat kept in rows (the control, "rows-")
+        for cid, n in (("rows-s", 3), ("s0", 30)):
+            a, b, c = self.dev(cid + "-a"), self.dev(cid + "-b"), self.dev(cid + "-c")
+            ch = self.packed_chat(cid, n)
+            ch["clock"] = 100
+            b.sync([ch])
+            a.sync()
+            c.sync()
+            mid = "%s-01" % cid
+            a.sync([{"chatId": cid, "clock": 1,
+                     "messages": [msg(mid, "older write by A", role="user",
+                                      timestamp=iso(T0_MS + 1000 * (n - 1)))]}])
+            c.sync()
+            a.sync()
+            full = self.full()
+            self.assertNotEqual(full.chats[cid]["messages"][mid]["content"], "older write by A")
+            for d in (a, b, c):
+                self.assertSameState(d.local, full, "%s: device %s after A's losing write"
+                                     % (cid, d.name), times=False)
 
 
 # ---- 3. no echo, convergence -------------------------------------------------

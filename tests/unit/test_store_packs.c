@@ -248,6 +248,7 @@ static void expect_loaded(ps_store *s, int64_t user, const char *chat, const mod
         assert_int_equal(m->order_ts, w->order_ts);
         assert_int_equal(m->stamp.ts, w->order_ts);
         assert_true(m->received >= 0);
+        assert_false(m->mark.dirty); /* as stored: not a change of this save */
         if (w->deleted) {
             assert_null(m->value);
         } else {
@@ -565,6 +566,8 @@ static void hot_rows_are_folded_into_the_pack(void **state)
     assert_int_equal(ps__chat_message(some, "m03")->mark.seq, 7);
     assert_string_equal(ps__chat_message(some, "m03")->mark.origin, "laptop");
     assert_int_equal(ps__chat_message(some, "m19")->mark.seq, 5);
+    for (size_t i = 0; i < some->nmessages; i++) /* a packed one as clean as a row */
+        assert_false(some->messages[i].mark.dirty);
     assert_int_equal(ps__chat_message(some, "n01")->mark.seq, 8);
     assert_null(ps__chat_message(some, "m02")->value);
     ps__chat_free(some);
