@@ -10,7 +10,12 @@
  * collection (a forgotten deletion
  * must not bring its packed message back), purges and user deletion (no
  * pack left behind), byte counts, a dictionary trained from packs, and the
- * migration from schema 11 (every row read as before, new chats packed).
+ * migration from schema 11 (every row read as before, new chats packed);
+ * a random walk of edits, deletions, collections and folds checked after
+ * every step (also with the cold_seq chat_next_changed passes along), a
+ * chat made again after its deletion is collected, packs made before and
+ * after a dictionary read from a reopened store, and loaded packed
+ * messages clean (not a change of the next save), as loaded rows are.
  * Includes the .c file to reach MIGRATIONS and the connection.
  */
 #include <setjmp.h>
@@ -25,6 +30,7 @@
 
 #include <stdio.h>
 #include <unistd.h>
+#include <zstd.h>
 
 typedef struct fixture {
     char dir[64];
@@ -639,7 +645,38 @@ static void a_dictionary_is_trained_from_packs(void **state)
     assert_int_equal(s->ops->chat_load(s, u.id, "c000", true, &c, &err), PS_OK);
     assert_int_equal(c->nmessages, 101);
     ps__chat_free(c);
+    /* review: a chat new after the training is packed with the dictionary;
+     * reopened (no dictionary cached), the packs made before and after it
+     * read whole */
+    model after = {0};
+    c = chat_new("after");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "a%02d", i);
+        put(c, id, "phone", 100 + i, 1);
+    }
+    save(s, u.id, c, seq + 1, "phone", &after);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    sqlite3_stmt *frame = NULL;
+    assert_int_equal(sqlite3_prepare_v2(ss->db,
+                                        "SELECT data FROM packs WHERE chat_id = 'after' ORDER BY id",
+                                        -1, &frame, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(frame), SQLITE_ROW);
+    assert_int_equal(ZSTD_getDictID_fromFrame(sqlite3_column_blob(frame, 0),
+                                              (size_t)sqlite3_column_bytes(frame, 0)),
+                     query_int(ss, "SELECT id FROM value_dicts"));
+    sqlite3_finalize(frame);
+    ps_store_close(s);
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_loaded(s, u.id, "after", &after);
+    for (int64_t since = -1; since <= seq + 1; since++)
+        expect_since(s, u.id, "after", &after, since, NULL, 0);
+    c = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "c000", true, &c, &err), PS_OK);
+    assert_int_equal(c->nmessages, 101);
+    ps__chat_free(c);
+    ps_store_rollback(s);
     ps_store_close(s);
 }
 
