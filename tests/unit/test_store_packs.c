@@ -657,10 +657,10 @@ static void a_dictionary_is_trained_from_packs(void **state)
     save(s, u.id, c, seq + 1, "phone", &after);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     sqlite3_stmt *frame = NULL;
-    assert_int_equal(sqlite3_prepare_v2(ss->db,
-                                        "SELECT data FROM packs WHERE chat_id = 'after' ORDER BY id",
-                                        -1, &frame, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(ss->db, "SELECT data FROM packs WHERE chat_id = 'after' ORDER BY id", -1,
+                           &frame, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(frame), SQLITE_ROW);
     assert_int_equal(ZSTD_getDictID_fromFrame(sqlite3_column_blob(frame, 0),
                                               (size_t)sqlite3_column_bytes(frame, 0)),
@@ -898,11 +898,6 @@ static void a_random_walk_reads_as_the_model(void **state)
                 }
                 save(s, u.id, c, seq, dev, &md);
             }
-            if (getenv("WALK_TRACE"))
-                fprintf(stderr, "seed %u step %d seq %lld what %u cold %lld rows %lld md %d\n", seed, step,
-                        (long long)seq, what,
-                        (long long)query_int(ss, "SELECT max(cold_seq) FROM chats"),
-                        (long long)query_int(ss, "SELECT count(*) FROM messages"), md.n);
             expect_user_bytes_counted(ss, s, u.id);
             assert_int_equal(ps_store_commit(s, &err), PS_OK);
             assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
@@ -916,8 +911,8 @@ static void a_random_walk_reads_as_the_model(void **state)
                  * cold_seq comes with it) */
                 ps_chat *next = NULL;
                 int64_t next_seq = 0;
-                assert_int_equal(
-                    s->ops->chat_next_changed(s, u.id, after, &next, &next_seq, &err), PS_OK);
+                assert_int_equal(s->ops->chat_next_changed(s, u.id, after, &next, &next_seq, &err),
+                                 PS_OK);
                 ps__chat_free(next);
                 expect_since(s, u.id, "w", &md, after, NULL, 0);
                 expect_since(s, u.id, "w", &md, after, devices[after & 1 ? 1 : 2], after - 2);
