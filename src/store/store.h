@@ -51,10 +51,24 @@ typedef struct ps_values_ahead {
     ps_value_form *forms;
     size_t n;
     ps_dynbuf frames;
+    /* Set by the caller: the pushing device, every saved message's origin.
+     * NULL: no packs are made ahead. */
+    const char *device;
+    /* The packs made ahead of the chats that will be new to the store
+     * (chats point at theirs): raw and frame of each malloc'd. */
+    ps_pack_form *packs;
+    size_t npacks;
 } ps_values_ahead;
 
 static inline void ps_values_ahead_free(ps_values_ahead *a)
 {
+    for (size_t i = 0; i < a->npacks; i++) {
+        free((void *)a->packs[i].raw);
+        free((void *)a->packs[i].frame);
+    }
+    free(a->packs);
+    a->packs = NULL;
+    a->npacks = 0;
     free(a->forms);
     a->forms = NULL;
     a->n = 0;
