@@ -359,7 +359,10 @@ struct ps_store_ops {
      * packing runs outside the writer's turn (one core packs a request
      * while another request holds the writer); chat_save takes a form only
      * if it was made with the dictionary it would use. Nothing is made
-     * while the user has no dictionary. */
+     * while the user has no dictionary. With ahead->device set, a chat
+     * that will be new to the store (kept as a pack) gets its whole pack
+     * compressed instead (its `pack_form`, one of ahead->packs), which
+     * chat_save takes only if it lays out the same bytes then. */
     PS_STORE_MUST_CHECK ps_code (*values_pack_ahead)(ps_store *s, int64_t user,
                                                      ps_chat *const *chats, size_t n,
                                                      ps_values_ahead *ahead, ps_error *err);
