@@ -2056,8 +2056,8 @@ static ps_code pack_raw(const ps_chat *chat, const pack_guess *guess, int64_t ba
     size_t n = 0;
     for (size_t i = 0; i < chat->nmessages; i++)
         if (chat->messages[i].mark.dirty && chat->messages[i].value)
-            order[n++] = (pack_item){&chat->messages[i], guess ? guess->received[i]
-                                                               : chat->messages[i].received};
+            order[n++] = (pack_item){&chat->messages[i],
+                                     guess ? guess->received[i] : chat->messages[i].received};
     qsort(order, n, sizeof *order, pack_item_cmp);
     ps_code rc = ps_pack_begin_based(raw);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
@@ -2089,8 +2089,8 @@ static ps_code pack_raw(const ps_chat *chat, const pack_guess *guess, int64_t ba
 static bool pack_form_current(const ps_pack_form *form, int64_t user, uint32_t dict,
                               const ps_dynbuf *raw)
 {
-    return form && dict && form->user == user && form->dict == dict &&
-           form->raw_len == raw->len && memcmp(form->raw, raw->data, raw->len) == 0;
+    return form && dict && form->user == user && form->dict == dict && form->raw_len == raw->len &&
+           memcmp(form->raw, raw->data, raw->len) == 0;
 }
 
 /* Appends a based pack (its base, then its compressed `frame`) in pieces
@@ -2141,8 +2141,8 @@ static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uin
     if (rc != PS_OK) {
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     } else if (pack_form_current(chat->pack_form, user, dict, &raw)) {
-        rc = pack_write_based(s, user, chat->id, base, chat->pack_form->frame,
-                              chat->pack_form->len, bytes, err);
+        rc = pack_write_based(s, user, chat->id, base, chat->pack_form->frame, chat->pack_form->len,
+                              bytes, err);
     } else {
         rc = ps_value_pack_frame(raw.data, raw.len, user, dict, load_dict, s, &frame);
         if (rc != PS_OK)
@@ -2219,8 +2219,12 @@ static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat
         /* the dynbufs' memory is the form's from here (freed by
          * ps_values_ahead_free) */
         ps_pack_form *f = &ahead->packs[ahead->npacks++];
-        *f = (ps_pack_form){.raw = raw.data, .raw_len = raw.len, .frame = frame.data,
-                            .len = frame.len, .user = user, .dict = dict};
+        *f = (ps_pack_form){.raw = raw.data,
+                            .raw_len = raw.len,
+                            .frame = frame.data,
+                            .len = frame.len,
+                            .user = user,
+                            .dict = dict};
         chats[c]->pack_form = f;
     }
     return rc;

@@ -315,8 +315,8 @@ static void a_pack_of_other_messages_is_compressed_again(void **state)
     ps_chat *c[3];
     static const char *const ids[] = {"value", "more", "origin"};
     for (int k = 0; k < 3; k++)
-        c[k] = with_decoy(s, user, ids[k], 8, 700u + 100u * (unsigned)k, 90, &ahead[k],
-                          &decoy[k], &form[k]);
+        c[k] = with_decoy(s, user, ids[k], 8, 700u + 100u * (unsigned)k, 90, &ahead[k], &decoy[k],
+                          &form[k]);
     /* message 2's value replaced by another text */
     char text[400];
     words(text, sizeof text, 2000);
