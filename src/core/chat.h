@@ -80,6 +80,24 @@ typedef struct ps_value_form {
     bool packed;
 } ps_value_form;
 
+/*
+ * A new chat's pack as the server's store writes it, made ahead of the
+ * write transaction (store.h, values_pack_ahead): `raw`, the pack's bytes
+ * as the save would lay them out (pack_codec.h, a based pack: every seq
+ * relative to the chat's, unknown until then), compressed with dictionary
+ * `dict` of store user `user` into `frame`. The save uses the frame only
+ * when the bytes it lays out then are `raw`, byte for byte, and `user` and
+ * `dict` are what it would compress with; else it compresses them itself.
+ */
+typedef struct ps_pack_form {
+    const char *raw;
+    size_t raw_len;
+    const void *frame;
+    size_t len;
+    int64_t user;
+    uint32_t dict;
+} ps_pack_form;
+
 typedef struct ps_message {
     char *id;           /* owned */
     json_object *value; /* the message object; NULL for a deleted message */
@@ -131,6 +149,9 @@ typedef struct ps_chat {
      * it on their own deletion need it whole again, with a fresh tuple */
     bool deletion_lost;
     int64_t stored_counter; /* transient: its Lamport counter when loaded */
+    /* transient: its pack made ahead, or NULL; borrowed (its maker, the
+     * request, outlives the save) */
+    const ps_pack_form *pack_form;
 } ps_chat;
 
 /* A new empty chat with a copy of `id`; NULL on allocation failure. */

@@ -197,6 +197,10 @@ static ps_code push_one(const ps_sync_ctx *ctx, ps_user *user, ps_chat *incoming
         goto nomem;
     if ((rc = ps__chat_merge(stored, incoming, &changed)) != PS_OK)
         goto nomem;
+    /* its pack made ahead (pack_ahead), for a chat still new to the store:
+     * the save checks it is still what it would make */
+    if (!stored->stored)
+        stored->pack_form = incoming->pack_form;
     changed |= mark_lost_writes(stored, incoming, &header_origin);
     /* its deletion lost: the device dropped the chat, it must get it whole */
     if (incoming->has_tombstone && ps__chat_is_live(stored)) {
@@ -440,7 +444,7 @@ ps_code ps_v2_sync(const ps_sync_ctx *ctx, json_object *req, ps_v2_pull **out, p
     if (rc == PS_OK && write) {
         ps_chat **incoming = NULL;
         size_t n = 0;
-        ps_values_ahead ahead = {0};
+        ps_values_ahead ahead = {.device = p->device};
         keep_message_texts(changes);
         if ((rc = make_incoming(p, changes, &incoming, &n, err)) == PS_OK &&
             (rc = pack_ahead(p, incoming, n, &ahead, err)) != PS_OK) {

@@ -1,5 +1,7 @@
 /*
- * A chat's pack as bytes (pack_codec.h). Layout: a version byte (1), then
+ * A chat's pack as bytes (pack_codec.h). Layout: a version byte (1, or 2:
+ * each seq below is relative to the pack's base, kept outside the frame by
+ * the store: ps_pack_begin_based), then
  * per message: id, value, device, origin as
  * strings (a varint length, the bytes, a NUL), then ts, lamport, order_ts
  * (zigzag varints), seq, received (varints) and a flags byte (bit 0:
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #define PACK_VERSION 1
+#define PACK_VERSION_BASED 2
 
 static ps_code put_varint(ps_dynbuf *b, uint64_t v)
 {
@@ -47,6 +50,18 @@ ps_code ps_pack_begin(ps_dynbuf *raw)
     ps__dynbuf_reset(raw);
     char v = PACK_VERSION;
     return ps__dynbuf_add(raw, &v, 1);
+}
+
+ps_code ps_pack_begin_based(ps_dynbuf *raw)
+{
+    ps__dynbuf_reset(raw);
+    char v = PACK_VERSION_BASED;
+    return ps__dynbuf_add(raw, &v, 1);
+}
+
+bool ps_pack_is_based(const char *raw, size_t len)
+{
+    return len >= 1 && raw[0] == PACK_VERSION_BASED;
 }
 
 ps_code ps_pack_put(ps_dynbuf *raw, const ps_pack_entry *e)
@@ -100,7 +115,7 @@ ps_code ps_pack_next(const char *raw, size_t len, size_t *pos, ps_pack_entry *e,
 {
     *more = false;
     if (*pos == 0) {
-        if (len < 1 || raw[0] != PACK_VERSION)
+        if (len < 1 || (raw[0] != PACK_VERSION && raw[0] != PACK_VERSION_BASED))
             return PS_ERR_STORE;
         *pos = 1;
     }
@@ -129,6 +144,32 @@ ps_code ps_pack_next(const char *raw, size_t len, size_t *pos, ps_pack_entry *e,
     e->received = (int64_t)received;
     *more = true;
     return PS_OK;
+}
+
+/* The stored prefix of a based pack: a byte no zstd frame starts with
+ * (their magic number begins 0x28), then the base as a varint. */
+#define BASE_MARK 0x02
+
+ps_code ps_pack_base_put(ps_dynbuf *out, int64_t base)
+{
+    char mark = BASE_MARK;
+    ps_code rc = ps__dynbuf_add(out, &mark, 1);
+    return rc == PS_OK ? put_varint(out, (uint64_t)base) : rc;
+}
+
+bool ps_pack_base_get(const char *stored, size_t len, int64_t *base, size_t *skip)
+{
+    *base = 0;
+    *skip = 0;
+    if (len < 1 || stored[0] != BASE_MARK)
+        return false;
+    size_t pos = 1;
+    uint64_t v;
+    if (!get_varint(stored, len, &pos, &v) || v > INT64_MAX)
+        return false;
+    *base = (int64_t)v;
+    *skip = pos;
+    return true;
 }
 
 bool ps_pack_before(int64_t a_order_ts, int64_t a_received, const char *a_id, int64_t b_order_ts,

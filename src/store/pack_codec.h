@@ -32,6 +32,15 @@ typedef struct ps_pack_entry {
 /* Starts a pack in *raw (replaced). */
 PS_MUST_CHECK ps_code ps_pack_begin(ps_dynbuf *raw);
 
+/* Starts a pack whose entries' seq are relative to a base the store keeps
+ * beside the frame (version 2): a new chat's pack, whose messages all get
+ * the chat's seq, can then be compressed before that seq is known (offsets
+ * all 0). ps_pack_next gives such a pack's seq as stored (the offset). */
+PS_MUST_CHECK ps_code ps_pack_begin_based(ps_dynbuf *raw);
+
+/* Whether the pack's bytes were started by ps_pack_begin_based. */
+bool ps_pack_is_based(const char *raw, size_t len);
+
 /* Appends one message (the caller keeps display order). */
 PS_MUST_CHECK ps_code ps_pack_put(ps_dynbuf *raw, const ps_pack_entry *e);
 
@@ -41,6 +50,13 @@ PS_MUST_CHECK ps_code ps_pack_put(ps_dynbuf *raw, const ps_pack_entry *e);
  * NUL-terminated at raw[len] (ps_dynbuf's are). */
 PS_MUST_CHECK ps_code ps_pack_next(const char *raw, size_t len, size_t *pos, ps_pack_entry *e,
                                    bool *more);
+
+/* A based pack is stored as a prefix holding its base (ps_pack_base_put
+ * appends it to *out), then its zstd frame. ps_pack_base_get: whether the
+ * stored bytes start with such a prefix; *base and *skip (the prefix's
+ * length) then set, else 0. */
+PS_MUST_CHECK ps_code ps_pack_base_put(ps_dynbuf *out, int64_t base);
+bool ps_pack_base_get(const char *stored, size_t len, int64_t *base, size_t *skip);
 
 /* Whether message a comes before b in display order (order_ts, received,
  * then id in byte order, as SQLite's ORDER BY does). */

@@ -51,10 +51,24 @@ typedef struct ps_values_ahead {
     ps_value_form *forms;
     size_t n;
     ps_dynbuf frames;
+    /* Set by the caller: the pushing device, every saved message's origin.
+     * NULL: no packs are made ahead. */
+    const char *device;
+    /* The packs made ahead of the chats that will be new to the store
+     * (chats point at theirs): raw and frame of each malloc'd. */
+    ps_pack_form *packs;
+    size_t npacks;
 } ps_values_ahead;
 
 static inline void ps_values_ahead_free(ps_values_ahead *a)
 {
+    for (size_t i = 0; i < a->npacks; i++) {
+        free((void *)a->packs[i].raw);
+        free((void *)a->packs[i].frame);
+    }
+    free(a->packs);
+    a->packs = NULL;
+    a->npacks = 0;
     free(a->forms);
     a->forms = NULL;
     a->n = 0;
@@ -345,7 +359,10 @@ struct ps_store_ops {
      * packing runs outside the writer's turn (one core packs a request
      * while another request holds the writer); chat_save takes a form only
      * if it was made with the dictionary it would use. Nothing is made
-     * while the user has no dictionary. */
+     * while the user has no dictionary. With ahead->device set, a chat
+     * that will be new to the store (kept as a pack) gets its whole pack
+     * compressed instead (its `pack_form`, one of ahead->packs), which
+     * chat_save takes only if it lays out the same bytes then. */
     PS_STORE_MUST_CHECK ps_code (*values_pack_ahead)(ps_store *s, int64_t user,
                                                      ps_chat *const *chats, size_t n,
                                                      ps_values_ahead *ahead, ps_error *err);

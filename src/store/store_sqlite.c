@@ -1499,12 +1499,14 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_c
 typedef struct pack_buf {
     ps_dynbuf frame;
     ps_dynbuf raw;
+    int64_t base; /* a based pack's (ps_pack_begin_based): added to each seq */
 } pack_buf;
 
 static void pack_buf_init(pack_buf *p)
 {
     ps__dynbuf_init(&p->frame, SIZE_MAX - 1);
     ps__dynbuf_init(&p->raw, SIZE_MAX - 1);
+    p->base = 0;
 }
 
 static void pack_buf_free(pack_buf *p)
@@ -1537,9 +1539,15 @@ static ps_code pack_read_with(sqlite_store *s, sqlite3_stmt *get, int64_t user, 
     sqlite3_reset(get);
     if (rc != PS_OK || !*found)
         return rc;
-    rc = ps_value_unpack_frame_append(p->frame.data, p->frame.len, user, load_dict, s, &p->raw);
+    /* a based pack's frame comes after its base (save_pack) */
+    size_t skip;
+    bool based = ps_pack_base_get(p->frame.data, p->frame.len, &p->base, &skip);
+    rc = ps_value_unpack_frame_append(p->frame.data + skip, p->frame.len - skip, user, load_dict, s,
+                                      &p->raw);
     if (rc == PS_ERR_NOMEM)
         return ps_error_set(err, rc, -1, "", "out of memory");
+    if (rc == PS_OK && based != ps_pack_is_based(p->raw.data, p->raw.len))
+        rc = PS_ERR_STORE;
     return rc == PS_OK ? PS_OK
                        : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored pack is corrupt");
 }
@@ -1558,6 +1566,8 @@ static ps_code pack_next(const pack_buf *p, size_t *pos, ps_pack_entry *e, bool 
                          ps_error *err)
 {
     ps_code rc = ps_pack_next(p->raw.data, p->raw.len, pos, e, more);
+    if (rc == PS_OK && *more)
+        e->seq += p->base;
     return rc == PS_OK ? PS_OK
                        : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored pack is corrupt");
 }
@@ -1910,6 +1920,9 @@ static bool will_be_a_pack(sqlite_store *s, int64_t user, const ps_chat *chat)
            stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL) == 0;
 }
 
+static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat *const *chats,
+                           size_t n, const bool *new_pack, ps_values_ahead *ahead, ps_error *err);
+
 static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *const *chats,
                                         size_t n, ps_values_ahead *ahead, ps_error *err)
 {
@@ -1968,26 +1981,20 @@ static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *c
             m->form = f;
         }
     free(items);
-    free(skip);
     if (rc != PS_OK) {
+        free(skip);
         free(forms);
         return rc;
     }
     ahead->forms = forms;
     ahead->n = count;
-    return PS_OK;
+    /* the chats that will be packs: their frames too */
+    rc = ahead->device ? packs_ahead(s, user, dict, chats, n, skip, ahead, err) : PS_OK;
+    free(skip);
+    return rc;
 }
 
 static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err);
-
-/* Display order (order_ts, received, id) of messages, for qsort. */
-static int display_cmp(const void *a, const void *b)
-{
-    const ps_message *x = *(const ps_message *const *)a, *y = *(const ps_message *const *)b;
-    if (ps_pack_before(x->order_ts, x->received, x->id, y->order_ts, y->received, y->id))
-        return -1;
-    return ps_pack_before(y->order_ts, y->received, y->id, x->order_ts, x->received, x->id);
-}
 
 /* Whether a new chat's messages go into a pack: saved without a
  * rendering, at schema 12, with PACK_MIN_TEXT to PACK_MAX_TEXT bytes of
@@ -2008,46 +2015,222 @@ static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh,
     return n >= 2 && text >= PACK_MIN_TEXT && text <= PACK_MAX_TEXT;
 }
 
-/* Writes the chat's dirty live messages as its pack (it has none yet);
- * *bytes = what the pack weighs. */
-static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uint32_t dict,
-                         int64_t *bytes, ps_error *err)
+/* What a pack made ahead assumes the save will set (pack_raw): message
+ * i's `received` and every message's origin. */
+typedef struct pack_guess {
+    const int64_t *received;
+    const char *origin;
+} pack_guess;
+
+typedef struct pack_item {
+    const ps_message *m;
+    int64_t received;
+} pack_item;
+
+static int pack_item_cmp(const void *a, const void *b)
 {
-    const ps_message **order = calloc(chat->nmessages + 1, sizeof *order);
+    const pack_item *x = a, *y = b;
+    if (ps_pack_before(x->m->order_ts, x->received, x->m->id, y->m->order_ts, y->received,
+                       y->m->id))
+        return -1;
+    return ps_pack_before(y->m->order_ts, y->received, y->m->id, x->m->order_ts, x->received,
+                          x->m->id);
+}
+
+/* Arrival order of messages not numbered yet (received -(k + 1) for the
+ * k-th), for guess_received; ties (not expected) by position. */
+static int arrival_cmp(const void *a, const void *b)
+{
+    const pack_item *x = a, *y = b;
+    int64_t kx = -x->m->received, ky = -y->m->received;
+    if (kx != ky)
+        return kx < ky ? -1 : 1;
+    return (x->received > y->received) - (x->received < y->received);
+}
+
+/* The chat's dirty live messages as a based pack (ps_pack_begin_based) in
+ * *raw, in display order, each seq relative to `base`. With a guess (a
+ * pack made ahead, before the save numbers and marks the messages): the
+ * guessed `received` and origin, every seq offset 0. */
+static ps_code pack_raw(const ps_chat *chat, const pack_guess *guess, int64_t base, ps_dynbuf *raw)
+{
+    pack_item *order = calloc(chat->nmessages + 1, sizeof *order);
     if (!order)
-        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        return PS_ERR_NOMEM;
     size_t n = 0;
     for (size_t i = 0; i < chat->nmessages; i++)
         if (chat->messages[i].mark.dirty && chat->messages[i].value)
-            order[n++] = &chat->messages[i];
-    qsort(order, n, sizeof *order, display_cmp);
-    ps_dynbuf raw;
-    ps__dynbuf_init(&raw, SIZE_MAX - 1);
-    ps_code rc = ps_pack_begin(&raw);
+            order[n++] = (pack_item){&chat->messages[i],
+                                     guess ? guess->received[i] : chat->messages[i].received};
+    qsort(order, n, sizeof *order, pack_item_cmp);
+    ps_code rc = ps_pack_begin_based(raw);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
-        const ps_message *m = order[i];
+        const ps_message *m = order[i].m;
+        const char *origin = guess ? guess->origin : m->mark.origin;
         ps_pack_entry e = {
             .id = m->id,
             .device = m->stamp.device ? m->stamp.device : "",
-            .origin = m->mark.origin ? m->mark.origin : "",
+            .origin = origin ? origin : "",
             .ts = m->stamp.ts,
             .lamport = m->stamp.lamport,
             .order_ts = m->order_ts,
-            .seq = m->mark.seq,
-            .received = m->received,
+            .seq = guess ? 0 : m->mark.seq - base,
+            .received = order[i].received,
             .timed = m->stamp.timed,
         };
         if (!(e.value = ps__json_text_kept(m->value, &e.value_len)))
             rc = PS_ERR_NOMEM;
         else
-            rc = ps_pack_put(&raw, &e);
+            rc = ps_pack_put(raw, &e);
     }
     free(order);
+    return rc;
+}
+
+/* Whether a pack made ahead is what save_pack would store now: the same
+ * bytes (so the same messages, numbered and marked as guessed, all of the
+ * chat's seq), made for this user with the dictionary it compresses with. */
+static bool pack_form_current(const ps_pack_form *form, int64_t user, uint32_t dict,
+                              const ps_dynbuf *raw)
+{
+    return form && dict && form->user == user && form->dict == dict && form->raw_len == raw->len &&
+           memcmp(form->raw, raw->data, raw->len) == 0;
+}
+
+/* Appends a based pack (its base, then its compressed `frame`) in pieces
+ * with Q_PACK_PUT; *bytes = what they weigh. */
+static ps_code pack_write_based(sqlite_store *s, int64_t user, const char *chat_id, int64_t base,
+                                const void *frame, size_t len, int64_t *bytes, ps_error *err)
+{
+    sqlite3_stmt *put = stmt(s, Q_PACK_PUT);
+    ps_dynbuf all;
+    ps__dynbuf_init(&all, SIZE_MAX - 1);
+    ps_code rc = ps_pack_base_put(&all, base);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add(&all, frame, len);
     if (rc != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
-    else
-        rc = pack_write_with(s, stmt(s, Q_PACK_PUT), user, chat->id, &raw, dict, bytes, err);
+    *bytes = (int64_t)all.len;
+    for (size_t at = 0; rc == PS_OK && at < all.len; at += PACK_PIECE) {
+        size_t n = all.len - at < PACK_PIECE ? all.len - at : PACK_PIECE;
+        sqlite3_reset(put);
+        sqlite3_bind_int64(put, 1, user);
+        sqlite3_bind_text(put, 2, chat_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(put, 3, all.data + at, (int)n, SQLITE_STATIC);
+        rc = sqlite3_step(put) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a pack");
+    }
+    sqlite3_reset(put);
+    ps__dynbuf_free(&all);
+    return rc;
+}
+
+/* Writes the chat's dirty live messages as its pack (it has none yet),
+ * based on their lowest seq (all the chat's, when it is new); the frame
+ * made ahead (chat->pack_form) when it is still what would be made, else
+ * compressed here. *bytes = what the pack weighs. */
+static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uint32_t dict,
+                         int64_t *bytes, ps_error *err)
+{
+    int64_t base = INT64_MAX;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        if (chat->messages[i].mark.dirty && chat->messages[i].value &&
+            chat->messages[i].mark.seq < base)
+            base = chat->messages[i].mark.seq;
+    if (base == INT64_MAX || base < 0)
+        base = 0;
+    ps_dynbuf raw, frame;
+    ps__dynbuf_init(&raw, SIZE_MAX - 1);
+    ps__dynbuf_init(&frame, SIZE_MAX - 1);
+    ps_code rc = pack_raw(chat, NULL, base, &raw);
+    if (rc != PS_OK) {
+        rc = ps_error_set(err, rc, -1, "", "out of memory");
+    } else if (pack_form_current(chat->pack_form, user, dict, &raw)) {
+        rc = pack_write_based(s, user, chat->id, base, chat->pack_form->frame, chat->pack_form->len,
+                              bytes, err);
+    } else {
+        rc = ps_value_pack_frame(raw.data, raw.len, user, dict, load_dict, s, &frame);
+        if (rc != PS_OK)
+            rc = ps_error_set(err, rc, -1, "", "compressing a pack failed");
+        else
+            rc = pack_write_based(s, user, chat->id, base, frame.data, frame.len, bytes, err);
+    }
     ps__dynbuf_free(&raw);
+    ps__dynbuf_free(&frame);
+    return rc;
+}
+
+/* The `received` save will give the messages of a chat new to the store
+ * (ps__chat_number_received from 0: as they arrived) in received[i];
+ * false when it cannot be told (a message numbered already). */
+static bool guess_received(const ps_chat *chat, int64_t *received)
+{
+    for (size_t i = 0; i < chat->nmessages; i++)
+        if (chat->messages[i].received >= 0)
+            return false;
+    /* unnumbered ones are -(k + 1) for the k-th to arrive: rank them */
+    pack_item *order = calloc(chat->nmessages + 1, sizeof *order);
+    if (!order)
+        return false;
+    for (size_t i = 0; i < chat->nmessages; i++)
+        order[i] = (pack_item){&chat->messages[i], (int64_t)i};
+    qsort(order, chat->nmessages, sizeof *order, arrival_cmp);
+    for (size_t k = 0; k < chat->nmessages; k++)
+        received[order[k].received] = (int64_t)k;
+    free(order);
+    return true;
+}
+
+/*
+ * The packs of the chats that will be new to the store (new_pack[c]),
+ * compressed in values_pack_ahead's read transaction with the user's
+ * dictionary `dict`: each chat points at its form (ps_pack_form), which
+ * save_pack takes only if it lays out the same bytes then. A pack's bytes
+ * hold no seq (a based pack, offsets 0: the chat's seq is given in the
+ * write transaction) and guess the rest the save sets: `received` numbered
+ * as the messages arrived, every origin the pushing device.
+ */
+static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat *const *chats,
+                           size_t n, const bool *new_pack, ps_values_ahead *ahead, ps_error *err)
+{
+    size_t count = 0;
+    for (size_t c = 0; c < n; c++)
+        count += new_pack[c];
+    if (!count)
+        return PS_OK;
+    if (!(ahead->packs = calloc(count, sizeof *ahead->packs)))
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    ps_code rc = PS_OK;
+    for (size_t c = 0; c < n && rc == PS_OK; c++) {
+        const ps_chat *chat = chats[c];
+        int64_t *received = new_pack[c] ? calloc(chat->nmessages + 1, sizeof *received) : NULL;
+        if (!received || !guess_received(chat, received)) {
+            free(received);
+            continue; /* compressed in the save */
+        }
+        pack_guess guess = {.received = received, .origin = ahead->device};
+        ps_dynbuf raw, frame;
+        ps__dynbuf_init(&raw, SIZE_MAX - 1);
+        ps__dynbuf_init(&frame, SIZE_MAX - 1);
+        rc = pack_raw(chat, &guess, 0, &raw);
+        free(received);
+        if (rc == PS_OK)
+            rc = ps_value_pack_frame(raw.data, raw.len, user, dict, load_dict, s, &frame);
+        if (rc != PS_OK) {
+            ps__dynbuf_free(&raw);
+            ps__dynbuf_free(&frame);
+            return ps_error_set(err, rc, -1, "", "compressing a pack failed");
+        }
+        /* the dynbufs' memory is the form's from here (freed by
+         * ps_values_ahead_free) */
+        ps_pack_form *f = &ahead->packs[ahead->npacks++];
+        *f = (ps_pack_form){.raw = raw.data,
+                            .raw_len = raw.len,
+                            .frame = frame.data,
+                            .len = frame.len,
+                            .user = user,
+                            .dict = dict};
+        chats[c]->pack_form = f;
+    }
     return rc;
 }
 

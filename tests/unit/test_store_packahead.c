@@ -1,0 +1,365 @@
+/*
+ * A new chat's pack made ahead of the write transaction (store.h,
+ * values_pack_ahead, ps_pack_form; docs/performance.md "upload3"): the
+ * frame compressed in a read transaction before the chat's seq is known
+ * (a based pack), taken by the save only while it is still what the save
+ * would compress: the same bytes laid out (the same messages, numbered and
+ * marked as guessed), for the same user, with the same dictionary. Each
+ * test gives the chat a form whose frame holds other texts under the same
+ * message ids (another chat's, made ahead the same way): reading those
+ * texts back shows the frame was stored as made, reading the chat's own
+ * shows it was compressed again. Oracles: the texts the test put in and
+ * the seq it saved with, read back through the store; the dictionary
+ * replaced by hand in the file. Includes the .c file to reach the
+ * connection.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "../../src/store/store_sqlite.c"
+#include "store_fixture.h"
+
+#include <stdio.h>
+#include <unistd.h>
+#include <zstd.h>
+
+static int setup(void **state)
+{
+    return store_fixture_sqlite(state, "packahead", "p.db");
+}
+
+/* Deterministic message text from a small vocabulary (compressible, as
+ * chat text is), `len` bytes at most. */
+static void words(char *out, size_t len, unsigned seed)
+{
+    static const char *const w[] = {"sync ", "chat ",  "café ",   "мир ", "世界 ",
+                                    "🚀 ",    "model ", "reply\n", "the ", "merge "};
+    size_t n = 0;
+    unsigned r = seed * 2654435761u + 7;
+    while (n + 12 < len) {
+        r = r * 1103515245u + 12345u;
+        const char *x = w[(r >> 16) % (sizeof w / sizeof *w)];
+        memcpy(out + n, x, strlen(x));
+        n += strlen(x);
+    }
+    out[n] = '\0';
+}
+
+static int64_t query_int(sqlite_store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A chat of `n` messages of ~400 bytes (message m's text: words(seed + m)),
+ * not saved yet, dirty and unnumbered as a push brings it. */
+static ps_chat *new_chat(const char *id, int n, unsigned seed)
+{
+    ps_chat *c = ps__chat_new(id);
+    ps_stamp st = {.ts = 1000, .device = (char *)"dev"};
+    bool changed;
+    assert_int_equal(ps__chat_put_field(c, "title", json_object_new_string(id), &st, &changed),
+                     PS_OK);
+    assert_int_equal(ps__lamport_set(&c->lamport, 1, "server"), PS_OK);
+    char text[400], mid[48];
+    for (int m = 0; m < n; m++) {
+        snprintf(mid, sizeof mid, "%s-%d", id, m);
+        words(text, sizeof text, seed + (unsigned)m);
+        json_object *v = json_object_new_object();
+        json_object_object_add(v, "id", json_object_new_string(mid));
+        json_object_object_add(v, "content", json_object_new_string(text));
+        assert_int_equal(ps__chat_append_message(c, mid, v, &st, 1000 + m), PS_OK);
+    }
+    ps__chat_normalize(c);
+    return c; /* not numbered: as a push's incoming chat */
+}
+
+/* Saves the chat as polysyncd saves a pushed chat (no rendering: a chat
+ * new to the store becomes a pack), numbered and marked as change `seq` of
+ * device `origin`, in a write transaction. */
+static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char *origin)
+{
+    ps_error err;
+    ps__chat_number_received(c);
+    assert_int_equal(ps__chat_mark_dirty(c, seq, origin), PS_OK);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->chat_save(s, user, c, NULL, 0, seq, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+}
+
+/* The content of message m of chat `id` as the store reads it back. */
+static char *content_of(ps_store *s, int64_t user, const char *id, int m)
+{
+    ps_error err;
+    ps_chat *back = NULL;
+    char mid[48];
+    snprintf(mid, sizeof mid, "%s-%d", id, m);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, user, id, true, &back, &err), PS_OK);
+    ps_store_rollback(s);
+    assert_non_null(back);
+    const ps_message *msg = ps__chat_message(back, mid);
+    assert_non_null(msg);
+    char *text = strdup(json_object_get_string(json_object_object_get(msg->value, "content")));
+    ps__chat_free(back);
+    return text;
+}
+
+static void expect_content(ps_store *s, int64_t user, const char *id, int m, unsigned seed)
+{
+    char want[400];
+    words(want, sizeof want, seed);
+    char *got = content_of(s, user, id, m);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* A store whose user "zed" (*user) has a dictionary: 1.2 MB of values. */
+static ps_store *store_with_dictionary(fixture *f, int64_t *user)
+{
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "zed", &u, &err), PS_OK);
+    assert_int_equal(s->ops->user_save(s, &u, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    for (int i = 0; i < 30; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "c%02d", i);
+        ps_chat *c = new_chat(id, 100, 1000u * (unsigned)i);
+        ps__chat_number_received(c);
+        assert_int_equal(ps__chat_mark_dirty(c, 1 + i, "dev"), PS_OK);
+        assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+        json_object *doc = ps__chat_to_legacy(c);
+        size_t doc_len;
+        const char *doc_text = ps__json_text(doc, &doc_len);
+        assert_int_equal(s->ops->chat_save(s, u.id, c, doc_text, doc_len, 1 + i, &err), PS_OK);
+        assert_int_equal(ps_store_commit(s, &err), PS_OK);
+        json_object_put(doc);
+        ps__chat_free(c);
+    }
+    assert_int_equal(query_int((sqlite_store *)s, "SELECT count(*) FROM value_dicts"), 1);
+    *user = u.id;
+    return s;
+}
+
+/* values_pack_ahead in a read transaction, as polysyncd runs it for a
+ * push of device "dev". */
+static void pack_ahead(ps_store *s, int64_t user, ps_chat *c, ps_values_ahead *ahead)
+{
+    ps_error err;
+    *ahead = (ps_values_ahead){.device = "dev"};
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->values_pack_ahead(s, user, &c, 1, ahead, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+}
+
+/* Chat `id` of n messages from seed, made ahead, its form given the frame
+ * of the same ids with texts from `decoy` (*form, *decoy_ahead: the
+ * caller's to keep until the save). */
+static ps_chat *with_decoy(ps_store *s, int64_t user, const char *id, int n, unsigned seed,
+                           unsigned decoy, ps_values_ahead *ahead, ps_values_ahead *decoy_ahead,
+                           ps_pack_form *form)
+{
+    ps_chat *c = new_chat(id, n, seed);
+    pack_ahead(s, user, c, ahead);
+    assert_int_equal(ahead->npacks, 1);
+    assert_int_equal(ahead->n, 0); /* its values go into the pack, not alone */
+    assert_ptr_equal(c->pack_form, &ahead->packs[0]);
+    ps_chat *d = new_chat(id, n, decoy);
+    pack_ahead(s, user, d, decoy_ahead);
+    assert_int_equal(decoy_ahead->npacks, 1);
+    *form = *c->pack_form;
+    form->frame = d->pack_form->frame;
+    form->len = d->pack_form->len;
+    c->pack_form = form;
+    ps__chat_free(d);
+    return c;
+}
+
+static void seq_is(ps_store *s, int64_t user, const char *id, int64_t seq)
+{
+    ps_error err;
+    ps_chat *back = NULL;
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, user, id, true, &back, &err), PS_OK);
+    ps_store_rollback(s);
+    assert_non_null(back);
+    assert_true(back->nmessages > 0);
+    for (size_t i = 0; i < back->nmessages; i++)
+        assert_int_equal(back->messages[i].mark.seq, seq);
+    ps__chat_free(back);
+}
+
+/* Still valid: the frame made ahead is what is stored (the decoy's texts
+ * read back), with the seq the save gave (the pack's base). */
+static void a_current_pack_is_stored_as_made(void **state)
+{
+    int64_t user;
+    ps_store *s = store_with_dictionary(*state, &user);
+    ps_values_ahead ahead, decoy;
+    ps_pack_form form;
+    ps_chat *c = with_decoy(s, user, "x", 8, 50, 90, &ahead, &decoy, &form);
+    save(s, user, c, 123, "dev");
+    for (int m = 0; m < 8; m++)
+        expect_content(s, user, "x", m, 90u + (unsigned)m);
+    seq_is(s, user, "x", 123);
+    ps__chat_free(c);
+    ps_values_ahead_free(&ahead);
+    ps_values_ahead_free(&decoy);
+    ps_store_close(s);
+}
+
+/* The user's dictionary replaced between the making and the save (by hand:
+ * another trained dictionary in its row): compressed again, with the new
+ * one (zstd names it in the frame after the base). */
+static void a_pack_made_with_a_replaced_dictionary_is_compressed_again(void **state)
+{
+    int64_t user;
+    ps_store *s = store_with_dictionary(*state, &user);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_values_ahead ahead, decoy;
+    ps_pack_form form;
+    ps_chat *c = with_decoy(s, user, "stale", 8, 300, 90, &ahead, &decoy, &form);
+    uint32_t old = (uint32_t)query_int(ss, "SELECT id FROM value_dicts");
+    enum { N = 3000 };
+    static char samples[N * 400];
+    static size_t sizes[N];
+    size_t at = 0;
+    for (unsigned i = 0; i < N; i++) {
+        words(samples + at, 400, 777777u + i);
+        sizes[i] = strlen(samples + at);
+        at += sizes[i];
+    }
+    ps_dynbuf fresh;
+    ps__dynbuf_init(&fresh, PS_VALUE_DICT_BYTES);
+    uint32_t now = 0;
+    assert_int_equal(ps_value_train(samples, sizes, N, &fresh, &now), PS_OK);
+    assert_int_not_equal(old, now);
+    sqlite3_stmt *up = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(ss->db, "UPDATE value_dicts SET id = ?1, dict = ?2", -1, &up, NULL),
+        SQLITE_OK);
+    sqlite3_bind_int64(up, 1, now);
+    sqlite3_bind_blob(up, 2, fresh.data, (int)fresh.len, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(up), SQLITE_DONE);
+    sqlite3_finalize(up);
+    ps__dynbuf_free(&fresh);
+    assert_int_equal(form.dict, old);
+    save(s, user, c, 100, "dev");
+    for (int m = 0; m < 8; m++)
+        expect_content(s, user, "stale", m, 300u + (unsigned)m);
+    seq_is(s, user, "stale", 100);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(ss->db,
+                                        "SELECT data FROM packs WHERE chat_id = 'stale'"
+                                        " ORDER BY id LIMIT 1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t base;
+    size_t skip;
+    assert_true(ps_pack_base_get(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                                 &base, &skip));
+    assert_int_equal(base, 100);
+    assert_int_equal(ZSTD_getDictID_fromFrame((const char *)sqlite3_column_blob(st, 0) + skip,
+                                              (size_t)sqlite3_column_bytes(st, 0) - skip),
+                     now);
+    sqlite3_finalize(st);
+    ps__chat_free(c);
+    ps_values_ahead_free(&ahead);
+    ps_values_ahead_free(&decoy);
+    ps_store_close(s);
+}
+
+/* The chat created meanwhile by another request (it is stored when this
+ * one saves): no pack, its messages are rows with their own texts. */
+static void a_pack_of_a_chat_created_meanwhile_is_not_used(void **state)
+{
+    int64_t user;
+    ps_store *s = store_with_dictionary(*state, &user);
+    ps_values_ahead ahead, decoy;
+    ps_pack_form form;
+    ps_chat *c = with_decoy(s, user, "both", 8, 400, 90, &ahead, &decoy, &form);
+    ps_chat *other = new_chat("both", 8, 600);
+    save(s, user, other, 100, "dev2");
+    ps__chat_free(other);
+    save(s, user, c, 101, "dev");
+    for (int m = 0; m < 8; m++)
+        expect_content(s, user, "both", m, 400u + (unsigned)m);
+    ps__chat_free(c);
+    ps_values_ahead_free(&ahead);
+    ps_values_ahead_free(&decoy);
+    ps_store_close(s);
+}
+
+/* What the save lays out is not what was made ahead: a message's value
+ * changed (as a merge could), one more message, another origin than the
+ * device guessed; each compressed again. */
+static void a_pack_of_other_messages_is_compressed_again(void **state)
+{
+    int64_t user;
+    ps_store *s = store_with_dictionary(*state, &user);
+    ps_values_ahead ahead[3], decoy[3];
+    ps_pack_form form[3];
+    ps_chat *c[3];
+    static const char *const ids[] = {"value", "more", "origin"};
+    for (int k = 0; k < 3; k++)
+        c[k] = with_decoy(s, user, ids[k], 8, 700u + 100u * (unsigned)k, 90, &ahead[k], &decoy[k],
+                          &form[k]);
+    /* message 2's value replaced by another text */
+    char text[400];
+    words(text, sizeof text, 2000);
+    json_object *v = json_object_new_object();
+    json_object_object_add(v, "id", json_object_new_string("value-2"));
+    json_object_object_add(v, "content", json_object_new_string(text));
+    json_object_put(c[0]->messages[2].value);
+    c[0]->messages[2].value = v;
+    /* a ninth message */
+    ps_stamp st = {.ts = 1000, .device = (char *)"dev"};
+    words(text, sizeof text, 808);
+    v = json_object_new_object();
+    json_object_object_add(v, "id", json_object_new_string("more-8"));
+    json_object_object_add(v, "content", json_object_new_string(text));
+    assert_int_equal(ps__chat_append_message(c[1], "more-8", v, &st, 1008), PS_OK);
+    ps__chat_normalize(c[1]);
+    save(s, user, c[0], 100, "dev");
+    save(s, user, c[1], 101, "dev");
+    save(s, user, c[2], 102, "dev3");
+    for (int m = 0; m < 8; m++) {
+        expect_content(s, user, "value", m, m == 2 ? 2000u : 700u + (unsigned)m);
+        expect_content(s, user, "origin", m, 900u + (unsigned)m);
+    }
+    for (int m = 0; m < 9; m++)
+        expect_content(s, user, "more", m, 800u + (unsigned)m);
+    for (int k = 0; k < 3; k++) {
+        ps__chat_free(c[k]);
+        ps_values_ahead_free(&ahead[k]);
+        ps_values_ahead_free(&decoy[k]);
+    }
+    ps_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(a_current_pack_is_stored_as_made, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_pack_made_with_a_replaced_dictionary_is_compressed_again,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_pack_of_a_chat_created_meanwhile_is_not_used, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_pack_of_other_messages_is_compressed_again, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
