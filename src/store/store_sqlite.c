@@ -1572,6 +1572,24 @@ static ps_code pack_next(const pack_buf *p, size_t *pos, ps_pack_entry *e, bool 
                        : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored pack is corrupt");
 }
 
+/* Appends the stored bytes of a pack, `data`, cut into PACK_PIECE pieces,
+ * with `put` (Q_PACK_PUT's SQL): pieces fill pages (docs/storage.md). */
+static ps_code pack_put_pieces(sqlite_store *s, sqlite3_stmt *put, int64_t user,
+                               const char *chat_id, const char *data, size_t len, ps_error *err)
+{
+    ps_code rc = PS_OK;
+    for (size_t at = 0; rc == PS_OK && at < len; at += PACK_PIECE) {
+        size_t n = len - at < PACK_PIECE ? len - at : PACK_PIECE;
+        sqlite3_reset(put);
+        sqlite3_bind_int64(put, 1, user);
+        sqlite3_bind_text(put, 2, chat_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(put, 3, data + at, (int)n, SQLITE_STATIC);
+        rc = sqlite3_step(put) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a pack");
+    }
+    sqlite3_reset(put);
+    return rc;
+}
+
 /* Compresses the pack `raw` (with the user's dictionary `dict`, 0: none)
  * and appends its pieces with `put` (Q_PACK_PUT's SQL); *bytes = what the
  * pieces weigh. */
@@ -1585,15 +1603,8 @@ static ps_code pack_write_with(sqlite_store *s, sqlite3_stmt *put, int64_t user,
     if (rc != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "compressing a pack failed");
     *bytes = (int64_t)frame.len;
-    for (size_t at = 0; rc == PS_OK && at < frame.len; at += PACK_PIECE) {
-        size_t n = frame.len - at < PACK_PIECE ? frame.len - at : PACK_PIECE;
-        sqlite3_reset(put);
-        sqlite3_bind_int64(put, 1, user);
-        sqlite3_bind_text(put, 2, chat_id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(put, 3, frame.data + at, (int)n, SQLITE_STATIC);
-        rc = sqlite3_step(put) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a pack");
-    }
-    sqlite3_reset(put);
+    if (rc == PS_OK)
+        rc = pack_put_pieces(s, put, user, chat_id, frame.data, frame.len, err);
     ps__dynbuf_free(&frame);
     return rc;
 }
@@ -2111,15 +2122,8 @@ static ps_code pack_write_based(sqlite_store *s, int64_t user, const char *chat_
     if (rc != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     *bytes = (int64_t)all.len;
-    for (size_t at = 0; rc == PS_OK && at < all.len; at += PACK_PIECE) {
-        size_t n = all.len - at < PACK_PIECE ? all.len - at : PACK_PIECE;
-        sqlite3_reset(put);
-        sqlite3_bind_int64(put, 1, user);
-        sqlite3_bind_text(put, 2, chat_id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(put, 3, all.data + at, (int)n, SQLITE_STATIC);
-        rc = sqlite3_step(put) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a pack");
-    }
-    sqlite3_reset(put);
+    if (rc == PS_OK)
+        rc = pack_put_pieces(s, put, user, chat_id, all.data, all.len, err);
     ps__dynbuf_free(&all);
     return rc;
 }

@@ -22,6 +22,8 @@
 
 #include "../../src/store/store_sqlite.c"
 #include "store_fixture.h"
+#include "sqlite_fixture.h"
+#include "pushed_chat_fixture.h"
 
 #include <stdio.h>
 #include <unistd.h>
@@ -30,56 +32,6 @@
 static int setup(void **state)
 {
     return store_fixture_sqlite(state, "packahead", "p.db");
-}
-
-/* Deterministic message text from a small vocabulary (compressible, as
- * chat text is), `len` bytes at most. */
-static void words(char *out, size_t len, unsigned seed)
-{
-    static const char *const w[] = {"sync ", "chat ",  "café ",   "мир ", "世界 ",
-                                    "🚀 ",    "model ", "reply\n", "the ", "merge "};
-    size_t n = 0;
-    unsigned r = seed * 2654435761u + 7;
-    while (n + 12 < len) {
-        r = r * 1103515245u + 12345u;
-        const char *x = w[(r >> 16) % (sizeof w / sizeof *w)];
-        memcpy(out + n, x, strlen(x));
-        n += strlen(x);
-    }
-    out[n] = '\0';
-}
-
-static int64_t query_int(sqlite_store *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-/* A chat of `n` messages of ~400 bytes (message m's text: words(seed + m)),
- * not saved yet, dirty and unnumbered as a push brings it. */
-static ps_chat *new_chat(const char *id, int n, unsigned seed)
-{
-    ps_chat *c = ps__chat_new(id);
-    ps_stamp st = {.ts = 1000, .device = (char *)"dev"};
-    bool changed;
-    assert_int_equal(ps__chat_put_field(c, "title", json_object_new_string(id), &st, &changed),
-                     PS_OK);
-    assert_int_equal(ps__lamport_set(&c->lamport, 1, "server"), PS_OK);
-    char text[400], mid[48];
-    for (int m = 0; m < n; m++) {
-        snprintf(mid, sizeof mid, "%s-%d", id, m);
-        words(text, sizeof text, seed + (unsigned)m);
-        json_object *v = json_object_new_object();
-        json_object_object_add(v, "id", json_object_new_string(mid));
-        json_object_object_add(v, "content", json_object_new_string(text));
-        assert_int_equal(ps__chat_append_message(c, mid, v, &st, 1000 + m), PS_OK);
-    }
-    ps__chat_normalize(c);
-    return c; /* not numbered: as a push's incoming chat */
 }
 
 /* Saves the chat as polysyncd saves a pushed chat (no rendering: a chat
@@ -93,33 +45,6 @@ static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char 
     assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
     assert_int_equal(s->ops->chat_save(s, user, c, NULL, 0, seq, &err), PS_OK);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
-}
-
-/* The content of message m of chat `id` as the store reads it back. */
-static char *content_of(ps_store *s, int64_t user, const char *id, int m)
-{
-    ps_error err;
-    ps_chat *back = NULL;
-    char mid[48];
-    snprintf(mid, sizeof mid, "%s-%d", id, m);
-    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
-    assert_int_equal(s->ops->chat_load(s, user, id, true, &back, &err), PS_OK);
-    ps_store_rollback(s);
-    assert_non_null(back);
-    const ps_message *msg = ps__chat_message(back, mid);
-    assert_non_null(msg);
-    char *text = strdup(json_object_get_string(json_object_object_get(msg->value, "content")));
-    ps__chat_free(back);
-    return text;
-}
-
-static void expect_content(ps_store *s, int64_t user, const char *id, int m, unsigned seed)
-{
-    char want[400];
-    words(want, sizeof want, seed);
-    char *got = content_of(s, user, id, m);
-    assert_string_equal(got, want);
-    free(got);
 }
 
 /* A store whose user "zed" (*user) has a dictionary: 1.2 MB of values. */
@@ -136,7 +61,7 @@ static ps_store *store_with_dictionary(fixture *f, int64_t *user)
     for (int i = 0; i < 30; i++) {
         char id[16];
         snprintf(id, sizeof id, "c%02d", i);
-        ps_chat *c = new_chat(id, 100, 1000u * (unsigned)i);
+        ps_chat *c = new_pushed_chat(id, 100, 1000u * (unsigned)i);
         ps__chat_number_received(c);
         assert_int_equal(ps__chat_mark_dirty(c, 1 + i, "dev"), PS_OK);
         assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
@@ -171,12 +96,12 @@ static ps_chat *with_decoy(ps_store *s, int64_t user, const char *id, int n, uns
                            unsigned decoy, ps_values_ahead *ahead, ps_values_ahead *decoy_ahead,
                            ps_pack_form *form)
 {
-    ps_chat *c = new_chat(id, n, seed);
+    ps_chat *c = new_pushed_chat(id, n, seed);
     pack_ahead(s, user, c, ahead);
     assert_int_equal(ahead->npacks, 1);
     assert_int_equal(ahead->n, 0); /* its values go into the pack, not alone */
     assert_ptr_equal(c->pack_form, &ahead->packs[0]);
-    ps_chat *d = new_chat(id, n, decoy);
+    ps_chat *d = new_pushed_chat(id, n, decoy);
     pack_ahead(s, user, d, decoy_ahead);
     assert_int_equal(decoy_ahead->npacks, 1);
     *form = *c->pack_form;
@@ -291,7 +216,7 @@ static void a_pack_of_a_chat_created_meanwhile_is_not_used(void **state)
     ps_values_ahead ahead, decoy;
     ps_pack_form form;
     ps_chat *c = with_decoy(s, user, "both", 8, 400, 90, &ahead, &decoy, &form);
-    ps_chat *other = new_chat("both", 8, 600);
+    ps_chat *other = new_pushed_chat("both", 8, 600);
     save(s, user, other, 100, "dev2");
     ps__chat_free(other);
     save(s, user, c, 101, "dev");

@@ -18,6 +18,8 @@
 
 #include "../../src/store/store_sqlite.c"
 #include "store_fixture.h"
+#include "sqlite_fixture.h"
+#include "pushed_chat_fixture.h"
 
 #include <stdio.h>
 #include <unistd.h>
@@ -28,53 +30,10 @@ static int setup(void **state)
     return store_fixture_sqlite(state, "prepack", "p.db");
 }
 
-/* Deterministic message text from a small vocabulary (compressible, as
- * chat text is), `len` bytes at most. */
-static void words(char *out, size_t len, unsigned seed)
-{
-    static const char *const w[] = {"sync ", "chat ",  "café ",   "мир ", "世界 ",
-                                    "🚀 ",    "model ", "reply\n", "the ", "merge "};
-    size_t n = 0;
-    unsigned r = seed * 2654435761u + 7;
-    while (n + 12 < len) {
-        r = r * 1103515245u + 12345u;
-        const char *x = w[(r >> 16) % (sizeof w / sizeof *w)];
-        memcpy(out + n, x, strlen(x));
-        n += strlen(x);
-    }
-    out[n] = '\0';
-}
-
-static int64_t query_int(sqlite_store *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-/* A chat of `n` messages of ~400 bytes (message m's text: words(seed + m)),
- * not saved yet, dirty as a merge leaves it. */
+/* A pushed chat (pushed_chat_fixture.h) numbered as a merge leaves it. */
 static ps_chat *new_chat(const char *id, int n, unsigned seed)
 {
-    ps_chat *c = ps__chat_new(id);
-    ps_stamp st = {.ts = 1000, .device = (char *)"dev"};
-    bool changed;
-    assert_int_equal(ps__chat_put_field(c, "title", json_object_new_string(id), &st, &changed),
-                     PS_OK);
-    assert_int_equal(ps__lamport_set(&c->lamport, 1, "server"), PS_OK);
-    char text[400], mid[48];
-    for (int m = 0; m < n; m++) {
-        snprintf(mid, sizeof mid, "%s-%d", id, m);
-        words(text, sizeof text, seed + (unsigned)m);
-        json_object *v = json_object_new_object();
-        json_object_object_add(v, "id", json_object_new_string(mid));
-        json_object_object_add(v, "content", json_object_new_string(text));
-        assert_int_equal(ps__chat_append_message(c, mid, v, &st, 1000 + m), PS_OK);
-    }
-    ps__chat_normalize(c);
+    ps_chat *c = new_pushed_chat(id, n, seed);
     ps__chat_number_received(c);
     return c;
 }
@@ -92,33 +51,6 @@ static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq)
     assert_int_equal(s->ops->chat_save(s, user, c, doc_text, doc_len, seq, &err), PS_OK);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     json_object_put(doc);
-}
-
-/* The content of message m of chat `id` as the store reads it back. */
-static char *content_of(ps_store *s, int64_t user, const char *id, int m)
-{
-    ps_error err;
-    ps_chat *back = NULL;
-    char mid[48];
-    snprintf(mid, sizeof mid, "%s-%d", id, m);
-    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
-    assert_int_equal(s->ops->chat_load(s, user, id, true, &back, &err), PS_OK);
-    ps_store_rollback(s);
-    assert_non_null(back);
-    const ps_message *msg = ps__chat_message(back, mid);
-    assert_non_null(msg);
-    char *text = strdup(json_object_get_string(json_object_object_get(msg->value, "content")));
-    ps__chat_free(back);
-    return text;
-}
-
-static void expect_content(ps_store *s, int64_t user, const char *id, int m, unsigned seed)
-{
-    char want[400];
-    words(want, sizeof want, seed);
-    char *got = content_of(s, user, id, m);
-    assert_string_equal(got, want);
-    free(got);
 }
 
 /* A store whose user "zed" (*user) has a dictionary: 1.2 MB of values. */
