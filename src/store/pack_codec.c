@@ -131,7 +131,7 @@ ps_code ps_pack_next(const char *raw, size_t len, size_t *pos, ps_pack_entry *e,
         !get_string(raw, len, pos, &e->origin, &origin_len) || !get_varint(raw, len, pos, &ts) ||
         !get_varint(raw, len, pos, &lamport) || !get_varint(raw, len, pos, &order_ts) ||
         !get_varint(raw, len, pos, &seq) || !get_varint(raw, len, pos, &received) || *pos >= len ||
-        id_len == 0)
+        id_len == 0 || seq > INT64_MAX || received > INT64_MAX)
         return PS_ERR_STORE;
     char flags = raw[(*pos)++];
     e->timed = (flags & 1) != 0;

@@ -322,6 +322,7 @@ enum {
     Q_MSG_IDS,
     Q_USER_DEL_PACKS,
     Q_PACK_SIZES,
+    Q_ROW_SIZES,
     Q_ROWS_FOLD,
     Q_COLD_RAISE,
     Q_CHAT_NEXT,
@@ -412,11 +413,12 @@ static const char *const QUERIES[Q_COUNT] = {
     /* the rows of a chat, which shadow its packed messages of the same id */
     [Q_MSG_IDS] = "SELECT id FROM messages WHERE user_id = ?1 AND chat_id = ?2",
     [Q_USER_DEL_PACKS] = "DELETE FROM packs WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
-    /* what a chat's pack weighs, and its live rows (repack_if_due) */
-    [Q_PACK_SIZES] =
-        "SELECT (SELECT coalesce(sum(length(data)), 0) FROM packs"
-        "   WHERE user_id = ?1 AND chat_id = ?2),"
-        " count(*), coalesce(sum(length(CAST(id AS BLOB)) + length(CAST(value AS BLOB))), 0)"
+    /* what a chat's pack weighs, then its live rows (repack_if_due): the
+     * rows are weighed only for a chat that has a pack */
+    [Q_PACK_SIZES] = "SELECT coalesce(sum(length(data)), 0) FROM packs"
+                     " WHERE user_id = ?1 AND chat_id = ?2",
+    [Q_ROW_SIZES] =
+        "SELECT count(*), coalesce(sum(length(CAST(id AS BLOB)) + length(CAST(value AS BLOB))), 0)"
         " FROM messages WHERE user_id = ?1 AND chat_id = ?2 AND value IS NOT NULL",
     [Q_ROWS_FOLD] = "DELETE FROM messages WHERE user_id = ?1 AND chat_id = ?2"
                     " AND value IS NOT NULL",
@@ -1566,8 +1568,8 @@ static ps_code pack_next(const pack_buf *p, size_t *pos, ps_pack_entry *e, bool 
                          ps_error *err)
 {
     ps_code rc = ps_pack_next(p->raw.data, p->raw.len, pos, e, more);
-    if (rc == PS_OK && *more)
-        e->seq += p->base;
+    if (rc == PS_OK && *more && __builtin_add_overflow(e->seq, p->base, &e->seq))
+        rc = PS_ERR_STORE; /* a corrupt base or offset */
     return rc == PS_OK ? PS_OK
                        : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored pack is corrupt");
 }
@@ -2292,6 +2294,22 @@ static ps_code fold_row(sqlite_store *s, sqlite3_stmt *st, int64_t user, fold_it
     return PS_OK;
 }
 
+/* The first `n` integer columns of query `q`'s one row for (user, chat). */
+static ps_code weigh(sqlite_store *s, int q, int64_t user, const char *chat_id, int64_t *cols,
+                     int n, ps_error *err)
+{
+    sqlite3_stmt *st = stmt(s, q);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
+    ps_code rc = PS_OK;
+    if (sqlite3_step(st) != SQLITE_ROW)
+        rc = db_error(s, err, "weighing a pack");
+    for (int i = 0; rc == PS_OK && i < n; i++)
+        cols[i] = sqlite3_column_int64(st, i);
+    sqlite3_reset(st);
+    return rc;
+}
+
 /*
  * After a save that wrote rows into a packed chat: once its live rows have
  * grown past the share above, they and the packed messages they do not
@@ -2303,17 +2321,16 @@ static ps_code fold_row(sqlite_store *s, sqlite3_stmt *st, int64_t user, fold_it
 static ps_code repack_if_due(sqlite_store *s, int64_t user, const char *chat_id, uint32_t dict,
                              int64_t *grown, ps_error *err)
 {
-    sqlite3_stmt *st = stmt(s, Q_PACK_SIZES);
-    sqlite3_bind_int64(st, 1, user);
-    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_ROW)
-        return db_error(s, err, "weighing a pack");
-    int64_t pack_bytes = sqlite3_column_int64(st, 0), rows = sqlite3_column_int64(st, 1),
-            row_bytes = sqlite3_column_int64(st, 2);
-    sqlite3_reset(st);
+    int64_t pack_bytes, row_sizes[2];
+    ps_code weighed = weigh(s, Q_PACK_SIZES, user, chat_id, &pack_bytes, 1, err);
+    if (weighed != PS_OK || pack_bytes == 0)
+        return weighed; /* rows only: nothing to fold into */
+    if ((weighed = weigh(s, Q_ROW_SIZES, user, chat_id, row_sizes, 2, err)) != PS_OK)
+        return weighed;
+    int64_t rows = row_sizes[0], row_bytes = row_sizes[1];
     /* past a quarter of PACK_MAX_TEXT stored, the text may be over it (no
      * fold), found only by reading it all: such a chat keeps its rows */
-    if (pack_bytes == 0 || rows < REPACK_ROWS || row_bytes * REPACK_SHARE < pack_bytes ||
+    if (rows < REPACK_ROWS || row_bytes * REPACK_SHARE < pack_bytes ||
         pack_bytes + row_bytes > (int64_t)(PACK_MAX_TEXT / 4))
         return PS_OK;
     pack_buf p;
@@ -2326,7 +2343,7 @@ static ps_code repack_if_due(sqlite_store *s, int64_t user, const char *chat_id,
     if (rc == PS_OK)
         rc = row_ids(s, user, chat_id, &shadows, err);
     /* the live rows */
-    st = stmt(s, Q_MSG_ALL);
+    sqlite3_stmt *st = stmt(s, Q_MSG_ALL);
     sqlite3_bind_int64(st, 1, user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     int r = SQLITE_DONE;
@@ -2642,7 +2659,8 @@ static ps_code sqlite_chat_next_changed(ps_store *base, int64_t user, int64_t af
         return db_error(s, err, "reading a chat");
     *seq = sqlite3_column_int64(st, 1);
     /* messages_since is asked next for this chat: its cold_seq comes along
-     * (no strdup, no hint: it looks the chat up itself) */
+     * (strdup failing: no hint; messages_since then looks the chat up
+     * itself) */
     cold_hint *h = conn_hint(s);
     hint_clear(h);
     h->user = user;

@@ -933,6 +933,45 @@ static void a_random_walk_reads_as_the_model(void **state)
 /* A packed chat deleted, its deletion collected (the chat row goes), then
  * a chat of the same id made new (packed again): only the new chat's
  * messages are read, by every cursor, chat_load and messages_load. */
+/* A pack whose sequence number or arrival index does not fit an int64
+ * (bytes a store could only hold corrupt: the codec writes int64 values)
+ * is refused as corrupt, never read as a negative number; a based pack
+ * whose base plus offset would overflow too (pack_next). */
+static void numbers_past_int64_in_a_pack_are_corrupt(void **state)
+{
+    (void)state;
+    const ps_pack_entry good = {
+        .id = "m", .value = "{}", .value_len = 2, .device = "d", .seq = 5, .received = 1};
+    for (int bad = 0; bad < 3; bad++) {
+        ps_pack_entry e = good;
+        if (bad == 1)
+            e.seq = -1; /* written as 2^64 - 1 */
+        if (bad == 2)
+            e.received = INT64_MIN;
+        ps_dynbuf raw;
+        ps__dynbuf_init(&raw, SIZE_MAX - 1);
+        assert_int_equal(ps_pack_begin(&raw), PS_OK);
+        assert_int_equal(ps_pack_put(&raw, &e), PS_OK);
+        size_t pos = 0;
+        bool more = false;
+        ps_pack_entry back;
+        assert_int_equal(ps_pack_next(raw.data, raw.len, &pos, &back, &more),
+                         bad ? PS_ERR_STORE : PS_OK);
+        if (!bad) {
+            assert_true(more);
+            pack_buf p = {.raw = raw, .base = INT64_MAX - 4};
+            ps_error err;
+            pos = 0;
+            assert_int_equal(pack_next(&p, &pos, &back, &more, &err), PS_ERR_STORE);
+            p.base = INT64_MAX - 5;
+            pos = 0;
+            assert_int_equal(pack_next(&p, &pos, &back, &more, &err), PS_OK);
+            assert_int_equal(back.seq, INT64_MAX);
+        }
+        ps__dynbuf_free(&raw);
+    }
+}
+
 static void a_chat_made_again_after_its_deletion_is_collected(void **state)
 {
     fixture *f = *state;
@@ -1006,6 +1045,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_random_walk_reads_as_the_model, setup, teardown),
         cmocka_unit_test_setup_teardown(a_chat_made_again_after_its_deletion_is_collected, setup,
                                         teardown),
+        cmocka_unit_test(numbers_past_int64_in_a_pack_are_corrupt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
