@@ -157,19 +157,133 @@ ps_code ps_pack_base_put(ps_dynbuf *out, int64_t base)
     return rc == PS_OK ? put_varint(out, (uint64_t)base) : rc;
 }
 
+/* defined below */
+#define SUMMARY_MARK 0x03
+
 bool ps_pack_base_get(const char *stored, size_t len, int64_t *base, size_t *skip)
 {
-    *base = 0;
-    *skip = 0;
-    if (len < 1 || stored[0] != BASE_MARK)
-        return false;
+    ps_pack_prefix pre;
+    bool based = ps_pack_prefix_get(stored, len, &pre) == PS_OK && pre.based;
+    *base = based ? pre.base : 0;
+    *skip = based ? pre.skip : 0;
+    return based;
+}
+
+/* The stored prefix of a summarized pack (version 3; SUMMARY_MARK above):
+ * the mark, the base, the lowest seq's offset from it, the highest's from
+ * the lowest (all varints), then the sole origin as a varint n + 1 and its
+ * n bytes, or a varint 0 when the entries have several origins. */
+
+/* An entry's origin: its own, or its device's. */
+static const char *entry_origin(const ps_pack_entry *e)
+{
+    return e->origin ? e->origin : e->device;
+}
+
+ps_code ps_pack_summarize(const char *raw, size_t len, int64_t base, ps_pack_summary *sum,
+                          bool *any)
+{
+    *any = false;
+    *sum = (ps_pack_summary){0};
+    size_t pos = 0;
+    for (;;) {
+        ps_pack_entry e;
+        bool more;
+        ps_code rc = ps_pack_next(raw, len, &pos, &e, &more);
+        if (rc != PS_OK || !more)
+            return rc;
+        int64_t seq;
+        if (__builtin_add_overflow(e.seq, base, &seq))
+            return PS_ERR_STORE;
+        const char *origin = entry_origin(&e);
+        if (!*any) {
+            *sum = (ps_pack_summary){seq, seq, origin, strlen(origin)};
+            *any = true;
+            continue;
+        }
+        if (seq < sum->lo)
+            sum->lo = seq;
+        if (seq > sum->hi)
+            sum->hi = seq;
+        if (sum->origin &&
+            (strlen(origin) != sum->origin_len || memcmp(origin, sum->origin, sum->origin_len)))
+            sum->origin = NULL;
+    }
+}
+
+ps_code ps_pack_summary_put(ps_dynbuf *out, int64_t base, const ps_pack_summary *sum)
+{
+    if (base < 0 || sum->lo < base || sum->hi < sum->lo)
+        return PS_ERR_INVALID;
+    char mark = SUMMARY_MARK;
+    bool sole = sum->origin && sum->origin_len <= PS_PACK_ORIGIN_MAX;
+    ps_code rc = ps__dynbuf_add(out, &mark, 1);
+    if (rc == PS_OK)
+        rc = put_varint(out, (uint64_t)base);
+    if (rc == PS_OK)
+        rc = put_varint(out, (uint64_t)(sum->lo - base));
+    if (rc == PS_OK)
+        rc = put_varint(out, (uint64_t)sum->hi - (uint64_t)sum->lo);
+    if (rc == PS_OK)
+        rc = put_varint(out, sole ? (uint64_t)sum->origin_len + 1 : 0);
+    if (rc == PS_OK && sole && sum->origin_len)
+        rc = ps__dynbuf_add(out, sum->origin, sum->origin_len);
+    return rc;
+}
+
+ps_code ps_pack_prefix_get(const char *stored, size_t len, ps_pack_prefix *pre)
+{
+    *pre = (ps_pack_prefix){0};
+    if (len < 1 || (stored[0] != BASE_MARK && stored[0] != SUMMARY_MARK))
+        return PS_OK; /* version 1: the frame at once */
     size_t pos = 1;
-    uint64_t v;
-    if (!get_varint(stored, len, &pos, &v) || v > INT64_MAX)
+    uint64_t base, lo, span;
+    if (!get_varint(stored, len, &pos, &base) || base > INT64_MAX)
+        return PS_ERR_STORE;
+    pre->based = true;
+    pre->base = (int64_t)base;
+    if (stored[0] == SUMMARY_MARK) {
+        uint64_t tag;
+        if (!get_varint(stored, len, &pos, &lo) || !get_varint(stored, len, &pos, &span) ||
+            !get_varint(stored, len, &pos, &tag) || lo > (uint64_t)INT64_MAX - base ||
+            span > (uint64_t)INT64_MAX - base - lo || (tag && tag - 1 > len - pos))
+            return PS_ERR_STORE;
+        pre->summarized = true;
+        pre->sum.lo = (int64_t)(base + lo);
+        pre->sum.hi = (int64_t)(base + lo + span);
+        if (tag) {
+            pre->sum.origin = stored + pos;
+            pre->sum.origin_len = (size_t)(tag - 1);
+            pos += (size_t)(tag - 1);
+        }
+    }
+    pre->skip = pos;
+    return PS_OK;
+}
+
+/* Whether `origin` is the summary's sole origin. */
+static bool sole_origin_is(const ps_pack_summary *sum, const char *origin)
+{
+    return sum->origin && strlen(origin) == sum->origin_len &&
+           memcmp(origin, sum->origin, sum->origin_len) == 0;
+}
+
+bool ps_pack_summary_may_owe(const ps_pack_summary *sum, int64_t after_seq,
+                             const char *skip_origin, int64_t skip_after)
+{
+    if (sum->hi <= after_seq)
+        return false; /* every entry at or before the cursor */
+    /* all the skipped origin's: owed only those in (after_seq, skip_after] */
+    if (skip_origin && sole_origin_is(sum, skip_origin) &&
+        (sum->lo > skip_after || skip_after <= after_seq))
         return false;
-    *base = (int64_t)v;
-    *skip = pos;
     return true;
+}
+
+bool ps_pack_summary_covers(const ps_pack_summary *sum, const ps_pack_entry *e)
+{
+    return e->seq >= sum->lo && e->seq <= sum->hi &&
+           (!sum->origin || sole_origin_is(sum, entry_origin(e)));
 }
 
 bool ps_pack_before(int64_t a_order_ts, int64_t a_received, const char *a_id, int64_t b_order_ts,

@@ -52,11 +52,65 @@ PS_MUST_CHECK ps_code ps_pack_next(const char *raw, size_t len, size_t *pos, ps_
                                    bool *more);
 
 /* A based pack is stored as a prefix holding its base (ps_pack_base_put
- * appends it to *out), then its zstd frame. ps_pack_base_get: whether the
- * stored bytes start with such a prefix; *base and *skip (the prefix's
- * length) then set, else 0. */
+ * appends it to *out; or ps_pack_summary_put's, below), then its zstd
+ * frame. ps_pack_base_get: whether the stored bytes start with either
+ * prefix, whole; *base and *skip (the prefix's length) then set, else 0. */
 PS_MUST_CHECK ps_code ps_pack_base_put(ps_dynbuf *out, int64_t base);
 bool ps_pack_base_get(const char *stored, size_t len, int64_t *base, size_t *skip);
+
+/*
+ * A pack's summary (stored prefix version 3, docs/storage.md "Packs"): the
+ * lowest and highest seq of its entries (base added) and their sole origin
+ * (each entry's origin, or its device when it has none), if they have one.
+ * A reader checks it against a read's filter without decompressing: a
+ * pack whose every entry the filter leaves out is not read at all.
+ */
+typedef struct ps_pack_summary {
+    int64_t lo, hi;
+    const char *origin; /* borrowed, origin_len bytes (no NUL); NULL: several */
+    size_t origin_len;
+} ps_pack_summary;
+
+/* What a stored pack's prefix says: its base (0 with none), whether its
+ * entries are based (the frame's bytes must then begin version 2),
+ * whether it carries a summary, and its length (*skip: the frame's
+ * start). */
+typedef struct ps_pack_prefix {
+    bool based;
+    int64_t base;
+    size_t skip;
+    bool summarized;
+    ps_pack_summary sum;
+} ps_pack_prefix;
+
+/* Summarizes a pack's decoded bytes `raw` (entries' seq plus `base`):
+ * *any false (and no summary) for a pack without entries. PS_ERR_STORE
+ * when the bytes are not a pack, or a seq plus base passes int64. */
+PS_MUST_CHECK ps_code ps_pack_summarize(const char *raw, size_t len, int64_t base,
+                                        ps_pack_summary *sum, bool *any);
+
+/* Appends a version 3 prefix: `base` and `sum` (whose seqs must be at
+ * least base). The frame after it may hold version 1 bytes only with
+ * base 0. An origin longer than PS_PACK_ORIGIN_MAX is recorded as
+ * several (the prefix stays small: it is read from a pack's first piece). */
+#define PS_PACK_ORIGIN_MAX 512
+PS_MUST_CHECK ps_code ps_pack_summary_put(ps_dynbuf *out, int64_t base,
+                                          const ps_pack_summary *sum);
+
+/* Reads the prefix of a pack's stored bytes (any version: none, based,
+ * summarized). PS_ERR_STORE when a prefix is cut short or its numbers
+ * overflow (a corrupt store, or only a first piece of the bytes given). */
+PS_MUST_CHECK ps_code ps_pack_prefix_get(const char *stored, size_t len, ps_pack_prefix *pre);
+
+/* Whether a pack so summarized may hold an entry a read owes: changed
+ * after after_seq and not (of origin skip_origin, NULL for none, and
+ * after skip_after). false: no entry can pass the filter. */
+bool ps_pack_summary_may_owe(const ps_pack_summary *sum, int64_t after_seq,
+                             const char *skip_origin, int64_t skip_after);
+
+/* Whether entry e (seq with base added) is within the summary: its seq in
+ * [lo, hi] and, when the summary names one, its origin that one. */
+bool ps_pack_summary_covers(const ps_pack_summary *sum, const ps_pack_entry *e);
 
 /* Whether message a comes before b in display order (order_ts, received,
  * then id in byte order, as SQLite's ORDER BY does). */

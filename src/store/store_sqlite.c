@@ -1502,13 +1502,26 @@ typedef struct pack_buf {
     ps_dynbuf frame;
     ps_dynbuf raw;
     int64_t base; /* a based pack's (ps_pack_begin_based): added to each seq */
+    /* a summarized pack's (ps_pack_summary_put; its origin points into
+     * frame): every entry read is checked against it */
+    bool summarized;
+    ps_pack_summary sum;
 } pack_buf;
+
+/* What a read leaves out of a pack (next_owed's filter): entries changed
+ * at or before after_seq, and skip_origin's (NULL: none) after skip_after. */
+typedef struct pack_filter {
+    int64_t after_seq;
+    const char *skip_origin;
+    int64_t skip_after;
+} pack_filter;
 
 static void pack_buf_init(pack_buf *p)
 {
     ps__dynbuf_init(&p->frame, SIZE_MAX - 1);
     ps__dynbuf_init(&p->raw, SIZE_MAX - 1);
     p->base = 0;
+    p->summarized = false;
 }
 
 static void pack_buf_free(pack_buf *p)
@@ -1517,19 +1530,42 @@ static void pack_buf_free(pack_buf *p)
     ps__dynbuf_free(&p->raw);
 }
 
+/* Whether the first piece of a pack, `piece`, is a summarized pack's whose
+ * summary says a read filtered by `f` owes nothing in it. A prefix that
+ * does not parse from the first piece: not known here (the whole pack is
+ * read, and judged). */
+static bool pack_owes_nothing(const void *piece, size_t len, const pack_filter *f)
+{
+    ps_pack_prefix pre;
+    return piece && ps_pack_prefix_get(piece, len, &pre) == PS_OK && pre.summarized &&
+           !ps_pack_summary_may_owe(&pre.sum, f->after_seq, f->skip_origin, f->skip_after);
+}
+
 /* Reads the chat's pack into p->raw with the statement `get` (Q_PACK_GET's
- * SQL, reset); *found false when the chat has none. */
+ * SQL, reset); *found false when the chat has none. With a filter `f`: also
+ * false, only its first piece read and nothing decompressed, when its
+ * summary says no entry passes the filter (a first pull of a run skipping
+ * the device's own messages of the run: every packed message it just
+ * uploaded). */
 static ps_code pack_read_with(sqlite_store *s, sqlite3_stmt *get, int64_t user, const char *chat_id,
-                              pack_buf *p, bool *found, ps_error *err)
+                              const pack_filter *f, pack_buf *p, bool *found, ps_error *err)
 {
     *found = false;
     ps__dynbuf_reset(&p->frame);
     ps__dynbuf_reset(&p->raw);
+    p->base = 0;
+    p->summarized = false;
     sqlite3_bind_int64(get, 1, user);
     sqlite3_bind_text(get, 2, chat_id, -1, SQLITE_STATIC);
     int r;
     ps_code rc = PS_OK;
     while (rc == PS_OK && (r = sqlite3_step(get)) == SQLITE_ROW) {
+        if (f && !*found &&
+            pack_owes_nothing(sqlite3_column_blob(get, 0), (size_t)sqlite3_column_bytes(get, 0),
+                              f)) {
+            r = SQLITE_DONE; /* *found stays false */
+            break;
+        }
         *found = true;
         rc = ps__dynbuf_add(&p->frame, sqlite3_column_blob(get, 0),
                             (size_t)sqlite3_column_bytes(get, 0));
@@ -1541,15 +1577,19 @@ static ps_code pack_read_with(sqlite_store *s, sqlite3_stmt *get, int64_t user, 
     sqlite3_reset(get);
     if (rc != PS_OK || !*found)
         return rc;
-    /* a based pack's frame comes after its base (save_pack) */
-    size_t skip;
-    bool based = ps_pack_base_get(p->frame.data, p->frame.len, &p->base, &skip);
-    rc = ps_value_unpack_frame_append(p->frame.data + skip, p->frame.len - skip, user, load_dict, s,
-                                      &p->raw);
+    /* a based or summarized pack's frame comes after its prefix (save_pack) */
+    ps_pack_prefix pre;
+    rc = ps_pack_prefix_get(p->frame.data, p->frame.len, &pre);
+    if (rc == PS_OK)
+        rc = ps_value_unpack_frame_append(p->frame.data + pre.skip, p->frame.len - pre.skip, user,
+                                          load_dict, s, &p->raw);
     if (rc == PS_ERR_NOMEM)
         return ps_error_set(err, rc, -1, "", "out of memory");
-    if (rc == PS_OK && based != ps_pack_is_based(p->raw.data, p->raw.len))
+    if (rc == PS_OK && pre.based != ps_pack_is_based(p->raw.data, p->raw.len))
         rc = PS_ERR_STORE;
+    p->base = pre.base;
+    p->summarized = pre.summarized;
+    p->sum = pre.sum;
     return rc == PS_OK ? PS_OK
                        : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored pack is corrupt");
 }
@@ -1560,7 +1600,7 @@ static ps_code pack_read(sqlite_store *s, int64_t user, const char *chat_id, pac
     *found = false;
     if (s->schema < 12)
         return PS_OK;
-    return pack_read_with(s, stmt(s, Q_PACK_GET), user, chat_id, p, found, err);
+    return pack_read_with(s, stmt(s, Q_PACK_GET), user, chat_id, NULL, p, found, err);
 }
 
 /* Steps through a pack read by pack_read: *more false at its end. */
@@ -1570,6 +1610,8 @@ static ps_code pack_next(const pack_buf *p, size_t *pos, ps_pack_entry *e, bool 
     ps_code rc = ps_pack_next(p->raw.data, p->raw.len, pos, e, more);
     if (rc == PS_OK && *more && __builtin_add_overflow(e->seq, p->base, &e->seq))
         rc = PS_ERR_STORE; /* a corrupt base or offset */
+    if (rc == PS_OK && *more && p->summarized && !ps_pack_summary_covers(&p->sum, e))
+        rc = PS_ERR_STORE; /* a summary that lies would hide entries from reads */
     return rc == PS_OK ? PS_OK
                        : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored pack is corrupt");
 }
@@ -1592,9 +1634,40 @@ static ps_code pack_put_pieces(sqlite_store *s, sqlite3_stmt *put, int64_t user,
     return rc;
 }
 
-/* Compresses the pack `raw` (with the user's dictionary `dict`, 0: none)
- * and appends its pieces with `put` (Q_PACK_PUT's SQL); *bytes = what the
- * pieces weigh. */
+/* Appends a based pack with `put` (Q_PACK_PUT's SQL), in pieces: its
+ * prefix — the base and the summary of its bytes `raw` (ps_pack_summarize:
+ * read from the very bytes the frame holds), or the base alone when it
+ * has no entries — then `frame`, raw compressed. *bytes = what they weigh. */
+static ps_code pack_write_stored(sqlite_store *s, sqlite3_stmt *put, int64_t user,
+                                 const char *chat_id, int64_t base, const ps_dynbuf *raw,
+                                 const void *frame, size_t len, int64_t *bytes, ps_error *err)
+{
+    ps_dynbuf all;
+    ps__dynbuf_init(&all, SIZE_MAX - 1);
+    ps_pack_summary sum;
+    bool any;
+    ps_code rc = ps_pack_summarize(raw->data, raw->len, base, &sum, &any);
+    /* no summary for a pack with no entries (none to tell), or with an entry
+     * below its base (not expected: a seq is never negative) */
+    if (rc == PS_OK)
+        rc = any && base >= 0 && sum.lo >= base ? ps_pack_summary_put(&all, base, &sum)
+                                                : ps_pack_base_put(&all, base);
+    if (rc == PS_OK)
+        rc = ps__dynbuf_add(&all, frame, len);
+    if (rc == PS_ERR_NOMEM || rc == PS_ERR_TOO_LARGE)
+        rc = ps_error_set(err, rc, -1, "", "out of memory");
+    else if (rc != PS_OK)
+        rc = ps_error_set(err, rc, -1, "", "a pack to write is malformed");
+    *bytes = (int64_t)all.len;
+    if (rc == PS_OK)
+        rc = pack_put_pieces(s, put, user, chat_id, all.data, all.len, err);
+    ps__dynbuf_free(&all);
+    return rc;
+}
+
+/* Compresses the based pack `raw` (base 0: each entry's seq as it is; with
+ * the user's dictionary `dict`, 0: none) and appends it with `put`
+ * (pack_write_stored); *bytes = what the pieces weigh. */
 static ps_code pack_write_with(sqlite_store *s, sqlite3_stmt *put, int64_t user,
                                const char *chat_id, const ps_dynbuf *raw, uint32_t dict,
                                int64_t *bytes, ps_error *err)
@@ -1604,9 +1677,8 @@ static ps_code pack_write_with(sqlite_store *s, sqlite3_stmt *put, int64_t user,
     ps_code rc = ps_value_pack_frame(raw->data, raw->len, user, dict, load_dict, s, &frame);
     if (rc != PS_OK)
         rc = ps_error_set(err, rc, -1, "", "compressing a pack failed");
-    *bytes = (int64_t)frame.len;
     if (rc == PS_OK)
-        rc = pack_put_pieces(s, put, user, chat_id, frame.data, frame.len, err);
+        rc = pack_write_stored(s, put, user, chat_id, 0, raw, frame.data, frame.len, bytes, err);
     ps__dynbuf_free(&frame);
     return rc;
 }
@@ -2110,24 +2182,14 @@ static bool pack_form_current(const ps_pack_form *form, int64_t user, uint32_t d
            memcmp(form->raw, raw->data, raw->len) == 0;
 }
 
-/* Appends a based pack (its base, then its compressed `frame`) in pieces
- * with Q_PACK_PUT; *bytes = what they weigh. */
+/* Appends a based pack (its prefix with the summary of `raw`, then `frame`,
+ * raw compressed) in pieces with Q_PACK_PUT; *bytes = what they weigh. */
 static ps_code pack_write_based(sqlite_store *s, int64_t user, const char *chat_id, int64_t base,
-                                const void *frame, size_t len, int64_t *bytes, ps_error *err)
+                                const ps_dynbuf *raw, const void *frame, size_t len,
+                                int64_t *bytes, ps_error *err)
 {
-    sqlite3_stmt *put = stmt(s, Q_PACK_PUT);
-    ps_dynbuf all;
-    ps__dynbuf_init(&all, SIZE_MAX - 1);
-    ps_code rc = ps_pack_base_put(&all, base);
-    if (rc == PS_OK)
-        rc = ps__dynbuf_add(&all, frame, len);
-    if (rc != PS_OK)
-        rc = ps_error_set(err, rc, -1, "", "out of memory");
-    *bytes = (int64_t)all.len;
-    if (rc == PS_OK)
-        rc = pack_put_pieces(s, put, user, chat_id, all.data, all.len, err);
-    ps__dynbuf_free(&all);
-    return rc;
+    return pack_write_stored(s, stmt(s, Q_PACK_PUT), user, chat_id, base, raw, frame, len, bytes,
+                             err);
 }
 
 /* Writes the chat's dirty live messages as its pack (it has none yet),
@@ -2151,14 +2213,15 @@ static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uin
     if (rc != PS_OK) {
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     } else if (pack_form_current(chat->pack_form, user, dict, &raw)) {
-        rc = pack_write_based(s, user, chat->id, base, chat->pack_form->frame, chat->pack_form->len,
-                              bytes, err);
+        rc = pack_write_based(s, user, chat->id, base, &raw, chat->pack_form->frame,
+                              chat->pack_form->len, bytes, err);
     } else {
         rc = ps_value_pack_frame(raw.data, raw.len, user, dict, load_dict, s, &frame);
         if (rc != PS_OK)
             rc = ps_error_set(err, rc, -1, "", "compressing a pack failed");
         else
-            rc = pack_write_based(s, user, chat->id, base, frame.data, frame.len, bytes, err);
+            rc = pack_write_based(s, user, chat->id, base, &raw, frame.data, frame.len, bytes,
+                                  err);
     }
     ps__dynbuf_free(&raw);
     ps__dynbuf_free(&frame);
@@ -2391,7 +2454,7 @@ static ps_code repack_if_due(sqlite_store *s, int64_t user, const char *chat_id,
     bool fold = rc == PS_OK && found && text <= PACK_MAX_TEXT;
     if (fold) {
         qsort(items, n, sizeof *items, fold_cmp);
-        rc = ps_pack_begin(&raw);
+        rc = ps_pack_begin_based(&raw); /* base 0: each seq as it is */
         for (size_t i = 0; i < n && rc == PS_OK; i++) {
             rc = ps_pack_put(&raw, &items[i].e);
             if (items[i].e.seq > newest)
@@ -2738,7 +2801,12 @@ static ps_code sqlite_messages_since(ps_store *base, int64_t user, const char *c
     id_set shadows = {0};
     ps_pack_entry e;
     size_t pos = 0;
-    ps_code rc = whole ? pack_read(s, user, chat_id, &p, &packed, err) : PS_OK;
+    /* a pack that can owe nothing (its summary says so) is not decompressed,
+     * and needs no shadows: packed stays false */
+    pack_filter filter = {after_seq, skip_origin, skip_after};
+    ps_code rc = whole && s->schema >= 12 ? pack_read_with(s, stmt(s, Q_PACK_GET), user, chat_id,
+                                                           &filter, &p, &packed, err)
+                                          : PS_OK;
     if (rc == PS_OK && packed)
         rc = row_ids(s, user, chat_id, &shadows, err);
     if (rc == PS_OK && packed)
@@ -3612,7 +3680,7 @@ static ps_code unpack_forgotten(sqlite_store *s, int64_t user_id, int64_t acked,
         sqlite3_finalize(st);
         if (rc == PS_OK)
             rc = pack_read(s, user_id, chats.ids[c], &p, &found, err);
-        if (rc == PS_OK && (rc = ps_pack_begin(&raw)) != PS_OK)
+        if (rc == PS_OK && (rc = ps_pack_begin_based(&raw)) != PS_OK) /* base 0 */
             rc = ps_error_set(err, rc, -1, "", "out of memory");
         while (rc == PS_OK && found && more) {
             ps_pack_entry e;
