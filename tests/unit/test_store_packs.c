@@ -1033,6 +1033,468 @@ static void a_chat_made_again_after_its_deletion_is_collected(void **state)
     ps_store_close(s);
 }
 
+/*
+ * Pack summaries (stored prefix version 3, pack_codec.h): a reader that
+ * trusts the summary must return exactly what the full decode returns.
+ * Judged against the test's own list of entries (a brute-force filter,
+ * as Q_MSG_SINCE's and next_owed's), never the codec's reading of itself.
+ */
+typedef struct sum_entry {
+    int64_t seq;
+    const char *device, *origin; /* origin NULL: the device's */
+} sum_entry;
+
+static const char *sum_entry_origin(const sum_entry *e)
+{
+    return e->origin ? e->origin : e->device;
+}
+
+/* How many entries a read (after, skip, skip_after) owes, by brute force. */
+static int owed_by_model(const sum_entry *es, int n, int64_t after, const char *skip,
+                         int64_t skip_after)
+{
+    int owed = 0;
+    for (int i = 0; i < n; i++)
+        if (es[i].seq > after &&
+            !(skip && strcmp(sum_entry_origin(&es[i]), skip) == 0 && es[i].seq > skip_after))
+            owed++;
+    return owed;
+}
+
+static void summaries_never_hide_an_owed_entry(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"A", "B", "AB"};
+    uint32_t x = 7;
+    for (int round = 0; round < 400; round++) {
+        sum_entry es[6];
+        int n = 1 + (int)(walk_next(&x) % 6);
+        int64_t base = (int64_t)(walk_next(&x) % 4);
+        for (int i = 0; i < n; i++) {
+            es[i].seq = base + (int64_t)(walk_next(&x) % 6);
+            es[i].device = names[walk_next(&x) % 3];
+            uint32_t o = walk_next(&x) % 4; /* most: one origin for all */
+            es[i].origin = round % 3 == 0 ? (o == 3 ? NULL : names[o]) : (o < 2 ? "A" : NULL);
+            if (round % 3 != 0 && !es[i].origin)
+                es[i].device = "A";
+        }
+        ps_dynbuf raw, stored;
+        ps__dynbuf_init(&raw, SIZE_MAX - 1);
+        ps__dynbuf_init(&stored, SIZE_MAX - 1);
+        assert_int_equal(ps_pack_begin_based(&raw), PS_OK);
+        for (int i = 0; i < n; i++) {
+            ps_pack_entry e = {.id = "m",
+                               .value = "{}",
+                               .value_len = 2,
+                               .device = es[i].device,
+                               .origin = es[i].origin ? es[i].origin : "",
+                               .seq = es[i].seq - base};
+            if (!es[i].origin)
+                e.origin = es[i].device; /* stored as "the device's" */
+            assert_int_equal(ps_pack_put(&raw, &e), PS_OK);
+        }
+        ps_pack_summary sum;
+        bool any = false;
+        assert_int_equal(ps_pack_summarize(raw.data, raw.len, base, &sum, &any), PS_OK);
+        assert_true(any);
+        assert_int_equal(ps_pack_summary_put(&stored, base, &sum), PS_OK);
+        assert_int_equal(ps__dynbuf_add(&stored, "\x28rest", 5), PS_OK);
+        ps_pack_prefix pre;
+        assert_int_equal(ps_pack_prefix_get(stored.data, stored.len, &pre), PS_OK);
+        assert_true(pre.based && pre.summarized);
+        assert_int_equal(pre.base, base);
+        assert_int_equal(pre.skip, stored.len - 5);
+        /* the model's range and sole origin */
+        int64_t lo = INT64_MAX, hi = INT64_MIN;
+        const char *sole = sum_entry_origin(&es[0]);
+        for (int i = 0; i < n; i++) {
+            lo = es[i].seq < lo ? es[i].seq : lo;
+            hi = es[i].seq > hi ? es[i].seq : hi;
+            if (sole && strcmp(sole, sum_entry_origin(&es[i])) != 0)
+                sole = NULL;
+        }
+        assert_int_equal(pre.sum.lo, lo);
+        assert_int_equal(pre.sum.hi, hi);
+        if (sole) {
+            assert_non_null(pre.sum.origin);
+            assert_int_equal(pre.sum.origin_len, strlen(sole));
+            assert_memory_equal(pre.sum.origin, sole, strlen(sole));
+        } else {
+            assert_null(pre.sum.origin);
+        }
+        const char *const skips[] = {NULL, "A", "B", "AB", "C"};
+        for (int64_t after = -1; after <= base + 7; after++)
+            for (int k = 0; k < 5; k++)
+                for (int64_t skip_after = -1; skip_after <= base + 7; skip_after++) {
+                    int owed = owed_by_model(es, n, after, skips[k], skip_after);
+                    bool may = ps_pack_summary_may_owe(&pre.sum, after, skips[k], skip_after);
+                    if (owed && !may)
+                        fail_msg("round %d: after %lld skip %s/%lld owes %d, summary says none",
+                                 round, (long long)after, skips[k] ? skips[k] : "-",
+                                 (long long)skip_after, owed);
+                    /* the fast paths a pull relies on are taken */
+                    if (hi <= after || (skips[k] && sole && strcmp(sole, skips[k]) == 0 &&
+                                        lo > skip_after))
+                        assert_false(may);
+                }
+        /* every entry is within the summary; one past it is not */
+        size_t pos = 0;
+        for (int i = 0; i < n; i++) {
+            ps_pack_entry e;
+            bool more;
+            assert_int_equal(ps_pack_next(raw.data, raw.len, &pos, &e, &more), PS_OK);
+            e.seq += base;
+            assert_true(ps_pack_summary_covers(&pre.sum, &e));
+            e.seq = hi + 1;
+            assert_false(ps_pack_summary_covers(&pre.sum, &e));
+        }
+        ps__dynbuf_free(&raw);
+        ps__dynbuf_free(&stored);
+    }
+}
+
+/* A prefix cut short, or whose numbers pass int64, is corrupt; an
+ * origin longer than PS_PACK_ORIGIN_MAX is recorded as several. */
+static void a_corrupt_summary_is_refused(void **state)
+{
+    (void)state;
+    ps_pack_prefix pre;
+    ps_dynbuf b;
+    ps__dynbuf_init(&b, SIZE_MAX - 1);
+    ps_pack_summary sum = {.lo = 10, .hi = 12, .origin = "phone", .origin_len = 5};
+    assert_int_equal(ps_pack_summary_put(&b, 4, &sum), PS_OK);
+    for (size_t cut = 1; cut < b.len; cut++)
+        assert_int_equal(ps_pack_prefix_get(b.data, cut, &pre), PS_ERR_STORE);
+    assert_int_equal(ps_pack_prefix_get(b.data, b.len, &pre), PS_OK);
+    int64_t base;
+    size_t skip;
+    assert_true(ps_pack_base_get(b.data, b.len, &base, &skip));
+    assert_int_equal(base, 4);
+    assert_int_equal(skip, b.len);
+    /* by hand: mark, base, lo offset, span, origin tag */
+    static const char overflow_lo[] = "\x03\x01\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00\x00";
+    static const char overflow_span[] = "\x03\x00\x05\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00";
+    static const char long_origin[] = "\x03\x00\x05\x00\x09" "abc";
+    static const char fits[] = "\x03\x00\x05\x00\x04" "abc";
+    assert_int_equal(ps_pack_prefix_get(overflow_lo, sizeof overflow_lo - 1, &pre), PS_ERR_STORE);
+    assert_int_equal(ps_pack_prefix_get(overflow_span, sizeof overflow_span - 1, &pre),
+                     PS_ERR_STORE);
+    assert_int_equal(ps_pack_prefix_get(long_origin, sizeof long_origin - 1, &pre), PS_ERR_STORE);
+    assert_int_equal(ps_pack_prefix_get(fits, sizeof fits - 1, &pre), PS_OK);
+    assert_int_equal(pre.sum.lo, 5);
+    assert_int_equal(pre.sum.hi, 5);
+    assert_int_equal(pre.sum.origin_len, 3);
+    /* a base lower than the lowest seq only; an origin too long to keep */
+    sum.lo = 3;
+    assert_int_not_equal(ps_pack_summary_put(&b, 4, &sum), PS_OK);
+    char big[PS_PACK_ORIGIN_MAX + 1];
+    memset(big, 'x', sizeof big);
+    ps_pack_summary wide = {.lo = 1, .hi = 1, .origin = big, .origin_len = sizeof big};
+    ps__dynbuf_reset(&b);
+    assert_int_equal(ps_pack_summary_put(&b, 0, &wide), PS_OK);
+    assert_int_equal(ps_pack_prefix_get(b.data, b.len, &pre), PS_OK);
+    assert_null(pre.sum.origin);
+    ps__dynbuf_free(&b);
+}
+
+/* Chat `chat`'s stored pack bytes, its pieces end to end. */
+static void stored_pack(sqlite_store *ss, const char *chat, ps_dynbuf *out)
+{
+    ps__dynbuf_reset(out);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(ss->db, "SELECT data FROM packs WHERE chat_id = ?1 ORDER BY id",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, chat, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        assert_int_equal(ps__dynbuf_add(out, sqlite3_column_blob(st, 0),
+                                        (size_t)sqlite3_column_bytes(st, 0)),
+                         PS_OK);
+    sqlite3_finalize(st);
+    assert_true(out->len > 0);
+}
+
+/* Stores `data` as chat `chat`'s pack (one piece), in place of its own. */
+static void replace_pack(sqlite_store *ss, int64_t user, const char *chat, const void *data,
+                         size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    char sql[160];
+    snprintf(sql, sizeof sql, "DELETE FROM packs WHERE chat_id = '%s'", chat);
+    assert_int_equal(sqlite3_exec(ss->db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(ss->db, "INSERT INTO packs(user_id, chat_id, data) VALUES (?1, ?2, ?3)",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, chat, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, data, (int)len, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+}
+
+/* The stored bytes with their frame spoilt (every byte after the prefix
+ * flipped): decompressing them fails. */
+static void spoil_frame(ps_dynbuf *stored)
+{
+    ps_pack_prefix pre;
+    assert_int_equal(ps_pack_prefix_get(stored->data, stored->len, &pre), PS_OK);
+    for (size_t i = pre.skip; i < stored->len; i++)
+        stored->data[i] = (char)~stored->data[i];
+}
+
+/* Every read of chat `chat` (every cursor, asker and skip_after up to
+ * `last`) as the model says. */
+static void expect_every_since(ps_store *s, int64_t user, const char *chat, const model *md,
+                               int64_t last)
+{
+    static const char *const askers[] = {NULL, "phone", "laptop", "tablet"};
+    for (int64_t after = -1; after <= last; after++)
+        for (int k = 0; k < 4; k++)
+            for (int64_t skip_after = -1; skip_after <= last; skip_after++) {
+                expect_since(s, user, chat, md, after, askers[k], skip_after);
+                if (!askers[k])
+                    break;
+            }
+}
+
+/* The old layouts of the same pack (read as before: no summary, the frame
+ * decompressed): version 2, its base and frame; version 1, no prefix and
+ * each entry's seq as it is. */
+static void store_old_layout(sqlite_store *ss, int64_t user, const char *chat, int version)
+{
+    ps_dynbuf stored, raw, old, frame;
+    ps__dynbuf_init(&stored, SIZE_MAX - 1);
+    ps__dynbuf_init(&raw, SIZE_MAX - 1);
+    ps__dynbuf_init(&old, SIZE_MAX - 1);
+    ps__dynbuf_init(&frame, SIZE_MAX - 1);
+    stored_pack(ss, chat, &stored);
+    ps_pack_prefix pre;
+    assert_int_equal(ps_pack_prefix_get(stored.data, stored.len, &pre), PS_OK);
+    assert_true(pre.summarized);
+    if (version == 2) {
+        assert_int_equal(ps_pack_base_put(&old, pre.base), PS_OK);
+        assert_int_equal(ps__dynbuf_add(&old, stored.data + pre.skip, stored.len - pre.skip),
+                         PS_OK);
+    } else {
+        assert_int_equal(ps_value_unpack_frame_append(stored.data + pre.skip,
+                                                      stored.len - pre.skip, user, load_dict, ss,
+                                                      &raw),
+                         PS_OK);
+        ps_dynbuf v1;
+        ps__dynbuf_init(&v1, SIZE_MAX - 1);
+        assert_int_equal(ps_pack_begin(&v1), PS_OK);
+        size_t pos = 0;
+        for (;;) {
+            ps_pack_entry e;
+            bool more;
+            assert_int_equal(ps_pack_next(raw.data, raw.len, &pos, &e, &more), PS_OK);
+            if (!more)
+                break;
+            e.seq += pre.base;
+            if (!e.origin)
+                e.origin = e.device;
+            assert_int_equal(ps_pack_put(&v1, &e), PS_OK);
+        }
+        assert_int_equal(ps_value_pack_frame(v1.data, v1.len, user, 0, load_dict, ss, &old),
+                         PS_OK);
+        ps__dynbuf_free(&v1);
+    }
+    replace_pack(ss, user, chat, old.data, old.len);
+    ps__dynbuf_free(&stored);
+    ps__dynbuf_free(&raw);
+    ps__dynbuf_free(&old);
+    ps__dynbuf_free(&frame);
+}
+
+/* A first pull of a run (cursor before the chat, skipping the device's
+ * own messages of the run): a pack whose summary says it owes nothing is
+ * never decompressed — its frame spoilt, the read still answers as the
+ * model — while every other read decodes it (and finds it corrupt). Every
+ * cursor and skip reads as the model, for a pack of one origin, a folded
+ * one of several seqs and origins, one written again by tombstone
+ * collection, and packs of the old layouts (versions 1 and 2: no
+ * summary, so the spoilt frame is found by every read). */
+static void a_pack_that_owes_nothing_is_not_decompressed(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "summed", &u, &err), PS_OK);
+    model md = {0};
+    char id[16];
+    ps_chat *c = chat_new("a");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put(c, id, i % 3 ? "phone" : "laptop", 100 + i, 1); /* stamps of two devices */
+    }
+    save(s, u.id, c, 3, "phone", &md);
+    c = chat_new("a");
+    put(c, "m04", "laptop", 104, 2);
+    put(c, "x01", "laptop", 300, 1);
+    save(s, u.id, c, 4, "laptop", &md);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+
+    ps_dynbuf stored;
+    ps__dynbuf_init(&stored, SIZE_MAX - 1);
+    stored_pack(ss, "a", &stored);
+    ps_pack_prefix pre;
+    assert_int_equal(ps_pack_prefix_get(stored.data, stored.len, &pre), PS_OK);
+    assert_true(pre.summarized); /* the save's origin: the pack's sole one */
+    assert_int_equal(pre.sum.lo, 3);
+    assert_int_equal(pre.sum.hi, 3);
+    assert_int_equal(pre.sum.origin_len, 5);
+    assert_memory_equal(pre.sum.origin, "phone", 5);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_every_since(s, u.id, "a", &md, 5);
+    ps_store_rollback(s);
+
+    /* spoilt: the reads the summary rules out still answer; others fail */
+    ps_dynbuf spoilt;
+    ps__dynbuf_init(&spoilt, SIZE_MAX - 1);
+    assert_int_equal(ps__dynbuf_add(&spoilt, stored.data, stored.len), PS_OK);
+    spoil_frame(&spoilt);
+    replace_pack(ss, u.id, "a", spoilt.data, spoilt.len);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    for (int64_t skip_after = -1; skip_after <= 2; skip_after++)
+        for (int64_t after = -1; after <= 2; after++)
+            expect_since(s, u.id, "a", &md, after, "phone", skip_after); /* the run's first pull */
+    seen got = {0};
+    assert_int_equal(
+        s->ops->messages_since(s, u.id, "a", -1, NULL, 0, collect, &got, &err), PS_ERR_STORE);
+    got.n = 0;
+    assert_int_equal(
+        s->ops->messages_since(s, u.id, "a", -1, "phone", 3, collect, &got, &err), PS_ERR_STORE);
+    got.n = 0;
+    assert_int_equal(
+        s->ops->messages_since(s, u.id, "a", -1, "laptop", 2, collect, &got, &err), PS_ERR_STORE);
+    ps_store_rollback(s);
+
+    /* the old layouts read as before, and decode whatever the read */
+    for (int version = 1; version <= 2; version++) {
+        replace_pack(ss, u.id, "a", stored.data, stored.len);
+        store_old_layout(ss, u.id, "a", version);
+        ps_dynbuf old;
+        ps__dynbuf_init(&old, SIZE_MAX - 1);
+        stored_pack(ss, "a", &old);
+        assert_int_equal(ps_pack_prefix_get(old.data, old.len, &pre), PS_OK);
+        assert_false(pre.summarized);
+        assert_int_equal(pre.based, version == 2);
+        assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+        expect_every_since(s, u.id, "a", &md, 5);
+        expect_loaded(s, u.id, "a", &md);
+        ps_store_rollback(s);
+        spoil_frame(&old);
+        replace_pack(ss, u.id, "a", old.data, old.len);
+        assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+        got.n = 0;
+        assert_int_equal(s->ops->messages_since(s, u.id, "a", -1, "phone", 0, collect, &got, &err),
+                         PS_ERR_STORE);
+        ps_store_rollback(s);
+        ps__dynbuf_free(&old);
+    }
+    replace_pack(ss, u.id, "a", stored.data, stored.len);
+
+    /* a summary that lies (entries past its range) is found by full reads */
+    ps_dynbuf lying;
+    ps__dynbuf_init(&lying, SIZE_MAX - 1);
+    ps_pack_summary narrow = {.lo = 1, .hi = 2, .origin = "phone", .origin_len = 5};
+    assert_int_equal(ps_pack_prefix_get(stored.data, stored.len, &pre), PS_OK);
+    assert_int_equal(ps_pack_summary_put(&lying, 0, &narrow), PS_OK);
+    /* the base moves into the entries: a v2 frame with base 0 reads seq 0 */
+    assert_int_equal(ps__dynbuf_add(&lying, stored.data + pre.skip, stored.len - pre.skip), PS_OK);
+    replace_pack(ss, u.id, "a", lying.data, lying.len);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    got.n = 0;
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", -1, NULL, 0, collect, &got, &err),
+                     PS_ERR_STORE);
+    ps_chat *loaded = NULL;
+    assert_int_equal(s->ops->chat_load(s, u.id, "a", true, &loaded, &err), PS_ERR_STORE);
+    ps_store_rollback(s);
+    /* and one whose numbers overflow is corrupt to every read */
+    static const char overflow[] = "\x03\x01\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00\x00\x28";
+    replace_pack(ss, u.id, "a", overflow, sizeof overflow - 1);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    got.n = 0;
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", -1, "phone", 0, collect, &got, &err),
+                     PS_ERR_STORE);
+    ps_store_rollback(s);
+    replace_pack(ss, u.id, "a", stored.data, stored.len);
+    ps__dynbuf_free(&lying);
+
+    /* folded: several seqs and origins; its summary says so, reads as the
+     * model, and a cursor past all of it skips it */
+    int64_t seq = 5;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    for (int i = 0; i < 10; i++, seq++) {
+        c = chat_new("a");
+        snprintf(id, sizeof id, "n%02d", i);
+        put(c, id, i % 2 ? "tablet" : "laptop", 200 + i, 1);
+        save(s, u.id, c, seq, i % 2 ? "tablet" : "laptop", &md);
+    }
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    int64_t folded_at = query_int(ss, "SELECT cold_seq FROM chats WHERE id = 'a'");
+    assert_true(folded_at > 5); /* folded (then perhaps rows again) */
+    ps_dynbuf folded;
+    ps__dynbuf_init(&folded, SIZE_MAX - 1);
+    stored_pack(ss, "a", &folded);
+    assert_int_equal(ps_pack_prefix_get(folded.data, folded.len, &pre), PS_OK);
+    assert_true(pre.summarized);
+    assert_int_equal(pre.sum.lo, 3);
+    assert_int_equal(pre.sum.hi, folded_at);
+    assert_null(pre.sum.origin);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_every_since(s, u.id, "a", &md, seq);
+    ps_store_rollback(s);
+
+    /* written again by tombstone collection: still summarized, of one
+     * origin once the others' messages are gone */
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    c = chat_new("b");
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "b%02d", i);
+        put(c, id, "phone", 100 + i, 1);
+    }
+    model mb = {0};
+    save(s, u.id, c, seq, "tablet", &mb);
+    c = chat_new("b");
+    put(c, "b07", "laptop", 107, -1);
+    save(s, u.id, c, seq + 1, "laptop", &mb);
+    assert_int_equal(s->ops->device_seen(s, "summed", "A", "", "v2", seq + 1, 3000, &err), PS_OK);
+    int64_t purged = 0;
+    assert_int_equal(s->ops->purge_acknowledged(s, "summed", 0, &purged, &err), PS_OK);
+    assert_true(purged >= 1);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    model_forget(&mb, seq + 1);
+    ps_dynbuf again;
+    ps__dynbuf_init(&again, SIZE_MAX - 1);
+    stored_pack(ss, "b", &again);
+    assert_int_equal(ps_pack_prefix_get(again.data, again.len, &pre), PS_OK);
+    assert_true(pre.summarized);
+    assert_int_equal(pre.sum.lo, seq);
+    assert_int_equal(pre.sum.hi, seq);
+    assert_int_equal(pre.sum.origin_len, 6);
+    assert_memory_equal(pre.sum.origin, "tablet", 6);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_every_since(s, u.id, "b", &mb, seq + 2);
+    ps_store_rollback(s);
+    spoil_frame(&again);
+    replace_pack(ss, u.id, "b", again.data, again.len);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_since(s, u.id, "b", &mb, -1, "tablet", seq - 1);
+    ps_store_rollback(s);
+
+    ps__dynbuf_free(&again);
+    ps__dynbuf_free(&folded);
+    ps__dynbuf_free(&spoilt);
+    ps__dynbuf_free(&stored);
+    ps_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1046,6 +1508,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_chat_made_again_after_its_deletion_is_collected, setup,
                                         teardown),
         cmocka_unit_test(numbers_past_int64_in_a_pack_are_corrupt),
+        cmocka_unit_test(summaries_never_hide_an_owed_entry),
+        cmocka_unit_test(a_corrupt_summary_is_refused),
+        cmocka_unit_test_setup_teardown(a_pack_that_owes_nothing_is_not_decompressed, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
