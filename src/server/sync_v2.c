@@ -63,9 +63,10 @@ struct ps_v2_pull {
     json_object *sent_changes;
     /* chat id -> what the device holds of it after this request's changes
      * (see note_held): {"fields": {key: value}, "messages": {id: message}};
-     * made for a chat when the pull comes to it (held_init), so a request
-     * whose answer stops early (a push-only one: limit 1) pays nothing for
-     * the chats it never renders */
+     * made for a chat when its delta first compares a value with what the
+     * device holds (held_map), so a request whose answer stops early (a
+     * push-only one: limit 1), or a chat whose parts are all the device's
+     * own of this run (a first upload: none is read), pays nothing */
     json_object *pushed;
 };
 
@@ -558,53 +559,91 @@ static void note_sent(json_object *sent_changes, json_object *change)
 }
 
 typedef struct held {
-    bool any;              /* the request sent some content of the chat */
+    bool any;    /* the request sent some content of the chat */
+    json_object *sent; /* the request's changes to the chat; NULL: none */
+    ps_v2_pull *p;
+    const char *chat_id;
+    bool made;             /* fields and messages looked up (held_map) */
     json_object *fields;   /* key -> value held (time fields included) */
     json_object *messages; /* message id -> the message held */
 } held;
 
+/* Whether note_held would hold something of a change: fields (an object
+ * with a key) or messages (an array with one). */
+static bool holds_some(json_object *change)
+{
+    json_object *v;
+    return (json_object_object_get_ex(change, "fields", &v) &&
+            json_object_is_type(v, json_type_object) && json_object_object_length(v) > 0) ||
+           (json_object_object_get_ex(change, "messages", &v) &&
+            json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0);
+}
+
+/* What the device holds of the chat, from its changes in this request (a
+ * first sync only); `any` told at once from the changes themselves, as
+ * note_held would leave it (a deleteChat empties what came before), the
+ * values themselves only when asked (held_map). */
 static void held_init(held *h, ps_v2_pull *p, const char *chat_id)
 {
-    json_object *chat = NULL, *sent = NULL;
-    *h = (held){0};
+    json_object *sent = NULL;
+    *h = (held){.p = p, .chat_id = chat_id};
     if (!p->first || !p->sent_changes ||
         !json_object_object_get_ex(p->sent_changes, chat_id, &sent))
         return;
-    if (!p->pushed && !(p->pushed = json_object_new_object()))
-        return;
-    if (!json_object_object_get_ex(p->pushed, chat_id, NULL)) {
-        /* the chat's changes applied in order (note_held) */
-        size_t n = json_object_array_length(sent);
-        for (size_t i = 0; i < n; i++)
-            note_held(p->pushed, json_object_array_get_idx(sent, i));
+    h->sent = sent;
+    size_t n = json_object_array_length(sent);
+    for (size_t i = 0; i < n; i++) {
+        json_object *change = json_object_array_get_idx(sent, i), *v;
+        if (json_object_object_get_ex(change, "deleteChat", &v) && json_object_get_boolean(v))
+            h->any = false;
+        else if (holds_some(change))
+            h->any = true;
     }
-    if (!json_object_object_get_ex(p->pushed, chat_id, &chat))
-        return;
-    json_object_object_get_ex(chat, "fields", &h->fields);
-    json_object_object_get_ex(chat, "messages", &h->messages);
-    h->any = json_object_object_length(h->fields) || json_object_object_length(h->messages);
 }
 
-/* Whether the device holds this value under this key of `in`. */
-static bool held_value(json_object *in, const char *key, json_object *value)
+/* The held map `which` ("fields" or "messages"); NULL when nothing is held
+ * (or out of memory: less is held, more is sent, as note_held says). */
+static json_object *held_map(held *h, const char *which)
 {
-    json_object *sent;
-    return in && value && json_object_object_get_ex(in, key, &sent) &&
-           json_object_equal(sent, value);
+    if (!h->made && h->sent) {
+        ps_v2_pull *p = h->p;
+        json_object *chat = NULL;
+        h->made = true;
+        if (!p->pushed && !(p->pushed = json_object_new_object()))
+            return NULL;
+        if (!json_object_object_get_ex(p->pushed, h->chat_id, NULL)) {
+            /* the chat's changes applied in order (note_held) */
+            size_t n = json_object_array_length(h->sent);
+            for (size_t i = 0; i < n; i++)
+                note_held(p->pushed, json_object_array_get_idx(h->sent, i));
+        }
+        if (json_object_object_get_ex(p->pushed, h->chat_id, &chat)) {
+            json_object_object_get_ex(chat, "fields", &h->fields);
+            json_object_object_get_ex(chat, "messages", &h->messages);
+        }
+    }
+    return strcmp(which, "fields") == 0 ? h->fields : h->messages;
+}
+
+/* Whether the device holds this value under this key of held map `which`. */
+static bool held_value(held *h, const char *which, const char *key, json_object *value)
+{
+    json_object *sent, *in = value && h->sent ? held_map(h, which) : NULL;
+    return in && json_object_object_get_ex(in, key, &sent) && json_object_equal(sent, value);
 }
 
 typedef struct message_sink {
     json_object *messages, *deleted;
     bool with_deleted;
     int64_t deleted_after; /* tombstones set after this sequence only */
-    json_object *held;     /* see held: messages the device holds */
+    held *held;            /* see held: messages the device holds */
     const ps_v2_pull *run; /* non-NULL: leave out what held_from_run says it holds */
 } message_sink;
 
 static ps_code collect_message(void *vctx, const ps_message *m)
 {
     message_sink *sink = vctx;
-    if (m->value && (held_value(sink->held, m->id, m->value) ||
+    if (m->value && (held_value(sink->held, "messages", m->id, m->value) ||
                      (sink->run && held_from_run(sink->run, &m->mark))))
         return PS_OK;
     if (m->value)
@@ -627,7 +666,7 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     held h; /* borrowed from p->pushed */
     held_init(&h, p, chat->id);
     message_sink sink = {
-        json_object_new_array(), json_object_new_array(), !p->first, p->base, h.messages, NULL};
+        json_object_new_array(), json_object_new_array(), !p->first, p->base, &h, NULL};
     ps_code rc = obj && fields && sink.messages && sink.deleted ? PS_OK : PS_ERR_NOMEM;
     bool any = false;
     if (rc != PS_OK)
@@ -671,7 +710,7 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     for (size_t i = 0; i < chat->nfields; i++) {
         if (wanted(p, &chat->fields[i].mark, base, skip_own) &&
             !HELD_FROM_RUN(&chat->fields[i].mark) &&
-            !held_value(h.fields, chat->fields[i].name, chat->fields[i].value)) {
+            !held_value(&h, "fields", chat->fields[i].name, chat->fields[i].value)) {
             json_object_object_add(fields, chat->fields[i].name,
                                    json_object_get(chat->fields[i].value));
             any = true;
@@ -686,7 +725,7 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     const ps_time_field *tf[3] = {&chat->created_at, &chat->updated_at, &chat->last_modified};
     for (int k = 0; k < 3; k++) {
         if (tf[k]->value && wanted(p, &tf[k]->mark, base, skip_own) &&
-            !HELD_FROM_RUN(&tf[k]->mark) && !held_value(h.fields, time_keys[k], tf[k]->value)) {
+            !HELD_FROM_RUN(&tf[k]->mark) && !held_value(&h, "fields", time_keys[k], tf[k]->value)) {
             json_object_object_add(obj, time_keys[k], json_object_get(tf[k]->value));
             any = true;
         }
