@@ -633,7 +633,7 @@ static bool held_value(held *h, const char *which, const char *key, json_object 
 }
 
 typedef struct message_sink {
-    json_object *messages, *deleted;
+    json_object *messages, *deleted; /* made at their first entry (most deltas have none) */
     bool with_deleted;
     int64_t deleted_after; /* tombstones set after this sequence only */
     held *held;            /* see held: messages the device holds */
@@ -646,12 +646,18 @@ static ps_code collect_message(void *vctx, const ps_message *m)
     if (m->value && (held_value(sink->held, "messages", m->id, m->value) ||
                      (sink->run && held_from_run(sink->run, &m->mark))))
         return PS_OK;
-    if (m->value)
+    if (m->value) {
+        if (!sink->messages && !(sink->messages = json_object_new_array()))
+            return PS_ERR_NOMEM;
         return json_object_array_add(sink->messages, json_object_get(m->value)) ? PS_ERR_NOMEM
                                                                                 : PS_OK;
+    }
     ps_code rc = PS_OK;
-    if (sink->with_deleted && m->mark.seq > sink->deleted_after)
+    if (sink->with_deleted && m->mark.seq > sink->deleted_after) {
+        if (!sink->deleted && !(sink->deleted = json_object_new_array()))
+            return PS_ERR_NOMEM;
         ps__json_push(&rc, sink->deleted, json_object_new_string(m->id)); /* never a null id */
+    }
     return rc;
 }
 
@@ -661,13 +667,12 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
     static const char *const time_keys[3] = {"createdAt", "updatedAt", "lastModified"};
     *out = NULL;
     json_object *obj = json_object_new_object();
-    json_object *fields = json_object_new_object();
+    json_object *fields = NULL; /* made at its first field */
     bool sent_here = p->sent_changes && json_object_object_get_ex(p->sent_changes, chat->id, NULL);
     held h; /* borrowed from p->pushed */
     held_init(&h, p, chat->id);
-    message_sink sink = {
-        json_object_new_array(), json_object_new_array(), !p->first, p->base, &h, NULL};
-    ps_code rc = obj && fields && sink.messages && sink.deleted ? PS_OK : PS_ERR_NOMEM;
+    message_sink sink = {NULL, NULL, !p->first, p->base, &h, NULL};
+    ps_code rc = obj ? PS_OK : PS_ERR_NOMEM;
     bool any = false;
     if (rc != PS_OK)
         goto done;
@@ -711,6 +716,10 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
         if (wanted(p, &chat->fields[i].mark, base, skip_own) &&
             !HELD_FROM_RUN(&chat->fields[i].mark) &&
             !held_value(&h, "fields", chat->fields[i].name, chat->fields[i].value)) {
+            if (!fields && !(fields = json_object_new_object())) {
+                rc = PS_ERR_NOMEM;
+                goto done;
+            }
             json_object_object_add(fields, chat->fields[i].name,
                                    json_object_get(chat->fields[i].value));
             any = true;
@@ -741,14 +750,14 @@ static ps_code render_delta(ps_v2_pull *p, ps_chat *chat, json_object **out, ps_
         skip_own ? base : p->run_seq, collect_message, &sink, err);
     if (rc != PS_OK)
         goto done;
-    if (json_object_object_length(fields)) {
+    if (fields && json_object_object_length(fields)) {
         json_object_object_add(obj, "fields", json_object_get(fields));
     }
-    if (json_object_array_length(sink.messages)) {
+    if (sink.messages && json_object_array_length(sink.messages)) {
         json_object_object_add(obj, "messages", json_object_get(sink.messages));
         any = true;
     }
-    if (json_object_array_length(sink.deleted)) {
+    if (sink.deleted && json_object_array_length(sink.deleted)) {
         json_object_object_add(obj, "deletedMessages", json_object_get(sink.deleted));
         any = true;
     }
