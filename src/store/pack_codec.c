@@ -7,7 +7,9 @@
  * (zigzag varints), seq, received (varints) and a flags byte (bit 0:
  * timed; bit 1: the origin is the device's, and its string is empty).
  * Varints are LEB128, as small as the numbers (a sequence number in a few
- * bytes where a row spent eight).
+ * bytes where a row spent eight). Outside the frame, the stored bytes may
+ * start with a prefix: 0x02 and a base, or 0x03, a base and a summary
+ * (ps_pack_summary_put), which a reader checks without decompressing.
  */
 #include "store/pack_codec.h"
 
