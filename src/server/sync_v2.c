@@ -559,7 +559,7 @@ static void note_sent(json_object *sent_changes, json_object *change)
 }
 
 typedef struct held {
-    bool any;    /* the request sent some content of the chat */
+    bool any;          /* the request sent some content of the chat */
     json_object *sent; /* the request's changes to the chat; NULL: none */
     ps_v2_pull *p;
     const char *chat_id;

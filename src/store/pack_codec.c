@@ -159,7 +159,10 @@ ps_code ps_pack_base_put(ps_dynbuf *out, int64_t base)
     return rc == PS_OK ? put_varint(out, (uint64_t)base) : rc;
 }
 
-/* defined below */
+/* The stored prefix of a summarized pack (version 3): this byte, the base,
+ * the lowest seq's offset from it, the highest's from the lowest (all
+ * varints), then the sole origin as a varint n + 1 and its n bytes, or a
+ * varint 0 when the entries have several origins. */
 #define SUMMARY_MARK 0x03
 
 bool ps_pack_base_get(const char *stored, size_t len, int64_t *base, size_t *skip)
@@ -170,11 +173,6 @@ bool ps_pack_base_get(const char *stored, size_t len, int64_t *base, size_t *ski
     *skip = based ? pre.skip : 0;
     return based;
 }
-
-/* The stored prefix of a summarized pack (version 3; SUMMARY_MARK above):
- * the mark, the base, the lowest seq's offset from it, the highest's from
- * the lowest (all varints), then the sole origin as a varint n + 1 and its
- * n bytes, or a varint 0 when the entries have several origins. */
 
 /* An entry's origin: its own, or its device's. */
 static const char *entry_origin(const ps_pack_entry *e)
@@ -270,8 +268,8 @@ static bool sole_origin_is(const ps_pack_summary *sum, const char *origin)
            memcmp(origin, sum->origin, sum->origin_len) == 0;
 }
 
-bool ps_pack_summary_may_owe(const ps_pack_summary *sum, int64_t after_seq,
-                             const char *skip_origin, int64_t skip_after)
+bool ps_pack_summary_may_owe(const ps_pack_summary *sum, int64_t after_seq, const char *skip_origin,
+                             int64_t skip_after)
 {
     if (sum->hi <= after_seq)
         return false; /* every entry at or before the cursor */

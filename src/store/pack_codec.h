@@ -94,8 +94,7 @@ PS_MUST_CHECK ps_code ps_pack_summarize(const char *raw, size_t len, int64_t bas
  * base 0. An origin longer than PS_PACK_ORIGIN_MAX is recorded as
  * several (the prefix stays small: it is read from a pack's first piece). */
 #define PS_PACK_ORIGIN_MAX 512
-PS_MUST_CHECK ps_code ps_pack_summary_put(ps_dynbuf *out, int64_t base,
-                                          const ps_pack_summary *sum);
+PS_MUST_CHECK ps_code ps_pack_summary_put(ps_dynbuf *out, int64_t base, const ps_pack_summary *sum);
 
 /* Reads the prefix of a pack's stored bytes (any version: none, based,
  * summarized). PS_ERR_STORE when a prefix is cut short or its numbers
@@ -105,8 +104,8 @@ PS_MUST_CHECK ps_code ps_pack_prefix_get(const char *stored, size_t len, ps_pack
 /* Whether a pack so summarized may hold an entry a read owes: changed
  * after after_seq and not (of origin skip_origin, NULL for none, and
  * after skip_after). false: no entry can pass the filter. */
-bool ps_pack_summary_may_owe(const ps_pack_summary *sum, int64_t after_seq,
-                             const char *skip_origin, int64_t skip_after);
+bool ps_pack_summary_may_owe(const ps_pack_summary *sum, int64_t after_seq, const char *skip_origin,
+                             int64_t skip_after);
 
 /* Whether entry e (seq with base added) is within the summary: its seq in
  * [lo, hi] and, when the summary names one, its origin that one. */

@@ -2185,8 +2185,8 @@ static bool pack_form_current(const ps_pack_form *form, int64_t user, uint32_t d
 /* Appends a based pack (its prefix with the summary of `raw`, then `frame`,
  * raw compressed) in pieces with Q_PACK_PUT; *bytes = what they weigh. */
 static ps_code pack_write_based(sqlite_store *s, int64_t user, const char *chat_id, int64_t base,
-                                const ps_dynbuf *raw, const void *frame, size_t len,
-                                int64_t *bytes, ps_error *err)
+                                const ps_dynbuf *raw, const void *frame, size_t len, int64_t *bytes,
+                                ps_error *err)
 {
     return pack_write_stored(s, stmt(s, Q_PACK_PUT), user, chat_id, base, raw, frame, len, bytes,
                              err);
@@ -2220,8 +2220,7 @@ static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uin
         if (rc != PS_OK)
             rc = ps_error_set(err, rc, -1, "", "compressing a pack failed");
         else
-            rc = pack_write_based(s, user, chat->id, base, &raw, frame.data, frame.len, bytes,
-                                  err);
+            rc = pack_write_based(s, user, chat->id, base, &raw, frame.data, frame.len, bytes, err);
     }
     ps__dynbuf_free(&raw);
     ps__dynbuf_free(&frame);

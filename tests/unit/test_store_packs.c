@@ -1133,8 +1133,8 @@ static void summaries_never_hide_an_owed_entry(void **state)
                                  round, (long long)after, skips[k] ? skips[k] : "-",
                                  (long long)skip_after, owed);
                     /* the fast paths a pull relies on are taken */
-                    if (hi <= after || (skips[k] && sole && strcmp(sole, skips[k]) == 0 &&
-                                        lo > skip_after))
+                    if (hi <= after ||
+                        (skips[k] && sole && strcmp(sole, skips[k]) == 0 && lo > skip_after))
                         assert_false(may);
                 }
         /* every entry is within the summary; one past it is not */
@@ -1174,8 +1174,10 @@ static void a_corrupt_summary_is_refused(void **state)
     /* by hand: mark, base, lo offset, span, origin tag */
     static const char overflow_lo[] = "\x03\x01\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00\x00";
     static const char overflow_span[] = "\x03\x00\x05\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00";
-    static const char long_origin[] = "\x03\x00\x05\x00\x09" "abc";
-    static const char fits[] = "\x03\x00\x05\x00\x04" "abc";
+    static const char long_origin[] = "\x03\x00\x05\x00\x09"
+                                      "abc";
+    static const char fits[] = "\x03\x00\x05\x00\x04"
+                               "abc";
     assert_int_equal(ps_pack_prefix_get(overflow_lo, sizeof overflow_lo - 1, &pre), PS_ERR_STORE);
     assert_int_equal(ps_pack_prefix_get(overflow_span, sizeof overflow_span - 1, &pre),
                      PS_ERR_STORE);
@@ -1202,14 +1204,15 @@ static void stored_pack(sqlite_store *ss, const char *chat, ps_dynbuf *out)
 {
     ps__dynbuf_reset(out);
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(ss->db, "SELECT data FROM packs WHERE chat_id = ?1 ORDER BY id",
-                                        -1, &st, NULL),
+    assert_int_equal(sqlite3_prepare_v2(ss->db,
+                                        "SELECT data FROM packs WHERE chat_id = ?1 ORDER BY id", -1,
+                                        &st, NULL),
                      SQLITE_OK);
     sqlite3_bind_text(st, 1, chat, -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW)
-        assert_int_equal(ps__dynbuf_add(out, sqlite3_column_blob(st, 0),
-                                        (size_t)sqlite3_column_bytes(st, 0)),
-                         PS_OK);
+        assert_int_equal(
+            ps__dynbuf_add(out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0)),
+            PS_OK);
     sqlite3_finalize(st);
     assert_true(out->len > 0);
 }
@@ -1277,9 +1280,8 @@ static void store_old_layout(sqlite_store *ss, int64_t user, const char *chat, i
         assert_int_equal(ps__dynbuf_add(&old, stored.data + pre.skip, stored.len - pre.skip),
                          PS_OK);
     } else {
-        assert_int_equal(ps_value_unpack_frame_append(stored.data + pre.skip,
-                                                      stored.len - pre.skip, user, load_dict, ss,
-                                                      &raw),
+        assert_int_equal(ps_value_unpack_frame_append(stored.data + pre.skip, stored.len - pre.skip,
+                                                      user, load_dict, ss, &raw),
                          PS_OK);
         ps_dynbuf v1;
         ps__dynbuf_init(&v1, SIZE_MAX - 1);
@@ -1296,8 +1298,7 @@ static void store_old_layout(sqlite_store *ss, int64_t user, const char *chat, i
                 e.origin = e.device;
             assert_int_equal(ps_pack_put(&v1, &e), PS_OK);
         }
-        assert_int_equal(ps_value_pack_frame(v1.data, v1.len, user, 0, load_dict, ss, &old),
-                         PS_OK);
+        assert_int_equal(ps_value_pack_frame(v1.data, v1.len, user, 0, load_dict, ss, &old), PS_OK);
         ps__dynbuf_free(&v1);
     }
     replace_pack(ss, user, chat, old.data, old.len);
@@ -1364,14 +1365,14 @@ static void a_pack_that_owes_nothing_is_not_decompressed(void **state)
         for (int64_t after = -1; after <= 2; after++)
             expect_since(s, u.id, "a", &md, after, "phone", skip_after); /* the run's first pull */
     seen got = {0};
-    assert_int_equal(
-        s->ops->messages_since(s, u.id, "a", -1, NULL, 0, collect, &got, &err), PS_ERR_STORE);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", -1, NULL, 0, collect, &got, &err),
+                     PS_ERR_STORE);
     got.n = 0;
-    assert_int_equal(
-        s->ops->messages_since(s, u.id, "a", -1, "phone", 3, collect, &got, &err), PS_ERR_STORE);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", -1, "phone", 3, collect, &got, &err),
+                     PS_ERR_STORE);
     got.n = 0;
-    assert_int_equal(
-        s->ops->messages_since(s, u.id, "a", -1, "laptop", 2, collect, &got, &err), PS_ERR_STORE);
+    assert_int_equal(s->ops->messages_since(s, u.id, "a", -1, "laptop", 2, collect, &got, &err),
+                     PS_ERR_STORE);
     ps_store_rollback(s);
 
     /* the old layouts read as before, and decode whatever the read */
