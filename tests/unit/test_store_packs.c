@@ -1061,6 +1061,12 @@ static int owed_by_model(const sum_entry *es, int n, int64_t after, const char *
     return owed;
 }
 
+/* 400 packs of random seqs and origins (one origin for all in two rounds
+ * of three; "A" and "AB" tell a prefix from a match): the summary read back
+ * from the stored prefix is the model's range and sole origin; no read
+ * (every cursor, asker, skip_after) the model says is owed something is
+ * ruled out; the reads a pull relies on (all at or before the cursor; all
+ * the asker's own after skip_after) are; each entry is within it. */
 static void summaries_never_hide_an_owed_entry(void **state)
 {
     (void)state;
