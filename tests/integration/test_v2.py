@@ -953,6 +953,51 @@ class SyncRunTest(V2TestCase):
         self.assertEqual(got["c07"], {"id": "c07", "deleted": True})
         self.assertEqual(set(got["theirs"]["messages"]), {"theirs-m0", "theirs-m1"})
 
+    def test_a_run_of_packed_chats_reads_what_others_wrote_in_them(self):
+        # Chats big enough to be kept packed (SQLite: docs/storage.md,
+        # "Packs"), whose packs carry a summary the first pull of the run
+        # checks without decompressing: the laptop's own packs of the run
+        # owe it nothing (its chats by their id alone); a message the desk
+        # added to one of them is a row, told; the desk's own packed chat
+        # is read whole; a device that holds nothing gets every message.
+        def big(cid, title, t_ms):
+            c = full_change(cid, title, n_messages=20, t_ms=t_ms)
+            for m in c["messages"]:
+                m["content"] = "%s: %s" % (m["id"], "the quick brown fox jumps over the lazy dog " * 4)
+            return c
+        desk = self.dev("desk")
+        desk.clock = 1000
+        first = self.post({"deviceId": "laptop", "cursor": None, "limit": 1,
+                           "changes": [big("p%d" % i, "Packed %d" % i, T0_MS + i * 60000)
+                                       for i in range(3)]})
+        run = first["run"]
+        # during the run, as the laptop's are: only its origin tells them apart
+        desk.sync([big("theirs", "Desk's own", T0_MS)])
+        desk.sync([{"chatId": "p1", "clock": 2000,
+                    "messages": [msg("desk-m", "the desk adds one", timestamp=iso(T0_MS + 90000))]}])
+        last = self.post({"deviceId": "laptop", "cursor": None, "limit": 5000, "run": run,
+                          "changes": [big("p9", "Packed 9", T0_MS + 9 * 60000)]})
+        if harness.BACKEND == "sqlite":
+            con = sqlite3.connect("file:%s?mode=ro" % self.server.db_path, uri=True, timeout=10)
+            try:
+                packed = {r[0] for r in con.execute("SELECT DISTINCT chat_id FROM packs")}
+            finally:
+                con.close()
+            self.assertEqual(packed, {"theirs", "p0", "p1", "p2", "p9"}, "the chats are packed")
+        got = norm_entries(last["chats"])
+        self.assertEqual(set(got), {"theirs", "p0", "p1", "p2"}, sorted(got))
+        self.assertEqual(got["p0"], {"id": "p0"})
+        self.assertEqual(got["p2"], {"id": "p2"})
+        self.assertEqual(set(got["p1"]), {"id", "messages"}, got["p1"])
+        self.assertEqual(set(got["p1"]["messages"]), {"desk-m"})
+        self.assertEqual(set(got["theirs"]["messages"]), {"theirs-m%d" % i for i in range(20)})
+        whole = norm_entries(self.post({"deviceId": "tablet", "cursor": None,
+                                        "limit": 5000})["chats"])
+        self.assertEqual(set(whole), {"theirs", "p0", "p1", "p2", "p9"})
+        self.assertEqual(len(whole["p1"]["messages"]), 21)
+        for cid in ("p0", "p2", "p9"):
+            self.assertEqual(len(whole[cid]["messages"]), 20, cid)
+
     def test_a_run_leaves_out_only_the_messages_the_device_wrote_in_it(self):
         # The laptop's messages from before the run (a sync that finished,
         # then a lost cursor) may be gone from it: they come back. Those it
