@@ -12,6 +12,7 @@
  * compares the two on every kind of value.
  */
 #include "core/json_compact.h"
+#include "core/json_parse.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -82,10 +83,14 @@ ps_code ps__json_compact_append(ps_dynbuf *b, json_object *v)
     if (!v)
         return ps__dynbuf_add(b, "null", 4);
     /* json-c writes a value with userdata through its serializer: here
-     * always the text itself (a parsed number's own text, set by the
-     * tokener; a container's kept text, set by ps__json_text_kept) */
-    const char *kept = json_object_get_userdata(v);
+     * always the text itself (a container's kept text, set by
+     * ps__json_text_kept, with its length; a parsed number's own text, set
+     * by the tokener) */
+    size_t kept_len;
+    const char *kept = ps__json_kept(v, &kept_len);
     if (kept)
+        return ps__dynbuf_add(b, kept, kept_len);
+    if ((kept = json_object_get_userdata(v)) != NULL)
         return ps__dynbuf_adds(b, kept);
     ps_code rc = PS_OK;
     switch (json_object_get_type(v)) {

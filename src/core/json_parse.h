@@ -41,4 +41,8 @@ const char *ps__json_text(json_object *obj, size_t *len);
  */
 const char *ps__json_text_kept(json_object *obj, size_t *len);
 
+/* The text ps__json_text_kept kept with container `obj` (and *len, its
+ * length), or NULL when it has none. */
+const char *ps__json_kept(json_object *obj, size_t *len);
+
 #endif
