@@ -18,11 +18,40 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* 1: the byte must be escaped in a string (json-c's json_escape_str) */
 static const unsigned char NEEDS_ESCAPE[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     ['"'] = 1, ['\\'] = 1,
 };
+
+/* The first byte at or after p (before end) that must be escaped, or end.
+ * With SSE2, 16 bytes a step: message texts are long runs of plain text
+ * (this loop was 4 % of a first upload's request threads, byte by byte). */
+static inline const unsigned char *plain_run_end(const unsigned char *p, const unsigned char *end)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
+                  control = _mm_set1_epi8(0x1f);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* below 0x20 unsigned: min(v, 0x1f) == v */
+        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
+                                   _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                                _mm_cmpeq_epi8(v, backslash)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+        if (mask)
+            return p + __builtin_ctz(mask);
+        p += 16;
+    }
+#endif
+    while (p < end && !NEEDS_ESCAPE[*p])
+        p++;
+    return p;
+}
 
 static ps_code add_string(ps_dynbuf *b, const char *s, size_t len)
 {
@@ -35,8 +64,7 @@ static ps_code add_string(ps_dynbuf *b, const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
         const unsigned char *run = p;
-        while (p < end && !NEEDS_ESCAPE[*p])
-            p++;
+        p = plain_run_end(p, end);
         memcpy(b->data + b->len, run, (size_t)(p - run));
         b->len += (size_t)(p - run);
         if (p == end)
