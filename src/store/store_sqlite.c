@@ -2077,6 +2077,21 @@ static ps_code pack_raw(const ps_chat *chat, const pack_guess *guess, int64_t ba
                                      guess ? guess->received[i] : chat->messages[i].received};
     qsort(order, n, sizeof *order, pack_item_cmp);
     ps_code rc = ps_pack_begin_based(raw);
+    /* room for it all at once, not grown (and copied) as it is laid out:
+     * per entry its four strings with a NUL each, their lengths and five
+     * numbers (varints of 10 bytes at most), the flags */
+    size_t room = 0;
+    for (size_t i = 0; i < n && rc == PS_OK; i++) {
+        const ps_message *m = order[i].m;
+        size_t len = 0;
+        const char *origin = guess ? guess->origin : m->mark.origin;
+        if (!ps__json_text_kept(m->value, &len))
+            rc = PS_ERR_NOMEM;
+        room += len + strlen(m->id) + (m->stamp.device ? strlen(m->stamp.device) : 0) +
+                (origin ? strlen(origin) : 0) + 4 + 9 * 10 + 1;
+    }
+    if (rc == PS_OK)
+        rc = ps__dynbuf_reserve(raw, room);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         const ps_message *m = order[i].m;
         const char *origin = guess ? guess->origin : m->mark.origin;
