@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "core/timestamp.h"
 #include "core/chat_codec.h"
+#include "core/json_compact.h"
 #include "core/json_parse.h"
 #include "store/doc_codec.h"
 #include "store/doc_render.h"
@@ -2497,8 +2498,14 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     json_object *state = ps__chat_header_to_json(chat);
     if (!state)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-    size_t state_len;
-    const char *state_text = ps__json_text(state, &state_len);
+    /* its text by json_compact.h's writer: json-c's bytes, without its
+     * printbuf made and grown per chat */
+    ps_dynbuf state_buf;
+    ps__dynbuf_init(&state_buf, SIZE_MAX - 1);
+    const char *state_text =
+        ps__json_compact_append(&state_buf, state) == PS_OK ? state_buf.data : NULL;
+    size_t state_len = state_buf.len;
+    json_object_put(state);
     bool live = ps__chat_is_live(chat);
     /* A chat with no body row has no message rows either (chat_save
      * writes both; deleting a chat takes both): its messages have no old
@@ -2508,7 +2515,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     ps_dynbuf shell;
     ps__dynbuf_init(&shell, SIZE_MAX - 1);
     if (!state_text || (!doc && ps_doc_shell(chat, &shell) != PS_OK)) {
-        json_object_put(state);
+        ps__dynbuf_free(&state_buf);
         ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
@@ -2518,7 +2525,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     size_t doc_frame_len = 0;
     bool doc_packed = false;
     if (doc && ps_doc_pack(doc, doc_len, &doc_frame, &doc_frame_len, &doc_packed) != PS_OK) {
-        json_object_put(state);
+        ps__dynbuf_free(&state_buf);
         ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
@@ -2678,7 +2685,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_reset(st);
     }
     ps__base_free(&hashes);
-    json_object_put(state);
+    ps__dynbuf_free(&state_buf);
     ps__dynbuf_free(&shell);
     if (rc == PS_OK && grown) {
         st = stmt(s, Q_USER_GROW);
