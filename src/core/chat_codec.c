@@ -10,7 +10,6 @@
  */
 #include "core/chat_codec.h"
 #include "core/json_build.h"
-#include "core/message_keys.h"
 #include "core/timestamp.h"
 
 #include <stdlib.h>
@@ -84,6 +83,15 @@ static bool is_tombstone(json_object *msg)
            json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 }
 
+static int64_t message_order(json_object *msg)
+{
+    json_object *v;
+    int64_t ms = 0;
+    if (json_object_object_get_ex(msg, "timestamp", &v))
+        ps__time_from_json(v, &ms);
+    return ms;
+}
+
 /* Stores one time field (createdAt, updatedAt, lastModified) as sent, or
  * clamped when it is further ahead than the skew allows. */
 static ps_code ingest_time(ps_chat *chat, int tk, json_object *val, const ps_ingest *in)
@@ -128,22 +136,14 @@ static ps_code ingest_messages(ps_chat *chat, json_object *list, const ps_stamp 
     size_t n = json_object_array_length(list);
     for (size_t i = 0; i < n && rc == PS_OK; i++) {
         json_object *msg = json_object_array_get_idx(list, i);
-        /* its members in one pass (message_keys.h), read as is_private and
-         * is_tombstone read them; the display order its timestamp's */
-        ps_message_keys k;
-        ps__message_keys(msg, &k);
-        if (json_object_get_boolean(k.is_private) &&
-            json_object_is_type(k.is_private, json_type_boolean))
+        if (is_private(msg))
             continue;
-        const char *mid = json_object_get_string(k.id);
+        const char *mid = json_object_get_string(json_object_object_get(msg, "id"));
         /* A tombstone has no place in the display order: 0, so two equal
          * tombstones are equal in every part. */
-        bool dead = json_object_is_type(k.deleted, json_type_boolean) &&
-                    json_object_get_boolean(k.deleted);
-        int64_t order = 0;
-        if (!dead && k.timestamp)
-            ps__time_from_json(k.timestamp, &order);
-        rc = ps__chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), stamp, order);
+        bool dead = is_tombstone(msg);
+        rc = ps__chat_append_message(chat, mid, dead ? NULL : json_object_get(msg), stamp,
+                                     dead ? 0 : message_order(msg));
     }
     return rc;
 }

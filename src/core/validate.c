@@ -4,7 +4,6 @@
  * type, because a newer client may know what it means.
  */
 #include "core/validate.h"
-#include "core/message_keys.h"
 #include "core/timestamp.h"
 
 #include <stdio.h>
@@ -102,6 +101,7 @@ static ps_code validate_message(json_object *msg, const where *w, size_t mi, con
                                 ps_error *err)
 {
     char field[64];
+    json_object *v;
 #define MSG_FAIL(name, problem)                                                                    \
     do {                                                                                           \
         snprintf(field, sizeof field, "messages[%zu]%s", mi, name);                                \
@@ -109,20 +109,19 @@ static ps_code validate_message(json_object *msg, const where *w, size_t mi, con
     } while (0)
     if (!json_object_is_type(msg, json_type_object))
         MSG_FAIL("", "must be an object");
-    /* absent and null alike below, as json_object_object_get_ex gave them */
-    ps_message_keys k;
-    ps__message_keys(msg, &k);
-    if (!ps__valid_id(k.id, lim))
+    if (!json_object_object_get_ex(msg, "id", &v) || !ps__valid_id(v, lim))
         MSG_FAIL(".id", "must be a string of 1 to 256 bytes");
     /* {id, deleted: true} is a message tombstone: nothing else needed. */
-    if (json_object_is_type(k.deleted, json_type_boolean) && json_object_get_boolean(k.deleted))
+    if (json_object_object_get_ex(msg, "deleted", &v) &&
+        json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v))
         return PS_OK;
-    if (!json_object_is_type(k.role, json_type_string))
+    if (!json_object_object_get_ex(msg, "role", &v) || !json_object_is_type(v, json_type_string))
         MSG_FAIL(".role", "is required and must be a string");
-    if (!(json_object_is_type(k.content, json_type_string) ||
-          json_object_is_type(k.content, json_type_array)))
+    if (!json_object_object_get_ex(msg, "content", &v) ||
+        !(json_object_is_type(v, json_type_string) || json_object_is_type(v, json_type_array)))
         MSG_FAIL(".content", "is required (string or array)");
-    if (k.timestamp && !valid_time(k.timestamp))
+    if (json_object_object_get_ex(msg, "timestamp", &v) &&
+        !json_object_is_type(v, json_type_null) && !valid_time(v))
         MSG_FAIL(".timestamp", "must be an ISO 8601 time or epoch milliseconds");
 #undef MSG_FAIL
     return PS_OK;
