@@ -39,9 +39,9 @@ static inline const unsigned char *plain_run_end(const unsigned char *p, const u
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
         /* below 0x20 unsigned: min(v, 0x1f) == v */
-        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
-                                   _mm_or_si128(_mm_cmpeq_epi8(v, quote),
-                                                _mm_cmpeq_epi8(v, backslash)));
+        __m128i hit =
+            _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
         unsigned mask = (unsigned)_mm_movemask_epi8(hit);
         if (mask)
             return p + __builtin_ctz(mask);

@@ -2132,8 +2132,7 @@ static bool pack_entry_is(const ps_pack_entry *e, const ps_message *m, int64_t b
            strcmp(e->device, device) == 0 &&
            (own_origin ? e->origin && strcmp(e->origin, origin) == 0 : !e->origin) &&
            e->ts == m->stamp.ts && e->lamport == m->stamp.lamport && e->order_ts == m->order_ts &&
-           e->seq == m->mark.seq - base && e->received == m->received &&
-           e->timed == m->stamp.timed;
+           e->seq == m->mark.seq - base && e->received == m->received && e->timed == m->stamp.timed;
 }
 
 /* Whether a pack made ahead is what save_pack would store now, pack_raw's
@@ -2164,8 +2163,8 @@ static bool pack_form_matches(const ps_pack_form *form, const ps_chat *chat, int
         const ps_message *m = ps__chat_message(chat, e.id);
         /* strictly after the one before: display order, each id once */
         if (!m || !pack_entry_is(&e, m, base) ||
-            (seen && !ps_pack_before(prev.order_ts, prev.received, prev.id, e.order_ts,
-                                     e.received, e.id)))
+            (seen &&
+             !ps_pack_before(prev.order_ts, prev.received, prev.id, e.order_ts, e.received, e.id)))
             return false;
         prev = e;
         seen++;

@@ -83,8 +83,8 @@ static void test_every_escape(void **state)
 static void test_escapes_at_every_offset(void **state)
 {
     (void)state;
-    static const unsigned char bytes[] = {0x00, 0x01, 0x08, 0x0a, 0x1f, '"', '\\', '/',
-                                          0x20, 0x7f, 0x80, 0xc3, 0xff, 'a'};
+    static const unsigned char bytes[] = {0x00, 0x01, 0x08, 0x0a, 0x1f, '"',  '\\',
+                                          '/',  0x20, 0x7f, 0x80, 0xc3, 0xff, 'a'};
     for (size_t b = 0; b < sizeof bytes; b++)
         for (size_t at = 0; at < 50; at++)
             for (int two = 0; two < 2; two++) {
@@ -93,7 +93,8 @@ static void test_escapes_at_every_offset(void **state)
                 text[at] = (char)bytes[b];
                 if (two)
                     text[at + 17] = (char)bytes[(b + 5) % sizeof bytes];
-                json_object *v = json_object_new_string_len(text, (int)(at + 1 + 17 * two + at % 7));
+                json_object *v =
+                    json_object_new_string_len(text, (int)(at + 1 + 17 * two + at % 7));
                 check_same(v, "escape at an offset");
                 json_object_put(v);
             }
