@@ -128,6 +128,32 @@ static void seq_is(ps_store *s, int64_t user, const char *id, int64_t seq)
 
 /* Still valid: the frame made ahead is what is stored (the decoy's texts
  * read back), with the seq the save gave (the pack's base). */
+/* The chat's stored pack carries a summary (pack_codec.h, prefix 0x03) of
+ * what the save wrote: every message at `seq`, all from `origin` — whether
+ * the frame was made ahead or in the save. */
+static void summary_is(ps_store *s, const char *chat, int64_t seq, const char *origin)
+{
+    sqlite_store *ss = (sqlite_store *)s;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(ss->db,
+                                        "SELECT data FROM packs WHERE chat_id = ?1"
+                                        " ORDER BY id LIMIT 1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, chat, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    ps_pack_prefix pre;
+    assert_int_equal(
+        ps_pack_prefix_get(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), &pre),
+        PS_OK);
+    assert_true(pre.summarized);
+    assert_int_equal(pre.sum.lo, seq);
+    assert_int_equal(pre.sum.hi, seq);
+    assert_int_equal(pre.sum.origin_len, strlen(origin));
+    assert_memory_equal(pre.sum.origin, origin, strlen(origin));
+    sqlite3_finalize(st);
+}
+
 static void a_current_pack_is_stored_as_made(void **state)
 {
     int64_t user;
@@ -139,6 +165,7 @@ static void a_current_pack_is_stored_as_made(void **state)
     for (int m = 0; m < 8; m++)
         expect_content(s, user, "x", m, 90u + (unsigned)m);
     seq_is(s, user, "x", 123);
+    summary_is(s, "x", 123, "dev");
     ps__chat_free(c);
     ps_values_ahead_free(&ahead);
     ps_values_ahead_free(&decoy);
@@ -185,6 +212,7 @@ static void a_pack_made_with_a_replaced_dictionary_is_compressed_again(void **st
     for (int m = 0; m < 8; m++)
         expect_content(s, user, "stale", m, 300u + (unsigned)m);
     seq_is(s, user, "stale", 100);
+    summary_is(s, "stale", 100, "dev");
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(ss->db,
                                         "SELECT data FROM packs WHERE chat_id = 'stale'"
