@@ -749,7 +749,7 @@ static void migrates_from_schema_11(void **state)
     if (ps_store_open(f->url, &s, &err) != PS_OK)
         fail_msg("open: %s", err.message);
     sqlite_store *ss = (sqlite_store *)s;
-    assert_int_equal(schema_version(ss), 12);
+    assert_int_equal(schema_version(ss), SCHEMA_VERSION);
     assert_int_equal(query_int(ss, "SELECT count(*) FROM pragma_integrity_check"
                                    " WHERE integrity_check = 'ok'"),
                      1);
