@@ -920,19 +920,25 @@ ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_b
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         char *body = NULL;
         size_t len = 0;
-        if (sqlite3_column_int(st, 5)) {
+        bool packed = sqlite3_column_int(st, 5);
+        /* the size first: the row after the batch is not unpacked for nothing */
+        if (packed && (rc = ps__unpacked_size(sqlite3_column_blob(st, 4),
+                                              (size_t)sqlite3_column_bytes(st, 4), &len, err)) !=
+                          PS_OK)
+            break;
+        if (!packed)
+            len = (size_t)sqlite3_column_bytes(st, 4);
+        if (count == max || (count > 0 && bytes + len > max_bytes)) {
+            *more = true;
+            break;
+        }
+        if (packed) {
             rc = ps__unpack(s->pack, s->db, 0, sqlite3_column_blob(st, 4),
                             (size_t)sqlite3_column_bytes(st, 4), &body, &len, err);
             if (rc != PS_OK)
                 break;
         } else {
-            len = (size_t)sqlite3_column_bytes(st, 4);
             body = dup_col(st, 4);
-        }
-        if (count == max || (count > 0 && bytes + len > max_bytes)) {
-            free(body);
-            *more = true;
-            break;
         }
         ps_change_row *r = &items[count++];
         r->seq = sqlite3_column_int64(st, 0);
@@ -958,6 +964,33 @@ ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_b
     *rows = items;
     *n = count;
     return PS_OK;
+}
+
+ps_code ps__lstore_changes_fit(ps_lstore *s, size_t max, size_t max_bytes, bool *fit,
+                               ps_error *err)
+{
+    *fit = true;
+    sqlite3_stmt *st = NULL;
+    ps_code rc = prepare(s, "SELECT body, packed FROM changes ORDER BY seq LIMIT ?", &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max + 1);
+    size_t count = 0, bytes = 0;
+    int step = SQLITE_DONE;
+    while (*fit && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        if (sqlite3_column_int(st, 1) &&
+            (rc = ps__unpacked_size(sqlite3_column_blob(st, 0), len, &len, err)) != PS_OK)
+            break;
+        /* the rule of ps__lstore_changes: at least one, then max and max_bytes */
+        *fit = count < max && (count == 0 || bytes + len <= max_bytes);
+        count++;
+        bytes += len;
+    }
+    if (rc == PS_OK && *fit && step != SQLITE_DONE)
+        rc = db_fail(s, err, "read the change log");
+    sqlite3_finalize(st);
+    return rc;
 }
 
 static ps_code exec_int(ps_lstore *s, const char *sql, int64_t a, ps_error *err)

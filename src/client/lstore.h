@@ -89,6 +89,11 @@ ps_code ps__lstore_change_add(ps_lstore *s, const char *chat_id, int kind, int64
 ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_bytes,
                            ps_change_row **rows, size_t *n, bool *more, ps_error *err);
 void ps__change_rows_free(ps_change_row *rows, size_t n);
+/* Whether the whole log fits one request of ps__lstore_changes(s, 0, max,
+ * max_bytes, ...) (an empty log does), judged by the bodies' sizes without
+ * unpacking them. */
+ps_code ps__lstore_changes_fit(ps_lstore *s, size_t max, size_t max_bytes, bool *fit,
+                               ps_error *err);
 ps_code ps__lstore_changes_delete_upto(ps_lstore *s, int64_t seq, ps_error *err);
 ps_code ps__lstore_changes_clear(ps_lstore *s, ps_error *err);
 /* Removes every chat (and its messages) the log holds no change to, without
