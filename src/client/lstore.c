@@ -11,7 +11,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,9 @@ static const char SCHEMA_3[] = "CREATE TABLE messages3 ("
                                "ALTER TABLE messages3 RENAME TO messages;";
 
 #define SCHEMA_VERSION 3
+
+#define PS_STR_(x) #x
+#define PS_STR(x) PS_STR_(x)
 
 /* The statements every chat load and save runs, prepared once per handle
  * (preparing them for each of 2,000 chats was 7% of a fresh pull). */
@@ -407,24 +412,96 @@ void ps__lstore_rollback(ps_lstore *s)
     ps__pack_forget(s->pack); /* a dictionary trained in it is gone */
 }
 
-ps_code ps__lstore_reclaim(ps_lstore *s, ps_error *err)
+/* Whether the file's free pages are worth giving back: a few are what the
+ * next writes use anyway. False when it cannot tell. */
+static bool reclaim_due(sqlite3 *db)
 {
     int64_t pages = 0, free_pages = 0;
     sqlite3_stmt *st = NULL;
-    if (prepare(s,
-                "SELECT (SELECT page_count FROM pragma_page_count), "
-                "(SELECT freelist_count FROM pragma_freelist_count)",
-                &st, err) != PS_OK)
-        return PS_ERR_STORE;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT (SELECT page_count FROM pragma_page_count), "
+                           "(SELECT freelist_count FROM pragma_freelist_count)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return false;
     if (sqlite3_step(st) == SQLITE_ROW) {
         pages = sqlite3_column_int64(st, 0);
         free_pages = sqlite3_column_int64(st, 1);
     }
     sqlite3_finalize(st);
-    /* a few free pages are what the next writes use anyway */
-    if (free_pages < 256 || free_pages * 8 < pages)
+    return free_pages >= 256 && free_pages * 8 >= pages;
+}
+
+ps_code ps__lstore_reclaim(ps_lstore *s, ps_error *err)
+{
+    if (!reclaim_due(s->db))
         return PS_OK;
     return exec(s, "PRAGMA incremental_vacuum", err);
+}
+
+/* Pages given back in one step of the background reclaim: a step is one
+ * write transaction, so a stop waits for at most one (~1 MB moved). */
+#define RECLAIM_STEP_PAGES 256
+
+struct ps_lstore_reclaim {
+    sqlite3 *db; /* a connection of its own: only the main thread uses s->db */
+    pthread_t thread;
+    atomic_bool stop;
+};
+
+static void *reclaim_steps(void *arg)
+{
+    ps_lstore_reclaim *r = arg;
+    if (!reclaim_due(r->db))
+        return NULL;
+    for (;;) {
+        int64_t left = 0;
+        sqlite3_stmt *st = NULL;
+        if (atomic_load(&r->stop) ||
+            sqlite3_exec(r->db, "PRAGMA incremental_vacuum(" PS_STR(RECLAIM_STEP_PAGES) ")", NULL,
+                         NULL, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(r->db, "SELECT freelist_count FROM pragma_freelist_count", -1, &st,
+                               NULL) != SQLITE_OK)
+            break;
+        if (sqlite3_step(st) == SQLITE_ROW)
+            left = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        if (left == 0)
+            break;
+    }
+    return NULL;
+}
+
+ps_lstore_reclaim *ps__lstore_reclaim_start(ps_lstore *s)
+{
+    const char *path = sqlite3_db_filename(s->db, "main");
+    ps_lstore_reclaim *r = calloc(1, sizeof *r);
+    if (!r || !path || !*path ||
+        sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK)
+        goto fail;
+    /* Busy (another writer): no wait, the step is only space. A step lost
+     * to a power cut is only pages not given back yet: no fsync each. */
+    if (sqlite3_exec(r->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    atomic_init(&r->stop, false);
+    if (pthread_create(&r->thread, NULL, reclaim_steps, r) != 0)
+        goto fail;
+    return r;
+fail:
+    if (r)
+        sqlite3_close(r->db);
+    free(r);
+    return NULL;
+}
+
+void ps__lstore_reclaim_stop(ps_lstore_reclaim *r)
+{
+    if (!r)
+        return;
+    atomic_store(&r->stop, true);
+    pthread_join(r->thread, NULL);
+    sqlite3_close(r->db);
+    free(r);
 }
 
 /* ---- meta ---- */

@@ -111,4 +111,16 @@ ps_code ps__lstore_change_high(ps_lstore *s, int64_t *seq, ps_error *err);
  * they are many (the acknowledged log of a first upload is half the file). */
 ps_code ps__lstore_reclaim(ps_lstore *s, ps_error *err);
 
+/*
+ * The same, on a thread and a connection of its own, a step at a time, while
+ * the caller waits for something else (the server's answer to a pull): the
+ * caller must not write to the store until ps__lstore_reclaim_stop, which
+ * stops it after the step under way. NULL when it could not start (then
+ * ps__lstore_reclaim at the end of the sync does it all). Only space: a
+ * step that fails (the store busy) ends it quietly.
+ */
+typedef struct ps_lstore_reclaim ps_lstore_reclaim;
+ps_lstore_reclaim *ps__lstore_reclaim_start(ps_lstore *s);
+void ps__lstore_reclaim_stop(ps_lstore_reclaim *r);
+
 #endif

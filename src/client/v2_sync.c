@@ -187,8 +187,15 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         if (rc == PS_OK && !taken)
             rc = ps__build_v2_request(c, cursor, r->run, limit, rows, n, probe_ids, &body, err);
         json_object_put(probe_ids);
+        /* While the server prepares a pull after pushes (the slow request
+         * of a first upload), the pages the acknowledged log freed go back
+         * to the file system, instead of after the sync (sync.c). */
+        ps_lstore_reclaim *bg = NULL;
+        if (rc == PS_OK && !taken && !push_only && r->st->changes_sent > 0)
+            bg = ps__lstore_reclaim_start(c->store);
         if (rc == PS_OK && !taken)
             rc = ps__http_post(c, "/v2/sync", body.data, body.len, true, r->st, &a, err);
+        ps__lstore_reclaim_stop(bg);
         bool done = false;
         if (rc != PS_OK) {
             /* the error says it */
