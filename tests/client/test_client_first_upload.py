@@ -31,7 +31,7 @@ def body_json(req):
 def free_pages(path):
     """(page_count, freelist_count) as SQLite reads the file now (a new connection:
     the newest committed state)."""
-    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    db = sqlite3.connect(path)  # read only: two pragmas
     try:
         return (db.execute("PRAGMA page_count").fetchone()[0],
                 db.execute("PRAGMA freelist_count").fetchone()[0])
