@@ -55,6 +55,18 @@ ps_code ps__lstore_meta_set_int(ps_lstore *s, const char *key, int64_t value, ps
 ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char *const *msg_ids,
                              size_t n, ps_chat **out, ps_error *err);
 
+/*
+ * The server's write of a chat it named by id alone, at the cost of one row:
+ * the chat's touched stamp joined with `stamp` and its Lamport tuple raised
+ * to `tuple`, exactly as merging a change that carries nothing would, kept
+ * in `touches` and folded in whenever the chat is loaded (into its header
+ * when it is next saved) instead of unpacking and repacking the header now.
+ * *done false, nothing written: not kept so (no such chat, not live, no
+ * createdAt to list it by, or a touch already kept); merge it whole.
+ */
+ps_code ps__lstore_chat_touch(ps_lstore *s, const char *id, const ps_stamp *stamp,
+                              const ps_lamport *tuple, bool *done, ps_error *err);
+
 /* Saves the header and every dirty message of `chat`, then marks it clean. */
 ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err);
 
