@@ -86,8 +86,9 @@ typedef struct ps_value_form {
  * as the save would lay them out (pack_codec.h, a based pack: every seq
  * relative to the chat's, unknown until then), compressed with dictionary
  * `dict` of store user `user` into `frame`. The save uses the frame only
- * when the bytes it lays out then are `raw`, byte for byte, and `user` and
- * `dict` are what it would compress with; else it compresses them itself.
+ * when `raw` is what it would lay out then (each entry read back and
+ * compared with the message it saves), and `user` and `dict` are what it
+ * would compress with; else it compresses them itself.
  */
 typedef struct ps_pack_form {
     const char *raw;

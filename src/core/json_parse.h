@@ -38,7 +38,15 @@ const char *ps__json_text(json_object *obj, size_t *len);
  * are never changed once built — a message's value, hashed for its
  * device's base, stored as a row and rendered inside its chat. Out of
  * memory, the text is not kept (as ps__json_text). Scalars are not kept.
+ * The text is kept with its length under a serializer of this module's,
+ * which json_object_deep_copy cannot copy (it fails): deep-copy a value
+ * before its text is kept, never after (no caller does; a copy would
+ * carry a text that no longer matches it once changed anyway).
  */
 const char *ps__json_text_kept(json_object *obj, size_t *len);
+
+/* The text ps__json_text_kept kept with container `obj` (and *len, its
+ * length), or NULL when it has none. */
+const char *ps__json_kept(json_object *obj, size_t *len);
 
 #endif

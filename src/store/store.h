@@ -362,7 +362,8 @@ struct ps_store_ops {
      * while the user has no dictionary. With ahead->device set, a chat
      * that will be new to the store (kept as a pack) gets its whole pack
      * compressed instead (its `pack_form`, one of ahead->packs), which
-     * chat_save takes only if it lays out the same bytes then. */
+     * chat_save takes only if its bytes are what it would lay out then
+     * (read back entry by entry against the chat it saves). */
     PS_STORE_MUST_CHECK ps_code (*values_pack_ahead)(ps_store *s, int64_t user,
                                                      ps_chat *const *chats, size_t n,
                                                      ps_values_ahead *ahead, ps_error *err);

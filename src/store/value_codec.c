@@ -9,6 +9,9 @@
 #include <sys/random.h>
 #define ZDICT_STATIC_LINKING_ONLY /* ZDICT_trainFromBuffer_fastCover, in Debian's 1.5 */
 #include <zdict.h>
+/* for ZSTD_c_forceAttachDict (ps_value_pack_frame): an experimental
+ * parameter, in libzstd since 1.3.6 and unchanged through 1.5.x */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -395,8 +398,24 @@ ps_code ps_value_pack_frame(const char *data, size_t len, int64_t user, uint32_t
     size_t bound = ZSTD_compressBound(len);
     if ((rc = ps__dynbuf_reserve(out, bound)) != PS_OK)
         return rc;
-    size_t n = dict ? ZSTD_compress_usingCDict(ctx->c, out->data, bound, data, len, dict->c)
-                    : ZSTD_compressCCtx(ctx->c, out->data, bound, data, len, PS_VALUE_PACK_LEVEL);
+    size_t n;
+    if (dict) {
+        /* The dictionary's tables used where they are (attached), not
+         * copied into the context first: above 16 KB of input (a pack
+         * usually is) zstd copies them for level 3, 768 KB per frame, a
+         * third of a first upload's compression (docs/performance.md,
+         * "middle"). Same format and level; a few frames come out a few
+         * bytes other. */
+        n = ZSTD_CCtx_setParameter(ctx->c, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
+        if (!ZSTD_isError(n))
+            n = ZSTD_CCtx_refCDict(ctx->c, dict->c);
+        if (!ZSTD_isError(n))
+            n = ZSTD_compress2(ctx->c, out->data, bound, data, len);
+        /* the context as the other compressions expect it */
+        ZSTD_CCtx_reset(ctx->c, ZSTD_reset_session_and_parameters);
+    } else {
+        n = ZSTD_compressCCtx(ctx->c, out->data, bound, data, len, PS_VALUE_PACK_LEVEL);
+    }
     if (ZSTD_isError(n))
         return ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation ? PS_ERR_NOMEM : PS_ERR_STORE;
     out->len = n;

@@ -77,6 +77,29 @@ static void test_every_escape(void **state)
         check_text(texts[i]);
 }
 
+/* Long strings (the writer scans them 16 bytes a step where it can): each
+ * byte that is escaped, and some that are not, at every offset across
+ * several steps, alone and with a second one 17 bytes on. */
+static void test_escapes_at_every_offset(void **state)
+{
+    (void)state;
+    static const unsigned char bytes[] = {0x00, 0x01, 0x08, 0x0a, 0x1f, '"',  '\\',
+                                          '/',  0x20, 0x7f, 0x80, 0xc3, 0xff, 'a'};
+    for (size_t b = 0; b < sizeof bytes; b++)
+        for (size_t at = 0; at < 50; at++)
+            for (int two = 0; two < 2; two++) {
+                char text[72];
+                memset(text, 'x', sizeof text);
+                text[at] = (char)bytes[b];
+                if (two)
+                    text[at + 17] = (char)bytes[(b + 5) % sizeof bytes];
+                json_object *v =
+                    json_object_new_string_len(text, (int)(at + 1 + 17 * two + at % 7));
+                check_same(v, "escape at an offset");
+                json_object_put(v);
+            }
+}
+
 /* Values json-c did not parse: made in code, the tokener's kept texts gone. */
 static void test_values_built_in_code(void **state)
 {
@@ -187,6 +210,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_literals_and_numbers),
         cmocka_unit_test(test_every_escape),
+        cmocka_unit_test(test_escapes_at_every_offset),
         cmocka_unit_test(test_values_built_in_code),
         cmocka_unit_test(test_kept_texts_inside),
         cmocka_unit_test(test_random_documents),

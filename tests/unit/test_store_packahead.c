@@ -275,6 +275,145 @@ static void a_pack_of_other_messages_is_compressed_again(void **state)
     ps_store_close(s);
 }
 
+/* The parts of a pack the save compares with what was made ahead, each
+ * changed in its own chat between the making and the save. */
+enum pack_change {
+    VALUE_SAME_LENGTH, /* a value's text, one byte other, as long */
+    ONE_FEWER,         /* the chat saved has a message less than the form */
+    OTHER_ORDER,       /* the form's bytes hold the right entries, reversed */
+    RECEIVED,          /* two messages arrived the other way round */
+    SEQ,               /* one message of another change than the chat's */
+    DEVICE,            /* a message from another device (stamp and origin) */
+    TS,                /* a message's stamp time */
+    LAMPORT,           /* a message's stamp counter */
+    ORDER_TS,          /* a message's display time */
+    TIMED,             /* a message's stamp placed by the server */
+    OTHER_USER,        /* the form made for another user */
+    PACK_CHANGES
+};
+
+/* The form's bytes with the entries in the opposite order, in *raw. */
+static void reversed_form(const ps_pack_form *form, ps_dynbuf *raw)
+{
+    ps_pack_entry e[16];
+    size_t n = 0, pos = 0;
+    bool more = true;
+    while (more) {
+        assert_int_equal(ps_pack_next(form->raw, form->raw_len, &pos, &e[n], &more), PS_OK);
+        n += more;
+        assert_true(n < 16);
+    }
+    assert_true(n > 2);
+    ps__dynbuf_init(raw, SIZE_MAX - 1);
+    assert_int_equal(ps_pack_begin_based(raw), PS_OK);
+    while (n--)
+        assert_int_equal(ps_pack_put(raw, &e[n]), PS_OK);
+}
+
+/* Each part that changed is found, and the pack compressed again: the
+ * chat's own texts read back, not the frame's (message m of chat k:
+ * words(1000 + 100k + m); the frame's: words(90 + m)). */
+static void a_pack_changed_in_any_part_is_compressed_again(void **state)
+{
+    int64_t user;
+    ps_store *s = store_with_dictionary(*state, &user);
+    for (int k = 0; k < PACK_CHANGES; k++) {
+        char id[8];
+        snprintf(id, sizeof id, "k%d", k);
+        unsigned seed = 1000u + 100u * (unsigned)k;
+        ps_values_ahead ahead, decoy;
+        ps_pack_form form;
+        ps_dynbuf reversed = {0};
+        ps_chat *c = with_decoy(s, user, id, 8, seed, 90, &ahead, &decoy, &form);
+        int n = 8;
+        char changed_text[400] = "";
+        switch ((enum pack_change)k) {
+        case VALUE_SAME_LENGTH: {
+            json_object *old = c->messages[2].value;
+            snprintf(changed_text, sizeof changed_text, "%s",
+                     json_object_get_string(json_object_object_get(old, "content")));
+            char *space = strrchr(changed_text, ' ');
+            assert_non_null(space);
+            *space = '_';
+            json_object *v = json_object_new_object();
+            json_object_object_add(v, "id", json_object_get(json_object_object_get(old, "id")));
+            json_object_object_add(v, "content", json_object_new_string(changed_text));
+            json_object_put(old);
+            c->messages[2].value = v;
+            break;
+        }
+        case ONE_FEWER: {
+            ps_chat *fewer = new_pushed_chat(id, 7, seed);
+            fewer->pack_form = c->pack_form;
+            ps__chat_free(c);
+            c = fewer;
+            n = 7;
+            break;
+        }
+        case OTHER_ORDER:
+            reversed_form(&form, &reversed);
+            form.raw = reversed.data;
+            form.raw_len = reversed.len;
+            break;
+        case RECEIVED: {
+            int64_t r = c->messages[3].received;
+            c->messages[3].received = c->messages[4].received;
+            c->messages[4].received = r;
+            break;
+        }
+        case SEQ:
+            break; /* after the marking, below */
+        case DEVICE:
+            free(c->messages[4].stamp.device);
+            c->messages[4].stamp.device = strdup("dev9");
+            break;
+        case TS:
+            c->messages[5].stamp.ts++;
+            break;
+        case LAMPORT:
+            c->messages[5].stamp.lamport++;
+            break;
+        case ORDER_TS:
+            c->messages[6].order_ts += 5;
+            break;
+        case TIMED:
+            c->messages[1].stamp.timed = !c->messages[1].stamp.timed;
+            break;
+        case OTHER_USER:
+            form.user = user + 1;
+            break;
+        case PACK_CHANGES:
+            break;
+        }
+        ps_error err;
+        ps__chat_number_received(c);
+        assert_int_equal(ps__chat_mark_dirty(c, 200 + k, "dev"), PS_OK);
+        if (k == SEQ)
+            c->messages[3].mark.seq++;
+        if (k == DEVICE) { /* its own origin too: only the stamp differs */
+            free(c->messages[4].mark.origin);
+            c->messages[4].mark.origin = strdup("dev9");
+        }
+        assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+        assert_int_equal(s->ops->chat_save(s, user, c, NULL, 0, 200 + k, &err), PS_OK);
+        assert_int_equal(ps_store_commit(s, &err), PS_OK);
+        for (int m = 0; m < n; m++) {
+            if (k == VALUE_SAME_LENGTH && m == 2) {
+                char *got = content_of(s, user, id, m);
+                assert_string_equal(got, changed_text);
+                free(got);
+            } else {
+                expect_content(s, user, id, m, seed + (unsigned)m);
+            }
+        }
+        ps__chat_free(c);
+        ps__dynbuf_free(&reversed);
+        ps_values_ahead_free(&ahead);
+        ps_values_ahead_free(&decoy);
+    }
+    ps_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +423,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_pack_of_a_chat_created_meanwhile_is_not_used, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_pack_of_other_messages_is_compressed_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_pack_changed_in_any_part_is_compressed_again, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
