@@ -1140,9 +1140,9 @@ ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_b
         size_t len = 0;
         bool packed = sqlite3_column_int(st, 5);
         /* the size first: the row after the batch is not unpacked for nothing */
-        if (packed && (rc = ps__unpacked_size(sqlite3_column_blob(st, 4),
-                                              (size_t)sqlite3_column_bytes(st, 4), &len, err)) !=
-                          PS_OK)
+        if (packed &&
+            (rc = ps__unpacked_size(sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4),
+                                    &len, err)) != PS_OK)
             break;
         if (!packed)
             len = (size_t)sqlite3_column_bytes(st, 4);
@@ -1184,8 +1184,7 @@ ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_b
     return PS_OK;
 }
 
-ps_code ps__lstore_changes_fit(ps_lstore *s, size_t max, size_t max_bytes, bool *fit,
-                               ps_error *err)
+ps_code ps__lstore_changes_fit(ps_lstore *s, size_t max, size_t max_bytes, bool *fit, ps_error *err)
 {
     *fit = true;
     sqlite3_stmt *st = NULL;

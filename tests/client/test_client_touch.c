@@ -153,8 +153,7 @@ static void edit_all(pair *p, int64_t S)
             json_object_object_add(change, "chatId", json_object_new_string(NAMED[i]));
             json_object_object_add(change, "clock", json_object_new_int64(S));
             json_object_object_add(change, "fields", fields);
-            check(ps__apply_change_ex(both[k], change, PS_SERVER_WRITER, &tuple, NULL, &err),
-                  &err);
+            check(ps__apply_change_ex(both[k], change, PS_SERVER_WRITER, &tuple, NULL, &err), &err);
             json_object_put(change);
         }
         check(ps__lstore_commit(both[k]->store, &err), &err);
@@ -184,8 +183,8 @@ static json_object *query(const char *path, const char *sql)
 static int64_t count(const char *path, const char *sql)
 {
     json_object *rows = query(path, sql);
-    int64_t n = json_object_get_int64(
-        json_object_array_get_idx(json_object_array_get_idx(rows, 0), 0));
+    int64_t n =
+        json_object_get_int64(json_object_array_get_idx(json_object_array_get_idx(rows, 0), 0));
     json_object_put(rows);
     return n;
 }
