@@ -8,10 +8,13 @@
 #include "core/chat_codec.h"
 #include "core/json_build.h"
 #include "core/json_parse.h"
+#include "core/merge.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,11 +94,41 @@ static const char SCHEMA_3[] = "CREATE TABLE messages3 ("
                                "DROP TABLE messages;"
                                "ALTER TABLE messages3 RENAME TO messages;";
 
-#define SCHEMA_VERSION 3
+/* Schema 4 (docs/client.md, "The local store on disk"): `touches`, the
+ * server's writes of chats it named by id alone (a first upload's last
+ * answer lists every chat it pushed so), kept beside the header instead of
+ * unpacking, merging and repacking it for each: a touched stamp and a
+ * Lamport tuple per chat, folded in when the chat is loaded and into its
+ * header when it is next saved (ps__lstore_chat_touch). An older polysync
+ * would read the headers without them: schema 4 keeps it out. */
+static const char SCHEMA_4[] = "CREATE TABLE touches ("
+                               "  chat INTEGER PRIMARY KEY," /* chats.n */
+                               "  ts INTEGER NOT NULL,"
+                               "  lamport INTEGER NOT NULL,"
+                               "  device TEXT NOT NULL,"
+                               "  timed INTEGER NOT NULL,"
+                               "  counter INTEGER NOT NULL,"
+                               "  lamport_id TEXT NOT NULL);";
+
+#define SCHEMA_VERSION 4
+
+#define PS_STR_(x) #x
+#define PS_STR(x) PS_STR_(x)
 
 /* The statements every chat load and save runs, prepared once per handle
  * (preparing them for each of 2,000 chats was 7% of a fresh pull). */
-enum { HOT_HEADER, HOT_ALL_ROWS, HOT_ONE_ROW, HOT_SAVE_CHAT, HOT_SAVE_ROW, HOT_COUNT };
+enum {
+    HOT_HEADER,
+    HOT_ALL_ROWS,
+    HOT_ONE_ROW,
+    HOT_SAVE_CHAT,
+    HOT_SAVE_ROW,
+    HOT_TOUCH_GET,
+    HOT_TOUCH_DROP,
+    HOT_TOUCH_PROBE,
+    HOT_TOUCH_ADD,
+    HOT_COUNT
+};
 
 struct ps_lstore {
     sqlite3 *db;
@@ -310,12 +343,14 @@ static ps_code migrate(ps_lstore *s, bool *rewritten, ps_error *err)
         rc = migrate_2(s, err);
     if (rc == PS_OK && version < 3)
         rc = exec(s, SCHEMA_3, err);
+    if (rc == PS_OK && version < 4)
+        rc = exec(s, SCHEMA_4, err);
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
     if (rc == PS_OK)
         rc = exec(s, sql, err);
     if (rc == PS_OK && (rc = exec(s, "COMMIT", err)) == PS_OK) {
-        *rewritten = version >= 1;
+        *rewritten = version >= 1 && version < 3; /* schema 4 only adds a table */
         return PS_OK;
     }
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -407,24 +442,96 @@ void ps__lstore_rollback(ps_lstore *s)
     ps__pack_forget(s->pack); /* a dictionary trained in it is gone */
 }
 
-ps_code ps__lstore_reclaim(ps_lstore *s, ps_error *err)
+/* Whether the file's free pages are worth giving back: a few are what the
+ * next writes use anyway. False when it cannot tell. */
+static bool reclaim_due(sqlite3 *db)
 {
     int64_t pages = 0, free_pages = 0;
     sqlite3_stmt *st = NULL;
-    if (prepare(s,
-                "SELECT (SELECT page_count FROM pragma_page_count), "
-                "(SELECT freelist_count FROM pragma_freelist_count)",
-                &st, err) != PS_OK)
-        return PS_ERR_STORE;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT (SELECT page_count FROM pragma_page_count), "
+                           "(SELECT freelist_count FROM pragma_freelist_count)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return false;
     if (sqlite3_step(st) == SQLITE_ROW) {
         pages = sqlite3_column_int64(st, 0);
         free_pages = sqlite3_column_int64(st, 1);
     }
     sqlite3_finalize(st);
-    /* a few free pages are what the next writes use anyway */
-    if (free_pages < 256 || free_pages * 8 < pages)
+    return free_pages >= 256 && free_pages * 8 >= pages;
+}
+
+ps_code ps__lstore_reclaim(ps_lstore *s, ps_error *err)
+{
+    if (!reclaim_due(s->db))
         return PS_OK;
     return exec(s, "PRAGMA incremental_vacuum", err);
+}
+
+/* Pages given back in one step of the background reclaim: a step is one
+ * write transaction, so a stop waits for at most one (~1 MB moved). */
+#define RECLAIM_STEP_PAGES 256
+
+struct ps_lstore_reclaim {
+    sqlite3 *db; /* a connection of its own: only the main thread uses s->db */
+    pthread_t thread;
+    atomic_bool stop;
+};
+
+static void *reclaim_steps(void *arg)
+{
+    ps_lstore_reclaim *r = arg;
+    if (!reclaim_due(r->db))
+        return NULL;
+    for (;;) {
+        int64_t left = 0;
+        sqlite3_stmt *st = NULL;
+        if (atomic_load(&r->stop) ||
+            sqlite3_exec(r->db, "PRAGMA incremental_vacuum(" PS_STR(RECLAIM_STEP_PAGES) ")", NULL,
+                         NULL, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(r->db, "SELECT freelist_count FROM pragma_freelist_count", -1, &st,
+                               NULL) != SQLITE_OK)
+            break;
+        if (sqlite3_step(st) == SQLITE_ROW)
+            left = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        if (left == 0)
+            break;
+    }
+    return NULL;
+}
+
+ps_lstore_reclaim *ps__lstore_reclaim_start(ps_lstore *s)
+{
+    const char *path = sqlite3_db_filename(s->db, "main");
+    ps_lstore_reclaim *r = calloc(1, sizeof *r);
+    if (!r || !path || !*path ||
+        sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK)
+        goto fail;
+    /* Busy (another writer): no wait, the step is only space. A step lost
+     * to a power cut is only pages not given back yet: no fsync each. */
+    if (sqlite3_exec(r->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    atomic_init(&r->stop, false);
+    if (pthread_create(&r->thread, NULL, reclaim_steps, r) != 0)
+        goto fail;
+    return r;
+fail:
+    if (r)
+        sqlite3_close(r->db);
+    free(r);
+    return NULL;
+}
+
+void ps__lstore_reclaim_stop(ps_lstore_reclaim *r)
+{
+    if (!r)
+        return;
+    atomic_store(&r->stop, true);
+    pthread_join(r->thread, NULL);
+    sqlite3_close(r->db);
+    free(r);
 }
 
 /* ---- meta ---- */
@@ -549,6 +656,102 @@ static ps_code add_rows(ps_lstore *s, sqlite3_stmt *st, json_object *rows, ps_er
     return step == SQLITE_DONE ? PS_OK : db_fail(s, err, "read messages");
 }
 
+/* The server's write of a chat named by id alone (stamp, shown tuple),
+ * merged into `chat` exactly as ps__apply_change_ex merges a change that
+ * carries nothing: a chat whose only parts are the touched stamp. */
+static ps_code merge_touch(ps_chat *chat, const ps_stamp *stamp, const ps_lamport *tuple)
+{
+    ps_chat *touch = ps__chat_new(chat->id);
+    bool changed = false;
+    ps_code rc = touch ? ps__stamp_copy(&touch->touched, stamp) : PS_ERR_NOMEM;
+    if (touch)
+        touch->has_touched = true;
+    if (rc == PS_OK)
+        rc = ps__chat_merge(chat, touch, &changed);
+    if (rc == PS_OK && tuple->counter && ps__lamport_cmp(tuple, &chat->lamport) > 0)
+        rc = ps__lamport_set(&chat->lamport, tuple->counter, tuple->id);
+    ps__chat_free(touch);
+    return rc;
+}
+
+/* Folds the chat's entry of `touches`, if any, into the loaded chat (left
+ * clean: what is stored, read). */
+static ps_code fold_touch(ps_lstore *s, int64_t chat_n, ps_chat *chat, ps_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    ps_code rc = prepare_hot(s, HOT_TOUCH_GET,
+                             "SELECT ts, lamport, device, timed, counter, lamport_id FROM touches "
+                             "WHERE chat = ?",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, chat_n);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        ps_stamp stamp = {.ts = sqlite3_column_int64(st, 0),
+                          .lamport = sqlite3_column_int64(st, 1),
+                          .device = (char *)sqlite3_column_text(st, 2),
+                          .timed = sqlite3_column_int(st, 3) != 0};
+        ps_lamport tuple = {.counter = sqlite3_column_int64(st, 4),
+                            .id = (char *)sqlite3_column_text(st, 5)};
+        if (!stamp.device || !tuple.id)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        else if (merge_touch(chat, &stamp, &tuple) != PS_OK)
+            rc = ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        ps__chat_clear_dirty(chat);
+    } else if (step != SQLITE_DONE) {
+        rc = db_fail(s, err, "read chat");
+    }
+    hot_done(st);
+    return rc;
+}
+
+ps_code ps__lstore_chat_touch(ps_lstore *s, const char *id, const ps_stamp *stamp,
+                              const ps_lamport *tuple, bool *done, ps_error *err)
+{
+    *done = false;
+    sqlite3_stmt *st = NULL;
+    ps_code rc = prepare_hot(s, HOT_TOUCH_PROBE,
+                             "SELECT n, live, created_ms, "
+                             "EXISTS (SELECT 1 FROM touches t WHERE t.chat = c.n) "
+                             "FROM chats c WHERE id = ?",
+                             &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    /* Kept aside only when the listing columns cannot change: a live chat
+     * stays live (its newest change only gets newer), and a createdAt that
+     * is not 0 orders it instead of the touched stamp (chat_updated_ms);
+     * and when the chat holds no such write yet (two are not joined here). */
+    bool fits = step == SQLITE_ROW && sqlite3_column_int(st, 1) &&
+                sqlite3_column_int64(st, 2) != 0 && !sqlite3_column_int(st, 3);
+    int64_t chat_n = fits ? sqlite3_column_int64(st, 0) : 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = db_fail(s, err, "read chat");
+    hot_done(st);
+    if (rc != PS_OK || !fits)
+        return rc;
+    if ((rc = prepare_hot(s, HOT_TOUCH_ADD,
+                          "INSERT INTO touches(chat, ts, lamport, device, timed, counter, "
+                          "lamport_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          &st, err)) != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, chat_n);
+    sqlite3_bind_int64(st, 2, stamp->ts);
+    sqlite3_bind_int64(st, 3, stamp->lamport);
+    sqlite3_bind_text(st, 4, stamp->device ? stamp->device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, stamp->timed);
+    sqlite3_bind_int64(st, 6, tuple->counter);
+    sqlite3_bind_text(st, 7, tuple->id ? tuple->id : "", -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_fail(s, err, "write chat");
+    else
+        *done = true;
+    hot_done(st);
+    return rc;
+}
+
 ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char *const *msg_ids,
                              size_t n, ps_chat **out, ps_error *err)
 {
@@ -616,6 +819,10 @@ ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char 
     }
     if ((rc = ps__chat_state_from_json(state, out, err)) == PS_OK)
         (*out)->stored = true;
+    if (rc == PS_OK && (rc = fold_touch(s, chat_n, *out, err)) != PS_OK) {
+        ps__chat_free(*out);
+        *out = NULL;
+    }
 done:
     hot_done(st);
     json_object_put(rows);
@@ -704,6 +911,17 @@ ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err)
         goto done;
     }
     int64_t chat_n = sqlite3_column_int64(st, 0);
+    hot_done(st);
+    st = NULL;
+    /* the header now holds what the chat's touch held (loaded with it) */
+    if ((rc = prepare_hot(s, HOT_TOUCH_DROP, "DELETE FROM touches WHERE chat = ?", &st, err)) !=
+        PS_OK)
+        goto done;
+    sqlite3_bind_int64(st, 1, chat_n);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_fail(s, err, "write chat");
+        goto done;
+    }
     hot_done(st);
     st = NULL;
     int64_t dict = 0;
@@ -920,19 +1138,25 @@ ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_b
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         char *body = NULL;
         size_t len = 0;
-        if (sqlite3_column_int(st, 5)) {
+        bool packed = sqlite3_column_int(st, 5);
+        /* the size first: the row after the batch is not unpacked for nothing */
+        if (packed &&
+            (rc = ps__unpacked_size(sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4),
+                                    &len, err)) != PS_OK)
+            break;
+        if (!packed)
+            len = (size_t)sqlite3_column_bytes(st, 4);
+        if (count == max || (count > 0 && bytes + len > max_bytes)) {
+            *more = true;
+            break;
+        }
+        if (packed) {
             rc = ps__unpack(s->pack, s->db, 0, sqlite3_column_blob(st, 4),
                             (size_t)sqlite3_column_bytes(st, 4), &body, &len, err);
             if (rc != PS_OK)
                 break;
         } else {
-            len = (size_t)sqlite3_column_bytes(st, 4);
             body = dup_col(st, 4);
-        }
-        if (count == max || (count > 0 && bytes + len > max_bytes)) {
-            free(body);
-            *more = true;
-            break;
         }
         ps_change_row *r = &items[count++];
         r->seq = sqlite3_column_int64(st, 0);
@@ -958,6 +1182,32 @@ ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_b
     *rows = items;
     *n = count;
     return PS_OK;
+}
+
+ps_code ps__lstore_changes_fit(ps_lstore *s, size_t max, size_t max_bytes, bool *fit, ps_error *err)
+{
+    *fit = true;
+    sqlite3_stmt *st = NULL;
+    ps_code rc = prepare(s, "SELECT body, packed FROM changes ORDER BY seq LIMIT ?", &st, err);
+    if (rc != PS_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max + 1);
+    size_t count = 0, bytes = 0;
+    int step = SQLITE_DONE;
+    while (*fit && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        if (sqlite3_column_int(st, 1) &&
+            (rc = ps__unpacked_size(sqlite3_column_blob(st, 0), len, &len, err)) != PS_OK)
+            break;
+        /* the rule of ps__lstore_changes: at least one, then max and max_bytes */
+        *fit = count < max && (count == 0 || bytes + len <= max_bytes);
+        count++;
+        bytes += len;
+    }
+    if (rc == PS_OK && *fit && step != SQLITE_DONE)
+        rc = db_fail(s, err, "read the change log");
+    sqlite3_finalize(st);
+    return rc;
 }
 
 static ps_code exec_int(ps_lstore *s, const char *sql, int64_t a, ps_error *err)
@@ -988,7 +1238,8 @@ ps_code ps__lstore_forget_synced(ps_lstore *s, ps_error *err)
     return exec(s,
                 "DELETE FROM messages WHERE chat IN (SELECT n FROM chats WHERE id NOT IN "
                 "(SELECT chat_id FROM changes));"
-                "DELETE FROM chats WHERE id NOT IN (SELECT chat_id FROM changes)",
+                "DELETE FROM chats WHERE id NOT IN (SELECT chat_id FROM changes);"
+                "DELETE FROM touches WHERE chat NOT IN (SELECT n FROM chats)",
                 err);
 }
 

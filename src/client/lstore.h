@@ -55,6 +55,18 @@ ps_code ps__lstore_meta_set_int(ps_lstore *s, const char *key, int64_t value, ps
 ps_code ps__lstore_chat_load(ps_lstore *s, const char *id, bool all, const char *const *msg_ids,
                              size_t n, ps_chat **out, ps_error *err);
 
+/*
+ * The server's write of a chat it named by id alone, at the cost of one row:
+ * the chat's touched stamp joined with `stamp` and its Lamport tuple raised
+ * to `tuple`, exactly as merging a change that carries nothing would, kept
+ * in `touches` and folded in whenever the chat is loaded (into its header
+ * when it is next saved) instead of unpacking and repacking the header now.
+ * *done false, nothing written: not kept so (no such chat, not live, no
+ * createdAt to list it by, or a touch already kept); merge it whole.
+ */
+ps_code ps__lstore_chat_touch(ps_lstore *s, const char *id, const ps_stamp *stamp,
+                              const ps_lamport *tuple, bool *done, ps_error *err);
+
 /* Saves the header and every dirty message of `chat`, then marks it clean. */
 ps_code ps__lstore_chat_save(ps_lstore *s, ps_chat *chat, ps_error *err);
 
@@ -89,6 +101,11 @@ ps_code ps__lstore_change_add(ps_lstore *s, const char *chat_id, int kind, int64
 ps_code ps__lstore_changes(ps_lstore *s, int64_t after, size_t max, size_t max_bytes,
                            ps_change_row **rows, size_t *n, bool *more, ps_error *err);
 void ps__change_rows_free(ps_change_row *rows, size_t n);
+/* Whether the whole log fits one request of ps__lstore_changes(s, 0, max,
+ * max_bytes, ...) (an empty log does), judged by the bodies' sizes without
+ * unpacking them. */
+ps_code ps__lstore_changes_fit(ps_lstore *s, size_t max, size_t max_bytes, bool *fit,
+                               ps_error *err);
 ps_code ps__lstore_changes_delete_upto(ps_lstore *s, int64_t seq, ps_error *err);
 ps_code ps__lstore_changes_clear(ps_lstore *s, ps_error *err);
 /* Removes every chat (and its messages) the log holds no change to, without
@@ -105,5 +122,17 @@ ps_code ps__lstore_change_high(ps_lstore *s, int64_t *seq, ps_error *err);
 /* After a sync: gives the file's free pages back to the file system when
  * they are many (the acknowledged log of a first upload is half the file). */
 ps_code ps__lstore_reclaim(ps_lstore *s, ps_error *err);
+
+/*
+ * The same, on a thread and a connection of its own, a step at a time, while
+ * the caller waits for something else (the server's answer to a pull): the
+ * caller must not write to the store until ps__lstore_reclaim_stop, which
+ * stops it after the step under way. NULL when it could not start (then
+ * ps__lstore_reclaim at the end of the sync does it all). Only space: a
+ * step that fails (the store busy) ends it quietly.
+ */
+typedef struct ps_lstore_reclaim ps_lstore_reclaim;
+ps_lstore_reclaim *ps__lstore_reclaim_start(ps_lstore *s);
+void ps__lstore_reclaim_stop(ps_lstore_reclaim *r);
 
 #endif

@@ -168,6 +168,15 @@ ps_code ps__pack(ps_pack *p, int64_t dict, const char *in, size_t len, void **ou
     return PS_OK;
 }
 
+ps_code ps__unpacked_size(const void *blob, size_t len, size_t *size, ps_error *err)
+{
+    unsigned long long n = blob ? ZSTD_getFrameContentSize(blob, len) : ZSTD_CONTENTSIZE_ERROR;
+    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > ((size_t)1 << 31))
+        return ps_error_set(err, PS_ERR_STORE, -1, "", "local store: a packed value is corrupt");
+    *size = (size_t)n;
+    return PS_OK;
+}
+
 ps_code ps__unpack(ps_pack *p, sqlite3 *db, int64_t dict, const void *blob, size_t len, char **out,
                    size_t *out_len, ps_error *err)
 {

@@ -37,6 +37,10 @@ ps_code ps__pack(ps_pack *p, int64_t dict, const char *in, size_t len, void **ou
 ps_code ps__unpack(ps_pack *p, sqlite3 *db, int64_t dict, const void *blob, size_t len, char **out,
                    size_t *out_len, ps_error *err);
 
+/* How many bytes blob[0..len) unpacks to, read from its zstd frame without
+ * unpacking it (no dictionary needed). PS_ERR_STORE if it does not say. */
+ps_code ps__unpacked_size(const void *blob, size_t len, size_t *size, ps_error *err);
+
 /* After a rollback: what it knew of dictionaries may have been undone. */
 void ps__pack_forget(ps_pack *p);
 

@@ -8,6 +8,7 @@
  */
 #include "client/sync_run.h"
 #include "core/json_parse.h"
+#include "core/timestamp.h"
 #include "core/validate.h"
 
 #include <string.h>
@@ -99,7 +100,19 @@ ps_code ps__apply_remote_chat(sync_run *r, json_object *chat, int64_t S, ps_erro
      * rises to the server's clock, under the server's own name. */
     ps_lamport tuple = {.counter = S, .id = "server"};
     ps_apply_effect eff = {0};
-    if (rc == PS_OK)
+    /* A chat named by id alone (a first pull lists so every chat the run
+     * pushed, for drop_unseen): merging it changes only the touched stamp
+     * and the tuple, kept beside the header when that is all it can change
+     * (ps__lstore_chat_touch) rather than unpacked, merged and repacked. The
+     * stamp is the one ps__apply_change_ex gives a change without `at`. */
+    bool kept = false;
+    if (rc == PS_OK && json_object_object_length(chat) == 1) {
+        char writer[] = PS_SERVER_WRITER;
+        ps_stamp stamp = {.ts = ps__time_now_ms(), .lamport = S, .device = writer};
+        rc = ps__lstore_chat_touch(c->store, id, &stamp, &tuple, &kept, err);
+        eff.was_live = kept; /* and still live: nothing received to count */
+    }
+    if (rc == PS_OK && !kept)
         rc = ps__apply_change_ex(c, change, PS_SERVER_WRITER, deleted ? NULL : &tuple, &eff, err);
     json_object_put(change);
     ps__count_received(r, rc, deleted, &eff);

@@ -119,6 +119,15 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         rc = ps__lstore_changes_count(c->store, &pending, err);
     r->st->changes_total = pending;
     ps__sync_report(r);
+    /* A log of several batches: the first request carries one change, so
+     * that its answer names the run at once and the pushes go out two at a
+     * time from the second request on (push_ahead.c) instead of polysyncd
+     * handling a whole first batch while the client waits. Until a first
+     * answer: a retry after a 410 is a first request again. */
+    bool answered = false, fit = true;
+    if (rc == PS_OK && pending > 1)
+        rc = ps__lstore_changes_fit(c->store, batch_max, BATCH_BYTES, &fit, err);
+    bool several = !fit;
     ps_pull_ahead *ahead = NULL; /* the next page, asked for while one is applied */
     for (size_t req = 0; rc == PS_OK; req++) {
         if (req >= MAX_REQUESTS) {
@@ -147,7 +156,8 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         ps__dynbuf_init(&body, (size_t)1 << 30);
         ps__http_answer_init(&a);
         a.stream_depth = PS_V2_ANSWER_DEPTH;
-        rc = ps__lstore_changes(c->store, 0, batch_max, BATCH_BYTES, &rows, &n, &more_pending, err);
+        size_t take = several && !answered ? 1 : batch_max;
+        rc = ps__lstore_changes(c->store, 0, take, BATCH_BYTES, &rows, &n, &more_pending, err);
         if (rc == PS_OK)
             rc = ps__lstore_meta_get(c->store, "cursor", &cursor, err);
         /* The page asked ahead answers this request when it went out from
@@ -177,12 +187,20 @@ ps_code ps__sync_v2(sync_run *r, bool *not_v2, ps_error *err)
         if (rc == PS_OK && !taken)
             rc = ps__build_v2_request(c, cursor, r->run, limit, rows, n, probe_ids, &body, err);
         json_object_put(probe_ids);
+        /* While the server prepares a pull after pushes (the slow request
+         * of a first upload), the pages the acknowledged log freed go back
+         * to the file system, instead of after the sync (sync.c). */
+        ps_lstore_reclaim *bg = NULL;
+        if (rc == PS_OK && !taken && !push_only && r->st->changes_sent > 0)
+            bg = ps__lstore_reclaim_start(c->store);
         if (rc == PS_OK && !taken)
             rc = ps__http_post(c, "/v2/sync", body.data, body.len, true, r->st, &a, err);
+        ps__lstore_reclaim_stop(bg);
         bool done = false;
         if (rc != PS_OK) {
             /* the error says it */
         } else if (a.status == 200) {
+            answered = true;
             if (taken || (rc = ps__parse_v2_answer(c, &a, &ans, err)) == PS_OK) {
                 if (!r->run[0] && ans.run && strlen(ans.run) < sizeof r->run)
                     snprintf(r->run, sizeof r->run, "%s", ans.run);

@@ -206,7 +206,7 @@ class Migration(StoreCase):
 
         self.assertEqual(exported(old), essence(put_in))
         facts = store_facts(old.store)
-        self.assertEqual(facts["version"], 3)
+        self.assertEqual(facts["version"], 4)
         self.assertEqual(facts["integrity"], "ok")
         keys = key_types(old.store)
         for mid in uuids:
@@ -294,7 +294,7 @@ class Packing(StoreCase):
             self.assertEqual(keys[mid], ("text", mid))
         facts = store_facts(a.store)
         self.assertEqual((facts["version"], facts["dicts"], facts["rows_without_dict"]),
-                         (3, 1, 0))
+                         (4, 1, 0))
 
         # found by id: an edit and a deletion in a UUID-keyed chat and in
         # the chat of odd ids
