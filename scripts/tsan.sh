@@ -29,7 +29,7 @@ suites='^(unit\.(test_store_readers|test_store_journal|test_store_docs|test_lane
 suites+='|integration\.(test_legacy_stream|test_lane|test_big_body|test_v2|test_events'
 suites+='|test_websocket|test_skip_bad_input|test_housekeeping|test_lane_fairness'
 suites+='|streamed\.test_endpoints)'
-suites+='|client\.(test_client_pull_ahead|test_client_push_ahead|test_client_e2e))$'
+suites+='|client\.(test_client_pull_ahead|test_client_push_ahead|test_client_e2e|test_client_first_upload))$'
 rc=0
 (cd "$dir" && ctest -j "$jobs" -R "$suites" --output-on-failure >ctest.log 2>&1) || rc=$?
 tail -n 12 "$dir/ctest.log"

@@ -532,8 +532,12 @@ static const char *const QUERIES[Q_COUNT] = {
                    " VALUES (?1, ?2, ?3, ?4, ?5)"
                    " ON CONFLICT(user_id, chat_id, device) DO UPDATE SET hashes = excluded.hashes,"
                    " seq = excluded.seq",
-    [Q_BASE_COPY] = "INSERT OR REPLACE INTO bases(user_id, chat_id, device, hashes, seq)"
-                    " SELECT user_id, chat_id, ?3, hashes, ?4 FROM chat_bodies"
+    /* base_copy reads the chat's hashes, then writes them with Q_BASE_PUT:
+     * one row by its key. As one INSERT OR REPLACE ... SELECT, SQLite kept
+     * a statement journal for it, and a fresh device's legacy pull (a base
+     * copied for each chat it gets) wrote ~12,600 pages to a temporary
+     * file (docs/performance.md, "lead: a fresh device's legacy pull") */
+    [Q_BASE_COPY] = "SELECT hashes FROM chat_bodies"
                     " WHERE user_id = ?1 AND chat_id = ?2 AND hashes IS NOT NULL",
     [Q_USER_DEL_BASES] = "DELETE FROM bases WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
     [Q_BEGIN] = "BEGIN",
@@ -3413,15 +3417,31 @@ static ps_code sqlite_base_copy(ps_store *base, int64_t user, const char *device
                                 const char *chat_id, int64_t seq, bool *copied, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
-    sqlite3_stmt *st = stmt(s, Q_BASE_COPY);
-    sqlite3_bind_int64(st, 1, user);
-    sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, seq);
-    ps_code rc =
-        sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a device's base");
-    *copied = rc == PS_OK && sqlite3_changes(s->db) > 0;
-    sqlite3_reset(st);
+    sqlite3_stmt *from = stmt(s, Q_BASE_COPY);
+    sqlite3_bind_int64(from, 1, user);
+    sqlite3_bind_text(from, 2, chat_id, -1, SQLITE_STATIC);
+    *copied = false;
+    ps_code rc = PS_OK;
+    int r = sqlite3_step(from);
+    if (r == SQLITE_ROW) {
+        /* the blob stays valid until `from` is reset: written before */
+        sqlite3_stmt *put = stmt(s, Q_BASE_PUT);
+        sqlite3_bind_int64(put, 1, user);
+        sqlite3_bind_text(put, 2, chat_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(put, 3, device, -1, SQLITE_STATIC);
+        static const uint64_t none = 0; /* a zero-length blob stays a blob */
+        const void *hashes = sqlite3_column_blob(from, 0);
+        sqlite3_bind_blob(put, 4, hashes ? hashes : (const void *)&none,
+                          sqlite3_column_bytes(from, 0), SQLITE_STATIC);
+        sqlite3_bind_int64(put, 5, seq);
+        rc = sqlite3_step(put) == SQLITE_DONE ? PS_OK
+                                              : db_error(s, err, "saving a device's base");
+        *copied = rc == PS_OK;
+        sqlite3_reset(put);
+    } else if (r != SQLITE_DONE) {
+        rc = db_error(s, err, "reading a chat's hashes");
+    }
+    sqlite3_reset(from);
     return rc;
 }
 

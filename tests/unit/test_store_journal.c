@@ -244,6 +244,42 @@ static void a_first_upload_spills_no_statement_journal_and_commits_without_check
     assert_true(journal == journal_once_trained);
     assert_true(journal <= 4 * 1024 * 1024);
     assert_int_equal(atomic_load(&main_db_syncs_here), 0);
+    /* A fresh device's legacy pull copies each chat's hashes as its base
+     * (base_copy), then again on its next pull: single-row writes, so no
+     * statement journal; each base is the chat's hashes as stored. The
+     * first 30 chats were saved again without a rendering: their hashes
+     * are not worked out (NULL), and nothing is copied. */
+    long long before_copies = atomic_load(&subjournal_bytes);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 600; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "chat-%05d", i);
+            bool copied = false;
+            assert_int_equal(s->ops->base_copy(s, u.id, "fresh", id, 900 + round, &copied, &err),
+                             PS_OK);
+            assert_int_equal(copied, i >= 30);
+        }
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_true(atomic_load(&subjournal_bytes) == before_copies);
+    sqlite3 *db = NULL;
+    snprintf(url, sizeof url, "%s/j.db", dir);
+    assert_int_equal(sqlite3_open_v2(url, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*), sum(b.hashes = c.hashes), min(b.seq),"
+                                        " max(b.seq) FROM bases b JOIN chat_bodies c"
+                                        " ON c.user_id = b.user_id AND c.chat_id = b.chat_id"
+                                        " WHERE b.device = 'fresh'",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 570);
+    assert_int_equal(sqlite3_column_int(q, 1), 570);
+    assert_int_equal(sqlite3_column_int(q, 2), 901);
+    assert_int_equal(sqlite3_column_int(q, 3), 901);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
     for (int waited = 0; waited < 500 && atomic_load(&main_db_syncs_elsewhere) == 0; waited++)
         usleep(10 * 1000);
     assert_true(atomic_load(&main_db_syncs_elsewhere) > 0);
