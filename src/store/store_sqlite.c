@@ -353,6 +353,7 @@ enum {
     Q_USER_LIST,
     Q_SENT_FIND,
     Q_SENT_SET,
+    Q_SENT_CHAT_SEQ,
     Q_SENT_UPDATE,
     Q_SENT_OF,
     Q_CHAT_SIZE,
@@ -496,10 +497,15 @@ static const char *const QUERIES[Q_COUNT] = {
     [Q_SENT_FIND] = "SELECT s.chat_id, c.seq = s.seq FROM sent s INDEXED BY sent_by_hash"
                     " JOIN chats c ON c.user_id = s.user_id AND c.id = s.chat_id"
                     " WHERE s.user_id = ?1 AND s.device = ?2 AND s.hash = ?3 LIMIT 1",
+    /* A row of a chat the device never synced: the chat's seq read first
+     * (Q_SENT_CHAT_SEQ), then one row by its key. As one INSERT ... SELECT,
+     * SQLite kept a statement journal for it (a legacy first upload wrote
+     * each new chat's pages to a temporary file again) */
     [Q_SENT_SET] = "INSERT INTO sent(user_id, chat_id, device, hash, content, seq)"
-                   " SELECT ?1, ?3, ?2, ?4, ?5, seq FROM chats WHERE user_id = ?1 AND id = ?3"
+                   " VALUES (?1, ?3, ?2, ?4, ?5, ?6)"
                    " ON CONFLICT(user_id, chat_id, device) DO UPDATE SET hash = excluded.hash,"
                    " content = excluded.content, seq = excluded.seq",
+    [Q_SENT_CHAT_SEQ] = "SELECT seq FROM chats WHERE user_id = ?1 AND id = ?2",
     /* The row of a chat the device synced before, changed in place: one
      * row by its key, so SQLite keeps no statement journal for it (the
      * upsert above, an INSERT ... SELECT, wrote each page it touched to a
@@ -3184,24 +3190,51 @@ static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, const char *d
     return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "finding a sent chat");
 }
 
+/* The row of a chat new to the device: with the chat's seq, if the chat
+ * exists (none: nothing to record, as the sent row's foreign key says). */
+static ps_code sent_insert(sqlite_store *s, int64_t user, const char *device, const char *id,
+                           uint64_t hash, uint64_t content, ps_error *err)
+{
+    sqlite3_stmt *q = stmt(s, Q_SENT_CHAT_SEQ);
+    sqlite3_bind_int64(q, 1, user);
+    sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(q);
+    int64_t seq = r == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    if (r == SQLITE_DONE)
+        return PS_OK;
+    if (r != SQLITE_ROW)
+        return db_error(s, err, "recording a sent chat");
+    sqlite3_stmt *st = stmt(s, Q_SENT_SET);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)hash);
+    sqlite3_bind_int64(st, 5, (int64_t)content);
+    sqlite3_bind_int64(st, 6, seq);
+    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK
+                                                 : db_error(s, err, "recording a sent chat");
+    sqlite3_reset(st);
+    return rc;
+}
+
 static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *device,
                                     const char *id, uint64_t hash, uint64_t content, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     /* most often the device synced the chat before: its row is updated */
-    ps_code rc = PS_OK;
-    bool updated = false;
-    for (int q = Q_SENT_UPDATE; rc == PS_OK && !updated; q = Q_SENT_SET) {
-        sqlite3_stmt *st = stmt(s, q);
-        sqlite3_bind_int64(st, 1, user);
-        sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, (int64_t)hash);
-        sqlite3_bind_int64(st, 5, (int64_t)content);
-        rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "recording a sent chat");
-        updated = q == Q_SENT_SET || sqlite3_changes(s->db) > 0;
-        sqlite3_reset(st);
-    }
+    sqlite3_stmt *st = stmt(s, Q_SENT_UPDATE);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)hash);
+    sqlite3_bind_int64(st, 5, (int64_t)content);
+    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK
+                                                 : db_error(s, err, "recording a sent chat");
+    bool updated = sqlite3_changes(s->db) > 0;
+    sqlite3_reset(st);
+    if (rc == PS_OK && !updated)
+        rc = sent_insert(s, user, device, id, hash, content, err);
     return rc;
 }
 

@@ -260,6 +260,17 @@ static void a_first_upload_spills_no_statement_journal_and_commits_without_check
                              PS_OK);
             assert_int_equal(copied, i >= 30);
         }
+    /* A legacy upload records each chat the device sent (chat_set_sent):
+     * a new row each, then the same rows updated; a chat the store does
+     * not have gets none. Single-row writes: no statement journal. */
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i <= 600; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "chat-%05d", i); /* chat-00600: none */
+            assert_int_equal(s->ops->chat_set_sent(s, u.id, "fresh", id, 7000 + i + round,
+                                                   8000 + i, &err),
+                             PS_OK);
+        }
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     assert_true(atomic_load(&subjournal_bytes) == before_copies);
     sqlite3 *db = NULL;
@@ -278,6 +289,19 @@ static void a_first_upload_spills_no_statement_journal_and_commits_without_check
     assert_int_equal(sqlite3_column_int(q, 1), 570);
     assert_int_equal(sqlite3_column_int(q, 2), 901);
     assert_int_equal(sqlite3_column_int(q, 3), 901);
+    sqlite3_finalize(q);
+    /* each sent row: the last hash given, its content, the chat's seq */
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*), sum(s.hash = 7001 + substr(s.chat_id, 6)"
+                                        " AND s.content = 8000 + substr(s.chat_id, 6)"
+                                        " AND s.seq = c.seq) FROM sent s LEFT JOIN chats c"
+                                        " ON c.user_id = s.user_id AND c.id = s.chat_id"
+                                        " WHERE s.device = 'fresh'",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 600);
+    assert_int_equal(sqlite3_column_int(q, 1), 600);
     sqlite3_finalize(q);
     sqlite3_close(db);
     for (int waited = 0; waited < 500 && atomic_load(&main_db_syncs_elsewhere) == 0; waited++)
