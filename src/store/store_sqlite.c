@@ -3190,6 +3190,19 @@ static ps_code sqlite_chat_find_sent(ps_store *base, int64_t user, const char *d
     return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : db_error(s, err, "finding a sent chat");
 }
 
+/* Q_SENT_SET or Q_SENT_UPDATE with a sent row's key and hashes bound. */
+static sqlite3_stmt *bind_sent(sqlite_store *s, int q, int64_t user, const char *device,
+                               const char *id, uint64_t hash, uint64_t content)
+{
+    sqlite3_stmt *st = stmt(s, q);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)hash);
+    sqlite3_bind_int64(st, 5, (int64_t)content);
+    return st;
+}
+
 /* The row of a chat new to the device: with the chat's seq, if the chat
  * exists (none: nothing to record, as the sent row's foreign key says). */
 static ps_code sent_insert(sqlite_store *s, int64_t user, const char *device, const char *id,
@@ -3205,15 +3218,10 @@ static ps_code sent_insert(sqlite_store *s, int64_t user, const char *device, co
         return PS_OK;
     if (r != SQLITE_ROW)
         return db_error(s, err, "recording a sent chat");
-    sqlite3_stmt *st = stmt(s, Q_SENT_SET);
-    sqlite3_bind_int64(st, 1, user);
-    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (int64_t)hash);
-    sqlite3_bind_int64(st, 5, (int64_t)content);
+    sqlite3_stmt *st = bind_sent(s, Q_SENT_SET, user, device, id, hash, content);
     sqlite3_bind_int64(st, 6, seq);
-    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK
-                                                 : db_error(s, err, "recording a sent chat");
+    ps_code rc =
+        sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "recording a sent chat");
     sqlite3_reset(st);
     return rc;
 }
@@ -3223,14 +3231,9 @@ static ps_code sqlite_chat_set_sent(ps_store *base, int64_t user, const char *de
 {
     sqlite_store *s = (sqlite_store *)base;
     /* most often the device synced the chat before: its row is updated */
-    sqlite3_stmt *st = stmt(s, Q_SENT_UPDATE);
-    sqlite3_bind_int64(st, 1, user);
-    sqlite3_bind_text(st, 2, device ? device : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (int64_t)hash);
-    sqlite3_bind_int64(st, 5, (int64_t)content);
-    ps_code rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK
-                                                 : db_error(s, err, "recording a sent chat");
+    sqlite3_stmt *st = bind_sent(s, Q_SENT_UPDATE, user, device, id, hash, content);
+    ps_code rc =
+        sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "recording a sent chat");
     bool updated = sqlite3_changes(s->db) > 0;
     sqlite3_reset(st);
     if (rc == PS_OK && !updated)
@@ -3467,8 +3470,7 @@ static ps_code sqlite_base_copy(ps_store *base, int64_t user, const char *device
         sqlite3_bind_blob(put, 4, hashes ? hashes : (const void *)&none,
                           sqlite3_column_bytes(from, 0), SQLITE_STATIC);
         sqlite3_bind_int64(put, 5, seq);
-        rc = sqlite3_step(put) == SQLITE_DONE ? PS_OK
-                                              : db_error(s, err, "saving a device's base");
+        rc = sqlite3_step(put) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving a device's base");
         *copied = rc == PS_OK;
         sqlite3_reset(put);
     } else if (r != SQLITE_DONE) {
