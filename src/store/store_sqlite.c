@@ -583,7 +583,7 @@ typedef struct reader {
     sqlite3_stmt *stmt[Q_COUNT];
     sqlite3_stmt *snapshot; /* a first read: takes the WAL snapshot at BEGIN */
     cold_hint hint;
-    struct reader *next;    /* in the idle list */
+    struct reader *next; /* in the idle list */
 } reader;
 
 typedef struct sqlite_store {

@@ -267,9 +267,9 @@ static void a_first_upload_spills_no_statement_journal_and_commits_without_check
         for (int i = 0; i <= 600; i++) {
             char id[32];
             snprintf(id, sizeof id, "chat-%05d", i); /* chat-00600: none */
-            assert_int_equal(s->ops->chat_set_sent(s, u.id, "fresh", id, 7000 + i + round,
-                                                   8000 + i, &err),
-                             PS_OK);
+            assert_int_equal(
+                s->ops->chat_set_sent(s, u.id, "fresh", id, 7000 + i + round, 8000 + i, &err),
+                PS_OK);
         }
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     assert_true(atomic_load(&subjournal_bytes) == before_copies);
@@ -317,8 +317,7 @@ static void a_first_upload_spills_no_statement_journal_and_commits_without_check
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(
-            a_first_upload_spills_no_statement_journal_and_commits_without_checkpoint),
+        cmocka_unit_test(a_first_upload_spills_no_statement_journal_and_commits_without_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
