@@ -18,6 +18,7 @@ packages=(
   liblz4-dev  # stored legacy renderings compressed (src/store/doc_codec.c)
   libcmocka-dev python3 openssl
   curl  # a real HTTP client in the 413 tests (tests/integration/test_bad_input.py)
+  zstd  # the tool the integration tests decode zstd answers with (tests/integration/harness.py)
   # ops (docs/operations.md): GnuTLS for the TLS certificate reload, the
   # Prometheus parser test_ops checks /metrics with, and the packaging tools
   # test_package runs (dpkg-shlibdeps, systemd-analyze)

@@ -372,6 +372,18 @@ static void compression(const char *url, int *level, bool *accept_gzip)
     *accept_gzip = !local;
 }
 
+/*
+ * The codings a compressed answer may come in: zstd first when this libcurl
+ * decodes it (Debian 12's does), as polysyncd then prefers it: a fresh
+ * pull's answer is a tenth smaller than gzip's and decodes ~4x faster
+ * (docs/performance.md, "zstd answers").
+ */
+static const char *answer_codings(void)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    return v && (v->features & CURL_VERSION_ZSTD) ? "zstd, gzip" : "gzip";
+}
+
 static ps_code gzip_body(const char *in, size_t len, int level, char **out, size_t *out_len)
 {
     *out = NULL;
@@ -492,7 +504,7 @@ static ps_code attempt(ps_client *c, const attempt_on *on, const char *url, cons
         curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
     }
     /* NULL: no Accept-Encoding, an answer as it is */
-    curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, accept_gzip ? "gzip" : NULL);
+    curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, accept_gzip ? answer_codings() : NULL);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);

@@ -2,7 +2,6 @@
 #include "server/gzip.h"
 
 #include <string.h>
-#include <strings.h>
 
 #define CHUNK 16384
 #define GZIP_WINDOW (16 + MAX_WBITS) /* 16: gzip wrapper, not zlib's */
@@ -96,20 +95,4 @@ ps_code ps_deflater_feed(ps_deflater *d, const void *data, size_t len, bool last
 void ps_deflater_free(ps_deflater *d)
 {
     deflateEnd(&d->zs);
-}
-
-bool ps_accepts_gzip(const char *ae)
-{
-    if (!ae)
-        return false;
-    /* "gzip", "gzip, br", "br;q=1.0, gzip;q=0.8"; refused only by q=0 */
-    for (const char *p = ae; (p = strcasestr(p, "gzip")) != NULL; p += 4) {
-        const char *after = p + 4;
-        while (*after == ' ')
-            after++;
-        if (strncmp(after, ";q=0", 4) == 0 && !(after[4] == '.' && after[5] && after[5] != '0'))
-            return false;
-        return true;
-    }
-    return false;
 }

@@ -39,7 +39,4 @@ ps_code ps_deflater_init(ps_deflater *d);
 ps_code ps_deflater_feed(ps_deflater *d, const void *data, size_t len, bool last, ps_dynbuf *out);
 void ps_deflater_free(ps_deflater *d);
 
-/* Whether an Accept-Encoding header value accepts gzip. */
-bool ps_accepts_gzip(const char *accept_encoding);
-
 #endif

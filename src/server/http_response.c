@@ -1,7 +1,7 @@
 /* ps_reply -> MHD response; see http_response.h. */
 #include "server/http_response.h"
 #include "server/events.h"
-#include "server/gzip.h"
+#include "server/answer_coding.h"
 #include "server/log.h"
 
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #define STREAM_BLOCK (256 * 1024)
 #define STREAM_PIECE_LIMIT (64u * 1024 * 1024) /* one piece; a chat is far smaller */
 
-static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool gzipped)
+static void add_headers(struct MHD_Response *resp, const ps_reply *reply, ps_coding coding)
 {
     if (reply->status != 204 && !reply->events) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -19,8 +19,8 @@ static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool g
                                                     : "application/json; charset=utf-8");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
     }
-    if (gzipped)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+    if (coding != PS_CODING_IDENTITY)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, ps_coding_name(coding));
     /* CORS (docs/security.md): never Allow-Credentials; bearer tokens are
      * sent by scripts explicitly, not by the browser. */
     if (reply->allow_origin) {
@@ -61,11 +61,11 @@ static void add_headers(struct MHD_Response *resp, const ps_reply *reply, bool g
 }
 
 static enum MHD_Result queue(struct MHD_Connection *conn, ps_reply *reply,
-                             struct MHD_Response *resp, bool gzipped)
+                             struct MHD_Response *resp, ps_coding coding)
 {
     if (!resp)
         return MHD_NO;
-    add_headers(resp, reply, gzipped);
+    add_headers(resp, reply, coding);
     enum MHD_Result r = MHD_queue_response(conn, reply->status, resp);
     MHD_destroy_response(resp);
     return r;
@@ -80,8 +80,8 @@ typedef struct stream_state {
     ps_dynbuf out;     /* what goes to the socket next */
     size_t off;
     uint64_t *sent_bytes; /* the request's counter (ps_reply.sent_bytes) */
-    bool gzip, finished;
-    ps_deflater deflater;
+    bool finished;
+    ps_encoder encoder; /* identity: the pieces go out as they are */
 } stream_state;
 
 static void stream_free(void *cls)
@@ -92,8 +92,7 @@ static void stream_free(void *cls)
     ps__dynbuf_free(&st->pending);
     ps__dynbuf_free(&st->piece);
     ps__dynbuf_free(&st->out);
-    if (st->gzip)
-        ps_deflater_free(&st->deflater);
+    ps_encoder_free(&st->encoder);
     free(st);
 }
 
@@ -118,8 +117,8 @@ static ps_code stream_refill(stream_state *st)
             return rc;
         }
     }
-    if (st->gzip) {
-        rc = ps_deflater_feed(&st->deflater, piece->data, piece->len, done, &st->out);
+    if (st->encoder.coding != PS_CODING_IDENTITY) {
+        rc = ps_encoder_feed(&st->encoder, piece->data, piece->len, done, &st->out);
     } else { /* the piece goes out as it is: swapped in, not copied */
         ps_dynbuf sent = st->out;
         st->out = *piece;
@@ -149,9 +148,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
-/* Produces the start of a streamed body: if it all fits under the gzip
- * threshold it becomes a plain body, else a stream with what was made. */
-static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply, bool gzip_ok)
+/* Produces the start of a streamed body: if it all fits under the
+ * compression threshold it becomes a plain body, else a stream with what
+ * was made. */
+static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply, ps_coding coding)
 {
     stream_state *st = calloc(1, sizeof *st);
     if (!st)
@@ -175,44 +175,46 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply,
         if (rc != PS_OK)
             ps_reply_from_error(reply, &err);
         stream_free(st);
-        return ps__send_reply(conn, reply, gzip_ok);
+        return ps__send_reply(conn, reply, coding);
     }
-    st->gzip = gzip_ok && ps_deflater_init(&st->deflater) == PS_OK;
+    if (ps_encoder_init(&st->encoder, coding) != PS_OK) { /* sent as it is then */
+        ps_encoder_free(&st->encoder);
+        (void)ps_encoder_init(&st->encoder, PS_CODING_IDENTITY);
+    }
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
                                                                   stream_read, st, stream_free);
     if (!resp) {
         stream_free(st);
         return MHD_NO;
     }
-    return queue(conn, reply, resp, st->gzip);
+    return queue(conn, reply, resp, st->encoder.coding);
 }
 
-enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, bool gzip_ok)
+enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, ps_coding coding)
 {
     if (reply->events) {
         struct MHD_Response *resp = ps_events_response(reply->events, conn, reply->events_user);
         if (resp)
-            return queue(conn, reply, resp, false);
+            return queue(conn, reply, resp, PS_CODING_IDENTITY);
         reply->events = NULL;
         reply->retry_after_s = 5;
         ps_reply_from_code(reply, PS_ERR_OVERLOADED, "too many live streams; retry later");
     }
     if (reply->stream.ctx)
-        return send_stream(conn, reply, gzip_ok);
-    bool gzipped = false;
-    if (gzip_ok && reply->body.len > PS_GZIP_MIN_BYTES) {
-        ps_deflater d;
+        return send_stream(conn, reply, coding);
+    ps_coding sent_as = PS_CODING_IDENTITY;
+    if (coding != PS_CODING_IDENTITY && reply->body.len > PS_GZIP_MIN_BYTES) {
+        ps_encoder e;
         ps_dynbuf packed;
         ps__dynbuf_init(&packed, reply->body.limit + 1024);
-        if (ps_deflater_init(&d) == PS_OK) {
-            if (ps_deflater_feed(&d, reply->body.data, reply->body.len, true, &packed) == PS_OK) {
-                ps__dynbuf_free(&reply->body);
-                reply->body = packed;
-                gzipped = true;
-            }
-            ps_deflater_free(&d);
+        if (ps_encoder_init(&e, coding) == PS_OK &&
+            ps_encoder_feed(&e, reply->body.data, reply->body.len, true, &packed) == PS_OK) {
+            ps__dynbuf_free(&reply->body);
+            reply->body = packed;
+            sent_as = coding;
         }
-        if (!gzipped) /* could not compress: send it as it is */
+        ps_encoder_free(&e);
+        if (sent_as == PS_CODING_IDENTITY) /* could not compress: send it as it is */
             ps__dynbuf_free(&packed);
     }
     size_t len = 0;
@@ -224,5 +226,5 @@ enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, boo
              : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         free(body);
-    return queue(conn, reply, resp, gzipped);
+    return queue(conn, reply, resp, sent_as);
 }

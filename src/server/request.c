@@ -366,8 +366,8 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         return answer_upgrade(srv, conn, req);
     ps_reply reply;
     ps_reply_init(&reply, ERROR_BODY_LIMIT);
-    req->accepts_gzip =
-        ps_accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
+    req->answer_coding =
+        ps_coding_choose(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"));
     req->allow_origin =
         ps__cors_origin(srv, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
     const char *agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
@@ -382,25 +382,25 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
         /* closed after the answer: what follows the head is never read as
          * a request (framing.h) */
         ps_reply_from_code(&reply, PS_ERR_BAD_FRAMING, framing_problem);
-        r = ps__send_reply(conn, &reply, false);
+        r = ps__send_reply(conn, &reply, PS_CODING_IDENTITY);
         req->route = NULL;
         answered = true;
     } else if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0 &&
                ps__serves_metrics(srv)) {
         req->route_path = "/metrics";
         ps__metrics_reply(srv, &reply);
-        r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        r = ps__send_reply(conn, &reply, req->answer_coding);
         answered = true;
     } else if (strcmp(method, "OPTIONS") == 0) {
         reply.status = 204;
         reply.preflight = true;
-        r = ps__send_reply(conn, &reply, false);
+        r = ps__send_reply(conn, &reply, PS_CODING_IDENTITY);
         answered = true;
     } else if (ps_static_is_web_path(url)) { /* public files: no token */
         req->route_path = "/web/";
         r = ps_static_answer(srv->web_root, conn, method, url, req->allow_origin, &req->status);
     } else if (ps__refuse_early(srv, conn, method, url, req, &reply)) {
-        r = ps__send_reply(conn, &reply, req->accepts_gzip);
+        r = ps__send_reply(conn, &reply, req->answer_coding);
         if (r == MHD_YES)
             keep_socket_to_linger(conn, req);
         answered = true;
@@ -413,7 +413,7 @@ static enum MHD_Result begin_request(ps_server *srv, struct MHD_Connection *conn
             start_upload_watch(srv, conn, req);
         if (state == PS_LANE_TURNED_AWAY) { /* came after the shutdown's turn-away */
             ps__shutting_down(&reply);
-            r = ps__send_reply(conn, &reply, req->accepts_gzip);
+            r = ps__send_reply(conn, &reply, req->answer_coding);
             answered = true;
         }
     }
@@ -459,7 +459,7 @@ static enum MHD_Result answer_request(ps_server *srv, struct MHD_Connection *con
             prepare_reply(req);
         }
     }
-    enum MHD_Result r = ps__send_reply(conn, &req->reply, req->accepts_gzip);
+    enum MHD_Result r = ps__send_reply(conn, &req->reply, req->answer_coding);
     if (r == MHD_YES)
         req->status = req->reply.status;
     ps_reply_free(&req->reply);
@@ -519,7 +519,7 @@ enum MHD_Result ps__on_request(void *cls, struct MHD_Connection *conn, const cha
             reply.request_id = req->request_id;
             reply.sent_bytes = &req->bytes_out;
             ps__shutting_down(&reply);
-            enum MHD_Result r = ps__send_reply(conn, &reply, req->accepts_gzip);
+            enum MHD_Result r = ps__send_reply(conn, &reply, req->answer_coding);
             if (r == MHD_YES)
                 req->status = reply.status;
             ps_reply_free(&reply);

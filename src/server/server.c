@@ -254,7 +254,7 @@ static enum MHD_Result on_metrics_request(void *cls, struct MHD_Connection *conn
         ps__metrics_reply(srv, &reply);
     else
         ps_reply_from_code(&reply, PS_ERR_NOT_FOUND, "this listener serves GET /metrics only");
-    enum MHD_Result r = ps__send_reply(conn, &reply, false);
+    enum MHD_Result r = ps__send_reply(conn, &reply, PS_CODING_IDENTITY);
     ps_reply_free(&reply);
     return r;
 }

@@ -79,9 +79,9 @@ typedef struct request {
     ps_reply reply;        /* prepared by a lane worker... */
     bool reply_ready;      /* ...and sent when the connection resumes */
     ps_inflater inflater;
-    ps_code body_error; /* the first problem while receiving the body */
-    bool accepts_gzip;  /* Accept-Encoding allows gzip answers */
-    bool admitted;      /* counted by the limiter: release when done */
+    ps_code body_error;      /* the first problem while receiving the body */
+    ps_coding answer_coding; /* zstd, gzip or none, from Accept-Encoding */
+    bool admitted;           /* counted by the limiter: release when done */
     int64_t started_ms;
     const char *allow_origin; /* CORS answer for this request's Origin */
     char user[PS_ID_MAX_BYTES + 1];

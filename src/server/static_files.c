@@ -106,7 +106,7 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned *answere
         snprintf(reply.allow, sizeof reply.allow, "%s", allow);
     ps_reply_from_code(&reply, code, message);
     *answered = reply.status;
-    enum MHD_Result r = ps__send_reply(conn, &reply, false);
+    enum MHD_Result r = ps__send_reply(conn, &reply, PS_CODING_IDENTITY);
     ps_reply_free(&reply);
     return r;
 }

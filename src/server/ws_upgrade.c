@@ -69,7 +69,7 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, const ps_ws_gate 
     reply.retry_after_s = retry_after_s;
     ps_reply_from_code(&reply, code, message);
     pending->status = reply.status;
-    enum MHD_Result r = ps__send_reply(conn, &reply, false);
+    enum MHD_Result r = ps__send_reply(conn, &reply, PS_CODING_IDENTITY);
     ps_reply_free(&reply);
     return r;
 }
@@ -142,7 +142,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *conn, const ps_ws_gat
     else
         ps_access_reply(&reply, verdict);
     pending->status = reply.status;
-    enum MHD_Result r = ps__send_reply(conn, &reply, false);
+    enum MHD_Result r = ps__send_reply(conn, &reply, PS_CODING_IDENTITY);
     ps_reply_free(&reply);
     return r;
 }

@@ -273,6 +273,27 @@ def json_or_none(body):
 
 # ---- answers for the OpenAPI check ---------------------------------------
 
+def zstd_decompress(data):
+    """The `zstd` tool's decoding (Python 3.11 has no zstd module): an
+    independent decoder, which also checks the frame's checksum."""
+    r = subprocess.run(["zstd", "-d", "-c", "-q"], input=data, capture_output=True)
+    return r.stdout if r.returncode == 0 else None
+
+
+def decode_answer(content_encoding, payload):
+    """An answer's bytes as its Content-Encoding says (gzip, zstd or none);
+    None if they do not decode."""
+    coding = (content_encoding or "").strip().lower()
+    if coding == "gzip":
+        try:
+            return gzip.decompress(payload)
+        except (OSError, EOFError, ValueError):
+            return None
+    if coding == "zstd":
+        return zstd_decompress(payload)
+    return payload
+
+
 def record_answer(method, path, resp, decoded, doc):
     """With PS_OPENAPI_LOG set, appends the answer as one JSON line for
     tools/openapi/check-answers.mjs (scripts/check-openapi-answers.sh)."""
@@ -496,12 +517,7 @@ class Server:
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             payload = resp.read()
-            decoded = payload
-            if (resp.headers.get("Content-Encoding") or "").strip().lower() == "gzip":
-                try:
-                    decoded = gzip.decompress(payload)
-                except (OSError, EOFError, ValueError):
-                    decoded = None
+            decoded = decode_answer(resp.headers.get("Content-Encoding"), payload)
             self.last_body = payload
             self.last_decoded = decoded
             doc = json_or_none(decoded) if decoded is not None else None

@@ -1,10 +1,14 @@
-"""gzip both ways (docs/protocol.md, "Compression" and "Errors").
+"""gzip both ways, and zstd answers (docs/protocol.md, "Compression" and
+"Errors").
 
 Requests: any POST body may come with Content-Encoding: gzip (v2 and the
 legacy endpoints); --max-body applies to the decompressed size; a body that
 does not decompress is 400 bad_gzip. Answers: with Accept-Encoding: gzip,
 answers over 1 KiB come gzipped; small ones and answers to requests without
-Accept-Encoding: gzip are not.
+Accept-Encoding: gzip are not. With Accept-Encoding accepting zstd
+(browsers' "gzip, deflate, br, zstd"), answers over 1 KiB come as zstd
+instead, read back by the `zstd` tool (an independent decoder that checks
+the frame's checksum) and compared with the plain answer.
 """
 import gzip
 import json
@@ -13,7 +17,8 @@ import time
 import unittest
 import zlib
 
-from harness import ServerTestCase, by_id, chat, msg, read_http_response, json_or_none
+from harness import (ServerTestCase, by_id, chat, msg, read_http_response, json_or_none,
+                     zstd_decompress)
 
 T0 = "2025-06-01T10:00:00.000Z"
 MIB = 1024 * 1024
@@ -190,7 +195,8 @@ class GzipCapTest(GzipTestCase):
         self.assertIn("padded", by_id(self.server.fetch()))
 
 
-class GzipAnswerTest(GzipTestCase):
+class BigAnswersTestCase(GzipTestCase):
+    """A store whose answers are over 1 KiB; raw requests with the Accept-Encoding given."""
 
     def setUp(self):
         super().setUp()
@@ -209,6 +215,9 @@ class GzipAnswerTest(GzipTestCase):
         with self.server.connect() as sock:
             sock.sendall(head.encode() + b"\r\n" + data)
             return read_http_response(sock, timeout=30)
+
+
+class GzipAnswerTest(BigAnswersTestCase):
 
     def test_big_answers_are_gzipped_when_accepted(self):
         plain_fetch = self.server.fetch()
@@ -287,6 +296,77 @@ class GzipAnswerTest(GzipTestCase):
         self.assertIsNotNone(doc, "a large gzipped pull does not decompress to JSON")
         self.assertEqual(len([e for e in doc["chats"] if e["id"].startswith("s-")]), 150)
         self.assertGreater(len(self.server.last_decoded), 4 * MIB)
+
+
+class ZstdAnswerTest(BigAnswersTestCase):
+    """zstd answers: chosen over gzip when accepted, the same JSON as plain."""
+
+    BROWSER = "gzip, deflate, br, zstd"  # what Chromium sends
+
+    def test_zstd_preferred_when_accepted(self):
+        cases = (("GET", "/fetchChats", None),
+                 ("POST", "/sync", {"deviceId": "legacy-z", "chats": []}),
+                 ("POST", "/v2/sync", {"deviceId": "v2dev-z", "cursor": None}))
+        for method, path, body in cases:
+            _, _, plain = self.raw_request(method, path, body, None)
+            for accept in (self.BROWSER, "zstd", "zstd, gzip", "*", "gzip;q=1, zstd;q=0.1"):
+                with self.subTest(path=path, accept=accept):
+                    status, headers, coded = self.raw_request(method, path, body, accept)
+                    self.assertEqual(status, 200)
+                    self.assertEqual(headers.get("content-encoding"), "zstd")
+                    self.assertLess(len(coded), len(plain))
+                    got = zstd_decompress(coded)
+                    self.assertIsNotNone(got, "the zstd answer does not decode")
+                    if path == "/v2/sync":  # a new cursor each time: compare the chats
+                        self.assertEqual(json.loads(got)["chats"], json.loads(plain)["chats"])
+                    else:
+                        self.assertEqual(got, plain)
+
+    def test_zstd_refused_gets_gzip_or_nothing(self):
+        for accept, coding in (("zstd;q=0, gzip", "gzip"), ("*, zstd;q=0", "gzip"),
+                               ("zstd;q=0", None), ("*;q=0", None), ("x-zstd, gzip", "gzip")):
+            with self.subTest(accept=accept):
+                status, headers, data = self.raw_request("GET", "/fetchChats", None, accept)
+                self.assertEqual(status, 200)
+                self.assertEqual(headers.get("content-encoding"), coding)
+                if coding is None:
+                    self.assertIsNotNone(json_or_none(data))
+
+    def test_small_answers_are_not_coded(self):
+        status, headers, data = self.raw_request("GET", "/health", None, self.BROWSER)
+        self.assertEqual(status, 200)
+        self.assertLess(len(data), 1024)
+        self.assertNotIn("content-encoding", headers)
+
+    def test_large_streamed_pulls_in_zstd(self):
+        """A pull of several MiB streamed in pieces (legacy and v2) as one zstd
+        frame of at most an 8 MiB window (RFC 9659), the same JSON as plain."""
+        self.server.push_ok([chat("z-%03d" % i, "Z", [msg("m%d" % j, "%d-%d " % (i, j) + "q" * 1500)
+                                                      for j in range(20)], last_modified=T0)
+                             for i in range(150)])
+        for path, body in (("/sync", {"deviceId": "fresh-z", "chats": []}),
+                           ("/v2/sync", {"deviceId": "stream-z", "cursor": None, "limit": 5000})):
+            with self.subTest(path=path):
+                _, _, plain = self.raw_request("POST", path, body, None)
+                status, headers, coded = self.raw_request("POST", path, body, self.BROWSER)
+                self.assertEqual(status, 200)
+                self.assertEqual(headers.get("content-encoding"), "zstd")
+                self.assertGreater(len(plain), 4 * MIB)
+                got = zstd_decompress(coded)
+                self.assertIsNotNone(got, "a large zstd pull does not decode")
+                if path == "/v2/sync":
+                    self.assertEqual(json.loads(got)["chats"], json.loads(plain)["chats"])
+                else:
+                    self.assertEqual(got, plain)
+                # the frame header: window descriptor (RFC 8878 3.1.1.1.2) at most 8 MiB
+                self.assertEqual(coded[:4], b"\x28\xb5\x2f\xfd")
+                fhd = coded[4]
+                self.assertTrue(fhd & 0x04, "no checksum asked for")
+                if not fhd & 0x20:  # not single-segment: a window descriptor follows
+                    wd = coded[5]
+                    exponent, mantissa = wd >> 3, wd & 7
+                    base = 1 << (10 + exponent)
+                    self.assertLessEqual(base + base // 8 * mantissa, 8 * MIB)
 
 
 if __name__ == "__main__":
