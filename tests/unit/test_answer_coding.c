@@ -100,6 +100,25 @@ static ps_dynbuf encode(ps_coding coding, const char *data, size_t len, size_t p
     return out;
 }
 
+/* libzstd's streaming decoder, as a browser reads it: the frame is whole
+ * (ended, checksum verified) and holds exactly `data`; frees `z`. */
+static void assert_zstd_decodes_to(ps_dynbuf *z, const char *data, size_t n)
+{
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    char *back = malloc(n + 1);
+    ZSTD_inBuffer in = {z->data, z->len, 0};
+    ZSTD_outBuffer o = {back, n + 1, 0};
+    size_t left = ZSTD_decompressStream(d, &o, &in);
+    assert_false(ZSTD_isError(left));
+    assert_int_equal(left, 0);
+    assert_int_equal(in.pos, z->len);
+    assert_int_equal(o.pos, n);
+    assert_memory_equal(back, data, n);
+    ZSTD_freeDCtx(d);
+    free(back);
+    ps__dynbuf_free(z);
+}
+
 static void zstd_round_trips_in_any_pieces(void **state)
 {
     (void)state;
@@ -115,20 +134,7 @@ static void zstd_round_trips_in_any_pieces(void **state)
         assert_int_equal(ZSTD_getFrameHeader(&h, z.data, z.len), 0);
         assert_true(h.windowSize <= (8u << 20)); /* RFC 9659 */
         assert_int_equal(h.checksumFlag, 1);
-        /* libzstd's streaming decoder, as a browser reads it */
-        ZSTD_DCtx *d = ZSTD_createDCtx();
-        char *back = malloc(n + 1);
-        ZSTD_inBuffer in = {z.data, z.len, 0};
-        ZSTD_outBuffer o = {back, n + 1, 0};
-        size_t left = ZSTD_decompressStream(d, &o, &in);
-        assert_false(ZSTD_isError(left));
-        assert_int_equal(left, 0); /* the frame ended, checksum verified */
-        assert_int_equal(in.pos, z.len);
-        assert_int_equal(o.pos, n);
-        assert_memory_equal(back, data, n);
-        ZSTD_freeDCtx(d);
-        free(back);
-        ps__dynbuf_free(&z);
+        assert_zstd_decodes_to(&z, data, n);
     }
     free(data);
 }
@@ -176,18 +182,7 @@ static void zstd_flushes_everything_at_the_end(void **state)
         data[i] = (char)(x >> 24);
     }
     ps_dynbuf z = encode(PS_CODING_ZSTD, data, len, len);
-    char *back = malloc(len);
-    ZSTD_DCtx *d = ZSTD_createDCtx();
-    ZSTD_inBuffer in = {z.data, z.len, 0};
-    ZSTD_outBuffer o = {back, len, 0};
-    size_t left = ZSTD_decompressStream(d, &o, &in);
-    assert_false(ZSTD_isError(left));
-    assert_int_equal(left, 0);
-    assert_int_equal(o.pos, len);
-    assert_memory_equal(back, data, len);
-    ZSTD_freeDCtx(d);
-    free(back);
-    ps__dynbuf_free(&z);
+    assert_zstd_decodes_to(&z, data, len);
     free(data);
 }
 
