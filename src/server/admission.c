@@ -6,7 +6,6 @@
  * refused here is answered from its headers alone (request.c sends it).
  */
 #include "server/server_internal.h"
-#include "server/acceptor.h"
 #include "core/timestamp.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -34,7 +33,6 @@ void ps__on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx
     ps_server *srv = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&srv->connections, 1);
-        ps_acceptor_connection_started(srv->acceptor);
         ps_conn_guard_opened(srv->guard, conn, socket_ctx);
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         atomic_fetch_sub(&srv->connections, 1);

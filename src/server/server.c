@@ -8,7 +8,6 @@
 #include "server/server_internal.h"
 #include "core/read_file.h"
 #include "core/timestamp.h"
-#include "server/acceptor.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/static_files.h"
@@ -149,7 +148,6 @@ static void server_free(ps_server *srv)
     free(srv->tls_key);
     free(srv->web_root);
     free(srv->spool_dir);
-    ps_acceptor_free(srv->acceptor);
     free(srv);
 }
 
@@ -353,47 +351,35 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         server_free(srv);
         return rc;
     }
-    ps_error listen_err;
-    ps_error_clear(&listen_err);
-    if (ps_acceptor_listen(ai, &srv->acceptor, &listen_err) != PS_OK) {
-        freeaddrinfo(ai);
-        server_free(srv);
-        return ps_error_set(err, PS_ERR_IO, -1, "", "cannot listen on %s port %u (%s)", cfg->bind,
-                            cfg->port, listen_err.message);
-    }
-    /* suspend/resume: idle live-channel streams are parked, not polled;
-     * no listener of its own: the acceptor hands it connections */
+    /* suspend/resume: idle live-channel streams are parked, not polled */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (srv->tls_cert)
         flags |= MHD_USE_TLS;
-    /* the acceptor's cap: on_accept refuses first; libmicrohttpd's own
-     * limit, split over its threads, is never reached (acceptor.h) */
-    unsigned limit = cfg->max_connections + 16;
     srv->daemon = MHD_start_daemon(
-        flags, 0, ps__on_accept, srv, ps__on_request, srv,
+        flags, (uint16_t)cfg->port, ps__on_accept, srv, ps__on_request, srv,
         /* the logger must come first to catch errors about the options */
-        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv, MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
-        MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, ps__on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, ps__on_connection, srv,
-        MHD_OPTION_CONNECTION_LIMIT, limit * cfg->threads,
+        /* above ours: on_accept refuses first, libmicrohttpd never queues */
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + 16,
         /* asked at each handshake, so SIGHUP can swap them (tls.h) */
         srv->tls_cert ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, ps_tls_retrieve,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon) {
         server_free(srv);
-        return ps_error_set(err, PS_ERR_IO, -1, "", "cannot start the HTTP server on %s port %u",
-                            cfg->bind, cfg->port);
+        return ps_error_set(err, PS_ERR_IO, -1, "",
+                            "cannot listen on %s port %u (in use, or not allowed)", cfg->bind,
+                            cfg->port);
     }
-    srv->port = ps_acceptor_port(srv->acceptor);
-    if ((rc = ps_acceptor_start(srv->acceptor, srv->daemon, &srv->connections, limit, err)) !=
-            PS_OK ||
-        (cfg->metrics_bind[0] && (rc = start_metrics_listener(srv, err)) != PS_OK)) {
-        ps_acceptor_stop(srv->acceptor);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : cfg->port;
+    if (cfg->metrics_bind[0] && (rc = start_metrics_listener(srv, err)) != PS_OK) {
         MHD_stop_daemon(srv->daemon);
         server_free(srv);
         return rc;
@@ -419,10 +405,32 @@ unsigned ps_server_port(const ps_server *srv)
     return srv->port;
 }
 
+/*
+ * Refuses new connections from now on, while the daemon keeps serving the
+ * ones it has. Not MHD_quiesce_daemon: on an epoll thread pool it races the
+ * pool's threads taking the listener out of their epoll sets and aborts the
+ * process at random (an open libmicrohttpd defect, seen here at SIGTERM).
+ * Instead a fresh, unbound socket is put in the listener's place with
+ * dup2(): the listening socket itself is closed at once (the kernel refuses
+ * connections and drops it from every epoll set), and libmicrohttpd keeps a
+ * valid descriptor, which it closes when it stops.
+ */
+static void stop_listening(struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    if (!info || info->listen_fd == MHD_INVALID_SOCKET)
+        return;
+    int placeholder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (placeholder < 0)
+        return; /* then the listener stays open until the daemon stops */
+    dup2(placeholder, info->listen_fd);
+    close(placeholder);
+}
+
 unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
 {
     atomic_store(&srv->draining, true);
-    ps_acceptor_stop(srv->acceptor); /* new connections are refused from now on */
+    stop_listening(srv->daemon);
     /* live streams end now; libmicrohttpd must not stop with any parked */
     ps_events_close_all(srv->events);
     /* live sockets get 1001 (going away); the app reconnects in 3 s */

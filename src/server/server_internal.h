@@ -40,7 +40,6 @@
 
 struct ps_server {
     struct MHD_Daemon *daemon;
-    struct ps_acceptor *acceptor; /* the main port's listener (acceptor.h) */
     ps_config cfg;
     ps_handler_env env;
     ps_events *events;
