@@ -37,7 +37,8 @@ packages+=("${node_packages[@]}")
 # Extra groups a caller can ask for: `install-deps.sh postgres`.
 for group in "$@"; do
   case "$group" in
-    postgres) packages+=(postgresql) ;;
+    # python3-psycopg2: the test harness reads PostgreSQL stores through it
+    postgres) packages+=(postgresql python3-psycopg2) ;;
     nodejs) ;; # always in the list above when node is missing
     *) echo "install-deps: unknown group '$group'" >&2; exit 1 ;;
   esac

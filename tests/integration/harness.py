@@ -60,14 +60,63 @@ _pg_stores = {}
 _pg_tables = {}  # a store's tables, by URL (store_state)
 
 
+# One connection per database for the whole suite: a psql process per
+# query cost 35-95 ms (Debian's psql is a Perl wrapper that then connects),
+# 1,264 of them made pg.test_tombstone_sim take 108 s instead of 2 s.
+_pg_connections = {}
+
+
+def _pg_text(value, _cursor):
+    return value  # the value as PostgreSQL writes it, as psql -At showed it
+
+
+def _pg_connect(url):
+    try:
+        import psycopg2
+    except ImportError:
+        raise AssertionError("the PostgreSQL suites need Debian's python3-psycopg2: run them"
+                             " with /usr/bin/python3 (scripts/install-deps.sh postgres)") from None
+    import psycopg2.extensions as ext
+    con = psycopg2.connect(url)
+    con.autocommit = True  # CREATE/DROP DATABASE; each statement on its own
+    # every column as its text (what the oracles compare), not Python values:
+    # booleans as t/f, bytea as \x..., numbers as digits, json unparsed
+    oids = [r[0] for r in _pg_execute(con, "SELECT oid FROM pg_type WHERE typtype IN ('b', 'r', 'm')"
+                                      " AND typname <> 'text'")]
+    ext.register_type(ext.new_type(tuple(int(o) for o in oids), "PS_TEXT", _pg_text), con)
+    return con
+
+
+def _pg_execute(con, sql):
+    with con.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall() if cur.description is not None else []
+
+
 def pg_query(url, sql):
-    """Runs sql with psql on the database at url; its rows as lists of text."""
-    r = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                        "-d", url, "-c", sql],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-    if r.returncode != 0:
-        raise AssertionError("psql %r: %s" % (sql, r.stderr.decode(errors="replace")))
-    return [line.split("\t") for line in r.stdout.decode().splitlines() if line]
+    """Runs sql on the database at url; its rows as lists of text (NULL as
+    an empty string, as psql -At writes it)."""
+    for attempt in (1, 2):
+        con = _pg_connections.get(url)
+        if con is None or con.closed:
+            con = _pg_connections[url] = _pg_connect(url)
+        import psycopg2  # _pg_connect said what to install if it is missing
+        try:
+            rows = _pg_execute(con, sql)
+            break
+        except psycopg2.Error as e:
+            # a cluster restarted under the suite (pg-throwaway.sh restart):
+            # the statement never reached it; connect again once
+            if con.closed and attempt == 1:
+                continue
+            raise AssertionError("postgres %r: %s" % (sql, e)) from None
+    return [["" if v is None else str(v) for v in row] for row in rows]
+
+
+def _pg_disconnect(url):
+    con = _pg_connections.pop(url, None)
+    if con is not None:
+        con.close()
 
 
 def new_pg_database():
@@ -92,6 +141,7 @@ def drop_store(path):
     template, ~8 MB: a run makes hundreds)."""
     url = _pg_stores.pop(path, None)
     if url:
+        _pg_disconnect(url)
         pg_query(PG_BASE, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % url.rsplit("/", 1)[1])
 
 
@@ -434,7 +484,7 @@ class Server:
         clocks, sequences, sent hashes, message rows), read through a
         read-only connection: what a rejected request must leave as it was.
         {table: sorted list of row tuples}."""
-        if PG_BASE:  # every table of the server's database, in one psql run
+        if PG_BASE:  # every table of the server's database, in one query
             if self.db_url not in _pg_tables:
                 _pg_tables[self.db_url] = [r[0] for r in pg_query(
                     self.db_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"

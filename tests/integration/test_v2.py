@@ -1679,7 +1679,7 @@ class NoopSyncTest(V2TestCase):
 
     def db(self):
         if harness.BACKEND == "postgres":
-            return None  # stored_last_sync and row_version ask psql
+            return None  # stored_last_sync and row_version ask PostgreSQL (pg_query)
         # Read-only, and not kept in a transaction: never blocks the server.
         con = sqlite3.connect("file:%s?mode=ro" % self.server.db_path, uri=True, timeout=10,
                               isolation_level=None)
