@@ -225,7 +225,8 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0, k = 0; i < n; i++) {
-        memcpy(all + k, devs[i].lat, devs[i].n * sizeof *all);
+        if (devs[i].n) /* lat is NULL for a device with no success: no memcpy from NULL */
+            memcpy(all + k, devs[i].lat, devs[i].n * sizeof *all);
         k += devs[i].n;
     }
     qsort(all, syncs, sizeof *all, cmp_double);
