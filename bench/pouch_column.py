@@ -10,7 +10,11 @@ ones). Each system, on a new server:
   fresh pull a new device B's first sync: the whole history from the server
   message    A adds one message to a chat and syncs (push); B syncs (pull) and has it
   no-op      A syncs with nothing new
-  polling    16 devices (copies of B, each its own device id) sync again and again
+  polling    16 devices (copies of B, each its own device id) sync again and again, all in
+             one process: polysync's 16 libpolysync handles, a thread each (psbench_poll,
+             bench/src/poll_devices.c), PouchDB's 16 databases in one Node process; and
+             polysync's again as 16 loops of `polysync sync` processes (a row of its own:
+             each sync then also pays a process start, ~14 ms of CPU on the test VM)
   RSS        the server's peak RSS in each phase (sampled every 100 ms from /proc)
   disk       the server's directory after a clean shutdown (SIGTERM); the devices' stores
   client CPU the upload's and the fresh pull's client process, user + system
@@ -170,6 +174,20 @@ def set_device_id(db, dev):
         return 0
 
 
+def poll_program(build):
+    """psbench_poll (bench/src/poll_devices.c), the in-process polling devices. run.py
+    runs copies of the binaries it knows in <build>/bench-work/<profile>/bin (`build`
+    here); one missing there is copied from the build they came from, two levels up."""
+    exe = os.path.join(build, "bin", "psbench_poll")
+    if not os.access(exe, os.X_OK):
+        src = os.path.join(os.path.dirname(os.path.dirname(build)), "bin", "psbench_poll")
+        if not os.access(src, os.X_OK):
+            raise RuntimeError(f"{exe} is missing (and {src}): build the psbench_poll target")
+        os.makedirs(os.path.dirname(exe), exist_ok=True)
+        shutil.copy2(src, exe)
+    return exe
+
+
 def run_polysync(build, work, P, ref_body, chat_id, i):
     import targets
     d = os.path.join(work, f"e2e-polysync-{i}")
@@ -178,6 +196,7 @@ def run_polysync(build, work, P, ref_body, chat_id, i):
     srv = targets.start_polysyncd(build, d, "polysyncd", default_limits=True)
     w = Watch(srv.pid)
     cli = os.path.join(build, "bin/polysync")
+    poll_bin = poll_program(build)
     out = {"times": {}, "wall": {}, "bytes": {}}
     T, W, B = out["times"], out["wall"], out["bytes"]
 
@@ -243,16 +262,35 @@ def run_polysync(build, work, P, ref_body, chat_id, i):
             ps(f"poll-{j}", "sync")  # its first sync as this device
         out["poll_own_ids"] = own_ids
 
-        def one(j):
-            r = subprocess.run([cli, "--store", os.path.join(d, f"poll-{j}", "chats.db"),
-                                "--server", srv.url, "--quiet", "--retries", "1", "sync"],
-                               capture_output=True, timeout=120)
-            return r.returncode == 0
-        w.begin("polling")
-        syncs, fails, lat, el = poll_loops(n, P["e2e_poll_s"], one)
-        w.end()
-        out["poll"] = dict(syncs=syncs, failed=fails, per_s=syncs / el, p50=pct(lat, 50),
-                           p99=pct(lat, 99))
+        stores = [os.path.join(d, f"poll-{j}", "chats.db") for j in range(n)]
+
+        def in_process():
+            """The n devices as libpolysync handles, a thread each, in one process
+            (psbench_poll), as PouchDB's devices share one Node process."""
+            w.begin("polling")
+            try:
+                _, so = timed([poll_bin, "--url", srv.url, "--seconds", str(P["e2e_poll_s"]),
+                               "--retries", "1", *stores], timeout=P["e2e_poll_s"] + 300)
+            finally:
+                w.end()
+            out["poll"] = json.loads(so.strip().splitlines()[-1])
+
+        def processes():
+            """The n devices as loops of `polysync sync` processes: each sync also pays
+            a process start and the store's opening (the row "each sync a CLI process")."""
+            def one(j):
+                r = subprocess.run([cli, "--store", stores[j], "--server", srv.url, "--quiet",
+                                    "--retries", "1", "sync"], capture_output=True, timeout=120)
+                return r.returncode == 0
+            w.begin("polling, CLI processes")
+            syncs, fails, lat, el = poll_loops(n, P["e2e_poll_s"], one)
+            w.end()
+            out["poll_cli"] = dict(syncs=syncs, failed=fails, per_s=syncs / el,
+                                   p50=pct(lat, 50), p99=pct(lat, 99))
+        # turn about, as the two systems: neither way of polling always meets the server
+        # first
+        for how in ((in_process, processes) if i % 2 == 0 else (processes, in_process)):
+            how()
     finally:
         w.close()
         srv.stop()
@@ -403,6 +441,10 @@ def figures(res):
             "b_noop": _tri(runs, lambda r: statistics.median(sum(b) for b in r["bytes"]["noop"])),
             "poll": _tri(runs, lambda r: r["poll"]["per_s"]),
             "poll_p99": _tri(runs, lambda r: r["poll"]["p99"]),
+            # PouchDB has one way of polling (one Node process): its figure stands beside
+            # both of polysync's
+            "poll_cli": _tri(runs, lambda r: r.get("poll_cli", r["poll"])["per_s"]),
+            "poll_cli_p99": _tri(runs, lambda r: r.get("poll_cli", r["poll"])["p99"]),
             "rss_upload": _tri(runs, lambda r: r["rss"]["upload"]),
             "rss_pull": _tri(runs, lambda r: r["rss"]["fresh pull"]),
             "rss_poll": _tri(runs, lambda r: r["rss"]["polling"]),
@@ -434,16 +476,20 @@ ROWS = [
     ("w_pull", "fresh pull, whole process (s)", 2, "faster", None),
     ("w_push1", "one message pushed, whole process (s)", 3, "faster", None),
     ("w_noop", "no-op sync, whole process (s)", 3, "faster", None),
-    ("poll", "16 devices polling: syncs/s", 0, "more", 1),
-    ("poll_p99", "16 devices polling: p99 (s)", 3, "faster", None),
+    ("poll", "16 devices polling, in one process: syncs/s", 0, "more", 1),
+    ("poll_p99", "16 devices polling, in one process: p99 (s)", 3, "faster", None),
+    ("poll_cli", "16 devices polling, each sync a polysync CLI process: syncs/s", 0, "more",
+     None),
+    ("poll_cli_p99", "16 devices polling, each sync a polysync CLI process: p99 (s)", 3,
+     "faster", None),
     ("rss_upload", "server peak RSS during the upload (MiB)", 0, "less", None),
     ("rss_pull", "server peak RSS during the fresh pull (MiB)", 0, "less", None),
-    ("rss_poll", "server peak RSS while 16 devices poll (MiB)", 0, "less", 1),
+    ("rss_poll", "server peak RSS while 16 devices poll, in one process (MiB)", 0, "less", 1),
     ("cpu_upload", "server CPU for the upload (s)", 2, "less", None),
     ("cpu_pull", "server CPU for the fresh pull (s)", 2, "less", None),
     ("ccpu_upload", "client CPU for the upload, whole process (s)", 2, "less", None),
     ("ccpu_pull", "client CPU for the fresh pull, whole process (s)", 2, "less", None),
-    ("cpu_poll", "server CPU while 16 devices poll (s)", 1, "less", None),
+    ("cpu_poll", "server CPU while 16 devices poll, in one process (s)", 1, "less", None),
     ("server_disk", "server disk after a clean shutdown (MB)", 1, "less", 1),
     ("client_disk", "client store on disk, device A (MB)", 1, "less", 1),
     ("fresh_client_disk", "client store on disk, device B after its pull (MB)", 1, "less", None),
@@ -498,8 +544,13 @@ def markdown(res, P):
              f"{R.fmt_tri(pulled[0], 0)}, PouchDB {R.fmt_tri(pulled[1], 0)}. Polling devices: "
              f"{P['e2e_poll_devices']} copies of device B (the CLI's given their own device "
              f"ids: {', '.join(str(x) for x in own)} of {P['e2e_poll_devices']} per run), "
-             f"{P['e2e_poll_s']} s; the CLI's devices are processes, PouchDB's share one Node "
-             f"process.")
+             f"{P['e2e_poll_s']} s. \"In one process\": polysync's devices are "
+             f"{P['e2e_poll_devices']} libpolysync handles, a thread each, in one process "
+             f"(`psbench_poll`, bench/src/poll_devices.c), as PouchDB's share one Node "
+             f"process; the server's RSS and CPU while polling are of these. \"Each sync a "
+             f"polysync CLI process\": the same devices as loops of `polysync sync` processes, "
+             f"each sync also paying a process start and the store's opening; PouchDB's "
+             f"figure beside it is its one-process one.")
     for e in res.get("errors", []):
         L.append(f"\n- failed: {e}")
     return "\n".join(L)
