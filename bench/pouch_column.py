@@ -175,17 +175,9 @@ def set_device_id(db, dev):
 
 
 def poll_program(build):
-    """psbench_poll (bench/src/poll_devices.c), the in-process polling devices. run.py
-    runs copies of the binaries it knows in <build>/bench-work/<profile>/bin (`build`
-    here); one missing there is copied from the build they came from, two levels up."""
-    exe = os.path.join(build, "bin", "psbench_poll")
-    if not os.access(exe, os.X_OK):
-        src = os.path.join(os.path.dirname(os.path.dirname(build)), "bin", "psbench_poll")
-        if not os.access(src, os.X_OK):
-            raise RuntimeError(f"{exe} is missing (and {src}): build the psbench_poll target")
-        os.makedirs(os.path.dirname(exe), exist_ok=True)
-        shutil.copy2(src, exe)
-    return exe
+    """psbench_poll (bench/src/poll_devices.c), the in-process polling devices, among
+    the copies run.py makes in <build>/bin."""
+    return os.path.join(build, "bin", "psbench_poll")
 
 
 def run_polysync(build, work, P, ref_body, chat_id, i):

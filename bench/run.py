@@ -103,7 +103,7 @@ def ensure_tools(build):
             subprocess.run(sudo + ["apt-get", "update", "-q"], env=env)
             subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "--no-install-recommends",
                                    "gnuplot-nox"], env=env)
-    for exe in ("polysyncd", "psbench", "polysync"):
+    for exe in ("polysyncd", "psbench", "polysync", "psbench_poll"):
         if not os.access(os.path.join(build, "bin", exe), os.X_OK):
             sys.exit(f"bench: {build}/bin/{exe} is missing: run `make build` first")
 
@@ -1118,7 +1118,7 @@ def main():
     # run copies: other people may rebuild build/ while the bench runs (and perf
     # needs the binary that is running to resolve its symbols)
     os.makedirs(os.path.join(work, "bin"))
-    for exe in ("polysyncd", "psbench", "polysync"):
+    for exe in ("polysyncd", "psbench", "polysync", "psbench_poll"):
         shutil.copy2(os.path.join(build, "bin", exe), os.path.join(work, "bin", exe))
     meta = machine_meta(build, P["name"])
     build = work  # from here on, <build>/bin/... are the copies
