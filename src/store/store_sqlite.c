@@ -1052,6 +1052,15 @@ static void forget_seen(sqlite_store *s)
         s->seen[kept++] = s->seen[i];
     }
     s->nseen = kept;
+    /* A time kept here came in while the transaction wrote its older one:
+     * it starts a new wait. Left due, every request's end would flush it
+     * again (a write and an fdatasync each time two threads take turns at
+     * it), not once a second. */
+    if (kept && kept < SEEN_FLUSH_USERS) {
+        int64_t now = ps__time_monotonic_ms();
+        if (s->seen_flush_at <= now)
+            s->seen_flush_at = now + SEEN_FLUSH_MS;
+    }
     pthread_mutex_unlock(&s->seen_lock);
 }
 
