@@ -1231,6 +1231,32 @@ static ps_code begin_read(sqlite_store *s, ps_error *err)
     return rc;
 }
 
+static ps_code user_get(sqlite_store *s, const char *name, ps_user *out, bool *found,
+                        ps_error *err);
+
+/* begin_read with the user's row as the snapshot's first read: BEGIN and
+ * user_get, no SELECT of its own (store.h, begin_user_find). */
+static ps_code sqlite_begin_user_find(ps_store *base, const char *name, ps_user *out, bool *found,
+                                      ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    ps_error own;
+    if (!err)
+        err = &own;
+    reader *r = reader_take(s, err);
+    if (!r)
+        return err->code;
+    pthread_setspecific(s->current, r);
+    ps_code rc = control(s, Q_BEGIN, err);
+    if (rc == PS_OK && (rc = user_get(s, name, out, found, err)) != PS_OK)
+        control(s, Q_ROLLBACK, NULL);
+    if (rc != PS_OK) {
+        pthread_setspecific(s->current, NULL);
+        reader_give_back(s, r);
+    }
+    return rc;
+}
+
 static ps_code sqlite_begin(ps_store *base, bool write, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -3974,6 +4000,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .rollback = sqlite_rollback,
     .user_load = sqlite_user_load,
     .user_find = sqlite_user_find,
+    .begin_user_find = sqlite_begin_user_find,
     .user_save = sqlite_user_save,
     .user_restore = sqlite_user_restore,
     .user_seen = sqlite_user_seen,
