@@ -360,11 +360,10 @@ static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
     ps_user user;
     bool found = false, done = false;
     *write = false;
-    ps_code rc = ps_store_begin(ctx->store, false, err);
+    ps_code rc = ps_store_begin_user_find(ctx->store, ctx->user, &user, &found, err);
     if (rc != PS_OK)
         return rc;
-    if ((rc = ctx->store->ops->user_find(ctx->store, ctx->user, &user, &found, err)) != PS_OK ||
-        !found || (rc = check_cursor(p, &user, err)) != PS_OK)
+    if (!found || (rc = check_cursor(p, &user, err)) != PS_OK)
         goto rollback;
     start_pull(p, &user, 0);
     if (!p->has_run)

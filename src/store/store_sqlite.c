@@ -1052,6 +1052,15 @@ static void forget_seen(sqlite_store *s)
         s->seen[kept++] = s->seen[i];
     }
     s->nseen = kept;
+    /* A time kept here came in while the transaction wrote its older one:
+     * it starts a new wait. Left due, every request's end would flush it
+     * again (a write and an fdatasync each time two threads take turns at
+     * it), not once a second. */
+    if (kept && kept < SEEN_FLUSH_USERS) {
+        int64_t now = ps__time_monotonic_ms();
+        if (s->seen_flush_at <= now)
+            s->seen_flush_at = now + SEEN_FLUSH_MS;
+    }
     pthread_mutex_unlock(&s->seen_lock);
 }
 
@@ -1215,6 +1224,32 @@ static ps_code begin_read(sqlite_store *s, ps_error *err)
             control(s, Q_ROLLBACK, NULL);
         }
     }
+    if (rc != PS_OK) {
+        pthread_setspecific(s->current, NULL);
+        reader_give_back(s, r);
+    }
+    return rc;
+}
+
+static ps_code user_get(sqlite_store *s, const char *name, ps_user *out, bool *found,
+                        ps_error *err);
+
+/* begin_read with the user's row as the snapshot's first read: BEGIN and
+ * user_get, no SELECT of its own (store.h, begin_user_find). */
+static ps_code sqlite_begin_user_find(ps_store *base, const char *name, ps_user *out, bool *found,
+                                      ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    ps_error own;
+    if (!err)
+        err = &own;
+    reader *r = reader_take(s, err);
+    if (!r)
+        return err->code;
+    pthread_setspecific(s->current, r);
+    ps_code rc = control(s, Q_BEGIN, err);
+    if (rc == PS_OK && (rc = user_get(s, name, out, found, err)) != PS_OK)
+        control(s, Q_ROLLBACK, NULL);
     if (rc != PS_OK) {
         pthread_setspecific(s->current, NULL);
         reader_give_back(s, r);
@@ -3965,6 +4000,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .rollback = sqlite_rollback,
     .user_load = sqlite_user_load,
     .user_find = sqlite_user_find,
+    .begin_user_find = sqlite_begin_user_find,
     .user_save = sqlite_user_save,
     .user_restore = sqlite_user_restore,
     .user_seen = sqlite_user_seen,
