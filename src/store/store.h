@@ -404,17 +404,24 @@ void ps_store_close(ps_store *s);
  * store's lock), for /metrics (server/metrics.h); defined in store.c. */
 extern _Atomic uint64_t ps__store_begin_count, ps__store_begin_wait_us;
 
-/* Thin inline dispatch, so call sites read as plain function calls. */
-static inline PS_STORE_MUST_CHECK ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
+/* Counts a begin that started at t0 (CLOCK_MONOTONIC) and has returned. */
+static inline void ps__store_count_begin(const struct timespec *t0)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    ps_code rc = s->ops->begin(s, write, err);
+    struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    int64_t us = (int64_t)(t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000;
     atomic_fetch_add_explicit(&ps__store_begin_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&ps__store_begin_wait_us, (uint64_t)(us > 0 ? us : 0),
                               memory_order_relaxed);
+}
+
+/* Thin inline dispatch, so call sites read as plain function calls. */
+static inline PS_STORE_MUST_CHECK ps_code ps_store_begin(ps_store *s, bool write, ps_error *err)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ps_code rc = s->ops->begin(s, write, err);
+    ps__store_count_begin(&t0);
     return rc;
 }
 /* A read transaction begun with the user's row read (ops->begin_user_find). */
@@ -428,14 +435,10 @@ static inline PS_STORE_MUST_CHECK ps_code ps_store_begin_user_find(ps_store *s, 
             s->ops->rollback(s);
         return rc;
     }
-    struct timespec t0, t1;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     ps_code rc = s->ops->begin_user_find(s, name, out, found, err);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
-    atomic_fetch_add_explicit(&ps__store_begin_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ps__store_begin_wait_us, (uint64_t)(us > 0 ? us : 0),
-                              memory_order_relaxed);
+    ps__store_count_begin(&t0);
     return rc;
 }
 static inline PS_STORE_MUST_CHECK ps_code ps_store_commit(ps_store *s, ps_error *err)

@@ -232,8 +232,7 @@ static ps_code f_token_add(ps_store *s, const char *jti, const char *user, int64
     return INNER(s)->ops->token_add(INNER(s), jti, user, issued_ms, expires_ms, err);
 }
 static ps_code f_token_list(ps_store *s, const char *user,
-                            int (*fn)(void *ctx, const ps_token_row *row), void *ctx,
-                            ps_error *err)
+                            int (*fn)(void *ctx, const ps_token_row *row), void *ctx, ps_error *err)
 {
     CHECK("token_list");
     return INNER(s)->ops->token_list(INNER(s), user, fn, ctx, err);
@@ -251,8 +250,8 @@ static ps_code f_token_revoked_each(ps_store *s, int64_t now_ms,
     CHECK("token_revoked_each");
     return INNER(s)->ops->token_revoked_each(INNER(s), now_ms, fn, ctx, err);
 }
-static ps_code f_account_set(ps_store *s, const char *name, int disabled,
-                             int64_t tokens_before_ms, ps_error *err)
+static ps_code f_account_set(ps_store *s, const char *name, int disabled, int64_t tokens_before_ms,
+                             ps_error *err)
 {
     CHECK("account_set");
     return INNER(s)->ops->account_set(INNER(s), name, disabled, tokens_before_ms, err);
@@ -273,13 +272,12 @@ static ps_code f_user_rename(ps_store *s, const char *from, const char *to, ps_e
     CHECK("user_rename");
     return INNER(s)->ops->user_rename(INNER(s), from, to, err);
 }
-static ps_code f_device_seen(ps_store *s, const char *user, const char *device,
-                             const char *client, const char *protocol, int64_t acked_seq,
-                             int64_t now_ms, ps_error *err)
+static ps_code f_device_seen(ps_store *s, const char *user, const char *device, const char *client,
+                             const char *protocol, int64_t acked_seq, int64_t now_ms, ps_error *err)
 {
     CHECK("device_seen");
-    return INNER(s)->ops->device_seen(INNER(s), user, device, client, protocol, acked_seq,
-                                      now_ms, err);
+    return INNER(s)->ops->device_seen(INNER(s), user, device, client, protocol, acked_seq, now_ms,
+                                      err);
 }
 static ps_code f_device_list(ps_store *s, const char *user,
                              int (*fn)(void *ctx, const ps_device_row *row), void *ctx,
