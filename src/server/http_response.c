@@ -166,7 +166,7 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply,
     ps_error err;
     ps_error_clear(&err);
     ps_code rc = PS_OK;
-    while (rc == PS_OK && !done && st->pending.len <= PS_GZIP_MIN_BYTES)
+    while (rc == PS_OK && !done && st->pending.len <= PS_COMPRESS_MIN_BYTES)
         rc = st->src.next(st->src.ctx, &st->pending, &done, &err);
     if (rc != PS_OK || done) {
         if (rc == PS_OK && (rc = ps__dynbuf_add(&reply->body, st->pending.data,
@@ -203,7 +203,7 @@ enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, ps_
     if (reply->stream.ctx)
         return send_stream(conn, reply, coding);
     ps_coding sent_as = PS_CODING_IDENTITY;
-    if (coding != PS_CODING_IDENTITY && reply->body.len > PS_GZIP_MIN_BYTES) {
+    if (coding != PS_CODING_IDENTITY && reply->body.len > PS_COMPRESS_MIN_BYTES) {
         ps_encoder e;
         ps_dynbuf packed;
         ps__dynbuf_init(&packed, reply->body.limit + 1024);

@@ -18,6 +18,6 @@ enum MHD_Result ps__send_reply(struct MHD_Connection *conn, ps_reply *reply, ps_
 
 /* Answers bigger than this are compressed for clients that accept zstd or
  * gzip. */
-#define PS_GZIP_MIN_BYTES 1024
+#define PS_COMPRESS_MIN_BYTES 1024
 
 #endif
