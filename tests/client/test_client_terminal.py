@@ -19,10 +19,11 @@ from clientkit import POLYSYNC, TIMEOUT, ClientTestCase, free_port
 ANSI = re.compile(r"\x1b\[K")
 
 
-def run_in_pty(args, stdin_chunks=None, chunk_pause=0.0):
+def run_in_pty(args, stdin_chunks=None, chunk_pause=0.0, shown=None):
     """Runs polysync with stdout and stderr on a pseudo-terminal (stdin too,
     unless `stdin_chunks` are fed through a pipe, `chunk_pause` apart).
-    Returns (exit code, everything the terminal showed)."""
+    Returns (exit code, everything the terminal showed). `shown`, a list,
+    gets each piece of output as it comes (for another thread to watch)."""
     master, slave = os.openpty()
     env = dict(os.environ)
     env.pop("POLYSYNC_SERVER", None)
@@ -53,6 +54,8 @@ def run_in_pty(args, stdin_chunks=None, chunk_pause=0.0):
             if not chunk:
                 break
             out += chunk
+            if shown is not None:
+                shown.append(chunk)
         elif p.poll() is not None and not chunks:
             # drain what is left, then stop
             while select.select([master], [], [], 0.1)[0]:
@@ -211,8 +214,18 @@ class Progress(ClientTestCase):
         a.run("import", path, server=False)
         a.sync()
         px.write_rate = 200_000  # a page of ~300 KB: about 1.5 s each
-        rc, out = run_in_pty(["--store", c.store, "--server", px.url, "sync"])
+        # The second page's request (asked ahead while the first is applied)
+        # is held until the terminal shows the first page applied: the sync
+        # then surely waits while that page comes in, however long applying
+        # took (under ASan on a loaded machine it outlasted the transfer).
+        shown = []
+        before = len(px.seen("/v2/sync"))
+        held = px.add("/v2/sync", hold=lambda: b"received 500 chats" in b"".join(shown),
+                      when=lambda req: len(px.seen("/v2/sync")) == before + 2)
+        rc, out = run_in_pty(["--store", c.store, "--server", px.url, "sync"], shown=shown)
         self.assertEqual(rc, 0, out)
+        self.assertTrue(held.held, "the second page was never asked for, or the first never "
+                        "shown applied: %s" % out)
         lines = screens(out)
         # counts on the line: a page was applied, so this one was asked ahead
         later = [l for l in lines if re.match(r"^sync: receiving [\d.]+ (B|KiB|MiB) of [\d.]+ "
