@@ -1203,10 +1203,15 @@ static void sqlite_close(ps_store *base)
     free(s);
 }
 
+static ps_code user_get(sqlite_store *s, const char *name, ps_user *out, bool *found,
+                        ps_error *err);
+
 /* A read transaction: a reader of the pool, BEGIN, and a first read so the
  * snapshot is the database as committed now (a deferred BEGIN would take
- * it at the transaction's first read). */
-static ps_code begin_read(sqlite_store *s, ps_error *err)
+ * it at the transaction's first read): the user's row when `name` is given
+ * (begin_user_find: no statement of its own), else a read of its own. */
+static ps_code begin_read(sqlite_store *s, const char *name, ps_user *out, bool *found,
+                          ps_error *err)
 {
     ps_error own;
     if (!err)
@@ -1217,12 +1222,16 @@ static ps_code begin_read(sqlite_store *s, ps_error *err)
     pthread_setspecific(s->current, r);
     ps_code rc = control(s, Q_BEGIN, err);
     if (rc == PS_OK) {
-        int step = sqlite3_step(r->snapshot);
-        sqlite3_reset(r->snapshot);
-        if (step != SQLITE_ROW && step != SQLITE_DONE) {
-            rc = db_error(s, err, "reading");
-            control(s, Q_ROLLBACK, NULL);
+        if (name) {
+            rc = user_get(s, name, out, found, err);
+        } else {
+            int step = sqlite3_step(r->snapshot);
+            sqlite3_reset(r->snapshot);
+            if (step != SQLITE_ROW && step != SQLITE_DONE)
+                rc = db_error(s, err, "reading");
         }
+        if (rc != PS_OK)
+            control(s, Q_ROLLBACK, NULL);
     }
     if (rc != PS_OK) {
         pthread_setspecific(s->current, NULL);
@@ -1231,37 +1240,17 @@ static ps_code begin_read(sqlite_store *s, ps_error *err)
     return rc;
 }
 
-static ps_code user_get(sqlite_store *s, const char *name, ps_user *out, bool *found,
-                        ps_error *err);
-
-/* begin_read with the user's row as the snapshot's first read: BEGIN and
- * user_get, no SELECT of its own (store.h, begin_user_find). */
 static ps_code sqlite_begin_user_find(ps_store *base, const char *name, ps_user *out, bool *found,
                                       ps_error *err)
 {
-    sqlite_store *s = (sqlite_store *)base;
-    ps_error own;
-    if (!err)
-        err = &own;
-    reader *r = reader_take(s, err);
-    if (!r)
-        return err->code;
-    pthread_setspecific(s->current, r);
-    ps_code rc = control(s, Q_BEGIN, err);
-    if (rc == PS_OK && (rc = user_get(s, name, out, found, err)) != PS_OK)
-        control(s, Q_ROLLBACK, NULL);
-    if (rc != PS_OK) {
-        pthread_setspecific(s->current, NULL);
-        reader_give_back(s, r);
-    }
-    return rc;
+    return begin_read((sqlite_store *)base, name, out, found, err);
 }
 
 static ps_code sqlite_begin(ps_store *base, bool write, ps_error *err)
 {
     sqlite_store *s = (sqlite_store *)base;
     if (!write)
-        return begin_read(s, err);
+        return begin_read(s, NULL, NULL, NULL, err);
     pthread_mutex_lock(&s->lock);
     pthread_setspecific(s->current, WRITER);
     ps_code rc = control(s, Q_BEGIN_WRITE, err);
