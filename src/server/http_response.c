@@ -169,8 +169,8 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, ps_reply *reply,
     while (rc == PS_OK && !done && st->pending.len <= PS_COMPRESS_MIN_BYTES)
         rc = st->src.next(st->src.ctx, &st->pending, &done, &err);
     if (rc != PS_OK || done) {
-        if (rc == PS_OK && (rc = ps__dynbuf_add(&reply->body, st->pending.data,
-                                               st->pending.len)) != PS_OK)
+        if (rc == PS_OK &&
+            (rc = ps__dynbuf_add(&reply->body, st->pending.data, st->pending.len)) != PS_OK)
             ps_error_set(&err, rc, -1, "", "out of memory writing the answer");
         if (rc != PS_OK)
             ps_reply_from_error(reply, &err);
