@@ -10,11 +10,14 @@
 #include "core/timestamp.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/port_claim.h"
 #include "server/static_files.h"
 #include "server/tls.h"
 #include "server/tls_pair.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +151,7 @@ static void server_free(ps_server *srv)
     free(srv->tls_key);
     free(srv->web_root);
     free(srv->spool_dir);
+    free(srv->daemons);
     free(srv);
 }
 
@@ -310,6 +314,95 @@ static ps_code start_metrics_listener(ps_server *srv, ps_error *err)
     return PS_OK;
 }
 
+/* ---- the main port's listeners ---- */
+
+/*
+ * One libmicrohttpd daemon per --threads, each with its own listening
+ * socket on the port (SO_REUSEPORT), not libmicrohttpd's thread pool.
+ * The pool shares one listening socket among its threads, and the thread
+ * that wakes first accepts up to 10 connections at once: a burst of
+ * connections (a benchmark's 16, a fleet reconnecting after a restart)
+ * often all went to one thread and stayed there while the other cores
+ * idled (docs/performance.md, "a burst of connections on one thread").
+ * With a socket per thread the kernel spreads connections over them by a
+ * hash of their addresses. The port is claimed before the sockets join it
+ * (port_claim.h), so a second polysyncd on it still fails with "in use".
+ */
+static struct MHD_Daemon *start_listener(ps_server *srv, const ps_config *cfg,
+                                         const struct sockaddr *addr, bool shared)
+{
+    /* suspend/resume: idle live-channel streams are parked, not polled */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
+    if (addr->sa_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (srv->tls_cert)
+        flags |= MHD_USE_TLS;
+    return MHD_start_daemon(
+        flags, (uint16_t)cfg->port, ps__on_accept, srv, ps__on_request, srv,
+        /* the logger must come first to catch errors about the options */
+        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv, MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        ps__on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, ps__on_connection, srv,
+        /* above ours: on_accept refuses first, libmicrohttpd never queues */
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + 16,
+        /* SO_REUSEPORT when shared; the option given as false would also
+         * drop libmicrohttpd's default SO_REUSEADDR, so it is then not
+         * given (the timeout again in its place) */
+        shared ? MHD_OPTION_LISTENING_ADDRESS_REUSE : MHD_OPTION_CONNECTION_TIMEOUT,
+        shared ? 1u : cfg->connection_timeout_s,
+        /* asked at each handshake, so SIGHUP can swap them (tls.h) */
+        srv->tls_cert ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, ps_tls_retrieve,
+        MHD_OPTION_END);
+}
+
+static void stop_listeners(ps_server *srv)
+{
+    for (unsigned i = 0; i < srv->ndaemons; i++)
+        MHD_stop_daemon(srv->daemons[i]);
+    srv->ndaemons = 0;
+    ps_port_release(srv->port_claim);
+    srv->port_claim = -1;
+}
+
+static ps_code start_listeners(ps_server *srv, const ps_config *cfg, const struct addrinfo *ai,
+                               ps_error *err)
+{
+    bool shared = cfg->threads > 1;
+    srv->daemons = calloc(cfg->threads, sizeof *srv->daemons);
+    if (!srv->daemons)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    /* a port of 0 is the kernel's pick, claimed once known: a port picked
+     * for a SO_REUSEPORT socket is one no other socket listens on */
+    if (shared && cfg->port != 0 && (srv->port_claim = ps_port_claim(cfg->port)) < 0)
+        goto in_use;
+    struct sockaddr_storage addr;
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    if (!(srv->daemons[0] = start_listener(srv, cfg, (struct sockaddr *)&addr, shared)))
+        goto in_use;
+    srv->ndaemons = 1;
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(srv->daemons[0], MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : cfg->port;
+    if (shared && cfg->port == 0 && (srv->port_claim = ps_port_claim(srv->port)) < 0)
+        goto in_use;
+    /* the others on the same port (the first's, when the kernel chose) */
+    if (addr.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)srv->port);
+    else
+        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)srv->port);
+    for (; srv->ndaemons < cfg->threads; srv->ndaemons++)
+        if (!(srv->daemons[srv->ndaemons] =
+                  start_listener(srv, cfg, (struct sockaddr *)&addr, shared)))
+            goto in_use;
+    return PS_OK;
+in_use:
+    stop_listeners(srv);
+    return ps_error_set(err, PS_ERR_IO, -1, "",
+                        "cannot listen on %s port %u (in use, or not allowed)", cfg->bind,
+                        cfg->port);
+}
+
 ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, ps_error *err)
 {
     *out = NULL;
@@ -331,6 +424,7 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
     atomic_init(&srv->turned_away_done, 0);
     atomic_init(&srv->connections, 0);
     atomic_init(&srv->draining, false);
+    srv->port_claim = -1;
     /* ids unique across restarts: the start time in the high bits */
     atomic_init(&srv->next_request_id, (uint_fast64_t)ps__time_now_ms() << 20);
 
@@ -351,36 +445,14 @@ ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, 
         server_free(srv);
         return rc;
     }
-    /* suspend/resume: idle live-channel streams are parked, not polled */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    if (srv->tls_cert)
-        flags |= MHD_USE_TLS;
-    srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, ps__on_accept, srv, ps__on_request, srv,
-        /* the logger must come first to catch errors about the options */
-        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, ps__on_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, ps__on_connection, srv,
-        /* above ours: on_accept refuses first, libmicrohttpd never queues */
-        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + 16,
-        /* asked at each handshake, so SIGHUP can swap them (tls.h) */
-        srv->tls_cert ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, ps_tls_retrieve,
-        MHD_OPTION_END);
+    rc = start_listeners(srv, cfg, ai, err);
     freeaddrinfo(ai);
-    if (!srv->daemon) {
+    if (rc != PS_OK) {
         server_free(srv);
-        return ps_error_set(err, PS_ERR_IO, -1, "",
-                            "cannot listen on %s port %u (in use, or not allowed)", cfg->bind,
-                            cfg->port);
+        return rc;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info ? info->port : cfg->port;
     if (cfg->metrics_bind[0] && (rc = start_metrics_listener(srv, err)) != PS_OK) {
-        MHD_stop_daemon(srv->daemon);
+        stop_listeners(srv);
         server_free(srv);
         return rc;
     }
@@ -430,7 +502,11 @@ static void stop_listening(struct MHD_Daemon *daemon)
 unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
 {
     atomic_store(&srv->draining, true);
-    stop_listening(srv->daemon);
+    for (unsigned i = 0; i < srv->ndaemons; i++)
+        stop_listening(srv->daemons[i]);
+    /* the port is free for a successor from here, as its sockets are */
+    ps_port_release(srv->port_claim);
+    srv->port_claim = -1;
     /* live streams end now; libmicrohttpd must not stop with any parked */
     ps_events_close_all(srv->events);
     /* live sockets get 1001 (going away); the app reconnects in 3 s */
@@ -452,7 +528,7 @@ unsigned ps_server_stop(ps_server *srv, unsigned drain_timeout_s)
     ps_lane_stop(srv->lane);
     if (srv->metrics_daemon)
         MHD_stop_daemon(srv->metrics_daemon);
-    MHD_stop_daemon(srv->daemon);
+    stop_listeners(srv);
     server_free(srv);
     return left;
 }

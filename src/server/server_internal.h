@@ -39,7 +39,10 @@
 #define WS_CLOSE_WAIT_MS 2000 /* at shutdown, for live sockets' closes to go out */
 
 struct ps_server {
-    struct MHD_Daemon *daemon;
+    /* the main port's listeners: one daemon and thread each (server.c) */
+    struct MHD_Daemon **daemons;
+    unsigned ndaemons;
+    int port_claim; /* port_claim.h; -1 when not shared */
     ps_config cfg;
     ps_handler_env env;
     ps_events *events;

@@ -2,6 +2,7 @@
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -136,6 +137,93 @@ class CliTest(unittest.TestCase):
                          env=dict(self.env, CHAT_SYNC_PORT="not-a-port"))
         self.assertEqual(r.returncode, 1)
         self.assertIn("CHAT_SYNC_PORT", r.stderr)
+
+
+    # -- one polysyncd per port --
+    # Each of --threads N listens on the port with a socket of its own
+    # (SO_REUSEPORT, server.c); a second polysyncd on the port must still
+    # fail with "in use" instead of joining and taking part of the traffic.
+
+    def listening_sockets(self, pid, port):
+        """How many listening TCP sockets process pid holds on port (/proc/net/tcp*)."""
+        inodes = set()
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                m = re.match(r"socket:\[(\d+)\]$", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+            except OSError:
+                continue
+            if m:
+                inodes.add(m.group(1))
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                next(f)
+                for row in f:
+                    cols = row.split()
+                    listening = cols[3] == "0A"
+                    if listening and int(cols[1].rsplit(":", 1)[1], 16) == port and \
+                            cols[9] in inodes:
+                        count += 1
+        return count
+
+    def start_on(self, port, threads, name):
+        return self.start(["--port", str(port), "--threads", str(threads),
+                           "--db", store_url(os.path.join(self.tmp, name))], self.env)
+
+    def assert_refused(self, proc, line):
+        if line is not None:
+            self.stop(proc)
+            self.fail("a second polysyncd started on a port in use: %s" % line)
+        code = proc.wait(timeout=STOP_TIMEOUT)
+        err = proc.stderr.read().decode("utf-8", "replace")
+        proc.stdout.close()
+        proc.stderr.close()
+        self.assertEqual(code, 1, err)
+        self.assertIn("in use", err)
+
+    def assert_serves(self, port, connections):
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                 for _ in range(connections)]
+        try:
+            for conn in conns:
+                conn.connect()
+            for conn in conns:
+                conn.request("GET", "/health")
+            for conn in conns:
+                resp = conn.getresponse()
+                self.assertEqual(resp.status, 200)
+                self.assertEqual(json.loads(resp.read())["status"], "healthy")
+        finally:
+            for conn in conns:
+                conn.close()
+
+    def test_one_polysyncd_per_port(self):
+        for first, second in ((2, 2), (3, 2), (2, 1), (1, 2)):
+            with self.subTest(first_threads=first, second_threads=second):
+                a, line = self.start_on(0, first, "a-%d-%d.db" % (first, second))
+                try:
+                    self.assertIsNotNone(line, "did not start")
+                    port = int(BANNER.match(line).group(3))
+                    self.assertEqual(self.listening_sockets(a.pid, port), first)
+                    b, b_line = self.start_on(port, second, "b-%d-%d.db" % (first, second))
+                    self.assert_refused(b, b_line)
+                    # the first still answers every connection, on all its sockets
+                    self.assert_serves(port, 16)
+                    self.assertEqual(self.listening_sockets(a.pid, port), first)
+                finally:
+                    self.stop(a)
+
+    def test_port_free_again_after_stop(self):
+        a, line = self.start_on(0, 2, "a.db")
+        self.assertIsNotNone(line, "did not start")
+        port = int(BANNER.match(line).group(3))
+        self.stop(a)
+        b, line = self.start_on(port, 2, "b.db")
+        try:
+            self.assertIsNotNone(line, "a successor could not take the port")
+            self.assert_serves(port, 4)
+        finally:
+            self.stop(b)
 
 
 if __name__ == "__main__":

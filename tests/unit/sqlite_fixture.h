@@ -1,11 +1,13 @@
 /*
  * For the suites that include src/store/store_sqlite.c to look into the
  * file beside what the store's operations say (test_store_compress,
- * test_store_docs, test_store_hot): one-value SQL reads on the store's own
- * connection, and a file built to an older schema by the store's own
- * MIGRATIONS (a migration test's starting point). Include after
- * store_sqlite.c (sqlite_store and MIGRATIONS come from it). Header-only,
- * like test_util.h.
+ * test_store_docs, test_store_hot, test_store_sqlite,
+ * test_store_seen_flush): one-value SQL reads on the store's own
+ * connection or, where the oracle is the file and not the store, on a
+ * connection of their own; and a file built to an older schema by the
+ * store's own MIGRATIONS (a migration test's starting point). Include
+ * after store_sqlite.c (sqlite_store and MIGRATIONS come from it).
+ * Header-only, like test_util.h.
  */
 #ifndef PS_SQLITE_FIXTURE_H
 #define PS_SQLITE_FIXTURE_H
@@ -40,6 +42,25 @@ static inline char *query_text(sqlite_store *s, const char *sql)
     char *v = strdup((const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     return v;
+}
+
+/* A user's last_sync_ms as a separate read-only connection sees it on
+ * disk (-1: no such user): the oracle is the file, not the store. */
+static inline int64_t on_disk_last_sync(const char *path, const char *name)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t ms = -1;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT last_sync_ms FROM users WHERE name = ?1", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        ms = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ms;
 }
 
 /* Stands in for the store's ps_pack_doc, which a migration step names: a

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "../../src/store/store_sqlite.c"
+#include "sqlite_fixture.h"
 #include "store_fixture.h"
 
 #include <pthread.h>
@@ -23,24 +24,6 @@
 static int setup(void **state)
 {
     return store_fixture_sqlite(state, "seenflush", "p.db");
-}
-
-/* What a separate connection reads: the oracle is the file, not the store. */
-static int64_t on_disk_last_sync(const char *path, const char *name)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t ms = -1;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_prepare_v2(db, "SELECT last_sync_ms FROM users WHERE name = ?1", -1, &st, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        ms = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return ms;
 }
 
 /* A no-op sync's store side: a read transaction that leaves the time. */

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "../../src/store/store_sqlite.c"
+#include "sqlite_fixture.h"
 #include "store_fixture.h"
 #include "core/chat_codec.h"
 #include "core/merge.h"
@@ -336,24 +337,6 @@ static void bad_urls_are_refused(void **state)
     assert_int_equal(ps_store_open("mysql://x", &s, &err), PS_ERR_CONFIG);
     assert_int_equal(ps_store_open("sqlite:", &s, &err), PS_ERR_CONFIG);
     assert_null(s);
-}
-
-/* last_sync_ms of `name` as another connection sees it on disk. */
-static int64_t on_disk_last_sync(const char *path, const char *name)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t ms = -1;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_prepare_v2(db, "SELECT last_sync_ms FROM users WHERE name = ?1", -1, &st, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        ms = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return ms;
 }
 
 static int64_t stats_last_sync(ps_store *s)
