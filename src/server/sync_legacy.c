@@ -267,7 +267,7 @@ static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
         rc = ps__dynbuf_add_json_string(b, row->id);
     for (int k = 0; k < 2 && rc == PS_OK; k++) {
         rc = ps__dynbuf_addf(b, k ? ",\"deletedAtLamport\":[%lld," : ",\"lamport\":[%lld,",
-                            (long long)row->deleted_counter);
+                             (long long)row->deleted_counter);
         if (rc == PS_OK)
             rc = ps__dynbuf_add_json_string(b, row->deleted_device);
         if (rc == PS_OK)
@@ -289,23 +289,22 @@ static ps_code base_of_download(answer_builder *a, const ps_chat_row *row)
     ps_base base = {0};
     int64_t at_seq = 0;
     bool found = false;
-    ps_code rc = ctx->store->ops->base_load(ctx->store, a->user_id, a->device, id, NULL,
-                                            &at_seq, &found, a->err);
+    ps_code rc = ctx->store->ops->base_load(ctx->store, a->user_id, a->device, id, NULL, &at_seq,
+                                            &found, a->err);
     if (rc != PS_OK || (found && at_seq == row->seq && row->seq > 0))
         return rc;
     bool copied = false; /* kept with the rendering being sent: the cheap way */
-    rc = ctx->store->ops->base_copy(ctx->store, a->user_id, a->device, id, row->seq,
-                                    &copied, a->err);
+    rc = ctx->store->ops->base_copy(ctx->store, a->user_id, a->device, id, row->seq, &copied,
+                                    a->err);
     if (rc != PS_OK || copied)
         return rc;
-    rc =
-        ctx->store->ops->chat_load(ctx->store, a->user_id, id, true, &chat, a->err);
+    rc = ctx->store->ops->chat_load(ctx->store, a->user_id, id, true, &chat, a->err);
     if (rc == PS_OK && chat && (rc = ps__base_add_chat(&base, chat)) != PS_OK)
         rc = ps_error_set(a->err, rc, -1, "", "out of memory");
     if (rc == PS_OK && chat) {
         ps__base_seal(&base);
-        rc = ctx->store->ops->base_save(ctx->store, a->user_id, a->device, id, &base,
-                                        row->seq, a->err);
+        rc = ctx->store->ops->base_save(ctx->store, a->user_id, a->device, id, &base, row->seq,
+                                        a->err);
     }
     ps__base_free(&base);
     ps__chat_free(chat);
@@ -586,8 +585,8 @@ static ps_code content_one(prep_job *j, unsigned reader, size_t i, ps_error *err
         return PS_OK;
     }
     ps_code rc = ps_chat_source_bytes_as(j->src, reader, i, &text, &len, err);
-    if (rc == PS_OK && !j->content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i],
-                                        sizeof p->ids[i])) {
+    if (rc == PS_OK &&
+        !j->content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i], sizeof p->ids[i])) {
         p->contents[i] = 0;
         rc = ps_chat_source_check_as(j->src, reader, i, err);
     }
@@ -652,7 +651,8 @@ static ps_code prep_run(prep_job *j, ps_error *err)
         ps__share_run(prep_work, j);
     else
         prep_work(j, 0);
-    int lane = j->lane[1].rc != PS_OK && (j->lane[0].rc == PS_OK || j->lane[1].bad < j->lane[0].bad);
+    int lane =
+        j->lane[1].rc != PS_OK && (j->lane[0].rc == PS_OK || j->lane[1].bad < j->lane[0].bad);
     if (j->lane[lane].rc != PS_OK)
         *err = j->lane[lane].err;
     return j->lane[lane].rc;

@@ -4,9 +4,9 @@
  * each chat, taken by the request thread and the helper from one counter.
  *
  * What must not change with the second thread:
- * - a bad body's error is its first bad chat's in the body's order
- *   (docs/protocol.md, "Errors": a refused request names the first bad
- *   chat), even when a later bad chat failed first. The tests force that
+ * - a bad body's error is its first bad chat's in the body's order (the
+ *   rule of legacy_body.h and sync_legacy.c's prepare_chats, as one thread
+ *   met the chats), even when a later bad chat failed first. The tests force that
  *   order: the chat source is wrapped so that the early bad chat's
  *   pre-check waits until the later one's failure is recorded, which only
  *   the other thread can do. The oracle is the body as built here (which
@@ -177,10 +177,8 @@ static run *run_new(const char *body, size_t memory_max, unsigned readers)
     r->p.candidate = calloc(CHATS, sizeof *r->p.candidate); /* all NOT_SENT */
     r->limits = ps__limits_default();
     r->ctx = (ps_sync_ctx){.user = "u", .limits = &r->limits};
-    r->job = (prep_job){.ctx = &r->ctx,
-                        .src = &r->src,
-                        .p = &r->p,
-                        .content_hash = ps_content_hash_in_place};
+    r->job = (prep_job){
+        .ctx = &r->ctx, .src = &r->src, .p = &r->p, .content_hash = ps_content_hash_in_place};
     return r;
 }
 
@@ -235,7 +233,7 @@ static void the_first_malformed_chat_is_reported(void **state)
 }
 
 /* Chats 1 and 46 have a message without an id (docs/protocol.md: every
- * message needs one); 46's failure is recorded first: the error is chat
+ * message has one); 46's failure is recorded first: the error is chat
  * 1's, as one thread reports it. */
 static void the_first_invalid_chat_is_reported(void **state)
 {
