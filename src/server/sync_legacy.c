@@ -536,17 +536,18 @@ static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
  * What the lanes share is safe on two threads: the source's functions,
  * each lane reading as its own reader (ps_chat_source, legacy_body.c);
  * the content hash (simdjson's stage 1 and the walk's state are one per
- * thread, content_hash.cpp; simdjson's README, "Thread safety": a parser
- * is used by one thread at a time, and its runtime CPU dispatch is
- * thread-safe); the pre-check (no state); json-c's parse, on the thread's
- * own tokener (json_parse.c), and its objects: a tree is built on one
- * lane, and read and freed on the request thread only after
- * ps__share_run's hand-back, never by two threads at once (json-c keeps
- * no state shared between trees but the string hash's seed, set once
- * with a compare-and-swap in linkhash.c, and since 0.13 its tokener
- * changes the locale per thread, uselocale: json-c ChangeLog 0.13, issue
- * #195); validation reads the request's limits only. Each lane writes only
- * its own chats' slots of `prepared` and its own `lane` entry.
+ * thread, content_hash.cpp; simdjson's doc/basics.md, "Thread safety":
+ * one parser per thread, and "the CPU detection, which runs the first
+ * time parsing is attempted ... is transparent and thread-safe"); the
+ * pre-check (no state); json-c's parse, on the thread's own tokener
+ * (json_parse.c), and its objects: a tree is built on one lane, and read
+ * and freed on the request thread only after ps__share_run's hand-back,
+ * never by two threads at once (json-c keeps no state shared between
+ * trees but the string hash's seed, set once with a compare-and-swap in
+ * linkhash.c, and since 0.13 its tokener changes the locale per thread,
+ * uselocale: json-c ChangeLog 0.13, issue #195); validation reads the
+ * request's limits only. Each lane writes only its own chats' slots of
+ * `prepared` and its own `lane` entry.
  */
 enum prep_pass { CONTENT_PASS, PARSE_PASS };
 
