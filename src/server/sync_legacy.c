@@ -529,10 +529,10 @@ static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
  * A bad body's error must stay its first bad chat's, in the body's order
  * (legacy_body.h; what one thread met first): each lane keeps its first
  * failure (its chats come in increasing order, so that is its lowest),
- * `first_bad` stops both lanes
- * from starting a chat after the lowest failure found so far (every chat
- * before it was taken already, by a lane that goes on with it), and the
- * caller reports the lower of the two lanes' failures.
+ * `first_bad` stops both lanes from starting a chat after the lowest
+ * failure found so far (every chat before it was taken already, by a lane
+ * that goes on with it), and the caller reports the lower of the two
+ * lanes' failures.
  *
  * What the lanes share is safe on two threads: the source's functions,
  * each lane reading as its own reader (ps_chat_source, legacy_body.c);
