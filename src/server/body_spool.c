@@ -40,9 +40,13 @@ struct ps_body_spool {
     size_t frozen_cap, frozen_count;
     span *spans;
     size_t count, spans_cap;
-    char *read_buf; /* a chat read back from the file */
-    size_t read_cap;
-    size_t read_index; /* which one, plus one (0: none) */
+    /* chats read back from the file, one buffer per reader (two threads
+     * may read at once, each with its own: ps_body_spool_read_as) */
+    struct spool_reader {
+        char *buf;
+        size_t cap;
+        size_t index; /* which chat it holds, plus one (0: none) */
+    } readers[PS_SPOOL_READERS];
 };
 
 ps_body_spool *ps_body_spool_new(const char *dir, size_t memory_max)
@@ -67,7 +71,8 @@ void ps_body_spool_free(ps_body_spool *sp)
     free(sp->buf);
     free(sp->frozen);
     free(sp->spans);
-    free(sp->read_buf);
+    for (unsigned r = 0; r < PS_SPOOL_READERS; r++)
+        free(sp->readers[r].buf);
     free(sp);
 }
 
@@ -273,12 +278,18 @@ void ps_body_spool_clear(ps_body_spool *sp)
     }
     sp->len = sp->current = 0;
     sp->count = 0;
-    sp->read_index = 0;
+    for (unsigned r = 0; r < PS_SPOOL_READERS; r++)
+        sp->readers[r].index = 0;
 }
 
 size_t ps_body_spool_count(const ps_body_spool *sp)
 {
     return sp->count;
+}
+
+size_t ps_body_spool_length(const ps_body_spool *sp, size_t i)
+{
+    return sp->spans[i].len;
 }
 
 uint64_t ps_body_spool_file_bytes(const ps_body_spool *sp)
@@ -289,7 +300,17 @@ uint64_t ps_body_spool_file_bytes(const ps_body_spool *sp)
 ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_t *len,
                            ps_error *err)
 {
+    return ps_body_spool_read_as(sp, 0, i, text, len, err);
+}
+
+/* Only `sp->readers[reader]` is written: the spans, buffers and file are
+ * read (pread, at an offset: no shared file position), so two readers may
+ * read at once once the spool is complete. */
+ps_code ps_body_spool_read_as(ps_body_spool *sp, unsigned reader, size_t i, const char **text,
+                              size_t *len, ps_error *err)
+{
     const span *s = &sp->spans[i];
+    struct spool_reader *r = &sp->readers[reader];
     *len = s->len;
     if (i < sp->frozen_count) {
         *text = sp->frozen + s->at;
@@ -299,32 +320,32 @@ ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_
         *text = sp->buf + (s->at - sp->file_len);
         return PS_OK;
     }
-    if (sp->read_index == i + 1) { /* asked again (a check, then a hash) */
-        *text = sp->read_buf;
+    if (r->index == i + 1) { /* asked again (a check, then a hash) */
+        *text = r->buf;
         return PS_OK;
     }
-    sp->read_index = 0;
-    if (!sp->read_buf || s->len > sp->read_cap) {
-        char *grown = realloc(sp->read_buf, s->len + PS_SPOOL_PADDING);
+    r->index = 0;
+    if (!r->buf || s->len > r->cap) {
+        char *grown = realloc(r->buf, s->len + PS_SPOOL_PADDING);
         if (!grown)
             return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
-        sp->read_buf = grown;
-        sp->read_cap = s->len;
+        r->buf = grown;
+        r->cap = s->len;
     }
     size_t got = 0;
     while (got < s->len) {
-        ssize_t r = pread(sp->fd, sp->read_buf + got, s->len - got, (off_t)(s->at + got));
-        if (r < 0 && errno == EINTR)
+        ssize_t n = pread(sp->fd, r->buf + got, s->len - got, (off_t)(s->at + got));
+        if (n < 0 && errno == EINTR)
             continue;
-        if (r <= 0) {
-            if (r == 0)
+        if (n <= 0) {
+            if (n == 0)
                 errno = EIO;
             return io_error(err, "read", sp->dir);
         }
-        got += (size_t)r;
+        got += (size_t)n;
     }
-    sp->read_buf[s->len] = '\0';
-    sp->read_index = i + 1;
-    *text = sp->read_buf;
+    r->buf[s->len] = '\0';
+    r->index = i + 1;
+    *text = r->buf;
     return PS_OK;
 }

@@ -15,9 +15,10 @@
  * buffer of a sixteenth of that takes the next (its sealed chats written
  * out a full tail at a time), each larger only to hold a single chat
  * larger than its limit (and then that size until the spool is cleared);
- * at merge time a chat read back from the file is one more buffer, the
- * size of the largest read. So whatever the body's size: memory_max +
- * max(memory_max / 16, the largest chat) + the largest chat in the file.
+ * at merge time a chat read back from the file is one more buffer per
+ * reader (PS_SPOOL_READERS), the size of the largest it read. So whatever
+ * the body's size: memory_max + max(memory_max / 16, the largest chat) +
+ * two of the largest chat in the file.
  * Past 1 MiB a buffer is its limit's size at once (its pages are only
  * touched as they fill), 2 MiB aligned for huge pages.
  */
@@ -74,11 +75,22 @@ void ps_body_spool_adopt_buffer(ps_body_spool *sp, char *buf, size_t cap);
 char *ps_body_spool_take_buffer(ps_body_spool *sp, size_t *cap);
 
 size_t ps_body_spool_count(const ps_body_spool *sp);
+/* Chat i's length, without reading it. */
+size_t ps_body_spool_length(const ps_body_spool *sp, size_t i);
 /* Chat i's bytes: *text is owned by the spool and valid until its next
  * call, PS_SPOOL_PADDING readable bytes after them. PS_ERR_IO when the
  * file cannot be read. */
 ps_code ps_body_spool_read(ps_body_spool *sp, size_t i, const char **text, size_t *len,
                            ps_error *err);
+
+/* Threads that may read a complete spool at once: each with its own
+ * `reader` number (below this), none adding or clearing meanwhile. */
+#define PS_SPOOL_READERS 2u
+/* ps_body_spool_read as `reader` (0 is ps_body_spool_read's): *text is
+ * valid until that reader's next read; another reader's reads, on another
+ * thread at the same time, leave it alone. */
+ps_code ps_body_spool_read_as(ps_body_spool *sp, unsigned reader, size_t i, const char **text,
+                              size_t *len, ps_error *err);
 /* Bytes written to the file so far (0: all in memory). */
 uint64_t ps_body_spool_file_bytes(const ps_body_spool *sp);
 

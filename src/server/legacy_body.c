@@ -114,14 +114,16 @@ static ps_code on_chat_end(void *cls, uint64_t offset)
     return PS_OK;
 }
 
-/* Pre-checks chat i unless done already. */
-static ps_code check_chat(ps_legacy_body *lb, size_t i, ps_error *err)
+/* Pre-checks chat i unless done already, reading it as `reader`. Two
+ * readers at once (ps_chat_source) write only their own chats' `checked`,
+ * and the pre-check keeps no state between calls. */
+static ps_code check_chat(ps_legacy_body *lb, unsigned reader, size_t i, ps_error *err)
 {
     if (lb->info[i].checked)
         return PS_OK;
     const char *text;
     size_t len;
-    ps_code rc = ps_body_spool_read(lb->spool, i, &text, &len, err);
+    ps_code rc = ps_body_spool_read_as(lb->spool, reader, i, &text, &len, err);
     /* an element sits two containers deep: the root object and "chats" */
     if (rc == PS_OK)
         rc =
@@ -143,7 +145,7 @@ static ps_code on_chats_start(void *cls)
         const char *text;
         size_t len;
         json_object *chat = NULL;
-        rc = check_chat(lb, i, &err);
+        rc = check_chat(lb, 0, i, &err);
         if (rc != PS_OK)
             break;
         rc = ps_body_spool_read(lb->spool, i, &text, &len, &err);
@@ -211,7 +213,7 @@ ps_code ps_legacy_body_check_chats(ps_legacy_body *lb, ps_error *err)
     ps_code rc = PS_OK;
     size_t n = ps_body_spool_count(lb->spool);
     for (size_t i = 0; i < n && rc == PS_OK; i++)
-        rc = check_chat(lb, i, err);
+        rc = check_chat(lb, 0, i, err);
     return rc;
 }
 
@@ -249,15 +251,24 @@ const char *ps_legacy_body_envelope(const ps_legacy_body *lb, size_t *len)
     return lb->envelope.data ? lb->envelope.data : "";
 }
 
-static ps_code chat_bytes(void *cls, size_t i, const char **text, size_t *len, ps_error *err)
+_Static_assert(PS_SPOOL_READERS >= PS_CHAT_SOURCE_READERS, "a spool reader per source reader");
+
+/* The source's functions are safe on two threads at once
+ * (PS_CHAT_SOURCE_READERS, one spool reader each): by the time the chats
+ * are handed out the spool is complete, so reading it writes only the
+ * reader's own buffer (ps_body_spool_read_as), `check` writes only its
+ * chat's `checked`, and `hash` and `length` read what on_chat_end and the
+ * spool wrote before. */
+static ps_code chat_bytes(void *cls, unsigned reader, size_t i, const char **text, size_t *len,
+                          ps_error *err)
 {
     ps_legacy_body *lb = cls;
-    return ps_body_spool_read(lb->spool, i, text, len, err);
+    return ps_body_spool_read_as(lb->spool, reader, i, text, len, err);
 }
 
-static ps_code chat_check(void *cls, size_t i, ps_error *err)
+static ps_code chat_check(void *cls, unsigned reader, size_t i, ps_error *err)
 {
-    return check_chat(cls, i, err);
+    return check_chat(cls, reader, i, err);
 }
 
 static uint64_t chat_hash(void *cls, size_t i)
@@ -266,14 +277,22 @@ static uint64_t chat_hash(void *cls, size_t i)
     return lb->info[i].hash;
 }
 
+static size_t chat_length(void *cls, size_t i)
+{
+    const ps_legacy_body *lb = cls;
+    return ps_body_spool_length(lb->spool, i);
+}
+
 void ps_legacy_body_chats(ps_legacy_body *lb, ps_chat_source *src)
 {
     *src = (ps_chat_source){.count = ps_body_spool_count(lb->spool),
                             .bytes = chat_bytes,
                             .check = chat_check,
                             .hash = chat_hash,
+                            .length = chat_length,
                             .cls = lb,
-                            .padding = PS_SPOOL_PADDING};
+                            .padding = PS_SPOOL_PADDING,
+                            .readers = PS_SPOOL_READERS};
 }
 
 void ps_legacy_body_adopt_buffer(ps_legacy_body *lb, char *buf, size_t cap)

@@ -14,7 +14,9 @@
 #include "core/hash.h"
 #include "server/content_hash.h"
 #include "core/timestamp.h"
+#include "server/share.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,7 +267,7 @@ static ps_code add_deletion(ps_dynbuf *b, size_t *count, const ps_chat_row *row)
         rc = ps__dynbuf_add_json_string(b, row->id);
     for (int k = 0; k < 2 && rc == PS_OK; k++) {
         rc = ps__dynbuf_addf(b, k ? ",\"deletedAtLamport\":[%lld," : ",\"lamport\":[%lld,",
-                            (long long)row->deleted_counter);
+                             (long long)row->deleted_counter);
         if (rc == PS_OK)
             rc = ps__dynbuf_add_json_string(b, row->deleted_device);
         if (rc == PS_OK)
@@ -287,23 +289,22 @@ static ps_code base_of_download(answer_builder *a, const ps_chat_row *row)
     ps_base base = {0};
     int64_t at_seq = 0;
     bool found = false;
-    ps_code rc = ctx->store->ops->base_load(ctx->store, a->user_id, a->device, id, NULL,
-                                            &at_seq, &found, a->err);
+    ps_code rc = ctx->store->ops->base_load(ctx->store, a->user_id, a->device, id, NULL, &at_seq,
+                                            &found, a->err);
     if (rc != PS_OK || (found && at_seq == row->seq && row->seq > 0))
         return rc;
     bool copied = false; /* kept with the rendering being sent: the cheap way */
-    rc = ctx->store->ops->base_copy(ctx->store, a->user_id, a->device, id, row->seq,
-                                    &copied, a->err);
+    rc = ctx->store->ops->base_copy(ctx->store, a->user_id, a->device, id, row->seq, &copied,
+                                    a->err);
     if (rc != PS_OK || copied)
         return rc;
-    rc =
-        ctx->store->ops->chat_load(ctx->store, a->user_id, id, true, &chat, a->err);
+    rc = ctx->store->ops->chat_load(ctx->store, a->user_id, id, true, &chat, a->err);
     if (rc == PS_OK && chat && (rc = ps__base_add_chat(&base, chat)) != PS_OK)
         rc = ps_error_set(a->err, rc, -1, "", "out of memory");
     if (rc == PS_OK && chat) {
         ps__base_seal(&base);
-        rc = ctx->store->ops->base_save(ctx->store, a->user_id, a->device, id, &base,
-                                        row->seq, a->err);
+        rc = ctx->store->ops->base_save(ctx->store, a->user_id, a->device, id, &base, row->seq,
+                                        a->err);
     }
     ps__base_free(&base);
     ps__chat_free(chat);
@@ -398,7 +399,9 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
  * transaction, so a very large body costs bounded memory rather than
  * several times its size.
  */
+#ifndef PREPARSED_TEXT_MAX /* a test's may be smaller */
 #define PREPARSED_TEXT_MAX ((size_t)32 << 20)
+#endif
 
 /* How deep a chat may nest: an element of a body's "chats" sits two
  * containers down (the root object, the array), as legacy_body.c checks. */
@@ -433,14 +436,15 @@ static void prepared_free(prepared *p, size_t count)
     *p = (prepared){0};
 }
 
-/* Parses and validates chat i of the source; *len: its bytes. */
-static ps_code parse_chat(const ps_sync_ctx *ctx, const ps_chat_source *src, size_t i,
-                          json_object **chat, size_t *len, ps_error *err)
+/* Parses and validates chat i of the source, read as `reader`; *len: its
+ * bytes. */
+static ps_code parse_chat(const ps_sync_ctx *ctx, const ps_chat_source *src, unsigned reader,
+                          size_t i, json_object **chat, size_t *len, ps_error *err)
 {
     const char *text;
-    ps_code rc = ps_chat_source_check(src, i, err);
+    ps_code rc = ps_chat_source_check_as(src, reader, i, err);
     if (rc == PS_OK)
-        rc = ps_chat_source_bytes(src, i, &text, len, err);
+        rc = ps_chat_source_bytes_as(src, reader, i, &text, len, err);
     if (rc != PS_OK)
         return rc;
     /* pre-checked: these bytes are checked JSON */
@@ -517,6 +521,145 @@ static ps_code find_candidates(const ps_sync_ctx *ctx, const char *device,
     return rc;
 }
 
+/*
+ * The per-chat CPU work of prepare_chats — a content hash, or a pre-check,
+ * parse and validation — on two threads (share.h) when there is enough of
+ * it: both take the next chat from `next` until none is left.
+ *
+ * A bad body's error must stay its first bad chat's, in the body's order
+ * (legacy_body.h; what one thread met first): each lane keeps its first
+ * failure (its chats come in increasing order, so that is its lowest),
+ * `first_bad` stops both lanes from starting a chat after the lowest
+ * failure found so far (every chat before it was taken already, by a lane
+ * that goes on with it), and the caller reports the lower of the two
+ * lanes' failures.
+ *
+ * What the lanes share is safe on two threads: the source's functions,
+ * each lane reading as its own reader (ps_chat_source, legacy_body.c);
+ * the content hash (simdjson's stage 1 and the walk's state are one per
+ * thread, content_hash.cpp; simdjson's doc/basics.md, "Thread safety":
+ * one parser per thread, and "the CPU detection, which runs the first
+ * time parsing is attempted ... is transparent and thread-safe"); the
+ * pre-check (no state); json-c's parse, on the thread's own tokener
+ * (json_parse.c), and its objects: a tree is built on one lane, and read
+ * and freed on the request thread only after ps__share_run's hand-back,
+ * never by two threads at once (json-c keeps no state shared between
+ * trees but the string hash's seed, set once with a compare-and-swap in
+ * linkhash.c, and since 0.13 its tokener changes the locale per thread,
+ * uselocale: json-c ChangeLog 0.13, issue #195); validation reads the
+ * request's limits only. Each lane writes only its own chats' slots of
+ * `prepared` and its own `lane` entry.
+ */
+enum prep_pass { CONTENT_PASS, PARSE_PASS };
+
+typedef struct prep_job {
+    const ps_sync_ctx *ctx;
+    const ps_chat_source *src;
+    prepared *p;
+    enum prep_pass pass;
+    bool (*content_hash)(const char *, size_t, int, uint64_t *, char *, size_t);
+    atomic_size_t next;      /* the first chat nobody took yet */
+    atomic_size_t first_bad; /* the lowest failed chat so far; count: none */
+    atomic_size_t kept;      /* PARSE_PASS: text bytes of the chats kept parsed */
+    struct {
+        ps_code rc; /* its first failure, PS_OK */
+        size_t bad; /* at that chat */
+        ps_error err;
+    } lane[2];
+} prep_job;
+
+/* Below this many bytes of chats to work on, the request thread does it
+ * alone. The helper starts working 12 µs after the offer (median; 50 µs
+ * at p90, docs/performance.md, "upload4"), while json-c parses about
+ * 0.2 MB and the content hash about 1 MB a millisecond: 256 KiB is over a
+ * millisecond of parsing, a quarter of one of hashing, and a delta of a few
+ * chats stays on the request thread. */
+#define SHARE_MIN_BYTES ((size_t)256 << 10)
+
+/* Content-hashes chat i (pre-checks it when it has no content hash). */
+static ps_code content_one(prep_job *j, unsigned reader, size_t i, ps_error *err)
+{
+    prepared *p = j->p;
+    const char *text;
+    size_t len;
+    if (p->candidate[i] != NOT_SENT) {
+        p->contents[i] = 0;
+        return PS_OK;
+    }
+    ps_code rc = ps_chat_source_bytes_as(j->src, reader, i, &text, &len, err);
+    if (rc == PS_OK &&
+        !j->content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i], sizeof p->ids[i])) {
+        p->contents[i] = 0;
+        rc = ps_chat_source_check_as(j->src, reader, i, err);
+    }
+    return rc;
+}
+
+/* Parses and validates chat i when it is to be merged, kept parsed while
+ * the chats kept stay within PREPARSED_TEXT_MAX (which ones are kept
+ * depends on the lanes' pace; any chat dropped is parsed again when
+ * merged, to the same result). */
+static ps_code parse_one(prep_job *j, unsigned reader, size_t i, ps_error *err)
+{
+    prepared *p = j->p;
+    if (p->candidate[i] != NOT_SENT)
+        return PS_OK;
+    size_t len = 0;
+    ps_code rc = parse_chat(j->ctx, j->src, reader, i, &p->parsed[i], &len, err);
+    if (rc == PS_OK && atomic_fetch_add(&j->kept, len) + len > PREPARSED_TEXT_MAX) {
+        json_object_put(p->parsed[i]); /* valid: parsed again when merged */
+        p->parsed[i] = NULL;
+    }
+    return rc;
+}
+
+static void prep_work(void *cls, unsigned lane)
+{
+    prep_job *j = cls;
+    size_t n = j->src->count;
+    for (;;) {
+        size_t i = atomic_fetch_add(&j->next, 1);
+        if (i >= n || i > atomic_load(&j->first_bad))
+            return; /* nothing left, or moot after an earlier chat's failure */
+        ps_code rc = j->pass == CONTENT_PASS ? content_one(j, lane, i, &j->lane[lane].err)
+                                             : parse_one(j, lane, i, &j->lane[lane].err);
+        if (rc != PS_OK) {
+            j->lane[lane].rc = rc;
+            j->lane[lane].bad = i;
+            size_t seen = atomic_load(&j->first_bad);
+            while (i < seen && !atomic_compare_exchange_weak(&j->first_bad, &seen, i))
+                ;
+            return;
+        }
+    }
+}
+
+/* One pass over the chats, shared when its chats are SHARE_MIN_BYTES or
+ * more (one thread else, or when the source cannot be read by two); the
+ * first failing chat's error, in the body's order. */
+static ps_code prep_run(prep_job *j, ps_error *err)
+{
+    const ps_chat_source *src = j->src;
+    atomic_init(&j->next, 0);
+    atomic_init(&j->first_bad, src->count);
+    atomic_init(&j->kept, 0);
+    j->lane[0].rc = j->lane[1].rc = PS_OK;
+    size_t bytes = 0;
+    bool two = src->readers >= 2 && src->length;
+    for (size_t i = 0; two && i < src->count && bytes < SHARE_MIN_BYTES; i++)
+        if (j->p->candidate[i] == NOT_SENT)
+            bytes += src->length(src->cls, i);
+    if (two && bytes >= SHARE_MIN_BYTES)
+        ps__share_run(prep_work, j);
+    else
+        prep_work(j, 0);
+    int lane =
+        j->lane[1].rc != PS_OK && (j->lane[0].rc == PS_OK || j->lane[1].bad < j->lane[0].bad);
+    if (j->lane[lane].rc != PS_OK)
+        *err = j->lane[lane].err;
+    return j->lane[lane].rc;
+}
+
 static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const ps_chat_source *src,
                              prepared *p, ps_error *err)
 {
@@ -543,41 +686,28 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
         rc = find_candidates(ctx, device, src, p, false, err);
     /* The chats sent as before are done with, unread: their bytes passed
      * the pre-check when first taken. Every other one is content-hashed,
-     * in the body's order: a chat with a content hash passes the pre-check
-     * (content_hash.h), and one without is pre-checked at once, so a bad
-     * body's error is its first bad chat's, as when the whole body was
-     * checked as it arrived (legacy_body.h), and comes before any chat is
-     * parsed. A chat skipped by its content is thus never pre-checked (on
-     * a re-sync in other bytes that was a quarter of the server's CPU);
-     * one to merge is, before json-c reads it (parse_chat). */
-    bool any = false;
+     * as if in the body's order (prep_run): a chat with a content hash
+     * passes the pre-check (content_hash.h), and one without is
+     * pre-checked at once, so a bad body's error is its first bad chat's,
+     * as when the whole body was checked as it arrived (legacy_body.h),
+     * and comes before any chat is parsed. A chat skipped by its content
+     * is thus never pre-checked (on a re-sync in other bytes that was a
+     * quarter of the server's CPU); one to merge is, before json-c reads
+     * it (parse_chat). */
+    prep_job job = {.ctx = ctx, .src = src, .p = p, .pass = CONTENT_PASS};
     /* read where they lie when the source leaves room after each chat */
-    bool (*content_hash)(const char *, size_t, int, uint64_t *, char *, size_t) =
+    job.content_hash =
         src->padding >= PS_CONTENT_HASH_PADDING ? ps_content_hash_in_place : ps_content_hash;
-    for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
-        if (p->candidate[i] != NOT_SENT)
-            p->contents[i] = 0;
-        else if ((rc = ps_chat_source_bytes(src, i, &text, &len, err)) == PS_OK &&
-                 !content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i],
-                               sizeof p->ids[i])) {
-            p->contents[i] = 0;
-            rc = ps_chat_source_check(src, i, err);
-        }
+    if (rc == PS_OK)
+        rc = prep_run(&job, err);
+    bool any = false;
+    for (size_t i = 0; rc == PS_OK && i < src->count; i++)
         any |= p->contents[i] != 0;
-    }
     if (rc == PS_OK && any)
         rc = find_candidates(ctx, device, src, p, true, err);
-    size_t kept = 0;
-    for (size_t i = 0; rc == PS_OK && i < src->count; i++) {
-        if (p->candidate[i] != NOT_SENT)
-            continue;
-        rc = parse_chat(ctx, src, i, &p->parsed[i], &len, err);
-        kept += len;
-        if (kept > PREPARSED_TEXT_MAX) { /* valid: parsed again when merged */
-            json_object_put(p->parsed[i]);
-            p->parsed[i] = NULL;
-        }
-    }
+    job.pass = PARSE_PASS;
+    if (rc == PS_OK)
+        rc = prep_run(&job, err);
     return rc;
 }
 
@@ -619,7 +749,7 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
     /* Past the memory budget, or a write landed on it since the read
      * transaction (rare): parsed here after all. */
     size_t len;
-    return parse_chat(ctx, src, i, chat, &len, err);
+    return parse_chat(ctx, src, 0, i, chat, &len, err);
 }
 
 /*

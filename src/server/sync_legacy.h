@@ -25,27 +25,55 @@
  * so whoever uses them calls ps_chat_source_check first, in the chats'
  * order. `hash` (NULL: hash the
  * bytes) gives ps__hash_bytes of chat i's bytes, worked out as they came.
+ *
+ * Two threads (`readers`: how many may; 1 or PS_CHAT_SOURCE_READERS) may
+ * call `bytes`, `check` and `hash` at the same time, each passing its own
+ * `reader` number (below `readers`) and each on chats the other is not
+ * using: a reader's bytes are valid until that reader's next call (the
+ * legacy body gives each reader its own buffer for chats read back from
+ * its spool file, body_spool.h). The ps_chat_source_bytes and
+ * ps_chat_source_check wrappers are reader 0's. `length` too is safe
+ * on two threads.
  */
+#define PS_CHAT_SOURCE_READERS 2u
 typedef struct ps_chat_source {
     size_t count;
-    ps_code (*bytes)(void *cls, size_t i, const char **text, size_t *len, ps_error *err);
-    ps_code (*check)(void *cls, size_t i, ps_error *err);
+    ps_code (*bytes)(void *cls, unsigned reader, size_t i, const char **text, size_t *len,
+                     ps_error *err);
+    ps_code (*check)(void *cls, unsigned reader, size_t i, ps_error *err);
     uint64_t (*hash)(void *cls, size_t i);
+    size_t (*length)(void *cls, size_t i); /* of chat i's bytes, without reading them;
+                                            * NULL: unknown */
     void *cls;
-    size_t padding; /* bytes readable after each chat's bytes (0: none) */
+    size_t padding;   /* bytes readable after each chat's bytes (0: none) */
+    unsigned readers; /* threads that may read at once (0 is 1) */
 } ps_chat_source;
+
+/* Chat i's bytes as `reader` (see ps_chat_source). */
+static inline ps_code ps_chat_source_bytes_as(const ps_chat_source *src, unsigned reader, size_t i,
+                                              const char **text, size_t *len, ps_error *err)
+{
+    return src->bytes(src->cls, reader, i, text, len, err);
+}
+
+/* Pre-checks chat i as `reader` (see ps_chat_source). */
+static inline ps_code ps_chat_source_check_as(const ps_chat_source *src, unsigned reader, size_t i,
+                                              ps_error *err)
+{
+    return src->check ? src->check(src->cls, reader, i, err) : PS_OK;
+}
 
 /* Chat i's bytes (see ps_chat_source). */
 static inline ps_code ps_chat_source_bytes(const ps_chat_source *src, size_t i, const char **text,
                                            size_t *len, ps_error *err)
 {
-    return src->bytes(src->cls, i, text, len, err);
+    return ps_chat_source_bytes_as(src, 0, i, text, len, err);
 }
 
 /* Pre-checks chat i (see ps_chat_source). */
 static inline ps_code ps_chat_source_check(const ps_chat_source *src, size_t i, ps_error *err)
 {
-    return src->check ? src->check(src->cls, i, err) : PS_OK;
+    return ps_chat_source_check_as(src, 0, i, err);
 }
 
 /*

@@ -210,6 +210,28 @@ class BigBodyLimitsTest(ServerTestCase):
                 self.assertEqual(json_or_none(answer).get("code"), "invalid_payload")
                 self.assertNothingChanged()
 
+    def test_of_two_bad_chats_the_first_is_named(self):
+        # ~8 MB, prepared on two threads (sync_legacy.c, prep_run): the
+        # error is still the first bad chat's in the body's order, whichever
+        # thread met its chat first (tests/unit/test_legacy_prepare.c forces
+        # the other order)
+        chats = big_chats(150, 10, 3000)
+        early = json.loads(chats[3])
+        early["messages"][1]["role"] = 7  # not a role
+        late = json.loads(chats[140])
+        del late["messages"][0]["id"]
+        chats[3] = json.dumps(early).encode()
+        chats[140] = json.dumps(late).encode()
+        for path in ("/sync", "/pushChats"):
+            with self.subTest(path=path):
+                status, answer = post(self.server, path, body_of(chats))
+                self.assertEqual(status, 400, answer[:300])
+                doc = json_or_none(answer)
+                self.assertEqual(doc.get("code"), "invalid_payload", doc)
+                self.assertEqual(doc.get("chatIndex"), 3, doc)
+                self.assertEqual(doc.get("field"), "messages[1].role", doc)
+                self.assertNothingChanged()
+
     def test_malformed_json_at_the_end_rejects_the_whole_sync(self):
         chats = big_chats(150, 10, 3000)
         cases = {
