@@ -1524,10 +1524,11 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_c
 
 /*
  * Packs (schema 12; pack_codec.h, docs/storage.md "Packs"). A chat new in
- * a save without a rendering (a v2 push) keeps the messages it comes with
- * as one compressed pack instead of a row each, when they hold between
- * PACK_MIN_TEXT and PACK_MAX_TEXT bytes of text: below, a pack saves
- * little and costs a frame per read; above, every message looked up by id
+ * a save (a v2 push; a legacy sync too, its rendering kept beside) keeps
+ * the messages it comes with as one compressed pack instead of a row
+ * each, when they hold between PACK_MIN_TEXT and PACK_MAX_TEXT bytes of
+ * text: below, a pack saves little and costs a frame per read; above,
+ * every message looked up by id
  * in it (a push into the chat naming an old one) would decompress a large
  * frame, where a row is one look-up. Deleted messages stay rows (the
  * tombstone collection deletes rows). A row of the chat with the id of a
