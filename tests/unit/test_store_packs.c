@@ -493,7 +493,8 @@ static void expect_reads(ps_store *s, int64_t user, const char *chat, const mode
  * the legacy pull copies), and the v2 reads and chat_load give exactly
  * the messages saved (the model). A later legacy edit of one packed
  * message and a new one are rows (the edit shadows its packed message):
- * reads follow the model, the rendering is the new one. A chat under the
+ * reads follow the model, the rendering is the new one; ten more edits
+ * are folded into the pack as a v2 save's rows are. A chat under the
  * pack's size stays rows, rendered the same way. Oracles: docs/storage.md
  * "Packs (version 12)" for the layout, the model and the renderings the
  * test saved for the content. */
@@ -561,8 +562,35 @@ static void a_legacy_saved_new_chat_is_a_pack_beside_its_rendering(void **state)
     expect_doc(s, u.id, "t", tiny_doc);
     expect_bytes_counted(ss, s, u.id);
     ps_store_rollback(s);
+
+    /* ten more legacy edits: 12 live rows weighing more than a quarter of
+     * the pack are folded into it, as after a v2 save (docs/storage.md
+     * "Repacking"): no row left, the reads and the rendering unchanged */
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "a", true, &c, &err), PS_OK);
+    for (int i = 10; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        ps_message *m = (ps_message *)ps__chat_message(c, id);
+        assert_non_null(m);
+        content_of(id, 3, text, sizeof text);
+        json_object_put(m->value);
+        m->value = json_object_new_object();
+        json_object_object_add(m->value, "id", json_object_new_string(id));
+        json_object_object_add(m->value, "content", json_object_new_string(text));
+        m->mark.dirty = true;
+    }
+    char *folded = NULL;
+    save_rendered(s, u.id, c, 11, "legacy", &md, &folded);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"), 0);
+    expect_reads(s, u.id, "a", &md, 11);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_doc(s, u.id, "a", folded);
+    expect_bytes_counted(ss, s, u.id);
+    ps_store_rollback(s);
     free(doc);
     free(edited);
+    free(folded);
     free(tiny_doc);
     ps_store_close(s);
 }
