@@ -1528,11 +1528,11 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_c
  * the messages it comes with as one compressed pack instead of a row
  * each, when they hold between PACK_MIN_TEXT and PACK_MAX_TEXT bytes of
  * text: below, a pack saves little and costs a frame per read; above,
- * every message looked up by id
- * in it (a push into the chat naming an old one) would decompress a large
- * frame, where a row is one look-up. Deleted messages stay rows (the
- * tombstone collection deletes rows). A row of the chat with the id of a
- * packed message shadows it: the row is the message (written later).
+ * every message looked up by id in it (a push into the chat naming an old
+ * one) would decompress a large frame, where a row is one look-up.
+ * Deleted messages stay rows (the tombstone collection deletes rows). A
+ * row of the chat with the id of a packed message shadows it: the row is
+ * the message (written later).
  */
 #define PACK_MIN_TEXT 2048
 #define PACK_MAX_TEXT ((size_t)256 << 10)
@@ -2124,11 +2124,6 @@ static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *c
 
 static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err);
 
-/* Whether a new chat's messages go into a pack: at schema 12, with
- * PACK_MIN_TEXT to PACK_MAX_TEXT bytes of message text (the packing rules
- * above pack_buf), with or without a rendering (a legacy sync keeps its
- * rendering beside the pack: the legacy pull copies the rendering, v2
- * reads the pack). chat_save asks numbered() too. */
 /*
  * Whether every live message chat_save would write is numbered
  * (`received` >= 0, ps__chat_number_received). One that is not keeps the
@@ -2151,6 +2146,11 @@ static bool numbered(const ps_chat *chat)
     return true;
 }
 
+/* Whether a new chat's messages go into a pack: at schema 12, with
+ * PACK_MIN_TEXT to PACK_MAX_TEXT bytes of message text (the packing rules
+ * above pack_buf), with or without a rendering (a legacy sync keeps its
+ * rendering beside the pack: the legacy pull copies the rendering, v2
+ * reads the pack). chat_save asks numbered() too. */
 static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh)
 {
     if (!fresh || s->schema < 12)
