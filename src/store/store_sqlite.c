@@ -1524,14 +1524,15 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_c
 
 /*
  * Packs (schema 12; pack_codec.h, docs/storage.md "Packs"). A chat new in
- * a save without a rendering (a v2 push) keeps the messages it comes with
- * as one compressed pack instead of a row each, when they hold between
- * PACK_MIN_TEXT and PACK_MAX_TEXT bytes of text: below, a pack saves
- * little and costs a frame per read; above, every message looked up by id
- * in it (a push into the chat naming an old one) would decompress a large
- * frame, where a row is one look-up. Deleted messages stay rows (the
- * tombstone collection deletes rows). A row of the chat with the id of a
- * packed message shadows it: the row is the message (written later).
+ * a save (a v2 push; a legacy sync too, its rendering kept beside) keeps
+ * the messages it comes with as one compressed pack instead of a row
+ * each, when they hold between PACK_MIN_TEXT and PACK_MAX_TEXT bytes of
+ * text: below, a pack saves little and costs a frame per read; above,
+ * every message looked up by id in it (a push into the chat naming an old
+ * one) would decompress a large frame, where a row is one look-up.
+ * Deleted messages stay rows (the tombstone collection deletes rows). A
+ * row of the chat with the id of a packed message shadows it: the row is
+ * the message (written later).
  */
 #define PACK_MIN_TEXT 2048
 #define PACK_MAX_TEXT ((size_t)256 << 10)
@@ -2037,15 +2038,14 @@ static bool form_current(const ps_value_form *form, int64_t user, uint32_t dict)
     return form && dict && form->user == user && form->dict == dict;
 }
 
-static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh, const char *doc);
+static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh);
 
 /* Whether chat_save will keep this incoming chat's messages as a pack (a
  * chat new to the store, worth_a_pack): their values are compressed with
  * the pack, not alone, so packing them ahead would be work thrown away. */
 static bool will_be_a_pack(sqlite_store *s, int64_t user, const ps_chat *chat)
 {
-    return worth_a_pack(s, chat, true, NULL) &&
-           stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL) == 0;
+    return worth_a_pack(s, chat, true) && stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL) == 0;
 }
 
 static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat *const *chats,
@@ -2124,12 +2124,36 @@ static ps_code sqlite_values_pack_ahead(ps_store *base, int64_t user, ps_chat *c
 
 static ps_code sqlite_user_bytes(ps_store *base, int64_t user, int64_t *bytes, ps_error *err);
 
-/* Whether a new chat's messages go into a pack: saved without a
- * rendering, at schema 12, with PACK_MIN_TEXT to PACK_MAX_TEXT bytes of
- * message text (the packing rules above pack_buf). */
-static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh, const char *doc)
+/*
+ * Whether every live message chat_save would write is numbered
+ * (`received` >= 0, ps__chat_number_received). One that is not keeps the
+ * chat in rows: a pack orders its entries by `received` and its reader
+ * refuses a negative one as corrupt, and chat_save cannot number them
+ * itself: numbering advances the chat's next_received, which the state
+ * it stores holds (made by the caller), so a number given here would be
+ * given again by the next save. Rows keep `received` as given, as every
+ * version before packs did, and the next save through sync_common.c
+ * numbers them. polysyncd's saves always number first (values_pack_ahead
+ * runs before that and guesses the numbers: guess_received); this is for
+ * a caller that does not.
+ */
+static bool numbered(const ps_chat *chat)
 {
-    if (!fresh || doc || s->schema < 12)
+    for (size_t i = 0; i < chat->nmessages; i++)
+        if (chat->messages[i].mark.dirty && chat->messages[i].value &&
+            chat->messages[i].received < 0)
+            return false;
+    return true;
+}
+
+/* Whether a new chat's messages go into a pack: at schema 12, with
+ * PACK_MIN_TEXT to PACK_MAX_TEXT bytes of message text (the packing rules
+ * above pack_buf), with or without a rendering (a legacy sync keeps its
+ * rendering beside the pack: the legacy pull copies the rendering, v2
+ * reads the pack). chat_save asks numbered() too. */
+static bool worth_a_pack(const sqlite_store *s, const ps_chat *chat, bool fresh)
+{
+    if (!fresh || s->schema < 12)
         return false;
     size_t text = 0, n = 0;
     for (size_t i = 0; i < chat->nmessages; i++) {
@@ -2636,7 +2660,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     }
     int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
     bool fresh = stored == 0;
-    bool packing = worth_a_pack(s, chat, fresh, doc);
+    bool packing = worth_a_pack(s, chat, fresh) && numbered(chat);
     hint_clear(&s->hint); /* the chat's cold_seq may change */
     size_t body_len = doc_packed ? doc_frame_len : doc ? doc_len : shell.len;
     int64_t grown = (int64_t)(state_len + body_len) - stored;
@@ -2732,8 +2756,10 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         rc = save_pack(s, user, chat, dict, &bytes, err);
         grown += bytes;
     }
-    bool wrote_rows = false; /* live ones, into a chat that may have a pack */
-    for (size_t i = 0; !fresh && !doc && s->schema >= 12 && i < chat->nmessages; i++)
+    /* live rows into a chat that may have a pack (a legacy save's too:
+     * a chat it made new is a pack) */
+    bool wrote_rows = false;
+    for (size_t i = 0; !fresh && s->schema >= 12 && i < chat->nmessages; i++)
         wrote_rows |= chat->messages[i].mark.dirty && chat->messages[i].value;
     if (rc == PS_OK && wrote_rows)
         rc = repack_if_due(s, user, chat->id, dict, &grown, err);

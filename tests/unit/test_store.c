@@ -66,10 +66,13 @@ static void add_message(ps_chat *c, const char *id, const char *text, int64_t or
     ps__chat_normalize(c);
 }
 
-/* Saves the chat at change sequence `seq` from `origin`, rendered. */
+/* Saves the chat at change sequence `seq` from `origin`, rendered, its new
+ * messages numbered first as polysyncd's saves number them
+ * (ps__chat_number_received, sync_common.c). */
 static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char *origin)
 {
     ps_error err;
+    ps__chat_number_received(c);
     ps_code rc = ps__chat_mark_dirty(c, seq, origin);
     assert_int_equal(rc, PS_OK);
     json_object *doc = ps__chat_to_legacy(c);

@@ -17,6 +17,7 @@
 #include "../../src/store/store_sqlite.c"
 #include "sqlite_fixture.h"
 #include "store_fixture.h"
+#include "store_rows_fixture.h"
 
 #include <stdio.h>
 #include <unistd.h>
@@ -30,8 +31,8 @@ static int setup(void **state)
  * chat text is), `len` bytes at most. */
 static void words(char *out, size_t len, unsigned seed)
 {
-    static const char *const w[] = {"sync ", "chat ", "café ", "мир ", "世界 ", "🚀 ",
-                                     "model ", "reply\n", "the ", "merge "};
+    static const char *const w[] = {"sync ", "chat ",  "café ",   "мир ", "世界 ",
+                                    "🚀 ",    "model ", "reply\n", "the ", "merge "};
     size_t n = 0;
     unsigned r = seed * 2654435761u + 7;
     while (n + 12 < len) {
@@ -118,9 +119,9 @@ static void codec_round_trips(void **state)
     assert_int_equal(ps_value_unpack(frame.data, frame.len, 7, no_dict, NULL, &back, &back_len),
                      PS_ERR_STORE);
     /* garbage is not a frame */
-    assert_int_equal(ps_value_unpack("not a frame at all", 18, 42, test_dict, NULL, &back,
-                                     &back_len),
-                     PS_ERR_STORE);
+    assert_int_equal(
+        ps_value_unpack("not a frame at all", 18, 42, test_dict, NULL, &back, &back_len),
+        PS_ERR_STORE);
     /* incompressible (every byte value but NUL, shuffled): plain */
     unsigned char noise[2048];
     unsigned r = 1;
@@ -128,9 +129,9 @@ static void codec_round_trips(void **state)
         r = r * 1103515245u + 12345u;
         noise[i] = (unsigned char)(1 + (r >> 16) % 255);
     }
-    assert_int_equal(ps_value_pack((const char *)noise, sizeof noise, 42, id, test_dict, NULL,
-                                   &frame, &packed),
-                     PS_OK);
+    assert_int_equal(
+        ps_value_pack((const char *)noise, sizeof noise, 42, id, test_dict, NULL, &frame, &packed),
+        PS_OK);
     assert_false(packed);
     ps__dynbuf_free(&frame);
     ps__dynbuf_free(&the_dict);
@@ -197,7 +198,9 @@ static void codec_packs_many_as_one_by_one(void **state)
     ps__dynbuf_free(&the_dict);
 }
 
-/* A chat of `n` messages of ~`len` bytes, saved with its rendering. */
+/* A chat of `n` messages of ~`len` bytes, saved with its rendering as
+ * message rows: made first (store_rows_make_existing), the save of its
+ * messages an update (these tests are of row values). */
 static void save_chat(ps_store *s, int64_t user, const char *id, int n, size_t len, int64_t seq)
 {
     ps_chat *c = ps__chat_new(id);
@@ -223,6 +226,7 @@ static void save_chat(ps_store *s, int64_t user, const char *id, int n, size_t l
     size_t doc_len;
     const char *doc_text = ps__json_text(doc, &doc_len);
     ps_error err;
+    store_rows_make_existing(s, user, id, seq);
     assert_int_equal(s->ops->chat_save(s, user, c, doc_text, doc_len, seq, &err), PS_OK);
     json_object_put(doc);
     ps__chat_free(c);
@@ -391,11 +395,12 @@ static void migrates_from_schema_7(void **state)
     /* big: 30 chats x 100 messages of ~400 B (1.2 MB), message 0 of each
      * deleted (NULL), every row with its own stamp, order and mark */
     sqlite3_stmt *chat = NULL, *body = NULL, *m = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "INSERT INTO chats(user_id, id, live, state, doc, seq,"
-                                        " sent_hash, sent_seq) VALUES (1, ?1, 1, '', '', ?2, 77, ?2)",
-                                        -1, &chat, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "INSERT INTO chats(user_id, id, live, state, doc, seq,"
+                           " sent_hash, sent_seq) VALUES (1, ?1, 1, '', '', ?2, 77, ?2)",
+                           -1, &chat, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db,
                                         "INSERT INTO chat_bodies(user_id, chat_id, state, doc,"
                                         " hashes) VALUES (1, ?1, ?2, ?3, x'0102030405060708')",
@@ -437,14 +442,14 @@ static void migrates_from_schema_7(void **state)
                 sqlite3_bind_null(m, 3);
             else
                 sqlite3_bind_text(m, 3, value, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(m, 4, 1000 + i);  /* ts */
-            sqlite3_bind_int64(m, 5, i % 3);     /* lamport */
+            sqlite3_bind_int64(m, 4, 1000 + i); /* ts */
+            sqlite3_bind_int64(m, 5, i % 3);    /* lamport */
             sqlite3_bind_text(m, 6, i % 2 ? "phone" : "laptop", -1, SQLITE_STATIC);
-            sqlite3_bind_int64(m, 7, 5000 - i);  /* order_ts */
-            sqlite3_bind_int64(m, 8, 4 + c);     /* seq */
+            sqlite3_bind_int64(m, 7, 5000 - i); /* order_ts */
+            sqlite3_bind_int64(m, 8, 4 + c);    /* seq */
             sqlite3_bind_text(m, 9, "laptop", -1, SQLITE_STATIC);
-            sqlite3_bind_int(m, 10, i == 7);     /* timed */
-            sqlite3_bind_int64(m, 11, i);        /* received */
+            sqlite3_bind_int(m, 10, i == 7); /* timed */
+            sqlite3_bind_int64(m, 11, i);    /* received */
             assert_int_equal(sqlite3_step(m), SQLITE_DONE);
             sqlite3_reset(m);
         }
@@ -452,14 +457,15 @@ static void migrates_from_schema_7(void **state)
     sqlite3_finalize(chat);
     sqlite3_finalize(body);
     sqlite3_finalize(m);
-    assert_int_equal(sqlite3_exec(db,
-                                  "INSERT INTO messages VALUES (2, 't1', 'tm', '{\"id\":\"tm\","
-                                  "\"content\":\"a tiny message of the tiny user, long enough to be"
-                                  " worth a frame were there a dictionary for it: it stays plain\"}',"
-                                  " 5, 0, 'd', 5, 2, 'd', 0, 0);"
-                                  "INSERT INTO bases VALUES (1, 'phone', 'c05', x'0807060504030201', 11);",
-                                  NULL, NULL, &msg),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO messages VALUES (2, 't1', 'tm', '{\"id\":\"tm\","
+                     "\"content\":\"a tiny message of the tiny user, long enough to be"
+                     " worth a frame were there a dictionary for it: it stays plain\"}',"
+                     " 5, 0, 'd', 5, 2, 'd', 0, 0);"
+                     "INSERT INTO bases VALUES (1, 'phone', 'c05', x'0807060504030201', 11);",
+                     NULL, NULL, &msg),
+        SQLITE_OK);
     sqlite3_close(db);
 
     ps_error err;
@@ -600,9 +606,9 @@ static void migrates_from_schema_7(void **state)
     ps_chat *t1 = NULL;
     assert_int_equal(s->ops->chat_load(s, t.id, "t1", true, &t1, &err), PS_OK);
     assert_int_equal(t1->nmessages, 1);
-    assert_non_null(strstr(json_object_get_string(json_object_object_get(t1->messages[0].value,
-                                                                         "content")),
-                           "it stays plain"));
+    assert_non_null(
+        strstr(json_object_get_string(json_object_object_get(t1->messages[0].value, "content")),
+               "it stays plain"));
     ps__chat_free(t1);
     ps_store_rollback(s);
     ps_store_close(s);

@@ -22,6 +22,7 @@
 
 #include "../../src/store/store_sqlite.c"
 #include "store_fixture.h"
+#include "store_rows_fixture.h"
 #include "sqlite_fixture.h"
 #include "pushed_chat_fixture.h"
 
@@ -47,7 +48,9 @@ static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char 
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
 }
 
-/* A store whose user "zed" (*user) has a dictionary: 1.2 MB of values. */
+/* A store whose user "zed" (*user) has a dictionary: 1.2 MB of values in
+ * rows (the chats made first, store_rows_make_existing: as packs without
+ * a dictionary they would weigh less than the training threshold). */
 static ps_store *store_with_dictionary(fixture *f, int64_t *user)
 {
     ps_error err;
@@ -65,6 +68,7 @@ static ps_store *store_with_dictionary(fixture *f, int64_t *user)
         ps__chat_number_received(c);
         assert_int_equal(ps__chat_mark_dirty(c, 1 + i, "dev"), PS_OK);
         assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+        store_rows_make_existing(s, u.id, id, 1 + i);
         json_object *doc = ps__chat_to_legacy(c);
         size_t doc_len;
         const char *doc_text = ps__json_text(doc, &doc_len);

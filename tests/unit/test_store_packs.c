@@ -1,6 +1,8 @@
 /*
- * SQLite schema 12 (docs/storage.md, "Packs"): a chat saved new without a
- * rendering keeps its messages as one compressed pack; later writes are
+ * SQLite schema 12 (docs/storage.md, "Packs"): a chat saved new, with a
+ * rendering (a legacy sync, which keeps the rendering beside the pack) or
+ * without, keeps its messages as one compressed pack (messages not
+ * numbered yet stay rows); later writes are
  * rows that shadow the packed message of their id. Judged against the
  * test's own record of what each save wrote (the model: a message, the
  * save that last wrote it, its device, whether it was deleted), never
@@ -327,7 +329,9 @@ static void expect_bytes_counted(sqlite_store *ss, ps_store *s, int64_t user)
                                 query_int(ss, "SELECT coalesce(sum(length(CAST(id AS BLOB)) +"
                                               " coalesce(length(CAST(value AS BLOB)), 0)), 0)"
                                               " FROM messages") +
-                                query_int(ss, "SELECT coalesce(sum(length(data)), 0) FROM packs"));
+                                query_int(ss, "SELECT coalesce(sum(length(data)), 0) FROM packs") +
+                                query_int(ss, "SELECT coalesce(sum(length(CAST(doc AS BLOB))), 0)"
+                                              " FROM chat_docs"));
 }
 
 /* A chat new at 5 with 20 messages (packed), then at 9 the laptop
@@ -416,6 +420,234 @@ static void packed_and_hot_rows_read_as_one(void **state)
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
     expect_bytes_counted(ss, s, u.id);
     ps_store_rollback(s);
+    ps_store_close(s);
+}
+
+/* Saves `c` whole at `seq` from `origin` with its legacy rendering, as a
+ * legacy sync saves a chat (sync_common.c: numbered, marked, rendered):
+ * the model records its dirty messages; *doc_out is the rendering saved
+ * (the caller's to free). Frees `c`. */
+static void save_rendered(ps_store *s, int64_t user, ps_chat *c, int64_t seq, const char *origin,
+                          model *md, char **doc_out)
+{
+    ps__chat_normalize(c);
+    ps__chat_number_received(c);
+    assert_int_equal(ps__chat_mark_dirty(c, seq, origin), PS_OK);
+    for (size_t i = 0; i < c->nmessages; i++) {
+        const ps_message *m = &c->messages[i];
+        if (!m->mark.dirty)
+            continue;
+        written *w = model_get(md, m->id);
+        w->seq = seq;
+        snprintf(w->origin, sizeof w->origin, "%s", origin);
+        snprintf(w->device, sizeof w->device, "%s", m->stamp.device);
+        w->order_ts = m->order_ts;
+        w->deleted = m->value == NULL;
+        if (m->value) {
+            json_object *content;
+            assert_true(json_object_object_get_ex(m->value, "content", &content));
+            w->version = atoi(strstr(json_object_get_string(content), " v") + 2);
+        }
+    }
+    json_object *doc = ps__chat_to_legacy(c);
+    size_t len = 0;
+    const char *text = ps__json_text(doc, &len);
+    *doc_out = strndup(text, len);
+    ps_error err;
+    if (s->ops->chat_save(s, user, c, text, len, seq, &err) != PS_OK)
+        fail_msg("chat_save: %s", err.message);
+    json_object_put(doc);
+    ps__chat_free(c);
+}
+
+/* The rendering a legacy read of `chat` copies is exactly `want`. */
+static void expect_doc(ps_store *s, int64_t user, const char *chat, const char *want)
+{
+    rendered r = {.chat = chat};
+    ps_error err;
+    assert_int_equal(s->ops->chat_each(s, user, take_doc, &r, &err), PS_OK);
+    assert_non_null(r.doc);
+    assert_string_equal(r.doc, want);
+    free(r.doc);
+}
+
+/* Every cursor and asker of chat `chat` gets what the model says, and
+ * chat_load agrees with it (a read transaction and the writer's). */
+static void expect_reads(ps_store *s, int64_t user, const char *chat, const model *md, int64_t last)
+{
+    ps_error err;
+    for (int write = 0; write < 2; write++) {
+        assert_int_equal(ps_store_begin(s, write, &err), PS_OK);
+        for (int64_t after = -1; after <= last; after++) {
+            expect_since(s, user, chat, md, after, NULL, 0);
+            expect_since(s, user, chat, md, after, "legacy", 0);
+            expect_since(s, user, chat, md, after, "phone", after);
+        }
+        expect_loaded(s, user, chat, md);
+        ps_store_rollback(s);
+    }
+}
+
+/* A legacy sync's save of a chat new to the store (rendered): its messages
+ * are one pack, the rendering is kept beside it exactly as saved (what
+ * the legacy pull copies), and the v2 reads and chat_load give exactly
+ * the messages saved (the model). A later legacy edit of one packed
+ * message and a new one are rows (the edit shadows its packed message):
+ * reads follow the model, the rendering is the new one; ten more edits
+ * are folded into the pack as a v2 save's rows are. A chat under the
+ * pack's size stays rows, rendered the same way. Oracles: docs/storage.md
+ * "Packs (version 12)" for the layout, the model and the renderings the
+ * test saved for the content. */
+static void a_legacy_saved_new_chat_is_a_pack_beside_its_rendering(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "legacy", &u, &err), PS_OK);
+    model md = {0};
+    ps_chat *c = chat_new("a");
+    char id[16], *doc = NULL;
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        put(c, id, i % 2 ? "phone" : "laptop", 100 + i, 1);
+    }
+    save_rendered(s, u.id, c, 5, "legacy", &md, &doc);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages"), 0);
+    assert_true(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 'a'") >= 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_docs WHERE chat_id = 'a'"), 1);
+    /* rendered: the legacy pull copies the rendering, no shell kept */
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_bodies WHERE shell IS NOT NULL"), 0);
+    expect_doc(s, u.id, "a", doc);
+    expect_bytes_counted(ss, s, u.id);
+    /* a tiny chat stays rows, rendered all the same */
+    model tiny = {0};
+    char *tiny_doc = NULL;
+    c = chat_new("t");
+    put(c, "t0", "phone", 1, 1);
+    save_rendered(s, u.id, c, 6, "legacy", &tiny, &tiny_doc);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 't'"), 0);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 't'"), 1);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    expect_reads(s, u.id, "a", &md, 6);
+    expect_reads(s, u.id, "t", &tiny, 6);
+
+    /* a legacy edit of m03 and a new m20: the whole chat as stored, those
+     * two changed (the merge's dirty marks) */
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "a", true, &c, &err), PS_OK);
+    assert_non_null(c);
+    ps_message *m03 = (ps_message *)ps__chat_message(c, "m03");
+    assert_non_null(m03);
+    char text[200];
+    content_of("m03", 2, text, sizeof text);
+    json_object_put(m03->value);
+    m03->value = json_object_new_object();
+    json_object_object_add(m03->value, "id", json_object_new_string("m03"));
+    json_object_object_add(m03->value, "content", json_object_new_string(text));
+    m03->mark.dirty = true;
+    put(c, "m20", "laptop", 120, 1);
+    char *edited = NULL;
+    save_rendered(s, u.id, c, 9, "legacy", &md, &edited);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"), 2);
+    assert_true(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 'a'") >= 1);
+    assert_string_not_equal(edited, doc);
+    expect_reads(s, u.id, "a", &md, 9);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_doc(s, u.id, "a", edited);
+    expect_doc(s, u.id, "t", tiny_doc);
+    expect_bytes_counted(ss, s, u.id);
+    ps_store_rollback(s);
+
+    /* ten more legacy edits: 12 live rows weighing more than a quarter of
+     * the pack are folded into it, as after a v2 save (docs/storage.md
+     * "Repacking"): no row left, the reads and the rendering unchanged */
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->chat_load(s, u.id, "a", true, &c, &err), PS_OK);
+    for (int i = 10; i < 20; i++) {
+        snprintf(id, sizeof id, "m%02d", i);
+        ps_message *m = (ps_message *)ps__chat_message(c, id);
+        assert_non_null(m);
+        content_of(id, 3, text, sizeof text);
+        json_object_put(m->value);
+        m->value = json_object_new_object();
+        json_object_object_add(m->value, "id", json_object_new_string(id));
+        json_object_object_add(m->value, "content", json_object_new_string(text));
+        m->mark.dirty = true;
+    }
+    char *folded = NULL;
+    save_rendered(s, u.id, c, 11, "legacy", &md, &folded);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"), 0);
+    expect_reads(s, u.id, "a", &md, 11);
+    assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
+    expect_doc(s, u.id, "a", folded);
+    expect_bytes_counted(ss, s, u.id);
+    ps_store_rollback(s);
+    free(doc);
+    free(edited);
+    free(folded);
+    free(tiny_doc);
+    ps_store_close(s);
+}
+
+/* A save whose messages are not numbered (`received` < 0: a caller that
+ * did not run ps__chat_number_received; polysyncd's saves always do)
+ * keeps them as rows, rendered or not, `received` as given: a pack cannot
+ * hold them (its reader refuses a negative `received` as corrupt). The
+ * chat reads back whole. Oracle: the messages and numbers put in. */
+static void unnumbered_messages_stay_rows(void **state)
+{
+    fixture *f = *state;
+    ps_error err;
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_open(f->url, &s, &err), PS_OK);
+    sqlite_store *ss = (sqlite_store *)s;
+    ps_user u;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->user_load(s, "loose", &u, &err), PS_OK);
+    for (int rendered_save = 0; rendered_save < 2; rendered_save++) {
+        const char *chat = rendered_save ? "r" : "p";
+        ps_chat *c = chat_new(chat);
+        char id[16];
+        for (int i = 0; i < 20; i++) {
+            snprintf(id, sizeof id, "m%02d", i);
+            put(c, id, "phone", 100 + i, 1);
+        }
+        ps__chat_normalize(c);
+        assert_true(c->messages[0].received < 0);
+        assert_int_equal(ps__chat_mark_dirty(c, 3 + rendered_save, "phone"), PS_OK);
+        json_object *doc = rendered_save ? ps__chat_to_legacy(c) : NULL;
+        size_t len = 0;
+        const char *text = doc ? ps__json_text(doc, &len) : NULL;
+        if (s->ops->chat_save(s, u.id, c, text, len, 3 + rendered_save, &err) != PS_OK)
+            fail_msg("chat_save: %s", err.message);
+        json_object_put(doc);
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM packs WHERE chat_id = '%s'", chat);
+        assert_int_equal(query_int(ss, sql), 0);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM messages WHERE chat_id = '%s'", chat);
+        assert_int_equal(query_int(ss, sql), 20);
+        ps_chat *back = NULL;
+        assert_int_equal(s->ops->chat_load(s, u.id, chat, true, &back, &err), PS_OK);
+        assert_int_equal(back->nmessages, 20);
+        for (size_t i = 0; i < back->nmessages; i++) {
+            const ps_message *m = ps__chat_message(c, back->messages[i].id);
+            assert_non_null(m);
+            assert_int_equal(back->messages[i].received, m->received);
+            json_object *want, *got;
+            assert_true(json_object_object_get_ex(m->value, "content", &want));
+            assert_true(json_object_object_get_ex(back->messages[i].value, "content", &got));
+            assert_string_equal(json_object_get_string(got), json_object_get_string(want));
+        }
+        ps__chat_free(back);
+        ps__chat_free(c);
+    }
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
     ps_store_close(s);
 }
 
@@ -1506,6 +1738,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(packed_and_hot_rows_read_as_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_legacy_saved_new_chat_is_a_pack_beside_its_rendering,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(unnumbered_messages_stay_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(forgotten_deletions_purges_and_users_leave_no_pack, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(hot_rows_are_folded_into_the_pack, setup, teardown),

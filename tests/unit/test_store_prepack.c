@@ -18,6 +18,7 @@
 
 #include "../../src/store/store_sqlite.c"
 #include "store_fixture.h"
+#include "store_rows_fixture.h"
 #include "sqlite_fixture.h"
 #include "pushed_chat_fixture.h"
 
@@ -38,8 +39,10 @@ static ps_chat *new_chat(const char *id, int n, unsigned seed)
     return c;
 }
 
-/* Saves the chat (with its rendering: rows, whatever the store does with
- * new chats saved without one) as change `seq`, in a write transaction. */
+/* Saves the chat with its rendering as change `seq`, in a write
+ * transaction, its messages as rows: the chat made first when new
+ * (store_rows_make_existing; a new chat's messages would be a pack), the
+ * save of its messages an update (these tests are of row values). */
 static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq)
 {
     ps_error err;
@@ -48,6 +51,8 @@ static void save(ps_store *s, int64_t user, ps_chat *c, int64_t seq)
     size_t doc_len;
     const char *doc_text = ps__json_text(doc, &doc_len);
     assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    if (stored_size((sqlite_store *)s, Q_CHAT_SIZE, user, c->id, NULL) == 0)
+        store_rows_make_existing(s, user, c->id, seq);
     assert_int_equal(s->ops->chat_save(s, user, c, doc_text, doc_len, seq, &err), PS_OK);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     json_object_put(doc);
