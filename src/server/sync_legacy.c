@@ -14,7 +14,7 @@
 #include "core/hash.h"
 #include "server/content_hash.h"
 #include "core/timestamp.h"
-#include "server/share.h"
+#include "core/share.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

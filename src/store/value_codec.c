@@ -1,6 +1,7 @@
 /* Stored message values compressed with zstd and per-user dictionaries;
  * see value_codec.h. */
 #include "store/value_codec.h"
+#include "core/share.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -139,8 +140,8 @@ ps_code ps_value_train(const char *samples, const size_t *sizes, unsigned n, ps_
     p.accel = 1;
     p.zParams.compressionLevel = PS_VALUE_PACK_LEVEL;
     p.zParams.dictID = fresh;
-    size_t len = ZDICT_trainFromBuffer_fastCover(dict->data, PS_VALUE_DICT_BYTES, samples, sizes,
-                                                 n, p);
+    size_t len =
+        ZDICT_trainFromBuffer_fastCover(dict->data, PS_VALUE_DICT_BYTES, samples, sizes, n, p);
     if (ZDICT_isError(len))
         return PS_ERR_INVALID;
     dict->len = len;
@@ -208,9 +209,9 @@ static void batch_work(pack_batch *b)
             ps_value_item *it = &b->items[i];
             if (it->len < PS_VALUE_PACK_MIN)
                 continue;
-            size_t n = ZSTD_compress_usingCDict(ctx->c, b->frames + it->frame_at,
-                                                ZSTD_compressBound(it->len), it->text, it->len,
-                                                b->dict);
+            size_t n =
+                ZSTD_compress_usingCDict(ctx->c, b->frames + it->frame_at,
+                                         ZSTD_compressBound(it->len), it->text, it->len, b->dict);
             if (ZSTD_isError(n)) {
                 atomic_store(&b->rc, ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation
                                          ? PS_ERR_NOMEM
@@ -226,45 +227,11 @@ static void batch_work(pack_batch *b)
     }
 }
 
-/* The second thread of ps_value_pack_many, one per process, started on
- * first use and waiting when idle. `busy` is held by the batch using it;
- * `lock` guards `state` and `batch`. */
-enum { HELPER_IDLE, HELPER_OFFERED, HELPER_WORKING };
-static struct {
-    pthread_once_t once;
-    bool ok;
-    pthread_mutex_t busy, lock;
-    pthread_cond_t wake, done;
-    int state;
-    pack_batch *batch;
-} helper = {.once = PTHREAD_ONCE_INIT,
-            .busy = PTHREAD_MUTEX_INITIALIZER,
-            .lock = PTHREAD_MUTEX_INITIALIZER,
-            .wake = PTHREAD_COND_INITIALIZER,
-            .done = PTHREAD_COND_INITIALIZER};
-
-static void *helper_main(void *arg)
+/* ps__share_run's form of batch_work: both lanes do the same. */
+static void batch_lane(void *cls, unsigned lane)
 {
-    (void)arg;
-    pthread_mutex_lock(&helper.lock);
-    for (;;) {
-        while (helper.state != HELPER_OFFERED)
-            pthread_cond_wait(&helper.wake, &helper.lock);
-        helper.state = HELPER_WORKING;
-        pack_batch *b = helper.batch;
-        pthread_mutex_unlock(&helper.lock);
-        batch_work(b);
-        pthread_mutex_lock(&helper.lock);
-        helper.state = HELPER_IDLE;
-        pthread_cond_signal(&helper.done);
-    }
-    return NULL;
-}
-
-static void helper_start(void)
-{
-    pthread_t t;
-    helper.ok = pthread_create(&t, NULL, helper_main, NULL) == 0 && pthread_detach(t) == 0;
+    (void)lane;
+    batch_work(cls);
 }
 
 /* Below this many bytes a batch is not worth waking the helper for. */
@@ -301,31 +268,12 @@ ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user, uint32_
     pack_batch b = {.items = items, .n = n, .frames = frames->data, .dict = dict->c};
     atomic_init(&b.next, 0);
     atomic_init(&b.rc, PS_OK);
-    bool offered = false;
-    if (bytes >= SHARE_MIN_BYTES) {
-        pthread_once(&helper.once, helper_start);
-        if (helper.ok && pthread_mutex_trylock(&helper.busy) == 0) { /* else: all here */
-            pthread_mutex_lock(&helper.lock);
-            helper.batch = &b;
-            helper.state = HELPER_OFFERED;
-            pthread_cond_signal(&helper.wake);
-            pthread_mutex_unlock(&helper.lock);
-            offered = true;
-        }
-    }
-    batch_work(&b);
-    if (offered) {
-        /* an offer not taken yet is withdrawn (nothing is left of it);
-         * one taken is at most a few values from done */
-        pthread_mutex_lock(&helper.lock);
-        if (helper.state == HELPER_OFFERED)
-            helper.state = HELPER_IDLE;
-        while (helper.state == HELPER_WORKING)
-            pthread_cond_wait(&helper.done, &helper.lock);
-        helper.batch = NULL;
-        pthread_mutex_unlock(&helper.lock);
-        pthread_mutex_unlock(&helper.busy);
-    }
+    /* an offer the helper has not taken when this thread is done is
+     * withdrawn; one taken is at most a few values from done */
+    if (bytes >= SHARE_MIN_BYTES)
+        ps__share_run(batch_lane, &b);
+    else
+        batch_work(&b);
     return (ps_code)atomic_load(&b.rc);
 }
 
@@ -357,8 +305,8 @@ static ps_code unpack_to(codec_ctx *ctx, const void *frame, size_t len, int64_t 
     return PS_OK;
 }
 
-ps_code ps_value_unpack_append(const void *frame, size_t len, int64_t user,
-                               ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out)
+ps_code ps_value_unpack_append(const void *frame, size_t len, int64_t user, ps_value_dict_fn load,
+                               void *load_ctx, ps_dynbuf *out)
 {
     codec_ctx *ctx = thread_ctx();
     return ctx ? unpack_to(ctx, frame, len, user, load, load_ctx, out, false) : PS_ERR_NOMEM;

@@ -81,9 +81,9 @@ typedef struct ps_value_item {
 
 /*
  * ps_value_pack of each of n values, frames laid in *frames (replaced; the
- * caller's buffer). A batch of some size is shared with a second thread
- * (one per process, started on first use; when it is busy with another
- * batch the caller does all of it): a first upload compresses 100,000
+ * caller's buffer). A batch of some size is shared with the process's
+ * helper thread (core/share.h; when it is busy with another job the
+ * caller does all of it): a first upload compresses 100,000
  * values, 20 % of its time on one core, while the machine's other core
  * mostly waits. Same frames as ps_value_pack's, in the same time or less.
  */

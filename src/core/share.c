@@ -7,7 +7,7 @@
  * helper's work before the caller's return (POSIX memory synchronization,
  * XBD 4.12).
  */
-#include "server/share.h"
+#include "core/share.h"
 
 #include <pthread.h>
 #include <stddef.h>

@@ -1,7 +1,10 @@
 /*
- * The second core for a request's CPU-bound preparation: one helper thread
- * per process, started on first use, that runs part of a job beside the
- * thread that asked (as value_codec.c's helper does for zstd batches).
+ * The second core for a request's CPU-bound work: one helper thread per
+ * process, started on first use, that runs part of a job beside the thread
+ * that asked. Used by a legacy sync's preparation (sync_legacy.c:
+ * prep_run) and by the zstd batches of the store's values
+ * (value_codec.c: ps_value_pack_many); one helper for both, so a job
+ * offered while another has it is done by its caller alone.
  *
  * The job splits itself: both threads call the same function, which takes
  * the next items from a counter the two share (an atomic), so the caller
@@ -9,8 +12,8 @@
  * with another request's job (or could not be started), the caller does
  * it all: sharing is a speed-up, never a condition.
  */
-#ifndef PS_SERVER_SHARE_H
-#define PS_SERVER_SHARE_H
+#ifndef PS_CORE_SHARE_H
+#define PS_CORE_SHARE_H
 
 #include <stdbool.h>
 
