@@ -398,9 +398,10 @@ static ps_code start_listeners(ps_server *srv, const ps_config *cfg, const struc
     return PS_OK;
 in_use:
     stop_listeners(srv);
+    /* the port the kernel chose, when it did */
     return ps_error_set(err, PS_ERR_IO, -1, "",
                         "cannot listen on %s port %u (in use, or not allowed)", cfg->bind,
-                        cfg->port);
+                        srv->port ? srv->port : cfg->port);
 }
 
 ps_code ps_server_start(const ps_config *cfg, ps_store *store, ps_server **out, ps_error *err)

@@ -87,15 +87,13 @@ typedef struct ps_value_item {
  * values, 20 % of its time on one core, while the machine's other core
  * mostly waits. Same frames as ps_value_pack's, in the same time or less.
  */
-PS_MUST_CHECK ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user,
-                                         uint32_t id, ps_value_dict_fn load, void *load_ctx,
-                                         ps_dynbuf *frames);
+PS_MUST_CHECK ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user, uint32_t id,
+                                         ps_value_dict_fn load, void *load_ctx, ps_dynbuf *frames);
 
 /* Decompresses a frame written by ps_value_pack for `user`, appending the
  * text to *out (a legacy rendering being put together, doc_render.h). */
 PS_MUST_CHECK ps_code ps_value_unpack_append(const void *frame, size_t len, int64_t user,
-                                             ps_value_dict_fn load, void *load_ctx,
-                                             ps_dynbuf *out);
+                                             ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out);
 
 /* Decompresses a frame written by ps_value_pack for `user` into this
  * thread's own buffer: *text (NUL-terminated) is valid until the thread's
