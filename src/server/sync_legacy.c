@@ -8,6 +8,7 @@
  * every Lamport counter in the request, so the tick is above all of them.
  */
 #include "server/sync_legacy.h"
+#include "server/legacy_window.h"
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
 #include "core/merge.h"
@@ -99,13 +100,14 @@ static ps_code reshow_deletion(ps_user *user, ps_chat *stored, const ps_stamp *s
 /*
  * Merges one incoming chat. With a device whose base for the chat is known,
  * values it only carried along are dropped first (the base rule); without
- * one (a new device, no deviceId) every value is a write.
+ * one (a new device, no deviceId) every value is a write. `made`: the
+ * chat built from `sent` ahead (legacy_window.h), taken; NULL: built here.
  * *returned: the client must be sent the result.
  */
-static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sent,
+static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sent, ps_chat *made,
                          const ps_ingest *in_req, bool *returned, ps_error *err)
 {
-    ps_chat *incoming = NULL, *stored = NULL;
+    ps_chat *incoming = made, *stored = NULL;
     ps_stamp sent_stamp = {0};
     ps_base sent_base = {0}, known = {0};
     bool has_base = false, with_base = in_req->device && *in_req->device;
@@ -114,7 +116,8 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
     if (rc != PS_OK)
         goto done;
     ps_ingest in = *in_req;
-    rc = ps__chat_from_legacy(sent, &in, &incoming);
+    if (!incoming)
+        rc = ps__chat_from_legacy(sent, &in, &incoming);
     if (rc == PS_OK)
         rc = ps__legacy_stamp(sent, &in, &sent_stamp);
     if (rc == PS_OK && sent_stamp.lamport == 0) { /* a time-only client */
@@ -145,6 +148,10 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
     }
+    /* its pack made ahead (legacy_window.h), for a chat still new to the
+     * store: the save checks it is still what it would make */
+    if (!stored->stored)
+        stored->pack_form = incoming->pack_form;
     *returned = ps__chat_is_live(stored) && ps__chat_differs_from_sent(stored, sent, &sent_stamp);
     if (changed || *returned)
         rc = ps__save_chat(ctx, user, stored, in.device, true,
@@ -392,16 +399,12 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
  * a json-c tree). In a read transaction, the chats this device re-sends as
  * it last synced them, unchanged since, by bytes or by content, are
  * `candidate`s: skipped unless a write lands before the write transaction
- * (checked again there). Every other chat is parsed and validated now.
- * Parsed chats are kept for the merge up to PREPARSED_TEXT_MAX bytes of
- * their text (a parsed chat takes about 2.6 times its text in memory): past
- * that, a chat is validated now, dropped, and parsed again inside the write
- * transaction, so a very large body costs bounded memory rather than
- * several times its size.
+ * (checked again there). Every other chat is parsed and validated now,
+ * and its tree dropped: it is parsed again for its merge, a window of
+ * chats at a time (legacy_window.h). Keeping the trees cost more than the
+ * second parse (a parsed chat takes about 2.6 times its text: the heap's
+ * growth and its page faults, docs/performance.md, "window").
  */
-#ifndef PREPARSED_TEXT_MAX /* a test's may be smaller */
-#define PREPARSED_TEXT_MAX ((size_t)32 << 20)
-#endif
 
 /* How deep a chat may nest: an element of a body's "chats" sits two
  * containers down (the root object, the array), as legacy_body.c checks. */
@@ -410,8 +413,6 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
 typedef enum candidate { NOT_SENT, SAME_BYTES, SAME_CONTENT } candidate;
 
 typedef struct prepared {
-    json_object **parsed;             /* owned; NULL for a candidate, one past the
-                                       * budget (validated already) or once taken */
     uint64_t *hashes;                 /* of the bytes */
     uint64_t *contents;               /* of the content; 0 when it has none */
     char (*ids)[PS_ID_MAX_BYTES + 1]; /* a candidate's or a content hash's chat id */
@@ -424,11 +425,8 @@ typedef struct prepared {
     int64_t seen_seq, seen_purged;
 } prepared;
 
-static void prepared_free(prepared *p, size_t count)
+static void prepared_free(prepared *p)
 {
-    for (size_t i = 0; p->parsed && i < count; i++)
-        json_object_put(p->parsed[i]);
-    free(p->parsed);
     free(p->hashes);
     free(p->contents);
     free(p->ids);
@@ -560,7 +558,6 @@ typedef struct prep_job {
     bool (*content_hash)(const char *, size_t, int, uint64_t *, char *, size_t);
     atomic_size_t next;      /* the first chat nobody took yet */
     atomic_size_t first_bad; /* the lowest failed chat so far; count: none */
-    atomic_size_t kept;      /* PARSE_PASS: text bytes of the chats kept parsed */
     struct {
         ps_code rc; /* its first failure, PS_OK */
         size_t bad; /* at that chat */
@@ -595,21 +592,16 @@ static ps_code content_one(prep_job *j, unsigned reader, size_t i, ps_error *err
     return rc;
 }
 
-/* Parses and validates chat i when it is to be merged, kept parsed while
- * the chats kept stay within PREPARSED_TEXT_MAX (which ones are kept
- * depends on the lanes' pace; any chat dropped is parsed again when
- * merged, to the same result). */
+/* Parses and validates chat i when it is to be merged (its tree is made
+ * again for the merge, legacy_window.h). */
 static ps_code parse_one(prep_job *j, unsigned reader, size_t i, ps_error *err)
 {
-    prepared *p = j->p;
-    if (p->candidate[i] != NOT_SENT)
+    if (j->p->candidate[i] != NOT_SENT)
         return PS_OK;
     size_t len = 0;
-    ps_code rc = parse_chat(j->ctx, j->src, reader, i, &p->parsed[i], &len, err);
-    if (rc == PS_OK && atomic_fetch_add(&j->kept, len) + len > PREPARSED_TEXT_MAX) {
-        json_object_put(p->parsed[i]); /* valid: parsed again when merged */
-        p->parsed[i] = NULL;
-    }
+    json_object *tree = NULL;
+    ps_code rc = parse_chat(j->ctx, j->src, reader, i, &tree, &len, err);
+    json_object_put(tree);
     return rc;
 }
 
@@ -642,7 +634,6 @@ static ps_code prep_run(prep_job *j, ps_error *err)
     const ps_chat_source *src = j->src;
     atomic_init(&j->next, 0);
     atomic_init(&j->first_bad, src->count);
-    atomic_init(&j->kept, 0);
     j->lane[0].rc = j->lane[1].rc = PS_OK;
     size_t bytes = 0;
     bool two = src->readers >= 2 && src->length;
@@ -665,12 +656,11 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
 {
     if (src->count == 0)
         return PS_OK;
-    p->parsed = calloc(src->count, sizeof *p->parsed);
     p->hashes = calloc(src->count, sizeof *p->hashes);
     p->contents = calloc(src->count, sizeof *p->contents);
     p->ids = calloc(src->count, sizeof *p->ids);
     p->candidate = calloc(src->count, sizeof *p->candidate);
-    if (!p->parsed || !p->hashes || !p->contents || !p->ids || !p->candidate)
+    if (!p->hashes || !p->contents || !p->ids || !p->candidate)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     /* the source hands out one chat's bytes at a time (read back from the
      * body's spool): each pass below asks for them again */
@@ -725,11 +715,6 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
 {
     *chat = NULL;
     *skip = false;
-    if (p->parsed[i]) {
-        *chat = p->parsed[i];
-        p->parsed[i] = NULL;
-        return PS_OK;
-    }
     ps_code rc = PS_OK;
     candidate now = NOT_SENT;
     if (p->candidate[i] != NOT_SENT && p->seen && user->seq == p->seen_seq &&
@@ -746,8 +731,8 @@ static ps_code next_chat(const ps_sync_ctx *ctx, const ps_user *user, const char
     *skip = now != NOT_SENT;
     if (rc != PS_OK || *skip)
         return rc;
-    /* Past the memory budget, or a write landed on it since the read
-     * transaction (rare): parsed here after all. */
+    /* A write landed on it since the read transaction (rare): parsed here
+     * after all. */
     size_t len;
     return parse_chat(ctx, src, 0, i, chat, &len, err);
 }
@@ -797,6 +782,14 @@ static ps_code registry_current(const ps_sync_ctx *ctx, const char *device, int6
     return rc;
 }
 
+/* legacy_window.h's `wanted`: the chats that are merged for sure (a
+ * candidate may still be skipped, and is parsed when it is not). */
+static bool merged_for_sure(void *cls, size_t i)
+{
+    const prepared *p = cls;
+    return p->candidate[i] == NOT_SENT;
+}
+
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
                        ps_legacy_answer **answer, ps_error *err)
 {
@@ -812,6 +805,8 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
     }
     ps_user user;
     prepared prep = {0};
+    ps_legacy_window window;
+    ps_legacy_window_init(&window);
     ps_code rc = prepare_chats(ctx, device, chats, &prep, err);
     if (rc != PS_OK || (rc = ps_store_begin(ctx->store, true, err)) != PS_OK)
         goto out;
@@ -822,10 +817,15 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
     deletion_source src = {.device = device, .speaks_lamport = observe_clocks(req, &user.clock)};
     for (size_t i = 0; i < chats->count; i++) {
         json_object *chat = NULL;
-        bool skip, ret = false;
+        ps_chat *made = NULL;
+        bool skip = false, ret = false;
         char known_id[PS_ID_MAX_BYTES + 1];
-        rc = next_chat(ctx, &user, device, chats, &prep, i, &chat, &skip, known_id, sizeof known_id,
-                       err);
+        if (i == window.to && (rc = ps_legacy_window_fill(&window, chats, i, merged_for_sure, &prep,
+                                                          &in, ctx->store, user.id, err)) != PS_OK)
+            goto rollback;
+        if (!ps_legacy_window_take(&window, i, &chat, &made))
+            rc = next_chat(ctx, &user, device, chats, &prep, i, &chat, &skip, known_id,
+                           sizeof known_id, err);
         if (rc == PS_OK && skip) {
             /* other bytes of the same data: the sent row was rewritten */
             wrote |= prep.candidate[i] != SAME_BYTES;
@@ -838,7 +838,7 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
         if (rc == PS_OK && observe_chat_clock(chat, &user.clock))
             src.speaks_lamport = true;
         if (rc == PS_OK)
-            rc = merge_one(ctx, &user, chat, &in, &ret, err);
+            rc = merge_one(ctx, &user, chat, made, &in, &ret, err);
         if (rc == PS_OK) {
             json_object_object_add(sent, id, NULL);
             if (ret)
@@ -881,7 +881,8 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
 rollback:
     ps_store_rollback(ctx->store);
 out:
-    prepared_free(&prep, chats->count);
+    ps_legacy_window_clear(&window);
+    prepared_free(&prep);
     if (rc != PS_OK && answer) {
         ps_legacy_answer_free(*answer);
         *answer = NULL;

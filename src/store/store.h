@@ -55,17 +55,18 @@ typedef struct ps_values_ahead {
      * NULL: no packs are made ahead. */
     const char *device;
     /* The packs made ahead of the chats that will be new to the store
-     * (chats point at theirs): raw and frame of each malloc'd. */
+     * (chats point at theirs): the raw bytes of each malloc'd, their
+     * frames in `pack_frames`. */
     ps_pack_form *packs;
     size_t npacks;
+    ps_dynbuf pack_frames;
 } ps_values_ahead;
 
 static inline void ps_values_ahead_free(ps_values_ahead *a)
 {
-    for (size_t i = 0; i < a->npacks; i++) {
+    for (size_t i = 0; i < a->npacks; i++)
         free((void *)a->packs[i].raw);
-        free((void *)a->packs[i].frame);
-    }
+    ps__dynbuf_free(&a->pack_frames);
     free(a->packs);
     a->packs = NULL;
     a->npacks = 0;

@@ -2380,12 +2380,14 @@ static bool guess_received(const ps_chat *chat, int64_t *received)
 
 /*
  * The packs of the chats that will be new to the store (new_pack[c]),
- * compressed in values_pack_ahead's read transaction with the user's
+ * compressed in values_pack_ahead's transaction with the user's
  * dictionary `dict`: each chat points at its form (ps_pack_form), which
  * save_pack takes only if it lays out the same bytes then. A pack's bytes
  * hold no seq (a based pack, offsets 0: the chat's seq is given in the
  * write transaction) and guess the rest the save sets: `received` numbered
- * as the messages arrived, every origin the pushing device.
+ * as the messages arrived, every origin the pushing device. Laid out here,
+ * then compressed together on both cores (ps_value_pack_frames): on a
+ * legacy first upload that is most of a request's compression.
  */
 static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat *const *chats,
                            size_t n, const bool *new_pack, ps_values_ahead *ahead, ps_error *err)
@@ -2395,8 +2397,14 @@ static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat
         count += new_pack[c];
     if (!count)
         return PS_OK;
-    if (!(ahead->packs = calloc(count, sizeof *ahead->packs)))
+    ps_value_item *items = calloc(count, sizeof *items);
+    size_t *chat_of = calloc(count, sizeof *chat_of);
+    if (!items || !chat_of || !(ahead->packs = calloc(count, sizeof *ahead->packs))) {
+        free(items);
+        free(chat_of);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    }
+    ps__dynbuf_init(&ahead->pack_frames, SIZE_MAX - 1);
     ps_code rc = PS_OK;
     for (size_t c = 0; c < n && rc == PS_OK; c++) {
         const ps_chat *chat = chats[c];
@@ -2406,30 +2414,33 @@ static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat
             continue; /* compressed in the save */
         }
         pack_guess guess = {.received = received, .origin = ahead->device};
-        ps_dynbuf raw, frame;
+        ps_dynbuf raw;
         ps__dynbuf_init(&raw, SIZE_MAX - 1);
-        ps__dynbuf_init(&frame, SIZE_MAX - 1);
         rc = pack_raw(chat, &guess, 0, &raw);
         free(received);
-        if (rc == PS_OK)
-            rc = ps_value_pack_frame(raw.data, raw.len, user, dict, load_dict, s, &frame);
         if (rc != PS_OK) {
             ps__dynbuf_free(&raw);
-            ps__dynbuf_free(&frame);
-            return ps_error_set(err, rc, -1, "", "compressing a pack failed");
+            break;
         }
-        /* the dynbufs' memory is the form's from here (freed by
+        /* the dynbuf's memory is the form's from here (freed by
          * ps_values_ahead_free) */
-        ps_pack_form *f = &ahead->packs[ahead->npacks++];
-        *f = (ps_pack_form){.raw = raw.data,
-                            .raw_len = raw.len,
-                            .frame = frame.data,
-                            .len = frame.len,
-                            .user = user,
-                            .dict = dict};
-        chats[c]->pack_form = f;
+        items[ahead->npacks] = (ps_value_item){.text = raw.data, .len = raw.len};
+        chat_of[ahead->npacks] = c;
+        ahead->packs[ahead->npacks++] =
+            (ps_pack_form){.raw = raw.data, .raw_len = raw.len, .user = user, .dict = dict};
     }
-    return rc;
+    if (rc == PS_OK)
+        rc = ps_value_pack_frames(items, ahead->npacks, user, dict, load_dict, s,
+                                  &ahead->pack_frames);
+    /* the frames stay where they are from here: the forms point into them */
+    for (size_t k = 0; rc == PS_OK && k < ahead->npacks; k++) {
+        ahead->packs[k].frame = ahead->pack_frames.data + items[k].frame_at;
+        ahead->packs[k].len = items[k].frame_len;
+        chats[chat_of[k]]->pack_form = &ahead->packs[k];
+    }
+    free(items);
+    free(chat_of);
+    return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "compressing a pack failed");
 }
 
 /* A chat's live rows are folded into its pack once there are at least

@@ -186,9 +186,32 @@ typedef struct pack_batch {
     size_t n;
     atomic_size_t next; /* the first value nobody took yet */
     char *frames;
-    const ZSTD_CDict *dict;
-    atomic_int rc; /* the first failure, PS_OK */
+    const ZSTD_CDict *dict; /* NULL: none (whole frames only) */
+    bool whole;             /* ps_value_pack_frames: every item a frame, as a pack's */
+    atomic_int rc;          /* the first failure, PS_OK */
 } pack_batch;
+
+/* `len` bytes of `data` as one frame into dst (`cap` bytes, at least
+ * ZSTD_compressBound(len)) with `dict` attached, or with none; zstd's size
+ * or error code. The dictionary's tables are used where they are
+ * (attached), not copied into the context first: above 16 KB of input (a
+ * pack usually is) zstd copies them for level 3, 768 KB per frame, a third
+ * of a first upload's compression (docs/performance.md, "middle"). Same
+ * format and level; a few frames come out a few bytes other. */
+static size_t frame_compress(ZSTD_CCtx *c, void *dst, size_t cap, const void *data, size_t len,
+                             const ZSTD_CDict *dict)
+{
+    if (!dict)
+        return ZSTD_compressCCtx(c, dst, cap, data, len, PS_VALUE_PACK_LEVEL);
+    size_t n = ZSTD_CCtx_setParameter(c, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
+    if (!ZSTD_isError(n))
+        n = ZSTD_CCtx_refCDict(c, dict);
+    if (!ZSTD_isError(n))
+        n = ZSTD_compress2(c, dst, cap, data, len);
+    /* the context as the other compressions expect it */
+    ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+    return n;
+}
 
 #define PACK_CHUNK 4 /* values taken at once */
 
@@ -201,17 +224,20 @@ static void batch_work(pack_batch *b)
         return;
     }
     for (;;) {
-        size_t from = atomic_fetch_add(&b->next, PACK_CHUNK);
+        size_t chunk = b->whole ? 1 : PACK_CHUNK; /* a pack is ~100 values */
+        size_t from = atomic_fetch_add(&b->next, chunk);
         if (from >= b->n)
             return;
-        size_t to = from + PACK_CHUNK < b->n ? from + PACK_CHUNK : b->n;
+        size_t to = from + chunk < b->n ? from + chunk : b->n;
         for (size_t i = from; i < to; i++) {
             ps_value_item *it = &b->items[i];
-            if (it->len < PS_VALUE_PACK_MIN)
+            if (!b->whole && it->len < PS_VALUE_PACK_MIN)
                 continue;
-            size_t n =
-                ZSTD_compress_usingCDict(ctx->c, b->frames + it->frame_at,
-                                         ZSTD_compressBound(it->len), it->text, it->len, b->dict);
+            void *dst = b->frames + it->frame_at;
+            size_t cap = ZSTD_compressBound(it->len);
+            size_t n = b->whole
+                           ? frame_compress(ctx->c, dst, cap, it->text, it->len, b->dict)
+                           : ZSTD_compress_usingCDict(ctx->c, dst, cap, it->text, it->len, b->dict);
             if (ZSTD_isError(n)) {
                 atomic_store(&b->rc, ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation
                                          ? PS_ERR_NOMEM
@@ -219,7 +245,7 @@ static void batch_work(pack_batch *b)
                 atomic_store(&b->next, b->n); /* the rest is moot */
                 return;
             }
-            if (n < it->len) { /* else incompressible: plain is smaller */
+            if (b->whole || n < it->len) { /* else incompressible: plain is smaller */
                 it->frame_len = n;
                 it->packed = true;
             }
@@ -237,15 +263,17 @@ static void batch_lane(void *cls, unsigned lane)
 /* Below this many bytes a batch is not worth waking the helper for. */
 #define SHARE_MIN_BYTES (16u << 10)
 
-ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user, uint32_t id,
-                           ps_value_dict_fn load, void *load_ctx, ps_dynbuf *frames)
+/* ps_value_pack_many and ps_value_pack_frames: `whole`, every item a
+ * frame, with dictionary `id` or (0) none. */
+static ps_code pack_batch_run(ps_value_item *items, size_t n, int64_t user, uint32_t id,
+                              ps_value_dict_fn load, void *load_ctx, ps_dynbuf *frames, bool whole)
 {
     ps__dynbuf_reset(frames);
     size_t room = 0, bytes = 0;
     for (size_t i = 0; i < n; i++) {
         items[i].packed = false;
         items[i].frame_at = items[i].frame_len = 0;
-        if (items[i].len >= PS_VALUE_PACK_MIN && id != 0) {
+        if (whole || (items[i].len >= PS_VALUE_PACK_MIN && id != 0)) {
             items[i].frame_at = room;
             room += ZSTD_compressBound(items[i].len);
             bytes += items[i].len;
@@ -256,16 +284,21 @@ ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user, uint32_
     codec_ctx *ctx = thread_ctx();
     if (!ctx)
         return PS_ERR_NOMEM;
-    cached_dict *dict; /* got on this thread: loading it reads the caller's store */
-    ps_code rc = dict_get(ctx, user, id, load, load_ctx, &dict);
+    cached_dict *dict = NULL; /* got on this thread: loading it reads the caller's store */
+    ps_code rc = id ? dict_get(ctx, user, id, load, load_ctx, &dict) : PS_OK;
     if (rc != PS_OK)
         return rc;
-    if (!dict->c && !(dict->c = ZSTD_createCDict(dict->bytes, dict->len, PS_VALUE_PACK_LEVEL)))
+    if (dict && !dict->c &&
+        !(dict->c = ZSTD_createCDict(dict->bytes, dict->len, PS_VALUE_PACK_LEVEL)))
         return PS_ERR_NOMEM;
     if ((rc = ps__dynbuf_reserve(frames, room)) != PS_OK)
         return rc;
     frames->len = room;
-    pack_batch b = {.items = items, .n = n, .frames = frames->data, .dict = dict->c};
+    pack_batch b = {.items = items,
+                    .n = n,
+                    .frames = frames->data,
+                    .dict = dict ? dict->c : NULL,
+                    .whole = whole};
     atomic_init(&b.next, 0);
     atomic_init(&b.rc, PS_OK);
     /* an offer the helper has not taken when this thread is done is
@@ -275,6 +308,18 @@ ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user, uint32_
     else
         batch_work(&b);
     return (ps_code)atomic_load(&b.rc);
+}
+
+ps_code ps_value_pack_many(ps_value_item *items, size_t n, int64_t user, uint32_t id,
+                           ps_value_dict_fn load, void *load_ctx, ps_dynbuf *frames)
+{
+    return pack_batch_run(items, n, user, id, load, load_ctx, frames, false);
+}
+
+ps_code ps_value_pack_frames(ps_value_item *items, size_t n, int64_t user, uint32_t id,
+                             ps_value_dict_fn load, void *load_ctx, ps_dynbuf *frames)
+{
+    return pack_batch_run(items, n, user, id, load, load_ctx, frames, true);
 }
 
 /* Appends the frame's text to *out (NUL-terminated). `plain_ok`: a frame
@@ -346,24 +391,7 @@ ps_code ps_value_pack_frame(const char *data, size_t len, int64_t user, uint32_t
     size_t bound = ZSTD_compressBound(len);
     if ((rc = ps__dynbuf_reserve(out, bound)) != PS_OK)
         return rc;
-    size_t n;
-    if (dict) {
-        /* The dictionary's tables used where they are (attached), not
-         * copied into the context first: above 16 KB of input (a pack
-         * usually is) zstd copies them for level 3, 768 KB per frame, a
-         * third of a first upload's compression (docs/performance.md,
-         * "middle"). Same format and level; a few frames come out a few
-         * bytes other. */
-        n = ZSTD_CCtx_setParameter(ctx->c, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
-        if (!ZSTD_isError(n))
-            n = ZSTD_CCtx_refCDict(ctx->c, dict->c);
-        if (!ZSTD_isError(n))
-            n = ZSTD_compress2(ctx->c, out->data, bound, data, len);
-        /* the context as the other compressions expect it */
-        ZSTD_CCtx_reset(ctx->c, ZSTD_reset_session_and_parameters);
-    } else {
-        n = ZSTD_compressCCtx(ctx->c, out->data, bound, data, len, PS_VALUE_PACK_LEVEL);
-    }
+    size_t n = frame_compress(ctx->c, out->data, bound, data, len, dict ? dict->c : NULL);
     if (ZSTD_isError(n))
         return ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation ? PS_ERR_NOMEM : PS_ERR_STORE;
     out->len = n;

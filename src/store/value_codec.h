@@ -111,6 +111,13 @@ PS_MUST_CHECK ps_code ps_value_unpack(const void *frame, size_t len, int64_t use
 PS_MUST_CHECK ps_code ps_value_pack_frame(const char *data, size_t len, int64_t user, uint32_t id,
                                           ps_value_dict_fn load, void *load_ctx, ps_dynbuf *out);
 
+/* ps_value_pack_frame of each of n buffers (the packs of a request's new
+ * chats), every one a frame laid in *frames (replaced), shared with the
+ * helper thread as ps_value_pack_many's values are. */
+PS_MUST_CHECK ps_code ps_value_pack_frames(ps_value_item *items, size_t n, int64_t user,
+                                           uint32_t id, ps_value_dict_fn load, void *load_ctx,
+                                           ps_dynbuf *frames);
+
 /* Decompresses a frame of ps_value_pack_frame (with its dictionary or
  * none), appending to *out; PS_ERR_STORE when it is not such a frame. */
 PS_MUST_CHECK ps_code ps_value_unpack_frame_append(const void *frame, size_t len, int64_t user,

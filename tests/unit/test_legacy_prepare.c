@@ -12,14 +12,13 @@
  *   the other thread can do. The oracle is the body as built here (which
  *   chat is bad, where its bad byte is) and the one-thread run of the same
  *   body.
- * - the chats' hashes and parsed trees are those of each chat's own bytes,
- *   with chats read back from the spool's file by two readers at once;
- * - the chats kept parsed stay within the memory budget.
+ * - the chats' hashes are those of each chat's own bytes, with chats read
+ *   back from the spool's file by two readers at once;
+ * - so are the trees and chats a window makes for the merge on two threads
+ *   (legacy_window.h), and it holds the chats asked for, no other.
  *
- * The file under test is included to reach its static functions, with a
- * small PREPARSED_TEXT_MAX.
+ * The file under test is included to reach its static functions.
  */
-#define PREPARSED_TEXT_MAX ((size_t)100 << 10)
 #include "../../src/server/sync_legacy.c"
 
 #include "test_util.h"
@@ -170,7 +169,6 @@ static run *run_new(const char *body, size_t memory_max, unsigned readers)
     r->src.readers = readers;
     r->w.job = &r->job;
     atomic_init(&r->w.reader1_seen, false);
-    r->p.parsed = calloc(CHATS, sizeof *r->p.parsed);
     r->p.hashes = calloc(CHATS, sizeof *r->p.hashes);
     r->p.contents = calloc(CHATS, sizeof *r->p.contents);
     r->p.ids = calloc(CHATS, sizeof *r->p.ids);
@@ -184,7 +182,7 @@ static run *run_new(const char *body, size_t memory_max, unsigned readers)
 
 static void run_free(run *r)
 {
-    prepared_free(&r->p, CHATS);
+    prepared_free(&r->p);
     ps_legacy_body_free(r->lb);
     rmdir(r->dir);
     free(r);
@@ -249,9 +247,8 @@ static void the_first_invalid_chat_is_reported(void **state)
 
 /* A valid body whose chats are mostly in the spool's file, prepared on two
  * threads (each reading the file into its own buffer): every chat's
- * content hash and id are those of its own bytes, every chat kept parsed
- * is its bytes parsed, and those kept stay within PREPARSED_TEXT_MAX. */
-static void both_threads_read_the_spool_file_and_keep_the_budget(void **state)
+ * content hash and id are those of its own bytes. */
+static void both_threads_read_the_spool_file(void **state)
 {
     (void)state;
     char *body = make_body("none", -1, -1, NULL);
@@ -264,7 +261,6 @@ static void both_threads_read_the_spool_file_and_keep_the_budget(void **state)
     r->job.pass = PARSE_PASS;
     assert_int_equal(prep_run(&r->job, &err), PS_OK);
     assert_true(atomic_load(&r->w.reader1_seen));
-    size_t kept = 0, kept_count = 0;
     for (size_t i = 0; i < CHATS; i++) {
         const char *text;
         size_t len;
@@ -275,20 +271,77 @@ static void both_threads_read_the_spool_file_and_keep_the_budget(void **state)
         assert_true(content == r->p.contents[i]);
         snprintf(id, sizeof id, "c%zu", i);
         assert_string_equal(r->p.ids[i], id);
-        if (!r->p.parsed[i])
-            continue;
-        json_object *want = NULL;
-        assert_int_equal(ps__json_parse(text, len, PS_JSON_MAX_DEPTH, &want, &err), PS_OK);
-        assert_true(json_object_equal(want, r->p.parsed[i]));
-        json_object_put(want);
-        kept += len;
-        kept_count++;
     }
-    assert_true(kept <= PREPARSED_TEXT_MAX);
-    /* the budget is used, not given up: all but about one chat's worth */
-    assert_true(kept_count >= PREPARSED_TEXT_MAX / (CONTENT_BYTES + 200) - 2);
     run_free(r);
     free(body);
+}
+
+/* legacy_window.h's `wanted`: every chat, or (cls non-NULL) the even ones. */
+static bool wanted_chat(void *cls, size_t i)
+{
+    return !cls || i % 2 == 0;
+}
+
+/* Fills a window of the body's chats (read back from the spool's file)
+ * on two threads, each reading as its own reader: every chat asked for is
+ * held, as the tree of its own bytes and the chat built from that tree
+ * (its id, its message); the others are not held. */
+static void window_on_two_threads(bool evens)
+{
+    char *body = make_body("none", -1, -1, NULL);
+    run *r = run_new(body, 64 << 10, 2);
+    r->w.meet = true;
+    ps_ingest in = {.device = "D", .now_ms = 1700000000000};
+    ps_legacy_window win;
+    ps_legacy_window_init(&win);
+    ps_error err;
+    assert_int_equal(ps_legacy_window_fill(&win, &r->src, 0, wanted_chat, evens ? &win : NULL, &in,
+                                           NULL, 0, &err),
+                     PS_OK);
+    assert_true(atomic_load(&r->w.reader1_seen));
+    assert_int_equal(win.from, 0);
+    assert_int_equal(win.to, CHATS); /* 48 x 12 KB: one window */
+    for (size_t i = 0; i < CHATS; i++) {
+        json_object *tree = NULL;
+        ps_chat *chat = NULL;
+        bool held = ps_legacy_window_take(&win, i, &tree, &chat);
+        assert_int_equal(held, !evens || i % 2 == 0);
+        if (!held)
+            continue;
+        const char *text;
+        size_t len;
+        assert_int_equal(ps_chat_source_bytes(&r->w.inner, i, &text, &len, &err), PS_OK);
+        json_object *want = NULL;
+        assert_int_equal(ps__json_parse(text, len, PS_JSON_MAX_DEPTH, &want, &err), PS_OK);
+        assert_true(json_object_equal(want, tree));
+        char id[16];
+        snprintf(id, sizeof id, "c%zu", i);
+        assert_string_equal(chat->id, id);
+        assert_int_equal(chat->nmessages, 1);
+        assert_string_equal(chat->messages[0].id, "m");
+        assert_true(json_object_equal(
+            chat->messages[0].value,
+            json_object_array_get_idx(json_object_object_get(want, "messages"), 0)));
+        assert_false(ps_legacy_window_take(&win, i, &tree, &chat)); /* taken once */
+        json_object_put(want);
+        json_object_put(tree);
+        ps__chat_free(chat);
+    }
+    ps_legacy_window_clear(&win);
+    run_free(r);
+    free(body);
+}
+
+static void a_window_holds_its_chats_made_on_two_threads(void **state)
+{
+    (void)state;
+    window_on_two_threads(false);
+}
+
+static void a_window_holds_only_the_chats_asked_for(void **state)
+{
+    (void)state;
+    window_on_two_threads(true);
 }
 
 int main(void)
@@ -296,7 +349,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_first_malformed_chat_is_reported),
         cmocka_unit_test(the_first_invalid_chat_is_reported),
-        cmocka_unit_test(both_threads_read_the_spool_file_and_keep_the_budget),
+        cmocka_unit_test(both_threads_read_the_spool_file),
+        cmocka_unit_test(a_window_holds_its_chats_made_on_two_threads),
+        cmocka_unit_test(a_window_holds_only_the_chats_asked_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -198,6 +198,71 @@ static void codec_packs_many_as_one_by_one(void **state)
     ps__dynbuf_free(&the_dict);
 }
 
+/* ps_value_pack_frames (the packs of a window of new chats, shared with a
+ * second thread) gives every buffer the frame ps_value_pack_frame gives it
+ * alone, byte for byte, with the dictionary and without one: every buffer
+ * a frame, short and incompressible ones too; twice, so the second thread
+ * is used again, then a batch too small to share. */
+static void codec_packs_frames_as_one_by_one(void **state)
+{
+    (void)state;
+    enum { N = 2000, LEN = 400, PACKS = 24 };
+    char *samples = malloc((size_t)N * LEN);
+    size_t *sizes = malloc(N * sizeof *sizes), at = 0;
+    for (unsigned i = 0; i < N; i++) {
+        words(samples + at, LEN, i);
+        sizes[i] = strlen(samples + at);
+        at += sizes[i];
+    }
+    ps__dynbuf_init(&the_dict, SIZE_MAX - 1);
+    uint32_t id = 0;
+    assert_int_equal(ps_value_train(samples, sizes, N, &the_dict, &id), PS_OK);
+    free(samples);
+    free(sizes);
+    static char packs[PACKS][40000];
+    ps_value_item items[PACKS];
+    for (int i = 0; i < PACKS; i++) {
+        if (i % 8 == 3) { /* incompressible */
+            unsigned r = (unsigned)i;
+            for (size_t k = 0; k < 3000; k++) {
+                r = r * 1103515245u + 12345u;
+                packs[i][k] = (char)(1 + (r >> 16) % 255);
+            }
+            packs[i][3000] = '\0';
+        } else { /* every sixth short, the rest 10 to 39 KB */
+            words(packs[i], i % 6 == 0 ? 50 : 10000 + (size_t)(i * 1237) % 29000,
+                  7000u + (unsigned)i);
+        }
+        items[i] = (ps_value_item){.text = packs[i], .len = strlen(packs[i])};
+    }
+    ps_dynbuf frames, one;
+    ps__dynbuf_init(&frames, SIZE_MAX - 1);
+    ps__dynbuf_init(&one, SIZE_MAX - 1);
+    for (int round = 0; round < 4; round++) {
+        uint32_t dict = round % 2 ? 0 : id;
+        size_t n = round == 3 ? 1 : PACKS; /* the last: too small to share */
+        assert_int_equal(ps_value_pack_frames(items, n, 42, dict, test_dict, NULL, &frames), PS_OK);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(
+                ps_value_pack_frame(packs[i], items[i].len, 42, dict, test_dict, NULL, &one),
+                PS_OK);
+            assert_true(items[i].packed);
+            assert_int_equal(items[i].frame_len, one.len);
+            assert_memory_equal(frames.data + items[i].frame_at, one.data, one.len);
+            ps__dynbuf_reset(&one);
+            assert_int_equal(ps_value_unpack_frame_append(frames.data + items[i].frame_at,
+                                                          items[i].frame_len, 42, test_dict, NULL,
+                                                          &one),
+                             PS_OK);
+            assert_int_equal(one.len, items[i].len);
+            assert_memory_equal(one.data, packs[i], one.len);
+        }
+    }
+    ps__dynbuf_free(&frames);
+    ps__dynbuf_free(&one);
+    ps__dynbuf_free(&the_dict);
+}
+
 /* A chat of `n` messages of ~`len` bytes, saved with its rendering as
  * message rows: made first (store_rows_make_existing), the save of its
  * messages an update (these tests are of row values). */
@@ -619,6 +684,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(codec_round_trips),
         cmocka_unit_test(codec_packs_many_as_one_by_one),
+        cmocka_unit_test(codec_packs_frames_as_one_by_one),
         cmocka_unit_test_setup_teardown(a_user_gets_a_dictionary_and_loses_it_with_their_data,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(a_corrupt_frame_is_reported, setup, teardown),
