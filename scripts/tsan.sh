@@ -17,7 +17,7 @@ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="$flags" \
   -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread >"$dir/configure.log" 2>&1 ||
   { cat "$dir/configure.log"; exit 1; }
 cmake --build "$dir" -j "$jobs" --target polysyncd polysyncd_faults polysync \
-  test_store_readers test_store_journal test_store_docs test_lane test_legacy_prepare \
+  test_store_readers test_store_journal test_store_docs test_lane test_legacy_prepare test_store_packahead \
   >"$dir/build.log" 2>&1 ||
   { tail -n 40 "$dir/build.log"; exit 1; }
 logs="$PWD/$dir/tsan"
@@ -26,7 +26,7 @@ mkdir -p "$logs"
 # exitcode=0: a report is judged from the logs, so a suite that checks a
 # child's exit status (a CLI stopped by a signal) is not failed by TSan's 66
 export TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 exitcode=0 log_path=$logs/log"
-suites='^(unit\.(test_store_readers|test_store_journal|test_store_docs|test_lane|test_legacy_prepare)'
+suites='^(unit\.(test_store_readers|test_store_journal|test_store_docs|test_lane|test_legacy_prepare|test_store_packahead)'
 suites+='|integration\.(test_legacy_stream|test_lane|test_big_body|test_v2|test_events'
 suites+='|test_websocket|test_skip_bad_input|test_housekeeping|test_lane_fairness'
 suites+='|streamed\.test_endpoints)'

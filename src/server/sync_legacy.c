@@ -8,7 +8,7 @@
  * every Lamport counter in the request, so the tick is above all of them.
  */
 #include "server/sync_legacy.h"
-#include "server/legacy_window.h"
+#include "server/legacy_pipe.h"
 #include "core/chat_codec.h"
 #include "core/json_parse.h"
 #include "core/merge.h"
@@ -782,12 +782,71 @@ static ps_code registry_current(const ps_sync_ctx *ctx, const char *device, int6
     return rc;
 }
 
-/* legacy_window.h's `wanted`: the chats that are merged for sure (a
+/* legacy_pipe.h's `wanted`: the chats that are merged for sure (a
  * candidate may still be skipped, and is parsed when it is not). */
 static bool merged_for_sure(void *cls, size_t i)
 {
     const prepared *p = cls;
     return p->candidate[i] == NOT_SENT;
+}
+
+/* legacy_pipe.h's `known_id`: the id its content hash found. */
+static const char *content_id(void *cls, size_t i)
+{
+    const prepared *p = cls;
+    return p->contents[i] && p->ids[i][0] ? p->ids[i] : NULL;
+}
+
+/* The merge loop's state, for merge_next. */
+typedef struct merge_loop {
+    const ps_sync_ctx *ctx;
+    ps_user *user;
+    const char *device;
+    const ps_chat_source *chats;
+    prepared *prep;
+    const ps_ingest *in;
+    deletion_source *src;
+    json_object *sent, *returned; /* the chat ids sent, and those to send back */
+    bool wrote;                   /* a chat merged or its sent row written */
+} merge_loop;
+
+/* Chat i of the request inside the write transaction (legacy_pipe.h's
+ * `each`): skipped when unchanged (next_chat), else merged; `chat` (the
+ * pipe's) and `made` (taken): it parsed and built ahead, or NULL. */
+static ps_code merge_next(void *cls, size_t i, json_object *chat, ps_chat *made, ps_error *err)
+{
+    merge_loop *m = cls;
+    bool skip = false, ret = false, parsed_here = !chat;
+    char known_id[PS_ID_MAX_BYTES + 1];
+    ps_code rc = chat ? PS_OK
+                      : next_chat(m->ctx, m->user, m->device, m->chats, m->prep, i, &chat, &skip,
+                                  known_id, sizeof known_id, err);
+    if (rc == PS_OK && skip) {
+        /* other bytes of the same data: the sent row was rewritten */
+        m->wrote |= m->prep->candidate[i] != SAME_BYTES;
+        json_object_object_add(m->sent, known_id, NULL);
+        return PS_OK;
+    }
+    if (rc != PS_OK) {
+        ps__chat_free(made);
+        return rc;
+    }
+    m->wrote = true;
+    const char *id = json_object_get_string(json_object_object_get(chat, "id"));
+    if (observe_chat_clock(chat, &m->user->clock))
+        m->src->speaks_lamport = true;
+    rc = merge_one(m->ctx, m->user, chat, made, m->in, &ret, err);
+    if (rc == PS_OK) {
+        json_object_object_add(m->sent, id, NULL);
+        if (ret)
+            json_object_object_add(m->returned, id, NULL);
+        else if (m->prep->hashes) /* the bytes it was sent as: a text source */
+            rc = m->ctx->store->ops->chat_set_sent(m->ctx->store, m->user->id, m->device, id,
+                                                   m->prep->hashes[i], m->prep->contents[i], err);
+    }
+    if (parsed_here)
+        json_object_put(chat);
+    return rc;
 }
 
 ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_source *chats,
@@ -805,52 +864,33 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
     }
     ps_user user;
     prepared prep = {0};
-    ps_legacy_window window;
-    ps_legacy_window_init(&window);
     ps_code rc = prepare_chats(ctx, device, chats, &prep, err);
     if (rc != PS_OK || (rc = ps_store_begin(ctx->store, true, err)) != PS_OK)
         goto out;
     if ((rc = ctx->store->ops->user_load(ctx->store, ctx->user, &user, err)) != PS_OK)
         goto rollback;
     int64_t seq_before = user.seq, clock_before = user.clock;
-    bool wrote = false; /* a chat merged or its sent row written */
     deletion_source src = {.device = device, .speaks_lamport = observe_clocks(req, &user.clock)};
-    for (size_t i = 0; i < chats->count; i++) {
-        json_object *chat = NULL;
-        ps_chat *made = NULL;
-        bool skip = false, ret = false;
-        char known_id[PS_ID_MAX_BYTES + 1];
-        if (i == window.to && (rc = ps_legacy_window_fill(&window, chats, i, merged_for_sure, &prep,
-                                                          &in, ctx->store, user.id, err)) != PS_OK)
-            goto rollback;
-        if (!ps_legacy_window_take(&window, i, &chat, &made))
-            rc = next_chat(ctx, &user, device, chats, &prep, i, &chat, &skip, known_id,
-                           sizeof known_id, err);
-        if (rc == PS_OK && skip) {
-            /* other bytes of the same data: the sent row was rewritten */
-            wrote |= prep.candidate[i] != SAME_BYTES;
-            json_object_object_add(sent, known_id, NULL);
-            continue;
-        }
-        wrote = true;
-        const char *id =
-            rc == PS_OK ? json_object_get_string(json_object_object_get(chat, "id")) : NULL;
-        if (rc == PS_OK && observe_chat_clock(chat, &user.clock))
-            src.speaks_lamport = true;
-        if (rc == PS_OK)
-            rc = merge_one(ctx, &user, chat, made, &in, &ret, err);
-        if (rc == PS_OK) {
-            json_object_object_add(sent, id, NULL);
-            if (ret)
-                json_object_object_add(returned, id, NULL);
-            else if (prep.hashes) /* the bytes it was sent as: a text source */
-                rc = ctx->store->ops->chat_set_sent(ctx->store, user.id, device, id, prep.hashes[i],
-                                                    prep.contents[i], err);
-        }
-        json_object_put(chat);
-        if (rc != PS_OK)
-            goto rollback;
-    }
+    merge_loop loop = {.ctx = ctx,
+                       .user = &user,
+                       .device = device,
+                       .chats = chats,
+                       .prep = &prep,
+                       .in = &in,
+                       .src = &src,
+                       .sent = sent,
+                       .returned = returned};
+    ps_legacy_pipe_config pipe = {.src = chats,
+                                  .in = &in,
+                                  .wanted = merged_for_sure,
+                                  .known_id = content_id,
+                                  .cls = &prep,
+                                  .store = ctx->store,
+                                  .user = user.id};
+    /* prepare_chats made nothing for a body without chats */
+    if (chats->count && (rc = ps_legacy_pipe_run(&pipe, merge_next, &loop, err)) != PS_OK)
+        goto rollback;
+    bool wrote = loop.wrote;
     if ((rc = apply_deletions(ctx, &user, req, &src, err)) != PS_OK)
         goto rollback;
     if (answer && (rc = build_answer(ctx, &user, device, sent, returned, answer, err)) != PS_OK)
@@ -881,7 +921,6 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
 rollback:
     ps_store_rollback(ctx->store);
 out:
-    ps_legacy_window_clear(&window);
     prepared_free(&prep);
     if (rc != PS_OK && answer) {
         ps_legacy_answer_free(*answer);

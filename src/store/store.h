@@ -76,6 +76,19 @@ static inline void ps_values_ahead_free(ps_values_ahead *a)
     ps__dynbuf_free(&a->frames);
 }
 
+/* A pack made by pack_ahead_make, freed (NULL: nothing). */
+static inline void ps_pack_form_free(ps_pack_form *f)
+{
+    if (!f)
+        return;
+    free((void *)f->raw);
+    free((void *)f->frame);
+    free(f);
+}
+
+/* The backend's maker of packs ahead (pack_ahead_begin). */
+typedef struct ps_pack_ahead ps_pack_ahead;
+
 /* Called per message; the message is borrowed for the call. */
 typedef ps_code (*ps_message_fn)(void *ctx, const ps_message *m);
 
@@ -375,6 +388,31 @@ struct ps_store_ops {
     PS_STORE_MUST_CHECK ps_code (*values_pack_ahead)(ps_store *s, int64_t user,
                                                      ps_chat *const *chats, size_t n,
                                                      ps_values_ahead *ahead, ps_error *err);
+    /* Optional, the four or none (NULL: chat_save compresses every pack
+     * itself): the packs of chats new to the store made ahead of their
+     * save, on any thread (a legacy sync's helper thread while its own
+     * merges, legacy_pipe.h). pack_ahead_begin: in the open transaction,
+     * what makes them for `user` with the dictionary chat_save would
+     * compress with now; *out NULL when the user has none (nothing is made
+     * ahead, as in values_pack_ahead). */
+    PS_STORE_MUST_CHECK ps_code (*pack_ahead_begin)(ps_store *s, int64_t user, ps_pack_ahead **out,
+                                                    ps_error *err);
+    /* In the open transaction: whether `user` has no chat `id` yet. */
+    PS_STORE_MUST_CHECK ps_code (*chat_is_new)(ps_store *s, int64_t user, const char *id,
+                                               bool *is_new, ps_error *err);
+    /* On any thread, several at once, touching no connection: the pack
+     * chat_save would make of `chat` were it new to the store, its
+     * messages saved by `device` (values_pack_ahead's guesses; the save
+     * takes it only if it is what it lays out then, ps_pack_form). *out
+     * NULL when the chat would not be a pack; else the caller's, freed
+     * with ps_pack_form_free once the chat is saved. PS_ERR_NOMEM or
+     * PS_ERR_STORE (compression failed). */
+    PS_STORE_MUST_CHECK ps_code (*pack_ahead_make)(ps_store *s, const ps_pack_ahead *pa,
+                                                   const ps_chat *chat, const char *device,
+                                                   ps_pack_form **out);
+    /* Frees what pack_ahead_begin made (NULL: nothing), once no thread
+     * makes packs with it. */
+    void (*pack_ahead_end)(ps_store *s, ps_pack_ahead *pa);
     void (*close)(ps_store *s);
 };
 

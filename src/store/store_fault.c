@@ -341,6 +341,31 @@ static ps_code f_values_pack_ahead(ps_store *s, int64_t user, ps_chat *const *ch
     CHECK("values_pack_ahead");
     return INNER(s)->ops->values_pack_ahead(INNER(s), user, chats, n, ahead, err);
 }
+static ps_code f_pack_ahead_begin(ps_store *s, int64_t user, ps_pack_ahead **out, ps_error *err)
+{
+    *out = NULL;
+    if (!INNER(s)->ops->pack_ahead_begin)
+        return PS_OK;
+    CHECK("pack_ahead_begin");
+    return INNER(s)->ops->pack_ahead_begin(INNER(s), user, out, err);
+}
+static ps_code f_chat_is_new(ps_store *s, int64_t user, const char *id, bool *is_new, ps_error *err)
+{
+    CHECK("chat_is_new");
+    return INNER(s)->ops->chat_is_new(INNER(s), user, id, is_new, err);
+}
+/* On any thread, touching no connection: not counted (a fault point is
+ * an operation on the store's connection). */
+static ps_code f_pack_ahead_make(ps_store *s, const ps_pack_ahead *pa, const ps_chat *chat,
+                                 const char *device, ps_pack_form **out)
+{
+    return INNER(s)->ops->pack_ahead_make(INNER(s), pa, chat, device, out);
+}
+static void f_pack_ahead_end(ps_store *s, ps_pack_ahead *pa)
+{
+    if (INNER(s)->ops->pack_ahead_end)
+        INNER(s)->ops->pack_ahead_end(INNER(s), pa);
+}
 static void f_close(ps_store *s)
 {
     fault_store *f = F(s);
@@ -398,11 +423,15 @@ static const struct ps_store_ops FAULT_OPS = {
     .announce = f_announce,
     .listen = f_listen,
     .values_pack_ahead = f_values_pack_ahead,
+    .pack_ahead_begin = f_pack_ahead_begin,
+    .chat_is_new = f_chat_is_new,
+    .pack_ahead_make = f_pack_ahead_make,
+    .pack_ahead_end = f_pack_ahead_end,
     .close = f_close,
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 47 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 51 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)

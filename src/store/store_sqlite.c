@@ -2443,6 +2443,99 @@ static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat
     return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "compressing a pack failed");
 }
 
+/*
+ * Packs made ahead on any thread (store.h, pack_ahead_begin): what
+ * packs_ahead does for one chat, with the user's dictionary digested
+ * beforehand in the transaction (the threads making packs touch no
+ * connection).
+ */
+struct ps_pack_ahead {
+    const sqlite_store *s; /* read for its schema only */
+    ps_value_packer *packer;
+    int64_t user;
+    uint32_t dict;
+};
+
+static ps_code sqlite_pack_ahead_begin(ps_store *base, int64_t user, ps_pack_ahead **out,
+                                       ps_error *err)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    *out = NULL;
+    uint32_t dict = 0;
+    ps_code rc = user_dict(s, user, &dict, err);
+    if (rc != PS_OK || !dict || s->schema < 12)
+        return rc;
+    ps_pack_ahead *pa = calloc(1, sizeof *pa);
+    if (!pa)
+        return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+    *pa = (ps_pack_ahead){.s = s, .user = user, .dict = dict};
+    if ((rc = ps_value_packer_new(user, dict, load_dict, s, &pa->packer)) != PS_OK) {
+        free(pa);
+        return rc == PS_ERR_NOMEM ? ps_error_set(err, rc, -1, "", "out of memory")
+                                  : db_error(s, err, "reading a dictionary");
+    }
+    *out = pa;
+    return PS_OK;
+}
+
+static ps_code sqlite_chat_is_new(ps_store *base, int64_t user, const char *id, bool *is_new,
+                                  ps_error *err)
+{
+    (void)err;
+    *is_new = stored_size((sqlite_store *)base, Q_CHAT_SIZE, user, id, NULL) == 0;
+    return PS_OK;
+}
+
+static ps_code sqlite_pack_ahead_make(ps_store *base, const ps_pack_ahead *pa, const ps_chat *chat,
+                                      const char *device, ps_pack_form **out)
+{
+    (void)base; /* pa has what it needs: no connection is touched */
+    *out = NULL;
+    if (!worth_a_pack(pa->s, chat, true))
+        return PS_OK;
+    int64_t *received = calloc(chat->nmessages + 1, sizeof *received);
+    if (!received)
+        return PS_ERR_NOMEM;
+    if (!guess_received(chat, received)) {
+        free(received);
+        return PS_OK; /* compressed in the save */
+    }
+    pack_guess guess = {.received = received, .origin = device};
+    ps_dynbuf raw, frame;
+    ps__dynbuf_init(&raw, SIZE_MAX - 1);
+    ps__dynbuf_init(&frame, SIZE_MAX - 1);
+    ps_code rc = pack_raw(chat, &guess, 0, &raw);
+    free(received);
+    ps_pack_form *form = NULL;
+    if (rc == PS_OK)
+        rc = ps_value_packer_frame(pa->packer, raw.data, raw.len, &frame);
+    if (rc == PS_OK && !(form = malloc(sizeof *form)))
+        rc = PS_ERR_NOMEM;
+    if (rc != PS_OK) {
+        ps__dynbuf_free(&raw);
+        ps__dynbuf_free(&frame);
+        return rc;
+    }
+    /* the dynbufs' memory is the form's from here (ps_pack_form_free) */
+    *form = (ps_pack_form){.raw = raw.data,
+                           .raw_len = raw.len,
+                           .frame = frame.data,
+                           .len = frame.len,
+                           .user = pa->user,
+                           .dict = pa->dict};
+    *out = form;
+    return PS_OK;
+}
+
+static void sqlite_pack_ahead_end(ps_store *base, ps_pack_ahead *pa)
+{
+    (void)base;
+    if (!pa)
+        return;
+    ps_value_packer_free(pa->packer);
+    free(pa);
+}
+
 /* A chat's live rows are folded into its pack once there are at least
  * REPACK_ROWS of them weighing at least 1/REPACK_SHARE of the pack. */
 #define REPACK_ROWS 8
@@ -4033,6 +4126,10 @@ static const struct ps_store_ops SQLITE_OPS = {
     .chat_load = sqlite_chat_load,
     .chat_save = sqlite_chat_save,
     .values_pack_ahead = sqlite_values_pack_ahead,
+    .pack_ahead_begin = sqlite_pack_ahead_begin,
+    .chat_is_new = sqlite_chat_is_new,
+    .pack_ahead_make = sqlite_pack_ahead_make,
+    .pack_ahead_end = sqlite_pack_ahead_end,
     .chat_each = sqlite_chat_each,
     .chat_each_after = sqlite_chat_each_after,
     .messages_load = sqlite_messages_load,

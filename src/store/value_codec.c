@@ -404,3 +404,56 @@ ps_code ps_value_unpack_frame_append(const void *frame, size_t len, int64_t user
     codec_ctx *ctx = thread_ctx();
     return ctx ? unpack_to(ctx, frame, len, user, load, load_ctx, out, true) : PS_ERR_NOMEM;
 }
+
+struct ps_value_packer {
+    ZSTD_CDict *dict;
+};
+
+ps_code ps_value_packer_new(int64_t user, uint32_t id, ps_value_dict_fn load, void *load_ctx,
+                            ps_value_packer **out)
+{
+    *out = NULL;
+    ps_value_packer *p = calloc(1, sizeof *p);
+    if (!p)
+        return PS_ERR_NOMEM;
+    ps_dynbuf bytes;
+    ps__dynbuf_init(&bytes, UNPACK_MAX);
+    ps_code rc = load(load_ctx, user, id, &bytes);
+    /* its own digest, not a thread's cached one: the threads using it
+     * outlive no cache slot of theirs, and none of them evicts it */
+    if (rc == PS_OK && !(p->dict = ZSTD_createCDict(bytes.data, bytes.len, PS_VALUE_PACK_LEVEL)))
+        rc = PS_ERR_NOMEM;
+    ps__dynbuf_free(&bytes);
+    if (rc != PS_OK) {
+        ps_value_packer_free(p);
+        return rc;
+    }
+    *out = p;
+    return PS_OK;
+}
+
+ps_code ps_value_packer_frame(const ps_value_packer *p, const char *data, size_t len,
+                              ps_dynbuf *out)
+{
+    ps__dynbuf_reset(out);
+    codec_ctx *ctx = thread_ctx();
+    if (!ctx)
+        return PS_ERR_NOMEM;
+    size_t bound = ZSTD_compressBound(len);
+    ps_code rc = ps__dynbuf_reserve(out, bound);
+    if (rc != PS_OK)
+        return rc;
+    size_t n = frame_compress(ctx->c, out->data, bound, data, len, p->dict);
+    if (ZSTD_isError(n))
+        return ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation ? PS_ERR_NOMEM : PS_ERR_STORE;
+    out->len = n;
+    return PS_OK;
+}
+
+void ps_value_packer_free(ps_value_packer *p)
+{
+    if (!p)
+        return;
+    ZSTD_freeCDict(p->dict);
+    free(p);
+}

@@ -118,6 +118,24 @@ PS_MUST_CHECK ps_code ps_value_pack_frames(ps_value_item *items, size_t n, int64
                                            uint32_t id, ps_value_dict_fn load, void *load_ctx,
                                            ps_dynbuf *frames);
 
+/*
+ * Dictionary (user, id) digested for compressing packs on several threads
+ * at once (a legacy first upload's packs, made ahead on the helper thread
+ * while the request's thread merges): made on the calling thread (`load`
+ * reads the caller's store), freed by it once no thread uses it.
+ */
+typedef struct ps_value_packer ps_value_packer;
+
+PS_MUST_CHECK ps_code ps_value_packer_new(int64_t user, uint32_t id, ps_value_dict_fn load,
+                                          void *load_ctx, ps_value_packer **out);
+
+/* ps_value_pack_frame's frame of `data` with the packer's dictionary, the
+ * same bytes, on any thread. */
+PS_MUST_CHECK ps_code ps_value_packer_frame(const ps_value_packer *p, const char *data, size_t len,
+                                            ps_dynbuf *out);
+
+void ps_value_packer_free(ps_value_packer *p);
+
 /* Decompresses a frame of ps_value_pack_frame (with its dictionary or
  * none), appending to *out; PS_ERR_STORE when it is not such a frame. */
 PS_MUST_CHECK ps_code ps_value_unpack_frame_append(const void *frame, size_t len, int64_t user,

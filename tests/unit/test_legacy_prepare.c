@@ -14,8 +14,9 @@
  *   body.
  * - the chats' hashes are those of each chat's own bytes, with chats read
  *   back from the spool's file by two readers at once;
- * - so are the trees and chats a window makes for the merge on two threads
- *   (legacy_window.h), and it holds the chats asked for, no other.
+ * - so are the trees and chats the merge loop is handed, made on two
+ *   threads (legacy_pipe.h): every chat in order, the ones asked for made,
+ *   the others not; a failure stops the loop and is its answer.
  *
  * The file under test is included to reach its static functions.
  */
@@ -276,43 +277,40 @@ static void both_threads_read_the_spool_file(void **state)
     free(body);
 }
 
-/* legacy_window.h's `wanted`: every chat, or (cls non-NULL) the even ones. */
+/* legacy_pipe.h's `wanted`: every chat, or (cls non-NULL) the even ones. */
 static bool wanted_chat(void *cls, size_t i)
 {
     return !cls || i % 2 == 0;
 }
 
-/* Fills a window of the body's chats (read back from the spool's file)
- * on two threads, each reading as its own reader: every chat asked for is
- * held, as the tree of its own bytes and the chat built from that tree
- * (its id, its message); the others are not held. */
-static void window_on_two_threads(bool evens)
+static const char *no_id(void *cls, size_t i)
 {
-    char *body = make_body("none", -1, -1, NULL);
-    run *r = run_new(body, 64 << 10, 2);
-    r->w.meet = true;
-    ps_ingest in = {.device = "D", .now_ms = 1700000000000};
-    ps_legacy_window win;
-    ps_legacy_window_init(&win);
-    ps_error err;
-    assert_int_equal(ps_legacy_window_fill(&win, &r->src, 0, wanted_chat, evens ? &win : NULL, &in,
-                                           NULL, 0, &err),
-                     PS_OK);
-    assert_true(atomic_load(&r->w.reader1_seen));
-    assert_int_equal(win.from, 0);
-    assert_int_equal(win.to, CHATS); /* 48 x 12 KB: one window */
-    for (size_t i = 0; i < CHATS; i++) {
-        json_object *tree = NULL;
-        ps_chat *chat = NULL;
-        bool held = ps_legacy_window_take(&win, i, &tree, &chat);
-        assert_int_equal(held, !evens || i % 2 == 0);
-        if (!held)
-            continue;
+    (void)cls;
+    (void)i;
+    return NULL;
+}
+
+/* What the merge loop's `each` is handed, checked against the body. */
+typedef struct handed {
+    run *r;
+    bool evens;
+    size_t next;    /* the chat expected next */
+    size_t fail_at; /* answer an error there; CHATS: never */
+} handed;
+
+static ps_code check_handed(void *cls, size_t i, json_object *tree, ps_chat *chat, ps_error *err)
+{
+    handed *h = cls;
+    assert_int_equal(i, h->next++);
+    bool made = !h->evens || i % 2 == 0;
+    assert_int_equal(tree != NULL, made);
+    assert_int_equal(chat != NULL, made);
+    if (made) {
         const char *text;
         size_t len;
-        assert_int_equal(ps_chat_source_bytes(&r->w.inner, i, &text, &len, &err), PS_OK);
+        assert_int_equal(ps_chat_source_bytes(&h->r->w.inner, i, &text, &len, err), PS_OK);
         json_object *want = NULL;
-        assert_int_equal(ps__json_parse(text, len, PS_JSON_MAX_DEPTH, &want, &err), PS_OK);
+        assert_int_equal(ps__json_parse(text, len, PS_JSON_MAX_DEPTH, &want, err), PS_OK);
         assert_true(json_object_equal(want, tree));
         char id[16];
         snprintf(id, sizeof id, "c%zu", i);
@@ -322,26 +320,63 @@ static void window_on_two_threads(bool evens)
         assert_true(json_object_equal(
             chat->messages[0].value,
             json_object_array_get_idx(json_object_object_get(want, "messages"), 0)));
-        assert_false(ps_legacy_window_take(&win, i, &tree, &chat)); /* taken once */
         json_object_put(want);
-        json_object_put(tree);
         ps__chat_free(chat);
     }
-    ps_legacy_window_clear(&win);
+    if (i == h->fail_at)
+        return ps_error_set(err, PS_ERR_STORE, (long)i, "", "planted failure");
+    return PS_OK;
+}
+
+/* The merge loop over the body's chats (read back from the spool's file),
+ * the helper thread making chats with it, each reading as its own reader. */
+static void pipe_on_two_threads(bool evens, size_t fail_at)
+{
+    char *body = make_body("none", -1, -1, NULL);
+    run *r = run_new(body, 64 << 10, 2);
+    r->w.meet = true;
+    ps_ingest in = {.device = "D", .now_ms = 1700000000000};
+    ps_legacy_pipe_config cfg = {.src = &r->src,
+                                 .in = &in,
+                                 .wanted = wanted_chat,
+                                 .known_id = no_id,
+                                 .cls = evens ? &cfg : NULL};
+    handed h = {.r = r, .evens = evens, .fail_at = fail_at};
+    ps_error err;
+    ps_error_clear(&err);
+    ps_code rc = ps_legacy_pipe_run(&cfg, check_handed, &h, &err);
+    assert_true(atomic_load(&r->w.reader1_seen)); /* the helper made chats */
+    if (fail_at < CHATS) {
+        assert_int_equal(rc, PS_ERR_STORE);
+        assert_string_equal(err.message, "planted failure");
+        assert_int_equal(h.next, fail_at + 1); /* none after it */
+    } else {
+        assert_int_equal(rc, PS_OK);
+        assert_int_equal(h.next, CHATS);
+    }
     run_free(r);
     free(body);
 }
 
-static void a_window_holds_its_chats_made_on_two_threads(void **state)
+static void the_merge_loop_gets_every_chat_made_on_two_threads(void **state)
 {
     (void)state;
-    window_on_two_threads(false);
+    pipe_on_two_threads(false, CHATS);
 }
 
-static void a_window_holds_only_the_chats_asked_for(void **state)
+static void the_merge_loop_gets_only_the_chats_asked_for_made(void **state)
 {
     (void)state;
-    window_on_two_threads(true);
+    pipe_on_two_threads(true, CHATS);
+}
+
+/* A failure at chat 5, with the helper holding chats made ahead: the loop
+ * stops there with it, and what was made and not merged is freed (the
+ * ASan build's leak check). */
+static void a_failure_stops_the_merge_loop(void **state)
+{
+    (void)state;
+    pipe_on_two_threads(false, 5);
 }
 
 int main(void)
@@ -350,8 +385,9 @@ int main(void)
         cmocka_unit_test(the_first_malformed_chat_is_reported),
         cmocka_unit_test(the_first_invalid_chat_is_reported),
         cmocka_unit_test(both_threads_read_the_spool_file),
-        cmocka_unit_test(a_window_holds_its_chats_made_on_two_threads),
-        cmocka_unit_test(a_window_holds_only_the_chats_asked_for),
+        cmocka_unit_test(the_merge_loop_gets_every_chat_made_on_two_threads),
+        cmocka_unit_test(the_merge_loop_gets_only_the_chats_asked_for_made),
+        cmocka_unit_test(a_failure_stops_the_merge_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,6 +158,79 @@ static void summary_is(ps_store *s, const char *chat, int64_t seq, const char *o
     sqlite3_finalize(st);
 }
 
+/* pack_ahead_make's arguments and answer, for a thread of its own. */
+typedef struct make_call {
+    ps_store *s;
+    const ps_pack_ahead *pa;
+    const ps_chat *chat;
+    ps_pack_form *form;
+    ps_code rc;
+} make_call;
+
+static void *make_on_a_thread(void *arg)
+{
+    make_call *m = arg;
+    m->rc = m->s->ops->pack_ahead_make(m->s, m->pa, m->chat, "dev", &m->form);
+    return NULL;
+}
+
+/* The packs a legacy sync makes on its helper thread (pack_ahead_begin in
+ * the write transaction, pack_ahead_make on another thread): the same
+ * bytes and frame as values_pack_ahead's for the same chat (that one is
+ * stored as made, above); none for a chat too small to be a pack; no
+ * maker for a user without a dictionary. chat_is_new tells a stored chat
+ * from a new one. */
+static void packs_made_on_another_thread_are_values_pack_aheads(void **state)
+{
+    int64_t user;
+    ps_store *s = store_with_dictionary(*state, &user);
+    ps_chat *c = new_pushed_chat("y", 8, 50), *same = new_pushed_chat("y", 8, 50);
+    ps_chat *tiny = new_pushed_chat("t", 1, 70);
+    ps_values_ahead ahead;
+    pack_ahead(s, user, same, &ahead);
+    assert_int_equal(ahead.npacks, 1);
+    ps_error err;
+    ps_pack_ahead *pa = NULL;
+    bool is_new = false;
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->pack_ahead_begin(s, user, &pa, &err), PS_OK);
+    assert_non_null(pa);
+    assert_int_equal(s->ops->chat_is_new(s, user, "y", &is_new, &err), PS_OK);
+    assert_true(is_new);
+    assert_int_equal(s->ops->chat_is_new(s, user, "c07", &is_new, &err), PS_OK);
+    assert_false(is_new);
+    make_call calls[2] = {{.s = s, .pa = pa, .chat = c}, {.s = s, .pa = pa, .chat = tiny}};
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_create(&t[k], NULL, make_on_a_thread, &calls[k]), 0);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_join(t[k], NULL), 0);
+    assert_int_equal(calls[0].rc, PS_OK);
+    assert_non_null(calls[0].form);
+    const ps_pack_form *want = same->pack_form;
+    assert_int_equal(calls[0].form->raw_len, want->raw_len);
+    assert_memory_equal(calls[0].form->raw, want->raw, want->raw_len);
+    assert_int_equal(calls[0].form->len, want->len);
+    assert_memory_equal(calls[0].form->frame, want->frame, want->len);
+    assert_int_equal(calls[0].form->user, user);
+    assert_int_equal(calls[0].form->dict, want->dict);
+    assert_int_equal(calls[1].rc, PS_OK);
+    assert_null(calls[1].form);
+    s->ops->pack_ahead_end(s, pa);
+    /* a user without a dictionary: nothing to make packs with */
+    ps_user other;
+    assert_int_equal(s->ops->user_load(s, "newcomer", &other, &err), PS_OK);
+    assert_int_equal(s->ops->pack_ahead_begin(s, other.id, &pa, &err), PS_OK);
+    assert_null(pa);
+    ps_store_rollback(s);
+    ps_pack_form_free(calls[0].form);
+    ps_values_ahead_free(&ahead);
+    ps__chat_free(c);
+    ps__chat_free(same);
+    ps__chat_free(tiny);
+    ps_store_close(s);
+}
+
 static void a_current_pack_is_stored_as_made(void **state)
 {
     int64_t user;
@@ -450,6 +523,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(a_current_pack_is_stored_as_made, setup, teardown),
+        cmocka_unit_test_setup_teardown(packs_made_on_another_thread_are_values_pack_aheads, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(a_pack_made_with_a_replaced_dictionary_is_compressed_again,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(a_pack_of_a_chat_created_meanwhile_is_not_used, setup,
