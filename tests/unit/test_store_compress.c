@@ -137,15 +137,10 @@ static void codec_round_trips(void **state)
     ps__dynbuf_free(&the_dict);
 }
 
-/* ps_value_pack_many (a batch shared with a second thread, a first
- * upload's path) gives every value the frame ps_value_pack gives it alone,
- * byte for byte, and leaves short and incompressible ones plain; a small
- * batch (done on the calling thread alone) as well; twice, so the second
- * thread is used again. */
-static void codec_packs_many_as_one_by_one(void **state)
+/* the_dict trained on 2,000 samples of 400 bytes of words; its id. */
+static uint32_t train_the_dict(void)
 {
-    (void)state;
-    enum { N = 2000, LEN = 400, VALUES = 120 };
+    enum { N = 2000, LEN = 400 };
     char *samples = malloc((size_t)N * LEN);
     size_t *sizes = malloc(N * sizeof *sizes), at = 0;
     for (unsigned i = 0; i < N; i++) {
@@ -158,6 +153,19 @@ static void codec_packs_many_as_one_by_one(void **state)
     assert_int_equal(ps_value_train(samples, sizes, N, &the_dict, &id), PS_OK);
     free(samples);
     free(sizes);
+    return id;
+}
+
+/* ps_value_pack_many (a batch shared with a second thread, a first
+ * upload's path) gives every value the frame ps_value_pack gives it alone,
+ * byte for byte, and leaves short and incompressible ones plain; a small
+ * batch (done on the calling thread alone) as well; twice, so the second
+ * thread is used again. */
+static void codec_packs_many_as_one_by_one(void **state)
+{
+    (void)state;
+    enum { VALUES = 120 };
+    uint32_t id = train_the_dict();
     static char texts[VALUES][1200];
     ps_value_item items[VALUES];
     for (int i = 0; i < VALUES; i++) {
@@ -198,7 +206,7 @@ static void codec_packs_many_as_one_by_one(void **state)
     ps__dynbuf_free(&the_dict);
 }
 
-/* ps_value_pack_frames (the packs of a window of new chats, shared with a
+/* ps_value_pack_frames (the packs of a request's new chats, shared with a
  * second thread) gives every buffer the frame ps_value_pack_frame gives it
  * alone, byte for byte, with the dictionary and without one: every buffer
  * a frame, short and incompressible ones too; twice, so the second thread
@@ -206,19 +214,8 @@ static void codec_packs_many_as_one_by_one(void **state)
 static void codec_packs_frames_as_one_by_one(void **state)
 {
     (void)state;
-    enum { N = 2000, LEN = 400, PACKS = 24 };
-    char *samples = malloc((size_t)N * LEN);
-    size_t *sizes = malloc(N * sizeof *sizes), at = 0;
-    for (unsigned i = 0; i < N; i++) {
-        words(samples + at, LEN, i);
-        sizes[i] = strlen(samples + at);
-        at += sizes[i];
-    }
-    ps__dynbuf_init(&the_dict, SIZE_MAX - 1);
-    uint32_t id = 0;
-    assert_int_equal(ps_value_train(samples, sizes, N, &the_dict, &id), PS_OK);
-    free(samples);
-    free(sizes);
+    enum { PACKS = 24 };
+    uint32_t id = train_the_dict();
     static char packs[PACKS][40000];
     ps_value_item items[PACKS];
     for (int i = 0; i < PACKS; i++) {
