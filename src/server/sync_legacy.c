@@ -880,15 +880,15 @@ ps_code ps_legacy_sync(const ps_sync_ctx *ctx, json_object *req, const ps_chat_s
                        .src = &src,
                        .sent = sent,
                        .returned = returned};
-    ps_legacy_pipe_config pipe = {.src = chats,
-                                  .in = &in,
-                                  .wanted = merged_for_sure,
-                                  .known_id = content_id,
-                                  .cls = &prep,
-                                  .store = ctx->store,
-                                  .user = user.id};
+    ps_legacy_pipe_config made_ahead = {.src = chats,
+                                        .in = &in,
+                                        .wanted = merged_for_sure,
+                                        .known_id = content_id,
+                                        .cls = &prep,
+                                        .store = ctx->store,
+                                        .user = user.id};
     /* prepare_chats made nothing for a body without chats */
-    if (chats->count && (rc = ps_legacy_pipe_run(&pipe, merge_next, &loop, err)) != PS_OK)
+    if (chats->count && (rc = ps_legacy_pipe_run(&made_ahead, merge_next, &loop, err)) != PS_OK)
         goto rollback;
     bool wrote = loop.wrote;
     if ((rc = apply_deletions(ctx, &user, req, &src, err)) != PS_OK)
