@@ -101,7 +101,7 @@ static ps_code reshow_deletion(ps_user *user, ps_chat *stored, const ps_stamp *s
  * Merges one incoming chat. With a device whose base for the chat is known,
  * values it only carried along are dropped first (the base rule); without
  * one (a new device, no deviceId) every value is a write. `made`: the
- * chat built from `sent` ahead (legacy_window.h), taken; NULL: built here.
+ * chat built from `sent` ahead (legacy_pipe.h), taken; NULL: built here.
  * *returned: the client must be sent the result.
  */
 static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sent, ps_chat *made,
@@ -148,7 +148,7 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
     }
-    /* its pack made ahead (legacy_window.h), for a chat still new to the
+    /* its pack made ahead (legacy_pipe.h), for a chat still new to the
      * store: the save checks it is still what it would make */
     if (!stored->stored)
         stored->pack_form = incoming->pack_form;
@@ -400,10 +400,10 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
  * it last synced them, unchanged since, by bytes or by content, are
  * `candidate`s: skipped unless a write lands before the write transaction
  * (checked again there). Every other chat is parsed and validated now,
- * and its tree dropped: it is parsed again for its merge, a window of
- * chats at a time (legacy_window.h). Keeping the trees cost more than the
- * second parse (a parsed chat takes about 2.6 times its text: the heap's
- * growth and its page faults, docs/performance.md, "window").
+ * and its tree dropped: it is parsed again for its merge, a few chats
+ * ahead of it (legacy_pipe.h). Keeping the trees cost more than the second
+ * parse (a parsed chat takes about 2.6 times its text: the heap's growth
+ * and its page faults, docs/performance.md, "pipe").
  */
 
 /* How deep a chat may nest: an element of a body's "chats" sits two
@@ -593,7 +593,7 @@ static ps_code content_one(prep_job *j, unsigned reader, size_t i, ps_error *err
 }
 
 /* Parses and validates chat i when it is to be merged (its tree is made
- * again for the merge, legacy_window.h). */
+ * again for the merge, legacy_pipe.h). */
 static ps_code parse_one(prep_job *j, unsigned reader, size_t i, ps_error *err)
 {
     if (j->p->candidate[i] != NOT_SENT)
