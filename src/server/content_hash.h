@@ -7,7 +7,9 @@
  * with simdjson's stage 1 and a walk over its tokens (libsimdjson, C++;
  * docs/performance.md, "bytes: ...", has the measured reason). Not
  * cryptographic: a crafted collision could only make the server skip
- * re-merging the crafter's own chat.
+ * re-merging the crafter's own chat. The same walk can certify that a
+ * legacy chat is valid (ps_content_hash_checked), so that it is not
+ * parsed only to be validated.
  */
 #ifndef PS_CONTENT_HASH_H
 #define PS_CONTENT_HASH_H
@@ -47,6 +49,29 @@ bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash
  * padded buffer first: 4 % of a re-sync in other bytes (perf). */
 bool ps_content_hash_in_place(const char *text, size_t len, int max_depth, uint64_t *hash, char *id,
                               size_t id_size);
+
+/*
+ * The same two, also saying whether the chat is valid for sure: the walk
+ * follows what ps__validate_chat (core/validate.h) asks of a legacy chat.
+ * *valid_chat true (only with a hash) promises that ps__json_parse (with
+ * max_depth) reads the text and ps__validate_chat, with limits whose
+ * max_id_bytes is this one, returns PS_OK: sync_legacy.c merges such a
+ * chat without parsing it once more only to validate it.
+ *
+ * Sound, never complete: false says nothing. Not certified though valid
+ * (json-c's reading of these is subtle, and they are rare): a time string
+ * (createdAt, updatedAt, lastModified, a message's timestamp) with an
+ * escape or over 64 bytes; a time number with a fraction or exponent, or
+ * of over 18 digits; the Lamport counter -0 (json-c's 0: only plain digits
+ * are certified); any chat without a hash (above: a key twice among them).
+ * No error is said: a chat not certified is pre-checked, parsed and
+ * validated, and that says why.
+ */
+bool ps_content_hash_checked(const char *text, size_t len, int max_depth, size_t max_id_bytes,
+                             uint64_t *hash, char *id, size_t id_size, bool *valid_chat);
+bool ps_content_hash_in_place_checked(const char *text, size_t len, int max_depth,
+                                      size_t max_id_bytes, uint64_t *hash, char *id, size_t id_size,
+                                      bool *valid_chat);
 
 #ifdef __cplusplus
 }
