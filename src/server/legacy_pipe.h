@@ -6,7 +6,8 @@
  * A legacy sync merges its chats one by one in one write transaction, on
  * the request's thread. What a chat needs before its merge does not need
  * the store: its bytes parsed (json-c, the trusted parse: the chats were
- * validated before the transaction, sync_legacy.c prepare_chats), its
+ * validated before the transaction, or certified valid by their content
+ * hash, sync_legacy.c prepare_chats), its
  * registers built (ps__chat_from_legacy), each message's text kept
  * (json_parse.h), and, for a chat new to the store, its pack laid out and
  * compressed (store.h, pack_ahead_make). The helper makes those for the

@@ -396,14 +396,17 @@ static bool observe_chat_clock(json_object *chat, int64_t *clock)
  * store's writer is not held while a body is parsed (issue #15). Each
  * chat's bytes are hashed (XXH3) and its content too (content_hash.h: the
  * same data in any key order, spacing or escapes, read by simdjson without
- * a json-c tree). In a read transaction, the chats this device re-sends as
- * it last synced them, unchanged since, by bytes or by content, are
- * `candidate`s: skipped unless a write lands before the write transaction
- * (checked again there). Every other chat is parsed and validated now,
- * and its tree dropped: it is parsed again for its merge, a few chats
- * ahead of it (legacy_pipe.h). Keeping the trees cost more than the second
- * parse (a parsed chat takes about 2.6 times its text: the heap's growth
- * and its page faults, docs/performance.md, "pipe").
+ * a json-c tree); the same walk certifies the chats it sees are valid
+ * (ps_content_hash_checked: what ps__validate_chat would say, for sure). In
+ * a read transaction, the chats this device re-sends as it last synced
+ * them, unchanged since, by bytes or by content, are `candidate`s: skipped
+ * unless a write lands before the write transaction (checked again there).
+ * Every other chat the walk did not certify is parsed and validated now,
+ * and its tree dropped: all are parsed for their merge, a few chats ahead
+ * of it (legacy_pipe.h). Keeping the trees cost more than the second parse
+ * (a parsed chat takes about 2.6 times its text: the heap's growth and its
+ * page faults, docs/performance.md, "pipe"); the certificate spares the
+ * first parse of nearly every chat of a first upload.
  */
 
 /* How deep a chat may nest: an element of a body's "chats" sits two
@@ -416,6 +419,7 @@ typedef struct prepared {
     uint64_t *hashes;                 /* of the bytes */
     uint64_t *contents;               /* of the content; 0 when it has none */
     char (*ids)[PS_ID_MAX_BYTES + 1]; /* a candidate's or a content hash's chat id */
+    bool *valid;                      /* certified valid by its content hash's walk */
     candidate *candidate;
     /* The user's change sequence (and purged one) the candidates were
      * found at, in every read transaction: when the write transaction finds
@@ -430,6 +434,7 @@ static void prepared_free(prepared *p)
     free(p->hashes);
     free(p->contents);
     free(p->ids);
+    free(p->valid);
     free(p->candidate);
     *p = (prepared){0};
 }
@@ -555,7 +560,7 @@ typedef struct prep_job {
     const ps_chat_source *src;
     prepared *p;
     enum prep_pass pass;
-    bool (*content_hash)(const char *, size_t, int, uint64_t *, char *, size_t);
+    bool (*content_hash)(const char *, size_t, int, size_t, uint64_t *, char *, size_t, bool *);
     atomic_size_t next;      /* the first chat nobody took yet */
     atomic_size_t first_bad; /* the lowest failed chat so far; count: none */
     struct {
@@ -573,19 +578,22 @@ typedef struct prep_job {
  * chats stays on the request thread. */
 #define SHARE_MIN_BYTES ((size_t)256 << 10)
 
-/* Content-hashes chat i (pre-checks it when it has no content hash). */
+/* Content-hashes chat i, and certifies it valid when its walk can
+ * (pre-checks it when it has no content hash). */
 static ps_code content_one(prep_job *j, unsigned reader, size_t i, ps_error *err)
 {
     prepared *p = j->p;
     const char *text;
     size_t len;
+    p->valid[i] = false;
     if (p->candidate[i] != NOT_SENT) {
         p->contents[i] = 0;
         return PS_OK;
     }
     ps_code rc = ps_chat_source_bytes_as(j->src, reader, i, &text, &len, err);
     if (rc == PS_OK &&
-        !j->content_hash(text, len, CHAT_MAX_DEPTH, &p->contents[i], p->ids[i], sizeof p->ids[i])) {
+        !j->content_hash(text, len, CHAT_MAX_DEPTH, j->ctx->limits->max_id_bytes, &p->contents[i],
+                         p->ids[i], sizeof p->ids[i], &p->valid[i])) {
         p->contents[i] = 0;
         rc = ps_chat_source_check_as(j->src, reader, i, err);
     }
@@ -593,10 +601,13 @@ static ps_code content_one(prep_job *j, unsigned reader, size_t i, ps_error *err
 }
 
 /* Parses and validates chat i when it is to be merged (its tree is made
- * again for the merge, legacy_pipe.h). */
+ * again for the merge, legacy_pipe.h). A chat its content hash certified
+ * is not: the certificate is its validation (ps__json_parse and
+ * ps__validate_chat pass it, content_hash.h), and the merge's parse
+ * (legacy_pipe.c, trusted: no validation) is its only one. */
 static ps_code parse_one(prep_job *j, unsigned reader, size_t i, ps_error *err)
 {
-    if (j->p->candidate[i] != NOT_SENT)
+    if (j->p->candidate[i] != NOT_SENT || j->p->valid[i])
         return PS_OK;
     size_t len = 0;
     json_object *tree = NULL;
@@ -659,8 +670,9 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
     p->hashes = calloc(src->count, sizeof *p->hashes);
     p->contents = calloc(src->count, sizeof *p->contents);
     p->ids = calloc(src->count, sizeof *p->ids);
+    p->valid = calloc(src->count, sizeof *p->valid);
     p->candidate = calloc(src->count, sizeof *p->candidate);
-    if (!p->hashes || !p->contents || !p->ids || !p->candidate)
+    if (!p->hashes || !p->contents || !p->ids || !p->valid || !p->candidate)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     /* the source hands out one chat's bytes at a time (read back from the
      * body's spool): each pass below asks for them again */
@@ -683,11 +695,15 @@ static ps_code prepare_chats(const ps_sync_ctx *ctx, const char *device, const p
      * and comes before any chat is parsed. A chat skipped by its content
      * is thus never pre-checked (on a re-sync in other bytes that was a
      * quarter of the server's CPU); one to merge is, before json-c reads
-     * it (parse_chat). */
+     * it (parse_chat), unless the walk of its content hash certified it
+     * valid: that stands for its pre-check, parse and validation. The
+     * parse pass then takes the chats to merge that were not certified,
+     * in the body's order too; a certified chat is valid, so a bad body's
+     * error is still its first bad chat's. */
     prep_job job = {.ctx = ctx, .src = src, .p = p, .pass = CONTENT_PASS};
     /* read where they lie when the source leaves room after each chat */
-    job.content_hash =
-        src->padding >= PS_CONTENT_HASH_PADDING ? ps_content_hash_in_place : ps_content_hash;
+    job.content_hash = src->padding >= PS_CONTENT_HASH_PADDING ? ps_content_hash_in_place_checked
+                                                               : ps_content_hash_checked;
     if (rc == PS_OK)
         rc = prep_run(&job, err);
     bool any = false;

@@ -17,6 +17,9 @@
  * - so are the trees and chats the merge loop is handed, made on two
  *   threads (legacy_pipe.h): every chat in order, the ones asked for made,
  *   the others not; a failure stops the loop and is its answer.
+ * - the chats the content pass certifies valid (content_hash.h) are not
+ *   pre-checked or parsed by the parse pass, the others are, and the
+ *   error is the same as when every chat is parsed.
  *
  * The file under test is included to reach its static functions.
  */
@@ -67,13 +70,14 @@ static char *make_body(const char *kind, int bad_a, int bad_b, size_t bad_at[2])
 /* The legacy body's source, wrapped: `readers` as given; with `wait_for`,
  * chat `early`'s pre-check waits until the job has recorded chat `late`'s
  * failure; with `meet`, reader 0's first read waits until reader 1 has
- * read (so both threads surely take part). */
+ * read (so both threads surely take part). `checks` counts pre-checks. */
 typedef struct wrap {
     ps_chat_source inner;
     prep_job *job;
     bool wait_for, meet;
     size_t early, late;
     atomic_bool reader1_seen;
+    atomic_size_t checks;
 } wrap;
 
 /* Waits until `done` says so; false after a minute (the helper never came). */
@@ -112,6 +116,7 @@ static ps_code wrap_bytes(void *cls, unsigned reader, size_t i, const char **tex
 static ps_code wrap_check(void *cls, unsigned reader, size_t i, ps_error *err)
 {
     wrap *w = cls;
+    atomic_fetch_add(&w->checks, 1);
     if (w->wait_for && i == w->early && !wait_until(late_recorded, w))
         fail_msg("chat %zu's failure was never recorded (no second thread?)", w->late);
     return w->inner.check(w->inner.cls, reader, i, err);
@@ -170,14 +175,18 @@ static run *run_new(const char *body, size_t memory_max, unsigned readers)
     r->src.readers = readers;
     r->w.job = &r->job;
     atomic_init(&r->w.reader1_seen, false);
+    atomic_init(&r->w.checks, 0);
     r->p.hashes = calloc(CHATS, sizeof *r->p.hashes);
     r->p.contents = calloc(CHATS, sizeof *r->p.contents);
     r->p.ids = calloc(CHATS, sizeof *r->p.ids);
+    r->p.valid = calloc(CHATS, sizeof *r->p.valid);
     r->p.candidate = calloc(CHATS, sizeof *r->p.candidate); /* all NOT_SENT */
     r->limits = ps__limits_default();
     r->ctx = (ps_sync_ctx){.user = "u", .limits = &r->limits};
-    r->job = (prep_job){
-        .ctx = &r->ctx, .src = &r->src, .p = &r->p, .content_hash = ps_content_hash_in_place};
+    r->job = (prep_job){.ctx = &r->ctx,
+                        .src = &r->src,
+                        .p = &r->p,
+                        .content_hash = ps_content_hash_in_place_checked};
     return r;
 }
 
@@ -243,6 +252,48 @@ static void the_first_invalid_chat_is_reported(void **state)
     assert_int_equal(two.chat_index, 1);
     assert_int_equal(one_pass(body, PARSE_PASS, 1, 1, CHATS - 2, &one), PS_ERR_INVALID);
     assert_same_error(&two, &one);
+    free(body);
+}
+
+/* Both passes as prepare_chats runs them, on two threads, chats 1 and 46
+ * invalid (a message without an id) and 46's failure recorded first: the
+ * content pass certifies every other chat, the parse pass pre-checks (and
+ * parses) only the two, and its error is the one every chat's parse gives
+ * (the parse pass alone, one thread). A valid body: none is pre-checked. */
+static void certified_chats_are_not_parsed_before_their_merge(void **state)
+{
+    (void)state;
+    char *body = make_body("message", 1, CHATS - 2, NULL);
+    run *r = run_new(body, 1 << 20, 2);
+    r->w.wait_for = true;
+    r->w.early = 1;
+    r->w.late = CHATS - 2;
+    ps_error err, every;
+    ps_error_clear(&err);
+    r->job.pass = CONTENT_PASS;
+    assert_int_equal(prep_run(&r->job, &err), PS_OK);
+    assert_int_equal(atomic_load(&r->w.checks), 0); /* every chat has a content hash */
+    for (size_t i = 0; i < CHATS; i++)
+        if (r->p.valid[i] != (i != 1 && i != CHATS - 2))
+            fail_msg("chat %zu %s certified", i, r->p.valid[i] ? "is" : "is not");
+    r->job.pass = PARSE_PASS;
+    assert_int_equal(prep_run(&r->job, &err), PS_ERR_INVALID);
+    assert_int_equal(atomic_load(&r->w.checks), 2);
+    assert_int_equal(one_pass(body, PARSE_PASS, 1, 1, CHATS - 2, &every), PS_ERR_INVALID);
+    assert_same_error(&err, &every);
+    run_free(r);
+    free(body);
+
+    body = make_body("none", -1, -1, NULL);
+    r = run_new(body, 1 << 20, 2);
+    r->job.pass = CONTENT_PASS;
+    assert_int_equal(prep_run(&r->job, &err), PS_OK);
+    r->job.pass = PARSE_PASS;
+    assert_int_equal(prep_run(&r->job, &err), PS_OK);
+    for (size_t i = 0; i < CHATS; i++)
+        assert_true(r->p.valid[i]);
+    assert_int_equal(atomic_load(&r->w.checks), 0);
+    run_free(r);
     free(body);
 }
 
@@ -384,6 +435,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_first_malformed_chat_is_reported),
         cmocka_unit_test(the_first_invalid_chat_is_reported),
+        cmocka_unit_test(certified_chats_are_not_parsed_before_their_merge),
         cmocka_unit_test(both_threads_read_the_spool_file),
         cmocka_unit_test(the_merge_loop_gets_every_chat_made_on_two_threads),
         cmocka_unit_test(the_merge_loop_gets_only_the_chats_asked_for_made),
