@@ -7,6 +7,9 @@
  * messages are short and a few are long), English prose mixed with accented
  * Latin, Greek, Cyrillic, CJK and emoji, quotes, apostrophes, backslashes,
  * tabs, newlines and code blocks: everything JSON has to escape.
+ *
+ * tests/unit/test_content_certificate.c links it too: every chat it makes
+ * must be certified valid by the content hash (a first upload's fast path).
  */
 #ifndef PSBENCH_GEN_H
 #define PSBENCH_GEN_H
