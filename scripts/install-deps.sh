@@ -16,6 +16,7 @@ packages=(
   libsimdjson-dev  # a re-sent chat's content hash (src/server/content_hash.cpp)
   libzstd-dev  # stored message values compressed (src/store/value_codec.c)
   liblz4-dev  # stored legacy renderings compressed (src/store/doc_codec.c)
+  libgoogle-perftools-dev  # tcmalloc, polysyncd's malloc (CMakeLists.txt; docs/performance.md "alloc")
   libcmocka-dev python3 openssl
   curl  # a real HTTP client in the 413 tests (tests/integration/test_bad_input.py)
   zstd  # the tool the integration tests decode zstd answers with (tests/integration/harness.py)

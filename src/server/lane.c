@@ -6,6 +6,7 @@
  */
 #include "server/lane.h"
 #include "core/timestamp.h"
+#include "server/heap.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -96,7 +97,10 @@ static void *worker_main(void *arg)
             if (!has_kept(lane)) {
                 pthread_cond_wait(&lane->work_ready, &lane->lock);
             } else if (ps__time_monotonic_ms() - lane->last_kept_ms >= lane->keep_idle_ms) {
-                free_kept(lane); /* no large request for a while: give the memory back */
+                /* no large request for a while: give the memory back, the
+                 * buffers and what the requests freed (heap.h) */
+                free_kept(lane);
+                ps_heap_give_back();
             } else {
                 int64_t due_ms = lane->last_kept_ms + lane->keep_idle_ms;
                 struct timespec until = {.tv_sec = due_ms / 1000,

@@ -637,14 +637,27 @@ class Server:
 
     def vm_hwm_kib(self):
         """Peak resident set of the server process (Linux /proc), in KiB, or None."""
+        return self.proc_status_kib("VmHWM")
+
+    def vm_rss_kib(self):
+        """Resident set of the server process now, in KiB, or None."""
+        return self.proc_status_kib("VmRSS")
+
+    def proc_status_kib(self, field):
+        """A KiB field of the server process's /proc status, or None."""
         try:
             with open("/proc/%d/status" % self.proc.pid) as f:
                 for line in f:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field + ":"):
                         return int(line.split()[1])
         except (OSError, ValueError, AttributeError):
             pass
         return None
+
+    def maps(self):
+        """The server process's memory map (/proc/PID/maps) as text."""
+        with open("/proc/%d/maps" % self.proc.pid) as f:
+            return f.read()
 
     def connect(self, timeout=HTTP_TIMEOUT):
         """A raw socket to the server (TLS-wrapped when tls_ca is set)."""

@@ -3,7 +3,8 @@ The lane for large requests (src/server/lane.h): bodies over 1 MiB are read
 and handled --max-large-requests at a time, first come first served; the
 others wait with their bodies unread, small requests never wait behind
 them, a wait does not count against --request-timeout, and SIGTERM serves
-the queued ones before exiting.
+the queued ones before exiting. After an idle spell the server gives the
+memory large requests took back to the system (src/server/heap.h).
 """
 import json
 import signal
@@ -152,6 +153,38 @@ class LaneTest(LaneTestCase):
         self.assertIn("unfinished", s.stderr_text())
         first.close()
         queued.close()
+
+
+
+class IdleMemoryTest(ServerTestCase):
+
+    def test_an_idle_server_gives_back_what_large_requests_took(self):
+        """Oracle: the kernel's count of the process's resident pages. Three
+        17 MB syncs of new chats grow it by ~47 MB; ten seconds after the
+        last one (the lane's idle spell) at least a third of that growth must
+        be gone. What stays is the store's page cache and the kept
+        connections. Measured: tcmalloc giving back 49 % of the growth, glibc's
+        malloc (which trims on its own) 40 %, tcmalloc not asked 0 %."""
+        s = self.new_server()
+        if "libasan" in s.maps():
+            self.skipTest("the sanitizer's allocator keeps freed memory in its quarantine")
+        before = s.vm_rss_kib()
+        for r in range(3):
+            chats = [chat("c%d-%d" % (r, i), "chat %d" % i,
+                          [msg("m%d-%d-%d" % (r, i, k), "words %d " % k * 60) for k in range(50)])
+                     for i in range(600)]
+            s.ok("POST", "/sync", {"deviceId": "idle-%d" % r, "chats": chats})
+        peak = s.vm_rss_kib()
+        self.assertGreater(peak - before, 20 * 1024, "the syncs must have taken memory to give back")
+        deadline = time.monotonic() + 30
+        rss = peak
+        while time.monotonic() < deadline:
+            rss = s.vm_rss_kib()
+            if peak - rss > (peak - before) / 3:
+                break
+            time.sleep(0.5)
+        self.assertGreater(peak - rss, (peak - before) / 3,
+                           "RSS %d KiB before, %d KiB after the syncs, %d KiB idle" % (before, peak, rss))
 
 
 if __name__ == "__main__":
