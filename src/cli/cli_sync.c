@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_term.h"
+#include "core/heap.h"
 #include "core/json_build.h"
 
 #include <errno.h>
@@ -236,6 +237,8 @@ static void on_watch(const ps_watch_event *ev, void *ud)
     static const char *const kinds[] = {"synced", "sync_failed", "live_on", "live_off",
                                         "live_none"};
     term_clear(&w->view.line);
+    if (ev->kind == PS_WATCH_SYNCED)
+        ps__heap_give_back(); /* a long watch idles between syncs (core/heap.h) */
     if (o->json) {
         char at[64];
         iso_now_ms(at);

@@ -13,6 +13,7 @@
  */
 /* O_TMPFILE, mkostemp: _GNU_SOURCE (set for the whole build) */
 #include "server/body_spool.h"
+#include "server/prefault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,8 @@ struct ps_body_spool {
     size_t frozen_cap, frozen_count;
     span *spans;
     size_t count, spans_cap;
+    size_t expected;       /* the body's announced size, or 0 (ps_body_spool_expect) */
+    ps_prefault *prefault; /* populating the first big buffer ahead of the chats */
     /* chats read back from the file, one buffer per reader (two threads
      * may read at once, each with its own: ps_body_spool_read_as) */
     struct spool_reader {
@@ -61,10 +64,23 @@ ps_body_spool *ps_body_spool_new(const char *dir, size_t memory_max)
     return sp;
 }
 
+/* Before the buffer being prefaulted is freed, moved or given away. */
+static void stop_prefault(ps_body_spool *sp)
+{
+    ps_prefault_finish(sp->prefault);
+    sp->prefault = NULL;
+}
+
+void ps_body_spool_expect(ps_body_spool *sp, size_t bytes)
+{
+    sp->expected = bytes;
+}
+
 void ps_body_spool_free(ps_body_spool *sp)
 {
     if (!sp)
         return;
+    stop_prefault(sp);
     if (sp->fd >= 0)
         close(sp->fd);
     free(sp->dir);
@@ -145,6 +161,7 @@ static size_t buffer_limit(const ps_body_spool *sp)
  * takes the chat being received. */
 static ps_code freeze(ps_body_spool *sp, ps_error *err)
 {
+    stop_prefault(sp);
     size_t partial = sp->len - sp->current;
     size_t cap = partial > 4096 ? partial : 4096;
     char *tail = malloc(cap + PS_SPOOL_PADDING);
@@ -178,6 +195,7 @@ static ps_code grow(ps_body_spool *sp, size_t need, ps_error *err)
     if (cap <= BIG_BUFFER_FROM) {
         grown = realloc(sp->buf, cap + PS_SPOOL_PADDING);
     } else {
+        stop_prefault(sp); /* sp->buf is about to be freed */
         size_t limit = buffer_limit(sp);
         cap = need > limit ? need : limit;
         cap = (cap + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
@@ -191,6 +209,13 @@ static ps_code grow(ps_body_spool *sp, size_t need, ps_error *err)
 #endif
             memcpy(grown, sp->buf, sp->len);
             free(sp->buf);
+            /* the pages the rest of the body will fill, made ready on
+             * another core while it arrives (prefault.h); only as far as
+             * the body is announced to go, so a small body costs no more
+             * memory than before */
+            size_t ahead = sp->expected < cap ? sp->expected : cap;
+            if (!sp->frozen && ahead > sp->len)
+                sp->prefault = ps_prefault_start(grown + sp->len, ahead - sp->len);
         }
     }
     if (!grown)
@@ -262,6 +287,7 @@ ps_code ps_body_spool_seal(ps_body_spool *sp, const char **text, size_t *len, ps
 
 void ps_body_spool_clear(ps_body_spool *sp)
 {
+    stop_prefault(sp);
     if (sp->fd >= 0 && ftruncate(sp->fd, 0) == 0)
         sp->file_len = 0;
     else if (sp->fd >= 0) { /* cannot shrink it: a fresh one next time */

@@ -54,6 +54,11 @@ typedef struct ps_body_spool ps_body_spool;
 ps_body_spool *ps_body_spool_new(const char *dir, size_t memory_max);
 void ps_body_spool_free(ps_body_spool *sp);
 
+/* The body is announced to be `bytes` long (its Content-Length; 0:
+ * unknown): the first big buffer's pages up to there are made ready ahead
+ * of the chats (prefault.h). */
+void ps_body_spool_expect(ps_body_spool *sp, size_t bytes);
+
 /* The next `n` bytes of the chat being received. PS_ERR_IO (the file cannot
  * be made or written: err says why) or PS_ERR_NOMEM. */
 ps_code ps_body_spool_add(ps_body_spool *sp, const char *p, size_t n, ps_error *err);

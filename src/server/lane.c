@@ -6,7 +6,7 @@
  */
 #include "server/lane.h"
 #include "core/timestamp.h"
-#include "server/heap.h"
+#include "core/heap.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -100,7 +100,7 @@ static void *worker_main(void *arg)
                 /* no large request for a while: give the memory back, the
                  * buffers and what the requests freed (heap.h) */
                 free_kept(lane);
-                ps_heap_give_back();
+                ps__heap_give_back();
             } else {
                 int64_t due_ms = lane->last_kept_ms + lane->keep_idle_ms;
                 struct timespec until = {.tv_sec = due_ms / 1000,

@@ -172,6 +172,7 @@ ps_legacy_body *ps_legacy_body_new(const ps_legacy_body_config *cfg)
         free(lb);
         return NULL;
     }
+    ps_body_spool_expect(lb->spool, cfg->expected_bytes);
     ps__dynbuf_init(&lb->envelope, cfg->envelope_max);
     ps_chat_splitter_sink sink = {
         .cls = lb,

@@ -36,7 +36,8 @@ typedef struct ps_legacy_body_config {
     size_t envelope_max; /* the rest of the body */
     size_t chat_max;     /* one chat: it is held and parsed whole */
     const char *spool_dir;
-    size_t memory_max; /* chats held in memory before the spool uses a file */
+    size_t memory_max;     /* chats held in memory before the spool uses a file */
+    size_t expected_bytes; /* the body's Content-Length, 0 when unknown (ps_body_spool_expect) */
 } ps_legacy_body_config;
 
 /* Everything but the chats stays under this (deletions of max_chats chats

@@ -162,6 +162,8 @@ static ps_legacy_body *legacy_body_of(ps_server *srv, request *req)
             .chat_max = PS_CHAT_MAX_BYTES,
             .spool_dir = srv->spool_dir,
             .memory_max = PS_SPOOL_MEMORY_BYTES,
+            /* gzipped, the inflated body is longer: unknown */
+            .expected_bytes = req->gzip || req->body_length < 0 ? 0 : (size_t)req->body_length,
         };
         req->legacy = ps_legacy_body_new(&lc);
         /* a large body's chats land in the buffer an earlier one filled:
@@ -237,7 +239,7 @@ static void run_handler(ps_server *srv, request *req, ps_reply *reply)
         ps_error err;
         ps_error_clear(&err);
         if (ps__json_parse(req->body.data ? req->body.data : "", req->body.len, PS_JSON_MAX_DEPTH,
-                          &body, &err) != PS_OK) {
+                           &body, &err) != PS_OK) {
             ps_reply_from_error(reply, &err);
             return;
         }

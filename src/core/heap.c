@@ -1,5 +1,5 @@
 /* Giving the allocator's free memory back; see heap.h. */
-#include "server/heap.h"
+#include "core/heap.h"
 
 #include <gperftools/malloc_extension_c.h>
 #include <malloc.h>
@@ -8,7 +8,7 @@
  * otherwise, so one object serves every build. */
 #pragma weak MallocExtension_ReleaseFreeMemory
 
-void ps_heap_give_back(void)
+void ps__heap_give_back(void)
 {
     if (MallocExtension_ReleaseFreeMemory)
         MallocExtension_ReleaseFreeMemory();
