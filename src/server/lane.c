@@ -98,9 +98,12 @@ static void *worker_main(void *arg)
                 pthread_cond_wait(&lane->work_ready, &lane->lock);
             } else if (ps__time_monotonic_ms() - lane->last_kept_ms >= lane->keep_idle_ms) {
                 /* no large request for a while: give the memory back, the
-                 * buffers and what the requests freed (heap.h) */
+                 * buffers and what the requests freed (heap.h), the latter
+                 * outside the lock (a few ms that nobody needs to wait for) */
                 free_kept(lane);
+                pthread_mutex_unlock(&lane->lock);
                 ps__heap_give_back();
+                pthread_mutex_lock(&lane->lock);
             } else {
                 int64_t due_ms = lane->last_kept_ms + lane->keep_idle_ms;
                 struct timespec until = {.tv_sec = due_ms / 1000,
