@@ -96,7 +96,8 @@ typedef struct ps_pack_form {
     const void *frame;
     size_t len;
     int64_t user;
-    uint32_t dict;
+    uint32_t dict; /* the zstd dictionary it was compressed with (0: none) */
+    bool lz4;      /* an LZ4 frame (a legacy save's pack), not zstd */
 } ps_pack_form;
 
 typedef struct ps_message {
@@ -175,7 +176,7 @@ ps_code ps__lamport_set(ps_lamport *l, int64_t counter, const char *id);
  * case. Returns PS_OK; *changed tells whether the chat changed.
  */
 ps_code ps__chat_put_field(ps_chat *chat, const char *name, json_object *value,
-                          const ps_stamp *stamp, bool *changed);
+                           const ps_stamp *stamp, bool *changed);
 const ps_field *ps__chat_field(const ps_chat *chat, const char *name);
 
 /*
@@ -183,7 +184,7 @@ const ps_field *ps__chat_field(const ps_chat *chat, const char *name);
  * all are in. Takes over the reference to `value` (NULL = tombstone).
  */
 ps_code ps__chat_append_message(ps_chat *chat, const char *id, json_object *value,
-                               const ps_stamp *stamp, int64_t order_ts);
+                                const ps_stamp *stamp, int64_t order_ts);
 /* Frees what a message register owns (not the register itself). */
 void ps__message_release(ps_message *m);
 /* Sorts messages by id and joins duplicates. */

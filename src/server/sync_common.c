@@ -71,7 +71,11 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
      * and copied every message's kept text through it. */
     ps_dynbuf text;
     ps__dynbuf_init(&text, SIZE_MAX - 1);
-    if (full) {
+    /* A chat new to the store that the store keeps as a pack, from which
+     * legacy reads put it together (schema 14): not rendered here. */
+    bool from_pack = full && !chat->stored && ctx->store->ops->keeps_legacy_pack &&
+                     ctx->store->ops->keeps_legacy_pack(ctx->store, user->id, chat);
+    if (full && !from_pack) {
         json_object *doc = ps__chat_to_legacy(chat);
         size_t guess = 256;
         for (size_t i = 0; i < chat->nmessages; i++) {
@@ -88,8 +92,8 @@ ps_code ps__save_chat(const ps_sync_ctx *ctx, ps_user *user, ps_chat *chat, cons
             return ps_error_set(err, rc, -1, "", "out of memory");
         }
     }
-    rc = ctx->store->ops->chat_save(ctx->store, user->id, chat, full ? text.data : NULL, text.len,
-                                    seq, err);
+    const char *doc = from_pack ? PS_DOC_FROM_PACK : full ? text.data : NULL;
+    rc = ctx->store->ops->chat_save(ctx->store, user->id, chat, doc, text.len, seq, err);
     ps__dynbuf_free(&text);
     return rc;
 }

@@ -59,14 +59,9 @@ static doc_ctx *thread_ctx(void)
     return ctx;
 }
 
-ps_code ps_doc_pack(const char *text, size_t len, const void **frame, size_t *frame_len,
-                    bool *packed)
+/* One LZ4 frame of `text` into *out (replacing what it held). */
+static ps_code frame_into(doc_ctx *ctx, const char *text, size_t len, ps_dynbuf *out)
 {
-    *packed = false;
-    *frame = NULL;
-    *frame_len = 0;
-    if (!PS_DOC_COMPRESS || len < PS_DOC_PACK_MIN || len > DOC_MAX)
-        return PS_OK;
     LZ4F_preferences_t prefs;
     memset(&prefs, 0, sizeof prefs);
     /* linked 64 KB blocks (a long chat's later blocks refer to earlier
@@ -75,10 +70,6 @@ ps_code ps_doc_pack(const char *text, size_t len, const void **frame, size_t *fr
     prefs.frameInfo.blockSizeID = LZ4F_max64KB;
     prefs.frameInfo.blockMode = LZ4F_blockLinked;
     prefs.frameInfo.contentSize = len;
-    doc_ctx *ctx = thread_ctx();
-    if (!ctx)
-        return PS_ERR_NOMEM;
-    ps_dynbuf *out = &ctx->frame;
     ps__dynbuf_reset(out);
     size_t bound = LZ4F_compressFrameBound(len, &prefs);
     ps_code rc = ps__dynbuf_reserve(out, bound);
@@ -98,13 +89,44 @@ ps_code ps_doc_pack(const char *text, size_t len, const void **frame, size_t *fr
     }
     if (LZ4F_isError(n))
         return PS_ERR_NOMEM; /* the bound is enough: only an allocation fails */
-    if (n >= len)
-        return PS_OK; /* incompressible: plain is smaller */
     out->len = n;
-    *frame = out->data;
-    *frame_len = n;
+    return PS_OK;
+}
+
+ps_code ps_doc_pack(const char *text, size_t len, const void **frame, size_t *frame_len,
+                    bool *packed)
+{
+    *packed = false;
+    *frame = NULL;
+    *frame_len = 0;
+    if (!PS_DOC_COMPRESS || len < PS_DOC_PACK_MIN || len > DOC_MAX)
+        return PS_OK;
+    doc_ctx *ctx = thread_ctx();
+    if (!ctx)
+        return PS_ERR_NOMEM;
+    ps_code rc = frame_into(ctx, text, len, &ctx->frame);
+    if (rc != PS_OK)
+        return rc;
+    if (ctx->frame.len >= len)
+        return PS_OK; /* incompressible: plain is smaller */
+    *frame = ctx->frame.data;
+    *frame_len = ctx->frame.len;
     *packed = true;
     return PS_OK;
+}
+
+ps_code ps_doc_frame(const char *text, size_t len, ps_dynbuf *out)
+{
+    if (len == 0 || len > DOC_MAX)
+        return PS_ERR_STORE; /* ps_doc_unpack_append takes no empty frame */
+    doc_ctx *ctx = thread_ctx();
+    return ctx ? frame_into(ctx, text, len, out) : PS_ERR_NOMEM;
+}
+
+bool ps_doc_is_frame(const void *bytes, size_t len)
+{
+    static const unsigned char magic[4] = {0x04, 0x22, 0x4d, 0x18}; /* LZ4F_MAGICNUMBER, LE */
+    return len >= sizeof magic && memcmp(bytes, magic, sizeof magic) == 0;
 }
 
 ps_code ps_doc_unpack_append(const void *frame, size_t len, ps_dynbuf *out)

@@ -43,7 +43,17 @@
 PS_MUST_CHECK ps_code ps_doc_pack(const char *text, size_t len, const void **frame,
                                   size_t *frame_len, bool *packed);
 
-/* Appends the rendering a frame of ps_doc_pack holds to *out (a piece of
+/* One LZ4 frame of `text` (1 byte to 1 GiB) into *out, replacing what it
+ * held, whatever it saves: a chat's pack saved by a legacy sync (SQLite
+ * schema 14, docs/storage.md "Packs"), which legacy reads decode whole as
+ * they decode a rendering. PS_ERR_STORE for an empty or larger text. */
+PS_MUST_CHECK ps_code ps_doc_frame(const char *text, size_t len, ps_dynbuf *out);
+
+/* Whether `bytes` begin as an LZ4 frame does (its magic number); a zstd
+ * frame never does. */
+bool ps_doc_is_frame(const void *bytes, size_t len);
+
+/* Appends the rendering a frame of ps_doc_pack or ps_doc_frame holds to *out (a piece of
  * an answer being made), decompressed straight into it. PS_ERR_STORE when
  * it is not such a frame. */
 PS_MUST_CHECK ps_code ps_doc_unpack_append(const void *frame, size_t len, ps_dynbuf *out);

@@ -14,14 +14,16 @@ static const char EMPTY_MESSAGES[] = "\"messages\":[]";
 
 void ps_doc_builder_init(ps_doc_builder *b)
 {
-    ps__dynbuf_init(&b->doc, DOC_LIMIT);
+    ps__dynbuf_init(&b->own, DOC_LIMIT);
+    b->doc = &b->own;
+    b->from = 0;
     ps__dynbuf_init(&b->tail, DOC_LIMIT);
     b->messages = 0;
 }
 
 void ps_doc_builder_free(ps_doc_builder *b)
 {
-    ps__dynbuf_free(&b->doc);
+    ps__dynbuf_free(&b->own);
     ps__dynbuf_free(&b->tail);
 }
 
@@ -33,7 +35,7 @@ static ps_code split_shell(ps_doc_builder *b, const char *text, size_t len, ps_e
     if (!at || (size_t)(at - text) >= len)
         return ps_error_set(err, PS_ERR_STORE, -1, "", "a chat rendered without messages");
     size_t head = (size_t)(at - text) + sizeof EMPTY_MESSAGES - 2; /* up to the '[' */
-    ps_code rc = ps__dynbuf_add(&b->doc, text, head);
+    ps_code rc = ps__dynbuf_add(b->doc, text, head);
     if (rc == PS_OK)
         rc = ps__dynbuf_add(&b->tail, text + head, len - head);
     return rc == PS_OK ? PS_OK : ps_error_set(err, rc, -1, "", "out of memory");
@@ -54,10 +56,12 @@ ps_code ps_doc_shell(const ps_chat *chat, ps_dynbuf *out)
     return rc;
 }
 
-ps_code ps_doc_start(ps_doc_builder *b, const char *shell, size_t shell_len, const char *state,
-                     size_t state_len, ps_error *err)
+ps_code ps_doc_start(ps_doc_builder *b, ps_dynbuf *into, const char *shell, size_t shell_len,
+                     const char *state, size_t state_len, ps_error *err)
 {
-    ps__dynbuf_reset(&b->doc);
+    ps__dynbuf_reset(&b->own);
+    b->doc = into ? into : &b->own;
+    b->from = b->doc->len;
     ps__dynbuf_reset(&b->tail);
     b->messages = 0;
     if (shell_len)
@@ -69,9 +73,9 @@ ps_code ps_doc_start(ps_doc_builder *b, const char *shell, size_t shell_len, con
         rc = ps__chat_state_from_json(parsed, &chat, err);
     json_object_put(parsed);
     if (rc != PS_OK)
-        return rc == PS_ERR_NOMEM ? rc
-                                  : ps_error_set(err, PS_ERR_STORE, -1, "",
-                                                 "a stored chat has a corrupt state");
+        return rc == PS_ERR_NOMEM
+                   ? rc
+                   : ps_error_set(err, PS_ERR_STORE, -1, "", "a stored chat has a corrupt state");
     json_object *rendered = ps__chat_to_legacy(chat); /* the state holds no messages */
     ps__chat_free(chat);
     if (!rendered)
@@ -86,25 +90,25 @@ ps_code ps_doc_start(ps_doc_builder *b, const char *shell, size_t shell_len, con
 
 ps_code ps_doc_next_message(ps_doc_builder *b, ps_dynbuf **into)
 {
-    *into = &b->doc;
-    ps_code rc = b->messages ? ps__dynbuf_add(&b->doc, ",", 1) : PS_OK;
+    *into = b->doc;
+    ps_code rc = b->messages ? ps__dynbuf_add(b->doc, ",", 1) : PS_OK;
     b->messages += rc == PS_OK;
     return rc;
 }
 
 ps_code ps_doc_add_message(ps_doc_builder *b, const char *json, size_t len)
 {
-    ps_code rc = b->messages ? ps__dynbuf_add(&b->doc, ",", 1) : PS_OK;
+    ps_code rc = b->messages ? ps__dynbuf_add(b->doc, ",", 1) : PS_OK;
     if (rc == PS_OK)
-        rc = ps__dynbuf_add(&b->doc, json, len);
+        rc = ps__dynbuf_add(b->doc, json, len);
     b->messages += rc == PS_OK;
     return rc;
 }
 
 ps_code ps_doc_finish(ps_doc_builder *b, const char **doc, size_t *len)
 {
-    ps_code rc = ps__dynbuf_add(&b->doc, b->tail.data, b->tail.len);
-    *doc = rc == PS_OK ? b->doc.data : NULL;
-    *len = rc == PS_OK ? b->doc.len : 0;
+    ps_code rc = ps__dynbuf_add(b->doc, b->tail.data, b->tail.len);
+    *doc = rc == PS_OK ? b->doc->data + b->from : NULL;
+    *len = rc == PS_OK ? b->doc->len - b->from : 0;
     return rc;
 }

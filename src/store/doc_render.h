@@ -17,7 +17,9 @@
 #include <stddef.h>
 
 typedef struct ps_doc_builder {
-    ps_dynbuf doc;   /* the rendering so far */
+    ps_dynbuf own;   /* the rendering, when made here */
+    ps_dynbuf *doc;  /* where it is being made: &own, or the caller's buffer */
+    size_t from;     /* where it begins in *doc */
     ps_dynbuf tail;  /* what follows the messages array's '[' in the shell */
     size_t messages; /* added so far */
 } ps_doc_builder;
@@ -31,15 +33,19 @@ PS_MUST_CHECK ps_code ps_doc_shell(const ps_chat *chat, ps_dynbuf *out);
 
 /* Starts a chat from its shell (ps_doc_shell's) or, when none was kept
  * (shell_len 0: saved before schema 8), from its stored state JSON
- * (chat_codec.h's, no messages). */
-PS_MUST_CHECK ps_code ps_doc_start(ps_doc_builder *b, const char *shell, size_t shell_len,
-                                   const char *state, size_t state_len, ps_error *err);
+ * (chat_codec.h's, no messages). `into`: the buffer it is appended to (a
+ * piece of an answer: no copy of the chat afterwards), or NULL: the
+ * builder's own. On failure the caller cuts `into` back to b->from. */
+PS_MUST_CHECK ps_code ps_doc_start(ps_doc_builder *b, ps_dynbuf *into, const char *shell,
+                                   size_t shell_len, const char *state, size_t state_len,
+                                   ps_error *err);
 /* Appends one message's JSON text (the next in display order). */
 PS_MUST_CHECK ps_code ps_doc_add_message(ps_doc_builder *b, const char *json, size_t len);
 /* Or: the buffer to append the next message's text to, the separator
  * already added (for text decompressed in place). */
 PS_MUST_CHECK ps_code ps_doc_next_message(ps_doc_builder *b, ps_dynbuf **into);
-/* Closes the array; *doc (b->doc's bytes, valid until the next start) and *len. */
+/* Closes the array; *doc (its bytes in *b->doc, valid until the next start
+ * or that buffer's next growth) and *len. */
 PS_MUST_CHECK ps_code ps_doc_finish(ps_doc_builder *b, const char **doc, size_t *len);
 
 #endif

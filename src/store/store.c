@@ -5,6 +5,8 @@
 
 _Atomic uint64_t ps__store_begin_count, ps__store_begin_wait_us;
 
+const char ps_doc_from_pack[] = "";
+
 ps_code ps_store_open(const char *url, ps_store **out, ps_error *err)
 {
     return ps_store_open_opts(url, NULL, out, err);

@@ -154,6 +154,10 @@ typedef struct ps_device_row {
     int64_t acked_seq;    /* the change sequence it has applied; -1 none yet */
 } ps_device_row;
 
+/* chat_save's `doc` when keeps_legacy_pack said yes (compared by address). */
+extern const char ps_doc_from_pack[];
+#define PS_DOC_FROM_PACK ps_doc_from_pack
+
 struct ps_store_ops {
     const char *name;
     PS_STORE_MUST_CHECK ps_code (*begin)(ps_store *s, bool write, ps_error *err);
@@ -194,7 +198,8 @@ struct ps_store_ops {
                                                  const char *const *ids, size_t n, ps_error *err);
     /* Saves the chat-level state, its dirty messages, the change sequence
      * `seq` (0 = keep the stored one), and `doc` (its rendering for legacy
-     * clients; NULL = render it when needed). */
+     * clients; NULL = render it when needed; PS_DOC_FROM_PACK: a legacy
+     * save of a chat keeps_legacy_pack said it keeps as a pack). */
     PS_STORE_MUST_CHECK ps_code (*chat_save)(ps_store *s, int64_t user, const ps_chat *chat,
                                              const char *doc, size_t doc_len, int64_t seq,
                                              ps_error *err);
@@ -413,6 +418,12 @@ struct ps_store_ops {
     /* Frees what pack_ahead_begin made (NULL: nothing), once no thread
      * makes packs with it. */
     void (*pack_ahead_end)(ps_store *s, ps_pack_ahead *pa);
+    /* Optional (NULL: never): in the open transaction, whether a legacy save
+     * of `chat`, new to the store and numbered (ps__chat_number_received),
+     * would keep it as a pack with no rendering, from which legacy reads
+     * put it together. Then the caller passes chat_save PS_DOC_FROM_PACK
+     * instead of rendering it (work the store would throw away). */
+    bool (*keeps_legacy_pack)(ps_store *s, int64_t user, const ps_chat *chat);
     void (*close)(ps_store *s);
 };
 

@@ -366,6 +366,11 @@ static void f_pack_ahead_end(ps_store *s, ps_pack_ahead *pa)
     if (INNER(s)->ops->pack_ahead_end)
         INNER(s)->ops->pack_ahead_end(INNER(s), pa);
 }
+static bool f_keeps_legacy_pack(ps_store *s, int64_t user, const ps_chat *chat)
+{
+    return INNER(s)->ops->keeps_legacy_pack &&
+           INNER(s)->ops->keeps_legacy_pack(INNER(s), user, chat);
+}
 static void f_close(ps_store *s)
 {
     fault_store *f = F(s);
@@ -427,11 +432,12 @@ static const struct ps_store_ops FAULT_OPS = {
     .chat_is_new = f_chat_is_new,
     .pack_ahead_make = f_pack_ahead_make,
     .pack_ahead_end = f_pack_ahead_end,
+    .keeps_legacy_pack = f_keeps_legacy_pack,
     .close = f_close,
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 51 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 52 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)

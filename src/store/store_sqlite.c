@@ -311,6 +311,12 @@ static const char *const MIGRATIONS[] = {
      * the store at open ("this polysyncd knows up to 12") instead of
      * reading such a chat as corrupt. Packs already stored read as before. */
     "SELECT 1;",
+    /* 13 -> 14: no table changes. A chat a legacy save makes new may keep
+     * its pack as an LZ4 frame (doc_codec.h) and no rendering: legacy
+     * reads put it together from its shell and pack (docs/storage.md,
+     * "Packs"). As for 13, the number makes an older polysyncd refuse the
+     * store rather than read such a pack as corrupt. */
+    "SELECT 1;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 #define PS_STR_(x) #x
@@ -471,8 +477,12 @@ static const char *const QUERIES[Q_COUNT] = {
     /* a rendering (a frame or the text; '' none) or its parts
      * (doc_render.h): the shell or the state, then the live messages in
      * display order (ps__message_order_cmp's); `doc` is stored last
-     * (schema 10), so shell and state cost no overflow walk */
-    [Q_CHAT_DOC] = "SELECT d.doc, b.shell, b.state FROM chat_bodies b LEFT JOIN chat_docs d"
+     * (schema 10), so shell and state cost no overflow walk. The last
+     * column: whether the chat has message rows (a chat a legacy save made
+     * new has its pack only: its rows are not looked for) */
+    [Q_CHAT_DOC] = "SELECT d.doc, b.shell, b.state, EXISTS (SELECT 1 FROM messages m"
+                   " WHERE m.user_id = b.user_id AND m.chat_id = b.chat_id)"
+                   " FROM chat_bodies b LEFT JOIN chat_docs d"
                    " ON d.user_id = b.user_id AND d.chat_id = b.chat_id"
                    " WHERE b.user_id = ?1 AND b.chat_id = ?2",
     [Q_DOC_MSGS] = "SELECT value, order_ts, received, id FROM messages"
@@ -1623,9 +1633,12 @@ static ps_code pack_read_with(sqlite_store *s, sqlite3_stmt *get, int64_t user, 
     /* a based or summarized pack's frame comes after its prefix (save_pack) */
     ps_pack_prefix pre;
     rc = ps_pack_prefix_get(p->frame.data, p->frame.len, &pre);
+    const char *frame = p->frame.data + pre.skip;
+    size_t frame_len = p->frame.len - pre.skip;
     if (rc == PS_OK)
-        rc = ps_value_unpack_frame_append(p->frame.data + pre.skip, p->frame.len - pre.skip, user,
-                                          load_dict, s, &p->raw);
+        rc = ps_doc_is_frame(frame, frame_len)
+                 ? ps_doc_unpack_append(frame, frame_len, &p->raw)
+                 : ps_value_unpack_frame_append(frame, frame_len, user, load_dict, s, &p->raw);
     if (rc == PS_ERR_NOMEM)
         return ps_error_set(err, rc, -1, "", "out of memory");
     if (rc == PS_OK && pre.based != ps_pack_is_based(p->raw.data, p->raw.len))
@@ -2274,8 +2287,8 @@ static bool pack_entry_is(const ps_pack_entry *e, const ps_message *m, int64_t b
 }
 
 /* Whether a pack made ahead is what save_pack would store now, pack_raw's
- * bytes for `base`: made for this user with the dictionary it compresses
- * with, and its bytes, read entry by entry, are the chat's dirty live
+ * bytes for `base`: made for this user with the codec (LZ4, or zstd with
+ * the dictionary) it compresses with, and its bytes, read entry by entry, are the chat's dirty live
  * messages (pack_entry_is: the same messages, numbered and marked as
  * guessed, all of the chat's seq), each once, in display order, and no
  * other. Reading the bytes made ahead checks what laying them out again
@@ -2283,10 +2296,10 @@ static bool pack_entry_is(const ps_pack_entry *e, const ps_message *m, int64_t b
  * encoding per entry) without a second copy of every text, a sort and
  * its allocations (~7 % of a first upload's request threads). */
 static bool pack_form_matches(const ps_pack_form *form, const ps_chat *chat, int64_t base,
-                              int64_t user, uint32_t dict)
+                              int64_t user, uint32_t dict, bool lz4)
 {
-    if (!form || !dict || form->user != user || form->dict != dict ||
-        !ps_pack_is_based(form->raw, form->raw_len))
+    if (!form || form->user != user || form->lz4 != lz4 ||
+        (!lz4 && (!dict || form->dict != dict)) || !ps_pack_is_based(form->raw, form->raw_len))
         return false;
     size_t want = 0, seen = 0, pos = 0;
     for (size_t i = 0; i < chat->nmessages; i++)
@@ -2320,12 +2333,22 @@ static ps_code pack_write_based(sqlite_store *s, int64_t user, const char *chat_
                              bytes, err);
 }
 
+/* `raw` compressed as a pack's frame into *frame: an LZ4 frame (lz4), or
+ * zstd with the user's dictionary `dict` (0: none). */
+static ps_code pack_compress(sqlite_store *s, int64_t user, uint32_t dict, bool lz4,
+                             const ps_dynbuf *raw, ps_dynbuf *frame)
+{
+    return lz4 ? ps_doc_frame(raw->data, raw->len, frame)
+               : ps_value_pack_frame(raw->data, raw->len, user, dict, load_dict, s, frame);
+}
+
 /* Writes the chat's dirty live messages as its pack (it has none yet),
- * based on their lowest seq (all the chat's, when it is new); the frame
+ * based on their lowest seq (all the chat's, when it is new), an LZ4 frame
+ * (lz4: a legacy save's, read whole by legacy reads) or zstd; the frame
  * made ahead (chat->pack_form) when it is still what would be made, else
  * compressed here. *bytes = what the pack weighs. */
 static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uint32_t dict,
-                         int64_t *bytes, ps_error *err)
+                         bool lz4, int64_t *bytes, ps_error *err)
 {
     int64_t base = INT64_MAX;
     for (size_t i = 0; i < chat->nmessages; i++)
@@ -2334,7 +2357,7 @@ static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uin
             base = chat->messages[i].mark.seq;
     if (base == INT64_MAX || base < 0)
         base = 0;
-    if (pack_form_matches(chat->pack_form, chat, base, user, dict))
+    if (pack_form_matches(chat->pack_form, chat, base, user, dict, lz4))
         return pack_write_based(s, user, chat->id, base, chat->pack_form->raw,
                                 chat->pack_form->raw_len, chat->pack_form->frame,
                                 chat->pack_form->len, bytes, err);
@@ -2345,7 +2368,7 @@ static ps_code save_pack(sqlite_store *s, int64_t user, const ps_chat *chat, uin
     if (rc != PS_OK) {
         rc = ps_error_set(err, rc, -1, "", "out of memory");
     } else {
-        rc = ps_value_pack_frame(raw.data, raw.len, user, dict, load_dict, s, &frame);
+        rc = pack_compress(s, user, dict, lz4, &raw, &frame);
         if (rc != PS_OK)
             rc = ps_error_set(err, rc, -1, "", "compressing a pack failed");
         else
@@ -2445,13 +2468,15 @@ static ps_code packs_ahead(sqlite_store *s, int64_t user, uint32_t dict, ps_chat
 
 /*
  * Packs made ahead on any thread (store.h, pack_ahead_begin): what
- * packs_ahead does for one chat, with the user's dictionary digested
- * beforehand in the transaction (the threads making packs touch no
- * connection).
+ * packs_ahead does for one chat. They are a legacy sync's (its merge
+ * pipe, legacy_pipe.h), so from schema 14 on they are LZ4 frames, as
+ * chat_save stores a chat a legacy save makes new (`lz4`, no dictionary
+ * needed); before, zstd with the user's dictionary, digested beforehand
+ * in the transaction (the threads making packs touch no connection).
  */
 struct ps_pack_ahead {
-    const sqlite_store *s; /* read for its schema only */
-    ps_value_packer *packer;
+    const sqlite_store *s;   /* read for its schema only */
+    ps_value_packer *packer; /* NULL: LZ4 */
     int64_t user;
     uint32_t dict;
 };
@@ -2462,14 +2487,15 @@ static ps_code sqlite_pack_ahead_begin(ps_store *base, int64_t user, ps_pack_ahe
     sqlite_store *s = (sqlite_store *)base;
     *out = NULL;
     uint32_t dict = 0;
-    ps_code rc = user_dict(s, user, &dict, err);
-    if (rc != PS_OK || !dict || s->schema < 12)
+    bool lz4 = s->schema >= 14;
+    ps_code rc = lz4 ? PS_OK : user_dict(s, user, &dict, err);
+    if (rc != PS_OK || (!lz4 && !dict) || s->schema < 12)
         return rc;
     ps_pack_ahead *pa = calloc(1, sizeof *pa);
     if (!pa)
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     *pa = (ps_pack_ahead){.s = s, .user = user, .dict = dict};
-    if ((rc = ps_value_packer_new(user, dict, load_dict, s, &pa->packer)) != PS_OK) {
+    if (!lz4 && (rc = ps_value_packer_new(user, dict, load_dict, s, &pa->packer)) != PS_OK) {
         free(pa);
         return rc == PS_ERR_NOMEM ? ps_error_set(err, rc, -1, "", "out of memory")
                                   : db_error(s, err, "reading a dictionary");
@@ -2508,7 +2534,8 @@ static ps_code sqlite_pack_ahead_make(ps_store *base, const ps_pack_ahead *pa, c
     free(received);
     ps_pack_form *form = NULL;
     if (rc == PS_OK)
-        rc = ps_value_packer_frame(pa->packer, raw.data, raw.len, &frame);
+        rc = pa->packer ? ps_value_packer_frame(pa->packer, raw.data, raw.len, &frame)
+                        : ps_doc_frame(raw.data, raw.len, &frame);
     if (rc == PS_OK && !(form = malloc(sizeof *form)))
         rc = PS_ERR_NOMEM;
     if (rc != PS_OK) {
@@ -2522,9 +2549,17 @@ static ps_code sqlite_pack_ahead_make(ps_store *base, const ps_pack_ahead *pa, c
                            .frame = frame.data,
                            .len = frame.len,
                            .user = pa->user,
-                           .dict = pa->dict};
+                           .dict = pa->dict,
+                           .lz4 = !pa->packer};
     *out = form;
     return PS_OK;
+}
+
+static bool sqlite_keeps_legacy_pack(ps_store *base, int64_t user, const ps_chat *chat)
+{
+    (void)user; /* new to the store: the caller knows (it loaded no chat) */
+    sqlite_store *s = (sqlite_store *)base;
+    return s->schema >= 14 && worth_a_pack(s, chat, true) && numbered(chat);
 }
 
 static void sqlite_pack_ahead_end(ps_store *base, ps_pack_ahead *pa)
@@ -2740,15 +2775,43 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     size_t state_len = state_buf.len;
     json_object_put(state);
     bool live = ps__chat_is_live(chat);
+    int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
+    bool fresh = stored == 0;
+    bool packing = worth_a_pack(s, chat, fresh) && numbered(chat);
+    /* A chat a legacy save makes new, kept as a pack (schema 14): the pack
+     * is an LZ4 frame and the rendering is not stored — legacy reads put
+     * it together from the shell and the pack (doc_render.h), decoding the
+     * pack as fast as they would decode the rendering. Its messages are
+     * then compressed once, not twice (zstd for the pack, LZ4 for the
+     * rendering: the two were ~40 % of a first upload's CPU). */
+    bool legacy_pack = doc && fresh && packing && s->schema >= 14;
+    /* the caller asked keeps_legacy_pack, in this transaction: rendered
+     * here only should the answer have changed meanwhile */
+    ps_dynbuf rendered;
+    ps__dynbuf_init(&rendered, SIZE_MAX - 1);
+    if (doc == PS_DOC_FROM_PACK && !legacy_pack) {
+        json_object *tree = ps__chat_to_legacy(chat);
+        ps_code render_rc = tree ? ps__json_compact_append(&rendered, tree) : PS_ERR_NOMEM;
+        json_object_put(tree);
+        if (render_rc != PS_OK) {
+            ps__dynbuf_free(&state_buf);
+            ps__dynbuf_free(&rendered);
+            return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
+        }
+        doc = rendered.data;
+        doc_len = rendered.len;
+    }
+    const char *kept_doc = legacy_pack ? NULL : doc;
     /* A chat with no body row has no message rows either (chat_save
      * writes both; deleting a chat takes both): its messages have no old
      * rows to weigh, which saves a first upload one lookup per message.
      * Without a rendering, its shell: legacy reads put it together from
-     * the shell and the rows (doc_render.h). */
+     * the shell and the rows or pack (doc_render.h). */
     ps_dynbuf shell;
     ps__dynbuf_init(&shell, SIZE_MAX - 1);
-    if (!state_text || (!doc && ps_doc_shell(chat, &shell) != PS_OK)) {
+    if (!state_text || (!kept_doc && ps_doc_shell(chat, &shell) != PS_OK)) {
         ps__dynbuf_free(&state_buf);
+        ps__dynbuf_free(&rendered);
         ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
@@ -2757,16 +2820,14 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     const void *doc_frame = NULL;
     size_t doc_frame_len = 0;
     bool doc_packed = false;
-    if (doc && ps_doc_pack(doc, doc_len, &doc_frame, &doc_frame_len, &doc_packed) != PS_OK) {
+    if (kept_doc && ps_doc_pack(doc, doc_len, &doc_frame, &doc_frame_len, &doc_packed) != PS_OK) {
         ps__dynbuf_free(&state_buf);
+        ps__dynbuf_free(&rendered);
         ps__dynbuf_free(&shell);
         return ps_error_set(err, PS_ERR_NOMEM, -1, "", "out of memory");
     }
-    int64_t stored = stored_size(s, Q_CHAT_SIZE, user, chat->id, NULL);
-    bool fresh = stored == 0;
-    bool packing = worth_a_pack(s, chat, fresh) && numbered(chat);
     hint_clear(&s->hint); /* the chat's cold_seq may change */
-    size_t body_len = doc_packed ? doc_frame_len : doc ? doc_len : shell.len;
+    size_t body_len = doc_packed ? doc_frame_len : kept_doc ? doc_len : shell.len;
     int64_t grown = (int64_t)(state_len + body_len) - stored;
     sqlite3_stmt *st = stmt(s, Q_CHAT_PUT);
     sqlite3_bind_int64(st, 1, user);
@@ -2857,7 +2918,7 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
     }
     if (rc == PS_OK && packing) {
         int64_t bytes = 0;
-        rc = save_pack(s, user, chat, dict, &bytes, err);
+        rc = save_pack(s, user, chat, dict, legacy_pack, &bytes, err);
         grown += bytes;
     }
     /* live rows into a chat that may have a pack (a legacy save's too:
@@ -2890,8 +2951,8 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, state_text, (int)state_len, SQLITE_STATIC);
-        /* not rendered: the shell */
-        if (doc)
+        /* not rendered, or not kept: the shell */
+        if (kept_doc)
             sqlite3_bind_null(st, 6);
         else
             sqlite3_bind_text(st, 6, shell.data, (int)shell.len, SQLITE_STATIC);
@@ -2906,21 +2967,22 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
         sqlite3_reset(st);
     }
     /* the rendering (a frame when worth one), or none: a chat saved
-     * without one (a v2 push) is put together from its shell and rows;
-     * a new chat has no old one to delete */
-    if (rc == PS_OK && (doc || !fresh)) {
-        st = stmt(s, doc ? Q_DOC_PUT : Q_DOC_DEL);
+     * without one (a v2 push, a legacy save's new pack) is put together
+     * from its shell and rows or pack; a new chat has no old one to delete */
+    if (rc == PS_OK && (kept_doc || !fresh)) {
+        st = stmt(s, kept_doc ? Q_DOC_PUT : Q_DOC_DEL);
         sqlite3_bind_int64(st, 1, user);
         sqlite3_bind_text(st, 2, chat->id, -1, SQLITE_STATIC);
         if (doc_packed)
             sqlite3_bind_blob(st, 3, doc_frame, (int)doc_frame_len, SQLITE_STATIC);
-        else if (doc)
+        else if (kept_doc)
             sqlite3_bind_text(st, 3, doc, (int)doc_len, SQLITE_STATIC);
         rc = sqlite3_step(st) == SQLITE_DONE ? PS_OK : db_error(s, err, "saving chat");
         sqlite3_reset(st);
     }
     ps__base_free(&hashes);
     ps__dynbuf_free(&state_buf);
+    ps__dynbuf_free(&rendered);
     ps__dynbuf_free(&shell);
     if (rc == PS_OK && grown) {
         st = stmt(s, Q_USER_GROW);
@@ -3097,14 +3159,17 @@ typedef struct chat_listing {
 
 /* Puts the rendering of a chat kept without one (doc '') together from
  * its shell or state (columns 1 and 2 of the stepped Q_CHAT_DOC `st`) and
- * its message rows (doc_render.h); resets `st`. */
-static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id, const char **doc,
-                          size_t *len, ps_error *err)
+ * its message rows and pack (doc_render.h), appended to `into` (NULL: the
+ * listing's own buffer); *doc and *len: where it is. Resets `st`. */
+static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id, ps_dynbuf *into,
+                          const char **doc, size_t *len, ps_error *err)
 {
     sqlite_store *s = l->s;
-    ps_code rc = ps_doc_start(
-        &l->doc, (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1),
-        (const char *)sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2), err);
+    bool has_rows = sqlite3_column_int(st, 3) != 0;
+    ps_code rc =
+        ps_doc_start(&l->doc, into, (const char *)sqlite3_column_text(st, 1),
+                     (size_t)sqlite3_column_bytes(st, 1), (const char *)sqlite3_column_text(st, 2),
+                     (size_t)sqlite3_column_bytes(st, 2), err);
     sqlite3_reset(st);
     if (rc != PS_OK)
         return rc;
@@ -3117,7 +3182,7 @@ static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id
     ps_pack_entry e;
     size_t pos = 0;
     rc = pack_read(s, l->user, chat_id, &p, &packed, err);
-    if (rc == PS_OK && packed)
+    if (rc == PS_OK && packed && has_rows)
         rc = row_ids(s, l->user, chat_id, &shadows, err);
     if (rc == PS_OK && packed)
         rc = next_owed(&p, &pos, &shadows, -1, NULL, 0, &e, &have, err);
@@ -3125,7 +3190,7 @@ static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id
     sqlite3_bind_int64(st, 1, l->user);
     sqlite3_bind_text(st, 2, chat_id, -1, SQLITE_STATIC);
     int r = SQLITE_DONE;
-    while (rc == PS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+    while (rc == PS_OK && has_rows && (r = sqlite3_step(st)) == SQLITE_ROW) {
         while (rc == PS_OK && have &&
                ps_pack_before(e.order_ts, e.received, e.id, sqlite3_column_int64(st, 1),
                               sqlite3_column_int64(st, 2),
@@ -3140,11 +3205,11 @@ static ps_code splice_doc(chat_listing *l, sqlite3_stmt *st, const char *chat_id
                                     (size_t)sqlite3_column_bytes(st, 0));
             continue;
         }
-        ps_dynbuf *into; /* decompressed straight into the rendering */
-        if ((rc = ps_doc_next_message(&l->doc, &into)) == PS_OK)
+        ps_dynbuf *value_to; /* decompressed straight into the rendering */
+        if ((rc = ps_doc_next_message(&l->doc, &value_to)) == PS_OK)
             rc = ps_value_unpack_append(sqlite3_column_blob(st, 0),
                                         (size_t)sqlite3_column_bytes(st, 0), l->user, load_dict, s,
-                                        into);
+                                        value_to);
     }
     if (rc == PS_OK && r != SQLITE_DONE)
         rc = db_error(s, err, "reading messages");
@@ -3190,8 +3255,11 @@ static ps_code row_doc_append(const ps_chat_row *row, ps_dynbuf *out, bool *appe
         rc = ps__dynbuf_add(out, sqlite3_column_text(st, 0), len);
     } else {
         const char *doc;
-        if ((rc = splice_doc(l, st, row->id, &doc, &len, err)) == PS_OK)
-            rc = ps__dynbuf_add(out, doc, len);
+        size_t had = out->len;
+        if ((rc = splice_doc(l, st, row->id, out, &doc, &len, err)) != PS_OK && out->data) {
+            out->len = had; /* nothing of it appended */
+            out->data[had] = '\0';
+        }
     }
     sqlite3_reset(st);
     *appended = rc == PS_OK;
@@ -3218,15 +3286,15 @@ static const char *row_doc(const ps_chat_row *row, size_t *len)
     const char *doc = NULL;
     ps_code rc = PS_OK;
     if (sqlite3_column_type(st, 0) == SQLITE_BLOB) {
-        ps__dynbuf_reset(&l->doc.doc);
+        ps__dynbuf_reset(&l->doc.own);
         rc = ps_doc_unpack_append(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                                  &l->doc.doc);
-        doc = l->doc.doc.data;
-        *len = l->doc.doc.len;
+                                  &l->doc.own);
+        doc = l->doc.own.data;
+        *len = l->doc.own.len;
     } else if ((*len = (size_t)sqlite3_column_bytes(st, 0)) > 0) {
         return (const char *)sqlite3_column_text(st, 0); /* kept: as stored */
     } else {
-        rc = splice_doc(l, st, row->id, &doc, len, &err);
+        rc = splice_doc(l, st, row->id, NULL, &doc, len, &err);
     }
     sqlite3_reset(st);
     if (rc != PS_OK) {
@@ -4130,6 +4198,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .chat_is_new = sqlite_chat_is_new,
     .pack_ahead_make = sqlite_pack_ahead_make,
     .pack_ahead_end = sqlite_pack_ahead_end,
+    .keeps_legacy_pack = sqlite_keeps_legacy_pack,
     .chat_each = sqlite_chat_each,
     .chat_each_after = sqlite_chat_each_after,
     .messages_load = sqlite_messages_load,

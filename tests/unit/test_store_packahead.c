@@ -27,6 +27,7 @@
 #include "pushed_chat_fixture.h"
 
 #include <stdio.h>
+#include <lz4frame.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -174,12 +175,29 @@ static void *make_on_a_thread(void *arg)
     return NULL;
 }
 
+/* liblz4's own reading of an LZ4 frame (not the store's codec): its bytes. */
+static void lz4_frame_holds(const void *frame, size_t len, const char *want, size_t want_len)
+{
+    LZ4F_dctx *d = NULL;
+    assert_false(LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)));
+    char *out = malloc(want_len + 1);
+    size_t out_len = want_len + 1, in_len = len;
+    size_t left = LZ4F_decompress(d, out, &out_len, frame, &in_len, NULL);
+    assert_int_equal(left, 0); /* the whole frame, ended */
+    assert_int_equal(in_len, len);
+    assert_int_equal(out_len, want_len);
+    assert_memory_equal(out, want, want_len);
+    free(out);
+    LZ4F_freeDecompressionContext(d);
+}
+
 /* The packs a legacy sync makes on its helper thread (pack_ahead_begin in
  * the write transaction, pack_ahead_make on another thread): the same
- * bytes and frame as values_pack_ahead's for the same chat (that one is
- * stored as made, above); none for a chat too small to be a pack; no
- * maker for a user without a dictionary. chat_is_new tells a stored chat
- * from a new one. */
+ * bytes as values_pack_ahead's for the same chat, in an LZ4 frame (schema
+ * 14: a legacy save's pack, docs/storage.md "Packs"), which liblz4 reads
+ * back to them; none for a chat too small to be a pack; made for a user
+ * without a dictionary too (LZ4 needs none). chat_is_new tells a stored
+ * chat from a new one. */
 static void packs_made_on_another_thread_are_values_pack_aheads(void **state)
 {
     int64_t user;
@@ -210,18 +228,26 @@ static void packs_made_on_another_thread_are_values_pack_aheads(void **state)
     const ps_pack_form *want = same->pack_form;
     assert_int_equal(calls[0].form->raw_len, want->raw_len);
     assert_memory_equal(calls[0].form->raw, want->raw, want->raw_len);
-    assert_int_equal(calls[0].form->len, want->len);
-    assert_memory_equal(calls[0].form->frame, want->frame, want->len);
+    assert_true(calls[0].form->lz4);
+    assert_false(want->lz4);
+    assert_int_equal(calls[0].form->dict, 0);
+    lz4_frame_holds(calls[0].form->frame, calls[0].form->len, want->raw, want->raw_len);
     assert_int_equal(calls[0].form->user, user);
-    assert_int_equal(calls[0].form->dict, want->dict);
     assert_int_equal(calls[1].rc, PS_OK);
     assert_null(calls[1].form);
     s->ops->pack_ahead_end(s, pa);
-    /* a user without a dictionary: nothing to make packs with */
+    /* a user without a dictionary: LZ4 packs are made all the same */
     ps_user other;
     assert_int_equal(s->ops->user_load(s, "newcomer", &other, &err), PS_OK);
     assert_int_equal(s->ops->pack_ahead_begin(s, other.id, &pa, &err), PS_OK);
-    assert_null(pa);
+    assert_non_null(pa);
+    ps_pack_form *theirs = NULL;
+    assert_int_equal(s->ops->pack_ahead_make(s, pa, c, "dev", &theirs), PS_OK);
+    assert_non_null(theirs);
+    assert_true(theirs->lz4);
+    lz4_frame_holds(theirs->frame, theirs->len, want->raw, want->raw_len);
+    ps_pack_form_free(theirs);
+    s->ops->pack_ahead_end(s, pa);
     ps_store_rollback(s);
     ps_pack_form_free(calls[0].form);
     ps_values_ahead_free(&ahead);
@@ -246,6 +272,74 @@ static void a_current_pack_is_stored_as_made(void **state)
     ps__chat_free(c);
     ps_values_ahead_free(&ahead);
     ps_values_ahead_free(&decoy);
+    ps_store_close(s);
+}
+
+/* A legacy save of chat c (numbered, marked, saved in one transaction as
+ * polysyncd's ps__save_chat does it for a chat new to the store that
+ * keeps_legacy_pack keeps: no rendering made, PS_DOC_FROM_PACK). */
+static void save_legacy(ps_store *s, int64_t user, ps_chat *c, int64_t seq)
+{
+    ps_error err;
+    ps__chat_number_received(c);
+    assert_int_equal(ps__chat_mark_dirty(c, seq, "dev"), PS_OK);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_true(s->ops->keeps_legacy_pack(s, user, c));
+    assert_int_equal(s->ops->chat_save(s, user, c, PS_DOC_FROM_PACK, 0, seq, &err), PS_OK);
+    assert_int_equal(ps_store_commit(s, &err), PS_OK);
+}
+
+/* A legacy save takes the LZ4 pack made ahead on another thread as made:
+ * given the frame made of a decoy (same ids, other texts), the decoy's
+ * texts are read back. A zstd form (values_pack_ahead's, a v2 push's)
+ * given to a legacy save is not taken: the chat's own texts are stored,
+ * compressed in the save, as an LZ4 frame. Both read back with the seq
+ * and summary the save gave. */
+static void a_legacy_pack_made_ahead_is_stored_as_made(void **state)
+{
+    int64_t user;
+    ps_store *s = store_with_dictionary(*state, &user);
+    ps_error err;
+    ps_pack_ahead *pa = NULL;
+    ps_chat *c = new_pushed_chat("lx", 8, 50), *decoy = new_pushed_chat("lx", 8, 90);
+    assert_int_equal(ps_store_begin(s, true, &err), PS_OK);
+    assert_int_equal(s->ops->pack_ahead_begin(s, user, &pa, &err), PS_OK);
+    ps_store_rollback(s);
+    assert_non_null(pa);
+    ps_pack_form *mine = NULL, *theirs = NULL;
+    assert_int_equal(s->ops->pack_ahead_make(s, pa, c, "dev", &mine), PS_OK);
+    assert_int_equal(s->ops->pack_ahead_make(s, pa, decoy, "dev", &theirs), PS_OK);
+    s->ops->pack_ahead_end(s, pa);
+    ps_pack_form swapped = *mine;
+    swapped.frame = theirs->frame;
+    swapped.len = theirs->len;
+    c->pack_form = &swapped;
+    save_legacy(s, user, c, 77);
+    for (int m = 0; m < 8; m++)
+        expect_content(s, user, "lx", m, 90u + (unsigned)m);
+    seq_is(s, user, "lx", 77);
+    summary_is(s, "lx", 77, "dev");
+    ps__chat_free(c);
+    ps__chat_free(decoy);
+    ps_pack_form_free(mine);
+    ps_pack_form_free(theirs);
+
+    /* a zstd form, even of the right bytes, is not an LZ4 pack */
+    ps_values_ahead ahead, decoy_ahead;
+    ps_pack_form form;
+    c = with_decoy(s, user, "lz", 8, 50, 90, &ahead, &decoy_ahead, &form);
+    save_legacy(s, user, c, 78);
+    for (int m = 0; m < 8; m++)
+        expect_content(s, user, "lz", m, 50u + (unsigned)m);
+    seq_is(s, user, "lz", 78);
+    summary_is(s, "lz", 78, "dev");
+    assert_int_equal(query_int((sqlite_store *)s,
+                               "SELECT instr(data, X'04224D18') BETWEEN 1 AND 600 FROM packs"
+                               " WHERE chat_id = 'lz' ORDER BY id LIMIT 1"),
+                     1);
+    ps__chat_free(c);
+    ps_values_ahead_free(&ahead);
+    ps_values_ahead_free(&decoy_ahead);
     ps_store_close(s);
 }
 
@@ -523,6 +617,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(a_current_pack_is_stored_as_made, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_legacy_pack_made_ahead_is_stored_as_made, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(packs_made_on_another_thread_are_values_pack_aheads, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_pack_made_with_a_replaced_dictionary_is_compressed_again,

@@ -461,6 +461,34 @@ static void save_rendered(ps_store *s, int64_t user, ps_chat *c, int64_t seq, co
 }
 
 /* The rendering a legacy read of `chat` copies is exactly `want`. */
+/* The rendering of `chat` as a listing's doc_append appends it to a piece
+ * already holding other bytes (the answer's), *NULL when not appended. */
+typedef struct appended_doc {
+    const char *chat;
+    char *doc;
+} appended_doc;
+
+static int take_doc_appended(void *ctx, const ps_chat_row *row)
+{
+    appended_doc *a = ctx;
+    if (strcmp(row->id, a->chat) != 0)
+        return 0;
+    ps_dynbuf piece;
+    ps__dynbuf_init(&piece, SIZE_MAX - 1);
+    assert_int_equal(ps__dynbuf_add(&piece, "before|", 7), PS_OK);
+    bool appended = false;
+    ps_error err;
+    assert_non_null(row->doc_append);
+    assert_int_equal(row->doc_append(row, &piece, &appended, &err), PS_OK);
+    assert_true(appended);
+    assert_memory_equal(piece.data, "before|", 7);
+    assert_int_equal(strlen(piece.data), piece.len); /* NUL-terminated, no NUL inside */
+    a->doc = strdup(piece.data + 7);
+    ps__dynbuf_free(&piece);
+    return 1;
+}
+
+/* Both ways a listing reads a chat's rendering give `want`. */
 static void expect_doc(ps_store *s, int64_t user, const char *chat, const char *want)
 {
     rendered r = {.chat = chat};
@@ -469,6 +497,11 @@ static void expect_doc(ps_store *s, int64_t user, const char *chat, const char *
     assert_non_null(r.doc);
     assert_string_equal(r.doc, want);
     free(r.doc);
+    appended_doc a = {.chat = chat};
+    assert_int_equal(s->ops->chat_each(s, user, take_doc_appended, &a, &err), PS_OK);
+    assert_non_null(a.doc);
+    assert_string_equal(a.doc, want);
+    free(a.doc);
 }
 
 /* Every cursor and asker of chat `chat` gets what the model says, and
@@ -489,16 +522,18 @@ static void expect_reads(ps_store *s, int64_t user, const char *chat, const mode
 }
 
 /* A legacy sync's save of a chat new to the store (rendered): its messages
- * are one pack, the rendering is kept beside it exactly as saved (what
- * the legacy pull copies), and the v2 reads and chat_load give exactly
- * the messages saved (the model). A later legacy edit of one packed
- * message and a new one are rows (the edit shadows its packed message):
- * reads follow the model, the rendering is the new one; ten more edits
- * are folded into the pack as a v2 save's rows are. A chat under the
- * pack's size stays rows, rendered the same way. Oracles: docs/storage.md
- * "Packs (version 12)" for the layout, the model and the renderings the
- * test saved for the content. */
-static void a_legacy_saved_new_chat_is_a_pack_beside_its_rendering(void **state)
+ * are one pack, an LZ4 frame (schema 14), and the rendering is not kept:
+ * legacy reads (both ways a listing reads) put together exactly the
+ * rendering it was given from the shell and the pack, a device's base is
+ * copied from the hashes kept, and the v2 reads and chat_load give
+ * exactly the messages saved (the model). A later legacy edit of one
+ * packed message and a new one are rows (the edit shadows its packed
+ * message): reads follow the model, the rendering is the new one, kept; ten
+ * more edits are folded into the pack as a v2 save's rows are. A chat
+ * under the pack's size stays rows, its rendering kept. Oracles:
+ * docs/storage.md "Packs" for the layout, the model and the renderings
+ * json-c made for the content. */
+static void a_legacy_saved_new_chat_is_a_pack_without_its_rendering(void **state)
 {
     fixture *f = *state;
     ps_error err;
@@ -518,12 +553,23 @@ static void a_legacy_saved_new_chat_is_a_pack_beside_its_rendering(void **state)
     save_rendered(s, u.id, c, 5, "legacy", &md, &doc);
     assert_int_equal(query_int(ss, "SELECT count(*) FROM messages"), 0);
     assert_true(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 'a'") >= 1);
-    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_docs WHERE chat_id = 'a'"), 1);
-    /* rendered: the legacy pull copies the rendering, no shell kept */
-    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_bodies WHERE shell IS NOT NULL"), 0);
+    /* schema 14: its pack an LZ4 frame (after the prefix of at most ~550
+     * bytes), no rendering kept; its shell and its hashes (a device's base
+     * when sent it) are */
+    assert_int_equal(query_int(ss, "SELECT instr(data, X'04224D18') BETWEEN 1 AND 600 FROM packs"
+                                   " WHERE chat_id = 'a' ORDER BY id LIMIT 1"),
+                     1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_docs WHERE chat_id = 'a'"), 0);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_bodies WHERE chat_id = 'a'"
+                                   " AND shell IS NOT NULL AND hashes IS NOT NULL"),
+                     1);
     expect_doc(s, u.id, "a", doc);
     expect_bytes_counted(ss, s, u.id);
-    /* a tiny chat stays rows, rendered all the same */
+    /* the rendering it was given is what legacy reads put together */
+    bool copied = false;
+    assert_int_equal(s->ops->base_copy(s, u.id, "phone", "a", 5, &copied, &err), PS_OK);
+    assert_true(copied);
+    /* a tiny chat stays rows, its rendering kept */
     model tiny = {0};
     char *tiny_doc = NULL;
     c = chat_new("t");
@@ -531,6 +577,7 @@ static void a_legacy_saved_new_chat_is_a_pack_beside_its_rendering(void **state)
     save_rendered(s, u.id, c, 6, "legacy", &tiny, &tiny_doc);
     assert_int_equal(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 't'"), 0);
     assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 't'"), 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_docs WHERE chat_id = 't'"), 1);
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     expect_reads(s, u.id, "a", &md, 6);
     expect_reads(s, u.id, "t", &tiny, 6);
@@ -555,6 +602,7 @@ static void a_legacy_saved_new_chat_is_a_pack_beside_its_rendering(void **state)
     assert_int_equal(ps_store_commit(s, &err), PS_OK);
     assert_int_equal(query_int(ss, "SELECT count(*) FROM messages WHERE chat_id = 'a'"), 2);
     assert_true(query_int(ss, "SELECT count(*) FROM packs WHERE chat_id = 'a'") >= 1);
+    assert_int_equal(query_int(ss, "SELECT count(*) FROM chat_docs WHERE chat_id = 'a'"), 1);
     assert_string_not_equal(edited, doc);
     expect_reads(s, u.id, "a", &md, 9);
     assert_int_equal(ps_store_begin(s, false, &err), PS_OK);
@@ -1738,7 +1786,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(packed_and_hot_rows_read_as_one, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_legacy_saved_new_chat_is_a_pack_beside_its_rendering,
+        cmocka_unit_test_setup_teardown(a_legacy_saved_new_chat_is_a_pack_without_its_rendering,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(unnumbered_messages_stay_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(forgotten_deletions_purges_and_users_leave_no_pack, setup,
