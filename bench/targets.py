@@ -156,11 +156,38 @@ def first_uploads(drv, build, work, P, ref_body, T):
     subprocess.run(["rm", "-rf", srv.dir])
 
 
+def cpu_ticks(pid):
+    """utime + stime of a process, all its threads (clock ticks); 0 when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def settle(servers, quiet=0.1, limit=5.0):
+    """Waits until no server uses CPU for `quiet` seconds (at most `limit`): a turn
+    then does not share the machine with the other server still finishing its own
+    (Node's garbage collection of a 63 MB answer took 0.36 s of CPU during the next
+    polysyncd pull in one run, doubling that pull's time)."""
+    deadline = time.monotonic() + limit
+    before = [cpu_ticks(s.pid) for s in servers.values()]
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = [cpu_ticks(s.pid) for s in servers.values()]
+        if now == before:
+            return
+        before = now
+
+
 def paired(what, n, servers, fn):
-    """fn(kind, srv, i) for i < n, the servers in turns; results per kind."""
+    """fn(kind, srv, i) for i < n, the servers in turns, each turn once both are
+    idle (settle); results per kind."""
     out = {k: [] for k in servers}
     for i in range(n):
         for kind, srv in servers.items():
+            settle(servers)
             out[kind].append(fn(kind, srv, i))
     R.log(f"#15 {what}: {n} x {len(servers)} done")
     return out
@@ -550,7 +577,7 @@ def markdown(rows, P, T):
     L.append("")
     L.append(f"Repeats: first upload {P['t_upload_repeats']} (a new server each), other bytes, "
              f"fresh pulls and one device {P['t_repeats']}, two devices {2 * P['t_repeats']}, "
-             f"{P['t_conc']} concurrent requests {P['t_conc_repeats']}; the servers take turns. "
+             f"{P['t_conc']} concurrent requests {P['t_conc_repeats']}; the servers take turns, each turn once both are idle. "
              f"Took " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()) + ".")
     for e in T.get("errors", []):
         L.append(f"\n- failed: {e}")

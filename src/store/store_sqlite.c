@@ -2913,8 +2913,12 @@ static ps_code sqlite_chat_save(ps_store *base, int64_t user, const ps_chat *cha
                 frame = frames.data + v->frame_at;
             }
             rc = save_message(s, user, chat->id, m, v, frame, fresh, dict, &grown, &plain, err);
-        } else if (m->mark.dirty && !dict)
-            plain += len; /* packed without a dictionary: counts to training */
+        } else if (m->mark.dirty && !dict && !legacy_pack) {
+            /* packed by zstd without a dictionary: counts to training (an
+             * LZ4 pack would not use one: training for it is work lost, 3 %
+             * of a legacy first upload) */
+            plain += len;
+        }
     }
     if (rc == PS_OK && packing) {
         int64_t bytes = 0;
