@@ -138,6 +138,7 @@ def first_uploads(drv, build, work, P, ref_body, T):
         for kind in SERVERS:
             srv = start(kind, build, work, f"t15-{kind}-upload-{i}")
             try:
+                settle({kind: srv})  # not behind the last run's writeback
                 R.log(f"#15 {kind}: first upload into an empty server, run {i + 1}")
                 out = R.check(drv.load(srv, "/sync", body=ref_body, count=1, timeout=900),
                               "first upload")
@@ -167,10 +168,16 @@ def cpu_ticks(pid):
 
 
 def settle(servers, quiet=0.1, limit=5.0):
-    """Waits until no server uses CPU for `quiet` seconds (at most `limit`): a turn
+    """Flushes the disk's dirty pages, then waits until no server uses CPU for `quiet`
+    seconds (at most `limit`): a turn
     then does not share the machine with the other server still finishing its own
     (Node's garbage collection of a 63 MB answer took 0.36 s of CPU during the next
     polysyncd pull in one run, doubling that pull's time)."""
+    # The disk too: a Polyglot-shape pull commits its new device's bases
+    # (one fsync), which waited behind the writeback of the earlier
+    # scenarios' hundreds of MB (0.17 s pulls of 0.09 s CPU; 0.09 s once
+    # flushed). The seed server never syncs, so that wait was polysyncd's alone.
+    os.sync()
     deadline = time.monotonic() + limit
     before = [cpu_ticks(s.pid) for s in servers.values()]
     while time.monotonic() < deadline:
