@@ -81,6 +81,28 @@ static ps_code save_base(const ps_sync_ctx *ctx, const ps_user *user, const char
     return ctx->store->ops->base_save(ctx->store, user->id, device, id, sent, 0, err);
 }
 
+/* save_base after a merge: `sent` holds the device's base already when
+ * `has_base` (worked out before its carried values were dropped), else it
+ * is worked out from `incoming`, untouched by the merge. A chat new to the
+ * store, saved and not going back (`as_saved`), is on the device exactly
+ * as saved: its base is the hashes the save kept (base_copy), not worked
+ * out again (a hash of every message: 13 % of a first upload's merging
+ * thread). */
+static ps_code keep_base(const ps_sync_ctx *ctx, const ps_user *user, const char *device,
+                         const char *id, ps_base *sent, bool has_base, const ps_chat *incoming,
+                         bool as_saved, const ps_chat *returned, ps_error *err)
+{
+    bool copied = false;
+    ps_code rc = PS_OK;
+    if (!has_base && as_saved)
+        rc = ctx->store->ops->base_copy(ctx->store, user->id, device, id, 0, &copied, err);
+    if (rc != PS_OK || copied)
+        return rc;
+    if (!has_base && (rc = ps__base_add_chat(sent, incoming)) != PS_OK)
+        return ps_error_set(err, rc, -1, "", "out of memory");
+    return save_base(ctx, user, device, id, sent, returned, err);
+}
+
 /* A copy of a deleted chat that is not newer than the deletion as the client
  * is shown it would never be dropped by a Polyglot client (it drops a chat
  * only for a deletion tuple at least its own): show it a fresh tick. */
@@ -128,8 +150,6 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
             sent_stamp.timed = true;
         }
     }
-    if (rc == PS_OK && with_base)
-        rc = ps__base_add_chat(&sent_base, incoming);
     if (rc != PS_OK) {
         rc = ps_error_set(err, rc, -1, "", "out of memory");
         goto done;
@@ -138,6 +158,14 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
     if (with_base && (rc = ctx->store->ops->base_load(ctx->store, user->id, in.device, id, &known,
                                                       &base_seq, &has_base, err)) != PS_OK)
         goto done;
+    /* What the device sent, its base after this sync: worked out here
+     * only when its carried values are about to be dropped from
+     * `incoming`; else after the merge, which only copies from it */
+    if (has_base && (rc = ps__base_add_chat(&sent_base, incoming)) != PS_OK) {
+        rc = ps_error_set(err, rc, -1, "", "out of memory");
+        goto done;
+    }
+    bool was_new = !stored->stored;
     if (has_base) {
         size_t writes;
         ps__chat_drop_carried(incoming, &known, &writes);
@@ -157,7 +185,8 @@ static ps_code merge_one(const ps_sync_ctx *ctx, ps_user *user, json_object *sen
         rc = ps__save_chat(ctx, user, stored, in.device, true,
                            *returned ? PS_TICK : PS_TICK_IF_NONE, err);
     if (rc == PS_OK && with_base)
-        rc = save_base(ctx, user, in.device, id, &sent_base, *returned ? stored : NULL, err);
+        rc = keep_base(ctx, user, in.device, id, &sent_base, has_base, incoming,
+                       was_new && changed && !*returned, *returned ? stored : NULL, err);
 done:
     ps__base_free(&sent_base);
     ps__base_free(&known);
