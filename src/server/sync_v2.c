@@ -346,31 +346,26 @@ static ps_code opening(ps_v2_pull *p, ps_dynbuf *out, ps_error *err);
 static ps_code chats_piece(ps_v2_pull *p, ps_dynbuf *out, bool *done, ps_error *err);
 
 /*
- * A sync that pushes nothing — a device polling, the commonest request —
- * changes nothing but the user's last sync time (user_seen keeps it without
- * a write), so it needs no write transaction: no write lock, no WAL frames,
- * no fsync. Its one read transaction also makes the answer's first piece,
- * which for a device that is up to date is the whole answer.
- * *write: the user has no row yet (making one is a write): nothing was done,
- * push() must run instead.
+ * The answer's first piece, for a sync that pushes nothing, from `user` as
+ * the store has it now (the open read transaction's, or quiet_user's), and
+ * the user's last sync time. The sync changes nothing else (user_seen keeps
+ * the time without a write), so it needs no write transaction: no write
+ * lock, no WAL frames, no fsync. For a device that is up to date the piece
+ * is the whole answer.
  */
-static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
+static ps_code answer_quietly(ps_v2_pull *p, ps_user *user, ps_error *err)
 {
     const ps_sync_ctx *ctx = p->ctx;
-    ps_user user;
-    bool found = false, done = false;
-    *write = false;
-    ps_code rc = ps_store_begin_user_find(ctx->store, ctx->user, &user, &found, err);
+    bool done = false;
+    ps_code rc = check_cursor(p, user, err);
     if (rc != PS_OK)
         return rc;
-    if (!found || (rc = check_cursor(p, &user, err)) != PS_OK)
-        goto rollback;
-    start_pull(p, &user, 0);
+    start_pull(p, user, 0);
     if (!p->has_run)
-        p->run_seq = user.seq;
+        p->run_seq = user->seq;
     ps__dynbuf_init(&p->head, PIECE_LIMIT);
     p->has_head = true;
-    p->snapshot = &user;
+    p->snapshot = user;
     rc = opening(p, &p->head, err);
     if (rc == PS_OK)
         rc = chats_piece(p, &p->head, &done, err);
@@ -378,10 +373,55 @@ static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
     if (rc != PS_OK) {
         if (rc == PS_ERR_TOO_LARGE || rc == PS_ERR_NOMEM)
             ps_error_set(err, rc, -1, "", "out of memory building the answer");
-        goto rollback;
+        return rc;
     }
     /* last: a sync that failed is no sync */
-    if ((rc = ctx->store->ops->user_seen(ctx->store, ctx->user, ctx->now_ms, err)) != PS_OK)
+    return ctx->store->ops->user_seen(ctx->store, ctx->user, ctx->now_ms, err);
+}
+
+/*
+ * A device polling, up to date (the commonest request), when the store
+ * can give the user's row as a transaction begun now would read it
+ * (store.h, quiet_user): answered with no transaction at all — nothing is
+ * read but that row, as next_chat looks up no chat past the user's
+ * sequence. *answered false: read in a transaction instead.
+ */
+static ps_code sync_from_quiet_user(ps_v2_pull *p, bool *answered, ps_error *err)
+{
+    const ps_sync_ctx *ctx = p->ctx;
+    ps_user user;
+    bool found = false;
+    *answered = false;
+    if (p->first || !ctx->store->ops->quiet_user)
+        return PS_OK;
+    ps_code rc = ctx->store->ops->quiet_user(ctx->store, ctx->user, &user, &found, err);
+    /* a cursor the user's row refuses is refused by the transaction's
+     * read, with its error */
+    if (rc != PS_OK || !found || p->pos != user.seq || check_cursor(p, &user, NULL) != PS_OK)
+        return rc;
+    *answered = true;
+    return answer_quietly(p, &user, err);
+}
+
+/*
+ * A sync that pushes nothing: one read transaction (or none, above), which
+ * also makes the answer's first piece.
+ * *write: the user has no row yet (making one is a write): nothing was done,
+ * push() must run instead.
+ */
+static ps_code sync_quietly(ps_v2_pull *p, bool *write, ps_error *err)
+{
+    const ps_sync_ctx *ctx = p->ctx;
+    ps_user user;
+    bool found = false, answered = false;
+    *write = false;
+    ps_code rc = sync_from_quiet_user(p, &answered, err);
+    if (rc != PS_OK || answered)
+        return rc;
+    rc = ps_store_begin_user_find(ctx->store, ctx->user, &user, &found, err);
+    if (rc != PS_OK)
+        return rc;
+    if (!found || (rc = answer_quietly(p, &user, err)) != PS_OK)
         goto rollback;
     return ps_store_commit(ctx->store, err);
 rollback:

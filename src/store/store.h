@@ -178,6 +178,14 @@ struct ps_store_ops {
      * no transaction is left open. */
     PS_STORE_MUST_CHECK ps_code (*begin_user_find)(ps_store *s, const char *name, ps_user *out,
                                                    bool *found, ps_error *err);
+    /* Optional (NULL: never). The user's row without a transaction, when
+     * the backend can tell it is what a read transaction begun now would
+     * read; *found false when it cannot (then read it in one). SQLite: the
+     * row begin_user_find last read, while nothing — of this process or
+     * another — was committed since (sqlite_quiet.h). For the v2 syncs that
+     * find nothing new, which then need no transaction at all. */
+    PS_STORE_MUST_CHECK ps_code (*quiet_user)(ps_store *s, const char *name, ps_user *out,
+                                              bool *found, ps_error *err);
     PS_STORE_MUST_CHECK ps_code (*user_save)(ps_store *s, const ps_user *user, ps_error *err);
     /* Records that the user synced at `ms` and changed nothing else (a v2
      * sync that pushed nothing). In a read transaction nothing is written

@@ -389,6 +389,8 @@ static const struct ps_store_ops FAULT_OPS = {
     .user_find = f_user_find,
     /* none: callers then begin and user_find, each with its own fault */
     .begin_user_find = NULL,
+    /* none: every sync reads in a transaction, where the faults are */
+    .quiet_user = NULL,
     .user_save = f_user_save,
     .user_seen = f_user_seen,
     .chat_load = f_chat_load,
@@ -437,7 +439,7 @@ static const struct ps_store_ops FAULT_OPS = {
 };
 /* Every operation must be wrapped (a missing one is a NULL call): when the
  * vtable grows, this fails until the new operation is added above. */
-_Static_assert(sizeof(struct ps_store_ops) == 52 * sizeof(void *),
+_Static_assert(sizeof(struct ps_store_ops) == 53 * sizeof(void *),
                "struct ps_store_ops changed: wrap its new operations in store_fault.c");
 
 ps_code ps__store_fault_wrap(ps_store **s, ps_error *err)

@@ -22,6 +22,7 @@
 #include "store/pack_codec.h"
 #include "store/value_codec.h"
 #include "store/sqlite_checkpointer.h"
+#include "store/sqlite_quiet.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -622,6 +623,9 @@ typedef struct sqlite_store {
     /* Checkpoints the WAL on a thread of its own (sqlite_checkpointer.h);
      * NULL: SQLite's automatic checkpoint at commit. */
     ps_checkpointer *checkpointer;
+    /* Users' rows as read, while nothing is committed (sqlite_quiet.h);
+     * NULL until the store is open, or when out of memory. */
+    ps_quiet *quiet;
     /* The schema the store has (or the one a migration step is making). */
     int schema;
     /* Set once SQLite reports a corrupt file (or the start's quick_check
@@ -1204,6 +1208,7 @@ static void sqlite_close(ps_store *base)
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
     hint_clear(&s->hint);
+    ps__quiet_free(s->quiet); /* reads the writer connection's mapping */
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->pool_lock);
@@ -1230,10 +1235,16 @@ static ps_code begin_read(sqlite_store *s, const char *name, ps_user *out, bool 
     if (!r)
         return err->code;
     pthread_setspecific(s->current, r);
+    /* stamped before the snapshot is taken: a commit in between makes the
+     * row noted newer than its stamp, which then no longer matches */
+    ps_quiet_stamp before;
+    bool stamped = name && ps__quiet_stamp(s->quiet, &before);
     ps_code rc = control(s, Q_BEGIN, err);
     if (rc == PS_OK) {
         if (name) {
             rc = user_get(s, name, out, found, err);
+            if (rc == PS_OK && *found && stamped)
+                ps__quiet_note(s->quiet, name, &before, out);
         } else {
             int step = sqlite3_step(r->snapshot);
             sqlite3_reset(r->snapshot);
@@ -1275,6 +1286,20 @@ static ps_code sqlite_begin(ps_store *base, bool write, ps_error *err)
     return rc;
 }
 
+/* With no transaction open on the calling thread: writes the unwritten
+ * no-op sync times once they are due. This bounds what a crash can forget;
+ * it never waits for the writer (whose next transaction takes the times
+ * along anyway). */
+static void flush_seen_if_due(sqlite_store *s)
+{
+    if (seen_due(s) && pthread_mutex_trylock(&s->lock) == 0) {
+        pthread_setspecific(s->current, WRITER);
+        flush_seen(s, NULL);
+        pthread_setspecific(s->current, NULL);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
 /* Ends the calling thread's transaction (already committed or rolled back). */
 static void end_transaction(sqlite_store *s)
 {
@@ -1287,14 +1312,7 @@ static void end_transaction(sqlite_store *s)
         return;
     }
     reader_give_back(s, r);
-    /* bounds what a crash can forget; never waits for the writer (whose
-     * next transaction takes the times along anyway) */
-    if (seen_due(s) && pthread_mutex_trylock(&s->lock) == 0) {
-        pthread_setspecific(s->current, WRITER);
-        flush_seen(s, NULL);
-        pthread_setspecific(s->current, NULL);
-        pthread_mutex_unlock(&s->lock);
-    }
+    flush_seen_if_due(s);
 }
 
 static ps_code sqlite_commit(ps_store *base, ps_error *err)
@@ -1408,7 +1426,19 @@ static ps_code sqlite_user_seen(ps_store *base, const char *name, int64_t ms, ps
     s->seen[i].ms = ms;
 out:
     pthread_mutex_unlock(&s->seen_lock);
+    /* a sync answered without a transaction (quiet_user) has no end of
+     * one to flush the times at */
+    if (rc == PS_OK && !current_reader(s))
+        flush_seen_if_due(s);
     return rc;
+}
+
+static ps_code sqlite_quiet_user(ps_store *base, const char *name, ps_user *out, bool *found,
+                                 ps_error *err)
+{
+    (void)err;
+    *found = ps__quiet_get(((sqlite_store *)base)->quiet, name, out);
+    return PS_OK;
 }
 
 static ps_code sqlite_user_save(ps_store *base, const ps_user *u, ps_error *err)
@@ -4192,6 +4222,7 @@ static const struct ps_store_ops SQLITE_OPS = {
     .user_load = sqlite_user_load,
     .user_find = sqlite_user_find,
     .begin_user_find = sqlite_begin_user_find,
+    .quiet_user = sqlite_quiet_user,
     .user_save = sqlite_user_save,
     .user_restore = sqlite_user_restore,
     .user_seen = sqlite_user_seen,
@@ -4306,6 +4337,7 @@ ps_code ps__store_sqlite_open(const char *path, ps_store **out, ps_error *err)
         }
     }
     s->checkpointer = ps__checkpointer_start(path, s->db);
+    s->quiet = ps__quiet_new(s->db);
     *out = &s->base;
     return PS_OK;
 fail:

@@ -148,6 +148,25 @@ class ImportChatStoreTest(TransferTestCase):
                                                               "bookkeeping, not content")
         self.assertEqual(stored["e1"]["createdAt"], T0)
 
+    def test_import_into_a_live_store_reaches_a_polling_device_at_once(self):
+        """A v2 device up to date polls with no transaction (the server
+        keeps the user's row while nothing is committed: store/sqlite_quiet.h);
+        an import by another process into the running server's store is a
+        commit all the same, so the very next poll brings its chats."""
+        self.server.start()
+        first = self.server.v2_ok({"deviceId": "poller", "cursor": None})
+        cursor = first["cursor"]
+        for _ in range(3):  # up to date, polling: the row kept
+            again = self.server.v2_ok({"deviceId": "poller", "cursor": cursor})
+            self.assertEqual(again["chats"], [])
+            self.assertEqual(again["cursor"], cursor)
+        self.import_file(self.write("chatStore.json", chat_store_json()))
+        after = self.server.v2_ok({"deviceId": "poller", "cursor": cursor})
+        self.assertEqual({c["id"] for c in after["chats"]} - {"t"}, {"x", "y", "r"})
+        self.assertNotEqual(after["cursor"], cursor)
+        settled = self.server.v2_ok({"deviceId": "poller", "cursor": after["cursor"]})
+        self.assertEqual(settled["chats"], [])
+
     def test_twice_changes_nothing(self):
         path = self.write("chatStore.json", chat_store_json())
         self.import_file(path)
