@@ -163,6 +163,14 @@ static const char *const MIGRATIONS[] = {
     "  FOREIGN KEY (user_id, chat_id) REFERENCES chats(user_id, id) ON DELETE CASCADE);"
     "CREATE INDEX sent_by_hash ON sent(user_id, device, hash);"
     "DROP INDEX chats_by_sent_hash;",
+    /* 4 -> 5: SQLite's messages_tombstones (added with its packs), missing here
+     * until now: a user's deleted messages found by index. Without it the
+     * device registry's tombstone count and the purge by acknowledgement,
+     * which a v2 device's first sync on each instance runs (devices.c),
+     * read every message row of the user: 0.5 s and more at 55,000
+     * messages, stalling that listening thread's other connections
+     * (docs/performance.md, "The #15 targets after the quiet-poll round"). */
+    "CREATE INDEX messages_tombstones ON messages(user_id, seq) WHERE value IS NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof *MIGRATIONS))
 
