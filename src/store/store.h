@@ -188,10 +188,12 @@ struct ps_store_ops {
                                               bool *found, ps_error *err);
     PS_STORE_MUST_CHECK ps_code (*user_save)(ps_store *s, const ps_user *user, ps_error *err);
     /* Records that the user synced at `ms` and changed nothing else (a v2
-     * sync that pushed nothing). In a read transaction nothing is written
-     * now: stats() counts the time at once, and the backend writes it with
-     * its next write transaction, with the first transaction that ends a
-     * second or more later, or at close — a crash may forget such times
+     * sync that pushed nothing). In a read transaction, or outside any (a
+     * sync answered from quiet_user), nothing is written now: stats()
+     * counts the time at once, and the backend writes it with its next
+     * write transaction, with the first transaction that ends (or the
+     * first such call outside one) a second or more later, or at close —
+     * a crash may forget such times
      * since the last of those, never a change. In a write
      * transaction it is written with it. Kept whatever becomes of the
      * transaction, as it happened. */

@@ -1097,7 +1097,7 @@ static ps_code read_message(const PGresult *res, int row, ps_message *m, ps_erro
     json_object *value = NULL;
     if (!PQgetisnull(res, row, 1)) {
         ps_code rc = ps__json_parse_trusted(PQgetvalue(res, row, 1),
-                                           (size_t)PQgetlength(res, row, 1), &value, err);
+                                            (size_t)PQgetlength(res, row, 1), &value, err);
         if (rc != PS_OK)
             return ps_error_set(err, PS_ERR_STORE, -1, "", "a stored message is corrupt");
     }

@@ -101,10 +101,13 @@ class LaneTest(LaneTestCase):
             sock.close()
 
     def test_waiting_does_not_count_against_the_request_timeout(self):
-        s, bodies, first, second = self.one_running_one_queued("--request-timeout", "2")
+        # 3 s: the first request's body must arrive within it with room on
+        # a loaded 2-core machine (with 2 s, a PostgreSQL run was cut at
+        # 2,001 ms with most of its body in)
+        s, bodies, first, second = self.one_running_one_queued("--request-timeout", "3")
         time.sleep(1.3)
         self.assertEqual(self.finish(first, bodies[0])[0], 200)
-        time.sleep(1.5)  # the second has now been waiting longer than the timeout
+        time.sleep(2.0)  # the second has now been waiting longer than the timeout (3.5 s+)
         self.assertTrue(self.continued(second, 5))
         status, doc = self.finish(second, bodies[1])
         self.assertEqual(status, 200, doc)
