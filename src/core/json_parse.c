@@ -161,7 +161,8 @@ static void kept_free(json_object *obj, void *userdata)
 
 const char *ps__json_kept(json_object *obj, size_t *len)
 {
-    /* only ps__json_text_kept sets a container's userdata */
+    /* only this module (ps__json_text_kept, ps__json_keep_text) sets a
+     * container's userdata */
     if (!json_object_is_type(obj, json_type_object) && !json_object_is_type(obj, json_type_array))
         return NULL;
     const kept_text *k = json_object_get_userdata(obj);
@@ -218,7 +219,7 @@ static ps_dynbuf *scratch_take(void)
 const char *ps__json_text_kept(json_object *obj, size_t *len)
 {
     /* containers only: json-c keeps a parsed number's own text as its
-     * userdata already, and only this function sets a container's */
+     * userdata already, and only this module sets a container's */
     if (!json_object_is_type(obj, json_type_object) && !json_object_is_type(obj, json_type_array))
         return ps__json_text(obj, len);
     const char *kept = ps__json_kept(obj, len);
@@ -227,20 +228,25 @@ const char *ps__json_text_kept(json_object *obj, size_t *len)
     /* json-c's text, by the faster writer (json_compact.h), then copied
      * after its length */
     ps_dynbuf *scratch = scratch_take();
-    kept_text *k = NULL;
-    if (scratch && ps__json_compact_append(scratch, obj) == PS_OK &&
-        (k = malloc(sizeof *k + scratch->len + 1)) != NULL) {
-        k->len = scratch->len;
-        memcpy(k->text, scratch->data, scratch->len + 1);
-    }
+    bool done = scratch && ps__json_compact_append(scratch, obj) == PS_OK &&
+                ps__json_keep_text(obj, scratch->data, scratch->len);
     if (scratch && scratch->cap > SCRATCH_KEEP)
         ps__dynbuf_free(scratch);
-    if (!k) /* not kept: still the text */
+    if (!done) /* not kept: still the text */
         return ps__json_text(obj, len);
+    return ps__json_kept(obj, len);
+}
+
+bool ps__json_keep_text(json_object *obj, const char *text, size_t len)
+{
+    kept_text *k = malloc(sizeof *k + len + 1);
+    if (!k)
+        return false;
+    k->len = len;
+    memcpy(k->text, text, len);
+    k->text[len] = '\0';
     json_object_set_serializer(obj, kept_serialize, k, kept_free);
-    if (len)
-        *len = k->len;
-    return k->text;
+    return true;
 }
 
 ps_code ps__json_parse_trusted(const char *text, size_t len, json_object **out, ps_error *err)

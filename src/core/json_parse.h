@@ -9,6 +9,7 @@
 #include "polysync/error.h"
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define PS_JSON_MAX_DEPTH 64
@@ -19,7 +20,7 @@
  * (PS_ERR_MALFORMED, PS_ERR_UTF8 or PS_ERR_TOO_DEEP).
  */
 ps_code ps__json_parse(const char *text, size_t len, int max_depth, json_object **out,
-                      ps_error *err);
+                       ps_error *err);
 
 /*
  * Parses JSON that polysync wrote itself (the store), or a slice of a body
@@ -44,6 +45,12 @@ const char *ps__json_text(json_object *obj, size_t *len);
  * carry a text that no longer matches it once changed anyway).
  */
 const char *ps__json_text_kept(json_object *obj, size_t *len);
+
+/* Keeps `text` (len bytes) as container `obj`'s text, as ps__json_text_kept
+ * would: for a caller that has it already, the very bytes json-c would
+ * write for obj (chat_tree.h: a message sent compact). False out of
+ * memory (nothing kept). */
+bool ps__json_keep_text(json_object *obj, const char *text, size_t len);
 
 /* The text ps__json_text_kept kept with container `obj` (and *len, its
  * length), or NULL when it has none. */

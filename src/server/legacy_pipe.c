@@ -1,6 +1,8 @@
 /* A legacy sync's merge loop with the next chats made on the helper
  * thread; see legacy_pipe.h. */
 #include "server/legacy_pipe.h"
+#include "server/chat_tree.h"
+#include "server/content_hash.h"
 #include "core/json_parse.h"
 #include "core/share.h"
 
@@ -62,7 +64,10 @@ static ps_code make_one(merge_pipe *p, unsigned reader, size_t i, const ps_pack_
     const char *text;
     size_t len;
     ps_code rc = ps_chat_source_bytes_as(cfg->src, reader, i, &text, &len, err);
-    if (rc == PS_OK)
+    /* from stage 1 where the bytes have simdjson's padding (the body
+     * spool's do), json-c's tokener for what that leaves to it */
+    if (rc == PS_OK &&
+        !(cfg->src->padding >= PS_CONTENT_HASH_PADDING && ps_chat_tree_build(text, len, &it->tree)))
         rc = ps__json_parse_trusted(text, len, &it->tree, err);
     if (rc == PS_OK && ps__chat_from_legacy(it->tree, cfg->in, &it->chat) != PS_OK)
         return ps_error_set(err, PS_ERR_NOMEM, (long)i, "", "out of memory");

@@ -355,25 +355,42 @@ static void legacy_round_trip_is_identity(void **state)
 
 /* ---- ps__chat_differs_from_sent ---- */
 
-/* The stored chat after `stored` then `sent` were uploaded, and whether the
- * client that sent `sent` lacks something of it. */
-static bool differs(const char *stored, const char *sent)
+/* differs() below, with `incoming` made from the very tree compared
+ * (same_tree: its message values are the sent messages themselves, as in
+ * the server's merge, where the comparison may skip looking them up) or
+ * from a parse of its own (every value compared by content: the oracle of
+ * the first). */
+static bool differs_as(const char *stored, const char *sent, bool same_tree)
 {
+    ps_ingest in = {.device = "me", .now_ms = NOW, .max_skew_ms = 5 * 60 * 1000};
+    json_object *sent_json = tu_json(sent);
     ps_chat *merged = stored ? ingest(stored, "other") : NULL;
-    ps_chat *incoming = ingest(sent, "me");
+    ps_chat *incoming = NULL;
+    if (same_tree)
+        assert_int_equal(ps__chat_from_legacy(sent_json, &in, &incoming), PS_OK);
+    else
+        incoming = ingest(sent, "me");
     if (merged) {
         bool changed;
         assert_int_equal(ps__chat_merge(merged, incoming, &changed), PS_OK);
     }
-    json_object *sent_json = tu_json(sent);
     ps_stamp stamp;
-    ps_ingest in = {.device = "me", .now_ms = NOW, .max_skew_ms = 5 * 60 * 1000};
     assert_int_equal(ps__legacy_stamp(sent_json, &in, &stamp), PS_OK);
     bool d = ps__chat_differs_from_sent(merged ? merged : incoming, sent_json, &stamp);
     ps__stamp_clear(&stamp);
-    json_object_put(sent_json);
     ps__chat_free(incoming);
     ps__chat_free(merged);
+    json_object_put(sent_json);
+    return d;
+}
+
+/* The stored chat after `stored` then `sent` were uploaded, and whether the
+ * client that sent `sent` lacks something of it; the same whether or not
+ * the merge's values are the sent tree's own. */
+static bool differs(const char *stored, const char *sent)
+{
+    bool d = differs_as(stored, sent, false);
+    assert_int_equal(differs_as(stored, sent, true), d);
     return d;
 }
 
@@ -434,6 +451,19 @@ static void differs_when_the_merge_has_another_live_message(void **state)
 {
     assert_true(differs("{\"id\":\"c\",\"lastModified\":1000,\"messages\":[" M("m0", "x") "]}",
                         "{\"id\":\"c\",\"lastModified\":2000,\"messages\":[" M("m1", "a") "]}"));
+}
+
+/* An id sent twice keeps one message: the client's list is not the
+ * merge's (each sent value is still one of the merge's values, pointer
+ * for pointer, or one of the sent objects). */
+static void differs_when_a_message_id_is_sent_twice(void **state)
+{
+    assert_true(differs(NULL, "{\"id\":\"c\",\"lastModified\":2000,\"messages\":[" M(
+                                  "m1", "a") "," M("m1", "b") "]}"));
+    assert_true(differs(NULL, "{\"id\":\"c\",\"lastModified\":2000,\"messages\":[" M(
+                                  "m1", "a") "," M("m1", "a") "]}"));
+    assert_false(differs(NULL, "{\"id\":\"c\",\"lastModified\":2000,\"messages\":[" M(
+                                   "m1", "a") "," M("m2", "a") "]}"));
 }
 
 static void differs_when_a_sent_message_merged_differently(void **state)
@@ -505,6 +535,7 @@ int main(void)
         cmocka_unit_test(differs_when_a_field_left_out_is_newer),
         cmocka_unit_test(differs_when_a_sent_time_merged_differently),
         cmocka_unit_test(differs_when_the_merge_has_another_live_message),
+        cmocka_unit_test(differs_when_a_message_id_is_sent_twice),
         cmocka_unit_test(differs_when_a_sent_message_merged_differently),
         cmocka_unit_test(differs_not_for_deleted_or_private_messages),
         cmocka_unit_test(differs_for_message_tombstones),
