@@ -106,8 +106,8 @@ static ps_code load_cdict(ps_pack *p, sqlite3 *db, int64_t id, ps_error *err)
 {
     if (p->cdict_id == id)
         return PS_OK;
-    void *bytes;
-    size_t len;
+    void *bytes = NULL;
+    size_t len = 0; /* (set by read_dict; gcc -O3 cannot tell) */
     ps_code rc = read_dict(db, id, &bytes, &len, err);
     if (rc != PS_OK)
         return rc;
@@ -122,8 +122,8 @@ static ps_code load_ddict(ps_pack *p, sqlite3 *db, int64_t id, ps_error *err)
 {
     if (p->ddict_id == id)
         return PS_OK;
-    void *bytes;
-    size_t len;
+    void *bytes = NULL;
+    size_t len = 0; /* (set by read_dict; gcc -O3 cannot tell) */
     ps_code rc = read_dict(db, id, &bytes, &len, err);
     if (rc != PS_OK)
         return rc;
