@@ -18,13 +18,13 @@
 // readings side by side.
 #include "server/chat_tree.h"
 #include "server/content_hash.h"
+#include "server/stage1.hpp"
 extern "C" {
 #include "core/json_parse.h"
 }
 
 #include <simdjson.h>
 
-#include <clocale>
 #include <cstdlib>
 #include <cstring>
 #include <locale.h>
@@ -38,8 +38,8 @@ namespace
 
 // The keys every chat and message of the Polyglot app (and the
 // benchmark's) repeat: added as json-c's constant keys, never copied or
-// freed (a key copied twice and freed once per message was 8 % of a first
-// upload's parse).
+// freed (json-c's tokener copies each key twice and frees one copy: its
+// strdup was 6 % of a first upload's CPU).
 constexpr std::string_view STATIC_KEYS[] = {
     "id",       "title",     "createdAt",        "updatedAt",    "lastModified", "model",
     "provider", "messages",  "updatedAtLamport", "currentModel", "isArchived",   "role",
@@ -117,11 +117,11 @@ struct open_container {
     size_t added;
 };
 
-// One builder's state per thread, reused: stage 1 and its indexes, the
-// unescaped strings' buffer, the key of the value to come, the stack.
+// One builder's state per thread, reused: stage 1 with its token list and
+// the unescaped strings' room (stage1.hpp), the key of the value to come,
+// a double's text, the stack.
 struct builder_state {
-    std::unique_ptr<simdjson::internal::dom_parser_implementation> stage1;
-    std::vector<uint8_t> unescaped;
+    ps::stage1 scan;
     std::string key, number;
     std::vector<open_container> open;
 };
@@ -132,7 +132,7 @@ class builder
 {
   public:
     builder(const uint8_t *buf, size_t len, builder_state &st)
-        : buf_(buf), len_(len), impl_(*st.stage1), st_(st)
+        : buf_(buf), len_(len), scan_(st.scan), st_(st)
     {
         st_.open.clear();
     }
@@ -145,8 +145,8 @@ class builder
     // The tree, or nullptr.
     json_object *run()
     {
-        const uint32_t *idx = impl_.structural_indexes.get();
-        uint32_t n = impl_.n_structural_indexes;
+        const uint32_t *idx = scan_.tokens();
+        uint32_t n = scan_.n();
         for (uint32_t k = 0; k < n; k++) {
             uint32_t at = idx[k], next = k + 1 < n ? idx[k + 1] : (uint32_t)len_;
             if (!token(at, next))
@@ -266,8 +266,8 @@ class builder
             return false;
         if (message_open_)
             compact_ = compact_ && e.as_json_c;
-        uint8_t *dst = st_.unescaped.data();
-        uint8_t *stop = impl_.parse_string(buf_ + at + 1, dst);
+        uint8_t *dst = scan_.unescaped();
+        uint8_t *stop = scan_.unescape(buf_ + at + 1, dst);
         if (stop == nullptr)
             return false;
         *out = std::string_view((const char *)dst, (size_t)(stop - dst));
@@ -333,8 +333,11 @@ class builder
     bool number_double(std::string_view text)
     {
         st_.number.assign(text.data(), text.size());
+        locale_t c = c_locale();
+        if (c == (locale_t)0)
+            return false; // no C locale to read it in: json-c reads it
         char *end = nullptr;
-        double d = strtod_l(st_.number.c_str(), &end, c_locale());
+        double d = strtod_l(st_.number.c_str(), &end, c);
         if (end != st_.number.c_str() + st_.number.size())
             return false;
         json_object *o = json_object_new_double_s(d, st_.number.c_str());
@@ -375,7 +378,7 @@ class builder
 
     const uint8_t *buf_;
     size_t len_;
-    simdjson::internal::dom_parser_implementation &impl_;
+    ps::stage1 &scan_;
     builder_state &st_;
     json_object *root_ = nullptr;
     // the message being read (an object of the root's "messages"): its
@@ -392,31 +395,18 @@ static_assert(simdjson::SIMDJSON_PADDING <= PS_CONTENT_HASH_PADDING,
 
 extern "C" bool ps_chat_tree_build(const char *text, size_t len, json_object **out)
 {
-    if (len == 0 || len > 0xFFFFFFF0u)
-        return false;
+    builder_state &st = tls;
+    const uint8_t *buf = (const uint8_t *)text;
+    json_object *tree = nullptr;
     try {
-        builder_state &st = tls;
-        if (!st.stage1 || st.stage1->capacity() < len) {
-            std::unique_ptr<simdjson::internal::dom_parser_implementation> impl;
-            if (simdjson::get_active_implementation()->create_dom_parser_implementation(
-                    std::max<size_t>(len, 1 << 16), PS_JSON_MAX_DEPTH, impl))
-                return false;
-            st.stage1 = std::move(impl);
-        }
-        // the unescaping writes up to SIMDJSON_PADDING bytes past what it
-        // unescapes, never more than the text
-        if (st.unescaped.size() < len + 2 * simdjson::SIMDJSON_PADDING)
-            st.unescaped.resize(len + 2 * simdjson::SIMDJSON_PADDING);
-        const uint8_t *buf = (const uint8_t *)text;
-        if (st.stage1->stage1(buf, len, simdjson::stage1_mode::regular))
-            return false;
-        builder b(buf, len, st);
-        json_object *tree = b.run();
-        if (!tree)
-            return false;
-        *out = tree;
-        return true;
-    } catch (...) { // std::bad_alloc
-        return false;
+        if (st.scan.scan(buf, len))
+            tree = builder(buf, len, st).run();
+    } catch (...) { // std::bad_alloc (the builder put what it made)
+        tree = nullptr;
     }
+    st.scan.done();
+    if (!tree)
+        return false;
+    *out = tree;
+    return true;
 }

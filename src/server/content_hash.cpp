@@ -24,6 +24,7 @@
 // chat (chat_rules below), so a chat it certifies is not parsed by json-c
 // before its merge only to be validated (sync_legacy.c, prepare_chats).
 #include "server/content_hash.h"
+#include "server/stage1.hpp"
 extern "C" { /* C headers */
 #include "core/json_precheck.h"
 #include "core/timestamp.h"
@@ -370,28 +371,27 @@ class chat_rules
     message message_;
 };
 
-// One parser's state per thread, reused: simdjson's stage 1 and its
-// structural indexes, the padded copy of a chat (ps_content_hash), the
-// unescaped keys and the walk's stacks.
+// One parser's state per thread, reused: simdjson's stage 1 with its
+// token list and the unescaped keys' room (stage1.hpp), the padded copy of
+// a chat (ps_content_hash) and the walk's stacks.
 struct reader {
-    std::unique_ptr<simdjson::internal::dom_parser_implementation> stage1;
-    std::string padded, unescaped;
+    ps::stage1 scan;
+    std::string padded;
     std::vector<container> open;
     std::vector<seen_key> keys;
 };
 
 thread_local reader tls;
 
-// The walk. buf: the padded chat; idx: stage 1's n token starts; rules:
-// told every key and value (NULL: none).
+// The walk over the tokens of r.scan. buf: the padded chat; rules: told
+// every key and value (NULL: none).
 class walk
 {
   public:
-    walk(const uint8_t *buf, size_t len, const uint32_t *idx, uint32_t n, int max_depth,
-         const simdjson::internal::dom_parser_implementation &impl, reader &r, chat_rules *rules)
-        : buf_(buf), len_(len), idx_(idx), n_(n),
-          limit_(max_depth > DEPTH_CAP ? DEPTH_CAP : max_depth), impl_(impl), open_(r.open),
-          keys_(r.keys), arena_((uint8_t *)r.unescaped.data()), rules_(rules)
+    walk(const uint8_t *buf, size_t len, int max_depth, reader &r, chat_rules *rules)
+        : buf_(buf), len_(len), idx_(r.scan.tokens()), n_(r.scan.n()),
+          limit_(max_depth > DEPTH_CAP ? DEPTH_CAP : max_depth), scan_(r.scan), open_(r.open),
+          keys_(r.keys), arena_(r.scan.unescaped()), rules_(rules)
     {
         open_.clear();
         keys_.clear();
@@ -569,7 +569,7 @@ class walk
             *out = raw;
             return true;
         }
-        uint8_t *end = impl_.parse_string(buf_ + at + 1, arena_);
+        uint8_t *end = scan_.unescape(buf_ + at + 1, arena_);
         if (end == nullptr)
             return false;
         *out = std::string_view((const char *)arena_, (size_t)(end - arena_));
@@ -583,7 +583,7 @@ class walk
     const uint32_t *idx_;
     uint32_t n_;
     int limit_;
-    const simdjson::internal::dom_parser_implementation &impl_;
+    const ps::stage1 &scan_;
     std::vector<container> &open_;
     std::vector<seen_key> &keys_;
     uint8_t *arena_;
@@ -601,40 +601,31 @@ static_assert(simdjson::SIMDJSON_PADDING <= PS_CONTENT_HASH_PADDING,
 static bool hash_padded(const char *text, size_t len, int max_depth, uint64_t *hash, char *id,
                         size_t id_size, chat_rules *rules)
 {
-    if (max_depth < 1 || len == 0 || len > 0xFFFFFFF0u)
+    if (max_depth < 1)
         return false;
+    reader &r = tls;
+    const uint8_t *buf = (const uint8_t *)text;
+    bool hashed = false;
     try {
-        reader &r = tls;
-        if (!r.stage1 || r.stage1->capacity() < len) {
-            std::unique_ptr<simdjson::internal::dom_parser_implementation> impl;
-            if (simdjson::get_active_implementation()->create_dom_parser_implementation(
-                    std::max<size_t>(len, 1 << 16), DEPTH_CAP, impl))
-                return false;
-            r.stage1 = std::move(impl);
-        }
-        // the unescaping writes up to SIMDJSON_PADDING bytes past what it
-        // unescapes
-        if (r.unescaped.size() < len + 2 * simdjson::SIMDJSON_PADDING)
-            r.unescaped.resize(len + 2 * simdjson::SIMDJSON_PADDING);
-        const uint8_t *buf = (const uint8_t *)text;
-        if (r.stage1->stage1(buf, len, simdjson::stage1_mode::regular))
-            return false;
         std::string_view chat_id;
         uint64_t h = 0;
-        walk w(buf, len, r.stage1->structural_indexes.get(), r.stage1->n_structural_indexes,
-               max_depth, *r.stage1, r, rules);
-        if (!w.run(&h, &chat_id) || chat_id.empty() || chat_id.size() >= id_size ||
-            chat_id.find('\0') != std::string_view::npos)
-            return false;
-        if (rules)
-            rules->root_id(chat_id);
-        std::memcpy(id, chat_id.data(), chat_id.size());
-        id[chat_id.size()] = '\0';
-        *hash = h ? h : 1;
-        return true;
+        if (r.scan.scan(buf, len)) {
+            walk w(buf, len, max_depth, r, rules);
+            hashed = w.run(&h, &chat_id) && !chat_id.empty() && chat_id.size() < id_size &&
+                     chat_id.find('\0') == std::string_view::npos;
+        }
+        if (hashed) {
+            if (rules)
+                rules->root_id(chat_id);
+            std::memcpy(id, chat_id.data(), chat_id.size());
+            id[chat_id.size()] = '\0';
+            *hash = h ? h : 1;
+        }
     } catch (...) { // std::bad_alloc
-        return false;
+        hashed = false;
     }
+    r.scan.done();
+    return hashed;
 }
 
 extern "C" bool ps_content_hash_in_place(const char *text, size_t len, int max_depth,
@@ -656,11 +647,20 @@ static const char *padded_copy(const char *text, size_t len)
     return tls.padded.data();
 }
 
+// Done with padded_copy's copy: it goes if it was a big one (stage1.hpp).
+static void padded_done(size_t len)
+{
+    if (len > ps::stage1::KEEP_BYTES)
+        std::string().swap(tls.padded);
+}
+
 extern "C" bool ps_content_hash(const char *text, size_t len, int max_depth, uint64_t *hash,
                                 char *id, size_t id_size)
 {
     const char *padded = padded_copy(text, len);
-    return padded && hash_padded(padded, len, max_depth, hash, id, id_size, nullptr);
+    bool hashed = padded && hash_padded(padded, len, max_depth, hash, id, id_size, nullptr);
+    padded_done(len);
+    return hashed;
 }
 
 extern "C" bool ps_content_hash_in_place_checked(const char *text, size_t len, int max_depth,
@@ -679,6 +679,8 @@ extern "C" bool ps_content_hash_checked(const char *text, size_t len, int max_de
 {
     const char *padded = padded_copy(text, len);
     *valid_chat = false;
-    return padded && ps_content_hash_in_place_checked(padded, len, max_depth, max_id_bytes, hash,
-                                                      id, id_size, valid_chat);
+    bool hashed = padded && ps_content_hash_in_place_checked(padded, len, max_depth, max_id_bytes,
+                                                             hash, id, id_size, valid_chat);
+    padded_done(len);
+    return hashed;
 }

@@ -1281,13 +1281,37 @@ static void generated_chats(void **state)
     assert_true(ty.messages > 1000 && ty.kept == ty.compact && ty.compact > 0);
 }
 
+/* Chats of over 4 MiB (stage1.hpp: a thread's buffers go after one)
+ * between small ones: each built exactly as json-c reads it, so the
+ * buffers made anew are whole (ASan: nothing read from a freed one). */
+static void big_chats_between_small_ones(void **state)
+{
+    (void)state;
+    gen_cfg g = {.seed = GEN_DEFAULT_SEED, .device = "bench-device"};
+    tally ty = {0};
+    expect ex = {.all_compact_kept = true};
+    for (int round = 0; round < 2; round++) {
+        buf small = {0};
+        gen_chat_legacy(&small, &g, 17 + round, 3);
+        check_input("a small chat", small.data, small.len, &ex, &ty);
+        buf_free(&small);
+        buf big = {0}; /* one chat of 10,000 messages, ~6 MB */
+        gen_chat_legacy(&big, &g, 5 + round, 10000);
+        assert_true(big.len > ((size_t)4 << 20));
+        check_input("a chat of over 4 MiB", big.data, big.len, &ex, &ty);
+        buf_free(&big);
+    }
+    tally_print("big and small", &ty);
+    assert_true(ty.refused == 0 && ty.built == 4 && ty.kept == ty.compact && ty.compact > 20000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hand_written_cases), cmocka_unit_test(whitespace_everywhere),
         cmocka_unit_test(deep_nesting),       cmocka_unit_test(escapes_across_blocks),
         cmocka_unit_test(random_chats),       cmocka_unit_test(polyglot_fixtures),
-        cmocka_unit_test(generated_chats),
+        cmocka_unit_test(generated_chats),    cmocka_unit_test(big_chats_between_small_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

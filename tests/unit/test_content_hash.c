@@ -261,6 +261,33 @@ static bool hashed_as_before(const char *text, size_t n, int max_depth, uint64_t
     return now;
 }
 
+/* A chat of over 4 MiB (stage1.hpp lets a thread's buffers go after one),
+ * hashed between small ones and again: the same answers as the On-Demand
+ * reader each time, so the buffers made anew for each text are whole
+ * (ASan: nothing read from a freed one). */
+static void big_chats_between_small_ones(void **state)
+{
+    (void)state;
+    const char *small = "{\"id\":\"s\",\"messages\":[{\"id\":\"m\",\"content\":\"a\\nb\"}]}";
+    size_t n = 0, cap = (size_t)5 << 20;
+    char *big = malloc(cap + 64);
+    assert_non_null(big);
+    n += (size_t)sprintf(big, "{\"id\":\"b\\u0041\",\"messages\":[");
+    for (int i = 0; n < cap - 200; i++)
+        n += (size_t)sprintf(big + n, "%s{\"id\":\"m%d\",\"content\":\"text \\\"%d\\\" \\u00e9\"}",
+                             i ? "," : "", i, i);
+    n += (size_t)sprintf(big + n, "]}");
+    uint64_t h[4];
+    char id[4][64];
+    assert_true(hashed_as_before(small, strlen(small), 64, &h[0], id[0], sizeof id[0]));
+    assert_true(hashed_as_before(big, n, 64, &h[1], id[1], sizeof id[1]));
+    assert_true(hashed_as_before(small, strlen(small), 64, &h[2], id[2], sizeof id[2]));
+    assert_true(hashed_as_before(big, n, 64, &h[3], id[3], sizeof id[3]));
+    assert_true(h[0] == h[2] && h[1] == h[3] && h[0] != h[1]);
+    assert_string_equal(id[1], "bA");
+    free(big);
+}
+
 /* Appends one of a few pieces of string text: plain words, every kind of
  * escape (a surrogate pair among them), raw UTF-8. */
 static size_t string_piece(char *out, uint64_t r)
@@ -469,6 +496,7 @@ int main(void)
         cmocka_unit_test(no_hash_for_what_the_precheck_refuses),
         cmocka_unit_test(a_hash_means_the_precheck_passes),
         cmocka_unit_test(agrees_with_the_on_demand_reader),
+        cmocka_unit_test(big_chats_between_small_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
