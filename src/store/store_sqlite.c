@@ -1576,13 +1576,17 @@ static ps_code append_rows(sqlite_store *s, sqlite3_stmt *st, int64_t user, ps_c
  */
 #define PACK_MIN_TEXT 2048
 #define PACK_MAX_TEXT ((size_t)256 << 10)
-/* Two pieces and their cells fill a 16 KiB page (a cell: the piece, the
- * chat's key and ~12 bytes of headers; room for keys of ~170 bytes). Two,
- * not four of 4,000: each piece is a row and an entry of packs_by_chat,
- * and a first upload's ~7,500 pieces of 4,000 cost 12 % of its CPU; 8,000
- * took 12 % less CPU in all for 2.5 % more bytes (docs/performance.md,
- * "the tree from stage 1"). Pieces already stored keep their size: a
- * pack's pieces are read in order whatever it is. */
+/* The largest piece: two and their cells fit a 16 KiB page (a cell: the
+ * piece, the chat's key and ~12 bytes of headers; room for keys of ~170
+ * bytes). A pack is cut into as few pieces as this allows, all of one
+ * size (pack_put_pieces). Each piece is a row and an entry of
+ * packs_by_chat: a first upload's ~7,500 pieces of at most 4,000 bytes
+ * cost 12 % of its CPU. Pieces of 8,000 and a tail took 12 % less, but a
+ * page holding an 8 KB piece and a 1 KB tail has no room for the next
+ * 8 KB one: a v2-pushed history's store grew 28 % (26.8 -> 34.1 MB);
+ * equal pieces keep most of the gain (docs/performance.md, "the tree from
+ * stage 1"). Pieces already stored keep their sizes: a pack's pieces are
+ * read in order whatever they are. */
 #define PACK_PIECE 8000
 
 /* A chat's pack read whole: its frame's pieces and the bytes decoded. */
@@ -1713,8 +1717,13 @@ static ps_code pack_put_pieces(sqlite_store *s, sqlite3_stmt *put, int64_t user,
                                const char *chat_id, const char *data, size_t len, ps_error *err)
 {
     ps_code rc = PS_OK;
-    for (size_t at = 0; rc == PS_OK && at < len; at += PACK_PIECE) {
-        size_t n = len - at < PACK_PIECE ? len - at : PACK_PIECE;
+    /* as few pieces as PACK_PIECE allows, all of one size: a 9 KB frame is
+     * two of 4.5 KB, not 8 KB and 1 KB (a page that holds 9 KB would then
+     * leave 7 KB unused) */
+    size_t pieces = (len + PACK_PIECE - 1) / PACK_PIECE;
+    size_t each = pieces ? (len + pieces - 1) / pieces : 0;
+    for (size_t at = 0; rc == PS_OK && at < len; at += each) {
+        size_t n = len - at < each ? len - at : each;
         sqlite3_reset(put);
         sqlite3_bind_int64(put, 1, user);
         sqlite3_bind_text(put, 2, chat_id, -1, SQLITE_STATIC);
