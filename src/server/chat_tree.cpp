@@ -75,11 +75,12 @@ bool is_hex(char c)
 // json-c escapes '"', '\\' and control characters only (\b \f \n \r \t
 // by name, the others \u00xx in lower case), so a \/ or a \u of anything
 // else is another spelling of the same string. From backslash to
-// backslash (memchr): a message's text is long and has a few.
-escapes read_escapes(std::string_view raw)
+// backslash (memchr): a message's text is long and has a few. first: the
+// string's first backslash, found already.
+escapes read_escapes(std::string_view raw, const char *first)
 {
     escapes e;
-    const char *p = raw.data(), *end = p + raw.size();
+    const char *p = first, *end = raw.data() + raw.size();
     while ((p = (const char *)std::memchr(p, '\\', (size_t)(end - p))) != nullptr && p + 1 < end) {
         char c = p[1];
         if (c == 'u' && end - p >= 6) {
@@ -257,11 +258,12 @@ class builder
         if (end < at + 2 || buf_[end - 1] != '"')
             return false;
         *raw = std::string_view((const char *)buf_ + at + 1, end - at - 2);
-        if (std::memchr(raw->data(), '\\', raw->size()) == nullptr) {
+        const char *backslash = (const char *)std::memchr(raw->data(), '\\', raw->size());
+        if (backslash == nullptr) {
             *out = *raw;
             return true;
         }
-        escapes e = read_escapes(*raw);
+        escapes e = read_escapes(*raw, backslash);
         if (e.surrogate)
             return false;
         if (message_open_)
